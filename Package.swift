@@ -1,0 +1,70 @@
+// swift-tools-version:6.1
+// home-server toolkit: provisioning, deploy checks, hardlink checks, backup and restore.
+// Module layout and ownership rules: see README.md ("Toolkit layout").
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+
+let package = Package(
+    name: "home-server",
+    products: [
+        .executable(name: "hs-backup", targets: ["hs-backup"]),
+        .executable(name: "hs-restore", targets: ["hs-restore"]),
+        .executable(name: "hs-linkcheck", targets: ["hs-linkcheck"]),
+        .executable(name: "hs-provision", targets: ["hs-provision"]),
+        .executable(name: "hs-deploy", targets: ["hs-deploy"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // System libraries. Each has exactly one Swift owner module (the only importer).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CNFS", pkgConfig: "libnfs", providers: [.apt(["libnfs-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // Shared plumbing: subprocesses, output modes (terminal/cron/--json), errors, hashing.
+        .target(name: "Support", dependencies: ["CCrypto"], swiftSettings: swiftSettings),
+        .target(name: "Gzip", dependencies: ["CZlib"], swiftSettings: swiftSettings),
+        .target(name: "NFS", dependencies: ["CNFS"], swiftSettings: swiftSettings),
+        .target(name: "Archive", dependencies: ["Gzip", "Support"], swiftSettings: swiftSettings),
+        .target(name: "Storage", dependencies: ["NFS", "Support"], swiftSettings: swiftSettings),
+        .target(name: "Backup", dependencies: ["Archive", "Storage", "Gzip", "Support", "CSQLite"],
+                swiftSettings: swiftSettings),
+        .target(name: "LinkCheck", dependencies: ["NFS", "Storage", "Support"], swiftSettings: swiftSettings),
+        .target(name: "Provisioning", dependencies: ["Support", "Yams"], swiftSettings: swiftSettings),
+        .target(name: "Stacks", dependencies: ["Support", "Yams"], swiftSettings: swiftSettings),
+
+        // Thin command-line entry points.
+        .executableTarget(name: "hs-backup", dependencies: ["Backup", "Support", argumentParser],
+                          swiftSettings: swiftSettings),
+        .executableTarget(name: "hs-restore", dependencies: ["Backup", "Archive", "Support", argumentParser],
+                          swiftSettings: swiftSettings),
+        .executableTarget(name: "hs-linkcheck", dependencies: ["LinkCheck", "Support", argumentParser],
+                          swiftSettings: swiftSettings),
+        .executableTarget(name: "hs-provision", dependencies: ["Provisioning", "Support", argumentParser],
+                          swiftSettings: swiftSettings),
+        .executableTarget(name: "hs-deploy", dependencies: ["Stacks", "Support", argumentParser],
+                          swiftSettings: swiftSettings),
+
+        // Tests. TestSupport holds the real-server harnesses (nfs-ganesha), fixture trees and
+        // helpers to run the built tools.
+        .target(name: "TestSupport", dependencies: ["Support"], path: "Tests/TestSupport",
+                swiftSettings: swiftSettings),
+        .testTarget(name: "GzipTests", dependencies: ["Gzip", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "NFSTests", dependencies: ["NFS", "Storage", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ArchiveTests", dependencies: ["Archive", "Gzip", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "BackupTests", dependencies: ["Backup", "Storage", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "LinkCheckTests", dependencies: ["LinkCheck", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "StacksTests", dependencies: ["Stacks", "TestSupport"], swiftSettings: swiftSettings),
+    ],
+    swiftLanguageModes: [.v6]
+)

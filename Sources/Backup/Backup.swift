@@ -1,0 +1,1 @@
+// Backup: placeholder until its issue lands.

@@ -1,0 +1,1 @@
+// LinkCheck: placeholder until its issue lands.

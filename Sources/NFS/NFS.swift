@@ -1,0 +1,1 @@
+// NFS: the only importer of CNFS (libnfs). Placeholder until the NFS module lands.

@@ -1,0 +1,1 @@
+// Provisioning: placeholder until its issue lands.

@@ -1,0 +1,1 @@
+// Stacks: placeholder until its issue lands.

@@ -1,0 +1,93 @@
+import Foundation
+
+/// How a tool talks to its user: progress on a terminal, one summary line when not a
+/// terminal (cron mails whatever is printed), or a single JSON object with `--json`.
+package enum OutputMode: Sendable, Equatable {
+    case terminal
+    case plain
+    case json
+
+    /// The mode for this process: `.json` when asked, `.terminal` when stderr is a TTY.
+    package static func detect(json: Bool) -> OutputMode {
+        if json { return .json }
+        return isatty(STDERR_FILENO) == 1 ? .terminal : .plain
+    }
+}
+
+/// Writes progress, warnings and results according to an `OutputMode`.
+package final class Reporter: @unchecked Sendable {
+    package let mode: OutputMode
+    private let lock = NSLock()
+    private var lastProgress = Date.distantPast
+    private var progressShown = false
+
+    package init(mode: OutputMode) { self.mode = mode }
+
+    /// A transient progress line (terminal only), rate-limited to 10 per second.
+    package func progress(_ line: @autoclosure () -> String, force: Bool = false) {
+        guard mode == .terminal else { return }
+        lock.lock(); defer { lock.unlock() }
+        let now = Date()
+        guard force || now.timeIntervalSince(lastProgress) >= 0.1 else { return }
+        lastProgress = now
+        progressShown = true
+        Self.writeStderr("\r\u{1B}[2K" + line())
+    }
+
+    /// Clears a progress line, if one is shown.
+    package func endProgress() {
+        lock.lock(); defer { lock.unlock() }
+        if progressShown { Self.writeStderr("\r\u{1B}[2K"); progressShown = false }
+    }
+
+    /// A line for humans on stdout (not printed in JSON mode).
+    package func info(_ line: String) {
+        guard mode != .json else { return }
+        endProgress()
+        Self.writeStdout(line + "\n")
+    }
+
+    /// A warning on stderr (always; in JSON mode the caller also puts it in the object).
+    package func warning(_ line: String) {
+        endProgress()
+        Self.writeStderr("warning: " + line + "\n")
+    }
+
+    /// An error on stderr.
+    package func error(_ line: String) {
+        endProgress()
+        Self.writeStderr("error: " + line + "\n")
+    }
+
+    /// Prints one JSON object on stdout (JSON mode) from an Encodable value.
+    package func emitJSON(_ value: some Encodable) {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        if let data = try? enc.encode(value) {
+            Self.writeStdout(String(decoding: data, as: UTF8.self) + "\n")
+        }
+    }
+
+    package static func writeStdout(_ s: String) {
+        FileHandle.standardOutput.write(Data(s.utf8))
+    }
+
+    package static func writeStderr(_ s: String) {
+        FileHandle.standardError.write(Data(s.utf8))
+    }
+}
+
+/// Human formatting helpers shared by the tools.
+package enum Format {
+    /// 1536 -> "1.5 KiB".
+    package static func bytes(_ n: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n)
+        var i = 0
+        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    }
+
+    /// Seconds with one decimal: "3.2s".
+    package static func seconds(_ s: Double) -> String { String(format: "%.1fs", s) }
+}

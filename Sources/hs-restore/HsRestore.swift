@@ -1,0 +1,47 @@
+import ArgumentParser
+import Support
+
+@main
+struct HsRestore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hs-restore",
+        abstract: "Restore a backup set (or any tar.gz) into a directory, safely.",
+        discussion: """
+        Either --from DEST (a backup destination written by hs-backup) or --archive FILE \
+        (any POSIX/GNU tar.gz, extracted with the same hostile-archive rules).
+        Exit codes: 0 success, 1 the restore failed, 2 bad usage.
+        """)
+
+    @Option(help: "Backup destination: a directory or nfs://server/export/path.")
+    var from: String?
+
+    @Option(help: "A single tar.gz file to extract safely instead of a backup set.")
+    var archive: String?
+
+    @Option(name: .customLong("name"), help: "Backup set name (default: this host's short hostname).")
+    var set: String?
+
+    @Option(help: "Backup to restore: an ID or 'latest' (default: latest).")
+    var backup: String = "latest"
+
+    @Option(help: "Target directory; must be empty unless --force.")
+    var to: String
+
+    @Option(name: .customLong("only"), help: "Restore only this path inside the backup (repeatable).")
+    var only: [String] = []
+
+    @Flag(help: "Restore into a non-empty directory, replacing what is there.")
+    var force = false
+
+    @Flag(help: "Show what would be restored without writing anything.")
+    var dryRun = false
+
+    @Flag(help: "Print one JSON object on stdout instead of text.")
+    var json = false
+
+    func validate() throws {
+        if (from == nil) == (archive == nil) { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }
+    }
+
+    func run() async throws { throw ToolError("hs-restore: not yet implemented") }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import Gzip
+import Support
+import Testing
+import TestSupport
+
+@Suite struct GzipTests {
+    func pseudoRandom(_ n: Int, seed: UInt64) -> [UInt8] {
+        var x = seed | 1
+        return (0..<n).map { _ in x ^= x << 13; x ^= x >> 7; x ^= x << 17; return UInt8(truncatingIfNeeded: x) }
+    }
+
+    func text(_ n: Int) -> [UInt8] {
+        let line = Array("2026-11-27 03:00:01|INFO|Radarr import movie /storage/library/movies done\n".utf8)
+        return (0..<n).map { line[$0 % line.count] }
+    }
+
+    @Test(arguments: [GzipLevel.store, .deflate(1), .deflate(6), .deflate(9)])
+    func roundTripOneMember(level: GzipLevel) throws {
+        let enc = GzipMemberEncoder()
+        for payload in [[], text(100_000), pseudoRandom(70_000, seed: 7)] {
+            let member = enc.member(payload, level: level)
+            #expect(try GzipDecoder.decompress(member) == payload)
+        }
+    }
+
+    @Test func storeIsNotBiggerThanItNeedsToBe() {
+        let enc = GzipMemberEncoder()
+        let payload = pseudoRandom(1 << 20, seed: 3)
+        let stored = enc.member(payload, level: .store)
+        // 5 bytes of stored-block overhead per 64 KiB block, plus 18 bytes of framing.
+        #expect(stored.count < payload.count + 16 * 5 + 64)
+        let deflated = enc.member(text(1 << 20), level: .deflate(6))
+        #expect(deflated.count < (1 << 20) / 20)
+    }
+
+    @Test func multiMemberStreamReadByGzipAndBoundariesReported() throws {
+        let dir = try TempDir()
+        let enc = GzipMemberEncoder()
+        let parts = [text(50_000), pseudoRandom(30_000, seed: 1), [], text(1)]
+        var stream: [UInt8] = []
+        var expectedBoundaries: [Int] = []
+        for (i, p) in parts.enumerated() {
+            stream += enc.member(p, level: i == 1 ? .store : .deflate(6))
+            expectedBoundaries.append(stream.count)
+        }
+        let file = dir.sub("multi.gz")
+        try Data(stream).write(to: URL(fileURLWithPath: file))
+        let viaGzip = try Subprocess.checked(["sh", "-c", "gzip -dc '\(file)' | sha256sum"]).stdout.prefix(64)
+        let expected = hexString(SHA256Hasher.hash(parts.flatMap { $0 }))
+        #expect(String(viaGzip) == expected)
+
+        let dec = GzipDecoder()
+        var ends: [Int] = []
+        var out: [UInt8] = []
+        dec.onMemberEnd = { ends.append(Int($0.compressedOffset + $0.compressedLength)) }
+        // Feed in awkward chunk sizes to cross member boundaries mid-chunk.
+        var i = 0
+        while i < stream.count {
+            let n = min(777, stream.count - i)
+            try dec.feed(Array(stream[i..<(i + n)])) { out.append(contentsOf: $0) }
+            i += n
+        }
+        try dec.finish()
+        #expect(out == parts.flatMap { $0 })
+        #expect(ends == expectedBoundaries)
+    }
+
+    @Test func readsFilesMadeByGzipAndPigz() throws {
+        let dir = try TempDir()
+        let payload = text(300_000) + pseudoRandom(100_000, seed: 9)
+        let plain = dir.sub("data")
+        try Data(payload).write(to: URL(fileURLWithPath: plain))
+        try Subprocess.checked(["sh", "-c", "gzip -9 -c '\(plain)' > '\(plain).gz'; cat '\(plain).gz' '\(plain).gz' > '\(plain).2.gz'"])
+        let one = Array(try Data(contentsOf: URL(fileURLWithPath: plain + ".gz")))
+        #expect(try GzipDecoder.decompress(one) == payload)
+        let two = Array(try Data(contentsOf: URL(fileURLWithPath: plain + ".2.gz")))
+        #expect(try GzipDecoder.decompress(two) == payload + payload)
+        try Subprocess.checked(["sh", "-c", "pigz -p 2 -c '\(plain)' > '\(plain).pz'"])
+        let pz = Array(try Data(contentsOf: URL(fileURLWithPath: plain + ".pz")))
+        #expect(try GzipDecoder.decompress(pz) == payload)
+    }
+
+    @Test func truncatedAndCorruptInputAreErrors() throws {
+        let enc = GzipMemberEncoder()
+        let member = enc.member(text(100_000), level: .deflate(6))
+        #expect(throws: GzipError.self) { try GzipDecoder.decompress(Array(member.dropLast(10))) }
+        var flipped = member
+        flipped[flipped.count / 2] ^= 0x40
+        #expect(throws: GzipError.self) { try GzipDecoder.decompress(flipped) }
+        var badCRC = member
+        badCRC[badCRC.count - 6] ^= 1
+        #expect(throws: GzipError.self) { try GzipDecoder.decompress(badCRC) }
+        #expect(throws: GzipError.self) { try GzipDecoder.decompress([]) }
+        #expect(throws: GzipError.self) { try GzipDecoder.decompress(Array("not gzip at all".utf8)) }
+    }
+}
