@@ -1,0 +1,113 @@
+// Storage: where backups go. One `Destination` protocol (save, load range, stat, list,
+// rename, remove, exclusive create for locks) with one implementation per kind: a local
+// directory (`LocalDestination`) and an NFS export reached through libnfs (`NFSDestination`).
+// Destination strings are parsed by scheme: `nfs://` goes to NFS, anything else is a path.
+//
+// Paths given to a Destination are relative to its root and use `/`. Guarantees: a file
+// written with `writeAtomically` or a writer that is `commit`ted is either absent or complete
+// under its final name (temp name, fsync, rename, directory fsync where the kind has one).
+// Not guaranteed: atomicity across several files (the caller's manifest is the commit record).
+
+/// What a Destination knows about one of its files or directories.
+package struct DestinationEntry: Sendable, Equatable {
+    package enum Kind: Sendable, Equatable { case file, directory, symlink, other }
+    package var name: String
+    package var kind: Kind
+    package var size: UInt64
+    /// Modification time, seconds since the epoch.
+    package var mtime: Int64
+}
+
+/// A file being written sequentially to a Destination.
+package protocol DestinationWriter: AnyObject {
+    /// Appends bytes.
+    func write(_ bytes: UnsafeRawBufferPointer) throws
+    /// Flushes to stable storage (fsync / NFS COMMIT).
+    func sync() throws
+    /// Closes the file. Idempotent.
+    func close() throws
+}
+
+extension DestinationWriter {
+    package func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+}
+
+/// A file being read from a Destination.
+package protocol DestinationReader: AnyObject {
+    /// Reads up to `count` bytes at `offset`; fewer only at end of file.
+    func read(at offset: UInt64, count: Int) throws -> [UInt8]
+    /// The file's size when opened.
+    var size: UInt64 { get }
+    func close() throws
+}
+
+/// A place backups are written to and read from.
+package protocol Destination: AnyObject, Sendable {
+    /// Human-readable location for messages (a path or an nfs:// URL without credentials).
+    var displayName: String { get }
+    /// Creates a directory and its parents (like `mkdir -p`).
+    func makeDirectories(_ path: String) throws
+    /// Lists a directory (without "." and ".."); throws if it does not exist.
+    func list(_ path: String) throws -> [DestinationEntry]
+    /// Stats a path without following a final symlink; nil when it does not exist.
+    func stat(_ path: String) throws -> DestinationEntry?
+    /// Creates (truncating) a file for sequential writing.
+    func create(_ path: String) throws -> any DestinationWriter
+    /// Opens a file for reading.
+    func open(_ path: String) throws -> any DestinationReader
+    /// Renames `from` to `to`, replacing `to`.
+    func rename(_ from: String, to: String) throws
+    /// Removes a file (not a directory). Missing files are not an error.
+    func remove(_ path: String) throws
+    /// Removes an empty directory.
+    func removeDirectory(_ path: String) throws
+    /// Creates `path` with `contents` only if it does not exist yet (O_EXCL); false if it does.
+    func createExclusive(_ path: String, contents: [UInt8]) throws -> Bool
+    /// Flushes a directory's entries (renames) to stable storage where the kind supports it.
+    func syncDirectory(_ path: String) throws
+}
+
+extension Destination {
+    /// Writes a whole file atomically: `path.tmp-<pid>`, fsync, rename, directory fsync.
+    package func writeAtomically(_ path: String, contents: [UInt8]) throws {
+        let tmp = "\(path).tmp-\(getpid())"
+        let w = try create(tmp)
+        do {
+            try w.write(contents)
+            try w.sync()
+            try w.close()
+            try rename(tmp, to: path)
+        } catch {
+            try? w.close()
+            try? remove(tmp)
+            throw error
+        }
+        try syncDirectory(parentDirectory(path))
+    }
+
+    /// Reads a whole file.
+    package func readAll(_ path: String) throws -> [UInt8] {
+        let r = try open(path)
+        defer { try? r.close() }
+        var out: [UInt8] = []
+        out.reserveCapacity(Int(r.size))
+        var offset: UInt64 = 0
+        while true {
+            let chunk = try r.read(at: offset, count: 1 << 20)
+            if chunk.isEmpty { break }
+            out += chunk
+            offset += UInt64(chunk.count)
+        }
+        return out
+    }
+}
+
+/// The directory part of a relative destination path ("" for the root).
+package func parentDirectory(_ path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "" }
+    return String(path[..<slash])
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

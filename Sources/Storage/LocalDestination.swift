@@ -1,0 +1,189 @@
+import Foundation
+import Support
+
+/// A failure of a destination operation: what, where, and the system's reason.
+package struct StorageError: Error, CustomStringConvertible {
+    package var operation: String
+    package var location: String
+    package var errno: Int32
+    package var detail: String
+    package var description: String {
+        "\(operation) \(location) failed: \(detail)" + (errno != 0 ? " (errno \(errno))" : "")
+    }
+
+    static func posix(_ operation: String, _ location: String, _ err: Int32 = Glibc.errno) -> StorageError {
+        StorageError(operation: operation, location: location, errno: err, detail: String(cString: strerror(err)))
+    }
+}
+
+/// A destination in a local directory (or any kernel-mounted filesystem).
+package final class LocalDestination: Destination {
+    package let root: String
+    package var displayName: String { root }
+
+    /// - Parameter root: an absolute or relative directory; created on first write if missing.
+    package init(root: String) {
+        self.root = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
+    }
+
+    func full(_ path: String) -> String { path.isEmpty ? root : root + "/" + path }
+
+    package func makeDirectories(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: full(path), withIntermediateDirectories: true)
+        } catch {
+            throw StorageError(operation: "mkdir -p", location: full(path), errno: 0, detail: "\(error.localizedDescription)")
+        }
+    }
+
+    package func list(_ path: String) throws -> [DestinationEntry] {
+        guard let dir = opendir(full(path)) else { throw StorageError.posix("list", full(path)) }
+        defer { closedir(dir) }
+        var out: [DestinationEntry] = []
+        while let ent = readdir(dir) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if name == "." || name == ".." { continue }
+            let rel = path.isEmpty ? name : path + "/" + name
+            if let e = try stat(rel) { out.append(e) }
+        }
+        return out.sorted { $0.name < $1.name }
+    }
+
+    package func stat(_ path: String) throws -> DestinationEntry? {
+        var st = Glibc.stat()
+        if lstat(full(path), &st) != 0 {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            throw StorageError.posix("stat", full(path))
+        }
+        let kind: DestinationEntry.Kind
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: kind = .file
+        case S_IFDIR: kind = .directory
+        case S_IFLNK: kind = .symlink
+        default: kind = .other
+        }
+        let name = path.split(separator: "/").last.map(String.init) ?? ""
+        return DestinationEntry(name: name, kind: kind, size: UInt64(st.st_size), mtime: Int64(st.st_mtim.tv_sec))
+    }
+
+    package func create(_ path: String) throws -> any DestinationWriter {
+        let fd = Glibc.open(full(path), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 { throw StorageError.posix("create", full(path)) }
+        return LocalWriter(fd: fd, path: full(path))
+    }
+
+    package func open(_ path: String) throws -> any DestinationReader {
+        let fd = Glibc.open(full(path), O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw StorageError.posix("open", full(path)) }
+        var st = Glibc.stat()
+        fstat(fd, &st)
+        return LocalReader(fd: fd, path: full(path), size: UInt64(st.st_size))
+    }
+
+    package func rename(_ from: String, to: String) throws {
+        if Glibc.rename(full(from), full(to)) != 0 { throw StorageError.posix("rename to \(full(to))", full(from)) }
+    }
+
+    package func remove(_ path: String) throws {
+        if unlink(full(path)) != 0 && errno != ENOENT { throw StorageError.posix("remove", full(path)) }
+    }
+
+    package func removeDirectory(_ path: String) throws {
+        if rmdir(full(path)) != 0 && errno != ENOENT { throw StorageError.posix("rmdir", full(path)) }
+    }
+
+    package func createExclusive(_ path: String, contents: [UInt8]) throws -> Bool {
+        let fd = Glibc.open(full(path), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            if errno == EEXIST { return false }
+            throw StorageError.posix("create", full(path))
+        }
+        let w = LocalWriter(fd: fd, path: full(path))
+        try w.write(contents)
+        try w.sync()
+        try w.close()
+        return true
+    }
+
+    package func syncDirectory(_ path: String) throws {
+        let fd = Glibc.open(full(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 { throw StorageError.posix("open directory", full(path)) }
+        defer { Glibc.close(fd) }
+        if fsync(fd) != 0 && errno != EINVAL { throw StorageError.posix("fsync directory", full(path)) }
+    }
+}
+
+final class LocalWriter: DestinationWriter {
+    private var fd: Int32
+    private let path: String
+
+    init(fd: Int32, path: String) { self.fd = fd; self.path = path }
+    deinit { if fd >= 0 { Glibc.close(fd) } }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.posix("write", path)
+            }
+            off += n
+        }
+    }
+
+    func sync() throws {
+        if fsync(fd) != 0 { throw StorageError.posix("fsync", path) }
+    }
+
+    func close() throws {
+        guard fd >= 0 else { return }
+        let rc = Glibc.close(fd)
+        fd = -1
+        if rc != 0 { throw StorageError.posix("close", path) }
+    }
+}
+
+final class LocalReader: DestinationReader {
+    private var fd: Int32
+    private let path: String
+    let size: UInt64
+
+    init(fd: Int32, path: String, size: UInt64) { self.fd = fd; self.path = path; self.size = size }
+    deinit { if fd >= 0 { Glibc.close(fd) } }
+
+    func read(at offset: UInt64, count: Int) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        var got = 0
+        try out.withUnsafeMutableBytes { buf in
+            while got < count {
+                let n = pread(fd, buf.baseAddress! + got, count - got, off_t(offset) + off_t(got))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw StorageError.posix("read", path)
+                }
+                if n == 0 { break }
+                got += n
+            }
+        }
+        out.removeLast(count - got)
+        return out
+    }
+
+    func close() throws {
+        guard fd >= 0 else { return }
+        Glibc.close(fd)
+        fd = -1
+    }
+}
+
+/// Parses a destination argument: an `nfs://` URL or a local path.
+/// (The nfs:// branch is added by the NFS destination.)
+package func openDestination(_ spec: String) throws -> any Destination {
+    if spec.hasPrefix("nfs://") {
+        throw ToolError.usage("nfs:// destinations are not available yet: \(spec)")
+    }
+    return LocalDestination(root: spec)
+}

@@ -1,2 +1,0 @@
-// Storage: Destination protocol with local-directory and nfs:// implementations.
-// Placeholder until it lands.
