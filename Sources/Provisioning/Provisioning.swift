@@ -48,6 +48,8 @@ package struct StepReport: Codable, Sendable {
     package var diff: String = ""
     package var notes: [String] = []
     package var error: String?
+    /// Human-readable lines in action order (commands, directories, diffs, checks).
+    package var display: [String] = []
 }
 
 /// The whole run (the `--json` object).
@@ -174,18 +176,29 @@ package enum Provisioner {
     static func describe(_ plan: StepPlan, into sr: inout StepReport, machine m: Machine) {
         for a in plan.actions {
             switch a {
-            case .command(let argv): sr.commands.append(shellJoin(argv))
+            case .command(let argv):
+                sr.commands.append(shellJoin(argv))
+                sr.display.append("$ " + shellJoin(argv))
             case .writeFile(let p, let old, let new):
                 sr.files.append(p)
-                sr.diff += unifiedDiff(path: p, old: old, new: new)
+                let d = unifiedDiff(path: p, old: old, new: new)
+                sr.diff += d
+                sr.display.append((old == nil ? "create " : "edit ") + p)
+                sr.display += d.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { "  " + $0 }
             case .removeFile(let p, let old):
                 sr.files.append(p)
-                sr.diff += unifiedDiff(path: p, old: old, new: nil)
+                let d = unifiedDiff(path: p, old: old, new: nil)
+                sr.diff += d
+                sr.display.append("remove " + p)
+                sr.display += d.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { "  " + $0 }
             case .directory(let p, let uid, let gid, let create):
-                sr.directories.append("\(create ? "create" : "chown") \(p) \(uid):\(gid)")
+                let d = "\(create ? "mkdir" : "chown") \(p) (owner \(uid):\(gid))"
+                sr.directories.append(d)
+                sr.display.append(d)
             }
         }
         sr.checks = plan.checks.map(shellJoin)
+        sr.display += sr.checks.map { "check: " + $0 }
     }
 
     static func perform(_ plan: StepPlan, machine m: Machine, report sr: inout StepReport) throws {
@@ -232,14 +245,10 @@ package enum Provisioner {
         let label = apply ? sr.status.rawValue : (sr.status == .changed ? "would change" : sr.status.rawValue)
         reporter.info("== \(sr.step): \(label)")
         guard verbose else { return }
-        let printedOnly = !mode.runsCommands || !apply
-        for c in sr.commands { reporter.info("   $ \(c)" + (apply && printedOnly ? "   (not run: --root)" : "")) }
-        for d in sr.directories { reporter.info("   dir: \(d)") }
-        for c in sr.checks { reporter.info("   check: \(c)" + (apply && printedOnly ? "   (not run: --root)" : "")) }
-        if !sr.diff.isEmpty {
-            for line in sr.diff.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
-                reporter.info("   " + line)
-            }
+        let notRun = apply && !mode.runsCommands
+        for line in sr.display {
+            let isCommand = line.hasPrefix("$ ") || line.hasPrefix("check: ")
+            reporter.info("   " + line + (notRun && isCommand ? "   (printed, not run: --root)" : ""))
         }
         for b in sr.backups { reporter.info("   backup: \(b)") }
     }
