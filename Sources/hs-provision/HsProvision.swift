@@ -30,22 +30,22 @@ struct HsProvision: AsyncParsableCommand {
 }
 
 struct ProvisionOptions: ParsableArguments {
-    @Option(help: "Inventory file (see provisioning/inventory.example.yml).")
+    @Option(help: ArgumentHelp("Inventory file (see provisioning/inventory.example.yml).", valueName: "FILE"))
     var inventory: String
 
-    @Option(help: "Host name from the inventory to provision.")
+    @Option(help: ArgumentHelp("Host name from the inventory to provision.", valueName: "NAME"))
     var host: String
 
-    @Option(help: "Edit files under DIR instead of / and print host commands instead of running them.")
+    @Option(help: ArgumentHelp("Edit files under DIR instead of / and print host commands instead of running them.", valueName: "DIR"))
     var root: String?
 
-    @Option(help: "Edit files under DIR and run commands inside it with `chroot DIR` (a prepared Debian root).")
+    @Option(help: ArgumentHelp("Edit files under DIR and run commands inside it with `chroot DIR` (a prepared Debian root).", valueName: "DIR"))
     var chroot: String?
 
-    @Option(name: .customLong("only"), help: "Run only this step (repeatable; `lxc` selects every lxc:<guest>).")
+    @Option(name: .customLong("only"), help: ArgumentHelp("Run only this step (repeatable; `lxc` selects every lxc:<guest>).", valueName: "STEP"))
     var only: [String] = []
 
-    @Option(help: "Directory with fstab.template and lxc-config.template (default: next to the inventory or ./provisioning).")
+    @Option(help: ArgumentHelp("Directory with fstab.template and lxc-config.template (default: next to the inventory or ./provisioning).", valueName: "DIR"))
     var templates: String?
 
     @Flag(help: "Print one JSON object on stdout instead of text.")

@@ -33,8 +33,12 @@ import TestSupport
     @Test(.timeLimit(.minutes(20))) func aptGuestStepsRunForRealInDebianChroot() throws {
         try #require(getuid() == 0, "the chroot test needs root (mount -t proc, chroot)")
         try #require(Subprocess.which("debootstrap") != nil, "debootstrap is not installed: apt-get install debootstrap (scripts/bootstrap.sh)")
-        let work = try TempDir("hs-prov-chroot")
-        let root = work.sub("root")
+        // Not TempDir: the tree must only be removed after /proc is unmounted, and with
+        // `rm --one-file-system` so a leftover mount is never walked into.
+        var template = Array((FileManager.default.temporaryDirectory.path + "/hs-prov-chroot.XXXXXX").utf8CString)
+        let workPath = try #require(mkdtemp(&template).map { String(cString: $0) })
+        let root = workPath + "/root"
+        defer { _ = try? Self.run(["rm", "-rf", "--one-file-system", workPath]) }
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
 
         // 1. A pristine minbase bookworm root: from the cache, or debootstrap (then cache it).
@@ -64,13 +68,13 @@ import TestSupport
         let m = try Self.run(["mount", "-t", "proc", "proc", root + "/proc"])
         try #require(m.succeeded, "mount -t proc failed: \(m.stderr)")
         defer {
-            // Unmount even on failure; never let the temp dir removal walk into /proc.
+            // Unmount even on failure (runs before the removal above: defers run in reverse).
             if !((try? Self.run(["umount", root + "/proc"]))?.succeeded ?? false) {
                 _ = try? Self.run(["umount", "-l", root + "/proc"])
             }
         }
 
-        let inventory = work.sub("inventory.yml")
+        let inventory = workPath + "/inventory.yml"
         try """
             truenas: {server: truenas, media_export: /mnt/tank/media}
             defaults: {puid: 1000, pgid: 1000, docker_source: debian}
