@@ -112,6 +112,10 @@ package final class Machine: @unchecked Sendable {
         let real = path(p)
         let dir = (real as NSString).deletingLastPathComponent
         try makeDirectories(dir)
+        var lst = stat()
+        if lstat(real, &lst) == 0 && (lst.st_mode & S_IFMT) == S_IFLNK {
+            throw ProvisionError("\(real) is a symbolic link: hs-provision does not write through links (it would replace the link); edit its target by hand or replace the link with a file, then re-run")
+        }
         var st = stat()
         let existed = stat(real, &st) == 0
         var backup: String?

@@ -94,7 +94,12 @@ package enum Provisioner {
         let ctx = ProvisionContext(inventory: inv, host: host, templatesDir: templates, stacksDir: stacks,
                                    usePct: r.mode == .live && Subprocess.which("pct") != nil,
                                    probe: ["hs-linkcheck", "--require-mount"])
-        return (ctx, Steps.forHost(ctx).filter { $0.selected(by: r.only) })
+        let all = Steps.forHost(ctx)
+        let selected = all.filter { $0.selected(by: r.only) }
+        if !r.only.isEmpty && selected.isEmpty {
+            throw ToolError.usage("no step of host '\(host.name)' matches --only \(r.only.joined(separator: ", ")) (its steps: \(all.map(\.name).joined(separator: ", ")))")
+        }
+        return (ctx, selected)
     }
 
     /// Runs the request, printing as the output mode says.

@@ -119,6 +119,24 @@ import TestSupport
         #expect(r.stdout.hasSuffix("ok=0 changed=0 failed=1 pending=0\n"))
     }
 
+    @Test func symlinkedFileIsRefusedNotReplaced() throws {
+        let root = try Fixture.sandbox("host-root")
+        try FileManager.default.moveItem(atPath: root.sub("etc/subuid"), toPath: root.sub("etc/subuid.real"))
+        try FileManager.default.createSymbolicLink(atPath: root.sub("etc/subuid"), withDestinationPath: "subuid.real")
+        let r = try Fixture.provision(args("apply", host: "pve", root: root.path) + ["--only", "subids"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("\(root.path)/etc/subuid is a symbolic link"))
+        let dest = try FileManager.default.destinationOfSymbolicLink(atPath: root.sub("etc/subuid"))
+        #expect(dest == "subuid.real")
+        #expect(Fixture.text(root.sub("etc/subuid.real")) == Fixture.text(Fixture.dir + "/host-root/etc/subuid"))
+    }
+
+    @Test func onlyMustMatchAStepOfTheHost() throws {
+        let root = try Fixture.sandbox("guest-root")
+        let r = try Fixture.provision(args("plan", host: "apollo", root: root.path) + ["--only", "lxc"])
+        #expect(r.status == 2 && r.stderr.contains("no step of host 'apollo' matches --only lxc"))
+    }
+
     @Test func missingContainerConfigFailsTheStepAndStops() throws {
         let root = try Fixture.sandbox("host-root")
         try FileManager.default.removeItem(atPath: root.sub("etc/pve/lxc/102.conf"))
