@@ -8,6 +8,12 @@ package struct ComposeProject: Sendable {
         package var target: Int
         package var proto: String
         package var description: String { "\(published):\(target)/\(proto)" }
+
+        package init(published: Int, target: Int, proto: String = "tcp") {
+            self.published = published
+            self.target = target
+            self.proto = proto
+        }
     }
 
     package struct Volume: Sendable, Equatable {
@@ -32,6 +38,8 @@ package struct ComposeProject: Sendable {
         package var user: String?
         package var command: [String]
         package var hasHealthcheck: Bool
+        /// The healthcheck's `test` (e.g. ["CMD-SHELL", "curl ..."]); empty when none is set.
+        package var healthcheckTest: [String]
         package var profiles: [String]
         package var expose: [String]
     }
@@ -81,7 +89,8 @@ package struct ComposeProject: Sendable {
                 name: name, image: s["image"] as? String, ports: ports, volumes: volumes,
                 networkMode: s["network_mode"] as? String, capAdd: (s["cap_add"] as? [String]) ?? [],
                 devices: devices, environment: env, restart: s["restart"] as? String, user: s["user"] as? String,
-                command: command, hasHealthcheck: hasHC, profiles: (s["profiles"] as? [String]) ?? [],
+                command: command, hasHealthcheck: hasHC, healthcheckTest: hasHC ? ((hc?["test"] as? [String]) ?? []) : [],
+                profiles: (s["profiles"] as? [String]) ?? [],
                 expose: ((s["expose"] as? [Any]) ?? []).map { "\($0)" })
         }
         return ComposeProject(name: (top["name"] as? String) ?? "", services: services)

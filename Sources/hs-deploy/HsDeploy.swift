@@ -57,13 +57,19 @@ struct HsDeploy: AsyncParsableCommand {
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
-    func validate() throws {
-        if check && down { throw ValidationError("--check and --down exclude each other") }
-        if check && pull { throw ValidationError("--pull starts nothing with --check; drop one of them") }
-        if down && pull { throw ValidationError("--pull makes no sense with --down") }
+    /// Conflicting flags (exit 2, like every usage error of the toolkit).
+    func conflict() -> String? {
+        if check && down { return "--check and --down exclude each other" }
+        if check && pull { return "--pull starts nothing with --check; drop one of them" }
+        if down && pull { return "--pull makes no sense with --down" }
+        return nil
     }
 
     func run() async throws {
+        if let conflict = conflict() {
+            Reporter.writeStderr("error: \(conflict)\n" + Self.usageString() + "\n")
+            throw ExitCode(2)
+        }
         var o = DeployOptions()
         o.repo = repo
         o.stacks = stacks
