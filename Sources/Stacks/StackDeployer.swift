@@ -69,9 +69,13 @@ package enum StackDeployer {
             reporter.progress("\(options.action.rawValue) \(stack) (\(i + 1)/\(stacks.count))", force: true)
             var outcome = StackOutcome(stack: stack, ok: true, problems: [], storageServices: [], storage: nil, services: [], error: nil)
             let compose = DockerCompose(envFiles: [repo.commonEnv, repo.env(stack)], composeFile: repo.composeFile(stack))
+            let secrets = compose.envFiles.flatMap { (try? EnvFile.load($0))?.entries.map(\.value) ?? [] }
+            func failure(_ what: String, _ r: ProcessResult) -> String {
+                StackChecker.scrub("`docker compose \(what)` failed: \(DockerCompose.firstError(r.stderr))", secrets: secrets)
+            }
             if options.action == .down {
                 let r = try compose.run(["down"])
-                if !r.succeeded { outcome.ok = false; outcome.error = "`docker compose down` failed: \(DockerCompose.firstError(r.stderr))" }
+                if !r.succeeded { outcome.ok = false; outcome.error = failure("down", r) }
                 outcomes.append(outcome); continue
             }
             var check = checker.check(stack, homepage: try? homepage.get())
@@ -99,7 +103,7 @@ package enum StackDeployer {
                 reporter.progress("pulling images for \(stack)", force: true)
                 let r = try compose.run(["pull"])
                 if !r.succeeded {
-                    outcome.ok = false; outcome.error = "`docker compose pull` failed: \(DockerCompose.firstError(r.stderr))"
+                    outcome.ok = false; outcome.error = failure("pull", r)
                     outcomes.append(outcome); continue
                 }
             }
@@ -108,7 +112,7 @@ package enum StackDeployer {
             outcome.services = status(compose)
             if !up.succeeded {
                 outcome.ok = false
-                outcome.error = "`docker compose up -d` failed: \(DockerCompose.firstError(up.stderr))"
+                outcome.error = failure("up -d", up)
             }
             outcomes.append(outcome)
         }
@@ -145,10 +149,12 @@ package enum StackDeployer {
             reporter.emitJSON(Summary(action: action, ok: outcomes.allSatisfy(\.ok), stacks: outcomes))
             return
         }
+        var printed: Set<String> = []   // common/.env problems repeat for every stack: print once
         for o in outcomes {
-            for p in o.problems { reporter.error(p.description) }
+            for p in o.problems where printed.insert(p.description).inserted { reporter.error(p.description) }
             if let e = o.error { reporter.error(e) }
             if reporter.mode == .terminal {
+                if o.ok && action == .check { reporter.info("\(o.stack): ok") }
                 if let v = o.storage, v.ok { reporter.info("\(o.stack): storage ok: \(v.message)") }
                 for s in o.services {
                     let health = s.health.isEmpty ? "" : " (\(s.health))"
@@ -157,7 +163,7 @@ package enum StackDeployer {
             }
         }
         let failed = outcomes.filter { !$0.ok }
-        let problems = outcomes.reduce(0) { $0 + $1.problems.count }
+        let problems = Set(outcomes.flatMap { $0.problems.map(\.description) }).count
         let line: String
         switch action {
         case .check:
