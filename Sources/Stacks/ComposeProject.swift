@@ -147,6 +147,9 @@ package struct DockerCompose: Sendable {
         var args = ["config", "--format", "json"]
         if !interpolate { args.append("--no-interpolate") }
         let r = try run(args)
+        if r.status == 127 || r.stderr.contains("'compose' is not a docker command") || r.stderr.contains("unknown command: docker compose") {
+            throw ToolError("Docker Compose v2 is not available (`docker compose` failed: \(Self.firstError(r.stderr))): install docker and the compose plugin (scripts/bootstrap.sh does)")
+        }
         guard r.succeeded else {
             throw ToolError("`docker compose config` rejected \(composeFile): \(Self.firstError(r.stderr))")
         }
