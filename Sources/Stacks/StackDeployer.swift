@@ -74,7 +74,11 @@ package enum StackDeployer {
                 StackChecker.scrub("`docker compose \(what)` failed: \(DockerCompose.firstError(r.stderr))", secrets: secrets)
             }
             if options.action == .down {
-                let r = try compose.run(["down"])
+                // Stopping must work even when a .env went missing: fall back to the template.
+                var downCompose = compose
+                downCompose.envFiles = [(repo.commonEnv, repo.commonTemplate), (repo.env(stack), repo.template(stack))]
+                    .map { FileManager.default.fileExists(atPath: $0.0) ? $0.0 : $0.1 }
+                let r = try downCompose.run(["down"])
                 if !r.succeeded { outcome.ok = false; outcome.error = failure("down", r) }
                 outcomes.append(outcome); continue
             }
