@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Provisioning
 import Support
+import TestSupport
 
 @Suite struct ManagedEditsTests {
     let body = ["nas:/x /mnt/storage nfs rw,hard 0 0"]
@@ -134,6 +135,30 @@ import Support
     @Test func dpkgStatusParsing() {
         let s = "Package: a\nStatus: install ok installed\n\nPackage: b\nStatus: deinstall ok config-files\n\nPackage: c\nVersion: 1\nStatus: hold ok installed\n"
         #expect(DpkgStatus.installed(in: s) == ["a", "c"])
+    }
+
+    @Test func appdataNamesComeFromTheStackComposeFile() throws {
+        let t = try TempDir()
+        try FileManager.default.createDirectory(atPath: t.sub("demo"), withIntermediateDirectories: true)
+        try """
+            services:
+              a:
+                volumes:
+                  - /opt/appdata/alpha:/config
+                  - /opt/appdata/alpha/cache:/cache
+                  - /mnt/storage:/storage
+              b:
+                volumes: ["/opt/appdata/beta-2:/data", "./x:/y"]
+
+            """.write(toFile: t.sub("demo/docker-compose.yml"), atomically: true, encoding: .utf8)
+        let inv = try Inventory.parse(InventoryTests.base + "  g: {role: guest, kind: lxc, vmid: 101, proxmox: pve, stack: demo}\n")
+        var ctx = ProvisionContext(inventory: inv, host: inv.host("g")!, templatesDir: t.path, stacksDir: t.path, usePct: false, probe: [])
+        #expect(Steps.appdataNames(ctx) == ["alpha", "beta-2"])
+        ctx.host.services = ["only"]
+        #expect(Steps.appdataNames(ctx) == ["only"])
+        ctx.host.services = nil
+        ctx.stacksDir = t.sub("missing")
+        #expect(Steps.appdataNames(ctx) == [])
     }
 
     @Test func shellJoinQuotes() {
