@@ -74,22 +74,41 @@ import TestSupport
             }
         }
 
+        // A local "upstream" for the repo step: a bare repository inside the root.
+        let seed = workPath + "/seed"
+        for argv in [["git", "init", "-q", "--bare", "-b", "main", root + "/srv/home-server.git"],
+                     ["git", "init", "-q", "-b", "main", seed]] {
+            let r = try Self.run(argv)
+            try #require(r.succeeded, "\(argv): \(r.stderr)")
+        }
+        func commit(_ text: String) throws {
+            try text.write(toFile: seed + "/README.md", atomically: true, encoding: .utf8)
+            for argv in [["git", "-C", seed, "add", "README.md"],
+                         ["git", "-C", seed, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", text],
+                         ["git", "-C", seed, "push", "-q", root + "/srv/home-server.git", "main"]] {
+                let r = try Self.run(argv)
+                try #require(r.succeeded, "\(argv): \(r.stderr)")
+            }
+        }
+        try commit("first\n")
+
         let inventory = workPath + "/inventory.yml"
         try """
             truenas: {server: truenas, media_export: /mnt/tank/media}
-            defaults: {puid: 1000, pgid: 1000, docker_source: debian}
+            defaults: {puid: 1000, pgid: 1000, docker_source: debian, repo: /srv/home-server.git}
             hosts:
               pve: {role: proxmox}
               testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: demo, tailscale: false, services: [demo]}
 
             """.write(toFile: inventory, atomically: true, encoding: .utf8)
         let args = ["--inventory", inventory, "--host", "testguest", "--chroot", root, "--templates", Fixture.templates,
-                    "--only", "packages", "--only", "docker", "--only", "docker-group", "--only", "directories"]
+                    "--only", "packages", "--only", "docker", "--only", "docker-group", "--only", "directories", "--only", "repo"]
 
         // 3. First apply installs for real.
         let first = try Fixture.provision(["apply"] + args)
         #expect(first.status == 0, "stdout:\n\(first.stdout)\nstderr:\n\(first.stderr.suffix(3000))")
-        #expect(first.stdout.hasSuffix("ok=0 changed=4 failed=0\n"), "\(first.stdout)")
+        #expect(first.stdout.hasSuffix("ok=0 changed=5 failed=0\n"), "\(first.stdout)")
+        #expect(Fixture.text(root + "/opt/stacks/home-server/README.md") == "first\n")
         let status = Fixture.text(root + "/var/lib/dpkg/status")
         #expect(DpkgStatus.installed(in: status).isSuperset(of: ["docker.io", "git", "curl", "ca-certificates"]))
         let docker = try Self.run(["chroot", root, "docker", "--version"])
@@ -107,9 +126,16 @@ import TestSupport
         let before = ["/var/lib/dpkg/status", "/etc/passwd", "/etc/group", "/etc/shadow"].map { Fixture.text(root + $0) }
         let second = try Fixture.provision(["apply"] + args)
         #expect(second.status == 0, "\(second.stderr)")
-        #expect(second.stdout.hasSuffix("ok=4 changed=0 failed=0\n"), "\(second.stdout)")
+        #expect(second.stdout.hasSuffix("ok=5 changed=0 failed=0\n"), "\(second.stdout)")
         #expect(["/var/lib/dpkg/status", "/etc/passwd", "/etc/group", "/etc/shadow"].map { Fixture.text(root + $0) } == before)
         let plan = try Fixture.provision(["plan"] + args)
-        #expect(plan.stdout.hasSuffix("plan: 0 step(s) would change, 4 ok, 0 failed\n"), "\(plan.stdout)")
+        #expect(plan.stdout.hasSuffix("plan: 0 step(s) would change, 5 ok, 0 failed\n"), "\(plan.stdout)")
+
+        // 5. Upstream moves on: the repo step fast-forwards the checkout.
+        try commit("second\n")
+        let update = try Fixture.provision(["apply"] + args)
+        #expect(update.stdout.hasSuffix("ok=4 changed=1 failed=0\n"), "\(update.stdout) \(update.stderr)")
+        #expect(update.stdout.contains("== repo: changed"))
+        #expect(Fixture.text(root + "/opt/stacks/home-server/README.md") == "second\n")
     }
 }
