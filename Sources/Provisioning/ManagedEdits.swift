@@ -11,8 +11,11 @@ package enum ManagedEdits {
 
         init(_ text: String) {
             if text.isEmpty { lines = []; finalNewline = true; return }
-            var parts = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            finalNewline = text.hasSuffix("\n")
+            // Split on the byte 0x0A: Swift treats "\r\n" as one Character, so a String split
+            // on "\n" would not see CRLF line ends. A "\r" stays part of its line.
+            let bytes = Array(text.utf8)
+            var parts = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+            finalNewline = bytes.last == 0x0A
             if finalNewline { parts.removeLast() }
             lines = parts
         }
@@ -34,7 +37,7 @@ package enum ManagedEdits {
     package static func managedBlock(in content: String, name: String, body: [String], file: String) throws -> String {
         var l = Lines(content)
         let begin = beginMarker(name), end = endMarker(name)
-        let trimmed = l.lines.map { $0.trimmingCharacters(in: .whitespaces) }
+        let trimmed = l.lines.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         let begins = trimmed.indices.filter { trimmed[$0] == begin }
         let ends = trimmed.indices.filter { trimmed[$0] == end }
         let block = [begin] + body + [end]
@@ -55,7 +58,7 @@ package enum ManagedEdits {
     /// it otherwise.
     package static func ensureLine(in content: String, _ line: String) -> String {
         var l = Lines(content)
-        if l.lines.contains(where: { $0.trimmingCharacters(in: .whitespaces) == line }) { return content }
+        if l.lines.contains(where: { $0.trimmingCharacters(in: .whitespacesAndNewlines) == line }) { return content }
         l.lines.append(line)
         l.finalNewline = true
         return l.text
@@ -66,7 +69,7 @@ package enum ManagedEdits {
         var inBlock = false
         var out: [(Int, String)] = []
         for (i, raw) in Lines(fstab).lines.enumerated() {
-            let t = raw.trimmingCharacters(in: .whitespaces)
+            let t = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if t.hasPrefix("# BEGIN home-server ") { inBlock = true; continue }
             if t.hasPrefix("# END home-server ") { inBlock = false; continue }
             if inBlock || t.isEmpty || t.hasPrefix("#") { continue }
@@ -89,7 +92,7 @@ package enum Template {
         var out: [String] = []
         var stack: [(String, Bool)] = []
         for (i, line) in ManagedEdits.Lines(text).lines.enumerated() {
-            let t = line.trimmingCharacters(in: .whitespaces)
+            let t = line.trimmingCharacters(in: .whitespacesAndNewlines)
             if t.hasPrefix("#") || t.isEmpty { continue }
             if t.hasPrefix("{{#") && t.hasSuffix("}}") {
                 let f = String(t.dropFirst(3).dropLast(2))
@@ -109,7 +112,7 @@ package enum Template {
                 guard let close = rest[open.upperBound...].range(of: "}}") else {
                     throw ProvisionError("\(name):\(i + 1): '{{' without '}}'")
                 }
-                let key = String(rest[open.upperBound..<close.lowerBound]).trimmingCharacters(in: .whitespaces)
+                let key = String(rest[open.upperBound..<close.lowerBound]).trimmingCharacters(in: .whitespacesAndNewlines)
                 guard let v = values[key] else {
                     throw ProvisionError("\(name):\(i + 1): unknown placeholder '{{\(key)}}' (known: \(values.keys.sorted().joined(separator: ", ")))")
                 }
@@ -117,7 +120,7 @@ package enum Template {
                 rest = rest[close.upperBound...]
             }
             rendered += rest
-            if !rendered.trimmingCharacters(in: .whitespaces).isEmpty { out.append(rendered) }
+            if !rendered.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { out.append(rendered) }
         }
         if let open = stack.last { throw ProvisionError("\(name): section '{{#\(open.0)}}' is never closed") }
         return out
@@ -132,16 +135,16 @@ package enum LXCConfig {
     /// Index of the first `[section]` line (snapshot or pending), or the line count.
     static func liveEnd(_ lines: [String]) -> Int {
         lines.firstIndex { l in
-            let t = l.trimmingCharacters(in: .whitespaces)
+            let t = l.trimmingCharacters(in: .whitespacesAndNewlines)
             return t.hasPrefix("[") && t.hasSuffix("]")
         } ?? lines.count
     }
 
     static func keyValue(_ line: String) -> (key: String, value: String)? {
-        let t = line.trimmingCharacters(in: .whitespaces)
+        let t = line.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !t.hasPrefix("#"), let c = t.firstIndex(of: ":") else { return nil }
-        return (String(t[..<c]).trimmingCharacters(in: .whitespaces),
-                String(t[t.index(after: c)...]).trimmingCharacters(in: .whitespaces))
+        return (String(t[..<c]).trimmingCharacters(in: .whitespacesAndNewlines),
+                String(t[t.index(after: c)...]).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     /// The live section's `key: value` pairs in order.
@@ -157,7 +160,7 @@ package enum LXCConfig {
         for (k, v) in liveEntries(config) {
             guard k.hasPrefix("mp"), let n = Int(k.dropFirst(2)) else { continue }
             used.insert(n)
-            let parts = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            let parts = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
             if parts.first == hostPath && parts.contains("mp=\(mountPoint)") { return (n, true) }
         }
         var n = 0
@@ -178,7 +181,7 @@ package enum LXCConfig {
 
     /// Merges comma-separated `k=v` options: desired values win, other options are kept in order.
     package static func mergeOptions(_ current: String, _ desired: String) -> String {
-        var items = current.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        var items = current.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }
         for d in desired.split(separator: ",").map(String.init) {
             let k = d.split(separator: "=", maxSplits: 1).first.map(String.init) ?? d
             if let i = items.firstIndex(where: { ($0.split(separator: "=", maxSplits: 1).first.map(String.init) ?? $0) == k }) {
@@ -216,7 +219,7 @@ package enum LXCConfig {
 
         for line in desired {
             guard let (k, v) = keyValue(line) else { continue }
-            let present = live.contains { $0.trimmingCharacters(in: .whitespaces) == line.trimmingCharacters(in: .whitespaces) }
+            let present = live.contains { $0.trimmingCharacters(in: .whitespacesAndNewlines) == line.trimmingCharacters(in: .whitespacesAndNewlines) }
             if k == "lxc.idmap" { continue }
             if k == "features" {
                 if let i = live.firstIndex(where: { keyValue($0)?.key == "features" }) {
@@ -243,7 +246,7 @@ package enum LXCConfig {
 
         if !desiredIdmap.isEmpty {
             let idx = live.indices.filter { keyValue(live[$0])?.key == "lxc.idmap" }
-            let current = idx.map { live[$0].trimmingCharacters(in: .whitespaces) }
+            let current = idx.map { live[$0].trimmingCharacters(in: .whitespacesAndNewlines) }
             if current != desiredIdmap {
                 if let first = idx.first {
                     for i in idx.reversed() { live.remove(at: i) }
@@ -255,7 +258,7 @@ package enum LXCConfig {
         }
 
         if !additions.isEmpty {
-            let insertAt = (live.lastIndex { !$0.trimmingCharacters(in: .whitespaces).isEmpty } ?? -1) + 1
+            let insertAt = (live.lastIndex { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty } ?? -1) + 1
             live.insert(contentsOf: additions, at: insertAt)
             if tail.isEmpty { file.finalNewline = true }
         }

@@ -38,6 +38,9 @@ import TestSupport
         #expect(ManagedEdits.ensureLine(in: "root:100000:65536\n", "root:1000:1") == "root:100000:65536\nroot:1000:1\n")
         #expect(ManagedEdits.ensureLine(in: "root:1000:1\nx:1:1", "root:1000:1") == "root:1000:1\nx:1:1")
         #expect(ManagedEdits.ensureLine(in: "x:1:1", "root:1000:1") == "x:1:1\nroot:1000:1\n")
+        #expect(ManagedEdits.ensureLine(in: "root:1000:1\r\n", "root:1000:1") == "root:1000:1\r\n")
+        let crlfBlock = "a\r\n# BEGIN home-server x\r\nold\r\n# END home-server x\r\n"
+        #expect(try! ManagedEdits.managedBlock(in: crlfBlock, name: "x", body: ["new"], file: "f") == "a\r\n# BEGIN home-server x\nnew\n# END home-server x\n")
     }
 
     @Test func foreignStorageMountIsDetected() {
