@@ -137,6 +137,21 @@ import TestSupport
         #expect(r.status == 2 && r.stderr.contains("no step of host 'apollo' matches --only lxc"))
     }
 
+    @Test func withPctTheMountPointAndFeaturesArePctCommands() throws {
+        let root = try Fixture.sandbox("host-root")
+        let inv = try Inventory.load(path: Fixture.inventory)
+        let ctx = ProvisionContext(inventory: inv, host: inv.host("pve")!, templatesDir: Fixture.templates,
+                                   stacksDir: nil, usePct: true, probe: ["hs-linkcheck", "--require-mount"])
+        let step = try #require(Steps.forHost(ctx).first { $0.name == "lxc:io" })
+        let plan = try step.plan(Machine(mode: .root(root.path)))
+        let commands = plan.actions.compactMap { a -> [String]? in if case .command(let c) = a { return c } else { return nil } }
+        #expect(commands == [["pct", "set", "101", "-features", "fuse=1,nesting=1,keyctl=1"],
+                             ["pct", "set", "101", "-mp1", "/mnt/storage,mp=/mnt/storage"]])
+        guard case .writeFile(_, _, let new)? = plan.actions.first else { Issue.record("no file write first"); return }
+        #expect(!new.contains("mp1:") && new.contains("features: fuse=1\n"))
+        #expect(new.contains("unprivileged: 1\nlxc.cgroup2.devices.allow: c 10:200 rwm\n"))
+    }
+
     @Test func missingContainerConfigFailsTheStepAndStops() throws {
         let root = try Fixture.sandbox("host-root")
         try FileManager.default.removeItem(atPath: root.sub("etc/pve/lxc/102.conf"))
