@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import LinkCheck
 import Support
 
 @main
@@ -20,8 +22,17 @@ struct HsLinkcheck: AsyncParsableCommand {
     @Flag(help: "Fail (exit 1) when the root is not a mount point, instead of warning.")
     var requireMount = false
 
-    @Flag(help: "Create the plan's media tree owned by PUID:PGID with mode 775.")
+    @Flag(name: .customLong("init"), help: "Create the plan's media tree owned by PUID:PGID with mode 775.")
     var initialize = false
+
+    @Option(help: "Owner uid for --init (default: $PUID or 1000).")
+    var puid: UInt32?
+
+    @Option(help: "Owner gid for --init (default: $PGID or 1000).")
+    var pgid: UInt32?
+
+    @Option(help: "Repository root whose stacks/*/docker-compose.yml are checked for consistent media volumes (default: . when ./stacks exists).")
+    var compose: String?
 
     @Flag(help: "Find library files that are copies of downloads instead of hardlinks (exit 1 if any).")
     var audit = false
@@ -35,5 +46,27 @@ struct HsLinkcheck: AsyncParsableCommand {
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
-    func run() async throws { throw ToolError("hs-linkcheck: not yet implemented") }
+    func validate() throws {
+        if yes && !reclaim { throw ValidationError("--yes only goes with --reclaim.") }
+    }
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        var o = LinkCheckOptions()
+        o.root = root
+        o.downloads = downloads
+        o.library = library
+        o.requireMount = requireMount
+        o.initialize = initialize
+        o.puid = puid ?? env["PUID"].flatMap(UInt32.init) ?? 1000
+        o.pgid = pgid ?? env["PGID"].flatMap(UInt32.init) ?? 1000
+        var isDir: ObjCBool = false
+        o.composeDirectory = compose ?? (FileManager.default.fileExists(atPath: "stacks", isDirectory: &isDir) && isDir.boolValue ? "." : nil)
+        o.audit = audit
+        o.reclaim = reclaim
+        o.yes = yes
+        let reporter = Reporter(mode: OutputMode.detect(json: json))
+        let code = await toolMain { try LinkCheck.run(o, reporter: reporter) }
+        if code != 0 { throw ExitCode(code) }
+    }
 }

@@ -1,0 +1,249 @@
+import Foundation
+import Support
+import Yams
+
+/// One media volume of one service.
+package struct MediaVolume: Codable, Sendable, Equatable {
+    package var host: String
+    package var container: String
+}
+
+/// A service that touches the media tree.
+package struct MediaService: Codable, Sendable, Equatable {
+    package var stack: String
+    package var service: String
+    package var volumes: [MediaVolume]
+    package var name: String { "\(stack)/\(service)" }
+}
+
+package struct ComposeReport: Codable, Sendable {
+    package var directory: String
+    package var files: [String] = []
+    package var hostRoot: String
+    /// The container path the media root should have everywhere (the most common one).
+    package var containerRoot: String?
+    package var mediaServices: [MediaService] = []
+    package var findings: [Finding] = []
+}
+
+/// Compose consistency: every service that touches media mounts the same host root at the same
+/// container path, and none mounts downloads and library as separate volumes (the kernel
+/// refuses hardlinks across two bind mounts even of one filesystem).
+///
+/// Reads `stacks/*/docker-compose.yml` with Yams; resolves `${VAR}`, `${VAR:-default}` from the
+/// stack's `.env`/`.env.template` and `common/.env`/`.env.template`; understands short and long
+/// volume syntax and `<<` merge keys. Does not run `docker compose` (no engine or .env needed).
+package struct ComposeCheck {
+    package var directory: String
+    package var hostRoot: String
+
+    package init(directory: String, hostRoot: String) {
+        self.directory = directory
+        self.hostRoot = Self.normalize(hostRoot)
+    }
+
+    /// The compose files under `directory/stacks/*/`, sorted.
+    package func composeFiles() -> [String] {
+        let stacks = TreeWalker.join(directory, "stacks")
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: stacks) else { return [] }
+        var out: [String] = []
+        for n in names.sorted() {
+            for f in ["docker-compose.yml", "docker-compose.yaml", "compose.yml", "compose.yaml"] {
+                let p = "\(stacks)/\(n)/\(f)"
+                if FileManager.default.fileExists(atPath: p) { out.append(p); break }
+            }
+        }
+        return out
+    }
+
+    package func run() throws -> ComposeReport {
+        var report = ComposeReport(directory: directory, hostRoot: hostRoot)
+        let files = composeFiles()
+        report.files = files
+        if files.isEmpty {
+            report.findings.append(Finding(.warning, "compose", "no stacks/*/docker-compose.yml under \(directory).",
+                                           fix: "Pass the repository root with --compose DIR."))
+            return report
+        }
+        for file in files {
+            let stack = URL(fileURLWithPath: file).deletingLastPathComponent().lastPathComponent
+            let env = loadEnv(stack: stack)
+            let text: String
+            do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+                throw ToolError("cannot read \(file): \(error)")
+            }
+            let doc: Any?
+            do { doc = try Yams.load(yaml: text) } catch {
+                report.findings.append(Finding(.error, "compose", "\(file) is not valid YAML: \(error)",
+                                               fix: "Fix the file; `docker compose -f \(file) config` shows the problem too."))
+                continue
+            }
+            guard let top = doc as? [String: Any], let services = top["services"] as? [String: Any] else { continue }
+            for (name, raw) in services.sorted(by: { $0.key < $1.key }) {
+                guard let svc = Self.merged(raw as? [String: Any] ?? [:]) as [String: Any]?,
+                      let vols = svc["volumes"] as? [Any] else { continue }
+                var media: [MediaVolume] = []
+                for v in vols {
+                    guard let (src, dst) = Self.bind(v) else { continue }
+                    let host = Self.normalize(Self.interpolate(src, env: env))
+                    let target = Self.normalize(Self.interpolate(dst, env: env))
+                    guard host.hasPrefix("/") else { continue }  // named volumes, ./config
+                    if MountTable.isInside(host, hostRoot) || MountTable.isInside(target, "/storage")
+                        || Self.looksLikeMedia(host) {
+                        media.append(MediaVolume(host: host, container: target))
+                    }
+                }
+                if !media.isEmpty { report.mediaServices.append(MediaService(stack: stack, service: name, volumes: media)) }
+            }
+        }
+        analyse(&report)
+        return report
+    }
+
+    /// Host paths outside the root that still look like media folders.
+    static func looksLikeMedia(_ host: String) -> Bool {
+        let last = host.split(separator: "/").last.map(String.init) ?? ""
+        return ["downloads", "library", "media", "movies", "tv", "torrents", "usenet"].contains(last)
+    }
+
+    func analyse(_ report: inout ComposeReport) {
+        // The container root each volume implies: for host ROOT/rel at C, C minus "/rel".
+        var votes: [String: Int] = [:]
+        for s in report.mediaServices {
+            for v in s.volumes where MountTable.isInside(v.host, hostRoot) {
+                if let r = impliedContainerRoot(v) { votes[r, default: 0] += 1 }
+            }
+        }
+        let containerRoot = votes.max { a, b in a.value != b.value ? a.value < b.value : a.key > b.key }?.key ?? "/storage"
+        report.containerRoot = containerRoot
+
+        for s in report.mediaServices {
+            var subdirs: [MediaVolume] = []
+            for v in s.volumes {
+                guard MountTable.isInside(v.host, hostRoot) else {
+                    report.findings.append(Finding(.error, "compose-host-root",
+                        "\(s.name) mounts \(v.host) at \(v.container), outside the media root \(hostRoot): a different host root, so hardlinks and moves to the other apps' files cannot work.",
+                        fix: "Use `- \(hostRoot):\(containerRoot)` like the other media services."))
+                    continue
+                }
+                if v.host != hostRoot { subdirs.append(v) }
+                let implied = impliedContainerRoot(v)
+                if implied != containerRoot {
+                    let expected = TreeWalker.join(containerRoot, relative(v.host))
+                    report.findings.append(Finding(.error, "compose-container-path",
+                        "\(s.name) mounts \(v.host) at \(v.container), but the other media services see it at \(expected): paths handed between apps (download client -> *arr -> media server) will not resolve.",
+                        fix: "Use `- \(hostRoot):\(containerRoot)` in \(s.stack)/docker-compose.yml (same container path in every service)."))
+                }
+            }
+            let tops = Set(subdirs.map { relative($0.host).split(separator: "/").first.map(String.init) ?? "" })
+            if subdirs.count >= 2 && tops.count >= 2 && !s.volumes.contains(where: { $0.host == hostRoot }) {
+                let list = subdirs.map { "\($0.host):\($0.container)" }.joined(separator: ", ")
+                report.findings.append(Finding(.error, "compose-split-mounts",
+                    "\(s.name) mounts parts of the media tree as separate volumes (\(list)): each is its own bind mount, and the kernel refuses hardlinks and atomic moves between mounts, so imports become copies.",
+                    fix: "Replace them with one volume `- \(hostRoot):\(containerRoot)` and point the app at \(containerRoot)/downloads and \(containerRoot)/library."))
+            }
+        }
+    }
+
+    func relative(_ host: String) -> String {
+        host == hostRoot ? "" : String(host.dropFirst(hostRoot == "/" ? 1 : hostRoot.count + 1))
+    }
+
+    /// The container path of the media root implied by one volume, nil if inconsistent.
+    func impliedContainerRoot(_ v: MediaVolume) -> String? {
+        let rel = relative(v.host)
+        if rel.isEmpty { return v.container }
+        guard v.container.hasSuffix("/" + rel) else { return nil }
+        let r = String(v.container.dropLast(rel.count + 1))
+        return r.isEmpty ? "/" : r
+    }
+
+    /// (source, target) of a bind-style volume entry, short or long syntax.
+    static func bind(_ v: Any) -> (String, String)? {
+        if let s = v as? String {
+            // host:container[:mode]; a single path is an anonymous volume.
+            let parts = s.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count >= 2 else { return nil }
+            return (parts[0], parts[1])
+        }
+        if let m = v as? [String: Any] {
+            if let t = m["type"] as? String, t != "bind" { return nil }
+            guard let src = m["source"] as? String, let dst = m["target"] as? String else { return nil }
+            return (src, dst)
+        }
+        return nil
+    }
+
+    /// Applies YAML `<<` merge keys (anchors are already resolved by the parser).
+    static func merged(_ m: [String: Any]) -> [String: Any] {
+        guard let base = m["<<"] else { return m }
+        var out: [String: Any] = [:]
+        let bases: [[String: Any]] = (base as? [[String: Any]]) ?? [(base as? [String: Any]) ?? [:]]
+        for b in bases { for (k, v) in merged(b) { out[k] = v } }
+        for (k, v) in m where k != "<<" { out[k] = v }
+        return out
+    }
+
+    /// Variables from the stack's .env / .env.template and common/.env / .env.template (first wins).
+    func loadEnv(stack: String) -> [String: String] {
+        var env: [String: String] = [:]
+        for f in ["stacks/\(stack)/.env", "stacks/\(stack)/.env.template", "common/.env", "common/.env.template", ".env"] {
+            guard let text = try? String(contentsOfFile: TreeWalker.join(directory, f), encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n") {
+                let l = line.trimmingCharacters(in: .whitespaces)
+                if l.hasPrefix("#") { continue }
+                guard let eq = l.firstIndex(of: "=") else { continue }
+                var key = String(l[..<eq]).trimmingCharacters(in: .whitespaces)
+                if key.hasPrefix("export ") { key = String(key.dropFirst(7)).trimmingCharacters(in: .whitespaces) }
+                var val = String(l[l.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
+                if val.count >= 2, (val.hasPrefix("\"") && val.hasSuffix("\"")) || (val.hasPrefix("'") && val.hasSuffix("'")) {
+                    val = String(val.dropFirst().dropLast())
+                }
+                if env[key] == nil { env[key] = val }
+            }
+        }
+        return env
+    }
+
+    /// Compose-style interpolation: `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
+    /// `${VAR:?msg}`, `$$`. Unknown variables without a default stay as written.
+    static func interpolate(_ s: String, env: [String: String]) -> String {
+        guard s.contains("$") else { return s }
+        var out = ""
+        var i = s.startIndex
+        while i < s.endIndex {
+            let c = s[i]
+            guard c == "$" else { out.append(c); i = s.index(after: i); continue }
+            let n = s.index(after: i)
+            if n < s.endIndex, s[n] == "$" { out.append("$"); i = s.index(after: n); continue }
+            if n < s.endIndex, s[n] == "{", let close = s[n...].firstIndex(of: "}") {
+                let expr = String(s[s.index(after: n)..<close])
+                var name = expr, def: String?, colon = false
+                if let k = expr.firstIndex(where: { ":-?+".contains($0) }) {
+                    name = String(expr[..<k])
+                    var rest = expr[k...]
+                    if rest.first == ":" { colon = true; rest = rest.dropFirst() }
+                    if rest.first == "-" { def = String(rest.dropFirst()) }
+                }
+                if let v = env[name], !(colon && v.isEmpty) { out += v }
+                else if let def { out += def }
+                else { out += "${\(expr)}" }
+                i = s.index(after: close)
+                continue
+            }
+            var j = n
+            while j < s.endIndex, s[j].isLetter || s[j].isNumber || s[j] == "_" { j = s.index(after: j) }
+            let name = String(s[n..<j])
+            if !name.isEmpty, let v = env[name] { out += v } else { out += "$" + name }
+            i = j
+        }
+        return out
+    }
+
+    /// Removes trailing slashes and `.` components ("/mnt/storage/" -> "/mnt/storage").
+    static func normalize(_ p: String) -> String {
+        guard p.hasPrefix("/") else { return p }
+        let comps = p.split(separator: "/").filter { $0 != "." }
+        return "/" + comps.joined(separator: "/")
+    }
+}
