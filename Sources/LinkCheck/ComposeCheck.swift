@@ -78,13 +78,13 @@ package struct ComposeCheck {
                                                fix: "Fix the file; `docker compose -f \(file) config` shows the problem too."))
                 continue
             }
-            guard let top = doc as? [String: Any], let services = top["services"] as? [String: Any] else { continue }
+            guard let top = Self.dict(doc), let services = Self.dict(top["services"]) else { continue }
             for (name, raw) in services.sorted(by: { $0.key < $1.key }) {
-                guard let svc = Self.merged(raw as? [String: Any] ?? [:]) as [String: Any]?,
-                      let vols = svc["volumes"] as? [Any] else { continue }
+                let svc = Self.merged(Self.dict(raw) ?? [:])
+                guard let vols = svc["volumes"] as? [Any] else { continue }
                 var media: [MediaVolume] = []
                 for v in vols {
-                    guard let (src, dst) = Self.bind(v) else { continue }
+                    guard let (src, dst) = Self.bind(v, env: env) else { continue }
                     let host = Self.normalize(Self.interpolate(src, env: env))
                     let target = Self.normalize(Self.interpolate(dst, env: env))
                     guard host.hasPrefix("/") else { continue }  // named volumes, ./config
@@ -159,14 +159,16 @@ package struct ComposeCheck {
     }
 
     /// (source, target) of a bind-style volume entry, short or long syntax.
-    static func bind(_ v: Any) -> (String, String)? {
-        if let s = v as? String {
+    static func bind(_ v: Any, env: [String: String]) -> (String, String)? {
+        if let raw = v as? String {
+            // Interpolate first: `${VAR:-/mnt/storage}:/storage` has a colon inside the variable.
+            let s = interpolate(raw, env: env)
             // host:container[:mode]; a single path is an anonymous volume.
             let parts = s.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
             guard parts.count >= 2 else { return nil }
             return (parts[0], parts[1])
         }
-        if let m = v as? [String: Any] {
+        if let m = dict(v) {
             if let t = m["type"] as? String, t != "bind" { return nil }
             guard let src = m["source"] as? String, let dst = m["target"] as? String else { return nil }
             return (src, dst)
@@ -174,11 +176,20 @@ package struct ComposeCheck {
         return nil
     }
 
+    /// A YAML mapping as `[String: Any]` (Yams returns `[AnyHashable: Any]` after a merge key).
+    static func dict(_ v: Any?) -> [String: Any]? {
+        if let d = v as? [String: Any] { return d }
+        guard let d = v as? [AnyHashable: Any] else { return nil }
+        var out: [String: Any] = [:]
+        for (k, v) in d { out[(k.base as? String) ?? "\(k.base)"] = v }
+        return out
+    }
+
     /// Applies YAML `<<` merge keys (anchors are already resolved by the parser).
     static func merged(_ m: [String: Any]) -> [String: Any] {
         guard let base = m["<<"] else { return m }
         var out: [String: Any] = [:]
-        let bases: [[String: Any]] = (base as? [[String: Any]]) ?? [(base as? [String: Any]) ?? [:]]
+        let bases: [[String: Any]] = (base as? [Any])?.compactMap { dict($0) } ?? [dict(base) ?? [:]]
         for b in bases { for (k, v) in merged(b) { out[k] = v } }
         for (k, v) in m where k != "<<" { out[k] = v }
         return out

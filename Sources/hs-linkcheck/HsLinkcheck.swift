@@ -46,6 +46,24 @@ struct HsLinkcheck: AsyncParsableCommand {
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
+    /// Like ArgumentParser's `main`, but bad usage exits 2 (the toolkit's contract), not 64.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? any AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                Reporter.writeStderr(fullMessage(for: error) + "\n" + usageString() + "\n")
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+
     func validate() throws {
         if yes && !reclaim { throw ValidationError("--yes only goes with --reclaim.") }
     }
