@@ -71,6 +71,8 @@ enum Fx {
         return (r.status, obj, r)
     }
 
+    static func str(_ v: Any?) -> String { v as? String ?? "" }
+
     static func findings(_ obj: [String: Any]) -> [[String: Any]] { obj["findings"] as? [[String: Any]] ?? [] }
     static func codes(_ obj: [String: Any], severity: String? = nil) -> [String] {
         findings(obj).filter { severity == nil || ($0["severity"] as? String) == severity }.compactMap { $0["code"] as? String }

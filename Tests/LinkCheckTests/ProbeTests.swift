@@ -30,7 +30,7 @@ import TestSupport
             #expect(probe["sameInode"] as? Bool == true)
             #expect(probe["linkCount"] as? Int == 2)
             #expect(probe["cleanedUp"] as? Bool == true)
-            let name = (probe["downloadsFile"] as? String ?? "")
+            let name = Fx.str(probe["downloadsFile"])
             #expect(name.contains(".hs-linkcheck-probe-"))
             // Nothing left behind by the probe.
             #expect(!Fx.listing(root).contains { $0.contains("hs-linkcheck-probe") })
@@ -58,7 +58,7 @@ import TestSupport
         let steps = obj["initialized"] as? [[String: Any]] ?? []
         let movies = steps.first { ($0["path"] as? String)?.hasSuffix("/library/movies") == true }
         #expect(movies?["action"] as? String == "changed")
-        #expect((movies?["detail"] as? String ?? "").contains("mode 700 -> 775"))
+        #expect(Fx.str(movies?["detail"]).contains("mode 700 -> 775"))
         var st = stat()
         lstat(t.sub("library/movies"), &st)
         #expect(st.st_uid == 1500 && st.st_gid == 1600 && st.st_mode & 0o7777 == 0o775)
@@ -79,7 +79,7 @@ import TestSupport
                 #expect(msg.contains("is on \(root)/library (tmpfs"))
                 let probe = try #require(obj["probe"] as? [String: Any])
                 #expect(probe["ok"] as? Bool == false)
-                #expect((probe["failure"] as? String ?? "").contains("cross-device"))
+                #expect(Fx.str(probe["failure"]).contains("cross-device"))
                 #expect(probe["cleanedUp"] as? Bool == true)
                 #expect(Fx.listing(root + "/downloads").isEmpty)
                 #expect(Fx.listing(root + "/library").isEmpty)
@@ -135,8 +135,8 @@ import TestSupport
         #expect(code == 1)
         let missing = Fx.findings(obj).filter { $0["code"] as? String == "missing-directory" }
         #expect(missing.count == 1)
-        #expect((missing.first?["message"] as? String ?? "").contains(t.sub("media/library")))
-        #expect((missing.first?["fix"] as? String ?? "").contains("--init"))
+        #expect(Fx.str(missing.first?["message"]).contains(t.sub("media/library")))
+        #expect(Fx.str(missing.first?["fix"]).contains("--init"))
         // A root that does not exist at all.
         let (code2, obj2, _) = try Fx.runJSON([t.sub("nope")])
         #expect(code2 == 1)
@@ -159,7 +159,7 @@ import TestSupport
         #expect(msg.contains("gid 65534"))
         #expect(msg.contains("uid 0 (root)"))
         #expect(msg.contains("mode 755"))
-        #expect((f["fix"] as? String ?? "").contains("chown"))
+        #expect(Fx.str(f["fix"]).contains("chown"))
         #expect(Fx.listing(t.sub("downloads")).isEmpty)
     }
 
@@ -172,8 +172,8 @@ import TestSupport
             let (code, obj, _) = try Fx.runJSON([root])
             #expect(code == 1)
             let f = Fx.findings(obj).first { $0["code"] as? String == "cannot-write" }
-            #expect((f?["message"] as? String ?? "").contains("Read-only file system"))
-            #expect((f?["fix"] as? String ?? "").contains("read-only"))
+            #expect(Fx.str(f?["message"]).contains("Read-only file system"))
+            #expect(Fx.str(f?["fix"]).contains("read-only"))
         }
     }
 
