@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import Support
 
 /// The checks on a kernel-mounted media root: mount point, filesystem type, directories,
@@ -119,7 +120,21 @@ package struct LocalProbe {
         if let libMount, libMount.id != report.mounts?.root?.id, let f = Self.filesystemFinding(libMount, path: libraryPath) {
             report.add(f)
         }
+        removeStaleProbes()
         report.probe = probe(suffix: randomSuffix, crossDeviceKnown: crossDevice, report: &report)
+    }
+
+    /// Removes probe files left by a probe that was killed (its pid no longer exists).
+    func removeStaleProbes() {
+        let prefix = ".hs-linkcheck-probe-"
+        for dir in [downloadsPath, libraryPath] {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { continue }
+            for n in names where n.hasPrefix(prefix) {
+                let pidPart = n.dropFirst(prefix.count).prefix { $0 != "-" }
+                guard let pid = Int32(pidPart), pid != Sys.pid, !Sys.processExists(pid) else { continue }
+                try? Sys.unlink(TreeWalker.join(dir, n))
+            }
+        }
     }
 
     package static func randomSuffix() -> String {

@@ -213,6 +213,9 @@ package enum Sys {
         return "gid \(gid)"
     }
 
+    /// True when a process with this pid exists (kill(pid, 0) does not say ESRCH).
+    package static func processExists(_ pid: Int32) -> Bool { Glibc.kill(pid, 0) == 0 || errno != ESRCH }
+
     /// Sends SIGKILL to this process (test hook for interrupted-reclaim tests).
     package static func killSelf() -> Never {
         _ = Glibc.kill(getpid(), SIGKILL)

@@ -82,7 +82,7 @@ struct AuditTree {
         #expect(groups.map { $0["folder"] as? String ?? "" } == ["movies", "tv", "music", "comics"])
         #expect(groups.first?["copies"] as? Int == 2)
         let largest = audit["largest"] as? [[String: Any]] ?? []
-        #expect(Fx.str(largest.first?["library"]).contains("library/movies/Title 1/"))
+        #expect(Fx.has(largest.first?["library"], "library/movies/Title 1/"))
         // Only files whose size occurs on both sides were hashed: 9 library + 9 downloads
         // (copies, the same-size files, dup.bin colliding with tv/file0 at 6000 bytes); the
         // existing hardlink, unique and empty files are not.

@@ -73,6 +73,8 @@ enum Fx {
 
     static func str(_ v: Any?) -> String { v as? String ?? "" }
 
+    static func has(_ v: Any?, _ part: String) -> Bool { str(v).contains(part) }
+
     static func findings(_ obj: [String: Any]) -> [[String: Any]] { obj["findings"] as? [[String: Any]] ?? [] }
     static func codes(_ obj: [String: Any], severity: String? = nil) -> [String] {
         findings(obj).filter { severity == nil || ($0["severity"] as? String) == severity }.compactMap { $0["code"] as? String }

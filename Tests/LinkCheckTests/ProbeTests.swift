@@ -58,7 +58,7 @@ import TestSupport
         let steps = obj["initialized"] as? [[String: Any]] ?? []
         let movies = steps.first { ($0["path"] as? String)?.hasSuffix("/library/movies") == true }
         #expect(movies?["action"] as? String == "changed")
-        #expect(Fx.str(movies?["detail"]).contains("mode 700 -> 775"))
+        #expect(Fx.has(movies?["detail"], "mode 700 -> 775"))
         var st = stat()
         lstat(t.sub("library/movies"), &st)
         #expect(st.st_uid == 1500 && st.st_gid == 1600 && st.st_mode & 0o7777 == 0o775)
@@ -79,7 +79,7 @@ import TestSupport
                 #expect(msg.contains("is on \(root)/library (tmpfs"))
                 let probe = try #require(obj["probe"] as? [String: Any])
                 #expect(probe["ok"] as? Bool == false)
-                #expect(Fx.str(probe["failure"]).contains("cross-device"))
+                #expect(Fx.has(probe["failure"], "cross-device"))
                 #expect(probe["cleanedUp"] as? Bool == true)
                 #expect(Fx.listing(root + "/downloads").isEmpty)
                 #expect(Fx.listing(root + "/library").isEmpty)
@@ -128,6 +128,24 @@ import TestSupport
         #expect(Fx.listing(t.path) == ["downloads", "library"])
     }
 
+    @Test func probeFilesOfKilledRunsAreRemoved() throws {
+        let t = try TempDir("lc-stale")
+        try Fx.mkdirs(t.sub("downloads"), t.sub("library"))
+        // A pid that surely is gone: a process that has exited.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/true")
+        try p.run(); p.waitUntilExit()
+        let dead = p.processIdentifier
+        try Fx.write(t.sub("downloads/.hs-linkcheck-probe-\(dead)-abc"), [1])
+        try Fx.link(t.sub("downloads/.hs-linkcheck-probe-\(dead)-abc"), t.sub("library/.hs-linkcheck-probe-\(dead)-abc"))
+        // One of a live process (this one) is left alone.
+        try Fx.write(t.sub("downloads/.hs-linkcheck-probe-\(getpid())-live"), [2])
+        let (code, _, _) = try Fx.runJSON([t.path])
+        #expect(code == 0)
+        #expect(Fx.listing(t.sub("downloads")) == [".hs-linkcheck-probe-\(getpid())-live"])
+        #expect(Fx.listing(t.sub("library")).isEmpty)
+    }
+
     @Test func missingDirectoriesAreNamed() throws {
         let t = try TempDir("lc-missing")
         try Fx.mkdirs(t.sub("downloads"))
@@ -135,8 +153,8 @@ import TestSupport
         #expect(code == 1)
         let missing = Fx.findings(obj).filter { $0["code"] as? String == "missing-directory" }
         #expect(missing.count == 1)
-        #expect(Fx.str(missing.first?["message"]).contains(t.sub("media/library")))
-        #expect(Fx.str(missing.first?["fix"]).contains("--init"))
+        #expect(Fx.has(missing.first?["message"], t.sub("media/library")))
+        #expect(Fx.has(missing.first?["fix"], "--init"))
         // A root that does not exist at all.
         let (code2, obj2, _) = try Fx.runJSON([t.sub("nope")])
         #expect(code2 == 1)
@@ -159,7 +177,7 @@ import TestSupport
         #expect(msg.contains("gid 65534"))
         #expect(msg.contains("uid 0 (root)"))
         #expect(msg.contains("mode 755"))
-        #expect(Fx.str(f["fix"]).contains("chown"))
+        #expect(Fx.has(f["fix"], "chown"))
         #expect(Fx.listing(t.sub("downloads")).isEmpty)
     }
 
@@ -172,8 +190,8 @@ import TestSupport
             let (code, obj, _) = try Fx.runJSON([root])
             #expect(code == 1)
             let f = Fx.findings(obj).first { $0["code"] as? String == "cannot-write" }
-            #expect(Fx.str(f?["message"]).contains("Read-only file system"))
-            #expect(Fx.str(f?["fix"]).contains("read-only"))
+            #expect(Fx.has(f?["message"], "Read-only file system"))
+            #expect(Fx.has(f?["fix"], "read-only"))
         }
     }
 
