@@ -25,16 +25,20 @@ root, n = sys.argv[1], int(sys.argv[2])
 rnd = random.Random(42)
 lib, dl = os.path.join(root, "library"), os.path.join(root, "downloads")
 folders = ["movies", "tv", "music", "xxx", "comics", "books"]
+made = set()
+def mk(d):
+    if d not in made:
+        os.makedirs(d, exist_ok=True); made.add(d)
 # Library: small files, sizes 1..1023 (never 5000+: those are the planted collisions).
 for i in range(n):
     d = os.path.join(lib, folders[i % 6], "show%04d" % (i // 60))
-    if i % 60 == 0 or i < 6: os.makedirs(d, exist_ok=True)
+    mk(d)
     with open(os.path.join(d, "ep%06d.mkv" % i), "wb") as f:
         f.write(rnd.randbytes(rnd.randint(1, 1023)))
 # Downloads: n/5 files with sizes 2000..4999 (no collision with the library) ...
 for i in range(n // 5):
     d = os.path.join(dl, "torrents/complete", folders[i % 4], "rel%04d" % (i // 50))
-    if i % 50 == 0 or i < 4: os.makedirs(d, exist_ok=True)
+    mk(d)
     with open(os.path.join(d, "f%06d.bin" % i), "wb") as f:
         f.write(rnd.randbytes(rnd.randint(2000, 4999)))
 # ... plus a few size collisions: 50 true copies, 50 same size but different content,
@@ -55,18 +59,20 @@ PY
 LIBN=$(find "$ROOT/library" -type f | wc -l); DLN=$(find "$ROOT/downloads" -type f | wc -l)
 log "tree: $LIBN library files, $DLN downloads files, $(du -sh "$ROOT" | cut -f1)"
 
-now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-measure() {  # name, command...: prints the median wall time of RUNS runs (after one warm-up)
-  local name=$1; shift
+measure() {  # command...: prints "median-wall median-cpu" of RUNS runs (after one warm-up)
   "$@" >/dev/null 2>&1 || true
-  local ts=()
+  local tf walls=() cpus=()
+  tf=$(mktemp)
   for _ in $(seq "$RUNS"); do
-    local a b; a=$(now); "$@" >/dev/null 2>&1 || true; b=$(now)
-    ts+=("$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.4f", b-a}')")
+    /usr/bin/time -f '%e %U %S' -o "$tf" "$@" >/dev/null 2>/dev/null || true
+    read -r e u s < <(tail -1 "$tf")
+    walls+=("$e"); cpus+=("$(awk -v u="$u" -v s="$s" 'BEGIN{print u+s}')")
   done
-  printf '%s\n' "${ts[@]}" | median
+  rm -f "$tf"
+  echo "$(printf '%s\n' "${walls[@]}" | median) $(printf '%s\n' "${cpus[@]}" | median)"
 }
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN{printf "%.2f", x/y}'; }
 
 # Correctness check of the run being timed.
 OUT=$("$BIN" "$ROOT" --audit --json 2>/dev/null || true)
@@ -74,13 +80,15 @@ COPIES=$(printf '%s' "$OUT" | python3 -c 'import json,sys; a=json.load(sys.stdin
 read -r NCOPIES NHASHED NSINGLE <<<"$COPIES"
 [ "$NCOPIES" = 50 ] || { log "expected 50 copies, audit found $NCOPIES"; exit 1; }
 
-T_FIND=$(measure find bash -c "find '$ROOT/library' -type f -links 1 | wc -l")
-T_FIND2=$(measure find2 bash -c "find '$ROOT/library' '$ROOT/downloads' -type f -links 1 -printf '%s\n' | wc -l")
-T_LC=$(measure linkcheck "$BIN" "$ROOT" --audit --json)
+read -r W_FIND C_FIND < <(measure bash -c "find '$ROOT/library' -type f -links 1 | wc -l")
+read -r W_FIND2 C_FIND2 < <(measure bash -c "find '$ROOT/library' '$ROOT/downloads' -type f -links 1 -printf '%s\n' | wc -l")
+read -r W_LC C_LC < <(measure "$BIN" "$ROOT" --audit --json)
 
-printf '\n%-58s %10s %8s\n' "command ($LIBN library + $DLN downloads files)" "median s" "ratio"
-printf '%-58s %10.3f %8s\n' "find library -type f -links 1 | wc -l" "$T_FIND" "1.00"
-printf '%-58s %10.3f %8.2f\n' "find library downloads -type f -links 1 -printf '%s'" "$T_FIND2" "$(awk -v x="$T_FIND2" -v y="$T_FIND" 'BEGIN{print x/y}')"
-printf '%-58s %10.3f %8.2f\n' "hs-linkcheck --audit (both trees, probe, hashing)" "$T_LC" "$(awk -v x="$T_LC" -v y="$T_FIND" 'BEGIN{print x/y}')"
-printf '\naudit: %s single-link library files, %s files hashed (size collisions only), %s copies found; %s runs, warm cache, %s cores (shared)\n' \
-  "$NSINGLE" "$NHASHED" "$NCOPIES" "$RUNS" "$(nproc)"
+printf '\n%-54s %8s %6s %8s %6s\n' "command ($LIBN library + $DLN downloads files)" "wall s" "ratio" "cpu s" "ratio"
+row() { printf '%-54s %8.2f %6s %8.2f %6s\n' "$1" "$2" "$(ratio "$2" "$W_FIND")" "$3" "$(ratio "$3" "$C_FIND")"; }
+row "find library -type f -links 1 | wc -l" "$W_FIND" "$C_FIND"
+row "find library downloads -type f -links 1 -printf '%s'" "$W_FIND2" "$C_FIND2"
+row "hs-linkcheck --audit (both trees, probe, hashing)" "$W_LC" "$C_LC"
+printf '\naudit: %s single-link library files, %s files hashed (size collisions only), %s copies found\n' "$NSINGLE" "$NHASHED" "$NCOPIES"
+printf 'median of %s runs after a warm-up (warm page cache); cpu = user+sys; %s cores, shared with other builds (load %s)\n' \
+  "$RUNS" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
