@@ -35,11 +35,16 @@ package struct ComposeReport: Codable, Sendable {
 /// volume syntax and `<<` merge keys. Does not run `docker compose` (no engine or .env needed).
 package struct ComposeCheck {
     package var directory: String
-    package var hostRoot: String
+    /// Candidate host roots, best first; the first one the compose files mount is used.
+    package var hostRootCandidates: [String]
 
-    package init(directory: String, hostRoot: String) {
+    /// - Parameters:
+    ///   - hostRoots: candidate host media roots, best first (e.g. the checked ROOT, then the
+    ///     plan's `/mnt/storage`). The first one any compose file mounts (or mounts a folder of)
+    ///     is the root every service is held to; the last one when none is mounted.
+    package init(directory: String, hostRoots: [String]) {
         self.directory = directory
-        self.hostRoot = Self.normalize(hostRoot)
+        hostRootCandidates = hostRoots.map(Self.normalize)
     }
 
     /// The compose files under `directory/stacks/*/`, sorted.
@@ -57,8 +62,9 @@ package struct ComposeCheck {
     }
 
     package func run() throws -> ComposeReport {
-        var report = ComposeReport(directory: directory, hostRoot: hostRoot)
         let files = composeFiles()
+        var binds: [(stack: String, service: String, host: String, target: String)] = []
+        var report = ComposeReport(directory: directory, hostRoot: hostRootCandidates.last ?? "/mnt/storage")
         report.files = files
         if files.isEmpty {
             report.findings.append(Finding(.warning, "compose", "no stacks/*/docker-compose.yml under \(directory).",
@@ -82,21 +88,28 @@ package struct ComposeCheck {
             for (name, raw) in services.sorted(by: { $0.key < $1.key }) {
                 let svc = Self.merged(Self.dict(raw) ?? [:])
                 guard let vols = svc["volumes"] as? [Any] else { continue }
-                var media: [MediaVolume] = []
                 for v in vols {
                     guard let (src, dst) = Self.bind(v, env: env) else { continue }
                     let host = Self.normalize(Self.interpolate(src, env: env))
                     let target = Self.normalize(Self.interpolate(dst, env: env))
                     guard host.hasPrefix("/") else { continue }  // named volumes, ./config
-                    if MountTable.isInside(host, hostRoot) || MountTable.isInside(target, "/storage")
-                        || Self.looksLikeMedia(host) {
-                        media.append(MediaVolume(host: host, container: target))
-                    }
+                    binds.append((stack, name, host, target))
                 }
-                if !media.isEmpty { report.mediaServices.append(MediaService(stack: stack, service: name, volumes: media)) }
             }
         }
-        analyse(&report)
+        let hostRoot = hostRootCandidates.first { r in binds.contains { MountTable.isInside($0.host, r) } }
+            ?? report.hostRoot
+        report.hostRoot = hostRoot
+        for b in binds where MountTable.isInside(b.host, hostRoot) || MountTable.isInside(b.target, "/storage")
+            || Self.looksLikeMedia(b.host) {
+            let v = MediaVolume(host: b.host, container: b.target)
+            if let last = report.mediaServices.last, last.stack == b.stack, last.service == b.service {
+                report.mediaServices[report.mediaServices.count - 1].volumes.append(v)
+            } else {
+                report.mediaServices.append(MediaService(stack: b.stack, service: b.service, volumes: [v]))
+            }
+        }
+        analyse(&report, hostRoot: hostRoot)
         return report
     }
 
@@ -106,12 +119,12 @@ package struct ComposeCheck {
         return ["downloads", "library", "media", "movies", "tv", "torrents", "usenet"].contains(last)
     }
 
-    func analyse(_ report: inout ComposeReport) {
+    func analyse(_ report: inout ComposeReport, hostRoot: String) {
         // The container root each volume implies: for host ROOT/rel at C, C minus "/rel".
         var votes: [String: Int] = [:]
         for s in report.mediaServices {
             for v in s.volumes where MountTable.isInside(v.host, hostRoot) {
-                if let r = impliedContainerRoot(v) { votes[r, default: 0] += 1 }
+                if let r = impliedContainerRoot(v, hostRoot) { votes[r, default: 0] += 1 }
             }
         }
         let containerRoot = votes.max { a, b in a.value != b.value ? a.value < b.value : a.key > b.key }?.key ?? "/storage"
@@ -127,15 +140,15 @@ package struct ComposeCheck {
                     continue
                 }
                 if v.host != hostRoot { subdirs.append(v) }
-                let implied = impliedContainerRoot(v)
+                let implied = impliedContainerRoot(v, hostRoot)
                 if implied != containerRoot {
-                    let expected = TreeWalker.join(containerRoot, relative(v.host))
+                    let expected = TreeWalker.join(containerRoot, relative(v.host, hostRoot))
                     report.findings.append(Finding(.error, "compose-container-path",
                         "\(s.name) mounts \(v.host) at \(v.container), but the other media services see it at \(expected): paths handed between apps (download client -> *arr -> media server) will not resolve.",
                         fix: "Use `- \(hostRoot):\(containerRoot)` in \(s.stack)/docker-compose.yml (same container path in every service)."))
                 }
             }
-            let tops = Set(subdirs.map { relative($0.host).split(separator: "/").first.map(String.init) ?? "" })
+            let tops = Set(subdirs.map { relative($0.host, hostRoot).split(separator: "/").first.map(String.init) ?? "" })
             if subdirs.count >= 2 && tops.count >= 2 && !s.volumes.contains(where: { $0.host == hostRoot }) {
                 let list = subdirs.map { "\($0.host):\($0.container)" }.joined(separator: ", ")
                 report.findings.append(Finding(.error, "compose-split-mounts",
@@ -145,13 +158,13 @@ package struct ComposeCheck {
         }
     }
 
-    func relative(_ host: String) -> String {
+    func relative(_ host: String, _ hostRoot: String) -> String {
         host == hostRoot ? "" : String(host.dropFirst(hostRoot == "/" ? 1 : hostRoot.count + 1))
     }
 
     /// The container path of the media root implied by one volume, nil if inconsistent.
-    func impliedContainerRoot(_ v: MediaVolume) -> String? {
-        let rel = relative(v.host)
+    func impliedContainerRoot(_ v: MediaVolume, _ hostRoot: String) -> String? {
+        let rel = relative(v.host, hostRoot)
         if rel.isEmpty { return v.container }
         guard v.container.hasSuffix("/" + rel) else { return nil }
         let r = String(v.container.dropLast(rel.count + 1))

@@ -53,8 +53,8 @@ package enum LinkCheck {
             try runLocal(o, report: &report, reporter: reporter)
         }
         if let dir = o.composeDirectory {
-            let hostRoot = o.isNFS ? "/mnt/storage" : o.root
-            let c = try ComposeCheck(directory: dir, hostRoot: hostRoot).run()
+            let roots = o.isNFS ? ["/mnt/storage"] : [o.root, "/mnt/storage"]
+            let c = try ComposeCheck(directory: dir, hostRoots: roots).run()
             report.compose = c
             report.findings += c.findings
         }

@@ -76,7 +76,7 @@ import TestSupport
     @Test func consistentStacksHaveNoFindings() throws {
         let t = try TempDir("lc-compose-good")
         try makeRepo(t, files: ["apollo": Self.good])
-        let report = try ComposeCheck(directory: t.path, hostRoot: "/mnt/storage").run()
+        let report = try ComposeCheck(directory: t.path, hostRoots: ["/nonexistent", "/mnt/storage"]).run()
         #expect(report.findings.isEmpty, "\(report.findings)")
         #expect(report.containerRoot == "/storage")
         #expect(report.mediaServices.map(\.service) == ["plex", "qbittorrent", "radarr", "sonarr"])
@@ -88,7 +88,7 @@ import TestSupport
     @Test func inconsistentServicesAreNamed() throws {
         let t = try TempDir("lc-compose-bad")
         try makeRepo(t, files: ["apollo": Self.good, "asteria": Self.bad])
-        let report = try ComposeCheck(directory: t.path, hostRoot: "/mnt/storage").run()
+        let report = try ComposeCheck(directory: t.path, hostRoots: ["/nonexistent", "/mnt/storage"]).run()
         #expect(report.containerRoot == "/storage")
         let byCode = Dictionary(grouping: report.findings, by: \.code)
         let split = byCode["compose-split-mounts"] ?? []
@@ -125,6 +125,13 @@ import TestSupport
         let (code3, obj3, r3) = try Fx.runJSON([root, "--compose", t2.path])
         #expect(code3 == 0, "\(r3.stdout)")
         #expect(((obj3["compose"] as? [String: Any])?["mediaServices"] as? [Any])?.count == 4)
+        // Stacks that mount the plan's /mnt/storage are held to it, not to the ROOT checked here.
+        let t3 = try TempDir("lc-compose-cli3")
+        try Fx.write(t3.sub("stacks/apollo/docker-compose.yml"), Array(Self.good.utf8))
+        try Fx.write(t3.sub("stacks/apollo/.env.template"), Array("MEDIA=/mnt/storage\n".utf8))
+        let (code4, obj4, r4) = try Fx.runJSON([root], directory: t3.path)
+        #expect(code4 == 0, "\(r4.stdout)")
+        #expect((obj4["compose"] as? [String: Any])?["hostRoot"] as? String == "/mnt/storage")
     }
 
     @Test func interpolation() {
