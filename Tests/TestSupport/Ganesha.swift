@@ -381,7 +381,9 @@ private final class SharedState: @unchecked Sendable {
         defer { lock.unlock() }
         if result == nil {
             do {
-                result = .success(try GaneshaServer())
+                let server = try GaneshaServer()
+                GaneshaProcesses.removeAtExit(server.baseDirectory)
+                result = .success(server)
             } catch let e as GaneshaError {
                 result = .failure(e)
             } catch {
@@ -403,8 +405,15 @@ enum GaneshaProcesses {
 
     static func remove(_ p: pid_t) { state.remove(p) }
 
+    /// Removes a directory at process exit (after the servers stopped).
+    static func removeAtExit(_ directory: String) {
+        state.addDirectory(directory)
+        state.installAtExitOnce()
+    }
+
     fileprivate static func stopAll() {
         for p in state.drain() { GaneshaServer.terminate(p, graceSeconds: 2) }
+        for d in state.drainDirectories() { try? FileManager.default.removeItem(atPath: d) }
     }
 }
 
@@ -415,7 +424,10 @@ private final class PidSet: @unchecked Sendable {
 
     func insert(_ p: pid_t) { lock.lock(); pids.insert(p); lock.unlock() }
     func remove(_ p: pid_t) { lock.lock(); pids.remove(p); lock.unlock() }
+    private var directories: [String] = []
     func drain() -> Set<pid_t> { lock.lock(); defer { lock.unlock() }; let all = pids; pids = []; return all }
+    func addDirectory(_ d: String) { lock.lock(); directories.append(d); lock.unlock() }
+    func drainDirectories() -> [String] { lock.lock(); defer { lock.unlock() }; let all = directories; directories = []; return all }
 
     func installAtExitOnce() {
         lock.lock()
