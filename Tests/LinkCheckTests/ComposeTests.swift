@@ -134,6 +134,22 @@ import TestSupport
         #expect((obj4["compose"] as? [String: Any])?["hostRoot"] as? String == "/mnt/storage")
     }
 
+    @Test func theRepositorysOwnStacksAreConsistent() throws {
+        // Tests/LinkCheckTests/ComposeTests.swift -> repository root.
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        let report = try ComposeCheck(directory: repo, hostRoots: ["/mnt/storage"]).run()
+        #expect(report.files.count == 7, "\(report.files)")
+        #expect(report.findings.isEmpty, "\(report.findings)")
+        #expect(report.containerRoot == "/storage")
+        // The plan's media services are all seen (and all mount /mnt/storage:/storage).
+        let names = Set(report.mediaServices.map(\.service))
+        for s in ["qbittorrent", "sabnzbd", "radarr", "sonarr", "lidarr", "plex", "jellyfin"] {
+            #expect(names.contains(s), "\(s) not found among \(names.sorted())")
+        }
+        #expect(report.mediaServices.allSatisfy { $0.volumes == [MediaVolume(host: "/mnt/storage", container: "/storage")] })
+    }
+
     @Test func interpolation() {
         let env = ["A": "/x", "E": ""]
         #expect(ComposeCheck.interpolate("${A}/y", env: env) == "/x/y")
