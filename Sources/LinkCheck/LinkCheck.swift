@@ -41,7 +41,10 @@ package enum LinkCheck {
                 throw ToolError.usage("\(label) \(rel.isEmpty ? "(empty)" : rel) must be a path relative to the root, without `..`.")
             }
         }
-        if o.downloads == o.library { throw ToolError.usage("--downloads and --library are the same directory (\(o.library)).") }
+        let d = o.downloads.split(separator: "/"), l = o.library.split(separator: "/")
+        if d.starts(with: l) || l.starts(with: d) {
+            throw ToolError.usage("--downloads \(o.downloads) and --library \(o.library) must be separate folders (neither inside the other).")
+        }
 
         var report = LinkCheckReport(root: o.root, downloads: o.downloads, library: o.library)
         if o.isNFS {
@@ -65,6 +68,9 @@ package enum LinkCheck {
     }
 
     static func runLocal(_ o: LinkCheckOptions, report: inout LinkCheckReport, reporter: Reporter) throws {
+        // Touch the directories first: a systemd automount (x-systemd.automount) mounts the NFS
+        // export on first access, and the mount table must show the real mount, not autofs.
+        for rel in [o.downloads, o.library] { _ = try? Sys.stat(TreeWalker.join(o.root, rel)) }
         let table = try MountTable.load()
         let probe = LocalProbe(root: o.root, downloads: o.downloads, library: o.library,
                                requireMount: o.requireMount, mountTable: table)

@@ -65,6 +65,10 @@ package struct LocalProbe {
             return Finding(.warning, "filesystem-type",
                            "\(path) is on \(t) (\(m.describe)), which has no hardlinks at all.",
                            fix: "Put media on a filesystem with hardlinks (ZFS dataset over NFS, ext4, xfs, btrfs).")
+        case "autofs":
+            return Finding(.warning, "filesystem-type",
+                           "\(path) is still an automount point (\(m.describe)): the NFS export behind it did not mount on access (NAS down or unreachable, wrong export, or a failed mount).",
+                           fix: "Run `mount \(path)` or `systemctl status` of its .automount/.mount unit to see why; check the NAS is up and exports the path to this host.")
         case "overlay":
             return Finding(.warning, "filesystem-type",
                            "\(path) is on overlayfs (\(m.describe)): this looks like a container's own filesystem, not the NAS. Files written here vanish with the container and hardlinks to lower-layer files copy them up.",

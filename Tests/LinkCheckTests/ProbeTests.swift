@@ -203,6 +203,9 @@ import TestSupport
         #expect(abs.stderr.contains("--downloads /abs must be a path relative to the root"))
         #expect(try Fx.run([t.path, "--library", "../x"]).status == 2)
         #expect(try Fx.run([t.path, "--downloads", "same", "--library", "same"]).status == 2)
+        let nested = try Fx.run([t.path, "--downloads", "library/dl"])
+        #expect(nested.status == 2)
+        #expect(nested.stderr.contains("must be separate folders"))
         #expect(try Fx.run([t.path, "--bogus"]).status == 2)
         #expect(try Fx.run(["--help"]).stdout.contains("--init"))
     }
