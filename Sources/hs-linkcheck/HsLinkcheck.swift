@@ -10,13 +10,13 @@ struct HsLinkcheck: AsyncParsableCommand {
         abstract: "Prove hardlinks work between downloads/ and library/, explain why not, reclaim wasted copies.",
         discussion: "Exit codes: 0 all good, 1 a problem found, 2 bad usage.")
 
-    @Argument(help: "Media root: a local path or nfs://server/export/path (default: /mnt/storage).")
+    @Argument(help: ArgumentHelp("Media root: a local path or nfs://server/export/path.", valueName: "root"))
     var root: String = "/mnt/storage"
 
-    @Option(help: "Downloads directory, relative to the root.")
+    @Option(help: ArgumentHelp("Downloads directory, relative to the root.", valueName: "rel"))
     var downloads: String = "downloads"
 
-    @Option(help: "Library directory, relative to the root.")
+    @Option(help: ArgumentHelp("Library directory, relative to the root.", valueName: "rel"))
     var library: String = "library"
 
     @Flag(help: "Fail (exit 1) when the root is not a mount point, instead of warning.")
@@ -25,13 +25,13 @@ struct HsLinkcheck: AsyncParsableCommand {
     @Flag(name: .customLong("init"), help: "Create the plan's media tree owned by PUID:PGID with mode 775.")
     var initialize = false
 
-    @Option(help: "Owner uid for --init (default: $PUID or 1000).")
+    @Option(help: ArgumentHelp("Owner uid for --init (default: $PUID or 1000).", valueName: "uid"))
     var puid: UInt32?
 
-    @Option(help: "Owner gid for --init (default: $PGID or 1000).")
+    @Option(help: ArgumentHelp("Owner gid for --init (default: $PGID or 1000).", valueName: "gid"))
     var pgid: UInt32?
 
-    @Option(help: "Repository root whose stacks/*/docker-compose.yml are checked for consistent media volumes (default: . when ./stacks exists).")
+    @Option(help: ArgumentHelp("Repository root whose stacks/*/docker-compose.yml are checked for consistent media volumes (default: . when ./stacks exists).", valueName: "dir"))
     var compose: String?
 
     @Flag(help: "Find library files that are copies of downloads instead of hardlinks (exit 1 if any).")
