@@ -166,9 +166,13 @@ import TestSupport
         try Fx.mkdirs(t.sub("downloads"), t.sub("library"))
         chmod(t.path, 0o755)
         chmod(t.sub("downloads"), 0o755)
-        // Run as nobody (uid/gid 65534) against root-owned 755 directories.
+        // Run as nobody (uid/gid 65534) against root-owned 755 directories. The binary is
+        // copied to a directory nobody can reach (the checkout may sit under /root).
+        let bin = try TempDir("lc-bin")
+        chmod(bin.path, 0o755)
+        try FileManager.default.copyItem(atPath: Tools.path("hs-linkcheck"), toPath: bin.sub("hs-linkcheck"))
         let r = try Subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                    Tools.path("hs-linkcheck"), t.path, "--json"])
+                                    bin.sub("hs-linkcheck"), t.path, "--json"])
         #expect(r.status == 1, "\(r.stderr)")
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         let f = try #require(Fx.findings(obj).first { $0["code"] as? String == "cannot-write" })
