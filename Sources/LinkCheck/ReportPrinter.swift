@@ -14,7 +14,8 @@ package struct ReportPrinter {
             lines.append("init: \(steps.count) directories, \(changed.count) created or changed")
         }
         if let a = r.audit {
-            lines.append("audit: \(a.libraryFiles) library files (\(a.singleLinkFiles) with link count 1), \(a.downloadsFiles) downloads files, \(a.filesHashed) hashed, \(Format.seconds(a.seconds))")
+            let dl = a.singleLinkFiles == 0 ? "downloads not scanned (nothing to match)" : "\(a.downloadsFiles) downloads files"
+            lines.append("audit: \(a.libraryFiles) library files (\(a.singleLinkFiles) with link count 1), \(dl), \(a.filesHashed) hashed, \(Format.seconds(a.seconds))")
             if a.copies > 0 {
                 lines.append("audit: \(a.copies) copies, \(Format.bytes(a.wastedBytes)) wasted")
                 for g in a.groups { lines.append("  \(g.folder): \(g.copies) copies, \(Format.bytes(g.wastedBytes))") }
