@@ -48,11 +48,27 @@ package struct Reclaimer {
 
     /// Removes temporary links left by an interrupted run. They are extra names of downloads
     /// files (the library file was never replaced, or already was), so removing them loses nothing.
+    /// Should one ever be the last name of its file (downloads and library both deleted since),
+    /// it is renamed back to the library name instead of removed.
     package func removeLeftovers(_ paths: [String], into report: inout ReclaimReport) {
         for p in paths {
-            guard let st = try? Sys.lstat(p), st.isRegular else { continue }
-            if (try? Sys.unlink(p)) != nil { report.leftoversRemoved.append(p) }
+            guard let st = (try? Sys.lstat(p)) ?? nil, st.isRegular, let original = Self.originalPath(forTmp: p) else { continue }
+            let originalExists = ((try? Sys.lstat(original)) ?? nil) != nil
+            if st.nlink > 1 || originalExists {
+                if (try? Sys.unlink(p)) != nil { report.leftoversRemoved.append(p) }
+            } else if (try? Sys.rename(p, original)) != nil {
+                report.leftoversRemoved.append(p + " (restored as \(original))")
+            }
         }
+    }
+
+    /// `dir/.NAME.hs-reclaim-tmp` -> `dir/NAME`.
+    package static func originalPath(forTmp tmp: String) -> String? {
+        let slash = tmp.lastIndex(of: "/")
+        let dir = slash.map { String(tmp[..<$0]) } ?? "."
+        let name = slash.map { String(tmp[tmp.index(after: $0)...]) } ?? tmp
+        guard name.hasPrefix("."), name.hasSuffix(tmpSuffix), name.count > tmpSuffix.count + 1 else { return nil }
+        return dir + "/" + String(name.dropFirst().dropLast(tmpSuffix.count))
     }
 
     /// Reclaims every pair; `progress` gets status lines.

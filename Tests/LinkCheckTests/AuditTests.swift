@@ -202,6 +202,22 @@ struct AuditTree {
         #expect((obj["audit"] as? [String: Any])?["leftovers"] as? [String] == [])
     }
 
+    @Test func leftoverThatIsTheLastNameIsRestoredNotRemoved() throws {
+        let t = try TempDir("lc-last")
+        let b = Fx.bytes(3000, seed: 21)
+        try Fx.write(t.sub("library/movies/.lost.mkv.hs-reclaim-tmp"), b)   // link count 1, no original
+        try Fx.write(t.sub("library/movies/kept.mkv"), b)
+        try Fx.write(t.sub("downloads/kept.mkv"), b)
+        try Fx.link(t.sub("downloads/kept.mkv"), t.sub("library/movies/.kept.mkv.hs-reclaim-tmp"))
+        #expect(Reclaimer.originalPath(forTmp: "/a/b/.x.mkv.hs-reclaim-tmp") == "/a/b/x.mkv")
+        let (code, obj, r) = try Fx.runJSON([t.path, "--reclaim", "--yes"])
+        #expect(code == 0, "\(r.stdout)")
+        #expect(((obj["reclaim"] as? [String: Any])?["leftoversRemoved"] as? [String])?.count == 2)
+        #expect(try Fx.read(t.sub("library/movies/lost.mkv")) == b)
+        #expect(Fx.listing(t.sub("library/movies")) == ["kept.mkv", "lost.mkv"])
+        #expect(try Fx.inode(t.sub("library/movies/kept.mkv")).2 == 2)
+    }
+
     @Test func reclaimAcrossDevicesIsRefused() throws {
         let t = try TempDir("lc-xreclaim")
         let root = t.sub("storage")
