@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "Storage", dependencies: ["NFS", "Support"], swiftSettings: swiftSettings),
         .target(name: "Backup", dependencies: ["Archive", "Storage", "Gzip", "Support", "CSQLite"],
                 swiftSettings: swiftSettings),
-        .target(name: "LinkCheck", dependencies: ["NFS", "Storage", "Support"], swiftSettings: swiftSettings),
+        .target(name: "LinkCheck", dependencies: ["NFS", "Storage", "Support", "Yams"], swiftSettings: swiftSettings),
         .target(name: "Provisioning", dependencies: ["Support", "Yams"], swiftSettings: swiftSettings),
         .target(name: "Stacks", dependencies: ["Support", "Yams"], swiftSettings: swiftSettings),
 
