@@ -1,4 +1,5 @@
 import ArgumentParser
+import Backup
 import Support
 
 @main
@@ -43,5 +44,22 @@ struct HsRestore: AsyncParsableCommand {
         if (from == nil) == (archive == nil) { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }
     }
 
-    func run() async throws { throw ToolError("hs-restore: not yet implemented") }
+    func run() async throws {
+        let code = await toolMain {
+            let reporter = Reporter(mode: .detect(json: json))
+            guard let from else {
+                throw ToolError("hs-restore --archive: not yet available in this build")
+            }
+            var options = RestoreOptions(destination: try BackupTool.destination(from), set: try BackupTool.setName(set), target: to)
+            options.backup = backup
+            options.only = only
+            options.force = force
+            options.dryRun = dryRun
+            let summary = try Restorer(options: options, reporter: reporter).run()
+            for w in summary.warnings { reporter.warning(w) }
+            if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
+            return 0
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
 }
