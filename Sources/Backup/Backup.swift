@@ -33,3 +33,20 @@ package enum BackupTool {
         return n
     }
 }
+
+/// `hs-restore --from DEST ...`: restores a backup and reports it.
+package enum BackupRestoreCommand {
+    package static func run(from: String, set: String?, backup: String, to: String, only: [String],
+                            force: Bool, dryRun: Bool, json: Bool) throws -> Int32 {
+        let reporter = Reporter(mode: .detect(json: json))
+        var options = RestoreOptions(destination: try BackupTool.destination(from), set: try BackupTool.setName(set), target: to)
+        options.backup = backup
+        options.only = only
+        options.force = force
+        options.dryRun = dryRun
+        let summary = try Restorer(options: options, reporter: reporter).run()
+        for w in summary.warnings { reporter.warning(w) }
+        if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
+        return 0
+    }
+}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Backup
+import Archive
 import Support
 
 @main
@@ -46,19 +47,9 @@ struct HsRestore: AsyncParsableCommand {
 
     func run() async throws {
         let code = await toolMain {
-            let reporter = Reporter(mode: .detect(json: json))
-            guard let from else {
-                throw ToolError("hs-restore --archive: not yet available in this build")
-            }
-            var options = RestoreOptions(destination: try BackupTool.destination(from), set: try BackupTool.setName(set), target: to)
-            options.backup = backup
-            options.only = only
-            options.force = force
-            options.dryRun = dryRun
-            let summary = try Restorer(options: options, reporter: reporter).run()
-            for w in summary.warnings { reporter.warning(w) }
-            if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
-            return 0
+            if let archive { return try ArchiveRestore.run(archive: archive, to: to, only: only, force: force, dryRun: dryRun, json: json) }
+            return try BackupRestoreCommand.run(from: from!, set: set, backup: backup, to: to, only: only,
+                                                force: force, dryRun: dryRun, json: json)
         }
         if code != 0 { throw ExitCode(code) }
     }
