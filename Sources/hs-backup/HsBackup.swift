@@ -1,4 +1,6 @@
 import ArgumentParser
+import Backup
+import Foundation
 import Support
 
 @main
@@ -41,13 +43,46 @@ extension HsBackup {
         @Option(name: .customLong("exclude"), help: "Glob of paths to skip (repeatable); adds to the default cache excludes.")
         var excludes: [String] = []
 
-        func run() async throws { throw ToolError("hs-backup run: not yet implemented") }
+        func run() async throws {
+            let code = await toolMain {
+                let reporter = Reporter(mode: .detect(json: destination.json))
+                var options = BackupOptions(source: source, destination: try BackupTool.destination(destination.destination),
+                                            set: try BackupTool.setName(destination.set))
+                options.forceFull = full
+                options.excludes = excludes
+                let summary = try BackupRunner(options: options, reporter: reporter).run()
+                if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
+                return 0
+            }
+            if code != 0 { throw ExitCode(code) }
+        }
     }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the backups of a set.")
         @OptionGroup var destination: DestinationOptions
-        func run() async throws { throw ToolError("hs-backup list: not yet implemented") }
+        func run() async throws {
+            let code = await toolMain {
+                let reporter = Reporter(mode: .detect(json: destination.json))
+                let dest = try BackupTool.destination(destination.destination)
+                let set = try BackupTool.setName(destination.set)
+                let rows = try SetInspector.list(destination: dest, set: set)
+                if reporter.mode == .json {
+                    reporter.emitJSON(rows)
+                } else if rows.isEmpty {
+                    reporter.info("no backups in \(destination.destination)/\(set)")
+                } else {
+                    func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+                    reporter.info(pad("ID", 20) + pad("TIME", 22) + pad("KIND", 13) + pad("FILES", 9) + pad("TREE", 11) + pad("WRITTEN", 11) + "DURATION")
+                    for r in rows {
+                        reporter.info(pad(r.id, 20) + pad(r.time, 22) + pad(r.kind, 13) + pad(String(r.files), 9)
+                                      + pad(Format.bytes(r.treeBytes), 11) + pad(Format.bytes(r.bytesOut), 11) + Format.seconds(r.seconds))
+                    }
+                }
+                return 0
+            }
+            if code != 0 { throw ExitCode(code) }
+        }
     }
 
     struct Verify: AsyncParsableCommand {
@@ -55,7 +90,23 @@ extension HsBackup {
         @OptionGroup var destination: DestinationOptions
         @Option(help: "Backup to verify: an ID or 'latest' (default: all).")
         var backup: String?
-        func run() async throws { throw ToolError("hs-backup verify: not yet implemented") }
+        func run() async throws {
+            let code = await toolMain {
+                let reporter = Reporter(mode: .detect(json: destination.json))
+                let dest = try BackupTool.destination(destination.destination)
+                let report = try SetInspector.verify(destination: dest, set: try BackupTool.setName(destination.set),
+                                                     backup: backup, reporter: reporter)
+                if reporter.mode == .json {
+                    reporter.emitJSON(report)
+                } else {
+                    for d in report.damaged { reporter.error("damaged: \(d)") }
+                    reporter.info((report.ok ? "ok: " : "DAMAGED: ") + "\(report.backups.count) backups, \(report.archivesChecked) archives, "
+                                  + "\(report.filesChecked) files checked, \(report.damaged.count) problems")
+                }
+                return report.ok ? 0 : 1
+            }
+            if code != 0 { throw ExitCode(code) }
+        }
     }
 
     struct Prune: AsyncParsableCommand {
