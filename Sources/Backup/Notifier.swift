@@ -15,7 +15,7 @@ import FoundationNetworking
 #endif
 
 /// How a run ended, as the notifier reports it.
-package struct RunOutcome: Sendable {
+package struct RunReport: Sendable {
     /// True when the backup (or verify/prune) succeeded.
     package var success: Bool
     /// What ran, e.g. "hs-backup run" or "hs-backup verify".
@@ -69,7 +69,7 @@ package struct Notifier: Sendable {
 
     /// Reports `outcome`: ntfy (on failure, or on success with `notifySuccess`) and the Kuma push.
     /// - Returns: warnings for deliveries that failed (URLs redacted); empty when all went out.
-    package func report(_ outcome: RunOutcome) -> [String] {
+    package func report(_ outcome: RunReport) -> [String] {
         var warnings: [String] = []
         if let ntfyURL, !outcome.success || notifySuccess {
             if let w = postNtfy(ntfyURL, outcome) { warnings.append(w) }
@@ -83,7 +83,7 @@ package struct Notifier: Sendable {
     // MARK: ntfy
 
     /// The headers and body of the ntfy message for `outcome`.
-    package static func ntfyMessage(_ outcome: RunOutcome) -> (headers: [String: String], body: String) {
+    package static func ntfyMessage(_ outcome: RunReport) -> (headers: [String: String], body: String) {
         let title = outcome.success
             ? "\(outcome.operation) OK on \(outcome.set)"
             : "\(outcome.operation) FAILED on \(outcome.set)"
@@ -97,7 +97,7 @@ package struct Notifier: Sendable {
         return (headers, body)
     }
 
-    private func postNtfy(_ url: String, _ outcome: RunOutcome) -> String? {
+    private func postNtfy(_ url: String, _ outcome: RunReport) -> String? {
         guard var c = URLComponents(string: url) else { return "ntfy: invalid URL \(Self.redact(url))" }
         var request: URLRequest
         var auth: String?
@@ -121,7 +121,7 @@ package struct Notifier: Sendable {
     // MARK: Uptime Kuma
 
     /// The push URL for `outcome`: `status`, `msg` and `ping` set (replacing any already there).
-    package static func pushURL(_ url: String, _ outcome: RunOutcome) -> URL? {
+    package static func pushURL(_ url: String, _ outcome: RunReport) -> URL? {
         guard var c = URLComponents(string: url) else { return nil }
         var items = (c.queryItems ?? []).filter { !["status", "msg", "ping"].contains($0.name) }
         var msg = outcome.success ? "OK" : "FAILED"
@@ -136,7 +136,7 @@ package struct Notifier: Sendable {
         return c.url
     }
 
-    private func push(_ url: String, _ outcome: RunOutcome) -> String? {
+    private func push(_ url: String, _ outcome: RunReport) -> String? {
         guard let target = Self.pushURL(url, outcome) else { return "ping: invalid URL \(Self.redact(url))" }
         var request = URLRequest(url: target, timeoutInterval: timeout)
         request.httpMethod = "GET"

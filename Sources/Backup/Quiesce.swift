@@ -62,6 +62,7 @@ package final class Quiesce: @unchecked Sendable {
     /// - Returns: warnings (e.g. a stack with no running container on this host).
     @discardableResult
     package func stop() throws -> [String] {
+        installSignalHandlers()
         var warnings: [String] = []
         for stack in stacks {
             let ids: [String]
@@ -91,6 +92,11 @@ package final class Quiesce: @unchecked Sendable {
     /// - Returns: problems (each names the stack and what to run by hand); empty on success.
     @discardableResult
     package func start() -> [String] {
+        defer { removeSignalHandlers() }
+        return restart()
+    }
+
+    private func restart() -> [String] {
         lock.lock()
         let todo = stopped
         stopped = []
@@ -110,8 +116,6 @@ package final class Quiesce: @unchecked Sendable {
     /// (error, or SIGINT/SIGTERM/SIGHUP, after which the process exits 128+signal).
     /// - Parameter warn: receives warnings and restart problems.
     package func around<T>(warn: (String) -> Void, _ body: () throws -> T) throws -> T {
-        installSignalHandlers()
-        defer { removeSignalHandlers() }
         for w in try stop() { warn(w) }
         let result: Result<T, any Error> = Result { try body() }
         for p in start() { warn(p) }
@@ -120,8 +124,6 @@ package final class Quiesce: @unchecked Sendable {
 
     /// The async variant of `around`.
     package func around<T>(warn: (String) -> Void, _ body: () async throws -> T) async throws -> T {
-        installSignalHandlers()
-        defer { removeSignalHandlers() }
         for w in try stop() { warn(w) }
         let result: Result<T, any Error>
         do { result = .success(try await body()) } catch { result = .failure(error) }
@@ -132,12 +134,14 @@ package final class Quiesce: @unchecked Sendable {
     // MARK: Signals
 
     private func installSignalHandlers() {
+        lock.lock(); defer { lock.unlock() }
+        guard signalSources.isEmpty else { return }
         for sig in [SIGINT, SIGTERM, SIGHUP] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler { [self] in
                 Reporter.writeStderr("hs-backup: signal \(sig): starting the stopped stacks again\n")
-                for p in start() { Reporter.writeStderr("error: \(p)\n") }
+                for p in restart() { Reporter.writeStderr("error: \(p)\n") }
                 exit(128 + sig)
             }
             source.resume()
@@ -146,6 +150,8 @@ package final class Quiesce: @unchecked Sendable {
     }
 
     private func removeSignalHandlers() {
+        lock.lock(); defer { lock.unlock() }
+        guard !signalSources.isEmpty else { return }
         for s in signalSources { s.cancel() }
         signalSources = []
         for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, SIG_DFL) }

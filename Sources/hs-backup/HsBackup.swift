@@ -43,6 +43,8 @@ extension HsBackup {
         @Option(name: .customLong("exclude"), help: "Glob of paths to skip (repeatable); adds to the default cache excludes.")
         var excludes: [String] = []
 
+        @OptionGroup var ops: OpsRunOptions
+
         func run() async throws {
             let code = await toolMain {
                 let reporter = Reporter(mode: .detect(json: destination.json))
@@ -50,7 +52,7 @@ extension HsBackup {
                                             set: try BackupTool.setName(destination.set))
                 options.forceFull = full
                 options.excludes = excludes
-                let summary = try BackupRunner(options: options, reporter: reporter).run()
+                let summary = try OpsCommands.backup(options, ops: ops.settings, reporter: reporter)
                 if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
                 return 0
             }
@@ -90,12 +92,17 @@ extension HsBackup {
         @OptionGroup var destination: DestinationOptions
         @Option(help: "Backup to verify: an ID or 'latest' (default: all).")
         var backup: String?
+        @OptionGroup var notify: NotifyOptions
         func run() async throws {
             let code = await toolMain {
                 let reporter = Reporter(mode: .detect(json: destination.json))
-                let dest = try BackupTool.destination(destination.destination)
-                let report = try SetInspector.verify(destination: dest, set: try BackupTool.setName(destination.set),
-                                                     backup: backup, reporter: reporter)
+                let set = try BackupTool.setName(destination.set)
+                let report = try OpsCommands.notifying(notify.notifier, operation: "hs-backup verify", set: set, reporter: reporter,
+                                                       ok: { $0.ok }) {
+                    let r = try SetInspector.verify(destination: try BackupTool.destination(destination.destination), set: set,
+                                                    backup: backup, reporter: reporter)
+                    return (r, "\(r.backups.count) backups, \(r.damaged.count) problems" + (r.damaged.first.map { ": \($0)" } ?? ""))
+                }
                 if reporter.mode == .json {
                     reporter.emitJSON(report)
                 } else {
@@ -117,6 +124,16 @@ extension HsBackup {
         @Option(help: "Keep the last backup of each of the N most recent weeks.") var keepWeekly: Int?
         @Option(help: "Keep the last backup of each of the N most recent months.") var keepMonthly: Int?
         @Flag(help: "List what would be removed without removing anything.") var dryRun = false
-        func run() async throws { throw ToolError("hs-backup prune: not yet implemented") }
+        @OptionGroup var notify: NotifyOptions
+        func run() async throws {
+            let code = await toolMain {
+                let policy = RetentionPolicy(keepLast: keepLast ?? 0, keepDaily: keepDaily ?? 0,
+                                             keepWeekly: keepWeekly ?? 0, keepMonthly: keepMonthly ?? 0)
+                _ = try OpsCommands.prune(destination: destination.destination, set: destination.set, policy: policy, dryRun: dryRun,
+                                          notifier: notify.notifier, reporter: Reporter(mode: .detect(json: destination.json)))
+                return 0
+            }
+            if code != 0 { throw ExitCode(code) }
+        }
     }
 }

@@ -82,9 +82,9 @@ final class OpsHTTPRecorder: @unchecked Sendable {
 
 @Suite("Notifications: ntfy and Uptime Kuma push")
 struct OpsNotifierTests {
-    static let failure = RunOutcome(success: false, operation: "hs-backup run", set: "asteria",
+    static let failure = RunReport(success: false, operation: "hs-backup run", set: "asteria",
                                     message: "cannot write /mnt/backups/asteria: No space left on device", duration: 12.4)
-    static let success = RunOutcome(success: true, operation: "hs-backup run", set: "asteria",
+    static let success = RunReport(success: true, operation: "hs-backup run", set: "asteria",
                                     message: "1234 files, 56 MB in 2 archives", duration: 3)
 
     @Test("failure posts to the ntfy topic with title, priority and tags; ping says down")
