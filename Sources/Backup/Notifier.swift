@@ -26,6 +26,9 @@ package struct RunReport: Sendable {
     package var message: String
     /// How long it took.
     package var duration: TimeInterval?
+    /// A success that still needs a look (e.g. a database archived without a snapshot): posted
+    /// to ntfy even without `notifySuccess`.
+    package var attention = false
 
     package init(success: Bool, operation: String, set: String, message: String, duration: TimeInterval? = nil) {
         self.success = success; self.operation = operation; self.set = set
@@ -71,7 +74,7 @@ package struct Notifier: Sendable {
     /// - Returns: warnings for deliveries that failed (URLs redacted); empty when all went out.
     package func report(_ outcome: RunReport) -> [String] {
         var warnings: [String] = []
-        if let ntfyURL, !outcome.success || notifySuccess {
+        if let ntfyURL, !outcome.success || notifySuccess || outcome.attention {
             if let w = postNtfy(ntfyURL, outcome) { warnings.append(w) }
         }
         if let pingURL {
@@ -84,15 +87,15 @@ package struct Notifier: Sendable {
 
     /// The headers and body of the ntfy message for `outcome`.
     package static func ntfyMessage(_ outcome: RunReport) -> (headers: [String: String], body: String) {
-        let title = outcome.success
-            ? "\(outcome.operation) OK on \(outcome.set)"
-            : "\(outcome.operation) FAILED on \(outcome.set)"
+        let title = !outcome.success ? "\(outcome.operation) FAILED on \(outcome.set)"
+            : outcome.attention ? "\(outcome.operation) OK with warnings on \(outcome.set)"
+            : "\(outcome.operation) OK on \(outcome.set)"
         var body = outcome.message
         if let d = outcome.duration { body += " (\(Int(d.rounded())) s)" }
         let headers = [
             "Title": asciiHeader(title),
             "Priority": outcome.success ? "default" : "high",
-            "Tags": outcome.success ? "white_check_mark,floppy_disk" : "rotating_light,floppy_disk",
+            "Tags": !outcome.success ? "rotating_light,floppy_disk" : outcome.attention ? "warning,floppy_disk" : "white_check_mark,floppy_disk",
         ]
         return (headers, body)
     }

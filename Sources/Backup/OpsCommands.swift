@@ -14,6 +14,10 @@ package struct OpsSettings: Sendable {
     package var notifier = Notifier()
     /// Capture SQLite databases through the online backup API (on by default).
     package var sqliteCapture = true
+    /// How long a capture retries while a database stays locked ($HS_BACKUP_SQLITE_BUSY_TIMEOUT
+    /// seconds, default 60).
+    package var sqliteBusyTimeout: TimeInterval =
+        ProcessInfo.processInfo.environment["HS_BACKUP_SQLITE_BUSY_TIMEOUT"].flatMap(TimeInterval.init) ?? 60
 
     package init(stopStacks: [String] = [], notifier: Notifier = Notifier()) {
         self.stopStacks = stopStacks
@@ -34,48 +38,64 @@ package enum OpsCommands {
     ///   written but stopped stacks could not be started again.
     package static func backup(_ options: BackupOptions, ops: OpsSettings, reporter: Reporter) throws -> BackupSummary {
         try ops.validate()
-        return try notifying(ops.notifier, operation: "hs-backup run", set: options.set, reporter: reporter) {
+        let guardian = OpsSignalGuard()
+        defer { guardian.cancel() }
+        let started = Date()
+        let notifier = ops.notifier, set = options.set
+        guardian.onSignal { sig in
+            let report = RunReport(success: false, operation: "hs-backup run", set: set,
+                                   message: "interrupted by signal \(sig)", duration: Date().timeIntervalSince(started))
+            for w in notifier.report(report) { Reporter.writeStderr("warning: \(w)\n") }
+        }
+        var attention: [String] = []
+        let summary = try notifying(ops.notifier, operation: "hs-backup run", set: options.set, reporter: reporter,
+                                    attention: { _ in !attention.isEmpty }) {
             var options = options
             var snapshots: SQLiteSnapshot?
             var provider: SQLiteCaptureProvider?
             if ops.sqliteCapture && options.contentProvider == nil {
-                let s = try SQLiteSnapshot()
+                let s = try SQLiteSnapshot(busyTimeout: ops.sqliteBusyTimeout)
                 snapshots = s
-                provider = SQLiteCaptureProvider(snapshots: s)
+                guardian.onSignal { _ in s.cleanup() }
+                provider = SQLiteCaptureProvider(snapshots: s, warn: { reporter.warning($0) })
                 options.contentProvider = provider
             }
             defer { snapshots?.cleanup() }
             var hook: QuiesceHook?
             if !ops.stopStacks.isEmpty {
-                let h = QuiesceHook(quiesce: Quiesce(stacks: ops.stopStacks, stopTimeout: ops.stopTimeout),
-                                    warn: { reporter.warning($0) })
+                let q = Quiesce(stacks: ops.stopStacks, stopTimeout: ops.stopTimeout, handleSignals: false)
+                guardian.onSignal { _ in for p in q.startAfterSignal() { Reporter.writeStderr("error: \(p)\n") } }
+                let h = QuiesceHook(quiesce: q, warn: { reporter.warning($0) })
                 hook = h
                 options.hooks.append(h)
             }
             var summary = try BackupRunner(options: options, reporter: reporter).run()
-            for w in provider?.warnings ?? [] { reporter.warning(w) }
-            summary.warnings += provider?.warnings ?? []
+            attention = provider?.warnings ?? []
+            summary.warnings += attention
             if let hook, !hook.restartProblems.isEmpty {
                 throw ToolError("backup \(summary.id) was written, but stopped stacks did not start again: "
                     + hook.restartProblems.joined(separator: "; "))
             }
             var line = summary.line
             if let n = provider?.capturedCount, n > 0 { line += ", \(n) SQLite database\(n == 1 ? "" : "s") captured" }
+            if let first = attention.first { line += ". " + first }
             return (summary, line)
         }
+        return summary
     }
 
     /// Runs `body`, then reports to ntfy/Kuma: a thrown error as failure (and rethrown), else
     /// `ok` decides. Delivery problems are printed as warnings and never change the result.
     /// - Parameter body: returns the value and a one-line message for the notification.
     package static func notifying<T>(_ notifier: Notifier, operation: String, set: String, reporter: Reporter,
-                                     ok: (T) -> Bool = { _ in true },
+                                     ok: (T) -> Bool = { _ in true }, attention: (T) -> Bool = { _ in false },
                                      _ body: () throws -> (T, String)) throws -> T {
         let started = Date()
         do {
             let (value, message) = try body()
-            let report = RunReport(success: ok(value), operation: operation, set: set, message: message,
+            var report = RunReport(success: ok(value), operation: operation, set: set, message: message,
                                    duration: Date().timeIntervalSince(started))
+            report.attention = attention(value)
             for w in notifier.report(report) { reporter.warning(w) }
             return value
         } catch {

@@ -19,6 +19,9 @@ package final class Quiesce: @unchecked Sendable {
     /// Seconds `docker stop` waits before killing a container.
     package let stopTimeout: Int
     private let docker: String
+    /// Whether `stop()` installs its own SIGINT/SIGTERM/SIGHUP handlers (off when the caller
+    /// has a signal guard that calls `startAfterSignal()`).
+    private let handleSignals: Bool
     private let lock = NSLock()
     private var stopped: [(stack: String, ids: [String])] = []
     private var signalSources: [any DispatchSourceSignal] = []
@@ -27,10 +30,12 @@ package final class Quiesce: @unchecked Sendable {
     ///   - stacks: Compose project names to stop (e.g. `["arr", "plex"]`).
     ///   - stopTimeout: grace period for `docker stop -t`.
     ///   - docker: the docker CLI (looked up on PATH).
-    package init(stacks: [String], stopTimeout: Int = 60, docker: String = "docker") {
+    ///   - handleSignals: install SIGINT/SIGTERM/SIGHUP handlers while stacks are stopped.
+    package init(stacks: [String], stopTimeout: Int = 60, docker: String = "docker", handleSignals: Bool = true) {
         self.stacks = stacks
         self.stopTimeout = stopTimeout
         self.docker = docker
+        self.handleSignals = handleSignals
     }
 
     /// Checks the names: Compose project names are lowercase letters, digits, `-` and `_`.
@@ -62,7 +67,7 @@ package final class Quiesce: @unchecked Sendable {
     /// - Returns: warnings (e.g. a stack with no running container on this host).
     @discardableResult
     package func stop() throws -> [String] {
-        installSignalHandlers()
+        if handleSignals { installSignalHandlers() }
         var warnings: [String] = []
         for stack in stacks {
             let ids: [String]
@@ -95,6 +100,9 @@ package final class Quiesce: @unchecked Sendable {
         defer { removeSignalHandlers() }
         return restart()
     }
+
+    /// Starts the stopped containers from a signal handler (no handler bookkeeping).
+    package func startAfterSignal() -> [String] { restart() }
 
     private func restart() -> [String] {
         lock.lock()

@@ -69,7 +69,8 @@ package final class SQLiteSnapshot: @unchecked Sendable {
     /// - Throws: `ToolError` when the directory cannot be created.
     package init(parent: String? = nil, busyTimeout: TimeInterval = 60, pagesPerStep: Int32 = -1) throws {
         let base = parent ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp")
-        var template = Array("\(base)/hs-backup-sqlite.XXXXXX".utf8CString)
+        Self.removeAbandoned(in: base)
+        var template = Array("\(base)/hs-backup-sqlite.\(getpid()).XXXXXX".utf8CString)
         guard let p = mkdtemp(&template) else {
             throw ToolError("cannot create a temporary directory for SQLite snapshots in \(base): "
                 + "\(String(cString: strerror(errno))); set TMPDIR to a writable local directory")
@@ -81,6 +82,19 @@ package final class SQLiteSnapshot: @unchecked Sendable {
     }
 
     deinit { cleanup() }
+
+    /// Removes snapshot directories left by runs that were killed (their process is gone).
+    /// Directory names carry the creating pid: `hs-backup-sqlite.<pid>.XXXXXX`.
+    package static func removeAbandoned(in parent: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: parent) else { return }
+        for name in names where name.hasPrefix("hs-backup-sqlite.") {
+            let parts = name.split(separator: ".")
+            guard parts.count == 3, let pid = Int32(parts[1]), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                try? FileManager.default.removeItem(atPath: "\(parent)/\(name)")
+            }
+        }
+    }
 
     /// Removes the snapshot directory and everything in it. Idempotent.
     package func cleanup() {

@@ -193,3 +193,115 @@ struct OpsEndToEndTests {
         #expect(bad.status == 2 && bad.stderr.contains("--notify"))
     }
 }
+
+/// A python3 process holding an EXCLUSIVE lock on a rollback-journal database until released.
+private final class OpsLockHolder: @unchecked Sendable {
+    static let script = """
+    import sqlite3, sys, time, os
+    db, ready, release = sys.argv[1:4]
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.execute("CREATE TABLE IF NOT EXISTS t(x)")
+    con.execute("INSERT INTO t VALUES (1)")
+    con.execute("BEGIN EXCLUSIVE")
+    con.execute("INSERT INTO t VALUES (2)")
+    open(ready, "w").write("locked")
+    while not os.path.exists(release):
+        time.sleep(0.05)
+    con.execute("ROLLBACK")
+    """
+    private let process = Process()
+    private let release: String
+
+    init(database: String) throws {
+        release = database + ".release"
+        let ready = database + ".ready"
+        try Self.script.write(toFile: database + ".lock.py", atomically: true, encoding: .utf8)
+        process.executableURL = URL(fileURLWithPath: Subprocess.which("python3")!)
+        process.arguments = [database + ".lock.py", database, ready, release]
+        try process.run()
+        let deadline = Date().addingTimeInterval(20)
+        while !OpsFiles.exists(ready) {
+            guard Date() < deadline, process.isRunning else { throw ToolError("lock holder did not start") }
+            usleep(20_000)
+        }
+    }
+
+    func unlock() {
+        _ = FileManager.default.createFile(atPath: release, contents: nil)
+        process.waitUntilExit()
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+}
+
+@Suite("hs-backup operations: locked databases and signals")
+struct OpsEndToEndSignalTests {
+    @Test("a database locked past the busy timeout is archived as-is with a warning, and ntfy hears of it")
+    func lockedDatabaseFallsBack() throws {
+        let dir = try TempDir("hs-ops-e2e")
+        let server = try OpsHTTPRecorder()
+        try Tree.write(dir.sub("appdata/app/notes.txt"), "x\n")
+        let holder = try OpsLockHolder(database: dir.sub("appdata/app/locked.db"))
+        defer { holder.unlock() }
+        let r = try Tools.run("hs-backup", ["run", "--json", "--source", dir.sub("appdata"), "--to", dir.sub("nas"), "--name", "h",
+                                            "--notify", server.base + "/topic"],
+                              environment: ["HS_BACKUP_SQLITE_BUSY_TIMEOUT": "1"])
+        #expect(r.succeeded, "\(r.stderr)")
+        #expect(r.stderr.contains("app/locked.db") && r.stderr.contains("sqlite3_backup_step"), "\(r.stderr)")
+        let summary = try JSONDecoder().decode(BackupSummary.self, from: Data(r.stdout.utf8))
+        #expect(summary.warnings.contains { $0.contains("Archived the live file") })
+        let listing = try Subprocess.checked(["tar", "-tzf", dir.sub("nas/h/\(summary.id).tar.gz")]).stdout
+        #expect(listing.contains("app/locked.db\n") && listing.contains("app/locked.db-journal"), "\(listing)")
+        let post = try #require(server.requests.first)
+        #expect(post.headers["title"] == "hs-backup run OK with warnings on h")
+        #expect(post.body.contains("locked.db"))
+    }
+
+    @Test("SIGTERM mid-run: stacks start again, snapshots are removed, Kuma hears 'down', exit 143")
+    func sigtermRestartsStacks() throws {
+        let dir = try TempDir("hs-ops-e2e"), compose = try TempDir("hs-ops-e2e")
+        let server = try OpsHTTPRecorder()
+        let name = OpsDocker.uniqueName("s")
+        defer { OpsDocker.down(name) }
+        try OpsDocker.up(name, in: compose)
+        #expect(try OpsDocker.waitState(name, "app", "running") == "running")
+        let tmp = dir.sub("tmp")
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        // A WAL database that is captured first ("a/"), then a locked one that keeps the run busy.
+        for sub in ["appdata/a", "appdata/b"] { try FileManager.default.createDirectory(atPath: dir.sub(sub), withIntermediateDirectories: true) }
+        let writer = try OpsSQLiteWriter(database: dir.sub("appdata/a/app.db"), minimum: 20)
+        writer.stop()
+        let holder = try OpsLockHolder(database: dir.sub("appdata/b/locked.db"))
+        defer { holder.unlock() }
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Tools.path("hs-backup"))
+        p.arguments = ["run", "--source", dir.sub("appdata"), "--to", dir.sub("nas"), "--name", "h",
+                       "--stop-stacks", name, "--ping", server.base + "/api/push/T"]
+        p.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": tmp, "HS_BACKUP_SQLITE_BUSY_TIMEOUT": "60"]) { $1 }
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        // Wait until the stack is stopped and the first database is captured.
+        let deadline = Date().addingTimeInterval(30)
+        var snapshotSeen = false
+        while Date() < deadline {
+            let dirs = (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []
+            snapshotSeen = dirs.contains { d in ((try? FileManager.default.contentsOfDirectory(atPath: tmp + "/" + d)) ?? []).count > 0 }
+            if snapshotSeen, try OpsDocker.state(name, "app") == "exited" { break }
+            usleep(100_000)
+        }
+        #expect(snapshotSeen, "a snapshot was being kept in TMPDIR")
+        #expect(try OpsDocker.state(name, "app") == "exited", "the stack is stopped while the backup runs")
+        #expect(p.isRunning)
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .exit && p.terminationStatus == 143)
+        #expect(try OpsDocker.waitState(name, "app", "running") == "running")
+        #expect(try OpsDocker.state(name, "worker") == "running")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []).isEmpty, "snapshots removed")
+        #expect(server.requests.last?.query["status"] == "down")
+        #expect(server.requests.last?.query["msg"]?.contains("signal 15") == true)
+    }
+}

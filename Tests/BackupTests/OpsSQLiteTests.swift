@@ -134,3 +134,21 @@ struct OpsSQLiteTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: snapshots.directory).isEmpty)
     }
 }
+
+@Suite("SQLite snapshot directories")
+struct OpsSQLiteDirectoryTests {
+    @Test("directories of dead runs are removed, live ones kept")
+    func abandoned() throws {
+        let dir = try TempDir("hs-ops-sqlite")
+        // A pid that is certainly gone: a finished child.
+        let gone = try Subprocess.checked(["sh", "-c", "echo $$"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try FileManager.default.createDirectory(atPath: dir.sub("hs-backup-sqlite.\(gone).abc123/x"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir.sub("hs-backup-sqlite.1.abc123"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir.sub("unrelated.\(gone).abc"), withIntermediateDirectories: true)
+        let s = try SQLiteSnapshot(parent: dir.path)
+        #expect(!OpsFiles.exists(dir.sub("hs-backup-sqlite.\(gone).abc123")))
+        #expect(OpsFiles.exists(dir.sub("hs-backup-sqlite.1.abc123")), "pid 1 is alive")
+        #expect(OpsFiles.exists(dir.sub("unrelated.\(gone).abc")))
+        #expect(OpsFiles.exists(s.directory) && s.directory.contains("hs-backup-sqlite.\(getpid())."))
+    }
+}
