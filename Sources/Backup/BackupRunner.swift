@@ -91,6 +91,7 @@ package final class BackupRunner {
         do { try dest.makeDirectories(options.set) } catch {
             throw ToolError("cannot create the backup set directory \(set.location): \(error). Check that DEST exists and is writable.")
         }
+        trace("start")
         let lock = SetLock(destination: dest, set: options.set)
         warnings += try lock.acquire(operation: "backup", staleAfter: options.staleLockAfter)
         defer { lock.release() }
@@ -98,6 +99,7 @@ package final class BackupRunner {
         let removed = try set.cleanUp()
         if !removed.isEmpty { note("removed leftovers of an interrupted run: \(removed.joined(separator: ", "))") }
 
+        trace("locked, cleaned")
         let ids = try set.committedIDs()
         let id = set.newID(at: started, existing: ids)
         let context = RunContext(source: options.source, destination: dest.displayName, set: options.set, id: id)
@@ -116,6 +118,13 @@ package final class BackupRunner {
             }
             throw error
         }
+    }
+
+    private let traceStart = Date()
+    private let tracing = ProcessInfo.processInfo.environment["HS_BACKUP_TRACE"] != nil
+    /// Phase timings on stderr when HS_BACKUP_TRACE is set (for benchmarking).
+    func trace(_ what: String) {
+        if tracing { Reporter.writeStderr(String(format: "[trace %.3fs] %@\n", Date().timeIntervalSince(traceStart), what)) }
     }
 
     private func note(_ w: String) {
@@ -146,6 +155,7 @@ package final class BackupRunner {
             }
         }
         let prev: Manifest? = full ? nil : previous
+        trace("previous manifest loaded")
 
         // Scan.
         reporter.progress("scanning \(options.source)", force: true)
@@ -154,6 +164,7 @@ package final class BackupRunner {
         defer { for s in scan.substitutes.values { s.cleanup() } }
         for w in scan.warnings { note(w) }
         var table = scan.table
+        trace("scanned \(table.count) entries")
 
         // Compare with the previous manifest (merge walk of two sorted lists).
         var archives: [String] = []
@@ -217,6 +228,7 @@ package final class BackupRunner {
             table.set(i, e)
         }
 
+        trace("compared: \(toArchive.count) to archive")
         // Archive what changed.
         var bytesIn: UInt64 = 0, bytesOut: UInt64 = 0
         var filesArchived = 0
@@ -317,6 +329,7 @@ package final class BackupRunner {
             filesArchived: filesArchived, treeBytes: treeBytes, bytesIn: bytesIn, bytesOut: bytesOut, warnings: warnings,
             sinceFull: full ? 0 : (prev?.header.sinceFull ?? 0) + 1, fullID: full ? id : (prev?.header.fullID ?? prev?.header.id),
             fullStarted: full ? started.timeIntervalSince1970 : (prev?.header.kind == "full" ? prev?.header.started : prev?.header.fullStarted))
+        trace("archive done")
         let manifest = Manifest(header: header, table: table)
         do {
             try dest.writeAtomically(set.manifestPath(id), contents: try manifest.encoded())
@@ -324,6 +337,7 @@ package final class BackupRunner {
             if archiveID != nil { try? dest.remove(set.archivePath(id)) }
             throw ToolError("backup to \(set.location) failed while writing the manifest: \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
         }
+        trace("manifest written")
         reporter.endProgress()
         return BackupSummary(id: id, set: options.set, destination: dest.displayName, kind: header.kind, parent: header.parent,
                              files: files, directories: dirs, symlinks: links, filesArchived: filesArchived, treeBytes: treeBytes,
