@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Archive
 import Foundation
 import Storage
 import Support
@@ -91,6 +92,7 @@ package final class BackupRunner {
         do { try dest.makeDirectories(options.set) } catch {
             throw ToolError("cannot create the backup set directory \(set.location): \(error). Check that DEST exists and is writable.")
         }
+        trace("start")
         let lock = SetLock(destination: dest, set: options.set)
         warnings += try lock.acquire(operation: "backup", staleAfter: options.staleLockAfter)
         defer { lock.release() }
@@ -98,6 +100,7 @@ package final class BackupRunner {
         let removed = try set.cleanUp()
         if !removed.isEmpty { note("removed leftovers of an interrupted run: \(removed.joined(separator: ", "))") }
 
+        trace("locked, cleaned")
         let ids = try set.committedIDs()
         let id = set.newID(at: started, existing: ids)
         let context = RunContext(source: options.source, destination: dest.displayName, set: options.set, id: id)
@@ -116,6 +119,13 @@ package final class BackupRunner {
             }
             throw error
         }
+    }
+
+    private let traceStart = Date()
+    private let tracing = ProcessInfo.processInfo.environment["HS_BACKUP_TRACE"] != nil
+    /// Phase timings on stderr when HS_BACKUP_TRACE is set (for benchmarking).
+    func trace(_ what: String) {
+        if tracing { Reporter.writeStderr(String(format: "[trace %.3fs] %@\n", Date().timeIntervalSince(traceStart), what)) }
     }
 
     private func note(_ w: String) {
@@ -146,6 +156,7 @@ package final class BackupRunner {
             }
         }
         let prev: Manifest? = full ? nil : previous
+        trace("previous manifest loaded")
 
         // Scan.
         reporter.progress("scanning \(options.source)", force: true)
@@ -154,6 +165,7 @@ package final class BackupRunner {
         defer { for s in scan.substitutes.values { s.cleanup() } }
         for w in scan.warnings { note(w) }
         var table = scan.table
+        trace("scanned \(table.count) entries")
 
         // Compare with the previous manifest (merge walk of two sorted lists).
         var archives: [String] = []
@@ -217,6 +229,7 @@ package final class BackupRunner {
             table.set(i, e)
         }
 
+        trace("compared: \(toArchive.count) to archive")
         // Archive what changed.
         var bytesIn: UInt64 = 0, bytesOut: UInt64 = 0
         var filesArchived = 0
@@ -229,10 +242,11 @@ package final class BackupRunner {
             do { writer = try dest.create(partial) } catch {
                 throw ToolError("cannot create \(dest.displayName)/\(partial): \(error)")
             }
-            let tar = TarGzWriter(sink: writer, level: options.compressionLevel)
+            let aw = ArchiveWriter(sink: { bytes in try bytes.withUnsafeBytes { try writer.write($0) } },
+                                   options: ArchiveWriterOptions(level: options.compressionLevel, recordEntries: false))
             let myIndex = UInt32(archives.count)
             archives.append(id)
-            var locations: [(Int, TarEntryLocation)] = []
+            var locations: [(Int, Int, UInt64)] = []  // (entry, header member, header tar offset)
             locations.reserveCapacity(changedFiles)
             var inThisArchive = Set<Int>()
             do {
@@ -240,59 +254,76 @@ package final class BackupRunner {
                 for i in toArchive {
                     var e = table.entry(i)
                     let path = table.path(e)
+                    var meta = EntryMetadata(path: path, type: .file, mode: e.mode, uid: e.uid, gid: e.gid, size: 0,
+                                             mtimeSeconds: floorDiv(e.mtimeNs, 1_000_000_000),
+                                             mtimeNanoseconds: UInt32(e.mtimeNs - floorDiv(e.mtimeNs, 1_000_000_000) * 1_000_000_000))
                     switch e.type {
-                    case .directory, .symlink:
-                        _ = try tar.addNonFile(path: path, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, mtimeNs: e.mtimeNs, link: table.linkTarget(e))
+                    case .directory:
+                        meta.type = .directory
+                        try aw.add(meta)
+                    case .symlink:
+                        meta.type = .symlink; meta.linkTarget = table.linkTarget(e)
+                        try aw.add(meta)
                     case .hardlink:
                         let target = table.linkTarget(e)
                         if let t = table.find(target), inThisArchive.contains(t) {
-                            _ = try tar.addNonFile(path: path, type: .hardlink, mode: e.mode, uid: e.uid, gid: e.gid, mtimeNs: e.mtimeNs, link: target)
+                            meta.type = .hardlink; meta.linkTarget = target
+                            try aw.add(meta)
                         }
                     case .file:
-                        let content = scan.substitutes[i]?.path ?? options.source + "/" + path
-                        let added: AddedContent
+                        let substituted = scan.substitutes[i]
+                        let content = substituted?.path ?? options.source + "/" + path
+                        meta.size = e.size
+                        let added: AddResult
                         do {
-                            added = try tar.addFile(path: path, contentPath: content, size: e.size, mode: e.mode, uid: e.uid, gid: e.gid, mtimeNs: e.mtimeNs)
-                        } catch let err as FileReadError {
-                            // Vanished or unreadable since the scan: leave it out, say so.
-                            note("\(err); not in this backup")
-                            e.archive = ManifestEntry.noArchive
-                            e.flags |= 0x80  // dropped
+                            added = try aw.add(meta, contentPath: content)
+                        } catch let err as ArchiveError where err.kind == .io && !fileExists(content) {
+                            // Vanished since the scan (nothing of it was written): leave it out.
+                            note("\(path) disappeared while the backup ran; not in this backup")
+                            e.flags |= 0x80
                             table.set(i, e)
                             continue
                         }
-                        e.hash = added.hash
-                        e.size = added.size
+                        e.hash = Digest(added.sha256 ?? SHA256Hasher.hash([]))
                         e.archive = myIndex
-                        if added.changedWhileRead {
+                        var changed = added.sizeChanged
+                        if substituted == nil && !changed {
+                            var st = stat()
+                            if lstat(content, &st) != 0 || UInt64(st.st_size) != e.size
+                                || Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec) != e.mtimeNs {
+                                changed = true
+                            }
+                        }
+                        if changed {
                             e.flags |= ManifestEntry.flagChangedWhileRead
                             note("\(path) changed while it was read; the backup holds the bytes as read")
                         }
                         table.set(i, e)
-                        locations.append((i, added.location))
+                        locations.append((i, added.headerMember, added.headerOffset))
                         inThisArchive.insert(i)
-                        bytesIn += added.size
+                        bytesIn += added.bytesRead
                         filesArchived += 1
                         done += 1
-                        reporter.progress("archiving: \(done)/\(changedFiles) files, \(Format.bytes(bytesIn)) read, \(Format.bytes(tar.bytesOut)) written")
+                        reporter.progress("archiving: \(done)/\(changedFiles) files, \(Format.bytes(bytesIn)) read")
                     }
                 }
-                bytesOut = try tar.finish()
+                let index = try aw.finish()
+                bytesOut = index.compressedSize
                 try writer.sync()
                 try writer.close()
                 try dest.rename(partial, to: set.archivePath(id))
                 try dest.syncDirectory(options.set)
+                for (i, member, offset) in locations {
+                    var e = table.entry(i)
+                    let m = index.members[member]
+                    e.memberOffset = m.compressedOffset
+                    e.memberSkip = offset - m.uncompressedOffset
+                    table.set(i, e)
+                }
             } catch {
-                tar.abandon()
                 try? writer.close()
                 try? dest.remove(partial)
                 throw ToolError("backup to \(set.location) failed while writing the archive: \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
-            }
-            for (i, loc) in locations {
-                var e = table.entry(i)
-                e.memberOffset = tar.memberOffsets[loc.segment]
-                e.memberSkip = UInt64(loc.offsetInSegment)
-                table.set(i, e)
             }
         }
         // Entries that vanished while archiving are left out of the manifest.
@@ -317,6 +348,7 @@ package final class BackupRunner {
             filesArchived: filesArchived, treeBytes: treeBytes, bytesIn: bytesIn, bytesOut: bytesOut, warnings: warnings,
             sinceFull: full ? 0 : (prev?.header.sinceFull ?? 0) + 1, fullID: full ? id : (prev?.header.fullID ?? prev?.header.id),
             fullStarted: full ? started.timeIntervalSince1970 : (prev?.header.kind == "full" ? prev?.header.started : prev?.header.fullStarted))
+        trace("archive done")
         let manifest = Manifest(header: header, table: table)
         do {
             try dest.writeAtomically(set.manifestPath(id), contents: try manifest.encoded())
@@ -324,11 +356,19 @@ package final class BackupRunner {
             if archiveID != nil { try? dest.remove(set.archivePath(id)) }
             throw ToolError("backup to \(set.location) failed while writing the manifest: \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
         }
+        trace("manifest written")
         reporter.endProgress()
         return BackupSummary(id: id, set: options.set, destination: dest.displayName, kind: header.kind, parent: header.parent,
                              files: files, directories: dirs, symlinks: links, filesArchived: filesArchived, treeBytes: treeBytes,
                              bytesIn: bytesIn, bytesOut: bytesOut, seconds: seconds, warnings: warnings)
     }
+}
+
+func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
+
+func fileExists(_ path: String) -> Bool {
+    var st = stat()
+    return lstat(path, &st) == 0
 }
 
 /// SHA-256 of a file's content (reads it; never follows a final symlink).
