@@ -92,8 +92,10 @@ package final class Quiesce: @unchecked Sendable {
         return warnings
     }
 
-    /// Starts again every container `stop()` stopped (newest stop first). Idempotent: a second
-    /// call does nothing.
+    /// Starts again every container `stop()` stopped, oldest-created first (`docker ps` lists
+    /// newest first, and Compose creates dependencies such as a VPN container whose network
+    /// others share before their dependents); containers that fail are retried once after the
+    /// others. Idempotent: a second call does nothing.
     /// - Returns: problems (each names the stack and what to run by hand); empty on success.
     @discardableResult
     package func start() -> [String] {
@@ -111,13 +113,23 @@ package final class Quiesce: @unchecked Sendable {
         lock.unlock()
         var problems: [String] = []
         for (stack, ids) in todo.reversed() {
-            let r = try? Subprocess.run([docker, "start"] + ids)
-            if r?.succeeded != true {
-                let detail = r?.stderr.trimmingCharacters(in: .whitespacesAndNewlines) ?? "docker not runnable"
-                problems.append("could not start stack \(stack) again (\(detail)); run `docker compose -p \(stack) up -d` or `docker start \(ids.map { String($0.prefix(12)) }.joined(separator: " "))`")
+            var failed: [(String, String)] = []
+            for id in ids.reversed() {
+                if let err = startOne(id) { failed.append((id, err)) }
+            }
+            // A container that needs another one (network_mode: service:...) may start now.
+            failed = failed.compactMap { id, _ in startOne(id).map { (id, $0) } }
+            if !failed.isEmpty {
+                let detail = failed.map(\.1).joined(separator: "; ")
+                problems.append("could not start stack \(stack) again (\(detail)); run `docker compose -p \(stack) up -d` or `docker start \(failed.map { String($0.0.prefix(12)) }.joined(separator: " "))`")
             }
         }
         return problems
+    }
+
+    private func startOne(_ id: String) -> String? {
+        guard let r = try? Subprocess.run([docker, "start", id]) else { return "docker not runnable" }
+        return r.succeeded ? nil : r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Runs `body` with the stacks stopped; starts them again afterwards whatever happens

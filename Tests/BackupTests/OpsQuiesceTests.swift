@@ -30,7 +30,8 @@ enum OpsDocker {
         try Subprocess.checked(["docker", "import", root.path + ".tar", image])
     }
 
-    /// Starts a Compose project `name` with services `app` and `worker` (and `idle`, stopped).
+    /// Starts a Compose project `name` with services `app`, `worker` (sharing app's network,
+    /// so it can only start after app) and `idle` (exits at once).
     static func up(_ name: String, in dir: TempDir) throws {
         try ensureImage()
         let compose = """
@@ -43,6 +44,7 @@ enum OpsDocker {
           worker:
             image: \(image)
             command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+            network_mode: "service:app"   # like qBittorrent behind Gluetun: needs app running to start
           idle:
             image: \(image)
             command: ["/bin/true"]
