@@ -90,6 +90,7 @@ package enum OpsCommands {
     package static func notifying<T>(_ notifier: Notifier, operation: String, set: String, reporter: Reporter,
                                      ok: (T) -> Bool = { _ in true }, attention: (T) -> Bool = { _ in false },
                                      _ body: () throws -> (T, String)) throws -> T {
+        do { try notifier.validate() } catch let e as NotifierUsageError { throw ToolError.usage(e.description) }
         let started = Date()
         do {
             let (value, message) = try body()
