@@ -66,7 +66,8 @@ let package = Package(
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "Gzip", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "BackupTests", dependencies: ["Backup", "Storage", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "LinkCheckTests", dependencies: ["LinkCheck", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "TestSupport"], exclude: ["Fixtures"],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "StacksTests", dependencies: ["Stacks", "TestSupport"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
