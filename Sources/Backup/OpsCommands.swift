@@ -12,8 +12,9 @@ package struct OpsSettings: Sendable {
     /// Grace period for `docker stop`.
     package var stopTimeout = 60
     package var notifier = Notifier()
-    /// Capture SQLite databases through the online backup API (on by default).
-    package var sqliteCapture = true
+    /// Capture SQLite databases through the online backup API (on by default;
+    /// `HS_BACKUP_SQLITE_CAPTURE=0` turns it off as an escape hatch).
+    package var sqliteCapture = ProcessInfo.processInfo.environment["HS_BACKUP_SQLITE_CAPTURE"] != "0"
     /// How long a capture retries while a database stays locked ($HS_BACKUP_SQLITE_BUSY_TIMEOUT
     /// seconds, default 60).
     package var sqliteBusyTimeout: TimeInterval =
