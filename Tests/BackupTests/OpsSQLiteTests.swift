@@ -83,6 +83,31 @@ struct OpsSQLiteTests {
         #expect(OpsFiles.bytes(db) == dbBefore, "the database file must not be written")
     }
 
+    @Test("a stopped WAL database: -wal/-shm SQLite creates to read it belong to the database's owner")
+    func stoppedWALDatabaseOwnership() throws {
+        let dir = try TempDir("hs-ops-sqlite")
+        let db = dir.sub("app.db")
+        _ = try Subprocess.checked(["sqlite3", db, "PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (42);"])
+        #expect(!OpsFiles.exists(db + "-wal"), "closed cleanly: no -wal")
+        chown(db, 1000, 1001)
+        chmod(db, 0o660)
+        let before = try #require(OpsFiles.bytes(db))
+        let snapshots = try SQLiteSnapshot(parent: dir.path)
+        let rows = try snapshots.withSnapshot(of: db) { info in
+            try Subprocess.checked(["sqlite3", "-readonly", info.path, "SELECT x FROM t"]).stdout
+        }
+        #expect(rows == "42\n")
+        #expect(OpsFiles.bytes(db) == before)
+        // Read-only WAL readers need a -shm (and -wal); SQLite creates them with the database's
+        // owner and mode, so the app (running as its PUID) can still open its database.
+        for suffix in ["-wal", "-shm"] where OpsFiles.exists(db + suffix) {
+            var st = stat()
+            lstat(db + suffix, &st)
+            #expect(st.st_uid == 1000 && st.st_gid == 1001 && st.st_mode & 0o777 == 0o660, "\(suffix)")
+            #expect(suffix != "-wal" || OpsFiles.size(db + suffix) == 0)
+        }
+    }
+
     @Test("plain copies of the same live database lose commits or are torn")
     func plainCopiesAreTorn() throws {
         let dir = try TempDir("hs-ops-sqlite")
