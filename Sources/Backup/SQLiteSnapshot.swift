@@ -5,7 +5,8 @@
 // database is busy) into a private temporary file, which the runner streams into the archive
 // under the database's own name. The snapshot is switched to rollback (DELETE) journal mode, so
 // the restored file opens cleanly without any -wal/-shm. The live database's -wal and -shm are
-// never checkpointed, truncated, deleted or archived.
+// never checkpointed, truncated, deleted or archived. (A WAL database that no one has open gets
+// an empty -wal and a -shm created by SQLite for the read, with the database's owner and mode.)
 //
 // Guarantees: the snapshot is a transactionally consistent state of the database that contains
 // every transaction committed before the capture started. Not guaranteed: consistency *between*
