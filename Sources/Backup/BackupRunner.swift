@@ -309,7 +309,9 @@ package final class BackupRunner {
                 }
                 let index = try aw.finish()
                 bytesOut = index.compressedSize
+                trace("archive streamed")
                 try writer.sync()
+                trace("archive fsynced")
                 try writer.close()
                 try dest.rename(partial, to: set.archivePath(id))
                 try dest.syncDirectory(options.set)
