@@ -9,8 +9,8 @@
 // module. One libnfs context per client; calls on one client (and its files) are serialised by
 // a lock, so a client may be shared between threads but gives no parallelism: open one client
 // per thread for that.
-// Not guaranteed: atomicity across several operations; NFSv4 is what libnfs 4.0 offers
-// (usable for plain files; NFSv3 is the default and the tested path).
+// Not guaranteed: atomicity across several operations. NFSv3 only: libnfs 4.0's NFSv4 cannot
+// move file data, so `version=4` URLs are rejected.
 import CNFS
 import Foundation
 
@@ -205,7 +205,7 @@ package final class NFSClient: @unchecked Sendable {
     func failure(_ call: String, _ relative: String, _ rc: Int32) -> NFSError {
         let e = rc < 0 ? -rc : rc
         let text = String(cString: nfs_get_error(context))
-        var kind = NFSError.kind(forErrno: e)
+        var kind = NFSError.kind(forErrno: e, detail: text)
         if case .other = kind, text.contains("service failed") || text.contains("connect") || text.contains("Connection")
             || text.contains("socket") {
             kind = .disconnected
@@ -395,7 +395,8 @@ package final class NFSClient: @unchecked Sendable {
     }
 
     /// Sets access and modification times (microsecond precision, as `utimes(2)`);
-    /// `followSymlink: false` changes a symlink itself.
+    /// `followSymlink: false` asks to change a symlink itself — libnfs 4.0 accepts that but
+    /// (measured against ganesha) leaves the link's times unchanged.
     /// The corresponding libnfs calls are `nfs_utimes` / `nfs_lutimes`.
     package func setTimes(_ path: String, access: NFSTime, modification: NFSTime, followSymlink: Bool = true) throws {
         try locked { ctx in
