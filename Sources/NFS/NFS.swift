@@ -109,7 +109,8 @@ package final class NFSClient: @unchecked Sendable {
         nfs_set_autoreconnect(ctx, options.autoreconnect)
         nfs_set_timeout(ctx, options.timeoutMilliseconds)
         // Applies version=, nfsport=, mountport=, uid=, gid=, ... to the context.
-        guard let parsed = nfs_parse_url_dir(ctx, url.string) else {
+        // The URL without a user@ part (libnfs would take it for the host name).
+        guard let parsed = nfs_parse_url_dir(ctx, url.displayString) else {
             let text = String(cString: nfs_get_error(ctx))
             nfs_destroy_context(ctx)
             throw NFSError(kind: .invalidURL, call: "nfs_parse_url_dir", location: url.displayString, errno: 0, detail: text)
@@ -133,7 +134,8 @@ package final class NFSClient: @unchecked Sendable {
             kind = .permissionDenied
         } else if e == ECONNREFUSED || text.contains("onnection refused") {
             kind = .connectionRefused
-        } else if text.contains("resolve") || text.contains("getaddrinfo") || e == EHOSTUNREACH || e == ENETUNREACH {
+        } else if text.contains("resolv") || text.contains("Invalid address") || text.contains("getaddrinfo")
+            || e == EHOSTUNREACH || e == ENETUNREACH {
             kind = .hostUnreachable
         } else if e == ETIMEDOUT || text.lowercased().contains("timed out") || text.lowercased().contains("timeout") {
             kind = .timedOut
