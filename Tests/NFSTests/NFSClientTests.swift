@@ -226,3 +226,18 @@ final class ErrorBox: @unchecked Sendable {
     func add(_ e: any Error) { lock.lock(); errors.append(e); lock.unlock() }
     var all: [any Error] { lock.lock(); defer { lock.unlock() }; return errors }
 }
+
+@Suite struct NFSStableWriteTests {
+    @Test func stableWritesLandOnTheServer() throws {
+        let g = try GaneshaServer.shared()
+        let dir = try g.makeUniqueDirectory("stable")
+        var options = NFSClient.Options()
+        options.stableWrites = true
+        let c = try NFSClient(url: g.url(path: dir), options: options)
+        let data = pseudoRandomBytes(3 * c.writeMax + 1, seed: 5)
+        let f = try c.create("s.bin")
+        try f.write(data)
+        try f.close()
+        #expect(try Data(contentsOf: URL(fileURLWithPath: g.exportPath + "/" + dir + "/s.bin")) == Data(data))
+    }
+}
