@@ -161,7 +161,7 @@ package final class BackupRunner {
         // Scan.
         reporter.progress("scanning \(options.source)", force: true)
         let scanner = Scanner(root: options.source, excludes: ExcludeSet(patterns: options.excludes), provider: options.contentProvider)
-        var scan = try scanner.scan { [reporter] n in reporter.progress("scanning: \(n) entries") }
+        let scan = try scanner.scan { [reporter] n in reporter.progress("scanning: \(n) entries") }
         defer { for s in scan.substitutes.values { s.cleanup() } }
         for w in scan.warnings { note(w) }
         var table = scan.table
