@@ -161,7 +161,7 @@ package final class BackupRunner {
         // Scan.
         reporter.progress("scanning \(options.source)", force: true)
         let scanner = Scanner(root: options.source, excludes: ExcludeSet(patterns: options.excludes), provider: options.contentProvider)
-        var scan = try scanner.scan { [reporter] n in reporter.progress("scanning: \(n) entries") }
+        let scan = try scanner.scan { [reporter] n in reporter.progress("scanning: \(n) entries") }
         defer { for s in scan.substitutes.values { s.cleanup() } }
         for w in scan.warnings { note(w) }
         var table = scan.table
@@ -309,7 +309,9 @@ package final class BackupRunner {
                 }
                 let index = try aw.finish()
                 bytesOut = index.compressedSize
+                trace("archive streamed")
                 try writer.sync()
+                trace("archive fsynced")
                 try writer.close()
                 try dest.rename(partial, to: set.archivePath(id))
                 try dest.syncDirectory(options.set)

@@ -249,12 +249,34 @@ final class TreeWriter {
     let root: Int32
     let rootPath: String
     let force: Bool
-    private var buffer = [UInt8](repeating: 0, count: 0)
+    /// Directories this restore created or checked to be real directories (no symlink can
+    /// appear in the tree before the symlink phase, so they stay safe to write under).
+    private var knownDirs = Set<String>()
+    /// The parent directory of the last file written, kept open (files come in path order).
+    private var cachedParent: (String, Int32)?
 
     init(root: Int32, rootPath: String, force: Bool) {
         self.root = root
         self.rootPath = rootPath
         self.force = force
+    }
+
+    deinit { if let (_, fd) = cachedParent { close(fd) } }
+
+    private static func split(_ path: String) -> (String, String) {
+        guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+        return (String(path[..<slash]), String(path[path.index(after: slash)...]))
+    }
+
+    /// An fd for the parent directory of `path` (the root fd for top-level names).
+    private func parentFD(_ parent: String) throws -> Int32 {
+        if parent.isEmpty { return root }
+        if let (p, fd) = cachedParent, p == parent { return fd }
+        if let (_, fd) = cachedParent { close(fd); cachedParent = nil }
+        let fd = openat(root, parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 { throw fail("open directory", parent) }
+        cachedParent = (parent, fd)
+        return fd
     }
 
     private func fail(_ what: String, _ path: String, _ err: Int32 = errno) -> ToolError {
@@ -275,6 +297,9 @@ final class TreeWriter {
 
     /// Checks that every parent of `path` is a real directory (never a symlink).
     private func checkParents(_ path: String) throws {
+        let (parent, _) = Self.split(path)
+        if parent.isEmpty || knownDirs.contains(parent) { return }
+        defer { knownDirs.insert(parent) }
         var comps = path.split(separator: "/")
         comps.removeLast()
         var cur = ""
@@ -293,20 +318,27 @@ final class TreeWriter {
 
     func makeDirectory(_ path: String) throws {
         try checkParents(path)
-        var st = stat()
-        if fstatat(root, path, &st, AT_SYMLINK_NOFOLLOW) == 0 {
-            if st.st_mode & S_IFMT == S_IFDIR { return }
+        if mkdirat(root, path, 0o700) != 0 {
+            guard errno == EEXIST else { throw fail("mkdir", path) }
+            var st = stat()
+            if fstatat(root, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_mode & S_IFMT == S_IFDIR {
+                knownDirs.insert(path)
+                return
+            }
             try clear(path)
+            if mkdirat(root, path, 0o700) != 0 { throw fail("mkdir", path) }
         }
-        if mkdirat(root, path, 0o700) != 0 { throw fail("mkdir", path) }
+        knownDirs.insert(path)
     }
 
     private func createFile(_ path: String) throws -> Int32 {
         try checkParents(path)
-        var fd = openat(root, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let (parent, name) = Self.split(path)
+        let pfd = try parentFD(parent)
+        var fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         if fd < 0 && errno == EEXIST {
             try clear(path)
-            fd = openat(root, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            fd = openat(pfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         }
         if fd < 0 { throw fail("create", path) }
         return fd

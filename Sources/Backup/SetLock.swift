@@ -24,9 +24,9 @@ package final class SetLock {
     }
 
     package static var hostName: String {
-        var buf = [CChar](repeating: 0, count: 256)
-        gethostname(&buf, 255)
-        return String(cString: buf)
+        var buf = [UInt8](repeating: 0, count: 256)
+        _ = buf.withUnsafeMutableBufferPointer { gethostname(UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), 255) }
+        return String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self)
     }
 
     /// Takes the lock. Returns warnings (a stale lock taken over).

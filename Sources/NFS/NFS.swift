@@ -1,1 +1,462 @@
-// NFS: the only importer of CNFS (libnfs). Placeholder until the NFS module lands.
+// NFS: a userspace NFS client on libnfs 4.0 (the only importer of CNFS). `NFSClient` mounts an
+// export from an `nfs://` URL (see `NFSURL` for the forms that work) and offers POSIX-like
+// calls on paths relative to the URL's directory; `NFSFile` reads and writes one file, with
+// large pipelined writes (several WRITE RPCs in flight) and pipelined reads.
+//
+// Guarantees: every failure is an `NFSError` naming the libnfs call, URL and path, errno and
+// libnfs's error text. Data written is on stable storage only after `NFSFile.sync()` (COMMIT);
+// writes are sent UNSTABLE before that, like a kernel client. No libnfs pointer leaves the
+// module. One libnfs context per client; calls on one client (and its files) are serialised by
+// a lock, so a client may be shared between threads but gives no parallelism: open one client
+// per thread for that.
+// Not guaranteed: atomicity across several operations. NFSv3 only: libnfs 4.0's NFSv4 cannot
+// move file data, so `version=4` URLs are rejected.
+import CNFS
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A mounted NFS export, reached through libnfs.
+///
+/// Paths given to its methods are relative to the URL's directory (`""` is that directory
+/// itself) and use `/`. The directory may not exist yet; `makeDirectories("")` creates it.
+package final class NFSClient: @unchecked Sendable {
+    /// Connection settings that are not part of the URL.
+    package struct Options: Sendable {
+        /// Per-RPC timeout in milliseconds (libnfs `nfs_set_timeout`); 0 waits forever.
+        package var timeoutMilliseconds: Int32 = 120_000
+        /// Reconnect attempts after the connection drops (`nfs_set_autoreconnect`):
+        /// -1 forever (a kernel "hard" mount), 0 fail at once. The URL's `autoreconnect=` wins.
+        package var autoreconnect: Int32 = 3
+        /// WRITE/READ RPCs kept in flight by `NFSFile.write` and `NFSFile.read`.
+        package var pipelineDepth: Int = 8
+        /// Send every WRITE as FILE_SYNC (`O_SYNC`) instead of UNSTABLE + COMMIT. Slower on
+        /// servers without a fast log device, but a server reboot between WRITE and COMMIT
+        /// cannot lose acknowledged data (libnfs 4.0 does not compare COMMIT verifiers, so with
+        /// unstable writes such a loss would go unnoticed).
+        package var stableWrites: Bool = false
+        /// libnfs's directory cache. Off by default: another client (or process) changing the
+        /// export must be visible at once. The URL's `dircache=` wins.
+        package var directoryCache: Bool = false
+
+        package init() {}
+    }
+
+    /// The URL this client was opened with.
+    package let url: NFSURL
+    /// The export path that was mounted (a prefix of the URL's path).
+    package let mountedPath: String
+    /// Path components of the URL's directory below `mountedPath` (may not exist yet).
+    package let basePath: [String]
+    /// Largest READ the server accepts, in bytes.
+    package let readMax: Int
+    /// Largest WRITE the server accepts, in bytes.
+    package let writeMax: Int
+    package let options: Options
+
+    let lock = NSLock()
+    var context: OpaquePointer
+
+    /// The URL without credentials, for messages.
+    package var displayURL: String { url.displayString }
+
+    /// Parses `url` and mounts its export.
+    ///
+    /// When the server refuses the whole path, shorter prefixes are tried: the longest one it
+    /// mounts is the export and the rest is a directory inside it (so a not-yet-created backup
+    /// directory below an export works).
+    /// - Throws: `NFSError` (`.invalidURL`, `.connectionRefused`, `.hostUnreachable`,
+    ///   `.exportNotFound`, `.permissionDenied`, ...).
+    /// The corresponding libnfs calls are `nfs_init_context`, `nfs_parse_url_dir`, `nfs_mount`.
+    package convenience init(url: String, options: Options = Options()) throws {
+        try self.init(url: try NFSURL(url), options: options)
+    }
+
+    /// Mounts the export of an already parsed URL; see `init(url:options:)`.
+    package init(url: NFSURL, options: Options = Options()) throws {
+        self.url = url
+        self.options = options
+        var firstError: NFSError?
+        let parts = url.components
+        for keep in stride(from: parts.count, through: 1, by: -1) {
+            let (ctx, server) = try NFSClient.makeContext(url, options)
+            let prefix = "/" + parts[..<keep].joined(separator: "/")
+            let rc = nfs_mount(ctx, server, prefix)
+            if rc == 0 {
+                context = ctx
+                mountedPath = prefix
+                basePath = Array(parts[keep...])
+                readMax = max(4096, Int(nfs_get_readmax(ctx)))
+                writeMax = max(4096, Int(nfs_get_writemax(ctx)))
+                return
+            }
+            let err = NFSClient.mountError(ctx, rc: rc, url: url, prefix: prefix)
+            nfs_destroy_context(ctx)
+            if firstError == nil { firstError = err }
+            // Only a refused path is worth retrying with a shorter one.
+            guard err.kind == .exportNotFound || err.kind == .notFound || err.kind == .permissionDenied else { break }
+        }
+        throw firstError!
+    }
+
+    deinit {
+        nfs_destroy_context(context)
+    }
+
+    static func makeContext(_ url: NFSURL, _ options: Options) throws -> (OpaquePointer, String) {
+        guard let ctx = nfs_init_context() else {
+            throw NFSError(kind: .other(ENOMEM), call: "nfs_init_context", location: url.displayString,
+                           errno: ENOMEM, detail: "cannot create an NFS context")
+        }
+        nfs_set_dircache(ctx, options.directoryCache ? 1 : 0)
+        nfs_set_autoreconnect(ctx, options.autoreconnect)
+        nfs_set_timeout(ctx, options.timeoutMilliseconds)
+        // Applies version=, nfsport=, mountport=, uid=, gid=, ... to the context.
+        // The URL without a user@ part (libnfs would take it for the host name).
+        guard let parsed = nfs_parse_url_dir(ctx, url.displayString) else {
+            let text = String(cString: nfs_get_error(ctx))
+            nfs_destroy_context(ctx)
+            throw NFSError(kind: .invalidURL, call: "nfs_parse_url_dir", location: url.displayString, errno: 0, detail: text)
+        }
+        defer { nfs_destroy_url(parsed) }
+        let server = String(cString: parsed.pointee.server)
+        return (ctx, server)
+    }
+
+    /// Classifies a failed `nfs_mount`.
+    static func mountError(_ ctx: OpaquePointer, rc: Int32, url: NFSURL, prefix: String) -> NFSError {
+        let e = -rc
+        let text = String(cString: nfs_get_error(ctx))
+        let location = "\(url.displayString) (export \(prefix))"
+        var kind: NFSError.Kind
+        if text.contains("MNT3ERR_ACCES") || text.contains("MNT3ERR_NOENT") || text.contains("MNT3ERR_NOTDIR")
+            || text.contains("NFS4ERR_NOENT") || text.contains("NFS3ERR_NOENT") || text.contains("NFS4ERR_NOTDIR") {
+            kind = .exportNotFound
+        } else if text.contains("NFS4ERR_ACCESS") || text.contains("NFS4ERR_PERM") || text.contains("NFS3ERR_ACCES")
+            || text.contains("NFS4ERR_WRONGSEC") || text.contains("MNT3ERR_PERM") {
+            kind = .permissionDenied
+        } else if e == ECONNREFUSED || text.contains("onnection refused") {
+            kind = .connectionRefused
+        } else if text.contains("resolv") || text.contains("Invalid address") || text.contains("getaddrinfo")
+            || e == EHOSTUNREACH || e == ENETUNREACH {
+            kind = .hostUnreachable
+        } else if e == ETIMEDOUT || text.lowercased().contains("timed out") || text.lowercased().contains("timeout") {
+            kind = .timedOut
+        } else {
+            // libnfs often reports a dead socket only as "nfs_service failed": find out why.
+            kind = NFSClient.probe(url: url) ?? .disconnected
+        }
+        // libnfs reports many connection failures as -1/-EIO; name the real cause instead.
+        var errno = e > 0 ? e : 0
+        if kind == .connectionRefused { errno = ECONNREFUSED }
+        if kind == .hostUnreachable && (errno == EPERM || errno == EIO) { errno = EHOSTUNREACH }
+        return NFSError(kind: kind, call: "nfs_mount", location: location, errno: errno, detail: text)
+    }
+
+    /// Tries plain TCP connects to the ports the URL uses; returns why they fail, if they do.
+    static func probe(url: NFSURL) -> NFSError.Kind? {
+        var ports: [UInt16] = []
+        if let p = url.argument("nfsport").flatMap(UInt16.init) { ports.append(p) } else { ports.append(url.version == 4 ? 2049 : 111) }
+        if url.version == 3, let p = url.argument("mountport").flatMap(UInt16.init) { ports.append(p) }
+        for port in ports {
+            if let kind = tcpProbe(host: url.server, port: port) { return kind }
+        }
+        return nil
+    }
+
+    static func tcpProbe(host: String, port: UInt16) -> NFSError.Kind? {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var res: UnsafeMutablePointer<addrinfo>?
+        var h = host
+        if h.hasPrefix("[") && h.hasSuffix("]") { h = String(h.dropFirst().dropLast()) }
+        guard getaddrinfo(h, String(port), &hints, &res) == 0, let first = res else { return .hostUnreachable }
+        defer { freeaddrinfo(res) }
+        let fd = socket(first.pointee.ai_family, first.pointee.ai_socktype | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        if connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 { return nil }
+        if errno == ECONNREFUSED { return .connectionRefused }
+        guard errno == EINPROGRESS else { return .hostUnreachable }
+        var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        guard poll(&pfd, 1, 3000) == 1 else { return .hostUnreachable }
+        var soerr: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len)
+        if soerr == 0 { return nil }
+        return soerr == ECONNREFUSED ? .connectionRefused : .hostUnreachable
+    }
+
+    // MARK: - Plumbing (call with the lock held)
+
+    /// Runs `body` with the context, holding the client's lock.
+    func locked<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(context)
+    }
+
+    /// The libnfs path (absolute inside the mount) for a path relative to the URL's directory.
+    func nfsPath(_ relative: String) -> String {
+        "/" + (basePath + relative.split(separator: "/").map(String.init)).joined(separator: "/")
+    }
+
+    /// The URL plus the relative path, for messages.
+    func location(_ relative: String) -> String {
+        relative.isEmpty ? url.displayString : "\(url.displayString) path \(relative)"
+    }
+
+    /// The error for a libnfs call that returned `-errno`.
+    func failure(_ call: String, _ relative: String, _ rc: Int32) -> NFSError {
+        let e = rc < 0 ? -rc : rc
+        let text = String(cString: nfs_get_error(context))
+        var kind = NFSError.kind(forErrno: e, detail: text)
+        if case .other = kind, text.contains("service failed") || text.contains("connect") || text.contains("Connection")
+            || text.contains("socket") {
+            kind = .disconnected
+        }
+        return NFSError(kind: kind, call: call, location: location(relative), errno: e, detail: text)
+    }
+
+    func check(_ call: String, _ relative: String, _ rc: Int32) throws {
+        if rc < 0 { throw failure(call, relative, rc) }
+    }
+
+    // MARK: - Metadata
+
+    /// Attributes of `path`, following a final symlink.
+    /// The corresponding libnfs call is `nfs_stat64`.
+    package func stat(_ path: String) throws -> NFSStat {
+        try locked { ctx in
+            var st = nfs_stat_64()
+            try check("nfs_stat64", path, nfs_stat64(ctx, nfsPath(path), &st))
+            return NFSStat(st)
+        }
+    }
+
+    /// Attributes of `path` itself (a symlink is not followed).
+    /// The corresponding libnfs call is `nfs_lstat64`.
+    package func lstat(_ path: String) throws -> NFSStat {
+        try locked { ctx in
+            var st = nfs_stat_64()
+            try check("nfs_lstat64", path, nfs_lstat64(ctx, nfsPath(path), &st))
+            return NFSStat(st)
+        }
+    }
+
+    /// Like `lstat`, but nil when the path (or a parent) does not exist.
+    package func lstatIfExists(_ path: String) throws -> NFSStat? {
+        do { return try lstat(path) } catch let e as NFSError where e.kind == .notFound || e.kind == .notDirectory {
+            return nil
+        }
+    }
+
+    /// Reads a directory (without "." and ".."), with each entry's attributes.
+    /// The corresponding libnfs calls are `nfs_opendir`, `nfs_readdir`, `nfs_closedir`.
+    package func readDirectory(_ path: String) throws -> [NFSDirectoryEntry] {
+        try locked { ctx in
+            var dir: OpaquePointer?
+            try check("nfs_opendir", path, nfs_opendir(ctx, nfsPath(path), &dir))
+            guard let dir else { return [] }
+            defer { nfs_closedir(ctx, dir) }
+            var out: [NFSDirectoryEntry] = []
+            while let ent = nfs_readdir(ctx, dir) {
+                let name = String(cString: ent.pointee.name)
+                if name == "." || name == ".." { continue }
+                var attrs = NFSStat(ent.pointee)
+                if attrs.kind == .unknown {
+                    // READDIRPLUS did not carry attributes for this one: ask.
+                    var st = nfs_stat_64()
+                    let rel = path.isEmpty ? name : path + "/" + name
+                    if nfs_lstat64(ctx, nfsPath(rel), &st) == 0 { attrs = NFSStat(st) }
+                }
+                out.append(NFSDirectoryEntry(name: name, attributes: attrs))
+            }
+            return out
+        }
+    }
+
+    /// Reads a symlink's target.
+    /// The corresponding libnfs call is `nfs_readlink2`.
+    package func readLink(_ path: String) throws -> String {
+        try locked { ctx in
+            var buf: UnsafeMutablePointer<CChar>?
+            try check("nfs_readlink2", path, nfs_readlink2(ctx, nfsPath(path), &buf))
+            defer { free(buf) }
+            return buf.map { String(cString: $0) } ?? ""
+        }
+    }
+
+    /// Space on the export.
+    /// The corresponding libnfs call is `nfs_statvfs64`.
+    package func space() throws -> NFSSpace {
+        try locked { ctx in
+            var sv = nfs_statvfs_64()
+            try check("nfs_statvfs64", "", nfs_statvfs64(ctx, nfsPath(""), &sv))
+            let unit = sv.f_frsize != 0 ? sv.f_frsize : sv.f_bsize
+            return NFSSpace(totalBytes: sv.f_blocks &* unit, freeBytes: sv.f_bfree &* unit, availableBytes: sv.f_bavail &* unit)
+        }
+    }
+
+    // MARK: - Namespace
+
+    /// Creates one directory (its parent must exist).
+    /// The corresponding libnfs call is `nfs_mkdir2`.
+    package func makeDirectory(_ path: String, mode: UInt32 = 0o755) throws {
+        try locked { ctx in try check("nfs_mkdir2", path, nfs_mkdir2(ctx, nfsPath(path), Int32(mode))) }
+    }
+
+    /// Creates a directory and its missing parents (`mkdir -p`); existing directories are fine.
+    /// - Throws: `.notDirectory` when a component exists and is not a directory.
+    /// The corresponding libnfs calls are `nfs_stat64` and `nfs_mkdir2`.
+    package func makeDirectories(_ path: String, mode: UInt32 = 0o755) throws {
+        try locked { ctx in
+            var st = nfs_stat_64()
+            if nfs_stat64(ctx, nfsPath(path), &st) == 0 {
+                if NFSStat.kind(mode: UInt32(truncatingIfNeeded: st.nfs_mode)) == .directory { return }
+                throw NFSError(kind: .notDirectory, call: "mkdir -p", location: location(path), errno: ENOTDIR,
+                               detail: "exists and is not a directory")
+            }
+            // Components of the URL's own directory count too: it may not exist yet.
+            let all = basePath + path.split(separator: "/").map(String.init)
+            var current = ""
+            for part in all {
+                current += "/" + part
+                let rc = nfs_mkdir2(ctx, current, Int32(mode))
+                if rc == 0 { continue }
+                if -rc == EEXIST {
+                    if nfs_stat64(ctx, current, &st) == 0,
+                       NFSStat.kind(mode: UInt32(truncatingIfNeeded: st.nfs_mode)) == .directory { continue }
+                    throw NFSError(kind: .notDirectory, call: "mkdir -p", location: "\(url.displayString) path \(current)",
+                                   errno: ENOTDIR, detail: "exists and is not a directory")
+                }
+                let e = failure("nfs_mkdir2", path, rc)
+                throw NFSError(kind: e.kind, call: e.call, location: "\(location(path)) (at \(current))",
+                               errno: e.errno, detail: e.detail)
+            }
+        }
+    }
+
+    /// Removes an empty directory.
+    /// The corresponding libnfs call is `nfs_rmdir`.
+    package func removeDirectory(_ path: String) throws {
+        try locked { ctx in try check("nfs_rmdir", path, nfs_rmdir(ctx, nfsPath(path))) }
+    }
+
+    /// Removes a file or symlink.
+    /// The corresponding libnfs call is `nfs_unlink`.
+    package func unlink(_ path: String) throws {
+        try locked { ctx in try check("nfs_unlink", path, nfs_unlink(ctx, nfsPath(path))) }
+    }
+
+    /// Renames `from` to `to`, replacing `to` if it exists (atomic on the server).
+    /// The corresponding libnfs call is `nfs_rename`.
+    package func rename(_ from: String, to: String) throws {
+        try locked { ctx in
+            let rc = nfs_rename(ctx, nfsPath(from), nfsPath(to))
+            if rc < 0 {
+                let e = failure("nfs_rename", from, rc)
+                throw NFSError(kind: e.kind, call: e.call, location: "\(location(from)) -> \(to)", errno: e.errno, detail: e.detail)
+            }
+        }
+    }
+
+    /// Creates a hard link `newPath` to the existing file `existing`.
+    /// The corresponding libnfs call is `nfs_link`.
+    package func link(_ existing: String, _ newPath: String) throws {
+        try locked { ctx in
+            let rc = nfs_link(ctx, nfsPath(existing), nfsPath(newPath))
+            if rc < 0 {
+                let e = failure("nfs_link", existing, rc)
+                throw NFSError(kind: e.kind, call: e.call, location: "\(location(existing)) -> \(newPath)", errno: e.errno, detail: e.detail)
+            }
+        }
+    }
+
+    /// Creates a symlink at `path` whose target is `target` (stored verbatim).
+    /// The corresponding libnfs call is `nfs_symlink`.
+    package func symlink(target: String, at path: String) throws {
+        try locked { ctx in try check("nfs_symlink", path, nfs_symlink(ctx, target, nfsPath(path))) }
+    }
+
+    // MARK: - Attributes
+
+    /// Sets permission bits (follows a symlink).
+    /// The corresponding libnfs call is `nfs_chmod`.
+    package func chmod(_ path: String, mode: UInt32) throws {
+        try locked { ctx in try check("nfs_chmod", path, nfs_chmod(ctx, nfsPath(path), Int32(mode & 0o7777))) }
+    }
+
+    /// Sets owner and group; `followSymlink: false` changes a symlink itself.
+    /// The corresponding libnfs calls are `nfs_chown` / `nfs_lchown`.
+    package func chown(_ path: String, uid: UInt32, gid: UInt32, followSymlink: Bool = true) throws {
+        try locked { ctx in
+            if followSymlink {
+                try check("nfs_chown", path, nfs_chown(ctx, nfsPath(path), Int32(bitPattern: uid), Int32(bitPattern: gid)))
+            } else {
+                try check("nfs_lchown", path, nfs_lchown(ctx, nfsPath(path), Int32(bitPattern: uid), Int32(bitPattern: gid)))
+            }
+        }
+    }
+
+    /// Sets access and modification times (microsecond precision, as `utimes(2)`);
+    /// `followSymlink: false` asks to change a symlink itself — libnfs 4.0 accepts that but
+    /// (measured against ganesha) leaves the link's times unchanged.
+    /// The corresponding libnfs calls are `nfs_utimes` / `nfs_lutimes`.
+    package func setTimes(_ path: String, access: NFSTime, modification: NFSTime, followSymlink: Bool = true) throws {
+        try locked { ctx in
+            var tv = [
+                timeval(tv_sec: Int(access.seconds), tv_usec: Int(access.nanoseconds / 1000)),
+                timeval(tv_sec: Int(modification.seconds), tv_usec: Int(modification.nanoseconds / 1000)),
+            ]
+            let p = nfsPath(path)
+            if followSymlink {
+                try check("nfs_utimes", path, nfs_utimes(ctx, p, &tv))
+            } else {
+                try check("nfs_lutimes", path, nfs_lutimes(ctx, p, &tv))
+            }
+        }
+    }
+
+    // MARK: - Files
+
+    /// How `create` treats an existing file.
+    package enum CreateMode: Sendable {
+        /// Replace: an existing file is truncated to 0 bytes.
+        case truncate
+        /// Fail with `.exists` if the path exists (NFSv3 EXCLUSIVE create: atomic on the server,
+        /// safe for lock files).
+        case exclusive
+    }
+
+    /// Creates a file for writing (and reading).
+    /// - Parameters:
+    ///   - mode: permission bits for a new file (libnfs applies its umask, 022).
+    ///   - how: `.truncate` (default) or `.exclusive`.
+    /// - Throws: `.exists` for an exclusive create of an existing path, `.notFound` when the
+    ///   parent directory is missing, `.permissionDenied`, ...
+    /// The corresponding libnfs call is `nfs_create` (with `O_TRUNC` or `O_EXCL`).
+    package func create(_ path: String, mode: UInt32 = 0o644, _ how: CreateMode = .truncate) throws -> NFSFile {
+        try locked { ctx in
+            var fh: OpaquePointer?
+            let flags = O_RDWR | (how == .exclusive ? O_EXCL : O_TRUNC) | (options.stableWrites ? O_SYNC : 0)
+            try check("nfs_create", path, nfs_create(ctx, nfsPath(path), flags, Int32(mode), &fh))
+            return NFSFile(client: self, handle: fh!, path: path, position: 0)
+        }
+    }
+
+    /// Opens an existing file. `flags` is `O_RDONLY`, `O_WRONLY` or `O_RDWR`, optionally with
+    /// `O_TRUNC`, `O_APPEND`, `O_SYNC`, `O_NOFOLLOW`.
+    /// The corresponding libnfs call is `nfs_open`.
+    package func open(_ path: String, flags: Int32 = O_RDONLY) throws -> NFSFile {
+        try locked { ctx in
+            var fh: OpaquePointer?
+            let writing = flags & O_ACCMODE != O_RDONLY
+            let all = flags | (writing && options.stableWrites ? O_SYNC : 0)
+            try check("nfs_open", path, nfs_open(ctx, nfsPath(path), all, &fh))
+            return NFSFile(client: self, handle: fh!, path: path, position: 0)
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import NFS
 import Support
 
 /// A failure of a destination operation: what, where, and the system's reason.
@@ -179,11 +180,17 @@ final class LocalReader: DestinationReader {
     }
 }
 
-/// Parses a destination argument: an `nfs://` URL or a local path.
-/// (The nfs:// branch is added by the NFS destination.)
+/// Parses a destination argument: an `nfs://` URL (see `NFSURL` for the forms; it is
+/// mounted through libnfs at once) or a local path.
+/// - Throws: `ToolError.usage` (exit 2) for a malformed nfs:// URL; `NFSError` when the
+///   server cannot be reached or refuses the export.
 package func openDestination(_ spec: String) throws -> any Destination {
     if spec.hasPrefix("nfs://") {
-        throw ToolError.usage("nfs:// destinations are not available yet: \(spec)")
+        do {
+            return try NFSDestination(url: spec)
+        } catch let e as NFSError where e.kind == .invalidURL {
+            throw ToolError.usage(e.description)
+        }
     }
     return LocalDestination(root: spec)
 }

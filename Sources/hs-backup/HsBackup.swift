@@ -43,6 +43,12 @@ extension HsBackup {
         @Option(name: .customLong("exclude"), help: "Glob of paths to skip (repeatable); adds to the default cache excludes.")
         var excludes: [String] = []
 
+        @Option(help: "Take a full backup automatically after this many incrementals.")
+        var maxIncrementals: Int = 13
+
+        @Option(help: "Take a full backup automatically when the last one is older than this many days.")
+        var fullEveryDays: Double = 14
+
         @OptionGroup var ops: OpsRunOptions
 
         func run() async throws {
@@ -52,6 +58,11 @@ extension HsBackup {
                                             set: try BackupTool.setName(destination.set))
                 options.forceFull = full
                 options.excludes = excludes
+                guard maxIncrementals >= 0, fullEveryDays > 0 else {
+                    throw ToolError.usage("--max-incrementals must be >= 0 and --full-every-days > 0")
+                }
+                options.maxIncrementals = maxIncrementals
+                options.maxDaysBetweenFulls = fullEveryDays
                 let summary = try OpsCommands.backup(options, ops: ops.settings, reporter: reporter)
                 if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
                 return 0

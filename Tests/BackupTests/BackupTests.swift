@@ -11,6 +11,8 @@ import Glibc
 /// Where a test's backups go. Every destination test runs against each kind.
 enum DestKind: String, CaseIterable, CustomStringConvertible, Sendable {
     case local
+    /// nfs-ganesha on 127.0.0.1 (one server per test process, a fresh directory per test).
+    case nfs
     var description: String { rawValue }
 }
 
@@ -25,8 +27,12 @@ final class TestDestination: @unchecked Sendable {
         switch kind {
         case .local:
             spec = dir.path
-            destination = try openDestination(spec)
+        case .nfs:
+            let g = try GaneshaServer.shared()
+            let name = try g.makeUniqueDirectory("backup")
+            spec = g.url(path: name)
         }
+        destination = try openDestination(spec)
     }
 }
 

@@ -168,3 +168,60 @@ func makeMediumTree(_ root: String, files: Int = 300, seed: UInt64 = 1) throws {
         #expect(truncated.stdout.contains("truncated") || truncated.stdout.contains("ends early"), "\(truncated.stdout)")
     }
 }
+
+@Suite struct GaneshaFailureTests {
+    /// nfs-ganesha killed mid-backup: clear error, exit 1, nothing committed; after a restart
+    /// the next run succeeds and every backup restores.
+    @Test func serverKilledMidBackup() throws {
+        let g = try GaneshaServer()
+        defer { g.stop() }
+        let work = try TempDir("hs-backup-gkill")
+        let src = work.sub("src")
+        try makeMediumTree(src, files: 60)
+        let dir = try g.makeUniqueDirectory("gkill")
+        let spec = g.url(path: dir)
+        let first = try Tools.run("hs-backup", ["--source", src, "--to", spec, "--name", "g"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let snap = work.sub("snap")
+        try Tree.copy(src, snap)
+        // Enough incompressible data that the second run is still writing when the server dies.
+        for i in 0 ..< 3 {
+            try Subprocess.checked(["sh", "-c", "head -c 10000000 /dev/urandom > '\(src)/big\(i).bin'"])
+        }
+        let p = Process()
+        let err = Pipe()
+        p.executableURL = URL(fileURLWithPath: Tools.path("hs-backup"))
+        p.arguments = ["--source", src, "--to", spec, "--name", "g"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        // Wait until the archive is being written, then kill the server.
+        let partialDir = g.exportPath + "/" + dir + "/g"
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: partialDir)) ?? []
+            if names.contains(where: { $0.hasSuffix(".partial") }) { break }
+            usleep(20_000)
+        }
+        g.kill()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 1, "\(stderr)")
+        #expect(stderr.contains("error:") && stderr.contains("nfs://") && stderr.contains("Nothing was committed"), "\(stderr)")
+        try g.restart()
+        let names = try FileManager.default.contentsOfDirectory(atPath: partialDir)
+        #expect(names.filter { $0.hasSuffix(".manifest") }.count == 1, "\(names)")
+        let next = try Tools.run("hs-backup", ["--source", src, "--to", spec, "--name", "g"])
+        #expect(next.status == 0, "\(next.stderr)")
+        let after = try FileManager.default.contentsOfDirectory(atPath: partialDir)
+        #expect(!after.contains { $0.hasSuffix(".partial") }, "\(after)")
+        let ids = after.filter { $0.hasSuffix(".manifest") }.map { String($0.dropLast(9)) }.sorted()
+        #expect(ids.count == 2)
+        let r0 = try Tools.run("hs-restore", ["--from", spec, "--name", "g", "--backup", ids[0], "--to", work.sub("r0")])
+        #expect(r0.status == 0, "\(r0.stderr)")
+        #expect(Tree.diff(try Tree.describe(snap), try Tree.describe(work.sub("r0"))).isEmpty)
+        let r1 = try Tools.run("hs-restore", ["--from", spec, "--name", "g", "--to", work.sub("r1")])
+        #expect(r1.status == 0, "\(r1.stderr)")
+        #expect(Tree.diff(try Tree.describe(src), try Tree.describe(work.sub("r1"))).isEmpty)
+    }
+}
