@@ -69,10 +69,12 @@ struct OpsEndToEndTests {
         }
     }
 
-    @Test("prune on dated chains: kept set follows the policy, chains stay whole, every kept backup restores")
-    func pruneDatedChains() throws {
+    @Test("prune on dated chains: kept set follows the policy, chains stay whole, every kept backup restores",
+          arguments: DestKind.allCases)
+    func pruneDatedChains(_ kind: DestKind) throws {
         let dir = try TempDir("hs-ops-e2e")
-        let src = dir.sub("appdata"), dest = dir.sub("nas")
+        let target = try TestDestination(kind)  // a local directory or an nfs-ganesha export
+        let src = dir.sub("appdata"), dest = target.spec
         try Tree.makeSample(src)
         // (date, full?) in order; incrementals chain on the previous backup.
         let plan: [(String, Bool)] = [("2026-09-01", true), ("2026-09-02", false), ("2026-09-09", false),
@@ -90,7 +92,7 @@ struct OpsEndToEndTests {
             trees[r.id] = try Tree.describe(src, skipping: ["plex/Plex Media Server/Cache"])  // default exclude
         }
         // Date the backups: rewrite each manifest header's start time (the ids keep their order).
-        let set = BackupSet(destination: LocalDestination(root: dest), name: "h")
+        let set = BackupSet(destination: target.destination, name: "h")
         for (id, (day, _)) in zip(ids, plan) {
             var m = try set.loadManifest(id)
             m.header.started = OpsChain.date(day).timeIntervalSince1970
