@@ -53,6 +53,9 @@ let package = Package(
                           swiftSettings: swiftSettings),
         .executableTarget(name: "hs-deploy", dependencies: ["Stacks", "Support", argumentParser],
                           swiftSettings: swiftSettings),
+        // Benchmark driver for the archive engine (bench/archive-bench.sh); not a product.
+        .executableTarget(name: "archive-bench", dependencies: ["Archive"], path: "bench/archive-bench",
+                          swiftSettings: swiftSettings),
 
         // Tests. TestSupport holds the real-server harnesses (nfs-ganesha), fixture trees and
         // helpers to run the built tools.

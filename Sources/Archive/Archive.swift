@@ -1,2 +1,98 @@
 // Archive: streaming POSIX pax tar writer and reader, parallel gzip members, safe extraction.
-// Placeholder until the archive engine lands.
+//
+// What it does:
+// - `ArchiveWriter` turns entries (metadata + a file to read content from) into ONE pax tar
+//   stream (ustar headers, pax records where ustar cannot express a value), cut into gzip
+//   members at entry boundaries (and at a size cap inside big files). Members are compressed
+//   on a small thread pool and written in order; incompressible file content is stored, not
+//   deflated. The output is ordinary multi-member gzip: gzip, GNU tar, bsdtar and Python's
+//   tarfile read it. `finish()` returns an `ArchiveIndex` (members and where each entry's
+//   header is) so a restore can start at one member instead of the beginning.
+// - `TarParser` reads pax, ustar, GNU (L/K long names, base-256 numbers) and old (v7) tar.
+//   Malformed headers and pax records are errors, never skipped.
+// - `extractArchive` extracts a tar.gz treating it as hostile (see `Extractor`).
+//
+// What it does not guarantee:
+// - Atomicity: an extraction that fails part-way leaves what it wrote so far (inside the
+//   target only). Callers that need all-or-nothing extract into a fresh directory.
+// - Sparse files are archived as ordinary (zero-filled) files and extracted as such.
+// - Only `user.*` extended attributes are archived and restored.
+
+/// The kind of a tar entry.
+package enum EntryType: String, Sendable, Equatable, Codable {
+    case file, directory, symlink, hardlink, fifo, charDevice, blockDevice
+}
+
+/// Everything an archive records about one entry.
+package struct EntryMetadata: Sendable, Equatable {
+    /// Relative, "/"-separated, no leading "/", no trailing "/" (also for directories).
+    package var path: String
+    package var type: EntryType
+    /// Permission bits including setuid/setgid/sticky (07777).
+    package var mode: UInt32
+    package var uid: UInt32
+    package var gid: UInt32
+    package var uname: String?
+    package var gname: String?
+    /// Content size; regular files only (0 for everything else).
+    package var size: UInt64
+    package var mtimeSeconds: Int64
+    package var mtimeNanoseconds: UInt32
+    /// Symlink target, or for hardlinks the path of the earlier archived entry.
+    package var linkTarget: String?
+    /// Extended attributes (only `user.*` names are written and restored).
+    package var xattrs: [String: [UInt8]]
+    package var devMajor: UInt32
+    package var devMinor: UInt32
+
+    package init(path: String, type: EntryType, mode: UInt32 = 0o644, uid: UInt32 = 0, gid: UInt32 = 0,
+                 uname: String? = nil, gname: String? = nil, size: UInt64 = 0,
+                 mtimeSeconds: Int64 = 0, mtimeNanoseconds: UInt32 = 0, linkTarget: String? = nil,
+                 xattrs: [String: [UInt8]] = [:], devMajor: UInt32 = 0, devMinor: UInt32 = 0) {
+        self.path = path; self.type = type; self.mode = mode; self.uid = uid; self.gid = gid
+        self.uname = uname; self.gname = gname; self.size = size
+        self.mtimeSeconds = mtimeSeconds; self.mtimeNanoseconds = mtimeNanoseconds
+        self.linkTarget = linkTarget; self.xattrs = xattrs
+        self.devMajor = devMajor; self.devMinor = devMinor
+    }
+}
+
+/// A failure in the archive engine: what failed, where (entry / offset), and what to do.
+package struct ArchiveError: Error, CustomStringConvertible, Sendable {
+    package enum Kind: Sendable, Equatable {
+        /// The archive bytes are not valid tar/gzip (malformed header, bad pax record, ...).
+        case malformed
+        /// The archive ends early.
+        case truncated
+        /// Extraction refused an entry by a safety rule (`rule` names it).
+        case refused
+        /// A system call failed (`detail` names the call, path and errno).
+        case io
+        /// The caller passed something invalid (a bad entry, a non-empty target, ...).
+        case invalidInput
+    }
+    package var kind: Kind
+    /// The entry path concerned, if any.
+    package var entry: String?
+    /// For `.refused`: the rule, e.g. "absolute-path", "symlink-escape".
+    package var rule: String?
+    package var detail: String
+
+    package init(_ kind: Kind, entry: String? = nil, rule: String? = nil, _ detail: String) {
+        self.kind = kind; self.entry = entry; self.rule = rule; self.detail = detail
+    }
+
+    package var description: String {
+        var s: String
+        switch kind {
+        case .malformed: s = "malformed archive"
+        case .truncated: s = "truncated archive"
+        case .refused: s = "refused entry"
+        case .io: s = "I/O error"
+        case .invalidInput: s = "invalid input"
+        }
+        if let entry { s += " '\(entry)'" }
+        if let rule { s += " (rule: \(rule))" }
+        return s + ": " + detail
+    }
+}

@@ -1,1 +1,52 @@
-// Backup: placeholder until its issue lands.
+// Backup: incremental tar.gz backups of a directory tree (appdata) to a Destination, and
+// restores from them.
+//
+// What it does: `BackupRunner` scans the source (lstat only), compares every entry with the
+// previous manifest (size, mtime/ctime ns, mode, uid, gid, type, link target; never device
+// numbers; a ctime-only change is settled by comparing SHA-256), streams changed files into
+// one tar.gz per backup (`TarGzWriter`: one tar stream cut into gzip members compressed in
+// parallel), and writes the manifest (`Manifest`) last as the commit record. `Restorer`
+// rebuilds the tree of any backup reading only the members it needs and checking every
+// file's hash; `SetInspector` lists and verifies. `SetLock` keeps runs of one set apart.
+//
+// What it does not guarantee: consistency of files that change while being read (recorded
+// as warnings; databases need a `ContentProvider` that snapshots them), atomicity of a
+// `--force` restore into a non-empty directory, or restoring ownership when not run as root.
+//
+// Seams for other components: `ContentProvider` (per-file content substitution, e.g. SQLite
+// snapshots) and `RunHooks` (before/after a run, also on failure) in Hooks.swift.
+import Storage
+import Support
+
+/// Entry points the executables call.
+package enum BackupTool {
+    /// Opens DEST (a directory or nfs:// URL).
+    package static func destination(_ spec: String) throws -> any Destination {
+        try openDestination(spec)
+    }
+
+    package static func setName(_ name: String?) throws -> String {
+        let n = name ?? BackupSet.defaultName()
+        if n.isEmpty || n.contains("/") || n.hasPrefix(".") {
+            throw ToolError.usage("invalid set name '\(n)': use a plain name like the host name (no '/', not starting with '.')")
+        }
+        return n
+    }
+}
+
+/// `hs-restore --from DEST ...`: restores a backup and reports it.
+package enum BackupRestoreCommand {
+    package static func run(from: String, set: String?, backup: String, to: String, only: [String],
+                            force: Bool, dryRun: Bool, json: Bool) throws -> Int32 {
+        let reporter = Reporter(mode: .detect(json: json))
+        var options = RestoreOptions(destination: try BackupTool.destination(from), set: try BackupTool.setName(set), target: to)
+        options.backup = backup
+        options.only = only
+        options.force = force
+        options.dryRun = dryRun
+        let summary = try Restorer(options: options, reporter: reporter).run()
+        for w in summary.warnings { reporter.warning(w) }
+        if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
+        return 0
+    }
+}

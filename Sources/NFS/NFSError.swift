@@ -128,7 +128,14 @@ package struct NFSError: Error, CustomStringConvertible, Sendable {
         return s
     }
 
-    /// The kind for an errno returned by a libnfs call (outside mount).
+    /// The kind for an errno returned by a libnfs call (outside mount). libnfs also returns
+    /// -1 for its own failures (encoding, queueing): that is EPERM only when the text says so.
+    static func kind(forErrno e: Int32, detail: String) -> Kind {
+        if e == EPERM && !(detail.contains("PERM") || detail.contains("ermission")) { return .other(EPERM) }
+        return kind(forErrno: e)
+    }
+
+    /// The kind for an errno.
     static func kind(forErrno e: Int32) -> Kind {
         switch e {
         case ENOENT: .notFound

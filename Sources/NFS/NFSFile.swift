@@ -118,7 +118,7 @@ package final class NFSFile: @unchecked Sendable {
             if req.status < 0 {
                 if pendingError == nil {
                     let e = -req.status
-                    pendingError = NFSError(kind: NFSError.kind(forErrno: e), call: "nfs_pwrite_async",
+                    pendingError = NFSError(kind: NFSError.kind(forErrno: e, detail: req.errorText), call: "nfs_pwrite_async",
                                             location: "\(client.location(path)) at offset \(req.offset)",
                                             errno: e, detail: req.errorText)
                 }
@@ -279,7 +279,7 @@ package final class NFSFile: @unchecked Sendable {
                 for req in batch {
                     if req.status < 0 {
                         let e = -req.status
-                        throw NFSError(kind: NFSError.kind(forErrno: e), call: "nfs_pread_async",
+                        throw NFSError(kind: NFSError.kind(forErrno: e, detail: req.errorText), call: "nfs_pread_async",
                                        location: "\(client.location(path)) at offset \(req.offset)", errno: e, detail: req.errorText)
                     }
                     total += Int(req.status)

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Backup
+import Foundation
 import Support
 
 @main
@@ -41,13 +43,59 @@ extension HsBackup {
         @Option(name: .customLong("exclude"), help: "Glob of paths to skip (repeatable); adds to the default cache excludes.")
         var excludes: [String] = []
 
-        func run() async throws { throw ToolError("hs-backup run: not yet implemented") }
+        @Option(help: "Take a full backup automatically after this many incrementals.")
+        var maxIncrementals: Int = 13
+
+        @Option(help: "Take a full backup automatically when the last one is older than this many days.")
+        var fullEveryDays: Double = 14
+
+        @OptionGroup var ops: OpsRunOptions
+
+        func run() async throws {
+            let code = await toolMain {
+                let reporter = Reporter(mode: .detect(json: destination.json))
+                var options = BackupOptions(source: source, destination: try BackupTool.destination(destination.destination),
+                                            set: try BackupTool.setName(destination.set))
+                options.forceFull = full
+                options.excludes = excludes
+                guard maxIncrementals >= 0, fullEveryDays > 0 else {
+                    throw ToolError.usage("--max-incrementals must be >= 0 and --full-every-days > 0")
+                }
+                options.maxIncrementals = maxIncrementals
+                options.maxDaysBetweenFulls = fullEveryDays
+                let summary = try OpsCommands.backup(options, ops: ops.settings, reporter: reporter)
+                if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
+                return 0
+            }
+            if code != 0 { throw ExitCode(code) }
+        }
     }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the backups of a set.")
         @OptionGroup var destination: DestinationOptions
-        func run() async throws { throw ToolError("hs-backup list: not yet implemented") }
+        func run() async throws {
+            let code = await toolMain {
+                let reporter = Reporter(mode: .detect(json: destination.json))
+                let dest = try BackupTool.destination(destination.destination)
+                let set = try BackupTool.setName(destination.set)
+                let rows = try SetInspector.list(destination: dest, set: set)
+                if reporter.mode == .json {
+                    reporter.emitJSON(rows)
+                } else if rows.isEmpty {
+                    reporter.info("no backups in \(destination.destination)/\(set)")
+                } else {
+                    func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+                    reporter.info(pad("ID", 20) + pad("TIME", 22) + pad("KIND", 13) + pad("FILES", 9) + pad("TREE", 11) + pad("WRITTEN", 11) + "DURATION")
+                    for r in rows {
+                        reporter.info(pad(r.id, 20) + pad(r.time, 22) + pad(r.kind, 13) + pad(String(r.files), 9)
+                                      + pad(Format.bytes(r.treeBytes), 11) + pad(Format.bytes(r.bytesOut), 11) + Format.seconds(r.seconds))
+                    }
+                }
+                return 0
+            }
+            if code != 0 { throw ExitCode(code) }
+        }
     }
 
     struct Verify: AsyncParsableCommand {
@@ -55,7 +103,28 @@ extension HsBackup {
         @OptionGroup var destination: DestinationOptions
         @Option(help: "Backup to verify: an ID or 'latest' (default: all).")
         var backup: String?
-        func run() async throws { throw ToolError("hs-backup verify: not yet implemented") }
+        @OptionGroup var notify: NotifyOptions
+        func run() async throws {
+            let code = await toolMain {
+                let reporter = Reporter(mode: .detect(json: destination.json))
+                let set = try BackupTool.setName(destination.set)
+                let report = try OpsCommands.notifying(notify.notifier, operation: "hs-backup verify", set: set, reporter: reporter,
+                                                       ok: { $0.ok }) {
+                    let r = try SetInspector.verify(destination: try BackupTool.destination(destination.destination), set: set,
+                                                    backup: backup, reporter: reporter)
+                    return (r, "\(r.backups.count) backups, \(r.damaged.count) problems" + (r.damaged.first.map { ": \($0)" } ?? ""))
+                }
+                if reporter.mode == .json {
+                    reporter.emitJSON(report)
+                } else {
+                    for d in report.damaged { reporter.error("damaged: \(d)") }
+                    reporter.info((report.ok ? "ok: " : "DAMAGED: ") + "\(report.backups.count) backups, \(report.archivesChecked) archives, "
+                                  + "\(report.filesChecked) files checked, \(report.damaged.count) problems")
+                }
+                return report.ok ? 0 : 1
+            }
+            if code != 0 { throw ExitCode(code) }
+        }
     }
 
     struct Prune: AsyncParsableCommand {
@@ -66,6 +135,16 @@ extension HsBackup {
         @Option(help: "Keep the last backup of each of the N most recent weeks.") var keepWeekly: Int?
         @Option(help: "Keep the last backup of each of the N most recent months.") var keepMonthly: Int?
         @Flag(help: "List what would be removed without removing anything.") var dryRun = false
-        func run() async throws { throw ToolError("hs-backup prune: not yet implemented") }
+        @OptionGroup var notify: NotifyOptions
+        func run() async throws {
+            let code = await toolMain {
+                let policy = RetentionPolicy(keepLast: keepLast ?? 0, keepDaily: keepDaily ?? 0,
+                                             keepWeekly: keepWeekly ?? 0, keepMonthly: keepMonthly ?? 0)
+                _ = try OpsCommands.prune(destination: destination.destination, set: destination.set, policy: policy, dryRun: dryRun,
+                                          notifier: notify.notifier, reporter: Reporter(mode: .detect(json: destination.json)))
+                return 0
+            }
+            if code != 0 { throw ExitCode(code) }
+        }
     }
 }

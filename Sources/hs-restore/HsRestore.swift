@@ -1,4 +1,6 @@
 import ArgumentParser
+import Backup
+import Archive
 import Support
 
 @main
@@ -43,5 +45,12 @@ struct HsRestore: AsyncParsableCommand {
         if (from == nil) == (archive == nil) { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }
     }
 
-    func run() async throws { throw ToolError("hs-restore: not yet implemented") }
+    func run() async throws {
+        let code = await toolMain {
+            if let archive { return try ArchiveRestore.run(archive: archive, to: to, only: only, force: force, dryRun: dryRun, json: json) }
+            return try BackupRestoreCommand.run(from: from!, set: set, backup: backup, to: to, only: only,
+                                                force: force, dryRun: dryRun, json: json)
+        }
+        if code != 0 { throw ExitCode(code) }
+    }
 }

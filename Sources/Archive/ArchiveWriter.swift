@@ -1,0 +1,467 @@
+import Foundation
+import Glibc
+import Gzip
+import Support
+
+/// How an `ArchiveWriter` cuts and compresses.
+package struct ArchiveWriterOptions: Sendable {
+    /// zlib level for compressible data (1...9). Incompressible data is always stored.
+    package var level: Int32 = 6
+    /// A member is cut at the next entry boundary once it holds this many tar bytes.
+    package var memberTargetSize: Int = 1 << 20
+    /// A member never holds more than this many tar bytes (+ one header): big files are cut.
+    package var memberSizeCap: Int = 4 << 20
+    /// Compressor threads; 0 compresses and writes on the calling thread.
+    package var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    /// Store (not deflate) file content that looks incompressible (magic numbers, entropy).
+    package var detectIncompressible = true
+    /// Keep one `ArchiveIndexEntry` per entry in the returned index.
+    package var recordEntries = true
+
+    package init(level: Int32 = 6, memberTargetSize: Int = 1 << 20, memberSizeCap: Int = 4 << 20,
+                 threads: Int = ProcessInfo.processInfo.activeProcessorCount, detectIncompressible: Bool = true,
+                 recordEntries: Bool = true) {
+        self.level = level; self.memberTargetSize = memberTargetSize
+        self.memberSizeCap = max(memberSizeCap, 64 * 1024); self.threads = threads
+        self.detectIncompressible = detectIncompressible; self.recordEntries = recordEntries
+    }
+}
+
+/// What `ArchiveWriter.add` did with one entry.
+package struct AddResult: Sendable, Equatable {
+    /// SHA-256 of the content bytes archived (regular files only; exactly `entry.size` bytes).
+    package var sha256: [UInt8]?
+    /// Bytes actually read from the content file (less than `entry.size` if it shrank).
+    package var bytesRead: UInt64
+    /// The file grew or shrank while read: the archived content was padded with zeros or cut
+    /// at `entry.size`, the header's size. The archive is still valid; the content is not the
+    /// file's current content.
+    package var sizeChanged: Bool
+    /// The member that holds the entry's first header byte.
+    package var headerMember: Int
+    /// Tar-stream offset of the entry's first header block.
+    package var headerOffset: UInt64
+    /// Tar-stream offset of the first content byte.
+    package var contentOffset: UInt64
+}
+
+/// Writes one pax tar stream as multi-member gzip through `sink`.
+///
+/// Entries are added in order with `add`; file content is read from `contentPath` with large
+/// reads, hashed (SHA-256), packed into member-sized chunks (cut at entry boundaries once
+/// `memberTargetSize` is reached, and at `memberSizeCap` inside big files), compressed on
+/// `threads` threads and passed to `sink` in order. Memory is bounded by
+/// `(threads + 2) * memberSizeCap` of chunks plus their compressed output, whatever the file
+/// sizes. `sink` is called from a compressor thread (one call at a time, in order): do not
+/// create it in a main-actor-isolated context (Swift would trap on the isolation check).
+///
+/// Not thread-safe: call `add`/`finish` from one thread.
+package final class ArchiveWriter {
+    package typealias Sink = ([UInt8]) throws -> Void
+
+    private let options: ArchiveWriterOptions
+    private let pipeline: MemberPipeline
+    private var chunk: ChunkBuffer
+    private var chunkStart: UInt64 = 0      // tar offset of chunk's first byte
+    private var seq = 0                      // index of the member being built
+    private var entries: [ArchiveIndexEntry] = []
+    private var finished = false
+    private var readBuffer: UnsafeMutableRawPointer?
+
+    /// - Parameters:
+    ///   - sink: receives compressed bytes in order (a whole gzip member per call).
+    ///   - options: cutting, compression and threading.
+    package init(sink: @escaping Sink, options: ArchiveWriterOptions = ArchiveWriterOptions()) {
+        self.options = options
+        self.pipeline = MemberPipeline(sink: sink, options: options)
+        self.chunk = pipeline.takeBuffer()
+    }
+
+    deinit {
+        if !finished { pipeline.shutdown() }
+    }
+
+    /// Tar-stream bytes written so far (the offset the next entry's header will get).
+    package var uncompressedOffset: UInt64 { chunkStart + UInt64(chunk.count) }
+
+    /// Adds one entry. For regular files the content is read from `contentPath` (which may
+    /// differ from `entry.path`, e.g. a temporary SQLite snapshot); exactly `entry.size` bytes
+    /// are archived whatever happens to the file meanwhile (see `AddResult.sizeChanged`).
+    /// - Throws: `ArchiveError.io` if `contentPath` cannot be opened or read (nothing of the
+    ///   entry is written when it cannot be opened; a read error after the header was written
+    ///   leaves the stream unusable: discard the archive), `.invalidInput` for a bad entry, or
+    ///   the sink's error.
+    @discardableResult
+    package func add(_ entry: EntryMetadata, contentPath: String? = nil) throws -> AddResult {
+        precondition(!finished, "ArchiveWriter.add after finish")
+        try pipeline.checkError()
+        var fd: Int32 = -1
+        if entry.type == .file && entry.size > 0 {
+            guard let contentPath else {
+                throw ArchiveError(.invalidInput, entry: entry.path, "a regular file with content needs a contentPath")
+            }
+            fd = Self.openForReading(contentPath)
+            if fd < 0 {
+                throw ArchiveError(.io, entry: entry.path, "open('\(contentPath)') failed: \(String(cString: strerror(errno)))")
+            }
+        }
+        defer { if fd >= 0 { close(fd) } }
+        var header: [UInt8] = []
+        try TarHeader.append(entry, to: &header)
+        if chunk.count >= options.memberTargetSize { try submitChunk() }
+        let headerOffset = uncompressedOffset
+        let headerMember = seq
+        chunk.append(header)
+        if options.recordEntries { entries.append(ArchiveIndexEntry(path: entry.path, member: headerMember, headerOffset: headerOffset)) }
+        var result = AddResult(sha256: nil, bytesRead: 0, sizeChanged: false, headerMember: headerMember,
+                               headerOffset: headerOffset, contentOffset: uncompressedOffset)
+        guard entry.type == .file else { return result }
+        var hasher = SHA256Hasher()
+        var remaining = entry.size
+        var eof = false
+        var firstPiece = true
+        while remaining > 0 {
+            var space = options.memberSizeCap - chunk.count
+            if space <= 0 { try submitChunk(); space = options.memberSizeCap - chunk.count }
+            let want = Int(min(UInt64(space), remaining))
+            let dst = chunk.tail(reserving: want)
+            var got = 0
+            if !eof {
+                while got < want {
+                    let n = read(fd, dst + got, want - got)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        let err = String(cString: strerror(errno))
+                        throw ArchiveError(.io, entry: entry.path, "read('\(contentPath ?? "")') failed after \(result.bytesRead + UInt64(got)) bytes: \(err)")
+                    }
+                    if n == 0 { eof = true; break }
+                    got += n
+                }
+            }
+            result.bytesRead += UInt64(got)
+            if got < want {
+                // The file shrank: pad to the header's size.
+                memset(dst + got, 0, want - got)
+                result.sizeChanged = true
+            }
+            let piece = UnsafeRawBufferPointer(start: dst, count: want)
+            hasher.update(piece)
+            if options.detectIncompressible && want >= 2048 && Incompressibility.looksIncompressible(piece, atFileStart: firstPiece) {
+                chunk.markStored(chunk.count..<(chunk.count + want))
+            }
+            chunk.count += want
+            remaining -= UInt64(want)
+            firstPiece = false
+        }
+        if !eof {
+            var st = stat()
+            if fstat(fd, &st) == 0 && UInt64(st.st_size) > entry.size { result.sizeChanged = true }
+        }
+        let pad = Int((512 - entry.size % 512) % 512)
+        if pad > 0 { chunk.appendZeros(pad) }
+        result.sha256 = hasher.finalize()
+        return result
+    }
+
+    /// Adds a regular file whose content is given in memory (`entry.size` is set from it).
+    @discardableResult
+    package func add(_ entry: EntryMetadata, contents: [UInt8]) throws -> AddResult {
+        precondition(!finished, "ArchiveWriter.add after finish")
+        try pipeline.checkError()
+        var e = entry
+        e.type = .file
+        e.size = UInt64(contents.count)
+        var header: [UInt8] = []
+        try TarHeader.append(e, to: &header)
+        if chunk.count >= options.memberTargetSize { try submitChunk() }
+        let headerOffset = uncompressedOffset
+        let headerMember = seq
+        chunk.append(header)
+        if options.recordEntries { entries.append(ArchiveIndexEntry(path: e.path, member: headerMember, headerOffset: headerOffset)) }
+        let contentOffset = uncompressedOffset
+        var i = 0
+        while i < contents.count {
+            var space = options.memberSizeCap - chunk.count
+            if space <= 0 { try submitChunk(); space = options.memberSizeCap - chunk.count }
+            let n = min(space, contents.count - i)
+            chunk.append(contents[i..<(i + n)])
+            i += n
+        }
+        let pad = (512 - contents.count % 512) % 512
+        if pad > 0 { chunk.appendZeros(pad) }
+        return AddResult(sha256: SHA256Hasher.hash(contents), bytesRead: UInt64(contents.count), sizeChanged: false,
+                         headerMember: headerMember, headerOffset: headerOffset, contentOffset: contentOffset)
+    }
+
+    /// Writes the end-of-archive marker, flushes all members through the sink, stops the
+    /// compressor threads and returns the index.
+    package func finish() throws -> ArchiveIndex {
+        precondition(!finished, "ArchiveWriter.finish called twice")
+        finished = true
+        chunk.appendZeros(1024)
+        do {
+            try submitChunk(last: true)
+            try pipeline.drain()
+        } catch {
+            pipeline.shutdown()
+            throw error
+        }
+        let members = pipeline.members
+        pipeline.shutdown()
+        return ArchiveIndex(members: members, entries: entries,
+                            compressedSize: members.last.map { $0.compressedOffset + $0.compressedLength } ?? 0,
+                            uncompressedSize: members.last.map { $0.uncompressedOffset + $0.uncompressedLength } ?? 0)
+    }
+
+    private func submitChunk(last: Bool = false) throws {
+        guard chunk.count > 0 else { return }
+        let c = chunk
+        let start = chunkStart
+        chunkStart += UInt64(c.count)
+        try pipeline.submit(seq: seq, chunk: c, uncompressedOffset: start)
+        seq += 1
+        if !last { chunk = pipeline.takeBuffer() }
+    }
+
+    private static func openForReading(_ path: String) -> Int32 {
+        var fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | LinuxConst.O_NOATIME)
+        if fd < 0 && errno == EPERM { fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+        if fd >= 0 { _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
+        return fd
+    }
+}
+
+/// A member-sized byte buffer with the ranges to store (not deflate).
+final class ChunkBuffer: @unchecked Sendable {
+    private(set) var base: UnsafeMutableRawPointer
+    private(set) var capacity: Int
+    var count = 0
+    private(set) var storeRanges: [Range<Int>] = []
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        base = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 64)
+    }
+
+    deinit { base.deallocate() }
+
+    func reset() { count = 0; storeRanges.removeAll(keepingCapacity: true) }
+
+    func ensure(_ extra: Int) {
+        if count + extra <= capacity { return }
+        let newCap = max(capacity * 2, count + extra)
+        let nb = UnsafeMutableRawPointer.allocate(byteCount: newCap, alignment: 64)
+        nb.copyMemory(from: base, byteCount: count)
+        base.deallocate()
+        base = nb; capacity = newCap
+    }
+
+    /// Space for `n` more bytes at the end (the caller fills it and advances `count`).
+    func tail(reserving n: Int) -> UnsafeMutableRawPointer { ensure(n); return base + count }
+
+    func append(_ bytes: some Collection<UInt8>) {
+        ensure(bytes.count)
+        var p = base + count
+        let done = bytes.withContiguousStorageIfAvailable { b -> Bool in
+            if let a = b.baseAddress { (base + count).copyMemory(from: a, byteCount: b.count) }
+            return true
+        }
+        if done == nil { for x in bytes { p.storeBytes(of: x, as: UInt8.self); p += 1 } }
+        count += bytes.count
+    }
+
+    func appendZeros(_ n: Int) { ensure(n); memset(base + count, 0, n); count += n }
+
+    func markStored(_ r: Range<Int>) {
+        if let last = storeRanges.last, last.upperBound == r.lowerBound {
+            storeRanges[storeRanges.count - 1] = last.lowerBound..<r.upperBound
+        } else {
+            storeRanges.append(r)
+        }
+    }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+}
+
+/// Compressor threads and the in-order writer between them and the sink.
+final class MemberPipeline: @unchecked Sendable {
+    private let sink: ArchiveWriter.Sink
+    private let level: Int32
+    private let cap: Int
+    private let cond = NSCondition()
+    private var jobs: [(seq: Int, chunk: ChunkBuffer, offset: UInt64)] = []
+    private var done: [Int: (bytes: [UInt8], offset: UInt64, length: Int)] = [:]
+    private var freeBuffers: [ChunkBuffer] = []
+    private var inFlight = 0
+    private let maxInFlight: Int
+    private var nextToWrite = 0
+    private var submitted = 0
+    private var writing = false
+    private var closed = false
+    private var failure: (any Error)?
+    private var compressedTotal: UInt64 = 0
+    private(set) var members: [ArchiveMember] = []
+    private let threadCount: Int
+    private let exited = DispatchSemaphore(value: 0)
+    private let serialEncoder: GzipSegmentedEncoder?
+
+    init(sink: @escaping ArchiveWriter.Sink, options: ArchiveWriterOptions) {
+        self.sink = sink
+        self.level = options.level
+        self.cap = options.memberSizeCap
+        self.threadCount = max(0, options.threads)
+        self.maxInFlight = max(1, options.threads) + 2
+        self.serialEncoder = options.threads <= 0 ? GzipSegmentedEncoder() : nil
+        for _ in 0..<threadCount {
+            let t = Thread { [self] in self.workerLoop() }
+            t.stackSize = 1 << 20
+            t.start()
+        }
+    }
+
+    func takeBuffer() -> ChunkBuffer {
+        cond.lock(); defer { cond.unlock() }
+        if let b = freeBuffers.popLast() { b.reset(); return b }
+        return ChunkBuffer(capacity: cap + 64 * 1024)
+    }
+
+    func checkError() throws {
+        cond.lock(); defer { cond.unlock() }
+        if let failure { throw failure }
+    }
+
+    func submit(seq: Int, chunk: ChunkBuffer, uncompressedOffset: UInt64) throws {
+        if let enc = serialEncoder {
+            var out: [UInt8] = []
+            enc.encodeMember(chunk.bytes, storeRanges: chunk.storeRanges, level: level, into: &out)
+            try sink(out)
+            members.append(ArchiveMember(compressedOffset: compressedTotal, compressedLength: UInt64(out.count),
+                                         uncompressedOffset: uncompressedOffset, uncompressedLength: UInt64(chunk.count)))
+            compressedTotal += UInt64(out.count)
+            cond.lock(); freeBuffers.append(chunk); cond.unlock()
+            return
+        }
+        cond.lock(); defer { cond.unlock() }
+        while inFlight >= maxInFlight && failure == nil { cond.wait() }
+        if let failure { throw failure }
+        inFlight += 1
+        submitted += 1
+        jobs.append((seq, chunk, uncompressedOffset))
+        cond.broadcast()
+    }
+
+    /// Waits until every submitted member has been written.
+    func drain() throws {
+        if serialEncoder != nil { return }
+        cond.lock(); defer { cond.unlock() }
+        while nextToWrite < submitted && failure == nil { cond.wait() }
+        if let failure { throw failure }
+    }
+
+    /// Stops the threads (pending work is dropped if a failure happened).
+    func shutdown() {
+        cond.lock()
+        if closed { cond.unlock(); return }
+        closed = true
+        cond.broadcast()
+        cond.unlock()
+        for _ in 0..<threadCount { exited.wait() }
+    }
+
+    private func workerLoop() {
+        let encoder = GzipSegmentedEncoder()
+        defer { exited.signal() }
+        while true {
+            cond.lock()
+            while (jobs.isEmpty || failure != nil) && !closed { cond.wait() }
+            if closed { cond.unlock(); return }
+            let job = jobs.removeFirst()
+            cond.unlock()
+
+            var out: [UInt8] = []
+            out.reserveCapacity(job.chunk.count + job.chunk.count / 64 + 1024)
+            encoder.encodeMember(job.chunk.bytes, storeRanges: job.chunk.storeRanges, level: level, into: &out)
+            let length = job.chunk.count
+
+            cond.lock()
+            freeBuffers.append(job.chunk)
+            done[job.seq] = (out, job.offset, length)
+            // Write in order; one writer at a time.
+            while !writing, failure == nil, let next = done.removeValue(forKey: nextToWrite) {
+                writing = true
+                cond.unlock()
+                var err: (any Error)?
+                do { try sink(next.bytes) } catch { err = error }
+                cond.lock()
+                writing = false
+                if let err { failure = err; cond.broadcast(); break }
+                members.append(ArchiveMember(compressedOffset: compressedTotal, compressedLength: UInt64(next.bytes.count),
+                                             uncompressedOffset: next.offset, uncompressedLength: UInt64(next.length)))
+                compressedTotal += UInt64(next.bytes.count)
+                nextToWrite += 1
+                inFlight -= 1
+                cond.broadcast()
+            }
+            cond.unlock()
+        }
+    }
+}
+
+/// Cheap test for data not worth deflating: known compressed-format magic numbers and the
+/// order-0 entropy of a sample (random or compressed data is ~8 bits per byte).
+enum Incompressibility {
+    static func looksIncompressible(_ data: UnsafeRawBufferPointer, atFileStart: Bool) -> Bool {
+        let n = data.count
+        guard n >= 2048 else { return false }
+        var threshold = 7.5
+        if atFileStart && hasCompressedMagic(data) { threshold = 7.0 }
+        var hist = [Int](repeating: 0, count: 256)
+        var total = 0
+        hist.withUnsafeMutableBufferPointer { h in
+            func sample(_ from: Int, _ len: Int) {
+                for i in from..<(from + len) { h[Int(data[i])] += 1 }
+                total += len
+            }
+            if n <= 16384 {
+                sample(0, n)
+            } else {
+                let s = 4096
+                let step = (n - s) / 3
+                for k in 0..<4 { sample(k * step, s) }
+            }
+        }
+        var entropy = 0.0
+        let t = Double(total)
+        for c in hist where c > 0 {
+            let p = Double(c) / t
+            entropy -= p * log2(p)
+        }
+        // Small samples underestimate entropy; correct with the Miller-Madow term.
+        let nonzero = hist.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
+        entropy += Double(nonzero - 1) / (2 * t * M_LN2)
+        return entropy >= threshold
+    }
+
+    static func hasCompressedMagic(_ d: UnsafeRawBufferPointer) -> Bool {
+        func starts(_ m: [UInt8], at: Int = 0) -> Bool {
+            guard d.count >= at + m.count else { return false }
+            for (i, b) in m.enumerated() where d[at + i] != b { return false }
+            return true
+        }
+        return starts([0xFF, 0xD8, 0xFF])                    // JPEG
+            || starts([0x89, 0x50, 0x4E, 0x47])              // PNG
+            || starts(Array("GIF8".utf8))                    // GIF
+            || starts([0x1F, 0x8B])                          // gzip
+            || starts([0x50, 0x4B, 0x03, 0x04])              // zip, docx, jar, apk
+            || starts([0x37, 0x7A, 0xBC, 0xAF, 0x27, 0x1C])  // 7z
+            || starts([0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00])  // xz
+            || starts([0x28, 0xB5, 0x2F, 0xFD])              // zstd
+            || starts(Array("BZh".utf8))                     // bzip2
+            || starts(Array("ftyp".utf8), at: 4)             // mp4, mov, heic
+            || starts([0x1A, 0x45, 0xDF, 0xA3])              // mkv, webm
+            || (starts(Array("RIFF".utf8)) && starts(Array("WEBP".utf8), at: 8))
+            || starts(Array("OggS".utf8))
+            || starts(Array("fLaC".utf8))
+            || starts(Array("ID3".utf8))                     // mp3
+    }
+}

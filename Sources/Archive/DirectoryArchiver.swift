@@ -1,0 +1,109 @@
+import Foundation
+import Glibc
+
+/// Archives a whole directory tree (lstat only, never following symlinks): the reference
+/// walker used by tests and the benchmark. Hardlinked files are stored once, later names as
+/// hardlink entries. Entries are added in sorted order (bytewise per directory).
+package enum DirectoryArchiver {
+    /// Adds every entry below `root` (not `root` itself) to `writer`.
+    /// - Returns: the number of entries added and the paths whose size changed while read.
+    @discardableResult
+    package static func archive(_ root: String, into writer: ArchiveWriter) throws -> (entries: Int, sizeChanged: [String]) {
+        var seen: [UInt64: [UInt64: String]] = [:]   // dev -> ino -> first path
+        var names = NameCache()
+        var count = 0
+        var changed: [String] = []
+        func walk(_ rel: String) throws {
+            let dirPath = rel.isEmpty ? root : root + "/" + rel
+            guard let d = opendir(dirPath) else {
+                throw ArchiveError(.io, entry: rel, "opendir('\(dirPath)') failed: \(String(cString: strerror(errno)))")
+            }
+            var children: [String] = []
+            while let ent = readdir(d) {
+                let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
+                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                }
+                if name == "." || name == ".." { continue }
+                children.append(name)
+            }
+            closedir(d)
+            children.sort { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+            for name in children {
+                let childRel = rel.isEmpty ? name : rel + "/" + name
+                let full = root + "/" + childRel
+                var e = try metadata(full, relative: childRel, names: &names)
+                var st = stat()
+                lstat(full, &st)
+                if e.type == .file && st.st_nlink > 1 {
+                    if let first = seen[UInt64(st.st_dev)]?[UInt64(st.st_ino)] {
+                        e.type = .hardlink; e.linkTarget = first; e.size = 0
+                    } else {
+                        seen[UInt64(st.st_dev), default: [:]][UInt64(st.st_ino)] = childRel
+                    }
+                }
+                let r = try writer.add(e, contentPath: e.type == .file ? full : nil)
+                if r.sizeChanged { changed.append(childRel) }
+                count += 1
+                if e.type == .directory { try walk(childRel) }
+            }
+        }
+        try walk("")
+        return (count, changed)
+    }
+
+    /// Metadata of one filesystem object (lstat), named `relative` in the archive.
+    package static func metadata(_ path: String, relative: String) throws -> EntryMetadata {
+        var names = NameCache()
+        return try metadata(path, relative: relative, names: &names)
+    }
+
+    struct NameCache {
+        var users: [UInt32: String?] = [:]
+        var groups: [UInt32: String?] = [:]
+        mutating func user(_ uid: UInt32) -> String? {
+            if let u = users[uid] { return u }
+            let n = getpwuid(uid).map { String(cString: $0.pointee.pw_name) }
+            users[uid] = n
+            return n
+        }
+        mutating func group(_ gid: UInt32) -> String? {
+            if let g = groups[gid] { return g }
+            let n = getgrgid(gid).map { String(cString: $0.pointee.gr_name) }
+            groups[gid] = n
+            return n
+        }
+    }
+
+    static func metadata(_ path: String, relative: String, names: inout NameCache) throws -> EntryMetadata {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            throw ArchiveError(.io, entry: relative, "lstat('\(path)') failed: \(String(cString: strerror(errno)))")
+        }
+        let type: EntryType
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: type = .file
+        case S_IFDIR: type = .directory
+        case S_IFLNK: type = .symlink
+        case S_IFIFO: type = .fifo
+        case S_IFCHR: type = .charDevice
+        case S_IFBLK: type = .blockDevice
+        default: throw ArchiveError(.invalidInput, entry: relative, "sockets and other special files are not archived")
+        }
+        var e = EntryMetadata(path: relative, type: type, mode: UInt32(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid,
+                              uname: names.user(st.st_uid), gname: names.group(st.st_gid),
+                              size: type == .file ? UInt64(st.st_size) : 0,
+                              mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: UInt32(st.st_mtim.tv_nsec))
+        if type == .symlink {
+            var buf = [CChar](repeating: 0, count: 4097)
+            let n = readlink(path, &buf, 4096)
+            guard n >= 0 else { throw ArchiveError(.io, entry: relative, "readlink('\(path)') failed: \(String(cString: strerror(errno)))") }
+            e.linkTarget = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        if type == .charDevice || type == .blockDevice {
+            e.devMajor = UInt32((st.st_rdev >> 8) & 0xfff) | UInt32((st.st_rdev >> 32) & ~0xfff)
+            e.devMinor = UInt32(st.st_rdev & 0xff) | UInt32((st.st_rdev >> 12) & ~0xff)
+        }
+        if type == .file || type == .directory { e.xattrs = readUserXattrs(path: path) }
+        return e
+    }
+}

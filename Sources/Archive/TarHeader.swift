@@ -1,0 +1,192 @@
+// Tar header encoding: ustar blocks plus pax `x` records where ustar cannot express a value.
+
+/// Builds the header blocks (pax extended header if needed, then the ustar header) for entries.
+package enum TarHeader {
+    static let blockSize = 512
+    static let maxOctalSize: UInt64 = 0o77777777777        // 8 GiB - 1
+    static let maxOctalId: UInt32 = 0o7777777               // 2^21 - 1
+    static let maxOctalTime: Int64 = 0o77777777777
+
+    /// The ustar typeflag for an entry type.
+    static func typeflag(_ t: EntryType) -> UInt8 {
+        switch t {
+        case .file: return UInt8(ascii: "0")
+        case .hardlink: return UInt8(ascii: "1")
+        case .symlink: return UInt8(ascii: "2")
+        case .charDevice: return UInt8(ascii: "3")
+        case .blockDevice: return UInt8(ascii: "4")
+        case .directory: return UInt8(ascii: "5")
+        case .fifo: return UInt8(ascii: "6")
+        }
+    }
+
+    /// Appends the header blocks for `e` to `out` (pax header first when needed).
+    /// - Throws: `ArchiveError.invalidInput` for an empty or absolute path, or a device number
+    ///   that no tar format can hold.
+    package static func append(_ e: EntryMetadata, to out: inout [UInt8]) throws {
+        guard !e.path.isEmpty, !e.path.hasPrefix("/") else {
+            throw ArchiveError(.invalidInput, entry: e.path, "entry paths must be relative and non-empty")
+        }
+        var pax: [(String, [UInt8])] = []
+        let size: UInt64 = e.type == .file ? e.size : 0
+        var name = Array(e.path.utf8)
+        if e.type == .directory { name.append(UInt8(ascii: "/")) }
+        let isASCII = { (b: [UInt8]) in b.allSatisfy { $0 < 0x80 && $0 != 0 } }
+
+        // name / prefix
+        var nameField: [UInt8] = name
+        var prefixField: [UInt8] = []
+        if !isASCII(name) || name.count > 100 {
+            var split = false
+            if isASCII(name) && name.count <= 256 {
+                // split at a "/" so that prefix <= 155 and name <= 100 (name non-empty)
+                var i = min(name.count - 2, 155)
+                while i > 0 {
+                    if name[i] == UInt8(ascii: "/") && name.count - i - 1 <= 100 && name.count - i - 1 > 0 {
+                        prefixField = Array(name[..<i]); nameField = Array(name[(i + 1)...]); split = true
+                        break
+                    }
+                    i -= 1
+                }
+            }
+            if !split {
+                pax.append(("path", name))
+                nameField = Array(asciiFallback(name).prefix(100))
+                prefixField = []
+            }
+        }
+        var linkField: [UInt8] = []
+        if let lt = e.linkTarget, e.type == .symlink || e.type == .hardlink {
+            let l = Array(lt.utf8)
+            if l.isEmpty { throw ArchiveError(.invalidInput, entry: e.path, "a link needs a non-empty target") }
+            if !isASCII(l) || l.count > 100 {
+                pax.append(("linkpath", l)); linkField = Array(asciiFallback(l).prefix(100))
+            } else { linkField = l }
+        } else if e.type == .symlink || e.type == .hardlink {
+            throw ArchiveError(.invalidInput, entry: e.path, "a link needs a target")
+        }
+        if size > maxOctalSize { pax.append(("size", Array(String(size).utf8))) }
+        if e.uid > maxOctalId { pax.append(("uid", Array(String(e.uid).utf8))) }
+        if e.gid > maxOctalId { pax.append(("gid", Array(String(e.gid).utf8))) }
+        let mtimeFits = e.mtimeSeconds >= 0 && e.mtimeSeconds <= maxOctalTime
+        if !mtimeFits || e.mtimeNanoseconds != 0 {
+            pax.append(("mtime", Array(paxTime(e.mtimeSeconds, e.mtimeNanoseconds).utf8)))
+        }
+        for (field, value) in [("uname", e.uname), ("gname", e.gname)] {
+            if let v = value, !v.isEmpty {
+                let b = Array(v.utf8)
+                if !isASCII(b) || b.count > 31 { pax.append((field, b)) }
+            }
+        }
+        for key in e.xattrs.keys.sorted() where key.hasPrefix("user.") {
+            pax.append(("SCHILY.xattr." + key, e.xattrs[key]!))
+        }
+        if e.devMajor > maxOctalId || e.devMinor > maxOctalId {
+            throw ArchiveError(.invalidInput, entry: e.path, "device numbers \(e.devMajor),\(e.devMinor) do not fit a tar header")
+        }
+
+        if !pax.isEmpty {
+            var records: [UInt8] = []
+            for (k, v) in pax { appendPaxRecord(key: k, value: v, to: &records) }
+            let base = name.split(separator: UInt8(ascii: "/")).last.map(Array.init) ?? [UInt8(ascii: "x")]
+            var xname = Array("PaxHeaders/".utf8) + asciiFallback(base)
+            xname = Array(xname.prefix(100))
+            appendUstar(name: xname, prefix: [], mode: 0o644, uid: 0, gid: 0, size: UInt64(records.count),
+                        mtime: mtimeFits ? e.mtimeSeconds : 0, typeflag: UInt8(ascii: "x"), link: [],
+                        uname: [], gname: [], devMajor: 0, devMinor: 0, to: &out)
+            out.append(contentsOf: records)
+            pad(&out, records.count)
+        }
+        let uname = e.uname.map { Array($0.utf8) }.flatMap { isASCII($0) && $0.count <= 31 ? $0 : nil } ?? []
+        let gname = e.gname.map { Array($0.utf8) }.flatMap { isASCII($0) && $0.count <= 31 ? $0 : nil } ?? []
+        appendUstar(name: nameField, prefix: prefixField, mode: e.mode & 0o7777,
+                    uid: e.uid > maxOctalId ? 0 : e.uid, gid: e.gid > maxOctalId ? 0 : e.gid,
+                    size: size > maxOctalSize ? 0 : size,
+                    mtime: mtimeFits ? e.mtimeSeconds : 0, typeflag: typeflag(e.type), link: linkField,
+                    uname: uname, gname: gname, devMajor: e.devMajor, devMinor: e.devMinor, to: &out)
+    }
+
+    /// Zero padding to the next 512-byte boundary after `count` content bytes.
+    static func pad(_ out: inout [UInt8], _ count: Int) {
+        let r = count % blockSize
+        if r != 0 { out.append(contentsOf: repeatElement(0, count: blockSize - r)) }
+    }
+
+    /// Non-ASCII and NUL bytes replaced by "_", for the informational ustar fields a pax
+    /// record overrides.
+    static func asciiFallback(_ b: [UInt8]) -> [UInt8] { b.map { $0 < 0x80 && $0 != 0 ? $0 : UInt8(ascii: "_") } }
+
+    /// pax decimal time: "-1.5", "1700000000.123456789" (trailing zeros trimmed).
+    static func paxTime(_ sec: Int64, _ nsec: UInt32) -> String {
+        let total = Int128(sec) * 1_000_000_000 + Int128(nsec)
+        let neg = total < 0
+        let mag = neg ? -total : total
+        let whole = mag / 1_000_000_000
+        var frac = Int(mag % 1_000_000_000)
+        var s = (neg ? "-" : "") + String(whole)
+        if frac != 0 {
+            var digits = 9
+            while frac % 10 == 0 { frac /= 10; digits -= 1 }
+            let f = String(frac)
+            s += "." + String(repeating: "0", count: digits - f.count) + f
+        }
+        return s
+    }
+
+    /// "LEN key=value\n" where LEN counts the whole record including its own digits.
+    static func appendPaxRecord(key: String, value: [UInt8], to out: inout [UInt8]) {
+        let base = key.utf8.count + value.count + 3
+        var len = base + 1
+        while String(len).utf8.count + base != len { len = base + String(len).utf8.count }
+        out.append(contentsOf: Array(String(len).utf8))
+        out.append(UInt8(ascii: " "))
+        out.append(contentsOf: Array(key.utf8))
+        out.append(UInt8(ascii: "="))
+        out.append(contentsOf: value)
+        out.append(UInt8(ascii: "\n"))
+    }
+
+    static func appendUstar(name: [UInt8], prefix: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32, size: UInt64,
+                            mtime: Int64, typeflag: UInt8, link: [UInt8], uname: [UInt8], gname: [UInt8],
+                            devMajor: UInt32, devMinor: UInt32, to out: inout [UInt8]) {
+        var h = [UInt8](repeating: 0, count: blockSize)
+        func put(_ bytes: [UInt8], _ at: Int, _ len: Int) {
+            for (i, b) in bytes.prefix(len).enumerated() { h[at + i] = b }
+        }
+        func octal(_ v: UInt64, _ at: Int, _ len: Int) {
+            // len-1 digits, zero padded, NUL terminated
+            var digits = [UInt8](repeating: UInt8(ascii: "0"), count: len - 1)
+            var x = v
+            var i = len - 2
+            while x > 0 && i >= 0 { digits[i] = UInt8(ascii: "0") + UInt8(x & 7); x >>= 3; i -= 1 }
+            put(digits, at, len - 1)
+        }
+        put(name, 0, 100)
+        octal(UInt64(mode), 100, 8)
+        octal(UInt64(uid), 108, 8)
+        octal(UInt64(gid), 116, 8)
+        octal(size, 124, 12)
+        octal(UInt64(mtime), 136, 12)
+        h[156] = typeflag
+        put(link, 157, 100)
+        put(Array("ustar".utf8) + [0], 257, 6)
+        put(Array("00".utf8), 263, 2)
+        put(uname, 265, 32)
+        put(gname, 297, 32)
+        if typeflag == UInt8(ascii: "3") || typeflag == UInt8(ascii: "4") {
+            octal(UInt64(devMajor), 329, 8)
+            octal(UInt64(devMinor), 337, 8)
+        }
+        put(prefix, 345, 155)
+        for i in 148..<156 { h[i] = UInt8(ascii: " ") }
+        var sum: UInt64 = 0
+        for b in h { sum += UInt64(b) }
+        var ck = [UInt8](repeating: UInt8(ascii: "0"), count: 6)
+        var x = sum; var i = 5
+        while x > 0 && i >= 0 { ck[i] = UInt8(ascii: "0") + UInt8(x & 7); x >>= 3; i -= 1 }
+        put(ck, 148, 6)
+        h[154] = 0
+        h[155] = UInt8(ascii: " ")
+        out.append(contentsOf: h)
+    }
+}

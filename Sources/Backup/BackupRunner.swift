@@ -1,0 +1,390 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Archive
+import Foundation
+import Storage
+import Support
+
+/// Options of one backup run.
+package struct BackupOptions {
+    package var source: String
+    package var destination: any Destination
+    package var set: String
+    package var forceFull = false
+    package var excludes: [String] = []
+    /// A full backup is taken automatically after this many incrementals...
+    package var maxIncrementals = 13
+    /// ...or when the last full backup is older than this many days.
+    package var maxDaysBetweenFulls = 14.0
+    package var staleLockAfter: TimeInterval = 12 * 3600
+    /// zlib level for compressible data (incompressible data is stored).
+    package var compressionLevel: Int32 = 1
+    package var contentProvider: (any ContentProvider)?
+    package var hooks: [any RunHooks] = []
+
+    package init(source: String, destination: any Destination, set: String) {
+        self.source = source
+        self.destination = destination
+        self.set = set
+    }
+}
+
+/// The outcome of a backup run (also the `--json` object).
+package struct BackupSummary: Codable, Sendable {
+    package var id: String
+    package var set: String
+    package var destination: String
+    package var kind: String
+    package var parent: String?
+    /// Regular files (and hardlinks) in the tree.
+    package var files: Int
+    package var directories: Int
+    package var symlinks: Int
+    /// Files whose content went into this backup's archive.
+    package var filesArchived: Int
+    package var treeBytes: UInt64
+    package var bytesIn: UInt64
+    package var bytesOut: UInt64
+    package var seconds: Double
+    package var warnings: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case id, set, destination, kind, parent, files, directories, symlinks
+        case filesArchived = "files_archived", treeBytes = "tree_bytes", bytesIn = "bytes_in", bytesOut = "bytes_out"
+        case seconds, warnings
+    }
+
+    package var line: String {
+        "backup \(id) (\(kind)) of \(files) files: \(filesArchived) archived, \(Format.bytes(bytesIn)) read, "
+            + "\(Format.bytes(bytesOut)) written in \(Format.seconds(seconds)), \(warnings.count) warning\(warnings.count == 1 ? "" : "s")"
+    }
+}
+
+package let toolVersion = "0.1.0"
+
+/// Takes one backup: lock, clean up dead runs, scan, compare with the previous manifest,
+/// stream changed files into `<id>.tar.gz.partial`, fsync, rename, then write the manifest
+/// (the commit record), unlock.
+///
+/// Guarantees: a backup is visible (listed, restorable) only once its manifest is complete;
+/// a run killed at any moment leaves earlier backups intact and the next run removes its
+/// leftovers. Not guaranteed: a consistent view of files that change during the run (they
+/// are archived as read and reported as warnings; use a `ContentProvider` for databases).
+package final class BackupRunner {
+    let options: BackupOptions
+    let reporter: Reporter
+    var warnings: [String] = []
+
+    package init(options: BackupOptions, reporter: Reporter) {
+        self.options = options
+        self.reporter = reporter
+    }
+
+    package func run() throws -> BackupSummary {
+        let started = Date()
+        let dest = options.destination
+        let set = BackupSet(destination: dest, name: options.set)
+        var st = stat()
+        guard lstat(options.source, &st) == 0, st.st_mode & S_IFMT == S_IFDIR || (stat(options.source, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR) else {
+            throw ToolError.usage("source \(options.source) is not a directory. Give the appdata directory with --source, e.g. /opt/appdata.")
+        }
+        do { try dest.makeDirectories(options.set) } catch {
+            throw ToolError("cannot create the backup set directory \(set.location): \(error). Check that DEST exists and is writable.")
+        }
+        trace("start")
+        let lock = SetLock(destination: dest, set: options.set)
+        warnings += try lock.acquire(operation: "backup", staleAfter: options.staleLockAfter)
+        defer { lock.release() }
+        for w in warnings { reporter.warning(w) }
+        let removed = try set.cleanUp()
+        if !removed.isEmpty { note("removed leftovers of an interrupted run: \(removed.joined(separator: ", "))") }
+
+        trace("locked, cleaned")
+        let ids = try set.committedIDs()
+        let id = set.newID(at: started, existing: ids)
+        let context = RunContext(source: options.source, destination: dest.displayName, set: options.set, id: id)
+        var ran: [any RunHooks] = []
+        do {
+            for h in options.hooks { try h.beforeRun(context); ran.append(h) }
+            var summary = try runLocked(set: set, id: id, previousIDs: ids, started: started)
+            for h in ran.reversed() {
+                do { try h.afterRun(context, outcome: .success(summary)) } catch { note("after-run hook failed: \(error)") }
+            }
+            summary.warnings = warnings
+            return summary
+        } catch {
+            for h in ran.reversed() {
+                do { try h.afterRun(context, outcome: .failure("\(error)")) } catch { reporter.warning("after-run hook failed: \(error)") }
+            }
+            throw error
+        }
+    }
+
+    private let traceStart = Date()
+    private let tracing = ProcessInfo.processInfo.environment["HS_BACKUP_TRACE"] != nil
+    /// Phase timings on stderr when HS_BACKUP_TRACE is set (for benchmarking).
+    func trace(_ what: String) {
+        if tracing { Reporter.writeStderr(String(format: "[trace %.3fs] %@\n", Date().timeIntervalSince(traceStart), what)) }
+    }
+
+    private func note(_ w: String) {
+        warnings.append(w)
+        reporter.warning(w)
+    }
+
+    private func runLocked(set: BackupSet, id: String, previousIDs: [String], started: Date) throws -> BackupSummary {
+        let dest = options.destination
+        // The previous manifest decides what changed. A damaged one forces a full backup.
+        var previous: Manifest?
+        if let last = previousIDs.last {
+            do { previous = try set.loadManifest(last) } catch { note("\(error); taking a full backup") }
+        }
+        var full = options.forceFull || previous == nil
+        if !full, let p = previous {
+            let since = (p.header.sinceFull ?? 0) + 1
+            let fullStarted = p.header.kind == "full" ? p.header.started : (p.header.fullStarted ?? 0)
+            if since > options.maxIncrementals { full = true }
+            if started.timeIntervalSince1970 - fullStarted > options.maxDaysBetweenFulls * 86400 { full = true }
+            // Every archive the chain references must still exist.
+            if !full {
+                for a in p.header.archives where (try? dest.stat(set.archivePath(a))).flatMap({ $0 }) == nil {
+                    note("archive \(a).tar.gz of the previous backup is missing; taking a full backup")
+                    full = true
+                    break
+                }
+            }
+        }
+        let prev: Manifest? = full ? nil : previous
+        trace("previous manifest loaded")
+
+        // Scan.
+        reporter.progress("scanning \(options.source)", force: true)
+        let scanner = Scanner(root: options.source, excludes: ExcludeSet(patterns: options.excludes), provider: options.contentProvider)
+        let scan = try scanner.scan { [reporter] n in reporter.progress("scanning: \(n) entries") }
+        defer { for s in scan.substitutes.values { s.cleanup() } }
+        for w in scan.warnings { note(w) }
+        var table = scan.table
+        trace("scanned \(table.count) entries")
+
+        // Compare with the previous manifest (merge walk of two sorted lists).
+        var archives: [String] = []
+        var archiveIndex: [UInt32: UInt32] = [:]
+        var toArchive: [Int] = []
+        var files = 0, dirs = 0, links = 0
+        var treeBytes: UInt64 = 0
+        let n = table.count
+        var j = 0
+        let prevCount = prev?.table.count ?? 0
+        for i in 0 ..< n {
+            var e = table.entry(i)
+            switch e.type {
+            case .file, .hardlink: files += 1; treeBytes += e.size
+            case .directory: dirs += 1
+            case .symlink: links += 1
+            }
+            guard let prev else { toArchive.append(i); continue }
+            var match: ManifestEntry?
+            table.withPath(e) { key in
+                while j < prevCount {
+                    let c = prev.table.withPath(prev.table.entry(j)) { comparePaths($0, key) }
+                    if c < 0 { j += 1; continue }
+                    if c == 0 { match = prev.table.entry(j) }
+                    break
+                }
+            }
+            guard let p = match else { toArchive.append(i); continue }
+            if e.type != p.type || e.mode != p.mode || e.uid != p.uid || e.gid != p.gid || e.mtimeNs != p.mtimeNs
+                || (e.type == .file && e.size != p.size)
+                || ((e.type == .symlink || e.type == .hardlink) && !table.linkBytes(e).elementsEqual(prev.table.linkBytes(p))) {
+                toArchive.append(i); continue
+            }
+            switch e.type {
+            case .directory, .symlink:
+                continue  // metadata equal; nothing to carry
+            case .hardlink:
+                e.hash = p.hash
+                table.set(i, e)
+                continue
+            case .file:
+                break
+            }
+            var same = e.ctimeNs == p.ctimeNs && scan.substitutes[i] == nil
+            if !same {
+                // ctime (or substituted content) changed alone: compare content hashes.
+                let path = scan.substitutes[i]?.path ?? options.source + "/" + table.path(e)
+                if let h = try? hashFile(path), h == p.hash { same = true }
+            }
+            guard same, p.archive != ManifestEntry.noArchive else { toArchive.append(i); continue }
+            let oldA = p.archive
+            let newA: UInt32
+            if let a = archiveIndex[oldA] { newA = a } else {
+                newA = UInt32(archives.count); archives.append(prev.header.archives[Int(oldA)]); archiveIndex[oldA] = newA
+            }
+            e.archive = newA
+            e.memberOffset = p.memberOffset
+            e.memberSkip = p.memberSkip
+            e.hash = p.hash
+            e.size = p.size
+            table.set(i, e)
+        }
+
+        trace("compared: \(toArchive.count) to archive")
+        // Archive what changed.
+        var bytesIn: UInt64 = 0, bytesOut: UInt64 = 0
+        var filesArchived = 0
+        var archiveID: String?
+        let changedFiles = toArchive.filter { table.entry($0).type == .file }.count
+        if !toArchive.isEmpty || full {
+            archiveID = id
+            let partial = set.archivePath(id) + ".partial"
+            let writer: any DestinationWriter
+            do { writer = try dest.create(partial) } catch {
+                throw ToolError("cannot create \(dest.displayName)/\(partial): \(error)")
+            }
+            let aw = ArchiveWriter(sink: { bytes in try bytes.withUnsafeBytes { try writer.write($0) } },
+                                   options: ArchiveWriterOptions(level: options.compressionLevel, recordEntries: false))
+            let myIndex = UInt32(archives.count)
+            archives.append(id)
+            var locations: [(Int, Int, UInt64)] = []  // (entry, header member, header tar offset)
+            locations.reserveCapacity(changedFiles)
+            var inThisArchive = Set<Int>()
+            do {
+                var done = 0
+                for i in toArchive {
+                    var e = table.entry(i)
+                    let path = table.path(e)
+                    var meta = EntryMetadata(path: path, type: .file, mode: e.mode, uid: e.uid, gid: e.gid, size: 0,
+                                             mtimeSeconds: floorDiv(e.mtimeNs, 1_000_000_000),
+                                             mtimeNanoseconds: UInt32(e.mtimeNs - floorDiv(e.mtimeNs, 1_000_000_000) * 1_000_000_000))
+                    switch e.type {
+                    case .directory:
+                        meta.type = .directory
+                        try aw.add(meta)
+                    case .symlink:
+                        meta.type = .symlink; meta.linkTarget = table.linkTarget(e)
+                        try aw.add(meta)
+                    case .hardlink:
+                        let target = table.linkTarget(e)
+                        if let t = table.find(target), inThisArchive.contains(t) {
+                            meta.type = .hardlink; meta.linkTarget = target
+                            try aw.add(meta)
+                        }
+                    case .file:
+                        let substituted = scan.substitutes[i]
+                        let content = substituted?.path ?? options.source + "/" + path
+                        meta.size = e.size
+                        let added: AddResult
+                        do {
+                            added = try aw.add(meta, contentPath: content)
+                        } catch let err as ArchiveError where err.kind == .io && !fileExists(content) {
+                            // Vanished since the scan (nothing of it was written): leave it out.
+                            note("\(path) disappeared while the backup ran; not in this backup")
+                            e.flags |= 0x80
+                            table.set(i, e)
+                            continue
+                        }
+                        e.hash = Digest(added.sha256 ?? SHA256Hasher.hash([]))
+                        e.archive = myIndex
+                        var changed = added.sizeChanged
+                        if substituted == nil && !changed {
+                            var st = stat()
+                            if lstat(content, &st) != 0 || UInt64(st.st_size) != e.size
+                                || Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec) != e.mtimeNs {
+                                changed = true
+                            }
+                        }
+                        if changed {
+                            e.flags |= ManifestEntry.flagChangedWhileRead
+                            note("\(path) changed while it was read; the backup holds the bytes as read")
+                        }
+                        table.set(i, e)
+                        locations.append((i, added.headerMember, added.headerOffset))
+                        inThisArchive.insert(i)
+                        bytesIn += added.bytesRead
+                        filesArchived += 1
+                        done += 1
+                        reporter.progress("archiving: \(done)/\(changedFiles) files, \(Format.bytes(bytesIn)) read")
+                    }
+                }
+                let index = try aw.finish()
+                bytesOut = index.compressedSize
+                trace("archive streamed")
+                try writer.sync()
+                trace("archive fsynced")
+                try writer.close()
+                try dest.rename(partial, to: set.archivePath(id))
+                try dest.syncDirectory(options.set)
+                for (i, member, offset) in locations {
+                    var e = table.entry(i)
+                    let m = index.members[member]
+                    e.memberOffset = m.compressedOffset
+                    e.memberSkip = offset - m.uncompressedOffset
+                    table.set(i, e)
+                }
+            } catch {
+                try? writer.close()
+                try? dest.remove(partial)
+                throw ToolError("backup to \(set.location) failed while writing the archive: \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
+            }
+        }
+        // Entries that vanished while archiving are left out of the manifest.
+        if table.count > 0 && (0 ..< table.count).contains(where: { table.entry($0).flags & 0x80 != 0 }) {
+            var kept = ManifestTable()
+            for i in 0 ..< table.count {
+                var e = table.entry(i)
+                if e.flags & 0x80 != 0 { files -= 1; continue }
+                let (po, pl) = kept.intern(table.pathBytes(e))
+                let (lo, ll) = kept.intern(Array(table.linkBytes(e)))
+                e.pathOffset = po; e.pathLength = pl; e.linkOffset = lo; e.linkLength = ll
+                kept.append(e)
+            }
+            table = kept
+        }
+
+        let seconds = Date().timeIntervalSince(started)
+        let header = ManifestHeader(
+            id: id, kind: full ? "full" : "incremental", parent: full ? nil : previousIDs.last,
+            archives: archives, archive: archiveID, toolVersion: toolVersion, source: options.source,
+            started: started.timeIntervalSince1970, seconds: seconds, files: files, directories: dirs, symlinks: links,
+            filesArchived: filesArchived, treeBytes: treeBytes, bytesIn: bytesIn, bytesOut: bytesOut, warnings: warnings,
+            sinceFull: full ? 0 : (prev?.header.sinceFull ?? 0) + 1, fullID: full ? id : (prev?.header.fullID ?? prev?.header.id),
+            fullStarted: full ? started.timeIntervalSince1970 : (prev?.header.kind == "full" ? prev?.header.started : prev?.header.fullStarted))
+        trace("archive done")
+        let manifest = Manifest(header: header, table: table)
+        do {
+            try dest.writeAtomically(set.manifestPath(id), contents: try manifest.encoded())
+        } catch {
+            if archiveID != nil { try? dest.remove(set.archivePath(id)) }
+            throw ToolError("backup to \(set.location) failed while writing the manifest: \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
+        }
+        trace("manifest written")
+        reporter.endProgress()
+        return BackupSummary(id: id, set: options.set, destination: dest.displayName, kind: header.kind, parent: header.parent,
+                             files: files, directories: dirs, symlinks: links, filesArchived: filesArchived, treeBytes: treeBytes,
+                             bytesIn: bytesIn, bytesOut: bytesOut, seconds: seconds, warnings: warnings)
+    }
+}
+
+func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
+
+func fileExists(_ path: String) -> Bool {
+    var st = stat()
+    return lstat(path, &st) == 0
+}
+
+/// SHA-256 of a file's content (reads it; never follows a final symlink).
+package func hashFile(_ path: String) throws -> Digest {
+    let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    if fd < 0 { throw FileReadError(path: path, errno: errno) }
+    defer { close(fd) }
+    var h = SHA256Hasher()
+    var buf = [UInt8](repeating: 0, count: 256 * 1024)
+    while true {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+        if n < 0 { if errno == EINTR { continue }; throw FileReadError(path: path, errno: errno) }
+        if n == 0 { break }
+        buf.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0 ..< n])) }
+    }
+    return Digest(h.finalize())
+}

@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Which paths a backup skips.
+///
+/// Rules (matched against the path relative to the source, e.g. `plex/Library/.../Cache`):
+/// - a pattern without `/` matches any single name at any depth (`*.tmp`, `transcodes`);
+/// - a pattern with `/` matches a run of whole components at any depth
+///   (`Plex Media Server/Cache` matches `plex/Library/Application Support/Plex Media Server/Cache`);
+/// - a pattern starting with `/` is anchored at the source root (`/plex/Cache`).
+/// Globs are fnmatch(3) globs (`*`, `?`, `[...]`; `*` does not cross `/`). An excluded
+/// directory is not descended into.
+package struct ExcludeSet: Sendable {
+    package private(set) var patterns: [String]
+    private var nameGlobs: [[CChar]] = []
+    private var pathGlobs: [[CChar]] = []
+    private var anchoredGlobs: [[CChar]] = []
+
+    /// Caches that are safe to skip. Plex `Metadata/` and the *arr apps' `MediaCover/` are
+    /// NOT here: they hold custom posters and artwork that cannot be re-downloaded.
+    package static let defaults: [String] = [
+        "Plex Media Server/Cache",
+        "Plex Media Server/Codecs",
+        "Plex Media Server/Crash Reports",
+        "transcode",
+        "Transcode",
+        "transcodes",
+    ]
+
+    package init(patterns: [String], includeDefaults: Bool = true) {
+        self.patterns = (includeDefaults ? Self.defaults : []) + patterns
+        for p in self.patterns where !p.isEmpty {
+            var q = p
+            while q.count > 1 && q.hasSuffix("/") { q.removeLast() }
+            if q.hasPrefix("/") {
+                anchoredGlobs.append(Array(String(q.dropFirst()).utf8CString))
+            } else if q.contains("/") {
+                pathGlobs.append(Array(q.utf8CString))
+            } else {
+                nameGlobs.append(Array(q.utf8CString))
+            }
+        }
+    }
+
+    package var isEmpty: Bool { nameGlobs.isEmpty && pathGlobs.isEmpty && anchoredGlobs.isEmpty }
+
+    /// True when the entry at relative path `path` (NUL-terminated C string) with last
+    /// component starting at `nameStart` is excluded.
+    package func matches(path: UnsafePointer<CChar>, nameStart: Int) -> Bool {
+        for g in nameGlobs where fnmatch(g, path + nameStart, FNM_PERIOD) == 0 { return true }
+        for g in anchoredGlobs where fnmatch(g, path, FNM_PATHNAME | FNM_PERIOD) == 0 { return true }
+        if !pathGlobs.isEmpty {
+            // Try the whole path and every suffix that starts after a '/'.
+            var i = 0
+            var start = true
+            while path[i] != 0 || start {
+                if start {
+                    for g in pathGlobs where fnmatch(g, path + i, FNM_PATHNAME | FNM_PERIOD) == 0 { return true }
+                    start = false
+                }
+                if path[i] == 0 { break }
+                if path[i] == 0x2F { start = true }
+                i += 1
+            }
+        }
+        return false
+    }
+
+    package func matches(_ path: String) -> Bool {
+        let nameStart = path.utf8.lastIndex(of: 0x2F).map { path.utf8.distance(from: path.utf8.startIndex, to: $0) + 1 } ?? 0
+        return path.withCString { matches(path: $0, nameStart: nameStart) }
+    }
+}

@@ -1,0 +1,56 @@
+import Foundation
+
+/// Content to archive instead of a live file (e.g. an online-backup copy of a SQLite database).
+package struct SubstitutedContent: @unchecked Sendable {
+    /// A file to read the content from (e.g. a temporary snapshot).
+    package var path: String
+    /// Its size in bytes.
+    package var size: UInt64
+    /// Called once the backup no longer needs `path` (after the archive is written, or on failure).
+    package var cleanup: @Sendable () -> Void
+
+    package init(path: String, size: UInt64, cleanup: @escaping @Sendable () -> Void) {
+        self.path = path; self.size = size; self.cleanup = cleanup
+    }
+}
+
+/// What the backup does with one regular file found by the scan.
+package enum ContentPlan: Sendable {
+    /// Archive the file as it is on disk (the default).
+    case asIs
+    /// Leave the file out of the backup entirely (e.g. a live database's `-wal`/`-shm`).
+    case omit
+    /// Archive this content under the file's path and metadata instead. The backup hashes it
+    /// and archives it again only if the hash differs from the previous backup's.
+    case substitute(SubstitutedContent)
+}
+
+/// Seam (1): decides, per regular file, where its content comes from. Called during the scan,
+/// in path order, on one thread. The SQLite capture implements it.
+package protocol ContentProvider: AnyObject {
+    func plan(relativePath: String, absolutePath: String) throws -> ContentPlan
+}
+
+/// What a run hook learns about the run.
+package struct RunContext: Sendable {
+    package var source: String
+    package var destination: String
+    package var set: String
+    package var id: String
+}
+
+/// How a run ended, for `RunHooks.afterRun`.
+package enum RunOutcome: Sendable {
+    case success(BackupSummary)
+    case failure(String)
+}
+
+/// Seam (2): code that runs around a backup: `beforeRun` after the lock is taken and before
+/// the scan (e.g. stop containers), `afterRun` always, on success and on failure (e.g. start
+/// containers, send a notification). Hooks' `afterRun` run in reverse order of `beforeRun`;
+/// only hooks whose `beforeRun` ran get `afterRun`. An error from `beforeRun` fails the run;
+/// errors in `afterRun` become warnings.
+package protocol RunHooks: AnyObject {
+    func beforeRun(_ context: RunContext) throws
+    func afterRun(_ context: RunContext, outcome: RunOutcome) throws
+}

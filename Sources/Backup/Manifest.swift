@@ -1,0 +1,352 @@
+import Foundation
+import Gzip
+import Support
+
+/// What one manifest entry is.
+package enum ManifestEntryType: UInt8, Sendable, Equatable {
+    case file = 0, directory = 1, symlink = 2, hardlink = 3
+
+    package var name: String {
+        switch self {
+        case .file: "file"
+        case .directory: "directory"
+        case .symlink: "symlink"
+        case .hardlink: "hardlink"
+        }
+    }
+}
+
+/// A SHA-256 digest as four words (no heap allocation per entry).
+package struct Digest: Sendable, Equatable, Hashable {
+    package var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0
+    package init() {}
+    package init(_ bytes: [UInt8]) {
+        precondition(bytes.count == 32)
+        bytes.withUnsafeBytes { raw in
+            w0 = raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
+            w1 = raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            w2 = raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+            w3 = raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self)
+        }
+    }
+    package var bytes: [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        out.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: w0, toByteOffset: 0, as: UInt64.self)
+            raw.storeBytes(of: w1, toByteOffset: 8, as: UInt64.self)
+            raw.storeBytes(of: w2, toByteOffset: 16, as: UInt64.self)
+            raw.storeBytes(of: w3, toByteOffset: 24, as: UInt64.self)
+        }
+        return out
+    }
+    package var hex: String { hexString(bytes) }
+    package var isZero: Bool { w0 == 0 && w1 == 0 && w2 == 0 && w3 == 0 }
+}
+
+/// One entry of a manifest, as a plain value. Strings are (offset, length) into the owning
+/// table's string buffer: reading a manifest allocates no object per entry.
+package struct ManifestEntry: Sendable, Equatable {
+    package var pathOffset: UInt32 = 0
+    package var pathLength: UInt32 = 0
+    package var linkOffset: UInt32 = 0
+    package var linkLength: UInt32 = 0
+    package var type: ManifestEntryType = .file
+    package var flags: UInt8 = 0
+    /// Permission bits including setuid/setgid/sticky (07777).
+    package var mode: UInt32 = 0
+    package var uid: UInt32 = 0
+    package var gid: UInt32 = 0
+    /// Content size as archived (regular files; 0 otherwise).
+    package var size: UInt64 = 0
+    package var mtimeNs: Int64 = 0
+    package var ctimeNs: Int64 = 0
+    /// Index into the manifest's `archives` list; `ManifestEntry.noArchive` when the entry's
+    /// content is not in any archive (directories, symlinks, hardlinks, empty incrementals).
+    package var archive: UInt32 = ManifestEntry.noArchive
+    /// Compressed offset of the gzip member in which the entry's tar header starts.
+    package var memberOffset: UInt64 = 0
+    /// Uncompressed bytes from that member's start to the entry's tar header.
+    package var memberSkip: UInt64 = 0
+    /// SHA-256 of the content (regular files and hardlinks; zero otherwise).
+    package var hash = Digest()
+
+    package static let noArchive = UInt32.max
+    /// The file changed while it was read (the archived bytes are what was read).
+    package static let flagChangedWhileRead: UInt8 = 1
+
+    package init() {}
+}
+
+/// The entries of one backup: ONE record buffer (fixed 112-byte little-endian records) and
+/// ONE string buffer, sorted by path in "component order" (bytewise, with `/` sorting lowest,
+/// which is the order of a depth-first walk with each directory's names sorted bytewise).
+package struct ManifestTable: Sendable {
+    package static let recordSize = 112
+    package private(set) var records: [UInt8] = []
+    package private(set) var strings: [UInt8] = []
+    package var count: Int { records.count / Self.recordSize }
+
+    package init() {}
+
+    package init(records: [UInt8], strings: [UInt8]) throws {
+        guard records.count % Self.recordSize == 0 else {
+            throw ToolError("manifest record area has \(records.count) bytes, not a multiple of \(Self.recordSize)")
+        }
+        self.records = records
+        self.strings = strings
+    }
+
+    package mutating func reserve(entries: Int, stringBytes: Int) {
+        records.reserveCapacity(entries * Self.recordSize)
+        strings.reserveCapacity(stringBytes)
+    }
+
+    /// Appends a string to the string buffer; returns (offset, length).
+    package mutating func intern(_ bytes: UnsafeRawBufferPointer) -> (UInt32, UInt32) {
+        let off = UInt32(strings.count)
+        strings.append(contentsOf: bytes)
+        return (off, UInt32(bytes.count))
+    }
+
+    package mutating func intern(_ s: String) -> (UInt32, UInt32) {
+        var s = s
+        return s.withUTF8 { intern(UnsafeRawBufferPointer($0)) }
+    }
+
+    package mutating func intern(_ bytes: [UInt8]) -> (UInt32, UInt32) {
+        bytes.withUnsafeBytes { intern($0) }
+    }
+
+    package func entry(_ i: Int) -> ManifestEntry {
+        records.withUnsafeBytes { raw in
+            let b = i * Self.recordSize
+            func u32(_ o: Int) -> UInt32 { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt32.self)) }
+            func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt64.self)) }
+            var e = ManifestEntry()
+            e.pathOffset = u32(0); e.pathLength = u32(4); e.linkOffset = u32(8); e.linkLength = u32(12)
+            e.type = ManifestEntryType(rawValue: raw[b + 16]) ?? .file
+            e.flags = raw[b + 17]
+            e.mode = u32(20); e.uid = u32(24); e.gid = u32(28)
+            e.size = u64(32); e.mtimeNs = Int64(bitPattern: u64(40)); e.ctimeNs = Int64(bitPattern: u64(48))
+            e.archive = u32(56)
+            e.memberOffset = u64(64); e.memberSkip = u64(72)
+            e.hash.w0 = raw.loadUnaligned(fromByteOffset: b + 80, as: UInt64.self)
+            e.hash.w1 = raw.loadUnaligned(fromByteOffset: b + 88, as: UInt64.self)
+            e.hash.w2 = raw.loadUnaligned(fromByteOffset: b + 96, as: UInt64.self)
+            e.hash.w3 = raw.loadUnaligned(fromByteOffset: b + 104, as: UInt64.self)
+            return e
+        }
+    }
+
+    private static func encode(_ e: ManifestEntry, into raw: UnsafeMutableRawBufferPointer, at b: Int) {
+        func u32(_ o: Int, _ v: UInt32) { raw.storeBytes(of: v.littleEndian, toByteOffset: b + o, as: UInt32.self) }
+        func u64(_ o: Int, _ v: UInt64) { raw.storeBytes(of: v.littleEndian, toByteOffset: b + o, as: UInt64.self) }
+        u32(0, e.pathOffset); u32(4, e.pathLength); u32(8, e.linkOffset); u32(12, e.linkLength)
+        raw[b + 16] = e.type.rawValue; raw[b + 17] = e.flags; raw[b + 18] = 0; raw[b + 19] = 0
+        u32(20, e.mode); u32(24, e.uid); u32(28, e.gid)
+        u64(32, e.size); u64(40, UInt64(bitPattern: e.mtimeNs)); u64(48, UInt64(bitPattern: e.ctimeNs))
+        u32(56, e.archive); u32(60, 0)
+        u64(64, e.memberOffset); u64(72, e.memberSkip)
+        raw.storeBytes(of: e.hash.w0, toByteOffset: b + 80, as: UInt64.self)
+        raw.storeBytes(of: e.hash.w1, toByteOffset: b + 88, as: UInt64.self)
+        raw.storeBytes(of: e.hash.w2, toByteOffset: b + 96, as: UInt64.self)
+        raw.storeBytes(of: e.hash.w3, toByteOffset: b + 104, as: UInt64.self)
+    }
+
+    package mutating func append(_ e: ManifestEntry) {
+        let b = records.count
+        records.append(contentsOf: repeatElement(0, count: Self.recordSize))
+        records.withUnsafeMutableBytes { Self.encode(e, into: $0, at: b) }
+    }
+
+    package mutating func set(_ i: Int, _ e: ManifestEntry) {
+        records.withUnsafeMutableBytes { Self.encode(e, into: $0, at: i * Self.recordSize) }
+    }
+
+    /// The path bytes of an entry.
+    package func withPath<R>(_ e: ManifestEntry, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try strings.withUnsafeBytes { raw in
+            try body(UnsafeRawBufferPointer(rebasing: raw[Int(e.pathOffset) ..< Int(e.pathOffset) + Int(e.pathLength)]))
+        }
+    }
+
+    package func path(_ e: ManifestEntry) -> String {
+        withPath(e) { String(decoding: $0, as: UTF8.self) }
+    }
+
+    package func pathBytes(_ e: ManifestEntry) -> [UInt8] {
+        Array(strings[Int(e.pathOffset) ..< Int(e.pathOffset) + Int(e.pathLength)])
+    }
+
+    package func linkTarget(_ e: ManifestEntry) -> String {
+        String(decoding: strings[Int(e.linkOffset) ..< Int(e.linkOffset) + Int(e.linkLength)], as: UTF8.self)
+    }
+
+    package func linkBytes(_ e: ManifestEntry) -> ArraySlice<UInt8> {
+        strings[Int(e.linkOffset) ..< Int(e.linkOffset) + Int(e.linkLength)]
+    }
+
+    /// Index of the entry with exactly this path (binary search), or nil.
+    package func find(_ path: String) -> Int? {
+        var p = path
+        return p.withUTF8 { key in
+            var lo = 0, hi = count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                let c = withPath(entry(mid)) { comparePaths($0, UnsafeRawBufferPointer(key)) }
+                if c == 0 { return mid }
+                if c < 0 { lo = mid + 1 } else { hi = mid }
+            }
+            return nil
+        }
+    }
+}
+
+/// Compares two relative paths in component order: bytewise, except that `/` sorts before
+/// every other byte (so a directory's children follow it directly).
+@inline(__always)
+package func comparePaths(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
+    let n = min(a.count, b.count)
+    var i = 0
+    while i < n {
+        var x = a[i], y = b[i]
+        if x != y {
+            if x == 0x2F { x = 0 }
+            if y == 0x2F { y = 0 }
+            return x < y ? -1 : 1
+        }
+        i += 1
+    }
+    return a.count == b.count ? 0 : (a.count < b.count ? -1 : 1)
+}
+
+/// The small JSON part of a manifest: what the backup is and how it went.
+package struct ManifestHeader: Codable, Sendable, Equatable {
+    package var format = 1
+    package var id: String
+    /// "full" or "incremental".
+    package var kind: String
+    /// The backup this one was compared with (nil for a full backup).
+    package var parent: String?
+    /// Archive ids referenced by entries (`ManifestEntry.archive` indexes this list).
+    package var archives: [String]
+    /// The archive written by this backup (nil when nothing changed).
+    package var archive: String?
+    package var toolVersion: String
+    package var source: String
+    /// Start time, seconds since the epoch.
+    package var started: Double
+    package var seconds: Double
+    package var files: Int
+    package var directories: Int
+    package var symlinks: Int
+    /// Files whose content went into this backup's archive.
+    package var filesArchived: Int
+    /// Total size of all regular files in the tree.
+    package var treeBytes: UInt64
+    /// Content bytes read into this backup's archive.
+    package var bytesIn: UInt64
+    /// Size of this backup's archive.
+    package var bytesOut: UInt64
+    package var warnings: [String]
+    /// Incrementals since the last full backup (0 for a full one).
+    package var sinceFull: Int?
+    /// Id of the full backup this chain starts with.
+    package var fullID: String?
+    /// Start time of that full backup.
+    package var fullStarted: Double?
+}
+
+/// A whole manifest: header + table. On disk:
+/// `"HSMANIFEST1\n"`, u32 LE header length, header JSON, u64 LE record bytes, u64 LE string
+/// bytes, gzip(records ++ strings), then the SHA-256 of everything before it.
+package struct Manifest: Sendable {
+    package var header: ManifestHeader
+    package var table: ManifestTable
+
+    package init(header: ManifestHeader, table: ManifestTable) {
+        self.header = header
+        self.table = table
+    }
+
+    static let magic = Array("HSMANIFEST1\n".utf8)
+
+    package func encoded() throws -> [UInt8] {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let json = [UInt8](try enc.encode(header))
+        var out = Self.magic
+        appendLE(&out, UInt32(json.count))
+        out += json
+        appendLE(&out, UInt64(table.records.count))
+        appendLE(&out, UInt64(table.strings.count))
+        // Compress in 4 MiB members, in parallel (multi-member gzip).
+        let chunk = 4 << 20
+        var parts: [ArraySlice<UInt8>] = []
+        var pos = 0
+        while pos < table.records.count { parts.append(table.records[pos ..< min(pos + chunk, table.records.count)]); pos += chunk }
+        pos = 0
+        while pos < table.strings.count { parts.append(table.strings[pos ..< min(pos + chunk, table.strings.count)]); pos += chunk }
+        if parts.isEmpty { parts.append([]) }
+        let results = ResultSlots<[UInt8]>(count: parts.count)
+        let frozen = parts
+        DispatchQueue.concurrentPerform(iterations: frozen.count) { i in
+            var member: [UInt8] = []
+            frozen[i].withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &member) }
+            results.set(i, member)
+        }
+        for m in results.values { out += m! }
+        out += SHA256Hasher.hash(out)
+        return out
+    }
+
+    /// Parses and checks a manifest. `name` is used in error messages.
+    package static func decode(_ data: [UInt8], name: String) throws -> Manifest {
+        func bad(_ why: String) -> ToolError {
+            ToolError("manifest \(name) is damaged (\(why)); it cannot be used. Run `hs-backup verify` and take a new full backup with --full.")
+        }
+        guard data.count >= magic.count + 4 + 16 + 32, Array(data[0 ..< magic.count]) == magic else { throw bad("not a manifest file") }
+        let body = data.count - 32
+        guard SHA256Hasher.hash(Array(data[0 ..< body])) == Array(data[body...]) else { throw bad("checksum mismatch") }
+        var p = magic.count
+        let hlen = Int(readLE32(data, p)); p += 4
+        guard p + hlen + 16 <= body else { throw bad("header length") }
+        let header: ManifestHeader
+        do { header = try JSONDecoder().decode(ManifestHeader.self, from: Data(data[p ..< p + hlen])) } catch {
+            throw bad("header JSON: \(error)")
+        }
+        p += hlen
+        let rlen = Int(readLE64(data, p)), slen = Int(readLE64(data, p + 8)); p += 16
+        let raw: [UInt8]
+        do { raw = try GzipDecoder.decompress(Array(data[p ..< body])) } catch { throw bad("\(error)") }
+        guard raw.count == rlen + slen else { throw bad("body is \(raw.count) bytes, expected \(rlen + slen)") }
+        let table = try ManifestTable(records: Array(raw[0 ..< rlen]), strings: Array(raw[rlen...]))
+        for i in 0 ..< table.count {
+            let e = table.entry(i)
+            if Int(e.pathOffset) + Int(e.pathLength) > slen || Int(e.linkOffset) + Int(e.linkLength) > slen {
+                throw bad("entry \(i) points outside the string area")
+            }
+            if e.archive != ManifestEntry.noArchive && Int(e.archive) >= header.archives.count {
+                throw bad("entry \(i) names archive #\(e.archive) of \(header.archives.count)")
+            }
+        }
+        return Manifest(header: header, table: table)
+    }
+}
+
+func appendLE(_ out: inout [UInt8], _ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+func appendLE(_ out: inout [UInt8], _ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
+func readLE32(_ d: [UInt8], _ p: Int) -> UInt32 {
+    d.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: p, as: UInt32.self)) }
+}
+func readLE64(_ d: [UInt8], _ p: Int) -> UInt64 {
+    d.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: p, as: UInt64.self)) }
+}
+
+/// Fixed slots filled from concurrent work.
+final class ResultSlots<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var values: [T?]
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ v: T) { lock.lock(); values[i] = v; lock.unlock() }
+}

@@ -1,0 +1,135 @@
+// Entry points that hs-backup's subcommands call for the operational features: SQLite
+// capture and --stop-stacks around a run, ntfy/Uptime Kuma reports after run/verify/prune,
+// and the prune subcommand.
+import Foundation
+import Storage
+import Support
+
+/// Operational settings of `hs-backup run` (besides `BackupOptions`).
+package struct OpsSettings: Sendable {
+    /// Compose projects to stop during the backup (`--stop-stacks`).
+    package var stopStacks: [String] = []
+    /// Grace period for `docker stop`.
+    package var stopTimeout = 60
+    package var notifier = Notifier()
+    /// Capture SQLite databases through the online backup API (on by default;
+    /// `HS_BACKUP_SQLITE_CAPTURE=0` turns it off as an escape hatch).
+    package var sqliteCapture = ProcessInfo.processInfo.environment["HS_BACKUP_SQLITE_CAPTURE"] != "0"
+    /// How long a capture retries while a database stays locked ($HS_BACKUP_SQLITE_BUSY_TIMEOUT
+    /// seconds, default 60).
+    package var sqliteBusyTimeout: TimeInterval =
+        ProcessInfo.processInfo.environment["HS_BACKUP_SQLITE_BUSY_TIMEOUT"].flatMap(TimeInterval.init) ?? 60
+
+    package init(stopStacks: [String] = [], notifier: Notifier = Notifier()) {
+        self.stopStacks = stopStacks
+        self.notifier = notifier
+    }
+
+    /// Usage checks (exit 2) before anything runs.
+    package func validate() throws {
+        try Quiesce.validate(stopStacks)
+        do { try notifier.validate() } catch let e as NotifierUsageError { throw ToolError.usage(e.description) }
+    }
+}
+
+package enum OpsCommands {
+    /// `hs-backup run`: a backup with SQLite capture, optional quiescing, then notifications.
+    /// - Returns: the summary (with capture/restart warnings added).
+    /// - Throws: the backup's error (after notifying), or a `ToolError` when the backup was
+    ///   written but stopped stacks could not be started again.
+    package static func backup(_ options: BackupOptions, ops: OpsSettings, reporter: Reporter) throws -> BackupSummary {
+        try ops.validate()
+        let guardian = OpsSignalGuard()
+        defer { guardian.cancel() }
+        let started = Date()
+        let notifier = ops.notifier, set = options.set
+        guardian.onSignal { sig in
+            let report = RunReport(success: false, operation: "hs-backup run", set: set,
+                                   message: "interrupted by signal \(sig)", duration: Date().timeIntervalSince(started))
+            for w in notifier.report(report) { Reporter.writeStderr("warning: \(w)\n") }
+        }
+        var attention: [String] = []
+        let summary = try notifying(ops.notifier, operation: "hs-backup run", set: options.set, reporter: reporter,
+                                    attention: { _ in !attention.isEmpty }) {
+            var options = options
+            var snapshots: SQLiteSnapshot?
+            var provider: SQLiteCaptureProvider?
+            if ops.sqliteCapture && options.contentProvider == nil {
+                let s = try SQLiteSnapshot(busyTimeout: ops.sqliteBusyTimeout)
+                snapshots = s
+                guardian.onSignal { _ in s.cleanup() }
+                provider = SQLiteCaptureProvider(snapshots: s, warn: { reporter.warning($0) })
+                options.contentProvider = provider
+            }
+            defer { snapshots?.cleanup() }
+            var hook: QuiesceHook?
+            if !ops.stopStacks.isEmpty {
+                let q = Quiesce(stacks: ops.stopStacks, stopTimeout: ops.stopTimeout, handleSignals: false)
+                guardian.onSignal { _ in for p in q.startAfterSignal() { Reporter.writeStderr("error: \(p)\n") } }
+                let h = QuiesceHook(quiesce: q, warn: { reporter.warning($0) })
+                hook = h
+                options.hooks.append(h)
+            }
+            var summary = try BackupRunner(options: options, reporter: reporter).run()
+            attention = provider?.warnings ?? []
+            summary.warnings += attention
+            if let hook, !hook.restartProblems.isEmpty {
+                throw ToolError("backup \(summary.id) was written, but stopped stacks did not start again: "
+                    + hook.restartProblems.joined(separator: "; "))
+            }
+            var line = summary.line
+            if let n = provider?.capturedCount, n > 0 { line += ", \(n) SQLite database\(n == 1 ? "" : "s") captured" }
+            if let first = attention.first { line += ". " + first }
+            return (summary, line)
+        }
+        return summary
+    }
+
+    /// Runs `body`, then reports to ntfy/Kuma: a thrown error as failure (and rethrown), else
+    /// `ok` decides. Delivery problems are printed as warnings and never change the result.
+    /// - Parameter body: returns the value and a one-line message for the notification.
+    package static func notifying<T>(_ notifier: Notifier, operation: String, set: String, reporter: Reporter,
+                                     ok: (T) -> Bool = { _ in true }, attention: (T) -> Bool = { _ in false },
+                                     _ body: () throws -> (T, String)) throws -> T {
+        do { try notifier.validate() } catch let e as NotifierUsageError { throw ToolError.usage(e.description) }
+        let started = Date()
+        do {
+            let (value, message) = try body()
+            var report = RunReport(success: ok(value), operation: operation, set: set, message: message,
+                                   duration: Date().timeIntervalSince(started))
+            report.attention = attention(value)
+            for w in notifier.report(report) { reporter.warning(w) }
+            return value
+        } catch {
+            let report = RunReport(success: false, operation: operation, set: set, message: "\(error)",
+                                   duration: Date().timeIntervalSince(started))
+            for w in notifier.report(report) { reporter.warning(w) }
+            throw error
+        }
+    }
+
+    /// `hs-backup prune`: applies the policy and prints what was (or would be) removed.
+    package static func prune(destination spec: String, set name: String?, policy: RetentionPolicy, dryRun: Bool,
+                              notifier: Notifier, reporter: Reporter) throws -> PruneReport {
+        for (flag, n) in [("--keep-last", policy.keepLast), ("--keep-daily", policy.keepDaily),
+                          ("--keep-weekly", policy.keepWeekly), ("--keep-monthly", policy.keepMonthly)] where n < 0 {
+            throw ToolError.usage("\(flag) \(n): give a count of 0 or more")
+        }
+        do { try notifier.validate() } catch let e as NotifierUsageError { throw ToolError.usage(e.description) }
+        let setName = try BackupTool.setName(name)
+        return try notifying(notifier, operation: dryRun ? "hs-backup prune --dry-run" : "hs-backup prune",
+                             set: setName, reporter: reporter) {
+            let set = BackupSet(destination: try BackupTool.destination(spec), name: setName)
+            let report = try Pruner.prune(set: set, policy: policy, dryRun: dryRun, reporter: reporter)
+            for w in report.warnings { reporter.warning(w) }
+            if reporter.mode == .json {
+                reporter.emitJSON(report)
+            } else {
+                for k in report.kept { reporter.info("keep    \(k.id)  \(k.kind)  (\(k.reasons.joined(separator: ", ")))") }
+                for r in report.removed { reporter.info("\(dryRun ? "would remove" : "removed")  \(r.id)  \(r.kind)  \(Format.bytes(r.bytes))") }
+                reporter.info(report.line)
+            }
+            return (report, report.line)
+        }
+    }
+}

@@ -1,0 +1,142 @@
+// Prune: applies a `RetentionPolicy` to a backup set on its Destination.
+//
+// Reads only the JSON header of each manifest (kind, parent, start time, referenced archives),
+// decides with `Retention.decide` (restic semantics; every archive a kept backup references is
+// kept with its backup), and removes the others newest first. For each backup the manifest
+// (the commit record) goes first, then its archive: a prune stopped at any moment leaves only
+// complete backups plus, at worst, an archive without manifest, which the next run removes.
+//
+// Holds the set's lock while removing (`--dry-run` takes no lock and changes nothing). A
+// manifest whose header cannot be read is kept and reported, never removed.
+import Foundation
+import Storage
+import Support
+
+/// One backup in a prune report.
+package struct PruneEntry: Codable, Sendable, Equatable {
+    package var id: String
+    package var time: String
+    package var kind: String
+    /// Why it is kept (empty for removed ones).
+    package var reasons: [String]
+    /// Bytes of its archive and manifest.
+    package var bytes: UInt64
+}
+
+/// The outcome of a prune (also the `--json` object).
+package struct PruneReport: Codable, Sendable {
+    package var set: String
+    package var destination: String
+    package var dryRun: Bool
+    package var kept: [PruneEntry]
+    package var removed: [PruneEntry]
+    package var bytesFreed: UInt64
+    package var warnings: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case set, destination, kept, removed, warnings
+        case dryRun = "dry_run", bytesFreed = "bytes_freed"
+    }
+
+    package var line: String {
+        (dryRun ? "prune (dry run): would remove " : "prune: removed ")
+            + "\(removed.count) backup\(removed.count == 1 ? "" : "s") (\(Format.bytes(bytesFreed))), kept \(kept.count)"
+    }
+}
+
+/// Removes backups of a set by a retention policy.
+package enum Pruner {
+    /// Reads the header of a manifest without loading its table.
+    package static func readHeader(_ set: BackupSet, _ id: String) throws -> ManifestHeader {
+        let path = set.manifestPath(id)
+        let r = try set.destination.open(path)
+        defer { try? r.close() }
+        let magic = Array("HSMANIFEST1\n".utf8)
+        let head = try r.read(at: 0, count: magic.count + 4)
+        guard head.count == magic.count + 4, Array(head.prefix(magic.count)) == magic else {
+            throw ToolError("\(set.location)/\(id).manifest is not a manifest")
+        }
+        let len = head.suffix(4).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        guard len > 0, len < 16 << 20 else { throw ToolError("\(set.location)/\(id).manifest: header length \(len)") }
+        var json: [UInt8] = []
+        while json.count < len {
+            let chunk = try r.read(at: UInt64(magic.count + 4 + json.count), count: len - json.count)
+            if chunk.isEmpty { throw ToolError("\(set.location)/\(id).manifest is truncated") }
+            json += chunk
+        }
+        return try JSONDecoder().decode(ManifestHeader.self, from: Data(json))
+    }
+
+    /// Applies `policy` to the set.
+    /// - Parameters:
+    ///   - timeZone: decides where days, weeks and months begin (restic uses local time too).
+    ///   - dryRun: decide and report only.
+    /// - Throws: `ToolError.usage` for an empty policy; `ToolError` when the set is locked or
+    ///   a removal fails (backups removed before the failure stay removed; all are complete).
+    package static func prune(set: BackupSet, policy: RetentionPolicy, dryRun: Bool,
+                              timeZone: TimeZone = .current, reporter: Reporter? = nil) throws -> PruneReport {
+        guard !policy.isEmpty else {
+            throw ToolError.usage("prune needs a policy: --keep-last N and/or --keep-daily/--keep-weekly/--keep-monthly N (a prune without one would remove every backup)")
+        }
+        var warnings: [String] = []
+        let lock = SetLock(destination: set.destination, set: set.name)
+        if !dryRun {
+            warnings += try lock.acquire(operation: "prune")
+            let leftovers = try set.cleanUp()
+            if !leftovers.isEmpty { warnings.append("removed leftovers of an interrupted run: \(leftovers.joined(separator: ", "))") }
+        }
+        defer { lock.release() }
+
+        let ids = try set.committedIDs()
+        var items: [RetentionItem] = []
+        var headers: [String: ManifestHeader] = [:]
+        var unreadable: [String] = []
+        for id in ids {
+            do {
+                let h = try readHeader(set, id)
+                headers[id] = h
+                items.append(RetentionItem(id: id, date: Date(timeIntervalSince1970: h.started),
+                                           kind: h.kind == "full" ? .full : .incremental, parent: h.parent,
+                                           requires: Set(h.archives).subtracting([id])))
+            } catch {
+                unreadable.append(id)
+                warnings.append("cannot read manifest \(id) (\(error)); keeping it. Run `hs-backup verify`.")
+            }
+        }
+        let decision = Retention.decide(items, policy: policy, timeZone: timeZone)
+        for m in decision.missingAncestors {
+            warnings.append("backup \(m.id) needs \(m.missing), which is gone: \(m.id) cannot be restored completely")
+        }
+
+        let sizes = Dictionary((try? set.destination.list(set.name))?.map { ($0.name, $0.size) } ?? [], uniquingKeysWith: { a, _ in a })
+        func entry(_ id: String, _ reasons: [String]) -> PruneEntry {
+            let h = headers[id]
+            let bytes = (sizes["\(id).tar.gz"] ?? 0) + (sizes["\(id).manifest"] ?? 0)
+            return PruneEntry(id: id, time: h.map { SetLock.iso($0.started) } ?? "?", kind: h?.kind ?? "unreadable",
+                              reasons: reasons, bytes: bytes)
+        }
+        var kept = decision.keep.map { entry($0.id, $0.reasons.map(\.description)) }
+        kept += unreadable.map { entry($0, ["manifest unreadable"]) }
+        var removed: [PruneEntry] = []
+        var freed: UInt64 = 0
+        for id in decision.remove {
+            let e = entry(id, [])
+            if !dryRun {
+                // The manifest is the commit record: without it the backup no longer exists.
+                do {
+                    try set.destination.remove(set.manifestPath(id))
+                    try set.destination.syncDirectory(set.name)
+                    try set.destination.remove(set.archivePath(id))
+                } catch {
+                    throw ToolError("prune stopped at backup \(id) in \(set.location): \(error). \(removed.count) newer backups were removed before it; every remaining backup is complete. Fix the cause and run prune again.")
+                }
+                reporter?.progress("removed \(id)")
+            }
+            removed.append(e)
+            freed += e.bytes
+        }
+        if !dryRun && !removed.isEmpty { try set.destination.syncDirectory(set.name) }
+        return PruneReport(set: set.name, destination: set.destination.displayName, dryRun: dryRun,
+                           kept: kept, removed: removed, bytesFreed: freed, warnings: warnings)
+    }
+}

@@ -1,0 +1,25 @@
+// Quiesce as a RunHooks of the backup runner: the stacks are stopped after the set's lock is
+// taken (so a run that cannot lock stops nothing) and started again after the run, whether it
+// succeeded or failed (and on SIGINT/SIGTERM/SIGHUP, see `Quiesce`).
+
+/// Stops `--stop-stacks` around a backup run.
+package final class QuiesceHook: RunHooks, @unchecked Sendable {
+    package let quiesce: Quiesce
+    private let warn: (String) -> Void
+    /// Problems starting the stacks again (also passed to `warn`); the caller reports them.
+    package private(set) var restartProblems: [String] = []
+
+    package init(quiesce: Quiesce, warn: @escaping (String) -> Void) {
+        self.quiesce = quiesce
+        self.warn = warn
+    }
+
+    package func beforeRun(_ context: RunContext) throws {
+        for w in try quiesce.stop() { warn(w) }
+    }
+
+    package func afterRun(_ context: RunContext, outcome: RunOutcome) throws {
+        restartProblems = quiesce.start()
+        for p in restartProblems { warn(p) }
+    }
+}

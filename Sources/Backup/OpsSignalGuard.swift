@@ -1,0 +1,51 @@
+// OpsSignalGuard: what hs-backup does when cron, systemd or a person stops it mid-run
+// (SIGINT, SIGTERM, SIGHUP): run the registered cleanups (start stopped stacks again, remove
+// SQLite snapshots, report "down") and exit with 128 + the signal number.
+//
+// Not covered: SIGKILL and power loss (nothing can run then); the next run removes stale
+// snapshot directories and takes over the stale lock.
+import Foundation
+import Support
+
+/// Installs SIGINT/SIGTERM/SIGHUP handlers for the length of a run.
+package final class OpsSignalGuard: @unchecked Sendable {
+    package static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+    private let lock = NSLock()
+    private var sources: [any DispatchSourceSignal] = []
+    private var cleanups: [@Sendable (Int32) -> Void] = []
+    private var fired = false
+
+    package init() {
+        for sig in Self.signals {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [self] in fire(sig) }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    /// Adds a cleanup; cleanups run in reverse order of registration.
+    package func onSignal(_ cleanup: @escaping @Sendable (Int32) -> Void) {
+        lock.lock(); cleanups.append(cleanup); lock.unlock()
+    }
+
+    /// Removes the handlers (signals get their default action again).
+    package func cancel() {
+        lock.lock(); defer { lock.unlock() }
+        for s in sources { s.cancel() }
+        sources = []
+        for sig in Self.signals { signal(sig, SIG_DFL) }
+    }
+
+    private func fire(_ sig: Int32) {
+        lock.lock()
+        if fired { lock.unlock(); return }
+        fired = true
+        let todo = cleanups
+        lock.unlock()
+        Reporter.writeStderr("hs-backup: stopped by signal \(sig); cleaning up\n")
+        for c in todo.reversed() { c(sig) }
+        exit(128 + sig)
+    }
+}

@@ -1,0 +1,179 @@
+// Quiesce: stop Compose stacks on this host for the length of a backup, then start them again.
+//
+// A stack is a Compose project (`name:` in stacks/<S>/docker-compose.yml, e.g. `atlas`). Its
+// containers are found by the label Compose puts on them, `com.docker.compose.project=<S>`;
+// the ones *running* before the backup are stopped with `docker stop` and exactly those are
+// started again with `docker start` afterwards - also when the backup fails or the process gets
+// SIGINT/SIGTERM/SIGHUP. Containers that were already stopped stay stopped. This needs no compose
+// file or .env on the backup side, and works for any project name.
+//
+// Not guaranteed: a restart after SIGKILL or a power cut (the containers' restart policy does
+// not bring a `docker stop`ped container back either); run `docker compose up -d` by hand then.
+import Foundation
+import Support
+
+/// Stops and restarts the running containers of Compose projects.
+package final class Quiesce: @unchecked Sendable {
+    /// Compose project names.
+    package let stacks: [String]
+    /// Seconds `docker stop` waits before killing a container.
+    package let stopTimeout: Int
+    private let docker: String
+    /// Whether `stop()` installs its own SIGINT/SIGTERM/SIGHUP handlers (off when the caller
+    /// has a signal guard that calls `startAfterSignal()`).
+    private let handleSignals: Bool
+    private let lock = NSLock()
+    private var stopped: [(stack: String, ids: [String])] = []
+    private var signalSources: [any DispatchSourceSignal] = []
+
+    /// - Parameters:
+    ///   - stacks: Compose project names to stop (e.g. `["arr", "plex"]`).
+    ///   - stopTimeout: grace period for `docker stop -t`.
+    ///   - docker: the docker CLI (looked up on PATH).
+    ///   - handleSignals: install SIGINT/SIGTERM/SIGHUP handlers while stacks are stopped.
+    package init(stacks: [String], stopTimeout: Int = 60, docker: String = "docker", handleSignals: Bool = true) {
+        self.stacks = stacks
+        self.stopTimeout = stopTimeout
+        self.docker = docker
+        self.handleSignals = handleSignals
+    }
+
+    /// Checks the names: Compose project names are lowercase letters, digits, `-` and `_`.
+    package static func validate(_ stacks: [String]) throws {
+        for s in stacks {
+            let ok = !s.isEmpty && s.unicodeScalars.allSatisfy {
+                ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_"
+            } && s.first != "-" && s.first != "_"
+            if !ok {
+                throw ToolError.usage("--stop-stacks \(s): not a Compose project name (lowercase letters, digits, '-', '_'); use the stack's `name:`, e.g. atlas")
+            }
+        }
+    }
+
+    /// IDs of the running containers of `stack`.
+    package func runningContainers(of stack: String) throws -> [String] {
+        let r = try Subprocess.run([docker, "ps", "-q", "--no-trunc",
+                                    "--filter", "label=com.docker.compose.project=\(stack)",
+                                    "--filter", "status=running"])
+        guard r.succeeded else {
+            throw ToolError("cannot list the containers of stack \(stack): `docker ps` exited \(r.status): "
+                + "\(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)). Is dockerd running and may this user use it?")
+        }
+        return r.stdout.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
+    }
+
+    /// Stops the running containers of every stack, remembering them. On a failure, starts
+    /// again what was already stopped and throws.
+    /// - Returns: warnings (e.g. a stack with no running container on this host).
+    @discardableResult
+    package func stop() throws -> [String] {
+        if handleSignals { installSignalHandlers() }
+        var warnings: [String] = []
+        for stack in stacks {
+            let ids: [String]
+            do { ids = try runningContainers(of: stack) } catch {
+                _ = start()
+                throw error
+            }
+            if ids.isEmpty {
+                warnings.append("--stop-stacks \(stack): no running container of that Compose project on this host")
+                continue
+            }
+            // Remember before stopping: a partial stop must be undone too.
+            lock.lock(); stopped.append((stack, ids)); lock.unlock()
+            let r = try? Subprocess.run([docker, "stop", "-t", String(stopTimeout)] + ids)
+            if r?.succeeded != true {
+                let detail = r?.stderr.trimmingCharacters(in: .whitespacesAndNewlines) ?? "docker not runnable"
+                let restartProblems = start()
+                throw ToolError("cannot stop stack \(stack): `docker stop` failed: \(detail)"
+                    + (restartProblems.isEmpty ? "; the stacks were started again" : "; " + restartProblems.joined(separator: "; ")))
+            }
+        }
+        return warnings
+    }
+
+    /// Starts again every container `stop()` stopped, oldest-created first (`docker ps` lists
+    /// newest first, and Compose creates dependencies such as a VPN container whose network
+    /// others share before their dependents); containers that fail are retried once after the
+    /// others. Idempotent: a second call does nothing.
+    /// - Returns: problems (each names the stack and what to run by hand); empty on success.
+    @discardableResult
+    package func start() -> [String] {
+        defer { removeSignalHandlers() }
+        return restart()
+    }
+
+    /// Starts the stopped containers from a signal handler (no handler bookkeeping).
+    package func startAfterSignal() -> [String] { restart() }
+
+    private func restart() -> [String] {
+        lock.lock()
+        let todo = stopped
+        stopped = []
+        lock.unlock()
+        var problems: [String] = []
+        for (stack, ids) in todo.reversed() {
+            var failed: [(String, String)] = []
+            for id in ids.reversed() {
+                if let err = startOne(id) { failed.append((id, err)) }
+            }
+            // A container that needs another one (network_mode: service:...) may start now.
+            failed = failed.compactMap { id, _ in startOne(id).map { (id, $0) } }
+            if !failed.isEmpty {
+                let detail = failed.map(\.1).joined(separator: "; ")
+                problems.append("could not start stack \(stack) again (\(detail)); run `docker compose -p \(stack) up -d` or `docker start \(failed.map { String($0.0.prefix(12)) }.joined(separator: " "))`")
+            }
+        }
+        return problems
+    }
+
+    private func startOne(_ id: String) -> String? {
+        guard let r = try? Subprocess.run([docker, "start", id]) else { return "docker not runnable" }
+        return r.succeeded ? nil : r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Runs `body` with the stacks stopped; starts them again afterwards whatever happens
+    /// (error, or SIGINT/SIGTERM/SIGHUP, after which the process exits 128+signal).
+    /// - Parameter warn: receives warnings and restart problems.
+    package func around<T>(warn: (String) -> Void, _ body: () throws -> T) throws -> T {
+        for w in try stop() { warn(w) }
+        let result: Result<T, any Error> = Result { try body() }
+        for p in start() { warn(p) }
+        return try result.get()
+    }
+
+    /// The async variant of `around`.
+    package func around<T>(warn: (String) -> Void, _ body: () async throws -> T) async throws -> T {
+        for w in try stop() { warn(w) }
+        let result: Result<T, any Error>
+        do { result = .success(try await body()) } catch { result = .failure(error) }
+        for p in start() { warn(p) }
+        return try result.get()
+    }
+
+    // MARK: Signals
+
+    private func installSignalHandlers() {
+        lock.lock(); defer { lock.unlock() }
+        guard signalSources.isEmpty else { return }
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [self] in
+                Reporter.writeStderr("hs-backup: signal \(sig): starting the stopped stacks again\n")
+                for p in restart() { Reporter.writeStderr("error: \(p)\n") }
+                exit(128 + sig)
+            }
+            source.resume()
+            signalSources.append(source)
+        }
+    }
+
+    private func removeSignalHandlers() {
+        lock.lock(); defer { lock.unlock() }
+        guard !signalSources.isEmpty else { return }
+        for s in signalSources { s.cancel() }
+        signalSources = []
+        for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, SIG_DFL) }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Storage
+import Support
+
+/// The lock of one backup set: `DEST/SET/lock`, created with O_EXCL semantics, holding
+/// `{"host":..,"pid":..,"started":..}`. A lock whose process is gone (same host) or that is
+/// older than `staleAfter` is stale and is taken over with a warning.
+package final class SetLock {
+    package struct Holder: Codable, Sendable, Equatable {
+        package var host: String
+        package var pid: Int32
+        /// Seconds since the epoch.
+        package var started: Double
+        package var operation: String?
+    }
+
+    let destination: any Destination
+    let path: String
+    package private(set) var held = false
+
+    package init(destination: any Destination, set: String) {
+        self.destination = destination
+        self.path = set + "/lock"
+    }
+
+    package static var hostName: String {
+        var buf = [UInt8](repeating: 0, count: 256)
+        _ = buf.withUnsafeMutableBufferPointer { gethostname(UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), 255) }
+        return String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    /// Takes the lock. Returns warnings (a stale lock taken over).
+    /// - Throws: `ToolError` naming the holder when another live run holds it.
+    @discardableResult
+    package func acquire(operation: String, staleAfter: TimeInterval = 12 * 3600) throws -> [String] {
+        let me = Holder(host: Self.hostName, pid: getpid(), started: Date().timeIntervalSince1970, operation: operation)
+        let bytes = [UInt8](try JSONEncoder().encode(me))
+        var warnings: [String] = []
+        for _ in 0 ..< 3 {
+            if try destination.createExclusive(path, contents: bytes) { held = true; return warnings }
+            // Someone holds it (or held it). Read, judge, maybe take over.
+            let existing: Holder?
+            do {
+                existing = try JSONDecoder().decode(Holder.self, from: Data(try destination.readAll(path)))
+            } catch {
+                existing = nil
+            }
+            guard let h = existing else {
+                // Unreadable (e.g. a crash between create and write): judge by the file's age.
+                let age = (try? destination.stat(path)).flatMap { $0 }.map { Date().timeIntervalSince1970 - Double($0.mtime) } ?? 0
+                if age > 60 {
+                    warnings.append("took over an unreadable lock \(destination.displayName)/\(path) (\(Int(age))s old)")
+                    try destination.remove(path)
+                    continue
+                }
+                throw ToolError("backup set is locked (\(destination.displayName)/\(path) exists but is unreadable; it is \(Int(age))s old). If no backup is running, remove that file.")
+            }
+            let age = Date().timeIntervalSince1970 - h.started
+            let sameHost = h.host == Self.hostName
+            let dead = sameHost && kill(h.pid, 0) != 0 && errno == ESRCH
+            if dead || age > staleAfter {
+                let why = dead ? "process \(h.pid) on \(h.host) is gone" : "it is older than \(Int(staleAfter / 3600))h"
+                warnings.append("took over a stale lock of \(h.host) pid \(h.pid) started \(Self.iso(h.started)) (\(why))")
+                try destination.remove(path)
+                continue
+            }
+            let started = Self.iso(h.started)
+            throw ToolError("backup set \(destination.displayName)/\(parentDirectory(path)) is locked by host \(h.host), pid \(h.pid), started \(started)\(h.operation.map { " (\($0))" } ?? ""). Wait for it to finish; if that process is gone, the lock is taken over automatically after \(Int(staleAfter / 3600))h or by a run on \(h.host).")
+        }
+        throw ToolError("could not take the lock \(destination.displayName)/\(path): another run keeps taking it")
+    }
+
+    package func release() {
+        guard held else { return }
+        try? destination.remove(path)
+        held = false
+    }
+
+    static func iso(_ t: Double) -> String {
+        let f = ISO8601DateFormatter()
+        return f.string(from: Date(timeIntervalSince1970: t))
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import Storage
+import Support
+
+/// One line of `hs-backup list`.
+package struct BackupListing: Codable, Sendable {
+    package var id: String
+    package var time: String
+    package var kind: String
+    package var parent: String?
+    package var files: Int
+    package var treeBytes: UInt64
+    package var bytesOut: UInt64
+    package var seconds: Double
+    package var warnings: Int
+
+    enum CodingKeys: String, CodingKey {
+        case id, time, kind, parent, files, seconds, warnings
+        case treeBytes = "tree_bytes", bytesOut = "bytes_out"
+    }
+}
+
+/// The result of `hs-backup verify`.
+package struct VerifyReport: Codable, Sendable {
+    package var backups: [String]
+    package var archivesChecked: Int
+    package var filesChecked: Int
+    /// "archive: path: what" for every damaged file or archive.
+    package var damaged: [String]
+    package var ok: Bool { damaged.isEmpty }
+
+    enum CodingKeys: String, CodingKey {
+        case backups, damaged
+        case archivesChecked = "archives_checked", filesChecked = "files_checked"
+    }
+}
+
+/// Listing and verification of a backup set.
+package enum SetInspector {
+    package static func list(destination: any Destination, set name: String) throws -> [BackupListing] {
+        let set = BackupSet(destination: destination, name: name)
+        var out: [BackupListing] = []
+        for id in try set.committedIDs() {
+            let h: ManifestHeader
+            do { h = try set.loadManifest(id).header } catch {
+                out.append(BackupListing(id: id, time: "?", kind: "damaged", parent: nil, files: 0, treeBytes: 0, bytesOut: 0, seconds: 0, warnings: 0))
+                continue
+            }
+            let f = ISO8601DateFormatter()
+            out.append(BackupListing(id: id, time: f.string(from: Date(timeIntervalSince1970: h.started)), kind: h.kind, parent: h.parent,
+                                     files: h.files, treeBytes: h.treeBytes, bytesOut: h.bytesOut, seconds: h.seconds, warnings: h.warnings.count))
+        }
+        return out
+    }
+
+    /// Verifies backups (all when `backup` is nil): every manifest's checksum, every archive
+    /// they reference decompresses to the end, and every file's content has the manifest's
+    /// SHA-256 at the place the manifest names. Damage is named per file.
+    package static func verify(destination: any Destination, set name: String, backup: String?, reporter: Reporter) throws -> VerifyReport {
+        let set = BackupSet(destination: destination, name: name)
+        let ids: [String]
+        if let backup { ids = [try set.resolve(backup)] } else {
+            ids = try set.committedIDs()
+            if ids.isEmpty { throw ToolError("no backups in \(set.location)") }
+        }
+        var report = VerifyReport(backups: ids, archivesChecked: 0, filesChecked: 0, damaged: [])
+        // archive id -> [(memberOffset, skip)] -> (path, hash, size) expected by some manifest
+        struct Expect: Hashable { var member: UInt64; var skip: UInt64 }
+        var expected: [String: [Expect: (String, Digest, UInt64)]] = [:]
+        for id in ids {
+            let m: Manifest
+            do { m = try set.loadManifest(id) } catch {
+                report.damaged.append("\(id).manifest: \(error)")
+                continue
+            }
+            for i in 0 ..< m.table.count {
+                let e = m.table.entry(i)
+                guard e.type == .file, e.archive != ManifestEntry.noArchive else { continue }
+                let a = m.header.archives[Int(e.archive)]
+                expected[a, default: [:]][Expect(member: e.memberOffset, skip: e.memberSkip)] = (m.table.path(e), e.hash, e.size)
+            }
+        }
+        for (a, exp) in expected.sorted(by: { $0.key < $1.key }) {
+            report.archivesChecked += 1
+            let label = "\(a).tar.gz"
+            let rd: any DestinationReader
+            do { rd = try destination.open(set.archivePath(a)) } catch {
+                for (_, v) in exp.sorted(by: { $0.value.0 < $1.value.0 }) { report.damaged.append("\(label): \(v.0): archive missing (\(error))") }
+                continue
+            }
+            defer { try? rd.close() }
+            let tar = TarGzReader(reader: rd, name: "\(set.location)/\(label)")
+            var seen = Set<Expect>()
+            // Member starts named by manifests, to resume after damage.
+            let starts = Set(exp.keys.map(\.member)).sorted()
+            var resumeAt: UInt64 = 0
+            var archiveOK = true
+            outer: while true {
+                tar.restart(at: resumeAt)
+                do {
+                    while let h = try tar.nextHeader() {
+                        var hasher = SHA256Hasher()
+                        try tar.read(h.size) { hasher.update($0) }
+                        try tar.skip((512 - h.size % 512) % 512)
+                        let key = Expect(member: h.memberOffset, skip: h.memberSkip)
+                        if let want = exp[key] {
+                            seen.insert(key)
+                            report.filesChecked += 1
+                            let got = Digest(hasher.finalize())
+                            if want.0 != h.path {
+                                report.damaged.append("\(label): \(want.0): archive holds \(h.path) at its place")
+                            } else if got != want.1 || h.size != want.2 {
+                                report.damaged.append("\(label): \(want.0): content does not match its SHA-256")
+                            }
+                        }
+                        reporter.progress("verifying \(label): \(report.filesChecked) files")
+                    }
+                    // End marker: the rest must decompress cleanly too.
+                    try tar.drainToEnd()
+                    break outer
+                } catch {
+                    archiveOK = false
+                    report.damaged.append("\(label): \(error)")
+                    // Resume at the next member a manifest names beyond the failure.
+                    let failedAfter = max(resumeAt, tar.lastMemberStart)
+                    guard let next = starts.first(where: { $0 > failedAfter }) else { break outer }
+                    resumeAt = next
+                }
+            }
+            for (k, v) in exp where !seen.contains(k) {
+                report.damaged.append("\(label): \(v.0): not readable from the archive")
+            }
+            _ = archiveOK
+        }
+        reporter.endProgress()
+        return report
+    }
+}

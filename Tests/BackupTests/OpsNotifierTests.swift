@@ -1,0 +1,161 @@
+// Notifier against a real loopback HTTP server (python3 http.server) that records requests.
+import Backup
+import Foundation
+import Support
+import TestSupport
+import Testing
+
+/// A python3 HTTP server on a free 127.0.0.1 port that records every request (method, path,
+/// headers, body) as a JSON line. Paths starting with /fail answer 500.
+final class OpsHTTPRecorder: @unchecked Sendable {
+    static let script = #"""
+    import http.server, json, sys, threading
+    log = sys.argv[1]
+    lock = threading.Lock()
+    class H(http.server.BaseHTTPRequestHandler):
+        def handle_one(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(n).decode("utf-8", "replace") if n else ""
+            with lock, open(log, "a") as f:
+                f.write(json.dumps({"method": self.command, "path": self.path,
+                                    "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}) + "\n")
+            code = 500 if self.path.startswith("/fail") else 200
+            out = b'{"ok":true}' if code == 200 else b'{"error":"boom"}'
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+        do_GET = do_POST = do_PUT = handle_one
+        def log_message(self, *a): pass
+    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    print(s.server_address[1], flush=True)
+    s.serve_forever()
+    """#
+
+    struct Request: Decodable {
+        var method: String
+        var path: String
+        var headers: [String: String]
+        var body: String
+        var query: [String: String] {
+            guard let c = URLComponents(string: "http://x" + path) else { return [:] }
+            return Dictionary((c.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { _, b in b })
+        }
+    }
+
+    let port: Int
+    private let process = Process()
+    private let dir: TempDir
+    private var logPath: String { dir.sub("requests.jsonl") }
+    var base: String { "http://127.0.0.1:\(port)" }
+
+    init() throws {
+        dir = try TempDir("hs-ops-http")
+        let script = dir.sub("server.py")
+        try Self.script.write(toFile: script, atomically: true, encoding: .utf8)
+        guard let python = Subprocess.which("python3") else { throw ToolError("python3 not found") }
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = [script, dir.sub("requests.jsonl")]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        var line = Data()
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { throw ToolError("the test HTTP server did not start") }
+            line += chunk
+        }
+        guard let p = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw ToolError("the test HTTP server printed no port")
+        }
+        port = p
+    }
+
+    var requests: [Request] {
+        guard let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(Request.self, from: Data($0.utf8)) }
+    }
+
+    deinit { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+}
+
+@Suite("Notifications: ntfy and Uptime Kuma push")
+struct OpsNotifierTests {
+    static let failure = RunReport(success: false, operation: "hs-backup run", set: "asteria",
+                                    message: "cannot write /mnt/backups/asteria: No space left on device", duration: 12.4)
+    static let success = RunReport(success: true, operation: "hs-backup run", set: "asteria",
+                                    message: "1234 files, 56 MB in 2 archives", duration: 3)
+
+    @Test("failure posts to the ntfy topic with title, priority and tags; ping says down")
+    func failurePostsAndPingsDown() throws {
+        let server = try OpsHTTPRecorder()
+        let n = Notifier(ntfyURL: server.base + "/backups-secret-topic", pingURL: server.base + "/api/push/TOKEN123?status=up&msg=OK&ping=")
+        let warnings = n.report(Self.failure)
+        #expect(warnings.isEmpty, "\(warnings)")
+        let reqs = server.requests
+        #expect(reqs.count == 2)
+        let post = try #require(reqs.first { $0.method == "POST" })
+        #expect(post.path == "/backups-secret-topic")
+        #expect(post.headers["title"] == "hs-backup run FAILED on asteria")
+        #expect(post.headers["priority"] == "high")
+        #expect(post.headers["tags"]?.contains("rotating_light") == true)
+        #expect(post.body.contains("No space left on device") && post.body.contains("(12 s)"))
+        #expect(post.headers["authorization"] == nil)
+        let ping = try #require(reqs.first { $0.method == "GET" })
+        #expect(ping.path.hasPrefix("/api/push/TOKEN123?"))
+        #expect(ping.query["status"] == "down")
+        #expect(ping.query["msg"]?.hasPrefix("FAILED: cannot write") == true)
+        #expect(ping.query["ping"] == "12400")
+        #expect(ping.path.components(separatedBy: "status=").count == 2, "the URL's own status=up is replaced, not duplicated")
+    }
+
+    @Test("success pings up; ntfy only with notifySuccess")
+    func successPingsUp() throws {
+        let server = try OpsHTTPRecorder()
+        let quiet = Notifier(ntfyURL: server.base + "/topic", pingURL: server.base + "/api/push/T")
+        #expect(quiet.report(Self.success).isEmpty)
+        #expect(server.requests.map(\.method) == ["GET"])
+        #expect(server.requests.first?.query["status"] == "up")
+        #expect(server.requests.first?.query["msg"] == "OK: 1234 files, 56 MB in 2 archives")
+
+        let loud = Notifier(ntfyURL: server.base + "/topic", notifySuccess: true)
+        #expect(loud.report(Self.success).isEmpty)
+        let post = try #require(server.requests.last)
+        #expect(post.method == "POST" && post.headers["priority"] == "default")
+        #expect(post.headers["title"] == "hs-backup run OK on asteria")
+    }
+
+    @Test("credentials in the URL become Basic auth; HS_NTFY_TOKEN becomes Bearer")
+    func auth() throws {
+        let server = try OpsHTTPRecorder()
+        let url = server.base.replacingOccurrences(of: "http://", with: "http://backup:s3cr%40t@") + "/topic"
+        #expect(Notifier(ntfyURL: url).report(Self.failure).isEmpty)
+        #expect(server.requests.last?.headers["authorization"] == "Basic " + Data("backup:s3cr@t".utf8).base64EncodedString())
+        #expect(Notifier(ntfyURL: server.base + "/topic", ntfyToken: "tk_abc").report(Self.failure).isEmpty)
+        #expect(server.requests.last?.headers["authorization"] == "Bearer tk_abc")
+    }
+
+    @Test("delivery failures are warnings with the URL redacted")
+    func failuresAreWarnings() throws {
+        let server = try OpsHTTPRecorder()
+        let n = Notifier(ntfyURL: server.base + "/fail-topic-SECRET", pingURL: "http://127.0.0.1:1/api/push/SECRETTOKEN", timeout: 3)
+        let warnings = n.report(Self.failure)
+        #expect(warnings.count == 2, "\(warnings)")
+        #expect(warnings.contains { $0.contains("HTTP 500") })
+        for w in warnings { #expect(!w.contains("SECRET"), "secret leaked: \(w)") }
+        #expect(warnings.allSatisfy { $0.contains("127.0.0.1") })
+    }
+
+    @Test("redaction and validation")
+    func redaction() throws {
+        #expect(Notifier.redact("https://user:pw@ntfy.example.net/topic?auth=x") == "https://ntfy.example.net/…")
+        #expect(Notifier.redact("http://kuma:3001/api/push/abc") == "http://kuma:3001/…")
+        #expect(Notifier.redact("https://ntfy.sh") == "https://ntfy.sh")
+        #expect(throws: NotifierUsageError.self) { try Notifier(ntfyURL: "ntfy.sh/topic").validate() }
+        #expect(throws: NotifierUsageError.self) { try Notifier(pingURL: "ftp://kuma/api/push/x").validate() }
+        try Notifier(ntfyURL: "https://ntfy.sh/t", pingURL: "http://10.0.0.5:11001/api/push/x").validate()
+        let msg = (try? Notifier(ntfyURL: "nope://secret@host/topic").validate()).map { _ in "" }
+        #expect(msg == nil)
+    }
+}

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Backup benchmark: hs-backup / hs-restore against the reference tools, measured in the same
+# run, interleaved (ours, reference, ours, reference, ...), medians, ratios.
+#
+#   full backup to a local dir      vs  tar -cf - | pigz -p2 -6        target <= 0.5x
+#   no-change incremental           vs  GNU tar --listed-incremental level 1  <= 0.25x
+#                                   vs  restic backup re-run           target <= 0.1x
+#   full restore                    vs  tar -xzf                       target <= 0.7x
+#   full backup to nfs:// (loopback nfs-ganesha)  vs  same to a local dir     <= 1.3x
+#   200k-file tree, no-change incremental vs GNU tar level 1 <= 0.25x, peak RSS <= 150 MiB
+#
+# Usage: bench/backup-bench.sh [--rounds N] [--scale N] [--files200k N] [--write FILE]
+#   --write FILE   replace the "Backup" section of FILE (BENCHMARKS.md) with the table.
+# Needs: a release build (made here), python3, pigz, GNU tar, restic, nfs-ganesha + rpcbind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/opt/swift/usr/bin:$PATH"
+ROUNDS=3; SCALE=2; FILES200K=200000; WRITE=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --scale) SCALE=$2; shift 2 ;;
+    --files200k) FILES200K=$2; shift 2 ;;
+    --write) WRITE=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+MKCORPUS=""
+for c in ../shared/bench/mkcorpus.py /work/shared/bench/mkcorpus.py; do [ -f "$c" ] && MKCORPUS=$c && break; done
+[ -n "$MKCORPUS" ] || { echo "mkcorpus.py not found (../shared/bench/mkcorpus.py)" >&2; exit 2; }
+
+swift build -c release --product hs-backup 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] ' || true
+swift build -c release --product hs-restore 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] ' || true
+BIN=$(swift build -c release --show-bin-path)
+W=${BENCH_DIR:-/tmp/hs-backup-bench}
+mkdir -p "$W"
+CORPUS="$W/corpus-scale$SCALE"
+if [ ! -f "$CORPUS.done" ]; then
+  rm -rf "$CORPUS"; python3 "$MKCORPUS" "$CORPUS" --scale "$SCALE" >/dev/null; touch "$CORPUS.done"
+fi
+TREE200K="$W/tree-$FILES200K"
+if [ ! -f "$TREE200K.done" ]; then
+  rm -rf "$TREE200K"
+  python3 - "$TREE200K" "$FILES200K" <<'EOF'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, "app%d" % (i % 10), "d%03d" % (i // 10 % 500))
+    if i < 5000: os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%06d.json" % i), "w") as f: f.write('{"id": %d}\n' % i)
+EOF
+  touch "$TREE200K.done"
+fi
+
+# now: seconds since the epoch with ns.
+now() { date +%s.%N; }
+declare -A T
+record() { T[$1]="${T[$1]:-} $2"; }
+timeit() { # name cmd...
+  local name=$1; shift
+  local a b; a=$(now); "$@" >/dev/null 2>"$W/last.err" || { echo "FAILED: $name: $*" >&2; cat "$W/last.err" >&2; exit 1; }
+  b=$(now); record "$name" "$(awk "BEGIN{print $b - $a}")"
+}
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# --- nfs-ganesha on loopback (its own config, free ports, stopped by pid) ---
+GAN=""
+start_ganesha() {
+  command -v ganesha.nfsd >/dev/null || { echo "ganesha.nfsd missing: nfs benchmark skipped" >&2; return 1; }
+  pgrep -x rpcbind >/dev/null || rpcbind -w || true
+  local ports; ports=$(python3 -c 'import socket
+ss=[socket.socket() for _ in range(4)]
+[s.bind(("127.0.0.1",0)) for s in ss]
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+  set -- $ports
+  NFSPORT=$1; MNTPORT=$2
+  mkdir -p "$W/ganesha/export"; chmod 777 "$W/ganesha/export"
+  cat > "$W/ganesha/ganesha.conf" <<EOF
+NFS_CORE_PARAM { Protocols = 3, 4; NFS_Port = $1; MNT_Port = $2; NLM_Port = $3; Rquota_Port = $4;
+  Bind_addr = 127.0.0.1; Enable_NLM = false; Enable_RQUOTA = false; }
+NFSV4 { Graceless = true; }
+EXPORT { Export_Id = 77; Path = $W/ganesha/export; Pseudo = /export; Access_Type = RW;
+  Squash = No_Root_Squash; SecType = sys; Protocols = 3, 4; FSAL { Name = VFS; } }
+LOG { Default_Log_Level = WARN; }
+EOF
+  ganesha.nfsd -f "$W/ganesha/ganesha.conf" -L "$W/ganesha/log" -p "$W/ganesha/pid"
+  for _ in $(seq 1 60); do
+    [ -s "$W/ganesha/pid" ] && nfs-ls "nfs://127.0.0.1$W/ganesha/export/?version=3&nfsport=$NFSPORT&mountport=$MNTPORT" >/dev/null 2>&1 && { GAN=$(cat "$W/ganesha/pid"); return 0; }
+    sleep 0.5
+  done
+  echo "nfs-ganesha did not answer; nfs benchmark skipped" >&2; return 1
+}
+stop_ganesha() { [ -n "$GAN" ] && kill "$GAN" 2>/dev/null || true; GAN=""; }
+trap stop_ganesha EXIT
+NFS_OK=0
+if start_ganesha; then NFS_OK=1; fi
+NFSURL="nfs://127.0.0.1$W/ganesha/export?version=3&nfsport=${NFSPORT:-0}&mountport=${MNTPORT:-0}"
+if [ $NFS_OK = 1 ] && ! "$BIN/hs-backup" list --to "$NFSURL" --name probe >/dev/null 2>"$W/last.err"; then
+  echo "hs-backup cannot use $NFSURL: $(cat "$W/last.err"); nfs benchmark skipped" >&2; NFS_OK=0
+fi
+
+export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$W/restic-cache"
+for r in $(seq 1 "$ROUNDS"); do
+  echo "round $r/$ROUNDS" >&2
+  rm -rf "$W/dest" "$W/ref.tgz" "$W/out" "$W/out-ref" "$W/restic" "$W/snar"*
+  sync
+  # full backup: ours vs tar | pigz, interleaved
+  timeit full_ours "$BIN/hs-backup" --source "$CORPUS" --to "$W/dest" --name b --full
+  timeit full_ref bash -c "tar -cf - -C '$CORPUS' . | pigz -p2 -6 > '$W/ref.tgz'"
+  # no-change incremental: ours vs GNU tar level 1 vs restic re-run
+  tar -cf "$W/l0.tar" -g "$W/snar" -C "$CORPUS" .
+  restic init -q -r "$W/restic" >/dev/null; restic -q -r "$W/restic" backup "$CORPUS" >/dev/null
+  timeit incr_ours "$BIN/hs-backup" --source "$CORPUS" --to "$W/dest" --name b
+  cp "$W/snar" "$W/snar1"
+  timeit incr_tar tar -cf "$W/l1.tar" -g "$W/snar1" -C "$CORPUS" .
+  timeit incr_restic restic -q -r "$W/restic" backup "$CORPUS"
+  # full restore: ours vs tar -xzf
+  timeit restore_ours "$BIN/hs-restore" --from "$W/dest" --name b --to "$W/out"
+  mkdir -p "$W/out-ref"
+  timeit restore_ref tar -xzf "$W/ref.tgz" -C "$W/out-ref"
+  rm -rf "$W/out" "$W/out-ref"
+  # nfs vs local full backup
+  if [ $NFS_OK = 1 ]; then
+    rm -rf "$W/ganesha/export/"*
+    timeit nfs_ours "$BIN/hs-backup" --source "$CORPUS" --to "$NFSURL" --name b --full
+    rm -rf "$W/dest2"
+    timeit local_ours "$BIN/hs-backup" --source "$CORPUS" --to "$W/dest2" --name b --full
+    rm -rf "$W/dest2" "$W/ganesha/export/"*
+  fi
+  rm -rf "$W/dest" "$W/restic" "$W/l0.tar" "$W/l1.tar" "$W/ref.tgz"
+  # 200k files: no-change incremental vs GNU tar level 1, peak RSS
+  rm -rf "$W/dest200k" "$W/snar200k"*
+  "$BIN/hs-backup" --source "$TREE200K" --to "$W/dest200k" --name b >/dev/null
+  tar -cf "$W/l0-200k.tar" -g "$W/snar200k" -C "$TREE200K" .
+  a=$(now); /usr/bin/time -f %M -o "$W/rss" "$BIN/hs-backup" --source "$TREE200K" --to "$W/dest200k" --name b >/dev/null; b=$(now)
+  record incr200k_ours "$(awk "BEGIN{print $b - $a}")"; record rss200k "$(cat "$W/rss")"
+  cp "$W/snar200k" "$W/snar200k1"
+  timeit incr200k_tar tar -cf "$W/l1-200k.tar" -g "$W/snar200k1" -C "$TREE200K" .
+  rm -rf "$W/dest200k" "$W/l0-200k.tar" "$W/l1-200k.tar"
+done
+
+m() { echo "${T[$1]:-}" | median; }
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1] or 'nan'),float(sys.argv[2] or 'nan'); print('%.2f' % (a/b) if b else 'n/a')" "$1" "$2"; }
+verdict() { python3 -c "import sys; print('met' if float(sys.argv[1]) <= float(sys.argv[2]) else 'NOT met')" "$1" "$2" 2>/dev/null || echo "n/a"; }
+row() { # label ours ref target
+  local o r q; o=$(m "$2"); r=$(m "$3"); q=$(ratio "$o" "$r")
+  printf '| %s | %.2f s | %.2f s | %s | <= %s | %s |\n' "$1" "$o" "$r" "$q" "$4" "$(verdict "$q" "$4")"
+}
+CORPUS_DESC="$(du -sh "$CORPUS" | cut -f1), $(find "$CORPUS" -type f | wc -l) files"
+TABLE=$(
+  echo "Corpus: \`mkcorpus.py --scale $SCALE\` ($CORPUS_DESC); $ROUNDS interleaved rounds, medians. Machine: $(nproc) cores, shared with other builds (noisy)."
+  echo
+  echo "| measurement | hs-backup | reference | ratio | target | |"
+  echo "|---|---|---|---|---|---|"
+  row "full backup, local dir vs \`tar -cf - \| pigz -p2 -6\`" full_ours full_ref 0.5
+  row "no-change incremental vs GNU tar level 1" incr_ours incr_tar 0.25
+  row "no-change incremental vs restic re-run" incr_ours incr_restic 0.1
+  row "full restore vs \`tar -xzf\`" restore_ours restore_ref 0.7
+  if [ $NFS_OK = 1 ]; then row "full backup to nfs:// (loopback ganesha) vs local dir" nfs_ours local_ours 1.3
+  else echo "| full backup to nfs:// vs local | not measured (nfs-ganesha unavailable) | | | <= 1.3 | |"; fi
+  row "$FILES200K-file tree, no-change incremental vs GNU tar level 1" incr200k_ours incr200k_tar 0.25
+  rss=$(m rss200k); printf '| %s-file tree, no-change incremental peak RSS | %.0f MiB | | | <= 150 MiB | %s |\n' "$FILES200K" "$(awk "BEGIN{print $rss / 1024}")" "$([ "$(awk "BEGIN{print ($rss <= 153600)}")" = 1 ] && echo met || echo 'NOT met')"
+)
+echo "$TABLE"
+if [ -n "$WRITE" ]; then
+  python3 - "$WRITE" "$TABLE" <<'EOF'
+import sys, re, os
+path, table = sys.argv[1], sys.argv[2]
+text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+section = "## Backup\n\n`bench/backup-bench.sh` (run: `bench/backup-bench.sh --write BENCHMARKS.md`).\n\n" + table + "\n"
+if re.search(r"^## Backup\n", text, re.M):
+    text = re.sub(r"^## Backup\n.*?(?=^## |\Z)", section + "\n", text, flags=re.M | re.S)
+else:
+    text = text.rstrip("\n") + "\n\n" + section
+open(path, "w").write(text)
+EOF
+fi
