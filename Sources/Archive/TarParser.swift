@@ -23,7 +23,7 @@ package final class TarParser {
         case skip(remaining: UInt64)
         case end
     }
-    private unowned let handler: any TarEntryHandler
+    private let handler: any TarEntryHandler
     private var state: State = .header
     private var block: [UInt8] = []
     private var extBuf: [UInt8] = []
