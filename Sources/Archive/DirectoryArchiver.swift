@@ -27,7 +27,7 @@ package enum DirectoryArchiver {
                 children.append(name)
             }
             closedir(d)
-            children.sort { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+            children.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
             for name in children {
                 let childRel = rel.isEmpty ? name : rel + "/" + name
                 let full = root + "/" + childRel

@@ -146,7 +146,7 @@ package func listArchive(_ source: ArchiveSource, options: ExtractOptions = Extr
 /// Decompresses (if gzip) and parses `source`, driving `handler`.
 func streamTar(_ source: ArchiveSource, options: ExtractOptions, handler: any TarEntryHandler) throws {
     let start = options.start
-    var off = start?.compressedOffset ?? 0
+    let off = start?.compressedOffset ?? 0
     var tarPos = start?.uncompressedOffset ?? 0
     let firstHeader = start?.firstHeaderOffset ?? tarPos
     guard firstHeader >= tarPos else { throw ArchiveError(.invalidInput, "start header offset lies before the member start") }
@@ -186,26 +186,50 @@ func streamTar(_ source: ArchiveSource, options: ExtractOptions, handler: any Ta
     if !gzip && head.count < 2 {
         throw ArchiveError(.truncated, "'\(source.displayName)' is empty; expected a tar.gz archive")
     }
-    let decoder = gzip ? GzipDecoder(outputChunk: 1 << 20) : nil
-    do {
-        while off < source.size && !stop {
-            if parser.finished && partial { break }
-            let n = Int(min(UInt64(chunk), source.size - off))
-            let buf = try source.read(off, n)
-            guard buf.count == n else {
-                throw ArchiveError(.truncated, "'\(source.displayName)' ended at \(off + UInt64(buf.count)) bytes, expected \(source.size)")
+    // Reading and decompressing run on their own thread, parsing and writing files on this
+    // one, with a bounded queue of 1 MiB chunks between them (like `gzip -d | tar -x`).
+    let queue = ChunkQueue(capacity: 4)
+    let producerDone = DispatchSemaphore(value: 0)
+    let thread = Thread {
+        defer { producerDone.signal() }
+        let decoder = gzip ? GzipDecoder(outputChunk: 1 << 20) : nil
+        do {
+            var off = off
+            while off < source.size && !queue.isCancelled {
+                let n = Int(min(UInt64(chunk), source.size - off))
+                let buf = try source.read(off, n)
+                guard buf.count == n else {
+                    throw ArchiveError(.truncated, "'\(source.displayName)' ended at \(off + UInt64(buf.count)) bytes, expected \(source.size)")
+                }
+                off += UInt64(n)
+                if let decoder {
+                    try decoder.feed(buf) { out in
+                        if !queue.put(Array(out)) { throw CancellationError() }
+                    }
+                } else {
+                    if !queue.put(buf) { throw CancellationError() }
+                }
             }
-            off += UInt64(n)
-            if let decoder {
-                try decoder.feed(buf) { try toParser($0) }
-            } else {
-                try buf.withUnsafeBytes { try toParser($0) }
-            }
+            if let decoder, !queue.isCancelled { try decoder.finish() }
+            queue.close(error: nil)
+        } catch is CancellationError {
+            queue.close(error: nil)
+        } catch let e as GzipError {
+            queue.close(error: ArchiveError(e.kind == .truncated ? .truncated : .malformed,
+                                            "'\(source.displayName)': \(e.description) (after \(decoder?.uncompressedProduced ?? 0) tar bytes)"))
+        } catch {
+            queue.close(error: error)
         }
-        if let decoder, !stop, !(parser.finished && partial) { try decoder.finish() }
-    } catch let e as GzipError {
-        throw ArchiveError(e.kind == .truncated ? .truncated : .malformed,
-                           "'\(source.displayName)': \(e.description) (tar offset \(parser.position))")
+    }
+    thread.stackSize = 1 << 20
+    thread.start()
+    defer {
+        queue.cancel()
+        producerDone.wait()
+    }
+    while let piece = try queue.take() {
+        try piece.withUnsafeBytes { try toParser($0) }
+        if stop || (parser.finished && partial) { break }
     }
     if !stop { try parser.finish(requireEndMarker: !partial) }
 }
@@ -231,4 +255,53 @@ func prepareTarget(_ target: String, allowNonEmpty: Bool) throws -> Bool {
         throw ArchiveError(.invalidInput, "target '\(target)' is not empty; pick an empty directory or pass --force to replace what is there")
     }
     return contents.isEmpty
+}
+
+/// A bounded queue of byte chunks between one producer and one consumer thread.
+final class ChunkQueue: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var items: [[UInt8]] = []
+    private var head = 0
+    private let capacity: Int
+    private var closed = false
+    private var cancelled = false
+    private var error: (any Error)?
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    var isCancelled: Bool { cond.lock(); defer { cond.unlock() }; return cancelled }
+
+    /// Blocks while full; false when the consumer cancelled.
+    func put(_ chunk: [UInt8]) -> Bool {
+        cond.lock(); defer { cond.unlock() }
+        while items.count - head >= capacity && !cancelled { cond.wait() }
+        if cancelled { return false }
+        items.append(chunk)
+        cond.broadcast()
+        return true
+    }
+
+    /// The next chunk; nil at the end; throws the producer's error after the chunks before it.
+    func take() throws -> [UInt8]? {
+        cond.lock(); defer { cond.unlock() }
+        while items.count == head && !closed { cond.wait() }
+        if items.count > head {
+            let c = items[head]
+            items[head] = []
+            head += 1
+            if head > 64 { items.removeFirst(head); head = 0 }
+            cond.broadcast()
+            return c
+        }
+        if let error { throw error }
+        return nil
+    }
+
+    func close(error: (any Error)?) {
+        cond.lock(); closed = true; self.error = error; cond.broadcast(); cond.unlock()
+    }
+
+    func cancel() {
+        cond.lock(); cancelled = true; cond.broadcast(); cond.unlock()
+    }
 }

@@ -29,6 +29,9 @@ final class Extractor: TarEntryHandler {
     private var hasher: SHA256Hasher?
     private var pendingZeros: UInt64 = 0   // sparse output: zero runs become holes
     private var xattrWarned = false
+    private let freshTarget: Bool
+    private let umaskBits: UInt32
+    private let euid = geteuid(), egid = getegid()
 
     init(target: String, options: ExtractOptions, freshTarget: Bool,
          filter: ((EntryMetadata) -> Bool)?, onFile: ((EntryMetadata, [UInt8]) throws -> Void)?) throws {
@@ -37,6 +40,9 @@ final class Extractor: TarEntryHandler {
         self.filter = filter
         self.onFile = onFile
         self.preserveSpecial = options.preserveSpecialBits ?? (geteuid() == 0 && freshTarget)
+        self.freshTarget = freshTarget
+        let m = umask(0o022); umask(m)
+        self.umaskBits = UInt32(m)
         rootFd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard rootFd >= 0 else {
             throw ArchiveError(.io, "cannot open target directory '\(target)': \(String(cString: strerror(errno)))")
@@ -73,8 +79,14 @@ final class Extractor: TarEntryHandler {
         let name = comps.last!
         switch e.type {
         case .file:
-            try removeExisting(parent, name, comps: comps, entry: e.path, keepDirectory: false)
-            let fd = openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            // Create first (the common case in a fresh target); on EEXIST remove what is
+            // there (a symlink is removed, never followed) and create again.
+            let createMode = mode_t(e.mode & 0o777)  // as tar does; umask applies, fixed below
+            var fd = openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, createMode)
+            if fd < 0 && errno == EEXIST {
+                try removeExisting(parent, name, comps: comps, entry: e.path, keepDirectory: false)
+                fd = openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, createMode)
+            }
             guard fd >= 0 else { throw ioError(e.path, "create file", errno) }
             fileFd = fd
             fileEntry = e
@@ -82,12 +94,15 @@ final class Extractor: TarEntryHandler {
             pendingZeros = 0
             return true
         case .directory:
-            var st = stat()
-            if fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
-                // exists: metadata at the end
-            } else {
-                try removeExisting(parent, name, comps: comps, entry: e.path, keepDirectory: false)
-                guard mkdirat(parent, name, 0o700) == 0 else { throw ioError(e.path, "mkdir", errno) }
+            if mkdirat(parent, name, 0o700) != 0 {
+                guard errno == EEXIST else { throw ioError(e.path, "mkdir", errno) }
+                var st = stat()
+                if fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+                    // exists: metadata at the end
+                } else {
+                    try removeExisting(parent, name, comps: comps, entry: e.path, keepDirectory: false)
+                    guard mkdirat(parent, name, 0o700) == 0 else { throw ioError(e.path, "mkdir", errno) }
+                }
             }
             dirMeta[e.path] = (comps, e)
             summary.directories += 1
@@ -171,10 +186,16 @@ final class Extractor: TarEntryHandler {
             guard ftruncate(fileFd, off_t(e.size)) == 0 else { throw ioError(e.path, "ftruncate", errno) }
             pendingZeros = 0
         }
-        if options.restoreOwnership {
+        // A new file in a fresh target already belongs to euid:egid (its directories get their
+        // setgid bits only at the end), so chown only when the archive says otherwise.
+        if options.restoreOwnership && !(freshTarget && e.uid == euid && e.gid == egid) {
             if fchown(fileFd, e.uid, e.gid) != 0 { summary.warnings.append("\(e.path): chown failed: \(String(cString: strerror(errno)))") }
         }
-        guard fchmod(fileFd, mode_t(effectiveMode(e.mode))) == 0 else { throw ioError(e.path, "chmod", errno) }
+        let mode = effectiveMode(e.mode)
+        // Created with the permission bits minus the umask: fchmod only when that differs.
+        if mode != (e.mode & 0o777) & ~umaskBits {
+            guard fchmod(fileFd, mode_t(mode)) == 0 else { throw ioError(e.path, "chmod", errno) }
+        }
         if options.restoreXattrs { setXattrs(fileFd, e) }
         var ts = Self.times(e)
         guard futimens(fileFd, &ts) == 0 else { throw ioError(e.path, "set mtime", errno) }
@@ -193,11 +214,12 @@ final class Extractor: TarEntryHandler {
                              "symlink to '\(t)' resolves outside the target through symlinks extracted later; removed")
             }
         }
-        for d in dirStack { close(d.fd) }
-        dirStack.removeAll()
-        let dirs = dirMeta.values.sorted { $0.0.count > $1.0.count }
+        // Reverse path order: children before their parent, siblings together (the cached
+        // parent walk is reused).
+        let dirs = dirMeta.values.sorted { $1.0.lexicographicallyPrecedes($0.0) }
         for (comps, e) in dirs {
-            let fd = try openDirectoryChain(comps, entry: e.path, create: false)
+            let parent = try openParent(Array(comps.dropLast()), entry: e.path)
+            let fd = try openChild(parent, comps.last!, path: e.path, entry: e.path, create: false)
             defer { close(fd) }
             if options.restoreOwnership {
                 if fchown(fd, e.uid, e.gid) != 0 { summary.warnings.append("\(e.path): chown failed: \(String(cString: strerror(errno)))") }

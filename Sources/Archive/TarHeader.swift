@@ -149,44 +149,44 @@ package enum TarHeader {
     static func appendUstar(name: [UInt8], prefix: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32, size: UInt64,
                             mtime: Int64, typeflag: UInt8, link: [UInt8], uname: [UInt8], gname: [UInt8],
                             devMajor: UInt32, devMinor: UInt32, to out: inout [UInt8]) {
-        var h = [UInt8](repeating: 0, count: blockSize)
-        func put(_ bytes: [UInt8], _ at: Int, _ len: Int) {
-            for (i, b) in bytes.prefix(len).enumerated() { h[at + i] = b }
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: blockSize))
+        out.withUnsafeMutableBufferPointer { buf in
+            let h = UnsafeMutableBufferPointer(rebasing: buf[start..<(start + blockSize)])
+            func put(_ bytes: [UInt8], _ at: Int, _ len: Int) {
+                let n = min(bytes.count, len)
+                for i in 0..<n { h[at + i] = bytes[i] }
+            }
+            func octal(_ v: UInt64, _ at: Int, _ len: Int) {
+                // len-1 digits, zero padded, NUL terminated (the NUL is already there)
+                var x = v
+                var i = at + len - 2
+                while i >= at { h[i] = UInt8(ascii: "0") + UInt8(x & 7); x >>= 3; i -= 1 }
+            }
+            put(name, 0, 100)
+            octal(UInt64(mode), 100, 8)
+            octal(UInt64(uid), 108, 8)
+            octal(UInt64(gid), 116, 8)
+            octal(size, 124, 12)
+            octal(UInt64(mtime), 136, 12)
+            h[156] = typeflag
+            put(link, 157, 100)
+            // "ustar\0" "00"
+            h[257] = 0x75; h[258] = 0x73; h[259] = 0x74; h[260] = 0x61; h[261] = 0x72; h[262] = 0
+            h[263] = 0x30; h[264] = 0x30
+            put(uname, 265, 32)
+            put(gname, 297, 32)
+            if typeflag == UInt8(ascii: "3") || typeflag == UInt8(ascii: "4") {
+                octal(UInt64(devMajor), 329, 8)
+                octal(UInt64(devMinor), 337, 8)
+            }
+            put(prefix, 345, 155)
+            for i in 148..<156 { h[i] = UInt8(ascii: " ") }
+            var sum: UInt64 = 0
+            for b in h { sum += UInt64(b) }
+            octal(sum, 148, 7)   // six digits, then NUL and space
+            h[154] = 0
+            h[155] = UInt8(ascii: " ")
         }
-        func octal(_ v: UInt64, _ at: Int, _ len: Int) {
-            // len-1 digits, zero padded, NUL terminated
-            var digits = [UInt8](repeating: UInt8(ascii: "0"), count: len - 1)
-            var x = v
-            var i = len - 2
-            while x > 0 && i >= 0 { digits[i] = UInt8(ascii: "0") + UInt8(x & 7); x >>= 3; i -= 1 }
-            put(digits, at, len - 1)
-        }
-        put(name, 0, 100)
-        octal(UInt64(mode), 100, 8)
-        octal(UInt64(uid), 108, 8)
-        octal(UInt64(gid), 116, 8)
-        octal(size, 124, 12)
-        octal(UInt64(mtime), 136, 12)
-        h[156] = typeflag
-        put(link, 157, 100)
-        put(Array("ustar".utf8) + [0], 257, 6)
-        put(Array("00".utf8), 263, 2)
-        put(uname, 265, 32)
-        put(gname, 297, 32)
-        if typeflag == UInt8(ascii: "3") || typeflag == UInt8(ascii: "4") {
-            octal(UInt64(devMajor), 329, 8)
-            octal(UInt64(devMinor), 337, 8)
-        }
-        put(prefix, 345, 155)
-        for i in 148..<156 { h[i] = UInt8(ascii: " ") }
-        var sum: UInt64 = 0
-        for b in h { sum += UInt64(b) }
-        var ck = [UInt8](repeating: UInt8(ascii: "0"), count: 6)
-        var x = sum; var i = 5
-        while x > 0 && i >= 0 { ck[i] = UInt8(ascii: "0") + UInt8(x & 7); x >>= 3; i -= 1 }
-        put(ck, 148, 6)
-        h[154] = 0
-        h[155] = UInt8(ascii: " ")
-        out.append(contentsOf: h)
     }
 }

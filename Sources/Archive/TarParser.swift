@@ -20,10 +20,12 @@ package final class TarParser {
         case header
         case extended(kind: UInt8, remaining: Int)   // pax 'x'/'g', GNU 'L'/'K' data
         case content(remaining: UInt64)
+        case sparseMap(remaining: UInt64)    // GNU pax sparse 1.0: the map before the data
+        case sparseData(remaining: UInt64)
         case skip(remaining: UInt64)
         case end
     }
-    private unowned let handler: any TarEntryHandler
+    private let handler: any TarEntryHandler
     private var state: State = .header
     private var block: [UInt8] = []
     private var extBuf: [UInt8] = []
@@ -35,6 +37,14 @@ package final class TarParser {
     private var longLink: [UInt8]?
     private var entryHeaderOffset: UInt64?
     private var currentPath = ""
+    // GNU sparse 1.0 state
+    private var sparseBuf: [UInt8] = []
+    private var sparseRegions: [(offset: UInt64, size: UInt64)] = []
+    private var sparseIndex = 0
+    private var sparseEmitted: UInt64 = 0
+    private var sparseRealSize: UInt64 = 0
+    private var sparseDataSize: UInt64 = 0
+    private static let zeros = [UInt8](repeating: 0, count: 64 * 1024)
     /// Largest pax/GNU extended header accepted.
     package let maxExtendedSize: Int
     /// Offset in the tar stream of the next byte to be consumed.
@@ -103,6 +113,37 @@ package final class TarParser {
                 } else {
                     state = .content(remaining: left)
                 }
+            case .sparseMap(let remaining):
+                let take = Int(min(UInt64(512 - sparseBuf.count % 512), min(remaining, UInt64(n - off))))
+                sparseBuf.append(contentsOf: UnsafeRawBufferPointer(start: base + off, count: take))
+                off += take; position += UInt64(take)
+                let left = remaining - UInt64(take)
+                if sparseBuf.count % 512 == 0 || left == 0 {
+                    if try parseSparseMap() {
+                        guard UInt64(sparseBuf.count) + sparseRegions.reduce(0, { $0 + $1.size }) == sparseDataSize else {
+                            throw malformed("GNU sparse map of '\(currentPath)' does not match the entry's data size")
+                        }
+                        state = .sparseData(remaining: left)
+                        try sparseAdvance(remaining: left)
+                        continue
+                    }
+                    if sparseBuf.count > maxExtendedSize || left == 0 {
+                        throw malformed("GNU sparse map of '\(currentPath)' is malformed or too large")
+                    }
+                }
+                state = .sparseMap(remaining: left)
+            case .sparseData(let remaining):
+                guard sparseIndex < sparseRegions.count else { try sparseAdvance(remaining: remaining); continue }
+                let r = sparseRegions[sparseIndex]
+                let regionLeft = r.offset + r.size - sparseEmitted
+                let take = Int(min(regionLeft, UInt64(n - off)))
+                if take > 0 {
+                    if wantContent { try handler.entryContent(UnsafeRawBufferPointer(start: base + off, count: take)) }
+                    off += take; position += UInt64(take); sparseEmitted += UInt64(take)
+                }
+                state = .sparseData(remaining: remaining - UInt64(take))
+                if sparseEmitted == r.offset + r.size { sparseIndex += 1 }
+                try sparseAdvance(remaining: remaining - UInt64(take))
             case .skip(let remaining):
                 let take = Int(min(remaining, UInt64(n - off)))
                 off += take; position += UInt64(take)
@@ -123,7 +164,7 @@ package final class TarParser {
         if !requireEndMarker && atEntryBoundary { return }
         let what: String
         switch state {
-        case .content: what = "inside the content of '\(currentPath)'"
+        case .content, .sparseMap, .sparseData: what = "inside the content of '\(currentPath)'"
         case .extended: what = "inside an extended header"
         default: what = block.isEmpty && entryHeaderOffset == nil ? "before the end-of-archive marker" : "inside a header"
         }
@@ -242,8 +283,8 @@ package final class TarParser {
             default:
                 if k.hasPrefix("SCHILY.xattr.") {
                     e.xattrs[String(k.dropFirst("SCHILY.xattr.".count))] = v
-                } else if k.hasPrefix("GNU.sparse.") {
-                    throw malformed("GNU sparse entries (pax \(k)) are not supported")
+                } else if k.hasPrefix("GNU.sparse.") && !(pax["GNU.sparse.major"] == Array("1".utf8) && pax["GNU.sparse.minor"] == Array("0".utf8)) {
+                    throw malformed("GNU sparse entries in format 0.x (pax \(k)) are not supported; only pax sparse 1.0")
                 }
                 // atime, ctime, comment, charset, SCHILY.dev/ino/nlink, ...: not needed.
             }
@@ -253,6 +294,24 @@ package final class TarParser {
         let dataSize: UInt64 = fullSize
         if type == .file { e.size = fullSize }
         let headerOffset = entryHeaderOffset ?? hdrOffset
+        if type == .file, pax["GNU.sparse.major"] == Array("1".utf8), pax["GNU.sparse.minor"] == Array("0".utf8) {
+            // GNU/libarchive pax sparse 1.0: real name and size in pax, a decimal map at the
+            // start of the data, then the data regions. Holes are handed on as zeros.
+            guard let rn = pax["GNU.sparse.name"], !rn.isEmpty, let rs = pax["GNU.sparse.realsize"] else {
+                throw malformed("GNU sparse 1.0 entry without GNU.sparse.name/realsize")
+            }
+            e.path = String(decoding: rn, as: UTF8.self)
+            while e.path.count > 1 && e.path.hasSuffix("/") { e.path.removeLast() }
+            currentPath = e.path
+            sparseRealSize = try paxUInt("GNU.sparse.realsize", rs)
+            e.size = sparseRealSize
+            sparseBuf.removeAll(keepingCapacity: true)
+            sparseRegions = []; sparseIndex = 0; sparseEmitted = 0; sparseDataSize = dataSize
+            wantContent = try handler.beginEntry(e, headerOffset: headerOffset)
+            if dataSize == 0 { throw malformed("GNU sparse entry '\(e.path)' without a map") }
+            state = .sparseMap(remaining: dataSize)
+            return
+        }
         wantContent = try handler.beginEntry(e, headerOffset: headerOffset)
         if type == .file || dataSize == 0 {
             if dataSize == 0 {
@@ -267,6 +326,71 @@ package final class TarParser {
             try handler.endEntry()
             entryHeaderOffset = nil
             state = .skip(remaining: dataSize + (512 - dataSize % 512) % 512)
+        }
+    }
+
+    /// Parses the sparse map in `sparseBuf` if complete: count, then offset/size pairs, each a
+    /// decimal number ending in "\n". Returns false if more blocks are needed.
+    private func parseSparseMap() throws -> Bool {
+        var nums: [UInt64] = []
+        var cur: UInt64 = 0
+        var digits = 0
+        for b in sparseBuf {
+            if b == UInt8(ascii: "\n") {
+                guard digits > 0 else { throw malformed("empty number in the GNU sparse map of '\(currentPath)'") }
+                nums.append(cur); cur = 0; digits = 0
+                if let count = nums.first {
+                    guard count <= UInt64(maxExtendedSize / 4) else { throw malformed("GNU sparse map of '\(currentPath)' has too many regions") }
+                    if UInt64(nums.count) == 1 + 2 * count { break }
+                }
+            } else if b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") && digits < 20 {
+                let (m, o1) = cur.multipliedReportingOverflow(by: 10)
+                let (a, o2) = m.addingReportingOverflow(UInt64(b - UInt8(ascii: "0")))
+                guard !o1 && !o2 else { throw malformed("number too large in the GNU sparse map of '\(currentPath)'") }
+                cur = a; digits += 1
+            } else {
+                throw malformed("invalid byte in the GNU sparse map of '\(currentPath)'")
+            }
+        }
+        guard let count = nums.first, UInt64(nums.count) == 1 + 2 * count else { return false }
+        var regions: [(offset: UInt64, size: UInt64)] = []
+        var end: UInt64 = 0
+        for i in 0..<Int(count) {
+            let o = nums[1 + 2 * i], z = nums[2 + 2 * i]
+            guard o >= end, o <= sparseRealSize, z <= sparseRealSize - o else {
+                throw malformed("GNU sparse map of '\(currentPath)' has overlapping or out-of-range regions")
+            }
+            regions.append((o, z)); end = o + z
+        }
+        // The map occupies whole blocks.
+        let used = sparseBuf.count
+        guard used % 512 == 0 else { return false }
+        sparseRegions = regions
+        return true
+    }
+
+    /// Emits zeros up to the next region (or to the real size after the last), ends the
+    /// entry when everything is out.
+    private func sparseAdvance(remaining: UInt64) throws {
+        while true {
+            while sparseIndex < sparseRegions.count && sparseRegions[sparseIndex].size == 0 && sparseEmitted >= sparseRegions[sparseIndex].offset {
+                sparseIndex += 1
+            }
+            let target = sparseIndex < sparseRegions.count ? sparseRegions[sparseIndex].offset : sparseRealSize
+            while sparseEmitted < target {
+                let n = Int(min(UInt64(Self.zeros.count), target - sparseEmitted))
+                if wantContent { try Self.zeros.withUnsafeBytes { try handler.entryContent(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+                sparseEmitted += UInt64(n)
+            }
+            if sparseIndex < sparseRegions.count && sparseRegions[sparseIndex].size == 0 { continue }
+            break
+        }
+        if sparseIndex >= sparseRegions.count {
+            guard remaining == 0 else { throw malformed("GNU sparse entry '\(currentPath)' has data after its last region") }
+            try handler.endEntry()
+            entryHeaderOffset = nil
+            let pad = Int((512 - position % 512) % 512)
+            state = pad > 0 ? .skip(remaining: UInt64(pad)) : .header
         }
     }
 
