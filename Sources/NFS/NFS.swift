@@ -30,8 +30,13 @@ package final class NFSClient: @unchecked Sendable {
         /// Reconnect attempts after the connection drops (`nfs_set_autoreconnect`):
         /// -1 forever (a kernel "hard" mount), 0 fail at once. The URL's `autoreconnect=` wins.
         package var autoreconnect: Int32 = 3
-        /// WRITE/READ RPCs kept in flight by `NFSFile.write` and `NFSFile.read`.
-        package var pipelineDepth: Int = 8
+        /// WRITE RPCs (of `writeMax` bytes) kept in flight by `NFSFile.write`. With 1, one WRITE
+        /// is still in flight while the caller prepares the next bytes. Measured on loopback
+        /// (bench/nfs-throughput.sh) 1 is fastest: the server is CPU-bound and parallel WRITEs
+        /// to one file contend. Raise it (4-8) for high-latency links (WAN, VPN).
+        package var writePipelineDepth: Int = 1
+        /// READ RPCs (of `readMax` bytes) kept in flight by `NFSFile.read`.
+        package var readPipelineDepth: Int = 4
         /// Send every WRITE as FILE_SYNC (`O_SYNC`) instead of UNSTABLE + COMMIT. Slower on
         /// servers without a fast log device, but a server reboot between WRITE and COMMIT
         /// cannot lose acknowledged data (libnfs 4.0 does not compare COMMIT verifiers, so with

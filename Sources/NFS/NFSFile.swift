@@ -31,7 +31,7 @@ final class NFSRequest {
 
 /// An open file on an NFS export.
 ///
-/// Sequential `write` appends at `position` with up to `pipelineDepth` WRITE RPCs of
+/// Sequential `write` appends at `position` with up to `writePipelineDepth` WRITE RPCs of
 /// `writeMax` bytes in flight (the bytes are copied, so the caller's buffer is free when
 /// `write` returns). `flush` waits for them; `sync` also COMMITs; `close` flushes first.
 /// An error of a pipelined write is reported by a later `write`, `flush`, `sync` or `close`.
@@ -176,7 +176,7 @@ package final class NFSFile: @unchecked Sendable {
             let chunk = client.writeMax
             var off = 0
             while off < bytes.count {
-                try drain(ctx, fh, to: client.options.pipelineDepth - 1, "nfs_pwrite_async")
+                try drain(ctx, fh, to: max(1, client.options.writePipelineDepth) - 1, "nfs_pwrite_async")
                 try throwPending()
                 let n = min(chunk, bytes.count - off)
                 let copy = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 16)
@@ -248,7 +248,8 @@ package final class NFSFile: @unchecked Sendable {
 
     // MARK: - Reading
 
-    /// Reads up to `buffer.count` bytes at `offset` with pipelined READs; fewer only at end of file.
+    /// Reads up to `buffer.count` bytes at `offset` with up to `readPipelineDepth` READs in
+    /// flight; fewer bytes only at end of file.
     /// - Returns: the number of bytes read (0 at or after the end).
     /// The corresponding libnfs call is `nfs_pread_async`.
     package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
@@ -258,10 +259,10 @@ package final class NFSFile: @unchecked Sendable {
             try throwPending()
             var total = 0
             while total < buffer.count {
-                // One pipelined round: up to pipelineDepth READs of readMax bytes.
+                // One pipelined round: up to readPipelineDepth READs of readMax bytes.
                 var batch: [NFSRequest] = []
                 var queued = 0
-                while total + queued < buffer.count && batch.count < client.options.pipelineDepth {
+                while total + queued < buffer.count && batch.count < max(1, client.options.readPipelineDepth) {
                     let n = min(client.readMax, buffer.count - total - queued)
                     let req = NFSRequest(buffer: buffer.baseAddress! + total + queued, ownsBuffer: false,
                                          offset: offset + UInt64(total + queued), count: n, isRead: true)
