@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "Storage", dependencies: ["NFS", "Support"], swiftSettings: swiftSettings),
         .target(name: "Backup", dependencies: ["Archive", "Storage", "Gzip", "Support", "CSQLite"],
                 swiftSettings: swiftSettings),
-        .target(name: "LinkCheck", dependencies: ["NFS", "Storage", "Support"], swiftSettings: swiftSettings),
+        .target(name: "LinkCheck", dependencies: ["NFS", "Storage", "Support", "Yams"], swiftSettings: swiftSettings),
         .target(name: "Provisioning", dependencies: ["Support", "Yams"], swiftSettings: swiftSettings),
         .target(name: "Stacks", dependencies: ["Support", "Yams"], swiftSettings: swiftSettings),
 
@@ -63,7 +63,8 @@ let package = Package(
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "Gzip", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "BackupTests", dependencies: ["Backup", "Storage", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "LinkCheckTests", dependencies: ["LinkCheck", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "TestSupport"], exclude: ["Fixtures"],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "StacksTests", dependencies: ["Stacks", "TestSupport"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind
   libarchive-tools pigz gzip tar sqlite3 attr acl
   docker.io debootstrap restic python3 python3-pip time procps iproute2 psmisc
+  busybox-static file curl
 )
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }

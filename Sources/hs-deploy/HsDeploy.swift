@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import Stacks
 import Support
 
 @main
@@ -6,7 +8,28 @@ struct HsDeploy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hs-deploy",
         abstract: "Validate a stack's .env against its templates, guard the NFS storage mount, and start it.",
-        discussion: "Exit codes: 0 success, 1 a check failed, 2 bad usage.")
+        discussion: """
+            hs-deploy --check [STACK]...   validate only (all stacks under stacks/ when none named)
+            hs-deploy STACK...             validate, guard storage, docker compose up -d
+            hs-deploy --down STACK...      docker compose down
+
+            Checks: every variable of common/.env.template and stacks/STACK/.env.template has a \
+            non-empty value in the matching .env (a template comment line containing @optional \
+            above a variable allows it to be empty); every ${VAR} in the compose file is declared \
+            in a template; .env files are not readable by group/other (chmod 600); the compose \
+            file passes `docker compose config`; Homepage's services.yaml lists exactly the \
+            stack's published ports. .env values are never printed.
+
+            Storage guard: a stack whose parsed compose file bind-mounts the storage path \
+            (default /mnt/storage) starts only when that path is a mount point of an allowed \
+            kind (default nfs, nfs4), never the bare directory on the local disk.
+
+            Compose runs as `docker compose --env-file common/.env --env-file stacks/STACK/.env \
+            -f stacks/STACK/docker-compose.yml up -d` with a clean environment (only the .env \
+            files set variables).
+
+            Exit codes: 0 success, 1 a check failed (or compose failed), 2 bad usage.
+            """)
 
     @Argument(help: "Stacks to check or deploy (io, asteria, apollo, helios, aeos, hera, atlas).")
     var stacks: [String] = []
@@ -23,8 +46,43 @@ struct HsDeploy: AsyncParsableCommand {
     @Option(help: "Repository root holding stacks/ and common/ (default: the current directory).")
     var repo: String = "."
 
+    @Option(help: ArgumentHelp("Storage path the guard checks when a stack bind-mounts it.", valueName: "path"))
+    var storage: String = "/mnt/storage"
+
+    @Option(name: .customLong("storage-fstype"),
+            help: ArgumentHelp("Filesystem kinds accepted at the storage path, comma separated (default nfs,nfs4; env HS_STORAGE_FSTYPES).",
+                               valueName: "types"))
+    var storageFSTypes: String?
+
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
-    func run() async throws { throw ToolError("hs-deploy: not yet implemented") }
+    /// Conflicting flags (exit 2, like every usage error of the toolkit).
+    func conflict() -> String? {
+        if check && down { return "--check and --down exclude each other" }
+        if check && pull { return "--pull starts nothing with --check; drop one of them" }
+        if down && pull { return "--pull makes no sense with --down" }
+        return nil
+    }
+
+    func run() async throws {
+        if let conflict = conflict() {
+            Reporter.writeStderr("error: \(conflict)\n" + Self.usageString() + "\n")
+            throw ExitCode(2)
+        }
+        var o = DeployOptions()
+        o.repo = repo
+        o.stacks = stacks
+        o.action = check ? .check : (down ? .down : .deploy)
+        o.pull = pull
+        o.storagePath = storage
+        let types = storageFSTypes ?? ProcessInfo.processInfo.environment["HS_STORAGE_FSTYPES"]
+        if let types {
+            o.storageFSTypes = types.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        o.json = json
+        let options = o
+        let code = await toolMain { try StackDeployer.run(options) }
+        if code != 0 { throw ExitCode(code) }
+    }
 }

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import LinkCheck
 import Support
 
 @main
@@ -8,20 +10,29 @@ struct HsLinkcheck: AsyncParsableCommand {
         abstract: "Prove hardlinks work between downloads/ and library/, explain why not, reclaim wasted copies.",
         discussion: "Exit codes: 0 all good, 1 a problem found, 2 bad usage.")
 
-    @Argument(help: "Media root: a local path or nfs://server/export/path (default: /mnt/storage).")
+    @Argument(help: ArgumentHelp("Media root: a local path or nfs://server/export/path.", valueName: "root"))
     var root: String = "/mnt/storage"
 
-    @Option(help: "Downloads directory, relative to the root.")
+    @Option(help: ArgumentHelp("Downloads directory, relative to the root.", valueName: "rel"))
     var downloads: String = "downloads"
 
-    @Option(help: "Library directory, relative to the root.")
+    @Option(help: ArgumentHelp("Library directory, relative to the root.", valueName: "rel"))
     var library: String = "library"
 
     @Flag(help: "Fail (exit 1) when the root is not a mount point, instead of warning.")
     var requireMount = false
 
-    @Flag(help: "Create the plan's media tree owned by PUID:PGID with mode 775.")
+    @Flag(name: .customLong("init"), help: "Create the plan's media tree owned by PUID:PGID with mode 775.")
     var initialize = false
+
+    @Option(help: ArgumentHelp("Owner uid for --init (default: $PUID or 1000).", valueName: "uid"))
+    var puid: UInt32?
+
+    @Option(help: ArgumentHelp("Owner gid for --init (default: $PGID or 1000).", valueName: "gid"))
+    var pgid: UInt32?
+
+    @Option(help: ArgumentHelp("Repository root whose stacks/*/docker-compose.yml are checked for consistent media volumes (default: . when ./stacks exists).", valueName: "dir"))
+    var compose: String?
 
     @Flag(help: "Find library files that are copies of downloads instead of hardlinks (exit 1 if any).")
     var audit = false
@@ -35,5 +46,45 @@ struct HsLinkcheck: AsyncParsableCommand {
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
-    func run() async throws { throw ToolError("hs-linkcheck: not yet implemented") }
+    /// Like ArgumentParser's `main`, but bad usage exits 2 (the toolkit's contract), not 64.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? any AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                Reporter.writeStderr(fullMessage(for: error) + "\n" + usageString() + "\n")
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+
+    func validate() throws {
+        if yes && !reclaim { throw ValidationError("--yes only goes with --reclaim.") }
+    }
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        var o = LinkCheckOptions()
+        o.root = root
+        o.downloads = downloads
+        o.library = library
+        o.requireMount = requireMount
+        o.initialize = initialize
+        o.puid = puid ?? env["PUID"].flatMap(UInt32.init) ?? 1000
+        o.pgid = pgid ?? env["PGID"].flatMap(UInt32.init) ?? 1000
+        var isDir: ObjCBool = false
+        o.composeDirectory = compose ?? (FileManager.default.fileExists(atPath: "stacks", isDirectory: &isDir) && isDir.boolValue ? "." : nil)
+        o.audit = audit
+        o.reclaim = reclaim
+        o.yes = yes
+        let reporter = Reporter(mode: OutputMode.detect(json: json))
+        let code = await toolMain { try LinkCheck.run(o, reporter: reporter) }
+        if code != 0 { throw ExitCode(code) }
+    }
 }

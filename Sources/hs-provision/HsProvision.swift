@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import Provisioning
 import Support
 
 @main
@@ -6,37 +8,79 @@ struct HsProvision: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hs-provision",
         abstract: "Bring a host up from one inventory: Docker, NFS fstab, LXC bind mounts, Tailscale, directories.",
-        discussion: "Exit codes: 0 success, 1 a step failed, 2 bad usage.",
+        discussion: """
+            Steps (each reads the current state, plans, applies, verifies; reports ok/changed/failed):
+              Proxmox host: packages (nfs-common), storage-mount (managed fstab block from
+                provisioning/fstab.template, mount, probe `hs-linkcheck --require-mount /mnt/storage`),
+                subids (root:PUID:1 in /etc/subuid, root:PGID:1 in /etc/subgid),
+                lxc:<guest> (/etc/pve/lxc/<vmid>.conf live section from provisioning/lxc-config.template:
+                mpN bind mount, features nesting+keyctl, TUN lines, PUID/PGID idmap; `pct set` when present).
+              Guest: packages, docker-repo (official deb822 repository; docker_source: docker only),
+                docker, docker-service, docker-group, directories (/opt/stacks, /opt/appdata/<service>),
+                storage-mount (VM guests with storage), tailscale-repo, tailscale (enroll unless running
+                under the host's name), repo (clone/fast-forward /opt/stacks/home-server).
+            Files are written only when different, atomically, with a backup FILE.hs-backup-YYYYMMDDHHMMSS
+            (files in /etc/apt/sources.list.d and /etc/pve: under /var/backups/home-server/).
+            Modes: default = the live system; --root DIR edits files under DIR and prints commands;
+            --chroot DIR edits files under DIR and runs commands via `chroot DIR ...` (a prepared
+            root: /proc mounted, usr/sbin/policy-rc.d exiting 101; used by the tests).
+            Exit codes: 0 success, 1 a step failed, 2 bad usage (bad inventory, host or step name).
+            """,
         subcommands: [Plan.self, Apply.self])
 }
 
 struct ProvisionOptions: ParsableArguments {
-    @Option(help: "Inventory file (see provisioning/inventory.example.yml).")
+    @Option(help: ArgumentHelp("Inventory file (see provisioning/inventory.example.yml).", valueName: "FILE"))
     var inventory: String
 
-    @Option(help: "Host name from the inventory to provision.")
+    @Option(help: ArgumentHelp("Host name from the inventory to provision.", valueName: "NAME"))
     var host: String
 
-    @Option(help: "Edit files under DIR instead of / and print host commands instead of running them.")
+    @Option(help: ArgumentHelp("Edit files under DIR instead of / and print host commands instead of running them.", valueName: "DIR"))
     var root: String?
 
-    @Option(name: .customLong("only"), help: "Run only this step (repeatable).")
+    @Option(help: ArgumentHelp("Edit files under DIR and run commands inside it with `chroot DIR` (a prepared Debian root).", valueName: "DIR"))
+    var chroot: String?
+
+    @Option(name: .customLong("only"), help: ArgumentHelp("Run only this step (repeatable; `lxc` selects every lxc:<guest>).", valueName: "STEP"))
     var only: [String] = []
+
+    @Option(help: ArgumentHelp("Directory with fstab.template and lxc-config.template (default: next to the inventory or ./provisioning).", valueName: "DIR"))
+    var templates: String?
 
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
+
+    func validate() throws {
+        if root != nil && chroot != nil { throw ValidationError("--root and --chroot exclude each other") }
+        for d in [root, chroot].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: d) {
+            throw ValidationError("directory \(d) does not exist")
+        }
+    }
+
+    func request(apply: Bool) -> ProvisionRequest {
+        let mode: ExecMode = root.map { .root($0) } ?? chroot.map { .chroot($0) } ?? .live
+        return ProvisionRequest(inventoryPath: inventory, hostName: host, mode: mode, only: only, apply: apply,
+                                templatesDir: templates, json: json)
+    }
 }
 
 extension HsProvision {
     struct Plan: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the commands and file diffs apply would make.")
         @OptionGroup var options: ProvisionOptions
-        func run() async throws { throw ToolError("hs-provision plan: not yet implemented") }
+        func run() async throws {
+            let code = await toolMain { try Provisioner.run(options.request(apply: false)) }
+            if code != 0 { throw ExitCode(code) }
+        }
     }
 
     struct Apply: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Make the host match the inventory; idempotent.")
         @OptionGroup var options: ProvisionOptions
-        func run() async throws { throw ToolError("hs-provision apply: not yet implemented") }
+        func run() async throws {
+            let code = await toolMain { try Provisioner.run(options.request(apply: true)) }
+            if code != 0 { throw ExitCode(code) }
+        }
     }
 }

@@ -1,0 +1,358 @@
+import Foundation
+import Support
+
+/// Everything a step needs besides the target machine.
+package struct ProvisionContext: Sendable {
+    package var inventory: Inventory
+    package var host: Inventory.Host
+    /// Directory holding `fstab.template` and `lxc-config.template`.
+    package var templatesDir: String
+    /// Directory holding `<stack>/docker-compose.yml` (to find appdata directories).
+    package var stacksDir: String?
+    /// Use `pct set` for mount points and features (live mode on a host that has `pct`).
+    package var usePct: Bool
+    /// The mount probe, shared with hs-linkcheck.
+    package var probe: [String]
+
+    package static let mountPoint = "/mnt/storage"
+    package static let stacksRoot = "/opt/stacks"
+    package static let appdataRoot = "/opt/appdata"
+    package static let checkout = "/opt/stacks/home-server"
+}
+
+/// The steps for one host, in the order they run.
+package enum Steps {
+    package static func forHost(_ c: ProvisionContext) -> [Step] {
+        switch c.host.role {
+        case .proxmox:
+            var steps = [packages(["nfs-common"]), storageMount(c), subids(c)]
+            steps += c.inventory.lxcGuests(of: c.host.name).map { lxc(c, guest: $0) }
+            return steps
+        case .guest:
+            var pk = ["ca-certificates", "curl", "git"]
+            if c.host.kind == .vm && c.host.storage { pk.append("nfs-common") }
+            var steps = [packages(pk)]
+            if c.inventory.defaults.dockerSource == .docker { steps.append(dockerRepo()) }
+            steps += [docker(c), dockerService(), dockerGroup(c), directories(c)]
+            if c.host.kind == .vm && c.host.storage { steps.append(storageMount(c)) }
+            if c.host.tailscale { steps += [tailscaleRepo(), tailscale(c)] }
+            if c.inventory.defaults.repo != nil { steps.append(repo(c)) }
+            return steps
+        }
+    }
+
+    /// Every step name a host can have (for `--only` validation and `--help`).
+    package static let allNames = ["packages", "storage-mount", "subids", "lxc", "docker-repo", "docker",
+                                   "docker-service", "docker-group", "directories", "tailscale-repo",
+                                   "tailscale", "repo"]
+
+    // MARK: shared pieces
+
+    static func aptInstall(_ missing: [String]) -> [Action] {
+        missing.isEmpty ? [] : [.command(["apt-get", "update"]), .command(["apt-get", "install", "-y"] + missing)]
+    }
+
+    static func fileAction(_ m: Machine, _ path: String, _ new: String) -> [Action] {
+        let old = m.read(path)
+        return old == new ? [] : [.writeFile(path: path, old: old, new: new)]
+    }
+
+    static func template(_ c: ProvisionContext, _ name: String) throws -> String {
+        let p = c.templatesDir + "/" + name
+        guard let d = FileManager.default.contents(atPath: p) else {
+            throw ProvisionError("template \(p) not found: run from the repository checkout or pass --templates DIR")
+        }
+        return String(decoding: d, as: UTF8.self)
+    }
+
+    // MARK: steps
+
+    /// Installs missing packages.
+    static func packages(_ names: [String]) -> Step {
+        Step("packages") { m in
+            let have = m.installedPackages(names)
+            return StepPlan(actions: aptInstall(names.filter { !have.contains($0) }))
+        }
+    }
+
+    /// NFS fstab entry for the media export, the mount point, mount and probe.
+    static func storageMount(_ c: ProvisionContext) -> Step {
+        Step("storage-mount") { m in
+            let tpl = try template(c, "fstab.template")
+            let body = try Template.render(tpl, values: ["nfs_server": c.inventory.truenas.server,
+                                                         "nfs_export": c.inventory.truenas.mediaExport,
+                                                         "mount_point": ProvisionContext.mountPoint,
+                                                         "nfs_version": "4.2"],
+                                           name: c.templatesDir + "/fstab.template")
+            let current = m.read("/etc/fstab") ?? ""
+            let foreign = ManagedEdits.foreignMounts(fstab: current, mountPoint: ProvisionContext.mountPoint)
+            if let f = foreign.first {
+                throw ProvisionError("\(m.path("/etc/fstab")):\(f.line) already mounts \(ProvisionContext.mountPoint) outside the home-server block (`\(f.text)`); comment it out or remove it, then re-run")
+            }
+            let desired = try ManagedEdits.managedBlock(in: current, name: "storage", body: body, file: m.path("/etc/fstab"))
+            var p = StepPlan()
+            if desired != current { p.actions.append(.writeFile(path: "/etc/fstab", old: m.read("/etc/fstab"), new: desired)) }
+            if m.owner(ProvisionContext.mountPoint) == nil {
+                p.actions.append(.directory(path: ProvisionContext.mountPoint, uid: 0, gid: 0, create: true))
+            }
+            if desired != current { p.actions.append(.command(["systemctl", "daemon-reload"])) }
+            if m.isMounted(ProvisionContext.mountPoint) != true {
+                p.actions.append(.command(["mount", ProvisionContext.mountPoint]))
+            }
+            p.checks.append(c.probe + [ProvisionContext.mountPoint])
+            return p
+        }
+    }
+
+    /// `root:<id>:1` in /etc/subuid and /etc/subgid so the idmap may map PUID/PGID through.
+    static func subids(_ c: ProvisionContext) -> Step {
+        Step("subids") { m in
+            guard c.inventory.lxcGuests(of: c.host.name).contains(where: { $0.storage }) else { return StepPlan() }
+            var p = StepPlan()
+            for (file, id) in [("/etc/subuid", c.inventory.defaults.puid), ("/etc/subgid", c.inventory.defaults.pgid)] {
+                p.actions += fileAction(m, file, ManagedEdits.ensureLine(in: m.read(file) ?? "", "root:\(id):1"))
+            }
+            return p
+        }
+    }
+
+    /// Bind mount, features, TUN and idmap in one LXC guest's config.
+    static func lxc(_ c: ProvisionContext, guest: Inventory.Host) -> Step {
+        Step("lxc:\(guest.name)") { m in
+            let vmid = guest.vmid!
+            let path = "/etc/pve/lxc/\(vmid).conf"
+            guard let current = m.read(path) else {
+                throw ProvisionError("\(m.path(path)) does not exist: create container \(vmid) (\(guest.name)) first (pct create \(vmid) ...), then re-run")
+            }
+            var notes: [String] = []
+            let mp = LXCConfig.mountIndex(config: current, hostPath: ProvisionContext.mountPoint, mountPoint: ProvisionContext.mountPoint)
+            let unprivileged = LXCConfig.isUnprivileged(current)
+            var tun = guest.tun || guest.tailscale
+            if tun && LXCConfig.hasTunDevice(current) { tun = false }
+            var values = LXCConfig.idmapValues(puid: c.inventory.defaults.puid, pgid: c.inventory.defaults.pgid)
+            values["vmid"] = String(vmid)
+            values["mount_point"] = ProvisionContext.mountPoint
+            values["guest_mount"] = ProvisionContext.mountPoint
+            let rendered = try Template.render(try template(c, "lxc-config.template"), values: values,
+                                               name: c.templatesDir + "/lxc-config.template")
+            let lines = LXCConfig.select(rendered, mountIndex: mp.index, storage: guest.storage, tun: tun,
+                                         idmap: guest.storage && unprivileged)
+            let merged = LXCConfig.merge(config: current, desired: lines, vmid: vmid, usePct: c.usePct)
+            var p = StepPlan()
+            if merged.content != current { p.actions.append(.writeFile(path: path, old: current, new: merged.content)) }
+            p.actions += merged.pctCommands.map { .command($0) }
+            if !p.actions.isEmpty {
+                notes.append("container \(vmid) (\(guest.name)) needs a restart for config changes: pct reboot \(vmid)")
+            }
+            if current.contains("rootfs:") && current.range(of: "rootfs: *[^,]*zfs", options: .regularExpression) != nil {
+                notes.append("container \(vmid) has a ZFS-backed rootfs: check that Docker does not fall back to the vfs storage driver (docker info | grep Storage)")
+            }
+            p.notes = notes
+            return p
+        }
+    }
+
+    /// Docker's official deb822 repository and keyring; removes the legacy docker.list.
+    static func dockerRepo() -> Step {
+        Step("docker-repo") { m in
+            let os = m.osRelease()
+            let id = os["ID"] == "ubuntu" ? "ubuntu" : "debian"
+            guard let suite = (id == "ubuntu" ? os["UBUNTU_CODENAME"] : nil) ?? os["VERSION_CODENAME"], !suite.isEmpty else {
+                throw ProvisionError("\(m.path("/etc/os-release")) has no VERSION_CODENAME: cannot choose Docker's repository suite")
+            }
+            var p = StepPlan()
+            if let legacy = m.read("/etc/apt/sources.list.d/docker.list") {
+                p.actions.append(.removeFile(path: "/etc/apt/sources.list.d/docker.list", old: legacy))
+            }
+            if !m.exists("/etc/apt/keyrings/docker.asc") {
+                p.actions.append(.command(["install", "-m", "0755", "-d", "/etc/apt/keyrings"]))
+                p.actions.append(.command(["curl", "-fsSL", "https://download.docker.com/linux/\(id)/gpg", "-o", "/etc/apt/keyrings/docker.asc"]))
+                p.actions.append(.command(["chmod", "0644", "/etc/apt/keyrings/docker.asc"]))
+            }
+            let sources = """
+                Types: deb
+                URIs: https://download.docker.com/linux/\(id)
+                Suites: \(suite)
+                Components: stable
+                Architectures: \(m.architecture())
+                Signed-By: /etc/apt/keyrings/docker.asc
+
+                """
+            p.actions += fileAction(m, "/etc/apt/sources.list.d/docker.sources", sources)
+            return p
+        }
+    }
+
+    static let officialDocker = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
+    static let conflicting = ["docker.io", "docker-doc", "docker-compose", "podman-docker", "containerd", "runc"]
+
+    /// Docker packages with the compose plugin; conflicting packages removed first.
+    static func docker(_ c: ProvisionContext) -> Step {
+        Step("docker") { m in
+            var p = StepPlan()
+            switch c.inventory.defaults.dockerSource {
+            case .docker:
+                let conflicts = m.installedPackages(conflicting)
+                if !conflicts.isEmpty { p.actions.append(.command(["apt-get", "remove", "-y"] + conflicting.filter(conflicts.contains))) }
+                let have = m.installedPackages(officialDocker)
+                p.actions += aptInstall(officialDocker.filter { !have.contains($0) })
+            case .debian:
+                var want = ["docker.io"]
+                let codename = m.osRelease()["VERSION_CODENAME"] ?? ""
+                if ["buster", "bullseye", "bookworm"].contains(codename) {
+                    p.notes.append("Debian \(codename) packages Compose v1 only: for `docker compose` (v2) use docker_source: docker, or install the Compose v2 CLI plugin by hand")
+                } else {
+                    want.append("docker-compose")   // Compose v2 as a CLI plugin from trixie on
+                }
+                let have = m.installedPackages(want)
+                p.actions += aptInstall(want.filter { !have.contains($0) })
+            }
+            return p
+        }
+    }
+
+    /// `systemctl enable --now docker` when not enabled.
+    static func dockerService() -> Step {
+        Step("docker-service") { m in
+            let enabled = m.unitEnabled("docker")
+            if enabled == true { return StepPlan() }
+            if enabled == nil && m.mode.runsCommands {
+                throw ProvisionError("cannot ask systemd whether docker is enabled (no systemctl on the target): enable the docker service by hand")
+            }
+            if case .chroot = m.mode { return StepPlan(actions: [.command(["systemctl", "enable", "docker"])]) }
+            return StepPlan(actions: [.command(["systemctl", "enable", "--now", "docker"])])
+        }
+    }
+
+    /// The PUID user exists (created as `defaults.user` when missing) and is in group docker.
+    static func dockerGroup(_ c: ProvisionContext) -> Step {
+        Step("docker-group") { m in
+            let d = c.inventory.defaults
+            var p = StepPlan()
+            var user = m.lookup("passwd", String(d.puid))?.first
+            if user == nil {
+                if m.lookup("group", String(d.pgid)) == nil {
+                    p.actions.append(.command(["groupadd", "-g", String(d.pgid), d.user]))
+                }
+                p.actions.append(.command(["useradd", "-u", String(d.puid), "-g", String(d.pgid), "-m", "-s", "/bin/bash", d.user]))
+                user = d.user
+            }
+            guard let group = m.lookup("group", "docker") else {
+                // Created by the docker package (the docker step runs first).
+                p.actions.append(.command(["usermod", "-aG", "docker", user!]))
+                return p
+            }
+            let members = group.count >= 4 ? group[3].split(separator: ",").map(String.init) : []
+            if !members.contains(user!) { p.actions.append(.command(["usermod", "-aG", "docker", user!])) }
+            return p
+        }
+    }
+
+    /// The appdata directory names for a guest: inventory `services`, else every
+    /// `/opt/appdata/<name>` bind source in the stack's compose file.
+    package static func appdataNames(_ c: ProvisionContext) -> [String] {
+        if let s = c.host.services { return s }
+        guard let stack = c.host.stack, let dir = c.stacksDir,
+              let text = try? String(contentsOfFile: "\(dir)/\(stack)/docker-compose.yml", encoding: .utf8) else { return [] }
+        var names: [String] = []
+        let re = try! NSRegularExpression(pattern: "/opt/appdata/([A-Za-z0-9][A-Za-z0-9._-]*)")
+        for match in re.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+            if let r = Range(match.range(at: 1), in: text), !names.contains(String(text[r])) { names.append(String(text[r])) }
+        }
+        return names
+    }
+
+    /// /opt/stacks and /opt/appdata/<service> owned by PUID:PGID.
+    static func directories(_ c: ProvisionContext) -> Step {
+        Step("directories") { m in
+            let d = c.inventory.defaults
+            var p = StepPlan()
+            let names = appdataNames(c)
+            if names.isEmpty && c.host.stack != nil {
+                p.notes.append("no appdata directories known for stack \(c.host.stack!): list them as `services:` in the inventory or keep the stacks/ directory next to provisioning/")
+            }
+            let dirs = [ProvisionContext.stacksRoot, ProvisionContext.appdataRoot] + names.map { ProvisionContext.appdataRoot + "/" + $0 }
+            for dir in dirs {
+                let o = m.owner(dir)
+                if o == nil || o!.uid != d.puid || o!.gid != d.pgid {
+                    p.actions.append(.directory(path: dir, uid: d.puid, gid: d.pgid, create: o == nil))
+                }
+            }
+            return p
+        }
+    }
+
+    /// Tailscale's apt repository (deb822 with the key in /etc/apt/keyrings); removes a
+    /// legacy tailscale.list so the two layouts never mix.
+    static func tailscaleRepo() -> Step {
+        Step("tailscale-repo") { m in
+            let os = m.osRelease()
+            let id = os["ID"] == "ubuntu" ? "ubuntu" : "debian"
+            guard let suite = os["VERSION_CODENAME"], !suite.isEmpty else {
+                throw ProvisionError("\(m.path("/etc/os-release")) has no VERSION_CODENAME: cannot choose Tailscale's repository suite")
+            }
+            var p = StepPlan()
+            if let legacy = m.read("/etc/apt/sources.list.d/tailscale.list") {
+                p.actions.append(.removeFile(path: "/etc/apt/sources.list.d/tailscale.list", old: legacy))
+            }
+            if !m.exists("/etc/apt/keyrings/tailscale.gpg") {
+                p.actions.append(.command(["install", "-m", "0755", "-d", "/etc/apt/keyrings"]))
+                p.actions.append(.command(["curl", "-fsSL", "https://pkgs.tailscale.com/stable/\(id)/\(suite).noarmor.gpg", "-o", "/etc/apt/keyrings/tailscale.gpg"]))
+                p.actions.append(.command(["chmod", "0644", "/etc/apt/keyrings/tailscale.gpg"]))
+            }
+            let sources = """
+                Types: deb
+                URIs: https://pkgs.tailscale.com/stable/\(id)
+                Suites: \(suite)
+                Components: main
+                Signed-By: /etc/apt/keyrings/tailscale.gpg
+
+                """
+            p.actions += fileAction(m, "/etc/apt/sources.list.d/tailscale.sources", sources)
+            return p
+        }
+    }
+
+    /// The tailscale package and enrollment under the host's name (skipped when already
+    /// running under that name; `tailscale set` to rename).
+    static func tailscale(_ c: ProvisionContext) -> Step {
+        Step("tailscale") { m in
+            var p = StepPlan()
+            let installed = !m.installedPackages(["tailscale"]).isEmpty
+            if !installed { p.actions += aptInstall(["tailscale"]) }
+            let name = c.host.name
+            let (decision, tunMissing) = TailscaleDecision.decide(statusJSON: installed ? m.tailscaleStatus() : nil, hostname: name)
+            if tunMissing { p.notes.append("tailscale reports TUN: false: /dev/net/tun is missing (LXC: set tun: true for \(name) and re-run on the Proxmox host)") }
+            switch decision {
+            case .running: break
+            case .rename: p.actions.append(.command(["tailscale", "set", "--hostname=\(name)"]))
+            case .enroll:
+                let key = c.inventory.defaults.tailscaleAuthkeyFile
+                if m.mode.runsCommands && !m.exists(key) {
+                    throw ProvisionError("Tailscale auth key file \(m.path(key)) does not exist: put a key there (mode 0600) or set defaults.tailscale_authkey_file")
+                }
+                p.actions.append(.command(["tailscale", "up", "--auth-key=file:\(key)", "--hostname=\(name)", "--ssh", "--accept-dns", "--timeout=60s"]))
+            }
+            return p
+        }
+    }
+
+    /// The repository cloned or fast-forwarded in /opt/stacks/home-server.
+    static func repo(_ c: ProvisionContext) -> Step {
+        Step("repo") { m in
+            let url = c.inventory.defaults.repo!
+            let dir = ProvisionContext.checkout
+            guard m.exists(dir + "/.git") else {
+                return StepPlan(actions: [.command(["git", "clone", url, dir])])
+            }
+            guard m.mode.runsCommands else { return StepPlan(actions: [.command(["git", "-C", dir, "pull", "--ff-only"])]) }
+            _ = m.query(["git", "-C", dir, "fetch", "--quiet"])
+            let head = m.query(["git", "-C", dir, "rev-parse", "HEAD"])?.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let up = m.query(["git", "-C", dir, "rev-parse", "@{u}"]), up.succeeded else {
+                throw ProvisionError("\(m.path(dir)) has no upstream branch: set one (git -C \(dir) branch -u origin/main) and re-run")
+            }
+            if head == up.stdout.trimmingCharacters(in: .whitespacesAndNewlines) { return StepPlan() }
+            return StepPlan(actions: [.command(["git", "-C", dir, "merge", "--ff-only", "@{u}"])])
+        }
+    }
+}

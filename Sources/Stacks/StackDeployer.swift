@@ -1,0 +1,188 @@
+import Foundation
+import Support
+
+/// What hs-deploy was asked to do.
+package struct DeployOptions: Sendable {
+    package enum Action: String, Sendable, Encodable { case check, deploy, down }
+    package var repo: String = "."
+    package var stacks: [String] = []
+    package var action: Action = .check
+    package var pull = false
+    package var storagePath = "/mnt/storage"
+    /// Filesystem kinds the storage guard accepts (default nfs, nfs4).
+    package var storageFSTypes: [String] = StorageGuard.defaultFSTypes
+    package var json = false
+
+    package init() {}
+}
+
+/// One container of a deployed stack, from `docker compose ps --format json`.
+package struct ServiceStatus: Sendable, Encodable {
+    package var service: String
+    package var state: String
+    package var health: String
+    package var ports: [String]
+}
+
+/// The outcome for one stack (the JSON object's `stacks[]`).
+package struct StackOutcome: Sendable, Encodable {
+    package var stack: String
+    package var ok: Bool
+    package var problems: [Problem]
+    /// Services that bind-mount the storage path (derived from the parsed compose file).
+    package var storageServices: [String]
+    package var storage: StorageGuard.Verdict?
+    package var services: [ServiceStatus]
+    package var error: String?
+}
+
+/// hs-deploy's work: check, guard storage, `docker compose up -d` / `down`, summarise.
+package enum StackDeployer {
+    private struct Summary: Encodable {
+        var action: DeployOptions.Action
+        var ok: Bool
+        var stacks: [StackOutcome]
+    }
+
+    /// Runs the requested action and reports it.
+    /// - Returns: 0 when every stack passed (and started / stopped), 1 otherwise.
+    /// - Throws: `ToolError.usage` for an unknown stack or a missing repository.
+    package static func run(_ options: DeployOptions) throws -> Int32 {
+        let reporter = Reporter(mode: OutputMode.detect(json: options.json))
+        let repo = StackRepository(root: options.repo)
+        let all = try repo.allStacks()
+        if options.action != .check && options.stacks.isEmpty {
+            throw ToolError.usage("name the stack to \(options.action == .down ? "stop" : "deploy") (one of: \(all.joined(separator: ", "))), or use --check")
+        }
+        for s in options.stacks { try repo.requireStack(s) }
+        let stacks = options.stacks.isEmpty ? all : options.stacks
+        let checker = StackChecker(repo: repo)
+
+        // Homepage is parsed once; a broken services.yaml is reported once (with aeos when it
+        // is among the stacks, else with the first) and the port comparison is skipped.
+        let homepage: Result<HomepageServices, ToolError> = Result { try HomepageServices.load(repo.homepageServices) }
+            .mapError { ($0 as? ToolError) ?? ToolError("\($0)") }
+
+        let homepageOwner = stacks.contains("aeos") ? "aeos" : stacks.first
+        var outcomes: [StackOutcome] = []
+        for (i, stack) in stacks.enumerated() {
+            reporter.progress("\(options.action.rawValue) \(stack) (\(i + 1)/\(stacks.count))", force: true)
+            var outcome = StackOutcome(stack: stack, ok: true, problems: [], storageServices: [], storage: nil, services: [], error: nil)
+            let compose = DockerCompose(envFiles: [repo.commonEnv, repo.env(stack)], composeFile: repo.composeFile(stack))
+            let secrets = compose.envFiles.flatMap { (try? EnvFile.load($0))?.entries.map(\.value) ?? [] }
+            func failure(_ what: String, _ r: ProcessResult) -> String {
+                StackChecker.scrub("`docker compose \(what)` failed: \(DockerCompose.firstError(r.stderr))", secrets: secrets)
+            }
+            if options.action == .down {
+                // Stopping must work even when a .env went missing: fall back to the template.
+                var downCompose = compose
+                downCompose.envFiles = [(repo.commonEnv, repo.commonTemplate), (repo.env(stack), repo.template(stack))]
+                    .map { FileManager.default.fileExists(atPath: $0.0) ? $0.0 : $0.1 }
+                let r = try downCompose.run(["down"])
+                if !r.succeeded { outcome.ok = false; outcome.error = failure("down", r) }
+                outcomes.append(outcome); continue
+            }
+            var check = checker.check(stack, homepage: try? homepage.get())
+            if case .failure(let e) = homepage, stack == homepageOwner {
+                check.problems.append(Problem(file: repo.relative(repo.homepageServices), variable: nil, message: e.message))
+            }
+            outcome.problems = check.problems
+            if stack == "aeos", case .success(let h) = homepage { outcome.problems += checker.unknownHomepageGroups(h, stacks: all) }
+            if let project = check.project {
+                outcome.storageServices = project.services(mounting: options.storagePath)
+            }
+            if !outcome.problems.isEmpty { outcome.ok = false; outcomes.append(outcome); continue }
+            guard options.action == .deploy else { outcomes.append(outcome); continue }
+
+            if !outcome.storageServices.isEmpty {
+                let verdict = StorageGuard(path: options.storagePath, allowedFSTypes: options.storageFSTypes).check()
+                outcome.storage = verdict
+                if !verdict.ok {
+                    outcome.ok = false
+                    outcome.error = "not starting \(stack) (\(outcome.storageServices.joined(separator: ", ")) mount \(options.storagePath)): \(verdict.message)"
+                    outcomes.append(outcome); continue
+                }
+            }
+            if options.pull {
+                reporter.progress("pulling images for \(stack)", force: true)
+                let r = try compose.run(["pull"])
+                if !r.succeeded {
+                    outcome.ok = false; outcome.error = failure("pull", r)
+                    outcomes.append(outcome); continue
+                }
+            }
+            reporter.progress("starting \(stack)", force: true)
+            let up = try compose.run(["up", "-d"])
+            outcome.services = status(compose)
+            if !up.succeeded {
+                outcome.ok = false
+                outcome.error = failure("up -d", up)
+            }
+            outcomes.append(outcome)
+        }
+        reporter.endProgress()
+        report(outcomes, action: options.action, repo: repo, reporter: reporter)
+        return outcomes.allSatisfy(\.ok) ? 0 : 1
+    }
+
+    /// The containers of a stack and their state (empty when compose cannot list them).
+    static func status(_ compose: DockerCompose) -> [ServiceStatus] {
+        guard let r = try? compose.run(["ps", "--all", "--format", "json"]), r.succeeded else { return [] }
+        var objects: [[String: Any]] = []
+        let text = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        if text.hasPrefix("[") {
+            objects = (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]]) ?? []
+        } else {
+            for line in text.split(separator: "\n") {
+                if let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] { objects.append(o) }
+            }
+        }
+        return objects.map { o in
+            let pubs = (o["Publishers"] as? [[String: Any]]) ?? []
+            let ports = Set(pubs.compactMap { p -> String? in
+                guard let pp = p["PublishedPort"] as? Int, pp != 0, let tp = p["TargetPort"] as? Int else { return nil }
+                return "\(pp)->\(tp)"
+            }).sorted()
+            return ServiceStatus(service: (o["Service"] as? String) ?? "?", state: (o["State"] as? String) ?? "?",
+                                 health: (o["Health"] as? String) ?? "", ports: ports)
+        }.sorted { $0.service < $1.service }
+    }
+
+    static func report(_ outcomes: [StackOutcome], action: DeployOptions.Action, repo: StackRepository, reporter: Reporter) {
+        if reporter.mode == .json {
+            reporter.emitJSON(Summary(action: action, ok: outcomes.allSatisfy(\.ok), stacks: outcomes))
+            return
+        }
+        var printed: Set<String> = []   // common/.env problems repeat for every stack: print once
+        for o in outcomes {
+            for p in o.problems where printed.insert(p.description).inserted { reporter.error(p.description) }
+            if let e = o.error { reporter.error(e) }
+            if reporter.mode == .terminal {
+                if o.ok && action == .check { reporter.info("\(o.stack): ok") }
+                if let v = o.storage, v.ok { reporter.info("\(o.stack): storage ok: \(v.message)") }
+                for s in o.services {
+                    let health = s.health.isEmpty ? "" : " (\(s.health))"
+                    reporter.info("  \(o.stack)/\(s.service): \(s.state)\(health)\(s.ports.isEmpty ? "" : " " + s.ports.joined(separator: ", "))")
+                }
+            }
+        }
+        let failed = outcomes.filter { !$0.ok }
+        let problems = Set(outcomes.flatMap { $0.problems.map(\.description) }).count
+        let line: String
+        switch action {
+        case .check:
+            line = failed.isEmpty
+                ? "hs-deploy --check: \(outcomes.count) stack(s) ok: \(outcomes.map(\.stack).joined(separator: ", "))"
+                : "hs-deploy --check: \(problems) problem(s) in \(failed.map(\.stack).joined(separator: ", ")); \(outcomes.count - failed.count) of \(outcomes.count) stack(s) ok"
+        case .deploy:
+            let parts = outcomes.map { o -> String in
+                let running = o.services.filter { $0.state == "running" }.count
+                return o.ok ? "\(o.stack): \(running)/\(o.services.count) running" : "\(o.stack): NOT started"
+            }
+            line = "hs-deploy: " + parts.joined(separator: "; ")
+        case .down:
+            line = "hs-deploy --down: " + outcomes.map { "\($0.stack) \($0.ok ? "stopped" : "FAILED")" }.joined(separator: "; ")
+        }
+        reporter.info(line)
+    }
+}

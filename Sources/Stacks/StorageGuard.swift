@@ -1,0 +1,112 @@
+import Foundation
+import Support
+
+/// One line of /proc/self/mountinfo.
+package struct MountEntry: Sendable, Equatable {
+    package var mountPoint: String
+    package var fsType: String
+    package var source: String
+}
+
+/// Refuses to start a stack whose storage path is not a mounted filesystem of the expected
+/// kind. Without it, a stack started while the NFS share is down writes downloads into the
+/// empty directory `/mnt/storage` on the guest's root disk until that disk is full, and the
+/// files are hidden once the share is mounted again.
+///
+/// How it decides: it first lists the directory (which triggers a systemd automount, as the
+/// fstab template uses `x-systemd.automount`), then reads /proc/self/mountinfo and takes the
+/// topmost mount whose mount point is exactly the storage path. An `autofs` entry on top means
+/// the automount did not bring NFS up. Bind mounts (an LXC's `mp0:`) report the original
+/// filesystem's type, so the guard works the same inside an LXC.
+package struct StorageGuard: Sendable {
+    /// The default kinds: NFS (the kernel reports v4 mounts as `nfs4`).
+    package static let defaultFSTypes = ["nfs", "nfs4"]
+
+    package var path: String
+    package var allowedFSTypes: [String]
+    /// How long to wait for the directory listing that triggers an automount.
+    package var accessTimeout: TimeInterval = 45
+
+    package init(path: String = "/mnt/storage", allowedFSTypes: [String] = StorageGuard.defaultFSTypes) {
+        self.path = path
+        self.allowedFSTypes = allowedFSTypes
+    }
+
+    /// What the guard found.
+    package struct Verdict: Sendable, Encodable {
+        package var path: String
+        package var ok: Bool
+        package var fsType: String?
+        package var source: String?
+        package var message: String
+    }
+
+    /// Checks the storage path.
+    /// - Parameter mountinfo: the text of /proc/self/mountinfo (read from the system when nil).
+    package func check(mountinfo: String? = nil) -> Verdict {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
+            return Verdict(path: path, ok: false, message: "\(path) does not exist: mount the NFS share there (see provisioning/fstab.template), then run hs-deploy again")
+        }
+        let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        if mountinfo == nil && !touch(resolved) {
+            return Verdict(path: path, ok: false, message: "\(path) did not answer within \(Int(accessTimeout))s (NFS server down or unreachable?): check `mount | grep \(path)` and the NAS, then run hs-deploy again")
+        }
+        let text = mountinfo ?? ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "")
+        let mounts = Self.parse(text)
+        guard let top = mounts.last(where: { $0.mountPoint == resolved }) else {
+            let parent = mounts.filter { resolved == $0.mountPoint || resolved.hasPrefix($0.mountPoint == "/" ? "/" : $0.mountPoint + "/") }
+                .max { $0.mountPoint.count < $1.mountPoint.count }
+            let on = parent.map { " (it is a plain directory on \($0.mountPoint), a \($0.fsType) filesystem)" } ?? ""
+            return Verdict(path: path, ok: false, fsType: nil, source: nil,
+                           message: "\(path) is not a mount point\(on): containers would fill the local disk instead of the NAS. Mount it first (`mount \(path)`; fstab line in provisioning/fstab.template), then run hs-deploy again")
+        }
+        guard allowedFSTypes.contains(top.fsType) else {
+            let hint = top.fsType == "autofs"
+                ? " (the automount is there but NFS did not mount: check the NAS and `journalctl -u \(Self.systemdUnit(resolved)).mount`)"
+                : ""
+            return Verdict(path: path, ok: false, fsType: top.fsType, source: top.source,
+                           message: "\(path) is mounted as \(top.fsType) from \(top.source)\(hint), expected \(allowedFSTypes.joined(separator: " or ")); allow other kinds with --storage-fstype or HS_STORAGE_FSTYPES")
+        }
+        return Verdict(path: path, ok: true, fsType: top.fsType, source: top.source,
+                       message: "\(path) is mounted (\(top.fsType) from \(top.source))")
+    }
+
+    /// Lists the directory on a helper thread (triggers an automount); false on timeout.
+    func touch(_ dir: String) -> Bool {
+        let sem = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            _ = try? FileManager.default.contentsOfDirectory(atPath: dir)
+            sem.signal()
+        }
+        return sem.wait(timeout: .now() + accessTimeout) == .success
+    }
+
+    /// Parses /proc/self/mountinfo (octal escapes such as `\040` decoded).
+    package static func parse(_ text: String) -> [MountEntry] {
+        text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+            guard let sep = fields.firstIndex(of: "-"), sep >= 5, fields.count >= sep + 3 else { return nil }
+            return MountEntry(mountPoint: unescape(fields[4]), fsType: fields[sep + 1], source: unescape(fields[sep + 2]))
+        }
+    }
+
+    static func unescape(_ s: String) -> String {
+        guard s.contains("\\") else { return s }
+        var out: [UInt8] = []
+        let b = Array(s.utf8)
+        var i = 0
+        while i < b.count {
+            if b[i] == UInt8(ascii: "\\"), i + 3 < b.count,
+               let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+                out.append(v); i += 4
+            } else { out.append(b[i]); i += 1 }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// systemd's unit name for a mount point: /mnt/storage -> mnt-storage.
+    static func systemdUnit(_ path: String) -> String {
+        path.split(separator: "/").joined(separator: "-")
+    }
+}

@@ -1,0 +1,141 @@
+import Foundation
+import Testing
+@testable import Provisioning
+import Support
+import TestSupport
+
+/// The apt-based guest steps run for real (`--chroot`) inside a throwaway Debian root made by
+/// debootstrap (cached as a tarball under /var/cache/hs-tests/ between runs; the cached root
+/// is the pristine debootstrap result, apt really runs inside it every time). Fails, never
+/// skips, when debootstrap or the mirror is unavailable.
+@Suite struct ChrootTests {
+    static let cache = "/var/cache/hs-tests/debian-bookworm-minbase.tar"
+
+    /// The Debian mirror apt on this machine uses (first `.../debian` URI that is not security).
+    static func mirror() -> String {
+        var texts: [String] = []
+        if let s = try? String(contentsOfFile: "/etc/apt/sources.list", encoding: .utf8) { texts.append(s) }
+        for f in (try? FileManager.default.contentsOfDirectory(atPath: "/etc/apt/sources.list.d")) ?? [] where f.hasSuffix(".sources") || f.hasSuffix(".list") {
+            if let s = try? String(contentsOfFile: "/etc/apt/sources.list.d/" + f, encoding: .utf8) { texts.append(s) }
+        }
+        for t in texts {
+            for line in t.split(separator: "\n") where !line.hasPrefix("#") {
+                for word in line.split(separator: " ") where word.hasPrefix("http") && word.hasSuffix("/debian") {
+                    return String(word)
+                }
+            }
+        }
+        return "http://deb.debian.org/debian"
+    }
+
+    static func run(_ argv: [String]) throws -> ProcessResult { try Subprocess.run(argv) }
+
+    @Test(.timeLimit(.minutes(20))) func aptGuestStepsRunForRealInDebianChroot() throws {
+        try #require(getuid() == 0, "the chroot test needs root (mount -t proc, chroot)")
+        try #require(Subprocess.which("debootstrap") != nil, "debootstrap is not installed: apt-get install debootstrap (scripts/bootstrap.sh)")
+        // Not TempDir: the tree must only be removed after /proc is unmounted, and with
+        // `rm --one-file-system` so a leftover mount is never walked into.
+        var template = Array((FileManager.default.temporaryDirectory.path + "/hs-prov-chroot.XXXXXX").utf8CString)
+        let workPath = try #require(mkdtemp(&template).map { String(cString: $0) })
+        let root = workPath + "/root"
+        defer { _ = try? Self.run(["rm", "-rf", "--one-file-system", workPath]) }
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+
+        // 1. A pristine minbase bookworm root: from the cache, or debootstrap (then cache it).
+        if FileManager.default.fileExists(atPath: Self.cache) {
+            let x = try Self.run(["tar", "--numeric-owner", "-xpf", Self.cache, "-C", root])
+            try #require(x.succeeded, "cannot unpack \(Self.cache): \(x.stderr) (delete it to rebuild)")
+        } else {
+            let d = try Self.run(["debootstrap", "--variant=minbase", "bookworm", root, Self.mirror()])
+            try #require(d.succeeded, "debootstrap --variant=minbase bookworm failed (mirror \(Self.mirror())): \(d.stderr.suffix(2000))")
+            try FileManager.default.createDirectory(atPath: (Self.cache as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let partial = Self.cache + ".partial-\(getpid())"
+            if (try Self.run(["tar", "--numeric-owner", "-cpf", partial, "-C", root, "."])).succeeded {
+                rename(partial, Self.cache)
+            } else {
+                unlink(partial)
+            }
+        }
+
+        // 2. Prepare: services must not start, /proc mounted, the host's resolver.
+        let policy = root + "/usr/sbin/policy-rc.d"
+        try "#!/bin/sh\nexit 101\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        chmod(policy, 0o755)
+        if let resolv = FileManager.default.contents(atPath: "/etc/resolv.conf") {
+            try? FileManager.default.removeItem(atPath: root + "/etc/resolv.conf")
+            FileManager.default.createFile(atPath: root + "/etc/resolv.conf", contents: resolv)
+        }
+        let m = try Self.run(["mount", "-t", "proc", "proc", root + "/proc"])
+        try #require(m.succeeded, "mount -t proc failed: \(m.stderr)")
+        defer {
+            // Unmount even on failure (runs before the removal above: defers run in reverse).
+            if !((try? Self.run(["umount", root + "/proc"]))?.succeeded ?? false) {
+                _ = try? Self.run(["umount", "-l", root + "/proc"])
+            }
+        }
+
+        // A local "upstream" for the repo step: a bare repository inside the root.
+        let seed = workPath + "/seed"
+        for argv in [["git", "init", "-q", "--bare", "-b", "main", root + "/srv/home-server.git"],
+                     ["git", "init", "-q", "-b", "main", seed]] {
+            let r = try Self.run(argv)
+            try #require(r.succeeded, "\(argv): \(r.stderr)")
+        }
+        func commit(_ text: String) throws {
+            try text.write(toFile: seed + "/README.md", atomically: true, encoding: .utf8)
+            for argv in [["git", "-C", seed, "add", "README.md"],
+                         ["git", "-C", seed, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", text],
+                         ["git", "-C", seed, "push", "-q", root + "/srv/home-server.git", "main"]] {
+                let r = try Self.run(argv)
+                try #require(r.succeeded, "\(argv): \(r.stderr)")
+            }
+        }
+        try commit("first\n")
+
+        let inventory = workPath + "/inventory.yml"
+        try """
+            truenas: {server: truenas, media_export: /mnt/tank/media}
+            defaults: {puid: 1000, pgid: 1000, docker_source: debian, repo: /srv/home-server.git}
+            hosts:
+              pve: {role: proxmox}
+              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: demo, tailscale: false, services: [demo]}
+
+            """.write(toFile: inventory, atomically: true, encoding: .utf8)
+        let args = ["--inventory", inventory, "--host", "testguest", "--chroot", root, "--templates", Fixture.templates,
+                    "--only", "packages", "--only", "docker", "--only", "docker-group", "--only", "directories", "--only", "repo"]
+
+        // 3. First apply installs for real.
+        let first = try Fixture.provision(["apply"] + args)
+        #expect(first.status == 0, "stdout:\n\(first.stdout)\nstderr:\n\(first.stderr.suffix(3000))")
+        #expect(first.stdout.hasSuffix("ok=0 changed=5 failed=0\n"), "\(first.stdout)")
+        #expect(Fixture.text(root + "/opt/stacks/home-server/README.md") == "first\n")
+        let status = Fixture.text(root + "/var/lib/dpkg/status")
+        #expect(DpkgStatus.installed(in: status).isSuperset(of: ["docker.io", "git", "curl", "ca-certificates"]))
+        let docker = try Self.run(["chroot", root, "docker", "--version"])
+        #expect(docker.succeeded && docker.stdout.hasPrefix("Docker version"), "\(docker.stdout) \(docker.stderr)")
+        let pw = try Self.run(["chroot", root, "getent", "passwd", "1000"])
+        #expect(pw.stdout.hasPrefix("homeserver:x:1000:1000:"))
+        let grp = try Self.run(["chroot", root, "getent", "group", "docker"])
+        #expect(grp.stdout.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix(":homeserver"), "\(grp.stdout)")
+        for d in ["/opt/stacks", "/opt/appdata", "/opt/appdata/demo"] {
+            var st = stat()
+            #expect(stat(root + d, &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000, "\(d)")
+        }
+
+        // 4. Second apply: nothing to do, apt's database and the account files unchanged.
+        let before = ["/var/lib/dpkg/status", "/etc/passwd", "/etc/group", "/etc/shadow"].map { Fixture.text(root + $0) }
+        let second = try Fixture.provision(["apply"] + args)
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.stdout.hasSuffix("ok=5 changed=0 failed=0\n"), "\(second.stdout)")
+        #expect(["/var/lib/dpkg/status", "/etc/passwd", "/etc/group", "/etc/shadow"].map { Fixture.text(root + $0) } == before)
+        let plan = try Fixture.provision(["plan"] + args)
+        #expect(plan.stdout.hasSuffix("plan: 0 step(s) would change, 5 ok, 0 failed\n"), "\(plan.stdout)")
+
+        // 5. Upstream moves on: the repo step fast-forwards the checkout.
+        try commit("second\n")
+        let update = try Fixture.provision(["apply"] + args)
+        #expect(update.stdout.hasSuffix("ok=4 changed=1 failed=0\n"), "\(update.stdout) \(update.stderr)")
+        #expect(update.stdout.contains("== repo: changed"))
+        #expect(Fixture.text(root + "/opt/stacks/home-server/README.md") == "second\n")
+    }
+}
