@@ -9,8 +9,8 @@
 // module. One libnfs context per client; calls on one client (and its files) are serialised by
 // a lock, so a client may be shared between threads but gives no parallelism: open one client
 // per thread for that.
-// Not guaranteed: atomicity across several operations. NFSv3 only: libnfs 4.0's NFSv4 cannot
-// move file data, so `version=4` URLs are rejected.
+// Not guaranteed: atomicity across several operations. NFSv3 is the supported version:
+// over NFSv4 libnfs 4.0 moves file data only in 2 KiB pieces (`smallIOOnly`).
 import CNFS
 import Foundation
 
@@ -55,10 +55,17 @@ package final class NFSClient: @unchecked Sendable {
     package let mountedPath: String
     /// Path components of the URL's directory below `mountedPath` (may not exist yet).
     package let basePath: [String]
-    /// Largest READ the server accepts, in bytes.
+    /// Largest READ sent, in bytes (the server's maximum; `smallIOFallback` when libnfs does
+    /// not know it, as over NFSv4).
     package let readMax: Int
-    /// Largest WRITE the server accepts, in bytes.
+    /// Largest WRITE sent, in bytes (as `readMax`).
     package let writeMax: Int
+    /// True when libnfs reported no READ/WRITE size (NFSv4 with libnfs 4.0): file data then
+    /// moves in `smallIOFallback`-byte pieces, which works but is slow.
+    package let smallIOOnly: Bool
+    /// The READ/WRITE size used when libnfs reports none. Measured with libnfs 4.0 over
+    /// NFSv4 against ganesha: WRITEs of 3000 bytes work, 4000 fail to encode.
+    package static let smallIOFallback = 2048
     package let options: Options
 
     let lock = NSLock()
@@ -93,8 +100,10 @@ package final class NFSClient: @unchecked Sendable {
                 context = ctx
                 mountedPath = prefix
                 basePath = Array(parts[keep...])
-                readMax = max(4096, Int(nfs_get_readmax(ctx)))
-                writeMax = max(4096, Int(nfs_get_writemax(ctx)))
+                let rm = Int(nfs_get_readmax(ctx)), wm = Int(nfs_get_writemax(ctx))
+                readMax = rm > 0 ? rm : NFSClient.smallIOFallback
+                writeMax = wm > 0 ? wm : NFSClient.smallIOFallback
+                smallIOOnly = rm == 0 || wm == 0
                 return
             }
             let err = NFSClient.mountError(ctx, rc: rc, url: url, prefix: prefix)

@@ -45,6 +45,10 @@ package final class NFSFile: @unchecked Sendable {
     package private(set) var position: UInt64
     var inflight: [NFSRequest] = []
     var pendingError: NFSError?
+    /// Requests were left in flight on a broken connection: libnfs may still run their
+    /// callbacks (it cancels them when the context goes), which touch the handle, so the
+    /// handle is never freed with `nfs_close`.
+    var stranded = false
 
     init(client: NFSClient, handle: OpaquePointer, path: String, position: UInt64) {
         self.client = client
@@ -151,7 +155,10 @@ package final class NFSFile: @unchecked Sendable {
                 // The connection is gone: the callbacks of what was in flight may never run.
                 // Keep the requests (and their buffers) alive forever rather than free memory
                 // libnfs may still touch; drop our references.
-                for r in inflight where !r.done { _ = Unmanaged.passRetained(r) }
+                for r in inflight where !r.done {
+                    _ = Unmanaged.passRetained(r)
+                    stranded = true
+                }
                 inflight = []
                 pendingError = pendingError ?? e
                 throw e
@@ -330,7 +337,7 @@ package final class NFSFile: @unchecked Sendable {
                 firstError = e
             }
             firstError = firstError ?? pendingError
-            if inflight.isEmpty {
+            if inflight.isEmpty && !stranded {
                 let rc = nfs_close(ctx, fh)
                 if rc < 0 && firstError == nil { firstError = client.failure("nfs_close", path, rc) }
             }
