@@ -9,8 +9,8 @@
 // module. One libnfs context per client; calls on one client (and its files) are serialised by
 // a lock, so a client may be shared between threads but gives no parallelism: open one client
 // per thread for that.
-// Not guaranteed: atomicity across several operations. NFSv3 only: libnfs 4.0's NFSv4 cannot
-// move file data, so `version=4` URLs are rejected.
+// Not guaranteed: atomicity across several operations. NFSv3 is the supported version:
+// over NFSv4 libnfs 4.0 moves file data only in 2 KiB pieces (`smallIOOnly`).
 import CNFS
 import Foundation
 
@@ -30,8 +30,13 @@ package final class NFSClient: @unchecked Sendable {
         /// Reconnect attempts after the connection drops (`nfs_set_autoreconnect`):
         /// -1 forever (a kernel "hard" mount), 0 fail at once. The URL's `autoreconnect=` wins.
         package var autoreconnect: Int32 = 3
-        /// WRITE/READ RPCs kept in flight by `NFSFile.write` and `NFSFile.read`.
-        package var pipelineDepth: Int = 8
+        /// WRITE RPCs (of `writeMax` bytes) kept in flight by `NFSFile.write`. With 1, one WRITE
+        /// is still in flight while the caller prepares the next bytes. Measured on loopback
+        /// (bench/nfs-throughput.sh) 1 is fastest: the server is CPU-bound and parallel WRITEs
+        /// to one file contend. Raise it (4-8) for high-latency links (WAN, VPN).
+        package var writePipelineDepth: Int = 1
+        /// READ RPCs (of `readMax` bytes) kept in flight by `NFSFile.read`.
+        package var readPipelineDepth: Int = 4
         /// Send every WRITE as FILE_SYNC (`O_SYNC`) instead of UNSTABLE + COMMIT. Slower on
         /// servers without a fast log device, but a server reboot between WRITE and COMMIT
         /// cannot lose acknowledged data (libnfs 4.0 does not compare COMMIT verifiers, so with
@@ -50,10 +55,17 @@ package final class NFSClient: @unchecked Sendable {
     package let mountedPath: String
     /// Path components of the URL's directory below `mountedPath` (may not exist yet).
     package let basePath: [String]
-    /// Largest READ the server accepts, in bytes.
+    /// Largest READ sent, in bytes (the server's maximum; `smallIOFallback` when libnfs does
+    /// not know it, as over NFSv4).
     package let readMax: Int
-    /// Largest WRITE the server accepts, in bytes.
+    /// Largest WRITE sent, in bytes (as `readMax`).
     package let writeMax: Int
+    /// True when libnfs reported no READ/WRITE size (NFSv4 with libnfs 4.0): file data then
+    /// moves in `smallIOFallback`-byte pieces, which works but is slow.
+    package let smallIOOnly: Bool
+    /// The READ/WRITE size used when libnfs reports none. Measured with libnfs 4.0 over
+    /// NFSv4 against ganesha: WRITEs of 3000 bytes work, 4000 fail to encode.
+    package static let smallIOFallback = 2048
     package let options: Options
 
     let lock = NSLock()
@@ -88,8 +100,10 @@ package final class NFSClient: @unchecked Sendable {
                 context = ctx
                 mountedPath = prefix
                 basePath = Array(parts[keep...])
-                readMax = max(4096, Int(nfs_get_readmax(ctx)))
-                writeMax = max(4096, Int(nfs_get_writemax(ctx)))
+                let rm = Int(nfs_get_readmax(ctx)), wm = Int(nfs_get_writemax(ctx))
+                readMax = rm > 0 ? rm : NFSClient.smallIOFallback
+                writeMax = wm > 0 ? wm : NFSClient.smallIOFallback
+                smallIOOnly = rm == 0 || wm == 0
                 return
             }
             let err = NFSClient.mountError(ctx, rc: rc, url: url, prefix: prefix)

@@ -41,6 +41,9 @@ package struct NFSError: Error, CustomStringConvertible, Sendable {
         case timedOut
         /// The connection broke and could not be re-established.
         case disconnected
+        /// The connection cannot do what is asked well enough (e.g. a destination over NFSv4,
+        /// where libnfs 4.0 moves data in 2 KiB pieces).
+        case unsupported
         /// Any other errno.
         case other(Int32)
 
@@ -61,6 +64,7 @@ package struct NFSError: Error, CustomStringConvertible, Sendable {
             case .stale: "stale file handle"
             case .timedOut: "timed out"
             case .disconnected: "disconnected"
+            case .unsupported: "not supported"
             case .other(let e): "error \(e)"
             }
         }
@@ -115,6 +119,8 @@ package struct NFSError: Error, CustomStringConvertible, Sendable {
             "retry; if it persists, the export was changed on the server"
         case .timedOut, .disconnected:
             "check that the NFS server is up and the network is stable, then retry"
+        case .unsupported:
+            "use version=3 in the URL (the same export serves NFSv3); libnfs 4.0 moves file data over NFSv4 only in 2 KiB pieces"
         case .other:
             "see the server's log"
         }

@@ -31,7 +31,7 @@ final class NFSRequest {
 
 /// An open file on an NFS export.
 ///
-/// Sequential `write` appends at `position` with up to `pipelineDepth` WRITE RPCs of
+/// Sequential `write` appends at `position` with up to `writePipelineDepth` WRITE RPCs of
 /// `writeMax` bytes in flight (the bytes are copied, so the caller's buffer is free when
 /// `write` returns). `flush` waits for them; `sync` also COMMITs; `close` flushes first.
 /// An error of a pipelined write is reported by a later `write`, `flush`, `sync` or `close`.
@@ -45,6 +45,10 @@ package final class NFSFile: @unchecked Sendable {
     package private(set) var position: UInt64
     var inflight: [NFSRequest] = []
     var pendingError: NFSError?
+    /// Requests were left in flight on a broken connection: libnfs may still run their
+    /// callbacks (it cancels them when the context goes), which touch the handle, so the
+    /// handle is never freed with `nfs_close`.
+    var stranded = false
 
     init(client: NFSClient, handle: OpaquePointer, path: String, position: UInt64) {
         self.client = client
@@ -151,7 +155,10 @@ package final class NFSFile: @unchecked Sendable {
                 // The connection is gone: the callbacks of what was in flight may never run.
                 // Keep the requests (and their buffers) alive forever rather than free memory
                 // libnfs may still touch; drop our references.
-                for r in inflight where !r.done { _ = Unmanaged.passRetained(r) }
+                for r in inflight where !r.done {
+                    _ = Unmanaged.passRetained(r)
+                    stranded = true
+                }
                 inflight = []
                 pendingError = pendingError ?? e
                 throw e
@@ -176,7 +183,7 @@ package final class NFSFile: @unchecked Sendable {
             let chunk = client.writeMax
             var off = 0
             while off < bytes.count {
-                try drain(ctx, fh, to: client.options.pipelineDepth - 1, "nfs_pwrite_async")
+                try drain(ctx, fh, to: max(1, client.options.writePipelineDepth) - 1, "nfs_pwrite_async")
                 try throwPending()
                 let n = min(chunk, bytes.count - off)
                 let copy = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 16)
@@ -248,7 +255,8 @@ package final class NFSFile: @unchecked Sendable {
 
     // MARK: - Reading
 
-    /// Reads up to `buffer.count` bytes at `offset` with pipelined READs; fewer only at end of file.
+    /// Reads up to `buffer.count` bytes at `offset` with up to `readPipelineDepth` READs in
+    /// flight; fewer bytes only at end of file.
     /// - Returns: the number of bytes read (0 at or after the end).
     /// The corresponding libnfs call is `nfs_pread_async`.
     package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
@@ -258,10 +266,10 @@ package final class NFSFile: @unchecked Sendable {
             try throwPending()
             var total = 0
             while total < buffer.count {
-                // One pipelined round: up to pipelineDepth READs of readMax bytes.
+                // One pipelined round: up to readPipelineDepth READs of readMax bytes.
                 var batch: [NFSRequest] = []
                 var queued = 0
-                while total + queued < buffer.count && batch.count < client.options.pipelineDepth {
+                while total + queued < buffer.count && batch.count < max(1, client.options.readPipelineDepth) {
                     let n = min(client.readMax, buffer.count - total - queued)
                     let req = NFSRequest(buffer: buffer.baseAddress! + total + queued, ownsBuffer: false,
                                          offset: offset + UInt64(total + queued), count: n, isRead: true)
@@ -329,7 +337,7 @@ package final class NFSFile: @unchecked Sendable {
                 firstError = e
             }
             firstError = firstError ?? pendingError
-            if inflight.isEmpty {
+            if inflight.isEmpty && !stranded {
                 let rc = nfs_close(ctx, fh)
                 if rc < 0 && firstError == nil { firstError = client.failure("nfs_close", path, rc) }
             }

@@ -6,10 +6,14 @@
 /// - `nfs://SERVER/EXPORT/SUB/DIR` — a directory inside the export. It need not exist yet:
 ///   the client mounts the longest prefix the server accepts and treats the rest as a
 ///   directory inside it (created by `makeDirectories("")`).
-/// - `?version=3` is the default and the only version accepted: libnfs 4.0's NFSv4 cannot
-///   move file data (writemax 0, WRITE fails to encode), so `version=4` is rejected with a hint.
+/// - `?version=3` is the default and the version to use. `?version=4` walks the server's
+///   pseudo filesystem (the path is the export's *pseudo* path, ganesha `Pseudo`). With
+///   libnfs 4.0 metadata works (stat, readdir, mkdir, create, link, rename, unlink, ...) but
+///   file data only in small pieces: libnfs reports readmax/writemax 0 and a WRITE of 4000
+///   bytes fails to encode (nfs-cp fails on any real file), so `NFSClient` falls back to 2 KiB
+///   READs/WRITEs (`smallIOOnly`) and `NFSDestination` refuses version=4.
 /// - `?nfsport=N&mountport=N` — talk to these ports instead of asking the server's rpcbind
-///   `uid=N&gid=N` — the AUTH_SYS identity to send
+///   (mountport is ignored by NFSv4). `uid=N&gid=N` — the AUTH_SYS identity to send
 ///   (default: this process's uid/gid). Other libnfs arguments (`readahead=`, `autoreconnect=`,
 ///   `dircache=`, `tcp-syncnt=`, `auto-traverse-mounts=`) pass through to libnfs unchanged.
 ///   Arguments are joined with `&`.
@@ -68,14 +72,8 @@ package struct NFSURL: Sendable, Equatable, CustomStringConvertible {
             if name == "autoreconnect" && Int32(value) == nil {
                 throw bad("argument autoreconnect=\(value) must be a number (-1 = forever)")
             }
-            if name == "version" && value == "4" {
-                // Measured here: libnfs 4.0 reports writemax/readmax 0 over NFSv4 and every WRITE
-                // fails ("ZDR error: Failed to encode COMPOUND4args"), nfs-cp included.
-                throw bad("version=4 is not usable with this system's libnfs 4.0 (NFSv4 file reads and writes fail); "
-                          + "use version=3: TrueNAS and other NFS servers serve NFSv3 on the same export")
-            }
-            if name == "version" && value != "3" {
-                throw bad("version=\(value) is not supported: use version=3")
+            if name == "version" && value != "3" && value != "4" {
+                throw bad("version=\(value) is not supported: use version=3 (or 4 for metadata only)")
             }
             args.append(Argument(name: name, value: value))
         }
@@ -85,7 +83,7 @@ package struct NFSURL: Sendable, Equatable, CustomStringConvertible {
     /// The value of a query argument, if present (the last one wins, as in libnfs).
     package func argument(_ name: String) -> String? { arguments.last { $0.name == name }?.value }
 
-    /// The NFS version the URL asks for (always 3: `version=4` is rejected by `init`).
+    /// The NFS version the URL asks for (3 unless `version=4`).
     package var version: Int { argument("version") == "4" ? 4 : 3 }
 
     /// The path after the server, starting with `/`.

@@ -182,13 +182,13 @@ final class LocalReader: DestinationReader {
 
 /// Parses a destination argument: an `nfs://` URL (see `NFSURL` for the forms; it is
 /// mounted through libnfs at once) or a local path.
-/// - Throws: `ToolError.usage` (exit 2) for a malformed nfs:// URL; `NFSError` when the
+/// - Throws: `ToolError.usage` (exit 2) for a malformed nfs:// URL or `version=4`; `NFSError` when the
 ///   server cannot be reached or refuses the export.
 package func openDestination(_ spec: String) throws -> any Destination {
     if spec.hasPrefix("nfs://") {
         do {
             return try NFSDestination(url: spec)
-        } catch let e as NFSError where e.kind == .invalidURL {
+        } catch let e as NFSError where e.kind == .invalidURL || e.kind == .unsupported {
             throw ToolError.usage(e.description)
         }
     }

@@ -26,9 +26,15 @@ package final class NFSDestination: Destination {
     package var displayName: String { client.displayURL }
 
     /// Mounts the export of `url`.
-    /// - Throws: `NFSError` (`.invalidURL`, `.connectionRefused`, `.exportNotFound`, ...).
+    /// - Throws: `NFSError` (`.invalidURL`, `.connectionRefused`, `.exportNotFound`, ...);
+    ///   `.unsupported` for `version=4`, where libnfs 4.0 moves data in 2 KiB pieces (a backup
+    ///   would crawl).
     package init(url: String, options: NFSClient.Options = NFSClient.Options()) throws {
         client = try NFSClient(url: url, options: options)
+        if client.smallIOOnly {
+            throw NFSError(kind: .unsupported, call: "open destination", location: client.displayURL, errno: ENOTSUP,
+                           detail: "libnfs 4.0 moves file data over NFSv\(client.url.version) only in 2 KiB pieces")
+        }
     }
 
     package func makeDirectories(_ path: String) throws {

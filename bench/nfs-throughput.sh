@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# NFS write/read throughput: the NFS module (NFSDestination / NFSFile) against nfs-cp
+# (libnfs-utils) and a local write+fsync, same data, same run, against a fresh nfs-ganesha.
+# Usage: bench/nfs-throughput.sh [MiB]   (default 100; CONFIG=release for an optimised build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/opt/swift/usr/bin:$PATH"
+scripts/services.sh >/dev/null 2>&1 || true
+CONFIG="${CONFIG:-debug}"
+swift build -c "$CONFIG" --build-tests 2>&1 | grep -E 'error|warning: unre' || true
+HS_BENCH_NFS=1 HS_BENCH_MIB="${1:-100}" swift test -c "$CONFIG" --skip-build --filter NFSBenchmark 2>&1 \
+  | grep -E '^(NFS|local|nfs-cp|NFSDestination|NFSFile)|✘'
