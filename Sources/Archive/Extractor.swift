@@ -9,7 +9,8 @@ import Support
 package struct ArchiveSource: @unchecked Sendable {
     package var size: UInt64
     package var displayName: String
-    /// Reads up to `count` bytes at `offset` (fewer only at end of file).
+    /// Reads up to `count` bytes at `offset` (fewer only at end of file). Called from the
+    /// extraction's reader thread (one call at a time), not from the caller's thread.
     package var read: (UInt64, Int) throws -> [UInt8]
 
     package init(size: UInt64, displayName: String, read: @escaping (UInt64, Int) throws -> [UInt8]) {

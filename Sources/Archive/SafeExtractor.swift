@@ -20,7 +20,7 @@ final class Extractor: TarEntryHandler {
     /// Open directory descriptors for the components of the last parent walked.
     private var dirStack: [(name: String, fd: Int32)] = []
     /// Directories whose metadata is applied at the end (path components -> entry).
-    private var dirMeta: [String: ([String], EntryMetadata)] = [:]
+    private var dirMeta: [String: ([String], EntryMetadata, Bool)] = [:]   // (components, entry, created now with its mode)
     private var createdSymlinks: [([String], String)] = []
 
     // current regular file
@@ -94,17 +94,23 @@ final class Extractor: TarEntryHandler {
             pendingZeros = 0
             return true
         case .directory:
-            if mkdirat(parent, name, 0o700) != 0 {
+            // Created with its permission bits (plus owner rwx while extracting); the end
+            // pass only fixes what differs.
+            let dirCreateMode = mode_t((e.mode & 0o777) | 0o700)
+            var created = true
+            if mkdirat(parent, name, dirCreateMode) != 0 {
                 guard errno == EEXIST else { throw ioError(e.path, "mkdir", errno) }
+                created = false
                 var st = stat()
                 if fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
                     // exists: metadata at the end
                 } else {
                     try removeExisting(parent, name, comps: comps, entry: e.path, keepDirectory: false)
-                    guard mkdirat(parent, name, 0o700) == 0 else { throw ioError(e.path, "mkdir", errno) }
+                    guard mkdirat(parent, name, dirCreateMode) == 0 else { throw ioError(e.path, "mkdir", errno) }
+                    created = true
                 }
             }
-            dirMeta[e.path] = (comps, e)
+            dirMeta[e.path] = (comps, e, created && freshTarget)
             summary.directories += 1
         case .symlink:
             let t = e.linkTarget ?? ""
@@ -217,16 +223,28 @@ final class Extractor: TarEntryHandler {
         // Reverse path order: children before their parent, siblings together (the cached
         // parent walk is reused).
         let dirs = dirMeta.values.sorted { $1.0.lexicographicallyPrecedes($0.0) }
-        for (comps, e) in dirs {
+        for (comps, e, createdFresh) in dirs {
             let parent = try openParent(Array(comps.dropLast()), entry: e.path)
+            let mode = effectiveMode(e.mode)
+            let needChown = options.restoreOwnership && !(createdFresh && e.uid == euid && e.gid == egid)
+            let needChmod = !createdFresh || mode != ((e.mode & 0o777) | 0o700) & ~umaskBits
+            let needXattrs = options.restoreXattrs && !e.xattrs.isEmpty
+            var ts = Self.times(e)
+            if !needChown && !needChmod && !needXattrs {
+                // Only the mtime: no need to open the directory (the final component is not
+                // followed if it is a symlink).
+                guard utimensat(parent, comps.last!, &ts, AT_SYMLINK_NOFOLLOW) == 0 else { throw ioError(e.path, "set mtime", errno) }
+                continue
+            }
             let fd = try openChild(parent, comps.last!, path: e.path, entry: e.path, create: false)
             defer { close(fd) }
-            if options.restoreOwnership {
+            if needChown {
                 if fchown(fd, e.uid, e.gid) != 0 { summary.warnings.append("\(e.path): chown failed: \(String(cString: strerror(errno)))") }
             }
-            guard fchmod(fd, mode_t(effectiveMode(e.mode))) == 0 else { throw ioError(e.path, "chmod", errno) }
-            if options.restoreXattrs { setXattrs(fd, e) }
-            var ts = Self.times(e)
+            if needChmod || needChown {  // chown may clear setgid
+                guard fchmod(fd, mode_t(mode)) == 0 else { throw ioError(e.path, "chmod", errno) }
+            }
+            if needXattrs { setXattrs(fd, e) }
             guard futimens(fd, &ts) == 0 else { throw ioError(e.path, "set mtime", errno) }
         }
     }
