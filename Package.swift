@@ -42,16 +42,17 @@ let package = Package(
         .target(name: "Provisioning", dependencies: ["Support", "Yams"], swiftSettings: swiftSettings),
         .target(name: "Stacks", dependencies: ["Support", "Yams"], swiftSettings: swiftSettings),
 
-        // Thin command-line entry points.
-        .executableTarget(name: "hs-backup", dependencies: ["Backup", "Support", argumentParser],
+        // Thin command-line entry points and what they share (bad usage exits 2).
+        .target(name: "CommandLineSupport", dependencies: ["Support", argumentParser], swiftSettings: swiftSettings),
+        .executableTarget(name: "hs-backup", dependencies: ["CommandLineSupport", "Backup", "Support", argumentParser],
                           swiftSettings: swiftSettings),
-        .executableTarget(name: "hs-restore", dependencies: ["Backup", "Archive", "Support", argumentParser],
+        .executableTarget(name: "hs-restore", dependencies: ["CommandLineSupport", "Backup", "Archive", "Support", argumentParser],
                           swiftSettings: swiftSettings),
-        .executableTarget(name: "hs-linkcheck", dependencies: ["LinkCheck", "Support", argumentParser],
+        .executableTarget(name: "hs-linkcheck", dependencies: ["CommandLineSupport", "LinkCheck", "Support", argumentParser],
                           swiftSettings: swiftSettings),
-        .executableTarget(name: "hs-provision", dependencies: ["Provisioning", "Support", argumentParser],
+        .executableTarget(name: "hs-provision", dependencies: ["CommandLineSupport", "Provisioning", "Support", argumentParser],
                           swiftSettings: swiftSettings),
-        .executableTarget(name: "hs-deploy", dependencies: ["Stacks", "Support", argumentParser],
+        .executableTarget(name: "hs-deploy", dependencies: ["CommandLineSupport", "Stacks", "Support", argumentParser],
                           swiftSettings: swiftSettings),
         // Benchmark driver for the archive engine (bench/archive-bench.sh); not a product.
         .executableTarget(name: "archive-bench", dependencies: ["Archive"], path: "bench/archive-bench",

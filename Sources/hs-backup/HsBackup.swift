@@ -1,10 +1,11 @@
 import ArgumentParser
+import CommandLineSupport
 import Backup
 import Foundation
 import Support
 
 @main
-struct HsBackup: AsyncParsableCommand {
+struct HsBackup: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "hs-backup",
         abstract: "Back up /opt/appdata as tar+gzip to a directory or an nfs:// export, incrementally.",

@@ -1,10 +1,11 @@
 import ArgumentParser
+import CommandLineSupport
 import Foundation
 import Stacks
 import Support
 
 @main
-struct HsDeploy: AsyncParsableCommand {
+struct HsDeploy: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "hs-deploy",
         abstract: "Validate a stack's .env against its templates, guard the NFS storage mount, and start it.",

@@ -1,10 +1,11 @@
 import ArgumentParser
+import CommandLineSupport
 import Foundation
 import LinkCheck
 import Support
 
 @main
-struct HsLinkcheck: AsyncParsableCommand {
+struct HsLinkcheck: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "hs-linkcheck",
         abstract: "Prove hardlinks work between downloads/ and library/, explain why not, reclaim wasted copies.",
@@ -45,24 +46,6 @@ struct HsLinkcheck: AsyncParsableCommand {
 
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
-
-    /// Like ArgumentParser's `main`, but bad usage exits 2 (the toolkit's contract), not 64.
-    static func main() async {
-        do {
-            var command = try parseAsRoot()
-            if var async = command as? any AsyncParsableCommand {
-                try await async.run()
-            } else {
-                try command.run()
-            }
-        } catch {
-            if exitCode(for: error) == .validationFailure {
-                Reporter.writeStderr(fullMessage(for: error) + "\n" + usageString() + "\n")
-                Foundation.exit(2)
-            }
-            exit(withError: error)
-        }
-    }
 
     func validate() throws {
         if yes && !reclaim { throw ValidationError("--yes only goes with --reclaim.") }

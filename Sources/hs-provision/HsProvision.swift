@@ -1,10 +1,11 @@
 import ArgumentParser
+import CommandLineSupport
 import Foundation
 import Provisioning
 import Support
 
 @main
-struct HsProvision: AsyncParsableCommand {
+struct HsProvision: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "hs-provision",
         abstract: "Bring a host up from one inventory: Docker, NFS fstab, LXC bind mounts, Tailscale, directories.",

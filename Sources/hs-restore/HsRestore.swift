@@ -1,10 +1,11 @@
 import ArgumentParser
+import CommandLineSupport
 import Backup
 import Archive
 import Support
 
 @main
-struct HsRestore: AsyncParsableCommand {
+struct HsRestore: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "hs-restore",
         abstract: "Restore a backup set (or any tar.gz) into a directory, safely.",
