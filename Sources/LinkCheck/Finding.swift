@@ -1,3 +1,5 @@
+import Support
+
 /// One thing the check found: what is wrong (or worth knowing), where, and how to fix it.
 package struct Finding: Codable, Sendable, Equatable {
     package enum Severity: String, Codable, Sendable { case error, warning, info }

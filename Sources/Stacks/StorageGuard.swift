@@ -1,13 +1,6 @@
 import Foundation
 import Support
 
-/// One line of /proc/self/mountinfo.
-package struct MountEntry: Sendable, Equatable {
-    package var mountPoint: String
-    package var fsType: String
-    package var source: String
-}
-
 /// Refuses to start a stack whose storage path is not a mounted filesystem of the expected
 /// kind. Without it, a stack started while the NFS share is down writes downloads into the
 /// empty directory `/mnt/storage` on the guest's root disk until that disk is full, and the
@@ -53,10 +46,9 @@ package struct StorageGuard: Sendable {
             return Verdict(path: path, ok: false, message: "\(path) did not answer within \(Int(accessTimeout))s (NFS server down or unreachable?): check `mount | grep \(path)` and the NAS, then run hs-deploy again")
         }
         let text = mountinfo ?? ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "")
-        let mounts = Self.parse(text)
+        let mounts = MountTable(parsing: text).mounts
         guard let top = mounts.last(where: { $0.mountPoint == resolved }) else {
-            let parent = mounts.filter { resolved == $0.mountPoint || resolved.hasPrefix($0.mountPoint == "/" ? "/" : $0.mountPoint + "/") }
-                .max { $0.mountPoint.count < $1.mountPoint.count }
+            let parent = MountTable(mounts: mounts).mount(containing: resolved)
             let on = parent.map { " (it is a plain directory on \($0.mountPoint), a \($0.fsType) filesystem)" } ?? ""
             return Verdict(path: path, ok: false, fsType: nil, source: nil,
                            message: "\(path) is not a mount point\(on): containers would fill the local disk instead of the NAS. Mount it first (`mount \(path)`; fstab line in provisioning/fstab.template), then run hs-deploy again")
@@ -80,29 +72,6 @@ package struct StorageGuard: Sendable {
             sem.signal()
         }
         return sem.wait(timeout: .now() + accessTimeout) == .success
-    }
-
-    /// Parses /proc/self/mountinfo (octal escapes such as `\040` decoded).
-    package static func parse(_ text: String) -> [MountEntry] {
-        text.split(separator: "\n").compactMap { line in
-            let fields = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
-            guard let sep = fields.firstIndex(of: "-"), sep >= 5, fields.count >= sep + 3 else { return nil }
-            return MountEntry(mountPoint: unescape(fields[4]), fsType: fields[sep + 1], source: unescape(fields[sep + 2]))
-        }
-    }
-
-    static func unescape(_ s: String) -> String {
-        guard s.contains("\\") else { return s }
-        var out: [UInt8] = []
-        let b = Array(s.utf8)
-        var i = 0
-        while i < b.count {
-            if b[i] == UInt8(ascii: "\\"), i + 3 < b.count,
-               let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
-                out.append(v); i += 4
-            } else { out.append(b[i]); i += 1 }
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// systemd's unit name for a mount point: /mnt/storage -> mnt-storage.

@@ -51,7 +51,7 @@ import TestSupport
         #expect(up.ok && up.fsType == "nfs4" && up.source == "truenas:/mnt/tank/media")
         let down = StorageGuard(path: storage).check(mountinfo: root + autofs)
         #expect(!down.ok && down.message.contains("autofs") && down.message.contains("NFS did not mount"))
-        let escaped = StorageGuard.parse("50 22 0:50 / /mnt/with\\040space rw - nfs srv:/x rw\n")
-        #expect(escaped.first?.mountPoint == "/mnt/with space")
+        let escaped = MountTable(parsing: "50 22 0:50 / /mnt/with\\040space rw - nfs srv:/x rw\n")
+        #expect(escaped.mounts.first?.mountPoint == "/mnt/with space")
     }
 }

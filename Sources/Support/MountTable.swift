@@ -12,11 +12,21 @@ package struct MountInfo: Sendable, Equatable, Codable {
     package var fsType: String
     package var source: String
 
+    package init(id: Int, device: String, fsRoot: String, mountPoint: String, fsType: String, source: String) {
+        self.id = id
+        self.device = device
+        self.fsRoot = fsRoot
+        self.mountPoint = mountPoint
+        self.fsType = fsType
+        self.source = source
+    }
+
     /// "/mnt/storage (nfs4 from truenas:/mnt/tank/media)".
     package var describe: String { "\(mountPoint) (\(fsType) from \(source))" }
 }
 
-/// The kernel's mount table, as this process sees it (/proc/self/mountinfo).
+/// The kernel's mount table, as this process sees it (/proc/self/mountinfo). Shared by the
+/// storage guard (hs-deploy) and the hardlink probe (hs-linkcheck).
 package struct MountTable: Sendable {
     package var mounts: [MountInfo]
 
@@ -28,6 +38,9 @@ package struct MountTable: Sendable {
         return MountTable(parsing: text)
     }
 
+    package init(mounts: [MountInfo]) { self.mounts = mounts }
+
+    /// Parses text in /proc/self/mountinfo's format (octal escapes such as `\040` decoded).
     package init(parsing text: String) {
         var out: [MountInfo] = []
         for line in text.split(separator: "\n") {
