@@ -31,7 +31,8 @@ let package = Package(
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // Shared plumbing: subprocesses, output modes (terminal/cron/--json), errors, hashing.
-        .target(name: "Support", dependencies: ["CCrypto"], swiftSettings: swiftSettings),
+        .target(name: "CShims"),
+        .target(name: "Support", dependencies: ["CCrypto", "CShims"], swiftSettings: swiftSettings),
         .target(name: "Gzip", dependencies: ["CZlib"], swiftSettings: swiftSettings),
         .target(name: "NFS", dependencies: ["CNFS"], swiftSettings: swiftSettings),
         .target(name: "Archive", dependencies: ["Gzip", "Support"], swiftSettings: swiftSettings),
@@ -62,6 +63,7 @@ let package = Package(
         // helpers to run the built tools.
         .target(name: "TestSupport", dependencies: ["Support"], path: "Tests/TestSupport",
                 swiftSettings: swiftSettings),
+        .testTarget(name: "SupportTests", dependencies: ["Support", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "GzipTests", dependencies: ["Gzip", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "NFSTests", dependencies: ["NFS", "Storage", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "Gzip", "TestSupport"], exclude: ["hostile.py"],

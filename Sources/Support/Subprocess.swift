@@ -1,6 +1,7 @@
 // Support: plumbing every tool shares. Subprocesses, output modes (terminal progress, one
 // summary line for cron mail, --json), user-facing errors with exit codes, SHA-256.
 import Foundation
+internal import CShims
 
 /// The result of a finished subprocess.
 package struct ProcessResult: Sendable {
@@ -50,40 +51,28 @@ package enum Subprocess {
         guard let exe = which(arguments[0]) else {
             throw ProcessFailure(command: arguments, status: 127, stderr: "\(arguments[0]): command not found")
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: exe)
-        p.arguments = Array(arguments.dropFirst())
-        if !environment.isEmpty {
-            p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        }
-        if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        let outPipe = Pipe(), errPipe = Pipe()
-        p.standardOutput = outPipe
-        p.standardError = errPipe
-        let inPipe: Pipe? = input == nil ? nil : Pipe()
-        if let inPipe { p.standardInput = inPipe } else { p.standardInput = FileHandle.nullDevice }
-        do { try p.run() } catch {
-            throw ProcessFailure(command: arguments, status: 127, stderr: "cannot start \(exe): \(error)")
-        }
-        // Drain both pipes concurrently so neither can fill up and block the child.
-        let box = OutputBox()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            box.setErr(errPipe.fileHandleForReading.readDataToEndOfFile()); group.leave()
-        }
-        if let inPipe, let input {
-            DispatchQueue.global().async {
-                try? inPipe.fileHandleForWriting.write(contentsOf: input)
-                try? inPipe.fileHandleForWriting.close()
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        let child = try spawn(exe, arguments: arguments, environment: env, directory: directory,
+                              withInput: input != nil)
+        if let input, let stdinFD = child.stdin {
+            // Feed stdin on its own thread; a child that stops reading gets EPIPE, not a hang.
+            let writer = Thread {
+                input.withUnsafeBytes { raw in
+                    var off = 0
+                    while off < raw.count {
+                        let n = write(stdinFD, raw.baseAddress! + off, raw.count - off)
+                        if n < 0 { if errno == EINTR { continue }; break }
+                        off += n
+                    }
+                }
+                close(stdinFD)
             }
+            writer.start()
         }
-        let out = outPipe.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        p.waitUntilExit()
-        let status = p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
+        let (out, err, status) = drain(child)
         return ProcessResult(status: status, stdout: String(decoding: out, as: UTF8.self),
-                             stderr: String(decoding: box.err, as: UTF8.self))
+                             stderr: String(decoding: err, as: UTF8.self))
     }
 
     /// Like `run`, but throws `ProcessFailure` on a non-zero exit.
@@ -96,9 +85,100 @@ package enum Subprocess {
     }
 }
 
-private final class OutputBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _err = Data()
-    func setErr(_ d: Data) { lock.lock(); _err = d; lock.unlock() }
-    var err: Data { lock.lock(); defer { lock.unlock() }; return _err }
+/// A started child: its pid and our ends of its pipes.
+struct SpawnedChild {
+    var pid: pid_t
+    var stdin: Int32?
+    var stdout: Int32
+    var stderr: Int32
+}
+
+extension Subprocess {
+    /// Starts `exe` with posix_spawn: stdin from a pipe (or /dev/null), stdout and stderr to
+    /// pipes. Foundation's `Process` is not used: on Linux it considers a child running until
+    /// every process that inherited its internal descriptor has exited, so a tool that starts a
+    /// daemon (mount starting rpc.statd, a service script) would make it wait forever.
+    static func spawn(_ exe: String, arguments: [String], environment: [String: String], directory: String?,
+                      withInput: Bool) throws -> SpawnedChild {
+        func makePipe() throws -> (read: Int32, write: Int32) {
+            var fds: [Int32] = [0, 0]
+            guard cshims_pipe_cloexec(&fds) == 0 else {
+                throw ProcessFailure(command: arguments, status: 127, stderr: "pipe2 failed: \(String(cString: strerror(errno)))")
+            }
+            return (fds[0], fds[1])
+        }
+        let outPipe = try makePipe(), errPipe = try makePipe()
+        let inPipe = withInput ? try makePipe() : nil
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let inPipe {
+            posix_spawn_file_actions_adddup2(&actions, inPipe.read, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        posix_spawn_file_actions_adddup2(&actions, outPipe.write, 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe.write, 2)
+        if let directory { cshims_spawn_addchdir(&actions, directory) }
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(exe)] + arguments.dropFirst().map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, exe, &actions, nil, argv, envp)
+        close(outPipe.write); close(errPipe.write)
+        if let inPipe { close(inPipe.read) }
+        guard rc == 0 else {
+            close(outPipe.read); close(errPipe.read)
+            if let inPipe { close(inPipe.write) }
+            throw ProcessFailure(command: arguments, status: 127, stderr: "cannot start \(exe): \(String(cString: strerror(rc)))")
+        }
+        return SpawnedChild(pid: pid, stdin: inPipe?.write, stdout: outPipe.read, stderr: errPipe.read)
+    }
+
+    /// Reads stdout and stderr together (neither pipe can fill up and block the child) until
+    /// both reach end of file and the child has exited — or, once it has exited, until the
+    /// pipes stay quiet for half a second: a daemon the child started may hold them open
+    /// forever, and waiting for its end of file would hang the tool.
+    /// - Returns: both outputs and the exit status (128 + signal number when killed).
+    static func drain(_ child: SpawnedChild) -> ([UInt8], [UInt8], Int32) {
+        var buffers: [[UInt8]] = [[], []]
+        var fds = [pollfd(fd: child.stdout, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: child.stderr, events: Int16(POLLIN), revents: 0)]
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        var status: Int32?
+        var exitedAt: UInt64 = 0
+        func reap(_ flags: Int32) {
+            var st: Int32 = 0
+            var r: pid_t
+            repeat { r = waitpid(child.pid, &st, flags) } while r < 0 && errno == EINTR
+            guard r == child.pid else { return }
+            // WIFEXITED / WEXITSTATUS / WTERMSIG are macros Swift cannot import.
+            let signal = st & 0x7f
+            status = signal == 0 ? (st >> 8) & 0xff : 128 + signal
+            exitedAt = DispatchTime.now().uptimeNanoseconds
+        }
+        while fds.contains(where: { $0.fd >= 0 }) {
+            let n = poll(&fds, 2, 100)
+            if n < 0 && errno != EINTR { break }
+            if n > 0 {
+                for i in 0..<2 where fds[i].fd >= 0 && fds[i].revents != 0 {
+                    let r = chunk.withUnsafeMutableBytes { read(fds[i].fd, $0.baseAddress, $0.count) }
+                    if r > 0 {
+                        buffers[i] += chunk[0..<r]
+                    } else if r == 0 || errno != EINTR {
+                        close(fds[i].fd)
+                        fds[i].fd = -1
+                    }
+                }
+            }
+            if status == nil { reap(WNOHANG) }
+            if status != nil {
+                let quietFor: UInt64 = n == 0 ? 500_000_000 : 5_000_000_000
+                if DispatchTime.now().uptimeNanoseconds - exitedAt > quietFor { break }
+            }
+        }
+        for fd in fds where fd.fd >= 0 { close(fd.fd) }
+        if status == nil { reap(0) }
+        return (buffers[0], buffers[1], status ?? 127)
+    }
 }

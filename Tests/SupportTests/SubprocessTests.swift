@@ -1,0 +1,39 @@
+import Foundation
+import Support
+import Testing
+import TestSupport
+
+@Suite struct SubprocessTests {
+    @Test func capturesBothStreamsStatusAndInput() throws {
+        let r = try Subprocess.run(["sh", "-c", "cat; echo err >&2; exit 7"], input: Data("piped\n".utf8))
+        #expect(r.status == 7)
+        #expect(r.stdout == "piped\n")
+        #expect(r.stderr == "err\n")
+        #expect(throws: ProcessFailure.self) { try Subprocess.checked(["sh", "-c", "exit 1"]) }
+        let dir = try TempDir()
+        let env = try Subprocess.checked(["sh", "-c", "pwd; echo \"$HS_SUBPROCESS_TEST\""],
+                                         environment: ["HS_SUBPROCESS_TEST": "set by the caller"], directory: dir.path)
+        #expect(env.stdout == "\(URL(fileURLWithPath: dir.path).resolvingSymlinksInPath().path)\nset by the caller\n")
+        #expect(try Subprocess.run(["sh", "-c", "kill -9 $$"]).status == 128 + 9)
+        #expect(throws: ProcessFailure.self) { try Subprocess.run(["hs-no-such-program-anywhere"]) }
+    }
+
+    @Test func largeOutputOnBothPipesDoesNotDeadlock() throws {
+        // 8 MiB on stdout and 8 MiB on stderr, interleaved: far beyond a pipe's 64 KiB buffer.
+        let r = try Subprocess.checked(["sh", "-c", "head -c 8388608 /dev/zero | tr '\\0' a; head -c 8388608 /dev/zero | tr '\\0' b >&2"])
+        #expect(r.stdout.utf8.count == 8 << 20)
+        #expect(r.stderr.utf8.count == 8 << 20)
+    }
+
+    @Test func returnsWhenADaemonKeepsThePipesOpen() throws {
+        // The child exits at once but leaves a background process holding stdout/stderr.
+        let start = Date()
+        let r = try Subprocess.run(["sh", "-c", "echo hello; echo oops >&2; (sleep 30 &); exit 3"])
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(r.status == 3)
+        #expect(r.stdout == "hello\n")
+        #expect(r.stderr == "oops\n")
+        #expect(elapsed < 10, "Subprocess.run waited \(elapsed)s for a daemon's end of file")
+        _ = try? Subprocess.run(["pkill", "-f", "^sleep 30$"])
+    }
+}
