@@ -61,6 +61,12 @@ timeit() { # name cmd...
   local a b; a=$(now); "$@" >/dev/null 2>"$W/last.err" || { echo "FAILED: $name: $*" >&2; cat "$W/last.err" >&2; exit 1; }
   b=$(now); record "$name" "$(awk "BEGIN{print $b - $a}")"
 }
+timeit_soft() { # like timeit, but returns 1 on failure instead of exiting
+  local name=$1; shift
+  local a b; a=$(now)
+  if "$@" >/dev/null 2>"$W/last.err"; then b=$(now); record "$name" "$(awk "BEGIN{print $b - $a}")"; return 0; fi
+  cat "$W/last.err" >&2; return 1
+}
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 # --- nfs-ganesha on loopback (its own config, free ports, stopped by pid) ---
@@ -99,6 +105,45 @@ if [ $NFS_OK = 1 ] && ! "$BIN/hs-backup" list --to "$NFSURL" --name probe >/dev/
   echo "hs-backup cannot use $NFSURL: $(cat "$W/last.err"); nfs benchmark skipped" >&2; NFS_OK=0
 fi
 
+m() { echo "${T[$1]:-}" | median; }
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1] or 'nan'),float(sys.argv[2] or 'nan'); print('%.2f' % (a/b) if b else 'n/a')" "$1" "$2"; }
+verdict() { python3 -c "import sys; print('met' if float(sys.argv[1]) <= float(sys.argv[2]) else 'NOT met')" "$1" "$2" 2>/dev/null || echo "n/a"; }
+row() { # label ours ref target
+  local o r q; o=$(m "$2"); r=$(m "$3"); q=$(ratio "$o" "$r")
+  printf '| %s | %.2f s | %.2f s | %s | <= %s | %s |\n' "$1" "$o" "$r" "$q" "$4" "$(verdict "$q" "$4")"
+}
+report() {
+CORPUS_DESC="$(du -sh "$CORPUS" | cut -f1), $(find "$CORPUS" -type f | wc -l) files"
+TABLE=$(
+  echo "Corpus: \`mkcorpus.py --scale $SCALE\` ($CORPUS_DESC); ${ROUNDS_DONE:-0} interleaved rounds, medians. Machine: $(nproc) cores, shared with other builds (noisy)."
+  echo
+  echo "| measurement | hs-backup | reference | ratio | target | |"
+  echo "|---|---|---|---|---|---|"
+  row "full backup, local dir vs \`tar -cf - \| pigz -p2 -6\`" full_ours full_ref 0.5
+  row "no-change incremental vs GNU tar level 1" incr_ours incr_tar 0.25
+  row "no-change incremental vs restic re-run" incr_ours incr_restic 0.1
+  row "full restore vs \`tar -xzf\`" restore_ours restore_ref 0.7
+  if [ -n "${T[nfs_ours]:-}" ] && [ -n "${T[local_ours]:-}" ]; then row "full backup to nfs:// (loopback ganesha) vs local dir" nfs_ours local_ours 1.3
+  else echo "| full backup to nfs:// vs local | not measured (nfs-ganesha unavailable) | | | <= 1.3 | |"; fi
+  row "$FILES200K-file tree, no-change incremental vs GNU tar level 1" incr200k_ours incr200k_tar 0.25
+  rss=$(m rss200k); printf '| %s-file tree, no-change incremental peak RSS | %.0f MiB | | | <= 150 MiB | %s |\n' "$FILES200K" "$(awk "BEGIN{print $rss / 1024}")" "$([ "$(awk "BEGIN{print ($rss <= 153600)}")" = 1 ] && echo met || echo 'NOT met')"
+)
+echo "$TABLE"
+if [ -n "$WRITE" ]; then
+  python3 - "$WRITE" "$TABLE" <<'EOF'
+import sys, re, os
+path, table = sys.argv[1], sys.argv[2]
+text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+section = "## Backup\n\n`bench/backup-bench.sh` (run: `bench/backup-bench.sh --write BENCHMARKS.md`).\n\n" + table + "\n"
+if re.search(r"^## Backup\n", text, re.M):
+    text = re.sub(r"^## Backup\n.*?(?=^## |\Z)", section + "\n", text, flags=re.M | re.S)
+else:
+    text = text.rstrip("\n") + "\n\n" + section
+open(path, "w").write(text)
+EOF
+fi
+}
+
 export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$W/restic-cache"
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS" >&2
@@ -122,7 +167,11 @@ for r in $(seq 1 "$ROUNDS"); do
   # nfs vs local full backup
   if [ $NFS_OK = 1 ]; then
     rm -rf "$W/ganesha/export/"*
-    timeit nfs_ours "$BIN/hs-backup" --source "$CORPUS" --to "$NFSURL" --name b --full
+    if ! timeit_soft nfs_ours "$BIN/hs-backup" --source "$CORPUS" --to "$NFSURL" --name b --full; then
+      echo "nfs backup failed (server gone?): nfs measurement stops here" >&2; NFS_OK=0
+    fi
+  fi
+  if [ $NFS_OK = 1 ]; then
     rm -rf "$W/dest2"
     timeit local_ours "$BIN/hs-backup" --source "$CORPUS" --to "$W/dest2" --name b --full
     rm -rf "$W/dest2" "$W/ganesha/export/"*
@@ -137,41 +186,7 @@ for r in $(seq 1 "$ROUNDS"); do
   cp "$W/snar200k" "$W/snar200k1"
   timeit incr200k_tar tar -cf "$W/l1-200k.tar" -g "$W/snar200k1" -C "$TREE200K" .
   rm -rf "$W/dest200k" "$W/l0-200k.tar" "$W/l1-200k.tar"
+  ROUNDS_DONE=$r
+  report
 done
 
-m() { echo "${T[$1]:-}" | median; }
-ratio() { python3 -c "import sys; a,b=float(sys.argv[1] or 'nan'),float(sys.argv[2] or 'nan'); print('%.2f' % (a/b) if b else 'n/a')" "$1" "$2"; }
-verdict() { python3 -c "import sys; print('met' if float(sys.argv[1]) <= float(sys.argv[2]) else 'NOT met')" "$1" "$2" 2>/dev/null || echo "n/a"; }
-row() { # label ours ref target
-  local o r q; o=$(m "$2"); r=$(m "$3"); q=$(ratio "$o" "$r")
-  printf '| %s | %.2f s | %.2f s | %s | <= %s | %s |\n' "$1" "$o" "$r" "$q" "$4" "$(verdict "$q" "$4")"
-}
-CORPUS_DESC="$(du -sh "$CORPUS" | cut -f1), $(find "$CORPUS" -type f | wc -l) files"
-TABLE=$(
-  echo "Corpus: \`mkcorpus.py --scale $SCALE\` ($CORPUS_DESC); $ROUNDS interleaved rounds, medians. Machine: $(nproc) cores, shared with other builds (noisy)."
-  echo
-  echo "| measurement | hs-backup | reference | ratio | target | |"
-  echo "|---|---|---|---|---|---|"
-  row "full backup, local dir vs \`tar -cf - \| pigz -p2 -6\`" full_ours full_ref 0.5
-  row "no-change incremental vs GNU tar level 1" incr_ours incr_tar 0.25
-  row "no-change incremental vs restic re-run" incr_ours incr_restic 0.1
-  row "full restore vs \`tar -xzf\`" restore_ours restore_ref 0.7
-  if [ $NFS_OK = 1 ]; then row "full backup to nfs:// (loopback ganesha) vs local dir" nfs_ours local_ours 1.3
-  else echo "| full backup to nfs:// vs local | not measured (nfs-ganesha unavailable) | | | <= 1.3 | |"; fi
-  row "$FILES200K-file tree, no-change incremental vs GNU tar level 1" incr200k_ours incr200k_tar 0.25
-  rss=$(m rss200k); printf '| %s-file tree, no-change incremental peak RSS | %.0f MiB | | | <= 150 MiB | %s |\n' "$FILES200K" "$(awk "BEGIN{print $rss / 1024}")" "$([ "$(awk "BEGIN{print ($rss <= 153600)}")" = 1 ] && echo met || echo 'NOT met')"
-)
-echo "$TABLE"
-if [ -n "$WRITE" ]; then
-  python3 - "$WRITE" "$TABLE" <<'EOF'
-import sys, re, os
-path, table = sys.argv[1], sys.argv[2]
-text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-section = "## Backup\n\n`bench/backup-bench.sh` (run: `bench/backup-bench.sh --write BENCHMARKS.md`).\n\n" + table + "\n"
-if re.search(r"^## Backup\n", text, re.M):
-    text = re.sub(r"^## Backup\n.*?(?=^## |\Z)", section + "\n", text, flags=re.M | re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + section
-open(path, "w").write(text)
-EOF
-fi

@@ -155,16 +155,19 @@ package final class BackupRunner {
                 }
             }
         }
-        let prev: Manifest? = full ? nil : previous
+        var prev: Manifest? = full ? nil : previous
+        previous = nil
+        let prevHeader = prev?.header
         trace("previous manifest loaded")
 
         // Scan.
         reporter.progress("scanning \(options.source)", force: true)
         let scanner = Scanner(root: options.source, excludes: ExcludeSet(patterns: options.excludes), provider: options.contentProvider)
-        let scan = try scanner.scan { [reporter] n in reporter.progress("scanning: \(n) entries") }
+        var scan = try scanner.scan { [reporter] n in reporter.progress("scanning: \(n) entries") }
         defer { for s in scan.substitutes.values { s.cleanup() } }
         for w in scan.warnings { note(w) }
         var table = scan.table
+        scan.table = ManifestTable()  // one owner, so updates below do not copy the records
         trace("scanned \(table.count) entries")
 
         // Compare with the previous manifest (merge walk of two sorted lists).
@@ -229,6 +232,7 @@ package final class BackupRunner {
             table.set(i, e)
         }
 
+        prev = nil  // the previous manifest is not needed any more: free it before archiving
         trace("compared: \(toArchive.count) to archive")
         // Archive what changed.
         var bytesIn: UInt64 = 0, bytesOut: UInt64 = 0
@@ -348,8 +352,8 @@ package final class BackupRunner {
             archives: archives, archive: archiveID, toolVersion: toolVersion, source: options.source,
             started: started.timeIntervalSince1970, seconds: seconds, files: files, directories: dirs, symlinks: links,
             filesArchived: filesArchived, treeBytes: treeBytes, bytesIn: bytesIn, bytesOut: bytesOut, warnings: warnings,
-            sinceFull: full ? 0 : (prev?.header.sinceFull ?? 0) + 1, fullID: full ? id : (prev?.header.fullID ?? prev?.header.id),
-            fullStarted: full ? started.timeIntervalSince1970 : (prev?.header.kind == "full" ? prev?.header.started : prev?.header.fullStarted))
+            sinceFull: full ? 0 : (prevHeader?.sinceFull ?? 0) + 1, fullID: full ? id : (prevHeader?.fullID ?? prevHeader?.id),
+            fullStarted: full ? started.timeIntervalSince1970 : (prevHeader?.kind == "full" ? prevHeader?.started : prevHeader?.fullStarted))
         trace("archive done")
         let manifest = Manifest(header: header, table: table)
         do {

@@ -307,7 +307,9 @@ package struct Manifest: Sendable {
         }
         guard data.count >= magic.count + 4 + 16 + 32, Array(data[0 ..< magic.count]) == magic else { throw bad("not a manifest file") }
         let body = data.count - 32
-        guard SHA256Hasher.hash(Array(data[0 ..< body])) == Array(data[body...]) else { throw bad("checksum mismatch") }
+        // No copies of the (possibly large) input: hash and inflate straight from it.
+        let sum = data.withUnsafeBytes { SHA256Hasher.hash(UnsafeRawBufferPointer(rebasing: $0[0 ..< body])) }
+        guard sum.elementsEqual(data[body...]) else { throw bad("checksum mismatch") }
         var p = magic.count
         let hlen = Int(readLE32(data, p)); p += 4
         guard p + hlen + 16 <= body else { throw bad("header length") }
@@ -317,10 +319,20 @@ package struct Manifest: Sendable {
         }
         p += hlen
         let rlen = Int(readLE64(data, p)), slen = Int(readLE64(data, p + 8)); p += 16
-        let raw: [UInt8]
-        do { raw = try GzipDecoder.decompress(Array(data[p ..< body])) } catch { throw bad("\(error)") }
+        var raw: [UInt8] = []
+        raw.reserveCapacity(rlen + slen)
+        do {
+            let d = GzipDecoder()
+            try data.withUnsafeBytes { all in
+                try d.feed(UnsafeRawBufferPointer(rebasing: all[p ..< body])) { raw.append(contentsOf: $0) }
+            }
+            try d.finish()
+        } catch { throw bad("\(error)") }
         guard raw.count == rlen + slen else { throw bad("body is \(raw.count) bytes, expected \(rlen + slen)") }
-        let table = try ManifestTable(records: Array(raw[0 ..< rlen]), strings: Array(raw[rlen...]))
+        // Split without copying the big record area: move the strings out, then truncate.
+        let strings = Array(raw[rlen...])
+        raw.removeLast(slen)
+        let table = try ManifestTable(records: raw, strings: strings)
         for i in 0 ..< table.count {
             let e = table.entry(i)
             if Int(e.pathOffset) + Int(e.pathLength) > slen || Int(e.linkOffset) + Int(e.linkLength) > slen {

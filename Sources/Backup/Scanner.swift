@@ -64,7 +64,9 @@ package final class Scanner {
         let totalEntries = parts.reduce(0) { $0 + ($1?.table.count ?? 0) }
         let totalStrings = parts.reduce(0) { $0 + ($1?.table.strings.count ?? 0) }
         table.reserve(entries: totalEntries, stringBytes: totalStrings)
-        for case let w? in parts {
+        for k in parts.indices {
+            guard let w = parts[k] else { continue }
+            parts[k] = nil  // free each part's buffers as soon as it is joined
             let base = UInt32(table.strings.count)
             let first = table.count
             _ = table.intern(w.table.strings)

@@ -46,14 +46,14 @@ package final class SetLock {
                 existing = nil
             }
             guard let h = existing else {
-                // Unreadable (e.g. a crash between create and write): judge by the file's age.
-                let age = (try? destination.stat(path)).flatMap { $0 }.map { Date().timeIntervalSince1970 - Double($0.mtime) } ?? 0
-                if age > 60 {
-                    warnings.append("took over an unreadable lock \(destination.displayName)/\(path) (\(Int(age))s old)")
-                    try destination.remove(path)
-                    continue
-                }
-                throw ToolError("backup set is locked (\(destination.displayName)/\(path) exists but is unreadable; it is \(Int(age))s old). If no backup is running, remove that file.")
+                // Unreadable (empty or partial): its creator died between creating and writing
+                // it (a live creator writes it at once). Look again after a moment, then take over.
+                usleep(2_000_000)
+                let again = try? JSONDecoder().decode(Holder.self, from: Data(try destination.readAll(path)))
+                if again != nil { continue }
+                warnings.append("took over an unreadable lock \(destination.displayName)/\(path) (a run was killed while creating it)")
+                try destination.remove(path)
+                continue
             }
             let age = Date().timeIntervalSince1970 - h.started
             let sameHost = h.host == Self.hostName

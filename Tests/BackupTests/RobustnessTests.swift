@@ -106,6 +106,10 @@ func makeMediumTree(_ root: String, files: Int = 300, seed: UInt64 = 1) throws {
         #expect(try dest.destination.createExclusive("l/lock", contents: Array(old.utf8)))
         let ok2 = try Tools.run("hs-backup", ["--source", src, "--to", dest.spec, "--name", "l"])
         #expect(ok2.status == 0 && ok2.stderr.contains("elsewhere"), "\(ok2.stderr)")
+        // An empty lock (a run killed between creating and writing it) is taken over.
+        #expect(try dest.destination.createExclusive("l/lock", contents: []))
+        let ok3 = try Tools.run("hs-backup", ["--source", src, "--to", dest.spec, "--name", "l"])
+        #expect(ok3.status == 0 && ok3.stderr.contains("unreadable lock"), "\(ok3.stderr)")
     }
 
     /// Two runs started at once: one wins, the other is refused (or runs after it); every
