@@ -45,27 +45,12 @@ package func gzipCRC32(_ bytes: UnsafeRawBufferPointer, initial: UInt32 = 0) -> 
     return UInt32(truncatingIfNeeded: crc)
 }
 
-/// Compresses whole gzip members. One instance per thread; reusable across members.
-///
-/// The z_stream lives at a fixed heap address (zlib keeps internal back-pointers to it).
+/// Compresses whole gzip members, each either all deflated or all stored. One instance per
+/// thread; reusable across members. (A special case of `GzipSegmentedEncoder`, which it uses.)
 package final class GzipMemberEncoder {
-    private let stream: UnsafeMutablePointer<z_stream>
-    private var currentLevel: Int32
+    private let encoder = GzipSegmentedEncoder()
 
-    package init() {
-        stream = .allocate(capacity: 1)
-        stream.initialize(to: z_stream())
-        currentLevel = 6
-        // Raw deflate (negative window bits): the gzip header and trailer are written here.
-        let rc = czlib_deflateInit2(stream, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY)
-        precondition(rc == Z_OK, "deflateInit2 failed: \(rc)")
-    }
-
-    deinit {
-        deflateEnd(stream)
-        stream.deinitialize(count: 1)
-        stream.deallocate()
-    }
+    package init() {}
 
     /// Appends one complete gzip member holding `payload` to `out`.
     /// - Parameters:
@@ -74,39 +59,11 @@ package final class GzipMemberEncoder {
     ///   - out: receives header, deflate data and trailer.
     /// The corresponding zlib calls are `deflateParams`, `deflate` and `deflateReset`.
     package func encodeMember(_ payload: UnsafeRawBufferPointer, level: GzipLevel, into out: inout [UInt8]) {
-        let zlevel: Int32
         switch level {
-        case .store: zlevel = 0
-        case .deflate(let n): zlevel = max(1, min(9, n))
-        }
-        deflateReset(stream)
-        if zlevel != currentLevel {
-            deflateParams(stream, zlevel, Z_DEFAULT_STRATEGY)
-            currentLevel = zlevel
-        }
-        // Header: ID1 ID2 CM FLG MTIME(4) XFL OS. MTIME 0 keeps output reproducible.
-        let xfl: UInt8 = zlevel == 9 ? 2 : (zlevel == 1 ? 4 : 0)
-        out.append(contentsOf: [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3])
-        let bound = Int(deflateBound(stream, UInt(payload.count))) + 16
-        let start = out.count
-        out.reserveCapacity(start + bound + 8)
-        out.append(contentsOf: repeatElement(0, count: bound))
-        var produced = 0
-        out.withUnsafeMutableBufferPointer { obuf in
-            stream.pointee.next_in = UnsafeMutablePointer(mutating: payload.baseAddress?.assumingMemoryBound(to: UInt8.self))
-            stream.pointee.avail_in = UInt32(payload.count)
-            stream.pointee.next_out = obuf.baseAddress! + start
-            stream.pointee.avail_out = UInt32(bound)
-            let rc = deflate(stream, Z_FINISH)
-            precondition(rc == Z_STREAM_END, "deflate with deflateBound output space must finish (rc \(rc))")
-            produced = bound - Int(stream.pointee.avail_out)
-        }
-        out.removeLast(bound - produced)
-        let crc = gzipCRC32(payload)
-        let isize = UInt32(truncatingIfNeeded: payload.count)
-        for v in [crc, isize] {
-            out.append(UInt8(v & 0xff)); out.append(UInt8((v >> 8) & 0xff))
-            out.append(UInt8((v >> 16) & 0xff)); out.append(UInt8(v >> 24))
+        case .store:
+            encoder.encodeMember(payload, storeRanges: [0..<payload.count], level: 6, into: &out)
+        case .deflate(let n):
+            encoder.encodeMember(payload, storeRanges: [], level: n, into: &out)
         }
     }
 
