@@ -155,32 +155,41 @@ package enum Steps {
     /// Docker's official deb822 repository and keyring; removes the legacy docker.list.
     static func dockerRepo() -> Step {
         Step("docker-repo") { m in
-            let os = m.osRelease()
-            let id = os["ID"] == "ubuntu" ? "ubuntu" : "debian"
-            guard let suite = (id == "ubuntu" ? os["UBUNTU_CODENAME"] : nil) ?? os["VERSION_CODENAME"], !suite.isEmpty else {
-                throw ProvisionError("\(m.path("/etc/os-release")) has no VERSION_CODENAME: cannot choose Docker's repository suite")
-            }
-            var p = StepPlan()
-            if let legacy = m.read("/etc/apt/sources.list.d/docker.list") {
-                p.actions.append(.removeFile(path: "/etc/apt/sources.list.d/docker.list", old: legacy))
-            }
-            if !m.exists("/etc/apt/keyrings/docker.asc") {
-                p.actions.append(.command(["install", "-m", "0755", "-d", "/etc/apt/keyrings"]))
-                p.actions.append(.command(["curl", "-fsSL", "https://download.docker.com/linux/\(id)/gpg", "-o", "/etc/apt/keyrings/docker.asc"]))
-                p.actions.append(.command(["chmod", "0644", "/etc/apt/keyrings/docker.asc"]))
-            }
-            let sources = """
-                Types: deb
-                URIs: https://download.docker.com/linux/\(id)
-                Suites: \(suite)
-                Components: stable
-                Architectures: \(m.architecture())
-                Signed-By: /etc/apt/keyrings/docker.asc
-
-                """
-            p.actions += fileAction(m, "/etc/apt/sources.list.d/docker.sources", sources)
-            return p
+            try thirdPartyRepository(m, name: "docker", label: "Docker", keyFile: "docker.asc",
+                                     useUbuntuCodename: true, components: "stable", withArchitecture: true,
+                                     keyURL: { id, _ in "https://download.docker.com/linux/\(id)/gpg" },
+                                     uri: { id in "https://download.docker.com/linux/\(id)" })
         }
+    }
+
+    /// One third-party apt repository in deb822 form (`/etc/apt/sources.list.d/NAME.sources`
+    /// signed by `/etc/apt/keyrings/KEYFILE`), after removing a legacy one-line `NAME.list`:
+    /// two entries with different Signed-By make apt fail.
+    static func thirdPartyRepository(_ m: Machine, name: String, label: String, keyFile: String,
+                                     useUbuntuCodename: Bool, components: String, withArchitecture: Bool,
+                                     keyURL: (_ id: String, _ suite: String) -> String,
+                                     uri: (_ id: String) -> String) throws -> StepPlan {
+        let os = m.osRelease()
+        let id = os["ID"] == "ubuntu" ? "ubuntu" : "debian"
+        guard let suite = (useUbuntuCodename && id == "ubuntu" ? os["UBUNTU_CODENAME"] : nil) ?? os["VERSION_CODENAME"],
+              !suite.isEmpty else {
+            throw ProvisionError("\(m.path("/etc/os-release")) has no VERSION_CODENAME: cannot choose \(label)'s repository suite")
+        }
+        var p = StepPlan()
+        if let legacy = m.read("/etc/apt/sources.list.d/\(name).list") {
+            p.actions.append(.removeFile(path: "/etc/apt/sources.list.d/\(name).list", old: legacy))
+        }
+        let key = "/etc/apt/keyrings/\(keyFile)"
+        if !m.exists(key) {
+            p.actions.append(.command(["install", "-m", "0755", "-d", "/etc/apt/keyrings"]))
+            p.actions.append(.command(["curl", "-fsSL", keyURL(id, suite), "-o", key]))
+            p.actions.append(.command(["chmod", "0644", key]))
+        }
+        let architectures = withArchitecture ? "Architectures: \(m.architecture())\n" : ""
+        let sources = "Types: deb\nURIs: \(uri(id))\nSuites: \(suite)\nComponents: \(components)\n"
+            + architectures + "Signed-By: \(key)\n"
+        p.actions += fileAction(m, "/etc/apt/sources.list.d/\(name).sources", sources)
+        return p
     }
 
     static let officialDocker = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
@@ -286,30 +295,10 @@ package enum Steps {
     /// legacy tailscale.list so the two layouts never mix.
     static func tailscaleRepo() -> Step {
         Step("tailscale-repo") { m in
-            let os = m.osRelease()
-            let id = os["ID"] == "ubuntu" ? "ubuntu" : "debian"
-            guard let suite = os["VERSION_CODENAME"], !suite.isEmpty else {
-                throw ProvisionError("\(m.path("/etc/os-release")) has no VERSION_CODENAME: cannot choose Tailscale's repository suite")
-            }
-            var p = StepPlan()
-            if let legacy = m.read("/etc/apt/sources.list.d/tailscale.list") {
-                p.actions.append(.removeFile(path: "/etc/apt/sources.list.d/tailscale.list", old: legacy))
-            }
-            if !m.exists("/etc/apt/keyrings/tailscale.gpg") {
-                p.actions.append(.command(["install", "-m", "0755", "-d", "/etc/apt/keyrings"]))
-                p.actions.append(.command(["curl", "-fsSL", "https://pkgs.tailscale.com/stable/\(id)/\(suite).noarmor.gpg", "-o", "/etc/apt/keyrings/tailscale.gpg"]))
-                p.actions.append(.command(["chmod", "0644", "/etc/apt/keyrings/tailscale.gpg"]))
-            }
-            let sources = """
-                Types: deb
-                URIs: https://pkgs.tailscale.com/stable/\(id)
-                Suites: \(suite)
-                Components: main
-                Signed-By: /etc/apt/keyrings/tailscale.gpg
-
-                """
-            p.actions += fileAction(m, "/etc/apt/sources.list.d/tailscale.sources", sources)
-            return p
+            try thirdPartyRepository(m, name: "tailscale", label: "Tailscale", keyFile: "tailscale.gpg",
+                                     useUbuntuCodename: false, components: "main", withArchitecture: false,
+                                     keyURL: { id, suite in "https://pkgs.tailscale.com/stable/\(id)/\(suite).noarmor.gpg" },
+                                     uri: { id in "https://pkgs.tailscale.com/stable/\(id)" })
         }
     }
 
