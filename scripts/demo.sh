@@ -67,9 +67,22 @@ step "restore the first backup into demo/restored-first"
 show "$BIN/hs-restore" --from "$D/backups" --name demo --backup "$FIRST" --to "$D/restored-first"
 
 step "compare (type, mode, owner, mtime ns, content, link targets, hardlinks; Plex Cache is excluded by default)"
+# Live SQLite databases are captured through SQLite's backup API (never copied as raw bytes,
+# which can tear), so a restored database is compared by its content: integrity_check plus
+# a full SQL dump. Every other file is compared byte for byte (SHA-256).
 python3 - "$D" <<'EOF'
-import hashlib, os, stat, sys
+import hashlib, os, sqlite3, stat, sys
 D = sys.argv[1]
+def content(path):
+    with open(path, "rb") as f: head = f.read(16)
+    if head != b"SQLite format 3\0":
+        return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    try:
+        check = db.execute("PRAGMA integrity_check").fetchone()[0]
+        return "sqlite:%s:%s" % (check, hashlib.sha256("\n".join(db.iterdump()).encode()).hexdigest())
+    finally:
+        db.close()
 def describe(root, skip=()):
     out, inodes = {}, {}
     for dp, dns, fns in os.walk(root):
@@ -81,7 +94,7 @@ def describe(root, skip=()):
             if stat.S_ISLNK(st.st_mode): d += (os.readlink(p),)
             else: d += (st.st_mtime_ns,)
             if stat.S_ISREG(st.st_mode):
-                d += (hashlib.sha256(open(p, "rb").read()).hexdigest(),)
+                d += (content(p),)
                 if st.st_nlink > 1: d += (inodes.setdefault(st.st_ino, r),)
             out[r] = d
     return out
