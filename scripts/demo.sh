@@ -7,11 +7,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
-if [ "$(id -u)" -eq 0 ]; then scripts/bootstrap.sh; fi
-swift build -c release --product hs-backup 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] ' || true
-swift build -c release --product hs-restore 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] ' || true
-BIN=$(swift build -c release --show-bin-path)
-D=$PWD/demo
+# HS_BIN: use already-built tools (the test suite runs the demo with its debug build);
+# HS_DEMO_DIR: where to work (default ./demo).
+if [ -n "${HS_BIN:-}" ]; then
+  BIN=$HS_BIN
+else
+  if [ "$(id -u)" -eq 0 ]; then scripts/bootstrap.sh; fi
+  swift build -c release --product hs-backup 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] ' || true
+  swift build -c release --product hs-restore 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] ' || true
+  BIN=$(swift build -c release --show-bin-path)
+fi
+D=${HS_DEMO_DIR:-$PWD/demo}
 rm -rf "$D"; mkdir -p "$D"
 step() { printf '\n== %s\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
