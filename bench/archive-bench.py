@@ -62,11 +62,19 @@ for r in range(a.runs):
     dt, _ = timed([bench_bin, "create", corpus, W("ours6.tar.gz"), "--level", "6"]); res["ours6_w"].append(dt)
     dt, _ = timed("tar -cf - -C '%s' . | pigz -p2 -6 > '%s'" % (corpus, W("pigz.tar.gz")), shell=True); res["pigz_w"].append(dt)
     dt, _ = timed(["tar", "-czf", W("gnu.tar.gz"), "-C", corpus, "."]); res["targz_w"].append(dt)
-    fresh(W("x-ours"))
-    dt, rss = timed([restore_bin, "--archive", W("ours.tar.gz"), "--to", W("x-ours"), "--force"]); res["ours_x"].append(dt); res["ours_x_rss"].append(rss)
-    fresh(W("x-tar"))
-    dt, _ = timed(["tar", "-xzf", W("gnu.tar.gz"), "-C", W("x-tar")]); res["tar_x"].append(dt)
-    print("round %d: %s" % (r + 1, ", ".join("%s=%.2f" % (k, v[-1]) for k, v in res.items() if not k.endswith("rss"))), flush=True)
+    # Extraction, measured the same way for both tools: the tool's previous tree is deleted,
+    # the target created empty and dirty data flushed (sync) right before each timed run, and
+    # the order alternates between rounds (ext4 skips recently freed inodes for a while, so
+    # whoever runs right after a big delete pays more).
+    def extract_ours():
+        fresh(W("x-ours")); subprocess.run(["sync"])
+        dt, rss = timed([restore_bin, "--archive", W("ours.tar.gz"), "--to", W("x-ours"), "--force"]); res["ours_x"].append(dt); res["ours_x_rss"].append(rss)
+    def extract_tar():
+        fresh(W("x-tar")); subprocess.run(["sync"])
+        dt, _ = timed(["tar", "-xzf", W("gnu.tar.gz"), "-C", W("x-tar")]); res["tar_x"].append(dt)
+    for f in ([extract_ours, extract_tar] if r % 2 == 0 else [extract_tar, extract_ours]):
+        f()
+    print("round %d (load %.2f): %s" % (r + 1, os.getloadavg()[0], ", ".join("%s=%.2f" % (k, v[-1]) for k, v in res.items() if not k.endswith("rss"))), flush=True)
 
 # Extraction must reproduce the tree.
 d = subprocess.run(["diff", "-r", corpus, W("x-ours")], capture_output=True, text=True)

@@ -31,9 +31,8 @@ package enum DirectoryArchiver {
             for name in children {
                 let childRel = rel.isEmpty ? name : rel + "/" + name
                 let full = root + "/" + childRel
-                var e = try metadata(full, relative: childRel, names: &names)
                 var st = stat()
-                lstat(full, &st)
+                var e = try metadata(full, relative: childRel, names: &names, stat: &st)
                 if e.type == .file && st.st_nlink > 1 {
                     if let first = seen[UInt64(st.st_dev)]?[UInt64(st.st_ino)] {
                         e.type = .hardlink; e.linkTarget = first; e.size = 0
@@ -76,6 +75,11 @@ package enum DirectoryArchiver {
 
     static func metadata(_ path: String, relative: String, names: inout NameCache) throws -> EntryMetadata {
         var st = stat()
+        return try metadata(path, relative: relative, names: &names, stat: &st)
+    }
+
+    /// As above; `st` receives the lstat result (one lstat per entry).
+    static func metadata(_ path: String, relative: String, names: inout NameCache, stat st: inout stat) throws -> EntryMetadata {
         guard lstat(path, &st) == 0 else {
             throw ArchiveError(.io, entry: relative, "lstat('\(path)') failed: \(String(cString: strerror(errno)))")
         }

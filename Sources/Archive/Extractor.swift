@@ -189,7 +189,7 @@ func streamTar(_ source: ArchiveSource, options: ExtractOptions, handler: any Ta
     }
     // Reading and decompressing run on their own thread, parsing and writing files on this
     // one, with a bounded queue of 1 MiB chunks between them (like `gzip -d | tar -x`).
-    let queue = ChunkQueue(capacity: 4)
+    let queue = ChunkQueue(capacity: 3)
     let producerDone = DispatchSemaphore(value: 0)
     let thread = Thread {
         defer { producerDone.signal() }

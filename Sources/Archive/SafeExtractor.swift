@@ -18,9 +18,22 @@ final class Extractor: TarEntryHandler {
     private(set) var summary = ExtractSummary()
 
     /// Open directory descriptors for the components of the last parent walked.
-    private var dirStack: [(name: String, fd: Int32)] = []
+    private var dirStack: [(name: String, dir: DirHandle)] = []
+    private let rootHandle: DirHandle
+    /// Content writers for small regular files (fresh targets only); nil: all on this thread.
+    private var pool: FileWriterPool?
+    /// Files handed to the pool, in archive order (onFile is called in that order).
+    private var inflight: [FileJob] = []
+    private var inflightHead = 0
+    private var currentJob: FileJob?
+    /// Hashes of every path created so far, and of those that are not directories, while the
+    /// pool is used: an entry that reuses a name, or lies below a non-directory, waits for the
+    /// pool to drain first. (Hashes keep this small; a collision only costs a needless wait.)
+    private var createdNames = Set<Int>()
+    private var createdNonDirs = Set<Int>()
+    static let parallelMaxFileSize: UInt64 = 2 << 20
     /// Directories whose metadata is applied at the end (path components -> entry).
-    private var dirMeta: [String: ([String], EntryMetadata, Bool)] = [:]   // (components, entry, created now with its mode)
+    private var dirMeta: [String: (EntryMetadata, Bool)] = [:]   // (entry, created now with its mode); path = components joined by "/"
     private var createdSymlinks: [([String], String)] = []
 
     // current regular file
@@ -47,13 +60,65 @@ final class Extractor: TarEntryHandler {
         guard rootFd >= 0 else {
             throw ArchiveError(.io, "cannot open target directory '\(target)': \(String(cString: strerror(errno)))")
         }
+        rootHandle = DirHandle(rootFd, owned: false)
+        // Parallel content writes only into a target that was empty: then every name in it
+        // was created by this extraction and the bookkeeping in `created` is complete.
+        let threads = min(2, ProcessInfo.processInfo.activeProcessorCount)
+        if freshTarget && threads > 1 {
+            pool = FileWriterPool(threads: threads, ctx: FileWriteContext(
+                target: target, restoreOwnership: options.restoreOwnership, freshTarget: freshTarget,
+                restoreXattrs: options.restoreXattrs, preserveSpecial: preserveSpecial,
+                umaskBits: umaskBits, euid: geteuid(), egid: getegid()))
+        }
     }
 
     func closeAll() {
+        pool?.shutdown()
+        pool = nil
+        inflight.removeAll()
+        currentJob = nil
         if fileFd >= 0 { close(fileFd); fileFd = -1 }
-        for d in dirStack { close(d.fd) }
         dirStack.removeAll()
         close(rootFd)
+    }
+
+    // MARK: parallel writes
+
+    /// Hands finished jobs at the front of the queue back: summary, onFile, errors (in order).
+    private func reap(wait: Bool) throws {
+        while inflightHead < inflight.count {
+            let job = inflight[inflightHead]
+            if wait { pool!.wait(for: job) } else if !pool!.isDone(job) { break }
+            inflight[inflightHead] = FileJob.placeholder
+            inflightHead += 1
+            if inflightHead >= 256 { inflight.removeFirst(inflightHead); inflightHead = 0 }
+            for w in job.warnings {
+                if w.xattr { if xattrWarned { continue }; xattrWarned = true }
+                summary.warnings.append(w.text)
+            }
+            if let err = job.error { throw err }
+            summary.files += 1
+            try onFile?(job.entry, job.digest)
+        }
+    }
+
+    /// Waits until every file handed to the pool is written (and reported).
+    private func barrier() throws {
+        guard pool != nil else { return }
+        try reap(wait: true)
+    }
+
+    /// True if `comps` (an entry's path) may race with a file still being written: the name
+    /// itself was created before, or a parent is not a directory.
+    private func collides(_ comps: [String], path: String) -> Bool {
+        if createdNames.contains(path.hashValue) { return true }
+        if createdNonDirs.isEmpty { return false }
+        var prefix = ""
+        for c in comps.dropLast() {
+            prefix = prefix.isEmpty ? c : prefix + "/" + c
+            if createdNonDirs.contains(prefix.hashValue) { return true }
+        }
+        return false
     }
 
     // MARK: entries
@@ -75,9 +140,27 @@ final class Extractor: TarEntryHandler {
             throw refuse(e.path, "fifo", "FIFOs are not extracted with these options")
         default: break
         }
-        let parent = try openParent(Array(comps.dropLast()), entry: e.path)
+        var parallel = false
+        if pool != nil {
+            try reap(wait: false)
+            parallel = e.type == .file && e.size <= Self.parallelMaxFileSize
+            if collides(comps, path: e.path) || (e.type != .file && e.type != .directory) {
+                try barrier(); parallel = false
+            } else if e.type == .file && !parallel {
+                try barrier()   // keeps onFile in archive order
+            }
+            createdNames.insert(e.path.hashValue)
+            if e.type != .directory { createdNonDirs.insert(e.path.hashValue) }
+        }
+        let parentHandle = try openParentHandle(Array(comps.dropLast()), entry: e.path)
+        let parent = parentHandle.fd
         let name = comps.last!
         switch e.type {
+        case .file where parallel:
+            let job = FileJob(entry: e, name: name, parent: parentHandle)
+            job.data.reserveCapacity(Int(e.size))
+            currentJob = job
+            return true
         case .file:
             // Create first (the common case in a fresh target); on EEXIST remove what is
             // there (a symlink is removed, never followed) and create again.
@@ -110,7 +193,7 @@ final class Extractor: TarEntryHandler {
                     created = true
                 }
             }
-            dirMeta[e.path] = (comps, e, created && freshTarget)
+            dirMeta[e.path] = (e, created && freshTarget)
             summary.directories += 1
         case .symlink:
             let t = e.linkTarget ?? ""
@@ -163,6 +246,11 @@ final class Extractor: TarEntryHandler {
     }
 
     func entryContent(_ bytes: UnsafeRawBufferPointer) throws {
+        if let job = currentJob {
+            job.data.append(contentsOf: bytes)
+            summary.bytes += UInt64(bytes.count)
+            return
+        }
         guard fileFd >= 0 else { return }
         hasher!.update(bytes)
         // Zero 64 KiB-aligned runs become holes (sparse files stay sparse and restore fast).
@@ -186,6 +274,12 @@ final class Extractor: TarEntryHandler {
     }
 
     func endEntry() throws {
+        if let job = currentJob {
+            currentJob = nil
+            inflight.append(job)
+            pool!.submit(job)
+            return
+        }
         guard fileFd >= 0, let e = fileEntry else { return }
         defer { close(fileFd); fileFd = -1; fileEntry = nil }
         if pendingZeros > 0 {
@@ -212,6 +306,9 @@ final class Extractor: TarEntryHandler {
 
     /// Applies directory metadata (deepest first) and re-checks every symlink created.
     func finishExtraction() throws {
+        try barrier()
+        pool?.shutdown()
+        pool = nil
         if !options.allowSymlinksOutside {
             for (comps, t) in createdSymlinks where !resolvesInside(Array(comps.dropLast()), t) {
                 let parent = try openParent(Array(comps.dropLast()), entry: comps.joined(separator: "/"))
@@ -222,8 +319,13 @@ final class Extractor: TarEntryHandler {
         }
         // Reverse path order: children before their parent, siblings together (the cached
         // parent walk is reused).
-        let dirs = dirMeta.values.sorted { $1.0.lexicographicallyPrecedes($0.0) }
-        for (comps, e, createdFresh) in dirs {
+        // (Comparing paths with "/" as the smallest byte orders them like their components.)
+        let dirs = dirMeta.values.sorted { a, b in
+            b.0.path.utf8.lazy.map { $0 == 0x2f ? 0 : $0 }.lexicographicallyPrecedes(a.0.path.utf8.lazy.map { $0 == 0x2f ? 0 : $0 })
+        }
+        dirMeta = [:]
+        for (e, createdFresh) in dirs {
+            let comps = e.path.split(separator: "/").map(String.init)
             let parent = try openParent(Array(comps.dropLast()), entry: e.path)
             let mode = effectiveMode(e.mode)
             let needChown = options.restoreOwnership && !(createdFresh && e.uid == euid && e.gid == egid)
@@ -320,6 +422,7 @@ final class Extractor: TarEntryHandler {
     /// Removes what is at `name` (file, symlink, FIFO; an empty directory unless kept).
     /// A symlink is removed itself — never followed.
     private func removeExisting(_ parent: Int32, _ name: String, comps: [String], entry: String, keepDirectory: Bool) throws {
+        try barrier()
         var st = stat()
         guard fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
             if errno == ENOENT { return }
@@ -329,7 +432,6 @@ final class Extractor: TarEntryHandler {
             if keepDirectory { return }
             // Invalidate cached descriptors under this path.
             if dirStack.count >= comps.count && Array(dirStack.prefix(comps.count).map(\.name)) == comps {
-                for d in dirStack[(comps.count - 1)...] { close(d.fd) }
                 dirStack.removeLast(dirStack.count - comps.count + 1)
             }
             guard unlinkat(parent, name, AT_REMOVEDIR) == 0 else {
@@ -344,17 +446,20 @@ final class Extractor: TarEntryHandler {
     /// Opens (creating missing directories) the directory `comps` below the target, reusing
     /// the descriptors of the previous walk. Never follows a symlink.
     private func openParent(_ comps: [String], entry: String) throws -> Int32 {
+        try openParentHandle(comps, entry: entry).fd
+    }
+
+    private func openParentHandle(_ comps: [String], entry: String) throws -> DirHandle {
         var k = 0
         while k < dirStack.count && k < comps.count && dirStack[k].name == comps[k] { k += 1 }
         if k < dirStack.count {
-            for d in dirStack[k...] { close(d.fd) }
             dirStack.removeLast(dirStack.count - k)
         }
-        var cur = dirStack.last?.fd ?? rootFd
+        var cur = dirStack.last?.dir ?? rootHandle
         for i in k..<comps.count {
-            let fd = try openChild(cur, comps[i], path: comps[...i].joined(separator: "/"), entry: entry, create: true)
-            dirStack.append((comps[i], fd))
-            cur = fd
+            let fd = try openChild(cur.fd, comps[i], path: comps[...i].joined(separator: "/"), entry: entry, create: true)
+            cur = DirHandle(fd)
+            dirStack.append((comps[i], cur))
         }
         return cur
     }
