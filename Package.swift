@@ -55,6 +55,9 @@ let package = Package(
                           swiftSettings: swiftSettings),
         .executableTarget(name: "hs-deploy", dependencies: ["CommandLineSupport", "Stacks", "Support", argumentParser],
                           swiftSettings: swiftSettings),
+        // Benchmark driver for NFS throughput (bench/nfs-throughput.sh); not a product.
+        .executableTarget(name: "nfs-bench", dependencies: ["NFS", "Storage", "Support", "TestSupport"],
+                          path: "bench/nfs-bench", swiftSettings: swiftSettings),
         // Benchmark driver for the archive engine (bench/archive-bench.sh); not a product.
         .executableTarget(name: "archive-bench", dependencies: ["Archive"], path: "bench/archive-bench",
                           swiftSettings: swiftSettings),
