@@ -320,9 +320,9 @@ package final class GaneshaServer: @unchecked Sendable {
         _ = try? runDetaching(["bash", "-c", script], output: "/dev/null")
     }
 
-    /// Runs a program that leaves a daemon behind. Subprocess.run waits until every copy of
-    /// the pipes/sockets Foundation's Process gives the child is closed, so a daemon that
-    /// inherits them blocks it forever: close every descriptor above 2 and redirect output.
+    /// Runs a program that leaves a daemon behind: the daemon gets no descriptor of the test
+    /// process (everything above 2 is closed) and writes to `output`, not to our pipes, so
+    /// Subprocess.run returns as soon as the starter exits.
     static func runDetaching(_ arguments: [String], output: String) throws -> ProcessResult {
         let script = "for fd in $(ls /proc/$$/fd); do [ \"$fd\" -gt 2 ] && eval \"exec $fd>&-\"; done; "
             + "exec \"$0\" \"$@\" </dev/null >>\"\(output)\" 2>&1"
