@@ -9,22 +9,25 @@
 #   full backup to nfs:// (loopback nfs-ganesha)  vs  same to a local dir     <= 1.3x
 #   200k-file tree, no-change incremental vs GNU tar level 1 <= 0.25x, peak RSS <= 150 MiB
 #
-# Usage: bench/backup-bench.sh [--rounds N] [--scale N] [--files200k N] [--write FILE]
+# Usage: bench/backup-bench.sh [--rounds N] [--scale N] [--files200k N] [--only LIST] [--write FILE]
+#   --only LIST    comma-separated subset of: full,incr,restore,nfs,200k (default: all).
 #   --write FILE   replace the "Backup" section of FILE (BENCHMARKS.md) with the table.
 # Needs: a release build (made here), python3, pigz, GNU tar, restic, nfs-ganesha + rpcbind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
-ROUNDS=3; SCALE=2; FILES200K=200000; WRITE=""
+ROUNDS=3; SCALE=2; FILES200K=200000; WRITE=""; ONLY="full,incr,restore,nfs,200k"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
     --scale) SCALE=$2; shift 2 ;;
     --files200k) FILES200K=$2; shift 2 ;;
     --write) WRITE=$2; shift 2 ;;
+    --only) ONLY=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
+want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 MKCORPUS=""
 for c in ../shared/bench/mkcorpus.py /work/shared/bench/mkcorpus.py; do [ -f "$c" ] && MKCORPUS=$c && break; done
 [ -n "$MKCORPUS" ] || { echo "mkcorpus.py not found (../shared/bench/mkcorpus.py)" >&2; exit 2; }
@@ -67,7 +70,7 @@ timeit_soft() { # like timeit, but returns 1 on failure instead of exiting
   if "$@" >/dev/null 2>"$W/last.err"; then b=$(now); record "$name" "$(awk "BEGIN{print $b - $a}")"; return 0; fi
   cat "$W/last.err" >&2; return 1
 }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR == 0) exit; if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 # --- nfs-ganesha on loopback (its own config, free ports, stopped by pid) ---
 GAN=""
@@ -99,7 +102,7 @@ EOF
 stop_ganesha() { [ -n "$GAN" ] && kill "$GAN" 2>/dev/null || true; GAN=""; }
 trap stop_ganesha EXIT
 NFS_OK=0
-if start_ganesha; then NFS_OK=1; fi
+if want nfs && start_ganesha; then NFS_OK=1; fi
 NFSURL="nfs://127.0.0.1$W/ganesha/export?version=3&nfsport=${NFSPORT:-0}&mountport=${MNTPORT:-0}"
 if [ $NFS_OK = 1 ] && ! "$BIN/hs-backup" list --to "$NFSURL" --name probe >/dev/null 2>"$W/last.err"; then
   echo "hs-backup cannot use $NFSURL: $(cat "$W/last.err"); nfs benchmark skipped" >&2; NFS_OK=0
@@ -109,7 +112,9 @@ m() { echo "${T[$1]:-}" | median; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1] or 'nan'),float(sys.argv[2] or 'nan'); print('%.2f' % (a/b) if b else 'n/a')" "$1" "$2"; }
 verdict() { python3 -c "import sys; print('met' if float(sys.argv[1]) <= float(sys.argv[2]) else 'NOT met')" "$1" "$2" 2>/dev/null || echo "n/a"; }
 row() { # label ours ref target
-  local o r q; o=$(m "$2"); r=$(m "$3"); q=$(ratio "$o" "$r")
+  local o r q; o=$(m "$2"); r=$(m "$3")
+  if [ -z "$o" ] || [ -z "$r" ]; then printf '| %s | not measured | | | <= %s | |\n' "$1" "$4"; return; fi
+  q=$(ratio "$o" "$r")
   printf '| %s | %.2f s | %.2f s | %s | <= %s | %s |\n' "$1" "$o" "$r" "$q" "$4" "$(verdict "$q" "$4")"
 }
 report() {
@@ -123,10 +128,10 @@ TABLE=$(
   row "no-change incremental vs GNU tar level 1" incr_ours incr_tar 0.25
   row "no-change incremental vs restic re-run" incr_ours incr_restic 0.1
   row "full restore vs \`tar -xzf\`" restore_ours restore_ref 0.7
-  if [ -n "${T[nfs_ours]:-}" ] && [ -n "${T[local_ours]:-}" ]; then row "full backup to nfs:// (loopback ganesha) vs local dir" nfs_ours local_ours 1.3
+  if [ -n "${T[nfs_ours]:-}" ] && [ -n "${T[local_ours]:-}" ] || ! want nfs; then row "full backup to nfs:// (loopback ganesha) vs local dir" nfs_ours local_ours 1.3
   else echo "| full backup to nfs:// vs local | not measured (nfs-ganesha unavailable) | | | <= 1.3 | |"; fi
   row "$FILES200K-file tree, no-change incremental vs GNU tar level 1" incr200k_ours incr200k_tar 0.25
-  rss=$(m rss200k); printf '| %s-file tree, no-change incremental peak RSS | %.0f MiB | | | <= 150 MiB | %s |\n' "$FILES200K" "$(awk "BEGIN{print $rss / 1024}")" "$([ "$(awk "BEGIN{print ($rss <= 153600)}")" = 1 ] && echo met || echo 'NOT met')"
+  rss=$(m rss200k); if [ -n "$rss" ]; then printf '| %s-file tree, no-change incremental peak RSS | %.0f MiB | | | <= 150 MiB | %s |\n' "$FILES200K" "$(awk "BEGIN{print $rss / 1024}")" "$([ "$(awk "BEGIN{print ($rss <= 153600)}")" = 1 ] && echo met || echo 'NOT met')"; fi
 )
 echo "$TABLE"
 if [ -n "$WRITE" ]; then
@@ -149,43 +154,54 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS" >&2
   rm -rf "$W/dest" "$W/ref.tgz" "$W/out" "$W/out-ref" "$W/restic" "$W/snar"*
   sync
-  # full backup: ours vs tar | pigz, interleaved
-  timeit full_ours "$BIN/hs-backup" --source "$CORPUS" --to "$W/dest" --name b --full
-  timeit full_ref bash -c "tar -cf - -C '$CORPUS' . | pigz -p2 -6 > '$W/ref.tgz'"
+  # full backup: ours vs tar | pigz, interleaved (the restore and incremental need it too)
+  if want full; then
+    timeit full_ours "$BIN/hs-backup" --source "$CORPUS" --to "$W/dest" --name b --full
+    timeit full_ref bash -c "tar -cf - -C '$CORPUS' . | pigz -p2 -6 > '$W/ref.tgz'"
+  elif want incr || want restore; then
+    "$BIN/hs-backup" --source "$CORPUS" --to "$W/dest" --name b --full >/dev/null
+    want restore && tar -cf - -C "$CORPUS" . | pigz -p2 -6 > "$W/ref.tgz"
+  fi
   # no-change incremental: ours vs GNU tar level 1 vs restic re-run
-  tar -cf "$W/l0.tar" -g "$W/snar" -C "$CORPUS" .
-  restic init -q -r "$W/restic" >/dev/null; restic -q -r "$W/restic" backup "$CORPUS" >/dev/null
-  timeit incr_ours "$BIN/hs-backup" --source "$CORPUS" --to "$W/dest" --name b
-  cp "$W/snar" "$W/snar1"
-  timeit incr_tar tar -cf "$W/l1.tar" -g "$W/snar1" -C "$CORPUS" .
-  timeit incr_restic restic -q -r "$W/restic" backup "$CORPUS"
+  if want incr; then
+    tar -cf "$W/l0.tar" -g "$W/snar" -C "$CORPUS" .
+    restic init -q -r "$W/restic" >/dev/null; restic -q -r "$W/restic" backup "$CORPUS" >/dev/null
+    timeit incr_ours "$BIN/hs-backup" --source "$CORPUS" --to "$W/dest" --name b
+    cp "$W/snar" "$W/snar1"
+    timeit incr_tar tar -cf "$W/l1.tar" -g "$W/snar1" -C "$CORPUS" .
+    timeit incr_restic restic -q -r "$W/restic" backup "$CORPUS"
+  fi
   # full restore: ours vs tar -xzf
-  timeit restore_ours "$BIN/hs-restore" --from "$W/dest" --name b --to "$W/out"
-  mkdir -p "$W/out-ref"
-  timeit restore_ref tar -xzf "$W/ref.tgz" -C "$W/out-ref"
-  rm -rf "$W/out" "$W/out-ref"
+  if want restore; then
+    timeit restore_ours "$BIN/hs-restore" --from "$W/dest" --name b --to "$W/out"
+    mkdir -p "$W/out-ref"
+    timeit restore_ref tar -xzf "$W/ref.tgz" -C "$W/out-ref"
+    rm -rf "$W/out" "$W/out-ref"
+  fi
   # nfs vs local full backup
-  if [ $NFS_OK = 1 ]; then
+  if [ $NFS_OK = 1 ] && want nfs; then
     rm -rf "$W/ganesha/export/"*
     if ! timeit_soft nfs_ours "$BIN/hs-backup" --source "$CORPUS" --to "$NFSURL" --name b --full; then
       echo "nfs backup failed (server gone?): nfs measurement stops here" >&2; NFS_OK=0
     fi
   fi
-  if [ $NFS_OK = 1 ]; then
+  if [ $NFS_OK = 1 ] && want nfs; then
     rm -rf "$W/dest2"
     timeit local_ours "$BIN/hs-backup" --source "$CORPUS" --to "$W/dest2" --name b --full
     rm -rf "$W/dest2" "$W/ganesha/export/"*
   fi
   rm -rf "$W/dest" "$W/restic" "$W/l0.tar" "$W/l1.tar" "$W/ref.tgz"
   # 200k files: no-change incremental vs GNU tar level 1, peak RSS
-  rm -rf "$W/dest200k" "$W/snar200k"*
-  "$BIN/hs-backup" --source "$TREE200K" --to "$W/dest200k" --name b >/dev/null
-  tar -cf "$W/l0-200k.tar" -g "$W/snar200k" -C "$TREE200K" .
-  a=$(now); /usr/bin/time -f %M -o "$W/rss" "$BIN/hs-backup" --source "$TREE200K" --to "$W/dest200k" --name b >/dev/null; b=$(now)
-  record incr200k_ours "$(awk "BEGIN{print $b - $a}")"; record rss200k "$(cat "$W/rss")"
-  cp "$W/snar200k" "$W/snar200k1"
-  timeit incr200k_tar tar -cf "$W/l1-200k.tar" -g "$W/snar200k1" -C "$TREE200K" .
-  rm -rf "$W/dest200k" "$W/l0-200k.tar" "$W/l1-200k.tar"
+  if want 200k; then
+    rm -rf "$W/dest200k" "$W/snar200k"*
+    "$BIN/hs-backup" --source "$TREE200K" --to "$W/dest200k" --name b >/dev/null
+    tar -cf "$W/l0-200k.tar" -g "$W/snar200k" -C "$TREE200K" .
+    a=$(now); /usr/bin/time -f %M -o "$W/rss" "$BIN/hs-backup" --source "$TREE200K" --to "$W/dest200k" --name b >/dev/null; b=$(now)
+    record incr200k_ours "$(awk "BEGIN{print $b - $a}")"; record rss200k "$(cat "$W/rss")"
+    cp "$W/snar200k" "$W/snar200k1"
+    timeit incr200k_tar tar -cf "$W/l1-200k.tar" -g "$W/snar200k1" -C "$TREE200K" .
+    rm -rf "$W/dest200k" "$W/l0-200k.tar" "$W/l1-200k.tar"
+  fi
   ROUNDS_DONE=$r
   report
 done
