@@ -156,13 +156,16 @@ package final class BackupRunner {
             }
         }
         var prev: Manifest? = full ? nil : previous
+        // The new manifest copies the members of the previous one's body that did not change.
+        let reuse = previous?.reusable()
         previous = nil
         let prevHeader = prev?.header
         trace("previous manifest loaded")
 
         // Scan.
         reporter.progress("scanning \(options.source)", force: true)
-        let scanner = Scanner(root: options.source, excludes: ExcludeSet(patterns: options.excludes), provider: options.contentProvider)
+        let scanner = Scanner(root: options.source, excludes: ExcludeSet(patterns: options.excludes), provider: options.contentProvider,
+                              previous: (prev?.header.scanFlags ?? 0) >= 1 ? prev?.table : nil)
         var scan = try scanner.scan { [reporter] n in reporter.progress("scanning: \(n) entries") }
         defer { for s in scan.substitutes.values { s.cleanup() } }
         for w in scan.warnings { note(w) }
@@ -353,11 +356,12 @@ package final class BackupRunner {
             started: started.timeIntervalSince1970, seconds: seconds, files: files, directories: dirs, symlinks: links,
             filesArchived: filesArchived, treeBytes: treeBytes, bytesIn: bytesIn, bytesOut: bytesOut, warnings: warnings,
             sinceFull: full ? 0 : (prevHeader?.sinceFull ?? 0) + 1, fullID: full ? id : (prevHeader?.fullID ?? prevHeader?.id),
-            fullStarted: full ? started.timeIntervalSince1970 : (prevHeader?.kind == "full" ? prevHeader?.started : prevHeader?.fullStarted))
+            fullStarted: full ? started.timeIntervalSince1970 : (prevHeader?.kind == "full" ? prevHeader?.started : prevHeader?.fullStarted),
+            scanFlags: 1)
         trace("archive done")
         let manifest = Manifest(header: header, table: table)
         do {
-            try dest.writeAtomically(set.manifestPath(id), contents: try manifest.encoded())
+            try dest.writeAtomically(set.manifestPath(id), contents: try manifest.encoded(reusing: reuse))
         } catch {
             if archiveID != nil { try? dest.remove(set.archivePath(id)) }
             throw ToolError("backup to \(set.location) failed while writing the manifest: \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")

@@ -16,8 +16,13 @@ package struct SubstitutedContent: @unchecked Sendable {
 
 /// What the backup does with one regular file found by the scan.
 package enum ContentPlan: Sendable {
-    /// Archive the file as it is on disk (the default).
+    /// Archive the file as it is on disk (the default): the provider has nothing to do with it.
+    /// An unchanged file (same type, size, mtime, ctime, mode, owner as in the previous
+    /// backup) that got `.asIs` then is not shown to the provider again.
     case asIs
+    /// Archive the file as it is on disk, but ask again next run even when it is unchanged
+    /// (e.g. a database whose snapshot failed this time).
+    case asIsAskAgain
     /// Leave the file out of the backup entirely (e.g. a live database's `-wal`/`-shm`).
     case omit
     /// Archive this content under the file's path and metadata instead. The backup hashes it
@@ -25,10 +30,13 @@ package enum ContentPlan: Sendable {
     case substitute(SubstitutedContent)
 }
 
-/// Seam (1): decides, per regular file, where its content comes from. Called during the scan,
-/// in path order, on one thread. The SQLite capture implements it.
-package protocol ContentProvider: AnyObject {
-    func plan(relativePath: String, absolutePath: String) throws -> ContentPlan
+/// Seam (1): decides, per regular file, where its content comes from. Called during the scan
+/// from several threads at once and in no particular order (`x.db-wal` may be planned before,
+/// or at the same time as, `x.db`): implementations must be thread-safe and order-independent.
+/// The SQLite capture implements it.
+package protocol ContentProvider: AnyObject, Sendable {
+    /// - Parameter size: the file's size as the scan saw it (lstat).
+    func plan(relativePath: String, absolutePath: String, size: UInt64) throws -> ContentPlan
 }
 
 /// What a run hook learns about the run.

@@ -73,6 +73,9 @@ package struct ManifestEntry: Sendable, Equatable {
     package static let noArchive = UInt32.max
     /// The file changed while it was read (the archived bytes are what was read).
     package static let flagChangedWhileRead: UInt8 = 1
+    /// The content provider substituted this file's content, or asked to see it again next
+    /// run (e.g. a SQLite database). Meaningful when the header's `scanFlags` is at least 1.
+    package static let flagAskProvider: UInt8 = 2
 
     package init() {}
 }
@@ -189,15 +192,42 @@ package struct ManifestTable: Sendable {
     /// Index of the entry with exactly this path (binary search), or nil.
     package func find(_ path: String) -> Int? {
         var p = path
-        return p.withUTF8 { key in
-            var lo = 0, hi = count
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                let c = withPath(entry(mid)) { comparePaths($0, UnsafeRawBufferPointer(key)) }
-                if c == 0 { return mid }
-                if c < 0 { lo = mid + 1 } else { hi = mid }
+        return p.withUTF8 { find(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Index of the entry with exactly this path among entries `from...`, or nil. Reads only
+    /// the path fields; gallops from `from` first, so lookups in path order are cheap.
+    package func find(_ key: UnsafeRawBufferPointer, from: Int = 0) -> Int? {
+        records.withUnsafeBytes { rec in
+            strings.withUnsafeBytes { str in
+                func compare(_ i: Int) -> Int {
+                    let b = i * Self.recordSize
+                    let off = Int(UInt32(littleEndian: rec.loadUnaligned(fromByteOffset: b, as: UInt32.self)))
+                    let len = Int(UInt32(littleEndian: rec.loadUnaligned(fromByteOffset: b + 4, as: UInt32.self)))
+                    return comparePaths(UnsafeRawBufferPointer(rebasing: str[off ..< off + len]), key)
+                }
+                let n = count
+                var lo = min(max(from, 0), n)
+                // Gallop: find hi with entry(hi) >= key.
+                var step = 1
+                var hi = lo
+                while hi < n {
+                    let c = compare(hi)
+                    if c == 0 { return hi }
+                    if c > 0 { break }
+                    lo = hi + 1
+                    hi = lo + step - 1
+                    step *= 2
+                }
+                hi = min(hi, n)
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    let c = compare(mid)
+                    if c == 0 { return mid }
+                    if c < 0 { lo = mid + 1 } else { hi = mid }
+                }
+                return nil
             }
-            return nil
         }
     }
 }
@@ -255,6 +285,23 @@ package struct ManifestHeader: Codable, Sendable, Equatable {
     package var fullID: String?
     /// Start time of that full backup.
     package var fullStarted: Double?
+    /// 1: entries carry `ManifestEntry.flagAskProvider` (absent in manifests of 0.1.0, whose
+    /// provider decisions are unknown: every file is shown to the provider again).
+    package var scanFlags: Int?
+    /// The compressed body's gzip members, in order (records, then strings), so a reader can
+    /// inflate them in parallel and the next backup can reuse members whose content did not
+    /// change. Absent in manifests of 0.1.0 (the body is then read as one stream).
+    package var body: [ManifestChunk]?
+}
+
+/// One gzip member of a manifest body.
+package struct ManifestChunk: Codable, Sendable, Equatable {
+    /// Uncompressed bytes.
+    package var length: Int
+    /// Compressed bytes (the whole gzip member).
+    package var compressed: Int
+    /// SHA-256 (hex) of the uncompressed bytes.
+    package var sha256: String
 }
 
 /// A whole manifest: header + table. On disk:
@@ -270,34 +317,71 @@ package struct Manifest: Sendable {
     }
 
     static let magic = Array("HSMANIFEST1\n".utf8)
+    /// Uncompressed bytes per body member.
+    static let chunkSize = 4 << 20
 
-    package func encoded() throws -> [UInt8] {
+    /// The file this manifest was decoded from (kept so the next backup can copy members of
+    /// its body that did not change); nil for a manifest built in memory.
+    package private(set) var encodedFile: [UInt8]?
+
+    /// Drops the table, keeping what `encoded(reusing:)` needs from this manifest.
+    package func reusable() -> Manifest {
+        var m = Manifest(header: header, table: ManifestTable())
+        m.encodedFile = encodedFile
+        return m
+    }
+
+    /// The manifest file. Members of the body whose uncompressed content equals the same
+    /// member of `parent`'s body (same length and SHA-256) are copied from `parent`'s file
+    /// instead of being compressed again: a no-change incremental compresses nothing.
+    package func encoded(reusing parent: Manifest? = nil) throws -> [UInt8] {
+        // Cut records and strings into members.
+        var parts: [ArraySlice<UInt8>] = []
+        var pos = 0
+        while pos < table.records.count { parts.append(table.records[pos ..< min(pos + Self.chunkSize, table.records.count)]); pos += Self.chunkSize }
+        pos = 0
+        while pos < table.strings.count { parts.append(table.strings[pos ..< min(pos + Self.chunkSize, table.strings.count)]); pos += Self.chunkSize }
+        if parts.isEmpty { parts.append([]) }
+        // Where each of the parent's members starts in its file.
+        var parentMembers: [(ManifestChunk, Int)] = []
+        if let parent, let file = parent.encodedFile, let chunks = parent.header.body {
+            var offset = Self.bodyOffset(file)
+            for c in chunks { parentMembers.append((c, offset)); offset += c.compressed }
+        }
+        let frozen = parts
+        let frozenParent = parentMembers
+        let parentFile = parent?.encodedFile ?? []
+        let results = ResultSlots<([UInt8], ManifestChunk)>(count: frozen.count)
+        DispatchQueue.concurrentPerform(iterations: frozen.count) { i in
+            let sha = frozen[i].withUnsafeBytes { hexString(SHA256Hasher.hash($0)) }
+            if i < frozenParent.count, frozenParent[i].0.length == frozen[i].count, frozenParent[i].0.sha256 == sha {
+                let (c, offset) = frozenParent[i]
+                results.set(i, (Array(parentFile[offset ..< offset + c.compressed]), c))
+                return
+            }
+            var member: [UInt8] = []
+            frozen[i].withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &member) }
+            results.set(i, (member, ManifestChunk(length: frozen[i].count, compressed: member.count, sha256: sha)))
+        }
+        var header = self.header
+        header.body = results.values.map { $0!.1 }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let json = [UInt8](try enc.encode(header))
         var out = Self.magic
+        out.reserveCapacity(out.count + 4 + json.count + 16 + results.values.reduce(0) { $0 + $1!.0.count } + 32)
         appendLE(&out, UInt32(json.count))
         out += json
         appendLE(&out, UInt64(table.records.count))
         appendLE(&out, UInt64(table.strings.count))
-        // Compress in 4 MiB members, in parallel (multi-member gzip).
-        let chunk = 4 << 20
-        var parts: [ArraySlice<UInt8>] = []
-        var pos = 0
-        while pos < table.records.count { parts.append(table.records[pos ..< min(pos + chunk, table.records.count)]); pos += chunk }
-        pos = 0
-        while pos < table.strings.count { parts.append(table.strings[pos ..< min(pos + chunk, table.strings.count)]); pos += chunk }
-        if parts.isEmpty { parts.append([]) }
-        let results = ResultSlots<[UInt8]>(count: parts.count)
-        let frozen = parts
-        DispatchQueue.concurrentPerform(iterations: frozen.count) { i in
-            var member: [UInt8] = []
-            frozen[i].withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &member) }
-            results.set(i, member)
-        }
-        for m in results.values { out += m! }
+        for m in results.values { out += m!.0 }
         out += SHA256Hasher.hash(out)
         return out
+    }
+
+    /// Offset of the compressed body in a manifest file (whose layout was checked).
+    private static func bodyOffset(_ file: [UInt8]) -> Int {
+        magic.count + 4 + Int(readLE32(file, magic.count)) + 16
     }
 
     /// Parses and checks a manifest. `name` is used in error messages.
@@ -319,20 +403,77 @@ package struct Manifest: Sendable {
         }
         p += hlen
         let rlen = Int(readLE64(data, p)), slen = Int(readLE64(data, p + 8)); p += 16
-        var raw: [UInt8] = []
-        raw.reserveCapacity(rlen + slen)
-        do {
-            let d = GzipDecoder()
-            try data.withUnsafeBytes { all in
-                try d.feed(UnsafeRawBufferPointer(rebasing: all[p ..< body])) { raw.append(contentsOf: $0) }
+        guard rlen >= 0, slen >= 0, rlen <= Int(UInt32.max) * ManifestTable.recordSize, slen <= Int(UInt32.max) else { throw bad("sizes") }
+        var records = [UInt8](repeating: 0, count: rlen)
+        var strings = [UInt8](repeating: 0, count: slen)
+        if let chunks = header.body {
+            // Members at known offsets: inflate them in parallel, each into its place.
+            var jobs: [(range: Range<Int>, intoRecords: Bool, at: Int, length: Int)] = []
+            var offset = p, r = 0, t = 0
+            for c in chunks {
+                guard c.compressed > 0, c.length >= 0, offset + c.compressed <= body else { throw bad("body member sizes") }
+                if r < rlen {
+                    guard r + c.length <= rlen else { throw bad("body members do not split records and strings") }
+                    jobs.append((offset ..< offset + c.compressed, true, r, c.length)); r += c.length
+                } else {
+                    guard t + c.length <= slen else { throw bad("body members are longer than the strings") }
+                    jobs.append((offset ..< offset + c.compressed, false, t, c.length)); t += c.length
+                }
+                offset += c.compressed
             }
-            try d.finish()
-        } catch { throw bad("\(error)") }
-        guard raw.count == rlen + slen else { throw bad("body is \(raw.count) bytes, expected \(rlen + slen)") }
-        // Split without copying the big record area: move the strings out, then truncate.
-        let strings = Array(raw[rlen...])
-        raw.removeLast(slen)
-        let table = try ManifestTable(records: raw, strings: strings)
+            guard offset == body, r == rlen, t == slen else { throw bad("body members do not add up") }
+            let failures = ResultSlots<String>(count: jobs.count)
+            let frozen = jobs
+            records.withUnsafeMutableBytes { rec in
+                strings.withUnsafeMutableBytes { str in
+                    let (recBase, strBase) = (UnsafeSendable(rec), UnsafeSendable(str))
+                    data.withUnsafeBytes { all in
+                        let input = UnsafeSendable(UnsafeMutableRawBufferPointer(mutating: all))
+                        DispatchQueue.concurrentPerform(iterations: frozen.count) { i in
+                            let job = frozen[i]
+                            let dest = job.intoRecords ? recBase.value : strBase.value
+                            var produced = 0
+                            do {
+                                let d = GzipDecoder()
+                                try d.feed(UnsafeRawBufferPointer(rebasing: input.value[job.range])) { chunk in
+                                    guard produced + chunk.count <= job.length else { throw ToolError("member \(i) is longer than recorded") }
+                                    UnsafeMutableRawBufferPointer(rebasing: dest[job.at + produced ..< job.at + produced + chunk.count]).copyMemory(from: chunk)
+                                    produced += chunk.count
+                                }
+                                try d.finish()
+                                if produced != job.length { throw ToolError("member \(i) is \(produced) bytes, recorded \(job.length)") }
+                            } catch { failures.set(i, "\(error)") }
+                        }
+                    }
+                }
+            }
+            if let f = failures.values.compactMap({ $0 }).first { throw bad(f) }
+        } else {
+            var produced = 0
+            do {
+                let d = GzipDecoder()
+                try data.withUnsafeBytes { all in
+                    try d.feed(UnsafeRawBufferPointer(rebasing: all[p ..< body])) { chunk in
+                        var c = chunk
+                        guard produced + c.count <= rlen + slen else { throw ToolError("body is longer than recorded") }
+                        if produced < rlen {
+                            let n = min(c.count, rlen - produced)
+                            records.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[produced ..< produced + n]).copyMemory(from: UnsafeRawBufferPointer(rebasing: c[0 ..< n])) }
+                            produced += n
+                            c = UnsafeRawBufferPointer(rebasing: c[n...])
+                        }
+                        if !c.isEmpty {
+                            let at = produced - rlen
+                            strings.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[at ..< at + c.count]).copyMemory(from: c) }
+                            produced += c.count
+                        }
+                    }
+                }
+                try d.finish()
+            } catch { throw bad("\(error)") }
+            guard produced == rlen + slen else { throw bad("body is \(produced) bytes, expected \(rlen + slen)") }
+        }
+        let table = try ManifestTable(records: records, strings: strings)
         for i in 0 ..< table.count {
             let e = table.entry(i)
             if Int(e.pathOffset) + Int(e.pathLength) > slen || Int(e.linkOffset) + Int(e.linkLength) > slen {
@@ -342,8 +483,16 @@ package struct Manifest: Sendable {
                 throw bad("entry \(i) names archive #\(e.archive) of \(header.archives.count)")
             }
         }
-        return Manifest(header: header, table: table)
+        var m = Manifest(header: header, table: table)
+        m.encodedFile = data
+        return m
     }
+}
+
+/// Hands a pointer to concurrent work on disjoint ranges.
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }
 
 func appendLE(_ out: inout [UInt8], _ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
@@ -361,4 +510,6 @@ final class ResultSlots<T>: @unchecked Sendable {
     private(set) var values: [T?]
     init(count: Int) { values = Array(repeating: nil, count: count) }
     func set(_ i: Int, _ v: T) { lock.lock(); values[i] = v; lock.unlock() }
+    /// Moves the values out (so the caller can free them one by one).
+    func takeAll() -> [T?] { lock.lock(); defer { lock.unlock() }; let v = values; values = []; return v }
 }

@@ -5,18 +5,31 @@
 // If a capture fails (the database stays locked past the busy timeout, or it is damaged), the
 // file is archived as it is on disk, together with its -wal, and a warning says so: a
 // best-effort copy beats no copy, and the warning reaches cron mail and the notification.
+//
+// The scan plans files from several threads and in no fixed order, so a database is captured
+// once, by whichever of `x.db` or its companion is planned first; the other gets the result.
 import Foundation
 
 /// Substitutes SQLite snapshots for live database files during a backup scan.
 package final class SQLiteCaptureProvider: ContentProvider, @unchecked Sendable {
     private let snapshots: SQLiteSnapshot
     private let warn: (String) -> Void
+    /// Guards the fields below.
     private let lock = NSLock()
-    /// Absolute paths of databases captured in this run (their companions are omitted).
-    private var captured: Set<String> = []
+    /// Serializes captures (and the checks of a companion's database), so each database is
+    /// captured at most once per run.
+    private let captureLock = NSLock()
+    /// Absolute database path -> what happened to it in this run.
+    private var states: [String: CaptureState] = [:]
     private var _warnings: [String] = []
     private var _count = 0
     private var _bytes: UInt64 = 0
+
+    private enum CaptureState {
+        case captured(SQLiteSnapshotInfo)
+        case failed
+        case notDatabase
+    }
 
     /// - Parameters:
     ///   - snapshots: where snapshots are written (a private temp directory).
@@ -32,30 +45,53 @@ package final class SQLiteCaptureProvider: ContentProvider, @unchecked Sendable 
     package var capturedCount: Int { lock.lock(); defer { lock.unlock() }; return _count }
     package var capturedBytes: UInt64 { lock.lock(); defer { lock.unlock() }; return _bytes }
 
-    package func plan(relativePath: String, absolutePath: String) throws -> ContentPlan {
-        for suffix in SQLiteSnapshot.companionSuffixes where absolutePath.hasSuffix(suffix) {
+    package func plan(relativePath: String, absolutePath: String, size: UInt64) throws -> ContentPlan {
+        for suffix in SQLiteSnapshot.companionSuffixes where absolutePath.hasSuffix(suffix) && relativePath.count > suffix.count {
             let db = String(absolutePath.dropLast(suffix.count))
-            lock.lock(); let isCaptured = captured.contains(db); lock.unlock()
-            // The scan visits "x.db" before "x.db-wal" (component order), so this is known.
-            if isCaptured { return .omit }
+            let dbRelative = String(relativePath.dropLast(suffix.count))
+            switch captureOnce(db, relativePath: dbRelative, knownDatabase: false) {
+            case .captured: return .omit
             // A -shm is only shared memory: never useful in a backup when its database exists.
-            if suffix == "-shm", SQLiteSnapshot.isDatabase(db) { return .omit }
+            case .failed: return suffix == "-shm" ? .omit : .asIsAskAgain
+            case .notDatabase: break  // "x-wal" next to a file "x" that is no database: just a file
+            }
         }
-        guard SQLiteSnapshot.isDatabase(absolutePath) else { return .asIs }
-        do {
-            let info = try snapshots.capture(absolutePath)
-            lock.lock()
-            captured.insert(absolutePath)
-            _count += 1
-            _bytes += info.size
-            lock.unlock()
+        // A database has at least one page of at least 512 bytes; smaller files are not opened.
+        guard size >= 512, SQLiteSnapshot.hasDatabaseHeader(absolutePath) else { return .asIs }
+        switch captureOnce(absolutePath, relativePath: relativePath, knownDatabase: true) {
+        case .captured(let info):
             let snaps = snapshots
             return .substitute(SubstitutedContent(path: info.path, size: info.size, cleanup: { snaps.remove(info.path) }))
-        } catch {
-            let w = "\(relativePath): \(error) Archived the live file (with its -wal) instead; it may not restore cleanly."
-            lock.lock(); _warnings.append(w); lock.unlock()
-            warn(w)
+        case .failed:
+            return .asIsAskAgain
+        case .notDatabase:
             return .asIs
         }
+    }
+
+    private func captureOnce(_ db: String, relativePath: String, knownDatabase: Bool) -> CaptureState {
+        captureLock.lock()
+        defer { captureLock.unlock() }
+        lock.lock()
+        let known = states[db]
+        lock.unlock()
+        if let known { return known }
+        let state: CaptureState
+        if !knownDatabase && !SQLiteSnapshot.isDatabase(db) {
+            state = .notDatabase
+        } else {
+            do {
+                let info = try snapshots.capture(db)
+                state = .captured(info)
+                lock.lock(); _count += 1; _bytes += info.size; lock.unlock()
+            } catch {
+                let w = "\(relativePath): \(error) Archived the live file (with its -wal) instead; it may not restore cleanly."
+                lock.lock(); _warnings.append(w); lock.unlock()
+                warn(w)
+                state = .failed
+            }
+        }
+        lock.lock(); states[db] = state; lock.unlock()
+        return state
     }
 }

@@ -115,12 +115,18 @@ package final class SQLiteSnapshot: @unchecked Sendable {
     package static func isDatabase(_ path: String) -> Bool {
         var st = stat()
         guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size >= 512 else { return false }
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        return hasDatabaseHeader(path)
+    }
+
+    /// True when the file at `path` starts with the SQLite 3 header (one open + pread; a final
+    /// symlink is not followed, a FIFO does not block). For callers that know it is a regular file.
+    package static func hasDatabaseHeader(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        var head = [UInt8](repeating: 0, count: magic.count)
-        let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, magic.count, 0) }
-        return n == magic.count && hasMagic(head)
+        var head: (UInt64, UInt64) = (0, 0)
+        let n = withUnsafeMutableBytes(of: &head) { pread(fd, $0.baseAddress, 16, 0) }
+        return n == 16 && withUnsafeBytes(of: &head) { hasMagic($0) }
     }
 
     /// True when `name` (a path or file name) is the -wal/-shm/-journal companion of a database

@@ -15,18 +15,28 @@ package struct ScanResult: Sendable {
 
 /// Walks a source directory with lstat only (openat + readdir + fstatat, no symlink is ever
 /// followed) and produces entries sorted in component order. Device numbers are used only to
-/// find hardlinks within this one scan; they are never stored. The top-level directories are
-/// walked in parallel (sequentially when a content provider is set) and joined in order.
+/// find hardlinks within this one scan; they are never stored.
+///
+/// The walk is split into units: each entry of the root, and each entry of every top-level
+/// directory (with everything below it). Units run on several threads and are joined in
+/// order, so the result does not depend on the number of threads.
 package final class Scanner {
     let root: String
     let excludes: ExcludeSet
     let provider: (any ContentProvider)?
+    /// The previous backup's table, when it recorded provider decisions: a regular file that
+    /// is unchanged since then (type, size, mtime, ctime, mode, owner) and that the provider
+    /// left alone then is not shown to the provider again (which would open it).
+    let previous: ManifestTable?
     package var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// More top-level directories than this are walked as whole units (bounds open fds).
+    static let maxSplitDirectories = 512
 
-    package init(root: String, excludes: ExcludeSet, provider: (any ContentProvider)? = nil) {
+    package init(root: String, excludes: ExcludeSet, provider: (any ContentProvider)? = nil, previous: ManifestTable? = nil) {
         self.root = root
         self.excludes = excludes
         self.provider = provider
+        self.previous = previous
     }
 
     /// Scans the tree. `progress` is called now and then with the number of entries so far.
@@ -39,46 +49,78 @@ package final class Scanner {
         defer { closedir(dir) }
         let fd = dirfd(dir)
         let names = ScanWorker.readNames(dir)
-        var parts: [ScanWorker?]
-        if provider != nil || threads == 1 || names.count < 2 {
-            let w = ScanWorker(root: root, excludes: excludes, provider: provider, progress: progress)
-            for n in names { try w.process(fd, name: n, prefixLength: 0) }
-            parts = [w]
-        } else {
-            let slots = ResultSlots<ScanWorker>(count: names.count)
-            let errors = ResultSlots<any Error>(count: 1)
-            let (root, excludes) = (self.root, self.excludes)
-            DispatchQueue.concurrentPerform(iterations: names.count) { i in
-                let w = ScanWorker(root: root, excludes: excludes, provider: nil, progress: nil)
-                do { try w.process(fd, name: names[i], prefixLength: 0) } catch { errors.set(0, error) }
-                slots.set(i, w)
+        let counter = ScanCounter(progress: progress)
+        let context = ScanContext(root: root, excludes: excludes, provider: provider, previous: previous, counter: counter)
+
+        // Level 1 on this thread: each root entry without descending; top-level directories
+        // are kept open so their entries can become units.
+        let top = ScanWorker(context)
+        var units: [ScanUnit] = []
+        // Per root name: (entry range in `top`, range of units below it).
+        var segments: [(Range<Int>, Range<Int>)] = []
+        var opened: [Int32] = []
+        defer { for d in opened { close(d) } }
+        // Independent of the thread count, so the same tree always gives the same table layout
+        // (the next manifest can then reuse unchanged parts of this one).
+        let split = names.count < Self.maxSplitDirectories
+        for n in names {
+            let first = top.table.count
+            let firstUnit = units.count
+            if split {
+                if let (dfd, prefix) = try top.process(fd, name: n, prefixLength: 0, descend: false) {
+                    opened.append(dfd)
+                    for c in top.readNames(dfd, path: prefix) { units.append(ScanUnit(parent: dfd, prefix: prefix, name: c, descend: true)) }
+                }
+            } else {
+                units.append(ScanUnit(parent: fd, prefix: [], name: n, descend: true))
             }
-            if let e = errors.values[0] { throw e }
-            parts = slots.values
+            segments.append((first ..< top.table.count, firstUnit ..< units.count))
         }
+        let parts = ResultSlots<ScanWorker>(count: units.count)
+        let failure = ResultSlots<any Error>(count: 1)
+        let frozen = units
+        let work: @Sendable (Int) -> Void = { i in
+            let w = ScanWorker(context)
+            do { try w.run(frozen[i]) } catch { failure.set(0, error) }
+            parts.set(i, w)
+        }
+        if threads > 1 && frozen.count > 1 {
+            DispatchQueue.concurrentPerform(iterations: frozen.count) { work($0) }
+        } else {
+            for i in frozen.indices { work(i) }
+        }
+        if let e = failure.values[0] { throw e }
+
         // Join in order, rebasing string offsets; then resolve hardlinks in path order.
+        var workers = parts.takeAll()
         var table = ManifestTable()
-        var warnings: [String] = []
+        var warnings = top.warnings
         var substitutes: [Int: SubstitutedContent] = [:]
         var linkCandidates: [(Int, UInt64, UInt64)] = []
-        let totalEntries = parts.reduce(0) { $0 + ($1?.table.count ?? 0) }
-        let totalStrings = parts.reduce(0) { $0 + ($1?.table.strings.count ?? 0) }
+        let totalEntries = top.table.count + workers.reduce(0) { $0 + ($1?.table.count ?? 0) }
+        let totalStrings = top.table.strings.count + workers.reduce(0) { $0 + ($1?.table.strings.count ?? 0) }
         table.reserve(entries: totalEntries, stringBytes: totalStrings)
-        for k in parts.indices {
-            guard let w = parts[k] else { continue }
-            parts[k] = nil  // free each part's buffers as soon as it is joined
-            let base = UInt32(table.strings.count)
+        let topBase = table.intern(top.table.strings).0
+        func append(_ w: ScanWorker, _ range: Range<Int>, base: UInt32) {
             let first = table.count
-            _ = table.intern(w.table.strings)
-            for i in 0 ..< w.table.count {
+            for i in range {
                 var e = w.table.entry(i)
                 e.pathOffset += base
                 if e.linkLength > 0 || e.type == .symlink { e.linkOffset += base }
                 table.append(e)
             }
-            warnings += w.warnings
-            for (k, v) in w.substitutes { substitutes[first + k] = v }
-            for (k, dev, ino) in w.links { linkCandidates.append((first + k, dev, ino)) }
+            for (k, v) in w.substitutes where range.contains(k) { substitutes[first + k - range.lowerBound] = v }
+            for (k, dev, ino) in w.links where range.contains(k) { linkCandidates.append((first + k - range.lowerBound, dev, ino)) }
+        }
+        for (entries, unitRange) in segments {
+            append(top, entries, base: topBase)
+            for u in unitRange {
+                guard let w = workers[u] else { continue }
+                workers[u] = nil  // free each part's buffers as soon as it is joined
+                let base = table.intern(w.table.strings).0
+                append(w, 0 ..< w.table.count, base: base)
+                if warnings.count < 1000 { warnings += w.warnings }
+            }
         }
         var firstOf: [ScanWorker.InodeKey: Int] = [:]
         for (i, dev, ino) in linkCandidates {
@@ -97,30 +139,59 @@ package final class Scanner {
     }
 }
 
-/// Walks one part of the tree into its own table.
-final class ScanWorker: @unchecked Sendable {
+/// One piece of the walk: `name` in the directory open as `parent`, whose relative path is
+/// `prefix`; `descend` walks everything below it.
+struct ScanUnit: Sendable {
+    var parent: Int32
+    var prefix: [UInt8]
+    var name: [UInt8]
+    var descend: Bool
+}
+
+/// What every unit of one scan shares.
+struct ScanContext: @unchecked Sendable {
     let root: String
     let excludes: ExcludeSet
     let provider: (any ContentProvider)?
+    let previous: ManifestTable?
+    let counter: ScanCounter
+}
+
+/// Counts entries across threads and reports progress now and then.
+final class ScanCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var total = 0
+    private var reported = 0
     let progress: (@Sendable (Int) -> Void)?
+    init(progress: (@Sendable (Int) -> Void)?) { self.progress = progress }
+    func add(_ n: Int) {
+        guard let progress else { return }
+        lock.lock(); defer { lock.unlock() }
+        total += n
+        if total - reported >= 4096 { reported = total; progress(total) }
+    }
+}
+
+/// Walks one part of the tree into its own table.
+final class ScanWorker: @unchecked Sendable {
+    let context: ScanContext
     var table = ManifestTable()
     var warnings: [String] = []
     var substitutes: [Int: SubstitutedContent] = [:]
     /// Regular files with more than one link: (entry index, dev, ino).
     var links: [(Int, UInt64, UInt64)] = []
     private var pathBuf: [CChar] = []
+    private var uncounted = 0
+    /// Where the last lookup in the previous table ended (lookups come in path order).
+    private var previousCursor = 0
 
     package struct InodeKey: Hashable { var dev: UInt64; var ino: UInt64 }
 
-    init(root: String, excludes: ExcludeSet, provider: (any ContentProvider)?, progress: (@Sendable (Int) -> Void)?) {
-        self.root = root
-        self.excludes = excludes
-        self.provider = provider
-        self.progress = progress
+    init(_ context: ScanContext) {
+        self.context = context
     }
 
-    /// The names in a directory (without . and ..), sorted bytewise.
-    /// Reads the names of the directory open as `dir`.
+    /// The names in a directory (without . and ..), sorted in component order.
     static func readNames(_ dir: OpaquePointer) -> [[UInt8]] {
         var out: [[UInt8]] = []
         while let ent = readdir(dir) {
@@ -135,12 +206,34 @@ final class ScanWorker: @unchecked Sendable {
         return out
     }
 
-    /// Processes one name in directory `dfd` whose relative path is `pathBuf[0..<prefixLength]`.
-    func process(_ dfd: Int32, name: [UInt8], prefixLength: Int) throws {
-        try name.withUnsafeBytes { try process(dfd, name: $0, prefixLength: prefixLength) }
+    /// The names in the directory open as `fd`, whose relative path is `path` (`fd` stays open).
+    func readNames(_ fd: Int32, path: [UInt8]) -> [[UInt8]] {
+        let dup = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard dup >= 0, let dir = fdopendir(dup) else {
+            let err = errno
+            if dup >= 0 { close(dup) }
+            warn("cannot read directory \(String(decoding: path, as: UTF8.self)): \(String(cString: strerror(err))); its contents are not in this backup")
+            return []
+        }
+        defer { closedir(dir) }
+        return ScanWorker.readNames(dir)
     }
 
-    func process(_ dfd: Int32, name: UnsafeRawBufferPointer, prefixLength: Int) throws {
+    func run(_ unit: ScanUnit) throws {
+        pathBuf = unit.prefix.map { CChar(bitPattern: $0) }
+        _ = try unit.name.withUnsafeBytes { try process(unit.parent, name: $0, prefixLength: pathBuf.count, descend: unit.descend) }
+        flushCount()
+    }
+
+    /// Processes one name in directory `dfd` whose relative path is `pathBuf[0..<prefixLength]`.
+    /// When the entry is a directory and `descend` is false, returns its open fd and path
+    /// (the caller closes it); otherwise walks it.
+    @discardableResult
+    func process(_ dfd: Int32, name: [UInt8], prefixLength: Int, descend: Bool = true) throws -> (Int32, [UInt8])? {
+        try name.withUnsafeBytes { try process(dfd, name: $0, prefixLength: prefixLength, descend: descend) }
+    }
+
+    func process(_ dfd: Int32, name: UnsafeRawBufferPointer, prefixLength: Int, descend: Bool) throws -> (Int32, [UInt8])? {
         // Build "<prefix>/<name>\0" in pathBuf.
         pathBuf.removeSubrange(prefixLength...)
         var nameStart = prefixLength
@@ -148,14 +241,14 @@ final class ScanWorker: @unchecked Sendable {
         for b in name { pathBuf.append(CChar(bitPattern: b)) }
         pathBuf.append(0)
         let fullLength = pathBuf.count - 1
-        let excluded = pathBuf.withUnsafeBufferPointer { excludes.matches(path: $0.baseAddress!, nameStart: nameStart) }
-        if excluded { return }
+        let excluded = pathBuf.withUnsafeBufferPointer { context.excludes.matches(path: $0.baseAddress!, nameStart: nameStart) }
+        if excluded { return nil }
         var st = stat()
         let rc = pathBuf.withUnsafeBufferPointer { fstatat(dfd, $0.baseAddress! + nameStart, &st, AT_SYMLINK_NOFOLLOW) }
         if rc != 0 {
             let err = errno
             if err != ENOENT { warn("cannot stat \(currentPath(fullLength)): \(String(cString: strerror(err))); skipped") }
-            return
+            return nil
         }
         var e = ManifestEntry()
         e.mode = UInt32(st.st_mode) & 0o7777
@@ -170,7 +263,7 @@ final class ScanWorker: @unchecked Sendable {
         case S_IFLNK: e.type = .symlink
         default:
             warn("\(currentPath(fullLength)) is a socket, FIFO or device; skipped")
-            return
+            return nil
         }
         let (po, pl) = pathBuf.withUnsafeBytes { table.intern(UnsafeRawBufferPointer(rebasing: $0[0 ..< fullLength])) }
         e.pathOffset = po; e.pathLength = pl
@@ -179,33 +272,53 @@ final class ScanWorker: @unchecked Sendable {
             let n = pathBuf.withUnsafeBufferPointer { p in
                 target.withUnsafeMutableBytes { readlinkat(dfd, p.baseAddress! + nameStart, $0.baseAddress!.assumingMemoryBound(to: CChar.self), 4096) }
             }
-            if n < 0 { warn("cannot read symlink \(currentPath(fullLength)); skipped"); return }
+            if n < 0 { warn("cannot read symlink \(currentPath(fullLength)); skipped"); return nil }
             (e.linkOffset, e.linkLength) = target.withUnsafeBytes { table.intern(UnsafeRawBufferPointer(rebasing: $0[0 ..< n])) }
         }
         if e.type == .file {
-            if let provider {
+            if let provider = context.provider, !unchangedAndNotTheProvidersBusiness(e) {
                 let rel = currentPath(fullLength)
-                switch try provider.plan(relativePath: rel, absolutePath: root + "/" + rel) {
+                switch try provider.plan(relativePath: rel, absolutePath: context.root + "/" + rel, size: e.size) {
                 case .asIs: break
-                case .omit: return
+                case .asIsAskAgain: e.flags |= ManifestEntry.flagAskProvider
+                case .omit: return nil
                 case .substitute(let sub):
                     e.size = sub.size
+                    e.flags |= ManifestEntry.flagAskProvider
                     substitutes[table.count] = sub
                 }
             }
             if st.st_nlink > 1 { links.append((table.count, UInt64(st.st_dev), UInt64(st.st_ino))) }
         }
         table.append(e)
-        if table.count & 4095 == 0 { progress?(table.count) }
+        uncounted += 1
+        if uncounted >= 1024 { flushCount() }
         if e.type == .directory {
             let cfd = pathBuf.withUnsafeBufferPointer { openat(dfd, $0.baseAddress! + nameStart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
             if cfd < 0 {
                 let err = errno
                 warn("cannot read directory \(currentPath(fullLength)): \(String(cString: strerror(err))); its contents are not in this backup")
-                return
+                return nil
             }
+            if !descend { return (cfd, pathBuf[0 ..< fullLength].map { UInt8(bitPattern: $0) }) }
             try walk(cfd, prefixLength: fullLength)
         }
+        return nil
+    }
+
+    /// True when the previous backup has this regular file with the same type, size, mtime,
+    /// ctime, mode and owner, and the provider neither substituted it nor asked to see it again.
+    private func unchangedAndNotTheProvidersBusiness(_ e: ManifestEntry) -> Bool {
+        guard let prev = context.previous else { return false }
+        // pathBuf holds this entry's path and a terminating NUL.
+        let found: Int? = pathBuf.withUnsafeBytes { all in
+            prev.find(UnsafeRawBufferPointer(rebasing: all[0 ..< all.count - 1]), from: previousCursor)
+        }
+        guard let i = found else { return false }
+        previousCursor = i + 1
+        let p = prev.entry(i)
+        return p.type == .file && p.flags & ManifestEntry.flagAskProvider == 0 && p.size == e.size
+            && p.mtimeNs == e.mtimeNs && p.ctimeNs == e.ctimeNs && p.mode == e.mode && p.uid == e.uid && p.gid == e.gid
     }
 
     /// Walks one directory (takes ownership of `fd`).
@@ -213,7 +326,11 @@ final class ScanWorker: @unchecked Sendable {
         guard let dir = fdopendir(fd) else { close(fd); return }
         defer { closedir(dir) }
         let dfd = dirfd(dir)
-        for n in ScanWorker.readNames(dir) { try process(dfd, name: n, prefixLength: prefixLength) }
+        for n in ScanWorker.readNames(dir) { try process(dfd, name: n, prefixLength: prefixLength, descend: true) }
+    }
+
+    private func flushCount() {
+        if uncounted > 0 { context.counter.add(uncounted); uncounted = 0 }
     }
 
     private func currentPath(_ length: Int) -> String {

@@ -1,0 +1,269 @@
+// The parallel scan (units joined in order), the content provider's unchanged-file skip, and
+// manifest bodies (members inflated in parallel, unchanged members reused by the next backup).
+import Foundation
+import Testing
+@testable import Backup
+import Support
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Wraps the real SQLite provider and records which files it was shown.
+private final class RecordingProvider: ContentProvider, @unchecked Sendable {
+    let inner: SQLiteCaptureProvider
+    private let lock = NSLock()
+    private var _asked: [String] = []
+    init(_ inner: SQLiteCaptureProvider) { self.inner = inner }
+    var asked: Set<String> { lock.lock(); defer { lock.unlock() }; return Set(_asked) }
+    func reset() { lock.lock(); _asked = []; lock.unlock() }
+    func plan(relativePath: String, absolutePath: String, size: UInt64) throws -> ContentPlan {
+        lock.lock(); _asked.append(relativePath); lock.unlock()
+        return try inner.plan(relativePath: relativePath, absolutePath: absolutePath, size: size)
+    }
+}
+
+private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, t.strings) }
+
+@Suite struct ScanTests {
+    /// A tree with files at the root, top-level and deeper directories, hardlinks across
+    /// top-level directories, symlinks (one to a directory, never followed), excludes at
+    /// levels 1 and 2, an empty directory and an unreadable one.
+    private func makeTree(_ root: String) throws {
+        try Tree.write(root + "/top.txt", "root file\n")
+        for app in ["alpha", "beta", "gamma"] {
+            for d in 0 ..< 5 {
+                for f in 0 ..< 7 { try Tree.write(root + "/\(app)/d\(d)/sub/f\(f).json", "{\"\(app)\": \(d * 10 + f)}\n") }
+                try Tree.write(root + "/\(app)/file\(d).txt", String(repeating: "x", count: d * 300))
+            }
+        }
+        try FileManager.default.createDirectory(atPath: root + "/empty", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + "/beta/cache/deep", withIntermediateDirectories: true)
+        try Tree.write(root + "/beta/cache/deep/junk.bin", "cache")
+        try Tree.write(root + "/skipme/x", "excluded at level 1")
+        #expect(link(root + "/alpha/d0/sub/f0.json", root + "/gamma/hard-to-alpha") == 0)
+        #expect(link(root + "/alpha/d0/sub/f0.json", root + "/top-hard") == 0)
+        #expect(symlink("../alpha", root + "/beta/link-to-alpha") == 0)
+        #expect(symlink("alpha", root + "/zz-link") == 0)
+    }
+
+    @Test("one thread and several threads give byte-identical tables")
+    func deterministicAcrossThreadCounts() throws {
+        let dir = try TempDir("hs-scan")
+        let root = dir.sub("src")
+        try makeTree(root)
+        let excludes = ExcludeSet(patterns: ["/skipme", "/beta/cache"])
+        var tables: [ScanResult] = []
+        for threads in [1, 2, 5] {
+            let s = Scanner(root: root, excludes: excludes)
+            s.threads = threads
+            tables.append(try s.scan())
+        }
+        for t in tables.dropFirst() {
+            #expect(tableBytes(t.table) == tableBytes(tables[0].table))
+            #expect(t.warnings == tables[0].warnings)
+        }
+        let t = tables[0].table
+        // Component order, every path once, nothing excluded, nothing below the symlinks.
+        var paths: [String] = []
+        for i in 0 ..< t.count { paths.append(t.path(t.entry(i))) }
+        for i in 1 ..< t.count {
+            let c = t.withPath(t.entry(i - 1)) { a in t.withPath(t.entry(i)) { b in comparePaths(a, b) } }
+            #expect(c < 0, "\(paths[i - 1]) before \(paths[i])")
+        }
+        #expect(!paths.contains { $0.hasPrefix("skipme") || $0.hasPrefix("beta/cache") })
+        #expect(!paths.contains { $0.hasPrefix("beta/link-to-alpha/") || $0.hasPrefix("zz-link/") })
+        #expect(paths.contains("empty") && paths.contains("alpha/d4/sub/f6.json") && paths.contains("top.txt"))
+        // What `find` sees, minus the excludes.
+        let found = try Subprocess.checked(["find", root, "-mindepth", "1", "-not", "-path", root + "/skipme*",
+                                            "-not", "-path", root + "/beta/cache*"]).stdout
+            .split(separator: "\n").map { String($0.dropFirst(root.count + 1)) }
+        #expect(Set(paths) == Set(found) && paths.count == found.count)
+        // Hardlinks across top-level directories: the first in path order holds the content.
+        let first = try #require(t.find("alpha/d0/sub/f0.json"))
+        #expect(t.entry(first).type == .file)
+        for p in ["gamma/hard-to-alpha", "top-hard"] {
+            let e = t.entry(try #require(t.find(p)))
+            #expect(e.type == .hardlink && t.linkTarget(e) == "alpha/d0/sub/f0.json")
+        }
+        #expect(t.linkTarget(t.entry(try #require(t.find("zz-link")))) == "alpha")
+    }
+
+    @Test("find(_:from:) gallops and binary-searches correctly")
+    func findFrom() throws {
+        var t = ManifestTable()
+        let names = (0 ..< 1000).map { String(format: "p%04d", $0 * 2) }
+        for n in names { var e = ManifestEntry(); (e.pathOffset, e.pathLength) = t.intern(n); t.append(e) }
+        for (i, n) in names.enumerated() {
+            var key = n
+            #expect(key.withUTF8 { t.find(UnsafeRawBufferPointer($0), from: 0) } == i)
+            #expect(key.withUTF8 { t.find(UnsafeRawBufferPointer($0), from: max(0, i - 37)) } == i)
+            #expect(key.withUTF8 { t.find(UnsafeRawBufferPointer($0), from: i + 1) } == nil, "not searched before `from`")
+            var missing = String(format: "p%04d", i * 2 + 1)
+            #expect(missing.withUTF8 { t.find(UnsafeRawBufferPointer($0), from: 0) } == nil)
+        }
+    }
+}
+
+@Suite struct ProviderSkipTests {
+    @Test("unchanged files are not shown to the SQLite provider again; databases and changed files are")
+    func unchangedFilesSkipTheProvider() throws {
+        let dir = try TempDir("hs-provider-skip")
+        let src = dir.sub("appdata")
+        for i in 0 ..< 40 { try Tree.write(src + "/app/data/item\(i).json", String(repeating: "{\"k\": \(i)}\n", count: 100)) }
+        try Tree.write(src + "/app/small.txt", "tiny\n")
+        try FileManager.default.createDirectory(atPath: src + "/app/db", withIntermediateDirectories: true)
+        _ = try Subprocess.checked(["sqlite3", src + "/app/db/app.db", "CREATE TABLE t(x); INSERT INTO t VALUES (1);"])
+        let dest = try TestDestination(.local)
+        let snapshots = try SQLiteSnapshot()
+        defer { snapshots.cleanup() }
+        let provider = RecordingProvider(SQLiteCaptureProvider(snapshots: snapshots))
+        func run() throws -> (BackupSummary, Manifest) {
+            var o = BackupOptions(source: src, destination: dest.destination, set: "t")
+            o.contentProvider = provider
+            let s = try BackupRunner(options: o, reporter: quiet).run()
+            return (s, try BackupSet(destination: dest.destination, name: "t").loadManifest(s.id))
+        }
+        let (s1, m1) = try run()
+        #expect(s1.kind == "full")
+        #expect(provider.asked.count == 42, "every file is looked at once: \(provider.asked.count)")
+        let db = try #require(m1.table.find("app/db/app.db"))
+        #expect(m1.table.entry(db).flags & ManifestEntry.flagAskProvider != 0, "a captured database is flagged")
+        #expect(m1.table.entry(try #require(m1.table.find("app/data/item3.json"))).flags & ManifestEntry.flagAskProvider == 0)
+
+        // Nothing changed: only the database is looked at (and captured) again.
+        provider.reset()
+        let (s2, _) = try run()
+        #expect(s2.kind == "incremental" && s2.filesArchived == 0)
+        #expect(provider.asked == ["app/db/app.db"])
+
+        // Content changed; metadata changed (same owner set again: only ctime moves); a new file;
+        // a plain file replaced by a database at the same path.
+        try Tree.write(src + "/app/data/item5.json", "changed\n" + String(repeating: "y", count: 600))
+        #expect(chown(src + "/app/data/item6.json", getuid(), getgid()) == 0)
+        try Tree.write(src + "/app/data/new.json", String(repeating: "n", count: 700))
+        try FileManager.default.removeItem(atPath: src + "/app/data/item7.json")
+        _ = try Subprocess.checked(["sqlite3", src + "/app/data/item7.json", "CREATE TABLE u(y); INSERT INTO u VALUES (7);"])
+        provider.reset()
+        let (s3, m3) = try run()
+        #expect(provider.asked == ["app/db/app.db", "app/data/item5.json", "app/data/item6.json", "app/data/new.json", "app/data/item7.json"])
+        #expect(s3.filesArchived >= 3, "item5, new.json and the new database are archived")
+        #expect(m3.table.entry(try #require(m3.table.find("app/data/item7.json"))).flags & ManifestEntry.flagAskProvider != 0)
+
+        // The restored database is the captured one and opens.
+        let out = dir.sub("out")
+        _ = try restore(dest, id: s3.id, to: out)
+        let rows = try Subprocess.checked(["sqlite3", out + "/app/data/item7.json", "SELECT y FROM u"]).stdout
+        #expect(rows.trimmingCharacters(in: .whitespacesAndNewlines) == "7")
+        #expect(try String(contentsOfFile: out + "/app/data/item5.json", encoding: .utf8).hasPrefix("changed\n"))
+    }
+
+    @Test("a database and its -wal planned in either order, or at once, give one capture and no -wal")
+    func companionOrder() throws {
+        let dir = try TempDir("hs-provider-order")
+        let db = dir.sub("app.db")
+        _ = try Subprocess.checked(["sqlite3", db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);"])
+        let size = UInt64(try #require(OpsFiles.size(db)))
+        for round in 0 ..< 12 {
+            let snapshots = try SQLiteSnapshot()
+            defer { snapshots.cleanup() }
+            let p = SQLiteCaptureProvider(snapshots: snapshots)
+            let plans = ResultSlots<String>(count: 3)
+            let work: @Sendable (Int) -> Void = { i in
+                let (rel, abs) = i == 0 ? ("app.db", db) : (i == 1 ? ("app.db-wal", db + "-wal") : ("app.db-shm", db + "-shm"))
+                let plan = (try? p.plan(relativePath: rel, absolutePath: abs, size: i == 0 ? size : 0)) ?? .asIs
+                switch plan {
+                case .substitute(let s): plans.set(i, "substitute"); _ = s
+                case .omit: plans.set(i, "omit")
+                case .asIs: plans.set(i, "asIs")
+                case .asIsAskAgain: plans.set(i, "asIsAskAgain")
+                }
+            }
+            if round % 3 == 0 {
+                DispatchQueue.concurrentPerform(iterations: 3, execute: work)
+            } else if round % 3 == 1 {
+                for i in [1, 2, 0] { work(i) }
+            } else {
+                for i in [0, 1, 2] { work(i) }
+            }
+            #expect(plans.values == ["substitute", "omit", "omit"], "round \(round)")
+            #expect(p.capturedCount == 1)
+        }
+    }
+}
+
+@Suite struct ManifestBodyTests {
+    private func bigTable(_ n: Int, salt: String = "") -> ManifestTable {
+        var t = ManifestTable()
+        for i in 0 ..< n {
+            var e = ManifestEntry()
+            (e.pathOffset, e.pathLength) = t.intern(String(format: "app/dir%04d/file%06d.json", i / 100, i))
+            e.size = UInt64(i * 7); e.mtimeNs = Int64(i) * 1_000_003; e.ctimeNs = e.mtimeNs + 5; e.mode = 0o644
+            e.hash = Digest(SHA256Hasher.hash(Array("\(salt)\(i)".utf8)))
+            t.append(e)
+        }
+        return t
+    }
+
+    private let header = ManifestHeader(id: "x", kind: "full", parent: nil, archives: [], archive: nil, toolVersion: "t", source: "/s",
+                                        started: 1, seconds: 2, files: 0, directories: 0, symlinks: 0, filesArchived: 0, treeBytes: 0,
+                                        bytesIn: 0, bytesOut: 0, warnings: [])
+
+    /// Splits a manifest file into its parts.
+    private func parts(_ f: [UInt8]) throws -> (header: [String: Any], bodyStart: Int, body: [UInt8]) {
+        let hlen = Int(f.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
+        let h = try #require(try JSONSerialization.jsonObject(with: Data(f[16 ..< 16 + hlen])) as? [String: Any])
+        return (h, 16 + hlen + 16, Array(f[(16 + hlen + 16) ..< (f.count - 32)]))
+    }
+
+    @Test("bodies of several members decode in parallel; a no-change manifest copies every member")
+    func parallelDecodeAndReuse() throws {
+        let t = bigTable(90_000)  // 10 MB of records: three record members, one string member
+        let first = try Manifest(header: header, table: t).encoded()
+        let m1 = try Manifest.decode(first, name: "first")
+        #expect(m1.table.records == t.records && m1.table.strings == t.strings)
+        let chunks = try #require(m1.header.body)
+        #expect(chunks.count == 4 && chunks.map(\.length).reduce(0, +) == t.records.count + t.strings.count)
+
+        // Same table: every member is copied byte for byte (and the file still checks out).
+        var h2 = header; h2.id = "y"
+        let second = try Manifest(header: h2, table: t).encoded(reusing: m1.reusable())
+        #expect(try parts(second).body == parts(first).body)
+        #expect(try Manifest.decode(second, name: "second").table.records == t.records)
+
+        // One entry in the second record member changes: only that member is compressed again.
+        var t3 = t
+        var e = t3.entry(50_000); e.size += 1; t3.set(50_000, e)
+        let third = try Manifest(header: h2, table: t3).encoded(reusing: m1.reusable())
+        let m3 = try Manifest.decode(third, name: "third")
+        #expect(m3.table.records == t3.records && m3.table.strings == t3.strings)
+        let c3 = try #require(m3.header.body)
+        #expect(c3[0] == chunks[0] && c3[2] == chunks[2] && c3[3] == chunks[3] && c3[1] != chunks[1])
+    }
+
+    @Test("a 0.1.0 manifest (no member list, one gzip stream) still decodes")
+    func legacyBody() throws {
+        let t = bigTable(50_000, salt: "legacy")
+        let modern = try Manifest(header: header, table: t).encoded()
+        var (h, _, body) = try parts(modern)
+        h.removeValue(forKey: "body")
+        let json = try JSONSerialization.data(withJSONObject: h, options: [.sortedKeys])
+        var old = Array("HSMANIFEST1\n".utf8)
+        withUnsafeBytes(of: UInt32(json.count).littleEndian) { old += $0 }
+        old += json
+        withUnsafeBytes(of: UInt64(t.records.count).littleEndian) { old += $0 }
+        withUnsafeBytes(of: UInt64(t.strings.count).littleEndian) { old += $0 }
+        old += body
+        old += SHA256Hasher.hash(old)
+        let m = try Manifest.decode(old, name: "legacy")
+        #expect(m.header.body == nil)
+        #expect(m.table.records == t.records && m.table.strings == t.strings)
+        // And it is a valid parent: nothing can be reused from it, everything is compressed.
+        let next = try Manifest(header: header, table: t).encoded(reusing: m.reusable())
+        #expect(try Manifest.decode(next, name: "next").table.records == t.records)
+        // A damaged legacy body is refused.
+        var bad = old
+        bad[bad.count - 40] ^= 0x55
+        #expect(throws: ToolError.self) { try Manifest.decode(bad, name: "bad") }
+    }
+}
