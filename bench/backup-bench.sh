@@ -131,6 +131,11 @@ TABLE=$(
   if [ -n "${T[nfs_ours]:-}" ] && [ -n "${T[local_ours]:-}" ] || ! want nfs; then row "full backup to nfs:// (loopback ganesha) vs local dir" nfs_ours local_ours 1.3
   else echo "| full backup to nfs:// vs local | not measured (nfs-ganesha unavailable) | | | <= 1.3 | |"; fi
   row "$FILES200K-file tree, no-change incremental vs GNU tar level 1" incr200k_ours incr200k_tar 0.25
+  if [ -n "$(m floor200k)" ]; then
+    printf '| %s-file tree: one-thread lstat walk (`find -printf`), the floor of stat-based change detection | | %.2f s | tar l1 / floor: %s, ours / floor: %s | | |\n' \
+      "$FILES200K" "$(m floor200k)" "$(ratio "$(m incr200k_tar)" "$(m floor200k)")" "$(ratio "$(m incr200k_ours)" "$(m floor200k)")"
+    printf '| corpus: one-thread lstat walk (`find -printf`) | | %.2f s | | | |\n' "$(m floorcorpus)"
+  fi
   rss=$(m rss200k); if [ -n "$rss" ]; then printf '| %s-file tree, no-change incremental peak RSS | %.0f MiB | | | <= 150 MiB | %s |\n' "$FILES200K" "$(awk "BEGIN{print $rss / 1024}")" "$([ "$(awk "BEGIN{print ($rss <= 153600)}")" = 1 ] && echo met || echo 'NOT met')"; fi
 )
 echo "$TABLE"
@@ -200,6 +205,9 @@ for r in $(seq 1 "$ROUNDS"); do
     record incr200k_ours "$(awk "BEGIN{print $b - $a}")"; record rss200k "$(cat "$W/rss")"
     cp "$W/snar200k" "$W/snar200k1"
     timeit incr200k_tar tar -cf "$W/l1-200k.tar" -g "$W/snar200k1" -C "$TREE200K" .
+    # The floor of any stat-based change detection: one lstat per entry, one thread.
+    timeit floor200k find "$TREE200K" -printf '%s %T@ %C@ %m %U %G\n'
+    timeit floorcorpus find "$CORPUS" -printf '%s %T@ %C@ %m %U %G\n'
     rm -rf "$W/dest200k" "$W/l0-200k.tar" "$W/l1-200k.tar"
   fi
   ROUNDS_DONE=$r

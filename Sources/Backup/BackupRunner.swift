@@ -125,7 +125,12 @@ package final class BackupRunner {
     private let tracing = ProcessInfo.processInfo.environment["HS_BACKUP_TRACE"] != nil
     /// Phase timings on stderr when HS_BACKUP_TRACE is set (for benchmarking).
     func trace(_ what: String) {
-        if tracing { Reporter.writeStderr(String(format: "[trace %.3fs] %@\n", Date().timeIntervalSince(traceStart), what)) }
+        guard tracing else { return }
+        // Resident and peak memory so far (VmRSS, VmHWM in kB).
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let mem = status.split(separator: "\n").filter { $0.hasPrefix("VmRSS") || $0.hasPrefix("VmHWM") }
+            .map { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? "?" }
+        Reporter.writeStderr(String(format: "[trace %.3fs] %@ (rss/peak kB: %@)\n", Date().timeIntervalSince(traceStart), what, mem.joined(separator: "/")))
     }
 
     private func note(_ w: String) {

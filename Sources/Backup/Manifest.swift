@@ -99,6 +99,12 @@ package struct ManifestTable: Sendable {
         self.strings = strings
     }
 
+    /// Drops spare capacity (copies when there is any).
+    package mutating func shrinkToFit() {
+        if records.capacity > records.count { records = records.withUnsafeBufferPointer { Array($0) } }
+        if strings.capacity > strings.count { strings = strings.withUnsafeBufferPointer { Array($0) } }
+    }
+
     package mutating func reserve(entries: Int, stringBytes: Int) {
         records.reserveCapacity(entries * Self.recordSize)
         strings.reserveCapacity(stringBytes)
@@ -351,30 +357,34 @@ package struct Manifest: Sendable {
         let frozen = parts
         let frozenParent = parentMembers
         let parentFile = parent?.encodedFile ?? []
-        let results = ResultSlots<([UInt8], ManifestChunk)>(count: frozen.count)
+        // Per member: its bytes (nil: copy `range` of the parent's file) and its description.
+        let results = ResultSlots<([UInt8]?, Range<Int>, ManifestChunk)>(count: frozen.count)
         DispatchQueue.concurrentPerform(iterations: frozen.count) { i in
             let sha = frozen[i].withUnsafeBytes { hexString(SHA256Hasher.hash($0)) }
             if i < frozenParent.count, frozenParent[i].0.length == frozen[i].count, frozenParent[i].0.sha256 == sha {
                 let (c, offset) = frozenParent[i]
-                results.set(i, (Array(parentFile[offset ..< offset + c.compressed]), c))
+                results.set(i, (nil, offset ..< offset + c.compressed, c))
                 return
             }
             var member: [UInt8] = []
             frozen[i].withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &member) }
-            results.set(i, (member, ManifestChunk(length: frozen[i].count, compressed: member.count, sha256: sha)))
+            results.set(i, (member, 0 ..< 0, ManifestChunk(length: frozen[i].count, compressed: member.count, sha256: sha)))
         }
         var header = self.header
-        header.body = results.values.map { $0!.1 }
+        let members = results.takeAll().map { $0! }
+        header.body = members.map { $0.2 }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let json = [UInt8](try enc.encode(header))
         var out = Self.magic
-        out.reserveCapacity(out.count + 4 + json.count + 16 + results.values.reduce(0) { $0 + $1!.0.count } + 32)
+        out.reserveCapacity(out.count + 4 + json.count + 16 + members.reduce(0) { $0 + $1.2.compressed } + 32)
         appendLE(&out, UInt32(json.count))
         out += json
         appendLE(&out, UInt64(table.records.count))
         appendLE(&out, UInt64(table.strings.count))
-        for m in results.values { out += m!.0 }
+        for (bytes, range, _) in members {
+            if let bytes { out += bytes } else { out += parentFile[range] }
+        }
         out += SHA256Hasher.hash(out)
         return out
     }

@@ -223,6 +223,8 @@ final class ScanWorker: @unchecked Sendable {
         pathBuf = unit.prefix.map { CChar(bitPattern: $0) }
         _ = try unit.name.withUnsafeBytes { try process(unit.parent, name: $0, prefixLength: pathBuf.count, descend: unit.descend) }
         flushCount()
+        // Many units are held until the join: give back what array growth over-allocated.
+        table.shrinkToFit()
     }
 
     /// Processes one name in directory `dfd` whose relative path is `pathBuf[0..<prefixLength]`.
