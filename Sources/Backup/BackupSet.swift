@@ -44,6 +44,15 @@ package struct BackupSet {
         return try Manifest.decode(bytes, name: "\(location)/\(id).manifest")
     }
 
+    /// A manifest's header, after checking the file's checksum (the table is not inflated).
+    package func loadHeader(_ id: String) throws -> ManifestHeader {
+        let bytes: [UInt8]
+        do { bytes = try destination.readAll(manifestPath(id)) } catch {
+            throw ToolError("cannot read manifest \(location)/\(id).manifest: \(error)")
+        }
+        return try Manifest.decodeHeader(bytes, name: "\(location)/\(id).manifest").0
+    }
+
     /// Resolves "latest" or an id to a committed id.
     package func resolve(_ spec: String?) throws -> String {
         let ids = try committedIDs()

@@ -394,24 +394,33 @@ package struct Manifest: Sendable {
         magic.count + 4 + Int(readLE32(file, magic.count)) + 16
     }
 
-    /// Parses and checks a manifest. `name` is used in error messages.
-    package static func decode(_ data: [UInt8], name: String) throws -> Manifest {
-        func bad(_ why: String) -> ToolError {
-            ToolError("manifest \(name) is damaged (\(why)); it cannot be used. Run `hs-backup verify` and take a new full backup with --full.")
-        }
-        guard data.count >= magic.count + 4 + 16 + 32, Array(data[0 ..< magic.count]) == magic else { throw bad("not a manifest file") }
+    private static func damaged(_ name: String, _ why: String) -> ToolError {
+        ToolError("manifest \(name) is damaged (\(why)); it cannot be used. Run `hs-backup verify` and take a new full backup with --full.")
+    }
+
+    /// Checks a manifest file's checksum and parses its header (the table is not inflated):
+    /// what listing a set needs. Returns the header and where the record/string sizes start.
+    package static func decodeHeader(_ data: [UInt8], name: String) throws -> (ManifestHeader, Int) {
+        guard data.count >= magic.count + 4 + 16 + 32, Array(data[0 ..< magic.count]) == magic else { throw damaged(name, "not a manifest file") }
         let body = data.count - 32
-        // No copies of the (possibly large) input: hash and inflate straight from it.
+        // No copies of the (possibly large) input: hash straight from it.
         let sum = data.withUnsafeBytes { SHA256Hasher.hash(UnsafeRawBufferPointer(rebasing: $0[0 ..< body])) }
-        guard sum.elementsEqual(data[body...]) else { throw bad("checksum mismatch") }
+        guard sum.elementsEqual(data[body...]) else { throw damaged(name, "checksum mismatch") }
         var p = magic.count
         let hlen = Int(readLE32(data, p)); p += 4
-        guard p + hlen + 16 <= body else { throw bad("header length") }
+        guard hlen >= 0, p + hlen + 16 <= body else { throw damaged(name, "header length") }
         let header: ManifestHeader
         do { header = try JSONDecoder().decode(ManifestHeader.self, from: Data(data[p ..< p + hlen])) } catch {
-            throw bad("header JSON: \(error)")
+            throw damaged(name, "header JSON: \(error)")
         }
-        p += hlen
+        return (header, p + hlen)
+    }
+
+    /// Parses and checks a manifest. `name` is used in error messages.
+    package static func decode(_ data: [UInt8], name: String) throws -> Manifest {
+        func bad(_ why: String) -> ToolError { damaged(name, why) }
+        let body = data.count - 32
+        var (header, p) = try decodeHeader(data, name: name)
         let rlen = Int(readLE64(data, p)), slen = Int(readLE64(data, p + 8)); p += 16
         guard rlen >= 0, slen >= 0, rlen <= Int(UInt32.max) * ManifestTable.recordSize, slen <= Int(UInt32.max) else { throw bad("sizes") }
         var records = [UInt8](repeating: 0, count: rlen)

@@ -42,7 +42,7 @@ package enum SetInspector {
         var out: [BackupListing] = []
         for id in try set.committedIDs() {
             let h: ManifestHeader
-            do { h = try set.loadManifest(id).header } catch {
+            do { h = try set.loadHeader(id) } catch {
                 out.append(BackupListing(id: id, time: "?", kind: "damaged", parent: nil, files: 0, treeBytes: 0, bytesOut: 0, seconds: 0, warnings: 0))
                 continue
             }
