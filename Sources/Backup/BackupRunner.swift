@@ -252,7 +252,7 @@ package final class BackupRunner {
             let partial = set.archivePath(id) + ".partial"
             let writer: any DestinationWriter
             do { writer = try dest.create(partial) } catch {
-                throw ToolError("cannot create \(dest.displayName)/\(partial): \(error)")
+                throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(partial): \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
             }
             let aw = ArchiveWriter(sink: { bytes in try bytes.withUnsafeBytes { try writer.write($0) } },
                                    options: ArchiveWriterOptions(level: options.compressionLevel, recordEntries: false))
