@@ -342,11 +342,10 @@ package final class Restorer {
         return summary
     }
 
-    /// Threads for the filesystem work: the disk, not the CPU, is what they wait for.
-    static var defaultThreads: Int {
-        if let s = ProcessInfo.processInfo.environment["HS_RESTORE_THREADS"], let n = Int(s), n > 0 { return min(n, 64) }
-        return 6
-    }
+    /// Threads for the filesystem work: mostly waiting on metadata operations of the disk, so
+    /// more than the cores (6 was measured on the 2-core VM of BENCHMARKS.md; not finely tuned:
+    /// when ext4's inode allocation is CPU-bound, extra threads mostly contend).
+    static let defaultThreads = 6
 
     /// Refuses absolute paths, `.`/`..`/empty components and NUL bytes.
     private func checkPath(_ p: String) throws {
