@@ -181,18 +181,8 @@ package final class Restorer {
         let dirsDone = dirs
         let exact = Flags(count: dirs.count)
 
-        // 1. Directories, level by level (each level's parents exist), in parallel.
-        for level in levels where !level.isEmpty {
-            pool.forEach(level.count, chunk: 16) { k in
-                let d = level[k]
-                if errors.failed { return }
-                do { exact[d] = try writer.makeDirectory(dirsDone[d].path, entry: dirsDone[d].entry) } catch { errors.record(error, order: d) }
-            }
-            try errors.check()
-        }
-
-        // 2. Files, grouped by archive, in archive order. Hardlinks whose target is not
-        //    restored get the target's content.
+        // Files by archive (written in archive order in step 2). Hardlinks whose target is
+        // not restored get the target's content.
         struct Job: Sendable { var path: String; var source: ManifestEntry }
         var byArchive: [UInt32: [Job]] = [:]
         var links: [(String, String)] = []
@@ -218,14 +208,46 @@ package final class Restorer {
             default: break
             }
         }
+        // 1. Directories, level by level, in parallel: a chunk of a level starts once the
+        //    level above is complete (its chunks were all queued earlier, so they are running
+        //    or done). Files are handed over as soon as their parent's level is complete.
+        let chunk = 16
+        let pending = LevelCounts(levels.map { ($0.count + chunk - 1) / chunk })   // under the pool's lock
+        for (l, level) in levels.enumerated() {
+            var start = 0
+            while start < level.count {
+                let range = start ..< min(level.count, start + chunk)
+                start = range.upperBound
+                pool.submit({
+                    if l > 0 { pool.wait { pending[l - 1] == 0 } }
+                    for k in range {
+                        let d = level[k]
+                        if errors.failed { return }
+                        do { exact[d] = try writer.makeDirectory(dirsDone[d].path, entry: dirsDone[d].entry) } catch { errors.record(error, order: d) }
+                    }
+                }, whenDone: { pending[l] -= 1 })
+            }
+        }
+        var levelsReady = 0
+        /// Waits until the directory level that holds `path`'s parent is made.
+        func waitForParent(of path: String) {
+            let slashes = path.utf8.reduce(0) { $1 == UInt8(ascii: "/") ? $0 + 1 : $0 }
+            let depth = min(slashes - 1, levels.count - 1)
+            guard depth >= levelsReady else { return }
+            pool.wait { (levelsReady ... depth).allSatisfy { pending[$0] == 0 } }
+            levelsReady = depth + 1
+        }
+
         paths = [:]
+        // 2. Files, grouped by archive, in archive order.
         let total = summary.files + summary.hardlinks
         let done = Counter()
-        var order = 0
+        var order = dirs.count   // after the directories' (a directory's failure comes first)
         /// Hands one file with its whole content to the pool.
         func submit(_ job: Job, _ data: [UInt8], archive label: String, check: Bool = true) {
             let o = order
             order += 1
+            waitForParent(of: job.path)
             pool.submit(bytes: data.count, {
                 if errors.failed { return }
                 do {
@@ -277,6 +299,7 @@ package final class Restorer {
                         submit(job, data, archive: label)
                     } else {
                         // Written on this thread while it is decoded (the pool keeps going).
+                        waitForParent(of: job.path)
                         try writer.writeFile(job.path, entry: job.source, archive: label) { body in
                             do { try tar.read(h.size, body) } catch let e as ToolError where e.message.hasPrefix("archive \(set.location)/") {
                                 throw ToolError("cannot restore \(job.path): \(e.message)")
@@ -372,6 +395,16 @@ final class Flags: @unchecked Sendable {
     subscript(i: Int) -> Bool {
         get { p[i] }
         set { p[i] = newValue }
+    }
+}
+
+/// Work items left per directory level (read and written under the pool's lock).
+final class LevelCounts: @unchecked Sendable {
+    private var counts: [Int]
+    init(_ counts: [Int]) { self.counts = counts }
+    subscript(i: Int) -> Int {
+        get { counts[i] }
+        set { counts[i] = newValue }
     }
 }
 
