@@ -45,75 +45,32 @@ final class FileJob: @unchecked Sendable {
     static let placeholder = FileJob(entry: EntryMetadata(path: "", type: .file), name: "", parent: nil)
 }
 
-/// Writer threads for small files, with a bound on the content bytes waiting in memory.
+/// Writer threads for small files, with a bound on the content bytes waiting in memory
+/// (the threads are a `WorkerPool`).
 final class FileWriterPool: @unchecked Sendable {
-    private let cond = NSCondition()
-    private var queue: [FileJob] = []
-    private var head = 0
-    private var pendingBytes = 0
-    private let maxPendingBytes = 2 << 20
-    private var closed = false
-    private let exited = DispatchSemaphore(value: 0)
-    private let threads: Int
+    private let pool: WorkerPool
     private let ctx: FileWriteContext
 
     init(threads: Int, ctx: FileWriteContext) {
-        self.threads = threads
         self.ctx = ctx
-        for _ in 0..<threads {
-            let t = Thread { [self] in self.loop() }
-            t.stackSize = 1 << 20
-            t.start()
-        }
+        pool = WorkerPool(threads: threads, maxPendingBytes: 2 << 20, maxPendingItems: .max)
     }
 
     /// Queues a job; blocks while too many content bytes are waiting.
     func submit(_ job: FileJob) {
-        cond.lock(); defer { cond.unlock() }
-        while pendingBytes > 0 && pendingBytes + job.data.count > maxPendingBytes && !closed { cond.wait() }
-        pendingBytes += job.data.count
-        queue.append(job)
-        cond.broadcast()
+        let ctx = ctx
+        pool.submit(bytes: job.data.count, {
+            Self.write(job, ctx)
+            job.data = []
+        }, whenDone: { job.done = true })
     }
 
-    func isDone(_ job: FileJob) -> Bool { cond.lock(); defer { cond.unlock() }; return job.done }
+    func isDone(_ job: FileJob) -> Bool { pool.locked { job.done } }
 
-    func wait(for job: FileJob) {
-        cond.lock(); defer { cond.unlock() }
-        while !job.done && !closed { cond.wait() }
-    }
+    func wait(for job: FileJob) { pool.wait { job.done } }
 
     /// Stops the threads after the job each is running (queued jobs are dropped).
-    func shutdown() {
-        cond.lock()
-        if closed { cond.unlock(); return }
-        closed = true
-        cond.broadcast()
-        cond.unlock()
-        for _ in 0..<threads { exited.wait() }
-    }
-
-    private func loop() {
-        defer { exited.signal() }
-        while true {
-            cond.lock()
-            while queue.count == head && !closed { cond.wait() }
-            if closed { cond.unlock(); return }
-            let job = queue[head]
-            queue[head] = FileJob.placeholder
-            head += 1
-            if head >= 256 { queue.removeFirst(head); head = 0 }
-            cond.unlock()
-            Self.write(job, ctx)
-            let n = job.data.count
-            job.data = []
-            cond.lock()
-            job.done = true
-            pendingBytes -= n
-            cond.broadcast()
-            cond.unlock()
-        }
-    }
+    func shutdown() { pool.shutdown() }
 
     /// Creates the file, writes its content (64 KiB zero runs become holes), applies owner,
     /// mode, xattrs and mtime, and hashes the content.

@@ -1,0 +1,214 @@
+import Foundation
+import Testing
+@testable import Backup
+import Storage
+import Support
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A tree with many directories (several levels, odd modes), files of every size class
+/// (empty, small, > the pool's size limit), setuid/setgid/sticky bits, other owners, ns
+/// mtimes, hardlinks across directories and symlinks.
+func makeWideTree(_ root: String) throws {
+    var x: UInt64 = 7
+    func next() -> UInt64 { x = x &* 6364136223846793005 &+ 1442695040888963407; return x >> 33 }
+    let asRoot = geteuid() == 0
+    var dirs: [String] = []
+    for a in 0 ..< 12 {
+        for b in 0 ..< 6 {
+            for c in 0 ..< 3 { dirs.append("svc\(a)/data\(b)/part\(c)") }
+            dirs.append("svc\(a)/data\(b)")
+        }
+        dirs.append("svc\(a)")
+    }
+    for d in dirs { try FileManager.default.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true) }
+    var files: [String] = []
+    for (i, d) in dirs.enumerated() where !d.hasSuffix("part2") || i % 2 == 0 {
+        for k in 0 ..< 4 {
+            let p = "\(d)/f\(k).bin"
+            let n = k == 0 ? 0 : Int(next() % (k == 3 ? 70_000 : 3_000))
+            var bytes = [UInt8](repeating: 0, count: n)
+            for j in 0 ..< n { bytes[j] = k == 2 ? UInt8(0x61 + (j * 7 + i) % 26) : UInt8(truncatingIfNeeded: next()) }
+            try Tree.writeBytes(root + "/" + p, bytes)
+            files.append(p)
+        }
+    }
+    // Bigger than Restorer.pooledFileMax: written on the reading thread.
+    // Random (incompressible, so archived as stored data the damage tests can find).
+    var rng = SystemRandomNumberGenerator()
+    var big = [UInt8]()
+    big.reserveCapacity(Int(Restorer.pooledFileMax) + 1_234_568)
+    while big.count < Int(Restorer.pooledFileMax) + 1_234_567 { withUnsafeBytes(of: rng.next() as UInt64) { big += $0 } }
+    try Tree.writeBytes(root + "/svc3/data2/big.db", big)
+    files.append("svc3/data2/big.db")
+    // Hardlinks across directories (and a group of three).
+    for (i, f) in files.enumerated() where i % 97 == 5 {
+        let other = dirs[(i * 31) % dirs.count]
+        #expect(link(root + "/" + f, root + "/" + other + "/hl\(i).bin") == 0)
+    }
+    #expect(link(root + "/svc0/data0/f1.bin", root + "/svc11/data5/part1/third.bin") == 0)
+    #expect(link(root + "/svc0/data0/f1.bin", root + "/svc7/also.bin") == 0)
+    // Symlinks: relative, absolute, to a directory.
+    symlink("../data1/f1.bin", root + "/svc1/data0/rel.link")
+    symlink("/etc/passwd", root + "/svc2/abs.link")
+    symlink("data3", root + "/svc4/dir.link")
+    // Modes and owners.
+    for (i, f) in files.enumerated() {
+        let mode: mode_t = [0o644, 0o600, 0o755, 0o640, 0o444, 0o4755, 0o2750, 0o664][i % 8]
+        if asRoot && i % 5 == 0 { chown(root + "/" + f, uid_t(1000 + i % 3), gid_t(2000 + i % 4)) }
+        chmod(root + "/" + f, mode)
+    }
+    for (i, d) in dirs.enumerated() {
+        let mode: mode_t = [0o755, 0o750, 0o700, 0o1777, 0o2775, 0o555, 0o711][i % 7]
+        if asRoot && i % 4 == 1 { chown(root + "/" + d, uid_t(1001), gid_t(2002)) }
+        chmod(root + "/" + d, mode)
+    }
+    // Mtimes with ns, deepest first (setting a file's does not touch its directory's).
+    for (i, f) in files.enumerated() { Tree.setMtime(root + "/" + f, seconds: 1_600_000_000 + i * 37, nanos: 1 + i * 7919) }
+    for link in ["svc1/data0/rel.link", "svc2/abs.link", "svc4/dir.link"] { Tree.setMtime(root + "/" + link, seconds: 1_500_000_000, nanos: 42) }
+    for (i, d) in dirs.enumerated().reversed() { Tree.setMtime(root + "/" + d, seconds: 1_650_000_000 + i, nanos: 999_999_000 - i) }
+}
+
+/// Flips one byte of `needle`'s first occurrence in the gzip file at `path` and rewrites the
+/// CRC of the member holding it, so the archive decompresses cleanly and only the SHA-256 of
+/// the file can tell. (`needle` must lie in stored, not deflated, data.)
+func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
+    let script = """
+    import sys, zlib
+    path, needle = sys.argv[1], bytes.fromhex(sys.argv[2])
+    data = bytearray(open(path, 'rb').read())
+    i = data.find(needle)
+    assert i >= 0 and data.find(needle, i + 1) < 0, "needle not found once"
+    start = 0
+    while start < len(data):
+        assert data[start:start + 3] == b'\\x1f\\x8b\\x08', "not a gzip member at %d" % start
+        flg, p = data[start + 3], start + 10
+        if flg & 4: p += 2 + (data[p] | data[p + 1] << 8)
+        if flg & 8: p = data.index(0, p) + 1
+        if flg & 16: p = data.index(0, p) + 1
+        if flg & 2: p += 2
+        d = zlib.decompressobj(-15)
+        d.decompress(bytes(data[p:]))
+        end = len(data) - len(d.unused_data) + 8
+        if start <= i < end:
+            data[i + len(needle) // 2] ^= 0x01
+            out = zlib.decompressobj(-15).decompress(bytes(data[p:end - 8]))
+            data[end - 8:end - 4] = (zlib.crc32(out) & 0xffffffff).to_bytes(4, 'little')
+            open(path, 'wb').write(data)
+            sys.exit(0)
+        start = end
+    sys.exit("needle not inside a member")
+    """
+    try Subprocess.checked(["python3", "-c", script, path, needle.map { String(format: "%02x", $0) }.joined()])
+}
+
+@Suite struct RestoreParallelTests {
+    /// Every directory, file, hardlink group, symlink, mode, owner and ns mtime comes back
+    /// exactly, whatever the number of threads (1: no overlap; 8: more threads than cores).
+    @Test(arguments: [1, 8]) func wideTreeRestoresExactly(threads: Int) throws {
+        let work = try TempDir("hs-restore-wide")
+        let src = work.sub("src")
+        try makeWideTree(src)
+        let copy = work.sub("copy")
+        try Tree.copy(src, copy)      // `cp -a`: what any tool should reproduce
+        let dest = try TestDestination(.local)
+        let s = try backup(src, dest)
+        let out = work.sub("out")
+        var o = RestoreOptions(destination: dest.destination, set: "t", target: out)
+        o.backup = s.id
+        o.threads = threads
+        let r = Restorer(options: o, reporter: quiet)
+        let summary = try r.run()
+        #expect(r.liveWorkerThreads() == 0)
+        let want = try Tree.describe(src)
+        #expect(Tree.diff(want, try Tree.describe(copy)).isEmpty)
+        let got = try Tree.describe(out)
+        let d = Tree.diff(want, got)
+        #expect(d.isEmpty, "restore differs from the source:\n\(d.prefix(10).joined(separator: "\n"))")
+        #expect(want.count > 1000 && got.count == want.count)
+        #expect(summary.directories == 12 * 6 * 4 + 12 && summary.symlinks == 3 && summary.hardlinks >= 5)
+        // Byte for byte, independently of Tree.describe.
+        let cmp = try Subprocess.run(["diff", "-r", "--no-dereference", src, out])
+        #expect(cmp.status == 0, "\(cmp.stdout)")
+        if geteuid() == 0 {
+            var st = stat()
+            #expect(lstat(out + "/svc0/data0/f1.bin", &st) == 0 && st.st_nlink == 3)
+        }
+    }
+
+    /// The real tool with its default threads, into a target that exists and is empty.
+    @Test func wideTreeThroughTheTool() throws {
+        let work = try TempDir("hs-restore-wide-tool")
+        let src = work.sub("src")
+        try makeWideTree(src)
+        let dest = try TestDestination(.local)
+        _ = try backup(src, dest)
+        let out = work.sub("out")
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
+        let r = try Tools.run("hs-restore", ["--from", dest.spec, "--name", "t", "--to", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        let d = Tree.diff(try Tree.describe(src), try Tree.describe(out))
+        #expect(d.isEmpty, "restore differs from the source:\n\(d.prefix(10).joined(separator: "\n"))")
+    }
+
+    /// Content altered with a valid gzip CRC: only the writer thread's SHA-256 check sees it.
+    /// The restore stops with the file's name, exit 1, and no thread is left behind.
+    @Test(arguments: DestKind.allCases) func damagedFileStopsParallelRestore(kind: DestKind) throws {
+        let work = try TempDir("hs-restore-damaged")
+        let src = work.sub("src")
+        try makeWideTree(src)
+        let victim = "svc5/data1/part0/f3.bin"   // random bytes: stored, not deflated
+        let content = try [UInt8](Data(contentsOf: URL(fileURLWithPath: src + "/" + victim)))
+        try #require(content.count > 1000)
+        let dest = try TestDestination(kind)
+        let s = try backup(src, dest)
+        let archive = "t/\(s.id).tar.gz"
+        let local = work.sub("a.tar.gz")
+        try Data(try dest.destination.readAll(archive)).write(to: URL(fileURLWithPath: local))
+        try flipByteKeepingCRC(local, needle: Array(content[400 ..< 464]))
+        try dest.destination.writeAtomically(archive, contents: try [UInt8](Data(contentsOf: URL(fileURLWithPath: local))))
+
+        // In process: the error names the file and the archive; every pool thread is gone.
+        var o = RestoreOptions(destination: dest.destination, set: "t", target: work.sub("in-process"))
+        o.threads = 8
+        let r = Restorer(options: o, reporter: quiet)
+        do {
+            _ = try r.run()
+            Issue.record("restore of a damaged archive succeeded")
+        } catch let e as ToolError {
+            #expect(e.exitCode == 1)
+            #expect(e.message.contains(victim) && e.message.contains("\(s.id).tar.gz") && e.message.contains("SHA-256"), "\(e.message)")
+        }
+        #expect(r.liveWorkerThreads() == 0)
+
+        // The tool: exit 1, the file named on stderr.
+        let t = try Tools.run("hs-restore", ["--from", dest.spec, "--name", "t", "--to", work.sub("tool")])
+        #expect(t.status == 1)
+        #expect(t.stderr.contains(victim) && t.stderr.contains("does not match its SHA-256"), "\(t.stderr)")
+    }
+
+    /// A plain flipped byte (the gzip CRC no longer matches) inside a big file that is written
+    /// while it is read: exit 1, and the error names the file being restored.
+    @Test func flippedByteInBigFile() throws {
+        let work = try TempDir("hs-restore-flip")
+        let src = work.sub("src")
+        try makeWideTree(src)
+        let victim = "svc3/data2/big.db"
+        let content = try [UInt8](Data(contentsOf: URL(fileURLWithPath: src + "/" + victim)))
+        let dest = try TestDestination(.local)
+        let s = try backup(src, dest)
+        let archive = "t/\(s.id).tar.gz"
+        var bytes = try dest.destination.readAll(archive)
+        // The middle of the big file lies in a member that holds nothing else.
+        let mid = content.count / 2
+        let needle = Array(content[mid ..< mid + 64])
+        let at = try #require(bytes.indices.first { i in i + 64 <= bytes.count && bytes[i] == needle[0] && Array(bytes[i ..< i + 64]) == needle })
+        bytes[at + 32] ^= 0x10
+        try dest.destination.writeAtomically(archive, contents: bytes)
+        let t = try Tools.run("hs-restore", ["--from", dest.spec, "--name", "t", "--to", work.sub("out")])
+        #expect(t.status == 1)
+        #expect(t.stderr.contains(victim) && t.stderr.contains("\(s.id).tar.gz"), "\(t.stderr)")
+    }
+}
