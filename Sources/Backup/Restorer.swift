@@ -442,8 +442,26 @@ final class TreeWriter: @unchecked Sendable {
         let setgid = fstat(root, &st) != 0 || st.st_mode & S_ISGID != 0
         let defaultACL = c_fgetxattr(root, "system.posix_acl_default", nil, 0) >= 0
         let mask = Self.currentUmask()
-        predictable = fresh && !setgid && !defaultACL && mask != nil
         umaskBits = mask ?? 0o777
+        predictable = fresh && !setgid && !defaultACL && mask != nil
+            && Self.probe(root, uid: geteuid(), gid: getegid(), umask: mask ?? 0o777)
+    }
+
+    /// Creates a directory and a file in the (empty) target and checks that they come out
+    /// with this process's uid/gid and the umask'd mode: not so on e.g. an NFS mount with
+    /// root_squash, or a filesystem mounted with fixed uid=/gid=/mode options. Then removes them.
+    static func probe(_ root: Int32, uid: uid_t, gid: gid_t, umask: UInt32) -> Bool {
+        let name = ".hs-restore-probe-\(getpid())"
+        guard mkdirat(root, name, 0o750) == 0 else { return false }
+        defer { _ = unlinkat(root, name + "/f", 0); _ = unlinkat(root, name, AT_REMOVEDIR) }
+        var st = stat()
+        guard fstatat(root, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_uid == uid, st.st_gid == gid,
+              UInt32(st.st_mode) & 0o7777 == 0o750 & ~umask else { return false }
+        let fd = openat(root, name + "/f", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        guard fstat(fd, &st) == 0, st.st_uid == uid, st.st_gid == gid, UInt32(st.st_mode) & 0o7777 == 0o640 & ~umask else { return false }
+        return true
     }
 
     /// The process umask, read without changing it (other threads may be creating files).

@@ -1,5 +1,4 @@
 import Foundation
-import Support
 
 /// One line of /proc/self/mountinfo.
 package struct MountInfo: Sendable, Equatable, Codable {

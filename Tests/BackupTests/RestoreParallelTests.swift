@@ -212,3 +212,28 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         #expect(t.stderr.contains(victim) && t.stderr.contains("\(s.id).tar.gz"), "\(t.stderr)")
     }
 }
+
+@Suite struct RestoreProbeTests {
+    /// The shortcut (create with the final mode, skip chown/chmod) is taken only when a probe
+    /// entry comes out with the expected owner and mode; the probe leaves nothing behind.
+    @Test func probeDecidesAndCleansUp() throws {
+        let dir = try TempDir("hs-restore-probe")
+        let fd = open(dir.path, O_RDONLY | O_DIRECTORY)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        let mask = try #require(TreeWriter.currentUmask())
+        #expect(TreeWriter.probe(fd, uid: geteuid(), gid: getegid(), umask: mask))
+        #expect(!TreeWriter.probe(fd, uid: geteuid() + 1, gid: getegid(), umask: mask), "another owner than expected")
+        #expect(!TreeWriter.probe(fd, uid: geteuid(), gid: getegid() + 1, umask: mask), "another group than expected")
+        let otherMask: UInt32 = (0o750 & ~mask) == 0o700 ? 0o022 : 0o077
+        #expect(!TreeWriter.probe(fd, uid: geteuid(), gid: getegid(), umask: otherMask), "another mode than expected")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
+        // A setgid target is never predictable (new entries take its group).
+        #expect(chmod(dir.path, 0o2755) == 0)
+        let w = TreeWriter(root: fd, rootPath: dir.path, force: false, restoreOwner: geteuid() == 0, fresh: true)
+        #expect(!w.predictable)
+        #expect(chmod(dir.path, 0o755) == 0)
+        #expect(TreeWriter(root: fd, rootPath: dir.path, force: false, restoreOwner: geteuid() == 0, fresh: true).predictable)
+        #expect(!TreeWriter(root: fd, rootPath: dir.path, force: false, restoreOwner: geteuid() == 0, fresh: false).predictable)
+    }
+}
