@@ -137,6 +137,14 @@ TABLE=$(
     printf '| corpus: one-thread lstat walk (`find -printf`) | | %.2f s | | | |\n' "$(m floorcorpus)"
   fi
   rss=$(m rss200k); if [ -n "$rss" ]; then printf '| %s-file tree, no-change incremental peak RSS | %.0f MiB | | | <= 150 MiB | %s |\n' "$FILES200K" "$(awk "BEGIN{print $rss / 1024}")" "$([ "$(awk "BEGIN{print ($rss <= 153600)}")" = 1 ] && echo met || echo 'NOT met')"; fi
+  echo
+  echo "Per round, seconds (ours / reference):"
+  for pair in "full_ours full_ref full backup" "incr_ours incr_tar incremental vs tar" "incr_ours incr_restic incremental vs restic" \
+              "restore_ours restore_ref restore" "nfs_ours local_ours nfs vs local" "incr200k_ours incr200k_tar 200k incremental"; do
+    set -- $pair; a=$1; b=$2; shift 2
+    [ -n "${T[$a]:-}" ] && [ -n "${T[$b]:-}" ] && echo "- $*:$(paste -d/ <(echo ${T[$a]} | tr ' ' '\n') <(echo ${T[$b]} | tr ' ' '\n') | awk -F/ '{printf " %.2f/%.2f (%.2f)", $1, $2, $1/$2}')"
+  done
+  echo
 )
 echo "$TABLE"
 if [ -n "$WRITE" ]; then
