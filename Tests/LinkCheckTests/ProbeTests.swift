@@ -170,7 +170,9 @@ import TestSupport
         // copied to a directory nobody can reach (the checkout may sit under /root).
         let bin = try TempDir("lc-bin")
         chmod(bin.path, 0o755)
-        try FileManager.default.copyItem(atPath: Tools.path("hs-linkcheck"), toPath: bin.sub("hs-linkcheck"))
+        // Copied by `cp`, not in this process: a write fd opened here could be inherited by a
+        // child that another test spawns meanwhile, and exec would fail with ETXTBSY.
+        try Subprocess.checked(["cp", Tools.path("hs-linkcheck"), bin.sub("hs-linkcheck")])
         let r = try Subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                                     bin.sub("hs-linkcheck"), t.path, "--json"])
         #expect(r.status == 1, "\(r.stderr)")
