@@ -16,7 +16,8 @@ final class DirHandle: @unchecked Sendable {
 struct FileWriteContext: Sendable {
     var target: String
     var restoreOwnership: Bool
-    var freshTarget: Bool
+    /// New entries get euid/egid and the umask'd mode (see `CreationProbe`).
+    var predictable: Bool
     var restoreXattrs: Bool
     var preserveSpecial: Bool
     var umaskBits: UInt32
@@ -117,11 +118,11 @@ final class FileWriterPool: @unchecked Sendable {
             return true
         }
         guard ok else { return }
-        if ctx.restoreOwnership && !(ctx.freshTarget && e.uid == ctx.euid && e.gid == ctx.egid) {
+        if ctx.restoreOwnership && !(ctx.predictable && e.uid == ctx.euid && e.gid == ctx.egid) {
             if fchown(fd, e.uid, e.gid) != 0 { job.warnings.append(("\(e.path): chown failed: \(String(cString: strerror(errno)))", false)) }
         }
         let mode = ctx.preserveSpecial ? e.mode & 0o7777 : e.mode & 0o1777
-        if mode != (e.mode & 0o777) & ~ctx.umaskBits {
+        if !ctx.predictable || mode != (e.mode & 0o777) & ~ctx.umaskBits {
             guard fchmod(fd, mode_t(mode)) == 0 else { fail("chmod", errno); return }
         }
         if ctx.restoreXattrs {

@@ -43,6 +43,9 @@ final class Extractor: TarEntryHandler {
     private var pendingZeros: UInt64 = 0   // sparse output: zero runs become holes
     private var xattrWarned = false
     private let freshTarget: Bool
+    /// The target was empty and `CreationProbe` found that new entries there get this
+    /// process's uid/gid and the umask'd mode: chown/chmod are skipped when that is final.
+    private let predictable: Bool
     private let umaskBits: UInt32
     private let euid = geteuid(), egid = getegid()
 
@@ -54,19 +57,20 @@ final class Extractor: TarEntryHandler {
         self.onFile = onFile
         self.preserveSpecial = options.preserveSpecialBits ?? (geteuid() == 0 && freshTarget)
         self.freshTarget = freshTarget
-        let m = umask(0o022); umask(m)
-        self.umaskBits = UInt32(m)
+        let mask = CreationProbe.currentUmask()
+        self.umaskBits = mask ?? 0o022
         rootFd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard rootFd >= 0 else {
             throw ArchiveError(.io, "cannot open target directory '\(target)': \(String(cString: strerror(errno)))")
         }
+        predictable = freshTarget && CreationProbe.isPredictable(rootFd, umask: mask)
         rootHandle = DirHandle(rootFd, owned: false)
         // Parallel content writes only into a target that was empty: then every name in it
         // was created by this extraction and the bookkeeping in `created` is complete.
         let threads = min(2, ProcessInfo.processInfo.activeProcessorCount)
         if freshTarget && threads > 1 {
             pool = FileWriterPool(threads: threads, ctx: FileWriteContext(
-                target: target, restoreOwnership: options.restoreOwnership, freshTarget: freshTarget,
+                target: target, restoreOwnership: options.restoreOwnership, predictable: predictable,
                 restoreXattrs: options.restoreXattrs, preserveSpecial: preserveSpecial,
                 umaskBits: umaskBits, euid: geteuid(), egid: getegid()))
         }
@@ -193,7 +197,7 @@ final class Extractor: TarEntryHandler {
                     created = true
                 }
             }
-            dirMeta[e.path] = (e, created && freshTarget)
+            dirMeta[e.path] = (e, created && predictable)
             summary.directories += 1
         case .symlink:
             let t = e.linkTarget ?? ""
@@ -286,14 +290,15 @@ final class Extractor: TarEntryHandler {
             guard ftruncate(fileFd, off_t(e.size)) == 0 else { throw ioError(e.path, "ftruncate", errno) }
             pendingZeros = 0
         }
-        // A new file in a fresh target already belongs to euid:egid (its directories get their
-        // setgid bits only at the end), so chown only when the archive says otherwise.
-        if options.restoreOwnership && !(freshTarget && e.uid == euid && e.gid == egid) {
+        // A new file in a predictable target already belongs to euid:egid (its directories get
+        // their setgid bits only at the end), so chown only when the archive says otherwise.
+        if options.restoreOwnership && !(predictable && e.uid == euid && e.gid == egid) {
             if fchown(fileFd, e.uid, e.gid) != 0 { summary.warnings.append("\(e.path): chown failed: \(String(cString: strerror(errno)))") }
         }
         let mode = effectiveMode(e.mode)
-        // Created with the permission bits minus the umask: fchmod only when that differs.
-        if mode != (e.mode & 0o777) & ~umaskBits {
+        // Created with the permission bits minus the umask (when predictable): fchmod only
+        // when that differs.
+        if !predictable || mode != (e.mode & 0o777) & ~umaskBits {
             guard fchmod(fileFd, mode_t(mode)) == 0 else { throw ioError(e.path, "chmod", errno) }
         }
         if options.restoreXattrs { setXattrs(fileFd, e) }

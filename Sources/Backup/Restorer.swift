@@ -417,7 +417,6 @@ final class Counter: @unchecked Sendable {
 }
 
 // <sys/xattr.h> is not in Swift's Glibc module map.
-@_silgen_name("fgetxattr") private func c_fgetxattr(_ fd: Int32, _ name: UnsafePointer<CChar>, _ value: UnsafeMutableRawPointer?, _ size: Int) -> Int
 
 /// Writes entries under a root directory fd without following symlinks. Immutable, so pool
 /// threads share it; every path it is given has parents that this restore made, or checked
@@ -427,8 +426,8 @@ final class TreeWriter: @unchecked Sendable {
     let rootPath: String
     let force: Bool
     let restoreOwner: Bool
-    /// New entries come out exactly as created: the target was empty, it has no setgid bit
-    /// (new entries get the creator's uid/gid) and no default ACL (the umask applies).
+    /// New entries come out exactly as created: the target was empty and `CreationProbe`
+    /// found new entries there get the creator's uid/gid and the umask'd mode.
     let predictable: Bool
     let euid = geteuid(), egid = getegid()
     let umaskBits: UInt32
@@ -438,40 +437,9 @@ final class TreeWriter: @unchecked Sendable {
         self.rootPath = rootPath
         self.force = force
         self.restoreOwner = restoreOwner
-        var st = stat()
-        let setgid = fstat(root, &st) != 0 || st.st_mode & S_ISGID != 0
-        let defaultACL = c_fgetxattr(root, "system.posix_acl_default", nil, 0) >= 0
-        let mask = Self.currentUmask()
+        let mask = CreationProbe.currentUmask()
         umaskBits = mask ?? 0o777
-        predictable = fresh && !setgid && !defaultACL && mask != nil
-            && Self.probe(root, uid: geteuid(), gid: getegid(), umask: mask ?? 0o777)
-    }
-
-    /// Creates a directory and a file in the (empty) target and checks that they come out
-    /// with this process's uid/gid and the umask'd mode: not so on e.g. an NFS mount with
-    /// root_squash, or a filesystem mounted with fixed uid=/gid=/mode options. Then removes them.
-    static func probe(_ root: Int32, uid: uid_t, gid: gid_t, umask: UInt32) -> Bool {
-        let name = ".hs-restore-probe-\(getpid())"
-        guard mkdirat(root, name, 0o750) == 0 else { return false }
-        defer { _ = unlinkat(root, name + "/f", 0); _ = unlinkat(root, name, AT_REMOVEDIR) }
-        var st = stat()
-        guard fstatat(root, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_uid == uid, st.st_gid == gid,
-              UInt32(st.st_mode) & 0o7777 == 0o750 & ~umask else { return false }
-        let fd = openat(root, name + "/f", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o640)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        guard fstat(fd, &st) == 0, st.st_uid == uid, st.st_gid == gid, UInt32(st.st_mode) & 0o7777 == 0o640 & ~umask else { return false }
-        return true
-    }
-
-    /// The process umask, read without changing it (other threads may be creating files).
-    static func currentUmask() -> UInt32? {
-        if let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-           let line = s.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }),
-           let v = UInt32(line.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8) {
-            return v
-        }
-        return nil   // unknown: entries are created private and chmod-ed at the end
+        predictable = fresh && CreationProbe.isPredictable(root, umask: mask)
     }
 
     static func split(_ path: String) -> (String, String) {

@@ -214,26 +214,55 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
 }
 
 @Suite struct RestoreProbeTests {
-    /// The shortcut (create with the final mode, skip chown/chmod) is taken only when a probe
-    /// entry comes out with the expected owner and mode; the probe leaves nothing behind.
+    /// The shortcut (create with the final mode, skip chown/chmod) is taken only when probe
+    /// entries come out with the expected owner and mode; the probe leaves nothing behind.
     @Test func probeDecidesAndCleansUp() throws {
         let dir = try TempDir("hs-restore-probe")
         let fd = open(dir.path, O_RDONLY | O_DIRECTORY)
         #expect(fd >= 0)
         defer { close(fd) }
-        let mask = try #require(TreeWriter.currentUmask())
-        #expect(TreeWriter.probe(fd, uid: geteuid(), gid: getegid(), umask: mask))
-        #expect(!TreeWriter.probe(fd, uid: geteuid() + 1, gid: getegid(), umask: mask), "another owner than expected")
-        #expect(!TreeWriter.probe(fd, uid: geteuid(), gid: getegid() + 1, umask: mask), "another group than expected")
+        let mask = try #require(CreationProbe.currentUmask())
+        #expect(CreationProbe.isPredictable(fd))
+        #expect(!CreationProbe.isPredictable(fd, uid: geteuid() + 1), "another owner than expected")
+        #expect(!CreationProbe.isPredictable(fd, gid: getegid() + 1), "another group than expected")
         let otherMask: UInt32 = (0o750 & ~mask) == 0o700 ? 0o022 : 0o077
-        #expect(!TreeWriter.probe(fd, uid: geteuid(), gid: getegid(), umask: otherMask), "another mode than expected")
+        #expect(!CreationProbe.isPredictable(fd, umask: otherMask), "another mode than expected")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
-        // A setgid target is never predictable (new entries take its group).
+        // A setgid target is never predictable (new entries take its group and setgid bit).
         #expect(chmod(dir.path, 0o2755) == 0)
-        let w = TreeWriter(root: fd, rootPath: dir.path, force: false, restoreOwner: geteuid() == 0, fresh: true)
-        #expect(!w.predictable)
+        #expect(!CreationProbe.isPredictable(fd))
+        #expect(!TreeWriter(root: fd, rootPath: dir.path, force: false, restoreOwner: geteuid() == 0, fresh: true).predictable)
         #expect(chmod(dir.path, 0o755) == 0)
         #expect(TreeWriter(root: fd, rootPath: dir.path, force: false, restoreOwner: geteuid() == 0, fresh: true).predictable)
         #expect(!TreeWriter(root: fd, rootPath: dir.path, force: false, restoreOwner: geteuid() == 0, fresh: false).predictable)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
+    }
+
+    /// Restores into an empty target with the setgid bit and another group: every entry still
+    /// gets the group the backup recorded (both restore paths: --from and --archive).
+    @Test func setgidTargetKeepsRecordedGroups() throws {
+        guard geteuid() == 0 else { Issue.record("needs root (CI runs as root)"); return }
+        let work = try TempDir("hs-restore-sgid")
+        let src = work.sub("src")
+        try Tree.write(src + "/app/config.xml", "<Config/>\n")
+        try Tree.write(src + "/app/sub/data.json", "{}\n")
+        try Tree.write(src + "/top.txt", "top\n")
+        let dest = try TestDestination(.local)
+        let s = try backup(src, dest, full: true)
+        for way in ["from", "archive"] {
+            let target = work.sub("target-\(way)")
+            try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+            #expect(chown(target, 0, 4321) == 0 && chmod(target, 0o2775) == 0)
+            let r = way == "from"
+                ? try Tools.run("hs-restore", ["--from", dest.spec, "--name", "t", "--to", target])
+                : try Tools.run("hs-restore", ["--archive", dest.spec + "/t/\(s.id).tar.gz", "--to", target])
+            #expect(r.status == 0, "\(way): \(r.stderr)")
+            for p in ["app", "app/config.xml", "app/sub", "app/sub/data.json", "top.txt"] {
+                var st = stat()
+                #expect(lstat(target + "/" + p, &st) == 0)
+                #expect(st.st_gid == 0, "\(way): \(p) has group \(st.st_gid), the backup recorded 0")
+                #expect(st.st_mode & S_ISGID == 0, "\(way): \(p) has the setgid bit; the backup recorded none")
+            }
+        }
     }
 }
