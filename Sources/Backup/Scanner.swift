@@ -41,14 +41,17 @@ package final class Scanner {
 
     /// Scans the tree. `progress` is called now and then with the number of entries so far.
     package func scan(progress: (@Sendable (Int) -> Void)? = nil) throws -> ScanResult {
-        let rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard rfd >= 0, let dir = fdopendir(rfd) else {
+        let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
             let err = errno
             throw ToolError("cannot read source directory \(root): \(String(cString: strerror(err))). Check the path given to --source.")
         }
-        defer { closedir(dir) }
-        let fd = dirfd(dir)
-        let names = ScanWorker.readNames(dir)
+        defer { close(fd) }
+        var rootNames: [DirectoryName] = []
+        if let err = DirectoryReader.readNames(fd, into: &rootNames) {
+            throw ToolError("cannot read source directory \(root): \(String(cString: strerror(err))). Check the path given to --source.")
+        }
+        let names = rootNames
         let counter = ScanCounter(progress: progress)
         let context = ScanContext(root: root, excludes: excludes, provider: provider, previous: previous, counter: counter)
 
@@ -69,7 +72,7 @@ package final class Scanner {
             if split {
                 if let (dfd, prefix) = try top.process(fd, name: n, prefixLength: 0, descend: false) {
                     opened.append(dfd)
-                    for c in top.readNames(dfd, path: prefix) { units.append(ScanUnit(parent: dfd, prefix: prefix, name: c, descend: true)) }
+                    for c in top.readNames(dfd, path: String(decoding: prefix, as: UTF8.self)) { units.append(ScanUnit(parent: dfd, prefix: prefix, name: c, descend: true)) }
                 }
             } else {
                 units.append(ScanUnit(parent: fd, prefix: [], name: n, descend: true))
@@ -144,7 +147,7 @@ package final class Scanner {
 struct ScanUnit: Sendable {
     var parent: Int32
     var prefix: [UInt8]
-    var name: [UInt8]
+    var name: DirectoryName
     var descend: Bool
 }
 
@@ -181,6 +184,8 @@ final class ScanWorker: @unchecked Sendable {
     /// Regular files with more than one link: (entry index, dev, ino).
     var links: [(Int, UInt64, UInt64)] = []
     private var pathBuf: [CChar] = []
+    /// getdents64 buffer, reused for every directory of this worker.
+    private var direntBuffer: [UInt8] = []
     private var uncounted = 0
     /// Where the last lookup in the previous table ended (lookups come in path order).
     private var previousCursor = 0
@@ -191,37 +196,20 @@ final class ScanWorker: @unchecked Sendable {
         self.context = context
     }
 
-    /// The names in a directory (without . and ..), sorted in component order.
-    static func readNames(_ dir: OpaquePointer) -> [[UInt8]] {
-        var out: [[UInt8]] = []
-        while let ent = readdir(dir) {
-            withUnsafeBytes(of: ent.pointee.d_name) { raw in
-                let n = strlen(raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-                if n == 1 && raw[0] == 0x2E { return }
-                if n == 2 && raw[0] == 0x2E && raw[1] == 0x2E { return }
-                out.append(Array(UnsafeRawBufferPointer(rebasing: raw[0 ..< n])))
-            }
+    /// The names in the directory open as `fd`, whose relative path is `path` (for a warning;
+    /// `fd` stays open, its read offset moves, which does not matter to the *at calls made
+    /// with it).
+    func readNames(_ fd: Int32, path: @autoclosure () -> String) -> [DirectoryName] {
+        var names: [DirectoryName] = []
+        if let err = DirectoryReader.readNames(fd, into: &names, buffer: &direntBuffer) {
+            warn("cannot read directory \(path()): \(String(cString: strerror(err))); its contents are not in this backup")
         }
-        out.sort { a, b in a.withUnsafeBytes { x in b.withUnsafeBytes { y in comparePaths(x, y) < 0 } } }
-        return out
-    }
-
-    /// The names in the directory open as `fd`, whose relative path is `path` (`fd` stays open).
-    func readNames(_ fd: Int32, path: [UInt8]) -> [[UInt8]] {
-        let dup = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-        guard dup >= 0, let dir = fdopendir(dup) else {
-            let err = errno
-            if dup >= 0 { close(dup) }
-            warn("cannot read directory \(String(decoding: path, as: UTF8.self)): \(String(cString: strerror(err))); its contents are not in this backup")
-            return []
-        }
-        defer { closedir(dir) }
-        return ScanWorker.readNames(dir)
+        return names
     }
 
     func run(_ unit: ScanUnit) throws {
         pathBuf = unit.prefix.map { CChar(bitPattern: $0) }
-        _ = try unit.name.withUnsafeBytes { try process(unit.parent, name: $0, prefixLength: pathBuf.count, descend: unit.descend) }
+        _ = try process(unit.parent, name: unit.name, prefixLength: pathBuf.count, descend: unit.descend)
         flushCount()
         // Many units are held until the join: give back what array growth over-allocated.
         table.shrinkToFit()
@@ -231,27 +219,34 @@ final class ScanWorker: @unchecked Sendable {
     /// When the entry is a directory and `descend` is false, returns its open fd and path
     /// (the caller closes it); otherwise walks it.
     @discardableResult
-    func process(_ dfd: Int32, name: [UInt8], prefixLength: Int, descend: Bool = true) throws -> (Int32, [UInt8])? {
-        try name.withUnsafeBytes { try process(dfd, name: $0, prefixLength: prefixLength, descend: descend) }
-    }
-
-    func process(_ dfd: Int32, name: UnsafeRawBufferPointer, prefixLength: Int, descend: Bool) throws -> (Int32, [UInt8])? {
+    func process(_ dfd: Int32, name: DirectoryName, prefixLength: Int, descend: Bool = true) throws -> (Int32, [UInt8])? {
         // Build "<prefix>/<name>\0" in pathBuf.
         pathBuf.removeSubrange(prefixLength...)
         var nameStart = prefixLength
         if prefixLength > 0 { pathBuf.append(0x2F); nameStart += 1 }
-        for b in name { pathBuf.append(CChar(bitPattern: b)) }
+        for b in name.bytes { pathBuf.append(CChar(bitPattern: b)) }
         pathBuf.append(0)
         let fullLength = pathBuf.count - 1
         let excluded = pathBuf.withUnsafeBufferPointer { context.excludes.matches(path: $0.baseAddress!, nameStart: nameStart) }
         if excluded { return nil }
         var st = stat()
-        let rc = pathBuf.withUnsafeBufferPointer { fstatat(dfd, $0.baseAddress! + nameStart, &st, AT_SYMLINK_NOFOLLOW) }
-        if rc != 0 {
-            let err = errno
-            if err != ENOENT { warn("cannot stat \(currentPath(fullLength)): \(String(cString: strerror(err))); skipped") }
-            return nil
+        // A directory (as readdir says) is opened first and stat'ed through its fd: one path
+        // lookup instead of two. Anything else, or a directory that cannot be opened (or was
+        // replaced meanwhile), is stat'ed by name.
+        var dirFd: Int32 = -1
+        if name.type == DirectoryName.directoryType {
+            dirFd = pathBuf.withUnsafeBufferPointer { openat(dfd, $0.baseAddress! + nameStart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            if dirFd >= 0 && (fstat(dirFd, &st) != 0 || st.st_mode & S_IFMT != S_IFDIR) { close(dirFd); dirFd = -1 }
         }
+        if dirFd < 0 {
+            let rc = pathBuf.withUnsafeBufferPointer { fstatat(dfd, $0.baseAddress! + nameStart, &st, AT_SYMLINK_NOFOLLOW) }
+            if rc != 0 {
+                let err = errno
+                if err != ENOENT { warn("cannot stat \(currentPath(fullLength)): \(String(cString: strerror(err))); skipped") }
+                return nil
+            }
+        }
+        defer { if dirFd >= 0 { close(dirFd) } }
         var e = ManifestEntry()
         e.mode = UInt32(st.st_mode) & 0o7777
         e.uid = st.st_uid
@@ -296,7 +291,8 @@ final class ScanWorker: @unchecked Sendable {
         uncounted += 1
         if uncounted >= 1024 { flushCount() }
         if e.type == .directory {
-            let cfd = pathBuf.withUnsafeBufferPointer { openat(dfd, $0.baseAddress! + nameStart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            let cfd = dirFd >= 0 ? dirFd : pathBuf.withUnsafeBufferPointer { openat(dfd, $0.baseAddress! + nameStart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            dirFd = -1
             if cfd < 0 {
                 let err = errno
                 warn("cannot read directory \(currentPath(fullLength)): \(String(cString: strerror(err))); its contents are not in this backup")
@@ -325,10 +321,9 @@ final class ScanWorker: @unchecked Sendable {
 
     /// Walks one directory (takes ownership of `fd`).
     private func walk(_ fd: Int32, prefixLength: Int) throws {
-        guard let dir = fdopendir(fd) else { close(fd); return }
-        defer { closedir(dir) }
-        let dfd = dirfd(dir)
-        for n in ScanWorker.readNames(dir) { try process(dfd, name: n, prefixLength: prefixLength, descend: true) }
+        defer { close(fd) }
+        let names = readNames(fd, path: currentPath(prefixLength))
+        for n in names { try process(fd, name: n, prefixLength: prefixLength, descend: true) }
     }
 
     private func flushCount() {
