@@ -89,6 +89,43 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         #expect(t.linkTarget(t.entry(try #require(t.find("zz-link")))) == "alpha")
     }
 
+    @Test("getdents64 reading: a directory larger than the buffer, sorted, with types")
+    func directoryReader() throws {
+        let dir = try TempDir("hs-dirents")
+        var expected: [String] = []
+        for i in 0 ..< 3000 {
+            let name = String(format: "entry-%05d-", i) + String(repeating: "n", count: 50)
+            expected.append(name)
+            if i % 100 == 0 {
+                try FileManager.default.createDirectory(atPath: dir.sub(name), withIntermediateDirectories: false)
+            } else {
+                #expect(FileManager.default.createFile(atPath: dir.sub(name), contents: nil))
+            }
+        }
+        expected.append("a.b"); #expect(FileManager.default.createFile(atPath: dir.sub("a.b"), contents: nil))
+        let fd = open(dir.path, O_RDONLY | O_DIRECTORY)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var names: [DirectoryName] = []
+        var buffer: [UInt8] = []
+        #expect(DirectoryReader.readNames(fd, into: &names, buffer: &buffer) == nil)
+        #expect(buffer.count < 3000 * 80, "the listing took several getdents64 calls")
+        let got = names.map { String(decoding: $0.bytes, as: UTF8.self) }
+        #expect(Set(got) == Set(expected) && got.count == expected.count)
+        for i in 1 ..< names.count {
+            #expect(names[i - 1].bytes.withUnsafeBytes { a in names[i].bytes.withUnsafeBytes { b in comparePaths(a, b) < 0 } })
+        }
+        for n in names where String(decoding: n.bytes, as: UTF8.self).hasPrefix("entry-") {
+            let isDir = Int(String(decoding: n.bytes[6 ..< 11], as: UTF8.self))! % 100 == 0
+            #expect((n.type == DirectoryName.directoryType) == isDir)
+        }
+        // Not a directory: an errno, no names.
+        let file = open(dir.sub("a.b"), O_RDONLY)
+        defer { close(file) }
+        var none: [DirectoryName] = []
+        #expect(DirectoryReader.readNames(file, into: &none) == ENOTDIR && none.isEmpty)
+    }
+
     @Test("find(_:from:) gallops and binary-searches correctly")
     func findFrom() throws {
         var t = ManifestTable()
