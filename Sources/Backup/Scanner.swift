@@ -211,8 +211,10 @@ final class ScanWorker: @unchecked Sendable {
         pathBuf = unit.prefix.map { CChar(bitPattern: $0) }
         _ = try process(unit.parent, name: unit.name, prefixLength: pathBuf.count, descend: unit.descend)
         flushCount()
-        // Many units are held until the join: give back what array growth over-allocated.
+        // Many units are held until the join: give back what array growth over-allocated,
+        // and the getdents buffer.
         table.shrinkToFit()
+        direntBuffer = []
     }
 
     /// Processes one name in directory `dfd` whose relative path is `pathBuf[0..<prefixLength]`.
