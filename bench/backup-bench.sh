@@ -169,8 +169,8 @@ for r in $(seq 1 "$ROUNDS"); do
   sync
   # full backup: ours vs tar | pigz, interleaved (the restore and incremental need it too)
   if want full; then
-    timeit full_ours "$BIN/hs-backup" --source "$CORPUS" --to "$W/dest" --name b --full
-    timeit full_ref bash -c "tar -cf - -C '$CORPUS' . | pigz -p2 -6 > '$W/ref.tgz'"
+    sync; timeit full_ours "$BIN/hs-backup" --source "$CORPUS" --to "$W/dest" --name b --full
+    sync; timeit full_ref bash -c "tar -cf - -C '$CORPUS' . | pigz -p2 -6 > '$W/ref.tgz'"
   elif want incr || want restore; then
     "$BIN/hs-backup" --source "$CORPUS" --to "$W/dest" --name b --full >/dev/null
     want restore && tar -cf - -C "$CORPUS" . | pigz -p2 -6 > "$W/ref.tgz"
@@ -185,10 +185,17 @@ for r in $(seq 1 "$ROUNDS"); do
     timeit incr_restic restic -q -r "$W/restic" backup "$CORPUS"
   fi
   # full restore: ours vs tar -xzf
+  # Each timed restore starts with no dirty pages (sync), and the order alternates per round:
+  # the rounds' large deletes make ext4's inode allocation slower for whoever comes first.
   if want restore; then
-    timeit restore_ours "$BIN/hs-restore" --from "$W/dest" --name b --to "$W/out"
     mkdir -p "$W/out-ref"
-    timeit restore_ref tar -xzf "$W/ref.tgz" -C "$W/out-ref"
+    if [ $((r % 2)) = 1 ]; then
+      sync; timeit restore_ours "$BIN/hs-restore" --from "$W/dest" --name b --to "$W/out"
+      sync; timeit restore_ref tar -xzf "$W/ref.tgz" -C "$W/out-ref"
+    else
+      sync; timeit restore_ref tar -xzf "$W/ref.tgz" -C "$W/out-ref"
+      sync; timeit restore_ours "$BIN/hs-restore" --from "$W/dest" --name b --to "$W/out"
+    fi
     rm -rf "$W/out" "$W/out-ref"
   fi
   # nfs vs local full backup
