@@ -312,7 +312,8 @@ package struct ManifestChunk: Codable, Sendable, Equatable {
 
 /// A whole manifest: header + table. On disk:
 /// `"HSMANIFEST1\n"`, u32 LE header length, header JSON, u64 LE record bytes, u64 LE string
-/// bytes, gzip(records ++ strings), then the SHA-256 of everything before it.
+/// bytes, the records then the strings as gzip members of up to 4 MiB each (listed with their
+/// sizes and SHA-256 in the header's `body`), then the SHA-256 of everything before it.
 package struct Manifest: Sendable {
     package var header: ManifestHeader
     package var table: ManifestTable
@@ -322,7 +323,7 @@ package struct Manifest: Sendable {
         self.table = table
     }
 
-    static let magic = Array("HSMANIFEST1\n".utf8)
+    package static let magic = Array("HSMANIFEST1\n".utf8)
     /// Uncompressed bytes per body member.
     static let chunkSize = 4 << 20
 

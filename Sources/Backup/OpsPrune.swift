@@ -51,7 +51,7 @@ package enum Pruner {
         let path = set.manifestPath(id)
         let r = try set.destination.open(path)
         defer { try? r.close() }
-        let magic = Array("HSMANIFEST1\n".utf8)
+        let magic = Manifest.magic
         let head = try r.read(at: 0, count: magic.count + 4)
         guard head.count == magic.count + 4, Array(head.prefix(magic.count)) == magic else {
             throw ToolError("\(set.location)/\(id).manifest is not a manifest")
