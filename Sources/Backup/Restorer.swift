@@ -416,8 +416,6 @@ final class Counter: @unchecked Sendable {
     var value: Int { lock.lock(); defer { lock.unlock() }; return n }
 }
 
-// <sys/xattr.h> is not in Swift's Glibc module map.
-
 /// Writes entries under a root directory fd without following symlinks. Immutable, so pool
 /// threads share it; every path it is given has parents that this restore made, or checked
 /// to be real directories, before (no symlink exists in the tree before the symlink phase).
