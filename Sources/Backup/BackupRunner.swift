@@ -61,7 +61,7 @@ package struct BackupSummary: Codable, Sendable {
     }
 }
 
-package let toolVersion = "0.1.0"
+package let toolVersion = homeServerVersion
 
 /// Takes one backup: lock, clean up dead runs, scan, compare with the previous manifest,
 /// stream changed files into `<id>.tar.gz.partial`, fsync, rename, then write the manifest
