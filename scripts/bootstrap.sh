@@ -22,12 +22,14 @@ BUILD_PACKAGES=(
   pkg-config libnfs-dev zlib1g-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
   # scripts/package.sh: ld -r, objcopy, strip, readelf; dpkg-deb comes with dpkg
   binutils
+  # scripts/demo.sh generates and compares its sample tree with Python
+  python3
 )
 TEST_PACKAGES=(
   # real components the tests and benchmarks use
   libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind
   libarchive-tools pigz gzip tar sqlite3 attr acl
-  debootstrap restic python3 python3-pip time procps iproute2 psmisc
+  debootstrap restic python3-pip time procps iproute2 psmisc
   busybox-static file curl
 )
 

@@ -14,6 +14,7 @@
 # Needs the build dependencies only (scripts/bootstrap.sh --build-only) and a Swift toolchain.
 # Environment: HS_DIST (output directory, default ./dist), HS_RELEASE_SCRATCH (SwiftPM
 # scratch path of the release build, default ./.build-release).
+# Output: the paths of the .deb and the tarball on stdout (one a line); the log on stderr.
 # Exit codes: 0 package written, 1 build or check failed, 2 bad usage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +48,7 @@ SWIFT_ROOT=$(dirname "$(dirname "$(dirname "$(readlink -f "$(command -v swift)")
 for t in "${TOOLS[@]}"; do
   log "swift build -c release --static-swift-stdlib --product $t"
   swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product "$t" 2>&1 \
-    | sed -E -e '/^\[[0-9]+\/[0-9]+\] /d' -e "/warning: the use of \`mktemp' is dangerous/d"
+    | sed -E -e '/^\[[0-9]+\/[0-9]+\] /d' -e "/warning: the use of \`mktemp' is dangerous/d" >&2
 done
 BIN=$(swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --show-bin-path)
 
@@ -84,7 +85,7 @@ done
 log "linking the multi-call executable ($(wc -l < "$objlist") objects)"
 swiftc -static-stdlib -emit-executable -Xlinker --gc-sections -target x86_64-unknown-linux-gnu \
   -o "$WORK/$NAME" "@$objlist" "${libs[@]}" 2>&1 \
-  | sed -e "/warning: the use of \`mktemp' is dangerous/d"
+  | sed -e "/warning: the use of \`mktemp' is dangerous/d" >&2
 strip --strip-all "$WORK/$NAME"
 
 # 3. Checks: no library of the Swift toolchain, nothing unresolved, every tool answers.
