@@ -203,6 +203,57 @@ import Glibc
         #expect(plan.stdout.hasSuffix("plan: 3 step(s) would change, 0 ok, 0 failed\n"), "\(plan.stdout)")
         #expect(try String(contentsOfFile: root + "/var/lib/dpkg/status", encoding: .utf8) == dpkgBefore, "plan changed dpkg's database")
         #expect(!FileManager.default.fileExists(atPath: root + "/opt/appdata/demo"), "plan created directories")
+
+        // 6. README runbook, "hs-linkcheck": the layout is created and hardlinks work.
+        try debian.checked(["mkdir", "-p", "/srv/media"])
+        let initTree = try debian.run(["hs-linkcheck", "/srv/media", "--init", "--puid", "1000", "--pgid", "1000"])
+        #expect(initTree.succeeded, "hs-linkcheck --init: \(initTree.stdout)\(initTree.stderr)")
+        let check = try debian.run(["hs-linkcheck", "/srv/media"])
+        #expect(check.succeeded, "hs-linkcheck: \(check.stdout)\(check.stderr)")
+
+        // 7. README runbook, "Restore drill": verify the latest backup, restore it into a scratch
+        //    directory, restore one app with --only.
+        let drillVerify = try debian.run(["hs-backup", "verify", "--to", url, "--name", "smoke", "--backup", "latest"])
+        #expect(drillVerify.succeeded, "\(drillVerify.stdout)\(drillVerify.stderr)")
+        let drill = try debian.run(["hs-restore", "--from", url, "--name", "smoke", "--backup", "latest", "--to", "/var/tmp/drill"])
+        #expect(drill.succeeded, "\(drill.stdout)\(drill.stderr)")
+        #expect(try Self.describe(root + "/srv/appdata") == Self.describe(root + "/var/tmp/drill"))
+        let one = try debian.run(["hs-restore", "--from", url, "--name", "smoke", "--to", "/var/tmp/drill-radarr", "--only", "radarr"])
+        #expect(one.succeeded, "\(one.stdout)\(one.stderr)")
+        #expect(try Self.describe(root + "/srv/appdata/radarr") == Self.describe(root + "/var/tmp/drill-radarr/radarr"))
+        #expect(!FileManager.default.fileExists(atPath: root + "/var/tmp/drill-radarr/sonarr"))
+
+        // 8. README runbook, "Migration": the old server runs the tools from the tarball
+        //    (extracted into /usr/local there), takes a full backup of its hand-built appdata;
+        //    the new guest restores the apps it runs next to the directories hs-provision made,
+        //    moves them into place and gives them to PUID:PGID.
+        try Subprocess.checked(["install", "-D", "-m", "0644", built.tarball, root + "/tmp/" + (built.tarball as NSString).lastPathComponent])
+        try debian.checked(["mkdir", "-p", "/opt/oldserver/usr/local"])
+        try debian.checked(["tar", "-xzf", "/tmp/" + (built.tarball as NSString).lastPathComponent, "-C", "/opt/oldserver/usr/local",
+                            "--strip-components=1"])
+        try Self.makeTree(root + "/srv/docker-data")
+        let migrate = nfs.url(path: try nfs.makeUniqueDirectory("migration"))
+        let old = try debian.run(["/opt/oldserver/usr/local/bin/hs-backup", "--source", "/srv/docker-data", "--to", migrate,
+                                  "--name", "oldserver", "--full"])
+        #expect(old.succeeded, "old server backup: \(old.stdout)\(old.stderr)")
+        try debian.checked(["mkdir", "-p", "/opt/appdata/radarr", "/opt/appdata/sonarr"])
+        let pull = try debian.run(["hs-restore", "--from", migrate, "--name", "oldserver", "--to", "/opt/appdata.migrated",
+                                   "--only", "radarr", "--only", "sonarr"])
+        #expect(pull.succeeded, "migration restore: \(pull.stdout)\(pull.stderr)")
+        for app in ["radarr", "sonarr"] {
+            try debian.checked(["rmdir", "/opt/appdata/" + app])
+            try debian.checked(["mv", "/opt/appdata.migrated/" + app, "/opt/appdata/" + app])
+            try debian.checked(["chown", "-R", "1000:1000", "/opt/appdata/" + app])
+            let a = try Self.describe(root + "/srv/docker-data/" + app), b = try Self.describe(root + "/opt/appdata/" + app)
+            #expect(a.keys.sorted() == b.keys.sorted(), "\(app): entries differ")
+            for (k, v) in a where !v.hasPrefix("\(S_IFLNK | 0o777) ") {
+                // Same content, mode and mtime; owner is now PUID:PGID.
+                let strip = { (d: String) in d.split(separator: " ").enumerated().filter { $0.offset != 1 }.map(\.element).joined(separator: " ") }
+                #expect(strip(v) == strip(b[k] ?? ""), "\(app)/\(k): \(v) vs \(b[k] ?? "missing")")
+                #expect(b[k]?.split(separator: " ").dropFirst().first == "1000:1000", "\(app)/\(k): \(b[k] ?? "")")
+            }
+        }
+        try debian.checked(["rmdir", "/opt/appdata.migrated"])
     }
 
     /// A small appdata-like tree: nested files, modes, owners, a symlink, a hardlink, an empty directory.
