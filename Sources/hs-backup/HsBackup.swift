@@ -52,6 +52,8 @@ extension HsBackup {
 
         @OptionGroup var ops: OpsRunOptions
 
+        @OptionGroup var engine: EngineRunOptions
+
         func run() async throws {
             let code = await toolMain {
                 let reporter = Reporter(mode: .detect(json: destination.json))
@@ -64,7 +66,9 @@ extension HsBackup {
                 }
                 options.maxIncrementals = maxIncrementals
                 options.maxDaysBetweenFulls = fullEveryDays
-                let summary = try OpsCommands.backup(options, ops: ops.settings, reporter: reporter)
+                try engine.apply(to: &options)
+                let summary = engine.dryRun ? try BackupRunner(options: options, reporter: reporter).run()
+                    : try OpsCommands.backup(options, ops: ops.settings, reporter: reporter)
                 if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
                 return 0
             }

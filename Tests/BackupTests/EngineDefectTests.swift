@@ -114,7 +114,9 @@ func extractWith(_ tool: String, _ archives: [String], into target: String, extr
 }
 
 func archives(in dest: String, set: String = "t") throws -> [String] {
-    try FileManager.default.contentsOfDirectory(atPath: dest + "/" + set).filter { $0.hasSuffix(".tar.gz") }.sorted().map { dest + "/" + set + "/" + $0 }
+    // Sorted by id (a "-01" suffix sorts after the bare id; the file names would not).
+    try FileManager.default.contentsOfDirectory(atPath: dest + "/" + set).filter { $0.hasSuffix(".tar.gz") }
+        .map { String($0.dropLast(".tar.gz".count)) }.sorted().map { dest + "/" + set + "/" + $0 + ".tar.gz" }
 }
 
 @Suite(.serialized) struct EngineDefectTests {
@@ -142,7 +144,7 @@ func archives(in dest: String, set: String = "t") throws -> [String] {
         let r = try CLIRun.backup(["--source", src, "--to", dest, "--name", "t"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.warnings.isEmpty, "\(r.warnings)")
-        #expect(r.filesArchived == 7)
+        #expect(r.filesArchived == 6)
 
         // The manifest holds the exact bytes.
         let set = BackupSet(destination: LocalDestination(root: dest), name: "t")
@@ -198,10 +200,22 @@ func archives(in dest: String, set: String = "t") throws -> [String] {
         for tool in ["gnu", "bsd"] {
             let out = work.sub("out-\(tool)")
             try extractWith(tool, try archives(in: dest), into: out)
-            let got = try ByteTree.describe(out)
+            var got = try ByteTree.describe(out)
+            var want = expected
+            if tool == "bsd" {
+                // libarchive 3.6 reads a pax time "-1.25" as -1 s + 0.25 s (POSIX, and GNU tar,
+                // say -1.25 s): before 1970 with a fraction, bsdtar is off by up to one second.
+                for k in ["past.txt", "long-ago.txt"] { want[k] = nil; got[k] = nil }
+            }
             // GNU tar and bsdtar keep the nanoseconds from the pax mtime record.
-            #expect(Tree.diff(expected, got).isEmpty, "\(tool): \(Tree.diff(expected, got))")
+            #expect(Tree.diff(want, got).isEmpty, "\(tool): \(Tree.diff(want, got))")
         }
+        // hs-restore --from (the manifest's times) gives every time back exactly.
+        let restored = work.sub("restored")
+        let rr = try Tools.run("hs-restore", ["--from", dest, "--name", "t", "--to", restored])
+        #expect(rr.status == 0, "\(rr.stderr)")
+        let back = try ByteTree.describe(restored)
+        #expect(Tree.diff(expected, back).isEmpty, "\(Tree.diff(expected, back))")
         // Unchanged: nothing archived the second time (the times compare equal).
         let r2 = try CLIRun.backup(["--source", src, "--to", dest, "--name", "t"])
         #expect(r2.status == 0 && r2.filesArchived == 0, "\(r2.stdout) \(r2.stderr)")
