@@ -21,7 +21,7 @@ import TestSupport
     }
 
     func context(_ yaml: String, host: String) throws -> ProvisionContext {
-        let inv = try Inventory.parse(yaml, path: "inv.yml")
+        let inv = try Inventory.parse(yaml, path: "inv.yml").resolvingStacks(stacksDir: Fixture.repoRoot + "/stacks")
         return ProvisionContext(inventory: inv, host: inv.host(host)!, templatesDir: Fixture.templates,
                                 stacksDir: Fixture.repoRoot + "/stacks", usePct: false, probe: ["hs-linkcheck", "--require-mount"])
     }

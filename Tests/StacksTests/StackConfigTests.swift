@@ -142,8 +142,8 @@ import TestSupport
         let raw = try repo.project(stack, interpolate: false)
         let common = try EnvFile.load(repo.repo.commonEnv)
         // Images that honour PUID/PGID/UMASK (linuxserver, hotio, MeTube, Linkarr, Tautulli).
-        let puidImages: Set<String> = ["qbittorrent", "sabnzbd", "metube", "prowlarr", "radarr", "sonarr", "lidarr",
-                                       "whisparr", "bazarr", "linkarr", "plex", "tautulli", "grocy", "speedtest", "pairdrop"]
+        let puidImages: Set<String> = ["qbittorrent", "sabnzbd", "prowlarr", "radarr", "sonarr", "lidarr", "whisparr",
+                                       "bazarr", "linkarr", "plex", "tautulli", "grocy", "speedtest", "pairdrop", "kapowarr"]
         let userImages: Set<String> = ["jellyfin", "maintainerr", "posterizarr", "ntfy"]
         for s in project.services.values {
             #expect(s.restart == "unless-stopped", "\(stack)/\(s.name) restart policy")
@@ -257,7 +257,7 @@ import TestSupport
     @Test func kapowarrRunsAsPUIDAndDownloadsOnTheStorageMount() throws {
         let s = try service("asteria", "kapowarr")
         #expect(s.environment["PUID"] == "1000" && s.environment["PGID"] == "1000", "image default is PUID=0 (root)")
-        #expect(binds(s)["/app/db"] == "/opt/appdata/kapowarr/db")
+        #expect(binds(s)["/app/db"] == "/opt/appdata/kapowarr")
         // /app/temp_downloads: a second bind of the NFS share would be another mount (EXDEV on
         // link/rename); the temp folder lives under the one /storage mount instead.
         #expect(binds(s)["/app/temp_downloads"] == nil)
@@ -307,6 +307,21 @@ import TestSupport
         let dep = try #require((qbt["depends_on"] as? [String: Any])?["gluetun"] as? [String: Any])
         #expect(dep["restart"] as? Bool == true, "compose restarts qbittorrent when gluetun is restarted or recreated")
         #expect(dep["condition"] as? String == "service_healthy")
+    }
+
+    @Test func imageUpdatesOnEveryGuest() throws {
+        // One mechanism on every guest: the nightly `hs-deploy --pull` of the host's stacks
+        // (checks, storage guard, compose recreates dependants such as qbittorrent).
+        let cron = try HostScopeTests.crontabLines()
+        let pull = try #require(cron.first { $0.contains("hs-deploy --pull") }, "crontab.example has no image update line")
+        let after = pull.components(separatedBy: "hs-deploy --pull").last ?? ""
+        #expect(after.split(separator: " ").allSatisfy { $0.hasPrefix("-") }, "no stack names: the host's own stacks: \(pull)")
+        let backup = try #require(cron.first { $0.contains("hs-backup run") })
+        func minute(_ l: String) -> Int { let f = l.split(separator: " "); return Int(f[1])! * 60 + Int(f[0])! }
+        #expect(minute(pull) > minute(backup), "updates after the nightly backup")
+        // Watchtower on atlas only reports; it does not update behind compose's back.
+        let wt = try service("atlas", "watchtower")
+        #expect(wt.environment["WATCHTOWER_MONITOR_ONLY"] == "true")
     }
 
     @Test func homepageIsNotPublishedWithoutAnAccessPolicy() throws {
