@@ -178,6 +178,22 @@ import TestSupport
         }
     }
 
+    @Test func puidMustMatchCommonEnv() throws {
+        let repo = try TempDir("hs-ids")
+        try Subprocess.checked(["cp", "-r", Fixture.repoRoot + "/stacks", repo.path + "/"])
+        try FileManager.default.createDirectory(atPath: repo.sub("common"), withIntermediateDirectories: true)
+        let inv = try Inventory.parse(Self.inventory(), path: "inv.yml")
+        try "PUID=1000\nPGID=1000\n".write(toFile: repo.sub("common/.env"), atomically: true, encoding: .utf8)
+        _ = try inv.resolvingStacks(stacksDir: repo.sub("stacks"))
+        try "PUID=1001\nPGID=1000\n".write(toFile: repo.sub("common/.env"), atomically: true, encoding: .utf8)
+        do {
+            _ = try inv.resolvingStacks(stacksDir: repo.sub("stacks"))
+            Issue.record("puid 1000 accepted with PUID=1001 in common/.env")
+        } catch {
+            #expect("\(error)".contains("'puid' is 1000") && "\(error)".contains("PUID=1001"), "\(error)")
+        }
+    }
+
     @Test func storageAndTunAreDerivedFromTheComposeFiles() throws {
         let work = try TempDir("hs-inv")
         // aeos (FileBrowser mounts /mnt/storage) declared without storage: contradiction.

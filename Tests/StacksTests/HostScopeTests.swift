@@ -51,6 +51,16 @@ import TestSupport
         #expect(r.stderr.contains("no stacks/*/.env") && r.stderr.contains("--all"), "\(describe(r))")
     }
 
+    @Test func pullWithoutNamesUsesThisHostsStacksDeployNeedsNames() throws {
+        let repo = try guestRepo(keeping: [])
+        let pull = try repo.deploy(["--pull"])
+        #expect(pull.status == 1 && pull.stderr.contains("no stacks/*/.env"), "\(describe(pull))")
+        let bare = try repo.deploy([])
+        #expect(bare.status == 2 && bare.stderr.contains("name the stack"), "\(describe(bare))")
+        let conflict = try repo.deploy(["--check", "--all", "io"])
+        #expect(conflict.status == 2, "\(describe(conflict))")
+    }
+
     // MARK: crontab.example
 
     /// The job lines of crontab.example (not comments or variable assignments).
