@@ -144,7 +144,7 @@ import TestSupport
         // Images that honour PUID/PGID/UMASK (linuxserver, hotio, MeTube, Linkarr, Tautulli).
         let puidImages: Set<String> = ["qbittorrent", "sabnzbd", "prowlarr", "radarr", "sonarr", "lidarr", "whisparr",
                                        "bazarr", "linkarr", "plex", "tautulli", "grocy", "speedtest", "pairdrop", "kapowarr"]
-        let userImages: Set<String> = ["jellyfin", "maintainerr", "posterizarr", "ntfy"]
+        let userImages: Set<String> = ["jellyfin", "maintainerr", "posterizarr", "ntfy", "filebrowser"]
         for s in project.services.values {
             #expect(s.restart == "unless-stopped", "\(stack)/\(s.name) restart policy")
             if s.name != "logseq" { #expect(s.environment["TZ"] == common.value("TZ"), "\(stack)/\(s.name) TZ") }
