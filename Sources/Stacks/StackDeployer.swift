@@ -112,6 +112,16 @@ package enum StackDeployer {
             if !outcome.problems.isEmpty { outcome.ok = false; outcomes.append(outcome); continue }
             guard options.action == .deploy else { outcomes.append(outcome); continue }
 
+            // Appdata directories Docker would create owned by root (not provisioned yet).
+            if let project = check.project {
+                let missing = project.missingAppdataDirectories()
+                if !missing.isEmpty {
+                    outcome.ok = false
+                    outcome.error = "not starting \(stack): \(missing.joined(separator: ", ")) do(es) not exist; Docker would create them owned by root and a container running as PUID could not write there. Create them first: hs-provision apply --inventory provisioning/inventory.yml --host <this guest> --only directories"
+                    outcomes.append(outcome); continue
+                }
+            }
+
             if !outcome.storageServices.isEmpty {
                 let verdict = StorageGuard(path: options.storagePath, allowedFSTypes: options.storageFSTypes).check()
                 outcome.storage = verdict

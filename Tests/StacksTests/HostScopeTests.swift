@@ -136,3 +136,47 @@ import TestSupport
         #expect(try FileManager.default.attributesOfItem(atPath: target + "/stacks/io/.env")[.modificationDate] as? Date == before)
     }
 }
+
+/// A deploy on a guest whose appdata directories were never provisioned is refused before
+/// Docker creates them root-owned (the containers running as PUID could not write there).
+@Suite struct AppdataGuardTests {
+    @Test func deployRefusesMissingAppdataDirectories() throws {
+        let dir = try TempDir("hs-appdata-guard")
+        let id = String(UUID().uuidString.prefix(8)).lowercased()
+        let stack = "hsguard\(id)"
+        let missing = "/opt/appdata/hs-test-\(id)/config"
+        #expect(!FileManager.default.fileExists(atPath: "/opt/appdata/hs-test-\(id)"))
+        let root = dir.sub("repo")
+        let fm = FileManager.default
+        for d in ["common", "stacks/\(stack)", "stacks/aeos/config/homepage"] {
+            try fm.createDirectory(atPath: root + "/" + d, withIntermediateDirectories: true)
+        }
+        func write(_ rel: String, _ text: String, mode: Int) throws {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: root + "/" + rel))
+            try fm.setAttributes([.posixPermissions: mode], ofItemAtPath: root + "/" + rel)
+        }
+        try write("common/.env.template", "PUID=1000\nPGID=1000\n", mode: 0o644)
+        try write("common/.env", "PUID=1000\nPGID=1000\n", mode: 0o600)
+        try write("stacks/\(stack)/.env.template", "# nothing\n", mode: 0o644)
+        try write("stacks/\(stack)/.env", "", mode: 0o600)
+        try write("stacks/aeos/config/homepage/services.yaml", "[]\n", mode: 0o644)
+        try write("stacks/\(stack)/docker-compose.yml", """
+            name: \(stack)
+            services:
+              app:
+                image: hs-test-never-pulled:\(id)
+                user: "${PUID}:${PGID}"
+                volumes:
+                  - \(missing):/config
+
+            """, mode: 0o644)
+        let r = try Tools.run("hs-deploy", [stack, "--repo", root])
+        #expect(r.status == 1, "\(describe(r))")
+        #expect(r.stderr.contains(missing) && r.stderr.contains("hs-provision apply") && r.stderr.contains("--only directories"), "\(describe(r))")
+        #expect(!fm.fileExists(atPath: "/opt/appdata/hs-test-\(id)"), "nothing may create it")
+        let ps = try Subprocess.run(["docker", "ps", "-a", "--filter", "label=com.docker.compose.project=\(stack)", "--format", "{{.Names}}"])
+        #expect(ps.succeeded && ps.stdout.isEmpty)
+        // --check does not look at this host's directories (CI has none).
+        #expect(try Tools.run("hs-deploy", ["--check", stack, "--repo", root]).status == 0)
+    }
+}
