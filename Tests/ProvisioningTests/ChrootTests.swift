@@ -39,7 +39,7 @@ import TestSupport
             defaults: {puid: 1000, pgid: 1000, docker_source: debian, repo: /srv/home-server.git}
             hosts:
               pve: {role: proxmox}
-              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: demo, tailscale: false, services: [demo]}
+              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: hera, tailscale: false}
 
             """.write(toFile: inventory, atomically: true, encoding: .utf8)
         let args = ["--inventory", inventory, "--host", "testguest", "--chroot", root, "--templates", Fixture.templates,
@@ -58,7 +58,7 @@ import TestSupport
         #expect(pw.stdout.hasPrefix("homeserver:x:1000:1000:"))
         let grp = try Self.run(["chroot", root, "getent", "group", "docker"])
         #expect(grp.stdout.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix(":homeserver"), "\(grp.stdout)")
-        for d in ["/opt/stacks", "/opt/appdata", "/opt/appdata/demo"] {
+        for d in ["/opt/stacks", "/opt/appdata", "/opt/appdata/ntfy", "/opt/appdata/ntfy/cache", "/opt/appdata/ntfy/etc"] {
             var st = stat()
             #expect(stat(root + d, &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000, "\(d)")
         }
