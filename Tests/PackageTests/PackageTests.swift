@@ -148,13 +148,9 @@ import Glibc
 
         // 3. Every tool answers --version with the package version, and --help with its own usage.
         for t in Self.tools {
-            // NOTE: `--version` comes with issue 14 (from Support.homeServerVersion) and is not
-            // on main yet. withKnownIssue fails as soon as the check passes: then delete the wrapper.
-            withKnownIssue("--version is not on main yet (issue 14)") {
-                let v = try debian.run([t, "--version"])
-                #expect(v.status == 0 && v.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == homeServerVersion,
-                        "\(t) --version: exit \(v.status) stdout \(v.stdout) stderr \(v.stderr)")
-            }
+            let v = try debian.run([t, "--version"])
+            #expect(v.status == 0 && v.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == homeServerVersion,
+                    "\(t) --version: exit \(v.status) stdout \(v.stdout) stderr \(v.stderr)")
             let h = try debian.run([t, "--help"])
             #expect(h.status == 0 && h.stdout.contains("USAGE: \(t)"), "\(t) --help: \(h.stdout)\(h.stderr)")
         }
@@ -185,24 +181,28 @@ import Glibc
         #expect(try Self.describe(root + "/srv/appdata") == Self.describe(root + "/srv/restored-nfs"))
 
         // 5. hs-provision plan for a guest: reads the root's state, changes nothing.
-        try Subprocess.checked(["cp", "-a", ReleasePackage.repoRoot + "/provisioning", root + "/srv/provisioning"])
+        //    As in the runbook: from a checkout of the repository (stacks/ next to provisioning/).
+        for dir in ["provisioning", "stacks"] {
+            try Subprocess.checked(["mkdir", "-p", root + "/srv/home-server"])
+            try Subprocess.checked(["cp", "-a", ReleasePackage.repoRoot + "/" + dir, root + "/srv/home-server/" + dir])
+        }
         try """
             truenas: {server: truenas, media_export: /mnt/tank/media}
             defaults: {puid: 1000, pgid: 1000, docker_source: debian, repo: https://example.invalid/home-server.git}
             hosts:
               pve: {role: proxmox}
-              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: demo, tailscale: false, services: [demo]}
+              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: hera, tailscale: false}
 
-            """.write(toFile: root + "/srv/inventory.yml", atomically: true, encoding: .utf8)
+            """.write(toFile: root + "/srv/home-server/provisioning/inventory.yml", atomically: true, encoding: .utf8)
         let dpkgBefore = try String(contentsOfFile: root + "/var/lib/dpkg/status", encoding: .utf8)
-        let plan = try debian.run(["hs-provision", "plan", "--inventory", "/srv/inventory.yml", "--host", "testguest",
-                                   "--templates", "/srv/provisioning", "--only", "packages", "--only", "docker",
-                                   "--only", "directories"])
+        let plan = try debian.run(["hs-provision", "plan", "--inventory", "/srv/home-server/provisioning/inventory.yml",
+                                   "--host", "testguest", "--only", "packages", "--only", "docker", "--only", "directories"])
         #expect(plan.status == 0, "hs-provision plan: \(plan.stdout)\(plan.stderr)")
         #expect(plan.stdout.contains("docker.io"), "plan does not show the docker.io install:\n\(plan.stdout)")
         #expect(plan.stdout.hasSuffix("plan: 3 step(s) would change, 0 ok, 0 failed\n"), "\(plan.stdout)")
         #expect(try String(contentsOfFile: root + "/var/lib/dpkg/status", encoding: .utf8) == dpkgBefore, "plan changed dpkg's database")
-        #expect(!FileManager.default.fileExists(atPath: root + "/opt/appdata/demo"), "plan created directories")
+        #expect(plan.stdout.contains("/opt/appdata/ntfy"), "plan does not show hera's appdata directories:\n\(plan.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: root + "/opt/appdata/ntfy"), "plan created directories")
 
         // 6. README runbook, "hs-linkcheck": the layout is created and hardlinks work.
         try debian.checked(["mkdir", "-p", "/srv/media"])
