@@ -30,7 +30,14 @@ struct HsDeploy: ToolCommand {
             files set variables).
 
             Exit codes: 0 success, 1 a check failed (or compose failed), 2 bad usage.
-            """)
+
+            Examples:
+              hs-deploy --check
+              hs-deploy io
+              hs-deploy --check io asteria --json
+              hs-deploy --down io
+            """,
+        version: homeServerVersion)
 
     @Argument(help: "Stacks to check or deploy (io, asteria, apollo, helios, aeos, hera, atlas).")
     var stacks: [String] = []
@@ -44,7 +51,7 @@ struct HsDeploy: ToolCommand {
     @Flag(help: "Pull images before starting.")
     var pull = false
 
-    @Option(help: "Repository root holding stacks/ and common/ (default: the current directory).")
+    @Option(help: "Repository root holding stacks/ and common/.")
     var repo: String = "."
 
     @Option(help: ArgumentHelp("Storage path the guard checks when a stack bind-mounts it.", valueName: "path"))

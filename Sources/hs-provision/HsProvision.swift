@@ -26,7 +26,14 @@ struct HsProvision: ToolCommand {
             --chroot DIR edits files under DIR and runs commands via `chroot DIR ...` (a prepared
             root: /proc mounted, usr/sbin/policy-rc.d exiting 101; used by the tests).
             Exit codes: 0 success, 1 a step failed, 2 bad usage (bad inventory, host or step name).
+
+            Examples:
+              hs-provision plan  --inventory provisioning/inventory.yml --host pve
+              hs-provision apply --inventory provisioning/inventory.yml --host io
+              hs-provision apply --inventory provisioning/inventory.yml --host io --only docker --only tailscale
+              hs-provision plan  --inventory provisioning/inventory.yml --host io --root /tmp/io-root
             """,
+        version: homeServerVersion,
         subcommands: [Plan.self, Apply.self])
 }
 
@@ -68,7 +75,13 @@ struct ProvisionOptions: ParsableArguments {
 
 extension HsProvision {
     struct Plan: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the commands and file diffs apply would make.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show the commands and file diffs apply would make.",
+            discussion: """
+            Examples:
+              hs-provision plan --inventory provisioning/inventory.yml --host io
+              hs-provision plan --inventory provisioning/inventory.yml --host pve --json
+            """)
         @OptionGroup var options: ProvisionOptions
         func run() async throws {
             let code = await toolMain { try Provisioner.run(options.request(apply: false)) }
@@ -77,7 +90,13 @@ extension HsProvision {
     }
 
     struct Apply: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Make the host match the inventory; idempotent.")
+        static let configuration = CommandConfiguration(
+            abstract: "Make the host match the inventory; idempotent.",
+            discussion: """
+            Examples:
+              hs-provision apply --inventory provisioning/inventory.yml --host io
+              hs-provision apply --inventory provisioning/inventory.yml --host pve --only storage-mount
+            """)
         @OptionGroup var options: ProvisionOptions
         func run() async throws {
             let code = await toolMain { try Provisioner.run(options.request(apply: true)) }
