@@ -117,8 +117,15 @@ struct CronNFSTests {
     func dnsTypo() throws {
         let dir = try TempDir("hs-cron-nfs")
         try Tree.write(dir.sub("appdata/x.txt"), "x\n")
-        let r = try Tools.run("hs-backup", ["run", "--source", dir.sub("appdata"), "--to", "nfs://truenass.invalid/mnt/tank/backups", "--name", "io"])
+        let http = try OpsHTTPRecorder()
+        let r = try Tools.run("hs-backup", ["run", "--source", dir.sub("appdata"), "--to", "nfs://truenass.invalid/mnt/tank/backups", "--name", "io",
+                                            "--notify", http.base + "/topic", "--ping", http.base + "/api/push/T"])
         #expect(r.status == 1, "\(r.stderr)")
+        // A NAS that cannot be reached at all is reported like any failure.
+        let post = try #require(http.requests.first { $0.method == "POST" }, "ntfy heard of it")
+        #expect(post.body.contains("could not be resolved"), "\(post.body)")
+        #expect(http.requests.contains { $0.method == "GET" && $0.query["status"] == "down" })
+        #expect(http.requests.allSatisfy { $0.headers["user-agent"] == "hs-backup/\(homeServerVersion)" }, "\(http.requests.map(\.headers))")
         #expect(r.stderr.contains("truenass.invalid") && r.stderr.contains("could not be resolved"), "\(r.stderr)")
         #expect(!r.stderr.contains("No route to host"), "\(r.stderr)")
     }
