@@ -204,6 +204,35 @@ struct CronListTests {
         #expect(uo["error"] is String)
     }
 
+    @Test("--json keys are snake_case in every tool")
+    func jsonKeyStyle() throws {
+        func keys(_ v: Any) -> [String] {
+            if let d = v as? [String: Any] { return d.keys.map { $0 } + d.values.flatMap(keys) }
+            if let a = v as? [Any] { return a.flatMap(keys) }
+            return []
+        }
+        let dir = try TempDir("hs-cron")
+        try Tree.write(dir.sub("appdata/x.txt"), "x\n")
+        try FileManager.default.createDirectory(atPath: dir.sub("media/downloads"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir.sub("media/library"), withIntermediateDirectories: true)
+        let runs: [(String, [String])] = [
+            ("hs-backup", ["run", "--source", dir.sub("appdata"), "--to", dir.sub("nas"), "--name", "io", "--json"]),
+            ("hs-backup", ["list", "--to", dir.sub("nas"), "--json"]),
+            ("hs-backup", ["list", "--to", dir.sub("nas"), "--name", "io", "--json"]),
+            ("hs-backup", ["verify", "--to", dir.sub("nas"), "--name", "io", "--json"]),
+            ("hs-backup", ["prune", "--to", dir.sub("nas"), "--name", "io", "--keep-last", "5", "--json"]),
+            ("hs-restore", ["--from", dir.sub("nas"), "--name", "io", "--to", dir.sub("restored"), "--json"]),
+            ("hs-linkcheck", [dir.sub("media"), "--downloads", "downloads", "--library", "library", "--json"]),
+        ]
+        for (tool, args) in runs {
+            let r = try Tools.run(tool, args)
+            #expect(r.stdout.split(separator: "\n").count == 1, "\(tool) \(args): one object: \(r.stdout) \(r.stderr)")
+            let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(tool) \(args)")
+            let bad = keys(obj).filter { $0.range(of: "^[a-z0-9_]+$", options: .regularExpression) == nil }
+            #expect(bad.isEmpty, "\(tool) \(args[0]): keys \(bad)")
+        }
+    }
+
     @Test("-q silences the success line, -v adds detail")
     func quiet() throws {
         let dir = try TempDir("hs-cron")
@@ -233,6 +262,25 @@ struct CronModeSignalTests {
         #expect(entries.filter { !$0.isDirectory }.count >= 3)
         for e in entries {
             #expect(e.mode == (e.isDirectory ? 0o700 : 0o600), "\(e.path): \(String(e.mode, radix: 8)) under umask \(umask)")
+        }
+    }
+
+    @Test("over NFS too: set directory 0700, archives and manifests 0600 (umask 000)")
+    func nfsModes() throws {
+        let g = try GaneshaServer.shared()
+        let sub = try g.makeUniqueDirectory("modes")
+        let dir = try TempDir("hs-cron")
+        try Tree.write(dir.sub("appdata/app/config.xml"), "<ApiKey>secret</ApiKey>\n")
+        for i in 0 ..< 2 {
+            let r = try Subprocess.run(["sh", "-c", "umask 000; exec \"$0\" \"$@\"", Tools.path("hs-backup"), "run",
+                                        "--source", dir.sub("appdata"), "--to", g.url(path: sub + "/deeper"), "--name", "io"])
+            #expect(r.succeeded, "\(r.stderr)")
+            try Tree.write(dir.sub("appdata/app/more.txt"), "changed \(i)\n")
+        }
+        let entries = modesBelow(g.exportPath + "/" + sub + "/deeper")
+        #expect(entries.filter { !$0.isDirectory }.count >= 3)
+        for e in entries {
+            #expect(e.mode == (e.isDirectory ? 0o700 : 0o600), "\(e.path): \(String(e.mode, radix: 8))")
         }
     }
 
