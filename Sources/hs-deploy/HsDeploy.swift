@@ -76,6 +76,8 @@ struct HsDeploy: ToolCommand {
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
+    @OptionGroup var verbosity: VerbosityOptions
+
     /// Conflicting flags (exit 2, like every usage error of the toolkit).
     func conflict() -> String? {
         if check && down { return "--check and --down exclude each other" }

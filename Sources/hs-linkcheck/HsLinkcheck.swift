@@ -56,6 +56,8 @@ struct HsLinkcheck: ToolCommand {
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
+    @OptionGroup var verbosity: VerbosityOptions
+
     func validate() throws {
         if yes && !reclaim { throw ValidationError("--yes only goes with --reclaim.") }
     }

@@ -59,6 +59,8 @@ struct ProvisionOptions: ParsableArguments {
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
+    @OptionGroup var verbosity: VerbosityOptions
+
     func validate() throws {
         if root != nil && chroot != nil { throw ValidationError("--root and --chroot exclude each other") }
         for d in [root, chroot].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: d) {

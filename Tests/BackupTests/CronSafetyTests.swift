@@ -242,6 +242,16 @@ struct CronListTests {
         #expect(q.stdout.isEmpty && q.stderr.isEmpty, "quiet: \(q.stdout) \(q.stderr)")
         let v = try Tools.run("hs-backup", ["run", "--verbose", "--source", dir.sub("appdata"), "--to", dir.sub("nas"), "--name", "io"])
         #expect(v.succeeded && v.stdout.contains("backup "), "\(v.stdout)")
+        // Every tool knows -q: hs-linkcheck keeps its findings (on stderr) and drops the rest.
+        try FileManager.default.createDirectory(atPath: dir.sub("media/downloads"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir.sub("media/library"), withIntermediateDirectories: true)
+        let l = try Tools.run("hs-linkcheck", ["-q", dir.sub("media"), "--downloads", "downloads", "--library", "library"])
+        #expect(l.status == 0 && l.stdout.isEmpty, "\(l.stdout)")
+        #expect(l.stderr.contains("not a mount point"), "the warning stays: \(l.stderr)")
+        for tool in ["hs-restore", "hs-deploy", "hs-provision"] {
+            let h = try Tools.run(tool, tool == "hs-provision" ? ["plan", "--help"] : ["--help"])
+            #expect(h.stdout.contains("--quiet") && h.stdout.contains("--verbose"), "\(tool)")
+        }
     }
 }
 
