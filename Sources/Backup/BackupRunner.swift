@@ -196,7 +196,7 @@ package final class BackupRunner {
         for i in 0 ..< table.count {
             let e = table.entry(i)
             switch e.type {
-            case .file, .hardlink: files += 1; treeBytes += e.size
+            case .file, .hardlink: files += 1; treeBytes = treeBytes.addingSaturated(e.size)
             case .directory: dirs += 1
             case .symlink: links += 1
             }
@@ -218,7 +218,7 @@ package final class BackupRunner {
                 }
             }
             guard would else { continue }
-            if e.type == .file { archived += 1; bytesIn += e.size }
+            if e.type == .file { archived += 1; bytesIn = bytesIn.addingSaturated(e.size) }
             reporter.info("would archive: \(e.type.name) \(displayPath(table.pathBytes(e)))")
         }
         let kind = full ? "full" : "incremental"
@@ -237,7 +237,7 @@ package final class BackupRunner {
         }
         var full = options.forceFull || previous == nil
         if !full, let p = previous {
-            let since = (p.header.sinceFull ?? 0) + 1
+            let since = (p.header.sinceFull ?? 0).addingSaturated(1)
             let fullStarted = p.header.kind == "full" ? p.header.started : (p.header.fullStarted ?? 0)
             if since > options.maxIncrementals { full = true }
             if started.timeIntervalSince1970 - fullStarted > options.maxDaysBetweenFulls * 86400 { full = true }
@@ -279,7 +279,7 @@ package final class BackupRunner {
         for i in 0 ..< n {
             var e = table.entry(i)
             switch e.type {
-            case .file, .hardlink: files += 1; treeBytes += e.size
+            case .file, .hardlink: files += 1; treeBytes = treeBytes.addingSaturated(e.size)
             case .directory: dirs += 1
             case .symlink: links += 1
             }
@@ -411,7 +411,7 @@ package final class BackupRunner {
                         table.set(i, e)
                         locations.append((i, added.headerMember, added.headerOffset))
                         inThisArchive.insert(i)
-                        bytesIn += added.bytesRead
+                        bytesIn = bytesIn.addingSaturated(added.bytesRead)
                         filesArchived += 1
                         done += 1
                         reporter.progress("archiving: \(done)/\(changedFiles) files, \(Format.bytes(bytesIn)) read")
@@ -458,7 +458,7 @@ package final class BackupRunner {
             archives: archives, archive: archiveID, toolVersion: toolVersion, source: options.source,
             started: started.timeIntervalSince1970, seconds: seconds, files: files, directories: dirs, symlinks: links,
             filesArchived: filesArchived, treeBytes: treeBytes, bytesIn: bytesIn, bytesOut: bytesOut, warnings: warnings,
-            sinceFull: full ? 0 : (prevHeader?.sinceFull ?? 0) + 1, fullID: full ? id : (prevHeader?.fullID ?? prevHeader?.id),
+            sinceFull: full ? 0 : (prevHeader?.sinceFull ?? 0).addingSaturated(1), fullID: full ? id : (prevHeader?.fullID ?? prevHeader?.id),
             fullStarted: full ? started.timeIntervalSince1970 : (prevHeader?.kind == "full" ? prevHeader?.started : prevHeader?.fullStarted),
             scanFlags: 1)
         trace("archive done")
@@ -513,4 +513,13 @@ func hashFile(cPath: UnsafePointer<CChar>) throws -> Digest {
         buf.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0 ..< n])) }
     }
     return Digest(h.finalize())
+}
+
+extension FixedWidthInteger {
+    /// `self + other`, stopping at the type's bounds instead of trapping (sums of sizes read
+    /// from the disk or from a manifest: sparse files can claim up to 2^63 bytes each).
+    func addingSaturated(_ other: Self) -> Self {
+        let (v, o) = addingReportingOverflow(other)
+        return o ? (other > 0 ? .max : .min) : v
+    }
 }
