@@ -145,6 +145,39 @@ package final class BackupRunner {
         reporter.warning(w)
     }
 
+    /// Reads the small regular files among `toArchive[from...]` on all cores: up to 1024
+    /// entries or 16 MiB of content from `from`. Returns the contents by entry index and
+    /// where the window ends. Files over 1 MiB and substituted ones are not prefetched.
+    private func prefetchWindow(table: ManifestTable, toArchive: [Int], from: Int,
+                                substitutes: [Int: SubstitutedContent]) -> ([Int: Result<PrefetchedContent, PrefetchError>], Int) {
+        var picked: [(Int, [UInt8], UInt64)] = []
+        var bytes: UInt64 = 0
+        var end = from
+        while end < toArchive.count && picked.count < 1024 && bytes < 16 << 20 {
+            let i = toArchive[end]
+            let e = table.entry(i)
+            if e.type == .file && e.size > 0 && e.size <= 1 << 20 && substitutes[i] == nil {
+                picked.append((i, sourcePath(table.pathBytes(e)), e.size))
+                bytes += e.size
+            }
+            end += 1
+        }
+        guard picked.count > 1 else { return ([:], end) }
+        let slots = ResultSlots<Result<PrefetchedContent, PrefetchError>>(count: picked.count)
+        let work = picked
+        let level = options.compressionLevel
+        DispatchQueue.concurrentPerform(iterations: min(work.count, 64)) { part in
+            var k = part
+            while k < work.count {
+                slots.set(k, ArchiveWriter.prefetch(path: work[k].1, size: work[k].2, detectIncompressible: level > 0))
+                k += 64
+            }
+        }
+        var out: [Int: Result<PrefetchedContent, PrefetchError>] = [:]
+        for (k, v) in slots.takeAll().enumerated() { if let v { out[work[k].0] = v } }
+        return (out, end)
+    }
+
     /// "<source>/<relative path>" as NUL-terminated bytes.
     private func sourcePath(_ relative: [UInt8]) -> [UInt8] {
         Array(options.source.utf8) + [0x2F] + relative + [0]
@@ -351,7 +384,15 @@ package final class BackupRunner {
             var inThisArchive = Set<Int>()
             do {
                 var done = 0
-                for i in toArchive {
+                // Small files are read (and hashed) ahead on all cores, a window at a time;
+                // the writer then only copies their bytes. Bounded: 1024 files or 16 MiB.
+                var window: [Int: Result<PrefetchedContent, PrefetchError>] = [:]
+                var windowEnd = 0
+                for (position, i) in toArchive.enumerated() {
+                    if position >= windowEnd {
+                        (window, windowEnd) = prefetchWindow(table: table, toArchive: toArchive, from: position,
+                                                             substitutes: scan.substitutes)
+                    }
                     var e = table.entry(i)
                     let pathBytes = table.pathBytes(e)
                     let path = displayPath(pathBytes)
@@ -384,9 +425,23 @@ package final class BackupRunner {
                         let content = substituted.map { Array($0.path.utf8) + [0] } ?? absolute
                         let contentBytes = Array(content.dropLast())
                         meta.size = e.size
-                        let added: AddResult
+                        var added: AddResult
+                        let ahead = window.removeValue(forKey: i)
+                        var usedPrefetch = false
                         do {
-                            added = try aw.add(meta, contentPathBytes: contentBytes)
+                            if case .success(let c)? = ahead {
+                                added = try aw.add(meta, prefetched: c)
+                                usedPrefetch = true
+                                // Compared with the scan: size and mtime after the read.
+                                if c.sizeAfter != Int64(clamping: e.size) || c.mtimeAfter.seconds != e.mtime.seconds
+                                    || c.mtimeAfter.nanoseconds != Int64(e.mtime.nanoseconds) {
+                                    added.sizeChanged = true
+                                }
+                            } else if case .failure(let f)? = ahead, f.errno == ENOENT {
+                                throw ArchiveError(.io, entry: path, "open failed: \(String(cString: strerror(f.errno)))")
+                            } else {
+                                added = try aw.add(meta, contentPathBytes: contentBytes)
+                            }
                         } catch let err as ArchiveError where err.kind == .io && !fileExists(bytes: content) {
                             // Vanished since the scan (nothing of it was written): leave it out.
                             note("\(path) disappeared while the backup ran; not in this backup")
@@ -397,7 +452,7 @@ package final class BackupRunner {
                         e.hash = Digest(added.sha256 ?? SHA256Hasher.hash([]))
                         e.archive = myIndex
                         var changed = added.sizeChanged
-                        if substituted == nil && !changed {
+                        if substituted == nil && !changed && !usedPrefetch {
                             var st = stat()
                             let rc = content.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { lstat($0.baseAddress!, &st) } }
                             if rc != 0 || UInt64(clamping: st.st_size) != e.size || FileTime(st.st_mtim) != e.mtime {
