@@ -7,6 +7,8 @@
 import Foundation
 import Testing
 @testable import Backup
+import BackupOps
+import BackupOps
 import Storage
 import Support
 import TestSupport
