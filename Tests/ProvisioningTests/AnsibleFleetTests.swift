@@ -73,14 +73,15 @@ import TestSupport
         let first = try Subprocess.run(argv, environment: env, directory: debian.work)
         #expect(first.status == 0, "ansible-playbook failed:\n\(first.stdout.suffix(6000))\n\(first.stderr.suffix(2000))")
         #expect(recap(first.stdout).contains("failed=0") && recap(first.stdout).contains("unreachable=0"), "\(recap(first.stdout))")
-        #expect(first.stdout.contains("skipping: no hosts matched") || !first.stdout.contains("PLAY [Proxmox"),
-                "the Proxmox play is skipped by --limit guests")
+        let proxmoxPlay = first.stdout.components(separatedBy: "PLAY [Proxmox hosts").dropFirst().first ?? ""
+        #expect(proxmoxPlay.components(separatedBy: "PLAY [").first?.contains("skipping: no hosts matched") == true,
+                "the Proxmox play is skipped by --limit guests:\n\(first.stdout.prefix(3000))")
 
         // The package is installed in the root by apt, and its hs-provision runs there.
         let status = Fixture.text(root + "/var/lib/dpkg/status")
         #expect(DpkgStatus.installed(in: status).contains("home-server-tools"))
-        let version = try Subprocess.run(["chroot", root, "hs-provision", "--version"])
-        #expect(version.succeeded && version.stdout.contains(homeServerVersion), "\(version.stdout) \(version.stderr)")
+        let help = try Subprocess.run(["chroot", root, "hs-provision", "--help"])
+        #expect(help.succeeded && help.stdout.contains("USAGE: hs-provision"), "\(help.stdout) \(help.stderr)")
         #expect(!FileManager.default.fileExists(atPath: root + "/opt/swift") && !FileManager.default.fileExists(atPath: root + "/usr/bin/swift"),
                 "the root has no Swift toolchain")
         // hs-provision apply --host testguest ran: its packages and directories exist.
