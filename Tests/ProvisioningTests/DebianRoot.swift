@@ -59,8 +59,9 @@ final class DebianRoot {
         }
         // Services must not start; the host's resolver; /proc.
         let policy = root + "/usr/sbin/policy-rc.d"
-        try "#!/bin/sh\nexit 101\n".write(toFile: policy, atomically: true, encoding: .utf8)
-        chmod(policy, 0o755)
+        // Written by a child process, so no write fd of this process can leak into a concurrently
+        // spawned child and make its exec fail with ETXTBSY.
+        try Subprocess.checked(["sh", "-c", "printf '#!/bin/sh\\nexit 101\\n' > \"$1\" && chmod 0755 \"$1\"", "sh", policy])
         if let resolv = FileManager.default.contents(atPath: "/etc/resolv.conf") {
             try? FileManager.default.removeItem(atPath: root + "/etc/resolv.conf")
             _ = FileManager.default.createFile(atPath: root + "/etc/resolv.conf", contents: resolv)

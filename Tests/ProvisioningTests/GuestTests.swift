@@ -143,8 +143,10 @@ import TestSupport
                 exit 0
 
                 """
-            try script.write(toFile: root.sub("usr/sbin/\(name)"), atomically: true, encoding: .utf8)
-            chmod(root.sub("usr/sbin/\(name)"), 0o755)
+            // Written by a child process: a write fd of this process could leak into a child that
+            // another test spawns concurrently, and exec of the script would fail with ETXTBSY.
+            try Subprocess.checked(["sh", "-c", "cat > \"$1\" && chmod 0755 \"$1\"", "sh", root.sub("usr/sbin/\(name)")],
+                                   input: Data(script.utf8))
         }
         try tool("pct", "lxc")
         try tool("qm", "qemu-server")
