@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 @testable import Backup
+import BackupOps
 import Support
 import TestSupport
 #if canImport(Glibc)
