@@ -25,9 +25,14 @@ import TestSupport
 @Suite struct AnsibleFleetTests {
     static let packageLock = "/tmp/hs-tests-package.lock"
 
-    /// The package the playbook installs: dist/home-server-tools_<version>_amd64.deb, built by
-    /// scripts/package.sh when missing (under a lock, so concurrent tests build it once).
+    /// The package the playbook installs: `HS_PACKAGE_DEB` when set, else
+    /// dist/home-server-tools_<version>_amd64.deb, built by scripts/package.sh when missing
+    /// (under a lock, so concurrent tests build it once).
     static func package() throws -> String {
+        if let given = ProcessInfo.processInfo.environment["HS_PACKAGE_DEB"], !given.isEmpty {
+            try #require(FileManager.default.fileExists(atPath: given), "HS_PACKAGE_DEB=\(given): no such file; unset it to build one")
+            return given
+        }
         let deb = Fixture.repoRoot + "/dist/home-server-tools_\(homeServerVersion)_amd64.deb"
         if FileManager.default.fileExists(atPath: deb) { return deb }
         let script = Fixture.repoRoot + "/scripts/package.sh"
@@ -47,7 +52,7 @@ import TestSupport
         let root = debian.root
         #expect(!FileManager.default.fileExists(atPath: root + "/usr/bin/python3"), "the fresh root must not have python3 yet")
 
-        let inventory = debian.work + "/inventory.yml"
+        let inventory = debian.workPath + "/inventory.yml"
         try """
             truenas: {server: truenas, media_export: /mnt/tank/media}
             defaults: {puid: 1000, pgid: 1000, docker_source: debian}
@@ -57,7 +62,7 @@ import TestSupport
                           ansible: {connection: community.general.chroot, host: "\(root)"}}
 
             """.write(toFile: inventory, atomically: true, encoding: .utf8)
-        let ansibleHome = debian.work + "/ansible-home"
+        let ansibleHome = debian.workPath + "/ansible-home"
         let env = ["HS_PROVISION": Tools.path("hs-provision"), "HS_INVENTORY": inventory,
                    "ANSIBLE_HOME": ansibleHome, "ANSIBLE_LOCAL_TEMP": ansibleHome + "/tmp",
                    "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_RETRY_FILES_ENABLED": "0",
@@ -70,7 +75,7 @@ import TestSupport
         }
 
         // 1. First run: everything is installed and hs-provision applies.
-        let first = try Subprocess.run(argv, environment: env, directory: debian.work)
+        let first = try Subprocess.run(argv, environment: env, directory: debian.workPath)
         #expect(first.status == 0, "ansible-playbook failed:\n\(first.stdout.suffix(6000))\n\(first.stderr.suffix(2000))")
         #expect(recap(first.stdout).contains("failed=0") && recap(first.stdout).contains("unreachable=0"), "\(recap(first.stdout))")
         let proxmoxPlay = first.stdout.components(separatedBy: "PLAY [Proxmox hosts").dropFirst().first ?? ""
@@ -96,7 +101,7 @@ import TestSupport
         #expect(FileManager.default.fileExists(atPath: root + "/var/cache/home-server/" + (deb as NSString).lastPathComponent))
 
         // 2. Second run: nothing changes (package, files and hs-provision all report ok).
-        let second = try Subprocess.run(argv, environment: env, directory: debian.work)
+        let second = try Subprocess.run(argv, environment: env, directory: debian.workPath)
         #expect(second.status == 0, "\(second.stdout.suffix(4000))\n\(second.stderr.suffix(2000))")
         #expect(recap(second.stdout).contains("changed=0") && recap(second.stdout).contains("failed=0"), "\(recap(second.stdout))")
         #expect(second.stdout.contains("ok=2 changed=0 failed=0"), "\(second.stdout.suffix(4000))")

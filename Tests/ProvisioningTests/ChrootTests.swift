@@ -13,9 +13,9 @@ import TestSupport
 
     @Test(.timeLimit(.minutes(20))) func aptGuestStepsRunForRealInDebianChroot() throws {
         // A pristine debootstrap root (cached), policy-rc.d, resolv.conf, /proc (DebianRoot).
-        let debian = try DebianRoot()
+        let debian = try DebianRoot(prefix: "hs-prov-chroot")
         defer { debian.close() }
-        let workPath = debian.work, root = debian.root
+        let root = debian.root, workPath = debian.workPath
 
         // A local "upstream" for the repo step: a bare repository inside the root.
         let seed = workPath + "/seed"

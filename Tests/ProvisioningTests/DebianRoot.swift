@@ -10,7 +10,7 @@ import Support
 /// when debootstrap or the mirror is unavailable.
 final class DebianRoot {
     static let cache = "/var/cache/hs-tests/debian-bookworm-minbase.tar"
-    let work: String
+    let workPath: String
     let root: String
     private var procMounted = false
 
@@ -18,8 +18,8 @@ final class DebianRoot {
         try #require(getuid() == 0, "a Debian chroot needs root (mount -t proc, chroot)")
         try #require(Subprocess.which("debootstrap") != nil, "debootstrap is not installed: apt-get install debootstrap (scripts/bootstrap.sh)")
         var template = Array((FileManager.default.temporaryDirectory.path + "/\(prefix).XXXXXX").utf8CString)
-        work = try #require(mkdtemp(&template).map { String(cString: $0) })
-        root = work + "/root"
+        workPath = try #require(mkdtemp(&template).map { String(cString: $0) })
+        root = workPath + "/root"
         do { try prepare() } catch { close(); throw error }
     }
 
@@ -79,6 +79,6 @@ final class DebianRoot {
             }
             procMounted = false
         }
-        _ = try? Subprocess.run(["rm", "-rf", "--one-file-system", work])
+        _ = try? Subprocess.run(["rm", "-rf", "--one-file-system", workPath])
     }
 }
