@@ -80,6 +80,7 @@ let package = Package(
         .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "TestSupport"], exclude: ["Fixtures"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "StacksTests", dependencies: ["Stacks", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "PackageTests", dependencies: ["Support", "TestSupport"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
 )

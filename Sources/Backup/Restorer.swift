@@ -198,7 +198,7 @@ package final class Restorer {
                     links.append((path, t))
                 } else if let ti = table.find(t) {
                     var src = table.entry(ti)
-                    src.mode = e.mode; src.uid = e.uid; src.gid = e.gid; src.mtimeNs = e.mtimeNs
+                    src.mode = e.mode; src.uid = e.uid; src.gid = e.gid; src.mtime = e.mtime
                     // Content and its hash come from the target; the path checked in the
                     // archive is the target's.
                     byArchive[src.archive, default: []].append(Job(path: path, source: src))
@@ -534,7 +534,7 @@ final class TreeWriter: @unchecked Sendable {
     }
 
     static func times(_ e: ManifestEntry) -> [timespec] {
-        let t = timespec(tv_sec: Int(e.mtimeNs / 1_000_000_000), tv_nsec: Int(e.mtimeNs % 1_000_000_000))
+        let t = e.mtime.timespec
         return [t, t]
     }
 

@@ -102,10 +102,9 @@ extension HsBackup {
         @Option(help: "Take a full backup automatically when the last one is older than this many days.")
         var fullEveryDays: Double = 14
 
-        // Options of the backup engine itself (--one-file-system, --exclude-file, --dry-run) go
-        // here, next to --exclude, and into `options` in run().
-
         @OptionGroup var ops: OpsRunOptions
+
+        @OptionGroup var engine: EngineRunOptions
 
         func validate() throws {
             if sources.isEmpty { throw ValidationError("Missing --source DIR (the directory to back up, e.g. /opt/appdata).") }
@@ -129,7 +128,9 @@ extension HsBackup {
                 options.excludes = excludes
                 options.maxIncrementals = maxIncrementals
                 options.maxDaysBetweenFulls = fullEveryDays
-                let summary = try OpsCommands.backup(options, ops: ops.settings, reporter: reporter)
+                try engine.apply(to: &options)
+                let summary = engine.dryRun ? try BackupRunner(options: options, reporter: reporter).run()
+                    : try OpsCommands.backup(options, ops: ops.settings, reporter: reporter)
                 if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
                 return 0
             }

@@ -11,7 +11,7 @@ import TestSupport
 /// `testguest`, with `ansible: {connection: community.general.chroot, host: <root>}`.
 ///
 /// What runs: the guests play of site.yml: python3 + python3-apt (raw apt-get), the package
-/// `dist/home-server-tools_<version>_amd64.deb` (built with scripts/package.sh when missing)
+/// (TestSupport's `ReleasePackage`: scripts/package.sh, once per test run, or HS_PACKAGE_DEB)
 /// copied and installed with Ansible's apt module, the inventory and templates copied to
 /// /etc/home-server/, and `hs-provision apply --host testguest` inside the root.
 /// What is skipped, and how:
@@ -23,30 +23,9 @@ import TestSupport
 /// The packages step still runs apt for real (ca-certificates, curl, git from the Debian mirror).
 /// Fails, never skips, when ansible-playbook, debootstrap or the mirror is missing.
 @Suite struct AnsibleFleetTests {
-    static let packageLock = "/tmp/hs-tests-package.lock"
-
-    /// The package the playbook installs: `HS_PACKAGE_DEB` when set, else
-    /// dist/home-server-tools_<version>_amd64.deb, built by scripts/package.sh when missing
-    /// (under a lock, so concurrent tests build it once).
-    static func package() throws -> String {
-        if let given = ProcessInfo.processInfo.environment["HS_PACKAGE_DEB"], !given.isEmpty {
-            try #require(FileManager.default.fileExists(atPath: given), "HS_PACKAGE_DEB=\(given): no such file; unset it to build one")
-            return given
-        }
-        let deb = Fixture.repoRoot + "/dist/home-server-tools_\(homeServerVersion)_amd64.deb"
-        if FileManager.default.fileExists(atPath: deb) { return deb }
-        let script = Fixture.repoRoot + "/scripts/package.sh"
-        try #require(FileManager.default.isExecutableFile(atPath: script), "\(script) is missing: it builds \(deb)")
-        let r = try Subprocess.run(["flock", packageLock, "sh", "-c", "test -f \"$1\" || \"$2\"", "sh", deb, script],
-                                   directory: Fixture.repoRoot)
-        try #require(r.succeeded, "scripts/package.sh failed (exit \(r.status)):\n\(r.stderr.suffix(3000))")
-        try #require(FileManager.default.fileExists(atPath: deb), "scripts/package.sh did not write \(deb)")
-        return deb
-    }
-
     @Test(.timeLimit(.minutes(30))) func sitePlaybookBringsUpAGuestInADebianChroot() throws {
         let playbook = try #require(Subprocess.which("ansible-playbook"), "ansible is not installed: apt-get install ansible (scripts/bootstrap.sh)")
-        let deb = try Self.package()
+        let deb = try ReleasePackage.built().deb
         let debian = try DebianRoot(prefix: "hs-ansible-chroot")
         defer { debian.close() }
         let root = debian.root
@@ -58,7 +37,7 @@ import TestSupport
             defaults: {puid: 1000, pgid: 1000, docker_source: debian}
             hosts:
               pve: {role: proxmox}
-              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, tailscale: false, services: [demo],
+              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: hera, tailscale: false,
                           ansible: {connection: community.general.chroot, host: "\(root)"}}
 
             """.write(toFile: inventory, atomically: true, encoding: .utf8)
@@ -91,12 +70,13 @@ import TestSupport
                 "the root has no Swift toolchain")
         // hs-provision apply --host testguest ran: its packages and directories exist.
         #expect(DpkgStatus.installed(in: status).isSuperset(of: ["ca-certificates", "curl", "git", "python3", "python3-apt"]))
-        for d in ["/opt/stacks", "/opt/appdata", "/opt/appdata/demo"] {
+        for d in ["/opt/stacks", "/opt/appdata", "/opt/appdata/ntfy", "/opt/appdata/ntfy/cache", "/opt/appdata/ntfy/etc"] {
             var st = stat()
             #expect(stat(root + d, &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000, "\(d)")
         }
         #expect(Fixture.text(root + "/etc/home-server/provisioning/inventory.yml") == Fixture.text(inventory))
         #expect(Fixture.text(root + "/etc/home-server/provisioning/fstab.template") == Fixture.text(Fixture.templates + "/fstab.template"))
+        #expect(Fixture.text(root + "/etc/home-server/stacks/hera/docker-compose.yml") == Fixture.text(Fixture.repoRoot + "/stacks/hera/docker-compose.yml"))
         #expect(first.stdout.contains("ok=0 changed=2 failed=0"), "hs-provision's summary in the playbook output:\n\(first.stdout.suffix(4000))")
         #expect(FileManager.default.fileExists(atPath: root + "/var/cache/home-server/" + (deb as NSString).lastPathComponent))
 

@@ -5,14 +5,12 @@ import Support
 import TestSupport
 
 /// The apt-based guest steps run for real (`--chroot`) inside a throwaway Debian root made by
-/// debootstrap (cached as a tarball under /var/cache/hs-tests/ between runs; the cached root
-/// is the pristine debootstrap result, apt really runs inside it every time). Fails, never
-/// skips, when debootstrap or the mirror is unavailable.
+/// debootstrap (TestSupport's `DebianRoot`: cached as a tarball between runs; apt really runs
+/// inside it every time). Fails, never skips, when debootstrap or the mirror is unavailable.
 @Suite struct ChrootTests {
     static func run(_ argv: [String]) throws -> ProcessResult { try Subprocess.run(argv) }
 
     @Test(.timeLimit(.minutes(20))) func aptGuestStepsRunForRealInDebianChroot() throws {
-        // A pristine debootstrap root (cached), policy-rc.d, resolv.conf, /proc (DebianRoot).
         let debian = try DebianRoot(prefix: "hs-prov-chroot")
         defer { debian.close() }
         let root = debian.root, workPath = debian.workPath
@@ -41,7 +39,7 @@ import TestSupport
             defaults: {puid: 1000, pgid: 1000, docker_source: debian, repo: /srv/home-server.git}
             hosts:
               pve: {role: proxmox}
-              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: demo, tailscale: false, services: [demo]}
+              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: hera, tailscale: false}
 
             """.write(toFile: inventory, atomically: true, encoding: .utf8)
         let args = ["--inventory", inventory, "--host", "testguest", "--chroot", root, "--templates", Fixture.templates,
@@ -60,7 +58,7 @@ import TestSupport
         #expect(pw.stdout.hasPrefix("homeserver:x:1000:1000:"))
         let grp = try Self.run(["chroot", root, "getent", "group", "docker"])
         #expect(grp.stdout.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix(":homeserver"), "\(grp.stdout)")
-        for d in ["/opt/stacks", "/opt/appdata", "/opt/appdata/demo"] {
+        for d in ["/opt/stacks", "/opt/appdata", "/opt/appdata/ntfy", "/opt/appdata/ntfy/cache", "/opt/appdata/ntfy/etc"] {
             var st = stat()
             #expect(stat(root + d, &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000, "\(d)")
         }
