@@ -148,8 +148,9 @@ package final class DebianRoot: @unchecked Sendable {
     /// Services must not start, the host's resolver, /proc mounted.
     private func prepare() throws {
         let policy = root + "/usr/sbin/policy-rc.d"
-        try "#!/bin/sh\nexit 101\n".write(toFile: policy, atomically: true, encoding: .utf8)
-        chmod(policy, 0o755)
+        // Written by a child process: a write fd of this process could leak into a child another
+        // test spawns concurrently, and exec of the script would then fail with ETXTBSY.
+        try Subprocess.checked(["sh", "-c", "printf '#!/bin/sh\\nexit 101\\n' > \"$1\" && chmod 0755 \"$1\"", "sh", policy])
         if let resolv = FileManager.default.contents(atPath: "/etc/resolv.conf") {
             try? FileManager.default.removeItem(atPath: root + "/etc/resolv.conf")
             FileManager.default.createFile(atPath: root + "/etc/resolv.conf", contents: resolv)
