@@ -55,7 +55,7 @@ struct CronNFSTests {
         let dir = try TempDir("hs-cron-nfs")
         let src = try bigSource(dir, megabytes: 96)
         let sub = try g.makeUniqueDirectory("stall")
-        let url = g.url(path: sub, extra: [("timeout", "5")])
+        let url = g.url(path: sub, extra: [("timeout", "20")])
         let setDir = g.exportPath + "/" + sub + "/io"
         let run = try RunningTool("hs-backup", ["run", "--source", src, "--to", url, "--name", "io", "--notify", http.base + "/topic"],
                                   environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
@@ -63,10 +63,11 @@ struct CronNFSTests {
         let pid = try #require(g.processID)
         kill(pid, SIGSTOP)
         let stopped = Date()
-        let status = run.wait(upTo: 5 + 30)
+        let status = run.wait(upTo: 20 + 30)
         let waited = Date().timeIntervalSince(stopped)
         kill(pid, SIGCONT)
         #expect(status == 1, "exit \(String(describing: status)) after \(waited)s: \(run.stderr)")
+        #expect(run.stderr.contains("server not responding, still trying"), "a notice every 15 s: \(run.stderr)")
         #expect(run.stderr.contains("not responding") || run.stderr.contains("timed out"), "\(run.stderr)")
         #expect(!run.stderr.contains("NSCocoaErrorDomain") && !run.stderr.contains("NSURLErrorDomain"))
         let post = try #require(http.requests.first { $0.method == "POST" }, "a failure notification was sent")
