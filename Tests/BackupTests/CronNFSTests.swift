@@ -27,21 +27,7 @@ final class SilentServer: @unchecked Sendable {
     init() throws {
         dir = try TempDir("hs-silent")
         try Self.script.write(toFile: dir.sub("s.py"), atomically: true, encoding: .utf8)
-        process.executableURL = URL(fileURLWithPath: Subprocess.which("python3")!)
-        process.arguments = [dir.sub("s.py")]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { throw ToolError("the silent server did not start") }
-            line += chunk
-        }
-        guard let p = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw ToolError("the silent server printed no port")
-        }
-        port = p
+        port = try startPortPrinter(process, [dir.sub("s.py")], what: "the silent server")
     }
     deinit { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
 }
