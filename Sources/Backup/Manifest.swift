@@ -533,6 +533,7 @@ package struct Manifest: Sendable {
             results.set(i, (member, 0 ..< 0, ManifestChunk(length: frozen[i].count, compressed: member.count, sha256: sha)))
         }
         var header = self.header
+        header.format = ManifestHeader.currentFormat  // the table is always in the current layout
         let members = results.takeAll().map { $0! }
         header.body = members.map { $0.2 }
         let enc = JSONEncoder()
@@ -586,7 +587,9 @@ package struct Manifest: Sendable {
         guard header.format <= ManifestHeader.currentFormat else {
             throw ToolError("manifest \(name) has format \(header.format), written by a newer hs-backup (\(header.toolVersion)); this one reads formats up to \(ManifestHeader.currentFormat). Use that version or newer.")
         }
-        let rlen = Int(readLE64(data, p)), slen = Int(readLE64(data, p + 8)); p += 16
+        // Values read from the file: converted without a trap (a damaged size is an error).
+        guard let rlen = Int(exactly: readLE64(data, p)), let slen = Int(exactly: readLE64(data, p + 8)) else { throw bad("sizes") }
+        p += 16
         guard rlen >= 0, slen >= 0, rlen <= Int(UInt32.max) * ManifestTable.recordSize, slen <= Int(UInt32.max) else { throw bad("sizes") }
         var records = [UInt8](repeating: 0, count: rlen)
         var strings = [UInt8](repeating: 0, count: slen)
@@ -595,12 +598,12 @@ package struct Manifest: Sendable {
             var jobs: [(range: Range<Int>, intoRecords: Bool, at: Int, length: Int)] = []
             var offset = p, r = 0, t = 0
             for c in chunks {
-                guard c.compressed > 0, c.length >= 0, offset + c.compressed <= body else { throw bad("body member sizes") }
+                guard c.compressed > 0, c.length >= 0, c.compressed <= body - offset else { throw bad("body member sizes") }
                 if r < rlen {
-                    guard r + c.length <= rlen else { throw bad("body members do not split records and strings") }
+                    guard c.length <= rlen - r else { throw bad("body members do not split records and strings") }
                     jobs.append((offset ..< offset + c.compressed, true, r, c.length)); r += c.length
                 } else {
-                    guard t + c.length <= slen else { throw bad("body members are longer than the strings") }
+                    guard c.length <= slen - t else { throw bad("body members are longer than the strings") }
                     jobs.append((offset ..< offset + c.compressed, false, t, c.length)); t += c.length
                 }
                 offset += c.compressed

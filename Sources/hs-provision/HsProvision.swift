@@ -32,7 +32,15 @@ struct HsProvision: ToolCommand {
             `hs-provision inventory --ansible` prints the inventory as Ansible's JSON inventory
             (provisioning/ansible/inventory.sh, used by provisioning/site.yml).
             Exit codes: 0 success, 1 a step failed, 2 bad usage (bad inventory, host or step name).
+
+            Examples:
+              hs-provision plan  --inventory provisioning/inventory.yml --host pve
+              hs-provision apply --inventory provisioning/inventory.yml --host io
+              hs-provision apply --inventory provisioning/inventory.yml --host io --only docker --only tailscale
+              hs-provision plan  --inventory provisioning/inventory.yml --host io --root /tmp/io-root
+              hs-provision inventory --ansible --inventory provisioning/inventory.yml
             """,
+        version: homeServerVersion,
         subcommands: [Plan.self, Apply.self, InventoryCommand.self])
 }
 
@@ -58,6 +66,8 @@ struct ProvisionOptions: ParsableArguments {
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
+    @OptionGroup var verbosity: VerbosityOptions
+
     func validate() throws {
         if root != nil && chroot != nil { throw ValidationError("--root and --chroot exclude each other") }
         for d in [root, chroot].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: d) {
@@ -74,7 +84,13 @@ struct ProvisionOptions: ParsableArguments {
 
 extension HsProvision {
     struct Plan: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the commands and file diffs apply would make.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show the commands and file diffs apply would make.",
+            discussion: """
+            Examples:
+              hs-provision plan --inventory provisioning/inventory.yml --host io
+              hs-provision plan --inventory provisioning/inventory.yml --host pve --json
+            """)
         @OptionGroup var options: ProvisionOptions
         func run() async throws {
             let code = await toolMain { try Provisioner.run(options.request(apply: false)) }
@@ -83,7 +99,13 @@ extension HsProvision {
     }
 
     struct Apply: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Make the host match the inventory; idempotent.")
+        static let configuration = CommandConfiguration(
+            abstract: "Make the host match the inventory; idempotent.",
+            discussion: """
+            Examples:
+              hs-provision apply --inventory provisioning/inventory.yml --host io
+              hs-provision apply --inventory provisioning/inventory.yml --host pve --only storage-mount
+            """)
         @OptionGroup var options: ProvisionOptions
         func run() async throws {
             let code = await toolMain { try Provisioner.run(options.request(apply: true)) }
@@ -100,6 +122,10 @@ extension HsProvision {
             discussion: """
                 ansible-playbook -i provisioning/ansible/inventory.sh provisioning/site.yml runs this
                 (as a dynamic inventory script Ansible passes --list, or --host NAME).
+
+                Examples:
+                  hs-provision inventory --ansible --inventory provisioning/inventory.yml
+                  ansible-playbook -i provisioning/ansible/inventory.sh provisioning/site.yml
                 """)
 
         @Option(help: ArgumentHelp("Inventory file (see provisioning/inventory.example.yml).", valueName: "FILE"))
