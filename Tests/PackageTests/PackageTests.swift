@@ -158,6 +158,9 @@ import Glibc
         #expect(bare.status == 2 && bare.stderr.contains("start it as one of hs-backup"), "\(bare.stderr)")
         let byArg = try debian.run(["/" + Self.executable, "hs-deploy", "--help"])
         #expect(byArg.status == 0 && byArg.stdout.contains("USAGE: hs-deploy"), "\(byArg.stdout)\(byArg.stderr)")
+        // The tool's own arguments only (Swift reads them from the kernel, not from argv).
+        let byArgVersion = try debian.run(["/" + Self.executable, "hs-backup", "--version"])
+        #expect(byArgVersion.status == 0 && byArgVersion.stdout == homeServerVersion + "\n", "\(byArgVersion.stdout)\(byArgVersion.stderr)")
 
         // 4. Backup and restore of a small tree with the installed tools: to a local directory
         //    and to an NFS export through libnfs (nfs-ganesha on 127.0.0.1).
