@@ -4,6 +4,7 @@ import Foundation
 import Testing
 @testable import Backup
 import BackupOps
+import Archive
 import Gzip
 import Support
 import TestSupport
