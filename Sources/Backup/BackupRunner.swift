@@ -92,7 +92,9 @@ package final class BackupRunner {
         let set = BackupSet(destination: dest, name: options.set)
         var st = stat()
         guard lstat(options.source, &st) == 0, st.st_mode & S_IFMT == S_IFDIR || (stat(options.source, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR) else {
-            throw ToolError.usage("source \(options.source) is not a directory. Give the appdata directory with --source, e.g. /opt/appdata.")
+            throw ToolError.usage(options.source.isEmpty
+                ? "--source is empty (in cron: is HS_APPDATA set in common/.env?). Give the appdata directory, e.g. --source /opt/appdata."
+                : "source '\(options.source)' is not a directory. Give the appdata directory with --source, e.g. /opt/appdata.")
         }
         if options.dryRun { return try dryRun(set: set, started: started) }
         do { try dest.makeDirectories(options.set) } catch {

@@ -7,7 +7,8 @@
 //   bytewise, `/` lowest, i.e. a depth-first walk with sorted directories). Each item has
 //   `path` and `link` as `[UInt8]` (exact bytes, any name a Linux file system allows),
 //   `type`, `mode`, `uid`, `gid`, `size`, `mtime`/`ctime` as `FileTime` (seconds `Int64`, full
-//   signed range, and `nanoseconds` `UInt32` in 0..<1_000_000_000), `archive` (the archive id
+//   signed range, and `nanoseconds` `UInt32` in 0..<1_000_000_000; the type lives in Archive,
+//   shared with the tar reader and writer), `archive` (the archive id
 //   holding the content, or nil), `memberOffset`/`memberSkip` (where its tar header is),
 //   `hash` (SHA-256 of the content) and `xattrHash` (0: no xattrs/ACLs; the values themselves
 //   are in the tar headers as pax `SCHILY.xattr.*` records).
@@ -22,40 +23,9 @@
 import Glibc
 #endif
 import Foundation
+import Archive
 import Gzip
 import Support
-
-/// A file time: seconds since the epoch (the full signed 64-bit range, as ext4 and XFS can
-/// hold years before 1970 and after 2262) and nanoseconds in 0..<1_000_000_000.
-package struct FileTime: Sendable, Equatable, Hashable, Comparable, CustomStringConvertible {
-    package var seconds: Int64
-    package var nanoseconds: UInt32
-
-    package init(seconds: Int64 = 0, nanoseconds: UInt32 = 0) {
-        self.seconds = seconds
-        self.nanoseconds = nanoseconds
-    }
-
-    /// From a kernel `timespec` (a nanosecond field out of range is clamped, never trapped on).
-    package init(_ t: timespec) {
-        seconds = Int64(t.tv_sec)
-        nanoseconds = UInt32(clamping: min(max(t.tv_nsec, 0), 999_999_999))
-    }
-
-    /// From the Int64 nanoseconds of format-1 manifests (floor division: -1 ns is -1 s + 999999999 ns).
-    package init(legacyNanoseconds ns: Int64) {
-        let (q, r) = ns.quotientAndRemainder(dividingBy: 1_000_000_000)
-        if r < 0 { seconds = q - 1; nanoseconds = UInt32(r + 1_000_000_000) } else { seconds = q; nanoseconds = UInt32(r) }
-    }
-
-    package var timespec: Glibc.timespec { Glibc.timespec(tv_sec: Int(seconds), tv_nsec: Int(nanoseconds)) }
-
-    package static func < (a: FileTime, b: FileTime) -> Bool {
-        a.seconds != b.seconds ? a.seconds < b.seconds : a.nanoseconds < b.nanoseconds
-    }
-
-    package var description: String { "\(seconds).\(String(format: "%09u", nanoseconds))" }
-}
 
 /// What one manifest entry is.
 package enum ManifestEntryType: UInt8, Sendable, Equatable {
@@ -227,8 +197,8 @@ package struct ManifestTable: Sendable {
         e.flags = raw[b + 17]
         e.mode = u32(20); e.uid = u32(24); e.gid = u32(28)
         e.size = u64(32)
-        e.mtime = FileTime(legacyNanoseconds: Int64(bitPattern: u64(40)))
-        e.ctime = FileTime(legacyNanoseconds: Int64(bitPattern: u64(48)))
+        e.mtime = FileTime(totalNanoseconds: Int64(bitPattern: u64(40)))
+        e.ctime = FileTime(totalNanoseconds: Int64(bitPattern: u64(48)))
         e.archive = u32(56)
         e.memberOffset = u64(64); e.memberSkip = u64(72)
         e.hash.w0 = raw.loadUnaligned(fromByteOffset: b + 80, as: UInt64.self)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import Archive
 import Storage
 import Support
 

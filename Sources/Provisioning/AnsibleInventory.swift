@@ -7,8 +7,9 @@
 // `hs_vmid`, `hs_proxmox`, `hs_stack`, `hs_created_by_proxmox` (the guest has creation
 // settings); for Proxmox hosts `hs_guests`. The host's `ansible:` mapping becomes
 // `ansible_<key>` (e.g. `ansible_connection`, `ansible_host`, `ansible_user`).
-// `all.vars.hs_inventory_file` is the absolute path of the inventory file, which the
-// playbook copies to every host.
+// `all.vars.hs_inventory_file` is the absolute path of the inventory file and
+// `all.vars.hs_stacks` every guest's stack: the playbook copies the file and those stacks'
+// compose files to every host (hs-provision checks every guest's stack).
 import Foundation
 import Support
 
@@ -34,11 +35,14 @@ package enum AnsibleInventory {
     /// - Parameter inventoryFile: absolute path of the inventory (for `hs_inventory_file`).
     package static func object(_ inv: Inventory, inventoryFile: String) -> [String: Any] {
         func names(_ f: (Inventory.Host) -> Bool) -> [String] { inv.hosts.filter(f).map(\.name) }
+        var stacks: [String] = []
+        for h in inv.hosts { if let s = h.stack, !stacks.contains(s) { stacks.append(s) } }
         var hostvars: [String: Any] = [:]
         for h in inv.hosts { hostvars[h.name] = hostVars(inv, h) }
         return [
             "_meta": ["hostvars": hostvars],
-            "all": ["children": ["proxmox", "guests", "ungrouped"], "vars": ["hs_inventory_file": inventoryFile]],
+            "all": ["children": ["proxmox", "guests", "ungrouped"],
+                    "vars": ["hs_inventory_file": inventoryFile, "hs_stacks": stacks]],
             "proxmox": ["hosts": names { $0.role == .proxmox }],
             "guests": ["hosts": names { $0.role == .guest }, "children": ["lxc", "vm"]],
             "lxc": ["hosts": names { $0.role == .guest && $0.kind == .lxc }],

@@ -27,21 +27,7 @@ final class SilentServer: @unchecked Sendable {
     init() throws {
         dir = try TempDir("hs-silent")
         try Self.script.write(toFile: dir.sub("s.py"), atomically: true, encoding: .utf8)
-        process.executableURL = URL(fileURLWithPath: Subprocess.which("python3")!)
-        process.arguments = [dir.sub("s.py")]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { throw ToolError("the silent server did not start") }
-            line += chunk
-        }
-        guard let p = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw ToolError("the silent server printed no port")
-        }
-        port = p
+        port = try startPortPrinter(process, [dir.sub("s.py")], what: "the silent server")
     }
     deinit { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
 }
@@ -55,7 +41,7 @@ struct CronNFSTests {
         let dir = try TempDir("hs-cron-nfs")
         let src = try bigSource(dir, megabytes: 96)
         let sub = try g.makeUniqueDirectory("stall")
-        let url = g.url(path: sub, extra: [("timeout", "5")])
+        let url = g.url(path: sub, extra: [("timeout", "20")])
         let setDir = g.exportPath + "/" + sub + "/io"
         let run = try RunningTool("hs-backup", ["run", "--source", src, "--to", url, "--name", "io", "--notify", http.base + "/topic"],
                                   environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
@@ -63,10 +49,11 @@ struct CronNFSTests {
         let pid = try #require(g.processID)
         kill(pid, SIGSTOP)
         let stopped = Date()
-        let status = run.wait(upTo: 5 + 30)
+        let status = run.wait(upTo: 20 + 30)
         let waited = Date().timeIntervalSince(stopped)
         kill(pid, SIGCONT)
         #expect(status == 1, "exit \(String(describing: status)) after \(waited)s: \(run.stderr)")
+        #expect(run.stderr.contains("server not responding, still trying"), "a notice every 15 s: \(run.stderr)")
         #expect(run.stderr.contains("not responding") || run.stderr.contains("timed out"), "\(run.stderr)")
         #expect(!run.stderr.contains("NSCocoaErrorDomain") && !run.stderr.contains("NSURLErrorDomain"))
         let post = try #require(http.requests.first { $0.method == "POST" }, "a failure notification was sent")

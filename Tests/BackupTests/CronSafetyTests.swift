@@ -140,7 +140,7 @@ struct CronUsageTests {
     func helpTexts() throws {
         let tools: [(String, [String])] = [("hs-backup", []), ("hs-backup", ["run"]), ("hs-backup", ["list"]), ("hs-backup", ["verify"]),
                                             ("hs-backup", ["prune"]), ("hs-restore", []), ("hs-linkcheck", []), ("hs-provision", []),
-                                            ("hs-provision", ["plan"]), ("hs-provision", ["apply"]), ("hs-deploy", [])]
+                                            ("hs-provision", ["plan"]), ("hs-provision", ["apply"]), ("hs-provision", ["inventory"]), ("hs-deploy", [])]
         for (tool, sub) in tools {
             let r = try Tools.run(tool, sub + ["--help"])
             #expect(r.status == 0)

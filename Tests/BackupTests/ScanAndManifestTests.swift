@@ -4,6 +4,7 @@ import Foundation
 import Testing
 @testable import Backup
 import BackupOps
+import Archive
 import Gzip
 import Support
 import TestSupport
@@ -40,6 +41,10 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
             }
         }
         try FileManager.default.createDirectory(atPath: root + "/empty", withIntermediateDirectories: true)
+        // A chain of small directories above a wide one (Plex's shape): split further down.
+        for f in 0 ..< 12 { try Tree.write(root + "/chain/a/b/wide/f\(f).txt", "\(f)") }
+        try Tree.write(root + "/chain/a/b/x.txt", "x")
+        try Tree.write(root + "/chain/a/b/wide/sub/deeper.txt", "deeper")
         try FileManager.default.createDirectory(atPath: root + "/beta/cache/deep", withIntermediateDirectories: true)
         try Tree.write(root + "/beta/cache/deep/junk.bin", "cache")
         try Tree.write(root + "/skipme/x", "excluded at level 1")
@@ -76,6 +81,7 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         #expect(!paths.contains { $0.hasPrefix("skipme") || $0.hasPrefix("beta/cache") })
         #expect(!paths.contains { $0.hasPrefix("beta/link-to-alpha/") || $0.hasPrefix("zz-link/") })
         #expect(paths.contains("empty") && paths.contains("alpha/d4/sub/f6.json") && paths.contains("top.txt"))
+        #expect(paths.contains("chain/a/b/wide/f11.txt") && paths.contains("chain/a/b/wide/sub/deeper.txt") && paths.contains("chain/a/b/x.txt"))
         // What `find` sees, minus the excludes.
         let found = try Subprocess.checked(["find", root, "-mindepth", "1", "-not", "-path", root + "/skipme*",
                                             "-not", "-path", root + "/beta/cache*"]).stdout

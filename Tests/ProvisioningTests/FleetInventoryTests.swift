@@ -98,5 +98,6 @@ import TestSupport
         #expect(hostvars["pve"]?["ansible_host"] as? String == "pve.lan")
         #expect(hostvars["nyx"]?["hs_proxmox"] as? String == "pve")
         #expect(hostvars["nyx"]?["hs_inventory_file"] as? String == GuestTests.inventory)
+        #expect(hostvars["nyx"]?["hs_stacks"] as? [String] == ["io", "apollo", "helios", "hera"])
     }
 }
