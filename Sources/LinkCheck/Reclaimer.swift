@@ -137,7 +137,7 @@ package struct Reclaimer {
             return "library file changed during the comparison"
         }
         guard let tmpSt = try Sys.lstat(tmp), tmpSt.dev == dlSt.dev, tmpSt.ino == dlSt.ino,
-              try Sys.fstat(dlFd, path: p.downloads).mtimeNs == dlSt.mtimeNs else {
+              try Sys.fstat(dlFd, path: p.downloads).mtime == dlSt.mtime else {
             return "downloads file was replaced or changed during the comparison"
         }
         try Sys.rename(tmp, p.library)

@@ -19,8 +19,16 @@ package struct FileStat: Sendable, Equatable {
     package var uid: UInt32
     package var gid: UInt32
     package var size: UInt64
-    package var mtimeNs: Int64
-    package var ctimeNs: Int64
+    /// Modification and change times as (seconds, nanoseconds): the full range a filesystem can
+    /// hold (nanoseconds since 1970 in one Int64 would trap after 2262 and before 1677).
+    package var mtime: Stamp
+    package var ctime: Stamp
+
+    package struct Stamp: Equatable, Sendable {
+        package var seconds: Int64
+        package var nanoseconds: Int64
+        init(_ t: timespec) { seconds = Int64(t.tv_sec); nanoseconds = Int64(t.tv_nsec) }
+    }
 
     init(_ st: stat) {
         dev = UInt64(st.st_dev)
@@ -30,8 +38,8 @@ package struct FileStat: Sendable, Equatable {
         uid = st.st_uid
         gid = st.st_gid
         size = UInt64(max(0, st.st_size))
-        mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
-        ctimeNs = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+        mtime = Stamp(st.st_mtim)
+        ctime = Stamp(st.st_ctim)
     }
 
     package var isRegular: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
@@ -39,8 +47,8 @@ package struct FileStat: Sendable, Equatable {
     package var permissions: UInt32 { mode & 0o7777 }
     /// Same file, unchanged: inode, size, mtime and ctime (ctime moves on any metadata change).
     package func sameUnchangedFile(as other: FileStat) -> Bool {
-        dev == other.dev && ino == other.ino && size == other.size && mtimeNs == other.mtimeNs
-            && ctimeNs == other.ctimeNs
+        dev == other.dev && ino == other.ino && size == other.size && mtime == other.mtime
+            && ctime == other.ctime
     }
 }
 

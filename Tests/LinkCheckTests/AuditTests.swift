@@ -235,3 +235,26 @@ struct AuditTree {
         }
     }
 }
+
+/// Field input: a file whose mtime is after 2262-04-11 (ext4 allows it; a camera with a broken
+/// clock is enough) or before 1970. Nanoseconds since 1970 do not fit in 64 bits there: the
+/// audit and reclaim must not trap on such a file (it crashed with exit 132 before).
+@Suite struct FarTimeAuditTests {
+    @Test func auditAndReclaimSurviveTimesOutsideTheNanosecondRange() throws {
+        let t = try TempDir("lc-fartime")
+        let tree = try AuditTree(root: t.path)
+        let far = t.sub("library/movies/Title 0/file0.mkv")
+        let early = t.sub("downloads/torrents/complete/movies/rel0/file0.mkv")
+        let touch1 = try Subprocess.run(["touch", "-h", "-d", "2400-01-01 00:00:00.5", far])
+        let touch2 = try Subprocess.run(["touch", "-h", "-d", "1969-12-31 23:59:59.5", early])
+        #expect(touch1.status == 0 && touch2.status == 0)
+        let (code, obj, r) = try Fx.runJSON([t.path, "--audit"])
+        #expect(code == 1, "exit \(code): \(r.stderr)")
+        let audit = try #require(obj["audit"] as? [String: Any])
+        #expect(audit["copies"] as? Int == tree.copies.count)
+        let reclaim = try Fx.run([t.path, "--reclaim", "--yes"])
+        #expect(reclaim.status == 0, "exit \(reclaim.status): \(reclaim.stderr)")
+        #expect(try Fx.inode(far) == Fx.inode(early), "the far-future copy was not replaced by a hardlink")
+        try tree.verifyContents()
+    }
+}
