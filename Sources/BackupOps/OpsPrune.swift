@@ -4,7 +4,8 @@
 // decides with `Retention.decide` (restic semantics; every archive a kept backup references is
 // kept with its backup), and removes the others newest first. For each backup the manifest
 // (the commit record) goes first, then its archive: a prune stopped at any moment leaves only
-// complete backups plus, at worst, an archive without manifest, which the next run removes.
+// complete backups plus, at worst, an archive without manifest, which the next backup run
+// reports and keeps (`BackupSet.cleanUpReport`: it is older than the newest backup).
 //
 // Holds the set's lock while removing (`--dry-run` takes no lock and changes nothing). A
 // manifest whose header cannot be read is kept and reported, never removed.
