@@ -84,7 +84,7 @@ struct HsDeploy: ToolCommand {
         if check && pull { return "--pull starts nothing with --check; drop one of them" }
         if down && pull { return "--pull makes no sense with --down" }
         if all && !stacks.isEmpty { return "--all and stack names exclude each other" }
-        if all && !(check || pull) { return "--all goes with --check or --pull" }
+        if all && !check { return "--all goes with --check (every stack of the repository, for CI); a deploy or --pull names its stacks or acts on this host's" }
         if saveEnv != nil && (check || down || pull || all || !stacks.isEmpty) { return "--save-env takes no other action or stack" }
         return nil
     }
