@@ -202,9 +202,12 @@ package final class BackupRunner {
                               previous: previous)
         scanner.oneFileSystem = options.oneFileSystem
         if let local = options.destination as? LocalDestination {
-            var st = stat()
-            if stat(local.root, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR {
-                scanner.skipDirectory = (UInt64(st.st_dev), UInt64(st.st_ino), local.root)
+            // DEST, and DEST/SET for when DEST is the source itself.
+            for path in [local.root, local.root + "/" + options.set] {
+                var st = stat()
+                if stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR {
+                    scanner.skipDirectories.append((UInt64(st.st_dev), UInt64(st.st_ino), path))
+                }
             }
         }
         return scanner

@@ -34,9 +34,9 @@ package final class Scanner {
     /// parent); each one skipped is named in a warning. Without it every mount point crossed
     /// is named in a warning.
     package var oneFileSystem = false
-    /// A directory left out of the scan by identity (the destination, when it is inside the
-    /// source), with the name to say so once.
-    package var skipDirectory: (dev: UInt64, ino: UInt64, name: String)?
+    /// Directories left out of the scan by identity (the destination and its set directory,
+    /// when inside the source), with the name to say so once.
+    package var skipDirectories: [(dev: UInt64, ino: UInt64, name: String)] = []
     /// Read extended attributes (and ACLs) to fill `ManifestEntry.xattrHash`.
     package var readXattrs = true
     /// At most this many directories are held open to split the walk into units (bounds fds).
@@ -72,7 +72,7 @@ package final class Scanner {
         let names = rootNames
         let counter = ScanCounter(progress: progress)
         let context = ScanContext(root: root, rootBytes: Array(root.utf8), excludes: excludes, provider: provider, previous: previous,
-                                  counter: counter, oneFileSystem: oneFileSystem, skipDirectory: skipDirectory, readXattrs: readXattrs)
+                                  counter: counter, oneFileSystem: oneFileSystem, skipDirectories: skipDirectories, readXattrs: readXattrs)
 
         // The top of the tree on this thread, entry by entry without descending: a directory
         // with few entries (a chain like Plex's `Library/Application Support/Plex Media Server/
@@ -202,7 +202,7 @@ struct ScanContext: @unchecked Sendable {
     let previous: ManifestTable?
     let counter: ScanCounter
     let oneFileSystem: Bool
-    let skipDirectory: (dev: UInt64, ino: UInt64, name: String)?
+    let skipDirectories: [(dev: UInt64, ino: UInt64, name: String)]
     let readXattrs: Bool
 }
 
@@ -314,7 +314,7 @@ final class ScanWorker: @unchecked Sendable {
         case S_IFREG: e.type = .file; e.size = UInt64(clamping: st.st_size)
         case S_IFDIR:
             e.type = .directory
-            if let skip = context.skipDirectory, skip.dev == UInt64(st.st_dev), skip.ino == UInt64(st.st_ino) {
+            if let skip = context.skipDirectories.first(where: { $0.dev == UInt64(st.st_dev) && $0.ino == UInt64(st.st_ino) }) {
                 warn("the destination \(skip.name) is inside the source (at \(currentPath(fullLength))); it is left out of the backup")
                 return nil
             }

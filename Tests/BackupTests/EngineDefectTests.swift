@@ -354,6 +354,12 @@ func archives(in dest: String, set: String = "t") throws -> [String] {
         #expect(r2.warnings.filter { $0.contains("backups") && $0.contains("inside the source") }.count == 1, "\(r2.warnings)")
         let m = try BackupSet(destination: LocalDestination(root: dest), name: "t").loadManifest(r2.id)
         for i in 0 ..< m.table.count { #expect(!m.table.path(m.table.entry(i)).hasPrefix("backups")) }
+        // DEST is the source itself: the set directory is left out.
+        let s1 = try CLIRun.backup(["--source", src, "--to", src, "--name", "self"])
+        let s2 = try CLIRun.backup(["--source", src, "--to", src, "--name", "self"])
+        #expect(s1.status == 0 && s2.status == 0 && s2.filesArchived == 0, "\(s2.stdout) \(s2.stderr)")
+        let ms = try BackupSet(destination: LocalDestination(root: src), name: "self").loadManifest(s2.id)
+        for i in 0 ..< ms.table.count { #expect(!ms.table.path(ms.table.entry(i)).hasPrefix("self")) }
     }
 
     @Test("a mount point inside the source is named in a warning, and skipped with --one-file-system")

@@ -70,7 +70,8 @@ import Glibc
         #expect(control["Package"] == "home-server-tools")
         #expect(control["Version"] == homeServerVersion)
         #expect(control["Architecture"] == "amd64")
-        let depends = Set((control["Depends"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        let dependsEntries = (control["Depends"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let depends = Set(dependsEntries.map { String($0.split(separator: " ")[0]) })
 
         // The payload: one executable, five symlinks to it.
         let x = try TempDir("hs-package-x")
@@ -91,6 +92,16 @@ import Glibc
         }
         let file = try Self.run(["file", "-L", exe])
         #expect(file.stdout.contains("ELF 64-bit") && file.stdout.contains(", stripped"), "\(file.stdout)")
+
+        // libc6 at least the newest glibc symbol version the executable uses.
+        let dynsyms = try Self.run(["objdump", "-T", exe])
+        let glibc = dynsyms.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "(" || $0 == ")" })
+            .filter { $0.hasPrefix("GLIBC_") && $0.dropFirst(6).first?.isNumber == true }
+            .map { $0.dropFirst(6).split(separator: ".").map { Int($0) ?? 0 } }
+            .max { $0.lexicographicallyPrecedes($1) }
+        let newest = try #require(glibc, "no GLIBC_ versions in objdump -T").map(String.init).joined(separator: ".")
+        #expect(dependsEntries.contains("libc6 (>= \(newest))"), "Depends \(dependsEntries) lacks libc6 (>= \(newest))")
+        #expect(dependsEntries.filter { $0.contains("(") }.count == 1, "only libc6 is versioned: \(dependsEntries)")
 
         // Depends = exactly the Debian packages owning the libraries the executable needs.
         let owners = try Self.owningPackages(of: exe)
