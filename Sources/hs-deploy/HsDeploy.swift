@@ -10,12 +10,14 @@ struct HsDeploy: ToolCommand {
         commandName: "hs-deploy",
         abstract: "Validate a stack's .env against its templates, guard the NFS storage mount, and start it.",
         discussion: """
-            hs-deploy --check [STACK]...   validate only; no STACK: this host's stacks (those with a stacks/STACK/.env)
-            hs-deploy --check --all        validate every stack of the repository (CI)
-            hs-deploy STACK...             validate, guard storage, docker compose up -d
-            hs-deploy --pull [STACK]...    the same, pulling images first; no STACK: this host's stacks
-            hs-deploy --down STACK...      docker compose down
-            hs-deploy --save-env DIR       copy common/.env and stacks/*/.env to DIR (mode 600) for the backup
+            hs-deploy --check [STACK]...  validate only
+            hs-deploy --check --all       validate every stack of the repository (CI)
+            hs-deploy STACK...            validate, guard storage, docker compose up -d
+            hs-deploy --pull [STACK]...   the same, pulling images first
+            hs-deploy --down STACK...     docker compose down
+            hs-deploy --save-env DIR      copy common/.env and stacks/*/.env to DIR (600)
+            No STACK with --check or --pull: this host's stacks (those with a
+            stacks/STACK/.env).
 
             Checks: every variable of common/.env.template and stacks/STACK/.env.template has a \
             non-empty value in the matching .env (a template comment line containing @optional \
