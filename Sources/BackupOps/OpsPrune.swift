@@ -4,7 +4,8 @@
 // decides with `Retention.decide` (restic semantics; every archive a kept backup references is
 // kept with its backup), and removes the others newest first. For each backup the manifest
 // (the commit record) goes first, then its archive: a prune stopped at any moment leaves only
-// complete backups plus, at worst, an archive without manifest, which the next run removes.
+// complete backups plus, at worst, an archive without manifest, which the next backup run
+// reports and keeps (`BackupSet.cleanUpReport`: it is older than the newest backup).
 //
 // Holds the set's lock while removing (`--dry-run` takes no lock and changes nothing). A
 // manifest whose header cannot be read is kept and reported, never removed.
@@ -47,27 +48,6 @@ package struct PruneReport: Codable, Sendable {
 
 /// Removes backups of a set by a retention policy.
 package enum Pruner {
-    /// Reads the header of a manifest without loading its table.
-    package static func readHeader(_ set: BackupSet, _ id: String) throws -> ManifestHeader {
-        let path = set.manifestPath(id)
-        let r = try set.destination.open(path)
-        defer { try? r.close() }
-        let magic = Manifest.magic
-        let head = try r.read(at: 0, count: magic.count + 4)
-        guard head.count == magic.count + 4, Array(head.prefix(magic.count)) == magic else {
-            throw ToolError("\(set.location)/\(id).manifest is not a manifest")
-        }
-        let len = head.suffix(4).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        guard len > 0, len < 16 << 20 else { throw ToolError("\(set.location)/\(id).manifest: header length \(len)") }
-        var json: [UInt8] = []
-        while json.count < len {
-            let chunk = try r.read(at: UInt64(magic.count + 4 + json.count), count: len - json.count)
-            if chunk.isEmpty { throw ToolError("\(set.location)/\(id).manifest is truncated") }
-            json += chunk
-        }
-        return try JSONDecoder().decode(ManifestHeader.self, from: Data(json))
-    }
-
     /// Applies `policy` to the set.
     /// - Parameters:
     ///   - timeZone: decides where days, weeks and months begin (restic uses local time too).
@@ -94,7 +74,7 @@ package enum Pruner {
         var unreadable: [String] = []
         for id in ids {
             do {
-                let h = try readHeader(set, id)
+                let h = try set.peekHeader(id)
                 headers[id] = h
                 items.append(RetentionItem(id: id, date: Date(timeIntervalSince1970: h.started),
                                            kind: h.kind == "full" ? .full : .incremental, parent: h.parent,

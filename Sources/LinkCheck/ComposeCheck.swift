@@ -208,23 +208,14 @@ package struct ComposeCheck {
         return out
     }
 
-    /// Variables from the stack's .env / .env.template and common/.env / .env.template (first wins).
+    /// Variables from the stack's .env / .env.template and common/.env / .env.template: the
+    /// first file that sets a variable wins; inside one file the last line wins, as in Compose
+    /// (read with `EnvFile`, the toolkit's dotenv reader; a file it cannot parse is skipped).
     func loadEnv(stack: String) -> [String: String] {
         var env: [String: String] = [:]
         for f in ["stacks/\(stack)/.env", "stacks/\(stack)/.env.template", "common/.env", "common/.env.template", ".env"] {
-            guard let text = try? String(contentsOfFile: TreeWalker.join(directory, f), encoding: .utf8) else { continue }
-            for line in text.split(separator: "\n") {
-                let l = line.trimmingCharacters(in: .whitespaces)
-                if l.hasPrefix("#") { continue }
-                guard let eq = l.firstIndex(of: "=") else { continue }
-                var key = String(l[..<eq]).trimmingCharacters(in: .whitespaces)
-                if key.hasPrefix("export ") { key = String(key.dropFirst(7)).trimmingCharacters(in: .whitespaces) }
-                var val = String(l[l.index(after: eq)...]).trimmingCharacters(in: .whitespaces)
-                if val.count >= 2, (val.hasPrefix("\"") && val.hasSuffix("\"")) || (val.hasPrefix("'") && val.hasSuffix("'")) {
-                    val = String(val.dropFirst().dropLast())
-                }
-                if env[key] == nil { env[key] = val }
-            }
+            guard let file = try? EnvFile.load(TreeWalker.join(directory, f)) else { continue }
+            for e in file.entries where env[e.key] == nil { env[e.key] = file.value(e.key) }
         }
         return env
     }

@@ -8,6 +8,7 @@
 // Not guaranteed: files that change while being audited are reported as of the moment they
 // were read; the compose check reads YAML only (it does not ask Docker what is running).
 import Foundation
+import Storage
 import Support
 
 /// What one run of hs-linkcheck should do.
@@ -36,6 +37,9 @@ package enum LinkCheck {
     /// - Throws: `ToolError.usage` for bad option combinations.
     package static func run(_ o: LinkCheckOptions, reporter: Reporter) throws -> Int32 {
         if o.yes && !o.reclaim { throw ToolError.usage("--yes only goes with --reclaim (hs-linkcheck --reclaim --yes).") }
+        if let why = DestinationSpec.urlProblem(o.root) {
+            throw ToolError.usage("media root '\(o.root)': \(why). Give a directory like /mnt/storage or a URL like nfs://truenas/mnt/tank/media.")
+        }
         for (label, rel) in [("--downloads", o.downloads), ("--library", o.library)] {
             if rel.isEmpty || rel.hasPrefix("/") || rel.split(separator: "/").contains("..") {
                 throw ToolError.usage("\(label) \(rel.isEmpty ? "(empty)" : rel) must be a path relative to the root, without `..`.")

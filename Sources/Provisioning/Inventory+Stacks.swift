@@ -47,19 +47,15 @@ extension Inventory {
         return out
     }
 
-    /// puid/pgid of the inventory against PUID/PGID of a filled-in common/.env (when present).
+    /// puid/pgid of the inventory against PUID/PGID of a filled-in common/.env (when present),
+    /// read with `EnvFile` as hs-deploy and Compose read it.
+    /// - Throws: `InventoryError` when they differ; `ToolError` naming the line when the file
+    ///   is not dotenv.
     func checkIDs(against commonEnv: String) throws {
         guard let data = FileManager.default.contents(atPath: commonEnv) else { return }
-        var values: [String: String] = [:]
-        for raw in String(decoding: data, as: UTF8.self).split(separator: "\n") {
-            var line = raw.trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("export ") { line = String(line.dropFirst(7)) }
-            guard !line.hasPrefix("#"), let eq = line.firstIndex(of: "=") else { continue }
-            values[String(line[..<eq]).trimmingCharacters(in: .whitespaces)] =
-                String(line[line.index(after: eq)...]).trimmingCharacters(in: CharacterSet(charactersIn: " \"'"))
-        }
+        let env = try EnvFile.parse(String(decoding: data, as: UTF8.self), path: commonEnv)
         for (key, field, want) in [("PUID", "puid", defaults.puid), ("PGID", "pgid", defaults.pgid)] {
-            if let v = values[key], !v.isEmpty, Int(v) != want {
+            if let v = env.value(key), !v.isEmpty, Int(v) != want {
                 throw InventoryError(message: "\(path): defaults: field '\(field)' is \(want), but \(commonEnv) says \(key)=\(v): the containers would write files the provisioned directories do not belong to; make them equal")
             }
         }

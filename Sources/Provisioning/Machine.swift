@@ -128,29 +128,20 @@ package final class Machine: @unchecked Sendable {
             backup = b
         }
         let tmp = dir + "/.\((real as NSString).lastPathComponent).hs-tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, existed ? st.st_mode & 0o7777 : newMode)
-        guard fd >= 0 else { throw ProvisionError("cannot create \(tmp): \(String(cString: strerror(errno))); check permissions of \(dir)") }
-        var ok = true
-        var err = ""
-        let bytes = Array(content.utf8)
-        var off = 0
-        while off < bytes.count {
-            let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; ok = false; err = "write: \(String(cString: strerror(errno)))"; break }
-            off += n
+        do throws(AtomicFile.Failure) {
+            try AtomicFile.replace(real, with: Array(content.utf8), temporary: tmp, mode: existed ? st.st_mode & 0o7777 : newMode,
+                                   exactMode: false) { fd in
+                if existed {
+                    _ = fchown(fd, st.st_uid, st.st_gid)
+                    _ = fchmod(fd, st.st_mode & 0o7777)
+                }
+            }
+        } catch where error.call == "create" {
+            throw ProvisionError("cannot create \(tmp): \(error.reason); check permissions of \(dir)")
+        } catch {
+            let what = error.call == "rename" ? "rename to \(real)" : error.call
+            throw ProvisionError("cannot write \(real) (\(what): \(error.reason)); the old file is unchanged")
         }
-        if ok && existed {
-            _ = fchown(fd, st.st_uid, st.st_gid)
-            _ = fchmod(fd, st.st_mode & 0o7777)
-        }
-        if ok && fsync(fd) != 0 { ok = false; err = "fsync: \(String(cString: strerror(errno)))" }
-        close(fd)
-        if ok && rename(tmp, real) != 0 { ok = false; err = "rename to \(real): \(String(cString: strerror(errno)))" }
-        guard ok else {
-            unlink(tmp)
-            throw ProvisionError("cannot write \(real) (\(err)); the old file is unchanged")
-        }
-        syncDirectory(dir)
         return backup
     }
 

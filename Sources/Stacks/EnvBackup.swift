@@ -67,24 +67,12 @@ package enum EnvBackup {
            FileManager.default.contents(atPath: path) == data {
             return false
         }
-        let tmp = path + ".hs-tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ToolError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
-        var ok = fchmod(fd, 0o600) == 0
-        data.withUnsafeBytes { buf in
-            var off = 0
-            while ok && off < buf.count {
-                let n = Foundation.write(fd, buf.baseAddress! + off, buf.count - off)
-                if n < 0 { if errno == EINTR { continue }; ok = false } else { off += n }
-            }
-        }
-        ok = ok && fsync(fd) == 0
-        let err = errno
-        close(fd)
-        guard ok, rename(tmp, path) == 0 else {
-            let e = ok ? errno : err
-            unlink(tmp)
-            throw ToolError("cannot write \(path): \(String(cString: strerror(e)))")
+        do throws(AtomicFile.Failure) {
+            try AtomicFile.replace(path, with: Array(data), temporary: path + ".hs-tmp-\(getpid())", mode: 0o600)
+        } catch where error.call == "create" {
+            throw ToolError("cannot create \(error.path): \(error.reason)")
+        } catch {
+            throw ToolError("cannot write \(path): \(error.reason)")
         }
         return true
     }

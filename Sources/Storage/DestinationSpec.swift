@@ -39,7 +39,6 @@ package enum DestinationSpec: Sendable, Equatable {
         if trimmed.isEmpty {
             throw bad("the destination is empty (in cron: is HS_BACKUP_DEST set in the .env file the crontab reads?)")
         }
-        let lower = value.lowercased()
         if value.hasPrefix("nfs://") {
             let url: NFSURL
             do { url = try NFSURL(value) } catch let e as NFSError { throw bad("\(e.detail)") }
@@ -48,13 +47,7 @@ package enum DestinationSpec: Sendable, Equatable {
             }
             return .nfs(url)
         }
-        if lower.hasPrefix("nfs:") || lower.hasPrefix("nfs//") || lower.hasPrefix("nfs:/") {
-            throw bad("this looks like a misspelled NFS URL; write it exactly as nfs://SERVER/PATH (lower case, two slashes)")
-        }
-        if let colon = value.firstIndex(of: ":"), value[..<colon].allSatisfy({ $0.isLetter || $0.isNumber || "+.-".contains($0) }),
-           value[..<colon].first?.isLetter == true {
-            throw bad("unknown scheme '\(value[..<colon]):'; only directories and nfs:// URLs are supported")
-        }
+        if let why = urlProblem(value) { throw bad(why) }
         if value != trimmed {
             throw bad("the destination has leading or trailing spaces")
         }
@@ -62,6 +55,27 @@ package enum DestinationSpec: Sendable, Equatable {
             throw bad("a relative path depends on the current directory (under cron that is not where you think); give an absolute path")
         }
         return .local(value)
+    }
+}
+
+extension DestinationSpec {
+    /// Why `value`, given where a directory or an `nfs://` URL is expected, is a URL the tools
+    /// cannot use: a misspelled NFS URL (`NFS://`, `nfs:/x`, `nfs:x`, `nfs//x`) or another
+    /// scheme (`smb://`). Nil for a well-spelled `nfs://` URL and for anything that does not
+    /// look like a URL. The one rule for every argument that takes "a directory or nfs:// URL"
+    /// (`--to`/`--from` through `parse`, hs-linkcheck's root), so a typo is never taken for a
+    /// local directory named like the URL.
+    package static func urlProblem(_ value: String) -> String? {
+        if value.hasPrefix("nfs://") { return nil }
+        let lower = value.lowercased()
+        if lower.hasPrefix("nfs:") || lower.hasPrefix("nfs//") {
+            return "this looks like a misspelled NFS URL; write it exactly as nfs://SERVER/PATH (lower case, two slashes)"
+        }
+        if let colon = value.firstIndex(of: ":"), value[..<colon].allSatisfy({ $0.isLetter || $0.isNumber || "+.-".contains($0) }),
+           value[..<colon].first?.isLetter == true {
+            return "unknown scheme '\(value[..<colon]):'; only directories and nfs:// URLs are supported"
+        }
+        return nil
     }
 }
 

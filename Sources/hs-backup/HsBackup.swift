@@ -93,13 +93,13 @@ extension HsBackup {
         @Flag(help: "Force a full backup instead of an incremental one.")
         var full = false
 
-        @Option(name: .customLong("exclude"), help: "Glob of paths to skip (repeatable); adds to the default cache excludes.")
+        @Option(name: .customLong("exclude"), help: ArgumentHelp("Glob of paths to skip (repeatable); adds to the default cache excludes.", valueName: "GLOB"))
         var excludes: [String] = []
 
-        @Option(help: "Take a full backup automatically after this many incrementals.")
+        @Option(help: ArgumentHelp("Take a full backup automatically after this many incrementals.", valueName: "N"))
         var maxIncrementals: Int = 13
 
-        @Option(help: "Take a full backup automatically when the last one is older than this many days.")
+        @Option(help: ArgumentHelp("Take a full backup automatically when the last one is older than this many days.", valueName: "DAYS"))
         var fullEveryDays: Double = 14
 
         @OptionGroup var ops: OpsRunOptions

@@ -10,12 +10,14 @@ struct HsDeploy: ToolCommand {
         commandName: "hs-deploy",
         abstract: "Validate a stack's .env against its templates, guard the NFS storage mount, and start it.",
         discussion: """
-            hs-deploy --check [STACK]...   validate only; no STACK: this host's stacks (those with a stacks/STACK/.env)
-            hs-deploy --check --all        validate every stack of the repository (CI)
-            hs-deploy STACK...             validate, guard storage, docker compose up -d
-            hs-deploy --pull [STACK]...    the same, pulling images first; no STACK: this host's stacks
-            hs-deploy --down STACK...      docker compose down
-            hs-deploy --save-env DIR       copy common/.env and stacks/*/.env to DIR (mode 600) for the backup
+            hs-deploy --check [STACK]...  validate only
+            hs-deploy --check --all       validate every stack of the repository (CI)
+            hs-deploy STACK...            validate, guard storage, docker compose up -d
+            hs-deploy --pull [STACK]...   the same, pulling images first
+            hs-deploy --down STACK...     docker compose down
+            hs-deploy --save-env DIR      copy common/.env and stacks/*/.env to DIR (600)
+            No STACK with --check or --pull: this host's stacks (those with a
+            stacks/STACK/.env).
 
             Checks: every variable of common/.env.template and stacks/STACK/.env.template has a \
             non-empty value in the matching .env (a template comment line containing @optional \
@@ -84,7 +86,7 @@ struct HsDeploy: ToolCommand {
         if check && pull { return "--pull starts nothing with --check; drop one of them" }
         if down && pull { return "--pull makes no sense with --down" }
         if all && !stacks.isEmpty { return "--all and stack names exclude each other" }
-        if all && !(check || pull) { return "--all goes with --check or --pull" }
+        if all && !check { return "--all goes with --check (every stack of the repository, for CI); a deploy or --pull names its stacks or acts on this host's" }
         if saveEnv != nil && (check || down || pull || all || !stacks.isEmpty) { return "--save-env takes no other action or stack" }
         return nil
     }

@@ -10,28 +10,37 @@ struct HsProvision: ToolCommand {
         commandName: "hs-provision",
         abstract: "Bring a host up from one inventory: Docker, NFS fstab, LXC bind mounts, Tailscale, directories.",
         discussion: """
-            Steps (each reads the current state, plans, applies, verifies; reports ok/changed/failed):
-              Proxmox host: packages (nfs-common), storage-mount (managed fstab block from
-                provisioning/fstab.template, mount, probe `hs-linkcheck --require-mount /mnt/storage`),
-                subids (root:PUID:1 in /etc/subuid, root:PGID:1 in /etc/subgid),
-                lxc:<guest> (/etc/pve/lxc/<vmid>.conf live section from provisioning/lxc-config.template:
-                mpN bind mount, features nesting+keyctl, TUN lines, PUID/PGID idmap; `pct set` when present).
-              Guest: packages, docker-repo (official deb822 repository; docker_source: docker only),
-                docker, docker-service, docker-group, directories (/opt/stacks, /opt/appdata/<service>),
-                storage-mount (VM guests with storage), tailscale-repo, tailscale (enroll unless running
-                under the host's name), repo (clone/fast-forward /opt/stacks/home-server).
-            Files are written only when different, atomically, with a backup FILE.hs-backup-YYYYMMDDHHMMSS
-            (files in /etc/apt/sources.list.d and /etc/pve: under /var/backups/home-server/).
-            Modes: default = the live system; --root DIR edits files under DIR and prints commands;
-            --chroot DIR edits files under DIR and runs commands via `chroot DIR ...` (a prepared
-            root: /proc mounted, usr/sbin/policy-rc.d exiting 101; used by the tests).
-              Proxmox host, for guests with `template` (lxc) or `image` (vm) in the inventory:
-                guest:<guest> (`pct create` / `qm create` + `qm disk resize` when the guest does not
-                exist; an existing guest is never recreated), then lxc:<guest>, then start:<guest>
-                (`pct start` / `qm start` when onboot and stopped).
-            `hs-provision inventory --ansible` prints the inventory as Ansible's JSON inventory
-            (provisioning/ansible/inventory.sh, used by provisioning/site.yml).
-            Exit codes: 0 success, 1 a step failed, 2 bad usage (bad inventory, host or step name).
+            Steps (each reads the current state, plans, applies, verifies; reports
+            ok/changed/failed):
+              Proxmox host:
+                packages (nfs-common)
+                storage-mount (managed fstab block from provisioning/fstab.template,
+                  mount, probe `hs-linkcheck --require-mount /mnt/storage`)
+                subids (root:PUID:1 in /etc/subuid, root:PGID:1 in /etc/subgid)
+                guest:<guest> for guests with `template` (lxc) or `image` (vm):
+                  `pct create` / `qm create` + `qm disk resize` when the guest does
+                  not exist; an existing guest is never recreated
+                lxc:<guest> (/etc/pve/lxc/<vmid>.conf live section from
+                  provisioning/lxc-config.template: mpN bind mount, features
+                  nesting+keyctl, TUN lines, PUID/PGID idmap; `pct set` when present)
+                start:<guest> (`pct start` / `qm start` when onboot and stopped)
+              Guest:
+                packages, docker-repo (official deb822 repository; docker_source:
+                docker only), docker, docker-service, docker-group, directories
+                (/opt/stacks, /opt/appdata/<service>), storage-mount (VM guests with
+                storage), tailscale-repo, tailscale (enroll unless running under the
+                host's name), repo (clone/fast-forward /opt/stacks/home-server)
+            Files are written only when different, atomically, with a backup
+            FILE.hs-backup-YYYYMMDDHHMMSS (files in /etc/apt/sources.list.d and
+            /etc/pve: under /var/backups/home-server/).
+            Modes: default = the live system; --root DIR edits files under DIR and
+            prints commands; --chroot DIR edits files under DIR and runs commands via
+            `chroot DIR ...` (a prepared root: /proc mounted, usr/sbin/policy-rc.d
+            exiting 101; used by the tests).
+            `hs-provision inventory --ansible` prints the inventory as Ansible's JSON
+            inventory (provisioning/ansible/inventory.sh, used by provisioning/site.yml).
+            Exit codes: 0 success, 1 a step failed, 2 bad usage (bad inventory, host or
+            step name).
 
             Examples:
               hs-provision plan  --inventory provisioning/inventory.yml --host pve

@@ -6,9 +6,8 @@ import Support
 import TestSupport
 import Testing
 
-/// A python3 HTTP server on a free 127.0.0.1 port that records every request (method, path,
-/// headers, body) as a JSON line. Paths starting with /fail answer 500.
-/// Starts `python3 arguments...` whose first line on stdout is the port it listens on.
+/// Starts `python3 arguments...` whose first line on stdout is the port it listens on (the
+/// HTTP recorder here, `SilentServer` in CronNFSTests).
 /// - Returns: that port.
 func startPortPrinter(_ process: Process, _ arguments: [String], what: String) throws -> Int {
     guard let python = Subprocess.which("python3") else { throw ToolError("python3 not found") }
@@ -29,6 +28,8 @@ func startPortPrinter(_ process: Process, _ arguments: [String], what: String) t
     return p
 }
 
+/// A python3 HTTP server on a free 127.0.0.1 port that records every request (method, path,
+/// headers, body) as a JSON line. Paths starting with /fail answer 500.
 final class OpsHTTPRecorder: @unchecked Sendable {
     static let script = #"""
     import http.server, json, sys, threading

@@ -216,6 +216,18 @@ import TestSupport
         #expect(try Fx.run(["--help"]).stdout.contains("--init"))
     }
 
+    /// A misspelled NFS URL or another scheme is bad usage (exit 2) naming the value and the
+    /// right spelling; before, `NFS://...` and `nfs:/...` were probed as local directories.
+    @Test(arguments: ["NFS://truenas/mnt/tank/media", "nfs:/truenas/mnt/tank/media", "nfs//truenas/mnt/tank/media",
+                      "smb://truenas/media"])
+    func misspelledURLRootIsUsageError(root: String) throws {
+        let r = try Fx.run([root])
+        #expect(r.status == 2, "\(root): \(r.stderr)")
+        #expect(r.stderr.contains("'\(root)'"), "\(r.stderr)")
+        #expect(r.stderr.contains("nfs://"), "\(r.stderr)")
+        #expect(r.stdout.isEmpty, "\(r.stdout)")
+    }
+
     @Test func mountinfoParsingAndLookup() {
         let text = """
         27 1 254:0 / / rw,relatime - ext4 /dev/vda rw

@@ -34,7 +34,7 @@ import TestSupport
     }
 
     static func common(_ key: String) throws -> String {
-        try #require(try EnvFileLines.value(key, in: Fixture.repoRoot + "/common/.env.template"))
+        try #require(try EnvFile.load(Fixture.repoRoot + "/common/.env.template").value(key))
     }
 
     func ownerOf(_ path: String) -> (uid: UInt32, gid: UInt32)? {
@@ -167,16 +167,5 @@ import TestSupport
         }
         #expect(failures.isEmpty, "containers could not write their appdata:\n\(failures.joined(separator: "\n"))")
         #expect(started >= 30, "only \(started) services started")
-    }
-}
-
-/// Reads one value from a dotenv template (the provisioning tests do not link the Stacks module).
-enum EnvFileLines {
-    static func value(_ key: String, in path: String) throws -> String? {
-        let text = try String(contentsOfFile: path, encoding: .utf8)
-        for line in text.split(separator: "\n") where line.hasPrefix(key + "=") {
-            return String(line.dropFirst(key.count + 1)).trimmingCharacters(in: .whitespaces)
-        }
-        return nil
     }
 }

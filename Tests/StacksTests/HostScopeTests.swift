@@ -61,6 +61,16 @@ import TestSupport
         #expect(conflict.status == 2, "\(describe(conflict))")
     }
 
+    /// `--all` is the CI check only: `--pull --all` would start every stack of the repository
+    /// on one guest (before: accepted, it ran the deploy of all seven stacks).
+    @Test func allGoesWithCheckOnly() throws {
+        let repo = try guestRepo(keeping: [])
+        let r = try repo.deploy(["--pull", "--all"])
+        #expect(r.status == 2, "\(describe(r))")
+        #expect(r.stderr.contains("--all goes with --check"), "\(describe(r))")
+        #expect(!r.stderr.contains("stacks/asteria/.env"), "no stack was checked or deployed: \(describe(r))")
+    }
+
     // MARK: crontab.example
 
     /// The job lines of crontab.example (not comments or variable assignments).
