@@ -142,11 +142,6 @@ package struct BackupSet {
         return out
     }
 
-    /// `cleanUpReport()`'s removed names (its warnings are dropped: prefer `cleanUpReport`).
-    package func cleanUp() throws -> [String] {
-        try cleanUpReport().removed
-    }
-
     /// A new id for a backup starting at `date`, later than every existing one.
     package func newID(at date: Date, existing: [String]) -> String {
         let f = DateFormatter()

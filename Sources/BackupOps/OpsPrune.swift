@@ -63,8 +63,9 @@ package enum Pruner {
         let lock = SetLock(destination: set.destination, set: set.name)
         if !dryRun {
             warnings += try lock.acquire(operation: "prune")
-            let leftovers = try set.cleanUp()
-            if !leftovers.isEmpty { warnings.append("removed leftovers of an interrupted run: \(leftovers.joined(separator: ", "))") }
+            let cleanup = try set.cleanUpReport()
+            if !cleanup.removed.isEmpty { warnings.append("removed leftovers of an interrupted run: \(cleanup.removed.joined(separator: ", "))") }
+            warnings += cleanup.warnings
         }
         defer { lock.release() }
 

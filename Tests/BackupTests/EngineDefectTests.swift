@@ -329,6 +329,7 @@ func archives(in dest: String, set: String = "t") throws -> [String] {
         #expect(report.removed.isEmpty)
         #expect(FileManager.default.fileExists(atPath: destDir + "/t/\(b2.id).tar.gz"), "prune kept B2's archive")
         #expect(FileManager.default.fileExists(atPath: destDir + "/t/\(orphan).tar.gz"), "prune kept the orphan")
+        #expect(report.warnings.contains { $0.contains(orphan) }, "prune reports the orphan too: \(report.warnings)")
 
         // B3 still restores completely.
         let out = work.sub("restored")
