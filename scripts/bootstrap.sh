@@ -8,7 +8,7 @@ APT_PACKAGES=(
   pkg-config libnfs-dev zlib1g-dev libsqlite3-dev libssl-dev
   # real components the tests and benchmarks use
   libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind
-  libarchive-tools pigz gzip tar sqlite3 attr acl
+  libarchive-tools pigz gzip tar sqlite3 attr acl strace
   docker.io debootstrap restic python3 python3-pip time procps iproute2 psmisc
   busybox-static file curl
 )
