@@ -37,7 +37,11 @@ let package = Package(
         .target(name: "NFS", dependencies: ["CNFS"], swiftSettings: swiftSettings),
         .target(name: "Archive", dependencies: ["Gzip", "Support"], swiftSettings: swiftSettings),
         .target(name: "Storage", dependencies: ["NFS", "Support"], swiftSettings: swiftSettings),
-        .target(name: "Backup", dependencies: ["Archive", "Storage", "Gzip", "Support", "CSQLite"],
+        .target(name: "Backup", dependencies: ["Archive", "Storage", "Gzip", "Support"],
+                swiftSettings: swiftSettings),
+        // Backup operations around a run: SQLite capture, --stop-stacks (docker), ntfy/Uptime Kuma
+        // notifications (HTTP), signal handling, prune. Backup itself knows nothing of Docker or HTTP.
+        .target(name: "BackupOps", dependencies: ["Backup", "Storage", "Support", "CSQLite"],
                 swiftSettings: swiftSettings),
         .target(name: "LinkCheck", dependencies: ["NFS", "Storage", "Support", "Yams"], swiftSettings: swiftSettings),
         .target(name: "Provisioning", dependencies: ["Support", "Yams"], swiftSettings: swiftSettings),
@@ -45,7 +49,7 @@ let package = Package(
 
         // Thin command-line entry points and what they share (bad usage exits 2).
         .target(name: "CommandLineSupport", dependencies: ["Support", argumentParser], swiftSettings: swiftSettings),
-        .executableTarget(name: "hs-backup", dependencies: ["CommandLineSupport", "Backup", "Support", argumentParser],
+        .executableTarget(name: "hs-backup", dependencies: ["CommandLineSupport", "Backup", "BackupOps", "Storage", "Support", argumentParser],
                           swiftSettings: swiftSettings),
         .executableTarget(name: "hs-restore", dependencies: ["CommandLineSupport", "Backup", "Archive", "Support", argumentParser],
                           swiftSettings: swiftSettings),
@@ -71,11 +75,12 @@ let package = Package(
         .testTarget(name: "NFSTests", dependencies: ["NFS", "Storage", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "Gzip", "TestSupport"], exclude: ["hostile.py", "wild.py", "defects.py"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "BackupTests", dependencies: ["Backup", "Storage", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "BackupTests", dependencies: ["Backup", "BackupOps", "Storage", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "LinkCheckTests", dependencies: ["LinkCheck", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "TestSupport"], exclude: ["Fixtures"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "StacksTests", dependencies: ["Stacks", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "PackageTests", dependencies: ["Support", "TestSupport"], swiftSettings: swiftSettings),
     ],
     swiftLanguageModes: [.v6]
 )

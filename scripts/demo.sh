@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a local directory, end to end:
-#   install what is missing, build the toolkit (release), generate small sample appdata,
+#   install the build dependencies if missing (as root), build the toolkit (release), generate small sample appdata,
 #   back it up, change files, back up again (incremental), list, verify, restore into a new
 #   directory and show that it matches the source exactly; restore the first backup too.
 # Everything happens under ./demo/ (removed and recreated on each run).
@@ -12,9 +12,12 @@ export PATH="/opt/swift/usr/bin:$PATH"
 if [ -n "${HS_BIN:-}" ]; then
   BIN=$HS_BIN
 else
-  if [ "$(id -u)" -eq 0 ]; then scripts/bootstrap.sh; fi
-  swift build -c release --product hs-backup 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] ' || true
-  swift build -c release --product hs-restore 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] ' || true
+  # As root: install the build dependencies only (no test services, no Docker).
+  if [ "$(id -u)" -eq 0 ]; then scripts/bootstrap.sh --build-only; fi
+  # Progress lines are dropped; pipefail keeps a failed build fatal.
+  for product in hs-backup hs-restore; do
+    swift build -c release --product "$product" 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
+  done
   BIN=$(swift build -c release --show-bin-path)
 fi
 D=${HS_DEMO_DIR:-$PWD/demo}

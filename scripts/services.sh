@@ -17,5 +17,9 @@ if ! docker info >/dev/null 2>&1; then
   (dockerd >/var/log/hs-dockerd.log 2>&1 &)
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
 fi
-docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/hs-dockerd.log"; tail -20 /var/log/hs-dockerd.log >&2 || true; exit 1; }
+if ! docker info >/dev/null 2>&1; then
+  log "dockerd did not start; see /var/log/hs-dockerd.log"
+  if [ -f /var/log/hs-dockerd.log ]; then tail -20 /var/log/hs-dockerd.log >&2; fi
+  exit 1
+fi
 log "rpcbind and dockerd are running"

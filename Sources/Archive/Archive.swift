@@ -16,17 +16,23 @@
 //   the target only; a file is never left half-written). Callers that need all-or-nothing
 //   extract into a fresh directory.
 // - Sparse files are archived as ordinary (zero-filled) files; extraction makes holes again.
-// - Only `user.*` extended attributes are archived and restored.
+// - The writer archives every extended attribute and POSIX ACL it is given; the tree writer
+//   restores `user.*` always and other namespaces (ACLs) as root (see `XattrApplier`).
 
 /// The kind of a tar entry.
 package enum EntryType: String, Sendable, Equatable, Codable {
     case file, directory, symlink, hardlink, fifo, charDevice, blockDevice
 }
 
-/// Everything an archive records about one entry.
+/// Everything an archive records about one entry: the writer's input.
+///
+/// Names are bytes (`pathBytes`, `linkBytes`): a Linux file name is any byte string without
+/// NUL and `/`, and the writer puts exactly these bytes into the tar headers (pax `path` /
+/// `linkpath` with `hdrcharset=BINARY` when they are not UTF-8, as GNU tar does). `path` and
+/// `linkTarget` are String views for display and for readers that have not moved to bytes.
 package struct EntryMetadata: Sendable, Equatable {
     /// Relative, "/"-separated, no leading "/", no trailing "/" (also for directories).
-    package var path: String
+    package var pathBytes: [UInt8]
     package var type: EntryType
     /// Permission bits including setuid/setgid/sticky (07777).
     package var mode: UInt32
@@ -36,23 +42,48 @@ package struct EntryMetadata: Sendable, Equatable {
     package var gname: String?
     /// Content size; regular files only (0 for everything else).
     package var size: UInt64
+    /// Full signed range (before 1970 and after 2262 included); nanoseconds in 0..<1e9.
     package var mtimeSeconds: Int64
     package var mtimeNanoseconds: UInt32
     /// Symlink target, or for hardlinks the path of the earlier archived entry.
-    package var linkTarget: String?
-    /// Extended attributes (only `user.*` names are written and restored).
+    package var linkBytes: [UInt8]?
+    /// Extended attributes by name, all namespaces (`user.*`, `trusted.*`, `security.*`,
+    /// `system.posix_acl_access` / `system.posix_acl_default`). The writer emits every one as a
+    /// pax `SCHILY.xattr.NAME` record, and the two POSIX ACLs also as `SCHILY.acl.access` /
+    /// `SCHILY.acl.default` text (what GNU tar `--acls` and bsdtar restore ACLs from).
     package var xattrs: [String: [UInt8]]
     package var devMajor: UInt32
     package var devMinor: UInt32
+
+    /// The path as a String (bytes that are not UTF-8 show as U+FFFD): for display only.
+    package var path: String {
+        get { String(decoding: pathBytes, as: UTF8.self) }
+        set { pathBytes = Array(newValue.utf8) }
+    }
+
+    /// The link target as a String (lossy, as `path`).
+    package var linkTarget: String? {
+        get { linkBytes.map { String(decoding: $0, as: UTF8.self) } }
+        set { linkBytes = newValue.map { Array($0.utf8) } }
+    }
 
     package init(path: String, type: EntryType, mode: UInt32 = 0o644, uid: UInt32 = 0, gid: UInt32 = 0,
                  uname: String? = nil, gname: String? = nil, size: UInt64 = 0,
                  mtimeSeconds: Int64 = 0, mtimeNanoseconds: UInt32 = 0, linkTarget: String? = nil,
                  xattrs: [String: [UInt8]] = [:], devMajor: UInt32 = 0, devMinor: UInt32 = 0) {
-        self.path = path; self.type = type; self.mode = mode; self.uid = uid; self.gid = gid
+        self.init(pathBytes: Array(path.utf8), type: type, mode: mode, uid: uid, gid: gid, uname: uname, gname: gname,
+                  size: size, mtimeSeconds: mtimeSeconds, mtimeNanoseconds: mtimeNanoseconds,
+                  linkBytes: linkTarget.map { Array($0.utf8) }, xattrs: xattrs, devMajor: devMajor, devMinor: devMinor)
+    }
+
+    package init(pathBytes: [UInt8], type: EntryType, mode: UInt32 = 0o644, uid: UInt32 = 0, gid: UInt32 = 0,
+                 uname: String? = nil, gname: String? = nil, size: UInt64 = 0,
+                 mtimeSeconds: Int64 = 0, mtimeNanoseconds: UInt32 = 0, linkBytes: [UInt8]? = nil,
+                 xattrs: [String: [UInt8]] = [:], devMajor: UInt32 = 0, devMinor: UInt32 = 0) {
+        self.pathBytes = pathBytes; self.type = type; self.mode = mode; self.uid = uid; self.gid = gid
         self.uname = uname; self.gname = gname; self.size = size
         self.mtimeSeconds = mtimeSeconds; self.mtimeNanoseconds = mtimeNanoseconds
-        self.linkTarget = linkTarget; self.xattrs = xattrs
+        self.linkBytes = linkBytes; self.xattrs = xattrs
         self.devMajor = devMajor; self.devMinor = devMinor
     }
 }

@@ -95,17 +95,24 @@ package final class ArchiveWriter {
     ///   the sink's error.
     @discardableResult
     package func add(_ entry: EntryMetadata, contentPath: String? = nil) throws -> AddResult {
+        try add(entry, contentPathBytes: contentPath.map { Array($0.utf8) })
+    }
+
+    /// As `add(_:contentPath:)`, with the content file's path as bytes (any file name).
+    @discardableResult
+    package func add(_ entry: EntryMetadata, contentPathBytes: [UInt8]?) throws -> AddResult {
         precondition(!finished, "ArchiveWriter.add after finish")
         try pipeline.checkError()
         var fd: Int32 = -1
+        let contentPath = contentPathBytes.map { String(decoding: $0, as: UTF8.self) }  // for messages
         if entry.type == .file && entry.size > 0 {
             // (A file that is empty in the header is not read: growth is not detected there.)
-            guard let contentPath else {
+            guard let contentPathBytes else {
                 throw ArchiveError(.invalidInput, entry: entry.path, "a regular file with content needs a contentPath")
             }
-            fd = Self.openForReading(contentPath)
+            fd = Self.openForReading(contentPathBytes.map { CChar(bitPattern: $0) } + [0])
             if fd < 0 {
-                throw ArchiveError(.io, entry: entry.path, "open('\(contentPath)') failed: \(String(cString: strerror(errno)))")
+                throw ArchiveError(.io, entry: entry.path, "open('\(contentPath ?? "")') failed: \(String(cString: strerror(errno)))")
             }
         }
         defer { if fd >= 0 { close(fd) } }
@@ -228,7 +235,7 @@ package final class ArchiveWriter {
         if !last { chunk = pipeline.takeBuffer() }
     }
 
-    private static func openForReading(_ path: String) -> Int32 {
+    private static func openForReading(_ path: [CChar]) -> Int32 {
         var fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | LinuxConst.O_NOATIME)
         if fd < 0 && errno == EPERM { fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
         return fd

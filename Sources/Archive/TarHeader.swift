@@ -24,14 +24,20 @@ package enum TarHeader {
     /// - Throws: `ArchiveError.invalidInput` for an empty or absolute path, or a device number
     ///   that no tar format can hold.
     package static func append(_ e: EntryMetadata, to out: inout [UInt8]) throws {
-        guard !e.path.isEmpty, !e.path.hasPrefix("/") else {
+        guard !e.pathBytes.isEmpty, e.pathBytes[0] != UInt8(ascii: "/") else {
             throw ArchiveError(.invalidInput, entry: e.path, "entry paths must be relative and non-empty")
+        }
+        guard !e.pathBytes.contains(0) && !(e.linkBytes ?? []).contains(0) else {
+            throw ArchiveError(.invalidInput, entry: e.path, "a name or link target contains a NUL byte")
         }
         var pax: [(String, [UInt8])] = []
         let size: UInt64 = e.type == .file ? e.size : 0
-        var name = Array(e.path.utf8)
+        var name = e.pathBytes
         if e.type == .directory { name.append(UInt8(ascii: "/")) }
         let isASCII = { (b: [UInt8]) in b.allSatisfy { $0 < 0x80 && $0 != 0 } }
+        // pax values are UTF-8 unless the header says `hdrcharset=BINARY` (POSIX; GNU tar writes
+        // it for names that are not UTF-8, and GNU tar and bsdtar then take the bytes as they are).
+        var binary = false
 
         // name / prefix
         var nameField: [UInt8] = name
@@ -51,20 +57,22 @@ package enum TarHeader {
             }
             if !split {
                 pax.append(("path", name))
+                if !isUTF8(name) { binary = true }
                 nameField = Array(asciiFallback(name).prefix(100))
                 prefixField = []
             }
         }
         var linkField: [UInt8] = []
-        if let lt = e.linkTarget, e.type == .symlink || e.type == .hardlink {
-            let l = Array(lt.utf8)
+        if let l = e.linkBytes, e.type == .symlink || e.type == .hardlink {
             if l.isEmpty { throw ArchiveError(.invalidInput, entry: e.path, "a link needs a non-empty target") }
             if !isASCII(l) || l.count > 100 {
                 pax.append(("linkpath", l)); linkField = Array(asciiFallback(l).prefix(100))
+                if !isUTF8(l) { binary = true }
             } else { linkField = l }
         } else if e.type == .symlink || e.type == .hardlink {
             throw ArchiveError(.invalidInput, entry: e.path, "a link needs a target")
         }
+        if binary { pax.insert(("hdrcharset", Array("BINARY".utf8)), at: 0) }
         if size > maxOctalSize { pax.append(("size", Array(String(size).utf8))) }
         if e.uid > maxOctalId { pax.append(("uid", Array(String(e.uid).utf8))) }
         if e.gid > maxOctalId { pax.append(("gid", Array(String(e.gid).utf8))) }
@@ -78,8 +86,13 @@ package enum TarHeader {
                 if !isASCII(b) || b.count > 31 { pax.append((field, b)) }
             }
         }
-        for key in e.xattrs.keys.sorted() where key.hasPrefix("user.") {
-            pax.append(("SCHILY.xattr." + key, e.xattrs[key]!))
+        for key in e.xattrs.keys.sorted() {
+            let value = e.xattrs[key]!
+            pax.append(("SCHILY.xattr." + key, value))
+            // GNU tar `--acls` and bsdtar restore ACLs from these text records (bsdtar ignores
+            // the binary xattrs): write both, from the same kernel value.
+            if key == "system.posix_acl_access", let text = PosixACL.text(value) { pax.append(("SCHILY.acl.access", Array(text.utf8))) }
+            if key == "system.posix_acl_default", let text = PosixACL.text(value) { pax.append(("SCHILY.acl.default", Array(text.utf8))) }
         }
         if e.devMajor > maxOctalId || e.devMinor > maxOctalId {
             throw ArchiveError(.invalidInput, entry: e.path, "device numbers \(e.devMajor),\(e.devMinor) do not fit a tar header")
@@ -110,6 +123,11 @@ package enum TarHeader {
     static func pad(_ out: inout [UInt8], _ count: Int) {
         let r = count % blockSize
         if r != 0 { out.append(contentsOf: repeatElement(0, count: blockSize - r)) }
+    }
+
+    /// True when `b` is valid UTF-8.
+    static func isUTF8(_ b: [UInt8]) -> Bool {
+        b.withUnsafeBufferPointer { String(validating: $0, as: UTF8.self) != nil }
     }
 
     /// Non-ASCII and NUL bytes replaced by "_", for the informational ustar fields a pax
@@ -188,5 +206,35 @@ package enum TarHeader {
             h[154] = 0
             h[155] = UInt8(ascii: " ")
         }
+    }
+}
+
+/// The Linux kernel's POSIX ACL xattr value (`system.posix_acl_access` / `_default`) as the
+/// short text form `tar --acls` and libarchive read: `user::rw-,user:1000:r--,group::r--,mask::r--,other::r--`.
+/// Numeric ids, as the backup records numeric owners.
+enum PosixACL {
+    /// nil when the value is not a version-2 ACL.
+    static func text(_ v: [UInt8]) -> String? {
+        guard v.count >= 4, (v.count - 4) % 8 == 0 else { return nil }
+        func u16(_ o: Int) -> UInt16 { UInt16(v[o]) | UInt16(v[o + 1]) << 8 }
+        func u32(_ o: Int) -> UInt32 { UInt32(v[o]) | UInt32(v[o + 1]) << 8 | UInt32(v[o + 2]) << 16 | UInt32(v[o + 3]) << 24 }
+        guard u32(0) == 2 else { return nil }
+        var parts: [String] = []
+        var o = 4
+        while o < v.count {
+            let tag = u16(o), perm = u16(o + 2), id = u32(o + 4)
+            let p = (perm & 4 != 0 ? "r" : "-") + (perm & 2 != 0 ? "w" : "-") + (perm & 1 != 0 ? "x" : "-")
+            switch tag {
+            case 0x01: parts.append("user::" + p)
+            case 0x02: parts.append("user:\(id):" + p)
+            case 0x04: parts.append("group::" + p)
+            case 0x08: parts.append("group:\(id):" + p)
+            case 0x10: parts.append("mask::" + p)
+            case 0x20: parts.append("other::" + p)
+            default: return nil
+            }
+            o += 8
+        }
+        return parts.joined(separator: ",")
     }
 }

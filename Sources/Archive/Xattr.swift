@@ -4,6 +4,8 @@ import Glibc
 @_silgen_name("fsetxattr") private func c_fsetxattr(_ fd: Int32, _ name: UnsafePointer<CChar>, _ value: UnsafeRawPointer?, _ size: Int, _ flags: Int32) -> Int32
 @_silgen_name("llistxattr") private func c_llistxattr(_ path: UnsafePointer<CChar>, _ list: UnsafeMutablePointer<CChar>?, _ size: Int) -> Int
 @_silgen_name("lgetxattr") private func c_lgetxattr(_ path: UnsafePointer<CChar>, _ name: UnsafePointer<CChar>, _ value: UnsafeMutableRawPointer?, _ size: Int) -> Int
+@_silgen_name("flistxattr") private func c_flistxattr(_ fd: Int32, _ list: UnsafeMutablePointer<CChar>?, _ size: Int) -> Int
+@_silgen_name("fgetxattr") private func c_fgetxattr(_ fd: Int32, _ name: UnsafePointer<CChar>, _ value: UnsafeMutableRawPointer?, _ size: Int) -> Int
 
 /// Linux constants missing from Swift's Glibc import.
 enum LinuxConst {
@@ -62,4 +64,62 @@ package func readUserXattrs(path: String) -> [String: [UInt8]] {
         if got >= 0 { out[name] = Array(value.prefix(got)) }
     }
     return out
+}
+
+/// Where extended attributes are read from: a path (NUL-terminated bytes, a final symlink is
+/// not followed) or an open descriptor.
+package enum XattrSource {
+    case path(UnsafePointer<CChar>)
+    case fd(Int32)
+}
+
+/// Every extended attribute of a file, all namespaces the caller may read (`user.*`, and as
+/// root `trusted.*`, `security.*`; POSIX ACLs appear as `system.posix_acl_access` /
+/// `system.posix_acl_default`), sorted by name. Empty when there are none or the file system
+/// does not support them; an attribute removed between listing and reading is left out.
+/// Names that are not UTF-8 are left out (no tar reader could restore them by name).
+/// The corresponding libc calls are `llistxattr`/`lgetxattr` (`flistxattr`/`fgetxattr`).
+package func readXattrs(_ source: XattrSource) -> [(name: String, value: [UInt8])] {
+    func list(_ buf: UnsafeMutablePointer<CChar>?, _ size: Int) -> Int {
+        switch source {
+        case .path(let p): return c_llistxattr(p, buf, size)
+        case .fd(let fd): return c_flistxattr(fd, buf, size)
+        }
+    }
+    func get(_ name: UnsafePointer<CChar>, _ buf: UnsafeMutableRawPointer?, _ size: Int) -> Int {
+        switch source {
+        case .path(let p): return c_lgetxattr(p, name, buf, size)
+        case .fd(let fd): return c_fgetxattr(fd, name, buf, size)
+        }
+    }
+    var names: [CChar] = []
+    var n = 0
+    // The list can grow between the size query and the read (ERANGE): retry a few times.
+    for _ in 0 ..< 4 {
+        let want = list(nil, 0)
+        guard want > 0 else { return [] }
+        names = [CChar](repeating: 0, count: want + 1)
+        n = names.withUnsafeMutableBufferPointer { list($0.baseAddress!, want) }
+        if n >= 0 || errno != ERANGE { break }
+    }
+    guard n > 0 else { return [] }
+    var out: [(name: String, value: [UInt8])] = []
+    var start = 0
+    for i in 0 ..< n where names[i] == 0 {
+        defer { start = i + 1 }
+        guard i > start else { continue }
+        let raw = names[start ..< i].map { UInt8(bitPattern: $0) }
+        guard let name = raw.withUnsafeBufferPointer({ String(validating: $0, as: UTF8.self) }) else { continue }
+        let cname = Array(names[start ... i])
+        for _ in 0 ..< 4 {
+            let size = get(cname, nil, 0)
+            guard size >= 0 else { break }
+            var value = [UInt8](repeating: 0, count: size)
+            let got = size == 0 ? 0 : value.withUnsafeMutableBytes { get(cname, $0.baseAddress, size) }
+            if got < 0 && errno == ERANGE { continue }
+            if got >= 0 { out.append((name, Array(value.prefix(got)))) }
+            break
+        }
+    }
+    return out.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
 }

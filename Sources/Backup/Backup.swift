@@ -20,9 +20,12 @@ import Support
 
 /// Entry points the executables call.
 package enum BackupTool {
-    /// Opens DEST (a directory or nfs:// URL).
-    package static func destination(_ spec: String) throws -> any Destination {
-        try openDestination(spec)
+    /// Parses and opens DEST (a directory or nfs:// URL; see `DestinationSpec`).
+    /// - Parameters:
+    ///   - option: the option DEST came from, for messages (`--to`, `--from`).
+    ///   - nfsTimeoutSeconds: per-call NFS timeout when the URL has no `timeout=`.
+    package static func destination(_ spec: String, option: String = "--to", nfsTimeoutSeconds: Int? = nil) throws -> any Destination {
+        try openDestination(spec, option: option, nfsTimeoutSeconds: nfsTimeoutSeconds)
     }
 
     package static func setName(_ name: String?) throws -> String {
@@ -39,7 +42,7 @@ package enum BackupRestoreCommand {
     package static func run(from: String, set: String?, backup: String, to: String, only: [String],
                             force: Bool, dryRun: Bool, json: Bool) throws -> Int32 {
         let reporter = Reporter(mode: .detect(json: json))
-        var options = RestoreOptions(destination: try BackupTool.destination(from), set: try BackupTool.setName(set), target: to)
+        var options = RestoreOptions(destination: try BackupTool.destination(from, option: "--from"), set: try BackupTool.setName(set), target: to)
         options.backup = backup
         options.only = only
         options.force = force

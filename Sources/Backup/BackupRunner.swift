@@ -22,6 +22,11 @@ package struct BackupOptions {
     package var compressionLevel: Int32 = 1
     package var contentProvider: (any ContentProvider)?
     package var hooks: [any RunHooks] = []
+    /// Do not descend into mount points below the source (`--one-file-system`).
+    package var oneFileSystem = false
+    /// Scan and compare only: report what would be archived, write nothing anywhere
+    /// (no set directory, no lock, no cleanup, no archive, no manifest).
+    package var dryRun = false
 
     package init(source: String, destination: any Destination, set: String) {
         self.source = source
@@ -89,6 +94,7 @@ package final class BackupRunner {
         guard lstat(options.source, &st) == 0, st.st_mode & S_IFMT == S_IFDIR || (stat(options.source, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR) else {
             throw ToolError.usage("source \(options.source) is not a directory. Give the appdata directory with --source, e.g. /opt/appdata.")
         }
+        if options.dryRun { return try dryRun(set: set, started: started) }
         do { try dest.makeDirectories(options.set) } catch {
             throw ToolError("cannot create the backup set directory \(set.location): \(error). Check that DEST exists and is writable.")
         }
@@ -97,8 +103,9 @@ package final class BackupRunner {
         warnings += try lock.acquire(operation: "backup", staleAfter: options.staleLockAfter)
         defer { lock.release() }
         for w in warnings { reporter.warning(w) }
-        let removed = try set.cleanUp()
-        if !removed.isEmpty { note("removed leftovers of an interrupted run: \(removed.joined(separator: ", "))") }
+        let cleanup = try set.cleanUpReport()
+        if !cleanup.removed.isEmpty { note("removed leftovers of an interrupted run: \(cleanup.removed.joined(separator: ", "))") }
+        for w in cleanup.warnings { note(w) }
 
         trace("locked, cleaned")
         let ids = try set.committedIDs()
@@ -138,6 +145,89 @@ package final class BackupRunner {
         reporter.warning(w)
     }
 
+    /// "<source>/<relative path>" as NUL-terminated bytes.
+    private func sourcePath(_ relative: [UInt8]) -> [UInt8] {
+        Array(options.source.utf8) + [0x2F] + relative + [0]
+    }
+
+    /// The one rule that decides whether an entry changed since the previous backup (content
+    /// aside: a ctime-only change of a file is settled by its hash, link targets by bytes):
+    /// type, mode, owner, mtime (seconds and nanoseconds), size of files, and the xattr/ACL
+    /// hash when the previous manifest recorded one. Device numbers never count.
+    static func changed(_ e: ManifestEntry, _ p: ManifestEntry, xattrsComparable: Bool) -> Bool {
+        e.type != p.type || e.mode != p.mode || e.uid != p.uid || e.gid != p.gid || e.mtime != p.mtime
+            || (e.type == .file && e.size != p.size)
+            || (xattrsComparable && e.xattrHash != p.xattrHash)
+    }
+
+    /// The scanner for this run: excludes, the destination left out when it is inside the
+    /// source, mount point handling.
+    private func makeScanner(previous: ManifestTable?) -> Scanner {
+        let scanner = Scanner(root: options.source, excludes: ExcludeSet(patterns: options.excludes), provider: options.contentProvider,
+                              previous: previous)
+        scanner.oneFileSystem = options.oneFileSystem
+        if let local = options.destination as? LocalDestination {
+            var st = stat()
+            if stat(local.root, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR {
+                scanner.skipDirectory = (UInt64(st.st_dev), UInt64(st.st_ino), local.root)
+            }
+        }
+        return scanner
+    }
+
+    /// `--dry-run`: scan and compare with the latest backup; list what would be archived.
+    private func dryRun(set: BackupSet, started: Date) throws -> BackupSummary {
+        let ids = try set.committedIDs()
+        var previous: Manifest?
+        if let last = ids.last {
+            do { previous = try set.loadManifest(last) } catch { note("\(error); the backup would be a full one") }
+        }
+        let full = options.forceFull || previous == nil
+        let prev = full ? nil : previous
+        let scanner = makeScanner(previous: nil)
+        scanner.readXattrs = true
+        let scan = try scanner.scan { [reporter] n in reporter.progress("scanning: \(n) entries") }
+        defer { for s in scan.substitutes.values { s.cleanup() } }
+        for w in scan.warnings { note(w) }
+        let table = scan.table
+        var files = 0, dirs = 0, links = 0, archived = 0
+        var treeBytes: UInt64 = 0, bytesIn: UInt64 = 0
+        var j = 0
+        for i in 0 ..< table.count {
+            let e = table.entry(i)
+            switch e.type {
+            case .file, .hardlink: files += 1; treeBytes += e.size
+            case .directory: dirs += 1
+            case .symlink: links += 1
+            }
+            var would = true
+            if let prev {
+                var match: ManifestEntry?
+                table.withPath(e) { key in
+                    while j < prev.table.count {
+                        let c = prev.table.withPath(prev.table.entry(j)) { comparePaths($0, key) }
+                        if c < 0 { j += 1; continue }
+                        if c == 0 { match = prev.table.entry(j) }
+                        break
+                    }
+                }
+                if let p = match, !Self.changed(e, p, xattrsComparable: prev.header.hasXattrHashes),
+                   !((e.type == .symlink || e.type == .hardlink) && !table.linkBytes(e).elementsEqual(prev.table.linkBytes(p))) {
+                    would = e.type == .file && e.ctime != p.ctime
+                        && (try? hashFile(bytes: sourcePath(table.pathBytes(e)))) != p.hash
+                }
+            }
+            guard would else { continue }
+            if e.type == .file { archived += 1; bytesIn += e.size }
+            reporter.info("would archive: \(e.type.name) \(displayPath(table.pathBytes(e)))")
+        }
+        let kind = full ? "full" : "incremental"
+        reporter.info("dry run: a \(kind) backup would archive \(archived) of \(files) files (\(Format.bytes(bytesIn))); nothing was written")
+        return BackupSummary(id: "dry-run", set: options.set, destination: options.destination.displayName, kind: kind,
+                             parent: full ? nil : ids.last, files: files, directories: dirs, symlinks: links, filesArchived: archived,
+                             treeBytes: treeBytes, bytesIn: bytesIn, bytesOut: 0, seconds: Date().timeIntervalSince(started), warnings: warnings)
+    }
+
     private func runLocked(set: BackupSet, id: String, previousIDs: [String], started: Date) throws -> BackupSummary {
         let dest = options.destination
         // The previous manifest decides what changed. A damaged one forces a full backup.
@@ -169,8 +259,7 @@ package final class BackupRunner {
 
         // Scan.
         reporter.progress("scanning \(options.source)", force: true)
-        let scanner = Scanner(root: options.source, excludes: ExcludeSet(patterns: options.excludes), provider: options.contentProvider,
-                              previous: (prev?.header.scanFlags ?? 0) >= 1 ? prev?.table : nil)
+        let scanner = makeScanner(previous: (prev?.header.scanFlags ?? 0) >= 1 ? prev?.table : nil)
         var scan = try scanner.scan { [reporter] n in reporter.progress("scanning: \(n) entries") }
         defer { for s in scan.substitutes.values { s.cleanup() } }
         for w in scan.warnings { note(w) }
@@ -205,8 +294,7 @@ package final class BackupRunner {
                 }
             }
             guard let p = match else { toArchive.append(i); continue }
-            if e.type != p.type || e.mode != p.mode || e.uid != p.uid || e.gid != p.gid || e.mtimeNs != p.mtimeNs
-                || (e.type == .file && e.size != p.size)
+            if Self.changed(e, p, xattrsComparable: prev.header.hasXattrHashes)
                 || ((e.type == .symlink || e.type == .hardlink) && !table.linkBytes(e).elementsEqual(prev.table.linkBytes(p))) {
                 toArchive.append(i); continue
             }
@@ -220,11 +308,11 @@ package final class BackupRunner {
             case .file:
                 break
             }
-            var same = e.ctimeNs == p.ctimeNs && scan.substitutes[i] == nil
+            var same = e.ctime == p.ctime && scan.substitutes[i] == nil
             if !same {
                 // ctime (or substituted content) changed alone: compare content hashes.
-                let path = scan.substitutes[i]?.path ?? options.source + "/" + table.path(e)
-                if let h = try? hashFile(path), h == p.hash { same = true }
+                let path = scan.substitutes[i].map { Array($0.path.utf8) } ?? sourcePath(table.pathBytes(e))
+                if let h = try? hashFile(bytes: path), h == p.hash { same = true }
             }
             guard same, p.archive != ManifestEntry.noArchive else { toArchive.append(i); continue }
             let oldA = p.archive
@@ -254,6 +342,9 @@ package final class BackupRunner {
             do { writer = try dest.create(partial) } catch {
                 throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(partial): \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
             }
+            // A signal (Ctrl-C, SIGTERM) removes the partial archive before the process exits.
+            let partialCleanup = InterruptCleanup.shared.register("\(dest.displayName)/\(partial)") { [dest] in try dest.remove(partial) }
+            defer { InterruptCleanup.shared.unregister(partialCleanup) }
             let aw = ArchiveWriter(sink: { bytes in try bytes.withUnsafeBytes { try writer.write($0) } },
                                    options: ArchiveWriterOptions(level: options.compressionLevel, recordEntries: false))
             let myIndex = UInt32(archives.count)
@@ -265,31 +356,41 @@ package final class BackupRunner {
                 var done = 0
                 for i in toArchive {
                     var e = table.entry(i)
-                    let path = table.path(e)
-                    var meta = EntryMetadata(path: path, type: .file, mode: e.mode, uid: e.uid, gid: e.gid, size: 0,
-                                             mtimeSeconds: floorDiv(e.mtimeNs, 1_000_000_000),
-                                             mtimeNanoseconds: UInt32(e.mtimeNs - floorDiv(e.mtimeNs, 1_000_000_000) * 1_000_000_000))
+                    let pathBytes = table.pathBytes(e)
+                    let path = displayPath(pathBytes)
+                    let absolute = sourcePath(pathBytes)
+                    var meta = EntryMetadata(pathBytes: pathBytes, type: .file, mode: e.mode, uid: e.uid, gid: e.gid, size: 0,
+                                             mtimeSeconds: e.mtime.seconds, mtimeNanoseconds: e.mtime.nanoseconds)
+                    if e.xattrHash != 0 {
+                        // Read again now (the scan kept only their hash); a change since is the
+                        // same race as a content change and shows in the next backup.
+                        let attrs = absolute.withUnsafeBufferPointer { p in
+                            p.withMemoryRebound(to: CChar.self) { readXattrs(.path($0.baseAddress!)) }
+                        }
+                        for a in attrs { meta.xattrs[a.name] = a.value }
+                    }
                     switch e.type {
                     case .directory:
                         meta.type = .directory
                         try aw.add(meta)
                     case .symlink:
-                        meta.type = .symlink; meta.linkTarget = table.linkTarget(e)
+                        meta.type = .symlink; meta.linkBytes = Array(table.linkBytes(e))
                         try aw.add(meta)
                     case .hardlink:
-                        let target = table.linkTarget(e)
-                        if let t = table.find(target), inThisArchive.contains(t) {
-                            meta.type = .hardlink; meta.linkTarget = target
+                        let target = Array(table.linkBytes(e))
+                        if let t = table.find(bytes: target), inThisArchive.contains(t) {
+                            meta.type = .hardlink; meta.linkBytes = target
                             try aw.add(meta)
                         }
                     case .file:
                         let substituted = scan.substitutes[i]
-                        let content = substituted?.path ?? options.source + "/" + path
+                        let content = substituted.map { Array($0.path.utf8) + [0] } ?? absolute
+                        let contentBytes = Array(content.dropLast())
                         meta.size = e.size
                         let added: AddResult
                         do {
-                            added = try aw.add(meta, contentPath: content)
-                        } catch let err as ArchiveError where err.kind == .io && !fileExists(content) {
+                            added = try aw.add(meta, contentPathBytes: contentBytes)
+                        } catch let err as ArchiveError where err.kind == .io && !fileExists(bytes: content) {
                             // Vanished since the scan (nothing of it was written): leave it out.
                             note("\(path) disappeared while the backup ran; not in this backup")
                             e.flags |= 0x80
@@ -301,8 +402,8 @@ package final class BackupRunner {
                         var changed = added.sizeChanged
                         if substituted == nil && !changed {
                             var st = stat()
-                            if lstat(content, &st) != 0 || UInt64(st.st_size) != e.size
-                                || Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec) != e.mtimeNs {
+                            let rc = content.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { lstat($0.baseAddress!, &st) } }
+                            if rc != 0 || UInt64(clamping: st.st_size) != e.size || FileTime(st.st_mtim) != e.mtime {
                                 changed = true
                             }
                         }
@@ -379,16 +480,31 @@ package final class BackupRunner {
     }
 }
 
-func floorDiv(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-a + b - 1) / b) }
-
 func fileExists(_ path: String) -> Bool {
     var st = stat()
     return lstat(path, &st) == 0
 }
 
+/// `path` is NUL-terminated bytes.
+func fileExists(bytes path: [UInt8]) -> Bool {
+    var st = stat()
+    return path.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { lstat($0.baseAddress!, &st) == 0 } }
+}
+
+/// SHA-256 of a file's content; `path` as bytes (without NUL).
+package func hashFile(bytes path: [UInt8]) throws -> Digest {
+    let c = path.last == 0 ? path : path + [0]
+    return try c.withUnsafeBufferPointer { p in try p.withMemoryRebound(to: CChar.self) { try hashFile(cPath: $0.baseAddress!) } }
+}
+
 /// SHA-256 of a file's content (reads it; never follows a final symlink).
 package func hashFile(_ path: String) throws -> Digest {
-    let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    try path.withCString { try hashFile(cPath: $0) }
+}
+
+func hashFile(cPath: UnsafePointer<CChar>) throws -> Digest {
+    let path = displayPath(Array(UnsafeRawBufferPointer(start: cPath, count: strlen(cPath))))
+    let fd = open(cPath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
     if fd < 0 { throw FileReadError(path: path, errno: errno) }
     defer { close(fd) }
     var h = SHA256Hasher()

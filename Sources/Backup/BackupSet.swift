@@ -53,6 +53,29 @@ package struct BackupSet {
         return try Manifest.decodeHeader(bytes, name: "\(location)/\(id).manifest").0
     }
 
+    /// A manifest's header JSON only (the checksum over the whole file is not checked): what
+    /// cleanup needs from every manifest without reading their tables.
+    package func peekHeader(_ id: String) throws -> ManifestHeader {
+        let r = try destination.open(manifestPath(id))
+        defer { try? r.close() }
+        let magic = Manifest.magic
+        let head = try r.read(at: 0, count: magic.count + 4)
+        guard head.count == magic.count + 4, Array(head.prefix(magic.count)) == magic else {
+            throw ToolError("\(location)/\(id).manifest is not a manifest")
+        }
+        let len = head.suffix(4).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        guard len > 0, len < 64 << 20 else { throw ToolError("\(location)/\(id).manifest: header length \(len)") }
+        var json: [UInt8] = []
+        while json.count < len {
+            let chunk = try r.read(at: UInt64(magic.count + 4 + json.count), count: len - json.count)
+            if chunk.isEmpty { throw ToolError("\(location)/\(id).manifest is truncated") }
+            json += chunk
+        }
+        do { return try JSONDecoder().decode(ManifestHeader.self, from: Data(json)) } catch {
+            throw ToolError("\(location)/\(id).manifest: the header is not valid JSON")
+        }
+    }
+
     /// Resolves "latest" or an id to a committed id.
     package func resolve(_ spec: String?) throws -> String {
         let ids = try committedIDs()
@@ -66,24 +89,62 @@ package struct BackupSet {
         return spec
     }
 
-    /// Removes what dead runs left behind: temporary files, and archives whose manifest was
-    /// never written (not committed). Only call while holding the set's lock.
-    package func cleanUp() throws -> [String] {
-        guard let st = try destination.stat(name), st.kind == .directory else { return [] }
+    /// What `cleanUpReport` did.
+    package struct Cleanup: Sendable, Equatable {
+        /// Files removed (names in the set directory).
+        package var removed: [String] = []
+        /// Things left alone that a person should look at (orphan archives, unreadable manifests).
+        package var warnings: [String] = []
+    }
+
+    /// Removes what dead runs left behind: temporary files (`*.partial`, `*.tmp-*`), and an
+    /// archive that no committed manifest references AND that is newer than every committed
+    /// backup (a run that died between renaming its archive and writing its manifest).
+    ///
+    /// A committed manifest's whole chain is sacred: an archive that any readable manifest
+    /// references is never removed, whatever its own manifest's state. An unreferenced archive
+    /// older than the newest backup (an orphan: its manifest was removed by hand, or by a prune
+    /// that stopped half-way) is reported and kept. When a manifest cannot be read, no archive
+    /// is removed (what it references is unknown). Only call while holding the set's lock.
+    package func cleanUpReport() throws -> Cleanup {
+        var out = Cleanup()
+        guard let st = try destination.stat(name), st.kind == .directory else { return out }
         let entries = try destination.list(name)
-        let manifests = Set(entries.filter { $0.name.hasSuffix(".manifest") }.map { $0.name.dropLast(".manifest".count) })
-        var removed: [String] = []
+        let committed = entries.filter { $0.kind == .file && $0.name.hasSuffix(".manifest") }
+            .map { String($0.name.dropLast(".manifest".count)) }.sorted()
+        var referenced = Set(committed)
+        var unreadable: [String] = []
+        for id in committed {
+            do { referenced.formUnion(try peekHeader(id).archives) } catch { unreadable.append(id) }
+        }
+        if !unreadable.isEmpty {
+            out.warnings.append("cannot read the manifest of \(unreadable.joined(separator: ", ")) in \(location): no archive is removed by this cleanup. Run `hs-backup verify`.")
+        }
+        let newest = committed.last
         for e in entries where e.kind == .file {
             let n = e.name
-            var dead = n.hasSuffix(".partial") || n.contains(".tmp-")
-            if n.hasSuffix(".tar.gz") && !manifests.contains(n.dropLast(".tar.gz".count)) { dead = true }
-            if dead {
+            if n.hasSuffix(".partial") || n.contains(".tmp-") {
                 try destination.remove("\(name)/\(n)")
-                removed.append(n)
+                out.removed.append(n)
+                continue
+            }
+            guard n.hasSuffix(".tar.gz") else { continue }
+            let id = String(n.dropLast(".tar.gz".count))
+            if referenced.contains(id) { continue }
+            if unreadable.isEmpty, newest.map({ id > $0 }) ?? true {
+                try destination.remove("\(name)/\(n)")
+                out.removed.append(n)
+            } else {
+                out.warnings.append("archive \(location)/\(n) belongs to no backup (its manifest is gone and no backup reads it); it is kept. Remove it by hand if it is not needed.")
             }
         }
-        if !removed.isEmpty { try destination.syncDirectory(name) }
-        return removed
+        if !out.removed.isEmpty { try destination.syncDirectory(name) }
+        return out
+    }
+
+    /// `cleanUpReport()`'s removed names (its warnings are dropped: prefer `cleanUpReport`).
+    package func cleanUp() throws -> [String] {
+        try cleanUpReport().removed
     }
 
     /// A new id for a backup starting at `date`, later than every existing one.

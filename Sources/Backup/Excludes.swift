@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
+import Support
 
 /// Which paths a backup skips.
 ///
@@ -41,6 +43,28 @@ package struct ExcludeSet: Sendable {
                 nameGlobs.append(Array(q.utf8CString))
             }
         }
+    }
+
+    /// The patterns of an exclude file (`--exclude-file`, as restic's): one pattern per line;
+    /// blank lines and lines starting with `#` are ignored, trailing spaces and a CR are
+    /// dropped (a pattern may not end in a space).
+    /// - Throws: `ToolError.usage` naming the file when it cannot be read or is not text.
+    package static func patterns(fromFile path: String) throws -> [String] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let why = FileManager.default.fileExists(atPath: path) ? "it cannot be read" : "it does not exist"
+            throw ToolError.usage("exclude file \(path): \(why). Give a readable text file with one pattern per line to --exclude-file.")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ToolError.usage("exclude file \(path) is not UTF-8 text. Give one pattern per line.")
+        }
+        var out: [String] = []
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            var line = Substring(raw)
+            while let last = line.last, last == " " || last == "\r" || last == "\t" { line = line.dropLast() }
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            out.append(String(line))
+        }
+        return out
     }
 
     package var isEmpty: Bool { nameGlobs.isEmpty && pathGlobs.isEmpty && anchoredGlobs.isEmpty }

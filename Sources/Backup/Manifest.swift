@@ -1,6 +1,61 @@
+// Manifest: the commit record of one backup and the complete list of what existed then.
+//
+// API for the restore side (one adapter file there reads only this):
+// - `Manifest.decode(bytes, name:)` / `BackupSet.loadManifest(id)` check and load a manifest
+//   of any format (0.1.0 single-stream body, format 1 with 112-byte records, format 2).
+// - `manifest.items()` is a sequence of `ManifestItem` values IN PATH ORDER (component order:
+//   bytewise, `/` lowest, i.e. a depth-first walk with sorted directories). Each item has
+//   `path` and `link` as `[UInt8]` (exact bytes, any name a Linux file system allows),
+//   `type`, `mode`, `uid`, `gid`, `size`, `mtime`/`ctime` as `FileTime` (seconds `Int64`, full
+//   signed range, and `nanoseconds` `UInt32` in 0..<1_000_000_000), `archive` (the archive id
+//   holding the content, or nil), `memberOffset`/`memberSkip` (where its tar header is),
+//   `hash` (SHA-256 of the content) and `xattrHash` (0: no xattrs/ACLs; the values themselves
+//   are in the tar headers as pax `SCHILY.xattr.*` records).
+// - Lower level: `manifest.table.entry(i)` (a `ManifestEntry` whose strings are offsets into
+//   the table) plus `table.pathBytes(e)` / `table.linkBytes(e)` / `table.find(bytes:)`.
+//
+// Format 2 (written since 0.2.0): 128-byte records (`ManifestTable` documents the layout);
+// the header JSON says `"format": 2`. Format 1 manifests (112-byte records, times as Int64
+// nanoseconds) are converted on load; entries loaded from them have `xattrHash` 0 and the
+// next backup does not treat that as an xattr change (`ManifestHeader.hasXattrHashes`).
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Gzip
 import Support
+
+/// A file time: seconds since the epoch (the full signed 64-bit range, as ext4 and XFS can
+/// hold years before 1970 and after 2262) and nanoseconds in 0..<1_000_000_000.
+package struct FileTime: Sendable, Equatable, Hashable, Comparable, CustomStringConvertible {
+    package var seconds: Int64
+    package var nanoseconds: UInt32
+
+    package init(seconds: Int64 = 0, nanoseconds: UInt32 = 0) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+
+    /// From a kernel `timespec` (a nanosecond field out of range is clamped, never trapped on).
+    package init(_ t: timespec) {
+        seconds = Int64(t.tv_sec)
+        nanoseconds = UInt32(clamping: min(max(t.tv_nsec, 0), 999_999_999))
+    }
+
+    /// From the Int64 nanoseconds of format-1 manifests (floor division: -1 ns is -1 s + 999999999 ns).
+    package init(legacyNanoseconds ns: Int64) {
+        let (q, r) = ns.quotientAndRemainder(dividingBy: 1_000_000_000)
+        if r < 0 { seconds = q - 1; nanoseconds = UInt32(r + 1_000_000_000) } else { seconds = q; nanoseconds = UInt32(r) }
+    }
+
+    package var timespec: Glibc.timespec { Glibc.timespec(tv_sec: Int(seconds), tv_nsec: Int(nanoseconds)) }
+
+    package static func < (a: FileTime, b: FileTime) -> Bool {
+        a.seconds != b.seconds ? a.seconds < b.seconds : a.nanoseconds < b.nanoseconds
+    }
+
+    package var description: String { "\(seconds).\(String(format: "%09u", nanoseconds))" }
+}
 
 /// What one manifest entry is.
 package enum ManifestEntryType: UInt8, Sendable, Equatable {
@@ -58,8 +113,8 @@ package struct ManifestEntry: Sendable, Equatable {
     package var gid: UInt32 = 0
     /// Content size as archived (regular files; 0 otherwise).
     package var size: UInt64 = 0
-    package var mtimeNs: Int64 = 0
-    package var ctimeNs: Int64 = 0
+    package var mtime = FileTime()
+    package var ctime = FileTime()
     /// Index into the manifest's `archives` list; `ManifestEntry.noArchive` when the entry's
     /// content is not in any archive (directories, symlinks, hardlinks, empty incrementals).
     package var archive: UInt32 = ManifestEntry.noArchive
@@ -69,6 +124,9 @@ package struct ManifestEntry: Sendable, Equatable {
     package var memberSkip: UInt64 = 0
     /// SHA-256 of the content (regular files and hardlinks; zero otherwise).
     package var hash = Digest()
+    /// A hash of the entry's extended attributes and ACLs (names and values); 0 when it has
+    /// none. A change of xattrs alone changes it, so the next incremental archives the entry.
+    package var xattrHash: UInt64 = 0
 
     package static let noArchive = UInt32.max
     /// The file changed while it was read (the archived bytes are what was read).
@@ -80,11 +138,20 @@ package struct ManifestEntry: Sendable, Equatable {
     package init() {}
 }
 
-/// The entries of one backup: ONE record buffer (fixed 112-byte little-endian records) and
+/// The entries of one backup: ONE record buffer (fixed 128-byte little-endian records) and
 /// ONE string buffer, sorted by path in "component order" (bytewise, with `/` sorting lowest,
 /// which is the order of a depth-first walk with each directory's names sorted bytewise).
+///
+/// Record (format 2), offsets in bytes, little-endian:
+/// 0 path offset u32, 4 path length u32, 8 link offset u32, 12 link length u32, 16 type u8,
+/// 17 flags u8, 18 reserved u16, 20 mode u32, 24 uid u32, 28 gid u32, 32 size u64,
+/// 40 mtime seconds i64, 48 mtime nanoseconds u32, 52 ctime nanoseconds u32,
+/// 56 ctime seconds i64, 64 archive u32, 68 reserved u32, 72 member offset u64,
+/// 80 member skip u64, 88 SHA-256 (32 bytes), 120 xattr hash u64.
 package struct ManifestTable: Sendable {
-    package static let recordSize = 112
+    package static let recordSize = 128
+    /// Format 1 records (0.1.0 and 0.1.x): times as Int64 nanoseconds, no xattr hash.
+    static let legacyRecordSize = 112
     package private(set) var records: [UInt8] = []
     package private(set) var strings: [UInt8] = []
     package var count: Int { records.count / Self.recordSize }
@@ -136,15 +203,54 @@ package struct ManifestTable: Sendable {
             e.type = ManifestEntryType(rawValue: raw[b + 16]) ?? .file
             e.flags = raw[b + 17]
             e.mode = u32(20); e.uid = u32(24); e.gid = u32(28)
-            e.size = u64(32); e.mtimeNs = Int64(bitPattern: u64(40)); e.ctimeNs = Int64(bitPattern: u64(48))
-            e.archive = u32(56)
-            e.memberOffset = u64(64); e.memberSkip = u64(72)
-            e.hash.w0 = raw.loadUnaligned(fromByteOffset: b + 80, as: UInt64.self)
-            e.hash.w1 = raw.loadUnaligned(fromByteOffset: b + 88, as: UInt64.self)
-            e.hash.w2 = raw.loadUnaligned(fromByteOffset: b + 96, as: UInt64.self)
-            e.hash.w3 = raw.loadUnaligned(fromByteOffset: b + 104, as: UInt64.self)
+            e.size = u64(32)
+            e.mtime = FileTime(seconds: Int64(bitPattern: u64(40)), nanoseconds: min(u32(48), 999_999_999))
+            e.ctime = FileTime(seconds: Int64(bitPattern: u64(56)), nanoseconds: min(u32(52), 999_999_999))
+            e.archive = u32(64)
+            e.memberOffset = u64(72); e.memberSkip = u64(80)
+            e.hash.w0 = raw.loadUnaligned(fromByteOffset: b + 88, as: UInt64.self)
+            e.hash.w1 = raw.loadUnaligned(fromByteOffset: b + 96, as: UInt64.self)
+            e.hash.w2 = raw.loadUnaligned(fromByteOffset: b + 104, as: UInt64.self)
+            e.hash.w3 = raw.loadUnaligned(fromByteOffset: b + 112, as: UInt64.self)
+            e.xattrHash = u64(120)
             return e
         }
+    }
+
+    /// A format-1 record (112 bytes) as an entry.
+    static func legacyEntry(_ raw: UnsafeRawBufferPointer, at b: Int) -> ManifestEntry {
+        func u32(_ o: Int) -> UInt32 { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt32.self)) }
+        func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt64.self)) }
+        var e = ManifestEntry()
+        e.pathOffset = u32(0); e.pathLength = u32(4); e.linkOffset = u32(8); e.linkLength = u32(12)
+        e.type = ManifestEntryType(rawValue: raw[b + 16]) ?? .file
+        e.flags = raw[b + 17]
+        e.mode = u32(20); e.uid = u32(24); e.gid = u32(28)
+        e.size = u64(32)
+        e.mtime = FileTime(legacyNanoseconds: Int64(bitPattern: u64(40)))
+        e.ctime = FileTime(legacyNanoseconds: Int64(bitPattern: u64(48)))
+        e.archive = u32(56)
+        e.memberOffset = u64(64); e.memberSkip = u64(72)
+        e.hash.w0 = raw.loadUnaligned(fromByteOffset: b + 80, as: UInt64.self)
+        e.hash.w1 = raw.loadUnaligned(fromByteOffset: b + 88, as: UInt64.self)
+        e.hash.w2 = raw.loadUnaligned(fromByteOffset: b + 96, as: UInt64.self)
+        e.hash.w3 = raw.loadUnaligned(fromByteOffset: b + 104, as: UInt64.self)
+        return e
+    }
+
+    /// A table from format-1 records (converted to the current layout).
+    static func fromLegacy(records old: [UInt8], strings: [UInt8]) throws -> ManifestTable {
+        guard old.count % legacyRecordSize == 0 else {
+            throw ToolError("manifest record area has \(old.count) bytes, not a multiple of \(legacyRecordSize)")
+        }
+        var t = ManifestTable()
+        t.strings = strings
+        let n = old.count / legacyRecordSize
+        t.records.reserveCapacity(n * recordSize)
+        old.withUnsafeBytes { raw in
+            for i in 0 ..< n { t.append(legacyEntry(raw, at: i * legacyRecordSize)) }
+        }
+        return t
     }
 
     private static func encode(_ e: ManifestEntry, into raw: UnsafeMutableRawBufferPointer, at b: Int) {
@@ -153,13 +259,16 @@ package struct ManifestTable: Sendable {
         u32(0, e.pathOffset); u32(4, e.pathLength); u32(8, e.linkOffset); u32(12, e.linkLength)
         raw[b + 16] = e.type.rawValue; raw[b + 17] = e.flags; raw[b + 18] = 0; raw[b + 19] = 0
         u32(20, e.mode); u32(24, e.uid); u32(28, e.gid)
-        u64(32, e.size); u64(40, UInt64(bitPattern: e.mtimeNs)); u64(48, UInt64(bitPattern: e.ctimeNs))
-        u32(56, e.archive); u32(60, 0)
-        u64(64, e.memberOffset); u64(72, e.memberSkip)
-        raw.storeBytes(of: e.hash.w0, toByteOffset: b + 80, as: UInt64.self)
-        raw.storeBytes(of: e.hash.w1, toByteOffset: b + 88, as: UInt64.self)
-        raw.storeBytes(of: e.hash.w2, toByteOffset: b + 96, as: UInt64.self)
-        raw.storeBytes(of: e.hash.w3, toByteOffset: b + 104, as: UInt64.self)
+        u64(32, e.size)
+        u64(40, UInt64(bitPattern: e.mtime.seconds)); u32(48, e.mtime.nanoseconds); u32(52, e.ctime.nanoseconds)
+        u64(56, UInt64(bitPattern: e.ctime.seconds))
+        u32(64, e.archive); u32(68, 0)
+        u64(72, e.memberOffset); u64(80, e.memberSkip)
+        raw.storeBytes(of: e.hash.w0, toByteOffset: b + 88, as: UInt64.self)
+        raw.storeBytes(of: e.hash.w1, toByteOffset: b + 96, as: UInt64.self)
+        raw.storeBytes(of: e.hash.w2, toByteOffset: b + 104, as: UInt64.self)
+        raw.storeBytes(of: e.hash.w3, toByteOffset: b + 112, as: UInt64.self)
+        u64(120, e.xattrHash)
     }
 
     package mutating func append(_ e: ManifestEntry) {
@@ -193,6 +302,11 @@ package struct ManifestTable: Sendable {
 
     package func linkBytes(_ e: ManifestEntry) -> ArraySlice<UInt8> {
         strings[Int(e.linkOffset) ..< Int(e.linkOffset) + Int(e.linkLength)]
+    }
+
+    /// Index of the entry with exactly these path bytes (binary search), or nil.
+    package func find(bytes: some Collection<UInt8>) -> Int? {
+        Array(bytes).withUnsafeBytes { find($0) }
     }
 
     /// Index of the entry with exactly this path (binary search), or nil.
@@ -258,7 +372,10 @@ package func comparePaths(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPoint
 
 /// The small JSON part of a manifest: what the backup is and how it went.
 package struct ManifestHeader: Codable, Sendable, Equatable {
-    package var format = 1
+    /// The record layout: 1 (0.1.x, 112-byte records) or 2 (128-byte records, `FileTime`
+    /// times, xattr hashes). Manifests of a newer format are refused with a clear message.
+    package var format = ManifestHeader.currentFormat
+    package static let currentFormat = 2
     package var id: String
     /// "full" or "incremental".
     package var kind: String
@@ -298,6 +415,50 @@ package struct ManifestHeader: Codable, Sendable, Equatable {
     /// inflate them in parallel and the next backup can reuse members whose content did not
     /// change. Absent in manifests of 0.1.0 (the body is then read as one stream).
     package var body: [ManifestChunk]?
+
+    /// Entries carry xattr hashes (format 2): comparing them with a new scan is meaningful.
+    package var hasXattrHashes: Bool { format >= 2 }
+
+    /// `format` is absent in nothing written so far, but decode it leniently (1 when absent).
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        format = try c.decodeIfPresent(Int.self, forKey: .format) ?? 1
+        id = try c.decode(String.self, forKey: .id)
+        kind = try c.decode(String.self, forKey: .kind)
+        parent = try c.decodeIfPresent(String.self, forKey: .parent)
+        archives = try c.decode([String].self, forKey: .archives)
+        archive = try c.decodeIfPresent(String.self, forKey: .archive)
+        toolVersion = try c.decode(String.self, forKey: .toolVersion)
+        source = try c.decode(String.self, forKey: .source)
+        started = try c.decode(Double.self, forKey: .started)
+        seconds = try c.decode(Double.self, forKey: .seconds)
+        files = try c.decode(Int.self, forKey: .files)
+        directories = try c.decode(Int.self, forKey: .directories)
+        symlinks = try c.decode(Int.self, forKey: .symlinks)
+        filesArchived = try c.decode(Int.self, forKey: .filesArchived)
+        treeBytes = try c.decode(UInt64.self, forKey: .treeBytes)
+        bytesIn = try c.decode(UInt64.self, forKey: .bytesIn)
+        bytesOut = try c.decode(UInt64.self, forKey: .bytesOut)
+        warnings = try c.decode([String].self, forKey: .warnings)
+        sinceFull = try c.decodeIfPresent(Int.self, forKey: .sinceFull)
+        fullID = try c.decodeIfPresent(String.self, forKey: .fullID)
+        fullStarted = try c.decodeIfPresent(Double.self, forKey: .fullStarted)
+        scanFlags = try c.decodeIfPresent(Int.self, forKey: .scanFlags)
+        body = try c.decodeIfPresent([ManifestChunk].self, forKey: .body)
+    }
+
+    package init(format: Int = ManifestHeader.currentFormat, id: String, kind: String, parent: String?, archives: [String],
+                 archive: String?, toolVersion: String, source: String, started: Double, seconds: Double, files: Int,
+                 directories: Int, symlinks: Int, filesArchived: Int, treeBytes: UInt64, bytesIn: UInt64, bytesOut: UInt64,
+                 warnings: [String], sinceFull: Int? = nil, fullID: String? = nil, fullStarted: Double? = nil,
+                 scanFlags: Int? = nil, body: [ManifestChunk]? = nil) {
+        self.format = format; self.id = id; self.kind = kind; self.parent = parent; self.archives = archives
+        self.archive = archive; self.toolVersion = toolVersion; self.source = source; self.started = started
+        self.seconds = seconds; self.files = files; self.directories = directories; self.symlinks = symlinks
+        self.filesArchived = filesArchived; self.treeBytes = treeBytes; self.bytesIn = bytesIn; self.bytesOut = bytesOut
+        self.warnings = warnings; self.sinceFull = sinceFull; self.fullID = fullID; self.fullStarted = fullStarted
+        self.scanFlags = scanFlags; self.body = body
+    }
 }
 
 /// One gzip member of a manifest body.
@@ -422,6 +583,9 @@ package struct Manifest: Sendable {
         func bad(_ why: String) -> ToolError { damaged(name, why) }
         let body = data.count - 32
         var (header, p) = try decodeHeader(data, name: name)
+        guard header.format <= ManifestHeader.currentFormat else {
+            throw ToolError("manifest \(name) has format \(header.format), written by a newer hs-backup (\(header.toolVersion)); this one reads formats up to \(ManifestHeader.currentFormat). Use that version or newer.")
+        }
         let rlen = Int(readLE64(data, p)), slen = Int(readLE64(data, p + 8)); p += 16
         guard rlen >= 0, slen >= 0, rlen <= Int(UInt32.max) * ManifestTable.recordSize, slen <= Int(UInt32.max) else { throw bad("sizes") }
         var records = [UInt8](repeating: 0, count: rlen)
@@ -493,7 +657,9 @@ package struct Manifest: Sendable {
             } catch { throw bad("\(error)") }
             guard produced == rlen + slen else { throw bad("body is \(produced) bytes, expected \(rlen + slen)") }
         }
-        let table = try ManifestTable(records: records, strings: strings)
+        let table = header.format >= 2 ? try ManifestTable(records: records, strings: strings)
+            : try ManifestTable.fromLegacy(records: records, strings: strings)
+        records = []
         for i in 0 ..< table.count {
             let e = table.entry(i)
             if Int(e.pathOffset) + Int(e.pathLength) > slen || Int(e.linkOffset) + Int(e.linkLength) > slen {
@@ -507,6 +673,56 @@ package struct Manifest: Sendable {
         m.encodedFile = data
         return m
     }
+
+    /// The entries in path order, each with its strings as bytes (see the file's overview).
+    package func items() -> ManifestItems { ManifestItems(manifest: self) }
+}
+
+/// One manifest entry with its strings resolved: what the restore side consumes.
+package struct ManifestItem: Sendable, Equatable {
+    /// Relative path, exact bytes.
+    package var path: [UInt8]
+    /// Symlink target, or for a hardlink the path of the entry it links to (exact bytes;
+    /// empty for other types).
+    package var link: [UInt8]
+    package var type: ManifestEntryType
+    package var flags: UInt8
+    package var mode: UInt32
+    package var uid: UInt32
+    package var gid: UInt32
+    package var size: UInt64
+    package var mtime: FileTime
+    package var ctime: FileTime
+    /// Id of the archive that holds the content (nil: no content in any archive).
+    package var archive: String?
+    package var memberOffset: UInt64
+    package var memberSkip: UInt64
+    package var hash: Digest
+    package var xattrHash: UInt64
+}
+
+/// The entries of a manifest in path order (`Manifest.items()`).
+package struct ManifestItems: Sequence, Sendable {
+    let manifest: Manifest
+    package var count: Int { manifest.table.count }
+
+    package struct Iterator: IteratorProtocol {
+        let manifest: Manifest
+        var i = 0
+        package mutating func next() -> ManifestItem? {
+            let t = manifest.table
+            guard i < t.count else { return nil }
+            let e = t.entry(i)
+            i += 1
+            let archives = manifest.header.archives
+            return ManifestItem(path: t.pathBytes(e), link: Array(t.linkBytes(e)), type: e.type, flags: e.flags, mode: e.mode,
+                                uid: e.uid, gid: e.gid, size: e.size, mtime: e.mtime, ctime: e.ctime,
+                                archive: e.archive == ManifestEntry.noArchive || Int(e.archive) >= archives.count ? nil : archives[Int(e.archive)],
+                                memberOffset: e.memberOffset, memberSkip: e.memberSkip, hash: e.hash, xattrHash: e.xattrHash)
+        }
+    }
+
+    package func makeIterator() -> Iterator { Iterator(manifest: manifest) }
 }
 
 /// Hands a pointer to concurrent work on disjoint ranges.

@@ -34,9 +34,8 @@ struct ManifestRestorePlan {
         self.manifest = manifest
         self.id = id
         self.only = only.map { RestorePath.join(RestorePath.split(Array($0.utf8)).filter { $0 != [UInt8(ascii: ".")] }) }
-        let table = manifest.table
         for o in self.only {
-            if o.withUnsafeBytes({ table.find($0) }) == nil {
+            if manifest.table.find(bytes: o) == nil {
                 throw ToolError("--only \(String(decoding: o, as: UTF8.self)): no such path in backup \(id). `hs-restore --dry-run` lists what the backup holds.", exitCode: 1)
             }
         }
@@ -53,7 +52,7 @@ struct ManifestRestorePlan {
         return false
     }
 
-    private func entry(_ e: ManifestEntry, path: [UInt8]) -> TarEntry {
+    private func entry(_ e: ManifestItem) -> TarEntry {
         let type: EntryType
         switch e.type {
         case .file: type = .file
@@ -61,63 +60,63 @@ struct ManifestRestorePlan {
         case .symlink: type = .symlink
         case .hardlink: type = .hardlink
         }
-        var t = TarEntry(path: path, type: type)
+        var t = TarEntry(path: e.path, type: type)
         t.mode = e.mode; t.uid = e.uid; t.gid = e.gid
         t.size = e.type == .file ? e.size : 0
-        t.mtime = FileTime(totalNanoseconds: e.mtimeNs)
-        if e.type == .symlink || e.type == .hardlink { t.linkTarget = Array(manifest.table.linkBytes(e)) }
+        t.mtime = Archive.FileTime(seconds: e.mtime.seconds, nanoseconds: e.mtime.nanoseconds)
+        if e.type == .symlink || e.type == .hardlink { t.linkTarget = e.link }
         return t
     }
 
-    private func content(_ e: ManifestEntry, archivedPath: [UInt8]) throws -> RestoreStep.Content? {
-        if e.archive == ManifestEntry.noArchive {
-            guard e.size == 0 else { throw ToolError("backup \(id) has no archive for \(String(decoding: archivedPath, as: UTF8.self)); the manifest is damaged") }
+    private func content(_ e: ManifestItem) throws -> RestoreStep.Content? {
+        guard let archive = e.archive else {
+            guard e.size == 0 else { throw ToolError("backup \(id) has no archive for \(TarReader.display(e.path)); the manifest is damaged") }
             return nil
         }
-        guard Int(e.archive) < manifest.header.archives.count else {
-            throw ToolError("backup \(id) names archive #\(e.archive) for \(String(decoding: archivedPath, as: UTF8.self)), which it does not list; the manifest is damaged")
+        return RestoreStep.Content(archive: archive, member: e.memberOffset, skip: e.memberSkip,
+                                   archivedPath: e.path, sha256: e.hash.bytes)
+    }
+
+    /// Selected directories whose xattrs/ACLs are only in the archives' pax headers (the
+    /// manifest has no archive place for directories), and the archives to look in, newest first.
+    func directoriesWithXattrs() -> (paths: Set<[UInt8]>, archives: [String]) {
+        var paths = Set<[UInt8]>()
+        for e in manifest.items() where e.type == .directory && e.xattrHash != 0 && selected(e.path, isDirectory: true) {
+            paths.insert(e.path)
         }
-        return RestoreStep.Content(archive: manifest.header.archives[Int(e.archive)], member: e.memberOffset, skip: e.memberSkip,
-                                   archivedPath: archivedPath, sha256: e.hash.bytes)
+        return (paths, manifest.header.archives.reversed())
     }
 
     /// Calls `body` with every selected entry but hardlinks, in manifest order.
     func forEachEntry(_ body: (RestoreStep) throws -> Void) throws {
-        let table = manifest.table
-        for i in 0 ..< table.count {
-            let e = table.entry(i)
-            guard e.type != .hardlink else { continue }
-            let path = table.pathBytes(e)
-            guard selected(path, isDirectory: e.type == .directory) else { continue }
-            try body(RestoreStep(entry: entry(e, path: path), content: e.type == .file ? try content(e, archivedPath: path) : nil))
+        for e in manifest.items() where e.type != .hardlink && selected(e.path, isDirectory: e.type == .directory) {
+            try body(RestoreStep(entry: entry(e), content: e.type == .file ? try content(e) : nil))
         }
     }
 
     /// Calls `body` with every selected hardlink (a link restored as a file carries content).
     func forEachLink(_ body: (RestoreStep) throws -> Void) throws {
-        let table = manifest.table
         var firstLinkOf: [[UInt8]: [UInt8]] = [:]   // unselected target -> first link restored as a file
-        for i in 0 ..< table.count {
-            let e = table.entry(i)
-            guard e.type == .hardlink else { continue }
-            let path = table.pathBytes(e)
-            guard selected(path, isDirectory: false) else { continue }
-            let target = Array(table.linkBytes(e))
-            guard let ti = target.withUnsafeBytes({ table.find($0) }), table.entry(ti).type == .file else {
-                throw ToolError("backup \(id) is inconsistent: hardlink \(String(decoding: path, as: UTF8.self)) points to \(String(decoding: target, as: UTF8.self)), which is not a file in the manifest")
+        for e in manifest.items() where e.type == .hardlink && selected(e.path, isDirectory: false) {
+            guard let ti = manifest.table.find(bytes: e.link), manifest.table.entry(ti).type == .file else {
+                throw ToolError("backup \(id) is inconsistent: hardlink \(TarReader.display(e.path)) points to \(TarReader.display(e.link)), which is not a file in the manifest")
             }
-            var link = entry(e, path: path)
-            if selected(target, isDirectory: false) {
+            var link = entry(e)
+            if selected(e.link, isDirectory: false) {
                 try body(RestoreStep(entry: link, content: nil))
-            } else if let first = firstLinkOf[target] {
+            } else if let first = firstLinkOf[e.link] {
                 link.linkTarget = first
                 try body(RestoreStep(entry: link, content: nil))
             } else {
-                firstLinkOf[target] = path
-                let src = table.entry(ti)
-                var file = entry(src, path: path)
-                file.mode = e.mode; file.uid = e.uid; file.gid = e.gid; file.mtime = FileTime(totalNanoseconds: e.mtimeNs)
-                try body(RestoreStep(entry: file, content: try content(src, archivedPath: target)))
+                firstLinkOf[e.link] = e.path
+                var it = ManifestItems.Iterator(manifest: manifest, i: ti)
+                guard let src = it.next() else { continue }
+                var file = entry(src)
+                file.path = e.path
+                file.mode = e.mode; file.uid = e.uid; file.gid = e.gid; file.mtime = entry(e).mtime
+                var c = try content(src)
+                c?.archivedPath = src.path
+                try body(RestoreStep(entry: file, content: c))
             }
         }
     }

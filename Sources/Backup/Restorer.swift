@@ -98,19 +98,25 @@ package final class Restorer {
         defer { writer.close() }
         var readers: [String: TarReader] = [:]
         defer { for r in readers.values { r.close() } }
+        func source(_ archive: String) throws -> ArchiveSource {
+            let label = "\(set.location)/\(archive).tar.gz"
+            let rd = try options.destination.open(set.archivePath(archive))
+            return ArchiveSource(size: rd.size, displayName: label) { try rd.read(at: $0, count: $1) }
+        }
+        let dirXattrs = try directoryXattrs(plan, source)
         var done = 0
         func restore(_ step: RestoreStep) throws {
             // The manifest may be altered: its path is checked before anything is read for it.
             _ = try RestorePath.components(step.entry.path, entry: step.entry.displayPath, rule: "parent-traversal")
             guard let c = step.content else {
-                try writer.write(step.entry, content: step.entry.type == .file ? { _ in } : nil)
+                var entry = step.entry
+                if let x = dirXattrs[entry.path] { entry.xattrs = x }
+                try writer.write(entry, content: entry.type == .file ? { _ in } : nil)
                 return
             }
             let label = "\(set.location)/\(c.archive).tar.gz"
             let reader = try readers[c.archive] ?? {
-                let rd = try options.destination.open(set.archivePath(c.archive))
-                let source = ArchiveSource(size: rd.size, displayName: label) { try rd.read(at: $0, count: $1) }
-                let r = try TarReader(source: source)
+                let r = try TarReader(source: source(c.archive))
                 readers[c.archive] = r
                 return r
             }()
@@ -123,8 +129,10 @@ package final class Restorer {
                 throw ArchiveError(.malformed, entry: step.entry.displayPath,
                                    "archive \(label) does not hold \(TarReader.display(c.archivedPath)) where the manifest says (found \(h.displayPath)); the backup is damaged. Run `hs-backup verify`.")
             }
+            var entry = step.entry
+            entry.xattrs = h.xattrs   // xattrs and ACLs live in the archive's pax headers
             do {
-                try writer.write(step.entry, expectedSHA256: c.sha256, origin: label) { try reader.readContent($0) }
+                try writer.write(entry, expectedSHA256: c.sha256, origin: label) { try reader.readContent($0) }
             } catch var e as ArchiveError {
                 if !e.detail.contains(label) { e.detail += " (content from \(label))" }
                 throw e
@@ -149,6 +157,23 @@ package final class Restorer {
         summary.warnings = s.warnings
         summary.seconds = Date().timeIntervalSince(started)
         return summary
+    }
+
+    /// The xattrs/ACLs of directories that have some, from the newest archive whose pax
+    /// header for the directory carries them (read only when the backup has such directories).
+    private func directoryXattrs(_ plan: ManifestRestorePlan, _ source: (String) throws -> ArchiveSource) throws -> [[UInt8]: [(name: [UInt8], value: [UInt8])]] {
+        var (wanted, archives) = plan.directoriesWithXattrs()
+        var found: [[UInt8]: [(name: [UInt8], value: [UInt8])]] = [:]
+        for a in archives where !wanted.isEmpty {
+            let reader = try TarReader(source: source(a))
+            defer { reader.close() }
+            while let h = try reader.next() {
+                guard h.type == .directory, !h.xattrs.isEmpty else { continue }
+                let p = RestorePath.join(RestorePath.split(h.path))
+                if wanted.remove(p) != nil { found[p] = h.xattrs }
+            }
+        }
+        return found
     }
 
     /// Creates the target if needed; returns whether it was empty.

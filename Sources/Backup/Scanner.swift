@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Archive
 import Foundation
 import Support
 
@@ -29,6 +30,15 @@ package final class Scanner {
     /// left alone then is not shown to the provider again (which would open it).
     let previous: ManifestTable?
     package var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// Do not descend into mount points (directories on another file system than their
+    /// parent); each one skipped is named in a warning. Without it every mount point crossed
+    /// is named in a warning.
+    package var oneFileSystem = false
+    /// A directory left out of the scan by identity (the destination, when it is inside the
+    /// source), with the name to say so once.
+    package var skipDirectory: (dev: UInt64, ino: UInt64, name: String)?
+    /// Read extended attributes (and ACLs) to fill `ManifestEntry.xattrHash`.
+    package var readXattrs = true
     /// More top-level directories than this are walked as whole units (bounds open fds).
     static let maxSplitDirectories = 512
 
@@ -47,13 +57,19 @@ package final class Scanner {
             throw ToolError("cannot read source directory \(root): \(String(cString: strerror(err))). Check the path given to --source.")
         }
         defer { close(fd) }
+        var rootStat = stat()
+        guard fstat(fd, &rootStat) == 0 else {
+            throw ToolError("cannot stat source directory \(root): \(String(cString: strerror(errno))). Check the path given to --source.")
+        }
+        let rootDev = UInt64(rootStat.st_dev)
         var rootNames: [DirectoryName] = []
         if let err = DirectoryReader.readNames(fd, into: &rootNames) {
             throw ToolError("cannot read source directory \(root): \(String(cString: strerror(err))). Check the path given to --source.")
         }
         let names = rootNames
         let counter = ScanCounter(progress: progress)
-        let context = ScanContext(root: root, excludes: excludes, provider: provider, previous: previous, counter: counter)
+        let context = ScanContext(root: root, rootBytes: Array(root.utf8), excludes: excludes, provider: provider, previous: previous,
+                                  counter: counter, oneFileSystem: oneFileSystem, skipDirectory: skipDirectory, readXattrs: readXattrs)
 
         // Level 1 on this thread: each root entry without descending; top-level directories
         // are kept open so their entries can become units.
@@ -70,12 +86,12 @@ package final class Scanner {
             let first = top.table.count
             let firstUnit = units.count
             if split {
-                if let (dfd, prefix) = try top.process(fd, name: n, prefixLength: 0, descend: false) {
+                if let (dfd, prefix, dev) = try top.process(fd, name: n, prefixLength: 0, parentDev: rootDev, descend: false) {
                     opened.append(dfd)
-                    for c in top.readNames(dfd, path: String(decoding: prefix, as: UTF8.self)) { units.append(ScanUnit(parent: dfd, prefix: prefix, name: c, descend: true)) }
+                    for c in top.readNames(dfd, path: displayPath(prefix)) { units.append(ScanUnit(parent: dfd, prefix: prefix, name: c, parentDev: dev, descend: true)) }
                 }
             } else {
-                units.append(ScanUnit(parent: fd, prefix: [], name: n, descend: true))
+                units.append(ScanUnit(parent: fd, prefix: [], name: n, parentDev: rootDev, descend: true))
             }
             segments.append((first ..< top.table.count, firstUnit ..< units.count))
         }
@@ -148,16 +164,22 @@ struct ScanUnit: Sendable {
     var parent: Int32
     var prefix: [UInt8]
     var name: DirectoryName
+    /// The file system (st_dev) of `parent`: a directory on another one is a mount point.
+    var parentDev: UInt64
     var descend: Bool
 }
 
 /// What every unit of one scan shares.
 struct ScanContext: @unchecked Sendable {
     let root: String
+    let rootBytes: [UInt8]
     let excludes: ExcludeSet
     let provider: (any ContentProvider)?
     let previous: ManifestTable?
     let counter: ScanCounter
+    let oneFileSystem: Bool
+    let skipDirectory: (dev: UInt64, ino: UInt64, name: String)?
+    let readXattrs: Bool
 }
 
 /// Counts entries across threads and reports progress now and then.
@@ -209,7 +231,7 @@ final class ScanWorker: @unchecked Sendable {
 
     func run(_ unit: ScanUnit) throws {
         pathBuf = unit.prefix.map { CChar(bitPattern: $0) }
-        _ = try process(unit.parent, name: unit.name, prefixLength: pathBuf.count, descend: unit.descend)
+        _ = try process(unit.parent, name: unit.name, prefixLength: pathBuf.count, parentDev: unit.parentDev, descend: unit.descend)
         flushCount()
         // Many units are held until the join: give back what array growth over-allocated,
         // and the getdents buffer.
@@ -218,10 +240,10 @@ final class ScanWorker: @unchecked Sendable {
     }
 
     /// Processes one name in directory `dfd` whose relative path is `pathBuf[0..<prefixLength]`.
-    /// When the entry is a directory and `descend` is false, returns its open fd and path
-    /// (the caller closes it); otherwise walks it.
+    /// `parentDev` is the file system of `dfd`. When the entry is a directory and `descend` is
+    /// false, returns its open fd, path and st_dev (the caller closes it); otherwise walks it.
     @discardableResult
-    func process(_ dfd: Int32, name: DirectoryName, prefixLength: Int, descend: Bool = true) throws -> (Int32, [UInt8])? {
+    func process(_ dfd: Int32, name: DirectoryName, prefixLength: Int, parentDev: UInt64, descend: Bool = true) throws -> (Int32, [UInt8], UInt64)? {
         // Build "<prefix>/<name>\0" in pathBuf.
         pathBuf.removeSubrange(prefixLength...)
         var nameStart = prefixLength
@@ -253,12 +275,26 @@ final class ScanWorker: @unchecked Sendable {
         e.mode = UInt32(st.st_mode) & 0o7777
         e.uid = st.st_uid
         e.gid = st.st_gid
-        e.mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
-        e.ctimeNs = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+        e.mtime = FileTime(st.st_mtim)
+        e.ctime = FileTime(st.st_ctim)
         let kind = st.st_mode & S_IFMT
+        var mountPoint = false
         switch kind {
-        case S_IFREG: e.type = .file; e.size = UInt64(st.st_size)
-        case S_IFDIR: e.type = .directory
+        case S_IFREG: e.type = .file; e.size = UInt64(clamping: st.st_size)
+        case S_IFDIR:
+            e.type = .directory
+            if let skip = context.skipDirectory, skip.dev == UInt64(st.st_dev), skip.ino == UInt64(st.st_ino) {
+                warn("the destination \(skip.name) is inside the source (at \(currentPath(fullLength))); it is left out of the backup")
+                return nil
+            }
+            if UInt64(st.st_dev) != parentDev {
+                mountPoint = true
+                if context.oneFileSystem {
+                    warn("\(currentPath(fullLength)) is a mount point (another file system); its contents are not in this backup (--one-file-system)")
+                } else {
+                    warn("\(currentPath(fullLength)) is a mount point (another file system); its contents are archived too. Use --one-file-system to leave them out")
+                }
+            }
         case S_IFLNK: e.type = .symlink
         default:
             warn("\(currentPath(fullLength)) is a socket, FIFO or device; skipped")
@@ -266,6 +302,9 @@ final class ScanWorker: @unchecked Sendable {
         }
         let (po, pl) = pathBuf.withUnsafeBytes { table.intern(UnsafeRawBufferPointer(rebasing: $0[0 ..< fullLength])) }
         e.pathOffset = po; e.pathLength = pl
+        if context.readXattrs {
+            e.xattrHash = dirFd >= 0 ? xattrHash(.fd(dirFd)) : absolutePath(fullLength) { xattrHash(.path($0)) }
+        }
         if e.type == .symlink {
             var target = [UInt8](repeating: 0, count: 4096)
             let n = pathBuf.withUnsafeBufferPointer { p in
@@ -275,8 +314,8 @@ final class ScanWorker: @unchecked Sendable {
             (e.linkOffset, e.linkLength) = target.withUnsafeBytes { table.intern(UnsafeRawBufferPointer(rebasing: $0[0 ..< n])) }
         }
         if e.type == .file {
-            if let provider = context.provider, !unchangedAndNotTheProvidersBusiness(e) {
-                let rel = currentPath(fullLength)
+            // The provider API takes Strings: a name that is not UTF-8 is archived as it is.
+            if let provider = context.provider, let rel = utf8Path(fullLength), !unchangedAndNotTheProvidersBusiness(e) {
                 switch try provider.plan(relativePath: rel, absolutePath: context.root + "/" + rel, size: e.size) {
                 case .asIs: break
                 case .asIsAskAgain: e.flags |= ManifestEntry.flagAskProvider
@@ -300,8 +339,9 @@ final class ScanWorker: @unchecked Sendable {
                 warn("cannot read directory \(currentPath(fullLength)): \(String(cString: strerror(err))); its contents are not in this backup")
                 return nil
             }
-            if !descend { return (cfd, pathBuf[0 ..< fullLength].map { UInt8(bitPattern: $0) }) }
-            try walk(cfd, prefixLength: fullLength)
+            if mountPoint && context.oneFileSystem { close(cfd); return nil }
+            if !descend { return (cfd, pathBuf[0 ..< fullLength].map { UInt8(bitPattern: $0) }, UInt64(st.st_dev)) }
+            try walk(cfd, prefixLength: fullLength, dev: UInt64(st.st_dev))
         }
         return nil
     }
@@ -318,23 +358,84 @@ final class ScanWorker: @unchecked Sendable {
         previousCursor = i + 1
         let p = prev.entry(i)
         return p.type == .file && p.flags & ManifestEntry.flagAskProvider == 0 && p.size == e.size
-            && p.mtimeNs == e.mtimeNs && p.ctimeNs == e.ctimeNs && p.mode == e.mode && p.uid == e.uid && p.gid == e.gid
+            && p.mtime == e.mtime && p.ctime == e.ctime && p.mode == e.mode && p.uid == e.uid && p.gid == e.gid
     }
 
     /// Walks one directory (takes ownership of `fd`).
-    private func walk(_ fd: Int32, prefixLength: Int) throws {
+    private func walk(_ fd: Int32, prefixLength: Int, dev: UInt64) throws {
         defer { close(fd) }
         let names = readNames(fd, path: currentPath(prefixLength))
-        for n in names { try process(fd, name: n, prefixLength: prefixLength, descend: true) }
+        for n in names { try process(fd, name: n, prefixLength: prefixLength, parentDev: dev, descend: true) }
+    }
+
+    private var absBuf: [CChar] = []
+    /// Calls `body` with "<root>/<path of the current entry>" as a C string.
+    private func absolutePath<R>(_ length: Int, _ body: (UnsafePointer<CChar>) -> R) -> R {
+        absBuf.removeAll(keepingCapacity: true)
+        for b in context.rootBytes { absBuf.append(CChar(bitPattern: b)) }
+        absBuf.append(0x2F)
+        absBuf.append(contentsOf: pathBuf[0 ..< length])
+        absBuf.append(0)
+        return absBuf.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+
+    /// The current entry's path when it is valid UTF-8 (nil otherwise).
+    private func utf8Path(_ length: Int) -> String? {
+        pathBuf.withUnsafeBytes { String(validating: UnsafeRawBufferPointer(rebasing: $0[0 ..< length]), as: UTF8.self) }
     }
 
     private func flushCount() {
         if uncounted > 0 { context.counter.add(uncounted); uncounted = 0 }
     }
 
+    /// The current entry's path for a message (bytes that are not UTF-8 shown as \xNN).
     private func currentPath(_ length: Int) -> String {
-        pathBuf.withUnsafeBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[0 ..< length]), as: UTF8.self) }
+        pathBuf.withUnsafeBytes { displayPath(UnsafeRawBufferPointer(rebasing: $0[0 ..< length])) }
     }
 
     private func warn(_ s: String) { if warnings.count < 1000 { warnings.append(s) } }
+}
+
+/// A path for display: valid UTF-8 as it is, every other byte as `\xNN` (names are bytes;
+/// only what a person reads is escaped).
+package func displayPath(_ bytes: some Collection<UInt8>) -> String {
+    let b = Array(bytes)
+    if let s = b.withUnsafeBufferPointer({ String(validating: $0, as: UTF8.self) }) { return s }
+    var out = ""
+    var parser = Unicode.UTF8.ForwardParser()
+    var it = b.makeIterator()
+    var rest = b[...]
+    while true {
+        switch parser.parseScalar(from: &it) {
+        case .valid(let enc):
+            out.unicodeScalars.append(Unicode.UTF8.decode(enc))
+            rest = rest.dropFirst(enc.count)
+        case .error(let length):
+            for x in rest.prefix(length) { out += "\\x" + String(x, radix: 16, uppercase: false).leftPadded(2) }
+            rest = rest.dropFirst(length)
+        case .emptyInput:
+            return out
+        }
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+}
+
+/// A 64-bit digest of a file's extended attributes (names and values, sorted by name); 0 when
+/// it has none. The corresponding libc calls are `llistxattr`/`flistxattr` and `lgetxattr`/`fgetxattr`.
+func xattrHash(_ source: XattrSource) -> UInt64 {
+    let attrs = readXattrs(source)
+    guard !attrs.isEmpty else { return 0 }
+    var h = SHA256Hasher()
+    for (name, value) in attrs {
+        h.update(Array(name.utf8) + [0])
+        var n = UInt64(value.count).littleEndian
+        withUnsafeBytes(of: &n) { h.update($0) }
+        h.update(value)
+    }
+    let d = h.finalize()
+    let v = d.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+    return v == 0 ? 1 : v
 }

@@ -17,6 +17,8 @@ package final class SetLock {
     let destination: any Destination
     let path: String
     package private(set) var held = false
+    /// The removal registered with `InterruptCleanup` while the lock is held.
+    private var cleanupToken: Int?
 
     package init(destination: any Destination, set: String) {
         self.destination = destination
@@ -37,7 +39,12 @@ package final class SetLock {
         let bytes = [UInt8](try JSONEncoder().encode(me))
         var warnings: [String] = []
         for _ in 0 ..< 3 {
-            if try destination.createExclusive(path, contents: bytes) { held = true; return warnings }
+            if try destination.createExclusive(path, contents: bytes) {
+                held = true
+                let (dest, path) = (destination, path)
+                cleanupToken = InterruptCleanup.shared.register("the lock \(dest.displayName)/\(path)") { try dest.remove(path) }
+                return warnings
+            }
             // Someone holds it (or held it). Read, judge, maybe take over.
             let existing: Holder?
             do {
@@ -74,10 +81,8 @@ package final class SetLock {
         guard held else { return }
         try? destination.remove(path)
         held = false
+        if let t = cleanupToken { InterruptCleanup.shared.unregister(t); cleanupToken = nil }
     }
 
-    static func iso(_ t: Double) -> String {
-        let f = ISO8601DateFormatter()
-        return f.string(from: Date(timeIntervalSince1970: t))
-    }
+    static func iso(_ t: Double) -> String { Format.time(t) }
 }

@@ -3,13 +3,32 @@ import ArgumentParser
 import Foundation
 import Support
 
-/// A root command of the toolkit. Adopting it changes one thing from ArgumentParser's
-/// default `main()`: bad usage exits with 2 (the toolkit's contract: 0 ok, 1 failed,
-/// 2 bad usage) instead of ArgumentParser's 64, after printing the error and the usage.
+/// A root command of the toolkit. Adopting it changes ArgumentParser's default `main()` to
+/// the toolkit's conventions (the ones restic and borg users know):
+/// - bad usage exits 2 (not ArgumentParser's 64), after the error and the usage;
+/// - `--version` prints `homeServerVersion` (the one version of the package);
+/// - a first word that is not one of the tool's subcommands exits 2 naming the valid ones
+///   (instead of falling through to the default subcommand);
+/// - `-q/--quiet` and `-v/--verbose` set `Reporter.verbosity`;
+/// - with `--json`, a usage error also prints `{"error": ..., "exit_code": 2}` on stdout.
 package protocol ToolCommand: AsyncParsableCommand {}
 
 extension ToolCommand {
     package static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let name = configuration.commandName ?? "tool"
+        if arguments == ["--version"] || arguments == ["version"] {
+            Reporter.writeStdout(homeServerVersion + "\n")
+            Foundation.exit(0)
+        }
+        let subcommands = configuration.subcommands.compactMap { $0.configuration.commandName ?? defaultName($0) }
+        if !subcommands.isEmpty, let first = arguments.first, !first.hasPrefix("-"), first != "help", !subcommands.contains(first) {
+            reportFailure("\(name): unknown command '\(first)'. The commands are: \(subcommands.joined(separator: ", ")). "
+                          + "See '\(name) --help'.", exitCode: 2)
+            Foundation.exit(2)
+        }
+        if arguments.contains("-q") || arguments.contains("--quiet") { Reporter.verbosity = .quiet }
+        if arguments.contains("-v") || arguments.contains("--verbose") { Reporter.verbosity = .verbose }
         do {
             var command = try parseAsRoot()
             if var async = command as? any AsyncParsableCommand {
@@ -19,10 +38,32 @@ extension ToolCommand {
             }
         } catch {
             if exitCode(for: error) == .validationFailure {
-                Reporter.writeStderr(fullMessage(for: error) + "\n" + usageString() + "\n")
+                Reporter.writeStderr(HumanError.scrub(fullMessage(for: error)) + "\n" + usageString() + "\n")
+                if Reporter.jsonRequested { Reporter.emitJSONError(HumanError.scrub(fullMessage(for: error)), exitCode: 2) }
                 Foundation.exit(2)
             }
             exit(withError: error)
         }
+    }
+
+    /// ArgumentParser's default name of a subcommand type (`Run` -> `run`).
+    private static func defaultName(_ type: any ParsableCommand.Type) -> String {
+        String(describing: type).split(separator: ".").last.map { $0.lowercased() } ?? ""
+    }
+}
+
+/// `-q/--quiet` and `-v/--verbose` (read by `ToolCommand.main`; declared here so parsing and
+/// `--help` know them).
+package struct VerbosityOptions: ParsableArguments {
+    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print nothing on success (errors and warnings still go to stderr).")
+    package var quiet = false
+
+    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Print more detail on stderr (e.g. what is being done).")
+    package var verbose = false
+
+    package init() {}
+
+    package func validate() throws {
+        if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other.") }
     }
 }

@@ -25,8 +25,10 @@ import Glibc
 package final class NFSClient: @unchecked Sendable {
     /// Connection settings that are not part of the URL.
     package struct Options: Sendable {
-        /// Per-RPC timeout in milliseconds (libnfs `nfs_set_timeout`); 0 waits forever.
-        package var timeoutMilliseconds: Int32 = 120_000
+        /// Per-RPC timeout in milliseconds (libnfs `nfs_set_timeout`; pipelined READs/WRITEs
+        /// give up when none is answered for this long); 0 waits forever. The URL's
+        /// `timeout=SECONDS` wins.
+        package var timeoutMilliseconds: Int32 = Int32(NFSClient.defaultTimeoutSeconds) * 1000
         /// Reconnect attempts after the connection drops (`nfs_set_autoreconnect`):
         /// -1 forever (a kernel "hard" mount), 0 fail at once. The URL's `autoreconnect=` wins.
         package var autoreconnect: Int32 = 3
@@ -48,6 +50,9 @@ package final class NFSClient: @unchecked Sendable {
 
         package init() {}
     }
+
+    /// The default per-call timeout in seconds.
+    package static let defaultTimeoutSeconds = 60
 
     /// The URL this client was opened with.
     package let url: NFSURL
@@ -88,8 +93,13 @@ package final class NFSClient: @unchecked Sendable {
 
     /// Mounts the export of an already parsed URL; see `init(url:options:)`.
     package init(url: NFSURL, options: Options = Options()) throws {
+        var options = options
+        if let t = url.timeoutSeconds { options.timeoutMilliseconds = Int32(t) * 1000 }
         self.url = url
         self.options = options
+        try NFSClient.resolve(url)
+        let token = NFSCallMonitor.shared.begin(server: url.server, timeoutSeconds: Int(options.timeoutMilliseconds / 1000))
+        defer { NFSCallMonitor.shared.end(token) }
         var firstError: NFSError?
         let parts = url.components
         for keep in stride(from: parts.count, through: 1, by: -1) {
@@ -119,6 +129,21 @@ package final class NFSClient: @unchecked Sendable {
         nfs_destroy_context(context)
     }
 
+    /// Fails with a clear message when the server's name does not resolve (a typo in the
+    /// URL), instead of libnfs's "No route to host".
+    /// The corresponding libc call is `getaddrinfo`.
+    static func resolve(_ url: NFSURL) throws {
+        var host = url.server
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var res: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, nil, &hints, &res)
+        if rc == 0 { freeaddrinfo(res); return }
+        throw NFSError(kind: .hostUnreachable, call: "resolve server name", location: url.displayString, errno: 0,
+                       detail: "the server name '\(host)' could not be resolved (\(String(cString: gai_strerror(rc))))")
+    }
+
     static func makeContext(_ url: NFSURL, _ options: Options) throws -> (OpaquePointer, String) {
         guard let ctx = nfs_init_context() else {
             throw NFSError(kind: .other(ENOMEM), call: "nfs_init_context", location: url.displayString,
@@ -129,7 +154,7 @@ package final class NFSClient: @unchecked Sendable {
         nfs_set_timeout(ctx, options.timeoutMilliseconds)
         // Applies version=, nfsport=, mountport=, uid=, gid=, ... to the context.
         // The URL without a user@ part (libnfs would take it for the host name).
-        guard let parsed = nfs_parse_url_dir(ctx, url.displayString) else {
+        guard let parsed = nfs_parse_url_dir(ctx, url.libnfsString) else {
             let text = String(cString: nfs_get_error(ctx))
             nfs_destroy_context(ctx)
             throw NFSError(kind: .invalidURL, call: "nfs_parse_url_dir", location: url.displayString, errno: 0, detail: text)
@@ -209,6 +234,8 @@ package final class NFSClient: @unchecked Sendable {
     func locked<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
         lock.lock()
         defer { lock.unlock() }
+        let token = NFSCallMonitor.shared.begin(server: url.server, timeoutSeconds: Int(options.timeoutMilliseconds / 1000))
+        defer { NFSCallMonitor.shared.end(token) }
         return try body(context)
     }
 
@@ -326,6 +353,7 @@ package final class NFSClient: @unchecked Sendable {
     /// - Throws: `.notDirectory` when a component exists and is not a directory.
     /// The corresponding libnfs calls are `nfs_stat64` and `nfs_mkdir2`.
     package func makeDirectories(_ path: String, mode: UInt32 = 0o755) throws {
+        // libnfs applies its umask (022) to `mode`.
         try locked { ctx in
             var st = nfs_stat_64()
             if nfs_stat64(ctx, nfsPath(path), &st) == 0 {

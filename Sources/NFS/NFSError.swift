@@ -93,7 +93,7 @@ package struct NFSError: Error, CustomStringConvertible, Sendable {
     package var hint: String {
         switch kind {
         case .invalidURL:
-            "use nfs://SERVER/EXPORT[/SUBDIR][?version=3|4&nfsport=N&mountport=N&uid=N&gid=N]"
+            "use nfs://SERVER/EXPORT[/SUBDIR][?nfsport=N&mountport=N&uid=N&gid=N&timeout=SECONDS], e.g. nfs://truenas/mnt/tank/backups"
         case .connectionRefused:
             "check that the NFS server is running and reachable on that port (with nfsport=/mountport= "
                 + "the ports must match the server's; without them rpcbind must run on the server)"
@@ -117,7 +117,10 @@ package struct NFSError: Error, CustomStringConvertible, Sendable {
             "free space or raise the quota on the server's dataset"
         case .stale:
             "retry; if it persists, the export was changed on the server"
-        case .timedOut, .disconnected:
+        case .timedOut:
+            "check that the NFS server is up (TrueNAS console, `rpcinfo -p SERVER`) and the network is stable; "
+                + "raise timeout=SECONDS in the URL (or --nfs-timeout) for a slow server"
+        case .disconnected:
             "check that the NFS server is up and the network is stable, then retry"
         case .unsupported:
             "use version=3 in the URL (the same export serves NFSv3); libnfs 4.0 moves file data over NFSv4 only in 2 KiB pieces"

@@ -148,9 +148,17 @@ package final class NFSFile: @unchecked Sendable {
     /// Waits until at most `limit` requests are in flight.
     func drain(_ ctx: OpaquePointer, _ fh: OpaquePointer, to limit: Int, _ call: String) throws {
         try reap(ctx, fh)
+        // No answer to any request for the client's timeout: the server is gone or frozen.
+        let timeout = TimeInterval(client.options.timeoutMilliseconds) / 1000
+        var lastProgress = Date()
+        var waiting = inflight.count
         while inflight.count > limit {
             do {
                 try serviceOnce(ctx, call)
+                if timeout > 0 && Date().timeIntervalSince(lastProgress) > timeout {
+                    throw NFSError(kind: .timedOut, call: call, location: client.location(path), errno: ETIMEDOUT,
+                                   detail: "the server did not answer for \(Int(timeout)) s")
+                }
             } catch let e as NFSError {
                 // The connection is gone: the callbacks of what was in flight may never run.
                 // Keep the requests (and their buffers) alive forever rather than free memory
@@ -164,6 +172,8 @@ package final class NFSFile: @unchecked Sendable {
                 throw e
             }
             try reap(ctx, fh)
+            if inflight.count < waiting { lastProgress = Date() }
+            waiting = inflight.count
         }
     }
 

@@ -6,6 +6,9 @@
 /// - `nfs://SERVER/EXPORT/SUB/DIR` — a directory inside the export. It need not exist yet:
 ///   the client mounts the longest prefix the server accepts and treats the rest as a
 ///   directory inside it (created by `makeDirectories("")`).
+/// - `?timeout=SECONDS` — how long one call may wait for the server's answer (default 60;
+///   read by this toolkit, not passed to libnfs). While a call waits, a line on stderr every
+///   15 s says the server is not responding.
 /// - `?version=3` is the default and the version to use. `?version=4` walks the server's
 ///   pseudo filesystem (the path is the export's *pseudo* path, ganesha `Pseudo`). With
 ///   libnfs 4.0 metadata works (stat, readdir, mkdir, create, link, rename, unlink, ...) but
@@ -41,6 +44,11 @@ package struct NFSURL: Sendable, Equatable, CustomStringConvertible {
         "auto-traverse-mounts", "pagecache", "pagecache_ttl", "debug",
     ]
 
+    /// Arguments this toolkit reads itself; they are not passed to libnfs.
+    static let ownArguments: Set<String> = ["timeout"]
+    /// Largest `timeout=` accepted, in seconds (one day).
+    package static let maximumTimeoutSeconds = 86_400
+
     /// Parses and checks an nfs:// URL.
     /// - Throws: `NFSError` with kind `.invalidURL` saying what is wrong.
     package init(_ string: String) throws {
@@ -72,6 +80,9 @@ package struct NFSURL: Sendable, Equatable, CustomStringConvertible {
             if name == "autoreconnect" && Int32(value) == nil {
                 throw bad("argument autoreconnect=\(value) must be a number (-1 = forever)")
             }
+            if name == "timeout" && (Int(value).map { $0 < 1 || $0 > NFSURL.maximumTimeoutSeconds } ?? true) {
+                throw bad("argument timeout=\(value) must be a number of seconds from 1 to \(NFSURL.maximumTimeoutSeconds), e.g. timeout=60")
+            }
             if name == "version" && value != "3" && value != "4" {
                 throw bad("version=\(value) is not supported: use version=3 (or 4 for metadata only)")
             }
@@ -82,6 +93,16 @@ package struct NFSURL: Sendable, Equatable, CustomStringConvertible {
 
     /// The value of a query argument, if present (the last one wins, as in libnfs).
     package func argument(_ name: String) -> String? { arguments.last { $0.name == name }?.value }
+
+    /// The per-call timeout the URL asks for (`timeout=SECONDS`), if any.
+    package var timeoutSeconds: Int? { argument("timeout").flatMap(Int.init) }
+
+    /// The URL as libnfs gets it: without credentials and without the toolkit's own
+    /// arguments (`timeout=`).
+    package var libnfsString: String {
+        let args = arguments.filter { !NFSURL.ownArguments.contains($0.name) }
+        return "nfs://\(server)\(path)" + (args.isEmpty ? "" : "?" + args.map { "\($0.name)=\($0.value)" }.joined(separator: "&"))
+    }
 
     /// The NFS version the URL asks for (3 unless `version=4`).
     package var version: Int { argument("version") == "4" ? 4 : 3 }

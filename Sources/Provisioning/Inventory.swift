@@ -10,7 +10,6 @@ package struct Inventory: Sendable, Equatable {
     package struct TrueNAS: Sendable, Equatable {
         package var server: String
         package var mediaExport: String
-        package var backupExport: String?
     }
 
     /// Where Docker comes from on guests.
@@ -24,9 +23,12 @@ package struct Inventory: Sendable, Equatable {
     package struct Defaults: Sendable, Equatable {
         package var puid = 1000
         package var pgid = 1000
-        package var tz = "Etc/UTC"
         package var dockerSource = DockerSource.docker
         package var tailscaleAuthkeyFile = "/root/tailscale.key"
+        /// ACL tags every guest advertises (`--advertise-tags`); tagged nodes' keys do not expire.
+        package var tailscaleTags: [String] = []
+        /// Tailscale SSH on every guest (off unless asked for).
+        package var tailscaleSSH = false
         package var repo: String?
         /// Name used when the PUID user has to be created on a guest.
         package var user = "homeserver"
@@ -46,8 +48,14 @@ package struct Inventory: Sendable, Equatable {
         package var tun = false
         /// Tailscale runs in this guest (default true for guests).
         package var tailscale = true
-        /// Appdata directories to create; when nil they come from the stack's compose file.
-        package var services: [String]?
+        /// Tailscale settings of this host (nil: the defaults; DNS: off in an LXC, on in a VM).
+        package var tailscaleTags: [String]?
+        package var tailscaleSSH: Bool?
+        package var tailscaleAcceptDNS: Bool?
+        /// `storage` / `tun` as written in the inventory (nil: derived from the stack's compose
+        /// file by `Inventory.resolvingStacks`).
+        package var storageDeclared: Bool?
+        package var tunDeclared: Bool?
         /// Line of the host's entry in the inventory file (for messages).
         package var line = 0
     }
@@ -118,6 +126,16 @@ extension Inventory {
             guard let v = n.bool else { throw fail(n, "\(ctx): field '\(key)' must be true or false, got '\(n.string ?? "?")'") }
             return v
         }
+        func tags(_ m: Node.Mapping, _ ctx: String) throws -> [String]? {
+            guard let n = m["tailscale_tags"] else { return nil }
+            guard let seq = n.sequence else { throw fail(n, "\(ctx): field 'tailscale_tags' must be a list like [tag:server]") }
+            return try seq.map { t in
+                guard let s = t.string, s.range(of: "^tag:[A-Za-z0-9][A-Za-z0-9-]*$", options: .regularExpression) != nil else {
+                    throw fail(t, "\(ctx): field 'tailscale_tags' has '\(t.string ?? "?")': a tag is 'tag:NAME' (letters, digits, '-') and must be listed under tagOwners in the tailnet policy")
+                }
+                return s
+            }
+        }
         func checkKeys(_ m: Node.Mapping, _ allowed: [String], _ ctx: String) throws {
             for k in m.keys where !allowed.contains(k.string ?? "") {
                 throw fail(k, "\(ctx): unknown field '\(k.string ?? "?")' (allowed: \(allowed.joined(separator: ", ")))")
@@ -126,20 +144,26 @@ extension Inventory {
 
         // truenas
         guard let tn = top["truenas"]?.mapping else { throw fail(top["truenas"] ?? root, "missing mapping 'truenas' (server, media_export, backup_export)") }
-        try checkKeys(tn, ["server", "media_export", "backup_export"], "truenas")
+        if let n = tn["backup_export"] {
+            throw fail(n, "truenas: field 'backup_export' was removed (nothing read it): the backup destination is HS_BACKUP_DEST in common/.env (e.g. nfs://truenas/mnt/tank/backups/appdata); delete the field")
+        }
+        try checkKeys(tn, ["server", "media_export"], "truenas")
         let truenas = TrueNAS(server: try str(tn, "server", "truenas", required: true)!,
-                              mediaExport: try str(tn, "media_export", "truenas", required: true)!,
-                              backupExport: try str(tn, "backup_export", "truenas", required: false))
+                              mediaExport: try str(tn, "media_export", "truenas", required: true)!)
         guard truenas.mediaExport.hasPrefix("/") else { throw fail(tn["media_export"], "truenas: field 'media_export' must be an absolute path") }
 
         // defaults
         var defaults = Defaults()
         if let dn = top["defaults"] {
             guard let d = dn.mapping else { throw fail(dn, "'defaults' must be a mapping") }
-            try checkKeys(d, ["puid", "pgid", "tz", "docker_source", "tailscale_authkey_file", "repo", "user"], "defaults")
+            if let n = d["tz"] {
+                throw fail(n, "defaults: field 'tz' was removed (nothing read it): the containers' time zone is TZ in common/.env; delete the field")
+            }
+            try checkKeys(d, ["puid", "pgid", "docker_source", "tailscale_authkey_file", "tailscale_tags", "tailscale_ssh", "repo", "user"], "defaults")
             if let v = try int(d, "puid", "defaults") { defaults.puid = v }
             if let v = try int(d, "pgid", "defaults") { defaults.pgid = v }
-            if let v = try str(d, "tz", "defaults", required: false) { defaults.tz = v }
+            if let v = try tags(d, "defaults") { defaults.tailscaleTags = v }
+            if let v = try bool(d, "tailscale_ssh", "defaults") { defaults.tailscaleSSH = v }
             if let v = try str(d, "docker_source", "defaults", required: false) {
                 guard let s = DockerSource(rawValue: v) else {
                     throw fail(d["docker_source"], "defaults: field 'docker_source' is '\(v)'; expected docker (official repository) or debian")
@@ -159,7 +183,8 @@ extension Inventory {
             throw fail(top["hosts"] ?? root, "missing or empty mapping 'hosts' (name: {role: proxmox|guest, ...})")
         }
         var hosts: [Host] = []
-        let allowed = ["role", "kind", "vmid", "proxmox", "stack", "storage", "tun", "tailscale", "services"]
+        let allowed = ["role", "kind", "vmid", "proxmox", "stack", "storage", "tun", "tailscale",
+                       "tailscale_tags", "tailscale_ssh", "tailscale_accept_dns"]
         for (k, v) in hm {
             guard let name = k.string, !name.isEmpty else { throw fail(k, "host names must be strings") }
             let ctx = "host '\(name)'"
@@ -167,6 +192,9 @@ extension Inventory {
                 throw fail(k, "\(ctx): the name is also the Tailscale hostname: use lowercase letters, digits and '-'")
             }
             guard let m = v.mapping else { throw fail(v, "\(ctx): expected a mapping like {role: guest, ...}") }
+            if let n = m["services"] {
+                throw fail(n, "\(ctx): field 'services' was removed: the appdata directories come from stacks/<stack>/docker-compose.yml (every /opt/appdata bind source); delete the field")
+            }
             try checkKeys(m, allowed, ctx)
             guard let roleName = try str(m, "role", ctx, required: true) else { continue }
             guard let role = Role(rawValue: roleName) else {
@@ -190,20 +218,16 @@ extension Inventory {
                 }
                 h.proxmox = px
                 h.stack = try str(m, "stack", ctx, required: false)
-                h.storage = try bool(m, "storage", ctx) ?? false
-                h.tun = try bool(m, "tun", ctx) ?? false
+                h.storageDeclared = try bool(m, "storage", ctx)
+                h.tunDeclared = try bool(m, "tun", ctx)
+                h.storage = h.storageDeclared ?? false
+                h.tun = h.tunDeclared ?? false
                 h.tailscale = try bool(m, "tailscale", ctx) ?? true
-                if let sn = m["services"] {
-                    guard let seq = sn.sequence else { throw fail(sn, "\(ctx): field 'services' must be a list of names") }
-                    h.services = try seq.map { n in
-                        guard let s = n.string, s.range(of: "^[A-Za-z0-9][A-Za-z0-9._-]*$", options: .regularExpression) != nil else {
-                            throw fail(n, "\(ctx): field 'services' has an invalid name '\(n.string ?? "?")'")
-                        }
-                        return s
-                    }
-                }
+                h.tailscaleTags = try tags(m, ctx)
+                h.tailscaleSSH = try bool(m, "tailscale_ssh", ctx)
+                h.tailscaleAcceptDNS = try bool(m, "tailscale_accept_dns", ctx)
             } else {
-                for f in ["kind", "vmid", "proxmox", "stack", "storage", "tun", "tailscale", "services"] where m[f] != nil {
+                for f in allowed.dropFirst() where m[f] != nil {
                     throw fail(m[f], "\(ctx): field '\(f)' is only valid for role guest")
                 }
                 h.tailscale = false

@@ -91,7 +91,13 @@ package enum Provisioner {
         let templates = r.templatesDir ?? [invDir, invDir + "/../provisioning", fm.currentDirectoryPath + "/provisioning"]
             .first { fm.fileExists(atPath: $0 + "/fstab.template") } ?? invDir
         let stacks = [templates + "/../stacks", invDir + "/../stacks"].first { fm.fileExists(atPath: $0) }
-        let ctx = ProvisionContext(inventory: inv, host: host, templatesDir: templates, stacksDir: stacks,
+            .map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        // storage / tun / appdata come from the compose files (one source of truth).
+        let resolved: Inventory
+        do { resolved = try inv.resolvingStacks(stacksDir: stacks) } catch let e as InventoryError {
+            throw ToolError.usage(e.message)
+        }
+        let ctx = ProvisionContext(inventory: resolved, host: resolved.host(host.name) ?? host, templatesDir: templates, stacksDir: stacks,
                                    usePct: r.mode == .live && Subprocess.which("pct") != nil,
                                    probe: ["hs-linkcheck", "--require-mount"])
         let all = Steps.forHost(ctx)

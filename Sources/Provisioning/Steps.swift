@@ -144,6 +144,11 @@ package enum Steps {
             if !p.actions.isEmpty {
                 notes.append("container \(vmid) (\(guest.name)) needs a restart for config changes: pct reboot \(vmid)")
             }
+            if guest.storage && unprivileged,
+               let reown = LXCConfig.idmapChange(current: current, merged: merged.content, vmid: vmid, guest: guest.name,
+                                                 proxmox: c.host.name, puid: c.inventory.defaults.puid, pgid: c.inventory.defaults.pgid) {
+                notes.append(reown)
+            }
             if current.contains("rootfs:") && current.range(of: "rootfs: *[^,]*zfs", options: .regularExpression) != nil {
                 notes.append("container \(vmid) has a ZFS-backed rootfs: check that Docker does not fall back to the vfs storage driver (docker info | grep Storage)")
             }
@@ -257,34 +262,35 @@ package enum Steps {
         }
     }
 
-    /// The appdata directory names for a guest: inventory `services`, else every
-    /// `/opt/appdata/<name>` bind source in the stack's compose file.
-    package static func appdataNames(_ c: ProvisionContext) -> [String] {
-        if let s = c.host.services { return s }
-        guard let stack = c.host.stack, let dir = c.stacksDir,
-              let text = try? String(contentsOfFile: "\(dir)/\(stack)/docker-compose.yml", encoding: .utf8) else { return [] }
-        var names: [String] = []
-        let re = try! NSRegularExpression(pattern: "/opt/appdata/([A-Za-z0-9][A-Za-z0-9._-]*)")
-        for match in re.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
-            if let r = Range(match.range(at: 1), in: text), !names.contains(String(text[r])) { names.append(String(text[r])) }
+    /// The appdata directories of a guest's stack (every /opt/appdata bind source of its
+    /// compose file and their parents), with their owners.
+    /// - Throws: `ProvisionError` when the compose file cannot be read.
+    package static func appdataDirectories(_ c: ProvisionContext) throws -> [StackRequirements.Directory] {
+        guard let stack = c.host.stack else { return [] }
+        guard let dir = c.stacksDir else {
+            throw ProvisionError("cannot find stacks/\(stack)/docker-compose.yml (no stacks/ directory next to the templates or the inventory): run hs-provision from the repository checkout")
         }
-        return names
+        return try StackRequirements.load(stacksDir: dir, stack: stack, puid: c.inventory.defaults.puid,
+                                          pgid: c.inventory.defaults.pgid).appdata
     }
 
-    /// /opt/stacks and /opt/appdata/<service> owned by PUID:PGID.
+    /// /opt/stacks and /opt/appdata owned by PUID:PGID, and every appdata directory the
+    /// stack's compose file mounts (nested ones too: Docker would create them root-owned and a
+    /// container running as PUID could not write there), owned by PUID:PGID or the service's
+    /// `x-appdata-owner`. Never recursive: only these directories are chowned.
     static func directories(_ c: ProvisionContext) -> Step {
         Step("directories") { m in
             let d = c.inventory.defaults
             var p = StepPlan()
-            let names = appdataNames(c)
-            if names.isEmpty && c.host.stack != nil {
-                p.notes.append("no appdata directories known for stack \(c.host.stack!): list them as `services:` in the inventory or keep the stacks/ directory next to provisioning/")
-            }
-            let dirs = [ProvisionContext.stacksRoot, ProvisionContext.appdataRoot] + names.map { ProvisionContext.appdataRoot + "/" + $0 }
-            for dir in dirs {
+            let wanted = [(ProvisionContext.stacksRoot, d.puid, d.pgid), (ProvisionContext.appdataRoot, d.puid, d.pgid)]
+                + (try appdataDirectories(c)).map { ($0.path, $0.uid, $0.gid) }
+            for (dir, uid, gid) in wanted {
                 let o = m.owner(dir)
-                if o == nil || o!.uid != d.puid || o!.gid != d.pgid {
-                    p.actions.append(.directory(path: dir, uid: d.puid, gid: d.pgid, create: o == nil))
+                if let o, !o.isDir {
+                    throw ProvisionError("\(m.path(dir)) exists but is not a directory: the stack mounts it as one; move it away and re-run")
+                }
+                if o == nil || o!.uid != uid || o!.gid != gid {
+                    p.actions.append(.directory(path: dir, uid: uid, gid: gid, create: o == nil))
                 }
             }
             return p
@@ -302,25 +308,49 @@ package enum Steps {
         }
     }
 
-    /// The tailscale package and enrollment under the host's name (skipped when already
-    /// running under that name; `tailscale set` to rename).
+    /// `tailscale up` for a guest, from the inventory: `--advertise-tags` (tagged nodes' keys
+    /// do not expire, so the cross-stack addresses do not all break after 180 days),
+    /// `--ssh` only when asked for, `--accept-dns=false` in an LXC (Proxmox writes the
+    /// container's resolv.conf at every start) and true in a VM.
+    package static func tailscaleUp(_ c: ProvisionContext) -> [String] {
+        let h = c.host, d = c.inventory.defaults
+        var argv = ["tailscale", "up", "--auth-key=file:\(d.tailscaleAuthkeyFile)", "--hostname=\(h.name)"]
+        let tags = h.tailscaleTags ?? d.tailscaleTags
+        if !tags.isEmpty { argv.append("--advertise-tags=" + tags.joined(separator: ",")) }
+        if h.tailscaleSSH ?? d.tailscaleSSH { argv.append("--ssh") }
+        argv.append("--accept-dns=\(h.tailscaleAcceptDNS ?? (h.kind != .lxc))")
+        argv.append("--timeout=60s")
+        return argv
+    }
+
+    /// The tailscale package and enrolment under the host's name (skipped when already
+    /// running under that name; `tailscale set` to rename). The auth key file is removed once
+    /// the node runs: after a successful `up` (a failed one stops the step first) or when
+    /// found on an enrolled node.
     static func tailscale(_ c: ProvisionContext) -> Step {
         Step("tailscale") { m in
             var p = StepPlan()
             let installed = !m.installedPackages(["tailscale"]).isEmpty
             if !installed { p.actions += aptInstall(["tailscale"]) }
             let name = c.host.name
+            let key = c.inventory.defaults.tailscaleAuthkeyFile
             let (decision, tunMissing) = TailscaleDecision.decide(statusJSON: installed ? m.tailscaleStatus() : nil, hostname: name)
-            if tunMissing { p.notes.append("tailscale reports TUN: false: /dev/net/tun is missing (LXC: set tun: true for \(name) and re-run on the Proxmox host)") }
+            if tunMissing { p.notes.append("tailscale reports TUN: false: /dev/net/tun is missing (LXC: apply hs-provision on the Proxmox host, which adds the TUN lines for guests running Tailscale, and restart the container)") }
+            if (c.host.tailscaleTags ?? c.inventory.defaults.tailscaleTags).isEmpty {
+                p.notes.append("no tailscale_tags for \(name): an untagged node's key expires (180 days by default) and every address like \(name):PORT stops answering; set defaults.tailscale_tags (e.g. [tag:server], owned in the tailnet policy's tagOwners)")
+            }
             switch decision {
-            case .running: break
-            case .rename: p.actions.append(.command(["tailscale", "set", "--hostname=\(name)"]))
+            case .running:
+                if m.exists(key) { p.actions.append(.command(["rm", "-f", key])) }
+            case .rename:
+                p.actions.append(.command(["tailscale", "set", "--hostname=\(name)"]))
+                if m.exists(key) { p.actions.append(.command(["rm", "-f", key])) }
             case .enroll:
-                let key = c.inventory.defaults.tailscaleAuthkeyFile
                 if m.mode.runsCommands && !m.exists(key) {
-                    throw ProvisionError("Tailscale auth key file \(m.path(key)) does not exist: put a key there (mode 0600) or set defaults.tailscale_authkey_file")
+                    throw ProvisionError("Tailscale auth key file \(m.path(key)) does not exist: put a key there (mode 0600) or set defaults.tailscale_authkey_file; it is removed after the enrolment")
                 }
-                p.actions.append(.command(["tailscale", "up", "--auth-key=file:\(key)", "--hostname=\(name)", "--ssh", "--accept-dns", "--timeout=60s"]))
+                p.actions.append(.command(tailscaleUp(c)))
+                p.actions.append(.command(["rm", "-f", key]))
             }
             return p
         }

@@ -57,6 +57,14 @@ package struct ComposeProject: Sendable {
         }.map(\.name).sorted()
     }
 
+    /// Bind sources under `appdataRoot` that do not exist on this host, as `service: path`.
+    package func missingAppdataDirectories(appdataRoot: String = "/opt/appdata") -> [String] {
+        services.values.flatMap { s in
+            s.volumes.filter { $0.type == "bind" && $0.source.hasPrefix(appdataRoot + "/") && !FileManager.default.fileExists(atPath: $0.source) }
+                .map { "\(s.name): \($0.source)" }
+        }.sorted()
+    }
+
     /// Parses the JSON printed by `docker compose config --format json`.
     /// - Throws: `ToolError` when the text is not that JSON shape.
     package static func parse(json: Data, origin: String) throws -> ComposeProject {

@@ -8,6 +8,10 @@ package struct DeployOptions: Sendable {
     package var stacks: [String] = []
     package var action: Action = .check
     package var pull = false
+    /// With no stacks named: every stack of the repository (CI) instead of this host's.
+    package var all = false
+    /// `--save-env DIR`: copy the .env files there (for the nightly backup) and do nothing else.
+    package var saveEnv: String?
     package var storagePath = "/mnt/storage"
     /// Filesystem kinds the storage guard accepts (default nfs, nfs4).
     package var storageFSTypes: [String] = StorageGuard.defaultFSTypes
@@ -42,6 +46,7 @@ package enum StackDeployer {
         var action: DeployOptions.Action
         var ok: Bool
         var stacks: [StackOutcome]
+        var error: String?
     }
 
     /// Runs the requested action and reports it.
@@ -50,12 +55,25 @@ package enum StackDeployer {
     package static func run(_ options: DeployOptions) throws -> Int32 {
         let reporter = Reporter(mode: OutputMode.detect(json: options.json))
         let repo = StackRepository(root: options.repo)
+        if let dir = options.saveEnv { return try EnvBackup.save(repo: repo, to: dir, reporter: reporter) }
         let all = try repo.allStacks()
-        if options.action != .check && options.stacks.isEmpty {
-            throw ToolError.usage("name the stack to \(options.action == .down ? "stop" : "deploy") (one of: \(all.joined(separator: ", "))), or use --check")
+        // With no names, --check and --pull act on this host's stacks: those whose .env is
+        // present (each guest fills in the .env of the stack it runs); --all: every stack.
+        let hostScoped = options.action == .check || (options.action == .deploy && options.pull)
+        if options.stacks.isEmpty && !hostScoped {
+            throw ToolError.usage("name the stack to \(options.action == .down ? "stop" : "deploy") (one of: \(all.joined(separator: ", "))), or use --check / --pull for this host's stacks")
         }
         for s in options.stacks { try repo.requireStack(s) }
-        let stacks = options.stacks.isEmpty ? all : options.stacks
+        var stacks = options.stacks
+        if stacks.isEmpty {
+            stacks = options.all ? all : repo.localStacks()
+            if stacks.isEmpty {
+                let msg = "no stacks/*/.env in \(repo.root): this host runs no stack yet. Create the .env of the stack it runs (cp stacks/STACK/.env.template stacks/STACK/.env, chmod 600, fill it in), name stacks explicitly, or use --all to check every stack (CI)"
+                if reporter.mode == .json { reporter.emitJSON(Summary(action: options.action, ok: false, stacks: [], error: msg)) }
+                else { reporter.error(msg) }
+                return 1
+            }
+        }
         let checker = StackChecker(repo: repo)
 
         // Homepage is parsed once; a broken services.yaml is reported once (with aeos when it
@@ -93,6 +111,16 @@ package enum StackDeployer {
             }
             if !outcome.problems.isEmpty { outcome.ok = false; outcomes.append(outcome); continue }
             guard options.action == .deploy else { outcomes.append(outcome); continue }
+
+            // Appdata directories Docker would create owned by root (not provisioned yet).
+            if let project = check.project {
+                let missing = project.missingAppdataDirectories()
+                if !missing.isEmpty {
+                    outcome.ok = false
+                    outcome.error = "not starting \(stack): \(missing.joined(separator: ", ")) do(es) not exist; Docker would create them owned by root and a container running as PUID could not write there. Create them first: hs-provision apply --inventory provisioning/inventory.yml --host <this guest> --only directories"
+                    outcomes.append(outcome); continue
+                }
+            }
 
             if !outcome.storageServices.isEmpty {
                 let verdict = StorageGuard(path: options.storagePath, allowedFSTypes: options.storageFSTypes).check()

@@ -50,6 +50,11 @@ package struct StackRepository: Sendable {
         return names.filter { FileManager.default.fileExists(atPath: composeFile($0)) }.sorted()
     }
 
+    /// The stacks this host runs: those whose `stacks/<name>/.env` exists, sorted.
+    package func localStacks() -> [String] {
+        ((try? allStacks()) ?? []).filter { FileManager.default.fileExists(atPath: env($0)) }
+    }
+
     /// Validates a stack name given on the command line.
     /// - Throws: `ToolError.usage` naming the known stacks when `stack` is not one of them.
     package func requireStack(_ stack: String) throws {

@@ -19,6 +19,9 @@ package struct StorageGuard: Sendable {
     package var allowedFSTypes: [String]
     /// How long to wait for the directory listing that triggers an automount.
     package var accessTimeout: TimeInterval = 45
+    /// The container this runs in (`lxc`, ...; nil on a VM or bare metal): in an LXC guest the
+    /// share is mounted on the Proxmox host and bound in, so the hint differs.
+    package var container: String? = StorageGuard.detectContainer()
 
     package init(path: String = "/mnt/storage", allowedFSTypes: [String] = StorageGuard.defaultFSTypes) {
         self.path = path
@@ -39,7 +42,7 @@ package struct StorageGuard: Sendable {
     package func check(mountinfo: String? = nil) -> Verdict {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
-            return Verdict(path: path, ok: false, message: "\(path) does not exist: mount the NFS share there (see provisioning/fstab.template), then run hs-deploy again")
+            return Verdict(path: path, ok: false, message: "\(path) does not exist: \(mountHint()), then run hs-deploy again")
         }
         let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
         if mountinfo == nil && !touch(resolved) {
@@ -51,7 +54,7 @@ package struct StorageGuard: Sendable {
             let parent = MountTable(mounts: mounts).mount(containing: resolved)
             let on = parent.map { " (it is a plain directory on \($0.mountPoint), a \($0.fsType) filesystem)" } ?? ""
             return Verdict(path: path, ok: false, fsType: nil, source: nil,
-                           message: "\(path) is not a mount point\(on): containers would fill the local disk instead of the NAS. Mount it first (`mount \(path)`; fstab line in provisioning/fstab.template), then run hs-deploy again")
+                           message: "\(path) is not a mount point\(on): containers would fill the local disk instead of the NAS. Mount it first: \(mountHint()), then run hs-deploy again")
         }
         guard allowedFSTypes.contains(top.fsType) else {
             let hint = top.fsType == "autofs"
@@ -72,6 +75,28 @@ package struct StorageGuard: Sendable {
             sem.signal()
         }
         return sem.wait(timeout: .now() + accessTimeout) == .success
+    }
+
+    /// How the storage path gets mounted on this kind of guest.
+    func mountHint() -> String {
+        if container == "lxc" {
+            return "this is an LXC guest, so the share is mounted on the Proxmox host and bound in: `hs-provision apply --inventory provisioning/inventory.yml --host <proxmox host>` adds `mpN: \(path),mp=\(path)` to the container's config, then `pct reboot <vmid>`"
+        }
+        return "`mount \(path)` (fstab line in provisioning/fstab.template; `hs-provision apply --host <this guest>` writes it on a VM)"
+    }
+
+    /// `lxc` inside an LXC container (systemd's /run/systemd/container, else PID 1's
+    /// `container=` environment variable), nil otherwise.
+    package static func detectContainer() -> String? {
+        if let s = try? String(contentsOfFile: "/run/systemd/container", encoding: .utf8) {
+            let v = s.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !v.isEmpty { return v }
+        }
+        guard let env = FileManager.default.contents(atPath: "/proc/1/environ") else { return nil }
+        for entry in env.split(separator: 0) where entry.starts(with: Array("container=".utf8)) {
+            return String(decoding: entry.dropFirst("container=".utf8.count), as: UTF8.self)
+        }
+        return nil
     }
 
     /// systemd's unit name for a mount point: /mnt/storage -> mnt-storage.

@@ -12,13 +12,21 @@ package struct StorageError: Error, CustomStringConvertible {
         "\(operation) \(location) failed: \(detail)" + (errno != 0 ? " (errno \(errno))" : "")
     }
 
-    static func posix(_ operation: String, _ location: String, _ err: Int32 = Glibc.errno) -> StorageError {
+    package static func posix(_ operation: String, _ location: String, _ err: Int32 = Glibc.errno) -> StorageError {
         StorageError(operation: operation, location: location, errno: err, detail: String(cString: strerror(err)))
     }
 }
 
 /// A destination in a local directory (or any kernel-mounted filesystem).
+///
+/// Private by default: files it creates are 0600 and directories 0700 whatever the umask
+/// (archives hold appdata's API keys and passwords, unencrypted).
 package final class LocalDestination: Destination {
+    /// Permission bits of every file created (archives, manifests, locks, temp files).
+    package static let fileMode: mode_t = 0o600
+    /// Permission bits of every directory created.
+    package static let directoryMode: mode_t = 0o700
+
     package let root: String
     package var displayName: String { root }
 
@@ -29,11 +37,29 @@ package final class LocalDestination: Destination {
 
     func full(_ path: String) -> String { path.isEmpty ? root : root + "/" + path }
 
+    /// Creates missing directories 0700 (private whatever the umask); existing ones are left
+    /// as they are.
     package func makeDirectories(_ path: String) throws {
-        do {
-            try FileManager.default.createDirectory(atPath: full(path), withIntermediateDirectories: true)
-        } catch {
-            throw StorageError(operation: "mkdir -p", location: full(path), errno: 0, detail: "\(error.localizedDescription)")
+        let target = full(path)
+        var st = Glibc.stat()
+        if followStat(target, &st) == 0 {
+            if st.st_mode & S_IFMT == S_IFDIR { return }
+            throw StorageError(operation: "mkdir -p", location: target, errno: ENOTDIR, detail: "exists and is not a directory")
+        }
+        var current = target.hasPrefix("/") ? "" : "."
+        for part in target.split(separator: "/") {
+            current += "/" + part
+            if mkdir(current, 0o700) == 0 {
+                // mkdir applies the umask; 0700 minus a umask can only lose bits: set them.
+                chmod(current, 0o700)
+                continue
+            }
+            let err = errno
+            if err == EEXIST, followStat(current, &st) == 0, st.st_mode & S_IFMT == S_IFDIR { continue }
+            if err == EEXIST {
+                throw StorageError(operation: "mkdir -p", location: target, errno: ENOTDIR, detail: "\(current) exists and is not a directory")
+            }
+            throw StorageError.posix("mkdir -p \(target): create", current, err)
         }
     }
 
@@ -70,8 +96,9 @@ package final class LocalDestination: Destination {
     }
 
     package func create(_ path: String) throws -> any DestinationWriter {
-        let fd = Glibc.open(full(path), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = Glibc.open(full(path), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, Self.fileMode)
         if fd < 0 { throw StorageError.posix("create", full(path)) }
+        fchmod(fd, Self.fileMode)  // an existing file keeps its old mode otherwise
         return LocalWriter(fd: fd, path: full(path))
     }
 
@@ -96,7 +123,7 @@ package final class LocalDestination: Destination {
     }
 
     package func createExclusive(_ path: String, contents: [UInt8]) throws -> Bool {
-        let fd = Glibc.open(full(path), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let fd = Glibc.open(full(path), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, Self.fileMode)
         if fd < 0 {
             if errno == EEXIST { return false }
             throw StorageError.posix("create", full(path))
@@ -180,17 +207,5 @@ final class LocalReader: DestinationReader {
     }
 }
 
-/// Parses a destination argument: an `nfs://` URL (see `NFSURL` for the forms; it is
-/// mounted through libnfs at once) or a local path.
-/// - Throws: `ToolError.usage` (exit 2) for a malformed nfs:// URL or `version=4`; `NFSError` when the
-///   server cannot be reached or refuses the export.
-package func openDestination(_ spec: String) throws -> any Destination {
-    if spec.hasPrefix("nfs://") {
-        do {
-            return try NFSDestination(url: spec)
-        } catch let e as NFSError where e.kind == .invalidURL || e.kind == .unsupported {
-            throw ToolError.usage(e.description)
-        }
-    }
-    return LocalDestination(root: spec)
-}
+/// `stat(2)` (follows symlinks); a free function because `LocalDestination.stat` shadows it.
+private func followStat(_ path: String, _ st: inout Glibc.stat) -> Int32 { stat(path, &st) }

@@ -15,6 +15,7 @@ import Glibc
 ///   between hosts.
 /// - `syncDirectory` checks the directory exists and otherwise does nothing: NFSv3 servers
 ///   commit CREATE/RENAME/REMOVE to stable storage before they reply (RFC 1813).
+/// - Files are created 0600 and directories 0700 (private, like `LocalDestination`).
 /// - Errors are `NFSError` (match `kind`; the description names the call, URL, errno and
 ///   libnfs's text).
 /// One libnfs connection per destination: calls from several threads are serialised.
@@ -38,7 +39,7 @@ package final class NFSDestination: Destination {
     }
 
     package func makeDirectories(_ path: String) throws {
-        try client.makeDirectories(path)
+        try client.makeDirectories(path, mode: 0o700)
     }
 
     package func list(_ path: String) throws -> [DestinationEntry] {
@@ -62,7 +63,7 @@ package final class NFSDestination: Destination {
     }
 
     package func create(_ path: String) throws -> any DestinationWriter {
-        NFSWriter(try client.create(path, mode: 0o644, .truncate))
+        NFSWriter(try client.create(path, mode: 0o600, .truncate))
     }
 
     package func open(_ path: String) throws -> any DestinationReader {
@@ -90,7 +91,7 @@ package final class NFSDestination: Destination {
     package func createExclusive(_ path: String, contents: [UInt8]) throws -> Bool {
         let file: NFSFile
         do {
-            file = try client.create(path, mode: 0o644, .exclusive)
+            file = try client.create(path, mode: 0o600, .exclusive)
         } catch let e as NFSError where e.kind == .exists {
             return false
         }

@@ -25,7 +25,7 @@ package final class Reporter: @unchecked Sendable {
 
     /// A transient progress line (terminal only), rate-limited to 10 per second.
     package func progress(_ line: @autoclosure () -> String, force: Bool = false) {
-        guard mode == .terminal else { return }
+        guard mode == .terminal, Self.verbosity != .quiet else { return }
         lock.lock(); defer { lock.unlock() }
         let now = Date()
         guard force || now.timeIntervalSince(lastProgress) >= 0.1 else { return }
@@ -42,7 +42,7 @@ package final class Reporter: @unchecked Sendable {
 
     /// A line for humans on stdout (not printed in JSON mode).
     package func info(_ line: String) {
-        guard mode != .json else { return }
+        guard mode != .json, Self.verbosity != .quiet else { return }
         endProgress()
         Self.writeStdout(line + "\n")
     }
@@ -50,13 +50,38 @@ package final class Reporter: @unchecked Sendable {
     /// A warning on stderr (always; in JSON mode the caller also puts it in the object).
     package func warning(_ line: String) {
         endProgress()
-        Self.writeStderr("warning: " + line + "\n")
+        Self.writeStderr("warning: " + HumanError.scrub(line) + "\n")
     }
 
     /// An error on stderr.
     package func error(_ line: String) {
         endProgress()
-        Self.writeStderr("error: " + line + "\n")
+        Self.writeStderr("error: " + HumanError.scrub(line) + "\n")
+    }
+
+    /// True when `--json` is on the command line (also for failures found while parsing).
+    package static var jsonRequested: Bool { CommandLine.arguments.dropFirst().contains("--json") }
+
+    /// Verbosity from `-q/--quiet` and `-v/--verbose` (set once by the entry point).
+    nonisolated(unsafe) package static var verbosity: Verbosity = .normal
+
+    package enum Verbosity: Sendable { case quiet, normal, verbose }
+
+    /// The failure object of `--json`: `{"error": "...", "exit_code": N}`.
+    package static func emitJSONError(_ message: String, exitCode: Int32) {
+        struct Failure: Encodable { var error: String; var exit_code: Int32 }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        if let data = try? enc.encode(Failure(error: message, exit_code: exitCode)) {
+            writeStdout(String(decoding: data, as: UTF8.self) + "\n")
+        }
+    }
+
+    /// Extra detail, shown only with `-v/--verbose` (stderr).
+    package func detail(_ line: String) {
+        guard Self.verbosity == .verbose else { return }
+        endProgress()
+        Self.writeStderr(line + "\n")
     }
 
     /// Prints one JSON object on stdout (JSON mode) from an Encodable value.
@@ -90,4 +115,14 @@ package enum Format {
 
     /// Seconds with one decimal: "3.2s".
     package static func seconds(_ s: Double) -> String { String(format: "%.1fs", s) }
+}
+
+extension Format {
+    /// The one way the tools show a point in time: ISO 8601 in UTC, marked `Z`
+    /// (`2026-11-29T03:00:00Z`), the same as backup ids.
+    package static func time(_ secondsSinceEpoch: Double) -> String {
+        let f = ISO8601DateFormatter()
+        f.timeZone = TimeZone(identifier: "UTC")
+        return f.string(from: Date(timeIntervalSince1970: secondsSinceEpoch))
+    }
 }

@@ -11,14 +11,21 @@ import Foundation
 /// }
 /// ```
 /// - Returns: the body's exit code; a `ToolError`'s code; 1 for any other error.
+/// With `--json` on the command line a failure also prints `{"error": "...", "exit_code": N}`
+/// on stdout, so a JSON consumer always gets one object per invocation.
 package func toolMain(_ body: () async throws -> Int32) async -> Int32 {
     do {
         return try await body()
-    } catch let e as ToolError {
-        Reporter.writeStderr("error: \(e.message)\n")
-        return e.exitCode
     } catch {
-        Reporter.writeStderr("error: \(error)\n")
-        return 1
+        let code = (error as? ToolError)?.exitCode ?? 1
+        reportFailure(HumanError.describe(error), exitCode: code)
+        return code
     }
+}
+
+/// Prints a failure the toolkit's way: `error: ...` on stderr and, when `--json` was given,
+/// the JSON error object on stdout.
+package func reportFailure(_ message: String, exitCode: Int32) {
+    Reporter.writeStderr("error: \(message)\n")
+    if Reporter.jsonRequested { Reporter.emitJSONError(message, exitCode: exitCode) }
 }

@@ -1,7 +1,9 @@
 import ArgumentParser
-import CommandLineSupport
 import Backup
+import BackupOps
+import CommandLineSupport
 import Foundation
+import Storage
 import Support
 
 @main
@@ -10,31 +12,81 @@ struct HsBackup: ToolCommand {
         commandName: "hs-backup",
         abstract: "Back up /opt/appdata as tar+gzip to a directory or an nfs:// export, incrementally.",
         discussion: """
-        DEST is a directory or an nfs://server/export/path URL (libnfs syntax: ?version=3|4, \
-        nfsport=, mountport=, uid=, gid=). Backups of SET live in DEST/SET/.
+        DEST is an absolute directory or an nfs://SERVER/EXPORT/PATH URL (NFSv3 through libnfs; URL \
+        arguments: nfsport=, mountport=, uid=, gid=, timeout=SECONDS). An empty or misspelled DEST \
+        (NFS://, nfs:/x, nfs//x) or, outside a terminal, a relative path is refused with exit 2.
+        Backups of SET live in DEST/SET/ as ordinary tar.gz archives plus one manifest each. They are \
+        NOT encrypted: anyone who can read the files can read every API key and password in appdata. \
+        hs-backup creates files 0600 and directories 0700 (whatever the umask); keep the NFS share \
+        itself restricted to this host.
+        Times are shown in UTC, marked Z. An NFS call waits at most 60 s (timeout= or --nfs-timeout); \
+        while it waits, a line on stderr every 15 s says the server is not responding.
+        --json prints exactly one JSON object on stdout, also on failure: {"error": "...", "exit_code": N}.
         Exit codes: 0 success, 1 the backup or check failed, 2 bad usage.
+
+        Examples:
+          hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups
+          hs-backup run -q --source /opt/appdata --to /mnt/backups --stop-stacks io --ping https://kuma.example.net/api/push/TOKEN
+          hs-backup list --to nfs://truenas/mnt/tank/backups
+          hs-backup list --to nfs://truenas/mnt/tank/backups --name io
+          hs-backup verify --to nfs://truenas/mnt/tank/backups --backup latest
+          hs-backup prune --to nfs://truenas/mnt/tank/backups --keep-daily 7 --keep-weekly 4 --keep-monthly 6
         """,
+        version: homeServerVersion,
         subcommands: [Run.self, List.self, Verify.self, Prune.self],
         defaultSubcommand: Run.self)
 }
 
+/// `--to`, `--name`, `--nfs-timeout`, `--json`, `-q`, `-v` (every subcommand).
 struct DestinationOptions: ParsableArguments {
-    @Option(name: .customLong("to"), help: "Backup destination: a directory or nfs://server/export/path.")
+    @Option(name: .customLong("to"), help: ArgumentHelp("Backup destination: an absolute directory or nfs://SERVER/EXPORT/PATH.", valueName: "DEST"))
     var destination: String
 
-    @Option(name: .customLong("name"), help: "Backup set name (default: this host's short hostname).")
+    @Option(name: .customLong("name"), help: ArgumentHelp("Backup set name (default: this host's short hostname).", valueName: "SET"))
     var set: String?
 
-    @Flag(help: "Print one JSON object on stdout instead of text.")
+    @Option(name: .customLong("nfs-timeout"),
+            help: ArgumentHelp("Seconds one NFS call may wait for the server before the run fails (default: 60; the URL's timeout= wins).",
+                               valueName: "SECONDS"))
+    var nfsTimeout: Int?
+
+    @Flag(help: "Print one JSON object on stdout instead of text (also on failure: {\"error\": ...}).")
     var json = false
+
+    @OptionGroup var verbosity: VerbosityOptions
+
+    func validate() throws {
+        if let t = nfsTimeout, t < 1 || t > 86_400 {
+            throw ValidationError("--nfs-timeout \(t): give a number of seconds from 1 to 86400, e.g. --nfs-timeout 60.")
+        }
+    }
+
+    /// Parses and opens DEST (usage errors exit 2; see `DestinationSpec`).
+    func open() throws -> any Destination {
+        try BackupTool.destination(destination, nfsTimeoutSeconds: nfsTimeout)
+    }
+
+    var reporter: Reporter { Reporter(mode: .detect(json: json)) }
 }
 
 extension HsBackup {
     struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Take a backup (incremental unless a full one is due).")
+        static let configuration = CommandConfiguration(
+            abstract: "Take a backup (incremental unless a full one is due).",
+            discussion: """
+            --json prints the summary: {"id", "set", "destination", "kind", "parent", "files", "directories", \
+            "symlinks", "files_archived", "tree_bytes", "bytes_in", "bytes_out", "seconds", "warnings"}.
 
-        @Option(help: "Directory to back up, e.g. /opt/appdata.")
-        var source: String
+            Examples:
+              hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups
+              hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups?timeout=120 --name io --full
+              hs-backup run -q --source /opt/appdata --to /mnt/backups --exclude '*/cache/*' --notify https://ntfy.example.net/backups
+            """)
+
+        @Option(name: .customLong("source"),
+                help: ArgumentHelp("Directory to back up, e.g. /opt/appdata. Exactly one --source per run: several are refused "
+                                   + "(exit 2); back up each directory as its own set with --name.", valueName: "DIR"))
+        var sources: [String] = []
 
         @OptionGroup var destination: DestinationOptions
 
@@ -52,19 +104,33 @@ extension HsBackup {
 
         @OptionGroup var ops: OpsRunOptions
 
+        @OptionGroup var engine: EngineRunOptions
+
+        func validate() throws {
+            if sources.isEmpty { throw ValidationError("Missing --source DIR (the directory to back up, e.g. /opt/appdata).") }
+            if sources.count > 1 {
+                throw ValidationError("--source was given \(sources.count) times (\(sources.joined(separator: ", "))); hs-backup takes exactly one --source per run. "
+                                      + "Back up each directory as its own set: hs-backup run --source DIR --name SET --to DEST.")
+            }
+            guard maxIncrementals >= 0, fullEveryDays > 0 else {
+                throw ValidationError("--max-incrementals must be >= 0 and --full-every-days > 0.")
+            }
+        }
+
         func run() async throws {
             let code = await toolMain {
-                let reporter = Reporter(mode: .detect(json: destination.json))
-                var options = BackupOptions(source: source, destination: try BackupTool.destination(destination.destination),
-                                            set: try BackupTool.setName(destination.set))
+                let reporter = destination.reporter
+                let set = try BackupTool.setName(destination.set)
+                let dest = try destination.open()
+                reporter.detail("backing up \(sources[0]) to \(dest.displayName)/\(set)")
+                var options = BackupOptions(source: sources[0], destination: dest, set: set)
                 options.forceFull = full
                 options.excludes = excludes
-                guard maxIncrementals >= 0, fullEveryDays > 0 else {
-                    throw ToolError.usage("--max-incrementals must be >= 0 and --full-every-days > 0")
-                }
                 options.maxIncrementals = maxIncrementals
                 options.maxDaysBetweenFulls = fullEveryDays
-                let summary = try OpsCommands.backup(options, ops: ops.settings, reporter: reporter)
+                try engine.apply(to: &options)
+                let summary = engine.dryRun ? try BackupRunner(options: options, reporter: reporter).run()
+                    : try OpsCommands.backup(options, ops: ops.settings, reporter: reporter)
                 if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
                 return 0
             }
@@ -73,21 +139,49 @@ extension HsBackup {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the backups of a set.")
+        static let configuration = CommandConfiguration(
+            abstract: "List the backup sets of a destination, or the backups of one set (--name).",
+            discussion: """
+            Without --name: the sets in DEST. --json: {"destination", "sets": [{"name", "backups", "latest", \
+            "latest_time", "locked"}]}.
+            With --name: the backups of that set, oldest first. --json: {"destination", "set", "backups": \
+            [{"id", "time", "kind", "parent", "files", "tree_bytes", "bytes_out", "seconds", "warnings"}]}.
+            Times are UTC (ISO 8601, marked Z). A missing destination or set is an error (exit 1).
+
+            Examples:
+              hs-backup list --to nfs://truenas/mnt/tank/backups
+              hs-backup list --to nfs://truenas/mnt/tank/backups --name io --json
+            """)
         @OptionGroup var destination: DestinationOptions
+
+        struct SetsJSON: Encodable { var destination: String; var sets: [SetSummary] }
+        struct BackupsJSON: Encodable { var destination: String; var set: String; var backups: [BackupListing] }
+
         func run() async throws {
             let code = await toolMain {
-                let reporter = Reporter(mode: .detect(json: destination.json))
-                let dest = try BackupTool.destination(destination.destination)
-                let set = try BackupTool.setName(destination.set)
-                let rows = try SetInspector.list(destination: dest, set: set)
+                let reporter = destination.reporter
+                let setName = try destination.set.map { try BackupTool.setName($0) }
+                let dest = try destination.open()
+                func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
+                guard let setName else {
+                    let sets = try BackupSets.list(dest)
+                    if reporter.mode == .json { reporter.emitJSON(SetsJSON(destination: dest.displayName, sets: sets)); return 0 }
+                    if sets.isEmpty { reporter.info("no backup sets in \(dest.displayName)"); return 0 }
+                    reporter.info(pad("SET", 16) + pad("BACKUPS", 9) + pad("LATEST", 20) + "TIME (UTC)")
+                    for s in sets {
+                        reporter.info(pad(s.name, 16) + pad(String(s.backups), 9) + pad(s.latest ?? "-", 20) + (s.latestTime ?? "-")
+                                      + (s.locked ? "  (locked)" : ""))
+                    }
+                    return 0
+                }
+                try BackupSets.requireSet(dest, setName)
+                let rows = try SetInspector.list(destination: dest, set: setName)
                 if reporter.mode == .json {
-                    reporter.emitJSON(rows)
+                    reporter.emitJSON(BackupsJSON(destination: dest.displayName, set: setName, backups: rows))
                 } else if rows.isEmpty {
-                    reporter.info("no backups in \(destination.destination)/\(set)")
+                    reporter.info("no backups in \(dest.displayName)/\(setName)")
                 } else {
-                    func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
-                    reporter.info(pad("ID", 20) + pad("TIME", 22) + pad("KIND", 13) + pad("FILES", 9) + pad("TREE", 11) + pad("WRITTEN", 11) + "DURATION")
+                    reporter.info(pad("ID", 20) + pad("TIME (UTC)", 22) + pad("KIND", 13) + pad("FILES", 9) + pad("TREE", 11) + pad("WRITTEN", 11) + "DURATION")
                     for r in rows {
                         reporter.info(pad(r.id, 20) + pad(r.time, 22) + pad(r.kind, 13) + pad(String(r.files), 9)
                                       + pad(Format.bytes(r.treeBytes), 11) + pad(Format.bytes(r.bytesOut), 11) + Format.seconds(r.seconds))
@@ -100,27 +194,37 @@ extension HsBackup {
     }
 
     struct Verify: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check that archives decompress and every file's hash matches (exit 1 on damage).")
+        static let configuration = CommandConfiguration(
+            abstract: "Check that archives decompress and every file's hash matches (exit 1 on damage).",
+            discussion: """
+            --json: {"backups": [ID...], "archives_checked", "files_checked", "damaged": ["archive: path: what"...]}.
+
+            Examples:
+              hs-backup verify --to nfs://truenas/mnt/tank/backups --backup latest
+              hs-backup verify --to /mnt/backups --name io --notify https://ntfy.example.net/backups
+            """)
         @OptionGroup var destination: DestinationOptions
-        @Option(help: "Backup to verify: an ID or 'latest' (default: all).")
+        @Option(help: ArgumentHelp("Backup to verify: an ID or 'latest' (default: all).", valueName: "ID"))
         var backup: String?
         @OptionGroup var notify: NotifyOptions
         func run() async throws {
             let code = await toolMain {
-                let reporter = Reporter(mode: .detect(json: destination.json))
+                let reporter = destination.reporter
                 let set = try BackupTool.setName(destination.set)
+                let dest = try destination.open()
                 let report = try OpsCommands.notifying(notify.notifier, operation: "hs-backup verify", set: set, reporter: reporter,
                                                        ok: { $0.ok }) {
-                    let r = try SetInspector.verify(destination: try BackupTool.destination(destination.destination), set: set,
-                                                    backup: backup, reporter: reporter)
+                    try BackupSets.requireSet(dest, set)
+                    let r = try SetInspector.verify(destination: dest, set: set, backup: backup, reporter: reporter)
                     return (r, "\(r.backups.count) backups, \(r.damaged.count) problems" + (r.damaged.first.map { ": \($0)" } ?? ""))
                 }
                 if reporter.mode == .json {
                     reporter.emitJSON(report)
                 } else {
                     for d in report.damaged { reporter.error("damaged: \(d)") }
-                    reporter.info((report.ok ? "ok: " : "DAMAGED: ") + "\(report.backups.count) backups, \(report.archivesChecked) archives, "
-                                  + "\(report.filesChecked) files checked, \(report.damaged.count) problems")
+                    let line = (report.ok ? "ok: " : "DAMAGED: ") + "\(report.backups.count) backups, \(report.archivesChecked) archives, "
+                        + "\(report.filesChecked) files checked, \(report.damaged.count) problems"
+                    if report.ok { reporter.info(line) } else { Reporter.writeStdout(line + "\n") }
                 }
                 return report.ok ? 0 : 1
             }
@@ -129,12 +233,22 @@ extension HsBackup {
     }
 
     struct Prune: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove old backups by a retention policy, never breaking a kept chain.")
+        static let configuration = CommandConfiguration(
+            abstract: "Remove old backups by a retention policy, never breaking a kept chain.",
+            discussion: """
+            Days, weeks and months are counted in this host's local time zone (as restic does); ids and \
+            times are shown in UTC. --json: {"set", "destination", "dry_run", "kept": [...], "removed": [...], \
+            "bytes_freed", "warnings"}, each backup as {"id", "time", "kind", "reasons", "bytes"}.
+
+            Examples:
+              hs-backup prune --to nfs://truenas/mnt/tank/backups --keep-daily 7 --keep-weekly 4 --keep-monthly 6
+              hs-backup prune --to /mnt/backups --name io --keep-last 10 --dry-run
+            """)
         @OptionGroup var destination: DestinationOptions
-        @Option(help: "Keep the N most recent backups.") var keepLast: Int?
-        @Option(help: "Keep the last backup of each of the N most recent days.") var keepDaily: Int?
-        @Option(help: "Keep the last backup of each of the N most recent weeks.") var keepWeekly: Int?
-        @Option(help: "Keep the last backup of each of the N most recent months.") var keepMonthly: Int?
+        @Option(help: ArgumentHelp("Keep the N most recent backups.", valueName: "N")) var keepLast: Int?
+        @Option(help: ArgumentHelp("Keep the last backup of each of the N most recent days.", valueName: "N")) var keepDaily: Int?
+        @Option(help: ArgumentHelp("Keep the last backup of each of the N most recent weeks.", valueName: "N")) var keepWeekly: Int?
+        @Option(help: ArgumentHelp("Keep the last backup of each of the N most recent months.", valueName: "N")) var keepMonthly: Int?
         @Flag(help: "List what would be removed without removing anything.") var dryRun = false
         @OptionGroup var notify: NotifyOptions
         func run() async throws {
@@ -142,7 +256,7 @@ extension HsBackup {
                 let policy = RetentionPolicy(keepLast: keepLast ?? 0, keepDaily: keepDaily ?? 0,
                                              keepWeekly: keepWeekly ?? 0, keepMonthly: keepMonthly ?? 0)
                 _ = try OpsCommands.prune(destination: destination.destination, set: destination.set, policy: policy, dryRun: dryRun,
-                                          notifier: notify.notifier, reporter: Reporter(mode: .detect(json: destination.json)))
+                                          nfsTimeoutSeconds: destination.nfsTimeout, notifier: notify.notifier, reporter: destination.reporter)
                 return 0
             }
             if code != 0 { throw ExitCode(code) }

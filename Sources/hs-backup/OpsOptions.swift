@@ -1,5 +1,6 @@
 import ArgumentParser
 import Backup
+import BackupOps
 
 /// `--notify`, `--notify-success`, `--ping` (run, verify, prune).
 struct NotifyOptions: ParsableArguments {

@@ -10,9 +10,12 @@ struct HsDeploy: ToolCommand {
         commandName: "hs-deploy",
         abstract: "Validate a stack's .env against its templates, guard the NFS storage mount, and start it.",
         discussion: """
-            hs-deploy --check [STACK]...   validate only (all stacks under stacks/ when none named)
+            hs-deploy --check [STACK]...   validate only; no STACK: this host's stacks (those with a stacks/STACK/.env)
+            hs-deploy --check --all        validate every stack of the repository (CI)
             hs-deploy STACK...             validate, guard storage, docker compose up -d
+            hs-deploy --pull [STACK]...    the same, pulling images first; no STACK: this host's stacks
             hs-deploy --down STACK...      docker compose down
+            hs-deploy --save-env DIR       copy common/.env and stacks/*/.env to DIR (mode 600) for the backup
 
             Checks: every variable of common/.env.template and stacks/STACK/.env.template has a \
             non-empty value in the matching .env (a template comment line containing @optional \
@@ -35,14 +38,22 @@ struct HsDeploy: ToolCommand {
     @Argument(help: "Stacks to check or deploy (io, asteria, apollo, helios, aeos, hera, atlas).")
     var stacks: [String] = []
 
-    @Flag(help: "Validate only; all stacks when none are named.")
+    @Flag(help: "Validate only; with no stack named, this host's stacks (those with a stacks/STACK/.env).")
     var check = false
 
     @Flag(help: "Stop and remove the stack's containers instead of starting them.")
     var down = false
 
-    @Flag(help: "Pull images before starting.")
+    @Flag(help: "Pull images before starting; with no stack named, this host's stacks.")
     var pull = false
+
+    @Flag(help: "With --check and no stack named: every stack of the repository, not only this host's (CI).")
+    var all = false
+
+    @Option(name: .customLong("save-env"),
+            help: ArgumentHelp("Copy common/.env and stacks/*/.env into this directory (mode 600) for the nightly backup, then exit.",
+                               valueName: "dir"))
+    var saveEnv: String?
 
     @Option(help: "Repository root holding stacks/ and common/ (default: the current directory).")
     var repo: String = "."
@@ -63,6 +74,9 @@ struct HsDeploy: ToolCommand {
         if check && down { return "--check and --down exclude each other" }
         if check && pull { return "--pull starts nothing with --check; drop one of them" }
         if down && pull { return "--pull makes no sense with --down" }
+        if all && !stacks.isEmpty { return "--all and stack names exclude each other" }
+        if all && !(check || pull) { return "--all goes with --check or --pull" }
+        if saveEnv != nil && (check || down || pull || all || !stacks.isEmpty) { return "--save-env takes no other action or stack" }
         return nil
     }
 
@@ -76,6 +90,8 @@ struct HsDeploy: ToolCommand {
         o.stacks = stacks
         o.action = check ? .check : (down ? .down : .deploy)
         o.pull = pull
+        o.all = all
+        o.saveEnv = saveEnv
         o.storagePath = storage
         let types = storageFSTypes ?? ProcessInfo.processInfo.environment["HS_STORAGE_FSTYPES"]
         if let types {

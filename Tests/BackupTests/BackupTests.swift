@@ -59,7 +59,7 @@ func restore(_ dest: TestDestination, id: String, to: String, only: [String] = [
         for p in ["a", "a/b", "a.b", "b"] {
             var e = ManifestEntry()
             (e.pathOffset, e.pathLength) = t.intern(p)
-            e.size = UInt64(p.count); e.mtimeNs = -5; e.hash = Digest(SHA256Hasher.hash(Array(p.utf8)))
+            e.size = UInt64(p.count); e.mtime = FileTime(seconds: -1, nanoseconds: 999_999_995); e.hash = Digest(SHA256Hasher.hash(Array(p.utf8)))
             t.append(e)
         }
         // Component order: a directory's children come right after it.
@@ -74,7 +74,7 @@ func restore(_ dest: TestDestination, id: String, to: String, only: [String] = [
         let m = try Manifest.decode(bytes, name: "test")
         #expect(m.table.count == 4)
         #expect(m.table.path(m.table.entry(2)) == "a.b")
-        #expect(m.table.entry(3).mtimeNs == -5)
+        #expect(m.table.entry(3).mtime == FileTime(seconds: -1, nanoseconds: 999_999_995))
         #expect(m.table.entry(1).hash == Digest(SHA256Hasher.hash(Array("a/b".utf8))))
         #expect(m.table.find("a.b") == 2 && m.table.find("zz") == nil)
         bytes[bytes.count / 2] ^= 1

@@ -1,6 +1,7 @@
 // hs-backup/hs-restore end to end with the operational features: live SQLite capture, prune
 // on dated chains, --stop-stacks against dockerd, --notify/--ping against a loopback server.
 import Backup
+import BackupOps
 import Foundation
 import Storage
 import Support

@@ -1,5 +1,6 @@
 // Notifier against a real loopback HTTP server (python3 http.server) that records requests.
 import Backup
+import BackupOps
 import Foundation
 import Support
 import TestSupport

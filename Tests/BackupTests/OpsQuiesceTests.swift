@@ -1,6 +1,7 @@
 // Quiescing against the real dockerd: containers of a Compose project started with
 // `docker compose up` from a locally imported busybox image (images cannot be pulled here).
 import Backup
+import BackupOps
 import Foundation
 import Support
 import TestSupport

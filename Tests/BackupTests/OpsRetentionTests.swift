@@ -1,5 +1,6 @@
 // Retention policy: restic `forget` semantics on dated synthetic backups, plus chains.
 import Backup
+import BackupOps
 import Foundation
 import Testing
 

@@ -1,6 +1,7 @@
 // SQLite capture against a real writer process: snapshots of a live WAL database are
 // consistent and complete; plain file copies of the same database are not.
 import Backup
+import BackupOps
 import Foundation
 import Support
 import TestSupport

@@ -66,7 +66,8 @@ import Glibc
         try Tree.makeSample(src)
         try Tree.write(src + "/old.txt", "old\n")
         Tree.setMtime(src + "/old.txt", seconds: -1, nanos: 500_000_000)
-        // (Times after 2262 overflow the manifest's Int64 nanoseconds: issue #13 changes that.)
+        try Tree.write(src + "/future.txt", "future\n")
+        Tree.setMtime(src + "/future.txt", seconds: 10_413_792_000, nanos: 7)
         let dest = try TestDestination(.local)
         let s = try backup(src, dest)
         let viaFrom = work.sub("from"), viaArchive = work.sub("archive")
@@ -162,5 +163,35 @@ import Glibc
             #expect(Tree.diff(before, try Tree.describe(outside)).isEmpty, "\(name) changed the outside directory")
         }
         #expect(FileManager.default.fileExists(atPath: work.sub("t-absolute") + outside + "/planted"))
+    }
+
+    /// xattrs of every namespace and POSIX ACLs (access and default) come back on files and
+    /// directories, through `--from` and `--archive` alike (as root).
+    @Test func xattrsAndACLsRestoreBothWays() throws {
+        let work = try TempDir("restore-xattrs")
+        let src = work.sub("src")
+        try Tree.write(src + "/f.txt", "content\n")
+        try Tree.write(src + "/d/inner.txt", "inner\n")
+        try Subprocess.checked(["setfattr", "-n", "user.color", "-v", "blue", src + "/f.txt"])
+        try Subprocess.checked(["setfattr", "-n", "user.bin", "-v", "0x00ff0a3d", src + "/f.txt"])
+        try Subprocess.checked(["setfattr", "-n", "trusted.t", "-v", "trusted-value", src + "/f.txt"])
+        try Subprocess.checked(["setfattr", "-n", "user.dir", "-v", "on-a-dir", src + "/d"])
+        try Subprocess.checked(["setfacl", "-m", "u:1234:rw,g:2345:r", src + "/f.txt"])
+        try Subprocess.checked(["setfacl", "-m", "u:1234:rwx", src + "/d"])
+        try Subprocess.checked(["setfacl", "-d", "-m", "u:1234:rx,g:2345:rwx", src + "/d"])
+        func dump(_ root: String) throws -> String {
+            let r = try Subprocess.run(["getfattr", "-R", "-d", "-m", "-", "-h", "--absolute-names", root])
+            return r.stdout.replacingOccurrences(of: root + "/", with: "").split(separator: "\n").filter { !$0.isEmpty }.joined(separator: "\n")
+        }
+        let expected = try dump(src)
+        #expect(expected.contains("trusted.t") && expected.contains("system.posix_acl_default"), "fixture: \(expected)")
+        let dest = try TestDestination(.local)
+        let s = try backup(src, dest)
+        let viaFrom = work.sub("from"), viaArchive = work.sub("archive")
+        _ = try restore(dest, id: s.id, to: viaFrom)
+        let r = try Tools.run("hs-restore", ["--archive", dest.dir.sub("t/\(s.id).tar.gz"), "--to", viaArchive])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try dump(viaFrom) == expected)
+        #expect(try dump(viaArchive) == expected)
     }
 }

@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 @testable import Backup
+import BackupOps
 import Support
 import TestSupport
 #if canImport(Glibc)
@@ -235,7 +236,7 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         for i in 0 ..< n {
             var e = ManifestEntry()
             (e.pathOffset, e.pathLength) = t.intern(String(format: "app/dir%04d/file%06d.json", i / 100, i))
-            e.size = UInt64(i * 7); e.mtimeNs = Int64(i) * 1_000_003; e.ctimeNs = e.mtimeNs + 5; e.mode = 0o644
+            e.size = UInt64(i * 7); e.mtime = FileTime(seconds: Int64(i) * 1_000_003, nanoseconds: UInt32(i % 1000)); e.ctime = FileTime(seconds: e.mtime.seconds, nanoseconds: e.mtime.nanoseconds + 5); e.mode = 0o644
             e.hash = Digest(SHA256Hasher.hash(Array("\(salt)\(i)".utf8)))
             t.append(e)
         }

@@ -5,74 +5,15 @@ import Support
 import TestSupport
 
 /// The apt-based guest steps run for real (`--chroot`) inside a throwaway Debian root made by
-/// debootstrap (cached as a tarball under /var/cache/hs-tests/ between runs; the cached root
-/// is the pristine debootstrap result, apt really runs inside it every time). Fails, never
-/// skips, when debootstrap or the mirror is unavailable.
+/// debootstrap (TestSupport's `DebianRoot`: cached as a tarball between runs; apt really runs
+/// inside it every time). Fails, never skips, when debootstrap or the mirror is unavailable.
 @Suite struct ChrootTests {
-    static let cache = "/var/cache/hs-tests/debian-bookworm-minbase.tar"
-
-    /// The Debian mirror apt on this machine uses (first `.../debian` URI that is not security).
-    static func mirror() -> String {
-        var texts: [String] = []
-        if let s = try? String(contentsOfFile: "/etc/apt/sources.list", encoding: .utf8) { texts.append(s) }
-        for f in (try? FileManager.default.contentsOfDirectory(atPath: "/etc/apt/sources.list.d")) ?? [] where f.hasSuffix(".sources") || f.hasSuffix(".list") {
-            if let s = try? String(contentsOfFile: "/etc/apt/sources.list.d/" + f, encoding: .utf8) { texts.append(s) }
-        }
-        for t in texts {
-            for line in t.split(separator: "\n") where !line.hasPrefix("#") {
-                for word in line.split(separator: " ") where word.hasPrefix("http") && word.hasSuffix("/debian") {
-                    return String(word)
-                }
-            }
-        }
-        return "http://deb.debian.org/debian"
-    }
-
     static func run(_ argv: [String]) throws -> ProcessResult { try Subprocess.run(argv) }
 
     @Test(.timeLimit(.minutes(20))) func aptGuestStepsRunForRealInDebianChroot() throws {
-        try #require(getuid() == 0, "the chroot test needs root (mount -t proc, chroot)")
-        try #require(Subprocess.which("debootstrap") != nil, "debootstrap is not installed: apt-get install debootstrap (scripts/bootstrap.sh)")
-        // Not TempDir: the tree must only be removed after /proc is unmounted, and with
-        // `rm --one-file-system` so a leftover mount is never walked into.
-        var template = Array((FileManager.default.temporaryDirectory.path + "/hs-prov-chroot.XXXXXX").utf8CString)
-        let workPath = try #require(mkdtemp(&template).map { String(cString: $0) })
-        let root = workPath + "/root"
-        defer { _ = try? Self.run(["rm", "-rf", "--one-file-system", workPath]) }
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-
-        // 1. A pristine minbase bookworm root: from the cache, or debootstrap (then cache it).
-        if FileManager.default.fileExists(atPath: Self.cache) {
-            let x = try Self.run(["tar", "--numeric-owner", "-xpf", Self.cache, "-C", root])
-            try #require(x.succeeded, "cannot unpack \(Self.cache): \(x.stderr) (delete it to rebuild)")
-        } else {
-            let d = try Self.run(["debootstrap", "--variant=minbase", "bookworm", root, Self.mirror()])
-            try #require(d.succeeded, "debootstrap --variant=minbase bookworm failed (mirror \(Self.mirror())): \(d.stderr.suffix(2000))")
-            try FileManager.default.createDirectory(atPath: (Self.cache as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            let partial = Self.cache + ".partial-\(getpid())"
-            if (try Self.run(["tar", "--numeric-owner", "-cpf", partial, "-C", root, "."])).succeeded {
-                rename(partial, Self.cache)
-            } else {
-                unlink(partial)
-            }
-        }
-
-        // 2. Prepare: services must not start, /proc mounted, the host's resolver.
-        let policy = root + "/usr/sbin/policy-rc.d"
-        try "#!/bin/sh\nexit 101\n".write(toFile: policy, atomically: true, encoding: .utf8)
-        chmod(policy, 0o755)
-        if let resolv = FileManager.default.contents(atPath: "/etc/resolv.conf") {
-            try? FileManager.default.removeItem(atPath: root + "/etc/resolv.conf")
-            FileManager.default.createFile(atPath: root + "/etc/resolv.conf", contents: resolv)
-        }
-        let m = try Self.run(["mount", "-t", "proc", "proc", root + "/proc"])
-        try #require(m.succeeded, "mount -t proc failed: \(m.stderr)")
-        defer {
-            // Unmount even on failure (runs before the removal above: defers run in reverse).
-            if !((try? Self.run(["umount", root + "/proc"]))?.succeeded ?? false) {
-                _ = try? Self.run(["umount", "-l", root + "/proc"])
-            }
-        }
+        let debian = try DebianRoot(prefix: "hs-prov-chroot")
+        defer { debian.close() }
+        let root = debian.root, workPath = debian.workPath
 
         // A local "upstream" for the repo step: a bare repository inside the root.
         let seed = workPath + "/seed"
@@ -98,7 +39,7 @@ import TestSupport
             defaults: {puid: 1000, pgid: 1000, docker_source: debian, repo: /srv/home-server.git}
             hosts:
               pve: {role: proxmox}
-              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: demo, tailscale: false, services: [demo]}
+              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: hera, tailscale: false}
 
             """.write(toFile: inventory, atomically: true, encoding: .utf8)
         let args = ["--inventory", inventory, "--host", "testguest", "--chroot", root, "--templates", Fixture.templates,
@@ -117,7 +58,7 @@ import TestSupport
         #expect(pw.stdout.hasPrefix("homeserver:x:1000:1000:"))
         let grp = try Self.run(["chroot", root, "getent", "group", "docker"])
         #expect(grp.stdout.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix(":homeserver"), "\(grp.stdout)")
-        for d in ["/opt/stacks", "/opt/appdata", "/opt/appdata/demo"] {
+        for d in ["/opt/stacks", "/opt/appdata", "/opt/appdata/ntfy", "/opt/appdata/ntfy/cache", "/opt/appdata/ntfy/etc"] {
             var st = stat()
             #expect(stat(root + d, &st) == 0 && st.st_uid == 1000 && st.st_gid == 1000, "\(d)")
         }

@@ -19,12 +19,17 @@ import TestSupport
 
     @Test func exampleInventoryParses() throws {
         let inv = try Inventory.load(path: Fixture.repoRoot + "/provisioning/inventory.example.yml")
+            .resolvingStacks(stacksDir: Fixture.repoRoot + "/stacks")
         #expect(inv.truenas.server == "truenas")
         #expect(inv.truenas.mediaExport == "/mnt/tank/media")
         #expect(inv.defaults.dockerSource == .docker)
         #expect(inv.hosts.map(\.name) == ["pve", "io", "asteria", "apollo", "helios", "aeos", "hera", "atlas"])
         let io = try #require(inv.host("io"))
         #expect(io.kind == .lxc && io.vmid == 101 && io.proxmox == "pve" && io.storage && io.tun && io.tailscale)
+        // Derived from the compose files: aeos (FileBrowser) needs storage, only io needs TUN.
+        #expect(inv.hosts.filter(\.storage).map(\.name) == ["io", "asteria", "apollo", "aeos"])
+        #expect(inv.hosts.filter(\.tun).map(\.name) == ["io"])
+        #expect(inv.defaults.tailscaleTags == ["tag:server"] && !inv.defaults.tailscaleSSH)
         #expect(inv.host("apollo")?.kind == .vm)
         #expect(inv.lxcGuests(of: "pve").map(\.name) == ["io", "asteria", "helios", "aeos", "hera", "atlas"])
         #expect(Set(inv.hosts.compactMap(\.stack)) == ["io", "asteria", "apollo", "helios", "aeos", "hera", "atlas"])

@@ -156,12 +156,41 @@ import TestSupport
             """.write(toFile: t.sub("demo/docker-compose.yml"), atomically: true, encoding: .utf8)
         let inv = try Inventory.parse(InventoryTests.base + "  g: {role: guest, kind: lxc, vmid: 101, proxmox: pve, stack: demo}\n")
         var ctx = ProvisionContext(inventory: inv, host: inv.host("g")!, templatesDir: t.path, stacksDir: t.path, usePct: false, probe: [])
-        #expect(Steps.appdataNames(ctx) == ["alpha", "beta-2"])
-        ctx.host.services = ["only"]
-        #expect(Steps.appdataNames(ctx) == ["only"])
-        ctx.host.services = nil
+        // Nested directories and their parents, each once, parents first.
+        #expect(try Steps.appdataDirectories(ctx).map(\.path) == ["/opt/appdata/alpha", "/opt/appdata/alpha/cache", "/opt/appdata/beta-2"])
+        #expect(try Steps.appdataDirectories(ctx).allSatisfy { $0.uid == 1000 && $0.gid == 1000 })
+        let req = try StackRequirements.load(stacksDir: t.path, stack: "demo", puid: 1000, pgid: 1000)
+        #expect(req.storageServices == ["a"] && !req.needsTun)
+        // A missing compose file is an error naming it, not an empty list.
         ctx.stacksDir = t.sub("missing")
-        #expect(Steps.appdataNames(ctx) == [])
+        #expect(throws: ProvisionError.self) { try Steps.appdataDirectories(ctx) }
+    }
+
+    @Test func appdataOwnerWrittenNextToTheService() throws {
+        let yaml = """
+            services:
+              kuma:
+                x-appdata-owner: "0:0"
+                volumes: [{type: bind, source: /opt/appdata/kuma/data, target: /app/data}]
+              app:
+                x-appdata-owner: "${PUID}:${PGID}"
+                volumes: ["/opt/appdata/app:/config"]
+                devices: ["/dev/net/tun:/dev/net/tun"]
+              off:
+                profiles: [placeholder]
+                volumes: ["/opt/appdata/off:/data"]
+
+            """
+        let r = try StackRequirements.parse(yaml, file: "c.yml", stack: "s", puid: 1001, pgid: 1002)
+        #expect(r.appdata.map { "\($0.path) \($0.uid):\($0.gid)" } == ["/opt/appdata/app 1001:1002", "/opt/appdata/kuma 0:0", "/opt/appdata/kuma/data 0:0"])
+        #expect(r.tunServices == ["app"] && !r.needsStorage)
+        // Two owners for one directory, a bad owner, a variable in an appdata path: clear errors.
+        let clash = yaml.replacingOccurrences(of: "/opt/appdata/app:/config", with: "/opt/appdata/kuma:/config")
+        #expect(throws: ProvisionError.self) { try StackRequirements.parse(clash, file: "c.yml", stack: "s", puid: 1001, pgid: 1002) }
+        let bad = yaml.replacingOccurrences(of: "\"0:0\"", with: "root")
+        #expect(throws: ProvisionError.self) { try StackRequirements.parse(bad, file: "c.yml", stack: "s", puid: 1, pgid: 1) }
+        let variable = yaml.replacingOccurrences(of: "/opt/appdata/app:/config", with: "/opt/appdata/${APP}:/config")
+        #expect(throws: ProvisionError.self) { try StackRequirements.parse(variable, file: "c.yml", stack: "s", puid: 1, pgid: 1) }
     }
 
     @Test func shellJoinQuotes() {

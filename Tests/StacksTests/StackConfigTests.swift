@@ -142,9 +142,9 @@ import TestSupport
         let raw = try repo.project(stack, interpolate: false)
         let common = try EnvFile.load(repo.repo.commonEnv)
         // Images that honour PUID/PGID/UMASK (linuxserver, hotio, MeTube, Linkarr, Tautulli).
-        let puidImages: Set<String> = ["qbittorrent", "sabnzbd", "metube", "prowlarr", "radarr", "sonarr", "lidarr",
-                                       "whisparr", "bazarr", "linkarr", "plex", "tautulli", "grocy", "speedtest", "pairdrop"]
-        let userImages: Set<String> = ["jellyfin", "maintainerr", "posterizarr", "ntfy"]
+        let puidImages: Set<String> = ["qbittorrent", "sabnzbd", "prowlarr", "radarr", "sonarr", "lidarr", "whisparr",
+                                       "bazarr", "linkarr", "plex", "tautulli", "grocy", "speedtest", "pairdrop", "kapowarr"]
+        let userImages: Set<String> = ["jellyfin", "maintainerr", "posterizarr", "ntfy", "filebrowser"]
         for s in project.services.values {
             #expect(s.restart == "unless-stopped", "\(stack)/\(s.name) restart policy")
             if s.name != "logseq" { #expect(s.environment["TZ"] == common.value("TZ"), "\(stack)/\(s.name) TZ") }
@@ -230,5 +230,104 @@ import TestSupport
         let storage = Dictionary(uniqueKeysWithValues: stacks.map { ($0["stack"] as! String, ($0["storageServices"] as? [String]) ?? []) })
         #expect(Set(storage.filter { !$0.value.isEmpty }.keys) == ["io", "asteria", "apollo", "aeos"])
         #expect(!j.stdout.contains("s3cret-"), "no .env value is printed")
+    }
+}
+
+/// Image details checked against each image's own documentation or Dockerfile (README:
+/// "Service notes" says what was checked against what).
+@Suite struct ImageDetailsTests {
+    func service(_ stack: String, _ name: String) throws -> ComposeProject.Service {
+        try #require(try FilledRepo().project(stack).services[name], "\(stack)/\(name)")
+    }
+
+    func binds(_ s: ComposeProject.Service) -> [String: String] {
+        Dictionary(uniqueKeysWithValues: s.volumes.filter { $0.type == "bind" }.map { ($0.target, $0.source) })
+    }
+
+    @Test func wizarrKeepsItsAppInTheImage() throws {
+        // The image's WORKDIR /data holds the app and its virtualenv; upstream mounts
+        // /data/database and /data/wizard_steps. PUID/PGID are honoured (Dockerfile ENV).
+        let s = try service("aeos", "wizarr")
+        #expect(binds(s)["/data"] == nil, "mounting /data hides the application")
+        #expect(binds(s)["/data/database"] == "/opt/appdata/wizarr/database")
+        #expect(binds(s)["/data/wizard_steps"] == "/opt/appdata/wizarr/wizard_steps")
+        #expect(s.environment["PUID"] == "1000" && s.environment["PGID"] == "1000")
+    }
+
+    @Test func kapowarrRunsAsPUIDAndDownloadsOnTheStorageMount() throws {
+        let s = try service("asteria", "kapowarr")
+        #expect(s.environment["PUID"] == "1000" && s.environment["PGID"] == "1000", "image default is PUID=0 (root)")
+        #expect(binds(s)["/app/db"] == "/opt/appdata/kapowarr")
+        // /app/temp_downloads: a second bind of the NFS share would be another mount (EXDEV on
+        // link/rename); the temp folder lives under the one /storage mount instead.
+        #expect(binds(s)["/app/temp_downloads"] == nil)
+        #expect(binds(s)["/storage"] == "/mnt/storage")
+    }
+
+    @Test func shipShipShipHasItsOwnJWTSecret() throws {
+        let repo = try FilledRepo()
+        let raw = try repo.project("helios", interpolate: false).services["shipshipship"]
+        #expect(raw?.environment["JWT_SECRET"] == "${SHIPSHIPSHIP_JWT_SECRET}")
+        let tpl = try EnvFile.load(repoRoot + "/stacks/helios/.env.template")
+        #expect(tpl.value("SHIPSHIPSHIP_JWT_SECRET") == "", "a secret: empty in the template, required by hs-deploy")
+        let s = try service("helios", "shipshipship")
+        #expect(s.environment["DB_PATH"] == "/app/data/changelog.db")
+        #expect(binds(s)["/app/data"] == "/opt/appdata/shipshipship")
+    }
+
+    @Test func linkarrComesFromDockerHubWithATag() throws {
+        let s = try service("asteria", "linkarr")
+        #expect(s.image == "kheopsian/linkarr:latest", "upstream publishes to Docker Hub (latest on the default branch)")
+        #expect(s.environment["WEBUI_PORT"] == "8080")
+        #expect(s.environment["BROWSE_BASE_PATH"] == "/storage")
+    }
+
+    @Test func immichDropStateDatabaseIsOnTheMount() throws {
+        let s = try service("io", "immich-drop")
+        #expect(s.environment["STATE_DB"] == "/data/state.db")
+        #expect(binds(s)["/data"] == "/opt/appdata/immich-drop")
+    }
+
+    @Test func meTubeTakesUIDAndGID() throws {
+        let s = try service("io", "metube")
+        #expect(s.environment["UID"] == "1000" && s.environment["GID"] == "1000" && s.environment["UMASK"] == "002")
+        #expect(s.environment["PUID"] == nil && s.environment["PGID"] == nil, "MeTube ignores PUID/PGID")
+    }
+
+    @Test func changeDetectionRunsAsPUID() throws {
+        let s = try service("aeos", "changedetection")
+        #expect(s.environment["PUID"] == "1000" && s.environment["PGID"] == "1000")
+    }
+
+    @Test func qbittorrentFollowsGluetunRestarts() throws {
+        let repo = try FilledRepo()
+        let r = try DockerCompose(envFiles: [repo.repo.commonEnv, repo.repo.env("io")], composeFile: repo.repo.composeFile("io")).run(["config", "--format", "json"])
+        let top = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let qbt = try #require((top["services"] as? [String: Any])?["qbittorrent"] as? [String: Any])
+        let dep = try #require((qbt["depends_on"] as? [String: Any])?["gluetun"] as? [String: Any])
+        #expect(dep["restart"] as? Bool == true, "compose restarts qbittorrent when gluetun is restarted or recreated")
+        #expect(dep["condition"] as? String == "service_healthy")
+    }
+
+    @Test func imageUpdatesOnEveryGuest() throws {
+        // One mechanism on every guest: the nightly `hs-deploy --pull` of the host's stacks
+        // (checks, storage guard, compose recreates dependants such as qbittorrent).
+        let cron = try HostScopeTests.crontabLines()
+        let pull = try #require(cron.first { $0.contains("hs-deploy --pull") }, "crontab.example has no image update line")
+        let after = pull.components(separatedBy: "hs-deploy --pull").last ?? ""
+        #expect(after.split(separator: " ").allSatisfy { $0.hasPrefix("-") }, "no stack names: the host's own stacks: \(pull)")
+        let backup = try #require(cron.first { $0.contains("hs-backup run") })
+        func minute(_ l: String) -> Int { let f = l.split(separator: " "); return Int(f[1])! * 60 + Int(f[0])! }
+        #expect(minute(pull) > minute(backup), "updates after the nightly backup")
+        // Watchtower on atlas only reports; it does not update behind compose's back.
+        let wt = try service("atlas", "watchtower")
+        #expect(wt.environment["WATCHTOWER_MONITOR_ONLY"] == "true")
+    }
+
+    @Test func homepageIsNotPublishedWithoutAnAccessPolicy() throws {
+        let text = try String(contentsOfFile: repoRoot + "/stacks/aeos/.env.template", encoding: .utf8)
+        #expect(!text.contains("public: Homepage"), "the tunnel token comment must not publish Homepage")
+        let compose = try String(contentsOfFile: repoRoot + "/stacks/aeos/docker-compose.yml", encoding: .utf8)
+        #expect(compose.contains("Cloudflare Access"), "the compose file says Homepage is only published behind an Access policy")
     }
 }

@@ -16,6 +16,24 @@ import TestSupport
         #expect(v.message.contains("plain directory on"))
     }
 
+    /// In an LXC guest the share comes from the Proxmox host (mpN bind), not from an fstab line.
+    @Test func hintFitsTheKindOfGuest() throws {
+        let dir = try TempDir("hs-guard")
+        let storage = dir.sub("storage")
+        try FileManager.default.createDirectory(atPath: storage, withIntermediateDirectories: true)
+        var lxc = StorageGuard(path: storage)
+        lxc.container = "lxc"
+        let inLXC = lxc.check(mountinfo: "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n")
+        #expect(!inLXC.ok && inLXC.message.contains("LXC guest") && inLXC.message.contains("Proxmox host"))
+        #expect(inLXC.message.contains("mpN: \(storage),mp=\(storage)") && !inLXC.message.contains("fstab.template"))
+        var vm = StorageGuard(path: storage)
+        vm.container = nil
+        let onVM = vm.check(mountinfo: "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n")
+        #expect(onVM.message.contains("mount \(storage)") && onVM.message.contains("fstab.template"))
+        lxc.path = dir.sub("missing")
+        #expect(lxc.check().message.contains("Proxmox host"))
+    }
+
     @Test func refusesAMissingPath() throws {
         let dir = try TempDir("hs-guard")
         let v = StorageGuard(path: dir.sub("nope"), allowedFSTypes: ["tmpfs"]).check()

@@ -9,6 +9,7 @@
 //
 // Not guaranteed: a restart after SIGKILL or a power cut (the containers' restart policy does
 // not bring a `docker stop`ped container back either); run `docker compose up -d` by hand then.
+import Backup
 import Foundation
 import Support
 

@@ -2,6 +2,8 @@
 // taken (so a run that cannot lock stops nothing) and started again after the run, whether it
 // succeeded or failed (and on SIGINT/SIGTERM/SIGHUP, see `Quiesce`).
 
+import Backup
+
 /// Stops `--stop-stacks` around a backup run.
 package final class QuiesceHook: RunHooks, @unchecked Sendable {
     package let quiesce: Quiesce

@@ -1,9 +1,11 @@
 // OpsSignalGuard: what hs-backup does when cron, systemd or a person stops it mid-run
-// (SIGINT, SIGTERM, SIGHUP): run the registered cleanups (start stopped stacks again, remove
-// SQLite snapshots, report "down") and exit with 128 + the signal number.
+// (SIGINT, SIGTERM, SIGHUP): remove what `InterruptCleanup` holds (the `.partial` archive,
+// the set's lock), run the registered cleanups (start stopped stacks again, remove SQLite
+// snapshots, report "down") and exit with 128 + the signal number.
 //
 // Not covered: SIGKILL and power loss (nothing can run then); the next run removes stale
 // snapshot directories and takes over the stale lock.
+import Backup
 import Foundation
 import Support
 
@@ -45,6 +47,8 @@ package final class OpsSignalGuard: @unchecked Sendable {
         let todo = cleanups
         lock.unlock()
         Reporter.writeStderr("hs-backup: stopped by signal \(sig); cleaning up\n")
+        // The partial archive and the lock first (bounded: a stalled NAS must not keep us).
+        for p in InterruptCleanup.shared.runAll(within: 10) { Reporter.writeStderr("warning: \(p)\n") }
         for c in todo.reversed() { c(sig) }
         exit(128 + sig)
     }

@@ -8,6 +8,7 @@
 //
 // Holds the set's lock while removing (`--dry-run` takes no lock and changes nothing). A
 // manifest whose header cannot be read is kept and reported, never removed.
+import Backup
 import Foundation
 import Storage
 import Support
@@ -112,7 +113,7 @@ package enum Pruner {
         func entry(_ id: String, _ reasons: [String]) -> PruneEntry {
             let h = headers[id]
             let bytes = (sizes["\(id).tar.gz"] ?? 0) + (sizes["\(id).manifest"] ?? 0)
-            return PruneEntry(id: id, time: h.map { SetLock.iso($0.started) } ?? "?", kind: h?.kind ?? "unreadable",
+            return PruneEntry(id: id, time: h.map { Format.time($0.started) } ?? "?", kind: h?.kind ?? "unreadable",
                               reasons: reasons, bytes: bytes)
         }
         var kept = decision.keep.map { entry($0.id, $0.reasons.map(\.description)) }

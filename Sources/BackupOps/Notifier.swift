@@ -9,7 +9,9 @@
 // Not guaranteed: delivery. A notification that fails is a warning returned to the caller; it
 // never changes the backup's result or exit code. URLs are redacted in every message (topics
 // and push tokens are secrets).
+import Backup
 import Foundation
+import Support
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -148,7 +150,12 @@ package struct Notifier: Sendable {
 
     // MARK: HTTP
 
+    /// The User-Agent of every request: `hs-backup/<homeServerVersion>`.
+    package static let userAgent = "hs-backup/\(homeServerVersion)"
+
     private func send(_ request: URLRequest, what: String) -> String? {
+        var request = request
+        request.setValue(Self.userAgent, forHTTPHeaderField: "User-Agent")
         let box = ResultBox()
         let config = URLSessionConfiguration.ephemeral
         config.timeoutIntervalForRequest = timeout
@@ -158,7 +165,7 @@ package struct Notifier: Sendable {
         let done = DispatchSemaphore(value: 0)
         let task = session.dataTask(with: request) { data, response, error in
             if let error {
-                box.set("\(what) failed: \(Self.redactError(error.localizedDescription))")
+                box.set("\(what) failed: \(Self.redactError(HumanError.describe(error)))")
             } else if let http = response as? HTTPURLResponse, !(200..<300).contains(http.statusCode) {
                 let text = data.map { String(decoding: $0.prefix(200), as: UTF8.self) } ?? ""
                 box.set("\(what) failed: HTTP \(http.statusCode) \(text.trimmingCharacters(in: .whitespacesAndNewlines))")

@@ -8,6 +8,7 @@
 //
 // The scan plans files from several threads and in no fixed order, so a database is captured
 // once, by whichever of `x.db` or its companion is planned first; the other gets the result.
+import Backup
 import Foundation
 
 /// Substitutes SQLite snapshots for live database files during a backup scan.

@@ -1,6 +1,7 @@
 // Entry points that hs-backup's subcommands call for the operational features: SQLite
 // capture and --stop-stacks around a run, ntfy/Uptime Kuma reports after run/verify/prune,
 // and the prune subcommand.
+import Backup
 import Foundation
 import Storage
 import Support
@@ -101,7 +102,7 @@ package enum OpsCommands {
             for w in notifier.report(report) { reporter.warning(w) }
             return value
         } catch {
-            let report = RunReport(success: false, operation: operation, set: set, message: "\(error)",
+            let report = RunReport(success: false, operation: operation, set: set, message: HumanError.describe(error),
                                    duration: Date().timeIntervalSince(started))
             for w in notifier.report(report) { reporter.warning(w) }
             throw error
@@ -110,7 +111,7 @@ package enum OpsCommands {
 
     /// `hs-backup prune`: applies the policy and prints what was (or would be) removed.
     package static func prune(destination spec: String, set name: String?, policy: RetentionPolicy, dryRun: Bool,
-                              notifier: Notifier, reporter: Reporter) throws -> PruneReport {
+                              nfsTimeoutSeconds: Int? = nil, notifier: Notifier, reporter: Reporter) throws -> PruneReport {
         for (flag, n) in [("--keep-last", policy.keepLast), ("--keep-daily", policy.keepDaily),
                           ("--keep-weekly", policy.keepWeekly), ("--keep-monthly", policy.keepMonthly)] where n < 0 {
             throw ToolError.usage("\(flag) \(n): give a count of 0 or more")
@@ -119,7 +120,12 @@ package enum OpsCommands {
         let setName = try BackupTool.setName(name)
         return try notifying(notifier, operation: dryRun ? "hs-backup prune --dry-run" : "hs-backup prune",
                              set: setName, reporter: reporter) {
-            let set = BackupSet(destination: try BackupTool.destination(spec), name: setName)
+            let dest = try BackupTool.destination(spec, nfsTimeoutSeconds: nfsTimeoutSeconds)
+            try BackupSets.requireSet(dest, setName)
+            let set = BackupSet(destination: dest, name: setName)
+            // Ctrl-C/SIGTERM while removing: the lock goes too (see InterruptCleanup).
+            let guardian = dryRun ? nil : OpsSignalGuard()
+            defer { guardian?.cancel() }
             let report = try Pruner.prune(set: set, policy: policy, dryRun: dryRun, reporter: reporter)
             for w in report.warnings { reporter.warning(w) }
             if reporter.mode == .json {

@@ -15,6 +15,7 @@
 //
 // This file is the only importer of CSQLite.
 import CSQLite
+import Backup
 import Foundation
 import Support
 

@@ -1,0 +1,88 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import NFS
+import Support
+
+/// A parsed DEST argument (`--to`, `--from`): the one place that decides what a destination
+/// string means. Every malformed value is a usage error (exit 2) that quotes the value and
+/// shows a valid example, and nothing is written before a value is accepted:
+/// - empty or blank (an unset `HS_BACKUP_DEST` in cron);
+/// - a scheme other than `nfs://` (`smb://`, `NFS://`, `nfs:/x`, `nfs:x`), and `nfs//x`, which
+///   would otherwise become a local directory named like the URL;
+/// - a relative path when not run from a terminal (under cron the current directory is
+///   whatever the crontab's `cd` left, e.g. a git checkout);
+/// - an nfs:// URL that does not parse, asks for `version=4`, or has a bad `timeout=`.
+package enum DestinationSpec: Sendable, Equatable {
+    /// A directory (absolute, or relative when run interactively).
+    case local(String)
+    /// An NFS export reached through libnfs.
+    case nfs(NFSURL)
+
+    /// Examples shown in every message.
+    package static let examples = "a directory like /mnt/backups or a URL like nfs://truenas/mnt/tank/backups"
+
+    /// True when stdin and stderr are terminals (a person typing, not cron or systemd).
+    package static var isInteractive: Bool { isatty(STDIN_FILENO) == 1 && isatty(STDERR_FILENO) == 1 }
+
+    /// Parses a DEST value.
+    /// - Parameters:
+    ///   - option: the option it came from, for messages (`--to`).
+    ///   - allowRelative: accept a relative directory (default: only when interactive).
+    /// - Throws: `ToolError.usage` (exit 2).
+    package static func parse(_ value: String, option: String = "--to", allowRelative: Bool = isInteractive) throws -> DestinationSpec {
+        func bad(_ why: String) -> ToolError {
+            ToolError.usage("\(option) '\(value)': \(why). Give \(examples).")
+        }
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        if trimmed.isEmpty {
+            throw bad("the destination is empty (in cron: is HS_BACKUP_DEST set in the .env file the crontab reads?)")
+        }
+        let lower = value.lowercased()
+        if value.hasPrefix("nfs://") {
+            let url: NFSURL
+            do { url = try NFSURL(value) } catch let e as NFSError { throw bad("\(e.detail)") }
+            if url.version != 3 {
+                throw bad("NFSv4 is not supported for backups (libnfs 4.0 moves file data over NFSv4 only in 2 KiB pieces); leave version= out, the same export serves NFSv3")
+            }
+            return .nfs(url)
+        }
+        if lower.hasPrefix("nfs:") || lower.hasPrefix("nfs//") || lower.hasPrefix("nfs:/") {
+            throw bad("this looks like a misspelled NFS URL; write it exactly as nfs://SERVER/PATH (lower case, two slashes)")
+        }
+        if let colon = value.firstIndex(of: ":"), value[..<colon].allSatisfy({ $0.isLetter || $0.isNumber || "+.-".contains($0) }),
+           value[..<colon].first?.isLetter == true {
+            throw bad("unknown scheme '\(value[..<colon]):'; only directories and nfs:// URLs are supported")
+        }
+        if value != trimmed {
+            throw bad("the destination has leading or trailing spaces")
+        }
+        if !value.hasPrefix("/") && !allowRelative {
+            throw bad("a relative path depends on the current directory (under cron that is not where you think); give an absolute path")
+        }
+        return .local(value)
+    }
+}
+
+/// Parses and opens a destination argument (see `DestinationSpec` for what is accepted).
+/// NFS URLs are mounted at once.
+/// - Parameters:
+///   - nfsTimeoutSeconds: the per-call timeout for an nfs:// URL without `timeout=`
+///     (default 60 s).
+/// - Throws: `ToolError.usage` (exit 2) for a malformed value; `NFSError` when the server
+///   cannot be reached or refuses the export.
+package func openDestination(_ spec: String, option: String = "--to", nfsTimeoutSeconds: Int? = nil) throws -> any Destination {
+    switch try DestinationSpec.parse(spec, option: option) {
+    case .local(let path):
+        return LocalDestination(root: path)
+    case .nfs(let url):
+        var options = NFSClient.Options()
+        if let t = nfsTimeoutSeconds { options.timeoutMilliseconds = Int32(t) * 1000 }
+        do {
+            return try NFSDestination(url: url.string, options: options)
+        } catch let e as NFSError where e.kind == .invalidURL || e.kind == .unsupported {
+            throw ToolError.usage(e.description)
+        }
+    }
+}

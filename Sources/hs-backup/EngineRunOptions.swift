@@ -1,0 +1,22 @@
+import ArgumentParser
+import Backup
+
+/// `--one-file-system`, `--exclude-file`, `--dry-run` of `hs-backup run`: options of the
+/// backup engine itself, kept in one block.
+struct EngineRunOptions: ParsableArguments {
+    @Flag(name: .customLong("one-file-system"), help: "Do not descend into mount points below the source (each one is named in a warning).")
+    var oneFileSystem = false
+
+    @Option(name: .customLong("exclude-file"), help: ArgumentHelp("File of patterns to skip, one per line ('#' comments and blank lines ignored); repeatable.", valueName: "FILE"))
+    var excludeFiles: [String] = []
+
+    @Flag(name: .customLong("dry-run"), help: "List what would be archived; write nothing (no lock, no archive, no manifest).")
+    var dryRun = false
+
+    /// Copies the options into `options` (reads the exclude files: a missing one is a usage error).
+    func apply(to options: inout BackupOptions) throws {
+        options.oneFileSystem = oneFileSystem
+        options.dryRun = dryRun
+        for f in excludeFiles { options.excludes += try ExcludeSet.patterns(fromFile: f) }
+    }
+}

@@ -1,0 +1,260 @@
+// hs-backup under cron (issue 14): bad settings fail loudly and write nothing, a stalled NAS
+// times out, backups are private whatever the umask, signals clean up, and the CLI follows
+// the conventions restic/borg users know. Every test runs the built tools.
+import Foundation
+import Support
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Lines of a tool's output that leak Foundation internals.
+func foundationLeaks(_ r: ProcessResult) -> [String] {
+    (r.stdout + "\n" + r.stderr).split(separator: "\n").map(String.init)
+        .filter { $0.contains("NSCocoaErrorDomain") || $0.contains("NSURLErrorDomain") || $0.contains("Error Domain=") }
+}
+
+/// Every entry below `root` (recursively, including `root` itself) with its permission bits.
+func modesBelow(_ root: String) -> [(path: String, isDirectory: Bool, mode: mode_t)] {
+    var out: [(String, Bool, mode_t)] = []
+    func walk(_ p: String) {
+        var st = stat()
+        guard lstat(p, &st) == 0 else { return }
+        let isDir = st.st_mode & S_IFMT == S_IFDIR
+        out.append((p, isDir, st.st_mode & 0o7777))
+        if isDir { for n in (try? FileManager.default.contentsOfDirectory(atPath: p)) ?? [] { walk(p + "/" + n) } }
+    }
+    walk(root)
+    return out
+}
+
+/// A started hs-backup whose stdout/stderr go to files.
+final class RunningTool: @unchecked Sendable {
+    let process = Process()
+    let dir: TempDir
+    init(_ tool: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        dir = try TempDir("hs-cron-run")
+        process.executableURL = URL(fileURLWithPath: Tools.path(tool))
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        FileManager.default.createFile(atPath: dir.sub("out"), contents: nil)
+        FileManager.default.createFile(atPath: dir.sub("err"), contents: nil)
+        process.standardOutput = FileHandle(forWritingAtPath: dir.sub("out"))
+        process.standardError = FileHandle(forWritingAtPath: dir.sub("err"))
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+    var stderr: String { (try? String(contentsOfFile: dir.sub("err"), encoding: .utf8)) ?? "" }
+    var stdout: String { (try? String(contentsOfFile: dir.sub("out"), encoding: .utf8)) ?? "" }
+    /// Waits up to `seconds` for the exit; nil when still running (then it is killed).
+    func wait(upTo seconds: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(50_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit(); return nil }
+        return process.terminationStatus
+    }
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+}
+
+/// Polls `condition` every 10 ms for up to `seconds`.
+func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(10_000)
+    }
+    return condition()
+}
+
+func filesIn(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() }
+
+/// A source tree with one big incompressible file, so the archive takes a moment to write.
+func bigSource(_ dir: TempDir, megabytes: Int = 192) throws -> String {
+    let src = dir.sub("appdata")
+    try FileManager.default.createDirectory(atPath: src + "/app", withIntermediateDirectories: true)
+    try Tree.write(src + "/app/config.xml", "<ApiKey>secret</ApiKey>\n")
+    try Subprocess.checked(["sh", "-c", "head -c \(megabytes)M /dev/urandom > '\(src)/app/big.bin'"])
+    return src
+}
+
+@Suite("cron safety: bad destinations and usage", .serialized)
+struct CronUsageTests {
+    @Test("an empty --to, misspelled nfs URLs and a relative path under cron exit 2 and write nothing",
+          arguments: ["", "  ", "nfs:/nas/backups", "NFS://nas/backups", "nfs//nas/backups", "nfs:nas/backups", "smb://nas/backups",
+                      "backups/here"])
+    func badDestination(_ dest: String) throws {
+        let dir = try TempDir("hs-cron")
+        try Tree.write(dir.sub("appdata/app/config.xml"), "x\n")
+        let cwd = dir.sub("cwd")
+        try FileManager.default.createDirectory(atPath: cwd, withIntermediateDirectories: true)
+        let rootBefore = filesIn("/")
+        for sub in [["run", "--source", dir.sub("appdata")], ["list"], ["verify"], ["prune", "--keep-last", "1"]] {
+            let r = try Tools.run("hs-backup", sub + ["--to", dest, "--name", "io"], directory: cwd)
+            #expect(r.status == 2, "\(sub[0]) --to '\(dest)': \(r.status) \(r.stdout) \(r.stderr)")
+            #expect(r.stderr.contains("'\(dest)'"), "the message quotes the value: \(r.stderr)")
+            #expect(r.stderr.contains("nfs://"), "the message shows a valid example: \(r.stderr)")
+            #expect(foundationLeaks(r).isEmpty)
+        }
+        let restore = try Tools.run("hs-restore", ["--from", dest, "--name", "io", "--to", dir.sub("restored")], directory: cwd)
+        #expect(restore.status == 2, "hs-restore --from '\(dest)': \(restore.stderr)")
+        #expect(filesIn(cwd).isEmpty, "nothing written in the cwd: \(filesIn(cwd))")
+        #expect(filesIn("/") == rootBefore, "nothing written in /")
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("restored")))
+    }
+
+    @Test("several --source are kept under their own absolute paths and restorable with --only, or refused with 2")
+    func severalSources() throws {
+        let dir = try TempDir("hs-cron")
+        try Tree.write(dir.sub("a/one.txt"), "1\n")
+        try Tree.write(dir.sub("b/two.txt"), "2\n")
+        let r = try Tools.run("hs-backup", ["run", "--source", dir.sub("a"), "--source", dir.sub("b"), "--to", dir.sub("nas"), "--name", "io"])
+        #expect(r.status == 2, "\(r.stdout) \(r.stderr)")
+        #expect(r.stderr.contains("--source"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("nas")), "nothing written")
+        let help = try Tools.run("hs-backup", ["run", "--help"])
+        #expect(help.stdout.contains("one --source"), "--help says several sources are refused: \(help.stdout)")
+    }
+
+    @Test("every tool answers --version with the package version")
+    func versions() throws {
+        for tool in ["hs-backup", "hs-restore", "hs-linkcheck", "hs-provision", "hs-deploy"] {
+            let r = try Tools.run(tool, ["--version"])
+            #expect(r.status == 0, "\(tool) --version: \(r.stderr)")
+            #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == homeServerVersion, "\(tool): \(r.stdout)")
+        }
+    }
+
+    @Test("unknown subcommands exit 2 naming the valid ones", arguments: ["lsit", "snapshots", "backup"])
+    func unknownSubcommand(_ word: String) throws {
+        let r = try Tools.run("hs-backup", [word, "--to", "/tmp/x"])
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.contains("'\(word)'") && r.stderr.contains("run, list, verify, prune"), "\(r.stderr)")
+        #expect(!r.stderr.contains("--source"), "does not fall through to run: \(r.stderr)")
+        let p = try Tools.run("hs-provision", [word])
+        #expect(p.status == 2 && p.stderr.contains("plan, apply"), "\(p.stderr)")
+    }
+
+    @Test("--help has examples and no doubled defaults, no NFSv4 advertised")
+    func helpTexts() throws {
+        let tools: [(String, [String])] = [("hs-backup", []), ("hs-backup", ["run"]), ("hs-backup", ["list"]), ("hs-backup", ["verify"]),
+                                            ("hs-backup", ["prune"]), ("hs-restore", []), ("hs-linkcheck", []), ("hs-provision", []),
+                                            ("hs-provision", ["plan"]), ("hs-provision", ["apply"]), ("hs-deploy", [])]
+        for (tool, sub) in tools {
+            let r = try Tools.run(tool, sub + ["--help"])
+            #expect(r.status == 0)
+            #expect(r.stdout.contains("Examples:") || r.stdout.contains("EXAMPLES:"), "\(tool) \(sub): no examples")
+            #expect(!r.stdout.contains("version=3|4"), "\(tool) \(sub)")
+            #expect(r.stdout.components(separatedBy: "(default:").count - 1 <= r.stdout.components(separatedBy: "\n  -").count,
+                    "\(tool) \(sub)")
+            for line in r.stdout.split(separator: "\n") {
+                #expect(line.components(separatedBy: "(default:").count <= 2, "doubled default in \(tool) \(sub): \(line)")
+            }
+        }
+    }
+}
+
+@Suite("cron safety: list, prune, json, quiet", .serialized)
+struct CronListTests {
+    @Test("list without --name lists the sets; --json is one object")
+    func listSets() throws {
+        let dir = try TempDir("hs-cron")
+        try Tree.write(dir.sub("appdata/x.txt"), "x\n")
+        for set in ["alpha", "beta"] {
+            let r = try Tools.run("hs-backup", ["run", "--source", dir.sub("appdata"), "--to", dir.sub("nas"), "--name", set])
+            #expect(r.succeeded, "\(r.stderr)")
+        }
+        let r = try Tools.run("hs-backup", ["list", "--to", dir.sub("nas")])
+        #expect(r.succeeded, "\(r.stderr)")
+        #expect(r.stdout.contains("alpha") && r.stdout.contains("beta"), "\(r.stdout)")
+        let j = try Tools.run("hs-backup", ["list", "--to", dir.sub("nas"), "--json"])
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as? [String: Any], "\(j.stdout)")
+        let sets = try #require(obj["sets"] as? [[String: Any]])
+        #expect(sets.compactMap { $0["name"] as? String } == ["alpha", "beta"])
+        let one = try Tools.run("hs-backup", ["list", "--to", dir.sub("nas"), "--name", "alpha", "--json"])
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(one.stdout.utf8)) as? [String: Any], "\(one.stdout)")
+        let backups = try #require(o["backups"] as? [[String: Any]])
+        #expect(backups.count == 1)
+        let time = try #require(backups.first?["time"] as? String)
+        #expect(time.hasSuffix("Z") || time.range(of: #"[+-]\d\d:\d\d$"#, options: .regularExpression) != nil, "\(time)")
+    }
+
+    @Test("list on a missing destination or set is an error; prune on a missing set says so")
+    func missing() throws {
+        let dir = try TempDir("hs-cron")
+        let r = try Tools.run("hs-backup", ["list", "--to", dir.sub("nope"), "--name", "io"])
+        #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
+        #expect(r.stderr.contains(dir.sub("nope")) && r.stderr.contains("does not exist"), "\(r.stderr)")
+        #expect(foundationLeaks(r).isEmpty)
+        try FileManager.default.createDirectory(atPath: dir.sub("nas"), withIntermediateDirectories: true)
+        let s = try Tools.run("hs-backup", ["list", "--to", dir.sub("nas"), "--name", "io"])
+        #expect(s.status == 1 && s.stderr.contains("no backup set 'io'"), "\(s.stderr)")
+        let p = try Tools.run("hs-backup", ["prune", "--to", dir.sub("nas"), "--name", "io", "--keep-last", "1"])
+        #expect(p.status == 1, "\(p.stderr)")
+        #expect(p.stderr.contains("no backup set 'io'") && !p.stderr.contains("lock failed"), "\(p.stderr)")
+        #expect(filesIn(dir.sub("nas")).isEmpty, "prune created nothing")
+        let j = try Tools.run("hs-backup", ["prune", "--to", dir.sub("nas"), "--name", "io", "--keep-last", "1", "--json"])
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as? [String: Any], "stdout: \(j.stdout)")
+        #expect((obj["error"] as? String)?.contains("no backup set") == true)
+        #expect(j.stdout.split(separator: "\n").count == 1)
+        let u = try Tools.run("hs-backup", ["list", "--to", "", "--json"])
+        #expect(u.status == 2)
+        let uo = try #require(try JSONSerialization.jsonObject(with: Data(u.stdout.utf8)) as? [String: Any], "stdout: \(u.stdout)")
+        #expect(uo["error"] is String)
+    }
+
+    @Test("-q silences the success line, -v adds detail")
+    func quiet() throws {
+        let dir = try TempDir("hs-cron")
+        try Tree.write(dir.sub("appdata/x.txt"), "x\n")
+        let q = try Tools.run("hs-backup", ["run", "-q", "--source", dir.sub("appdata"), "--to", dir.sub("nas"), "--name", "io"])
+        #expect(q.succeeded, "\(q.stderr)")
+        #expect(q.stdout.isEmpty && q.stderr.isEmpty, "quiet: \(q.stdout) \(q.stderr)")
+        let v = try Tools.run("hs-backup", ["run", "--verbose", "--source", dir.sub("appdata"), "--to", dir.sub("nas"), "--name", "io"])
+        #expect(v.succeeded && v.stdout.contains("backup "), "\(v.stdout)")
+    }
+}
+
+@Suite("cron safety: private modes and signals", .serialized)
+struct CronModeSignalTests {
+    @Test("every directory hs-backup creates is 0700 and every file 0600, whatever the umask", arguments: ["022", "000"])
+    func modes(_ umask: String) throws {
+        let dir = try TempDir("hs-cron")
+        try Tree.write(dir.sub("appdata/app/config.xml"), "<ApiKey>secret</ApiKey>\n")
+        let dest = dir.sub("nas/deeper")
+        for _ in 0 ..< 2 {
+            let r = try Subprocess.run(["sh", "-c", "umask \(umask); exec \"$0\" \"$@\"", Tools.path("hs-backup"), "run",
+                                        "--source", dir.sub("appdata"), "--to", dest, "--name", "io"])
+            #expect(r.succeeded, "\(r.stderr)")
+            try Tree.write(dir.sub("appdata/app/more.txt"), "changed \(Date())\n")
+        }
+        let entries = modesBelow(dir.sub("nas"))
+        #expect(entries.filter { !$0.isDirectory }.count >= 3)
+        for e in entries {
+            #expect(e.mode == (e.isDirectory ? 0o700 : 0o600), "\(e.path): \(String(e.mode, radix: 8)) under umask \(umask)")
+        }
+    }
+
+    @Test("SIGINT/SIGTERM mid-backup remove the .partial and the lock", arguments: [SIGINT, SIGTERM])
+    func signalCleanup(_ sig: Int32) throws {
+        let dir = try TempDir("hs-cron")
+        let src = try bigSource(dir)
+        let setDir = dir.sub("nas/io")
+        let run = try RunningTool("hs-backup", ["run", "--source", src, "--to", dir.sub("nas"), "--name", "io"],
+                                  environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+        let seen = waitFor(60) { filesIn(setDir).contains { $0.hasSuffix(".partial") } }
+        kill(run.process.processIdentifier, SIGSTOP)
+        #expect(seen, "the archive was being written: \(filesIn(setDir))")
+        for e in modesBelow(setDir) where !e.isDirectory {
+            #expect(e.mode == 0o600, "\(e.path) while running: \(String(e.mode, radix: 8))")
+        }
+        #expect(filesIn(setDir).contains("lock"))
+        kill(run.process.processIdentifier, sig)
+        kill(run.process.processIdentifier, SIGCONT)
+        let status = run.wait(upTo: 60)
+        #expect(status == 128 + sig, "\(String(describing: status)) \(run.stderr)")
+        #expect(filesIn(setDir).isEmpty, "left behind: \(filesIn(setDir))")
+        #expect(!run.stderr.contains("NSCocoaErrorDomain"))
+    }
+}

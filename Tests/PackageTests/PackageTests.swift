@@ -1,0 +1,257 @@
+import Foundation
+import Support
+import Testing
+import TestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The release package (`scripts/package.sh`) is what goes onto real hosts: it must install
+/// with apt on a Debian 12 system that has no Swift toolchain, pull only runtime libraries,
+/// and the installed tools must do their jobs there. The package is built once per test run
+/// (TestSupport's `ReleasePackage`); the chroot is a fresh `debootstrap --variant=minbase
+/// bookworm` root (TestSupport's `DebianRoot`). Fails, never skips, without root, debootstrap,
+/// the Debian mirror or nfs-ganesha.
+@Suite struct PackageTests {
+    static let tools = ["hs-backup", "hs-restore", "hs-linkcheck", "hs-provision", "hs-deploy"]
+    static let executable = "usr/lib/home-server-tools/home-server-tools"
+
+    static func run(_ argv: [String], directory: String? = nil) throws -> ProcessResult {
+        try Subprocess.run(argv, environment: ["LC_ALL": "C"], directory: directory)
+    }
+
+    /// The Debian package owning each library the executable needs (NEEDED + ldd + dpkg -S),
+    /// computed here independently of package.sh.
+    static func owningPackages(of executable: String) throws -> Set<String> {
+        let elf = try run(["readelf", "-d", executable])
+        try #require(elf.succeeded, "readelf -d \(executable): \(elf.stderr)")
+        let needed = elf.stdout.split(separator: "\n").filter { $0.contains("(NEEDED)") }.compactMap { line -> String? in
+            guard let a = line.firstIndex(of: "["), let b = line.lastIndex(of: "]") else { return nil }
+            return String(line[line.index(after: a)..<b])
+        }
+        try #require(!needed.isEmpty, "no NEEDED entries in \(executable)")
+        let ldd = try run(["ldd", executable])
+        try #require(ldd.succeeded, "ldd \(executable): \(ldd.stderr)")
+        var owners = Set<String>()
+        for so in needed {
+            // "\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or "\t/lib64/ld-linux-x86-64.so.2 (0x...)"
+            let lines = ldd.stdout.split(separator: "\n").map { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }) }
+            let words = try #require(lines.first { $0.first == Substring(so) || ($0.first?.hasSuffix("/" + so) ?? false) },
+                                     "ldd does not list \(so):\n\(ldd.stdout)")
+            let line = words.joined(separator: " ")
+            let path = try #require(words.first { $0.hasPrefix("/") }.map(String.init), "no path for \(so) in: \(line)")
+            let real = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+            let candidates = [path, real, "/usr" + path, "/usr" + real] + [path, real].filter { $0.hasPrefix("/usr/") }.map { String($0.dropFirst(4)) }
+            var owner: String?
+            for c in candidates {
+                let q = try run(["dpkg-query", "-S", c])
+                if q.succeeded, let first = q.stdout.split(separator: ":").first { owner = String(first); break }
+            }
+            owners.insert(try #require(owner, "no Debian package owns \(path) (\(so))"))
+        }
+        return owners
+    }
+
+    @Test(.timeLimit(.minutes(45))) func debianPackageAndTarballHoldOneStaticExecutableAndRuntimeDepends() throws {
+        let built = try ReleasePackage.built()
+        let name = "home-server-tools_\(homeServerVersion)_amd64"
+        #expect(built.deb.hasSuffix("/" + name + ".deb"), "\(built.deb)")
+        #expect(built.tarball.hasSuffix("/" + name + ".tar.gz"), "\(built.tarball)")
+
+        // Control fields: the version is the one --version prints.
+        let fields = try Self.run(["dpkg-deb", "-f", built.deb, "Package", "Version", "Architecture", "Depends"])
+        try #require(fields.succeeded, "dpkg-deb -f: \(fields.stderr)")
+        var control: [String: String] = [:]
+        for line in fields.stdout.split(separator: "\n") {
+            let kv = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if kv.count == 2 { control[kv[0]] = kv[1] }
+        }
+        #expect(control["Package"] == "home-server-tools")
+        #expect(control["Version"] == homeServerVersion)
+        #expect(control["Architecture"] == "amd64")
+        let depends = Set((control["Depends"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+
+        // The payload: one executable, five symlinks to it.
+        let x = try TempDir("hs-package-x")
+        let ex = try Self.run(["dpkg-deb", "-x", built.deb, x.path])
+        try #require(ex.succeeded, "dpkg-deb -x: \(ex.stderr)")
+        for t in Self.tools {
+            let dest = try? FileManager.default.destinationOfSymbolicLink(atPath: x.sub("usr/bin/" + t))
+            #expect(dest == "../lib/home-server-tools/home-server-tools", "/usr/bin/\(t) -> \(dest ?? "missing")")
+        }
+        let exe = x.sub(Self.executable)
+        #expect(FileManager.default.isExecutableFile(atPath: exe))
+
+        // Linked to no library of the Swift toolchain; stripped.
+        let ldd = try Self.run(["ldd", exe])
+        #expect(ldd.succeeded && !ldd.stdout.contains("not found"), "\(ldd.stdout)")
+        for bad in ["/opt/swift", "libswift", "libFoundation", "libdispatch", "libBlocksRuntime", "usr/lib/swift"] {
+            #expect(!ldd.stdout.contains(bad), "ldd shows \(bad):\n\(ldd.stdout)")
+        }
+        let file = try Self.run(["file", "-L", exe])
+        #expect(file.stdout.contains("ELF 64-bit") && file.stdout.contains(", stripped"), "\(file.stdout)")
+
+        // Depends = exactly the Debian packages owning the libraries the executable needs.
+        let owners = try Self.owningPackages(of: exe)
+        #expect(depends == owners, "Depends \(depends.sorted()) but the executable needs \(owners.sorted())")
+        #expect(depends.isSuperset(of: ["libnfs13", "zlib1g", "libsqlite3-0", "libssl3", "libc6"]), "\(depends.sorted())")
+        for d in depends {
+            #expect(!d.contains("swift") && !d.hasSuffix("-dev") && !d.contains("docker") && !d.contains("ganesha"), "Depends has \(d)")
+        }
+
+        // The tarball: the same executable (byte for byte) under home-server-tools-<v>/.
+        let list = try Self.run(["tar", "-tvzf", built.tarball])
+        try #require(list.succeeded, "tar -tzf: \(list.stderr)")
+        let top = "home-server-tools-\(homeServerVersion)/"
+        for t in Self.tools {
+            #expect(list.stdout.contains(top + "bin/\(t) -> ../lib/home-server-tools/home-server-tools"), "\(t) missing:\n\(list.stdout)")
+        }
+        let t = try TempDir("hs-package-t")
+        let untar = try Self.run(["tar", "-xzf", built.tarball, "-C", t.path])
+        try #require(untar.succeeded, "\(untar.stderr)")
+        #expect(FileManager.default.contentsEqual(atPath: t.sub(top + "lib/home-server-tools/home-server-tools"), andPath: exe))
+        let help = try Self.run([t.sub(top + "bin/hs-restore"), "--help"])
+        #expect(help.succeeded && help.stdout.contains("USAGE: hs-restore"), "\(help.stdout)\(help.stderr)")
+    }
+
+    @Test(.timeLimit(.minutes(45))) func aptInstallsThePackageIntoFreshDebianWithoutToolchainAndTheToolsWork() throws {
+        let built = try ReleasePackage.built()
+        let debian = try DebianRoot(prefix: "hs-package-chroot")
+        defer { debian.close() }
+        let root = debian.root
+
+        // 1. A fresh Debian 12 with no Swift toolchain.
+        #expect(try debian.run(["sh", "-c", "command -v swift || command -v swiftc"]).status != 0)
+        #expect(!FileManager.default.fileExists(atPath: root + "/opt/swift"))
+        let before = try debian.installedPackages()
+        #expect(!before.contains("home-server-tools"))
+
+        // 2. scripts/install.sh PATH.deb, run inside the root (apt-get install of the .deb).
+        let debName = (built.deb as NSString).lastPathComponent
+        try Subprocess.checked(["install", "-D", "-m", "0644", built.deb, root + "/tmp/" + debName])
+        try Subprocess.checked(["install", "-D", "-m", "0755", ReleasePackage.repoRoot + "/scripts/install.sh",
+                                root + "/opt/home-server/scripts/install.sh"])
+        try debian.checked(["apt-get", "update", "-qq"])
+        let install = try debian.run(["bash", "/opt/home-server/scripts/install.sh", "/tmp/" + debName])
+        try #require(install.succeeded, "install.sh failed:\n\(install.stdout.suffix(3000))\n\(install.stderr.suffix(3000))")
+        let after = try debian.installedPackages()
+        let added = after.subtracting(before)
+        #expect(added.contains("home-server-tools"))
+        for absent in ["docker.io", "docker-ce", "containerd", "runc", "nfs-ganesha", "nfs-ganesha-vfs", "python3-pip",
+                       "python3", "debootstrap", "rpcbind", "libnfs-dev", "zlib1g-dev", "libssl-dev"] {
+            #expect(!after.contains(absent), "\(absent) was installed (added: \(added.sorted()))")
+        }
+        #expect(added.allSatisfy { !$0.contains("swift") && !$0.hasSuffix("-dev") }, "\(added.sorted())")
+        let ldd = try debian.checked(["ldd", "/" + Self.executable])
+        #expect(!ldd.stdout.contains("not found"), "\(ldd.stdout)")
+
+        // 3. Every tool answers --version with the package version, and --help with its own usage.
+        for t in Self.tools {
+            // NOTE: `--version` comes with issue 14 (from Support.homeServerVersion) and is not
+            // on main yet. withKnownIssue fails as soon as the check passes: then delete the wrapper.
+            withKnownIssue("--version is not on main yet (issue 14)") {
+                let v = try debian.run([t, "--version"])
+                #expect(v.status == 0 && v.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == homeServerVersion,
+                        "\(t) --version: exit \(v.status) stdout \(v.stdout) stderr \(v.stderr)")
+            }
+            let h = try debian.run([t, "--help"])
+            #expect(h.status == 0 && h.stdout.contains("USAGE: \(t)"), "\(t) --help: \(h.stdout)\(h.stderr)")
+        }
+        let bare = try debian.run(["/" + Self.executable])
+        #expect(bare.status == 2 && bare.stderr.contains("start it as one of hs-backup"), "\(bare.stderr)")
+        let byArg = try debian.run(["/" + Self.executable, "hs-deploy", "--help"])
+        #expect(byArg.status == 0 && byArg.stdout.contains("USAGE: hs-deploy"), "\(byArg.stdout)\(byArg.stderr)")
+
+        // 4. Backup and restore of a small tree with the installed tools: to a local directory
+        //    and to an NFS export through libnfs (nfs-ganesha on 127.0.0.1).
+        try Self.makeTree(root + "/srv/appdata")
+        let local = try debian.run(["hs-backup", "--source", "/srv/appdata", "--to", "/srv/backups", "--name", "smoke"])
+        #expect(local.succeeded, "hs-backup (local): \(local.stdout)\(local.stderr)")
+        let verify = try debian.run(["hs-backup", "verify", "--to", "/srv/backups", "--name", "smoke"])
+        #expect(verify.succeeded, "hs-backup verify: \(verify.stdout)\(verify.stderr)")
+        let restore = try debian.run(["hs-restore", "--from", "/srv/backups", "--name", "smoke", "--to", "/srv/restored"])
+        #expect(restore.succeeded, "hs-restore (local): \(restore.stdout)\(restore.stderr)")
+        #expect(try Self.describe(root + "/srv/appdata") == Self.describe(root + "/srv/restored"))
+
+        let nfs = try GaneshaServer.shared()
+        let dir = try nfs.makeUniqueDirectory("package")
+        let url = nfs.url(path: dir)
+        let remote = try debian.run(["hs-backup", "--source", "/srv/appdata", "--to", url, "--name", "smoke"])
+        #expect(remote.succeeded, "hs-backup (nfs): \(remote.stdout)\(remote.stderr)")
+        #expect(FileManager.default.fileExists(atPath: nfs.exportPath + "/" + dir + "/smoke"), "no set on the export")
+        let fromNFS = try debian.run(["hs-restore", "--from", url, "--name", "smoke", "--to", "/srv/restored-nfs"])
+        #expect(fromNFS.succeeded, "hs-restore (nfs): \(fromNFS.stdout)\(fromNFS.stderr)")
+        #expect(try Self.describe(root + "/srv/appdata") == Self.describe(root + "/srv/restored-nfs"))
+
+        // 5. hs-provision plan for a guest: reads the root's state, changes nothing.
+        try Subprocess.checked(["cp", "-a", ReleasePackage.repoRoot + "/provisioning", root + "/srv/provisioning"])
+        try """
+            truenas: {server: truenas, media_export: /mnt/tank/media}
+            defaults: {puid: 1000, pgid: 1000, docker_source: debian, repo: https://example.invalid/home-server.git}
+            hosts:
+              pve: {role: proxmox}
+              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: demo, tailscale: false, services: [demo]}
+
+            """.write(toFile: root + "/srv/inventory.yml", atomically: true, encoding: .utf8)
+        let dpkgBefore = try String(contentsOfFile: root + "/var/lib/dpkg/status", encoding: .utf8)
+        let plan = try debian.run(["hs-provision", "plan", "--inventory", "/srv/inventory.yml", "--host", "testguest",
+                                   "--templates", "/srv/provisioning", "--only", "packages", "--only", "docker",
+                                   "--only", "directories"])
+        #expect(plan.status == 0, "hs-provision plan: \(plan.stdout)\(plan.stderr)")
+        #expect(plan.stdout.contains("docker.io"), "plan does not show the docker.io install:\n\(plan.stdout)")
+        #expect(plan.stdout.hasSuffix("plan: 3 step(s) would change, 0 ok, 0 failed\n"), "\(plan.stdout)")
+        #expect(try String(contentsOfFile: root + "/var/lib/dpkg/status", encoding: .utf8) == dpkgBefore, "plan changed dpkg's database")
+        #expect(!FileManager.default.fileExists(atPath: root + "/opt/appdata/demo"), "plan created directories")
+    }
+
+    /// A small appdata-like tree: nested files, modes, owners, a symlink, a hardlink, an empty directory.
+    static func makeTree(_ path: String) throws {
+        let fm = FileManager.default
+        for d in ["radarr/MediaCover/1", "sonarr/logs", "empty"] {
+            try fm.createDirectory(atPath: path + "/" + d, withIntermediateDirectories: true)
+        }
+        var rng = SystemRandomNumberGenerator()
+        let files: [(String, Int, mode_t)] = [("radarr/config.xml", 300, 0o600), ("radarr/MediaCover/1/poster.jpg", 200_000, 0o644),
+                                              ("sonarr/logs/sonarr.txt", 50_000, 0o640), ("sonarr/sonarr.db", 40_960, 0o644)]
+        for (rel, size, mode) in files {
+            let bytes = (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            fm.createFile(atPath: path + "/" + rel, contents: Data(bytes))
+            chmod(path + "/" + rel, mode)
+        }
+        chown(path + "/sonarr/logs/sonarr.txt", 1000, 1000)
+        try fm.createSymbolicLink(atPath: path + "/radarr/config.link", withDestinationPath: "config.xml")
+        link(path + "/radarr/config.xml", path + "/radarr/config.hardlink")
+    }
+
+    /// Every entry under `root`: type, mode, owner, mtime (s), size, content hash, link target, and
+    /// which entries share an inode (hardlinks).
+    static func describe(_ root: String) throws -> [String: String] {
+        var out: [String: String] = [:]
+        var pathsOfInode: [UInt64: [String]] = [:]
+        var inodeOfPath: [String: UInt64] = [:]
+        let e = try #require(FileManager.default.enumerator(atPath: root))
+        while let rel = e.nextObject() as? String {
+            let p = root + "/" + rel
+            var st = stat()
+            try #require(lstat(p, &st) == 0, "lstat \(p)")
+            var d = "\(st.st_mode) \(st.st_uid):\(st.st_gid)"
+            switch st.st_mode & S_IFMT {
+            case S_IFLNK: d += " -> " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: p)) ?? "?")
+            case S_IFREG:
+                let bytes = [UInt8](FileManager.default.contents(atPath: p) ?? Data())
+                d += " \(st.st_size) \(st.st_mtim.tv_sec) " + hexString(SHA256Hasher.hash(bytes))
+                if st.st_nlink > 1 {
+                    pathsOfInode[UInt64(st.st_ino), default: []].append(rel)
+                    inodeOfPath[rel] = UInt64(st.st_ino)
+                }
+            default: d += " \(st.st_mtim.tv_sec)"
+            }
+            out[rel] = d
+        }
+        for (rel, ino) in inodeOfPath {
+            out[rel, default: ""] += " links " + (pathsOfInode[ino] ?? []).sorted().joined(separator: ",")
+        }
+        return out
+    }
+}

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Builds the installable package of the five tools, for hosts without a Swift toolchain:
+#   dist/home-server-tools_<version>_amd64.deb     (apt-get install ./dist/...deb)
+#   dist/home-server-tools_<version>_amd64.tar.gz  (tar -xzf ... -C /usr/local --strip-components=1)
+# <version> is `homeServerVersion` in Sources/Support/Version.swift (what `--version` prints).
+#
+# Release build with the Swift standard library and Foundation linked in statically
+# (--static-swift-stdlib), then ONE multi-call executable (/usr/lib/home-server-tools/
+# home-server-tools) with the five tools as symlinks in /usr/bin: the static runtime is
+# ~60 MB, five separate binaries would be five copies of it. The .deb's Depends are derived
+# from the executable's NEEDED libraries and the Debian packages that own them (dpkg -S).
+# It fails if the executable still needs a library of the Swift toolchain.
+#
+# Needs the build dependencies only (scripts/bootstrap.sh --build-only) and a Swift toolchain.
+# Environment: HS_DIST (output directory, default ./dist), HS_RELEASE_SCRATCH (SwiftPM
+# scratch path of the release build, default ./.build-release).
+# Output: the paths of the .deb and the tarball on stdout (one a line); the log on stderr.
+# Exit codes: 0 package written, 1 build or check failed, 2 bad usage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/opt/swift/usr/bin:$PATH"
+
+log() { printf '[package] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+if [ $# -gt 0 ]; then
+  echo "usage: scripts/package.sh   (no arguments; HS_DIST=dir to write elsewhere than ./dist)" >&2
+  exit 2
+fi
+command -v swift >/dev/null || die "no swift on PATH: install a Swift 6.1+ toolchain (swift.org or swiftly)"
+for t in dpkg-deb dpkg-query readelf ldd ld objcopy strip clang; do
+  command -v "$t" >/dev/null || die "$t is missing: run scripts/bootstrap.sh --build-only (as root)"
+done
+
+VERSION=$(sed -n 's/^package let homeServerVersion = "\([0-9][0-9A-Za-z.+~-]*\)"$/\1/p' Sources/Support/Version.swift)
+[ -n "$VERSION" ] || die "no 'package let homeServerVersion = \"X.Y.Z\"' line in Sources/Support/Version.swift"
+ARCH=$(dpkg --print-architecture)
+[ "$ARCH" = amd64 ] || die "only amd64 is packaged (this machine is $ARCH)"
+NAME=home-server-tools
+BASE="${NAME}_${VERSION}_${ARCH}"
+TOOLS=(hs-backup hs-restore hs-linkcheck hs-provision hs-deploy)
+DIST=${HS_DIST:-$PWD/dist}
+SCRATCH=${HS_RELEASE_SCRATCH:-$PWD/.build-release}
+SWIFT_ROOT=$(dirname "$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")")
+
+# 1. Release build of each tool, static Swift stdlib. Progress lines ("[12/80] Compiling")
+#    are dropped; pipefail keeps swift build's exit status.
+for t in "${TOOLS[@]}"; do
+  log "swift build -c release --static-swift-stdlib --product $t"
+  swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product "$t" 2>&1 \
+    | sed -E -e '/^\[[0-9]+\/[0-9]+\] /d' -e "/warning: the use of \`mktemp' is dangerous/d" >&2
+done
+BIN=$(swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --show-bin-path)
+
+WORK="$DIST/.work-$$"
+trap 'rm -rf "$WORK"' EXIT
+rm -rf "$WORK"; mkdir -p "$WORK/objects"
+
+# 2. The multi-call executable: every object of the five products once; each tool module's
+#    objects merged (ld -r) with only its entry point left global, because every `@main`
+#    module also defines the same weak `async_Main` thunk and the linker would keep one.
+objlist="$WORK/objects.list"
+: > "$objlist"
+for t in "${TOOLS[@]}"; do
+  list="$BIN/$t.product/Objects.LinkFileList"
+  [ -s "$list" ] || die "$list is missing: SwiftPM's build layout changed; the multi-call link needs the object list of $t"
+  module=${t//-/_}
+  objs=("$BIN/$module.build/"*.o)
+  [ -e "${objs[0]}" ] || die "no object files in $BIN/$module.build"
+  ld -r -o "$WORK/objects/$module.o" "${objs[@]}"
+  objcopy --keep-global-symbol="${module}_main" "$WORK/objects/$module.o"
+  grep -v "/$module\.build/" "$list" >> "$objlist"
+  echo "$WORK/objects/$module.o" >> "$objlist"
+done
+sort -u -o "$objlist" "$objlist"
+clang -c -O2 -Wall -Werror -o "$WORK/objects/multicall.o" scripts/package/multicall.c
+echo "$WORK/objects/multicall.o" >> "$objlist"
+# The C libraries behind the system-library targets (see Package.swift).
+libs=()
+for pc in libcrypto libnfs zlib sqlite3; do
+  f=$(pkg-config --libs "$pc") || die "pkg-config does not know $pc: run scripts/bootstrap.sh --build-only (as root)"
+  read -r -a flags <<< "$f"
+  libs+=("${flags[@]}")
+done
+log "linking the multi-call executable ($(wc -l < "$objlist") objects)"
+swiftc -static-stdlib -emit-executable -Xlinker --gc-sections -target x86_64-unknown-linux-gnu \
+  -o "$WORK/$NAME" "@$objlist" "${libs[@]}" 2>&1 \
+  | sed -e "/warning: the use of \`mktemp' is dangerous/d" >&2
+strip --strip-all "$WORK/$NAME"
+
+# 3. Checks: no library of the Swift toolchain, nothing unresolved, every tool answers.
+lddout=$(ldd "$WORK/$NAME")
+if grep -q "not found" <<< "$lddout"; then die "unresolved libraries: $(grep 'not found' <<< "$lddout")"; fi
+if grep -qF "$SWIFT_ROOT" <<< "$lddout"; then die "still linked to the toolchain ($SWIFT_ROOT): $(grep -F "$SWIFT_ROOT" <<< "$lddout")"; fi
+if grep -qE 'libswift|libFoundation|libdispatch|libBlocksRuntime' <<< "$lddout"; then die "a Swift runtime library is linked dynamically: $lddout"; fi
+for t in "${TOOLS[@]}"; do
+  ln -sf "$NAME" "$WORK/$t"
+  "$WORK/$t" --help > "$WORK/help.txt" 2>&1 || die "$t --help failed: $(cat "$WORK/help.txt")"
+  grep -q "USAGE: $t" "$WORK/help.txt" || die "$t --help did not print its own usage: $(head -3 "$WORK/help.txt")"
+done
+
+# 4. Depends: the Debian package owning each NEEDED library (ldd gives the path).
+owner() {
+  local p=$1 real pkg
+  real=$(readlink -f "$p")
+  for cand in "$p" "$real" "/usr$p" "/usr$real" "${p#/usr}" "${real#/usr}"; do
+    if pkg=$(dpkg-query -S "$cand" 2>/dev/null); then
+      echo "${pkg%%:*}"
+      return 0
+    fi
+  done
+  die "no Debian package owns $p (needed by the tools): install it from Debian or drop the dependency"
+}
+deps=()
+for so in $(readelf -d "$WORK/$NAME" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+  # "libz.so.1 => /lib/.../libz.so.1 (0x...)", or "/lib64/ld-linux-x86-64.so.2 (0x...)".
+  path=$(awk -v so="$so" '($1 == so && $2 == "=>") { print $3 } (substr($1, 1, 1) == "/" && $1 ~ ("/" so "$")) { print $1 }' <<< "$lddout")
+  [ -n "$path" ] || die "ldd does not resolve $so"
+  pkg=$(owner "$path")
+  deps+=("$pkg")
+done
+DEPENDS=$(printf '%s\n' "${deps[@]}" | sort -u | paste -sd, | sed 's/,/, /g')
+log "Depends: $DEPENDS"
+
+# 5. The .deb: /usr/lib/home-server-tools/home-server-tools + /usr/bin symlinks + docs.
+ROOT="$WORK/deb"
+install -d "$ROOT/DEBIAN" "$ROOT/usr/bin" "$ROOT/usr/lib/$NAME" "$ROOT/usr/share/doc/$NAME/examples"
+install -m 0755 "$WORK/$NAME" "$ROOT/usr/lib/$NAME/$NAME"
+for t in "${TOOLS[@]}"; do ln -s "../lib/$NAME/$NAME" "$ROOT/usr/bin/$t"; done
+install -m 0644 crontab.example "$ROOT/usr/share/doc/$NAME/examples/crontab.example"
+cat > "$ROOT/usr/share/doc/$NAME/README" <<EOF
+home-server-tools $VERSION: hs-backup, hs-restore, hs-linkcheck, hs-provision, hs-deploy.
+One multi-call executable (/usr/lib/$NAME/$NAME, Swift runtime linked in statically);
+the tools are symlinks to it in /usr/bin. Documentation: README.md of the home-server repository.
+EOF
+SIZE_KB=$(du -sk --apparent-size "$ROOT/usr" | cut -f1)
+cat > "$ROOT/DEBIAN/control" <<EOF
+Package: $NAME
+Version: $VERSION
+Architecture: $ARCH
+Maintainer: home-server <root@localhost>
+Installed-Size: $SIZE_KB
+Depends: $DEPENDS
+Section: admin
+Priority: optional
+Description: home-server toolkit: backup, restore, hardlink checks, provisioning, deploy
+ hs-backup and hs-restore (tar+gzip backups of /opt/appdata to a directory or an
+ NFS export through libnfs), hs-linkcheck, hs-provision and hs-deploy, as one
+ multi-call executable with the Swift runtime linked in statically: no Swift
+ toolchain is needed on the host.
+EOF
+mkdir -p "$DIST"
+dpkg-deb --root-owner-group -Zxz --build "$ROOT" "$DIST/$BASE.deb.partial" >/dev/null
+mv -f "$DIST/$BASE.deb.partial" "$DIST/$BASE.deb"
+
+# 6. The tarball: home-server-tools-<version>/{bin,lib,share} for /usr/local.
+TOP="$NAME-$VERSION"
+T="$WORK/tar/$TOP"
+install -d "$T/bin" "$T/lib/$NAME" "$T/share/doc/$NAME"
+install -m 0755 "$WORK/$NAME" "$T/lib/$NAME/$NAME"
+for t in "${TOOLS[@]}"; do ln -s "../lib/$NAME/$NAME" "$T/bin/$t"; done
+install -m 0644 crontab.example "$ROOT/usr/share/doc/$NAME/README" "$T/share/doc/$NAME/"
+echo "apt-get install $(sed 's/,//g' <<< "$DEPENDS")" > "$T/share/doc/$NAME/DEPENDS"
+tar --owner=0 --group=0 --numeric-owner -C "$WORK/tar" -czf "$DIST/$BASE.tar.gz.partial" "$TOP"
+mv -f "$DIST/$BASE.tar.gz.partial" "$DIST/$BASE.tar.gz"
+
+# 7. Sizes (README "Package and binary sizes" is written from these lines).
+size() { stat -c %s "$1"; }
+log "sizes in bytes:"
+printf '  %-44s %10s\n' "$BASE.deb" "$(size "$DIST/$BASE.deb")" "$BASE.tar.gz" "$(size "$DIST/$BASE.tar.gz")" \
+  "multi-call executable (stripped)" "$(size "$WORK/$NAME")" >&2
+for t in "${TOOLS[@]}"; do
+  strip --strip-all -o "$WORK/single" "$BIN/$t"
+  printf '  %-44s %10s\n' "separate $t (stripped, for comparison)" "$(size "$WORK/single")" >&2
+done
+echo "$DIST/$BASE.deb"
+echo "$DIST/$BASE.tar.gz"
