@@ -24,10 +24,11 @@ struct FileWriteContext: Sendable {
     var egid: gid_t
 }
 
-/// One regular file to restore: created under a temporary name in a directory the tree
-/// writer has already validated and opened (`O_CREAT|O_EXCL|O_NOFOLLOW`), filled (zero runs
-/// and sparse holes left as holes), given its owner, mode, xattrs and mtime through the
-/// descriptor, then renamed to its name. On any failure the temporary file is removed.
+/// One regular file to restore, in a directory the tree writer has already validated and
+/// opened (`O_CREAT|O_EXCL|O_NOFOLLOW`): filled (zero runs and sparse holes left as holes),
+/// given its owner, mode, xattrs and mtime through the descriptor. Streamed content is
+/// written under a temporary name renamed when complete; content already in memory under the
+/// final name. On any failure the file is removed.
 final class FileJob: @unchecked Sendable {
     let entry: TarEntry
     let name: [UInt8]
@@ -55,7 +56,7 @@ final class FileJob: @unchecked Sendable {
     func writeBuffered() {
         do {
             let bytes = data
-            try write({ body in try bytes.withUnsafeBytes { try body(0, $0) } }, removeExisting: {})
+            try write({ body in try bytes.withUnsafeBytes { try body(0, $0) } }, direct: true, removeExisting: {})
         } catch { self.error = error }
         data = []
     }
@@ -63,19 +64,32 @@ final class FileJob: @unchecked Sendable {
     /// Writes the content `content` produces (the tree writer's thread); throws on failure.
     func writeStreaming(_ content: ((_ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws -> Void)?,
                         removeExisting: () throws -> Void) throws {
-        try write(content ?? { _ in }, removeExisting: removeExisting)
+        try write(content ?? { _ in }, direct: false, removeExisting: removeExisting)
     }
 
     private func write(_ content: (_ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws -> Void,
-                       removeExisting: () throws -> Void) throws {
+                       direct: Bool, removeExisting: () throws -> Void) throws {
         guard let parent, let ctx else { return }
         let e = entry
         let display = e.displayPath
         func fail(_ what: String, _ err: Int32) -> ArchiveError {
             ArchiveError(.io, entry: display, "\(what) failed under '\(ctx.target)': \(String(cString: strerror(err)))")
         }
-        let tmp = tempName
-        let fd = RestorePath.withCName(tmp) { openat(parent.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(e.mode & 0o777)) }
+        // Content held in memory (pool jobs, fresh target) is written under the final name
+        // (one metadata operation less per small file) and removed on failure; streamed
+        // content goes to a temporary name renamed when complete.
+        var useTemp = !direct
+        var tmp = direct ? name : tempName
+        func create() -> Int32 {
+            RestorePath.withCName(tmp) { openat(parent.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(e.mode & 0o777)) }
+        }
+        var fd = create()
+        if fd < 0 && errno == EEXIST && direct {
+            // The name exists (an archive may hold a path twice): replace it by renaming.
+            useTemp = true
+            tmp = tempName
+            fd = create()
+        }
         guard fd >= 0 else { throw fail("create file", errno) }
         var renamed = false
         defer {
@@ -120,6 +134,7 @@ final class FileJob: @unchecked Sendable {
             }
             var ts = TreeWriter.times(e)
             guard futimens(fd, &ts) == 0 else { throw fail("set mtime", errno) }
+            if !useTemp { renamed = true; return }
             var rc = RestorePath.withCName(tmp) { t in RestorePath.withCName(name) { renameat(parent.fd, t, parent.fd, $0) } }
             if rc != 0 && (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) {
                 try removeExisting()

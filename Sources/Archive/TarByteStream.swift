@@ -109,6 +109,9 @@ final class TarByteStream {
     /// Tar offset up to which every gzip member's CRC has been checked.
     var verifiedUpTo: UInt64 { boundaries.last.1 }
 
+    /// Compressed offset of the last member start seen.
+    var lastMemberStart: UInt64 { boundaries.last.0 }
+
     /// The member start (compressed offset, tar offset) at or before tar offset `offset` among
     /// those seen so far.
     func member(containing offset: UInt64) -> (compressed: UInt64, tar: UInt64)? { boundaries.member(containing: offset) }

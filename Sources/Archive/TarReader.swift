@@ -70,9 +70,21 @@ package final class TarReader {
     /// current stream, else restarts decompression at the member.
     package func seek(member: UInt64, skip: UInt64) throws {
         try skipContent()
-        if let t = stream.tarOffset(ofMemberAt: member), t + skip >= stream.position, t + skip - stream.position <= 8 << 20 {
-            guard try stream.skip(t + skip - stream.position) else { throw truncated("before a manifest's entry") }
-            return
+        var readOn: UInt64 = 0
+        while true {
+            if let t = stream.tarOffset(ofMemberAt: member) {
+                if t + skip >= stream.position && t + skip - stream.position <= 8 << 20 {
+                    guard try stream.skip(t + skip - stream.position) else { throw truncated("before a manifest's entry") }
+                    return
+                }
+                break
+            }
+            // Not decoded yet: read on while the member lies a little ahead.
+            let last = stream.lastMemberStart
+            guard member > last, member - last <= 8 << 20, readOn <= 16 << 20 else { break }
+            let n = try stream.next(max: 64 << 10) { _ in }
+            if n == 0 { break }
+            readOn += UInt64(n)
         }
         stream.close()
         stream = try TarByteStream(source: source, compressedOffset: member, uncompressedOffset: 0)

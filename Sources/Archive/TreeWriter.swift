@@ -120,11 +120,12 @@ package final class TreeWriter {
             return false
         default: break
         }
-        if let pool {
+        if pool != nil {
+            // Small files go to the pool; anything else, or a name a queued file may still
+            // be writing (or lie below), waits for the pool to drain first.
             try reap(wait: false)
             let parallel = e.type == .file && e.sparse == nil && e.size <= Self.parallelMaxFileSize && content != nil
             if !parallel || collides(comps) { try barrier() }
-            _ = pool
         }
         let parent = try openParentHandle(Array(comps.dropLast()), entry: display)
         let name = comps.last!
