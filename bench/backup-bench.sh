@@ -7,21 +7,27 @@
 #                                   vs  restic backup re-run           target <= 0.1x
 #   full restore                    vs  tar -xzf                       target <= 0.7x
 #   full backup to nfs:// (loopback nfs-ganesha)  vs  same to a local dir     <= 1.3x
-#   200k-file tree, no-change incremental vs GNU tar level 1 <= 0.25x, peak RSS <= 150 MiB
+#   200k-file tree, no-change incremental vs GNU tar level 1, and against the one-thread
+#   lstat walk (the floor of stat-based change detection; the old 0.25x target is retired)
+#   Plex-like tree (bench/mkplex.py, --plex N files; only with --only ...,plex):
+#     full backup vs tar -cf - | pigz -p2 -6 <= 0.6x; no-change incremental vs GNU tar
+#     level 1 <= 0.6x; peak RSS of both <= 128 MiB (and not growing with N)
 #
-# Usage: bench/backup-bench.sh [--rounds N] [--scale N] [--files200k N] [--only LIST] [--write FILE]
-#   --only LIST    comma-separated subset of: full,incr,restore,nfs,200k (default: all).
+# Usage: bench/backup-bench.sh [--rounds N] [--scale N] [--files200k N] [--plex N] [--only LIST] [--write FILE]
+#   --only LIST    comma-separated subset of: full,incr,restore,nfs,200k,plex (default: all but plex).
+#   --plex N       files in the Plex-like tree (default 1000000); the tree is deleted afterwards.
 #   --write FILE   replace the "Backup" section of FILE (BENCHMARKS.md) with the table.
 # Needs: a release build (made here), python3, pigz, GNU tar, restic, nfs-ganesha + rpcbind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
-ROUNDS=3; SCALE=2; FILES200K=200000; WRITE=""; ONLY="full,incr,restore,nfs,200k"
+ROUNDS=3; SCALE=2; FILES200K=200000; PLEX=1000000; WRITE=""; ONLY="full,incr,restore,nfs,200k"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
     --scale) SCALE=$2; shift 2 ;;
     --files200k) FILES200K=$2; shift 2 ;;
+    --plex) PLEX=$2; shift 2 ;;
     --write) WRITE=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
@@ -32,17 +38,18 @@ MKCORPUS=""
 for c in ../shared/bench/mkcorpus.py /work/shared/bench/mkcorpus.py; do [ -f "$c" ] && MKCORPUS=$c && break; done
 [ -n "$MKCORPUS" ] || { echo "mkcorpus.py not found (../shared/bench/mkcorpus.py)" >&2; exit 2; }
 
-swift build -c release --product hs-backup 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] ' || true
-swift build -c release --product hs-restore 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] ' || true
+# (pipefail: a failed build stops the script; sed only drops the progress lines)
+swift build -c release --product hs-backup 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
+swift build -c release --product hs-restore 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
 BIN=$(swift build -c release --show-bin-path)
 W=${BENCH_DIR:-/tmp/hs-backup-bench}
 mkdir -p "$W"
 CORPUS="$W/corpus-scale$SCALE"
-if [ ! -f "$CORPUS.done" ]; then
+if { want full || want incr || want restore || want nfs || want 200k; } && [ ! -f "$CORPUS.done" ]; then
   rm -rf "$CORPUS"; python3 "$MKCORPUS" "$CORPUS" --scale "$SCALE" >/dev/null; touch "$CORPUS.done"
 fi
 TREE200K="$W/tree-$FILES200K"
-if [ ! -f "$TREE200K.done" ]; then
+if want 200k && [ ! -f "$TREE200K.done" ]; then
   rm -rf "$TREE200K"
   python3 - "$TREE200K" "$FILES200K" <<'EOF'
 import os, sys
@@ -53,6 +60,12 @@ for i in range(n):
     with open(os.path.join(d, "f%06d.json" % i), "w") as f: f.write('{"id": %d}\n' % i)
 EOF
   touch "$TREE200K.done"
+fi
+
+PLEXTREE="$W/plex-$PLEX"
+if want plex; then
+  echo "making a Plex-like tree of $PLEX files (bench/mkplex.py)" >&2
+  python3 bench/mkplex.py "$PLEX" "$PLEXTREE" >&2
 fi
 
 # now: seconds since the epoch with ns.
@@ -69,6 +82,12 @@ timeit_soft() { # like timeit, but returns 1 on failure instead of exiting
   local a b; a=$(now)
   if "$@" >/dev/null 2>"$W/last.err"; then b=$(now); record "$name" "$(awk "BEGIN{print $b - $a}")"; return 0; fi
   cat "$W/last.err" >&2; return 1
+}
+rsstime() { # name rss-name cmd...: wall time and peak RSS (KiB, the largest process)
+  local name=$1 rname=$2; shift 2
+  local a b; a=$(now)
+  /usr/bin/time -f %M -o "$W/rss" "$@" >/dev/null 2>"$W/last.err" || { echo "FAILED: $name: $*" >&2; cat "$W/last.err" >&2; exit 1; }
+  b=$(now); record "$name" "$(awk "BEGIN{print $b - $a}")"; record "$rname" "$(tail -1 "$W/rss")"
 }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR == 0) exit; if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -117,10 +136,16 @@ row() { # label ours ref target
   q=$(ratio "$o" "$r")
   printf '| %s | %.2f s | %.2f s | %s | <= %s | %s |\n' "$1" "$o" "$r" "$q" "$4" "$(verdict "$q" "$4")"
 }
+rssrow() { # label ours-rss ref-rss (KiB)
+  local o r; o=$(m "$2"); r=$(m "$3")
+  printf '| Plex-like %s files: %s, peak RSS (reference: the largest of its processes) | %.0f MiB | %.0f MiB | | <= 128 MiB | %s |\n' \
+    "$PLEX" "$1" "$(awk "BEGIN{print $o / 1024}")" "$(awk "BEGIN{print $r / 1024}")" "$([ "$(awk "BEGIN{print ($o <= 131072)}")" = 1 ] && echo met || echo 'NOT met')"
+}
 report() {
-CORPUS_DESC="$(du -sh "$CORPUS" | cut -f1), $(find "$CORPUS" -type f | wc -l) files"
+CORPUS_DESC="not made"; [ -d "$CORPUS" ] && CORPUS_DESC="$(du -sh "$CORPUS" | cut -f1), $(find "$CORPUS" -type f | wc -l) files"
+PLEX_DESC=""; [ -f "$PLEXTREE/.mkplex-done" ] && PLEX_DESC=" Plex-like tree: $(cat "$PLEXTREE/.mkplex-done" | sed "s| in .*||")."
 TABLE=$(
-  echo "Corpus: \`mkcorpus.py --scale $SCALE\` ($CORPUS_DESC); ${ROUNDS_DONE:-0} interleaved rounds, medians. Machine: $(nproc) cores, shared with other builds (noisy)."
+  echo "Corpus: \`mkcorpus.py --scale $SCALE\` ($CORPUS_DESC);$PLEX_DESC ${ROUNDS_DONE:-0} interleaved rounds, medians. Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)), shared with other builds (noisy; load average at the end: $(cut -d' ' -f1 /proc/loadavg))."
   echo
   echo "| measurement | hs-backup | reference | ratio | target | |"
   echo "|---|---|---|---|---|---|"
@@ -130,13 +155,20 @@ TABLE=$(
   row "full restore vs \`tar -xzf\`" restore_ours restore_ref 0.7
   if [ -n "${T[nfs_ours]:-}" ] && [ -n "${T[local_ours]:-}" ] || ! want nfs; then row "full backup to nfs:// (loopback ganesha) vs local dir" nfs_ours local_ours 1.3
   else echo "| full backup to nfs:// vs local | not measured (nfs-ganesha unavailable) | | | <= 1.3 | |"; fi
-  row "$FILES200K-file tree, no-change incremental vs GNU tar level 1" incr200k_ours incr200k_tar 0.25
   if [ -n "$(m floor200k)" ]; then
+    printf '| %s-file tree, no-change incremental | %.2f s | GNU tar l1 %.2f s | %s | (retired) | |\n' "$FILES200K" "$(m incr200k_ours)" "$(m incr200k_tar)" "$(ratio "$(m incr200k_ours)" "$(m incr200k_tar)")"
     printf '| %s-file tree: one-thread lstat walk (`find -printf`), the floor of stat-based change detection | | %.2f s | tar l1 / floor: %s, ours / floor: %s | | |\n' \
       "$FILES200K" "$(m floor200k)" "$(ratio "$(m incr200k_tar)" "$(m floor200k)")" "$(ratio "$(m incr200k_ours)" "$(m floor200k)")"
     printf '| corpus: one-thread lstat walk (`find -printf`) | | %.2f s | | | |\n' "$(m floorcorpus)"
   fi
-  rss=$(m rss200k); if [ -n "$rss" ]; then printf '| %s-file tree, no-change incremental peak RSS | %.0f MiB | | | <= 150 MiB | %s |\n' "$FILES200K" "$(awk "BEGIN{print $rss / 1024}")" "$([ "$(awk "BEGIN{print ($rss <= 153600)}")" = 1 ] && echo met || echo 'NOT met')"; fi
+  rss=$(m rss200k); if [ -n "$rss" ]; then printf '| %s-file tree, no-change incremental peak RSS | %.0f MiB | | | | |\n' "$FILES200K" "$(awk "BEGIN{print $rss / 1024}")"; fi
+  if [ -n "$(m plex_full_ours)" ]; then
+    row "Plex-like $PLEX files: full backup vs \`tar -cf - \| pigz -p2 -6\`" plex_full_ours plex_full_ref 0.6
+    row "Plex-like $PLEX files: no-change incremental vs GNU tar level 1" plex_incr_ours plex_incr_tar 0.6
+    printf '| Plex-like %s files: one-thread lstat walk (`find -printf`) | | %.2f s | ours incr / floor: %s | | |\n' "$PLEX" "$(m plex_floor)" "$(ratio "$(m plex_incr_ours)" "$(m plex_floor)")"
+    rssrow "full backup" plex_full_rss plex_full_ref_rss
+    rssrow "no-change incremental" plex_incr_rss plex_incr_tar_rss
+  fi
   echo
   echo "Per round, seconds (ours / reference):"
   for pair in "full_ours full_ref full backup" "incr_ours incr_tar incremental vs tar" "incr_ours incr_restic incremental vs restic" \
@@ -225,7 +257,22 @@ for r in $(seq 1 "$ROUNDS"); do
     timeit floorcorpus find "$CORPUS" -printf '%s %T@ %C@ %m %U %G\n'
     rm -rf "$W/dest200k" "$W/l0-200k.tar" "$W/l1-200k.tar"
   fi
+  # Plex-like tree: full backup and no-change incremental with peak RSS, against tar | pigz
+  # and GNU tar level 1 (their RSS too), and the one-thread lstat walk.
+  if want plex; then
+    rm -rf "$W/destplex" "$W/snarplex"* "$W/plex.tgz"
+    sync; rsstime plex_full_ours plex_full_rss "$BIN/hs-backup" --source "$PLEXTREE" --to "$W/destplex" --name b --full
+    sync; rsstime plex_full_ref plex_full_ref_rss bash -c "tar -cf - -C '$PLEXTREE' . | pigz -p2 -6 > '$W/plex.tgz'"
+    rm -f "$W/plex.tgz"
+    tar -cf /dev/null -g "$W/snarplex" -C "$PLEXTREE" .
+    rsstime plex_incr_ours plex_incr_rss "$BIN/hs-backup" --source "$PLEXTREE" --to "$W/destplex" --name b
+    cp "$W/snarplex" "$W/snarplex1"
+    rsstime plex_incr_tar plex_incr_tar_rss tar -cf "$W/l1-plex.tar" -g "$W/snarplex1" -C "$PLEXTREE" .
+    timeit plex_floor find "$PLEXTREE" -printf '%s %T@ %C@ %m %U %G\n'
+    rm -rf "$W/destplex" "$W/snarplex"* "$W/l1-plex.tar"
+  fi
   ROUNDS_DONE=$r
   report
 done
+if want plex; then rm -rf "$PLEXTREE"; fi
 

@@ -76,7 +76,7 @@ ratio() { awk -v x="$1" -v y="$2" 'BEGIN{printf "%.2f", x/y}'; }
 
 # Correctness check of the run being timed.
 OUT=$("$BIN" "$ROOT" --audit --json 2>/dev/null || true)
-COPIES=$(printf '%s' "$OUT" | python3 -c 'import json,sys; a=json.load(sys.stdin)["audit"]; print(a["copies"], a["filesHashed"], a["singleLinkFiles"])')
+COPIES=$(printf '%s' "$OUT" | python3 -c 'import json,sys; a=json.load(sys.stdin)["audit"]; print(a["copies"], a["files_hashed"], a["single_link_files"])')
 read -r NCOPIES NHASHED NSINGLE <<<"$COPIES"
 [ "$NCOPIES" = 50 ] || { log "expected 50 copies, audit found $NCOPIES"; exit 1; }
 

@@ -31,6 +31,7 @@ TEST_PACKAGES=(
   libarchive-tools pigz gzip tar sqlite3 attr acl strace
   debootstrap restic python3-pip time procps iproute2 psmisc
   busybox-static file curl
+  ansible   # provisioning/site.yml runs for real in a test (community.general.chroot connection)
 )
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }

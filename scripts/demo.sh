@@ -52,7 +52,7 @@ du -sh "$D/appdata"; echo "$(find "$D/appdata" -type f | wc -l) files"
 
 step "first backup (full) to demo/backups"
 show "$BIN/hs-backup" --source "$D/appdata" --to "$D/backups" --name demo
-FIRST=$("$BIN/hs-backup" list --to "$D/backups" --name demo --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+FIRST=$("$BIN/hs-backup" list --to "$D/backups" --name demo --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][0]["id"])')
 cp -a "$D/appdata" "$D/appdata-at-first"
 sleep 1   # ids are per second
 

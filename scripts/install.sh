@@ -27,7 +27,7 @@ else
 fi
 
 log "apt-get install $deb"
-DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$deb"
+DEBIAN_FRONTEND=noninteractive apt-get install -y "$deb"
 for t in hs-backup hs-restore hs-linkcheck hs-provision hs-deploy; do
   if [ -e "/usr/local/bin/$t" ]; then
     log "note: /usr/local/bin/$t (an older install) comes first on PATH: remove it to use /usr/bin/$t"

@@ -8,7 +8,8 @@
 # (--static-swift-stdlib), then ONE multi-call executable (/usr/lib/home-server-tools/
 # home-server-tools) with the five tools as symlinks in /usr/bin: the static runtime is
 # ~60 MB, five separate binaries would be five copies of it. The .deb's Depends are derived
-# from the executable's NEEDED libraries and the Debian packages that own them (dpkg -S).
+# from the executable's NEEDED libraries and the Debian packages that own them (dpkg -S),
+# libc6 with the newest GLIBC_ symbol version it uses.
 # It fails if the executable still needs a library of the Swift toolchain.
 #
 # Needs the build dependencies only (scripts/bootstrap.sh --build-only) and a Swift toolchain.
@@ -28,7 +29,7 @@ if [ $# -gt 0 ]; then
   exit 2
 fi
 command -v swift >/dev/null || die "no swift on PATH: install a Swift 6.1+ toolchain (swift.org or swiftly)"
-for t in dpkg-deb dpkg-query readelf ldd ld objcopy strip clang; do
+for t in dpkg-deb dpkg-query readelf objdump ldd ld objcopy strip clang; do
   command -v "$t" >/dev/null || die "$t is missing: run scripts/bootstrap.sh --build-only (as root)"
 done
 
@@ -119,7 +120,10 @@ for so in $(readelf -d "$WORK/$NAME" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); 
   pkg=$(owner "$path")
   deps+=("$pkg")
 done
-DEPENDS=$(printf '%s\n' "${deps[@]}" | sort -u | paste -sd, | sed 's/,/, /g')
+# libc6 with the newest glibc symbol version the executable uses (an older glibc cannot run it).
+glibc=$(objdump -T "$WORK/$NAME" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -1)
+[ -n "$glibc" ] || die "no GLIBC_ symbol versions in the executable"
+DEPENDS=$(printf '%s\n' "${deps[@]}" | sort -u | sed "s/^libc6\$/libc6 (>= $glibc)/" | paste -sd, | sed 's/,/, /g')
 log "Depends: $DEPENDS"
 
 # 5. The .deb: /usr/lib/home-server-tools/home-server-tools + /usr/bin symlinks + docs.

@@ -29,6 +29,27 @@ package struct ArchiveWriterOptions: Sendable {
     }
 }
 
+/// A small file's content read ahead by `ArchiveWriter.prefetch`.
+package struct PrefetchedContent: Sendable {
+    /// Exactly the size the entry was given (zero-padded when the file shrank).
+    package var bytes: [UInt8]
+    package var sha256: [UInt8]
+    package var bytesRead: UInt64
+    /// The file grew or shrank while read (see `AddResult.sizeChanged`).
+    package var sizeChanged: Bool
+    /// Stored, not deflated.
+    package var incompressible: Bool
+    /// `fstat` after the read (-1 / (0, -1) when it failed): the caller compares them with
+    /// what its scan saw to tell a file that changed while read.
+    package var sizeAfter: Int64
+    package var mtimeAfter: (seconds: Int64, nanoseconds: Int64)
+}
+
+/// `ArchiveWriter.prefetch` could not open or read the file.
+package struct PrefetchError: Error, Sendable {
+    package var errno: Int32
+}
+
 /// What `ArchiveWriter.add` did with one entry.
 package struct AddResult: Sendable, Equatable {
     /// SHA-256 of the content bytes archived (regular files only; exactly `entry.size` bytes).
@@ -175,6 +196,70 @@ package final class ArchiveWriter {
         return result
     }
 
+    /// Reads a small file whole, for `add(_:prefetched:)`: meant to run on several threads
+    /// ahead of the writer (reading, hashing and the incompressibility test of many small
+    /// files then overlap across cores, while `add` only copies bytes). Exactly `size` bytes
+    /// are kept (zero-padded when the file shrank; one more byte read tells that it grew).
+    /// - Parameter path: NUL-terminated bytes.
+    /// - Returns: the content, or the errno of `open`/`read`.
+    package static func prefetch(path: [UInt8], size: UInt64, detectIncompressible: Bool = true) -> Result<PrefetchedContent, PrefetchError> {
+        let fd = path.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { Self.openForReading($0.baseAddress!) } }
+        if fd < 0 { return .failure(PrefetchError(errno: errno)) }
+        defer { close(fd) }
+        guard size < Int.max / 2 else { return .failure(PrefetchError(errno: EFBIG)) }
+        let want = Int(size)
+        var bytes = [UInt8](repeating: 0, count: want + 1)
+        var got = 0
+        while got <= want {
+            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, want + 1 - got) }
+            if n < 0 { if errno == EINTR { continue }; return .failure(PrefetchError(errno: errno)) }
+            if n == 0 { break }
+            got += n
+        }
+        let grew = got > want
+        let readCount = min(got, want)
+        bytes.removeLast()  // the probe byte; a short file keeps its zero padding
+        var st = stat()
+        let statOK = fstat(fd, &st) == 0
+        var c = PrefetchedContent(bytes: bytes, sha256: SHA256Hasher.hash(bytes), bytesRead: UInt64(readCount),
+                                  sizeChanged: grew || readCount < want, incompressible: false,
+                                  sizeAfter: statOK ? Int64(st.st_size) : -1,
+                                  mtimeAfter: statOK ? (Int64(st.st_mtim.tv_sec), Int64(st.st_mtim.tv_nsec)) : (0, -1))
+        if detectIncompressible && want >= 2048 {
+            c.incompressible = bytes.withUnsafeBytes { Incompressibility.looksIncompressible($0, atFileStart: true) }
+        }
+        return .success(c)
+    }
+
+    /// Adds a regular file whose content `prefetch` read (`entry.size` must be its size).
+    @discardableResult
+    package func add(_ entry: EntryMetadata, prefetched c: PrefetchedContent) throws -> AddResult {
+        precondition(!finished, "ArchiveWriter.add after finish")
+        precondition(entry.type == .file && UInt64(c.bytes.count) == entry.size, "prefetched content of another size")
+        try pipeline.checkError()
+        var header: [UInt8] = []
+        try TarHeader.append(entry, to: &header)
+        if chunk.count >= options.memberTargetSize { try submitChunk() }
+        let headerOffset = uncompressedOffset
+        let headerMember = seq
+        chunk.append(header)
+        if options.recordEntries { entries.append(ArchiveIndexEntry(path: entry.path, member: headerMember, headerOffset: headerOffset)) }
+        let contentOffset = uncompressedOffset
+        var i = 0
+        while i < c.bytes.count {
+            var space = options.memberSizeCap - chunk.count
+            if space <= 0 { try submitChunk(); space = options.memberSizeCap - chunk.count }
+            let n = min(space, c.bytes.count - i)
+            if c.incompressible { chunk.markStored(chunk.count ..< (chunk.count + n)) }
+            chunk.append(c.bytes[i ..< (i + n)])
+            i += n
+        }
+        let pad = (512 - c.bytes.count % 512) % 512
+        if pad > 0 { chunk.appendZeros(pad) }
+        return AddResult(sha256: c.sha256, bytesRead: c.bytesRead, sizeChanged: c.sizeChanged,
+                         headerMember: headerMember, headerOffset: headerOffset, contentOffset: contentOffset)
+    }
+
     /// Adds a regular file whose content is given in memory (`entry.size` is set from it).
     @discardableResult
     package func add(_ entry: EntryMetadata, contents: [UInt8]) throws -> AddResult {
@@ -235,7 +320,7 @@ package final class ArchiveWriter {
         if !last { chunk = pipeline.takeBuffer() }
     }
 
-    private static func openForReading(_ path: [CChar]) -> Int32 {
+    private static func openForReading(_ path: UnsafePointer<CChar>) -> Int32 {
         var fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | LinuxConst.O_NOATIME)
         if fd < 0 && errno == EPERM { fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
         return fd

@@ -9,46 +9,48 @@ package enum DirectoryArchiver {
     /// - Returns: the number of entries added and the paths whose size changed while read.
     @discardableResult
     package static func archive(_ root: String, into writer: ArchiveWriter) throws -> (entries: Int, sizeChanged: [String]) {
-        var seen: [UInt64: [UInt64: String]] = [:]   // dev -> ino -> first path
+        var seen: [UInt64: [UInt64: [UInt8]]] = [:]   // dev -> ino -> first path
         var names = NameCache()
         var count = 0
         var changed: [String] = []
-        func walk(_ rel: String) throws {
-            let dirPath = rel.isEmpty ? root : root + "/" + rel
-            guard let d = opendir(dirPath) else {
-                throw ArchiveError(.io, entry: rel, "opendir('\(dirPath)') failed: \(String(cString: strerror(errno)))")
+        let rootBytes = Array(root.utf8)
+        // Names are bytes throughout (any name a Linux file system allows).
+        func walk(_ rel: [UInt8]) throws {
+            let dirPath = rel.isEmpty ? rootBytes : rootBytes + [0x2F] + rel
+            guard let d = opendir(cString(dirPath)) else {
+                throw ArchiveError(.io, entry: String(decoding: rel, as: UTF8.self), "opendir('\(String(decoding: dirPath, as: UTF8.self))') failed: \(String(cString: strerror(errno)))")
             }
-            var children: [String] = []
+            var children: [[UInt8]] = []
             while let ent = readdir(d) {
-                let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
-                    String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-                }
-                if name == "." || name == ".." { continue }
+                let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in Array(raw.prefix(while: { $0 != 0 })) }
+                if name == [0x2E] || name == [0x2E, 0x2E] { continue }
                 children.append(name)
             }
             closedir(d)
-            children.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            children.sort { $0.lexicographicallyPrecedes($1) }
             for name in children {
-                let childRel = rel.isEmpty ? name : rel + "/" + name
-                let full = root + "/" + childRel
+                let childRel = rel.isEmpty ? name : rel + [0x2F] + name
+                let full = rootBytes + [0x2F] + childRel
                 var st = stat()
-                var e = try metadata(full, relative: childRel, names: &names, stat: &st)
+                var e = try metadata(cString(full), relative: childRel, names: &names, stat: &st)
                 if e.type == .file && st.st_nlink > 1 {
                     if let first = seen[UInt64(st.st_dev)]?[UInt64(st.st_ino)] {
-                        e.type = .hardlink; e.linkTarget = first; e.size = 0
+                        e.type = .hardlink; e.linkBytes = first; e.size = 0
                     } else {
                         seen[UInt64(st.st_dev), default: [:]][UInt64(st.st_ino)] = childRel
                     }
                 }
-                let r = try writer.add(e, contentPath: e.type == .file ? full : nil)
-                if r.sizeChanged { changed.append(childRel) }
+                let r = try writer.add(e, contentPathBytes: e.type == .file ? full : nil)
+                if r.sizeChanged { changed.append(e.path) }
                 count += 1
                 if e.type == .directory { try walk(childRel) }
             }
         }
-        try walk("")
+        try walk([])
         return (count, changed)
     }
+
+    static func cString(_ b: [UInt8]) -> [CChar] { b.map { CChar(bitPattern: $0) } + [0] }
 
     /// Metadata of one filesystem object (lstat), named `relative` in the archive.
     package static func metadata(_ path: String, relative: String) throws -> EntryMetadata {
@@ -75,13 +77,14 @@ package enum DirectoryArchiver {
 
     static func metadata(_ path: String, relative: String, names: inout NameCache) throws -> EntryMetadata {
         var st = stat()
-        return try metadata(path, relative: relative, names: &names, stat: &st)
+        return try metadata(cString(Array(path.utf8)), relative: Array(relative.utf8), names: &names, stat: &st)
     }
 
-    /// As above; `st` receives the lstat result (one lstat per entry).
-    static func metadata(_ path: String, relative: String, names: inout NameCache, stat st: inout stat) throws -> EntryMetadata {
+    /// As above; `path` is a C string, `st` receives the lstat result (one lstat per entry).
+    static func metadata(_ path: [CChar], relative: [UInt8], names: inout NameCache, stat st: inout stat) throws -> EntryMetadata {
+        let shown = String(decoding: relative, as: UTF8.self)
         guard lstat(path, &st) == 0 else {
-            throw ArchiveError(.io, entry: relative, "lstat('\(path)') failed: \(String(cString: strerror(errno)))")
+            throw ArchiveError(.io, entry: shown, "lstat failed: \(String(cString: strerror(errno)))")
         }
         let type: EntryType
         switch st.st_mode & S_IFMT {
@@ -91,23 +94,25 @@ package enum DirectoryArchiver {
         case S_IFIFO: type = .fifo
         case S_IFCHR: type = .charDevice
         case S_IFBLK: type = .blockDevice
-        default: throw ArchiveError(.invalidInput, entry: relative, "sockets and other special files are not archived")
+        default: throw ArchiveError(.invalidInput, entry: shown, "sockets and other special files are not archived")
         }
-        var e = EntryMetadata(path: relative, type: type, mode: UInt32(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid,
+        var e = EntryMetadata(pathBytes: relative, type: type, mode: UInt32(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid,
                               uname: names.user(st.st_uid), gname: names.group(st.st_gid),
-                              size: type == .file ? UInt64(st.st_size) : 0,
-                              mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: UInt32(st.st_mtim.tv_nsec))
+                              size: type == .file ? UInt64(clamping: st.st_size) : 0,
+                              mtimeSeconds: Int64(st.st_mtim.tv_sec), mtimeNanoseconds: UInt32(clamping: min(max(st.st_mtim.tv_nsec, 0), 999_999_999)))
         if type == .symlink {
             var buf = [CChar](repeating: 0, count: 4097)
             let n = readlink(path, &buf, 4096)
-            guard n >= 0 else { throw ArchiveError(.io, entry: relative, "readlink('\(path)') failed: \(String(cString: strerror(errno)))") }
-            e.linkTarget = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard n >= 0 else { throw ArchiveError(.io, entry: shown, "readlink failed: \(String(cString: strerror(errno)))") }
+            e.linkBytes = buf[0..<n].map { UInt8(bitPattern: $0) }
         }
         if type == .charDevice || type == .blockDevice {
             e.devMajor = UInt32((st.st_rdev >> 8) & 0xfff) | UInt32((st.st_rdev >> 32) & ~0xfff)
             e.devMinor = UInt32(st.st_rdev & 0xff) | UInt32((st.st_rdev >> 12) & ~0xff)
         }
-        if type == .file || type == .directory { e.xattrs = readUserXattrs(path: path) }
+        if type == .file || type == .directory {
+            for a in path.withUnsafeBufferPointer({ readXattrs(.path($0.baseAddress!)) }) where a.name.hasPrefix("user.") { e.xattrs[a.name] = a.value }
+        }
         return e
     }
 }

@@ -92,7 +92,9 @@ package final class BackupRunner {
         let set = BackupSet(destination: dest, name: options.set)
         var st = stat()
         guard lstat(options.source, &st) == 0, st.st_mode & S_IFMT == S_IFDIR || (stat(options.source, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR) else {
-            throw ToolError.usage("source \(options.source) is not a directory. Give the appdata directory with --source, e.g. /opt/appdata.")
+            throw ToolError.usage(options.source.isEmpty
+                ? "--source is empty (in cron: is HS_APPDATA set in common/.env?). Give the appdata directory, e.g. --source /opt/appdata."
+                : "source '\(options.source)' is not a directory. Give the appdata directory with --source, e.g. /opt/appdata.")
         }
         if options.dryRun { return try dryRun(set: set, started: started) }
         do { try dest.makeDirectories(options.set) } catch {
@@ -145,6 +147,39 @@ package final class BackupRunner {
         reporter.warning(w)
     }
 
+    /// Reads the small regular files among `toArchive[from...]` on all cores: up to 1024
+    /// entries or 16 MiB of content from `from`. Returns the contents by entry index and
+    /// where the window ends. Files over 1 MiB and substituted ones are not prefetched.
+    private func prefetchWindow(table: ManifestTable, toArchive: [Int], from: Int,
+                                substitutes: [Int: SubstitutedContent]) -> ([Int: Result<PrefetchedContent, PrefetchError>], Int) {
+        var picked: [(Int, [UInt8], UInt64)] = []
+        var bytes: UInt64 = 0
+        var end = from
+        while end < toArchive.count && picked.count < 1024 && bytes < 16 << 20 {
+            let i = toArchive[end]
+            let e = table.entry(i)
+            if e.type == .file && e.size > 0 && e.size <= 1 << 20 && substitutes[i] == nil {
+                picked.append((i, sourcePath(table.pathBytes(e)), e.size))
+                bytes += e.size
+            }
+            end += 1
+        }
+        guard picked.count > 1 else { return ([:], end) }
+        let slots = ResultSlots<Result<PrefetchedContent, PrefetchError>>(count: picked.count)
+        let work = picked
+        let level = options.compressionLevel
+        DispatchQueue.concurrentPerform(iterations: min(work.count, 64)) { part in
+            var k = part
+            while k < work.count {
+                slots.set(k, ArchiveWriter.prefetch(path: work[k].1, size: work[k].2, detectIncompressible: level > 0))
+                k += 64
+            }
+        }
+        var out: [Int: Result<PrefetchedContent, PrefetchError>] = [:]
+        for (k, v) in slots.takeAll().enumerated() { if let v { out[work[k].0] = v } }
+        return (out, end)
+    }
+
     /// "<source>/<relative path>" as NUL-terminated bytes.
     private func sourcePath(_ relative: [UInt8]) -> [UInt8] {
         Array(options.source.utf8) + [0x2F] + relative + [0]
@@ -167,9 +202,12 @@ package final class BackupRunner {
                               previous: previous)
         scanner.oneFileSystem = options.oneFileSystem
         if let local = options.destination as? LocalDestination {
-            var st = stat()
-            if stat(local.root, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR {
-                scanner.skipDirectory = (UInt64(st.st_dev), UInt64(st.st_ino), local.root)
+            // DEST, and DEST/SET for when DEST is the source itself.
+            for path in [local.root, local.root + "/" + options.set] {
+                var st = stat()
+                if stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR {
+                    scanner.skipDirectories.append((UInt64(st.st_dev), UInt64(st.st_ino), path))
+                }
             }
         }
         return scanner
@@ -196,7 +234,7 @@ package final class BackupRunner {
         for i in 0 ..< table.count {
             let e = table.entry(i)
             switch e.type {
-            case .file, .hardlink: files += 1; treeBytes += e.size
+            case .file, .hardlink: files += 1; treeBytes = treeBytes.addingSaturated(e.size)
             case .directory: dirs += 1
             case .symlink: links += 1
             }
@@ -218,7 +256,7 @@ package final class BackupRunner {
                 }
             }
             guard would else { continue }
-            if e.type == .file { archived += 1; bytesIn += e.size }
+            if e.type == .file { archived += 1; bytesIn = bytesIn.addingSaturated(e.size) }
             reporter.info("would archive: \(e.type.name) \(displayPath(table.pathBytes(e)))")
         }
         let kind = full ? "full" : "incremental"
@@ -237,7 +275,7 @@ package final class BackupRunner {
         }
         var full = options.forceFull || previous == nil
         if !full, let p = previous {
-            let since = (p.header.sinceFull ?? 0) + 1
+            let since = (p.header.sinceFull ?? 0).addingSaturated(1)
             let fullStarted = p.header.kind == "full" ? p.header.started : (p.header.fullStarted ?? 0)
             if since > options.maxIncrementals { full = true }
             if started.timeIntervalSince1970 - fullStarted > options.maxDaysBetweenFulls * 86400 { full = true }
@@ -279,7 +317,7 @@ package final class BackupRunner {
         for i in 0 ..< n {
             var e = table.entry(i)
             switch e.type {
-            case .file, .hardlink: files += 1; treeBytes += e.size
+            case .file, .hardlink: files += 1; treeBytes = treeBytes.addingSaturated(e.size)
             case .directory: dirs += 1
             case .symlink: links += 1
             }
@@ -354,7 +392,15 @@ package final class BackupRunner {
             var inThisArchive = Set<Int>()
             do {
                 var done = 0
-                for i in toArchive {
+                // Small files are read (and hashed) ahead on all cores, a window at a time;
+                // the writer then only copies their bytes. Bounded: 1024 files or 16 MiB.
+                var window: [Int: Result<PrefetchedContent, PrefetchError>] = [:]
+                var windowEnd = 0
+                for (position, i) in toArchive.enumerated() {
+                    if position >= windowEnd {
+                        (window, windowEnd) = prefetchWindow(table: table, toArchive: toArchive, from: position,
+                                                             substitutes: scan.substitutes)
+                    }
                     var e = table.entry(i)
                     let pathBytes = table.pathBytes(e)
                     let path = displayPath(pathBytes)
@@ -387,9 +433,23 @@ package final class BackupRunner {
                         let content = substituted.map { Array($0.path.utf8) + [0] } ?? absolute
                         let contentBytes = Array(content.dropLast())
                         meta.size = e.size
-                        let added: AddResult
+                        var added: AddResult
+                        let ahead = window.removeValue(forKey: i)
+                        var usedPrefetch = false
                         do {
-                            added = try aw.add(meta, contentPathBytes: contentBytes)
+                            if case .success(let c)? = ahead {
+                                added = try aw.add(meta, prefetched: c)
+                                usedPrefetch = true
+                                // Compared with the scan: size and mtime after the read.
+                                if c.sizeAfter != Int64(clamping: e.size) || c.mtimeAfter.seconds != e.mtime.seconds
+                                    || c.mtimeAfter.nanoseconds != Int64(e.mtime.nanoseconds) {
+                                    added.sizeChanged = true
+                                }
+                            } else if case .failure(let f)? = ahead, f.errno == ENOENT {
+                                throw ArchiveError(.io, entry: path, "open failed: \(String(cString: strerror(f.errno)))")
+                            } else {
+                                added = try aw.add(meta, contentPathBytes: contentBytes)
+                            }
                         } catch let err as ArchiveError where err.kind == .io && !fileExists(bytes: content) {
                             // Vanished since the scan (nothing of it was written): leave it out.
                             note("\(path) disappeared while the backup ran; not in this backup")
@@ -400,7 +460,7 @@ package final class BackupRunner {
                         e.hash = Digest(added.sha256 ?? SHA256Hasher.hash([]))
                         e.archive = myIndex
                         var changed = added.sizeChanged
-                        if substituted == nil && !changed {
+                        if substituted == nil && !changed && !usedPrefetch {
                             var st = stat()
                             let rc = content.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { lstat($0.baseAddress!, &st) } }
                             if rc != 0 || UInt64(clamping: st.st_size) != e.size || FileTime(st.st_mtim) != e.mtime {
@@ -414,7 +474,7 @@ package final class BackupRunner {
                         table.set(i, e)
                         locations.append((i, added.headerMember, added.headerOffset))
                         inThisArchive.insert(i)
-                        bytesIn += added.bytesRead
+                        bytesIn = bytesIn.addingSaturated(added.bytesRead)
                         filesArchived += 1
                         done += 1
                         reporter.progress("archiving: \(done)/\(changedFiles) files, \(Format.bytes(bytesIn)) read")
@@ -461,7 +521,7 @@ package final class BackupRunner {
             archives: archives, archive: archiveID, toolVersion: toolVersion, source: options.source,
             started: started.timeIntervalSince1970, seconds: seconds, files: files, directories: dirs, symlinks: links,
             filesArchived: filesArchived, treeBytes: treeBytes, bytesIn: bytesIn, bytesOut: bytesOut, warnings: warnings,
-            sinceFull: full ? 0 : (prevHeader?.sinceFull ?? 0) + 1, fullID: full ? id : (prevHeader?.fullID ?? prevHeader?.id),
+            sinceFull: full ? 0 : (prevHeader?.sinceFull ?? 0).addingSaturated(1), fullID: full ? id : (prevHeader?.fullID ?? prevHeader?.id),
             fullStarted: full ? started.timeIntervalSince1970 : (prevHeader?.kind == "full" ? prevHeader?.started : prevHeader?.fullStarted),
             scanFlags: 1)
         trace("archive done")
@@ -516,4 +576,13 @@ func hashFile(cPath: UnsafePointer<CChar>) throws -> Digest {
         buf.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0 ..< n])) }
     }
     return Digest(h.finalize())
+}
+
+extension FixedWidthInteger {
+    /// `self + other`, stopping at the type's bounds instead of trapping (sums of sizes read
+    /// from the disk or from a manifest: sparse files can claim up to 2^63 bytes each).
+    func addingSaturated(_ other: Self) -> Self {
+        let (v, o) = addingReportingOverflow(other)
+        return o ? (other > 0 ? .max : .min) : v
+    }
 }

@@ -7,7 +7,8 @@
 //   bytewise, `/` lowest, i.e. a depth-first walk with sorted directories). Each item has
 //   `path` and `link` as `[UInt8]` (exact bytes, any name a Linux file system allows),
 //   `type`, `mode`, `uid`, `gid`, `size`, `mtime`/`ctime` as `FileTime` (seconds `Int64`, full
-//   signed range, and `nanoseconds` `UInt32` in 0..<1_000_000_000), `archive` (the archive id
+//   signed range, and `nanoseconds` `UInt32` in 0..<1_000_000_000; the type lives in Archive,
+//   shared with the tar reader and writer), `archive` (the archive id
 //   holding the content, or nil), `memberOffset`/`memberSkip` (where its tar header is),
 //   `hash` (SHA-256 of the content) and `xattrHash` (0: no xattrs/ACLs; the values themselves
 //   are in the tar headers as pax `SCHILY.xattr.*` records).
@@ -22,40 +23,9 @@
 import Glibc
 #endif
 import Foundation
+import Archive
 import Gzip
 import Support
-
-/// A file time: seconds since the epoch (the full signed 64-bit range, as ext4 and XFS can
-/// hold years before 1970 and after 2262) and nanoseconds in 0..<1_000_000_000.
-package struct FileTime: Sendable, Equatable, Hashable, Comparable, CustomStringConvertible {
-    package var seconds: Int64
-    package var nanoseconds: UInt32
-
-    package init(seconds: Int64 = 0, nanoseconds: UInt32 = 0) {
-        self.seconds = seconds
-        self.nanoseconds = nanoseconds
-    }
-
-    /// From a kernel `timespec` (a nanosecond field out of range is clamped, never trapped on).
-    package init(_ t: timespec) {
-        seconds = Int64(t.tv_sec)
-        nanoseconds = UInt32(clamping: min(max(t.tv_nsec, 0), 999_999_999))
-    }
-
-    /// From the Int64 nanoseconds of format-1 manifests (floor division: -1 ns is -1 s + 999999999 ns).
-    package init(legacyNanoseconds ns: Int64) {
-        let (q, r) = ns.quotientAndRemainder(dividingBy: 1_000_000_000)
-        if r < 0 { seconds = q - 1; nanoseconds = UInt32(r + 1_000_000_000) } else { seconds = q; nanoseconds = UInt32(r) }
-    }
-
-    package var timespec: Glibc.timespec { Glibc.timespec(tv_sec: Int(seconds), tv_nsec: Int(nanoseconds)) }
-
-    package static func < (a: FileTime, b: FileTime) -> Bool {
-        a.seconds != b.seconds ? a.seconds < b.seconds : a.nanoseconds < b.nanoseconds
-    }
-
-    package var description: String { "\(seconds).\(String(format: "%09u", nanoseconds))" }
-}
 
 /// What one manifest entry is.
 package enum ManifestEntryType: UInt8, Sendable, Equatable {
@@ -227,8 +197,8 @@ package struct ManifestTable: Sendable {
         e.flags = raw[b + 17]
         e.mode = u32(20); e.uid = u32(24); e.gid = u32(28)
         e.size = u64(32)
-        e.mtime = FileTime(legacyNanoseconds: Int64(bitPattern: u64(40)))
-        e.ctime = FileTime(legacyNanoseconds: Int64(bitPattern: u64(48)))
+        e.mtime = FileTime(totalNanoseconds: Int64(bitPattern: u64(40)))
+        e.ctime = FileTime(totalNanoseconds: Int64(bitPattern: u64(48)))
         e.archive = u32(56)
         e.memberOffset = u64(64); e.memberSkip = u64(72)
         e.hash.w0 = raw.loadUnaligned(fromByteOffset: b + 80, as: UInt64.self)
@@ -533,6 +503,7 @@ package struct Manifest: Sendable {
             results.set(i, (member, 0 ..< 0, ManifestChunk(length: frozen[i].count, compressed: member.count, sha256: sha)))
         }
         var header = self.header
+        header.format = ManifestHeader.currentFormat  // the table is always in the current layout
         let members = results.takeAll().map { $0! }
         header.body = members.map { $0.2 }
         let enc = JSONEncoder()
@@ -586,7 +557,9 @@ package struct Manifest: Sendable {
         guard header.format <= ManifestHeader.currentFormat else {
             throw ToolError("manifest \(name) has format \(header.format), written by a newer hs-backup (\(header.toolVersion)); this one reads formats up to \(ManifestHeader.currentFormat). Use that version or newer.")
         }
-        let rlen = Int(readLE64(data, p)), slen = Int(readLE64(data, p + 8)); p += 16
+        // Values read from the file: converted without a trap (a damaged size is an error).
+        guard let rlen = Int(exactly: readLE64(data, p)), let slen = Int(exactly: readLE64(data, p + 8)) else { throw bad("sizes") }
+        p += 16
         guard rlen >= 0, slen >= 0, rlen <= Int(UInt32.max) * ManifestTable.recordSize, slen <= Int(UInt32.max) else { throw bad("sizes") }
         var records = [UInt8](repeating: 0, count: rlen)
         var strings = [UInt8](repeating: 0, count: slen)
@@ -595,12 +568,12 @@ package struct Manifest: Sendable {
             var jobs: [(range: Range<Int>, intoRecords: Bool, at: Int, length: Int)] = []
             var offset = p, r = 0, t = 0
             for c in chunks {
-                guard c.compressed > 0, c.length >= 0, offset + c.compressed <= body else { throw bad("body member sizes") }
+                guard c.compressed > 0, c.length >= 0, c.compressed <= body - offset else { throw bad("body member sizes") }
                 if r < rlen {
-                    guard r + c.length <= rlen else { throw bad("body members do not split records and strings") }
+                    guard c.length <= rlen - r else { throw bad("body members do not split records and strings") }
                     jobs.append((offset ..< offset + c.compressed, true, r, c.length)); r += c.length
                 } else {
-                    guard t + c.length <= slen else { throw bad("body members are longer than the strings") }
+                    guard c.length <= slen - t else { throw bad("body members are longer than the strings") }
                     jobs.append((offset ..< offset + c.compressed, false, t, c.length)); t += c.length
                 }
                 offset += c.compressed

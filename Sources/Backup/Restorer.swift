@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Archive
 import Foundation
+import Archive
 import Storage
 import Support
 

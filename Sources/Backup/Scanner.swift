@@ -34,13 +34,16 @@ package final class Scanner {
     /// parent); each one skipped is named in a warning. Without it every mount point crossed
     /// is named in a warning.
     package var oneFileSystem = false
-    /// A directory left out of the scan by identity (the destination, when it is inside the
-    /// source), with the name to say so once.
-    package var skipDirectory: (dev: UInt64, ino: UInt64, name: String)?
+    /// Directories left out of the scan by identity (the destination and its set directory,
+    /// when inside the source), with the name to say so once.
+    package var skipDirectories: [(dev: UInt64, ino: UInt64, name: String)] = []
     /// Read extended attributes (and ACLs) to fill `ManifestEntry.xattrHash`.
     package var readXattrs = true
-    /// More top-level directories than this are walked as whole units (bounds open fds).
-    static let maxSplitDirectories = 512
+    /// At most this many directories are held open to split the walk into units (bounds fds).
+    static let maxOpenDirectories = 512
+    /// A directory with at most this many entries is split further down (up to `maxSplitDepth`).
+    static let expandBelow = 8
+    static let maxSplitDepth = 6
 
     package init(root: String, excludes: ExcludeSet, provider: (any ContentProvider)? = nil, previous: ManifestTable? = nil) {
         self.root = root
@@ -69,31 +72,52 @@ package final class Scanner {
         let names = rootNames
         let counter = ScanCounter(progress: progress)
         let context = ScanContext(root: root, rootBytes: Array(root.utf8), excludes: excludes, provider: provider, previous: previous,
-                                  counter: counter, oneFileSystem: oneFileSystem, skipDirectory: skipDirectory, readXattrs: readXattrs)
+                                  counter: counter, oneFileSystem: oneFileSystem, skipDirectories: skipDirectories, readXattrs: readXattrs)
 
-        // Level 1 on this thread: each root entry without descending; top-level directories
-        // are kept open so their entries can become units.
+        // The top of the tree on this thread, entry by entry without descending: a directory
+        // with few entries (a chain like Plex's `Library/Application Support/Plex Media Server/
+        // Metadata`) is opened and its entries handled the same way, down to `maxSplitDepth`;
+        // the entries of any other directory become units, walked on all threads. So a tree
+        // whose data sits below a few levels of single directories still splits into many
+        // units (for speed, and so no unit holds most of the tree while the parts are joined).
         let top = ScanWorker(context)
         var units: [ScanUnit] = []
-        // Per root name: (entry range in `top`, range of units below it).
+        // In path order: (entry range in `top`, range of units) pieces.
         var segments: [(Range<Int>, Range<Int>)] = []
         var opened: [Int32] = []
         defer { for d in opened { close(d) } }
-        // Independent of the thread count, so the same tree always gives the same table layout
-        // (the next manifest can then reuse unchanged parts of this one).
-        let split = names.count < Self.maxSplitDirectories
-        for n in names {
-            let first = top.table.count
-            let firstUnit = units.count
-            if split {
-                if let (dfd, prefix, dev) = try top.process(fd, name: n, prefixLength: 0, parentDev: rootDev, descend: false) {
-                    opened.append(dfd)
-                    for c in top.readNames(dfd, path: displayPath(prefix)) { units.append(ScanUnit(parent: dfd, prefix: prefix, name: c, parentDev: dev, descend: true)) }
+        // Decisions depend on the tree only, never on the thread count, so the same tree always
+        // gives the same table layout (the next manifest can then reuse unchanged parts).
+        func expand(_ dirFd: Int32, prefix: [UInt8], dev: UInt64, names: [DirectoryName], depth: Int) throws {
+            for n in names {
+                let first = top.table.count
+                let firstUnit = units.count
+                if opened.count >= Self.maxOpenDirectories {
+                    // Enough directories held open: this entry is walked whole as one unit.
+                    units.append(ScanUnit(parent: dirFd, prefix: prefix, name: n, parentDev: dev, descend: true))
+                    segments.append((first ..< first, firstUnit ..< units.count))
+                    continue
                 }
-            } else {
-                units.append(ScanUnit(parent: fd, prefix: [], name: n, parentDev: rootDev, descend: true))
+                let r = try top.process(dirFd, prefix: prefix, name: n, parentDev: dev)
+                segments.append((first ..< top.table.count, firstUnit ..< firstUnit))
+                guard let (dfd, childPrefix, childDev) = r else { continue }
+                opened.append(dfd)
+                let children = top.readNames(dfd, path: displayPath(childPrefix))
+                if children.count <= Self.expandBelow && depth + 1 < Self.maxSplitDepth {
+                    try expand(dfd, prefix: childPrefix, dev: childDev, names: children, depth: depth + 1)
+                } else {
+                    let u = units.count
+                    for c in children { units.append(ScanUnit(parent: dfd, prefix: childPrefix, name: c, parentDev: childDev, descend: true)) }
+                    segments.append((top.table.count ..< top.table.count, u ..< units.count))
+                }
             }
-            segments.append((first ..< top.table.count, firstUnit ..< units.count))
+        }
+        if names.count < Self.maxOpenDirectories {
+            try expand(fd, prefix: [], dev: rootDev, names: names, depth: 0)
+        } else {
+            let first = top.table.count
+            for n in names { units.append(ScanUnit(parent: fd, prefix: [], name: n, parentDev: rootDev, descend: true)) }
+            segments.append((first ..< first, 0 ..< units.count))
         }
         let parts = ResultSlots<ScanWorker>(count: units.count)
         let failure = ResultSlots<any Error>(count: 1)
@@ -178,7 +202,7 @@ struct ScanContext: @unchecked Sendable {
     let previous: ManifestTable?
     let counter: ScanCounter
     let oneFileSystem: Bool
-    let skipDirectory: (dev: UInt64, ino: UInt64, name: String)?
+    let skipDirectories: [(dev: UInt64, ino: UInt64, name: String)]
     let readXattrs: Bool
 }
 
@@ -239,6 +263,13 @@ final class ScanWorker: @unchecked Sendable {
         direntBuffer = []
     }
 
+    /// Processes one name in directory `dfd` whose relative path is `prefix`, without
+    /// descending (see `process(_:name:prefixLength:parentDev:descend:)`).
+    func process(_ dfd: Int32, prefix: [UInt8], name: DirectoryName, parentDev: UInt64) throws -> (Int32, [UInt8], UInt64)? {
+        pathBuf = prefix.map { CChar(bitPattern: $0) }
+        return try process(dfd, name: name, prefixLength: pathBuf.count, parentDev: parentDev, descend: false)
+    }
+
     /// Processes one name in directory `dfd` whose relative path is `pathBuf[0..<prefixLength]`.
     /// `parentDev` is the file system of `dfd`. When the entry is a directory and `descend` is
     /// false, returns its open fd, path and st_dev (the caller closes it); otherwise walks it.
@@ -283,7 +314,7 @@ final class ScanWorker: @unchecked Sendable {
         case S_IFREG: e.type = .file; e.size = UInt64(clamping: st.st_size)
         case S_IFDIR:
             e.type = .directory
-            if let skip = context.skipDirectory, skip.dev == UInt64(st.st_dev), skip.ino == UInt64(st.st_ino) {
+            if let skip = context.skipDirectories.first(where: { $0.dev == UInt64(st.st_dev) && $0.ino == UInt64(st.st_ino) }) {
                 warn("the destination \(skip.name) is inside the source (at \(currentPath(fullLength))); it is left out of the backup")
                 return nil
             }

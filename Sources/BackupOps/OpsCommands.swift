@@ -96,7 +96,7 @@ package enum OpsCommands {
         let started = Date()
         do {
             let (value, message) = try body()
-            var report = RunReport(success: ok(value), operation: operation, set: set, message: message,
+            var report = RunReport(success: ok(value), operation: operation, set: set, message: HumanError.scrub(message),
                                    duration: Date().timeIntervalSince(started))
             report.attention = attention(value)
             for w in notifier.report(report) { reporter.warning(w) }
@@ -104,6 +104,21 @@ package enum OpsCommands {
         } catch {
             let report = RunReport(success: false, operation: operation, set: set, message: HumanError.describe(error),
                                    duration: Date().timeIntervalSince(started))
+            for w in notifier.report(report) { reporter.warning(w) }
+            throw error
+        }
+    }
+
+    /// Runs `body` (e.g. opening the destination) and reports only a thrown error, as a failure
+    /// of `operation`: a NAS that is down at 3 a.m. or an empty HS_BACKUP_DEST reaches ntfy and
+    /// Uptime Kuma like any other failure. An invalid notifier setting is a usage error first.
+    package static func reportingFailure<T>(_ notifier: Notifier, operation: String, set: String, reporter: Reporter,
+                                            _ body: () throws -> T) throws -> T {
+        do { try notifier.validate() } catch let e as NotifierUsageError { throw ToolError.usage(e.description) }
+        do {
+            return try body()
+        } catch {
+            let report = RunReport(success: false, operation: operation, set: set, message: HumanError.describe(error), duration: 0)
             for w in notifier.report(report) { reporter.warning(w) }
             throw error
         }

@@ -17,7 +17,7 @@ extension ToolCommand {
     package static func main() async {
         let arguments = Array(CommandLine.arguments.dropFirst())
         let name = configuration.commandName ?? "tool"
-        if arguments == ["--version"] || arguments == ["version"] {
+        if arguments == ["--version"] {
             Reporter.writeStdout(homeServerVersion + "\n")
             Foundation.exit(0)
         }

@@ -38,10 +38,17 @@ package struct ReportPrinter {
         if let c = r.compose {
             lines.append("compose: \(c.files.count) files, \(c.mediaServices.count) media services, container root \(c.containerRoot ?? "-")")
         }
+        var findings: [String] = []
         for f in r.findings {
-            lines.append("\(f.severity.rawValue): \(f.message)")
-            if let fix = f.fix { lines.append("  fix: \(fix)") }
+            findings.append("\(f.severity.rawValue): \(f.message)")
+            if let fix = f.fix { findings.append("  fix: \(fix)") }
         }
+        // -q: only the findings (errors, warnings) and, when not ok, the summary, on stderr.
+        if Reporter.verbosity == .quiet {
+            for l in findings + (r.ok ? [] : [summary(r)]) { Reporter.writeStderr(l + "\n") }
+            return
+        }
+        lines += findings
         lines.append(summary(r))
         for l in lines { reporter.info(l) }
     }

@@ -75,6 +75,27 @@ package final class NFSClient: @unchecked Sendable {
 
     let lock = NSLock()
     var context: OpaquePointer
+    /// Set once a call timed out (lock held): the server is frozen or gone, so later calls
+    /// (removing the partial file, releasing a lock) wait at most `timeoutAfterTimeout`, and
+    /// a run ends within about its timeout instead of a timeout per cleanup call.
+    var timedOut = false
+    /// The per-call limit in milliseconds after a timeout (or the configured one if smaller).
+    static let timeoutAfterTimeout: Int32 = 5_000
+
+    /// The per-call limit in milliseconds now (0: none). Call with the lock held.
+    var currentTimeoutMilliseconds: Int32 {
+        let t = options.timeoutMilliseconds
+        guard timedOut, t > 0 else { return t }
+        return min(t, NFSClient.timeoutAfterTimeout)
+    }
+
+    /// Records that a call timed out and shortens the limit of the calls after it.
+    /// Call with the lock held.
+    func noteTimeout() {
+        guard !timedOut else { return }
+        timedOut = true
+        nfs_set_timeout(context, currentTimeoutMilliseconds)
+    }
 
     /// The URL without credentials, for messages.
     package var displayURL: String { url.displayString }
@@ -234,7 +255,7 @@ package final class NFSClient: @unchecked Sendable {
     func locked<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
         lock.lock()
         defer { lock.unlock() }
-        let token = NFSCallMonitor.shared.begin(server: url.server, timeoutSeconds: Int(options.timeoutMilliseconds / 1000))
+        let token = NFSCallMonitor.shared.begin(server: url.server, timeoutSeconds: Int(currentTimeoutMilliseconds / 1000))
         defer { NFSCallMonitor.shared.end(token) }
         return try body(context)
     }
@@ -257,6 +278,10 @@ package final class NFSClient: @unchecked Sendable {
         if case .other = kind, text.contains("service failed") || text.contains("connect") || text.contains("Connection")
             || text.contains("socket") {
             kind = .disconnected
+        }
+        if kind == .timedOut || text.lowercased().contains("timed out") {
+            kind = .timedOut
+            noteTimeout()
         }
         return NFSError(kind: kind, call: call, location: location(relative), errno: e, detail: text)
     }

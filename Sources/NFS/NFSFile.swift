@@ -122,6 +122,7 @@ package final class NFSFile: @unchecked Sendable {
             if req.status < 0 {
                 if pendingError == nil {
                     let e = -req.status
+                    if e == ETIMEDOUT { client.noteTimeout() }
                     pendingError = NFSError(kind: NFSError.kind(forErrno: e, detail: req.errorText), call: "nfs_pwrite_async",
                                             location: "\(client.location(path)) at offset \(req.offset)",
                                             errno: e, detail: req.errorText)
@@ -149,13 +150,14 @@ package final class NFSFile: @unchecked Sendable {
     func drain(_ ctx: OpaquePointer, _ fh: OpaquePointer, to limit: Int, _ call: String) throws {
         try reap(ctx, fh)
         // No answer to any request for the client's timeout: the server is gone or frozen.
-        let timeout = TimeInterval(client.options.timeoutMilliseconds) / 1000
+        let timeout = TimeInterval(client.currentTimeoutMilliseconds) / 1000
         var lastProgress = Date()
         var waiting = inflight.count
         while inflight.count > limit {
             do {
                 try serviceOnce(ctx, call)
                 if timeout > 0 && Date().timeIntervalSince(lastProgress) > timeout {
+                    client.noteTimeout()
                     throw NFSError(kind: .timedOut, call: call, location: client.location(path), errno: ETIMEDOUT,
                                    detail: "the server did not answer for \(Int(timeout)) s")
                 }

@@ -56,6 +56,11 @@ package struct Inventory: Sendable, Equatable {
         /// file by `Inventory.resolvingStacks`).
         package var storageDeclared: Bool?
         package var tunDeclared: Bool?
+        /// How hs-provision creates this guest on its Proxmox host (nil: the guest is made by
+        /// hand). Set by the `template` (lxc) or `image` (vm) field; see Guests.swift.
+        package var create: GuestSpec?
+        /// Ansible host variables from the `ansible:` mapping (`connection` -> `ansible_connection`).
+        package var ansible: [String: String] = [:]
         /// Line of the host's entry in the inventory file (for messages).
         package var line = 0
     }
@@ -73,6 +78,14 @@ package struct Inventory: Sendable, Equatable {
     package func lxcGuests(of proxmox: String) -> [Host] {
         hosts.filter { $0.role == .guest && $0.kind == .lxc && $0.proxmox == proxmox }
     }
+}
+
+extension Inventory {
+    /// Host fields that describe how a guest is created (all optional; `template`/`image` turns creation on).
+    package static let guestCreationFields = ["template", "image", "cores", "memory", "swap", "disk", "onboot",
+                                              "startup", "disk_storage", "bridge", "ssh_keys"]
+    /// Host fields owned by the fleet half (guest creation + Ansible), accepted for every host.
+    package static let fleetFields = guestCreationFields + ["ansible"]
 }
 
 /// An inventory that cannot be used: names the file, line, host and field.
@@ -184,7 +197,7 @@ extension Inventory {
         }
         var hosts: [Host] = []
         let allowed = ["role", "kind", "vmid", "proxmox", "stack", "storage", "tun", "tailscale",
-                       "tailscale_tags", "tailscale_ssh", "tailscale_accept_dns"]
+                       "tailscale_tags", "tailscale_ssh", "tailscale_accept_dns"] + Inventory.fleetFields
         for (k, v) in hm {
             guard let name = k.string, !name.isEmpty else { throw fail(k, "host names must be strings") }
             let ctx = "host '\(name)'"
@@ -227,10 +240,83 @@ extension Inventory {
                 h.tailscaleSSH = try bool(m, "tailscale_ssh", ctx)
                 h.tailscaleAcceptDNS = try bool(m, "tailscale_accept_dns", ctx)
             } else {
-                for f in allowed.dropFirst() where m[f] != nil {
+                for f in allowed.dropFirst() where m[f] != nil && f != "ansible" {
                     throw fail(m[f], "\(ctx): field '\(f)' is only valid for role guest")
                 }
                 h.tailscale = false
+            }
+
+            // MARK: fleet fields: guest creation (Guests.swift) and Ansible variables
+            // (AnsibleInventory.swift).
+            if let an = m["ansible"] {
+                guard let am = an.mapping else {
+                    throw fail(an, "\(ctx): field 'ansible' must be a mapping like {connection: ssh, user: root} (each key becomes ansible_<key>)")
+                }
+                for (ak, av) in am {
+                    guard let key = ak.string, key.range(of: "^[a-z][a-z0-9_]*$", options: .regularExpression) != nil else {
+                        throw fail(ak, "\(ctx): field 'ansible' has an invalid key '\(ak.string ?? "?")': use lowercase letters, digits and '_' (connection, host, user, port, ...)")
+                    }
+                    guard let value = av.scalar?.string, !value.isEmpty else {
+                        throw fail(av, "\(ctx): field 'ansible' key '\(key)' must be a non-empty scalar value")
+                    }
+                    h.ansible[key] = value
+                }
+            }
+            let creationGiven = Inventory.guestCreationFields.filter { m[$0] != nil }
+            if role == .proxmox, let f = creationGiven.first {
+                throw fail(m[f], "\(ctx): field '\(f)' is only valid for role guest")
+            }
+            if role == .guest, let kind = h.kind {
+                let source = kind == .lxc ? "template" : "image"
+                let other = kind == .lxc ? "image" : "template"
+                if m[other] != nil {
+                    throw fail(m[other], "\(ctx): field '\(other)' is for kind \(kind == .lxc ? "vm" : "lxc"); a \(kind.rawValue) guest is created from '\(source)'")
+                }
+                if kind == .vm, m["swap"] != nil {
+                    throw fail(m["swap"], "\(ctx): field 'swap' is only valid for kind lxc (a VM's swap lives inside its disk)")
+                }
+                if let src = try str(m, source, ctx, required: false) {
+                    var spec = GuestSpec(source: src, disk: kind == .lxc ? 8 : 32)
+                    if kind == .lxc {
+                        guard src.range(of: "^[A-Za-z][A-Za-z0-9._-]*:vztmpl/[^/]+$", options: .regularExpression) != nil else {
+                            throw fail(m["template"], "\(ctx): field 'template' must be a Proxmox container template volume like local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst (see `pveam list local`), got '\(src)'")
+                        }
+                    } else {
+                        guard src.hasPrefix("/") || src.range(of: "^[A-Za-z][A-Za-z0-9._-]*:[^/]", options: .regularExpression) != nil else {
+                            throw fail(m["image"], "\(ctx): field 'image' must be an absolute path on the Proxmox host or a volume like local:import/debian-12-genericcloud-amd64.qcow2, got '\(src)'")
+                        }
+                    }
+                    func bounded(_ key: String, _ range: ClosedRange<Int>, _ unit: String) throws -> Int? {
+                        guard let v = try int(m, key, ctx) else { return nil }
+                        guard range.contains(v) else {
+                            throw fail(m[key], "\(ctx): field '\(key)' must be between \(range.lowerBound) and \(range.upperBound)\(unit), got \(v)")
+                        }
+                        return v
+                    }
+                    if let v = try bounded("cores", 1...512, "") { spec.cores = v }
+                    if let v = try bounded("memory", 64...4_194_304, " (MiB)") { spec.memory = v }
+                    if let v = try bounded("swap", 0...4_194_304, " (MiB)") { spec.swap = v }
+                    if let v = try bounded("disk", 1...65_536, " (GiB)") { spec.disk = v }
+                    spec.startup = try bounded("startup", 0...9_999, " (boot order)")
+                    if let v = try bool(m, "onboot", ctx) { spec.onboot = v }
+                    for (key, pattern, example) in [("disk_storage", "^[A-Za-z][A-Za-z0-9._-]*$", "local-lvm"),
+                                                    ("bridge", "^[A-Za-z0-9][A-Za-z0-9._-]*$", "vmbr0")] {
+                        guard let v = try str(m, key, ctx, required: false) else { continue }
+                        guard v.range(of: pattern, options: .regularExpression) != nil else {
+                            throw fail(m[key], "\(ctx): field '\(key)' must be a Proxmox name like \(example), got '\(v)'")
+                        }
+                        if key == "bridge" { spec.bridge = v } else { spec.diskStorage = v }
+                    }
+                    if let v = try str(m, "ssh_keys", ctx, required: false) {
+                        guard v.hasPrefix("/") else {
+                            throw fail(m["ssh_keys"], "\(ctx): field 'ssh_keys' must be an absolute path on the Proxmox host (a file of public keys, e.g. /root/.ssh/authorized_keys), got '\(v)'")
+                        }
+                        spec.sshKeys = v
+                    }
+                    h.create = spec
+                } else if let f = creationGiven.first {
+                    throw fail(m[f], "\(ctx): field '\(f)' is only used when hs-provision creates the guest: add '\(source)' (\(kind == .lxc ? "e.g. local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst" : "e.g. /var/lib/vz/template/iso/debian-12-genericcloud-amd64.qcow2")) or remove '\(f)'")
+                }
             }
             hosts.append(h)
         }

@@ -83,8 +83,8 @@ package enum Provisioner {
         guard let host = inv.host(r.hostName) else {
             throw ToolError.usage("host '\(r.hostName)' is not in \(r.inventoryPath) (hosts: \(inv.hosts.map(\.name).joined(separator: ", ")))")
         }
-        for o in r.only where !(Steps.allNames.contains(o) || o.hasPrefix("lxc:")) {
-            throw ToolError.usage("unknown step '\(o)' for --only (steps: \(Steps.allNames.joined(separator: ", ")), lxc:<guest>)")
+        for o in r.only where !(Steps.allNames.contains(o) || ["lxc:", "guest:", "start:"].contains(where: o.hasPrefix)) {
+            throw ToolError.usage("unknown step '\(o)' for --only (steps: \(Steps.allNames.joined(separator: ", ")), lxc:<guest>, guest:<guest>, start:<guest>)")
         }
         let invDir = (URL(fileURLWithPath: r.inventoryPath).standardizedFileURL.deletingLastPathComponent().path)
         let fm = FileManager.default

@@ -26,7 +26,9 @@ package enum Steps {
         switch c.host.role {
         case .proxmox:
             var steps = [packages(["nfs-common"]), storageMount(c), subids(c)]
-            steps += c.inventory.lxcGuests(of: c.host.name).map { lxc(c, guest: $0) }
+            steps += Guests.createSteps(c)
+            steps += c.inventory.lxcGuests(of: c.host.name).map { Guests.configuredAfterCreation(lxc(c, guest: $0), guest: $0) }
+            steps += Guests.startSteps(c)
             return steps
         case .guest:
             var pk = ["ca-certificates", "curl", "git"]
@@ -44,7 +46,7 @@ package enum Steps {
     /// Every step name a host can have (for `--only` validation and `--help`).
     package static let allNames = ["packages", "storage-mount", "subids", "lxc", "docker-repo", "docker",
                                    "docker-service", "docker-group", "directories", "tailscale-repo",
-                                   "tailscale", "repo"]
+                                   "tailscale", "repo", "guest", "start"]
 
     // MARK: shared pieces
 
@@ -122,7 +124,7 @@ package enum Steps {
             let vmid = guest.vmid!
             let path = "/etc/pve/lxc/\(vmid).conf"
             guard let current = m.read(path) else {
-                throw ProvisionError("\(m.path(path)) does not exist: create container \(vmid) (\(guest.name)) first (pct create \(vmid) ...), then re-run")
+                throw ProvisionError("\(m.path(path)) does not exist: create container \(vmid) (\(guest.name)) first (pct create \(vmid) ...) or add 'template:' to its inventory entry so hs-provision creates it, then re-run")
             }
             var notes: [String] = []
             let mp = LXCConfig.mountIndex(config: current, hostPath: ProvisionContext.mountPoint, mountPoint: ProvisionContext.mountPoint)

@@ -108,6 +108,9 @@ package enum StackDeployer {
             if stack == "aeos", case .success(let h) = homepage { outcome.problems += checker.unknownHomepageGroups(h, stacks: all) }
             if let project = check.project {
                 outcome.storageServices = project.services(mounting: options.storagePath)
+                if let why = StorageGuard.unguardedStorage(project, storagePath: options.storagePath) {
+                    outcome.problems.append(Problem(file: repo.relative(repo.composeFile(stack)), variable: nil, message: why))
+                }
             }
             if !outcome.problems.isEmpty { outcome.ok = false; outcomes.append(outcome); continue }
             guard options.action == .deploy else { outcomes.append(outcome); continue }

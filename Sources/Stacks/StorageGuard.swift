@@ -12,6 +12,19 @@ import Support
 /// the automount did not bring NFS up. Bind mounts (an LXC's `mp0:`) report the original
 /// filesystem's type, so the guard works the same inside an LXC.
 package struct StorageGuard: Sendable {
+    /// The storage path the stacks' compose files mount.
+    package static let defaultPath = "/mnt/storage"
+
+    /// Why checking `storagePath` would leave storage of `project` unguarded: the project
+    /// bind-mounts the default path but `--storage` names another one. Nil when not so.
+    package static func unguardedStorage(_ project: ComposeProject, storagePath: String) -> String? {
+        guard storagePath != defaultPath, project.services(mounting: storagePath).isEmpty else { return nil }
+        let services = project.services(mounting: defaultPath)
+        guard !services.isEmpty else { return nil }
+        return "\(services.joined(separator: ", ")) bind-mount \(defaultPath), but --storage \(storagePath) names another path: "
+            + "the storage guard would not check \(defaultPath). Leave --storage out, or give the path the compose file mounts"
+    }
+
     /// The default kinds: NFS (the kernel reports v4 mounts as `nfs4`).
     package static let defaultFSTypes = ["nfs", "nfs4"]
 
@@ -23,7 +36,7 @@ package struct StorageGuard: Sendable {
     /// share is mounted on the Proxmox host and bound in, so the hint differs.
     package var container: String? = StorageGuard.detectContainer()
 
-    package init(path: String = "/mnt/storage", allowedFSTypes: [String] = StorageGuard.defaultFSTypes) {
+    package init(path: String = StorageGuard.defaultPath, allowedFSTypes: [String] = StorageGuard.defaultFSTypes) {
         self.path = path
         self.allowedFSTypes = allowedFSTypes
     }

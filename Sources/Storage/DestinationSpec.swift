@@ -44,7 +44,7 @@ package enum DestinationSpec: Sendable, Equatable {
             let url: NFSURL
             do { url = try NFSURL(value) } catch let e as NFSError { throw bad("\(e.detail)") }
             if url.version != 3 {
-                throw bad("NFSv4 is not supported for backups (libnfs 4.0 moves file data over NFSv4 only in 2 KiB pieces); leave version= out, the same export serves NFSv3")
+                throw bad("NFSv4 is not supported for backups (libnfs 4.0 moves file data over NFSv4 only in 2 KiB pieces); use version=3 (the default; the same export serves NFSv3)")
             }
             return .nfs(url)
         }

@@ -10,9 +10,7 @@ package enum HumanError {
     /// A one-line description of `error`.
     package static func describe(_ error: any Error) -> String {
         if let e = error as? ToolError { return scrub(e.message) }
-        if let e = error as? CocoaError { return cocoa(e) }
-        if let e = error as? URLError { return url(e) }
-        if let e = error as? POSIXError { return String(cString: strerror(e.code.rawValue)) }
+        // By domain, not by `as? CocoaError`: on Linux that cast succeeds for any NSError.
         let ns = error as NSError
         if ns.domain == NSCocoaErrorDomain { return cocoa(CocoaError(CocoaError.Code(rawValue: ns.code), userInfo: ns.userInfo)) }
         if ns.domain == NSURLErrorDomain, let code = URLError.Code(rawValue: ns.code) { return url(URLError(code, userInfo: ns.userInfo)) }

@@ -84,10 +84,12 @@ package final class Reporter: @unchecked Sendable {
         Self.writeStderr(line + "\n")
     }
 
-    /// Prints one JSON object on stdout (JSON mode) from an Encodable value.
+    /// Prints one JSON object on stdout (JSON mode) from an Encodable value. Keys are
+    /// `snake_case` in every tool (`fsType` is written `fs_type`), so scripts see one style.
     package func emitJSON(_ value: some Encodable) {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        enc.keyEncodingStrategy = .convertToSnakeCase
         if let data = try? enc.encode(value) {
             Self.writeStdout(String(decoding: data, as: UTF8.self) + "\n")
         }

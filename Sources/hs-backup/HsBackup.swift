@@ -121,7 +121,11 @@ extension HsBackup {
             let code = await toolMain {
                 let reporter = destination.reporter
                 let set = try BackupTool.setName(destination.set)
-                let dest = try destination.open()
+                let settings = ops.settings
+                try settings.validate()
+                let dest = try OpsCommands.reportingFailure(settings.notifier, operation: "hs-backup run", set: set, reporter: reporter) {
+                    try destination.open()
+                }
                 reporter.detail("backing up \(sources[0]) to \(dest.displayName)/\(set)")
                 var options = BackupOptions(source: sources[0], destination: dest, set: set)
                 options.forceFull = full
@@ -130,7 +134,7 @@ extension HsBackup {
                 options.maxDaysBetweenFulls = fullEveryDays
                 try engine.apply(to: &options)
                 let summary = engine.dryRun ? try BackupRunner(options: options, reporter: reporter).run()
-                    : try OpsCommands.backup(options, ops: ops.settings, reporter: reporter)
+                    : try OpsCommands.backup(options, ops: settings, reporter: reporter)
                 if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
                 return 0
             }
@@ -211,7 +215,9 @@ extension HsBackup {
             let code = await toolMain {
                 let reporter = destination.reporter
                 let set = try BackupTool.setName(destination.set)
-                let dest = try destination.open()
+                let dest = try OpsCommands.reportingFailure(notify.notifier, operation: "hs-backup verify", set: set, reporter: reporter) {
+                    try destination.open()
+                }
                 let report = try OpsCommands.notifying(notify.notifier, operation: "hs-backup verify", set: set, reporter: reporter,
                                                        ok: { $0.ok }) {
                     try BackupSets.requireSet(dest, set)

@@ -33,7 +33,14 @@ struct HsDeploy: ToolCommand {
             files set variables).
 
             Exit codes: 0 success, 1 a check failed (or compose failed), 2 bad usage.
-            """)
+
+            Examples:
+              hs-deploy --check
+              hs-deploy io
+              hs-deploy --check io asteria --json
+              hs-deploy --down io
+            """,
+        version: homeServerVersion)
 
     @Argument(help: "Stacks to check or deploy (io, asteria, apollo, helios, aeos, hera, atlas).")
     var stacks: [String] = []
@@ -55,7 +62,7 @@ struct HsDeploy: ToolCommand {
                                valueName: "dir"))
     var saveEnv: String?
 
-    @Option(help: "Repository root holding stacks/ and common/ (default: the current directory).")
+    @Option(help: "Repository root holding stacks/ and common/.")
     var repo: String = "."
 
     @Option(help: ArgumentHelp("Storage path the guard checks when a stack bind-mounts it.", valueName: "path"))
@@ -68,6 +75,8 @@ struct HsDeploy: ToolCommand {
 
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
+
+    @OptionGroup var verbosity: VerbosityOptions
 
     /// Conflicting flags (exit 2, like every usage error of the toolkit).
     func conflict() -> String? {

@@ -9,7 +9,16 @@ struct HsLinkcheck: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "hs-linkcheck",
         abstract: "Prove hardlinks work between downloads/ and library/, explain why not, reclaim wasted copies.",
-        discussion: "Exit codes: 0 all good, 1 a problem found, 2 bad usage.")
+        discussion: """
+        Exit codes: 0 all good, 1 a problem found, 2 bad usage.
+
+        Examples:
+          hs-linkcheck /mnt/storage
+          hs-linkcheck nfs://truenas/mnt/tank/media --json
+          hs-linkcheck /mnt/storage --audit
+          hs-linkcheck /mnt/storage --reclaim --yes
+        """,
+        version: homeServerVersion)
 
     @Argument(help: ArgumentHelp("Media root: a local path or nfs://server/export/path.", valueName: "root"))
     var root: String = "/mnt/storage"
@@ -46,6 +55,8 @@ struct HsLinkcheck: ToolCommand {
 
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
+
+    @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
         if yes && !reclaim { throw ValidationError("--yes only goes with --reclaim.") }

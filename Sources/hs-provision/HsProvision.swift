@@ -25,9 +25,23 @@ struct HsProvision: ToolCommand {
             Modes: default = the live system; --root DIR edits files under DIR and prints commands;
             --chroot DIR edits files under DIR and runs commands via `chroot DIR ...` (a prepared
             root: /proc mounted, usr/sbin/policy-rc.d exiting 101; used by the tests).
+              Proxmox host, for guests with `template` (lxc) or `image` (vm) in the inventory:
+                guest:<guest> (`pct create` / `qm create` + `qm disk resize` when the guest does not
+                exist; an existing guest is never recreated), then lxc:<guest>, then start:<guest>
+                (`pct start` / `qm start` when onboot and stopped).
+            `hs-provision inventory --ansible` prints the inventory as Ansible's JSON inventory
+            (provisioning/ansible/inventory.sh, used by provisioning/site.yml).
             Exit codes: 0 success, 1 a step failed, 2 bad usage (bad inventory, host or step name).
+
+            Examples:
+              hs-provision plan  --inventory provisioning/inventory.yml --host pve
+              hs-provision apply --inventory provisioning/inventory.yml --host io
+              hs-provision apply --inventory provisioning/inventory.yml --host io --only docker --only tailscale
+              hs-provision plan  --inventory provisioning/inventory.yml --host io --root /tmp/io-root
+              hs-provision inventory --ansible --inventory provisioning/inventory.yml
             """,
-        subcommands: [Plan.self, Apply.self])
+        version: homeServerVersion,
+        subcommands: [Plan.self, Apply.self, InventoryCommand.self])
 }
 
 struct ProvisionOptions: ParsableArguments {
@@ -52,6 +66,8 @@ struct ProvisionOptions: ParsableArguments {
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
+    @OptionGroup var verbosity: VerbosityOptions
+
     func validate() throws {
         if root != nil && chroot != nil { throw ValidationError("--root and --chroot exclude each other") }
         for d in [root, chroot].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: d) {
@@ -68,7 +84,13 @@ struct ProvisionOptions: ParsableArguments {
 
 extension HsProvision {
     struct Plan: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the commands and file diffs apply would make.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show the commands and file diffs apply would make.",
+            discussion: """
+            Examples:
+              hs-provision plan --inventory provisioning/inventory.yml --host io
+              hs-provision plan --inventory provisioning/inventory.yml --host pve --json
+            """)
         @OptionGroup var options: ProvisionOptions
         func run() async throws {
             let code = await toolMain { try Provisioner.run(options.request(apply: false)) }
@@ -77,10 +99,56 @@ extension HsProvision {
     }
 
     struct Apply: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Make the host match the inventory; idempotent.")
+        static let configuration = CommandConfiguration(
+            abstract: "Make the host match the inventory; idempotent.",
+            discussion: """
+            Examples:
+              hs-provision apply --inventory provisioning/inventory.yml --host io
+              hs-provision apply --inventory provisioning/inventory.yml --host pve --only storage-mount
+            """)
         @OptionGroup var options: ProvisionOptions
         func run() async throws {
             let code = await toolMain { try Provisioner.run(options.request(apply: true)) }
+            if code != 0 { throw ExitCode(code) }
+        }
+    }
+}
+
+extension HsProvision {
+    struct InventoryCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "inventory",
+            abstract: "Print the inventory for another tool (Ansible's JSON inventory).",
+            discussion: """
+                ansible-playbook -i provisioning/ansible/inventory.sh provisioning/site.yml runs this
+                (as a dynamic inventory script Ansible passes --list, or --host NAME).
+
+                Examples:
+                  hs-provision inventory --ansible --inventory provisioning/inventory.yml
+                  ansible-playbook -i provisioning/ansible/inventory.sh provisioning/site.yml
+                """)
+
+        @Option(help: ArgumentHelp("Inventory file (see provisioning/inventory.example.yml).", valueName: "FILE"))
+        var inventory: String
+
+        @Flag(help: "Print Ansible's JSON inventory: groups proxmox, guests, lxc, vm and every host's variables in _meta.hostvars.")
+        var ansible = false
+
+        @Flag(help: "Print the whole inventory (what Ansible asks a dynamic inventory script for; the default).")
+        var list = false
+
+        @Option(name: .customLong("host"), help: ArgumentHelp("Print only this host's variables (Ansible's --host call).", valueName: "NAME"))
+        var hostName: String?
+
+        func validate() throws {
+            guard ansible else { throw ValidationError("choose an output format: --ansible (the only one so far)") }
+            if list && hostName != nil { throw ValidationError("--list and --host exclude each other") }
+        }
+
+        func run() async throws {
+            let code = await toolMain {
+                try InventoryExport.run(inventoryPath: inventory, host: hostName)
+            }
             if code != 0 { throw ExitCode(code) }
         }
     }

@@ -12,8 +12,16 @@ struct HsRestore: ToolCommand {
         discussion: """
         Either --from DEST (a backup destination written by hs-backup) or --archive FILE \
         (any POSIX/GNU tar.gz, extracted with the same hostile-archive rules).
+        DEST is an absolute directory or an nfs://SERVER/EXPORT/PATH URL, as for hs-backup; an empty or \
+        misspelled DEST exits 2. --json prints one object, also on failure: {"error": "...", "exit_code": N}.
         Exit codes: 0 success, 1 the restore failed, 2 bad usage.
-        """)
+
+        Examples:
+          hs-restore --from nfs://truenas/mnt/tank/backups --name io --to /opt/appdata.new
+          hs-restore --from /mnt/backups --name io --backup 20261127T030000Z --to /tmp/r --only plex/Preferences.xml
+          hs-restore --archive /mnt/backups/io/20261127T030000Z.tar.gz --to /tmp/r
+        """,
+        version: homeServerVersion)
 
     @Option(help: "Backup destination: a directory or nfs://server/export/path.")
     var from: String?
@@ -24,7 +32,7 @@ struct HsRestore: ToolCommand {
     @Option(name: .customLong("name"), help: "Backup set name (default: this host's short hostname).")
     var set: String?
 
-    @Option(help: "Backup to restore: an ID or 'latest' (default: latest).")
+    @Option(help: "Backup to restore: an ID or 'latest'.")
     var backup: String = "latest"
 
     @Option(help: "Target directory; must be empty unless --force.")
@@ -41,6 +49,8 @@ struct HsRestore: ToolCommand {
 
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
+
+    @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
         if (from == nil) == (archive == nil) { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }

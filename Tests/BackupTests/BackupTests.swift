@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Backup
+import Archive
 import Storage
 import Support
 import TestSupport

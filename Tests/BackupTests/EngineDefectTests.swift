@@ -8,6 +8,7 @@ import Foundation
 import Testing
 @testable import Backup
 import BackupOps
+import BackupOps
 import Storage
 import Support
 import TestSupport
@@ -353,6 +354,12 @@ func archives(in dest: String, set: String = "t") throws -> [String] {
         #expect(r2.warnings.filter { $0.contains("backups") && $0.contains("inside the source") }.count == 1, "\(r2.warnings)")
         let m = try BackupSet(destination: LocalDestination(root: dest), name: "t").loadManifest(r2.id)
         for i in 0 ..< m.table.count { #expect(!m.table.path(m.table.entry(i)).hasPrefix("backups")) }
+        // DEST is the source itself: the set directory is left out.
+        let s1 = try CLIRun.backup(["--source", src, "--to", src, "--name", "self"])
+        let s2 = try CLIRun.backup(["--source", src, "--to", src, "--name", "self"])
+        #expect(s1.status == 0 && s2.status == 0 && s2.filesArchived == 0, "\(s2.stdout) \(s2.stderr)")
+        let ms = try BackupSet(destination: LocalDestination(root: src), name: "self").loadManifest(s2.id)
+        for i in 0 ..< ms.table.count { #expect(!ms.table.path(ms.table.entry(i)).hasPrefix("self")) }
     }
 
     @Test("a mount point inside the source is named in a warning, and skipped with --one-file-system")
@@ -422,5 +429,55 @@ func archives(in dest: String, set: String = "t") throws -> [String] {
         #expect(r2.status == 0, "\(r2.stderr)")
         #expect(r2.stdout.contains("new.txt") && !r2.stdout.contains("a.txt"), "only the change: \(r2.stdout)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dest + "/t").sorted() == before)
+    }
+
+    /// Changes files after the scan saw them: when asked about the last root file, grows one
+    /// file, shrinks another, and deletes a third (root files are scanned in order).
+    private final class Saboteur: ContentProvider, @unchecked Sendable {
+        let root: String
+        init(root: String) { self.root = root }
+        func plan(relativePath: String, absolutePath: String, size: UInt64) throws -> ContentPlan {
+            if relativePath == "z-last.txt" {
+                try String(repeating: "grown ", count: 400).write(toFile: root + "/a-grows.txt", atomically: false, encoding: .utf8)
+                try "s".write(toFile: root + "/c-shrinks.txt", atomically: false, encoding: .utf8)
+                unlink(root + "/b-gone.txt")
+            }
+            return .asIs
+        }
+    }
+
+    @Test("files that grow, shrink or vanish between the scan and the read: reported, archive valid, vanished ones left out")
+    func changedBetweenScanAndRead() throws {
+        let work = try TempDir("hs-changed")
+        let src = work.sub("src")
+        try Tree.write(src + "/a-grows.txt", "small\n")
+        try Tree.write(src + "/b-gone.txt", "gone soon\n")
+        try Tree.write(src + "/c-shrinks.txt", String(repeating: "long ", count: 100))
+        try Tree.write(src + "/d-same.txt", "same\n")
+        try Tree.write(src + "/z-last.txt", "last\n")
+        let dest = LocalDestination(root: work.sub("dest"))
+        var o = BackupOptions(source: src, destination: dest, set: "t")
+        o.contentProvider = Saboteur(root: src)
+        let s = try BackupRunner(options: o, reporter: quiet).run()
+        #expect(s.warnings.contains { $0.contains("b-gone.txt") && $0.contains("disappeared") }, "\(s.warnings)")
+        #expect(s.warnings.contains { $0.contains("a-grows.txt") && $0.contains("changed while it was read") }, "\(s.warnings)")
+        #expect(s.warnings.contains { $0.contains("c-shrinks.txt") && $0.contains("changed while it was read") }, "\(s.warnings)")
+        #expect(!s.warnings.contains { $0.contains("d-same.txt") })
+        let m = try BackupSet(destination: dest, name: "t").loadManifest(s.id)
+        let items = Array(m.items())
+        #expect(items.map { String(decoding: $0.path, as: UTF8.self) } == ["a-grows.txt", "c-shrinks.txt", "d-same.txt", "z-last.txt"])
+        #expect(items[0].flags & ManifestEntry.flagChangedWhileRead != 0 && items[0].size == 6)
+        #expect(items[1].flags & ManifestEntry.flagChangedWhileRead != 0 && items[1].size == 500)
+        #expect(items[2].flags & ManifestEntry.flagChangedWhileRead == 0)
+        // The archive is valid for GNU tar: the sizes as scanned (cut / zero-padded).
+        let out = work.sub("out")
+        try extractWith("gnu", try archives(in: work.sub("dest")), into: out)
+        #expect(try String(contentsOfFile: out + "/a-grows.txt", encoding: .utf8) == "grown ")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/c-shrinks.txt")) == Data("s".utf8 + [UInt8](repeating: 0, count: 499)))
+        #expect(!FileManager.default.fileExists(atPath: out + "/b-gone.txt"))
+        // The next run sees the files as they are now and archives them again.
+        o.contentProvider = nil
+        let s2 = try BackupRunner(options: o, reporter: quiet).run()
+        #expect(s2.filesArchived == 2 && s2.warnings.isEmpty, "\(s2.warnings)")
     }
 }

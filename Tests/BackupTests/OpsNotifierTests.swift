@@ -8,6 +8,27 @@ import Testing
 
 /// A python3 HTTP server on a free 127.0.0.1 port that records every request (method, path,
 /// headers, body) as a JSON line. Paths starting with /fail answer 500.
+/// Starts `python3 arguments...` whose first line on stdout is the port it listens on.
+/// - Returns: that port.
+func startPortPrinter(_ process: Process, _ arguments: [String], what: String) throws -> Int {
+    guard let python = Subprocess.which("python3") else { throw ToolError("python3 not found") }
+    process.executableURL = URL(fileURLWithPath: python)
+    process.arguments = arguments
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    var line = Data()
+    while !line.contains(UInt8(ascii: "\n")) {
+        let chunk = out.fileHandleForReading.availableData
+        if chunk.isEmpty { throw ToolError("\(what) did not start") }
+        line += chunk
+    }
+    guard let p = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+        throw ToolError("\(what) printed no port")
+    }
+    return p
+}
+
 final class OpsHTTPRecorder: @unchecked Sendable {
     static let script = #"""
     import http.server, json, sys, threading
@@ -55,22 +76,7 @@ final class OpsHTTPRecorder: @unchecked Sendable {
         dir = try TempDir("hs-ops-http")
         let script = dir.sub("server.py")
         try Self.script.write(toFile: script, atomically: true, encoding: .utf8)
-        guard let python = Subprocess.which("python3") else { throw ToolError("python3 not found") }
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [script, dir.sub("requests.jsonl")]
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { throw ToolError("the test HTTP server did not start") }
-            line += chunk
-        }
-        guard let p = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw ToolError("the test HTTP server printed no port")
-        }
-        port = p
+        port = try startPortPrinter(process, [script, dir.sub("requests.jsonl")], what: "the test HTTP server")
     }
 
     var requests: [Request] {

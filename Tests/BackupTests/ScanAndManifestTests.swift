@@ -4,6 +4,8 @@ import Foundation
 import Testing
 @testable import Backup
 import BackupOps
+import Archive
+import Gzip
 import Support
 import TestSupport
 #if canImport(Glibc)
@@ -39,6 +41,10 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
             }
         }
         try FileManager.default.createDirectory(atPath: root + "/empty", withIntermediateDirectories: true)
+        // A chain of small directories above a wide one (Plex's shape): split further down.
+        for f in 0 ..< 12 { try Tree.write(root + "/chain/a/b/wide/f\(f).txt", "\(f)") }
+        try Tree.write(root + "/chain/a/b/x.txt", "x")
+        try Tree.write(root + "/chain/a/b/wide/sub/deeper.txt", "deeper")
         try FileManager.default.createDirectory(atPath: root + "/beta/cache/deep", withIntermediateDirectories: true)
         try Tree.write(root + "/beta/cache/deep/junk.bin", "cache")
         try Tree.write(root + "/skipme/x", "excluded at level 1")
@@ -75,6 +81,7 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         #expect(!paths.contains { $0.hasPrefix("skipme") || $0.hasPrefix("beta/cache") })
         #expect(!paths.contains { $0.hasPrefix("beta/link-to-alpha/") || $0.hasPrefix("zz-link/") })
         #expect(paths.contains("empty") && paths.contains("alpha/d4/sub/f6.json") && paths.contains("top.txt"))
+        #expect(paths.contains("chain/a/b/wide/f11.txt") && paths.contains("chain/a/b/wide/sub/deeper.txt") && paths.contains("chain/a/b/x.txt"))
         // What `find` sees, minus the excludes.
         let found = try Subprocess.checked(["find", root, "-mindepth", "1", "-not", "-path", root + "/skipme*",
                                             "-not", "-path", root + "/beta/cache*"]).stdout
@@ -303,5 +310,111 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         var bad = old
         bad[bad.count - 40] ^= 0x55
         #expect(throws: ToolError.self) { try Manifest.decode(bad, name: "bad") }
+    }
+
+    /// Writes a manifest file exactly as 0.1.x did: 112-byte records with Int64 nanosecond
+    /// times, `"format": 1`, and (unless `legacyBody`) the member list.
+    private func formatOneFile(_ entries: [(path: String, link: String, type: UInt8, mtimeNs: Int64, ctimeNs: Int64, size: UInt64)],
+                               legacyBody: Bool) throws -> [UInt8] {
+        var records: [UInt8] = [], strings: [UInt8] = []
+        func le<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { records += $0 } }
+        for e in entries {
+            let po = UInt32(strings.count); strings += Array(e.path.utf8)
+            let lo = UInt32(strings.count); strings += Array(e.link.utf8)
+            le(po); le(UInt32(e.path.utf8.count)); le(lo); le(UInt32(e.link.utf8.count))
+            records += [e.type, 0, 0, 0]
+            le(UInt32(0o644)); le(UInt32(1000)); le(UInt32(1001))
+            le(e.size); le(e.mtimeNs); le(e.ctimeNs)
+            le(e.type == 0 ? UInt32(0) : UInt32.max); le(UInt32(0))
+            le(UInt64(77)); le(UInt64(512))
+            records += SHA256Hasher.hash(Array(e.path.utf8))
+        }
+        #expect(records.count == entries.count * 112)
+        func member(_ b: [UInt8]) -> [UInt8] {
+            var out: [UInt8] = []
+            b.withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &out) }
+            return out
+        }
+        let (mr, ms) = (member(records), member(strings))
+        var h: [String: Any] = ["format": 1, "id": "old", "kind": "full", "archives": ["old"], "archive": "old", "toolVersion": "0.1.0",
+                                "source": "/s", "started": 1.0, "seconds": 2.0, "files": entries.count, "directories": 0, "symlinks": 0,
+                                "filesArchived": 1, "treeBytes": 0, "bytesIn": 0, "bytesOut": 0, "warnings": [String]()]
+        if !legacyBody {
+            h["body"] = [["length": records.count, "compressed": mr.count, "sha256": hexString(SHA256Hasher.hash(records))],
+                         ["length": strings.count, "compressed": ms.count, "sha256": hexString(SHA256Hasher.hash(strings))]]
+            h["scanFlags"] = 1
+        }
+        let json = try JSONSerialization.data(withJSONObject: h, options: [.sortedKeys])
+        var f = Array("HSMANIFEST1\n".utf8)
+        withUnsafeBytes(of: UInt32(json.count).littleEndian) { f += $0 }
+        f += json
+        withUnsafeBytes(of: UInt64(records.count).littleEndian) { f += $0 }
+        withUnsafeBytes(of: UInt64(strings.count).littleEndian) { f += $0 }
+        if legacyBody {
+            // 0.1.0: one gzip stream over records and strings.
+            f += member(records + strings)
+        } else {
+            f += mr + ms
+        }
+        f += SHA256Hasher.hash(f)
+        return f
+    }
+
+    @Test("format-1 manifests (0.1.0 single stream and 0.1.x members) load: times, strings, archives")
+    func formatOneLoads() throws {
+        let entries: [(path: String, link: String, type: UInt8, mtimeNs: Int64, ctimeNs: Int64, size: UInt64)] = [
+            ("a", "", 1, 1_700_000_000_123_456_789, 1_700_000_000_000_000_001, 0),
+            ("a/f.txt", "", 0, -5, -1_000_000_000, 42),
+            ("a/l", "f.txt", 2, 0, 999_999_999, 0),
+            ("b", "", 0, Int64.max, Int64.min, 7),
+        ]
+        for legacyBody in [true, false] {
+            let m = try Manifest.decode(try formatOneFile(entries, legacyBody: legacyBody), name: "v1")
+            #expect(m.header.format == 1 && !m.header.hasXattrHashes)
+            let items = Array(m.items())
+            #expect(items.map { String(decoding: $0.path, as: UTF8.self) } == ["a", "a/f.txt", "a/l", "b"])
+            #expect(items[0].mtime == FileTime(seconds: 1_700_000_000, nanoseconds: 123_456_789))
+            #expect(items[1].mtime == FileTime(seconds: -1, nanoseconds: 999_999_995))
+            #expect(items[1].ctime == FileTime(seconds: -1, nanoseconds: 0))
+            #expect(items[2].ctime == FileTime(seconds: 0, nanoseconds: 999_999_999))
+            #expect(items[3].mtime == FileTime(seconds: 9_223_372_036, nanoseconds: 854_775_807))
+            #expect(items[3].ctime == FileTime(seconds: -9_223_372_037, nanoseconds: 145_224_192))
+            #expect(items[2].type == .symlink && items[2].link == Array("f.txt".utf8))
+            #expect(items[1].archive == "old" && items[0].archive == nil && items[1].size == 42 && items[1].memberSkip == 512)
+            #expect(items[1].hash == Digest(SHA256Hasher.hash(Array("a/f.txt".utf8))) && items[1].xattrHash == 0)
+            // Re-encoded, it is a format-2 manifest with the same entries.
+            let again = try Manifest.decode(try m.encoded(reusing: m.reusable()), name: "v2")
+            #expect(again.header.format == 2 && Array(again.items()) == items)
+        }
+    }
+
+    @Test("format 2 keeps the full time range and xattr hashes; a newer format is refused by name")
+    func formatTwoRange() throws {
+        var t = ManifestTable()
+        let times = [FileTime(seconds: .max, nanoseconds: 999_999_999), FileTime(seconds: .min, nanoseconds: 0),
+                     FileTime(seconds: 15_000_000_000, nanoseconds: 1), FileTime(seconds: -2, nanoseconds: 750_000_000)]
+        for (i, tm) in times.enumerated() {
+            var e = ManifestEntry()
+            (e.pathOffset, e.pathLength) = t.intern([0x66, 0xFF, UInt8(0x30 + i)])
+            e.mtime = tm; e.ctime = times[(i + 1) % times.count]; e.xattrHash = UInt64(i) &* 0x9E37_79B9_7F4A_7C15
+            t.append(e)
+        }
+        let m = try Manifest.decode(try Manifest(header: header, table: t).encoded(), name: "v2")
+        let items = Array(m.items())
+        #expect(items.map(\.mtime) == times)
+        #expect(items.map(\.ctime) == times.indices.map { times[($0 + 1) % times.count] })
+        #expect(items.map(\.path) == (0 ..< 4).map { [0x66, 0xFF, UInt8(0x30 + $0)] })
+        #expect(items[3].xattrHash == 3 &* 0x9E37_79B9_7F4A_7C15)
+        let file = try Manifest(header: header, table: t).encoded()
+        var (h, bodyStart, body) = try parts(file)
+        h["format"] = 3
+        let json = try JSONSerialization.data(withJSONObject: h, options: [.sortedKeys])
+        var future = Array("HSMANIFEST1\n".utf8)
+        withUnsafeBytes(of: UInt32(json.count).littleEndian) { future += $0 }
+        future += json
+        future += file[(bodyStart - 16) ..< bodyStart]
+        future += body
+        future += SHA256Hasher.hash(future)
+        #expect { try Manifest.decode(future, name: "future") } throws: { "\($0)".contains("newer hs-backup") }
     }
 }

@@ -73,7 +73,7 @@ struct AuditTree {
         #expect(code == 1, "\(r.stdout)")
         let audit = try #require(obj["audit"] as? [String: Any])
         #expect(audit["copies"] as? Int == tree.copies.count)
-        #expect(audit["wastedBytes"] as? UInt64 == tree.wasted)
+        #expect(audit["wasted_bytes"] as? UInt64 == tree.wasted)
         let pairs = audit["pairs"] as? [[String: Any]] ?? []
         let found = Set(pairs.compactMap { ($0["library"] as? String)?.replacingOccurrences(of: t.path + "/", with: "") })
         #expect(found == Set(tree.copies.keys))
@@ -86,7 +86,7 @@ struct AuditTree {
         // Only files whose size occurs on both sides were hashed: 9 library + 9 downloads
         // (copies, the same-size files, dup.bin colliding with tv/file0 at 6000 bytes); the
         // existing hardlink, unique and empty files are not.
-        #expect(audit["filesHashed"] as? Int == 9 + 9)
+        #expect(audit["files_hashed"] as? Int == 9 + 9)
         #expect(Fx.codes(obj, severity: "error").contains("wasted-copies"))
 
         // Text report names groups and offenders.
@@ -109,7 +109,7 @@ struct AuditTree {
         #expect(yesCode == 0, "\(yr.stdout)")
         let rec = try #require(yes["reclaim"] as? [String: Any])
         #expect(rec["reclaimed"] as? Int == 7)
-        #expect(rec["bytesReclaimed"] as? UInt64 == tree.wasted)
+        #expect(rec["bytes_reclaimed"] as? UInt64 == tree.wasted)
         #expect((rec["skipped"] as? [Any])?.isEmpty == true)
         for (lib, dl) in tree.copies where !dl.contains("?") {
             let a = try Fx.inode(t.sub(lib)), b = try Fx.inode(t.sub(dl))
@@ -172,7 +172,7 @@ struct AuditTree {
         #expect(code == 0, "\(rr.stdout)")
         let rec = try #require(obj["reclaim"] as? [String: Any])
         #expect(rec["reclaimed"] as? Int == 21)
-        #expect((rec["leftoversRemoved"] as? [String])?.count == 1)
+        #expect((rec["leftovers_removed"] as? [String])?.count == 1)
         #expect(!Fx.listing(t.path).contains { $0.hasSuffix(".hs-reclaim-tmp") })
         try tree.verifyContents()
         let (final, _, _) = try Fx.runJSON([t.path, "--audit"])
@@ -212,7 +212,7 @@ struct AuditTree {
         #expect(Reclaimer.originalPath(forTmp: "/a/b/.x.mkv.hs-reclaim-tmp") == "/a/b/x.mkv")
         let (code, obj, r) = try Fx.runJSON([t.path, "--reclaim", "--yes"])
         #expect(code == 0, "\(r.stdout)")
-        #expect(((obj["reclaim"] as? [String: Any])?["leftoversRemoved"] as? [String])?.count == 2)
+        #expect(((obj["reclaim"] as? [String: Any])?["leftovers_removed"] as? [String])?.count == 2)
         #expect(try Fx.read(t.sub("library/movies/lost.mkv")) == b)
         #expect(Fx.listing(t.sub("library/movies")) == ["kept.mkv", "lost.mkv"])
         #expect(try Fx.inode(t.sub("library/movies/kept.mkv")).2 == 2)

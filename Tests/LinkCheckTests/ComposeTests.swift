@@ -124,14 +124,14 @@ import TestSupport
         try Fx.write(t2.sub("stacks/apollo/.env"), Array("MEDIA=\(root)\n".utf8))
         let (code3, obj3, r3) = try Fx.runJSON([root, "--compose", t2.path])
         #expect(code3 == 0, "\(r3.stdout)")
-        #expect(((obj3["compose"] as? [String: Any])?["mediaServices"] as? [Any])?.count == 4)
+        #expect(((obj3["compose"] as? [String: Any])?["media_services"] as? [Any])?.count == 4)
         // Stacks that mount the plan's /mnt/storage are held to it, not to the ROOT checked here.
         let t3 = try TempDir("lc-compose-cli3")
         try Fx.write(t3.sub("stacks/apollo/docker-compose.yml"), Array(Self.good.utf8))
         try Fx.write(t3.sub("stacks/apollo/.env.template"), Array("MEDIA=/mnt/storage\n".utf8))
         let (code4, obj4, r4) = try Fx.runJSON([root], directory: t3.path)
         #expect(code4 == 0, "\(r4.stdout)")
-        #expect((obj4["compose"] as? [String: Any])?["hostRoot"] as? String == "/mnt/storage")
+        #expect((obj4["compose"] as? [String: Any])?["host_root"] as? String == "/mnt/storage")
     }
 
     @Test func theRepositorysOwnStacksAreConsistent() throws {

@@ -18,9 +18,9 @@ import TestSupport
         let probe = try #require(obj["probe"] as? [String: Any])
         #expect(probe["via"] as? String == "nfs")
         #expect(probe["ok"] as? Bool == true)
-        #expect(probe["sameInode"] as? Bool == true)
-        #expect(probe["linkCount"] as? Int == 2)
-        #expect(probe["cleanedUp"] as? Bool == true)
+        #expect(probe["same_inode"] as? Bool == true)
+        #expect(probe["link_count"] as? Int == 2)
+        #expect(probe["cleaned_up"] as? Bool == true)
         // Nothing left on the server's disk.
         #expect(Fx.listing(local) == ["downloads", "library"])
         // Also with NFSv4 and other directory names.

@@ -70,7 +70,8 @@ import Glibc
         #expect(control["Package"] == "home-server-tools")
         #expect(control["Version"] == homeServerVersion)
         #expect(control["Architecture"] == "amd64")
-        let depends = Set((control["Depends"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        let dependsEntries = (control["Depends"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let depends = Set(dependsEntries.map { String($0.split(separator: " ")[0]) })
 
         // The payload: one executable, five symlinks to it.
         let x = try TempDir("hs-package-x")
@@ -91,6 +92,16 @@ import Glibc
         }
         let file = try Self.run(["file", "-L", exe])
         #expect(file.stdout.contains("ELF 64-bit") && file.stdout.contains(", stripped"), "\(file.stdout)")
+
+        // libc6 at least the newest glibc symbol version the executable uses.
+        let dynsyms = try Self.run(["objdump", "-T", exe])
+        let glibc = dynsyms.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "(" || $0 == ")" })
+            .filter { $0.hasPrefix("GLIBC_") && $0.dropFirst(6).first?.isNumber == true }
+            .map { $0.dropFirst(6).split(separator: ".").map { Int($0) ?? 0 } }
+            .max { $0.lexicographicallyPrecedes($1) }
+        let newest = try #require(glibc, "no GLIBC_ versions in objdump -T").map(String.init).joined(separator: ".")
+        #expect(dependsEntries.contains("libc6 (>= \(newest))"), "Depends \(dependsEntries) lacks libc6 (>= \(newest))")
+        #expect(dependsEntries.filter { $0.contains("(") }.count == 1, "only libc6 is versioned: \(dependsEntries)")
 
         // Depends = exactly the Debian packages owning the libraries the executable needs.
         let owners = try Self.owningPackages(of: exe)
@@ -148,13 +159,9 @@ import Glibc
 
         // 3. Every tool answers --version with the package version, and --help with its own usage.
         for t in Self.tools {
-            // NOTE: `--version` comes with issue 14 (from Support.homeServerVersion) and is not
-            // on main yet. withKnownIssue fails as soon as the check passes: then delete the wrapper.
-            withKnownIssue("--version is not on main yet (issue 14)") {
-                let v = try debian.run([t, "--version"])
-                #expect(v.status == 0 && v.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == homeServerVersion,
-                        "\(t) --version: exit \(v.status) stdout \(v.stdout) stderr \(v.stderr)")
-            }
+            let v = try debian.run([t, "--version"])
+            #expect(v.status == 0 && v.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == homeServerVersion,
+                    "\(t) --version: exit \(v.status) stdout \(v.stdout) stderr \(v.stderr)")
             let h = try debian.run([t, "--help"])
             #expect(h.status == 0 && h.stdout.contains("USAGE: \(t)"), "\(t) --help: \(h.stdout)\(h.stderr)")
         }
@@ -162,6 +169,9 @@ import Glibc
         #expect(bare.status == 2 && bare.stderr.contains("start it as one of hs-backup"), "\(bare.stderr)")
         let byArg = try debian.run(["/" + Self.executable, "hs-deploy", "--help"])
         #expect(byArg.status == 0 && byArg.stdout.contains("USAGE: hs-deploy"), "\(byArg.stdout)\(byArg.stderr)")
+        // The tool's own arguments only (Swift reads them from the kernel, not from argv).
+        let byArgVersion = try debian.run(["/" + Self.executable, "hs-backup", "--version"])
+        #expect(byArgVersion.status == 0 && byArgVersion.stdout == homeServerVersion + "\n", "\(byArgVersion.stdout)\(byArgVersion.stderr)")
 
         // 4. Backup and restore of a small tree with the installed tools: to a local directory
         //    and to an NFS export through libnfs (nfs-ganesha on 127.0.0.1).
@@ -185,24 +195,79 @@ import Glibc
         #expect(try Self.describe(root + "/srv/appdata") == Self.describe(root + "/srv/restored-nfs"))
 
         // 5. hs-provision plan for a guest: reads the root's state, changes nothing.
-        try Subprocess.checked(["cp", "-a", ReleasePackage.repoRoot + "/provisioning", root + "/srv/provisioning"])
+        //    As in the runbook: from a checkout of the repository (stacks/ next to provisioning/).
+        for dir in ["provisioning", "stacks"] {
+            try Subprocess.checked(["mkdir", "-p", root + "/srv/home-server"])
+            try Subprocess.checked(["cp", "-a", ReleasePackage.repoRoot + "/" + dir, root + "/srv/home-server/" + dir])
+        }
         try """
             truenas: {server: truenas, media_export: /mnt/tank/media}
             defaults: {puid: 1000, pgid: 1000, docker_source: debian, repo: https://example.invalid/home-server.git}
             hosts:
               pve: {role: proxmox}
-              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: demo, tailscale: false, services: [demo]}
+              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: hera, tailscale: false}
 
-            """.write(toFile: root + "/srv/inventory.yml", atomically: true, encoding: .utf8)
+            """.write(toFile: root + "/srv/home-server/provisioning/inventory.yml", atomically: true, encoding: .utf8)
         let dpkgBefore = try String(contentsOfFile: root + "/var/lib/dpkg/status", encoding: .utf8)
-        let plan = try debian.run(["hs-provision", "plan", "--inventory", "/srv/inventory.yml", "--host", "testguest",
-                                   "--templates", "/srv/provisioning", "--only", "packages", "--only", "docker",
-                                   "--only", "directories"])
+        let plan = try debian.run(["hs-provision", "plan", "--inventory", "/srv/home-server/provisioning/inventory.yml",
+                                   "--host", "testguest", "--only", "packages", "--only", "docker", "--only", "directories"])
         #expect(plan.status == 0, "hs-provision plan: \(plan.stdout)\(plan.stderr)")
         #expect(plan.stdout.contains("docker.io"), "plan does not show the docker.io install:\n\(plan.stdout)")
         #expect(plan.stdout.hasSuffix("plan: 3 step(s) would change, 0 ok, 0 failed\n"), "\(plan.stdout)")
         #expect(try String(contentsOfFile: root + "/var/lib/dpkg/status", encoding: .utf8) == dpkgBefore, "plan changed dpkg's database")
-        #expect(!FileManager.default.fileExists(atPath: root + "/opt/appdata/demo"), "plan created directories")
+        #expect(plan.stdout.contains("/opt/appdata/ntfy"), "plan does not show hera's appdata directories:\n\(plan.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: root + "/opt/appdata/ntfy"), "plan created directories")
+
+        // 6. README runbook, "hs-linkcheck": the layout is created and hardlinks work.
+        try debian.checked(["mkdir", "-p", "/srv/media"])
+        let initTree = try debian.run(["hs-linkcheck", "/srv/media", "--init", "--puid", "1000", "--pgid", "1000"])
+        #expect(initTree.succeeded, "hs-linkcheck --init: \(initTree.stdout)\(initTree.stderr)")
+        let check = try debian.run(["hs-linkcheck", "/srv/media"])
+        #expect(check.succeeded, "hs-linkcheck: \(check.stdout)\(check.stderr)")
+
+        // 7. README runbook, "Restore drill": verify the latest backup, restore it into a scratch
+        //    directory, restore one app with --only.
+        let drillVerify = try debian.run(["hs-backup", "verify", "--to", url, "--name", "smoke", "--backup", "latest"])
+        #expect(drillVerify.succeeded, "\(drillVerify.stdout)\(drillVerify.stderr)")
+        let drill = try debian.run(["hs-restore", "--from", url, "--name", "smoke", "--backup", "latest", "--to", "/var/tmp/drill"])
+        #expect(drill.succeeded, "\(drill.stdout)\(drill.stderr)")
+        #expect(try Self.describe(root + "/srv/appdata") == Self.describe(root + "/var/tmp/drill"))
+        let one = try debian.run(["hs-restore", "--from", url, "--name", "smoke", "--to", "/var/tmp/drill-radarr", "--only", "radarr"])
+        #expect(one.succeeded, "\(one.stdout)\(one.stderr)")
+        #expect(try Self.describe(root + "/srv/appdata/radarr") == Self.describe(root + "/var/tmp/drill-radarr/radarr"))
+        #expect(!FileManager.default.fileExists(atPath: root + "/var/tmp/drill-radarr/sonarr"))
+
+        // 8. README runbook, "Migration": the old server runs the tools from the tarball
+        //    (extracted into /usr/local there), takes a full backup of its hand-built appdata;
+        //    the new guest restores the apps it runs next to the directories hs-provision made,
+        //    moves them into place and gives them to PUID:PGID.
+        try Subprocess.checked(["install", "-D", "-m", "0644", built.tarball, root + "/tmp/" + (built.tarball as NSString).lastPathComponent])
+        try debian.checked(["mkdir", "-p", "/opt/oldserver/usr/local"])
+        try debian.checked(["tar", "-xzf", "/tmp/" + (built.tarball as NSString).lastPathComponent, "-C", "/opt/oldserver/usr/local",
+                            "--strip-components=1"])
+        try Self.makeTree(root + "/srv/docker-data")
+        let migrate = nfs.url(path: try nfs.makeUniqueDirectory("migration"))
+        let old = try debian.run(["/opt/oldserver/usr/local/bin/hs-backup", "--source", "/srv/docker-data", "--to", migrate,
+                                  "--name", "oldserver", "--full"])
+        #expect(old.succeeded, "old server backup: \(old.stdout)\(old.stderr)")
+        try debian.checked(["mkdir", "-p", "/opt/appdata/radarr", "/opt/appdata/sonarr"])
+        let pull = try debian.run(["hs-restore", "--from", migrate, "--name", "oldserver", "--to", "/opt/appdata.migrated",
+                                   "--only", "radarr", "--only", "sonarr"])
+        #expect(pull.succeeded, "migration restore: \(pull.stdout)\(pull.stderr)")
+        for app in ["radarr", "sonarr"] {
+            try debian.checked(["rmdir", "/opt/appdata/" + app])
+            try debian.checked(["mv", "/opt/appdata.migrated/" + app, "/opt/appdata/" + app])
+            try debian.checked(["chown", "-R", "1000:1000", "/opt/appdata/" + app])
+            let a = try Self.describe(root + "/srv/docker-data/" + app), b = try Self.describe(root + "/opt/appdata/" + app)
+            #expect(a.keys.sorted() == b.keys.sorted(), "\(app): entries differ")
+            for (k, v) in a where !v.hasPrefix("\(S_IFLNK | 0o777) ") {
+                // Same content, mode and mtime; owner is now PUID:PGID.
+                let strip = { (d: String) in d.split(separator: " ").enumerated().filter { $0.offset != 1 }.map(\.element).joined(separator: " ") }
+                #expect(strip(v) == strip(b[k] ?? ""), "\(app)/\(k): \(v) vs \(b[k] ?? "missing")")
+                #expect(b[k]?.split(separator: " ").dropFirst().first == "1000:1000", "\(app)/\(k): \(b[k] ?? "")")
+            }
+        }
+        try debian.checked(["rmdir", "/opt/appdata.migrated"])
     }
 
     /// A small appdata-like tree: nested files, modes, owners, a symlink, a hardlink, an empty directory.

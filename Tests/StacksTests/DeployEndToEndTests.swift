@@ -117,7 +117,7 @@ import TestSupport
         #expect(up.status == 0, "\(describe(up))")
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(up.stdout.utf8)) as? [String: Any])
         let outcome = try #require((obj["stacks"] as? [[String: Any]])?.first)
-        #expect((outcome["storage"] as? [String: Any])?["fsType"] as? String == "tmpfs")
+        #expect((outcome["storage"] as? [String: Any])?["fs_type"] as? String == "tmpfs")
         let services = try #require(outcome["services"] as? [[String: Any]])
         #expect(services.first?["state"] as? String == "running")
         #expect(!up.stdout.contains("s3cret-"))

@@ -94,6 +94,40 @@ import TestSupport
         #expect(after.split(separator: " ").allSatisfy { $0.hasPrefix("-") || $0 == "&&" }, "\(check)")
     }
 
+    /// The crontab's own lines, run with `sh` as cron runs them, with `HS_APPDATA=` left empty in
+    /// common/.env (a fresh copy of the template that was never filled in): the save line stops
+    /// before writing anything (it would write /.home-server-env), and the backup exits 2 saying
+    /// that --source is empty, and still tries its failure notifications.
+    @Test func crontabLinesWithAnEmptyAppdataFailLoudly() throws {
+        let repo = try guestRepo(keeping: ["io"])
+        try repo.edit("common/.env") { text in
+            text.split(separator: "\n", omittingEmptySubsequences: false)
+                .map { $0.hasPrefix("HS_APPDATA=") ? "HS_APPDATA=" : String($0) }.joined(separator: "\n")
+        }
+        let dest = try TempDir("hs-cron-dest")
+        try repo.edit("common/.env") { $0 + "\nHS_BACKUP_DEST=\(dest.path)\n" }
+        let lines = try Self.crontabLines()
+        func command(_ line: String) -> String {
+            // Drop the five schedule fields; run in the test checkout instead of /opt/stacks/home-server.
+            line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(5).joined(separator: " ")
+                .replacingOccurrences(of: "cd /opt/stacks/home-server", with: "cd '\(repo.root)'")
+        }
+        let env = ["PATH": Tools.productsDirectory.path + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                   "HS_NTFY_URL": "http://127.0.0.1:9/backups", "HS_KUMA_BACKUP": "http://127.0.0.1:9/push"]
+        let existedBefore = FileManager.default.fileExists(atPath: "/.home-server-env")
+        let save = try #require(lines.first { $0.contains("--save-env") })
+        let s = try Subprocess.run(["sh", "-c", command(save)], environment: env)
+        #expect(s.status != 0, "\(describe(s))")
+        #expect(s.stderr.contains("HS_APPDATA"), "\(describe(s))")
+        #expect(FileManager.default.fileExists(atPath: "/.home-server-env") == existedBefore, "the save line wrote to /")
+        let backup = try #require(lines.first { $0.contains("hs-backup run") })
+        let b = try Subprocess.run(["sh", "-c", command(backup)], environment: env)
+        #expect(b.status == 2, "\(describe(b))")
+        #expect(b.stderr.contains("--source is empty"), "\(describe(b))")
+        #expect(b.stderr.contains("ntfy notification"), "the failure notification was not even tried: \(describe(b))")
+        #expect((try FileManager.default.contentsOfDirectory(atPath: dest.path)).isEmpty, "the backup wrote into DEST")
+    }
+
     /// The crontab's save-env line, run for real against a guest checkout, followed by the
     /// nightly backup of /opt/appdata: the restored backup holds the .env files, mode 600.
     @Test func envFilesGetIntoTheNightlyBackup() throws {

@@ -227,7 +227,7 @@ import TestSupport
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as? [String: Any])
         #expect(obj["ok"] as? Bool == true)
         let stacks = try #require(obj["stacks"] as? [[String: Any]])
-        let storage = Dictionary(uniqueKeysWithValues: stacks.map { ($0["stack"] as! String, ($0["storageServices"] as? [String]) ?? []) })
+        let storage = Dictionary(uniqueKeysWithValues: stacks.map { ($0["stack"] as! String, ($0["storage_services"] as? [String]) ?? []) })
         #expect(Set(storage.filter { !$0.value.isEmpty }.keys) == ["io", "asteria", "apollo", "aeos"])
         #expect(!j.stdout.contains("s3cret-"), "no .env value is printed")
     }

@@ -11,7 +11,7 @@ import Glibc
 /// its own unpacked copy). Prepared for apt: a policy-rc.d that keeps package scripts from
 /// starting services, the host's resolv.conf, /proc mounted.
 ///
-/// Creating one needs root and debootstrap (or the cache); without them `init` throws, so a
+/// Creating one needs root and debootstrap (even when the cache exists); without them `init` throws, so a
 /// test using it fails instead of skipping. `close()` (or deinit) unmounts /proc before the
 /// tree is removed with `rm --one-file-system`, so a leftover mount is never walked into.
 package final class DebianRoot: @unchecked Sendable {
@@ -49,6 +49,11 @@ package final class DebianRoot: @unchecked Sendable {
     package init(prefix: String = "hs-debian-root") throws {
         guard getuid() == 0 else {
             throw ToolError("a Debian chroot needs root (debootstrap, mount -t proc, chroot): run the tests as root (scripts/test.sh)")
+        }
+        // Checked even when the cache exists: a machine without debootstrap cannot rebuild the
+        // cache, so the tests fail there instead of passing on a stale tarball.
+        guard Subprocess.which("debootstrap") != nil else {
+            throw ToolError("debootstrap is not installed: apt-get install debootstrap (scripts/bootstrap.sh installs it)")
         }
         var template = Array((FileManager.default.temporaryDirectory.path + "/\(prefix).XXXXXX").utf8CString)
         guard let p = mkdtemp(&template) else { throw ToolError("mkdtemp failed in \(FileManager.default.temporaryDirectory.path)") }
@@ -124,9 +129,6 @@ package final class DebianRoot: @unchecked Sendable {
         defer { _ = flock(lockFD, LOCK_UN) }
 
         if !FileManager.default.fileExists(atPath: cache) {
-            guard Subprocess.which("debootstrap") != nil else {
-                throw ToolError("debootstrap is not installed: apt-get install debootstrap (scripts/bootstrap.sh installs it)")
-            }
             let d = try Subprocess.run(["debootstrap", "--variant=minbase", "bookworm", root, mirror()])
             guard d.succeeded else {
                 throw ToolError("debootstrap --variant=minbase bookworm failed (mirror \(mirror())): \(d.stderr.suffix(2000))")
@@ -146,8 +148,9 @@ package final class DebianRoot: @unchecked Sendable {
     /// Services must not start, the host's resolver, /proc mounted.
     private func prepare() throws {
         let policy = root + "/usr/sbin/policy-rc.d"
-        try "#!/bin/sh\nexit 101\n".write(toFile: policy, atomically: true, encoding: .utf8)
-        chmod(policy, 0o755)
+        // Written by a child process: a write fd of this process could leak into a child another
+        // test spawns concurrently, and exec of the script would then fail with ETXTBSY.
+        try Subprocess.checked(["sh", "-c", "printf '#!/bin/sh\\nexit 101\\n' > \"$1\" && chmod 0755 \"$1\"", "sh", policy])
         if let resolv = FileManager.default.contents(atPath: "/etc/resolv.conf") {
             try? FileManager.default.removeItem(atPath: root + "/etc/resolv.conf")
             FileManager.default.createFile(atPath: root + "/etc/resolv.conf", contents: resolv)

@@ -1,0 +1,44 @@
+// The one DEST parser (issue 14), as a table: what is accepted, and what is a usage error.
+import Storage
+import Support
+import Testing
+@testable import NFS
+
+@Suite struct DestinationSpecTests {
+    @Test("accepted destinations", arguments: [
+        ("/mnt/backups", true, "local /mnt/backups"),
+        ("/mnt/backups/", true, "local /mnt/backups/"),
+        ("relative/dir", true, "local relative/dir"),
+        ("nfs://truenas/mnt/tank/backups", false, "nfs nfs://truenas/mnt/tank/backups"),
+        ("nfs://truenas/mnt/tank/backups?timeout=5&nfsport=2049", false, "nfs nfs://truenas/mnt/tank/backups?timeout=5&nfsport=2049"),
+        ("nfs://truenas/mnt/tank/backups?version=3", false, "nfs nfs://truenas/mnt/tank/backups?version=3"),
+    ])
+    func accepted(_ value: String, _ interactive: Bool, _ expected: String) throws {
+        let spec = try DestinationSpec.parse(value, allowRelative: interactive)
+        switch spec {
+        case .local(let p): #expect("local \(p)" == expected)
+        case .nfs(let u): #expect("nfs \(u.displayString)" == expected)
+        }
+    }
+
+    @Test("refused destinations are usage errors that quote the value and show an example", arguments: [
+        ("", "empty"), ("   ", "empty"), ("NFS://nas/b", "misspelled"), ("nfs:/nas/b", "misspelled"), ("nfs:nas/b", "misspelled"),
+        ("nfs//nas/b", "misspelled"), ("Nfs://nas/b", "misspelled"), ("smb://nas/b", "unknown scheme"), ("s3:bucket", "unknown scheme"),
+        ("relative/dir", "relative"), (" /mnt/b", "spaces"), ("nfs://nas", "export path is missing"),
+        ("nfs://nas/b?version=4", "NFSv4"), ("nfs://nas/b?timeout=0", "timeout"), ("nfs://nas/b?timeout=x", "timeout"),
+        ("nfs:///b", "server name is missing"),
+    ])
+    func refused(_ value: String, _ why: String) {
+        let e = caught(ToolError.self) { _ = try DestinationSpec.parse(value, allowRelative: false) }
+        #expect(e?.exitCode == 2, "'\(value)'")
+        #expect(e?.message.contains("'\(value)'") == true && e?.message.contains("nfs://truenas/mnt/tank/backups") == true, "\(String(describing: e))")
+        #expect(e?.message.contains(why) == true, "'\(value)': \(String(describing: e?.message))")
+    }
+
+    @Test("timeout= is read by the toolkit and not passed to libnfs")
+    func timeoutArgument() throws {
+        let u = try NFSURL("nfs://nas/b?nfsport=2049&timeout=7")
+        #expect(u.timeoutSeconds == 7)
+        #expect(u.libnfsString == "nfs://nas/b?nfsport=2049")
+    }
+}
