@@ -1,22 +1,3 @@
-/// A point in time with the full signed range: `seconds` since the epoch (negative before
-/// 1970) plus `nanoseconds` in 0..<1_000_000_000 (so -0.5 s is (-1, 500_000_000)).
-package struct FileTime: Sendable, Equatable, Hashable {
-    package var seconds: Int64
-    package var nanoseconds: UInt32
-
-    package init(seconds: Int64, nanoseconds: UInt32 = 0) {
-        self.seconds = seconds
-        self.nanoseconds = min(nanoseconds, 999_999_999)
-    }
-
-    /// From nanoseconds since the epoch (floor division: -1 ns is (-1, 999_999_999)).
-    package init(totalNanoseconds ns: Int64) {
-        var s = ns / 1_000_000_000, r = ns % 1_000_000_000
-        if r < 0 { s -= 1; r += 1_000_000_000 }
-        self.init(seconds: s, nanoseconds: UInt32(r))
-    }
-}
-
 /// One data region of a sparse file: `length` bytes at `offset` of the real file.
 package struct SparseRegion: Sendable, Equatable {
     package var offset: UInt64

@@ -63,7 +63,7 @@ struct ManifestRestorePlan {
         var t = TarEntry(path: e.path, type: type)
         t.mode = e.mode; t.uid = e.uid; t.gid = e.gid
         t.size = e.type == .file ? e.size : 0
-        t.mtime = Archive.FileTime(seconds: e.mtime.seconds, nanoseconds: e.mtime.nanoseconds)
+        t.mtime = e.mtime
         if e.type == .symlink || e.type == .hardlink { t.linkTarget = e.link }
         return t
     }

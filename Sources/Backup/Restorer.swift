@@ -3,7 +3,6 @@ import Glibc
 #endif
 import Archive
 import Foundation
-import Archive
 import Storage
 import Support
 
