@@ -89,12 +89,19 @@ package final class NFSClient: @unchecked Sendable {
         return min(t, NFSClient.timeoutAfterTimeout)
     }
 
-    /// Records that a call timed out and shortens the limit of the calls after it.
+    /// Records that a call timed out and shortens the limit of the calls after it, on this
+    /// client and on every other client (or new mount) of the same server in this process.
     /// Call with the lock held.
     func noteTimeout() {
+        UnresponsiveServers.shared.insert(url.server)
         guard !timedOut else { return }
         timedOut = true
         nfs_set_timeout(context, currentTimeoutMilliseconds)
+    }
+
+    /// Takes over a timeout seen by another client of the same server. Call with the lock held.
+    func adoptServerTimeout() {
+        if !timedOut && UnresponsiveServers.shared.contains(url.server) { noteTimeout() }
     }
 
     /// The URL without credentials, for messages.
@@ -172,7 +179,9 @@ package final class NFSClient: @unchecked Sendable {
         }
         nfs_set_dircache(ctx, options.directoryCache ? 1 : 0)
         nfs_set_autoreconnect(ctx, options.autoreconnect)
-        nfs_set_timeout(ctx, options.timeoutMilliseconds)
+        var timeout = options.timeoutMilliseconds
+        if timeout > 0 && UnresponsiveServers.shared.contains(url.server) { timeout = min(timeout, NFSClient.timeoutAfterTimeout) }
+        nfs_set_timeout(ctx, timeout)
         // Applies version=, nfsport=, mountport=, uid=, gid=, ... to the context.
         // The URL without a user@ part (libnfs would take it for the host name).
         guard let parsed = nfs_parse_url_dir(ctx, url.libnfsString) else {
@@ -255,6 +264,7 @@ package final class NFSClient: @unchecked Sendable {
     func locked<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
         lock.lock()
         defer { lock.unlock() }
+        adoptServerTimeout()
         let token = NFSCallMonitor.shared.begin(server: url.server, timeoutSeconds: Int(currentTimeoutMilliseconds / 1000))
         defer { NFSCallMonitor.shared.end(token) }
         return try body(context)
@@ -526,4 +536,17 @@ package final class NFSClient: @unchecked Sendable {
             return NFSFile(client: self, handle: fh!, path: path, position: 0)
         }
     }
+}
+
+
+/// Servers that let a call of this process time out (frozen or gone): later calls to them, on
+/// any client, wait at most `NFSClient.timeoutAfterTimeout`, so cleanup after a stall (remove
+/// the partial file, release the lock) cannot add a full timeout per client or mount.
+final class UnresponsiveServers: @unchecked Sendable {
+    static let shared = UnresponsiveServers()
+    private let lock = NSLock()
+    private var servers: Set<String> = []
+
+    func insert(_ server: String) { lock.lock(); servers.insert(server); lock.unlock() }
+    func contains(_ server: String) -> Bool { lock.lock(); defer { lock.unlock() }; return servers.contains(server) }
 }
