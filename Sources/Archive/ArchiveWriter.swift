@@ -138,6 +138,7 @@ package final class ArchiveWriter {
         }
         defer { if fd >= 0 { close(fd) } }
         var header: [UInt8] = []
+        header.reserveCapacity(1536)
         try TarHeader.append(entry, to: &header)
         if chunk.count >= options.memberTargetSize { try submitChunk() }
         let headerOffset = uncompressedOffset
@@ -253,6 +254,7 @@ package final class ArchiveWriter {
         precondition(entry.type == .file && UInt64(c.bytes.count) == entry.size, "prefetched content of another size")
         try pipeline.checkError()
         var header: [UInt8] = []
+        header.reserveCapacity(1536)
         try TarHeader.append(entry, to: &header)
         if chunk.count >= options.memberTargetSize { try submitChunk() }
         let headerOffset = uncompressedOffset
