@@ -28,7 +28,7 @@ BUILD_PACKAGES=(
 TEST_PACKAGES=(
   # real components the tests and benchmarks use
   libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind
-  libarchive-tools pigz gzip tar sqlite3 attr acl
+  libarchive-tools pigz gzip tar sqlite3 attr acl strace
   debootstrap restic python3-pip time procps iproute2 psmisc
   busybox-static file curl
   ansible   # provisioning/site.yml runs for real in a test (community.general.chroot connection)

@@ -8,16 +8,16 @@
 //   deflated. The output is ordinary multi-member gzip: gzip, GNU tar, bsdtar and Python's
 //   tarfile read it. `finish()` returns an `ArchiveIndex` (members and where each entry's
 //   header is) so a restore can start at one member instead of the beginning.
-// - `TarParser` reads pax, ustar, GNU (L/K long names, base-256 numbers) and old (v7) tar.
-//   Malformed headers and pax records are errors, never skipped.
-// - `extractArchive` extracts a tar.gz treating it as hostile (see `Extractor`).
+// - `TarReader` reads pax, ustar, GNU, old GNU and v7 tar, GNU sparse files; `TreeWriter`
+//   creates entries safely; `extractArchive` (and the backup restore) drive them.
 //
 // What it does not guarantee:
-// - Atomicity: an extraction that fails part-way leaves what it wrote so far (inside the
-//   target only). Callers that need all-or-nothing extract into a fresh directory.
-// - Sparse files are archived as ordinary (zero-filled) files and extracted as such.
-// - The writer archives every extended attribute and POSIX ACL it is given; which ones the
-//   extractor restores is its own rule (see `SafeExtractor`).
+// - Atomicity: an extraction that fails part-way leaves the entries completed so far (inside
+//   the target only; a file is never left half-written). Callers that need all-or-nothing
+//   extract into a fresh directory.
+// - Sparse files are archived as ordinary (zero-filled) files; extraction makes holes again.
+// - The writer archives every extended attribute and POSIX ACL it is given; the tree writer
+//   restores `user.*` always and other namespaces (ACLs) as root (see `XattrApplier`).
 
 /// The kind of a tar entry.
 package enum EntryType: String, Sendable, Equatable, Codable {

@@ -22,15 +22,17 @@ package enum ArchiveRestore {
         do { source = try ArchiveSource.file(archive) } catch let e as ArchiveError {
             throw ToolError.usage("\(e.detail); give an existing .tar.gz file with --archive")
         }
-        let prefixes = only.map { Self.normalise($0) }
-        let filter: ((EntryMetadata) -> Bool)? = prefixes.isEmpty ? nil : { e in
-            prefixes.contains { p in e.path == p || e.path.hasPrefix(p + "/") }
+        let prefixes = only.map { RestorePath.join(RestorePath.split(Array($0.utf8)).filter { $0 != [UInt8(ascii: ".")] }) }
+        func selected(_ path: [UInt8]) -> Bool {
+            let p = RestorePath.join(RestorePath.split(path).filter { $0 != [UInt8(ascii: ".")] })
+            return prefixes.contains { p == $0 || (p.count > $0.count && p.starts(with: $0) && p[$0.count] == UInt8(ascii: "/")) }
         }
+        let filter: ((TarEntry) -> Bool)? = prefixes.isEmpty ? nil : { selected($0.path) }
         var summary = ExtractSummary()
         do {
             if dryRun {
-                for e in try listArchive(source) {
-                    if let filter, !filter(e) { summary.skipped += 1; continue }
+                summary.warnings = try listArchive(source) { e in
+                    if let filter, !filter(e) { summary.skipped += 1; return }
                     switch e.type {
                     case .file: summary.files += 1; summary.bytes += e.size
                     case .directory: summary.directories += 1
@@ -38,7 +40,7 @@ package enum ArchiveRestore {
                     case .hardlink: summary.hardlinks += 1
                     default: summary.fifos += 1
                     }
-                    if reporter.mode != .json { reporter.info("would restore \(e.path)") }
+                    if reporter.mode != .json { reporter.info("would restore \(e.displayPath)") }
                 }
             } else {
                 if !force {
@@ -53,9 +55,9 @@ package enum ArchiveRestore {
                 var options = ExtractOptions()
                 options.allowNonEmptyTarget = force
                 var count = 0
-                summary = try extractArchive(source, to: target, options: options, filter: filter) { e, _ in
+                summary = try extractArchive(source, to: target, options: options, filter: filter) { e in
                     count += 1
-                    reporter.progress("restoring: \(count) files, \(e.path)")
+                    reporter.progress("restoring: \(count) files, \(e.displayPath)")
                 }
                 reporter.endProgress()
             }
@@ -71,9 +73,5 @@ package enum ArchiveRestore {
             reporter.info("\(dryRun ? "would restore" : "restored") \(summary.files) files (\(Format.bytes(summary.bytes))), \(summary.directories) directories, \(summary.symlinks) symlinks, \(summary.hardlinks) hardlinks from \(archive) into \(target) in \(Format.seconds(secs))")
         }
         return 0
-    }
-
-    static func normalise(_ p: String) -> String {
-        p.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
     }
 }

@@ -2,9 +2,8 @@ import Foundation
 import Glibc
 import Support
 
-/// A directory descriptor shared between the extraction thread and the file writers; closed
-/// when the last user lets go (the extractor's walk cache may move on while a writer still
-/// creates a file in it).
+/// A directory descriptor shared between the writer's walk cache and the file writers;
+/// closed when the last user lets go.
 final class DirHandle: @unchecked Sendable {
     let fd: Int32
     private let owned: Bool
@@ -25,45 +24,160 @@ struct FileWriteContext: Sendable {
     var egid: gid_t
 }
 
-/// One small regular file to create and fill: created by a writer thread with
-/// `openat(parent, name, O_CREAT|O_EXCL|O_NOFOLLOW)` in a directory the extraction thread has
-/// already validated and opened; it never follows or replaces anything.
+/// One regular file to restore, in a directory the tree writer has already validated and
+/// opened (`O_CREAT|O_EXCL|O_NOFOLLOW`): filled (zero runs and sparse holes left as holes),
+/// given its owner, mode, xattrs and mtime through the descriptor. Streamed content is
+/// written under a temporary name renamed when complete; content already in memory under the
+/// final name. On any failure the file is removed.
 final class FileJob: @unchecked Sendable {
-    let entry: EntryMetadata
-    let name: String
+    let entry: TarEntry
+    let name: [UInt8]
     let parent: DirHandle?
-    var data: [UInt8] = []
-    // results (written by the writer before `done`, read by the extraction thread after)
-    var digest: [UInt8] = []
+    let expected: [UInt8]?
+    /// Where the content comes from, for messages (e.g. the archive of a backup).
+    var origin: String?
+    let ctx: FileWriteContext?
+    var data: [UInt8]
+    // results (written by the writer before `done`, read by the tree writer after)
     var error: (any Error)?
     var warnings: [(text: String, xattr: Bool)] = []
     var done = false
 
-    init(entry: EntryMetadata, name: String, parent: DirHandle?) {
-        self.entry = entry; self.name = name; self.parent = parent
+    init(entry: TarEntry, name: [UInt8], parent: DirHandle?, data: [UInt8], expected: [UInt8]?, ctx: FileWriteContext?) {
+        self.entry = entry; self.name = name; self.parent = parent; self.data = data
+        self.expected = expected; self.ctx = ctx
     }
 
-    static let placeholder = FileJob(entry: EntryMetadata(path: "", type: .file), name: "", parent: nil)
+    static let placeholder = FileJob(entry: TarEntry(path: [], type: .file), name: [], parent: nil, data: [], expected: nil, ctx: nil)
+
+    private var tempName: [UInt8] { Array(".hs-restore.\(getpid()).\(UInt(bitPattern: ObjectIdentifier(self).hashValue)).part".utf8) }
+
+    /// Writes `data` (pool threads).
+    func writeBuffered() {
+        do {
+            let bytes = data
+            try write({ body in try bytes.withUnsafeBytes { try body(0, $0) } }, direct: true, removeExisting: {})
+        } catch { self.error = error }
+        data = []
+    }
+
+    /// Writes the content `content` produces (the tree writer's thread); throws on failure.
+    func writeStreaming(_ content: ((_ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws -> Void)?,
+                        removeExisting: () throws -> Void) throws {
+        try write(content ?? { _ in }, direct: false, removeExisting: removeExisting)
+    }
+
+    private func write(_ content: (_ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws -> Void,
+                       direct: Bool, removeExisting: () throws -> Void) throws {
+        guard let parent, let ctx else { return }
+        let e = entry
+        let display = e.displayPath
+        func fail(_ what: String, _ err: Int32) -> ArchiveError {
+            ArchiveError(.io, entry: display, "\(what) failed under '\(ctx.target)': \(String(cString: strerror(err)))")
+        }
+        // Content held in memory (pool jobs, fresh target) is written under the final name
+        // (one metadata operation less per small file) and removed on failure; streamed
+        // content goes to a temporary name renamed when complete.
+        var useTemp = !direct
+        var tmp = direct ? name : tempName
+        func create() -> Int32 {
+            RestorePath.withCName(tmp) { openat(parent.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(e.mode & 0o777)) }
+        }
+        var fd = create()
+        if fd < 0 && errno == EEXIST && direct {
+            // The name exists (an archive may hold a path twice): replace it by renaming.
+            useTemp = true
+            tmp = tempName
+            fd = create()
+        }
+        guard fd >= 0 else { throw fail("create file", errno) }
+        var renamed = false
+        defer {
+            close(fd)
+            if !renamed { _ = RestorePath.withCName(tmp) { unlinkat(parent.fd, $0, 0) } }
+        }
+        do {
+            var hasher = expected != nil ? SHA256Hasher() : nil
+            var end: UInt64 = 0
+            try content { off, bytes in
+                if hasher != nil {
+                    guard off == end else { throw ArchiveError(.malformed, entry: display, "content out of order") }
+                    hasher!.update(bytes)
+                }
+                // 64 KiB zero runs become holes (made by the final ftruncate or the next write).
+                var p = 0
+                while p < bytes.count {
+                    let len = min(64 * 1024, bytes.count - p)
+                    let piece = UnsafeRawBufferPointer(rebasing: bytes[p..<(p + len)])
+                    if !(len == 64 * 1024 && Self.isZero(piece)) {
+                        try Self.pwriteAll(fd, piece, at: off + UInt64(p)) { fail("write", $0) }
+                    }
+                    p += len
+                }
+                end = off + UInt64(bytes.count)
+            }
+            if let hasher, let expected {
+                guard end == e.size, hasher.finalize() == expected else {
+                    throw ArchiveError(.malformed, entry: display, "content\(origin.map { " from \($0)" } ?? "") does not match its SHA-256 in the manifest (damaged archive). Run `hs-backup verify`.")
+                }
+            }
+            guard ftruncate(fd, off_t(e.size)) == 0 else { throw fail("set size of", errno) }
+            if ctx.restoreOwnership && !(ctx.predictable && e.uid == ctx.euid && e.gid == ctx.egid) {
+                if fchown(fd, e.uid, e.gid) != 0 { warnings.append(("\(display): chown failed: \(String(cString: strerror(errno)))", false)) }
+            }
+            let mode = ctx.preserveSpecial ? e.mode & 0o7777 : e.mode & 0o1777
+            if !ctx.predictable || mode != (e.mode & 0o777) & ~ctx.umaskBits {
+                guard fchmod(fd, mode_t(mode)) == 0 else { throw fail("chmod", errno) }
+            }
+            if ctx.restoreXattrs && !e.xattrs.isEmpty {
+                for w in XattrApplier.apply(fd: fd, e.xattrs, path: display) { warnings.append((w, true)) }
+            }
+            var ts = TreeWriter.times(e)
+            guard futimens(fd, &ts) == 0 else { throw fail("set mtime", errno) }
+            if !useTemp { renamed = true; return }
+            var rc = RestorePath.withCName(tmp) { t in RestorePath.withCName(name) { renameat(parent.fd, t, parent.fd, $0) } }
+            if rc != 0 && (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) {
+                try removeExisting()
+                rc = RestorePath.withCName(tmp) { t in RestorePath.withCName(name) { renameat(parent.fd, t, parent.fd, $0) } }
+            }
+            guard rc == 0 else { throw fail("rename into place", errno) }
+            renamed = true
+        } catch var err as ArchiveError {
+            err.detail += "; '\(display)' was not restored (its partial copy was removed)"
+            throw err
+        }
+    }
+
+    static func isZero(_ b: UnsafeRawBufferPointer) -> Bool {
+        let words = b.bindMemory(to: UInt64.self)
+        for w in words where w != 0 { return false }
+        return true
+    }
+
+    private static func pwriteAll(_ fd: Int32, _ b: UnsafeRawBufferPointer, at: UInt64, _ fail: (Int32) -> ArchiveError) throws {
+        var off = 0
+        while off < b.count {
+            let n = pwrite(fd, b.baseAddress! + off, b.count - off, off_t(at) + off_t(off))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw fail(errno)
+            }
+            off += n
+        }
+    }
 }
 
-/// Writer threads for small files, with a bound on the content bytes waiting in memory
-/// (the threads are a `WorkerPool`).
+/// Writer threads for small files, with a bound on the content bytes waiting in memory.
 final class FileWriterPool: @unchecked Sendable {
     private let pool: WorkerPool
-    private let ctx: FileWriteContext
 
-    init(threads: Int, ctx: FileWriteContext) {
-        self.ctx = ctx
-        pool = WorkerPool(threads: threads, maxPendingBytes: 2 << 20, maxPendingItems: .max)
+    init(threads: Int) {
+        pool = WorkerPool(threads: threads, maxPendingBytes: 8 << 20, maxPendingItems: 4096)
     }
 
     /// Queues a job; blocks while too many content bytes are waiting.
     func submit(_ job: FileJob) {
-        let ctx = ctx
-        pool.submit(bytes: job.data.count, {
-            Self.write(job, ctx)
-            job.data = []
-        }, whenDone: { job.done = true })
+        pool.submit(bytes: job.data.count, { job.writeBuffered() }, whenDone: { job.done = true })
     }
 
     func isDone(_ job: FileJob) -> Bool { pool.locked { job.done } }
@@ -72,68 +186,4 @@ final class FileWriterPool: @unchecked Sendable {
 
     /// Stops the threads after the job each is running (queued jobs are dropped).
     func shutdown() { pool.shutdown() }
-
-    /// Creates the file, writes its content (64 KiB zero runs become holes), applies owner,
-    /// mode, xattrs and mtime, and hashes the content.
-    static func write(_ job: FileJob, _ ctx: FileWriteContext) {
-        let e = job.entry
-        func fail(_ what: String, _ err: Int32) {
-            job.error = ArchiveError(.io, entry: e.path, "\(what) failed under '\(ctx.target)': \(String(cString: strerror(err)))")
-        }
-        guard let parent = job.parent else { return }
-        let fd = openat(parent.fd, job.name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(e.mode & 0o777))
-        guard fd >= 0 else { fail("create file", errno); return }
-        defer { close(fd) }
-        var hasher = SHA256Hasher()
-        let ok: Bool = job.data.withUnsafeBytes { bytes in
-            hasher.update(bytes)
-            var pendingZeros = 0
-            var p = 0
-            let n = bytes.count
-            while p < n {
-                let len = min(64 * 1024, n - p)
-                let piece = UnsafeRawBufferPointer(rebasing: bytes[p..<(p + len)])
-                if len == 64 * 1024 && Extractor.isZero(piece) {
-                    pendingZeros += len
-                } else {
-                    if pendingZeros > 0 {
-                        guard lseek(fd, off_t(pendingZeros), SEEK_CUR) >= 0 else { fail("lseek", errno); return false }
-                        pendingZeros = 0
-                    }
-                    var off = 0
-                    while off < len {
-                        let w = Glibc.write(fd, piece.baseAddress! + off, len - off)
-                        if w < 0 {
-                            if errno == EINTR { continue }
-                            fail("write", errno); return false
-                        }
-                        off += w
-                    }
-                }
-                p += len
-            }
-            if pendingZeros > 0 {
-                guard ftruncate(fd, off_t(n)) == 0 else { fail("ftruncate", errno); return false }
-            }
-            return true
-        }
-        guard ok else { return }
-        if ctx.restoreOwnership && !(ctx.predictable && e.uid == ctx.euid && e.gid == ctx.egid) {
-            if fchown(fd, e.uid, e.gid) != 0 { job.warnings.append(("\(e.path): chown failed: \(String(cString: strerror(errno)))", false)) }
-        }
-        let mode = ctx.preserveSpecial ? e.mode & 0o7777 : e.mode & 0o1777
-        if !ctx.predictable || mode != (e.mode & 0o777) & ~ctx.umaskBits {
-            guard fchmod(fd, mode_t(mode)) == 0 else { fail("chmod", errno); return }
-        }
-        if ctx.restoreXattrs {
-            for (k, v) in e.xattrs where k.hasPrefix("user.") {
-                if setXattr(fd: fd, name: k, value: v) != 0 {
-                    job.warnings.append(("\(e.path): extended attribute \(k) not restored: \(String(cString: strerror(errno))) (further xattr failures not reported)", true))
-                }
-            }
-        }
-        var ts = Extractor.times(e)
-        guard futimens(fd, &ts) == 0 else { fail("set mtime", errno); return }
-        job.digest = hasher.finalize()
-    }
 }

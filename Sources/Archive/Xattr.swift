@@ -10,6 +10,8 @@ import Glibc
 /// Linux constants missing from Swift's Glibc import.
 enum LinuxConst {
     static let O_NOATIME: Int32 = 0o1000000
+    static let O_PATH: Int32 = 0o10000000
+    static let AT_EMPTY_PATH: Int32 = 0x1000
     static let UTIME_NOW: Int = (1 << 30) - 1
     static let UTIME_OMIT: Int = (1 << 30) - 2
 }
@@ -18,6 +20,26 @@ enum LinuxConst {
 /// The corresponding libc call is `fsetxattr`.
 func setXattr(fd: Int32, name: String, value: [UInt8]) -> Int32 {
     value.withUnsafeBytes { c_fsetxattr(fd, name, $0.baseAddress, $0.count, 0) }
+}
+
+/// Restores extended attributes (names and values as bytes, e.g. from pax `SCHILY.xattr.*`)
+/// on an open file, never by path. `user.*` always; other namespaces (POSIX ACLs in
+/// `system.posix_acl_access`/`_default`, `security.*`, `trusted.*`) only as root.
+enum XattrApplier {
+    /// - Returns: warnings for attributes that could not be set.
+    /// The corresponding libc call is `fsetxattr`.
+    static func apply(fd: Int32, _ xattrs: [(name: [UInt8], value: [UInt8])], path: String) -> [String] {
+        var warnings: [String] = []
+        let root = geteuid() == 0
+        for (name, value) in xattrs {
+            guard root || name.starts(with: Array("user.".utf8)), !name.contains(0) else { continue }
+            let rc = RestorePath.withCName(name) { n in value.withUnsafeBytes { c_fsetxattr(fd, n, $0.baseAddress, $0.count, 0) } }
+            if rc != 0 {
+                warnings.append("\(path): extended attribute \(String(decoding: name, as: UTF8.self)) not restored: \(String(cString: strerror(errno)))")
+            }
+        }
+        return warnings
+    }
 }
 
 /// The `user.*` extended attributes of `path` (not following a final symlink); empty when the

@@ -1,3 +1,4 @@
+import Archive
 import Foundation
 import Storage
 import Support
@@ -89,40 +90,45 @@ package enum SetInspector {
                 continue
             }
             defer { try? rd.close() }
-            let tar = TarGzReader(reader: rd, name: "\(set.location)/\(label)")
+            let source = ArchiveSource(size: rd.size, displayName: "\(set.location)/\(label)") { try rd.read(at: $0, count: $1) }
             var seen = Set<Expect>()
             // Member starts named by manifests, to resume after damage.
             let starts = Set(exp.keys.map(\.member)).sorted()
             var resumeAt: UInt64 = 0
-            var archiveOK = true
             outer: while true {
-                tar.restart(at: resumeAt)
+                var failedAfter = resumeAt
                 do {
-                    while let h = try tar.nextHeader() {
-                        var hasher = SHA256Hasher()
-                        try tar.read(h.size) { hasher.update($0) }
-                        try tar.skip((512 - h.size % 512) % 512)
-                        let key = Expect(member: h.memberOffset, skip: h.memberSkip)
-                        if let want = exp[key] {
+                    let tar = try TarReader(source: source, start: ExtractStart(compressedOffset: resumeAt, uncompressedOffset: 0, firstHeaderOffset: 0))
+                    defer { tar.close() }
+                    do {
+                        while let h = try tar.next() {
+                            guard let loc = tar.location(of: h.headerOffset) else { continue }
+                            failedAfter = loc.member
+                            let key = Expect(member: loc.member, skip: loc.skip)
+                            guard let want = exp[key] else { continue }
+                            var hasher = SHA256Hasher()
+                            var size: UInt64 = 0
+                            try tar.readContent { _, b in hasher.update(b); size += UInt64(b.count) }
                             seen.insert(key)
                             report.filesChecked += 1
                             let got = Digest(hasher.finalize())
-                            if want.0 != h.path {
-                                report.damaged.append("\(label): \(want.0): archive holds \(h.path) at its place")
-                            } else if got != want.1 || h.size != want.2 {
+                            if Array(want.0.utf8) != RestorePath.join(RestorePath.split(h.path)) {
+                                report.damaged.append("\(label): \(want.0): archive holds \(h.displayPath) at its place")
+                            } else if got != want.1 || size != want.2 || h.sparse != nil {
                                 report.damaged.append("\(label): \(want.0): content does not match its SHA-256")
                             }
+                            reporter.progress("verifying \(label): \(report.filesChecked) files")
                         }
-                        reporter.progress("verifying \(label): \(report.filesChecked) files")
+                        // End marker: the rest must decompress cleanly too.
+                        try tar.drain()
+                    } catch {
+                        failedAfter = max(failedAfter, tar.location(of: tar.position)?.member ?? failedAfter)
+                        throw error
                     }
-                    // End marker: the rest must decompress cleanly too.
-                    try tar.drainToEnd()
                     break outer
                 } catch {
-                    archiveOK = false
                     report.damaged.append("\(label): \(error)")
                     // Resume at the next member a manifest names beyond the failure.
-                    let failedAfter = max(resumeAt, tar.lastMemberStart)
                     guard let next = starts.first(where: { $0 > failedAfter }) else { break outer }
                     resumeAt = next
                 }
@@ -130,7 +136,6 @@ package enum SetInspector {
             for (k, v) in exp where !seen.contains(k) {
                 report.damaged.append("\(label): \(v.0): not readable from the archive")
             }
-            _ = archiveOK
         }
         reporter.endProgress()
         return report

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Archive
 @testable import Backup
 import Storage
 import Support
@@ -35,12 +36,12 @@ func makeWideTree(_ root: String) throws {
             files.append(p)
         }
     }
-    // Bigger than Restorer.pooledFileMax: written on the reading thread.
+    // Bigger than TreeWriter.parallelMaxFileSize: written on the reading thread.
     // Random (incompressible, so archived as stored data the damage tests can find).
     var rng = SystemRandomNumberGenerator()
     var big = [UInt8]()
-    big.reserveCapacity(Int(Restorer.pooledFileMax) + 1_234_568)
-    while big.count < Int(Restorer.pooledFileMax) + 1_234_567 { withUnsafeBytes(of: rng.next() as UInt64) { big += $0 } }
+    big.reserveCapacity(Int(TreeWriter.parallelMaxFileSize) + 1_234_568)
+    while big.count < Int(TreeWriter.parallelMaxFileSize) + 1_234_567 { withUnsafeBytes(of: rng.next() as UInt64) { big += $0 } }
     try Tree.writeBytes(root + "/svc3/data2/big.db", big)
     files.append("svc3/data2/big.db")
     // Hardlinks across directories (and a group of three).
@@ -106,8 +107,8 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
 
 @Suite struct RestoreParallelTests {
     /// Every directory, file, hardlink group, symlink, mode, owner and ns mtime comes back
-    /// exactly, whatever the number of threads (1: no overlap; 8: more threads than cores).
-    @Test(arguments: [1, 8]) func wideTreeRestoresExactly(threads: Int) throws {
+    /// exactly.
+    @Test func wideTreeRestoresExactly() throws {
         let work = try TempDir("hs-restore-wide")
         let src = work.sub("src")
         try makeWideTree(src)
@@ -118,10 +119,8 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         let out = work.sub("out")
         var o = RestoreOptions(destination: dest.destination, set: "t", target: out)
         o.backup = s.id
-        o.threads = threads
         let r = Restorer(options: o, reporter: quiet)
         let summary = try r.run()
-        #expect(r.liveWorkerThreads() == 0)
         let want = try Tree.describe(src)
         #expect(Tree.diff(want, try Tree.describe(copy)).isEmpty)
         let got = try Tree.describe(out)
@@ -172,7 +171,6 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
 
         // In process: the error names the file and the archive; every pool thread is gone.
         var o = RestoreOptions(destination: dest.destination, set: "t", target: work.sub("in-process"))
-        o.threads = 8
         let r = Restorer(options: o, reporter: quiet)
         do {
             _ = try r.run()
@@ -181,7 +179,6 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
             #expect(e.exitCode == 1)
             #expect(e.message.contains(victim) && e.message.contains("\(s.id).tar.gz") && e.message.contains("SHA-256"), "\(e.message)")
         }
-        #expect(r.liveWorkerThreads() == 0)
 
         // The tool: exit 1, the file named on stderr.
         let t = try Tools.run("hs-restore", ["--from", dest.spec, "--name", "t", "--to", work.sub("tool")])
@@ -231,10 +228,11 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         // A setgid target is never predictable (new entries take its group and setgid bit).
         #expect(chmod(dir.path, 0o2755) == 0)
         #expect(!CreationProbe.isPredictable(fd))
-        #expect(!TreeWriter(root: fd, rootPath: dir.path, force: false, restoreOwner: geteuid() == 0, fresh: true).predictable)
+        func writer(fresh: Bool) throws -> TreeWriter { try TreeWriter(target: dir.path, options: ExtractOptions(), fresh: fresh) }
+        #expect(try !writer(fresh: true).predictable)
         #expect(chmod(dir.path, 0o755) == 0)
-        #expect(TreeWriter(root: fd, rootPath: dir.path, force: false, restoreOwner: geteuid() == 0, fresh: true).predictable)
-        #expect(!TreeWriter(root: fd, rootPath: dir.path, force: false, restoreOwner: geteuid() == 0, fresh: false).predictable)
+        #expect(try writer(fresh: true).predictable)
+        #expect(try !writer(fresh: false).predictable)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
     }
 

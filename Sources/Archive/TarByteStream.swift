@@ -1,0 +1,143 @@
+import Foundation
+import Gzip
+
+/// The decompressed bytes of a (gzip or plain) tar archive, from any gzip member on.
+///
+/// Reading and decompressing run on their own thread with a bounded queue of 1 MiB chunks
+/// (like `gzip -d | tar -x`). Gzip member ends (after their CRC was checked) are recorded, so
+/// a reader can tell which part of the stream is verified and where each member starts.
+final class TarByteStream {
+    let source: ArchiveSource
+    /// Tar offset of the next byte `next` hands out.
+    private(set) var position: UInt64
+    /// Compressed offset of the member reading started at.
+    let startCompressed: UInt64
+    let gzip: Bool
+    private let queue = ChunkQueue(capacity: 3)
+    private let producerDone = DispatchSemaphore(value: 0)
+    private let boundaries: MemberLog
+    private var chunk: [UInt8] = []
+    private var chunkPos = 0
+
+    /// Starts reading at compressed offset `compressedOffset`, whose first byte is tar offset
+    /// `uncompressedOffset` (a gzip member start; 0, 0 for the whole archive).
+    init(source: ArchiveSource, compressedOffset: UInt64 = 0, uncompressedOffset: UInt64 = 0) throws {
+        self.source = source
+        self.position = uncompressedOffset
+        self.startCompressed = compressedOffset
+        let head = compressedOffset < source.size ? try source.read(compressedOffset, Int(min(2, source.size - compressedOffset))) : []
+        gzip = head.count == 2 && head[0] == 0x1f && head[1] == 0x8b
+        if !gzip && head.count < 2 {
+            throw ArchiveError(.truncated, "'\(source.displayName)' is empty; expected a tar.gz archive")
+        }
+        let log = MemberLog(start: (compressedOffset, uncompressedOffset))
+        boundaries = log
+        let queue = queue, done = producerDone, gzip = gzip
+        let thread = Thread {
+            defer { done.signal() }
+            let decoder = gzip ? GzipDecoder(outputChunk: 1 << 20) : nil
+            decoder?.onMemberEnd = { b in
+                log.add((compressedOffset + b.compressedOffset + b.compressedLength, uncompressedOffset + b.uncompressedOffset + b.uncompressedLength))
+            }
+            do {
+                var off = compressedOffset
+                while off < source.size && !queue.isCancelled {
+                    let n = Int(min(UInt64(1 << 20), source.size - off))
+                    let buf = try source.read(off, n)
+                    guard buf.count == n else {
+                        throw ArchiveError(.truncated, "'\(source.displayName)' ended at \(off + UInt64(buf.count)) bytes, expected \(source.size)")
+                    }
+                    off += UInt64(n)
+                    if let decoder {
+                        try decoder.feed(buf) { out in if !queue.put(Array(out)) { throw CancellationError() } }
+                    } else if !queue.put(buf) {
+                        throw CancellationError()
+                    }
+                }
+                if let decoder, !queue.isCancelled { try decoder.finish() }
+                if !gzip { log.add((off, uncompressedOffset + off - compressedOffset)) }
+                queue.close(error: nil)
+            } catch is CancellationError {
+                queue.close(error: nil)
+            } catch let e as GzipError {
+                queue.close(error: ArchiveError(e.kind == .truncated ? .truncated : .malformed,
+                                                "'\(source.displayName)': \(e.description) (after \(uncompressedOffset + (decoder?.uncompressedProduced ?? 0)) tar bytes)"))
+            } catch {
+                queue.close(error: error)
+            }
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    deinit { close() }
+
+    /// Stops the producer thread (idempotent).
+    func close() {
+        queue.cancel()
+        producerDone.wait()
+        producerDone.signal()
+    }
+
+    /// Up to `max` next bytes (empty at the end of the data), valid until the next call.
+    func next(max: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        if chunkPos == chunk.count {
+            guard let c = try queue.take() else { return 0 }
+            chunk = c; chunkPos = 0
+        }
+        let n = min(max, chunk.count - chunkPos)
+        try chunk.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[chunkPos..<(chunkPos + n)])) }
+        chunkPos += n
+        position += UInt64(n)
+        return n
+    }
+
+    /// Skips `n` bytes; false if the data ended first.
+    func skip(_ n: UInt64) throws -> Bool {
+        var left = n
+        while left > 0 {
+            let got = try next(max: Int(min(left, 1 << 30))) { _ in }
+            if got == 0 { return false }
+            left -= UInt64(got)
+        }
+        return true
+    }
+
+    /// Reads everything left (checking the CRC of every member).
+    func drain() throws { while try next(max: 1 << 30, { _ in }) > 0 {} }
+
+    /// Tar offset up to which every gzip member's CRC has been checked.
+    var verifiedUpTo: UInt64 { boundaries.last.1 }
+
+    /// Compressed offset of the last member start seen.
+    var lastMemberStart: UInt64 { boundaries.last.0 }
+
+    /// The member start (compressed offset, tar offset) at or before tar offset `offset` among
+    /// those seen so far.
+    func member(containing offset: UInt64) -> (compressed: UInt64, tar: UInt64)? { boundaries.member(containing: offset) }
+
+    /// The tar offset at which the member starting at compressed offset `c` begins, if seen.
+    func tarOffset(ofMemberAt c: UInt64) -> UInt64? { boundaries.tarOffset(ofMemberAt: c) }
+}
+
+/// Member starts seen by the producer (the last few thousand), shared with the reader.
+private final class MemberLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var starts: [(UInt64, UInt64)]
+    init(start: (UInt64, UInt64)) { starts = [start] }
+    func add(_ s: (UInt64, UInt64)) {
+        lock.lock(); defer { lock.unlock() }
+        starts.append(s)
+        if starts.count > 8192 { starts.removeFirst(4096) }
+    }
+    var last: (UInt64, UInt64) { lock.lock(); defer { lock.unlock() }; return starts.last! }
+    func member(containing offset: UInt64) -> (compressed: UInt64, tar: UInt64)? {
+        lock.lock(); defer { lock.unlock() }
+        guard let s = starts.last(where: { $0.1 <= offset }) else { return nil }
+        return (s.0, s.1)
+    }
+    func tarOffset(ofMemberAt c: UInt64) -> UInt64? {
+        lock.lock(); defer { lock.unlock() }
+        return starts.last(where: { $0.0 == c })?.1
+    }
+}

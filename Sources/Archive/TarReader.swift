@@ -1,0 +1,531 @@
+import Foundation
+
+/// Bounds on what a (hostile) archive may make the reader hold in memory.
+package struct TarLimits: Sendable {
+    /// Largest pax / GNU long-name / GNU sparse-map data accepted (pax headers carrying large
+    /// xattrs are legal, so this is well above the 1 MiB of typical headers).
+    package var maxExtendedHeader = 64 << 20
+    /// Most data regions one sparse file may have.
+    package var maxSparseRegions = 1 << 20
+    package init() {}
+}
+
+/// The one tar reader: pax, ustar, GNU (long names, base-256 numbers, old 'S' sparse
+/// entries), old GNU and v7 headers, and GNU pax sparse 0.0, 0.1 and 1.0, over the
+/// decompressed bytes of any `ArchiveSource` (a local file or a Destination reader, e.g. on
+/// NFS), starting at the beginning or at any gzip member.
+///
+/// Names and link targets stay bytes (ustar latin-1, pax `hdrcharset=BINARY`). Header quirks
+/// GNU tar accepts are accepted (leading NUL or trailing garbage after a numeric field's
+/// terminator, directory headers with a size, hardlinks with a size field, Solaris ACL 'A'
+/// headers, unknown entry types read as files, empty names); checksums must match, pax records
+/// must be well formed and every size is bounded (`TarLimits`). Sparse files are handed out as
+/// data regions: holes are never materialised.
+package final class TarReader {
+    private var stream: TarByteStream
+    package let limits: TarLimits
+    package let source: ArchiveSource
+    private var globalPax: [[UInt8]: [UInt8]] = [:]
+    // Content of the current entry.
+    private var storedLeft: UInt64 = 0
+    private var padLeft: UInt64 = 0
+    private var regions: [SparseRegion] = []
+    private var regionIndex = 0
+    private var regionDone: UInt64 = 0
+    private var dense = true
+    private var denseOffset: UInt64 = 0
+    private var currentName = ""
+    package private(set) var finished = false
+    /// Non-fatal oddities met (unknown entry types read as files, skipped ACL headers, ...).
+    package private(set) var warnings: [String] = []
+
+    /// - Parameters:
+    ///   - start: where to start (a gzip member and the tar offset of an entry's first header
+    ///     in it); nil: the start of the archive.
+    package init(source: ArchiveSource, start: ExtractStart? = nil, limits: TarLimits = TarLimits()) throws {
+        self.source = source
+        self.limits = limits
+        stream = try TarByteStream(source: source, compressedOffset: start?.compressedOffset ?? 0,
+                                   uncompressedOffset: start?.uncompressedOffset ?? 0)
+        if let start {
+            guard start.firstHeaderOffset >= start.uncompressedOffset else {
+                throw ArchiveError(.invalidInput, "start header offset lies before the member start")
+            }
+            guard try stream.skip(start.firstHeaderOffset - start.uncompressedOffset) else {
+                throw ArchiveError(.truncated, "'\(source.displayName)' ends before tar offset \(start.firstHeaderOffset)")
+            }
+        }
+    }
+
+    /// Stops the decompression thread.
+    package func close() { stream.close() }
+
+    /// Tar offset of the next byte to be read.
+    package var position: UInt64 { stream.position }
+    /// Tar offset up to which every gzip member's CRC has been checked.
+    package var verifiedUpTo: UInt64 { stream.verifiedUpTo }
+
+    /// Moves to the entry whose header is `skip` tar bytes into the gzip member at compressed
+    /// offset `member` (a manifest's location): reads on when that lies a little ahead in the
+    /// current stream, else restarts decompression at the member.
+    package func seek(member: UInt64, skip: UInt64) throws {
+        try skipContent()
+        var readOn: UInt64 = 0
+        while true {
+            if let t = stream.tarOffset(ofMemberAt: member) {
+                if t + skip >= stream.position && t + skip - stream.position <= 8 << 20 {
+                    guard try stream.skip(t + skip - stream.position) else { throw truncated("before a manifest's entry") }
+                    return
+                }
+                break
+            }
+            // Not decoded yet: read on while the member lies a little ahead.
+            let last = stream.lastMemberStart
+            guard member > last, member - last <= 8 << 20, readOn <= 16 << 20 else { break }
+            let n = try stream.next(max: 64 << 10) { _ in }
+            if n == 0 { break }
+            readOn += UInt64(n)
+        }
+        stream.close()
+        stream = try TarByteStream(source: source, compressedOffset: member, uncompressedOffset: 0)
+        guard try stream.skip(skip) else { throw truncated("before a manifest's entry") }
+        finished = false
+    }
+
+    /// The (gzip member compressed offset, tar bytes into it) of tar offset `offset`, among
+    /// the members read so far.
+    package func location(of offset: UInt64) -> (member: UInt64, skip: UInt64)? {
+        guard let m = stream.member(containing: offset) else { return nil }
+        return (m.compressed, offset - m.tar)
+    }
+
+    // MARK: reading
+
+    /// The next entry (the rest of the previous one is skipped); nil at the end-of-archive marker.
+    package func next() throws -> TarEntry? {
+        if finished { return nil }
+        try skipContent()
+        var pax: [[UInt8]: [UInt8]] = [:]
+        var sparseOffsets: [UInt64] = [], sparseSizes: [UInt64] = []
+        var longName: [UInt8]?, longLink: [UInt8]?
+        var headerStart: UInt64?
+        var block: [UInt8]
+        while true {
+            let at = stream.position
+            block = try readExact(512, what: headerStart == nil ? "before the end-of-archive marker" : "inside a header")
+            if block.allSatisfy({ $0 == 0 }) {
+                if headerStart != nil { throw malformed("end-of-archive marker right after an extended header", at) }
+                finished = true
+                return nil
+            }
+            try checkChecksum(block, at)
+            if headerStart == nil { headerStart = at }
+            let flag = block[156]
+            let size = try number(block, 124, 12, at)
+            guard size >= 0 else { throw malformed("negative size", at) }
+            switch flag {
+            case UInt8(ascii: "x"), UInt8(ascii: "X"), UInt8(ascii: "g"), UInt8(ascii: "L"), UInt8(ascii: "K"):
+                guard size <= Int64(limits.maxExtendedHeader) else {
+                    throw malformed("extended header of \(size) bytes exceeds the \(limits.maxExtendedHeader)-byte limit", at)
+                }
+                let data = try readExact(Int(size), what: "inside an extended header")
+                guard try stream.skip(UInt64((512 - size % 512) % 512)) else { throw truncated("inside an extended header") }
+                switch flag {
+                case UInt8(ascii: "L"): longName = Self.trimNULs(data)
+                case UInt8(ascii: "K"): longLink = Self.trimNULs(data)
+                case UInt8(ascii: "g"):
+                    for (k, v) in try parsePaxRecords(data, at) { globalPax[k] = v.isEmpty ? nil : v }
+                    headerStart = nil
+                default:
+                    for (k, v) in try parsePaxRecords(data, at) {
+                        if k == Array("GNU.sparse.offset".utf8) { sparseOffsets.append(try paxUInt(k, v, at)) }
+                        else if k == Array("GNU.sparse.numbytes".utf8) { sparseSizes.append(try paxUInt(k, v, at)) }
+                        else { pax[k] = v }
+                    }
+                }
+                continue
+            case UInt8(ascii: "V"), UInt8(ascii: "A"), UInt8(ascii: "N"):
+                // Volume label, Solaris ACL, old GNU long-name list: not entries; GNU tar skips
+                // them (and reads an 'A' header as a file that the next header replaces).
+                if flag == UInt8(ascii: "A") { warn("'\(Self.display(cString(block, 0, 100)))': Solaris ACL header skipped (ACLs in that format are not restored)") }
+                guard try stream.skip(UInt64(size) + UInt64((512 - size % 512) % 512)) else { throw truncated("inside a skipped header") }
+                if flag == UInt8(ascii: "V") { headerStart = nil }
+                continue
+            case UInt8(ascii: "M"):
+                throw malformed("multi-volume continuation entries (type 'M') are not supported", at)
+            default:
+                break
+            }
+            break
+        }
+        let at = headerStart!
+        let magic = Array(block[257..<263])
+        let isPosix = magic == Array("ustar\0".utf8)
+        let isGNU = magic == Array("ustar ".utf8)
+        let flag = block[156]
+        var merged = globalPax
+        for (k, v) in pax { merged[k] = v.isEmpty ? nil : v }
+        pax = merged
+
+        var name = longName ?? {
+            var n = cString(block, 0, 100)
+            if isPosix {
+                let prefix = cString(block, 345, 155)
+                if !prefix.isEmpty { n = prefix + [UInt8(ascii: "/")] + n }
+            }
+            return n
+        }()
+        if let p = pax[Array("path".utf8)] { name = p }
+        let link = pax[Array("linkpath".utf8)] ?? longLink ?? cString(block, 157, 100)
+        var type: EntryType
+        switch flag {
+        case UInt8(ascii: "0"), 0, UInt8(ascii: "7"), UInt8(ascii: "S"): type = .file
+        case UInt8(ascii: "1"): type = .hardlink
+        case UInt8(ascii: "2"): type = .symlink
+        case UInt8(ascii: "3"): type = .charDevice
+        case UInt8(ascii: "4"): type = .blockDevice
+        case UInt8(ascii: "5"), UInt8(ascii: "D"): type = .directory
+        case UInt8(ascii: "6"): type = .fifo
+        default:
+            type = .file
+            warn("'\(Self.display(name))': unknown entry type '\(flag >= 32 && flag < 127 ? String(UnicodeScalar(flag)) : "\\(\(flag))")', extracted as a regular file (as GNU tar does)")
+        }
+        if type == .file && (flag == 0 || flag == UInt8(ascii: "0")) && !isPosix && name.last == UInt8(ascii: "/") {
+            type = .directory  // v7 / old GNU: a directory is a file whose name ends in "/"
+        }
+        var e = TarEntry(path: Self.trimTrailingSlashes(name), type: type)
+        e.headerOffset = at
+        currentName = e.displayPath
+        e.mode = UInt32(truncatingIfNeeded: try number(block, 100, 8, at)) & 0o7777
+        e.uid = UInt32(truncatingIfNeeded: try number(block, 108, 8, at))
+        e.gid = UInt32(truncatingIfNeeded: try number(block, 116, 8, at))
+        e.mtime = FileTime(seconds: try number(block, 136, 12, at))
+        if isPosix || isGNU {
+            let un = cString(block, 265, 32), gn = cString(block, 297, 32)
+            if !un.isEmpty { e.uname = un }
+            if !gn.isEmpty { e.gname = gn }
+        }
+        if (isPosix || isGNU) && (type == .charDevice || type == .blockDevice) {
+            e.devMajor = UInt32(truncatingIfNeeded: try number(block, 329, 8, at))
+            e.devMinor = UInt32(truncatingIfNeeded: try number(block, 337, 8, at))
+        }
+        if type == .symlink || type == .hardlink {
+            guard !link.isEmpty else { throw malformed("link '\(currentName)' without a target", at) }
+            e.linkTarget = link
+        }
+        var stored = UInt64(try number(block, 124, 12, at))
+        let xattrPrefix = Array("SCHILY.xattr.".utf8)
+        for (k, v) in pax.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            switch String(decoding: k, as: UTF8.self) {
+            case "size": stored = try paxUInt(k, v, at)
+            case "uid": e.uid = UInt32(truncatingIfNeeded: try paxUInt(k, v, at))
+            case "gid": e.gid = UInt32(truncatingIfNeeded: try paxUInt(k, v, at))
+            case "mtime": e.mtime = try paxTime(v, at)
+            case "uname": e.uname = v
+            case "gname": e.gname = v
+            default:
+                if k.starts(with: xattrPrefix) && k.count > xattrPrefix.count {
+                    e.xattrs.append((Array(k[xattrPrefix.count...]), v))
+                }
+            }
+        }
+        // Which entries carry data: files always; GNU dumpdirs ('D'); a hardlink only when a
+        // pax size says so; a directory's size field is not data (as GNU tar, bsdtar and
+        // Python read old-style headers); the others never.
+        switch type {
+        case .file: break
+        case .directory: if flag != UInt8(ascii: "D") { stored = 0 }
+        case .hardlink: if pax[Array("size".utf8)] == nil { stored = 0 }
+        default: stored = 0
+        }
+        storedLeft = stored
+        padLeft = (512 - stored % 512) % 512
+        dense = true; denseOffset = 0
+        regions = []; regionIndex = 0; regionDone = 0
+        e.size = type == .file ? stored : 0
+
+        // Sparse files.
+        func num(_ key: String) throws -> UInt64? {
+            guard let v = pax[Array(key.utf8)] else { return nil }
+            return try paxUInt(Array(key.utf8), v, at)
+        }
+        if type == .file && flag == UInt8(ascii: "S") {
+            guard isGNU || !isPosix else { throw malformed("type 'S' sparse entry '\(currentName)' in a POSIX header", at) }
+            let real = UInt64(try number(block, 483, 12, at))
+            var map: [(UInt64, UInt64)] = []
+            func entries(_ b: [UInt8], from: Int, count: Int) throws {
+                for i in 0..<count {
+                    let o = from + i * 24
+                    if b[o] == 0 { return }
+                    map.append((UInt64(try number(b, o, 12, at)), UInt64(try number(b, o + 12, 12, at))))
+                }
+            }
+            try entries(block, from: 386, count: 4)
+            var extended = block[482] != 0
+            while extended {
+                let ext = try readExact(512, what: "inside a GNU sparse header")
+                try entries(ext, from: 0, count: 21)
+                guard map.count <= limits.maxSparseRegions else { throw malformed("GNU sparse map of '\(currentName)' has too many regions", at) }
+                extended = ext[504] != 0
+            }
+            try setSparse(&e, real: real, map: map, at)
+        } else if type == .file, pax[Array("GNU.sparse.major".utf8)] == Array("1".utf8), pax[Array("GNU.sparse.minor".utf8)] == Array("0".utf8) {
+            guard let rn = pax[Array("GNU.sparse.name".utf8)], !rn.isEmpty, let real = try num("GNU.sparse.realsize") else {
+                throw malformed("GNU sparse 1.0 entry '\(currentName)' without GNU.sparse.name/realsize", at)
+            }
+            e.path = Self.trimTrailingSlashes(rn)
+            currentName = e.displayPath
+            try setSparse(&e, real: real, map: try readSparseMap1(at), at)
+        } else if type == .file, let real = try num("GNU.sparse.size") ?? num("GNU.sparse.realsize") {
+            if let rn = pax[Array("GNU.sparse.name".utf8)], !rn.isEmpty { e.path = Self.trimTrailingSlashes(rn); currentName = e.displayPath }
+            var map: [(UInt64, UInt64)] = []
+            if let m = pax[Array("GNU.sparse.map".utf8)] {          // 0.1
+                let nums = try m.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false).map { try paxUInt(Array("GNU.sparse.map".utf8), Array($0), at) }
+                guard nums.count % 2 == 0 else { throw malformed("GNU.sparse.map of '\(currentName)' has an odd count", at) }
+                for i in stride(from: 0, to: nums.count, by: 2) { map.append((nums[i], nums[i + 1])) }
+            } else {                                                  // 0.0
+                guard sparseOffsets.count == sparseSizes.count else { throw malformed("GNU sparse 0.0 map of '\(currentName)' is incomplete", at) }
+                map = Array(zip(sparseOffsets, sparseSizes))
+            }
+            try setSparse(&e, real: real, map: map, at)
+        }
+        return e
+    }
+
+    /// Hands the current entry's content to `body` as (offset in the file, bytes) runs, in
+    /// file order; sparse holes are not handed out.
+    package func readContent(_ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws {
+        if dense {
+            while storedLeft > 0 {
+                let off = denseOffset
+                let n = try stream.next(max: Int(min(storedLeft, 1 << 20))) { try body(off, $0) }
+                if n == 0 { throw truncated("inside the content of '\(currentName)'") }
+                storedLeft -= UInt64(n); denseOffset += UInt64(n)
+            }
+        } else {
+            while regionIndex < regions.count {
+                let r = regions[regionIndex]
+                if regionDone == r.length { regionIndex += 1; regionDone = 0; continue }
+                let off = r.offset + regionDone
+                let n = try stream.next(max: Int(min(r.length - regionDone, 1 << 20))) { try body(off, $0) }
+                if n == 0 { throw truncated("inside the content of '\(currentName)'") }
+                regionDone += UInt64(n); storedLeft -= UInt64(n)
+            }
+        }
+        try skipPadding()
+    }
+
+    /// Skips whatever is left of the current entry's content.
+    package func skipContent() throws {
+        if storedLeft > 0 {
+            guard try stream.skip(storedLeft) else { throw truncated("inside the content of '\(currentName)'") }
+            storedLeft = 0
+            regionIndex = regions.count
+        }
+        try skipPadding()
+    }
+
+    /// After `next()` returned nil: reads the rest of the data, so damage after the
+    /// end-of-archive marker (a gzip CRC) is reported too.
+    package func drain() throws { try stream.drain() }
+
+    private func skipPadding() throws {
+        if padLeft > 0 {
+            guard try stream.skip(padLeft) else { throw truncated("inside the content of '\(currentName)'") }
+            padLeft = 0
+        }
+    }
+
+    // MARK: sparse
+
+    private func setSparse(_ e: inout TarEntry, real: UInt64, map: [(UInt64, UInt64)], _ at: UInt64) throws {
+        guard map.count <= limits.maxSparseRegions else { throw malformed("sparse map of '\(currentName)' has too many regions", at) }
+        var out: [SparseRegion] = []
+        out.reserveCapacity(map.count)
+        var end: UInt64 = 0, total: UInt64 = 0
+        for (o, n) in map {
+            guard o >= end, o <= real, n <= real - o else {
+                throw malformed("sparse map of '\(currentName)' has overlapping or out-of-range regions", at)
+            }
+            end = o + n; total += n
+            if n > 0 { out.append(SparseRegion(offset: o, length: n)) }
+        }
+        guard total == storedLeft else {
+            throw malformed("sparse map of '\(currentName)' holds \(total) bytes but the entry stores \(storedLeft)", at)
+        }
+        e.size = real
+        e.sparse = out
+        regions = out
+        dense = false
+    }
+
+    /// GNU sparse 1.0: decimal count, then offset/size pairs, one per line, in whole blocks
+    /// at the start of the entry's data.
+    private func readSparseMap1(_ at: UInt64) throws -> [(UInt64, UInt64)] {
+        var nums: [UInt64] = []
+        var cur: UInt64 = 0, digits = 0
+        var count: UInt64?
+        var used: UInt64 = 0
+        while count == nil || UInt64(nums.count) < 1 + 2 * count! {
+            guard storedLeft >= 512, used < UInt64(limits.maxExtendedHeader) else {
+                throw malformed("GNU sparse map of '\(currentName)' is malformed or too large", at)
+            }
+            let b = try readExact(512, what: "inside the GNU sparse map of '\(currentName)'")
+            storedLeft -= 512; used += 512
+            for c in b {
+                if let n = count, UInt64(nums.count) == 1 + 2 * n { break }
+                if c == UInt8(ascii: "\n") {
+                    guard digits > 0 else { throw malformed("empty number in the GNU sparse map of '\(currentName)'", at) }
+                    nums.append(cur); cur = 0; digits = 0
+                    if nums.count == 1 {
+                        guard nums[0] <= UInt64(limits.maxSparseRegions) else { throw malformed("GNU sparse map of '\(currentName)' has too many regions", at) }
+                        count = nums[0]
+                    }
+                } else if c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") && digits < 20 {
+                    let (m, o1) = cur.multipliedReportingOverflow(by: 10)
+                    let (a, o2) = m.addingReportingOverflow(UInt64(c - UInt8(ascii: "0")))
+                    guard !o1 && !o2 else { throw malformed("number too large in the GNU sparse map of '\(currentName)'", at) }
+                    cur = a; digits += 1
+                } else {
+                    throw malformed("invalid byte in the GNU sparse map of '\(currentName)'", at)
+                }
+            }
+        }
+        padLeft = (512 - storedLeft % 512) % 512
+        return (0..<Int(count!)).map { (nums[1 + 2 * $0], nums[2 + 2 * $0]) }
+    }
+
+    // MARK: bytes
+
+    private func readExact(_ n: Int, what: String) throws -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(n)
+        while out.count < n {
+            let got = try stream.next(max: n - out.count) { out.append(contentsOf: $0) }
+            if got == 0 { throw truncated(what) }
+        }
+        return out
+    }
+
+    private func warn(_ s: String) { if warnings.count < 1000 { warnings.append(s) } }
+
+    private func truncated(_ what: String) -> ArchiveError {
+        ArchiveError(.truncated, "the tar stream of '\(source.displayName)' ends \(what) at offset \(stream.position); the archive is incomplete")
+    }
+
+    private func malformed(_ msg: String, _ at: UInt64) -> ArchiveError {
+        ArchiveError(.malformed, "\(msg) (header at tar offset \(at))")
+    }
+
+    private func checkChecksum(_ b: [UInt8], _ at: UInt64) throws {
+        var usum = 0, ssum = 0
+        for i in 0..<512 {
+            let c = (148..<156).contains(i) ? UInt8(ascii: " ") : b[i]
+            usum += Int(c); ssum += Int(Int8(bitPattern: c))
+        }
+        guard let stored = try? number(b, 148, 8, at), stored == Int64(usum) || stored == Int64(ssum) else {
+            throw malformed("header checksum mismatch (not a tar archive, or corrupted)", at)
+        }
+    }
+
+    /// Octal (as GNU tar reads it: one leading NUL and leading blanks skipped; after the
+    /// digits a NUL or blank, then anything) or GNU base-256 (0x80 positive, 0xff negative).
+    private func number(_ b: [UInt8], _ at: Int, _ len: Int, _ hdr: UInt64) throws -> Int64 {
+        let first = b[at]
+        if first & 0x80 != 0 {
+            let neg = first == 0xff
+            guard first == 0x80 || neg else { throw malformed("bad base-256 number at byte \(at)", hdr) }
+            var v: Int64 = neg ? -1 : 0
+            var significant = 0
+            for i in 1..<len {
+                if significant > 0 || b[at + i] != (neg ? 0xff : 0) { significant += 1 }
+                guard significant <= 7 else { throw malformed("base-256 number at byte \(at) is too large", hdr) }
+                v = (v << 8) | Int64(b[at + i])
+            }
+            return v
+        }
+        var i = at
+        let end = at + len
+        if b[i] == 0 { i += 1 }
+        while i < end && (b[i] == UInt8(ascii: " ") || b[i] == UInt8(ascii: "\t")) { i += 1 }
+        var v: Int64 = 0
+        while i < end, b[i] >= UInt8(ascii: "0"), b[i] <= UInt8(ascii: "7") {
+            guard v < (Int64(1) << 60) else { throw malformed("numeric field at byte \(at) is too large", hdr) }
+            v = v * 8 + Int64(b[i] - UInt8(ascii: "0"))
+            i += 1
+        }
+        if i < end && b[i] != 0 && b[i] != UInt8(ascii: " ") && b[i] != UInt8(ascii: "\t") {
+            throw malformed("invalid octal digit in numeric field at byte \(at)", hdr)
+        }
+        return v
+    }
+
+    private func cString(_ b: [UInt8], _ at: Int, _ len: Int) -> [UInt8] {
+        var end = at
+        while end < at + len && b[end] != 0 { end += 1 }
+        return Array(b[at..<end])
+    }
+
+    private func parsePaxRecords(_ buf: [UInt8], _ at: UInt64) throws -> [([UInt8], [UInt8])] {
+        var out: [([UInt8], [UInt8])] = []
+        var i = 0
+        while i < buf.count {
+            if buf[i] == 0 && buf[i...].allSatisfy({ $0 == 0 }) { break }
+            var j = i, len = 0
+            while j < buf.count, buf[j] >= UInt8(ascii: "0"), buf[j] <= UInt8(ascii: "9"), j - i < 10 {
+                len = len * 10 + Int(buf[j] - UInt8(ascii: "0")); j += 1
+            }
+            guard j > i, j < buf.count, buf[j] == UInt8(ascii: " "), len > j - i + 1, i + len <= buf.count,
+                  buf[i + len - 1] == UInt8(ascii: "\n") else {
+                throw malformed("malformed pax record at byte \(i) of the extended header", at)
+            }
+            let body = buf[(j + 1)..<(i + len - 1)]
+            guard let eq = body.firstIndex(of: UInt8(ascii: "=")), eq > body.startIndex else {
+                throw malformed("pax record without 'key=' at byte \(i) of the extended header", at)
+            }
+            out.append((Array(body[body.startIndex..<eq]), Array(body[(eq + 1)...])))
+            i += len
+        }
+        return out
+    }
+
+    private func paxUInt(_ k: [UInt8], _ v: [UInt8], _ at: UInt64) throws -> UInt64 {
+        guard !v.isEmpty, v.count <= 20, v.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+              let n = UInt64(String(decoding: v, as: UTF8.self)) else {
+            throw malformed("pax \(String(decoding: k, as: UTF8.self)) value '\(String(decoding: v.prefix(40), as: UTF8.self))' is not a number", at)
+        }
+        return n
+    }
+
+    /// "[-]seconds[.fraction]" as a signed decimal: "-1.5" is 1.5 s before the epoch.
+    private func paxTime(_ v: [UInt8], _ at: UInt64) throws -> FileTime {
+        let s = String(decoding: v, as: UTF8.self)
+        var body = Substring(s)
+        let neg = body.hasPrefix("-")
+        if neg { body = body.dropFirst() }
+        let parts = body.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let wholeStr = parts.first, !wholeStr.isEmpty, wholeStr.count <= 18,
+              wholeStr.allSatisfy({ $0.isASCII && $0.isNumber }), let whole = Int64(wholeStr),
+              parts.count == 1 || parts[1].allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            throw malformed("pax mtime '\(s.prefix(40))' is not a time", at)
+        }
+        let ns = parts.count == 2 ? UInt32(String(parts[1].prefix(9)).padding(toLength: 9, withPad: "0", startingAt: 0)) ?? 0 : 0
+        if !neg { return FileTime(seconds: whole, nanoseconds: ns) }
+        if ns == 0 { return FileTime(seconds: -whole) }
+        return FileTime(seconds: -whole - 1, nanoseconds: 1_000_000_000 - ns)
+    }
+
+    static func trimNULs(_ b: [UInt8]) -> [UInt8] {
+        var v = b
+        if let z = v.firstIndex(of: 0) { v.removeSubrange(z...) }
+        return v
+    }
+
+    static func trimTrailingSlashes(_ b: [UInt8]) -> [UInt8] {
+        var v = b
+        while v.count > 1 && v.last == UInt8(ascii: "/") { v.removeLast() }
+        return v
+    }
+
+    package static func display(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
+}

@@ -1,0 +1,123 @@
+import Archive
+import Support
+
+/// One step of a restore from a backup: an entry for the tree writer, and for a regular file
+/// where its content is (archive id, gzip member, tar bytes into it, size and SHA-256).
+struct RestoreStep {
+    struct Content {
+        var archive: String
+        var member: UInt64
+        var skip: UInt64
+        /// The path the archive holds the content under (a hardlink target's, for a link
+        /// restored as a file).
+        var archivedPath: [UInt8]
+        var sha256: [UInt8]
+    }
+    var entry: TarEntry
+    var content: Content?
+}
+
+/// The ONE place that reads a manifest for a restore: turns its entries into `RestoreStep`s
+/// (in manifest order: a directory before what is in it), applying `--only`. When the
+/// manifest format changes, only this file changes.
+///
+/// Hardlinks come last (`links`): a link whose target is restored links to it; among links
+/// whose target `--only` leaves out, the first becomes a file with the target's content and
+/// the others link to it (one inode, as in the backup).
+struct ManifestRestorePlan {
+    let manifest: Manifest
+    let id: String
+    /// Normalised `--only` paths (empty: everything).
+    let only: [[UInt8]]
+
+    init(manifest: Manifest, id: String, only: [String]) throws {
+        self.manifest = manifest
+        self.id = id
+        self.only = only.map { RestorePath.join(RestorePath.split(Array($0.utf8)).filter { $0 != [UInt8(ascii: ".")] }) }
+        for o in self.only {
+            if manifest.table.find(bytes: o) == nil {
+                throw ToolError("--only \(String(decoding: o, as: UTF8.self)): no such path in backup \(id). `hs-restore --dry-run` lists what the backup holds.", exitCode: 1)
+            }
+        }
+    }
+
+    private func selected(_ path: [UInt8], isDirectory: Bool) -> Bool {
+        if only.isEmpty { return true }
+        let slash = UInt8(ascii: "/")
+        for o in only {
+            if path == o || (path.count > o.count && path.starts(with: o) && path[o.count] == slash) { return true }
+            // An ancestor directory of a requested path.
+            if isDirectory && o.count > path.count && o.starts(with: path) && o[path.count] == slash { return true }
+        }
+        return false
+    }
+
+    private func entry(_ e: ManifestItem) -> TarEntry {
+        let type: EntryType
+        switch e.type {
+        case .file: type = .file
+        case .directory: type = .directory
+        case .symlink: type = .symlink
+        case .hardlink: type = .hardlink
+        }
+        var t = TarEntry(path: e.path, type: type)
+        t.mode = e.mode; t.uid = e.uid; t.gid = e.gid
+        t.size = e.type == .file ? e.size : 0
+        t.mtime = e.mtime
+        if e.type == .symlink || e.type == .hardlink { t.linkTarget = e.link }
+        return t
+    }
+
+    private func content(_ e: ManifestItem) throws -> RestoreStep.Content? {
+        guard let archive = e.archive else {
+            guard e.size == 0 else { throw ToolError("backup \(id) has no archive for \(TarReader.display(e.path)); the manifest is damaged") }
+            return nil
+        }
+        return RestoreStep.Content(archive: archive, member: e.memberOffset, skip: e.memberSkip,
+                                   archivedPath: e.path, sha256: e.hash.bytes)
+    }
+
+    /// Selected directories whose xattrs/ACLs are only in the archives' pax headers (the
+    /// manifest has no archive place for directories), and the archives to look in, newest first.
+    func directoriesWithXattrs() -> (paths: Set<[UInt8]>, archives: [String]) {
+        var paths = Set<[UInt8]>()
+        for e in manifest.items() where e.type == .directory && e.xattrHash != 0 && selected(e.path, isDirectory: true) {
+            paths.insert(e.path)
+        }
+        return (paths, manifest.header.archives.reversed())
+    }
+
+    /// Calls `body` with every selected entry but hardlinks, in manifest order.
+    func forEachEntry(_ body: (RestoreStep) throws -> Void) throws {
+        for e in manifest.items() where e.type != .hardlink && selected(e.path, isDirectory: e.type == .directory) {
+            try body(RestoreStep(entry: entry(e), content: e.type == .file ? try content(e) : nil))
+        }
+    }
+
+    /// Calls `body` with every selected hardlink (a link restored as a file carries content).
+    func forEachLink(_ body: (RestoreStep) throws -> Void) throws {
+        var firstLinkOf: [[UInt8]: [UInt8]] = [:]   // unselected target -> first link restored as a file
+        for e in manifest.items() where e.type == .hardlink && selected(e.path, isDirectory: false) {
+            guard let ti = manifest.table.find(bytes: e.link), manifest.table.entry(ti).type == .file else {
+                throw ToolError("backup \(id) is inconsistent: hardlink \(TarReader.display(e.path)) points to \(TarReader.display(e.link)), which is not a file in the manifest")
+            }
+            var link = entry(e)
+            if selected(e.link, isDirectory: false) {
+                try body(RestoreStep(entry: link, content: nil))
+            } else if let first = firstLinkOf[e.link] {
+                link.linkTarget = first
+                try body(RestoreStep(entry: link, content: nil))
+            } else {
+                firstLinkOf[e.link] = e.path
+                var it = ManifestItems.Iterator(manifest: manifest, i: ti)
+                guard let src = it.next() else { continue }
+                var file = entry(src)
+                file.path = e.path
+                file.mode = e.mode; file.uid = e.uid; file.gid = e.gid; file.mtime = entry(e).mtime
+                var c = try content(src)
+                c?.archivedPath = src.path
+                try body(RestoreStep(entry: file, content: c))
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+// Defects of issue #12 on the `hs-restore --from` path, and parity with `--archive`.
+import Foundation
+import Testing
+@testable import Backup
+import Storage
+import Support
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct RestoreFromDefectTests {
+    @Test func mtimeBefore1970WithAFractionRestores() throws {
+        let work = try TempDir("restore-old-mtime")
+        let src = work.sub("src")
+        try Tree.write(src + "/old.txt", "before 1970\n")
+        Tree.setMtime(src + "/old.txt", seconds: -1, nanos: 500_000_000)
+        try Tree.write(src + "/d/older.txt", "1950\n")
+        Tree.setMtime(src + "/d/older.txt", seconds: -631_152_000, nanos: 1)
+        let dest = try TestDestination(.local)
+        let s = try backup(src, dest)
+        let out = work.sub("out")
+        _ = try restore(dest, id: s.id, to: out)
+        #expect(Tree.mtimeNs(out + "/old.txt") == (-1, 500_000_000))
+        #expect(Tree.mtimeNs(out + "/d/older.txt") == (-631_152_000, 1))
+    }
+
+    @Test func sparseFileKeepsItsHoles() throws {
+        let work = try TempDir("restore-sparse")
+        let src = work.sub("src")
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        let fd = open(src + "/disk.img", O_WRONLY | O_CREAT, 0o644)
+        #expect(ftruncate(fd, 256 << 20) == 0)
+        _ = pwrite(fd, "data", 4, 100 << 20)
+        close(fd)
+        let dest = try TestDestination(.local)
+        let s = try backup(src, dest)
+        let out = work.sub("out")
+        _ = try restore(dest, id: s.id, to: out)
+        var a = stat(), b = stat()
+        #expect(lstat(src + "/disk.img", &a) == 0 && lstat(out + "/disk.img", &b) == 0)
+        #expect(b.st_size == 256 << 20)
+        #expect(abs(Int(b.st_blocks) - Int(a.st_blocks)) * 512 <= 1 << 20, "source \(a.st_blocks * 512) bytes allocated, restore \(b.st_blocks * 512)")
+    }
+
+    @Test func onlyTwoHardlinksOfOneInodeGiveOneInode() throws {
+        let work = try TempDir("restore-only-links")
+        let src = work.sub("src")
+        try Tree.write(src + "/a", "shared\n")
+        link(src + "/a", src + "/b")
+        link(src + "/a", src + "/c")
+        let dest = try TestDestination(.local)
+        let s = try backup(src, dest)
+        let out = work.sub("out")
+        _ = try restore(dest, id: s.id, to: out, only: ["b", "c"])
+        var b = stat(), c = stat()
+        #expect(lstat(out + "/b", &b) == 0 && lstat(out + "/c", &c) == 0)
+        #expect(b.st_ino == c.st_ino && b.st_nlink == 2)
+        #expect(!FileManager.default.fileExists(atPath: out + "/a"))
+    }
+
+    /// `--from` and `--archive` of the same (full) backup give identical trees.
+    @Test func fromAndArchiveGiveIdenticalTrees() throws {
+        let work = try TempDir("restore-parity")
+        let src = work.sub("src")
+        try Tree.makeSample(src)
+        try Tree.write(src + "/old.txt", "old\n")
+        Tree.setMtime(src + "/old.txt", seconds: -1, nanos: 500_000_000)
+        try Tree.write(src + "/future.txt", "future\n")
+        Tree.setMtime(src + "/future.txt", seconds: 10_413_792_000, nanos: 7)
+        let dest = try TestDestination(.local)
+        let s = try backup(src, dest)
+        let viaFrom = work.sub("from"), viaArchive = work.sub("archive")
+        _ = try restore(dest, id: s.id, to: viaFrom)
+        let r = try Tools.run("hs-restore", ["--archive", dest.dir.sub("t/\(s.id).tar.gz"), "--to", viaArchive])
+        #expect(r.status == 0, "\(r.stderr)")
+        let d = Tree.diff(try Tree.describe(viaFrom), try Tree.describe(viaArchive))
+        #expect(d.isEmpty, "--from and --archive differ:\n\(d.prefix(10).joined(separator: "\n"))")
+        let d2 = Tree.diff(try Tree.describe(src, skipping: [cacheDir]), try Tree.describe(viaFrom))
+        #expect(d2.isEmpty, "--from differs from the source:\n\(d2.prefix(10).joined(separator: "\n"))")
+    }
+
+    /// A backup set whose archive was replaced on the NAS by a hostile one: the restore
+    /// stops (exit 1) and nothing outside the target changes.
+    @Test func hostileArchiveInABackupSetIsRefused() throws {
+        let work = try TempDir("restore-hostile-set")
+        let outside = work.sub("outside")
+        try Tree.write(outside + "/victim", "safe\n")
+        let src = work.sub("src")
+        try Tree.write(src + "/victim", "pwned\n")
+        try Tree.write(src + "/x.txt", "x\n")
+        let dest = try TestDestination(.local)
+        let s = try backup(src, dest)
+        // Same member layout, but the entry names climb out of the target.
+        let archive = dest.dir.sub("t/\(s.id).tar.gz")
+        let py = """
+        import gzip, sys
+        raw = bytearray(gzip.open(sys.argv[1]).read())
+        i = raw.find(b"victim")
+        while i >= 0:
+            raw[i:i + 6] = b"../out"
+            i = raw.find(b"victim", i + 6)
+        # fix every header checksum
+        for off in range(0, len(raw) - 512, 512):
+            h = raw[off:off + 512]
+            if h[257:262] == b"ustar":
+                h[148:156] = b" " * 8
+                h[148:156] = b"%06o\\0 " % sum(h)
+                raw[off:off + 512] = h
+        open(sys.argv[1], "wb").write(gzip.compress(bytes(raw)))
+        """
+        let p = try Subprocess.run(["python3", "-c", py, archive])
+        try #require(p.status == 0, "\(p.stderr)")
+        let r = try Tools.run("hs-restore", ["--from", dest.spec, "--name", "t", "--to", work.sub("t")])
+        #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
+        #expect((try? String(contentsOfFile: outside + "/victim", encoding: .utf8)) == "safe\n")
+    }
+
+    /// A manifest altered on the NAS (its checksum recomputed) is as hostile as any archive:
+    /// `..` is refused, nothing is written through a symlink the manifest plants, an
+    /// absolute path lands inside the target; nothing outside changes.
+    @Test func alteredManifestIsTreatedAsHostile() throws {
+        let work = try TempDir("restore-hostile-manifest")
+        let outside = work.sub("outside")
+        try Tree.write(outside + "/victim", "safe\n")
+        let before = try Tree.describe(outside)
+        let src = work.sub("src")
+        try Tree.write(src + "/x.txt", "x\n")
+        let dest = try TestDestination(.local)
+        let s = try backup(src, dest)
+        let set = BackupSet(destination: dest.destination, name: "t")
+        let original = try set.loadManifest(s.id)
+        let file = try #require((0 ..< original.table.count).map { original.table.entry($0) }.first { $0.type == .file })
+        /// The backup's manifest plus `extra` entries (path, type, link target).
+        func tampered(_ extra: [(String, ManifestEntryType, String)]) throws {
+            var t = ManifestTable()
+            for i in 0 ..< original.table.count {
+                var e = original.table.entry(i)
+                (e.pathOffset, e.pathLength) = t.intern(original.table.pathBytes(e))
+                (e.linkOffset, e.linkLength) = t.intern(Array(original.table.linkBytes(e)))
+                t.append(e)
+            }
+            for (path, type, link) in extra {
+                var e = type == .file ? file : ManifestEntry()
+                e.type = type
+                e.mode = type == .directory ? 0o755 : 0o644
+                (e.pathOffset, e.pathLength) = t.intern(path)
+                (e.linkOffset, e.linkLength) = t.intern(link)
+                t.append(e)
+            }
+            try dest.destination.writeAtomically(set.manifestPath(s.id), contents: try Manifest(header: original.header, table: t).encoded())
+        }
+        let cases: [(String, [(String, ManifestEntryType, String)], Int32, String)] = [
+            ("dotdot", [("../outside/victim", .file, "")], 1, "parent-traversal"),
+            ("through-symlink", [("lnk", .symlink, outside), ("lnk/sub", .directory, "")], 1, "symlink-in-path"),
+            ("absolute", [(outside + "/planted", .directory, "")], 0, "leading '/'"),
+        ]
+        for (name, extra, status, word) in cases {
+            try tampered(extra)
+            let r = try Tools.run("hs-restore", ["--from", dest.spec, "--name", "t", "--to", work.sub("t-" + name)])
+            #expect(r.status == status, "\(name): \(r.stdout) \(r.stderr)")
+            #expect(r.stderr.contains(word), "\(name): \(r.stderr)")
+            #expect(Tree.diff(before, try Tree.describe(outside)).isEmpty, "\(name) changed the outside directory")
+        }
+        #expect(FileManager.default.fileExists(atPath: work.sub("t-absolute") + outside + "/planted"))
+    }
+
+    /// xattrs of every namespace and POSIX ACLs (access and default) come back on files and
+    /// directories, through `--from` and `--archive` alike (as root).
+    @Test func xattrsAndACLsRestoreBothWays() throws {
+        let work = try TempDir("restore-xattrs")
+        let src = work.sub("src")
+        try Tree.write(src + "/f.txt", "content\n")
+        try Tree.write(src + "/d/inner.txt", "inner\n")
+        try Subprocess.checked(["setfattr", "-n", "user.color", "-v", "blue", src + "/f.txt"])
+        try Subprocess.checked(["setfattr", "-n", "user.bin", "-v", "0x00ff0a3d", src + "/f.txt"])
+        try Subprocess.checked(["setfattr", "-n", "trusted.t", "-v", "trusted-value", src + "/f.txt"])
+        try Subprocess.checked(["setfattr", "-n", "user.dir", "-v", "on-a-dir", src + "/d"])
+        try Subprocess.checked(["setfacl", "-m", "u:1234:rw,g:2345:r", src + "/f.txt"])
+        try Subprocess.checked(["setfacl", "-m", "u:1234:rwx", src + "/d"])
+        try Subprocess.checked(["setfacl", "-d", "-m", "u:1234:rx,g:2345:rwx", src + "/d"])
+        func dump(_ root: String) throws -> String {
+            let r = try Subprocess.run(["getfattr", "-R", "-d", "-m", "-", "-h", "--absolute-names", root])
+            return r.stdout.replacingOccurrences(of: root + "/", with: "").split(separator: "\n").filter { !$0.isEmpty }.joined(separator: "\n")
+        }
+        let expected = try dump(src)
+        #expect(expected.contains("trusted.t") && expected.contains("system.posix_acl_default"), "fixture: \(expected)")
+        let dest = try TestDestination(.local)
+        let s = try backup(src, dest)
+        let viaFrom = work.sub("from"), viaArchive = work.sub("archive")
+        _ = try restore(dest, id: s.id, to: viaFrom)
+        let r = try Tools.run("hs-restore", ["--archive", dest.dir.sub("t/\(s.id).tar.gz"), "--to", viaArchive])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try dump(viaFrom) == expected)
+        #expect(try dump(viaArchive) == expected)
+    }
+}
