@@ -413,13 +413,16 @@ package final class BackupRunner {
         if !toArchive.isEmpty || full {
             archiveID = id
             let partial = set.archivePath(id) + ".partial"
+            // A signal (Ctrl-C, SIGTERM) removes the partial archive before the process exits.
+            // Registered before the file is created: a signal between the two used to leave it.
+            let partialCleanup = InterruptCleanup.shared.register("\(dest.displayName)/\(partial)") { [dest] in
+                if (try? dest.stat(partial)).flatMap({ $0 }) != nil { try dest.remove(partial) }
+            }
+            defer { InterruptCleanup.shared.unregister(partialCleanup) }
             let writer: any DestinationWriter
             do { writer = try dest.create(partial) } catch {
                 throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(partial): \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
             }
-            // A signal (Ctrl-C, SIGTERM) removes the partial archive before the process exits.
-            let partialCleanup = InterruptCleanup.shared.register("\(dest.displayName)/\(partial)") { [dest] in try dest.remove(partial) }
-            defer { InterruptCleanup.shared.unregister(partialCleanup) }
             let aw = ArchiveWriter(sink: { bytes in try bytes.withUnsafeBytes { try writer.write($0) } },
                                    options: ArchiveWriterOptions(level: options.compressionLevel, recordEntries: false))
             let myIndex = UInt32(archives.count)
