@@ -138,6 +138,7 @@ package final class ArchiveWriter {
         }
         defer { if fd >= 0 { close(fd) } }
         var header: [UInt8] = []
+        header.reserveCapacity(1536)
         try TarHeader.append(entry, to: &header)
         if chunk.count >= options.memberTargetSize { try submitChunk() }
         let headerOffset = uncompressedOffset
@@ -204,6 +205,21 @@ package final class ArchiveWriter {
     /// - Returns: the content, or the errno of `open`/`read`.
     package static func prefetch(path: [UInt8], size: UInt64, detectIncompressible: Bool = true) -> Result<PrefetchedContent, PrefetchError> {
         let fd = path.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { Self.openForReading($0.baseAddress!) } }
+        return prefetch(fd: fd, size: size, detectIncompressible: detectIncompressible)
+    }
+
+    /// As `prefetch(path:size:detectIncompressible:)` for `name` (NUL-terminated, no "/") in
+    /// the directory open as `directory` (an `O_PATH` descriptor is enough): files of one
+    /// directory are opened without a walk of their absolute path each.
+    package static func prefetch(directory: Int32, name: UnsafePointer<CChar>, size: UInt64,
+                                 detectIncompressible: Bool = true) -> Result<PrefetchedContent, PrefetchError> {
+        var fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | LinuxConst.O_NOATIME)
+        if fd < 0 && errno == EPERM { fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+        return prefetch(fd: fd, size: size, detectIncompressible: detectIncompressible)
+    }
+
+    /// `fd` is the result of the open (< 0: failed, errno set); closed here.
+    private static func prefetch(fd: Int32, size: UInt64, detectIncompressible: Bool) -> Result<PrefetchedContent, PrefetchError> {
         if fd < 0 { return .failure(PrefetchError(errno: errno)) }
         defer { close(fd) }
         guard size < Int.max / 2 else { return .failure(PrefetchError(errno: EFBIG)) }
@@ -238,6 +254,7 @@ package final class ArchiveWriter {
         precondition(entry.type == .file && UInt64(c.bytes.count) == entry.size, "prefetched content of another size")
         try pipeline.checkError()
         var header: [UInt8] = []
+        header.reserveCapacity(1536)
         try TarHeader.append(entry, to: &header)
         if chunk.count >= options.memberTargetSize { try submitChunk() }
         let headerOffset = uncompressedOffset

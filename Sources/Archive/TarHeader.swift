@@ -27,10 +27,11 @@ package enum TarHeader {
         guard !e.pathBytes.isEmpty, e.pathBytes[0] != UInt8(ascii: "/") else {
             throw ArchiveError(.invalidInput, entry: e.path, "entry paths must be relative and non-empty")
         }
-        guard !e.pathBytes.contains(0) && !(e.linkBytes ?? []).contains(0) else {
+        guard !e.pathBytes.contains(0) && !(e.linkBytes?.contains(0) ?? false) else {
             throw ArchiveError(.invalidInput, entry: e.path, "a name or link target contains a NUL byte")
         }
         var pax: [(String, [UInt8])] = []
+        pax.reserveCapacity(4)
         let size: UInt64 = e.type == .file ? e.size : 0
         var name = e.pathBytes
         if e.type == .directory { name.append(UInt8(ascii: "/")) }
@@ -42,9 +43,10 @@ package enum TarHeader {
         // name / prefix
         var nameField: [UInt8] = name
         var prefixField: [UInt8] = []
-        if !isASCII(name) || name.count > 100 {
+        let nameIsASCII = isASCII(name)
+        if !nameIsASCII || name.count > 100 {
             var split = false
-            if isASCII(name) && name.count <= 256 {
+            if nameIsASCII && name.count <= 256 {
                 // split at a "/" so that prefix <= 155 and name <= 100 (name non-empty)
                 var i = min(name.count - 2, 155)
                 while i > 0 {
@@ -78,15 +80,17 @@ package enum TarHeader {
         if e.gid > maxOctalId { pax.append(("gid", Array(String(e.gid).utf8))) }
         let mtimeFits = e.mtimeSeconds >= 0 && e.mtimeSeconds <= maxOctalTime
         if !mtimeFits || e.mtimeNanoseconds != 0 {
-            pax.append(("mtime", Array(paxTime(e.mtimeSeconds, e.mtimeNanoseconds).utf8)))
+            pax.append(("mtime", paxTimeBytes(e.mtimeSeconds, e.mtimeNanoseconds)))
         }
-        for (field, value) in [("uname", e.uname), ("gname", e.gname)] {
-            if let v = value, !v.isEmpty {
-                let b = Array(v.utf8)
-                if !isASCII(b) || b.count > 31 { pax.append((field, b)) }
+        if e.uname != nil || e.gname != nil {
+            for (field, value) in [("uname", e.uname), ("gname", e.gname)] {
+                if let v = value, !v.isEmpty {
+                    let b = Array(v.utf8)
+                    if !isASCII(b) || b.count > 31 { pax.append((field, b)) }
+                }
             }
         }
-        for key in e.xattrs.keys.sorted() {
+        for key in e.xattrs.isEmpty ? [] : e.xattrs.keys.sorted() {
             let value = e.xattrs[key]!
             pax.append(("SCHILY.xattr." + key, value))
             // GNU tar `--acls` and bsdtar restore ACLs from these text records (bsdtar ignores
@@ -100,10 +104,21 @@ package enum TarHeader {
 
         if !pax.isEmpty {
             var records: [UInt8] = []
+            records.reserveCapacity(64)
             for (k, v) in pax { appendPaxRecord(key: k, value: v, to: &records) }
-            let base = name.split(separator: UInt8(ascii: "/")).last.map(Array.init) ?? [UInt8(ascii: "x")]
-            var xname = Array("PaxHeaders/".utf8) + asciiFallback(base)
-            xname = Array(xname.prefix(100))
+            // The last non-empty "/"-separated component of the name ("x" if none).
+            var end = name.count
+            while end > 0 && name[end - 1] == UInt8(ascii: "/") { end -= 1 }
+            var start = end
+            while start > 0 && name[start - 1] != UInt8(ascii: "/") { start -= 1 }
+            var xname: [UInt8] = []
+            xname.reserveCapacity(100)
+            xname.append(contentsOf: "PaxHeaders/".utf8)
+            if start == end {
+                xname.append(UInt8(ascii: "x"))
+            } else {
+                for b in name[start ..< min(end, start + 100 - 11)] { xname.append(b < 0x80 && b != 0 ? b : UInt8(ascii: "_")) }
+            }
             appendUstar(name: xname, prefix: [], mode: 0o644, uid: 0, gid: 0, size: UInt64(records.count),
                         mtime: mtimeFits ? e.mtimeSeconds : 0, typeflag: UInt8(ascii: "x"), link: [],
                         uname: [], gname: [], devMajor: 0, devMinor: 0, to: &out)
@@ -151,14 +166,55 @@ package enum TarHeader {
         return s
     }
 
+    /// `paxTime` as bytes, built without intermediate Strings (the same text).
+    static func paxTimeBytes(_ sec: Int64, _ nsec: UInt32) -> [UInt8] {
+        let total = Int128(sec) * 1_000_000_000 + Int128(nsec)
+        let neg = total < 0
+        let mag = neg ? -total : total
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        if neg { out.append(UInt8(ascii: "-")) }
+        appendDecimal(UInt64(mag / 1_000_000_000), to: &out)
+        var frac = UInt64(mag % 1_000_000_000)
+        if frac != 0 {
+            var digits = 9
+            while frac % 10 == 0 { frac /= 10; digits -= 1 }
+            out.append(UInt8(ascii: "."))
+            var d = digits
+            var tmp: (UInt64, Int) = (frac, 0)
+            while tmp.0 > 0 { tmp.0 /= 10; tmp.1 += 1 }
+            while d > tmp.1 { out.append(UInt8(ascii: "0")); d -= 1 }
+            appendDecimal(frac, to: &out)
+        }
+        return out
+    }
+
+    /// Decimal digits of `v` (no sign, no padding).
+    static func appendDecimal(_ v: UInt64, to out: inout [UInt8]) {
+        var digits: (UInt64, Int) = (v, 0)
+        repeat { digits.0 /= 10; digits.1 += 1 } while digits.0 > 0
+        let start = out.count
+        out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: digits.1))
+        var x = v
+        var i = start + digits.1 - 1
+        while i >= start { out[i] = UInt8(ascii: "0") + UInt8(x % 10); x /= 10; i -= 1 }
+    }
+
+    /// Number of decimal digits of `v` (>= 1).
+    static func decimalDigits(_ v: Int) -> Int {
+        var n = 1, x = v
+        while x >= 10 { x /= 10; n += 1 }
+        return n
+    }
+
     /// "LEN key=value\n" where LEN counts the whole record including its own digits.
     static func appendPaxRecord(key: String, value: [UInt8], to out: inout [UInt8]) {
         let base = key.utf8.count + value.count + 3
         var len = base + 1
-        while String(len).utf8.count + base != len { len = base + String(len).utf8.count }
-        out.append(contentsOf: Array(String(len).utf8))
+        while decimalDigits(len) + base != len { len = base + decimalDigits(len) }
+        appendDecimal(UInt64(len), to: &out)
         out.append(UInt8(ascii: " "))
-        out.append(contentsOf: Array(key.utf8))
+        out.append(contentsOf: key.utf8)
         out.append(UInt8(ascii: "="))
         out.append(contentsOf: value)
         out.append(UInt8(ascii: "\n"))

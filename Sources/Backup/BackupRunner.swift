@@ -152,6 +152,7 @@ package final class BackupRunner {
     /// where the window ends. Files over 1 MiB and substituted ones are not prefetched.
     private func prefetchWindow(table: ManifestTable, toArchive: [Int], from: Int,
                                 substitutes: [Int: SubstitutedContent]) -> ([Int: Result<PrefetchedContent, PrefetchError>], Int) {
+        // (entry, relative path, size), in path order: files of one directory are adjacent.
         var picked: [(Int, [UInt8], UInt64)] = []
         var bytes: UInt64 = 0
         var end = from
@@ -159,26 +160,62 @@ package final class BackupRunner {
             let i = toArchive[end]
             let e = table.entry(i)
             if e.type == .file && e.size > 0 && e.size <= 1 << 20 && substitutes[i] == nil {
-                picked.append((i, sourcePath(table.pathBytes(e)), e.size))
+                picked.append((i, table.pathBytes(e), e.size))
                 bytes += e.size
             }
             end += 1
         }
         guard picked.count > 1 else { return ([:], end) }
+        // Runs of files in the same directory: the directory is opened once (O_PATH) and its
+        // files relative to it, instead of one walk of the whole absolute path per file.
+        var runs: [Range<Int>] = []
+        var runStart = 0
+        for k in 1 ... picked.count where k == picked.count || Self.parent(picked[k].1) != Self.parent(picked[runStart].1) {
+            runs.append(runStart ..< k); runStart = k
+        }
         let slots = ResultSlots<Result<PrefetchedContent, PrefetchError>>(count: picked.count)
         let work = picked
+        let allRuns = runs
         let level = options.compressionLevel
-        DispatchQueue.concurrentPerform(iterations: min(work.count, 64)) { part in
-            var k = part
-            while k < work.count {
-                slots.set(k, ArchiveWriter.prefetch(path: work[k].1, size: work[k].2, detectIncompressible: level > 0))
-                k += 64
+        let root = Array(options.source.utf8)
+        let parallel = min(allRuns.count, 64)
+        DispatchQueue.concurrentPerform(iterations: parallel) { part in
+            var r = part
+            while r < allRuns.count {
+                let run = allRuns[r]
+                let dir = Self.parent(work[run.lowerBound].1)
+                let dirPath = root + (dir.isEmpty ? [] : [0x2F] + dir) + [0]
+                let dfd = dirPath.withUnsafeBufferPointer { p in
+                    p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, Self.oPath | O_DIRECTORY | O_CLOEXEC) }
+                }
+                for k in run {
+                    let path = work[k].1
+                    if dfd >= 0 {
+                        let nameStart = dir.isEmpty ? 0 : dir.count + 1
+                        let name = path[nameStart...] + [0]
+                        slots.set(k, name.withUnsafeBufferPointer { p in
+                            p.withMemoryRebound(to: CChar.self) {
+                                ArchiveWriter.prefetch(directory: dfd, name: $0.baseAddress!, size: work[k].2, detectIncompressible: level > 0)
+                            }
+                        })
+                    } else {
+                        slots.set(k, ArchiveWriter.prefetch(path: root + [0x2F] + path + [0], size: work[k].2, detectIncompressible: level > 0))
+                    }
+                }
+                if dfd >= 0 { close(dfd) }
+                r += parallel
             }
         }
         var out: [Int: Result<PrefetchedContent, PrefetchError>] = [:]
         for (k, v) in slots.takeAll().enumerated() { if let v { out[work[k].0] = v } }
         return (out, end)
     }
+
+    /// The directory part of a relative path ("" at the top).
+    private static func parent(_ p: [UInt8]) -> ArraySlice<UInt8> { p[..<(p.lastIndex(of: 0x2F) ?? 0)] }
+
+    /// Linux `O_PATH` (not in Swift's Glibc import; the same value on x86_64 and arm64).
+    private static let oPath: Int32 = 0o10000000
 
     /// "<source>/<relative path>" as NUL-terminated bytes.
     private func sourcePath(_ relative: [UInt8]) -> [UInt8] {
@@ -376,13 +413,16 @@ package final class BackupRunner {
         if !toArchive.isEmpty || full {
             archiveID = id
             let partial = set.archivePath(id) + ".partial"
+            // A signal (Ctrl-C, SIGTERM) removes the partial archive before the process exits.
+            // Registered before the file is created: a signal between the two used to leave it.
+            let partialCleanup = InterruptCleanup.shared.register("\(dest.displayName)/\(partial)") { [dest] in
+                if (try? dest.stat(partial)).flatMap({ $0 }) != nil { try dest.remove(partial) }
+            }
+            defer { InterruptCleanup.shared.unregister(partialCleanup) }
             let writer: any DestinationWriter
             do { writer = try dest.create(partial) } catch {
                 throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(partial): \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
             }
-            // A signal (Ctrl-C, SIGTERM) removes the partial archive before the process exits.
-            let partialCleanup = InterruptCleanup.shared.register("\(dest.displayName)/\(partial)") { [dest] in try dest.remove(partial) }
-            defer { InterruptCleanup.shared.unregister(partialCleanup) }
             let aw = ArchiveWriter(sink: { bytes in try bytes.withUnsafeBytes { try writer.write($0) } },
                                    options: ArchiveWriterOptions(level: options.compressionLevel, recordEntries: false))
             let myIndex = UInt32(archives.count)

@@ -17,6 +17,12 @@ package struct ExcludeSet: Sendable {
     package private(set) var patterns: [String]
     private var nameGlobs: [[CChar]] = []
     private var pathGlobs: [[CChar]] = []
+    /// Path globs without `[` or `\\` (the defaults), with their number of `/`: under
+    /// FNM_PATHNAME only a literal `/` matches a `/`, so such a glob can match only the one
+    /// suffix of the path that has that many slashes (instead of trying every suffix).
+    private var simplePathGlobs: [(glob: [CChar], slashes: Int)] = []
+    /// Name globs without `*`, `?`, `[` or `\\`: fnmatch of those is string equality.
+    private var literalNames: [[CChar]] = []
     private var anchoredGlobs: [[CChar]] = []
 
     /// Caches that are safe to skip. Plex `Metadata/` and the *arr apps' `MediaCover/` are
@@ -38,9 +44,15 @@ package struct ExcludeSet: Sendable {
             if q.hasPrefix("/") {
                 anchoredGlobs.append(Array(String(q.dropFirst()).utf8CString))
             } else if q.contains("/") {
-                pathGlobs.append(Array(q.utf8CString))
-            } else {
+                if q.contains("[") || q.contains("\\") {
+                    pathGlobs.append(Array(q.utf8CString))
+                } else {
+                    simplePathGlobs.append((Array(q.utf8CString), q.utf8.reduce(0) { $0 + ($1 == 0x2F ? 1 : 0) }))
+                }
+            } else if q.contains(where: { "*?[\\".contains($0) }) {
                 nameGlobs.append(Array(q.utf8CString))
+            } else {
+                literalNames.append(Array(q.utf8CString))
             }
         }
     }
@@ -67,12 +79,27 @@ package struct ExcludeSet: Sendable {
         return out
     }
 
-    package var isEmpty: Bool { nameGlobs.isEmpty && pathGlobs.isEmpty && anchoredGlobs.isEmpty }
+    package var isEmpty: Bool {
+        nameGlobs.isEmpty && pathGlobs.isEmpty && anchoredGlobs.isEmpty && simplePathGlobs.isEmpty && literalNames.isEmpty
+    }
 
     /// True when the entry at relative path `path` (NUL-terminated C string) with last
     /// component starting at `nameStart` is excluded.
     package func matches(path: UnsafePointer<CChar>, nameStart: Int) -> Bool {
+        for g in literalNames where strcmp(g, path + nameStart) == 0 { return true }
         for g in nameGlobs where fnmatch(g, path + nameStart, FNM_PERIOD) == 0 { return true }
+        if !simplePathGlobs.isEmpty {
+            var slashes = 0
+            var i = 0
+            while path[i] != 0 { if path[i] == 0x2F { slashes += 1 }; i += 1 }
+            for (g, k) in simplePathGlobs where k <= slashes {
+                // The suffix after the (slashes - k)-th slash (the whole path when 0).
+                var start = 0
+                var skip = slashes - k
+                while skip > 0 { if path[start] == 0x2F { skip -= 1 }; start += 1 }
+                if fnmatch(g, path + start, FNM_PATHNAME | FNM_PERIOD) == 0 { return true }
+            }
+        }
         for g in anchoredGlobs where fnmatch(g, path, FNM_PATHNAME | FNM_PERIOD) == 0 { return true }
         if !pathGlobs.isEmpty {
             // Try the whole path and every suffix that starts after a '/'.

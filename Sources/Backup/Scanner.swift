@@ -334,7 +334,13 @@ final class ScanWorker: @unchecked Sendable {
         let (po, pl) = pathBuf.withUnsafeBytes { table.intern(UnsafeRawBufferPointer(rebasing: $0[0 ..< fullLength])) }
         e.pathOffset = po; e.pathLength = pl
         if context.readXattrs {
-            e.xattrHash = dirFd >= 0 ? xattrHash(.fd(dirFd)) : absolutePath(fullLength) { xattrHash(.path($0)) }
+            // Most files have none: listxattrat relative to the directory says so without a
+            // walk of the absolute path; anything else is read by path as before.
+            if dirFd >= 0 {
+                e.xattrHash = xattrHash(.fd(dirFd))
+            } else if !pathBuf.withUnsafeBufferPointer({ XattrAt.certainlyNone(dfd, $0.baseAddress! + nameStart) }) {
+                e.xattrHash = absolutePath(fullLength) { xattrHash(.path($0)) }
+            }
         }
         if e.type == .symlink {
             var target = [UInt8](repeating: 0, count: 4096)
