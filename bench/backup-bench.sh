@@ -186,7 +186,7 @@ path, table = sys.argv[1], sys.argv[2]
 text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
 section = "## Backup\n\n`bench/backup-bench.sh` (run: `bench/backup-bench.sh --write BENCHMARKS.md`).\n\n" + table + "\n"
 if re.search(r"^## Backup\n", text, re.M):
-    text = re.sub(r"^## Backup\n.*?(?=^## |\Z)", section + "\n", text, flags=re.M | re.S)
+    text = re.sub(r"^## Backup\n.*?(?=^## |^<!-- |\Z)", section + "\n", text, flags=re.M | re.S)
 else:
     text = text.rstrip("\n") + "\n\n" + section
 open(path, "w").write(text)
