@@ -137,14 +137,7 @@ package final class ArchiveWriter {
             }
         }
         defer { if fd >= 0 { close(fd) } }
-        var header: [UInt8] = []
-        header.reserveCapacity(1536)
-        try TarHeader.append(entry, to: &header)
-        if chunk.count >= options.memberTargetSize { try submitChunk() }
-        let headerOffset = uncompressedOffset
-        let headerMember = seq
-        chunk.append(header)
-        if options.recordEntries { entries.append(ArchiveIndexEntry(path: entry.path, member: headerMember, headerOffset: headerOffset)) }
+        let (headerMember, headerOffset) = try appendHeader(entry)
         var result = AddResult(sha256: nil, bytesRead: 0, sizeChanged: false, headerMember: headerMember,
                                headerOffset: headerOffset, contentOffset: uncompressedOffset)
         guard entry.type == .file else { return result }
@@ -253,26 +246,9 @@ package final class ArchiveWriter {
         precondition(!finished, "ArchiveWriter.add after finish")
         precondition(entry.type == .file && UInt64(c.bytes.count) == entry.size, "prefetched content of another size")
         try pipeline.checkError()
-        var header: [UInt8] = []
-        header.reserveCapacity(1536)
-        try TarHeader.append(entry, to: &header)
-        if chunk.count >= options.memberTargetSize { try submitChunk() }
-        let headerOffset = uncompressedOffset
-        let headerMember = seq
-        chunk.append(header)
-        if options.recordEntries { entries.append(ArchiveIndexEntry(path: entry.path, member: headerMember, headerOffset: headerOffset)) }
+        let (headerMember, headerOffset) = try appendHeader(entry)
         let contentOffset = uncompressedOffset
-        var i = 0
-        while i < c.bytes.count {
-            var space = options.memberSizeCap - chunk.count
-            if space <= 0 { try submitChunk(); space = options.memberSizeCap - chunk.count }
-            let n = min(space, c.bytes.count - i)
-            if c.incompressible { chunk.markStored(chunk.count ..< (chunk.count + n)) }
-            chunk.append(c.bytes[i ..< (i + n)])
-            i += n
-        }
-        let pad = (512 - c.bytes.count % 512) % 512
-        if pad > 0 { chunk.appendZeros(pad) }
+        try appendContent(c.bytes, stored: c.incompressible)
         return AddResult(sha256: c.sha256, bytesRead: c.bytesRead, sizeChanged: c.sizeChanged,
                          headerMember: headerMember, headerOffset: headerOffset, contentOffset: contentOffset)
     }
@@ -285,24 +261,9 @@ package final class ArchiveWriter {
         var e = entry
         e.type = .file
         e.size = UInt64(contents.count)
-        var header: [UInt8] = []
-        try TarHeader.append(e, to: &header)
-        if chunk.count >= options.memberTargetSize { try submitChunk() }
-        let headerOffset = uncompressedOffset
-        let headerMember = seq
-        chunk.append(header)
-        if options.recordEntries { entries.append(ArchiveIndexEntry(path: e.path, member: headerMember, headerOffset: headerOffset)) }
+        let (headerMember, headerOffset) = try appendHeader(e)
         let contentOffset = uncompressedOffset
-        var i = 0
-        while i < contents.count {
-            var space = options.memberSizeCap - chunk.count
-            if space <= 0 { try submitChunk(); space = options.memberSizeCap - chunk.count }
-            let n = min(space, contents.count - i)
-            chunk.append(contents[i..<(i + n)])
-            i += n
-        }
-        let pad = (512 - contents.count % 512) % 512
-        if pad > 0 { chunk.appendZeros(pad) }
+        try appendContent(contents, stored: false)
         return AddResult(sha256: SHA256Hasher.hash(contents), bytesRead: UInt64(contents.count), sizeChanged: false,
                          headerMember: headerMember, headerOffset: headerOffset, contentOffset: contentOffset)
     }
@@ -325,6 +286,35 @@ package final class ArchiveWriter {
         return ArchiveIndex(members: members, entries: entries,
                             compressedSize: members.last.map { $0.compressedOffset + $0.compressedLength } ?? 0,
                             uncompressedSize: members.last.map { $0.uncompressedOffset + $0.uncompressedLength } ?? 0)
+    }
+
+    /// Appends `entry`'s tar header, first starting a new member when this one is full;
+    /// returns the member and the uncompressed offset at which the header starts.
+    private func appendHeader(_ entry: EntryMetadata) throws -> (member: Int, offset: UInt64) {
+        var header: [UInt8] = []
+        header.reserveCapacity(1536)
+        try TarHeader.append(entry, to: &header)
+        if chunk.count >= options.memberTargetSize { try submitChunk() }
+        let at = (member: seq, offset: uncompressedOffset)
+        chunk.append(header)
+        if options.recordEntries { entries.append(ArchiveIndexEntry(path: entry.path, member: at.member, headerOffset: at.offset)) }
+        return at
+    }
+
+    /// Appends in-memory file content and its padding to 512 bytes, cutting members at the
+    /// size cap; `stored` marks the bytes to be stored, not deflated (incompressible data).
+    private func appendContent(_ bytes: [UInt8], stored: Bool) throws {
+        var i = 0
+        while i < bytes.count {
+            var space = options.memberSizeCap - chunk.count
+            if space <= 0 { try submitChunk(); space = options.memberSizeCap - chunk.count }
+            let n = min(space, bytes.count - i)
+            if stored { chunk.markStored(chunk.count ..< (chunk.count + n)) }
+            chunk.append(bytes[i ..< (i + n)])
+            i += n
+        }
+        let pad = (512 - bytes.count % 512) % 512
+        if pad > 0 { chunk.appendZeros(pad) }
     }
 
     private func submitChunk(last: Bool = false) throws {
