@@ -50,6 +50,10 @@ package final class OpsSignalGuard: @unchecked Sendable {
         // The partial archive and the lock first (bounded: a stalled NAS must not keep us).
         for p in InterruptCleanup.shared.runAll(within: 10) { Reporter.writeStderr("warning: \(p)\n") }
         for c in todo.reversed() { c(sig) }
-        exit(128 + sig)
+        // _exit, not exit: the run's other threads (writer, compressors, libdispatch) are still
+        // going, and exit's atexit handlers and library destructors tearing down under them
+        // crashed the process now and then (SIGSEGV in pthread_rwlock_rdlock instead of 130).
+        fflush(nil)   // every stdio stream (nil: all of them)
+        _exit(128 + sig)
     }
 }

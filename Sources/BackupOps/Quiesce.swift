@@ -163,7 +163,8 @@ package final class Quiesce: @unchecked Sendable {
             source.setEventHandler { [self] in
                 Reporter.writeStderr("hs-backup: signal \(sig): starting the stopped stacks again\n")
                 for p in restart() { Reporter.writeStderr("error: \(p)\n") }
-                exit(128 + sig)
+                fflush(nil)
+                _exit(128 + sig)   // not exit: the run's other threads are still going (see OpsSignalGuard)
             }
             source.resume()
             signalSources.append(source)
