@@ -268,6 +268,27 @@ package final class ArchiveWriter {
                          headerMember: headerMember, headerOffset: headerOffset, contentOffset: contentOffset)
     }
 
+    /// The member being filled (entries added now get this `headerMember`).
+    package var currentMember: Int { seq }
+
+    /// Where member `seq` landed, once it has been written through the sink (nil before).
+    package func writtenMember(_ seq: Int) throws -> ArchiveMember? {
+        try pipeline.checkError()
+        return pipeline.member(seq)
+    }
+
+    /// Ends the member being filled now (if it holds anything) so it is compressed and
+    /// written without waiting for more entries.
+    package func endMember() throws {
+        precondition(!finished)
+        if chunk.count > 0 { try submitChunk() }
+    }
+
+    /// Waits until member `seq` has been written through the sink.
+    package func waitForMember(_ seq: Int) throws {
+        try pipeline.wait(for: seq)
+    }
+
     /// Writes the end-of-archive marker, flushes all members through the sink, stops the
     /// compressor threads and returns the index.
     package func finish() throws -> ArchiveIndex {
@@ -451,6 +472,19 @@ final class MemberPipeline: @unchecked Sendable {
         submitted += 1
         jobs.append((seq, chunk, uncompressedOffset))
         cond.broadcast()
+    }
+
+    func member(_ seq: Int) -> ArchiveMember? {
+        cond.lock(); defer { cond.unlock() }
+        return seq < members.count ? members[seq] : nil
+    }
+
+    /// Waits until member `seq` has been written (it must have been submitted).
+    func wait(for seq: Int) throws {
+        if serialEncoder != nil { return }
+        cond.lock(); defer { cond.unlock() }
+        while members.count <= seq && failure == nil { cond.wait() }
+        if let failure { throw failure }
     }
 
     /// Waits until every submitted member has been written.

@@ -44,22 +44,48 @@ package struct BackupSet {
         return try Manifest.decode(bytes, name: "\(location)/\(id).manifest")
     }
 
-    /// A manifest's header, after checking the file's checksum (the table is not inflated).
-    package func loadHeader(_ id: String) throws -> ManifestHeader {
-        let bytes: [UInt8]
-        do { bytes = try destination.readAll(manifestPath(id)) } catch {
+    /// The manifest of backup `id` as a stream of entries (format 3 is read member by member).
+    package func openManifest(_ id: String) throws -> ManifestReader {
+        let r: any DestinationReader
+        do { r = try destination.open(manifestPath(id)) } catch {
             throw ToolError("cannot read manifest \(location)/\(id).manifest: \(error)")
         }
-        return try Manifest.decodeHeader(bytes, name: "\(location)/\(id).manifest").0
+        do {
+            return try ManifestReader(size: r.size, name: "\(location)/\(id).manifest", read: { try r.read(at: $0, count: $1) },
+                                      onClose: { try? r.close() })
+        } catch {
+            try? r.close()
+            throw error
+        }
     }
 
-    /// A manifest's header JSON only (the checksum over the whole file is not checked): what
-    /// cleanup needs from every manifest without reading their tables.
+    /// A manifest's header, checked (format 3: the header's own SHA-256, read from the end of
+    /// the file; older formats: the whole file's checksum). The entries are not read.
+    package func loadHeader(_ id: String) throws -> ManifestHeader {
+        let name = "\(location)/\(id).manifest"
+        let r: any DestinationReader
+        do { r = try destination.open(manifestPath(id)) } catch {
+            throw ToolError("cannot read manifest \(name): \(error)")
+        }
+        defer { try? r.close() }
+        let head = try Manifest.readFully({ try r.read(at: $0, count: $1) }, at: 0, count: Manifest.magic3.count)
+        if head == Manifest.magic3 {
+            return try Manifest.readHeader3(size: r.size, name: name) { try r.read(at: $0, count: $1) }.0
+        }
+        let bytes = try Manifest.readFully({ try r.read(at: $0, count: $1) }, at: 0, count: Int(r.size))
+        return try Manifest.decodeHeader(bytes, name: name).0
+    }
+
+    /// A manifest's header: what cleanup and prune need from every manifest without reading
+    /// their entries (format 1/2: the header JSON at the start, without the file's checksum).
     package func peekHeader(_ id: String) throws -> ManifestHeader {
         let r = try destination.open(manifestPath(id))
         defer { try? r.close() }
         let magic = Manifest.magic
         let head = try r.read(at: 0, count: magic.count + 4)
+        if head.starts(with: Manifest.magic3) {
+            return try Manifest.readHeader3(size: r.size, name: "\(location)/\(id).manifest") { try r.read(at: $0, count: $1) }.0
+        }
         guard head.count == magic.count + 4, Array(head.prefix(magic.count)) == magic else {
             throw ToolError("\(location)/\(id).manifest is not a manifest")
         }

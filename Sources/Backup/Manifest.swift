@@ -164,27 +164,29 @@ package struct ManifestTable: Sendable {
     }
 
     package func entry(_ i: Int) -> ManifestEntry {
-        records.withUnsafeBytes { raw in
-            let b = i * Self.recordSize
-            func u32(_ o: Int) -> UInt32 { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt32.self)) }
-            func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt64.self)) }
-            var e = ManifestEntry()
-            e.pathOffset = u32(0); e.pathLength = u32(4); e.linkOffset = u32(8); e.linkLength = u32(12)
-            e.type = ManifestEntryType(rawValue: raw[b + 16]) ?? .file
-            e.flags = raw[b + 17]
-            e.mode = u32(20); e.uid = u32(24); e.gid = u32(28)
-            e.size = u64(32)
-            e.mtime = FileTime(seconds: Int64(bitPattern: u64(40)), nanoseconds: min(u32(48), 999_999_999))
-            e.ctime = FileTime(seconds: Int64(bitPattern: u64(56)), nanoseconds: min(u32(52), 999_999_999))
-            e.archive = u32(64)
-            e.memberOffset = u64(72); e.memberSkip = u64(80)
-            e.hash.w0 = raw.loadUnaligned(fromByteOffset: b + 88, as: UInt64.self)
-            e.hash.w1 = raw.loadUnaligned(fromByteOffset: b + 96, as: UInt64.self)
-            e.hash.w2 = raw.loadUnaligned(fromByteOffset: b + 104, as: UInt64.self)
-            e.hash.w3 = raw.loadUnaligned(fromByteOffset: b + 112, as: UInt64.self)
-            e.xattrHash = u64(120)
-            return e
-        }
+        records.withUnsafeBytes { Self.decode($0, at: i * Self.recordSize) }
+    }
+
+    /// The record at byte `b` of `raw` (format-2/3 layout).
+    static func decode(_ raw: UnsafeRawBufferPointer, at b: Int) -> ManifestEntry {
+        func u32(_ o: Int) -> UInt32 { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt32.self)) }
+        func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt64.self)) }
+        var e = ManifestEntry()
+        e.pathOffset = u32(0); e.pathLength = u32(4); e.linkOffset = u32(8); e.linkLength = u32(12)
+        e.type = ManifestEntryType(rawValue: raw[b + 16]) ?? .file
+        e.flags = raw[b + 17]
+        e.mode = u32(20); e.uid = u32(24); e.gid = u32(28)
+        e.size = u64(32)
+        e.mtime = FileTime(seconds: Int64(bitPattern: u64(40)), nanoseconds: min(u32(48), 999_999_999))
+        e.ctime = FileTime(seconds: Int64(bitPattern: u64(56)), nanoseconds: min(u32(52), 999_999_999))
+        e.archive = u32(64)
+        e.memberOffset = u64(72); e.memberSkip = u64(80)
+        e.hash.w0 = raw.loadUnaligned(fromByteOffset: b + 88, as: UInt64.self)
+        e.hash.w1 = raw.loadUnaligned(fromByteOffset: b + 96, as: UInt64.self)
+        e.hash.w2 = raw.loadUnaligned(fromByteOffset: b + 104, as: UInt64.self)
+        e.hash.w3 = raw.loadUnaligned(fromByteOffset: b + 112, as: UInt64.self)
+        e.xattrHash = u64(120)
+        return e
     }
 
     /// A format-1 record (112 bytes) as an entry.
@@ -223,7 +225,7 @@ package struct ManifestTable: Sendable {
         return t
     }
 
-    private static func encode(_ e: ManifestEntry, into raw: UnsafeMutableRawBufferPointer, at b: Int) {
+    static func encode(_ e: ManifestEntry, into raw: UnsafeMutableRawBufferPointer, at b: Int) {
         func u32(_ o: Int, _ v: UInt32) { raw.storeBytes(of: v.littleEndian, toByteOffset: b + o, as: UInt32.self) }
         func u64(_ o: Int, _ v: UInt64) { raw.storeBytes(of: v.littleEndian, toByteOffset: b + o, as: UInt64.self) }
         u32(0, e.pathOffset); u32(4, e.pathLength); u32(8, e.linkOffset); u32(12, e.linkLength)
@@ -345,7 +347,7 @@ package struct ManifestHeader: Codable, Sendable, Equatable {
     /// The record layout: 1 (0.1.x, 112-byte records) or 2 (128-byte records, `FileTime`
     /// times, xattr hashes). Manifests of a newer format are refused with a clear message.
     package var format = ManifestHeader.currentFormat
-    package static let currentFormat = 2
+    package static let currentFormat = 3
     package var id: String
     /// "full" or "incremental".
     package var kind: String
@@ -385,6 +387,12 @@ package struct ManifestHeader: Codable, Sendable, Equatable {
     /// inflate them in parallel and the next backup can reuse members whose content did not
     /// change. Absent in manifests of 0.1.0 (the body is then read as one stream).
     package var body: [ManifestChunk]?
+    /// Format 3: the number of entries.
+    package var entries: Int?
+    /// Format 3: what entries' archive indexes name (kept stable along a chain so unchanged
+    /// parts of the manifest stay byte-identical; "" for a slot no entry uses any more).
+    /// `archives` lists the ids actually referenced.
+    package var archiveSlots: [String]?
 
     /// Entries carry xattr hashes (format 2): comparing them with a new scan is meaningful.
     package var hasXattrHashes: Bool { format >= 2 }
@@ -415,19 +423,21 @@ package struct ManifestHeader: Codable, Sendable, Equatable {
         fullStarted = try c.decodeIfPresent(Double.self, forKey: .fullStarted)
         scanFlags = try c.decodeIfPresent(Int.self, forKey: .scanFlags)
         body = try c.decodeIfPresent([ManifestChunk].self, forKey: .body)
+        entries = try c.decodeIfPresent(Int.self, forKey: .entries)
+        archiveSlots = try c.decodeIfPresent([String].self, forKey: .archiveSlots)
     }
 
     package init(format: Int = ManifestHeader.currentFormat, id: String, kind: String, parent: String?, archives: [String],
                  archive: String?, toolVersion: String, source: String, started: Double, seconds: Double, files: Int,
                  directories: Int, symlinks: Int, filesArchived: Int, treeBytes: UInt64, bytesIn: UInt64, bytesOut: UInt64,
                  warnings: [String], sinceFull: Int? = nil, fullID: String? = nil, fullStarted: Double? = nil,
-                 scanFlags: Int? = nil, body: [ManifestChunk]? = nil) {
+                 scanFlags: Int? = nil, body: [ManifestChunk]? = nil, archiveSlots: [String]? = nil) {
         self.format = format; self.id = id; self.kind = kind; self.parent = parent; self.archives = archives
         self.archive = archive; self.toolVersion = toolVersion; self.source = source; self.started = started
         self.seconds = seconds; self.files = files; self.directories = directories; self.symlinks = symlinks
         self.filesArchived = filesArchived; self.treeBytes = treeBytes; self.bytesIn = bytesIn; self.bytesOut = bytesOut
         self.warnings = warnings; self.sinceFull = sinceFull; self.fullID = fullID; self.fullStarted = fullStarted
-        self.scanFlags = scanFlags; self.body = body
+        self.scanFlags = scanFlags; self.body = body; self.archiveSlots = archiveSlots
     }
 }
 
@@ -469,56 +479,19 @@ package struct Manifest: Sendable {
         return m
     }
 
-    /// The manifest file. Members of the body whose uncompressed content equals the same
-    /// member of `parent`'s body (same length and SHA-256) are copied from `parent`'s file
-    /// instead of being compressed again: a no-change incremental compresses nothing.
+    /// The manifest file (format 3). Members whose uncompressed content equals a member of
+    /// `parent`'s file (same length and SHA-256) are copied from it instead of being
+    /// compressed again: a no-change incremental compresses nothing.
     package func encoded(reusing parent: Manifest? = nil) throws -> [UInt8] {
-        // Cut records and strings into members.
-        var parts: [ArraySlice<UInt8>] = []
-        var pos = 0
-        while pos < table.records.count { parts.append(table.records[pos ..< min(pos + Self.chunkSize, table.records.count)]); pos += Self.chunkSize }
-        pos = 0
-        while pos < table.strings.count { parts.append(table.strings[pos ..< min(pos + Self.chunkSize, table.strings.count)]); pos += Self.chunkSize }
-        if parts.isEmpty { parts.append([]) }
-        // Where each of the parent's members starts in its file.
-        var parentMembers: [(ManifestChunk, Int)] = []
-        if let parent, let file = parent.encodedFile, let chunks = parent.header.body {
-            var offset = Self.bodyOffset(file)
-            for c in chunks { parentMembers.append((c, offset)); offset += c.compressed }
-        }
-        let frozen = parts
-        let frozenParent = parentMembers
-        let parentFile = parent?.encodedFile ?? []
-        // Per member: its bytes (nil: copy `range` of the parent's file) and its description.
-        let results = ResultSlots<([UInt8]?, Range<Int>, ManifestChunk)>(count: frozen.count)
-        DispatchQueue.concurrentPerform(iterations: frozen.count) { i in
-            let sha = frozen[i].withUnsafeBytes { hexString(SHA256Hasher.hash($0)) }
-            if i < frozenParent.count, frozenParent[i].0.length == frozen[i].count, frozenParent[i].0.sha256 == sha {
-                let (c, offset) = frozenParent[i]
-                results.set(i, (nil, offset ..< offset + c.compressed, c))
-                return
+        var out: [UInt8] = []
+        let w = ManifestWriter(sink: { out += $0 }, parent: parent.flatMap { ManifestFileMembers(manifest: $0) })
+        for i in 0 ..< table.count {
+            let e = table.entry(i)
+            try table.withPath(e) { p in
+                try Array(table.linkBytes(e)).withUnsafeBytes { l in try w.append(e, path: p, link: l) }
             }
-            var member: [UInt8] = []
-            frozen[i].withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &member) }
-            results.set(i, (member, 0 ..< 0, ManifestChunk(length: frozen[i].count, compressed: member.count, sha256: sha)))
         }
-        var header = self.header
-        header.format = ManifestHeader.currentFormat  // the table is always in the current layout
-        let members = results.takeAll().map { $0! }
-        header.body = members.map { $0.2 }
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        let json = [UInt8](try enc.encode(header))
-        var out = Self.magic
-        out.reserveCapacity(out.count + 4 + json.count + 16 + members.reduce(0) { $0 + $1.2.compressed } + 32)
-        appendLE(&out, UInt32(json.count))
-        out += json
-        appendLE(&out, UInt64(table.records.count))
-        appendLE(&out, UInt64(table.strings.count))
-        for (bytes, range, _) in members {
-            if let bytes { out += bytes } else { out += parentFile[range] }
-        }
-        out += SHA256Hasher.hash(out)
+        try w.finish(header: header)
         return out
     }
 
@@ -534,6 +507,13 @@ package struct Manifest: Sendable {
     /// Checks a manifest file's checksum and parses its header (the table is not inflated):
     /// what listing a set needs. Returns the header and where the record/string sizes start.
     package static func decodeHeader(_ data: [UInt8], name: String) throws -> (ManifestHeader, Int) {
+        if data.starts(with: magic3) {
+            let (h, end) = try readHeader3(size: UInt64(data.count), name: name) { off, count in
+                let s = Int(min(off, UInt64(data.count)))
+                return Array(data[s ..< min(data.count, s + count)])
+            }
+            return (h, Int(end))
+        }
         guard data.count >= magic.count + 4 + 16 + 32, Array(data[0 ..< magic.count]) == magic else { throw damaged(name, "not a manifest file") }
         let body = data.count - 32
         // No copies of the (possibly large) input: hash straight from it.
@@ -546,12 +526,26 @@ package struct Manifest: Sendable {
         do { header = try JSONDecoder().decode(ManifestHeader.self, from: Data(data[p ..< p + hlen])) } catch {
             throw damaged(name, "header JSON: \(error)")
         }
+        guard header.format <= 2 else { throw damaged(name, "format \(header.format) in a format-1/2 file") }
         return (header, p + hlen)
     }
 
     /// Parses and checks a manifest. `name` is used in error messages.
     package static func decode(_ data: [UInt8], name: String) throws -> Manifest {
         func bad(_ why: String) -> ToolError { damaged(name, why) }
+        if data.starts(with: magic3) {
+            let reader = try ManifestReader(bytes: data, name: name)
+            var table = ManifestTable()
+            while let r = try reader.next() {
+                var e = r.entry
+                (e.pathOffset, e.pathLength) = table.intern(r.path)
+                (e.linkOffset, e.linkLength) = r.link.isEmpty ? (0, 0) : table.intern(r.link)
+                table.append(e)
+            }
+            var m = Manifest(header: reader.header, table: table)
+            m.encodedFile = data
+            return m
+        }
         let body = data.count - 32
         var (header, p) = try decodeHeader(data, name: name)
         guard header.format <= ManifestHeader.currentFormat else {
@@ -687,10 +681,9 @@ package struct ManifestItems: Sequence, Sendable {
             guard i < t.count else { return nil }
             let e = t.entry(i)
             i += 1
-            let archives = manifest.header.archives
             return ManifestItem(path: t.pathBytes(e), link: Array(t.linkBytes(e)), type: e.type, flags: e.flags, mode: e.mode,
                                 uid: e.uid, gid: e.gid, size: e.size, mtime: e.mtime, ctime: e.ctime,
-                                archive: e.archive == ManifestEntry.noArchive || Int(e.archive) >= archives.count ? nil : archives[Int(e.archive)],
+                                archive: manifest.header.archiveID(e.archive),
                                 memberOffset: e.memberOffset, memberSkip: e.memberSkip, hash: e.hash, xattrHash: e.xattrHash)
         }
     }

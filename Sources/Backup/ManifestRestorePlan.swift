@@ -25,20 +25,39 @@ struct RestoreStep {
 /// whose target `--only` leaves out, the first becomes a file with the target's content and
 /// the others link to it (one inode, as in the backup).
 struct ManifestRestorePlan {
-    let manifest: Manifest
+    /// Opens the manifest for one pass over its entries (each pass reads it as a stream).
+    let open: () throws -> ManifestReader
     let id: String
     /// Normalised `--only` paths (empty: everything).
     let only: [[UInt8]]
 
-    init(manifest: Manifest, id: String, only: [String]) throws {
-        self.manifest = manifest
+    init(id: String, only: [String], open: @escaping () throws -> ManifestReader) throws {
+        self.open = open
         self.id = id
         self.only = only.map { RestorePath.join(RestorePath.split(Array($0.utf8)).filter { $0 != [UInt8(ascii: ".")] }) }
-        for o in self.only {
-            if manifest.table.find(bytes: o) == nil {
+        // A first pass reads the whole manifest before anything is written: a damaged or
+        // altered one (member checksum, order, archive references) is refused up front.
+        var missing = Set(self.only)
+        try forEachItem { e in if !missing.isEmpty { missing.remove(e.path) } }
+        if !self.only.isEmpty {
+            if let o = self.only.first(where: { missing.contains($0) }) {
                 throw ToolError("--only \(String(decoding: o, as: UTF8.self)): no such path in backup \(id). `hs-restore --dry-run` lists what the backup holds.", exitCode: 1)
             }
         }
+    }
+
+    /// One pass over the manifest's entries in path order.
+    private func forEachItem(_ body: (ManifestItem) throws -> Void) throws {
+        let reader = try open()
+        defer { reader.close() }
+        while let e = try reader.nextItem() { try body(e) }
+    }
+
+    /// The archives the backup reads, newest first.
+    func archives() throws -> [String] {
+        let reader = try open()
+        defer { reader.close() }
+        return reader.header.archives.reversed()
     }
 
     private func selected(_ path: [UInt8], isDirectory: Bool) -> Bool {
@@ -79,26 +98,36 @@ struct ManifestRestorePlan {
 
     /// Selected directories whose xattrs/ACLs are only in the archives' pax headers (the
     /// manifest has no archive place for directories), and the archives to look in, newest first.
-    func directoriesWithXattrs() -> (paths: Set<[UInt8]>, archives: [String]) {
+    func directoriesWithXattrs() throws -> (paths: Set<[UInt8]>, archives: [String]) {
         var paths = Set<[UInt8]>()
-        for e in manifest.items() where e.type == .directory && e.xattrHash != 0 && selected(e.path, isDirectory: true) {
-            paths.insert(e.path)
+        try forEachItem { e in
+            if e.type == .directory && e.xattrHash != 0 && selected(e.path, isDirectory: true) { paths.insert(e.path) }
         }
-        return (paths, manifest.header.archives.reversed())
+        return (paths, paths.isEmpty ? [] : try archives())
     }
 
     /// Calls `body` with every selected entry but hardlinks, in manifest order.
     func forEachEntry(_ body: (RestoreStep) throws -> Void) throws {
-        for e in manifest.items() where e.type != .hardlink && selected(e.path, isDirectory: e.type == .directory) {
+        try forEachItem { e in
+            guard e.type != .hardlink && selected(e.path, isDirectory: e.type == .directory) else { return }
             try body(RestoreStep(entry: entry(e), content: e.type == .file ? try content(e) : nil))
         }
     }
 
     /// Calls `body` with every selected hardlink (a link restored as a file carries content).
+    /// Two passes: the links (memory grows with the number of hardlinks only), then their targets.
     func forEachLink(_ body: (RestoreStep) throws -> Void) throws {
+        var linksFound: [ManifestItem] = []
+        try forEachItem { e in
+            if e.type == .hardlink && selected(e.path, isDirectory: false) { linksFound.append(e) }
+        }
+        guard !linksFound.isEmpty else { return }
+        var targets: [[UInt8]: ManifestItem] = [:]
+        let wanted = Set(linksFound.map(\.link))
+        try forEachItem { e in if wanted.contains(e.path) { targets[e.path] = e } }
         var firstLinkOf: [[UInt8]: [UInt8]] = [:]   // unselected target -> first link restored as a file
-        for e in manifest.items() where e.type == .hardlink && selected(e.path, isDirectory: false) {
-            guard let ti = manifest.table.find(bytes: e.link), manifest.table.entry(ti).type == .file else {
+        for e in linksFound {
+            guard let src = targets[e.link], src.type == .file else {
                 throw ToolError("backup \(id) is inconsistent: hardlink \(TarReader.display(e.path)) points to \(TarReader.display(e.link)), which is not a file in the manifest")
             }
             var link = entry(e)
@@ -109,8 +138,6 @@ struct ManifestRestorePlan {
                 try body(RestoreStep(entry: link, content: nil))
             } else {
                 firstLinkOf[e.link] = e.path
-                var it = ManifestItems.Iterator(manifest: manifest, i: ti)
-                guard let src = it.next() else { continue }
                 var file = entry(src)
                 file.path = e.path
                 file.mode = e.mode; file.uid = e.uid; file.gid = e.gid; file.mtime = entry(e).mtime

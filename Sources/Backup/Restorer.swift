@@ -70,7 +70,7 @@ package final class Restorer {
         let started = Date()
         let set = BackupSet(destination: options.destination, name: options.set)
         let id = try set.resolve(options.backup)
-        let plan = try ManifestRestorePlan(manifest: try set.loadManifest(id), id: id, only: options.only)
+        let plan = try ManifestRestorePlan(id: id, only: options.only) { try set.openManifest(id) }
         var summary = RestoreSummary(id: id, target: options.target, files: 0, directories: 0, symlinks: 0, hardlinks: 0,
                                      bytes: 0, seconds: 0, dryRun: options.dryRun, warnings: [])
         if options.dryRun {
@@ -162,7 +162,7 @@ package final class Restorer {
     /// The xattrs/ACLs of directories that have some, from the newest archive whose pax
     /// header for the directory carries them (read only when the backup has such directories).
     private func directoryXattrs(_ plan: ManifestRestorePlan, _ source: (String) throws -> ArchiveSource) throws -> [[UInt8]: [(name: [UInt8], value: [UInt8])]] {
-        var (wanted, archives) = plan.directoriesWithXattrs()
+        var (wanted, archives) = try plan.directoriesWithXattrs()
         var found: [[UInt8]: [(name: [UInt8], value: [UInt8])]] = [:]
         for a in archives where !wanted.isEmpty {
             let reader = try TarReader(source: source(a))

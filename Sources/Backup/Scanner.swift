@@ -5,30 +5,33 @@ import Archive
 import Foundation
 import Support
 
-/// What a scan found: the tree as a manifest table (no archive references yet) and any
-/// problems that did not stop it.
+/// One entry of a scan: the entry (its string offsets unused) with its path and link bytes.
+package struct ScannedEntry: Sendable {
+    package var entry: ManifestEntry
+    package var path: [UInt8]
+    package var link: [UInt8]
+    /// A regular file (or hardlink) whose inode has several links.
+    package var multiLink = false
+}
+
+/// A whole scan collected in memory (`Scanner.scan()`, for small trees and tests).
 package struct ScanResult: Sendable {
     package var table: ManifestTable
     package var warnings: [String]
-    /// Entries whose content the content provider replaced (entry index -> plan).
-    package var substitutes: [Int: SubstitutedContent]
 }
 
 /// Walks a source directory with lstat only (openat + readdir + fstatat, no symlink is ever
-/// followed) and produces entries sorted in component order. Device numbers are used only to
-/// find hardlinks within this one scan; they are never stored.
+/// followed) and produces entries sorted in component order, as a stream (`start()`): memory
+/// holds a bounded number of entries whatever the size of the tree (plus the names of the
+/// directories being walked and one path per multiply-linked inode). Device numbers are used
+/// only to find hardlinks within this one scan; they are never stored.
 ///
 /// The walk is split into units: each entry of the root, and each entry of every top-level
-/// directory (with everything below it). Units run on several threads and are joined in
-/// order, so the result does not depend on the number of threads.
+/// directory (with everything below it). Units run on several threads, at most a few ahead of
+/// the reader, and are read in order, so the result does not depend on the number of threads.
 package final class Scanner {
     let root: String
     let excludes: ExcludeSet
-    let provider: (any ContentProvider)?
-    /// The previous backup's table, when it recorded provider decisions: a regular file that
-    /// is unchanged since then (type, size, mtime, ctime, mode, owner) and that the provider
-    /// left alone then is not shown to the provider again (which would open it).
-    let previous: ManifestTable?
     package var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
     /// Do not descend into mount points (directories on another file system than their
     /// parent); each one skipped is named in a warning. Without it every mount point crossed
@@ -45,33 +48,47 @@ package final class Scanner {
     static let expandBelow = 8
     static let maxSplitDepth = 6
 
-    package init(root: String, excludes: ExcludeSet, provider: (any ContentProvider)? = nil, previous: ManifestTable? = nil) {
+    package init(root: String, excludes: ExcludeSet) {
         self.root = root
         self.excludes = excludes
-        self.provider = provider
-        self.previous = previous
     }
 
-    /// Scans the tree. `progress` is called now and then with the number of entries so far.
+    /// Scans the whole tree into memory.
     package func scan(progress: (@Sendable (Int) -> Void)? = nil) throws -> ScanResult {
+        let stream = try start(progress: progress)
+        defer { stream.close() }
+        var table = ManifestTable()
+        while let s = try stream.next() {
+            var e = s.entry
+            (e.pathOffset, e.pathLength) = table.intern(s.path)
+            (e.linkOffset, e.linkLength) = s.link.isEmpty ? (0, 0) : table.intern(s.link)
+            table.append(e)
+        }
+        return ScanResult(table: table, warnings: stream.warnings)
+    }
+
+    /// Starts the walk; read the entries with `next()` and `close()` the stream when done.
+    /// `progress` is called now and then with the number of entries so far.
+    package func start(progress: (@Sendable (Int) -> Void)? = nil) throws -> ScanStream {
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
             let err = errno
             throw ToolError("cannot read source directory \(root): \(String(cString: strerror(err))). Check the path given to --source.")
         }
-        defer { close(fd) }
         var rootStat = stat()
         guard fstat(fd, &rootStat) == 0 else {
+            close(fd)
             throw ToolError("cannot stat source directory \(root): \(String(cString: strerror(errno))). Check the path given to --source.")
         }
         let rootDev = UInt64(rootStat.st_dev)
         var rootNames: [DirectoryName] = []
         if let err = DirectoryReader.readNames(fd, into: &rootNames) {
+            close(fd)
             throw ToolError("cannot read source directory \(root): \(String(cString: strerror(err))). Check the path given to --source.")
         }
         let names = rootNames
         let counter = ScanCounter(progress: progress)
-        let context = ScanContext(root: root, rootBytes: Array(root.utf8), excludes: excludes, provider: provider, previous: previous,
+        let context = ScanContext(root: root, rootBytes: Array(root.utf8), excludes: excludes,
                                   counter: counter, oneFileSystem: oneFileSystem, skipDirectories: skipDirectories, readXattrs: readXattrs)
 
         // The top of the tree on this thread, entry by entry without descending: a directory
@@ -79,16 +96,13 @@ package final class Scanner {
         // Metadata`) is opened and its entries handled the same way, down to `maxSplitDepth`;
         // the entries of any other directory become units, walked on all threads. So a tree
         // whose data sits below a few levels of single directories still splits into many
-        // units (for speed, and so no unit holds most of the tree while the parts are joined).
+        // units. Decisions depend on the tree only, never on the thread count.
         let top = ScanWorker(context)
         var units: [ScanUnit] = []
         // In path order: (entry range in `top`, range of units) pieces.
         var segments: [(Range<Int>, Range<Int>)] = []
-        var opened: [Int32] = []
-        defer { for d in opened { close(d) } }
-        // Decisions depend on the tree only, never on the thread count, so the same tree always
-        // gives the same table layout (the next manifest can then reuse unchanged parts).
-        func expand(_ dirFd: Int32, prefix: [UInt8], dev: UInt64, names: [DirectoryName], depth: Int) throws {
+        var opened: [Int32] = [fd]
+        func expand(_ dirFd: Int32, prefix: [UInt8], dev: UInt64, names: [DirectoryName], depth: Int) {
             for n in names {
                 let first = top.table.count
                 let firstUnit = units.count
@@ -98,13 +112,13 @@ package final class Scanner {
                     segments.append((first ..< first, firstUnit ..< units.count))
                     continue
                 }
-                let r = try top.process(dirFd, prefix: prefix, name: n, parentDev: dev)
+                let r = top.process(dirFd, prefix: prefix, name: n, parentDev: dev)
                 segments.append((first ..< top.table.count, firstUnit ..< firstUnit))
                 guard let (dfd, childPrefix, childDev) = r else { continue }
                 opened.append(dfd)
                 let children = top.readNames(dfd, path: displayPath(childPrefix))
                 if children.count <= Self.expandBelow && depth + 1 < Self.maxSplitDepth {
-                    try expand(dfd, prefix: childPrefix, dev: childDev, names: children, depth: depth + 1)
+                    expand(dfd, prefix: childPrefix, dev: childDev, names: children, depth: depth + 1)
                 } else {
                     let u = units.count
                     for c in children { units.append(ScanUnit(parent: dfd, prefix: childPrefix, name: c, parentDev: childDev, descend: true)) }
@@ -113,73 +127,193 @@ package final class Scanner {
             }
         }
         if names.count < Self.maxOpenDirectories {
-            try expand(fd, prefix: [], dev: rootDev, names: names, depth: 0)
+            expand(fd, prefix: [], dev: rootDev, names: names, depth: 0)
         } else {
-            let first = top.table.count
             for n in names { units.append(ScanUnit(parent: fd, prefix: [], name: n, parentDev: rootDev, descend: true)) }
-            segments.append((first ..< first, 0 ..< units.count))
+            segments.append((0 ..< 0, 0 ..< units.count))
         }
-        let parts = ResultSlots<ScanWorker>(count: units.count)
-        let failure = ResultSlots<any Error>(count: 1)
-        let frozen = units
-        let work: @Sendable (Int) -> Void = { i in
-            let w = ScanWorker(context)
-            do { try w.run(frozen[i]) } catch { failure.set(0, error) }
-            parts.set(i, w)
-        }
-        if threads > 1 && frozen.count > 1 {
-            DispatchQueue.concurrentPerform(iterations: frozen.count) { work($0) }
-        } else {
-            for i in frozen.indices { work(i) }
-        }
-        if let e = failure.values[0] { throw e }
-
-        // Join in order, rebasing string offsets; then resolve hardlinks in path order.
-        var workers = parts.takeAll()
-        var table = ManifestTable()
-        var warnings = top.warnings
-        var substitutes: [Int: SubstitutedContent] = [:]
-        var linkCandidates: [(Int, UInt64, UInt64)] = []
-        let totalEntries = top.table.count + workers.reduce(0) { $0 + ($1?.table.count ?? 0) }
-        let totalStrings = top.table.strings.count + workers.reduce(0) { $0 + ($1?.table.strings.count ?? 0) }
-        table.reserve(entries: totalEntries, stringBytes: totalStrings)
-        let topBase = table.intern(top.table.strings).0
-        func append(_ w: ScanWorker, _ range: Range<Int>, base: UInt32) {
-            let first = table.count
-            for i in range {
-                var e = w.table.entry(i)
-                e.pathOffset += base
-                if e.linkLength > 0 || e.type == .symlink { e.linkOffset += base }
-                table.append(e)
-            }
-            for (k, v) in w.substitutes where range.contains(k) { substitutes[first + k - range.lowerBound] = v }
-            for (k, dev, ino) in w.links where range.contains(k) { linkCandidates.append((first + k - range.lowerBound, dev, ino)) }
-        }
-        for (entries, unitRange) in segments {
-            append(top, entries, base: topBase)
-            for u in unitRange {
-                guard let w = workers[u] else { continue }
-                workers[u] = nil  // free each part's buffers as soon as it is joined
-                let base = table.intern(w.table.strings).0
-                append(w, 0 ..< w.table.count, base: base)
-                if warnings.count < 1000 { warnings += w.warnings }
-            }
-        }
-        var firstOf: [ScanWorker.InodeKey: Int] = [:]
-        for (i, dev, ino) in linkCandidates {
-            let key = ScanWorker.InodeKey(dev: dev, ino: ino)
-            if let f = firstOf[key] {
-                var e = table.entry(i)
-                let t = table.entry(f)
-                e.type = .hardlink
-                e.linkOffset = t.pathOffset; e.linkLength = t.pathLength
-                table.set(i, e)
-            } else {
-                firstOf[key] = i
-            }
-        }
-        return ScanResult(table: table, warnings: Array(warnings.prefix(1000)), substitutes: substitutes)
+        return ScanStream(context: context, top: top, units: units, segments: segments, openDirectories: opened, threads: threads)
     }
+}
+
+/// The entries of a running scan, in path order (`Scanner.start`). Not thread-safe: read it
+/// from one thread. Hardlinks are resolved here: the first path of an inode with several
+/// links is a file, later ones are hardlinks to it.
+package final class ScanStream: @unchecked Sendable {
+    private let context: ScanContext
+    private let top: ScanWorker
+    private let units: [ScanUnit]
+    private let segments: [(Range<Int>, Range<Int>)]
+    private var openDirectories: [Int32]
+    // Shared with the worker threads (under `cond`).
+    private let cond = NSCondition()
+    private var queues: [[ScanChunk]]
+    private var finished: [Bool]
+    private var nextUnit = 0
+    private var readingUnit = 0
+    private var cancelled = false
+    private var failure: (any Error)?
+    private var live = 0
+    private let exited = DispatchSemaphore(value: 0)
+    private let threadCount: Int
+    /// Units started ahead of the one being read, at most.
+    private let maxAhead: Int
+    // Reader state.
+    private var segment = 0
+    private var topIndex = 0
+    private var unitIndex = -1
+    private var chunk: ScanChunk?
+    private var chunkIndex = 0
+    private var linkAt: [Int: (UInt64, UInt64)] = [:]
+    private var firstPathOf: [ScanWorker.InodeKey: [UInt8]] = [:]
+    private var closed = false
+    /// Problems that did not stop the scan (at most 1000), so far.
+    package private(set) var warnings: [String]
+
+    init(context: ScanContext, top: ScanWorker, units: [ScanUnit], segments: [(Range<Int>, Range<Int>)],
+         openDirectories: [Int32], threads: Int) {
+        self.context = context
+        self.top = top
+        self.units = units
+        self.segments = segments
+        self.openDirectories = openDirectories
+        self.warnings = top.warnings
+        queues = Array(repeating: [], count: units.count)
+        finished = Array(repeating: false, count: units.count)
+        threadCount = units.isEmpty ? 0 : max(1, min(threads, units.count))
+        maxAhead = 2 * max(1, threads) + 2
+        live = threadCount
+        for _ in 0 ..< threadCount {
+            let t = Thread { [self] in self.workerLoop() }
+            t.stackSize = 1 << 20
+            t.start()
+        }
+    }
+
+    deinit { close() }
+
+    /// Stops the walk (if still running) and closes the directories it held open.
+    package func close() {
+        guard !closed else { return }
+        closed = true
+        cond.lock(); cancelled = true; cond.broadcast(); cond.unlock()
+        for _ in 0 ..< threadCount { exited.wait() }
+        for d in openDirectories { Glibc.close(d) }
+        openDirectories = []
+    }
+
+    private func workerLoop() {
+        defer { exited.signal() }
+        while true {
+            cond.lock()
+            while !cancelled && nextUnit < units.count && nextUnit >= readingUnit + maxAhead { cond.wait() }
+            if cancelled || nextUnit >= units.count { cond.unlock(); return }
+            let u = nextUnit
+            nextUnit += 1
+            cond.unlock()
+            let w = ScanWorker(context)
+            w.output = { [self] chunk in try push(u, chunk) }
+            do { try w.run(units[u]) } catch is ScanCancelled { return } catch {
+                cond.lock(); if failure == nil { failure = error }; cond.broadcast(); cond.unlock()
+            }
+            cond.lock()
+            finished[u] = true
+            cond.broadcast()
+            cond.unlock()
+        }
+    }
+
+    /// Hands a chunk of unit `u` to the reader; waits while a unit ahead of the reader already
+    /// has enough queued.
+    private func push(_ u: Int, _ chunk: ScanChunk) throws {
+        cond.lock(); defer { cond.unlock() }
+        while !cancelled && u != readingUnit && queues[u].count >= 2 { cond.wait() }
+        if cancelled { throw ScanCancelled() }
+        queues[u].append(chunk)
+        cond.broadcast()
+    }
+
+    /// The next entry in path order, or nil at the end.
+    package func next() throws -> ScannedEntry? {
+        while true {
+            if let c = chunk {
+                if chunkIndex < c.table.count {
+                    let i = chunkIndex
+                    chunkIndex += 1
+                    return entry(c, i)
+                }
+                chunk = nil
+            }
+            guard segment < segments.count else { return nil }
+            let (entries, unitRange) = segments[segment]
+            if unitIndex < 0 {
+                // The top entries of this segment first.
+                if topIndex < entries.count {
+                    let i = entries.lowerBound + topIndex
+                    topIndex += 1
+                    return entry(ScanChunk(table: top.table, links: top.links, warnings: []), i, fromTop: true)
+                }
+                unitIndex = unitRange.lowerBound
+            }
+            if unitIndex >= unitRange.upperBound {
+                segment += 1; topIndex = 0; unitIndex = -1
+                continue
+            }
+            // The next chunk of the current unit.
+            cond.lock()
+            if readingUnit != unitIndex { readingUnit = unitIndex; cond.broadcast() }
+            while queues[unitIndex].isEmpty && !finished[unitIndex] && failure == nil { cond.wait() }
+            if let f = failure { cond.unlock(); throw f }
+            if queues[unitIndex].isEmpty {
+                cond.unlock()
+                unitIndex += 1
+                continue
+            }
+            let c = queues[unitIndex].removeFirst()
+            cond.broadcast()
+            cond.unlock()
+            if warnings.count < 1000 { warnings += c.warnings.prefix(1000 - warnings.count) }
+            linkAt = [:]
+            for (k, dev, ino) in c.links { linkAt[k] = (dev, ino) }
+            chunk = c
+            chunkIndex = 0
+        }
+    }
+
+    private var topLinks: [Int: (UInt64, UInt64)]?
+
+    private func entry(_ c: ScanChunk, _ i: Int, fromTop: Bool = false) -> ScannedEntry {
+        var e = c.table.entry(i)
+        let path = c.table.pathBytes(e)
+        var link = Array(c.table.linkBytes(e))
+        let key: (UInt64, UInt64)?
+        if fromTop {
+            if topLinks == nil { topLinks = Dictionary(top.links.map { ($0.0, ($0.1, $0.2)) }, uniquingKeysWith: { a, _ in a }) }
+            key = topLinks?[i]
+        } else {
+            key = linkAt[i]
+        }
+        if let (dev, ino) = key {
+            let k = ScanWorker.InodeKey(dev: dev, ino: ino)
+            if let first = firstPathOf[k] {
+                e.type = .hardlink
+                link = first
+            } else {
+                firstPathOf[k] = path
+            }
+        }
+        return ScannedEntry(entry: e, path: path, link: link, multiLink: key != nil)
+    }
+}
+
+struct ScanCancelled: Error {}
+
+/// Entries of one unit handed from a worker to the reader.
+struct ScanChunk {
+    var table: ManifestTable
+    /// Regular files with more than one link: (entry index in `table`, dev, ino).
+    var links: [(Int, UInt64, UInt64)]
+    var warnings: [String]
 }
 
 /// One piece of the walk: `name` in the directory open as `parent`, whose relative path is
@@ -198,8 +332,6 @@ struct ScanContext: @unchecked Sendable {
     let root: String
     let rootBytes: [UInt8]
     let excludes: ExcludeSet
-    let provider: (any ContentProvider)?
-    let previous: ManifestTable?
     let counter: ScanCounter
     let oneFileSystem: Bool
     let skipDirectories: [(dev: UInt64, ino: UInt64, name: String)]
@@ -226,15 +358,16 @@ final class ScanWorker: @unchecked Sendable {
     let context: ScanContext
     var table = ManifestTable()
     var warnings: [String] = []
-    var substitutes: [Int: SubstitutedContent] = [:]
     /// Regular files with more than one link: (entry index, dev, ino).
     var links: [(Int, UInt64, UInt64)] = []
+    /// Receives the entries so far every `chunkEntries` entries (and at the end of `run`);
+    /// nil keeps everything in `table` (the top of the tree).
+    var output: ((ScanChunk) throws -> Void)?
+    static let chunkEntries = 1024
     private var pathBuf: [CChar] = []
     /// getdents64 buffer, reused for every directory of this worker.
     private var direntBuffer: [UInt8] = []
     private var uncounted = 0
-    /// Where the last lookup in the previous table ended (lookups come in path order).
-    private var previousCursor = 0
 
     package struct InodeKey: Hashable { var dev: UInt64; var ino: UInt64 }
 
@@ -257,17 +390,26 @@ final class ScanWorker: @unchecked Sendable {
         pathBuf = unit.prefix.map { CChar(bitPattern: $0) }
         _ = try process(unit.parent, name: unit.name, prefixLength: pathBuf.count, parentDev: unit.parentDev, descend: unit.descend)
         flushCount()
-        // Many units are held until the join: give back what array growth over-allocated,
-        // and the getdents buffer.
-        table.shrinkToFit()
         direntBuffer = []
+        try flushChunk()
+    }
+
+    private func flushChunk() throws {
+        guard let output, !(table.count == 0 && warnings.isEmpty) else { return }
+        table.shrinkToFit()
+        let c = ScanChunk(table: table, links: links, warnings: warnings)
+        table = ManifestTable()
+        links = []
+        warnings = []
+        try output(c)
     }
 
     /// Processes one name in directory `dfd` whose relative path is `prefix`, without
     /// descending (see `process(_:name:prefixLength:parentDev:descend:)`).
-    func process(_ dfd: Int32, prefix: [UInt8], name: DirectoryName, parentDev: UInt64) throws -> (Int32, [UInt8], UInt64)? {
+    func process(_ dfd: Int32, prefix: [UInt8], name: DirectoryName, parentDev: UInt64) -> (Int32, [UInt8], UInt64)? {
         pathBuf = prefix.map { CChar(bitPattern: $0) }
-        return try process(dfd, name: name, prefixLength: pathBuf.count, parentDev: parentDev, descend: false)
+        // Without an output nothing throws.
+        return try! process(dfd, name: name, prefixLength: pathBuf.count, parentDev: parentDev, descend: false)
     }
 
     /// Processes one name in directory `dfd` whose relative path is `pathBuf[0..<prefixLength]`.
@@ -351,23 +493,12 @@ final class ScanWorker: @unchecked Sendable {
             (e.linkOffset, e.linkLength) = target.withUnsafeBytes { table.intern(UnsafeRawBufferPointer(rebasing: $0[0 ..< n])) }
         }
         if e.type == .file {
-            // The provider API takes Strings: a name that is not UTF-8 is archived as it is.
-            if let provider = context.provider, let rel = utf8Path(fullLength), !unchangedAndNotTheProvidersBusiness(e) {
-                switch try provider.plan(relativePath: rel, absolutePath: context.root + "/" + rel, size: e.size) {
-                case .asIs: break
-                case .asIsAskAgain: e.flags |= ManifestEntry.flagAskProvider
-                case .omit: return nil
-                case .substitute(let sub):
-                    e.size = sub.size
-                    e.flags |= ManifestEntry.flagAskProvider
-                    substitutes[table.count] = sub
-                }
-            }
             if st.st_nlink > 1 { links.append((table.count, UInt64(st.st_dev), UInt64(st.st_ino))) }
         }
         table.append(e)
         uncounted += 1
         if uncounted >= 1024 { flushCount() }
+        if output != nil && table.count >= Self.chunkEntries { try flushChunk() }
         if e.type == .directory {
             let cfd = dirFd >= 0 ? dirFd : pathBuf.withUnsafeBufferPointer { openat(dfd, $0.baseAddress! + nameStart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
             dirFd = -1
@@ -381,21 +512,6 @@ final class ScanWorker: @unchecked Sendable {
             try walk(cfd, prefixLength: fullLength, dev: UInt64(st.st_dev))
         }
         return nil
-    }
-
-    /// True when the previous backup has this regular file with the same type, size, mtime,
-    /// ctime, mode and owner, and the provider neither substituted it nor asked to see it again.
-    private func unchangedAndNotTheProvidersBusiness(_ e: ManifestEntry) -> Bool {
-        guard let prev = context.previous else { return false }
-        // pathBuf holds this entry's path and a terminating NUL.
-        let found: Int? = pathBuf.withUnsafeBytes { all in
-            prev.find(UnsafeRawBufferPointer(rebasing: all[0 ..< all.count - 1]), from: previousCursor)
-        }
-        guard let i = found else { return false }
-        previousCursor = i + 1
-        let p = prev.entry(i)
-        return p.type == .file && p.flags & ManifestEntry.flagAskProvider == 0 && p.size == e.size
-            && p.mtime == e.mtime && p.ctime == e.ctime && p.mode == e.mode && p.uid == e.uid && p.gid == e.gid
     }
 
     /// Walks one directory (takes ownership of `fd`).
@@ -414,11 +530,6 @@ final class ScanWorker: @unchecked Sendable {
         absBuf.append(contentsOf: pathBuf[0 ..< length])
         absBuf.append(0)
         return absBuf.withUnsafeBufferPointer { body($0.baseAddress!) }
-    }
-
-    /// The current entry's path when it is valid UTF-8 (nil otherwise).
-    private func utf8Path(_ length: Int) -> String? {
-        pathBuf.withUnsafeBytes { String(validating: UnsafeRawBufferPointer(rebasing: $0[0 ..< length]), as: UTF8.self) }
     }
 
     private func flushCount() {

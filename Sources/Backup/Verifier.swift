@@ -67,18 +67,19 @@ package enum SetInspector {
         var report = VerifyReport(backups: ids, archivesChecked: 0, filesChecked: 0, damaged: [])
         // archive id -> [(memberOffset, skip)] -> (path, hash, size) expected by some manifest
         struct Expect: Hashable { var member: UInt64; var skip: UInt64 }
-        var expected: [String: [Expect: (String, Digest, UInt64)]] = [:]
+        var expected: [String: [Expect: ([UInt8], Digest, UInt64)]] = [:]
         for id in ids {
-            let m: Manifest
-            do { m = try set.loadManifest(id) } catch {
+            do {
+                let m = try set.openManifest(id)
+                defer { m.close() }
+                while let r = try m.next() {
+                    let e = r.entry
+                    guard e.type == .file, let a = m.header.archiveID(e.archive) else { continue }
+                    expected[a, default: [:]][Expect(member: e.memberOffset, skip: e.memberSkip)] = (r.path, e.hash, e.size)
+                }
+            } catch {
                 report.damaged.append("\(id).manifest: \(error)")
                 continue
-            }
-            for i in 0 ..< m.table.count {
-                let e = m.table.entry(i)
-                guard e.type == .file, e.archive != ManifestEntry.noArchive else { continue }
-                let a = m.header.archives[Int(e.archive)]
-                expected[a, default: [:]][Expect(member: e.memberOffset, skip: e.memberSkip)] = (m.table.path(e), e.hash, e.size)
             }
         }
         for (a, exp) in expected.sorted(by: { $0.key < $1.key }) {
@@ -86,7 +87,7 @@ package enum SetInspector {
             let label = "\(a).tar.gz"
             let rd: any DestinationReader
             do { rd = try destination.open(set.archivePath(a)) } catch {
-                for (_, v) in exp.sorted(by: { $0.value.0 < $1.value.0 }) { report.damaged.append("\(label): \(v.0): archive missing (\(error))") }
+                for (_, v) in exp.sorted(by: { $0.value.0.lexicographicallyPrecedes($1.value.0) }) { report.damaged.append("\(label): \(displayPath(v.0)): archive missing (\(error))") }
                 continue
             }
             defer { try? rd.close() }
@@ -112,10 +113,10 @@ package enum SetInspector {
                             seen.insert(key)
                             report.filesChecked += 1
                             let got = Digest(hasher.finalize())
-                            if Array(want.0.utf8) != RestorePath.join(RestorePath.split(h.path)) {
-                                report.damaged.append("\(label): \(want.0): archive holds \(h.displayPath) at its place")
+                            if want.0 != RestorePath.join(RestorePath.split(h.path)) {
+                                report.damaged.append("\(label): \(displayPath(want.0)): archive holds \(h.displayPath) at its place")
                             } else if got != want.1 || size != want.2 || h.sparse != nil {
-                                report.damaged.append("\(label): \(want.0): content does not match its SHA-256")
+                                report.damaged.append("\(label): \(displayPath(want.0)): content does not match its SHA-256")
                             }
                             reporter.progress("verifying \(label): \(report.filesChecked) files")
                         }
@@ -134,7 +135,7 @@ package enum SetInspector {
                 }
             }
             for (k, v) in exp where !seen.contains(k) {
-                report.damaged.append("\(label): \(v.0): not readable from the archive")
+                report.damaged.append("\(label): \(displayPath(v.0)): not readable from the archive")
             }
         }
         reporter.endProgress()

@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 @testable import Backup
+import Gzip
 import Storage
 import Support
 import TestSupport
@@ -131,19 +132,24 @@ import Glibc
         let set = BackupSet(destination: dest.destination, name: "t")
         let original = try set.loadManifest(s.id)
         let file = try #require((0 ..< original.table.count).map { original.table.entry($0) }.first { $0.type == .file })
-        /// The backup's manifest plus `extra` entries (path, type, link target).
+        /// The backup's manifest plus `extra` entries (path, type, link target), in path order
+        /// as any manifest must be (an out-of-order one is refused as damaged before anything).
         func tampered(_ extra: [(String, ManifestEntryType, String)]) throws {
-            var t = ManifestTable()
+            var all: [(ManifestEntry, [UInt8], [UInt8])] = []
             for i in 0 ..< original.table.count {
-                var e = original.table.entry(i)
-                (e.pathOffset, e.pathLength) = t.intern(original.table.pathBytes(e))
-                (e.linkOffset, e.linkLength) = t.intern(Array(original.table.linkBytes(e)))
-                t.append(e)
+                let e = original.table.entry(i)
+                all.append((e, original.table.pathBytes(e), Array(original.table.linkBytes(e))))
             }
             for (path, type, link) in extra {
                 var e = type == .file ? file : ManifestEntry()
                 e.type = type
                 e.mode = type == .directory ? 0o755 : 0o644
+                all.append((e, Array(path.utf8), Array(link.utf8)))
+            }
+            all.sort { a, b in a.1.withUnsafeBytes { x in b.1.withUnsafeBytes { comparePaths(x, $0) < 0 } } }
+            var t = ManifestTable()
+            for (entry, path, link) in all {
+                var e = entry
                 (e.pathOffset, e.pathLength) = t.intern(path)
                 (e.linkOffset, e.linkLength) = t.intern(link)
                 t.append(e)
@@ -163,6 +169,46 @@ import Glibc
             #expect(Tree.diff(before, try Tree.describe(outside)).isEmpty, "\(name) changed the outside directory")
         }
         #expect(FileManager.default.fileExists(atPath: work.sub("t-absolute") + outside + "/planted"))
+
+        // Entries out of path order (as no hs-backup writes them): refused as damaged, and
+        // nothing is restored.
+        var unordered = ManifestTable()
+        for p in ["x.txt", "a.txt"] {
+            var e = file
+            (e.pathOffset, e.pathLength) = unordered.intern(p)
+            (e.linkOffset, e.linkLength) = unordered.intern("")
+            unordered.append(e)
+        }
+        #expect(throws: ToolError.self) { try Manifest(header: original.header, table: unordered).encoded() }
+        let good = try Manifest(header: original.header, table: original.table).encoded()
+        // Swap the first member for one whose entries are reversed: built by hand below.
+        var records: [UInt8] = []
+        for p in ["x.txt", "a.txt"] {
+            var e = file
+            e.pathOffset = 0; e.pathLength = UInt32(p.utf8.count); e.linkOffset = 0; e.linkLength = 0
+            var rec = [UInt8](repeating: 0, count: ManifestTable.recordSize)
+            rec.withUnsafeMutableBytes { ManifestTable.encode(e, into: $0, at: 0) }
+            records += rec + Array(p.utf8)
+        }
+        var member: [UInt8] = []
+        records.withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &member) }
+        var header = try Manifest.decode(good, name: "good").header
+        header.body = [ManifestChunk(length: records.count, compressed: member.count, sha256: hexString(SHA256Hasher.hash(records)))]
+        header.entries = 2
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let json = [UInt8](try enc.encode(header))
+        var file3 = Manifest.magic3 + member
+        let jsonOffset = UInt64(file3.count)
+        file3 += json
+        withUnsafeBytes(of: jsonOffset.littleEndian) { file3 += $0 }
+        withUnsafeBytes(of: UInt32(json.count).littleEndian) { file3 += $0 }
+        file3 += SHA256Hasher.hash(json) + Array("HSMEND3\n".utf8)
+        try dest.destination.writeAtomically(set.manifestPath(s.id), contents: file3)
+        let r = try Tools.run("hs-restore", ["--from", dest.spec, "--name", "t", "--to", work.sub("t-unordered")])
+        #expect(r.status == 1 && r.stderr.contains("out of order"), "\(r.stdout) \(r.stderr)")
+        let restored = (try? FileManager.default.contentsOfDirectory(atPath: work.sub("t-unordered"))) ?? []
+        #expect(restored.isEmpty, "the manifest is checked whole before anything is written: \(restored)")
     }
 
     /// xattrs of every namespace and POSIX ACLs (access and default) come back on files and

@@ -254,62 +254,93 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
                                         started: 1, seconds: 2, files: 0, directories: 0, symlinks: 0, filesArchived: 0, treeBytes: 0,
                                         bytesIn: 0, bytesOut: 0, warnings: [])
 
-    /// Splits a manifest file into its parts.
-    private func parts(_ f: [UInt8]) throws -> (header: [String: Any], bodyStart: Int, body: [UInt8]) {
-        let hlen = Int(f.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) })
-        let h = try #require(try JSONSerialization.jsonObject(with: Data(f[16 ..< 16 + hlen])) as? [String: Any])
-        return (h, 16 + hlen + 16, Array(f[(16 + hlen + 16) ..< (f.count - 32)]))
+    /// A manifest file exactly as 0.2.0 wrote it (format 2): magic, header JSON, sizes, the
+    /// 128-byte records then the strings as gzip members of up to 4 MiB (listed in `body`;
+    /// with `legacyBody`, one gzip stream and no list, as 0.1.0), SHA-256 of everything.
+    private func formatTwoFile(_ t: ManifestTable, header: ManifestHeader, legacyBody: Bool = false) throws -> [UInt8] {
+        func member(_ b: ArraySlice<UInt8>) -> [UInt8] {
+            var out: [UInt8] = []
+            b.withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &out) }
+            return out
+        }
+        var parts: [ArraySlice<UInt8>] = []
+        for area in [t.records, t.strings] {
+            var pos = 0
+            while pos < area.count { parts.append(area[pos ..< min(pos + (4 << 20), area.count)]); pos += 4 << 20 }
+        }
+        var h = header
+        h.format = 2
+        let members = parts.map(member)
+        h.body = legacyBody ? nil : zip(parts, members).map { ManifestChunk(length: $0.count, compressed: $1.count, sha256: hexString(SHA256Hasher.hash(Array($0)))) }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let json = [UInt8](try enc.encode(h))
+        var f = Array("HSMANIFEST1\n".utf8)
+        withUnsafeBytes(of: UInt32(json.count).littleEndian) { f += $0 }
+        f += json
+        withUnsafeBytes(of: UInt64(t.records.count).littleEndian) { f += $0 }
+        withUnsafeBytes(of: UInt64(t.strings.count).littleEndian) { f += $0 }
+        if legacyBody { f += member(ArraySlice(t.records + t.strings)) } else { for m in members { f += m } }
+        f += SHA256Hasher.hash(f)
+        return f
     }
 
-    @Test("bodies of several members decode in parallel; a no-change manifest copies every member")
-    func parallelDecodeAndReuse() throws {
-        let t = bigTable(90_000)  // 10 MB of records: three record members, one string member
+    @Test("format 3: members decode in order; a no-change manifest copies every member; one change recompresses one member")
+    func streamedMembersAndReuse() throws {
+        let t = bigTable(90_000)  // ~15 MB of entries: several members
         let first = try Manifest(header: header, table: t).encoded()
+        #expect(first.starts(with: Array("HSMANIFEST3\n".utf8)))
         let m1 = try Manifest.decode(first, name: "first")
         #expect(m1.table.records == t.records && m1.table.strings == t.strings)
         let chunks = try #require(m1.header.body)
-        #expect(chunks.count == 4 && chunks.map(\.length).reduce(0, +) == t.records.count + t.strings.count)
+        #expect(chunks.count >= 5 && m1.header.entries == 90_000 && m1.header.format == 3)
 
         // Same table: every member is copied byte for byte (and the file still checks out).
         var h2 = header; h2.id = "y"
         let second = try Manifest(header: h2, table: t).encoded(reusing: m1.reusable())
-        #expect(try parts(second).body == parts(first).body)
-        #expect(try Manifest.decode(second, name: "second").table.records == t.records)
+        let m2 = try Manifest.decode(second, name: "second")
+        #expect(m2.table.records == t.records && m2.header.body == chunks)
+        #expect(second[12 ..< 12 + chunks.map(\.compressed).reduce(0, +)] == first[12 ..< 12 + chunks.map(\.compressed).reduce(0, +)])
 
-        // One entry in the second record member changes: only that member is compressed again.
+        // One entry in the middle changes: only the member holding it is compressed again;
+        // the members after it line up with the previous ones (cut points follow the entries).
         var t3 = t
         var e = t3.entry(50_000); e.size += 1; t3.set(50_000, e)
         let third = try Manifest(header: h2, table: t3).encoded(reusing: m1.reusable())
         let m3 = try Manifest.decode(third, name: "third")
         #expect(m3.table.records == t3.records && m3.table.strings == t3.strings)
         let c3 = try #require(m3.header.body)
-        #expect(c3[0] == chunks[0] && c3[2] == chunks[2] && c3[3] == chunks[3] && c3[1] != chunks[1])
+        #expect(c3.count == chunks.count && zip(c3, chunks).filter { $0 != $1 }.count == 1)
+
+        // A flipped byte in a member is found (its SHA-256), and named as damage.
+        var bad = first
+        bad[200] ^= 0x55
+        #expect { try Manifest.decode(bad, name: "bad") } throws: { "\($0)".contains("damaged") }
+        // A cut-off file (no end marker) is damage too.
+        #expect { try Manifest.decode(Array(first.dropLast(10)), name: "cut") } throws: { "\($0)".contains("truncated") }
     }
 
-    @Test("a 0.1.0 manifest (no member list, one gzip stream) still decodes")
-    func legacyBody() throws {
+    @Test("format-2 manifests of 0.2.0 (and 0.1.0's single stream) still load and are valid parents")
+    func formatTwoLoads() throws {
         let t = bigTable(50_000, salt: "legacy")
-        let modern = try Manifest(header: header, table: t).encoded()
-        var (h, _, body) = try parts(modern)
-        h.removeValue(forKey: "body")
-        let json = try JSONSerialization.data(withJSONObject: h, options: [.sortedKeys])
-        var old = Array("HSMANIFEST1\n".utf8)
-        withUnsafeBytes(of: UInt32(json.count).littleEndian) { old += $0 }
-        old += json
-        withUnsafeBytes(of: UInt64(t.records.count).littleEndian) { old += $0 }
-        withUnsafeBytes(of: UInt64(t.strings.count).littleEndian) { old += $0 }
-        old += body
-        old += SHA256Hasher.hash(old)
-        let m = try Manifest.decode(old, name: "legacy")
-        #expect(m.header.body == nil)
-        #expect(m.table.records == t.records && m.table.strings == t.strings)
-        // And it is a valid parent: nothing can be reused from it, everything is compressed.
-        let next = try Manifest(header: header, table: t).encoded(reusing: m.reusable())
-        #expect(try Manifest.decode(next, name: "next").table.records == t.records)
-        // A damaged legacy body is refused.
-        var bad = old
-        bad[bad.count - 40] ^= 0x55
-        #expect(throws: ToolError.self) { try Manifest.decode(bad, name: "bad") }
+        for legacyBody in [false, true] {
+            let old = try formatTwoFile(t, header: header, legacyBody: legacyBody)
+            let m = try Manifest.decode(old, name: "legacy")
+            #expect(m.header.format == 2 && (m.header.body == nil) == legacyBody)
+            #expect(m.table.records == t.records && m.table.strings == t.strings)
+            // The streaming reader gives the same entries.
+            let r = try ManifestReader(bytes: old, name: "legacy")
+            var n = 0
+            while let rec = try r.next() { #expect(rec.path == t.pathBytes(t.entry(n))); n += 1 }
+            #expect(n == t.count)
+            // And it is a valid parent: nothing can be reused from it, everything is compressed.
+            let next = try Manifest(header: header, table: t).encoded(reusing: m.reusable())
+            #expect(try Manifest.decode(next, name: "next").table.records == t.records)
+            // A damaged body is refused.
+            var bad = old
+            bad[bad.count - 40] ^= 0x55
+            #expect(throws: ToolError.self) { try Manifest.decode(bad, name: "bad") }
+        }
     }
 
     /// Writes a manifest file exactly as 0.1.x did: 112-byte records with Int64 nanosecond
@@ -382,13 +413,13 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
             #expect(items[2].type == .symlink && items[2].link == Array("f.txt".utf8))
             #expect(items[1].archive == "old" && items[0].archive == nil && items[1].size == 42 && items[1].memberSkip == 512)
             #expect(items[1].hash == Digest(SHA256Hasher.hash(Array("a/f.txt".utf8))) && items[1].xattrHash == 0)
-            // Re-encoded, it is a format-2 manifest with the same entries.
-            let again = try Manifest.decode(try m.encoded(reusing: m.reusable()), name: "v2")
-            #expect(again.header.format == 2 && Array(again.items()) == items)
+            // Re-encoded, it is a format-3 manifest with the same entries.
+            let again = try Manifest.decode(try m.encoded(reusing: m.reusable()), name: "v3")
+            #expect(again.header.format == 3 && Array(again.items()) == items)
         }
     }
 
-    @Test("format 2 keeps the full time range and xattr hashes; a newer format is refused by name")
+    @Test("format 3 keeps the full time range, names as bytes and xattr hashes; a newer format is refused by name")
     func formatTwoRange() throws {
         var t = ManifestTable()
         let times = [FileTime(seconds: .max, nanoseconds: 999_999_999), FileTime(seconds: .min, nanoseconds: 0),
@@ -405,16 +436,20 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         #expect(items.map(\.ctime) == times.indices.map { times[($0 + 1) % times.count] })
         #expect(items.map(\.path) == (0 ..< 4).map { [0x66, 0xFF, UInt8(0x30 + $0)] })
         #expect(items[3].xattrHash == 3 &* 0x9E37_79B9_7F4A_7C15)
+        // A manifest of a newer format is refused by name, not as damage.
         let file = try Manifest(header: header, table: t).encoded()
-        var (h, bodyStart, body) = try parts(file)
-        h["format"] = 3
-        let json = try JSONSerialization.data(withJSONObject: h, options: [.sortedKeys])
-        var future = Array("HSMANIFEST1\n".utf8)
-        withUnsafeBytes(of: UInt32(json.count).littleEndian) { future += $0 }
+        var h = try Manifest.decode(file, name: "v3").header
+        h.format = 4
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let json = [UInt8](try enc.encode(h))
+        let bodyBytes = h.body!.map(\.compressed).reduce(0, +)
+        var future = Array(file[0 ..< 12 + bodyBytes])
+        let at = UInt64(future.count)
         future += json
-        future += file[(bodyStart - 16) ..< bodyStart]
-        future += body
-        future += SHA256Hasher.hash(future)
+        withUnsafeBytes(of: at.littleEndian) { future += $0 }
+        withUnsafeBytes(of: UInt32(json.count).littleEndian) { future += $0 }
+        future += SHA256Hasher.hash(json) + Array("HSMEND3\n".utf8)
         #expect { try Manifest.decode(future, name: "future") } throws: { "\($0)".contains("newer hs-backup") }
     }
 }

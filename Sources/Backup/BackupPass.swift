@@ -1,0 +1,387 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Archive
+import Foundation
+import Storage
+import Support
+
+/// One walk of the source for a backup (or a `--dry-run`), in constant memory: the scan (a
+/// stream in path order), the previous manifest (a stream in the same order), the archive and
+/// the new manifest all advance together. Per entry: compare with the previous backup; carry
+/// an unchanged entry's place in an older archive, or archive it now. Entries wait in a
+/// bounded queue until the archive member holding them is written (the manifest records its
+/// compressed offset), then go to the manifest in order.
+final class BackupPass {
+    private let runner: BackupRunner
+    private var options: BackupOptions { runner.options }
+    private let previous: ManifestReader?
+    private let dryRun: Bool
+    /// Entries whose content or metadata goes into this backup's archive, waiting for their
+    /// batch (read ahead on all cores), and entries queued behind them.
+    private struct Pending {
+        var record: ManifestRecord
+        var archive: Bool
+        var substitute: SubstitutedContent?
+        var multiLink: Bool
+        /// Archive member and tar offset of its header once archived (-1: not archived now).
+        var member = -1
+        var headerOffset: UInt64 = 0
+        var dropped = false
+    }
+    private var batch: [Pending] = []
+    private var batchArchived = 0
+    private var batchBytes: UInt64 = 0
+    private var awaiting: [Pending] = []
+    private var awaitingHead = 0
+    private var previousNext: ManifestRecord?
+    private var previousDone = false
+    /// Paths archived now of files with several links (a hardlink to one is archived as a link).
+    private var archivedHere = Set<[UInt8]>()
+
+    // Set by the runner for a real run.
+    var id = ""
+    var set: BackupSet?
+    var manifest: ManifestWriter?
+    /// What entries' archive indexes name: the previous manifest's slots, then this backup's.
+    var archiveSlots: [String] = []
+    private(set) var usedArchives = Set<UInt32>()
+    private(set) var archiveID: String?
+    private var archiveWriter: ArchiveWriter?
+    private var archiveFile: (any DestinationWriter)?
+    private var archiveCleanup: Int?
+    private var myIndex: UInt32 = 0
+
+    // Counts.
+    var files = 0, dirs = 0, links = 0, filesArchived = 0
+    var treeBytes: UInt64 = 0, bytesIn: UInt64 = 0, bytesOut: UInt64 = 0
+    private var done = 0
+
+    init(runner: BackupRunner, previous: ManifestReader?, dryRun: Bool) {
+        self.runner = runner
+        self.previous = previous
+        self.dryRun = dryRun
+    }
+
+    /// Removes substituted content not yet archived (on failure).
+    func cleanup() {
+        for p in batch { p.substitute?.cleanup() }
+        batch = []
+    }
+
+    func run() throws {
+        let scanner = runner.makeScanner()
+        let reporter = runner.reporter
+        let stream = try scanner.start { n in reporter.progress("scanning: \(n) entries") }
+        defer { stream.close() }
+        let xattrsComparable = previous?.header.hasXattrHashes ?? false
+        let providerKnowsPrevious = (previous?.header.scanFlags ?? 0) >= 1
+        while let s = try stream.next() {
+            var e = s.entry
+            let p = try previousEntry(s.path)
+            var substitute: SubstitutedContent?
+            if e.type == .file, let provider = options.contentProvider,
+               let rel = s.path.withUnsafeBufferPointer({ String(validating: $0, as: UTF8.self) }) {
+                // A file unchanged since the previous backup that the provider left alone then
+                // is not shown to it again (which would open it).
+                let skip = providerKnowsPrevious && p.map {
+                    $0.entry.type == .file && $0.entry.flags & ManifestEntry.flagAskProvider == 0 && $0.entry.size == e.size
+                        && $0.entry.mtime == e.mtime && $0.entry.ctime == e.ctime && $0.entry.mode == e.mode
+                        && $0.entry.uid == e.uid && $0.entry.gid == e.gid
+                } ?? false
+                if !skip {
+                    switch try provider.plan(relativePath: rel, absolutePath: options.source + "/" + rel, size: e.size) {
+                    case .asIs: break
+                    case .asIsAskAgain: e.flags |= ManifestEntry.flagAskProvider
+                    case .omit: continue
+                    case .substitute(let sub):
+                        e.size = sub.size
+                        e.flags |= ManifestEntry.flagAskProvider
+                        substitute = sub
+                    }
+                }
+            }
+            switch e.type {
+            case .file, .hardlink: files += 1; treeBytes = treeBytes.addingSaturated(e.size)
+            case .directory: dirs += 1
+            case .symlink: links += 1
+            }
+            var record = ManifestRecord(entry: e, path: s.path, link: s.link)
+            if let p, carry(&record, from: p, substitute: substitute, xattrsComparable: xattrsComparable) {
+                substitute?.cleanup()
+                try enqueue(Pending(record: record, archive: false, substitute: nil, multiLink: false))
+            } else {
+                try enqueue(Pending(record: record, archive: true, substitute: substitute, multiLink: s.multiLink))
+            }
+        }
+        try processBatch()
+        for w in stream.warnings { runner.note(w) }
+    }
+
+    /// The previous backup's entry with exactly this path, if any (paths come in order).
+    private func previousEntry(_ path: [UInt8]) throws -> ManifestRecord? {
+        guard let previous else { return nil }
+        while !previousDone {
+            if previousNext == nil {
+                previousNext = try previous.next()
+                if previousNext == nil { previousDone = true; return nil }
+            }
+            let c = previousNext!.path.withUnsafeBytes { a in path.withUnsafeBytes { comparePaths(a, $0) } }
+            if c < 0 { previousNext = nil; continue }
+            if c == 0 { defer { previousNext = nil }; return previousNext }
+            return nil
+        }
+        return nil
+    }
+
+    /// True (with `record` completed from `p`) when the entry is unchanged since the previous
+    /// backup and its content, if any, can be read from an older archive.
+    private func carry(_ record: inout ManifestRecord, from p: ManifestRecord, substitute: SubstitutedContent?, xattrsComparable: Bool) -> Bool {
+        let e = record.entry
+        if BackupRunner.changed(e, p.entry, xattrsComparable: xattrsComparable)
+            || ((e.type == .symlink || e.type == .hardlink) && record.link != p.link) {
+            return false
+        }
+        switch e.type {
+        case .directory, .symlink:
+            return true  // metadata equal; nothing to carry
+        case .hardlink:
+            record.entry.hash = p.entry.hash
+            return true
+        case .file:
+            var same = e.ctime == p.entry.ctime && substitute == nil
+            if !same {
+                // ctime (or substituted content) changed alone: compare content hashes.
+                let path = substitute.map { Array($0.path.utf8) } ?? runner.sourcePath(record.path)
+                if let h = try? hashFile(bytes: path), h == p.entry.hash { same = true }
+            }
+            guard same, p.entry.archive != ManifestEntry.noArchive else { return false }
+            record.entry.archive = p.entry.archive
+            record.entry.memberOffset = p.entry.memberOffset
+            record.entry.memberSkip = p.entry.memberSkip
+            record.entry.hash = p.entry.hash
+            record.entry.size = p.entry.size
+            return true
+        }
+    }
+
+    private func enqueue(_ p: Pending) throws {
+        if dryRun {
+            guard p.archive else { return }
+            let e = p.record.entry
+            if e.type == .file { filesArchived += 1; bytesIn = bytesIn.addingSaturated(e.size) }
+            runner.reporter.info("would archive: \(e.type.name) \(displayPath(p.record.path))")
+            return
+        }
+        if !p.archive && batch.isEmpty && awaitingHead == awaiting.count, let manifest {
+            // Nothing queued ahead of it: straight to the manifest.
+            if p.record.entry.archive != ManifestEntry.noArchive { usedArchives.insert(p.record.entry.archive) }
+            try manifest.append(p.record)
+            return
+        }
+        batch.append(p)
+        if p.archive && p.record.entry.type == .file {
+            batchArchived += 1
+            if p.record.entry.size <= 1 << 20 { batchBytes += p.record.entry.size }
+        }
+        // Bounded: 1024 files or 16 MiB of small files read ahead, or 4096 entries queued.
+        if batchArchived >= 1024 || batchBytes >= 16 << 20 || batch.count >= 4096 { try processBatch() }
+    }
+
+    /// Creates `<id>.tar.gz.partial` (on the first entry to archive, or at once for a full backup).
+    func openArchive() throws {
+        guard archiveWriter == nil, let set else { return }
+        let dest = options.destination
+        let partial = set.archivePath(id) + ".partial"
+        // A signal (Ctrl-C, SIGTERM) removes the partial archive before the process exits.
+        // Registered before the file is created: a signal between the two used to leave it.
+        archiveCleanup = InterruptCleanup.shared.register("\(dest.displayName)/\(partial)") { [dest] in
+            if (try? dest.stat(partial)).flatMap({ $0 }) != nil { try dest.remove(partial) }
+        }
+        let writer: any DestinationWriter
+        do { writer = try dest.create(partial) } catch {
+            throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(partial): \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
+        }
+        archiveFile = writer
+        archiveWriter = ArchiveWriter(sink: { bytes in try bytes.withUnsafeBytes { try writer.write($0) } },
+                                      options: ArchiveWriterOptions(level: options.compressionLevel, recordEntries: false))
+        myIndex = UInt32(archiveSlots.count)
+        archiveSlots.append(id)
+        archiveID = id
+    }
+
+    /// Archives what the batch holds (small files read ahead on all cores), then passes the
+    /// batch on to the manifest.
+    private func processBatch() throws {
+        guard !batch.isEmpty else { return }
+        defer { batch = []; batchArchived = 0; batchBytes = 0 }
+        if batch.contains(where: \.archive) {
+            try openArchive()
+            var small: [(index: Int, path: [UInt8], size: UInt64)] = []
+            for (k, p) in batch.enumerated() where p.archive && p.substitute == nil {
+                let e = p.record.entry
+                if e.type == .file && e.size > 0 && e.size <= 1 << 20 { small.append((k, p.record.path, e.size)) }
+            }
+            var window = runner.prefetch(small)
+            for k in batch.indices where batch[k].archive {
+                do {
+                    try archive(&batch[k], prefetched: window.removeValue(forKey: k))
+                } catch {
+                    throw ToolError("backup to \(set?.location ?? "") failed while writing the archive: \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
+                }
+                batch[k].substitute?.cleanup()
+                batch[k].substitute = nil
+            }
+        }
+        awaiting.append(contentsOf: batch)
+        try flushAwaiting(all: false)
+    }
+
+    private func archive(_ p: inout Pending, prefetched ahead: Result<PrefetchedContent, PrefetchError>?) throws {
+        guard let aw = archiveWriter else { return }
+        var e = p.record.entry
+        let pathBytes = p.record.path
+        let path = displayPath(pathBytes)
+        let absolute = runner.sourcePath(pathBytes)
+        var meta = EntryMetadata(pathBytes: pathBytes, type: .file, mode: e.mode, uid: e.uid, gid: e.gid, size: 0,
+                                 mtimeSeconds: e.mtime.seconds, mtimeNanoseconds: e.mtime.nanoseconds)
+        if e.xattrHash != 0 {
+            // Read again now (the scan kept only their hash); a change since is the same race
+            // as a content change and shows in the next backup.
+            let attrs = absolute.withUnsafeBufferPointer { b in
+                b.withMemoryRebound(to: CChar.self) { readXattrs(.path($0.baseAddress!)) }
+            }
+            for a in attrs { meta.xattrs[a.name] = a.value }
+        }
+        switch e.type {
+        case .directory:
+            meta.type = .directory
+            try aw.add(meta)
+        case .symlink:
+            meta.type = .symlink; meta.linkBytes = p.record.link
+            try aw.add(meta)
+        case .hardlink:
+            if archivedHere.contains(p.record.link) {
+                meta.type = .hardlink; meta.linkBytes = p.record.link
+                try aw.add(meta)
+            }
+        case .file:
+            let substituted = p.substitute
+            let content = substituted.map { Array($0.path.utf8) + [0] } ?? absolute
+            let contentBytes = Array(content.dropLast())
+            meta.size = e.size
+            var added: AddResult
+            var usedPrefetch = false
+            do {
+                if case .success(let c)? = ahead {
+                    added = try aw.add(meta, prefetched: c)
+                    usedPrefetch = true
+                    // Compared with the scan: size and mtime after the read.
+                    if c.sizeAfter != Int64(clamping: e.size) || c.mtimeAfter.seconds != e.mtime.seconds
+                        || c.mtimeAfter.nanoseconds != Int64(e.mtime.nanoseconds) {
+                        added.sizeChanged = true
+                    }
+                } else if case .failure(let f)? = ahead, f.errno == ENOENT {
+                    throw ArchiveError(.io, entry: path, "open failed: \(String(cString: strerror(f.errno)))")
+                } else {
+                    added = try aw.add(meta, contentPathBytes: contentBytes)
+                }
+            } catch let err as ArchiveError where err.kind == .io && !fileExists(bytes: content) {
+                // Vanished since the scan (nothing of it was written): leave it out.
+                runner.note("\(path) disappeared while the backup ran; not in this backup")
+                p.dropped = true
+                files -= 1
+                treeBytes -= min(treeBytes, e.size)
+                return
+            }
+            e.hash = Digest(added.sha256 ?? SHA256Hasher.hash([]))
+            e.archive = myIndex
+            var changed = added.sizeChanged
+            if substituted == nil && !changed && !usedPrefetch {
+                var st = stat()
+                let rc = content.withUnsafeBufferPointer { b in b.withMemoryRebound(to: CChar.self) { lstat($0.baseAddress!, &st) } }
+                if rc != 0 || UInt64(clamping: st.st_size) != e.size || FileTime(st.st_mtim) != e.mtime {
+                    changed = true
+                }
+            }
+            if changed {
+                e.flags |= ManifestEntry.flagChangedWhileRead
+                runner.note("\(path) changed while it was read; the backup holds the bytes as read")
+            }
+            p.record.entry = e
+            p.member = added.headerMember
+            p.headerOffset = added.headerOffset
+            if p.multiLink { archivedHere.insert(pathBytes) }
+            bytesIn = bytesIn.addingSaturated(added.bytesRead)
+            filesArchived += 1
+            done += 1
+            runner.reporter.progress("archiving: \(done) files, \(Format.bytes(bytesIn)) read")
+        }
+    }
+
+    /// Passes queued entries to the manifest in order, as far as their archive members are
+    /// written. With `all`, or when the queue grows long, the member being filled is ended
+    /// and waited for.
+    private func flushAwaiting(all: Bool) throws {
+        guard let manifest else { awaiting = []; awaitingHead = 0; return }
+        while awaitingHead < awaiting.count {
+            let a = awaiting[awaitingHead]
+            var r = a.record
+            if a.member >= 0, let aw = archiveWriter {
+                var m = try aw.writtenMember(a.member)
+                if m == nil {
+                    guard all || awaiting.count - awaitingHead > 32768 else { break }
+                    if a.member == aw.currentMember { try aw.endMember() }
+                    try aw.waitForMember(a.member)
+                    m = try aw.writtenMember(a.member)
+                }
+                guard let m else { throw ToolError("archive member \(a.member) was not written") }
+                r.entry.memberOffset = m.compressedOffset
+                r.entry.memberSkip = a.headerOffset - m.uncompressedOffset
+            }
+            awaitingHead += 1
+            if a.dropped { continue }
+            if r.entry.archive != ManifestEntry.noArchive { usedArchives.insert(r.entry.archive) }
+            try manifest.append(r)
+        }
+        if awaitingHead == awaiting.count {
+            awaiting.removeAll(keepingCapacity: true); awaitingHead = 0
+        } else if awaitingHead > 4096 && awaitingHead * 2 > awaiting.count {
+            awaiting.removeFirst(awaitingHead); awaitingHead = 0
+        }
+    }
+
+    /// Ends the archive (if one was written), passes the rest of the queue to the manifest,
+    /// syncs the archive and renames it to its final name.
+    func finishArchive() throws {
+        guard let aw = archiveWriter, let writer = archiveFile, let set else {
+            try flushAwaiting(all: true)
+            return
+        }
+        let dest = options.destination
+        let partial = set.archivePath(id) + ".partial"
+        do {
+            let index = try aw.finish()
+            bytesOut = index.compressedSize
+            try flushAwaiting(all: true)
+            runner.trace("archive streamed")
+            try writer.sync()
+            try writer.close()
+            try dest.rename(partial, to: set.archivePath(id))
+            try dest.syncDirectory(options.set)
+            archiveFile = nil
+            if let c = archiveCleanup { InterruptCleanup.shared.unregister(c); archiveCleanup = nil }
+        } catch {
+            throw ToolError("backup to \(set.location) failed while writing the archive: \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
+        }
+    }
+
+    /// After a failure: removes the partial archive.
+    func abandonArchive() {
+        guard let writer = archiveFile, let set else { return }
+        try? writer.close()
+        try? options.destination.remove(set.archivePath(id) + ".partial")
+        archiveFile = nil
+        if let c = archiveCleanup { InterruptCleanup.shared.unregister(c); archiveCleanup = nil }
+    }
+}

@@ -1,0 +1,488 @@
+// Manifest format 3: written and read as a stream, so a backup or a restore of any number of
+// files holds only a few members of the manifest in memory.
+//
+// File layout:
+//   "HSMANIFEST3\n"
+//   body: gzip members, each holding whole entries (about 1 MiB uncompressed each)
+//   header JSON (`ManifestHeader`, with `body` listing every member: uncompressed length,
+//     compressed length, SHA-256 of the uncompressed bytes)
+//   u64 LE  offset of the header JSON
+//   u32 LE  length of the header JSON
+//   32 bytes SHA-256 of the header JSON
+//   "HSMEND3\n"
+// The header is at the end because what it says (counts, members) is known only then; a
+// reader finds it from the file's size. Every member is checked against its SHA-256 as it is
+// inflated, the header against its own.
+//
+// Entry (in path order, component order as `comparePaths`): the 128-byte record of format 2
+// (`ManifestTable`'s layout) whose first four fields mean: bytes of the path shared with the
+// previous entry's path in the same member (0 for a member's first entry), length of the rest
+// of the path, 0, length of the link; then the rest of the path, then the link bytes (a
+// symlink's target, or a hardlink's target path, in full). A member is cut after an entry
+// once it holds 1 MiB and the entry's path hash says so (or at 2 MiB): the cut points depend
+// on the entries, not on their position, so after a change the members of an incremental
+// line up with the previous manifest's again and are copied from it instead of compressed.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Archive
+import Gzip
+import Support
+
+/// One manifest entry with its path and link bytes (the archive as an index).
+package struct ManifestRecord: Sendable, Equatable {
+    package var entry: ManifestEntry
+    package var path: [UInt8]
+    package var link: [UInt8]
+
+    package init(entry: ManifestEntry, path: [UInt8], link: [UInt8] = []) {
+        self.entry = entry; self.path = path; self.link = link
+    }
+}
+
+extension Manifest {
+    package static let magic3 = Array("HSMANIFEST3\n".utf8)
+    static let endMagic3 = Array("HSMEND3\n".utf8)
+    static let trailerSize = 8 + 4 + 32 + 8
+    /// A member is cut at the next entry whose path hash allows it once it holds this much...
+    static let memberTarget = 1 << 20
+    /// ...and at the next entry once it holds this much.
+    static let memberCap = 2 << 20
+    /// Longest path or link an entry may have (Linux allows any length of relative path below
+    /// the 4096-byte PATH_MAX limit per call; a longer one means a damaged manifest).
+    static let maxNameLength = 1 << 20
+
+    static func damaged3(_ name: String, _ why: String) -> ToolError {
+        ToolError("manifest \(name) is damaged (\(why)); it cannot be used. Run `hs-backup verify` and take a new full backup with --full.")
+    }
+
+    /// The header of a format-3 manifest from its trailer. `read(offset, count)` reads the file.
+    static func readHeader3(size: UInt64, name: String, read: (UInt64, Int) throws -> [UInt8]) throws -> (ManifestHeader, bodyEnd: UInt64) {
+        guard size >= UInt64(magic3.count + trailerSize) else { throw damaged3(name, "too short") }
+        let t = try readFully(read, at: size - UInt64(trailerSize), count: trailerSize)
+        guard t.count == trailerSize, Array(t[44 ..< 52]) == endMagic3 else { throw damaged3(name, "no end marker: the file is truncated") }
+        let jsonOffset = readLE64(t, 0)
+        let jsonLength = UInt64(readLE32(t, 8))
+        guard jsonOffset >= UInt64(magic3.count), jsonLength > 0, jsonLength < 256 << 20,
+              jsonOffset + jsonLength == size - UInt64(trailerSize) else { throw damaged3(name, "header place") }
+        let json = try readFully(read, at: jsonOffset, count: Int(jsonLength))
+        guard json.count == Int(jsonLength), SHA256Hasher.hash(json).elementsEqual(t[12 ..< 44]) else {
+            throw damaged3(name, "header checksum mismatch")
+        }
+        let header: ManifestHeader
+        do { header = try JSONDecoder().decode(ManifestHeader.self, from: Data(json)) } catch {
+            throw damaged3(name, "header JSON: \(error)")
+        }
+        guard header.format <= 3 else {
+            throw ToolError("manifest \(name) has format \(header.format), written by a newer hs-backup (\(header.toolVersion)); this one reads formats up to 3. Use that version or newer.")
+        }
+        guard header.format == 3 else { throw damaged3(name, "format \(header.format) in a format-3 file") }
+        return (header, jsonOffset)
+    }
+
+    static func readFully(_ read: (UInt64, Int) throws -> [UInt8], at offset: UInt64, count: Int) throws -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(count)
+        while out.count < count {
+            let chunk = try read(offset + UInt64(out.count), count - out.count)
+            if chunk.isEmpty { break }
+            out += chunk
+        }
+        return out
+    }
+}
+
+/// Compressed members of an earlier manifest that a new one may copy (same uncompressed
+/// length and SHA-256) instead of compressing its own bytes again.
+package protocol ManifestMemberSource: AnyObject, Sendable {
+    func compressedMember(sha256: String, length: Int) -> [UInt8]?
+}
+
+/// The members of a manifest file held in memory (`Manifest.encoded(reusing:)`).
+final class ManifestFileMembers: ManifestMemberSource, @unchecked Sendable {
+    private let file: [UInt8]
+    private var bySHA: [String: (Range<Int>, Int)] = [:]
+    init?(manifest: Manifest) {
+        guard let file = manifest.encodedFile, manifest.header.format == 3, let body = manifest.header.body else { return nil }
+        self.file = file
+        var offset = Manifest.magic3.count
+        for c in body { bySHA[c.sha256] = (offset ..< offset + c.compressed, c.length); offset += c.compressed }
+    }
+    func compressedMember(sha256: String, length: Int) -> [UInt8]? {
+        guard let (r, l) = bySHA[sha256], l == length, r.upperBound <= file.count else { return nil }
+        return Array(file[r])
+    }
+}
+
+/// Writes a format-3 manifest as a stream: entries in path order, then `finish(header:)`.
+/// Members are hashed and compressed (or copied from `parent`) on worker threads and passed
+/// to `sink` in order, from the calling thread. Memory: a few members.
+package final class ManifestWriter {
+    private let sink: ([UInt8]) throws -> Void
+    private let parent: (any ManifestMemberSource)?
+    private let pool: WorkerPool
+    private var buffer: [UInt8] = []
+    private var previousPath: [UInt8] = []
+    private var submitted = 0
+    private var written = 0
+    private var done: [Int: (bytes: [UInt8], chunk: ManifestChunk, copied: Bool)] = [:]
+    private let lock = NSLock()
+    private var chunks: [ManifestChunk] = []
+    private var offset: UInt64 = 0
+    private var hasher = SHA256Hasher()
+    private var lastPath: [UInt8] = []
+    private var haveLast = false
+    /// Entries written so far.
+    package private(set) var count = 0
+    /// Members copied from the parent (not compressed again).
+    package private(set) var copiedMembers = 0
+
+    package init(sink: @escaping ([UInt8]) throws -> Void, parent: (any ManifestMemberSource)? = nil,
+                 threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        self.sink = sink
+        self.parent = parent
+        self.pool = WorkerPool(threads: max(1, threads), maxPendingBytes: 6 << 20, maxPendingItems: max(2, threads) * 2)
+        buffer.reserveCapacity(Manifest.memberCap + 4096)
+    }
+
+    deinit { pool.shutdown() }
+
+    private var wroteMagic = false
+    private func emit(_ bytes: [UInt8]) throws {
+        if !wroteMagic {
+            wroteMagic = true
+            try emit(Manifest.magic3)
+        }
+        try sink(bytes)
+        offset += UInt64(bytes.count)
+    }
+
+    /// Appends one entry (its `pathOffset`/`pathLength`/`linkOffset`/`linkLength` are ignored).
+    /// Entries must come in strictly increasing path order.
+    package func append(_ e: ManifestEntry, path: UnsafeRawBufferPointer, link: UnsafeRawBufferPointer) throws {
+        precondition(path.count > 0)
+        if haveLast {
+            let c = lastPath.withUnsafeBytes { comparePaths($0, path) }
+            guard c < 0 else { throw ToolError("manifest entries out of order at \(displayPath(path)) (a bug: please report it)") }
+        }
+        lastPath.removeAll(keepingCapacity: true)
+        lastPath.append(contentsOf: path)
+        haveLast = true
+        var shared = 0
+        let limit = min(previousPath.count, path.count)
+        previousPath.withUnsafeBytes { p in
+            while shared < limit && p[shared] == path[shared] { shared += 1 }
+        }
+        var r = e
+        r.pathOffset = UInt32(shared); r.pathLength = UInt32(path.count - shared)
+        r.linkOffset = 0; r.linkLength = UInt32(link.count)
+        let at = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: ManifestTable.recordSize))
+        buffer.withUnsafeMutableBytes { ManifestTable.encode(r, into: $0, at: at) }
+        buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: path[shared...]))
+        buffer.append(contentsOf: link)
+        previousPath.removeAll(keepingCapacity: true)
+        previousPath.append(contentsOf: path)
+        count += 1
+        if buffer.count >= Manifest.memberCap || (buffer.count >= Manifest.memberTarget && Self.cutHash(path) & 31 == 0) {
+            try cut()
+        }
+    }
+
+    package func append(_ r: ManifestRecord) throws {
+        try r.path.withUnsafeBytes { p in try r.link.withUnsafeBytes { l in try append(r.entry, path: p, link: l) } }
+    }
+
+    static func cutHash(_ path: UnsafeRawBufferPointer) -> UInt32 {
+        var h: UInt32 = 2166136261
+        for b in path { h = (h ^ UInt32(b)) &* 16777619 }
+        return h >> 7
+    }
+
+    private func cut() throws {
+        guard !buffer.isEmpty else { return }
+        let bytes = buffer
+        buffer.removeAll(keepingCapacity: true)
+        previousPath.removeAll(keepingCapacity: true)
+        let seq = submitted
+        submitted += 1
+        let parent = self.parent
+        let box = WriterBox(self)
+        pool.submit(bytes: bytes.count, {
+            let sha = bytes.withUnsafeBytes { hexString(SHA256Hasher.hash($0)) }
+            var out: [UInt8]
+            var copied = false
+            if let p = parent?.compressedMember(sha256: sha, length: bytes.count) {
+                out = p; copied = true
+            } else {
+                out = []
+                bytes.withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &out) }
+            }
+            box.value.finished(seq, (out, ManifestChunk(length: bytes.count, compressed: out.count, sha256: sha), copied))
+        })
+        try flushDone(waitFor: nil)
+    }
+
+    fileprivate func finished(_ seq: Int, _ r: (bytes: [UInt8], chunk: ManifestChunk, copied: Bool)) {
+        lock.lock(); done[seq] = r; lock.unlock()
+    }
+
+    /// Writes finished members in order; with `waitFor`, waits until all up to it are written.
+    private func flushDone(waitFor: Int?) throws {
+        while true {
+            lock.lock()
+            let next = done.removeValue(forKey: written)
+            lock.unlock()
+            if let next {
+                try emit(next.bytes)
+                chunks.append(next.chunk)
+                if next.copied { copiedMembers += 1 }
+                written += 1
+                continue
+            }
+            guard let w = waitFor, written <= w else { return }
+            pool.wait(until: { [self] in lock.lock(); defer { lock.unlock() }; return done[written] != nil })
+        }
+    }
+
+    /// Writes the remaining members and the header (with `body` and `format` filled in).
+    /// Returns the header as written.
+    @discardableResult
+    package func finish(header: ManifestHeader) throws -> ManifestHeader {
+        try cut()
+        if submitted > 0 { try flushDone(waitFor: submitted - 1) }
+        pool.shutdown()
+        var h = header
+        h.format = 3
+        h.body = chunks
+        h.entries = count
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let json = [UInt8](try enc.encode(h))
+        var trailer = json
+        appendLE(&trailer, offset)
+        appendLE(&trailer, UInt32(json.count))
+        trailer += SHA256Hasher.hash(json)
+        trailer += Manifest.endMagic3
+        try emit(trailer)
+        return h
+    }
+}
+
+private final class WriterBox: @unchecked Sendable {
+    let value: ManifestWriter
+    init(_ v: ManifestWriter) { value = v }
+}
+
+/// Reads the entries of a manifest of any format in path order, one at a time. Format 3 is
+/// streamed (the next member is inflated on another thread while this one is read); formats
+/// 1 and 2 (0.1.x, 0.2.0) are loaded whole.
+package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
+    package let header: ManifestHeader
+    let name: String
+    private let read: (UInt64, Int) throws -> [UInt8]
+    // Format 3.
+    private var members: [(offset: UInt64, chunk: ManifestChunk)] = []
+    private var nextMember = 0
+    private var current: [UInt8] = []
+    private var position = 0
+    private var previousPath: [UInt8] = []
+    private var lastPath: [UInt8] = []
+    private var started = false
+    private var ahead: (index: Int, group: DispatchGroup, box: InflateBox)?
+    /// Compressed bytes of the last few members read (for `compressedMember`).
+    private let cacheLock = NSLock()
+    private var cache: [(sha: String, length: Int, bytes: [UInt8])] = []
+    // Formats 1-2.
+    private var legacy: Manifest?
+    private var legacyIndex = 0
+
+    /// Opens a manifest through `read` (a file of `size` bytes). `name` is used in errors.
+    package init(size: UInt64, name: String, read: @escaping (UInt64, Int) throws -> [UInt8],
+                 onClose: (() -> Void)? = nil) throws {
+        self.name = name
+        self.read = read
+        self.onClose = onClose
+        let head = try Manifest.readFully(read, at: 0, count: Manifest.magic3.count)
+        if head == Manifest.magic3 {
+            let (h, bodyEnd) = try Manifest.readHeader3(size: size, name: name, read: read)
+            header = h
+            var offset = UInt64(Manifest.magic3.count)
+            for c in h.body ?? [] {
+                guard c.compressed > 0, c.length > 0, c.length <= 64 << 20, offset + UInt64(c.compressed) <= bodyEnd else {
+                    throw Manifest.damaged3(name, "body member sizes")
+                }
+                members.append((offset, c))
+                offset += UInt64(c.compressed)
+            }
+            guard offset == bodyEnd else { throw Manifest.damaged3(name, "body members do not add up") }
+            try h.checkArchives(name)
+        } else {
+            guard size < 1 << 36 else { throw Manifest.damaged3(name, "not a manifest file") }
+            let m = try Manifest.decode(try Manifest.readFully(read, at: 0, count: Int(size)), name: name)
+            header = m.header
+            legacy = m
+        }
+    }
+
+    /// A manifest held in memory.
+    package convenience init(bytes: [UInt8], name: String) throws {
+        try self.init(size: UInt64(bytes.count), name: name) { off, count in
+            let s = Int(min(off, UInt64(bytes.count)))
+            return Array(bytes[s ..< min(bytes.count, s + count)])
+        }
+    }
+
+    private var onClose: (() -> Void)?
+
+    deinit { close() }
+
+    /// Releases the file (also done when the reader goes away).
+    package func close() {
+        ahead?.group.wait()
+        ahead = nil
+        onClose?()
+        onClose = nil
+    }
+
+    /// The archive id an entry's `archive` field names (nil: none).
+    package func archiveID(_ e: ManifestEntry) -> String? {
+        header.archiveID(e.archive)
+    }
+
+    /// The next entry in path order, or nil at the end. Throws when the manifest is damaged
+    /// (a member does not inflate or match its SHA-256, an entry is malformed or out of order).
+    package func next() throws -> ManifestRecord? {
+        if let m = legacy {
+            guard legacyIndex < m.table.count else { return nil }
+            let e = m.table.entry(legacyIndex)
+            legacyIndex += 1
+            return ManifestRecord(entry: e, path: m.table.pathBytes(e), link: Array(m.table.linkBytes(e)))
+        }
+        if position >= current.count {
+            guard try loadNextMember() else { return nil }
+        }
+        let rs = ManifestTable.recordSize
+        guard current.count - position >= rs else { throw Manifest.damaged3(name, "entry cut at a member's end") }
+        var e = current.withUnsafeBytes { ManifestTable.decode($0, at: position) }
+        position += rs
+        let shared = Int(e.pathOffset), rest = Int(e.pathLength), linkLength = Int(e.linkLength)
+        guard shared <= previousPath.count, rest <= Manifest.maxNameLength, linkLength <= Manifest.maxNameLength,
+              shared + rest > 0, current.count - position >= rest + linkLength else {
+            throw Manifest.damaged3(name, "malformed entry in member \(nextMember - 1)")
+        }
+        var path = Array(previousPath[0 ..< shared])
+        path.append(contentsOf: current[position ..< position + rest])
+        position += rest
+        let link = Array(current[position ..< position + linkLength])
+        position += linkLength
+        if started {
+            let c = lastPath.withUnsafeBytes { a in path.withUnsafeBytes { comparePaths(a, $0) } }
+            guard c < 0 else { throw Manifest.damaged3(name, "entries out of order at \(displayPath(path))") }
+        }
+        started = true
+        lastPath = path
+        previousPath = path
+        if e.archive != ManifestEntry.noArchive && header.archiveID(e.archive) == nil {
+            throw Manifest.damaged3(name, "entry \(displayPath(path)) names archive #\(e.archive), which the header does not list")
+        }
+        e.pathOffset = 0; e.linkOffset = 0
+        e.pathLength = UInt32(path.count)
+        return ManifestRecord(entry: e, path: path, link: link)
+    }
+
+    /// The next entry with its archive as an id (what the restore side reads).
+    package func nextItem() throws -> ManifestItem? {
+        guard let r = try next() else { return nil }
+        let e = r.entry
+        return ManifestItem(path: r.path, link: r.link, type: e.type, flags: e.flags, mode: e.mode, uid: e.uid, gid: e.gid,
+                            size: e.size, mtime: e.mtime, ctime: e.ctime, archive: header.archiveID(e.archive),
+                            memberOffset: e.memberOffset, memberSkip: e.memberSkip, hash: e.hash, xattrHash: e.xattrHash)
+    }
+
+    private func loadNextMember() throws -> Bool {
+        guard nextMember < members.count else { return false }
+        let i = nextMember
+        let box: InflateBox
+        if let a = ahead, a.index == i {
+            a.group.wait()
+            box = a.box
+            ahead = nil
+        } else {
+            box = try startInflate(i).box
+            box.group.wait()
+        }
+        nextMember += 1
+        // Read the next member's compressed bytes now and inflate it on another thread.
+        if nextMember < members.count {
+            let b = try startInflate(nextMember)
+            ahead = (nextMember, b.box.group, b.box)
+        }
+        if let err = box.error { throw Manifest.damaged3(name, "member \(i): \(err)") }
+        current = box.output
+        position = 0
+        previousPath.removeAll(keepingCapacity: true)
+        return true
+    }
+
+    private func startInflate(_ i: Int) throws -> (box: InflateBox, Void) {
+        let m = members[i]
+        let compressed = try Manifest.readFully(read, at: m.offset, count: m.chunk.compressed)
+        guard compressed.count == m.chunk.compressed else { throw Manifest.damaged3(name, "truncated body") }
+        cacheLock.lock()
+        cache.append((m.chunk.sha256, m.chunk.length, compressed))
+        if cache.count > 8 { cache.removeFirst() }
+        cacheLock.unlock()
+        let box = InflateBox()
+        let chunk = m.chunk
+        box.group.enter()
+        DispatchQueue.global().async {
+            defer { box.group.leave() }
+            var out: [UInt8] = []
+            out.reserveCapacity(chunk.length)
+            do {
+                let d = GzipDecoder()
+                try compressed.withUnsafeBytes { raw in
+                    try d.feed(raw) { c in
+                        guard out.count + c.count <= chunk.length else { throw ToolError("longer than recorded") }
+                        out.append(contentsOf: c)
+                    }
+                }
+                try d.finish()
+                guard out.count == chunk.length else { throw ToolError("\(out.count) bytes, recorded \(chunk.length)") }
+                guard out.withUnsafeBytes({ hexString(SHA256Hasher.hash($0)) }) == chunk.sha256 else { throw ToolError("checksum mismatch") }
+                box.output = out
+            } catch { box.error = "\(error)" }
+        }
+        return (box, ())
+    }
+
+    package func compressedMember(sha256: String, length: Int) -> [UInt8]? {
+        cacheLock.lock(); defer { cacheLock.unlock() }
+        return cache.last(where: { $0.sha == sha256 && $0.length == length })?.bytes
+    }
+}
+
+private final class InflateBox: @unchecked Sendable {
+    let group = DispatchGroup()
+    var output: [UInt8] = []
+    var error: String?
+}
+
+extension ManifestHeader {
+    /// The archive id that an entry's archive index names in this manifest (nil: none, or an
+    /// index out of range). Format 3 indexes `archiveSlots`, older formats `archives`.
+    package func archiveID(_ index: UInt32) -> String? {
+        guard index != ManifestEntry.noArchive else { return nil }
+        let list = archiveSlots ?? archives
+        guard Int(index) < list.count, !list[Int(index)].isEmpty else { return nil }
+        return list[Int(index)]
+    }
+
+    func checkArchives(_ name: String) throws {
+        if let slots = archiveSlots {
+            for a in archives where !slots.contains(a) { throw Manifest.damaged3(name, "archive \(a) is not in the archive slots") }
+        }
+    }
+}

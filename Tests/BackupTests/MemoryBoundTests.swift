@@ -1,0 +1,63 @@
+// Memory does not grow with the number of files (issue #13 "constant memory", issue #12
+// "memory stays bounded whatever the number of entries"): the real executables back up and
+// restore Plex-like trees (bench/mkplex.py) of two sizes, and their peak RSS is measured from
+// outside (the kernel's ru_maxrss of the child, read by Python). Before the streaming scan
+// and manifest, peak RSS grew by 0.6-0.9 KiB per file: 30-45 MiB more for the larger tree.
+import Foundation
+import Testing
+import Support
+import TestSupport
+
+@Suite(.serialized) struct MemoryBoundTests {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Peak RSS in KiB of `argv` (run to completion; a non-zero exit fails the test).
+    static func peakKiB(_ argv: [String]) throws -> Int {
+        let script = """
+        import resource, subprocess, sys
+        r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if r.returncode != 0:
+            sys.stderr.write(r.stderr.decode(errors="replace")); sys.exit(r.returncode)
+        print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        """
+        let r = try Subprocess.run(["python3", "-c", script] + argv)
+        guard r.status == 0, let kib = Int(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw ToolError("\(argv.joined(separator: " ")) failed (\(r.status)): \(r.stderr)")
+        }
+        return kib
+    }
+
+    struct Peaks { var full: Int; var incremental: Int; var restore: Int }
+
+    static func measure(files: Int, in dir: TempDir) throws -> Peaks {
+        let tree = dir.sub("tree\(files)")
+        let made = try Subprocess.run(["python3", repo.appendingPathComponent("bench/mkplex.py").path, "\(files)", tree])
+        #expect(made.status == 0, "mkplex: \(made.stderr)")
+        let dest = dir.sub("dest\(files)")
+        let backup = [Tools.path("hs-backup"), "run", "--source", tree, "--to", dest, "--name", "m", "-q"]
+        let full = try peakKiB(backup)
+        let incremental = try peakKiB(backup)
+        let restore = try peakKiB([Tools.path("hs-restore"), "--from", dest, "--name", "m", "--to", dir.sub("out\(files)"), "-q"])
+        // The restore is complete: same number of regular files as the source.
+        func count(_ root: String) -> Int {
+            (FileManager.default.enumerator(atPath: root)?.allObjects.count) ?? -1
+        }
+        #expect(count(dir.sub("out\(files)")) == count(tree))
+        try FileManager.default.removeItem(atPath: tree)
+        try FileManager.default.removeItem(atPath: dir.sub("out\(files)"))
+        return Peaks(full: full, incremental: incremental, restore: restore)
+    }
+
+    @Test func peakMemoryDoesNotGrowWithTheNumberOfFiles() throws {
+        let dir = try TempDir("hs-mem")
+        let small = try Self.measure(files: 20_000, in: dir)
+        let large = try Self.measure(files: 80_000, in: dir)
+        // 60,000 more files: at the old 0.6 KiB per file that is 36 MiB; allow 8 MiB of noise
+        // (allocator arenas, thread stacks, directory name lists).
+        let allowed = 8 * 1024
+        #expect(large.full - small.full <= allowed, "full backup: \(small.full) KiB at 20k files, \(large.full) KiB at 80k")
+        #expect(large.incremental - small.incremental <= allowed,
+                "no-change incremental: \(small.incremental) KiB at 20k files, \(large.incremental) KiB at 80k")
+        #expect(large.restore - small.restore <= allowed, "restore --from: \(small.restore) KiB at 20k files, \(large.restore) KiB at 80k")
+    }
+}
