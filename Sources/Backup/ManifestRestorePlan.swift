@@ -31,18 +31,36 @@ struct ManifestRestorePlan {
     /// Normalised `--only` paths (empty: everything).
     let only: [[UInt8]]
 
+    /// Selected directories whose xattrs/ACLs are only in the archives' pax headers (the
+    /// manifest has no archive place for directories).
+    private(set) var directoriesWithXattrs = Set<[UInt8]>()
+    /// The archives the backup reads, newest first.
+    private(set) var archivesNewestFirst: [String] = []
+    /// Selected hardlinks (memory grows with the number of hardlinks only).
+    private var links: [ManifestItem] = []
+
     init(id: String, only: [String], open: @escaping () throws -> ManifestReader) throws {
         self.open = open
         self.id = id
         self.only = only.map { RestorePath.join(RestorePath.split(Array($0.utf8)).filter { $0 != [UInt8(ascii: ".")] }) }
         // A first pass reads the whole manifest before anything is written: a damaged or
-        // altered one (member checksum, order, archive references) is refused up front.
+        // altered one (member checksum, order, archive references) is refused up front. It
+        // also notes what later steps need: directories with xattrs, and the hardlinks.
         var missing = Set(self.only)
-        try forEachItem { e in if !missing.isEmpty { missing.remove(e.path) } }
-        if !self.only.isEmpty {
-            if let o = self.only.first(where: { missing.contains($0) }) {
-                throw ToolError("--only \(String(decoding: o, as: UTF8.self)): no such path in backup \(id). `hs-restore --dry-run` lists what the backup holds.", exitCode: 1)
-            }
+        var dirs = Set<[UInt8]>()
+        var links: [ManifestItem] = []
+        let reader = try open()
+        defer { reader.close() }
+        archivesNewestFirst = reader.header.archives.reversed()
+        while let e = try reader.nextItem() {
+            if !missing.isEmpty { missing.remove(e.path) }
+            if e.type == .directory && e.xattrHash != 0 && selected(e.path, isDirectory: true) { dirs.insert(e.path) }
+            if e.type == .hardlink && selected(e.path, isDirectory: false) { links.append(e) }
+        }
+        directoriesWithXattrs = dirs
+        self.links = links
+        if let o = self.only.first(where: { missing.contains($0) }) {
+            throw ToolError("--only \(String(decoding: o, as: UTF8.self)): no such path in backup \(id). `hs-restore --dry-run` lists what the backup holds.", exitCode: 1)
         }
     }
 
@@ -51,13 +69,6 @@ struct ManifestRestorePlan {
         let reader = try open()
         defer { reader.close() }
         while let e = try reader.nextItem() { try body(e) }
-    }
-
-    /// The archives the backup reads, newest first.
-    func archives() throws -> [String] {
-        let reader = try open()
-        defer { reader.close() }
-        return reader.header.archives.reversed()
     }
 
     private func selected(_ path: [UInt8], isDirectory: Bool) -> Bool {
@@ -96,16 +107,6 @@ struct ManifestRestorePlan {
                                    archivedPath: e.path, sha256: e.hash.bytes)
     }
 
-    /// Selected directories whose xattrs/ACLs are only in the archives' pax headers (the
-    /// manifest has no archive place for directories), and the archives to look in, newest first.
-    func directoriesWithXattrs() throws -> (paths: Set<[UInt8]>, archives: [String]) {
-        var paths = Set<[UInt8]>()
-        try forEachItem { e in
-            if e.type == .directory && e.xattrHash != 0 && selected(e.path, isDirectory: true) { paths.insert(e.path) }
-        }
-        return (paths, paths.isEmpty ? [] : try archives())
-    }
-
     /// Calls `body` with every selected entry but hardlinks, in manifest order.
     func forEachEntry(_ body: (RestoreStep) throws -> Void) throws {
         try forEachItem { e in
@@ -115,12 +116,9 @@ struct ManifestRestorePlan {
     }
 
     /// Calls `body` with every selected hardlink (a link restored as a file carries content).
-    /// Two passes: the links (memory grows with the number of hardlinks only), then their targets.
+    /// One more pass over the manifest, for the links' targets, when there are links.
     func forEachLink(_ body: (RestoreStep) throws -> Void) throws {
-        var linksFound: [ManifestItem] = []
-        try forEachItem { e in
-            if e.type == .hardlink && selected(e.path, isDirectory: false) { linksFound.append(e) }
-        }
+        let linksFound = links
         guard !linksFound.isEmpty else { return }
         var targets: [[UInt8]: ManifestItem] = [:]
         let wanted = Set(linksFound.map(\.link))

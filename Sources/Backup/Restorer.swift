@@ -162,7 +162,8 @@ package final class Restorer {
     /// The xattrs/ACLs of directories that have some, from the newest archive whose pax
     /// header for the directory carries them (read only when the backup has such directories).
     private func directoryXattrs(_ plan: ManifestRestorePlan, _ source: (String) throws -> ArchiveSource) throws -> [[UInt8]: [(name: [UInt8], value: [UInt8])]] {
-        var (wanted, archives) = try plan.directoriesWithXattrs()
+        var wanted = plan.directoriesWithXattrs
+        let archives = wanted.isEmpty ? [] : plan.archivesNewestFirst
         var found: [[UInt8]: [(name: [UInt8], value: [UInt8])]] = [:]
         for a in archives where !wanted.isEmpty {
             let reader = try TarReader(source: source(a))
