@@ -71,14 +71,27 @@ final class BackupPass {
 
     func run() throws {
         let scanner = runner.makeScanner()
+        let xattrsComparable = previous?.header.hasXattrHashes ?? false
+        // In an incremental, the xattrs of a file whose ctime did not change since the previous
+        // backup did not change either (setxattr and ACL changes update the ctime): its hash is
+        // carried, and only the others are read (here, below).
+        scanner.xattrsOfDirectoriesOnly = xattrsComparable
         let reporter = runner.reporter
         let stream = try scanner.start { n in reporter.progress("scanning: \(n) entries") }
         defer { stream.close() }
-        let xattrsComparable = previous?.header.hasXattrHashes ?? false
         let providerKnowsPrevious = (previous?.header.scanFlags ?? 0) >= 1
         while let s = try stream.next() {
             var e = s.entry
             let p = try previousEntry(s.path)
+            if e.flags & ManifestEntry.flagXattrsUnread != 0 {
+                e.flags &= ~ManifestEntry.flagXattrsUnread
+                if let p, p.entry.ctime == e.ctime, p.entry.type == e.type {
+                    e.xattrHash = p.entry.xattrHash
+                } else {
+                    let abs = runner.sourcePath(s.path)
+                    e.xattrHash = abs.withUnsafeBufferPointer { b in b.withMemoryRebound(to: CChar.self) { xattrHash(.path($0.baseAddress!)) } }
+                }
+            }
             var substitute: SubstitutedContent?
             if e.type == .file, let provider = options.contentProvider,
                let rel = s.path.withUnsafeBufferPointer({ String(validating: $0, as: UTF8.self) }) {

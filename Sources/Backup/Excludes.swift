@@ -20,7 +20,9 @@ package struct ExcludeSet: Sendable {
     /// Path globs without `[` or `\\` (the defaults), with their number of `/`: under
     /// FNM_PATHNAME only a literal `/` matches a `/`, so such a glob can match only the one
     /// suffix of the path that has that many slashes (instead of trying every suffix).
-    private var simplePathGlobs: [(glob: [CChar], slashes: Int)] = []
+    /// Path globs without `[` or `\\`, with the number of slashes in them and, when it has no
+    /// wildcard, the last component (a cheap test before `fnmatch`: most names differ there).
+    private var simplePathGlobs: [(glob: [CChar], slashes: Int, last: [CChar]?, literal: Bool)] = []
     /// Name globs without `*`, `?`, `[` or `\\`: fnmatch of those is string equality.
     private var literalNames: [[CChar]] = []
     private var anchoredGlobs: [[CChar]] = []
@@ -47,7 +49,10 @@ package struct ExcludeSet: Sendable {
                 if q.contains("[") || q.contains("\\") {
                     pathGlobs.append(Array(q.utf8CString))
                 } else {
-                    simplePathGlobs.append((Array(q.utf8CString), q.utf8.reduce(0) { $0 + ($1 == 0x2F ? 1 : 0) }))
+                    let last = String(q[q.index(after: q.lastIndex(of: "/")!)...])
+                    let wild = { (x: String) in x.contains(where: { "*?".contains($0) }) }
+                    simplePathGlobs.append((Array(q.utf8CString), q.utf8.reduce(0) { $0 + ($1 == 0x2F ? 1 : 0) },
+                                            wild(last) ? nil : Array(last.utf8CString), !wild(q)))
                 }
             } else if q.contains(where: { "*?[\\".contains($0) }) {
                 nameGlobs.append(Array(q.utf8CString))
@@ -92,12 +97,13 @@ package struct ExcludeSet: Sendable {
             var slashes = 0
             var i = 0
             while path[i] != 0 { if path[i] == 0x2F { slashes += 1 }; i += 1 }
-            for (g, k) in simplePathGlobs where k <= slashes {
+            for (g, k, last, literal) in simplePathGlobs where k <= slashes {
+                if let last, strcmp(last, path + nameStart) != 0 { continue }
                 // The suffix after the (slashes - k)-th slash (the whole path when 0).
                 var start = 0
                 var skip = slashes - k
                 while skip > 0 { if path[start] == 0x2F { skip -= 1 }; start += 1 }
-                if fnmatch(g, path + start, FNM_PATHNAME | FNM_PERIOD) == 0 { return true }
+                if literal ? strcmp(g, path + start) == 0 : fnmatch(g, path + start, FNM_PATHNAME | FNM_PERIOD) == 0 { return true }
             }
         }
         for g in anchoredGlobs where fnmatch(g, path, FNM_PATHNAME | FNM_PERIOD) == 0 { return true }

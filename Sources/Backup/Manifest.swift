@@ -104,6 +104,8 @@ package struct ManifestEntry: Sendable, Equatable {
     /// The content provider substituted this file's content, or asked to see it again next
     /// run (e.g. a SQLite database). Meaningful when the header's `scanFlags` is at least 1.
     package static let flagAskProvider: UInt8 = 2
+    /// In a scan only, never stored: the scan did not read the entry's xattrs.
+    package static let flagXattrsUnread: UInt8 = 0x40
 
     package init() {}
 }

@@ -42,6 +42,10 @@ package final class Scanner {
     package var skipDirectories: [(dev: UInt64, ino: UInt64, name: String)] = []
     /// Read extended attributes (and ACLs) to fill `ManifestEntry.xattrHash`.
     package var readXattrs = true
+    /// Read xattrs of directories only (through their open fd); other entries get the flag
+    /// `ManifestEntry.flagXattrsUnread` and the reader settles them (an incremental compares
+    /// ctime with the previous backup first: any xattr or ACL change updates the ctime).
+    package var xattrsOfDirectoriesOnly = false
     /// At most this many directories are held open to split the walk into units (bounds fds).
     static let maxOpenDirectories = 512
     /// A directory with at most this many entries is split further down (up to `maxSplitDepth`).
@@ -89,7 +93,8 @@ package final class Scanner {
         let names = rootNames
         let counter = ScanCounter(progress: progress)
         let context = ScanContext(root: root, rootBytes: Array(root.utf8), excludes: excludes,
-                                  counter: counter, oneFileSystem: oneFileSystem, skipDirectories: skipDirectories, readXattrs: readXattrs)
+                                  counter: counter, oneFileSystem: oneFileSystem, skipDirectories: skipDirectories, readXattrs: readXattrs,
+                                  xattrsOfDirectoriesOnly: xattrsOfDirectoriesOnly)
 
         // The top of the tree on this thread, entry by entry without descending: a directory
         // with few entries (a chain like Plex's `Library/Application Support/Plex Media Server/
@@ -336,6 +341,7 @@ struct ScanContext: @unchecked Sendable {
     let oneFileSystem: Bool
     let skipDirectories: [(dev: UInt64, ino: UInt64, name: String)]
     let readXattrs: Bool
+    let xattrsOfDirectoriesOnly: Bool
 }
 
 /// Counts entries across threads and reports progress now and then.
@@ -480,6 +486,8 @@ final class ScanWorker: @unchecked Sendable {
             // walk of the absolute path; anything else is read by path as before.
             if dirFd >= 0 {
                 e.xattrHash = xattrHash(.fd(dirFd))
+            } else if context.xattrsOfDirectoriesOnly {
+                e.flags |= ManifestEntry.flagXattrsUnread
             } else if !pathBuf.withUnsafeBufferPointer({ XattrAt.certainlyNone(dfd, $0.baseAddress! + nameStart) }) {
                 e.xattrHash = absolutePath(fullLength) { xattrHash(.path($0)) }
             }
