@@ -6,13 +6,17 @@
 #     restore wall time <= 0.6x tar -xzf, restore peak RSS <= 128 MiB
 #   mkcorpus.py --scale 2 (../shared/bench):  restore wall time <= 0.7x tar -xzf
 #
-# Usage: bench/restore-bench.sh [--files N] [--scale N] [--rounds N] [--only plex,corpus] [--keep]
+# Usage: bench/restore-bench.sh [--files N] [--scale N] [--rounds N] [--only plex,corpus] [--keep] [--fresh-ext4]
 #   --keep   keep the generated trees, archives and backup sets in $BENCH_DIR (default: deleted).
+#   --fresh-ext4  restore every time into a freshly made ext4 (a loop-mounted 16 GiB image,
+#            as root): on a disk where millions of files were just deleted, ext4's inode
+#            allocation (`recently_deleted`, `find_inode_bit`) dominates and favours whichever
+#            tool runs later; a fresh file system measures the tools, not that history.
 # Needs: a release build (made here), python3, GNU tar, /usr/bin/time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
-FILES=1000000; SCALE=2; ROUNDS=3; ONLY="plex,corpus"; KEEP=0
+FILES=1000000; SCALE=2; ROUNDS=3; ONLY="plex,corpus"; KEEP=0; FRESH=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --files) FILES=$2; shift 2 ;;
@@ -20,6 +24,7 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --fresh-ext4) FRESH=1; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -56,15 +61,21 @@ bench_tree() {
     # Alternate the order so no tool always runs on a warm (or cold) cache.
     for tool in $( [ $((r % 2)) = 1 ] && echo "tar archive from" || echo "from archive tar" ); do
       rm -rf "$W/out"
+      if [ $FRESH = 1 ]; then
+        if mountpoint -q "$W/out.mnt"; then umount "$W/out.mnt"; fi
+        mkdir -p "$W/out.mnt"; truncate -s 16G "$W/out.img"; mkfs.ext4 -q -F "$W/out.img"
+        mount -o loop "$W/out.img" "$W/out.mnt"; ln -sfn "$W/out.mnt/o" "$W/out"
+      fi
       case $tool in
-        tar) mkdir "$W/out"; run "$label-tar" tar -xzf "$tgz" -C "$W/out" ;;
-        archive) run "$label-archive" "$BIN/hs-restore" --archive "$tgz" --to "$W/out" ;;
-        from) run "$label-from" "$BIN/hs-restore" --from "$dest" --name b --to "$W/out" ;;
+        tar) mkdir "$W/out/"; run "$label-tar" tar -xzf "$tgz" -C "$W/out/" ;;
+        archive) run "$label-archive" "$BIN/hs-restore" --archive "$tgz" --to "$W/out/" ;;
+        from) run "$label-from" "$BIN/hs-restore" --from "$dest" --name b --to "$W/out/" ;;
       esac
     done
     echo "round $r ($label, load $(cut -d' ' -f1 /proc/loadavg)): tar=$(tail -1 "$W/$label-tar.times") archive=$(tail -1 "$W/$label-archive.times") from=$(tail -1 "$W/$label-from.times")" >&2
   done
   rm -rf "$W/out"
+  if [ $FRESH = 1 ] && mountpoint -q "$W/out.mnt"; then umount "$W/out.mnt"; rm -f "$W/out.img"; fi
   local tar_s; tar_s=$(col "$label-tar" 1)
   for way in archive from; do
     local s rss; s=$(col "$label-$way" 1); rss=$(col "$label-$way" 2)

@@ -38,12 +38,12 @@ package final class TreeWriter {
     /// Open directory descriptors for the components of the last parent walked.
     private var dirStack: [(name: [UInt8], dir: DirHandle)] = []
     /// Directory metadata applied at the end (path -> entry, created now with its mode).
-    private var dirMeta: [[UInt8]: (TarEntry, Bool)] = [:]
+    private var dirMeta: [PathKey: (TarEntry, Bool)] = [:]
     /// Small files are written by a pool (target was empty); paths of files in flight.
     private var pool: FileWriterPool?
     private var inflight: [FileJob] = []
     private var inflightHead = 0
-    private var inflightPaths: [[UInt8]: Int] = [:]
+    private var inflightPaths: [PathKey: Int] = [:]
     package static let parallelMaxFileSize: UInt64 = 2 << 20
     /// Hardlinks whose target was left out by a filter: (link path, target path).
     private(set) var pendingLinks: [(link: [UInt8], target: [UInt8], entry: TarEntry)] = []
@@ -146,7 +146,7 @@ package final class TreeWriter {
                 let job = FileJob(entry: e, name: name, parent: parent, data: data, expected: expectedSHA256, ctx: context)
                 job.origin = origin
                 inflight.append(job)
-                inflightPaths[e.path, default: 0] += 1
+                inflightPaths[PathKey(e.path), default: 0] += 1
                 summary.bytes += e.size
                 pool.submit(job)
                 return true
@@ -169,7 +169,7 @@ package final class TreeWriter {
                     created = true
                 }
             }
-            dirMeta[e.path] = (e, created && predictable)
+            dirMeta[PathKey(e.path)] = (e, created && predictable)
             summary.directories += 1
         case .symlink:
             if e.linkTarget.first == UInt8(ascii: "/") || RestorePath.escapes(link: e.linkTarget, depth: comps.count - 1) {
@@ -300,7 +300,8 @@ package final class TreeWriter {
             inflight[inflightHead] = FileJob.placeholder
             inflightHead += 1
             if inflightHead >= 256 { inflight.removeFirst(inflightHead); inflightHead = 0 }
-            if let n = inflightPaths[job.entry.path] { inflightPaths[job.entry.path] = n > 1 ? n - 1 : nil }
+            let key = PathKey(job.entry.path)
+            if let n = inflightPaths[key] { inflightPaths[key] = n > 1 ? n - 1 : nil }
             if let err = job.error { throw err }
             finished(job)
         }
@@ -315,7 +316,7 @@ package final class TreeWriter {
         for (i, c) in comps.enumerated() {
             if i > 0 { prefix.append(UInt8(ascii: "/")) }
             prefix += c
-            if inflightPaths[prefix] != nil { return true }
+            if inflightPaths[PathKey(prefix)] != nil { return true }
         }
         return false
     }
@@ -367,7 +368,7 @@ package final class TreeWriter {
             guard RestorePath.withCName(name, { unlinkat(parent, $0, AT_REMOVEDIR) }) == 0 else {
                 throw ArchiveError(.io, entry: entry, "cannot replace directory '\(entry)' with a non-directory: \(String(cString: strerror(errno)))")
             }
-            dirMeta[RestorePath.join(comps)] = nil
+            dirMeta[PathKey(RestorePath.join(comps))] = nil
             return
         }
         guard RestorePath.withCName(name, { unlinkat(parent, $0, 0) }) == 0 else { throw ioError(entry, "remove existing", errno) }
@@ -475,7 +476,20 @@ package enum RestorePath {
 }
 
 /// Thread counts of the restore, in one place.
+/// A path as a dictionary key, hashed in one call over its bytes (`[UInt8]`'s own hashing
+/// goes byte by byte, which showed at the top of a restore's profile).
+struct PathKey: Hashable {
+    let bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    func hash(into h: inout Hasher) { bytes.withUnsafeBytes { h.combine(bytes: $0) } }
+    static func == (a: PathKey, b: PathKey) -> Bool { a.bytes == b.bytes }
+}
+
 package enum RestoreThreads {
     /// Writers of small files (create, write, chmod, utimens are latency-bound on a VM disk).
-    package static var fileWriters: Int { min(4, max(2, ProcessInfo.processInfo.activeProcessorCount)) }
+    /// `HS_RESTORE_WRITERS` overrides it (1: no pool; for measurements).
+    package static var fileWriters: Int {
+        if let v = ProcessInfo.processInfo.environment["HS_RESTORE_WRITERS"], let n = Int(v), n >= 1 { return min(n, 64) }
+        return min(4, max(2, ProcessInfo.processInfo.activeProcessorCount))
+    }
 }

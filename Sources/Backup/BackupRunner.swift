@@ -280,6 +280,7 @@ package final class BackupRunner {
             }
         }
         if full { previous = nil }
+        previous?.keepsCompressedMembers = true
         let prevHeader = previous?.header
         trace("previous manifest opened")
 

@@ -1,24 +1,27 @@
 // Manifest: the commit record of one backup and the complete list of what existed then.
 //
-// API for the restore side (one adapter file there reads only this):
-// - `Manifest.decode(bytes, name:)` / `BackupSet.loadManifest(id)` check and load a manifest
-//   of any format (0.1.0 single-stream body, format 1 with 112-byte records, format 2).
-// - `manifest.items()` is a sequence of `ManifestItem` values IN PATH ORDER (component order:
-//   bytewise, `/` lowest, i.e. a depth-first walk with sorted directories). Each item has
-//   `path` and `link` as `[UInt8]` (exact bytes, any name a Linux file system allows),
-//   `type`, `mode`, `uid`, `gid`, `size`, `mtime`/`ctime` as `FileTime` (seconds `Int64`, full
-//   signed range, and `nanoseconds` `UInt32` in 0..<1_000_000_000; the type lives in Archive,
-//   shared with the tar reader and writer), `archive` (the archive id
-//   holding the content, or nil), `memberOffset`/`memberSkip` (where its tar header is),
-//   `hash` (SHA-256 of the content) and `xattrHash` (0: no xattrs/ACLs; the values themselves
-//   are in the tar headers as pax `SCHILY.xattr.*` records).
-// - Lower level: `manifest.table.entry(i)` (a `ManifestEntry` whose strings are offsets into
-//   the table) plus `table.pathBytes(e)` / `table.linkBytes(e)` / `table.find(bytes:)`.
+// Reading, for any size of tree (what the backup and the restore use):
+// - `BackupSet.openManifest(id)` gives a `ManifestReader` (ManifestStream.swift): `header`,
+//   then `next()` / `nextItem()` one entry at a time IN PATH ORDER (component order: bytewise,
+//   `/` lowest, i.e. a depth-first walk with sorted directories). Format 3 is streamed member
+//   by member; formats 1 and 2 are loaded whole (once, on the first run after an upgrade).
+// - A `ManifestItem` has `path` and `link` as `[UInt8]` (exact bytes, any name a Linux file
+//   system allows), `type`, `mode`, `uid`, `gid`, `size`, `mtime`/`ctime` as `FileTime`
+//   (seconds `Int64`, full signed range, and `nanoseconds` `UInt32` in 0..<1_000_000_000),
+//   `archive` (the archive id holding the content, or nil), `memberOffset`/`memberSkip`
+//   (where its tar header is), `hash` (SHA-256 of the content) and `xattrHash` (0: no
+//   xattrs/ACLs; the values themselves are in the tar headers as pax `SCHILY.xattr.*`).
+// Writing: `ManifestWriter` (ManifestStream.swift), entries in path order, header last.
 //
-// Format 2 (written since 0.2.0): 128-byte records (`ManifestTable` documents the layout);
-// the header JSON says `"format": 2`. Format 1 manifests (112-byte records, times as Int64
-// nanoseconds) are converted on load; entries loaded from them have `xattrHash` 0 and the
-// next backup does not treat that as an xattr change (`ManifestHeader.hasXattrHashes`).
+// In memory, for small manifests and tests: `Manifest.decode(bytes, name:)` /
+// `BackupSet.loadManifest(id)` load any format into a `ManifestTable` (one record buffer,
+// one string buffer; `table.entry(i)`, `table.pathBytes(e)`, `table.find(bytes:)`), and
+// `manifest.encoded()` writes format 3.
+//
+// Formats: 3 (since 0.3.0) is the stream described in ManifestStream.swift. 2 (0.2.0):
+// 128-byte records (`ManifestTable` documents the layout) then a string area. 1 (0.1.x):
+// 112-byte records, times as Int64 nanoseconds; entries loaded from them have `xattrHash` 0
+// and the next backup does not treat that as an xattr change (`ManifestHeader.hasXattrHashes`).
 #if canImport(Glibc)
 import Glibc
 #endif

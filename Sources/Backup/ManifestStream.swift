@@ -291,6 +291,9 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
     private var lastPath: [UInt8] = []
     private var started = false
     private var ahead: (index: Int, group: DispatchGroup, box: InflateBox)?
+    /// Keep the compressed bytes of the last few members read, for `compressedMember` (a
+    /// backup's previous manifest: the new one copies its unchanged members).
+    package var keepsCompressedMembers = false
     /// Compressed bytes of the last few members read (for `compressedMember`).
     private let cacheLock = NSLock()
     private var cache: [(sha: String, length: Int, bytes: [UInt8])] = []
@@ -430,10 +433,12 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
         let m = members[i]
         let compressed = try Manifest.readFully(read, at: m.offset, count: m.chunk.compressed)
         guard compressed.count == m.chunk.compressed else { throw Manifest.damaged3(name, "truncated body") }
-        cacheLock.lock()
-        cache.append((m.chunk.sha256, m.chunk.length, compressed))
-        if cache.count > 8 { cache.removeFirst() }
-        cacheLock.unlock()
+        if keepsCompressedMembers {
+            cacheLock.lock()
+            cache.append((m.chunk.sha256, m.chunk.length, compressed))
+            if cache.count > 8 { cache.removeFirst() }
+            cacheLock.unlock()
+        }
         let box = InflateBox()
         let chunk = m.chunk
         box.group.enter()

@@ -124,8 +124,8 @@ package final class Restorer {
             guard let h = try reader.next() else {
                 throw ArchiveError(.malformed, entry: step.entry.displayPath, "archive \(label) ends where backup \(id) expects the file")
             }
-            let held = RestorePath.join(RestorePath.split(h.path))
-            guard held == c.archivedPath, h.type == .file, h.sparse == nil, h.size == step.entry.size else {
+            // (Our archives hold the manifest's path as is; others are normalised first.)
+            guard h.path == c.archivedPath || RestorePath.join(RestorePath.split(h.path)) == c.archivedPath, h.type == .file, h.sparse == nil, h.size == step.entry.size else {
                 throw ArchiveError(.malformed, entry: step.entry.displayPath,
                                    "archive \(label) does not hold \(TarReader.display(c.archivedPath)) where the manifest says (found \(h.displayPath)); the backup is damaged. Run `hs-backup verify`.")
             }

@@ -57,6 +57,10 @@ package enum SetInspector {
     /// Verifies backups (all when `backup` is nil): every manifest's checksum, every archive
     /// they reference decompresses to the end, and every file's content has the manifest's
     /// SHA-256 at the place the manifest names. Damage is named per file.
+    ///
+    /// Memory does not grow with the number of files: an archive is read once, front to back,
+    /// alongside every manifest that references it, each read as a stream (the entries of
+    /// one archive come in the order the archive holds them, as both follow path order).
     package static func verify(destination: any Destination, set name: String, backup: String?, reporter: Reporter) throws -> VerifyReport {
         let set = BackupSet(destination: destination, name: name)
         let ids: [String]
@@ -65,80 +69,126 @@ package enum SetInspector {
             if ids.isEmpty { throw ToolError("no backups in \(set.location)") }
         }
         var report = VerifyReport(backups: ids, archivesChecked: 0, filesChecked: 0, damaged: [])
-        // archive id -> [(memberOffset, skip)] -> (path, hash, size) expected by some manifest
-        struct Expect: Hashable { var member: UInt64; var skip: UInt64 }
-        var expected: [String: [Expect: ([UInt8], Digest, UInt64)]] = [:]
+        // A first pass over each manifest checks it whole (members, order, archive names)
+        // and says which archives it reads.
+        var readers: [(id: String, archives: [String])] = []
         for id in ids {
             do {
                 let m = try set.openManifest(id)
                 defer { m.close() }
-                while let r = try m.next() {
-                    let e = r.entry
-                    guard e.type == .file, let a = m.header.archiveID(e.archive) else { continue }
-                    expected[a, default: [:]][Expect(member: e.memberOffset, skip: e.memberSkip)] = (r.path, e.hash, e.size)
-                }
+                while try m.next() != nil {}
+                readers.append((id, m.header.archives))
             } catch {
                 report.damaged.append("\(id).manifest: \(error)")
-                continue
             }
         }
-        for (a, exp) in expected.sorted(by: { $0.key < $1.key }) {
+        let archives = Set(readers.flatMap(\.archives)).sorted()
+        for a in archives {
             report.archivesChecked += 1
-            let label = "\(a).tar.gz"
-            let rd: any DestinationReader
-            do { rd = try destination.open(set.archivePath(a)) } catch {
-                for (_, v) in exp.sorted(by: { $0.value.0.lexicographicallyPrecedes($1.value.0) }) { report.damaged.append("\(label): \(displayPath(v.0)): archive missing (\(error))") }
-                continue
-            }
-            defer { try? rd.close() }
-            let source = ArchiveSource(size: rd.size, displayName: "\(set.location)/\(label)") { try rd.read(at: $0, count: $1) }
-            var seen = Set<Expect>()
-            // Member starts named by manifests, to resume after damage.
-            let starts = Set(exp.keys.map(\.member)).sorted()
-            var resumeAt: UInt64 = 0
-            outer: while true {
-                var failedAfter = resumeAt
-                do {
-                    let tar = try TarReader(source: source, start: ExtractStart(compressedOffset: resumeAt, uncompressedOffset: 0, firstHeaderOffset: 0))
-                    defer { tar.close() }
-                    do {
-                        while let h = try tar.next() {
-                            guard let loc = tar.location(of: h.headerOffset) else { continue }
-                            failedAfter = loc.member
-                            let key = Expect(member: loc.member, skip: loc.skip)
-                            guard let want = exp[key] else { continue }
-                            var hasher = SHA256Hasher()
-                            var size: UInt64 = 0
-                            try tar.readContent { _, b in hasher.update(b); size += UInt64(b.count) }
-                            seen.insert(key)
-                            report.filesChecked += 1
-                            let got = Digest(hasher.finalize())
-                            if want.0 != RestorePath.join(RestorePath.split(h.path)) {
-                                report.damaged.append("\(label): \(displayPath(want.0)): archive holds \(h.displayPath) at its place")
-                            } else if got != want.1 || size != want.2 || h.sparse != nil {
-                                report.damaged.append("\(label): \(displayPath(want.0)): content does not match its SHA-256")
-                            }
-                            reporter.progress("verifying \(label): \(report.filesChecked) files")
-                        }
-                        // End marker: the rest must decompress cleanly too.
-                        try tar.drain()
-                    } catch {
-                        failedAfter = max(failedAfter, tar.location(of: tar.position)?.member ?? failedAfter)
-                        throw error
-                    }
-                    break outer
-                } catch {
-                    report.damaged.append("\(label): \(error)")
-                    // Resume at the next member a manifest names beyond the failure.
-                    guard let next = starts.first(where: { $0 > failedAfter }) else { break outer }
-                    resumeAt = next
+            let streams = readers.filter { $0.archives.contains(a) }.compactMap { r -> ExpectedStream? in
+                do { return try ExpectedStream(try set.openManifest(r.id), archive: a) } catch {
+                    report.damaged.append("\(r.id).manifest: \(error)")
+                    return nil
                 }
             }
-            for (k, v) in exp where !seen.contains(k) {
-                report.damaged.append("\(label): \(displayPath(v.0)): not readable from the archive")
-            }
+            try verify(archive: a, set: set, streams: streams, report: &report, reporter: reporter)
         }
         reporter.endProgress()
         return report
+    }
+
+    /// The files of one manifest whose content is in one archive, in archive order.
+    private final class ExpectedStream {
+        let reader: ManifestReader
+        let archive: String
+        private(set) var head: (member: UInt64, skip: UInt64, path: [UInt8], hash: Digest, size: UInt64)?
+        var problem: String?
+
+        init(_ reader: ManifestReader, archive: String) throws {
+            self.reader = reader
+            self.archive = archive
+            try advance()
+        }
+
+        func advance() throws {
+            let previous = head
+            head = nil
+            while let r = try reader.next() {
+                let e = r.entry
+                guard e.type == .file, reader.header.archiveID(e.archive) == archive else { continue }
+                if let p = previous, (e.memberOffset, e.memberSkip) <= (p.member, p.skip) {
+                    problem = "\(reader.header.id).manifest: \(displayPath(r.path)): places in \(archive).tar.gz out of order; the manifest is damaged"
+                    reader.close()
+                    return
+                }
+                head = (e.memberOffset, e.memberSkip, r.path, e.hash, e.size)
+                return
+            }
+            reader.close()
+        }
+    }
+
+    private static func verify(archive a: String, set: BackupSet, streams: [ExpectedStream], report: inout VerifyReport, reporter: Reporter) throws {
+        let label = "\(a).tar.gz"
+        func reportMissing(before key: (UInt64, UInt64)?, _ why: String) throws {
+            for s in streams {
+                while let h = s.head, key.map({ (h.member, h.skip) < $0 }) ?? true {
+                    report.damaged.append("\(label): \(displayPath(h.path)): \(why)")
+                    try s.advance()
+                }
+            }
+        }
+        defer { for s in streams { if let p = s.problem { report.damaged.append(p) } } }
+        let rd: any DestinationReader
+        do { rd = try set.destination.open(set.archivePath(a)) } catch {
+            try reportMissing(before: nil, "archive missing (\(error))")
+            return
+        }
+        defer { try? rd.close() }
+        let source = ArchiveSource(size: rd.size, displayName: "\(set.location)/\(label)") { try rd.read(at: $0, count: $1) }
+        var resumeAt: UInt64 = 0
+        while true {
+            var failedAfter = resumeAt
+            do {
+                let tar = try TarReader(source: source, start: ExtractStart(compressedOffset: resumeAt, uncompressedOffset: 0, firstHeaderOffset: 0))
+                defer { tar.close() }
+                do {
+                    while let h = try tar.next() {
+                        guard let loc = tar.location(of: h.headerOffset) else { continue }
+                        failedAfter = loc.member
+                        let key = (loc.member, loc.skip)
+                        try reportMissing(before: key, "not readable from the archive")
+                        let wanting = streams.filter { $0.head.map { ($0.member, $0.skip) == key } ?? false }
+                        guard let want = wanting.first?.head else { continue }
+                        var hasher = SHA256Hasher()
+                        var size: UInt64 = 0
+                        try tar.readContent { _, b in hasher.update(b); size += UInt64(b.count) }
+                        report.filesChecked += 1
+                        let got = Digest(hasher.finalize())
+                        if want.path != RestorePath.join(RestorePath.split(h.path)) {
+                            report.damaged.append("\(label): \(displayPath(want.path)): archive holds \(h.displayPath) at its place")
+                        } else if got != want.hash || size != want.size || h.sparse != nil {
+                            report.damaged.append("\(label): \(displayPath(want.path)): content does not match its SHA-256")
+                        }
+                        for s in wanting { try s.advance() }
+                        reporter.progress("verifying \(label): \(report.filesChecked) files")
+                    }
+                    // End marker: the rest must decompress cleanly too.
+                    try tar.drain()
+                } catch {
+                    failedAfter = max(failedAfter, tar.location(of: tar.position)?.member ?? failedAfter)
+                    throw error
+                }
+                break
+            } catch {
+                report.damaged.append("\(label): \(error)")
+                // Resume at the next member a manifest names beyond the failure; what the
+                // manifests place before it could not be read.
+                try reportMissing(before: (failedAfter + 1, 0), "not readable from the archive")
+                guard let next = streams.compactMap({ $0.head?.member }).min() else { break }
+                resumeAt = next
+            }
+        }
+        try reportMissing(before: nil, "not readable from the archive")
     }
 }
