@@ -172,16 +172,24 @@ package struct ManifestTable: Sendable {
         records.withUnsafeBytes { Self.decode($0, at: i * Self.recordSize) }
     }
 
-    /// The record at byte `b` of `raw` (format-2/3 layout).
-    static func decode(_ raw: UnsafeRawBufferPointer, at b: Int) -> ManifestEntry {
+    /// The first 40 bytes of a record, the same in every format: strings, type, flags, mode,
+    /// owner, size.
+    private static func firstFields(_ raw: UnsafeRawBufferPointer, at b: Int) -> ManifestEntry {
         func u32(_ o: Int) -> UInt32 { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt32.self)) }
-        func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt64.self)) }
         var e = ManifestEntry()
         e.pathOffset = u32(0); e.pathLength = u32(4); e.linkOffset = u32(8); e.linkLength = u32(12)
         e.type = ManifestEntryType(rawValue: raw[b + 16]) ?? .file
         e.flags = raw[b + 17]
         e.mode = u32(20); e.uid = u32(24); e.gid = u32(28)
-        e.size = u64(32)
+        e.size = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: b + 32, as: UInt64.self))
+        return e
+    }
+
+    /// The record at byte `b` of `raw` (format-2/3 layout).
+    static func decode(_ raw: UnsafeRawBufferPointer, at b: Int) -> ManifestEntry {
+        func u32(_ o: Int) -> UInt32 { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt32.self)) }
+        func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt64.self)) }
+        var e = firstFields(raw, at: b)
         e.mtime = FileTime(seconds: Int64(bitPattern: u64(40)), nanoseconds: min(u32(48), 999_999_999))
         e.ctime = FileTime(seconds: Int64(bitPattern: u64(56)), nanoseconds: min(u32(52), 999_999_999))
         e.archive = u32(64)
@@ -198,12 +206,7 @@ package struct ManifestTable: Sendable {
     static func legacyEntry(_ raw: UnsafeRawBufferPointer, at b: Int) -> ManifestEntry {
         func u32(_ o: Int) -> UInt32 { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt32.self)) }
         func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: b + o, as: UInt64.self)) }
-        var e = ManifestEntry()
-        e.pathOffset = u32(0); e.pathLength = u32(4); e.linkOffset = u32(8); e.linkLength = u32(12)
-        e.type = ManifestEntryType(rawValue: raw[b + 16]) ?? .file
-        e.flags = raw[b + 17]
-        e.mode = u32(20); e.uid = u32(24); e.gid = u32(28)
-        e.size = u64(32)
+        var e = firstFields(raw, at: b)
         e.mtime = FileTime(totalNanoseconds: Int64(bitPattern: u64(40)))
         e.ctime = FileTime(totalNanoseconds: Int64(bitPattern: u64(48)))
         e.archive = u32(56)
@@ -252,6 +255,15 @@ package struct ManifestTable: Sendable {
         let b = records.count
         records.append(contentsOf: repeatElement(0, count: Self.recordSize))
         records.withUnsafeMutableBytes { Self.encode(e, into: $0, at: b) }
+    }
+
+    /// Appends an entry whose path and link are given as bytes (stored in this table's strings;
+    /// an empty link takes no space).
+    package mutating func append(_ e: ManifestEntry, path: [UInt8], link: [UInt8]) {
+        var e = e
+        (e.pathOffset, e.pathLength) = intern(path)
+        (e.linkOffset, e.linkLength) = link.isEmpty ? (0, 0) : intern(link)
+        append(e)
     }
 
     package mutating func set(_ i: Int, _ e: ManifestEntry) {
@@ -541,12 +553,7 @@ package struct Manifest: Sendable {
         if data.starts(with: magic3) {
             let reader = try ManifestReader(bytes: data, name: name)
             var table = ManifestTable()
-            while let r = try reader.next() {
-                var e = r.entry
-                (e.pathOffset, e.pathLength) = table.intern(r.path)
-                (e.linkOffset, e.linkLength) = r.link.isEmpty ? (0, 0) : table.intern(r.link)
-                table.append(e)
-            }
+            while let r = try reader.next() { table.append(r.entry, path: r.path, link: r.link) }
             var m = Manifest(header: reader.header, table: table)
             m.encodedFile = data
             return m

@@ -62,12 +62,7 @@ package final class Scanner {
         let stream = try start(progress: progress)
         defer { stream.close() }
         var table = ManifestTable()
-        while let s = try stream.next() {
-            var e = s.entry
-            (e.pathOffset, e.pathLength) = table.intern(s.path)
-            (e.linkOffset, e.linkLength) = s.link.isEmpty ? (0, 0) : table.intern(s.link)
-            table.append(e)
-        }
+        while let s = try stream.next() { table.append(s.entry, path: s.path, link: s.link) }
         return ScanResult(table: table, warnings: stream.warnings)
     }
 
