@@ -149,11 +149,16 @@ package final class ManifestWriter {
     deinit { pool.shutdown() }
 
     private var wroteMagic = false
+    /// The file starts with the magic, written with the first bytes that follow it.
+    private func writeMagicIfNeeded() throws {
+        guard !wroteMagic else { return }
+        wroteMagic = true
+        try sink(Manifest.magic3)
+        offset += UInt64(Manifest.magic3.count)
+    }
+
     private func emit(_ bytes: [UInt8]) throws {
-        if !wroteMagic {
-            wroteMagic = true
-            try emit(Manifest.magic3)
-        }
+        try writeMagicIfNeeded()
         try sink(bytes)
         offset += UInt64(bytes.count)
     }
@@ -260,6 +265,7 @@ package final class ManifestWriter {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let json = [UInt8](try enc.encode(h))
+        try writeMagicIfNeeded()  // an empty manifest: the magic first, so `offset` counts it
         var trailer = json
         appendLE(&trailer, offset)
         appendLE(&trailer, UInt32(json.count))
@@ -290,6 +296,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
     private var previousPath: [UInt8] = []
     private var lastPath: [UInt8] = []
     private var started = false
+    private var entriesRead = 0
     private var ahead: (index: Int, group: DispatchGroup, box: InflateBox)?
     /// Keep the compressed bytes of the last few members read, for `compressedMember` (a
     /// backup's previous manifest: the new one copies its unchanged members).
@@ -364,7 +371,12 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
             return ManifestRecord(entry: e, path: m.table.pathBytes(e), link: Array(m.table.linkBytes(e)))
         }
         if position >= current.count {
-            guard try loadNextMember() else { return nil }
+            guard try loadNextMember() else {
+                if let n = header.entries, n != entriesRead {
+                    throw Manifest.damaged3(name, "\(entriesRead) entries, the header says \(n)")
+                }
+                return nil
+            }
         }
         let rs = ManifestTable.recordSize
         guard current.count - position >= rs else { throw Manifest.damaged3(name, "entry cut at a member's end") }
@@ -385,6 +397,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
             guard c < 0 else { throw Manifest.damaged3(name, "entries out of order at \(displayPath(path))") }
         }
         started = true
+        entriesRead += 1
         lastPath = path
         previousPath = path
         if e.archive != ManifestEntry.noArchive && header.archiveID(e.archive) == nil {

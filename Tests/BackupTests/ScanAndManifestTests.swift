@@ -320,6 +320,27 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         #expect { try Manifest.decode(Array(first.dropLast(10)), name: "cut") } throws: { "\($0)".contains("truncated") }
     }
 
+    /// An empty source (a fresh appdata directory): the manifest has no members at all. Before
+    /// the fix its header offset left out the magic and every later run called it damaged.
+    @Test("an empty tree: a manifest without members, and the tools back it up, verify and restore it")
+    func emptyTree() throws {
+        let m = try Manifest.decode(try Manifest(header: header, table: ManifestTable()).encoded(), name: "empty")
+        #expect(m.table.count == 0 && m.header.body == [] && m.header.entries == 0)
+        let dir = try TempDir("hs-empty")
+        try FileManager.default.createDirectory(atPath: dir.sub("src"), withIntermediateDirectories: true)
+        for _ in 0 ..< 2 {
+            let r = try Tools.run("hs-backup", ["run", "--source", dir.sub("src"), "--to", dir.sub("dest"), "--name", "e"])
+            #expect(r.status == 0 && r.stderr.isEmpty, "\(r.stdout) \(r.stderr)")
+        }
+        let v = try Tools.run("hs-backup", ["verify", "--to", dir.sub("dest"), "--name", "e"])
+        #expect(v.status == 0, "\(v.stdout) \(v.stderr)")
+        let list = try Tools.run("hs-backup", ["list", "--to", dir.sub("dest"), "--name", "e"])
+        #expect(list.stdout.contains("incremental"), "the second run is an incremental of the first: \(list.stdout)")
+        let out = try Tools.run("hs-restore", ["--from", dir.sub("dest"), "--name", "e", "--to", dir.sub("out")])
+        let restored = (try? FileManager.default.contentsOfDirectory(atPath: dir.sub("out"))) ?? ["(no target)"]
+        #expect(out.status == 0 && restored.isEmpty, "\(out.stderr)")
+    }
+
     @Test("format-2 manifests of 0.2.0 (and 0.1.0's single stream) still load and are valid parents")
     func formatTwoLoads() throws {
         let t = bigTable(50_000, salt: "legacy")
