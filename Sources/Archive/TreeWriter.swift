@@ -181,6 +181,9 @@ package final class TreeWriter {
             if options.restoreOwnership {
                 _ = RestorePath.withCName(name) { fchownat(parent.fd, $0, e.uid, e.gid, AT_SYMLINK_NOFOLLOW) }
             }
+            if options.restoreXattrs && !e.xattrs.isEmpty {
+                for w in XattrApplier.applyToSymlink(dirFd: parent.fd, name: name, e.xattrs, path: display) { xattrWarning(w) }
+            }
             var ts = Self.times(e)
             _ = RestorePath.withCName(name) { utimensat(parent.fd, $0, &ts, AT_SYMLINK_NOFOLLOW) }
             summary.symlinks += 1

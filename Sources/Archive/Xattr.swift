@@ -2,6 +2,7 @@ import Glibc
 
 // <sys/xattr.h> is not part of Swift's Glibc module map; these are the libc entry points.
 @_silgen_name("fsetxattr") private func c_fsetxattr(_ fd: Int32, _ name: UnsafePointer<CChar>, _ value: UnsafeRawPointer?, _ size: Int, _ flags: Int32) -> Int32
+@_silgen_name("lsetxattr") private func c_lsetxattr(_ path: UnsafePointer<CChar>, _ name: UnsafePointer<CChar>, _ value: UnsafeRawPointer?, _ size: Int, _ flags: Int32) -> Int32
 @_silgen_name("llistxattr") private func c_llistxattr(_ path: UnsafePointer<CChar>, _ list: UnsafeMutablePointer<CChar>?, _ size: Int) -> Int
 @_silgen_name("lgetxattr") private func c_lgetxattr(_ path: UnsafePointer<CChar>, _ name: UnsafePointer<CChar>, _ value: UnsafeMutableRawPointer?, _ size: Int) -> Int
 @_silgen_name("flistxattr") private func c_flistxattr(_ fd: Int32, _ list: UnsafeMutablePointer<CChar>?, _ size: Int) -> Int
@@ -36,6 +37,26 @@ enum XattrApplier {
             let rc = RestorePath.withCName(name) { n in value.withUnsafeBytes { c_fsetxattr(fd, n, $0.baseAddress, $0.count, 0) } }
             if rc != 0 {
                 warnings.append("\(path): extended attribute \(String(decoding: name, as: UTF8.self)) not restored: \(String(cString: strerror(errno)))")
+            }
+        }
+        return warnings
+    }
+
+    /// Sets the xattrs of the symlink `name` in the directory open as `dirFd`, never following
+    /// it: `lsetxattr` on `/proc/self/fd/<dirFd>/<name>` (the directory is the checked
+    /// descriptor; the final symlink is not followed). Linux allows only `trusted.*` and
+    /// `security.*` on symlinks, so this is for root.
+    /// The corresponding libc call is `lsetxattr`.
+    static func applyToSymlink(dirFd: Int32, name: [UInt8], _ xattrs: [(name: [UInt8], value: [UInt8])], path: String) -> [String] {
+        guard geteuid() == 0 else { return [] }
+        var warnings: [String] = []
+        let link = Array("/proc/self/fd/\(dirFd)/".utf8) + name
+        for (attr, value) in xattrs where !attr.contains(0) && !attr.starts(with: Array("user.".utf8)) {
+            let rc = RestorePath.withCName(link) { l in
+                RestorePath.withCName(attr) { n in value.withUnsafeBytes { c_lsetxattr(l, n, $0.baseAddress, $0.count, 0) } }
+            }
+            if rc != 0 {
+                warnings.append("\(path): extended attribute \(String(decoding: attr, as: UTF8.self)) not restored on the symlink: \(String(cString: strerror(errno)))")
             }
         }
         return warnings

@@ -31,8 +31,8 @@ struct ManifestRestorePlan {
     /// Normalised `--only` paths (empty: everything).
     let only: [[UInt8]]
 
-    /// Selected directories whose xattrs/ACLs are only in the archives' pax headers (the
-    /// manifest has no archive place for directories).
+    /// Selected directories and symlinks whose xattrs/ACLs are only in the archives' pax
+    /// headers (the manifest has no archive place for them).
     private(set) var directoriesWithXattrs = Set<[UInt8]>()
     /// The archives the backup reads, newest first.
     private(set) var archivesNewestFirst: [String] = []
@@ -54,7 +54,9 @@ struct ManifestRestorePlan {
         archivesNewestFirst = reader.header.archives.reversed()
         while let e = try reader.nextItem() {
             if !missing.isEmpty { missing.remove(e.path) }
-            if e.type == .directory && e.xattrHash != 0 && selected(e.path, isDirectory: true) { dirs.insert(e.path) }
+            if (e.type == .directory || e.type == .symlink) && e.xattrHash != 0 && selected(e.path, isDirectory: e.type == .directory) {
+                dirs.insert(e.path)
+            }
             if e.type == .hardlink && selected(e.path, isDirectory: false) { links.append(e) }
         }
         directoriesWithXattrs = dirs

@@ -159,7 +159,7 @@ package final class Restorer {
         return summary
     }
 
-    /// The xattrs/ACLs of directories that have some, from the newest archive whose pax
+    /// The xattrs/ACLs of directories and symlinks that have some, from the newest archive whose pax
     /// header for the directory carries them (read only when the backup has such directories).
     private func directoryXattrs(_ plan: ManifestRestorePlan, _ source: (String) throws -> ArchiveSource) throws -> [[UInt8]: [(name: [UInt8], value: [UInt8])]] {
         var wanted = plan.directoriesWithXattrs
@@ -169,7 +169,7 @@ package final class Restorer {
             let reader = try TarReader(source: source(a))
             defer { reader.close() }
             while let h = try reader.next() {
-                guard h.type == .directory, !h.xattrs.isEmpty else { continue }
+                guard h.type == .directory || h.type == .symlink, !h.xattrs.isEmpty else { continue }
                 let p = RestorePath.join(RestorePath.split(h.path))
                 if wanted.remove(p) != nil { found[p] = h.xattrs }
             }

@@ -211,8 +211,8 @@ import Glibc
         #expect(restored.isEmpty, "the manifest is checked whole before anything is written: \(restored)")
     }
 
-    /// xattrs of every namespace and POSIX ACLs (access and default) come back on files and
-    /// directories, through `--from` and `--archive` alike (as root).
+    /// xattrs of every namespace and POSIX ACLs (access and default) come back on files,
+    /// directories and symlinks, through `--from` and `--archive` alike (as root).
     @Test func xattrsAndACLsRestoreBothWays() throws {
         let work = try TempDir("restore-xattrs")
         let src = work.sub("src")
@@ -225,6 +225,9 @@ import Glibc
         try Subprocess.checked(["setfacl", "-m", "u:1234:rw,g:2345:r", src + "/f.txt"])
         try Subprocess.checked(["setfacl", "-m", "u:1234:rwx", src + "/d"])
         try Subprocess.checked(["setfacl", "-d", "-m", "u:1234:rx,g:2345:rwx", src + "/d"])
+        // A symlink's own xattrs (Linux allows trusted.* and security.* on symlinks).
+        try FileManager.default.createSymbolicLink(atPath: src + "/link", withDestinationPath: "f.txt")
+        try Subprocess.checked(["setfattr", "-h", "-n", "trusted.l", "-v", "on-a-link", src + "/link"])
         func dump(_ root: String) throws -> String {
             let r = try Subprocess.run(["getfattr", "-R", "-d", "-m", "-", "-h", "--absolute-names", root])
             return r.stdout.replacingOccurrences(of: root + "/", with: "").split(separator: "\n").filter { !$0.isEmpty }.joined(separator: "\n")
