@@ -99,18 +99,20 @@ final class FileJob: @unchecked Sendable {
         do {
             var hasher = expected != nil ? SHA256Hasher() : nil
             var end: UInt64 = 0
+            var written: UInt64 = 0  // the file's size so far (it was created empty, O_EXCL)
             try content { off, bytes in
                 if hasher != nil {
                     guard off == end else { throw ArchiveError(.malformed, entry: display, "content out of order") }
                     hasher!.update(bytes)
                 }
-                // 64 KiB zero runs become holes (made by the final ftruncate or the next write).
+                // 64 KiB zero runs become holes (made by the next write, or the final ftruncate).
                 var p = 0
                 while p < bytes.count {
                     let len = min(64 * 1024, bytes.count - p)
                     let piece = UnsafeRawBufferPointer(rebasing: bytes[p..<(p + len)])
                     if !(len == 64 * 1024 && Self.isZero(piece)) {
                         try Self.pwriteAll(fd, piece, at: off + UInt64(p)) { fail("write", $0) }
+                        written = max(written, off + UInt64(p + len))
                     }
                     p += len
                 }
@@ -121,7 +123,10 @@ final class FileJob: @unchecked Sendable {
                     throw ArchiveError(.malformed, entry: display, "content\(origin.map { " from \($0)" } ?? "") does not match its SHA-256 in the manifest (damaged archive). Run `hs-backup verify`.")
                 }
             }
-            guard ftruncate(fd, off_t(e.size)) == 0 else { throw fail("set size of", errno) }
+            // Only when a hole ends the file (the truncate costs a journal update per file).
+            if written != e.size {
+                guard ftruncate(fd, off_t(e.size)) == 0 else { throw fail("set size of", errno) }
+            }
             if ctx.restoreOwnership && !(ctx.predictable && e.uid == ctx.euid && e.gid == ctx.egid) {
                 if fchown(fd, e.uid, e.gid) != 0 { warnings.append(("\(display): chown failed: \(String(cString: strerror(errno)))", false)) }
             }
