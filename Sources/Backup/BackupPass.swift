@@ -75,7 +75,7 @@ final class BackupPass {
         // In an incremental, the xattrs of a file whose ctime did not change since the previous
         // backup did not change either (setxattr and ACL changes update the ctime): its hash is
         // carried, and only the others are read (here, below).
-        scanner.xattrsOfDirectoriesOnly = xattrsComparable
+        scanner.xattrsLeftToReader = xattrsComparable
         let reporter = runner.reporter
         let stream = try scanner.start { n in reporter.progress("scanning: \(n) entries") }
         defer { stream.close() }

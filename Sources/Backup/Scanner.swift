@@ -42,10 +42,10 @@ package final class Scanner {
     package var skipDirectories: [(dev: UInt64, ino: UInt64, name: String)] = []
     /// Read extended attributes (and ACLs) to fill `ManifestEntry.xattrHash`.
     package var readXattrs = true
-    /// Read xattrs of directories only (through their open fd); other entries get the flag
-    /// `ManifestEntry.flagXattrsUnread` and the reader settles them (an incremental compares
-    /// ctime with the previous backup first: any xattr or ACL change updates the ctime).
-    package var xattrsOfDirectoriesOnly = false
+    /// Read no xattrs: every entry gets the flag `ManifestEntry.flagXattrsUnread` and the
+    /// reader settles it (an incremental compares the ctime with the previous backup first:
+    /// any xattr or ACL change updates the ctime, so most entries need no syscall for them).
+    package var xattrsLeftToReader = false
     /// At most this many directories are held open to split the walk into units (bounds fds).
     static let maxOpenDirectories = 512
     /// A directory with at most this many entries is split further down (up to `maxSplitDepth`).
@@ -89,7 +89,7 @@ package final class Scanner {
         let counter = ScanCounter(progress: progress)
         let context = ScanContext(root: root, rootBytes: Array(root.utf8), excludes: excludes,
                                   counter: counter, oneFileSystem: oneFileSystem, skipDirectories: skipDirectories, readXattrs: readXattrs,
-                                  xattrsOfDirectoriesOnly: xattrsOfDirectoriesOnly)
+                                  xattrsLeftToReader: xattrsLeftToReader)
 
         // The top of the tree on this thread, entry by entry without descending: a directory
         // with few entries (a chain like Plex's `Library/Application Support/Plex Media Server/
@@ -336,7 +336,7 @@ struct ScanContext: @unchecked Sendable {
     let oneFileSystem: Bool
     let skipDirectories: [(dev: UInt64, ino: UInt64, name: String)]
     let readXattrs: Bool
-    let xattrsOfDirectoriesOnly: Bool
+    let xattrsLeftToReader: Bool
 }
 
 /// Counts entries across threads and reports progress now and then.
@@ -479,10 +479,10 @@ final class ScanWorker: @unchecked Sendable {
         if context.readXattrs {
             // Most files have none: listxattrat relative to the directory says so without a
             // walk of the absolute path; anything else is read by path as before.
-            if dirFd >= 0 {
-                e.xattrHash = xattrHash(.fd(dirFd))
-            } else if context.xattrsOfDirectoriesOnly {
+            if context.xattrsLeftToReader {
                 e.flags |= ManifestEntry.flagXattrsUnread
+            } else if dirFd >= 0 {
+                e.xattrHash = xattrHash(.fd(dirFd))
             } else if !pathBuf.withUnsafeBufferPointer({ XattrAt.certainlyNone(dfd, $0.baseAddress! + nameStart) }) {
                 e.xattrHash = absolutePath(fullLength) { xattrHash(.path($0)) }
             }

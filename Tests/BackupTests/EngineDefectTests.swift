@@ -273,13 +273,15 @@ func archives(in dest: String, set: String = "t") throws -> [String] {
         #expect(try Self.acls(bsd, ["f.txt", "d", "plain.txt"]) == expectedACL)
     }
 
-    @Test("an xattr-only change makes the file part of the next incremental")
+    @Test("an xattr-only change makes the file (or directory) part of the next incremental")
     func xattrOnlyChange() throws {
         let work = try TempDir("hs-xattr-inc")
         let src = work.sub("src")
         try Tree.write(src + "/a.txt", "a\n")
         try Tree.write(src + "/b.txt", "b\n")
         try Subprocess.checked(["setfattr", "-n", "user.v", "-v", "one", src + "/a.txt"])
+        try FileManager.default.createDirectory(atPath: src + "/d", withIntermediateDirectories: true)
+        try Subprocess.checked(["setfattr", "-n", "user.v", "-v", "one", src + "/d"])
         let dest = work.sub("dest")
         let r1 = try CLIRun.backup(["--source", src, "--to", dest, "--name", "t"])
         #expect(r1.status == 0 && r1.filesArchived == 2, "\(r1.stderr)")
@@ -287,6 +289,8 @@ func archives(in dest: String, set: String = "t") throws -> [String] {
         #expect(r2.status == 0 && r2.filesArchived == 0, "\(r2.stderr)")
         try Subprocess.checked(["setfattr", "-n", "user.v", "-v", "two", src + "/a.txt"])
         try Subprocess.checked(["setfacl", "-m", "u:4321:r", src + "/b.txt"])
+        // A directory's xattrs alone too (its ctime changes; the scan reads them only then).
+        try Subprocess.checked(["setfattr", "-n", "user.v", "-v", "two", src + "/d"])
         let r3 = try CLIRun.backup(["--source", src, "--to", dest, "--name", "t"])
         #expect(r3.status == 0 && r3.filesArchived == 2, "xattr and ACL changes are picked up: \(r3.stdout)")
         let out = work.sub("out")
