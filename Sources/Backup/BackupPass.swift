@@ -180,6 +180,7 @@ final class BackupPass {
 
     private func enqueue(_ p: Pending) throws {
         if dryRun {
+            p.substitute?.cleanup()  // a snapshot the provider took: nothing reads it in a dry run
             guard p.archive else { return }
             let e = p.record.entry
             if e.type == .file { filesArchived += 1; bytesIn = bytesIn.addingSaturated(e.size) }
