@@ -157,7 +157,14 @@ final class BackupPass {
         }
         switch e.type {
         case .directory, .symlink:
-            return true  // metadata equal; nothing to carry
+            // Metadata equal. One with xattrs keeps the place of the header that holds them,
+            // so that archive stays listed (restore reads them there).
+            if p.entry.archive != ManifestEntry.noArchive && e.xattrHash != 0 {
+                record.entry.archive = p.entry.archive
+                record.entry.memberOffset = p.entry.memberOffset
+                record.entry.memberSkip = p.entry.memberSkip
+            }
+            return true
         case .hardlink:
             record.entry.hash = p.entry.hash
             return true
@@ -222,6 +229,9 @@ final class BackupPass {
         myIndex = UInt32(archiveSlots.count)
         archiveSlots.append(id)
         archiveID = id
+        // Listed even when no file's content is in it (directories, symlinks and their xattrs
+        // may be): restore looks for those in the listed archives, cleanup keeps listed ones.
+        usedArchives.insert(myIndex)
     }
 
     /// Archives what the batch holds (small files read ahead on all cores), then passes the
@@ -268,12 +278,15 @@ final class BackupPass {
             for a in attrs { meta.xattrs[a.name] = a.value }
         }
         switch e.type {
-        case .directory:
-            meta.type = .directory
-            try aw.add(meta)
-        case .symlink:
-            meta.type = .symlink; meta.linkBytes = p.record.link
-            try aw.add(meta)
+        case .directory, .symlink:
+            if e.type == .directory { meta.type = .directory } else { meta.type = .symlink; meta.linkBytes = p.record.link }
+            let added = try aw.add(meta)
+            if !meta.xattrs.isEmpty {
+                // Where the header with the xattrs is (see `carry`).
+                p.record.entry.archive = myIndex
+                p.member = added.headerMember
+                p.headerOffset = added.headerOffset
+            }
         case .hardlink:
             if archivedHere.contains(p.record.link) {
                 meta.type = .hardlink; meta.linkBytes = p.record.link

@@ -498,9 +498,17 @@ extension ManifestHeader {
         return list[Int(index)]
     }
 
+    /// Archive ids name files in the set's directory: plain names only, and every slot an entry
+    /// may use is one of the listed archives (an altered manifest cannot point a restore at
+    /// another file of the destination).
     func checkArchives(_ name: String) throws {
+        func plain(_ a: String) -> Bool {
+            !a.isEmpty && a != "." && a != ".." && a.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != 0x2F && $0 != 0x5C }
+        }
+        for a in archives where !plain(a) { throw Manifest.damaged3(name, "archive id '\(a)' is not a plain name") }
         if let slots = archiveSlots {
             for a in archives where !slots.contains(a) { throw Manifest.damaged3(name, "archive \(a) is not in the archive slots") }
+            for a in slots where !a.isEmpty && !archives.contains(a) { throw Manifest.damaged3(name, "archive slot \(a) is not a listed archive") }
         }
     }
 }

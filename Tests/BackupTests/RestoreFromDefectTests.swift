@@ -211,6 +211,28 @@ import Glibc
         #expect(restored.isEmpty, "the manifest is checked whole before anything is written: \(restored)")
     }
 
+    /// A directory's xattrs live in the archive that last held the directory. When no file
+    /// of that archive is carried any more (here: the only file changed), the archive must stay
+    /// listed in later manifests, or restoring them loses the directory's xattrs (and cleanup
+    /// calls the archive an orphan). Before the fix the restored `d` had no `user.k`.
+    @Test func directoryXattrsSurviveIncrementals() throws {
+        let work = try TempDir("restore-dir-xattrs")
+        let src = work.sub("src")
+        try Tree.write(src + "/d/.keep", "")
+        try Tree.write(src + "/f.txt", "one\n")
+        try Subprocess.checked(["setfattr", "-n", "user.k", "-v", "on-d", src + "/d"])
+        let dest = try TestDestination(.local)
+        _ = try backup(src, dest)
+        try Tree.write(src + "/f.txt", "two, longer\n")
+        try Tree.write(src + "/d/.keep", "changed")  // B2 reads neither file from B1's archive
+        _ = try backup(src, dest)
+        let last = try backup(src, dest)
+        let out = work.sub("out")
+        _ = try restore(dest, id: last.id, to: out)
+        let r = try Subprocess.run(["getfattr", "--only-values", "-n", "user.k", out + "/d"])
+        #expect(r.stdout == "on-d", "\(r.stdout) \(r.stderr)")
+    }
+
     /// xattrs of every namespace and POSIX ACLs (access and default) come back on files,
     /// directories and symlinks, through `--from` and `--archive` alike (as root).
     @Test func xattrsAndACLsRestoreBothWays() throws {
