@@ -341,6 +341,29 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         #expect(out.status == 0 && restored.isEmpty, "\(out.stderr)")
     }
 
+    /// An altered manifest cannot point a restore at another file of the destination: archive
+    /// ids are plain names, and every slot an entry may use is a listed archive.
+    @Test("archive ids with a path, or slots that are not listed archives, make the manifest damaged")
+    func archiveIdsArePlainNames() throws {
+        var t = ManifestTable()
+        var e = ManifestEntry()
+        e.archive = 0
+        t.append(e, path: Array("a.txt".utf8), link: [])
+        for (archives, slots) in [(["../../etc/x"], nil), (["ok"], ["ok", "other"]), (["a/b"], ["a/b"])] as [([String], [String]?)] {
+            var h = header
+            h.archives = archives
+            h.archiveSlots = slots
+            let file = try Manifest(header: h, table: t).encoded()
+            #expect { try Manifest.decode(file, name: "hostile") } throws: { "\($0)".contains("damaged") }
+        }
+        var h = header
+        h.archives = ["20261130T030000Z"]
+        h.archiveSlots = ["", "20261130T030000Z"]
+        t.set(0, { var x = t.entry(0); x.archive = 1; return x }())
+        let ok = try Manifest.decode(try Manifest(header: h, table: t).encoded(), name: "fine")
+        #expect(ok.items().map(\.archive) == ["20261130T030000Z"])
+    }
+
     @Test("format-2 manifests of 0.2.0 (and 0.1.0's single stream) still load and are valid parents")
     func formatTwoLoads() throws {
         let t = bigTable(50_000, salt: "legacy")
