@@ -216,11 +216,12 @@ final class BackupPass {
         let partial = set.archivePath(id) + ".partial"
         // A signal (Ctrl-C, SIGTERM) removes the partial archive before the process exits.
         // Registered before the file is created: a signal between the two used to leave it.
-        archiveCleanup = InterruptCleanup.shared.register("\(dest.displayName)/\(partial)") { [dest] in
-            if (try? dest.stat(partial)).flatMap({ $0 }) != nil { try dest.remove(partial) }
-        }
         let writer: any DestinationWriter
-        do { writer = try dest.create(partial) } catch {
+        do {
+            (writer, archiveCleanup) = try InterruptCleanup.shared.creating("\(dest.displayName)/\(partial)", remove: { [dest] in
+                if (try? dest.stat(partial)).flatMap({ $0 }) != nil { try dest.remove(partial) }
+            }) { try dest.create(partial) }
+        } catch {
             throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(partial): \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
         }
         archiveFile = writer

@@ -287,14 +287,16 @@ package final class BackupRunner {
         // The manifest is written as the tree is walked, under a temporary name; renamed
         // (the commit) only after the archive is complete and synced.
         let manifestPartial = set.manifestPath(id) + ".partial"
-        let manifestCleanup = InterruptCleanup.shared.register("\(dest.displayName)/\(manifestPartial)") { [dest] in
-            if (try? dest.stat(manifestPartial)).flatMap({ $0 }) != nil { try dest.remove(manifestPartial) }
-        }
-        defer { InterruptCleanup.shared.unregister(manifestCleanup) }
         let manifestFile: any DestinationWriter
-        do { manifestFile = try dest.create(manifestPartial) } catch {
+        let manifestCleanup: Int
+        do {
+            (manifestFile, manifestCleanup) = try InterruptCleanup.shared.creating("\(dest.displayName)/\(manifestPartial)", remove: { [dest] in
+                if (try? dest.stat(manifestPartial)).flatMap({ $0 }) != nil { try dest.remove(manifestPartial) }
+            }) { try dest.create(manifestPartial) }
+        } catch {
             throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(manifestPartial): \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
         }
+        defer { InterruptCleanup.shared.unregister(manifestCleanup) }
         var committed = false
         defer {
             if !committed {

@@ -15,15 +15,37 @@ package final class InterruptCleanup: @unchecked Sendable {
     private let lock = NSLock()
     private var actions: [(token: Int, what: String, run: @Sendable () throws -> Void)] = []
     private var next = 0
+    /// Set by `runAll`: the process is exiting; `register` no longer returns.
+    private var stopping = false
+    /// Held while a registered file is being created (`creating`), so `runAll` sees it made.
+    private let creation = NSLock()
 
     /// Registers an action; returns a token for `unregister`.
     /// - Parameter what: a short description for messages ("lock DEST/SET/lock").
     @discardableResult
     package func register(_ what: String, _ action: @escaping @Sendable () throws -> Void) -> Int {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        if stopping {
+            // The signal handler is cleaning up and the process is about to exit: a file
+            // registered now would be created after the cleanup and left behind. Callers
+            // register before they create, so holding this thread here creates nothing.
+            lock.unlock()
+            while true { sleep(60) }
+        }
+        defer { lock.unlock() }
         next += 1
         actions.append((next, what, action))
         return next
+    }
+
+    /// Registers `remove` and runs `create` (which makes the file) as one step with respect to
+    /// `runAll`: a signal either comes first (nothing is created: this thread stops here) or
+    /// waits until the file exists, then removes it. Returns `create`'s result and the token.
+    package func creating<T>(_ what: String, remove: @escaping @Sendable () throws -> Void, _ create: () throws -> T) throws -> (T, Int) {
+        creation.lock()
+        defer { creation.unlock() }
+        let token = register(what, remove)
+        do { return (try create(), token) } catch { unregister(token); throw error }
     }
 
     package func unregister(_ token: Int) {
@@ -32,8 +54,13 @@ package final class InterruptCleanup: @unchecked Sendable {
 
     /// Runs every registered action once, newest first, and waits at most `seconds` for all
     /// of them. Returns a message for each action that failed or did not finish in time.
+    /// For the exit path only: afterwards `register` blocks its caller for good.
     package func runAll(within seconds: TimeInterval = 10) -> [String] {
+        // Wait (bounded: a create on a frozen NAS must not keep us) for a file being created.
+        let held = creation.lock(before: Date().addingTimeInterval(seconds))
         lock.lock()
+        stopping = true
+        if held { creation.unlock() }
         let todo = actions.reversed()
         actions = []
         lock.unlock()
