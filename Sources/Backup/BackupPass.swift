@@ -218,9 +218,7 @@ final class BackupPass {
         // Registered before the file is created: a signal between the two used to leave it.
         let writer: any DestinationWriter
         do {
-            (writer, archiveCleanup) = try InterruptCleanup.shared.creating("\(dest.displayName)/\(partial)", remove: { [dest] in
-                if (try? dest.stat(partial)).flatMap({ $0 }) != nil { try dest.remove(partial) }
-            }) { try dest.create(partial) }
+            (writer, archiveCleanup) = try createRemovedOnSignal(dest, partial)
         } catch {
             throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(partial): \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
         }

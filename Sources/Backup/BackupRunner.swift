@@ -290,9 +290,7 @@ package final class BackupRunner {
         let manifestFile: any DestinationWriter
         let manifestCleanup: Int
         do {
-            (manifestFile, manifestCleanup) = try InterruptCleanup.shared.creating("\(dest.displayName)/\(manifestPartial)", remove: { [dest] in
-                if (try? dest.stat(manifestPartial)).flatMap({ $0 }) != nil { try dest.remove(manifestPartial) }
-            }) { try dest.create(manifestPartial) }
+            (manifestFile, manifestCleanup) = try createRemovedOnSignal(dest, manifestPartial)
         } catch {
             throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(manifestPartial): \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
         }
@@ -354,6 +352,15 @@ package final class BackupRunner {
     }
 }
 
+
+/// Creates `path` on `dest` (a `.partial` file) so that a signal removes it: registered and
+/// created as one step (`InterruptCleanup.creating`). Returns the writer and the token to
+/// unregister once the file is committed or removed.
+func createRemovedOnSignal(_ dest: any Destination, _ path: String) throws -> (any DestinationWriter, Int) {
+    try InterruptCleanup.shared.creating("\(dest.displayName)/\(path)", remove: { [dest] in
+        if (try? dest.stat(path)).flatMap({ $0 }) != nil { try dest.remove(path) }
+    }) { try dest.create(path) }
+}
 
 func fileExists(_ path: String) -> Bool {
     var st = stat()
