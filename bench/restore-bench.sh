@@ -12,7 +12,10 @@
 #            as root): on a disk where millions of files were just deleted, ext4's inode
 #            allocation (`recently_deleted`, `find_inode_bit`) dominates and favours whichever
 #            tool runs later; a fresh file system measures the tools, not that history.
-# Needs: a release build (made here), python3, GNU tar, /usr/bin/time.
+#            Its inode count is sized for the tree (the default would not hold 1M files).
+# Each round also measures the floor: bench/create-floor.c creates the same files with the
+# fewest system calls, content already in memory, 2 threads (no decompression, no parsing).
+# Needs: a release build (made here), python3, GNU tar, a C compiler, /usr/bin/time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -38,6 +41,7 @@ swift build -c release --product hs-restore >/dev/null
 BIN=$(swift build -c release --show-bin-path)
 W=${BENCH_DIR:-/tmp/hs-restore-bench}
 mkdir -p "$W"
+cc -O2 -Wall -pthread -o "$W/create-floor" bench/create-floor.c
 cleanup() { if [ "$KEEP" = 0 ]; then rm -rf "$W"; fi; }
 trap cleanup EXIT
 
@@ -59,24 +63,28 @@ bench_tree() {
   rm -f "$W"/"$label"-*.times
   for r in $(seq 1 "$ROUNDS"); do
     # Alternate the order so no tool always runs on a warm (or cold) cache.
-    for tool in $( [ $((r % 2)) = 1 ] && echo "tar archive from" || echo "from archive tar" ); do
+    for tool in $( [ $((r % 2)) = 1 ] && echo "tar archive from floor" || echo "floor from archive tar" ); do
       rm -rf "$W/out"
       if [ $FRESH = 1 ]; then
         if mountpoint -q "$W/out.mnt"; then umount "$W/out.mnt"; fi
-        mkdir -p "$W/out.mnt"; truncate -s 16G "$W/out.img"; mkfs.ext4 -q -F "$W/out.img"
+        mkdir -p "$W/out.mnt"; truncate -s 16G "$W/out.img"
+        mkfs.ext4 -q -F -N $(( $(find "$tree" | wc -l) * 3 / 2 + 100000 )) "$W/out.img"
         mount -o loop "$W/out.img" "$W/out.mnt"; ln -sfn "$W/out.mnt/o" "$W/out"
       fi
       case $tool in
         tar) mkdir "$W/out/"; run "$label-tar" tar -xzf "$tgz" -C "$W/out/" ;;
         archive) run "$label-archive" "$BIN/hs-restore" --archive "$tgz" --to "$W/out/" ;;
         from) run "$label-from" "$BIN/hs-restore" --from "$dest" --name b --to "$W/out/" ;;
+        floor) sync; "$W/create-floor" "$tree/" "$W/out/" 2 2>/dev/null | awk '{print $1, 0}' >> "$W/$label-floor.times" ;;
       esac
     done
-    echo "round $r ($label, load $(cut -d' ' -f1 /proc/loadavg)): tar=$(tail -1 "$W/$label-tar.times") archive=$(tail -1 "$W/$label-archive.times") from=$(tail -1 "$W/$label-from.times")" >&2
+    echo "round $r ($label, load $(cut -d' ' -f1 /proc/loadavg)): tar=$(tail -1 "$W/$label-tar.times") archive=$(tail -1 "$W/$label-archive.times") from=$(tail -1 "$W/$label-from.times") floor=$(tail -1 "$W/$label-floor.times")" >&2
   done
   rm -rf "$W/out"
   if [ $FRESH = 1 ] && mountpoint -q "$W/out.mnt"; then umount "$W/out.mnt"; rm -f "$W/out.img"; fi
   local tar_s; tar_s=$(col "$label-tar" 1)
+  awk -v l="$label" -v s="$(col "$label-floor" 1)" -v t="$tar_s" 'BEGIN {
+    printf "| %s: floor (bench/create-floor.c: create the files, content in memory, 2 threads) | %.2f s | tar -xzf: %.2f s | %.2fx | | |\n", l, s, t, s / t }'
   for way in archive from; do
     local s rss; s=$(col "$label-$way" 1); rss=$(col "$label-$way" 2)
     awk -v l="$label" -v w="$way" -v s="$s" -v t="$tar_s" -v tr="$target_ratio" 'BEGIN {

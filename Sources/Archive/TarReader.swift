@@ -92,6 +92,10 @@ package final class TarReader {
         finished = false
     }
 
+    /// The tar offset at which the gzip member starting at compressed offset `c` begins, if
+    /// it was read (recently).
+    package func tarOffset(ofMemberAt c: UInt64) -> UInt64? { stream.tarOffset(ofMemberAt: c) }
+
     /// The (gzip member compressed offset, tar bytes into it) of tar offset `offset`, among
     /// the members read so far.
     package func location(of offset: UInt64) -> (member: UInt64, skip: UInt64)? {
@@ -418,10 +422,12 @@ package final class TarReader {
     }
 
     private func checkChecksum(_ b: [UInt8], _ at: UInt64) throws {
-        var usum = 0, ssum = 0
-        for i in 0..<512 {
-            let c = (148..<156).contains(i) ? UInt8(ascii: " ") : b[i]
-            usum += Int(c); ssum += Int(Int8(bitPattern: c))
+        // The checksum field itself counts as eight blanks.
+        var usum = 8 * 32, ssum = 8 * 32
+        b.withUnsafeBufferPointer { p in
+            for i in 0..<512 where i < 148 || i >= 156 {
+                usum += Int(p[i]); ssum += Int(Int8(bitPattern: p[i]))
+            }
         }
         guard let stored = try? number(b, 148, 8, at), stored == Int64(usum) || stored == Int64(ssum) else {
             throw malformed("header checksum mismatch (not a tar archive, or corrupted)", at)
@@ -498,18 +504,33 @@ package final class TarReader {
     }
 
     /// "[-]seconds[.fraction]" as a signed decimal: "-1.5" is 1.5 s before the epoch.
+    /// A pax time: `[-]seconds[.fraction]`, at most 18 digits of seconds; digits past the
+    /// ninth of the fraction are ignored (parsed as bytes: this runs for every entry).
     private func paxTime(_ v: [UInt8], _ at: UInt64) throws -> FileTime {
-        let s = String(decoding: v, as: UTF8.self)
-        var body = Substring(s)
-        let neg = body.hasPrefix("-")
-        if neg { body = body.dropFirst() }
-        let parts = body.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let wholeStr = parts.first, !wholeStr.isEmpty, wholeStr.count <= 18,
-              wholeStr.allSatisfy({ $0.isASCII && $0.isNumber }), let whole = Int64(wholeStr),
-              parts.count == 1 || parts[1].allSatisfy({ $0.isASCII && $0.isNumber }) else {
-            throw malformed("pax mtime '\(s.prefix(40))' is not a time", at)
+        func isDigit(_ c: UInt8) -> Bool { c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") }
+        let bad = { self.malformed("pax mtime '\(String(decoding: v.prefix(40), as: UTF8.self))' is not a time", at) }
+        let neg = v.first == UInt8(ascii: "-")
+        var i = neg ? 1 : 0
+        var whole: Int64 = 0
+        let wholeStart = i
+        while i < v.count && isDigit(v[i]) {
+            guard i - wholeStart < 18 else { throw bad() }
+            whole = whole * 10 + Int64(v[i] - UInt8(ascii: "0"))
+            i += 1
         }
-        let ns = parts.count == 2 ? UInt32(String(parts[1].prefix(9)).padding(toLength: 9, withPad: "0", startingAt: 0)) ?? 0 : 0
+        guard i > wholeStart else { throw bad() }
+        var ns: UInt32 = 0
+        if i < v.count {
+            guard v[i] == UInt8(ascii: ".") else { throw bad() }
+            i += 1
+            var digits = 0
+            while i < v.count {
+                guard isDigit(v[i]) else { throw bad() }
+                if digits < 9 { ns = ns * 10 + UInt32(v[i] - UInt8(ascii: "0")); digits += 1 }
+                i += 1
+            }
+            while digits < 9 { ns *= 10; digits += 1 }
+        }
         if !neg { return FileTime(seconds: whole, nanoseconds: ns) }
         if ns == 0 { return FileTime(seconds: -whole) }
         return FileTime(seconds: -whole - 1, nanoseconds: 1_000_000_000 - ns)

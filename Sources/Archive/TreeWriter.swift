@@ -44,7 +44,11 @@ package final class TreeWriter {
     private var inflight: [FileJob] = []
     private var inflightHead = 0
     private var inflightPaths: [PathKey: Int] = [:]
+    /// A parent none of whose own parents (nor itself) was a queued file when last checked.
+    private var clearParent: [UInt8]?
     package static let parallelMaxFileSize: UInt64 = 2 << 20
+    /// Finished jobs are handed back once this many are queued (one pool lock per batch).
+    private static let reapEvery = 256
     /// Hardlinks whose target was left out by a filter: (link path, target path).
     private(set) var pendingLinks: [(link: [UInt8], target: [UInt8], entry: TarEntry)] = []
     /// Called after each regular file is complete (in submission order).
@@ -109,8 +113,9 @@ package final class TreeWriter {
             if e.type == .directory { return false }
             throw refuse(raw.displayPath, "empty-path", "an entry other than a directory names the target itself")
         }
-        e.path = RestorePath.join(comps)
-        let display = e.displayPath
+        // Rejoined only when the name had "//", "./" or a leading or trailing "/".
+        if raw.path.count != comps.reduce(comps.count - 1, { $0 + $1.count }) { e.path = RestorePath.join(comps) }
+        var display: String { e.displayPath }   // for messages only: made when needed
         switch e.type {
         case .charDevice, .blockDevice:
             warn("\(display): device node skipped (device nodes are never restored)")
@@ -121,11 +126,13 @@ package final class TreeWriter {
         default: break
         }
         if pool != nil {
-            // Small files go to the pool; anything else, or a name a queued file may still
-            // be writing (or lie below), waits for the pool to drain first.
-            try reap(wait: false)
+            // Small files go to the pool, and directories are made while it writes (mkdirat
+            // makes a new name or finds a directory; a queued file of that name is caught by
+            // `collides`). Anything else, or a name a queued file may still be writing (or lie
+            // below), waits for the pool to drain first.
+            if inflight.count - inflightHead >= Self.reapEvery { try reap(wait: false) }
             let parallel = e.type == .file && e.sparse == nil && e.size <= Self.parallelMaxFileSize && content != nil
-            if !parallel || collides(comps) { try barrier() }
+            if !(parallel || e.type == .directory) || collides(e.path) { try barrier() }
         }
         let parent = try openParentHandle(Array(comps.dropLast()), entry: display)
         let name = comps.last!
@@ -312,16 +319,22 @@ package final class TreeWriter {
 
     private func barrier() throws { try reap(wait: true) }
 
-    /// True if the path, or one of its parents, is a file still being written.
-    private func collides(_ comps: [[UInt8]]) -> Bool {
+    /// True if the path, or one of its parents, is a file still being written. The parents
+    /// are looked up once per directory: while entries stay in one parent, the files queued
+    /// meanwhile are all inside it, so none of them can be one of its parents.
+    private func collides(_ path: [UInt8]) -> Bool {
         if inflightPaths.isEmpty { return false }
-        var prefix: [UInt8] = []
-        for (i, c) in comps.enumerated() {
-            if i > 0 { prefix.append(UInt8(ascii: "/")) }
-            prefix += c
-            if inflightPaths[PathKey(prefix)] != nil { return true }
+        let parentEnd = path.lastIndex(of: UInt8(ascii: "/")) ?? 0
+        if clearParent == nil || !path[..<parentEnd].elementsEqual(clearParent!) {
+            var i = 0
+            while i < parentEnd {
+                if path[i] == UInt8(ascii: "/"), inflightPaths[PathKey(Array(path[..<i]))] != nil { return true }
+                i += 1
+            }
+            if parentEnd > 0, inflightPaths[PathKey(Array(path[..<parentEnd]))] != nil { return true }
+            clearParent = Array(path[..<parentEnd])
         }
-        return false
+        return inflightPaths[PathKey(path)] != nil
     }
 
     // MARK: helpers
@@ -379,13 +392,13 @@ package final class TreeWriter {
 
     /// Opens (creating missing directories) the directory `comps` below the target, reusing
     /// the descriptors of the previous walk. Never follows a symlink.
-    private func openParentHandle(_ comps: [[UInt8]], entry: String) throws -> DirHandle {
+    private func openParentHandle(_ comps: [[UInt8]], entry: @autoclosure () -> String) throws -> DirHandle {
         var k = 0
         while k < dirStack.count && k < comps.count && dirStack[k].name == comps[k] { k += 1 }
         if k < dirStack.count { dirStack.removeLast(dirStack.count - k) }
         var cur = dirStack.last?.dir ?? rootHandle
         for i in k..<comps.count {
-            let fd = try openChild(cur.fd, comps[i], path: RestorePath.join(Array(comps[...i])), entry: entry, create: true)
+            let fd = try openChild(cur.fd, comps[i], path: RestorePath.join(Array(comps[...i])), entry: entry(), create: true)
             cur = DirHandle(fd)
             dirStack.append((comps[i], cur))
         }
@@ -432,17 +445,22 @@ package final class TreeWriter {
 package enum RestorePath {
     /// Splits `path` into components, dropping "" and "."; a leading "/" is stripped
     /// (`stripped` is true then); ".." and NUL bytes are refused (`rule` names the case).
-    package static func components(_ path: [UInt8], entry: String, rule: String) throws -> (comps: [[UInt8]], stripped: Bool) {
+    package static func components(_ path: [UInt8], entry: @autoclosure () -> String, rule: String) throws -> (comps: [[UInt8]], stripped: Bool) {
         if path.contains(0) {
-            throw ArchiveError(.refused, entry: entry, rule: "nul-in-path", "path contains a NUL byte")
+            throw ArchiveError(.refused, entry: entry(), rule: "nul-in-path", "path contains a NUL byte")
         }
         var out: [[UInt8]] = []
-        for c in path.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true) {
-            if c.count == 1 && c.first == UInt8(ascii: ".") { continue }
-            if c.count == 2 && c.allSatisfy({ $0 == UInt8(ascii: ".") }) {
-                throw ArchiveError(.refused, entry: entry, rule: rule, "'..' in '\(entry)' is not restored (it would climb out of the target)")
+        try path.withUnsafeBufferPointer { p in
+            var start = 0
+            for i in 0...p.count where i == p.count || p[i] == UInt8(ascii: "/") {
+                let n = i - start
+                defer { start = i + 1 }
+                if n == 0 || (n == 1 && p[start] == UInt8(ascii: ".")) { continue }
+                if n == 2 && p[start] == UInt8(ascii: ".") && p[start + 1] == UInt8(ascii: ".") {
+                    throw ArchiveError(.refused, entry: entry(), rule: rule, "'..' in '\(entry())' is not restored (it would climb out of the target)")
+                }
+                out.append(Array(p[start..<i]))
             }
-            out.append(Array(c))
         }
         return (out, path.first == UInt8(ascii: "/"))
     }
