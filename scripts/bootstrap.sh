@@ -19,7 +19,7 @@ set -euo pipefail
 
 BUILD_PACKAGES=(
   # C libraries behind the Swift system-library targets (libcurl: static FoundationNetworking)
-  pkg-config libnfs-dev zlib1g-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
+  pkg-config libnfs-dev zlib1g-dev libdeflate-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
   # scripts/package.sh: ld -r, objcopy, strip, readelf; dpkg-deb comes with dpkg
   binutils
   # scripts/demo.sh generates and compares its sample tree with Python

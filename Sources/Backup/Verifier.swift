@@ -130,9 +130,10 @@ package enum SetInspector {
 
     private static func verify(archive a: String, set: BackupSet, streams: [ExpectedStream], report: inout VerifyReport, reporter: Reporter) throws {
         let label = "\(a).tar.gz"
-        func reportMissing(before key: (UInt64, UInt64)?, _ why: String) throws {
+        /// Reports and skips every head of every stream for which `before` holds.
+        func reportMissing(_ why: String, while before: ((member: UInt64, skip: UInt64)) -> Bool = { _ in true }) throws {
             for s in streams {
-                while let h = s.head, key.map({ (h.member, h.skip) < $0 }) ?? true {
+                while let h = s.head, before((h.member, h.skip)) {
                     report.damaged.append("\(label): \(displayPath(h.path)): \(why)")
                     try s.advance()
                 }
@@ -141,7 +142,7 @@ package enum SetInspector {
         defer { for s in streams { if let p = s.problem { report.damaged.append(p) } } }
         let rd: any DestinationReader
         do { rd = try set.destination.open(set.archivePath(a)) } catch {
-            try reportMissing(before: nil, "archive missing (\(error))")
+            try reportMissing("archive missing (\(error))")
             return
         }
         defer { try? rd.close() }
@@ -156,9 +157,16 @@ package enum SetInspector {
                     while let h = try tar.next() {
                         guard let loc = tar.location(of: h.headerOffset) else { continue }
                         failedAfter = loc.member
-                        let key = (loc.member, loc.skip)
-                        try reportMissing(before: key, "not readable from the archive")
-                        let wanting = streams.filter { $0.head.map { ($0.member, $0.skip) == key } ?? false }
+                        // A manifest place (member, skip) names a member an archive writer
+                        // started; the gzip member holding this header may be a later one of
+                        // the same archive member (stored runs are members of their own).
+                        func order(_ place: (member: UInt64, skip: UInt64)) -> Int {
+                            guard let t = tar.tarOffset(ofMemberAt: place.member) else { return place.member < loc.member ? -1 : 1 }
+                            let at = t + place.skip
+                            return at < h.headerOffset ? -1 : (at == h.headerOffset ? 0 : 1)
+                        }
+                        try reportMissing("not readable from the archive", while: { order($0) < 0 })
+                        let wanting = streams.filter { $0.head.map { order(($0.member, $0.skip)) == 0 } ?? false }
                         guard let want = wanting.first?.head else { continue }
                         var hasher = SHA256Hasher()
                         var size: UInt64 = 0
@@ -184,11 +192,11 @@ package enum SetInspector {
                 report.damaged.append("\(label): \(error)")
                 // Resume at the next member a manifest names beyond the failure; what the
                 // manifests place before it could not be read.
-                try reportMissing(before: (failedAfter + 1, 0), "not readable from the archive")
+                try reportMissing("not readable from the archive", while: { $0.member <= failedAfter })
                 guard let next = streams.compactMap({ $0.head?.member }).min() else { break }
                 resumeAt = next
             }
         }
-        try reportMissing(before: nil, "not readable from the archive")
+        try reportMissing("not readable from the archive")
     }
 }

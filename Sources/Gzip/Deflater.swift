@@ -1,11 +1,12 @@
-// Gzip: the only importer of CZlib.
+// Gzip: the only importer of CZlib and CLibdeflate.
 //
-// Streaming deflate and inflate over a z_stream kept at a stable heap address for its whole
-// life, with gzip member framing (RFC 1952: header, CRC32, ISIZE trailer) done here so that
-// callers can produce independent members (compressed in parallel, written in order) and read
-// concatenated multi-member streams. What it does not do: threading (callers own that) and
-// file I/O (callers hand bytes in and take bytes out).
-internal import CZlib
+// Compression is libdeflate's (whole buffers: an archive member is compressed at once);
+// decompression is zlib's streaming inflate over a z_stream kept at a stable heap address, since
+// archives from elsewhere come as one long member. Gzip member framing (RFC 1952: header, CRC32,
+// ISIZE trailer) is done here so that callers can produce independent members (compressed in
+// parallel, written in order) and read concatenated multi-member streams. What it does not do:
+// threading (callers own that) and file I/O (callers hand bytes in and take bytes out).
+internal import CLibdeflate
 
 /// A failure reported by zlib, with the call that failed and zlib's message.
 package struct GzipError: Error, CustomStringConvertible, Equatable {
@@ -25,24 +26,15 @@ package struct GzipError: Error, CustomStringConvertible, Equatable {
 package enum GzipLevel: Sendable, Equatable {
     /// Deflate "stored" blocks: no compression work, used for incompressible data.
     case store
-    /// Deflate at zlib level 1...9.
+    /// Deflate at level 1...9 (libdeflate's levels, which track zlib's in size at less CPU).
     case deflate(Int32)
 }
 
 /// CRC-32 as gzip uses it.
-/// The corresponding zlib call is `crc32`.
+/// The corresponding libdeflate call is `libdeflate_crc32` (several times zlib's `crc32`).
 package func gzipCRC32(_ bytes: UnsafeRawBufferPointer, initial: UInt32 = 0) -> UInt32 {
     guard let base = bytes.baseAddress, bytes.count > 0 else { return initial }
-    var crc = UInt(initial)
-    var p = base.assumingMemoryBound(to: UInt8.self)
-    var left = bytes.count
-    while left > 0 {
-        let n = min(left, Int(UInt32.max >> 1))
-        crc = crc32(crc, p, UInt32(n))
-        p += n
-        left -= n
-    }
-    return UInt32(truncatingIfNeeded: crc)
+    return libdeflate_crc32(initial, base, bytes.count)
 }
 
 /// Compresses whole gzip members, each either all deflated or all stored. One instance per
@@ -57,7 +49,7 @@ package final class GzipMemberEncoder {
     ///   - payload: the uncompressed bytes of the member.
     ///   - level: `.store` for incompressible data, `.deflate(n)` otherwise.
     ///   - out: receives header, deflate data and trailer.
-    /// The corresponding zlib calls are `deflateParams`, `deflate` and `deflateReset`.
+    /// The corresponding libdeflate call is `libdeflate_deflate_compress`.
     package func encodeMember(_ payload: UnsafeRawBufferPointer, level: GzipLevel, into out: inout [UInt8]) {
         switch level {
         case .store:

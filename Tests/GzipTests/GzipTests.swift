@@ -66,6 +66,41 @@ import TestSupport
         #expect(ends == expectedBoundaries)
     }
 
+    /// Stored runs (incompressible content) between deflated ones: every layout of ranges
+    /// (at the start, at the end, adjacent, empty, everything) decodes to the payload with our
+    /// decoder and with gzip, and stored runs cost only framing.
+    @Test func segmentedMembersWithStoredRuns() throws {
+        let dir = try TempDir()
+        let noise = pseudoRandom(200_000, seed: 5)
+        let payload = text(100_000) + noise + text(50_000) + Array(noise[0..<70_000]) + text(10)
+        let a = 100_000, b = 300_000, c = 350_000, d = 420_000
+        let layouts: [[Range<Int>]] = [
+            [], [a..<b], [a..<b, c..<d], [0..<a], [c..<payload.count], [a..<(a + 1000), (a + 1000)..<b],
+            [a..<a, a..<b], [0..<payload.count], [a..<b, b..<c, c..<d],
+        ]
+        let enc = GzipSegmentedEncoder()
+        for (i, ranges) in layouts.enumerated() {
+            var out: [UInt8] = []
+            payload.withUnsafeBytes { enc.encodeMember($0, storeRanges: ranges, level: 1, into: &out) }
+            #expect(try GzipDecoder.decompress(out) == payload, "layout \(i): \(ranges)")
+            let file = dir.sub("seg\(i).gz")
+            try Data(out).write(to: URL(fileURLWithPath: file))
+            let viaGzip = try Subprocess.checked(["sh", "-c", "gzip -dc '\(file)' | sha256sum"]).stdout.prefix(64)
+            #expect(String(viaGzip) == hexString(SHA256Hasher.hash(payload)), "layout \(i) through gzip")
+            // Never more than stored blocks and framing would take.
+            #expect(out.count < payload.count + payload.count / 65_535 * 5 + 64 * 8, "layout \(i): \(out.count) bytes")
+        }
+        // With exactly the noise stored, the size is the noise plus the compressed text
+        // (which compresses > 20x) plus framing (5 bytes per 64 KiB block, 18 per member).
+        var out: [UInt8] = []
+        payload.withUnsafeBytes { enc.encodeMember($0, storeRanges: [a..<b, c..<d], level: 1, into: &out) }
+        let noiseBytes = (b - a) + (d - c)
+        #expect(out.count < noiseBytes + (payload.count - noiseBytes) / 20 + 64 * 8, "\(out.count) bytes")
+        var empty: [UInt8] = []
+        [UInt8]().withUnsafeBytes { enc.encodeMember($0, storeRanges: [], level: 1, into: &empty) }
+        #expect(try GzipDecoder.decompress(empty) == [])
+    }
+
     @Test func readsFilesMadeByGzipAndPigz() throws {
         let dir = try TempDir()
         let payload = text(300_000) + pseudoRandom(100_000, seed: 9)
