@@ -42,7 +42,10 @@ BIN=$(swift build -c release --show-bin-path)
 W=${BENCH_DIR:-/tmp/hs-restore-bench}
 mkdir -p "$W"
 cc -O2 -Wall -pthread -o "$W/create-floor" bench/create-floor.c
-cleanup() { if [ "$KEEP" = 0 ]; then rm -rf "$W"; fi; }
+cleanup() {
+  if mountpoint -q "$W/out.mnt" 2>/dev/null; then umount "$W/out.mnt"; fi
+  if [ "$KEEP" = 0 ]; then rm -rf "$W"; fi
+}
 trap cleanup EXIT
 
 # run NAME CMD...: wall seconds and peak RSS (KiB) of CMD into $W/NAME.times (one line per round).
@@ -69,10 +72,10 @@ bench_tree() {
         if mountpoint -q "$W/out.mnt"; then umount "$W/out.mnt"; fi
         mkdir -p "$W/out.mnt"; truncate -s 16G "$W/out.img"
         mkfs.ext4 -q -F -N $(( $(find "$tree" | wc -l) * 3 / 2 + 100000 )) "$W/out.img"
-        mount -o loop "$W/out.img" "$W/out.mnt"; ln -sfn "$W/out.mnt/o" "$W/out"
+        mount -o loop "$W/out.img" "$W/out.mnt"; mkdir "$W/out.mnt/o"; ln -sfn "$W/out.mnt/o" "$W/out"
       fi
       case $tool in
-        tar) mkdir "$W/out/"; run "$label-tar" tar -xzf "$tgz" -C "$W/out/" ;;
+        tar) mkdir -p "$W/out/"; run "$label-tar" tar -xzf "$tgz" -C "$W/out/" ;;
         archive) run "$label-archive" "$BIN/hs-restore" --archive "$tgz" --to "$W/out/" ;;
         from) run "$label-from" "$BIN/hs-restore" --from "$dest" --name b --to "$W/out/" ;;
         floor) sync; "$W/create-floor" "$tree/" "$W/out/" 2 2>/dev/null | awk '{print $1, 0}' >> "$W/$label-floor.times" ;;
