@@ -71,7 +71,7 @@ bench_tree() {
       if [ $FRESH = 1 ]; then
         if mountpoint -q "$W/out.mnt"; then umount "$W/out.mnt"; fi
         mkdir -p "$W/out.mnt"; truncate -s 16G "$W/out.img"
-        mkfs.ext4 -q -F -N $(( $(find "$tree" | wc -l) * 3 / 2 + 100000 )) "$W/out.img"
+        mkfs.ext4 -q -F -N $(( $(find "$tree/" | wc -l) * 3 / 2 + 100000 )) "$W/out.img"
         mount -o loop "$W/out.img" "$W/out.mnt"; mkdir "$W/out.mnt/o"; ln -sfn "$W/out.mnt/o" "$W/out"
       fi
       case $tool in
