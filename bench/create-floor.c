@@ -70,6 +70,7 @@ int main(int argc, char **argv) {
   if (threads < 1 || threads > 64) { fprintf(stderr, "THREADS: 1..64\n"); return 2; }
   umask(0);
   if (nftw(src, load, 64, FTW_PHYS) != 0) { perror("nftw"); return 1; }  // pre-order
+  if (ne < 2) { fprintf(stderr, "%s: nothing to create (a link? give the real directory)\n", src); return 1; }
   starts = malloc((ne + 2) * sizeof(size_t));
   starts[nunits++] = 0;
   for (size_t i = 1; i < ne; i++) if (es[i].dir && i - starts[nunits - 1] > 200) starts[nunits++] = i;

@@ -78,7 +78,7 @@ bench_tree() {
         tar) mkdir -p "$W/out/"; run "$label-tar" tar -xzf "$tgz" -C "$W/out/" ;;
         archive) run "$label-archive" "$BIN/hs-restore" --archive "$tgz" --to "$W/out/" ;;
         from) run "$label-from" "$BIN/hs-restore" --from "$dest" --name b --to "$W/out/" ;;
-        floor) sync; "$W/create-floor" "$tree/" "$W/out/" 2 2>/dev/null | awk '{print $1, 0}' >> "$W/$label-floor.times" ;;
+        floor) sync; "$W/create-floor" "$(readlink -f "$tree")/" "$W/out/" 2 2>/dev/null | awk '{print $1, 0}' >> "$W/$label-floor.times" ;;
       esac
     done
     echo "round $r ($label, load $(cut -d' ' -f1 /proc/loadavg)): tar=$(tail -1 "$W/$label-tar.times") archive=$(tail -1 "$W/$label-archive.times") from=$(tail -1 "$W/$label-from.times") floor=$(tail -1 "$W/$label-floor.times")" >&2

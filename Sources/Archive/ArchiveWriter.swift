@@ -193,7 +193,8 @@ package final class ArchiveWriter {
     /// Reads a small file whole, for `add(_:prefetched:)`: meant to run on several threads
     /// ahead of the writer (reading, hashing and the incompressibility test of many small
     /// files then overlap across cores, while `add` only copies bytes). Exactly `size` bytes
-    /// are kept (zero-padded when the file shrank; one more byte read tells that it grew).
+    /// are kept (zero-padded when the file shrank; one byte more than the size, or a larger size
+    /// from fstat afterwards, tells that it grew).
     /// - Parameter path: NUL-terminated bytes.
     /// - Returns: the content, or the errno of `open`/`read`.
     package static func prefetch(path: [UInt8], size: UInt64, detectIncompressible: Bool = true) -> Result<PrefetchedContent, PrefetchError> {
@@ -219,17 +220,21 @@ package final class ArchiveWriter {
         let want = Int(size)
         var bytes = [UInt8](repeating: 0, count: want + 1)
         var got = 0
+        // Reads until `size` bytes came (or one more, or the end): no read of the end-of-file
+        // when the size is right (a million small files, a million system calls); the fstat
+        // below tells if the file grew after all.
         while got <= want {
             let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, want + 1 - got) }
             if n < 0 { if errno == EINTR { continue }; return .failure(PrefetchError(errno: errno)) }
             if n == 0 { break }
             got += n
+            if got == want { break }
         }
-        let grew = got > want
-        let readCount = min(got, want)
-        bytes.removeLast()  // the probe byte; a short file keeps its zero padding
         var st = stat()
         let statOK = fstat(fd, &st) == 0
+        let grew = got > want || (statOK && st.st_size > Int64(want))
+        let readCount = min(got, want)
+        bytes.removeLast()  // the probe byte; a short file keeps its zero padding
         var c = PrefetchedContent(bytes: bytes, sha256: SHA256Hasher.hash(bytes), bytesRead: UInt64(readCount),
                                   sizeChanged: grew || readCount < want, incompressible: false,
                                   sizeAfter: statOK ? Int64(st.st_size) : -1,

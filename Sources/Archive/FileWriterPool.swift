@@ -185,7 +185,7 @@ final class FileWriterPool: @unchecked Sendable {
     static let batchMaxBytes = 256 << 10
 
     init(threads: Int) {
-        pool = WorkerPool(threads: threads, maxPendingBytes: 8 << 20, maxPendingItems: 4096)
+        pool = WorkerPool(threads: threads, maxPendingBytes: 8 << 20, maxPendingItems: 4096 / Self.batchJobs)
     }
 
     /// Queues a job; blocks while too many content bytes are waiting.

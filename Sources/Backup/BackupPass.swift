@@ -30,6 +30,8 @@ final class BackupPass {
         var dropped = false
     }
     private var batch: [Pending] = []
+    /// The batch before `batch`, its small files being read ahead.
+    private var reading: (batch: [Pending], job: PrefetchJob?)?
     private var batchArchived = 0
     private var batchBytes: UInt64 = 0
     private var awaiting: [Pending] = []
@@ -65,6 +67,11 @@ final class BackupPass {
 
     /// Removes substituted content not yet archived (on failure).
     func cleanup() {
+        if let r = reading {
+            _ = r.job?.wait()
+            for p in r.batch { p.substitute?.cleanup() }
+            reading = nil
+        }
         for p in batch { p.substitute?.cleanup() }
         batch = []
     }
@@ -128,6 +135,7 @@ final class BackupPass {
             }
         }
         try processBatch()
+        try processBatch()   // the batch still being read ahead
         for w in stream.warnings { runner.note(w) }
     }
 
@@ -194,7 +202,7 @@ final class BackupPass {
             runner.reporter.info("would archive: \(e.type.name) \(displayPath(p.record.path))")
             return
         }
-        if !p.archive && batch.isEmpty && awaitingHead == awaiting.count, let manifest {
+        if !p.archive && batch.isEmpty && reading == nil && awaitingHead == awaiting.count, let manifest {
             // Nothing queued ahead of it: straight to the manifest.
             if p.record.entry.archive != ManifestEntry.noArchive { usedArchives.insert(p.record.entry.archive) }
             try manifest.append(p.record)
@@ -233,39 +241,54 @@ final class BackupPass {
         usedArchives.insert(myIndex)
     }
 
-    /// Archives what the batch holds (small files read ahead on all cores), then passes the
-    /// batch on to the manifest.
+    /// Starts reading the batch's small files ahead (on all cores, in the background), then
+    /// archives the batch read ahead before and passes it on to the manifest: the reads of one
+    /// batch overlap the header building and copying of the one before. Called with an empty
+    /// batch, it only finishes the batch being read.
     private func processBatch() throws {
-        guard !batch.isEmpty else { return }
-        defer { batch = []; batchArchived = 0; batchBytes = 0 }
-        if batch.contains(where: \.archive) {
-            try openArchive()
-            var small: [(index: Int, path: [UInt8], size: UInt64)] = []
-            for (k, p) in batch.enumerated() where p.archive && p.substitute == nil {
-                let e = p.record.entry
-                if e.type == .file && e.size > 0 && e.size <= 1 << 20 { small.append((k, p.record.path, e.size)) }
+        var next: (batch: [Pending], job: PrefetchJob?)?
+        if !batch.isEmpty {
+            var job: PrefetchJob?
+            if batch.contains(where: \.archive) {
+                try openArchive()
+                var small: [(index: Int, path: [UInt8], size: UInt64)] = []
+                for (k, p) in batch.enumerated() where p.archive && p.substitute == nil {
+                    let e = p.record.entry
+                    if e.type == .file && e.size > 0 && e.size <= 1 << 20 { small.append((k, p.record.path, e.size)) }
+                }
+                if small.count > 1 { job = PrefetchJob(runner, small) }
             }
-            var window = runner.prefetch(small)
-            for k in batch.indices where batch[k].archive {
+            next = (batch, job)
+            batch = []; batchArchived = 0; batchBytes = 0
+        }
+        if let r = reading {
+            reading = nil
+            var current = r.batch
+            defer { for p in current where p.substitute != nil { p.substitute?.cleanup() } }
+            var window = r.job?.wait() ?? [:]
+            for k in current.indices where current[k].archive {
                 do {
-                    try archive(&batch[k], prefetched: window.removeValue(forKey: k))
+                    try archive(&current[k], prefetched: window.removeValue(forKey: k))
                 } catch {
+                    reading = next   // cleaned up by `cleanup()`
                     throw ToolError("backup to \(set?.location ?? "") failed while writing the archive: \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
                 }
-                batch[k].substitute?.cleanup()
-                batch[k].substitute = nil
+                current[k].substitute?.cleanup()
+                current[k].substitute = nil
             }
+            awaiting.append(contentsOf: current)
+            try flushAwaiting(all: false)
         }
-        awaiting.append(contentsOf: batch)
-        try flushAwaiting(all: false)
+        reading = next
     }
 
     private func archive(_ p: inout Pending, prefetched ahead: Result<PrefetchedContent, PrefetchError>?) throws {
         guard let aw = archiveWriter else { return }
         var e = p.record.entry
         let pathBytes = p.record.path
-        let path = displayPath(pathBytes)
-        let absolute = runner.sourcePath(pathBytes)
+        // Made only when needed (messages, and files not read ahead): most files need neither.
+        var path: String { displayPath(pathBytes) }
+        var absolute: [UInt8] { runner.sourcePath(pathBytes) }
         var meta = EntryMetadata(pathBytes: pathBytes, type: .file, mode: e.mode, uid: e.uid, gid: e.gid, size: 0,
                                  mtimeSeconds: e.mtime.seconds, mtimeNanoseconds: e.mtime.nanoseconds)
         if e.xattrHash != 0 {
@@ -293,8 +316,7 @@ final class BackupPass {
             }
         case .file:
             let substituted = p.substitute
-            let content = substituted.map { Array($0.path.utf8) + [0] } ?? absolute
-            let contentBytes = Array(content.dropLast())
+            var content: [UInt8] { substituted.map { Array($0.path.utf8) + [0] } ?? absolute }
             meta.size = e.size
             var added: AddResult
             var usedPrefetch = false
@@ -310,7 +332,7 @@ final class BackupPass {
                 } else if case .failure(let f)? = ahead, f.errno == ENOENT {
                     throw ArchiveError(.io, entry: path, "open failed: \(String(cString: strerror(f.errno)))")
                 } else {
-                    added = try aw.add(meta, contentPathBytes: contentBytes)
+                    added = try aw.add(meta, contentPathBytes: Array(content.dropLast()))
                 }
             } catch let err as ArchiveError where err.kind == .io && !fileExists(bytes: content) {
                 // Vanished since the scan (nothing of it was written): leave it out.
@@ -409,5 +431,26 @@ final class BackupPass {
         try? options.destination.remove(set.archivePath(id) + ".partial")
         archiveFile = nil
         if let c = archiveCleanup { InterruptCleanup.shared.unregister(c); archiveCleanup = nil }
+    }
+}
+
+/// Small files of one batch read on all cores in the background (see `BackupRunner.prefetch`).
+final class PrefetchJob: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: [Int: Result<PrefetchedContent, PrefetchError>] = [:]
+
+    init(_ runner: BackupRunner, _ items: [(index: Int, path: [UInt8], size: UInt64)]) {
+        let box = UnsafeSendable((runner, items))   // the runner only reads its options here
+        DispatchQueue.global().async { [self] in
+            result = box.value.0.prefetch(box.value.1)
+            done.signal()
+        }
+    }
+
+    /// The contents by batch index (waits for the reads).
+    func wait() -> [Int: Result<PrefetchedContent, PrefetchError>] {
+        done.wait()
+        done.signal()
+        return result
     }
 }

@@ -96,8 +96,8 @@ package final class Restorer {
             throw ToolError(e.description)
         }
         defer { writer.close() }
-        var readers: [String: TarReader] = [:]
-        defer { for r in readers.values { r.close() } }
+        var readers: [String: (reader: TarReader, label: String)] = [:]   // and the archive's name for messages
+        defer { for r in readers.values { r.reader.close() } }
         func source(_ archive: String) throws -> ArchiveSource {
             let label = "\(set.location)/\(archive).tar.gz"
             let rd = try options.destination.open(set.archivePath(archive))
@@ -114,9 +114,8 @@ package final class Restorer {
                 try writer.write(entry, content: entry.type == .file ? { _ in } : nil)
                 return
             }
-            let label = "\(set.location)/\(c.archive).tar.gz"
-            let reader = try readers[c.archive] ?? {
-                let r = try TarReader(source: source(c.archive))
+            let (reader, label) = try readers[c.archive] ?? {
+                let r = (try TarReader(source: source(c.archive)), "\(set.location)/\(c.archive).tar.gz")
                 readers[c.archive] = r
                 return r
             }()
