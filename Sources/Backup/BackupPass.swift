@@ -262,7 +262,7 @@ final class BackupPass {
             batch = []; batchArchived = 0; batchBytes = 0
         }
         if let r = reading {
-            reading = nil
+            reading = next   // from here on `cleanup()` owns the batch just started
             var current = r.batch
             defer { for p in current where p.substitute != nil { p.substitute?.cleanup() } }
             var window = r.job?.wait() ?? [:]
@@ -270,7 +270,6 @@ final class BackupPass {
                 do {
                     try archive(&current[k], prefetched: window.removeValue(forKey: k))
                 } catch {
-                    reading = next   // cleaned up by `cleanup()`
                     throw ToolError("backup to \(set?.location ?? "") failed while writing the archive: \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
                 }
                 current[k].substitute?.cleanup()
@@ -278,8 +277,9 @@ final class BackupPass {
             }
             awaiting.append(contentsOf: current)
             try flushAwaiting(all: false)
+        } else {
+            reading = next
         }
-        reading = next
     }
 
     private func archive(_ p: inout Pending, prefetched ahead: Result<PrefetchedContent, PrefetchError>?) throws {
