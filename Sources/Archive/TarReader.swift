@@ -503,9 +503,9 @@ package final class TarReader {
         return n
     }
 
-    /// "[-]seconds[.fraction]" as a signed decimal: "-1.5" is 1.5 s before the epoch.
-    /// A pax time: `[-]seconds[.fraction]`, at most 18 digits of seconds; digits past the
-    /// ninth of the fraction are ignored (parsed as bytes: this runs for every entry).
+    /// A pax time, "[-]seconds[.fraction]" as a signed decimal ("-1.5" is 1.5 s before the
+    /// epoch), at most 18 digits of seconds; digits past the ninth of the fraction are ignored.
+    /// Parsed as bytes: this runs for every entry.
     private func paxTime(_ v: [UInt8], _ at: UInt64) throws -> FileTime {
         func isDigit(_ c: UInt8) -> Bool { c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") }
         let bad = { self.malformed("pax mtime '\(String(decoding: v.prefix(40), as: UTF8.self))' is not a time", at) }
