@@ -98,10 +98,10 @@ package final class Restorer {
         defer { writer.close() }
         var readers: [String: (reader: TarReader, label: String)] = [:]   // and the archive's name for messages
         defer { for r in readers.values { r.reader.close() } }
+        func label(_ archive: String) -> String { "\(set.location)/\(archive).tar.gz" }
         func source(_ archive: String) throws -> ArchiveSource {
-            let label = "\(set.location)/\(archive).tar.gz"
             let rd = try options.destination.open(set.archivePath(archive))
-            return ArchiveSource(size: rd.size, displayName: label) { try rd.read(at: $0, count: $1) }
+            return ArchiveSource(size: rd.size, displayName: label(archive)) { try rd.read(at: $0, count: $1) }
         }
         let dirXattrs = try directoryXattrs(plan, source)
         var done = 0
@@ -115,7 +115,7 @@ package final class Restorer {
                 return
             }
             let (reader, label) = try readers[c.archive] ?? {
-                let r = (try TarReader(source: source(c.archive)), "\(set.location)/\(c.archive).tar.gz")
+                let r = (try TarReader(source: source(c.archive)), label(c.archive))
                 readers[c.archive] = r
                 return r
             }()
