@@ -228,7 +228,7 @@ final class BackupPass {
         do {
             (writer, archiveCleanup) = try createRemovedOnSignal(dest, partial)
         } catch {
-            throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(partial): \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
+            throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(partial): \(error). \(BackupRunner.nothingCommitted)")
         }
         archiveFile = writer
         archiveWriter = ArchiveWriter(sink: { bytes in try bytes.withUnsafeBytes { try writer.write($0) } },
@@ -270,7 +270,7 @@ final class BackupPass {
                 do {
                     try archive(&current[k], prefetched: window.removeValue(forKey: k))
                 } catch {
-                    throw ToolError("backup to \(set?.location ?? "") failed while writing the archive: \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
+                    throw ToolError("backup to \(set?.location ?? "") failed while writing the archive: \(error). \(BackupRunner.nothingCommitted)")
                 }
                 current[k].substitute?.cleanup()
                 current[k].substitute = nil
@@ -420,7 +420,7 @@ final class BackupPass {
             archiveFile = nil
             if let c = archiveCleanup { InterruptCleanup.shared.unregister(c); archiveCleanup = nil }
         } catch {
-            throw ToolError("backup to \(set.location) failed while writing the archive: \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
+            throw ToolError("backup to \(set.location) failed while writing the archive: \(error). \(BackupRunner.nothingCommitted)")
         }
     }
 

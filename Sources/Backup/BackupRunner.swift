@@ -116,7 +116,17 @@ package final class BackupRunner {
         var ran: [any RunHooks] = []
         do {
             for h in options.hooks { try h.beforeRun(context); ran.append(h) }
-            var summary = try runLocked(set: set, id: id, previousIDs: ids, started: started)
+            var summary: BackupSummary
+            let warningsBefore = warnings.count
+            do {
+                summary = try runLocked(set: set, id: id, previousIDs: ids, started: started)
+            } catch let damaged as PreviousManifestDamaged {
+                // Found part way through the incremental: what it wrote is gone, start again
+                // (its warnings are said again if they still hold).
+                warnings.removeSubrange(warningsBefore...)
+                note(Manifest.fullBackupInstead(damaged.error))
+                summary = try runLocked(set: set, id: id, previousIDs: ids, started: started, ignoringPrevious: true)
+            }
             for h in ran.reversed() {
                 do { try h.afterRun(context, outcome: .success(summary)) } catch { note("after-run hook failed: \(error)") }
             }
@@ -237,16 +247,20 @@ package final class BackupRunner {
     }
 
     /// `--dry-run`: scan and compare with the latest backup; list what would be archived.
-    private func dryRun(set: BackupSet, started: Date) throws -> BackupSummary {
+    private func dryRun(set: BackupSet, started: Date, ignoringPrevious: Bool = false) throws -> BackupSummary {
         let ids = try set.committedIDs()
         var previous: ManifestReader?
-        if let last = ids.last {
-            do { previous = try set.openManifest(last) } catch { note("\(error); the backup would be a full one") }
+        if let last = ids.last, !ignoringPrevious {
+            do { previous = try set.openManifest(last) } catch { note(Manifest.fullBackupInstead(error)) }
         }
         let full = options.forceFull || previous == nil
         let pass = BackupPass(runner: self, previous: full ? nil : previous, dryRun: true)
         defer { pass.cleanup() }
-        try pass.run()
+        do { try pass.run() } catch {
+            guard case .damaged? = previous?.failure, !full else { throw error }
+            note(Manifest.fullBackupInstead(error))
+            return try dryRun(set: set, started: started, ignoringPrevious: true)
+        }
         let kind = full ? "full" : "incremental"
         reporter.endProgress()
         reporter.info("dry run: a \(kind) backup would archive \(pass.filesArchived) of \(pass.files) files (\(Format.bytes(pass.bytesIn))); nothing was written")
@@ -256,13 +270,22 @@ package final class BackupRunner {
                              seconds: Date().timeIntervalSince(started), warnings: warnings)
     }
 
-    private func runLocked(set: BackupSet, id: String, previousIDs: [String], started: Date) throws -> BackupSummary {
+    /// What a failed run says at the end of its error: the commit is the manifest's rename,
+    /// which comes last.
+    static let nothingCommitted = "Nothing was committed; earlier backups are intact and the next run cleans up."
+
+    /// Thrown by `runLocked` when the previous manifest turns out damaged part way through
+    /// (its header was fine): `run()` starts again as a full backup.
+    private struct PreviousManifestDamaged: Error { var error: any Error }
+
+    private func runLocked(set: BackupSet, id: String, previousIDs: [String], started: Date,
+                           ignoringPrevious: Bool = false) throws -> BackupSummary {
         let dest = options.destination
         // The previous manifest decides what changed; it is read as a stream alongside the
         // scan. A damaged one forces a full backup.
         var previous: ManifestReader?
-        if let last = previousIDs.last {
-            do { previous = try set.openManifest(last) } catch { note("\(error); taking a full backup") }
+        if let last = previousIDs.last, !ignoringPrevious {
+            do { previous = try set.openManifest(last) } catch { note(Manifest.fullBackupInstead(error)) }
         }
         var full = options.forceFull || previous == nil
         if !full, let p = previous?.header {
@@ -292,7 +315,7 @@ package final class BackupRunner {
         do {
             (manifestFile, manifestCleanup) = try createRemovedOnSignal(dest, manifestPartial)
         } catch {
-            throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(manifestPartial): \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
+            throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(manifestPartial): \(error). \(Self.nothingCommitted)")
         }
         defer { InterruptCleanup.shared.unregister(manifestCleanup) }
         var committed = false
@@ -317,7 +340,17 @@ package final class BackupRunner {
             try pass.finishArchive()
         } catch {
             pass.abandonArchive()
-            throw error
+            switch previous?.failure {
+            case .damaged?:
+                throw PreviousManifestDamaged(error: error)
+            case .unreadable(let readError)?:
+                throw ToolError("backup to \(set.location) failed while reading the previous backup's manifest \(previousIDs.last ?? ""): \(readError). \(Self.nothingCommitted)")
+            case nil:
+                // The pass's own errors say where they happened; anything else (writing the
+                // new manifest) is named here.
+                if let e = error as? ToolError, e.message.hasSuffix(Self.nothingCommitted) { throw e }
+                throw ToolError("backup to \(set.location) failed: \(error). \(Self.nothingCommitted)", exitCode: (error as? ToolError)?.exitCode ?? 1)
+            }
         }
         previous?.close()
 
@@ -342,7 +375,7 @@ package final class BackupRunner {
             try? dest.syncDirectory(options.set)
         } catch {
             if let a = pass.archiveID { try? dest.remove(set.archivePath(a)) }
-            throw ToolError("backup to \(set.location) failed while writing the manifest: \(error). Nothing was committed; earlier backups are intact and the next run cleans up.")
+            throw ToolError("backup to \(set.location) failed while writing the manifest: \(error). \(Self.nothingCommitted)")
         }
         trace("manifest written (\(pass.manifest!.copiedMembers) members copied from the previous one)")
         reporter.endProgress()

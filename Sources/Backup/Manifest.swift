@@ -517,8 +517,20 @@ package struct Manifest: Sendable {
         magic.count + 4 + Int(readLE32(file, magic.count)) + 16
     }
 
-    private static func damaged(_ name: String, _ why: String) -> ToolError {
-        ToolError("manifest \(name) is damaged (\(why)); it cannot be used. Run `hs-backup verify` and take a new full backup with --full.")
+    /// What to do about a damaged manifest, at the end of its error.
+    static let damageAdvice = " it cannot be used. Run `hs-backup verify` and take a new full backup with --full."
+
+    /// The error for a damaged manifest file (any format): its name, why, and what to do.
+    static func damaged(_ name: String, _ why: String) -> ToolError {
+        ToolError("manifest \(name) is damaged (\(why));" + damageAdvice)
+    }
+
+    /// A backup's note when the previous manifest could not be used (`error`, from opening or
+    /// reading it): the run is a full one instead, so the advice to take one is left out.
+    static func fullBackupInstead(_ error: any Error) -> String {
+        let m = "\(error)"
+        guard m.hasSuffix(damageAdvice) else { return m + " This run is a full backup instead." }
+        return m.dropLast(damageAdvice.count) + " this run is a full backup instead. Run `hs-backup verify` to check the other backups."
     }
 
     /// Checks a manifest file's checksum and parses its header (the table is not inflated):

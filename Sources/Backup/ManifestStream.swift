@@ -53,31 +53,27 @@ extension Manifest {
     /// the 4096-byte PATH_MAX limit per call; a longer one means a damaged manifest).
     static let maxNameLength = 1 << 20
 
-    static func damaged3(_ name: String, _ why: String) -> ToolError {
-        ToolError("manifest \(name) is damaged (\(why)); it cannot be used. Run `hs-backup verify` and take a new full backup with --full.")
-    }
-
     /// The header of a format-3 manifest from its trailer. `read(offset, count)` reads the file.
     static func readHeader3(size: UInt64, name: String, read: (UInt64, Int) throws -> [UInt8]) throws -> (ManifestHeader, bodyEnd: UInt64) {
-        guard size >= UInt64(magic3.count + trailerSize) else { throw damaged3(name, "too short") }
+        guard size >= UInt64(magic3.count + trailerSize) else { throw damaged(name, "too short") }
         let t = try readFully(read, at: size - UInt64(trailerSize), count: trailerSize)
-        guard t.count == trailerSize, Array(t[44 ..< 52]) == endMagic3 else { throw damaged3(name, "no end marker: the file is truncated") }
+        guard t.count == trailerSize, Array(t[44 ..< 52]) == endMagic3 else { throw damaged(name, "no end marker: the file is truncated") }
         let jsonOffset = readLE64(t, 0)
         let jsonLength = UInt64(readLE32(t, 8))
         guard jsonOffset >= UInt64(magic3.count), jsonLength > 0, jsonLength < 256 << 20,
-              jsonOffset + jsonLength == size - UInt64(trailerSize) else { throw damaged3(name, "header place") }
+              jsonOffset + jsonLength == size - UInt64(trailerSize) else { throw damaged(name, "header place") }
         let json = try readFully(read, at: jsonOffset, count: Int(jsonLength))
         guard json.count == Int(jsonLength), SHA256Hasher.hash(json).elementsEqual(t[12 ..< 44]) else {
-            throw damaged3(name, "header checksum mismatch")
+            throw damaged(name, "header checksum mismatch")
         }
         let header: ManifestHeader
         do { header = try JSONDecoder().decode(ManifestHeader.self, from: Data(json)) } catch {
-            throw damaged3(name, "header JSON: \(error)")
+            throw damaged(name, "header JSON: \(error)")
         }
         guard header.format <= 3 else {
             throw ToolError("manifest \(name) has format \(header.format), written by a newer hs-backup (\(header.toolVersion)); this one reads formats up to 3. Use that version or newer.")
         }
-        guard header.format == 3 else { throw damaged3(name, "format \(header.format) in a format-3 file") }
+        guard header.format == 3 else { throw damaged(name, "format \(header.format) in a format-3 file") }
         return (header, jsonOffset)
     }
 
@@ -321,15 +317,15 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
             var offset = UInt64(Manifest.magic3.count)
             for c in h.body ?? [] {
                 guard c.compressed > 0, c.length > 0, c.length <= 64 << 20, offset + UInt64(c.compressed) <= bodyEnd else {
-                    throw Manifest.damaged3(name, "body member sizes")
+                    throw Manifest.damaged(name, "body member sizes")
                 }
                 members.append((offset, c))
                 offset += UInt64(c.compressed)
             }
-            guard offset == bodyEnd else { throw Manifest.damaged3(name, "body members do not add up") }
+            guard offset == bodyEnd else { throw Manifest.damaged(name, "body members do not add up") }
             try h.checkArchives(name)
         } else {
-            guard size < 1 << 36 else { throw Manifest.damaged3(name, "not a manifest file") }
+            guard size < 1 << 36 else { throw Manifest.damaged(name, "not a manifest file") }
             let m = try Manifest.decode(try Manifest.readFully(read, at: 0, count: Int(size)), name: name)
             header = m.header
             legacy = m
@@ -364,6 +360,27 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
     /// The next entry in path order, or nil at the end. Throws when the manifest is damaged
     /// (a member does not inflate or match its SHA-256, an entry is malformed or out of order).
     package func next() throws -> ManifestRecord? {
+        do { return try nextRecord() } catch {
+            if failure == nil { failure = .unreadable(error) }
+            throw error
+        }
+    }
+
+    /// Why `next()` failed, once it has.
+    package enum ReadFailure {
+        /// The bytes were read and are wrong (a damaged or tampered manifest).
+        case damaged
+        /// Reading failed (the NAS went away, an I/O error): the manifest may well be fine.
+        case unreadable(any Error)
+    }
+    package private(set) var failure: ReadFailure?
+
+    private func damage(_ why: String) -> ToolError {
+        failure = .damaged
+        return Manifest.damaged(name, why)
+    }
+
+    private func nextRecord() throws -> ManifestRecord? {
         if let m = legacy {
             guard legacyIndex < m.table.count else { return nil }
             let e = m.table.entry(legacyIndex)
@@ -373,19 +390,19 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
         if position >= current.count {
             guard try loadNextMember() else {
                 if let n = header.entries, n != entriesRead {
-                    throw Manifest.damaged3(name, "\(entriesRead) entries, the header says \(n)")
+                    throw damage("\(entriesRead) entries, the header says \(n)")
                 }
                 return nil
             }
         }
         let rs = ManifestTable.recordSize
-        guard current.count - position >= rs else { throw Manifest.damaged3(name, "entry cut at a member's end") }
+        guard current.count - position >= rs else { throw damage("entry cut at a member's end") }
         var e = current.withUnsafeBytes { ManifestTable.decode($0, at: position) }
         position += rs
         let shared = Int(e.pathOffset), rest = Int(e.pathLength), linkLength = Int(e.linkLength)
         guard shared <= previousPath.count, rest <= Manifest.maxNameLength, linkLength <= Manifest.maxNameLength,
               shared + rest > 0, current.count - position >= rest + linkLength else {
-            throw Manifest.damaged3(name, "malformed entry in member \(nextMember - 1)")
+            throw damage("malformed entry in member \(nextMember - 1)")
         }
         var path = Array(previousPath[0 ..< shared])
         path.append(contentsOf: current[position ..< position + rest])
@@ -394,14 +411,14 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
         position += linkLength
         if started {
             let c = lastPath.withUnsafeBytes { a in path.withUnsafeBytes { comparePaths(a, $0) } }
-            guard c < 0 else { throw Manifest.damaged3(name, "entries out of order at \(displayPath(path))") }
+            guard c < 0 else { throw damage("entries out of order at \(displayPath(path))") }
         }
         started = true
         entriesRead += 1
         lastPath = path
         previousPath = path
         if e.archive != ManifestEntry.noArchive && header.archiveID(e.archive) == nil {
-            throw Manifest.damaged3(name, "entry \(displayPath(path)) names archive #\(e.archive), which the header does not list")
+            throw damage("entry \(displayPath(path)) names archive #\(e.archive), which the header does not list")
         }
         e.pathOffset = 0; e.linkOffset = 0
         e.pathLength = UInt32(path.count)
@@ -435,7 +452,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
             let b = try startInflate(nextMember)
             ahead = (nextMember, b.box.group, b.box)
         }
-        if let err = box.error { throw Manifest.damaged3(name, "member \(i): \(err)") }
+        if let err = box.error { throw damage("member \(i): \(err)") }
         current = box.output
         position = 0
         previousPath.removeAll(keepingCapacity: true)
@@ -445,7 +462,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
     private func startInflate(_ i: Int) throws -> (box: InflateBox, Void) {
         let m = members[i]
         let compressed = try Manifest.readFully(read, at: m.offset, count: m.chunk.compressed)
-        guard compressed.count == m.chunk.compressed else { throw Manifest.damaged3(name, "truncated body") }
+        guard compressed.count == m.chunk.compressed else { throw damage("truncated body") }
         if keepsCompressedMembers {
             cacheLock.lock()
             cache.append((m.chunk.sha256, m.chunk.length, compressed))
@@ -505,10 +522,10 @@ extension ManifestHeader {
         func plain(_ a: String) -> Bool {
             !a.isEmpty && a != "." && a != ".." && a.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != 0x2F && $0 != 0x5C }
         }
-        for a in archives where !plain(a) { throw Manifest.damaged3(name, "archive id '\(a)' is not a plain name") }
+        for a in archives where !plain(a) { throw Manifest.damaged(name, "archive id '\(a)' is not a plain name") }
         if let slots = archiveSlots {
-            for a in archives where !slots.contains(a) { throw Manifest.damaged3(name, "archive \(a) is not in the archive slots") }
-            for a in slots where !a.isEmpty && !archives.contains(a) { throw Manifest.damaged3(name, "archive slot \(a) is not a listed archive") }
+            for a in archives where !slots.contains(a) { throw Manifest.damaged(name, "archive \(a) is not in the archive slots") }
+            for a in slots where !a.isEmpty && !archives.contains(a) { throw Manifest.damaged(name, "archive slot \(a) is not a listed archive") }
         }
     }
 }

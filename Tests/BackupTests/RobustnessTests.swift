@@ -171,6 +171,45 @@ func makeMediumTree(_ root: String, files: Int = 300, seed: UInt64 = 1) throws {
         #expect(truncated.stdout.contains("\"damaged\""), "\(truncated.stdout)")
         #expect(truncated.stdout.contains("truncated") || truncated.stdout.contains("ends early"), "\(truncated.stdout)")
     }
+
+    /// A previous manifest damaged in its body (bit rot or tampering on the NAS; its header
+    /// is fine, so the damage only shows while the incremental reads it): the run starts again
+    /// as a full backup with a warning naming the manifest, which is left for `verify` to report.
+    @Test(arguments: DestKind.allCases) func damagedPreviousManifestMeansAFullBackup(kind: DestKind) throws {
+        let work = try TempDir("hs-backup-dmgman")
+        let src = work.sub("src")
+        try makeMediumTree(src, files: 150)
+        let dest = try TestDestination(kind)
+        let first = try CLIRun.backup(["--source", src, "--to", dest.spec, "--name", "d"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let manifest = "d/\(first.id).manifest"
+        var bytes = try dest.destination.readAll(manifest)
+        bytes[bytes.count / 3] ^= 0x40
+        try dest.destination.writeAtomically(manifest, contents: bytes)
+        try Tree.write(src + "/app1/new.txt", "added after the first backup\n")
+
+        let dry = try CLIRun.backup(["--source", src, "--to", dest.spec, "--name", "d", "--dry-run"])
+        #expect(dry.status == 0 && dry.json["kind"] as? String == "full", "\(dry.stdout)\(dry.stderr)")
+        let second = try CLIRun.backup(["--source", src, "--to", dest.spec, "--name", "d"])
+        #expect(second.status == 0, "\(second.stderr)")
+        #expect(second.json["kind"] as? String == "full", "\(second.stdout)")
+        #expect(second.warnings.contains { $0.contains("\(first.id).manifest") && $0.contains("damaged") && $0.contains("this run is a full backup instead") },
+                "\(second.warnings)")
+        #expect(second.filesArchived == 151)
+        let names = try dest.destination.list("d").map(\.name)
+        #expect(names.contains("\(first.id).manifest"), "the damaged manifest is left for verify: \(names)")
+        #expect(!names.contains { $0.hasSuffix(".partial") }, "\(names)")
+        let verify = try Tools.run("hs-backup", ["verify", "--to", dest.spec, "--name", "d", "--backup", first.id])
+        #expect(verify.status == 1 && verify.stderr.contains("damaged"), "\(verify.stderr)")
+        let out = work.sub("restored")
+        let r = try Tools.run("hs-restore", ["--from", dest.spec, "--name", "d", "--to", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(Tree.diff(try Tree.describe(src), try Tree.describe(out)).isEmpty)
+        // The next run is an incremental on top of the new full.
+        let third = try CLIRun.backup(["--source", src, "--to", dest.spec, "--name", "d"])
+        #expect(third.status == 0 && third.json["kind"] as? String == "incremental" && third.warnings.isEmpty,
+                "\(third.stderr)")
+    }
 }
 
 @Suite struct GaneshaFailureTests {
@@ -227,5 +266,46 @@ func makeMediumTree(_ root: String, files: Int = 300, seed: UInt64 = 1) throws {
         let r1 = try Tools.run("hs-restore", ["--from", spec, "--name", "g", "--to", work.sub("r1")])
         #expect(r1.status == 0, "\(r1.stderr)")
         #expect(Tree.diff(try Tree.describe(src), try Tree.describe(work.sub("r1"))).isEmpty)
+    }
+
+    /// nfs-ganesha killed while an incremental reads the previous manifest (and writes the
+    /// new one): whichever NFS call fails first, the error says that nothing was committed.
+    @Test func serverKilledWhileThePreviousManifestIsRead() throws {
+        let g = try GaneshaServer()
+        defer { g.stop() }
+        let work = try TempDir("hs-backup-gkill2")
+        let src = work.sub("src")
+        // Many small files: a previous manifest of several members.
+        for i in 0 ..< 40_000 { try Tree.write("\(src)/d\(i % 97)/file-with-a-longer-name-\(i).txt", "\(i)\n") }
+        let dir = try g.makeUniqueDirectory("gkill2")
+        let spec = g.url(path: dir)
+        let first = try Tools.run("hs-backup", ["--source", src, "--to", spec, "--name", "g"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let p = Process()
+        let err = Pipe()
+        p.executableURL = URL(fileURLWithPath: Tools.path("hs-backup"))
+        p.arguments = ["--source", src, "--to", spec, "--name", "g"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        // The new manifest's .partial exists: the incremental is reading the previous one.
+        let setDir = g.exportPath + "/" + dir + "/g"
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: setDir)) ?? []
+            if names.contains(where: { $0.hasSuffix(".manifest.partial") }) { break }
+            usleep(2_000)
+        }
+        g.kill()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 1, "\(stderr)")
+        let error = stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+        #expect(error.count == 1 && error[0].contains("nfs://") && error[0].contains("Nothing was committed"), "\(stderr)")
+        try g.restart()
+        let next = try Tools.run("hs-backup", ["--source", src, "--to", spec, "--name", "g"])
+        #expect(next.status == 0, "\(next.stderr)")
+        let names = try FileManager.default.contentsOfDirectory(atPath: g.exportPath + "/" + dir + "/g")
+        #expect(names.filter { $0.hasSuffix(".manifest") }.count == 2 && !names.contains { $0.hasSuffix(".partial") }, "\(names)")
     }
 }
