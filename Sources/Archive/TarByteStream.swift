@@ -35,12 +35,21 @@ final class TarByteStream {
         let queue = queue, done = producerDone, gzip = gzip
         let thread = Thread {
             defer { done.signal() }
-            let decoder = gzip ? GzipDecoder(outputChunk: 1 << 20) : nil
-            decoder?.onMemberEnd = { b in
-                log.add((compressedOffset + b.compressedOffset + b.compressedLength, uncompressedOffset + b.uncompressedOffset + b.uncompressedLength))
-            }
+            var produced: UInt64 = 0
+            var decoder: GzipDecoder?
             do {
                 var off = compressedOffset
+                if gzip {
+                    off = try Self.decodeMembers(source, from: compressedOffset, tarOffset: uncompressedOffset, queue: queue, log: log, produced: &produced)
+                }
+                // The rest (or all of it, when it is not gzip), streaming.
+                let zlibStart = off, tarStart = uncompressedOffset + produced
+                if gzip && off < source.size {
+                    decoder = GzipDecoder(outputChunk: 1 << 20, afterMembers: off > compressedOffset)
+                    decoder?.onMemberEnd = { b in
+                        log.add((zlibStart + b.compressedOffset + b.compressedLength, tarStart + b.uncompressedOffset + b.uncompressedLength))
+                    }
+                }
                 while off < source.size && !queue.isCancelled {
                     let n = Int(min(UInt64(1 << 20), source.size - off))
                     let buf = try source.read(off, n)
@@ -61,7 +70,7 @@ final class TarByteStream {
                 queue.close(error: nil)
             } catch let e as GzipError {
                 queue.close(error: ArchiveError(e.kind == .truncated ? .truncated : .malformed,
-                                                "'\(source.displayName)': \(e.description) (after \(uncompressedOffset + (decoder?.uncompressedProduced ?? 0)) tar bytes)"))
+                                                "'\(source.displayName)': \(e.description) (after \(uncompressedOffset + produced + (decoder?.uncompressedProduced ?? 0)) tar bytes)"))
             } catch {
                 queue.close(error: error)
             }
@@ -71,6 +80,42 @@ final class TarByteStream {
     }
 
     deinit { close() }
+
+    /// Decodes whole gzip members from compressed offset `start` (tar offset `tarOffset`) with
+    /// libdeflate while they fit (see `GzipMemberDecoder`), queueing their bytes and logging
+    /// their ends. Returns the compressed offset where it stopped: the end of the data, or the
+    /// start of a member for the streaming decoder (a large or damaged one, padding).
+    private static func decodeMembers(_ source: ArchiveSource, from start: UInt64, tarOffset: UInt64, queue: ChunkQueue,
+                                      log: MemberLog, produced: inout UInt64) throws -> UInt64 {
+        let members = GzipMemberDecoder(maxOutput: 4 << 20)
+        // Compressed bytes from `windowStart`; the member being decoded starts at `pos`.
+        var window: [UInt8] = []
+        var windowStart = start, pos = 0
+        let wanted = 4 << 20
+        while !queue.isCancelled {
+            let end = windowStart + UInt64(window.count)
+            if window.count - pos < wanted && end < source.size {
+                window.removeSubrange(0 ..< pos)
+                windowStart += UInt64(pos); pos = 0
+                while window.count < 2 * wanted && windowStart + UInt64(window.count) < source.size {
+                    let at = windowStart + UInt64(window.count)
+                    let n = Int(min(UInt64(1 << 20), source.size - at))
+                    let buf = try source.read(at, n)
+                    guard buf.count == n else {
+                        throw ArchiveError(.truncated, "'\(source.displayName)' ended at \(at + UInt64(buf.count)) bytes, expected \(source.size)")
+                    }
+                    window += buf
+                }
+            }
+            if pos == window.count { break }
+            guard let m = window.withUnsafeBytes({ members.decode(UnsafeRawBufferPointer(rebasing: $0[pos...])) }) else { break }
+            pos += m.consumed
+            produced += UInt64(m.output.count)
+            log.add((windowStart + UInt64(pos), tarOffset + produced))
+            if !m.output.isEmpty && !queue.put(m.output) { throw CancellationError() }
+        }
+        return windowStart + UInt64(pos)
+    }
 
     /// Stops the producer thread (idempotent).
     func close() {

@@ -30,7 +30,10 @@ package final class GzipDecoder {
     package private(set) var uncompressedProduced: UInt64 = 0
     package var onMemberEnd: ((GzipMemberBoundary) -> Void)?
 
-    package init(outputChunk: Int = 256 * 1024) {
+    /// - Parameter afterMembers: the input continues a stream whose earlier members were
+    ///   decoded elsewhere (trailing zero padding is then allowed from the first byte).
+    package init(outputChunk: Int = 256 * 1024, afterMembers: Bool = false) {
+        sawAnyMember = afterMembers
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
         outBuffer = [UInt8](repeating: 0, count: outputChunk)

@@ -109,6 +109,21 @@ def make(out):
                     t.add(os.path.join(full, n), arcname=n)
         cases[os.path.basename(path)] = "Python tarfile"
 
+    # One tar stream in gzip members of very different sizes, as pigz or a concatenation
+    # make: small ones (decoded whole), an empty one, one of 40 MiB (more than is decoded
+    # whole: the streaming decoder takes over from there), then small ones again.
+    raw = os.path.join(out, "mixed.tar")
+    sh("tar", "--format=pax", "-cf", raw, "-C", full, ".")
+    data = open(raw, "rb").read()
+    os.unlink(raw)
+    cuts = [0, 1 << 16, 2 << 16, 2 << 16, 3 << 16, (3 << 16) + (40 << 20)]
+    cuts += list(range(cuts[-1] + (1 << 20), len(data), 1 << 20)) + [len(data)]
+    path = os.path.join(out, "mixed-members.tar.gz")
+    with open(path, "wb") as fh:
+        for a, b in zip(cuts, cuts[1:]):
+            fh.write(gzip.compress(data[a:b], mtime=0))
+    cases[os.path.basename(path)] = "gzip members of 64 KiB, 0 B, 40 MiB, 1 MiB"
+
     # Header quirks GNU tar extracts (hand-made raw bytes).
     def save(name, raw):
         path = os.path.join(out, name + ".tar")

@@ -101,6 +101,40 @@ import TestSupport
         #expect(try GzipDecoder.decompress(empty) == [])
     }
 
+    /// libdeflate's whole-member decoding: one member at a time out of a stream of several,
+    /// with its compressed length; nil (never a wrong answer) for a member larger than the
+    /// room, one cut short, damaged bytes or padding.
+    @Test func memberDecoderTakesOneMemberOrDeclines() throws {
+        let dir = try TempDir()
+        let payload = text(300_000) + pseudoRandom(100_000, seed: 3)
+        let plain = dir.sub("data")
+        try Data(payload).write(to: URL(fileURLWithPath: plain))
+        try Subprocess.checked(["sh", "-c", "gzip -6 -c '\(plain)' > '\(plain).gz'"])
+        let gz = Array(try Data(contentsOf: URL(fileURLWithPath: plain + ".gz")))
+        var ours: [UInt8] = []
+        payload.withUnsafeBytes { GzipSegmentedEncoder().encodeMember($0, storeRanges: [300_000..<400_000], level: 1, into: &ours) }
+        let stream = gz + ours + gz
+        let d = GzipMemberDecoder(maxOutput: 1 << 20)
+        var pos = 0, out: [UInt8] = []
+        while pos < stream.count {
+            let m = try #require(stream.withUnsafeBytes { d.decode(UnsafeRawBufferPointer(rebasing: $0[pos...])) }, "at \(pos)")
+            pos += m.consumed
+            out += m.output
+        }
+        #expect(pos == stream.count)
+        #expect(out == payload + payload + payload)
+        #expect(gz.withUnsafeBytes { d.decode(UnsafeRawBufferPointer(rebasing: $0[..<(gz.count - 1)])) } == nil, "cut short")
+        var bad = gz
+        bad[bad.count / 2] ^= 0x10
+        #expect(bad.withUnsafeBytes { d.decode($0) } == nil, "damaged")
+        var badCRC = gz
+        badCRC[badCRC.count - 6] ^= 0x01
+        #expect(badCRC.withUnsafeBytes { d.decode($0) } == nil, "wrong CRC")
+        let small = GzipMemberDecoder(maxOutput: payload.count - 1)
+        #expect(gz.withUnsafeBytes { small.decode($0) } == nil, "too big")
+        #expect([UInt8](repeating: 0, count: 512).withUnsafeBytes { d.decode($0) } == nil, "padding")
+    }
+
     @Test func readsFilesMadeByGzipAndPigz() throws {
         let dir = try TempDir()
         let payload = text(300_000) + pseudoRandom(100_000, seed: 9)

@@ -1,0 +1,36 @@
+internal import CLibdeflate
+
+/// Whole-member gzip decompression with libdeflate (2-3x zlib's `inflate` on tar data).
+///
+/// libdeflate needs a member's compressed bytes and room for its output at once, so it only
+/// fits members of bounded size, such as hs-backup's (at most 2 MiB of tar each). Anything
+/// else (a member larger than the room, one that runs past the bytes given, damaged data,
+/// padding) makes `decode` return nil and the caller goes on with the streaming
+/// `GzipDecoder`, which also gives the exact error. The CRC-32 and size in each member's
+/// trailer are checked by libdeflate.
+package final class GzipMemberDecoder {
+    private let decompressor: OpaquePointer
+    private var scratch: [UInt8]
+
+    /// - Parameter maxOutput: the largest member (decompressed) decoded here.
+    package init(maxOutput: Int = 4 << 20) {
+        guard let d = libdeflate_alloc_decompressor() else { fatalError("libdeflate_alloc_decompressor failed (out of memory)") }
+        decompressor = d
+        scratch = [UInt8](repeating: 0, count: maxOutput)
+    }
+
+    deinit { libdeflate_free_decompressor(decompressor) }
+
+    /// Decodes the gzip member at the start of `input`.
+    /// - Returns: the member's compressed length and its decompressed bytes, or nil when this
+    ///   decoder cannot tell (see the type's description).
+    package func decode(_ input: UnsafeRawBufferPointer) -> (consumed: Int, output: [UInt8])? {
+        guard let base = input.baseAddress, input.count >= 18 else { return nil }
+        var consumed = 0, produced = 0
+        let rc = scratch.withUnsafeMutableBytes { out in
+            libdeflate_gzip_decompress_ex(decompressor, base, input.count, out.baseAddress, out.count, &consumed, &produced)
+        }
+        guard rc == LIBDEFLATE_SUCCESS, consumed > 0, consumed <= input.count else { return nil }
+        return (consumed, Array(scratch[0 ..< produced]))
+    }
+}
