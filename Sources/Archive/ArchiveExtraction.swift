@@ -139,6 +139,7 @@ package func extractArchive(_ source: ArchiveSource, to target: String, options:
         try writer.finish()
         if !writer.pendingLinks.isEmpty { try restorePendingLinks(writer, source, options) }
     } catch var err as ArchiveError where err.kind == .malformed || err.kind == .truncated {
+        writer.settle()
         written.forget(upTo: reader.verifiedUpTo)
         if !written.names.isEmpty {
             err.detail += "; restored from the damaged part of the archive, so possibly wrong: " + written.names.joined(separator: ", ")

@@ -208,6 +208,13 @@ final class FileWriterPool: @unchecked Sendable {
 
     func isDone(_ job: FileJob) -> Bool { pool.locked { job.done } }
 
+    /// Runs `body(i)` for every i in 0..<count on the threads and waits (after the batch
+    /// being filled).
+    func forEach(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        flush()
+        pool.forEach(count, chunk: 1, body)
+    }
+
     func wait(for job: FileJob) {
         flush()
         pool.wait { job.done }

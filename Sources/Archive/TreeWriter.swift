@@ -97,7 +97,11 @@ package final class TreeWriter {
                        content: ((_ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws -> Void)? = nil) throws -> Bool {
         do {
             return try create(raw, expectedSHA256: expectedSHA256, origin: origin, content: content)
-        } catch var err as ArchiveError where err.entry == nil {
+        } catch {
+            // The files queued before this entry are completed first (an error of their own,
+            // being earlier, is the one reported), so the target holds everything before it.
+            try barrier()
+            guard var err = error as? ArchiveError, err.entry == nil else { throw error }
             err.entry = raw.displayPath
             throw err
         }
@@ -131,8 +135,10 @@ package final class TreeWriter {
             // `collides`). Anything else, or a name a queued file may still be writing (or lie
             // below), waits for the pool to drain first.
             if inflight.count - inflightHead >= Self.reapEvery { try reap(wait: false) }
-            let parallel = e.type == .file && e.sparse == nil && e.size <= Self.parallelMaxFileSize && content != nil
-            if !(parallel || e.type == .directory) || collides(e.path) { try barrier() }
+            // A large or sparse file is streamed on this thread while the pool goes on with the
+            // small ones before it (nothing of theirs can be in its way unless `collides`).
+            let ownThread = e.type == .file && content != nil
+            if !(ownThread || e.type == .directory) || collides(e.path) { try barrier() }
         }
         let parent = try openParentHandle(Array(comps.dropLast()), entry: display)
         let name = comps.last!
@@ -160,6 +166,7 @@ package final class TreeWriter {
             }
             let job = FileJob(entry: e, name: name, parent: parent, data: [], expected: expectedSHA256, ctx: context)
             job.origin = origin
+            pool?.flush()   // the small files queued before are written meanwhile
             try job.writeStreaming(content, removeExisting: { try self.removeExisting(parent.fd, name, comps: comps, entry: display) })
             summary.bytes += e.size
             finished(job)
@@ -255,36 +262,69 @@ package final class TreeWriter {
     }
 
     /// Waits for the pool, applies directory metadata (deepest first).
+    ///
+    /// One depth at a time, deepest first, each on the writer threads: a directory's metadata
+    /// touches no other directory, and a level starts only when the deeper one is done (a
+    /// parent's mode may take away the search permission its children need).
     package func finish() throws {
         try barrier()
+        // Path order ("/" as the smallest byte; names hold no NUL, so "/" becomes 0) within a
+        // level keeps the directories of one parent together for the descriptor cache.
+        var keyed = dirMeta.values.map { (key: $0.0.path.map { $0 == 0x2f ? 0 : $0 }, meta: $0) }
+        dirMeta = [:]
+        keyed.sort { a, b in
+            let c = a.key.withUnsafeBufferPointer { x in b.key.withUnsafeBufferPointer { y in memcmp(x.baseAddress!, y.baseAddress!, min(x.count, y.count)) } }
+            return c != 0 ? c < 0 : a.key.count < b.key.count
+        }
+        var levels: [Int: [(TarEntry, Bool)]] = [:]
+        for k in keyed { levels[k.key.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }, default: []].append(k.meta) }
+        keyed = []
+        let failures = FirstError()
+        let notes = NoteList()
+        let me = UnsafeSendable(self)
+        for depth in levels.keys.sorted(by: >) {
+            let dirs = UnsafeSendable(levels.removeValue(forKey: depth)!)
+            let per = 128
+            let chunks = (dirs.value.count + per - 1) / per
+            let work: @Sendable (Int) -> Void = { c in
+                var stack: [(name: [UInt8], dir: DirHandle)] = []
+                for i in c * per ..< min(dirs.value.count, (c + 1) * per) where !failures.failed {
+                    do { try me.value.applyDirectoryMetadata(dirs.value[i].0, createdFresh: dirs.value[i].1, stack: &stack, notes: notes) } catch {
+                        failures.record(error, order: i)
+                    }
+                }
+            }
+            if let pool, chunks > 1 { pool.forEach(chunks, work) } else { for c in 0 ..< chunks { work(c) } }
+            try failures.check()
+        }
+        for n in notes.take() { if n.xattr { xattrWarning(n.text) } else { warn(n.text) } }
         pool?.shutdown()
         pool = nil
-        // Reverse path order ("/" as the smallest byte): children before their parent.
-        let dirs = dirMeta.values.sorted { a, b in
-            b.0.path.lazy.map { $0 == 0x2f ? 0 : $0 }.lexicographicallyPrecedes(a.0.path.lazy.map { $0 == 0x2f ? 0 : $0 })
+    }
+
+    /// Owner, mode, xattrs and mtime of one directory, through `stack` (a descriptor cache of
+    /// the caller's thread); warnings go to `notes`.
+    private func applyDirectoryMetadata(_ e: TarEntry, createdFresh: Bool, stack: inout [(name: [UInt8], dir: DirHandle)],
+                                        notes: NoteList) throws {
+        let comps = RestorePath.split(e.path)
+        let parent = try openParentHandle(Array(comps.dropLast()), stack: &stack, entry: e.displayPath)
+        let mode = effectiveMode(e.mode)
+        let needChown = options.restoreOwnership && !(createdFresh && e.uid == euid && e.gid == egid)
+        let needChmod = !createdFresh || mode != ((e.mode & 0o777) | 0o700) & ~umaskBits
+        let needXattrs = options.restoreXattrs && !e.xattrs.isEmpty
+        var ts = Self.times(e)
+        if !needChown && !needChmod && !needXattrs {
+            guard RestorePath.withCName(comps.last!, { utimensat(parent.fd, $0, &ts, AT_SYMLINK_NOFOLLOW) }) == 0 else { throw ioError(e.displayPath, "set mtime", errno) }
+            return
         }
-        dirMeta = [:]
-        for (e, createdFresh) in dirs {
-            let comps = RestorePath.split(e.path)
-            let parent = try openParentHandle(Array(comps.dropLast()), entry: e.displayPath)
-            let mode = effectiveMode(e.mode)
-            let needChown = options.restoreOwnership && !(createdFresh && e.uid == euid && e.gid == egid)
-            let needChmod = !createdFresh || mode != ((e.mode & 0o777) | 0o700) & ~umaskBits
-            let needXattrs = options.restoreXattrs && !e.xattrs.isEmpty
-            var ts = Self.times(e)
-            if !needChown && !needChmod && !needXattrs {
-                guard RestorePath.withCName(comps.last!, { utimensat(parent.fd, $0, &ts, AT_SYMLINK_NOFOLLOW) }) == 0 else { throw ioError(e.displayPath, "set mtime", errno) }
-                continue
-            }
-            let fd = try openChild(parent.fd, comps.last!, path: e.path, entry: e.displayPath, create: false)
-            defer { Glibc.close(fd) }
-            if needChown, fchown(fd, e.uid, e.gid) != 0 { warn("\(e.displayPath): chown failed: \(String(cString: strerror(errno)))") }
-            if needChmod || needChown {  // chown may clear setgid
-                guard fchmod(fd, mode_t(mode)) == 0 else { throw ioError(e.displayPath, "chmod", errno) }
-            }
-            if needXattrs { for w in XattrApplier.apply(fd: fd, e.xattrs, path: e.displayPath) { xattrWarning(w) } }
-            guard futimens(fd, &ts) == 0 else { throw ioError(e.displayPath, "set mtime", errno) }
+        let fd = try openChild(parent.fd, comps.last!, path: e.path, entry: e.displayPath, create: false)
+        defer { Glibc.close(fd) }
+        if needChown, fchown(fd, e.uid, e.gid) != 0 { notes.add("\(e.displayPath): chown failed: \(String(cString: strerror(errno)))") }
+        if needChmod || needChown {  // chown may clear setgid
+            guard fchmod(fd, mode_t(mode)) == 0 else { throw ioError(e.displayPath, "chmod", errno) }
         }
+        if needXattrs { for w in XattrApplier.apply(fd: fd, e.xattrs, path: e.displayPath) { notes.add(w, xattr: true) } }
+        guard futimens(fd, &ts) == 0 else { throw ioError(e.displayPath, "set mtime", errno) }
     }
 
     // MARK: pool
@@ -318,6 +358,11 @@ package final class TreeWriter {
     }
 
     private func barrier() throws { try reap(wait: true) }
+
+    /// After a failure elsewhere (damage found by the reader): lets the files already queued
+    /// finish, so `onFile` has seen everything that was written. Their own errors are left
+    /// to the failure being reported.
+    func settle() { try? barrier() }
 
     /// True if the path, or one of its parents, is a file still being written. The parents
     /// are looked up once per directory: while entries stay in one parent, the files queued
@@ -393,14 +438,20 @@ package final class TreeWriter {
     /// Opens (creating missing directories) the directory `comps` below the target, reusing
     /// the descriptors of the previous walk. Never follows a symlink.
     private func openParentHandle(_ comps: [[UInt8]], entry: @autoclosure () -> String) throws -> DirHandle {
+        try openParentHandle(comps, stack: &dirStack, entry: entry())
+    }
+
+    /// As above with the descriptors of `stack` (one per thread).
+    private func openParentHandle(_ comps: [[UInt8]], stack: inout [(name: [UInt8], dir: DirHandle)],
+                                  entry: @autoclosure () -> String) throws -> DirHandle {
         var k = 0
-        while k < dirStack.count && k < comps.count && dirStack[k].name == comps[k] { k += 1 }
-        if k < dirStack.count { dirStack.removeLast(dirStack.count - k) }
-        var cur = dirStack.last?.dir ?? rootHandle
+        while k < stack.count && k < comps.count && stack[k].name == comps[k] { k += 1 }
+        if k < stack.count { stack.removeLast(stack.count - k) }
+        var cur = stack.last?.dir ?? rootHandle
         for i in k..<comps.count {
             let fd = try openChild(cur.fd, comps[i], path: RestorePath.join(Array(comps[...i])), entry: entry(), create: true)
             cur = DirHandle(fd)
-            dirStack.append((comps[i], cur))
+            stack.append((comps[i], cur))
         }
         return cur
     }
@@ -513,4 +564,12 @@ package enum RestoreThreads {
         if let v = ProcessInfo.processInfo.environment["HS_RESTORE_WRITERS"], let n = Int(v), n >= 1 { return min(n, 64) }
         return min(4, max(2, ProcessInfo.processInfo.activeProcessorCount))
     }
+}
+
+/// Warnings of work on several threads, in no particular order.
+private final class NoteList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var notes: [(text: String, xattr: Bool)] = []
+    func add(_ text: String, xattr: Bool = false) { lock.lock(); notes.append((text, xattr)); lock.unlock() }
+    func take() -> [(text: String, xattr: Bool)] { lock.lock(); defer { lock.unlock() }; return notes }
 }

@@ -715,11 +715,6 @@ package struct ManifestItems: Sequence, Sendable {
     package func makeIterator() -> Iterator { Iterator(manifest: manifest) }
 }
 
-/// Hands a pointer to concurrent work on disjoint ranges.
-struct UnsafeSendable<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
 
 func appendLE(_ out: inout [UInt8], _ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
 func appendLE(_ out: inout [UInt8], _ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
