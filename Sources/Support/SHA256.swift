@@ -4,9 +4,13 @@ internal import CCrypto
 package struct SHA256Hasher: ~Copyable {
     private let ctx: OpaquePointer
 
+    /// The provider's SHA-256, fetched once: `EVP_sha256()` makes every init look it up again
+    /// (a fifth of the time of hashing a 1 KiB file).
+    private nonisolated(unsafe) static let md: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
+
     package init() {
         ctx = EVP_MD_CTX_new()
-        EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+        EVP_DigestInit_ex(ctx, Self.md ?? EVP_sha256(), nil)
     }
 
     deinit { EVP_MD_CTX_free(ctx) }
