@@ -46,6 +46,7 @@ final class TarByteStream {
                 let zlibStart = off, tarStart = uncompressedOffset + produced
                 if gzip && off < source.size {
                     decoder = GzipDecoder(outputChunk: 1 << 20, afterMembers: off > compressedOffset)
+                    decoder?.messageOffsetBase = zlibStart
                     decoder?.onMemberEnd = { b in
                         log.add((zlibStart + b.compressedOffset + b.compressedLength, tarStart + b.uncompressedOffset + b.uncompressedLength))
                     }

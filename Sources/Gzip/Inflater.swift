@@ -29,6 +29,8 @@ package final class GzipDecoder {
     /// Decompressed bytes produced so far.
     package private(set) var uncompressedProduced: UInt64 = 0
     package var onMemberEnd: ((GzipMemberBoundary) -> Void)?
+    /// Added to offsets in error messages (where this decoder's input starts in the file).
+    package var messageOffsetBase: UInt64 = 0
 
     /// - Parameter afterMembers: the input continues a stream whose earlier members were
     ///   decoded elsewhere (trailing zero padding is then allowed from the first byte).
@@ -95,7 +97,7 @@ package final class GzipDecoder {
                 inflateReset(stream)
             default:
                 let msg = stream.pointee.msg.map { String(cString: $0) } ?? "inflate returned \(rc)"
-                throw GzipError(kind: .corrupt, detail: "\(msg) at compressed offset \(compressedConsumed)")
+                throw GzipError(kind: .corrupt, detail: "\(msg) at compressed offset \(messageOffsetBase + compressedConsumed)")
             }
         }
     }

@@ -74,6 +74,18 @@ import TestSupport
         let p = tmp.sub("padded")
         _ = try extractArchive(try ArchiveSource.file(padded), to: p)
         #expect(expected.differences(from: TreeSnapshot(p), ignoreSymlinkTimes: false) == [])
+
+        // A damaged member in the middle: the streaming decoder takes over there and the error
+        // gives the place in the file, not in what that decoder was handed.
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: archive)))
+        let flip = bytes.count / 2
+        bytes[flip] ^= 0x55
+        let damaged = tmp.sub("damaged.tar.gz")
+        try Data(bytes).write(to: URL(fileURLWithPath: damaged))
+        var message = ""
+        do { _ = try extractArchive(try ArchiveSource.file(damaged), to: tmp.sub("damaged")) } catch { message = "\(error)" }
+        let at = message.range(of: "at compressed offset ").map { Int(message[$0.upperBound...].prefix { $0.isNumber }) ?? -1 }
+        #expect(at.map { $0 >= flip && $0 <= bytes.count } == true, "flipped at \(flip): \(message)")
     }
 
     @Test func absoluteSymlinkIsRestoredAsIsWithAWarning() throws {
