@@ -3,8 +3,8 @@ import Gzip
 
 /// The decompressed bytes of a (gzip or plain) tar archive, from any gzip member on.
 ///
-/// Reading and decompressing run on their own thread with a bounded queue of 1 MiB chunks
-/// (like `gzip -d | tar -x`). Gzip member ends (after their CRC was checked) are recorded, so
+/// Reading and decompressing run on their own thread with a bounded queue of chunks (a whole
+/// gzip member of up to 4 MiB, or 1 MiB from the streaming decoder), like `gzip -d | tar -x`. Gzip member ends (after their CRC was checked) are recorded, so
 /// a reader can tell which part of the stream is verified and where each member starts.
 final class TarByteStream {
     let source: ArchiveSource

@@ -228,7 +228,7 @@ final class BackupPass {
         do {
             (writer, archiveCleanup) = try createRemovedOnSignal(dest, partial)
         } catch {
-            throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(partial): \(error). \(BackupRunner.nothingCommitted)")
+            throw PassFailure(step: ": cannot create \(dest.displayName)/\(partial)", cause: error)
         }
         archiveFile = writer
         archiveWriter = ArchiveWriter(sink: { bytes in try bytes.withUnsafeBytes { try writer.write($0) } },
@@ -270,7 +270,7 @@ final class BackupPass {
                 do {
                     try archive(&current[k], prefetched: window.removeValue(forKey: k))
                 } catch {
-                    throw ToolError("backup to \(set?.location ?? "") failed while writing the archive: \(error). \(BackupRunner.nothingCommitted)")
+                    throw PassFailure(step: " while writing the archive", cause: error)
                 }
                 current[k].substitute?.cleanup()
                 current[k].substitute = nil
@@ -420,7 +420,7 @@ final class BackupPass {
             archiveFile = nil
             if let c = archiveCleanup { InterruptCleanup.shared.unregister(c); archiveCleanup = nil }
         } catch {
-            throw ToolError("backup to \(set.location) failed while writing the archive: \(error). \(BackupRunner.nothingCommitted)")
+            throw PassFailure(step: " while writing the archive", cause: error)
         }
     }
 
@@ -432,6 +432,14 @@ final class BackupPass {
         archiveFile = nil
         if let c = archiveCleanup { InterruptCleanup.shared.unregister(c); archiveCleanup = nil }
     }
+}
+
+/// A failure of one step of the pass: `step` says where (" while writing the archive"),
+/// `BackupRunner` words the whole error once.
+struct PassFailure: Error, CustomStringConvertible {
+    var step: String
+    var cause: any Error
+    var description: String { "failed\(step): \(cause)" }
 }
 
 /// Small files of one batch read on all cores in the background (see `BackupRunner.prefetch`).

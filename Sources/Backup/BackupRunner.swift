@@ -270,9 +270,12 @@ package final class BackupRunner {
                              seconds: Date().timeIntervalSince(started), warnings: warnings)
     }
 
-    /// What a failed run says at the end of its error: the commit is the manifest's rename,
-    /// which comes last.
-    static let nothingCommitted = "Nothing was committed; earlier backups are intact and the next run cleans up."
+    /// The error of a run that failed before its commit (the manifest's rename, which comes
+    /// last): where (`step`, e.g. " while writing the manifest"), why, and that nothing changed.
+    private func nothingCommitted(_ set: BackupSet, _ step: String, _ cause: any Error, exitCode: Int32 = 1) -> ToolError {
+        ToolError("backup to \(set.location) failed\(step): \(cause). Nothing was committed; earlier backups are intact and the next run cleans up.",
+                  exitCode: exitCode)
+    }
 
     /// Thrown by `runLocked` when the previous manifest turns out damaged part way through
     /// (its header was fine): `run()` starts again as a full backup.
@@ -315,7 +318,7 @@ package final class BackupRunner {
         do {
             (manifestFile, manifestCleanup) = try createRemovedOnSignal(dest, manifestPartial)
         } catch {
-            throw ToolError("backup to \(set.location) failed: cannot create \(dest.displayName)/\(manifestPartial): \(error). \(Self.nothingCommitted)")
+            throw nothingCommitted(set, ": cannot create \(dest.displayName)/\(manifestPartial)", error)
         }
         defer { InterruptCleanup.shared.unregister(manifestCleanup) }
         var committed = false
@@ -334,8 +337,8 @@ package final class BackupRunner {
         pass.archiveSlots = prevHeader.map { $0.archiveSlots ?? $0.archives } ?? []
         pass.manifest = ManifestWriter(sink: { bytes in try bytes.withUnsafeBytes { try manifestFile.write($0) } },
                                        parent: previous)
-        if full { try pass.openArchive() }
         do {
+            if full { try pass.openArchive() }
             try pass.run()
             try pass.finishArchive()
         } catch {
@@ -344,12 +347,12 @@ package final class BackupRunner {
             case .damaged?:
                 throw PreviousManifestDamaged(error: error)
             case .unreadable(let readError)?:
-                throw ToolError("backup to \(set.location) failed while reading the previous backup's manifest \(previousIDs.last ?? ""): \(readError). \(Self.nothingCommitted)")
+                throw nothingCommitted(set, " while reading the previous backup's manifest \(previousIDs.last ?? "")", readError)
             case nil:
-                // The pass's own errors say where they happened; anything else (writing the
-                // new manifest) is named here.
-                if let e = error as? ToolError, e.message.hasSuffix(Self.nothingCommitted) { throw e }
-                throw ToolError("backup to \(set.location) failed: \(error). \(Self.nothingCommitted)", exitCode: (error as? ToolError)?.exitCode ?? 1)
+                // The pass says where its own failures happened; anything else (writing the
+                // new manifest as it goes) names the call that failed.
+                if let f = error as? PassFailure { throw nothingCommitted(set, f.step, f.cause) }
+                throw nothingCommitted(set, "", error, exitCode: (error as? ToolError)?.exitCode ?? 1)
             }
         }
         previous?.close()
@@ -375,7 +378,7 @@ package final class BackupRunner {
             try? dest.syncDirectory(options.set)
         } catch {
             if let a = pass.archiveID { try? dest.remove(set.archivePath(a)) }
-            throw ToolError("backup to \(set.location) failed while writing the manifest: \(error). \(Self.nothingCommitted)")
+            throw nothingCommitted(set, " while writing the manifest", error)
         }
         trace("manifest written (\(pass.manifest!.copiedMembers) members copied from the previous one)")
         reporter.endProgress()

@@ -213,6 +213,30 @@ func makeMediumTree(_ root: String, files: Int = 300, seed: UInt64 = 1) throws {
 }
 
 @Suite struct GaneshaFailureTests {
+    /// Runs `hs-backup` of `source` to `spec` (set "g") and kills the server as soon as a name
+    /// ending in `suffix` appears in `dir` (the export's local path). Returns the run's exit
+    /// status and stderr.
+    static func backupKillingServer(_ g: GaneshaServer, source: String, to spec: String, once suffix: String,
+                                    appearsIn dir: String) throws -> (status: Int32, stderr: String) {
+        let p = Process()
+        let err = Pipe()
+        p.executableURL = URL(fileURLWithPath: Tools.path("hs-backup"))
+        p.arguments = ["--source", source, "--to", spec, "--name", "g"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = err
+        try p.run()
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+            if names.contains(where: { $0.hasSuffix(suffix) }) { break }
+            usleep(2_000)
+        }
+        g.kill()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, stderr)
+    }
+
     /// nfs-ganesha killed mid-backup: clear error, exit 1, nothing committed; after a restart
     /// the next run succeeds and every backup restores.
     @Test func serverKilledMidBackup() throws {
@@ -231,25 +255,10 @@ func makeMediumTree(_ root: String, files: Int = 300, seed: UInt64 = 1) throws {
         for i in 0 ..< 3 {
             try Subprocess.checked(["sh", "-c", "head -c 10000000 /dev/urandom > '\(src)/big\(i).bin'"])
         }
-        let p = Process()
-        let err = Pipe()
-        p.executableURL = URL(fileURLWithPath: Tools.path("hs-backup"))
-        p.arguments = ["--source", src, "--to", spec, "--name", "g"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = err
-        try p.run()
-        // Wait until the archive is being written, then kill the server.
+        // Killed once the archive is being written.
         let partialDir = g.exportPath + "/" + dir + "/g"
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: partialDir)) ?? []
-            if names.contains(where: { $0.hasSuffix(".partial") }) { break }
-            usleep(20_000)
-        }
-        g.kill()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 1, "\(stderr)")
+        let (status, stderr) = try Self.backupKillingServer(g, source: src, to: spec, once: ".partial", appearsIn: partialDir)
+        #expect(status == 1, "\(stderr)")
         #expect(stderr.contains("error:") && stderr.contains("nfs://") && stderr.contains("Nothing was committed"), "\(stderr)")
         try g.restart()
         let names = try FileManager.default.contentsOfDirectory(atPath: partialDir)
@@ -281,25 +290,10 @@ func makeMediumTree(_ root: String, files: Int = 300, seed: UInt64 = 1) throws {
         let spec = g.url(path: dir)
         let first = try Tools.run("hs-backup", ["--source", src, "--to", spec, "--name", "g"])
         #expect(first.status == 0, "\(first.stderr)")
-        let p = Process()
-        let err = Pipe()
-        p.executableURL = URL(fileURLWithPath: Tools.path("hs-backup"))
-        p.arguments = ["--source", src, "--to", spec, "--name", "g"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = err
-        try p.run()
-        // The new manifest's .partial exists: the incremental is reading the previous one.
+        // Killed once the new manifest's .partial exists: the incremental is reading the previous one.
         let setDir = g.exportPath + "/" + dir + "/g"
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: setDir)) ?? []
-            if names.contains(where: { $0.hasSuffix(".manifest.partial") }) { break }
-            usleep(2_000)
-        }
-        g.kill()
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 1, "\(stderr)")
+        let (status, stderr) = try Self.backupKillingServer(g, source: src, to: spec, once: ".manifest.partial", appearsIn: setDir)
+        #expect(status == 1, "\(stderr)")
         let error = stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
         #expect(error.count == 1 && error[0].contains("nfs://") && error[0].contains("Nothing was committed"), "\(stderr)")
         try g.restart()

@@ -10,6 +10,16 @@ import TestSupport
         return (0..<n).map { _ in x ^= x << 13; x ^= x >> 7; x ^= x << 17; return UInt8(truncatingIfNeeded: x) }
     }
 
+    /// `payload` compressed by a real tool (`command` reads the file named after it, writes
+    /// to standard output).
+    func compressed(_ payload: [UInt8], by command: String) throws -> [UInt8] {
+        let dir = try TempDir()
+        let plain = dir.sub("data")
+        try Data(payload).write(to: URL(fileURLWithPath: plain))
+        try Subprocess.checked(["sh", "-c", "\(command) '\(plain)' > '\(plain).out'"])
+        return Array(try Data(contentsOf: URL(fileURLWithPath: plain + ".out")))
+    }
+
     func text(_ n: Int) -> [UInt8] {
         let line = Array("2026-11-27 03:00:01|INFO|Radarr import movie /storage/library/movies done\n".utf8)
         return (0..<n).map { line[$0 % line.count] }
@@ -105,12 +115,8 @@ import TestSupport
     /// with its compressed length; nil (never a wrong answer) for a member larger than the
     /// room, one cut short, damaged bytes or padding.
     @Test func memberDecoderTakesOneMemberOrDeclines() throws {
-        let dir = try TempDir()
         let payload = text(300_000) + pseudoRandom(100_000, seed: 3)
-        let plain = dir.sub("data")
-        try Data(payload).write(to: URL(fileURLWithPath: plain))
-        try Subprocess.checked(["sh", "-c", "gzip -6 -c '\(plain)' > '\(plain).gz'"])
-        let gz = Array(try Data(contentsOf: URL(fileURLWithPath: plain + ".gz")))
+        let gz = try compressed(payload, by: "gzip -6 -c")
         var ours: [UInt8] = []
         payload.withUnsafeBytes { GzipSegmentedEncoder().encodeMember($0, storeRanges: [300_000..<400_000], level: 1, into: &ours) }
         let stream = gz + ours + gz
@@ -136,17 +142,12 @@ import TestSupport
     }
 
     @Test func readsFilesMadeByGzipAndPigz() throws {
-        let dir = try TempDir()
         let payload = text(300_000) + pseudoRandom(100_000, seed: 9)
-        let plain = dir.sub("data")
-        try Data(payload).write(to: URL(fileURLWithPath: plain))
-        try Subprocess.checked(["sh", "-c", "gzip -9 -c '\(plain)' > '\(plain).gz'; cat '\(plain).gz' '\(plain).gz' > '\(plain).2.gz'"])
-        let one = Array(try Data(contentsOf: URL(fileURLWithPath: plain + ".gz")))
+        let one = try compressed(payload, by: "gzip -9 -c")
         #expect(try GzipDecoder.decompress(one) == payload)
-        let two = Array(try Data(contentsOf: URL(fileURLWithPath: plain + ".2.gz")))
+        let two = one + one   // what `cat a.gz a.gz` makes
         #expect(try GzipDecoder.decompress(two) == payload + payload)
-        try Subprocess.checked(["sh", "-c", "pigz -p 2 -c '\(plain)' > '\(plain).pz'"])
-        let pz = Array(try Data(contentsOf: URL(fileURLWithPath: plain + ".pz")))
+        let pz = try compressed(payload, by: "pigz -p 2 -c")
         #expect(try GzipDecoder.decompress(pz) == payload)
     }
 
