@@ -24,6 +24,9 @@ final class BackupPass {
         var archive: Bool
         var substitute: SubstitutedContent?
         var multiLink: Bool
+        /// The provider plans this file only if its content starts with these bytes (looked
+        /// at when the file is read for the archive).
+        var planIfContentStarts: [UInt8]? = nil
         /// Archive member and tar offset of its header once archived (-1: not archived now).
         var member = -1
         var headerOffset: UInt64 = 0
@@ -100,6 +103,7 @@ final class BackupPass {
                 }
             }
             var substitute: SubstitutedContent?
+            var planLater: [UInt8]?
             if e.type == .file, let provider = options.contentProvider,
                let rel = s.path.withUnsafeBufferPointer({ String(validating: $0, as: UTF8.self) }) {
                 // A file unchanged since the previous backup that the provider left alone then
@@ -109,8 +113,22 @@ final class BackupPass {
                         && $0.entry.mtime == e.mtime && $0.entry.ctime == e.ctime && $0.entry.mode == e.mode
                         && $0.entry.uid == e.uid && $0.entry.gid == e.gid
                 } ?? false
-                if !skip {
-                    switch try provider.plan(relativePath: rel, absolutePath: options.source + "/" + rel, size: e.size) {
+                var ask = !skip
+                if ask {
+                    switch provider.interest(relativePath: s.path, size: e.size) {
+                    case .none: ask = false
+                    case .always: break
+                    case .ifContentStarts(let prefix):
+                        // A file archived now whatever the plan (new, or its metadata changed)
+                        // is looked at when it is read for the archive; one that may be carried
+                        // (only its ctime changed) is planned now, as its content is compared.
+                        if !dryRun && (p.map { BackupRunner.changed(e, $0.entry, xattrsComparable: xattrsComparable) } ?? true) {
+                            planLater = prefix; ask = false
+                        }
+                    }
+                }
+                if ask {
+                    switch try plan(provider, rel, size: e.size) {
                     case .asIs: break
                     case .asIsAskAgain: e.flags |= ManifestEntry.flagAskProvider
                     case .omit: continue
@@ -131,12 +149,49 @@ final class BackupPass {
                 substitute?.cleanup()
                 try enqueue(Pending(record: record, archive: false, substitute: nil, multiLink: false))
             } else {
-                try enqueue(Pending(record: record, archive: true, substitute: substitute, multiLink: s.multiLink))
+                try enqueue(Pending(record: record, archive: true, substitute: substitute, multiLink: s.multiLink,
+                                    planIfContentStarts: planLater))
             }
         }
         try processBatch()
         try processBatch()   // the batch still being read ahead
         for w in stream.warnings { runner.note(w) }
+    }
+
+    /// The provider's plan for the file at `relative` (its errors say which file).
+    private func plan(_ provider: any ContentProvider, _ relative: String, size: UInt64) throws -> ContentPlan {
+        do {
+            return try provider.plan(relativePath: relative, absolutePath: options.source + "/" + relative, size: size)
+        } catch {
+            throw PassFailure(step: " while deciding how to archive \(relative)", cause: error)
+        }
+    }
+
+    /// The plan of a file the provider wants only if its content starts with `prefix`, now
+    /// that the file is read for the archive: a file read ahead that does not start with it is
+    /// archived as is without asking; otherwise (a large file, or one the read-ahead did not
+    /// take) the provider is asked and looks itself. Returns false when the file is left out.
+    private func planAtRead(_ p: inout Pending, prefix: [UInt8], ahead: inout Result<PrefetchedContent, PrefetchError>?) throws -> Bool {
+        guard let provider = options.contentProvider,
+              let rel = p.record.path.withUnsafeBufferPointer({ String(validating: $0, as: UTF8.self) }) else { return true }
+        if case .success(let c)? = ahead, !c.bytes.starts(with: prefix) { return true }
+        let size = p.record.entry.size
+        switch try plan(provider, rel, size: size) {
+        case .asIs: break
+        case .asIsAskAgain: p.record.entry.flags |= ManifestEntry.flagAskProvider
+        case .omit:
+            p.dropped = true
+            files -= 1
+            treeBytes -= min(treeBytes, size)
+            return false
+        case .substitute(let sub):
+            p.record.entry.size = sub.size
+            p.record.entry.flags |= ManifestEntry.flagAskProvider
+            p.substitute = sub
+            treeBytes = (treeBytes - min(treeBytes, size)).addingSaturated(sub.size)
+            ahead = nil
+        }
+        return true
     }
 
     /// The previous backup's entry with exactly this path, if any (paths come in order).
@@ -269,6 +324,8 @@ final class BackupPass {
             for k in current.indices where current[k].archive {
                 do {
                     try archive(&current[k], prefetched: window.removeValue(forKey: k))
+                } catch let failure as PassFailure {
+                    throw failure
                 } catch {
                     throw PassFailure(step: " while writing the archive", cause: error)
                 }
@@ -282,8 +339,13 @@ final class BackupPass {
         }
     }
 
-    private func archive(_ p: inout Pending, prefetched ahead: Result<PrefetchedContent, PrefetchError>?) throws {
+    private func archive(_ p: inout Pending, prefetched: Result<PrefetchedContent, PrefetchError>?) throws {
         guard let aw = archiveWriter else { return }
+        var ahead = prefetched
+        if let prefix = p.planIfContentStarts {
+            p.planIfContentStarts = nil
+            guard try planAtRead(&p, prefix: prefix, ahead: &ahead) else { return }
+        }
         var e = p.record.entry
         let pathBytes = p.record.path
         // Made only when needed (messages, and files not read ahead): most files need neither.

@@ -30,13 +30,34 @@ package enum ContentPlan: Sendable {
     case substitute(SubstitutedContent)
 }
 
-/// Seam (1): decides, per regular file, where its content comes from. Called during the scan
-/// from several threads at once and in no particular order (`x.db-wal` may be planned before,
-/// or at the same time as, `x.db`): implementations must be thread-safe and order-independent.
-/// The SQLite capture implements it.
+/// Which files a `ContentProvider` wants to `plan`, told from a file's path and size alone:
+/// most files of a tree are then never opened for it.
+package enum ContentInterest: Sendable {
+    /// Archived as is; `plan` is not called.
+    case none
+    /// `plan` is called (e.g. a database's `-wal`, known by its name).
+    case always
+    /// `plan` is called only if the file's content starts with these bytes. The backup looks
+    /// at them when it reads the file for the archive (no extra open of the file), so `plan`
+    /// comes later than for other files, still before the content is archived.
+    case ifContentStarts(with: [UInt8])
+}
+
+/// Seam (1): decides, per regular file, where its content comes from. Called on the backup's
+/// pass in no particular order across files (`x.db-wal` may be planned before `x.db`):
+/// implementations must be order-independent. The SQLite capture implements it.
 package protocol ContentProvider: AnyObject, Sendable {
+    /// Which files `plan` must see (default: all).
+    /// - Parameters:
+    ///   - relativePath: the path below the source, as bytes (UTF-8 paths only are asked).
+    ///   - size: the file's size as the scan saw it (lstat).
+    func interest(relativePath: [UInt8], size: UInt64) -> ContentInterest
     /// - Parameter size: the file's size as the scan saw it (lstat).
     func plan(relativePath: String, absolutePath: String, size: UInt64) throws -> ContentPlan
+}
+
+extension ContentProvider {
+    package func interest(relativePath: [UInt8], size: UInt64) -> ContentInterest { .always }
 }
 
 /// What a run hook learns about the run.

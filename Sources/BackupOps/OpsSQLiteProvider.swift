@@ -6,8 +6,9 @@
 // file is archived as it is on disk, together with its -wal, and a warning says so: a
 // best-effort copy beats no copy, and the warning reaches cron mail and the notification.
 //
-// The scan plans files from several threads and in no fixed order, so a database is captured
-// once, by whichever of `x.db` or its companion is planned first; the other gets the result.
+// Files are planned in no fixed order (a database when the backup reads its first bytes, its
+// companions by name before that), so a database is captured once, by whichever of `x.db` or
+// its companion is planned first; the other gets the result.
 import Backup
 import Foundation
 
@@ -45,6 +46,17 @@ package final class SQLiteCaptureProvider: ContentProvider, @unchecked Sendable 
     /// Databases captured so far, and their snapshot bytes.
     package var capturedCount: Int { lock.lock(); defer { lock.unlock() }; return _count }
     package var capturedBytes: UInt64 { lock.lock(); defer { lock.unlock() }; return _bytes }
+
+    /// Companions by name; anything else of at least one page (512 bytes) only if it starts
+    /// with the SQLite header, which the backup checks as it reads the file anyway.
+    package func interest(relativePath: [UInt8], size: UInt64) -> ContentInterest {
+        for suffix in Self.companionSuffixBytes where relativePath.count > suffix.count && relativePath.suffix(suffix.count).elementsEqual(suffix) {
+            return .always
+        }
+        return size >= 512 ? .ifContentStarts(with: SQLiteSnapshot.magic) : .none
+    }
+
+    private static let companionSuffixBytes = SQLiteSnapshot.companionSuffixes.map { Array($0.utf8) }
 
     package func plan(relativePath: String, absolutePath: String, size: UInt64) throws -> ContentPlan {
         for suffix in SQLiteSnapshot.companionSuffixes where absolutePath.hasSuffix(suffix) && relativePath.count > suffix.count {

@@ -12,14 +12,21 @@ import TestSupport
 import Glibc
 #endif
 
-/// Wraps the real SQLite provider and records which files it was shown.
+/// Wraps the real SQLite provider and records which files it was shown (`looked`: asked for
+/// its interest; `asked`: planned).
 private final class RecordingProvider: ContentProvider, @unchecked Sendable {
     let inner: SQLiteCaptureProvider
     private let lock = NSLock()
     private var _asked: [String] = []
+    private var _looked: [String] = []
     init(_ inner: SQLiteCaptureProvider) { self.inner = inner }
     var asked: Set<String> { lock.lock(); defer { lock.unlock() }; return Set(_asked) }
-    func reset() { lock.lock(); _asked = []; lock.unlock() }
+    var looked: Set<String> { lock.lock(); defer { lock.unlock() }; return Set(_looked) }
+    func reset() { lock.lock(); _asked = []; _looked = []; lock.unlock() }
+    func interest(relativePath: [UInt8], size: UInt64) -> ContentInterest {
+        lock.lock(); _looked.append(String(decoding: relativePath, as: UTF8.self)); lock.unlock()
+        return inner.interest(relativePath: relativePath, size: size)
+    }
     func plan(relativePath: String, absolutePath: String, size: UInt64) throws -> ContentPlan {
         lock.lock(); _asked.append(relativePath); lock.unlock()
         return try inner.plan(relativePath: relativePath, absolutePath: absolutePath, size: size)
@@ -171,7 +178,8 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         }
         let (s1, m1) = try run()
         #expect(s1.kind == "full")
-        #expect(provider.asked.count == 42, "every file is looked at once: \(provider.asked.count)")
+        #expect(provider.looked.count == 42, "every file is looked at once: \(provider.looked.count)")
+        #expect(provider.asked == ["app/db/app.db"], "only the database is planned (the others do not start with its header)")
         let db = try #require(m1.table.find("app/db/app.db"))
         #expect(m1.table.entry(db).flags & ManifestEntry.flagAskProvider != 0, "a captured database is flagged")
         #expect(m1.table.entry(try #require(m1.table.find("app/data/item3.json"))).flags & ManifestEntry.flagAskProvider == 0)
@@ -180,7 +188,7 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         provider.reset()
         let (s2, _) = try run()
         #expect(s2.kind == "incremental" && s2.filesArchived == 0)
-        #expect(provider.asked == ["app/db/app.db"])
+        #expect(provider.asked == ["app/db/app.db"] && provider.looked == ["app/db/app.db"])
 
         // Content changed; metadata changed (same owner set again: only ctime moves); a new file;
         // a plain file replaced by a database at the same path.
@@ -191,7 +199,10 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         _ = try Subprocess.checked(["sqlite3", src + "/app/data/item7.json", "CREATE TABLE u(y); INSERT INTO u VALUES (7);"])
         provider.reset()
         let (s3, m3) = try run()
-        #expect(provider.asked == ["app/db/app.db", "app/data/item5.json", "app/data/item6.json", "app/data/new.json", "app/data/item7.json"])
+        #expect(provider.looked == ["app/db/app.db", "app/data/item5.json", "app/data/item6.json", "app/data/new.json", "app/data/item7.json"])
+        // item6 may be carried (only its ctime moved): planned at once. The others are archived
+        // anyway: planned only if they start with the header (the new database does).
+        #expect(provider.asked == ["app/db/app.db", "app/data/item6.json", "app/data/item7.json"], "\(provider.asked)")
         #expect(s3.filesArchived >= 3, "item5, new.json and the new database are archived")
         #expect(m3.table.entry(try #require(m3.table.find("app/data/item7.json"))).flags & ManifestEntry.flagAskProvider != 0)
 
@@ -201,6 +212,51 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         let rows = try Subprocess.checked(["sqlite3", out + "/app/data/item7.json", "SELECT y FROM u"]).stdout
         #expect(rows.trimmingCharacters(in: .whitespacesAndNewlines) == "7")
         #expect(try String(contentsOfFile: out + "/app/data/item5.json", encoding: .utf8).hasPrefix("changed\n"))
+    }
+
+    @Test("databases are found by their first bytes as files are read: small and large ones, alone in a run, a fake header")
+    func databasesFoundAsFilesAreRead() throws {
+        let dir = try TempDir("hs-provider-read")
+        let src = dir.sub("appdata")
+        for i in 0 ..< 30 { try Tree.write(src + "/app/notes/n\(i).txt", String(repeating: "note \(i)\n", count: 90)) }
+        try FileManager.default.createDirectory(atPath: src + "/app/db", withIntermediateDirectories: true)
+        // Small (read ahead with its neighbours) and large (> 1 MiB: read on its own).
+        _ = try Subprocess.checked(["sqlite3", src + "/app/db/small.db", "CREATE TABLE t(x); INSERT INTO t VALUES (41);"])
+        _ = try Subprocess.checked(["sqlite3", src + "/app/db/large.db",
+                                    "CREATE TABLE b(x); INSERT INTO b VALUES (randomblob(1500000)); INSERT INTO b VALUES (42);"])
+        // The header and nothing valid after it: the capture fails, the file is archived as is.
+        try Tree.write(src + "/app/db/fake.db", "SQLite format 3\u{0}" + String(repeating: "z", count: 600))
+        let snapshots = try SQLiteSnapshot()
+        defer { snapshots.cleanup() }
+        let provider = RecordingProvider(SQLiteCaptureProvider(snapshots: snapshots))
+        let dest = try TestDestination(.local)
+        var o = BackupOptions(source: src, destination: dest.destination, set: "t")
+        o.contentProvider = provider
+        let s = try BackupRunner(options: o, reporter: quiet).run()
+        #expect(provider.looked.count == 33)
+        #expect(provider.asked == ["app/db/small.db", "app/db/large.db", "app/db/fake.db"], "\(provider.asked)")
+        #expect(provider.inner.capturedCount == 2)
+        #expect(provider.inner.warnings.contains { $0.contains("app/db/fake.db") && $0.contains("Archived the live file") }, "\(provider.inner.warnings)")
+        let m = try BackupSet(destination: dest.destination, name: "t").loadManifest(s.id)
+        for name in ["small.db", "large.db", "fake.db"] {
+            #expect(m.table.entry(try #require(m.table.find("app/db/" + name))).flags & ManifestEntry.flagAskProvider != 0, "\(name)")
+        }
+        #expect(m.table.entry(try #require(m.table.find("app/notes/n3.txt"))).flags & ManifestEntry.flagAskProvider == 0)
+        let out = dir.sub("out")
+        _ = try restore(dest, id: s.id, to: out)
+        #expect(try Subprocess.checked(["sqlite3", out + "/app/db/small.db", "SELECT x FROM t"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "41")
+        #expect(try Subprocess.checked(["sqlite3", out + "/app/db/large.db", "SELECT x FROM b WHERE x = 42"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "42")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/app/db/fake.db")) == Data(contentsOf: URL(fileURLWithPath: src + "/app/db/fake.db")))
+
+        // A run with one new database and nothing else to read: no read-ahead, still captured.
+        _ = try Subprocess.checked(["sqlite3", src + "/app/db/new.db", "CREATE TABLE n(x); INSERT INTO n VALUES (43);"])
+        provider.reset()
+        let s2 = try BackupRunner(options: o, reporter: quiet).run()
+        #expect(provider.asked.contains("app/db/new.db"), "\(provider.asked)")
+        #expect(s2.filesArchived == 1)
+        let out2 = dir.sub("out2")
+        _ = try restore(dest, id: s2.id, to: out2)
+        #expect(try Subprocess.checked(["sqlite3", out2 + "/app/db/new.db", "SELECT x FROM n"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "43")
     }
 
     @Test("a database and its -wal planned in either order, or at once, give one capture and no -wal")
