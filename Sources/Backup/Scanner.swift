@@ -178,6 +178,9 @@ package final class ScanStream: @unchecked Sendable {
         self.segments = segments
         self.openDirectories = openDirectories
         self.warnings = top.warnings
+        var ends = Array(repeating: 0, count: units.count)
+        for (_, r) in segments { for u in r { ends[u] = r.upperBound } }
+        unitsEnd = ends
         queues = Array(repeating: [], count: units.count)
         finished = Array(repeating: false, count: units.count)
         threadCount = units.isEmpty ? 0 : max(1, min(threads, units.count))
@@ -202,25 +205,53 @@ package final class ScanStream: @unchecked Sendable {
         openDirectories = []
     }
 
+    /// A worker takes a run of consecutive units at a time: one unit after a run that gave
+    /// many entries, twice as many (up to `maxRun`) after one that gave few. The entries of a
+    /// run go out as the chunks of its first unit, so a tree of many tiny directories (one
+    /// poster each) is not handed to the reader, and the reader woken, once per directory.
     private func workerLoop() {
         defer { exited.signal() }
+        var length = 1
         while true {
             cond.lock()
-            while !cancelled && nextUnit < units.count && nextUnit >= readingUnit + maxAhead { cond.wait() }
+            while !cancelled && nextUnit < units.count && runsAhead() >= maxAhead { cond.wait() }
             if cancelled || nextUnit >= units.count { cond.unlock(); return }
-            let u = nextUnit
-            nextUnit += 1
+            let first = nextUnit
+            // Within one segment: the top entries between segments come between their units.
+            let end = min(unitsEnd[first], first + length)
+            nextUnit = end
+            runFirsts.append(first)
             cond.unlock()
             let w = ScanWorker(context)
-            w.output = { [self] chunk in try push(u, chunk) }
-            do { try w.run(units[u]) } catch is ScanCancelled { return } catch {
+            w.output = { [self] chunk in try push(first, chunk) }
+            do {
+                for u in first ..< end { try w.run(units[u]) }
+                try w.finish()
+            } catch is ScanCancelled { return } catch {
                 cond.lock(); if failure == nil { failure = error }; cond.broadcast(); cond.unlock()
             }
             cond.lock()
-            finished[u] = true
+            for u in first ..< end { finished[u] = true }
             cond.broadcast()
             cond.unlock()
+            length = w.produced < Self.smallRun ? min(length * 2, Self.maxRun) : 1
         }
+    }
+
+    /// A run that gave fewer entries than this doubles the next one's length.
+    static let smallRun = 256
+    static let maxRun = 64
+    /// Per unit, the end of its segment's unit range (a run never goes past it).
+    private let unitsEnd: [Int]
+    /// First units of the runs taken, in order; `runHead` is the first not behind the reader.
+    private var runFirsts: [Int] = []
+    private var runHead = 0
+
+    /// Runs taken whose first unit the reader has not reached yet (under `cond`).
+    private func runsAhead() -> Int {
+        while runHead < runFirsts.count && runFirsts[runHead] <= readingUnit { runHead += 1 }
+        if runHead > 1024 { runFirsts.removeFirst(runHead); runHead = 0 }
+        return runFirsts.count - runHead
     }
 
     /// Hands a chunk of unit `u` to the reader; waits while a unit ahead of the reader already
@@ -387,18 +418,28 @@ final class ScanWorker: @unchecked Sendable {
         return names
     }
 
+    /// Walks `unit`; its entries stay in `table` after the last full chunk went out: several
+    /// units can share one chunk, and `finish()` hands out the rest.
     func run(_ unit: ScanUnit) throws {
         pathBuf = unit.prefix.map { CChar(bitPattern: $0) }
         _ = try process(unit.parent, name: unit.name, prefixLength: pathBuf.count, parentDev: unit.parentDev, descend: unit.descend)
+    }
+
+    /// Hands out the entries still held (after the last `run`).
+    func finish() throws {
         flushCount()
         direntBuffer = []
         try flushChunk()
     }
 
+    /// Entries walked so far, handed out or not.
+    private(set) var produced = 0
+
     private func flushChunk() throws {
         guard let output, !(table.count == 0 && warnings.isEmpty) else { return }
         table.shrinkToFit()
         let c = ScanChunk(table: table, links: links, warnings: warnings)
+        produced += table.count
         table = ManifestTable()
         links = []
         warnings = []
