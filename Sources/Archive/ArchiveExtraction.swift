@@ -236,40 +236,64 @@ package func prepareTarget(_ target: String, allowNonEmpty: Bool) throws -> Bool
     return contents.isEmpty
 }
 
-/// A bounded queue of byte chunks between one producer and one consumer thread.
+/// A bounded queue of byte chunks between one producer and one consumer thread, bounded by
+/// bytes (at least one chunk is always let in). Each side is woken only when the other has
+/// made enough room or enough data (half the capacity, or `wakeBytes`), not for every chunk:
+/// archives of many small gzip members (one per stored run) no longer hand over and wake
+/// the other thread once per member.
 final class ChunkQueue: @unchecked Sendable {
     private let cond = NSCondition()
     private var items: [[UInt8]] = []
     private var head = 0
-    private let capacity: Int
+    private var queuedBytes = 0
+    private let capacityBytes: Int
+    private let wakeBytes: Int
+    private var producerWaiting = false
+    private var consumerWaiting = false
     private var closed = false
     private var cancelled = false
     private var error: (any Error)?
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacityBytes: Int, wakeBytes: Int) {
+        self.capacityBytes = capacityBytes
+        self.wakeBytes = min(wakeBytes, capacityBytes)
+    }
 
     var isCancelled: Bool { cond.lock(); defer { cond.unlock() }; return cancelled }
+
+    /// Bytes queued now (not yet taken).
+    var bytesQueued: Int { cond.lock(); defer { cond.unlock() }; return queuedBytes }
 
     /// Blocks while full; false when the consumer cancelled.
     func put(_ chunk: [UInt8]) -> Bool {
         cond.lock(); defer { cond.unlock() }
-        while items.count - head >= capacity && !cancelled { cond.wait() }
+        while queuedBytes >= capacityBytes && items.count > head && !cancelled {
+            producerWaiting = true
+            cond.wait()
+        }
+        producerWaiting = false
         if cancelled { return false }
         items.append(chunk)
-        cond.broadcast()
+        queuedBytes += chunk.count
+        if consumerWaiting && queuedBytes >= wakeBytes { cond.broadcast() }
         return true
     }
 
     /// The next chunk; nil at the end; throws the producer's error after the chunks before it.
     func take() throws -> [UInt8]? {
         cond.lock(); defer { cond.unlock() }
-        while items.count == head && !closed { cond.wait() }
+        while items.count == head && !closed {
+            consumerWaiting = true
+            cond.wait()
+        }
+        consumerWaiting = false
         if items.count > head {
             let c = items[head]
             items[head] = []
             head += 1
+            queuedBytes -= c.count
             if head > 64 { items.removeFirst(head); head = 0 }
-            cond.broadcast()
+            if producerWaiting && queuedBytes <= capacityBytes / 2 { cond.broadcast() }
             return c
         }
         if let error { throw error }

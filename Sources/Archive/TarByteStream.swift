@@ -13,7 +13,7 @@ final class TarByteStream {
     /// Compressed offset of the member reading started at.
     let startCompressed: UInt64
     let gzip: Bool
-    private let queue = ChunkQueue(capacity: 3)
+    private let queue = ChunkQueue(capacityBytes: 6 << 20, wakeBytes: 1 << 20)
     private let producerDone = DispatchSemaphore(value: 0)
     private let boundaries: MemberLog
     private var chunk: [UInt8] = []
