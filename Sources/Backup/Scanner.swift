@@ -432,7 +432,7 @@ final class ScanWorker: @unchecked Sendable {
         try flushChunk()
     }
 
-    /// Entries walked so far, handed out or not.
+    /// Entries handed out so far (all of them after `finish()`).
     private(set) var produced = 0
 
     private func flushChunk() throws {
