@@ -35,6 +35,7 @@ final class BackupPass {
     private var batch: [Pending] = []
     /// The batch before `batch`, its small files being read ahead.
     private var reading: (batch: [Pending], job: PrefetchJob?)?
+    private var batchesSinceTrim = 0
     private var batchArchived = 0
     private var batchBytes: UInt64 = 0
     private var awaiting: [Pending] = []
@@ -301,6 +302,11 @@ final class BackupPass {
     /// batch overlap the header building and copying of the one before. Called with an empty
     /// batch, it only finishes the batch being read.
     private func processBatch() throws {
+        // Every 64 batches (~64k files) the memory freed by the reads and the archive's
+        // buffers goes back to the system: without it glibc's per-thread arenas kept more
+        // the longer the run (peak RSS of a full backup +7.4% at 2M files over 1M, +2.9% with).
+        batchesSinceTrim += 1
+        if batchesSinceTrim >= 64 { batchesSinceTrim = 0; _ = malloc_trim(0) }
         var next: (batch: [Pending], job: PrefetchJob?)?
         if !batch.isEmpty {
             var job: PrefetchJob?
@@ -524,3 +530,6 @@ final class PrefetchJob: @unchecked Sendable {
         return result
     }
 }
+
+// glibc's malloc_trim (malloc.h is not in Swift's Glibc module).
+@_silgen_name("malloc_trim") private func malloc_trim(_ pad: Int) -> Int32
