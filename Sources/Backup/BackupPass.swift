@@ -105,8 +105,7 @@ final class BackupPass {
             }
             var substitute: SubstitutedContent?
             var planLater: [UInt8]?
-            if e.type == .file, let provider = options.contentProvider,
-               let rel = s.path.withUnsafeBufferPointer({ String(validating: $0, as: UTF8.self) }) {
+            if e.type == .file, let provider = options.contentProvider {
                 // A file unchanged since the previous backup that the provider left alone then
                 // is not shown to it again (which would open it).
                 let skip = providerKnowsPrevious && p.map {
@@ -114,30 +113,24 @@ final class BackupPass {
                         && $0.entry.mtime == e.mtime && $0.entry.ctime == e.ctime && $0.entry.mode == e.mode
                         && $0.entry.uid == e.uid && $0.entry.gid == e.gid
                 } ?? false
-                var ask = !skip
-                if ask {
+                var ask = false
+                if !skip {
                     switch provider.interest(relativePath: s.path, size: e.size) {
-                    case .none: ask = false
-                    case .always: break
+                    case .none: break
+                    case .always: ask = true
                     case .ifContentStarts(let prefix):
                         // A file archived now whatever the plan (new, or its metadata changed)
                         // is looked at when it is read for the archive; one that may be carried
                         // (only its ctime changed) is planned now, as its content is compared.
                         if !dryRun && (p.map { BackupRunner.changed(e, $0.entry, xattrsComparable: xattrsComparable) } ?? true) {
-                            planLater = prefix; ask = false
+                            planLater = prefix
+                        } else {
+                            ask = true
                         }
                     }
                 }
-                if ask {
-                    switch try plan(provider, rel, size: e.size) {
-                    case .asIs: break
-                    case .asIsAskAgain: e.flags |= ManifestEntry.flagAskProvider
-                    case .omit: continue
-                    case .substitute(let sub):
-                        e.size = sub.size
-                        e.flags |= ManifestEntry.flagAskProvider
-                        substitute = sub
-                    }
+                if ask, let rel = Self.utf8(s.path) {
+                    guard try Self.apply(plan(provider, rel, size: e.size), to: &e, substitute: &substitute) else { continue }
                 }
             }
             switch e.type {
@@ -173,26 +166,45 @@ final class BackupPass {
     /// archived as is without asking; otherwise (a large file, or one the read-ahead did not
     /// take) the provider is asked and looks itself. Returns false when the file is left out.
     private func planAtRead(_ p: inout Pending, prefix: [UInt8], ahead: inout Result<PrefetchedContent, PrefetchError>?) throws -> Bool {
-        guard let provider = options.contentProvider,
-              let rel = p.record.path.withUnsafeBufferPointer({ String(validating: $0, as: UTF8.self) }) else { return true }
         if case .success(let c)? = ahead, !c.bytes.starts(with: prefix) { return true }
+        guard let provider = options.contentProvider, let rel = Self.utf8(p.record.path) else { return true }
         let size = p.record.entry.size
-        switch try plan(provider, rel, size: size) {
-        case .asIs: break
-        case .asIsAskAgain: p.record.entry.flags |= ManifestEntry.flagAskProvider
-        case .omit:
-            p.dropped = true
-            files -= 1
-            treeBytes -= min(treeBytes, size)
+        guard try Self.apply(plan(provider, rel, size: size), to: &p.record.entry, substitute: &p.substitute) else {
+            leaveOut(&p, size: size)
             return false
-        case .substitute(let sub):
-            p.record.entry.size = sub.size
-            p.record.entry.flags |= ManifestEntry.flagAskProvider
-            p.substitute = sub
+        }
+        if let sub = p.substitute {
             treeBytes = (treeBytes - min(treeBytes, size)).addingSaturated(sub.size)
             ahead = nil
         }
         return true
+    }
+
+    /// What `plan` does to `e` (the flag to ask again; a substitute's size, and the
+    /// substitute itself in `substitute`). Returns false when the file is left out.
+    private static func apply(_ plan: ContentPlan, to e: inout ManifestEntry, substitute: inout SubstitutedContent?) -> Bool {
+        switch plan {
+        case .asIs: break
+        case .asIsAskAgain: e.flags |= ManifestEntry.flagAskProvider
+        case .omit: return false
+        case .substitute(let sub):
+            e.size = sub.size
+            e.flags |= ManifestEntry.flagAskProvider
+            substitute = sub
+        }
+        return true
+    }
+
+    /// A relative path as a String, when it is valid UTF-8 (the provider sees only those).
+    private static func utf8(_ path: [UInt8]) -> String? {
+        path.withUnsafeBufferPointer { String(validating: $0, as: UTF8.self) }
+    }
+
+    /// Leaves a counted file out of this backup (vanished, or the provider omitted it).
+    private func leaveOut(_ p: inout Pending, size: UInt64) {
+        p.dropped = true
+        files -= 1
+        treeBytes -= min(treeBytes, size)
     }
 
     /// The previous backup's entry with exactly this path, if any (paths come in order).
@@ -405,9 +417,7 @@ final class BackupPass {
             } catch let err as ArchiveError where err.kind == .io && !fileExists(bytes: content) {
                 // Vanished since the scan (nothing of it was written): leave it out.
                 runner.note("\(path) disappeared while the backup ran; not in this backup")
-                p.dropped = true
-                files -= 1
-                treeBytes -= min(treeBytes, e.size)
+                leaveOut(&p, size: e.size)
                 return
             }
             e.hash = Digest(added.sha256 ?? SHA256Hasher.hash([]))

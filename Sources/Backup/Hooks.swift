@@ -49,7 +49,8 @@ package enum ContentInterest: Sendable {
 package protocol ContentProvider: AnyObject, Sendable {
     /// Which files `plan` must see (default: all).
     /// - Parameters:
-    ///   - relativePath: the path below the source, as bytes (UTF-8 paths only are asked).
+    ///   - relativePath: the path below the source, as bytes (any bytes; `plan` is called
+    ///     only for paths that are valid UTF-8, others are archived as they are).
     ///   - size: the file's size as the scan saw it (lstat).
     func interest(relativePath: [UInt8], size: UInt64) -> ContentInterest
     /// - Parameter size: the file's size as the scan saw it (lstat).
