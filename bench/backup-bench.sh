@@ -77,12 +77,6 @@ timeit() { # name cmd...
   local a b; a=$(now); "$@" >/dev/null 2>"$W/last.err" || { echo "FAILED: $name: $*" >&2; cat "$W/last.err" >&2; exit 1; }
   b=$(now); record "$name" "$(awk "BEGIN{print $b - $a}")"
 }
-timeit_soft() { # like timeit, but returns 1 on failure instead of exiting
-  local name=$1; shift
-  local a b; a=$(now)
-  if "$@" >/dev/null 2>"$W/last.err"; then b=$(now); record "$name" "$(awk "BEGIN{print $b - $a}")"; return 0; fi
-  cat "$W/last.err" >&2; return 1
-}
 rsstime() { # name rss-name cmd...: wall time and peak RSS (KiB, the largest process)
   local name=$1 rname=$2; shift 2
   local a b; a=$(now)
@@ -94,8 +88,8 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR ==
 # --- nfs-ganesha on loopback (its own config, free ports, stopped by pid) ---
 GAN=""
 start_ganesha() {
-  command -v ganesha.nfsd >/dev/null || { echo "ganesha.nfsd missing: nfs benchmark skipped" >&2; return 1; }
-  pgrep -x rpcbind >/dev/null || rpcbind -w || true
+  command -v ganesha.nfsd >/dev/null || { echo "ganesha.nfsd missing: run scripts/bootstrap.sh, or leave nfs out of --only" >&2; exit 1; }
+  scripts/services.sh
   local ports; ports=$(python3 -c 'import socket
 ss=[socket.socket() for _ in range(4)]
 [s.bind(("127.0.0.1",0)) for s in ss]
@@ -116,15 +110,18 @@ EOF
     [ -s "$W/ganesha/pid" ] && nfs-ls "nfs://127.0.0.1$W/ganesha/export/?version=3&nfsport=$NFSPORT&mountport=$MNTPORT" >/dev/null 2>&1 && { GAN=$(cat "$W/ganesha/pid"); return 0; }
     sleep 0.5
   done
-  echo "nfs-ganesha did not answer; nfs benchmark skipped" >&2; return 1
+  echo "nfs-ganesha did not answer (log: $W/ganesha/log)" >&2; exit 1
 }
-stop_ganesha() { [ -n "$GAN" ] && kill "$GAN" 2>/dev/null || true; GAN=""; }
+stop_ganesha() {
+  if [ -n "$GAN" ] && ! kill "$GAN" 2>/dev/null; then echo "nfs-ganesha (pid $GAN) had already exited" >&2; fi
+  GAN=""
+}
 trap stop_ganesha EXIT
 NFS_OK=0
-if want nfs && start_ganesha; then NFS_OK=1; fi
+if want nfs; then start_ganesha; NFS_OK=1; fi
 NFSURL="nfs://127.0.0.1$W/ganesha/export?version=3&nfsport=${NFSPORT:-0}&mountport=${MNTPORT:-0}"
 if [ $NFS_OK = 1 ] && ! "$BIN/hs-backup" list --to "$NFSURL" --name probe >/dev/null 2>"$W/last.err"; then
-  echo "hs-backup cannot use $NFSURL: $(cat "$W/last.err"); nfs benchmark skipped" >&2; NFS_OK=0
+  echo "hs-backup cannot use $NFSURL: $(cat "$W/last.err")" >&2; exit 1
 fi
 
 m() { echo "${T[$1]:-}" | median; }
@@ -153,8 +150,7 @@ TABLE=$(
   row "no-change incremental vs GNU tar level 1" incr_ours incr_tar 0.25
   row "no-change incremental vs restic re-run" incr_ours incr_restic 0.1
   row "full restore vs \`tar -xzf\`" restore_ours restore_ref 0.7
-  if [ -n "${T[nfs_ours]:-}" ] && [ -n "${T[local_ours]:-}" ] || ! want nfs; then row "full backup to nfs:// (loopback ganesha) vs local dir" nfs_ours local_ours 1.3
-  else echo "| full backup to nfs:// vs local | not measured (nfs-ganesha unavailable) | | | <= 1.3 | |"; fi
+  row "full backup to nfs:// (loopback ganesha) vs local dir" nfs_ours local_ours 1.3
   if [ -n "$(m floor200k)" ]; then
     printf '| %s-file tree, no-change incremental | %.2f s | GNU tar l1 %.2f s | %s | (retired) | |\n' "$FILES200K" "$(m incr200k_ours)" "$(m incr200k_tar)" "$(ratio "$(m incr200k_ours)" "$(m incr200k_tar)")"
     printf '| %s-file tree: one-thread lstat walk (`find -printf`), the floor of stat-based change detection | | %.2f s | tar l1 / floor: %s, ours / floor: %s | | |\n' \
@@ -233,9 +229,7 @@ for r in $(seq 1 "$ROUNDS"); do
   # nfs vs local full backup
   if [ $NFS_OK = 1 ] && want nfs; then
     rm -rf "$W/ganesha/export/"*
-    if ! timeit_soft nfs_ours "$BIN/hs-backup" --source "$CORPUS" --to "$NFSURL" --name b --full; then
-      echo "nfs backup failed (server gone?): nfs measurement stops here" >&2; NFS_OK=0
-    fi
+    timeit nfs_ours "$BIN/hs-backup" --source "$CORPUS" --to "$NFSURL" --name b --full
   fi
   if [ $NFS_OK = 1 ] && want nfs; then
     rm -rf "$W/dest2"

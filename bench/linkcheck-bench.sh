@@ -11,7 +11,8 @@ RUNS=${2:-5}
 log() { printf '[bench] %s\n' "$*" >&2; }
 
 log "swift build -c release --product hs-linkcheck"
-swift build -c release --product hs-linkcheck 2>&1 | grep -E 'error|Compiling|Build' | tail -3 >&2
+# pipefail: a failed build stops the bench; sed only drops the progress lines.
+swift build -c release --product hs-linkcheck 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d' >&2
 BIN="$(swift build -c release --show-bin-path)/hs-linkcheck"
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/hs-linkcheck-bench.XXXXXX")
@@ -59,30 +60,41 @@ PY
 LIBN=$(find "$ROOT/library" -type f | wc -l); DLN=$(find "$ROOT/downloads" -type f | wc -l)
 log "tree: $LIBN library files, $DLN downloads files, $(du -sh "$ROOT" | cut -f1)"
 
+# expect STATUS CMD...: runs CMD; a status other than STATUS, or a signal, stops the bench.
+# The audit exits 1 by design when it finds copies (the tree has 50 planted ones).
+expect() {
+  local want=$1 rc=0; shift
+  "$@" || rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    log "$* exited $rc (expected $want)$([ "$rc" -gt 128 ] && echo ": killed by signal $((rc - 128))")"; exit 1
+  fi
+}
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-measure() {  # command...: prints "median-wall median-cpu" of RUNS runs (after one warm-up)
-  "$@" >/dev/null 2>&1 || true
+measure() {  # status command...: sets MW and MC to the median wall and cpu of RUNS runs (after one warm-up)
+  local want=$1; shift
+  expect "$want" "$@" >/dev/null 2>&1
   local tf walls=() cpus=()
   tf=$(mktemp)
   for _ in $(seq "$RUNS"); do
-    /usr/bin/time -f '%e %U %S' -o "$tf" "$@" >/dev/null 2>/dev/null || true
+    expect "$want" /usr/bin/time -f '%e %U %S' -o "$tf" "$@" >/dev/null 2>/dev/null
     read -r e u s < <(tail -1 "$tf")
     walls+=("$e"); cpus+=("$(awk -v u="$u" -v s="$s" 'BEGIN{print u+s}')")
   done
   rm -f "$tf"
-  echo "$(printf '%s\n' "${walls[@]}" | median) $(printf '%s\n' "${cpus[@]}" | median)"
+  MW=$(printf '%s\n' "${walls[@]}" | median); MC=$(printf '%s\n' "${cpus[@]}" | median)
 }
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN{printf "%.2f", x/y}'; }
 
 # Correctness check of the run being timed.
-OUT=$("$BIN" "$ROOT" --audit --json 2>/dev/null || true)
+OUT=$(expect 1 "$BIN" "$ROOT" --audit --json 2>/dev/null)
 COPIES=$(printf '%s' "$OUT" | python3 -c 'import json,sys; a=json.load(sys.stdin)["audit"]; print(a["copies"], a["files_hashed"], a["single_link_files"])')
 read -r NCOPIES NHASHED NSINGLE <<<"$COPIES"
 [ "$NCOPIES" = 50 ] || { log "expected 50 copies, audit found $NCOPIES"; exit 1; }
 
-read -r W_FIND C_FIND < <(measure bash -c "find '$ROOT/library' -type f -links 1 | wc -l")
-read -r W_FIND2 C_FIND2 < <(measure bash -c "find '$ROOT/library' '$ROOT/downloads' -type f -links 1 -printf '%s\n' | wc -l")
-read -r W_LC C_LC < <(measure "$BIN" "$ROOT" --audit --json)
+# (measure runs in this shell, not in a subshell, so a failed run stops the bench)
+measure 0 bash -c "set -o pipefail; find '$ROOT/library' -type f -links 1 | wc -l"; W_FIND=$MW; C_FIND=$MC
+measure 0 bash -c "set -o pipefail; find '$ROOT/library' '$ROOT/downloads' -type f -links 1 -printf '%s\n' | wc -l"; W_FIND2=$MW; C_FIND2=$MC
+measure 1 "$BIN" "$ROOT" --audit --json; W_LC=$MW; C_LC=$MC
 
 printf '\n%-54s %8s %6s %8s %6s\n' "command ($LIBN library + $DLN downloads files)" "wall s" "ratio" "cpu s" "ratio"
 row() { printf '%-54s %8.2f %6s %8.2f %6s\n' "$1" "$2" "$(ratio "$2" "$W_FIND")" "$3" "$(ratio "$3" "$C_FIND")"; }

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
-scripts/services.sh >/dev/null 2>&1 || true
+scripts/services.sh
 CONFIG="${CONFIG:-debug}"
-swift build -c "$CONFIG" --product nfs-bench 2>&1 | grep -E 'error|warning: unre' || true
+# pipefail: a failed build stops the bench; sed only drops the progress lines.
+swift build -c "$CONFIG" --product nfs-bench 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
 HS_BENCH_MIB="${1:-100}" "$(swift build -c "$CONFIG" --show-bin-path)/nfs-bench"
