@@ -588,32 +588,9 @@ final class ScanWorker: @unchecked Sendable {
     private func warn(_ s: String) { if warnings.count < 1000 { warnings.append(s) } }
 }
 
-/// A path for display: valid UTF-8 as it is, every other byte as `\xNN` (names are bytes;
-/// only what a person reads is escaped).
-package func displayPath(_ bytes: some Collection<UInt8>) -> String {
-    let b = Array(bytes)
-    if let s = b.withUnsafeBufferPointer({ String(validating: $0, as: UTF8.self) }) { return s }
-    var out = ""
-    var parser = Unicode.UTF8.ForwardParser()
-    var it = b.makeIterator()
-    var rest = b[...]
-    while true {
-        switch parser.parseScalar(from: &it) {
-        case .valid(let enc):
-            out.unicodeScalars.append(Unicode.UTF8.decode(enc))
-            rest = rest.dropFirst(enc.count)
-        case .error(let length):
-            for x in rest.prefix(length) { out += "\\x" + String(x, radix: 16, uppercase: false).leftPadded(2) }
-            rest = rest.dropFirst(length)
-        case .emptyInput:
-            return out
-        }
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
-}
+/// A path for display: escaped by the toolkit's one rule (`NameEscape`: controls, bidi
+/// characters, backslashes and bytes that are not UTF-8), never raw bytes.
+package func displayPath(_ bytes: some Collection<UInt8>) -> String { NameEscape.escape(bytes) }
 
 /// A 64-bit digest of a file's extended attributes (names and values, sorted by name); 0 when
 /// it has none. The corresponding libc calls are `llistxattr`/`flistxattr` and `lgetxattr`/`fgetxattr`.
