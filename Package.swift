@@ -30,6 +30,7 @@ let package = Package(
         .systemLibrary(name: "CNFS", pkgConfig: "libnfs", providers: [.apt(["libnfs-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
 
         // Shared plumbing: subprocesses, output modes (terminal/cron/--json), errors, hashing.
         .target(name: "CShims"),
@@ -40,6 +41,8 @@ let package = Package(
         .target(name: "Storage", dependencies: ["NFS", "Support"], swiftSettings: swiftSettings),
         .target(name: "Backup", dependencies: ["Archive", "Storage", "Gzip", "Support"],
                 swiftSettings: swiftSettings),
+        // ls, find, diff, dump and the read-only FUSE mount of every backup.
+        .target(name: "Browse", dependencies: ["Backup", "Archive", "Gzip", "Storage", "Support", "CFuse"], swiftSettings: swiftSettings),
         // Backup operations around a run: SQLite capture, --stop-stacks (docker), ntfy/Uptime Kuma
         // notifications (HTTP), signal handling, prune. Backup itself knows nothing of Docker or HTTP.
         .target(name: "BackupOps", dependencies: ["Backup", "Storage", "Support", "CSQLite"],
@@ -50,7 +53,7 @@ let package = Package(
 
         // Thin command-line entry points and what they share (bad usage exits 2).
         .target(name: "CommandLineSupport", dependencies: ["Support", argumentParser], swiftSettings: swiftSettings),
-        .executableTarget(name: "hs-backup", dependencies: ["CommandLineSupport", "Backup", "BackupOps", "Storage", "Support", argumentParser],
+        .executableTarget(name: "hs-backup", dependencies: ["CommandLineSupport", "Backup", "BackupOps", "Browse", "Storage", "Support", argumentParser],
                           swiftSettings: swiftSettings),
         .executableTarget(name: "hs-restore", dependencies: ["CommandLineSupport", "Backup", "Archive", "Support", argumentParser],
                           swiftSettings: swiftSettings),
@@ -77,6 +80,7 @@ let package = Package(
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "Gzip", "TestSupport"], exclude: ["hostile.py", "wild.py", "defects.py"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "BackupTests", dependencies: ["Backup", "BackupOps", "Storage", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "BrowseTests", dependencies: ["Browse", "Backup", "Archive", "Storage", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "LinkCheckTests", dependencies: ["LinkCheck", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "TestSupport"], exclude: ["Fixtures"],
                     swiftSettings: swiftSettings),

@@ -288,8 +288,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
     private var members: [(offset: UInt64, chunk: ManifestChunk)] = []
     private var nextMember = 0
     private var current: [UInt8] = []
-    private var position = 0
-    private var previousPath: [UInt8] = []
+    private var cursor = ManifestMemberCursor()
     private var lastPath: [UInt8] = []
     private var started = false
     private var entriesRead = 0
@@ -314,15 +313,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
         if head == Manifest.magic3 {
             let (h, bodyEnd) = try Manifest.readHeader3(size: size, name: name, read: read)
             header = h
-            var offset = UInt64(Manifest.magic3.count)
-            for c in h.body ?? [] {
-                guard c.compressed > 0, c.length > 0, c.length <= 64 << 20, offset + UInt64(c.compressed) <= bodyEnd else {
-                    throw Manifest.damaged(name, "body member sizes")
-                }
-                members.append((offset, c))
-                offset += UInt64(c.compressed)
-            }
-            guard offset == bodyEnd else { throw Manifest.damaged(name, "body members do not add up") }
+            members = try Manifest.memberPlaces(h, bodyEnd: bodyEnd, name: name)
             try h.checkArchives(name)
         } else {
             guard size < 1 << 36 else { throw Manifest.damaged(name, "not a manifest file") }
@@ -387,7 +378,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
             legacyIndex += 1
             return ManifestRecord(entry: e, path: m.table.pathBytes(e), link: Array(m.table.linkBytes(e)))
         }
-        if position >= current.count {
+        if cursor.position >= current.count {
             guard try loadNextMember() else {
                 if let n = header.entries, n != entriesRead {
                     throw damage("\(entriesRead) entries, the header says \(n)")
@@ -395,20 +386,13 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
                 return nil
             }
         }
-        let rs = ManifestTable.recordSize
-        guard current.count - position >= rs else { throw damage("entry cut at a member's end") }
-        var e = current.withUnsafeBytes { ManifestTable.decode($0, at: position) }
-        position += rs
-        let shared = Int(e.pathOffset), rest = Int(e.pathLength), linkLength = Int(e.linkLength)
-        guard shared <= previousPath.count, rest <= Manifest.maxNameLength, linkLength <= Manifest.maxNameLength,
-              shared + rest > 0, current.count - position >= rest + linkLength else {
-            throw damage("malformed entry in member \(nextMember - 1)")
+        let item: (entry: ManifestEntry, link: Range<Int>)?
+        do { item = try current.withUnsafeBytes { try cursor.next($0) } } catch {
+            throw damage("\(error) in member \(nextMember - 1)")
         }
-        var path = Array(previousPath[0 ..< shared])
-        path.append(contentsOf: current[position ..< position + rest])
-        position += rest
-        let link = Array(current[position ..< position + linkLength])
-        position += linkLength
+        guard let (e, linkRange) = item else { return try nextRecord() }
+        let path = cursor.path
+        let link = Array(current[linkRange])
         if started {
             let c = lastPath.withUnsafeBytes { a in path.withUnsafeBytes { comparePaths(a, $0) } }
             guard c < 0 else { throw damage("entries out of order at \(displayPath(path))") }
@@ -416,12 +400,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
         started = true
         entriesRead += 1
         lastPath = path
-        previousPath = path
-        if e.archive != ManifestEntry.noArchive && header.archiveID(e.archive) == nil {
-            throw damage("entry \(displayPath(path)) names archive #\(e.archive), which the header does not list")
-        }
-        e.pathOffset = 0; e.linkOffset = 0
-        e.pathLength = UInt32(path.count)
+        if let why = header.badArchiveReference(e, path: path) { throw damage(why) }
         return ManifestRecord(entry: e, path: path, link: link)
     }
 
@@ -454,8 +433,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
         }
         if let err = box.error { throw damage("member \(i): \(err)") }
         current = box.output
-        position = 0
-        previousPath.removeAll(keepingCapacity: true)
+        cursor = ManifestMemberCursor()
         return true
     }
 
@@ -474,21 +452,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
         box.group.enter()
         DispatchQueue.global().async {
             defer { box.group.leave() }
-            var out: [UInt8] = []
-            out.reserveCapacity(chunk.length)
-            do {
-                let d = GzipDecoder()
-                try compressed.withUnsafeBytes { raw in
-                    try d.feed(raw) { c in
-                        guard out.count + c.count <= chunk.length else { throw ToolError("longer than recorded") }
-                        out.append(contentsOf: c)
-                    }
-                }
-                try d.finish()
-                guard out.count == chunk.length else { throw ToolError("\(out.count) bytes, recorded \(chunk.length)") }
-                guard out.withUnsafeBytes({ hexString(SHA256Hasher.hash($0)) }) == chunk.sha256 else { throw ToolError("checksum mismatch") }
-                box.output = out
-            } catch { box.error = "\(error)" }
+            do { box.output = try Manifest.inflateMember(compressed, chunk) } catch { box.error = "\(error)" }
         }
         return (box, ())
     }

@@ -33,4 +33,21 @@ package final class GzipMemberDecoder {
         guard rc == LIBDEFLATE_SUCCESS, consumed > 0, consumed <= input.count else { return nil }
         return (consumed, Array(scratch[0 ..< produced]))
     }
+
+    /// Decodes the gzip member at the start of `input`, whose decompressed length is known to be
+    /// `length`, straight into an array of that size (no scratch buffer, no copy).
+    /// - Returns: nil unless it decodes to exactly `length` bytes (see the type's description).
+    package static func decode(_ input: UnsafeRawBufferPointer, length: Int) -> (consumed: Int, output: [UInt8])? {
+        guard let base = input.baseAddress, input.count >= 18, length >= 0,
+              let d = libdeflate_alloc_decompressor() else { return nil }
+        defer { libdeflate_free_decompressor(d) }
+        var consumed = 0, produced = 0
+        var ok = false
+        let out = [UInt8](unsafeUninitializedCapacity: length) { buf, count in
+            let rc = libdeflate_gzip_decompress_ex(d, base, input.count, buf.baseAddress, length, &consumed, &produced)
+            ok = rc == LIBDEFLATE_SUCCESS && produced == length && consumed > 0 && consumed <= input.count
+            count = ok ? length : 0
+        }
+        return ok ? (consumed, out) : nil
+    }
 }
