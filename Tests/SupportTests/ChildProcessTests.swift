@@ -47,3 +47,14 @@ import Glibc
         #expect(throws: ProcessFailure.self) { _ = try ChildProcess.start(["hs-no-such-program-anywhere"]) }
     }
 }
+
+@Suite struct DigestHasherTests {
+    @Test(arguments: DigestHasher.Kind.allCases) func matchesCoreutils(_ kind: DigestHasher.Kind) throws {
+        let data = Array("The quick brown fox jumps over the lazy dog\n".utf8) + [UInt8](repeating: 0, count: 100_000)
+        var h = try #require(DigestHasher(kind))
+        data.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[..<10])) }
+        data.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[10...])) }
+        let tool = try Subprocess.checked(["\(kind.rawValue)sum"], input: Data(data)).stdout.prefix { $0 != " " }
+        #expect(h.finalizeHex() == String(tool))
+    }
+}
