@@ -55,6 +55,8 @@ final class BackupPass {
     private(set) var archiveID: String?
     private var archiveWriter: ArchiveWriter?
     private var archiveFile: (any DestinationWriter)?
+    /// The archive as stored (size and SHA-256, recorded as written), once it is finished.
+    private(set) var storedArchive: StoredFile?
     private var archiveCleanup: Int?
     private var myIndex: UInt32 = 0
 
@@ -292,9 +294,11 @@ final class BackupPass {
         let partial = set.archivePath(id) + ".partial"
         // A signal (Ctrl-C, SIGTERM) removes the partial archive before the process exits.
         // Registered before the file is created: a signal between the two used to leave it.
-        let writer: any DestinationWriter
+        let writer: HashingWriter
         do {
-            (writer, archiveCleanup) = try createRemovedOnSignal(dest, partial)
+            let created: any DestinationWriter
+            (created, archiveCleanup) = try createRemovedOnSignal(dest, partial)
+            writer = HashingWriter(created)
         } catch {
             throw PassFailure(step: ": cannot create \(dest.displayName)/\(partial)", cause: error)
         }
@@ -493,6 +497,7 @@ final class BackupPass {
             runner.trace("archive streamed")
             try writer.sync()
             try writer.close()
+            storedArchive = (writer as? HashingWriter)?.stored(as: id)
             try dest.rename(partial, to: set.archivePath(id))
             try dest.syncDirectory(options.set)
             archiveFile = nil
