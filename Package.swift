@@ -1,6 +1,6 @@
 // swift-tools-version:6.1
 // home-server toolkit: provisioning, deploy checks, hardlink checks, backup and restore.
-// Module layout and ownership rules: see README.md ("Toolkit layout").
+// Module layout and ownership rules: see docs/tests.md ("Toolkit layout").
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -39,7 +39,10 @@ let package = Package(
         .target(name: "NFS", dependencies: ["CNFS"], swiftSettings: swiftSettings),
         .target(name: "Archive", dependencies: ["Gzip", "Support"], swiftSettings: swiftSettings),
         .target(name: "Storage", dependencies: ["NFS", "Support"], swiftSettings: swiftSettings),
-        .target(name: "Backup", dependencies: ["Archive", "Storage", "Gzip", "Support"],
+        // The age format (age-encryption.org/v1) as byte streams over Storage's readers and
+        // writers; its primitives come from libcrypto through Support.
+        .target(name: "Crypto", dependencies: ["Storage", "Support"], swiftSettings: swiftSettings),
+        .target(name: "Backup", dependencies: ["Archive", "Crypto", "Storage", "Gzip", "Support"],
                 swiftSettings: swiftSettings),
         // ls, find, diff, dump and the read-only FUSE mount of every backup.
         .target(name: "Browse", dependencies: ["Backup", "Archive", "Gzip", "Storage", "Support", "CFuse"], swiftSettings: swiftSettings),
@@ -75,6 +78,8 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Support"], path: "Tests/TestSupport",
                 swiftSettings: swiftSettings),
         .testTarget(name: "SupportTests", dependencies: ["Support", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "CryptoTests", dependencies: ["Crypto", "Storage", "TestSupport"], exclude: ["CCTV"],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "GzipTests", dependencies: ["Gzip", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "NFSTests", dependencies: ["NFS", "Storage", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "Gzip", "TestSupport"], exclude: ["hostile.py", "wild.py", "defects.py"],
