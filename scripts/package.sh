@@ -78,7 +78,7 @@ clang -c -O2 -Wall -Werror -o "$WORK/objects/multicall.o" scripts/package/multic
 echo "$WORK/objects/multicall.o" >> "$objlist"
 # The C libraries behind the system-library targets (see Package.swift).
 libs=()
-for pc in libcrypto libnfs zlib libdeflate sqlite3; do
+for pc in libcrypto libnfs zlib libdeflate sqlite3 fuse3; do
   f=$(pkg-config --libs "$pc") || die "pkg-config does not know $pc: run scripts/bootstrap.sh --build-only (as root)"
   read -r -a flags <<< "$f"
   libs+=("${flags[@]}")
@@ -145,13 +145,14 @@ Architecture: $ARCH
 Maintainer: home-server <root@localhost>
 Installed-Size: $SIZE_KB
 Depends: $DEPENDS
+Recommends: fuse3
 Section: admin
 Priority: optional
 Description: home-server toolkit: backup, restore, hardlink checks, provisioning, deploy
  hs-backup and hs-restore (tar+gzip backups of /opt/appdata to a directory or an
- NFS export through libnfs), hs-linkcheck, hs-provision and hs-deploy, as one
- multi-call executable with the Swift runtime linked in statically: no Swift
- toolchain is needed on the host.
+ NFS export through libnfs; hs-backup mount needs fuse3), hs-linkcheck, hs-provision
+ and hs-deploy, as one multi-call executable with the Swift runtime linked in
+ statically: no Swift toolchain is needed on the host.
 EOF
 mkdir -p "$DIST"
 dpkg-deb --root-owner-group -Zxz --build "$ROOT" "$DIST/$BASE.deb.partial" >/dev/null

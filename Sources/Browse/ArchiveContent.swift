@@ -129,8 +129,10 @@ package final class ArchiveContent: Sendable {
     private let handles = Mutex<[String: ArchiveHandle]>([:])
     private let members: ByteBoundedCache<MemberKey, DecodedMember>
     private let xattrCache: ByteBoundedCache<ArchivePlace, [(name: [UInt8], value: [UInt8])]>
-    private let inFlight = Mutex<[MemberKey: DispatchGroup]>([:])
-    private let readAhead = DispatchQueue(label: "hs-backup.mount.read-ahead", attributes: .concurrent)
+    /// Members being decompressed (a second reader of one waits for it).
+    private let inFlight = Monitor(Set<MemberKey>())
+    private let readAhead = WorkPool(threads: 2, maxQueuedItems: 64, name: "hs-mount-read-ahead")
+    private let readAheadQueued = Mutex(0)
     /// Files up to this size are read whole and checked when opened.
     package static let verifyWholeBelow: UInt64 = 1 << 20
     /// Members decompressed ahead of a sequential reader.
@@ -216,7 +218,14 @@ package final class ArchiveContent: Sendable {
                 whole = bytes
             }
             return OpenFile(place: p, archive: h, dataStart: dataStart, regions: regions, whole: whole)
-        } catch { throw .io(HumanError.describe(error)) }
+        } catch { throw .io(Self.naming(p, error)) }
+    }
+
+    /// A failure's message, naming the file (once) and its backup set.
+    static func naming(_ p: ArchivePlace, _ error: any Error) -> String {
+        let m = HumanError.describe(error)
+        let name = NameEscape.escape(p.path)
+        return m.contains(name) ? m : "\(p.set): \(name): \(m)"
     }
 
     /// Up to `count` bytes of the file at `offset` (fewer only at its end).
@@ -235,7 +244,7 @@ package final class ArchiveContent: Sendable {
                 guard lo < hi else { continue }
                 try copyStream(f, from: f.dataStart + dataBefore + (lo - r.offset), count: Int(hi - lo), into: &out, at: Int(lo - offset))
             }
-        } catch let e as MountFailure { throw e } catch { throw .io(HumanError.describe(error)) }
+        } catch let e as MountFailure { throw e } catch { throw .io(Self.naming(f.place, error)) }
         if f.noteRead(offset, end) { scheduleReadAhead(f, after: f.dataStart + offset) }
         if let bad = f.hashed(offset, out) { throw .io(bad) }
         return out
@@ -276,21 +285,17 @@ package final class ArchiveContent: Sendable {
     /// concurrent callers for one member wait for one decompression).
     func decoded(_ h: ArchiveHandle, _ offset: UInt64) throws -> DecodedMember {
         let key = MemberKey(archive: h.label, offset: offset)
-        while true {
-            if let m = members.get(key) { return m }
-            let (group, mine) = inFlight.withLock { f -> (DispatchGroup, Bool) in
-                if let g = f[key] { return (g, false) }
-                let g = DispatchGroup()
-                g.enter()
-                f[key] = g
-                return (g, true)
-            }
-            if !mine { group.wait(); continue }
-            defer { _ = inFlight.withLock { $0.removeValue(forKey: key) }; group.leave() }
-            let m = try Self.decode(h, offset)
-            members.put(key, m, bytes: m.bytes.count + 64)
-            return m
+        if let m = members.get(key) { return m }
+        // Wait while another thread decompresses it, then claim it.
+        inFlight.withLock(until: { !$0.contains(key) }) { _ = $0.insert(key) }
+        defer {
+            inFlight.withLock { _ = $0.remove(key) }
+            inFlight.wakeAll()
         }
+        if let m = members.get(key) { return m }
+        let m = try Self.decode(h, offset)
+        members.put(key, m, bytes: m.bytes.count + 64)
+        return m
     }
 
     /// Decompresses one gzip member (libdeflate whole, or zlib streaming for one it cannot take).
@@ -317,9 +322,17 @@ package final class ArchiveContent: Sendable {
         return DecodedMember(bytes: out, next: offset + c)
     }
 
-    /// Decompresses the members after `t` in the background (a sequential reader's next ones).
+    /// Decompresses the members after `t` in the background (a sequential reader's next ones;
+    /// skipped while enough read-ahead is queued, so a FUSE thread never waits for it).
     private func scheduleReadAhead(_ f: OpenFile, after t: UInt64) {
-        readAhead.async { [self] in
+        let room = readAheadQueued.withLock { n -> Bool in
+            guard n < 4 else { return false }
+            n += 1
+            return true
+        }
+        guard room else { return }
+        _ = try? readAhead.submit { [self] in
+            defer { readAheadQueued.withLock { $0 -= 1 } }
             var at = t
             for _ in 0 ..< Self.readAheadMembers {
                 guard let (mt, m) = try? member(f, containing: at) else { return }

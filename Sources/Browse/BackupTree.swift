@@ -71,19 +71,21 @@ package final class BackupTree: Sendable {
     /// Most entries one member may hold (inode numbers give it 14 bits).
     package static let maxEntriesPerMember = 1 << 14
 
-    /// Reads every member once (on `pool`'s threads), checking their order across members.
+    /// Reads every member once (on a few threads), checking their order across members.
     /// - Throws: `ToolError` when the manifest is damaged.
-    package init(id: String, members: ManifestMembers, cache: MemberTableCache, pool: WorkerPool) throws {
+    package init(id: String, members: ManifestMembers, cache: MemberTableCache) throws {
         self.id = id
         self.members = members
         self.cache = cache
         let n = members.count
-        let results = Mutex([Result<MemberSummary, any Error>?](repeating: nil, count: n))
-        pool.forEach(n, chunk: 1) { i in
-            let r = Result { try cache.summary(members, i) }
-            results.withLock { $0[i] = r }
+        let results = Mutex([MemberSummary?](repeating: nil, count: n))
+        let pool = WorkPool(threads: 2, name: "hs-mount-index")
+        defer { pool.close() }
+        try pool.forEach(0 ..< n, chunk: 1) { i in
+            let s = try cache.summary(members, i)
+            results.withLock { $0[i] = s }
         }
-        let summaries = try results.withLock { try $0.map { try $0!.get() } }
+        let summaries = results.withLock { $0.map { $0! } }
         var counts: [[UInt8]: UInt32] = [:]
         for (i, s) in summaries.enumerated() {
             guard s.count > 0, s.count <= Self.maxEntriesPerMember else {

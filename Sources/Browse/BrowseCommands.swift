@@ -2,6 +2,7 @@
 // destination and a set, prints to stdout (text, or one JSON object with `--json`) and
 // returns the exit code. Argument parsing lives in the executable.
 import Backup
+import Foundation
 import Storage
 import Support
 
@@ -152,6 +153,22 @@ package enum BrowseCommands {
 }
 
 extension BrowseCommands {
+    /// `hs-backup dump`: the bytes on stdout (a directory as a tar stream, never to a terminal).
+    package static func dump(_ c: BrowseContext, backup: String?, path: [UInt8]) throws -> Int32 {
+        let id = try c.set.resolve(backup)
+        let p = try BackupPath.normalise(path)
+        let summary = try Dump(set: c.set, id: id, path: p).run(beforeTar: {
+            if isatty(STDOUT_FILENO) == 1 {
+                throw ToolError.usage("\(p.isEmpty ? "the backup" : NameEscape.escape(p)) is a directory: dump writes it as a tar stream, "
+                                      + "not to a terminal. Pipe it: hs-backup dump ... | tar -xf - -C DIR, or redirect it to a file.")
+            }
+        }) { try c.out.write(bytes: $0) }
+        try c.out.flush()
+        c.reporter.detail("dumped \(p.isEmpty ? "backup \(id)" : NameEscape.escape(p)) from backup \(id): "
+                          + (summary.isTar ? "tar stream of \(summary.entries) entries, " : "") + Format.bytes(summary.bytes))
+        return 0
+    }
+
     /// `hs-backup mount`: serves until unmounted; says where it mounted and how to leave.
     package static func mount(destination: any Destination, onlySet: String?, options: FuseMount.Options, cacheMiB: Int,
                               json: Bool, reporter: Reporter) throws -> Int32 {

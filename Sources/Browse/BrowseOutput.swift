@@ -29,6 +29,16 @@ package final class LineWriter {
 
     package func line(_ s: String) throws { try write(s); try write("\n") }
 
+    package func write(bytes: [UInt8]) throws {
+        if buffer.count + bytes.count > 256 << 10 { try flush() }
+        if bytes.count >= 64 << 10 {
+            buffer += bytes
+            try flush()
+        } else {
+            buffer += bytes
+        }
+    }
+
     /// Writes what is buffered.
     /// - Throws: `ToolError` when stdout is closed or full (a pipe whose reader went away).
     package func flush() throws {

@@ -47,7 +47,6 @@ package final class MountTree: Sendable {
     private let mounted: FileTime
     package let cache: MemberTableCache
     package let content: ArchiveContent
-    private let pool: WorkerPool
     private let state = Mutex(State())
     /// How long a listing of sets or of a set's backups is reused.
     private let relist: Double = 1
@@ -84,10 +83,7 @@ package final class MountTree: Sendable {
         mounted = FileTime(seconds: Int64(now), nanoseconds: 0)
         cache = MemberTableCache(maxBytes: cacheBytes)
         content = ArchiveContent(destination: destination, cacheBytes: cacheBytes)
-        pool = WorkerPool(threads: max(2, ProcessInfo.processInfo.activeProcessorCount), maxPendingBytes: 1 << 30, maxPendingItems: 1 << 16)
     }
-
-    deinit { pool.shutdown() }
 
     // MARK: sets and backups
 
@@ -161,7 +157,7 @@ package final class MountTree: Sendable {
         guard let (set, id) = state.withLock({ $0.slotNames[slot] }) else { throw .stale }
         do {
             let members = try BackupSet(destination: destination, name: set).manifestMembers(id)
-            let index = try BackupTree(id: id, members: members, cache: cache, pool: pool)
+            let index = try BackupTree(id: id, members: members, cache: cache)
             return state.withLock { st in
                 if let i = st.indexes[slot] { return i }
                 st.indexes[slot] = index

@@ -154,3 +154,35 @@ extension HsBackup {
         }
     }
 }
+
+extension HsBackup {
+    struct Dump: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write one file of a backup to stdout, or a directory as a tar stream.",
+            discussion: """
+            Reads only the gzip members that hold what is dumped, and checks every file against the \
+            manifest's SHA-256 (exit 1 if one does not match: the output is then incomplete). A directory \
+            (or the whole backup, with PATH '.') comes as a pax tar stream with names relative to its parent, \
+            owners, modes, times, symlinks, hardlinks and xattrs; it is never written to a terminal. PATH \
+            accepts the escaped form `hs-backup ls` prints. --json does not apply (stdout is the data).
+
+            Examples:
+              hs-backup dump --to /mnt/backups --name io --backup 20261127T030000Z sonarr/config.xml > config.xml
+              hs-backup dump --to nfs://truenas/mnt/tank/backups --backup latest radarr | tar -xf - -C /tmp/r
+            """)
+        @OptionGroup var destination: DestinationOptions
+        @Option(help: ArgumentHelp("Backup to read: an ID or 'latest' (default: latest).", valueName: "ID"))
+        var backup: String?
+        @Argument(help: ArgumentHelp("File or directory inside the backup ('.' for all of it).", valueName: "PATH"))
+        var path: String
+
+        func validate() throws {
+            if destination.json { throw ValidationError("dump writes the file itself to stdout; --json does not apply. Use `hs-backup ls --json PATH` for its metadata.") }
+        }
+
+        func run() async throws {
+            let p = try pathBytes(path, "PATH")
+            try await browse(destination) { try BrowseCommands.dump($0, backup: backup, path: p) }
+        }
+    }
+}

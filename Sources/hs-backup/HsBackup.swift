@@ -35,7 +35,7 @@ struct HsBackup: ToolCommand {
           hs-backup prune --to nfs://truenas/mnt/tank/backups --keep-daily 7 --keep-weekly 4 --keep-monthly 6
         """,
         version: homeServerVersion,
-        subcommands: [Run.self, List.self, Verify.self, Prune.self, Ls.self, Find.self, Diff.self, Mount.self],
+        subcommands: [Run.self, List.self, Verify.self, Prune.self, Ls.self, Find.self, Diff.self, Dump.self, Mount.self],
         defaultSubcommand: Run.self)
 }
 

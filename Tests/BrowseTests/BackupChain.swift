@@ -54,8 +54,8 @@ enum ByteFS {
 
     /// The `user.*` attributes (what a non-root reader and every restore see), `name=value`.
     static func xattrs(_ path: [UInt8]) -> [String] {
-        let all = c(path).withUnsafeBufferPointer { readXattrs(.path($0.baseAddress!)) }
-        return all.filter { $0.name.hasPrefix("user.") }.map { $0.name + "=" + NameEscape.escape($0.value) }
+        let all = (try? Sys.readXattrs(.path(path))) ?? []
+        return all.filter { $0.name.starts(with: Array("user.".utf8)) }.map { NameEscape.escape($0.name) + "=" + NameEscape.escape($0.value) }
     }
 }
 
@@ -124,7 +124,8 @@ enum TreeDescription {
 final class BackupChain: @unchecked Sendable {
     let tmp: TempDir
     var source: String { tmp.sub("src") }
-    var dest: String { tmp.sub("dst") }
+    /// Where the set is: a directory, or an nfs:// URL.
+    let dest: String
     let set = "chain"
     private(set) var ids: [String] = []
     /// The source as it was at backup i.
@@ -133,9 +134,14 @@ final class BackupChain: @unchecked Sendable {
     static let latin1 = Array("caf".utf8) + [0xE9] + Array(".txt".utf8)
     static let bigSize = 5 << 20
 
-    init(destination: String? = nil) throws {
+    /// For the tools (an rclone destination's RCLONE_CONFIG).
+    let environment: [String: String]
+
+    init(destination: String? = nil, environment: [String: String] = [:]) throws {
         tmp = try TempDir("hs-browse")
-        try build(destination: destination ?? dest)
+        dest = destination ?? tmp.sub("dst")
+        self.environment = environment
+        try build(destination: dest)
     }
 
     private func sh(_ script: String) throws {
@@ -151,7 +157,7 @@ final class BackupChain: @unchecked Sendable {
     }
 
     private func backup(_ destination: String) throws {
-        let r = try Tools.run("hs-backup", ["run", "-q", "--source", source, "--to", destination, "--name", set])
+        let r = try Tools.run("hs-backup", ["run", "-q", "--source", source, "--to", destination, "--name", set], environment: environment)
         guard r.succeeded else { throw ToolError("backup failed: \(r.stderr)") }
         let copy = tmp.sub("copy\(copies.count)")
         try Subprocess.checked(["cp", "-a", source, copy])
@@ -203,7 +209,7 @@ final class BackupChain: @unchecked Sendable {
             rmdir emptydir
             """)
         try backup(destination)
-        let r = try Tools.run("hs-backup", ["list", "--to", destination, "--name", set, "--json"])
+        let r = try Tools.run("hs-backup", ["list", "--to", destination, "--name", set, "--json"], environment: environment)
         struct L: Decodable { struct B: Decodable { var id: String }; var backups: [B] }
         ids = try JSONDecoder().decode(L.self, from: Data(r.stdout.utf8)).backups.map(\.id)
         guard ids.count == 3 else { throw ToolError("expected 3 backups, got \(ids)") }

@@ -1,0 +1,118 @@
+// dump: one file's bytes, a directory as a tar stream that GNU tar extracts to what the source
+// held; only the members holding what is dumped are read.
+import Foundation
+import Testing
+@testable import Browse
+import Backup
+import Support
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct DumpTests {
+    private func dump(_ chain: BackupChain, _ args: [String], to file: String) throws -> ProcessResult {
+        try Subprocess.run(["/bin/sh", "-c", "d=$1; s=$2; shift 2; exec \"$0\" dump --to \"$d\" --name \"$s\" \"$@\" > \"$OUT\"", Tools.path("hs-backup"), chain.dest, chain.set]
+                           + args, environment: ["OUT": file])
+    }
+
+    @Test("a file's bytes from every backup, by escaped name, a hardlink, a file over several members")
+    func files() throws {
+        let chain = try SharedChain.get()
+        let tmp = try TempDir("hs-dump")
+        let cases: [(String, [UInt8])] = [("radarr/config.xml", Array("radarr/config.xml".utf8)), ("plex/big.bin", Array("plex/big.bin".utf8)),
+                                          ("hard/c", Array("hard/c".utf8)), ("empty", Array("empty".utf8)),
+                                          ("media/caf\\xe9.txt", Array("media/".utf8) + BackupChain.latin1)]
+        for (i, id) in chain.ids.enumerated() {
+            for (arg, bytes) in cases {
+                let source = Array(chain.copies[i].utf8) + [0x2F] + bytes
+                var st = stat()
+                guard lstat(ByteFS.c(source), &st) == 0 else { continue }   // not in this backup
+                let out = tmp.sub("out")
+                let r = try dump(chain, ["--backup", id, arg], to: out)
+                #expect(r.status == 0, "\(id) \(arg): \(r.stderr)")
+                #expect(try ByteFS.read(Array(out.utf8)) == ByteFS.read(source), "\(id) \(arg)")
+            }
+        }
+        let gone = try dump(chain, ["media/caf\\xe9.txt"], to: tmp.sub("x"))
+        #expect(gone.status == 1 && gone.stderr.contains("no media/caf\\xe9.txt in backup \(chain.ids[2])"), "\(gone.stderr)")
+        let link = try dump(chain, ["links/rel"], to: tmp.sub("x"))
+        #expect(link.status == 2 && link.stderr.contains("is a symlink to ../radarr/new.txt"), "\(link.stderr)")
+        let json = try Tools.run("hs-backup", ["dump", "--to", chain.dest, "--name", chain.set, "--json", "empty"])
+        #expect(json.status == 2)
+    }
+
+    @Test("a directory as a tar stream: GNU tar extracts what the source held (modes, owners, ns mtimes, links, hardlinks, xattrs); never to a terminal")
+    func directories() throws {
+        let chain = try SharedChain.get()
+        let tmp = try TempDir("hs-dump")
+        for (i, id) in chain.ids.enumerated() {
+            for dir in ["radarr", "hard", "."] {
+                let tarFile = tmp.sub("\(i)-\(dir).tar")
+                let r = try dump(chain, ["--backup", id, dir], to: tarFile)
+                #expect(r.status == 0, "\(id) \(dir): \(r.stderr)")
+                let x = tmp.sub("x\(i)-\(dir == "." ? "all" : dir)")
+                try FileManager.default.createDirectory(atPath: x, withIntermediateDirectories: true)
+                let t = try Subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf", tarFile, "-C", x])
+                #expect(t.succeeded, "\(t.stderr)")
+                let options = TreeDescription.Options(contentSkipped: ["db/app.db"])
+                let expected = try TreeDescription.describe(dir == "." ? chain.copies[i] : chain.copies[i] + "/" + dir, options)
+                let got = try TreeDescription.describe(dir == "." ? x : x + "/" + dir, options)
+                let d = TreeDescription.diff(expected, got)
+                #expect(d.isEmpty, "backup \(i + 1) \(dir) through tar:\n\(d.joined(separator: "\n"))")
+                if dir != "." {
+                    // The directory itself comes first, with its own metadata.
+                    let top = try TreeDescription.describe(x)
+                    let source = try TreeDescription.describe(chain.copies[i])
+                    #expect(top[dir] == source[dir], "\(dir): \(top[dir] ?? "-") vs \(source[dir] ?? "-")")
+                }
+            }
+        }
+        // hard/b's file outside the dump: `hard` alone carries it; a hardlink to a file not
+        // dumped becomes a file (here every hard/* is inside).
+        let tty = try Subprocess.run(["script", "-qec", "\(Tools.path("hs-backup")) dump --to \(chain.dest) --name \(chain.set) radarr", "/dev/null"])
+        #expect(tty.status == 2 && tty.stdout.contains("is a directory: dump writes it as a tar stream, not to a terminal"), "\(tty.stdout)")
+    }
+
+    @Test("only the members holding a file are read: damage elsewhere does not stop its dump or its read through the mount; its own damage is found")
+    func onlyItsMembers() throws {
+        let tmp = try TempDir("hs-dump")
+        let src = tmp.sub("src")
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        let a = BackupChain.noise(3 << 20, seed: 7), b = BackupChain.noise(3 << 20, seed: 8)
+        try ByteFS.write(Array((src + "/a.bin").utf8), a)
+        try ByteFS.write(Array((src + "/b.bin").utf8), b)
+        let r = try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", tmp.sub("dst"), "--name", "s"])
+        #expect(r.succeeded, "\(r.stderr)")
+        let set = BackupSet(destination: try BackupTool.destination(tmp.sub("dst")), name: "s")
+        let id = try set.committedIDs()[0]
+        // Flip a byte in the middle of a.bin's stored data (its second member).
+        let reader = try set.openManifest(id)
+        var aPlace: UInt64 = 0, bPlace: UInt64 = 0
+        while let e = try reader.next() {
+            if e.path == Array("a.bin".utf8) { aPlace = e.entry.memberOffset }
+            if e.path == Array("b.bin".utf8) { bPlace = e.entry.memberOffset }
+        }
+        reader.close()
+        #expect(bPlace > aPlace + (2 << 20))
+        let archive = tmp.sub("dst/s/\(id).tar.gz")
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: archive)))
+        bytes[Int(aPlace) + (2 << 20) + 4096] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: archive))
+
+        let outB = tmp.sub("b.out")
+        let okB = try Subprocess.run(["/bin/sh", "-c", "exec \"$0\" dump --to \"$1\" --name s b.bin > \"$2\"", Tools.path("hs-backup"), tmp.sub("dst"), outB])
+        #expect(okB.status == 0, "\(okB.stderr)")
+        #expect(try ByteFS.read(Array(outB.utf8)) == b)
+        let badA = try Subprocess.run(["/bin/sh", "-c", "exec \"$0\" dump --to \"$1\" --name s a.bin > /dev/null", Tools.path("hs-backup"), tmp.sub("dst")])
+        #expect(badA.status == 1 && badA.stderr.contains("a.bin"), "\(badA.stderr)")
+
+        let mp = tmp.sub("mnt")
+        try FileManager.default.createDirectory(atPath: mp, withIntermediateDirectories: true)
+        let m = try MountProcess(["--to", tmp.sub("dst")], mountpoint: mp, log: tmp.sub("log"))
+        #expect(try ByteFS.read(Array("\(mp)/s/latest/b.bin".utf8)) == b)
+        #expect(throws: (any Error).self) { _ = try ByteFS.read(Array("\(mp)/s/latest/a.bin".utf8)) }
+        #expect(m.stop() == 0)
+        #expect(m.output.contains("a.bin"), "the mount names the damaged file: \(m.output)")
+    }
+}
