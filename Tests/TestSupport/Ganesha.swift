@@ -344,7 +344,7 @@ package final class GaneshaServer: @unchecked Sendable {
     }
 
     /// Distinct free TCP ports on 127.0.0.1 (bound to port 0, then released).
-    static func freePorts(_ n: Int) throws -> [UInt16] {
+    package static func freePorts(_ n: Int) throws -> [UInt16] {
         var fds: [Int32] = []
         defer { for fd in fds { Glibc.close(fd) } }
         var ports: [UInt16] = []
