@@ -142,8 +142,9 @@ package enum OpsCommands {
     /// `hs-backup prune`: applies the policy and prints what was (or would be) removed.
     package static func prune(destination spec: String, set name: String?, policy: RetentionPolicy, dryRun: Bool,
                               nfsTimeoutSeconds: Int? = nil, notifier: Notifier, reporter: Reporter) throws -> PruneReport {
-        for (flag, n) in [("--keep-last", policy.keepLast), ("--keep-daily", policy.keepDaily),
-                          ("--keep-weekly", policy.keepWeekly), ("--keep-monthly", policy.keepMonthly)] where n < 0 {
+        for (flag, n) in [("--keep-last", policy.keepLast), ("--keep-hourly", policy.keepHourly), ("--keep-daily", policy.keepDaily),
+                          ("--keep-weekly", policy.keepWeekly), ("--keep-monthly", policy.keepMonthly),
+                          ("--keep-yearly", policy.keepYearly)] where n < 0 {
             throw ToolError.usage("\(flag) \(n): give a count of 0 or more")
         }
         do { try notifier.validate() } catch { throw ToolError.usage(error.description) }

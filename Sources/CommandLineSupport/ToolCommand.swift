@@ -24,7 +24,9 @@ extension ToolCommand {
             Foundation.exit(0)
         }
         let subcommands = configuration.subcommands.compactMap { $0.configuration.commandName ?? defaultName($0) }
-        if !subcommands.isEmpty, let first = arguments.first, !first.hasPrefix("-"), first != "help", !subcommands.contains(first) {
+        let aliases = configuration.subcommands.flatMap { $0.configuration.aliases }
+        if !subcommands.isEmpty, let first = arguments.first, !first.hasPrefix("-"), first != "help",
+           !subcommands.contains(first), !aliases.contains(first) {
             reportFailure("\(name): unknown command '\(first)'. The commands are: \(subcommands.joined(separator: ", ")). "
                           + "See '\(name) --help'.", exitCode: 2)
             Foundation.exit(2)

@@ -36,7 +36,7 @@ struct HsBackup: ToolCommand {
           hs-backup prune --to nfs://truenas/mnt/tank/backups --keep-daily 7 --keep-weekly 4 --keep-monthly 6
         """,
         version: homeServerVersion,
-        subcommands: [Run.self, List.self, Verify.self, Prune.self, Config.self],
+        subcommands: [Run.self, List.self, Verify.self, Prune.self, Config.self, NotifyFailure.self],
         defaultSubcommand: Run.self)
 }
 
@@ -86,7 +86,7 @@ struct DestinationOptions: ParsableArguments {
 extension HsBackup {
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Take a backup (incremental unless a full one is due).",
+            abstract: "Take a backup (incremental unless a full one is due). Alias: backup.",
             discussion: """
             --json prints the summary: {"id", "set", "destination", "kind", "parent", "files", "directories", \
             "symlinks", "files_archived", "tree_bytes", "bytes_in", "bytes_out", "seconds", "warnings"}.
@@ -95,7 +95,8 @@ extension HsBackup {
               hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups
               hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups?timeout=120 --name io --full
               hs-backup run -q --source /opt/appdata --to /mnt/backups --exclude '*/cache/*' --notify https://ntfy.example.net/backups
-            """)
+            """,
+            aliases: ["backup"])
 
         @Option(name: .customLong("source"),
                 help: ArgumentHelp("Directory to back up, e.g. /opt/appdata (default: HS_APPDATA from the environment or the "
@@ -163,7 +164,7 @@ extension HsBackup {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List the backup sets of a destination, or the backups of one set (--name).",
+            abstract: "List the backup sets of a destination, or the backups of one set (--name). Alias: snapshots.",
             discussion: """
             Without --name: the sets in DEST. --json: {"destination", "sets": [{"name", "backups", "latest", \
             "latest_time", "locked"}]}.
@@ -174,7 +175,8 @@ extension HsBackup {
             Examples:
               hs-backup list --to nfs://truenas/mnt/tank/backups
               hs-backup list --to nfs://truenas/mnt/tank/backups --name io --json
-            """)
+            """,
+            aliases: ["snapshots"])
         @OptionGroup var destination: DestinationOptions
 
         struct SetsJSON: Encodable { var destination: String; var sets: [SetSummary] }
@@ -218,14 +220,15 @@ extension HsBackup {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check that archives decompress and every file's hash matches (exit 1 on damage).",
+            abstract: "Check that archives decompress and every file's hash matches (exit 1 on damage). Alias: check.",
             discussion: """
             --json: {"backups": [ID...], "archives_checked", "files_checked", "damaged": ["archive: path: what"...]}.
 
             Examples:
               hs-backup verify --to nfs://truenas/mnt/tank/backups --backup latest
               hs-backup verify --to /mnt/backups --name io --notify https://ntfy.example.net/backups
-            """)
+            """,
+            aliases: ["check"])
         @OptionGroup var destination: DestinationOptions
         @Option(help: ArgumentHelp("Backup to verify: an ID or 'latest' (default: all).", valueName: "ID"))
         var backup: String?
@@ -260,7 +263,7 @@ extension HsBackup {
 
     struct Prune: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Remove old backups by a retention policy, never breaking a kept chain.",
+            abstract: "Remove old backups by a retention policy, never breaking a kept chain. Alias: forget.",
             discussion: """
             Days, weeks and months are counted in this host's local time zone (as restic does); ids and \
             times are shown in UTC. --json: {"set", "destination", "dry_run", "kept": [...], "removed": [...], \
@@ -269,18 +272,30 @@ extension HsBackup {
             Examples:
               hs-backup prune --to nfs://truenas/mnt/tank/backups --keep-daily 7 --keep-weekly 4 --keep-monthly 6
               hs-backup prune --to /mnt/backups --name io --keep-last 10 --dry-run
-            """)
+              hs-backup forget --keep-within 30d --keep-monthly 12 --keep-yearly 5
+            """,
+            aliases: ["forget"])
         @OptionGroup var destination: DestinationOptions
         @Option(help: ArgumentHelp("Keep the N most recent backups.", valueName: "N")) var keepLast: Int?
+        @Option(help: ArgumentHelp("Keep the last backup of each of the N most recent hours.", valueName: "N")) var keepHourly: Int?
         @Option(help: ArgumentHelp("Keep the last backup of each of the N most recent days.", valueName: "N")) var keepDaily: Int?
         @Option(help: ArgumentHelp("Keep the last backup of each of the N most recent weeks.", valueName: "N")) var keepWeekly: Int?
         @Option(help: ArgumentHelp("Keep the last backup of each of the N most recent months.", valueName: "N")) var keepMonthly: Int?
+        @Option(help: ArgumentHelp("Keep the last backup of each of the N most recent years.", valueName: "N")) var keepYearly: Int?
+        @Option(help: ArgumentHelp("Keep every backup made within DURATION before the newest backup (not before now), "
+                                   + "restic's syntax: years, months, days, hours, e.g. 1y6m, 14d, 2d12h.", valueName: "DURATION"))
+        var keepWithin: String?
         @Flag(help: "List what would be removed without removing anything.") var dryRun = false
         @OptionGroup var notify: NotifyOptions
         func run() async throws {
             let code = await toolMain {
-                let policy = RetentionPolicy(keepLast: keepLast ?? 0, keepDaily: keepDaily ?? 0,
-                                             keepWeekly: keepWeekly ?? 0, keepMonthly: keepMonthly ?? 0)
+                var within: RetentionSpan?
+                if let keepWithin {
+                    do { within = try RetentionSpan(parsing: keepWithin) } catch { throw ToolError.usage("--keep-within \(error)") }
+                }
+                let policy = RetentionPolicy(keepLast: keepLast ?? 0, keepDaily: keepDaily ?? 0, keepWeekly: keepWeekly ?? 0,
+                                             keepMonthly: keepMonthly ?? 0, keepYearly: keepYearly ?? 0, keepHourly: keepHourly ?? 0,
+                                             keepWithin: within)
                 let set = try destination.set
                 let notifier = try notify.notifier(.prune, set: BackupTool.setName(set))
                 let spec = try OpsCommands.reportingFailure(dryRun ? notifier.forDryRun() : notifier, operation: "hs-backup prune",
@@ -334,6 +349,40 @@ extension HsBackup {
                         + r.source + "\n"
                 }
                 Reporter.writeStdout(out)
+                return 0
+            }
+            if code != 0 { throw ExitCode(code) }
+        }
+    }
+
+    struct NotifyFailure: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "notify-failure",
+            abstract: "Post a failed systemd unit to ntfy (what OnFailure=hs-notify-failure@%n.service runs).",
+            discussion: """
+            Reads how UNIT ended (systemctl show) and its last 20 journal lines and posts them to the \
+            ntfy topic (--notify, else HS_NTFY_URL). A failure an hs-backup unit reported itself (exit 1) \
+            is not posted twice. Nothing configured: nothing is sent, exit 0.
+
+            Example:
+              hs-backup notify-failure hs-deploy-pull.service
+            """)
+        @Argument(help: "The unit that failed, e.g. hs-backup.service.")
+        var unit: String
+        @Option(name: .customLong("notify"), help: ArgumentHelp("ntfy topic URL (default: HS_NTFY_URL).", valueName: "URL"))
+        var ntfy: String?
+        @OptionGroup var verbosity: VerbosityOptions
+
+        func run() async throws {
+            let unit = unit, ntfy = ntfy
+            let code = await toolMain {
+                let config = try ToolConfiguration.get()
+                let url = config.value(.ntfyURL, flag: ntfy, flagName: "--notify")
+                var notifier = Notifier(ntfyURL: url?.value)
+                notifier.ntfyName = NotifyOptions.name(url, key: .ntfyURL, flag: "--notify")
+                do { try notifier.validate() } catch let e as NotifierUsageError { throw ToolError.usage(e.description) }
+                let reporter = Reporter(mode: .detect(json: false))
+                reporter.info(try UnitFailure.report(unit: unit, notifier: notifier, reporter: reporter))
                 return 0
             }
             if code != 0 { throw ExitCode(code) }

@@ -180,4 +180,24 @@ struct MonitoringTests {
         #expect(served.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) } == firstSuccess,
                 "\(served ?? "no sample")")
     }
+
+    @Test("notify-failure: how a unit ended, and which failures hs-backup already posted itself")
+    func unitFailureEnding() throws {
+        let exited = UnitFailure.Ending(systemctlShow: "Result=exit-code\nExecMainCode=1\nExecMainStatus=2\n")
+        #expect(exited == UnitFailure.Ending(result: "exit-code", code: 1, status: 2))
+        #expect(exited.words == "exit status 2")
+        let killed = UnitFailure.Ending(systemctlShow: "Result=signal\nExecMainCode=2\nExecMainStatus=9\n")
+        #expect(killed.words == "killed by signal 9")
+        #expect(UnitFailure.Ending(systemctlShow: "Result=timeout\nExecMainCode=2\nExecMainStatus=15").words == "timeout, killed by signal 15")
+        let one = UnitFailure.Ending(result: "exit-code", code: 1, status: 1)
+        #expect(UnitFailure.reportedByTheTool(unit: "hs-backup.service", one))
+        #expect(UnitFailure.reportedByTheTool(unit: "hs-backup@media.service", one))
+        #expect(!UnitFailure.reportedByTheTool(unit: "hs-deploy-pull.service", one), "hs-deploy does not notify itself")
+        #expect(!UnitFailure.reportedByTheTool(unit: "hs-backup.service", exited), "exit 2 may come before the notifier exists")
+        #expect(!UnitFailure.reportedByTheTool(unit: "hs-backup.service", killed))
+        try UnitFailure.validate(unit: "hs-backup@media.service")
+        #expect(throws: ToolError.self) { try UnitFailure.validate(unit: "x; rm -rf /") }
+        let r = try Tools.run("hs-backup", ["notify-failure", "bad name!"], environment: Self.isolated)
+        #expect(r.status == 2 && r.stderr.contains("is not a systemd unit name"), "\(r.stderr)")
+    }
 }

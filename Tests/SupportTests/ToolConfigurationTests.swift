@@ -106,4 +106,24 @@ struct ToolConfigurationTests {
         for secret in ["pa55", "secret-topic", "tk_supersecret", "0b5a3c4e", "user:pw"] { #expect(!all.contains(secret), "\(secret) shown") }
         #expect(rows.map(\.key) == ConfigKey.all.map(\.name))
     }
+
+    @Test("the packaged conffile names every key once, all commented out, and loads")
+    func packagedConffile() throws {
+        let path = ReleasePackage.repoRoot + "/scripts/package/default/home-server-tools"
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let config = try ToolConfiguration.load(configFlag: path, environment: [:])
+        #expect(config.fileEntries.isEmpty, "every value is commented out: \(config.fileEntries.keys.sorted())")
+        let named = text.split(separator: "\n").compactMap { line -> String? in
+            guard line.hasPrefix("#HS_"), let eq = line.firstIndex(of: "=") else { return nil }
+            return String(line[line.index(after: line.startIndex)..<eq])
+        }
+        #expect(named.sorted() == ConfigKey.all.map(\.name).sorted(), "the conffile and ConfigKey.all differ")
+        // Uncommented, it is a valid configuration.
+        let dir = try TempDir("hs-conffile")
+        let live = text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("#HS_") ? String($0.dropFirst()) : String($0) }.joined(separator: "\n")
+        try live.write(toFile: dir.sub("conf"), atomically: true, encoding: .utf8)
+        let loaded = try ToolConfiguration.load(configFlag: dir.sub("conf"), environment: [:])
+        #expect(loaded.value(.backupDest)?.value == "nfs://truenas/mnt/tank/backups/appdata")
+    }
 }
