@@ -182,7 +182,7 @@ package final class BackupRunner {
                 let dir = Self.parent(work[run.lowerBound].path)
                 let dirPath = root + (dir.isEmpty ? [] : [0x2F] + dir) + [0]
                 let dfd = dirPath.withUnsafeBufferPointer { p in
-                    p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, Self.oPath | O_DIRECTORY | O_CLOEXEC) }
+                    p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, Sys.O_PATH | O_DIRECTORY | O_CLOEXEC) }
                 }
                 for k in run {
                     let path = work[k].path
@@ -210,9 +210,6 @@ package final class BackupRunner {
 
     /// The directory part of a relative path ("" at the top).
     private static func parent(_ p: [UInt8]) -> ArraySlice<UInt8> { p[..<(p.lastIndex(of: 0x2F) ?? 0)] }
-
-    /// Linux `O_PATH` (not in Swift's Glibc import; the same value on x86_64 and arm64).
-    private static let oPath: Int32 = 0o10000000
 
     /// "<source>/<relative path>" as NUL-terminated bytes.
     func sourcePath(_ relative: [UInt8]) -> [UInt8] {
@@ -277,6 +274,15 @@ package final class BackupRunner {
                   exitCode: exitCode)
     }
 
+    /// The parent's keyless index, whose archive sizes and hashes the new index carries on;
+    /// nil (with a warning when it exists but is damaged) makes those archives' hashes unknown.
+    private func previousIndexForCommit(_ set: BackupSet, _ id: String) -> BackupIndex? {
+        do { return try set.readIndex(id) } catch {
+            note("\(error) The new backup's index records the archives it shares with \(id) without their hashes.")
+            return nil
+        }
+    }
+
     /// Thrown by `runLocked` when the previous manifest turns out damaged part way through
     /// (its header was fine): `run()` starts again as a full backup.
     private struct PreviousManifestDamaged: Error { var error: any Error }
@@ -308,15 +314,18 @@ package final class BackupRunner {
         if full { previous = nil }
         previous?.keepsCompressedMembers = true
         let prevHeader = previous?.header
+        let previousIndex = prevHeader.flatMap { previousIndexForCommit(set, $0.id) }
         trace("previous manifest opened")
 
         // The manifest is written as the tree is walked, under a temporary name; renamed
         // (the commit) only after the archive is complete and synced.
         let manifestPartial = set.manifestPath(id) + ".partial"
-        let manifestFile: any DestinationWriter
+        let manifestFile: HashingWriter
         let manifestCleanup: Int
         do {
-            (manifestFile, manifestCleanup) = try createRemovedOnSignal(dest, manifestPartial)
+            let created: any DestinationWriter
+            (created, manifestCleanup) = try createRemovedOnSignal(dest, manifestPartial)
+            manifestFile = HashingWriter(created)
         } catch {
             throw nothingCommitted(set, ": cannot create \(dest.displayName)/\(manifestPartial)", error)
         }
@@ -373,11 +382,14 @@ package final class BackupRunner {
             try pass.manifest!.finish(header: header)
             try manifestFile.sync()
             try manifestFile.close()
+            try set.writeIndex(set.indexForCommit(header: header, written: pass.storedArchive, manifest: manifestFile.stored(as: id),
+                                                  previous: previousIndex))
             try dest.rename(manifestPartial, to: set.manifestPath(id))
             committed = true
             try? dest.syncDirectory(options.set)
         } catch {
             if let a = pass.archiveID { try? dest.remove(set.archivePath(a)) }
+            try? dest.remove(set.indexPath(id))
             throw nothingCommitted(set, " while writing the manifest", error)
         }
         trace("manifest written (\(pass.manifest!.copiedMembers) members copied from the previous one)")

@@ -154,6 +154,19 @@ package struct BackupSet {
                 out.removed.append(n)
                 continue
             }
+            if n.hasSuffix(".index") {
+                // The keyless index is written just before its manifest's rename: without the
+                // manifest it is a leftover by the same rule as an archive, or damage.
+                let id = String(n.dropLast(".index".count))
+                if committed.contains(id) { continue }
+                if unreadable.isEmpty, newest.map({ id > $0 }) ?? true {
+                    try destination.remove("\(name)/\(n)")
+                    out.removed.append(n)
+                } else {
+                    out.warnings.append("index \(location)/\(n) belongs to no backup (its manifest is gone); it is kept. Run `hs-backup verify`.")
+                }
+                continue
+            }
             guard n.hasSuffix(".tar.gz") else { continue }
             let id = String(n.dropLast(".tar.gz".count))
             if referenced.contains(id) { continue }

@@ -94,7 +94,7 @@ package enum Pruner {
         let sizes = Dictionary((try? set.destination.list(set.name))?.map { ($0.name, $0.size) } ?? [], uniquingKeysWith: { a, _ in a })
         func entry(_ id: String, _ reasons: [String]) -> PruneEntry {
             let h = headers[id]
-            let bytes = (sizes["\(id).tar.gz"] ?? 0) + (sizes["\(id).manifest"] ?? 0)
+            let bytes = (sizes["\(id).tar.gz"] ?? 0) + (sizes["\(id).manifest"] ?? 0) + (sizes["\(id).index"] ?? 0)
             return PruneEntry(id: id, time: h.map { Format.time($0.started) } ?? "?", kind: h?.kind ?? "unreadable",
                               reasons: reasons, bytes: bytes)
         }
@@ -110,6 +110,7 @@ package enum Pruner {
                     try set.destination.remove(set.manifestPath(id))
                     try set.destination.syncDirectory(set.name)
                     try set.destination.remove(set.archivePath(id))
+                    try set.destination.remove(set.indexPath(id))
                 } catch {
                     throw ToolError("prune stopped at backup \(id) in \(set.location): \(error). \(removed.count) newer backups were removed before it; every remaining backup is complete. Fix the cause and run prune again.")
                 }

@@ -160,7 +160,7 @@ struct MonitoringTests {
             #expect(line.split(separator: " ").count == 2, "no sample timestamp: \(line)")
         }
 
-        let port = try GaneshaServer.freePorts(1)[0]
+        let port = try Daemon.freePorts(1)[0]
         let exporter = Process()
         exporter.executableURL = URL(fileURLWithPath: "/usr/bin/prometheus-node-exporter")
         exporter.arguments = ["--web.listen-address=127.0.0.1:\(port)", "--collector.disable-defaults", "--collector.textfile",
