@@ -51,7 +51,10 @@ import Glibc
 @Suite struct DigestHasherTests {
     @Test(arguments: DigestHasher.Kind.allCases) func matchesCoreutils(_ kind: DigestHasher.Kind) throws {
         let data = Array("The quick brown fox jumps over the lazy dog\n".utf8) + [UInt8](repeating: 0, count: 100_000)
-        var h = try #require(DigestHasher(kind))
+        guard var h = DigestHasher(kind) else {
+            Issue.record("libcrypto offers no \(kind)")
+            return
+        }
         data.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[..<10])) }
         data.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[10...])) }
         let tool = try Subprocess.checked(["\(kind.rawValue)sum"], input: Data(data)).stdout.prefix { $0 != " " }
