@@ -141,7 +141,8 @@ extension HsBackup {
 
         func run() async throws {
             let code = await toolMain {
-                let set = try destination.set.map { try BackupTool.setName($0) }
+                // Every set unless --name (HS_BACKUP_NAME does not narrow the mount).
+                let set = try destination.name.map { try BackupTool.setName($0) }
                 let dest = try destination.open()
                 if let set { try BackupSets.requireSet(dest, set) } else { try BackupSets.requireDestination(dest) }
                 var options = FuseMount.Options(mountpoint: mountpoint)
