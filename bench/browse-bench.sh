@@ -7,6 +7,7 @@
 #                                    then `cat` of one small file            target <= 0.1 s
 #   1 GiB file through the mount (fresh mount, cache dropped)
 #                                   vs  hs-backup dump of it (cache dropped) target >= 0.8x throughput
+#   hs-backup dump of that file     vs  GNU tar -xzOf of its archive (cache dropped; the reference)
 #
 # The sets and the restic repository are built once and kept (BENCH_DIR, default
 # /var/tmp/hs-browse-bench): a Plex-like tree (bench/mkplex.py, --files N) backed up 30 times by
@@ -94,6 +95,9 @@ fi
 IDS=$("$HS" list --to "$DEST" --name plex --json | python3 -c 'import json,sys; print(" ".join(b["id"] for b in json.load(sys.stdin)["backups"]))')
 NBACKUPS=$(wc -w <<< "$IDS")
 LATEST=${IDS##* }
+BIGID=$("$HS" list --to "$DEST" --name big --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][-1]["id"])')
+BIGARCHIVE="$DEST/big/$BIGID.tar.gz"
+BIGMEMBER=$(tar -tzf "$BIGARCHIVE" | grep 'big\.bin$')
 SMALL=$("$HS" ls --to "$DEST" --name plex -R --json "Library/Application Support/Plex Media Server/Metadata/TV Shows" \
   | python3 -c 'import json,sys; e=[x for x in json.load(sys.stdin)["entries"] if x["type"]=="file" and x["size"]<2000]; print(e[len(e)//2]["path"])')
 
@@ -141,14 +145,20 @@ for r in $(seq 1 "$ROUNDS"); do
   unmountit
   dropcache
   rsstime dump_big dump_rss "$HS" dump --to "$DEST" --name big big.bin
+  cmp -s "$W/last.out" "$BIG/src/big.bin" || { echo "hs-backup dump big.bin differs from the source" >&2; exit 1; }
+  rm -f "$W/last.out"
+  dropcache
+  rsstime tar_big tar_rss tar -xzOf "$BIGARCHIVE" "$BIGMEMBER"
+  rm -f "$W/last.out"
 done
 [ "$ours_lines" -ge 1 ] || { echo "find printed no version of Preferences.xml" >&2; exit 1; }
 
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print('%.2f' % (a/b))" "$1" "$2"; }
 met() { python3 -c "import sys; v,t,op=float(sys.argv[1]),float(sys.argv[2]),sys.argv[3]; print('yes' if (v<=t if op=='le' else v>=t) else 'NO')" "$1" "$2" "$3"; }
 mib() { awk -v k="$1" 'BEGIN{printf "%.0f MiB", k/1024}'; }
-F=$(m find); RF=$(m restic_find); L=$(m ls); C=$(m cat); MB=$(m mount_big); DB=$(m dump_big)
+F=$(m find); RF=$(m restic_find); L=$(m ls); C=$(m cat); MB=$(m mount_big); DB=$(m dump_big); TB=$(m tar_big)
 FQ=$(ratio "$F" "$RF"); TQ=$(ratio "$DB" "$MB")   # throughput ratio = dump time / mount time
+DQ=$(ratio "$TB" "$DB")                           # dump throughput relative to GNU tar's
 TABLE=$(cat <<EOF
 | measure | hs-backup | reference | ratio | target | met |
 |---|---|---|---|---|---|
@@ -157,10 +167,11 @@ TABLE=$(cat <<EOF
 | fresh mount, cache dropped: first \`ls\` of a backup's root | $(printf '%.3f' "$L") s | | | <= 1 s | $(met "$L" 1 le) |
 | then \`cat\` of one small file | $(printf '%.3f' "$C") s | | | <= 0.1 s | $(met "$C" 0.1 le) |
 | 1 GiB file through the mount vs \`hs-backup dump\` (cache dropped; throughput) | $(printf '%.2f' "$MB") s | $(printf '%.2f' "$DB") s | ${TQ}x | >= 0.8x | $(met "$TQ" 0.8 ge) |
-| peak RSS: mount / dump | $(mib "$(m mount_rss)") | $(mib "$(m dump_rss)") | | | |
+| \`hs-backup dump\` of the 1 GiB file vs GNU \`tar -xzOf\` of its archive (cache dropped; throughput) | $(printf '%.2f' "$DB") s | $(printf '%.2f' "$TB") s | ${DQ}x | (reference) | |
+| peak RSS: mount / dump / tar | $(mib "$(m mount_rss)") | $(mib "$(m dump_rss)") | $(mib "$(m tar_rss)") (tar) | | |
 EOF
 )
-DESC="Set: \`mkplex.py $FILES\` backed up $NBACKUPS times with a change between backups (restic 0.14 repository of the same $NBACKUPS snapshots, its cache warm); a second set holding one 1 GiB random file. $ROUNDS interleaved rounds, medians (per round: find ${T[find]} s, restic find ${T[restic_find]} s; ls ${T[ls]} s; cat ${T[cat]} s; mount read ${T[mount_big]} s, dump ${T[dump_big]} s). Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), shared (load average at the end: $(cut -d' ' -f1 /proc/loadavg)). $(date -u +%Y-%m-%d)."
+DESC="Set: \`mkplex.py $FILES\` backed up $NBACKUPS times with a change between backups (restic 0.14 repository of the same $NBACKUPS snapshots, its cache warm); a second set holding one 1 GiB random file. $ROUNDS interleaved rounds, medians (per round: find ${T[find]} s, restic find ${T[restic_find]} s; ls ${T[ls]} s; cat ${T[cat]} s; mount read ${T[mount_big]} s, dump ${T[dump_big]} s, tar ${T[tar_big]} s). Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), shared (load average at the end: $(cut -d' ' -f1 /proc/loadavg)). $(date -u +%Y-%m-%d)."
 echo "$TABLE"
 echo
 echo "$DESC"
