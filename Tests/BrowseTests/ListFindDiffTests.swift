@@ -193,4 +193,31 @@ private struct LsJSON: Decodable {
         #expect(l2.contains("+  hard/d"))
         #expect(l2.last == "diff \(chain.ids[1]) -> \(chain.ids[2]): 1 added, 2 removed, 2 changed (content 2, mtime 2)", "\(l2)")
     }
+
+    @Test("ls, find, diff and dump take DEST from HS_BACKUP_DEST and the set from HS_BACKUP_NAME (environment or the configuration file), as list does; neither set: exit 2 saying where it looked")
+    func destinationFromConfiguration() throws {
+        let chain = try SharedChain.get()
+        let work = try TempDir("hs-browse-conf")
+        try "HS_BACKUP_DEST=\(chain.dest)\nHS_BACKUP_NAME=\(chain.set)\n".write(toFile: work.sub("conf"), atomically: true, encoding: .utf8)
+        let byFlags = try hsBackup(["ls", "--to", chain.dest, "--name", chain.set, "-R", "radarr"])
+        #expect(byFlags.status == 0 && byFlags.stdout.contains("radarr/config.xml"), "\(byFlags.stderr)")
+        for env in [["HS_CONFIG": "/dev/null", "HS_BACKUP_DEST": chain.dest, "HS_BACKUP_NAME": chain.set], ["HS_CONFIG": work.sub("conf")]] {
+            let ls = try Tools.run("hs-backup", ["ls", "-R", "radarr"], environment: env)
+            #expect(ls.status == 0 && ls.stdout == byFlags.stdout, "\(env): \(ls.stderr)")
+            let find = try Tools.run("hs-backup", ["find", "config.xml"], environment: env)
+            #expect(find.status == 0 && find.stdout.hasSuffix("1 path matched in 3 backups (\(chain.ids[0]) .. \(chain.ids[2]))\n"), "\(env): \(find.stdout)\(find.stderr)")
+            let diff = try Tools.run("hs-backup", ["diff", chain.ids[0], chain.ids[1]], environment: env)
+            #expect(diff.status == 0 && diff.stdout.contains("M  radarr/config.xml  (content, mtime)"), "\(env): \(diff.stderr)")
+            let dump = try Tools.run("hs-backup", ["dump", "--backup", chain.ids[0], "radarr/config.xml"], environment: env)
+            #expect(dump.status == 0 && dump.stdout.utf8.count == 35, "\(env): \(dump.stderr)")
+        }
+        // A flag beats the environment: a wrong HS_BACKUP_DEST is not used when --to is given.
+        let flagWins = try Tools.run("hs-backup", ["ls", "--to", chain.dest, "--name", chain.set, "-R", "radarr"],
+                                     environment: ["HS_CONFIG": "/dev/null", "HS_BACKUP_DEST": work.sub("nowhere")])
+        #expect(flagWins.status == 0 && flagWins.stdout == byFlags.stdout, "\(flagWins.stderr)")
+        for cmd in [["ls"], ["find", "x"], ["diff", "latest", "latest"], ["dump", "x"], ["mount", work.sub("mp")]] {
+            let none = try Tools.run("hs-backup", cmd, environment: ["HS_CONFIG": "/dev/null"])
+            #expect(none.status == 2 && none.stderr.contains("missing --to DEST") && none.stderr.contains("HS_BACKUP_DEST"), "\(cmd): \(none.stderr)")
+        }
+    }
 }
