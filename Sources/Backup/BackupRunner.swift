@@ -111,7 +111,7 @@ package final class BackupRunner {
 
         trace("locked, cleaned")
         let ids = try set.committedIDs()
-        let id = set.newID(at: started, existing: ids)
+        let id = try newID(set: set, committed: ids, started: started)
         let context = RunContext(source: options.source, destination: dest.displayName, set: options.set, id: id)
         var ran: [any RunHooks] = []
         do {
@@ -138,6 +138,17 @@ package final class BackupRunner {
             }
             throw error
         }
+    }
+
+    /// This run's id by the id rule (`BackupID`), with a warning when the clock is behind.
+    private func newID(set: BackupSet, committed: [String], started: Date) throws -> String {
+        let newest = try set.idsPresent().last
+        let id = BackupID.next(clock: started, newest: newest)
+        let newestStarted = committed.last.flatMap { try? set.peekHeader($0).started }
+        if let w = BackupID.clockWarning(clock: started, newest: newest, newestStarted: newest == committed.last ? newestStarted : nil, id: id) {
+            note(w)
+        }
+        return id
     }
 
     private let traceStart = Date()

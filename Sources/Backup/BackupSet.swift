@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Storage
 import Support
@@ -7,8 +10,7 @@ import Support
 /// - `<id>.manifest`   the commit record: a backup exists if and only if its manifest does
 /// - `*.partial`, `*.tmp-<pid>`  temporary names of runs in progress (or killed)
 /// - `lock`            see `SetLock`
-/// Ids are UTC timestamps `20261127T030000Z` (plus `-N` when taken twice in one second), so
-/// names sort by time.
+/// Ids are UTC timestamps `20261127T030000Z` that sort by name (`BackupID` has the rule).
 package struct BackupSet {
     package let destination: any Destination
     package let name: String
@@ -168,17 +170,81 @@ package struct BackupSet {
         return out
     }
 
-    /// A new id for a backup starting at `date`, later than every existing one.
-    package func newID(at date: Date, existing: [String]) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        let base = f.string(from: date)
-        var id = base
-        var n = 1
-        let taken = Set(existing)
-        while taken.contains(id) { id = String(format: "%@-%02d", base, n); n += 1 }
-        return id
+    /// Every backup id that has a file in the set directory: committed manifests, archives
+    /// (also those no manifest accounts for) and the keyless index files of encrypted sets,
+    /// newest last. A new id must sort after all of them (`BackupID.next`).
+    package func idsPresent() throws -> [String] {
+        guard let st = try destination.stat(name), st.kind == .directory else { return [] }
+        var ids = Set<String>()
+        for e in try destination.list(name) where e.kind == .file {
+            for suffix in [".manifest", ".tar.gz", ".index"] where e.name.hasSuffix(suffix) {
+                let id = String(e.name.dropLast(suffix.count))
+                if BackupID.seconds(of: id) != nil { ids.insert(id) }
+            }
+        }
+        return ids.sorted()
+    }
+}
+
+/// The id rule, in one place. An id is the UTC time `20261127T030000Z` at which a backup
+/// was started, as the sortable name of its files; ids sort by name and that order is the
+/// order of the backups (`latest`, `--keep-last` and every retention rule follow it).
+/// A new backup's id is the later of the clock and the newest id present plus one second,
+/// so it always sorts last, also when the clock is behind (a host before NTP sync, an RTC
+/// without battery): such a run is never refused, its manifest records the real clock
+/// (`ManifestHeader.started`) and a warning says the clock is behind. Ids written by older
+/// versions with a `-NN` suffix (two backups in one second) stay valid and sort in place.
+package enum BackupID {
+    /// The id of a backup started at `clock` in a set whose newest id is `newest`.
+    package static func next(clock: Date, newest: String?) -> String {
+        var t = Int64(clock.timeIntervalSince1970.rounded(.down))
+        if let newest, let n = seconds(of: newest) { t = max(t, n + 1) }
+        return format(t)
+    }
+
+    /// The warning for a run whose clock is behind the newest backup (nil when it is not):
+    /// behind the newest backup's own recorded start when known (`newestStarted`), else more
+    /// than a minute behind its id (ids of quick successive runs may run ahead of the clock
+    /// by a few seconds).
+    package static func clockWarning(clock: Date, newest: String?, newestStarted: Double?, id: String) -> String? {
+        guard let newest, let n = seconds(of: newest) else { return nil }
+        let now = clock.timeIntervalSince1970
+        let behind = newestStarted.map { now < $0 - 1 } ?? (now < Double(n) - 60)
+        guard behind else { return nil }
+        return "the clock of this host (\(Format.time(now))) is behind the newest backup \(newest)"
+            + (newestStarted.map { " (taken at \(Format.time($0)))" } ?? "")
+            + ": this backup is \(id) so that it sorts after it, and its manifest records the real clock. "
+            + "Check the host's time synchronisation (timedatectl; NTP)."
+    }
+
+    /// `20261127T030000Z` for a time in seconds since the epoch (UTC).
+    package static func format(_ seconds: Int64) -> String {
+        var t = time_t(seconds)
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        return String(format: "%04d%02d%02dT%02d%02d%02dZ", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
+                      Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))
+    }
+
+    /// The time an id names (seconds since the epoch, UTC), ignoring an older `-NN` suffix;
+    /// nil for a name that is not an id.
+    package static func seconds(of id: String) -> Int64? {
+        let b = Array(id.utf8)
+        guard b.count >= 16, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "Z") else { return nil }
+        if b.count > 16 {
+            guard b[16] == UInt8(ascii: "-"), b.count > 17, b[17...].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        }
+        func number(_ r: Range<Int>) -> Int32? {
+            var v: Int32 = 0
+            for i in r { guard b[i] >= 0x30 && b[i] <= 0x39 else { return nil }; v = v * 10 + Int32(b[i] - 0x30) }
+            return v
+        }
+        guard let y = number(0 ..< 4), let mo = number(4 ..< 6), let d = number(6 ..< 8),
+              let h = number(9 ..< 11), let mi = number(11 ..< 13), let s = number(13 ..< 15),
+              (1 ... 12).contains(mo), (1 ... 31).contains(d), h < 24, mi < 60, s < 61 else { return nil }
+        var tm = tm()
+        tm.tm_year = y - 1900; tm.tm_mon = mo - 1; tm.tm_mday = d
+        tm.tm_hour = h; tm.tm_min = mi; tm.tm_sec = s
+        return Int64(timegm(&tm))
     }
 }
