@@ -1,6 +1,6 @@
 // swift-tools-version:6.1
 // home-server toolkit: provisioning, deploy checks, hardlink checks, backup and restore.
-// Module layout and ownership rules: see README.md ("Toolkit layout").
+// Module layout and ownership rules: see docs/tests.md ("Toolkit layout").
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [

@@ -135,7 +135,7 @@ install -m 0644 crontab.example "$ROOT/usr/share/doc/$NAME/examples/crontab.exam
 cat > "$ROOT/usr/share/doc/$NAME/README" <<EOF
 home-server-tools $VERSION: hs-backup, hs-restore, hs-linkcheck, hs-provision, hs-deploy.
 One multi-call executable (/usr/lib/$NAME/$NAME, Swift runtime linked in statically);
-the tools are symlinks to it in /usr/bin. Documentation: README.md of the home-server repository.
+the tools are symlinks to it in /usr/bin. Documentation: README.md and docs/ of the home-server repository.
 EOF
 SIZE_KB=$(du -sk --apparent-size "$ROOT/usr" | cut -f1)
 cat > "$ROOT/DEBIAN/control" <<EOF
@@ -168,7 +168,7 @@ echo "apt-get install $(sed 's/,//g' <<< "$DEPENDS")" > "$T/share/doc/$NAME/DEPE
 tar --owner=0 --group=0 --numeric-owner -C "$WORK/tar" -czf "$DIST/$BASE.tar.gz.partial" "$TOP"
 mv -f "$DIST/$BASE.tar.gz.partial" "$DIST/$BASE.tar.gz"
 
-# 7. Sizes (README "Package and binary sizes" is written from these lines).
+# 7. Sizes (docs/package.md "Package and binary sizes" is written from these lines).
 size() { stat -c %s "$1"; }
 log "sizes in bytes:"
 printf '  %-44s %10s\n' "$BASE.deb" "$(size "$DIST/$BASE.deb")" "$BASE.tar.gz" "$(size "$DIST/$BASE.tar.gz")" \

@@ -218,14 +218,14 @@ import Glibc
         #expect(plan.stdout.contains("/opt/appdata/ntfy"), "plan does not show hera's appdata directories:\n\(plan.stdout)")
         #expect(!FileManager.default.fileExists(atPath: root + "/opt/appdata/ntfy"), "plan created directories")
 
-        // 6. README runbook, "hs-linkcheck": the layout is created and hardlinks work.
+        // 6. docs/runbook.md, "hs-linkcheck": the layout is created and hardlinks work.
         try debian.checked(["mkdir", "-p", "/srv/media"])
         let initTree = try debian.run(["hs-linkcheck", "/srv/media", "--init", "--puid", "1000", "--pgid", "1000"])
         #expect(initTree.succeeded, "hs-linkcheck --init: \(initTree.stdout)\(initTree.stderr)")
         let check = try debian.run(["hs-linkcheck", "/srv/media"])
         #expect(check.succeeded, "hs-linkcheck: \(check.stdout)\(check.stderr)")
 
-        // 7. README runbook, "Restore drill": verify the latest backup, restore it into a scratch
+        // 7. docs/runbook.md, "Restore drill": verify the latest backup, restore it into a scratch
         //    directory, restore one app with --only.
         let drillVerify = try debian.run(["hs-backup", "verify", "--to", url, "--name", "smoke", "--backup", "latest"])
         #expect(drillVerify.succeeded, "\(drillVerify.stdout)\(drillVerify.stderr)")
@@ -237,7 +237,7 @@ import Glibc
         #expect(try Self.describe(root + "/srv/appdata/radarr") == Self.describe(root + "/var/tmp/drill-radarr/radarr"))
         #expect(!FileManager.default.fileExists(atPath: root + "/var/tmp/drill-radarr/sonarr"))
 
-        // 8. README runbook, "Migration": the old server runs the tools from the tarball
+        // 8. docs/runbook.md, "Migration": the old server runs the tools from the tarball
         //    (extracted into /usr/local there), takes a full backup of its hand-built appdata;
         //    the new guest restores the apps it runs next to the directories hs-provision made,
         //    moves them into place and gives them to PUID:PGID.

@@ -5,7 +5,7 @@ import Testing
 import TestSupport
 
 /// The committed stacks, parsed by the real `docker compose config`, against the plan's
-/// tables and verification rules (with the upstream corrections listed in the README).
+/// tables and verification rules (with the upstream corrections listed in docs/upstream.md).
 @Suite struct StackConfigTests {
     /// The plan's port table: stack -> service -> ["host:container"]. Upstream corrections:
     /// FileBrowser Quantum listens on 80 (plan: 8080); Tracktor 3000 and ShipShipShip 8080
@@ -233,7 +233,7 @@ import TestSupport
     }
 }
 
-/// Image details checked against each image's own documentation or Dockerfile (README:
+/// Image details checked against each image's own documentation or Dockerfile (docs/stacks.md:
 /// "Service notes" says what was checked against what).
 @Suite struct ImageDetailsTests {
     func service(_ stack: String, _ name: String) throws -> ComposeProject.Service {
