@@ -1,4 +1,5 @@
 import Glibc
+import Support
 
 // <sys/xattr.h> is not part of Swift's Glibc module map; these are the libc entry points.
 @_silgen_name("fsetxattr") private func c_fsetxattr(_ fd: Int32, _ name: UnsafePointer<CChar>, _ value: UnsafeRawPointer?, _ size: Int, _ flags: Int32) -> Int32
@@ -92,6 +93,9 @@ package func readUserXattrs(path: String) -> [String: [UInt8]] {
 package enum XattrSource {
     case path(UnsafePointer<CChar>)
     case fd(Int32)
+    /// A name (NUL-terminated, no "/") in the directory open as the descriptor, a final
+    /// symlink not followed (`XattrAt`: no path from the root is walked).
+    case at(Int32, UnsafePointer<CChar>)
 }
 
 /// Every extended attribute of a file, all namespaces the caller may read (`user.*`, and as
@@ -105,12 +109,14 @@ package func readXattrs(_ source: XattrSource) -> [(name: String, value: [UInt8]
         switch source {
         case .path(let p): return c_llistxattr(p, buf, size)
         case .fd(let fd): return c_flistxattr(fd, buf, size)
+        case .at(let dfd, let name): return XattrAt.list(dfd, name, buf, size)
         }
     }
     func get(_ name: UnsafePointer<CChar>, _ buf: UnsafeMutableRawPointer?, _ size: Int) -> Int {
         switch source {
         case .path(let p): return c_lgetxattr(p, name, buf, size)
         case .fd(let fd): return c_fgetxattr(fd, name, buf, size)
+        case .at(let dfd, let entry): return XattrAt.get(dfd, entry, name, buf, size)
         }
     }
     var names: [CChar] = []

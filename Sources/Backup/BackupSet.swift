@@ -38,23 +38,33 @@ package struct BackupSet {
             .sorted()
     }
 
+    /// "DEST/SET/ID.manifest", for messages.
+    package func manifestName(_ id: String) -> String { "\(location)/\(id).manifest" }
+
+    /// The manifest of backup `id`, whole, in memory (small manifests and tests).
+    /// - Throws: `ManifestError` (also when it holds another backup than `id`).
     package func loadManifest(_ id: String) throws -> Manifest {
         let bytes: [UInt8]
         do { bytes = try destination.readAll(manifestPath(id)) } catch {
-            throw ToolError("cannot read manifest \(location)/\(id).manifest: \(error)")
+            throw ManifestError(.unreadable("\(error)"), name: manifestName(id))
         }
-        return try Manifest.decode(bytes, name: "\(location)/\(id).manifest")
+        let m = try Manifest.decode(bytes, name: manifestName(id))
+        try checkID(m.header, id)
+        return m
     }
 
     /// The manifest of backup `id` as a stream of entries (format 3 is read member by member).
+    /// - Throws: `ManifestError` (also when it holds another backup than `id`).
     package func openManifest(_ id: String) throws -> ManifestReader {
         let r: any DestinationReader
         do { r = try destination.open(manifestPath(id)) } catch {
-            throw ToolError("cannot read manifest \(location)/\(id).manifest: \(error)")
+            throw ManifestError(.unreadable("\(error)"), name: manifestName(id))
         }
         do {
-            return try ManifestReader(size: r.size, name: "\(location)/\(id).manifest", read: { try r.read(at: $0, count: $1) },
-                                      onClose: { try? r.close() })
+            let m = try ManifestReader(size: r.size, name: manifestName(id), read: { try r.read(at: $0, count: $1) },
+                                       onClose: { try? r.close() })
+            try checkID(m.header, id)
+            return m
         } catch {
             try? r.close()
             throw error
@@ -63,54 +73,86 @@ package struct BackupSet {
 
     /// A manifest's header, checked (format 3: the header's own SHA-256, read from the end of
     /// the file; older formats: the whole file's checksum). The entries are not read.
+    /// - Throws: `ManifestError` (also when it holds another backup than `id`).
     package func loadHeader(_ id: String) throws -> ManifestHeader {
-        let name = "\(location)/\(id).manifest"
+        let name = manifestName(id)
         let r: any DestinationReader
         do { r = try destination.open(manifestPath(id)) } catch {
-            throw ToolError("cannot read manifest \(name): \(error)")
+            throw ManifestError(.unreadable("\(error)"), name: name)
         }
         defer { try? r.close() }
+        let header: ManifestHeader
         let head = try Manifest.readFully({ try r.read(at: $0, count: $1) }, at: 0, count: Manifest.magic3.count)
         if head == Manifest.magic3 {
-            return try Manifest.readHeader3(size: r.size, name: name) { try r.read(at: $0, count: $1) }.0
+            header = try Manifest.readHeader3(size: r.size, name: name) { try r.read(at: $0, count: $1) }.0
+        } else {
+            let bytes = try Manifest.readFully({ try r.read(at: $0, count: $1) }, at: 0, count: Int(r.size))
+            header = try Manifest.decodeHeader(bytes, name: name).0
         }
-        let bytes = try Manifest.readFully({ try r.read(at: $0, count: $1) }, at: 0, count: Int(r.size))
-        return try Manifest.decodeHeader(bytes, name: name).0
+        try checkID(header, id)
+        return header
     }
 
     /// A manifest's header: what cleanup and prune need from every manifest without reading
     /// their entries (format 1/2: the header JSON at the start, without the file's checksum).
+    /// - Throws: `ManifestError` (also when it holds another backup than `id`).
     package func peekHeader(_ id: String) throws -> ManifestHeader {
-        let r = try destination.open(manifestPath(id))
+        let name = manifestName(id)
+        let r: any DestinationReader
+        do { r = try destination.open(manifestPath(id)) } catch {
+            throw ManifestError(.unreadable("\(error)"), name: name)
+        }
         defer { try? r.close() }
         let magic = Manifest.magic
         let head = try r.read(at: 0, count: magic.count + 4)
+        let header: ManifestHeader
         if head.starts(with: Manifest.magic3) {
-            return try Manifest.readHeader3(size: r.size, name: "\(location)/\(id).manifest") { try r.read(at: $0, count: $1) }.0
+            header = try Manifest.readHeader3(size: r.size, name: name) { try r.read(at: $0, count: $1) }.0
+        } else {
+            guard head.count == magic.count + 4, Array(head.prefix(magic.count)) == magic else {
+                throw Manifest.damaged(name, "not a manifest file")
+            }
+            let len = head.suffix(4).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+            guard len > 0, len < 64 << 20 else { throw Manifest.damaged(name, "header length \(len)") }
+            var json: [UInt8] = []
+            while json.count < len {
+                let chunk = try r.read(at: UInt64(magic.count + 4 + json.count), count: len - json.count)
+                if chunk.isEmpty { throw Manifest.damaged(name, "truncated") }
+                json += chunk
+            }
+            do { header = try JSONDecoder().decode(ManifestHeader.self, from: Data(json)) } catch {
+                throw Manifest.damaged(name, "the header is not valid JSON")
+            }
         }
-        guard head.count == magic.count + 4, Array(head.prefix(magic.count)) == magic else {
-            throw ToolError("\(location)/\(id).manifest is not a manifest")
-        }
-        let len = head.suffix(4).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        guard len > 0, len < 64 << 20 else { throw ToolError("\(location)/\(id).manifest: header length \(len)") }
-        var json: [UInt8] = []
-        while json.count < len {
-            let chunk = try r.read(at: UInt64(magic.count + 4 + json.count), count: len - json.count)
-            if chunk.isEmpty { throw ToolError("\(location)/\(id).manifest is truncated") }
-            json += chunk
-        }
-        do { return try JSONDecoder().decode(ManifestHeader.self, from: Data(json)) } catch {
-            throw ToolError("\(location)/\(id).manifest: the header is not valid JSON")
-        }
+        try checkID(header, id)
+        return header
     }
 
-    /// Resolves "latest" or an id to a committed id.
+    /// A manifest is the backup its file name says, or it is damage.
+    private func checkID(_ header: ManifestHeader, _ id: String) throws {
+        guard header.id == id else { throw ManifestError(.wrongID(holds: header.id), name: manifestName(id)) }
+    }
+
+    /// Resolves "latest" or an id to a committed id. `latest` is the newest id present: when
+    /// that is not a sound committed backup (its manifest is gone and its archive is there, its
+    /// manifest holds another backup, its commit is not complete), it is refused rather than
+    /// silently meaning an older backup.
     package func resolve(_ spec: String?) throws -> String {
         let ids = try committedIDs()
         guard !ids.isEmpty else {
             throw ToolError("no backups in \(location). Check --to/--from and --name (default: this host's short name).")
         }
-        guard let spec, spec != "latest" else { return ids.last! }
+        guard let spec, spec != "latest" else {
+            let c = try contents()
+            guard let newest = c.newestID, let header = c.headers[newest], header.id == newest, !c.toComplete.contains(newest) else {
+                let why = c.damage.first { $0.id == c.newestID }?.description
+                    ?? (c.toComplete.contains(c.newestID ?? "") ? "its commit is not complete (its archive is still \(c.newestID ?? "").tar.gz.partial; the next hs-backup run completes it)"
+                        : "its manifest cannot be read")
+                throw ToolError("the newest backup in \(location), \(c.newestID ?? "?"), is not usable: \(why). `latest` would mean an older backup: "
+                                + "give --backup ID to use one (`hs-backup list` shows them) and run `hs-backup verify`.")
+            }
+            return newest
+        }
         guard ids.contains(spec) else {
             throw ToolError("backup \(spec) not found in \(location); `hs-backup list` shows the ids (\(ids.suffix(3).joined(separator: ", ")) are the newest).", exitCode: 2)
         }
@@ -121,53 +163,78 @@ package struct BackupSet {
     package struct Cleanup: Sendable, Equatable {
         /// Files removed (names in the set directory).
         package var removed: [String] = []
-        /// Things left alone that a person should look at (orphan archives, unreadable manifests).
+        /// Commits completed: `<id>.tar.gz.partial` renamed to `<id>.tar.gz` (its manifest was
+        /// committed when the run stopped).
+        package var completed: [String] = []
+        /// Things left alone that a person should look at (damage, unreadable manifests).
         package var warnings: [String] = []
     }
 
-    /// Removes what dead runs left behind: temporary files (`*.partial`, `*.tmp-*`), and an
-    /// archive that no committed manifest references AND that is newer than every committed
-    /// backup (a run that died between renaming its archive and writing its manifest).
-    ///
-    /// A committed manifest's whole chain is sacred: an archive that any readable manifest
-    /// references is never removed, whatever its own manifest's state. An unreferenced archive
-    /// older than the newest backup (an orphan: its manifest was removed by hand, or by a prune
-    /// that stopped half-way) is reported and kept. When a manifest cannot be read, no archive
-    /// is removed (what it references is unknown). Only call while holding the set's lock.
+    /// Finishes what dead runs left behind, removing only what is provably a leftover
+    /// (`SetContents`): a `.partial` file of a backup that was never committed, `*.tmp-*`. An
+    /// archive still named `<id>.tar.gz.partial` whose manifest is committed gets its final
+    /// name (the run stopped between the two renames). Anything else that no manifest accounts
+    /// for is damage: reported, never removed (a lost manifest must not cost its archive too).
+    /// Only call while holding the set's lock.
     package func cleanUpReport() throws -> Cleanup {
         var out = Cleanup()
-        guard let st = try destination.stat(name), st.kind == .directory else { return out }
-        let entries = try destination.list(name)
-        let committed = entries.filter { $0.kind == .file && $0.name.hasSuffix(".manifest") }
-            .map { String($0.name.dropLast(".manifest".count)) }.sorted()
-        var referenced = Set(committed)
-        var unreadable: [String] = []
-        for id in committed {
-            do { referenced.formUnion(try peekHeader(id).archives) } catch { unreadable.append(id) }
+        let c = try contents()
+        for id in c.toComplete {
+            try destination.rename(archivePath(id) + ".partial", to: archivePath(id))
+            out.completed.append(id)
         }
-        if !unreadable.isEmpty {
-            out.warnings.append("cannot read the manifest of \(unreadable.joined(separator: ", ")) in \(location): no archive is removed by this cleanup. Run `hs-backup verify`.")
+        for n in c.leftovers {
+            try destination.remove("\(name)/\(n)")
+            out.removed.append(n)
         }
-        let newest = committed.last
-        for e in entries where e.kind == .file {
-            let n = e.name
-            if n.hasSuffix(".partial") || n.contains(".tmp-") {
-                try destination.remove("\(name)/\(n)")
-                out.removed.append(n)
-                continue
-            }
-            guard n.hasSuffix(".tar.gz") else { continue }
-            let id = String(n.dropLast(".tar.gz".count))
-            if referenced.contains(id) { continue }
-            if unreadable.isEmpty, newest.map({ id > $0 }) ?? true {
-                try destination.remove("\(name)/\(n)")
-                out.removed.append(n)
-            } else {
-                out.warnings.append("archive \(location)/\(n) belongs to no backup (its manifest is gone and no backup reads it); it is kept. Remove it by hand if it is not needed.")
-            }
+        if !c.unreadable.isEmpty {
+            out.warnings.append("cannot read the manifest of \(c.unreadable.joined(separator: ", ")) in \(location); what it needs is unknown. Run `hs-backup verify`.")
         }
-        if !out.removed.isEmpty { try destination.syncDirectory(name) }
+        out.warnings += c.damage.map { "\($0) It is kept. Run `hs-backup verify`." }
+        if !out.removed.isEmpty || !out.completed.isEmpty { try destination.syncDirectory(name) }
         return out
+    }
+
+    /// What the set directory holds, judged (manifests' headers are read, entries are not).
+    package func contents() throws -> SetContents {
+        var c = SetContents()
+        guard let st = try destination.stat(name), st.kind == .directory else { return c }
+        let files = try destination.list(name).filter { $0.kind == .file }.map(\.name)
+        let manifests = files.filter { $0.hasSuffix(".manifest") }.map { String($0.dropLast(".manifest".count)) }.sorted()
+        for id in manifests {
+            do {
+                c.headers[id] = try peekHeader(id)
+            } catch let e as ManifestError where e.isDamage {
+                c.damage.append(SetDamage(id: id, file: "\(id).manifest", what: e.what))
+            } catch {
+                c.unreadable.append(id)
+            }
+        }
+        let referenced = Set(c.headers.values.flatMap(\.archives))
+        var present = Set(manifests)
+        for f in files {
+            if f.hasSuffix(".tar.gz") {
+                let id = String(f.dropLast(".tar.gz".count))
+                present.insert(id)
+                if !referenced.contains(id) && c.unreadable.isEmpty {
+                    c.damage.append(SetDamage(id: id, file: f, what: "archive \(location)/\(f) belongs to no backup: no manifest accounts for it"
+                                                + (manifests.contains(id) ? "" : " (its manifest \(id).manifest is missing)")))
+                }
+            } else if f.hasSuffix(".tar.gz.partial") {
+                let id = String(f.dropLast(".tar.gz.partial".count))
+                if c.headers[id]?.archive == id {
+                    c.toComplete.append(id)
+                    present.insert(id)
+                } else if !manifests.contains(id) {
+                    c.leftovers.append(f)
+                }
+            } else if f.hasSuffix(".partial") || f.contains(".tmp-") {
+                c.leftovers.append(f)
+            }
+        }
+        c.newestID = present.filter { BackupID.seconds(of: $0) != nil }.max()
+        c.damage.sort { $0.file < $1.file }
+        return c
     }
 
     /// Every backup id that has a file in the set directory: committed manifests, archives
@@ -247,4 +314,30 @@ package enum BackupID {
         tm.tm_hour = h; tm.tm_min = mi; tm.tm_sec = s
         return Int64(timegm(&tm))
     }
+}
+
+/// A set directory as `BackupSet.contents` judges it.
+package struct SetContents: Sendable {
+    /// Sound manifests' headers by id (their id is their file name).
+    package var headers: [String: ManifestHeader] = [:]
+    /// Manifests that could not be read now (I/O): nothing they need is judged.
+    package var unreadable: [String] = []
+    /// What no backup accounts for, or a manifest that is not the backup it names.
+    package var damage: [SetDamage] = []
+    /// Backups whose manifest is committed and whose archive still has its `.partial` name.
+    package var toComplete: [String] = []
+    /// Files that are provably leftovers of runs that never committed.
+    package var leftovers: [String] = []
+    /// The newest id that has a manifest or an archive.
+    package var newestID: String?
+}
+
+/// Damage in a set directory: reported by verify and list (exit 1), never cleaned up.
+package struct SetDamage: Sendable, Equatable, CustomStringConvertible {
+    /// The backup id the file names.
+    package var id: String
+    /// The file, in the set directory.
+    package var file: String
+    package var what: String
+    package var description: String { what + "." }
 }

@@ -18,8 +18,10 @@ import FoundationNetworking
 
 /// How a run ended, as the notifier reports it.
 package struct RunReport: Sendable {
-    /// True when the backup (or verify/prune) succeeded.
-    package var success: Bool
+    /// How it ended (`ExitStatus`: 3, committed with files missing, is a warning).
+    package var status: ExitStatus
+    /// True unless the run failed (a backup committed with files missing succeeded).
+    package var success: Bool { status.monitor != .failed }
     /// What ran, e.g. "hs-backup run" or "hs-backup verify".
     package var operation: String
     /// The backup set (usually the host name).
@@ -33,7 +35,11 @@ package struct RunReport: Sendable {
     package var attention = false
 
     package init(success: Bool, operation: String, set: String, message: String, duration: TimeInterval? = nil) {
-        self.success = success; self.operation = operation; self.set = set
+        self.init(status: success ? .success : .failure, operation: operation, set: set, message: message, duration: duration)
+    }
+
+    package init(status: ExitStatus, operation: String, set: String, message: String, duration: TimeInterval? = nil) {
+        self.status = status; self.operation = operation; self.set = set
         self.message = message; self.duration = duration
     }
 }
@@ -76,7 +82,7 @@ package struct Notifier: Sendable {
     /// - Returns: warnings for deliveries that failed (URLs redacted); empty when all went out.
     package func report(_ outcome: RunReport) -> [String] {
         var warnings: [String] = []
-        if let ntfyURL, !outcome.success || notifySuccess || outcome.attention {
+        if let ntfyURL, outcome.status.monitor != .ok || notifySuccess || outcome.attention {
             if let w = postNtfy(ntfyURL, outcome) { warnings.append(w) }
         }
         if let pingURL {
@@ -89,15 +95,17 @@ package struct Notifier: Sendable {
 
     /// The headers and body of the ntfy message for `outcome`.
     package static func ntfyMessage(_ outcome: RunReport) -> (headers: [String: String], body: String) {
-        let title = !outcome.success ? "\(outcome.operation) FAILED on \(outcome.set)"
+        let monitor = outcome.status.monitor
+        let title = monitor == .failed ? "\(outcome.operation) FAILED on \(outcome.set)"
+            : monitor == .warning ? "\(outcome.operation) OK, FILES MISSING on \(outcome.set)"
             : outcome.attention ? "\(outcome.operation) OK with warnings on \(outcome.set)"
             : "\(outcome.operation) OK on \(outcome.set)"
-        var body = outcome.message
+        var body = Self.plainText(outcome.message)
         if let d = outcome.duration { body += " (\(Int(d.rounded())) s)" }
         let headers = [
             "Title": asciiHeader(title),
-            "Priority": outcome.success ? "default" : "high",
-            "Tags": !outcome.success ? "rotating_light,floppy_disk" : outcome.attention ? "warning,floppy_disk" : "white_check_mark,floppy_disk",
+            "Priority": monitor == .ok ? "default" : "high",
+            "Tags": monitor == .failed ? "rotating_light,floppy_disk" : monitor == .warning || outcome.attention ? "warning,floppy_disk" : "white_check_mark,floppy_disk",
         ]
         return (headers, body)
     }
@@ -129,8 +137,9 @@ package struct Notifier: Sendable {
     package static func pushURL(_ url: String, _ outcome: RunReport) -> URL? {
         guard var c = URLComponents(string: url) else { return nil }
         var items = (c.queryItems ?? []).filter { !["status", "msg", "ping"].contains($0.name) }
-        var msg = outcome.success ? "OK" : "FAILED"
-        msg += ": " + outcome.message
+        // Kuma has up and down only: files missing (exit 3) is up, with the warning in the message.
+        var msg = outcome.status.monitor == .ok ? "OK" : outcome.status.monitor == .warning ? "WARNING: \(outcome.status.meaning)" : "FAILED"
+        msg += ": " + Self.plainText(outcome.message)
         if msg.count > 200 { msg = String(msg.prefix(197)) + "..." }
         items.append(URLQueryItem(name: "status", value: outcome.success ? "up" : "down"))
         items.append(URLQueryItem(name: "msg", value: msg))
@@ -195,6 +204,23 @@ package struct Notifier: Sendable {
         var out = text
         while let r = out.range(of: #"https?://[^\s"']+"#, options: .regularExpression) {
             out.replaceSubrange(r, with: redact(String(out[r])))
+        }
+        return out
+    }
+
+    /// The message with any control or bidi character that reached it escaped as in names
+    /// (`NameEscape`): names are escaped where they are put into messages; this keeps a
+    /// notification one honest text whatever slipped through (no forged lines, no escape
+    /// sequences in a phone's notification or a Kuma event).
+    static func plainText(_ s: String) -> String {
+        var out = ""
+        for u in s.unicodeScalars {
+            let v = u.value
+            if v < 0x20 || v == 0x7F || (0x80 ... 0x9F).contains(v) || (0x202A ... 0x202E).contains(v) || (0x2066 ... 0x2069).contains(v) {
+                out += NameEscape.escape(Array(String(u).utf8))
+            } else {
+                out.unicodeScalars.append(u)
+            }
         }
         return out
     }

@@ -51,7 +51,7 @@ package enum OpsCommands {
         }
         var attention: [String] = []
         let summary = try notifying(ops.notifier, operation: "hs-backup run", set: options.set, reporter: reporter,
-                                    attention: { _ in !attention.isEmpty }) {
+                                    attention: { _ in !attention.isEmpty }, status: { $0.exitStatus }) {
             var options = options
             var snapshots: SQLiteSnapshot?
             var provider: SQLiteCaptureProvider?
@@ -91,13 +91,14 @@ package enum OpsCommands {
     /// - Parameter body: returns the value and a one-line message for the notification.
     package static func notifying<T>(_ notifier: Notifier, operation: String, set: String, reporter: Reporter,
                                      ok: (T) -> Bool = { _ in true }, attention: (T) -> Bool = { _ in false },
+                                     status: (T) -> ExitStatus? = { _ in nil },
                                      _ body: () throws -> (T, String)) throws -> T {
         do { try notifier.validate() } catch let e as NotifierUsageError { throw ToolError.usage(e.description) }
         let started = Date()
         do {
             let (value, message) = try body()
-            var report = RunReport(success: ok(value), operation: operation, set: set, message: HumanError.scrub(message),
-                                   duration: Date().timeIntervalSince(started))
+            var report = RunReport(status: status(value) ?? (ok(value) ? .success : .failure), operation: operation, set: set,
+                                   message: HumanError.scrub(message), duration: Date().timeIntervalSince(started))
             report.attention = attention(value)
             for w in notifier.report(report) { reporter.warning(w) }
             return value

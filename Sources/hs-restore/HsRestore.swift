@@ -14,7 +14,7 @@ struct HsRestore: ToolCommand {
         (any POSIX/GNU tar.gz, extracted with the same hostile-archive rules).
         DEST is an absolute directory or an nfs://SERVER/EXPORT/PATH URL, as for hs-backup; an empty or \
         misspelled DEST exits 2. --json prints one object, also on failure: {"error": "...", "exit_code": N}.
-        Exit codes: 0 success, 1 the restore failed, 2 bad usage.
+        Exit codes: 0 success, 1 the restore failed, 2 bad usage. \(ExitStatus.onlyBackupRun)
 
         Examples:
           hs-restore --from nfs://truenas/mnt/tank/backups --name io --to /opt/appdata.new
@@ -54,6 +54,9 @@ struct HsRestore: ToolCommand {
 
     func validate() throws {
         if (from == nil) == (archive == nil) { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }
+        for (option, value) in [("--to", to), ("--from", from), ("--archive", archive)] where value?.isEmpty == true {
+            throw ValidationError("\(option) is empty: give \(option == "--to" ? "the directory to restore into, e.g. --to /opt/appdata.new" : option == "--from" ? "the backup destination, e.g. --from /mnt/backups" : "the tar.gz file to extract, e.g. --archive /mnt/backups/io/20261127T030000Z.tar.gz").")
+        }
     }
 
     func run() async throws {

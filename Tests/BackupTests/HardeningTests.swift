@@ -9,6 +9,7 @@
 import Foundation
 import Testing
 import Archive
+import BackupOps
 @testable import Backup
 import Storage
 import Support
@@ -601,5 +602,76 @@ struct IDRuleTests {
         #expect(daily.keep.filter { $0.reasons.contains(.daily) }.map(\.id) == ["20261202T030001Z", "20261201T030000Z"])
         #expect(daily.remove == ["20261130T030000Z"])
         #expect(Retention.calendarDates(items)["20261202T030001Z"] == Self.t("20261202T030000Z"))
+    }
+}
+
+@Suite("Issue 23: extended attributes through the directory descriptor", .serialized)
+struct XattrAtTests {
+    /// Kernels before 6.13 (Debian 12: 6.1, Proxmox 8: 6.8) have no listxattrat/getxattrat:
+    /// the scan and the reads go through /proc/self/fd/<dir>/<name> instead. Both ways give
+    /// the same hashes, and the archive's headers carry the attributes.
+    @Test("xattrs are read relative to the scanned directory, also through /proc/self/fd (forced)")
+    func procFallback() throws {
+        let work = try TempDir("hs-xattrat")
+        let src = work.sub("src")
+        try FileManager.default.createDirectory(atPath: src + "/d", withIntermediateDirectories: true)
+        try Hardening.write(src + "/d/f", "content\n")
+        #expect(symlink("f", src + "/d/l") == 0)
+        _ = try Subprocess.checked(["setfattr", "-n", "user.dir", "-v", "D", src + "/d"])
+        _ = try Subprocess.checked(["setfattr", "-n", "user.file", "-v", "F", src + "/d/f"])
+        _ = try Subprocess.checked(["setfattr", "-h", "-n", "trusted.link", "-v", "L", src + "/d/l"])
+        func hashes() throws -> [String: UInt64] {
+            let r = try Scanner(root: src, excludes: ExcludeSet(patterns: [])).scan()
+            return Dictionary(uniqueKeysWithValues: (0 ..< r.table.count).map { i in
+                let e = r.table.entry(i)
+                return (String(decoding: r.table.pathBytes(e), as: UTF8.self), e.xattrHash)
+            })
+        }
+        let direct = try hashes()
+        XattrAt.forceProcFallback.store(true, ordering: .relaxed)
+        defer { XattrAt.forceProcFallback.store(false, ordering: .relaxed) }
+        let viaProc = try hashes()
+        #expect(direct == viaProc)
+        for p in ["d", "d/f", "d/l"] { #expect((viaProc[p] ?? 0) != 0, "\(p) has xattrs") }
+        let dest = work.sub("dest")
+        let summary = try BackupRunner(options: BackupOptions(source: src, destination: LocalDestination(root: dest), set: "t"),
+                                       reporter: quiet).run()
+        #expect(summary.missing.count == 0)
+        let archive = try #require(try archives(in: dest).first)
+        let py = try Subprocess.checked(["python3", "-c", """
+            import tarfile, sys
+            for m in tarfile.open(sys.argv[1]):
+                x = sorted(k for k in m.pax_headers if k.startswith("SCHILY.xattr."))
+                if x: print(m.name, ",".join(x))
+            """, archive])
+        #expect(py.stdout.contains("d SCHILY.xattr.user.dir") || py.stdout.contains("d/ SCHILY.xattr.user.dir"), "\(py.stdout)")
+        #expect(py.stdout.contains("d/f SCHILY.xattr.user.file"), "\(py.stdout)")
+        #expect(py.stdout.contains("d/l SCHILY.xattr.trusted.link"), "\(py.stdout)")
+        let m = try Hardening.manifest(dest, summary.id)
+        for item in m.items() where ["d", "d/f", "d/l"].contains(String(decoding: item.path, as: UTF8.self)) {
+            #expect(item.xattrHash == viaProc[String(decoding: item.path, as: UTF8.self)])
+        }
+        let v = try Tools.run("hs-backup", ["verify", "--to", dest, "--name", "t"])
+        #expect(v.status == 0, "\(v.stdout) \(v.stderr)")
+    }
+}
+
+@Suite("Issue 23: exit 3 for monitors")
+struct ExitStatusTests {
+    @Test("exit 3 (committed, files missing) is a warning: ntfy posts it without --notify-success, Kuma stays up")
+    func filesMissingIsAWarning() throws {
+        #expect(ExitStatus.filesMissing.monitor == .warning && ExitStatus.success.monitor == .ok && ExitStatus.failure.monitor == .failed)
+        let server = try OpsHTTPRecorder()
+        let n = Notifier(ntfyURL: server.base + "/topic", pingURL: server.base + "/api/push/T")
+        let report = RunReport(status: .filesMissing, operation: "hs-backup run", set: "io",
+                               message: "backup X of 10 files; committed, 1 file missing (left out: a\u{1B}[31m\nFORGED)", duration: 2)
+        #expect(n.report(report).isEmpty)
+        let post = try #require(server.requests.first { $0.method == "POST" })
+        #expect(post.headers["title"] == "hs-backup run OK, FILES MISSING on io")
+        #expect(post.headers["priority"] == "high" && post.headers["tags"]?.contains("warning") == true)
+        #expect(!post.body.contains("\u{1B}") && !post.body.contains("\n"), "\(post.body.debugDescription)")
+        let ping = try #require(server.requests.first { $0.method == "GET" })
+        #expect(ping.query["status"] == "up")
+        #expect(ping.query["msg"]?.hasPrefix("WARNING: committed, files missing: ") == true, "\(ping.query)")
     }
 }
