@@ -38,7 +38,10 @@ let package = Package(
         .target(name: "NFS", dependencies: ["CNFS"], swiftSettings: swiftSettings),
         .target(name: "Archive", dependencies: ["Gzip", "Support"], swiftSettings: swiftSettings),
         .target(name: "Storage", dependencies: ["NFS", "Support"], swiftSettings: swiftSettings),
-        .target(name: "Backup", dependencies: ["Archive", "Storage", "Gzip", "Support"],
+        // The age format (age-encryption.org/v1) as byte streams over Storage's readers and
+        // writers; its primitives come from libcrypto through Support.
+        .target(name: "Crypto", dependencies: ["Storage", "Support"], swiftSettings: swiftSettings),
+        .target(name: "Backup", dependencies: ["Archive", "Crypto", "Storage", "Gzip", "Support"],
                 swiftSettings: swiftSettings),
         // Backup operations around a run: SQLite capture, --stop-stacks (docker), ntfy/Uptime Kuma
         // notifications (HTTP), signal handling, prune. Backup itself knows nothing of Docker or HTTP.
@@ -72,6 +75,8 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Support"], path: "Tests/TestSupport",
                 swiftSettings: swiftSettings),
         .testTarget(name: "SupportTests", dependencies: ["Support", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "CryptoTests", dependencies: ["Crypto", "Storage", "TestSupport"], exclude: ["CCTV"],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "GzipTests", dependencies: ["Gzip", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "NFSTests", dependencies: ["NFS", "Storage", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "Gzip", "TestSupport"], exclude: ["hostile.py", "wild.py", "defects.py"],

@@ -137,12 +137,12 @@ package final class ArchiveWriter {
         let contentPath = String(decoding: contentPathBytes, as: UTF8.self)  // for messages
         let fd = Self.openForReading(contentPathBytes.map { CChar(bitPattern: $0) } + [0])
         if fd < 0 {
-            throw ArchiveError(.io, entry: entry.path, "open('\(contentPath)') failed: \(String(cString: strerror(errno)))")
+            throw ArchiveError(.io, entry: entry.path, "open('\(contentPath)') failed: \(Sys.strerror(errno))")
         }
         defer { close(fd) }
         let r = try add(entry, contentFD: fd)
         if let e = r.readErrno {
-            throw ArchiveError(.io, entry: entry.path, "read('\(contentPath)') failed after \(r.bytesRead) bytes: \(String(cString: strerror(e)))")
+            throw ArchiveError(.io, entry: entry.path, "read('\(contentPath)') failed after \(r.bytesRead) bytes: \(Sys.strerror(e))")
         }
         return r
     }
@@ -218,9 +218,8 @@ package final class ArchiveWriter {
             let dst = chunk.tail(reserving: want + 1)
             var got = 0
             while !eof && got < want {
-                let n = offset == 0 && probeGrowth ? Glibc.read(fd, dst + got, ask - got) : pread(fd, dst + got, ask - got, off_t(position) + off_t(got))
+                let n = Sys.retry { offset == 0 && probeGrowth ? Glibc.read(fd, dst + got, ask - got) : pread(fd, dst + got, ask - got, off_t(position) + off_t(got)) }
                 if n < 0 {
-                    if errno == EINTR { continue }
                     result.readErrno = errno
                     eof = true
                     break
@@ -264,7 +263,7 @@ package final class ArchiveWriter {
     /// directory are opened without a walk of their absolute path each.
     package static func prefetch(directory: Int32, name: UnsafePointer<CChar>, size: UInt64,
                                  detectIncompressible: Bool = true) -> Result<PrefetchedContent, PrefetchError> {
-        var fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | LinuxConst.O_NOATIME)
+        var fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | Sys.O_NOATIME)
         if fd < 0 && errno == EPERM { fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
         return prefetch(fd: fd, size: size, detectIncompressible: detectIncompressible)
     }
@@ -286,8 +285,8 @@ package final class ArchiveWriter {
         // when the size is right (a million small files, a million system calls); the fstat
         // below tells if the file grew after all.
         while got <= want {
-            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, want + 1 - got) }
-            if n < 0 { if errno == EINTR { continue }; return .failure(PrefetchError(errno: errno)) }
+            let n = Sys.retry { bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, want + 1 - got) } }
+            if n < 0 { return .failure(PrefetchError(errno: errno)) }
             if n == 0 { break }
             got += n
             if got == want { break }
@@ -416,7 +415,7 @@ package final class ArchiveWriter {
     }
 
     private static func openForReading(_ path: UnsafePointer<CChar>) -> Int32 {
-        var fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | LinuxConst.O_NOATIME)
+        var fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | Sys.O_NOATIME)
         if fd < 0 && errno == EPERM { fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
         return fd
     }

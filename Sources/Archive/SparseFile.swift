@@ -22,9 +22,6 @@ import Support
 /// `ManifestEntry.flagSparse` carries this hash; verify and restore compute it from the
 /// member's map and data.
 package enum SparseFile {
-    /// Linux `SEEK_DATA` and `SEEK_HOLE` (not in Swift's Glibc import).
-    static let seekData: Int32 = 3
-    static let seekHole: Int32 = 4
     /// Regions above this count: the file is archived as a plain member (its holes read).
     package static let maxRegions = 4096
     /// Smaller files are archived as plain members, holes and all.
@@ -37,21 +34,18 @@ package enum SparseFile {
     package static func dataRegions(_ fd: Int32, size: UInt64, allocatedBytes: UInt64) -> [SparseRegion]? {
         guard size >= minSize, allocatedBytes < size, size < UInt64(Int64.max) else { return nil }
         var regions: [SparseRegion] = []
-        var at = 0
-        let end = Int(size)
-        while at < end {
-            let data = lseek(fd, at, Self.seekData)
-            if data < 0 {
-                if errno == ENXIO { break }     // no data after `at`: a hole to the end
-                return nil                       // EINVAL: the file system cannot say
+        var at: UInt64 = 0
+        do {
+            while at < size {
+                // nil: no data after `at`, a hole to the end.
+                guard let data = try Sys.nextData(fd, from: at), data < size else { break }
+                let hole = min(try Sys.nextHole(fd, from: data), size)
+                regions.append(SparseRegion(offset: data, length: hole - data))
+                if regions.count > maxRegions { return nil }
+                at = hole
             }
-            if data >= end { break }
-            var hole = lseek(fd, data, Self.seekHole)
-            if hole < 0 { return nil }
-            hole = min(hole, end)
-            regions.append(SparseRegion(offset: UInt64(data), length: UInt64(hole - data)))
-            if regions.count > maxRegions { return nil }
-            at = hole
+        } catch {
+            return nil   // EINVAL: the file system cannot say
         }
         let data = regions.reduce(UInt64(0)) { $0 + $1.length }
         return data < size ? regions : nil

@@ -248,7 +248,7 @@ package final class BackupRunner {
                     case .failure(let f): slots.set(k, .failure(f))
                     case .success(let (fd, _)):
                         let read = ArchiveWriter.read(openFile: fd, size: work[k].size, detectIncompressible: detect)
-                        close(fd)
+                        Sys.close(fd)
                         slots.set(k, read.mapError { LeftOutError(why: .unreadable(errno: $0.errno)) })
                     }
                 }
@@ -323,6 +323,15 @@ package final class BackupRunner {
                   exitCode: exitCode)
     }
 
+    /// The parent's keyless index, whose archive sizes and hashes the new index carries on;
+    /// nil (with a warning when it exists but is damaged) makes those archives' hashes unknown.
+    private func previousIndexForCommit(_ set: BackupSet, _ id: String) -> BackupIndex? {
+        do { return try set.readIndex(id) } catch {
+            note("\(error) The new backup's index records the archives it shares with \(id) without their hashes.")
+            return nil
+        }
+    }
+
     /// Thrown by `runLocked` when the previous manifest turns out damaged part way through
     /// (its header was fine): `run()` starts again as a full backup.
     private struct PreviousManifestDamaged: Error { var error: any Error }
@@ -332,15 +341,18 @@ package final class BackupRunner {
         let dest = options.destination
         let (previous, full) = openPrevious(set, previousIDs, started: started, ignoringPrevious: ignoringPrevious)
         let prevHeader = previous?.header
+        let previousIndex = prevHeader.flatMap { previousIndexForCommit(set, $0.id) }
         trace("previous manifest opened")
 
         // The manifest is written as the tree is walked, under a temporary name; renamed
         // (the commit) only after the archive is complete and synced.
         let manifestPartial = set.manifestPath(id) + ".partial"
-        let manifestFile: any DestinationWriter
+        let manifestFile: HashingWriter
         let manifestCleanup: Int
         do {
-            (manifestFile, manifestCleanup) = try createRemovedOnSignal(dest, manifestPartial)
+            let created: any DestinationWriter
+            (created, manifestCleanup) = try createRemovedOnSignal(dest, manifestPartial)
+            manifestFile = HashingWriter(created)
         } catch {
             throw nothingCommitted(set, ": cannot create \(dest.displayName)/\(manifestPartial)", error)
         }
@@ -370,17 +382,22 @@ package final class BackupRunner {
             try pass.manifest!.finish(header: header)
             try manifestFile.sync()
             try manifestFile.close()
+            // The keyless index, as `<id>.index.partial` until the commit (like the archive).
+            try set.writeIndex(set.indexForCommit(header: header, written: pass.storedArchive, manifest: manifestFile.stored(as: id),
+                                                  previous: previousIndex))
             try dest.rename(manifestPartial, to: set.manifestPath(id))
             committed = true
         } catch {
             pass.abandonArchive()
+            try? dest.remove(set.indexPath(id) + ".partial")
             throw nothingCommitted(set, " while writing the manifest", error)
         }
-        // Committed: the archive gets its final name (a run stopped before this is completed
-        // by the next cleanup; until then its `.partial` name marks what is provably a leftover).
-        if let a = pass.archiveID {
-            do { try dest.rename(set.archivePath(a) + ".partial", to: set.archivePath(a)) } catch {
-                note("backup \(id) is committed, but its archive could not be renamed from \(a).tar.gz.partial (\(error)); the next hs-backup run or prune completes it")
+        // Committed: the archive and the index get their final names (a run stopped before this
+        // is completed by the next cleanup; until then the `.partial` names mark what is
+        // provably a leftover).
+        for (from, to) in [pass.archiveID.map { set.archivePath($0) }, set.indexPath(id)].compactMap({ $0 }).map({ ($0 + ".partial", $0) }) {
+            do { try dest.rename(from, to: to) } catch {
+                note("backup \(id) is committed, but \(from) could not be renamed (\(error)); the next hs-backup run or prune completes it")
             }
         }
         try? dest.syncDirectory(options.set)

@@ -183,6 +183,10 @@ package struct BackupSet {
             try destination.rename(archivePath(id) + ".partial", to: archivePath(id))
             out.completed.append(id)
         }
+        for id in c.indexesToComplete {
+            try destination.rename(indexPath(id) + ".partial", to: indexPath(id))
+            if !out.completed.contains(id) { out.completed.append(id) }
+        }
         for n in c.leftovers {
             try destination.remove("\(name)/\(n)")
             out.removed.append(n)
@@ -227,6 +231,18 @@ package struct BackupSet {
                     present.insert(id)
                 } else if !manifests.contains(id) {
                     c.leftovers.append(f)
+                }
+            } else if f.hasSuffix(".index.partial") {
+                let id = String(f.dropLast(".index.partial".count))
+                if c.headers[id] != nil {
+                    c.indexesToComplete.append(id)
+                } else if !manifests.contains(id) {
+                    c.leftovers.append(f)
+                }
+            } else if f.hasSuffix(".index") {
+                let id = String(f.dropLast(".index".count))
+                if !manifests.contains(id) {
+                    c.damage.append(SetDamage(id: id, file: f, what: "index \(location)/\(f) belongs to no backup (its manifest \(id).manifest is missing)"))
                 }
             } else if f.hasSuffix(".partial") || f.contains(".tmp-") {
                 c.leftovers.append(f)
@@ -326,6 +342,8 @@ package struct SetContents: Sendable {
     package var damage: [SetDamage] = []
     /// Backups whose manifest is committed and whose archive still has its `.partial` name.
     package var toComplete: [String] = []
+    /// Backups whose manifest is committed and whose keyless index still has its `.partial` name.
+    package var indexesToComplete: [String] = []
     /// Files that are provably leftovers of runs that never committed.
     package var leftovers: [String] = []
     /// The newest id that has a manifest or an archive.

@@ -26,7 +26,7 @@ package enum LeftOut: Sendable, Equatable {
     package var reason: String {
         switch self {
         case .vanished: "disappeared while the backup ran"
-        case .unreadable(let e): "cannot be read: " + String(cString: strerror(e))
+        case .unreadable(let e): "cannot be read: " + Sys.strerror(e)
         case .replaced(let now): "was replaced by \(now) while the backup ran"
         }
     }
@@ -54,10 +54,9 @@ package enum LeftOut: Sendable, Equatable {
 
     /// A file opened for reading checked against the scan: nil when it is the file the scan
     /// saw (same device and inode, a regular file); otherwise why it is left out.
-    package static func check(_ st: stat, against identity: ScanIdentity) -> LeftOut? {
-        let kind = st.st_mode & S_IFMT
-        if kind != S_IFREG { return .replaced(now: kindName(kind)) }
-        if UInt64(st.st_dev) != identity.dev || UInt64(st.st_ino) != identity.ino { return .replaced(now: "another file") }
+    package static func check(_ st: FileStat, against identity: ScanIdentity) -> LeftOut? {
+        if !st.isRegular { return .replaced(now: kindName(mode_t(st.type))) }
+        if st.dev != identity.dev || st.ino != identity.ino { return .replaced(now: "another file") }
         return nil
     }
 

@@ -106,18 +106,18 @@ package final class Scanner {
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
             let err = errno
-            throw ToolError("cannot read source directory \(root): \(String(cString: strerror(err))). Check the path given to --source.")
+            throw ToolError("cannot read source directory \(root): \(Sys.strerror(err)). Check the path given to --source.")
         }
         var rootStat = stat()
         guard fstat(fd, &rootStat) == 0 else {
             close(fd)
-            throw ToolError("cannot stat source directory \(root): \(String(cString: strerror(errno))). Check the path given to --source.")
+            throw ToolError("cannot stat source directory \(root): \(Sys.strerror(errno)). Check the path given to --source.")
         }
         let rootDev = UInt64(rootStat.st_dev)
         let rootDir = DirectoryHandle(fd: fd)
         var rootNames: [DirectoryName] = []
         if let err = DirectoryReader.readNames(fd, into: &rootNames) {
-            throw ToolError("cannot read source directory \(root): \(String(cString: strerror(err))). Check the path given to --source.")
+            throw ToolError("cannot read source directory \(root): \(Sys.strerror(err)). Check the path given to --source.")
         }
         let names = rootNames
         let counter = ScanCounter(progress: progress)
@@ -499,7 +499,7 @@ final class ScanWorker: @unchecked Sendable {
     func readNames(_ fd: Int32, path: @autoclosure () -> String) -> [DirectoryName] {
         var names: [DirectoryName] = []
         if let err = DirectoryReader.readNames(fd, into: &names, buffer: &direntBuffer) {
-            warn("cannot read directory \(path()): \(String(cString: strerror(err))); its contents are not in this backup")
+            warn("cannot read directory \(path()): \(Sys.strerror(err)); its contents are not in this backup")
         }
         return names
     }
@@ -571,7 +571,7 @@ final class ScanWorker: @unchecked Sendable {
             let rc = pathBuf.withUnsafeBufferPointer { fstatat(dfd, $0.baseAddress! + nameStart, &st, AT_SYMLINK_NOFOLLOW) }
             if rc != 0 {
                 let err = errno
-                if err != ENOENT { warn("cannot stat \(currentPath(fullLength)): \(String(cString: strerror(err))); skipped") }
+                if err != ENOENT { warn("cannot stat \(currentPath(fullLength)): \(Sys.strerror(err)); skipped") }
                 return nil
             }
         }
@@ -643,7 +643,7 @@ final class ScanWorker: @unchecked Sendable {
             dirFd = -1
             if cfd < 0 {
                 let err = errno
-                warn("cannot read directory \(currentPath(fullLength)): \(String(cString: strerror(err))); its contents are not in this backup")
+                warn("cannot read directory \(currentPath(fullLength)): \(Sys.strerror(err)); its contents are not in this backup")
                 return nil
             }
             if mountPoint && context.oneFileSystem { close(cfd); return nil }

@@ -23,24 +23,28 @@ struct SourceFile: Sendable {
     }
 
     static let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC
-    /// Linux `O_NOATIME` (not in Swift's Glibc import).
-    static let noatime: Int32 = 0o1000000
 
     /// Opens the regular file for reading and checks it is the one the scan saw.
     /// - Returns: the descriptor (the caller closes it) and its `fstat`, or why it is left out.
-    func open() -> Result<(fd: Int32, stat: stat), LeftOutError> {
-        var fd = name.withUnsafeBufferPointer { openat(parent.fd, $0.baseAddress!, Self.flags | Self.noatime) }
-        // O_NOATIME is refused (EPERM) on files another user owns, unless root.
-        if fd < 0 && errno == EPERM { fd = name.withUnsafeBufferPointer { openat(parent.fd, $0.baseAddress!, Self.flags) } }
-        if fd < 0 { return .failure(LeftOutError(why: LeftOut.fromOpen(errno: errno))) }
-        var st = stat()
-        if fstat(fd, &st) != 0 {
-            let err = errno
-            close(fd)
-            return .failure(LeftOutError(why: .unreadable(errno: err)))
+    func open() -> Result<(fd: Int32, stat: FileStat), LeftOutError> {
+        let fd: Int32
+        do {
+            do {
+                fd = try name.withUnsafeBufferPointer { n throws(SysError) in try Sys.openat(parent.fd, n.baseAddress!, Self.flags | Sys.O_NOATIME) }
+            } catch where error.errno == EPERM {
+                // O_NOATIME is refused (EPERM) on files another user owns, unless root.
+                fd = try name.withUnsafeBufferPointer { n throws(SysError) in try Sys.openat(parent.fd, n.baseAddress!, Self.flags) }
+            }
+        } catch {
+            return .failure(LeftOutError(why: LeftOut.fromOpen(errno: error.errno)))
+        }
+        let st: FileStat
+        do { st = try Sys.fstat(fd) } catch {
+            Sys.close(fd)
+            return .failure(LeftOutError(why: .unreadable(errno: error.errno)))
         }
         if let why = LeftOut.check(st, against: identity) {
-            close(fd)
+            Sys.close(fd)
             return .failure(LeftOutError(why: why))
         }
         return .success((fd, st))
@@ -49,10 +53,12 @@ struct SourceFile: Sendable {
     /// `fstatat` of the entry (a final symlink not followed) checked against the scan's
     /// device and inode (any type): nil when it is still the entry the scan saw.
     func replacedSinceScan() -> LeftOut? {
-        var st = stat()
-        let rc = name.withUnsafeBufferPointer { fstatat(parent.fd, $0.baseAddress!, &st, AT_SYMLINK_NOFOLLOW) }
-        if rc != 0 { return errno == ENOENT ? .vanished : .unreadable(errno: errno) }
-        if UInt64(st.st_dev) != identity.dev || UInt64(st.st_ino) != identity.ino { return .replaced(now: LeftOut.kindName(st.st_mode & S_IFMT)) }
+        let st: FileStat?
+        do { st = try name.withUnsafeBufferPointer { n throws(SysError) in try Sys.fstatat(parent.fd, n.baseAddress!) } } catch {
+            return .unreadable(errno: error.errno)
+        }
+        guard let st else { return .vanished }
+        if st.dev != identity.dev || st.ino != identity.ino { return .replaced(now: LeftOut.kindName(mode_t(st.type))) }
         return nil
     }
 
@@ -71,14 +77,14 @@ struct SourceFile: Sendable {
     /// (or is no longer the file the scan saw).
     func contentHash(sparse: Bool) -> Digest? {
         guard case .success(let (fd, st)) = open() else { return nil }
-        defer { close(fd) }
-        let size = UInt64(clamping: st.st_size)
+        defer { Sys.close(fd) }
+        let size = st.size
         var buf = [UInt8](repeating: 0, count: 256 * 1024)
         func readAll(from: UInt64, count: UInt64, _ body: (UnsafeRawBufferPointer) -> Void) -> Bool {
             var at = from, left = count
             while left > 0 {
-                let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, Int(min(UInt64($0.count), left)), off_t(at)) }
-                if n < 0 { if errno == EINTR { continue }; return false }
+                let n = buf.withUnsafeMutableBytes { b in Sys.retry { pread(fd, b.baseAddress!, Int(min(UInt64(b.count), left)), off_t(at)) } }
+                if n < 0 { return false }
                 if n == 0 { return false }
                 buf.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0 ..< n])) }
                 at += UInt64(n); left -= UInt64(n)
@@ -86,7 +92,7 @@ struct SourceFile: Sendable {
             return true
         }
         if sparse {
-            let map = SparseFile.dataRegions(fd, size: size, allocatedBytes: UInt64(st.st_blocks) * 512) ?? [SparseRegion(offset: 0, length: size)]
+            let map = SparseFile.dataRegions(fd, size: size, allocatedBytes: st.blocks * 512) ?? [SparseRegion(offset: 0, length: size)]
             var h = SparseHash(map: map, realSize: size)
             for r in SparseFile.canonical(map) { guard readAll(from: r.offset, count: r.length, { h.update($0) }) else { return nil } }
             return Digest(h.finalize())

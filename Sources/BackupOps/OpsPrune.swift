@@ -95,7 +95,7 @@ package enum Pruner {
         let sizes = Dictionary((try? set.destination.list(set.name))?.map { ($0.name, $0.size) } ?? [], uniquingKeysWith: { a, _ in a })
         func entry(_ id: String, _ reasons: [String]) -> PruneEntry {
             let h = headers[id]
-            let bytes = (sizes["\(id).tar.gz"] ?? 0) + (sizes["\(id).manifest"] ?? 0)
+            let bytes = (sizes["\(id).tar.gz"] ?? 0) + (sizes["\(id).manifest"] ?? 0) + (sizes["\(id).index"] ?? 0)
             return PruneEntry(id: id, time: h.map { Format.time($0.started) } ?? "?", kind: h?.kind ?? "unreadable",
                               reasons: reasons, bytes: bytes)
         }
@@ -112,11 +112,12 @@ package enum Pruner {
                 // provably a leftover, which the next cleanup removes. Never an archive that no
                 // manifest accounts for (that is damage, kept and reported).
                 do {
-                    let hasArchive = (try set.destination.stat(set.archivePath(id))) != nil
-                    if hasArchive { try set.destination.rename(set.archivePath(id), to: set.archivePath(id) + ".partial") }
+                    // Its archive and keyless index, whichever it has.
+                    let files = try [set.archivePath(id), set.indexPath(id)].filter { try set.destination.stat($0) != nil }
+                    for f in files { try set.destination.rename(f, to: f + ".partial") }
                     try set.destination.remove(set.manifestPath(id))
                     try set.destination.syncDirectory(set.name)
-                    if hasArchive { try set.destination.remove(set.archivePath(id) + ".partial") }
+                    for f in files { try set.destination.remove(f + ".partial") }
                 } catch {
                     throw ToolError("prune stopped at backup \(id) in \(set.location): \(error). \(removed.count) newer backups were removed before it; every remaining backup is complete. Fix the cause and run prune again.")
                 }

@@ -1,9 +1,11 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <errno.h>
+#include <malloc.h>
 #include <spawn.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 #include "cshims.h"
 
@@ -28,31 +30,22 @@ long cshims_listxattrat_nofollow(int dfd, const char *name, char *list, unsigned
 #endif
 }
 
-#ifndef SYS_getxattrat
-#if defined(__x86_64__) || defined(__aarch64__)
-#define SYS_getxattrat 464
-#endif
-#endif
 
-/* struct xattr_args of linux/xattr.h (6.13+). */
-struct cshims_xattr_args {
-    unsigned long long value;
-    unsigned int size;
-    unsigned int flags;
-};
+long cshims_getdents64(int fd, void *buffer, size_t length) { return getdents64(fd, buffer, length); }
 
-long cshims_getxattrat_nofollow(int dfd, const char *name, const char *attr, void *value, unsigned long size) {
-#ifdef SYS_getxattrat
-    struct cshims_xattr_args args = { (unsigned long long)(unsigned long)value, (unsigned int)size, 0 };
-    return syscall(SYS_getxattrat, dfd, name, AT_SYMLINK_NOFOLLOW, attr, &args, sizeof(args));
-#else
-    errno = ENOSYS;
-    return -1;
-#endif
+int cshims_malloc_trim(size_t pad) { return malloc_trim(pad); }
+
+int cshims_fallocate(int fd, int mode, long long offset, long long length) {
+    return fallocate(fd, mode, (off_t)offset, (off_t)length);
 }
 
-long cshims_llistxattr(const char *path, char *list, unsigned long size) { return llistxattr(path, list, size); }
-
-long cshims_lgetxattr(const char *path, const char *attr, void *value, unsigned long size) {
-    return lgetxattr(path, attr, value, size);
-}
+int cshims_o_path(void) { return O_PATH; }
+int cshims_o_noatime(void) { return O_NOATIME; }
+int cshims_o_tmpfile(void) { return O_TMPFILE; }
+int cshims_at_empty_path(void) { return AT_EMPTY_PATH; }
+long cshims_utime_now(void) { return UTIME_NOW; }
+long cshims_utime_omit(void) { return UTIME_OMIT; }
+int cshims_falloc_punch_hole(void) { return FALLOC_FL_PUNCH_HOLE; }
+int cshims_falloc_keep_size(void) { return FALLOC_FL_KEEP_SIZE; }
+int cshims_seek_data(void) { return SEEK_DATA; }
+int cshims_seek_hole(void) { return SEEK_HOLE; }

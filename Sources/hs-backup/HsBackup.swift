@@ -10,11 +10,13 @@ import Support
 struct HsBackup: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "hs-backup",
-        abstract: "Back up /opt/appdata as tar+gzip to a directory or an nfs:// export, incrementally.",
+        abstract: "Back up /opt/appdata as tar+gzip to a directory, an nfs:// export or an rclone remote, incrementally.",
         discussion: """
         DEST is an absolute directory or an nfs://SERVER/EXPORT/PATH URL (NFSv3 through libnfs; URL \
-        arguments: nfsport=, mountport=, uid=, gid=, timeout=SECONDS). An empty or misspelled DEST \
-        (NFS://, nfs:/x, nfs//x) or, outside a terminal, a relative path is refused with exit 2.
+        arguments: nfsport=, mountport=, uid=, gid=, timeout=SECONDS), or rclone:REMOTE:PATH: any remote of the \
+        rclone program (S3, B2, SFTP, WebDAV, ...; rclone's own RCLONE_* variables reach it; network timeouts \
+        default to RCLONE_CONTIMEOUT=10s, RCLONE_TIMEOUT=30s; locks there are best-effort). An empty or \
+        misspelled DEST (NFS://, nfs:/x, nfs//x, Rclone:) or, outside a terminal, a relative path is refused with exit 2.
         Backups of SET live in DEST/SET/ as ordinary tar.gz archives plus one manifest each. They are \
         NOT encrypted: anyone who can read the files can read every API key and password in appdata. \
         hs-backup creates files 0600 and directories 0700 (whatever the umask); keep the NFS share \
@@ -40,7 +42,7 @@ struct HsBackup: ToolCommand {
 
 /// `--to`, `--name`, `--nfs-timeout`, `--json`, `-q`, `-v` (every subcommand).
 struct DestinationOptions: ParsableArguments {
-    @Option(name: .customLong("to"), help: ArgumentHelp("Backup destination: an absolute directory or nfs://SERVER/EXPORT/PATH.", valueName: "DEST"))
+    @Option(name: .customLong("to"), help: ArgumentHelp("Backup destination: an absolute directory, nfs://SERVER/EXPORT/PATH or rclone:REMOTE:PATH.", valueName: "DEST"))
     var destination: String
 
     @Option(name: .customLong("name"), help: ArgumentHelp("Backup set name (default: this host's short hostname).", valueName: "SET"))

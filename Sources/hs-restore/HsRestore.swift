@@ -12,7 +12,7 @@ struct HsRestore: ToolCommand {
         discussion: """
         Either --from DEST (a backup destination written by hs-backup) or --archive FILE \
         (any POSIX/GNU tar.gz, extracted with the same hostile-archive rules).
-        DEST is an absolute directory or an nfs://SERVER/EXPORT/PATH URL, as for hs-backup; an empty or \
+        DEST is an absolute directory, an nfs://SERVER/EXPORT/PATH URL or rclone:REMOTE:PATH, as for hs-backup; an empty or \
         misspelled DEST exits 2. --json prints one object, also on failure: {"error": "...", "exit_code": N}.
         Exit codes: 0 success, 1 the restore failed, 2 bad usage. \(ExitStatus.onlyBackupRun)
 
@@ -23,7 +23,7 @@ struct HsRestore: ToolCommand {
         """,
         version: homeServerVersion)
 
-    @Option(help: "Backup destination: a directory or nfs://server/export/path.")
+    @Option(help: "Backup destination: a directory, nfs://server/export/path or rclone:REMOTE:PATH.")
     var from: String?
 
     @Option(help: "A single tar.gz file to extract safely instead of a backup set.")
