@@ -13,6 +13,8 @@ import Support
 /// - with `--json`, a usage error also prints `{"error": ..., "exit_code": 2}` on stdout;
 /// - a single-value option given more than once is a usage error naming it and its values
 ///   (ArgumentParser would silently keep the last one: `--to /a --to /b` must not back up to /b).
+/// - the configuration file (`ToolConfiguration`: /etc/default/home-server-tools, `HS_CONFIG`
+///   or `--config`) is read before the command runs: a file that cannot be used exits 2.
 package protocol ToolCommand: AsyncParsableCommand {}
 
 extension ToolCommand {
@@ -24,7 +26,9 @@ extension ToolCommand {
             Foundation.exit(0)
         }
         let subcommands = configuration.subcommands.compactMap { $0.configuration.commandName ?? defaultName($0) }
-        if !subcommands.isEmpty, let first = arguments.first, !first.hasPrefix("-"), first != "help", !subcommands.contains(first) {
+        let aliases = configuration.subcommands.flatMap { $0.configuration.aliases }
+        if !subcommands.isEmpty, let first = arguments.first, !first.hasPrefix("-"), first != "help",
+           !subcommands.contains(first), !aliases.contains(first) {
             reportFailure("\(name): unknown command '\(first)'. The commands are: \(subcommands.joined(separator: ", ")). "
                           + "See '\(name) --help'.", exitCode: 2)
             Foundation.exit(2)
@@ -41,6 +45,10 @@ extension ToolCommand {
         if arguments.contains("-v") || arguments.contains("--verbose") { Reporter.verbosity = .verbose }
         do {
             var command = try parseAsRoot()
+            if case .failure(let error) = ToolConfiguration.current {
+                reportFailure(error.message, exitCode: error.exitCode)
+                Foundation.exit(error.exitCode)
+            }
             if var async = command as? any AsyncParsableCommand {
                 try await async.run()
             } else {
@@ -62,9 +70,14 @@ extension ToolCommand {
     }
 }
 
-/// `-q/--quiet` and `-v/--verbose` (read by `ToolCommand.main`; declared here so parsing and
-/// `--help` know them).
+/// The options every command has: `-q/--quiet`, `-v/--verbose` and `--config FILE` (read by
+/// `ToolCommand.main` and `ToolConfiguration`; declared here so parsing and `--help` know them).
 package struct VerbosityOptions: ParsableArguments {
+    @Option(name: .customLong("config"),
+            help: ArgumentHelp("Read defaults from FILE instead of \(ToolConfiguration.defaultPath) (also $HS_CONFIG). "
+                               + "A flag beats the environment, the environment beats the file.", valueName: "FILE"))
+    package var config: String?
+
     @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print nothing on success (errors and warnings still go to stderr).")
     package var quiet = false
 
@@ -89,7 +102,7 @@ enum RepeatedOptions {
         var rest = arguments[...]
         // Descend into the named subcommands (or the default one).
         while let subs = command["subcommands"] as? [[String: Any]], !subs.isEmpty {
-            if let word = rest.first, let sub = subs.first(where: { $0["commandName"] as? String == word }) {
+            if let word = rest.first, let sub = subs.first(where: { $0["commandName"] as? String == word || ($0["aliases"] as? [String] ?? []).contains(word) }) {
                 command = sub
                 rest = rest.dropFirst()
             } else if let d = defaultSubcommand, let sub = subs.first(where: { $0["commandName"] as? String == d }) {
