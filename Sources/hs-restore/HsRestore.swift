@@ -57,6 +57,7 @@ struct HsRestore: ToolCommand {
         if from == nil, archive == nil, let config = try? ToolConfiguration.get(), config.value(.backupDest) == nil {
             throw ValidationError("Give --from DEST or --archive FILE (HS_BACKUP_DEST, the default of --from, is not set: "
                                   + "\(config.whereLooked(.backupDest))).")
+        }
         for (option, value) in [("--to", to), ("--from", from), ("--archive", archive)] where value?.isEmpty == true {
             throw ValidationError("\(option) is empty: give \(option == "--to" ? "the directory to restore into, e.g. --to /opt/appdata.new" : option == "--from" ? "the backup destination, e.g. --from /mnt/backups" : "the tar.gz file to extract, e.g. --archive /mnt/backups/io/20261127T030000Z.tar.gz").")
         }
