@@ -36,7 +36,7 @@ package final class ManifestMembers: Sendable {
 
     /// Opens a manifest file of `size` bytes read through `read` (called from any thread, one
     /// call at a time per caller; `read` must be safe for that).
-    /// - Throws: `ToolError` naming the manifest when it is not one, or damaged.
+    /// - Throws: `ManifestError` naming the manifest when it is not one, or damaged.
     package init(size: UInt64, name: String, read: @escaping @Sendable (UInt64, Int) throws -> [UInt8],
                  onClose: (@Sendable () -> Void)? = nil) throws {
         self.name = name
@@ -78,7 +78,7 @@ package final class ManifestMembers: Sendable {
     }
 
     /// The entries of member `i` with their full paths, in path order, checked.
-    /// - Throws: `ToolError` naming the manifest and the member when it is damaged or cannot be read.
+    /// - Throws: `ManifestError` naming the manifest and the member when it is damaged or cannot be read.
     package func table(_ i: Int) throws -> ManifestTable {
         if let legacy {
             var t = ManifestTable()
@@ -103,11 +103,13 @@ extension BackupSet {
     package func manifestMembers(_ id: String) throws -> ManifestMembers {
         let r: SharedDestinationReader
         do { r = try SharedDestinationReader(destination.open(manifestPath(id))) } catch {
-            throw ToolError("cannot read manifest \(location)/\(id).manifest: \(error)")
+            throw ManifestError(.unreadable("\(error)"), name: manifestName(id))
         }
         do {
-            return try ManifestMembers(size: r.size, name: "\(location)/\(id).manifest", read: { try r.read(at: $0, count: $1) },
-                                       onClose: { r.close() })
+            let m = try ManifestMembers(size: r.size, name: manifestName(id), read: { try r.read(at: $0, count: $1) },
+                                        onClose: { r.close() })
+            try checkID(m.header, id)
+            return m
         } catch {
             r.close()
             throw error
@@ -171,14 +173,14 @@ extension Manifest {
             let d = GzipDecoder()
             try compressed.withUnsafeBytes { raw in
                 try d.feed(raw) { c in
-                    guard out.count + c.count <= chunk.length else { throw ToolError("longer than recorded") }
+                    guard out.count + c.count <= chunk.length else { throw MemberProblem(why: "longer than recorded") }
                     out.append(contentsOf: c)
                 }
             }
             try d.finish()
         }
-        guard out.count == chunk.length else { throw ToolError("\(out.count) bytes, recorded \(chunk.length)") }
-        guard out.withUnsafeBytes({ hexString(SHA256Hasher.hash($0)) }) == chunk.sha256 else { throw ToolError("checksum mismatch") }
+        guard out.count == chunk.length else { throw MemberProblem(why: "\(out.count) bytes, recorded \(chunk.length)") }
+        guard out.withUnsafeBytes({ hexString(SHA256Hasher.hash($0)) }) == chunk.sha256 else { throw MemberProblem(why: "checksum mismatch") }
         return out
     }
 }
@@ -196,13 +198,13 @@ struct ManifestMemberCursor {
     mutating func next(_ bytes: UnsafeRawBufferPointer) throws -> (entry: ManifestEntry, link: Range<Int>)? {
         guard position < bytes.count else { return nil }
         let rs = ManifestTable.recordSize
-        guard bytes.count - position >= rs else { throw ToolError("entry cut at a member's end") }
+        guard bytes.count - position >= rs else { throw MemberProblem(why: "entry cut at a member's end") }
         var e = ManifestTable.decode(bytes, at: position)
         position += rs
         let shared = Int(e.pathOffset), rest = Int(e.pathLength), linkLength = Int(e.linkLength)
         guard shared <= path.count, started || shared == 0, rest <= Manifest.maxNameLength,
               linkLength <= Manifest.maxNameLength, shared + rest > 0, bytes.count - position >= rest + linkLength else {
-            throw ToolError("malformed entry")
+            throw MemberProblem(why: "malformed entry")
         }
         started = true
         path.removeSubrange(shared...)

@@ -71,7 +71,7 @@ extension Manifest {
             throw damaged(name, "header JSON: \(error)")
         }
         guard header.format <= 3 else {
-            throw ToolError("manifest \(name) has format \(header.format), written by a newer hs-backup (\(header.toolVersion)); this one reads formats up to 3. Use that version or newer.")
+            throw ManifestError(.newerFormat(format: header.format, toolVersion: header.toolVersion), name: name)
         }
         guard header.format == 3 else { throw damaged(name, "format \(header.format) in a format-3 file") }
         return (header, jsonOffset)
@@ -165,7 +165,7 @@ package final class ManifestWriter {
         precondition(path.count > 0)
         if haveLast {
             let c = lastPath.withUnsafeBytes { comparePaths($0, path) }
-            guard c < 0 else { throw ToolError("manifest entries out of order at \(displayPath(path)) (a bug: please report it)") }
+            guard c < 0 else { throw OutOfOrder(path: displayPath(path)) }
         }
         lastPath.removeAll(keepingCapacity: true)
         lastPath.append(contentsOf: path)
@@ -366,7 +366,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
     }
     package private(set) var failure: ReadFailure?
 
-    private func damage(_ why: String) -> ToolError {
+    private func damage(_ why: String) -> ManifestError {
         failure = .damaged
         return Manifest.damaged(name, why)
     }
@@ -452,7 +452,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
         box.group.enter()
         DispatchQueue.global().async {
             defer { box.group.leave() }
-            do { box.output = try Manifest.inflateMember(compressed, chunk) } catch { box.error = "\(error)" }
+            do { box.output = try Manifest.inflateMember(compressed, chunk) } catch { box.error = (error as? MemberProblem)?.why ?? "\(error)" }
         }
         return (box, ())
     }
@@ -492,4 +492,17 @@ extension ManifestHeader {
             for a in slots where !a.isEmpty && !archives.contains(a) { throw Manifest.damaged(name, "archive slot \(a) is not a listed archive") }
         }
     }
+}
+
+/// A body member that does not inflate to what the header records, or an entry in it that
+/// does not decode (the reader says which manifest and member).
+struct MemberProblem: Error, CustomStringConvertible {
+    var why: String
+    var description: String { why }
+}
+
+/// `ManifestWriter.append` was given entries out of path order (a bug of the caller).
+package struct OutOfOrder: Error, CustomStringConvertible {
+    package var path: String
+    package var description: String { "manifest entries out of order at \(path) (a bug: please report it)" }
 }
