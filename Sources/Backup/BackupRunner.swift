@@ -27,6 +27,8 @@ package struct BackupOptions {
     /// Scan and compare only: report what would be archived, write nothing anywhere
     /// (no set directory, no lock, no cleanup, no archive, no manifest).
     package var dryRun = false
+    /// Recipients, key rotation, state directory (BackupRunner+Encryption.swift).
+    package var encryption = EncryptionOptions()
 
     package init(source: String, destination: any Destination, set: String) {
         self.source = source
@@ -80,6 +82,7 @@ package final class BackupRunner {
     let options: BackupOptions
     let reporter: Reporter
     var warnings: [String] = []
+    let encryption = EncryptionRun()
 
     package init(options: BackupOptions, reporter: Reporter) {
         self.options = options
@@ -89,7 +92,7 @@ package final class BackupRunner {
     package func run() throws -> BackupSummary {
         let started = Date()
         let dest = options.destination
-        let set = BackupSet(destination: dest, name: options.set)
+        let set = BackupSet(destination: dest, name: options.set, keys: SetKeys(recipients: options.encryption.recipients))
         var st = stat()
         guard lstat(options.source, &st) == 0, st.st_mode & S_IFMT == S_IFDIR || (stat(options.source, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR) else {
             throw ToolError.usage(options.source.isEmpty
@@ -111,6 +114,7 @@ package final class BackupRunner {
 
         trace("locked, cleaned")
         let ids = try set.committedIDs()
+        try checkKeys(set, newest: ids.last)
         let id = set.newID(at: started, existing: ids)
         let context = RunContext(source: options.source, destination: dest.displayName, set: options.set, id: id)
         var ran: [any RunHooks] = []
@@ -249,9 +253,10 @@ package final class BackupRunner {
     /// `--dry-run`: scan and compare with the latest backup; list what would be archived.
     private func dryRun(set: BackupSet, started: Date, ignoringPrevious: Bool = false) throws -> BackupSummary {
         let ids = try set.committedIDs()
+        if !ignoringPrevious { try checkKeys(set, newest: ids.last) }
         var previous: ManifestReader?
         if let last = ids.last, !ignoringPrevious {
-            do { previous = try set.openManifest(last) } catch { note(Manifest.fullBackupInstead(error)) }
+            do { previous = try openPrevious(set, last) } catch { note(Manifest.fullBackupInstead(error)) }
         }
         let full = options.forceFull || previous == nil
         let pass = BackupPass(runner: self, previous: full ? nil : previous, dryRun: true)
@@ -297,7 +302,7 @@ package final class BackupRunner {
         // scan. A damaged one forces a full backup.
         var previous: ManifestReader?
         if let last = previousIDs.last, !ignoringPrevious {
-            do { previous = try set.openManifest(last) } catch { note(Manifest.fullBackupInstead(error)) }
+            do { previous = try openPrevious(set, last) } catch { note(Manifest.fullBackupInstead(error)) }
         }
         var full = options.forceFull || previous == nil
         if !full, let p = previous?.header {
@@ -323,12 +328,12 @@ package final class BackupRunner {
         // The manifest is written as the tree is walked, under a temporary name; renamed
         // (the commit) only after the archive is complete and synced.
         let manifestPartial = set.manifestPath(id) + ".partial"
-        let manifestFile: HashingWriter
+        let manifestFile: StoredWriter
         let manifestCleanup: Int
         do {
             let created: any DestinationWriter
             (created, manifestCleanup) = try createRemovedOnSignal(dest, manifestPartial)
-            manifestFile = HashingWriter(created)
+            manifestFile = try set.storedWriter(created, path: manifestPartial, plaintextCopy: manifestCopyWriter())
         } catch {
             throw nothingCommitted(set, ": cannot create \(dest.displayName)/\(manifestPartial)", error)
         }
@@ -338,6 +343,7 @@ package final class BackupRunner {
             if !committed {
                 try? manifestFile.close()
                 try? dest.remove(manifestPartial)
+                abandonManifestCopy()
             }
         }
 
@@ -381,12 +387,14 @@ package final class BackupRunner {
             sinceFull: full ? 0 : (prevHeader?.sinceFull ?? 0).addingSaturated(1), fullID: full ? id : (prevHeader?.fullID ?? prevHeader?.id),
             fullStarted: full ? started.timeIntervalSince1970 : (prevHeader?.kind == "full" ? prevHeader?.started : prevHeader?.fullStarted),
             scanFlags: 1, archiveSlots: slots)
+        var index: BackupIndex?
         do {
             try pass.manifest!.finish(header: header)
             try manifestFile.sync()
             try manifestFile.close()
-            try set.writeIndex(set.indexForCommit(header: header, written: pass.storedArchive, manifest: manifestFile.stored(as: id),
-                                                  previous: previousIndex))
+            index = try set.indexForCommit(header: header, written: pass.storedArchive, manifest: manifestFile.stored(as: id),
+                                           previous: previousIndex, recipients: set.keys.recipientFingerprint)
+            try set.writeIndex(index!)
             try dest.rename(manifestPartial, to: set.manifestPath(id))
             committed = true
             try? dest.syncDirectory(options.set)
@@ -395,6 +403,7 @@ package final class BackupRunner {
             try? dest.remove(set.indexPath(id))
             throw nothingCommitted(set, " while writing the manifest", error)
         }
+        if let index { keepManifestCopy(index) }
         trace("manifest written (\(pass.manifest!.copiedMembers) members copied from the previous one)")
         reporter.endProgress()
         return BackupSummary(id: id, set: options.set, destination: dest.displayName, kind: header.kind, parent: header.parent,

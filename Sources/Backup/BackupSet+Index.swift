@@ -63,3 +63,32 @@ extension HashingWriter {
     /// What this writer stored, under the id `id`.
     package func stored(as id: String) -> StoredFile { StoredFile(id: id, size: size, sha256: Digest(sha256)) }
 }
+
+/// What the keyless commands (list, prune, cleanup, copy) know of one backup: from its index,
+/// or, for a backup made before indexes, from its manifest's plaintext header.
+package struct KeylessRecord: Sendable, Equatable {
+    package var id: String
+    /// "full" or "incremental".
+    package var kind: String
+    package var parent: String?
+    /// Start time, seconds since the epoch.
+    package var started: Double
+    /// The archives it needs (ids).
+    package var archives: [String]
+    /// Its index (nil for a backup made before indexes).
+    package var index: BackupIndex?
+    package var isEncrypted: Bool { index?.isEncrypted ?? false }
+}
+
+extension BackupSet {
+    /// The keyless record of backup `id` (see `KeylessRecord`). Never needs a key for a backup
+    /// with an index; an older backup's manifest header is read as before.
+    /// - Throws: `IndexError` for a damaged index; the manifest reader's error otherwise.
+    package func keylessRecord(_ id: String) throws -> KeylessRecord {
+        if let i = try readIndex(id) {
+            return KeylessRecord(id: id, kind: i.kind.rawValue, parent: i.parent, started: i.started, archives: i.archives.map(\.id), index: i)
+        }
+        let h = try peekHeader(id)
+        return KeylessRecord(id: id, kind: h.kind, parent: h.parent, started: h.started, archives: h.archives, index: nil)
+    }
+}

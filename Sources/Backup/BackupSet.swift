@@ -12,10 +12,13 @@ import Support
 package struct BackupSet {
     package let destination: any Destination
     package let name: String
+    /// The keys this command holds (SetKeys.swift): recipients to write, identities to read.
+    package var keys = SetKeys()
 
-    package init(destination: any Destination, name: String) {
+    package init(destination: any Destination, name: String, keys: SetKeys = SetKeys()) {
         self.destination = destination
         self.name = name
+        self.keys = keys
     }
 
     package static func defaultName() -> String {
@@ -38,7 +41,11 @@ package struct BackupSet {
 
     package func loadManifest(_ id: String) throws -> Manifest {
         let bytes: [UInt8]
-        do { bytes = try destination.readAll(manifestPath(id)) } catch {
+        do {
+            let r = try openStored(manifestPath(id))
+            defer { try? r.close() }
+            bytes = try Manifest.readFully({ try r.read(at: $0, count: $1) }, at: 0, count: Int(r.size))
+        } catch let e as EncryptionError { throw e } catch {
             throw ToolError("cannot read manifest \(location)/\(id).manifest: \(error)")
         }
         return try Manifest.decode(bytes, name: "\(location)/\(id).manifest")
@@ -47,7 +54,7 @@ package struct BackupSet {
     /// The manifest of backup `id` as a stream of entries (format 3 is read member by member).
     package func openManifest(_ id: String) throws -> ManifestReader {
         let r: any DestinationReader
-        do { r = try destination.open(manifestPath(id)) } catch {
+        do { r = try openStored(manifestPath(id)) } catch let e as EncryptionError { throw e } catch {
             throw ToolError("cannot read manifest \(location)/\(id).manifest: \(error)")
         }
         do {
@@ -64,7 +71,7 @@ package struct BackupSet {
     package func loadHeader(_ id: String) throws -> ManifestHeader {
         let name = "\(location)/\(id).manifest"
         let r: any DestinationReader
-        do { r = try destination.open(manifestPath(id)) } catch {
+        do { r = try openStored(manifestPath(id)) } catch let e as EncryptionError { throw e } catch {
             throw ToolError("cannot read manifest \(name): \(error)")
         }
         defer { try? r.close() }
@@ -79,7 +86,7 @@ package struct BackupSet {
     /// A manifest's header: what cleanup and prune need from every manifest without reading
     /// their entries (format 1/2: the header JSON at the start, without the file's checksum).
     package func peekHeader(_ id: String) throws -> ManifestHeader {
-        let r = try destination.open(manifestPath(id))
+        let r = try openStored(manifestPath(id))
         defer { try? r.close() }
         let magic = Manifest.magic
         let head = try r.read(at: 0, count: magic.count + 4)
@@ -141,7 +148,7 @@ package struct BackupSet {
         var referenced = Set(committed)
         var unreadable: [String] = []
         for id in committed {
-            do { referenced.formUnion(try peekHeader(id).archives) } catch { unreadable.append(id) }
+            do { referenced.formUnion(try keylessRecord(id).archives) } catch { unreadable.append(id) }
         }
         if !unreadable.isEmpty {
             out.warnings.append("cannot read the manifest of \(unreadable.joined(separator: ", ")) in \(location): no archive is removed by this cleanup. Run `hs-backup verify`.")

@@ -1,9 +1,10 @@
 // Prune: applies a `RetentionPolicy` to a backup set on its Destination.
 //
-// Reads only the JSON header of each manifest (kind, parent, start time, referenced archives),
+// Reads only each backup's keyless index (kind, parent, start time, the archives it needs; for
+// a backup made before indexes, its manifest's plaintext header): no key is needed,
 // decides with `Retention.decide` (restic semantics; every archive a kept backup references is
 // kept with its backup), and removes the others newest first. For each backup the manifest
-// (the commit record) goes first, then its archive: a prune stopped at any moment leaves only
+// (the commit record) goes first, then its archive and its index: a prune stopped at any moment leaves only
 // complete backups plus, at worst, an archive without manifest, which the next backup run
 // reports and keeps (`BackupSet.cleanUpReport`: it is older than the newest backup).
 //
@@ -71,11 +72,11 @@ package enum Pruner {
 
         let ids = try set.committedIDs()
         var items: [RetentionItem] = []
-        var headers: [String: ManifestHeader] = [:]
+        var headers: [String: KeylessRecord] = [:]
         var unreadable: [String] = []
         for id in ids {
             do {
-                let h = try set.peekHeader(id)
+                let h = try set.keylessRecord(id)
                 headers[id] = h
                 items.append(RetentionItem(id: id, date: Date(timeIntervalSince1970: h.started),
                                            kind: h.kind == "full" ? .full : .incremental, parent: h.parent,
