@@ -32,7 +32,7 @@ final class FileHandleBox: @unchecked Sendable {
         self.path = path
         fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            throw ArchiveError(.io, "cannot open archive '\(path)': \(String(cString: strerror(errno)))")
+            throw ArchiveError(.io, "cannot open archive '\(path)': \(Sys.strerror(errno))")
         }
         var st = stat()
         fstat(fd, &st)
@@ -49,10 +49,9 @@ final class FileHandleBox: @unchecked Sendable {
         var got = 0
         try out.withUnsafeMutableBytes { b in
             while got < count {
-                let n = Glibc.pread(fd, b.baseAddress! + got, count - got, off_t(off) + off_t(got))
+                let n = Sys.retry { Glibc.pread(fd, b.baseAddress! + got, count - got, off_t(off) + off_t(got)) }
                 if n < 0 {
-                    if errno == EINTR { continue }
-                    throw ArchiveError(.io, "reading '\(path)' at offset \(off) failed: \(String(cString: strerror(errno)))")
+                    throw ArchiveError(.io, "reading '\(path)' at offset \(off) failed: \(Sys.strerror(errno))")
                 }
                 if n == 0 { break }
                 got += n
@@ -219,7 +218,7 @@ package func prepareTarget(_ target: String, allowNonEmpty: Bool) throws -> Bool
     var st = stat()
     if lstat(target, &st) != 0 {
         guard errno == ENOENT else {
-            throw ArchiveError(.io, "cannot stat target '\(target)': \(String(cString: strerror(errno)))")
+            throw ArchiveError(.io, "cannot stat target '\(target)': \(Sys.strerror(errno))")
         }
         do { try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true) } catch {
             throw ArchiveError(.io, "cannot create target '\(target)': \(error)")
@@ -234,77 +233,4 @@ package func prepareTarget(_ target: String, allowNonEmpty: Bool) throws -> Bool
         throw ArchiveError(.invalidInput, "target '\(target)' is not empty; pick an empty directory or pass --force to replace what is there")
     }
     return contents.isEmpty
-}
-
-/// A bounded queue of byte chunks between one producer and one consumer thread, bounded by
-/// bytes (at least one chunk is always let in). Each side is woken only when the other has
-/// made enough room or enough data (half the capacity, or `wakeBytes`), not for every chunk:
-/// archives of many small gzip members (one per stored run) no longer hand over and wake
-/// the other thread once per member.
-final class ChunkQueue: @unchecked Sendable {
-    private let cond = NSCondition()
-    private var items: [[UInt8]] = []
-    private var head = 0
-    private var queuedBytes = 0
-    private let capacityBytes: Int
-    private let wakeBytes: Int
-    private var producerWaiting = false
-    private var consumerWaiting = false
-    private var closed = false
-    private var cancelled = false
-    private var error: (any Error)?
-
-    init(capacityBytes: Int, wakeBytes: Int) {
-        self.capacityBytes = capacityBytes
-        self.wakeBytes = min(wakeBytes, capacityBytes)
-    }
-
-    var isCancelled: Bool { cond.lock(); defer { cond.unlock() }; return cancelled }
-
-    /// Bytes queued now (not yet taken).
-    var bytesQueued: Int { cond.lock(); defer { cond.unlock() }; return queuedBytes }
-
-    /// Blocks while full; false when the consumer cancelled.
-    func put(_ chunk: [UInt8]) -> Bool {
-        cond.lock(); defer { cond.unlock() }
-        while queuedBytes >= capacityBytes && items.count > head && !cancelled {
-            producerWaiting = true
-            cond.wait()
-        }
-        producerWaiting = false
-        if cancelled { return false }
-        items.append(chunk)
-        queuedBytes += chunk.count
-        if consumerWaiting && queuedBytes >= wakeBytes { cond.broadcast() }
-        return true
-    }
-
-    /// The next chunk; nil at the end; throws the producer's error after the chunks before it.
-    func take() throws -> [UInt8]? {
-        cond.lock(); defer { cond.unlock() }
-        while items.count == head && !closed {
-            consumerWaiting = true
-            cond.wait()
-        }
-        consumerWaiting = false
-        if items.count > head {
-            let c = items[head]
-            items[head] = []
-            head += 1
-            queuedBytes -= c.count
-            if head > 64 { items.removeFirst(head); head = 0 }
-            if producerWaiting && queuedBytes <= capacityBytes / 2 { cond.broadcast() }
-            return c
-        }
-        if let error { throw error }
-        return nil
-    }
-
-    func close(error: (any Error)?) {
-        cond.lock(); closed = true; self.error = error; cond.broadcast(); cond.unlock()
-    }
-
-    func cancel() {
-        cond.lock(); cancelled = true; cond.broadcast(); cond.unlock()
-    }
 }

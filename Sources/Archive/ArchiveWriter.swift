@@ -133,7 +133,7 @@ package final class ArchiveWriter {
             }
             fd = Self.openForReading(contentPathBytes.map { CChar(bitPattern: $0) } + [0])
             if fd < 0 {
-                throw ArchiveError(.io, entry: entry.path, "open('\(contentPath ?? "")') failed: \(String(cString: strerror(errno)))")
+                throw ArchiveError(.io, entry: entry.path, "open('\(contentPath ?? "")') failed: \(Sys.strerror(errno))")
             }
         }
         defer { if fd >= 0 { close(fd) } }
@@ -156,10 +156,9 @@ package final class ArchiveWriter {
             var got = 0
             if !eof {
                 while got < want {
-                    let n = read(fd, dst + got, want + (last ? 1 : 0) - got)
+                    let n = Sys.retry { read(fd, dst + got, want + (last ? 1 : 0) - got) }
                     if n < 0 {
-                        if errno == EINTR { continue }
-                        let err = String(cString: strerror(errno))
+                        let err = Sys.strerror(errno)
                         throw ArchiveError(.io, entry: entry.path, "read('\(contentPath ?? "")') failed after \(result.bytesRead + UInt64(got)) bytes: \(err)")
                     }
                     if n == 0 { eof = true; break }
@@ -207,7 +206,7 @@ package final class ArchiveWriter {
     /// directory are opened without a walk of their absolute path each.
     package static func prefetch(directory: Int32, name: UnsafePointer<CChar>, size: UInt64,
                                  detectIncompressible: Bool = true) -> Result<PrefetchedContent, PrefetchError> {
-        var fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | LinuxConst.O_NOATIME)
+        var fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | Sys.O_NOATIME)
         if fd < 0 && errno == EPERM { fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
         return prefetch(fd: fd, size: size, detectIncompressible: detectIncompressible)
     }
@@ -224,8 +223,8 @@ package final class ArchiveWriter {
         // when the size is right (a million small files, a million system calls); the fstat
         // below tells if the file grew after all.
         while got <= want {
-            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, want + 1 - got) }
-            if n < 0 { if errno == EINTR { continue }; return .failure(PrefetchError(errno: errno)) }
+            let n = Sys.retry { bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, want + 1 - got) } }
+            if n < 0 { return .failure(PrefetchError(errno: errno)) }
             if n == 0 { break }
             got += n
             if got == want { break }
@@ -354,7 +353,7 @@ package final class ArchiveWriter {
     }
 
     private static func openForReading(_ path: UnsafePointer<CChar>) -> Int32 {
-        var fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | LinuxConst.O_NOATIME)
+        var fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | Sys.O_NOATIME)
         if fd < 0 && errno == EPERM { fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
         return fd
     }

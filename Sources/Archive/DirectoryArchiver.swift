@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Support
 
 /// Archives a whole directory tree (lstat only, never following symlinks): the reference
 /// walker used by tests and the benchmark. Hardlinked files are stored once, later names as
@@ -18,7 +19,7 @@ package enum DirectoryArchiver {
         func walk(_ rel: [UInt8]) throws {
             let dirPath = rel.isEmpty ? rootBytes : rootBytes + [0x2F] + rel
             guard let d = opendir(cString(dirPath)) else {
-                throw ArchiveError(.io, entry: String(decoding: rel, as: UTF8.self), "opendir('\(String(decoding: dirPath, as: UTF8.self))') failed: \(String(cString: strerror(errno)))")
+                throw ArchiveError(.io, entry: String(decoding: rel, as: UTF8.self), "opendir('\(String(decoding: dirPath, as: UTF8.self))') failed: \(Sys.strerror(errno))")
             }
             var children: [[UInt8]] = []
             while let ent = readdir(d) {
@@ -84,7 +85,7 @@ package enum DirectoryArchiver {
     static func metadata(_ path: [CChar], relative: [UInt8], names: inout NameCache, stat st: inout stat) throws -> EntryMetadata {
         let shown = String(decoding: relative, as: UTF8.self)
         guard lstat(path, &st) == 0 else {
-            throw ArchiveError(.io, entry: shown, "lstat failed: \(String(cString: strerror(errno)))")
+            throw ArchiveError(.io, entry: shown, "lstat failed: \(Sys.strerror(errno))")
         }
         let type: EntryType
         switch st.st_mode & S_IFMT {
@@ -103,7 +104,7 @@ package enum DirectoryArchiver {
         if type == .symlink {
             var buf = [CChar](repeating: 0, count: 4097)
             let n = readlink(path, &buf, 4096)
-            guard n >= 0 else { throw ArchiveError(.io, entry: shown, "readlink failed: \(String(cString: strerror(errno)))") }
+            guard n >= 0 else { throw ArchiveError(.io, entry: shown, "readlink failed: \(Sys.strerror(errno))") }
             e.linkBytes = buf[0..<n].map { UInt8(bitPattern: $0) }
         }
         if type == .charDevice || type == .blockDevice {

@@ -73,7 +73,7 @@ final class FileJob: @unchecked Sendable {
         let e = entry
         let display = e.displayPath
         func fail(_ what: String, _ err: Int32) -> ArchiveError {
-            ArchiveError(.io, entry: display, "\(what) failed under '\(ctx.target)': \(String(cString: strerror(err)))")
+            ArchiveError(.io, entry: display, "\(what) failed under '\(ctx.target)': \(Sys.strerror(err))")
         }
         // Content held in memory (pool jobs, fresh target) is written under the final name
         // (one metadata operation less per small file) and removed on failure; streamed
@@ -128,7 +128,7 @@ final class FileJob: @unchecked Sendable {
                 guard ftruncate(fd, off_t(e.size)) == 0 else { throw fail("set size of", errno) }
             }
             if ctx.restoreOwnership && !(ctx.predictable && e.uid == ctx.euid && e.gid == ctx.egid) {
-                if fchown(fd, e.uid, e.gid) != 0 { warnings.append(("\(display): chown failed: \(String(cString: strerror(errno)))", false)) }
+                if fchown(fd, e.uid, e.gid) != 0 { warnings.append(("\(display): chown failed: \(Sys.strerror(errno))", false)) }
             }
             let mode = ctx.preserveSpecial ? e.mode & 0o7777 : e.mode & 0o1777
             if !ctx.predictable || mode != (e.mode & 0o777) & ~ctx.umaskBits {
@@ -162,11 +162,8 @@ final class FileJob: @unchecked Sendable {
     private static func pwriteAll(_ fd: Int32, _ b: UnsafeRawBufferPointer, at: UInt64, _ fail: (Int32) -> ArchiveError) throws {
         var off = 0
         while off < b.count {
-            let n = pwrite(fd, b.baseAddress! + off, b.count - off, off_t(at) + off_t(off))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw fail(errno)
-            }
+            let n = Sys.retry { pwrite(fd, b.baseAddress! + off, b.count - off, off_t(at) + off_t(off)) }
+            if n < 0 { throw fail(errno) }
             off += n
         }
     }

@@ -1,9 +1,11 @@
 import Foundation
 import Gzip
+import Support
+import Synchronization
 
 /// The decompressed bytes of a (gzip or plain) tar archive, from any gzip member on.
 ///
-/// Reading and decompressing run on their own thread with a bounded queue of chunks (a whole
+/// Reading and decompressing run as a job on a one-thread `WorkPool`, feeding a `BoundedQueue` of chunks (a whole
 /// gzip member of up to 4 MiB, or 1 MiB from the streaming decoder), like `gzip -d | tar -x`. Gzip member ends (after their CRC was checked) are recorded, so
 /// a reader can tell which part of the stream is verified and where each member starts.
 final class TarByteStream {
@@ -13,8 +15,8 @@ final class TarByteStream {
     /// Compressed offset of the member reading started at.
     let startCompressed: UInt64
     let gzip: Bool
-    private let queue = ChunkQueue(capacityBytes: 6 << 20, wakeBytes: 1 << 20)
-    private let producerDone = DispatchSemaphore(value: 0)
+    private let queue = BoundedQueue<[UInt8]>(capacityBytes: 6 << 20, wakeBytes: 1 << 20)
+    private let producer = WorkPool(threads: 1, name: "hs-inflate")
     private let boundaries: MemberLog
     private var chunk: [UInt8] = []
     private var chunkPos = 0
@@ -32,9 +34,8 @@ final class TarByteStream {
         }
         let log = MemberLog(start: (compressedOffset, uncompressedOffset))
         boundaries = log
-        let queue = queue, done = producerDone, gzip = gzip
-        let thread = Thread {
-            defer { done.signal() }
+        let queue = queue, gzip = gzip
+        try producer.submit {
             var produced: UInt64 = 0
             var decoder: GzipDecoder?
             do {
@@ -59,25 +60,23 @@ final class TarByteStream {
                     }
                     off += UInt64(n)
                     if let decoder {
-                        try decoder.feed(buf) { out in if !queue.put(Array(out)) { throw CancellationError() } }
-                    } else if !queue.put(buf) {
+                        try decoder.feed(buf) { out in if !queue.put(Array(out), bytes: out.count) { throw CancellationError() } }
+                    } else if !queue.put(buf, bytes: buf.count) {
                         throw CancellationError()
                     }
                 }
                 if let decoder, !queue.isCancelled { try decoder.finish() }
                 if !gzip { log.add((off, uncompressedOffset + off - compressedOffset)) }
-                queue.close(error: nil)
+                queue.finish()
             } catch is CancellationError {
-                queue.close(error: nil)
+                queue.finish()
             } catch let e as GzipError {
-                queue.close(error: ArchiveError(e.kind == .truncated ? .truncated : .malformed,
+                queue.finish(throwing: ArchiveError(e.kind == .truncated ? .truncated : .malformed,
                                                 "'\(source.displayName)': \(e.description) (after \(uncompressedOffset + produced + (decoder?.uncompressedProduced ?? 0)) tar bytes)"))
             } catch {
-                queue.close(error: error)
+                queue.finish(throwing: error)
             }
         }
-        thread.stackSize = 1 << 20
-        thread.start()
     }
 
     deinit { close() }
@@ -86,7 +85,7 @@ final class TarByteStream {
     /// libdeflate while they fit (see `GzipMemberDecoder`), queueing their bytes and logging
     /// their ends. Returns the compressed offset where it stopped: the end of the data, or the
     /// start of a member for the streaming decoder (a large or damaged one, padding).
-    private static func decodeMembers(_ source: ArchiveSource, from start: UInt64, tarOffset: UInt64, queue: ChunkQueue,
+    private static func decodeMembers(_ source: ArchiveSource, from start: UInt64, tarOffset: UInt64, queue: BoundedQueue<[UInt8]>,
                                       log: MemberLog, produced: inout UInt64) throws -> UInt64 {
         let members = GzipMemberDecoder(maxOutput: 4 << 20)
         // Compressed bytes from `windowStart`; the member being decoded starts at `pos`.
@@ -113,7 +112,7 @@ final class TarByteStream {
             pos += m.consumed
             produced += UInt64(m.output.count)
             log.add((windowStart + UInt64(pos), tarOffset + produced))
-            if !m.output.isEmpty && !queue.put(m.output) { throw CancellationError() }
+            if !m.output.isEmpty && !queue.put(m.output, bytes: m.output.count) { throw CancellationError() }
         }
         return windowStart + UInt64(pos)
     }
@@ -121,8 +120,7 @@ final class TarByteStream {
     /// Stops the producer thread (idempotent).
     func close() {
         queue.cancel()
-        producerDone.wait()
-        producerDone.signal()
+        producer.close()
     }
 
     /// Up to `max` next bytes (empty at the end of the data), valid until the next call.
@@ -167,23 +165,23 @@ final class TarByteStream {
 }
 
 /// Member starts seen by the producer (the last few thousand), shared with the reader.
-private final class MemberLog: @unchecked Sendable {
-    private let lock = NSLock()
-    private var starts: [(UInt64, UInt64)]
-    init(start: (UInt64, UInt64)) { starts = [start] }
+private final class MemberLog: Sendable {
+    private let starts: Mutex<[(UInt64, UInt64)]>
+    init(start: (UInt64, UInt64)) { starts = Mutex([start]) }
     func add(_ s: (UInt64, UInt64)) {
-        lock.lock(); defer { lock.unlock() }
-        starts.append(s)
-        if starts.count > 8192 { starts.removeFirst(4096) }
+        starts.withLock { starts in
+            starts.append(s)
+            if starts.count > 8192 { starts.removeFirst(4096) }
+        }
     }
-    var last: (UInt64, UInt64) { lock.lock(); defer { lock.unlock() }; return starts.last! }
+    var last: (UInt64, UInt64) { starts.withLock { $0.last! } }
     func member(containing offset: UInt64) -> (compressed: UInt64, tar: UInt64)? {
-        lock.lock(); defer { lock.unlock() }
-        guard let s = starts.last(where: { $0.1 <= offset }) else { return nil }
-        return (s.0, s.1)
+        starts.withLock { starts in
+            guard let s = starts.last(where: { $0.1 <= offset }) else { return nil }
+            return (s.0, s.1)
+        }
     }
     func tarOffset(ofMemberAt c: UInt64) -> UInt64? {
-        lock.lock(); defer { lock.unlock() }
-        return starts.last(where: { $0.0 == c })?.1
+        starts.withLock { starts in starts.last(where: { $0.0 == c })?.1 }
     }
 }

@@ -64,7 +64,7 @@ package final class TreeWriter {
         umaskBits = mask ?? 0o022
         rootFd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard rootFd >= 0 else {
-            throw ArchiveError(.io, "cannot open target directory '\(target)': \(String(cString: strerror(errno)))")
+            throw ArchiveError(.io, "cannot open target directory '\(target)': \(Sys.strerror(errno))")
         }
         rootHandle = DirHandle(rootFd, owned: false)
         predictable = fresh && CreationProbe.isPredictable(rootFd, umask: mask)
@@ -245,7 +245,7 @@ package final class TreeWriter {
     /// `O_PATH|O_NOFOLLOW` descriptor (if the name was swapped for a symlink in between, the
     /// descriptor is the symlink and the type check refuses it).
     private func setMetadataThroughPath(_ parent: Int32, _ name: [UInt8], _ e: TarEntry, expect: mode_t) throws {
-        let fd = RestorePath.withCName(name) { openat(parent, $0, LinuxConst.O_PATH | O_NOFOLLOW | O_CLOEXEC) }
+        let fd = RestorePath.withCName(name) { openat(parent, $0, Sys.O_PATH | O_NOFOLLOW | O_CLOEXEC) }
         guard fd >= 0 else { throw ioError(e.displayPath, "open (O_PATH)", errno) }
         defer { Glibc.close(fd) }
         var st = stat()
@@ -253,7 +253,7 @@ package final class TreeWriter {
             throw refuse(e.displayPath, "swapped", "the entry was replaced by something else while it was restored")
         }
         if options.restoreOwnership && !(predictable && e.uid == euid && e.gid == egid) {
-            if fchownat(fd, "", e.uid, e.gid, LinuxConst.AT_EMPTY_PATH) != 0 { warn("\(e.displayPath): chown failed: \(String(cString: strerror(errno)))") }
+            if fchownat(fd, "", e.uid, e.gid, Sys.AT_EMPTY_PATH) != 0 { warn("\(e.displayPath): chown failed: \(Sys.strerror(errno))") }
         }
         let proc = "/proc/self/fd/\(fd)"
         guard chmod(proc, mode_t(effectiveMode(e.mode))) == 0 else { throw ioError(e.displayPath, "chmod", errno) }
@@ -319,7 +319,7 @@ package final class TreeWriter {
         }
         let fd = try openChild(parent.fd, comps.last!, path: e.path, entry: e.displayPath, create: false)
         defer { Glibc.close(fd) }
-        if needChown, fchown(fd, e.uid, e.gid) != 0 { notes.add("\(e.displayPath): chown failed: \(String(cString: strerror(errno)))") }
+        if needChown, fchown(fd, e.uid, e.gid) != 0 { notes.add("\(e.displayPath): chown failed: \(Sys.strerror(errno))") }
         if needChmod || needChown {  // chown may clear setgid
             guard fchmod(fd, mode_t(mode)) == 0 else { throw ioError(e.displayPath, "chmod", errno) }
         }
@@ -401,7 +401,7 @@ package final class TreeWriter {
     }
 
     static func times(_ e: TarEntry) -> [timespec] {
-        [timespec(tv_sec: 0, tv_nsec: LinuxConst.UTIME_NOW),
+        [timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW),
          timespec(tv_sec: Int(e.mtime.seconds), tv_nsec: Int(e.mtime.nanoseconds))]
     }
 
@@ -410,7 +410,7 @@ package final class TreeWriter {
     }
 
     private func ioError(_ entry: String, _ what: String, _ err: Int32) -> ArchiveError {
-        ArchiveError(.io, entry: entry, "\(what) failed under '\(target)': \(String(cString: strerror(err)))")
+        ArchiveError(.io, entry: entry, "\(what) failed under '\(target)': \(Sys.strerror(err))")
     }
 
     /// Removes what is at `name` (file, symlink, FIFO, empty directory). A symlink is removed
@@ -427,7 +427,7 @@ package final class TreeWriter {
                 dirStack.removeLast(dirStack.count - comps.count + 1)
             }
             guard RestorePath.withCName(name, { unlinkat(parent, $0, AT_REMOVEDIR) }) == 0 else {
-                throw ArchiveError(.io, entry: entry, "cannot replace directory '\(entry)' with a non-directory: \(String(cString: strerror(errno)))")
+                throw ArchiveError(.io, entry: entry, "cannot replace directory '\(entry)' with a non-directory: \(Sys.strerror(errno))")
             }
             dirMeta[PathKey(RestorePath.join(comps))] = nil
             return

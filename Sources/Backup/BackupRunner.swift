@@ -186,7 +186,7 @@ package final class BackupRunner {
                 let dir = Self.parent(work[run.lowerBound].path)
                 let dirPath = root + (dir.isEmpty ? [] : [0x2F] + dir) + [0]
                 let dfd = dirPath.withUnsafeBufferPointer { p in
-                    p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, Self.oPath | O_DIRECTORY | O_CLOEXEC) }
+                    p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, Sys.O_PATH | O_DIRECTORY | O_CLOEXEC) }
                 }
                 for k in run {
                     let path = work[k].path
@@ -214,9 +214,6 @@ package final class BackupRunner {
 
     /// The directory part of a relative path ("" at the top).
     private static func parent(_ p: [UInt8]) -> ArraySlice<UInt8> { p[..<(p.lastIndex(of: 0x2F) ?? 0)] }
-
-    /// Linux `O_PATH` (not in Swift's Glibc import; the same value on x86_64 and arm64).
-    private static let oPath: Int32 = 0o10000000
 
     /// "<source>/<relative path>" as NUL-terminated bytes.
     func sourcePath(_ relative: [UInt8]) -> [UInt8] {

@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import Support
 #endif
 
 /// One name read from a directory, with the type readdir reported for it.
@@ -21,13 +22,15 @@ enum DirectoryReader {
         let first = out.count
         var failure: Int32?
         while true {
-            let n = buffer.withUnsafeMutableBytes { sys_getdents64(fd, $0.baseAddress!, $0.count) }
-            if n == 0 { break }
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = errno
+            let n: Int
+            do { n = try buffer.withUnsafeMutableBytes { (b: UnsafeMutableRawBufferPointer) throws(SysError) in try Sys.getdents64(fd, into: b) } } catch let e as SysError {
+                failure = e.errno
+                break
+            } catch {
+                failure = EIO
                 break
             }
+            if n == 0 { break }
             let complete = buffer.withUnsafeBytes { raw -> Bool in
                 var off = 0
                 while off + 19 < n {
@@ -58,6 +61,3 @@ enum DirectoryReader {
         return readNames(fd, into: &out, buffer: &buffer)
     }
 }
-
-// glibc >= 2.30 exports getdents64; Swift's Glibc module does not declare it.
-@_silgen_name("getdents64") private func sys_getdents64(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ length: Int) -> Int

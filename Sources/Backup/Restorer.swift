@@ -194,7 +194,7 @@ package final class Restorer {
             return true
         }
         do { try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true) } catch {
-            throw ToolError("cannot create target \(target): \(String(cString: strerror(errno)))")
+            throw ToolError("cannot create target \(target): \(Sys.strerror(errno))")
         }
         return true
     }

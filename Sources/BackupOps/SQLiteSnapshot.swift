@@ -75,7 +75,7 @@ package final class SQLiteSnapshot: @unchecked Sendable {
         var template = Array("\(base)/hs-backup-sqlite.\(getpid()).XXXXXX".utf8CString)
         guard let p = mkdtemp(&template) else {
             throw ToolError("cannot create a temporary directory for SQLite snapshots in \(base): "
-                + "\(String(cString: strerror(errno))); set TMPDIR to a writable local directory")
+                + "\(Sys.strerror(errno)); set TMPDIR to a writable local directory")
         }
         directory = String(cString: p)
         chmod(directory, 0o700)
@@ -157,7 +157,7 @@ package final class SQLiteSnapshot: @unchecked Sendable {
         let fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw SQLiteSnapshotError(path: source, call: "open(\(target))", code: errno,
-                                      detail: String(cString: strerror(errno)))
+                                      detail: Sys.strerror(errno))
         }
         close(fd)
         do {
@@ -234,7 +234,7 @@ package final class SQLiteSnapshot: @unchecked Sendable {
         var st = stat()
         guard lstat(target, &st) == 0 else {
             throw SQLiteSnapshotError(path: source, call: "lstat(\(target))", code: errno,
-                                      detail: String(cString: strerror(errno)))
+                                      detail: Sys.strerror(errno))
         }
         return SQLiteSnapshotInfo(path: target, size: UInt64(st.st_size), pages: pages, busyRetries: retries)
     }

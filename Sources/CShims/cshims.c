@@ -1,7 +1,10 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <errno.h>
+#include <malloc.h>
 #include <spawn.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "cshims.h"
@@ -26,3 +29,22 @@ long cshims_listxattrat_nofollow(int dfd, const char *name, char *list, unsigned
     return -1;
 #endif
 }
+
+long cshims_getdents64(int fd, void *buffer, size_t length) { return getdents64(fd, buffer, length); }
+
+int cshims_malloc_trim(size_t pad) { return malloc_trim(pad); }
+
+int cshims_fallocate(int fd, int mode, long long offset, long long length) {
+    return fallocate(fd, mode, (off_t)offset, (off_t)length);
+}
+
+int cshims_o_path(void) { return O_PATH; }
+int cshims_o_noatime(void) { return O_NOATIME; }
+int cshims_o_tmpfile(void) { return O_TMPFILE; }
+int cshims_at_empty_path(void) { return AT_EMPTY_PATH; }
+long cshims_utime_now(void) { return UTIME_NOW; }
+long cshims_utime_omit(void) { return UTIME_OMIT; }
+int cshims_falloc_punch_hole(void) { return FALLOC_FL_PUNCH_HOLE; }
+int cshims_falloc_keep_size(void) { return FALLOC_FL_KEEP_SIZE; }
+int cshims_seek_data(void) { return SEEK_DATA; }
+int cshims_seek_hole(void) { return SEEK_HOLE; }

@@ -164,19 +164,16 @@ package struct LocalProbe {
             created = true
             defer { Sys.close(fd) }
             try Sys.writeAll(fd, Array("hs-linkcheck probe \(Sys.pid)\n".utf8), path: src)
-        } catch let e as SysError {
+        } catch let e {
             result.failure = e.description
             report.add(cannotWrite(dir: downloadsPath, error: e))
             result.cleanedUp = !created || ((try? Sys.unlink(src)) != nil)
-            return result
-        } catch {
-            result.failure = "\(error)"
             return result
         }
         do {
             try Sys.link(src, dst)
             linked = true
-        } catch let e as SysError {
+        } catch let e {
             result.failure = e.description
             switch e.errno {
             case EXDEV:
@@ -198,9 +195,6 @@ package struct LocalProbe {
             try? Sys.unlink(src)
             created = false
             result.cleanedUp = (try? Sys.lstat(src)) == nil
-            return result
-        } catch {
-            result.failure = "\(error)"
             return result
         }
         let a = try? Sys.lstat(src), b = try? Sys.lstat(dst)

@@ -1,3 +1,5 @@
+import Support
+
 /// The plan's media tree (downloads/ + library/ + photos/ under one root), created by `--init`.
 package enum MediaTree {
     /// Directories relative to the root, parents first.
@@ -49,14 +51,12 @@ package enum MediaTree {
                 }
                 steps.append(InitStep(path: path, action: created ? "created" : (changes.isEmpty ? "ok" : "changed"),
                                       detail: changes.isEmpty ? nil : changes.joined(separator: ", ")))
-            } catch let e as SysError {
+            } catch let e {
                 steps.append(InitStep(path: path, action: "failed", detail: e.description))
                 report.add(Finding(.error, "cannot-write", "--init could not prepare \(path): \(e)",
                                    fix: "Run as a user allowed to create and chown there (on NFS with root_squash, root cannot chown: run as PUID:PGID, or set Maproot for this host)."))
                 // Children of a failed directory would fail the same way.
                 if e.call == "mkdir" { break }
-            } catch {
-                steps.append(InitStep(path: path, action: "failed", detail: "\(error)"))
             }
         }
         return steps

@@ -152,13 +152,13 @@ package final class Machine: @unchecked Sendable {
         try makeDirectories((path(b) as NSString).deletingLastPathComponent)
         if (path(p) as NSString).deletingLastPathComponent == (path(b) as NSString).deletingLastPathComponent {
             guard rename(path(p), path(b)) == 0 else {
-                throw ProvisionError("cannot move \(path(p)) to \(path(b)): \(String(cString: strerror(errno)))")
+                throw ProvisionError("cannot move \(path(p)) to \(path(b)): \(Sys.strerror(errno))")
             }
         } else {
             do { try FileManager.default.copyItem(atPath: path(p), toPath: path(b)) } catch {
                 throw ProvisionError("cannot back up \(path(p)) to \(path(b)): \(error); nothing was removed")
             }
-            guard unlink(path(p)) == 0 else { throw ProvisionError("cannot remove \(path(p)): \(String(cString: strerror(errno)))") }
+            guard unlink(path(p)) == 0 else { throw ProvisionError("cannot remove \(path(p)): \(Sys.strerror(errno))") }
         }
         syncDirectory((path(p) as NSString).deletingLastPathComponent)
         return b
@@ -168,7 +168,7 @@ package final class Machine: @unchecked Sendable {
     package func ensureDirectory(_ p: String, uid: Int, gid: Int) throws {
         try makeDirectories(path(p))
         guard chown(path(p), uid_t(uid), gid_t(gid)) == 0 else {
-            throw ProvisionError("cannot chown \(path(p)) to \(uid):\(gid): \(String(cString: strerror(errno)))")
+            throw ProvisionError("cannot chown \(path(p)) to \(uid):\(gid): \(Sys.strerror(errno))")
         }
     }
 

@@ -54,9 +54,9 @@ package enum EnvBackup {
     /// Creates `dir` (and parents) and makes it 0700.
     static func makePrivateDirectory(_ dir: String) throws {
         do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-            throw ToolError("cannot create \(dir): \(String(cString: strerror(errno)))")
+            throw ToolError("cannot create \(dir): \(Sys.strerror(errno))")
         }
-        guard chmod(dir, 0o700) == 0 else { throw ToolError("cannot chmod 700 \(dir): \(String(cString: strerror(errno)))") }
+        guard chmod(dir, 0o700) == 0 else { throw ToolError("cannot chmod 700 \(dir): \(Sys.strerror(errno))") }
     }
 
     /// Writes `data` to `path` with mode 0600 unless it already holds exactly that.

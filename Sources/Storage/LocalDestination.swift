@@ -13,7 +13,7 @@ package struct StorageError: Error, CustomStringConvertible {
     }
 
     package static func posix(_ operation: String, _ location: String, _ err: Int32 = Glibc.errno) -> StorageError {
-        StorageError(operation: operation, location: location, errno: err, detail: String(cString: strerror(err)))
+        StorageError(operation: operation, location: location, errno: err, detail: Sys.strerror(err))
     }
 }
 
@@ -153,11 +153,8 @@ final class LocalWriter: DestinationWriter {
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         var off = 0
         while off < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw StorageError.posix("write", path)
-            }
+            let n = Sys.retry { Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off) }
+            if n < 0 { throw StorageError.posix("write", path) }
             off += n
         }
     }
@@ -187,11 +184,8 @@ final class LocalReader: DestinationReader {
         var got = 0
         try out.withUnsafeMutableBytes { buf in
             while got < count {
-                let n = pread(fd, buf.baseAddress! + got, count - got, off_t(offset) + off_t(got))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw StorageError.posix("read", path)
-                }
+                let n = Sys.retry { pread(fd, buf.baseAddress! + got, count - got, off_t(offset) + off_t(got)) }
+                if n < 0 { throw StorageError.posix("read", path) }
                 if n == 0 { break }
                 got += n
             }

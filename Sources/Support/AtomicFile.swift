@@ -18,7 +18,7 @@ package enum AtomicFile {
         package var errno: Int32
 
         /// `strerror` of `errno`.
-        package var reason: String { String(cString: strerror(errno)) }
+        package var reason: String { Sys.strerror(errno) }
     }
 
     /// Writes `bytes` to `path` through `temporary`.
@@ -37,9 +37,8 @@ package enum AtomicFile {
         if exactMode && fchmod(fd, mode) != 0 { failure = Failure(call: "fchmod", path: temporary, errno: errno) }
         var off = 0
         while failure == nil && off < bytes.count {
-            let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            let n = Sys.retry { bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
             if n < 0 {
-                if errno == EINTR { continue }
                 failure = Failure(call: "write", path: temporary, errno: errno)
             } else {
                 off += n

@@ -29,7 +29,7 @@ package enum CreationProbe {
         guard let umask else { return false }
         var st = stat()
         guard fstat(dirfd, &st) == 0, st.st_mode & S_ISGID == 0 else { return false }
-        if probe_fgetxattr(dirfd, "system.posix_acl_default", nil, 0) >= 0 { return false }
+        if (try? Sys.getXattr(.fd(dirfd), Array("system.posix_acl_default".utf8))) != nil { return false }
         let name = ".hs-create-probe-\(getpid())-\(UInt32.random(in: 0 ... .max))"
         guard mkdirat(dirfd, name, 0o750) == 0 else { return false }
         defer { _ = unlinkat(dirfd, name + "/f", 0); _ = unlinkat(dirfd, name, AT_REMOVEDIR) }
@@ -42,6 +42,3 @@ package enum CreationProbe {
         return true
     }
 }
-
-// <sys/xattr.h> is not part of Swift's Glibc module map.
-@_silgen_name("fgetxattr") private func probe_fgetxattr(_ fd: Int32, _ name: UnsafePointer<CChar>, _ value: UnsafeMutableRawPointer?, _ size: Int) -> Int

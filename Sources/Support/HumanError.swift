@@ -14,7 +14,7 @@ package enum HumanError {
         let ns = error as NSError
         if ns.domain == NSCocoaErrorDomain { return cocoa(CocoaError(CocoaError.Code(rawValue: ns.code), userInfo: ns.userInfo)) }
         if ns.domain == NSURLErrorDomain, let code = URLError.Code(rawValue: ns.code) { return url(URLError(code, userInfo: ns.userInfo)) }
-        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+        if ns.domain == NSPOSIXErrorDomain { return Sys.strerror(Int32(ns.code)) }
         return scrub("\(error)")
     }
 
@@ -22,7 +22,7 @@ package enum HumanError {
         let path = (e.userInfo[NSFilePathErrorKey] as? String) ?? e.filePath ?? e.url?.path
         var why: String
         if let u = e.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain {
-            why = String(cString: strerror(Int32(u.code)))
+            why = Sys.strerror(Int32(u.code))
         } else {
             switch e.code {
             case .fileNoSuchFile, .fileReadNoSuchFile: why = "no such file or directory"

@@ -61,8 +61,8 @@ package enum Subprocess {
                 input.withUnsafeBytes { raw in
                     var off = 0
                     while off < raw.count {
-                        let n = write(stdinFD, raw.baseAddress! + off, raw.count - off)
-                        if n < 0 { if errno == EINTR { continue }; break }
+                        let n = Sys.retry { write(stdinFD, raw.baseAddress! + off, raw.count - off) }
+                        if n < 0 { break }
                         off += n
                     }
                 }
@@ -103,7 +103,7 @@ extension Subprocess {
         func makePipe() throws -> (read: Int32, write: Int32) {
             var fds: [Int32] = [0, 0]
             guard cshims_pipe_cloexec(&fds) == 0 else {
-                throw ProcessFailure(command: arguments, status: 127, stderr: "pipe2 failed: \(String(cString: strerror(errno)))")
+                throw ProcessFailure(command: arguments, status: 127, stderr: "pipe2 failed: \(Sys.strerror(errno))")
             }
             return (fds[0], fds[1])
         }
@@ -130,7 +130,7 @@ extension Subprocess {
         guard rc == 0 else {
             close(outPipe.read); close(errPipe.read)
             if let inPipe { close(inPipe.write) }
-            throw ProcessFailure(command: arguments, status: 127, stderr: "cannot start \(exe): \(String(cString: strerror(rc)))")
+            throw ProcessFailure(command: arguments, status: 127, stderr: "cannot start \(exe): \(Sys.strerror(rc))")
         }
         return SpawnedChild(pid: pid, stdin: inPipe?.write, stdout: outPipe.read, stderr: errPipe.read)
     }
@@ -149,8 +149,7 @@ extension Subprocess {
         var exitedAt: UInt64 = 0
         func reap(_ flags: Int32) {
             var st: Int32 = 0
-            var r: pid_t
-            repeat { r = waitpid(child.pid, &st, flags) } while r < 0 && errno == EINTR
+            let r = Sys.retry { waitpid(child.pid, &st, flags) }
             guard r == child.pid else { return }
             // WIFEXITED / WEXITSTATUS / WTERMSIG are macros Swift cannot import.
             let signal = st & 0x7f
@@ -162,10 +161,10 @@ extension Subprocess {
             if n < 0 && errno != EINTR { break }
             if n > 0 {
                 for i in 0..<2 where fds[i].fd >= 0 && fds[i].revents != 0 {
-                    let r = chunk.withUnsafeMutableBytes { read(fds[i].fd, $0.baseAddress, $0.count) }
+                    let r = Sys.retry { chunk.withUnsafeMutableBytes { read(fds[i].fd, $0.baseAddress, $0.count) } }
                     if r > 0 {
                         buffers[i] += chunk[0..<r]
-                    } else if r == 0 || errno != EINTR {
+                    } else {
                         close(fds[i].fd)
                         fds[i].fd = -1
                     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Backup
 import Foundation
+import Support
 
 /// `--recipient`, `--recipients-file`, `--rotate-keys`, `--state-dir` of `hs-backup run`.
 struct EncryptionRunOptions: ParsableArguments {
@@ -11,7 +12,8 @@ struct EncryptionRunOptions: ParsableArguments {
     var recipients: [String] = []
 
     @Option(name: .customLong("recipients-file"),
-            help: ArgumentHelp("A file of recipients, one age1... per line ('#' comments), as `age -R` reads it; repeatable.",
+            help: ArgumentHelp("A file of recipients, one age1... per line ('#' comments), as `age -R` reads it; repeatable "
+                               + "(default: HS_AGE_RECIPIENTS_FILE when no --recipient is given).",
                                valueName: "FILE"))
     var recipientsFiles: [String] = []
 
@@ -24,9 +26,12 @@ struct EncryptionRunOptions: ParsableArguments {
                                + "(default: $HS_STATE_DIR or /var/lib/home-server-tools).", valueName: "DIR"))
     var stateDir: String?
 
-    /// Reads the recipients (a bad key or unreadable file exits 2) into `options`.
+    /// Reads the recipients (a bad key or unreadable file exits 2) into `options`: the flags,
+    /// or when none is given HS_AGE_RECIPIENTS_FILE (environment, then the configuration file).
     func apply(to options: inout BackupOptions) throws {
-        options.encryption.recipients = try SetKeys.recipients(recipients, files: recipientsFiles)
+        var files = recipientsFiles
+        if recipients.isEmpty && files.isEmpty, let f = try ToolConfiguration.get().value(.ageRecipientsFile) { files = [f.value] }
+        options.encryption.recipients = try SetKeys.recipients(recipients, files: files)
         options.encryption.rotateKeys = rotateKeys
         if let dir = stateDir ?? ProcessInfo.processInfo.environment["HS_STATE_DIR"], !dir.isEmpty {
             options.encryption.stateDirectory = dir

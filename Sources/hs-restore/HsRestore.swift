@@ -12,7 +12,7 @@ struct HsRestore: ToolCommand {
         discussion: """
         Either --from DEST (a backup destination written by hs-backup) or --archive FILE \
         (any POSIX/GNU tar.gz, extracted with the same hostile-archive rules).
-        DEST is an absolute directory or an nfs://SERVER/EXPORT/PATH URL, as for hs-backup; an empty or \
+        DEST is an absolute directory, an nfs://SERVER/EXPORT/PATH URL or rclone:REMOTE:PATH, as for hs-backup; an empty or \
         misspelled DEST exits 2. --json prints one object, also on failure: {"error": "...", "exit_code": N}.
         Exit codes: 0 success, 1 the restore failed, 2 bad usage.
 
@@ -24,13 +24,13 @@ struct HsRestore: ToolCommand {
         """,
         version: homeServerVersion)
 
-    @Option(help: "Backup destination: a directory or nfs://server/export/path.")
+    @Option(help: "Backup destination: a directory, nfs://server/export/path or rclone:REMOTE:PATH (default without --archive: HS_BACKUP_DEST from the environment or the configuration file).")
     var from: String?
 
     @Option(help: "A single tar.gz file to extract safely instead of a backup set.")
     var archive: String?
 
-    @Option(name: .customLong("name"), help: "Backup set name (default: this host's short hostname).")
+    @Option(name: .customLong("name"), help: "Backup set name (default: HS_BACKUP_NAME, else this host's short hostname).")
     var set: String?
 
     @Option(help: "Backup to restore: an ID or 'latest'.")
@@ -56,7 +56,11 @@ struct HsRestore: ToolCommand {
     @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
-        if (from == nil) == (archive == nil) { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }
+        if from != nil && archive != nil { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }
+        if from == nil, archive == nil, let config = try? ToolConfiguration.get(), config.value(.backupDest) == nil {
+            throw ValidationError("Give --from DEST or --archive FILE (HS_BACKUP_DEST, the default of --from, is not set: "
+                                  + "\(config.whereLooked(.backupDest))).")
+        }
     }
 
     func run() async throws {
@@ -66,7 +70,10 @@ struct HsRestore: ToolCommand {
                 let source = try EncryptedArchive.source(archive, identityFiles: keys.identityFiles)
                 return try ArchiveRestore.run(archive: archive, source: source, to: to, only: only, force: force, dryRun: dryRun, json: json)
             }
-            return try BackupRestoreCommand.run(from: from!, set: set, backup: backup, to: to, only: only,
+            let config = try ToolConfiguration.get()
+            let from = try config.require(.backupDest, flag: from, flagName: "--from", example: "DEST")
+            let set = config.value(.backupName, flag: set, flagName: "--name")?.value
+            return try BackupRestoreCommand.run(from: from, set: set, backup: backup, to: to, only: only,
                                                 force: force, dryRun: dryRun, json: json, identityFiles: keys.identityFiles)
         }
         if code != 0 { throw ExitCode(code) }

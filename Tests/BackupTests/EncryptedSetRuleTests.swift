@@ -217,6 +217,12 @@ import TestSupport
         let inc = try Tools.run("hs-backup", ["run", "--source", f.src, "--to", to, "--name", "t", "--recipients-file", f.work.sub("recipients.txt")],
                                 environment: env)
         #expect(inc.status == 0 && inc.stdout.contains("(incremental)"), "\(inc.stdout) \(inc.stderr)")
+        // The configuration's HS_AGE_RECIPIENTS_FILE fills --recipients-file.
+        try Tree.write(f.work.sub("hs.conf"), "HS_AGE_RECIPIENTS_FILE=\(f.work.sub("recipients.txt"))\n", mode: 0o600)
+        try f.touch(2)
+        let conf = try Tools.run("hs-backup", ["run", "--source", f.src, "--to", to, "--name", "t"],
+                                 environment: env.merging(["HS_CONFIG": f.work.sub("hs.conf")]) { $1 })
+        #expect(conf.status == 0 && conf.stdout.contains("(incremental)"), "\(conf.stdout) \(conf.stderr)")
         let plain = try Tools.run("hs-backup", ["run", "--source", f.src, "--to", to, "--name", "t"], environment: env)
         #expect(plain.status == 2 && plain.stderr.contains("is encrypted"), "\(plain.stderr)")
         let bad = try Tools.run("hs-backup", ["run", "--source", f.src, "--to", to, "--name", "t", "--recipient", "age1nope"], environment: env)

@@ -1,6 +1,10 @@
-// Small C helpers for glibc functions Swift cannot see without _GNU_SOURCE.
+// Small C helpers for glibc functions Swift cannot see without _GNU_SOURCE, and the libc
+// headers Swift's Glibc module leaves out. Swift reaches them only through Support's `Sys`.
 #pragma once
 #include <spawn.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
 
 /// pipe2(fds, O_CLOEXEC): both ends close-on-exec atomically (no leak to concurrent spawns).
 int cshims_pipe_cloexec(int fds[2]);
@@ -12,3 +16,24 @@ int cshims_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path)
 /// attribute names of `name` in directory `dfd` without walking an absolute path. -1 with
 /// errno ENOSYS on older kernels (callers fall back to llistxattr).
 long cshims_listxattrat_nofollow(int dfd, const char *name, char *list, unsigned long size);
+
+/// getdents64(fd, buffer, length) (glibc 2.30+ under _GNU_SOURCE).
+long cshims_getdents64(int fd, void *buffer, size_t length);
+
+/// malloc_trim(pad) from <malloc.h>.
+int cshims_malloc_trim(size_t pad);
+
+/// fallocate(fd, mode, offset, length) (_GNU_SOURCE).
+int cshims_fallocate(int fd, int mode, long long offset, long long length);
+
+/// The Linux flags Swift's Glibc import leaves out (_GNU_SOURCE), as the headers define them.
+int cshims_o_path(void);
+int cshims_o_noatime(void);
+int cshims_o_tmpfile(void);
+int cshims_at_empty_path(void);
+long cshims_utime_now(void);
+long cshims_utime_omit(void);
+int cshims_falloc_punch_hole(void);
+int cshims_falloc_keep_size(void);
+int cshims_seek_data(void);
+int cshims_seek_hole(void);

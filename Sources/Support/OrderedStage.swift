@@ -1,0 +1,180 @@
+/// Jobs run in parallel on a `WorkPool`, their results handed on in submission order, with a
+/// bound on the results in flight (memory stays bounded however far the producer runs).
+///
+/// Two ways to take results (pick one per stage):
+/// - **pull**: the consumer calls `next()` (another thread than the submitter, or the same
+///   one when `isFull`; `map` does the interleaving for a single thread);
+/// - **push**: `deliver` given at `init` is called for each result in order, one at a time, on
+///   the pool thread that completed the result next in line (or in `finish()`): e.g. compressed
+///   gzip members written to the archive while the next ones are compressed.
+///
+/// A job's error is handed on at its place: in pull mode `next()` throws it after the results
+/// before it; in push mode the stage stops delivering, and `submit`/`finish` throw it. The
+/// stage's jobs never fail the pool itself, so a stage can share a pool with other work.
+///
+///     // Backup prefetch: read files on 4 threads, archive them in scan order.
+///     let pool = WorkPool(threads: 4, name: "prefetch")
+///     defer { pool.close() }
+///     try OrderedStage<Content>.map(entries, pool: pool, window: 64) { entry in
+///         try readContent(entry)              // pool threads
+///     } consume: { content in
+///         try archive.add(content)            // this thread, in entry order
+///     }
+package final class OrderedStage<Output: Sendable>: Sendable {
+    private struct State {
+        var results: [UInt64: Result<Output, any Error>] = [:]
+        var bytes: [UInt64: Int] = [:]
+        var nextSubmit: UInt64 = 0
+        var nextDeliver: UInt64 = 0
+        var bytesInFlight = 0
+        var delivering = false
+        var failure: (any Error)?
+        var cancelled = false
+
+        var outstanding: Int { Int(nextSubmit - nextDeliver) }
+        var headReady: Bool { results[nextDeliver] != nil }
+
+        mutating func takeHead() -> Result<Output, any Error> {
+            let r = results.removeValue(forKey: nextDeliver)!
+            bytesInFlight -= bytes.removeValue(forKey: nextDeliver) ?? 0
+            nextDeliver += 1
+            return r
+        }
+    }
+
+    private static var changed: Int { 0 }
+    private let monitor = Monitor(State(), conditions: 1)
+    private let pool: WorkPool
+    private let window: Int
+    private let maxBytes: Int
+    private let deliver: (@Sendable (Output) throws -> Void)?
+
+    /// - Parameters:
+    ///   - pool: where the jobs run.
+    ///   - window: results submitted but not yet handed on, at most (submit blocks beyond).
+    ///   - maxBytes: their declared bytes, at most (one larger item is let in alone).
+    ///   - deliver: push mode: called with each result in order (see the type's doc).
+    package init(pool: WorkPool, window: Int, maxBytes: Int = .max,
+                 deliver: (@Sendable (Output) throws -> Void)? = nil) {
+        self.pool = pool
+        self.window = max(1, window)
+        self.maxBytes = maxBytes
+        self.deliver = deliver
+    }
+
+    /// True when `submit` would block (pull mode from the consuming thread: call `next()`).
+    package var isFull: Bool {
+        let (w, m) = (window, maxBytes)
+        return monitor.withLock { $0.outstanding >= w || ($0.outstanding > 0 && $0.bytesInFlight >= m) }
+    }
+
+    /// Results submitted and not yet handed on.
+    package var outstanding: Int { monitor.withLock { $0.outstanding } }
+
+    /// Starts `job` on the pool; blocks while the window is full.
+    /// - Throws: in push mode the first error (a job's or `deliver`'s); `CancellationError`
+    ///   after `cancel()`; the pool's error when it refuses the job.
+    package func submit(bytes: Int = 0, _ job: @escaping @Sendable () throws -> Output) throws {
+        let (w, m) = (window, maxBytes)
+        let seq = try monitor.withLock(waitingOn: Self.changed, until: { s in
+            s.failure != nil || s.cancelled || s.outstanding == 0
+                || (s.outstanding < w && s.bytesInFlight + bytes <= m)
+        }) { (s: inout State) throws -> UInt64 in
+            if let f = s.failure { throw f }
+            if s.cancelled { throw CancellationError() }
+            let seq = s.nextSubmit
+            s.nextSubmit += 1
+            s.bytesInFlight += bytes
+            s.bytes[seq] = bytes
+            return seq
+        }
+        let monitor = monitor, deliver = deliver
+        do {
+            try pool.submit {
+                let result = Result { try job() }
+                monitor.withLock { $0.results[seq] = result }
+                if let deliver { Self.drain(monitor, deliver) }
+                monitor.wakeAll(Self.changed)
+            }
+        } catch {
+            monitor.withLock { s in
+                s.results[seq] = .failure(error)
+                if s.failure == nil && deliver != nil { s.failure = error }
+            }
+            monitor.wakeAll(Self.changed)
+            throw error
+        }
+    }
+
+    /// Pull mode: the next result in submission order, waiting for it; nil when every submitted
+    /// result has been handed on.
+    /// - Throws: the error of that result's job.
+    package func next() throws -> Output? {
+        precondition(deliver == nil, "OrderedStage.next() on a stage with a deliver closure")
+        let r = monitor.withLock(waitingOn: Self.changed, until: { $0.outstanding == 0 || $0.headReady }) { s in
+            s.outstanding == 0 ? nil : s.takeHead()
+        }
+        guard let r else { return nil }
+        monitor.wakeAll(Self.changed)
+        return try r.get()
+    }
+
+    /// Push mode: waits until every submitted result was delivered (or the stage failed).
+    /// - Throws: the first error (a job's or `deliver`'s).
+    package func finish() throws {
+        if let deliver { Self.drain(monitor, deliver) }
+        let failure = monitor.withLock(waitingOn: Self.changed, until: { s in
+            (s.outstanding == 0 && !s.delivering) || (s.failure != nil && !s.delivering)
+        }) { $0.failure }
+        if let failure { throw failure }
+    }
+
+    /// Stops: later submissions throw; results not handed on are dropped.
+    package func cancel() {
+        monitor.withLock { $0.cancelled = true }
+        monitor.wakeAll(Self.changed)
+    }
+
+    /// Hands on ready results in order, one thread at a time.
+    private static func drain(_ monitor: Monitor<State>, _ deliver: @Sendable (Output) throws -> Void) {
+        while true {
+            let next: Result<Output, any Error>? = monitor.withLock { s in
+                guard !s.delivering, s.failure == nil, !s.cancelled, s.headReady else { return nil }
+                s.delivering = true
+                return s.takeHead()
+            }
+            guard let next else { return }
+            var failure: (any Error)?
+            do { try deliver(try next.get()) } catch { failure = error }
+            monitor.withLock { s in
+                s.delivering = false
+                if let failure, s.failure == nil { s.failure = failure }
+            }
+            monitor.wakeAll(changed)
+            if failure != nil { return }
+        }
+    }
+
+    /// Runs `transform` over `inputs` on `pool`, at most `window` at a time, and hands each
+    /// result to `consume` on the calling thread in input order.
+    /// - Throws: the first error of `transform` (by input order) or of `consume`; the inputs
+    ///   after it are not started, and the ones running are waited for.
+    package static func map<S: Sequence>(_ inputs: S, pool: WorkPool, window: Int, maxBytes: Int = .max,
+                                         bytes: (S.Element) -> Int = { _ in 0 },
+                                         transform: @escaping @Sendable (S.Element) throws -> Output,
+                                         consume: (Output) throws -> Void) throws where S.Element: Sendable {
+        let stage = OrderedStage(pool: pool, window: window, maxBytes: maxBytes)
+        do {
+            for input in inputs {
+                while stage.isFull { if let out = try stage.next() { try consume(out) } }
+                try stage.submit(bytes: bytes(input)) { try transform(input) }
+            }
+            while let out = try stage.next() { try consume(out) }
+        } catch {
+            stage.cancel()
+            // Let the jobs in flight finish before returning (they may use the caller's state).
+            while stage.outstanding > 0 { _ = try? stage.next() }
+            throw error
+        }
+    }
+}
