@@ -87,5 +87,67 @@ struct DebianNativeTests {
         #expect(FileManager.default.fileExists(atPath: root + "/srv/backups/io"))
         let config = try debian.run(["hs-backup", "config"])
         #expect(config.stdout.contains("/etc/default/home-server-tools (the default; read)"), "\(config.stdout)")
+
+        try provisionedTimersAreEnabledByTheRootsSystemctl(debian)
+    }
+
+    /// The installed hs-provision, run inside the root as Ansible runs it (steps tools-config
+    /// and timers), with the root's own systemctl: the timers the host needs get enabled,
+    /// the crontab lines of the same jobs are flagged, and `schedule: cron` undoes both.
+    func provisionedTimersAreEnabledByTheRootsSystemctl(_ debian: DebianRoot) throws {
+        let root = debian.root
+        try FileManager.default.createDirectory(atPath: root + "/etc/home-server/stacks/hera", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + "/etc/home-server/provisioning", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: ReleasePackage.repoRoot + "/stacks/hera/docker-compose.yml",
+                                         toPath: root + "/etc/home-server/stacks/hera/docker-compose.yml")
+        let inventory = "/etc/home-server/provisioning/inventory.yml"
+        func writeInventory(_ extra: String) throws {
+            try """
+                truenas: {server: truenas, media_export: /mnt/tank/media}
+                hosts:
+                  pve: {role: proxmox}
+                  io: {role: guest, kind: lxc, vmid: 101, proxmox: pve, stack: hera, tailscale: false\(extra)}
+
+                """.write(toFile: root + inventory, atomically: true, encoding: .utf8)
+        }
+        try writeInventory("")
+        try FileManager.default.createDirectory(atPath: root + "/opt/stacks/home-server/common", withIntermediateDirectories: true)
+        try "PUID=1000\nHS_BACKUP_DEST=/srv/backups\nHS_NTFY_URL=https://ntfy.example.net/SECRET-TOPIC\n"
+            .write(toFile: root + "/opt/stacks/home-server/common/.env", atomically: true, encoding: .utf8)
+        let crontab = "MAILTO=root\n30 2 * * * hs-deploy --check -q\n0 3 * * * hs-backup run -q\n0 5 * * 0 hs-backup verify -q\n15 1 * * * certbot renew\n"
+        try FileManager.default.createDirectory(atPath: root + "/var/spool/cron/crontabs", withIntermediateDirectories: true)
+        try Subprocess.checked(["install", "-m", "0600", "/dev/null", root + "/var/spool/cron/crontabs/root"])
+        try crontab.write(toFile: root + "/var/spool/cron/crontabs/root", atomically: false, encoding: .utf8)
+        func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        let apply = ["hs-provision", "apply", "--inventory", inventory, "--host", "io", "--only", "tools-config", "--only", "timers"]
+        func enabled(_ timer: String) throws -> String {
+            try debian.run(["systemctl", "is-enabled", timer]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
+        let first = try debian.run(apply)
+        #expect(first.succeeded && first.stdout.hasSuffix("ok=0 changed=2 failed=0\n"), "\(first.stdout)\(first.stderr)")
+        #expect(!(first.stdout + first.stderr).contains("SECRET-TOPIC"))
+        for t in ["hs-backup", "hs-backup-verify", "hs-backup-prune", "hs-deploy-check", "hs-deploy-pull"] {
+            #expect(try enabled("\(t).timer") == "enabled", "\(t).timer")
+        }
+        #expect(try enabled("hs-backup-copy.timer") == "disabled", "no HS_COPY_DEST: the copy timer stays off")
+        let flagged = text(root + "/var/spool/cron/crontabs/root")
+        #expect(flagged == "MAILTO=root\n#[hs-provision: hs-deploy-check.timer runs this] 30 2 * * * hs-deploy --check -q\n"
+                + "#[hs-provision: hs-backup.timer runs this] 0 3 * * * hs-backup run -q\n"
+                + "#[hs-provision: hs-backup-verify.timer runs this] 0 5 * * 0 hs-backup verify -q\n15 1 * * * certbot renew\n", "\(flagged)")
+        var st = stat()
+        #expect(stat(root + "/etc/default/home-server-tools", &st) == 0 && st.st_mode & 0o777 == 0o600)
+        #expect(text(root + "/etc/default/home-server-tools").contains("\nHS_BACKUP_NAME=io\n"))
+        let config = try debian.run(["hs-backup", "config"])
+        #expect(config.stdout.contains("/srv/backups") && !config.stdout.contains("SECRET-TOPIC"), "\(config.stdout)")
+
+        let second = try debian.run(apply)
+        #expect(second.succeeded && second.stdout.hasSuffix("ok=2 changed=0 failed=0\n"), "\(second.stdout)\(second.stderr)")
+
+        try writeInventory(", schedule: cron")
+        let cron = try debian.run(apply)
+        #expect(cron.succeeded, "\(cron.stdout)\(cron.stderr)")
+        for t in Self.timers { #expect(try enabled("\(t).timer") == "disabled", "\(t).timer") }
+        #expect(text(root + "/var/spool/cron/crontabs/root") == crontab)
     }
 }
