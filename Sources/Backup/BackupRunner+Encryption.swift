@@ -87,7 +87,7 @@ extension BackupRunner {
     /// The previous backup's manifest, which an incremental compares with: from the destination
     /// (plaintext sets), or the local copy bound to the newest index (encrypted runs: the run
     /// holds no key). Nil, with the reason said, makes the run a full backup.
-    func openPrevious(_ set: BackupSet, _ id: String) throws -> ManifestReader? {
+    func openPreviousManifest(_ set: BackupSet, _ id: String) throws -> ManifestReader? {
         guard let copy = encryption.copy else { return try set.openManifest(id) }
         if let why = encryption.fullReason {
             note("taking a full backup: \(why)")

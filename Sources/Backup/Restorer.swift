@@ -128,12 +128,13 @@ package final class Restorer {
                 throw ArchiveError(.malformed, entry: step.entry.displayPath, "archive \(label) ends where backup \(id) expects the file")
             }
             // (Our archives hold the manifest's path as is; others are normalised first.)
-            guard h.path == c.archivedPath || RestorePath.join(RestorePath.split(h.path)) == c.archivedPath, h.type == .file, h.sparse == nil, h.size == step.entry.size else {
+            guard h.path == c.archivedPath || RestorePath.join(RestorePath.split(h.path)) == c.archivedPath, h.type == .file, h.size == step.entry.size else {
                 throw ArchiveError(.malformed, entry: step.entry.displayPath,
                                    "archive \(label) does not hold \(TarReader.display(c.archivedPath)) where the manifest says (found \(h.displayPath)); the backup is damaged. Run `hs-backup verify`.")
             }
             var entry = step.entry
             entry.xattrs = h.xattrs   // xattrs and ACLs live in the archive's pax headers
+            entry.sparse = h.sparse   // a sparse member: its holes stay holes, its hash is the `SparseHash`
             do {
                 try writer.write(entry, expectedSHA256: c.sha256, origin: label) { try reader.readContent($0) }
             } catch var e as ArchiveError {

@@ -14,7 +14,7 @@ struct HsRestore: ToolCommand {
         (any POSIX/GNU tar.gz, extracted with the same hostile-archive rules).
         DEST is an absolute directory, an nfs://SERVER/EXPORT/PATH URL or rclone:REMOTE:PATH, as for hs-backup; an empty or \
         misspelled DEST exits 2. --json prints one object, also on failure: {"error": "...", "exit_code": N}.
-        Exit codes: 0 success, 1 the restore failed, 2 bad usage.
+        Exit codes: 0 success, 1 the restore failed, 2 bad usage. \(ExitStatus.onlyBackupRun)
 
         Examples:
           hs-restore --from nfs://truenas/mnt/tank/backups --name io --to /opt/appdata.new
@@ -60,6 +60,9 @@ struct HsRestore: ToolCommand {
         if from == nil, archive == nil, let config = try? ToolConfiguration.get(), config.value(.backupDest) == nil {
             throw ValidationError("Give --from DEST or --archive FILE (HS_BACKUP_DEST, the default of --from, is not set: "
                                   + "\(config.whereLooked(.backupDest))).")
+        }
+        for (option, value) in [("--to", to), ("--from", from), ("--archive", archive)] where value?.isEmpty == true {
+            throw ValidationError("\(option) is empty: give \(option == "--to" ? "the directory to restore into, e.g. --to /opt/appdata.new" : option == "--from" ? "the backup destination, e.g. --from /mnt/backups" : "the tar.gz file to extract, e.g. --archive /mnt/backups/io/20261127T030000Z.tar.gz").")
         }
     }
 

@@ -190,7 +190,8 @@ import TestSupport
         let b = try f.run()
         Thread.sleep(forTimeInterval: 1.1)
         let c = try f.run(full: true)
-        let rows = try SetInspector.list(destination: f.dest.destination, set: "t")
+        let (rows, damage) = try SetInspector.list(destination: f.dest.destination, set: "t")
+        #expect(damage.isEmpty, "without a key an encrypted set is judged by its indexes: \(damage)")
         #expect(rows.map(\.id) == [a.id, b.id, c.id])
         #expect(rows.allSatisfy { $0.encrypted && $0.files == nil })
         #expect(rows[1].kind == "incremental" && rows[1].parent == a.id && rows[1].bytesOut > 0)
@@ -205,6 +206,31 @@ import TestSupport
 
     /// The command line: hs-backup run --recipient, verify without and with --identity,
     /// hs-restore --identity, hs-restore --archive of an age file, and the exit codes.
+    /// Harden's copied-manifest rule holds without the key: an encrypted manifest copied over
+    /// another is found by the size its index records (list), its SHA-256 (verify), and with the
+    /// key by its header (restore of latest, and of that backup).
+    @Test func aManifestCopiedOverAnotherIsDamageWithoutTheKey() throws {
+        let f = try Fixture()
+        let a = try f.run()
+        Thread.sleep(forTimeInterval: 1.1)
+        try f.touch(1)
+        let b = try f.run()
+        let dir = f.dest.dir.path + "/t"
+        let sizes = try [a.id, b.id].map { try #require(FileManager.default.attributesOfItem(atPath: dir + "/\($0).manifest")[.size] as? Int) }
+        try #require(sizes[0] != sizes[1], "the two manifests differ in size")
+        try FileManager.default.removeItem(atPath: dir + "/\(b.id).manifest")
+        try FileManager.default.copyItem(atPath: dir + "/\(a.id).manifest", toPath: dir + "/\(b.id).manifest")
+        let to = f.dest.dir.path
+        let l = try Tools.run("hs-backup", ["list", "--to", to, "--name", "t"])
+        #expect(l.status == 1 && (l.stdout + l.stderr).contains("\(b.id).manifest"), "list: \(l.stdout) \(l.stderr)")
+        let v = try Tools.run("hs-backup", ["verify", "--to", to, "--name", "t"])
+        #expect(v.status == 1 && (v.stdout + v.stderr).contains("\(b.id).manifest"), "verify: \(v.stdout) \(v.stderr)")
+        for args in [[String](), ["--backup", b.id]] {
+            let r = try Tools.run("hs-restore", ["--from", to, "--name", "t", "--to", f.work.sub("r\(args.count)"), "--identity", f.key.path] + args)
+            #expect(r.status == 1, "restore \(args): \(r.stdout) \(r.stderr)")
+        }
+    }
+
     @Test func commandLine() throws {
         let f = try Fixture()
         let env = ["HS_STATE_DIR": f.state]
