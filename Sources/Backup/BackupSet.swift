@@ -48,7 +48,7 @@ package struct BackupSet {
     /// (`openStored`, with this command's identities).
     /// - Throws: `EncryptionError` (no identity given, or none that decrypts it; exit 2),
     ///   else `ManifestError(.unreadable)`.
-    private func openManifestFile(_ id: String) throws -> any DestinationReader {
+    func openManifestFile(_ id: String) throws -> any DestinationReader {
         do { return try openStored(manifestPath(id)) } catch let e as EncryptionError { throw e } catch {
             throw ManifestError(.unreadable("\(error)"), name: manifestName(id))
         }

@@ -99,12 +99,10 @@ package final class ManifestMembers: Sendable {
 
 extension BackupSet {
     /// The manifest of backup `id` for reading member by member (the file stays open until
-    /// the value goes away).
+    /// the value goes away; an age file is decrypted by chunk with the set's identities).
+    /// - Throws: `EncryptionError` (no identity, or none that opens it), `ManifestError`.
     package func manifestMembers(_ id: String) throws -> ManifestMembers {
-        let r: SharedDestinationReader
-        do { r = try SharedDestinationReader(destination.open(manifestPath(id))) } catch {
-            throw ManifestError(.unreadable("\(error)"), name: manifestName(id))
-        }
+        let r = try SharedDestinationReader(openManifestFile(id))
         do {
             let m = try ManifestMembers(size: r.size, name: manifestName(id), read: { try r.read(at: $0, count: $1) },
                                         onClose: { r.close() })

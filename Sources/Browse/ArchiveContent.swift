@@ -126,6 +126,8 @@ final class ArchiveHandle: Sendable {
 
 package final class ArchiveContent: Sendable {
     package let destination: any Destination
+    /// The identities an encrypted set's archives are decrypted with (`--identity`).
+    package let keys: SetKeys
     private let handles = Mutex<[String: ArchiveHandle]>([:])
     private let members: ByteBoundedCache<MemberKey, DecodedMember>
     private let xattrCache: ByteBoundedCache<ArchivePlace, [(name: [UInt8], value: [UInt8])]>
@@ -149,8 +151,9 @@ package final class ArchiveContent: Sendable {
         var next: UInt64
     }
 
-    package init(destination: any Destination, cacheBytes: Int) {
+    package init(destination: any Destination, keys: SetKeys = SetKeys(), cacheBytes: Int) {
         self.destination = destination
+        self.keys = keys
         members = ByteBoundedCache(maxBytes: cacheBytes)
         xattrCache = ByteBoundedCache(maxBytes: 4 << 20)
     }
@@ -158,8 +161,8 @@ package final class ArchiveContent: Sendable {
     func handle(set: String, archive: String) throws -> ArchiveHandle {
         let key = set + "/" + archive
         if let h = handles.withLock({ $0[key] }) { return h }
-        let bs = BackupSet(destination: destination, name: set)
-        let r = SharedDestinationReader(try destination.open(bs.archivePath(archive)))
+        let bs = BackupSet(destination: destination, name: set, keys: keys)
+        let r = SharedDestinationReader(try bs.openStored(bs.archivePath(archive)))
         let h = ArchiveHandle(label: "\(bs.location)/\(archive).tar.gz", reader: r)
         return handles.withLock { hs in
             if let existing = hs[key] { r.close(); return existing }

@@ -16,9 +16,9 @@ package final class BrowseContext {
     /// The JSON object being streamed, once begun (a failure closes it).
     package var stream: StreamedJSON?
 
-    package init(destination: any Destination, set: String, json: Bool, reporter: Reporter) {
+    package init(destination: any Destination, set: String, keys: SetKeys = SetKeys(), json: Bool, reporter: Reporter) {
         self.destination = destination
-        self.set = BackupSet(destination: destination, name: set)
+        self.set = BackupSet(destination: destination, name: set, keys: keys)
         self.json = json
         self.reporter = reporter
     }
@@ -170,12 +170,21 @@ extension BrowseCommands {
     }
 
     /// `hs-backup mount`: serves until unmounted; says where it mounted and how to leave.
-    package static func mount(destination: any Destination, onlySet: String?, options: FuseMount.Options, cacheMiB: Int,
-                              json: Bool, reporter: Reporter) throws -> Int32 {
-        let tree = MountTree(destination: destination, onlySet: onlySet, cacheBytes: cacheMiB << 20)
+    package static func mount(destination: any Destination, keys: SetKeys = SetKeys(), onlySet: String?, options: FuseMount.Options,
+                              cacheMiB: Int, json: Bool, reporter: Reporter) throws -> Int32 {
+        let tree = MountTree(destination: destination, keys: keys, onlySet: onlySet, cacheBytes: cacheMiB << 20)
         let sets = try tree.sets()
         if let only = onlySet, try BackupSet(destination: destination, name: only).committedIDs().isEmpty {
             throw ToolError("no backups in \(destination.displayName)/\(only); nothing to mount. `hs-backup list --to \(destination.displayName)` shows the sets.")
+        }
+        // Each set's newest manifest is opened before anything is mounted: an encrypted set
+        // without --identity (or with a key that is not one of its recipients) is refused here,
+        // saying what to do, rather than answering EIO to every read in the mount. (Damage is
+        // left to the mount: the other backups stay readable.)
+        for name in sets {
+            let set = BackupSet(destination: destination, name: name, keys: keys)
+            guard let newest = try set.committedIDs().last else { continue }
+            do { _ = try set.manifestMembers(newest) } catch let e as EncryptionError { throw e } catch {}
         }
         let mount = FuseMount(tree: tree, options: options)
         let mp = options.mountpoint

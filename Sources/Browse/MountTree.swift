@@ -42,6 +42,8 @@ package enum MountFailure: Error, Equatable {
 
 package final class MountTree: Sendable {
     package let destination: any Destination
+    /// The identities an encrypted set is read with (`--identity`).
+    package let keys: SetKeys
     package let onlySet: String?
     private let owner: (uid: UInt32, gid: UInt32)
     private let mounted: FileTime
@@ -75,14 +77,16 @@ package final class MountTree: Sendable {
     /// - Parameters:
     ///   - onlySet: show only this set (`--name`).
     ///   - cacheBytes: bound of the decoded manifest members and of the archive member cache each.
-    package init(destination: any Destination, onlySet: String?, cacheBytes: Int = 96 << 20, uid: UInt32 = getuid(), gid: UInt32 = getgid()) {
+    package init(destination: any Destination, keys: SetKeys = SetKeys(), onlySet: String?, cacheBytes: Int = 96 << 20,
+                 uid: UInt32 = getuid(), gid: UInt32 = getgid()) {
         self.destination = destination
+        self.keys = keys
         self.onlySet = onlySet
         owner = (uid, gid)
         let now = Date().timeIntervalSince1970
         mounted = FileTime(seconds: Int64(now), nanoseconds: 0)
         cache = MemberTableCache(maxBytes: cacheBytes)
-        content = ArchiveContent(destination: destination, cacheBytes: cacheBytes)
+        content = ArchiveContent(destination: destination, keys: keys, cacheBytes: cacheBytes)
     }
 
     // MARK: sets and backups
@@ -109,7 +113,7 @@ package final class MountTree: Sendable {
     private func backups(_ set: String) throws -> (ids: [String], started: [String: Double]) {
         let now = Date().timeIntervalSince1970
         if let b = state.withLock({ $0.backups[set] }), now - b.at < relist { return (b.ids, b.started) }
-        let bs = BackupSet(destination: destination, name: set)
+        let bs = BackupSet(destination: destination, name: set, keys: keys)
         let ids = try bs.committedIDs()
         var started = state.withLock { $0.backups[set]?.started } ?? [:]
         for id in ids where started[id] == nil {
@@ -156,7 +160,7 @@ package final class MountTree: Sendable {
         if let i = state.withLock({ $0.indexes[slot] }) { return i }
         guard let (set, id) = state.withLock({ $0.slotNames[slot] }) else { throw .stale }
         do {
-            let members = try BackupSet(destination: destination, name: set).manifestMembers(id)
+            let members = try BackupSet(destination: destination, name: set, keys: keys).manifestMembers(id)
             let index = try BackupTree(id: id, members: members, cache: cache)
             return state.withLock { st in
                 if let i = st.indexes[slot] { return i }

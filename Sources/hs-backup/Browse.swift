@@ -5,13 +5,15 @@ import Browse
 import CommandLineSupport
 import Support
 
-/// Opens DEST and the set, then runs a browse command (exit 1 when the set does not exist).
-private func browse(_ options: DestinationOptions, _ body: @escaping (BrowseContext) throws -> Int32) async throws {
+/// Opens DEST and the set, then runs a browse command (exit 1 when the set does not exist; an
+/// encrypted set is read with the `--identity` files).
+private func browse(_ options: DestinationOptions, _ keys: IdentityOptions, _ body: @escaping (BrowseContext) throws -> Int32) async throws {
     let code = await toolMain {
         let set = try BackupTool.setName(options.set)
         let dest = try options.open()
         try BackupSets.requireSet(dest, set)
-        return try BrowseContext(destination: dest, set: set, json: options.json, reporter: options.reporter).run(body)
+        let setKeys = SetKeys(identities: try SetKeys.identities(files: keys.identityFiles))
+        return try BrowseContext(destination: dest, set: set, keys: setKeys, json: options.json, reporter: options.reporter).run(body)
     }
     if code != 0 { throw ExitCode(code) }
 }
@@ -40,6 +42,7 @@ extension HsBackup {
               hs-backup ls --to /mnt/backups -R sonarr --json
             """)
         @OptionGroup var destination: DestinationOptions
+        @OptionGroup var keys: IdentityOptions
         @Option(help: ArgumentHelp("Backup to list: an ID or 'latest' (default: latest).", valueName: "ID"))
         var backup: String?
         @Flag(name: [.customShort("R"), .long], help: "List everything below PATH, not only its direct entries.")
@@ -49,7 +52,7 @@ extension HsBackup {
 
         func run() async throws {
             let p = try path.map { try pathBytes($0, "PATH") } ?? []
-            try await browse(destination) { try BrowseCommands.ls($0, backup: backup, path: p, recursive: recursive) }
+            try await browse(destination, keys) { try BrowseCommands.ls($0, backup: backup, path: p, recursive: recursive) }
         }
     }
 
@@ -69,6 +72,7 @@ extension HsBackup {
               hs-backup find --to /mnt/backups --name io '*.db' 'radarr/Backups/*'
             """)
         @OptionGroup var destination: DestinationOptions
+        @OptionGroup var keys: IdentityOptions
         @Argument(help: ArgumentHelp("Globs to look for (any of them matches).", valueName: "PATTERN"))
         var patterns: [String] = []
 
@@ -78,7 +82,7 @@ extension HsBackup {
         }
 
         func run() async throws {
-            try await browse(destination) { try BrowseCommands.find($0, patterns: patterns) }
+            try await browse(destination, keys) { try BrowseCommands.find($0, patterns: patterns) }
         }
     }
 
@@ -96,13 +100,14 @@ extension HsBackup {
               hs-backup diff --to nfs://truenas/mnt/tank/backups --name io 20261101T030000Z latest --json
             """)
         @OptionGroup var destination: DestinationOptions
+        @OptionGroup var keys: IdentityOptions
         @Argument(help: ArgumentHelp("The earlier backup: an ID or 'latest'.", valueName: "ID1"))
         var from: String
         @Argument(help: ArgumentHelp("The later backup: an ID or 'latest'.", valueName: "ID2"))
         var to: String
 
         func run() async throws {
-            try await browse(destination) { try BrowseCommands.diff($0, from: from, to: to) }
+            try await browse(destination, keys) { try BrowseCommands.diff($0, from: from, to: to) }
         }
     }
 }
@@ -126,6 +131,7 @@ extension HsBackup {
               hs-backup mount --to /srv/backups --name io /mnt/io-backups
             """)
         @OptionGroup var destination: DestinationOptions
+        @OptionGroup var keys: IdentityOptions
         @Flag(name: .customLong("allow-other"), help: "Let every local user in, each file's owner and mode checked by the kernel (default_permissions).")
         var allowOther = false
         @Option(name: .customLong("cache-size"), help: ArgumentHelp("MiB of decompressed archive data (and of decoded manifests) to keep in memory (default 96).", valueName: "MIB"))
@@ -148,7 +154,8 @@ extension HsBackup {
                 var options = FuseMount.Options(mountpoint: mountpoint)
                 options.allowOther = allowOther
                 options.debug = debugFuse
-                return try BrowseCommands.mount(destination: dest, onlySet: set, options: options, cacheMiB: cacheSize,
+                let setKeys = SetKeys(identities: try SetKeys.identities(files: keys.identityFiles))
+                return try BrowseCommands.mount(destination: dest, keys: setKeys, onlySet: set, options: options, cacheMiB: cacheSize,
                                                 json: destination.json, reporter: destination.reporter)
             }
             if code != 0 { throw ExitCode(code) }
@@ -172,6 +179,7 @@ extension HsBackup {
               hs-backup dump --to nfs://truenas/mnt/tank/backups --backup latest radarr | tar -xf - -C /tmp/r
             """)
         @OptionGroup var destination: DestinationOptions
+        @OptionGroup var keys: IdentityOptions
         @Option(help: ArgumentHelp("Backup to read: an ID or 'latest' (default: latest).", valueName: "ID"))
         var backup: String?
         @Argument(help: ArgumentHelp("File or directory inside the backup ('.' for all of it).", valueName: "PATH"))
@@ -183,7 +191,7 @@ extension HsBackup {
 
         func run() async throws {
             let p = try pathBytes(path, "PATH")
-            try await browse(destination) { try BrowseCommands.dump($0, backup: backup, path: p) }
+            try await browse(destination, keys) { try BrowseCommands.dump($0, backup: backup, path: p) }
         }
     }
 }

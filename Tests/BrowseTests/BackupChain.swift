@@ -137,10 +137,14 @@ final class BackupChain: @unchecked Sendable {
     /// For the tools (an rclone destination's RCLONE_CONFIG).
     let environment: [String: String]
 
-    init(destination: String? = nil, environment: [String: String] = [:]) throws {
+    /// Added to every `hs-backup run` (an encrypted chain's --recipient and --state-dir).
+    let runArguments: [String]
+
+    init(destination: String? = nil, environment: [String: String] = [:], runArguments: [String] = []) throws {
         tmp = try TempDir("hs-browse")
         dest = destination ?? tmp.sub("dst")
         self.environment = environment
+        self.runArguments = runArguments
         try build(destination: dest)
     }
 
@@ -157,7 +161,7 @@ final class BackupChain: @unchecked Sendable {
     }
 
     private func backup(_ destination: String) throws {
-        let r = try Tools.run("hs-backup", ["run", "-q", "--source", source, "--to", destination, "--name", set], environment: environment)
+        let r = try Tools.run("hs-backup", ["run", "-q", "--source", source, "--to", destination, "--name", set] + runArguments, environment: environment)
         guard r.succeeded else { throw ToolError("backup failed: \(r.stderr)") }
         let copy = tmp.sub("copy\(copies.count)")
         try Subprocess.checked(["cp", "-a", source, copy])
