@@ -35,7 +35,7 @@ struct HsBackup: ToolCommand {
           hs-backup prune --to nfs://truenas/mnt/tank/backups --keep-daily 7 --keep-weekly 4 --keep-monthly 6
         """,
         version: homeServerVersion,
-        subcommands: [Run.self, List.self, Verify.self, Prune.self],
+        subcommands: [Run.self, List.self, Verify.self, Prune.self, Copy.self],
         defaultSubcommand: Run.self)
 }
 

@@ -45,6 +45,14 @@ import Glibc
         }
         #expect(try r.read(at: UInt64(payload.count) + 10, count: 10) == [])
         try r.close()
+        // The remote's own hash of one file, without transferring it.
+        let md5 = try Subprocess.checked(["md5sum", s.local(dir + "/known.partial")]).stdout.prefix(32)
+        #expect(try d.hash(of: "known.partial", type: "md5") == String(md5))
+        #expect(try d.hash(of: "known.partial", type: "sha256") == nil, "sftp has no SHA-256 in rclone 1.60")
+        let local = try destination(s.localRemote(dir), s)
+        let sha = try Subprocess.checked(["sha256sum", s.local(dir + "/known.partial")]).stdout.prefix(64)
+        #expect(try local.hash(of: "known.partial", type: "sha256") == String(sha))
+        #expect(throws: RcloneError.self) { _ = try local.hash(of: "nope", type: "sha256") }
     }
 
     @Test func aWriterGivenTheWrongSizeFailsAndSaysSo() throws {
