@@ -19,7 +19,8 @@ extension HsBackup {
             Backups made before indexes existed are copied with an index built from their manifest; run \
             `hs-backup verify` at SRC first if in doubt.
             Run it where the remote's credentials are and no guest is: the Proxmox host or TrueNAS SCALE. \
-            --to is never taken from HS_BACKUP_DEST or a configuration file.
+            SRC defaults to HS_BACKUP_DEST, DST to HS_COPY_DEST (environment or configuration file); HS_BACKUP_DEST \
+            never fills --to.
             --json: {"from", "to", "sets": [{"set", "copied", "already_there", "newest_at_destination", "skipped": \
             [{"id", "reason"}], "files_uploaded", "bytes_uploaded", "checked_by", "warnings", "dry_run"}], \
             "failed": [{"set", "error"}], "seconds", "exit_code"}.
@@ -32,11 +33,11 @@ extension HsBackup {
               hs-backup copy --from nfs://truenas/mnt/tank/backups --to rclone:b2:my-bucket/home-server --dry-run
             """)
 
-        @Option(name: .customLong("from"), help: ArgumentHelp("Where the backups are: a directory, nfs://SERVER/EXPORT/PATH or rclone:REMOTE:PATH.", valueName: "SRC"))
-        var from: String
+        @Option(name: .customLong("from"), help: ArgumentHelp("Where the backups are: a directory, nfs://SERVER/EXPORT/PATH or rclone:REMOTE:PATH (default: HS_BACKUP_DEST).", valueName: "SRC"))
+        var from: String?
 
-        @Option(name: .customLong("to"), help: ArgumentHelp("Where to copy them: a directory, nfs://SERVER/EXPORT/PATH or rclone:REMOTE:PATH (never taken from HS_BACKUP_DEST).", valueName: "DST"))
-        var to: String
+        @Option(name: .customLong("to"), help: ArgumentHelp("Where to copy them: a directory, nfs://SERVER/EXPORT/PATH or rclone:REMOTE:PATH (default: HS_COPY_DEST; never HS_BACKUP_DEST).", valueName: "DST"))
+        var to: String?
 
         @Option(name: .customLong("name"), help: ArgumentHelp("A set to copy (repeatable; default: every set at SRC).", valueName: "SET"))
         var sets: [String] = []
@@ -72,9 +73,13 @@ extension HsBackup {
         func run() async throws {
             let code = await toolMain {
                 let reporter = Reporter(mode: .detect(json: json))
-                let report = try OpsCommands.copy(from: from, to: to, sets: sets,
+                let config = try ToolConfiguration.get()
+                let source = try config.require(.backupDest, flag: from, flagName: "--from", example: "SRC")
+                let target = try config.require(.copyDest, flag: to, flagName: "--to", example: "DST")
+                let notifier = try notify.notifier(.copy, set: sets.count == 1 ? sets[0] : "all")
+                let report = try OpsCommands.copy(from: source, to: target, sets: sets,
                                                   options: CopyOptions(transfers: transfers, readBack: readBack, dryRun: dryRun),
-                                                  nfsTimeoutSeconds: nfsTimeout, notifier: notify.notifier, reporter: reporter)
+                                                  nfsTimeoutSeconds: nfsTimeout, notifier: notifier, reporter: reporter)
                 if reporter.mode == .json {
                     reporter.emitJSON(report)
                 } else if report.exitCode == 0 {

@@ -23,13 +23,13 @@ struct HsRestore: ToolCommand {
         """,
         version: homeServerVersion)
 
-    @Option(help: "Backup destination: a directory, nfs://server/export/path or rclone:REMOTE:PATH.")
+    @Option(help: "Backup destination: a directory, nfs://server/export/path or rclone:REMOTE:PATH (default without --archive: HS_BACKUP_DEST from the environment or the configuration file).")
     var from: String?
 
     @Option(help: "A single tar.gz file to extract safely instead of a backup set.")
     var archive: String?
 
-    @Option(name: .customLong("name"), help: "Backup set name (default: this host's short hostname).")
+    @Option(name: .customLong("name"), help: "Backup set name (default: HS_BACKUP_NAME, else this host's short hostname).")
     var set: String?
 
     @Option(help: "Backup to restore: an ID or 'latest'.")
@@ -53,13 +53,20 @@ struct HsRestore: ToolCommand {
     @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
-        if (from == nil) == (archive == nil) { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }
+        if from != nil && archive != nil { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }
+        if from == nil, archive == nil, let config = try? ToolConfiguration.get(), config.value(.backupDest) == nil {
+            throw ValidationError("Give --from DEST or --archive FILE (HS_BACKUP_DEST, the default of --from, is not set: "
+                                  + "\(config.whereLooked(.backupDest))).")
+        }
     }
 
     func run() async throws {
         let code = await toolMain {
             if let archive { return try ArchiveRestore.run(archive: archive, to: to, only: only, force: force, dryRun: dryRun, json: json) }
-            return try BackupRestoreCommand.run(from: from!, set: set, backup: backup, to: to, only: only,
+            let config = try ToolConfiguration.get()
+            let from = try config.require(.backupDest, flag: from, flagName: "--from", example: "DEST")
+            let set = config.value(.backupName, flag: set, flagName: "--name")?.value
+            return try BackupRestoreCommand.run(from: from, set: set, backup: backup, to: to, only: only,
                                                 force: force, dryRun: dryRun, json: json)
         }
         if code != 0 { throw ExitCode(code) }

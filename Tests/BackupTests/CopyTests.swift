@@ -267,9 +267,16 @@ struct CopyTests {
         let f = try CopyFixture("usage")
         try Tree.makeSample(f.source)
         try f.backup()
-        let r = try Tools.run("hs-backup", ["copy", "--from", f.nas], environment: ["HS_BACKUP_DEST": f.work.sub("elsewhere")])
-        #expect(r.status == 2 && r.stderr.contains("--to"), "\(r.stderr)")
+        try Tree.write(f.work.sub("empty.conf"), "", mode: 0o600)
+        let noConfig = ["HS_CONFIG": f.work.sub("empty.conf")]
+        let r = try Tools.run("hs-backup", ["copy", "--from", f.nas], environment: noConfig.merging(["HS_BACKUP_DEST": f.work.sub("elsewhere")]) { $1 })
+        #expect(r.status == 2 && r.stderr.contains("--to") && r.stderr.contains("HS_COPY_DEST"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: f.work.sub("elsewhere")))
+        // As the packaged unit runs it: SRC from HS_BACKUP_DEST, DST from HS_COPY_DEST.
+        let unit = try Tools.run("hs-backup", ["copy", "-q", "--json"],
+                                 environment: noConfig.merging(["HS_BACKUP_DEST": f.nas, "HS_COPY_DEST": f.work.sub("offsite")]) { $1 })
+        #expect(unit.status == 0 && f.copied(unit).count == 1, "\(unit.stdout) \(unit.stderr)")
+        #expect(filesIn(f.work.sub("offsite/io")).filter { $0.hasSuffix(".manifest") }.count == 1)
         let same = try Tools.run("hs-backup", ["copy", "--from", f.nas, "--to", f.nas])
         #expect(same.status == 2 && same.stderr.contains("same place"), "\(same.stderr)")
         let t = try Tools.run("hs-backup", ["copy", "--from", f.nas, "--to", f.work.sub("x"), "--transfers", "0"])
