@@ -97,13 +97,19 @@ final class FileJob: @unchecked Sendable {
             if !renamed { _ = RestorePath.withCName(tmp) { unlinkat(parent.fd, $0, 0) } }
         }
         do {
-            var hasher = expected != nil ? SHA256Hasher() : nil
+            // A sparse member's manifest hash is the `SparseHash` (its map and data, not its holes).
+            var hasher: SHA256Hasher? = expected != nil && e.sparse == nil ? SHA256Hasher() : nil
+            var sparseHasher: SparseHash? = nil
+            if expected != nil, let map = e.sparse { sparseHasher = SparseHash(map: map, realSize: e.size) }
             var end: UInt64 = 0
             var written: UInt64 = 0  // the file's size so far (it was created empty, O_EXCL)
             try content { off, bytes in
                 if hasher != nil {
                     guard off == end else { throw ArchiveError(.malformed, entry: display, "content out of order") }
                     hasher!.update(bytes)
+                } else if sparseHasher != nil {
+                    guard off >= end else { throw ArchiveError(.malformed, entry: display, "content out of order") }
+                    sparseHasher!.update(bytes)
                 }
                 // 64 KiB zero runs become holes (made by the next write, or the final ftruncate).
                 var p = 0
@@ -118,8 +124,10 @@ final class FileJob: @unchecked Sendable {
                 }
                 end = off + UInt64(bytes.count)
             }
-            if let hasher, let expected {
-                guard end == e.size, hasher.finalize() == expected else {
+            if let expected, hasher != nil || sparseHasher != nil {
+                let got: [UInt8]
+                if let h = hasher.take() { got = h.finalize() } else { got = sparseHasher.take()!.finalize() }
+                guard end == (e.sparse == nil ? e.size : (e.sparse!.last.map { $0.offset + $0.length } ?? 0)), got == expected else {
                     throw ArchiveError(.malformed, entry: display, "content\(origin.map { " from \($0)" } ?? "") does not match its SHA-256 in the manifest (damaged archive). Run `hs-backup verify`.")
                 }
             }

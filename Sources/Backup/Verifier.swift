@@ -1,4 +1,5 @@
 import Archive
+import Crypto
 import Foundation
 import Storage
 import Support
@@ -9,14 +10,17 @@ package struct BackupListing: Codable, Sendable {
     package var time: String
     package var kind: String
     package var parent: String?
-    package var files: Int
-    package var treeBytes: UInt64
+    /// Nil for an encrypted backup listed without its key (what only its manifest says).
+    package var files: Int?
+    package var treeBytes: UInt64?
     package var bytesOut: UInt64
-    package var seconds: Double
-    package var warnings: Int
+    package var seconds: Double?
+    package var warnings: Int?
+    /// Encrypted (age), by its index.
+    package var encrypted = false
 
     enum CodingKeys: String, CodingKey {
-        case id, time, kind, parent, files, seconds, warnings
+        case id, time, kind, parent, files, seconds, warnings, encrypted
         case treeBytes = "tree_bytes", bytesOut = "bytes_out"
     }
 }
@@ -28,28 +32,50 @@ package struct VerifyReport: Codable, Sendable {
     package var filesChecked: Int
     /// "archive: path: what" for every damaged file or archive.
     package var damaged: [String]
+    /// Encrypted backups checked without their key: by their index only (presence, sizes and
+    /// the SHA-256 of the stored bytes), not decrypted.
+    package var notDecrypted: [String] = []
     package var ok: Bool { damaged.isEmpty }
 
     enum CodingKeys: String, CodingKey {
         case backups, damaged
+        case notDecrypted = "not_decrypted"
         case archivesChecked = "archives_checked", filesChecked = "files_checked"
     }
 }
 
 /// Listing and verification of a backup set.
 package enum SetInspector {
-    package static func list(destination: any Destination, set name: String) throws -> [BackupListing] {
-        let set = BackupSet(destination: destination, name: name)
+    /// The backups of a set, oldest first, and its damage (`BackupSet.contents`): archives no
+    /// manifest accounts for, manifests that hold another backup than their name says, or that
+    /// cannot be read. `list` exits 1 when there is damage. Encrypted backups are listed from
+    /// their keyless index when no identity is given.
+    package static func list(destination: any Destination, set name: String,
+                             identities: [AgeIdentity] = []) throws -> (backups: [BackupListing], damage: [String]) {
+        let set = BackupSet(destination: destination, name: name, keys: SetKeys(identities: identities))
+        let contents = try set.contents()
+        return (try listing(set, identities: identities), contents.damage.map(\.description)
+                    + contents.unreadable.map { "cannot read manifest \(set.manifestName($0)) now; run `hs-backup verify`." })
+    }
+
+    private static func listing(_ set: BackupSet, identities: [AgeIdentity]) throws -> [BackupListing] {
         var out: [BackupListing] = []
+        let f = ISO8601DateFormatter()
         for id in try set.committedIDs() {
+            if identities.isEmpty, let r = try? set.keylessRecord(id), let index = r.index, index.isEncrypted {
+                out.append(BackupListing(id: id, time: f.string(from: Date(timeIntervalSince1970: r.started)), kind: r.kind, parent: r.parent,
+                                         files: nil, treeBytes: nil, bytesOut: index.archives.first { $0.id == id }?.size ?? 0,
+                                         seconds: nil, warnings: nil, encrypted: true))
+                continue
+            }
             let h: ManifestHeader
             do { h = try set.loadHeader(id) } catch {
                 out.append(BackupListing(id: id, time: "?", kind: "damaged", parent: nil, files: 0, treeBytes: 0, bytesOut: 0, seconds: 0, warnings: 0))
                 continue
             }
-            let f = ISO8601DateFormatter()
             out.append(BackupListing(id: id, time: f.string(from: Date(timeIntervalSince1970: h.started)), kind: h.kind, parent: h.parent,
-                                     files: h.files, treeBytes: h.treeBytes, bytesOut: h.bytesOut, seconds: h.seconds, warnings: h.warnings.count))
+                                     files: h.files, treeBytes: h.treeBytes, bytesOut: h.bytesOut, seconds: h.seconds, warnings: h.warnings.count,
+                                     encrypted: (try? set.readIndex(id))??.isEncrypted ?? false))
         }
         return out
     }
@@ -61,18 +87,30 @@ package enum SetInspector {
     /// Memory does not grow with the number of files: an archive is read once, front to back,
     /// alongside every manifest that references it, each read as a stream (the entries of
     /// one archive come in the order the archive holds them, as both follow path order).
-    package static func verify(destination: any Destination, set name: String, backup: String?, reporter: Reporter) throws -> VerifyReport {
-        let set = BackupSet(destination: destination, name: name)
+    package static func verify(destination: any Destination, set name: String, backup: String?, identities: [AgeIdentity] = [],
+                               reporter: Reporter) throws -> VerifyReport {
+        let set = BackupSet(destination: destination, name: name, keys: SetKeys(identities: identities))
         let ids: [String]
         if let backup { ids = [try set.resolve(backup)] } else {
             ids = try set.committedIDs()
             if ids.isEmpty { throw ToolError("no backups in \(set.location)") }
         }
         var report = VerifyReport(backups: ids, archivesChecked: 0, filesChecked: 0, damaged: [])
+        // What no manifest or index accounts for (a manifest's own damage is found by reading
+        // it below, a backup's index by checkIndexes).
+        report.damaged += try set.contents().damage
+            .filter { !$0.file.hasSuffix(".manifest") && !($0.file.hasSuffix(".index") && ids.contains($0.id)) }.map(\.description)
+        let keyless = keylessOnly(set, ids)
+        checkIndexes(set, ids, hashing: keyless, report: &report, reporter: reporter)
+        report.notDecrypted = ids.filter { keyless.contains($0) }
+        if keyless.count == ids.count {
+            reporter.endProgress()
+            return report
+        }
         // A first pass over each manifest checks it whole (members, order, archive names)
         // and says which archives it reads.
         var readers: [(id: String, archives: [String])] = []
-        for id in ids {
+        for id in ids where !keyless.contains(id) {
             do {
                 let m = try set.openManifest(id)
                 defer { m.close() }
@@ -97,11 +135,19 @@ package enum SetInspector {
         return report
     }
 
-    /// The files of one manifest whose content is in one archive, in archive order.
+    /// The entries of one manifest that have a place in one archive (files with their content,
+    /// directories and symlinks whose header holds their xattrs), in archive order.
     private final class ExpectedStream {
+        struct Head {
+            var member: UInt64, skip: UInt64
+            var path: [UInt8], link: [UInt8]
+            var entry: ManifestEntry
+            /// The manifest records xattr hashes (format 2 and later).
+            var xattrsKnown: Bool
+        }
         let reader: ManifestReader
         let archive: String
-        private(set) var head: (member: UInt64, skip: UInt64, path: [UInt8], hash: Digest, size: UInt64)?
+        private(set) var head: Head?
         var problem: String?
 
         init(_ reader: ManifestReader, archive: String) throws {
@@ -115,17 +161,61 @@ package enum SetInspector {
             head = nil
             while let r = try reader.next() {
                 let e = r.entry
-                guard e.type == .file, reader.header.archiveID(e.archive) == archive else { continue }
+                guard e.type != .hardlink, e.archive != ManifestEntry.noArchive, reader.header.archiveID(e.archive) == archive else { continue }
                 if let p = previous, (e.memberOffset, e.memberSkip) <= (p.member, p.skip) {
                     problem = "\(reader.header.id).manifest: \(displayPath(r.path)): places in \(archive).tar.gz out of order; the manifest is damaged"
                     reader.close()
                     return
                 }
-                head = (e.memberOffset, e.memberSkip, r.path, e.hash, e.size)
+                head = Head(member: e.memberOffset, skip: e.memberSkip, path: r.path, link: r.link, entry: e,
+                            xattrsKnown: reader.header.hasXattrHashes)
                 return
             }
             reader.close()
         }
+    }
+
+    /// Where the tar header `h` disagrees with the manifest entry that places it there: type,
+    /// mode, owner, mtime, size, link target, xattrs (by their hash). Empty when it agrees.
+    private static func headerMismatches(_ h: TarEntry, _ want: ExpectedStream.Head) -> [String] {
+        let e = want.entry
+        var out: [String] = []
+        let type: ManifestEntryType? = switch h.type {
+        case .file: .file
+        case .directory: .directory
+        case .symlink: .symlink
+        default: nil
+        }
+        if type != e.type { out.append("type \(h.type.rawValue) in the archive, \(e.type.name) in the manifest") }
+        if h.mode & 0o7777 != e.mode & 0o7777 {
+            out.append("mode \(String(h.mode & 0o7777, radix: 8)) in the archive, \(String(e.mode & 0o7777, radix: 8)) in the manifest")
+        }
+        if h.uid != e.uid || h.gid != e.gid { out.append("owner \(h.uid):\(h.gid) in the archive, \(e.uid):\(e.gid) in the manifest") }
+        if h.mtime != e.mtime { out.append("mtime \(h.mtime) in the archive, \(e.mtime) in the manifest") }
+        if e.type == .file && h.size != e.size { out.append("size \(h.size) in the archive, \(e.size) in the manifest") }
+        if e.type == .symlink && h.linkTarget != want.link {
+            out.append("link target \(displayPath(h.linkTarget)) in the archive, \(displayPath(want.link)) in the manifest")
+        }
+        if want.xattrsKnown && xattrDigest(h.xattrs) != e.xattrHash { out.append("extended attributes differ from the manifest's") }
+        return out
+    }
+
+    /// Reads the content of the file entry `h` and compares it with the manifest: its size and
+    /// hash (the `SparseHash` for a sparse member, over its map and data).
+    private static func contentMatches(_ tar: TarReader, _ h: TarEntry, _ e: ManifestEntry) throws -> Bool {
+        var plain: SHA256Hasher? = h.sparse == nil ? SHA256Hasher() : nil
+        var sparse: SparseHash? = nil
+        if let map = h.sparse { sparse = SparseHash(map: map, realSize: h.size) }
+        var size: UInt64 = 0
+        try tar.readContent { _, b in
+            if plain != nil { plain!.update(b) } else { sparse!.update(b) }
+            size += UInt64(b.count)
+        }
+        let got: Digest
+        if let p = plain.take() { got = Digest(p.finalize()) } else { got = Digest(sparse.take()!.finalize()) }
+        let isSparse = e.flags & ManifestEntry.flagSparse != 0
+        let stored = h.sparse.map { $0.reduce(UInt64(0)) { $0 + $1.length } } ?? h.size
+        return got == e.hash && size == stored && isSparse == (h.sparse != nil)
     }
 
     private static func verify(archive a: String, set: BackupSet, streams: [ExpectedStream], report: inout VerifyReport, reporter: Reporter) throws {
@@ -141,7 +231,7 @@ package enum SetInspector {
         }
         defer { for s in streams { if let p = s.problem { report.damaged.append(p) } } }
         let rd: any DestinationReader
-        do { rd = try set.destination.open(set.archivePath(a)) } catch {
+        do { rd = try set.openStored(set.archivePath(a)) } catch {
             try reportMissing("archive missing (\(error))")
             return
         }
@@ -168,15 +258,16 @@ package enum SetInspector {
                         try reportMissing("not readable from the archive", while: { order($0) < 0 })
                         let wanting = streams.filter { $0.head.map { order(($0.member, $0.skip)) == 0 } ?? false }
                         guard let want = wanting.first?.head else { continue }
-                        var hasher = SHA256Hasher()
-                        var size: UInt64 = 0
-                        try tar.readContent { _, b in hasher.update(b); size += UInt64(b.count) }
-                        report.filesChecked += 1
-                        let got = Digest(hasher.finalize())
                         if want.path != RestorePath.join(RestorePath.split(h.path)) {
-                            report.damaged.append("\(label): \(displayPath(want.path)): archive holds \(h.displayPath) at its place")
-                        } else if got != want.hash || size != want.size || h.sparse != nil {
-                            report.damaged.append("\(label): \(displayPath(want.path)): content does not match its SHA-256")
+                            report.damaged.append("\(label): \(displayPath(want.path)): archive holds \(NameEscape.escape(h.path)) at its place")
+                        } else {
+                            for m in headerMismatches(h, want) { report.damaged.append("\(label): \(displayPath(want.path)): \(m)") }
+                            if want.entry.type == .file && h.type == .file {
+                                if try !contentMatches(tar, h, want.entry) {
+                                    report.damaged.append("\(label): \(displayPath(want.path)): content does not match its SHA-256")
+                                }
+                                report.filesChecked += 1
+                            }
                         }
                         for s in wanting { try s.advance() }
                         reporter.progress("verifying \(label): \(report.filesChecked) files")

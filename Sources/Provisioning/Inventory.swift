@@ -32,6 +32,17 @@ package struct Inventory: Sendable, Equatable {
         package var repo: String?
         /// Name used when the PUID user has to be created on a guest.
         package var user = "homeserver"
+        /// How guests start their nightly jobs unless a host says otherwise.
+        package var schedule = Schedule.systemd
+    }
+
+    /// How a guest's nightly jobs are started (`schedule:`).
+    package enum Schedule: String, Sendable, Equatable {
+        /// The package's systemd timers, enabled by the `timers` step; the crontab lines of
+        /// the same jobs are commented out.
+        case systemd
+        /// Root's crontab (crontab.example), for hosts without systemd; the timers stay off.
+        case cron
     }
 
     package enum Role: String, Sendable, Equatable { case proxmox, guest }
@@ -59,6 +70,11 @@ package struct Inventory: Sendable, Equatable {
         /// How hs-provision creates this guest on its Proxmox host (nil: the guest is made by
         /// hand). Set by the `template` (lxc) or `image` (vm) field; see Guests.swift.
         package var create: GuestSpec?
+        /// How this guest's nightly jobs start (nil: `defaults.schedule`).
+        package var schedule: Schedule?
+        /// Values of /etc/default/home-server-tools for this host (`config:`; keys are
+        /// `ConfigKey`s that are not secrets, see `Inventory.parseConfig`).
+        package var config: [String: String] = [:]
         /// Ansible host variables from the `ansible:` mapping (`connection` -> `ansible_connection`).
         package var ansible: [String: String] = [:]
         /// Line of the host's entry in the inventory file (for messages).
@@ -149,6 +165,13 @@ extension Inventory {
                 return s
             }
         }
+        func schedule(_ m: Node.Mapping, _ ctx: String) throws -> Schedule? {
+            guard let v = try str(m, "schedule", ctx, required: false) else { return nil }
+            guard let s = Schedule(rawValue: v) else {
+                throw fail(m["schedule"], "\(ctx): field 'schedule' is '\(v)'; expected systemd (the package's timers) or cron (root's crontab, for hosts without systemd)")
+            }
+            return s
+        }
         func checkKeys(_ m: Node.Mapping, _ allowed: [String], _ ctx: String) throws {
             for k in m.keys where !allowed.contains(k.string ?? "") {
                 throw fail(k, "\(ctx): unknown field '\(k.string ?? "?")' (allowed: \(allowed.joined(separator: ", ")))")
@@ -172,7 +195,8 @@ extension Inventory {
             if let n = d["tz"] {
                 throw fail(n, "defaults: field 'tz' was removed (nothing read it): the containers' time zone is TZ in common/.env; delete the field")
             }
-            try checkKeys(d, ["puid", "pgid", "docker_source", "tailscale_authkey_file", "tailscale_tags", "tailscale_ssh", "repo", "user"], "defaults")
+            try checkKeys(d, ["puid", "pgid", "docker_source", "tailscale_authkey_file", "tailscale_tags", "tailscale_ssh", "repo", "user", "schedule"], "defaults")
+            if let v = try schedule(d, "defaults") { defaults.schedule = v }
             if let v = try int(d, "puid", "defaults") { defaults.puid = v }
             if let v = try int(d, "pgid", "defaults") { defaults.pgid = v }
             if let v = try tags(d, "defaults") { defaults.tailscaleTags = v }
@@ -197,7 +221,7 @@ extension Inventory {
         }
         var hosts: [Host] = []
         let allowed = ["role", "kind", "vmid", "proxmox", "stack", "storage", "tun", "tailscale",
-                       "tailscale_tags", "tailscale_ssh", "tailscale_accept_dns"] + Inventory.fleetFields
+                       "tailscale_tags", "tailscale_ssh", "tailscale_accept_dns", "schedule", "config"] + Inventory.fleetFields
         for (k, v) in hm {
             guard let name = k.string, !name.isEmpty else { throw fail(k, "host names must be strings") }
             let ctx = "host '\(name)'"
@@ -239,6 +263,10 @@ extension Inventory {
                 h.tailscaleTags = try tags(m, ctx)
                 h.tailscaleSSH = try bool(m, "tailscale_ssh", ctx)
                 h.tailscaleAcceptDNS = try bool(m, "tailscale_accept_dns", ctx)
+                h.schedule = try schedule(m, ctx)
+                if let n = m["config"] {
+                    h.config = try Inventory.parseConfig(n, ctx: ctx, fail: fail)
+                }
             } else {
                 for f in allowed.dropFirst() where m[f] != nil && f != "ansible" {
                     throw fail(m[f], "\(ctx): field '\(f)' is only valid for role guest")
@@ -340,5 +368,37 @@ extension Inventory {
             }
         }
         return Inventory(truenas: truenas, defaults: defaults, hosts: hosts, path: path)
+    }
+}
+
+extension Inventory {
+    /// A host's `config:` mapping: values for /etc/default/home-server-tools. Keys must be
+    /// `ConfigKey`s; secrets (URLs with tokens, the ntfy token) are refused, because the
+    /// inventory is copied world-readable to every host and often committed: they belong in
+    /// common/.env or below the managed block of the file itself.
+    static func parseConfig(_ n: Node, ctx: String, fail: (Node?, String) -> InventoryError) throws -> [String: String] {
+        guard let m = n.mapping else {
+            throw fail(n, "\(ctx): field 'config' must be a mapping like {HS_COPY_DEST: \"rclone:offsite:backups\"} (keys of /etc/default/home-server-tools)")
+        }
+        var out: [String: String] = [:]
+        for (k, v) in m {
+            let name = k.string ?? "?"
+            guard let key = ConfigKey.named(name) else {
+                let hint = ConfigKey.suggestion(for: name).map { "did you mean \($0.name)?" }
+                    ?? "the keys are \(ConfigKey.all.map(\.name).joined(separator: ", "))"
+                throw fail(k, "\(ctx): field 'config' has an unknown key '\(name)'; \(hint)")
+            }
+            guard key.kind == .plain || key.kind == .destination else {
+                throw fail(k, "\(ctx): field 'config' sets \(name), which holds a secret (the inventory is copied world-readable to every host): put it in common/.env of the host's checkout, or in /etc/default/home-server-tools below the home-server block")
+            }
+            guard let value = v.scalar?.string, !value.isEmpty, !value.contains("\n") else {
+                throw fail(v, "\(ctx): field 'config' key '\(name)' must be a non-empty one-line value")
+            }
+            if key.kind == .destination && URLRedaction.withoutCredentials(value) != value {
+                throw fail(v, "\(ctx): field 'config' key '\(name)' holds credentials in its URL: put them in the rclone config or common/.env, not in the inventory")
+            }
+            out[name] = value
+        }
+        return out
     }
 }

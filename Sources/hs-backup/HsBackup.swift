@@ -17,20 +17,24 @@ struct HsBackup: ToolCommand {
         rclone program (S3, B2, SFTP, WebDAV, ...; rclone's own RCLONE_* variables reach it; network timeouts \
         default to RCLONE_CONTIMEOUT=10s, RCLONE_TIMEOUT=30s; locks there are best-effort). An empty or \
         misspelled DEST (NFS://, nfs:/x, nfs//x, Rclone:) or, outside a terminal, a relative path is refused with exit 2.
-        Backups of SET live in DEST/SET/ as ordinary tar.gz archives plus one manifest each. They are \
-        NOT encrypted: anyone who can read the files can read every API key and password in appdata. \
-        hs-backup creates files 0600 and directories 0700 (whatever the umask); keep the NFS share \
-        itself restricted to this host.
+        Backups of SET live in DEST/SET/ as ordinary tar.gz archives plus one manifest and one keyless index each. \
+        Without --recipient they are NOT encrypted: anyone who can read the files can read every API key and password \
+        in appdata. With --recipient age1... (the public key `age-keygen -y KEYFILE` prints) every archive and manifest \
+        is an age file that only the identity (kept off the guests) decrypts: `hs-restore --identity KEYFILE`, \
+        `age -d -i KEYFILE ARCHIVE | tar -xz`. hs-backup creates files 0600 and directories 0700 (whatever the umask); \
+        keep the NFS share itself restricted to this host.
         Times are shown in UTC, marked Z. An NFS call waits at most 60 s (timeout= or --nfs-timeout); \
         while it waits, a line on stderr every 15 s says the server is not responding.
         --json prints exactly one JSON object on stdout, also on failure: {"error": "...", "exit_code": N}.
         Defaults (DEST, the source, the set, notification URLs per job) come from the environment or \
         /etc/default/home-server-tools (HS_CONFIG or --config names another file); a flag beats both. \
         'hs-backup config' shows the effective values.
-        Exit codes: 0 success, 1 the backup or check failed, 2 bad usage.
+        Exit codes: 0 success, 1 the backup or check failed, 2 bad usage, 3 (run) a backup was committed but files that \
+        exist are missing from it (unreadable, or swapped while read): they are named, and --json lists them.
 
         Examples:
           hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups
+          hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups --recipient age1...
           hs-backup run -q --source /opt/appdata --to /mnt/backups --stop-stacks io --ping https://kuma.example.net/api/push/TOKEN
           hs-backup list --to nfs://truenas/mnt/tank/backups
           hs-backup list --to nfs://truenas/mnt/tank/backups --name io
@@ -91,7 +95,12 @@ extension HsBackup {
             abstract: "Take a backup (incremental unless a full one is due). Alias: backup.",
             discussion: """
             --json prints the summary: {"id", "set", "destination", "kind", "parent", "files", "directories", \
-            "symlinks", "files_archived", "tree_bytes", "bytes_in", "bytes_out", "seconds", "warnings"}.
+            "symlinks", "files_archived", "tree_bytes", "bytes_in", "bytes_out", "seconds", "warnings", \
+            "missing": {"count", "first": [{"path", "reason"}...]}, "exit_code"}.
+            A file that vanishes between the scan and its read is a warning (exit 0). A file that exists but \
+            cannot be read (permission denied), or that was replaced (by a symlink, a directory, another file) \
+            while the run read it, is named and left out; the backup is committed and the run exits 3. \
+            --ping reports exit 3 as up with a WARNING message; --notify posts it even without --notify-success.
 
             Examples:
               hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups
@@ -124,6 +133,8 @@ extension HsBackup {
 
         @OptionGroup var engine: EngineRunOptions
 
+        @OptionGroup var encryption: EncryptionRunOptions
+
         func validate() throws {
             if sources.isEmpty, let config = try? ToolConfiguration.get(), config.value(.appdata) == nil {
                 throw ValidationError("Missing --source DIR (the directory to back up, e.g. /opt/appdata): give --source, or set "
@@ -155,10 +166,16 @@ extension HsBackup {
                 options.maxIncrementals = maxIncrementals
                 options.maxDaysBetweenFulls = fullEveryDays
                 try engine.apply(to: &options)
+                try encryption.apply(to: &options)
                 let summary = engine.dryRun ? try BackupRunner(options: options, reporter: reporter).run()
                     : try OpsCommands.backup(options, ops: settings, reporter: reporter)
-                if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
-                return 0
+                if reporter.mode == .json { reporter.emitJSON(summary) } else if summary.exitStatus == .success {
+                    reporter.info(summary.line)
+                } else {
+                    // Exit 3 (committed, files missing): the summary is printed also with -q.
+                    Reporter.writeStdout(summary.line + "\n")
+                }
+                return summary.exitStatus.rawValue
             }
             if code != 0 { throw ExitCode(code) }
         }
@@ -171,7 +188,9 @@ extension HsBackup {
             Without --name: the sets in DEST. --json: {"destination", "sets": [{"name", "backups", "latest", \
             "latest_time", "locked"}]}.
             With --name: the backups of that set, oldest first. --json: {"destination", "set", "backups": \
-            [{"id", "time", "kind", "parent", "files", "tree_bytes", "bytes_out", "seconds", "warnings"}]}.
+            [{"id", "time", "kind", "parent", "files", "tree_bytes", "bytes_out", "seconds", "warnings"}], "damage": [...]}.
+            Damage (an archive no manifest accounts for, a manifest that holds another backup than its name says) \
+            is listed too, and the exit code is then 1.
             Times are UTC (ISO 8601, marked Z). A missing destination or set is an error (exit 1).
 
             Examples:
@@ -180,9 +199,10 @@ extension HsBackup {
             """,
             aliases: ["snapshots"])
         @OptionGroup var destination: DestinationOptions
+        @OptionGroup var keys: IdentityOptions
 
         struct SetsJSON: Encodable { var destination: String; var sets: [SetSummary] }
-        struct BackupsJSON: Encodable { var destination: String; var set: String; var backups: [BackupListing] }
+        struct BackupsJSON: Encodable { var destination: String; var set: String; var backups: [BackupListing]; var damage: [String] }
 
         func run() async throws {
             let code = await toolMain {
@@ -202,19 +222,23 @@ extension HsBackup {
                     return 0
                 }
                 try BackupSets.requireSet(dest, setName)
-                let rows = try SetInspector.list(destination: dest, set: setName)
+                let (rows, damage) = try SetInspector.list(destination: dest, set: setName, identities: SetKeys.identities(files: keys.identityFiles))
                 if reporter.mode == .json {
-                    reporter.emitJSON(BackupsJSON(destination: dest.displayName, set: setName, backups: rows))
-                } else if rows.isEmpty {
+                    reporter.emitJSON(BackupsJSON(destination: dest.displayName, set: setName, backups: rows, damage: damage))
+                    return damage.isEmpty ? 0 : 1
+                }
+                for d in damage { reporter.error("damaged: \(d)") }
+                if rows.isEmpty {
                     reporter.info("no backups in \(dest.displayName)/\(setName)")
                 } else {
                     reporter.info(pad("ID", 20) + pad("TIME (UTC)", 22) + pad("KIND", 13) + pad("FILES", 9) + pad("TREE", 11) + pad("WRITTEN", 11) + "DURATION")
                     for r in rows {
-                        reporter.info(pad(r.id, 20) + pad(r.time, 22) + pad(r.kind, 13) + pad(String(r.files), 9)
-                                      + pad(Format.bytes(r.treeBytes), 11) + pad(Format.bytes(r.bytesOut), 11) + Format.seconds(r.seconds))
+                        reporter.info(pad(r.id, 20) + pad(r.time, 22) + pad(r.kind, 13) + pad(r.files.map { String($0) } ?? "-", 9)
+                                      + pad(r.treeBytes.map { Format.bytes($0) } ?? "-", 11) + pad(Format.bytes(r.bytesOut), 11)
+                                      + (r.seconds.map { Format.seconds($0) } ?? "-") + (r.encrypted ? "  encrypted" : ""))
                     }
                 }
-                return 0
+                return damage.isEmpty ? 0 : 1
             }
             if code != 0 { throw ExitCode(code) }
         }
@@ -229,11 +253,16 @@ extension HsBackup {
             Examples:
               hs-backup verify --to nfs://truenas/mnt/tank/backups --backup latest
               hs-backup verify --to /mnt/backups --name io --notify https://ntfy.example.net/backups
+              hs-backup verify --to /mnt/backups --name io --identity /root/hs-backup-key.txt
+
+            An encrypted set without --identity is checked by its keyless index only (archives and manifests \
+            present, sizes, SHA-256 of the stored bytes) and the summary says it was not decrypted.
             """,
             aliases: ["check"])
         @OptionGroup var destination: DestinationOptions
         @Option(help: ArgumentHelp("Backup to verify: an ID or 'latest' (default: all).", valueName: "ID"))
         var backup: String?
+        @OptionGroup var keys: IdentityOptions
         @OptionGroup var notify: NotifyOptions
         func run() async throws {
             let code = await toolMain {
@@ -246,7 +275,8 @@ extension HsBackup {
                 let report = try OpsCommands.notifying(notifier, operation: "hs-backup verify", set: set, reporter: reporter,
                                                        ok: { $0.ok }) {
                     try BackupSets.requireSet(dest, set)
-                    let r = try SetInspector.verify(destination: dest, set: set, backup: backup, reporter: reporter)
+                    let r = try SetInspector.verify(destination: dest, set: set, backup: backup,
+                                                    identities: SetKeys.identities(files: keys.identityFiles), reporter: reporter)
                     return (r, "\(r.backups.count) backups, \(r.damaged.count) problems" + (r.damaged.first.map { ": \($0)" } ?? ""))
                 }
                 if reporter.mode == .json {
@@ -255,6 +285,8 @@ extension HsBackup {
                     for d in report.damaged { reporter.error("damaged: \(d)") }
                     let line = (report.ok ? "ok: " : "DAMAGED: ") + "\(report.backups.count) backups, \(report.archivesChecked) archives, "
                         + "\(report.filesChecked) files checked, \(report.damaged.count) problems"
+                        + (report.notDecrypted.isEmpty ? "" : "; \(report.notDecrypted.count) encrypted backups checked by their index only "
+                           + "(presence, sizes, SHA-256 of the stored bytes), NOT decrypted: give --identity to check their contents")
                     if report.ok { reporter.info(line) } else { Reporter.writeStdout(line + "\n") }
                 }
                 return report.ok ? 0 : 1

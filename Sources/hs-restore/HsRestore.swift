@@ -14,12 +14,13 @@ struct HsRestore: ToolCommand {
         (any POSIX/GNU tar.gz, extracted with the same hostile-archive rules).
         DEST is an absolute directory, an nfs://SERVER/EXPORT/PATH URL or rclone:REMOTE:PATH, as for hs-backup; an empty or \
         misspelled DEST exits 2. --json prints one object, also on failure: {"error": "...", "exit_code": N}.
-        Exit codes: 0 success, 1 the restore failed, 2 bad usage.
+        Exit codes: 0 success, 1 the restore failed, 2 bad usage. \(ExitStatus.onlyBackupRun)
 
         Examples:
           hs-restore --from nfs://truenas/mnt/tank/backups --name io --to /opt/appdata.new
           hs-restore --from /mnt/backups --name io --backup 20261127T030000Z --to /tmp/r --only plex/Preferences.xml
           hs-restore --archive /mnt/backups/io/20261127T030000Z.tar.gz --to /tmp/r
+          hs-restore --from /mnt/backups --name io --to /tmp/r --identity /root/hs-backup-key.txt   (an encrypted set)
         """,
         version: homeServerVersion)
 
@@ -50,6 +51,8 @@ struct HsRestore: ToolCommand {
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
+    @OptionGroup var keys: IdentityOptions
+
     @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
@@ -58,16 +61,23 @@ struct HsRestore: ToolCommand {
             throw ValidationError("Give --from DEST or --archive FILE (HS_BACKUP_DEST, the default of --from, is not set: "
                                   + "\(config.whereLooked(.backupDest))).")
         }
+        for (option, value) in [("--to", to), ("--from", from), ("--archive", archive)] where value?.isEmpty == true {
+            throw ValidationError("\(option) is empty: give \(option == "--to" ? "the directory to restore into, e.g. --to /opt/appdata.new" : option == "--from" ? "the backup destination, e.g. --from /mnt/backups" : "the tar.gz file to extract, e.g. --archive /mnt/backups/io/20261127T030000Z.tar.gz").")
+        }
     }
 
     func run() async throws {
         let code = await toolMain {
-            if let archive { return try ArchiveRestore.run(archive: archive, to: to, only: only, force: force, dryRun: dryRun, json: json) }
+            if let archive {
+                // An age file (an encrypted set's archive) is decrypted with --identity as it is read.
+                let source = try EncryptedArchive.source(archive, identityFiles: keys.identityFiles)
+                return try ArchiveRestore.run(archive: archive, source: source, to: to, only: only, force: force, dryRun: dryRun, json: json)
+            }
             let config = try ToolConfiguration.get()
             let from = try config.require(.backupDest, flag: from, flagName: "--from", example: "DEST")
             let set = config.value(.backupName, flag: set, flagName: "--name")?.value
             return try BackupRestoreCommand.run(from: from, set: set, backup: backup, to: to, only: only,
-                                                force: force, dryRun: dryRun, json: json)
+                                                force: force, dryRun: dryRun, json: json, identityFiles: keys.identityFiles)
         }
         if code != 0 { throw ExitCode(code) }
     }
