@@ -51,8 +51,12 @@ struct Transfer: Sendable {
         return out
     }
 
-    /// Commits one backup at the target, in plan order (calling thread): manifest, archives
-    /// renamed, index, manifest renamed.
+    /// Commits one backup at the target, in plan order (calling thread), by the backup engine's
+    /// protocol: the manifest uploaded as `.partial`; archives of earlier backups (its chain)
+    /// renamed to their final names; the index written as `<id>.index.partial` and read back;
+    /// the manifest renamed (the commit); then the backup's own archive and its index get their
+    /// final names (a copy stopped between the two is completed by the next cleanup at the
+    /// target, as a backup run's is; until the commit every `.partial` is provably a leftover).
     func commit(_ up: Uploaded, lost: inout Set<String>, report: inout SetCopyReport) throws {
         let id = up.item.index.id
         func leaveOut(_ why: String) {
@@ -75,13 +79,20 @@ struct Transfer: Sendable {
         index.manifest = manifest
         for f in up.files {
             if let i = index.archives.firstIndex(where: { $0.id == f.id }) { index.archives[i] = f }
-            try target.destination.rename(target.archivePath(f.id) + ".partial", to: target.archivePath(f.id))
+            // An archive of another backup (its chain) is not this commit's to complete.
+            if f.id != id { try target.destination.rename(target.archivePath(f.id) + ".partial", to: target.archivePath(f.id)) }
         }
         try target.writeIndex(index)
-        guard try target.readIndex(id) == index else {
-            throw ToolError("the index written to \(target.location)/\(id).index reads back different; nothing of \(id) is committed there")
+        guard try target.readIndex(id, partial: true) == index else {
+            throw ToolError("the index written to \(target.location)/\(id).index.partial reads back different; nothing of \(id) is committed there")
         }
         try target.destination.rename(manifestPartial, to: target.manifestPath(id))
+        for path in (up.files.contains { $0.id == id } ? [target.archivePath(id)] : []) + [target.indexPath(id)] {
+            do { try target.destination.rename(path + ".partial", to: path) } catch {
+                report.warnings.append("backup \(id) is committed at \(target.location), but \(path).partial could not be renamed (\(error)); "
+                                       + "the next hs-backup command there completes it")
+            }
+        }
         try target.destination.syncDirectory(target.name)
         report.copied.append(id)
         report.filesUploaded += up.files.count + 2

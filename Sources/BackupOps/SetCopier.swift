@@ -143,6 +143,9 @@ package enum SetCopier {
         if !cleanup.removed.isEmpty {
             report.warnings.append("removed leftovers of an interrupted run at \(dst.location): \(cleanup.removed.joined(separator: ", "))")
         }
+        if !cleanup.completed.isEmpty {
+            report.warnings.append("completed the commit of \(cleanup.completed.joined(separator: ", ")) at \(dst.location) (an interrupted copy or run)")
+        }
         report.warnings += cleanup.warnings
         plan = try CopyPlan.make(source: src, target: dst)
         report.alreadyThere = plan.alreadyThere

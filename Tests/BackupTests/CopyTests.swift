@@ -54,10 +54,13 @@ struct CopyFixture {
         ((json(r)["sets"] as? [[String: Any]])?.first?["copied"] as? [String]) ?? []
     }
 
-    /// Restores backup `id` (default latest) from `from` and compares it with `snapshot`.
-    func expectExactRestore(from: String, id: String = "latest", of snapshot: [String: String], _ label: String) throws {
+    /// Restores backup `id` (default latest) from `from` (with `identity`, an age key file, for
+    /// an encrypted set) and compares it with `snapshot`.
+    func expectExactRestore(from: String, id: String = "latest", of snapshot: [String: String], _ label: String,
+                            identity: String? = nil) throws {
         let out = work.sub("restore-\(label)")
-        let r = try Tools.run("hs-restore", ["--from", from, "--name", "io", "--backup", id, "--to", out], environment: env)
+        let r = try Tools.run("hs-restore", ["--from", from, "--name", "io", "--backup", id, "--to", out] + (identity.map { ["--identity", $0] } ?? []),
+                              environment: env)
         #expect(r.status == 0, "\(label): \(r.stderr)")
         let d = Tree.diff(snapshot, try Tree.describe(out))
         #expect(d.isEmpty, "\(label): \(d.prefix(10))")
@@ -260,6 +263,53 @@ struct CopyTests {
         let d = try f.copy(["--read-back"], to: dir)
         #expect(d.status == 0 && (f.json(d)["sets"] as? [[String: Any]])?.first?["checked_by"] as? String == "reading back", "\(d.stdout)")
         try f.expectExactRestore(from: dir, of: snapshot, "directory")
+    }
+
+    @Test("an encrypted set is copied as ciphertext with no key anywhere; the copy restores exactly with the identity")
+    func encryptedSetWithoutKey() throws {
+        let f = try CopyFixture("encrypted")
+        let keys = try TempDir("hs-copy-key")  // the identity lives away from the copy's work and environment
+        let key = try AgeKey(keys, "key.txt")
+        let state = f.work.sub("state")
+        try Tree.makeSample(f.source)
+        var ids: [String] = []
+        for i in 0..<2 {
+            if i > 0 { try Tree.write(f.source + "/radarr/n.txt", "second\n") }
+            let r = try Tools.run("hs-backup", ["run", "--source", f.source, "--to", f.nas, "--name", "io", "--json",
+                                                "--recipient", key.recipient, "--state-dir", state], environment: f.env)
+            #expect(r.status == 0, "\(r.stderr)")
+            ids.append(try #require(f.json(r)["id"] as? String))
+        }
+        let list = f.json(try Tools.run("hs-backup", ["list", "--to", f.nas, "--name", "io", "--json"], environment: f.env))
+        #expect((list["backups"] as? [[String: Any]])?.map { $0["kind"] as? String } == ["full", "incremental"], "\(list)")
+        let snapshot = try Tree.describe(f.source, skipping: [cacheDir])
+
+        // The copier is given no identity (copy has no --identity; nothing in its environment names one).
+        #expect(!f.env.keys.contains { $0.contains("AGE") || $0.contains("IDENTITY") }, "\(f.env.keys)")
+        let r = try f.copy()
+        #expect(r.status == 0 && f.copied(r) == ids, "\(r.stdout) \(r.stderr)")
+
+        // What is stored there is the source's ciphertext, byte for byte: every archive and
+        // manifest an age file, the indexes the same plaintext indexes.
+        let src = f.nas + "/io", dst = f.offsiteLocal + "/io"
+        let stored = filesIn(src).filter { !$0.contains(".partial") && $0 != "lock" }
+        #expect(stored.count == 6 && filesIn(dst) == stored, "\(filesIn(dst)) vs \(stored)")
+        for name in stored {
+            let a = try #require(FileManager.default.contents(atPath: src + "/" + name))
+            let b = try #require(FileManager.default.contents(atPath: dst + "/" + name))
+            #expect(a == b, "\(name) differs")
+            if !name.hasSuffix(".index") { #expect(b.starts(with: Array("age-encryption.org/v1\n".utf8)), "\(name) is an age file") }
+        }
+
+        // Without the key: keyless verify there passes and says it did not decrypt; a restore is refused.
+        let verify = try Tools.run("hs-backup", ["verify", "--to", f.offsite, "--name", "io"], environment: f.env)
+        #expect(verify.status == 0 && (verify.stdout + verify.stderr).contains("NOT decrypted"), "\(verify.stdout) \(verify.stderr)")
+        let refused = try Tools.run("hs-restore", ["--from", f.offsite, "--name", "io", "--to", f.work.sub("no-key")], environment: f.env)
+        #expect(refused.status == 2 && refused.stderr.contains("--identity"), "\(refused.stderr)")
+        // With the identity: exact, from the copy.
+        try f.expectExactRestore(from: f.offsite, of: snapshot, "encrypted", identity: key.path)
+        let full = try Tools.run("hs-backup", ["verify", "--to", f.offsite, "--name", "io", "--identity", key.path], environment: f.env)
+        #expect(full.status == 0 && !(full.stdout + full.stderr).contains("NOT decrypted"), "\(full.stdout) \(full.stderr)")
     }
 
     @Test("usage: --to is required and never taken from HS_BACKUP_DEST; same place twice; bad --transfers")
