@@ -14,12 +14,14 @@ package enum ArchiveRestore {
 
     /// Runs the `--archive` path of hs-restore. Returns the exit code (0 on success).
     /// - Throws: `ToolError` (usage: exit 2; refused / corrupt archive: exit 1).
-    package static func run(archive: String, to target: String, only: [String] = [], force: Bool,
+    /// - Parameter source: the archive's bytes when the caller opened it (an age file it
+    ///   decrypts); nil: `archive` is read as it is.
+    package static func run(archive: String, source given: ArchiveSource? = nil, to target: String, only: [String] = [], force: Bool,
                             dryRun: Bool, json: Bool) throws -> Int32 {
         let reporter = Reporter(mode: .detect(json: json))
         let started = Date()
         let source: ArchiveSource
-        do { source = try ArchiveSource.file(archive) } catch let e as ArchiveError {
+        do { source = try given ?? ArchiveSource.file(archive) } catch let e as ArchiveError {
             throw ToolError.usage("\(e.detail); give an existing .tar.gz file with --archive")
         }
         let prefixes = only.map { RestorePath.join(RestorePath.split(Array($0.utf8)).filter { $0 != [UInt8(ascii: ".")] }) }

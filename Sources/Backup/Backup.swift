@@ -40,13 +40,14 @@ package enum BackupTool {
 /// `hs-restore --from DEST ...`: restores a backup and reports it.
 package enum BackupRestoreCommand {
     package static func run(from: String, set: String?, backup: String, to: String, only: [String],
-                            force: Bool, dryRun: Bool, json: Bool) throws -> Int32 {
+                            force: Bool, dryRun: Bool, json: Bool, identityFiles: [String] = []) throws -> Int32 {
         let reporter = Reporter(mode: .detect(json: json))
         var options = RestoreOptions(destination: try BackupTool.destination(from, option: "--from"), set: try BackupTool.setName(set), target: to)
         options.backup = backup
         options.only = only
         options.force = force
         options.dryRun = dryRun
+        options.identities = try SetKeys.identities(files: identityFiles)
         let summary = try Restorer(options: options, reporter: reporter).run()
         for w in summary.warnings { reporter.warning(w) }
         if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }

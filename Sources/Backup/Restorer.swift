@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Archive
+import Crypto
 import Foundation
 import Storage
 import Support
@@ -17,6 +18,8 @@ package struct RestoreOptions {
     package var only: [String] = []
     package var force = false
     package var dryRun = false
+    /// Identities that decrypt an encrypted set (`--identity`).
+    package var identities: [AgeIdentity] = []
 
     package init(destination: any Destination, set: String, target: String) {
         self.destination = destination
@@ -68,11 +71,12 @@ package final class Restorer {
 
     package func run() throws -> RestoreSummary {
         let started = Date()
-        let set = BackupSet(destination: options.destination, name: options.set)
+        let set = BackupSet(destination: options.destination, name: options.set, keys: SetKeys(identities: options.identities))
         let id = try set.resolve(options.backup)
+        let keyWarning = set.identityWarning()
         let plan = try ManifestRestorePlan(id: id, only: options.only) { try set.openManifest(id) }
         var summary = RestoreSummary(id: id, target: options.target, files: 0, directories: 0, symlinks: 0, hardlinks: 0,
-                                     bytes: 0, seconds: 0, dryRun: options.dryRun, warnings: [])
+                                     bytes: 0, seconds: 0, dryRun: options.dryRun, warnings: keyWarning.map { [$0] } ?? [])
         if options.dryRun {
             func count(_ s: RestoreStep) {
                 switch s.entry.type {
@@ -100,7 +104,7 @@ package final class Restorer {
         defer { for r in readers.values { r.reader.close() } }
         func label(_ archive: String) -> String { "\(set.location)/\(archive).tar.gz" }
         func source(_ archive: String) throws -> ArchiveSource {
-            let rd = try options.destination.open(set.archivePath(archive))
+            let rd = try set.openStored(set.archivePath(archive))
             return ArchiveSource(size: rd.size, displayName: label(archive)) { try rd.read(at: $0, count: $1) }
         }
         let dirXattrs = try directoryXattrs(plan, source)
@@ -154,7 +158,7 @@ package final class Restorer {
         let s = writer.summary
         summary.files = s.files; summary.directories = s.directories; summary.symlinks = s.symlinks
         summary.hardlinks = s.hardlinks; summary.bytes = s.bytes
-        summary.warnings = s.warnings
+        summary.warnings += s.warnings
         summary.seconds = Date().timeIntervalSince(started)
         return summary
     }

@@ -20,6 +20,7 @@ struct HsRestore: ToolCommand {
           hs-restore --from nfs://truenas/mnt/tank/backups --name io --to /opt/appdata.new
           hs-restore --from /mnt/backups --name io --backup 20261127T030000Z --to /tmp/r --only plex/Preferences.xml
           hs-restore --archive /mnt/backups/io/20261127T030000Z.tar.gz --to /tmp/r
+          hs-restore --from /mnt/backups --name io --to /tmp/r --identity /root/hs-backup-key.txt   (an encrypted set)
         """,
         version: homeServerVersion)
 
@@ -50,6 +51,8 @@ struct HsRestore: ToolCommand {
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
+    @OptionGroup var keys: IdentityOptions
+
     @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
@@ -65,12 +68,16 @@ struct HsRestore: ToolCommand {
 
     func run() async throws {
         let code = await toolMain {
-            if let archive { return try ArchiveRestore.run(archive: archive, to: to, only: only, force: force, dryRun: dryRun, json: json) }
+            if let archive {
+                // An age file (an encrypted set's archive) is decrypted with --identity as it is read.
+                let source = try EncryptedArchive.source(archive, identityFiles: keys.identityFiles)
+                return try ArchiveRestore.run(archive: archive, source: source, to: to, only: only, force: force, dryRun: dryRun, json: json)
+            }
             let config = try ToolConfiguration.get()
             let from = try config.require(.backupDest, flag: from, flagName: "--from", example: "DEST")
             let set = config.value(.backupName, flag: set, flagName: "--name")?.value
             return try BackupRestoreCommand.run(from: from, set: set, backup: backup, to: to, only: only,
-                                                force: force, dryRun: dryRun, json: json)
+                                                force: force, dryRun: dryRun, json: json, identityFiles: keys.identityFiles)
         }
         if code != 0 { throw ExitCode(code) }
     }
