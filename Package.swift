@@ -41,7 +41,9 @@ let package = Package(
         // The age format (age-encryption.org/v1) as byte streams over Storage's readers and
         // writers; its primitives come from libcrypto through Support.
         .target(name: "Crypto", dependencies: ["Storage", "Support"], swiftSettings: swiftSettings),
-        .target(name: "Backup", dependencies: ["Archive", "Crypto", "Storage", "Gzip", "Support"],
+        // The one restore executor (tar streams and backup plans into a directory).
+        .target(name: "Restore", dependencies: ["Archive", "Support"], swiftSettings: swiftSettings),
+        .target(name: "Backup", dependencies: ["Archive", "Crypto", "Restore", "Storage", "Gzip", "Support"],
                 swiftSettings: swiftSettings),
         // Backup operations around a run: SQLite capture, --stop-stacks (docker), ntfy/Uptime Kuma
         // notifications (HTTP), signal handling, prune. Backup itself knows nothing of Docker or HTTP.
@@ -55,7 +57,7 @@ let package = Package(
         .target(name: "CommandLineSupport", dependencies: ["Support", argumentParser], swiftSettings: swiftSettings),
         .executableTarget(name: "hs-backup", dependencies: ["CommandLineSupport", "Backup", "BackupOps", "Storage", "Support", argumentParser],
                           swiftSettings: swiftSettings),
-        .executableTarget(name: "hs-restore", dependencies: ["CommandLineSupport", "Backup", "Archive", "Support", argumentParser],
+        .executableTarget(name: "hs-restore", dependencies: ["CommandLineSupport", "Backup", "Archive", "Restore", "Storage", "Support", argumentParser],
                           swiftSettings: swiftSettings),
         .executableTarget(name: "hs-linkcheck", dependencies: ["CommandLineSupport", "LinkCheck", "Support", argumentParser],
                           swiftSettings: swiftSettings),
@@ -67,21 +69,21 @@ let package = Package(
         .executableTarget(name: "nfs-bench", dependencies: ["NFS", "Storage", "Support", "TestSupport"],
                           path: "bench/nfs-bench", swiftSettings: swiftSettings),
         // Benchmark driver for the archive engine (bench/archive-bench.sh); not a product.
-        .executableTarget(name: "archive-bench", dependencies: ["Archive"], path: "bench/archive-bench",
+        .executableTarget(name: "archive-bench", dependencies: ["Archive", "Backup", "Restore", "Storage", "Support"], path: "bench/archive-bench",
                           swiftSettings: swiftSettings),
 
         // Tests. TestSupport holds the real-server harnesses (nfs-ganesha), fixture trees and
         // helpers to run the built tools.
-        .target(name: "TestSupport", dependencies: ["Support"], path: "Tests/TestSupport",
+        .target(name: "TestSupport", dependencies: ["Archive", "Support"], path: "Tests/TestSupport",
                 swiftSettings: swiftSettings),
         .testTarget(name: "SupportTests", dependencies: ["Support", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "Storage", "TestSupport"], exclude: ["CCTV"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "GzipTests", dependencies: ["Gzip", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "NFSTests", dependencies: ["NFS", "Storage", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "ArchiveTests", dependencies: ["Archive", "Gzip", "TestSupport"], exclude: ["hostile.py", "wild.py", "defects.py"],
+        .testTarget(name: "ArchiveTests", dependencies: ["Archive", "Gzip", "Restore", "TestSupport"], exclude: ["hostile.py", "wild.py", "defects.py"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "BackupTests", dependencies: ["Backup", "BackupOps", "Storage", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "BackupTests", dependencies: ["Backup", "BackupOps", "Restore", "Storage", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "LinkCheckTests", dependencies: ["LinkCheck", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "TestSupport"], exclude: ["Fixtures"],
                     swiftSettings: swiftSettings),

@@ -1,5 +1,6 @@
 import Archive
 import Foundation
+import Restore
 import Storage
 import Support
 
@@ -173,7 +174,7 @@ package enum SetInspector {
                         try tar.readContent { _, b in hasher.update(b); size += UInt64(b.count) }
                         report.filesChecked += 1
                         let got = Digest(hasher.finalize())
-                        if want.path != RestorePath.join(RestorePath.split(h.path)) {
+                        if want.path != RestorePath.normalised(h.path) {
                             report.damaged.append("\(label): \(displayPath(want.path)): archive holds \(h.displayPath) at its place")
                         } else if got != want.hash || size != want.size || h.sparse != nil {
                             report.damaged.append("\(label): \(displayPath(want.path)): content does not match its SHA-256")

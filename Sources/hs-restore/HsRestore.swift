@@ -1,32 +1,34 @@
 import ArgumentParser
 import CommandLineSupport
-import Backup
-import Archive
 import Support
 
 @main
 struct HsRestore: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "hs-restore",
-        abstract: "Restore a backup set (or any tar.gz) into a directory, safely.",
+        abstract: "Restore a backup set (or any tar or tar.gz) into a directory, safely.",
         discussion: """
         Either --from DEST (a backup destination written by hs-backup) or --archive FILE \
-        (any POSIX/GNU tar.gz, extracted with the same hostile-archive rules).
+        (any POSIX/GNU tar or tar.gz, extracted with the same hostile-archive rules; - reads stdin, \
+        e.g. `age -d -i key.txt x.tar.gz | hs-restore --archive - --to DIR`).
         DEST is an absolute directory or an nfs://SERVER/EXPORT/PATH URL, as for hs-backup; an empty or \
-        misspelled DEST exits 2. --json prints one object, also on failure: {"error": "...", "exit_code": N}.
-        Exit codes: 0 success, 1 the restore failed, 2 bad usage.
+        misspelled DEST exits 2. Names are shown escaped (\\n, \\xNN for bytes that are not UTF-8, \\\\ for \
+        a backslash); --only takes a path as its bytes or in that escaped form. \
+        --json prints one object, also on failure: {"error": "...", "exit_code": N}; with --dry-run it \
+        lists the entries ("entries": [{"type", "path", "size", "mode", "uid", "gid", "link"}]).
+        Exit codes: 0 success, 1 the restore failed (or an --only path matches nothing), 2 bad usage.
 
         Examples:
           hs-restore --from nfs://truenas/mnt/tank/backups --name io --to /opt/appdata.new
           hs-restore --from /mnt/backups --name io --backup 20261127T030000Z --to /tmp/r --only plex/Preferences.xml
-          hs-restore --archive /mnt/backups/io/20261127T030000Z.tar.gz --to /tmp/r
+          hs-restore --archive /mnt/backups/io/20261127T030000Z.tar.gz --to /tmp/r --dry-run
         """,
         version: homeServerVersion)
 
     @Option(help: "Backup destination: a directory or nfs://server/export/path.")
     var from: String?
 
-    @Option(help: "A single tar.gz file to extract safely instead of a backup set.")
+    @Option(help: "A tar or tar.gz file to extract safely instead of a backup set; - reads it from stdin.")
     var archive: String?
 
     @Option(name: .customLong("name"), help: "Backup set name (default: this host's short hostname).")
@@ -35,17 +37,20 @@ struct HsRestore: ToolCommand {
     @Option(help: "Backup to restore: an ID or 'latest'.")
     var backup: String = "latest"
 
-    @Option(help: "Target directory; must be empty unless --force.")
+    @Option(help: "Target directory; must be empty (or absent) unless --force.")
     var to: String
 
-    @Option(name: .customLong("only"), help: "Restore only this path inside the backup (repeatable).")
+    @Option(name: .customLong("only"), help: "Restore only this path inside the backup or archive, and what lies below it (repeatable; bytes or the escaped form the listing shows).")
     var only: [String] = []
 
     @Flag(help: "Restore into a non-empty directory, replacing what is there.")
     var force = false
 
-    @Flag(help: "Show what would be restored without writing anything.")
+    @Flag(help: "Show what would be restored (one line per entry, escaped) without writing anything.")
     var dryRun = false
+
+    @Flag(help: "Leave the target directory's own mode and mtime alone (by default an archive's '.' entry sets them, as GNU tar does).")
+    var noOverwriteDir = false
 
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
@@ -54,14 +59,16 @@ struct HsRestore: ToolCommand {
 
     func validate() throws {
         if (from == nil) == (archive == nil) { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }
+        if to.isEmpty { throw ValidationError("--to needs a directory (it was empty).") }
+        let given = NameArgument.rawArguments.filter { $0.elementsEqual("--to".utf8) || $0.starts(with: "--to=".utf8) }.count
+        if given > 1 { throw ValidationError("--to was given \(given) times; give the target directory once.") }
+        if archive?.isEmpty == true { throw ValidationError("--archive needs a file (or - for stdin).") }
     }
 
     func run() async throws {
-        let code = await toolMain {
-            if let archive { return try ArchiveRestore.run(archive: archive, to: to, only: only, force: force, dryRun: dryRun, json: json) }
-            return try BackupRestoreCommand.run(from: from!, set: set, backup: backup, to: to, only: only,
-                                                force: force, dryRun: dryRun, json: json)
-        }
+        let request = RestoreRequest(from: from, archive: archive, set: set, backup: backup, target: to, only: only,
+                                     force: force, dryRun: dryRun, overwriteDir: !noOverwriteDir, json: json)
+        let code = await toolMain { try RestoreCommand.run(request) }
         if code != 0 { throw ExitCode(code) }
     }
 }

@@ -135,10 +135,10 @@ func xattrDump(_ root: String) throws -> String {
         try Tree.write(src + "/f.txt", "acl\n")
         try Tree.write(src + "/s.bin", "setuid\n")
         try Tree.write(src + "/t.txt", "trusted\n")
+        try Subprocess.checked(["chown", "-R", "4321:4321", src])   // before the chmod: a chown clears setuid
         try Subprocess.checked(["setfacl", "-m", "u:1234:rw,g:2345:r", src + "/f.txt"])
         try Subprocess.checked(["chmod", "4755", src + "/s.bin"])
         try Subprocess.checked(["setfattr", "-n", "trusted.t", "-v", "x", src + "/t.txt"])
-        try Subprocess.checked(["chown", "-R", "4321:4321", src])
         let b = try CLIBackup(src)
         try Subprocess.checked(["chmod", "-R", "a+rX", b.dest.path])
         let gnu = work.sub("gnu.tar.gz")
