@@ -8,16 +8,14 @@
 //   deflated. The output is ordinary multi-member gzip: gzip, GNU tar, bsdtar and Python's
 //   tarfile read it. `finish()` returns an `ArchiveIndex` (members and where each entry's
 //   header is) so a restore can start at one member instead of the beginning.
-// - `TarReader` reads pax, ustar, GNU, old GNU and v7 tar, GNU sparse files; `TreeWriter`
-//   creates entries safely; `extractArchive` (and the backup restore) drive them.
+// - `TarReader` reads pax, ustar, GNU, old GNU and v7 tar, GNU sparse files, from any
+//   `ByteSource` (a file, a Destination reader, an age-decrypting reader, stdin). The restore
+//   executor (module Restore) drives it; so does `hs-backup verify`.
 //
 // What it does not guarantee:
-// - Atomicity: an extraction that fails part-way leaves the entries completed so far (inside
-//   the target only; a file is never left half-written). Callers that need all-or-nothing
-//   extract into a fresh directory.
-// - Sparse files are archived as ordinary (zero-filled) files; extraction makes holes again.
-// - The writer archives every extended attribute and POSIX ACL it is given; the tree writer
-//   restores `user.*` always and other namespaces (ACLs) as root (see `XattrApplier`).
+// - Sparse files are archived as ordinary (zero-filled) files unless the caller says
+//   otherwise; extraction makes holes again.
+// - The writer archives every extended attribute and POSIX ACL it is given.
 
 /// The kind of a tar entry.
 package enum EntryType: String, Sendable, Equatable, Codable {

@@ -35,25 +35,99 @@ package struct RetentionPolicy: Sendable, Equatable {
     package var keepMonthly: Int = 0
     /// Same per calendar year.
     package var keepYearly: Int = 0
+    /// Keep the last backup of each of the N most recent hours that have backups.
+    package var keepHourly: Int = 0
+    /// Keep every backup made within this span before the newest backup (restic's
+    /// `--keep-within`: measured from the newest backup, not from now).
+    package var keepWithin: RetentionSpan?
 
-    package init(keepLast: Int = 0, keepDaily: Int = 0, keepWeekly: Int = 0, keepMonthly: Int = 0, keepYearly: Int = 0) {
+    package init(keepLast: Int = 0, keepDaily: Int = 0, keepWeekly: Int = 0, keepMonthly: Int = 0, keepYearly: Int = 0,
+                 keepHourly: Int = 0, keepWithin: RetentionSpan? = nil) {
         self.keepLast = keepLast; self.keepDaily = keepDaily; self.keepWeekly = keepWeekly
         self.keepMonthly = keepMonthly; self.keepYearly = keepYearly
+        self.keepHourly = keepHourly; self.keepWithin = keepWithin
     }
 
     /// True when no rule keeps anything (a prune with it would remove everything: refused).
-    package var isEmpty: Bool { keepLast + keepDaily + keepWeekly + keepMonthly + keepYearly == 0 }
+    package var isEmpty: Bool {
+        keepLast + keepHourly + keepDaily + keepWeekly + keepMonthly + keepYearly == 0 && (keepWithin?.isZero ?? true)
+    }
+}
+
+/// A span of years, months, days and hours in restic's syntax (`1y2m3d4h`; any of the four,
+/// in any order, each at most once), counted back in the calendar of the retention's time zone.
+package struct RetentionSpan: Sendable, Equatable, CustomStringConvertible {
+    package var years = 0, months = 0, days = 0, hours = 0
+
+    package init(years: Int = 0, months: Int = 0, days: Int = 0, hours: Int = 0) {
+        self.years = years; self.months = months; self.days = days; self.hours = hours
+    }
+
+    /// A malformed span: the text and what is wrong.
+    package struct ParseError: Error, CustomStringConvertible {
+        package var text: String
+        package var problem: String
+        package var description: String {
+            "'\(text)': \(problem); give numbers with the units y (years), m (months), d (days), h (hours), e.g. 1y2m3d4h or 14d"
+        }
+    }
+
+    /// Parses `1y2m3d4h`.
+    package init(parsing text: String) throws(ParseError) {
+        var digits = ""
+        var seen = Set<Character>()
+        for c in text {
+            if c.isASCII && c.isNumber { digits.append(c); continue }
+            guard !digits.isEmpty else { throw ParseError(text: text, problem: "'\(c)' does not follow a number") }
+            guard let n = Int(digits) else { throw ParseError(text: text, problem: "\(digits) is too large") }
+            guard !seen.contains(c) else { throw ParseError(text: text, problem: "the unit \(c) is given twice") }
+            seen.insert(c)
+            switch c {
+            case "y": years = n
+            case "m": months = n
+            case "d": days = n
+            case "h": hours = n
+            default: throw ParseError(text: text, problem: "unknown unit '\(c)'")
+            }
+            digits = ""
+        }
+        guard digits.isEmpty else { throw ParseError(text: text, problem: "\(digits) has no unit") }
+        guard !seen.isEmpty else { throw ParseError(text: text, problem: "empty") }
+    }
+
+    package var isZero: Bool { years == 0 && months == 0 && days == 0 && hours == 0 }
+
+    /// `date` minus this span in `calendar` (years, months and days by the calendar, then hours).
+    package func before(_ date: Date, in calendar: Calendar) -> Date {
+        var c = DateComponents()
+        c.year = -years; c.month = -months; c.day = -days
+        let day = calendar.date(byAdding: c, to: date) ?? date
+        return day.addingTimeInterval(-3600 * Double(hours))
+    }
+
+    package var description: String {
+        var s = ""
+        if years != 0 { s += "\(years)y" }
+        if months != 0 { s += "\(months)m" }
+        if days != 0 { s += "\(days)d" }
+        if hours != 0 { s += "\(hours)h" }
+        return s.isEmpty ? "0h" : s
+    }
 }
 
 /// Why a backup is kept.
 package enum RetentionReason: Sendable, Hashable, CustomStringConvertible {
-    case last, daily, weekly, monthly, yearly
+    case last, hourly, daily, weekly, monthly, yearly
+    /// Made within `--keep-within` of the newest backup.
+    case within(String)
     /// Kept because the kept backup with this ID needs its archives.
     case neededBy(String)
 
     package var description: String {
         switch self {
         case .last: "last"
+        case .hourly: "hourly"
+        case .within(let span): "within \(span)"
         case .daily: "daily"
         case .weekly: "weekly"
         case .monthly: "monthly"
@@ -92,7 +166,7 @@ package enum Retention {
     /// until the rule has kept N. So `--keep-daily 7` keeps the newest backup of each of the 7
     /// most recent days that have backups. The result is the union of the rules.
     package static func decide(_ items: [RetentionItem], policy: RetentionPolicy,
-                               timeZone: TimeZone = .current) -> RetentionDecision {
+                               timeZone: TimeZone = .current, now: Date = Date()) -> RetentionDecision {
         var cal = Calendar(identifier: .gregorian)
         cal.timeZone = timeZone
         var iso = Calendar(identifier: .iso8601)
@@ -117,6 +191,12 @@ package enum Retention {
         if policy.keepLast > 0 {
             for item in sorted.prefix(policy.keepLast) { reasons[item.id, default: []].append(.last) }
         }
+        // restic: newer than (the newest backup - span), strictly; "newest" ignores the future.
+        if let span = policy.keepWithin, !span.isZero, let newest = sorted.first(where: { $0.date <= now }) ?? sorted.last {
+            let limit = span.before(newest.date, in: cal)
+            for item in sorted where item.date > limit { reasons[item.id, default: []].append(.within(span.description)) }
+        }
+        apply(policy.keepHourly, .hourly) { let c = cal.dateComponents([.year, .month, .day, .hour], from: $0); return [c.year!, c.month!, c.day!, c.hour!] }
         apply(policy.keepDaily, .daily) { let c = cal.dateComponents([.year, .month, .day], from: $0); return [c.year!, c.month!, c.day!] }
         apply(policy.keepWeekly, .weekly) { let c = iso.dateComponents([.yearForWeekOfYear, .weekOfYear], from: $0); return [c.yearForWeekOfYear!, c.weekOfYear!] }
         apply(policy.keepMonthly, .monthly) { let c = cal.dateComponents([.year, .month], from: $0); return [c.year!, c.month!] }

@@ -72,7 +72,7 @@ package final class SetLock {
                 continue
             }
             let started = Self.iso(h.started)
-            throw ToolError("backup set \(destination.displayName)/\(parentDirectory(path)) is locked by host \(h.host), pid \(h.pid), started \(started)\(h.operation.map { " (\($0))" } ?? ""). Wait for it to finish; if that process is gone, the lock is taken over automatically after \(Int(staleAfter / 3600))h or by a run on \(h.host).")
+            throw ToolError("backup set \(destination.displayName)/\(parentDirectory(path)) is locked by host \(h.host), pid \(h.pid), started \(started)\(h.operation.map { " (\($0))" } ?? ""). Wait for it to finish; if that process is gone, the lock is taken over automatically after \(Int(staleAfter / 3600))h or by a run on \(h.host)." + Self.bestEffortNote(destination))
         }
         throw ToolError("could not take the lock \(destination.displayName)/\(path): another run keeps taking it")
     }
@@ -85,4 +85,11 @@ package final class SetLock {
     }
 
     static func iso(_ t: Double) -> String { Format.time(t) }
+
+    /// What a lock is worth where the destination has no exclusive create (rclone remotes).
+    package static func bestEffortNote(_ destination: any Destination) -> String {
+        destination.exclusiveCreateIsAtomic ? "" : " (Locks on rclone remotes are best-effort: rclone has no exclusive create, so two runs "
+            + "starting within the same second on two hosts could both proceed. Give each host its own set, and run copy and prune "
+            + "for one remote from one place.)"
+    }
 }

@@ -5,6 +5,12 @@
 // become a Basic Authorization header; `HS_NTFY_TOKEN` in the environment becomes a Bearer one.
 // Uptime Kuma: GET the push URL with `status=up|down`, `msg=` and `ping=` (any such query items
 // already in the URL are replaced), so a backup that fails - or stops running - raises Kuma's alarm.
+// A Healthchecks URL given as the Kuma push URL is refused (Healthchecks counts that GET as a
+// success). Healthchecks: `/start` when the run starts, the end ping with the log (see
+// Healthchecks.swift). Prometheus: the metrics file (MetricsFile.swift).
+// Exit 3 (committed, files missing) is a warning everywhere: ntfy posts it (warning tags), Kuma
+// gets `up` with a message starting "WARNING", Healthchecks the success URL with `exit 3` in the
+// body, the metrics `last_exit_code 3`.
 //
 // Not guaranteed: delivery. A notification that fails is a warning returned to the caller; it
 // never changes the backup's result or exit code. URLs are redacted in every message (topics
@@ -12,6 +18,7 @@
 import Backup
 import Foundation
 import Support
+import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -31,11 +38,47 @@ package struct RunReport: Sendable {
     /// A success that still needs a look (e.g. a database archived without a snapshot): posted
     /// to ntfy even without `notifySuccess`.
     package var attention = false
+    /// The exit code the tool ends with (0, 1, 2, 3, 128+signal).
+    package var exitCode: Int32
+    /// What the run measured, for the metrics file.
+    package var metrics = RunMetrics()
 
-    package init(success: Bool, operation: String, set: String, message: String, duration: TimeInterval? = nil) {
+    package init(success: Bool, operation: String, set: String, message: String, duration: TimeInterval? = nil,
+                 exitCode: Int32? = nil) {
         self.success = success; self.operation = operation; self.set = set
         self.message = message; self.duration = duration
+        self.exitCode = exitCode ?? (success ? 0 : 1)
+        if self.exitCode == ExitStatus.committedFilesMissing { attention = true }
     }
+}
+
+/// The hs-backup commands that report to monitors, with their configuration keys.
+package enum MonitoredJob: String, Sendable, CaseIterable {
+    case run, verify, prune, copy
+
+    /// The Uptime Kuma push URL's key (HS_KUMA_BACKUP for run).
+    package var kumaKey: ConfigKey {
+        switch self { case .run: .kumaBackup; case .verify: .kumaVerify; case .prune: .kumaPrune; case .copy: .kumaCopy }
+    }
+
+    /// The Healthchecks URL's key.
+    package var healthchecksKey: ConfigKey {
+        switch self {
+        case .run: .healthchecksBackup; case .verify: .healthchecksVerify; case .prune: .healthchecksPrune; case .copy: .healthchecksCopy
+        }
+    }
+}
+
+/// One run's state shared by every copy of its `Notifier`: the Healthchecks run id, whether
+/// the start was sent, the server's body limit, when the run started.
+package final class MonitorSession: Sendable {
+    struct State { var started: Date?; var bodyLimit = HealthchecksURL.defaultBodyLimit }
+    package let runID = UUID().uuidString.lowercased()
+    let state = Mutex(State())
+    package init() {}
+
+    /// When `Notifier.start` was first called (nil: not yet).
+    package var started: Date? { state.withLock { $0.started } }
 }
 
 /// Sends ntfy notifications and Uptime Kuma pushes.
@@ -48,41 +91,116 @@ package struct Notifier: Sendable {
     package var pingURL: String?
     /// Per-request timeout.
     package var timeout: TimeInterval
-    /// Bearer token for ntfy (default: $HS_NTFY_TOKEN).
+    /// Bearer token for ntfy (default: HS_NTFY_TOKEN from the environment or the configuration file).
     package var ntfyToken: String?
+    /// Healthchecks ping URL (https://hc-ping.com/UUID or a self-hosted /ping/UUID).
+    package var healthchecksURL: String?
+    /// Prometheus text file to write after the run, and the command it is for (run, verify, ...).
+    package var metricsFile: String?
+    package var metricsCommand = "run"
+    /// How each URL was given, for messages: the flag or the configuration key.
+    package var ntfyName = "--notify", pingName = "--ping", healthchecksName = "--healthchecks"
+    /// This run's shared state (the Healthchecks run id and start).
+    package let session = MonitorSession()
 
     package init(ntfyURL: String? = nil, notifySuccess: Bool = false, pingURL: String? = nil,
-                 timeout: TimeInterval = 10,
-                 ntfyToken: String? = ProcessInfo.processInfo.environment["HS_NTFY_TOKEN"]) {
+                 healthchecksURL: String? = nil, metricsFile: String? = nil, timeout: TimeInterval = 10,
+                 ntfyToken: String? = (try? ToolConfiguration.get())?.value(.ntfyToken)?.value) {
         self.ntfyURL = ntfyURL; self.notifySuccess = notifySuccess; self.pingURL = pingURL
+        self.healthchecksURL = healthchecksURL; self.metricsFile = metricsFile
         self.timeout = timeout; self.ntfyToken = ntfyToken
     }
 
-    /// True when there is nothing to send.
-    package var isEmpty: Bool { ntfyURL == nil && pingURL == nil }
+    /// True when there is nothing to send or write.
+    package var isEmpty: Bool { ntfyURL == nil && pingURL == nil && healthchecksURL == nil && metricsFile == nil }
 
-    /// Checks that the URLs are http(s) URLs with a host; throws a usage error naming the option.
-    package func validate() throws {
-        for (option, url) in [("--notify", ntfyURL), ("--ping", pingURL)] {
+    /// This notifier for a dry run: people and Kuma hear of it, Healthchecks and the metrics
+    /// file (which record real runs) do not.
+    package func forDryRun() -> Notifier {
+        var n = self
+        n.healthchecksURL = nil
+        n.metricsFile = nil
+        return n
+    }
+
+    /// Checks that the URLs are http(s) URLs with a host, and that the Kuma push URL is not a
+    /// Healthchecks URL; throws a usage error naming the option (or configuration key).
+    package func validate() throws(NotifierUsageError) {
+        for (option, url) in [(ntfyName, ntfyURL), (pingName, pingURL)] {
             guard let url else { continue }
             guard let c = URLComponents(string: url), let scheme = c.scheme?.lowercased(),
                   scheme == "http" || scheme == "https", let host = c.host, !host.isEmpty else {
                 throw NotifierUsageError(option: option, redacted: Self.redact(url))
             }
         }
+        if let pingURL, HealthchecksURL.looksLikeHealthchecks(pingURL) {
+            throw NotifierUsageError(option: pingName, redacted: Self.redact(pingURL), reason:
+                "is a Healthchecks URL; \(pingName) sends Uptime Kuma's GET ?status=down, which Healthchecks counts as a success, "
+                + "so a failed run would look good. Give it to --healthchecks (configuration: HS_HEALTHCHECKS_BACKUP, _VERIFY, _PRUNE, _COPY)")
+        }
+        if let healthchecksURL { try HealthchecksURL.validate(healthchecksURL, option: healthchecksName) }
     }
 
-    /// Reports `outcome`: ntfy (on failure, or on success with `notifySuccess`) and the Kuma push.
+    /// Marks the start of the run (once): Healthchecks gets `/start?rid=`, and its
+    /// `Ping-Body-Limit` is kept for the end ping.
+    /// - Returns: warnings for a start ping that failed.
+    package func start() -> [String] {
+        let first = session.state.withLock { s -> Bool in
+            guard s.started == nil else { return false }
+            s.started = Date()
+            return true
+        }
+        guard first, let healthchecksURL, let url = HealthchecksURL.ping(healthchecksURL, endpoint: "start", runID: session.runID) else { return [] }
+        var request = URLRequest(url: url, timeoutInterval: timeout)
+        request.httpMethod = "GET"
+        let answer = send(request, what: "Healthchecks start ping to \(Self.redact(healthchecksURL))")
+        if let limit = answer.headers["ping-body-limit"].flatMap(Int.init), limit > 0 {
+            session.state.withLock { $0.bodyLimit = limit }
+        }
+        return answer.warning.map { [$0] } ?? []
+    }
+
+    /// Reports `outcome`: ntfy (on failure, or on success with `notifySuccess`, or a success that
+    /// needs attention), the Kuma push, the Healthchecks end ping and the metrics file.
     /// - Returns: warnings for deliveries that failed (URLs redacted); empty when all went out.
     package func report(_ outcome: RunReport) -> [String] {
-        var warnings: [String] = []
+        var warnings = start()
         if let ntfyURL, !outcome.success || notifySuccess || outcome.attention {
             if let w = postNtfy(ntfyURL, outcome) { warnings.append(w) }
         }
         if let pingURL {
             if let w = push(pingURL, outcome) { warnings.append(w) }
         }
+        if let healthchecksURL, let w = finishHealthchecks(healthchecksURL, outcome) { warnings.append(w) }
+        if let metricsFile {
+            let started = session.state.withLock { $0.started } ?? Date()
+            let duration = outcome.duration ?? Date().timeIntervalSince(started)
+            if let w = MetricsFile.write(path: metricsFile, set: outcome.set, command: metricsCommand, exitCode: outcome.exitCode,
+                                         endedAt: Date(), duration: duration, metrics: outcome.metrics) { warnings.append(w) }
+        }
         return warnings
+    }
+
+    // MARK: Healthchecks
+
+    /// The end ping's first body line: the exit code and the summary or error.
+    package static func healthchecksFirstLine(_ outcome: RunReport) -> String {
+        let what = outcome.exitCode == ExitStatus.committedFilesMissing ? "committed, files missing"
+            : outcome.exitCode == 0 ? "ok" : "FAILED"
+        return "\(outcome.operation) on \(outcome.set): exit \(outcome.exitCode) (\(what)): \(outcome.message)"
+    }
+
+    private func finishHealthchecks(_ base: String, _ outcome: RunReport) -> String? {
+        let endpoint = HealthchecksURL.endpoint(forExitCode: outcome.exitCode)
+        guard let url = HealthchecksURL.ping(base, endpoint: endpoint, runID: session.runID) else {
+            return "Healthchecks: invalid URL \(Self.redact(base))"
+        }
+        let limit = session.state.withLock { $0.bodyLimit }
+        var request = URLRequest(url: url, timeoutInterval: timeout)
+        request.httpMethod = "POST"
+        request.setValue("text/plain; charset=utf-8", forHTTPHeaderField: "Content-Type")
+        request.httpBody = Data(HealthchecksURL.body(first: Self.healthchecksFirstLine(outcome), log: LogTail.recent(), limit: limit).utf8)
+        return send(request, what: "Healthchecks ping to \(Self.redact(base))").warning
     }
 
     // MARK: ntfy
@@ -120,7 +238,7 @@ package struct Notifier: Sendable {
         for (k, v) in message.headers { request.setValue(v, forHTTPHeaderField: k) }
         if let auth { request.setValue(auth, forHTTPHeaderField: "Authorization") }
         request.httpBody = Data(message.body.utf8)
-        return send(request, what: "ntfy notification to \(Self.redact(url))")
+        return send(request, what: "ntfy notification to \(Self.redact(url))").warning
     }
 
     // MARK: Uptime Kuma
@@ -129,7 +247,7 @@ package struct Notifier: Sendable {
     package static func pushURL(_ url: String, _ outcome: RunReport) -> URL? {
         guard var c = URLComponents(string: url) else { return nil }
         var items = (c.queryItems ?? []).filter { !["status", "msg", "ping"].contains($0.name) }
-        var msg = outcome.success ? "OK" : "FAILED"
+        var msg = !outcome.success ? "FAILED" : outcome.exitCode == ExitStatus.committedFilesMissing ? "WARNING" : "OK"
         msg += ": " + outcome.message
         if msg.count > 200 { msg = String(msg.prefix(197)) + "..." }
         items.append(URLQueryItem(name: "status", value: outcome.success ? "up" : "down"))
@@ -145,7 +263,7 @@ package struct Notifier: Sendable {
         guard let target = Self.pushURL(url, outcome) else { return "ping: invalid URL \(Self.redact(url))" }
         var request = URLRequest(url: target, timeoutInterval: timeout)
         request.httpMethod = "GET"
-        return send(request, what: "Uptime Kuma push to \(Self.redact(url))")
+        return send(request, what: "Uptime Kuma push to \(Self.redact(url))").warning
     }
 
     // MARK: HTTP
@@ -153,10 +271,12 @@ package struct Notifier: Sendable {
     /// The User-Agent of every request: `hs-backup/<homeServerVersion>`.
     package static let userAgent = "hs-backup/\(homeServerVersion)"
 
-    private func send(_ request: URLRequest, what: String) -> String? {
+    /// Sends `request`; a transport error or a non-2xx answer is a warning.
+    /// - Returns: the warning (nil when delivered) and the answer's headers, names lowercased.
+    private func send(_ request: URLRequest, what: String) -> (warning: String?, headers: [String: String]) {
         var request = request
         request.setValue(Self.userAgent, forHTTPHeaderField: "User-Agent")
-        let box = ResultBox()
+        let answer = Mutex<(warning: String?, headers: [String: String])>((nil, [:]))
         let config = URLSessionConfiguration.ephemeral
         config.timeoutIntervalForRequest = timeout
         config.timeoutIntervalForResource = timeout
@@ -164,31 +284,32 @@ package struct Notifier: Sendable {
         defer { session.finishTasksAndInvalidate() }
         let done = DispatchSemaphore(value: 0)
         let task = session.dataTask(with: request) { data, response, error in
+            var headers: [String: String] = [:]
+            if let http = response as? HTTPURLResponse {
+                for (k, v) in http.allHeaderFields { headers[String(describing: k).lowercased()] = String(describing: v) }
+            }
+            var warning: String?
             if let error {
-                box.set("\(what) failed: \(Self.redactError(HumanError.describe(error)))")
+                warning = "\(what) failed: \(Self.redactError(HumanError.describe(error)))"
             } else if let http = response as? HTTPURLResponse, !(200..<300).contains(http.statusCode) {
                 let text = data.map { String(decoding: $0.prefix(200), as: UTF8.self) } ?? ""
-                box.set("\(what) failed: HTTP \(http.statusCode) \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+                warning = "\(what) failed: HTTP \(http.statusCode) \(text.trimmingCharacters(in: .whitespacesAndNewlines))"
             }
+            answer.withLock { $0 = (warning, headers) }
             done.signal()
         }
         task.resume()
         if done.wait(timeout: .now() + timeout + 5) == .timedOut {
             task.cancel()
-            return "\(what) failed: no answer within \(Int(timeout)) s"
+            return ("\(what) failed: no answer within \(Int(timeout)) s", [:])
         }
-        return box.value
+        return answer.withLock { $0 }
     }
 
     // MARK: Redaction
 
-    /// `scheme://host[:port]/…`: never the path (ntfy topic, Kuma token), query or credentials.
-    package static func redact(_ url: String) -> String {
-        guard let c = URLComponents(string: url), let scheme = c.scheme, let host = c.host else { return "<url>" }
-        let port = c.port.map { ":\($0)" } ?? ""
-        let hasMore = !(c.path.isEmpty || c.path == "/") || c.query != nil
-        return "\(scheme)://\(host)\(port)\(hasMore ? "/…" : "")"
-    }
+    /// `scheme://host[:port]/…` (`URLRedaction.redact`, the one rule for secret URLs).
+    package static func redact(_ url: String) -> String { URLRedaction.redact(url) }
 
     /// URLSession errors can quote the URL; keep only the text before it.
     private static func redactError(_ text: String) -> String {
@@ -204,18 +325,22 @@ package struct Notifier: Sendable {
     }
 }
 
-/// A `--notify`/`--ping` value that is not an http(s) URL.
+/// A `--notify`/`--ping`/`--healthchecks` value (or configuration key) that cannot be used.
 package struct NotifierUsageError: Error, CustomStringConvertible {
     package var option: String
     package var redacted: String
-    package var description: String {
-        "\(option) \(redacted): not an http(s) URL; give e.g. \(option == "--ping" ? "https://kuma.example.net/api/push/TOKEN" : "https://ntfy.example.net/backups")"
-    }
-}
+    /// What is wrong; nil: not an http(s) URL.
+    package var reason: String?
 
-private final class ResultBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _value: String?
-    func set(_ v: String) { lock.lock(); _value = v; lock.unlock() }
-    var value: String? { lock.lock(); defer { lock.unlock() }; return _value }
+    package init(option: String, redacted: String, reason: String? = nil) {
+        self.option = option; self.redacted = redacted; self.reason = reason
+    }
+
+    package var description: String {
+        if let reason { return "\(option) \(redacted): \(reason)" }
+        let example = option.contains("ping") || option.contains("KUMA") ? "https://kuma.example.net/api/push/TOKEN"
+            : option.contains("ealthchecks") || option.contains("HEALTHCHECKS") ? "https://hc-ping.com/UUID"
+            : "https://ntfy.example.net/backups"
+        return "\(option) \(redacted): not an http(s) URL; give e.g. \(example)"
+    }
 }

@@ -14,12 +14,13 @@ package struct OpsSettings: Sendable {
     package var stopTimeout = 60
     package var notifier = Notifier()
     /// Capture SQLite databases through the online backup API (on by default;
-    /// `HS_BACKUP_SQLITE_CAPTURE=0` turns it off as an escape hatch).
-    package var sqliteCapture = ProcessInfo.processInfo.environment["HS_BACKUP_SQLITE_CAPTURE"] != "0"
+    /// `HS_BACKUP_SQLITE_CAPTURE=0`, in the environment or the configuration file, turns it off
+    /// as an escape hatch).
+    package var sqliteCapture = (try? ToolConfiguration.get())?.value(.sqliteCapture)?.value != "0"
     /// How long a capture retries while a database stays locked ($HS_BACKUP_SQLITE_BUSY_TIMEOUT
     /// seconds, default 60).
     package var sqliteBusyTimeout: TimeInterval =
-        ProcessInfo.processInfo.environment["HS_BACKUP_SQLITE_BUSY_TIMEOUT"].flatMap(TimeInterval.init) ?? 60
+        (try? ToolConfiguration.get())?.value(.sqliteBusyTimeout).flatMap { TimeInterval($0.value) } ?? 60
 
     package init(stopStacks: [String] = [], notifier: Notifier = Notifier()) {
         self.stopStacks = stopStacks
@@ -29,7 +30,7 @@ package struct OpsSettings: Sendable {
     /// Usage checks (exit 2) before anything runs.
     package func validate() throws {
         try Quiesce.validate(stopStacks)
-        do { try notifier.validate() } catch let e as NotifierUsageError { throw ToolError.usage(e.description) }
+        do { try notifier.validate() } catch { throw ToolError.usage(error.description) }
     }
 }
 
@@ -46,7 +47,7 @@ package enum OpsCommands {
         let notifier = ops.notifier, set = options.set
         guardian.onSignal { sig in
             let report = RunReport(success: false, operation: "hs-backup run", set: set,
-                                   message: "interrupted by signal \(sig)", duration: Date().timeIntervalSince(started))
+                                   message: "interrupted by signal \(sig)", duration: Date().timeIntervalSince(started), exitCode: 128 + sig)
             for w in notifier.report(report) { Reporter.writeStderr("warning: \(w)\n") }
         }
         var attention: [String] = []
@@ -82,28 +83,39 @@ package enum OpsCommands {
             if let n = provider?.capturedCount, n > 0 { line += ", \(n) SQLite database\(n == 1 ? "" : "s") captured" }
             if let first = attention.first { line += ". " + first }
             return (summary, line)
+        } metrics: { summary in
+            var m = summary.metrics
+            m.backupsKept = try? BackupSet(destination: options.destination, name: options.set).committedIDs().count
+            return m
         }
         return summary
     }
 
-    /// Runs `body`, then reports to ntfy/Kuma: a thrown error as failure (and rethrown), else
-    /// `ok` decides. Delivery problems are printed as warnings and never change the result.
-    /// - Parameter body: returns the value and a one-line message for the notification.
+    /// Runs `body`, then reports to ntfy/Kuma/Healthchecks and the metrics file: a thrown error as
+    /// failure (and rethrown, its exit code reported), else `ok` decides (exit 0 or 1). Delivery
+    /// problems are printed as warnings and never change the result. The run's start (Healthchecks
+    /// `/start`) is sent first unless `reportingFailure` already did.
+    /// - Parameters:
+    ///   - body: returns the value and a one-line message for the notification.
+    ///   - metrics: what the run measured (default: the value's own `MetricsReporting.metrics`).
     package static func notifying<T>(_ notifier: Notifier, operation: String, set: String, reporter: Reporter,
                                      ok: (T) -> Bool = { _ in true }, attention: (T) -> Bool = { _ in false },
-                                     _ body: () throws -> (T, String)) throws -> T {
-        do { try notifier.validate() } catch let e as NotifierUsageError { throw ToolError.usage(e.description) }
-        let started = Date()
+                                     _ body: () throws -> (T, String),
+                                     metrics: (T) -> RunMetrics? = { ($0 as? any MetricsReporting)?.metrics }) throws -> T {
+        do { try notifier.validate() } catch { throw ToolError.usage(error.description) }
+        for w in notifier.start() { reporter.warning(w) }
+        let started = notifier.session.started ?? Date()
         do {
             let (value, message) = try body()
             var report = RunReport(success: ok(value), operation: operation, set: set, message: HumanError.scrub(message),
                                    duration: Date().timeIntervalSince(started))
-            report.attention = attention(value)
+            report.attention = report.attention || attention(value)
+            if let m = metrics(value) { report.metrics = m }
             for w in notifier.report(report) { reporter.warning(w) }
             return value
         } catch {
             let report = RunReport(success: false, operation: operation, set: set, message: HumanError.describe(error),
-                                   duration: Date().timeIntervalSince(started))
+                                   duration: Date().timeIntervalSince(started), exitCode: (error as? ToolError)?.exitCode ?? 1)
             for w in notifier.report(report) { reporter.warning(w) }
             throw error
         }
@@ -114,11 +126,14 @@ package enum OpsCommands {
     /// Uptime Kuma like any other failure. An invalid notifier setting is a usage error first.
     package static func reportingFailure<T>(_ notifier: Notifier, operation: String, set: String, reporter: Reporter,
                                             _ body: () throws -> T) throws -> T {
-        do { try notifier.validate() } catch let e as NotifierUsageError { throw ToolError.usage(e.description) }
+        do { try notifier.validate() } catch { throw ToolError.usage(error.description) }
+        for w in notifier.start() { reporter.warning(w) }
+        let started = notifier.session.started ?? Date()
         do {
             return try body()
         } catch {
-            let report = RunReport(success: false, operation: operation, set: set, message: HumanError.describe(error), duration: 0)
+            let report = RunReport(success: false, operation: operation, set: set, message: HumanError.describe(error),
+                                   duration: Date().timeIntervalSince(started), exitCode: (error as? ToolError)?.exitCode ?? 1)
             for w in notifier.report(report) { reporter.warning(w) }
             throw error
         }
@@ -127,13 +142,14 @@ package enum OpsCommands {
     /// `hs-backup prune`: applies the policy and prints what was (or would be) removed.
     package static func prune(destination spec: String, set name: String?, policy: RetentionPolicy, dryRun: Bool,
                               nfsTimeoutSeconds: Int? = nil, notifier: Notifier, reporter: Reporter) throws -> PruneReport {
-        for (flag, n) in [("--keep-last", policy.keepLast), ("--keep-daily", policy.keepDaily),
-                          ("--keep-weekly", policy.keepWeekly), ("--keep-monthly", policy.keepMonthly)] where n < 0 {
+        for (flag, n) in [("--keep-last", policy.keepLast), ("--keep-hourly", policy.keepHourly), ("--keep-daily", policy.keepDaily),
+                          ("--keep-weekly", policy.keepWeekly), ("--keep-monthly", policy.keepMonthly),
+                          ("--keep-yearly", policy.keepYearly)] where n < 0 {
             throw ToolError.usage("\(flag) \(n): give a count of 0 or more")
         }
-        do { try notifier.validate() } catch let e as NotifierUsageError { throw ToolError.usage(e.description) }
+        do { try notifier.validate() } catch { throw ToolError.usage(error.description) }
         let setName = try BackupTool.setName(name)
-        return try notifying(notifier, operation: dryRun ? "hs-backup prune --dry-run" : "hs-backup prune",
+        return try notifying(dryRun ? notifier.forDryRun() : notifier, operation: dryRun ? "hs-backup prune --dry-run" : "hs-backup prune",
                              set: setName, reporter: reporter) {
             let dest = try BackupTool.destination(spec, nfsTimeoutSeconds: nfsTimeoutSeconds)
             try BackupSets.requireSet(dest, setName)
@@ -153,4 +169,16 @@ package enum OpsCommands {
             return (report, report.line)
         }
     }
+}
+
+extension BackupSummary: MetricsReporting {
+    package var metrics: RunMetrics { RunMetrics(files: files, bytesRead: bytesIn, bytesWritten: bytesOut) }
+}
+
+extension VerifyReport: MetricsReporting {
+    package var metrics: RunMetrics { RunMetrics(files: filesChecked, backupsKept: backups.count) }
+}
+
+extension PruneReport: MetricsReporting {
+    package var metrics: RunMetrics { RunMetrics(backupsKept: kept.count) }
 }

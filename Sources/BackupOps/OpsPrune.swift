@@ -57,7 +57,8 @@ package enum Pruner {
     package static func prune(set: BackupSet, policy: RetentionPolicy, dryRun: Bool,
                               timeZone: TimeZone = .current, reporter: Reporter? = nil) throws -> PruneReport {
         guard !policy.isEmpty else {
-            throw ToolError.usage("prune needs a policy: --keep-last N and/or --keep-daily/--keep-weekly/--keep-monthly N (a prune without one would remove every backup)")
+            throw ToolError.usage("prune needs a policy: --keep-last N, --keep-hourly/--keep-daily/--keep-weekly/--keep-monthly/--keep-yearly N "
+                                  + "and/or --keep-within DURATION (a prune without one would remove every backup)")
         }
         var warnings: [String] = []
         let lock = SetLock(destination: set.destination, set: set.name)

@@ -10,7 +10,9 @@ import Support
 /// - a first word that is not one of the tool's subcommands exits 2 naming the valid ones
 ///   (instead of falling through to the default subcommand);
 /// - `-q/--quiet` and `-v/--verbose` set `Reporter.verbosity`;
-/// - with `--json`, a usage error also prints `{"error": ..., "exit_code": 2}` on stdout.
+/// - with `--json`, a usage error also prints `{"error": ..., "exit_code": 2}` on stdout;
+/// - the configuration file (`ToolConfiguration`: /etc/default/home-server-tools, `HS_CONFIG`
+///   or `--config`) is read before the command runs: a file that cannot be used exits 2.
 package protocol ToolCommand: AsyncParsableCommand {}
 
 extension ToolCommand {
@@ -22,7 +24,9 @@ extension ToolCommand {
             Foundation.exit(0)
         }
         let subcommands = configuration.subcommands.compactMap { $0.configuration.commandName ?? defaultName($0) }
-        if !subcommands.isEmpty, let first = arguments.first, !first.hasPrefix("-"), first != "help", !subcommands.contains(first) {
+        let aliases = configuration.subcommands.flatMap { $0.configuration.aliases }
+        if !subcommands.isEmpty, let first = arguments.first, !first.hasPrefix("-"), first != "help",
+           !subcommands.contains(first), !aliases.contains(first) {
             reportFailure("\(name): unknown command '\(first)'. The commands are: \(subcommands.joined(separator: ", ")). "
                           + "See '\(name) --help'.", exitCode: 2)
             Foundation.exit(2)
@@ -31,6 +35,10 @@ extension ToolCommand {
         if arguments.contains("-v") || arguments.contains("--verbose") { Reporter.verbosity = .verbose }
         do {
             var command = try parseAsRoot()
+            if case .failure(let error) = ToolConfiguration.current {
+                reportFailure(error.message, exitCode: error.exitCode)
+                Foundation.exit(error.exitCode)
+            }
             if var async = command as? any AsyncParsableCommand {
                 try await async.run()
             } else {
@@ -52,9 +60,14 @@ extension ToolCommand {
     }
 }
 
-/// `-q/--quiet` and `-v/--verbose` (read by `ToolCommand.main`; declared here so parsing and
-/// `--help` know them).
+/// The options every command has: `-q/--quiet`, `-v/--verbose` and `--config FILE` (read by
+/// `ToolCommand.main` and `ToolConfiguration`; declared here so parsing and `--help` know them).
 package struct VerbosityOptions: ParsableArguments {
+    @Option(name: .customLong("config"),
+            help: ArgumentHelp("Read defaults from FILE instead of \(ToolConfiguration.defaultPath) (also $HS_CONFIG). "
+                               + "A flag beats the environment, the environment beats the file.", valueName: "FILE"))
+    package var config: String?
+
     @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Print nothing on success (errors and warnings still go to stderr).")
     package var quiet = false
 

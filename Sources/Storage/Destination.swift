@@ -1,7 +1,8 @@
 // Storage: where backups go. One `Destination` protocol (save, load range, stat, list,
 // rename, remove, exclusive create for locks) with one implementation per kind: a local
-// directory (`LocalDestination`) and an NFS export reached through libnfs (`NFSDestination`).
-// Destination strings are parsed by scheme: `nfs://` goes to NFS, anything else is a path.
+// directory (`LocalDestination`), an NFS export reached through libnfs (`NFSDestination`) and
+// any remote of the `rclone` binary (`RcloneDestination`). Destination strings are parsed by
+// scheme: `nfs://` goes to NFS, `rclone:` to rclone, anything else is a path.
 //
 // Paths given to a Destination are relative to its root and use `/`. Guarantees: a file
 // written with `writeAtomically` or a writer that is `commit`ted is either absent or complete
@@ -53,6 +54,9 @@ package protocol Destination: AnyObject, Sendable {
     func stat(_ path: String) throws -> DestinationEntry?
     /// Creates (truncating) a file for sequential writing.
     func create(_ path: String) throws -> any DestinationWriter
+    /// Creates a file whose final size the caller knows (`nil`: unknown). Uploads announce it
+    /// (rclone: `rcat --size`); kinds that have no use for it do as `create(_:)`.
+    func create(_ path: String, size: UInt64?) throws -> any DestinationWriter
     /// Opens a file for reading.
     func open(_ path: String) throws -> any DestinationReader
     /// Renames `from` to `to`, replacing `to`.
@@ -63,15 +67,22 @@ package protocol Destination: AnyObject, Sendable {
     func removeDirectory(_ path: String) throws
     /// Creates `path` with `contents` only if it does not exist yet (O_EXCL); false if it does.
     func createExclusive(_ path: String, contents: [UInt8]) throws -> Bool
+    /// True when `createExclusive` is atomic between hosts (local, NFS); false where it is
+    /// best-effort (rclone remotes: look, upload, read back).
+    var exclusiveCreateIsAtomic: Bool { get }
     /// Flushes a directory's entries (renames) to stable storage where the kind supports it.
     func syncDirectory(_ path: String) throws
 }
 
 extension Destination {
+    package func create(_ path: String, size: UInt64?) throws -> any DestinationWriter { try create(path) }
+
+    package var exclusiveCreateIsAtomic: Bool { true }
+
     /// Writes a whole file atomically: `path.tmp-<pid>`, fsync, rename, directory fsync.
     package func writeAtomically(_ path: String, contents: [UInt8]) throws {
         let tmp = "\(path).tmp-\(getpid())"
-        let w = try create(tmp)
+        let w = try create(tmp, size: UInt64(contents.count))
         do {
             try w.write(contents)
             try w.sync()

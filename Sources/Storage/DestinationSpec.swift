@@ -19,9 +19,11 @@ package enum DestinationSpec: Sendable, Equatable {
     case local(String)
     /// An NFS export reached through libnfs.
     case nfs(NFSURL)
+    /// A remote of the `rclone` binary: `rclone:REMOTE:PATH`.
+    case rclone(RcloneRemote)
 
     /// Examples shown in every message.
-    package static let examples = "a directory like /mnt/backups or a URL like nfs://truenas/mnt/tank/backups"
+    package static let examples = "a directory like /mnt/backups, a URL like nfs://truenas/mnt/tank/backups or an rclone remote like rclone:b2:bucket/backups"
 
     /// True when stdin and stderr are terminals (a person typing, not cron or systemd).
     package static var isInteractive: Bool { isatty(STDIN_FILENO) == 1 && isatty(STDERR_FILENO) == 1 }
@@ -47,6 +49,11 @@ package enum DestinationSpec: Sendable, Equatable {
             }
             return .nfs(url)
         }
+        if value.hasPrefix("rclone:") {
+            let fs = String(value.dropFirst("rclone:".count))
+            guard let remote = RcloneRemote(fs: fs) else { throw bad(RcloneRemote.problem(fs) ?? "not REMOTE:PATH") }
+            return .rclone(remote)
+        }
         if let why = urlProblem(value) { throw bad(why) }
         if value != trimmed {
             throw bad("the destination has leading or trailing spaces")
@@ -67,25 +74,32 @@ extension DestinationSpec {
     /// local directory named like the URL.
     package static func urlProblem(_ value: String) -> String? {
         if value.hasPrefix("nfs://") { return nil }
+        if value.hasPrefix("rclone:") {
+            return "rclone:REMOTE:PATH is for backup destinations (--to, --from); here give a directory or an nfs:// URL"
+        }
         let lower = value.lowercased()
+        if lower.hasPrefix("rclone:") || lower.hasPrefix("rclone//") || lower.hasPrefix("rclone/") {
+            return "this looks like a misspelled rclone destination; write it exactly as rclone:REMOTE:PATH (lower case)"
+        }
         if lower.hasPrefix("nfs:") || lower.hasPrefix("nfs//") {
             return "this looks like a misspelled NFS URL; write it exactly as nfs://SERVER/PATH (lower case, two slashes)"
         }
         if let colon = value.firstIndex(of: ":"), value[..<colon].allSatisfy({ $0.isLetter || $0.isNumber || "+.-".contains($0) }),
            value[..<colon].first?.isLetter == true {
-            return "unknown scheme '\(value[..<colon]):'; only directories and nfs:// URLs are supported"
+            return "unknown scheme '\(value[..<colon]):'; only directories, nfs:// URLs and rclone:REMOTE:PATH are supported (other remotes: set one up with `rclone config`)"
         }
         return nil
     }
 }
 
 /// Parses and opens a destination argument (see `DestinationSpec` for what is accepted).
-/// NFS URLs are mounted at once.
+/// NFS URLs are mounted at once; rclone remotes are asked what they can do (which reaches them).
 /// - Parameters:
 ///   - nfsTimeoutSeconds: the per-call timeout for an nfs:// URL without `timeout=`
 ///     (default 60 s).
-/// - Throws: `ToolError.usage` (exit 2) for a malformed value; `NFSError` when the server
-///   cannot be reached or refuses the export.
+/// - Throws: `ToolError.usage` (exit 2) for a malformed value or a remote rclone does not
+///   know; `NFSError` when the server cannot be reached or refuses the export; `RcloneError`
+///   when an rclone remote cannot be reached.
 package func openDestination(_ spec: String, option: String = "--to", nfsTimeoutSeconds: Int? = nil) throws -> any Destination {
     switch try DestinationSpec.parse(spec, option: option) {
     case .local(let path):
@@ -97,6 +111,12 @@ package func openDestination(_ spec: String, option: String = "--to", nfsTimeout
             return try NFSDestination(url: url.string, options: options)
         } catch let e as NFSError where e.kind == .invalidURL || e.kind == .unsupported {
             throw ToolError.usage(e.description)
+        }
+    case .rclone(let remote):
+        do {
+            return try RcloneDestination(remote)
+        } catch let e as RcloneError where e.kind == .usage {
+            throw ToolError.usage("\(option) '\(spec)': \(e.description)")
         }
     }
 }

@@ -102,6 +102,7 @@ package final class Reporter: Sendable {
 
     package static func writeStderr(_ s: String) {
         FileHandle.standardError.write(Data(s.utf8))
+        if !s.hasPrefix("\r") { LogTail.append(s) }
     }
 }
 

@@ -10,11 +10,13 @@ import Support
 struct HsBackup: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "hs-backup",
-        abstract: "Back up /opt/appdata as tar+gzip to a directory or an nfs:// export, incrementally.",
+        abstract: "Back up /opt/appdata as tar+gzip to a directory, an nfs:// export or an rclone remote, incrementally.",
         discussion: """
         DEST is an absolute directory or an nfs://SERVER/EXPORT/PATH URL (NFSv3 through libnfs; URL \
-        arguments: nfsport=, mountport=, uid=, gid=, timeout=SECONDS). An empty or misspelled DEST \
-        (NFS://, nfs:/x, nfs//x) or, outside a terminal, a relative path is refused with exit 2.
+        arguments: nfsport=, mountport=, uid=, gid=, timeout=SECONDS), or rclone:REMOTE:PATH: any remote of the \
+        rclone program (S3, B2, SFTP, WebDAV, ...; rclone's own RCLONE_* variables reach it; network timeouts \
+        default to RCLONE_CONTIMEOUT=10s, RCLONE_TIMEOUT=30s; locks there are best-effort). An empty or \
+        misspelled DEST (NFS://, nfs:/x, nfs//x, Rclone:) or, outside a terminal, a relative path is refused with exit 2.
         Backups of SET live in DEST/SET/ as ordinary tar.gz archives plus one manifest each. They are \
         NOT encrypted: anyone who can read the files can read every API key and password in appdata. \
         hs-backup creates files 0600 and directories 0700 (whatever the umask); keep the NFS share \
@@ -22,6 +24,9 @@ struct HsBackup: ToolCommand {
         Times are shown in UTC, marked Z. An NFS call waits at most 60 s (timeout= or --nfs-timeout); \
         while it waits, a line on stderr every 15 s says the server is not responding.
         --json prints exactly one JSON object on stdout, also on failure: {"error": "...", "exit_code": N}.
+        Defaults (DEST, the source, the set, notification URLs per job) come from the environment or \
+        /etc/default/home-server-tools (HS_CONFIG or --config names another file); a flag beats both. \
+        'hs-backup config' shows the effective values.
         Exit codes: 0 success, 1 the backup or check failed, 2 bad usage.
 
         Examples:
@@ -33,17 +38,20 @@ struct HsBackup: ToolCommand {
           hs-backup prune --to nfs://truenas/mnt/tank/backups --keep-daily 7 --keep-weekly 4 --keep-monthly 6
         """,
         version: homeServerVersion,
-        subcommands: [Run.self, List.self, Verify.self, Prune.self],
+        subcommands: [Run.self, List.self, Verify.self, Prune.self, Config.self, NotifyFailure.self],
         defaultSubcommand: Run.self)
 }
 
 /// `--to`, `--name`, `--nfs-timeout`, `--json`, `-q`, `-v` (every subcommand).
 struct DestinationOptions: ParsableArguments {
-    @Option(name: .customLong("to"), help: ArgumentHelp("Backup destination: an absolute directory or nfs://SERVER/EXPORT/PATH.", valueName: "DEST"))
-    var destination: String
+    @Option(name: .customLong("to"),
+            help: ArgumentHelp("Backup destination: an absolute directory, nfs://SERVER/EXPORT/PATH or rclone:REMOTE:PATH "
+                               + "(default: HS_BACKUP_DEST from the environment or the configuration file).", valueName: "DEST"))
+    var to: String?
 
-    @Option(name: .customLong("name"), help: ArgumentHelp("Backup set name (default: this host's short hostname).", valueName: "SET"))
-    var set: String?
+    @Option(name: .customLong("name"),
+            help: ArgumentHelp("Backup set name (default: HS_BACKUP_NAME, else this host's short hostname).", valueName: "SET"))
+    var name: String?
 
     @Option(name: .customLong("nfs-timeout"),
             help: ArgumentHelp("Seconds one NFS call may wait for the server before the run fails (default: 60; the URL's timeout= wins).",
@@ -61,9 +69,17 @@ struct DestinationOptions: ParsableArguments {
         }
     }
 
+    /// DEST: `--to`, else HS_BACKUP_DEST from the environment or the configuration file.
+    func destination() throws -> String {
+        try ToolConfiguration.get().require(.backupDest, flag: to, flagName: "--to", example: "DEST")
+    }
+
+    /// The set name: `--name`, else HS_BACKUP_NAME, else nil (the caller's default: the hostname).
+    var set: String? { get throws { try ToolConfiguration.get().value(.backupName, flag: name, flagName: "--name")?.value } }
+
     /// Parses and opens DEST (usage errors exit 2; see `DestinationSpec`).
     func open() throws -> any Destination {
-        try BackupTool.destination(destination, nfsTimeoutSeconds: nfsTimeout)
+        try BackupTool.destination(destination(), nfsTimeoutSeconds: nfsTimeout)
     }
 
     var reporter: Reporter { Reporter(mode: .detect(json: json)) }
@@ -72,7 +88,7 @@ struct DestinationOptions: ParsableArguments {
 extension HsBackup {
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Take a backup (incremental unless a full one is due).",
+            abstract: "Take a backup (incremental unless a full one is due). Alias: backup.",
             discussion: """
             --json prints the summary: {"id", "set", "destination", "kind", "parent", "files", "directories", \
             "symlinks", "files_archived", "tree_bytes", "bytes_in", "bytes_out", "seconds", "warnings"}.
@@ -81,10 +97,12 @@ extension HsBackup {
               hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups
               hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups?timeout=120 --name io --full
               hs-backup run -q --source /opt/appdata --to /mnt/backups --exclude '*/cache/*' --notify https://ntfy.example.net/backups
-            """)
+            """,
+            aliases: ["backup"])
 
         @Option(name: .customLong("source"),
-                help: ArgumentHelp("Directory to back up, e.g. /opt/appdata. Exactly one --source per run: several are refused "
+                help: ArgumentHelp("Directory to back up, e.g. /opt/appdata (default: HS_APPDATA from the environment or the "
+                                   + "configuration file). Exactly one --source per run: several are refused "
                                    + "(exit 2); back up each directory as its own set with --name.", valueName: "DIR"))
         var sources: [String] = []
 
@@ -107,7 +125,10 @@ extension HsBackup {
         @OptionGroup var engine: EngineRunOptions
 
         func validate() throws {
-            if sources.isEmpty { throw ValidationError("Missing --source DIR (the directory to back up, e.g. /opt/appdata).") }
+            if sources.isEmpty, let config = try? ToolConfiguration.get(), config.value(.appdata) == nil {
+                throw ValidationError("Missing --source DIR (the directory to back up, e.g. /opt/appdata): give --source, or set "
+                                      + "HS_APPDATA (\(config.whereLooked(.appdata))).")
+            }
             if sources.count > 1 {
                 throw ValidationError("--source was given \(sources.count) times (\(sources.joined(separator: ", "))); hs-backup takes exactly one --source per run. "
                                       + "Back up each directory as its own set: hs-backup run --source DIR --name SET --to DEST.")
@@ -121,13 +142,14 @@ extension HsBackup {
             let code = await toolMain {
                 let reporter = destination.reporter
                 let set = try BackupTool.setName(destination.set)
-                let settings = ops.settings
+                let settings = try ops.settings(set: set)
                 try settings.validate()
                 let dest = try OpsCommands.reportingFailure(settings.notifier, operation: "hs-backup run", set: set, reporter: reporter) {
                     try destination.open()
                 }
-                reporter.detail("backing up \(sources[0]) to \(dest.displayName)/\(set)")
-                var options = BackupOptions(source: sources[0], destination: dest, set: set)
+                let source = try ToolConfiguration.get().require(.appdata, flag: sources.first, flagName: "--source", example: "DIR")
+                reporter.detail("backing up \(source) to \(dest.displayName)/\(set)")
+                var options = BackupOptions(source: source, destination: dest, set: set)
                 options.forceFull = full
                 options.excludes = excludes
                 options.maxIncrementals = maxIncrementals
@@ -144,7 +166,7 @@ extension HsBackup {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List the backup sets of a destination, or the backups of one set (--name).",
+            abstract: "List the backup sets of a destination, or the backups of one set (--name). Alias: snapshots.",
             discussion: """
             Without --name: the sets in DEST. --json: {"destination", "sets": [{"name", "backups", "latest", \
             "latest_time", "locked"}]}.
@@ -155,7 +177,8 @@ extension HsBackup {
             Examples:
               hs-backup list --to nfs://truenas/mnt/tank/backups
               hs-backup list --to nfs://truenas/mnt/tank/backups --name io --json
-            """)
+            """,
+            aliases: ["snapshots"])
         @OptionGroup var destination: DestinationOptions
 
         struct SetsJSON: Encodable { var destination: String; var sets: [SetSummary] }
@@ -199,14 +222,15 @@ extension HsBackup {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check that archives decompress and every file's hash matches (exit 1 on damage).",
+            abstract: "Check that archives decompress and every file's hash matches (exit 1 on damage). Alias: check.",
             discussion: """
             --json: {"backups": [ID...], "archives_checked", "files_checked", "damaged": ["archive: path: what"...]}.
 
             Examples:
               hs-backup verify --to nfs://truenas/mnt/tank/backups --backup latest
               hs-backup verify --to /mnt/backups --name io --notify https://ntfy.example.net/backups
-            """)
+            """,
+            aliases: ["check"])
         @OptionGroup var destination: DestinationOptions
         @Option(help: ArgumentHelp("Backup to verify: an ID or 'latest' (default: all).", valueName: "ID"))
         var backup: String?
@@ -215,10 +239,11 @@ extension HsBackup {
             let code = await toolMain {
                 let reporter = destination.reporter
                 let set = try BackupTool.setName(destination.set)
-                let dest = try OpsCommands.reportingFailure(notify.notifier, operation: "hs-backup verify", set: set, reporter: reporter) {
+                let notifier = try notify.notifier(.verify, set: set)
+                let dest = try OpsCommands.reportingFailure(notifier, operation: "hs-backup verify", set: set, reporter: reporter) {
                     try destination.open()
                 }
-                let report = try OpsCommands.notifying(notify.notifier, operation: "hs-backup verify", set: set, reporter: reporter,
+                let report = try OpsCommands.notifying(notifier, operation: "hs-backup verify", set: set, reporter: reporter,
                                                        ok: { $0.ok }) {
                     try BackupSets.requireSet(dest, set)
                     let r = try SetInspector.verify(destination: dest, set: set, backup: backup, reporter: reporter)
@@ -240,7 +265,7 @@ extension HsBackup {
 
     struct Prune: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Remove old backups by a retention policy, never breaking a kept chain.",
+            abstract: "Remove old backups by a retention policy, never breaking a kept chain. Alias: forget.",
             discussion: """
             Days, weeks and months are counted in this host's local time zone (as restic does); ids and \
             times are shown in UTC. --json: {"set", "destination", "dry_run", "kept": [...], "removed": [...], \
@@ -249,20 +274,117 @@ extension HsBackup {
             Examples:
               hs-backup prune --to nfs://truenas/mnt/tank/backups --keep-daily 7 --keep-weekly 4 --keep-monthly 6
               hs-backup prune --to /mnt/backups --name io --keep-last 10 --dry-run
-            """)
+              hs-backup forget --keep-within 30d --keep-monthly 12 --keep-yearly 5
+            """,
+            aliases: ["forget"])
         @OptionGroup var destination: DestinationOptions
         @Option(help: ArgumentHelp("Keep the N most recent backups.", valueName: "N")) var keepLast: Int?
+        @Option(help: ArgumentHelp("Keep the last backup of each of the N most recent hours.", valueName: "N")) var keepHourly: Int?
         @Option(help: ArgumentHelp("Keep the last backup of each of the N most recent days.", valueName: "N")) var keepDaily: Int?
         @Option(help: ArgumentHelp("Keep the last backup of each of the N most recent weeks.", valueName: "N")) var keepWeekly: Int?
         @Option(help: ArgumentHelp("Keep the last backup of each of the N most recent months.", valueName: "N")) var keepMonthly: Int?
+        @Option(help: ArgumentHelp("Keep the last backup of each of the N most recent years.", valueName: "N")) var keepYearly: Int?
+        @Option(help: ArgumentHelp("Keep every backup made within DURATION before the newest backup (not before now), "
+                                   + "restic's syntax: years, months, days, hours, e.g. 1y6m, 14d, 2d12h.", valueName: "DURATION"))
+        var keepWithin: String?
         @Flag(help: "List what would be removed without removing anything.") var dryRun = false
         @OptionGroup var notify: NotifyOptions
         func run() async throws {
             let code = await toolMain {
-                let policy = RetentionPolicy(keepLast: keepLast ?? 0, keepDaily: keepDaily ?? 0,
-                                             keepWeekly: keepWeekly ?? 0, keepMonthly: keepMonthly ?? 0)
-                _ = try OpsCommands.prune(destination: destination.destination, set: destination.set, policy: policy, dryRun: dryRun,
-                                          nfsTimeoutSeconds: destination.nfsTimeout, notifier: notify.notifier, reporter: destination.reporter)
+                var within: RetentionSpan?
+                if let keepWithin {
+                    do { within = try RetentionSpan(parsing: keepWithin) } catch { throw ToolError.usage("--keep-within \(error)") }
+                }
+                let policy = RetentionPolicy(keepLast: keepLast ?? 0, keepDaily: keepDaily ?? 0, keepWeekly: keepWeekly ?? 0,
+                                             keepMonthly: keepMonthly ?? 0, keepYearly: keepYearly ?? 0, keepHourly: keepHourly ?? 0,
+                                             keepWithin: within)
+                let set = try destination.set
+                let notifier = try notify.notifier(.prune, set: BackupTool.setName(set))
+                let spec = try OpsCommands.reportingFailure(dryRun ? notifier.forDryRun() : notifier, operation: "hs-backup prune",
+                                                            set: BackupTool.setName(set), reporter: destination.reporter) {
+                    try destination.destination()
+                }
+                _ = try OpsCommands.prune(destination: spec, set: set, policy: policy, dryRun: dryRun,
+                                          nfsTimeoutSeconds: destination.nfsTimeout, notifier: notifier, reporter: destination.reporter)
+                return 0
+            }
+            if code != 0 { throw ExitCode(code) }
+        }
+    }
+
+    struct Config: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the effective configuration: every key, its value and where it came from (secrets hidden).",
+            discussion: """
+            Values come from the flag, else the environment variable of the key's name, else the \
+            configuration file (\(ToolConfiguration.defaultPath), or the file named by HS_CONFIG or \
+            --config). An empty value counts as not set. Flags given to a command beat everything shown \
+            here. URLs show only scheme://host/…, tokens are hidden, credentials in a destination URL \
+            are replaced by ***. --json: {"file", "keys": [{"key", "value", "source", "fills"}]}.
+
+            Examples:
+              hs-backup config
+              HS_CONFIG=/etc/home-server-tools/media.conf hs-backup config --json
+            """)
+        @Flag(help: "Print one JSON object on stdout instead of text.")
+        var json = false
+        @OptionGroup var verbosity: VerbosityOptions
+
+        struct ConfigJSON: Encodable { var file: String; var keys: [ToolConfiguration.Effective] }
+
+        func run() async throws {
+            let json = json
+            let code = await toolMain {
+                let config = try ToolConfiguration.get()
+                let rows = config.effective
+                if json {
+                    Reporter(mode: .detect(json: true)).emitJSON(ConfigJSON(file: config.fileDescription, keys: rows))
+                    return 0
+                }
+                var out = "configuration file: \(config.fileDescription)\n"
+                let width = (rows.map(\.key.count).max() ?? 0) + 2
+                let valueWidth = min(48, (rows.map { ($0.value ?? "-").count }.max() ?? 0) + 2)
+                for r in rows {
+                    let v = r.value ?? "-"
+                    out += r.key.padding(toLength: width, withPad: " ", startingAt: 0)
+                        + (v.count >= valueWidth ? v + "  " : v.padding(toLength: valueWidth, withPad: " ", startingAt: 0))
+                        + r.source + "\n"
+                }
+                Reporter.writeStdout(out)
+                return 0
+            }
+            if code != 0 { throw ExitCode(code) }
+        }
+    }
+
+    struct NotifyFailure: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "notify-failure",
+            abstract: "Post a failed systemd unit to ntfy (what OnFailure=hs-notify-failure@%n.service runs).",
+            discussion: """
+            Reads how UNIT ended (systemctl show) and its last 20 journal lines and posts them to the \
+            ntfy topic (--notify, else HS_NTFY_URL). A failure an hs-backup unit reported itself (exit 1) \
+            is not posted twice. Nothing configured: nothing is sent, exit 0.
+
+            Example:
+              hs-backup notify-failure hs-deploy-pull.service
+            """)
+        @Argument(help: "The unit that failed, e.g. hs-backup.service.")
+        var unit: String
+        @Option(name: .customLong("notify"), help: ArgumentHelp("ntfy topic URL (default: HS_NTFY_URL).", valueName: "URL"))
+        var ntfy: String?
+        @OptionGroup var verbosity: VerbosityOptions
+
+        func run() async throws {
+            let unit = unit, ntfy = ntfy
+            let code = await toolMain {
+                let config = try ToolConfiguration.get()
+                let url = config.value(.ntfyURL, flag: ntfy, flagName: "--notify")
+                var notifier = Notifier(ntfyURL: url?.value)
+                notifier.ntfyName = NotifyOptions.name(url, key: .ntfyURL, flag: "--notify")
+                do { try notifier.validate() } catch let e as NotifierUsageError { throw ToolError.usage(e.description) }
+                let reporter = Reporter(mode: .detect(json: false))
+                reporter.info(try UnitFailure.report(unit: unit, notifier: notifier, reporter: reporter))
                 return 0
             }
             if code != 0 { throw ExitCode(code) }

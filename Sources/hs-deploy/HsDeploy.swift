@@ -16,6 +16,7 @@ struct HsDeploy: ToolCommand {
             hs-deploy --pull [STACK]...   the same, pulling images first
             hs-deploy --down STACK...     docker compose down
             hs-deploy --save-env DIR      copy common/.env and stacks/*/.env to DIR (600)
+            hs-deploy --save-env-to-appdata   the same into HS_APPDATA/.home-server-env
             No STACK with --check or --pull: this host's stacks (those with a
             stacks/STACK/.env).
 
@@ -64,8 +65,12 @@ struct HsDeploy: ToolCommand {
                                valueName: "dir"))
     var saveEnv: String?
 
-    @Option(help: "Repository root holding stacks/ and common/.")
-    var repo: String = "."
+    @Option(help: "Repository root holding stacks/ and common/ (default: HS_REPO from the environment or the configuration file, else the current directory).")
+    var repo: String?
+
+    @Flag(name: .customLong("save-env-to-appdata"),
+          help: "Like --save-env, into HS_APPDATA/.home-server-env (HS_APPDATA from the environment or the configuration file): what the nightly backup unit runs first.")
+    var saveEnvToAppdata = false
 
     @Option(help: ArgumentHelp("Storage path the guard checks when a stack bind-mounts it.", valueName: "path"))
     var storage: String = "/mnt/storage"
@@ -87,7 +92,8 @@ struct HsDeploy: ToolCommand {
         if down && pull { return "--pull makes no sense with --down" }
         if all && !stacks.isEmpty { return "--all and stack names exclude each other" }
         if all && !check { return "--all goes with --check (every stack of the repository, for CI); a deploy or --pull names its stacks or acts on this host's" }
-        if saveEnv != nil && (check || down || pull || all || !stacks.isEmpty) { return "--save-env takes no other action or stack" }
+        if saveEnv != nil && saveEnvToAppdata { return "--save-env and --save-env-to-appdata exclude each other" }
+        if (saveEnv != nil || saveEnvToAppdata) && (check || down || pull || all || !stacks.isEmpty) { return "--save-env takes no other action or stack" }
         return nil
     }
 
@@ -96,21 +102,31 @@ struct HsDeploy: ToolCommand {
             Reporter.writeStderr("error: \(conflict)\n" + Self.usageString() + "\n")
             throw ExitCode(2)
         }
-        var o = DeployOptions()
-        o.repo = repo
-        o.stacks = stacks
-        o.action = check ? .check : (down ? .down : .deploy)
-        o.pull = pull
-        o.all = all
-        o.saveEnv = saveEnv
-        o.storagePath = storage
-        let types = storageFSTypes ?? ProcessInfo.processInfo.environment["HS_STORAGE_FSTYPES"]
-        if let types {
-            o.storageFSTypes = types.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let check = check, down = down, pull = pull, all = all, stacks = stacks, storage = storage, json = json
+        let repo = repo, saveEnv = saveEnv, saveEnvToAppdata = saveEnvToAppdata, storageFSTypes = storageFSTypes
+        let code = await toolMain {
+            let config = try ToolConfiguration.get()
+            var o = DeployOptions()
+            o.repo = config.value(.repo, flag: repo, flagName: "--repo")?.value ?? "."
+            o.stacks = stacks
+            o.action = check ? .check : (down ? .down : .deploy)
+            o.pull = pull
+            o.all = all
+            o.saveEnv = saveEnv
+            if saveEnvToAppdata {
+                guard let appdata = config.value(.appdata)?.value else {
+                    throw ToolError.usage("--save-env-to-appdata: HS_APPDATA is not set (\(config.whereLooked(.appdata))); "
+                                          + "set it, or give --save-env DIR")
+                }
+                o.saveEnv = (appdata.hasSuffix("/") ? appdata : appdata + "/") + ".home-server-env"
+            }
+            o.storagePath = storage
+            if let types = config.value(.storageFSTypes, flag: storageFSTypes, flagName: "--storage-fstype")?.value {
+                o.storageFSTypes = types.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            }
+            o.json = json
+            return try StackDeployer.run(o)
         }
-        o.json = json
-        let options = o
-        let code = await toolMain { try StackDeployer.run(options) }
         if code != 0 { throw ExitCode(code) }
     }
 }

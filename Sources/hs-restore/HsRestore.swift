@@ -11,7 +11,7 @@ struct HsRestore: ToolCommand {
         Either --from DEST (a backup destination written by hs-backup) or --archive FILE \
         (any POSIX/GNU tar or tar.gz, extracted with the same hostile-archive rules; - reads stdin, \
         e.g. `age -d -i key.txt x.tar.gz | hs-restore --archive - --to DIR`).
-        DEST is an absolute directory or an nfs://SERVER/EXPORT/PATH URL, as for hs-backup; an empty or \
+        DEST is an absolute directory, an nfs://SERVER/EXPORT/PATH URL or rclone:REMOTE:PATH, as for hs-backup (default: HS_BACKUP_DEST); an empty or \
         misspelled DEST exits 2. Names are shown escaped (\\n, \\xNN for bytes that are not UTF-8, \\\\ for \
         a backslash); --only takes a path as its bytes or in that escaped form. \
         --json prints one object, also on failure: {"error": "...", "exit_code": N}; with --dry-run it \
@@ -25,13 +25,13 @@ struct HsRestore: ToolCommand {
         """,
         version: homeServerVersion)
 
-    @Option(help: "Backup destination: a directory or nfs://server/export/path.")
+    @Option(help: "Backup destination: a directory, nfs://server/export/path or rclone:REMOTE:PATH (default without --archive: HS_BACKUP_DEST from the environment or the configuration file).")
     var from: String?
 
     @Option(help: "A tar or tar.gz file to extract safely instead of a backup set; - reads it from stdin.")
     var archive: String?
 
-    @Option(name: .customLong("name"), help: "Backup set name (default: this host's short hostname).")
+    @Option(name: .customLong("name"), help: "Backup set name (default: HS_BACKUP_NAME, else this host's short hostname).")
     var set: String?
 
     @Option(help: "Backup to restore: an ID or 'latest'.")
@@ -58,7 +58,11 @@ struct HsRestore: ToolCommand {
     @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
-        if (from == nil) == (archive == nil) { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }
+        if from != nil && archive != nil { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }
+        if from == nil, archive == nil, let config = try? ToolConfiguration.get(), config.value(.backupDest) == nil {
+            throw ValidationError("Give --from DEST or --archive FILE (HS_BACKUP_DEST, the default of --from, is not set: "
+                                  + "\(config.whereLooked(.backupDest))).")
+        }
         if to.isEmpty { throw ValidationError("--to needs a directory (it was empty).") }
         let given = NameArgument.rawArguments.filter { $0.elementsEqual("--to".utf8) || $0.starts(with: "--to=".utf8) }.count
         if given > 1 { throw ValidationError("--to was given \(given) times; give the target directory once.") }
@@ -66,9 +70,16 @@ struct HsRestore: ToolCommand {
     }
 
     func run() async throws {
-        let request = RestoreRequest(from: from, archive: archive, set: set, backup: backup, target: to, only: only,
-                                     force: force, dryRun: dryRun, overwriteDir: !noOverwriteDir, json: json)
-        let code = await toolMain { try RestoreCommand.run(request) }
+        let code = await toolMain {
+            var request = RestoreRequest(from: nil, archive: archive, set: set, backup: backup, target: to, only: only,
+                                         force: force, dryRun: dryRun, overwriteDir: !noOverwriteDir, json: json)
+            if archive == nil {
+                let config = try ToolConfiguration.get()
+                request.from = try config.require(.backupDest, flag: from, flagName: "--from", example: "DEST")
+                request.set = config.value(.backupName, flag: set, flagName: "--name")?.value
+            }
+            return try RestoreCommand.run(request)
+        }
         if code != 0 { throw ExitCode(code) }
     }
 }

@@ -126,7 +126,7 @@ struct CronUsageTests {
         }
     }
 
-    @Test("unknown subcommands exit 2 naming the valid ones", arguments: ["lsit", "snapshots", "backup"])
+    @Test("unknown subcommands exit 2 naming the valid ones (backup, snapshots, check, forget are aliases now)", arguments: ["lsit", "snapshot", "restore"])
     func unknownSubcommand(_ word: String) throws {
         let r = try Tools.run("hs-backup", [word, "--to", "/tmp/x"])
         #expect(r.status == 2, "\(r.stderr)")

@@ -29,11 +29,13 @@ func startPortPrinter(_ process: Process, _ arguments: [String], what: String) t
 }
 
 /// A python3 HTTP server on a free 127.0.0.1 port that records every request (method, path,
-/// headers, body) as a JSON line. Paths starting with /fail answer 500.
+/// headers, body) as a JSON line. Paths starting with /fail answer 500. With a body limit, every
+/// answer carries `Ping-Body-Limit` (as a Healthchecks server does).
 final class OpsHTTPRecorder: @unchecked Sendable {
     static let script = #"""
     import http.server, json, sys, threading
     log = sys.argv[1]
+    limit = sys.argv[2] if len(sys.argv) > 2 else None
     lock = threading.Lock()
     class H(http.server.BaseHTTPRequestHandler):
         def handle_one(self):
@@ -46,6 +48,7 @@ final class OpsHTTPRecorder: @unchecked Sendable {
             out = b'{"ok":true}' if code == 200 else b'{"error":"boom"}'
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
+            if limit: self.send_header("Ping-Body-Limit", limit)
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()
             self.wfile.write(out)
@@ -73,11 +76,12 @@ final class OpsHTTPRecorder: @unchecked Sendable {
     private var logPath: String { dir.sub("requests.jsonl") }
     var base: String { "http://127.0.0.1:\(port)" }
 
-    init() throws {
+    init(pingBodyLimit: Int? = nil) throws {
         dir = try TempDir("hs-ops-http")
         let script = dir.sub("server.py")
         try Self.script.write(toFile: script, atomically: true, encoding: .utf8)
-        port = try startPortPrinter(process, [script, dir.sub("requests.jsonl")], what: "the test HTTP server")
+        port = try startPortPrinter(process, [script, dir.sub("requests.jsonl")] + (pingBodyLimit.map { [String($0)] } ?? []),
+                                    what: "the test HTTP server")
     }
 
     var requests: [Request] {

@@ -12,12 +12,19 @@ import Testing
         ("nfs://truenas/mnt/tank/backups", false, "nfs nfs://truenas/mnt/tank/backups"),
         ("nfs://truenas/mnt/tank/backups?timeout=5&nfsport=2049", false, "nfs nfs://truenas/mnt/tank/backups?timeout=5&nfsport=2049"),
         ("nfs://truenas/mnt/tank/backups?version=3", false, "nfs nfs://truenas/mnt/tank/backups?version=3"),
+        ("rclone:b2:bucket/backups", false, "rclone b2:bucket/backups shown as rclone:b2:bucket/backups"),
+        ("rclone:gdrive:", false, "rclone gdrive: shown as rclone:gdrive:"),
+        ("rclone:nas-sftp:/mnt/tank/offsite", false, "rclone nas-sftp:/mnt/tank/offsite shown as rclone:nas-sftp:/mnt/tank/offsite"),
+        // A connection string's options may hold a password: never shown.
+        ("rclone::sftp,host=nas,pass=hunter2:/b", false,
+         "rclone :sftp,host=nas,pass=hunter2:/b shown as rclone::sftp,…:/b"),
     ])
     func accepted(_ value: String, _ interactive: Bool, _ expected: String) throws {
         let spec = try DestinationSpec.parse(value, allowRelative: interactive)
         switch spec {
         case .local(let p): #expect("local \(p)" == expected)
         case .nfs(let u): #expect("nfs \(u.displayString)" == expected)
+        case .rclone(let r): #expect("rclone \(r.fs) shown as \(r.displayName)" == expected)
         }
     }
 
@@ -27,6 +34,8 @@ import Testing
         ("relative/dir", "relative"), (" /mnt/b", "spaces"), ("nfs://nas", "export path is missing"),
         ("nfs://nas/b?version=4", "NFSv4"), ("nfs://nas/b?timeout=0", "timeout"), ("nfs://nas/b?timeout=x", "timeout"),
         ("nfs:///b", "server name is missing"),
+        ("rclone:", "give REMOTE:PATH"), ("rclone:/mnt/b", "names no remote"), ("rclone://nas/b", "not a URL"),
+        ("rclone:bucket", "names no remote"), ("Rclone:b2:x", "misspelled rclone"), ("rclone/b2:x", "misspelled rclone"),
     ])
     func refused(_ value: String, _ why: String) {
         let e = caught(ToolError.self) { _ = try DestinationSpec.parse(value, allowRelative: false) }

@@ -163,8 +163,8 @@ package final class GaneshaServer: @unchecked Sendable {
         pid = nil
         lock.unlock()
         guard let p else { return }
-        GaneshaServer.terminate(p, graceSeconds: 5)
-        GaneshaProcesses.remove(p)
+        Daemon.terminate(p, graceSeconds: 5)
+        HarnessProcesses.remove(p)
     }
 
     /// Kills the server at once with SIGKILL (a crash, as seen by clients). The ports stay
@@ -175,8 +175,8 @@ package final class GaneshaServer: @unchecked Sendable {
         pid = nil
         lock.unlock()
         guard let p else { return }
-        GaneshaServer.terminate(p, graceSeconds: 0)
-        GaneshaProcesses.remove(p)
+        Daemon.terminate(p, graceSeconds: 0)
+        HarnessProcesses.remove(p)
     }
 
     /// Starts the server again on the same ports and exports (after `kill()` or `stop()`;
@@ -196,7 +196,7 @@ package final class GaneshaServer: @unchecked Sendable {
         try GaneshaServer.ensureRpcbind()
         var lastError: (any Error)?
         for _ in 0..<3 {
-            let ports = try GaneshaServer.freePorts(2)
+            let ports = try Daemon.freePorts(2)
             nfsPort = ports[0]
             mountPort = ports[1]
             do { try startOnce(); return } catch { lastError = error }
@@ -243,7 +243,7 @@ package final class GaneshaServer: @unchecked Sendable {
         // The daemon keeps the stdout/stderr it inherits: give it a file, not our pipes (or
         // Subprocess.run would wait for their end forever).
         let outPath = baseDirectory + "/ganesha.out"
-        let r = try GaneshaServer.runDetaching(["ganesha.nfsd", "-f", configPath, "-L", logPath, "-p", pidPath],
+        let r = try Daemon.runDetaching(["ganesha.nfsd", "-f", configPath, "-L", logPath, "-p", pidPath],
                                                output: outPath)
         guard r.succeeded else {
             let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
@@ -257,11 +257,11 @@ package final class GaneshaServer: @unchecked Sendable {
                let p = pid_t(s.trimmingCharacters(in: .whitespacesAndNewlines)), p > 0 {
                 daemon = p
                 lock.lock(); pid = p; lock.unlock()
-                GaneshaProcesses.add(p)
-                GaneshaServer.startWatchdog(ganesha: p)
+                HarnessProcesses.add(p)
+                Daemon.startWatchdog(daemon: p, command: "ganesha.nfsd")
             }
             if let d = daemon {
-                guard GaneshaServer.isAlive(d) else {
+                guard Daemon.isAlive(d) else {
                     stop()
                     throw GaneshaError(message: "ganesha.nfsd (pid \(d)) exited during start-up (ports \(nfsPort)/\(mountPort))",
                                        logTail: logTail())
@@ -282,53 +282,6 @@ package final class GaneshaServer: @unchecked Sendable {
 
     // MARK: - Process helpers
 
-    static func isAlive(_ p: pid_t) -> Bool {
-        guard Glibc.kill(p, 0) == 0 else { return false }
-        // A zombie waiting for pid 1 is not alive.
-        if let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
-           let close = stat.lastIndex(of: ")") {
-            let state = stat[stat.index(close, offsetBy: 2)...].prefix(1)
-            if state == "Z" || state == "X" { return false }
-        }
-        return true
-    }
-
-    static func terminate(_ p: pid_t, graceSeconds: Double) {
-        guard isAlive(p) else { return }
-        if graceSeconds > 0 {
-            Glibc.kill(p, SIGTERM)
-            let deadline = Date().addingTimeInterval(graceSeconds)
-            while Date() < deadline {
-                if !isAlive(p) { return }
-                usleep(50_000)
-            }
-        }
-        Glibc.kill(p, SIGKILL)
-        let deadline = Date().addingTimeInterval(5)
-        while Date() < deadline && isAlive(p) { usleep(20_000) }
-    }
-
-    /// A detached shell that kills ganesha if this test process dies without cleaning up.
-    static func startWatchdog(ganesha: pid_t) {
-        let me = getpid()
-        let script = """
-            ( while kill -0 \(me) 2>/dev/null && kill -0 \(ganesha) 2>/dev/null; do sleep 2; done
-              if ! kill -0 \(me) 2>/dev/null && [ "$(cat /proc/\(ganesha)/comm 2>/dev/null)" = ganesha.nfsd ]; then
-                kill -TERM \(ganesha); sleep 3; kill -KILL \(ganesha) 2>/dev/null
-              fi ) </dev/null >/dev/null 2>&1 &
-            """
-        _ = try? runDetaching(["bash", "-c", script], output: "/dev/null")
-    }
-
-    /// Runs a program that leaves a daemon behind: the daemon gets no descriptor of the test
-    /// process (everything above 2 is closed) and writes to `output`, not to our pipes, so
-    /// Subprocess.run returns as soon as the starter exits.
-    static func runDetaching(_ arguments: [String], output: String) throws -> ProcessResult {
-        let script = "for fd in $(ls /proc/$$/fd); do [ \"$fd\" -gt 2 ] && eval \"exec $fd>&-\"; done; "
-            + "exec \"$0\" \"$@\" </dev/null >>\"\(output)\" 2>&1"
-        return try Subprocess.run(["bash", "-c", script] + arguments)
-    }
-
     /// Starts rpcbind when it is not running (ganesha registers with it).
     static func ensureRpcbind() throws {
         if let r = try? Subprocess.run(["pgrep", "-x", "rpcbind"]), r.succeeded { return }
@@ -341,33 +294,6 @@ package final class GaneshaServer: @unchecked Sendable {
         }
         throw GaneshaError(message: "rpcbind is not running and `rpcbind -w` did not start it (\(r.stderr)); "
                            + "run scripts/services.sh", logTail: "")
-    }
-
-    /// Distinct free TCP ports on 127.0.0.1 (bound to port 0, then released).
-    static func freePorts(_ n: Int) throws -> [UInt16] {
-        var fds: [Int32] = []
-        defer { for fd in fds { Glibc.close(fd) } }
-        var ports: [UInt16] = []
-        while ports.count < n {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw GaneshaError(message: "socket() failed", logTail: "") }
-            fds.append(fd)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = 0
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let ok = withUnsafeMutablePointer(to: &addr) { ptr in
-                ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                    bind(fd, sa, len) == 0 && getsockname(fd, sa, &len) == 0
-                }
-            }
-            guard ok else { throw GaneshaError(message: "bind to a free port failed: \(String(cString: strerror(errno)))", logTail: "") }
-            let port = UInt16(bigEndian: addr.sin_port)
-            // Keep clear of the NLM/RQUOTA defaults and reuse.
-            if !ports.contains(port) { ports.append(port) }
-        }
-        return ports
     }
 }
 
@@ -382,7 +308,7 @@ private final class SharedState: @unchecked Sendable {
         if result == nil {
             do {
                 let server = try GaneshaServer()
-                GaneshaProcesses.removeAtExit(server.baseDirectory)
+                HarnessProcesses.removeAtExit(server.baseDirectory)
                 result = .success(server)
             } catch let e as GaneshaError {
                 result = .failure(e)
@@ -395,7 +321,7 @@ private final class SharedState: @unchecked Sendable {
 }
 
 /// Daemons started by this process, stopped by an atexit handler.
-enum GaneshaProcesses {
+enum HarnessProcesses {
     private static let state = PidSet()
 
     static func add(_ p: pid_t) {
@@ -412,7 +338,7 @@ enum GaneshaProcesses {
     }
 
     fileprivate static func stopAll() {
-        for p in state.drain() { GaneshaServer.terminate(p, graceSeconds: 2) }
+        for p in state.drain() { Daemon.terminate(p, graceSeconds: 2) }
         for d in state.drainDirectories() { try? FileManager.default.removeItem(atPath: d) }
     }
 }
@@ -434,6 +360,6 @@ private final class PidSet: @unchecked Sendable {
         defer { lock.unlock() }
         guard !installed else { return }
         installed = true
-        atexit { GaneshaProcesses.stopAll() }
+        atexit { HarnessProcesses.stopAll() }
     }
 }

@@ -1,0 +1,314 @@
+import Foundation
+import Support
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A destination on any remote of the `rclone` binary (`rclone:REMOTE:PATH`: S3, B2, SFTP,
+/// WebDAV, Google Drive, ... as `rclone config` set them up; Debian 12 ships rclone 1.60).
+/// No cloud SDK: everything goes through rclone (see `RcloneServer` for how it is run).
+///
+/// Same semantics as `LocalDestination`, with these differences:
+/// - Uploads: a file written through `create` is uploaded when the writer is synced or
+///   closed: small files (up to 4 MiB) in one request to the rclone server, larger ones
+///   streamed to `rclone rcat` (with `--size` when the caller gave the size: S3 streams of
+///   unknown size stop near 48 GiB). rclone 1.60's interrupted `rcat` leaves a truncated file
+///   under the name it was given on SFTP, WebDAV and local remotes, so every caller in the
+///   toolkit writes under a temporary name (`.partial`, `.tmp-<pid>`) and `rename`s (a
+///   server-side `moveto`) once the writer succeeded; nothing is uploaded straight to a
+///   final name.
+/// - `createExclusive` is best-effort: rclone has no exclusive create, so it looks, uploads
+///   and reads back. Two runs starting within the same second on two hosts can both believe
+///   they hold a lock (`exclusiveCreateIsAtomic` is false; the lock message says so).
+/// - `syncDirectory` checks the directory exists and does nothing else: a remote has no
+///   directory fsync; an upload is durable when rclone reports it done.
+/// - Permissions are the remote's: SFTP servers apply their own umask (OpenSSH: `sftp-server
+///   -u 0077`), the local backend gets umask 077, object stores have none.
+/// - Errors are `RcloneError` (match `kind`; the description names what, where, rclone's
+///   status and the tail of its stderr).
+/// One rclone server per destination, shared by every thread.
+package final class RcloneDestination: Destination {
+    package let remote: RcloneRemote
+    let server: RcloneServer
+    /// The hash types the remote gives without reading the data (`md5`, `sha1`, `sha256`, ...).
+    package let hashTypes: [String]
+    /// True for object stores (S3, B2, GCS, ...), where an upload appears whole or not at all.
+    package let isBucketBased: Bool
+
+    package var displayName: String { remote.displayName }
+
+    /// Variables set for every rclone this destination starts (over the environment).
+    let environment: [String: String]
+
+    /// Starts rclone for `remote` and asks it what the remote can do (this reaches the remote:
+    /// a wrong name or an unreachable server fails here).
+    /// - Parameter environment: variables for rclone over this process's (tests: RCLONE_CONFIG).
+    /// - Throws: `RcloneError` (`.usage` for a remote rclone does not know).
+    package init(_ remote: RcloneRemote, environment: [String: String] = [:]) throws {
+        self.remote = remote
+        self.environment = environment
+        server = try RcloneServer.start(extra: environment)
+        let info = try server.call("operations/fsinfo", ["fs": remote.fs], location: remote.displayName, operation: "open")
+        hashTypes = (info["Hashes"] as? [String] ?? []).map { $0.lowercased() }
+        isBucketBased = (info["Features"] as? [String: Any])?["BucketBased"] as? Bool ?? false
+    }
+
+    /// Stops the rclone server now (it also stops when this process ends).
+    package func shutdown() { server.stop() }
+
+    package var exclusiveCreateIsAtomic: Bool { false }
+
+    func call(_ method: String, _ params: [String: Any], _ path: String, _ operation: String) throws -> [String: Any] {
+        try server.call(method, params, location: remote.display(path), operation: operation)
+    }
+
+    package func makeDirectories(_ path: String) throws {
+        _ = try call("operations/mkdir", ["fs": remote.fs, "remote": path], path, "mkdir -p")
+    }
+
+    package func list(_ path: String) throws -> [DestinationEntry] {
+        try listItems(path, options: [:]).map { Self.entry($0) }.sorted { $0.name < $1.name }
+    }
+
+    func listItems(_ path: String, options: [String: Any]) throws -> [[String: Any]] {
+        var params: [String: Any] = ["fs": remote.fs, "remote": path]
+        if !options.isEmpty { params["opt"] = options }
+        let r = try call("operations/list", params, path, "list")
+        return r["list"] as? [[String: Any]] ?? []
+    }
+
+    /// The hashes of type `type` (one of `hashTypes`) the remote holds for the files of
+    /// directory `path`, by name (one request, no data read).
+    package func hashes(in path: String, type: String) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for item in try listItems(path, options: ["showHash": true, "hashTypes": [type], "filesOnly": true]) {
+            if let name = item["Name"] as? String, let h = (item["Hashes"] as? [String: Any])?[type] as? String, !h.isEmpty {
+                out[name] = h.lowercased()
+            }
+        }
+        return out
+    }
+
+    package func stat(_ path: String) throws -> DestinationEntry? {
+        let r: [String: Any]
+        do { r = try call("operations/stat", ["fs": remote.fs, "remote": path], path, "stat") } catch let e as RcloneError where e.kind == .notFound {
+            return nil
+        }
+        guard let item = r["item"] as? [String: Any] else { return nil }
+        var e = Self.entry(item)
+        e.name = path.split(separator: "/").last.map(String.init) ?? ""
+        return e
+    }
+
+    static func entry(_ item: [String: Any]) -> DestinationEntry {
+        let isDir = item["IsDir"] as? Bool ?? false
+        let size = (item["Size"] as? NSNumber)?.int64Value ?? 0
+        return DestinationEntry(name: item["Name"] as? String ?? "", kind: isDir ? .directory : .file, size: UInt64(max(size, 0)),
+                                mtime: parseRFC3339(item["ModTime"] as? String ?? "") ?? 0)
+    }
+
+    package func create(_ path: String) throws -> any DestinationWriter {
+        RcloneWriter(destination: self, path: path, size: nil)
+    }
+
+    package func create(_ path: String, size: UInt64?) throws -> any DestinationWriter {
+        RcloneWriter(destination: self, path: path, size: size)
+    }
+
+    package func open(_ path: String) throws -> any DestinationReader {
+        guard let st = try stat(path) else {
+            throw RcloneError(kind: .notFound, operation: "open", location: remote.display(path), status: 0, detail: "no such file")
+        }
+        guard st.kind == .file else {
+            throw RcloneError(kind: .failed, operation: "open", location: remote.display(path), status: 0, detail: "not a file")
+        }
+        return RcloneReader(destination: self, path: path, size: st.size)
+    }
+
+    package func rename(_ from: String, to: String) throws {
+        _ = try call("operations/movefile", ["srcFs": remote.fs, "srcRemote": from, "dstFs": remote.fs, "dstRemote": to],
+                     from, "rename to \(to) (moveto)")
+    }
+
+    package func remove(_ path: String) throws {
+        do { _ = try call("operations/deletefile", ["fs": remote.fs, "remote": path], path, "remove") } catch let e as RcloneError where e.kind == .notFound {}
+    }
+
+    package func removeDirectory(_ path: String) throws {
+        do { _ = try call("operations/rmdir", ["fs": remote.fs, "remote": path], path, "rmdir") } catch let e as RcloneError where e.kind == .notFound {}
+    }
+
+    /// Best-effort: false when `path` exists; else uploads `contents` and reads the file back,
+    /// false when another writer's contents are there.
+    package func createExclusive(_ path: String, contents: [UInt8]) throws -> Bool {
+        if try stat(path) != nil { return false }
+        try server.upload(fs: remote.fs, path: path, contents: contents, location: remote.display(path))
+        return try readAll(path) == contents
+    }
+
+    package func syncDirectory(_ path: String) throws {
+        guard let st = try stat(path), st.kind == .directory else {
+            throw RcloneError(kind: .notFound, operation: "sync directory", location: remote.display(path), status: 0, detail: "not a directory")
+        }
+    }
+
+    /// Seconds since the epoch of an RFC 3339 time as rclone writes it (fractions ignored).
+    static func parseRFC3339(_ s: String) -> Int64? {
+        let b = Array(s.utf8)
+        guard b.count >= 20 else { return nil }
+        func num(_ r: Range<Int>) -> Int32? { Int32(String(decoding: b[r], as: UTF8.self)) }
+        guard let y = num(0..<4), let mo = num(5..<7), let d = num(8..<10), let h = num(11..<13), let mi = num(14..<16),
+              let sec = num(17..<19) else { return nil }
+        var t = tm()
+        t.tm_year = y - 1900; t.tm_mon = mo - 1; t.tm_mday = d; t.tm_hour = h; t.tm_min = mi; t.tm_sec = sec
+        var seconds = Int64(timegm(&t))
+        var i = 19
+        while i < b.count, b[i] == UInt8(ascii: ".") || (b[i] >= 0x30 && b[i] <= 0x39) { i += 1 }
+        if i + 6 <= b.count, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-"), let oh = num((i + 1)..<(i + 3)), let om = num((i + 4)..<(i + 6)) {
+            let offset = Int64(oh) * 3600 + Int64(om) * 60
+            seconds += b[i] == UInt8(ascii: "+") ? -offset : offset
+        }
+        return seconds
+    }
+}
+
+/// A file being uploaded: kept in memory while small, then streamed to `rclone rcat`.
+final class RcloneWriter: DestinationWriter {
+    /// Files up to this size go up in one request to the rclone server.
+    static let smallLimit = 4 << 20
+
+    let destination: RcloneDestination
+    let path: String
+    let size: UInt64?
+    private var buffer: [UInt8] = []
+    private var upload: ChildProcess?
+    private var written: UInt64 = 0
+    private var finished = false
+
+    init(destination: RcloneDestination, path: String, size: UInt64?) {
+        self.destination = destination
+        self.path = path
+        self.size = size
+    }
+
+    deinit {
+        // Never finished (the caller gave up): stop rclone without completing the upload.
+        if let upload, !finished { upload.signal(SIGTERM); upload.wait() }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        precondition(!finished, "write after sync/close")
+        written += UInt64(bytes.count)
+        if upload == nil, written <= UInt64(Self.smallLimit), (size ?? 0) <= UInt64(Self.smallLimit) {
+            buffer.append(contentsOf: bytes)
+            return
+        }
+        if upload == nil {
+            upload = try startUpload()
+            let pending = buffer
+            buffer = []
+            try send(pending)
+        }
+        try send(bytes)
+    }
+
+    private func send(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try send($0) } }
+
+    private func send(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let upload else { return }
+        do { try upload.write(bytes) } catch is ChildInputClosed {
+            finished = true
+            throw failure(upload.wait())
+        }
+    }
+
+    private func startUpload() throws -> ChildProcess {
+        var args = ["sh", "-c", #"umask 077; exec "$@""#, "hs-rclone", RcloneServer.binary, "rcat"]
+        if let size { args += ["--size", String(size)] }
+        args.append(destination.remote.path(path))
+        do {
+            return try ChildProcess.start(args, environment: RcloneServer.environment.merging(destination.environment) { $1 },
+                                          input: .stream)
+        } catch {
+            throw RcloneError(kind: .failed, operation: "upload (rcat)", location: destination.remote.display(path), status: 127, detail: "\(error)")
+        }
+    }
+
+    private func failure(_ r: ProcessResult) -> RcloneError {
+        RcloneError(kind: RcloneError.kind(exitStatus: r.status, stderr: r.stderr), operation: "upload (rcat)",
+                    location: destination.remote.display(path), status: r.status, detail: RcloneError.tail(r.stderr))
+    }
+
+    /// Completes the upload: the file is on the remote when this returns.
+    func sync() throws { try finish() }
+
+    func close() throws { try finish() }
+
+    private func finish() throws {
+        guard !finished else { return }
+        finished = true
+        if let size, written != size {
+            upload?.signal(SIGTERM)
+            upload?.wait()
+            throw RcloneError(kind: .failed, operation: "upload", location: destination.remote.display(path), status: 0,
+                              detail: "\(written) bytes written where \(size) were announced; nothing was completed")
+        }
+        guard let upload else {
+            try destination.server.upload(fs: destination.remote.fs, path: path, contents: buffer, location: destination.remote.display(path))
+            buffer = []
+            return
+        }
+        upload.closeInput()
+        let r = upload.wait()
+        if r.status != 0 { throw failure(r) }
+    }
+}
+
+/// A file read through the rclone server with ranged requests, read ahead while the reads are
+/// sequential (1 MiB, doubling to 16 MiB).
+final class RcloneReader: DestinationReader {
+    static let firstWindow = 1 << 20
+    static let maxWindow = 16 << 20
+
+    let destination: RcloneDestination
+    let path: String
+    let size: UInt64
+    private let cache = Mutex<(offset: UInt64, bytes: [UInt8], window: Int)>((0, [], firstWindow))
+
+    init(destination: RcloneDestination, path: String, size: UInt64) {
+        self.destination = destination
+        self.path = path
+        self.size = size
+    }
+
+    func read(at offset: UInt64, count: Int) throws -> [UInt8] {
+        guard offset < size, count > 0 else { return [] }
+        let want = Int(min(UInt64(count), size - offset))
+        let (hit, window) = cache.withLock { c -> ([UInt8]?, Int) in
+            if offset >= c.offset, offset + UInt64(want) <= c.offset + UInt64(c.bytes.count) {
+                let start = Int(offset - c.offset)
+                return (Array(c.bytes[start..<(start + want)]), c.window)
+            }
+            let sequential = offset >= c.offset && offset <= c.offset + UInt64(c.bytes.count) && !c.bytes.isEmpty
+            return (nil, sequential ? min(c.window * 2, Self.maxWindow) : Self.firstWindow)
+        }
+        if let hit { return hit }
+        let length = Int(min(UInt64(max(want, window)), size - offset))
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(length)
+        while bytes.count < length {
+            let got = try destination.server.read(fs: destination.remote.fs, path: path, offset: offset + UInt64(bytes.count),
+                                                  count: length - bytes.count, location: destination.remote.display(path))
+            if got.isEmpty { break }
+            bytes += got
+        }
+        cache.withLock { $0 = (offset, bytes, window) }
+        return Array(bytes.prefix(want))
+    }
+
+    func close() throws {
+        cache.withLock { $0.bytes = [] }
+    }
+}
