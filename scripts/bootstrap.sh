@@ -30,8 +30,9 @@ BUILD_PACKAGES=(
   # C libraries behind the Swift system-library targets (libcurl: static FoundationNetworking)
   pkg-config libnfs-dev zlib1g-dev libdeflate-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
   libfuse3-dev
-  # scripts/package.sh: ld -r, objcopy, strip, readelf; dpkg-deb comes with dpkg
-  binutils
+  # scripts/package.sh: ld -r, objcopy, strip, readelf; dpkg-deb comes with dpkg; go-md2man
+  # makes home-server-tools(7) from docs/
+  binutils go-md2man
   # scripts/demo.sh generates and compares its sample tree with Python
   python3
 )

@@ -12,6 +12,13 @@
 # libc6 with the newest GLIBC_ symbol version it uses.
 # It fails if the executable still needs a library of the Swift toolchain.
 #
+# Debian-native: systemd units and timers (installed disabled), the conffile
+# /etc/default/home-server-tools (0600), man pages (one per tool from swift-argument-parser's
+# generate-manual, plus home-server-tools(7) from docs/ through go-md2man), bash/zsh/fish
+# completions (--generate-completion-script), copyright, changelog.gz (a native package: no
+# Debian revision in 0.x; scripts/package/changelog's top entry must be this version), the
+# Maintainer from scripts/package/maintainer, /var/lib/home-server-tools (0700).
+#
 # Needs the build dependencies only (scripts/bootstrap.sh --build-only) and a Swift toolchain.
 # Environment: HS_DIST (output directory, default ./dist), HS_RELEASE_SCRATCH (SwiftPM
 # scratch path of the release build, default ./.build-release).
@@ -29,7 +36,7 @@ if [ $# -gt 0 ]; then
   exit 2
 fi
 command -v swift >/dev/null || die "no swift on PATH: install a Swift 6.1+ toolchain (swift.org or swiftly)"
-for t in dpkg-deb dpkg-query readelf objdump ldd ld objcopy strip clang; do
+for t in dpkg-deb dpkg-query readelf objdump ldd ld objcopy strip clang go-md2man gzip; do
   command -v "$t" >/dev/null || die "$t is missing: run scripts/bootstrap.sh --build-only (as root)"
 done
 
@@ -39,6 +46,16 @@ ARCH=$(dpkg --print-architecture)
 [ "$ARCH" = amd64 ] || die "only amd64 is packaged (this machine is $ARCH)"
 NAME=home-server-tools
 BASE="${NAME}_${VERSION}_${ARCH}"
+MAINTAINER=$(sed -n '1p' scripts/package/maintainer)
+[[ "$MAINTAINER" =~ ^[^\<]+\ \<[^@\ ]+@[^@\ ]+\.[^@\ ]+\>$ ]] || die "scripts/package/maintainer: expected one line 'Name <address>', found '$MAINTAINER'"
+[[ "$MAINTAINER" != *@localhost* ]] || die "scripts/package/maintainer: $MAINTAINER is on localhost; give a real address"
+CHANGELOG_VERSION=$(sed -n '1s/^home-server-tools (\([^)]*\)).*/\1/p' scripts/package/changelog)
+[ "$CHANGELOG_VERSION" = "$VERSION" ] || die "scripts/package/changelog: the top entry is '$CHANGELOG_VERSION', the version is $VERSION: add an entry for $VERSION"
+# Dates in the package (man pages, gzip) come from the changelog entry, so a rebuild is the same.
+CHANGELOG_DATE=$(sed -n 's/^ -- .*>  \(.*\)$/\1/p' scripts/package/changelog | head -1)
+SOURCE_DATE_EPOCH=$(date -d "$CHANGELOG_DATE" +%s) || die "scripts/package/changelog: cannot read the date '$CHANGELOG_DATE' of the top entry"
+export SOURCE_DATE_EPOCH
+MAN_DATE=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%d)
 TOOLS=(hs-backup hs-restore hs-linkcheck hs-provision hs-deploy)
 DIST=${HS_DIST:-$PWD/dist}
 SCRATCH=${HS_RELEASE_SCRATCH:-$PWD/.build-release}
@@ -100,6 +117,43 @@ for t in "${TOOLS[@]}"; do
   grep -q "USAGE: $t" "$WORK/help.txt" || die "$t --help did not print its own usage: $(head -3 "$WORK/help.txt")"
 done
 
+# 3b. Man pages (generate-manual: the tool of swift-argument-parser's GenerateManual plugin,
+#     built from the same checkout, reading each tool's --experimental-dump-help) and shell
+#     completions (each tool's --generate-completion-script).
+log "building generate-manual (swift-argument-parser's man page generator)"
+AP_CHECKOUT="$SCRATCH/checkouts/swift-argument-parser"
+[ -f "$AP_CHECKOUT/Tools/generate-manual/GenerateManual.swift" ] || die "$AP_CHECKOUT has no Tools/generate-manual: swift-argument-parser's layout changed"
+swift build --package-path "$AP_CHECKOUT" --scratch-path "$SCRATCH/generate-manual" --product generate-manual 2>&1 \
+  | sed -E -e '/^\[[0-9]+\/[0-9]+\] /d' >&2
+GENERATE_MANUAL=$(swift build --package-path "$AP_CHECKOUT" --scratch-path "$SCRATCH/generate-manual" --show-bin-path)/generate-manual
+mkdir -p "$WORK/man" "$WORK/completions/bash" "$WORK/completions/zsh" "$WORK/completions/fish"
+for t in "${TOOLS[@]}"; do
+  "$GENERATE_MANUAL" "$WORK/$t" --date "$MAN_DATE" --section 1 --authors "$MAINTAINER" --output-directory "$WORK/man" >&2 \
+    || die "generate-manual failed for $t"
+  [ -s "$WORK/man/$t.1" ] || die "generate-manual wrote no $t.1 (found: $(ls "$WORK/man"))"
+  # Blank lines are not roff (groff warns "empty input line").
+  sed -i '/^[[:space:]]*$/d' "$WORK/man/$t.1"
+  # A completion file is sourced, not run: no #! line (lintian: bash-completion-with-hashbang).
+  "$WORK/$t" --generate-completion-script bash | sed '1{/^#!/d}' > "$WORK/completions/bash/$t"
+  "$WORK/$t" --generate-completion-script zsh > "$WORK/completions/zsh/_$t"
+  "$WORK/$t" --generate-completion-script fish > "$WORK/completions/fish/$t.fish"
+  for f in "$WORK/completions/bash/$t" "$WORK/completions/zsh/_$t" "$WORK/completions/fish/$t.fish"; do
+    grep -q "$t" "$f" || die "the completion script $f does not name $t"
+  done
+done
+# home-server-tools(7): the reference documents of docs/ as one page.
+{
+  printf '%% HOME-SERVER-TOOLS 7 "%s" "home-server-tools %s" "home-server-tools"\n\n' "$MAN_DATE" "$VERSION"
+  printf '# NAME\nhome-server-tools - backups, restores, hardlink checks, provisioning and deploys for a Proxmox/TrueNAS home server\n\n'
+  printf '# SEE ALSO\nhs-backup(1), hs-restore(1), hs-linkcheck(1), hs-provision(1), hs-deploy(1), systemd.timer(5)\n\n'
+  for d in configuration scheduling backups restore linkcheck provisioning package; do
+    [ -f "docs/$d.md" ] || die "docs/$d.md is missing (home-server-tools(7) is made from it)"
+    sed -e '/^<!-- .* -->$/d' -e 's/\[\([^]]*\)\]([a-z-]*\.md)/\1/g' "docs/$d.md"
+    printf '\n'
+  done
+} > "$WORK/home-server-tools.7.md"
+go-md2man -in "$WORK/home-server-tools.7.md" -out "$WORK/man/home-server-tools.7"
+
 # 4. Depends: the Debian package owning each NEEDED library (ldd gives the path).
 owner() {
   local p=$1 real pkg
@@ -126,12 +180,31 @@ glibc=$(objdump -T "$WORK/$NAME" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_
 DEPENDS=$(printf '%s\n' "${deps[@]}" | sort -u | sed "s/^libc6\$/libc6 (>= $glibc)/" | paste -sd, | sed 's/,/, /g')
 log "Depends: $DEPENDS"
 
-# 5. The .deb: /usr/lib/home-server-tools/home-server-tools + /usr/bin symlinks + docs.
+# 5. The .deb: /usr/lib/home-server-tools/home-server-tools + /usr/bin symlinks, units,
+#    conffile, man pages, completions, docs.
 ROOT="$WORK/deb"
-install -d "$ROOT/DEBIAN" "$ROOT/usr/bin" "$ROOT/usr/lib/$NAME" "$ROOT/usr/share/doc/$NAME/examples"
+install -d "$ROOT/DEBIAN" "$ROOT/usr/bin" "$ROOT/usr/lib/$NAME" "$ROOT/usr/share/doc/$NAME/examples" \
+  "$ROOT/lib/systemd/system" "$ROOT/etc/default" "$ROOT/usr/share/man/man1" "$ROOT/usr/share/man/man7" \
+  "$ROOT/usr/share/bash-completion/completions" "$ROOT/usr/share/zsh/vendor-completions" \
+  "$ROOT/usr/share/fish/vendor_completions.d" "$ROOT/usr/share/lintian/overrides"
+install -d -m 0700 "$ROOT/var/lib/$NAME"
 install -m 0755 "$WORK/$NAME" "$ROOT/usr/lib/$NAME/$NAME"
 for t in "${TOOLS[@]}"; do ln -s "../lib/$NAME/$NAME" "$ROOT/usr/bin/$t"; done
 install -m 0644 crontab.example "$ROOT/usr/share/doc/$NAME/examples/crontab.example"
+install -m 0644 scripts/package/systemd/*.service scripts/package/systemd/*.timer "$ROOT/lib/systemd/system/"
+install -m 0600 scripts/package/default/home-server-tools "$ROOT/etc/default/$NAME"
+echo "/etc/default/$NAME" > "$ROOT/DEBIAN/conffiles"
+for t in "${TOOLS[@]}"; do
+  gzip -9n < "$WORK/man/$t.1" > "$ROOT/usr/share/man/man1/$t.1.gz"
+  install -m 0644 "$WORK/completions/bash/$t" "$ROOT/usr/share/bash-completion/completions/$t"
+  install -m 0644 "$WORK/completions/zsh/_$t" "$ROOT/usr/share/zsh/vendor-completions/_$t"
+  install -m 0644 "$WORK/completions/fish/$t.fish" "$ROOT/usr/share/fish/vendor_completions.d/$t.fish"
+done
+gzip -9n < "$WORK/man/home-server-tools.7" > "$ROOT/usr/share/man/man7/home-server-tools.7.gz"
+gzip -9n < scripts/package/changelog > "$ROOT/usr/share/doc/$NAME/changelog.gz"
+sed "s|@MAINTAINER@|$MAINTAINER|" scripts/package/copyright > "$ROOT/usr/share/doc/$NAME/copyright"
+install -m 0644 scripts/package/lintian-overrides "$ROOT/usr/share/lintian/overrides/$NAME"
+install -m 0755 scripts/package/postinst scripts/package/prerm scripts/package/postrm "$ROOT/DEBIAN/"
 cat > "$ROOT/usr/share/doc/$NAME/README" <<EOF
 home-server-tools $VERSION: hs-backup, hs-restore, hs-linkcheck, hs-provision, hs-deploy.
 One multi-call executable (/usr/lib/$NAME/$NAME, Swift runtime linked in statically);
@@ -142,7 +215,7 @@ cat > "$ROOT/DEBIAN/control" <<EOF
 Package: $NAME
 Version: $VERSION
 Architecture: $ARCH
-Maintainer: home-server <root@localhost>
+Maintainer: $MAINTAINER
 Installed-Size: $SIZE_KB
 Depends: $DEPENDS
 Section: admin
@@ -154,6 +227,7 @@ Description: home-server toolkit: backup, restore, hardlink checks, provisioning
  toolchain is needed on the host.
 EOF
 mkdir -p "$DIST"
+find "$ROOT" -newermt "@$SOURCE_DATE_EPOCH" -exec touch --no-dereference --date="@$SOURCE_DATE_EPOCH" {} +
 dpkg-deb --root-owner-group -Zxz --build "$ROOT" "$DIST/$BASE.deb.partial" >/dev/null
 mv -f "$DIST/$BASE.deb.partial" "$DIST/$BASE.deb"
 

@@ -37,7 +37,7 @@ extension Inventory {
 fileprivate struct Parser {
     let path: String
     static let hostFields = ["role", "kind", "vmid", "proxmox", "stack", "storage", "tun", "tailscale",
-                             "tailscale_tags", "tailscale_ssh", "tailscale_accept_dns"] + Inventory.fleetFields
+                             "tailscale_tags", "tailscale_ssh", "tailscale_accept_dns", "schedule", "config"] + Inventory.fleetFields
 
     func fail(_ node: Node?, _ msg: String) -> InventoryError {
         let line = node?.mark.map { ":\($0.line)" } ?? ""
@@ -78,6 +78,13 @@ fileprivate struct Parser {
         }
     }
 
+    func schedule(_ m: Node.Mapping, _ ctx: String) throws -> Schedule? {
+        guard let v = try str(m, "schedule", ctx, required: false) else { return nil }
+        guard let s = Schedule(rawValue: v) else {
+            throw fail(m["schedule"], "\(ctx): field 'schedule' is '\(v)'; expected systemd (the package's timers) or cron (root's crontab, for hosts without systemd)")
+        }
+        return s
+    }
     func checkKeys(_ m: Node.Mapping, _ allowed: [String], _ ctx: String) throws {
         for k in m.keys where !allowed.contains(k.string ?? "") {
             throw fail(k, "\(ctx): unknown field '\(k.string ?? "?")' (allowed: \(allowed.joined(separator: ", ")))")
@@ -105,7 +112,8 @@ fileprivate struct Parser {
             if let n = d["tz"] {
                 throw fail(n, "defaults: field 'tz' was removed (nothing read it): the containers' time zone is TZ in common/.env; delete the field")
             }
-            try checkKeys(d, ["puid", "pgid", "docker_source", "tailscale_authkey_file", "tailscale_tags", "tailscale_ssh", "repo", "user"], "defaults")
+            try checkKeys(d, ["puid", "pgid", "docker_source", "tailscale_authkey_file", "tailscale_tags", "tailscale_ssh", "repo", "user", "schedule"], "defaults")
+            if let v = try schedule(d, "defaults") { defaults.schedule = v }
             if let v = try int(d, "puid", "defaults") { defaults.puid = v }
             if let v = try int(d, "pgid", "defaults") { defaults.pgid = v }
             if let v = try tags(d, "defaults") { defaults.tailscaleTags = v }
@@ -253,6 +261,10 @@ fileprivate struct Parser {
         h.tailscaleTags = try tags(m, ctx)
         h.tailscaleSSH = try bool(m, "tailscale_ssh", ctx)
         h.tailscaleAcceptDNS = try bool(m, "tailscale_accept_dns", ctx)
+        h.schedule = try schedule(m, ctx)
+        if let n = m["config"] {
+            h.config = try Inventory.parseConfig(n, ctx: ctx, fail: fail)
+        }
     }
 
     /// Checks across hosts: vmids unique, every guest's proxmox is a proxmox host.

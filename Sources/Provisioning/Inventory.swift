@@ -32,6 +32,17 @@ package struct Inventory: Sendable, Equatable {
         package var repo: String?
         /// Name used when the PUID user has to be created on a guest.
         package var user = "homeserver"
+        /// How guests start their nightly jobs unless a host says otherwise.
+        package var schedule = Schedule.systemd
+    }
+
+    /// How a guest's nightly jobs are started (`schedule:`).
+    package enum Schedule: String, Sendable, Equatable {
+        /// The package's systemd timers, enabled by the `timers` step; the crontab lines of
+        /// the same jobs are commented out.
+        case systemd
+        /// Root's crontab (crontab.example), for hosts without systemd; the timers stay off.
+        case cron
     }
 
     package enum Role: String, Sendable, Equatable { case proxmox, guest }
@@ -59,6 +70,11 @@ package struct Inventory: Sendable, Equatable {
         /// How hs-provision creates this guest on its Proxmox host (nil: the guest is made by
         /// hand). Set by the `template` (lxc) or `image` (vm) field; see Guests.swift.
         package var create: GuestSpec?
+        /// How this guest's nightly jobs start (nil: `defaults.schedule`).
+        package var schedule: Schedule?
+        /// Values of /etc/default/home-server-tools for this host (`config:`; keys are
+        /// `ConfigKey`s that are not secrets, see `Inventory.parseConfig`).
+        package var config: [String: String] = [:]
         /// Ansible host variables from the `ansible:` mapping (`connection` -> `ansible_connection`).
         package var ansible: [String: String] = [:]
         /// Line of the host's entry in the inventory file (for messages).
@@ -102,5 +118,37 @@ extension Inventory {
             throw InventoryError(message: "cannot read inventory \(path): check the path (see provisioning/inventory.example.yml)")
         }
         return try parse(String(decoding: data, as: UTF8.self), path: path)
+    }
+}
+
+extension Inventory {
+    /// A host's `config:` mapping: values for /etc/default/home-server-tools. Keys must be
+    /// `ConfigKey`s; secrets (URLs with tokens, the ntfy token) are refused, because the
+    /// inventory is copied world-readable to every host and often committed: they belong in
+    /// common/.env or below the managed block of the file itself.
+    static func parseConfig(_ n: Node, ctx: String, fail: (Node?, String) -> InventoryError) throws -> [String: String] {
+        guard let m = n.mapping else {
+            throw fail(n, "\(ctx): field 'config' must be a mapping like {HS_COPY_DEST: \"rclone:offsite:backups\"} (keys of /etc/default/home-server-tools)")
+        }
+        var out: [String: String] = [:]
+        for (k, v) in m {
+            let name = k.string ?? "?"
+            guard let key = ConfigKey.named(name) else {
+                let hint = ConfigKey.suggestion(for: name).map { "did you mean \($0.name)?" }
+                    ?? "the keys are \(ConfigKey.all.map(\.name).joined(separator: ", "))"
+                throw fail(k, "\(ctx): field 'config' has an unknown key '\(name)'; \(hint)")
+            }
+            guard key.kind == .plain || key.kind == .destination else {
+                throw fail(k, "\(ctx): field 'config' sets \(name), which holds a secret (the inventory is copied world-readable to every host): put it in common/.env of the host's checkout, or in /etc/default/home-server-tools below the home-server block")
+            }
+            guard let value = v.scalar?.string, !value.isEmpty, !value.contains("\n") else {
+                throw fail(v, "\(ctx): field 'config' key '\(name)' must be a non-empty one-line value")
+            }
+            if key.kind == .destination && URLRedaction.withoutCredentials(value) != value {
+                throw fail(v, "\(ctx): field 'config' key '\(name)' holds credentials in its URL: put them in the rclone config or common/.env, not in the inventory")
+            }
+            out[name] = value
+        }
+        return out
     }
 }

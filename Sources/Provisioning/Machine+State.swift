@@ -10,6 +10,19 @@ extension Machine {
         DpkgStatus.installed(in: read("/var/lib/dpkg/status") ?? "").intersection(names)
     }
 
+    /// Permission bits of a target path (nil when missing; links not followed).
+    package func mode(_ p: String) -> mode_t? {
+        var st = stat()
+        guard lstat(path(p), &st) == 0 else { return nil }
+        return st.st_mode & 0o7777
+    }
+
+    /// Whether a target path is a symbolic link (links are how systemd records "enabled").
+    package func isSymlink(_ p: String) -> Bool {
+        var st = stat()
+        return lstat(path(p), &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
+    }
+
     /// `/etc/os-release` as key/value pairs (quotes removed).
     package func osRelease() -> [String: String] {
         var out: [String: String] = [:]

@@ -93,11 +93,11 @@ package final class Machine: Sendable {
 
     /// Where the backup of a changed target file goes. Next to the file, except in
     /// directories whose readers choke on extra files (apt's sources.list.d warns about them,
-    /// /etc/pve is a cluster filesystem): those go under /var/backups/home-server/.
+    /// cron reads every file of its spool as a user's crontab, /etc/pve is a cluster filesystem): those go under /var/backups/home-server/.
     package func backupPath(for p: String) -> String {
         let dir = (p as NSString).deletingLastPathComponent
         let name = "\(p).hs-backup-\(stamp)"
-        if dir == "/etc/apt/sources.list.d" || p.hasPrefix("/etc/pve/") {
+        if dir == "/etc/apt/sources.list.d" || dir == CrontabEdits.spoolDirectory || p.hasPrefix("/etc/pve/") {
             return "/var/backups/home-server" + name
         }
         return name
@@ -105,10 +105,12 @@ package final class Machine: Sendable {
 
     /// Writes `content` atomically (temp file in the same directory, fsync, rename, fsync of
     /// the directory), keeping the old file's mode and owner and a timestamped backup of it.
+    /// A `privateFile` (secrets) gets mode 0600 from its creation on, whatever its old mode
+    /// was, and so does its backup.
     /// - Returns: the target path of the backup, if one was made.
     /// - Throws: `ProvisionError` naming the path and the failing call.
     @discardableResult
-    package func writeAtomically(_ p: String, content: String, mode newMode: mode_t = 0o644) throws -> String? {
+    package func writeAtomically(_ p: String, content: String, mode newMode: mode_t = 0o644, privateFile: Bool = false) throws -> String? {
         let real = path(p)
         let dir = (real as NSString).deletingLastPathComponent
         try makeDirectories(dir)
@@ -122,18 +124,19 @@ package final class Machine: Sendable {
         if existed {
             let b = uniqueBackup(backupPath(for: p))
             try makeDirectories((path(b) as NSString).deletingLastPathComponent)
-            do { try FileManager.default.copyItem(atPath: real, toPath: path(b)) } catch {
+            do { try copyForBackup(real, to: path(b), privateFile: privateFile) } catch {
                 throw ProvisionError("cannot back up \(real) to \(path(b)): \(error); nothing was changed")
             }
             backup = b
         }
+        let mode: mode_t = privateFile ? 0o600 : (existed ? st.st_mode & 0o7777 : newMode)
         let tmp = dir + "/.\((real as NSString).lastPathComponent).hs-tmp-\(getpid())"
         do throws(AtomicFile.Failure) {
-            try AtomicFile.replace(real, with: Array(content.utf8), temporary: tmp, mode: existed ? st.st_mode & 0o7777 : newMode,
-                                   exactMode: false) { fd in
+            try AtomicFile.replace(real, with: Array(content.utf8), temporary: tmp, mode: mode,
+                                   exactMode: privateFile) { fd in
                 if existed {
                     _ = fchown(fd, st.st_uid, st.st_gid)
-                    _ = fchmod(fd, st.st_mode & 0o7777)
+                    _ = fchmod(fd, mode)
                 }
             }
         } catch where error.call == "create" {
@@ -175,6 +178,20 @@ package final class Machine: Sendable {
     private func makeDirectories(_ real: String) throws {
         do { try FileManager.default.createDirectory(atPath: real, withIntermediateDirectories: true) } catch {
             throw ProvisionError("cannot create directory \(real): \(error)")
+        }
+    }
+
+    /// Copies `real` to the backup path `dest`; a private file's copy is created 0600 before
+    /// its content is written.
+    private func copyForBackup(_ real: String, to dest: String, privateFile: Bool) throws {
+        guard privateFile else { try FileManager.default.copyItem(atPath: real, toPath: dest); return }
+        guard let data = FileManager.default.contents(atPath: real) else {
+            throw ProvisionError("cannot read \(real)")
+        }
+        do throws(AtomicFile.Failure) {
+            try AtomicFile.replace(dest, with: Array(data), temporary: dest + ".hs-tmp-\(getpid())", mode: 0o600)
+        } catch {
+            throw ProvisionError("\(error.call): \(error.reason)")
         }
     }
 

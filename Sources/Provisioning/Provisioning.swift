@@ -196,6 +196,12 @@ package enum Provisioner {
                 sr.diff += d
                 sr.display.append((old == nil ? "create " : "edit ") + p)
                 sr.display += d.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { "  " + $0 }
+            case .writePrivateFile(let p, let old, _, let shownOld, let shownNew):
+                sr.files.append(p)
+                let d = unifiedDiff(path: p, old: shownOld, new: shownNew)
+                sr.diff += d
+                sr.display.append((old == nil ? "create " : "edit ") + p + " (mode 0600, values hidden)")
+                sr.display += d.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { "  " + $0 }
             case .removeFile(let p, let old):
                 sr.files.append(p)
                 let d = unifiedDiff(path: p, old: old, new: nil)
@@ -217,6 +223,8 @@ package enum Provisioner {
             switch a {
             case .writeFile(let p, _, let new):
                 if let b = try m.writeAtomically(p, content: new) { sr.backups.append(b) }
+            case .writePrivateFile(let p, _, let new, _, _):
+                if let b = try m.writeAtomically(p, content: new, privateFile: true) { sr.backups.append(b) }
             case .removeFile(let p, _):
                 sr.backups.append(try m.removeWithBackup(p))
             case .directory(let p, let uid, let gid, _):

@@ -5,6 +5,10 @@ import Foundation
 package enum Action: Sendable, Equatable {
     /// Write a file (created when `old` is nil) atomically, keeping a backup of the old one.
     case writeFile(path: String, old: String?, new: String)
+    /// Write a file that holds secrets: created mode 0600 before any content is written, made
+    /// 0600 when it exists with a wider mode, its backup 0600 too. The plan shows `shownOld`
+    /// and `shownNew` (the content with the values hidden), never `old` or `new`.
+    case writePrivateFile(path: String, old: String?, new: String, shownOld: String?, shownNew: String)
     /// Remove a file (it is moved to its backup path).
     case removeFile(path: String, old: String)
     /// Create a directory and/or set its owner.

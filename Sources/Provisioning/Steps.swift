@@ -39,6 +39,7 @@ package enum Steps {
             if c.host.kind == .vm && c.host.storage { steps.append(storageMount(c)) }
             if c.host.tailscale { steps += [tailscaleRepo(), tailscale(c)] }
             if c.inventory.defaults.repo != nil { steps.append(repo(c)) }
+            steps += [ToolsConfig.step(c), Timers.step(c)]
             return steps
         }
     }
@@ -46,7 +47,7 @@ package enum Steps {
     /// Every step name a host can have (for `--only` validation and `--help`).
     package static let allNames = ["packages", "storage-mount", "subids", "lxc", "docker-repo", "docker",
                                    "docker-service", "docker-group", "directories", "tailscale-repo",
-                                   "tailscale", "repo", "guest", "start"]
+                                   "tailscale", "repo", "tools-config", "timers", "guest", "start"]
 
     // MARK: shared pieces
 

@@ -67,7 +67,7 @@ package struct EnvFile: Sendable {
         return key.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && CharacterSet.alphanumerics.contains($0)) }
     }
 
-    static func unquote(_ v: String) -> String {
+    package static func unquote(_ v: String) -> String {
         if v.count >= 2, let q = v.first, q == "\"" || q == "'" {
             if let end = v.dropFirst().firstIndex(of: q) {
                 var inner = String(v[v.index(after: v.startIndex)..<end])

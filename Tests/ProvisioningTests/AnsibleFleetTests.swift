@@ -17,7 +17,9 @@ import TestSupport
 /// What is skipped, and how:
 /// - the Proxmox play (there is no Proxmox here): `--limit guests`;
 /// - hs-provision steps docker-repo, docker, docker-service, docker-group (Docker's repository
-///   and a running systemd), by `hs_only: [packages, directories]`;
+///   and a running systemd), by `hs_only: [packages, directories, tools-config, timers]`
+///   (timers with `schedule: cron`: the minbase root has no systemd; DebianNativeTests runs
+///   the timers step against a root with systemd);
 /// - tailscale-repo, tailscale (the internet, an auth key): inventory `tailscale: false`;
 /// - repo (the internet): no `defaults.repo` in the inventory.
 /// The packages step still runs apt for real (ca-certificates, curl, git from the Debian mirror).
@@ -37,7 +39,7 @@ import TestSupport
             defaults: {puid: 1000, pgid: 1000, docker_source: debian}
             hosts:
               pve: {role: proxmox}
-              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: hera, tailscale: false,
+              testguest: {role: guest, kind: lxc, vmid: 900, proxmox: pve, stack: hera, tailscale: false, schedule: cron,
                           ansible: {connection: community.general.chroot, host: "\(root)"}}
 
             """.write(toFile: inventory, atomically: true, encoding: .utf8)
@@ -46,7 +48,7 @@ import TestSupport
                    "ANSIBLE_HOME": ansibleHome, "ANSIBLE_LOCAL_TEMP": ansibleHome + "/tmp",
                    "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_RETRY_FILES_ENABLED": "0",
                    "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"]
-        let vars = "{\"hs_package\": \"\(deb)\", \"hs_only\": [\"packages\", \"directories\"]}"
+        let vars = "{\"hs_package\": \"\(deb)\", \"hs_only\": [\"packages\", \"directories\", \"tools-config\", \"timers\"]}"
         let argv = [playbook, "-i", Fixture.repoRoot + "/provisioning/ansible/inventory.sh",
                     Fixture.repoRoot + "/provisioning/site.yml", "--limit", "guests", "-e", vars]
         func recap(_ out: String) -> String {
@@ -77,13 +79,18 @@ import TestSupport
         #expect(Fixture.text(root + "/etc/home-server/provisioning/inventory.yml") == Fixture.text(inventory))
         #expect(Fixture.text(root + "/etc/home-server/provisioning/fstab.template") == Fixture.text(Fixture.templates + "/fstab.template"))
         #expect(Fixture.text(root + "/etc/home-server/stacks/hera/docker-compose.yml") == Fixture.text(Fixture.repoRoot + "/stacks/hera/docker-compose.yml"))
-        #expect(first.stdout.contains("ok=0 changed=2 failed=0"), "hs-provision's summary in the playbook output:\n\(first.stdout.suffix(4000))")
+        #expect(first.stdout.contains("ok=1 changed=3 failed=0"), "hs-provision's summary in the playbook output:\n\(first.stdout.suffix(4000))")
+        // tools-config wrote the package's conffile (0600) from the inventory; timers, with
+        // schedule: cron and no systemd in the root, enabled nothing.
+        var conf = stat()
+        #expect(stat(root + "/etc/default/home-server-tools", &conf) == 0 && conf.st_mode & 0o777 == 0o600)
+        #expect(Fixture.text(root + "/etc/default/home-server-tools").contains("\nHS_BACKUP_NAME=testguest\n"))
         #expect(FileManager.default.fileExists(atPath: root + "/var/cache/home-server/" + (deb as NSString).lastPathComponent))
 
         // 2. Second run: nothing changes (package, files and hs-provision all report ok).
         let second = try Subprocess.run(argv, environment: env, directory: debian.workPath)
         #expect(second.status == 0, "\(second.stdout.suffix(4000))\n\(second.stderr.suffix(2000))")
         #expect(recap(second.stdout).contains("changed=0") && recap(second.stdout).contains("failed=0"), "\(recap(second.stdout))")
-        #expect(second.stdout.contains("ok=2 changed=0 failed=0"), "\(second.stdout.suffix(4000))")
+        #expect(second.stdout.contains("ok=4 changed=0 failed=0"), "\(second.stdout.suffix(4000))")
     }
 }

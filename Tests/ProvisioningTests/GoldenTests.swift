@@ -13,9 +13,10 @@ import TestSupport
 
     /// The input tree overlaid with the golden files must equal the result exactly (so every
     /// file hs-provision did not mean to touch is byte-identical), except `removed` paths.
-    func checkTree(role: String, input: String, result: String, removed: Set<String> = []) {
+    /// `added`: files the test put into the sandbox itself (left out of the comparison).
+    func checkTree(role: String, input: String, result: String, removed: Set<String> = [], added: Set<String> = []) {
         let before = Fixture.files(Fixture.dir + "/" + input)
-        let after = Fixture.files(result)
+        let after = Fixture.files(result).filter { !added.contains($0.key) }
         let goldenDir = Fixture.dir + "/golden/" + role
         if Fixture.updateGolden {
             try? FileManager.default.removeItem(atPath: goldenDir)
@@ -81,6 +82,10 @@ import TestSupport
 
     @Test func vmGuestApplyMatchesGoldenAndIsIdempotent() throws {
         let root = try Fixture.sandbox("guest-root")
+        // common/.env of the guest's checkout (kept outside the tree: git ignores every .env).
+        let commonEnv = "opt/stacks/home-server/common/.env"
+        try FileManager.default.createDirectory(atPath: root.sub("opt/stacks/home-server/common"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Fixture.dir + "/apollo-common.env", toPath: root.sub(commonEnv))
         let plan = try Fixture.provision(args("plan", host: "apollo", root: root.path))
         #expect(plan.status == 0, "\(plan.stderr)")
         let planText = plan.stdout.replacingOccurrences(of: root.path, with: "ROOT")
@@ -88,8 +93,19 @@ import TestSupport
 
         let first = try Fixture.provision(args("apply", host: "apollo", root: root.path))
         #expect(first.status == 0, "\(first.stderr)")
-        #expect(first.stdout.hasSuffix("ok=0 changed=4 failed=0 pending=6\n"), "\(first.stdout)")
-        checkTree(role: "apollo", input: "guest-root", result: root.path, removed: ["etc/apt/sources.list.d/docker.list"])
+        #expect(first.stdout.hasSuffix("ok=0 changed=6 failed=0 pending=6\n"), "\(first.stdout)")
+        checkTree(role: "apollo", input: "guest-root", result: root.path, removed: ["etc/apt/sources.list.d/docker.list"], added: [commonEnv])
+        // The tools' configuration and root's crontab hold secrets: 0600 (the fixture's were
+        // 0644), backups too, and not one secret of common/.env or the crontab was printed.
+        for f in ["etc/default/home-server-tools", "var/spool/cron/crontabs/root"] {
+            var st = stat()
+            #expect(stat(root.sub(f), &st) == 0 && st.st_mode & 0o777 == 0o600, "\(f) mode \(String(st.st_mode & 0o777, radix: 8))")
+        }
+        for (rel, _) in Fixture.files(root.path, skipBackups: false) where rel.contains("home-server-tools.hs-backup-") || rel.contains("crontabs/root.hs-backup-") {
+            var st = stat()
+            #expect(stat(root.sub(rel), &st) == 0 && st.st_mode & 0o777 == 0o600, "\(rel)")
+        }
+        #expect(!(plan.stdout + plan.stderr + first.stdout + first.stderr).contains("FIXTURE"), "a secret was printed")
         // The legacy docker.list is gone from sources.list.d (apt would fail on the Signed-By
         // conflict) and kept as a backup outside it.
         #expect(!FileManager.default.fileExists(atPath: root.sub("etc/apt/sources.list.d/docker.list")))
@@ -103,7 +119,7 @@ import TestSupport
 
         let second = try Fixture.provision(args("apply", host: "apollo", root: root.path))
         #expect(second.status == 0)
-        #expect(second.stdout.hasSuffix("ok=2 changed=0 failed=0 pending=8\n"), "\(second.stdout)")
+        #expect(second.stdout.hasSuffix("ok=3 changed=0 failed=0 pending=9\n"), "\(second.stdout)")
         #expect(Fixture.files(root.path, skipBackups: false) == all)
     }
 

@@ -118,8 +118,12 @@ import TestSupport
         try repo.edit("common/.env") { $0 + "\nHS_BACKUP_DEST=\(dest.path)\n" }
         let lines = try Self.crontabLines()
         func command(_ line: String) -> String {
-            // Drop the five schedule fields; run in the test checkout instead of /opt/stacks/home-server.
+            // Drop the five schedule fields and the per-host delay (`sleep $(( ... )) && `, checked
+            // in SchedulingTests); `\%` is `%` as cron passes it; run in the test checkout
+            // instead of /opt/stacks/home-server.
             line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(5).joined(separator: " ")
+                .replacingOccurrences(of: #"^sleep \$\(\(.*?\)\) && "#, with: "", options: .regularExpression)
+                .replacingOccurrences(of: "\\%", with: "%")
                 .replacingOccurrences(of: "cd /opt/stacks/home-server", with: "cd '\(repo.root)'")
         }
         let env = ["PATH": Tools.productsDirectory.path + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
