@@ -12,22 +12,31 @@
 #   Plex-like tree (bench/mkplex.py, --plex N files; only with --only ...,plex):
 #     full backup vs tar -cf - | pigz -p2 -6 <= 0.6x; no-change incremental vs GNU tar
 #     level 1 <= 0.6x; peak RSS of both <= 128 MiB (and not growing with N)
+#   stress tree (--stress N tiny files of ~30 bytes, 100 per directory; only with --only ...,stress):
+#     full backup vs tar -cf - | pigz -p2 -6 <= 0.7x; no-change vs GNU tar level 1 <= 0.8x;
+#     cold cache (echo 3 > /proc/sys/vm/drop_caches before every run of either tool,
+#     only with --only ...,stress,cold): full and no-change <= 0.6x
+#   sparse file (--only ...,sparse): 9 GiB apparent, 1 MiB of data: full backup vs
+#     tar --sparse --posix -cf, wall <= 1.5x, archive size within 1% of tar's
 #
-# Usage: bench/backup-bench.sh [--rounds N] [--scale N] [--files200k N] [--plex N] [--only LIST] [--write FILE]
-#   --only LIST    comma-separated subset of: full,incr,restore,nfs,200k,plex (default: all but plex).
+# Usage: bench/backup-bench.sh [--rounds N] [--scale N] [--files200k N] [--plex N] [--stress N] [--only LIST] [--write FILE]
+#   --only LIST    comma-separated subset of: full,incr,restore,nfs,200k,plex,stress,cold,sparse
+#                  (default: full,incr,restore,nfs,200k).
 #   --plex N       files in the Plex-like tree (default 1000000); the tree is deleted afterwards.
+#   --stress N     files in the stress tree (default 1000000); kept in $BENCH_DIR for later runs.
 #   --write FILE   replace the "Backup" section of FILE (BENCHMARKS.md) with the table.
 # Needs: a release build (made here), python3, pigz, GNU tar, restic, nfs-ganesha + rpcbind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
-ROUNDS=3; SCALE=2; FILES200K=200000; PLEX=1000000; WRITE=""; ONLY="full,incr,restore,nfs,200k"
+ROUNDS=3; SCALE=2; FILES200K=200000; PLEX=1000000; STRESS=1000000; WRITE=""; ONLY="full,incr,restore,nfs,200k"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
     --scale) SCALE=$2; shift 2 ;;
     --files200k) FILES200K=$2; shift 2 ;;
     --plex) PLEX=$2; shift 2 ;;
+    --stress) STRESS=$2; shift 2 ;;
     --write) WRITE=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
@@ -61,6 +70,30 @@ for i in range(n):
 EOF
   touch "$TREE200K.done"
 fi
+
+STRESSTREE="$W/stress-$STRESS"
+if want stress && [ ! -f "$STRESSTREE.done" ]; then
+  echo "making a stress tree of $STRESS tiny files (100 per directory)" >&2
+  rm -rf "$STRESSTREE"
+  python3 - "$STRESSTREE" "$STRESS" <<'EOF'
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, "d%03d" % (i // 100 // 100), "d%05d" % (i // 100))
+    if i % 100 == 0: os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%07d.txt" % i), "w") as f: f.write("tiny file number %07d ok\n" % i)
+EOF
+  touch "$STRESSTREE.done"
+fi
+SPARSE="$W/sparse"
+if want sparse && [ ! -f "$SPARSE.done" ]; then
+  rm -rf "$SPARSE"; mkdir -p "$SPARSE"
+  truncate -s 9G "$SPARSE/disk.img"
+  head -c 1048576 /dev/urandom | dd of="$SPARSE/disk.img" bs=1M seek=4096 conv=notrunc status=none
+  touch "$SPARSE.done"
+fi
+# Cold cache: every run of either tool starts with the page, dentry and inode caches dropped.
+cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
 PLEXTREE="$W/plex-$PLEX"
 if want plex; then
@@ -158,6 +191,20 @@ TABLE=$(
     printf '| corpus: one-thread lstat walk (`find -printf`) | | %.2f s | | | |\n' "$(m floorcorpus)"
   fi
   rss=$(m rss200k); if [ -n "$rss" ]; then printf '| %s-file tree, no-change incremental peak RSS | %.0f MiB | | | | |\n' "$FILES200K" "$(awk "BEGIN{print $rss / 1024}")"; fi
+  if [ -n "$(m stress_full_ours)" ]; then
+    row "stress tree $STRESS tiny files: full backup vs \`tar -cf - \| pigz -p2 -6\`" stress_full_ours stress_full_ref 0.7
+    row "stress tree $STRESS tiny files: no-change incremental vs GNU tar level 1" stress_incr_ours stress_incr_tar 0.8
+  fi
+  if [ -n "$(m cold_full_ours)" ]; then
+    row "stress tree, cold cache: full backup vs \`tar -cf - \| pigz -p2 -6\`" cold_full_ours cold_full_ref 0.6
+    row "stress tree, cold cache: no-change incremental vs GNU tar level 1" cold_incr_ours cold_incr_tar 0.6
+  fi
+  if [ -n "$(m sparse_ours)" ]; then
+    row "9 GiB sparse file (1 MiB data): full backup vs \`tar --sparse --posix -cf\`" sparse_ours sparse_ref 1.5
+    printf '| 9 GiB sparse file: archive size | %s bytes | %s bytes | %s | <= 1.01 | %s |\n' "$(m sparse_size_ours)" "$(m sparse_size_ref)" \
+      "$(python3 -c "import sys; print('%.4f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$(m sparse_size_ours)" "$(m sparse_size_ref)")" \
+      "$(python3 -c "import sys; print('met' if abs(float(sys.argv[1]) / float(sys.argv[2]) - 1) <= 0.01 else 'NOT met')" "$(m sparse_size_ours)" "$(m sparse_size_ref)")"
+  fi
   if [ -n "$(m plex_full_ours)" ]; then
     row "Plex-like $PLEX files: full backup vs \`tar -cf - \| pigz -p2 -6\`" plex_full_ours plex_full_ref 0.6
     row "Plex-like $PLEX files: no-change incremental vs GNU tar level 1" plex_incr_ours plex_incr_tar 0.6
@@ -168,7 +215,10 @@ TABLE=$(
   echo
   echo "Per round, seconds (ours / reference):"
   for pair in "full_ours full_ref full backup" "incr_ours incr_tar incremental vs tar" "incr_ours incr_restic incremental vs restic" \
-              "restore_ours restore_ref restore" "nfs_ours local_ours nfs vs local" "incr200k_ours incr200k_tar 200k incremental"; do
+              "restore_ours restore_ref restore" "nfs_ours local_ours nfs vs local" "incr200k_ours incr200k_tar 200k incremental" \
+              "stress_full_ours stress_full_ref stress full" "stress_incr_ours stress_incr_tar stress incremental" \
+              "cold_full_ours cold_full_ref cold full" "cold_incr_ours cold_incr_tar cold incremental" \
+              "plex_full_ours plex_full_ref plex full" "plex_incr_ours plex_incr_tar plex incremental" "sparse_ours sparse_ref sparse"; do
     set -- $pair; a=$1; b=$2; shift 2
     [ -n "${T[$a]:-}" ] && [ -n "${T[$b]:-}" ] && echo "- $*:$(paste -d/ <(echo ${T[$a]} | tr ' ' '\n') <(echo ${T[$b]} | tr ' ' '\n') | awk -F/ '{printf " %.2f/%.2f (%.2f)", $1, $2, $1/$2}')"
   done
@@ -264,6 +314,36 @@ for r in $(seq 1 "$ROUNDS"); do
     rsstime plex_incr_tar plex_incr_tar_rss tar -cf "$W/l1-plex.tar" -g "$W/snarplex1" -C "$PLEXTREE" .
     timeit plex_floor find "$PLEXTREE" -printf '%s %T@ %C@ %m %U %G\n'
     rm -rf "$W/destplex" "$W/snarplex"* "$W/l1-plex.tar"
+  fi
+  # Stress tree: 1M tiny files, warm (ours, then the reference) and cold.
+  if want stress; then
+    rm -rf "$W/deststress" "$W/snarstress"* "$W/stress.tgz"
+    sync; timeit stress_full_ours "$BIN/hs-backup" --source "$STRESSTREE" --to "$W/deststress" --name b --full
+    sync; timeit stress_full_ref bash -c "tar -cf - -C '$STRESSTREE' . | pigz -p2 -6 > '$W/stress.tgz'"
+    rm -f "$W/stress.tgz"
+    tar -cf /dev/null -g "$W/snarstress" -C "$STRESSTREE" .
+    timeit stress_incr_ours "$BIN/hs-backup" --source "$STRESSTREE" --to "$W/deststress" --name b
+    cp "$W/snarstress" "$W/snarstress1"
+    timeit stress_incr_tar tar -cf /dev/null -g "$W/snarstress1" -C "$STRESSTREE" .
+    if want cold; then
+      rm -rf "$W/deststress"
+      cold; timeit cold_full_ours "$BIN/hs-backup" --source "$STRESSTREE" --to "$W/deststress" --name b --full
+      cold; timeit cold_full_ref bash -c "tar -cf - -C '$STRESSTREE' . | pigz -p2 -6 > '$W/stress.tgz'"
+      rm -f "$W/stress.tgz"
+      cold; timeit cold_incr_ours "$BIN/hs-backup" --source "$STRESSTREE" --to "$W/deststress" --name b
+      cp "$W/snarstress" "$W/snarstress1"
+      cold; timeit cold_incr_tar tar -cf /dev/null -g "$W/snarstress1" -C "$STRESSTREE" .
+    fi
+    rm -rf "$W/deststress" "$W/snarstress"*
+  fi
+  # Sparse file: ours vs tar --sparse --posix (both write a file; ours compresses the data).
+  if want sparse; then
+    rm -rf "$W/destsparse" "$W/sparse.tar"
+    sync; timeit sparse_ours "$BIN/hs-backup" --source "$SPARSE" --to "$W/destsparse" --name b --full
+    sync; timeit sparse_ref tar --sparse --posix -cf "$W/sparse.tar" -C "$SPARSE" disk.img
+    record sparse_size_ours "$(stat -c %s "$W"/destsparse/b/*.tar.gz)"
+    record sparse_size_ref "$(stat -c %s "$W/sparse.tar")"
+    rm -rf "$W/destsparse" "$W/sparse.tar"
   fi
   ROUNDS_DONE=$r
   report

@@ -28,6 +28,13 @@ package enum EntryType: String, Sendable, Equatable, Codable {
 /// NUL and `/`, and the writer puts exactly these bytes into the tar headers (pax `path` /
 /// `linkpath` with `hdrcharset=BINARY` when they are not UTF-8, as GNU tar does). `path` and
 /// `linkTarget` are String views for display and for readers that have not moved to bytes.
+/// The real name and size of a sparse member (`EntryMetadata.sparse`).
+package struct SparseInfo: Sendable, Equatable {
+    package var realPath: [UInt8]
+    package var realSize: UInt64
+    package init(realPath: [UInt8], realSize: UInt64) { self.realPath = realPath; self.realSize = realSize }
+}
+
 package struct EntryMetadata: Sendable, Equatable {
     /// Relative, "/"-separated, no leading "/", no trailing "/" (also for directories).
     package var pathBytes: [UInt8]
@@ -52,6 +59,10 @@ package struct EntryMetadata: Sendable, Equatable {
     package var xattrs: [String: [UInt8]]
     package var devMajor: UInt32
     package var devMinor: UInt32
+    /// A GNU pax sparse 1.0 member (see `SparseFile`): the real path and size, written as its
+    /// `GNU.sparse.*` records; `pathBytes` is then the placeholder name and `size` the stored
+    /// size (map block and data).
+    package var sparse: SparseInfo?
 
     /// The path as a String (bytes that are not UTF-8 show as U+FFFD): for display only.
     package var path: String {

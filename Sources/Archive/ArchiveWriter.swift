@@ -66,6 +66,11 @@ package struct AddResult: Sendable, Equatable {
     package var headerOffset: UInt64
     /// Tar-stream offset of the first content byte.
     package var contentOffset: UInt64
+    /// `add(_:contentFD:)`: reading failed with this errno after the header was written; the
+    /// rest of the entry is zeros (the stream stays valid) and its hash means nothing.
+    package var readErrno: Int32? = nil
+    /// A sparse member was written (`sha256` is then the `SparseHash`).
+    package var sparse = false
 }
 
 /// Writes one pax tar stream as multi-member gzip through `sink`.
@@ -124,69 +129,121 @@ package final class ArchiveWriter {
     package func add(_ entry: EntryMetadata, contentPathBytes: [UInt8]?) throws -> AddResult {
         precondition(!finished, "ArchiveWriter.add after finish")
         try pipeline.checkError()
-        var fd: Int32 = -1
-        let contentPath = contentPathBytes.map { String(decoding: $0, as: UTF8.self) }  // for messages
-        if entry.type == .file && entry.size > 0 {
-            // (A file that is empty in the header is not read: growth is not detected there.)
-            guard let contentPathBytes else {
-                throw ArchiveError(.invalidInput, entry: entry.path, "a regular file with content needs a contentPath")
-            }
-            fd = Self.openForReading(contentPathBytes.map { CChar(bitPattern: $0) } + [0])
-            if fd < 0 {
-                throw ArchiveError(.io, entry: entry.path, "open('\(contentPath ?? "")') failed: \(Sys.strerror(errno))")
-            }
+        guard entry.type == .file && entry.size > 0 else { return try add(entry, contentFD: -1) }
+        // (A file that is empty in the header is not read: growth is not detected there.)
+        guard let contentPathBytes else {
+            throw ArchiveError(.invalidInput, entry: entry.path, "a regular file with content needs a contentPath")
         }
-        defer { if fd >= 0 { close(fd) } }
+        let contentPath = String(decoding: contentPathBytes, as: UTF8.self)  // for messages
+        let fd = Self.openForReading(contentPathBytes.map { CChar(bitPattern: $0) } + [0])
+        if fd < 0 {
+            throw ArchiveError(.io, entry: entry.path, "open('\(contentPath)') failed: \(Sys.strerror(errno))")
+        }
+        defer { close(fd) }
+        let r = try add(entry, contentFD: fd)
+        if let e = r.readErrno {
+            throw ArchiveError(.io, entry: entry.path, "read('\(contentPath)') failed after \(r.bytesRead) bytes: \(Sys.strerror(e))")
+        }
+        return r
+    }
+
+    /// Adds one entry whose content (regular files) is read from `fd`, open for reading (the
+    /// caller opened it, e.g. relative to a directory, and closes it). Exactly `entry.size`
+    /// bytes are archived (see `AddResult.sizeChanged`). A read error after the header was
+    /// written does not throw: the rest is zeros, `readErrno` says so, and the stream stays a
+    /// valid tar (the caller leaves the entry out of its own records).
+    /// - Throws: `.invalidInput` for a bad entry, or the sink's error.
+    @discardableResult
+    package func add(_ entry: EntryMetadata, contentFD fd: Int32) throws -> AddResult {
+        precondition(!finished, "ArchiveWriter.add after finish")
+        try pipeline.checkError()
         let (headerMember, headerOffset) = try appendHeader(entry)
         var result = AddResult(sha256: nil, bytesRead: 0, sizeChanged: false, headerMember: headerMember,
                                headerOffset: headerOffset, contentOffset: uncompressedOffset)
         guard entry.type == .file else { return result }
         var hasher = SHA256Hasher()
-        var remaining = entry.size
-        var eof = false
-        var grew = false
+        try appendFileData(fd, from: 0, count: entry.size, probeGrowth: true, result: &result) { hasher.update($0) }
+        let pad = Int((512 - entry.size % 512) % 512)
+        if pad > 0 { chunk.appendZeros(pad) }
+        result.sha256 = hasher.finalize()
+        return result
+    }
+
+    /// Adds a sparse file as a GNU pax sparse 1.0 member (see `SparseFile`): only the data
+    /// regions of `map` are read from `fd` (with `pread`), never the holes. `entry.size` is
+    /// the real size; `sha256` of the result is the `SparseHash`.
+    @discardableResult
+    package func add(_ entry: EntryMetadata, sparseFD fd: Int32, map: [SparseRegion]) throws -> AddResult {
+        precondition(!finished, "ArchiveWriter.add after finish")
+        precondition(entry.type == .file)
+        try pipeline.checkError()
+        let regions = SparseFile.canonical(map)
+        let block = SparseFile.mapBlock(regions, size: entry.size)
+        let data = regions.reduce(UInt64(0)) { $0 + $1.length }
+        var member = entry
+        member.sparse = SparseInfo(realPath: entry.pathBytes, realSize: entry.size)
+        member.pathBytes = SparseFile.placeholderPath(entry.pathBytes)
+        member.size = UInt64(block.count) + data
+        let (headerMember, headerOffset) = try appendHeader(member)
+        var result = AddResult(sha256: nil, bytesRead: 0, sizeChanged: false, headerMember: headerMember,
+                               headerOffset: headerOffset, contentOffset: uncompressedOffset, sparse: true)
+        try appendContent(block, stored: false)
+        var hasher = SparseHash(map: regions, realSize: entry.size)
+        for r in regions {
+            try appendFileData(fd, from: r.offset, count: r.length, probeGrowth: false, result: &result) { hasher.update($0) }
+        }
+        let pad = Int((512 - data % 512) % 512)
+        if pad > 0 { chunk.appendZeros(pad) }
+        result.sha256 = hasher.finalize()
+        return result
+    }
+
+    /// Appends `count` bytes of `fd` from `offset` (sequential reads from offset 0, `pread`
+    /// otherwise), cutting members at the size cap, marking incompressible pieces stored and
+    /// passing every piece to `hash`. Short: zeros (`sizeChanged`); a read error: zeros from
+    /// there (`readErrno`). With `probeGrowth`, the last read asks for one byte more: getting
+    /// it means the file grew.
+    private func appendFileData(_ fd: Int32, from offset: UInt64, count: UInt64, probeGrowth: Bool, result: inout AddResult,
+                                hash: (UnsafeRawBufferPointer) -> Void) throws {
+        var remaining = count
+        var position = offset
+        var eof = fd < 0
         var firstPiece = true
         while remaining > 0 {
             var space = options.memberSizeCap - chunk.count
             if space <= 0 { try submitChunk(); space = options.memberSizeCap - chunk.count }
             let want = Int(min(UInt64(space), remaining))
-            // The last piece asks for one byte more: getting it means the file grew.
             let last = UInt64(want) == remaining
+            let ask = want + (last && probeGrowth ? 1 : 0)
             let dst = chunk.tail(reserving: want + 1)
             var got = 0
-            if !eof {
-                while got < want {
-                    let n = Sys.retry { read(fd, dst + got, want + (last ? 1 : 0) - got) }
-                    if n < 0 {
-                        let err = Sys.strerror(errno)
-                        throw ArchiveError(.io, entry: entry.path, "read('\(contentPath ?? "")') failed after \(result.bytesRead + UInt64(got)) bytes: \(err)")
-                    }
-                    if n == 0 { eof = true; break }
-                    got += n
+            while !eof && got < want {
+                let n = Sys.retry { offset == 0 && probeGrowth ? Glibc.read(fd, dst + got, ask - got) : pread(fd, dst + got, ask - got, off_t(position) + off_t(got)) }
+                if n < 0 {
+                    result.readErrno = errno
+                    eof = true
+                    break
                 }
-                if got > want { grew = true; got = want }
-                else if last && got == want { eof = true }  // a short read of a regular file is its end
+                if n == 0 { eof = true; break }
+                got += n
             }
+            if got > want { result.sizeChanged = true; got = want }
+            else if last && got == want && probeGrowth { eof = true }  // a short read of a regular file is its end
             result.bytesRead += UInt64(got)
             if got < want {
-                // The file shrank: pad to the header's size.
                 memset(dst + got, 0, want - got)
                 result.sizeChanged = true
             }
             let piece = UnsafeRawBufferPointer(start: dst, count: want)
-            hasher.update(piece)
-            if options.detectIncompressible && want >= 2048 && Incompressibility.looksIncompressible(piece, atFileStart: firstPiece) {
+            hash(piece)
+            if options.detectIncompressible && want >= 2048 && Incompressibility.looksIncompressible(piece, atFileStart: firstPiece && offset == 0) {
                 chunk.markStored(chunk.count..<(chunk.count + want))
             }
             chunk.count += want
             remaining -= UInt64(want)
+            position += UInt64(want)
             firstPiece = false
         }
-        if grew { result.sizeChanged = true }
-        let pad = Int((512 - entry.size % 512) % 512)
-        if pad > 0 { chunk.appendZeros(pad) }
-        result.sha256 = hasher.finalize()
-        return result
     }
 
     /// Reads a small file whole, for `add(_:prefetched:)`: meant to run on several threads
@@ -215,6 +272,11 @@ package final class ArchiveWriter {
     private static func prefetch(fd: Int32, size: UInt64, detectIncompressible: Bool) -> Result<PrefetchedContent, PrefetchError> {
         if fd < 0 { return .failure(PrefetchError(errno: errno)) }
         defer { close(fd) }
+        return read(openFile: fd, size: size, detectIncompressible: detectIncompressible)
+    }
+
+    /// As `prefetch(path:size:detectIncompressible:)` for a file the caller opened (and closes).
+    package static func read(openFile fd: Int32, size: UInt64, detectIncompressible: Bool = true) -> Result<PrefetchedContent, PrefetchError> {
         guard size < Int.max / 2 else { return .failure(PrefetchError(errno: EFBIG)) }
         let want = Int(size)
         var bytes = [UInt8](repeating: 0, count: want + 1)
@@ -223,7 +285,7 @@ package final class ArchiveWriter {
         // when the size is right (a million small files, a million system calls); the fstat
         // below tells if the file grew after all.
         while got <= want {
-            let n = Sys.retry { bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, want + 1 - got) } }
+            let n = Sys.retry { bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, want + 1 - got) } }
             if n < 0 { return .failure(PrefetchError(errno: errno)) }
             if n == 0 { break }
             got += n

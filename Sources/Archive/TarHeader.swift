@@ -74,6 +74,11 @@ package enum TarHeader {
         } else if e.type == .symlink || e.type == .hardlink {
             throw ArchiveError(.invalidInput, entry: e.path, "a link needs a target")
         }
+        if let sp = e.sparse {
+            pax += [("GNU.sparse.major", [UInt8(ascii: "1")]), ("GNU.sparse.minor", [UInt8(ascii: "0")]),
+                    ("GNU.sparse.name", sp.realPath), ("GNU.sparse.realsize", Array(String(sp.realSize).utf8))]
+            if !isUTF8(sp.realPath) { binary = true }
+        }
         if binary { pax.insert(("hdrcharset", Array("BINARY".utf8)), at: 0) }
         if size > maxOctalSize { pax.append(("size", Array(String(size).utf8))) }
         if e.uid > maxOctalId { pax.append(("uid", Array(String(e.uid).utf8))) }

@@ -12,10 +12,13 @@ package func readUserXattrs(path: String) -> [String: [UInt8]] {
 }
 
 /// Where extended attributes are read from: a path (NUL-terminated bytes, a final symlink is
-/// not followed) or an open descriptor.
+/// not followed), an open descriptor, or a name (NUL-terminated, no "/") in the directory open
+/// as the descriptor, a final symlink not followed (`XattrTarget.at`: no path from the root is
+/// walked).
 package enum XattrSource {
     case path(UnsafePointer<CChar>)
     case fd(Int32)
+    case at(Int32, UnsafePointer<CChar>)
 }
 
 /// Every extended attribute of a file, all namespaces the caller may read (`user.*`, and as
@@ -30,6 +33,7 @@ package func readXattrs(_ source: XattrSource) -> [(name: String, value: [UInt8]
     switch source {
     case .path(let p): target = .path(Array(UnsafeRawBufferPointer(start: p, count: strlen(p))))
     case .fd(let fd): target = .fd(fd)
+    case .at(let dfd, let name): target = .at(dirfd: dfd, name: Array(UnsafeRawBufferPointer(start: name, count: strlen(name))))
     }
     guard let attrs = try? Sys.readXattrs(target) else { return [] }
     return attrs.compactMap { a in

@@ -24,6 +24,8 @@ final class BackupPass {
         var archive: Bool
         var substitute: SubstitutedContent?
         var multiLink: Bool
+        /// Where to read it (entries archived now).
+        var source: SourceFile?
         /// The provider plans this file only if its content starts with these bytes (looked
         /// at when the file is read for the archive).
         var planIfContentStarts: [UInt8]? = nil
@@ -101,8 +103,7 @@ final class BackupPass {
                 if let p, p.entry.ctime == e.ctime, p.entry.type == e.type {
                     e.xattrHash = p.entry.xattrHash
                 } else {
-                    let abs = runner.sourcePath(s.path)
-                    e.xattrHash = abs.withUnsafeBufferPointer { b in b.withMemoryRebound(to: CChar.self) { xattrHash(.path($0.baseAddress!)) } }
+                    e.xattrHash = SourceFile(s).xattrDigest()
                 }
             }
             var substitute: SubstitutedContent?
@@ -132,7 +133,7 @@ final class BackupPass {
                     }
                 }
                 if ask, let rel = Self.utf8(s.path) {
-                    guard try Self.apply(plan(provider, rel, size: e.size), to: &e, substitute: &substitute) else { continue }
+                    guard try Self.apply(plan(provider, rel, source: SourceFile(s), size: e.size), to: &e, substitute: &substitute) else { continue }
                 }
             }
             switch e.type {
@@ -141,12 +142,12 @@ final class BackupPass {
             case .symlink: links += 1
             }
             var record = ManifestRecord(entry: e, path: s.path, link: s.link)
-            if let p, carry(&record, from: p, substitute: substitute, xattrsComparable: xattrsComparable) {
+            if let p, carry(&record, from: p, scanned: s, substitute: substitute, xattrsComparable: xattrsComparable) {
                 substitute?.cleanup()
                 try enqueue(Pending(record: record, archive: false, substitute: nil, multiLink: false))
             } else {
                 try enqueue(Pending(record: record, archive: true, substitute: substitute, multiLink: s.multiLink,
-                                    planIfContentStarts: planLater))
+                                    source: SourceFile(s), planIfContentStarts: planLater))
             }
         }
         try processBatch()
@@ -155,11 +156,16 @@ final class BackupPass {
     }
 
     /// The provider's plan for the file at `relative` (its errors say which file).
-    private func plan(_ provider: any ContentProvider, _ relative: String, size: UInt64) throws -> ContentPlan {
+    /// The provider opens the file by `absolutePath`: through the directory the scan opened
+    /// (`/proc/self/fd/<dir>/<name>`), never a path from the root, so a parent directory
+    /// swapped for a symlink does not lead it outside the source.
+    private func plan(_ provider: any ContentProvider, _ relative: String, source: SourceFile?, size: UInt64) throws -> ContentPlan {
+        let absolute = source.map { "/proc/self/fd/\($0.parent.fd)/" + String(decoding: $0.name.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+            ?? options.source + "/" + relative
         do {
-            return try provider.plan(relativePath: relative, absolutePath: options.source + "/" + relative, size: size)
+            return try provider.plan(relativePath: relative, absolutePath: absolute, size: size)
         } catch {
-            throw PassFailure(step: " while deciding how to archive \(relative)", cause: error)
+            throw PassFailure(step: " while deciding how to archive \(NameEscape.escape(relative))", cause: error)
         }
     }
 
@@ -167,11 +173,11 @@ final class BackupPass {
     /// that the file is read for the archive: a file read ahead that does not start with it is
     /// archived as is without asking; otherwise (a large file, or one the read-ahead did not
     /// take) the provider is asked and looks itself. Returns false when the file is left out.
-    private func planAtRead(_ p: inout Pending, prefix: [UInt8], ahead: inout Result<PrefetchedContent, PrefetchError>?) throws -> Bool {
+    private func planAtRead(_ p: inout Pending, prefix: [UInt8], ahead: inout Result<PrefetchedContent, LeftOutError>?) throws -> Bool {
         if case .success(let c)? = ahead, !c.bytes.starts(with: prefix) { return true }
         guard let provider = options.contentProvider, let rel = Self.utf8(p.record.path) else { return true }
         let size = p.record.entry.size
-        guard try Self.apply(plan(provider, rel, size: size), to: &p.record.entry, substitute: &p.substitute) else {
+        guard try Self.apply(plan(provider, rel, source: p.source, size: size), to: &p.record.entry, substitute: &p.substitute) else {
             leaveOut(&p, size: size)
             return false
         }
@@ -227,7 +233,8 @@ final class BackupPass {
 
     /// True (with `record` completed from `p`) when the entry is unchanged since the previous
     /// backup and its content, if any, can be read from an older archive.
-    private func carry(_ record: inout ManifestRecord, from p: ManifestRecord, substitute: SubstitutedContent?, xattrsComparable: Bool) -> Bool {
+    private func carry(_ record: inout ManifestRecord, from p: ManifestRecord, scanned: ScannedEntry, substitute: SubstitutedContent?,
+                       xattrsComparable: Bool) -> Bool {
         let e = record.entry
         if BackupRunner.changed(e, p.entry, xattrsComparable: xattrsComparable)
             || ((e.type == .symlink || e.type == .hardlink) && record.link != p.link) {
@@ -249,9 +256,11 @@ final class BackupPass {
         case .file:
             var same = e.ctime == p.entry.ctime && substitute == nil
             if !same {
-                // ctime (or substituted content) changed alone: compare content hashes.
-                let path = substitute.map { Array($0.path.utf8) } ?? runner.sourcePath(record.path)
-                if let h = try? hashFile(bytes: path), h == p.entry.hash { same = true }
+                // ctime (or substituted content) changed alone: compare content hashes (a sparse
+                // file's by the sparse hash, reading only its data).
+                let sparse = p.entry.flags & ManifestEntry.flagSparse != 0
+                let h = substitute.map { try? hashFile(bytes: Array($0.path.utf8)) } ?? SourceFile(scanned).contentHash(sparse: sparse)
+                if let h, h == p.entry.hash { same = true }
             }
             guard same, p.entry.archive != ManifestEntry.noArchive else { return false }
             record.entry.archive = p.entry.archive
@@ -259,6 +268,7 @@ final class BackupPass {
             record.entry.memberSkip = p.entry.memberSkip
             record.entry.hash = p.entry.hash
             record.entry.size = p.entry.size
+            record.entry.flags |= p.entry.flags & ManifestEntry.flagSparse
             return true
         }
     }
@@ -328,10 +338,10 @@ final class BackupPass {
             var job: PrefetchJob?
             if batch.contains(where: \.archive) {
                 try openArchive()
-                var small: [(index: Int, path: [UInt8], size: UInt64)] = []
+                var small: [(index: Int, file: SourceFile, size: UInt64)] = []
                 for (k, p) in batch.enumerated() where p.archive && p.substitute == nil {
                     let e = p.record.entry
-                    if e.type == .file && e.size > 0 && e.size <= 1 << 20 { small.append((k, p.record.path, e.size)) }
+                    if e.type == .file && e.size > 0 && e.size <= 1 << 20, let f = p.source { small.append((k, f, e.size)) }
                 }
                 if small.count > 1 { job = PrefetchJob(runner, small) }
             }
@@ -361,7 +371,7 @@ final class BackupPass {
         }
     }
 
-    private func archive(_ p: inout Pending, prefetched: Result<PrefetchedContent, PrefetchError>?) throws {
+    private func archive(_ p: inout Pending, prefetched: Result<PrefetchedContent, LeftOutError>?) throws {
         guard let aw = archiveWriter else { return }
         var ahead = prefetched
         if let prefix = p.planIfContentStarts {
@@ -370,22 +380,12 @@ final class BackupPass {
         }
         var e = p.record.entry
         let pathBytes = p.record.path
-        // Made only when needed (messages, and files not read ahead): most files need neither.
-        var path: String { displayPath(pathBytes) }
-        var absolute: [UInt8] { runner.sourcePath(pathBytes) }
         var meta = EntryMetadata(pathBytes: pathBytes, type: .file, mode: e.mode, uid: e.uid, gid: e.gid, size: 0,
                                  mtimeSeconds: e.mtime.seconds, mtimeNanoseconds: e.mtime.nanoseconds)
-        if e.xattrHash != 0 {
-            // Read again now (the scan kept only their hash); a change since is the same race
-            // as a content change and shows in the next backup.
-            let attrs = absolute.withUnsafeBufferPointer { b in
-                b.withMemoryRebound(to: CChar.self) { readXattrs(.path($0.baseAddress!)) }
-            }
-            for a in attrs { meta.xattrs[a.name] = a.value }
-        }
         switch e.type {
         case .directory, .symlink:
             if e.type == .directory { meta.type = .directory } else { meta.type = .symlink; meta.linkBytes = p.record.link }
+            if e.xattrHash != 0, let source = p.source { readXattrs(of: source, into: &meta, entry: &p) }
             let added = try aw.add(meta)
             if !meta.xattrs.isEmpty {
                 // Where the header with the xattrs is (see `carry`).
@@ -399,44 +399,16 @@ final class BackupPass {
                 try aw.add(meta)
             }
         case .file:
-            let substituted = p.substitute
-            var content: [UInt8] { substituted.map { Array($0.path.utf8) + [0] } ?? absolute }
             meta.size = e.size
-            var added: AddResult
-            var usedPrefetch = false
-            do {
-                if case .success(let c)? = ahead {
-                    added = try aw.add(meta, prefetched: c)
-                    usedPrefetch = true
-                    // Compared with the scan: size and mtime after the read.
-                    if c.sizeAfter != Int64(clamping: e.size) || c.mtimeAfter.seconds != e.mtime.seconds
-                        || c.mtimeAfter.nanoseconds != Int64(e.mtime.nanoseconds) {
-                        added.sizeChanged = true
-                    }
-                } else if case .failure(let f)? = ahead, f.errno == ENOENT {
-                    throw ArchiveError(.io, entry: path, "open failed: \(String(cString: strerror(f.errno)))")
-                } else {
-                    added = try aw.add(meta, contentPathBytes: Array(content.dropLast()))
-                }
-            } catch let err as ArchiveError where err.kind == .io && !fileExists(bytes: content) {
-                // Vanished since the scan (nothing of it was written): leave it out.
-                runner.note("\(path) disappeared while the backup ran; not in this backup")
-                leaveOut(&p, size: e.size)
-                return
-            }
+            guard let added = try archiveFile(&p, meta: &meta, ahead: ahead) else { return }
             e.hash = Digest(added.sha256 ?? SHA256Hasher.hash([]))
+            // What the header holds (xattrs read now, not at the scan): verify compares them.
+            if e.xattrHash != 0 { e.xattrHash = xattrDigest(meta.xattrs.map { (Array($0.key.utf8), $0.value) }) }
             e.archive = myIndex
-            var changed = added.sizeChanged
-            if substituted == nil && !changed && !usedPrefetch {
-                var st = stat()
-                let rc = content.withUnsafeBufferPointer { b in b.withMemoryRebound(to: CChar.self) { lstat($0.baseAddress!, &st) } }
-                if rc != 0 || UInt64(clamping: st.st_size) != e.size || FileTime(st.st_mtim) != e.mtime {
-                    changed = true
-                }
-            }
-            if changed {
+            if added.sparse { e.flags |= ManifestEntry.flagSparse }
+            if added.sizeChanged {
                 e.flags |= ManifestEntry.flagChangedWhileRead
-                runner.note("\(path) changed while it was read; the backup holds the bytes as read")
+                runner.note("\(displayPath(pathBytes)) changed while it was read; the backup holds the bytes as read")
             }
             p.record.entry = e
             p.member = added.headerMember
@@ -447,6 +419,81 @@ final class BackupPass {
             done += 1
             runner.reporter.progress("archiving: \(done) files, \(Format.bytes(bytesIn)) read")
         }
+    }
+
+    /// The xattrs of a directory or symlink read again now (the scan kept only their hash),
+    /// relative to its directory, if it is still the entry the scan saw; otherwise it is
+    /// archived without them, and its hash cleared so the next backup looks again.
+    private func readXattrs(of source: SourceFile, into meta: inout EntryMetadata, entry p: inout Pending) {
+        if let why = source.replacedSinceScan() {
+            runner.note("\(displayPath(p.record.path)) \(why.reason); its extended attributes are not in this backup")
+            p.record.entry.xattrHash = 0
+            return
+        }
+        for a in source.xattrs() { meta.xattrs[a.name] = a.value }
+        p.record.entry.xattrHash = xattrDigest(meta.xattrs.map { (Array($0.key.utf8), $0.value) })
+    }
+
+    /// Archives a regular file: its prefetched content, a provider's substitute (by path), or
+    /// the file itself opened now relative to its directory (`SourceFile`), by extents when
+    /// sparse. A file that cannot be opened as the scan saw it, or whose read fails, is left
+    /// out by the `LeftOut` rule (nil). `sizeChanged` in the result also covers a file whose
+    /// size or mtime differs from the scan after the read.
+    private func archiveFile(_ p: inout Pending, meta: inout EntryMetadata, ahead: Result<PrefetchedContent, LeftOutError>?) throws -> AddResult? {
+        guard let aw = archiveWriter else { return nil }
+        let e = p.record.entry
+        switch ahead {
+        case .success(let c)?:
+            if e.xattrHash != 0, let source = p.source { for a in source.xattrs() { meta.xattrs[a.name] = a.value } }
+            var added = try aw.add(meta, prefetched: c)
+            // Compared with the scan: size and mtime after the read.
+            if c.sizeAfter != Int64(clamping: e.size) || c.mtimeAfter.seconds != e.mtime.seconds
+                || c.mtimeAfter.nanoseconds != Int64(e.mtime.nanoseconds) {
+                added.sizeChanged = true
+            }
+            return added
+        case .failure(let f)?:
+            runner.leaveOut(p.record.path, f.why)
+            leaveOut(&p, size: e.size)
+            return nil
+        case nil:
+            break
+        }
+        if let sub = p.substitute {
+            do {
+                return try aw.add(meta, contentPathBytes: Array(sub.path.utf8))
+            } catch let err as ArchiveError where err.kind == .io {
+                throw PassFailure(step: " while archiving the snapshot of \(displayPath(p.record.path))", cause: err)
+            }
+        }
+        guard let source = p.source else { return try aw.add(meta, contentFD: -1) }
+        let opened: (fd: Int32, stat: FileStat)
+        switch source.open() {
+        case .success(let o): opened = o
+        case .failure(let f):
+            runner.leaveOut(p.record.path, f.why)
+            leaveOut(&p, size: e.size)
+            return nil
+        }
+        defer { Sys.close(opened.fd) }
+        if e.xattrHash != 0 { for a in Archive.readXattrs(.fd(opened.fd)) { meta.xattrs[a.name] = a.value } }
+        var added: AddResult
+        if let map = SparseFile.dataRegions(opened.fd, size: e.size, allocatedBytes: opened.stat.blocks * 512) {
+            added = try aw.add(meta, sparseFD: opened.fd, map: map)
+        } else {
+            added = try aw.add(meta, contentFD: opened.fd)
+        }
+        if let err = added.readErrno {
+            // The archive holds zeros from there: the manifest leaves the file out.
+            runner.leaveOut(p.record.path, .unreadable(errno: err))
+            leaveOut(&p, size: e.size)
+            return nil
+        }
+        let after = try? Sys.fstat(opened.fd)
+        if after?.size != e.size || after?.mtime != FileStat.Stamp(seconds: e.mtime.seconds, nanoseconds: Int64(e.mtime.nanoseconds)) {
+            added.sizeChanged = true
+        }
+        return added
     }
 
     /// Passes queued entries to the manifest in order, as far as their archive members are
@@ -481,15 +528,14 @@ final class BackupPass {
         }
     }
 
-    /// Ends the archive (if one was written), passes the rest of the queue to the manifest,
-    /// syncs the archive and renames it to its final name.
+    /// Ends the archive (if one was written), passes the rest of the queue to the manifest and
+    /// syncs the archive. It keeps its `.partial` name until the manifest is committed (the
+    /// runner renames it then): until that moment it is provably a leftover.
     func finishArchive() throws {
         guard let aw = archiveWriter, let writer = archiveFile, let set else {
             try flushAwaiting(all: true)
             return
         }
-        let dest = options.destination
-        let partial = set.archivePath(id) + ".partial"
         do {
             let index = try aw.finish()
             bytesOut = index.compressedSize
@@ -498,19 +544,19 @@ final class BackupPass {
             try writer.sync()
             try writer.close()
             storedArchive = (writer as? HashingWriter)?.stored(as: id)
-            try dest.rename(partial, to: set.archivePath(id))
-            try dest.syncDirectory(options.set)
             archiveFile = nil
+            // From here a signal leaves the `.partial` archive for the next cleanup (removed
+            // there unless its manifest got committed).
             if let c = archiveCleanup { InterruptCleanup.shared.unregister(c); archiveCleanup = nil }
         } catch {
             throw PassFailure(step: " while writing the archive", cause: error)
         }
     }
 
-    /// After a failure: removes the partial archive.
+    /// After a failure before the commit: removes the partial archive.
     func abandonArchive() {
-        guard let writer = archiveFile, let set else { return }
-        try? writer.close()
+        guard archiveID != nil, let set else { return }
+        if let writer = archiveFile { try? writer.close() }
         try? options.destination.remove(set.archivePath(id) + ".partial")
         archiveFile = nil
         if let c = archiveCleanup { InterruptCleanup.shared.unregister(c); archiveCleanup = nil }
@@ -528,9 +574,9 @@ struct PassFailure: Error, CustomStringConvertible {
 /// Small files of one batch read on all cores in the background (see `BackupRunner.prefetch`).
 final class PrefetchJob: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
-    private var result: [Int: Result<PrefetchedContent, PrefetchError>] = [:]
+    private var result: [Int: Result<PrefetchedContent, LeftOutError>] = [:]
 
-    init(_ runner: BackupRunner, _ items: [(index: Int, path: [UInt8], size: UInt64)]) {
+    init(_ runner: BackupRunner, _ items: [(index: Int, file: SourceFile, size: UInt64)]) {
         let box = UnsafeSendable((runner, items))   // the runner only reads its options here
         DispatchQueue.global().async { [self] in
             result = box.value.0.prefetch(box.value.1)
@@ -539,7 +585,7 @@ final class PrefetchJob: @unchecked Sendable {
     }
 
     /// The contents by batch index (waits for the reads).
-    func wait() -> [Int: Result<PrefetchedContent, PrefetchError>] {
+    func wait() -> [Int: Result<PrefetchedContent, LeftOutError>] {
         done.wait()
         done.signal()
         return result

@@ -53,16 +53,59 @@ package struct BackupSummary: Codable, Sendable {
     package var bytesOut: UInt64
     package var seconds: Double
     package var warnings: [String]
+    /// Files of the source that exist but are not in this backup (`LeftOut.isMissing`).
+    package var missing = MissingFiles()
 
     enum CodingKeys: String, CodingKey {
         case id, set, destination, kind, parent, files, directories, symlinks
         case filesArchived = "files_archived", treeBytes = "tree_bytes", bytesIn = "bytes_in", bytesOut = "bytes_out"
-        case seconds, warnings
+        case seconds, warnings, missing
+        case exitCode = "exit_code"
     }
 
+    package init(id: String, set: String, destination: String, kind: String, parent: String?, files: Int, directories: Int,
+                 symlinks: Int, filesArchived: Int, treeBytes: UInt64, bytesIn: UInt64, bytesOut: UInt64, seconds: Double,
+                 warnings: [String], missing: MissingFiles = MissingFiles()) {
+        self.id = id; self.set = set; self.destination = destination; self.kind = kind; self.parent = parent
+        self.files = files; self.directories = directories; self.symlinks = symlinks; self.filesArchived = filesArchived
+        self.treeBytes = treeBytes; self.bytesIn = bytesIn; self.bytesOut = bytesOut; self.seconds = seconds
+        self.warnings = warnings; self.missing = missing
+    }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(id: try c.decode(String.self, forKey: .id), set: try c.decode(String.self, forKey: .set),
+                  destination: try c.decode(String.self, forKey: .destination), kind: try c.decode(String.self, forKey: .kind),
+                  parent: try c.decodeIfPresent(String.self, forKey: .parent), files: try c.decode(Int.self, forKey: .files),
+                  directories: try c.decode(Int.self, forKey: .directories), symlinks: try c.decode(Int.self, forKey: .symlinks),
+                  filesArchived: try c.decode(Int.self, forKey: .filesArchived), treeBytes: try c.decode(UInt64.self, forKey: .treeBytes),
+                  bytesIn: try c.decode(UInt64.self, forKey: .bytesIn), bytesOut: try c.decode(UInt64.self, forKey: .bytesOut),
+                  seconds: try c.decode(Double.self, forKey: .seconds), warnings: try c.decode([String].self, forKey: .warnings),
+                  missing: try c.decodeIfPresent(MissingFiles.self, forKey: .missing) ?? MissingFiles())
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id); try c.encode(set, forKey: .set); try c.encode(destination, forKey: .destination)
+        try c.encode(kind, forKey: .kind); try c.encode(parent, forKey: .parent); try c.encode(files, forKey: .files)
+        try c.encode(directories, forKey: .directories); try c.encode(symlinks, forKey: .symlinks)
+        try c.encode(filesArchived, forKey: .filesArchived); try c.encode(treeBytes, forKey: .treeBytes)
+        try c.encode(bytesIn, forKey: .bytesIn); try c.encode(bytesOut, forKey: .bytesOut); try c.encode(seconds, forKey: .seconds)
+        try c.encode(warnings, forKey: .warnings); try c.encode(missing, forKey: .missing)
+        try c.encode(exitStatus.rawValue, forKey: .exitCode)
+    }
+
+    /// 0, or 3 when the backup was committed without files that exist (`ExitStatus`).
+    package var exitStatus: ExitStatus { missing.count > 0 ? .filesMissing : .success }
+
     package var line: String {
-        "backup \(id) (\(kind)) of \(files) files: \(filesArchived) archived, \(Format.bytes(bytesIn)) read, "
+        var s = "backup \(id) (\(kind)) of \(files) files: \(filesArchived) archived, \(Format.bytes(bytesIn)) read, "
             + "\(Format.bytes(bytesOut)) written in \(Format.seconds(seconds)), \(warnings.count) warning\(warnings.count == 1 ? "" : "s")"
+        if missing.count > 0 {
+            s += "; committed, \(missing.count) file\(missing.count == 1 ? "" : "s") missing (left out: "
+                + missing.first.prefix(3).map(\.path).joined(separator: ", ") + (missing.count > 3 ? ", ..." : "") + ")"
+        }
+        return s
     }
 }
 
@@ -80,6 +123,8 @@ package final class BackupRunner {
     let options: BackupOptions
     let reporter: Reporter
     var warnings: [String] = []
+    /// Files that exist but are not in this backup (exit 3).
+    var missing = MissingFiles()
 
     package init(options: BackupOptions, reporter: Reporter) {
         self.options = options
@@ -107,11 +152,12 @@ package final class BackupRunner {
         for w in warnings { reporter.warning(w) }
         let cleanup = try set.cleanUpReport()
         if !cleanup.removed.isEmpty { note("removed leftovers of an interrupted run: \(cleanup.removed.joined(separator: ", "))") }
+        if !cleanup.completed.isEmpty { note("completed the commit of \(cleanup.completed.joined(separator: ", ")) (a run stopped between writing its manifest and renaming its archive)") }
         for w in cleanup.warnings { note(w) }
 
         trace("locked, cleaned")
         let ids = try set.committedIDs()
-        let id = set.newID(at: started, existing: ids)
+        let id = try newID(set: set, committed: ids, started: started)
         let context = RunContext(source: options.source, destination: dest.displayName, set: options.set, id: id)
         var ran: [any RunHooks] = []
         do {
@@ -125,12 +171,14 @@ package final class BackupRunner {
                 // (its warnings are said again if they still hold).
                 warnings.removeSubrange(warningsBefore...)
                 note(Manifest.fullBackupInstead(damaged.error))
+                missing = MissingFiles()
                 summary = try runLocked(set: set, id: id, previousIDs: ids, started: started, ignoringPrevious: true)
             }
             for h in ran.reversed() {
                 do { try h.afterRun(context, outcome: .success(summary)) } catch { note("after-run hook failed: \(error)") }
             }
             summary.warnings = warnings
+            summary.missing = missing
             return summary
         } catch {
             for h in ran.reversed() {
@@ -138,6 +186,17 @@ package final class BackupRunner {
             }
             throw error
         }
+    }
+
+    /// This run's id by the id rule (`BackupID`), with a warning when the clock is behind.
+    private func newID(set: BackupSet, committed: [String], started: Date) throws -> String {
+        let newest = try set.idsPresent().last
+        let id = BackupID.next(clock: started, newest: newest)
+        let newestStarted = committed.last.flatMap { try? set.peekHeader($0).started }
+        if let w = BackupID.clockWarning(clock: started, newest: newest, newestStarted: newest == committed.last ? newestStarted : nil, id: id) {
+            note(w)
+        }
+        return id
     }
 
     private let traceStart = Date()
@@ -157,59 +216,49 @@ package final class BackupRunner {
         reporter.warning(w)
     }
 
-    /// Reads the small regular files of `items` (those `wanted` says) on all cores. Returns the
-    /// contents by index. Files over 1 MiB are not prefetched.
-    func prefetch(_ items: [(index: Int, path: [UInt8], size: UInt64)]) -> [Int: Result<PrefetchedContent, PrefetchError>] {
-        let picked = items
-        guard picked.count > 1 else { return [:] }
-        // Runs of files in the same directory: the directory is opened once (O_PATH) and its
-        // files relative to it, instead of one walk of the whole absolute path per file.
+    /// Leaves the entry at `path` (relative) out of this backup, by the `LeftOut` rule: a
+    /// warning naming it, and counted as missing unless it vanished.
+    func leaveOut(_ path: [UInt8], _ why: LeftOut) {
+        let shown = displayPath(path)
+        note(why.warning(shown))
+        if why.isMissing { missing.add(shown, why) }
+    }
+
+    /// Reads the small regular files of `items` on all cores, each opened relative to the
+    /// directory the scan found it in and checked against the scan (`SourceFile`). Returns
+    /// the contents by index, or why a file is left out. Files over 1 MiB are not prefetched.
+    func prefetch(_ items: [(index: Int, file: SourceFile, size: UInt64)]) -> [Int: Result<PrefetchedContent, LeftOutError>] {
+        guard items.count > 1 else { return [:] }
+        // Runs of files in the same directory go to one thread (its inode stays hot there).
         var runs: [Range<Int>] = []
         var runStart = 0
-        for k in 1 ... picked.count where k == picked.count || Self.parent(picked[k].path) != Self.parent(picked[runStart].path) {
+        for k in 1 ... items.count where k == items.count || items[k].file.parent !== items[runStart].file.parent {
             runs.append(runStart ..< k); runStart = k
         }
-        let slots = ResultSlots<Result<PrefetchedContent, PrefetchError>>(count: picked.count)
-        let work = picked
+        let slots = ResultSlots<Result<PrefetchedContent, LeftOutError>>(count: items.count)
+        let work = items
         let allRuns = runs
-        let level = options.compressionLevel
-        let root = Array(options.source.utf8)
+        let detect = options.compressionLevel > 0
         let parallel = min(allRuns.count, 64)
         DispatchQueue.concurrentPerform(iterations: parallel) { part in
             var r = part
             while r < allRuns.count {
-                let run = allRuns[r]
-                let dir = Self.parent(work[run.lowerBound].path)
-                let dirPath = root + (dir.isEmpty ? [] : [0x2F] + dir) + [0]
-                let dfd = dirPath.withUnsafeBufferPointer { p in
-                    p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, Sys.O_PATH | O_DIRECTORY | O_CLOEXEC) }
-                }
-                for k in run {
-                    let path = work[k].path
-                    if dfd >= 0 {
-                        let nameStart = dir.isEmpty ? 0 : dir.count + 1
-                        let name = path[nameStart...] + [0]
-                        slots.set(k, name.withUnsafeBufferPointer { p in
-                            p.withMemoryRebound(to: CChar.self) {
-                                ArchiveWriter.prefetch(directory: dfd, name: $0.baseAddress!, size: work[k].size, detectIncompressible: level > 0)
-                            }
-                        })
-                    } else {
-                        slots.set(k, ArchiveWriter.prefetch(path: root + [0x2F] + path + [0], size: work[k].size, detectIncompressible: level > 0))
+                for k in allRuns[r] {
+                    switch work[k].file.open() {
+                    case .failure(let f): slots.set(k, .failure(f))
+                    case .success(let (fd, _)):
+                        let read = ArchiveWriter.read(openFile: fd, size: work[k].size, detectIncompressible: detect)
+                        Sys.close(fd)
+                        slots.set(k, read.mapError { LeftOutError(why: .unreadable(errno: $0.errno)) })
                     }
                 }
-                if dfd >= 0 { close(dfd) }
                 r += parallel
             }
         }
-        var out: [Int: Result<PrefetchedContent, PrefetchError>] = [:]
+        var out: [Int: Result<PrefetchedContent, LeftOutError>] = [:]
         for (k, v) in slots.takeAll().enumerated() { if let v { out[work[k].index] = v } }
         return out
     }
-
-
-    /// The directory part of a relative path ("" at the top).
-    private static func parent(_ p: [UInt8]) -> ArraySlice<UInt8> { p[..<(p.lastIndex(of: 0x2F) ?? 0)] }
 
     /// "<source>/<relative path>" as NUL-terminated bytes.
     func sourcePath(_ relative: [UInt8]) -> [UInt8] {
@@ -264,7 +313,7 @@ package final class BackupRunner {
         return BackupSummary(id: "dry-run", set: options.set, destination: options.destination.displayName, kind: kind,
                              parent: full ? nil : ids.last, files: pass.files, directories: pass.dirs, symlinks: pass.links,
                              filesArchived: pass.filesArchived, treeBytes: pass.treeBytes, bytesIn: pass.bytesIn, bytesOut: 0,
-                             seconds: Date().timeIntervalSince(started), warnings: warnings)
+                             seconds: Date().timeIntervalSince(started), warnings: warnings, missing: missing)
     }
 
     /// The error of a run that failed before its commit (the manifest's rename, which comes
@@ -290,29 +339,7 @@ package final class BackupRunner {
     private func runLocked(set: BackupSet, id: String, previousIDs: [String], started: Date,
                            ignoringPrevious: Bool = false) throws -> BackupSummary {
         let dest = options.destination
-        // The previous manifest decides what changed; it is read as a stream alongside the
-        // scan. A damaged one forces a full backup.
-        var previous: ManifestReader?
-        if let last = previousIDs.last, !ignoringPrevious {
-            do { previous = try set.openManifest(last) } catch { note(Manifest.fullBackupInstead(error)) }
-        }
-        var full = options.forceFull || previous == nil
-        if !full, let p = previous?.header {
-            let since = (p.sinceFull ?? 0).addingSaturated(1)
-            let fullStarted = p.kind == "full" ? p.started : (p.fullStarted ?? 0)
-            if since > options.maxIncrementals { full = true }
-            if started.timeIntervalSince1970 - fullStarted > options.maxDaysBetweenFulls * 86400 { full = true }
-            // Every archive the chain references must still exist.
-            if !full {
-                for a in p.archives where (try? dest.stat(set.archivePath(a))).flatMap({ $0 }) == nil {
-                    note("archive \(a).tar.gz of the previous backup is missing; taking a full backup")
-                    full = true
-                    break
-                }
-            }
-        }
-        if full { previous = nil }
-        previous?.keepsCompressedMembers = true
+        let (previous, full) = openPrevious(set, previousIDs, started: started, ignoringPrevious: ignoringPrevious)
         let prevHeader = previous?.header
         let previousIndex = prevHeader.flatMap { previousIndexForCommit(set, $0.id) }
         trace("previous manifest opened")
@@ -346,6 +373,74 @@ package final class BackupRunner {
         pass.archiveSlots = prevHeader.map { $0.archiveSlots ?? $0.archives } ?? []
         pass.manifest = ManifestWriter(sink: { bytes in try bytes.withUnsafeBytes { try manifestFile.write($0) } },
                                        parent: previous)
+        try runPass(pass, full: full, previous: previous, set: set, previousID: previousIDs.last)
+        previous?.close()
+
+        let seconds = Date().timeIntervalSince(started)
+        let header = manifestHeader(pass, id: id, full: full, parent: previousIDs.last, previous: prevHeader, started: started, seconds: seconds)
+        do {
+            try pass.manifest!.finish(header: header)
+            try manifestFile.sync()
+            try manifestFile.close()
+            // The keyless index, as `<id>.index.partial` until the commit (like the archive).
+            try set.writeIndex(set.indexForCommit(header: header, written: pass.storedArchive, manifest: manifestFile.stored(as: id),
+                                                  previous: previousIndex))
+            try dest.rename(manifestPartial, to: set.manifestPath(id))
+            committed = true
+        } catch {
+            pass.abandonArchive()
+            try? dest.remove(set.indexPath(id) + ".partial")
+            throw nothingCommitted(set, " while writing the manifest", error)
+        }
+        // Committed: the archive and the index get their final names (a run stopped before this
+        // is completed by the next cleanup; until then the `.partial` names mark what is
+        // provably a leftover).
+        for (from, to) in [pass.archiveID.map { set.archivePath($0) }, set.indexPath(id)].compactMap({ $0 }).map({ ($0 + ".partial", $0) }) {
+            do { try dest.rename(from, to: to) } catch {
+                note("backup \(id) is committed, but \(from) could not be renamed (\(error)); the next hs-backup run or prune completes it")
+            }
+        }
+        try? dest.syncDirectory(options.set)
+        trace("manifest written (\(pass.manifest!.copiedMembers) members copied from the previous one)")
+        reporter.endProgress()
+        return BackupSummary(id: id, set: options.set, destination: dest.displayName, kind: header.kind, parent: header.parent,
+                             files: pass.files, directories: pass.dirs, symlinks: pass.links, filesArchived: pass.filesArchived,
+                             treeBytes: pass.treeBytes, bytesIn: pass.bytesIn, bytesOut: pass.bytesOut, seconds: seconds, warnings: warnings,
+                             missing: missing)
+    }
+
+    /// The previous backup's manifest to compare with, and whether this run is a full backup:
+    /// none, a damaged one, too many incrementals, an old full backup or a missing archive of
+    /// its chain make it full (each said in a warning).
+    private func openPrevious(_ set: BackupSet, _ previousIDs: [String], started: Date,
+                              ignoringPrevious: Bool) -> (ManifestReader?, Bool) {
+        var previous: ManifestReader?
+        if let last = previousIDs.last, !ignoringPrevious {
+            do { previous = try set.openManifest(last) } catch { note(Manifest.fullBackupInstead(error)) }
+        }
+        var full = options.forceFull || previous == nil
+        if !full, let p = previous?.header {
+            let since = (p.sinceFull ?? 0).addingSaturated(1)
+            let fullStarted = p.kind == "full" ? p.started : (p.fullStarted ?? 0)
+            if since > options.maxIncrementals { full = true }
+            if started.timeIntervalSince1970 - fullStarted > options.maxDaysBetweenFulls * 86400 { full = true }
+            // Every archive the chain references must still exist.
+            if !full {
+                for a in p.archives where (try? options.destination.stat(set.archivePath(a))).flatMap({ $0 }) == nil {
+                    note("archive \(a).tar.gz of the previous backup is missing; taking a full backup")
+                    full = true
+                    break
+                }
+            }
+        }
+        if full { previous?.close(); previous = nil }
+        previous?.keepsCompressedMembers = true
+        return (previous, full)
+    }
+
+    /// Runs the pass and ends its archive (synced, still `.partial`); a failure is worded once
+    /// here (`PreviousManifestDamaged` when the previous manifest turned out damaged).
+    private func runPass(_ pass: BackupPass, full: Bool, previous: ManifestReader?, set: BackupSet, previousID: String?) throws {
         do {
             if full { try pass.openArchive() }
             try pass.run()
@@ -356,7 +451,7 @@ package final class BackupRunner {
             case .damaged?:
                 throw PreviousManifestDamaged(error: error)
             case .unreadable(let readError)?:
-                throw nothingCommitted(set, " while reading the previous backup's manifest \(previousIDs.last ?? "")", readError)
+                throw nothingCommitted(set, " while reading the previous backup's manifest \(previousID ?? "")", readError)
             case nil:
                 // The pass says where its own failures happened; anything else (writing the
                 // new manifest as it goes) names the call that failed.
@@ -364,39 +459,23 @@ package final class BackupRunner {
                 throw nothingCommitted(set, "", error, exitCode: (error as? ToolError)?.exitCode ?? 1)
             }
         }
-        previous?.close()
+    }
 
-        let seconds = Date().timeIntervalSince(started)
+    /// The header of this backup's manifest.
+    private func manifestHeader(_ pass: BackupPass, id: String, full: Bool, parent: String?, previous prevHeader: ManifestHeader?,
+                                started: Date, seconds: Double) -> ManifestHeader {
         var slots = pass.archiveSlots
         for i in slots.indices where !pass.usedArchives.contains(UInt32(i)) { slots[i] = "" }
-        let referenced = slots.filter { !$0.isEmpty }
-        let header = ManifestHeader(
-            id: id, kind: full ? "full" : "incremental", parent: full ? nil : previousIDs.last,
-            archives: referenced, archive: pass.archiveID, toolVersion: toolVersion, source: options.source,
+        var header = ManifestHeader(
+            id: id, kind: full ? "full" : "incremental", parent: full ? nil : parent,
+            archives: slots.filter { !$0.isEmpty }, archive: pass.archiveID, toolVersion: toolVersion, source: options.source,
             started: started.timeIntervalSince1970, seconds: seconds, files: pass.files, directories: pass.dirs, symlinks: pass.links,
             filesArchived: pass.filesArchived, treeBytes: pass.treeBytes, bytesIn: pass.bytesIn, bytesOut: pass.bytesOut, warnings: warnings,
             sinceFull: full ? 0 : (prevHeader?.sinceFull ?? 0).addingSaturated(1), fullID: full ? id : (prevHeader?.fullID ?? prevHeader?.id),
             fullStarted: full ? started.timeIntervalSince1970 : (prevHeader?.kind == "full" ? prevHeader?.started : prevHeader?.fullStarted),
             scanFlags: 1, archiveSlots: slots)
-        do {
-            try pass.manifest!.finish(header: header)
-            try manifestFile.sync()
-            try manifestFile.close()
-            try set.writeIndex(set.indexForCommit(header: header, written: pass.storedArchive, manifest: manifestFile.stored(as: id),
-                                                  previous: previousIndex))
-            try dest.rename(manifestPartial, to: set.manifestPath(id))
-            committed = true
-            try? dest.syncDirectory(options.set)
-        } catch {
-            if let a = pass.archiveID { try? dest.remove(set.archivePath(a)) }
-            try? dest.remove(set.indexPath(id))
-            throw nothingCommitted(set, " while writing the manifest", error)
-        }
-        trace("manifest written (\(pass.manifest!.copiedMembers) members copied from the previous one)")
-        reporter.endProgress()
-        return BackupSummary(id: id, set: options.set, destination: dest.displayName, kind: header.kind, parent: header.parent,
-                             files: pass.files, directories: pass.dirs, symlinks: pass.links, filesArchived: pass.filesArchived,
-                             treeBytes: pass.treeBytes, bytesIn: pass.bytesIn, bytesOut: pass.bytesOut, seconds: seconds, warnings: warnings)
+        header.filesMissing = missing.count > 0 ? missing.count : nil
+        return header
     }
 }
 
@@ -408,17 +487,6 @@ func createRemovedOnSignal(_ dest: any Destination, _ path: String) throws -> (a
     try InterruptCleanup.shared.creating("\(dest.displayName)/\(path)", remove: { [dest] in
         if (try? dest.stat(path)).flatMap({ $0 }) != nil { try dest.remove(path) }
     }) { try dest.create(path) }
-}
-
-func fileExists(_ path: String) -> Bool {
-    var st = stat()
-    return lstat(path, &st) == 0
-}
-
-/// `path` is NUL-terminated bytes.
-func fileExists(bytes path: [UInt8]) -> Bool {
-    var st = stat()
-    return path.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { lstat($0.baseAddress!, &st) == 0 } }
 }
 
 /// SHA-256 of a file's content; `path` as bytes (without NUL).

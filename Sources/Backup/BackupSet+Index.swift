@@ -29,7 +29,9 @@ extension BackupSet {
     /// Writes backup `index.id`'s index atomically. Call at commit: after the archive and the
     /// manifest are complete and synced, just before the manifest's rename.
     package func writeIndex(_ index: BackupIndex) throws {
-        try destination.writeAtomically(indexPath(index.id), contents: index.encoded())
+        // Under `.partial` until its manifest is committed: the runner renames it then, and
+        // `cleanUpReport` completes or removes it (a provable leftover, as the archive's).
+        try destination.writeAtomically(indexPath(index.id) + ".partial", contents: index.encoded())
     }
 
     /// What the index of a backup being committed lists: `header.archives` (the archives its

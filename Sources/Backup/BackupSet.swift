@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Storage
 import Support
@@ -7,8 +10,7 @@ import Support
 /// - `<id>.manifest`   the commit record: a backup exists if and only if its manifest does
 /// - `*.partial`, `*.tmp-<pid>`  temporary names of runs in progress (or killed)
 /// - `lock`            see `SetLock`
-/// Ids are UTC timestamps `20261127T030000Z` (plus `-N` when taken twice in one second), so
-/// names sort by time.
+/// Ids are UTC timestamps `20261127T030000Z` that sort by name (`BackupID` has the rule).
 package struct BackupSet {
     package let destination: any Destination
     package let name: String
@@ -36,23 +38,33 @@ package struct BackupSet {
             .sorted()
     }
 
+    /// "DEST/SET/ID.manifest", for messages.
+    package func manifestName(_ id: String) -> String { "\(location)/\(id).manifest" }
+
+    /// The manifest of backup `id`, whole, in memory (small manifests and tests).
+    /// - Throws: `ManifestError` (also when it holds another backup than `id`).
     package func loadManifest(_ id: String) throws -> Manifest {
         let bytes: [UInt8]
         do { bytes = try destination.readAll(manifestPath(id)) } catch {
-            throw ToolError("cannot read manifest \(location)/\(id).manifest: \(error)")
+            throw ManifestError(.unreadable("\(error)"), name: manifestName(id))
         }
-        return try Manifest.decode(bytes, name: "\(location)/\(id).manifest")
+        let m = try Manifest.decode(bytes, name: manifestName(id))
+        try checkID(m.header, id)
+        return m
     }
 
     /// The manifest of backup `id` as a stream of entries (format 3 is read member by member).
+    /// - Throws: `ManifestError` (also when it holds another backup than `id`).
     package func openManifest(_ id: String) throws -> ManifestReader {
         let r: any DestinationReader
         do { r = try destination.open(manifestPath(id)) } catch {
-            throw ToolError("cannot read manifest \(location)/\(id).manifest: \(error)")
+            throw ManifestError(.unreadable("\(error)"), name: manifestName(id))
         }
         do {
-            return try ManifestReader(size: r.size, name: "\(location)/\(id).manifest", read: { try r.read(at: $0, count: $1) },
-                                      onClose: { try? r.close() })
+            let m = try ManifestReader(size: r.size, name: manifestName(id), read: { try r.read(at: $0, count: $1) },
+                                       onClose: { try? r.close() })
+            try checkID(m.header, id)
+            return m
         } catch {
             try? r.close()
             throw error
@@ -61,54 +73,86 @@ package struct BackupSet {
 
     /// A manifest's header, checked (format 3: the header's own SHA-256, read from the end of
     /// the file; older formats: the whole file's checksum). The entries are not read.
+    /// - Throws: `ManifestError` (also when it holds another backup than `id`).
     package func loadHeader(_ id: String) throws -> ManifestHeader {
-        let name = "\(location)/\(id).manifest"
+        let name = manifestName(id)
         let r: any DestinationReader
         do { r = try destination.open(manifestPath(id)) } catch {
-            throw ToolError("cannot read manifest \(name): \(error)")
+            throw ManifestError(.unreadable("\(error)"), name: name)
         }
         defer { try? r.close() }
+        let header: ManifestHeader
         let head = try Manifest.readFully({ try r.read(at: $0, count: $1) }, at: 0, count: Manifest.magic3.count)
         if head == Manifest.magic3 {
-            return try Manifest.readHeader3(size: r.size, name: name) { try r.read(at: $0, count: $1) }.0
+            header = try Manifest.readHeader3(size: r.size, name: name) { try r.read(at: $0, count: $1) }.0
+        } else {
+            let bytes = try Manifest.readFully({ try r.read(at: $0, count: $1) }, at: 0, count: Int(r.size))
+            header = try Manifest.decodeHeader(bytes, name: name).0
         }
-        let bytes = try Manifest.readFully({ try r.read(at: $0, count: $1) }, at: 0, count: Int(r.size))
-        return try Manifest.decodeHeader(bytes, name: name).0
+        try checkID(header, id)
+        return header
     }
 
     /// A manifest's header: what cleanup and prune need from every manifest without reading
     /// their entries (format 1/2: the header JSON at the start, without the file's checksum).
+    /// - Throws: `ManifestError` (also when it holds another backup than `id`).
     package func peekHeader(_ id: String) throws -> ManifestHeader {
-        let r = try destination.open(manifestPath(id))
+        let name = manifestName(id)
+        let r: any DestinationReader
+        do { r = try destination.open(manifestPath(id)) } catch {
+            throw ManifestError(.unreadable("\(error)"), name: name)
+        }
         defer { try? r.close() }
         let magic = Manifest.magic
         let head = try r.read(at: 0, count: magic.count + 4)
+        let header: ManifestHeader
         if head.starts(with: Manifest.magic3) {
-            return try Manifest.readHeader3(size: r.size, name: "\(location)/\(id).manifest") { try r.read(at: $0, count: $1) }.0
+            header = try Manifest.readHeader3(size: r.size, name: name) { try r.read(at: $0, count: $1) }.0
+        } else {
+            guard head.count == magic.count + 4, Array(head.prefix(magic.count)) == magic else {
+                throw Manifest.damaged(name, "not a manifest file")
+            }
+            let len = head.suffix(4).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+            guard len > 0, len < 64 << 20 else { throw Manifest.damaged(name, "header length \(len)") }
+            var json: [UInt8] = []
+            while json.count < len {
+                let chunk = try r.read(at: UInt64(magic.count + 4 + json.count), count: len - json.count)
+                if chunk.isEmpty { throw Manifest.damaged(name, "truncated") }
+                json += chunk
+            }
+            do { header = try JSONDecoder().decode(ManifestHeader.self, from: Data(json)) } catch {
+                throw Manifest.damaged(name, "the header is not valid JSON")
+            }
         }
-        guard head.count == magic.count + 4, Array(head.prefix(magic.count)) == magic else {
-            throw ToolError("\(location)/\(id).manifest is not a manifest")
-        }
-        let len = head.suffix(4).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
-        guard len > 0, len < 64 << 20 else { throw ToolError("\(location)/\(id).manifest: header length \(len)") }
-        var json: [UInt8] = []
-        while json.count < len {
-            let chunk = try r.read(at: UInt64(magic.count + 4 + json.count), count: len - json.count)
-            if chunk.isEmpty { throw ToolError("\(location)/\(id).manifest is truncated") }
-            json += chunk
-        }
-        do { return try JSONDecoder().decode(ManifestHeader.self, from: Data(json)) } catch {
-            throw ToolError("\(location)/\(id).manifest: the header is not valid JSON")
-        }
+        try checkID(header, id)
+        return header
     }
 
-    /// Resolves "latest" or an id to a committed id.
+    /// A manifest is the backup its file name says, or it is damage.
+    private func checkID(_ header: ManifestHeader, _ id: String) throws {
+        guard header.id == id else { throw ManifestError(.wrongID(holds: header.id), name: manifestName(id)) }
+    }
+
+    /// Resolves "latest" or an id to a committed id. `latest` is the newest id present: when
+    /// that is not a sound committed backup (its manifest is gone and its archive is there, its
+    /// manifest holds another backup, its commit is not complete), it is refused rather than
+    /// silently meaning an older backup.
     package func resolve(_ spec: String?) throws -> String {
         let ids = try committedIDs()
         guard !ids.isEmpty else {
             throw ToolError("no backups in \(location). Check --to/--from and --name (default: this host's short name).")
         }
-        guard let spec, spec != "latest" else { return ids.last! }
+        guard let spec, spec != "latest" else {
+            let c = try contents()
+            guard let newest = c.newestID, let header = c.headers[newest], header.id == newest, !c.toComplete.contains(newest) else {
+                let why = c.damage.first { $0.id == c.newestID }?.description
+                    ?? (c.toComplete.contains(c.newestID ?? "") ? "its commit is not complete (its archive is still \(c.newestID ?? "").tar.gz.partial; the next hs-backup run completes it)"
+                        : "its manifest cannot be read")
+                throw ToolError("the newest backup in \(location), \(c.newestID ?? "?"), is not usable: \(why). `latest` would mean an older backup: "
+                                + "give --backup ID to use one (`hs-backup list` shows them) and run `hs-backup verify`.")
+            }
+            return newest
+        }
         guard ids.contains(spec) else {
             throw ToolError("backup \(spec) not found in \(location); `hs-backup list` shows the ids (\(ids.suffix(3).joined(separator: ", ")) are the newest).", exitCode: 2)
         }
@@ -119,79 +163,199 @@ package struct BackupSet {
     package struct Cleanup: Sendable, Equatable {
         /// Files removed (names in the set directory).
         package var removed: [String] = []
-        /// Things left alone that a person should look at (orphan archives, unreadable manifests).
+        /// Commits completed: `<id>.tar.gz.partial` renamed to `<id>.tar.gz` (its manifest was
+        /// committed when the run stopped).
+        package var completed: [String] = []
+        /// Things left alone that a person should look at (damage, unreadable manifests).
         package var warnings: [String] = []
     }
 
-    /// Removes what dead runs left behind: temporary files (`*.partial`, `*.tmp-*`), and an
-    /// archive that no committed manifest references AND that is newer than every committed
-    /// backup (a run that died between renaming its archive and writing its manifest).
-    ///
-    /// A committed manifest's whole chain is sacred: an archive that any readable manifest
-    /// references is never removed, whatever its own manifest's state. An unreferenced archive
-    /// older than the newest backup (an orphan: its manifest was removed by hand, or by a prune
-    /// that stopped half-way) is reported and kept. When a manifest cannot be read, no archive
-    /// is removed (what it references is unknown). Only call while holding the set's lock.
+    /// Finishes what dead runs left behind, removing only what is provably a leftover
+    /// (`SetContents`): a `.partial` file of a backup that was never committed, `*.tmp-*`. An
+    /// archive still named `<id>.tar.gz.partial` whose manifest is committed gets its final
+    /// name (the run stopped between the two renames). Anything else that no manifest accounts
+    /// for is damage: reported, never removed (a lost manifest must not cost its archive too).
+    /// Only call while holding the set's lock.
     package func cleanUpReport() throws -> Cleanup {
         var out = Cleanup()
-        guard let st = try destination.stat(name), st.kind == .directory else { return out }
-        let entries = try destination.list(name)
-        let committed = entries.filter { $0.kind == .file && $0.name.hasSuffix(".manifest") }
-            .map { String($0.name.dropLast(".manifest".count)) }.sorted()
-        var referenced = Set(committed)
-        var unreadable: [String] = []
-        for id in committed {
-            do { referenced.formUnion(try peekHeader(id).archives) } catch { unreadable.append(id) }
+        let c = try contents()
+        for id in c.toComplete {
+            try destination.rename(archivePath(id) + ".partial", to: archivePath(id))
+            out.completed.append(id)
         }
-        if !unreadable.isEmpty {
-            out.warnings.append("cannot read the manifest of \(unreadable.joined(separator: ", ")) in \(location): no archive is removed by this cleanup. Run `hs-backup verify`.")
+        for id in c.indexesToComplete {
+            try destination.rename(indexPath(id) + ".partial", to: indexPath(id))
+            if !out.completed.contains(id) { out.completed.append(id) }
         }
-        let newest = committed.last
-        for e in entries where e.kind == .file {
-            let n = e.name
-            if n.hasSuffix(".partial") || n.contains(".tmp-") {
-                try destination.remove("\(name)/\(n)")
-                out.removed.append(n)
-                continue
-            }
-            if n.hasSuffix(".index") {
-                // The keyless index is written just before its manifest's rename: without the
-                // manifest it is a leftover by the same rule as an archive, or damage.
-                let id = String(n.dropLast(".index".count))
-                if committed.contains(id) { continue }
-                if unreadable.isEmpty, newest.map({ id > $0 }) ?? true {
-                    try destination.remove("\(name)/\(n)")
-                    out.removed.append(n)
-                } else {
-                    out.warnings.append("index \(location)/\(n) belongs to no backup (its manifest is gone); it is kept. Run `hs-backup verify`.")
-                }
-                continue
-            }
-            guard n.hasSuffix(".tar.gz") else { continue }
-            let id = String(n.dropLast(".tar.gz".count))
-            if referenced.contains(id) { continue }
-            if unreadable.isEmpty, newest.map({ id > $0 }) ?? true {
-                try destination.remove("\(name)/\(n)")
-                out.removed.append(n)
-            } else {
-                out.warnings.append("archive \(location)/\(n) belongs to no backup (its manifest is gone and no backup reads it); it is kept. Remove it by hand if it is not needed.")
-            }
+        for n in c.leftovers {
+            try destination.remove("\(name)/\(n)")
+            out.removed.append(n)
         }
-        if !out.removed.isEmpty { try destination.syncDirectory(name) }
+        if !c.unreadable.isEmpty {
+            out.warnings.append("cannot read the manifest of \(c.unreadable.joined(separator: ", ")) in \(location); what it needs is unknown. Run `hs-backup verify`.")
+        }
+        out.warnings += c.damage.map { "\($0) It is kept. Run `hs-backup verify`." }
+        if !out.removed.isEmpty || !out.completed.isEmpty { try destination.syncDirectory(name) }
         return out
     }
 
-    /// A new id for a backup starting at `date`, later than every existing one.
-    package func newID(at date: Date, existing: [String]) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        let base = f.string(from: date)
-        var id = base
-        var n = 1
-        let taken = Set(existing)
-        while taken.contains(id) { id = String(format: "%@-%02d", base, n); n += 1 }
-        return id
+    /// What the set directory holds, judged (manifests' headers are read, entries are not).
+    package func contents() throws -> SetContents {
+        var c = SetContents()
+        guard let st = try destination.stat(name), st.kind == .directory else { return c }
+        let files = try destination.list(name).filter { $0.kind == .file }.map(\.name)
+        let manifests = files.filter { $0.hasSuffix(".manifest") }.map { String($0.dropLast(".manifest".count)) }.sorted()
+        for id in manifests {
+            do {
+                c.headers[id] = try peekHeader(id)
+            } catch let e as ManifestError where e.isDamage {
+                c.damage.append(SetDamage(id: id, file: "\(id).manifest", what: e.what))
+            } catch {
+                c.unreadable.append(id)
+            }
+        }
+        let referenced = Set(c.headers.values.flatMap(\.archives))
+        var present = Set(manifests)
+        for f in files {
+            if f.hasSuffix(".tar.gz") {
+                let id = String(f.dropLast(".tar.gz".count))
+                present.insert(id)
+                if !referenced.contains(id) && c.unreadable.isEmpty {
+                    c.damage.append(SetDamage(id: id, file: f, what: "archive \(location)/\(f) belongs to no backup: no manifest accounts for it"
+                                                + (manifests.contains(id) ? "" : " (its manifest \(id).manifest is missing)")))
+                }
+            } else if f.hasSuffix(".tar.gz.partial") {
+                let id = String(f.dropLast(".tar.gz.partial".count))
+                if c.headers[id]?.archive == id {
+                    c.toComplete.append(id)
+                    present.insert(id)
+                } else if !manifests.contains(id) {
+                    c.leftovers.append(f)
+                }
+            } else if f.hasSuffix(".index.partial") {
+                let id = String(f.dropLast(".index.partial".count))
+                if c.headers[id] != nil {
+                    c.indexesToComplete.append(id)
+                } else if !manifests.contains(id) {
+                    c.leftovers.append(f)
+                }
+            } else if f.hasSuffix(".index") {
+                let id = String(f.dropLast(".index".count))
+                if !manifests.contains(id) {
+                    c.damage.append(SetDamage(id: id, file: f, what: "index \(location)/\(f) belongs to no backup (its manifest \(id).manifest is missing)"))
+                }
+            } else if f.hasSuffix(".partial") || f.contains(".tmp-") {
+                c.leftovers.append(f)
+            }
+        }
+        c.newestID = present.filter { BackupID.seconds(of: $0) != nil }.max()
+        c.damage.sort { $0.file < $1.file }
+        return c
     }
+
+    /// Every backup id that has a file in the set directory: committed manifests, archives
+    /// (also those no manifest accounts for) and the keyless index files of encrypted sets,
+    /// newest last. A new id must sort after all of them (`BackupID.next`).
+    package func idsPresent() throws -> [String] {
+        guard let st = try destination.stat(name), st.kind == .directory else { return [] }
+        var ids = Set<String>()
+        for e in try destination.list(name) where e.kind == .file {
+            for suffix in [".manifest", ".tar.gz", ".index"] where e.name.hasSuffix(suffix) {
+                let id = String(e.name.dropLast(suffix.count))
+                if BackupID.seconds(of: id) != nil { ids.insert(id) }
+            }
+        }
+        return ids.sorted()
+    }
+}
+
+/// The id rule, in one place. An id is the UTC time `20261127T030000Z` at which a backup
+/// was started, as the sortable name of its files; ids sort by name and that order is the
+/// order of the backups (`latest`, `--keep-last` and every retention rule follow it).
+/// A new backup's id is the later of the clock and the newest id present plus one second,
+/// so it always sorts last, also when the clock is behind (a host before NTP sync, an RTC
+/// without battery): such a run is never refused, its manifest records the real clock
+/// (`ManifestHeader.started`) and a warning says the clock is behind. Ids written by older
+/// versions with a `-NN` suffix (two backups in one second) stay valid and sort in place.
+package enum BackupID {
+    /// The id of a backup started at `clock` in a set whose newest id is `newest`.
+    package static func next(clock: Date, newest: String?) -> String {
+        var t = Int64(clock.timeIntervalSince1970.rounded(.down))
+        if let newest, let n = seconds(of: newest) { t = max(t, n + 1) }
+        return format(t)
+    }
+
+    /// The warning for a run whose clock is behind the newest backup (nil when it is not):
+    /// behind the newest backup's own recorded start when known (`newestStarted`), else more
+    /// than a minute behind its id (ids of quick successive runs may run ahead of the clock
+    /// by a few seconds).
+    package static func clockWarning(clock: Date, newest: String?, newestStarted: Double?, id: String) -> String? {
+        guard let newest, let n = seconds(of: newest) else { return nil }
+        let now = clock.timeIntervalSince1970
+        let behind = newestStarted.map { now < $0 - 1 } ?? (now < Double(n) - 60)
+        guard behind else { return nil }
+        return "the clock of this host (\(Format.time(now))) is behind the newest backup \(newest)"
+            + (newestStarted.map { " (taken at \(Format.time($0)))" } ?? "")
+            + ": this backup is \(id) so that it sorts after it, and its manifest records the real clock. "
+            + "Check the host's time synchronisation (timedatectl; NTP)."
+    }
+
+    /// `20261127T030000Z` for a time in seconds since the epoch (UTC).
+    package static func format(_ seconds: Int64) -> String {
+        var t = time_t(seconds)
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        return String(format: "%04d%02d%02dT%02d%02d%02dZ", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
+                      Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))
+    }
+
+    /// The time an id names (seconds since the epoch, UTC), ignoring an older `-NN` suffix;
+    /// nil for a name that is not an id.
+    package static func seconds(of id: String) -> Int64? {
+        let b = Array(id.utf8)
+        guard b.count >= 16, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "Z") else { return nil }
+        if b.count > 16 {
+            guard b[16] == UInt8(ascii: "-"), b.count > 17, b[17...].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        }
+        func number(_ r: Range<Int>) -> Int32? {
+            var v: Int32 = 0
+            for i in r { guard b[i] >= 0x30 && b[i] <= 0x39 else { return nil }; v = v * 10 + Int32(b[i] - 0x30) }
+            return v
+        }
+        guard let y = number(0 ..< 4), let mo = number(4 ..< 6), let d = number(6 ..< 8),
+              let h = number(9 ..< 11), let mi = number(11 ..< 13), let s = number(13 ..< 15),
+              (1 ... 12).contains(mo), (1 ... 31).contains(d), h < 24, mi < 60, s < 61 else { return nil }
+        var tm = tm()
+        tm.tm_year = y - 1900; tm.tm_mon = mo - 1; tm.tm_mday = d
+        tm.tm_hour = h; tm.tm_min = mi; tm.tm_sec = s
+        return Int64(timegm(&tm))
+    }
+}
+
+/// A set directory as `BackupSet.contents` judges it.
+package struct SetContents: Sendable {
+    /// Sound manifests' headers by id (their id is their file name).
+    package var headers: [String: ManifestHeader] = [:]
+    /// Manifests that could not be read now (I/O): nothing they need is judged.
+    package var unreadable: [String] = []
+    /// What no backup accounts for, or a manifest that is not the backup it names.
+    package var damage: [SetDamage] = []
+    /// Backups whose manifest is committed and whose archive still has its `.partial` name.
+    package var toComplete: [String] = []
+    /// Backups whose manifest is committed and whose keyless index still has its `.partial` name.
+    package var indexesToComplete: [String] = []
+    /// Files that are provably leftovers of runs that never committed.
+    package var leftovers: [String] = []
+    /// The newest id that has a manifest or an archive.
+    package var newestID: String?
+}
+
+/// Damage in a set directory: reported by verify and list (exit 1), never cleaned up.
+package struct SetDamage: Sendable, Equatable, CustomStringConvertible {
+    /// The backup id the file names.
+    package var id: String
+    /// The file, in the set directory.
+    package var file: String
+    package var what: String
+    package var description: String { what + "." }
 }

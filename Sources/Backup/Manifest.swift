@@ -107,6 +107,9 @@ package struct ManifestEntry: Sendable, Equatable {
     /// The content provider substituted this file's content, or asked to see it again next
     /// run (e.g. a SQLite database). Meaningful when the header's `scanFlags` is at least 1.
     package static let flagAskProvider: UInt8 = 2
+    /// The content was archived as a sparse member and `hash` is its `SparseHash` (over the
+    /// map and the data regions, see `SparseFile`), not the SHA-256 of the whole content.
+    package static let flagSparse: UInt8 = 4
     /// In a scan only, never stored: the scan did not read the entry's xattrs.
     package static let flagXattrsUnread: UInt8 = 0x40
 
@@ -124,6 +127,12 @@ package struct ManifestEntry: Sendable, Equatable {
 /// 56 ctime seconds i64, 64 archive u32, 68 reserved u32, 72 member offset u64,
 /// 80 member skip u64, 88 SHA-256 (32 bytes), 120 xattr hash u64.
 package struct ManifestTable: Sendable {
+    /// Records that cannot be a table (the manifest reading them says which file).
+    package struct Malformed: Error, CustomStringConvertible {
+        package var what: String
+        package var description: String { what }
+    }
+
     package static let recordSize = 128
     /// Format 1 records (0.1.0 and 0.1.x): times as Int64 nanoseconds, no xattr hash.
     static let legacyRecordSize = 112
@@ -135,7 +144,7 @@ package struct ManifestTable: Sendable {
 
     package init(records: [UInt8], strings: [UInt8]) throws {
         guard records.count % Self.recordSize == 0 else {
-            throw ToolError("manifest record area has \(records.count) bytes, not a multiple of \(Self.recordSize)")
+            throw ManifestTable.Malformed(what: "the record area has \(records.count) bytes, not a multiple of \(Self.recordSize)")
         }
         self.records = records
         self.strings = strings
@@ -221,7 +230,7 @@ package struct ManifestTable: Sendable {
     /// A table from format-1 records (converted to the current layout).
     static func fromLegacy(records old: [UInt8], strings: [UInt8]) throws -> ManifestTable {
         guard old.count % legacyRecordSize == 0 else {
-            throw ToolError("manifest record area has \(old.count) bytes, not a multiple of \(legacyRecordSize)")
+            throw ManifestTable.Malformed(what: "the record area has \(old.count) bytes, not a multiple of \(legacyRecordSize)")
         }
         var t = ManifestTable()
         t.strings = strings
@@ -410,6 +419,9 @@ package struct ManifestHeader: Codable, Sendable, Equatable {
     /// parts of the manifest stay byte-identical; "" for a slot no entry uses any more).
     /// `archives` lists the ids actually referenced.
     package var archiveSlots: [String]?
+    /// Files that existed and are not in this backup (unreadable, or replaced while read):
+    /// the run exited 3. Absent when none (and in manifests before 0.5).
+    package var filesMissing: Int?
 
     /// Entries carry xattr hashes (format 2): comparing them with a new scan is meaningful.
     package var hasXattrHashes: Bool { format >= 2 }
@@ -442,6 +454,7 @@ package struct ManifestHeader: Codable, Sendable, Equatable {
         body = try c.decodeIfPresent([ManifestChunk].self, forKey: .body)
         entries = try c.decodeIfPresent(Int.self, forKey: .entries)
         archiveSlots = try c.decodeIfPresent([String].self, forKey: .archiveSlots)
+        filesMissing = try c.decodeIfPresent(Int.self, forKey: .filesMissing)
     }
 
     package init(format: Int = ManifestHeader.currentFormat, id: String, kind: String, parent: String?, archives: [String],
@@ -517,20 +530,15 @@ package struct Manifest: Sendable {
         magic.count + 4 + Int(readLE32(file, magic.count)) + 16
     }
 
-    /// What to do about a damaged manifest, at the end of its error.
-    static let damageAdvice = " it cannot be used. Run `hs-backup verify` and take a new full backup with --full."
-
-    /// The error for a damaged manifest file (any format): its name, why, and what to do.
-    static func damaged(_ name: String, _ why: String) -> ToolError {
-        ToolError("manifest \(name) is damaged (\(why));" + damageAdvice)
+    /// The error for a damaged manifest file (any format): its name and why.
+    static func damaged(_ name: String, _ why: String) -> ManifestError {
+        ManifestError(.damaged(why), name: name)
     }
 
     /// A backup's note when the previous manifest could not be used (`error`, from opening or
-    /// reading it): the run is a full one instead, so the advice to take one is left out.
+    /// reading it): the run is a full one instead.
     static func fullBackupInstead(_ error: any Error) -> String {
-        let m = "\(error)"
-        guard m.hasSuffix(damageAdvice) else { return m + " This run is a full backup instead." }
-        return m.dropLast(damageAdvice.count) + " this run is a full backup instead. Run `hs-backup verify` to check the other backups."
+        (error as? ManifestError)?.fullBackupInstead ?? "\(error) This run is a full backup instead."
     }
 
     /// Checks a manifest file's checksum and parses its header (the table is not inflated):
@@ -561,7 +569,7 @@ package struct Manifest: Sendable {
 
     /// Parses and checks a manifest. `name` is used in error messages.
     package static func decode(_ data: [UInt8], name: String) throws -> Manifest {
-        func bad(_ why: String) -> ToolError { damaged(name, why) }
+        func bad(_ why: String) -> ManifestError { damaged(name, why) }
         if data.starts(with: magic3) {
             let reader = try ManifestReader(bytes: data, name: name)
             var table = ManifestTable()
@@ -573,7 +581,7 @@ package struct Manifest: Sendable {
         let body = data.count - 32
         var (header, p) = try decodeHeader(data, name: name)
         guard header.format <= ManifestHeader.currentFormat else {
-            throw ToolError("manifest \(name) has format \(header.format), written by a newer hs-backup (\(header.toolVersion)); this one reads formats up to \(ManifestHeader.currentFormat). Use that version or newer.")
+            throw ManifestError(.newerFormat(format: header.format, toolVersion: header.toolVersion), name: name)
         }
         // Values read from the file: converted without a trap (a damaged size is an error).
         guard let rlen = Int(exactly: readLE64(data, p)), let slen = Int(exactly: readLE64(data, p + 8)) else { throw bad("sizes") }
@@ -611,12 +619,12 @@ package struct Manifest: Sendable {
                             do {
                                 let d = GzipDecoder()
                                 try d.feed(UnsafeRawBufferPointer(rebasing: input.value[job.range])) { chunk in
-                                    guard produced + chunk.count <= job.length else { throw ToolError("member \(i) is longer than recorded") }
+                                    guard produced + chunk.count <= job.length else { throw Manifest.damaged(name, "member \(i) is longer than recorded") }
                                     UnsafeMutableRawBufferPointer(rebasing: dest[job.at + produced ..< job.at + produced + chunk.count]).copyMemory(from: chunk)
                                     produced += chunk.count
                                 }
                                 try d.finish()
-                                if produced != job.length { throw ToolError("member \(i) is \(produced) bytes, recorded \(job.length)") }
+                                if produced != job.length { throw Manifest.damaged(name, "member \(i) is \(produced) bytes, recorded \(job.length)") }
                             } catch { failures.set(i, "\(error)") }
                         }
                     }
@@ -630,7 +638,7 @@ package struct Manifest: Sendable {
                 try data.withUnsafeBytes { all in
                     try d.feed(UnsafeRawBufferPointer(rebasing: all[p ..< body])) { chunk in
                         var c = chunk
-                        guard produced + c.count <= rlen + slen else { throw ToolError("body is longer than recorded") }
+                        guard produced + c.count <= rlen + slen else { throw bad("body is longer than recorded") }
                         if produced < rlen {
                             let n = min(c.count, rlen - produced)
                             records.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[produced ..< produced + n]).copyMemory(from: UnsafeRawBufferPointer(rebasing: c[0 ..< n])) }

@@ -147,11 +147,12 @@ package final class ManifestRestoreSource: RestoreSource {
             throw ArchiveError(.malformed, entry: NameEscape.escape(entry.path), "archive \(label) ends where backup \(id) expects the file")
         }
         // (Our archives hold the manifest's path as is; others are normalised first.)
-        guard h.path == src.path || RestorePath.normalised(h.path) == src.path, h.type == .file, h.sparse == nil, h.size == src.size else {
+        guard h.path == src.path || RestorePath.normalised(h.path) == src.path, h.type == .file, h.size == src.size else {
             throw ArchiveError(.malformed, entry: NameEscape.escape(entry.path),
                                "archive \(label) does not hold \(NameEscape.escape(src.path)) where the manifest says (found \(NameEscape.escape(h.path))); the backup is damaged. Run `hs-backup verify`.")
         }
         entry.xattrs = h.xattrs   // xattrs and ACLs live in the archive's pax headers
+        entry.sparse = h.sparse   // a sparse member: its holes stay holes, its hash is the `SparseHash`
         current = reader
         return PlannedEntry(entry: entry, expectedSHA256: src.hash.bytes, origin: label)
     }

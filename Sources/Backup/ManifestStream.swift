@@ -71,7 +71,7 @@ extension Manifest {
             throw damaged(name, "header JSON: \(error)")
         }
         guard header.format <= 3 else {
-            throw ToolError("manifest \(name) has format \(header.format), written by a newer hs-backup (\(header.toolVersion)); this one reads formats up to 3. Use that version or newer.")
+            throw ManifestError(.newerFormat(format: header.format, toolVersion: header.toolVersion), name: name)
         }
         guard header.format == 3 else { throw damaged(name, "format \(header.format) in a format-3 file") }
         return (header, jsonOffset)
@@ -164,7 +164,7 @@ package final class ManifestWriter {
         precondition(path.count > 0)
         if haveLast {
             let c = lastPath.withUnsafeBytes { comparePaths($0, path) }
-            guard c < 0 else { throw ToolError("manifest entries out of order at \(displayPath(path)) (a bug: please report it)") }
+            guard c < 0 else { throw OutOfOrder(path: displayPath(path)) }
         }
         lastPath.removeAll(keepingCapacity: true)
         lastPath.append(contentsOf: path)
@@ -352,7 +352,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
     }
     package private(set) var failure: ReadFailure?
 
-    private func damage(_ why: String) -> ToolError {
+    private func damage(_ why: String) -> ManifestError {
         failure = .damaged
         return Manifest.damaged(name, why)
     }
@@ -457,15 +457,15 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
                 let d = GzipDecoder()
                 try compressed.withUnsafeBytes { raw in
                     try d.feed(raw) { c in
-                        guard out.count + c.count <= chunk.length else { throw ToolError("longer than recorded") }
+                        guard out.count + c.count <= chunk.length else { throw MemberProblem(why: "longer than recorded") }
                         out.append(contentsOf: c)
                     }
                 }
                 try d.finish()
-                guard out.count == chunk.length else { throw ToolError("\(out.count) bytes, recorded \(chunk.length)") }
-                guard out.withUnsafeBytes({ hexString(SHA256Hasher.hash($0)) }) == chunk.sha256 else { throw ToolError("checksum mismatch") }
+                guard out.count == chunk.length else { throw MemberProblem(why: "\(out.count) bytes, recorded \(chunk.length)") }
+                guard out.withUnsafeBytes({ hexString(SHA256Hasher.hash($0)) }) == chunk.sha256 else { throw MemberProblem(why: "checksum mismatch") }
                 box.output = out
-            } catch { box.error = "\(error)" }
+            } catch { box.error = (error as? MemberProblem)?.why ?? "\(error)" }
         }
         return (box, ())
     }
@@ -505,4 +505,16 @@ extension ManifestHeader {
             for a in slots where !a.isEmpty && !archives.contains(a) { throw Manifest.damaged(name, "archive slot \(a) is not a listed archive") }
         }
     }
+}
+
+/// A body member that does not inflate to what the header records (the reader says which
+/// manifest and member).
+private struct MemberProblem: Error {
+    var why: String
+}
+
+/// `ManifestWriter.append` was given entries out of path order (a bug of the caller).
+package struct OutOfOrder: Error, CustomStringConvertible {
+    package var path: String
+    package var description: String { "manifest entries out of order at \(path) (a bug: please report it)" }
 }

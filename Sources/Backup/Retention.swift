@@ -161,6 +161,11 @@ package enum Retention {
     /// Applies `policy` to `items` (restic semantics, in `timeZone`), then keeps every ancestor a
     /// kept backup needs.
     ///
+    /// Newest means the greatest id (ids sort by name in the order backups were taken, also
+    /// when a clock was behind: see `BackupID`); `--keep-last` keeps the greatest ids. The
+    /// calendar rules place a backup at the later of its own start and its parent's place, so
+    /// a backup taken with a clock that was behind never lands before the one it builds on.
+    ///
     /// Per rule, backups are walked newest first; a backup is kept when its bucket (day, ISO
     /// week, month, year) differs from the bucket of the previous backup *kept by that rule*,
     /// until the rule has kept N. So `--keep-daily 7` keeps the newest backup of each of the 7
@@ -171,8 +176,9 @@ package enum Retention {
         cal.timeZone = timeZone
         var iso = Calendar(identifier: .iso8601)
         iso.timeZone = timeZone
-        // Newest first; ties broken by ID so the result is deterministic.
-        let sorted = items.sorted { $0.date != $1.date ? $0.date > $1.date : $0.id > $1.id }
+        // Newest first: by id.
+        let sorted = items.sorted { $0.id > $1.id }
+        let placed = calendarDates(items)
 
         var reasons: [String: [RetentionReason]] = [:]
         func apply(_ count: Int, _ reason: RetentionReason, bucket: (Date) -> [Int]) {
@@ -180,7 +186,7 @@ package enum Retention {
             var left = count
             var last: [Int]? = nil
             for item in sorted where left > 0 {
-                let b = bucket(item.date)
+                let b = bucket(placed[item.id] ?? item.date)
                 if b != last {
                     reasons[item.id, default: []].append(reason)
                     last = b
@@ -222,5 +228,23 @@ package enum Retention {
         let remove = sorted.filter { reasons[$0.id] == nil }.map(\.id)
         return RetentionDecision(keep: keep, remove: remove,
                                  missingAncestors: missing.sorted { $0 < $1 }.map { (id: $0.0, missing: $0.1) })
+    }
+
+    /// Where each backup falls for the calendar rules: the later of its own start and its
+    /// parent's place (transitively; a parent missing from `items` counts as not there).
+    static func calendarDates(_ items: [RetentionItem]) -> [String: Date] {
+        let byID = Dictionary(items.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var placed: [String: Date] = [:]
+        func place(_ id: String, depth: Int) -> Date? {
+            if let d = placed[id] { return d }
+            guard let item = byID[id] else { return nil }
+            var d = item.date
+            // A chain longer than the set (a cycle in damaged headers) stops here.
+            if depth < items.count, let p = item.parent, p != id, let pd = place(p, depth: depth + 1) { d = max(d, pd) }
+            placed[id] = d
+            return d
+        }
+        for item in items { _ = place(item.id, depth: 0) }
+        return placed
     }
 }

@@ -4,14 +4,47 @@ import Glibc
 import Archive
 import Foundation
 import Support
+import Synchronization
 
-/// One entry of a scan: the entry (its string offsets unused) with its path and link bytes.
+/// One entry of a scan: the entry (its string offsets unused) with its path and link bytes,
+/// the directory it was found in (still open: the entry is read through it, never by path)
+/// and its identity as the scan saw it.
 package struct ScannedEntry: Sendable {
     package var entry: ManifestEntry
     package var path: [UInt8]
     package var link: [UInt8]
     /// A regular file (or hardlink) whose inode has several links.
     package var multiLink = false
+    /// The directory that holds the entry, as the scan opened it.
+    package var parent: DirectoryHandle
+    /// Device and inode the scan saw (compared when the entry is opened for reading).
+    package var identity: ScanIdentity
+
+    /// The entry's own name (the last component of `path`).
+    package var name: ArraySlice<UInt8> { path[(path.lastIndex(of: 0x2F).map { $0 + 1 } ?? 0)...] }
+}
+
+/// A directory the scan opened (`openat(parent, name, O_DIRECTORY | O_NOFOLLOW)`), shared by
+/// the entries found in it until the last of them is read: every entry is opened, stat'ed
+/// and its xattrs read relative to it, never through a path string. So a directory renamed
+/// or swapped for a symlink after the scan opened it is still read where the scan saw it, and
+/// no path is too long. Closed when the last reference goes.
+package final class DirectoryHandle: Sendable {
+    package let fd: Int32
+    /// Handles open right now (bounds what the scan holds ahead of the reader).
+    package static var openCount: Int { open.load(ordering: .relaxed) }
+    private static let open = Atomic<Int>(0)
+
+    /// Takes ownership of `fd`.
+    package init(fd: Int32) {
+        self.fd = fd
+        Self.open.add(1, ordering: .relaxed)
+    }
+
+    deinit {
+        Glibc.close(fd)
+        Self.open.subtract(1, ordering: .relaxed)
+    }
 }
 
 /// A whole scan collected in memory (`Scanner.scan()`, for small trees and tests).
@@ -69,21 +102,22 @@ package final class Scanner {
     /// Starts the walk; read the entries with `next()` and `close()` the stream when done.
     /// `progress` is called now and then with the number of entries so far.
     package func start(progress: (@Sendable (Int) -> Void)? = nil) throws -> ScanStream {
+        ScanLimits.raiseOpenFileLimit()
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
             let err = errno
-            throw ToolError("cannot read source directory \(root): \(String(cString: strerror(err))). Check the path given to --source.")
+            throw ToolError("cannot read source directory \(root): \(Sys.strerror(err)). Check the path given to --source.")
         }
         var rootStat = stat()
         guard fstat(fd, &rootStat) == 0 else {
             close(fd)
-            throw ToolError("cannot stat source directory \(root): \(String(cString: strerror(errno))). Check the path given to --source.")
+            throw ToolError("cannot stat source directory \(root): \(Sys.strerror(errno)). Check the path given to --source.")
         }
         let rootDev = UInt64(rootStat.st_dev)
+        let rootDir = DirectoryHandle(fd: fd)
         var rootNames: [DirectoryName] = []
         if let err = DirectoryReader.readNames(fd, into: &rootNames) {
-            close(fd)
-            throw ToolError("cannot read source directory \(root): \(String(cString: strerror(err))). Check the path given to --source.")
+            throw ToolError("cannot read source directory \(root): \(Sys.strerror(err)). Check the path given to --source.")
         }
         let names = rootNames
         let counter = ScanCounter(progress: progress)
@@ -101,35 +135,35 @@ package final class Scanner {
         var units: [ScanUnit] = []
         // In path order: (entry range in `top`, range of units) pieces.
         var segments: [(Range<Int>, Range<Int>)] = []
-        var opened: [Int32] = [fd]
-        func expand(_ dirFd: Int32, prefix: [UInt8], dev: UInt64, names: [DirectoryName], depth: Int) {
+        var opened: [DirectoryHandle] = [rootDir]
+        func expand(_ dir: DirectoryHandle, prefix: [UInt8], dev: UInt64, names: [DirectoryName], depth: Int) {
             for n in names {
                 let first = top.table.count
                 let firstUnit = units.count
                 if opened.count >= Self.maxOpenDirectories {
                     // Enough directories held open: this entry is walked whole as one unit.
-                    units.append(ScanUnit(parent: dirFd, prefix: prefix, name: n, parentDev: dev, descend: true))
+                    units.append(ScanUnit(parent: dir, prefix: prefix, name: n, parentDev: dev, descend: true))
                     segments.append((first ..< first, firstUnit ..< units.count))
                     continue
                 }
-                let r = top.process(dirFd, prefix: prefix, name: n, parentDev: dev)
+                let r = top.process(dir, prefix: prefix, name: n, parentDev: dev)
                 segments.append((first ..< top.table.count, firstUnit ..< firstUnit))
-                guard let (dfd, childPrefix, childDev) = r else { continue }
-                opened.append(dfd)
-                let children = top.readNames(dfd, path: displayPath(childPrefix))
+                guard let (child, childPrefix, childDev) = r else { continue }
+                opened.append(child)
+                let children = top.readNames(child.fd, path: displayPath(childPrefix))
                 if children.count <= Self.expandBelow && depth + 1 < Self.maxSplitDepth {
-                    expand(dfd, prefix: childPrefix, dev: childDev, names: children, depth: depth + 1)
+                    expand(child, prefix: childPrefix, dev: childDev, names: children, depth: depth + 1)
                 } else {
                     let u = units.count
-                    for c in children { units.append(ScanUnit(parent: dfd, prefix: childPrefix, name: c, parentDev: childDev, descend: true)) }
+                    for c in children { units.append(ScanUnit(parent: child, prefix: childPrefix, name: c, parentDev: childDev, descend: true)) }
                     segments.append((top.table.count ..< top.table.count, u ..< units.count))
                 }
             }
         }
         if names.count < Self.maxOpenDirectories {
-            expand(fd, prefix: [], dev: rootDev, names: names, depth: 0)
+            expand(rootDir, prefix: [], dev: rootDev, names: names, depth: 0)
         } else {
-            for n in names { units.append(ScanUnit(parent: fd, prefix: [], name: n, parentDev: rootDev, descend: true)) }
+            for n in names { units.append(ScanUnit(parent: rootDir, prefix: [], name: n, parentDev: rootDev, descend: true)) }
             segments.append((0 ..< 0, 0 ..< units.count))
         }
         return ScanStream(context: context, top: top, units: units, segments: segments, openDirectories: opened, threads: threads)
@@ -144,7 +178,7 @@ package final class ScanStream: @unchecked Sendable {
     private let top: ScanWorker
     private let units: [ScanUnit]
     private let segments: [(Range<Int>, Range<Int>)]
-    private var openDirectories: [Int32]
+    private var openDirectories: [DirectoryHandle]
     // Shared with the worker threads (under `cond`).
     private let cond = NSCondition()
     private var queues: [[ScanChunk]]
@@ -171,7 +205,7 @@ package final class ScanStream: @unchecked Sendable {
     package private(set) var warnings: [String]
 
     init(context: ScanContext, top: ScanWorker, units: [ScanUnit], segments: [(Range<Int>, Range<Int>)],
-         openDirectories: [Int32], threads: Int) {
+         openDirectories: [DirectoryHandle], threads: Int) {
         self.context = context
         self.top = top
         self.units = units
@@ -201,7 +235,6 @@ package final class ScanStream: @unchecked Sendable {
         closed = true
         cond.lock(); cancelled = true; cond.broadcast(); cond.unlock()
         for _ in 0 ..< threadCount { exited.wait() }
-        for d in openDirectories { Glibc.close(d) }
         openDirectories = []
     }
 
@@ -271,7 +304,7 @@ package final class ScanStream: @unchecked Sendable {
                 if chunkIndex < c.table.count {
                     let i = chunkIndex
                     chunkIndex += 1
-                    return entry(c, i)
+                    return entry(c.table, i)
                 }
                 chunk = nil
             }
@@ -282,7 +315,7 @@ package final class ScanStream: @unchecked Sendable {
                 if topIndex < entries.count {
                     let i = entries.lowerBound + topIndex
                     topIndex += 1
-                    return entry(ScanChunk(table: top.table, links: top.links, warnings: []), i, fromTop: true)
+                    return entry(top.table, i, fromTop: true)
                 }
                 unitIndex = unitRange.lowerBound
             }
@@ -308,15 +341,20 @@ package final class ScanStream: @unchecked Sendable {
             for (k, dev, ino) in c.links { linkAt[k] = (dev, ino) }
             chunk = c
             chunkIndex = 0
+            chunkParents = ParentRuns(runs: c.parents)
         }
     }
 
     private var topLinks: [Int: (UInt64, UInt64)]?
+    private lazy var topParents = ParentRuns(runs: top.parents)
+    private var chunkParents = ParentRuns(runs: [])
 
-    private func entry(_ c: ScanChunk, _ i: Int, fromTop: Bool = false) -> ScannedEntry {
-        var e = c.table.entry(i)
-        let path = c.table.pathBytes(e)
-        var link = Array(c.table.linkBytes(e))
+    private func entry(_ table: ManifestTable, _ i: Int, fromTop: Bool = false) -> ScannedEntry {
+        var e = table.entry(i)
+        let path = table.pathBytes(e)
+        var link = Array(table.linkBytes(e))
+        let parent = fromTop ? topParents.dir(at: i) : chunkParents.dir(at: i)
+        let identity = fromTop ? top.identities[i] : chunk!.identities[i]
         let key: (UInt64, UInt64)?
         if fromTop {
             if topLinks == nil { topLinks = Dictionary(top.links.map { ($0.0, ($0.1, $0.2)) }, uniquingKeysWith: { a, _ in a }) }
@@ -333,8 +371,47 @@ package final class ScanStream: @unchecked Sendable {
                 firstPathOf[k] = path
             }
         }
-        return ScannedEntry(entry: e, path: path, link: link, multiLink: key != nil)
+        return ScannedEntry(entry: e, path: path, link: link, multiLink: key != nil, parent: parent, identity: identity)
     }
+}
+
+/// Which directory holds each entry of a table: runs of consecutive entries with the same
+/// parent, looked up in order (a cursor; a lookup behind it starts over).
+struct ParentRuns {
+    var runs: [(start: Int, dir: DirectoryHandle)]
+    private var cursor = 0
+
+    init(runs: [(start: Int, dir: DirectoryHandle)]) { self.runs = runs }
+
+    mutating func dir(at i: Int) -> DirectoryHandle {
+        if runs[cursor].start > i { cursor = 0 }
+        while cursor + 1 < runs.count && runs[cursor + 1].start <= i { cursor += 1 }
+        return runs[cursor].dir
+    }
+}
+
+/// How much a scan holds open ahead of its reader.
+enum ScanLimits {
+    /// Raises the soft limit on open files to the hard one (once): a scan holds a directory
+    /// open until its entries are read.
+    static func raiseOpenFileLimit() {
+        _ = raised
+    }
+    private static let raised: Bool = {
+        var l = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &l) == 0, l.rlim_cur < l.rlim_max else { return false }
+        l.rlim_cur = l.rlim_max
+        return setrlimit(Int32(RLIMIT_NOFILE.rawValue), &l) == 0
+    }()
+
+    /// A worker hands its entries over once they reference this many directories (the
+    /// chunks queued ahead of the reader, and the batches the pass holds, hold them open).
+    /// From the open-file limit: 24 such chunks in flight stay well below it.
+    static let directoriesPerChunk: Int = {
+        var l = rlimit()
+        let limit = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &l) == 0 ? Int(clamping: l.rlim_cur) : 1024
+        return max(16, min(256, (limit - 512) / 24))
+    }()
 }
 
 struct ScanCancelled: Error {}
@@ -345,12 +422,16 @@ struct ScanChunk {
     /// Regular files with more than one link: (entry index in `table`, dev, ino).
     var links: [(Int, UInt64, UInt64)]
     var warnings: [String]
+    /// The directory holding each entry (runs: first entry index, directory).
+    var parents: [(start: Int, dir: DirectoryHandle)]
+    /// Device and inode of each entry, as stat'ed by the scan.
+    var identities: [ScanIdentity]
 }
 
 /// One piece of the walk: `name` in the directory open as `parent`, whose relative path is
 /// `prefix`; `descend` walks everything below it.
 struct ScanUnit: Sendable {
-    var parent: Int32
+    var parent: DirectoryHandle
     var prefix: [UInt8]
     var name: DirectoryName
     /// The file system (st_dev) of `parent`: a directory on another one is a mount point.
@@ -392,6 +473,11 @@ final class ScanWorker: @unchecked Sendable {
     var warnings: [String] = []
     /// Regular files with more than one link: (entry index, dev, ino).
     var links: [(Int, UInt64, UInt64)] = []
+    /// The directory of each entry of `table` (runs) and each entry's device and inode.
+    var parents: [(start: Int, dir: DirectoryHandle)] = []
+    var identities: [ScanIdentity] = []
+    /// Directories referenced by the entries held (a chunk goes out at `directoriesPerChunk`).
+    private var directoriesHeld = 0
     /// Receives the entries so far every `chunkEntries` entries (and at the end of `run`);
     /// nil keeps everything in `table` (the top of the tree).
     var output: ((ScanChunk) throws -> Void)?
@@ -413,7 +499,7 @@ final class ScanWorker: @unchecked Sendable {
     func readNames(_ fd: Int32, path: @autoclosure () -> String) -> [DirectoryName] {
         var names: [DirectoryName] = []
         if let err = DirectoryReader.readNames(fd, into: &names, buffer: &direntBuffer) {
-            warn("cannot read directory \(path()): \(String(cString: strerror(err))); its contents are not in this backup")
+            warn("cannot read directory \(path()): \(Sys.strerror(err)); its contents are not in this backup")
         }
         return names
     }
@@ -438,27 +524,31 @@ final class ScanWorker: @unchecked Sendable {
     private func flushChunk() throws {
         guard let output, !(table.count == 0 && warnings.isEmpty) else { return }
         table.shrinkToFit()
-        let c = ScanChunk(table: table, links: links, warnings: warnings)
+        let c = ScanChunk(table: table, links: links, warnings: warnings, parents: parents, identities: identities)
         produced += table.count
         table = ManifestTable()
         links = []
         warnings = []
+        parents = []
+        identities = []
+        directoriesHeld = 0
         try output(c)
     }
 
     /// Processes one name in directory `dfd` whose relative path is `prefix`, without
     /// descending (see `process(_:name:prefixLength:parentDev:descend:)`).
-    func process(_ dfd: Int32, prefix: [UInt8], name: DirectoryName, parentDev: UInt64) -> (Int32, [UInt8], UInt64)? {
+    func process(_ dir: DirectoryHandle, prefix: [UInt8], name: DirectoryName, parentDev: UInt64) -> (DirectoryHandle, [UInt8], UInt64)? {
         pathBuf = prefix.map { CChar(bitPattern: $0) }
         // Without an output nothing throws.
-        return try! process(dfd, name: name, prefixLength: pathBuf.count, parentDev: parentDev, descend: false)
+        return try! process(dir, name: name, prefixLength: pathBuf.count, parentDev: parentDev, descend: false)
     }
 
-    /// Processes one name in directory `dfd` whose relative path is `pathBuf[0..<prefixLength]`.
-    /// `parentDev` is the file system of `dfd`. When the entry is a directory and `descend` is
-    /// false, returns its open fd, path and st_dev (the caller closes it); otherwise walks it.
+    /// Processes one name in directory `dir` whose relative path is `pathBuf[0..<prefixLength]`.
+    /// `parentDev` is the file system of `dir`. When the entry is a directory and `descend` is
+    /// false, returns it open, its path and st_dev; otherwise walks it.
     @discardableResult
-    func process(_ dfd: Int32, name: DirectoryName, prefixLength: Int, parentDev: UInt64, descend: Bool = true) throws -> (Int32, [UInt8], UInt64)? {
+    func process(_ dir: DirectoryHandle, name: DirectoryName, prefixLength: Int, parentDev: UInt64, descend: Bool = true) throws -> (DirectoryHandle, [UInt8], UInt64)? {
+        let dfd = dir.fd
         // Build "<prefix>/<name>\0" in pathBuf.
         pathBuf.removeSubrange(prefixLength...)
         var nameStart = prefixLength
@@ -481,7 +571,7 @@ final class ScanWorker: @unchecked Sendable {
             let rc = pathBuf.withUnsafeBufferPointer { fstatat(dfd, $0.baseAddress! + nameStart, &st, AT_SYMLINK_NOFOLLOW) }
             if rc != 0 {
                 let err = errno
-                if err != ENOENT { warn("cannot stat \(currentPath(fullLength)): \(String(cString: strerror(err))); skipped") }
+                if err != ENOENT { warn("cannot stat \(currentPath(fullLength)): \(Sys.strerror(err)); skipped") }
                 return nil
             }
         }
@@ -525,7 +615,7 @@ final class ScanWorker: @unchecked Sendable {
             } else if dirFd >= 0 {
                 e.xattrHash = xattrHash(.fd(dirFd))
             } else if !pathBuf.withUnsafeBufferPointer({ XattrAt.certainlyNone(dfd, $0.baseAddress! + nameStart) }) {
-                e.xattrHash = absolutePath(fullLength) { xattrHash(.path($0)) }
+                e.xattrHash = pathBuf.withUnsafeBufferPointer { xattrHash(.at(dfd, $0.baseAddress! + nameStart)) }
             }
         }
         if e.type == .symlink {
@@ -540,40 +630,34 @@ final class ScanWorker: @unchecked Sendable {
             if st.st_nlink > 1 { links.append((table.count, UInt64(st.st_dev), UInt64(st.st_ino))) }
         }
         table.append(e)
+        identities.append(ScanIdentity(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino)))
+        if parents.last?.dir !== dir {
+            parents.append((table.count - 1, dir))
+            directoriesHeld += 1
+        }
         uncounted += 1
         if uncounted >= 1024 { flushCount() }
-        if output != nil && table.count >= Self.chunkEntries { try flushChunk() }
+        if output != nil && (table.count >= Self.chunkEntries || directoriesHeld >= ScanLimits.directoriesPerChunk) { try flushChunk() }
         if e.type == .directory {
             let cfd = dirFd >= 0 ? dirFd : pathBuf.withUnsafeBufferPointer { openat(dfd, $0.baseAddress! + nameStart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
             dirFd = -1
             if cfd < 0 {
                 let err = errno
-                warn("cannot read directory \(currentPath(fullLength)): \(String(cString: strerror(err))); its contents are not in this backup")
+                warn("cannot read directory \(currentPath(fullLength)): \(Sys.strerror(err)); its contents are not in this backup")
                 return nil
             }
             if mountPoint && context.oneFileSystem { close(cfd); return nil }
-            if !descend { return (cfd, pathBuf[0 ..< fullLength].map { UInt8(bitPattern: $0) }, UInt64(st.st_dev)) }
-            try walk(cfd, prefixLength: fullLength, dev: UInt64(st.st_dev))
+            let child = DirectoryHandle(fd: cfd)
+            if !descend { return (child, pathBuf[0 ..< fullLength].map { UInt8(bitPattern: $0) }, UInt64(st.st_dev)) }
+            try walk(child, prefixLength: fullLength, dev: UInt64(st.st_dev))
         }
         return nil
     }
 
-    /// Walks one directory (takes ownership of `fd`).
-    private func walk(_ fd: Int32, prefixLength: Int, dev: UInt64) throws {
-        defer { close(fd) }
-        let names = readNames(fd, path: currentPath(prefixLength))
-        for n in names { try process(fd, name: n, prefixLength: prefixLength, parentDev: dev, descend: true) }
-    }
-
-    private var absBuf: [CChar] = []
-    /// Calls `body` with "<root>/<path of the current entry>" as a C string.
-    private func absolutePath<R>(_ length: Int, _ body: (UnsafePointer<CChar>) -> R) -> R {
-        absBuf.removeAll(keepingCapacity: true)
-        for b in context.rootBytes { absBuf.append(CChar(bitPattern: b)) }
-        absBuf.append(0x2F)
-        absBuf.append(contentsOf: pathBuf[0 ..< length])
-        absBuf.append(0)
-        return absBuf.withUnsafeBufferPointer { body($0.baseAddress!) }
+    /// Walks one directory.
+    private func walk(_ dir: DirectoryHandle, prefixLength: Int, dev: UInt64) throws {
+        let names = readNames(dir.fd, path: currentPath(prefixLength))
+        for n in names { try process(dir, name: n, prefixLength: prefixLength, parentDev: dev, descend: true) }
     }
 
     private func flushCount() {
@@ -595,11 +679,20 @@ package func displayPath(_ bytes: some Collection<UInt8>) -> String { NameEscape
 /// A 64-bit digest of a file's extended attributes (names and values, sorted by name); 0 when
 /// it has none. The corresponding libc calls are `llistxattr`/`flistxattr` and `lgetxattr`/`fgetxattr`.
 func xattrHash(_ source: XattrSource) -> UInt64 {
-    let attrs = readXattrs(source)
+    xattrDigest(readXattrs(source).map { (Array($0.name.utf8), $0.value) })
+}
+
+/// The digest `ManifestEntry.xattrHash` keeps, of a set of extended attributes as read from a
+/// file or from a tar header (names as bytes; sorted by name here, a name given twice counts
+/// once): SHA-256 over each name, a NUL, the value's length (u64 little-endian) and the value,
+/// first 8 bytes little-endian; 0 for none (1 if the digest happens to be 0).
+func xattrDigest(_ attrs: [(name: [UInt8], value: [UInt8])]) -> UInt64 {
     guard !attrs.isEmpty else { return 0 }
     var h = SHA256Hasher()
-    for (name, value) in attrs {
-        h.update(Array(name.utf8) + [0])
+    var last: [UInt8]?
+    for (name, value) in attrs.sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }) where name != last {
+        last = name
+        h.update(name + [0])
         var n = UInt64(value.count).littleEndian
         withUnsafeBytes(of: &n) { h.update($0) }
         h.update(value)

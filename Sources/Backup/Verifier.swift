@@ -39,8 +39,17 @@ package struct VerifyReport: Codable, Sendable {
 
 /// Listing and verification of a backup set.
 package enum SetInspector {
-    package static func list(destination: any Destination, set name: String) throws -> [BackupListing] {
+    /// The backups of a set, oldest first, and its damage (`BackupSet.contents`): archives no
+    /// manifest accounts for, manifests that hold another backup than their name says, or that
+    /// cannot be read. `list` exits 1 when there is damage.
+    package static func list(destination: any Destination, set name: String) throws -> (backups: [BackupListing], damage: [String]) {
         let set = BackupSet(destination: destination, name: name)
+        let contents = try set.contents()
+        return (try listing(set), contents.damage.map(\.description)
+                    + contents.unreadable.map { "cannot read manifest \(set.manifestName($0)) now; run `hs-backup verify`." })
+    }
+
+    private static func listing(_ set: BackupSet) throws -> [BackupListing] {
         var out: [BackupListing] = []
         for id in try set.committedIDs() {
             let h: ManifestHeader
@@ -70,6 +79,8 @@ package enum SetInspector {
             if ids.isEmpty { throw ToolError("no backups in \(set.location)") }
         }
         var report = VerifyReport(backups: ids, archivesChecked: 0, filesChecked: 0, damaged: [])
+        // What no manifest accounts for (a manifest's own damage is found by reading it below).
+        report.damaged += try set.contents().damage.filter { !$0.file.hasSuffix(".manifest") }.map(\.description)
         // A first pass over each manifest checks it whole (members, order, archive names)
         // and says which archives it reads.
         var readers: [(id: String, archives: [String])] = []
@@ -98,11 +109,19 @@ package enum SetInspector {
         return report
     }
 
-    /// The files of one manifest whose content is in one archive, in archive order.
+    /// The entries of one manifest that have a place in one archive (files with their content,
+    /// directories and symlinks whose header holds their xattrs), in archive order.
     private final class ExpectedStream {
+        struct Head {
+            var member: UInt64, skip: UInt64
+            var path: [UInt8], link: [UInt8]
+            var entry: ManifestEntry
+            /// The manifest records xattr hashes (format 2 and later).
+            var xattrsKnown: Bool
+        }
         let reader: ManifestReader
         let archive: String
-        private(set) var head: (member: UInt64, skip: UInt64, path: [UInt8], hash: Digest, size: UInt64)?
+        private(set) var head: Head?
         var problem: String?
 
         init(_ reader: ManifestReader, archive: String) throws {
@@ -116,17 +135,61 @@ package enum SetInspector {
             head = nil
             while let r = try reader.next() {
                 let e = r.entry
-                guard e.type == .file, reader.header.archiveID(e.archive) == archive else { continue }
+                guard e.type != .hardlink, e.archive != ManifestEntry.noArchive, reader.header.archiveID(e.archive) == archive else { continue }
                 if let p = previous, (e.memberOffset, e.memberSkip) <= (p.member, p.skip) {
                     problem = "\(reader.header.id).manifest: \(displayPath(r.path)): places in \(archive).tar.gz out of order; the manifest is damaged"
                     reader.close()
                     return
                 }
-                head = (e.memberOffset, e.memberSkip, r.path, e.hash, e.size)
+                head = Head(member: e.memberOffset, skip: e.memberSkip, path: r.path, link: r.link, entry: e,
+                            xattrsKnown: reader.header.hasXattrHashes)
                 return
             }
             reader.close()
         }
+    }
+
+    /// Where the tar header `h` disagrees with the manifest entry that places it there: type,
+    /// mode, owner, mtime, size, link target, xattrs (by their hash). Empty when it agrees.
+    private static func headerMismatches(_ h: TarEntry, _ want: ExpectedStream.Head) -> [String] {
+        let e = want.entry
+        var out: [String] = []
+        let type: ManifestEntryType? = switch h.type {
+        case .file: .file
+        case .directory: .directory
+        case .symlink: .symlink
+        default: nil
+        }
+        if type != e.type { out.append("type \(h.type.rawValue) in the archive, \(e.type.name) in the manifest") }
+        if h.mode & 0o7777 != e.mode & 0o7777 {
+            out.append("mode \(String(h.mode & 0o7777, radix: 8)) in the archive, \(String(e.mode & 0o7777, radix: 8)) in the manifest")
+        }
+        if h.uid != e.uid || h.gid != e.gid { out.append("owner \(h.uid):\(h.gid) in the archive, \(e.uid):\(e.gid) in the manifest") }
+        if h.mtime != e.mtime { out.append("mtime \(h.mtime) in the archive, \(e.mtime) in the manifest") }
+        if e.type == .file && h.size != e.size { out.append("size \(h.size) in the archive, \(e.size) in the manifest") }
+        if e.type == .symlink && h.linkTarget != want.link {
+            out.append("link target \(displayPath(h.linkTarget)) in the archive, \(displayPath(want.link)) in the manifest")
+        }
+        if want.xattrsKnown && xattrDigest(h.xattrs) != e.xattrHash { out.append("extended attributes differ from the manifest's") }
+        return out
+    }
+
+    /// Reads the content of the file entry `h` and compares it with the manifest: its size and
+    /// hash (the `SparseHash` for a sparse member, over its map and data).
+    private static func contentMatches(_ tar: TarReader, _ h: TarEntry, _ e: ManifestEntry) throws -> Bool {
+        var plain: SHA256Hasher? = h.sparse == nil ? SHA256Hasher() : nil
+        var sparse: SparseHash? = nil
+        if let map = h.sparse { sparse = SparseHash(map: map, realSize: h.size) }
+        var size: UInt64 = 0
+        try tar.readContent { _, b in
+            if plain != nil { plain!.update(b) } else { sparse!.update(b) }
+            size += UInt64(b.count)
+        }
+        let got: Digest
+        if let p = plain.take() { got = Digest(p.finalize()) } else { got = Digest(sparse.take()!.finalize()) }
+        let isSparse = e.flags & ManifestEntry.flagSparse != 0
+        let stored = h.sparse.map { $0.reduce(UInt64(0)) { $0 + $1.length } } ?? h.size
+        return got == e.hash && size == stored && isSparse == (h.sparse != nil)
     }
 
     private static func verify(archive a: String, set: BackupSet, streams: [ExpectedStream], report: inout VerifyReport, reporter: Reporter) throws {
@@ -169,15 +232,16 @@ package enum SetInspector {
                         try reportMissing("not readable from the archive", while: { order($0) < 0 })
                         let wanting = streams.filter { $0.head.map { order(($0.member, $0.skip)) == 0 } ?? false }
                         guard let want = wanting.first?.head else { continue }
-                        var hasher = SHA256Hasher()
-                        var size: UInt64 = 0
-                        try tar.readContent { _, b in hasher.update(b); size += UInt64(b.count) }
-                        report.filesChecked += 1
-                        let got = Digest(hasher.finalize())
                         if want.path != RestorePath.normalised(h.path) {
-                            report.damaged.append("\(label): \(displayPath(want.path)): archive holds \(h.displayPath) at its place")
-                        } else if got != want.hash || size != want.size || h.sparse != nil {
-                            report.damaged.append("\(label): \(displayPath(want.path)): content does not match its SHA-256")
+                            report.damaged.append("\(label): \(displayPath(want.path)): archive holds \(NameEscape.escape(h.path)) at its place")
+                        } else {
+                            for m in headerMismatches(h, want) { report.damaged.append("\(label): \(displayPath(want.path)): \(m)") }
+                            if want.entry.type == .file && h.type == .file {
+                                if try !contentMatches(tar, h, want.entry) {
+                                    report.damaged.append("\(label): \(displayPath(want.path)): content does not match its SHA-256")
+                                }
+                                report.filesChecked += 1
+                            }
                         }
                         for s in wanting { try s.advance() }
                         reporter.progress("verifying \(label): \(report.filesChecked) files")

@@ -72,7 +72,7 @@ package enum HealthchecksURL {
 
     /// The end ping's endpoint for an exit code: none (success) for 0 and 3, else the code.
     package static func endpoint(forExitCode code: Int32) -> String? {
-        code == 0 || code == ExitStatus.committedFilesMissing ? nil : String(min(max(code, 1), 255))
+        code == 0 || code == ExitStatus.filesMissing.rawValue ? nil : String(min(max(code, 1), 255))
     }
 
     /// The end ping's body: `first` (the summary or the error), then the log's last lines, the
@@ -87,9 +87,3 @@ package enum HealthchecksURL {
     }
 }
 
-/// The exit codes every tool shares, as monitors see them.
-package enum ExitStatus {
-    /// "committed, files missing": the backup was written, some files could not be read. A
-    /// warning for every monitor, never a failure.
-    package static let committedFilesMissing: Int32 = 3
-}

@@ -65,7 +65,7 @@ package enum MetricsFile {
     package static func text(set: String, command: String, exitCode code: Int32, endedAt: Double, duration seconds: Double,
                              metrics m: RunMetrics, previous: (success: Double, backups: Int)) -> String {
         let labels = "{set=\"\(escape(set))\",command=\"\(escape(command))\"}"
-        let succeeded = code == 0 || code == ExitStatus.committedFilesMissing
+        let succeeded = code == 0 || code == ExitStatus.filesMissing.rawValue
         let values: [(Family, String)] = [
             (lastSuccess, number(succeeded ? endedAt : previous.success)),
             (lastRun, number(endedAt)),

@@ -48,8 +48,18 @@ package struct RunReport: Sendable {
         self.success = success; self.operation = operation; self.set = set
         self.message = message; self.duration = duration
         self.exitCode = exitCode ?? (success ? 0 : 1)
-        if self.exitCode == ExitStatus.committedFilesMissing { attention = true }
+        if self.exitCode == ExitStatus.filesMissing.rawValue { attention = true }
     }
+
+    /// A report for a run that ends with `status` (3, committed with files missing, counts as
+    /// a success that needs attention: `ExitStatus.monitor`).
+    package init(status: ExitStatus, operation: String, set: String, message: String, duration: TimeInterval? = nil) {
+        self.init(success: status.monitor != .failed, operation: operation, set: set, message: message, duration: duration,
+                  exitCode: status.rawValue)
+    }
+
+    /// How the run ends, by the toolkit's exit statuses.
+    package var status: ExitStatus { ExitStatus(rawValue: exitCode) ?? (success ? .success : .failure) }
 }
 
 /// The hs-backup commands that report to monitors, with their configuration keys.
@@ -185,9 +195,9 @@ package struct Notifier: Sendable {
 
     /// The end ping's first body line: the exit code and the summary or error.
     package static func healthchecksFirstLine(_ outcome: RunReport) -> String {
-        let what = outcome.exitCode == ExitStatus.committedFilesMissing ? "committed, files missing"
+        let what = outcome.status == .filesMissing ? ExitStatus.filesMissing.meaning
             : outcome.exitCode == 0 ? "ok" : "FAILED"
-        return "\(outcome.operation) on \(outcome.set): exit \(outcome.exitCode) (\(what)): \(outcome.message)"
+        return "\(outcome.operation) on \(outcome.set): exit \(outcome.exitCode) (\(what)): \(plainText(outcome.message))"
     }
 
     private func finishHealthchecks(_ base: String, _ outcome: RunReport) -> String? {
@@ -207,15 +217,17 @@ package struct Notifier: Sendable {
 
     /// The headers and body of the ntfy message for `outcome`.
     package static func ntfyMessage(_ outcome: RunReport) -> (headers: [String: String], body: String) {
-        let title = !outcome.success ? "\(outcome.operation) FAILED on \(outcome.set)"
+        let monitor = outcome.status.monitor
+        let title = monitor == .failed ? "\(outcome.operation) FAILED on \(outcome.set)"
+            : monitor == .warning ? "\(outcome.operation) OK, FILES MISSING on \(outcome.set)"
             : outcome.attention ? "\(outcome.operation) OK with warnings on \(outcome.set)"
             : "\(outcome.operation) OK on \(outcome.set)"
-        var body = outcome.message
+        var body = plainText(outcome.message)
         if let d = outcome.duration { body += " (\(Int(d.rounded())) s)" }
         let headers = [
             "Title": asciiHeader(title),
-            "Priority": outcome.success ? "default" : "high",
-            "Tags": !outcome.success ? "rotating_light,floppy_disk" : outcome.attention ? "warning,floppy_disk" : "white_check_mark,floppy_disk",
+            "Priority": monitor == .ok ? "default" : "high",
+            "Tags": monitor == .failed ? "rotating_light,floppy_disk" : monitor == .warning || outcome.attention ? "warning,floppy_disk" : "white_check_mark,floppy_disk",
         ]
         return (headers, body)
     }
@@ -247,8 +259,10 @@ package struct Notifier: Sendable {
     package static func pushURL(_ url: String, _ outcome: RunReport) -> URL? {
         guard var c = URLComponents(string: url) else { return nil }
         var items = (c.queryItems ?? []).filter { !["status", "msg", "ping"].contains($0.name) }
-        var msg = !outcome.success ? "FAILED" : outcome.exitCode == ExitStatus.committedFilesMissing ? "WARNING" : "OK"
-        msg += ": " + outcome.message
+        // Kuma has up and down only: files missing (exit 3) is up, with the warning in the message.
+        let monitor = outcome.status.monitor
+        var msg = monitor == .failed ? "FAILED" : monitor == .warning ? "WARNING: \(ExitStatus.filesMissing.meaning)" : "OK"
+        msg += ": " + plainText(outcome.message)
         if msg.count > 200 { msg = String(msg.prefix(197)) + "..." }
         items.append(URLQueryItem(name: "status", value: outcome.success ? "up" : "down"))
         items.append(URLQueryItem(name: "msg", value: msg))
@@ -316,6 +330,23 @@ package struct Notifier: Sendable {
         var out = text
         while let r = out.range(of: #"https?://[^\s"']+"#, options: .regularExpression) {
             out.replaceSubrange(r, with: redact(String(out[r])))
+        }
+        return out
+    }
+
+    /// The message with any control or bidi character that reached it escaped as in names
+    /// (`NameEscape`): names are escaped where they are put into messages; this keeps a
+    /// notification one honest text whatever slipped through (no forged lines, no escape
+    /// sequences in a phone's notification or a Kuma event).
+    static func plainText(_ s: String) -> String {
+        var out = ""
+        for u in s.unicodeScalars {
+            let v = u.value
+            if v < 0x20 || v == 0x7F || (0x80 ... 0x9F).contains(v) || (0x202A ... 0x202E).contains(v) || (0x2066 ... 0x2069).contains(v) {
+                out += NameEscape.escape(Array(String(u).utf8))
+            } else {
+                out.unicodeScalars.append(u)
+            }
         }
         return out
     }

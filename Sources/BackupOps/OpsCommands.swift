@@ -52,7 +52,7 @@ package enum OpsCommands {
         }
         var attention: [String] = []
         let summary = try notifying(ops.notifier, operation: "hs-backup run", set: options.set, reporter: reporter,
-                                    attention: { _ in !attention.isEmpty }) {
+                                    attention: { _ in !attention.isEmpty }, status: { $0.exitStatus }) {
             var options = options
             var snapshots: SQLiteSnapshot?
             var provider: SQLiteCaptureProvider?
@@ -100,6 +100,7 @@ package enum OpsCommands {
     ///   - metrics: what the run measured (default: the value's own `MetricsReporting.metrics`).
     package static func notifying<T>(_ notifier: Notifier, operation: String, set: String, reporter: Reporter,
                                      ok: (T) -> Bool = { _ in true }, attention: (T) -> Bool = { _ in false },
+                                     status: (T) -> ExitStatus? = { _ in nil },
                                      _ body: () throws -> (T, String),
                                      metrics: (T) -> RunMetrics? = { ($0 as? any MetricsReporting)?.metrics }) throws -> T {
         do { try notifier.validate() } catch { throw ToolError.usage(error.description) }
@@ -107,8 +108,9 @@ package enum OpsCommands {
         let started = notifier.session.started ?? Date()
         do {
             let (value, message) = try body()
-            var report = RunReport(success: ok(value), operation: operation, set: set, message: HumanError.scrub(message),
-                                   duration: Date().timeIntervalSince(started))
+            let code = status(value)
+            var report = RunReport(success: code.map { $0.monitor != .failed } ?? ok(value), operation: operation, set: set,
+                                   message: HumanError.scrub(message), duration: Date().timeIntervalSince(started), exitCode: code?.rawValue)
             report.attention = report.attention || attention(value)
             if let m = metrics(value) { report.metrics = m }
             for w in notifier.report(report) { reporter.warning(w) }

@@ -2,10 +2,11 @@
 //
 // Reads only the JSON header of each manifest (kind, parent, start time, referenced archives),
 // decides with `Retention.decide` (restic semantics; every archive a kept backup references is
-// kept with its backup), and removes the others newest first. For each backup the manifest
-// (the commit record) goes first, then its archive: a prune stopped at any moment leaves only
-// complete backups plus, at worst, an archive without manifest, which the next backup run
-// reports and keeps (`BackupSet.cleanUpReport`: it is older than the newest backup).
+// kept with its backup), and removes the others newest first. For each backup the archive is
+// renamed to `<id>.tar.gz.partial`, then the manifest (the commit record) goes, then the
+// `.partial`: a prune stopped at any moment leaves only complete backups plus, at worst, a
+// `.partial` file that `BackupSet.cleanUpReport` settles (renamed back while the manifest is
+// there, removed once it is gone).
 //
 // Holds the set's lock while removing (`--dry-run` takes no lock and changes nothing). A
 // manifest whose header cannot be read is kept and reported, never removed.
@@ -66,6 +67,7 @@ package enum Pruner {
             warnings += try lock.acquire(operation: "prune")
             let cleanup = try set.cleanUpReport()
             if !cleanup.removed.isEmpty { warnings.append("removed leftovers of an interrupted run: \(cleanup.removed.joined(separator: ", "))") }
+            if !cleanup.completed.isEmpty { warnings.append("completed the commit of \(cleanup.completed.joined(separator: ", "))") }
             warnings += cleanup.warnings
         }
         defer { lock.release() }
@@ -105,12 +107,18 @@ package enum Pruner {
         for id in decision.remove {
             let e = entry(id, [])
             if !dryRun {
-                // The manifest is the commit record: without it the backup no longer exists.
+                // The archive first takes its `.partial` name (a prune stopped there leaves a
+                // committed backup whose commit the next cleanup completes again), then the
+                // manifest, the commit record, goes: from then on the `.partial` archive is
+                // provably a leftover, which the next cleanup removes. Never an archive that no
+                // manifest accounts for (that is damage, kept and reported).
                 do {
+                    // Its archive and keyless index, whichever it has.
+                    let files = try [set.archivePath(id), set.indexPath(id)].filter { try set.destination.stat($0) != nil }
+                    for f in files { try set.destination.rename(f, to: f + ".partial") }
                     try set.destination.remove(set.manifestPath(id))
                     try set.destination.syncDirectory(set.name)
-                    try set.destination.remove(set.archivePath(id))
-                    try set.destination.remove(set.indexPath(id))
+                    for f in files { try set.destination.remove(f + ".partial") }
                 } catch {
                     throw ToolError("prune stopped at backup \(id) in \(set.location): \(error). \(removed.count) newer backups were removed before it; every remaining backup is complete. Fix the cause and run prune again.")
                 }

@@ -11,6 +11,7 @@
 // its companion is planned first; the other gets the result.
 import Backup
 import Foundation
+import Support
 
 /// Substitutes SQLite snapshots for live database files during a backup scan.
 package final class SQLiteCaptureProvider: ContentProvider, @unchecked Sendable {
@@ -22,6 +23,8 @@ package final class SQLiteCaptureProvider: ContentProvider, @unchecked Sendable 
     /// captured at most once per run.
     private let captureLock = NSLock()
     /// Absolute database path -> what happened to it in this run.
+    /// By the database's relative path (its absolute path names the directory by a descriptor
+    /// number, which a later directory may reuse).
     private var states: [String: CaptureState] = [:]
     private var _warnings: [String] = []
     private var _count = 0
@@ -86,9 +89,13 @@ package final class SQLiteCaptureProvider: ContentProvider, @unchecked Sendable 
         captureLock.lock()
         defer { captureLock.unlock() }
         lock.lock()
-        let known = states[db]
+        let known = states[relativePath]
         lock.unlock()
-        if let known { return known }
+        // A snapshot already archived (and removed) is taken again: a provider used for a
+        // second run must not hand out the first run's snapshot, or nothing.
+        if let known {
+            guard case .captured(let info) = known, !FileManager.default.fileExists(atPath: info.path) else { return known }
+        }
         let state: CaptureState
         if !knownDatabase && !SQLiteSnapshot.isDatabase(db) {
             state = .notDatabase
@@ -98,13 +105,13 @@ package final class SQLiteCaptureProvider: ContentProvider, @unchecked Sendable 
                 state = .captured(info)
                 lock.lock(); _count += 1; _bytes += info.size; lock.unlock()
             } catch {
-                let w = "\(relativePath): \(error) Archived the live file (with its -wal) instead; it may not restore cleanly."
+                let w = "\(NameEscape.escape(relativePath)): \(error) Archived the live file (with its -wal) instead; it may not restore cleanly."
                 lock.lock(); _warnings.append(w); lock.unlock()
                 warn(w)
                 state = .failed
             }
         }
-        lock.lock(); states[db] = state; lock.unlock()
+        lock.lock(); states[relativePath] = state; lock.unlock()
         return state
     }
 }

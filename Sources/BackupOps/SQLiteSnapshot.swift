@@ -39,7 +39,7 @@ package struct SQLiteSnapshotError: Error, CustomStringConvertible {
     package var code: Int32
     package var detail: String
     package var description: String {
-        "SQLite snapshot of \(path) failed in \(call) (code \(code)): \(detail). "
+        "SQLite snapshot of \(NameEscape.escape(path)) failed in \(call) (code \(code)): \(detail). "
             + "The database was not changed; check that it is readable and that the temporary "
             + "directory has free space for a copy of it."
     }

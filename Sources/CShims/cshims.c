@@ -30,6 +30,7 @@ long cshims_listxattrat_nofollow(int dfd, const char *name, char *list, unsigned
 #endif
 }
 
+
 long cshims_getdents64(int fd, void *buffer, size_t length) { return getdents64(fd, buffer, length); }
 
 int cshims_malloc_trim(size_t pad) { return malloc_trim(pad); }

@@ -11,6 +11,8 @@ import Support
 ///   (instead of falling through to the default subcommand);
 /// - `-q/--quiet` and `-v/--verbose` set `Reporter.verbosity`;
 /// - with `--json`, a usage error also prints `{"error": ..., "exit_code": 2}` on stdout;
+/// - a single-value option given more than once is a usage error naming it and its values
+///   (ArgumentParser would silently keep the last one: `--to /a --to /b` must not back up to /b).
 /// - the configuration file (`ToolConfiguration`: /etc/default/home-server-tools, `HS_CONFIG`
 ///   or `--config`) is read before the command runs: a file that cannot be used exits 2.
 package protocol ToolCommand: AsyncParsableCommand {}
@@ -29,6 +31,14 @@ extension ToolCommand {
            !subcommands.contains(first), !aliases.contains(first) {
             reportFailure("\(name): unknown command '\(first)'. The commands are: \(subcommands.joined(separator: ", ")). "
                           + "See '\(name) --help'.", exitCode: 2)
+            Foundation.exit(2)
+        }
+        let defaultSubcommand = configuration.defaultSubcommand.map { $0.configuration.commandName ?? Self.defaultName($0) }
+        if let r = RepeatedOptions.first(in: arguments, help: _dumpHelp(), defaultSubcommand: defaultSubcommand) {
+            let message = "\(name): \(r.option) was given \(r.values.count == 2 ? "twice" : "\(r.values.count) times") "
+                + "(\(r.values.map { "'\($0)'" }.joined(separator: ", "))); it takes one value: give it once."
+            Reporter.writeStderr("error: " + message + "\n")
+            if Reporter.jsonRequested { Reporter.emitJSONError(message, exitCode: 2) }
             Foundation.exit(2)
         }
         if arguments.contains("-q") || arguments.contains("--quiet") { Reporter.verbosity = .quiet }
@@ -55,7 +65,7 @@ extension ToolCommand {
     }
 
     /// ArgumentParser's default name of a subcommand type (`Run` -> `run`).
-    private static func defaultName(_ type: any ParsableCommand.Type) -> String {
+    static func defaultName(_ type: any ParsableCommand.Type) -> String {
         String(describing: type).split(separator: ".").last.map { $0.lowercased() } ?? ""
     }
 }
@@ -78,5 +88,59 @@ package struct VerbosityOptions: ParsableArguments {
 
     package func validate() throws {
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other.") }
+    }
+}
+
+/// Finds a single-value option given more than once, from the command's own description
+/// (ArgumentParser's help dump: every option with its names and whether it repeats).
+enum RepeatedOptions {
+    /// The first single-value option that `arguments` give more than once, with its values,
+    /// for the (sub)command the arguments select (`defaultSubcommand` when none is named).
+    static func first(in arguments: [String], help: String, defaultSubcommand: String?) -> (option: String, values: [String])? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(help.utf8)) as? [String: Any],
+              var command = object["command"] as? [String: Any] else { return nil }
+        var rest = arguments[...]
+        // Descend into the named subcommands (or the default one).
+        while let subs = command["subcommands"] as? [[String: Any]], !subs.isEmpty {
+            if let word = rest.first, let sub = subs.first(where: { $0["commandName"] as? String == word || ($0["aliases"] as? [String] ?? []).contains(word) }) {
+                command = sub
+                rest = rest.dropFirst()
+            } else if let d = defaultSubcommand, let sub = subs.first(where: { $0["commandName"] as? String == d }) {
+                command = sub
+            } else {
+                break
+            }
+        }
+        // Option spellings: "--name" / "-n" -> (display name, takes a value, repeats).
+        var options: [String: (display: String, value: Bool, repeats: Bool)] = [:]
+        for a in command["arguments"] as? [[String: Any]] ?? [] {
+            let kind = a["kind"] as? String
+            guard kind == "option" || kind == "flag" else { continue }
+            let names = (a["names"] as? [[String: Any]] ?? []).compactMap { n -> String? in
+                guard let name = n["name"] as? String else { return nil }
+                return (n["kind"] as? String == "long" ? "--" : "-") + name
+            }
+            guard let display = names.first(where: { $0.hasPrefix("--") }) ?? names.first else { continue }
+            for n in names { options[n] = (display, kind == "option", a["isRepeating"] as? Bool ?? false) }
+        }
+        var seen: [String: [String]] = [:]
+        var order: [String] = []
+        var i = rest.startIndex
+        while i < rest.endIndex {
+            let token = rest[i]
+            i += 1
+            if token == "--" { break }
+            guard token.hasPrefix("-") else { continue }
+            let (spelling, inline) = token.firstIndex(of: "=").map { (String(token[..<$0]), String(token[token.index(after: $0)...])) }
+                ?? (token, nil)
+            guard let o = options[spelling] else { continue }
+            var value = inline ?? ""
+            if o.value && inline == nil && i < rest.endIndex { value = rest[i]; i += 1 }
+            guard o.value && !o.repeats else { continue }
+            if seen[o.display] == nil { order.append(o.display) }
+            seen[o.display, default: []].append(value)
+        }
+        for o in order where seen[o]!.count > 1 { return (o, seen[o]!) }
+        return nil
     }
 }

@@ -170,13 +170,18 @@ final class FileJob: Sendable {
             }
             sized = true
         }
-        var hasher = expected != nil ? SHA256Hasher() : nil
+        // A sparse member's expected hash is the `SparseHash` (its map and data, not its holes).
+        var hasher = expected != nil && e.sparse == nil ? SHA256Hasher() : nil
+        var sparseHasher: SparseHash? = nil
+        if expected != nil, let map = e.sparse { sparseHasher = SparseHash(map: map, realSize: e.size) }
         var end: UInt64 = 0
         var written: UInt64 = 0  // the file's size so far (it was created empty, O_EXCL)
         try content { off, bytes in
-            if hasher != nil {
-                guard off == end else { throw RestoreError.source(ArchiveError(.malformed, entry: shown, "content out of order"), possiblyWrong: [], more: 0) }
-                hasher!.update(bytes)
+            if hasher != nil || sparseHasher != nil {
+                guard hasher != nil ? off == end : off >= end else {
+                    throw RestoreError.source(ArchiveError(.malformed, entry: shown, "content out of order"), possiblyWrong: [], more: 0)
+                }
+                if hasher != nil { hasher!.update(bytes) } else { sparseHasher!.update(bytes) }
             }
             var p = 0
             while p < bytes.count {
@@ -194,8 +199,11 @@ final class FileJob: Sendable {
             }
             end = off + UInt64(bytes.count)
         }
-        if let hasher, let expected {
-            guard end == e.size, hasher.finalize() == expected else { throw RestoreError.contentMismatch(entry: shown, origin: origin) }
+        if let expected, hasher != nil || sparseHasher != nil {
+            let got = hasher != nil ? hasher.take()!.finalize() : sparseHasher.take()!.finalize()
+            // A sparse member's content ends where its map's last region ends.
+            let dataEnd = e.sparse.map { $0.last.map { $0.offset + $0.length } ?? 0 } ?? e.size
+            guard end == dataEnd, got == expected else { throw RestoreError.contentMismatch(entry: shown, origin: origin) }
         }
         // Only when a hole ends the file (the truncate costs a journal update per file).
         if written != e.size && !sized {

@@ -27,7 +27,8 @@ struct HsBackup: ToolCommand {
         Defaults (DEST, the source, the set, notification URLs per job) come from the environment or \
         /etc/default/home-server-tools (HS_CONFIG or --config names another file); a flag beats both. \
         'hs-backup config' shows the effective values.
-        Exit codes: 0 success, 1 the backup or check failed, 2 bad usage.
+        Exit codes: 0 success, 1 the backup or check failed, 2 bad usage, 3 (run) a backup was committed but files that \
+        exist are missing from it (unreadable, or swapped while read): they are named, and --json lists them.
 
         Examples:
           hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups
@@ -91,7 +92,12 @@ extension HsBackup {
             abstract: "Take a backup (incremental unless a full one is due). Alias: backup.",
             discussion: """
             --json prints the summary: {"id", "set", "destination", "kind", "parent", "files", "directories", \
-            "symlinks", "files_archived", "tree_bytes", "bytes_in", "bytes_out", "seconds", "warnings"}.
+            "symlinks", "files_archived", "tree_bytes", "bytes_in", "bytes_out", "seconds", "warnings", \
+            "missing": {"count", "first": [{"path", "reason"}...]}, "exit_code"}.
+            A file that vanishes between the scan and its read is a warning (exit 0). A file that exists but \
+            cannot be read (permission denied), or that was replaced (by a symlink, a directory, another file) \
+            while the run read it, is named and left out; the backup is committed and the run exits 3. \
+            --ping reports exit 3 as up with a WARNING message; --notify posts it even without --notify-success.
 
             Examples:
               hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups
@@ -157,8 +163,13 @@ extension HsBackup {
                 try engine.apply(to: &options)
                 let summary = engine.dryRun ? try BackupRunner(options: options, reporter: reporter).run()
                     : try OpsCommands.backup(options, ops: settings, reporter: reporter)
-                if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
-                return 0
+                if reporter.mode == .json { reporter.emitJSON(summary) } else if summary.exitStatus == .success {
+                    reporter.info(summary.line)
+                } else {
+                    // Exit 3 (committed, files missing): the summary is printed also with -q.
+                    Reporter.writeStdout(summary.line + "\n")
+                }
+                return summary.exitStatus.rawValue
             }
             if code != 0 { throw ExitCode(code) }
         }
@@ -171,7 +182,9 @@ extension HsBackup {
             Without --name: the sets in DEST. --json: {"destination", "sets": [{"name", "backups", "latest", \
             "latest_time", "locked"}]}.
             With --name: the backups of that set, oldest first. --json: {"destination", "set", "backups": \
-            [{"id", "time", "kind", "parent", "files", "tree_bytes", "bytes_out", "seconds", "warnings"}]}.
+            [{"id", "time", "kind", "parent", "files", "tree_bytes", "bytes_out", "seconds", "warnings"}], "damage": [...]}.
+            Damage (an archive no manifest accounts for, a manifest that holds another backup than its name says) \
+            is listed too, and the exit code is then 1.
             Times are UTC (ISO 8601, marked Z). A missing destination or set is an error (exit 1).
 
             Examples:
@@ -182,7 +195,7 @@ extension HsBackup {
         @OptionGroup var destination: DestinationOptions
 
         struct SetsJSON: Encodable { var destination: String; var sets: [SetSummary] }
-        struct BackupsJSON: Encodable { var destination: String; var set: String; var backups: [BackupListing] }
+        struct BackupsJSON: Encodable { var destination: String; var set: String; var backups: [BackupListing]; var damage: [String] }
 
         func run() async throws {
             let code = await toolMain {
@@ -202,10 +215,13 @@ extension HsBackup {
                     return 0
                 }
                 try BackupSets.requireSet(dest, setName)
-                let rows = try SetInspector.list(destination: dest, set: setName)
+                let (rows, damage) = try SetInspector.list(destination: dest, set: setName)
                 if reporter.mode == .json {
-                    reporter.emitJSON(BackupsJSON(destination: dest.displayName, set: setName, backups: rows))
-                } else if rows.isEmpty {
+                    reporter.emitJSON(BackupsJSON(destination: dest.displayName, set: setName, backups: rows, damage: damage))
+                    return damage.isEmpty ? 0 : 1
+                }
+                for d in damage { reporter.error("damaged: \(d)") }
+                if rows.isEmpty {
                     reporter.info("no backups in \(dest.displayName)/\(setName)")
                 } else {
                     reporter.info(pad("ID", 20) + pad("TIME (UTC)", 22) + pad("KIND", 13) + pad("FILES", 9) + pad("TREE", 11) + pad("WRITTEN", 11) + "DURATION")
@@ -214,7 +230,7 @@ extension HsBackup {
                                       + pad(Format.bytes(r.treeBytes), 11) + pad(Format.bytes(r.bytesOut), 11) + Format.seconds(r.seconds))
                     }
                 }
-                return 0
+                return damage.isEmpty ? 0 : 1
             }
             if code != 0 { throw ExitCode(code) }
         }

@@ -35,7 +35,7 @@ struct HsDeploy: ToolCommand {
             -f stacks/STACK/docker-compose.yml up -d` with a clean environment (only the .env \
             files set variables).
 
-            Exit codes: 0 success, 1 a check failed (or compose failed), 2 bad usage.
+            Exit codes: 0 success, 1 a check failed (or compose failed), 2 bad usage. \(ExitStatus.onlyBackupRun)
 
             Examples:
               hs-deploy --check

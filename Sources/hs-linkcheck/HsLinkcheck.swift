@@ -10,7 +10,7 @@ struct HsLinkcheck: ToolCommand {
         commandName: "hs-linkcheck",
         abstract: "Prove hardlinks work between downloads/ and library/, explain why not, reclaim wasted copies.",
         discussion: """
-        Exit codes: 0 all good, 1 a problem found, 2 bad usage.
+        Exit codes: 0 all good, 1 a problem found, 2 bad usage. \(ExitStatus.onlyBackupRun)
 
         Examples:
           hs-linkcheck /mnt/storage

@@ -40,7 +40,7 @@ struct HsProvision: ToolCommand {
             `hs-provision inventory --ansible` prints the inventory as Ansible's JSON
             inventory (provisioning/ansible/inventory.sh, used by provisioning/site.yml).
             Exit codes: 0 success, 1 a step failed, 2 bad usage (bad inventory, host or
-            step name).
+            step name). \(ExitStatus.onlyBackupRun)
 
             Examples:
               hs-provision plan  --inventory provisioning/inventory.yml --host pve

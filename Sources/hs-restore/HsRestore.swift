@@ -16,7 +16,7 @@ struct HsRestore: ToolCommand {
         a backslash); --only takes a path as its bytes or in that escaped form. \
         --json prints one object, also on failure: {"error": "...", "exit_code": N}; with --dry-run it \
         lists the entries ("entries": [{"type", "path", "size", "mode", "uid", "gid", "link"}]).
-        Exit codes: 0 success, 1 the restore failed (or an --only path matches nothing), 2 bad usage.
+        Exit codes: 0 success, 1 the restore failed (or an --only path matches nothing), 2 bad usage. \(ExitStatus.onlyBackupRun)
 
         Examples:
           hs-restore --from nfs://truenas/mnt/tank/backups --name io --to /opt/appdata.new
@@ -63,10 +63,9 @@ struct HsRestore: ToolCommand {
             throw ValidationError("Give --from DEST or --archive FILE (HS_BACKUP_DEST, the default of --from, is not set: "
                                   + "\(config.whereLooked(.backupDest))).")
         }
-        if to.isEmpty { throw ValidationError("--to needs a directory (it was empty).") }
-        let given = NameArgument.rawArguments.filter { $0.elementsEqual("--to".utf8) || $0.starts(with: "--to=".utf8) }.count
-        if given > 1 { throw ValidationError("--to was given \(given) times; give the target directory once.") }
-        if archive?.isEmpty == true { throw ValidationError("--archive needs a file (or - for stdin).") }
+        for (option, value) in [("--to", to), ("--from", from), ("--archive", archive)] where value?.isEmpty == true {
+            throw ValidationError("\(option) is empty: give \(option == "--to" ? "the directory to restore into, e.g. --to /opt/appdata.new" : option == "--from" ? "the backup destination, e.g. --from /mnt/backups" : "the tar or tar.gz file to extract (- for stdin), e.g. --archive /mnt/backups/io/20261127T030000Z.tar.gz").")
+        }
     }
 
     func run() async throws {

@@ -126,26 +126,31 @@ private let sample = BackupIndex(
         }
     }
 
-    @Test func anIndexWithoutItsManifestIsALeftoverOnlyWhenNewest() throws {
+    @Test func anIndexWithoutItsManifestIsALeftoverOnlyWhenPartial() throws {
         let src = try TempDir("idx-src")
         try Tree.makeSample(src.path)
         let dest = try TestDestination(.local)
         let first = try backup(src.path, dest, full: true)
         let set = BackupSet(destination: dest.destination, name: "t")
         let index = try #require(try set.readIndex(first.id))
-        // A run killed between its index and its manifest's rename.
+        // A run killed between its index and its manifest's rename: the index still has its
+        // `.partial` name (it gets its final name after the commit), a provable leftover.
         var leftover = index
         leftover.id = "29991231T235959Z"
         leftover.manifest.id = leftover.id
         try set.writeIndex(leftover)
-        // An older index whose manifest was lost: damage, kept and reported.
-        var orphan = index
-        orphan.id = "20000101T000000Z"
-        orphan.manifest.id = orphan.id
-        try set.writeIndex(orphan)
+        // An index under its final name whose manifest was lost: damage, kept and reported,
+        // also when it is the newest (a lost manifest must not cost its files too).
+        for id in ["20000101T000000Z", "29991231T235958Z"] {
+            var orphan = index
+            orphan.id = id
+            orphan.manifest.id = orphan.id
+            try dest.destination.writeAtomically(set.indexPath(id), contents: orphan.encoded())
+        }
         let report = try set.cleanUpReport()
-        #expect(report.removed == ["29991231T235959Z.index"])
+        #expect(report.removed == ["29991231T235959Z.index.partial"])
         #expect(report.warnings.contains { $0.contains("20000101T000000Z.index") })
+        #expect(report.warnings.contains { $0.contains("29991231T235958Z.index") })
         #expect(try set.readIndex(first.id) == index)
     }
 

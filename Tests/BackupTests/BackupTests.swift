@@ -87,7 +87,8 @@ func restore(_ destination: any Destination, id: String, to: String, only: [Stri
         #expect(m.table.entry(1).hash == Digest(SHA256Hasher.hash(Array("a/b".utf8))))
         #expect(m.table.find("a.b") == 2 && m.table.find("zz") == nil)
         bytes[bytes.count / 2] ^= 1
-        #expect(throws: ToolError.self) { try Manifest.decode(bytes, name: "test") }
+        let err = #expect(throws: ManifestError.self) { try Manifest.decode(bytes, name: "test") }
+        #expect(err?.isDamage == true)
     }
 
     @Test func defaultExcludesKeepPosters() {

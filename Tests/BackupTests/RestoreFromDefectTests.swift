@@ -180,7 +180,7 @@ import Glibc
             (e.linkOffset, e.linkLength) = unordered.intern("")
             unordered.append(e)
         }
-        #expect(throws: ToolError.self) { try Manifest(header: original.header, table: unordered).encoded() }
+        #expect(throws: OutOfOrder.self) { try Manifest(header: original.header, table: unordered).encoded() }
         let good = try Manifest(header: original.header, table: original.table).encoded()
         // Swap the first member for one whose entries are reversed: built by hand below.
         var records: [UInt8] = []

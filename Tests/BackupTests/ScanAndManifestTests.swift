@@ -440,7 +440,8 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
             // A damaged body is refused.
             var bad = old
             bad[bad.count - 40] ^= 0x55
-            #expect(throws: ToolError.self) { try Manifest.decode(bad, name: "bad") }
+            let err = #expect(throws: ManifestError.self) { try Manifest.decode(bad, name: "bad") }
+            #expect(err?.isDamage == true)
         }
     }
 

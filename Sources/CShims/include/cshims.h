@@ -17,6 +17,8 @@ int cshims_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path)
 /// errno ENOSYS on older kernels (callers fall back to llistxattr).
 long cshims_listxattrat_nofollow(int dfd, const char *name, char *list, unsigned long size);
 
+long cshims_lgetxattr(const char *path, const char *attr, void *value, unsigned long size);
+
 /// getdents64(fd, buffer, length) (glibc 2.30+ under _GNU_SOURCE).
 long cshims_getdents64(int fd, void *buffer, size_t length);
 
