@@ -46,6 +46,7 @@ TEST_PACKAGES=(
   # encryption interop, offsite copies over SFTP, the FUSE mount, monitoring, packaging checks,
   # a clock that went backwards
   age rclone openssh-server fuse3 prometheus-node-exporter lintian systemd faketime
+  groff-base   # the package's man pages are rendered with groff -ww (no warnings)
 )
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }

@@ -231,12 +231,24 @@ find "$ROOT" -newermt "@$SOURCE_DATE_EPOCH" -exec touch --no-dereference --date=
 dpkg-deb --root-owner-group -Zxz --build "$ROOT" "$DIST/$BASE.deb.partial" >/dev/null
 mv -f "$DIST/$BASE.deb.partial" "$DIST/$BASE.deb"
 
-# 6. The tarball: home-server-tools-<version>/{bin,lib,share} for /usr/local.
+# 6. The tarball: home-server-tools-<version>/{bin,lib,share} for /usr/local, with the .deb's
+#    man pages and completions where /usr/local's searches find them (man-db's MANPATH
+#    /usr/local/share/man; bash-completion and fish through XDG_DATA_DIRS, /usr/local/share
+#    first; zsh's fpath on Debian has /usr/local/share/zsh/site-functions). No units or
+#    conffile: those need the package.
 TOP="$NAME-$VERSION"
 T="$WORK/tar/$TOP"
-install -d "$T/bin" "$T/lib/$NAME" "$T/share/doc/$NAME"
+install -d "$T/bin" "$T/lib/$NAME" "$T/share/doc/$NAME" "$T/share/man/man1" "$T/share/man/man7" \
+  "$T/share/bash-completion/completions" "$T/share/zsh/site-functions" "$T/share/fish/vendor_completions.d"
 install -m 0755 "$WORK/$NAME" "$T/lib/$NAME/$NAME"
-for t in "${TOOLS[@]}"; do ln -s "../lib/$NAME/$NAME" "$T/bin/$t"; done
+for t in "${TOOLS[@]}"; do
+  ln -s "../lib/$NAME/$NAME" "$T/bin/$t"
+  install -m 0644 "$ROOT/usr/share/man/man1/$t.1.gz" "$T/share/man/man1/"
+  install -m 0644 "$ROOT/usr/share/bash-completion/completions/$t" "$T/share/bash-completion/completions/"
+  install -m 0644 "$ROOT/usr/share/zsh/vendor-completions/_$t" "$T/share/zsh/site-functions/"
+  install -m 0644 "$ROOT/usr/share/fish/vendor_completions.d/$t.fish" "$T/share/fish/vendor_completions.d/"
+done
+install -m 0644 "$ROOT/usr/share/man/man7/$NAME.7.gz" "$T/share/man/man7/"
 install -m 0644 crontab.example "$ROOT/usr/share/doc/$NAME/README" "$T/share/doc/$NAME/"
 echo "apt-get install $(sed 's/,//g' <<< "$DEPENDS")" > "$T/share/doc/$NAME/DEPENDS"
 tar --owner=0 --group=0 --numeric-owner -C "$WORK/tar" -czf "$DIST/$BASE.tar.gz.partial" "$TOP"

@@ -4,10 +4,30 @@ import Support
 /// Read-only state queries. They work in every mode: file-based ones read under the root
 /// prefix; command-based ones return nil ("unknown") in `--root` mode.
 extension Machine {
-    /// Installed packages among `names`, from dpkg's database (`/var/lib/dpkg/status`, the
-    /// file dpkg-query reads).
-    package func installedPackages(_ names: [String]) -> Set<String> {
-        DpkgStatus.installed(in: read("/var/lib/dpkg/status") ?? "").intersection(names)
+    /// Installed packages among `names`, asked of `dpkg-query` (dpkg's database is dpkg's own
+    /// business, Debian policy 2.5): on the live system directly, for `--root` and `--chroot`
+    /// with this machine's `dpkg-query --root=DIR` (the target's database; a chroot need not
+    /// have dpkg).
+    /// - Throws: `ProvisionError` when dpkg-query is missing or fails.
+    package func installedPackages(_ names: [String]) throws -> Set<String> {
+        let r = try dpkgQuery(["--show", "--showformat", DpkgStatus.showFormat])
+        return DpkgStatus.installed(in: r).intersection(names)
+    }
+
+    /// `dpkg-query ARGS` about the target (see `installedPackages`); its standard output.
+    func dpkgQuery(_ args: [String]) throws -> String {
+        let argv = ["dpkg-query"] + (mode == .live ? [] : ["--root=" + mode.prefix]) + args
+        guard Subprocess.which("dpkg-query") != nil else {
+            throw ProvisionError("dpkg-query is not installed here, so the target's packages cannot be read: hs-provision manages Debian hosts (install dpkg)")
+        }
+        let r: ProcessResult
+        do { r = try Subprocess.run(argv, environment: Self.commandEnvironment) } catch {
+            throw ProvisionError("cannot run \(argv.joined(separator: " ")): \(error)")
+        }
+        guard r.succeeded else {
+            throw ProvisionError("\(argv.joined(separator: " ")) failed (exit \(r.status)): \(r.stderr.suffix(500)); is dpkg's database of \(mode.prefix.isEmpty ? "this system" : mode.prefix) intact?")
+        }
+        return r.stdout
     }
 
     /// Permission bits of a target path (nil when missing; links not followed).
@@ -35,14 +55,18 @@ extension Machine {
         return out
     }
 
-    /// dpkg's native architecture (`dpkg --print-architecture`); in `--root` mode the first
-    /// line of `/var/lib/dpkg/arch` under the root, else derived from this machine.
+    /// dpkg's native architecture (`dpkg --print-architecture`); in `--root` mode the
+    /// architecture of the root's installed `dpkg` package (dpkg-query), else derived from this
+    /// machine.
     package func architecture() -> String {
         if let r = query(["dpkg", "--print-architecture"]), r.succeeded {
             let a = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             if !a.isEmpty { return a }
         }
-        if let a = read("/var/lib/dpkg/arch")?.split(separator: "\n").first { return String(a) }
+        if case .root = mode, let out = try? dpkgQuery(["--show", "--showformat", "${Architecture}", "dpkg"]),
+           !out.isEmpty, !out.contains(where: \.isWhitespace) {
+            return out
+        }
         var u = utsname()
         uname(&u)
         let m = withUnsafeBytes(of: &u.machine) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
@@ -84,7 +108,11 @@ extension Machine {
 
 /// Parser for dpkg's status database. Pure.
 package enum DpkgStatus {
-    /// Names of packages whose status is `install|hold ok installed`.
+    /// dpkg-query's `--showformat` that prints each package as a stanza `installed(in:)` reads.
+    package static let showFormat = "Package: ${Package}\nStatus: ${Status}\n\n"
+
+    /// Names of packages whose status is `install|hold ok installed`, from stanzas with
+    /// `Package:` and `Status:` fields (dpkg-query with `showFormat`, or a status file).
     package static func installed(in status: String) -> Set<String> {
         var out = Set<String>()
         var pkg: String?

@@ -73,7 +73,7 @@ package enum Steps {
     /// Installs missing packages.
     static func packages(_ names: [String]) -> Step {
         Step("packages") { m in
-            let have = m.installedPackages(names)
+            let have = try m.installedPackages(names)
             return StepPlan(actions: aptInstall(names.filter { !have.contains($0) }))
         }
     }
@@ -209,9 +209,9 @@ package enum Steps {
             var p = StepPlan()
             switch c.inventory.defaults.dockerSource {
             case .docker:
-                let conflicts = m.installedPackages(conflicting)
+                let conflicts = try m.installedPackages(conflicting)
                 if !conflicts.isEmpty { p.actions.append(.command(["apt-get", "remove", "-y"] + conflicting.filter(conflicts.contains))) }
-                let have = m.installedPackages(officialDocker)
+                let have = try m.installedPackages(officialDocker)
                 p.actions += aptInstall(officialDocker.filter { !have.contains($0) })
             case .debian:
                 var want = ["docker.io"]
@@ -221,7 +221,7 @@ package enum Steps {
                 } else {
                     want.append("docker-compose")   // Compose v2 as a CLI plugin from trixie on
                 }
-                let have = m.installedPackages(want)
+                let have = try m.installedPackages(want)
                 p.actions += aptInstall(want.filter { !have.contains($0) })
             }
             return p
@@ -333,7 +333,7 @@ package enum Steps {
     static func tailscale(_ c: ProvisionContext) -> Step {
         Step("tailscale") { m in
             var p = StepPlan()
-            let installed = !m.installedPackages(["tailscale"]).isEmpty
+            let installed = try !m.installedPackages(["tailscale"]).isEmpty
             if !installed { p.actions += aptInstall(["tailscale"]) }
             let name = c.host.name
             let key = c.inventory.defaults.tailscaleAuthkeyFile

@@ -124,6 +124,27 @@ import Glibc
         #expect(FileManager.default.contentsEqual(atPath: t.sub(top + "lib/home-server-tools/home-server-tools"), andPath: exe))
         let help = try Self.run([t.sub(top + "bin/hs-restore"), "--help"])
         #expect(help.succeeded && help.stdout.contains("USAGE: hs-restore"), "\(help.stdout)\(help.stderr)")
+
+        // The tarball's man pages and completions: the .deb's, byte for byte, in the places
+        // /usr/local is searched (man-db, bash-completion and fish through XDG_DATA_DIRS,
+        // Debian zsh's fpath); no units or conffile (those need the package).
+        var pairs = [("share/man/man7/home-server-tools.7.gz", "usr/share/man/man7/home-server-tools.7.gz")]
+        for tool in Self.tools {
+            pairs += [("share/man/man1/\(tool).1.gz", "usr/share/man/man1/\(tool).1.gz"),
+                      ("share/bash-completion/completions/\(tool)", "usr/share/bash-completion/completions/\(tool)"),
+                      ("share/zsh/site-functions/_\(tool)", "usr/share/zsh/vendor-completions/_\(tool)"),
+                      ("share/fish/vendor_completions.d/\(tool).fish", "usr/share/fish/vendor_completions.d/\(tool).fish")]
+        }
+        for (inTar, inDeb) in pairs {
+            #expect(FileManager.default.fileExists(atPath: x.sub(inDeb)), "the .deb lacks \(inDeb)")
+            #expect(FileManager.default.contentsEqual(atPath: t.sub(top + inTar), andPath: x.sub(inDeb)), "tarball \(inTar) differs from the .deb's \(inDeb) (or is missing)")
+        }
+        let manual = try Self.run(["sh", "-c", "zcat \"$1\" | groff -man -Tutf8 -ww", "sh", t.sub(top + "share/man/man1/hs-backup.1.gz")])
+        #expect(manual.succeeded && manual.stdout.contains("hs-backup") && manual.stderr.isEmpty,
+                "groff of the tarball's hs-backup.1.gz: \(manual.stderr)")
+        let completion = try Self.run(["bash", "-c", ". \"$1\" && complete -p hs-backup", "bash", t.sub(top + "share/bash-completion/completions/hs-backup")])
+        #expect(completion.succeeded && completion.stdout.contains("hs-backup"), "the tarball's bash completion does not register hs-backup: \(completion.stdout)\(completion.stderr)")
+        #expect(!list.stdout.contains("systemd") && !list.stdout.contains("etc/default"), "the tarball has units or the conffile:\n\(list.stdout)")
     }
 
     @Test(.timeLimit(.minutes(45))) func aptInstallsThePackageIntoFreshDebianWithoutToolchainAndTheToolsWork() throws {
