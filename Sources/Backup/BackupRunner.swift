@@ -13,6 +13,8 @@ package struct BackupOptions {
     package var set: String
     package var forceFull = false
     package var excludes: [String] = []
+    /// `--exclude-caches` / `--exclude-if-present`: marked directories keep only the marker.
+    package var markers = ExcludeMarkers()
     /// A full backup is taken automatically after this many incrementals...
     package var maxIncrementals = 13
     /// ...or when the last full backup is older than this many days.
@@ -280,6 +282,7 @@ package final class BackupRunner {
     func makeScanner() -> Scanner {
         let scanner = Scanner(root: options.source, excludes: ExcludeSet(patterns: options.excludes))
         scanner.oneFileSystem = options.oneFileSystem
+        scanner.markers = options.markers
         if let local = options.destination as? LocalDestination {
             // DEST, and DEST/SET for when DEST is the source itself.
             for path in [local.root, local.root + "/" + options.set] {

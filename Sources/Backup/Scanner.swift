@@ -79,6 +79,9 @@ package final class Scanner {
     /// reader settles it (an incremental compares the ctime with the previous backup first:
     /// any xattr or ACL change updates the ctime, so most entries need no syscall for them).
     package var xattrsLeftToReader = false
+    /// Directories whose contents are left out but for the marker (`--exclude-caches`,
+    /// `--exclude-if-present`; ExcludeMarkers.swift).
+    package var markers = ExcludeMarkers()
     /// At most this many directories are held open to split the walk into units (bounds fds).
     static let maxOpenDirectories = 512
     /// A directory with at most this many entries is split further down (up to `maxSplitDepth`).
@@ -123,7 +126,7 @@ package final class Scanner {
         let counter = ScanCounter(progress: progress)
         let context = ScanContext(root: root, rootBytes: Array(root.utf8), excludes: excludes,
                                   counter: counter, oneFileSystem: oneFileSystem, skipDirectories: skipDirectories, readXattrs: readXattrs,
-                                  xattrsLeftToReader: xattrsLeftToReader)
+                                  xattrsLeftToReader: xattrsLeftToReader, markers: markers)
 
         // The top of the tree on this thread, entry by entry without descending: a directory
         // with few entries (a chain like Plex's `Library/Application Support/Plex Media Server/
@@ -449,6 +452,7 @@ struct ScanContext: @unchecked Sendable {
     let skipDirectories: [(dev: UInt64, ino: UInt64, name: String)]
     let readXattrs: Bool
     let xattrsLeftToReader: Bool
+    let markers: ExcludeMarkers
 }
 
 /// Counts entries across threads and reports progress now and then.
@@ -648,6 +652,13 @@ final class ScanWorker: @unchecked Sendable {
             }
             if mountPoint && context.oneFileSystem { close(cfd); return nil }
             let child = DirectoryHandle(fd: cfd)
+            if !context.markers.isEmpty,
+               let marker = context.markers.marker(in: cfd, path: currentPath(fullLength), warn: warn) {
+                // A cache or marked directory: only the marker goes in with it.
+                try process(child, name: DirectoryName(bytes: marker, type: 0), prefixLength: fullLength,
+                            parentDev: UInt64(st.st_dev), descend: true)
+                return nil
+            }
             if !descend { return (child, pathBuf[0 ..< fullLength].map { UInt8(bitPattern: $0) }, UInt64(st.st_dev)) }
             try walk(child, prefixLength: fullLength, dev: UInt64(st.st_dev))
         }

@@ -1,7 +1,8 @@
 import ArgumentParser
 import Backup
 
-/// `--one-file-system`, `--exclude-file`, `--dry-run` of `hs-backup run`: options of the
+/// `--one-file-system`, `--exclude-file`, `--exclude-caches`, `--exclude-if-present`,
+/// `--dry-run` of `hs-backup run`: options of the
 /// backup engine itself, kept in one block.
 struct EngineRunOptions: ParsableArguments {
     @Flag(name: .customLong("one-file-system"), help: "Do not descend into mount points below the source (each one is named in a warning).")
@@ -9,6 +10,12 @@ struct EngineRunOptions: ParsableArguments {
 
     @Option(name: .customLong("exclude-file"), help: ArgumentHelp("File of patterns to skip, one per line ('#' comments and blank lines ignored); repeatable.", valueName: "FILE"))
     var excludeFiles: [String] = []
+
+    @Flag(name: .customLong("exclude-caches"), help: "Leave out the contents of directories holding a CACHEDIR.TAG with the standard signature (bford.info/cachedir); the directory and the tag are kept, as GNU tar does.")
+    var excludeCaches = false
+
+    @Option(name: .customLong("exclude-if-present"), help: ArgumentHelp("Leave out the contents of directories holding a file of this name (like .nobackup); the directory and that file are kept, as GNU tar's --exclude-tag. Repeatable.", valueName: "NAME"))
+    var excludeIfPresent: [String] = []
 
     @Flag(name: .customLong("dry-run"), help: "List what would be archived; write nothing (no lock, no archive, no manifest).")
     var dryRun = false
@@ -18,5 +25,6 @@ struct EngineRunOptions: ParsableArguments {
         options.oneFileSystem = oneFileSystem
         options.dryRun = dryRun
         for f in excludeFiles { options.excludes += try ExcludeSet.patterns(fromFile: f) }
+        options.markers = ExcludeMarkers(caches: excludeCaches, ifPresent: try excludeIfPresent.map(ExcludeMarkers.name))
     }
 }
