@@ -83,7 +83,7 @@ let package = Package(
         .testTarget(name: "NFSTests", dependencies: ["NFS", "Storage", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ArchiveTests", dependencies: ["Archive", "Gzip", "Restore", "TestSupport"], exclude: ["hostile.py", "wild.py", "defects.py"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "BackupTests", dependencies: ["Backup", "BackupOps", "Restore", "Storage", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "BackupTests", dependencies: ["Backup", "BackupOps", "Crypto", "Gzip", "Restore", "Storage", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "LinkCheckTests", dependencies: ["LinkCheck", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "TestSupport"], exclude: ["Fixtures"],
                     swiftSettings: swiftSettings),

@@ -265,6 +265,15 @@ package struct IndexError: Error, CustomStringConvertible, Equatable {
         self.kind = kind
     }
 
+    /// True when the file was read and is wrong (damage); false when it could not be read now
+    /// or is a newer format.
+    package var isDamage: Bool {
+        switch kind {
+        case .unreadable, .newerFormat: false
+        default: true
+        }
+    }
+
     package var description: String {
         let damaged = "Run `hs-backup verify` on the set; restore from this backup needs its manifest, which is separate."
         switch kind {

@@ -304,11 +304,11 @@ final class BackupPass {
         let partial = set.archivePath(id) + ".partial"
         // A signal (Ctrl-C, SIGTERM) removes the partial archive before the process exits.
         // Registered before the file is created: a signal between the two used to leave it.
-        let writer: HashingWriter
+        let writer: StoredWriter
         do {
             let created: any DestinationWriter
             (created, archiveCleanup) = try createRemovedOnSignal(dest, partial)
-            writer = HashingWriter(created)
+            writer = try set.storedWriter(created, path: partial)
         } catch {
             throw PassFailure(step: ": cannot create \(dest.displayName)/\(partial)", cause: error)
         }
@@ -543,7 +543,7 @@ final class BackupPass {
             runner.trace("archive streamed")
             try writer.sync()
             try writer.close()
-            storedArchive = (writer as? HashingWriter)?.stored(as: id)
+            storedArchive = (writer as? StoredWriter)?.stored(as: id)
             archiveFile = nil
             // From here a signal leaves the `.partial` archive for the next cleanup (removed
             // there unless its manifest got committed).

@@ -29,6 +29,8 @@ package struct BackupOptions {
     /// Scan and compare only: report what would be archived, write nothing anywhere
     /// (no set directory, no lock, no cleanup, no archive, no manifest).
     package var dryRun = false
+    /// Recipients, key rotation, state directory (BackupRunner+Encryption.swift).
+    package var encryption = EncryptionOptions()
 
     package init(source: String, destination: any Destination, set: String) {
         self.source = source
@@ -125,6 +127,7 @@ package final class BackupRunner {
     let options: BackupOptions
     let reporter: Reporter
     var warnings: [String] = []
+    let encryption = EncryptionRun()
     /// Files that exist but are not in this backup (exit 3).
     var missing = MissingFiles()
 
@@ -136,7 +139,7 @@ package final class BackupRunner {
     package func run() throws -> BackupSummary {
         let started = Date()
         let dest = options.destination
-        let set = BackupSet(destination: dest, name: options.set)
+        let set = BackupSet(destination: dest, name: options.set, keys: SetKeys(recipients: options.encryption.recipients))
         var st = stat()
         guard lstat(options.source, &st) == 0, st.st_mode & S_IFMT == S_IFDIR || (stat(options.source, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR) else {
             throw ToolError.usage(options.source.isEmpty
@@ -159,6 +162,7 @@ package final class BackupRunner {
 
         trace("locked, cleaned")
         let ids = try set.committedIDs()
+        try checkKeys(set, newest: ids.last)
         let id = try newID(set: set, committed: ids, started: started)
         let context = RunContext(source: options.source, destination: dest.displayName, set: options.set, id: id)
         var ran: [any RunHooks] = []
@@ -194,7 +198,7 @@ package final class BackupRunner {
     private func newID(set: BackupSet, committed: [String], started: Date) throws -> String {
         let newest = try set.idsPresent().last
         let id = BackupID.next(clock: started, newest: newest)
-        let newestStarted = committed.last.flatMap { try? set.peekHeader($0).started }
+        let newestStarted = committed.last.flatMap { try? set.keylessRecord($0).started }  // keyless: an encrypted set too
         if let w = BackupID.clockWarning(clock: started, newest: newest, newestStarted: newest == committed.last ? newestStarted : nil, id: id) {
             note(w)
         }
@@ -298,9 +302,10 @@ package final class BackupRunner {
     /// `--dry-run`: scan and compare with the latest backup; list what would be archived.
     private func dryRun(set: BackupSet, started: Date, ignoringPrevious: Bool = false) throws -> BackupSummary {
         let ids = try set.committedIDs()
+        if !ignoringPrevious { try checkKeys(set, newest: ids.last) }
         var previous: ManifestReader?
         if let last = ids.last, !ignoringPrevious {
-            do { previous = try set.openManifest(last) } catch { note(Manifest.fullBackupInstead(error)) }
+            do { previous = try openPreviousManifest(set, last) } catch { note(Manifest.fullBackupInstead(error)) }
         }
         let full = options.forceFull || previous == nil
         let pass = BackupPass(runner: self, previous: full ? nil : previous, dryRun: true)
@@ -350,12 +355,12 @@ package final class BackupRunner {
         // The manifest is written as the tree is walked, under a temporary name; renamed
         // (the commit) only after the archive is complete and synced.
         let manifestPartial = set.manifestPath(id) + ".partial"
-        let manifestFile: HashingWriter
+        let manifestFile: StoredWriter
         let manifestCleanup: Int
         do {
             let created: any DestinationWriter
             (created, manifestCleanup) = try createRemovedOnSignal(dest, manifestPartial)
-            manifestFile = HashingWriter(created)
+            manifestFile = try set.storedWriter(created, path: manifestPartial, plaintextCopy: manifestCopyWriter())
         } catch {
             throw nothingCommitted(set, ": cannot create \(dest.displayName)/\(manifestPartial)", error)
         }
@@ -365,6 +370,7 @@ package final class BackupRunner {
             if !committed {
                 try? manifestFile.close()
                 try? dest.remove(manifestPartial)
+                abandonManifestCopy()
             }
         }
 
@@ -381,13 +387,16 @@ package final class BackupRunner {
 
         let seconds = Date().timeIntervalSince(started)
         let header = manifestHeader(pass, id: id, full: full, parent: previousIDs.last, previous: prevHeader, started: started, seconds: seconds)
+        let index: BackupIndex
         do {
             try pass.manifest!.finish(header: header)
             try manifestFile.sync()
             try manifestFile.close()
-            // The keyless index, as `<id>.index.partial` until the commit (like the archive).
-            try set.writeIndex(set.indexForCommit(header: header, written: pass.storedArchive, manifest: manifestFile.stored(as: id),
-                                                  previous: previousIndex))
+            // The keyless index, as `<id>.index.partial` until the commit (like the archive); an
+            // encrypted run's records its recipients' fingerprint.
+            index = try set.indexForCommit(header: header, written: pass.storedArchive, manifest: manifestFile.stored(as: id),
+                                           previous: previousIndex, recipients: set.keys.recipientFingerprint)
+            try set.writeIndex(index)
             try dest.rename(manifestPartial, to: set.manifestPath(id))
             committed = true
         } catch {
@@ -404,6 +413,7 @@ package final class BackupRunner {
             }
         }
         try? dest.syncDirectory(options.set)
+        keepManifestCopy(index)
         trace("manifest written (\(pass.manifest!.copiedMembers) members copied from the previous one)")
         reporter.endProgress()
         return BackupSummary(id: id, set: options.set, destination: dest.displayName, kind: header.kind, parent: header.parent,
@@ -419,7 +429,7 @@ package final class BackupRunner {
                               ignoringPrevious: Bool) -> (ManifestReader?, Bool) {
         var previous: ManifestReader?
         if let last = previousIDs.last, !ignoringPrevious {
-            do { previous = try set.openManifest(last) } catch { note(Manifest.fullBackupInstead(error)) }
+            do { previous = try openPreviousManifest(set, last) } catch { note(Manifest.fullBackupInstead(error)) }
         }
         var full = options.forceFull || previous == nil
         if !full, let p = previous?.header {

@@ -9,15 +9,17 @@ extension BackupSet {
     /// The index of backup `id`; nil when the backup has none (made before indexes existed).
     /// - Throws: `IndexError` when the file exists but cannot be read or is not a valid index
     ///   of `id`.
-    package func readIndex(_ id: String) throws(IndexError) -> BackupIndex? {
-        let where_ = "\(location)/\(id).index"
+    ///   `partial`: read `<id>.index.partial` (a committed backup whose index was not renamed yet).
+    package func readIndex(_ id: String, partial: Bool = false) throws(IndexError) -> BackupIndex? {
+        let path = indexPath(id) + (partial ? ".partial" : "")
+        let where_ = "\(destination.displayName)/\(path)"
         let bytes: [UInt8]
         do {
-            guard let st = try destination.stat(indexPath(id)) else { return nil }
+            guard let st = try destination.stat(path) else { return nil }
             guard st.kind == .file, st.size <= UInt64(BackupIndex.maxSize) else {
                 throw IndexError(where_, st.kind == .file ? .tooLarge(Int(clamping: st.size)) : .notAnIndex)
             }
-            bytes = try destination.readAll(indexPath(id))
+            bytes = try destination.readAll(path)
         } catch let e as IndexError {
             throw e
         } catch {
@@ -64,4 +66,34 @@ extension BackupSet {
 extension HashingWriter {
     /// What this writer stored, under the id `id`.
     package func stored(as id: String) -> StoredFile { StoredFile(id: id, size: size, sha256: Digest(sha256)) }
+}
+
+/// What the keyless commands (list, prune, cleanup, copy) know of one backup: from its index,
+/// or, for a backup made before indexes, from its manifest's plaintext header.
+package struct KeylessRecord: Sendable, Equatable {
+    package var id: String
+    /// "full" or "incremental".
+    package var kind: String
+    package var parent: String?
+    /// Start time, seconds since the epoch.
+    package var started: Double
+    /// The archives it needs (ids).
+    package var archives: [String]
+    /// Its index (nil for a backup made before indexes).
+    package var index: BackupIndex?
+    package var isEncrypted: Bool { index?.isEncrypted ?? false }
+}
+
+extension BackupSet {
+    /// The keyless record of backup `id` (see `KeylessRecord`). Never needs a key for a backup
+    /// with an index; an older backup's manifest header is read as before.
+    /// - Throws: `IndexError` for a damaged index; the manifest reader's error otherwise.
+    /// `partialIndex`: its index is still `<id>.index.partial` (`contents` completes it).
+    package func keylessRecord(_ id: String, partialIndex: Bool = false) throws -> KeylessRecord {
+        if let i = try readIndex(id, partial: partialIndex) {
+            return KeylessRecord(id: id, kind: i.kind.rawValue, parent: i.parent, started: i.started, archives: i.archives.map(\.id), index: i)
+        }
+        let h = try peekHeader(id)
+        return KeylessRecord(id: id, kind: h.kind, parent: h.parent, started: h.started, archives: h.archives, index: nil)
+    }
 }

@@ -14,10 +14,13 @@ import Support
 package struct BackupSet {
     package let destination: any Destination
     package let name: String
+    /// The keys this command holds (SetKeys.swift): recipients to write, identities to read.
+    package var keys = SetKeys()
 
-    package init(destination: any Destination, name: String) {
+    package init(destination: any Destination, name: String, keys: SetKeys = SetKeys()) {
         self.destination = destination
         self.name = name
+        self.keys = keys
     }
 
     package static func defaultName() -> String {
@@ -41,11 +44,25 @@ package struct BackupSet {
     /// "DEST/SET/ID.manifest", for messages.
     package func manifestName(_ id: String) -> String { "\(location)/\(id).manifest" }
 
+    /// The manifest file of backup `id`, decrypted as it is read when it is an age file
+    /// (`openStored`, with this command's identities).
+    /// - Throws: `EncryptionError` (no identity given, or none that decrypts it; exit 2),
+    ///   else `ManifestError(.unreadable)`.
+    private func openManifestFile(_ id: String) throws -> any DestinationReader {
+        do { return try openStored(manifestPath(id)) } catch let e as EncryptionError { throw e } catch {
+            throw ManifestError(.unreadable("\(error)"), name: manifestName(id))
+        }
+    }
+
     /// The manifest of backup `id`, whole, in memory (small manifests and tests).
     /// - Throws: `ManifestError` (also when it holds another backup than `id`).
     package func loadManifest(_ id: String) throws -> Manifest {
         let bytes: [UInt8]
-        do { bytes = try destination.readAll(manifestPath(id)) } catch {
+        do {
+            let r = try openManifestFile(id)
+            defer { try? r.close() }
+            bytes = try Manifest.readFully({ try r.read(at: $0, count: $1) }, at: 0, count: Int(r.size))
+        } catch let e as EncryptionError { throw e } catch let e as ManifestError { throw e } catch {
             throw ManifestError(.unreadable("\(error)"), name: manifestName(id))
         }
         let m = try Manifest.decode(bytes, name: manifestName(id))
@@ -56,10 +73,7 @@ package struct BackupSet {
     /// The manifest of backup `id` as a stream of entries (format 3 is read member by member).
     /// - Throws: `ManifestError` (also when it holds another backup than `id`).
     package func openManifest(_ id: String) throws -> ManifestReader {
-        let r: any DestinationReader
-        do { r = try destination.open(manifestPath(id)) } catch {
-            throw ManifestError(.unreadable("\(error)"), name: manifestName(id))
-        }
+        let r = try openManifestFile(id)
         do {
             let m = try ManifestReader(size: r.size, name: manifestName(id), read: { try r.read(at: $0, count: $1) },
                                        onClose: { try? r.close() })
@@ -76,10 +90,7 @@ package struct BackupSet {
     /// - Throws: `ManifestError` (also when it holds another backup than `id`).
     package func loadHeader(_ id: String) throws -> ManifestHeader {
         let name = manifestName(id)
-        let r: any DestinationReader
-        do { r = try destination.open(manifestPath(id)) } catch {
-            throw ManifestError(.unreadable("\(error)"), name: name)
-        }
+        let r = try openManifestFile(id)
         defer { try? r.close() }
         let header: ManifestHeader
         let head = try Manifest.readFully({ try r.read(at: $0, count: $1) }, at: 0, count: Manifest.magic3.count)
@@ -98,10 +109,7 @@ package struct BackupSet {
     /// - Throws: `ManifestError` (also when it holds another backup than `id`).
     package func peekHeader(_ id: String) throws -> ManifestHeader {
         let name = manifestName(id)
-        let r: any DestinationReader
-        do { r = try destination.open(manifestPath(id)) } catch {
-            throw ManifestError(.unreadable("\(error)"), name: name)
-        }
+        let r = try openManifestFile(id)
         defer { try? r.close() }
         let magic = Manifest.magic
         let head = try r.read(at: 0, count: magic.count + 4)
@@ -144,7 +152,7 @@ package struct BackupSet {
         }
         guard let spec, spec != "latest" else {
             let c = try contents()
-            guard let newest = c.newestID, let header = c.headers[newest], header.id == newest, !c.toComplete.contains(newest) else {
+            guard let newest = c.newestID, c.records[newest] != nil, !c.toComplete.contains(newest) else {
                 let why = c.damage.first { $0.id == c.newestID }?.description
                     ?? (c.toComplete.contains(c.newestID ?? "") ? "its commit is not complete (its archive is still \(c.newestID ?? "").tar.gz.partial; the next hs-backup run completes it)"
                         : "its manifest cannot be read")
@@ -199,22 +207,28 @@ package struct BackupSet {
         return out
     }
 
-    /// What the set directory holds, judged (manifests' headers are read, entries are not).
+    /// What the set directory holds, judged without a key: each backup by its keyless index
+    /// (also one still named `.partial`), or, for a backup made before indexes, its manifest's
+    /// plaintext header (`keylessRecord`); entries are not read.
     package func contents() throws -> SetContents {
         var c = SetContents()
         guard let st = try destination.stat(name), st.kind == .directory else { return c }
         let files = try destination.list(name).filter { $0.kind == .file }.map(\.name)
         let manifests = files.filter { $0.hasSuffix(".manifest") }.map { String($0.dropLast(".manifest".count)) }.sorted()
+        let names = Set(files)
         for id in manifests {
             do {
-                c.headers[id] = try peekHeader(id)
+                let partialIndex = !names.contains("\(id).index") && names.contains("\(id).index.partial")
+                c.records[id] = try judgedRecord(id, partialIndex: partialIndex)
             } catch let e as ManifestError where e.isDamage {
                 c.damage.append(SetDamage(id: id, file: "\(id).manifest", what: e.what))
+            } catch let e as IndexError where e.isDamage {
+                c.damage.append(SetDamage(id: id, file: "\(id).index", what: "\(e)"))
             } catch {
                 c.unreadable.append(id)
             }
         }
-        let referenced = Set(c.headers.values.flatMap(\.archives))
+        let referenced = Set(c.records.values.flatMap(\.archives))
         var present = Set(manifests)
         for f in files {
             if f.hasSuffix(".tar.gz") {
@@ -226,7 +240,8 @@ package struct BackupSet {
                 }
             } else if f.hasSuffix(".tar.gz.partial") {
                 let id = String(f.dropLast(".tar.gz.partial".count))
-                if c.headers[id]?.archive == id {
+                // Its backup wrote it (an archive is named after the backup that wrote it).
+                if c.records[id]?.archives.contains(id) == true {
                     c.toComplete.append(id)
                     present.insert(id)
                 } else if !manifests.contains(id) {
@@ -234,7 +249,7 @@ package struct BackupSet {
                 }
             } else if f.hasSuffix(".index.partial") {
                 let id = String(f.dropLast(".index.partial".count))
-                if c.headers[id] != nil {
+                if c.records[id] != nil {
                     c.indexesToComplete.append(id)
                 } else if !manifests.contains(id) {
                     c.leftovers.append(f)
@@ -251,6 +266,24 @@ package struct BackupSet {
         c.newestID = present.filter { BackupID.seconds(of: $0) != nil }.max()
         c.damage.sort { $0.file < $1.file }
         return c
+    }
+
+    /// One committed backup as `contents` judges it: its keyless record, its manifest checked
+    /// to be the backup its name says: by its header when this command can read it (a plaintext
+    /// set, or an identity that decrypts it), else by the size its index records (a manifest
+    /// copied over another is found without a key too).
+    /// - Throws: `ManifestError` / `IndexError` for damage, anything else when it cannot be read now.
+    private func judgedRecord(_ id: String, partialIndex: Bool) throws -> KeylessRecord {
+        let record = try keylessRecord(id, partialIndex: partialIndex)
+        guard let index = record.index else { return record }  // read from the manifest's header: checked
+        do { _ = try peekHeader(id) } catch is EncryptionError {
+            let size = try destination.stat(manifestPath(id))?.size
+            guard size == index.manifest.size else {
+                throw ManifestError(.damaged("\(size.map { "\($0) bytes" } ?? "gone") where its index records \(index.manifest.size) bytes: "
+                                             + "it is not the manifest of backup \(id)"), name: manifestName(id))
+            }
+        }
+        return record
     }
 
     /// Every backup id that has a file in the set directory: committed manifests, archives
@@ -334,8 +367,8 @@ package enum BackupID {
 
 /// A set directory as `BackupSet.contents` judges it.
 package struct SetContents: Sendable {
-    /// Sound manifests' headers by id (their id is their file name).
-    package var headers: [String: ManifestHeader] = [:]
+    /// Sound backups by id (their id is their file name), as the keyless commands know them.
+    package var records: [String: KeylessRecord] = [:]
     /// Manifests that could not be read now (I/O): nothing they need is judged.
     package var unreadable: [String] = []
     /// What no backup accounts for, or a manifest that is not the backup it names.

@@ -1,4 +1,5 @@
 import Archive
+import Crypto
 import Restore
 import Storage
 import Support
@@ -33,6 +34,8 @@ package final class ManifestRestoreSource: RestoreSource {
     private var archivesNewestFirst: [String] = []
     private var archives: [String: TarReader] = [:]
     private var current: TarReader?
+    /// The identities given cannot decrypt the set's newest backup (see `BackupSet.identityWarning`).
+    private let keyWarning: String?
 
     private enum Phase { case entries, links, done }
 
@@ -44,6 +47,7 @@ package final class ManifestRestoreSource: RestoreSource {
         self.id = id
         self.selection = selection
         name = "backup \(id) in \(set.location)"
+        keyWarning = set.identityWarning()
         var missing = Set(selection.patterns.indices)
         let reader = try set.openManifest(id)
         defer { reader.close() }
@@ -66,7 +70,7 @@ package final class ManifestRestoreSource: RestoreSource {
 
     package var position: UInt64 { .max }
     package var verifiedUpTo: UInt64 { .max }
-    package var warnings: [String] { [] }
+    package var warnings: [String] { keyWarning.map { [$0] } ?? [] }
     package func finish() throws {}
 
     package func revisit(_ paths: Set<[UInt8]>, _ body: (PlannedEntry) throws -> Void) throws {
@@ -159,7 +163,7 @@ package final class ManifestRestoreSource: RestoreSource {
 
     private func archiveReader(_ archive: String, label: String) throws -> TarReader {
         if let r = archives[archive] { return r }
-        let rd = try set.destination.open(set.archivePath(archive))
+        let rd = try set.openStored(set.archivePath(archive))   // an age file is decrypted by chunk
         let r = try TarReader(source: ArchiveSource(size: rd.size, displayName: label) { try rd.read(at: $0, count: $1) })
         archives[archive] = r
         return r
@@ -171,7 +175,7 @@ package final class ManifestRestoreSource: RestoreSource {
         var wanted = wantedXattrs
         var found: [[UInt8]: [(name: [UInt8], value: [UInt8])]] = [:]
         for a in archivesNewestFirst where !wanted.isEmpty {
-            let rd = try set.destination.open(set.archivePath(a))
+            let rd = try set.openStored(set.archivePath(a))
             let reader = try TarReader(source: ArchiveSource(size: rd.size, displayName: "\(set.location)/\(a).tar.gz") { try rd.read(at: $0, count: $1) })
             defer { reader.close() }
             while let h = try reader.next() {
@@ -204,8 +208,10 @@ package final class ManifestRestoreSource: RestoreSource {
 package enum BackupRestore {
     /// Resolves `backup` ("latest" or an id) in the set and plans it.
     /// - Throws: as `BackupSet.resolve`, `ManifestRestoreSource.init`.
-    package static func source(destination: any Destination, set: String, backup: String, selection: PathSelection) throws -> ManifestRestoreSource {
-        let s = BackupSet(destination: destination, name: set)
+    /// - Parameter identities: `--identity` keys, for an encrypted set.
+    package static func source(destination: any Destination, set: String, backup: String, selection: PathSelection,
+                               identities: [AgeIdentity] = []) throws -> ManifestRestoreSource {
+        let s = BackupSet(destination: destination, name: set, keys: SetKeys(identities: identities))
         return try ManifestRestoreSource(set: s, id: try s.resolve(backup), selection: selection)
     }
 }

@@ -1,4 +1,5 @@
 import Archive
+import Crypto
 import Foundation
 import Restore
 import Storage
@@ -10,14 +11,17 @@ package struct BackupListing: Codable, Sendable {
     package var time: String
     package var kind: String
     package var parent: String?
-    package var files: Int
-    package var treeBytes: UInt64
+    /// Nil for an encrypted backup listed without its key (what only its manifest says).
+    package var files: Int?
+    package var treeBytes: UInt64?
     package var bytesOut: UInt64
-    package var seconds: Double
-    package var warnings: Int
+    package var seconds: Double?
+    package var warnings: Int?
+    /// Encrypted (age), by its index.
+    package var encrypted = false
 
     enum CodingKeys: String, CodingKey {
-        case id, time, kind, parent, files, seconds, warnings
+        case id, time, kind, parent, files, seconds, warnings, encrypted
         case treeBytes = "tree_bytes", bytesOut = "bytes_out"
     }
 }
@@ -29,10 +33,14 @@ package struct VerifyReport: Codable, Sendable {
     package var filesChecked: Int
     /// "archive: path: what" for every damaged file or archive.
     package var damaged: [String]
+    /// Encrypted backups checked without their key: by their index only (presence, sizes and
+    /// the SHA-256 of the stored bytes), not decrypted.
+    package var notDecrypted: [String] = []
     package var ok: Bool { damaged.isEmpty }
 
     enum CodingKeys: String, CodingKey {
         case backups, damaged
+        case notDecrypted = "not_decrypted"
         case archivesChecked = "archives_checked", filesChecked = "files_checked"
     }
 }
@@ -41,25 +49,34 @@ package struct VerifyReport: Codable, Sendable {
 package enum SetInspector {
     /// The backups of a set, oldest first, and its damage (`BackupSet.contents`): archives no
     /// manifest accounts for, manifests that hold another backup than their name says, or that
-    /// cannot be read. `list` exits 1 when there is damage.
-    package static func list(destination: any Destination, set name: String) throws -> (backups: [BackupListing], damage: [String]) {
-        let set = BackupSet(destination: destination, name: name)
+    /// cannot be read. `list` exits 1 when there is damage. Encrypted backups are listed from
+    /// their keyless index when no identity is given.
+    package static func list(destination: any Destination, set name: String,
+                             identities: [AgeIdentity] = []) throws -> (backups: [BackupListing], damage: [String]) {
+        let set = BackupSet(destination: destination, name: name, keys: SetKeys(identities: identities))
         let contents = try set.contents()
-        return (try listing(set), contents.damage.map(\.description)
+        return (try listing(set, identities: identities), contents.damage.map(\.description)
                     + contents.unreadable.map { "cannot read manifest \(set.manifestName($0)) now; run `hs-backup verify`." })
     }
 
-    private static func listing(_ set: BackupSet) throws -> [BackupListing] {
+    private static func listing(_ set: BackupSet, identities: [AgeIdentity]) throws -> [BackupListing] {
         var out: [BackupListing] = []
+        let f = ISO8601DateFormatter()
         for id in try set.committedIDs() {
+            if identities.isEmpty, let r = try? set.keylessRecord(id), let index = r.index, index.isEncrypted {
+                out.append(BackupListing(id: id, time: f.string(from: Date(timeIntervalSince1970: r.started)), kind: r.kind, parent: r.parent,
+                                         files: nil, treeBytes: nil, bytesOut: index.archives.first { $0.id == id }?.size ?? 0,
+                                         seconds: nil, warnings: nil, encrypted: true))
+                continue
+            }
             let h: ManifestHeader
             do { h = try set.loadHeader(id) } catch {
                 out.append(BackupListing(id: id, time: "?", kind: "damaged", parent: nil, files: 0, treeBytes: 0, bytesOut: 0, seconds: 0, warnings: 0))
                 continue
             }
-            let f = ISO8601DateFormatter()
             out.append(BackupListing(id: id, time: f.string(from: Date(timeIntervalSince1970: h.started)), kind: h.kind, parent: h.parent,
-                                     files: h.files, treeBytes: h.treeBytes, bytesOut: h.bytesOut, seconds: h.seconds, warnings: h.warnings.count))
+                                     files: h.files, treeBytes: h.treeBytes, bytesOut: h.bytesOut, seconds: h.seconds, warnings: h.warnings.count,
+                                     encrypted: (try? set.readIndex(id))??.isEncrypted ?? false))
         }
         return out
     }
@@ -71,20 +88,30 @@ package enum SetInspector {
     /// Memory does not grow with the number of files: an archive is read once, front to back,
     /// alongside every manifest that references it, each read as a stream (the entries of
     /// one archive come in the order the archive holds them, as both follow path order).
-    package static func verify(destination: any Destination, set name: String, backup: String?, reporter: Reporter) throws -> VerifyReport {
-        let set = BackupSet(destination: destination, name: name)
+    package static func verify(destination: any Destination, set name: String, backup: String?, identities: [AgeIdentity] = [],
+                               reporter: Reporter) throws -> VerifyReport {
+        let set = BackupSet(destination: destination, name: name, keys: SetKeys(identities: identities))
         let ids: [String]
         if let backup { ids = [try set.resolve(backup)] } else {
             ids = try set.committedIDs()
             if ids.isEmpty { throw ToolError("no backups in \(set.location)") }
         }
         var report = VerifyReport(backups: ids, archivesChecked: 0, filesChecked: 0, damaged: [])
-        // What no manifest accounts for (a manifest's own damage is found by reading it below).
-        report.damaged += try set.contents().damage.filter { !$0.file.hasSuffix(".manifest") }.map(\.description)
+        // What no manifest or index accounts for (a manifest's own damage is found by reading
+        // it below, a backup's index by checkIndexes).
+        report.damaged += try set.contents().damage
+            .filter { !$0.file.hasSuffix(".manifest") && !($0.file.hasSuffix(".index") && ids.contains($0.id)) }.map(\.description)
+        let keyless = keylessOnly(set, ids)
+        checkIndexes(set, ids, hashing: keyless, report: &report, reporter: reporter)
+        report.notDecrypted = ids.filter { keyless.contains($0) }
+        if keyless.count == ids.count {
+            reporter.endProgress()
+            return report
+        }
         // A first pass over each manifest checks it whole (members, order, archive names)
         // and says which archives it reads.
         var readers: [(id: String, archives: [String])] = []
-        for id in ids {
+        for id in ids where !keyless.contains(id) {
             do {
                 let m = try set.openManifest(id)
                 defer { m.close() }
@@ -205,7 +232,7 @@ package enum SetInspector {
         }
         defer { for s in streams { if let p = s.problem { report.damaged.append(p) } } }
         let rd: any DestinationReader
-        do { rd = try set.destination.open(set.archivePath(a)) } catch {
+        do { rd = try set.openStored(set.archivePath(a)) } catch {
             try reportMissing("archive missing (\(error))")
             return
         }

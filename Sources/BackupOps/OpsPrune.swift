@@ -1,11 +1,12 @@
 // Prune: applies a `RetentionPolicy` to a backup set on its Destination.
 //
-// Reads only the JSON header of each manifest (kind, parent, start time, referenced archives),
+// Reads only each backup's keyless index (kind, parent, start time, the archives it needs; for
+// a backup made before indexes, its manifest's plaintext header): no key is needed,
 // decides with `Retention.decide` (restic semantics; every archive a kept backup references is
-// kept with its backup), and removes the others newest first. For each backup the archive is
-// renamed to `<id>.tar.gz.partial`, then the manifest (the commit record) goes, then the
-// `.partial`: a prune stopped at any moment leaves only complete backups plus, at worst, a
-// `.partial` file that `BackupSet.cleanUpReport` settles (renamed back while the manifest is
+// kept with its backup), and removes the others newest first. For each backup the archive and
+// the index are renamed to `.partial`, then the manifest (the commit record) goes, then the
+// `.partial` files: a prune stopped at any moment leaves only complete backups plus, at worst,
+// `.partial` files that `BackupSet.cleanUpReport` settles (renamed back while the manifest is
 // there, removed once it is gone).
 //
 // Holds the set's lock while removing (`--dry-run` takes no lock and changes nothing). A
@@ -74,11 +75,11 @@ package enum Pruner {
 
         let ids = try set.committedIDs()
         var items: [RetentionItem] = []
-        var headers: [String: ManifestHeader] = [:]
+        var headers: [String: KeylessRecord] = [:]
         var unreadable: [String] = []
         for id in ids {
             do {
-                let h = try set.peekHeader(id)
+                let h = try set.keylessRecord(id)
                 headers[id] = h
                 items.append(RetentionItem(id: id, date: Date(timeIntervalSince1970: h.started),
                                            kind: h.kind == "full" ? .full : .incremental, parent: h.parent,

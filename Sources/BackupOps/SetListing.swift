@@ -52,7 +52,7 @@ package enum BackupSets {
             let locked = files.contains { $0.name == "lock" }
             guard !ids.isEmpty || locked else { continue }
             let set = BackupSet(destination: dest, name: entry.name)
-            let time = ids.last.flatMap { try? set.loadHeader($0) }.map { Format.time($0.started) }
+            let time = ids.last.flatMap { try? set.keylessRecord($0) }.map { Format.time($0.started) }
             out.append(SetSummary(name: entry.name, backups: ids.count, latest: ids.last, latestTime: time, locked: locked))
         }
         return out

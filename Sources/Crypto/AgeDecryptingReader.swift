@@ -103,15 +103,32 @@ package final class AgeDecryptingReader: DestinationReader {
             while i <= last {
                 let n = min(Int(sealedChunk), sealed.count - at)
                 let plain = n - ChaChaPoly.tagSize
-                let ok = sealed.withUnsafeBytes { s in
-                    st.scratch.withUnsafeMutableBytes { o in
-                        st.payload.open(i, last: i == chunks - 1, UnsafeRawBufferPointer(rebasing: s[at ..< at + n]), into: o.baseAddress!)
+                let start = i * chunk
+                // A chunk wholly inside the read is opened straight into the output; the first
+                // and last ones of a read go through the scratch buffer (and the last is kept).
+                let whole = start >= offset && start + UInt64(max(plain, 0)) <= end && i != last
+                let ok: Bool
+                if whole {
+                    let was = out.count
+                    out.append(contentsOf: repeatElement(0, count: max(plain, 0)))
+                    ok = sealed.withUnsafeBytes { s in
+                        out.withUnsafeMutableBytes { o in
+                            st.payload.open(i, last: i == chunks - 1, UnsafeRawBufferPointer(rebasing: s[at ..< at + n]), into: o.baseAddress! + was)
+                        }
+                    }
+                } else {
+                    ok = sealed.withUnsafeBytes { s in
+                        st.scratch.withUnsafeMutableBytes { o in
+                            st.payload.open(i, last: i == chunks - 1, UnsafeRawBufferPointer(rebasing: s[at ..< at + n]), into: o.baseAddress!)
+                        }
                     }
                 }
                 guard ok, plain > 0 || chunks == 1 else { throw AgeError(name, .damagedChunk(index: i, offset: i * chunk)) }
-                let bytes = Array(st.scratch[..<plain])
-                append(bytes, chunk: i, from: offset, to: end, into: &out)
-                if i == last { st.cached = (i, bytes) }
+                if !whole {
+                    let bytes = Array(st.scratch[..<plain])
+                    append(bytes, chunk: i, from: offset, to: end, into: &out)
+                    if i == last { st.cached = (i, bytes) }
+                }
                 at += n
                 i += 1
             }

@@ -17,7 +17,7 @@ package func toolMain(_ body: () async throws -> Int32) async -> Int32 {
     do {
         return try await body()
     } catch {
-        let code = (error as? ToolError)?.exitCode ?? 1
+        let code = (error as? ToolError)?.exitCode ?? (error as? any ExitCodeCarrying)?.exitCode ?? 1
         reportFailure(HumanError.describe(error), exitCode: code)
         return code
     }
@@ -28,4 +28,10 @@ package func toolMain(_ body: () async throws -> Int32) async -> Int32 {
 package func reportFailure(_ message: String, exitCode: Int32) {
     Reporter.writeStderr("error: \(message)\n")
     if Reporter.jsonRequested { Reporter.emitJSONError(message, exitCode: exitCode) }
+}
+
+/// A typed error that says which exit code it means (2: bad usage, 1: the work failed), for
+/// errors thrown below the command line that are not `ToolError`s.
+package protocol ExitCodeCarrying: Error {
+    var exitCode: Int32 { get }
 }

@@ -17,10 +17,12 @@ struct HsBackup: ToolCommand {
         rclone program (S3, B2, SFTP, WebDAV, ...; rclone's own RCLONE_* variables reach it; network timeouts \
         default to RCLONE_CONTIMEOUT=10s, RCLONE_TIMEOUT=30s; locks there are best-effort). An empty or \
         misspelled DEST (NFS://, nfs:/x, nfs//x, Rclone:) or, outside a terminal, a relative path is refused with exit 2.
-        Backups of SET live in DEST/SET/ as ordinary tar.gz archives plus one manifest each. They are \
-        NOT encrypted: anyone who can read the files can read every API key and password in appdata. \
-        hs-backup creates files 0600 and directories 0700 (whatever the umask); keep the NFS share \
-        itself restricted to this host.
+        Backups of SET live in DEST/SET/ as ordinary tar.gz archives plus one manifest and one keyless index each. \
+        Without --recipient they are NOT encrypted: anyone who can read the files can read every API key and password \
+        in appdata. With --recipient age1... (the public key `age-keygen -y KEYFILE` prints) every archive and manifest \
+        is an age file that only the identity (kept off the guests) decrypts: `hs-restore --identity KEYFILE`, \
+        `age -d -i KEYFILE ARCHIVE | tar -xz`. hs-backup creates files 0600 and directories 0700 (whatever the umask); \
+        keep the NFS share itself restricted to this host.
         Times are shown in UTC, marked Z. An NFS call waits at most 60 s (timeout= or --nfs-timeout); \
         while it waits, a line on stderr every 15 s says the server is not responding.
         --json prints exactly one JSON object on stdout, also on failure: {"error": "...", "exit_code": N}.
@@ -32,6 +34,7 @@ struct HsBackup: ToolCommand {
 
         Examples:
           hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups
+          hs-backup run --source /opt/appdata --to nfs://truenas/mnt/tank/backups --recipient age1...
           hs-backup run -q --source /opt/appdata --to /mnt/backups --stop-stacks io --ping https://kuma.example.net/api/push/TOKEN
           hs-backup list --to nfs://truenas/mnt/tank/backups
           hs-backup list --to nfs://truenas/mnt/tank/backups --name io
@@ -130,6 +133,8 @@ extension HsBackup {
 
         @OptionGroup var engine: EngineRunOptions
 
+        @OptionGroup var encryption: EncryptionRunOptions
+
         func validate() throws {
             if sources.isEmpty, let config = try? ToolConfiguration.get(), config.value(.appdata) == nil {
                 throw ValidationError("Missing --source DIR (the directory to back up, e.g. /opt/appdata): give --source, or set "
@@ -161,6 +166,7 @@ extension HsBackup {
                 options.maxIncrementals = maxIncrementals
                 options.maxDaysBetweenFulls = fullEveryDays
                 try engine.apply(to: &options)
+                try encryption.apply(to: &options)
                 let summary = engine.dryRun ? try BackupRunner(options: options, reporter: reporter).run()
                     : try OpsCommands.backup(options, ops: settings, reporter: reporter)
                 if reporter.mode == .json { reporter.emitJSON(summary) } else if summary.exitStatus == .success {
@@ -193,6 +199,7 @@ extension HsBackup {
             """,
             aliases: ["snapshots"])
         @OptionGroup var destination: DestinationOptions
+        @OptionGroup var keys: IdentityOptions
 
         struct SetsJSON: Encodable { var destination: String; var sets: [SetSummary] }
         struct BackupsJSON: Encodable { var destination: String; var set: String; var backups: [BackupListing]; var damage: [String] }
@@ -215,7 +222,7 @@ extension HsBackup {
                     return 0
                 }
                 try BackupSets.requireSet(dest, setName)
-                let (rows, damage) = try SetInspector.list(destination: dest, set: setName)
+                let (rows, damage) = try SetInspector.list(destination: dest, set: setName, identities: SetKeys.identities(files: keys.identityFiles))
                 if reporter.mode == .json {
                     reporter.emitJSON(BackupsJSON(destination: dest.displayName, set: setName, backups: rows, damage: damage))
                     return damage.isEmpty ? 0 : 1
@@ -226,8 +233,9 @@ extension HsBackup {
                 } else {
                     reporter.info(pad("ID", 20) + pad("TIME (UTC)", 22) + pad("KIND", 13) + pad("FILES", 9) + pad("TREE", 11) + pad("WRITTEN", 11) + "DURATION")
                     for r in rows {
-                        reporter.info(pad(r.id, 20) + pad(r.time, 22) + pad(r.kind, 13) + pad(String(r.files), 9)
-                                      + pad(Format.bytes(r.treeBytes), 11) + pad(Format.bytes(r.bytesOut), 11) + Format.seconds(r.seconds))
+                        reporter.info(pad(r.id, 20) + pad(r.time, 22) + pad(r.kind, 13) + pad(r.files.map { String($0) } ?? "-", 9)
+                                      + pad(r.treeBytes.map { Format.bytes($0) } ?? "-", 11) + pad(Format.bytes(r.bytesOut), 11)
+                                      + (r.seconds.map { Format.seconds($0) } ?? "-") + (r.encrypted ? "  encrypted" : ""))
                     }
                 }
                 return damage.isEmpty ? 0 : 1
@@ -245,11 +253,16 @@ extension HsBackup {
             Examples:
               hs-backup verify --to nfs://truenas/mnt/tank/backups --backup latest
               hs-backup verify --to /mnt/backups --name io --notify https://ntfy.example.net/backups
+              hs-backup verify --to /mnt/backups --name io --identity /root/hs-backup-key.txt
+
+            An encrypted set without --identity is checked by its keyless index only (archives and manifests \
+            present, sizes, SHA-256 of the stored bytes) and the summary says it was not decrypted.
             """,
             aliases: ["check"])
         @OptionGroup var destination: DestinationOptions
         @Option(help: ArgumentHelp("Backup to verify: an ID or 'latest' (default: all).", valueName: "ID"))
         var backup: String?
+        @OptionGroup var keys: IdentityOptions
         @OptionGroup var notify: NotifyOptions
         func run() async throws {
             let code = await toolMain {
@@ -262,7 +275,8 @@ extension HsBackup {
                 let report = try OpsCommands.notifying(notifier, operation: "hs-backup verify", set: set, reporter: reporter,
                                                        ok: { $0.ok }) {
                     try BackupSets.requireSet(dest, set)
-                    let r = try SetInspector.verify(destination: dest, set: set, backup: backup, reporter: reporter)
+                    let r = try SetInspector.verify(destination: dest, set: set, backup: backup,
+                                                    identities: SetKeys.identities(files: keys.identityFiles), reporter: reporter)
                     return (r, "\(r.backups.count) backups, \(r.damaged.count) problems" + (r.damaged.first.map { ": \($0)" } ?? ""))
                 }
                 if reporter.mode == .json {
@@ -271,6 +285,8 @@ extension HsBackup {
                     for d in report.damaged { reporter.error("damaged: \(d)") }
                     let line = (report.ok ? "ok: " : "DAMAGED: ") + "\(report.backups.count) backups, \(report.archivesChecked) archives, "
                         + "\(report.filesChecked) files checked, \(report.damaged.count) problems"
+                        + (report.notDecrypted.isEmpty ? "" : "; \(report.notDecrypted.count) encrypted backups checked by their index only "
+                           + "(presence, sizes, SHA-256 of the stored bytes), NOT decrypted: give --identity to check their contents")
                     if report.ok { reporter.info(line) } else { Reporter.writeStdout(line + "\n") }
                 }
                 return report.ok ? 0 : 1

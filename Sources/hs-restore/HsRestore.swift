@@ -22,6 +22,7 @@ struct HsRestore: ToolCommand {
           hs-restore --from nfs://truenas/mnt/tank/backups --name io --to /opt/appdata.new
           hs-restore --from /mnt/backups --name io --backup 20261127T030000Z --to /tmp/r --only plex/Preferences.xml
           hs-restore --archive /mnt/backups/io/20261127T030000Z.tar.gz --to /tmp/r --dry-run
+          hs-restore --from /mnt/backups --name io --to /tmp/r --identity /root/hs-backup-key.txt   (an encrypted set)
         """,
         version: homeServerVersion)
 
@@ -55,6 +56,8 @@ struct HsRestore: ToolCommand {
     @Flag(help: "Print one JSON object on stdout instead of text.")
     var json = false
 
+    @OptionGroup var keys: IdentityOptions
+
     @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
@@ -71,7 +74,8 @@ struct HsRestore: ToolCommand {
     func run() async throws {
         let code = await toolMain {
             var request = RestoreRequest(from: nil, archive: archive, set: set, backup: backup, target: to, only: only,
-                                         force: force, dryRun: dryRun, overwriteDir: !noOverwriteDir, json: json)
+                                         force: force, dryRun: dryRun, overwriteDir: !noOverwriteDir, json: json,
+                                         identityFiles: keys.identityFiles)
             if archive == nil {
                 let config = try ToolConfiguration.get()
                 request.from = try config.require(.backupDest, flag: from, flagName: "--from", example: "DEST")

@@ -16,6 +16,8 @@ struct RestoreRequest {
     var dryRun: Bool
     var overwriteDir: Bool
     var json: Bool
+    /// `--identity` key files (an encrypted set, or an archive that is an age file).
+    var identityFiles: [String] = []
 }
 
 /// `hs-restore`: both halves (a backup set, any archive) through the one executor. The only
@@ -90,10 +92,13 @@ enum RestoreCommand {
     private static func makeSource(_ r: RestoreRequest, selection: PathSelection) throws -> any RestoreSource {
         if let from = r.from {
             let destination = try BackupTool.destination(from, option: "--from")
-            return try BackupRestore.source(destination: destination, set: try BackupTool.setName(r.set), backup: r.backup, selection: selection)
+            return try BackupRestore.source(destination: destination, set: try BackupTool.setName(r.set), backup: r.backup, selection: selection,
+                                            identities: try SetKeys.identities(files: r.identityFiles))
         }
         let path = r.archive!
         if path == "-" { return try ArchiveStreamSource(StreamByteSource(fd: STDIN_FILENO, displayName: "stdin")) }
+        // An age file (an encrypted set's archive) is decrypted with --identity as it is read.
+        if let decrypted = try EncryptedArchive.source(path, identityFiles: r.identityFiles) { return try ArchiveStreamSource(decrypted) }
         do {
             return try ArchiveStreamSource(FileByteSource(path: path))
         } catch let e as SysError {

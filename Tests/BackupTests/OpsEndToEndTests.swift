@@ -96,12 +96,19 @@ struct OpsEndToEndTests {
             ids.append(r.id)
             trees[r.id] = try Tree.describe(src, skipping: ["plex/Plex Media Server/Cache"])  // default exclude
         }
-        // Date the backups: rewrite each manifest header's start time (the ids keep their order).
+        // Date the backups: rewrite each manifest header's start time and its keyless index's,
+        // which prune reads (the ids keep their order); the index records the rewritten
+        // manifest's size and SHA-256, as verify checks them.
         let set = BackupSet(destination: target.destination, name: "h")
         for (id, (day, _)) in zip(ids, plan) {
             var m = try set.loadManifest(id)
             m.header.started = OpsChain.date(day).timeIntervalSince1970
-            try set.destination.writeAtomically(set.manifestPath(id), contents: try m.encoded())
+            let encoded = try m.encoded()
+            try set.destination.writeAtomically(set.manifestPath(id), contents: encoded)
+            var index = try #require(try set.readIndex(id))
+            index.started = m.header.started
+            index.manifest = StoredFile(id: id, size: UInt64(encoded.count), sha256: Digest(SHA256Hasher.hash(encoded)))
+            try set.destination.writeAtomically(set.indexPath(id), contents: index.encoded())  // writeIndex writes `.partial`
         }
         // daily 2 -> 11-03, 11-02; monthly 3 -> 11-03, 10-20, 09-09; chains add 11-01 and 09-02, 09-01.
         let expectKept = [0, 1, 2, 5, 6, 7, 8].map { ids[$0] }, expectRemoved = [ids[3], ids[4]]
