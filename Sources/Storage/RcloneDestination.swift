@@ -91,6 +91,19 @@ package final class RcloneDestination: Destination {
         return out
     }
 
+    /// The hash of type `type` (one of `hashTypes`) the remote gives for file `path` without
+    /// transferring it (SFTP: `md5sum` run on the server; local: read there); nil when the
+    /// remote has none for this file (e.g. some multipart uploads).
+    package func hash(of path: String, type: String) throws -> String? {
+        let r = try call("operations/stat", ["fs": remote.fs, "remote": path, "opt": ["showHash": true, "hashTypes": [type]]],
+                         path, "hash (\(type))")
+        guard let item = r["item"] as? [String: Any] else {
+            throw RcloneError(kind: .notFound, operation: "hash (\(type))", location: remote.display(path), status: 0, detail: "no such file")
+        }
+        let h = ((item["Hashes"] as? [String: Any])?[type] as? String)?.lowercased()
+        return h?.isEmpty == false ? h : nil
+    }
+
     package func stat(_ path: String) throws -> DestinationEntry? {
         let r: [String: Any]
         do { r = try call("operations/stat", ["fs": remote.fs, "remote": path], path, "stat") } catch let e as RcloneError where e.kind == .notFound {

@@ -42,7 +42,7 @@ struct HsBackup: ToolCommand {
           hs-backup prune --to nfs://truenas/mnt/tank/backups --keep-daily 7 --keep-weekly 4 --keep-monthly 6
         """,
         version: homeServerVersion,
-        subcommands: [Run.self, List.self, Verify.self, Prune.self, Config.self, NotifyFailure.self],
+        subcommands: [Run.self, List.self, Verify.self, Prune.self, Copy.self, Config.self, NotifyFailure.self],
         defaultSubcommand: Run.self)
 }
 

@@ -97,14 +97,10 @@ func exerciseDestination(_ d: any Destination, local: String) throws {
 
 /// The contract over rclone: the local backend and the sftp backend against a real sshd.
 @Suite struct RcloneDestinationContractTests {
-    func destination(_ fs: String, _ s: SSHServer) throws -> RcloneDestination {
-        try RcloneDestination(try #require(RcloneRemote(fs: fs)), environment: s.environment)
-    }
-
     @Test func rcloneLocalBackend() throws {
         let s = try SSHServer.shared()
         let dir = try s.makeUniqueDirectory("contract-local")
-        let d = try destination(s.localRemote(dir + "/backups"), s)
+        let d = try rcloneDestination(s.localRemote(dir + "/backups"), s)
         try exerciseDestination(d, local: s.local(dir + "/backups"))
         #expect(d.hashTypes.contains("sha256"))
         #expect(!d.exclusiveCreateIsAtomic)
@@ -113,7 +109,7 @@ func exerciseDestination(_ d: any Destination, local: String) throws {
     @Test func rcloneSFTPBackend() throws {
         let s = try SSHServer.shared()
         let dir = try s.makeUniqueDirectory("contract-sftp")
-        let d = try destination(s.remote(dir + "/backups"), s)
+        let d = try rcloneDestination(s.remote(dir + "/backups"), s)
         try exerciseDestination(d, local: s.local(dir + "/backups"))
         #expect(d.hashTypes.contains("md5") && !d.hashTypes.contains("sha256"), "rclone 1.60's sftp backend: MD5 and SHA-1 only")
     }

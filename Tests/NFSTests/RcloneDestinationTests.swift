@@ -9,14 +9,10 @@ import Glibc
 #endif
 
 @Suite struct RcloneDestinationTests {
-    func destination(_ fs: String, _ s: SSHServer) throws -> RcloneDestination {
-        try RcloneDestination(try #require(RcloneRemote(fs: fs)), environment: s.environment)
-    }
-
     @Test func largeUploadsStreamThroughRcatWithAndWithoutSize() throws {
         let s = try SSHServer.shared()
         let dir = try s.makeUniqueDirectory("rcat")
-        let d = try destination(s.remote(dir), s)
+        let d = try rcloneDestination(s.remote(dir), s)
         let payload = pseudoRandomBytes(9 << 20 + 12345, seed: 7)
         for (name, size) in [("unknown.partial", nil), ("known.partial", UInt64(payload.count))] as [(String, UInt64?)] {
             let w = try d.create(name, size: size)
@@ -45,12 +41,20 @@ import Glibc
         }
         #expect(try r.read(at: UInt64(payload.count) + 10, count: 10) == [])
         try r.close()
+        // The remote's own hash of one file, without transferring it.
+        let md5 = try Subprocess.checked(["md5sum", s.local(dir + "/known.partial")]).stdout.prefix(32)
+        #expect(try d.hash(of: "known.partial", type: "md5") == String(md5))
+        #expect(try d.hash(of: "known.partial", type: "sha256") == nil, "sftp has no SHA-256 in rclone 1.60")
+        let local = try rcloneDestination(s.localRemote(dir), s)
+        let sha = try Subprocess.checked(["sha256sum", s.local(dir + "/known.partial")]).stdout.prefix(64)
+        #expect(try local.hash(of: "known.partial", type: "sha256") == String(sha))
+        #expect(throws: RcloneError.self) { _ = try local.hash(of: "nope", type: "sha256") }
     }
 
     @Test func aWriterGivenTheWrongSizeFailsAndSaysSo() throws {
         let s = try SSHServer.shared()
         let dir = try s.makeUniqueDirectory("size")
-        let d = try destination(s.localRemote(dir), s)
+        let d = try rcloneDestination(s.localRemote(dir), s)
         let w = try d.create("x.partial", size: 10 << 20)
         try w.write(pseudoRandomBytes(5 << 20, seed: 1))
         let e = #expect(throws: RcloneError.self) { try w.sync() }
@@ -63,7 +67,7 @@ import Glibc
         // move, keeps the old one and deletes the new one (unless --ignore-times).
         let s = try SSHServer.shared()
         let dir = try s.makeUniqueDirectory("rename")
-        for d in [try destination(s.remote(dir), s), try destination(s.localRemote(dir), s)] {
+        for d in [try rcloneDestination(s.remote(dir), s), try rcloneDestination(s.localRemote(dir), s)] {
             try d.writeAtomically("m", contents: Array("old!".utf8))
             try d.writeAtomically("m.new", contents: Array("new!".utf8))
             var times = [timespec(tv_sec: 1_700_000_000, tv_nsec: 0), timespec(tv_sec: 1_700_000_000, tv_nsec: 0)]
@@ -76,7 +80,7 @@ import Glibc
 
     @Test func anUnknownRemoteIsAUsageErrorNamingIt() throws {
         let s = try SSHServer.shared()
-        let e = #expect(throws: RcloneError.self) { _ = try destination("nosuchremote:/x", s) }
+        let e = #expect(throws: RcloneError.self) { _ = try rcloneDestination("nosuchremote:/x", s) }
         #expect(e?.kind == .usage && e?.exitCode == 2)
         #expect(e?.description.contains("rclone:nosuchremote:/x") == true && e?.description.contains("rclone listremotes") == true,
                 "\(String(describing: e))")
@@ -100,7 +104,7 @@ import Glibc
     @Test func aDeadServerEndsEveryCallQuicklyWithRclonesWords() throws {
         let s = try SSHServer()
         let dir = try s.makeUniqueDirectory("dead")
-        let d = try destination(s.remote(dir), s)
+        let d = try rcloneDestination(s.remote(dir), s)
         try d.writeAtomically("a", contents: [1, 2, 3])
         let w = try d.create("big.partial", size: 64 << 20)
         try w.write(pseudoRandomBytes(6 << 20, seed: 3))

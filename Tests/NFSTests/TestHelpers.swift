@@ -1,5 +1,7 @@
 import Foundation
+import Storage
 import Support
+import Testing
 import TestSupport
 
 #if canImport(Glibc)
@@ -35,4 +37,9 @@ func pseudoRandomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
 func caught<E: Error>(_ type: E.Type, _ body: () throws -> Void) -> E? {
     do { try body() } catch let e as E { return e } catch { return nil }
     return nil
+}
+
+/// An rclone destination at `fs` (`sftp:/...`, `local:/...`) with the test server's rclone config.
+func rcloneDestination(_ fs: String, _ s: SSHServer) throws -> RcloneDestination {
+    try RcloneDestination(try #require(RcloneRemote(fs: fs)), environment: s.environment)
 }
