@@ -40,9 +40,13 @@ import TestSupport
             try FileManager.default.createSymbolicLink(atPath: tools + "/" + tool, withDestinationPath: real)
         }
         func write(_ name: String, _ body: String) throws {
-            let path = standIns + "/" + name
-            try ("#!/bin/sh\n" + body).write(toFile: path, atomically: true, encoding: .utf8)
-            chmod(path, 0o755)
+            // Written by a short-lived child, never through a descriptor of this multi-threaded
+            // test process: Foundation's atomic write opens its temporary file without
+            // O_CLOEXEC, so a bash another test forks meanwhile keeps it open for writing and
+            // every exec of the stand-in fails with ETXTBSY while that bash lives (seen: the
+            // stand-in dpkg-query "failed" for the first 22 packages, so the plan listed them).
+            try Subprocess.checked(["sh", "-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh", standIns + "/" + name],
+                                   input: Data(("#!/bin/sh\n" + body).utf8))
         }
         // dpkg-query -W -f='${Status}' PKG: every package but Docker's is installed, so the plan's
         // install list is exactly the Docker decision.
