@@ -42,10 +42,12 @@ let package = Package(
         // The age format (age-encryption.org/v1) as byte streams over Storage's readers and
         // writers; its primitives come from libcrypto through Support.
         .target(name: "Crypto", dependencies: ["Storage", "Support"], swiftSettings: swiftSettings),
-        .target(name: "Backup", dependencies: ["Archive", "Crypto", "Storage", "Gzip", "Support"],
+        // The one restore executor (tar streams and backup plans into a directory).
+        .target(name: "Restore", dependencies: ["Archive", "Support"], swiftSettings: swiftSettings),
+        .target(name: "Backup", dependencies: ["Archive", "Crypto", "Restore", "Storage", "Gzip", "Support"],
                 swiftSettings: swiftSettings),
         // ls, find, diff, dump and the read-only FUSE mount of every backup.
-        .target(name: "Browse", dependencies: ["Backup", "Archive", "Gzip", "Storage", "Support", "CFuse"], swiftSettings: swiftSettings),
+        .target(name: "Browse", dependencies: ["Backup", "Archive", "Restore", "Gzip", "Storage", "Support", "CFuse"], swiftSettings: swiftSettings),
         // Backup operations around a run: SQLite capture, --stop-stacks (docker), ntfy/Uptime Kuma
         // notifications (HTTP), signal handling, prune. Backup itself knows nothing of Docker or HTTP.
         .target(name: "BackupOps", dependencies: ["Backup", "Storage", "Support", "CSQLite"],
@@ -58,7 +60,7 @@ let package = Package(
         .target(name: "CommandLineSupport", dependencies: ["Support", argumentParser], swiftSettings: swiftSettings),
         .executableTarget(name: "hs-backup", dependencies: ["CommandLineSupport", "Backup", "BackupOps", "Browse", "Storage", "Support", argumentParser],
                           swiftSettings: swiftSettings),
-        .executableTarget(name: "hs-restore", dependencies: ["CommandLineSupport", "Backup", "Archive", "Support", argumentParser],
+        .executableTarget(name: "hs-restore", dependencies: ["CommandLineSupport", "Backup", "Archive", "Restore", "Storage", "Support", argumentParser],
                           swiftSettings: swiftSettings),
         .executableTarget(name: "hs-linkcheck", dependencies: ["CommandLineSupport", "LinkCheck", "Support", argumentParser],
                           swiftSettings: swiftSettings),
@@ -70,21 +72,21 @@ let package = Package(
         .executableTarget(name: "nfs-bench", dependencies: ["NFS", "Storage", "Support", "TestSupport"],
                           path: "bench/nfs-bench", swiftSettings: swiftSettings),
         // Benchmark driver for the archive engine (bench/archive-bench.sh); not a product.
-        .executableTarget(name: "archive-bench", dependencies: ["Archive"], path: "bench/archive-bench",
+        .executableTarget(name: "archive-bench", dependencies: ["Archive", "Backup", "Restore", "Storage", "Support"], path: "bench/archive-bench",
                           swiftSettings: swiftSettings),
 
         // Tests. TestSupport holds the real-server harnesses (nfs-ganesha), fixture trees and
         // helpers to run the built tools.
-        .target(name: "TestSupport", dependencies: ["Support"], path: "Tests/TestSupport",
+        .target(name: "TestSupport", dependencies: ["Archive", "Support"], path: "Tests/TestSupport",
                 swiftSettings: swiftSettings),
         .testTarget(name: "SupportTests", dependencies: ["Support", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "Storage", "TestSupport"], exclude: ["CCTV"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "GzipTests", dependencies: ["Gzip", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "NFSTests", dependencies: ["NFS", "Storage", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "ArchiveTests", dependencies: ["Archive", "Gzip", "TestSupport"], exclude: ["hostile.py", "wild.py", "defects.py"],
+        .testTarget(name: "ArchiveTests", dependencies: ["Archive", "Gzip", "Restore", "TestSupport"], exclude: ["hostile.py", "wild.py", "defects.py"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "BackupTests", dependencies: ["Backup", "BackupOps", "Crypto", "Gzip", "Storage", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "BackupTests", dependencies: ["Backup", "BackupOps", "Crypto", "Gzip", "Restore", "Storage", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "BrowseTests", dependencies: ["Browse", "Backup", "Archive", "Storage", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "LinkCheckTests", dependencies: ["LinkCheck", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "TestSupport"], exclude: ["Fixtures"],

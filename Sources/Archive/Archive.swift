@@ -8,16 +8,14 @@
 //   deflated. The output is ordinary multi-member gzip: gzip, GNU tar, bsdtar and Python's
 //   tarfile read it. `finish()` returns an `ArchiveIndex` (members and where each entry's
 //   header is) so a restore can start at one member instead of the beginning.
-// - `TarReader` reads pax, ustar, GNU, old GNU and v7 tar, GNU sparse files; `TreeWriter`
-//   creates entries safely; `extractArchive` (and the backup restore) drive them.
+// - `TarReader` reads pax, ustar, GNU, old GNU and v7 tar, GNU sparse files, from any
+//   `ByteSource` (a file, a Destination reader, an age-decrypting reader, stdin). The restore
+//   executor (module Restore) drives it; so does `hs-backup verify`.
 //
 // What it does not guarantee:
-// - Atomicity: an extraction that fails part-way leaves the entries completed so far (inside
-//   the target only; a file is never left half-written). Callers that need all-or-nothing
-//   extract into a fresh directory.
-// - Sparse files are archived as ordinary (zero-filled) files; extraction makes holes again.
-// - The writer archives every extended attribute and POSIX ACL it is given; the tree writer
-//   restores `user.*` always and other namespaces (ACLs) as root (see `XattrApplier`).
+// - Sparse files are archived as ordinary (zero-filled) files unless the caller says
+//   otherwise; extraction makes holes again.
+// - The writer archives every extended attribute and POSIX ACL it is given.
 
 /// The kind of a tar entry.
 package enum EntryType: String, Sendable, Equatable, Codable {
@@ -99,42 +97,55 @@ package struct EntryMetadata: Sendable, Equatable {
     }
 }
 
-/// A failure in the archive engine: what failed, where (entry / offset), and what to do.
+/// A failure of the archive format layer (reading or writing tar/gzip): what failed, where
+/// (entry / offset), and what to do. Restore-side refusals and target problems are
+/// `RestoreError` (module Restore).
 package struct ArchiveError: Error, CustomStringConvertible, Sendable {
     package enum Kind: Sendable, Equatable {
         /// The archive bytes are not valid tar/gzip (malformed header, bad pax record, ...).
         case malformed
         /// The archive ends early.
         case truncated
-        /// Extraction refused an entry by a safety rule (`rule` names it).
-        case refused
         /// A system call failed (`detail` names the call, path and errno).
         case io
-        /// The caller passed something invalid (a bad entry, a non-empty target, ...).
+        /// The caller passed something invalid (a bad entry, a bad start offset, ...).
         case invalidInput
     }
+
+    /// A named bound the reader applies to a (hostile) archive.
+    package enum Rule: String, Sendable, Equatable {
+        /// A pax / GNU long-name / sparse-map header larger than `TarLimits.maxExtendedHeader`.
+        case extendedHeaderSize = "extended-header-size"
+        /// A sparse map with more regions than `TarLimits.maxSparseRegions`.
+        case sparseRegions = "sparse-regions"
+        /// Multi-volume continuation entries (type 'M').
+        case multiVolume = "multi-volume"
+    }
+
     package var kind: Kind
-    /// The entry path concerned, if any.
+    /// The entry path concerned, if any (as shown to people).
     package var entry: String?
-    /// For `.refused`: the rule, e.g. "absolute-path", "symlink-escape".
-    package var rule: String?
+    /// The bound that refused the archive, if one did.
+    package var rule: Rule?
     package var detail: String
 
-    package init(_ kind: Kind, entry: String? = nil, rule: String? = nil, _ detail: String) {
+    package init(_ kind: Kind, entry: String? = nil, rule: Rule? = nil, _ detail: String) {
         self.kind = kind; self.entry = entry; self.rule = rule; self.detail = detail
     }
+
+    /// Damage to the archive's bytes (as opposed to an I/O failure or a caller's mistake).
+    package var isDamage: Bool { kind == .malformed || kind == .truncated }
 
     package var description: String {
         var s: String
         switch kind {
         case .malformed: s = "malformed archive"
         case .truncated: s = "truncated archive"
-        case .refused: s = "refused entry"
         case .io: s = "I/O error"
         case .invalidInput: s = "invalid input"
         }
         if let entry { s += " '\(entry)'" }
-        if let rule { s += " (rule: \(rule))" }
+        if let rule { s += " (rule: \(rule.rawValue))" }
         return s + ": " + detail
     }
 }

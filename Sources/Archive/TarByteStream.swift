@@ -9,7 +9,7 @@ import Synchronization
 /// gzip member of up to 4 MiB, or 1 MiB from the streaming decoder), like `gzip -d | tar -x`. Gzip member ends (after their CRC was checked) are recorded, so
 /// a reader can tell which part of the stream is verified and where each member starts.
 final class TarByteStream {
-    let source: ArchiveSource
+    let source: any ByteSource
     /// Tar offset of the next byte `next` hands out.
     private(set) var position: UInt64
     /// Compressed offset of the member reading started at.
@@ -23,11 +23,12 @@ final class TarByteStream {
 
     /// Starts reading at compressed offset `compressedOffset`, whose first byte is tar offset
     /// `uncompressedOffset` (a gzip member start; 0, 0 for the whole archive).
-    init(source: ArchiveSource, compressedOffset: UInt64 = 0, uncompressedOffset: UInt64 = 0) throws {
+    init(source: any ByteSource, compressedOffset: UInt64 = 0, uncompressedOffset: UInt64 = 0) throws {
         self.source = source
         self.position = uncompressedOffset
         self.startCompressed = compressedOffset
-        let head = compressedOffset < source.size ? try source.read(compressedOffset, Int(min(2, source.size - compressedOffset))) : []
+        let input = CompressedInput(source, at: compressedOffset)
+        let head = try input.peek(2)
         gzip = head.count == 2 && head[0] == 0x1f && head[1] == 0x8b
         if !gzip && head.count < 2 {
             throw ArchiveError(.truncated, "'\(source.displayName)' is empty; expected a tar.gz archive")
@@ -39,26 +40,17 @@ final class TarByteStream {
             var produced: UInt64 = 0
             var decoder: GzipDecoder?
             do {
-                var off = compressedOffset
-                if gzip {
-                    off = try Self.decodeMembers(source, from: compressedOffset, tarOffset: uncompressedOffset, queue: queue, log: log, produced: &produced)
-                }
+                if gzip { try Self.decodeMembers(input, tarOffset: uncompressedOffset, queue: queue, log: log, produced: &produced) }
                 // The rest (or all of it, when it is not gzip), streaming.
-                let zlibStart = off, tarStart = uncompressedOffset + produced
-                if gzip && off < source.size {
-                    decoder = GzipDecoder(outputChunk: 1 << 20, afterMembers: off > compressedOffset)
+                let zlibStart = input.offset, tarStart = uncompressedOffset + produced
+                if try gzip && !input.atEnd() {
+                    decoder = GzipDecoder(outputChunk: 1 << 20, afterMembers: zlibStart > compressedOffset)
                     decoder?.messageOffsetBase = zlibStart
                     decoder?.onMemberEnd = { b in
                         log.add((zlibStart + b.compressedOffset + b.compressedLength, tarStart + b.uncompressedOffset + b.uncompressedLength))
                     }
                 }
-                while off < source.size && !queue.isCancelled {
-                    let n = Int(min(UInt64(1 << 20), source.size - off))
-                    let buf = try source.read(off, n)
-                    guard buf.count == n else {
-                        throw ArchiveError(.truncated, "'\(source.displayName)' ended at \(off + UInt64(buf.count)) bytes, expected \(source.size)")
-                    }
-                    off += UInt64(n)
+                while !queue.isCancelled, let buf = try input.take(1 << 20) {
                     if let decoder {
                         try decoder.feed(buf) { out in if !queue.put(Array(out), bytes: out.count) { throw CancellationError() } }
                     } else if !queue.put(buf, bytes: buf.count) {
@@ -66,13 +58,13 @@ final class TarByteStream {
                     }
                 }
                 if let decoder, !queue.isCancelled { try decoder.finish() }
-                if !gzip { log.add((off, uncompressedOffset + off - compressedOffset)) }
+                if !gzip { log.add((input.offset, uncompressedOffset + input.offset - compressedOffset)) }
                 queue.finish()
             } catch is CancellationError {
                 queue.finish()
             } catch let e as GzipError {
                 queue.finish(throwing: ArchiveError(e.kind == .truncated ? .truncated : .malformed,
-                                                "'\(source.displayName)': \(e.description) (after \(uncompressedOffset + produced + (decoder?.uncompressedProduced ?? 0)) tar bytes)"))
+                                                    "'\(source.displayName)': \(e.description) (after \(uncompressedOffset + produced + (decoder?.uncompressedProduced ?? 0)) tar bytes)"))
             } catch {
                 queue.finish(throwing: error)
             }
@@ -81,40 +73,21 @@ final class TarByteStream {
 
     deinit { close() }
 
-    /// Decodes whole gzip members from compressed offset `start` (tar offset `tarOffset`) with
-    /// libdeflate while they fit (see `GzipMemberDecoder`), queueing their bytes and logging
-    /// their ends. Returns the compressed offset where it stopped: the end of the data, or the
+    /// Decodes whole gzip members (with libdeflate) while they fit (see `GzipMemberDecoder`),
+    /// queueing their bytes and logging their ends. Stops at the end of the data, or at the
     /// start of a member for the streaming decoder (a large or damaged one, padding).
-    private static func decodeMembers(_ source: ArchiveSource, from start: UInt64, tarOffset: UInt64, queue: BoundedQueue<[UInt8]>,
-                                      log: MemberLog, produced: inout UInt64) throws -> UInt64 {
+    private static func decodeMembers(_ input: CompressedInput, tarOffset: UInt64, queue: BoundedQueue<[UInt8]>,
+                                      log: MemberLog, produced: inout UInt64) throws {
         let members = GzipMemberDecoder(maxOutput: 4 << 20)
-        // Compressed bytes from `windowStart`; the member being decoded starts at `pos`.
-        var window: [UInt8] = []
-        var windowStart = start, pos = 0
-        let wanted = 4 << 20
         while !queue.isCancelled {
-            let end = windowStart + UInt64(window.count)
-            if window.count - pos < wanted && end < source.size {
-                window.removeSubrange(0 ..< pos)
-                windowStart += UInt64(pos); pos = 0
-                while window.count < 2 * wanted && windowStart + UInt64(window.count) < source.size {
-                    let at = windowStart + UInt64(window.count)
-                    let n = Int(min(UInt64(1 << 20), source.size - at))
-                    let buf = try source.read(at, n)
-                    guard buf.count == n else {
-                        throw ArchiveError(.truncated, "'\(source.displayName)' ended at \(at + UInt64(buf.count)) bytes, expected \(source.size)")
-                    }
-                    window += buf
-                }
-            }
-            if pos == window.count { break }
-            guard let m = window.withUnsafeBytes({ members.decode(UnsafeRawBufferPointer(rebasing: $0[pos...])) }) else { break }
-            pos += m.consumed
+            let window = try input.peek(4 << 20)
+            if window.isEmpty { return }
+            guard let m = window.withUnsafeBytes({ members.decode($0) }) else { return }
+            input.consume(m.consumed)
             produced += UInt64(m.output.count)
-            log.add((windowStart + UInt64(pos), tarOffset + produced))
+            log.add((input.offset, tarOffset + produced))
             if !m.output.isEmpty && !queue.put(m.output, bytes: m.output.count) { throw CancellationError() }
         }
-        return windowStart + UInt64(pos)
     }
 
     /// Stops the producer thread (idempotent).
@@ -134,6 +107,14 @@ final class TarByteStream {
         chunkPos += n
         position += UInt64(n)
         return n
+    }
+
+    /// True when no byte is left (waits for the next chunk when needed).
+    func peekEnd() throws -> Bool {
+        if chunkPos < chunk.count { return false }
+        guard let c = try queue.take() else { return true }
+        chunk = c; chunkPos = 0
+        return c.isEmpty ? try peekEnd() : false
     }
 
     /// Skips `n` bytes; false if the data ended first.
@@ -162,6 +143,72 @@ final class TarByteStream {
 
     /// The tar offset at which the member starting at compressed offset `c` begins, if seen.
     func tarOffset(ofMemberAt c: UInt64) -> UInt64? { boundaries.tarOffset(ofMemberAt: c) }
+}
+
+/// The compressed bytes from an offset on, read ahead in 1 MiB pieces from a source of known
+/// size (a short read is truncation) or a stream (a short read is its end). Used by one
+/// thread at a time (the constructor's, then the decompression job's).
+private final class CompressedInput: Sendable {
+    private struct State {
+        var buffer: [UInt8] = []
+        var bufferPos = 0
+        var readAt: UInt64
+        var ended = false
+        var offset: UInt64
+    }
+    private let source: any ByteSource
+    private let state: Mutex<State>
+
+    init(_ source: any ByteSource, at offset: UInt64) {
+        self.source = source
+        state = Mutex(State(readAt: offset, offset: offset))
+    }
+
+    /// Compressed offset of the next byte not consumed.
+    var offset: UInt64 { state.withLock { $0.offset } }
+
+    /// Reads on until `n` bytes are buffered or the data ends.
+    private func fill(_ s: inout State, _ n: Int) throws {
+        while s.buffer.count - s.bufferPos < n && !s.ended {
+            if s.bufferPos > 0 { s.buffer.removeFirst(s.bufferPos); s.bufferPos = 0 }
+            let at = s.readAt
+            let want = source.size.map { Int(min(UInt64(1 << 20), $0 > at ? $0 - at : 0)) } ?? 1 << 20
+            let got = want == 0 ? [] : try source.read(at: at, count: want)
+            if let size = source.size, got.count < want {
+                throw ArchiveError(.truncated, "'\(source.displayName)' ended at \(at + UInt64(got.count)) bytes, expected \(size)")
+            }
+            if got.count < want || want == 0 { s.ended = true }
+            s.readAt += UInt64(got.count)
+            s.buffer += got
+        }
+    }
+
+    /// Up to `n` buffered bytes (fewer only at the end), not consumed.
+    func peek(_ n: Int) throws -> ArraySlice<UInt8> {
+        try state.withLock { (s: inout State) throws -> ArraySlice<UInt8> in
+            try fill(&s, n)
+            return s.buffer[s.bufferPos ..< min(s.buffer.count, s.bufferPos + n)]
+        }
+    }
+
+    func consume(_ n: Int) { state.withLock { $0.bufferPos += n; $0.offset += UInt64(n) } }
+
+    func atEnd() throws -> Bool {
+        try state.withLock { (s: inout State) throws -> Bool in try fill(&s, 1); return s.bufferPos == s.buffer.count }
+    }
+
+    /// The next up to `n` bytes, consumed; nil at the end.
+    func take(_ n: Int) throws -> [UInt8]? {
+        try state.withLock { (s: inout State) throws -> [UInt8]? in
+            try fill(&s, 1)
+            if s.bufferPos == s.buffer.count { return nil }
+            let end = min(s.buffer.count, s.bufferPos + n)
+            let out = Array(s.buffer[s.bufferPos ..< end])
+            s.offset += UInt64(end - s.bufferPos)
+            s.bufferPos = end
+            return out
+        }
+    }
 }
 
 /// Member starts seen by the producer (the last few thousand), shared with the reader.

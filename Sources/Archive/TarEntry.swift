@@ -1,3 +1,5 @@
+import Support
+
 /// One data region of a sparse file: `length` bytes at `offset` of the real file.
 package struct SparseRegion: Sendable, Equatable {
     package var offset: UInt64
@@ -36,7 +38,7 @@ package struct TarEntry: Sendable {
         self.type = type
     }
 
-    /// The path for messages (invalid UTF-8 shown as U+FFFD; never used to name a file).
-    package var displayPath: String { String(decoding: path, as: UTF8.self) }
-    package var displayLink: String { String(decoding: linkTarget, as: UTF8.self) }
+    /// The path for messages, escaped (`NameEscape`; never used to name a file).
+    package var displayPath: String { NameEscape.escape(path) }
+    package var displayLink: String { NameEscape.escape(linkTarget) }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// Bounds on what a (hostile) archive may make the reader hold in memory.
 package struct TarLimits: Sendable {
@@ -24,7 +25,7 @@ package struct TarLimits: Sendable {
 package final class TarReader {
     private var stream: TarByteStream
     package let limits: TarLimits
-    package let source: ArchiveSource
+    package let source: any ByteSource
     private var globalPax: [[UInt8]: [UInt8]] = [:]
     // Content of the current entry.
     private var storedLeft: UInt64 = 0
@@ -34,15 +35,21 @@ package final class TarReader {
     private var regionDone: UInt64 = 0
     private var dense = true
     private var denseOffset: UInt64 = 0
+    /// Stored bytes after a sparse file's last region (a map a few bytes short), skipped.
+    private var trailingSkip: UInt64 = 0
     private var currentName = ""
     package private(set) var finished = false
+    /// Entries read so far, and whether the last one stored data (for an archive that ends
+    /// without its end-of-archive blocks).
+    private var entriesRead = 0
+    private var lastStoredData = false
     /// Non-fatal oddities met (unknown entry types read as files, skipped ACL headers, ...).
     package private(set) var warnings: [String] = []
 
     /// - Parameters:
     ///   - start: where to start (a gzip member and the tar offset of an entry's first header
     ///     in it); nil: the start of the archive.
-    package init(source: ArchiveSource, start: ExtractStart? = nil, limits: TarLimits = TarLimits()) throws {
+    package init(source: any ByteSource, start: ExtractStart? = nil, limits: TarLimits = TarLimits()) throws {
         self.source = source
         self.limits = limits
         stream = try TarByteStream(source: source, compressedOffset: start?.compressedOffset ?? 0,
@@ -105,96 +112,133 @@ package final class TarReader {
 
     // MARK: reading
 
-    /// The next entry (the rest of the previous one is skipped); nil at the end-of-archive marker.
+    /// The headers of one entry as read: its main header block and what the extended headers
+    /// before it said.
+    private struct HeaderGroup {
+        var block: [UInt8]
+        var at: UInt64
+        var pax: [[UInt8]: [UInt8]] = [:]
+        var longName: [UInt8]?
+        var longLink: [UInt8]?
+        var sparseOffsets: [UInt64] = []
+        var sparseSizes: [UInt64] = []
+        var flag: UInt8 { block[156] }
+        var isPosix: Bool { block[257 ..< 263].elementsEqual("ustar\0".utf8) }
+        var isGNU: Bool { block[257 ..< 263].elementsEqual("ustar ".utf8) }
+        func pax(_ key: String) -> [UInt8]? { pax[Array(key.utf8)] }
+    }
+
+    /// The next entry (the rest of the previous one is skipped); nil at the end-of-archive
+    /// marker, or where the data ends at a header boundary without one (GNU tar accepts that;
+    /// a warning says so).
     package func next() throws -> TarEntry? {
         if finished { return nil }
         try skipContent()
-        var pax: [[UInt8]: [UInt8]] = [:]
-        var sparseOffsets: [UInt64] = [], sparseSizes: [UInt64] = []
-        var longName: [UInt8]?, longLink: [UInt8]?
-        var headerStart: UInt64?
-        var block: [UInt8]
+        guard let h = try readHeaderGroup() else { finished = true; return nil }
+        var e = try baseEntry(h)
+        var stored = UInt64(try number(h.block, 124, 12, h.at))
+        try applyPax(h, to: &e, stored: &stored)
+        stored = dataSize(of: e.type, flag: h.flag, stored: stored, paxSize: h.pax("size") != nil)
+        storedLeft = stored
+        entriesRead += 1
+        lastStoredData = stored > 0
+        padLeft = (512 - stored % 512) % 512
+        dense = true; denseOffset = 0; trailingSkip = 0
+        regions = []; regionIndex = 0; regionDone = 0
+        e.size = e.type == .file ? stored : 0
+        if e.type == .file { try readSparseLayout(h, into: &e) }
+        return e
+    }
+
+    /// Reads header blocks up to and including an entry's main header (extended headers,
+    /// GNU long names, global pax records are collected on the way). nil at the end marker.
+    private func readHeaderGroup() throws -> HeaderGroup? {
+        var g = HeaderGroup(block: [], at: 0)
+        var started = false
         while true {
             let at = stream.position
-            block = try readExact(512, what: headerStart == nil ? "before the end-of-archive marker" : "inside a header")
+            // The data ends at a header boundary, without the end-of-archive blocks: GNU tar
+            // takes that as the end. After an entry that stores data, that is also what a cut
+            // archive looks like: refused as truncated there.
+            if !started, entriesRead > 0, !lastStoredData, try atEndOfData() {
+                warn("the archive ends without its end-of-archive blocks (after its last entry, '\(currentName)'); extracted as GNU tar does")
+                return nil
+            }
+            let block = try readExact(512, what: started ? "inside a header" : "before the end-of-archive marker")
             if block.allSatisfy({ $0 == 0 }) {
-                if headerStart != nil { throw malformed("end-of-archive marker right after an extended header", at) }
-                finished = true
+                if started { throw malformed("end-of-archive marker right after an extended header", at) }
                 return nil
             }
             try checkChecksum(block, at)
-            if headerStart == nil { headerStart = at }
+            if !started { g.at = at; started = true }
             let flag = block[156]
             let size = try number(block, 124, 12, at)
             guard size >= 0 else { throw malformed("negative size", at) }
             switch flag {
             case UInt8(ascii: "x"), UInt8(ascii: "X"), UInt8(ascii: "g"), UInt8(ascii: "L"), UInt8(ascii: "K"):
                 guard size <= Int64(limits.maxExtendedHeader) else {
-                    throw malformed("extended header of \(size) bytes exceeds the \(limits.maxExtendedHeader)-byte limit", at)
+                    throw ArchiveError(.malformed, rule: .extendedHeaderSize,
+                                       "extended header of \(size) bytes exceeds the \(limits.maxExtendedHeader)-byte limit (header at tar offset \(at))")
                 }
                 let data = try readExact(Int(size), what: "inside an extended header")
                 guard try stream.skip(UInt64((512 - size % 512) % 512)) else { throw truncated("inside an extended header") }
-                switch flag {
-                case UInt8(ascii: "L"): longName = Self.trimNULs(data)
-                case UInt8(ascii: "K"): longLink = Self.trimNULs(data)
-                case UInt8(ascii: "g"):
-                    for (k, v) in try parsePaxRecords(data, at) { globalPax[k] = v.isEmpty ? nil : v }
-                    headerStart = nil
-                default:
-                    for (k, v) in try parsePaxRecords(data, at) {
-                        if k == Array("GNU.sparse.offset".utf8) { sparseOffsets.append(try paxUInt(k, v, at)) }
-                        else if k == Array("GNU.sparse.numbytes".utf8) { sparseSizes.append(try paxUInt(k, v, at)) }
-                        else { pax[k] = v }
-                    }
-                }
-                continue
+                if flag == UInt8(ascii: "g") { started = false }
+                try collectExtended(flag, data, at, into: &g)
             case UInt8(ascii: "V"), UInt8(ascii: "A"), UInt8(ascii: "N"):
                 // Volume label, Solaris ACL, old GNU long-name list: not entries; GNU tar skips
                 // them (and reads an 'A' header as a file that the next header replaces).
                 if flag == UInt8(ascii: "A") { warn("'\(Self.display(cString(block, 0, 100)))': Solaris ACL header skipped (ACLs in that format are not restored)") }
                 guard try stream.skip(UInt64(size) + UInt64((512 - size % 512) % 512)) else { throw truncated("inside a skipped header") }
-                if flag == UInt8(ascii: "V") { headerStart = nil }
-                continue
+                if flag == UInt8(ascii: "V") { started = false }
             case UInt8(ascii: "M"):
-                throw malformed("multi-volume continuation entries (type 'M') are not supported", at)
+                throw ArchiveError(.malformed, rule: .multiVolume, "multi-volume continuation entries (type 'M') are not supported (header at tar offset \(at))")
             default:
-                break
+                g.block = block
+                var merged = globalPax
+                for (k, v) in g.pax { merged[k] = v.isEmpty && !Self.keepsEmptyValue(k) ? nil : v }
+                g.pax = merged
+                return g
             }
-            break
         }
-        let at = headerStart!
-        let magic = Array(block[257..<263])
-        let isPosix = magic == Array("ustar\0".utf8)
-        let isGNU = magic == Array("ustar ".utf8)
-        let flag = block[156]
-        var merged = globalPax
-        for (k, v) in pax { merged[k] = v.isEmpty ? nil : v }
-        pax = merged
+    }
 
-        var name = longName ?? {
+    /// True when the data ends exactly here (no more bytes at all).
+    private func atEndOfData() throws -> Bool { try stream.peekEnd() }
+
+    /// Takes one extended header's records into the group.
+    private func collectExtended(_ flag: UInt8, _ data: [UInt8], _ at: UInt64, into g: inout HeaderGroup) throws {
+        switch flag {
+        case UInt8(ascii: "L"): g.longName = Self.trimNULs(data)
+        case UInt8(ascii: "K"): g.longLink = Self.trimNULs(data)
+        case UInt8(ascii: "g"):
+            for (k, v) in try parsePaxRecords(data, at) { globalPax[k] = v.isEmpty && !Self.keepsEmptyValue(k) ? nil : v }
+        default:
+            for (k, v) in try parsePaxRecords(data, at) {
+                if k.elementsEqual("GNU.sparse.offset".utf8) { g.sparseOffsets.append(try paxUInt(k, v, at)) }
+                else if k.elementsEqual("GNU.sparse.numbytes".utf8) { g.sparseSizes.append(try paxUInt(k, v, at)) }
+                else { g.pax[k] = v }
+            }
+        }
+    }
+
+    /// pax records whose empty value is a value (an extended attribute set to ""), not the
+    /// removal of a global record.
+    private static func keepsEmptyValue(_ key: [UInt8]) -> Bool { key.starts(with: "SCHILY.xattr.".utf8) }
+
+    /// The entry as the main header block says: name, type, mode, owner, mtime, link.
+    private func baseEntry(_ h: HeaderGroup) throws -> TarEntry {
+        let block = h.block, at = h.at, flag = h.flag
+        var name = h.longName ?? {
             var n = cString(block, 0, 100)
-            if isPosix {
+            if h.isPosix {
                 let prefix = cString(block, 345, 155)
                 if !prefix.isEmpty { n = prefix + [UInt8(ascii: "/")] + n }
             }
             return n
         }()
-        if let p = pax[Array("path".utf8)] { name = p }
-        let link = pax[Array("linkpath".utf8)] ?? longLink ?? cString(block, 157, 100)
-        var type: EntryType
-        switch flag {
-        case UInt8(ascii: "0"), 0, UInt8(ascii: "7"), UInt8(ascii: "S"): type = .file
-        case UInt8(ascii: "1"): type = .hardlink
-        case UInt8(ascii: "2"): type = .symlink
-        case UInt8(ascii: "3"): type = .charDevice
-        case UInt8(ascii: "4"): type = .blockDevice
-        case UInt8(ascii: "5"), UInt8(ascii: "D"): type = .directory
-        case UInt8(ascii: "6"): type = .fifo
-        default:
-            type = .file
-            warn("'\(Self.display(name))': unknown entry type '\(flag >= 32 && flag < 127 ? String(UnicodeScalar(flag)) : "\\(\(flag))")', extracted as a regular file (as GNU tar does)")
-        }
-        if type == .file && (flag == 0 || flag == UInt8(ascii: "0")) && !isPosix && name.last == UInt8(ascii: "/") {
+        if let p = h.pax("path") { name = p }
+        var type = entryType(flag, name: name)
+        if type == .file && (flag == 0 || flag == UInt8(ascii: "0")) && !h.isPosix && name.last == UInt8(ascii: "/") {
             type = .directory  // v7 / old GNU: a directory is a file whose name ends in "/"
         }
         var e = TarEntry(path: Self.trimTrailingSlashes(name), type: type)
@@ -204,27 +248,48 @@ package final class TarReader {
         e.uid = UInt32(truncatingIfNeeded: try number(block, 108, 8, at))
         e.gid = UInt32(truncatingIfNeeded: try number(block, 116, 8, at))
         e.mtime = FileTime(seconds: try number(block, 136, 12, at))
-        if isPosix || isGNU {
+        if h.isPosix || h.isGNU {
             let un = cString(block, 265, 32), gn = cString(block, 297, 32)
             if !un.isEmpty { e.uname = un }
             if !gn.isEmpty { e.gname = gn }
-        }
-        if (isPosix || isGNU) && (type == .charDevice || type == .blockDevice) {
-            e.devMajor = UInt32(truncatingIfNeeded: try number(block, 329, 8, at))
-            e.devMinor = UInt32(truncatingIfNeeded: try number(block, 337, 8, at))
+            if type == .charDevice || type == .blockDevice {
+                e.devMajor = UInt32(truncatingIfNeeded: try number(block, 329, 8, at))
+                e.devMinor = UInt32(truncatingIfNeeded: try number(block, 337, 8, at))
+            }
         }
         if type == .symlink || type == .hardlink {
+            let link = h.pax("linkpath") ?? h.longLink ?? cString(block, 157, 100)
             guard !link.isEmpty else { throw malformed("link '\(currentName)' without a target", at) }
             e.linkTarget = link
         }
-        var stored = UInt64(try number(block, 124, 12, at))
+        return e
+    }
+
+    /// The type of a header's type flag (unknown ones are read as files, as GNU tar does).
+    private func entryType(_ flag: UInt8, name: [UInt8]) -> EntryType {
+        switch flag {
+        case UInt8(ascii: "0"), 0, UInt8(ascii: "7"), UInt8(ascii: "S"): return .file
+        case UInt8(ascii: "1"): return .hardlink
+        case UInt8(ascii: "2"): return .symlink
+        case UInt8(ascii: "3"): return .charDevice
+        case UInt8(ascii: "4"): return .blockDevice
+        case UInt8(ascii: "5"), UInt8(ascii: "D"): return .directory
+        case UInt8(ascii: "6"): return .fifo
+        default:
+            warn("'\(Self.display(name))': unknown entry type '\(flag >= 32 && flag < 127 ? String(UnicodeScalar(flag)) : "\\(\(flag))")', extracted as a regular file (as GNU tar does)")
+            return .file
+        }
+    }
+
+    /// pax records over the header's fields: size, owner, mtime, owner names, xattrs.
+    private func applyPax(_ h: HeaderGroup, to e: inout TarEntry, stored: inout UInt64) throws {
         let xattrPrefix = Array("SCHILY.xattr.".utf8)
-        for (k, v) in pax.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+        for (k, v) in h.pax.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
             switch String(decoding: k, as: UTF8.self) {
-            case "size": stored = try paxUInt(k, v, at)
-            case "uid": e.uid = UInt32(truncatingIfNeeded: try paxUInt(k, v, at))
-            case "gid": e.gid = UInt32(truncatingIfNeeded: try paxUInt(k, v, at))
-            case "mtime": e.mtime = try paxTime(v, at)
+            case "size": stored = try paxUInt(k, v, h.at)
+            case "uid": e.uid = UInt32(truncatingIfNeeded: try paxUInt(k, v, h.at))
+            case "gid": e.gid = UInt32(truncatingIfNeeded: try paxUInt(k, v, h.at))
+            case "mtime": e.mtime = try paxTime(v, h.at)
             case "uname": e.uname = v
             case "gname": e.gname = v
             default:
@@ -233,67 +298,77 @@ package final class TarReader {
                 }
             }
         }
-        // Which entries carry data: files always; GNU dumpdirs ('D'); a hardlink only when a
-        // pax size says so; a directory's size field is not data (as GNU tar, bsdtar and
-        // Python read old-style headers); the others never.
-        switch type {
-        case .file: break
-        case .directory: if flag != UInt8(ascii: "D") { stored = 0 }
-        case .hardlink: if pax[Array("size".utf8)] == nil { stored = 0 }
-        default: stored = 0
-        }
-        storedLeft = stored
-        padLeft = (512 - stored % 512) % 512
-        dense = true; denseOffset = 0
-        regions = []; regionIndex = 0; regionDone = 0
-        e.size = type == .file ? stored : 0
+    }
 
-        // Sparse files.
+    /// Which entries carry data: files always; GNU dumpdirs ('D'); a hardlink only when a
+    /// pax size says so; a directory's size field is not data (as GNU tar, bsdtar and Python
+    /// read old-style headers); the others never.
+    private func dataSize(of type: EntryType, flag: UInt8, stored: UInt64, paxSize: Bool) -> UInt64 {
+        switch type {
+        case .file: return stored
+        case .directory: return flag == UInt8(ascii: "D") ? stored : 0
+        case .hardlink: return paxSize ? stored : 0
+        default: return 0
+        }
+    }
+
+    /// GNU sparse files: old 'S' headers, pax 1.0 (map at the start of the data), 0.1 and 0.0.
+    private func readSparseLayout(_ h: HeaderGroup, into e: inout TarEntry) throws {
+        let at = h.at
         func num(_ key: String) throws -> UInt64? {
-            guard let v = pax[Array(key.utf8)] else { return nil }
+            guard let v = h.pax(key) else { return nil }
             return try paxUInt(Array(key.utf8), v, at)
         }
-        if type == .file && flag == UInt8(ascii: "S") {
-            guard isGNU || !isPosix else { throw malformed("type 'S' sparse entry '\(currentName)' in a POSIX header", at) }
-            let real = UInt64(try number(block, 483, 12, at))
-            var map: [(UInt64, UInt64)] = []
-            func entries(_ b: [UInt8], from: Int, count: Int) throws {
-                for i in 0..<count {
-                    let o = from + i * 24
-                    if b[o] == 0 { return }
-                    map.append((UInt64(try number(b, o, 12, at)), UInt64(try number(b, o + 12, 12, at))))
-                }
-            }
-            try entries(block, from: 386, count: 4)
-            var extended = block[482] != 0
-            while extended {
-                let ext = try readExact(512, what: "inside a GNU sparse header")
-                try entries(ext, from: 0, count: 21)
-                guard map.count <= limits.maxSparseRegions else { throw malformed("GNU sparse map of '\(currentName)' has too many regions", at) }
-                extended = ext[504] != 0
+        if h.flag == UInt8(ascii: "S") {
+            guard h.isGNU || !h.isPosix else { throw malformed("type 'S' sparse entry '\(currentName)' in a POSIX header", at) }
+            try setSparse(&e, real: UInt64(try number(h.block, 483, 12, at)), map: try readOldGNUSparseMap(h), at)
+        } else if h.pax("GNU.sparse.major") == Array("1".utf8), h.pax("GNU.sparse.minor") == Array("0".utf8) {
+            // GNU tar stands in the 0.x size key or the header's own size, and keeps the
+            // header's name, when GNU.sparse.name/realsize are missing.
+            if let rn = h.pax("GNU.sparse.name"), !rn.isEmpty { e.path = Self.trimTrailingSlashes(rn); currentName = e.displayPath }
+            let stored = storedLeft
+            let map = try readSparseMap1(at)
+            let real = try num("GNU.sparse.realsize") ?? num("GNU.sparse.size") ?? max(stored, map.last.map { $0.0 + $0.1 } ?? 0)
+            if h.pax("GNU.sparse.realsize") == nil {
+                warn("'\(currentName)': GNU sparse 1.0 entry without GNU.sparse.realsize; its size is taken as \(real) bytes, as GNU tar does")
             }
             try setSparse(&e, real: real, map: map, at)
-        } else if type == .file, pax[Array("GNU.sparse.major".utf8)] == Array("1".utf8), pax[Array("GNU.sparse.minor".utf8)] == Array("0".utf8) {
-            guard let rn = pax[Array("GNU.sparse.name".utf8)], !rn.isEmpty, let real = try num("GNU.sparse.realsize") else {
-                throw malformed("GNU sparse 1.0 entry '\(currentName)' without GNU.sparse.name/realsize", at)
-            }
-            e.path = Self.trimTrailingSlashes(rn)
-            currentName = e.displayPath
-            try setSparse(&e, real: real, map: try readSparseMap1(at), at)
-        } else if type == .file, let real = try num("GNU.sparse.size") ?? num("GNU.sparse.realsize") {
-            if let rn = pax[Array("GNU.sparse.name".utf8)], !rn.isEmpty { e.path = Self.trimTrailingSlashes(rn); currentName = e.displayPath }
+        } else if let real = try num("GNU.sparse.size") ?? num("GNU.sparse.realsize") {
+            if let rn = h.pax("GNU.sparse.name"), !rn.isEmpty { e.path = Self.trimTrailingSlashes(rn); currentName = e.displayPath }
             var map: [(UInt64, UInt64)] = []
-            if let m = pax[Array("GNU.sparse.map".utf8)] {          // 0.1
+            if let m = h.pax("GNU.sparse.map") {          // 0.1
                 let nums = try m.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false).map { try paxUInt(Array("GNU.sparse.map".utf8), Array($0), at) }
                 guard nums.count % 2 == 0 else { throw malformed("GNU.sparse.map of '\(currentName)' has an odd count", at) }
                 for i in stride(from: 0, to: nums.count, by: 2) { map.append((nums[i], nums[i + 1])) }
-            } else {                                                  // 0.0
-                guard sparseOffsets.count == sparseSizes.count else { throw malformed("GNU sparse 0.0 map of '\(currentName)' is incomplete", at) }
-                map = Array(zip(sparseOffsets, sparseSizes))
+            } else {                                       // 0.0
+                guard h.sparseOffsets.count == h.sparseSizes.count else { throw malformed("GNU sparse 0.0 map of '\(currentName)' is incomplete", at) }
+                map = Array(zip(h.sparseOffsets, h.sparseSizes))
             }
             try setSparse(&e, real: real, map: map, at)
         }
-        return e
+    }
+
+    /// The map of an old GNU 'S' header: four entries in the header, 21 per extension block.
+    private func readOldGNUSparseMap(_ h: HeaderGroup) throws -> [(UInt64, UInt64)] {
+        var map: [(UInt64, UInt64)] = []
+        func entries(_ b: [UInt8], from: Int, count: Int) throws {
+            for i in 0..<count {
+                let o = from + i * 24
+                if b[o] == 0 { return }
+                map.append((UInt64(try number(b, o, 12, h.at)), UInt64(try number(b, o + 12, 12, h.at))))
+            }
+        }
+        try entries(h.block, from: 386, count: 4)
+        var extended = h.block[482] != 0
+        while extended {
+            let ext = try readExact(512, what: "inside a GNU sparse header")
+            try entries(ext, from: 0, count: 21)
+            guard map.count <= limits.maxSparseRegions else {
+                throw ArchiveError(.malformed, rule: .sparseRegions, "GNU sparse map of '\(currentName)' has too many regions (header at tar offset \(h.at))")
+            }
+            extended = ext[504] != 0
+        }
+        return map
     }
 
     /// Hands the current entry's content to `body` as (offset in the file, bytes) runs, in
@@ -314,6 +389,10 @@ package final class TarReader {
                 let n = try stream.next(max: Int(min(r.length - regionDone, 1 << 20))) { try body(off, $0) }
                 if n == 0 { throw truncated("inside the content of '\(currentName)'") }
                 regionDone += UInt64(n); storedLeft -= UInt64(n)
+            }
+            if trailingSkip > 0 {
+                guard try stream.skip(trailingSkip) else { throw truncated("inside the content of '\(currentName)'") }
+                storedLeft -= trailingSkip; trailingSkip = 0
             }
         }
         try skipPadding()
@@ -343,21 +422,39 @@ package final class TarReader {
     // MARK: sparse
 
     private func setSparse(_ e: inout TarEntry, real: UInt64, map: [(UInt64, UInt64)], _ at: UInt64) throws {
-        guard map.count <= limits.maxSparseRegions else { throw malformed("sparse map of '\(currentName)' has too many regions", at) }
+        guard map.count <= limits.maxSparseRegions else {
+            throw ArchiveError(.malformed, rule: .sparseRegions, "sparse map of '\(currentName)' has too many regions (header at tar offset \(at))")
+        }
         var out: [SparseRegion] = []
         out.reserveCapacity(map.count)
         var end: UInt64 = 0, total: UInt64 = 0
         for (o, n) in map {
-            guard o >= end, o <= real, n <= real - o else {
+            let (last, overflow) = o.addingReportingOverflow(n)
+            guard o >= end, !overflow else {
                 throw malformed("sparse map of '\(currentName)' has overlapping or out-of-range regions", at)
             }
-            end = o + n; total += n
+            end = last; total += n
             if n > 0 { out.append(SparseRegion(offset: o, length: n)) }
         }
-        guard total == storedLeft else {
-            throw malformed("sparse map of '\(currentName)' holds \(total) bytes but the entry stores \(storedLeft)", at)
+        // The file ends where the map ends (its last region, often an empty one at the real
+        // size), as GNU tar extracts it; a real size that says otherwise is odd.
+        if end != real {
+            warn("'\(currentName)': the sparse map ends at \(end) bytes but the recorded size is \(real); extracted with \(end) bytes, as GNU tar does")
         }
-        e.size = real
+        if total > storedLeft {
+            // The data is a few bytes short of the map: what is stored is restored, the rest
+            // of the map stays a hole (GNU tar extracts such members).
+            warn("'\(currentName)': the sparse map holds \(total) bytes but the entry stores \(storedLeft); the missing \(total - storedLeft) bytes are left as a hole, as GNU tar does")
+            var left = storedLeft
+            out = out.compactMap { r in
+                defer { left -= min(left, r.length) }
+                return left == 0 ? nil : SparseRegion(offset: r.offset, length: min(left, r.length))
+            }
+        } else if total < storedLeft {
+            warn("'\(currentName)': the sparse map holds \(total) bytes but the entry stores \(storedLeft); the \(storedLeft - total) bytes more are skipped, as GNU tar does")
+            trailingSkip = storedLeft - total
+        }
+        e.size = end
         e.sparse = out
         regions = out
         dense = false
@@ -382,7 +479,9 @@ package final class TarReader {
                     guard digits > 0 else { throw malformed("empty number in the GNU sparse map of '\(currentName)'", at) }
                     nums.append(cur); cur = 0; digits = 0
                     if nums.count == 1 {
-                        guard nums[0] <= UInt64(limits.maxSparseRegions) else { throw malformed("GNU sparse map of '\(currentName)' has too many regions", at) }
+                        guard nums[0] <= UInt64(limits.maxSparseRegions) else {
+                            throw ArchiveError(.malformed, rule: .sparseRegions, "GNU sparse map of '\(currentName)' has too many regions (header at tar offset \(at))")
+                        }
                         count = nums[0]
                     }
                 } else if c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") && digits < 20 {
@@ -520,16 +619,18 @@ package final class TarReader {
         }
         guard i > wholeStart else { throw bad() }
         var ns: UInt32 = 0
-        if i < v.count {
-            guard v[i] == UInt8(ascii: ".") else { throw bad() }
+        if i < v.count && v[i] == UInt8(ascii: ".") {
             i += 1
             var digits = 0
-            while i < v.count {
-                guard isDigit(v[i]) else { throw bad() }
+            while i < v.count && isDigit(v[i]) {
                 if digits < 9 { ns = ns * 10 + UInt32(v[i] - UInt8(ascii: "0")); digits += 1 }
                 i += 1
             }
             while digits < 9 { ns *= 10; digits += 1 }
+        }
+        if i < v.count {
+            // GNU tar takes the number and ignores what follows it.
+            warn("'\(currentName)': pax mtime '\(NameEscape.escape(v.prefix(40)))' has trailing bytes after the number; they are ignored, as GNU tar does")
         }
         if !neg { return FileTime(seconds: whole, nanoseconds: ns) }
         if ns == 0 { return FileTime(seconds: -whole) }
@@ -548,5 +649,6 @@ package final class TarReader {
         return v
     }
 
-    package static func display(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
+    /// A name for messages, escaped (`NameEscape`).
+    package static func display(_ b: [UInt8]) -> String { NameEscape.escape(b) }
 }

@@ -1,41 +1,6 @@
 import Glibc
 import Support
 
-/// Restores extended attributes (names and values as bytes, e.g. from pax `SCHILY.xattr.*`)
-/// on an open file, never by path. `user.*` always; other namespaces (POSIX ACLs in
-/// `system.posix_acl_access`/`_default`, `security.*`, `trusted.*`) only as root.
-enum XattrApplier {
-    /// - Returns: warnings for attributes that could not be set.
-    /// The corresponding libc call is `fsetxattr`.
-    static func apply(fd: Int32, _ xattrs: [(name: [UInt8], value: [UInt8])], path: String) -> [String] {
-        var warnings: [String] = []
-        let root = geteuid() == 0
-        for (name, value) in xattrs {
-            guard root || name.starts(with: Array("user.".utf8)), !name.contains(0) else { continue }
-            do { try Sys.setXattr(.fd(fd), name, value) } catch {
-                warnings.append("\(path): extended attribute \(NameEscape.escape(name)) not restored: \(error.reason)")
-            }
-        }
-        return warnings
-    }
-
-    /// Sets the xattrs of the symlink `name` in the directory open as `dirFd`, never following
-    /// it: `lsetxattr` on `/proc/self/fd/<dirFd>/<name>` (the directory is the checked
-    /// descriptor; the final symlink is not followed). Linux allows only `trusted.*` and
-    /// `security.*` on symlinks, so this is for root.
-    /// The corresponding libc call is `lsetxattr`.
-    static func applyToSymlink(dirFd: Int32, name: [UInt8], _ xattrs: [(name: [UInt8], value: [UInt8])], path: String) -> [String] {
-        guard geteuid() == 0 else { return [] }
-        var warnings: [String] = []
-        for (attr, value) in xattrs where !attr.contains(0) && !attr.starts(with: Array("user.".utf8)) {
-            do { try Sys.setXattr(.at(dirfd: dirFd, name: name), attr, value) } catch {
-                warnings.append("\(path): extended attribute \(NameEscape.escape(attr)) not restored on the symlink: \(error.reason)")
-            }
-        }
-        return warnings
-    }
-}
-
 /// The `user.*` extended attributes of `path` (not following a final symlink); empty when the
 /// filesystem has none or does not support them.
 package func readUserXattrs(path: String) -> [String: [UInt8]] {

@@ -5,9 +5,9 @@
 // previous manifest (size, mtime/ctime ns, mode, uid, gid, type, link target; never device
 // numbers; a ctime-only change is settled by comparing SHA-256), streams changed files into
 // one tar.gz per backup (`TarGzWriter`: one tar stream cut into gzip members compressed in
-// parallel), and writes the manifest (`Manifest`) last as the commit record. `Restorer`
-// rebuilds the tree of any backup reading only the members it needs and checking every
-// file's hash; `SetInspector` lists and verifies. `SetLock` keeps runs of one set apart.
+// parallel), and writes the manifest (`Manifest`) last as the commit record.
+// `ManifestRestoreSource` plans the restore of any backup for the restore executor (module
+// Restore), reading only the members it needs (every file's hash is checked); `SetInspector` lists and verifies. `SetLock` keeps runs of one set apart.
 //
 // What it does not guarantee: consistency of files that change while being read (recorded
 // as warnings; databases need a `ContentProvider` that snapshots them), atomicity of a
@@ -34,23 +34,5 @@ package enum BackupTool {
             throw ToolError.usage("invalid set name '\(n)': use a plain name like the host name (no '/', not starting with '.')")
         }
         return n
-    }
-}
-
-/// `hs-restore --from DEST ...`: restores a backup and reports it.
-package enum BackupRestoreCommand {
-    package static func run(from: String, set: String?, backup: String, to: String, only: [String],
-                            force: Bool, dryRun: Bool, json: Bool, identityFiles: [String] = []) throws -> Int32 {
-        let reporter = Reporter(mode: .detect(json: json))
-        var options = RestoreOptions(destination: try BackupTool.destination(from, option: "--from"), set: try BackupTool.setName(set), target: to)
-        options.backup = backup
-        options.only = only
-        options.force = force
-        options.dryRun = dryRun
-        options.identities = try SetKeys.identities(files: identityFiles)
-        let summary = try Restorer(options: options, reporter: reporter).run()
-        for w in summary.warnings { reporter.warning(w) }
-        if reporter.mode == .json { reporter.emitJSON(summary) } else { reporter.info(summary.line) }
-        return 0
     }
 }

@@ -112,18 +112,16 @@ final class ManifestFileMembers: ManifestMemberSource, @unchecked Sendable {
 }
 
 /// Writes a format-3 manifest as a stream: entries in path order, then `finish(header:)`.
-/// Members are hashed and compressed (or copied from `parent`) on worker threads and passed
-/// to `sink` in order, from the calling thread. Memory: a few members.
+/// Members are hashed and compressed (or copied from `parent`) on worker threads (an
+/// `OrderedStage`) and passed to `sink` in order, from the calling thread. Memory: a few members.
 package final class ManifestWriter {
+    private typealias Member = (bytes: [UInt8], chunk: ManifestChunk, copied: Bool)
     private let sink: ([UInt8]) throws -> Void
     private let parent: (any ManifestMemberSource)?
-    private let pool: WorkerPool
+    private let pool: WorkPool
+    private let stage: OrderedStage<Member>
     private var buffer: [UInt8] = []
     private var previousPath: [UInt8] = []
-    private var submitted = 0
-    private var written = 0
-    private var done: [Int: (bytes: [UInt8], chunk: ManifestChunk, copied: Bool)] = [:]
-    private let lock = NSLock()
     private var chunks: [ManifestChunk] = []
     private var offset: UInt64 = 0
     private var hasher = SHA256Hasher()
@@ -138,11 +136,12 @@ package final class ManifestWriter {
                  threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
         self.sink = sink
         self.parent = parent
-        self.pool = WorkerPool(threads: max(1, threads), maxPendingBytes: 6 << 20, maxPendingItems: max(2, threads) * 2)
+        self.pool = WorkPool(threads: max(1, threads), name: "hs-manifest")
+        self.stage = OrderedStage(pool: pool, window: max(2, threads) * 2, maxBytes: 6 << 20)
         buffer.reserveCapacity(Manifest.memberCap + 4096)
     }
 
-    deinit { pool.shutdown() }
+    deinit { pool.close() }
 
     private var wroteMagic = false
     /// The file starts with the magic, written with the first bytes that follow it.
@@ -206,11 +205,9 @@ package final class ManifestWriter {
         let bytes = buffer
         buffer.removeAll(keepingCapacity: true)
         previousPath.removeAll(keepingCapacity: true)
-        let seq = submitted
-        submitted += 1
         let parent = self.parent
-        let box = WriterBox(self)
-        pool.submit(bytes: bytes.count, {
+        while stage.isFull { if let m = try stage.next() { try write(m) } }
+        try stage.submit(bytes: bytes.count) {
             let sha = bytes.withUnsafeBytes { hexString(SHA256Hasher.hash($0)) }
             var out: [UInt8]
             var copied = false
@@ -220,31 +217,16 @@ package final class ManifestWriter {
                 out = []
                 bytes.withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &out) }
             }
-            box.value.finished(seq, (out, ManifestChunk(length: bytes.count, compressed: out.count, sha256: sha), copied))
-        })
-        try flushDone(waitFor: nil)
-    }
-
-    fileprivate func finished(_ seq: Int, _ r: (bytes: [UInt8], chunk: ManifestChunk, copied: Bool)) {
-        lock.lock(); done[seq] = r; lock.unlock()
-    }
-
-    /// Writes finished members in order; with `waitFor`, waits until all up to it are written.
-    private func flushDone(waitFor: Int?) throws {
-        while true {
-            lock.lock()
-            let next = done.removeValue(forKey: written)
-            lock.unlock()
-            if let next {
-                try emit(next.bytes)
-                chunks.append(next.chunk)
-                if next.copied { copiedMembers += 1 }
-                written += 1
-                continue
-            }
-            guard let w = waitFor, written <= w else { return }
-            pool.wait(until: { [self] in lock.lock(); defer { lock.unlock() }; return done[written] != nil })
+            return (out, ManifestChunk(length: bytes.count, compressed: out.count, sha256: sha), copied)
         }
+        while let m = try stage.nextIfReady() { try write(m) }
+    }
+
+    /// Writes one finished member (in order).
+    private func write(_ m: Member) throws {
+        try emit(m.bytes)
+        chunks.append(m.chunk)
+        if m.copied { copiedMembers += 1 }
     }
 
     /// Writes the remaining members and the header (with `body` and `format` filled in).
@@ -252,8 +234,8 @@ package final class ManifestWriter {
     @discardableResult
     package func finish(header: ManifestHeader) throws -> ManifestHeader {
         try cut()
-        if submitted > 0 { try flushDone(waitFor: submitted - 1) }
-        pool.shutdown()
+        while let m = try stage.next() { try write(m) }
+        pool.close()
         var h = header
         h.format = 3
         h.body = chunks
@@ -270,11 +252,6 @@ package final class ManifestWriter {
         try emit(trailer)
         return h
     }
-}
-
-private final class WriterBox: @unchecked Sendable {
-    let value: ManifestWriter
-    init(_ v: ManifestWriter) { value = v }
 }
 
 /// Reads the entries of a manifest of any format in path order, one at a time. Format 3 is

@@ -1,6 +1,7 @@
 import Archive
 import Crypto
 import Foundation
+import Restore
 import Storage
 import Support
 
@@ -258,7 +259,7 @@ package enum SetInspector {
                         try reportMissing("not readable from the archive", while: { order($0) < 0 })
                         let wanting = streams.filter { $0.head.map { order(($0.member, $0.skip)) == 0 } ?? false }
                         guard let want = wanting.first?.head else { continue }
-                        if want.path != RestorePath.join(RestorePath.split(h.path)) {
+                        if want.path != RestorePath.normalised(h.path) {
                             report.damaged.append("\(label): \(displayPath(want.path)): archive holds \(NameEscape.escape(h.path)) at its place")
                         } else {
                             for m in headerMismatches(h, want) { report.damaged.append("\(label): \(displayPath(want.path)): \(m)") }

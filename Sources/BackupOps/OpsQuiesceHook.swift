@@ -3,15 +3,17 @@
 // succeeded or failed (and on SIGINT/SIGTERM/SIGHUP, see `Quiesce`).
 
 import Backup
+import Synchronization
 
 /// Stops `--stop-stacks` around a backup run.
-package final class QuiesceHook: RunHooks, @unchecked Sendable {
+package final class QuiesceHook: RunHooks, Sendable {
     package let quiesce: Quiesce
-    private let warn: (String) -> Void
+    private let warn: @Sendable (String) -> Void
+    private let problems = Mutex<[String]>([])
     /// Problems starting the stacks again (also passed to `warn`); the caller reports them.
-    package private(set) var restartProblems: [String] = []
+    package var restartProblems: [String] { problems.withLock { $0 } }
 
-    package init(quiesce: Quiesce, warn: @escaping (String) -> Void) {
+    package init(quiesce: Quiesce, warn: @escaping @Sendable (String) -> Void) {
         self.quiesce = quiesce
         self.warn = warn
     }
@@ -21,7 +23,8 @@ package final class QuiesceHook: RunHooks, @unchecked Sendable {
     }
 
     package func afterRun(_ context: RunContext, outcome: RunOutcome) throws {
-        restartProblems = quiesce.start()
-        for p in restartProblems { warn(p) }
+        let found = quiesce.start()
+        problems.withLock { $0 = found }
+        for p in found { warn(p) }
     }
 }

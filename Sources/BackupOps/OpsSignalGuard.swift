@@ -8,44 +8,52 @@
 import Backup
 import Foundation
 import Support
+import Synchronization
 
 /// Installs SIGINT/SIGTERM/SIGHUP handlers for the length of a run.
-package final class OpsSignalGuard: @unchecked Sendable {
+package final class OpsSignalGuard: Sendable {
     package static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
-    private let lock = NSLock()
-    private var sources: [any DispatchSourceSignal] = []
-    private var cleanups: [@Sendable (Int32) -> Void] = []
-    private var fired = false
+    private struct State {
+        var sources: [any DispatchSourceSignal] = []
+        var cleanups: [@Sendable (Int32) -> Void] = []
+        var fired = false
+    }
+    private let state = Mutex(State())
 
     package init() {
         for sig in Self.signals {
             signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [self] in fire(sig) }
-            source.resume()
-            sources.append(source)
+            // Made inside the lock: the source never leaves the protected state.
+            state.withLock { s in
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                source.setEventHandler { [self] in fire(sig) }
+                source.resume()
+                s.sources.append(source)
+            }
         }
     }
 
     /// Adds a cleanup; cleanups run in reverse order of registration.
     package func onSignal(_ cleanup: @escaping @Sendable (Int32) -> Void) {
-        lock.lock(); cleanups.append(cleanup); lock.unlock()
+        state.withLock { $0.cleanups.append(cleanup) }
     }
 
     /// Removes the handlers (signals get their default action again).
     package func cancel() {
-        lock.lock(); defer { lock.unlock() }
-        for s in sources { s.cancel() }
-        sources = []
+        state.withLock { s in
+            for src in s.sources { src.cancel() }
+            s.sources = []
+        }
         for sig in Self.signals { signal(sig, SIG_DFL) }
     }
 
     private func fire(_ sig: Int32) {
-        lock.lock()
-        if fired { lock.unlock(); return }
-        fired = true
-        let todo = cleanups
-        lock.unlock()
+        let todo: [@Sendable (Int32) -> Void]? = state.withLock { s in
+            if s.fired { return nil }
+            s.fired = true
+            return s.cleanups
+        }
+        guard let todo else { return }
         Reporter.writeStderr("hs-backup: stopped by signal \(sig); cleaning up\n")
         // The partial archive and the lock first (bounded: a stalled NAS must not keep us).
         for p in InterruptCleanup.shared.runAll(within: 10) { Reporter.writeStderr("warning: \(p)\n") }

@@ -12,9 +12,10 @@
 import Backup
 import Foundation
 import Support
+import Synchronization
 
 /// Stops and restarts the running containers of Compose projects.
-package final class Quiesce: @unchecked Sendable {
+package final class Quiesce: Sendable {
     /// Compose project names.
     package let stacks: [String]
     /// Seconds `docker stop` waits before killing a container.
@@ -23,9 +24,11 @@ package final class Quiesce: @unchecked Sendable {
     /// Whether `stop()` installs its own SIGINT/SIGTERM/SIGHUP handlers (off when the caller
     /// has a signal guard that calls `startAfterSignal()`).
     private let handleSignals: Bool
-    private let lock = NSLock()
-    private var stopped: [(stack: String, ids: [String])] = []
-    private var signalSources: [any DispatchSourceSignal] = []
+    private struct State {
+        var stopped: [(stack: String, ids: [String])] = []
+        var signalSources: [any DispatchSourceSignal] = []
+    }
+    private let state = Mutex(State())
 
     /// - Parameters:
     ///   - stacks: Compose project names to stop (e.g. `["arr", "plex"]`).
@@ -81,7 +84,7 @@ package final class Quiesce: @unchecked Sendable {
                 continue
             }
             // Remember before stopping: a partial stop must be undone too.
-            lock.lock(); stopped.append((stack, ids)); lock.unlock()
+            state.withLock { $0.stopped.append((stack, ids)) }
             let r = try? Subprocess.run([docker, "stop", "-t", String(stopTimeout)] + ids)
             if r?.succeeded != true {
                 let detail = r?.stderr.trimmingCharacters(in: .whitespacesAndNewlines) ?? "docker not runnable"
@@ -108,10 +111,7 @@ package final class Quiesce: @unchecked Sendable {
     package func startAfterSignal() -> [String] { restart() }
 
     private func restart() -> [String] {
-        lock.lock()
-        let todo = stopped
-        stopped = []
-        lock.unlock()
+        let todo = state.withLock { s in defer { s.stopped = [] }; return s.stopped }
         var problems: [String] = []
         for (stack, ids) in todo.reversed() {
             var failed: [(String, String)] = []
@@ -155,27 +155,30 @@ package final class Quiesce: @unchecked Sendable {
     // MARK: Signals
 
     private func installSignalHandlers() {
-        lock.lock(); defer { lock.unlock() }
-        guard signalSources.isEmpty else { return }
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [self] in
-                Reporter.writeStderr("hs-backup: signal \(sig): starting the stopped stacks again\n")
-                for p in restart() { Reporter.writeStderr("error: \(p)\n") }
-                fflush(nil)
-                _exit(128 + sig)   // not exit: the run's other threads are still going (see OpsSignalGuard)
+        state.withLock { s in
+            guard s.signalSources.isEmpty else { return }
+            for sig in [SIGINT, SIGTERM, SIGHUP] {
+                signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                source.setEventHandler { [self] in
+                    Reporter.writeStderr("hs-backup: signal \(sig): starting the stopped stacks again\n")
+                    for p in restart() { Reporter.writeStderr("error: \(p)\n") }
+                    fflush(nil)
+                    _exit(128 + sig)   // not exit: the run's other threads are still going (see OpsSignalGuard)
+                }
+                source.resume()
+                s.signalSources.append(source)
             }
-            source.resume()
-            signalSources.append(source)
         }
     }
 
     private func removeSignalHandlers() {
-        lock.lock(); defer { lock.unlock() }
-        guard !signalSources.isEmpty else { return }
-        for s in signalSources { s.cancel() }
-        signalSources = []
+        let had = state.withLock { s in
+            defer { s.signalSources = [] }
+            for src in s.signalSources { src.cancel() }
+            return !s.signalSources.isEmpty
+        }
+        guard had else { return }
         for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, SIG_DFL) }
     }
 }

@@ -18,6 +18,7 @@ import CSQLite
 import Backup
 import Foundation
 import Support
+import Synchronization
 
 /// Result of one snapshot.
 package struct SQLiteSnapshotInfo: Sendable, Equatable {
@@ -46,7 +47,7 @@ package struct SQLiteSnapshotError: Error, CustomStringConvertible {
 
 /// Captures consistent snapshots of live SQLite databases into a private temporary directory
 /// (mode 0700; snapshot files mode 0600). Call `cleanup()` (or let the value go) to remove it.
-package final class SQLiteSnapshot: @unchecked Sendable {
+package final class SQLiteSnapshot: Sendable {
     /// The first 16 bytes of every SQLite 3 database file.
     package static let magic: [UInt8] = Array("SQLite format 3".utf8) + [0]
     /// Files next to a database that belong to it and are never archived when it is captured.
@@ -55,13 +56,11 @@ package final class SQLiteSnapshot: @unchecked Sendable {
     /// The private directory the snapshots are written to.
     package let directory: String
     /// How long to keep retrying while the source stays busy or locked.
-    package var busyTimeout: TimeInterval
+    package let busyTimeout: TimeInterval
     /// Pages per `sqlite3_backup_step`; -1 copies everything in one step (one read transaction,
     /// so a concurrent writer cannot restart the copy).
-    package var pagesPerStep: Int32
-    private let lock = NSLock()
-    private var counter = 0
-    private var removed = false
+    package let pagesPerStep: Int32
+    private let state = Mutex((counter: 0, removed: false))
 
     /// Creates the private snapshot directory.
     /// - Parameters:
@@ -100,9 +99,8 @@ package final class SQLiteSnapshot: @unchecked Sendable {
 
     /// Removes the snapshot directory and everything in it. Idempotent.
     package func cleanup() {
-        lock.lock(); defer { lock.unlock() }
-        guard !removed else { return }
-        removed = true
+        let first = state.withLock { s in defer { s.removed = true }; return !s.removed }
+        guard first else { return }
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -148,11 +146,8 @@ package final class SQLiteSnapshot: @unchecked Sendable {
     /// The corresponding SQLite calls are `sqlite3_open_v2(SQLITE_OPEN_READONLY)`,
     /// `sqlite3_backup_init/step/finish`.
     package func capture(_ source: String) throws -> SQLiteSnapshotInfo {
-        let target: String = {
-            lock.lock(); defer { lock.unlock() }
-            counter += 1
-            return "\(directory)/snapshot-\(counter).db"
-        }()
+        let n = state.withLock { s in s.counter += 1; return s.counter }
+        let target = "\(directory)/snapshot-\(n).db"
         // Create the file ourselves so it is private (0600) from the first byte.
         let fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {

@@ -16,6 +16,7 @@
 // large file rely on the members' CRC-32.
 import Archive
 import Backup
+import Restore
 import Foundation
 import Gzip
 import Storage

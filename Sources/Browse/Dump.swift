@@ -5,6 +5,7 @@
 // member otherwise) and are checked against the manifest's SHA-256.
 import Archive
 import Backup
+import Restore
 import Storage
 import Support
 

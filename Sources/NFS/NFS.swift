@@ -13,6 +13,7 @@
 // over NFSv4 libnfs 4.0 moves file data only in 2 KiB pieces (`smallIOOnly`).
 import CNFS
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -542,11 +543,10 @@ package final class NFSClient: @unchecked Sendable {
 /// Servers that let a call of this process time out (frozen or gone): later calls to them, on
 /// any client, wait at most `NFSClient.timeoutAfterTimeout`, so cleanup after a stall (remove
 /// the partial file, release the lock) cannot add a full timeout per client or mount.
-final class UnresponsiveServers: @unchecked Sendable {
+final class UnresponsiveServers: Sendable {
     static let shared = UnresponsiveServers()
-    private let lock = NSLock()
-    private var servers: Set<String> = []
+    private let servers = Mutex(Set<String>())
 
-    func insert(_ server: String) { lock.lock(); servers.insert(server); lock.unlock() }
-    func contains(_ server: String) -> Bool { lock.lock(); defer { lock.unlock() }; return servers.contains(server) }
+    func insert(_ server: String) { servers.withLock { _ = $0.insert(server) } }
+    func contains(_ server: String) -> Bool { servers.withLock { $0.contains(server) } }
 }

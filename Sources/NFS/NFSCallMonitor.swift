@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -10,7 +11,7 @@ import Glibc
 ///
 /// The call itself gives up after the client's timeout (`NFSClient.Options`, URL `timeout=`);
 /// this only keeps a person (or cron mail) from staring at silence meanwhile.
-final class NFSCallMonitor: @unchecked Sendable {
+final class NFSCallMonitor: Sendable {
     static let shared = NFSCallMonitor()
     /// Seconds between two notices about the same waiting call.
     static let noticeInterval: TimeInterval = 15
@@ -22,44 +23,49 @@ final class NFSCallMonitor: @unchecked Sendable {
         var timeoutSeconds: Int
     }
 
-    private let lock = NSLock()
-    private var calls: [Int: Call] = [:]
-    private var nextToken = 0
-    private var started = false
+    private struct State {
+        var calls: [Int: Call] = [:]
+        var nextToken = 0
+        var started = false
+    }
+    private let state = Mutex(State())
 
     /// Registers a call that is about to wait for `server`; returns a token for `end`.
     func begin(server: String, timeoutSeconds: Int) -> Int {
-        lock.lock(); defer { lock.unlock() }
-        if !started {
-            started = true
+        let (token, start) = state.withLock { s in
+            defer { s.started = true }
+            s.nextToken += 1
+            let now = Date()
+            s.calls[s.nextToken] = Call(server: server, started: now, lastNotice: now, timeoutSeconds: timeoutSeconds)
+            return (s.nextToken, !s.started)
+        }
+        if start {
             let t = Thread { [self] in loop() }
             t.name = "nfs-call-monitor"
             t.start()
         }
-        nextToken += 1
-        let now = Date()
-        calls[nextToken] = Call(server: server, started: now, lastNotice: now, timeoutSeconds: timeoutSeconds)
-        return nextToken
+        return token
     }
 
     func end(_ token: Int) {
-        lock.lock(); calls[token] = nil; lock.unlock()
+        state.withLock { $0.calls[token] = nil }
     }
 
     private func loop() {
         while true {
             usleep(500_000)
             let now = Date()
-            var notices: [String] = []
-            lock.lock()
-            for (token, var call) in calls where now.timeIntervalSince(call.lastNotice) >= Self.noticeInterval {
-                call.lastNotice = now
-                calls[token] = call
-                let waited = Int(now.timeIntervalSince(call.started))
-                let limit = call.timeoutSeconds > 0 ? "; gives up after \(call.timeoutSeconds) s" : ""
-                notices.append("nfs \(call.server): server not responding, still trying ... (waiting \(waited) s\(limit))\n")
+            let notices: [String] = state.withLock { s in
+                var notices: [String] = []
+                for (token, var call) in s.calls where now.timeIntervalSince(call.lastNotice) >= Self.noticeInterval {
+                    call.lastNotice = now
+                    s.calls[token] = call
+                    let waited = Int(now.timeIntervalSince(call.started))
+                    let limit = call.timeoutSeconds > 0 ? "; gives up after \(call.timeoutSeconds) s" : ""
+                    notices.append("nfs \(call.server): server not responding, still trying ... (waiting \(waited) s\(limit))\n")
+                }
+                return notices
             }
-            lock.unlock()
             for n in notices { _ = n.withCString { write(STDERR_FILENO, $0, strlen($0)) } }
         }
     }

@@ -23,7 +23,7 @@ package enum ExecMode: Sendable, Equatable {
 
 /// File access and command execution for one `ExecMode`. Paths given to it are absolute
 /// paths on the target system (`/etc/fstab`); it adds the root prefix.
-package final class Machine: @unchecked Sendable {
+package final class Machine: Sendable {
     package let mode: ExecMode
     /// Timestamp used for backups during this run (UTC, YYYYMMDDHHMMSS).
     package let stamp: String

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// What to undo when the process is stopped by a signal (SIGINT, SIGTERM, SIGHUP): files a
 /// run created and would remove itself on a normal exit, such as a backup's `.partial`
@@ -9,14 +10,16 @@ import Foundation
 /// Actions run on a helper thread with a time limit: a removal on an NFS server that stopped
 /// answering must not keep the process from exiting (the next run takes over a lock whose
 /// process is gone and removes leftovers).
-package final class InterruptCleanup: @unchecked Sendable {
+package final class InterruptCleanup: Sendable {
     package static let shared = InterruptCleanup()
 
-    private let lock = NSLock()
-    private var actions: [(token: Int, what: String, run: @Sendable () throws -> Void)] = []
-    private var next = 0
-    /// Set by `runAll`: the process is exiting; `register` no longer returns.
-    private var stopping = false
+    private struct State {
+        var actions: [(token: Int, what: String, run: @Sendable () throws -> Void)] = []
+        var next = 0
+        /// Set by `runAll`: the process is exiting; `register` no longer returns.
+        var stopping = false
+    }
+    private let state = Mutex(State())
     /// Held while a registered file is being created (`creating`), so `runAll` sees it made.
     private let creation = NSLock()
 
@@ -24,18 +27,19 @@ package final class InterruptCleanup: @unchecked Sendable {
     /// - Parameter what: a short description for messages ("lock DEST/SET/lock").
     @discardableResult
     package func register(_ what: String, _ action: @escaping @Sendable () throws -> Void) -> Int {
-        lock.lock()
-        if stopping {
+        let token: Int? = state.withLock { s in
+            if s.stopping { return nil }
+            s.next += 1
+            s.actions.append((s.next, what, action))
+            return s.next
+        }
+        guard let token else {
             // The signal handler is cleaning up and the process is about to exit: a file
             // registered now would be created after the cleanup and left behind. Callers
             // register before they create, so holding this thread here creates nothing.
-            lock.unlock()
             while true { sleep(60) }
         }
-        defer { lock.unlock() }
-        next += 1
-        actions.append((next, what, action))
-        return next
+        return token
     }
 
     /// Registers `remove` and runs `create` (which makes the file) as one step with respect to
@@ -49,7 +53,7 @@ package final class InterruptCleanup: @unchecked Sendable {
     }
 
     package func unregister(_ token: Int) {
-        lock.lock(); actions.removeAll { $0.token == token }; lock.unlock()
+        state.withLock { $0.actions.removeAll { $0.token == token } }
     }
 
     /// Runs every registered action once, newest first, and waits at most `seconds` for all
@@ -58,12 +62,12 @@ package final class InterruptCleanup: @unchecked Sendable {
     package func runAll(within seconds: TimeInterval = 10) -> [String] {
         // Wait (bounded: a create on a frozen NAS must not keep us) for a file being created.
         let held = creation.lock(before: Date().addingTimeInterval(seconds))
-        lock.lock()
-        stopping = true
+        let todo = state.withLock { s in
+            s.stopping = true
+            defer { s.actions = [] }
+            return Array(s.actions.reversed())
+        }
         if held { creation.unlock() }
-        let todo = actions.reversed()
-        actions = []
-        lock.unlock()
         guard !todo.isEmpty else { return [] }
         let problems = ProblemList()
         let done = DispatchSemaphore(value: 0)
@@ -84,12 +88,10 @@ package final class InterruptCleanup: @unchecked Sendable {
     }
 }
 
-private final class ProblemList: @unchecked Sendable {
-    private let lock = NSLock()
-    private var items: [String] = []
-    private var done: Set<Int> = []
-    func append(_ s: String) { lock.lock(); items.append(s); lock.unlock() }
-    func markDone(_ t: Int) { lock.lock(); done.insert(t); lock.unlock() }
-    func isDone(_ t: Int) -> Bool { lock.lock(); defer { lock.unlock() }; return done.contains(t) }
-    var all: [String] { lock.lock(); defer { lock.unlock() }; return items }
+private final class ProblemList: Sendable {
+    private let state = Mutex((items: [String](), done: Set<Int>()))
+    func append(_ s: String) { state.withLock { $0.items.append(s) } }
+    func markDone(_ t: Int) { state.withLock { _ = $0.done.insert(t) } }
+    func isDone(_ t: Int) -> Bool { state.withLock { $0.done.contains(t) } }
+    var all: [String] { state.withLock { $0.items } }
 }

@@ -119,6 +119,16 @@ package final class OrderedStage<Output: Sendable>: Sendable {
         return try r.get()
     }
 
+    /// Pull mode: the next result in submission order if it is ready now (does not wait).
+    /// - Throws: the error of that result's job.
+    package func nextIfReady() throws -> Output? {
+        precondition(deliver == nil, "OrderedStage.nextIfReady() on a stage with a deliver closure")
+        let r = monitor.withLock { s in s.headReady ? s.takeHead() : nil }
+        guard let r else { return nil }
+        monitor.wakeAll(Self.changed)
+        return try r.get()
+    }
+
     /// Push mode: waits until every submitted result was delivered (or the stage failed).
     /// - Throws: the first error (a job's or `deliver`'s).
     package func finish() throws {

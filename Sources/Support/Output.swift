@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// How a tool talks to its user: progress on a terminal, one summary line when not a
 /// terminal (cron mails whatever is printed), or a single JSON object with `--json`.
@@ -15,29 +16,29 @@ package enum OutputMode: Sendable, Equatable {
 }
 
 /// Writes progress, warnings and results according to an `OutputMode`.
-package final class Reporter: @unchecked Sendable {
+package final class Reporter: Sendable {
     package let mode: OutputMode
-    private let lock = NSLock()
-    private var lastProgress = Date.distantPast
-    private var progressShown = false
+    private let progressState = Mutex((last: Date.distantPast, shown: false))
 
     package init(mode: OutputMode) { self.mode = mode }
 
     /// A transient progress line (terminal only), rate-limited to 10 per second.
     package func progress(_ line: @autoclosure () -> String, force: Bool = false) {
         guard mode == .terminal, Self.verbosity != .quiet else { return }
-        lock.lock(); defer { lock.unlock() }
         let now = Date()
-        guard force || now.timeIntervalSince(lastProgress) >= 0.1 else { return }
-        lastProgress = now
-        progressShown = true
-        Self.writeStderr("\r\u{1B}[2K" + line())
+        let show = progressState.withLock { s in
+            guard force || now.timeIntervalSince(s.last) >= 0.1 else { return false }
+            s.last = now
+            s.shown = true
+            return true
+        }
+        if show { Self.writeStderr("\r\u{1B}[2K" + line()) }
     }
 
     /// Clears a progress line, if one is shown.
     package func endProgress() {
-        lock.lock(); defer { lock.unlock() }
-        if progressShown { Self.writeStderr("\r\u{1B}[2K"); progressShown = false }
+        let shown = progressState.withLock { s in defer { s.shown = false }; return s.shown }
+        if shown { Self.writeStderr("\r\u{1B}[2K") }
     }
 
     /// A line for humans on stdout (not printed in JSON mode).

@@ -403,9 +403,13 @@ package enum Sys {
     /// Sets the extended attribute `name` of `target` to `value` (an empty value is a value).
     /// The corresponding libc calls are `fsetxattr`/`lsetxattr`.
     package static func setXattr(_ target: XattrTarget, _ name: [UInt8], _ value: [UInt8]) throws(SysError) {
+        // An empty value needs a pointer all the same: NULL with size 0 removes the attribute
+        // on some filesystems (ext4) instead of setting it to "".
+        var empty: UInt8 = 0
         let rc = withCName(name) { n in value.withUnsafeBytes { v in
-            xattrCall(target, fd: { Int(fsetxattr($0, n, v.baseAddress, v.count, 0)) },
-                      path: { Int(lsetxattr($0, n, v.baseAddress, v.count, 0)) })
+            let p = UnsafeRawPointer(v.baseAddress) ?? withUnsafePointer(to: &empty) { UnsafeRawPointer($0) }
+            return xattrCall(target, fd: { Int(fsetxattr($0, n, p, v.count, 0)) },
+                             path: { Int(lsetxattr($0, n, p, v.count, 0)) })
         } }
         if rc != 0 { throw SysError(call: "setxattr", name: target.shown, errno: errno, hint: "attribute \(NameEscape.escape(name))") }
     }

@@ -3,6 +3,8 @@
 // (random access, independent members), incompressible data, determinism, sink errors.
 import Archive
 import Foundation
+import Synchronization
+import Restore
 import Glibc
 import Gzip
 import Support
@@ -166,17 +168,15 @@ func readTar(_ bytes: [UInt8], requireEnd: Bool = false) throws -> (entries: [(E
         // Extract only d/f37.txt, starting at its member, stopping right after it.
         let entry = try #require(index.entries.first { $0.path == "d/f37.txt" })
         let next = try #require(index.entries.first { $0.path == "d/f38.txt" })
-        var opts = ExtractOptions()
-        opts.start = index.start(forHeaderAt: entry.headerOffset)
-        opts.endOffset = next.headerOffset
-        #expect(opts.start?.compressedOffset == index.members[entry.member].compressedOffset)
-        var reads: [UInt64] = []
+        let start = index.start(forHeaderAt: entry.headerOffset)
+        #expect(start?.compressedOffset == index.members[entry.member].compressedOffset)
+        let reads = Mutex<[UInt64]>([])
         let file = try ArchiveSource.file(archive)
-        let counting = ArchiveSource(size: file.size, displayName: archive) { off, n in reads.append(off); return try file.read(off, n) }
+        let counting = ArchiveSource(size: file.size!, displayName: archive) { off, n in reads.withLock { $0.append(off) }; return try file.read(at: off, count: n) }
         var got: [String] = []
-        _ = try extractArchive(counting, to: tmp.sub("one"), options: opts, onFile: { e in got.append(e.displayPath) })
+        try extract(counting, to: tmp.sub("one"), start: start, endOffset: next.headerOffset, onFile: { e in got.append(e.displayPath) })
         #expect(got == ["d/f37.txt"])
-        #expect(reads.allSatisfy { $0 >= index.members[entry.member].compressedOffset })
+        #expect(reads.withLock { $0 }.allSatisfy { $0 >= index.members[entry.member].compressedOffset })
         #expect(try Data(contentsOf: URL(fileURLWithPath: tmp.sub("one/d/f37.txt"))) == Data(Fixture.text(20_037)))
     }
 

@@ -2,6 +2,7 @@
 // snapshots of trees for comparison (content, mode, owner, mtime, link targets, xattrs).
 import Archive
 import Foundation
+import Restore
 import Glibc
 import Support
 import TestSupport
@@ -212,4 +213,11 @@ func writeArchive(of root: String, to archivePath: String, options: ArchiveWrite
 
 func run(_ args: [String]) throws -> ProcessResult {
     try Subprocess.run(args)
+}
+
+/// Extracts an archive with the restore executor (as `hs-restore --archive` does).
+@discardableResult
+func extract(_ source: any ByteSource, to target: String, policy: RestorePolicy = RestorePolicy(), start: ExtractStart? = nil,
+             endOffset: UInt64? = nil, onFile: ((TarEntry) -> Void)? = nil) throws -> RestoreSummary {
+    try RestoreExecutor(target: target, policy: policy).run(try ArchiveStreamSource(source, start: start, endOffset: endOffset), onFile: onFile)
 }

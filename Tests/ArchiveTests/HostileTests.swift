@@ -3,6 +3,7 @@
 // nothing outside the target changes.
 import Archive
 import Foundation
+import Restore
 import Glibc
 import Support
 import Testing
@@ -86,10 +87,10 @@ import TestSupport
         try writeArchive(of: full, to: tmp.sub("full.tgz"))
         try writeArchive(of: incr, to: tmp.sub("incr.tgz"))
         let target = tmp.sub("target")
-        var opts = ExtractOptions()
-        _ = try extractArchive(try ArchiveSource.file(tmp.sub("full.tgz")), to: target, options: opts)
-        opts.allowNonEmptyTarget = true
-        _ = try extractArchive(try ArchiveSource.file(tmp.sub("incr.tgz")), to: target, options: opts)
+        var policy = RestorePolicy()
+        try extract(try ArchiveSource.file(tmp.sub("full.tgz")), to: target, policy: policy)
+        policy.allowNonEmptyTarget = true
+        try extract(try ArchiveSource.file(tmp.sub("incr.tgz")), to: target, policy: policy)
         #expect(before.differences(from: TreeSnapshot(outside)) == [])
         #expect(try String(contentsOfFile: target + "/victim-link", encoding: .utf8) == "new\n")
         var st = stat()

@@ -3,6 +3,7 @@
 // `hs-restore --archive`. Trees are compared node by node.
 import Archive
 import Foundation
+import Restore
 import Glibc
 import Gzip
 import Support
@@ -58,7 +59,7 @@ import TestSupport
 
         // The engine itself.
         let o = tmp.sub("ours")
-        let summary = try extractArchive(try ArchiveSource.file(archive), to: o)
+        let summary = try extract(try ArchiveSource.file(archive), to: o).counts
         #expect(expected.differences(from: TreeSnapshot(o), ignoreSymlinkTimes: false) == [])
         #expect(summary.hardlinks == 1 && summary.symlinks == 5 && summary.fifos == 1)
         // The restored sparse file is sparse again.
@@ -72,7 +73,7 @@ import TestSupport
         try Data(Array(try Data(contentsOf: URL(fileURLWithPath: archive))) + [UInt8](repeating: 0, count: 1024))
             .write(to: URL(fileURLWithPath: padded))
         let p = tmp.sub("padded")
-        _ = try extractArchive(try ArchiveSource.file(padded), to: p)
+        try extract(try ArchiveSource.file(padded), to: p)
         #expect(expected.differences(from: TreeSnapshot(p), ignoreSymlinkTimes: false) == [])
 
         // A damaged member in the middle: the streaming decoder takes over there and the error
@@ -83,7 +84,11 @@ import TestSupport
         let damaged = tmp.sub("damaged.tar.gz")
         try Data(bytes).write(to: URL(fileURLWithPath: damaged))
         var message = ""
-        do { _ = try extractArchive(try ArchiveSource.file(damaged), to: tmp.sub("damaged")) } catch { message = "\(error)" }
+        do { try extract(try ArchiveSource.file(damaged), to: tmp.sub("damaged")) } catch {
+            message = "\(error)"
+            guard case RestoreError.source(let e, _, _) = error else { Issue.record("not a damaged source: \(error)"); return }
+            #expect(e.isDamage)
+        }
         let at = message.range(of: "at compressed offset ").map { Int(message[$0.upperBound...].prefix { $0.isNumber }) ?? -1 }
         #expect(at.map { $0 >= flip && $0 <= bytes.count } == true, "flipped at \(flip): \(message)")
     }

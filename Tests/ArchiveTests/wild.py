@@ -146,6 +146,27 @@ def make(out):
     v7dir[148:156] = b"%06o\0 " % sum(v7dir)
     save("quirk-oldstyle-dir-nonzero-size", bytes(v7dir) + hdr(b"v/f", 3) + blk(b"abc") + hdr(b"g", 2) + blk(b"xy") + end)
     save("quirk-empty-name", hdr(b"", 0, b"5") + hdr(b"e", 3) + blk(b"abc") + end)
+    # Odd archives GNU tar extracts with a warning or silently (issue 24); each also has an
+    # entry in odd.json: a word the restore's warning must hold.
+    odd = {}
+    rec = pax_record(b"mtime", b"1700000000.5xyz")
+    save("odd-pax-mtime-trailing-garbage", hdr(b"PaxHeaders/m", len(rec), b"x") + blk(rec) + hdr(b"m", 3) + blk(b"abc") + end)
+    odd["odd-pax-mtime-trailing-garbage.tar"] = "trailing bytes"
+    sparse10 = pax_record(b"GNU.sparse.major", b"1") + pax_record(b"GNU.sparse.minor", b"0")
+    m = blk(b"1\n0\n3\n")
+    rec = sparse10 + pax_record(b"GNU.sparse.size", b"4096")
+    save("odd-sparse-1.0-without-name-realsize", hdr(b"PaxHeaders/s", len(rec), b"x") + blk(rec) + hdr(b"s", len(m) + 3) + m + blk(b"abc") + end)
+    odd["odd-sparse-1.0-without-name-realsize.tar"] = "GNU.sparse.realsize"
+    m = blk(b"1\n4096\n1000\n")
+    for name, n, fill in ((b"short", 996, b"y"), (b"long", 1004, b"z")):
+        rec = sparse10 + pax_record(b"GNU.sparse.name", name) + pax_record(b"GNU.sparse.realsize", b"5096")
+        save("odd-sparse-map-data-" + name.decode(), hdr(b"PaxHeaders/x", len(rec), b"x") + blk(rec)
+             + hdr(b"GNUSparseFile.0/" + name, len(m) + n) + m + blk(fill * n) + end)
+        odd["odd-sparse-map-data-" + name.decode() + ".tar"] = "sparse map holds"
+    save("odd-no-end-blocks-after-hardlink", hdr(b"a", 3) + blk(b"abc") + hdr(b"b", 0, b"1", link=b"a"))
+    odd["odd-no-end-blocks-after-hardlink.tar"] = "end-of-archive blocks"
+    with open(os.path.join(out, "odd.json"), "w") as fh:
+        json.dump(odd, fh, indent=1, sort_keys=True)
     with open(os.path.join(out, "cases.json"), "w") as fh:
         json.dump(cases, fh, indent=1, sort_keys=True)
 

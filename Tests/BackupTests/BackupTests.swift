@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Backup
 import Archive
+import Restore
 import Storage
 import Support
 import TestSupport
@@ -46,12 +47,19 @@ func backup(_ src: String, _ dest: TestDestination, full: Bool = false, set: Str
     return try BackupRunner(options: o, reporter: quiet).run()
 }
 
+@discardableResult
 func restore(_ dest: TestDestination, id: String, to: String, only: [String] = [], set: String = "t", force: Bool = false) throws -> RestoreSummary {
-    var o = RestoreOptions(destination: dest.destination, set: set, target: to)
-    o.backup = id
-    o.only = only
-    o.force = force
-    return try Restorer(options: o, reporter: quiet).run()
+    try restore(dest.destination, id: id, to: to, only: only, set: set, force: force)
+}
+
+/// Restores backup `id` of `set` with the restore executor (as `hs-restore --from`).
+@discardableResult
+func restore(_ destination: any Destination, id: String, to: String, only: [String] = [], set: String = "t", force: Bool = false) throws -> RestoreSummary {
+    var policy = RestorePolicy()
+    policy.allowNonEmptyTarget = force
+    let selection = PathSelection(only.map { Array($0.utf8) })
+    let source = try BackupRestore.source(destination: destination, set: set, backup: id, selection: selection)
+    return try RestoreExecutor(target: to, policy: policy, selection: selection).run(source)
 }
 
 @Suite struct ManifestTests {
@@ -169,12 +177,15 @@ func restore(_ dest: TestDestination, id: String, to: String, only: [String] = [
         let s = try backup(src, dest)
         let out = work.sub("out")
         let r = try restore(dest, id: s.id, to: out, only: ["radarr/logs", "homepage/script.sh"])
-        #expect(r.files == 2)
+        #expect(r.counts.files == 2)
         let got = try Tree.describe(out)
         #expect(Set(got.keys) == ["radarr", "radarr/logs", "radarr/logs/radarr.txt", "homepage", "homepage/script.sh"])
         let want = try Tree.describe(src)
         #expect(got["radarr/logs/radarr.txt"] == want["radarr/logs/radarr.txt"])
-        #expect(throws: ToolError.self) { try restore(dest, id: s.id, to: out) }
+        #expect { try restore(dest, id: s.id, to: out) } throws: { error in
+            guard case RestoreError.target(.notEmpty, _) = error else { return false }
+            return true
+        }
         _ = try restore(dest, id: s.id, to: out, force: true)
         #expect(Tree.diff(try Tree.describe(src, skipping: [cacheDir]), try Tree.describe(out)).isEmpty)
     }

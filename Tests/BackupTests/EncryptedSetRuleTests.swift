@@ -3,6 +3,7 @@ import Testing
 @testable import Backup
 @testable import BackupOps
 import Crypto
+import Restore
 import Storage
 import Support
 import TestSupport
@@ -118,10 +119,7 @@ import TestSupport
         #expect(try f.run([other.recipient]).kind == "incremental")
 
         // The old identity still restores the old backup, and says it cannot read the newest.
-        var ro = RestoreOptions(destination: f.dest.destination, set: "t", target: f.work.sub("old"))
-        ro.backup = first.id
-        ro.identities = try f.key.identities
-        let r = try Restorer(options: ro, reporter: quiet).run()
+        let r = try restoreEncrypted(f.dest, id: first.id, to: f.work.sub("old"), identities: try f.key.identities)
         #expect(r.warnings.contains { $0.contains("cannot decrypt the newest backup") }, "\(r.warnings)")
         #expect(FileManager.default.fileExists(atPath: f.work.sub("old/radarr/config.xml")))
         // The new one restores the newest without that warning.

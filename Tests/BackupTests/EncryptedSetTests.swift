@@ -8,6 +8,7 @@ import Testing
 @testable import BackupOps
 import Crypto
 import Gzip
+import Restore
 import Storage
 import Support
 import TestSupport
@@ -40,10 +41,8 @@ func encryptedBackup(_ src: String, _ dest: TestDestination, recipients: [String
 }
 
 func restoreEncrypted(_ dest: TestDestination, id: String = "latest", to: String, identities: [AgeIdentity], set: String = "t") throws -> RestoreSummary {
-    var o = RestoreOptions(destination: dest.destination, set: set, target: to)
-    o.backup = id
-    o.identities = identities
-    return try Restorer(options: o, reporter: quiet).run()
+    let source = try BackupRestore.source(destination: dest.destination, set: set, backup: id, selection: .everything, identities: identities)
+    return try RestoreExecutor(target: to).run(source)
 }
 
 /// A reporter that keeps the warnings it is given (what cron mail would show).

@@ -10,6 +10,7 @@ import Testing
 import BackupOps
 import BackupOps
 import Storage
+import Restore
 import Support
 import TestSupport
 #if canImport(Glibc)
@@ -337,9 +338,7 @@ func archives(in dest: String, set: String = "t") throws -> [String] {
 
         // B3 still restores completely.
         let out = work.sub("restored")
-        var o = RestoreOptions(destination: dest, set: "t", target: out)
-        o.backup = b3.id
-        _ = try Restorer(options: o, reporter: quiet).run()
+        try restore(dest, id: b3.id, to: out)
         #expect(try String(contentsOfFile: out + "/a.txt", encoding: .utf8) == "a2 changed\n")
         #expect(try String(contentsOfFile: out + "/b.txt", encoding: .utf8) == "b2 changed\n")
         _ = b1

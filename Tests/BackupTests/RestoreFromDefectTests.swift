@@ -4,6 +4,7 @@ import Testing
 @testable import Backup
 import Gzip
 import Storage
+import Restore
 import Support
 import TestSupport
 #if canImport(Glibc)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Archive
 @testable import Backup
+@testable import Restore
 import Storage
 import Support
 import TestSupport
@@ -117,10 +118,7 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         let dest = try TestDestination(.local)
         let s = try backup(src, dest)
         let out = work.sub("out")
-        var o = RestoreOptions(destination: dest.destination, set: "t", target: out)
-        o.backup = s.id
-        let r = Restorer(options: o, reporter: quiet)
-        let summary = try r.run()
+        let summary = try restore(dest, id: s.id, to: out).counts
         let want = try Tree.describe(src)
         #expect(Tree.diff(want, try Tree.describe(copy)).isEmpty)
         let got = try Tree.describe(out)
@@ -170,14 +168,13 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         try dest.destination.writeAtomically(archive, contents: try [UInt8](Data(contentsOf: URL(fileURLWithPath: local))))
 
         // In process: the error names the file and the archive; every pool thread is gone.
-        var o = RestoreOptions(destination: dest.destination, set: "t", target: work.sub("in-process"))
-        let r = Restorer(options: o, reporter: quiet)
         do {
-            _ = try r.run()
+            try restore(dest, id: "latest", to: work.sub("in-process"))
             Issue.record("restore of a damaged archive succeeded")
-        } catch let e as ToolError {
-            #expect(e.exitCode == 1)
-            #expect(e.message.contains(victim) && e.message.contains("\(s.id).tar.gz") && e.message.contains("SHA-256"), "\(e.message)")
+        } catch let e as RestoreError {
+            guard case .contentMismatch(let entry, let origin) = e else { Issue.record("not a content mismatch: \(e)"); return }
+            #expect(entry == victim && origin?.contains("\(s.id).tar.gz") == true, "\(e)")
+            #expect("\(e)".contains("SHA-256"))
         }
 
         // The tool: exit 1, the file named on stderr.
@@ -228,11 +225,15 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         // A setgid target is never predictable (new entries take its group and setgid bit).
         #expect(chmod(dir.path, 0o2755) == 0)
         #expect(!CreationProbe.isPredictable(fd))
-        func writer(fresh: Bool) throws -> TreeWriter { try TreeWriter(target: dir.path, options: ExtractOptions(), fresh: fresh) }
-        #expect(try !writer(fresh: true).predictable)
+        func writer(fresh: Bool) throws -> TreeWriter {
+            var p = RestorePolicy()
+            p.writerThreads = 1
+            return try TreeWriter(target: dir.path, policy: p, fresh: fresh)
+        }
+        #expect(try !writer(fresh: true).metadata.predictable)
         #expect(chmod(dir.path, 0o755) == 0)
-        #expect(try writer(fresh: true).predictable)
-        #expect(try !writer(fresh: false).predictable)
+        #expect(try writer(fresh: true).metadata.predictable)
+        #expect(try !writer(fresh: false).metadata.predictable)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
     }
 

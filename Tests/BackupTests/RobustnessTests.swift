@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Backup
 import Storage
+import Restore
 import Support
 import TestSupport
 #if canImport(Glibc)

@@ -6,6 +6,7 @@ import Testing
 import BackupOps
 import Archive
 import Gzip
+import Restore
 import Support
 import TestSupport
 #if canImport(Glibc)

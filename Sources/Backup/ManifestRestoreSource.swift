@@ -1,0 +1,217 @@
+import Archive
+import Crypto
+import Restore
+import Storage
+import Support
+
+/// One backup as a source of planned entries for the restore executor: the ONE place that
+/// reads a manifest for a restore (when the manifest format changes, only this file changes).
+///
+/// Entries come in manifest order (a directory before what is in it), hardlinks last: a link
+/// whose target is restored links to it; among links whose target `--only` leaves out, the
+/// first becomes a file with the target's content and the others link to it (one inode, as
+/// in the backup). A file's content is read with `TarReader` from its archive at the
+/// manifest's place (one reader per archive, reading on while the next file lies ahead); the
+/// archive must hold the path and size the manifest names there, and the content must have
+/// the manifest's SHA-256 (checked by the executor's writer), or the restore stops: a backup
+/// set altered on the NAS is as hostile as any archive.
+///
+/// Browse (issue 26) reuses the same planning: `ManifestRestoreSource(set:id:selection:)` and
+/// `next(content:)` give each entry with its content located, `readContent` its bytes.
+package final class ManifestRestoreSource: RestoreSource {
+    package let name: String
+    package let id: String
+    private let set: BackupSet
+    private let selection: PathSelection
+    private var reader: ManifestReader?
+    private var phase = Phase.entries
+    private var links: [ManifestItem] = []
+    private var linkTargets: [[UInt8]: ManifestItem] = [:]
+    private var firstLinkOf: [[UInt8]: [UInt8]] = [:]
+    private var linkIndex = 0
+    private var wantedXattrs = Set<[UInt8]>()
+    private var dirXattrs: [[UInt8]: [(name: [UInt8], value: [UInt8])]]?
+    private var archivesNewestFirst: [String] = []
+    private var archives: [String: TarReader] = [:]
+    private var current: TarReader?
+    /// The identities given cannot decrypt the set's newest backup (see `BackupSet.identityWarning`).
+    private let keyWarning: String?
+
+    private enum Phase { case entries, links, done }
+
+    /// Reads the whole manifest once before anything is written: a damaged or altered one
+    /// (member checksum, order, archive references) is refused up front, and so is an `--only`
+    /// path that matches nothing (`RestoreError.onlyMatchedNothing`, nothing written).
+    package init(set: BackupSet, id: String, selection: PathSelection) throws {
+        self.set = set
+        self.id = id
+        self.selection = selection
+        name = "backup \(id) in \(set.location)"
+        keyWarning = set.identityWarning()
+        var missing = Set(selection.patterns.indices)
+        let reader = try set.openManifest(id)
+        defer { reader.close() }
+        archivesNewestFirst = reader.header.archives.reversed()
+        while let e = try reader.nextItem() {
+            if !missing.isEmpty { for i in selection.matches(e.path) { missing.remove(i) } }
+            let isDir = e.type == .directory
+            if (isDir || e.type == .symlink) && e.xattrHash != 0 && selection.selects(e.path, isDirectory: isDir) { wantedXattrs.insert(e.path) }
+            if e.type == .hardlink && selection.selects(e.path, isDirectory: false) { links.append(e) }
+        }
+        if !missing.isEmpty {
+            throw RestoreError.onlyMatchedNothing(patterns: missing.sorted().map { selection.shown[$0] }, source: name, restoredOthers: false)
+        }
+    }
+
+    deinit {
+        reader?.close()
+        for r in archives.values { r.close() }
+    }
+
+    package var position: UInt64 { .max }
+    package var verifiedUpTo: UInt64 { .max }
+    package var warnings: [String] { keyWarning.map { [$0] } ?? [] }
+    package func finish() throws {}
+
+    package func revisit(_ paths: Set<[UInt8]>, _ body: (PlannedEntry) throws -> Void) throws {
+        // The plan restores a link whose target is left out as a file: never asked.
+        throw RestoreError.inconsistentPlan("backup \(id): a hardlink target was not planned; the manifest is damaged. Run `hs-backup verify`.")
+    }
+
+    package func readContent(_ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws {
+        try current?.readContent(body)
+    }
+
+    package func next(content: Bool) throws -> PlannedEntry? {
+        current = nil
+        while true {
+            switch phase {
+            case .entries:
+                if reader == nil { reader = try set.openManifest(id) }
+                guard let e = try reader!.nextItem() else { reader?.close(); reader = nil; phase = .links; continue }
+                guard e.type != .hardlink && selection.selects(e.path, isDirectory: e.type == .directory) else { continue }
+                return try planned(e, as: entry(e), contentFrom: e.type == .file ? e : nil, content: content)
+            case .links:
+                guard let step = try nextLink() else { phase = .done; continue }
+                return try planned(step.item, as: step.entry, contentFrom: step.contentFrom, content: content)
+            case .done:
+                return nil
+            }
+        }
+    }
+
+    /// The next selected hardlink: a link, or (for a target `--only` left out) the first link
+    /// of that target as a file with the target's content.
+    private func nextLink() throws -> (item: ManifestItem, entry: TarEntry, contentFrom: ManifestItem?)? {
+        if linkIndex == 0 && !links.isEmpty {
+            let wanted = Set(links.map(\.link))
+            let r = try set.openManifest(id)
+            defer { r.close() }
+            while let e = try r.nextItem() { if wanted.contains(e.path) { linkTargets[e.path] = e } }
+        }
+        guard linkIndex < links.count else { return nil }
+        let e = links[linkIndex]
+        linkIndex += 1
+        guard let src = linkTargets[e.link], src.type == .file else {
+            throw RestoreError.inconsistentPlan("backup \(id) is inconsistent: hardlink \(NameEscape.escape(e.path)) points to \(NameEscape.escape(e.link)), which is not a file in the manifest")
+        }
+        var link = entry(e)
+        if selection.selects(e.link, isDirectory: false) { return (e, link, nil) }
+        if let first = firstLinkOf[e.link] {
+            link.linkTarget = first
+            return (e, link, nil)
+        }
+        firstLinkOf[e.link] = e.path
+        var file = entry(src)
+        file.path = e.path
+        file.mode = e.mode; file.uid = e.uid; file.gid = e.gid; file.mtime = e.mtime
+        return (e, file, src)
+    }
+
+    /// The planned entry, with its content located (and, when `content`, the archive read up
+    /// to it and its header checked against the manifest).
+    private func planned(_ item: ManifestItem, as e: TarEntry, contentFrom src: ManifestItem?, content: Bool) throws -> PlannedEntry {
+        var entry = e
+        // The manifest may be altered: its path is checked before anything is read for it.
+        _ = try RestorePath.components(entry.path)
+        if content && (item.type == .directory || item.type == .symlink) && item.xattrHash != 0 {
+            if dirXattrs == nil { dirXattrs = try directoryXattrs() }
+            if let x = dirXattrs?[item.path] { entry.xattrs = x }
+        }
+        guard let src, entry.type == .file else { return PlannedEntry(entry: entry) }
+        guard let archive = src.archive else {
+            guard src.size == 0 else { throw RestoreError.inconsistentPlan("backup \(id) has no archive for \(NameEscape.escape(src.path)); the manifest is damaged. Run `hs-backup verify`.") }
+            return PlannedEntry(entry: entry, expectedSHA256: src.hash.bytes)
+        }
+        let label = "\(set.location)/\(archive).tar.gz"
+        guard content else { return PlannedEntry(entry: entry, expectedSHA256: src.hash.bytes, origin: label) }
+        let reader = try archiveReader(archive, label: label)
+        try reader.seek(member: src.memberOffset, skip: src.memberSkip)
+        guard let h = try reader.next() else {
+            throw ArchiveError(.malformed, entry: NameEscape.escape(entry.path), "archive \(label) ends where backup \(id) expects the file")
+        }
+        // (Our archives hold the manifest's path as is; others are normalised first.)
+        guard h.path == src.path || RestorePath.normalised(h.path) == src.path, h.type == .file, h.size == src.size else {
+            throw ArchiveError(.malformed, entry: NameEscape.escape(entry.path),
+                               "archive \(label) does not hold \(NameEscape.escape(src.path)) where the manifest says (found \(NameEscape.escape(h.path))); the backup is damaged. Run `hs-backup verify`.")
+        }
+        entry.xattrs = h.xattrs   // xattrs and ACLs live in the archive's pax headers
+        entry.sparse = h.sparse   // a sparse member: its holes stay holes, its hash is the `SparseHash`
+        current = reader
+        return PlannedEntry(entry: entry, expectedSHA256: src.hash.bytes, origin: label)
+    }
+
+    private func archiveReader(_ archive: String, label: String) throws -> TarReader {
+        if let r = archives[archive] { return r }
+        let rd = try set.openStored(set.archivePath(archive))   // an age file is decrypted by chunk
+        let r = try TarReader(source: ArchiveSource(size: rd.size, displayName: label) { try rd.read(at: $0, count: $1) })
+        archives[archive] = r
+        return r
+    }
+
+    /// The xattrs/ACLs of directories and symlinks that have some, from the newest archive
+    /// whose pax header carries them (read only when the backup has such entries).
+    private func directoryXattrs() throws -> [[UInt8]: [(name: [UInt8], value: [UInt8])]] {
+        var wanted = wantedXattrs
+        var found: [[UInt8]: [(name: [UInt8], value: [UInt8])]] = [:]
+        for a in archivesNewestFirst where !wanted.isEmpty {
+            let rd = try set.openStored(set.archivePath(a))
+            let reader = try TarReader(source: ArchiveSource(size: rd.size, displayName: "\(set.location)/\(a).tar.gz") { try rd.read(at: $0, count: $1) })
+            defer { reader.close() }
+            while let h = try reader.next() {
+                guard h.type == .directory || h.type == .symlink, !h.xattrs.isEmpty else { continue }
+                let p = RestorePath.normalised(h.path)
+                if wanted.remove(p) != nil { found[p] = h.xattrs }
+            }
+        }
+        return found
+    }
+
+    private func entry(_ e: ManifestItem) -> TarEntry {
+        let type: EntryType
+        switch e.type {
+        case .file: type = .file
+        case .directory: type = .directory
+        case .symlink: type = .symlink
+        case .hardlink: type = .hardlink
+        }
+        var t = TarEntry(path: e.path, type: type)
+        t.mode = e.mode; t.uid = e.uid; t.gid = e.gid
+        t.size = e.type == .file ? e.size : 0
+        t.mtime = e.mtime
+        if e.type == .symlink || e.type == .hardlink { t.linkTarget = e.link }
+        return t
+    }
+}
+
+/// `hs-restore --from DEST`: one backup of a set through the restore executor.
+package enum BackupRestore {
+    /// Resolves `backup` ("latest" or an id) in the set and plans it.
+    /// - Throws: as `BackupSet.resolve`, `ManifestRestoreSource.init`.
+    /// - Parameter identities: `--identity` keys, for an encrypted set.
+    package static func source(destination: any Destination, set: String, backup: String, selection: PathSelection,
+                               identities: [AgeIdentity] = []) throws -> ManifestRestoreSource {
+        let s = BackupSet(destination: destination, name: set, keys: SetKeys(identities: identities))
+        return try ManifestRestoreSource(set: s, id: try s.resolve(backup), selection: selection)
+    }
+}

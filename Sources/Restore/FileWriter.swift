@@ -1,0 +1,322 @@
+import Archive
+import Glibc
+import Support
+import Synchronization
+
+/// A directory descriptor shared between the tree writer's walk cache and the file writers;
+/// closed when the last user lets go.
+final class DirHandle: Sendable {
+    let fd: Int32
+    private let owned: Bool
+    init(_ fd: Int32, owned: Bool = true) { self.fd = fd; self.owned = owned }
+    deinit { if owned { Sys.close(fd) } }
+}
+
+/// The `too-large` rule, counted while writing: an apparent size is bounded only by the
+/// target filesystem's largest file (the kernel says EFBIG); only the bytes actually written
+/// (not holes) take free space, so a file fails only when its data does not fit (the kernel
+/// says ENOSPC or EDQUOT, which writers in parallel see in the order they write); and the
+/// zeros of dense content turned into holes are bounded (twice the filesystem's size), so an
+/// archive of zeros (a "zero bomb") cannot make the restore inflate for hours. Sparse members'
+/// holes are never inflated and do not count.
+final class SpaceBudget: Sendable {
+    private let zeros: Atomic<Int64>
+    /// Bytes free at the start, and the filesystem's size, for messages.
+    let freeAtStart: UInt64
+    let filesystemSize: UInt64
+
+    /// - Parameter dirfd: the target directory (kept open by the caller while this lives).
+    init(dirfd: Int32, asRoot: Bool) {
+        self.dirfd = dirfd
+        self.asRoot = asRoot
+        var vfs = statvfs()
+        if fstatvfs(dirfd, &vfs) == 0 {
+            let unit = UInt64(vfs.f_frsize)
+            freeAtStart = UInt64(asRoot ? vfs.f_bfree : vfs.f_bavail) * unit
+            filesystemSize = UInt64(vfs.f_blocks) * unit
+        } else {
+            freeAtStart = UInt64(Int64.max); filesystemSize = UInt64(Int64.max) / 2
+        }
+        zeros = Atomic(Int64(clamping: filesystemSize) &* 2)
+    }
+
+    private let dirfd: Int32
+    private let asRoot: Bool
+
+    /// Bytes free on the target filesystem now.
+    func freeNow() -> UInt64 {
+        var vfs = statvfs()
+        guard fstatvfs(dirfd, &vfs) == 0 else { return .max }
+        return UInt64(asRoot ? vfs.f_bfree : vfs.f_bavail) * UInt64(vfs.f_frsize)
+    }
+
+    /// Takes `n` bytes of zeros made into holes; false past the bound.
+    func spendZeros(_ n: Int) -> Bool { zeros.subtract(Int64(n), ordering: .relaxed).newValue >= 0 }
+}
+
+/// What every file write shares (immutable).
+struct FileWriteContext: Sendable {
+    /// The target as given, for messages.
+    let target: String
+    let metadata: MetadataApplier
+    let space: SpaceBudget
+}
+
+/// One regular file to restore (`O_CREAT|O_EXCL|O_NOFOLLOW`) in a directory opened by the
+/// tree writer, or by the writer thread itself (walking from the target, making missing
+/// directories on the way, never following a symlink): filled (zero runs and sparse holes left as holes), given its
+/// metadata through the descriptor (`MetadataApplier`). Streamed content is written under a
+/// temporary name renamed when complete; content already in memory under the final name. On
+/// any failure the file is removed.
+final class FileJob: Sendable {
+    let entry: TarEntry
+    let name: [UInt8]
+    /// The parent, opened by the tree writer; nil: the writer thread opens `parentComps`.
+    private let openedParent: DirHandle?
+    let parentComps: [[UInt8]]
+    /// Content held in memory (pool jobs), handed over once: freed as soon as it is written.
+    private let payload: Mutex<[UInt8]>
+    /// Its size.
+    let bufferedBytes: Int
+    let expected: [UInt8]?
+    /// Where the content comes from, for messages (e.g. the archive of a backup).
+    let origin: String?
+    let context: FileWriteContext
+    /// The error of a pool write, read after the job's batch finished.
+    let failure = Mutex<(any Error)?>(nil)
+
+    init(entry: TarEntry, name: [UInt8], parent: DirHandle?, parentComps: [[UInt8]] = [], data: [UInt8], expected: [UInt8]?,
+         origin: String?, context: FileWriteContext) {
+        self.entry = entry; self.name = name; self.openedParent = parent; self.parentComps = parentComps
+        self.payload = Mutex(data); self.bufferedBytes = data.count
+        self.expected = expected; self.origin = origin; self.context = context
+    }
+
+    typealias Content = (_ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws -> Void
+
+    private var tempName: [UInt8] { Array(".hs-restore.\(getpid()).\(UInt(bitPattern: ObjectIdentifier(self).hashValue)).part".utf8) }
+
+    /// Writes `data` (writer threads, `stack` is the thread's descriptor cache); the error is
+    /// kept for the tree writer.
+    func writeBuffered(root: DirHandle, stack: inout [(name: [UInt8], dir: DirHandle)]) {
+        do {
+            let parent = try openedParent ?? DirectoryWalker.openParent(parentComps, root: root, stack: &stack, shown: NameEscape.escape(entry.path))
+            let bytes = payload.withLock { p in let b = p; p = []; return b }
+            try write({ body in try bytes.withUnsafeBytes { try body(0, $0) } }, parent: parent, direct: true, removeExisting: {})
+        } catch { failure.withLock { $0 = error } }
+    }
+
+    /// Writes the content `content` produces (the tree writer's thread); throws on failure.
+    func writeStreaming(_ content: Content?, removeExisting: () throws -> Void) throws {
+        try write(content ?? { _ in }, parent: openedParent!, direct: false, removeExisting: removeExisting)
+    }
+
+    private func write(_ content: Content, parent: DirHandle, direct: Bool, removeExisting: () throws -> Void) throws {
+        let e = entry
+        let shown = NameEscape.escape(e.path)
+        // Content held in memory (pool jobs, fresh target) is written under the final name
+        // (one metadata operation less per small file) and removed on failure; streamed
+        // content goes to a temporary name renamed when complete.
+        var useTemp = !direct
+        var tmp = direct ? name : tempName
+        let createMode = e.mode & 0o777
+        func create() -> Int32 {
+            Sys.retry { Sys.withCName(tmp) { openat(parent.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(createMode)) } }
+        }
+        var fd = create()
+        if fd < 0 && errno == EEXIST && direct {
+            // The name exists (an archive may hold a path twice): replace it by renaming.
+            useTemp = true
+            tmp = tempName
+            fd = create()
+        }
+        guard fd >= 0 else { throw RestoreError.io(SysError(call: "create", path: shown, errno: errno)) }
+        var renamed = false
+        defer {
+            Sys.close(fd)
+            if !renamed { _ = Sys.withCName(tmp) { unlinkat(parent.fd, $0, 0) } }
+        }
+        do {
+            try fill(fd, content, shown: shown)
+            try context.metadata.apply(e, to: .fd(fd), createdMode: createMode, shown: shown)
+            if !useTemp { renamed = true; return }
+            var rc = Sys.retry { Sys.withCName(tmp) { t in Sys.withCName(name) { renameat(parent.fd, t, parent.fd, $0) } } }
+            if rc != 0 && (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) {
+                try removeExisting()
+                rc = Sys.retry { Sys.withCName(tmp) { t in Sys.withCName(name) { renameat(parent.fd, t, parent.fd, $0) } } }
+            }
+            guard rc == 0 else { throw RestoreError.io(SysError(call: "rename into place", path: shown, errno: errno)) }
+            renamed = true
+        } catch let e as RestoreError {
+            throw Self.notRestored(e, shown)
+        }
+    }
+
+    /// Writes the content (zero runs of 64 KiB and sparse holes stay holes), checks the
+    /// SHA-256 when one is expected, and sets the size.
+    private func fill(_ fd: Int32, _ content: Content, shown: String) throws {
+        let e = entry, space = context.space
+        func tooLarge(_ why: String) -> RestoreError {
+            .refused(.tooLarge, entry: shown, detail: why)
+        }
+        // A streamed (large or sparse) file gets its size first: a size the filesystem cannot
+        // hold fails here (EFBIG), before anything is inflated.
+        var sized = false
+        if bufferedBytes == 0 && e.size > TreeWriter.parallelMaxFileSize {
+            if Sys.retry({ ftruncate(fd, off_t(clamping: e.size)) }) != 0 {
+                throw errno == EFBIG || errno == EINVAL
+                    ? tooLarge("its size of \(e.size) bytes is too large for the target filesystem (larger than its largest file); nothing was written")
+                    : RestoreError.io(SysError(call: "set size of", path: shown, errno: errno))
+            }
+            sized = true
+        }
+        // A sparse member's expected hash is the `SparseHash` (its map and data, not its holes).
+        var hasher = expected != nil && e.sparse == nil ? SHA256Hasher() : nil
+        var sparseHasher: SparseHash? = nil
+        if expected != nil, let map = e.sparse { sparseHasher = SparseHash(map: map, realSize: e.size) }
+        var end: UInt64 = 0
+        var written: UInt64 = 0  // the file's size so far (it was created empty, O_EXCL)
+        try content { off, bytes in
+            if hasher != nil || sparseHasher != nil {
+                guard hasher != nil ? off == end : off >= end else {
+                    throw RestoreError.source(ArchiveError(.malformed, entry: shown, "content out of order"), possiblyWrong: [], more: 0)
+                }
+                if hasher != nil { hasher!.update(bytes) } else { sparseHasher!.update(bytes) }
+            }
+            var p = 0
+            while p < bytes.count {
+                let len = min(64 * 1024, bytes.count - p)
+                let piece = UnsafeRawBufferPointer(rebasing: bytes[p..<(p + len)])
+                if len == 64 * 1024 && Self.isZero(piece) {
+                    guard space.spendZeros(len) else {
+                        throw RestoreError.refused(.zeroBomb, entry: shown, detail: "the archive inflates to more zeros than twice the target filesystem's size (\(space.filesystemSize) bytes); nothing more is inflated")
+                    }
+                } else {
+                    try Self.pwriteAll(fd, piece, at: off + UInt64(p), shown: shown, space: space)
+                    written = max(written, off + UInt64(p + len))
+                }
+                p += len
+            }
+            end = off + UInt64(bytes.count)
+        }
+        if let expected, hasher != nil || sparseHasher != nil {
+            let got = hasher != nil ? hasher.take()!.finalize() : sparseHasher.take()!.finalize()
+            // A sparse member's content ends where its map's last region ends.
+            let dataEnd = e.sparse.map { $0.last.map { $0.offset + $0.length } ?? 0 } ?? e.size
+            guard end == dataEnd, got == expected else { throw RestoreError.contentMismatch(entry: shown, origin: origin) }
+        }
+        // Only when a hole ends the file (the truncate costs a journal update per file).
+        if written != e.size && !sized {
+            guard Sys.retry({ ftruncate(fd, off_t(clamping: e.size)) }) == 0 else {
+                throw errno == EFBIG
+                    ? tooLarge("its size of \(e.size) bytes is too large for the target filesystem (larger than its largest file)")
+                    : RestoreError.io(SysError(call: "set size of", path: shown, errno: errno))
+            }
+        }
+    }
+
+    /// Adds "it was not restored" to a failure of this file.
+    private static func notRestored(_ e: RestoreError, _ shown: String) -> RestoreError {
+        switch e {
+        case .io(var s):
+            s.hint = (s.hint.map { $0 + "; " } ?? "") + "'\(shown)' was not restored (its partial copy was removed)"
+            return .io(s)
+        case .refused(let rule, let entry, let detail) where rule == .tooLarge || rule == .zeroBomb:
+            return .refused(rule, entry: entry, detail: detail + "; '\(shown)' was not restored (its partial copy was removed)")
+        default:
+            return e
+        }
+    }
+
+    static func isZero(_ b: UnsafeRawBufferPointer) -> Bool {
+        let words = b.bindMemory(to: UInt64.self)
+        for w in words where w != 0 { return false }
+        return true
+    }
+
+    private static func pwriteAll(_ fd: Int32, _ b: UnsafeRawBufferPointer, at: UInt64, shown: String, space: SpaceBudget) throws {
+        do { try Sys.writeAll(fd, b, at: at, shown: shown) } catch {
+            if error.errno == EFBIG {
+                throw RestoreError.refused(.tooLarge, entry: shown, detail: "data at offset \(at) is too large for the target filesystem (beyond its largest file)")
+            }
+            if error.errno == ENOSPC || error.errno == EDQUOT {
+                throw RestoreError.refused(.tooLarge, entry: shown, detail: "its data does not fit the free space of the target filesystem (\(space.freeAtStart) bytes were free when the restore started; \(error.reason))")
+            }
+            throw RestoreError.io(SysError(call: "write", path: shown, errno: error.errno))
+        }
+    }
+}
+
+/// Writer threads for small files (a `WorkPool`), with a bound on the content bytes waiting
+/// in memory. Jobs go to the threads in batches (one hand-over, one wake-up and one lock per
+/// batch, not per file: per-file hand-overs cost a restore of a million small files ~6 s of
+/// futex calls); a batch is handed over when full or when someone waits for one of its jobs.
+/// Used from the tree writer's thread only.
+final class FileWriters {
+    private let pool: WorkPool
+    private let root: DirHandle
+    private var batch: [FileJob] = []
+    private var batchBytes = 0
+    /// The ticket of each job's batch, by job (in submission order).
+    private var tickets: [ObjectIdentifier: WorkPool.Ticket] = [:]
+    static let batchJobs = 32
+    static let batchMaxBytes = 256 << 10
+
+    init(threads: Int, root: DirHandle) {
+        self.root = root
+        pool = WorkPool(threads: threads, maxQueuedItems: max(2, 4096 / Self.batchJobs), maxQueuedBytes: 8 << 20,
+                        stackSize: 512 << 10, name: "hs-restore-writer")
+    }
+
+    var threads: Int { pool.threads }
+
+    /// Queues a job; blocks while too many content bytes are waiting.
+    func submit(_ job: FileJob) throws {
+        batch.append(job)
+        batchBytes += job.bufferedBytes
+        if batch.count >= Self.batchJobs || batchBytes >= Self.batchMaxBytes { try flush() }
+    }
+
+    /// Hands the batch being filled to the threads.
+    func flush() throws {
+        guard !batch.isEmpty else { return }
+        let jobs = batch
+        let bytes = batchBytes
+        batch = []
+        batchBytes = 0
+        let root = root
+        let t = try pool.submit(bytes: bytes) {
+            var stack: [(name: [UInt8], dir: DirHandle)] = []
+            for job in jobs { job.writeBuffered(root: root, stack: &stack) }
+        }
+        for job in jobs { tickets[ObjectIdentifier(job)] = t }
+    }
+
+    /// True when `job` has been written (or failed); does not wait.
+    func isDone(_ job: FileJob) -> Bool {
+        guard let t = tickets[ObjectIdentifier(job)] else { return false }
+        return pool.isFinished(t)
+    }
+
+    /// Waits until `job` has been written (or failed), and forgets it.
+    func wait(for job: FileJob) throws {
+        if tickets[ObjectIdentifier(job)] == nil { try flush() }
+        if let t = tickets.removeValue(forKey: ObjectIdentifier(job)) { pool.wait(for: t) }
+    }
+
+    /// Forgets a job that is done.
+    func forget(_ job: FileJob) { tickets.removeValue(forKey: ObjectIdentifier(job)) }
+
+    /// Runs `body(i)` for every i in `range` on the threads and waits (after the batch being
+    /// filled).
+    func forEach(_ range: Range<Int>, _ body: @escaping @Sendable (Int) throws -> Void) throws {
+        try flush()
+        try pool.forEach(range, chunk: 1, body)
+    }
+
+    /// Stops the threads after the job each is running (queued jobs are dropped).
+    func close() {
+        batch = []
+        pool.close()
+    }
+}

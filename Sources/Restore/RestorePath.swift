@@ -1,0 +1,129 @@
+import Archive
+import Support
+
+/// The one path normaliser and validator of the restore: archive and manifest paths as bytes.
+package enum RestorePath {
+    /// Splits `path` into components, dropping "" and "."; a leading "/" is stripped
+    /// (`stripped` is true then); ".." and NUL bytes are refused (`rule` names the case).
+    package static func components(_ path: [UInt8], rule: RestoreError.Rule = .parentTraversal) throws(RestoreError) -> (comps: [[UInt8]], stripped: Bool) {
+        if path.contains(0) {
+            throw .refused(.nulInPath, entry: NameEscape.escape(path), detail: "path contains a NUL byte")
+        }
+        var out: [[UInt8]] = []
+        var climbs = false
+        path.withUnsafeBufferPointer { p in
+            var start = 0
+            for i in 0...p.count where i == p.count || p[i] == UInt8(ascii: "/") {
+                let n = i - start
+                defer { start = i + 1 }
+                if n == 0 || (n == 1 && p[start] == UInt8(ascii: ".")) { continue }
+                if n == 2 && p[start] == UInt8(ascii: ".") && p[start + 1] == UInt8(ascii: ".") { climbs = true; return }
+                out.append(Array(p[start..<i]))
+            }
+        }
+        if climbs {
+            let shown = NameEscape.escape(path)
+            throw .refused(rule, entry: shown, detail: "'..' in '\(shown)' is not restored (it would climb out of the target)")
+        }
+        return (out, path.first == UInt8(ascii: "/"))
+    }
+
+    /// `path` in normal form ("a/b": no "", "." components, no leading or trailing "/"), for
+    /// comparisons; ".." is kept as it is (a pattern with it selects nothing).
+    package static func normalised(_ path: [UInt8]) -> [UInt8] {
+        join(split(path).filter { $0 != [UInt8(ascii: ".")] })
+    }
+
+    /// True when `path` is already in normal form (the common case: no copy needed).
+    static func isNormal(_ path: [UInt8]) -> Bool {
+        guard let first = path.first, first != UInt8(ascii: "/"), path.last != UInt8(ascii: "/") else { return false }
+        var prevSlash = true
+        var i = 0
+        let n = path.count
+        while i < n {
+            let c = path[i]
+            if c == UInt8(ascii: "/") {
+                if prevSlash { return false }
+                prevSlash = true
+            } else {
+                if prevSlash && c == UInt8(ascii: ".") {
+                    // "." or ".." as a component.
+                    if i + 1 == n || path[i + 1] == UInt8(ascii: "/") { return false }
+                    if path[i + 1] == UInt8(ascii: ".") && (i + 2 == n || path[i + 2] == UInt8(ascii: "/")) { return false }
+                }
+                prevSlash = false
+            }
+            i += 1
+        }
+        return true
+    }
+
+    /// True when `path` lies below the directory `dir` (both in normal form).
+    package static func isBelow(_ path: [UInt8], _ dir: [UInt8]) -> Bool {
+        path.count > dir.count && path.starts(with: dir) && path[dir.count] == UInt8(ascii: "/")
+    }
+
+    package static func split(_ path: [UInt8]) -> [[UInt8]] {
+        path.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true).map(Array.init)
+    }
+
+    package static func join(_ comps: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = []
+        for (i, c) in comps.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: "/")) }
+            out += c
+        }
+        return out
+    }
+
+    /// True if a relative link target, read from a directory `depth` levels below the
+    /// target, climbs out of it (lexically).
+    package static func escapes(link: [UInt8], depth: Int) -> Bool {
+        var d = depth
+        for c in link.split(separator: UInt8(ascii: "/")) {
+            if c.elementsEqual("..".utf8) { d -= 1; if d < 0 { return true } } else if !c.elementsEqual(".".utf8) { d += 1 }
+        }
+        return false
+    }
+}
+
+/// The one `--only` filter: paths as bytes, in normal form. An entry is selected when it is a
+/// selected path or lies below one; a directory also when a selected path lies below it (its
+/// metadata comes back with what it holds).
+package struct PathSelection: Sendable {
+    /// Normalised patterns (empty: everything).
+    package let patterns: [[UInt8]]
+
+    /// - Parameter patterns: the paths as given (`NameArgument.bytes(of:)` of each `--only`).
+    package init(_ patterns: [[UInt8]]) {
+        self.patterns = patterns.map(RestorePath.normalised)
+    }
+
+    package static let everything = PathSelection([])
+
+    package var isEmpty: Bool { patterns.isEmpty }
+
+    /// The patterns as shown to people.
+    package var shown: [String] { patterns.map { NameEscape.escape($0) } }
+
+    /// Whether `path` (normal form) is restored.
+    package func selects(_ path: [UInt8], isDirectory: Bool) -> Bool {
+        if patterns.isEmpty { return true }
+        for p in patterns {
+            if Self.isAtOrBelow(path, p) { return true }
+            if isDirectory && Self.isAtOrBelow(p, path) { return true }
+        }
+        return false
+    }
+
+    /// Indices of the patterns `path` is, or lies below (what "matches" means for the check
+    /// that every pattern selected something).
+    package func matches(_ path: [UInt8]) -> [Int] {
+        patterns.indices.filter { Self.isAtOrBelow(path, patterns[$0]) }
+    }
+
+    private static func isAtOrBelow(_ path: [UInt8], _ p: [UInt8]) -> Bool {
+        if p.isEmpty { return true }
+        return path == p || (path.count > p.count && path.starts(with: p) && path[p.count] == UInt8(ascii: "/"))
+    }
+}

@@ -1,0 +1,487 @@
+import Archive
+import Foundation
+import Glibc
+import Support
+import Synchronization
+
+/// The one place that creates restored entries below a target directory, for every source of
+/// the restore executor. Its rules:
+/// - paths arrive normalised and validated (`RestorePath`);
+/// - nothing is ever followed: parents are walked component by component with
+///   `openat(O_DIRECTORY|O_NOFOLLOW)` from the target's descriptor (missing ones are made on
+///   the way, by whichever thread needs them), an existing symlink at an entry's name is
+///   replaced, and a symlink inside a path is refused ("symlink-in-path");
+/// - symlinks are data: created as recorded, with a warning when they point outside the tree;
+/// - device nodes are skipped with a warning; FIFOs are made with `mknodat` and their
+///   metadata set through an `O_PATH` descriptor, never by name;
+/// - regular files are written under a temporary name and renamed when complete (removed on
+///   failure, and the error says so); holes (sparse regions, 64 KiB zero runs) are made with
+///   lseek/ftruncate, never written; the `too-large` rule is `SpaceBudget`'s;
+/// - metadata is applied by `MetadataApplier` for every type, directories' at the end,
+///   deepest first, one depth at a time on the writer threads.
+///
+/// In a fresh (empty) target, small files are written by `FileWriters` threads while this
+/// thread reads on; directories are made by whoever first needs them.
+final class TreeWriter {
+    let target: String
+    let policy: RestorePolicy
+    private let root: DirHandle
+    let metadata: MetadataApplier
+    let notes = MetadataNotes()
+    let space: SpaceBudget
+    private let fresh: Bool
+    private(set) var counts = RestoreCounts()
+    private(set) var warnings: [String] = []
+    private var absoluteWarned = false
+
+    /// Open directory descriptors for the components of the last parent walked.
+    private var dirStack: [(name: [UInt8], dir: DirHandle)] = []
+    /// Directory metadata applied at the end (path -> entry, and the mode it was made with
+    /// when it was made by this restore in a predictable directory).
+    private var dirMeta: [PathKey: (entry: TarEntry, createdMode: UInt32?)] = [:]
+    /// Small files are written by the writer threads (target was empty); paths of files in flight.
+    private var writers: FileWriters?
+    private var inflight: [FileJob] = []
+    private var inflightHead = 0
+    private var inflightPaths: [PathKey: Int] = [:]
+    /// A parent none of whose own parents (nor itself) was a queued file when last checked.
+    private var clearParent: [UInt8]?
+    static let parallelMaxFileSize: UInt64 = 2 << 20
+    /// Finished jobs are handed back once this many are queued (one pool lock per batch).
+    private static let reapEvery = 256
+    /// Hardlinks whose target was left out by a filter: (link path, target path).
+    private(set) var pendingLinks: [(link: [UInt8], target: [UInt8], entry: TarEntry)] = []
+    /// Called after each regular file is complete (in submission order).
+    var onFile: ((TarEntry) -> Void)?
+    /// Defer hardlinks to missing targets instead of failing (a filter is active).
+    var deferMissingLinkTargets = false
+
+    /// Mode of a directory made on the way to an entry (its own metadata comes at the end).
+    private static let walkMode: UInt32 = 0o755
+
+    init(target: String, policy: RestorePolicy, fresh: Bool) throws(RestoreError) {
+        self.target = target
+        self.policy = policy
+        self.fresh = fresh
+        let rootFd: Int32
+        do { rootFd = try Sys.open(Array(target.utf8), O_RDONLY | O_DIRECTORY | O_CLOEXEC) } catch {
+            throw .target(.cannotOpen(error), path: target)
+        }
+        root = DirHandle(rootFd)
+        let isRoot = geteuid() == 0
+        let mask = CreationProbe.currentUmask()
+        metadata = MetadataApplier(restoreOwnership: policy.restoreOwnership,
+                                   preserveSpecial: policy.preserveSpecialBits ?? (isRoot && fresh),
+                                   restoreXattrs: policy.restoreXattrs,
+                                   predictable: fresh && CreationProbe.isPredictable(rootFd, umask: mask),
+                                   umaskBits: mask ?? 0o022, euid: geteuid(), egid: getegid(), notes: notes)
+        space = SpaceBudget(dirfd: rootFd, asRoot: isRoot)
+        if fresh && policy.writerThreads > 1 { writers = FileWriters(threads: policy.writerThreads, root: root) }
+    }
+
+    func close() {
+        writers?.close()
+        writers = nil
+        inflight.removeAll()
+        dirStack.removeAll()
+    }
+
+    private var context: FileWriteContext { FileWriteContext(target: target, metadata: metadata, space: space) }
+
+    // MARK: entries
+
+    /// Counts an entry a filter left out.
+    func skip() { counts.skipped += 1 }
+
+    /// Creates one entry (`e.path` normalised, `comps` its components). For regular files
+    /// `content` hands the data as (offset, bytes) runs; `expectedSHA256`, when given, must
+    /// match the content or nothing is left at the path.
+    /// - Returns: false when the entry was skipped (device node, self hardlink, ...).
+    @discardableResult
+    func write(_ e: TarEntry, comps: [[UInt8]], stripped: Bool = false, expectedSHA256: [UInt8]? = nil, origin: String? = nil,
+               content: FileJob.Content? = nil) throws -> Bool {
+        do {
+            if stripped { warnAbsolute() }
+            return try create(e, comps: comps, expectedSHA256: expectedSHA256, origin: origin, content: content)
+        } catch var error as ArchiveError where error.entry == nil {
+            // Damage met while reading this entry's content: the error names it.
+            try barrier()
+            error.entry = NameEscape.escape(e.path)
+            throw error
+        } catch {
+            // The files queued before this entry are completed first (an error of their own,
+            // being earlier, is the one reported), so the target holds everything before it.
+            try barrier()
+            throw error
+        }
+    }
+
+    private func create(_ e: TarEntry, comps: [[UInt8]], expectedSHA256: [UInt8]?, origin: String?,
+                        content: FileJob.Content?) throws -> Bool {
+        let shown = NameEscape.escape(e.path)
+        if comps.isEmpty {
+            // "." or an empty name: the target itself (the executor handles its metadata).
+            if e.type == .directory { return false }
+            throw RestoreError.refused(.emptyPath, entry: shown, detail: "an entry other than a directory names the target itself")
+        }
+        switch e.type {
+        case .charDevice, .blockDevice:
+            warn("\(shown): device node skipped (device nodes are never restored)")
+            return false
+        case .fifo where !policy.allowFIFOs:
+            warn("\(shown): FIFO skipped (not restored with these options)")
+            return false
+        default: break
+        }
+        if writers != nil {
+            // Small files go to the writers, and directories are only noted while they write
+            // (made by whoever needs them first; a queued file of that name is caught by
+            // `collides`). Anything else, or a name a queued file may still be writing (or lie
+            // below), waits for the writers to drain first. A large or sparse file is streamed
+            // on this thread while the writers go on with the small ones before it.
+            if inflight.count - inflightHead >= Self.reapEvery { try reap(wait: false) }
+            let ownThread = e.type == .file && content != nil
+            let collision = collides(e.path)
+            if e.type == .directory && !collision {
+                dirMeta[PathKey(e.path)] = (e, Self.walkMode)
+                counts.directories += 1
+                return true
+            }
+            if !(ownThread || e.type == .directory) || collision { try barrier() }
+        }
+        let name = comps.last!
+        if e.type == .file, writers != nil, e.sparse == nil, e.size <= Self.parallelMaxFileSize, let content {
+            // The writer thread opens (and makes) the parent: this thread makes no directory.
+            try queueFile(e, name: name, comps: comps, expectedSHA256: expectedSHA256, origin: origin, content: content)
+            return true
+        }
+        let parent = try openParentHandle(Array(comps.dropLast()), shown: shown)
+        switch e.type {
+        case .file: try createFile(e, name: name, parent: parent, comps: comps, expectedSHA256: expectedSHA256, origin: origin, content: content)
+        case .directory: try createDirectory(e, name: name, parent: parent, comps: comps, shown: shown)
+        case .symlink: try createSymlink(e, name: name, parent: parent, comps: comps, shown: shown)
+        case .hardlink: return try createHardlink(e, name: name, parent: parent, comps: comps, shown: shown)
+        case .fifo: try createFIFO(e, name: name, parent: parent, comps: comps, shown: shown)
+        case .charDevice, .blockDevice: return false
+        }
+        return true
+    }
+
+    /// A small file for the writer threads: its content read now, written there.
+    private func queueFile(_ e: TarEntry, name: [UInt8], comps: [[UInt8]], expectedSHA256: [UInt8]?, origin: String?,
+                           content: FileJob.Content) throws {
+        let shown = NameEscape.escape(e.path)
+        guard let writers else { return }
+        var data = [UInt8]()
+        data.reserveCapacity(Int(e.size))
+        try content { off, bytes in
+            guard off == UInt64(data.count) else { throw RestoreError.source(ArchiveError(.malformed, entry: shown, "content out of order"), possiblyWrong: [], more: 0) }
+            data.append(contentsOf: bytes)
+        }
+        guard UInt64(data.count) == e.size else { throw RestoreError.source(ArchiveError(.truncated, entry: shown, "content ends early"), possiblyWrong: [], more: 0) }
+        let job = FileJob(entry: e, name: name, parent: nil, parentComps: Array(comps.dropLast()), data: data,
+                          expected: expectedSHA256, origin: origin, context: context)
+        inflight.append(job)
+        inflightPaths[PathKey(e.path), default: 0] += 1
+        counts.bytes += e.size
+        try writers.submit(job)
+    }
+
+    private func createFile(_ e: TarEntry, name: [UInt8], parent: DirHandle, comps: [[UInt8]], expectedSHA256: [UInt8]?,
+                            origin: String?, content: FileJob.Content?) throws {
+        let shown = NameEscape.escape(e.path)
+        let job = FileJob(entry: e, name: name, parent: parent, data: [], expected: expectedSHA256, origin: origin, context: context)
+        // The small files queued before are written meanwhile; unless this one may not fit
+        // the space left: then they go first, so a full filesystem fails this file, not them.
+        if e.size >= space.freeNow() { try barrier() } else { try writers?.flush() }
+        try job.writeStreaming(content, removeExisting: { try self.removeExisting(parent.fd, name, comps: comps, shown: shown) })
+        counts.bytes += e.size
+        finished(job)
+    }
+
+    private func createDirectory(_ e: TarEntry, name: [UInt8], parent: DirHandle, comps: [[UInt8]], shown: String) throws {
+        let mode = MetadataApplier.creationMode(directory: e.mode)
+        var created = true
+        if Sys.withCName(name, { mkdirat(parent.fd, $0, mode_t(mode)) }) != 0 {
+            guard errno == EEXIST else { throw RestoreError.io(SysError(call: "mkdir", path: shown, errno: errno)) }
+            created = false
+            if !((try? Sys.fstatat(parent.fd, name))??.isDirectory ?? false) {
+                try removeExisting(parent.fd, name, comps: comps, shown: shown)
+                guard Sys.withCName(name, { mkdirat(parent.fd, $0, mode_t(mode)) }) == 0 else {
+                    throw RestoreError.io(SysError(call: "mkdir", path: shown, errno: errno))
+                }
+                created = true
+            }
+        }
+        dirMeta[PathKey(e.path)] = (e, created ? mode : nil)
+        counts.directories += 1
+    }
+
+    private func createSymlink(_ e: TarEntry, name: [UInt8], parent: DirHandle, comps: [[UInt8]], shown: String) throws {
+        if e.linkTarget.first == UInt8(ascii: "/") || RestorePath.escapes(link: e.linkTarget, depth: comps.count - 1) {
+            warn("\(shown): symlink to '\(NameEscape.escape(e.linkTarget))' points outside the restored tree; restored as is (never followed)")
+        }
+        try removeExisting(parent.fd, name, comps: comps, shown: shown)
+        let rc = Sys.withCName(e.linkTarget) { t in Sys.withCName(name) { symlinkat(t, parent.fd, $0) } }
+        guard rc == 0 else { throw RestoreError.io(SysError(call: "symlink", path: shown, errno: errno)) }
+        try metadata.apply(e, to: .symlink(dirfd: parent.fd, name: name), createdMode: nil, shown: shown)
+        counts.symlinks += 1
+    }
+
+    private func createHardlink(_ e: TarEntry, name: [UInt8], parent: DirHandle, comps: [[UInt8]], shown: String) throws -> Bool {
+        let (tcomps, tstripped) = try RestorePath.components(e.linkTarget, rule: .hardlinkEscape)
+        if tstripped { warnAbsolute() }
+        let targetShown = NameEscape.escape(e.linkTarget)
+        guard !tcomps.isEmpty else { throw RestoreError.refused(.hardlinkEscape, entry: shown, detail: "hardlink to the target directory itself") }
+        if tcomps == comps {
+            if (try? Sys.fstatat(parent.fd, name))??.isRegular ?? false {
+                counts.hardlinks += 1
+                return true
+            }
+            warn("\(shown): hardlink to itself with no file restored before it; nothing to restore")
+            return false
+        }
+        try barrier()
+        let srcParent = try openDirectoryChain(Array(tcomps.dropLast()), shown: shown)
+        let st = try srcParent.flatMap { p throws(SysError) in try Sys.fstatat(p.fd, tcomps.last!) }
+        guard let st, let srcParent else {
+            if deferMissingLinkTargets {
+                pendingLinks.append((e.path, RestorePath.join(tcomps), e))
+                return true
+            }
+            throw RestoreError.missingLinkTarget(entry: shown, target: targetShown, hint: "was not restored before the link")
+        }
+        if st.isDirectory { throw RestoreError.refused(.hardlinkToDirectory, entry: shown, detail: "hardlink to directory '\(targetShown)'") }
+        try removeExisting(parent.fd, name, comps: comps, shown: shown)
+        let rc = Sys.withCName(tcomps.last!) { s in Sys.withCName(name) { linkat(srcParent.fd, s, parent.fd, $0, 0) } }
+        guard rc == 0 else { throw RestoreError.io(SysError(call: "link to '\(targetShown)'", path: shown, errno: errno)) }
+        counts.hardlinks += 1
+        return true
+    }
+
+    private func createFIFO(_ e: TarEntry, name: [UInt8], parent: DirHandle, comps: [[UInt8]], shown: String) throws {
+        try removeExisting(parent.fd, name, comps: comps, shown: shown)
+        guard Sys.withCName(name, { mknodat(parent.fd, $0, S_IFIFO | 0o600, 0) }) == 0 else {
+            throw RestoreError.io(SysError(call: "mknod (FIFO)", path: shown, errno: errno))
+        }
+        // Metadata through an O_PATH|O_NOFOLLOW descriptor: if the name was swapped for a
+        // symlink in between, the descriptor is the symlink and the type check refuses it.
+        let fd = try Sys.openat(parent.fd, name, Sys.O_PATH | O_NOFOLLOW | O_CLOEXEC, shown: shown)
+        defer { Sys.close(fd) }
+        guard (try? Sys.fstat(fd))?.type == UInt32(S_IFIFO) else {
+            throw RestoreError.refused(.swapped, entry: shown, detail: "the entry was replaced by something else while it was restored")
+        }
+        try metadata.apply(e, to: .path(fd), createdMode: nil, shown: shown)
+        counts.fifos += 1
+    }
+
+    /// Applies the metadata of the archive's own "." entry to the target directory.
+    func applyTopDirectory(_ e: TarEntry) throws {
+        try metadata.apply(e, to: .fd(root.fd), createdMode: nil, shown: NameEscape.escape(Array(target.utf8)))
+    }
+
+    /// Waits for the writers, applies directory metadata (deepest first).
+    ///
+    /// One depth at a time, deepest first, each on the writer threads: a directory's metadata
+    /// touches no other directory, and a level starts only when the deeper one is done (a
+    /// parent's mode may take away the search permission its children need).
+    func finish() throws {
+        try barrier()
+        // Path order ("/" as the smallest byte; names hold no NUL, so "/" becomes 0) within a
+        // level keeps the directories of one parent together for the descriptor cache.
+        var keyed = dirMeta.values.map { (key: $0.entry.path.map { $0 == 0x2f ? 0 : $0 }, meta: $0) }
+        dirMeta = [:]
+        keyed.sort { a, b in
+            let c = a.key.withUnsafeBufferPointer { x in b.key.withUnsafeBufferPointer { y in memcmp(x.baseAddress!, y.baseAddress!, min(x.count, y.count)) } }
+            return c != 0 ? c < 0 : a.key.count < b.key.count
+        }
+        var levels: [Int: [(entry: TarEntry, createdMode: UInt32?)]] = [:]
+        for k in keyed { levels[k.key.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }, default: []].append(k.meta) }
+        keyed = []
+        let walker = DirectoryWalker(root: root, metadata: metadata)
+        for depth in levels.keys.sorted(by: >) {
+            let dirs = levels.removeValue(forKey: depth)!
+            let per = 128
+            let chunks = (dirs.count + per - 1) / per
+            let work: @Sendable (Int) throws -> Void = { c in
+                var stack: [(name: [UInt8], dir: DirHandle)] = []
+                for i in c * per ..< min(dirs.count, (c + 1) * per) {
+                    try walker.applyDirectoryMetadata(dirs[i].entry, createdMode: dirs[i].createdMode, stack: &stack)
+                }
+            }
+            if let writers, chunks > 1 { try writers.forEach(0 ..< chunks, work) } else { for c in 0 ..< chunks { try work(c) } }
+        }
+        writers?.close()
+        writers = nil
+    }
+
+    // MARK: writers
+
+    private func finished(_ job: FileJob) {
+        counts.files += 1
+        onFile?(job.entry)
+    }
+
+    /// Hands finished jobs at the front of the queue back (in order); throws the first error.
+    private func reap(wait: Bool) throws {
+        guard let writers else { return }
+        while inflightHead < inflight.count {
+            let job = inflight[inflightHead]
+            if wait { try writers.wait(for: job) } else if !writers.isDone(job) { break } else { writers.forget(job) }
+            inflightHead += 1
+            if inflightHead >= 256 { inflight.removeFirst(inflightHead); inflightHead = 0 }
+            let key = PathKey(job.entry.path)
+            if let n = inflightPaths[key] { inflightPaths[key] = n > 1 ? n - 1 : nil }
+            if let err = job.failure.withLock({ $0 }) { throw err }
+            finished(job)
+        }
+        if inflightHead == inflight.count { inflight.removeAll(keepingCapacity: true); inflightHead = 0 }
+    }
+
+    private func barrier() throws { try reap(wait: true) }
+
+    /// After a failure elsewhere (damage found by the reader): lets the files already queued
+    /// finish, so `onFile` has seen everything that was written. Their own errors are left
+    /// to the failure being reported.
+    func settle() { try? barrier() }
+
+    /// True if the path, or one of its parents, is a file still being written. The parents
+    /// are looked up once per directory: while entries stay in one parent, the files queued
+    /// meanwhile are all inside it, so none of them can be one of its parents.
+    private func collides(_ path: [UInt8]) -> Bool {
+        if inflightPaths.isEmpty { return false }
+        let parentEnd = path.lastIndex(of: UInt8(ascii: "/")) ?? 0
+        if clearParent == nil || !path[..<parentEnd].elementsEqual(clearParent!) {
+            var i = 0
+            while i < parentEnd {
+                if path[i] == UInt8(ascii: "/"), inflightPaths[PathKey(Array(path[..<i]))] != nil { return true }
+                i += 1
+            }
+            if parentEnd > 0, inflightPaths[PathKey(Array(path[..<parentEnd]))] != nil { return true }
+            clearParent = Array(path[..<parentEnd])
+        }
+        return inflightPaths[PathKey(path)] != nil
+    }
+
+    // MARK: helpers
+
+    func warn(_ s: String) { warnings.append(s) }
+
+    private func warnAbsolute() {
+        if absoluteWarned { return }
+        absoluteWarned = true
+        warn("removing leading '/' from member names (absolute names are restored inside the target)")
+    }
+
+    /// Removes what is at `name` (file, symlink, FIFO, empty directory). A symlink is removed
+    /// itself, never followed.
+    private func removeExisting(_ parent: Int32, _ name: [UInt8], comps: [[UInt8]], shown: String) throws {
+        try barrier()
+        guard let st = try Sys.fstatat(parent, name, shown: shown) else { return }
+        if st.isDirectory {
+            if dirStack.count >= comps.count && Array(dirStack.prefix(comps.count).map(\.name)) == comps {
+                dirStack.removeLast(dirStack.count - comps.count + 1)
+            }
+            guard Sys.withCName(name, { unlinkat(parent, $0, AT_REMOVEDIR) }) == 0 else {
+                throw RestoreError.io(SysError(call: "replace directory", path: shown, errno: errno, hint: "a non-directory replaces it only when it is empty"))
+            }
+            dirMeta[PathKey(RestorePath.join(comps))] = nil
+            return
+        }
+        guard Sys.withCName(name, { unlinkat(parent, $0, 0) }) == 0 else { throw RestoreError.io(SysError(call: "remove existing", path: shown, errno: errno)) }
+    }
+
+    /// Opens (creating missing directories) the directory `comps` below the target, reusing
+    /// the descriptors of the previous walk. Never follows a symlink.
+    private func openParentHandle(_ comps: [[UInt8]], shown: @autoclosure () -> String) throws -> DirHandle {
+        try DirectoryWalker.openParent(comps, root: root, stack: &dirStack, shown: shown())
+    }
+
+    /// Opens an existing directory chain (nil when a component is missing).
+    private func openDirectoryChain(_ comps: [[UInt8]], shown: String) throws -> DirHandle? {
+        var cur = root
+        for (i, c) in comps.enumerated() {
+            guard try Sys.fstatat(cur.fd, c, shown: shown) != nil else { return nil }
+            cur = DirHandle(try DirectoryWalker.openChild(cur.fd, c, path: RestorePath.join(Array(comps[...i])), shown: shown, create: false))
+        }
+        return cur
+    }
+}
+
+/// Walks below the target for any thread: parents opened component by component (missing
+/// ones made), never following a symlink; and the directories' final metadata.
+struct DirectoryWalker: Sendable {
+    let root: DirHandle
+    let metadata: MetadataApplier
+
+    /// Owner, mode, xattrs and mtime of one directory (made now when nothing was put in it),
+    /// through `stack` (a descriptor cache of the caller's thread).
+    func applyDirectoryMetadata(_ e: TarEntry, createdMode: UInt32?, stack: inout [(name: [UInt8], dir: DirHandle)]) throws {
+        let comps = RestorePath.split(e.path)
+        let shown = NameEscape.escape(e.path)
+        let parent = try Self.openParent(Array(comps.dropLast()), root: root, stack: &stack, shown: shown)
+        let fd = try Self.openChild(parent.fd, comps.last!, path: e.path, shown: shown, create: true)
+        defer { Sys.close(fd) }
+        try metadata.apply(e, to: .fd(fd), createdMode: createdMode, shown: shown)
+    }
+
+    /// Opens (creating missing directories) `comps` below `root`, reusing `stack`.
+    static func openParent(_ comps: [[UInt8]], root: DirHandle, stack: inout [(name: [UInt8], dir: DirHandle)],
+                           shown: @autoclosure () -> String) throws -> DirHandle {
+        var k = 0
+        while k < stack.count && k < comps.count && stack[k].name == comps[k] { k += 1 }
+        if k < stack.count { stack.removeLast(stack.count - k) }
+        var cur = stack.last?.dir ?? root
+        for i in k..<comps.count {
+            let fd = try openChild(cur.fd, comps[i], path: RestorePath.join(Array(comps[...i])), shown: shown(), create: true)
+            cur = DirHandle(fd)
+            stack.append((comps[i], cur))
+        }
+        return cur
+    }
+
+    /// Opens the directory `name` in `dir` (made with mode 0755 when missing and `create`).
+    static func openChild(_ dir: Int32, _ name: [UInt8], path: [UInt8], shown: String, create: Bool) throws -> Int32 {
+        let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+        var fd = Sys.retry { Sys.withCName(name) { openat(dir, $0, flags) } }
+        if fd < 0 && errno == ENOENT && create {
+            if Sys.withCName(name, { mkdirat(dir, $0, 0o755) }) != 0 && errno != EEXIST {
+                throw RestoreError.io(SysError(call: "mkdir", name: path, errno: errno, hint: "making a parent of '\(shown)'"))
+            }
+            fd = Sys.retry { Sys.withCName(name) { openat(dir, $0, flags) } }
+        }
+        if fd < 0 {
+            let err = errno
+            if let st = try? Sys.fstatat(dir, name) {
+                if st.isSymlink {
+                    throw RestoreError.refused(.symlinkInPath, entry: shown, detail: "'\(NameEscape.escape(path))' is a symlink; restores never write through symlinks")
+                }
+                if !st.isDirectory {
+                    throw RestoreError.refused(.notADirectory, entry: shown, detail: "'\(NameEscape.escape(path))' is not a directory")
+                }
+            }
+            throw RestoreError.io(SysError(call: "open directory", name: path, errno: err, hint: "on the way to '\(shown)'"))
+        }
+        return fd
+    }
+}
+
+/// A path as a dictionary key, hashed in one call over its bytes (`[UInt8]`'s own hashing
+/// goes byte by byte, which showed at the top of a restore's profile).
+struct PathKey: Hashable {
+    let bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    func hash(into h: inout Hasher) { bytes.withUnsafeBytes { h.combine(bytes: $0) } }
+    static func == (a: PathKey, b: PathKey) -> Bool { a.bytes == b.bytes }
+}
+
+/// Thread counts of the restore, in one place.
+package enum RestoreThreads {
+    /// Writers of small files. Their work (create, write, chown, chmod, utimens) sleeps in the
+    /// filesystem's journal and on a VM disk, so more threads than cores pay off.
+    /// `HS_RESTORE_WRITERS` overrides it (1: no writer threads; for measurements).
+    package static var fileWriters: Int {
+        if let v = ProcessInfo.processInfo.environment["HS_RESTORE_WRITERS"], let n = Int(v), n >= 1 { return min(n, 64) }
+        return 4
+    }
+}

@@ -1,0 +1,108 @@
+import Archive
+import Backup
+import Glibc
+import Restore
+import Support
+
+/// What the command line asked for.
+struct RestoreRequest {
+    var from: String?
+    var archive: String?
+    var set: String?
+    var backup: String
+    var target: String
+    var only: [String]
+    var force: Bool
+    var dryRun: Bool
+    var overwriteDir: Bool
+    var json: Bool
+    /// `--identity` key files (an encrypted set, or an archive that is an age file).
+    var identityFiles: [String] = []
+}
+
+/// `hs-restore`: both halves (a backup set, any archive) through the one executor. The only
+/// place restore errors become messages and exit codes (`ToolError`).
+enum RestoreCommand {
+    /// The JSON of a run (`--json`).
+    struct Report: Encodable {
+        var source: String
+        var target: String
+        var dryRun: Bool
+        var files: Int
+        var directories: Int
+        var symlinks: Int
+        var hardlinks: Int
+        var fifos: Int
+        var skipped: Int
+        var bytes: UInt64
+        var seconds: Double
+        var warnings: [String]
+        var entries: [ListedEntry]?
+
+        init(_ s: RestoreSummary, entries: [ListedEntry]?) {
+            source = s.source; target = s.target; dryRun = s.dryRun
+            files = s.counts.files; directories = s.counts.directories; symlinks = s.counts.symlinks
+            hardlinks = s.counts.hardlinks; fifos = s.counts.fifos; skipped = s.counts.skipped; bytes = s.counts.bytes
+            seconds = s.seconds; warnings = s.warnings; self.entries = entries
+        }
+    }
+
+    static func run(_ r: RestoreRequest) throws -> Int32 {
+        let reporter = Reporter(mode: .detect(json: r.json))
+        var selection: [[UInt8]] = []
+        for o in r.only {
+            do { selection.append(try NameArgument.bytes(of: o)) } catch {
+                throw ToolError.usage("--only \(o): \(error); write a name's bytes as the listing shows them (\\xNN, \\n, \\\\)")
+            }
+        }
+        var policy = RestorePolicy()
+        policy.allowNonEmptyTarget = r.force
+        policy.applyTopDirectory = r.overwriteDir
+        let executor = RestoreExecutor(target: r.target, policy: policy, selection: PathSelection(selection))
+        do {
+            let source = try makeSource(r, selection: executor.selection)
+            let summary: RestoreSummary
+            var listed: [ListedEntry]? = nil
+            if r.dryRun {
+                if reporter.mode == .json { listed = [] }
+                summary = try executor.dryRun(source) { e in
+                    if listed != nil { listed!.append(ListedEntry(e)) } else { reporter.info("\(e.type.rawValue)\t\(NameEscape.escape(e.path))") }
+                }
+            } else {
+                var files = 0
+                summary = try executor.run(source) { e in
+                    files += 1
+                    if files % 256 == 0 { reporter.progress("restoring: \(files) files, \(NameEscape.escape(e.path))") }
+                }
+                reporter.endProgress()
+            }
+            for w in summary.warnings { reporter.warning(w) }
+            if reporter.mode == .json { reporter.emitJSON(Report(summary, entries: listed)) } else { reporter.info(summary.line) }
+            return 0
+        } catch let e as RestoreError {
+            reporter.endProgress()
+            throw ToolError("restoring into \(r.target): \(e)", exitCode: e.isUsage ? 2 : 1)
+        } catch let e as ArchiveError {
+            reporter.endProgress()
+            throw ToolError("restoring into \(r.target): \(e)")
+        }
+    }
+
+    /// The backup set's plan, or the archive (a file, or stdin for "-").
+    private static func makeSource(_ r: RestoreRequest, selection: PathSelection) throws -> any RestoreSource {
+        if let from = r.from {
+            let destination = try BackupTool.destination(from, option: "--from")
+            return try BackupRestore.source(destination: destination, set: try BackupTool.setName(r.set), backup: r.backup, selection: selection,
+                                            identities: try SetKeys.identities(files: r.identityFiles))
+        }
+        let path = r.archive!
+        if path == "-" { return try ArchiveStreamSource(StreamByteSource(fd: STDIN_FILENO, displayName: "stdin")) }
+        // An age file (an encrypted set's archive) is decrypted with --identity as it is read.
+        if let decrypted = try EncryptedArchive.source(path, identityFiles: r.identityFiles) { return try ArchiveStreamSource(decrypted) }
+        do {
+            return try ArchiveStreamSource(FileByteSource(path: path))
+        } catch let e as SysError {
+            throw ToolError.usage("--archive \(path): \(e.reason); give an existing tar or tar.gz file (or - for stdin)")
+        }
+    }
+}
