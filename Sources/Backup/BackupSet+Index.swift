@@ -53,7 +53,7 @@ extension BackupSet {
         for a in header.archives {
             if let w = written, w.id == a { archives.append(w); continue }
             if let p = previous?.archives.first(where: { $0.id == a }) { archives.append(p); continue }
-            guard let st = try destination.stat(archivePath(a)) else {
+            guard let st = try destination.stat(storedArchivePath(a)) else {
                 throw ToolError("archive \(location)/\(a).tar.gz, which backup \(header.id) needs, is missing")
             }
             archives.append(StoredFile(id: a, size: st.size, sha256: nil))

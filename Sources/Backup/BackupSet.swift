@@ -29,6 +29,18 @@ package struct BackupSet {
     }
 
     package func archivePath(_ id: String) -> String { "\(name)/\(id).tar.gz" }
+
+    /// Where the archive `id`, which a committed manifest names, is stored now: `archivePath(id)`,
+    /// or `<id>.tar.gz.partial` when a run or a copy stopped between its manifest's rename (the
+    /// commit) and its archive's. Such an archive is whole (it was closed and synced before the
+    /// manifest was renamed): readers take it under that name, and the next run's cleanup gives
+    /// it its final name (`cleanUpReport`). Only for archives that committed manifests name.
+    package func storedArchivePath(_ id: String) throws -> String {
+        let path = archivePath(id)
+        if try destination.stat(path) != nil { return path }
+        let partial = path + ".partial"
+        return try destination.stat(partial) != nil ? partial : path
+    }
     package func manifestPath(_ id: String) -> String { "\(name)/\(id).manifest" }
     package var location: String { "\(destination.displayName)/\(name)" }
 
@@ -142,9 +154,9 @@ package struct BackupSet {
     }
 
     /// Resolves "latest" or an id to a committed id. `latest` is the newest id present: when
-    /// that is not a sound committed backup (its manifest is gone and its archive is there, its
-    /// manifest holds another backup, its commit is not complete), it is refused rather than
-    /// silently meaning an older backup.
+    /// that is not a sound committed backup (its manifest is gone and its archive is there, or
+    /// its manifest holds another backup or cannot be read), it is refused rather than silently
+    /// meaning an older backup.
     package func resolve(_ spec: String?) throws -> String {
         let ids = try committedIDs()
         guard !ids.isEmpty else {
@@ -152,10 +164,10 @@ package struct BackupSet {
         }
         guard let spec, spec != "latest" else {
             let c = try contents()
-            guard let newest = c.newestID, c.records[newest] != nil, !c.toComplete.contains(newest) else {
-                let why = c.damage.first { $0.id == c.newestID }?.description
-                    ?? (c.toComplete.contains(c.newestID ?? "") ? "its commit is not complete (its archive is still \(c.newestID ?? "").tar.gz.partial; the next hs-backup run completes it)"
-                        : "its manifest cannot be read")
+            // A commit stopped between the manifest's rename and the archive's is a whole backup
+            // (`storedArchivePath`): it is `latest`.
+            guard let newest = c.newestID, c.records[newest] != nil else {
+                let why = c.damage.first { $0.id == c.newestID }?.description ?? "its manifest cannot be read"
                 throw ToolError("the newest backup in \(location), \(c.newestID ?? "?"), is not usable: \(why). `latest` would mean an older backup: "
                                 + "give --backup ID to use one (`hs-backup list` shows them) and run `hs-backup verify`.")
             }

@@ -39,7 +39,8 @@ extension SetInspector {
                 if seen[key] == nil {
                     if name.hasSuffix(".tar.gz"), hashing.contains(id) { report.archivesChecked += 1 }
                     reporter.progress("checking \(name) against the index")
-                    seen[key] = .some(check(set, "\(set.name)/\(name)", stored, hash: hashing.contains(id)))
+                    let path = name.hasSuffix(".tar.gz") ? ((try? set.storedArchivePath(stored.id)) ?? set.archivePath(stored.id)) : "\(set.name)/\(name)"
+                    seen[key] = .some(check(set, path, stored, hash: hashing.contains(id)))
                 }
                 if let problem = seen[key]!, !report.damaged.contains("\(name): \(problem)") {
                     report.damaged.append("\(name): \(problem)")

@@ -42,7 +42,7 @@ struct Transfer: Sendable {
         var out = Uploaded(item: item)
         for a in item.uploads {
             do {
-                out.files.append(try copyFile(a, from: source.archivePath(a.id), to: target.archivePath(a.id) + ".partial"))
+                out.files.append(try copyFile(a, from: try source.storedArchivePath(a.id), to: target.archivePath(a.id) + ".partial"))
             } catch let d as SourceDamage {
                 out.damage = d.description
                 break

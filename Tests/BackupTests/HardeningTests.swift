@@ -417,6 +417,38 @@ struct HardeningTests {
         #expect(third.warnings.contains { $0.contains("\(b2).tar.gz") })
     }
 
+    /// A run (or a copy) stopped between its manifest's rename (the commit) and its archive's
+    /// and index's leaves `<id>.tar.gz.partial` and `<id>.index.partial` beside a committed
+    /// manifest. That backup is whole: verify, list, a restore of `latest` and an incremental
+    /// on top of it read the archive under its `.partial` name, and the next run renames it.
+    @Test("a commit stopped between the manifest's rename and the archive's is a whole backup that every reader uses")
+    func commitStoppedBeforeTheArchiveRename() throws {
+        let work = try TempDir("hs-halfcommit")
+        let src = work.sub("src"), dest = work.sub("dest")
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        try Hardening.write(src + "/a.txt", "one\n")
+        let b1 = try CLIRun.backup(["--source", src, "--to", dest, "--name", "t"]).id
+        for ext in ["tar.gz", "index"] {
+            try FileManager.default.moveItem(atPath: dest + "/t/\(b1).\(ext)", toPath: dest + "/t/\(b1).\(ext).partial")
+        }
+        let v = try Tools.run("hs-backup", ["verify", "--to", dest, "--name", "t"])
+        #expect(v.status == 0, "verify: \(v.stdout) \(v.stderr)")
+        let l = try Tools.run("hs-backup", ["list", "--to", dest, "--name", "t", "--json"])
+        #expect(l.status == 0 && l.stdout.contains(b1), "list: \(l.stdout) \(l.stderr)")
+        let r = try Tools.run("hs-restore", ["--from", dest, "--name", "t", "--to", work.sub("r")])
+        #expect(r.status == 0, "restore of latest: \(r.stdout) \(r.stderr)")
+        #expect((try? String(contentsOfFile: work.sub("r") + "/a.txt", encoding: .utf8)) == "one\n")
+        sleep(1)
+        try Hardening.write(src + "/b.txt", "two\n")
+        let second = try CLIRun.backup(["--source", src, "--to", dest, "--name", "t"])
+        #expect(second.status == 0, "\(second.stderr)")
+        let names = try FileManager.default.contentsOfDirectory(atPath: dest + "/t")
+        #expect(names.contains("\(b1).tar.gz") && names.contains("\(b1).index") && !names.contains { $0.hasSuffix(".partial") }, "\(names)")
+        let r2 = try Tools.run("hs-restore", ["--from", dest, "--name", "t", "--to", work.sub("r2")])
+        #expect(r2.status == 0 && FileManager.default.fileExists(atPath: work.sub("r2") + "/a.txt")
+                && FileManager.default.fileExists(atPath: work.sub("r2") + "/b.txt"), "\(r2.stderr)")
+    }
+
     @Test("a manifest copied over another (cp B1.manifest B2.manifest) is damage, not a backup")
     func copiedManifest() throws {
         let work = try TempDir("hs-cpman")
