@@ -532,7 +532,7 @@ final class BackupPass {
     /// syncs the archive. It keeps its `.partial` name until the manifest is committed (the
     /// runner renames it then): until that moment it is provably a leftover.
     func finishArchive() throws {
-        guard let aw = archiveWriter, let writer = archiveFile, let set else {
+        guard let aw = archiveWriter, let writer = archiveFile, set != nil else {
             try flushAwaiting(all: true)
             return
         }

@@ -1,5 +1,4 @@
 import Foundation
-import Support
 
 /// One `KEY=value` line of a .env or .env.template file.
 package struct EnvEntry: Sendable, Equatable {

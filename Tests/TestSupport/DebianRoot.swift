@@ -153,7 +153,9 @@ package final class DebianRoot: @unchecked Sendable {
         try Subprocess.checked(["sh", "-c", "printf '#!/bin/sh\\nexit 101\\n' > \"$1\" && chmod 0755 \"$1\"", "sh", policy])
         if let resolv = FileManager.default.contents(atPath: "/etc/resolv.conf") {
             try? FileManager.default.removeItem(atPath: root + "/etc/resolv.conf")
-            FileManager.default.createFile(atPath: root + "/etc/resolv.conf", contents: resolv)
+            guard FileManager.default.createFile(atPath: root + "/etc/resolv.conf", contents: resolv) else {
+                throw ToolError("cannot write \(root)/etc/resolv.conf (the root's package installs need it)")
+            }
         }
         let m = try Subprocess.run(["mount", "-t", "proc", "proc", root + "/proc"])
         guard m.succeeded else { throw ToolError("mount -t proc \(root)/proc failed: \(m.stderr)") }
