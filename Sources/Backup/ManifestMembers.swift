@@ -186,8 +186,18 @@ extension Manifest {
 /// Reads the entries of one inflated format-3 member in order: each is the 128-byte record,
 /// the part of its path not shared with the previous entry of the member, and its link.
 struct ManifestMemberCursor {
-    /// The full path of the entry `next` returned last.
+    /// The full path of the entry `next` returned last. Kept by the cursor alone, so the next
+    /// entry edits it in place; a caller that keeps a path takes `pathCopy`.
     private(set) var path: [UInt8] = []
+
+    /// `path` in a buffer of its own, exactly its size. Holding `path` itself would make the
+    /// next entry copy the cursor's buffer, capacity and all (it only grows), and every entry a
+    /// restore keeps in flight would carry that capacity.
+    var pathCopy: [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: path.count) { buf, n in
+            n = path.withUnsafeBufferPointer { buf.initialize(from: $0).1 }
+        }
+    }
     private(set) var position = 0
     private var started = false
 

@@ -368,7 +368,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
             throw damage("\(error) in member \(nextMember - 1)")
         }
         guard let (e, linkRange) = item else { return try nextRecord() }
-        let path = cursor.path
+        let path = cursor.pathCopy
         let link = Array(current[linkRange])
         if started {
             let c = lastPath.withUnsafeBytes { a in path.withUnsafeBytes { comparePaths(a, $0) } }
