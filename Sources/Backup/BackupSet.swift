@@ -41,6 +41,12 @@ package struct BackupSet {
         let partial = path + ".partial"
         return try destination.stat(partial) != nil ? partial : path
     }
+
+    /// Opens the archive `id` that a committed manifest names, where it is stored now
+    /// (`storedArchivePath`), decrypting an encrypted set's by chunk (`openStored`).
+    package func openArchive(_ id: String) throws -> any DestinationReader {
+        try openStored(storedArchivePath(id))
+    }
     package func manifestPath(_ id: String) -> String { "\(name)/\(id).manifest" }
     package var location: String { "\(destination.displayName)/\(name)" }
 

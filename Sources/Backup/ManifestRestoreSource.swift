@@ -163,7 +163,7 @@ package final class ManifestRestoreSource: RestoreSource {
 
     private func archiveReader(_ archive: String, label: String) throws -> TarReader {
         if let r = archives[archive] { return r }
-        let rd = try set.openStored(set.storedArchivePath(archive))   // an age file is decrypted by chunk
+        let rd = try set.openArchive(archive)   // an age file is decrypted by chunk
         let r = try TarReader(source: ArchiveSource(size: rd.size, displayName: label) { try rd.read(at: $0, count: $1) })
         archives[archive] = r
         return r
@@ -175,7 +175,7 @@ package final class ManifestRestoreSource: RestoreSource {
         var wanted = wantedXattrs
         var found: [[UInt8]: [(name: [UInt8], value: [UInt8])]] = [:]
         for a in archivesNewestFirst where !wanted.isEmpty {
-            let rd = try set.openStored(set.storedArchivePath(a))
+            let rd = try set.openArchive(a)
             let reader = try TarReader(source: ArchiveSource(size: rd.size, displayName: "\(set.location)/\(a).tar.gz") { try rd.read(at: $0, count: $1) })
             defer { reader.close() }
             while let h = try reader.next() {

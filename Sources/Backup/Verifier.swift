@@ -232,7 +232,7 @@ package enum SetInspector {
         }
         defer { for s in streams { if let p = s.problem { report.damaged.append(p) } } }
         let rd: any DestinationReader
-        do { rd = try set.openStored(set.storedArchivePath(a)) } catch {
+        do { rd = try set.openArchive(a) } catch {
             try reportMissing("archive missing (\(error))")
             return
         }

@@ -163,7 +163,7 @@ package final class ArchiveContent: Sendable {
         let key = set + "/" + archive
         if let h = handles.withLock({ $0[key] }) { return h }
         let bs = BackupSet(destination: destination, name: set, keys: keys)
-        let r = SharedDestinationReader(try bs.openStored(bs.storedArchivePath(archive)))
+        let r = SharedDestinationReader(try bs.openArchive(archive))
         let h = ArchiveHandle(label: "\(bs.location)/\(archive).tar.gz", reader: r)
         return handles.withLock { hs in
             if let existing = hs[key] { r.close(); return existing }

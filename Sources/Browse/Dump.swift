@@ -168,7 +168,7 @@ final class ArchiveReaders {
         var fresh = false
         let (reader, label) = try readers[archive] ?? {
             fresh = true
-            let rd = SharedDestinationReader(try set.openStored(set.storedArchivePath(archive)))
+            let rd = SharedDestinationReader(try set.openArchive(archive))
             let label = "\(set.location)/\(archive).tar.gz"
             // Started at the first place asked for: nothing before it is read.
             let start = ExtractStart(compressedOffset: e.memberOffset, uncompressedOffset: 0, firstHeaderOffset: e.memberSkip)
