@@ -88,12 +88,51 @@ package final class ManifestMembers: Sendable {
             }
             return t
         }
+        var t = ManifestTable()
+        t.reserve(entries: places[i].chunk.length / 160 + 1, stringBytes: places[i].chunk.length)
+        try forEachEntry(i) { e, path, link in
+            var e = e
+            (e.pathOffset, e.pathLength) = t.intern(path)
+            (e.linkOffset, e.linkLength) = link.isEmpty ? (0, 0) : t.intern(link)
+            t.append(e)
+        }
+        return t
+    }
+
+    /// Calls `body` with every entry of member `i` in path order, checked as `table(i)` checks
+    /// them (it is built by this walk), without building a table: the entry (its string fields
+    /// do not point anywhere), its full path and its link, both valid during the call only.
+    /// - Parameter decoder: inflates into its reused buffer (no allocation per member); one
+    ///   decoder per thread.
+    /// - Throws: `ManifestError` naming the manifest and the member when it is damaged or cannot
+    ///   be read; what `body` throws.
+    package func forEachEntry(_ i: Int, decoder: GzipMemberDecoder? = nil,
+                              _ body: (ManifestEntry, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
+        if let legacy {
+            for k in i * Self.legacyRun ..< min(legacy.count, (i + 1) * Self.legacyRun) {
+                let e = legacy.entry(k)
+                let link = legacy.linkBytes(e)
+                try legacy.withPath(e) { p in try link.withUnsafeBytes { try body(e, p, $0) } }
+            }
+            return
+        }
         let p = places[i]
         let compressed = try Manifest.readFully(read, at: p.offset, count: p.chunk.compressed)
         guard compressed.count == p.chunk.compressed else { throw Manifest.damaged(name, "truncated body") }
+        if let decoder {
+            let walked: Bool?
+            do {
+                walked = try decoder.withMember(compressed, length: p.chunk.length) { raw -> Bool in
+                    try Manifest.checkMember(raw, p.chunk)
+                    try Manifest.walkMember(raw, header: header, name: name, index: i, body)
+                    return true
+                }
+            } catch let e as MemberProblem { throw Manifest.damaged(name, "member \(i): \(e)") }
+            if walked != nil { return }
+        }
         let bytes: [UInt8]
         do { bytes = try Manifest.inflateMember(compressed, p.chunk) } catch { throw Manifest.damaged(name, "member \(i): \(error)") }
-        return try ManifestTable(member: bytes, header: header, name: name, index: i)
+        try bytes.withUnsafeBytes { try Manifest.walkMember($0, header: header, name: name, index: i, body) }
     }
 }
 
@@ -177,9 +216,41 @@ extension Manifest {
             }
             try d.finish()
         }
-        guard out.count == chunk.length else { throw MemberProblem(why: "\(out.count) bytes, recorded \(chunk.length)") }
-        guard out.withUnsafeBytes({ hexString(SHA256Hasher.hash($0)) }) == chunk.sha256 else { throw MemberProblem(why: "checksum mismatch") }
+        try out.withUnsafeBytes { try checkMember($0, chunk) }
         return out
+    }
+
+    /// Checks an inflated member's length and SHA-256 against the header's record.
+    /// - Throws: `MemberProblem` (the caller names the manifest and the member).
+    static func checkMember(_ bytes: UnsafeRawBufferPointer, _ chunk: ManifestChunk) throws {
+        guard bytes.count == chunk.length else { throw MemberProblem(why: "\(bytes.count) bytes, recorded \(chunk.length)") }
+        guard hexString(SHA256Hasher.hash(bytes)) == chunk.sha256 else { throw MemberProblem(why: "checksum mismatch") }
+    }
+
+    /// Walks the entries of one inflated format-3 member (member `index` of manifest `name`),
+    /// checked: well formed, in path order, archive references the header lists. `body` gets
+    /// each entry (string fields unset), its full path and its link.
+    static func walkMember(_ raw: UnsafeRawBufferPointer, header: ManifestHeader, name: String, index: Int,
+                           _ body: (ManifestEntry, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
+        var cursor = ManifestMemberCursor()
+        var previous: [UInt8] = []
+        previous.reserveCapacity(4096)
+        while true {
+            let item: (entry: ManifestEntry, link: Range<Int>)?
+            do { item = try cursor.next(raw) } catch { throw Manifest.damaged(name, "\(error) in member \(index)") }
+            guard let item else { break }
+            try cursor.path.withUnsafeBytes { path in
+                if !previous.isEmpty {
+                    guard (previous.withUnsafeBytes { comparePaths($0, path) }) < 0 else {
+                        throw Manifest.damaged(name, "entries out of order at \(displayPath(Array(path)))")
+                    }
+                }
+                if let why = header.badArchiveReference(item.entry, path: path) { throw Manifest.damaged(name, why) }
+                try body(item.entry, path, UnsafeRawBufferPointer(rebasing: raw[item.link]))
+                previous.removeAll(keepingCapacity: true)
+                previous.append(contentsOf: path)
+            }
+        }
     }
 }
 
@@ -227,34 +298,6 @@ struct ManifestMemberCursor {
 }
 
 extension ManifestTable {
-    /// The entries of one inflated member (member `index` of manifest `name`), checked: well
-    /// formed, in path order, archive references the header lists.
-    init(member bytes: [UInt8], header: ManifestHeader, name: String, index: Int) throws {
-        self.init()
-        reserve(entries: bytes.count / 160 + 1, stringBytes: bytes.count)
-        var cursor = ManifestMemberCursor()
-        var previous: (offset: Int, count: Int)? = nil
-        try bytes.withUnsafeBytes { raw in
-            while true {
-                let item: (entry: ManifestEntry, link: Range<Int>)?
-                do { item = try cursor.next(raw) } catch { throw Manifest.damaged(name, "\(error) in member \(index)") }
-                guard let item else { break }
-                var e = item.entry
-                let link = item.link
-                let path = cursor.path
-                if let p = previous {
-                    let c = strings.withUnsafeBytes { s in path.withUnsafeBytes { comparePaths(UnsafeRawBufferPointer(rebasing: s[p.offset ..< p.offset + p.count]), $0) } }
-                    guard c < 0 else { throw Manifest.damaged(name, "entries out of order at \(displayPath(path))") }
-                }
-                if let why = header.badArchiveReference(e, path: path) { throw Manifest.damaged(name, why) }
-                (e.pathOffset, e.pathLength) = path.withUnsafeBytes { intern($0) }
-                (e.linkOffset, e.linkLength) = link.isEmpty ? (0, 0) : intern(UnsafeRawBufferPointer(rebasing: raw[link]))
-                previous = (Int(e.pathOffset), Int(e.pathLength))
-                append(e)
-            }
-        }
-    }
-
     /// Checks that this member's first entry sorts after `previous`'s last (members of one
     /// manifest read one by one).
     package func checkFollows(_ previous: ManifestTable, name: String) throws {
@@ -267,7 +310,11 @@ extension ManifestTable {
 extension ManifestHeader {
     /// Why an entry's archive index is wrong (one the header does not list), or nil.
     func badArchiveReference(_ e: ManifestEntry, path: [UInt8]) -> String? {
+        path.withUnsafeBytes { badArchiveReference(e, path: $0) }
+    }
+
+    func badArchiveReference(_ e: ManifestEntry, path: UnsafeRawBufferPointer) -> String? {
         guard e.archive != ManifestEntry.noArchive, archiveID(e.archive) == nil else { return nil }
-        return "entry \(displayPath(path)) names archive #\(e.archive), which the header does not list"
+        return "entry \(displayPath(Array(path))) names archive #\(e.archive), which the header does not list"
     }
 }
