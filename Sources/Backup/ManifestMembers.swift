@@ -104,35 +104,38 @@ package final class ManifestMembers: Sendable {
     /// do not point anywhere), its full path and its link, both valid during the call only.
     /// - Parameter decoder: inflates into its reused buffer (no allocation per member); one
     ///   decoder per thread.
+    /// - Returns: the member's last path (empty for an empty member).
     /// - Throws: `ManifestError` naming the manifest and the member when it is damaged or cannot
     ///   be read; what `body` throws.
+    @discardableResult
     package func forEachEntry(_ i: Int, decoder: GzipMemberDecoder? = nil,
-                              _ body: (ManifestEntry, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
+                              _ body: (ManifestEntry, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws -> [UInt8] {
         if let legacy {
+            var last: [UInt8] = []
             for k in i * Self.legacyRun ..< min(legacy.count, (i + 1) * Self.legacyRun) {
                 let e = legacy.entry(k)
                 let link = legacy.linkBytes(e)
                 try legacy.withPath(e) { p in try link.withUnsafeBytes { try body(e, p, $0) } }
+                last = legacy.pathBytes(e)
             }
-            return
+            return last
         }
         let p = places[i]
         let compressed = try Manifest.readFully(read, at: p.offset, count: p.chunk.compressed)
         guard compressed.count == p.chunk.compressed else { throw Manifest.damaged(name, "truncated body") }
         if let decoder {
-            let walked: Bool?
+            let last: [UInt8]?
             do {
-                walked = try decoder.withMember(compressed, length: p.chunk.length) { raw -> Bool in
+                last = try decoder.withMember(compressed, length: p.chunk.length) { raw -> [UInt8] in
                     try Manifest.checkMember(raw, p.chunk)
-                    try Manifest.walkMember(raw, header: header, name: name, index: i, body)
-                    return true
+                    return try Manifest.walkMember(raw, header: header, name: name, index: i, body)
                 }
             } catch let e as MemberProblem { throw Manifest.damaged(name, "member \(i): \(e)") }
-            if walked != nil { return }
+            if let last { return last }
         }
         let bytes: [UInt8]
         do { bytes = try Manifest.inflateMember(compressed, p.chunk) } catch { throw Manifest.damaged(name, "member \(i): \(error)") }
-        try bytes.withUnsafeBytes { try Manifest.walkMember($0, header: header, name: name, index: i, body) }
+        return try bytes.withUnsafeBytes { try Manifest.walkMember($0, header: header, name: name, index: i, body) }
     }
 }
 
@@ -230,27 +233,22 @@ extension Manifest {
     /// Walks the entries of one inflated format-3 member (member `index` of manifest `name`),
     /// checked: well formed, in path order, archive references the header lists. `body` gets
     /// each entry (string fields unset), its full path and its link.
+    /// - Returns: the member's last path (empty for an empty member).
+    @discardableResult
     static func walkMember(_ raw: UnsafeRawBufferPointer, header: ManifestHeader, name: String, index: Int,
-                           _ body: (ManifestEntry, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws {
+                           _ body: (ManifestEntry, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws -> [UInt8] {
         var cursor = ManifestMemberCursor()
-        var previous: [UInt8] = []
-        previous.reserveCapacity(4096)
         while true {
             let item: (entry: ManifestEntry, link: Range<Int>)?
             do { item = try cursor.next(raw) } catch { throw Manifest.damaged(name, "\(error) in member \(index)") }
             guard let item else { break }
             try cursor.path.withUnsafeBytes { path in
-                if !previous.isEmpty {
-                    guard (previous.withUnsafeBytes { comparePaths($0, path) }) < 0 else {
-                        throw Manifest.damaged(name, "entries out of order at \(displayPath(Array(path)))")
-                    }
-                }
+                guard cursor.followsPrevious else { throw Manifest.damaged(name, "entries out of order at \(displayPath(Array(path)))") }
                 if let why = header.badArchiveReference(item.entry, path: path) { throw Manifest.damaged(name, why) }
                 try body(item.entry, path, UnsafeRawBufferPointer(rebasing: raw[item.link]))
-                previous.removeAll(keepingCapacity: true)
-                previous.append(contentsOf: path)
             }
         }
+        return cursor.pathCopy
     }
 }
 
@@ -271,6 +269,9 @@ struct ManifestMemberCursor {
     }
     private(set) var position = 0
     private var started = false
+    /// Whether the entry `next` returned last sorts after the one before it in component order
+    /// (true for a member's first entry). Compared on the bytes after the shared prefix only.
+    private(set) var followsPrevious = true
 
     /// The next entry (its path in `path`, its link as a range of `bytes`); nil at the end.
     /// - Throws: a short reason when the member is malformed.
@@ -284,6 +285,10 @@ struct ManifestMemberCursor {
         guard shared <= path.count, started || shared == 0, rest <= Manifest.maxNameLength,
               linkLength <= Manifest.maxNameLength, shared + rest > 0, bytes.count - position >= rest + linkLength else {
             throw MemberProblem(why: "malformed entry")
+        }
+        if started {
+            let added = UnsafeRawBufferPointer(rebasing: bytes[position ..< position + rest])
+            followsPrevious = path.withUnsafeBytes { comparePaths(UnsafeRawBufferPointer(rebasing: $0[shared...]), added) } < 0
         }
         started = true
         path.removeSubrange(shared...)

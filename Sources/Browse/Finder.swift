@@ -139,13 +139,10 @@ struct MemberMatches: Sendable {
     init(_ members: ManifestMembers, _ i: Int, patterns: ExcludeSet, scratch: inout MatchScratch) throws {
         var list: [Match] = []
         var first: [UInt8]?
-        var last: [UInt8] = []
         var cpath = scratch.path
         defer { scratch.path = cpath }
-        try members.forEachEntry(i, decoder: scratch.decoder) { e, path, link in
+        let last = try members.forEachEntry(i, decoder: scratch.decoder) { e, path, link in
             if first == nil { first = Array(path) }
-            last.removeAll(keepingCapacity: true)
-            last.append(contentsOf: path)
             // The path as a C string for fnmatch (a copy into one reused buffer).
             cpath.removeAll(keepingCapacity: true)
             cpath.append(contentsOf: path)
@@ -158,7 +155,7 @@ struct MemberMatches: Sendable {
                 list.append(Match(path: Array(path), entry: e, link: Array(link)))
             }
         }
-        self.init(matches: list, first: first ?? [], last: last.isEmpty ? [] : Array(last))
+        self.init(matches: list, first: first ?? [], last: last)
     }
 }
 
