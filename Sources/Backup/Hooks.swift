@@ -1,7 +1,7 @@
 import Foundation
 
 /// Content to archive instead of a live file (e.g. an online-backup copy of a SQLite database).
-package struct SubstitutedContent: @unchecked Sendable {
+package struct SubstitutedContent: Sendable {
     /// A file to read the content from (e.g. a temporary snapshot).
     package var path: String
     /// Its size in bytes.

@@ -75,15 +75,7 @@ package struct LocalManifestCopy {
         do {
             // Hashed in pieces, then read as a stream: a 1M-file manifest is tens of MiB.
             let r = try state.open("\(directory)/manifest")
-            var h = SHA256Hasher()
-            var off: UInt64 = 0
-            while off < r.size {
-                let piece = try r.read(at: off, count: 1 << 20)
-                if piece.isEmpty { break }
-                h.update(piece)
-                off += UInt64(piece.count)
-            }
-            guard hexString(h.finalize()) == b.manifestSHA256 else {
+            guard hexString(try r.sha256(piece: 1 << 20).digest) == b.manifestSHA256 else {
                 try? r.close()
                 return .failure(Stale("the local copy of the manifest in \(location) is damaged (its SHA-256 is not the recorded one)"))
             }

@@ -61,15 +61,8 @@ extension SetInspector {
         do {
             let r = try set.destination.open(path)
             defer { try? r.close() }
-            var h = SHA256Hasher()
-            var off: UInt64 = 0
-            while off < r.size {
-                let piece = try r.read(at: off, count: 4 << 20)
-                if piece.isEmpty { break }
-                h.update(piece)
-                off += UInt64(piece.count)
-            }
-            guard off == stored.size, Digest(h.finalize()) == want else {
+            let (digest, read) = try r.sha256()
+            guard read == stored.size, Digest(digest) == want else {
                 return "its bytes do not match the SHA-256 the index recorded when it was written: it was changed or damaged"
             }
         } catch { return "cannot be read: \(HumanError.describe(error))" }

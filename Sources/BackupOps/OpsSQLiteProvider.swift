@@ -12,43 +12,45 @@
 import Backup
 import Foundation
 import Support
+import Synchronization
 
 /// Substitutes SQLite snapshots for live database files during a backup scan.
-package final class SQLiteCaptureProvider: ContentProvider, @unchecked Sendable {
+package final class SQLiteCaptureProvider: ContentProvider, Sendable {
     private let snapshots: SQLiteSnapshot
-    private let warn: (String) -> Void
-    /// Guards the fields below.
-    private let lock = NSLock()
-    /// Serializes captures (and the checks of a companion's database), so each database is
-    /// captured at most once per run.
-    private let captureLock = NSLock()
-    /// Absolute database path -> what happened to it in this run.
-    /// By the database's relative path (its absolute path names the directory by a descriptor
-    /// number, which a later directory may reuse).
-    private var states: [String: CaptureState] = [:]
-    private var _warnings: [String] = []
-    private var _count = 0
-    private var _bytes: UInt64 = 0
+    private let warn: @Sendable (String) -> Void
+    /// What happened to each database in this run, by the database's relative path (its
+    /// absolute path names the directory by a descriptor number, which a later directory may
+    /// reuse). Held for a whole capture (and the check of a companion's database), so each
+    /// database is captured at most once per run.
+    private let states = Mutex<[String: CaptureState]>([:])
+    /// Warnings and counts, readable while a capture runs.
+    private let tally = Mutex(Tally())
 
-    private enum CaptureState {
+    private enum CaptureState: Sendable {
         case captured(SQLiteSnapshotInfo)
         case failed
         case notDatabase
     }
 
+    private struct Tally {
+        var warnings: [String] = []
+        var count = 0
+        var bytes: UInt64 = 0
+    }
+
     /// - Parameters:
     ///   - snapshots: where snapshots are written (a private temp directory).
     ///   - warn: called with each warning as it happens (e.g. `Reporter.warning`).
-    package init(snapshots: SQLiteSnapshot, warn: @escaping (String) -> Void = { _ in }) {
+    package init(snapshots: SQLiteSnapshot, warn: @escaping @Sendable (String) -> Void = { _ in }) {
         self.snapshots = snapshots
         self.warn = warn
     }
 
     /// Warnings so far (captures that fell back to the live file).
-    package var warnings: [String] { lock.lock(); defer { lock.unlock() }; return _warnings }
+    package var warnings: [String] { tally.withLock { $0.warnings } }
     /// Databases captured so far, and their snapshot bytes.
-    package var capturedCount: Int { lock.lock(); defer { lock.unlock() }; return _count }
-    package var capturedBytes: UInt64 { lock.lock(); defer { lock.unlock() }; return _bytes }
+    package var capturedCount: Int { tally.withLock { $0.count } }
+    package var capturedBytes: UInt64 { tally.withLock { $0.bytes } }
 
     /// Companions by name; anything else of at least one page (512 bytes) only if it starts
     /// with the SQLite header, which the backup checks as it reads the file anyway.
@@ -86,32 +88,30 @@ package final class SQLiteCaptureProvider: ContentProvider, @unchecked Sendable 
     }
 
     private func captureOnce(_ db: String, relativePath: String, knownDatabase: Bool) -> CaptureState {
-        captureLock.lock()
-        defer { captureLock.unlock() }
-        lock.lock()
-        let known = states[relativePath]
-        lock.unlock()
-        // A snapshot already archived (and removed) is taken again: a provider used for a
-        // second run must not hand out the first run's snapshot, or nothing.
-        if let known {
-            guard case .captured(let info) = known, !FileManager.default.fileExists(atPath: info.path) else { return known }
-        }
-        let state: CaptureState
-        if !knownDatabase && !SQLiteSnapshot.isDatabase(db) {
-            state = .notDatabase
-        } else {
-            do {
-                let info = try snapshots.capture(db)
-                state = .captured(info)
-                lock.lock(); _count += 1; _bytes += info.size; lock.unlock()
-            } catch {
-                let w = "\(NameEscape.escape(relativePath)): \(error) Archived the live file (with its -wal) instead; it may not restore cleanly."
-                lock.lock(); _warnings.append(w); lock.unlock()
-                warn(w)
-                state = .failed
+        states.withLock { states in
+            // A snapshot already archived (and removed) is taken again: a provider used for a
+            // second run must not hand out the first run's snapshot, or nothing.
+            if let known = states[relativePath] {
+                guard case .captured(let info) = known, !FileManager.default.fileExists(atPath: info.path) else { return known }
             }
+            let state = capture(db, relativePath: relativePath, knownDatabase: knownDatabase)
+            states[relativePath] = state
+            return state
         }
-        lock.lock(); states[relativePath] = state; lock.unlock()
-        return state
+    }
+
+    /// Takes the snapshot (call with `states` locked).
+    private func capture(_ db: String, relativePath: String, knownDatabase: Bool) -> CaptureState {
+        if !knownDatabase && !SQLiteSnapshot.isDatabase(db) { return .notDatabase }
+        do {
+            let info = try snapshots.capture(db)
+            tally.withLock { $0.count += 1; $0.bytes += info.size }
+            return .captured(info)
+        } catch {
+            let w = "\(NameEscape.escape(relativePath)): \(error) Archived the live file (with its -wal) instead; it may not restore cleanly."
+            tally.withLock { $0.warnings.append(w) }
+            warn(w)
+            return .failed
+        }
     }
 }

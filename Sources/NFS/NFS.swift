@@ -23,7 +23,7 @@ import Glibc
 ///
 /// Paths given to its methods are relative to the URL's directory (`""` is that directory
 /// itself) and use `/`. The directory may not exist yet; `makeDirectories("")` creates it.
-package final class NFSClient: @unchecked Sendable {
+package final class NFSClient: Sendable {
     /// Connection settings that are not part of the URL.
     package struct Options: Sendable {
         /// Per-RPC timeout in milliseconds (libnfs `nfs_set_timeout`; pipelined READs/WRITEs
@@ -74,35 +74,44 @@ package final class NFSClient: @unchecked Sendable {
     package static let smallIOFallback = 2048
     package let options: Options
 
-    let lock = NSLock()
-    var context: OpaquePointer
-    /// Set once a call timed out (lock held): the server is frozen or gone, so later calls
-    /// (removing the partial file, releasing a lock) wait at most `timeoutAfterTimeout`, and
-    /// a run ends within about its timeout instead of a timeout per cleanup call.
-    var timedOut = false
+    /// The libnfs context and the state of the files open on it: one call at a time, so they
+    /// are only reached through `withConnection` (or `locked`).
+    private let connection: Mutex<Connection>
+    private let nextFileID = Atomic<Int>(0)
+
+    /// What the client's lock guards.
+    struct Connection {
+        let context: OpaquePointer
+        /// The open `NFSFile`s' handles and requests in flight, by `NFSFile.id`.
+        var files: [Int: OpenFile] = [:]
+    }
+    /// Set once a call timed out (changed with the connection locked): the server is frozen or
+    /// gone, so later calls (removing the partial file, releasing a lock) wait at most
+    /// `timeoutAfterTimeout`, and a run ends within about its timeout instead of a timeout per
+    /// cleanup call.
+    private let timedOut = Atomic<Bool>(false)
     /// The per-call limit in milliseconds after a timeout (or the configured one if smaller).
     static let timeoutAfterTimeout: Int32 = 5_000
 
     /// The per-call limit in milliseconds now (0: none). Call with the lock held.
     var currentTimeoutMilliseconds: Int32 {
         let t = options.timeoutMilliseconds
-        guard timedOut, t > 0 else { return t }
+        guard timedOut.load(ordering: .relaxed), t > 0 else { return t }
         return min(t, NFSClient.timeoutAfterTimeout)
     }
 
     /// Records that a call timed out and shortens the limit of the calls after it, on this
     /// client and on every other client (or new mount) of the same server in this process.
-    /// Call with the lock held.
-    func noteTimeout() {
+    /// `ctx` is the client's context, inside `locked`.
+    func noteTimeout(_ ctx: OpaquePointer) {
         UnresponsiveServers.shared.insert(url.server)
-        guard !timedOut else { return }
-        timedOut = true
-        nfs_set_timeout(context, currentTimeoutMilliseconds)
+        guard !timedOut.exchange(true, ordering: .relaxed) else { return }
+        nfs_set_timeout(ctx, currentTimeoutMilliseconds)
     }
 
-    /// Takes over a timeout seen by another client of the same server. Call with the lock held.
-    func adoptServerTimeout() {
-        if !timedOut && UnresponsiveServers.shared.contains(url.server) { noteTimeout() }
+    /// Takes over a timeout seen by another client of the same server (inside `locked`).
+    func adoptServerTimeout(_ ctx: OpaquePointer) {
+        if !timedOut.load(ordering: .relaxed) && UnresponsiveServers.shared.contains(url.server) { noteTimeout(ctx) }
     }
 
     /// The URL without credentials, for messages.
@@ -136,13 +145,13 @@ package final class NFSClient: @unchecked Sendable {
             let prefix = "/" + parts[..<keep].joined(separator: "/")
             let rc = nfs_mount(ctx, server, prefix)
             if rc == 0 {
-                context = ctx
                 mountedPath = prefix
                 basePath = Array(parts[keep...])
                 let rm = Int(nfs_get_readmax(ctx)), wm = Int(nfs_get_writemax(ctx))
                 readMax = rm > 0 ? rm : NFSClient.smallIOFallback
                 writeMax = wm > 0 ? wm : NFSClient.smallIOFallback
                 smallIOOnly = rm == 0 || wm == 0
+                connection = Mutex(Connection(context: ctx))
                 return
             }
             let err = NFSClient.mountError(ctx, rc: rc, url: url, prefix: prefix)
@@ -155,7 +164,7 @@ package final class NFSClient: @unchecked Sendable {
     }
 
     deinit {
-        nfs_destroy_context(context)
+        connection.withLock { nfs_destroy_context($0.context) }
     }
 
     /// Fails with a clear message when the server's name does not resolve (a typo in the
@@ -259,16 +268,29 @@ package final class NFSClient: @unchecked Sendable {
         return soerr == ECONNREFUSED ? .connectionRefused : .hostUnreachable
     }
 
-    // MARK: - Plumbing (call with the lock held)
+    // MARK: - Plumbing
 
-    /// Runs `body` with the context, holding the client's lock.
-    func locked<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        adoptServerTimeout()
-        let token = NFSCallMonitor.shared.begin(server: url.server, timeoutSeconds: Int(currentTimeoutMilliseconds / 1000))
-        defer { NFSCallMonitor.shared.end(token) }
-        return try body(context)
+    /// Runs `body` with the connection, holding the client's lock: every libnfs call of the
+    /// client and its files runs in such a body.
+    func withConnection<T: Sendable, E: Error>(_ body: sending (inout Connection) throws(E) -> T) throws(E) -> T {
+        try connection.withLock { c throws(E) in
+            adoptServerTimeout(c.context)
+            let token = NFSCallMonitor.shared.begin(server: url.server, timeoutSeconds: Int(currentTimeoutMilliseconds / 1000))
+            defer { NFSCallMonitor.shared.end(token) }
+            return try body(&c)
+        }
+    }
+
+    /// Runs `body` with the libnfs context, holding the client's lock.
+    func locked<T: Sendable>(_ body: sending (OpaquePointer) throws -> T) throws -> T {
+        try withConnection { c in try body(c.context) }
+    }
+
+    /// Keeps a newly opened handle in the connection and returns its file.
+    private func register(_ c: inout Connection, _ handle: OpaquePointer) -> Int {
+        let id = nextFileID.add(1, ordering: .relaxed).newValue
+        c.files[id] = OpenFile(handle: handle)
+        return id
     }
 
     /// The libnfs path (absolute inside the mount) for a path relative to the URL's directory.
@@ -281,10 +303,10 @@ package final class NFSClient: @unchecked Sendable {
         relative.isEmpty ? url.displayString : "\(url.displayString) path \(relative)"
     }
 
-    /// The error for a libnfs call that returned `-errno`.
-    func failure(_ call: String, _ relative: String, _ rc: Int32) -> NFSError {
+    /// The error for a libnfs call on `ctx` (inside `locked`) that returned `-errno`.
+    func failure(_ ctx: OpaquePointer, _ call: String, _ relative: String, _ rc: Int32) -> NFSError {
         let e = rc < 0 ? -rc : rc
-        let text = String(cString: nfs_get_error(context))
+        let text = String(cString: nfs_get_error(ctx))
         var kind = NFSError.kind(forErrno: e, detail: text)
         if case .other = kind, text.contains("service failed") || text.contains("connect") || text.contains("Connection")
             || text.contains("socket") {
@@ -292,13 +314,13 @@ package final class NFSClient: @unchecked Sendable {
         }
         if kind == .timedOut || text.lowercased().contains("timed out") {
             kind = .timedOut
-            noteTimeout()
+            noteTimeout(ctx)
         }
         return NFSError(kind: kind, call: call, location: location(relative), errno: e, detail: text)
     }
 
-    func check(_ call: String, _ relative: String, _ rc: Int32) throws {
-        if rc < 0 { throw failure(call, relative, rc) }
+    func check(_ ctx: OpaquePointer, _ call: String, _ relative: String, _ rc: Int32) throws {
+        if rc < 0 { throw failure(ctx, call, relative, rc) }
     }
 
     // MARK: - Metadata
@@ -308,7 +330,7 @@ package final class NFSClient: @unchecked Sendable {
     package func stat(_ path: String) throws -> NFSStat {
         try locked { ctx in
             var st = nfs_stat_64()
-            try check("nfs_stat64", path, nfs_stat64(ctx, nfsPath(path), &st))
+            try check(ctx, "nfs_stat64", path, nfs_stat64(ctx, nfsPath(path), &st))
             return NFSStat(st)
         }
     }
@@ -318,7 +340,7 @@ package final class NFSClient: @unchecked Sendable {
     package func lstat(_ path: String) throws -> NFSStat {
         try locked { ctx in
             var st = nfs_stat_64()
-            try check("nfs_lstat64", path, nfs_lstat64(ctx, nfsPath(path), &st))
+            try check(ctx, "nfs_lstat64", path, nfs_lstat64(ctx, nfsPath(path), &st))
             return NFSStat(st)
         }
     }
@@ -335,7 +357,7 @@ package final class NFSClient: @unchecked Sendable {
     package func readDirectory(_ path: String) throws -> [NFSDirectoryEntry] {
         try locked { ctx in
             var dir: OpaquePointer?
-            try check("nfs_opendir", path, nfs_opendir(ctx, nfsPath(path), &dir))
+            try check(ctx, "nfs_opendir", path, nfs_opendir(ctx, nfsPath(path), &dir))
             guard let dir else { return [] }
             defer { nfs_closedir(ctx, dir) }
             var out: [NFSDirectoryEntry] = []
@@ -360,7 +382,7 @@ package final class NFSClient: @unchecked Sendable {
     package func readLink(_ path: String) throws -> String {
         try locked { ctx in
             var buf: UnsafeMutablePointer<CChar>?
-            try check("nfs_readlink2", path, nfs_readlink2(ctx, nfsPath(path), &buf))
+            try check(ctx, "nfs_readlink2", path, nfs_readlink2(ctx, nfsPath(path), &buf))
             defer { free(buf) }
             return buf.map { String(cString: $0) } ?? ""
         }
@@ -371,7 +393,7 @@ package final class NFSClient: @unchecked Sendable {
     package func space() throws -> NFSSpace {
         try locked { ctx in
             var sv = nfs_statvfs_64()
-            try check("nfs_statvfs64", "", nfs_statvfs64(ctx, nfsPath(""), &sv))
+            try check(ctx, "nfs_statvfs64", "", nfs_statvfs64(ctx, nfsPath(""), &sv))
             let unit = sv.f_frsize != 0 ? sv.f_frsize : sv.f_bsize
             return NFSSpace(totalBytes: sv.f_blocks &* unit, freeBytes: sv.f_bfree &* unit, availableBytes: sv.f_bavail &* unit)
         }
@@ -382,7 +404,7 @@ package final class NFSClient: @unchecked Sendable {
     /// Creates one directory (its parent must exist).
     /// The corresponding libnfs call is `nfs_mkdir2`.
     package func makeDirectory(_ path: String, mode: UInt32 = 0o755) throws {
-        try locked { ctx in try check("nfs_mkdir2", path, nfs_mkdir2(ctx, nfsPath(path), Int32(mode))) }
+        try locked { ctx in try check(ctx, "nfs_mkdir2", path, nfs_mkdir2(ctx, nfsPath(path), Int32(mode))) }
     }
 
     /// Creates a directory and its missing parents (`mkdir -p`); existing directories are fine.
@@ -410,7 +432,7 @@ package final class NFSClient: @unchecked Sendable {
                     throw NFSError(kind: .notDirectory, call: "mkdir -p", location: "\(url.displayString) path \(current)",
                                    errno: ENOTDIR, detail: "exists and is not a directory")
                 }
-                let e = failure("nfs_mkdir2", path, rc)
+                let e = failure(ctx, "nfs_mkdir2", path, rc)
                 throw NFSError(kind: e.kind, call: e.call, location: "\(location(path)) (at \(current))",
                                errno: e.errno, detail: e.detail)
             }
@@ -420,13 +442,13 @@ package final class NFSClient: @unchecked Sendable {
     /// Removes an empty directory.
     /// The corresponding libnfs call is `nfs_rmdir`.
     package func removeDirectory(_ path: String) throws {
-        try locked { ctx in try check("nfs_rmdir", path, nfs_rmdir(ctx, nfsPath(path))) }
+        try locked { ctx in try check(ctx, "nfs_rmdir", path, nfs_rmdir(ctx, nfsPath(path))) }
     }
 
     /// Removes a file or symlink.
     /// The corresponding libnfs call is `nfs_unlink`.
     package func unlink(_ path: String) throws {
-        try locked { ctx in try check("nfs_unlink", path, nfs_unlink(ctx, nfsPath(path))) }
+        try locked { ctx in try check(ctx, "nfs_unlink", path, nfs_unlink(ctx, nfsPath(path))) }
     }
 
     /// Renames `from` to `to`, replacing `to` if it exists (atomic on the server).
@@ -435,7 +457,7 @@ package final class NFSClient: @unchecked Sendable {
         try locked { ctx in
             let rc = nfs_rename(ctx, nfsPath(from), nfsPath(to))
             if rc < 0 {
-                let e = failure("nfs_rename", from, rc)
+                let e = failure(ctx, "nfs_rename", from, rc)
                 throw NFSError(kind: e.kind, call: e.call, location: "\(location(from)) -> \(to)", errno: e.errno, detail: e.detail)
             }
         }
@@ -447,7 +469,7 @@ package final class NFSClient: @unchecked Sendable {
         try locked { ctx in
             let rc = nfs_link(ctx, nfsPath(existing), nfsPath(newPath))
             if rc < 0 {
-                let e = failure("nfs_link", existing, rc)
+                let e = failure(ctx, "nfs_link", existing, rc)
                 throw NFSError(kind: e.kind, call: e.call, location: "\(location(existing)) -> \(newPath)", errno: e.errno, detail: e.detail)
             }
         }
@@ -456,7 +478,7 @@ package final class NFSClient: @unchecked Sendable {
     /// Creates a symlink at `path` whose target is `target` (stored verbatim).
     /// The corresponding libnfs call is `nfs_symlink`.
     package func symlink(target: String, at path: String) throws {
-        try locked { ctx in try check("nfs_symlink", path, nfs_symlink(ctx, target, nfsPath(path))) }
+        try locked { ctx in try check(ctx, "nfs_symlink", path, nfs_symlink(ctx, target, nfsPath(path))) }
     }
 
     // MARK: - Attributes
@@ -464,7 +486,7 @@ package final class NFSClient: @unchecked Sendable {
     /// Sets permission bits (follows a symlink).
     /// The corresponding libnfs call is `nfs_chmod`.
     package func chmod(_ path: String, mode: UInt32) throws {
-        try locked { ctx in try check("nfs_chmod", path, nfs_chmod(ctx, nfsPath(path), Int32(mode & 0o7777))) }
+        try locked { ctx in try check(ctx, "nfs_chmod", path, nfs_chmod(ctx, nfsPath(path), Int32(mode & 0o7777))) }
     }
 
     /// Sets owner and group; `followSymlink: false` changes a symlink itself.
@@ -472,9 +494,9 @@ package final class NFSClient: @unchecked Sendable {
     package func chown(_ path: String, uid: UInt32, gid: UInt32, followSymlink: Bool = true) throws {
         try locked { ctx in
             if followSymlink {
-                try check("nfs_chown", path, nfs_chown(ctx, nfsPath(path), Int32(bitPattern: uid), Int32(bitPattern: gid)))
+                try check(ctx, "nfs_chown", path, nfs_chown(ctx, nfsPath(path), Int32(bitPattern: uid), Int32(bitPattern: gid)))
             } else {
-                try check("nfs_lchown", path, nfs_lchown(ctx, nfsPath(path), Int32(bitPattern: uid), Int32(bitPattern: gid)))
+                try check(ctx, "nfs_lchown", path, nfs_lchown(ctx, nfsPath(path), Int32(bitPattern: uid), Int32(bitPattern: gid)))
             }
         }
     }
@@ -491,9 +513,9 @@ package final class NFSClient: @unchecked Sendable {
             ]
             let p = nfsPath(path)
             if followSymlink {
-                try check("nfs_utimes", path, nfs_utimes(ctx, p, &tv))
+                try check(ctx, "nfs_utimes", path, nfs_utimes(ctx, p, &tv))
             } else {
-                try check("nfs_lutimes", path, nfs_lutimes(ctx, p, &tv))
+                try check(ctx, "nfs_lutimes", path, nfs_lutimes(ctx, p, &tv))
             }
         }
     }
@@ -517,25 +539,27 @@ package final class NFSClient: @unchecked Sendable {
     ///   parent directory is missing, `.permissionDenied`, ...
     /// The corresponding libnfs call is `nfs_create` (with `O_TRUNC` or `O_EXCL`).
     package func create(_ path: String, mode: UInt32 = 0o644, _ how: CreateMode = .truncate) throws -> NFSFile {
-        try locked { ctx in
+        let id = try withConnection { c in
             var fh: OpaquePointer?
             let flags = O_RDWR | (how == .exclusive ? O_EXCL : O_TRUNC) | (options.stableWrites ? O_SYNC : 0)
-            try check("nfs_create", path, nfs_create(ctx, nfsPath(path), flags, Int32(mode), &fh))
-            return NFSFile(client: self, handle: fh!, path: path, position: 0)
+            try check(c.context, "nfs_create", path, nfs_create(c.context, nfsPath(path), flags, Int32(mode), &fh))
+            return register(&c, fh!)
         }
+        return NFSFile(client: self, id: id, path: path)
     }
 
     /// Opens an existing file. `flags` is `O_RDONLY`, `O_WRONLY` or `O_RDWR`, optionally with
     /// `O_TRUNC`, `O_APPEND`, `O_SYNC`, `O_NOFOLLOW`.
     /// The corresponding libnfs call is `nfs_open`.
     package func open(_ path: String, flags: Int32 = O_RDONLY) throws -> NFSFile {
-        try locked { ctx in
+        let id = try withConnection { c in
             var fh: OpaquePointer?
             let writing = flags & O_ACCMODE != O_RDONLY
             let all = flags | (writing && options.stableWrites ? O_SYNC : 0)
-            try check("nfs_open", path, nfs_open(ctx, nfsPath(path), all, &fh))
-            return NFSFile(client: self, handle: fh!, path: path, position: 0)
+            try check(c.context, "nfs_open", path, nfs_open(c.context, nfsPath(path), all, &fh))
+            return register(&c, fh!)
         }
+        return NFSFile(client: self, id: id, path: path)
     }
 }
 

@@ -1,5 +1,6 @@
 import CNFS
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -36,40 +37,41 @@ final class NFSRequest {
 /// `write` returns). `flush` waits for them; `sync` also COMMITs; `close` flushes first.
 /// An error of a pipelined write is reported by a later `write`, `flush`, `sync` or `close`.
 /// Uses its client's lock: one operation at a time per client.
-package final class NFSFile: @unchecked Sendable {
+package final class NFSFile: Sendable {
     let client: NFSClient
-    var handle: OpaquePointer?
+    /// The key of this file's `OpenFile` in the client's connection.
+    let id: Int
     /// The path relative to the client's URL directory.
     package let path: String
-    /// Offset of the next sequential `write`.
-    package private(set) var position: UInt64
-    var inflight: [NFSRequest] = []
-    var pendingError: NFSError?
-    /// Requests were left in flight on a broken connection: libnfs may still run their
-    /// callbacks (it cancels them when the context goes), which touch the handle, so the
-    /// handle is never freed with `nfs_close`.
-    var stranded = false
 
-    init(client: NFSClient, handle: OpaquePointer, path: String, position: UInt64) {
+    init(client: NFSClient, id: Int, path: String) {
         self.client = client
-        self.handle = handle
+        self.id = id
         self.path = path
-        self.position = position
     }
 
     deinit {
-        if handle != nil { try? close() }
+        try? close()
     }
 
-    func openHandle(_ call: String) throws -> OpaquePointer {
-        guard let handle else {
-            throw NFSError(kind: .other(EBADF), call: call, location: client.location(path), errno: EBADF,
-                           detail: "the file is closed")
+    /// Offset of the next sequential `write`.
+    package var position: UInt64 {
+        client.withConnection { [id] c in c.files[id]?.position ?? 0 }
+    }
+
+    /// Runs `body` with the client's context and this file's open state, under the client's
+    /// lock. - Throws: EBADF "the file is closed" after `close`.
+    func withOpenFile<T: Sendable>(_ call: String, _ body: sending (OpaquePointer, OpaquePointer, OpenFile) throws -> T) throws -> T {
+        try client.withConnection { [id, path, client] c in
+            guard let f = c.files[id], let fh = f.handle else {
+                throw NFSError(kind: .other(EBADF), call: call, location: client.location(path), errno: EBADF,
+                               detail: "the file is closed")
+            }
+            return try body(c.context, fh, f)
         }
-        return handle
     }
 
-    // MARK: - Event loop (lock held)
+    // MARK: - Event loop (inside withOpenFile)
 
     /// Waits for socket events once and lets libnfs run callbacks.
     func serviceOnce(_ ctx: OpaquePointer, _ call: String) throws {
@@ -86,7 +88,7 @@ package final class NFSFile: @unchecked Sendable {
     }
 
     /// Queues one request.
-    func submit(_ ctx: OpaquePointer, _ fh: OpaquePointer, _ req: NFSRequest) throws {
+    func submit(_ ctx: OpaquePointer, _ fh: OpaquePointer, _ f: OpenFile, _ req: NFSRequest) throws {
         let token = Unmanaged.passRetained(req).toOpaque()
         let rc: Int32
         if req.isRead {
@@ -107,29 +109,29 @@ package final class NFSFile: @unchecked Sendable {
         }
         if rc < 0 {
             Unmanaged<NFSRequest>.fromOpaque(token).release()
-            throw client.failure(req.isRead ? "nfs_pread_async" : "nfs_pwrite_async", path, rc)
+            throw client.failure(ctx, req.isRead ? "nfs_pread_async" : "nfs_pwrite_async", path, rc)
         }
-        inflight.append(req)
+        f.inflight.append(req)
     }
 
     /// Handles finished requests: errors are remembered, short writes are re-queued.
-    func reap(_ ctx: OpaquePointer, _ fh: OpaquePointer) throws {
+    func reap(_ ctx: OpaquePointer, _ fh: OpaquePointer, _ f: OpenFile) throws {
         var still: [NFSRequest] = []
         var requeue: [NFSRequest] = []
-        for req in inflight {
+        for req in f.inflight {
             if !req.done { still.append(req); continue }
             if req.isRead { continue }
             if req.status < 0 {
-                if pendingError == nil {
+                if f.pendingError == nil {
                     let e = -req.status
-                    if e == ETIMEDOUT { client.noteTimeout() }
-                    pendingError = NFSError(kind: NFSError.kind(forErrno: e, detail: req.errorText), call: "nfs_pwrite_async",
+                    if e == ETIMEDOUT { client.noteTimeout(ctx) }
+                    f.pendingError = NFSError(kind: NFSError.kind(forErrno: e, detail: req.errorText), call: "nfs_pwrite_async",
                                             location: "\(client.location(path)) at offset \(req.offset)",
                                             errno: e, detail: req.errorText)
                 }
             } else if Int(req.status) < req.count {
                 if req.status == 0 {
-                    pendingError = pendingError ?? NFSError(kind: .other(EIO), call: "nfs_pwrite_async",
+                    f.pendingError = f.pendingError ?? NFSError(kind: .other(EIO), call: "nfs_pwrite_async",
                                                             location: "\(client.location(path)) at offset \(req.offset)",
                                                             errno: EIO, detail: "the server wrote 0 bytes")
                     continue
@@ -142,22 +144,22 @@ package final class NFSFile: @unchecked Sendable {
                                           count: req.count - n, isRead: false))
             }
         }
-        inflight = still
-        for r in requeue { try submit(ctx, fh, r) }
+        f.inflight = still
+        for r in requeue { try submit(ctx, fh, f, r) }
     }
 
     /// Waits until at most `limit` requests are in flight.
-    func drain(_ ctx: OpaquePointer, _ fh: OpaquePointer, to limit: Int, _ call: String) throws {
-        try reap(ctx, fh)
+    func drain(_ ctx: OpaquePointer, _ fh: OpaquePointer, _ f: OpenFile, to limit: Int, _ call: String) throws {
+        try reap(ctx, fh, f)
         // No answer to any request for the client's timeout: the server is gone or frozen.
         let timeout = TimeInterval(client.currentTimeoutMilliseconds) / 1000
         var lastProgress = Date()
-        var waiting = inflight.count
-        while inflight.count > limit {
+        var waiting = f.inflight.count
+        while f.inflight.count > limit {
             do {
                 try serviceOnce(ctx, call)
                 if timeout > 0 && Date().timeIntervalSince(lastProgress) > timeout {
-                    client.noteTimeout()
+                    client.noteTimeout(ctx)
                     throw NFSError(kind: .timedOut, call: call, location: client.location(path), errno: ETIMEDOUT,
                                    detail: "the server did not answer for \(Int(timeout)) s")
                 }
@@ -165,22 +167,22 @@ package final class NFSFile: @unchecked Sendable {
                 // The connection is gone: the callbacks of what was in flight may never run.
                 // Keep the requests (and their buffers) alive forever rather than free memory
                 // libnfs may still touch; drop our references.
-                for r in inflight where !r.done {
+                for r in f.inflight where !r.done {
                     _ = Unmanaged.passRetained(r)
-                    stranded = true
+                    f.stranded = true
                 }
-                inflight = []
-                pendingError = pendingError ?? e
+                f.inflight = []
+                f.pendingError = f.pendingError ?? e
                 throw e
             }
-            try reap(ctx, fh)
-            if inflight.count < waiting { lastProgress = Date() }
-            waiting = inflight.count
+            try reap(ctx, fh, f)
+            if f.inflight.count < waiting { lastProgress = Date() }
+            waiting = f.inflight.count
         }
     }
 
-    func throwPending() throws {
-        if let e = pendingError { throw e }
+    func throwPending(_ f: OpenFile) throws {
+        if let e = f.pendingError { throw e }
     }
 
     // MARK: - Writing
@@ -189,41 +191,40 @@ package final class NFSFile: @unchecked Sendable {
     /// - Throws: `NFSError` for this write or an earlier pipelined one.
     /// The corresponding libnfs call is `nfs_pwrite_async`.
     package func write(_ bytes: UnsafeRawBufferPointer) throws {
-        try client.locked { ctx in
-            let fh = try openHandle("nfs_pwrite_async")
-            try throwPending()
-            let chunk = client.writeMax
+        try write([UInt8](bytes))
+    }
+
+    /// Appends bytes (see `write(_:)` for an `UnsafeRawBufferPointer`).
+    package func write(_ bytes: [UInt8]) throws {
+        try withOpenFile("nfs_pwrite_async") { [self] ctx, fh, f in
+            try throwPending(f)
             var off = 0
             while off < bytes.count {
-                try drain(ctx, fh, to: max(1, client.options.writePipelineDepth) - 1, "nfs_pwrite_async")
-                try throwPending()
-                let n = min(chunk, bytes.count - off)
-                let copy = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 16)
-                copy.copyMemory(from: bytes.baseAddress! + off, byteCount: n)
-                try submit(ctx, fh, NFSRequest(buffer: copy, ownsBuffer: true, offset: position, count: n, isRead: false))
-                position += UInt64(n)
+                try drain(ctx, fh, f, to: max(1, client.options.writePipelineDepth) - 1, "nfs_pwrite_async")
+                try throwPending(f)
+                let n = min(client.writeMax, bytes.count - off)
+                // The request owns a copy until its callback ran.
+                let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 16)
+                copy.copyBytes(from: bytes[off ..< off + n])
+                try submit(ctx, fh, f, NFSRequest(buffer: copy.baseAddress!, ownsBuffer: true, offset: f.position, count: n, isRead: false))
+                f.position += UInt64(n)
                 off += n
             }
         }
     }
 
-    /// Appends bytes (see `write(_:)` for an `UnsafeRawBufferPointer`).
-    package func write(_ bytes: [UInt8]) throws {
-        try bytes.withUnsafeBytes { try write($0) }
-    }
-
     /// Writes all of `bytes` at `offset` and waits for it; does not move `position`.
     /// The corresponding libnfs call is `nfs_pwrite`.
     package func pwrite(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        try client.locked { ctx in
-            let fh = try openHandle("nfs_pwrite")
-            try drain(ctx, fh, to: 0, "nfs_pwrite")
-            try throwPending()
+        let bytes = [UInt8](bytes)
+        try withOpenFile("nfs_pwrite") { [self] ctx, fh, f in
+            try drain(ctx, fh, f, to: 0, "nfs_pwrite")
+            try throwPending(f)
             var done = 0
             while done < bytes.count {
                 let n = min(client.writeMax, bytes.count - done)
-                let rc = nfs_pwrite(ctx, fh, offset + UInt64(done), UInt64(n), bytes.baseAddress! + done)
-                if rc < 0 { throw client.failure("nfs_pwrite", path, rc) }
+                let rc = bytes.withUnsafeBytes { nfs_pwrite(ctx, fh, offset + UInt64(done), UInt64(n), $0.baseAddress! + done) }
+                if rc < 0 { throw client.failure(ctx, "nfs_pwrite", path, rc) }
                 if rc == 0 {
                     throw NFSError(kind: .other(EIO), call: "nfs_pwrite", location: client.location(path), errno: EIO,
                                    detail: "the server wrote 0 bytes at offset \(offset + UInt64(done))")
@@ -236,65 +237,59 @@ package final class NFSFile: @unchecked Sendable {
     /// Waits until every pipelined write has been answered.
     /// - Throws: the first error of a pipelined write.
     package func flush() throws {
-        try client.locked { ctx in
-            let fh = try openHandle("flush")
-            try drain(ctx, fh, to: 0, "nfs_pwrite_async")
-            try throwPending()
+        try withOpenFile("flush") { [self] ctx, fh, f in
+            try drain(ctx, fh, f, to: 0, "nfs_pwrite_async")
+            try throwPending(f)
         }
     }
 
     /// Flushes and asks the server to put the file's data on stable storage (NFS COMMIT).
     /// The corresponding libnfs call is `nfs_fsync`.
     package func sync() throws {
-        try client.locked { ctx in
-            let fh = try openHandle("nfs_fsync")
-            try drain(ctx, fh, to: 0, "nfs_pwrite_async")
-            try throwPending()
-            try client.check("nfs_fsync", path, nfs_fsync(ctx, fh))
+        try withOpenFile("nfs_fsync") { [self] ctx, fh, f in
+            try drain(ctx, fh, f, to: 0, "nfs_pwrite_async")
+            try throwPending(f)
+            try client.check(ctx, "nfs_fsync", path, nfs_fsync(ctx, fh))
         }
     }
 
     /// Sets the file's size.
     /// The corresponding libnfs call is `nfs_ftruncate`.
     package func truncate(to size: UInt64) throws {
-        try client.locked { ctx in
-            let fh = try openHandle("nfs_ftruncate")
-            try drain(ctx, fh, to: 0, "nfs_pwrite_async")
-            try throwPending()
-            try client.check("nfs_ftruncate", path, nfs_ftruncate(ctx, fh, size))
+        try withOpenFile("nfs_ftruncate") { [self] ctx, fh, f in
+            try drain(ctx, fh, f, to: 0, "nfs_pwrite_async")
+            try throwPending(f)
+            try client.check(ctx, "nfs_ftruncate", path, nfs_ftruncate(ctx, fh, size))
         }
     }
 
     // MARK: - Reading
 
-    /// Reads up to `buffer.count` bytes at `offset` with up to `readPipelineDepth` READs in
-    /// flight; fewer bytes only at end of file.
-    /// - Returns: the number of bytes read (0 at or after the end).
+    /// Reads up to `count` bytes at `offset` with up to `readPipelineDepth` READs in flight;
+    /// fewer only at end of file (none at or after the end).
     /// The corresponding libnfs call is `nfs_pread_async`.
-    package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
-        try client.locked { ctx in
-            let fh = try openHandle("nfs_pread_async")
-            try drain(ctx, fh, to: 0, "nfs_pwrite_async")
-            try throwPending()
+    package func read(at offset: UInt64, count: Int) throws -> [UInt8] {
+        try withOpenFile("nfs_pread_async") { [self] ctx, fh, f in
+            try drain(ctx, fh, f, to: 0, "nfs_pwrite_async")
+            try throwPending(f)
+            // READs land here (the requests point into it), so it lives until all are answered.
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
+            defer { buffer.deallocate() }
             var total = 0
-            while total < buffer.count {
+            while total < count {
                 // One pipelined round: up to readPipelineDepth READs of readMax bytes.
                 var batch: [NFSRequest] = []
                 var queued = 0
-                while total + queued < buffer.count && batch.count < max(1, client.options.readPipelineDepth) {
-                    let n = min(client.readMax, buffer.count - total - queued)
+                while total + queued < count && batch.count < max(1, client.options.readPipelineDepth) {
+                    let n = min(client.readMax, count - total - queued)
                     let req = NFSRequest(buffer: buffer.baseAddress! + total + queued, ownsBuffer: false,
                                          offset: offset + UInt64(total + queued), count: n, isRead: true)
-                    try submit(ctx, fh, req)
+                    try submit(ctx, fh, f, req)
                     batch.append(req)
                     queued += n
                 }
-                // Wait for all of them (the buffer belongs to the caller: never return early).
-                do {
-                    try drain(ctx, fh, to: 0, "nfs_pread_async")
-                } catch {
-                    throw error
-                }
+                // Wait for all of them (never return while one may still write into the buffer).
+                try drain(ctx, fh, f, to: 0, "nfs_pread_async")
                 var eof = false
                 for req in batch {
                     if req.status < 0 {
@@ -312,26 +307,25 @@ package final class NFSFile: @unchecked Sendable {
                 }
                 if eof { break }
             }
-            return total
+            return [UInt8](UnsafeRawBufferPointer(rebasing: buffer[..<total]))
         }
     }
 
-    /// Reads up to `count` bytes at `offset`; fewer only at end of file.
-    package func read(at offset: UInt64, count: Int) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        let n = try out.withUnsafeMutableBytes { try read(into: $0, at: offset) }
-        out.removeLast(count - n)
-        return out
+    /// Reads up to `buffer.count` bytes at `offset` (see `read(at:count:)`).
+    /// - Returns: the number of bytes read (0 at or after the end).
+    package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        let bytes = try read(at: offset, count: buffer.count)
+        buffer.copyBytes(from: bytes)
+        return bytes.count
     }
 
     /// The file's current attributes.
     /// The corresponding libnfs call is `nfs_fstat64`.
     package func stat() throws -> NFSStat {
-        try client.locked { ctx in
-            let fh = try openHandle("nfs_fstat64")
-            try drain(ctx, fh, to: 0, "nfs_pwrite_async")
+        try withOpenFile("nfs_fstat64") { [self] ctx, fh, f in
+            try drain(ctx, fh, f, to: 0, "nfs_pwrite_async")
             var st = nfs_stat_64()
-            try client.check("nfs_fstat64", path, nfs_fstat64(ctx, fh, &st))
+            try client.check(ctx, "nfs_fstat64", path, nfs_fstat64(ctx, fh, &st))
             return NFSStat(st)
         }
     }
@@ -340,22 +334,40 @@ package final class NFSFile: @unchecked Sendable {
     /// - Throws: an error of a pipelined write, or of the close.
     /// The corresponding libnfs call is `nfs_close`.
     package func close() throws {
-        try client.locked { ctx in
-            guard let fh = handle else { return }
+        try client.withConnection { [self] c throws(NFSError) in
+            guard let f = c.files.removeValue(forKey: id), let fh = f.handle else { return }
+            let ctx = c.context
             var firstError: NFSError?
             do {
-                try drain(ctx, fh, to: 0, "nfs_pwrite_async")
+                try drain(ctx, fh, f, to: 0, "nfs_pwrite_async")
             } catch let e as NFSError {
                 firstError = e
+            } catch {
+                firstError = NFSError(kind: .other(EIO), call: "nfs_close", location: client.location(path), errno: EIO, detail: "\(error)")
             }
-            firstError = firstError ?? pendingError
-            if inflight.isEmpty && !stranded {
-                let rc = nfs_close(ctx, fh)
-                if rc < 0 && firstError == nil { firstError = client.failure("nfs_close", path, rc) }
-            }
+            firstError = firstError ?? f.pendingError
             // With requests stranded on a dead connection the handle is left to the context.
-            handle = nil
+            if f.inflight.isEmpty && !f.stranded {
+                let rc = nfs_close(ctx, fh)
+                if rc < 0 && firstError == nil { firstError = client.failure(ctx, "nfs_close", path, rc) }
+            }
             if let firstError { throw firstError }
         }
     }
+}
+
+/// A file's state while it is open: kept in its client's connection, so it is only reached
+/// with the client's lock held (like the libnfs handle it wraps).
+final class OpenFile {
+    var handle: OpaquePointer?
+    /// Offset of the next sequential `write`.
+    var position: UInt64 = 0
+    var inflight: [NFSRequest] = []
+    var pendingError: NFSError?
+    /// Requests were left in flight on a broken connection: libnfs may still run their
+    /// callbacks (it cancels them when the context goes), which touch the handle, so the
+    /// handle is never freed with `nfs_close`.
+    var stranded = false
+
+    init(handle: OpaquePointer) { self.handle = handle }
 }

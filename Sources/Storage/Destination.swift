@@ -9,6 +9,8 @@
 // under its final name (temp name, fsync, rename, directory fsync where the kind has one).
 // Not guaranteed: atomicity across several files (the caller's manifest is the commit record).
 
+import Support
+
 /// What a Destination knows about one of its files or directories.
 package struct DestinationEntry: Sendable, Equatable {
     package enum Kind: Sendable, Equatable { case file, directory, symlink, other }
@@ -40,6 +42,25 @@ package protocol DestinationReader: AnyObject {
     /// The file's size when opened.
     var size: UInt64 { get }
     func close() throws
+}
+
+extension DestinationReader {
+    /// SHA-256 of the whole file, read in pieces of `piece` bytes (a 1M-file manifest is tens of MiB; an
+    /// archive is gigabytes). Returns the digest and the number of bytes read, which the caller compares
+    /// with the size it expects (a file that shrank while it was read ends early).
+    /// - Parameter cancelled: checked before each piece; throws `CancellationError` when it returns true.
+    package func sha256(piece: Int = 4 << 20, cancelled: () -> Bool = { false }) throws -> (digest: [UInt8], bytes: UInt64) {
+        var h = SHA256Hasher()
+        var offset: UInt64 = 0
+        while offset < size {
+            if cancelled() { throw CancellationError() }
+            let bytes = try read(at: offset, count: piece)
+            if bytes.isEmpty { break }
+            h.update(bytes)
+            offset += UInt64(bytes.count)
+        }
+        return (h.finalize(), offset)
+    }
 }
 
 /// A place backups are written to and read from.

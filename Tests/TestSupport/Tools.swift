@@ -45,5 +45,14 @@ package final class TempDir: @unchecked Sendable {
     /// A path inside the directory.
     package func sub(_ relative: String) -> String { path + "/" + relative }
 
-    deinit { try? FileManager.default.removeItem(atPath: path) }
+    /// FileManager cannot remove a tree deeper than PATH_MAX (HardeningTests.deepPath makes one); GNU rm walks
+    /// by descriptor and can, so a failed removal falls back to it rather than leaving the tree in /tmp.
+    deinit {
+        do { try FileManager.default.removeItem(atPath: path) } catch {
+            let rm = Process()
+            rm.executableURL = URL(fileURLWithPath: "/bin/rm")
+            rm.arguments = ["-rf", "--one-file-system", "--", path]
+            if (try? rm.run()) != nil { rm.waitUntilExit() }
+        }
+    }
 }
