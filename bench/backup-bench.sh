@@ -48,9 +48,9 @@ for c in ../shared/bench/mkcorpus.py /work/shared/bench/mkcorpus.py; do [ -f "$c
 [ -n "$MKCORPUS" ] || { echo "mkcorpus.py not found (../shared/bench/mkcorpus.py)" >&2; exit 2; }
 
 # (pipefail: a failed build stops the script; sed only drops the progress lines)
-swift build -c release --product hs-backup 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
-swift build -c release --product hs-restore 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
-BIN=$(swift build -c release --show-bin-path)
+swift build -c release --static-swift-stdlib --product hs-backup 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
+swift build -c release --static-swift-stdlib --product hs-restore 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
+BIN=$(swift build -c release --static-swift-stdlib --show-bin-path)
 W=${BENCH_DIR:-/tmp/hs-backup-bench}
 mkdir -p "$W"
 CORPUS="$W/corpus-scale$SCALE"
@@ -92,6 +92,7 @@ if want sparse && [ ! -f "$SPARSE.done" ]; then
   head -c 1048576 /dev/urandom | dd of="$SPARSE/disk.img" bs=1M seek=4096 conv=notrunc status=none
   touch "$SPARSE.done"
 fi
+if want sparse; then cc -O2 -shared -fPIC -o "$W/nofsync.so" bench/nofsync.c; fi
 # Cold cache: every run of either tool starts with the page, dentry and inode caches dropped.
 cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
@@ -166,6 +167,11 @@ row() { # label ours ref target
   q=$(ratio "$o" "$r")
   printf '| %s | %.2f s | %.2f s | %s | <= %s | %s |\n' "$1" "$o" "$r" "$q" "$4" "$(verdict "$q" "$4")"
 }
+msrow() { # label ours ref: a floor row (milliseconds, no target)
+  local o r; o=$(m "$2"); r=$(m "$3")
+  [ -n "$o" ] && [ -n "$r" ] || return 0
+  printf '| %s | %.1f ms | %.1f ms | %s | | |\n' "$1" "$(awk "BEGIN{print $o * 1000}")" "$(awk "BEGIN{print $r * 1000}")" "$(ratio "$o" "$r")"
+}
 rssrow() { # label ours-rss ref-rss (KiB)
   local o r; o=$(m "$2"); r=$(m "$3")
   printf '| Plex-like %s files: %s, peak RSS (reference: the largest of its processes) | %.0f MiB | %.0f MiB | | <= 128 MiB | %s |\n' \
@@ -204,6 +210,10 @@ TABLE=$(
     printf '| 9 GiB sparse file: archive size | %s bytes | %s bytes | %s | <= 1.01 | %s |\n' "$(m sparse_size_ours)" "$(m sparse_size_ref)" \
       "$(python3 -c "import sys; print('%.4f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$(m sparse_size_ours)" "$(m sparse_size_ref)")" \
       "$(python3 -c "import sys; print('met' if abs(float(sys.argv[1]) / float(sys.argv[2]) - 1) <= 0.01 else 'NOT met')" "$(m sparse_size_ours)" "$(m sparse_size_ref)")"
+    msrow "floor: \`hs-backup --version\` (process start and exit) vs tar's whole run" start_ours sparse_ref
+    msrow "floor: a run of an empty directory (start, lock, manifest, index and archive fsynced, renames) vs tar" empty_ours sparse_ref
+    msrow "the sparse run with fsync/fdatasync no-ops (LD_PRELOAD bench/nofsync.c) vs tar" sparse_nosync sparse_ref
+    msrow "the sparse run vs tar made durable (\`tar ... && sync FILE\`, in bash -c)" sparse_ours sparse_ref_durable
   fi
   if [ -n "$(m plex_full_ours)" ]; then
     row "Plex-like $PLEX files: full backup vs \`tar -cf - \| pigz -p2 -6\`" plex_full_ours plex_full_ref 0.6
@@ -218,7 +228,8 @@ TABLE=$(
               "restore_ours restore_ref restore" "nfs_ours local_ours nfs vs local" "incr200k_ours incr200k_tar 200k incremental" \
               "stress_full_ours stress_full_ref stress full" "stress_incr_ours stress_incr_tar stress incremental" \
               "cold_full_ours cold_full_ref cold full" "cold_incr_ours cold_incr_tar cold incremental" \
-              "plex_full_ours plex_full_ref plex full" "plex_incr_ours plex_incr_tar plex incremental" "sparse_ours sparse_ref sparse"; do
+              "plex_full_ours plex_full_ref plex full" "plex_incr_ours plex_incr_tar plex incremental" "sparse_ours sparse_ref sparse" \
+              "empty_ours sparse_ref empty-directory run vs tar of the sparse file" "sparse_nosync sparse_ref sparse without fsync"; do
     set -- $pair; a=$1; b=$2; shift 2
     [ -n "${T[$a]:-}" ] && [ -n "${T[$b]:-}" ] && echo "- $*:$(paste -d/ <(echo ${T[$a]} | tr ' ' '\n') <(echo ${T[$b]} | tr ' ' '\n') | awk -F/ '{printf " %.2f/%.2f (%.2f)", $1, $2, $1/$2}')"
   done
@@ -337,13 +348,25 @@ for r in $(seq 1 "$ROUNDS"); do
     rm -rf "$W/deststress" "$W/snarstress"*
   fi
   # Sparse file: ours vs tar --sparse --posix (both write a file; ours compresses the data).
+  # Each is 5-150 ms: 5 alternations per round. The floor rows say where a run's fixed cost
+  # goes: the process start alone (--version), a run of an empty directory, the sparse run with
+  # fsync/fdatasync made no-ops (bench/nofsync.c: what durability costs), and tar made as
+  # durable as ours (`sync FILE` fsyncs the archive; ours also fsyncs manifest, index, dirs).
   if want sparse; then
-    rm -rf "$W/destsparse" "$W/sparse.tar"
-    sync; timeit sparse_ours "$BIN/hs-backup" --source "$SPARSE" --to "$W/destsparse" --name b --full
-    sync; timeit sparse_ref tar --sparse --posix -cf "$W/sparse.tar" -C "$SPARSE" disk.img
-    record sparse_size_ours "$(stat -c %s "$W"/destsparse/b/*.tar.gz)"
-    record sparse_size_ref "$(stat -c %s "$W/sparse.tar")"
-    rm -rf "$W/destsparse" "$W/sparse.tar"
+    mkdir -p "$W/emptysrc"
+    for k in 1 2 3 4 5; do
+      rm -rf "$W/destsparse" "$W/sparse.tar"
+      sync; timeit sparse_ours "$BIN/hs-backup" --source "$SPARSE" --to "$W/destsparse" --name b --full
+      sync; timeit sparse_ref tar --sparse --posix -cf "$W/sparse.tar" -C "$SPARSE" disk.img
+      [ "$k" = 1 ] && record sparse_size_ours "$(stat -c %s "$W"/destsparse/b/*.tar.gz)"
+      [ "$k" = 1 ] && record sparse_size_ref "$(stat -c %s "$W/sparse.tar")"
+      rm -rf "$W/destsparse" "$W/sparse.tar" "$W/destempty"
+      sync; timeit sparse_nosync env LD_PRELOAD="$W/nofsync.so" "$BIN/hs-backup" --source "$SPARSE" --to "$W/destsparse" --name b --full
+      sync; timeit sparse_ref_durable bash -c "tar --sparse --posix -cf '$W/sparse.tar' -C '$SPARSE' disk.img && sync '$W/sparse.tar'"
+      timeit start_ours "$BIN/hs-backup" --version
+      sync; timeit empty_ours "$BIN/hs-backup" --source "$W/emptysrc" --to "$W/destempty" --name b --full
+      rm -rf "$W/destsparse" "$W/sparse.tar" "$W/destempty"
+    done
   fi
   ROUNDS_DONE=$r
   report

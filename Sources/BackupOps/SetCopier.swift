@@ -10,11 +10,14 @@
 // under `<id>.tar.gz.partial`, its SHA-256 checked against the source's index as it is read,
 // and the copy checked at the destination: the remote's own SHA-256 where it has one, else the
 // remote's MD5/SHA-1 compared with that of the very bytes sent, else read back), then its
-// manifest (`.partial`, checked the same way), then the archives are renamed to their names,
-// the index is written (and read back), and the manifest is renamed last: the commit record.
-// A copy that is interrupted leaves only `.partial` files and, in the short commit window,
-// archives or an index newer than every manifest: the cleanup every command runs removes
-// them, and the next copy starts that backup again.
+// manifest (`.partial`, checked the same way) and its index (`.index.partial`, read back);
+// these uploads run in parallel for several backups. The commits then go in order: the
+// archives of earlier backups it uploaded are renamed to their names, its manifest is renamed
+// (the commit record), then its own archive and index. A copy that is interrupted leaves only
+// `.partial` files of uncommitted backups and, in the short commit window, chain archives
+// already renamed or a committed backup whose own archive or index is still `.partial`: the
+// cleanup every command runs removes or completes them, and the next copy starts the
+// uncommitted backups again.
 //
 // Backups made before indexes existed (0.4.x, never encrypted) are copied with an index built
 // from their manifest's plaintext header: their archives' sizes as listed at the source and
@@ -127,7 +130,9 @@ package enum SetCopier {
         report.dryRun = options.dryRun
         report.checkedBy = CopyCheck.choose(for: target, readBack: options.readBack).description
         // Planned without the lock first: a copy with nothing to do writes nothing.
+        CopyTrace.note("copy \(name): start")
         var plan = try CopyPlan.make(source: src, target: dst)
+        CopyTrace.note("copy \(name): planned")
         report.alreadyThere = plan.alreadyThere
         report.newestAtDestination = plan.newest
         if plan.items.isEmpty || options.dryRun {
@@ -135,6 +140,8 @@ package enum SetCopier {
             report.skipped = plan.skipped
             return report
         }
+        // Every file copy uploads is checked here (CopyCheck; the index and the lock read back).
+        (target as? RcloneDestination)?.leaveUploadChecksToCaller()
         try target.makeDirectories(name)
         let lock = SetLock(destination: target, set: name)
         report.warnings += try lock.acquire(operation: "copy from \(source.displayName)")
@@ -147,13 +154,16 @@ package enum SetCopier {
             report.warnings.append("completed the commit of \(cleanup.completed.joined(separator: ", ")) at \(dst.location) (an interrupted copy or run)")
         }
         report.warnings += cleanup.warnings
+        CopyTrace.note("copy \(name): locked and cleaned up")
         plan = try CopyPlan.make(source: src, target: dst)
+        CopyTrace.note("copy \(name): planned again")
         report.alreadyThere = plan.alreadyThere
         report.newestAtDestination = plan.newest
         report.skipped = plan.skipped
         let copier = Transfer(source: src, target: dst, check: CopyCheck.choose(for: target, readBack: options.readBack),
                               progress: CopyProgress(set: name, total: plan.bytesToUpload, backups: plan.items.count, reporter: reporter))
         try copier.run(plan, transfers: options.transfers, report: &report)
+        CopyTrace.note("copy \(name): transferred and committed")
         reporter.endProgress()
         return report
     }

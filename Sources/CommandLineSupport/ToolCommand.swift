@@ -25,16 +25,20 @@ extension ToolCommand {
             Reporter.writeStdout(homeServerVersion + "\n")
             Foundation.exit(0)
         }
-        let subcommands = configuration.subcommands.compactMap { $0.configuration.commandName ?? defaultName($0) }
-        let aliases = configuration.subcommands.flatMap { $0.configuration.aliases }
-        if !subcommands.isEmpty, let first = arguments.first, !first.hasPrefix("-"), first != "help",
-           !subcommands.contains(first), !aliases.contains(first) {
-            reportFailure("\(name): unknown command '\(first)'. The commands are: \(subcommands.joined(separator: ", ")). "
-                          + "See '\(name) --help'.", exitCode: 2)
-            Foundation.exit(2)
+        // (Subcommand names only when a first word needs them: `defaultName` goes through
+        // `String(describing:)` of a type, a runtime lookup that cost ~2 ms at every start.)
+        if let first = arguments.first, !first.hasPrefix("-"), first != "help", !configuration.subcommands.isEmpty {
+            let subcommands = configuration.subcommands.compactMap { $0.configuration.commandName ?? defaultName($0) }
+            let aliases = configuration.subcommands.flatMap { $0.configuration.aliases }
+            if !subcommands.contains(first), !aliases.contains(first) {
+                reportFailure("\(name): unknown command '\(first)'. The commands are: \(subcommands.joined(separator: ", ")). "
+                              + "See '\(name) --help'.", exitCode: 2)
+                Foundation.exit(2)
+            }
         }
-        let defaultSubcommand = configuration.defaultSubcommand.map { $0.configuration.commandName ?? Self.defaultName($0) }
-        if let r = RepeatedOptions.first(in: arguments, help: _dumpHelp(), defaultSubcommand: defaultSubcommand) {
+        if RepeatedOptions.possible(in: arguments),
+           let r = RepeatedOptions.first(in: arguments, help: _dumpHelp(),
+                                         defaultSubcommand: configuration.defaultSubcommand.map { $0.configuration.commandName ?? Self.defaultName($0) }) {
             let message = "\(name): \(r.option) was given \(r.values.count == 2 ? "twice" : "\(r.values.count) times") "
                 + "(\(r.values.map { "'\($0)'" }.joined(separator: ", "))); it takes one value: give it once."
             Reporter.writeStderr("error: " + message + "\n")
@@ -94,6 +98,24 @@ package struct VerbosityOptions: ParsableArguments {
 /// Finds a single-value option given more than once, from the command's own description
 /// (ArgumentParser's help dump: every option with its names and whether it repeats).
 enum RepeatedOptions {
+    /// Whether `arguments` can give one option twice at all: two option words with the same
+    /// spelling (`--to a --to=b`), or any short one (`-t`, `-qv`: it may be the short name of a
+    /// long one given too). Every option has at most one long name (`optionsHaveOneLongName`
+    /// in HardeningTests checks all five tools), so distinct long spellings are distinct
+    /// options. Only then is the help dump read (`first`): building and parsing it was ~12 ms
+    /// of CPU at every start of every tool, more than a whole backup of a small directory.
+    static func possible(in arguments: [String]) -> Bool {
+        var spellings = Set<Substring>()
+        for token in arguments {
+            if token == "--" { break }
+            guard token.hasPrefix("-"), token != "-" else { continue }
+            if !token.hasPrefix("--") { return true }
+            let spelling = token.prefix { $0 != "=" }
+            if !spellings.insert(spelling).inserted { return true }
+        }
+        return false
+    }
+
     /// The first single-value option that `arguments` give more than once, with its values,
     /// for the (sub)command the arguments select (`defaultSubcommand` when none is named).
     static func first(in arguments: [String], help: String, defaultSubcommand: String?) -> (option: String, values: [String])? {

@@ -37,6 +37,12 @@ package final class LocalDestination: Destination {
 
     func full(_ path: String) -> String { path.isEmpty ? root : root + "/" + path }
 
+    /// The absolute path of `path` (a relative root taken from the current directory).
+    package func absolutePath(_ path: String) -> String {
+        let p = full(path)
+        return p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
+    }
+
     /// Creates missing directories 0700 (private whatever the umask); existing ones are left
     /// as they are.
     package func makeDirectories(_ path: String) throws {

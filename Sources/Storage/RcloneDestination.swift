@@ -42,6 +42,17 @@ package final class RcloneDestination: Destination {
     /// Variables set for every rclone this destination starts (over the environment).
     let environment: [String: String]
 
+    private let callerChecks = Atomic<Bool>(false)
+
+    /// From now on, small files written through `create` are uploaded without rclone's own
+    /// comparison of the remote's hash with the bytes it received (one more hash command on an
+    /// SFTP server per file): for a caller that checks every file it uploads itself (`copy`:
+    /// the remote's hash against the bytes it sent, or read back). Larger files (`rcat --size`)
+    /// and `upload(localFile:)` have no such comparison either way.
+    package func leaveUploadChecksToCaller() { callerChecks.store(true, ordering: .relaxed) }
+
+    var uploadsCheckedByCaller: Bool { callerChecks.load(ordering: .relaxed) }
+
     /// Starts rclone for `remote` and asks it what the remote can do (this reaches the remote:
     /// a wrong name or an unreachable server fails here).
     /// - Parameter environment: variables for rclone over this process's (tests: RCLONE_CONFIG).
@@ -140,6 +151,60 @@ package final class RcloneDestination: Destination {
         return RcloneReader(destination: self, path: path, size: st.size)
     }
 
+    /// An upload running in the rclone server (`upload(localFile:to:)`).
+    package struct UploadJob: Sendable {
+        let id: Int64
+        let path: String
+    }
+
+    /// Starts uploading the local file `localPath` (absolute) to `path` by rclone itself
+    /// (`operations/copyfile` from the local root, as an rclone job): its pooled connections to
+    /// the remote, no process per file and no bytes through this process; what `rclone copy`
+    /// does. rclone's own hash comparison is skipped (`IgnoreChecksum`): the caller checks the
+    /// copy against the bytes it read itself (a file that changed between the two reads fails
+    /// that check). `wait` for it.
+    /// - Throws: `RcloneError`.
+    package func upload(localFile localPath: String, to path: String) throws -> UploadJob {
+        precondition(localPath.hasPrefix("/"), "upload(localFile:): an absolute path")
+        let started = try call("operations/copyfile", ["srcFs": "/", "srcRemote": String(localPath.dropFirst()), "dstFs": remote.fs,
+                                                       "dstRemote": path, "_config": ["IgnoreChecksum": true], "_async": true],
+                               path, "upload (copyfile)")
+        guard let id = (started["jobid"] as? NSNumber)?.int64Value else {
+            throw RcloneError(kind: .failed, operation: "upload (copyfile)", location: remote.display(path), status: 0,
+                              detail: "rclone started no job: \(started)")
+        }
+        return UploadJob(id: id, path: path)
+    }
+
+    /// Waits until `job` has finished (polled); stops it when `cancelled()` turns true and
+    /// then waits until it has stopped (at most 30 s), so nothing writes its file afterwards.
+    /// - Throws: `RcloneError` when it failed; `CancellationError` when cancelled.
+    package func wait(_ job: UploadJob, cancelled: () -> Bool) throws {
+        let operation = "upload (copyfile)"
+        var pause: useconds_t = 10_000
+        var stopping: Date?
+        while true {
+            let status = try call("job/status", ["jobid": job.id], job.path, operation)
+            if status["finished"] as? Bool == true {
+                if stopping != nil { throw CancellationError() }
+                if status["success"] as? Bool == true { return }
+                let text = status["error"] as? String ?? "the job failed"
+                throw RcloneError(kind: RcloneError.kind(httpStatus: 500, error: text), operation: operation, location: remote.display(job.path),
+                                  status: 0, detail: text)
+            }
+            if stopping == nil, cancelled() {
+                stopping = Date()
+                _ = try call("job/stop", ["jobid": job.id], job.path, "stop \(operation)")
+            }
+            if let stopping, Date().timeIntervalSince(stopping) > 30 {
+                throw RcloneError(kind: .failed, operation: "stop \(operation)", location: remote.display(job.path), status: 0,
+                                  detail: "the upload did not stop within 30 s")
+            }
+            usleep(pause)
+            pause = min(pause * 2, 100_000)
+        }
+    }
+
     package func rename(_ from: String, to: String) throws {
         _ = try call("operations/movefile", ["srcFs": remote.fs, "srcRemote": from, "dstFs": remote.fs, "dstRemote": to],
                      from, "rename to \(to) (moveto)")
@@ -157,7 +222,7 @@ package final class RcloneDestination: Destination {
     /// false when another writer's contents are there.
     package func createExclusive(_ path: String, contents: [UInt8]) throws -> Bool {
         if try stat(path) != nil { return false }
-        try server.upload(fs: remote.fs, path: path, contents: contents, location: remote.display(path))
+        try server.upload(fs: remote.fs, path: path, contents: contents, location: remote.display(path), callerChecks: uploadsCheckedByCaller)
         return try readAll(path) == contents
     }
 
@@ -269,7 +334,8 @@ final class RcloneWriter: DestinationWriter {
                               detail: "\(written) bytes written where \(size) were announced; nothing was completed")
         }
         guard let upload else {
-            try destination.server.upload(fs: destination.remote.fs, path: path, contents: buffer, location: destination.remote.display(path))
+            try destination.server.upload(fs: destination.remote.fs, path: path, contents: buffer, location: destination.remote.display(path),
+                                          callerChecks: destination.uploadsCheckedByCaller)
             buffer = []
             return
         }

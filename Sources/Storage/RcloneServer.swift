@@ -142,7 +142,9 @@ package final class RcloneServer: Sendable {
     }
 
     /// Uploads a small file whole (`operations/uploadfile`, one request).
-    package func upload(fs: String, path: String, contents: [UInt8], location: String) throws {
+    /// - Parameter callerChecks: skip rclone's comparison of the remote's hash with the bytes
+    ///   received (one more hash command on an SFTP server): the caller checks the upload.
+    package func upload(fs: String, path: String, contents: [UInt8], location: String, callerChecks: Bool = false) throws {
         let directory = parentDirectory(path)
         let name = String(path.dropFirst(directory.isEmpty ? 0 : directory.count + 1))
         let boundary = "hs-" + Self.randomToken()
@@ -150,7 +152,8 @@ package final class RcloneServer: Sendable {
         var body = Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"file0\"; filename=\"\(quoted)\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
         body += contents
         body += Array("\r\n--\(boundary)--\r\n".utf8)
-        let query = "fs=\(Self.percentEncode(fs, keepSlash: false))&remote=\(Self.percentEncode(directory, keepSlash: false))"
+        var query = "fs=\(Self.percentEncode(fs, keepSlash: false))&remote=\(Self.percentEncode(directory, keepSlash: false))"
+        if callerChecks { query += "&_config=" + Self.percentEncode(#"{"IgnoreChecksum":true}"#, keepSlash: false) }
         let response: HTTPResponse
         do {
             response = try http.request("POST", "/operations/uploadfile?" + query,

@@ -551,11 +551,38 @@ struct HardeningTests {
             ("hs-linkcheck", [work.path, "--downloads", "d", "--downloads", "e"]),
             ("hs-provision", ["plan", "--inventory", "a.yml", "--inventory", "b.yml", "--host", "io"]),
             ("hs-deploy", ["--check", "--repo", work.path, "--repo", work.sub("x")]),
+            ("hs-backup", ["run", "--source", work.path, "--to=" + work.sub("a"), "--to", work.sub("b")]),
         ]
         for (tool, args) in cases {
             let r = try Tools.run(tool, args)
             #expect(r.status == 2, "\(tool) \(args.joined(separator: " ")): exit \(r.status): \(r.stderr)")
             #expect(r.stderr.contains("twice") || r.stderr.contains("more than once"), "\(tool): \(r.stderr)")
+        }
+    }
+
+    /// `RepeatedOptions.possible` reads the help dump only when two option words have the same
+    /// spelling or one is short: that is exact only while no option has two long names.
+    @Test("every option of the five tools has at most one long name (the repeated-option pre-check relies on it)")
+    func optionsHaveOneLongName() throws {
+        func check(_ command: [String: Any], _ where_: String) -> [String] {
+            var bad: [String] = []
+            for a in command["arguments"] as? [[String: Any]] ?? [] {
+                // (Single-dash spellings, `-h` and `-help`, always send the check to the dump.)
+                let longs = (a["names"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == "long" }
+                if longs.count > 1 { bad.append("\(where_): \(longs.compactMap { $0["name"] as? String })") }
+            }
+            for sub in command["subcommands"] as? [[String: Any]] ?? [] {
+                bad += check(sub, where_ + " " + (sub["commandName"] as? String ?? "?"))
+            }
+            return bad
+        }
+        for tool in ["hs-backup", "hs-restore", "hs-linkcheck", "hs-provision", "hs-deploy"] {
+            let r = try Tools.run(tool, ["--experimental-dump-help"])
+            #expect(r.status == 0, "\(tool): \(r.stderr)")
+            let command = try #require(Hardening.json(r.stdout)["command"] as? [String: Any], "\(tool): \(r.stdout.prefix(200))")
+            #expect((command["arguments"] as? [Any])?.isEmpty == false || (command["subcommands"] as? [Any])?.isEmpty == false, "\(tool)")
+            let bad = check(command, tool)
+            #expect(bad.isEmpty, "options with two long names: \(bad)")
         }
     }
 
