@@ -16,20 +16,23 @@
 # Measurements run interleaved (ours, reference, ...), --rounds times, medians. Run it under the
 # bench lock: flock /work/bench.lock bench/browse-bench.sh [--write BENCHMARKS.md]
 #
-# Usage: bench/browse-bench.sh [--files N] [--rounds N] [--write FILE] [--sets-only]
+# Usage: bench/browse-bench.sh [--files N] [--rounds N] [--write FILE] [--sets-only] [--lock FILE]
+#   --lock FILE  take FILE (flock) for the timed rounds only, after the untimed set-up
+#                (e.g. --lock /work/bench.lock instead of running the whole script under flock).
 #   --sets-only  build the release binary and the sets (untimed, slow at 1,000,000 files), then stop:
 #                run it without the bench lock, then the timed part under the lock.
 # Needs: root (drops the page cache), a release build (made here, or HS_BIN=path), python3, restic, fuse3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
-FILES=1000000; ROUNDS=3; WRITE=""; BACKUPS=30; SETS_ONLY=0
+FILES=1000000; ROUNDS=3; WRITE=""; BACKUPS=30; SETS_ONLY=0; LOCK=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --files) FILES=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --write) WRITE=$2; shift 2 ;;
     --sets-only) SETS_ONLY=1; shift ;;
+    --lock) LOCK=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -148,6 +151,11 @@ unmountit() {
 }
 trap 'if [ -n "$MOUNTPID" ] && kill -0 "$MOUNTPID" 2>/dev/null; then kill -TERM "$MOUNTPID"; wait "$MOUNTPID"; fi' EXIT
 
+if [ -n "$LOCK" ]; then
+  echo "waiting for $LOCK ($(date +%H:%M:%S))" >&2
+  exec 9>>"$LOCK"; flock 9
+  echo "took $LOCK ($(date +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+fi
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS" >&2
   rsstime find find_rss "$HS" find --to "$DEST" --name plex Preferences.xml
@@ -167,6 +175,11 @@ for r in $(seq 1 "$ROUNDS"); do
   rsstime tar_big tar_rss tar -xzOf "$BIGARCHIVE" "$BIGMEMBER"
   rm -f "$W/last.out"
 done
+if [ -n "$LOCK" ]; then
+  LOAD_END=$(cut -d' ' -f1 /proc/loadavg)
+  exec 9>&-   # the lock goes with the descriptor
+  echo "released $LOCK ($(date +%H:%M:%S))" >&2
+fi
 [ "$ours_lines" -ge 1 ] || { echo "find printed no version of Preferences.xml" >&2; exit 1; }
 
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print('%.2f' % (a/b))" "$1" "$2"; }
@@ -187,7 +200,7 @@ TABLE=$(cat <<EOF
 | peak RSS: mount / dump / tar | $(mib "$(m mount_rss)") | $(mib "$(m dump_rss)") | $(mib "$(m tar_rss)") (tar) | | |
 EOF
 )
-DESC="Set: \`mkplex.py $FILES\` backed up $NBACKUPS times with a change between backups (restic 0.14 repository of the same $NBACKUPS snapshots, its cache warm); a second set holding one 1 GiB random file. $ROUNDS interleaved rounds, medians (per round: find ${T[find]} s, restic find ${T[restic_find]} s; ls ${T[ls]} s; cat ${T[cat]} s; mount read ${T[mount_big]} s, dump ${T[dump_big]} s, tar ${T[tar_big]} s). Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), shared (load average at the end: $(cut -d' ' -f1 /proc/loadavg)). $(date -u +%Y-%m-%d)."
+DESC="Set: \`mkplex.py $FILES\` backed up $NBACKUPS times with a change between backups (restic 0.14 repository of the same $NBACKUPS snapshots, its cache warm); a second set holding one 1 GiB random file. $ROUNDS interleaved rounds, medians (per round: find ${T[find]} s, restic find ${T[restic_find]} s; ls ${T[ls]} s; cat ${T[cat]} s; mount read ${T[mount_big]} s, dump ${T[dump_big]} s, tar ${T[tar_big]} s). Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), shared (load average at the end: ${LOAD_END:-$(cut -d' ' -f1 /proc/loadavg)}). $(date -u +%Y-%m-%d)."
 echo "$TABLE"
 echo
 echo "$DESC"
