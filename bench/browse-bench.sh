@@ -16,17 +16,23 @@
 # Measurements run interleaved (ours, reference, ...), --rounds times, medians. Run it under the
 # bench lock: flock /work/bench.lock bench/browse-bench.sh [--write BENCHMARKS.md]
 #
-# Usage: bench/browse-bench.sh [--files N] [--rounds N] [--write FILE]
-# Needs: root (drops the page cache), a release build (made here), python3, restic, fuse3.
+# Usage: bench/browse-bench.sh [--files N] [--rounds N] [--write FILE] [--sets-only] [--lock FILE]
+#   --lock FILE  take FILE (flock) for the timed rounds only, after the untimed set-up
+#                (e.g. --lock /work/bench.lock instead of running the whole script under flock).
+#   --sets-only  build the release binary and the sets (untimed, slow at 1,000,000 files), then stop:
+#                run it without the bench lock, then the timed part under the lock.
+# Needs: root (drops the page cache), a release build (made here, or HS_BIN=path), python3, restic, fuse3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
-FILES=1000000; ROUNDS=3; WRITE=""; BACKUPS=30
+FILES=1000000; ROUNDS=3; WRITE=""; BACKUPS=30; SETS_ONLY=0; LOCK=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --files) FILES=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --write) WRITE=$2; shift 2 ;;
+    --sets-only) SETS_ONLY=1; shift ;;
+    --lock) LOCK=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -34,18 +40,25 @@ done
 command -v restic >/dev/null || { echo "restic missing: run scripts/bootstrap.sh" >&2; exit 1; }
 command -v fusermount3 >/dev/null || { echo "fuse3 missing: run scripts/bootstrap.sh" >&2; exit 1; }
 
-# (pipefail: a failed build stops the script; sed only drops the progress lines)
-swift build -c release --product hs-backup 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
-HS="$(swift build -c release --show-bin-path)/hs-backup"
+if [ -n "${HS_BIN:-}" ]; then
+  HS=$HS_BIN   # a release hs-backup built elsewhere (e.g. to build the sets while the sources change)
+else
+  # (pipefail: a failed build stops the script; sed only drops the progress lines)
+  swift build -c release --product hs-backup 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
+  HS="$(swift build -c release --show-bin-path)/hs-backup"
+fi
 W=${BENCH_DIR:-/var/tmp/hs-browse-bench}
 TREE="$W/plex-$FILES"; DEST="$W/dest-$FILES"; REPO="$W/restic-$FILES"; BIG="$W/big"
 export RESTIC_PASSWORD=bench RESTIC_REPOSITORY="$REPO" RESTIC_CACHE_DIR="$W/restic-cache"
 mkdir -p "$W"
 
-# --- the sets (built once) ---
+# --- the sets (built once, by a copy of the binary: a rebuild meanwhile does not change the writer) ---
+SETHS="$W/hs-backup.sets"
+if [ ! -f "$DEST.done" ] || [ ! -f "$DEST.big.done" ]; then cp "$HS" "$SETHS"; fi
 if [ ! -f "$DEST.done" ]; then
   echo "building $BACKUPS backups of a $FILES-file Plex-like tree (hs-backup and restic, once)" >&2
-  rm -rf "$DEST" "$REPO"
+  # an interrupted build leaves a tree changed by some rounds: start again from a fresh one
+  rm -rf "$DEST" "$REPO" "$TREE" "$DEST.big.done"
   python3 bench/mkplex.py "$FILES" "$TREE" >&2
   restic init -q
   for i in $(seq 1 "$BACKUPS"); do
@@ -79,19 +92,25 @@ if bs:
     import shutil; shutil.rmtree(os.path.join(t, bs[0]))
 EOF
     fi
-    "$HS" run -q --source "$TREE" --to "$DEST" --name plex
+    "$SETHS" run -q --source "$TREE" --to "$DEST" --name plex
     restic backup -q "$TREE" >/dev/null
+    echo "backup $i/$BACKUPS done at $(date +%H:%M:%S)" >&2
     sleep 1
   done
   touch "$DEST.done"
 fi
 if [ ! -f "$BIG.done" ]; then
-  echo "building a set with one 1 GiB file (once)" >&2
+  echo "making one 1 GiB random file (once)" >&2
   rm -rf "$BIG"; mkdir -p "$BIG/src"
   head -c $((1 << 30)) /dev/urandom > "$BIG/src/big.bin"
-  "$HS" run -q --source "$BIG/src" --to "$DEST" --name big
   touch "$BIG.done"
 fi
+if [ ! -f "$DEST.big.done" ]; then
+  echo "backing up the 1 GiB file as set big in $DEST (once)" >&2
+  "$SETHS" run -q --source "$BIG/src" --to "$DEST" --name big
+  touch "$DEST.big.done"
+fi
+if [ "$SETS_ONLY" = 1 ]; then echo "sets ready in $W" >&2; exit 0; fi
 IDS=$("$HS" list --to "$DEST" --name plex --json | python3 -c 'import json,sys; print(" ".join(b["id"] for b in json.load(sys.stdin)["backups"]))')
 NBACKUPS=$(wc -w <<< "$IDS")
 LATEST=${IDS##* }
@@ -132,6 +151,11 @@ unmountit() {
 }
 trap 'if [ -n "$MOUNTPID" ] && kill -0 "$MOUNTPID" 2>/dev/null; then kill -TERM "$MOUNTPID"; wait "$MOUNTPID"; fi' EXIT
 
+if [ -n "$LOCK" ]; then
+  echo "waiting for $LOCK ($(date +%H:%M:%S))" >&2
+  exec 9>>"$LOCK"; flock 9
+  echo "took $LOCK ($(date +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+fi
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS" >&2
   rsstime find find_rss "$HS" find --to "$DEST" --name plex Preferences.xml
@@ -151,6 +175,11 @@ for r in $(seq 1 "$ROUNDS"); do
   rsstime tar_big tar_rss tar -xzOf "$BIGARCHIVE" "$BIGMEMBER"
   rm -f "$W/last.out"
 done
+if [ -n "$LOCK" ]; then
+  LOAD_END=$(cut -d' ' -f1 /proc/loadavg)
+  exec 9>&-   # the lock goes with the descriptor
+  echo "released $LOCK ($(date +%H:%M:%S))" >&2
+fi
 [ "$ours_lines" -ge 1 ] || { echo "find printed no version of Preferences.xml" >&2; exit 1; }
 
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print('%.2f' % (a/b))" "$1" "$2"; }
@@ -171,7 +200,7 @@ TABLE=$(cat <<EOF
 | peak RSS: mount / dump / tar | $(mib "$(m mount_rss)") | $(mib "$(m dump_rss)") | $(mib "$(m tar_rss)") (tar) | | |
 EOF
 )
-DESC="Set: \`mkplex.py $FILES\` backed up $NBACKUPS times with a change between backups (restic 0.14 repository of the same $NBACKUPS snapshots, its cache warm); a second set holding one 1 GiB random file. $ROUNDS interleaved rounds, medians (per round: find ${T[find]} s, restic find ${T[restic_find]} s; ls ${T[ls]} s; cat ${T[cat]} s; mount read ${T[mount_big]} s, dump ${T[dump_big]} s, tar ${T[tar_big]} s). Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), shared (load average at the end: $(cut -d' ' -f1 /proc/loadavg)). $(date -u +%Y-%m-%d)."
+DESC="Set: \`mkplex.py $FILES\` backed up $NBACKUPS times with a change between backups (restic 0.14 repository of the same $NBACKUPS snapshots, its cache warm); a second set holding one 1 GiB random file. $ROUNDS interleaved rounds, medians (per round: find ${T[find]} s, restic find ${T[restic_find]} s; ls ${T[ls]} s; cat ${T[cat]} s; mount read ${T[mount_big]} s, dump ${T[dump_big]} s, tar ${T[tar_big]} s). Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), shared (load average at the end: ${LOAD_END:-$(cut -d' ' -f1 /proc/loadavg)}). $(date -u +%Y-%m-%d)."
 echo "$TABLE"
 echo
 echo "$DESC"

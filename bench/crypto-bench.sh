@@ -9,6 +9,8 @@
 #   restore, encrypted       vs  `age -d -i KEY ARCHIVE | tar -xzf -` of the same encrypted
 #                                full archive (the stock-tools restore; reference, no target)
 #   for the corpus (mkcorpus.py --scale N) and the Plex-like tree (bench/mkplex.py, --plex N)
+# Each row also gives the median CPU seconds (user + system, children included) of both sides:
+# on a shared, loaded machine they move much less than wall times.
 #
 # Usage: bench/crypto-bench.sh [--rounds N] [--scale N] [--plex N] [--only corpus,plex] [--fresh-ext4] [--keep]
 #   --fresh-ext4  restore every time into a freshly made ext4 (loop-mounted image), as
@@ -51,15 +53,16 @@ rm -f "$W/key.txt"
 age-keygen -o "$W/key.txt" 2>/dev/null
 RECIPIENT=$(age-keygen -y "$W/key.txt")
 
-# run NAME CMD...: wall seconds and peak RSS (KiB) of CMD appended to $W/NAME.times.
+# run NAME CMD...: wall seconds, peak RSS (KiB) and CPU seconds (user + system, children
+# included) of CMD appended to $W/NAME.times.
 run() {
   local name=$1; shift
   sync
-  /usr/bin/time -f "%e %M" -o "$W/time.out" "$@" >/dev/null 2>"$W/last.err" || { echo "$name failed: $(tail -3 "$W/last.err")" >&2; exit 1; }
+  /usr/bin/time -f "%e %M %U %S" -o "$W/time.out" "$@" >/dev/null 2>"$W/last.err" || { echo "$name failed: $(tail -3 "$W/last.err")" >&2; exit 1; }
   cat "$W/time.out" >> "$W/$name.times"
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-col() { awk -v c="$2" '{print $c}' "$W/$1.times" | median; }
+col() { awk -v c="$2" '{print (c == "cpu") ? $3 + $4 : $c}' "$W/$1.times" | median; }
 
 # A fresh, empty restore target at $W/out.
 fresh_target() { # inodes
@@ -79,10 +82,11 @@ fresh_target() { # inodes
 row() {
   local label=$1 what=$2 a=$3 b=$4 target=$5 desc=$6
   awk -v l="$label" -v d="$desc" -v t="$target" -v e="$(col "$label-$what-$a" 1)" -v p="$(col "$label-$what-$b" 1)" \
-      -v er="$(col "$label-$what-$a" 2)" -v pr="$(col "$label-$what-$b" 2)" 'BEGIN {
+      -v er="$(col "$label-$what-$a" 2)" -v pr="$(col "$label-$what-$b" 2)" \
+      -v ec="$(col "$label-$what-$a" cpu)" -v pc="$(col "$label-$what-$b" cpu)" 'BEGIN {
     r = e / p; met = (t == "" ? "" : (r <= t + 0 ? "yes" : "NO"))
-    printf "| %s: %s | %.2f s | %.2f s | %.2fx | %s | %s | %.0f / %.0f MiB |\n",
-      l, d, e, p, r, (t == "" ? "reference" : "<= " t "x"), met, er / 1024, pr / 1024 }'
+    printf "| %s: %s | %.2f s | %.2f s | %.2fx | %s | %s | %.2f / %.2f s (%.2fx) | %.0f / %.0f MiB |\n",
+      l, d, e, p, r, (t == "" ? "reference" : "<= " t "x"), met, ec, pc, (pc > 0 ? ec / pc : 0), er / 1024, pr / 1024 }'
 }
 
 # Each round runs the three ways (plain, enc, ref) in a rotating order, backups then restores.
@@ -126,8 +130,8 @@ bench_tree() { # label tree
   row "$label" restore enc ref "" "restore, encrypted vs \`age -d -i KEY ARCHIVE \\| tar -xzf -\`"
 }
 
-echo "| measurement | hs-backup encrypted | other | ratio | target | met | peak RSS encrypted / other |"
-echo "|---|---|---|---|---|---|---|"
+echo "| measurement | hs-backup encrypted | other | ratio | target | met | CPU user+sys encrypted / other | peak RSS encrypted / other |"
+echo "|---|---|---|---|---|---|---|---|"
 if want corpus; then
   CORPUS="$W/corpus-scale$SCALE"
   if [ ! -f "$CORPUS.done" ]; then rm -rf "$CORPUS"; python3 "$MKCORPUS" "$CORPUS" --scale "$SCALE" >/dev/null; touch "$CORPUS.done"; fi

@@ -37,7 +37,9 @@ package final class TarReader {
     private var denseOffset: UInt64 = 0
     /// Stored bytes after a sparse file's last region (a map a few bytes short), skipped.
     private var trailingSkip: UInt64 = 0
-    private var currentName = ""
+    /// The current entry's path (escaped for messages only when one is made).
+    private var currentPath: [UInt8] = []
+    private var currentName: String { Self.display(currentPath) }
     package private(set) var finished = false
     /// Entries read so far, and whether the last one stored data (for an archive that ends
     /// without its end-of-archive blocks).
@@ -243,7 +245,7 @@ package final class TarReader {
         }
         var e = TarEntry(path: Self.trimTrailingSlashes(name), type: type)
         e.headerOffset = at
-        currentName = e.displayPath
+        currentPath = e.path
         e.mode = UInt32(truncatingIfNeeded: try number(block, 100, 8, at)) & 0o7777
         e.uid = UInt32(truncatingIfNeeded: try number(block, 108, 8, at))
         e.gid = UInt32(truncatingIfNeeded: try number(block, 116, 8, at))
@@ -325,7 +327,7 @@ package final class TarReader {
         } else if h.pax("GNU.sparse.major") == Array("1".utf8), h.pax("GNU.sparse.minor") == Array("0".utf8) {
             // GNU tar stands in the 0.x size key or the header's own size, and keeps the
             // header's name, when GNU.sparse.name/realsize are missing.
-            if let rn = h.pax("GNU.sparse.name"), !rn.isEmpty { e.path = Self.trimTrailingSlashes(rn); currentName = e.displayPath }
+            if let rn = h.pax("GNU.sparse.name"), !rn.isEmpty { e.path = Self.trimTrailingSlashes(rn); currentPath = e.path }
             let stored = storedLeft
             let map = try readSparseMap1(at)
             let real = try num("GNU.sparse.realsize") ?? num("GNU.sparse.size") ?? max(stored, map.last.map { $0.0 + $0.1 } ?? 0)
@@ -334,7 +336,7 @@ package final class TarReader {
             }
             try setSparse(&e, real: real, map: map, at)
         } else if let real = try num("GNU.sparse.size") ?? num("GNU.sparse.realsize") {
-            if let rn = h.pax("GNU.sparse.name"), !rn.isEmpty { e.path = Self.trimTrailingSlashes(rn); currentName = e.displayPath }
+            if let rn = h.pax("GNU.sparse.name"), !rn.isEmpty { e.path = Self.trimTrailingSlashes(rn); currentPath = e.path }
             var map: [(UInt64, UInt64)] = []
             if let m = h.pax("GNU.sparse.map") {          // 0.1
                 let nums = try m.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false).map { try paxUInt(Array("GNU.sparse.map".utf8), Array($0), at) }

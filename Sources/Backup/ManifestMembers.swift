@@ -88,12 +88,54 @@ package final class ManifestMembers: Sendable {
             }
             return t
         }
+        var t = ManifestTable()
+        t.reserve(entries: places[i].chunk.length / 160 + 1, stringBytes: places[i].chunk.length)
+        try forEachEntry(i) { e, path, link in
+            var e = e
+            (e.pathOffset, e.pathLength) = t.intern(path)
+            (e.linkOffset, e.linkLength) = link.isEmpty ? (0, 0) : t.intern(link)
+            t.append(e)
+        }
+        return t
+    }
+
+    /// Calls `body` with every entry of member `i` in path order, checked as `table(i)` checks
+    /// them (it is built by this walk), without building a table: the entry (its string fields
+    /// do not point anywhere), its full path and its link, both valid during the call only.
+    /// - Parameter decoder: inflates into its reused buffer (no allocation per member); one
+    ///   decoder per thread.
+    /// - Returns: the member's last path (empty for an empty member).
+    /// - Throws: `ManifestError` naming the manifest and the member when it is damaged or cannot
+    ///   be read; what `body` throws.
+    @discardableResult
+    package func forEachEntry(_ i: Int, decoder: GzipMemberDecoder? = nil,
+                              _ body: (ManifestEntry, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws -> [UInt8] {
+        if let legacy {
+            var last: [UInt8] = []
+            for k in i * Self.legacyRun ..< min(legacy.count, (i + 1) * Self.legacyRun) {
+                let e = legacy.entry(k)
+                let link = legacy.linkBytes(e)
+                try legacy.withPath(e) { p in try link.withUnsafeBytes { try body(e, p, $0) } }
+                last = legacy.pathBytes(e)
+            }
+            return last
+        }
         let p = places[i]
         let compressed = try Manifest.readFully(read, at: p.offset, count: p.chunk.compressed)
         guard compressed.count == p.chunk.compressed else { throw Manifest.damaged(name, "truncated body") }
+        if let decoder {
+            let last: [UInt8]?
+            do {
+                last = try decoder.withMember(compressed, length: p.chunk.length) { raw -> [UInt8] in
+                    try Manifest.checkMember(raw, p.chunk)
+                    return try Manifest.walkMember(raw, header: header, name: name, index: i, body)
+                }
+            } catch let e as MemberProblem { throw Manifest.damaged(name, "member \(i): \(e)") }
+            if let last { return last }
+        }
         let bytes: [UInt8]
         do { bytes = try Manifest.inflateMember(compressed, p.chunk) } catch { throw Manifest.damaged(name, "member \(i): \(error)") }
-        return try ManifestTable(member: bytes, header: header, name: name, index: i)
+        return try bytes.withUnsafeBytes { try Manifest.walkMember($0, header: header, name: name, index: i, body) }
     }
 }
 
@@ -177,9 +219,36 @@ extension Manifest {
             }
             try d.finish()
         }
-        guard out.count == chunk.length else { throw MemberProblem(why: "\(out.count) bytes, recorded \(chunk.length)") }
-        guard out.withUnsafeBytes({ hexString(SHA256Hasher.hash($0)) }) == chunk.sha256 else { throw MemberProblem(why: "checksum mismatch") }
+        try out.withUnsafeBytes { try checkMember($0, chunk) }
         return out
+    }
+
+    /// Checks an inflated member's length and SHA-256 against the header's record.
+    /// - Throws: `MemberProblem` (the caller names the manifest and the member).
+    static func checkMember(_ bytes: UnsafeRawBufferPointer, _ chunk: ManifestChunk) throws {
+        guard bytes.count == chunk.length else { throw MemberProblem(why: "\(bytes.count) bytes, recorded \(chunk.length)") }
+        guard hexString(SHA256Hasher.hash(bytes)) == chunk.sha256 else { throw MemberProblem(why: "checksum mismatch") }
+    }
+
+    /// Walks the entries of one inflated format-3 member (member `index` of manifest `name`),
+    /// checked: well formed, in path order, archive references the header lists. `body` gets
+    /// each entry (string fields unset), its full path and its link.
+    /// - Returns: the member's last path (empty for an empty member).
+    @discardableResult
+    static func walkMember(_ raw: UnsafeRawBufferPointer, header: ManifestHeader, name: String, index: Int,
+                           _ body: (ManifestEntry, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void) throws -> [UInt8] {
+        var cursor = ManifestMemberCursor()
+        while true {
+            let item: (entry: ManifestEntry, link: Range<Int>)?
+            do { item = try cursor.next(raw) } catch { throw Manifest.damaged(name, "\(error) in member \(index)") }
+            guard let item else { break }
+            try cursor.path.withUnsafeBytes { path in
+                guard cursor.followsPrevious else { throw Manifest.damaged(name, "entries out of order at \(displayPath(Array(path)))") }
+                if let why = header.badArchiveReference(item.entry, path: path) { throw Manifest.damaged(name, why) }
+                try body(item.entry, path, UnsafeRawBufferPointer(rebasing: raw[item.link]))
+            }
+        }
+        return cursor.pathCopy
     }
 }
 
@@ -200,6 +269,9 @@ struct ManifestMemberCursor {
     }
     private(set) var position = 0
     private var started = false
+    /// Whether the entry `next` returned last sorts after the one before it in component order
+    /// (true for a member's first entry). Compared on the bytes after the shared prefix only.
+    private(set) var followsPrevious = true
 
     /// The next entry (its path in `path`, its link as a range of `bytes`); nil at the end.
     /// - Throws: a short reason when the member is malformed.
@@ -214,6 +286,10 @@ struct ManifestMemberCursor {
               linkLength <= Manifest.maxNameLength, shared + rest > 0, bytes.count - position >= rest + linkLength else {
             throw MemberProblem(why: "malformed entry")
         }
+        if started {
+            let added = UnsafeRawBufferPointer(rebasing: bytes[position ..< position + rest])
+            followsPrevious = path.withUnsafeBytes { comparePaths(UnsafeRawBufferPointer(rebasing: $0[shared...]), added) } < 0
+        }
         started = true
         path.removeSubrange(shared...)
         path.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[position ..< position + rest]))
@@ -227,34 +303,6 @@ struct ManifestMemberCursor {
 }
 
 extension ManifestTable {
-    /// The entries of one inflated member (member `index` of manifest `name`), checked: well
-    /// formed, in path order, archive references the header lists.
-    init(member bytes: [UInt8], header: ManifestHeader, name: String, index: Int) throws {
-        self.init()
-        reserve(entries: bytes.count / 160 + 1, stringBytes: bytes.count)
-        var cursor = ManifestMemberCursor()
-        var previous: (offset: Int, count: Int)? = nil
-        try bytes.withUnsafeBytes { raw in
-            while true {
-                let item: (entry: ManifestEntry, link: Range<Int>)?
-                do { item = try cursor.next(raw) } catch { throw Manifest.damaged(name, "\(error) in member \(index)") }
-                guard let item else { break }
-                var e = item.entry
-                let link = item.link
-                let path = cursor.path
-                if let p = previous {
-                    let c = strings.withUnsafeBytes { s in path.withUnsafeBytes { comparePaths(UnsafeRawBufferPointer(rebasing: s[p.offset ..< p.offset + p.count]), $0) } }
-                    guard c < 0 else { throw Manifest.damaged(name, "entries out of order at \(displayPath(path))") }
-                }
-                if let why = header.badArchiveReference(e, path: path) { throw Manifest.damaged(name, why) }
-                (e.pathOffset, e.pathLength) = path.withUnsafeBytes { intern($0) }
-                (e.linkOffset, e.linkLength) = link.isEmpty ? (0, 0) : intern(UnsafeRawBufferPointer(rebasing: raw[link]))
-                previous = (Int(e.pathOffset), Int(e.pathLength))
-                append(e)
-            }
-        }
-    }
-
     /// Checks that this member's first entry sorts after `previous`'s last (members of one
     /// manifest read one by one).
     package func checkFollows(_ previous: ManifestTable, name: String) throws {
@@ -267,7 +315,11 @@ extension ManifestTable {
 extension ManifestHeader {
     /// Why an entry's archive index is wrong (one the header does not list), or nil.
     func badArchiveReference(_ e: ManifestEntry, path: [UInt8]) -> String? {
+        path.withUnsafeBytes { badArchiveReference(e, path: $0) }
+    }
+
+    func badArchiveReference(_ e: ManifestEntry, path: UnsafeRawBufferPointer) -> String? {
         guard e.archive != ManifestEntry.noArchive, archiveID(e.archive) == nil else { return nil }
-        return "entry \(displayPath(path)) names archive #\(e.archive), which the header does not list"
+        return "entry \(displayPath(Array(path))) names archive #\(e.archive), which the header does not list"
     }
 }

@@ -11,6 +11,7 @@ import Crypto
 import Foundation
 import Storage
 import Support
+import Synchronization
 
 /// The keys a command was given for a set.
 package struct SetKeys: Sendable {
@@ -214,5 +215,82 @@ package enum EncryptedArchive {
         guard (try? set.isEncrypted(url.lastPathComponent)) == true else { return nil }
         let r = try set.openStored(url.lastPathComponent)
         return ArchiveSource(size: r.size, displayName: path) { try r.read(at: $0, count: $1) }
+    }
+}
+
+/// `hs-restore --archive -` of a stream that may be an age file (`cat ARCHIVE.tar.gz | hs-restore
+/// --archive - --identity key.txt`): read in order; an age stream (its first bytes say so) is
+/// decrypted with the identities of `identityFiles` as it arrives, each chunk authenticated
+/// before its plaintext is passed on; anything else passes through unchanged.
+package final class DecryptingStream: ByteSource {
+    package let displayName: String
+    package var size: UInt64? { nil }
+    private let base: any ByteSource
+    private let identityFiles: [String]
+
+    private struct State {
+        /// Plaintext offset the next read must ask for.
+        var position: UInt64 = 0
+        /// Offset of the next read of `base`.
+        var consumed: UInt64 = 0
+        /// nil until the first bytes were seen; then the decryptor, or none (plaintext).
+        var decryptor: AgeStreamDecryptor??
+        var pending: [UInt8] = []
+        var ended = false
+    }
+
+    private let state = Mutex(State())
+    static let piece = 256 << 10
+
+    package init(_ base: any ByteSource, identityFiles: [String]) {
+        self.base = base
+        self.displayName = base.displayName
+        self.identityFiles = identityFiles
+    }
+
+    package func read(at offset: UInt64, count: Int) throws -> [UInt8] {
+        try state.withLock { (s: inout State) throws -> [UInt8] in
+            guard offset == s.position else {
+                throw SysError(call: "read", path: displayName, errno: ESPIPE, hint: "a stream is read once, in order; give the archive as a file for this")
+            }
+            while s.pending.count < count && !s.ended { try fill(&s, want: count) }
+            let n = min(count, s.pending.count)
+            let out = Array(s.pending[..<n])
+            s.pending.removeFirst(n)
+            s.position += UInt64(n)
+            return out
+        }
+    }
+
+    /// Reads the next piece of `base` into `pending` (decrypted when it is an age stream).
+    private func fill(_ s: inout State, want: Int) throws {
+        let bytes = try base.read(at: s.consumed, count: max(want, Self.piece))
+        s.consumed += UInt64(bytes.count)
+        if s.decryptor == nil {
+            guard Age.looksLikeAgeFile(bytes) else {
+                s.decryptor = .some(nil)
+                s.pending += bytes
+                s.ended = bytes.isEmpty
+                return
+            }
+            let identities = try SetKeys.identities(files: identityFiles)
+            guard !identities.isEmpty else { throw EncryptionError(.identityRequired(file: displayName)) }
+            s.decryptor = .some(AgeStreamDecryptor(identities: identities, name: displayName))
+        }
+        guard let decryptor = s.decryptor ?? nil else {
+            s.pending += bytes
+            s.ended = bytes.isEmpty
+            return
+        }
+        var out: [UInt8] = []
+        do {
+            if bytes.isEmpty {
+                try decryptor.finish { out.append(contentsOf: $0) }
+                s.ended = true
+            } else {
+                try decryptor.feed(bytes) { out.append(contentsOf: $0) }
+            }
+        } catch let e as AgeError { throw EncryptionError(.age(e)) }
+        s.pending += out
     }
 }

@@ -1,10 +1,12 @@
 // One backup as a tree the mount can walk without reading its whole manifest for every call:
 // the first path of each manifest member (to find the member holding a path by binary
 // search), and how many hardlinks name each file (its st_nlink). Both come from one pass over
-// the members when the backup is first opened; members shared with a backup already opened
-// (same SHA-256) are not decoded again. Member tables are kept in a cache bounded by bytes,
+// the members when the backup is first opened (a walk of each member's entries on two threads,
+// no table built); members shared with a backup already opened (same SHA-256) are not decoded
+// again. Member tables are kept in a cache bounded by bytes,
 // shared by every backup of the mount.
 import Backup
+import Gzip
 import Support
 import Synchronization
 
@@ -42,12 +44,23 @@ package final class MemberTableCache: Sendable {
         return t
     }
 
-    /// The summary of member `i` (decoding it if it was never seen).
-    func summary(_ members: ManifestMembers, _ i: Int) throws -> MemberSummary {
+    /// The summary of member `i`: recorded when it was decoded, or from one walk over its
+    /// entries (checked as `table` checks them, no table built, nothing else kept).
+    /// - Parameter decoder: inflates into its reused buffer (one per thread).
+    func summary(_ members: ManifestMembers, _ i: Int, decoder: GzipMemberDecoder? = nil) throws -> MemberSummary {
         let key = members.identity(i)
         if let s = summaries.withLock({ $0[key] }) { return s }
-        _ = try table(members, i)
-        return summaries.withLock { $0[key]! }
+        var first: [UInt8]?
+        var count = 0
+        var links: [[UInt8]] = []
+        let last = try members.forEachEntry(i, decoder: decoder) { e, path, link in
+            if first == nil { first = Array(path) }
+            count += 1
+            if e.type == .hardlink { links.append(Array(link)) }
+        }
+        let s = MemberSummary(first: first ?? [], last: last, count: count, linkTargets: links)
+        summaries.withLock { $0[key] = s }
+        return s
     }
 
     private static func summarise(_ t: ManifestTable) -> MemberSummary {
@@ -79,11 +92,15 @@ package final class BackupTree: Sendable {
         self.cache = cache
         let n = members.count
         let results = Mutex([MemberSummary?](repeating: nil, count: n))
-        let pool = WorkPool(threads: 2, name: "hs-mount-index")
+        let threads = 2
+        let pool = WorkPool(threads: threads, name: "hs-mount-index")
         defer { pool.close() }
-        try pool.forEach(0 ..< n, chunk: 1) { i in
-            let s = try cache.summary(members, i)
-            results.withLock { $0[i] = s }
+        try pool.forEach(0 ..< threads, chunk: 1) { t in
+            let decoder = GzipMemberDecoder(maxOutput: 2 << 20)
+            for i in stride(from: t, to: n, by: threads) {
+                let s = try cache.summary(members, i, decoder: decoder)
+                results.withLock { $0[i] = s }
+            }
         }
         let summaries = results.withLock { $0.map { $0! } }
         var counts: [[UInt8]: UInt32] = [:]

@@ -76,7 +76,8 @@ package final class MountTree: Sendable {
 
     /// - Parameters:
     ///   - onlySet: show only this set (`--name`).
-    ///   - cacheBytes: bound of the decoded manifest members and of the archive member cache each.
+    ///   - cacheBytes: bound of the caches together: half for decoded manifest members, half for
+    ///     decompressed archive members.
     package init(destination: any Destination, keys: SetKeys = SetKeys(), onlySet: String?, cacheBytes: Int = 96 << 20,
                  uid: UInt32 = getuid(), gid: UInt32 = getgid()) {
         self.destination = destination
@@ -85,8 +86,8 @@ package final class MountTree: Sendable {
         owner = (uid, gid)
         let now = Date().timeIntervalSince1970
         mounted = FileTime(seconds: Int64(now), nanoseconds: 0)
-        cache = MemberTableCache(maxBytes: cacheBytes)
-        content = ArchiveContent(destination: destination, keys: keys, cacheBytes: cacheBytes)
+        cache = MemberTableCache(maxBytes: cacheBytes / 2)
+        content = ArchiveContent(destination: destination, keys: keys, cacheBytes: cacheBytes / 2)
     }
 
     // MARK: sets and backups

@@ -8,11 +8,18 @@ import Support
 /// and syncs `base`. Nothing may be written after `sync()`. `close()` without `sync()` leaves
 /// an incomplete file (the caller removes it: a run that failed).
 package final class AgeEncryptingWriter: DestinationWriter {
+    /// Sealed chunks gathered before they are passed to `base` (1 MiB and a bit).
+    static let chunksPerWrite = 16
+
     private let base: any DestinationWriter
     private let payload: AgePayload
     private let name: String
-    private var pending: [UInt8] = []
-    private var out: [UInt8] = []
+    /// The plaintext of the chunk being filled (`pendingCount` bytes of it).
+    private var pending: [UInt8]
+    private var pendingCount = 0
+    /// Sealed chunks not yet written (`outCount` bytes): allocated once, reused.
+    private var out: [UInt8]
+    private var outCount = 0
     private var index: UInt64 = 0
     private var finished = false
 
@@ -26,7 +33,8 @@ package final class AgeEncryptingWriter: DestinationWriter {
         let (header, fileKey) = try Age.newHeader(to: recipients, name: name)
         let nonce = try secureRandomBytes(AgePayload.nonceSize)
         payload = try AgePayload(fileKey: fileKey, nonce: nonce)
-        pending.reserveCapacity(AgePayload.chunkSize)
+        pending = [UInt8](repeating: 0, count: AgePayload.chunkSize)
+        out = [UInt8](repeating: 0, count: Self.chunksPerWrite * AgePayload.sealedChunkSize)
         try base.write(header + nonce)
     }
 
@@ -35,43 +43,60 @@ package final class AgeEncryptingWriter: DestinationWriter {
         guard bytes.count > 0 else { return }
         var rest = bytes
         let chunk = AgePayload.chunkSize
-        if !pending.isEmpty {
-            let take = min(chunk - pending.count, rest.count)
-            pending.append(contentsOf: rest[..<take])
+        if pendingCount > 0 {
+            let take = min(chunk - pendingCount, rest.count)
+            addPending(UnsafeRawBufferPointer(rebasing: rest[..<take]))
             rest = UnsafeRawBufferPointer(rebasing: rest[take...])
             // A full chunk is sealed only once more bytes follow: the last one is flagged.
             guard !rest.isEmpty else { return }
-            try pending.withUnsafeBytes { try sealChunk($0, last: false) }
-            pending.removeAll(keepingCapacity: true)
+            try sealPending(last: false)
         }
+        // Whole chunks straight from the caller's buffer; the last one (even when full) waits.
         while rest.count > chunk {
             try sealChunk(UnsafeRawBufferPointer(rebasing: rest[..<chunk]), last: false)
             rest = UnsafeRawBufferPointer(rebasing: rest[chunk...])
         }
-        pending.append(contentsOf: rest)
+        addPending(rest)
         try flush()
     }
 
+    private func addPending(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0 else { return }
+        pending.withUnsafeMutableBytes { p in
+            (p.baseAddress! + pendingCount).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        }
+        pendingCount += bytes.count
+    }
+
+    private func sealPending(last: Bool) throws {
+        let count = pendingCount
+        try pending.withUnsafeBytes { try sealChunk(UnsafeRawBufferPointer(rebasing: $0[..<count]), last: last) }
+        pendingCount = 0
+    }
+
     private func sealChunk(_ plaintext: UnsafeRawBufferPointer, last: Bool) throws {
-        let start = out.count
-        out.append(contentsOf: repeatElement(0, count: plaintext.count + ChaChaPoly.tagSize))
+        if outCount + plaintext.count + ChaChaPoly.tagSize > out.count { try flush() }
+        let start = outCount
         try out.withUnsafeMutableBytes { try payload.seal(index, last: last, plaintext, into: $0.baseAddress! + start) }
+        outCount += plaintext.count + ChaChaPoly.tagSize
         index += 1
     }
 
     private func flush() throws {
-        guard !out.isEmpty else { return }
-        try base.write(out)
-        out.removeAll(keepingCapacity: true)
+        guard outCount > 0 else { return }
+        let count = outCount
+        try out.withUnsafeBytes { try base.write(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+        outCount = 0
     }
 
     /// Seals the final chunk and writes it. Idempotent.
     package func finish() throws {
         guard !finished else { return }
         finished = true
-        try pending.withUnsafeBytes { try sealChunk($0, last: true) }
-        pending = []
+        try sealPending(last: true)
         try flush()
+        pending = []
+        out = []
     }
 
     package func sync() throws {

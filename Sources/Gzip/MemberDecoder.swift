@@ -34,6 +34,23 @@ package final class GzipMemberDecoder {
         return (consumed, Array(scratch[0 ..< produced]))
     }
 
+    /// Decodes the gzip member that is the whole of `input`, whose decompressed length is known
+    /// to be `length`, into this decoder's buffer and calls `body` with exactly those bytes (valid
+    /// during the call only): no allocation per member.
+    /// - Returns: what `body` returns; nil, without calling it, unless the member fits the buffer
+    ///   and decodes to exactly `length` bytes using all of `input` (see the type's description).
+    package func withMember<R>(_ input: [UInt8], length: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R? {
+        guard input.count >= 18, length >= 0, length <= scratch.count else { return nil }
+        var consumed = 0, produced = 0
+        let rc = input.withUnsafeBytes { in_ in
+            scratch.withUnsafeMutableBytes { out in
+                libdeflate_gzip_decompress_ex(decompressor, in_.baseAddress, in_.count, out.baseAddress, length, &consumed, &produced)
+            }
+        }
+        guard rc == LIBDEFLATE_SUCCESS, produced == length, consumed == input.count else { return nil }
+        return try scratch.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0 ..< length])) }
+    }
+
     /// Decodes the gzip member at the start of `input`, whose decompressed length is known to be
     /// `length`, straight into an array of that size (no scratch buffer, no copy).
     /// - Returns: nil unless it decodes to exactly `length` bytes (see the type's description).

@@ -113,7 +113,7 @@ final class FileJob: Sendable {
 
     private func write(_ content: Content, parent: DirHandle, direct: Bool, removeExisting: () throws -> Void) throws {
         let e = entry
-        let shown = NameEscape.escape(e.path)
+        lazy var shown = NameEscape.escape(e.path)
         // Content held in memory (pool jobs, fresh target) is written under the final name
         // (one metadata operation less per small file) and removed on failure; streamed
         // content goes to a temporary name renamed when complete.
@@ -137,7 +137,7 @@ final class FileJob: Sendable {
             if !renamed { _ = Sys.withCName(tmp) { unlinkat(parent.fd, $0, 0) } }
         }
         do {
-            try fill(fd, content, shown: shown)
+            try fill(fd, content)
             try context.metadata.apply(e, to: .fd(fd), createdMode: createMode, shown: shown)
             if !useTemp { renamed = true; return }
             var rc = Sys.retry { Sys.withCName(tmp) { t in Sys.withCName(name) { renameat(parent.fd, t, parent.fd, $0) } } }
@@ -154,10 +154,11 @@ final class FileJob: Sendable {
 
     /// Writes the content (zero runs of 64 KiB and sparse holes stay holes), checks the
     /// SHA-256 when one is expected, and sets the size.
-    private func fill(_ fd: Int32, _ content: Content, shown: String) throws {
+    private func fill(_ fd: Int32, _ content: Content) throws {
         let e = entry, space = context.space
+        func shown() -> String { NameEscape.escape(e.path) }
         func tooLarge(_ why: String) -> RestoreError {
-            .refused(.tooLarge, entry: shown, detail: why)
+            .refused(.tooLarge, entry: shown(), detail: why)
         }
         // A streamed (large or sparse) file gets its size first: a size the filesystem cannot
         // hold fails here (EFBIG), before anything is inflated.
@@ -166,7 +167,7 @@ final class FileJob: Sendable {
             if Sys.retry({ ftruncate(fd, off_t(clamping: e.size)) }) != 0 {
                 throw errno == EFBIG || errno == EINVAL
                     ? tooLarge("its size of \(e.size) bytes is too large for the target filesystem (larger than its largest file); nothing was written")
-                    : RestoreError.io(SysError(call: "set size of", path: shown, errno: errno))
+                    : RestoreError.io(SysError(call: "set size of", path: shown(), errno: errno))
             }
             sized = true
         }
@@ -179,7 +180,7 @@ final class FileJob: Sendable {
         try content { off, bytes in
             if hasher != nil || sparseHasher != nil {
                 guard hasher != nil ? off == end : off >= end else {
-                    throw RestoreError.source(ArchiveError(.malformed, entry: shown, "content out of order"), possiblyWrong: [], more: 0)
+                    throw RestoreError.source(ArchiveError(.malformed, entry: shown(), "content out of order"), possiblyWrong: [], more: 0)
                 }
                 if hasher != nil { hasher!.update(bytes) } else { sparseHasher!.update(bytes) }
             }
@@ -189,10 +190,10 @@ final class FileJob: Sendable {
                 let piece = UnsafeRawBufferPointer(rebasing: bytes[p..<(p + len)])
                 if len == 64 * 1024 && Self.isZero(piece) {
                     guard space.spendZeros(len) else {
-                        throw RestoreError.refused(.zeroBomb, entry: shown, detail: "the archive inflates to more zeros than twice the target filesystem's size (\(space.filesystemSize) bytes); nothing more is inflated")
+                        throw RestoreError.refused(.zeroBomb, entry: shown(), detail: "the archive inflates to more zeros than twice the target filesystem's size (\(space.filesystemSize) bytes); nothing more is inflated")
                     }
                 } else {
-                    try Self.pwriteAll(fd, piece, at: off + UInt64(p), shown: shown, space: space)
+                    try Self.pwriteAll(fd, piece, at: off + UInt64(p), shown: shown(), space: space)
                     written = max(written, off + UInt64(p + len))
                 }
                 p += len
@@ -203,14 +204,14 @@ final class FileJob: Sendable {
             let got = hasher != nil ? hasher.take()!.finalize() : sparseHasher.take()!.finalize()
             // A sparse member's content ends where its map's last region ends.
             let dataEnd = e.sparse.map { $0.last.map { $0.offset + $0.length } ?? 0 } ?? e.size
-            guard end == dataEnd, got == expected else { throw RestoreError.contentMismatch(entry: shown, origin: origin) }
+            guard end == dataEnd, got == expected else { throw RestoreError.contentMismatch(entry: shown(), origin: origin) }
         }
         // Only when a hole ends the file (the truncate costs a journal update per file).
         if written != e.size && !sized {
             guard Sys.retry({ ftruncate(fd, off_t(clamping: e.size)) }) == 0 else {
                 throw errno == EFBIG
                     ? tooLarge("its size of \(e.size) bytes is too large for the target filesystem (larger than its largest file)")
-                    : RestoreError.io(SysError(call: "set size of", path: shown, errno: errno))
+                    : RestoreError.io(SysError(call: "set size of", path: shown(), errno: errno))
             }
         }
     }
@@ -234,15 +235,15 @@ final class FileJob: Sendable {
         return true
     }
 
-    private static func pwriteAll(_ fd: Int32, _ b: UnsafeRawBufferPointer, at: UInt64, shown: String, space: SpaceBudget) throws {
-        do { try Sys.writeAll(fd, b, at: at, shown: shown) } catch {
+    private static func pwriteAll(_ fd: Int32, _ b: UnsafeRawBufferPointer, at: UInt64, shown: @autoclosure () -> String, space: SpaceBudget) throws {
+        do { try Sys.writeAll(fd, b, at: at, shown: shown()) } catch {
             if error.errno == EFBIG {
-                throw RestoreError.refused(.tooLarge, entry: shown, detail: "data at offset \(at) is too large for the target filesystem (beyond its largest file)")
+                throw RestoreError.refused(.tooLarge, entry: shown(), detail: "data at offset \(at) is too large for the target filesystem (beyond its largest file)")
             }
             if error.errno == ENOSPC || error.errno == EDQUOT {
-                throw RestoreError.refused(.tooLarge, entry: shown, detail: "its data does not fit the free space of the target filesystem (\(space.freeAtStart) bytes were free when the restore started; \(error.reason))")
+                throw RestoreError.refused(.tooLarge, entry: shown(), detail: "its data does not fit the free space of the target filesystem (\(space.freeAtStart) bytes were free when the restore started; \(error.reason))")
             }
-            throw RestoreError.io(SysError(call: "write", path: shown, errno: error.errno))
+            throw RestoreError.io(SysError(call: "write", path: shown(), errno: error.errno))
         }
     }
 }

@@ -118,7 +118,7 @@ final class TreeWriter {
 
     private func create(_ e: TarEntry, comps: [[UInt8]], expectedSHA256: [UInt8]?, origin: String?,
                         content: FileJob.Content?) throws -> Bool {
-        let shown = NameEscape.escape(e.path)
+        lazy var shown = NameEscape.escape(e.path)
         if comps.isEmpty {
             // "." or an empty name: the target itself (the executor handles its metadata).
             if e.type == .directory { return false }
@@ -170,15 +170,15 @@ final class TreeWriter {
     /// A small file for the writer threads: its content read now, written there.
     private func queueFile(_ e: TarEntry, name: [UInt8], comps: [[UInt8]], expectedSHA256: [UInt8]?, origin: String?,
                            content: FileJob.Content) throws {
-        let shown = NameEscape.escape(e.path)
         guard let writers else { return }
+        func shown() -> String { NameEscape.escape(e.path) }
         var data = [UInt8]()
         data.reserveCapacity(Int(e.size))
         try content { off, bytes in
-            guard off == UInt64(data.count) else { throw RestoreError.source(ArchiveError(.malformed, entry: shown, "content out of order"), possiblyWrong: [], more: 0) }
+            guard off == UInt64(data.count) else { throw RestoreError.source(ArchiveError(.malformed, entry: shown(), "content out of order"), possiblyWrong: [], more: 0) }
             data.append(contentsOf: bytes)
         }
-        guard UInt64(data.count) == e.size else { throw RestoreError.source(ArchiveError(.truncated, entry: shown, "content ends early"), possiblyWrong: [], more: 0) }
+        guard UInt64(data.count) == e.size else { throw RestoreError.source(ArchiveError(.truncated, entry: shown(), "content ends early"), possiblyWrong: [], more: 0) }
         let job = FileJob(entry: e, name: name, parent: nil, parentComps: Array(comps.dropLast()), data: data,
                           expected: expectedSHA256, origin: origin, context: context)
         inflight.append(job)
@@ -189,7 +189,7 @@ final class TreeWriter {
 
     private func createFile(_ e: TarEntry, name: [UInt8], parent: DirHandle, comps: [[UInt8]], expectedSHA256: [UInt8]?,
                             origin: String?, content: FileJob.Content?) throws {
-        let shown = NameEscape.escape(e.path)
+        lazy var shown = NameEscape.escape(e.path)
         let job = FileJob(entry: e, name: name, parent: parent, data: [], expected: expectedSHA256, origin: origin, context: context)
         // The small files queued before are written meanwhile; unless this one may not fit
         // the space left: then they go first, so a full filesystem fails this file, not them.
@@ -418,7 +418,7 @@ struct DirectoryWalker: Sendable {
     /// through `stack` (a descriptor cache of the caller's thread).
     func applyDirectoryMetadata(_ e: TarEntry, createdMode: UInt32?, stack: inout [(name: [UInt8], dir: DirHandle)]) throws {
         let comps = RestorePath.split(e.path)
-        let shown = NameEscape.escape(e.path)
+        lazy var shown = NameEscape.escape(e.path)
         let parent = try Self.openParent(Array(comps.dropLast()), root: root, stack: &stack, shown: shown)
         let fd = try Self.openChild(parent.fd, comps.last!, path: e.path, shown: shown, create: true)
         defer { Sys.close(fd) }

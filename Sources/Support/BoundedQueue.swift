@@ -19,7 +19,9 @@
 ///     while let chunk = try queue.take() { try parse(chunk) }
 package final class BoundedQueue<Element: Sendable>: Sendable {
     private struct State {
-        var items: [(Element, Int)] = []
+        /// Taken items are set to nil at once (the slots are reused later): a taken element
+        /// must not stay referenced by the queue (chunks of MiBs each).
+        var items: [(Element?, Int)] = []
         var head = 0
         var queuedBytes = 0
         var producerWaiting = false
@@ -79,6 +81,7 @@ package final class BoundedQueue<Element: Sendable>: Sendable {
         }) { s -> (Element?, (any Error)?, Bool) in
             guard s.items.count > s.head else { return (nil, s.error, false) }
             let (e, n) = s.items[s.head]
+            s.items[s.head].0 = nil
             s.head += 1
             s.queuedBytes -= n
             if s.head == s.items.count { s.items.removeAll(keepingCapacity: true); s.head = 0 }

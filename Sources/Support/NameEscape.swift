@@ -16,13 +16,15 @@
 /// `unescape(escape(b)) == b` for every byte string `b`.
 package enum NameEscape {
     /// The escaped form of `bytes`, for a person to read.
-    package static func escape(_ bytes: some Collection<UInt8>) -> String {
+    package static func escape(_ bytes: some Collection<UInt8>) -> String { escape(Array(bytes)) }
+
+    /// The escaped form of `bytes` (see the type's comment). A name of printable ASCII (the
+    /// common case: a restore shows every entry's name in its messages) is only scanned.
+    package static func escape(_ b: [UInt8]) -> String {
+        let plain = b.withUnsafeBufferPointer { p in !p.contains { $0 < 0x20 || $0 >= 0x7F || $0 == 0x5C } }
+        if plain { return String(decoding: b, as: UTF8.self) }
         var out = ""
-        out.reserveCapacity(bytes.count)
-        var fast = true
-        for b in bytes where b < 0x20 || b >= 0x7F || b == 0x5C { fast = false; break }
-        if fast { return String(decoding: bytes, as: UTF8.self) }
-        let b = Array(bytes)
+        out.reserveCapacity(b.count)
         var i = 0
         while i < b.count {
             let c = b[i]

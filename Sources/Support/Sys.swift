@@ -163,6 +163,18 @@ package enum Sys {
         return c.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 
+    /// `withCName` for an array: copied once into a temporary (stack) buffer, no per-byte work
+    /// and no allocation for a name of ordinary length (a restore makes one per entry).
+    package static func withCName<R>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: bytes.count + 1) { buf in
+            bytes.withUnsafeBytes { src in
+                if src.count > 0 { UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: src.baseAddress!, byteCount: src.count) }
+            }
+            buf[bytes.count] = 0
+            return body(UnsafePointer(buf.baseAddress!))
+        }
+    }
+
     // MARK: Opening and closing.
 
     /// `open(path, flags, mode)`.

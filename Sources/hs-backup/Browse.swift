@@ -134,7 +134,7 @@ extension HsBackup {
         @OptionGroup var keys: IdentityOptions
         @Flag(name: .customLong("allow-other"), help: "Let every local user in, each file's owner and mode checked by the kernel (default_permissions).")
         var allowOther = false
-        @Option(name: .customLong("cache-size"), help: ArgumentHelp("MiB of decompressed archive data (and of decoded manifests) to keep in memory (default 96).", valueName: "MIB"))
+        @Option(name: .customLong("cache-size"), help: ArgumentHelp("MiB of memory for caches: half decompressed archive data, half decoded manifests (default 96).", valueName: "MIB"))
         var cacheSize = 96
         @Flag(name: .customLong("debug-fuse"), help: "Print libfuse's debug trace of every request on stderr.")
         var debugFuse = false

@@ -96,7 +96,10 @@ enum RestoreCommand {
                                             identities: try SetKeys.identities(files: r.identityFiles))
         }
         let path = r.archive!
-        if path == "-" { return try ArchiveStreamSource(StreamByteSource(fd: STDIN_FILENO, displayName: "stdin")) }
+        if path == "-" {
+            // An age stream on stdin is decrypted with --identity as it arrives; tar or tar.gz passes through.
+            return try ArchiveStreamSource(DecryptingStream(StreamByteSource(fd: STDIN_FILENO, displayName: "stdin"), identityFiles: r.identityFiles))
+        }
         // An age file (an encrypted set's archive) is decrypted with --identity as it is read.
         if let decrypted = try EncryptedArchive.source(path, identityFiles: r.identityFiles) { return try ArchiveStreamSource(decrypted) }
         do {

@@ -273,5 +273,18 @@ import TestSupport
         let a1 = try Tools.run("hs-restore", ["--archive", archive, "--to", f.work.sub("a1"), "--identity", f.key.path])
         #expect(a1.status == 0, "\(a1.stderr)")
         #expect(FileManager.default.fileExists(atPath: f.work.sub("a1/radarr/config.xml")))
+
+        // The same age file on stdin: without --identity exit 2 naming it, with it the same tree as from the file;
+        // a flipped byte in the last chunk stops the restore (exit 1).
+        let stream = try Data(contentsOf: URL(fileURLWithPath: archive))
+        let s0 = try Tools.run("hs-restore", ["--archive", "-", "--to", f.work.sub("s0")], input: stream)
+        #expect(s0.status == 2 && s0.stderr.contains("--identity"), "\(s0.stderr)")
+        let s1 = try Tools.run("hs-restore", ["--archive", "-", "--to", f.work.sub("s1"), "--identity", f.key.path], input: stream)
+        #expect(s1.status == 0, "\(s1.stderr)")
+        #expect(Tree.diff(try Tree.describe(f.work.sub("a1")), try Tree.describe(f.work.sub("s1"))).isEmpty)
+        var flipped = stream
+        flipped[flipped.count - 5] ^= 0x01
+        let s2 = try Tools.run("hs-restore", ["--archive", "-", "--to", f.work.sub("s2"), "--identity", f.key.path], input: flipped)
+        #expect(s2.status == 1, "\(s2.status) \(s2.stderr)")
     }
 }
