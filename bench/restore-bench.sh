@@ -72,6 +72,10 @@ ss=[socket.socket() for _ in range(4)]
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
   set -- $ports
   NFSPORT=$1; MNTPORT=$2
+  # An empty export: nfs-ganesha caches the directory entries it has looked up, and a set that a
+  # kept $W from an earlier run holds there, removed and copied again under the same name while
+  # this server runs, would be served from that stale entry ("no backups in nfs://...").
+  rm -rf "$W/ganesha/export"
   mkdir -p "$W/ganesha/export"; chmod 777 "$W/ganesha/export"
   cat > "$W/ganesha/ganesha.conf" <<EOF
 NFS_CORE_PARAM { Protocols = 3, 4; NFS_Port = $1; MNT_Port = $2; NLM_Port = $3; Rquota_Port = $4;
