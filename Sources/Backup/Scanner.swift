@@ -65,12 +65,7 @@ package struct ScanResult: Sendable {
 package final class Scanner {
     let root: String
     let excludes: ExcludeSet
-    package var threads = Scanner.defaultThreads
-    /// Four walkers per core (4 to 16): with a cold cache every `fstatat` and `getdents64`
-    /// waits on the disk, and a walker that waits uses no core, so more walkers than cores
-    /// keep more reads in flight. With a warm cache the extra ones cost a few context switches:
-    /// they run the same units, and the reader's bound (`maxAhead`) holds them.
-    package static let defaultThreads = min(16, max(4, 4 * ProcessInfo.processInfo.activeProcessorCount))
+    package var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
     /// Do not descend into mount points (directories on another file system than their
     /// parent); each one skipped is named in a warning. Without it every mount point crossed
     /// is named in a warning.
@@ -226,7 +221,7 @@ package final class ScanStream: @unchecked Sendable {
         queues = Array(repeating: [], count: units.count)
         finished = Array(repeating: false, count: units.count)
         threadCount = units.isEmpty ? 0 : max(1, min(threads, units.count))
-        maxAhead = max(1, threads) + 2
+        maxAhead = 2 * max(1, threads) + 2
         live = threadCount
         for _ in 0 ..< threadCount {
             let t = Thread { [self] in self.workerLoop() }
@@ -414,12 +409,11 @@ enum ScanLimits {
 
     /// A worker hands its entries over once they reference this many directories (the
     /// chunks queued ahead of the reader, and the batches the pass holds, hold them open).
-    /// From the open-file limit: the chunks in flight (two per run ahead of the reader, up to
-    /// `Scanner.defaultThreads + 2` runs, and the pass's batches) stay well below it.
+    /// From the open-file limit: 24 such chunks in flight stay well below it.
     static let directoriesPerChunk: Int = {
         var l = rlimit()
         let limit = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &l) == 0 ? Int(clamping: l.rlim_cur) : 1024
-        return max(16, min(256, (limit - 512) / (2 * Scanner.defaultThreads + 12)))
+        return max(16, min(256, (limit - 512) / 24))
     }()
 }
 
