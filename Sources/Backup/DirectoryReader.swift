@@ -11,15 +11,34 @@ struct DirectoryName: Sendable {
     static let directoryType: UInt8 = 4  // DT_DIR
 }
 
+/// The names of one directory in one buffer (no Array per name), sorted in component order.
+struct DirectoryNames {
+    /// The names one after the other (no separators).
+    var bytes: [UInt8] = []
+    /// Each name's place in `bytes` and its `d_type`, in component order once read.
+    var items: [(start: UInt32, length: UInt32, type: UInt8)] = []
+    var count: Int { items.count }
+
+    /// Calls `body` with name `i`'s bytes and type.
+    func withName<R>(_ i: Int, _ body: (UnsafeRawBufferPointer, UInt8) throws -> R) rethrows -> R {
+        let it = items[i]
+        return try bytes.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[Int(it.start) ..< Int(it.start) + Int(it.length)]), it.type) }
+    }
+
+    /// Name `i` as a value of its own.
+    subscript(i: Int) -> DirectoryName { withName(i) { DirectoryName(bytes: Array($0), type: $1) } }
+}
+
 /// Reads directories with getdents64 into a reusable buffer (no `DIR` allocation and no
 /// fstat/fcntl per directory, as `fdopendir` does).
 enum DirectoryReader {
-    /// Appends the names of the directory open as `fd` (without `.` and `..`), sorted in
-    /// component order, to `out`. Returns an errno when reading failed (the names read
-    /// before are kept), nil otherwise. Moves `fd`'s read offset.
-    static func readNames(_ fd: Int32, into out: inout [DirectoryName], buffer: inout [UInt8]) -> Int32? {
+    /// Reads the names of the directory open as `fd` (without `.` and `..`) into `out`
+    /// (replacing what it held), sorted in component order. Returns an errno when reading
+    /// failed (the names read before are kept), nil otherwise. Moves `fd`'s read offset.
+    static func readNames(_ fd: Int32, into out: inout DirectoryNames, buffer: inout [UInt8]) -> Int32? {
         if buffer.isEmpty { buffer = [UInt8](repeating: 0, count: 32 * 1024) }
-        let first = out.count
+        out.bytes.removeAll(keepingCapacity: true)
+        out.items.removeAll(keepingCapacity: true)
         var failure: Int32?
         while true {
             let n: Int
@@ -44,7 +63,8 @@ enum DirectoryReader {
                     let dot = len == 1 && raw[start] == 0x2E
                     let dotdot = len == 2 && raw[start] == 0x2E && raw[start + 1] == 0x2E
                     if len > 0 && !dot && !dotdot {
-                        out.append(DirectoryName(bytes: Array(raw[start ..< end]), type: raw[off + 18]))
+                        out.items.append((UInt32(out.bytes.count), UInt32(len), raw[off + 18]))
+                        out.bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[start ..< end]))
                     }
                     off += reclen
                 }
@@ -52,7 +72,21 @@ enum DirectoryReader {
             }
             if !complete { failure = EIO; break }
         }
-        out[first...].sort { a, b in a.bytes.withUnsafeBytes { x in b.bytes.withUnsafeBytes { y in comparePaths(x, y) < 0 } } }
+        out.bytes.withUnsafeBytes { raw in
+            out.items.sort { a, b in
+                comparePaths(UnsafeRawBufferPointer(rebasing: raw[Int(a.start) ..< Int(a.start) + Int(a.length)]),
+                             UnsafeRawBufferPointer(rebasing: raw[Int(b.start) ..< Int(b.start) + Int(b.length)])) < 0
+            }
+        }
+        return failure
+    }
+
+    /// Appends the names of the directory open as `fd` to `out`, sorted in component order
+    /// (see the other `readNames`).
+    static func readNames(_ fd: Int32, into out: inout [DirectoryName], buffer: inout [UInt8]) -> Int32? {
+        var names = DirectoryNames()
+        let failure = readNames(fd, into: &names, buffer: &buffer)
+        for i in 0 ..< names.count { out.append(names[i]) }
         return failure
     }
 
