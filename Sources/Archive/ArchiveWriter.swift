@@ -95,6 +95,8 @@ package final class ArchiveWriter {
     private var entries: [ArchiveIndexEntry] = []
     private var finished = false
     private var readBuffer: UnsafeMutableRawPointer?
+    /// The header being built (kept: one allocation per writer, not per entry).
+    private var headerScratch: [UInt8] = []
 
     /// - Parameters:
     ///   - sink: receives compressed bytes in order (a whole gzip member per call).
@@ -379,12 +381,11 @@ package final class ArchiveWriter {
     /// Appends `entry`'s tar header, first starting a new member when this one is full;
     /// returns the member and the uncompressed offset at which the header starts.
     private func appendHeader(_ entry: EntryMetadata) throws -> (member: Int, offset: UInt64) {
-        var header: [UInt8] = []
-        header.reserveCapacity(1536)
-        try TarHeader.append(entry, to: &header)
+        headerScratch.removeAll(keepingCapacity: true)
+        try TarHeader.append(entry, to: &headerScratch)
         if chunk.count >= options.memberTargetSize { try submitChunk() }
         let at = (member: seq, offset: uncompressedOffset)
-        chunk.append(header)
+        chunk.append(headerScratch)
         if options.recordEntries { entries.append(ArchiveIndexEntry(path: entry.path, member: at.member, headerOffset: at.offset)) }
         return at
     }
