@@ -25,6 +25,11 @@ package struct ExcludeSet: Sendable {
     private var simplePathGlobs: [(glob: [CChar], slashes: Int, last: [CChar]?, literal: Bool)] = []
     /// Name globs without `*`, `?`, `[` or `\\`: fnmatch of those is string equality.
     private var literalNames: [[CChar]] = []
+    /// The lengths of `literalNames` and of the `last` components of `simplePathGlobs` (one
+    /// bit per length below 64; bit 63 for any longer): a name of another length matches none
+    /// of them, so most names need no string comparison at all.
+    private var literalLengths: UInt64 = 0
+    private static func lengthBit(_ n: Int) -> UInt64 { 1 << UInt64(min(n, 63)) }
     private var anchoredGlobs: [[CChar]] = []
 
     /// Caches that are safe to skip. Plex `Metadata/` and the *arr apps' `MediaCover/` are
@@ -53,11 +58,13 @@ package struct ExcludeSet: Sendable {
                     let wild = { (x: String) in x.contains(where: { "*?".contains($0) }) }
                     simplePathGlobs.append((Array(q.utf8CString), q.utf8.reduce(0) { $0 + ($1 == 0x2F ? 1 : 0) },
                                             wild(last) ? nil : Array(last.utf8CString), !wild(q)))
+                    if !wild(last) { literalLengths |= Self.lengthBit(last.utf8.count) }
                 }
             } else if q.contains(where: { "*?[\\".contains($0) }) {
                 nameGlobs.append(Array(q.utf8CString))
             } else {
                 literalNames.append(Array(q.utf8CString))
+                literalLengths |= Self.lengthBit(q.utf8.count)
             }
         }
     }
@@ -91,14 +98,20 @@ package struct ExcludeSet: Sendable {
     /// True when the entry at relative path `path` (NUL-terminated C string) with last
     /// component starting at `nameStart` is excluded.
     package func matches(path: UnsafePointer<CChar>, nameStart: Int) -> Bool {
-        for g in literalNames where strcmp(g, path + nameStart) == 0 { return true }
+        // Whether the name's length is one of a literal name or last component (see `literalLengths`).
+        let lengthMatches = literalLengths & Self.lengthBit(strlen(path + nameStart)) != 0
+        if lengthMatches { for g in literalNames where strcmp(g, path + nameStart) == 0 { return true } }
         for g in nameGlobs where fnmatch(g, path + nameStart, FNM_PERIOD) == 0 { return true }
         if !simplePathGlobs.isEmpty {
-            var slashes = 0
-            var i = 0
-            while path[i] != 0 { if path[i] == 0x2F { slashes += 1 }; i += 1 }
-            for (g, k, last, literal) in simplePathGlobs where k <= slashes {
-                if let last, strcmp(last, path + nameStart) != 0 { continue }
+            var slashes = -1
+            for (g, k, last, literal) in simplePathGlobs {
+                if let last, !lengthMatches || strcmp(last, path + nameStart) != 0 { continue }
+                if slashes < 0 {
+                    slashes = 0
+                    var i = 0
+                    while path[i] != 0 { if path[i] == 0x2F { slashes += 1 }; i += 1 }
+                }
+                guard k <= slashes else { continue }
                 // The suffix after the (slashes - k)-th slash (the whole path when 0).
                 var start = 0
                 var skip = slashes - k

@@ -262,9 +262,12 @@ package struct ManifestTable: Sendable {
 
     package mutating func append(_ e: ManifestEntry) {
         let b = records.count
-        records.append(contentsOf: repeatElement(0, count: Self.recordSize))
+        records.append(contentsOf: Self.zeroRecord)   // a copy (repeatElement went element by element)
         records.withUnsafeMutableBytes { Self.encode(e, into: $0, at: b) }
     }
+
+    /// One record of zeros (what `append` extends the record buffer with before encoding).
+    package static let zeroRecord = [UInt8](repeating: 0, count: recordSize)
 
     /// Appends an entry whose path and link are given as bytes (stored in this table's strings;
     /// an empty link takes no space).

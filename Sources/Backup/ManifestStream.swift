@@ -184,7 +184,7 @@ package final class ManifestWriter {
         r.pathOffset = UInt32(shared); r.pathLength = UInt32(path.count - shared)
         r.linkOffset = 0; r.linkLength = UInt32(link.count)
         let at = buffer.count
-        buffer.append(contentsOf: Self.zeroRecord)
+        buffer.append(contentsOf: ManifestTable.zeroRecord)
         buffer.withUnsafeMutableBytes { ManifestTable.encode(r, into: $0, at: at) }
         buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: path[shared...]))
         buffer.append(contentsOf: link)
@@ -193,8 +193,6 @@ package final class ManifestWriter {
             try cut()
         }
     }
-
-    private static let zeroRecord = [UInt8](repeating: 0, count: ManifestTable.recordSize)
 
     package func append(_ r: ManifestRecord) throws {
         try r.path.withUnsafeBytes { p in try r.link.withUnsafeBytes { l in try append(r.entry, path: p, link: l) } }
