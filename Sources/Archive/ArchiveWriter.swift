@@ -381,6 +381,17 @@ package final class ArchiveWriter {
     /// Appends `entry`'s tar header, first starting a new member when this one is full;
     /// returns the member and the uncompressed offset at which the header starts.
     private func appendHeader(_ entry: EntryMetadata) throws -> (member: Int, offset: UInt64) {
+        if let n = TarHeader.commonSize(entry) {
+            // Written in place (nothing of a common entry can be refused).
+            if chunk.count >= options.memberTargetSize { try submitChunk() }
+            let at = (member: seq, offset: uncompressedOffset)
+            let p = chunk.tail(reserving: n)
+            memset(p, 0, n)
+            TarHeader.writeCommon(entry, to: p.bindMemory(to: UInt8.self, capacity: n))
+            chunk.count += n
+            if options.recordEntries { entries.append(ArchiveIndexEntry(path: entry.path, member: at.member, headerOffset: at.offset)) }
+            return at
+        }
         headerScratch.removeAll(keepingCapacity: true)
         try TarHeader.append(entry, to: &headerScratch)
         if chunk.count >= options.memberTargetSize { try submitChunk() }
