@@ -381,6 +381,17 @@ package final class ArchiveWriter {
     /// Appends `entry`'s tar header, first starting a new member when this one is full;
     /// returns the member and the uncompressed offset at which the header starts.
     private func appendHeader(_ entry: EntryMetadata) throws -> (member: Int, offset: UInt64) {
+        if let n = TarHeader.commonSize(entry) {
+            // Written in place (nothing of a common entry can be refused).
+            if chunk.count >= options.memberTargetSize { try submitChunk() }
+            let at = (member: seq, offset: uncompressedOffset)
+            let p = chunk.tail(reserving: n)
+            memset(p, 0, n)
+            TarHeader.writeCommon(entry, to: p.bindMemory(to: UInt8.self, capacity: n))
+            chunk.count += n
+            if options.recordEntries { entries.append(ArchiveIndexEntry(path: entry.path, member: at.member, headerOffset: at.offset)) }
+            return at
+        }
         headerScratch.removeAll(keepingCapacity: true)
         try TarHeader.append(entry, to: &headerScratch)
         if chunk.count >= options.memberTargetSize { try submitChunk() }
@@ -593,7 +604,8 @@ final class MemberPipeline: @unchecked Sendable {
             cond.unlock()
 
             var out: [UInt8] = []
-            out.reserveCapacity(job.chunk.count + job.chunk.count / 64 + 1024)
+            // Content compresses to about its size; headers and padding to ~1/400.
+            out.reserveCapacity(job.chunk.engine == .headerHeavy ? 64 * 1024 : job.chunk.count + job.chunk.count / 64 + 1024)
             encoder.encodeMember(job.chunk.bytes, storeRanges: job.chunk.storeRanges, level: level, engine: job.chunk.engine, into: &out)
             let length = job.chunk.count
 

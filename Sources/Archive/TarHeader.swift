@@ -35,58 +35,71 @@ package enum TarHeader {
     /// `appendGeneral` (`TarHeaderTextTests.commonHeadersEqualTheGeneralOnes`). Returns false,
     /// with nothing written, for any other entry.
     static func appendCommon(_ e: EntryMetadata, to out: inout [UInt8]) -> Bool {
+        guard let n = commonSize(e) else { return false }
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: n))
+        out.withUnsafeMutableBufferPointer { writeCommon(e, to: $0.baseAddress! + start) }
+        return true
+    }
+
+    /// The bytes `appendCommon` writes for `e` (512, or 1536 with the pax `mtime` record),
+    /// or nil when `e` is not a common entry.
+    package static func commonSize(_ e: EntryMetadata) -> Int? {
         guard e.type == .file || e.type == .directory, e.linkBytes == nil, e.sparse == nil, e.xattrs.isEmpty,
               e.uname == nil, e.gname == nil, e.uid <= maxOctalId, e.gid <= maxOctalId,
               e.devMajor <= maxOctalId, e.devMinor <= maxOctalId,
-              e.mtimeSeconds >= 0, e.mtimeSeconds <= maxOctalTime, e.mtimeNanoseconds < 1_000_000_000 else { return false }
+              e.mtimeSeconds >= 0, e.mtimeSeconds <= maxOctalTime, e.mtimeNanoseconds < 1_000_000_000 else { return nil }
         let size: UInt64 = e.type == .file ? e.size : 0
         let slash = e.type == .directory ? 1 : 0
         let path = e.pathBytes
         guard size <= maxOctalSize, !path.isEmpty, path.count + slash <= 100, path[0] != UInt8(ascii: "/"),
-              path.allSatisfy({ $0 != 0 && $0 < 0x80 }) else { return false }
-        let pax = e.mtimeNanoseconds != 0
-        let start = out.count
-        out.append(contentsOf: repeatElement(0, count: pax ? 3 * blockSize : blockSize))
-        out.withUnsafeMutableBufferPointer { buf in
-            var h = buf.baseAddress! + start
-            path.withUnsafeBufferPointer { name in
-                if pax {
-                    // "PaxHeaders/" + the last non-empty component (at most 89 bytes).
-                    var end = name.count
-                    while end > 0 && name[end - 1] == UInt8(ascii: "/") { end -= 1 }
-                    var first = end
-                    while first > 0 && name[first - 1] != UInt8(ascii: "/") { first -= 1 }
-                    let prefix = "PaxHeaders/"
-                    var i = 0
-                    for b in prefix.utf8 { h[i] = b; i += 1 }
-                    if first == end {
-                        h[i] = UInt8(ascii: "x")
-                    } else {
-                        for k in first ..< min(end, first + 100 - 11) { h[i] = name[k]; i += 1 }
-                    }
-                    // The record "LEN mtime=SECONDS[.FRACTION]\n" in the next block.
-                    let r = h + blockSize
-                    var value = 0
-                    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 40) { t in
-                        value = writePaxTime(UInt64(e.mtimeSeconds), e.mtimeNanoseconds, to: t.baseAddress!)
-                        let base = 5 + value + 3
-                        var len = base + 1
-                        while decimalDigits(len) + base != len { len = base + decimalDigits(len) }
-                        var at = writeDecimal(UInt64(len), to: r)
-                        r[at] = UInt8(ascii: " "); at += 1
-                        for b in "mtime=".utf8 { r[at] = b; at += 1 }
-                        for k in 0..<value { r[at] = t[k]; at += 1 }
-                        r[at] = UInt8(ascii: "\n")
-                        fillUstar(h, mode: 0o644, uid: 0, gid: 0, size: UInt64(len), mtime: e.mtimeSeconds, typeflag: UInt8(ascii: "x"))
-                    }
-                    h += 2 * blockSize
+              path.allSatisfy({ $0 != 0 && $0 < 0x80 }) else { return nil }
+        return e.mtimeNanoseconds != 0 ? 3 * blockSize : blockSize
+    }
+
+    /// Writes the header of a common entry (`commonSize(e)` is not nil) into `commonSize(e)`
+    /// zeroed bytes at `start`.
+    package static func writeCommon(_ e: EntryMetadata, to start: UnsafeMutablePointer<UInt8>) {
+        let size: UInt64 = e.type == .file ? e.size : 0
+        var h = start
+        e.pathBytes.withUnsafeBufferPointer { name in
+            if e.mtimeNanoseconds != 0 {
+                // "PaxHeaders/" + the last non-empty component (at most 89 bytes).
+                var end = name.count
+                while end > 0 && name[end - 1] == UInt8(ascii: "/") { end -= 1 }
+                var first = end
+                while first > 0 && name[first - 1] != UInt8(ascii: "/") { first -= 1 }
+                var i = put("PaxHeaders/", at: h)
+                if first == end {
+                    h[i] = UInt8(ascii: "x")
+                } else {
+                    for k in first ..< min(end, first + 100 - 11) { h[i] = name[k]; i += 1 }
                 }
-                for k in 0..<name.count { h[k] = name[k] }
-                if slash == 1 { h[name.count] = UInt8(ascii: "/") }
+                // The record "LEN mtime=SECONDS[.FRACTION]\n" in the next block.
+                let r = h + blockSize
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 40) { t in
+                    let value = writePaxTime(UInt64(e.mtimeSeconds), e.mtimeNanoseconds, to: t.baseAddress!)
+                    let base = 5 + value + 3
+                    var len = base + 1
+                    while decimalDigits(len) + base != len { len = base + decimalDigits(len) }
+                    var at = writeDecimal(UInt64(len), to: r)
+                    at += put(" mtime=", at: r + at)
+                    (r + at).update(from: t.baseAddress!, count: value)
+                    r[at + value] = UInt8(ascii: "\n")
+                    fillUstar(h, mode: 0o644, uid: 0, gid: 0, size: UInt64(len), mtime: e.mtimeSeconds, typeflag: UInt8(ascii: "x"))
+                }
+                h += 2 * blockSize
             }
-            fillUstar(h, mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, size: size, mtime: e.mtimeSeconds, typeflag: typeflag(e.type))
+            h.update(from: name.baseAddress!, count: name.count)
+            if e.type == .directory { h[name.count] = UInt8(ascii: "/") }
         }
-        return true
+        fillUstar(h, mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, size: size, mtime: e.mtimeSeconds, typeflag: typeflag(e.type))
+    }
+
+    /// Copies the text at `p`; returns its length.
+    private static func put(_ text: StaticString, at p: UnsafeMutablePointer<UInt8>) -> Int {
+        text.withUTF8Buffer { p.update(from: $0.baseAddress!, count: $0.count) }
+        return text.utf8CodeUnitCount
     }
 
     /// The numeric fields, magic and checksum of a zeroed ustar block whose name is written.

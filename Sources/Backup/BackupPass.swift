@@ -369,7 +369,7 @@ final class BackupPass {
                     let e = p.record.entry
                     if e.type == .file && e.size > 0 && e.size <= 1 << 20, let f = p.source { small.append((k, f, e.size)) }
                 }
-                if small.count > 1 { job = PrefetchJob(runner, small) }
+                if small.count > 1 { job = PrefetchJob(runner, small, count: batch.count) }
             }
             next = (batch, job)
             batch = []; batchArchived = 0; batchBytes = 0
@@ -378,10 +378,12 @@ final class BackupPass {
             reading = next   // from here on `cleanup()` owns the batch just started
             var current = r.batch
             defer { for p in current where p.substitute != nil { p.substitute?.cleanup() } }
-            var window = r.job?.wait() ?? [:]
+            var window = r.job?.wait() ?? []
             for k in current.indices where current[k].archive {
+                var ahead: Result<PrefetchedContent, LeftOutError>?
+                if k < window.count { swap(&ahead, &window[k]) }  // moved out: freed once archived
                 do {
-                    try archive(&current[k], prefetched: window.removeValue(forKey: k))
+                    try archive(&current[k], prefetched: ahead)
                 } catch let failure as PassFailure {
                     throw failure
                 } catch {
@@ -599,18 +601,18 @@ struct PassFailure: Error, CustomStringConvertible {
 /// Small files of one batch read on all cores in the background (see `BackupRunner.prefetch`).
 final class PrefetchJob: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
-    private var result: [Int: Result<PrefetchedContent, LeftOutError>] = [:]
+    private var result: [Result<PrefetchedContent, LeftOutError>?] = []
 
-    init(_ runner: BackupRunner, _ items: [(index: Int, file: SourceFile, size: UInt64)]) {
+    init(_ runner: BackupRunner, _ items: [(index: Int, file: SourceFile, size: UInt64)], count: Int) {
         let box = UnsafeSendable((runner, items))   // the runner only reads its options here
         DispatchQueue.global().async { [self] in
-            result = box.value.0.prefetch(box.value.1)
+            result = box.value.0.prefetch(box.value.1, count: count)
             done.signal()
         }
     }
 
     /// The contents by batch index (waits for the reads).
-    func wait() -> [Int: Result<PrefetchedContent, LeftOutError>] {
+    func wait() -> [Result<PrefetchedContent, LeftOutError>?] {
         done.wait()
         done.signal()
         return result
