@@ -42,7 +42,8 @@ final class BackupPass {
     private var batchBytes: UInt64 = 0
     private var awaiting: [Pending] = []
     private var awaitingHead = 0
-    private var previousNext: ManifestRecord?
+    /// The previous manifest's current entry is not matched yet (it sorts after the last scanned).
+    private var previousHeld = false
     private var previousDone = false
     /// Paths archived now of files with several links (a hardlink to one is archived as a link).
     private var archivedHere = Set<[UInt8]>()
@@ -54,6 +55,7 @@ final class BackupPass {
     /// What entries' archive indexes name: the previous manifest's slots, then this backup's.
     var archiveSlots: [String] = []
     private(set) var usedArchives = Set<UInt32>()
+    private var lastUsedArchive = ManifestEntry.noArchive
     private(set) var archiveID: String?
     private var archiveWriter: ArchiveWriter?
     private var archiveFile: (any DestinationWriter)?
@@ -95,20 +97,24 @@ final class BackupPass {
         let stream = try scanner.start { n in reporter.progress("scanning: \(n) entries") }
         defer { stream.close() }
         let providerKnowsPrevious = (previous?.header.scanFlags ?? 0) >= 1
-        while let s = try stream.next() {
-            var e = s.entry
-            let p = try previousEntry(s.path)
+        // Each entry is read in place (`advance`/`withCurrent`): one that is carried whole from
+        // the previous backup goes to the manifest without a copy; `stream.current()` makes a
+        // `ScannedEntry` of one that is read (xattrs, content, provider) or queued.
+        while try stream.advance() {
+            var e = stream.currentEntry
+            let p = try stream.withCurrent { path, _ in try previousEntry(path) }
             if e.flags & ManifestEntry.flagXattrsUnread != 0 {
                 e.flags &= ~ManifestEntry.flagXattrsUnread
                 if let p, p.entry.ctime == e.ctime, p.entry.type == e.type {
                     e.xattrHash = p.entry.xattrHash
                 } else {
-                    e.xattrHash = SourceFile(s).xattrDigest()
+                    e.xattrHash = SourceFile(stream.current()).xattrDigest()
                 }
             }
             var substitute: SubstitutedContent?
             var planLater: [UInt8]?
             if e.type == .file, let provider = options.contentProvider {
+                let s = stream.current()
                 // A file unchanged since the previous backup that the provider left alone then
                 // is not shown to it again (which would open it).
                 let skip = providerKnowsPrevious && p.map {
@@ -141,13 +147,21 @@ final class BackupPass {
             case .directory: dirs += 1
             case .symlink: links += 1
             }
-            var record = ManifestRecord(entry: e, path: s.path, link: s.link)
-            if let p, carry(&record, from: p, scanned: s, substitute: substitute, xattrsComparable: xattrsComparable) {
+            if let p, stream.withCurrent({ _, link in carry(&e, link: link, from: p, stream: stream, substitute: substitute,
+                                                              xattrsComparable: xattrsComparable) }) {
                 substitute?.cleanup()
-                try enqueue(Pending(record: record, archive: false, substitute: nil, multiLink: false))
+                if dryRun { continue }
+                if batch.isEmpty && reading == nil && awaitingHead == awaiting.count, manifest != nil {
+                    // Nothing queued ahead of it: straight to the manifest, from the scan's buffers.
+                    try stream.withCurrent { path, link in try appendToManifest(e, path: path, link: link) }
+                } else {
+                    let s = stream.current()
+                    try enqueue(Pending(record: ManifestRecord(entry: e, path: s.path, link: s.link), archive: false, substitute: nil, multiLink: false))
+                }
             } else {
-                try enqueue(Pending(record: record, archive: true, substitute: substitute, multiLink: s.multiLink,
-                                    source: SourceFile(s), planIfContentStarts: planLater))
+                let s = stream.current()
+                try enqueue(Pending(record: ManifestRecord(entry: e, path: s.path, link: s.link), archive: true, substitute: substitute,
+                                    multiLink: s.multiLink, source: SourceFile(s), planIfContentStarts: planLater))
             }
         }
         try processBatch()
@@ -215,29 +229,32 @@ final class BackupPass {
         treeBytes -= min(treeBytes, size)
     }
 
-    /// The previous backup's entry with exactly this path, if any (paths come in order).
-    private func previousEntry(_ path: [UInt8]) throws -> ManifestRecord? {
+    /// The previous backup's entry with exactly this path, if any (paths come in order; its
+    /// `path` is left empty: it is this one). Read in place: only a match is copied.
+    private func previousEntry(_ path: UnsafeRawBufferPointer) throws -> ManifestRecord? {
         guard let previous else { return nil }
         while !previousDone {
-            if previousNext == nil {
-                previousNext = try previous.next()
-                if previousNext == nil { previousDone = true; return nil }
+            if !previousHeld {
+                guard try previous.advance() else { previousDone = true; return nil }
+                previousHeld = true
             }
-            let c = previousNext!.path.withUnsafeBytes { a in path.withUnsafeBytes { comparePaths(a, $0) } }
-            if c < 0 { previousNext = nil; continue }
-            if c == 0 { defer { previousNext = nil }; return previousNext }
-            return nil
+            let c = previous.withCurrent { _, a, _ in comparePaths(a, path) }
+            if c < 0 { previousHeld = false; continue }
+            if c > 0 { return nil }
+            previousHeld = false
+            return previous.withCurrent { e, _, link in ManifestRecord(entry: e, path: [], link: link.isEmpty ? [] : Array(link)) }
         }
         return nil
     }
 
-    /// True (with `record` completed from `p`) when the entry is unchanged since the previous
-    /// backup and its content, if any, can be read from an older archive.
-    private func carry(_ record: inout ManifestRecord, from p: ManifestRecord, scanned: ScannedEntry, substitute: SubstitutedContent?,
-                       xattrsComparable: Bool) -> Bool {
-        let e = record.entry
+    /// True (with `e` completed from `p`) when the entry is unchanged since the previous
+    /// backup and its content, if any, can be read from an older archive. `link` is the
+    /// scanned entry's link (symlink target, or a hardlink's first path); `stream` gives its
+    /// file when only its ctime changed (its content is compared).
+    private func carry(_ e: inout ManifestEntry, link: UnsafeRawBufferPointer, from p: ManifestRecord, stream: ScanStream,
+                       substitute: SubstitutedContent?, xattrsComparable: Bool) -> Bool {
         if BackupRunner.changed(e, p.entry, xattrsComparable: xattrsComparable)
-            || ((e.type == .symlink || e.type == .hardlink) && record.link != p.link) {
+            || ((e.type == .symlink || e.type == .hardlink) && !link.elementsEqual(p.link)) {
             return false
         }
         switch e.type {
@@ -245,13 +262,13 @@ final class BackupPass {
             // Metadata equal. One with xattrs keeps the place of the header that holds them,
             // so that archive stays listed (restore reads them there).
             if p.entry.archive != ManifestEntry.noArchive && e.xattrHash != 0 {
-                record.entry.archive = p.entry.archive
-                record.entry.memberOffset = p.entry.memberOffset
-                record.entry.memberSkip = p.entry.memberSkip
+                e.archive = p.entry.archive
+                e.memberOffset = p.entry.memberOffset
+                e.memberSkip = p.entry.memberSkip
             }
             return true
         case .hardlink:
-            record.entry.hash = p.entry.hash
+            e.hash = p.entry.hash
             return true
         case .file:
             var same = e.ctime == p.entry.ctime && substitute == nil
@@ -259,18 +276,28 @@ final class BackupPass {
                 // ctime (or substituted content) changed alone: compare content hashes (a sparse
                 // file's by the sparse hash, reading only its data).
                 let sparse = p.entry.flags & ManifestEntry.flagSparse != 0
-                let h = substitute.map { try? hashFile(bytes: Array($0.path.utf8)) } ?? SourceFile(scanned).contentHash(sparse: sparse)
+                let h = substitute.map { try? hashFile(bytes: Array($0.path.utf8)) } ?? SourceFile(stream.current()).contentHash(sparse: sparse)
                 if let h, h == p.entry.hash { same = true }
             }
             guard same, p.entry.archive != ManifestEntry.noArchive else { return false }
-            record.entry.archive = p.entry.archive
-            record.entry.memberOffset = p.entry.memberOffset
-            record.entry.memberSkip = p.entry.memberSkip
-            record.entry.hash = p.entry.hash
-            record.entry.size = p.entry.size
-            record.entry.flags |= p.entry.flags & ManifestEntry.flagSparse
+            e.archive = p.entry.archive
+            e.memberOffset = p.entry.memberOffset
+            e.memberSkip = p.entry.memberSkip
+            e.hash = p.entry.hash
+            e.size = p.entry.size
+            e.flags |= p.entry.flags & ManifestEntry.flagSparse
             return true
         }
+    }
+
+    /// Appends an entry to the manifest (and notes the archive it names as used).
+    private func appendToManifest(_ e: ManifestEntry, path: UnsafeRawBufferPointer, link: UnsafeRawBufferPointer) throws {
+        guard let manifest else { return }
+        if e.archive != ManifestEntry.noArchive && e.archive != lastUsedArchive {
+            usedArchives.insert(e.archive)
+            lastUsedArchive = e.archive   // runs of entries name the same archive: one insert per run
+        }
+        try manifest.append(e, path: path, link: link)
     }
 
     private func enqueue(_ p: Pending) throws {
@@ -282,10 +309,9 @@ final class BackupPass {
             runner.reporter.info("would archive: \(e.type.name) \(displayPath(p.record.path))")
             return
         }
-        if !p.archive && batch.isEmpty && reading == nil && awaitingHead == awaiting.count, let manifest {
+        if !p.archive && batch.isEmpty && reading == nil && awaitingHead == awaiting.count, manifest != nil {
             // Nothing queued ahead of it: straight to the manifest.
-            if p.record.entry.archive != ManifestEntry.noArchive { usedArchives.insert(p.record.entry.archive) }
-            try manifest.append(p.record)
+            try p.record.path.withUnsafeBytes { path in try p.record.link.withUnsafeBytes { try appendToManifest(p.record.entry, path: path, link: $0) } }
             return
         }
         batch.append(p)
@@ -343,7 +369,7 @@ final class BackupPass {
                     let e = p.record.entry
                     if e.type == .file && e.size > 0 && e.size <= 1 << 20, let f = p.source { small.append((k, f, e.size)) }
                 }
-                if small.count > 1 { job = PrefetchJob(runner, small) }
+                if small.count > 1 { job = PrefetchJob(runner, small, count: batch.count) }
             }
             next = (batch, job)
             batch = []; batchArchived = 0; batchBytes = 0
@@ -352,10 +378,12 @@ final class BackupPass {
             reading = next   // from here on `cleanup()` owns the batch just started
             var current = r.batch
             defer { for p in current where p.substitute != nil { p.substitute?.cleanup() } }
-            var window = r.job?.wait() ?? [:]
+            var window = r.job?.wait() ?? []
             for k in current.indices where current[k].archive {
+                var ahead: Result<PrefetchedContent, LeftOutError>?
+                if k < window.count { swap(&ahead, &window[k]) }  // moved out: freed once archived
                 do {
-                    try archive(&current[k], prefetched: window.removeValue(forKey: k))
+                    try archive(&current[k], prefetched: ahead)
                 } catch let failure as PassFailure {
                     throw failure
                 } catch {
@@ -500,7 +528,7 @@ final class BackupPass {
     /// written. With `all`, or when the queue grows long, the member being filled is ended
     /// and waited for.
     private func flushAwaiting(all: Bool) throws {
-        guard let manifest else { awaiting = []; awaitingHead = 0; return }
+        guard manifest != nil else { awaiting = []; awaitingHead = 0; return }
         while awaitingHead < awaiting.count {
             let a = awaiting[awaitingHead]
             var r = a.record
@@ -518,8 +546,7 @@ final class BackupPass {
             }
             awaitingHead += 1
             if a.dropped { continue }
-            if r.entry.archive != ManifestEntry.noArchive { usedArchives.insert(r.entry.archive) }
-            try manifest.append(r)
+            try r.path.withUnsafeBytes { path in try r.link.withUnsafeBytes { try appendToManifest(r.entry, path: path, link: $0) } }
         }
         if awaitingHead == awaiting.count {
             awaiting.removeAll(keepingCapacity: true); awaitingHead = 0
@@ -574,18 +601,18 @@ struct PassFailure: Error, CustomStringConvertible {
 /// Small files of one batch read on all cores in the background (see `BackupRunner.prefetch`).
 final class PrefetchJob: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
-    private var result: [Int: Result<PrefetchedContent, LeftOutError>] = [:]
+    private var result: [Result<PrefetchedContent, LeftOutError>?] = []
 
-    init(_ runner: BackupRunner, _ items: [(index: Int, file: SourceFile, size: UInt64)]) {
+    init(_ runner: BackupRunner, _ items: [(index: Int, file: SourceFile, size: UInt64)], count: Int) {
         let box = UnsafeSendable((runner, items))   // the runner only reads its options here
         DispatchQueue.global().async { [self] in
-            result = box.value.0.prefetch(box.value.1)
+            result = box.value.0.prefetch(box.value.1, count: count)
             done.signal()
         }
     }
 
     /// The contents by batch index (waits for the reads).
-    func wait() -> [Int: Result<PrefetchedContent, LeftOutError>] {
+    func wait() -> [Result<PrefetchedContent, LeftOutError>?] {
         done.wait()
         done.signal()
         return result

@@ -232,16 +232,17 @@ package final class BackupRunner {
 
     /// Reads the small regular files of `items` on all cores, each opened relative to the
     /// directory the scan found it in and checked against the scan (`SourceFile`). Returns
-    /// the contents by index, or why a file is left out. Files over 1 MiB are not prefetched.
-    func prefetch(_ items: [(index: Int, file: SourceFile, size: UInt64)]) -> [Int: Result<PrefetchedContent, LeftOutError>] {
-        guard items.count > 1 else { return [:] }
+    /// the contents by index (an array of `count`, nil where no item was), or why a file is left
+    /// out. Files over 1 MiB are not prefetched.
+    func prefetch(_ items: [(index: Int, file: SourceFile, size: UInt64)], count: Int) -> [Result<PrefetchedContent, LeftOutError>?] {
+        guard items.count > 1 else { return [] }
         // Runs of files in the same directory go to one thread (its inode stays hot there).
         var runs: [Range<Int>] = []
         var runStart = 0
         for k in 1 ... items.count where k == items.count || items[k].file.parent !== items[runStart].file.parent {
             runs.append(runStart ..< k); runStart = k
         }
-        let slots = ResultSlots<Result<PrefetchedContent, LeftOutError>>(count: items.count)
+        let slots = ResultSlots<Result<PrefetchedContent, LeftOutError>>(count: count)
         let work = items
         let allRuns = runs
         let detect = options.compressionLevel > 0
@@ -251,19 +252,17 @@ package final class BackupRunner {
             while r < allRuns.count {
                 for k in allRuns[r] {
                     switch work[k].file.open() {
-                    case .failure(let f): slots.set(k, .failure(f))
+                    case .failure(let f): slots.set(work[k].index, .failure(f))
                     case .success(let (fd, _)):
                         let read = ArchiveWriter.read(openFile: fd, size: work[k].size, detectIncompressible: detect)
                         Sys.close(fd)
-                        slots.set(k, read.mapError { LeftOutError(why: .unreadable(errno: $0.errno)) })
+                        slots.set(work[k].index, read.mapError { LeftOutError(why: .unreadable(errno: $0.errno)) })
                     }
                 }
                 r += parallel
             }
         }
-        var out: [Int: Result<PrefetchedContent, LeftOutError>] = [:]
-        for (k, v) in slots.takeAll().enumerated() { if let v { out[work[k].index] = v } }
-        return out
+        return slots.takeAll()
     }
 
     /// "<source>/<relative path>" as NUL-terminated bytes.

@@ -272,6 +272,8 @@ struct ManifestMemberCursor {
     /// Whether the entry `next` returned last sorts after the one before it in component order
     /// (true for a member's first entry). Compared on the bytes after the shared prefix only.
     private(set) var followsPrevious = true
+    /// Whether the entry `next` returned last is the member's first.
+    private(set) var atMemberStart = true
 
     /// The next entry (its path in `path`, its link as a range of `bytes`); nil at the end.
     /// - Throws: a short reason when the member is malformed.
@@ -286,6 +288,7 @@ struct ManifestMemberCursor {
               linkLength <= Manifest.maxNameLength, shared + rest > 0, bytes.count - position >= rest + linkLength else {
             throw MemberProblem(why: "malformed entry")
         }
+        atMemberStart = !started
         if started {
             let added = UnsafeRawBufferPointer(rebasing: bytes[position ..< position + rest])
             followsPrevious = path.withUnsafeBytes { comparePaths(UnsafeRawBufferPointer(rebasing: $0[shared...]), added) } < 0

@@ -121,7 +121,6 @@ package final class ManifestWriter {
     private let pool: WorkPool
     private let stage: OrderedStage<Member>
     private var buffer: [UInt8] = []
-    private var previousPath: [UInt8] = []
     private var chunks: [ManifestChunk] = []
     private var offset: UInt64 = 0
     private var hasher = SHA256Hasher()
@@ -162,33 +161,40 @@ package final class ManifestWriter {
     /// Entries must come in strictly increasing path order.
     package func append(_ e: ManifestEntry, path: UnsafeRawBufferPointer, link: UnsafeRawBufferPointer) throws {
         precondition(path.count > 0)
-        if haveLast {
-            let c = lastPath.withUnsafeBytes { comparePaths($0, path) }
-            guard c < 0 else { throw OutOfOrder(path: displayPath(path)) }
+        // One pass over the path and the one before: the bytes they share, and their order
+        // (`comparePaths`: the first differing byte, `/` lowest; else the shorter first).
+        var common = 0
+        let follows = lastPath.withUnsafeBytes { p -> Bool in
+            let limit = min(p.count, path.count)
+            while common < limit && p[common] == path[common] { common += 1 }
+            guard haveLast else { return true }
+            if common < limit {
+                let x = p[common] == 0x2F ? 0 : p[common], y = path[common] == 0x2F ? 0 : path[common]
+                return x < y
+            }
+            return p.count < path.count
         }
-        lastPath.removeAll(keepingCapacity: true)
-        lastPath.append(contentsOf: path)
+        guard follows else { throw OutOfOrder(path: displayPath(path)) }
         haveLast = true
-        var shared = 0
-        let limit = min(previousPath.count, path.count)
-        previousPath.withUnsafeBytes { p in
-            while shared < limit && p[shared] == path[shared] { shared += 1 }
-        }
+        // A member's first entry shares nothing (members are read on their own).
+        let shared = buffer.isEmpty ? 0 : common
+        lastPath.removeSubrange(common...)
+        lastPath.append(contentsOf: UnsafeRawBufferPointer(rebasing: path[common...]))
         var r = e
         r.pathOffset = UInt32(shared); r.pathLength = UInt32(path.count - shared)
         r.linkOffset = 0; r.linkLength = UInt32(link.count)
         let at = buffer.count
-        buffer.append(contentsOf: repeatElement(0, count: ManifestTable.recordSize))
+        buffer.append(contentsOf: Self.zeroRecord)
         buffer.withUnsafeMutableBytes { ManifestTable.encode(r, into: $0, at: at) }
         buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: path[shared...]))
         buffer.append(contentsOf: link)
-        previousPath.removeAll(keepingCapacity: true)
-        previousPath.append(contentsOf: path)
         count += 1
         if buffer.count >= Manifest.memberCap || (buffer.count >= Manifest.memberTarget && Self.cutHash(path) & 31 == 0) {
             try cut()
         }
     }
+
+    private static let zeroRecord = [UInt8](repeating: 0, count: ManifestTable.recordSize)
 
     package func append(_ r: ManifestRecord) throws {
         try r.path.withUnsafeBytes { p in try r.link.withUnsafeBytes { l in try append(r.entry, path: p, link: l) } }
@@ -204,7 +210,6 @@ package final class ManifestWriter {
         guard !buffer.isEmpty else { return }
         let bytes = buffer
         buffer.removeAll(keepingCapacity: true)
-        previousPath.removeAll(keepingCapacity: true)
         let parent = self.parent
         while stage.isFull { if let m = try stage.next() { try write(m) } }
         try stage.submit(bytes: bytes.count) {
@@ -349,36 +354,74 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
     }
 
     private func nextRecord() throws -> ManifestRecord? {
+        guard try advanceChecked() else { return nil }
+        return withCurrent { e, path, link in
+            ManifestRecord(entry: e, path: legacyRecord?.path ?? cursor.pathCopy, link: link.isEmpty ? [] : Array(link))
+        }
+    }
+
+    /// Moves to the next entry in path order without copying it (false at the end): read it
+    /// with `withCurrent` until the next call. Checked as `next()` checks (and throws as it does).
+    package func advance() throws -> Bool {
+        do { return try advanceChecked() } catch {
+            if failure == nil { failure = .unreadable(error) }
+            throw error
+        }
+    }
+
+    // The entry `advance()` moved to: format 3 in `cursor` and `current`, older formats here.
+    private var currentEntry = ManifestEntry()
+    private var currentLink = 0 ..< 0
+    private var legacyRecord: ManifestRecord?
+
+    /// Calls `body` with the current entry, its path and its link (valid only during the call).
+    package func withCurrent<R>(_ body: (ManifestEntry, _ path: UnsafeRawBufferPointer, _ link: UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if let r = legacyRecord {
+            return try r.path.withUnsafeBytes { p in try r.link.withUnsafeBytes { try body(r.entry, p, $0) } }
+        }
+        let link = currentLink
+        return try cursor.path.withUnsafeBytes { p in
+            try current.withUnsafeBytes { try body(currentEntry, p, UnsafeRawBufferPointer(rebasing: $0[link])) }
+        }
+    }
+
+    private func advanceChecked() throws -> Bool {
         if let m = legacy {
-            guard legacyIndex < m.table.count else { return nil }
+            guard legacyIndex < m.table.count else { return false }
             let e = m.table.entry(legacyIndex)
             legacyIndex += 1
-            return ManifestRecord(entry: e, path: m.table.pathBytes(e), link: Array(m.table.linkBytes(e)))
+            legacyRecord = ManifestRecord(entry: e, path: m.table.pathBytes(e), link: Array(m.table.linkBytes(e)))
+            return true
         }
-        if cursor.position >= current.count {
-            guard try loadNextMember() else {
-                if let n = header.entries, n != entriesRead {
-                    throw damage("\(entriesRead) entries, the header says \(n)")
+        while true {
+            if cursor.position >= current.count {
+                // The last path of the member before: the next member's first entry must follow it.
+                if !cursor.path.isEmpty { lastPath.removeAll(keepingCapacity: true); lastPath.append(contentsOf: cursor.path) }
+                guard try loadNextMember() else {
+                    if let n = header.entries, n != entriesRead {
+                        throw damage("\(entriesRead) entries, the header says \(n)")
+                    }
+                    return false
                 }
-                return nil
             }
+            let item: (entry: ManifestEntry, link: Range<Int>)?
+            do { item = try current.withUnsafeBytes { try cursor.next($0) } } catch {
+                throw damage("\(error) in member \(nextMember - 1)")
+            }
+            guard let (e, linkRange) = item else { continue }
+            // Within a member the cursor compared the entry with the one before; a member's
+            // first entry is compared with the last of the member before.
+            let follows = cursor.atMemberStart
+                ? !started || lastPath.withUnsafeBytes { a in cursor.path.withUnsafeBytes { comparePaths(a, $0) } } < 0
+                : cursor.followsPrevious
+            guard follows else { throw damage("entries out of order at \(displayPath(cursor.path))") }
+            started = true
+            entriesRead += 1
+            if let why = cursor.path.withUnsafeBytes({ header.badArchiveReference(e, path: $0) }) { throw damage(why) }
+            currentEntry = e
+            currentLink = linkRange
+            return true
         }
-        let item: (entry: ManifestEntry, link: Range<Int>)?
-        do { item = try current.withUnsafeBytes { try cursor.next($0) } } catch {
-            throw damage("\(error) in member \(nextMember - 1)")
-        }
-        guard let (e, linkRange) = item else { return try nextRecord() }
-        let path = cursor.pathCopy
-        let link = Array(current[linkRange])
-        if started {
-            let c = lastPath.withUnsafeBytes { a in path.withUnsafeBytes { comparePaths(a, $0) } }
-            guard c < 0 else { throw damage("entries out of order at \(displayPath(path))") }
-        }
-        started = true
-        entriesRead += 1
-        lastPath = path
-        if let why = header.badArchiveReference(e, path: path) { throw damage(why) }
-        return ManifestRecord(entry: e, path: path, link: link)
     }
 
     /// The next entry with its archive as an id (what the restore side reads).

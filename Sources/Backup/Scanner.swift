@@ -65,7 +65,24 @@ package struct ScanResult: Sendable {
 package final class Scanner {
     let root: String
     let excludes: ExcludeSet
-    package var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// Walker threads, at most. Not bound by the core count: with a cold cache every `fstatat`
+    /// and `getdents64` waits on the disk and a waiting walker uses no core, so more walkers
+    /// keep more reads in flight. One per core walk at first; the others join once a walker
+    /// finds that the walk reads from the disk (`ScanStream.walkReadsDisk`): with a warm cache
+    /// they would only add context switches. Memory does not grow with them: what the walkers
+    /// hand ahead of the reader is bounded as a whole (`ScanStream.maxQueuedEntries`,
+    /// `maxQueuedChunks`), and each walker's unfilled chunk is smaller the more walkers there are.
+    package var threads = Scanner.defaultWalkers
+    /// Walkers that start at once (the others wait for the disk, see `threads`).
+    package var startingThreads = Scanner.startingWalkers
+    /// Four walkers per core, 4 to 16; `HS_SCAN_WALKERS` sets the number and starts them all
+    /// at once (for measurements).
+    package static let defaultWalkers: Int = walkersFromEnvironment ?? min(16, max(4, 4 * ProcessInfo.processInfo.activeProcessorCount))
+    static let startingWalkers: Int = walkersFromEnvironment ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
+    private static let walkersFromEnvironment: Int? = {
+        guard let v = ProcessInfo.processInfo.environment["HS_SCAN_WALKERS"], let n = Int(v), n >= 1 else { return nil }
+        return min(n, 64)
+    }()
     /// Do not descend into mount points (directories on another file system than their
     /// parent); each one skipped is named in a warning. Without it every mount point crossed
     /// is named in a warning.
@@ -169,7 +186,8 @@ package final class Scanner {
             for n in names { units.append(ScanUnit(parent: rootDir, prefix: [], name: n, parentDev: rootDev, descend: true)) }
             segments.append((0 ..< 0, 0 ..< units.count))
         }
-        return ScanStream(context: context, top: top, units: units, segments: segments, openDirectories: opened, threads: threads)
+        return ScanStream(context: context, top: top, units: units, segments: segments, openDirectories: opened, threads: threads,
+                          startingThreads: startingThreads)
     }
 }
 
@@ -193,8 +211,16 @@ package final class ScanStream: @unchecked Sendable {
     private var live = 0
     private let exited = DispatchSemaphore(value: 0)
     private let threadCount: Int
-    /// Units started ahead of the one being read, at most.
+    /// Runs started ahead of the one being read, at most.
     private let maxAhead: Int
+    /// Chunks and entries queued for units ahead of the one being read, at most (all walkers
+    /// together, whatever their number): what the scan holds ahead of its reader.
+    static let maxQueuedChunks = 12
+    static let maxQueuedEntries = 8 * 1024
+    /// Chunks queued for the unit being read, at most (its walker waits for the reader).
+    static let maxReadingChunks = 4
+    /// Entries in the chunks queued for units ahead of the reader, and their number (under `cond`).
+    private var queuedAhead = (chunks: 0, entries: 0)
     // Reader state.
     private var segment = 0
     private var topIndex = 0
@@ -208,7 +234,7 @@ package final class ScanStream: @unchecked Sendable {
     package private(set) var warnings: [String]
 
     init(context: ScanContext, top: ScanWorker, units: [ScanUnit], segments: [(Range<Int>, Range<Int>)],
-         openDirectories: [DirectoryHandle], threads: Int) {
+         openDirectories: [DirectoryHandle], threads: Int, startingThreads: Int) {
         self.context = context
         self.top = top
         self.units = units
@@ -221,10 +247,14 @@ package final class ScanStream: @unchecked Sendable {
         queues = Array(repeating: [], count: units.count)
         finished = Array(repeating: false, count: units.count)
         threadCount = units.isEmpty ? 0 : max(1, min(threads, units.count))
-        maxAhead = 2 * max(1, threads) + 2
+        // Enough runs for every walker to have one ahead; the memory they hand over is bounded
+        // by `maxQueuedChunks`/`maxQueuedEntries`, not by this.
+        maxAhead = 2 * threadCount + 2
+        chunkEntries = ScanWorker.chunkEntries(walkers: threadCount)
         live = threadCount
-        for _ in 0 ..< threadCount {
-            let t = Thread { [self] in self.workerLoop() }
+        startingCount = min(threadCount, max(1, startingThreads))
+        for k in 0 ..< threadCount {
+            let t = Thread { [self] in self.workerLoop(k) }
             t.stackSize = 1 << 20
             t.start()
         }
@@ -237,6 +267,7 @@ package final class ScanStream: @unchecked Sendable {
         guard !closed else { return }
         closed = true
         cond.lock(); cancelled = true; cond.broadcast(); cond.unlock()
+        for _ in startingCount ..< threadCount { waiting.signal() }
         for _ in 0 ..< threadCount { exited.wait() }
         openDirectories = []
     }
@@ -245,9 +276,12 @@ package final class ScanStream: @unchecked Sendable {
     /// many entries, twice as many (up to `maxRun`) after one that gave few. The entries of a
     /// run go out as the chunks of its first unit, so a tree of many tiny directories (one
     /// poster each) is not handed to the reader, and the reader woken, once per directory.
-    private func workerLoop() {
+    private func workerLoop(_ index: Int) {
         defer { exited.signal() }
+        // A walker beyond the starting ones waits until the walk reads from the disk (or the end).
+        if index >= startingCount { waiting.wait() }
         var length = 1
+        var watching = index < startingCount && startingCount < threadCount
         while true {
             cond.lock()
             while !cancelled && nextUnit < units.count && runsAhead() >= maxAhead { cond.wait() }
@@ -258,7 +292,7 @@ package final class ScanStream: @unchecked Sendable {
             nextUnit = end
             runFirsts.append(first)
             cond.unlock()
-            let w = ScanWorker(context)
+            let w = ScanWorker(context, chunkEntries: chunkEntries)
             w.output = { [self] chunk in try push(first, chunk) }
             do {
                 for u in first ..< end { try w.run(units[u]) }
@@ -271,7 +305,28 @@ package final class ScanStream: @unchecked Sendable {
             cond.broadcast()
             cond.unlock()
             length = w.produced < Self.smallRun ? min(length * 2, Self.maxRun) : 1
+            if watching && Self.walkReadsDisk() {
+                // The cache is cold: the other walkers join (each waits on the disk, not a core).
+                watching = false
+                if !othersStarted.exchange(true, ordering: .relaxed) {
+                    for _ in startingCount ..< threadCount { waiting.signal() }
+                }
+            }
         }
+    }
+
+    /// Walkers that start at once; the others wait on `waiting`.
+    private var startingCount = 0
+    private let waiting = DispatchSemaphore(value: 0)
+    private let othersStarted = Atomic<Bool>(false)
+
+    /// Whether this thread has read from the disk (`getrusage(RUSAGE_THREAD)`: blocks read in,
+    /// counted when the kernel submits the read; a walk of a warm cache reads none).
+    static func walkReadsDisk() -> Bool {
+        var u = rusage()
+        // RUSAGE_THREAD (1, Linux): glibc defines it only under _GNU_SOURCE, not imported.
+        guard getrusage(__rusage_who_t(1), &u) == 0 else { return false }
+        return u.ru_inblock > 0
     }
 
     /// A run that gave fewer entries than this doubles the next one's length.
@@ -290,35 +345,74 @@ package final class ScanStream: @unchecked Sendable {
         return runFirsts.count - runHead
     }
 
-    /// Hands a chunk of unit `u` to the reader; waits while a unit ahead of the reader already
-    /// has enough queued.
+    /// Hands a chunk of unit `u` to the reader; waits while the unit being read has
+    /// `maxReadingChunks` queued, or, for a unit ahead of the reader, while it has 2 queued or
+    /// all the units ahead hold `maxQueuedChunks`/`maxQueuedEntries`. A chunk queued ahead is
+    /// counted in `queuedAhead` until the reader takes it.
     private func push(_ u: Int, _ chunk: ScanChunk) throws {
         cond.lock(); defer { cond.unlock() }
-        while !cancelled && u != readingUnit && queues[u].count >= 2 { cond.wait() }
+        let n = chunk.table.count
+        while !cancelled {
+            if u == readingUnit {
+                if queues[u].count < Self.maxReadingChunks { break }
+            } else if queues[u].count < 2 && queuedAhead.chunks < Self.maxQueuedChunks
+                        && (queuedAhead.entries + n <= Self.maxQueuedEntries || queuedAhead.chunks == 0) {
+                break
+            }
+            cond.wait()
+        }
         if cancelled { throw ScanCancelled() }
         queues[u].append(chunk)
+        if u != readingUnit { queuedAhead.chunks += 1; queuedAhead.entries += n }
         cond.broadcast()
     }
 
+    /// Chunk size of each walker (`ScanWorker.chunkEntries(walkers:)`).
+    private let chunkEntries: Int
+
     /// The next entry in path order, or nil at the end.
     package func next() throws -> ScannedEntry? {
+        guard try advance() else { return nil }
+        return current()
+    }
+
+    // The entry `advance()` moved to: its table (a chunk's or the top's) and index there.
+    private var currentTable = ManifestTable()
+    private var currentIndex = 0
+    private var currentFromTop = false
+    /// The entry `advance()` moved to (a hardlink's type already set), its link's bytes when
+    /// they are not the table's (a hardlink: its first path), whether its inode has several
+    /// links, and the whole entry once `current()` built it.
+    package private(set) var currentEntry = ManifestEntry()
+    private var currentLinkBytes: [UInt8]?
+    private var currentMultiLink = false
+    private var currentScanned: ScannedEntry?
+
+    /// Moves to the next entry in path order (false at the end), read in place: its entry is
+    /// `currentEntry`, its path and link bytes `withCurrent`, and `current()` makes a
+    /// `ScannedEntry` of it only for an entry that is read or kept.
+    package func advance() throws -> Bool {
+        currentScanned = nil
         while true {
             if let c = chunk {
                 if chunkIndex < c.table.count {
                     let i = chunkIndex
                     chunkIndex += 1
-                    return entry(c.table, i)
+                    moveTo(i, fromTop: false)
+                    return true
                 }
                 chunk = nil
             }
-            guard segment < segments.count else { return nil }
+            guard segment < segments.count else { return false }
             let (entries, unitRange) = segments[segment]
             if unitIndex < 0 {
                 // The top entries of this segment first.
                 if topIndex < entries.count {
                     let i = entries.lowerBound + topIndex
                     topIndex += 1
-                    return entry(top.table, i, fromTop: true)
+                    currentTable = top.table
+                    moveTo(i, fromTop: true)
+                    return true
                 }
                 unitIndex = unitRange.lowerBound
             }
@@ -328,7 +422,12 @@ package final class ScanStream: @unchecked Sendable {
             }
             // The next chunk of the current unit.
             cond.lock()
-            if readingUnit != unitIndex { readingUnit = unitIndex; cond.broadcast() }
+            if readingUnit != unitIndex {
+                readingUnit = unitIndex
+                // Its queued chunks are no longer ahead of the reader.
+                for c in queues[unitIndex] { queuedAhead.chunks -= 1; queuedAhead.entries -= c.table.count }
+                cond.broadcast()
+            }
             while queues[unitIndex].isEmpty && !finished[unitIndex] && failure == nil { cond.wait() }
             if let f = failure { cond.unlock(); throw f }
             if queues[unitIndex].isEmpty {
@@ -345,6 +444,7 @@ package final class ScanStream: @unchecked Sendable {
             chunk = c
             chunkIndex = 0
             chunkParents = ParentRuns(runs: c.parents)
+            currentTable = c.table
         }
     }
 
@@ -352,29 +452,54 @@ package final class ScanStream: @unchecked Sendable {
     private lazy var topParents = ParentRuns(runs: top.parents)
     private var chunkParents = ParentRuns(runs: [])
 
-    private func entry(_ table: ManifestTable, _ i: Int, fromTop: Bool = false) -> ScannedEntry {
-        var e = table.entry(i)
-        let path = table.pathBytes(e)
-        var link = Array(table.linkBytes(e))
-        let parent = fromTop ? topParents.dir(at: i) : chunkParents.dir(at: i)
-        let identity = fromTop ? top.identities[i] : chunk!.identities[i]
+    /// Makes entry `i` of `currentTable` the current one. Hardlinks are resolved here, in
+    /// path order: the first path of an inode with several links is a file, later ones link to it.
+    private func moveTo(_ i: Int, fromTop: Bool) {
+        currentIndex = i
+        currentFromTop = fromTop
+        currentEntry = currentTable.entry(i)
+        currentLinkBytes = nil
         let key: (UInt64, UInt64)?
         if fromTop {
             if topLinks == nil { topLinks = Dictionary(top.links.map { ($0.0, ($0.1, $0.2)) }, uniquingKeysWith: { a, _ in a }) }
             key = topLinks?[i]
         } else {
-            key = linkAt[i]
+            key = linkAt.isEmpty ? nil : linkAt[i]
         }
+        currentMultiLink = key != nil
         if let (dev, ino) = key {
             let k = ScanWorker.InodeKey(dev: dev, ino: ino)
             if let first = firstPathOf[k] {
-                e.type = .hardlink
-                link = first
+                currentEntry.type = .hardlink
+                currentLinkBytes = first
             } else {
-                firstPathOf[k] = path
+                firstPathOf[k] = currentTable.pathBytes(currentEntry)
             }
         }
-        return ScannedEntry(entry: e, path: path, link: link, multiLink: key != nil, parent: parent, identity: identity)
+    }
+
+    /// Calls `body` with the current entry's path and link bytes (valid only during the call).
+    package func withCurrent<R>(_ body: (_ path: UnsafeRawBufferPointer, _ link: UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let e = currentEntry
+        return try currentTable.strings.withUnsafeBytes { s in
+            let path = UnsafeRawBufferPointer(rebasing: s[Int(e.pathOffset) ..< Int(e.pathOffset) + Int(e.pathLength)])
+            if let l = currentLinkBytes { return try l.withUnsafeBytes { try body(path, $0) } }
+            return try body(path, UnsafeRawBufferPointer(rebasing: s[Int(e.linkOffset) ..< Int(e.linkOffset) + Int(e.linkLength)]))
+        }
+    }
+
+    /// The current entry as a `ScannedEntry` (its path and link copied, its directory and
+    /// identity as the scan saw them); built once per entry.
+    package func current() -> ScannedEntry {
+        if let s = currentScanned { return s }
+        let i = currentIndex
+        let e = currentEntry
+        let parent = currentFromTop ? topParents.dir(at: i) : chunkParents.dir(at: i)
+        let identity = currentFromTop ? top.identities[i] : chunk!.identities[i]
+        let s = ScannedEntry(entry: e, path: currentTable.pathBytes(e), link: currentLinkBytes ?? Array(currentTable.linkBytes(e)),
+                             multiLink: currentMultiLink, parent: parent, identity: identity)
+        currentScanned = s
+        return s
     }
 }
 
@@ -409,11 +534,12 @@ enum ScanLimits {
 
     /// A worker hands its entries over once they reference this many directories (the
     /// chunks queued ahead of the reader, and the batches the pass holds, hold them open).
-    /// From the open-file limit: 24 such chunks in flight stay well below it.
+    /// From the open-file limit: the chunks in flight (queued ahead and for the unit being
+    /// read, one per walker being filled or handed over, and the pass's batches) stay well below it.
     static let directoriesPerChunk: Int = {
         var l = rlimit()
         let limit = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &l) == 0 ? Int(clamping: l.rlim_cur) : 1024
-        return max(16, min(256, (limit - 512) / 24))
+        return max(16, min(256, (limit - 512) / (ScanStream.maxQueuedChunks + ScanStream.maxReadingChunks + 2 * Scanner.defaultWalkers + 12)))
     }()
 }
 
@@ -485,7 +611,10 @@ final class ScanWorker: @unchecked Sendable {
     /// Receives the entries so far every `chunkEntries` entries (and at the end of `run`);
     /// nil keeps everything in `table` (the top of the tree).
     var output: ((ScanChunk) throws -> Void)?
-    static let chunkEntries = 1024
+    let chunkEntries: Int
+    /// 1024 entries per chunk for up to 4 walkers, fewer for more (256 at 16): the chunks the
+    /// walkers fill hold about as many entries in all, whatever their number.
+    static func chunkEntries(walkers: Int) -> Int { max(256, min(1024, 4096 / max(1, walkers))) }
     private var pathBuf: [CChar] = []
     /// getdents64 buffer, reused for every directory of this worker.
     private var direntBuffer: [UInt8] = []
@@ -493,8 +622,9 @@ final class ScanWorker: @unchecked Sendable {
 
     package struct InodeKey: Hashable { var dev: UInt64; var ino: UInt64 }
 
-    init(_ context: ScanContext) {
+    init(_ context: ScanContext, chunkEntries: Int = 1024) {
         self.context = context
+        self.chunkEntries = chunkEntries
     }
 
     /// The names in the directory open as `fd`, whose relative path is `path` (for a warning;
@@ -641,7 +771,7 @@ final class ScanWorker: @unchecked Sendable {
         }
         uncounted += 1
         if uncounted >= 1024 { flushCount() }
-        if output != nil && (table.count >= Self.chunkEntries || directoriesHeld >= ScanLimits.directoriesPerChunk) { try flushChunk() }
+        if output != nil && (table.count >= chunkEntries || directoriesHeld >= ScanLimits.directoriesPerChunk) { try flushChunk() }
         if e.type == .directory {
             let cfd = dirFd >= 0 ? dirFd : pathBuf.withUnsafeBufferPointer { openat(dfd, $0.baseAddress! + nameStart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
             dirFd = -1

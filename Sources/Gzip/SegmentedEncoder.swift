@@ -1,4 +1,5 @@
 internal import CLibdeflate
+internal import CZlib
 
 /// Compresses the gzip data for one archive member whose payload mixes compressible and
 /// incompressible runs: runs marked "store" go out as deflate stored blocks (no compression
@@ -10,15 +11,38 @@ internal import CLibdeflate
 /// `GzipDecoder` read them as one stream). Adjacent runs of one kind are merged. A payload with
 /// no stored run is exactly one member.
 ///
+/// A payload that is mostly tar headers and zero padding (a tree of tiny files: ~2 KiB of tar
+/// per 30-byte file) goes to zlib's `deflate_fast` instead (`Engine.headerHeavy`, levels 1-3):
+/// it does not insert every byte of a long match into its hash table, so it compresses that
+/// kind of data about twice as fast as libdeflate level 1 (on a tar of 100k stress-tree files:
+/// 0.24 s vs 0.49 s of CPU, 5.1 MB vs 4.1 MB), while it is about twice as slow on file content.
+///
 /// One instance per thread; reusable across members.
 package final class GzipSegmentedEncoder {
+    /// Which deflate implementation compresses the non-stored runs of a payload.
+    package enum Engine: Sendable, Equatable {
+        /// libdeflate (whole buffers): the right one for file content.
+        case content
+        /// Mostly tar headers and zero padding: zlib's `deflate_fast` at levels 1-3
+        /// (libdeflate above that).
+        case headerHeavy
+    }
+
     private var compressor: OpaquePointer?
     private var compressorLevel: Int32 = 0
+    /// zlib's raw deflate stream (stable heap address), made on first use.
+    private var zstream: UnsafeMutablePointer<z_stream>?
+    private var zstreamLevel: Int32 = 0
 
     package init() {}
 
     deinit {
         if let compressor { libdeflate_free_compressor(compressor) }
+        if let zstream {
+            deflateEnd(zstream)
+            zstream.deinitialize(count: 1)
+            zstream.deallocate()
+        }
     }
 
     /// Appends the gzip data holding `payload` to `out` (one or more complete members).
@@ -26,11 +50,14 @@ package final class GzipSegmentedEncoder {
     ///   - payload: the uncompressed bytes.
     ///   - storeRanges: sorted, non-overlapping byte ranges of `payload` to store, not deflate.
     ///   - level: deflate level 1...9 for the rest.
+    ///   - engine: what compresses the rest (see `Engine`).
     ///   - out: receives the members.
-    /// The corresponding libdeflate calls are `libdeflate_deflate_compress` and `libdeflate_crc32`.
+    /// The corresponding libdeflate calls are `libdeflate_deflate_compress` and `libdeflate_crc32`
+    /// (zlib's `deflate` for `.headerHeavy`).
     package func encodeMember(_ payload: UnsafeRawBufferPointer, storeRanges: [Range<Int>], level: Int32,
-                              into out: inout [UInt8]) {
+                              engine: Engine = .content, into out: inout [UInt8]) {
         let deflateLevel = max(1, min(9, level))
+        let useZlib = engine == .headerHeavy && deflateLevel <= 3 && payload.count <= Int(UInt32.max)
         let ranges = storeRanges.filter { !$0.isEmpty }
         var pos = 0
         var emitted = false
@@ -39,7 +66,7 @@ package final class GzipSegmentedEncoder {
             let r = ranges[i]
             precondition(r.lowerBound >= pos && r.upperBound <= payload.count, "store ranges must be sorted and inside the payload")
             if r.lowerBound > pos {
-                deflated(UnsafeRawBufferPointer(rebasing: payload[pos..<r.lowerBound]), level: deflateLevel, into: &out)
+                deflated(UnsafeRawBufferPointer(rebasing: payload[pos..<r.lowerBound]), level: deflateLevel, zlib: useZlib, into: &out)
             }
             // One stored member for this range and those that follow it directly.
             var end = r.upperBound
@@ -54,7 +81,7 @@ package final class GzipSegmentedEncoder {
             pos = end
         }
         if pos < payload.count || !emitted {
-            deflated(UnsafeRawBufferPointer(rebasing: payload[pos..<payload.count]), level: deflateLevel, into: &out)
+            deflated(UnsafeRawBufferPointer(rebasing: payload[pos..<payload.count]), level: deflateLevel, zlib: useZlib, into: &out)
         }
     }
 
@@ -72,7 +99,8 @@ package final class GzipSegmentedEncoder {
         }
     }
 
-    private func deflated(_ bytes: UnsafeRawBufferPointer, level: Int32, into out: inout [UInt8]) {
+    private func deflated(_ bytes: UnsafeRawBufferPointer, level: Int32, zlib: Bool, into out: inout [UInt8]) {
+        if zlib { return zlibDeflated(bytes, level: level, into: &out) }
         if compressor == nil || compressorLevel != level {
             if let compressor { libdeflate_free_compressor(compressor) }
             compressor = libdeflate_alloc_compressor(level)
@@ -87,6 +115,43 @@ package final class GzipSegmentedEncoder {
             libdeflate_deflate_compress(compressor, bytes.baseAddress, bytes.count, o.baseAddress! + start, bound)
         }
         precondition(n > 0, "libdeflate_deflate_compress: no room within its own bound")
+        out.removeLast(bound - n)
+        Self.trailer(bytes, into: &out)
+    }
+
+    /// As `deflated`, with zlib (raw deflate, window 32 KiB, memLevel 8, default strategy) in one
+    /// `deflate(Z_FINISH)` call into room of `deflateBound`.
+    private func zlibDeflated(_ bytes: UnsafeRawBufferPointer, level: Int32, into out: inout [UInt8]) {
+        let z: UnsafeMutablePointer<z_stream>
+        if let zstream {
+            z = zstream
+            if zstreamLevel != level {
+                let rc = deflateParams(z, level, Z_DEFAULT_STRATEGY)
+                precondition(rc == Z_OK, "deflateParams(\(level)) failed: \(rc)")
+                zstreamLevel = level
+            }
+            deflateReset(z)
+        } else {
+            z = .allocate(capacity: 1)
+            z.initialize(to: z_stream())
+            let rc = czlib_deflateInit2(z, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY)
+            precondition(rc == Z_OK, "deflateInit2 failed: \(rc) (out of memory)")
+            zstream = z
+            zstreamLevel = level
+        }
+        Self.header(xfl: level == 1 ? 4 : 0, into: &out)
+        let bound = Int(deflateBound(z, UInt(bytes.count)))
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: bound))
+        let n = out.withUnsafeMutableBytes { o -> Int in
+            z.pointee.next_in = UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+            z.pointee.avail_in = UInt32(bytes.count)
+            z.pointee.next_out = (o.baseAddress! + start).assumingMemoryBound(to: UInt8.self)
+            z.pointee.avail_out = UInt32(bound)
+            let rc = deflate(z, Z_FINISH)
+            precondition(rc == Z_STREAM_END, "zlib deflate: no room within its own bound (\(rc))")
+            return bound - Int(z.pointee.avail_out)
+        }
         out.removeLast(bound - n)
         Self.trailer(bytes, into: &out)
     }

@@ -15,6 +15,53 @@ import Testing
         }
     }
 
+    /// The fast path for common entries writes exactly what the general one writes, and
+    /// declines (writing nothing) every entry it does not cover.
+    @Test func commonHeadersEqualTheGeneralOnes() throws {
+        var covered = 0
+        let names: [String] = ["a", "f0000001.txt", "d0000/d000000/f0000000.txt", "dir/", "a//b", ".", "x/y/",
+                               String(repeating: "n", count: 99), String(repeating: "n", count: 100),
+                               String(repeating: "d/", count: 30) + "file", String(repeating: "q", count: 95) + "/abcd"]
+        let times: [(Int64, UInt32)] = [(0, 0), (1_733_482_750, 0), (1_733_482_750, 123_456_789), (1_733_482_750, 100_000_000),
+                                        (5, 1), (0o77777777777, 999_999_999), (1, 20)]
+        for name in names {
+            for type in [EntryType.file, .directory] {
+                for (sec, nsec) in times {
+                    for (uid, size, mode) in [(UInt32(0), UInt64(0), UInt32(0o644)), (1000, 30, 0o100755), (0o7777777, 0o77777777777, 0o7777)] {
+                        let e = EntryMetadata(pathBytes: Array(name.utf8), type: type, mode: mode, uid: uid, gid: uid / 2, size: size,
+                                              mtimeSeconds: sec, mtimeNanoseconds: nsec)
+                        var fast: [UInt8] = [7], general: [UInt8] = [7]
+                        let took = TarHeader.appendCommon(e, to: &fast)
+                        try TarHeader.appendGeneral(e, to: &general)
+                        let fits = name.utf8.count + (type == .directory ? 1 : 0) <= 100
+                        #expect(took == fits, "\(name) \(type)")
+                        if took { covered += 1; #expect(fast == general, "\(name) \(type) \(sec).\(nsec) uid \(uid) size \(size)") }
+                        else { #expect(fast == [7], "\(name): nothing written when declined") }
+                    }
+                }
+            }
+        }
+        #expect(covered > 300)
+        // Entries it leaves to the general path.
+        let base = EntryMetadata(pathBytes: Array("a/b".utf8), type: .file, size: 1, mtimeSeconds: 1, mtimeNanoseconds: 5)
+        var others: [EntryMetadata] = []
+        var e = base; e.pathBytes = [0x72, 0xE9]; others.append(e)
+        e = base; e.type = .symlink; e.linkBytes = Array("t".utf8); others.append(e)
+        e = base; e.xattrs = ["user.a": [1]]; others.append(e)
+        e = base; e.uname = "root"; others.append(e)
+        e = base; e.uid = 0o7777777 + 1; others.append(e)
+        e = base; e.size = 0o77777777777 + 1; others.append(e)
+        e = base; e.mtimeSeconds = -1; others.append(e)
+        e = base; e.mtimeNanoseconds = 1_000_000_000; others.append(e)
+        e = base; e.pathBytes = Array("/abs".utf8); others.append(e)
+        e = base; e.pathBytes = []; others.append(e)
+        e = base; e.linkBytes = [0]; others.append(e)
+        for (i, o) in others.enumerated() {
+            var out: [UInt8] = []
+            #expect(!TarHeader.appendCommon(o, to: &out) && out.isEmpty, "case \(i)")
+        }
+    }
+
     @Test func paxRecordLengthCountsItsOwnDigits() {
         // Lengths around the points where the length field gains a digit.
         for valueLength in [0, 1, 2, 3, 4, 5, 6, 7, 8, 80, 85, 86, 87, 88, 89, 90, 95, 985, 986, 987, 988, 9_985, 9_986, 99_990] {

@@ -111,6 +111,51 @@ import TestSupport
         #expect(try GzipDecoder.decompress(empty) == [])
     }
 
+    /// The zlib engine for header-heavy payloads (a tar of tiny files: mostly zero padding)
+    /// writes members that our decoder, libdeflate's member decoder (restore's) and gzip
+    /// read back exactly, with stored runs anywhere, at its levels (1-3) and above them
+    /// (libdeflate then), and compresses such a payload as well as a deflater should.
+    @Test(arguments: [Int32(1), 3, 6])
+    func headerHeavyEngineRoundTrips(level: Int32) throws {
+        let dir = try TempDir()
+        var payload: [UInt8] = []
+        for i in 0..<2_000 {  // per "file": a header-like block and a 30-byte content block
+            var block = Array("d0000/d000\(i / 100)/f\(i).txt\u{0}0000644\u{0}0000000\u{0}ustar\u{0}00".utf8)
+            block += [UInt8](repeating: 0, count: 512 - block.count)
+            payload += block + Array("tiny file number \(i) here\n".utf8)
+            payload += [UInt8](repeating: 0, count: (512 - payload.count % 512) % 512)
+        }
+        payload += pseudoRandom(70_000, seed: 9)
+        let n = payload.count
+        let enc = GzipSegmentedEncoder()
+        for (i, ranges) in [[], [(n - 70_000)..<n], [0..<512, (n - 70_000)..<n], [0..<n]].enumerated() {
+            var out: [UInt8] = []
+            payload.withUnsafeBytes { enc.encodeMember($0, storeRanges: ranges, level: level, engine: .headerHeavy, into: &out) }
+            #expect(try GzipDecoder.decompress(out) == payload, "layout \(i)")
+            let file = dir.sub("hh\(i).gz")
+            try Data(out).write(to: URL(fileURLWithPath: file))
+            let viaGzip = try Subprocess.checked(["sh", "-c", "gzip -dc '\(file)' | sha256sum"]).stdout.prefix(64)
+            #expect(String(viaGzip) == hexString(SHA256Hasher.hash(payload)), "layout \(i) through gzip")
+            var pos = 0, back: [UInt8] = []
+            let d = GzipMemberDecoder(maxOutput: 4 << 20)
+            while pos < out.count {
+                let m = try #require(out.withUnsafeBytes { d.decode(UnsafeRawBufferPointer(rebasing: $0[pos...])) }, "layout \(i) at \(pos)")
+                pos += m.consumed
+                back += m.output
+            }
+            #expect(back == payload, "layout \(i) through libdeflate")
+        }
+        var out: [UInt8] = [], viaContent: [UInt8] = []
+        payload.withUnsafeBytes { enc.encodeMember($0, storeRanges: [(n - 70_000)..<n], level: level, engine: .headerHeavy, into: &out) }
+        payload.withUnsafeBytes { enc.encodeMember($0, storeRanges: [(n - 70_000)..<n], level: level, engine: .content, into: &viaContent) }
+        #expect(out.count < 70_000 + (n - 70_000) / 20, "\(out.count) bytes")
+        // zlib's levels only: above them the engine is libdeflate's, byte for byte.
+        #expect((out == viaContent) == (level > 3), "level \(level): zlib wrote the deflated runs")
+        var empty: [UInt8] = []
+        [UInt8]().withUnsafeBytes { enc.encodeMember($0, storeRanges: [], level: level, engine: .headerHeavy, into: &empty) }
+        #expect(try GzipDecoder.decompress(empty) == [])
+    }
+
     /// libdeflate's whole-member decoding: one member at a time out of a stream of several,
     /// with its compressed length; nil (never a wrong answer) for a member larger than the
     /// room, one cut short, damaged bytes or padding.
