@@ -604,7 +604,8 @@ final class MemberPipeline: @unchecked Sendable {
             cond.unlock()
 
             var out: [UInt8] = []
-            out.reserveCapacity(job.chunk.count + job.chunk.count / 64 + 1024)
+            // Content compresses to about its size; headers and padding to ~1/400.
+            out.reserveCapacity(job.chunk.engine == .headerHeavy ? 64 * 1024 : job.chunk.count + job.chunk.count / 64 + 1024)
             encoder.encodeMember(job.chunk.bytes, storeRanges: job.chunk.storeRanges, level: level, engine: job.chunk.engine, into: &out)
             let length = job.chunk.count
 

@@ -33,10 +33,15 @@ package final class GzipSegmentedEncoder {
     /// zlib's raw deflate stream (stable heap address), made on first use.
     private var zstream: UnsafeMutablePointer<z_stream>?
     private var zstreamLevel: Int32 = 0
+    /// zlib's output room, kept: only the compressed bytes go into the caller's array, which is
+    /// never zero-filled to a bound (a mostly-padding member compresses ~400:1).
+    private var room: UnsafeMutableRawPointer?
+    private static let roomSize = 64 * 1024
 
     package init() {}
 
     deinit {
+        room?.deallocate()
         if let compressor { libdeflate_free_compressor(compressor) }
         if let zstream {
             deflateEnd(zstream)
@@ -119,8 +124,15 @@ package final class GzipSegmentedEncoder {
         Self.trailer(bytes, into: &out)
     }
 
-    /// As `deflated`, with zlib (raw deflate, window 32 KiB, memLevel 8, default strategy) in one
-    /// `deflate(Z_FINISH)` call into room of `deflateBound`.
+    private func scratch() -> UnsafeMutableRawPointer {
+        if let room { return room }
+        let r = UnsafeMutableRawPointer.allocate(byteCount: Self.roomSize, alignment: 64)
+        room = r
+        return r
+    }
+
+    /// As `deflated`, with zlib (raw deflate, window 32 KiB, memLevel 8, default strategy):
+    /// `deflate(Z_FINISH)` into a 64 KiB room, appended piece by piece.
     private func zlibDeflated(_ bytes: UnsafeRawBufferPointer, level: Int32, into out: inout [UInt8]) {
         let z: UnsafeMutablePointer<z_stream>
         if let zstream {
@@ -140,19 +152,17 @@ package final class GzipSegmentedEncoder {
             zstreamLevel = level
         }
         Self.header(xfl: level == 1 ? 4 : 0, into: &out)
-        let bound = Int(deflateBound(z, UInt(bytes.count)))
-        let start = out.count
-        out.append(contentsOf: repeatElement(0, count: bound))
-        let n = out.withUnsafeMutableBytes { o -> Int in
-            z.pointee.next_in = UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
-            z.pointee.avail_in = UInt32(bytes.count)
-            z.pointee.next_out = (o.baseAddress! + start).assumingMemoryBound(to: UInt8.self)
-            z.pointee.avail_out = UInt32(bound)
-            let rc = deflate(z, Z_FINISH)
-            precondition(rc == Z_STREAM_END, "zlib deflate: no room within its own bound (\(rc))")
-            return bound - Int(z.pointee.avail_out)
-        }
-        out.removeLast(bound - n)
+        let room = scratch()
+        z.pointee.next_in = UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        z.pointee.avail_in = UInt32(bytes.count)
+        var rc: Int32 = Z_OK
+        repeat {
+            z.pointee.next_out = room.assumingMemoryBound(to: UInt8.self)
+            z.pointee.avail_out = UInt32(Self.roomSize)
+            rc = deflate(z, Z_FINISH)
+            precondition(rc == Z_STREAM_END || rc == Z_OK, "zlib deflate failed (\(rc))")
+            out.append(contentsOf: UnsafeRawBufferPointer(start: room, count: Self.roomSize - Int(z.pointee.avail_out)))
+        } while rc != Z_STREAM_END
         Self.trailer(bytes, into: &out)
     }
 
