@@ -105,11 +105,7 @@ package enum TarHeader {
     /// The numeric fields, magic and checksum of a zeroed ustar block whose name is written.
     private static func fillUstar(_ h: UnsafeMutablePointer<UInt8>, mode: UInt32, uid: UInt32, gid: UInt32, size: UInt64,
                                   mtime: Int64, typeflag: UInt8) {
-        func octal(_ v: UInt64, _ at: Int, _ len: Int) {
-            var x = v
-            var i = at + len - 2
-            while i >= at { h[i] = UInt8(ascii: "0") + UInt8(x & 7); x >>= 3; i -= 1 }
-        }
+        func octal(_ v: UInt64, _ at: Int, _ len: Int) { writeOctal(v, h, at, len) }
         octal(UInt64(mode), 100, 8)
         octal(UInt64(uid), 108, 8)
         octal(UInt64(gid), 116, 8)
@@ -124,6 +120,13 @@ package enum TarHeader {
         octal(sum, 148, 7)
         h[154] = 0
         h[155] = UInt8(ascii: " ")
+    }
+
+    /// `len - 1` octal digits of `v`, zero padded, at `h[at]` (the NUL after them is already there).
+    private static func writeOctal(_ v: UInt64, _ h: UnsafeMutablePointer<UInt8>, _ at: Int, _ len: Int) {
+        var x = v
+        var i = at + len - 2
+        while i >= at { h[i] = UInt8(ascii: "0") + UInt8(x & 7); x >>= 3; i -= 1 }
     }
 
     /// Decimal digits of `v` at `p`; returns how many.
@@ -358,41 +361,22 @@ package enum TarHeader {
         let start = out.count
         out.append(contentsOf: repeatElement(0, count: blockSize))
         out.withUnsafeMutableBufferPointer { buf in
-            let h = UnsafeMutableBufferPointer(rebasing: buf[start..<(start + blockSize)])
+            let h = buf.baseAddress! + start
             func put(_ bytes: [UInt8], _ at: Int, _ len: Int) {
                 let n = min(bytes.count, len)
                 for i in 0..<n { h[at + i] = bytes[i] }
             }
-            func octal(_ v: UInt64, _ at: Int, _ len: Int) {
-                // len-1 digits, zero padded, NUL terminated (the NUL is already there)
-                var x = v
-                var i = at + len - 2
-                while i >= at { h[i] = UInt8(ascii: "0") + UInt8(x & 7); x >>= 3; i -= 1 }
-            }
             put(name, 0, 100)
-            octal(UInt64(mode), 100, 8)
-            octal(UInt64(uid), 108, 8)
-            octal(UInt64(gid), 116, 8)
-            octal(size, 124, 12)
-            octal(UInt64(mtime), 136, 12)
-            h[156] = typeflag
             put(link, 157, 100)
-            // "ustar\0" "00"
-            h[257] = 0x75; h[258] = 0x73; h[259] = 0x74; h[260] = 0x61; h[261] = 0x72; h[262] = 0
-            h[263] = 0x30; h[264] = 0x30
             put(uname, 265, 32)
             put(gname, 297, 32)
             if typeflag == UInt8(ascii: "3") || typeflag == UInt8(ascii: "4") {
-                octal(UInt64(devMajor), 329, 8)
-                octal(UInt64(devMinor), 337, 8)
+                writeOctal(UInt64(devMajor), h, 329, 8)
+                writeOctal(UInt64(devMinor), h, 337, 8)
             }
             put(prefix, 345, 155)
-            for i in 148..<156 { h[i] = UInt8(ascii: " ") }
-            var sum: UInt64 = 0
-            for b in h { sum += UInt64(b) }
-            octal(sum, 148, 7)   // six digits, then NUL and space
-            h[154] = 0
-            h[155] = UInt8(ascii: " ")
+            // The numeric fields, magic and checksum: the same code as the common headers' path.
+            fillUstar(h, mode: mode, uid: uid, gid: gid, size: size, mtime: mtime, typeflag: typeflag)
         }
     }
 }

@@ -523,14 +523,17 @@ package final class TarReader {
     }
 
     private func checkChecksum(_ b: [UInt8], _ at: UInt64) throws {
-        // The checksum field itself counts as eight blanks.
-        var usum = 8 * 32, ssum = 8 * 32
-        b.withUnsafeBufferPointer { p in
-            for i in 0..<512 where i < 148 || i >= 156 {
-                usum += Int(p[i]); ssum += Int(Int8(bitPattern: p[i]))
+        // The checksum field itself counts as eight blanks. The signed sum (old tars) only
+        // when the unsigned one does not match; two plain loops, so they vectorise.
+        func sum<T: FixedWidthInteger>(_ as: T.Type) -> Int64 {
+            b.withUnsafeBufferPointer { p in
+                var s: Int64 = 8 * 32
+                for i in 0 ..< 148 { s &+= Int64(T(truncatingIfNeeded: p[i])) }
+                for i in 156 ..< 512 { s &+= Int64(T(truncatingIfNeeded: p[i])) }
+                return s
             }
         }
-        guard let stored = try? number(b, 148, 8, at), stored == Int64(usum) || stored == Int64(ssum) else {
+        guard let stored = try? number(b, 148, 8, at), stored == sum(UInt8.self) || stored == sum(Int8.self) else {
             throw malformed("header checksum mismatch (not a tar archive, or corrupted)", at)
         }
     }

@@ -85,9 +85,12 @@ final class FileJob: Sendable {
     /// The error of a pool write, read after the job's batch finished.
     let failure = Mutex<(any Error)?>(nil)
 
+    /// The hash of its path the tree writer keeps it under while it is queued.
+    let pathHash: Int
+
     init(entry: TarEntry, name: [UInt8], parent: DirHandle?, parentComps: [[UInt8]] = [], data: [UInt8], expected: [UInt8]?,
-         origin: String?, context: FileWriteContext) {
-        self.entry = entry; self.name = name; self.openedParent = parent; self.parentComps = parentComps
+         origin: String?, context: FileWriteContext, pathHash: Int = 0) {
+        self.entry = entry; self.name = name; self.openedParent = parent; self.parentComps = parentComps; self.pathHash = pathHash
         self.payload = Mutex(data); self.bufferedBytes = data.count
         self.expected = expected; self.origin = origin; self.context = context
     }
@@ -251,17 +254,31 @@ final class FileJob: Sendable {
 /// Writer threads for small files (a `WorkPool`), with a bound on the content bytes waiting
 /// in memory. Jobs go to the threads in batches (one hand-over, one wake-up and one lock per
 /// batch, not per file: per-file hand-overs cost a restore of a million small files ~6 s of
-/// futex calls); a batch is handed over when full or when someone waits for one of its jobs.
+/// futex calls). A batch holds whole directories: it is handed over at the first change of
+/// directory after `batchJobs` files (or within a directory past `batchMaxJobs`), or when
+/// someone waits for one of its jobs. Creating a file locks its directory in the kernel
+/// (and sleeps there in the filesystem's journal), so threads given different directories
+/// run side by side where threads in one directory would queue on its lock.
 /// Used from the tree writer's thread only.
 final class FileWriters {
     private let pool: WorkPool
     private let root: DirHandle
+    private let caches = DirectoryCaches()
     private var batch: [FileJob] = []
     private var batchBytes = 0
-    /// The ticket of each job's batch, by job (in submission order).
-    private var tickets: [ObjectIdentifier: WorkPool.Ticket] = [:]
+    /// The directory of the last job of the batch being filled.
+    private var batchParent: [[UInt8]] = []
+    /// Batches handed to the threads and not yet handed back, in submission order; the
+    /// first `headDone` jobs of the first one were handed back already.
+    private var submitted: [(ticket: WorkPool.Ticket, jobs: [FileJob])] = []
+    private var head = 0
+    private var headDone = 0
+    /// Jobs queued (in batches or the batch being filled) and not yet handed back.
+    private(set) var pendingJobs = 0
     static let batchJobs = 32
+    static let batchMaxJobs = 512
     static let batchMaxBytes = 256 << 10
+    static let jobOverhead = 2 << 10
 
     init(threads: Int, root: DirHandle) {
         self.root = root
@@ -273,9 +290,14 @@ final class FileWriters {
 
     /// Queues a job; blocks while too many content bytes are waiting.
     func submit(_ job: FileJob) throws {
+        if !batch.isEmpty && (batch.count >= Self.batchJobs || batchBytes >= Self.batchMaxBytes) && job.parentComps != batchParent {
+            try flush()
+        }
+        if batch.isEmpty || job.parentComps != batchParent { batchParent = job.parentComps }
         batch.append(job)
         batchBytes += job.bufferedBytes
-        if batch.count >= Self.batchJobs || batchBytes >= Self.batchMaxBytes { try flush() }
+        pendingJobs += 1
+        if batch.count >= Self.batchMaxJobs || batchBytes >= 4 * Self.batchMaxBytes { try flush() }
     }
 
     /// Hands the batch being filled to the threads.
@@ -285,28 +307,41 @@ final class FileWriters {
         let bytes = batchBytes
         batch = []
         batchBytes = 0
-        let root = root
-        let t = try pool.submit(bytes: bytes) {
-            var stack: [(name: [UInt8], dir: DirHandle)] = []
+        let root = root, caches = caches
+        // Each job counts 2 KiB besides its content: at most ~4,096 jobs wait in memory, as
+        // when batches were 32 jobs (the pool holds 128 batches).
+        let t = try pool.submit(bytes: bytes + jobs.count * Self.jobOverhead) {
+            var (generation, stack) = caches.take()
             for job in jobs { job.writeBuffered(root: root, stack: &stack) }
+            caches.give(stack, generation: generation)
         }
-        for job in jobs { tickets[ObjectIdentifier(job)] = t }
+        submitted.append((t, jobs))
     }
 
-    /// True when `job` has been written (or failed); does not wait.
-    func isDone(_ job: FileJob) -> Bool {
-        guard let t = tickets[ObjectIdentifier(job)] else { return false }
-        return pool.isFinished(t)
+    /// Hands the written (or failed) jobs back to `each` in submission order: those done so
+    /// far, or (`wait`) all of them, waiting for the threads. A job `each` throws on is handed
+    /// back; the ones after it stay for the next call.
+    func reap(wait: Bool, _ each: (FileJob) throws -> Void) throws {
+        if wait { try flush() }
+        while head < submitted.count {
+            let t = submitted[head].ticket
+            if wait { pool.wait(for: t) } else if !pool.isFinished(t) { break }
+            while headDone < submitted[head].jobs.count {
+                let job = submitted[head].jobs[headDone]
+                headDone += 1
+                pendingJobs -= 1
+                try each(job)
+            }
+            submitted[head].jobs = []
+            head += 1
+            headDone = 0
+            if head >= 64 && head * 2 >= submitted.count { submitted.removeFirst(head); head = 0 }
+        }
     }
 
-    /// Waits until `job` has been written (or failed), and forgets it.
-    func wait(for job: FileJob) throws {
-        if tickets[ObjectIdentifier(job)] == nil { try flush() }
-        if let t = tickets.removeValue(forKey: ObjectIdentifier(job)) { pool.wait(for: t) }
-    }
-
-    /// Forgets a job that is done.
-    func forget(_ job: FileJob) { tickets.removeValue(forKey: ObjectIdentifier(job)) }
+    /// Drops the threads' cached directory descriptors (a directory below the target was
+    /// removed or replaced; call with no job running).
+    func forgetDirectories() { caches.invalidate() }
 
     /// Runs `body(i)` for every i in `range` on the threads and waits (after the batch being
     /// filled).
@@ -318,6 +353,32 @@ final class FileWriters {
     /// Stops the threads after the job each is running (queued jobs are dropped).
     func close() {
         batch = []
+        submitted = []
         pool.close()
+        caches.invalidate()
     }
+}
+
+/// The writer threads' walk caches (open descriptors of the directories of a recent walk from
+/// the target), kept between batches: a batch takes one, walks from the longest prefix its
+/// directories share with it, and gives it back. Invalidated when the tree writer removes a
+/// directory (a cached descriptor would then name a removed directory).
+final class DirectoryCaches: Sendable {
+    typealias Stack = [(name: [UInt8], dir: DirHandle)]
+    private let state = Mutex<(generation: Int, stacks: [(Int, Stack)])>((0, []))
+
+    /// A cached stack (or an empty one) and the generation it belongs to.
+    func take() -> (Int, Stack) {
+        state.withLock { s in
+            while let (g, stack) = s.stacks.popLast() { if g == s.generation { return (g, stack) } }
+            return (s.generation, [])
+        }
+    }
+
+    /// Returns a stack taken before (dropped if the caches were invalidated meanwhile).
+    func give(_ stack: Stack, generation: Int) {
+        state.withLock { s in if generation == s.generation { s.stacks.append((generation, stack)) } }
+    }
+
+    func invalidate() { state.withLock { s in s.generation += 1; s.stacks = [] } }
 }

@@ -110,6 +110,11 @@ package final class RestoreExecutor {
         if RestorePath.isNormal(raw.path) && !raw.path.contains(0) {
             return (e, RestorePath.split(raw.path), false)
         }
+        // "./a/b" (GNU tar of a directory's "."): the rest as it is, when that is normal.
+        if raw.path.count > 2 && raw.path[0] == UInt8(ascii: ".") && raw.path[1] == UInt8(ascii: "/") {
+            let rest = Array(raw.path[2...])
+            if RestorePath.isNormal(rest) && !rest.contains(0) { e.path = rest; return (e, RestorePath.split(rest), false) }
+        }
         let (comps, stripped) = try RestorePath.components(raw.path)
         if comps.isEmpty {
             if raw.type == .directory { return nil }

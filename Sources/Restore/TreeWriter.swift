@@ -41,11 +41,15 @@ final class TreeWriter {
     private var dirMeta: [PathKey: (entry: TarEntry, createdMode: UInt32?)] = [:]
     /// Small files are written by the writer threads (target was empty); paths of files in flight.
     private var writers: FileWriters?
-    private var inflight: [FileJob] = []
-    private var inflightHead = 0
-    private var inflightPaths: [PathKey: Int] = [:]
+    /// Paths of the files queued and not yet handed back, by hash (a collision of two hashes
+    /// only makes a later entry wait for the writers).
+    private var inflightPaths: [Int: Int] = [:]
     /// A parent none of whose own parents (nor itself) was a queued file when last checked.
     private var clearParent: [UInt8]?
+    /// Entries since the writers' finished jobs were last looked at.
+    private var sinceReap = 0
+    /// The parent components of the last queued file.
+    private var lastParent: [[UInt8]] = []
     static let parallelMaxFileSize: UInt64 = 2 << 20
     /// Finished jobs are handed back once this many are queued (one pool lock per batch).
     private static let reapEvery = 256
@@ -82,7 +86,6 @@ final class TreeWriter {
     func close() {
         writers?.close()
         writers = nil
-        inflight.removeAll()
         dirStack.removeAll()
     }
 
@@ -139,7 +142,8 @@ final class TreeWriter {
             // `collides`). Anything else, or a name a queued file may still be writing (or lie
             // below), waits for the writers to drain first. A large or sparse file is streamed
             // on this thread while the writers go on with the small ones before it.
-            if inflight.count - inflightHead >= Self.reapEvery { try reap(wait: false) }
+            sinceReap += 1
+            if sinceReap >= 32 && writers!.pendingJobs >= Self.reapEvery { sinceReap = 0; try reap(wait: false) }
             let ownThread = e.type == .file && content != nil
             let collision = collides(e.path)
             if e.type == .directory && !collision {
@@ -179,10 +183,10 @@ final class TreeWriter {
             data.append(contentsOf: bytes)
         }
         guard UInt64(data.count) == e.size else { throw RestoreError.source(ArchiveError(.truncated, entry: shown(), "content ends early"), possiblyWrong: [], more: 0) }
-        let job = FileJob(entry: e, name: name, parent: nil, parentComps: Array(comps.dropLast()), data: data,
-                          expected: expectedSHA256, origin: origin, context: context)
-        inflight.append(job)
-        inflightPaths[PathKey(e.path), default: 0] += 1
+        let hash = Self.pathHash(e.path[...])
+        let job = FileJob(entry: e, name: name, parent: nil, parentComps: parentComps(of: comps), data: data,
+                          expected: expectedSHA256, origin: origin, context: context, pathHash: hash)
+        inflightPaths[hash, default: 0] += 1
         counts.bytes += e.size
         try writers.submit(job)
     }
@@ -325,17 +329,30 @@ final class TreeWriter {
     /// Hands finished jobs at the front of the queue back (in order); throws the first error.
     private func reap(wait: Bool) throws {
         guard let writers else { return }
-        while inflightHead < inflight.count {
-            let job = inflight[inflightHead]
-            if wait { try writers.wait(for: job) } else if !writers.isDone(job) { break } else { writers.forget(job) }
-            inflightHead += 1
-            if inflightHead >= 256 { inflight.removeFirst(inflightHead); inflightHead = 0 }
-            let key = PathKey(job.entry.path)
-            if let n = inflightPaths[key] { inflightPaths[key] = n > 1 ? n - 1 : nil }
+        try writers.reap(wait: wait) { job in
+            if let n = inflightPaths[job.pathHash] { inflightPaths[job.pathHash] = n > 1 ? n - 1 : nil }
             if let err = job.failure.withLock({ $0 }) { throw err }
             finished(job)
         }
-        if inflightHead == inflight.count { inflight.removeAll(keepingCapacity: true); inflightHead = 0 }
+    }
+
+    /// The hash a path (or a parent's prefix of it) is kept under in `inflightPaths`.
+    private static func pathHash(_ p: ArraySlice<UInt8>) -> Int {
+        p.withUnsafeBytes { b in var h = Hasher(); h.combine(bytes: b); return h.finalize() }
+    }
+
+    /// `comps` without its last component: the previous parent's array when it is the same
+    /// (one array shared by the files of a directory, compared by identity in the batches).
+    private func parentComps(of comps: [[UInt8]]) -> [[UInt8]] {
+        let n = comps.count - 1
+        if lastParent.count == n {
+            var same = true
+            var i = n - 1
+            while i >= 0 { if lastParent[i] != comps[i] { same = false; break }; i -= 1 }
+            if same { return lastParent }
+        }
+        lastParent = Array(comps[..<n])
+        return lastParent
     }
 
     private func barrier() throws { try reap(wait: true) }
@@ -354,13 +371,13 @@ final class TreeWriter {
         if clearParent == nil || !path[..<parentEnd].elementsEqual(clearParent!) {
             var i = 0
             while i < parentEnd {
-                if path[i] == UInt8(ascii: "/"), inflightPaths[PathKey(Array(path[..<i]))] != nil { return true }
+                if path[i] == UInt8(ascii: "/"), inflightPaths[Self.pathHash(path[..<i])] != nil { return true }
                 i += 1
             }
-            if parentEnd > 0, inflightPaths[PathKey(Array(path[..<parentEnd]))] != nil { return true }
+            if parentEnd > 0, inflightPaths[Self.pathHash(path[..<parentEnd])] != nil { return true }
             clearParent = Array(path[..<parentEnd])
         }
-        return inflightPaths[PathKey(path)] != nil
+        return inflightPaths[Self.pathHash(path[...])] != nil
     }
 
     // MARK: helpers
@@ -382,6 +399,7 @@ final class TreeWriter {
             if dirStack.count >= comps.count && Array(dirStack.prefix(comps.count).map(\.name)) == comps {
                 dirStack.removeLast(dirStack.count - comps.count + 1)
             }
+            writers?.forgetDirectories()   // their walk caches may hold it (no job runs: barrier above)
             guard Sys.withCName(name, { unlinkat(parent, $0, AT_REMOVEDIR) }) == 0 else {
                 throw RestoreError.io(SysError(call: "replace directory", path: shown, errno: errno, hint: "a non-directory replaces it only when it is empty"))
             }

@@ -75,8 +75,10 @@ import TestSupport
         let text = Fixture.text(Fixture.repoRoot + "/crontab.example")
         let bin = try TempDir("hs-cron-hostname")
         let hostname = bin.sub("hostname")
-        try "#!/bin/sh\necho \"$FAKE_HOST\"\n".write(toFile: hostname, atomically: true, encoding: .utf8)
-        chmod(hostname, 0o755)
+        // Written by a child process (see GuestTests): no write fd of this process can leak into a
+        // child another test spawns, so exec of the script cannot fail with ETXTBSY.
+        try Subprocess.checked(["sh", "-c", "cat > \"$1\" && chmod 0755 \"$1\"", "sh", hostname],
+                               input: Data("#!/bin/sh\necho \"$FAKE_HOST\"\n".utf8))
         let hosts = ["io", "asteria", "apollo", "helios", "aeos", "hera", "atlas"]
         var staggered: [String: Int] = [:]
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {
