@@ -612,10 +612,9 @@ final class ScanWorker: @unchecked Sendable {
     /// nil keeps everything in `table` (the top of the tree).
     var output: ((ScanChunk) throws -> Void)?
     let chunkEntries: Int
-    /// 1024 entries per chunk for up to 8 walkers, fewer for more (512 at 16): the chunks the
-    /// walkers fill hold at most 8,192 entries in all, whatever their number. (512 at 8 walkers
-    /// cost 0.05-0.1 s more kernel time per 200k entries warm: twice the hand-overs and wake-ups.)
-    static func chunkEntries(walkers: Int) -> Int { max(256, min(1024, 8192 / max(1, walkers))) }
+    /// 1024 entries per chunk for up to 4 walkers, fewer for more (512 at 8, 256 at 16): the
+    /// chunks the walkers fill hold about as many entries in all, whatever their number.
+    static func chunkEntries(walkers: Int) -> Int { max(256, min(1024, 4096 / max(1, walkers))) }
     private var pathBuf: [CChar] = []
     /// getdents64 buffer, reused for every directory of this worker.
     private var direntBuffer: [UInt8] = []
