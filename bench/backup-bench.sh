@@ -16,6 +16,9 @@
 #     full backup vs tar -cf - | pigz -p2 -6 <= 0.7x; no-change vs GNU tar level 1 <= 0.8x;
 #     cold cache (echo 3 > /proc/sys/vm/drop_caches before every run of either tool,
 #     only with --only ...,stress,cold): full and no-change <= 0.6x
+#     floor rows (bench/backup-floor.c, 1/2/4 threads, same round): only the system calls a backup
+#     must make per file, against the same references; "reachable" says whether the target is
+#     below the floor at all, "hs-backup / floor" how far ours is from it
 #   sparse file (--only ...,sparse): 9 GiB apparent, 1 MiB of data: full backup vs
 #     tar --sparse --posix -cf, wall <= 1.5x, archive size within 1% of tar's
 #
@@ -93,6 +96,8 @@ if want sparse && [ ! -f "$SPARSE.done" ]; then
   touch "$SPARSE.done"
 fi
 if want sparse; then cc -O2 -shared -fPIC -o "$W/nofsync.so" bench/nofsync.c; fi
+if want stress; then cc -O2 -pthread -o "$W/backup-floor" bench/backup-floor.c; fi
+FLOOR_THREADS="1 2 4"
 # Cold cache: every run of either tool starts with the page, dentry and inode caches dropped.
 cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
@@ -172,6 +177,12 @@ msrow() { # label ours ref: a floor row (milliseconds, no target)
   [ -n "$o" ] && [ -n "$r" ] || return 0
   printf '| %s | %.1f ms | %.1f ms | %s | | |\n' "$1" "$(awk "BEGIN{print $o * 1000}")" "$(awk "BEGIN{print $r * 1000}")" "$(ratio "$o" "$r")"
 }
+floorrow() { # label floor ref ours target: the floor against the reference, and ours against the floor
+  local f r o; f=$(m "$2"); r=$(m "$3"); o=$(m "$4")
+  [ -n "$f" ] && [ -n "$r" ] || return 0
+  printf '| %s | floor %.2f s | %.2f s | %s | %s reachable: %s | hs-backup / floor: %s |\n' "$1" "$f" "$r" "$(ratio "$f" "$r")" \
+    "$5" "$(python3 -c "import sys; print('yes' if float(sys.argv[1]) / float(sys.argv[2]) <= float(sys.argv[3]) else 'NO (floor above it)')" "$f" "$r" "$5")" "$(ratio "$o" "$f")"
+}
 rssrow() { # label ours-rss ref-rss (KiB)
   local o r; o=$(m "$2"); r=$(m "$3")
   printf '| Plex-like %s files: %s, peak RSS (reference: the largest of its processes) | %.0f MiB | %.0f MiB | | <= 128 MiB | %s |\n' \
@@ -200,6 +211,13 @@ TABLE=$(
   if [ -n "$(m stress_full_ours)" ]; then
     row "stress tree $STRESS tiny files: full backup vs \`tar -cf - \| pigz -p2 -6\`" stress_full_ours stress_full_ref 0.7
     row "stress tree $STRESS tiny files: no-change incremental vs GNU tar level 1" stress_incr_ours stress_incr_tar 0.8
+    for t in $FLOOR_THREADS; do
+      floorrow "stress floor, $t threads: getdents, openat O_NOFOLLOW, fstat, read, close (bench/backup-floor.c) vs \`tar -cf - \| pigz -p2 -6\`" "floor_read_$t" stress_full_ref stress_full_ours 0.7
+      floorrow "stress floor, $t threads: the same + flistxattr vs \`tar -cf - \| pigz -p2 -6\`" "floor_xattr_$t" stress_full_ref stress_full_ours 0.7
+    done
+    for t in $FLOOR_THREADS; do
+      floorrow "stress floor, $t threads: getdents, fstatat per entry (a no-change run's calls) vs GNU tar level 1" "floor_stat_$t" stress_incr_tar stress_incr_ours 0.8
+    done
   fi
   if [ -n "$(m cold_full_ours)" ]; then
     row "stress tree, cold cache: full backup vs \`tar -cf - \| pigz -p2 -6\`" cold_full_ours cold_full_ref 0.6
@@ -227,6 +245,9 @@ TABLE=$(
   for pair in "full_ours full_ref full backup" "incr_ours incr_tar incremental vs tar" "incr_ours incr_restic incremental vs restic" \
               "restore_ours restore_ref restore" "nfs_ours local_ours nfs vs local" "incr200k_ours incr200k_tar 200k incremental" \
               "stress_full_ours stress_full_ref stress full" "stress_incr_ours stress_incr_tar stress incremental" \
+              "floor_read_1 stress_full_ref stress floor 1 thread" "floor_read_2 stress_full_ref stress floor 2 threads" \
+              "floor_read_4 stress_full_ref stress floor 4 threads" "floor_xattr_2 stress_full_ref stress floor+xattr 2 threads" \
+              "floor_stat_2 stress_incr_tar stress stat floor 2 threads" \
               "cold_full_ours cold_full_ref cold full" "cold_incr_ours cold_incr_tar cold incremental" \
               "plex_full_ours plex_full_ref plex full" "plex_incr_ours plex_incr_tar plex incremental" "sparse_ours sparse_ref sparse" \
               "empty_ours sparse_ref empty-directory run vs tar of the sparse file" "sparse_nosync sparse_ref sparse without fsync"; do
@@ -341,10 +362,19 @@ for r in $(seq 1 "$ROUNDS"); do
     sync; timeit stress_full_ours "$BIN/hs-backup" --source "$STRESSTREE" --to "$W/deststress" --name b --full
     sync; timeit stress_full_ref bash -c "tar -cf - -C '$STRESSTREE' . | pigz -p2 -6 > '$W/stress.tgz'"
     rm -f "$W/stress.tgz"
+    # The floor (bench/backup-floor.c): only the system calls a full backup must make per file
+    # (getdents64, openat O_NOFOLLOW, fstat, read, close; then with flistxattr too), output
+    # discarded, at 1/2/4 threads; and a no-change run's (fstatat per entry). Same run, same
+    # warm tree as the rows they are compared with.
+    for t in $FLOOR_THREADS; do
+      timeit "floor_read_$t" "$W/backup-floor" "$STRESSTREE" "$t" read
+      timeit "floor_xattr_$t" "$W/backup-floor" "$STRESSTREE" "$t" read-xattr
+    done
     tar -cf /dev/null -g "$W/snarstress" -C "$STRESSTREE" .
     timeit stress_incr_ours "$BIN/hs-backup" --source "$STRESSTREE" --to "$W/deststress" --name b
     cp "$W/snarstress" "$W/snarstress1"
     timeit stress_incr_tar tar -cf /dev/null -g "$W/snarstress1" -C "$STRESSTREE" .
+    for t in $FLOOR_THREADS; do timeit "floor_stat_$t" "$W/backup-floor" "$STRESSTREE" "$t" stat; done
     if want cold; then
       rm -rf "$W/deststress"
       cold; timeit cold_full_ours "$BIN/hs-backup" --source "$STRESSTREE" --to "$W/deststress" --name b --full
