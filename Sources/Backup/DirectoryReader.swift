@@ -72,10 +72,13 @@ enum DirectoryReader {
             }
             if !complete { failure = EIO; break }
         }
+        // Component order (`comparePaths`) of names, which hold no "/": the bytes compared
+        // unsigned (memcmp), then the shorter first.
         out.bytes.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return }
             out.items.sort { a, b in
-                comparePaths(UnsafeRawBufferPointer(rebasing: raw[Int(a.start) ..< Int(a.start) + Int(a.length)]),
-                             UnsafeRawBufferPointer(rebasing: raw[Int(b.start) ..< Int(b.start) + Int(b.length)])) < 0
+                let c = memcmp(base + Int(a.start), base + Int(b.start), Int(min(a.length, b.length)))
+                return c != 0 ? c < 0 : a.length < b.length
             }
         }
         return failure

@@ -119,6 +119,8 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
             }
         }
         expected.append("a.b"); #expect(FileManager.default.createFile(atPath: dir.sub("a.b"), contents: nil))
+        // A name that is the start of another, and bytes above 0x7F (compared unsigned).
+        for n in ["ab", "abc", "\u{e9}t\u{e9}", "zz"] { expected.append(n); #expect(FileManager.default.createFile(atPath: dir.sub(n), contents: nil)) }
         let fd = open(dir.path, O_RDONLY | O_DIRECTORY)
         #expect(fd >= 0)
         defer { close(fd) }
