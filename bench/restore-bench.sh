@@ -71,9 +71,16 @@ trap cleanup EXIT
 
 # --- nfs-ganesha on loopback for --nfs (its own config, free ports, stopped by pid) ---
 GAN=""
+# Runs a command that may start daemons without the descriptors this script inherited: run as
+# `flock /work/bench.lock bench/restore-bench.sh`, the lock's descriptor is one of them, and a
+# daemon holding it (rpcbind, dockerd from scripts/services.sh) would keep the lock after the
+# bench ended (it did on 2026-12-06: every later `flock /work/bench.lock` waited forever).
+without_inherited_fds() {
+  ( for fd in /proc/$BASHPID/fd/*; do fd=${fd##*/}; if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi; done; "$@" )
+}
 start_ganesha() {
   command -v ganesha.nfsd >/dev/null || { echo "ganesha.nfsd missing: run scripts/bootstrap.sh, or leave out --nfs" >&2; exit 1; }
-  scripts/services.sh >/dev/null
+  without_inherited_fds scripts/services.sh >/dev/null
   local ports; ports=$(python3 -c 'import socket
 ss=[socket.socket() for _ in range(4)]
 [s.bind(("127.0.0.1",0)) for s in ss]
@@ -93,7 +100,7 @@ EXPORT { Export_Id = 77; Path = $W/ganesha/export; Pseudo = /export; Access_Type
   Squash = No_Root_Squash; SecType = sys; Protocols = 3, 4; FSAL { Name = VFS; } }
 LOG { Default_Log_Level = WARN; }
 EOF
-  ganesha.nfsd -f "$W/ganesha/ganesha.conf" -L "$W/ganesha/log" -p "$W/ganesha/pid"
+  without_inherited_fds ganesha.nfsd -f "$W/ganesha/ganesha.conf" -L "$W/ganesha/log" -p "$W/ganesha/pid"
   for _ in $(seq 1 60); do
     [ -s "$W/ganesha/pid" ] && nfs-ls "nfs://127.0.0.1$W/ganesha/export/?version=3&nfsport=$NFSPORT&mountport=$MNTPORT" >/dev/null 2>&1 && { GAN=$(cat "$W/ganesha/pid"); return 0; }
     sleep 0.5
