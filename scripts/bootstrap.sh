@@ -27,8 +27,9 @@ BUILD_PACKAGES=(
   # what the swift.org toolchain (a tarball, not a Debian package) needs to resolve packages,
   # compile and link on a minimal Debian 12
   git gcc libc6-dev libstdc++-12-dev libncurses6 libxml2 tzdata ca-certificates
-  # C libraries behind the Swift system-library targets (libcurl: static FoundationNetworking)
-  pkg-config libnfs-dev zlib1g-dev libdeflate-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
+  # C libraries behind the Swift system-library targets (no libcurl: nothing links
+  # FoundationNetworking; the notifications run curl(1), see TEST_PACKAGES and the .deb's Depends)
+  pkg-config libnfs-dev zlib1g-dev libdeflate-dev libsqlite3-dev libssl-dev
   libfuse3-dev
   # scripts/package.sh: ld -r, objcopy, strip, readelf; dpkg-deb comes with dpkg; go-md2man
   # makes home-server-tools(7) from docs/
@@ -41,7 +42,8 @@ TEST_PACKAGES=(
   libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind
   libarchive-tools pigz gzip tar sqlite3 attr acl strace
   debootstrap restic python3-pip time procps iproute2 psmisc
-  busybox-static file curl
+  busybox-static file
+  curl      # also what the notifications run (ntfy, Uptime Kuma, Healthchecks); the .deb Depends on it
   ansible   # provisioning/site.yml runs for real in a test (community.general.chroot connection)
   # encryption interop, offsite copies over SFTP, the FUSE mount, monitoring, packaging checks,
   # a clock that went backwards

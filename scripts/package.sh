@@ -9,7 +9,7 @@
 # home-server-tools) with the five tools as symlinks in /usr/bin: the static runtime is
 # ~60 MB, five separate binaries would be five copies of it. The .deb's Depends are derived
 # from the executable's NEEDED libraries and the Debian packages that own them (dpkg -S),
-# libc6 with the newest GLIBC_ symbol version it uses.
+# libc6 with the newest GLIBC_ symbol version it uses, plus curl (the notifications run it).
 # It fails if the executable still needs a library of the Swift toolchain.
 #
 # Debian-native: systemd units and timers (installed disabled), the conffile
@@ -177,6 +177,9 @@ done
 # libc6 with the newest glibc symbol version the executable uses (an older glibc cannot run it).
 glibc=$(objdump -T "$WORK/$NAME" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -1)
 [ -n "$glibc" ] || die "no GLIBC_ symbol versions in the executable"
+# curl: the notifications (ntfy, Uptime Kuma, Healthchecks) run curl(1) as a child process
+# (Sources/BackupOps/CurlRequest.swift), so no networking library is linked into the tools.
+deps+=(curl)
 DEPENDS=$(printf '%s\n' "${deps[@]}" | sort -u | sed "s/^libc6\$/libc6 (>= $glibc)/" | paste -sd, | sed 's/,/, /g')
 log "Depends: $DEPENDS"
 

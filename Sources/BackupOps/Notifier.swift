@@ -19,9 +19,6 @@ import Backup
 import Foundation
 import Support
 import Synchronization
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// How a run ended, as the notifier reports it.
 package struct RunReport: Sendable {
@@ -161,10 +158,10 @@ package struct Notifier: Sendable {
             return true
         }
         guard first, let healthchecksURL, let url = HealthchecksURL.ping(healthchecksURL, endpoint: "start", runID: session.runID) else { return [] }
-        var request = URLRequest(url: url, timeoutInterval: timeout)
-        request.httpMethod = "GET"
+        var request = CurlRequest(method: .get, url: url.absoluteString, timeout: timeout)
+        request.wantedHeader = "ping-body-limit"
         let answer = send(request, what: "Healthchecks start ping to \(Self.redact(healthchecksURL))")
-        if let limit = answer.headers["ping-body-limit"].flatMap(Int.init), limit > 0 {
+        if let limit = answer.header.flatMap(Int.init), limit > 0 {
             session.state.withLock { $0.bodyLimit = limit }
         }
         return answer.warning.map { [$0] } ?? []
@@ -206,10 +203,9 @@ package struct Notifier: Sendable {
             return "Healthchecks: invalid URL \(Self.redact(base))"
         }
         let limit = session.state.withLock { $0.bodyLimit }
-        var request = URLRequest(url: url, timeoutInterval: timeout)
-        request.httpMethod = "POST"
-        request.setValue("text/plain; charset=utf-8", forHTTPHeaderField: "Content-Type")
-        request.httpBody = Data(HealthchecksURL.body(first: Self.healthchecksFirstLine(outcome), log: LogTail.recent(), limit: limit).utf8)
+        var request = CurlRequest(method: .post, url: url.absoluteString, timeout: timeout)
+        request.headers.append(("Content-Type", "text/plain; charset=utf-8"))
+        request.body = Array(HealthchecksURL.body(first: Self.healthchecksFirstLine(outcome), log: LogTail.recent(), limit: limit).utf8)
         return send(request, what: "Healthchecks ping to \(Self.redact(base))").warning
     }
 
@@ -234,7 +230,6 @@ package struct Notifier: Sendable {
 
     private func postNtfy(_ url: String, _ outcome: RunReport) -> String? {
         guard var c = URLComponents(string: url) else { return "ntfy: invalid URL \(Self.redact(url))" }
-        var request: URLRequest
         var auth: String?
         if let user = c.user {
             let pair = "\(user.removingPercentEncoding ?? user):\(c.password?.removingPercentEncoding ?? "")"
@@ -244,12 +239,13 @@ package struct Notifier: Sendable {
             auth = "Bearer " + token
         }
         guard let target = c.url else { return "ntfy: invalid URL \(Self.redact(url))" }
-        request = URLRequest(url: target, timeoutInterval: timeout)
-        request.httpMethod = "POST"
+        var request = CurlRequest(method: .post, url: target.absoluteString, timeout: timeout)
         let message = Self.ntfyMessage(outcome)
-        for (k, v) in message.headers { request.setValue(v, forHTTPHeaderField: k) }
-        if let auth { request.setValue(auth, forHTTPHeaderField: "Authorization") }
-        request.httpBody = Data(message.body.utf8)
+        // URLSession's default for a body, kept: ntfy reads the body as the message either way.
+        request.headers.append(("Content-Type", "application/x-www-form-urlencoded"))
+        for k in message.headers.keys.sorted() { request.headers.append((k, message.headers[k]!)) }
+        if let auth { request.headers.append(("Authorization", auth)) }
+        request.body = Array(message.body.utf8)
         return send(request, what: "ntfy notification to \(Self.redact(url))").warning
     }
 
@@ -275,8 +271,7 @@ package struct Notifier: Sendable {
 
     private func push(_ url: String, _ outcome: RunReport) -> String? {
         guard let target = Self.pushURL(url, outcome) else { return "ping: invalid URL \(Self.redact(url))" }
-        var request = URLRequest(url: target, timeoutInterval: timeout)
-        request.httpMethod = "GET"
+        let request = CurlRequest(method: .get, url: target.absoluteString, timeout: timeout)
         return send(request, what: "Uptime Kuma push to \(Self.redact(url))").warning
     }
 
@@ -285,39 +280,20 @@ package struct Notifier: Sendable {
     /// The User-Agent of every request: `hs-backup/<homeServerVersion>`.
     package static let userAgent = "hs-backup/\(homeServerVersion)"
 
-    /// Sends `request`; a transport error or a non-2xx answer is a warning.
-    /// - Returns: the warning (nil when delivered) and the answer's headers, names lowercased.
-    private func send(_ request: URLRequest, what: String) -> (warning: String?, headers: [String: String]) {
+    /// Sends `request` (curl(1), `CurlRequest`); a transport error or a non-2xx answer is a warning.
+    /// - Returns: the warning (nil when delivered) and the wanted response header's value.
+    private func send(_ request: CurlRequest, what: String) -> (warning: String?, header: String?) {
         var request = request
-        request.setValue(Self.userAgent, forHTTPHeaderField: "User-Agent")
-        let answer = Mutex<(warning: String?, headers: [String: String])>((nil, [:]))
-        let config = URLSessionConfiguration.ephemeral
-        config.timeoutIntervalForRequest = timeout
-        config.timeoutIntervalForResource = timeout
-        let session = URLSession(configuration: config)
-        defer { session.finishTasksAndInvalidate() }
-        let done = DispatchSemaphore(value: 0)
-        let task = session.dataTask(with: request) { data, response, error in
-            var headers: [String: String] = [:]
-            if let http = response as? HTTPURLResponse {
-                for (k, v) in http.allHeaderFields { headers[String(describing: k).lowercased()] = String(describing: v) }
+        request.headers.append(("User-Agent", Self.userAgent))
+        do {
+            let answer = try request.send()
+            guard (200..<300).contains(answer.status) else {
+                return ("\(what) failed: HTTP \(answer.status) \(answer.body.trimmingCharacters(in: .whitespacesAndNewlines))", answer.header)
             }
-            var warning: String?
-            if let error {
-                warning = "\(what) failed: \(Self.redactError(HumanError.describe(error)))"
-            } else if let http = response as? HTTPURLResponse, !(200..<300).contains(http.statusCode) {
-                let text = data.map { String(decoding: $0.prefix(200), as: UTF8.self) } ?? ""
-                warning = "\(what) failed: HTTP \(http.statusCode) \(text.trimmingCharacters(in: .whitespacesAndNewlines))"
-            }
-            answer.withLock { $0 = (warning, headers) }
-            done.signal()
+            return (nil, answer.header)
+        } catch {
+            return ("\(what) failed: \(Self.redactError(error.description))", nil)
         }
-        task.resume()
-        if done.wait(timeout: .now() + timeout + 5) == .timedOut {
-            task.cancel()
-            return ("\(what) failed: no answer within \(Int(timeout)) s", [:])
-        }
-        return answer.withLock { $0 }
     }
 
     // MARK: Redaction
@@ -325,7 +301,7 @@ package struct Notifier: Sendable {
     /// `scheme://host[:port]/…` (`URLRedaction.redact`, the one rule for secret URLs).
     package static func redact(_ url: String) -> String { URLRedaction.redact(url) }
 
-    /// URLSession errors can quote the URL; keep only the text before it.
+    /// curl's messages can quote a URL (a redirect's target): redacted like the others.
     private static func redactError(_ text: String) -> String {
         var out = text
         while let r = out.range(of: #"https?://[^\s"']+"#, options: .regularExpression) {

@@ -57,7 +57,7 @@ package enum OpsCommands {
             var snapshots: SQLiteSnapshot?
             var provider: SQLiteCaptureProvider?
             if ops.sqliteCapture && options.contentProvider == nil {
-                let s = try SQLiteSnapshot(busyTimeout: ops.sqliteBusyTimeout)
+                let s = SQLiteSnapshot(busyTimeout: ops.sqliteBusyTimeout)
                 snapshots = s
                 guardian.onSignal { _ in s.cleanup() }
                 provider = SQLiteCaptureProvider(snapshots: s, warn: { reporter.warning($0) })
@@ -85,6 +85,8 @@ package enum OpsCommands {
             return (summary, line)
         } metrics: { summary in
             var m = summary.metrics
+            // Only the metrics file reports it: no listing of the set without one.
+            guard ops.notifier.metricsFile != nil else { return m }
             m.backupsKept = try? BackupSet(destination: options.destination, name: options.set).committedIDs().count
             return m
         }

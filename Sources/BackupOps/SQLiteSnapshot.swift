@@ -47,42 +47,42 @@ package struct SQLiteSnapshotError: Error, CustomStringConvertible {
 
 /// Captures consistent snapshots of live SQLite databases into a private temporary directory
 /// (mode 0700; snapshot files mode 0600). Call `cleanup()` (or let the value go) to remove it.
+///
+/// The directory is made by the first capture, not before: a run of a tree without databases
+/// (most runs of most sets) neither lists the parent directory nor creates anything in it.
+/// That first capture also removes the directories of runs that were killed before their
+/// cleanup (`removeAbandoned`): only a run that captured a database can have left one, and a
+/// host with databases captures them at every run.
 package final class SQLiteSnapshot: Sendable {
     /// The first 16 bytes of every SQLite 3 database file.
     package static let magic: [UInt8] = Array("SQLite format 3".utf8) + [0]
     /// Files next to a database that belong to it and are never archived when it is captured.
     package static let companionSuffixes = ["-wal", "-shm", "-journal"]
 
-    /// The private directory the snapshots are written to.
-    package let directory: String
+    /// Where the private directory is made: $TMPDIR, /tmp, or the `parent` given.
+    package let parent: String
     /// How long to keep retrying while the source stays busy or locked.
     package let busyTimeout: TimeInterval
     /// Pages per `sqlite3_backup_step`; -1 copies everything in one step (one read transaction,
     /// so a concurrent writer cannot restart the copy).
     package let pagesPerStep: Int32
-    private let state = Mutex((counter: 0, removed: false))
+    private let state = Mutex((counter: 0, removed: false, directory: String?.none))
 
-    /// Creates the private snapshot directory.
+    /// Sets up snapshots; nothing is created or listed until the first `capture`.
     /// - Parameters:
-    ///   - parent: where to create it (default: $TMPDIR or /tmp). Must be on this host.
+    ///   - parent: where to create the directory (default: $TMPDIR or /tmp). Must be on this host.
     ///   - busyTimeout: bound on retries while the source database is busy or locked.
     ///   - pagesPerStep: pages per backup step (-1 = all at once).
-    /// - Throws: `ToolError` when the directory cannot be created.
-    package init(parent: String? = nil, busyTimeout: TimeInterval = 60, pagesPerStep: Int32 = -1) throws {
-        let base = parent ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp")
-        Self.removeAbandoned(in: base)
-        var template = Array("\(base)/hs-backup-sqlite.\(getpid()).XXXXXX".utf8CString)
-        guard let p = mkdtemp(&template) else {
-            throw ToolError("cannot create a temporary directory for SQLite snapshots in \(base): "
-                + "\(Sys.strerror(errno)); set TMPDIR to a writable local directory")
-        }
-        directory = String(cString: p)
-        chmod(directory, 0o700)
+    package init(parent: String? = nil, busyTimeout: TimeInterval = 60, pagesPerStep: Int32 = -1) {
+        self.parent = parent ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp")
         self.busyTimeout = busyTimeout
         self.pagesPerStep = pagesPerStep
     }
 
     deinit { cleanup() }
+
+    /// The private directory the snapshots are written to; nil until the first capture made it.
+    package var directory: String? { state.withLock { $0.directory } }
 
     /// Removes snapshot directories left by runs that were killed (their process is gone).
     /// Directory names carry the creating pid: `hs-backup-sqlite.<pid>.XXXXXX`.
@@ -97,11 +97,39 @@ package final class SQLiteSnapshot: Sendable {
         }
     }
 
-    /// Removes the snapshot directory and everything in it. Idempotent.
+    /// Removes the snapshot directory (when one was made) and everything in it. Idempotent;
+    /// a capture after it fails.
     package func cleanup() {
-        let first = state.withLock { s in defer { s.removed = true }; return !s.removed }
-        guard first else { return }
-        try? FileManager.default.removeItem(atPath: directory)
+        let directory = state.withLock { s -> String? in
+            guard !s.removed else { return nil }
+            s.removed = true
+            return s.directory
+        }
+        if let directory { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    /// The next snapshot file's path, making the directory on the first call (after removing
+    /// abandoned ones).
+    /// - Throws: `SQLiteSnapshotError` naming `source` when the directory cannot be made.
+    private func nextTarget(for source: String) throws(SQLiteSnapshotError) -> String {
+        try state.withLock { s throws(SQLiteSnapshotError) -> String in
+            guard !s.removed else {
+                throw SQLiteSnapshotError(path: source, call: "capture", code: 0, detail: "the snapshot directory was already removed")
+            }
+            if s.directory == nil {
+                Self.removeAbandoned(in: parent)
+                var template = Array("\(parent)/hs-backup-sqlite.\(getpid()).XXXXXX".utf8CString)
+                guard let p = mkdtemp(&template) else {
+                    throw SQLiteSnapshotError(path: source, call: "mkdtemp(\(parent)/hs-backup-sqlite.*)", code: errno,
+                                              detail: "\(Sys.strerror(errno)); set TMPDIR to a writable local directory")
+                }
+                let dir = String(cString: p)
+                chmod(dir, 0o700)
+                s.directory = dir
+            }
+            s.counter += 1
+            return "\(s.directory!)/snapshot-\(s.counter).db"
+        }
     }
 
     /// True when `bytes` starts with the SQLite 3 header.
@@ -146,8 +174,7 @@ package final class SQLiteSnapshot: Sendable {
     /// The corresponding SQLite calls are `sqlite3_open_v2(SQLITE_OPEN_READONLY)`,
     /// `sqlite3_backup_init/step/finish`.
     package func capture(_ source: String) throws -> SQLiteSnapshotInfo {
-        let n = state.withLock { s in s.counter += 1; return s.counter }
-        let target = "\(directory)/snapshot-\(n).db"
+        let target = try nextTarget(for: source)
         // Create the file ourselves so it is private (0600) from the first byte.
         let fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {

@@ -104,17 +104,26 @@ enum RepeatedOptions {
     /// in HardeningTests checks all five tools), so distinct long spellings are distinct
     /// options. Only then is the help dump read (`first`): building and parsing it was ~12 ms
     /// of CPU at every start of every tool, more than a whole backup of a small directory.
+    /// `-q`, `-v` and `-qv`/`-vq` alone do not send the check there: they are the flags of
+    /// `VerbosityOptions` in every command (`shortFlagsAreVerbosityOnly` in HardeningTests
+    /// checks all five tools), and a flag given twice is no conflict.
     static func possible(in arguments: [String]) -> Bool {
         var spellings = Set<Substring>()
         for token in arguments {
             if token == "--" { break }
             guard token.hasPrefix("-"), token != "-" else { continue }
-            if !token.hasPrefix("--") { return true }
+            if !token.hasPrefix("--") {
+                if verbosityFlags.contains(token) { continue }
+                return true
+            }
             let spelling = token.prefix { $0 != "=" }
             if !spellings.insert(spelling).inserted { return true }
         }
         return false
     }
+
+    /// The short spellings that are `VerbosityOptions`' flags.
+    static let verbosityFlags: Set<String> = ["-q", "-v", "-qv", "-vq"]
 
     /// The first single-value option that `arguments` give more than once, with its values,
     /// for the (sub)command the arguments select (`defaultSubcommand` when none is named).

@@ -159,6 +159,64 @@ struct OpsNotifierTests {
         #expect(warnings.allSatisfy { $0.contains("127.0.0.1") })
     }
 
+    @Test("curl carries a body byte for byte (quotes, backslashes, newlines, a leading @, %, non-ASCII) and the headers")
+    func curlBodyAndHeaders() throws {
+        let server = try OpsHTTPRecorder()
+        let body = "@/etc/passwd \"quoted\" back\\slash %s %{http_code}\nline 2\ttab\r\nüñí 日本 \u{1F4BE}\n"
+        var request = CurlRequest(method: .post, url: server.base + "/topic?x=[1]", timeout: 5)
+        request.headers = [("Title", "a \"title\" with \\ and %"), ("X-Two", "line\nbreak")]
+        request.body = Array(body.utf8)
+        let answer = try request.send()
+        #expect(answer.status == 200 && answer.body == #"{"ok":true}"#, "\(answer)")
+        let got = try #require(server.requests.last)
+        #expect(got.method == "POST" && got.path == "/topic?x=[1]", "\(got.path): no URL globbing")
+        #expect(got.body == body)
+        #expect(got.headers["title"] == "a \"title\" with \\ and %")
+        #expect(got.headers["x-two"] == "line break", "a control character in a header value cannot add a header")
+        #expect(got.headers["expect"] == nil)
+        var get = CurlRequest(method: .get, url: server.base + "/fail-here", timeout: 5)
+        get.wantedHeader = "content-type"
+        let failed = try get.send()
+        #expect(failed.status == 500 && failed.body.contains("boom") && failed.header == "application/json", "\(failed)")
+    }
+
+    @Test("no secret reaches curl's command line: the URL and headers go through its stdin")
+    func curlArgvHoldsNoSecret() throws {
+        let server = try OpsHTTPRecorder()
+        let bin = try TempDir("hs-curl-argv")
+        let real = try #require(Subprocess.which("curl"))
+        // A curl first on PATH that records its command line, then runs the real one.
+        try "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \(bin.sub("argv.log"))\nexec \(real) \"$@\"\n"
+            .write(toFile: bin.sub("curl"), atomically: true, encoding: .utf8)
+        chmod(bin.sub("curl"), 0o755)
+        let path = bin.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        let work = try TempDir("hs-curl-run")
+        try FileManager.default.createDirectory(atPath: work.sub("src"), withIntermediateDirectories: true)
+        let r = try Tools.run("hs-backup", ["run", "--source", work.sub("src"), "--to", work.sub("dest"), "--name", "s",
+                                            "--notify", server.base.replacingOccurrences(of: "http://", with: "http://u:PASSSECRET@") + "/TOPICSECRET",
+                                            "--notify-success", "--ping", server.base + "/api/push/PUSHSECRET"],
+                              environment: ["PATH": path, "HS_NTFY_TOKEN": "TOKENSECRET"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(server.requests.count == 2, "\(server.requests.map(\.path))")
+        #expect(server.requests.contains { $0.path == "/TOPICSECRET" && $0.headers["authorization"]?.hasPrefix("Basic ") == true })
+        let argv = try String(contentsOfFile: bin.sub("argv.log"), encoding: .utf8)
+        #expect(argv.split(separator: "\n").count == 2 && argv.split(separator: "\n").allSatisfy { $0 == "-q -K -" }, "\(argv)")
+        #expect(!(r.stdout + r.stderr).contains("SECRET"))
+    }
+
+    @Test("without curl a notification is a warning naming what to install; the backup still succeeds")
+    func curlMissing() throws {
+        let server = try OpsHTTPRecorder()
+        let work = try TempDir("hs-curl-missing")
+        try FileManager.default.createDirectory(atPath: work.sub("src"), withIntermediateDirectories: true)
+        let r = try Tools.run("hs-backup", ["run", "--source", work.sub("src"), "--to", work.sub("dest"), "--name", "s",
+                                            "--ping", server.base + "/api/push/PUSHSECRET"],
+                              environment: ["PATH": work.sub("empty-bin")])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.stderr.contains("curl is not installed (apt-get install curl)") && !r.stderr.contains("SECRET"), "\(r.stderr)")
+        #expect(server.requests.isEmpty)
+    }
+
     @Test("redaction and validation")
     func redaction() throws {
         #expect(Notifier.redact("https://user:pw@ntfy.example.net/topic?auth=x") == "https://ntfy.example.net/…")

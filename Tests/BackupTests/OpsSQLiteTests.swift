@@ -33,14 +33,15 @@ struct OpsSQLiteTests {
         let dir = try TempDir("hs-ops-sqlite")
         let db = dir.sub("radarr.db")
         let writer = try OpsSQLiteWriter(database: db, minimum: 100)
-        let snapshots = try SQLiteSnapshot(parent: dir.path)
-        #expect(OpsFiles.mode(snapshots.directory) == 0o700)
+        let snapshots = SQLiteSnapshot(parent: dir.path)
+        #expect(snapshots.directory == nil, "made by the first capture")
         for round in 1...6 {
             let walInode = OpsFiles.inode(db + "-wal")
             let walSize = try #require(OpsFiles.size(db + "-wal"))
             let committedBefore = writer.committed
             let info = try snapshots.capture(db)
             #expect(OpsFiles.mode(info.path) == 0o600)
+            #expect(OpsFiles.mode(try #require(snapshots.directory)) == 0o700)
             // The live WAL is neither removed, replaced nor truncated.
             #expect(OpsFiles.exists(db + "-wal") && OpsFiles.exists(db + "-shm"))
             #expect(OpsFiles.inode(db + "-wal") == walInode)
@@ -63,8 +64,9 @@ struct OpsSQLiteTests {
         let last = writer.stop()
         let live = try OpsSQLiteCheck.run(db)
         #expect(live.consistent && live.counter == last, "live database after the snapshots: \(live)")
+        let made = try #require(snapshots.directory)
         snapshots.cleanup()
-        #expect(!OpsFiles.exists(snapshots.directory))
+        #expect(!OpsFiles.exists(made))
     }
 
     @Test("a crashed writer's -wal is read, not touched")
@@ -77,7 +79,7 @@ struct OpsSQLiteTests {
         let walBefore = try #require(OpsFiles.bytes(db + "-wal"))
         #expect(!walBefore.isEmpty)
         let dbBefore = try #require(OpsFiles.bytes(db))
-        let snapshots = try SQLiteSnapshot(parent: dir.path)
+        let snapshots = SQLiteSnapshot(parent: dir.path)
         let check = try snapshots.withSnapshot(of: db) { info in try OpsSQLiteCheck.run(info.path) }
         #expect(check.consistent && check.counter >= committed, "\(check), committed \(committed)")
         #expect(OpsFiles.bytes(db + "-wal") == walBefore, "the -wal must not be checkpointed, truncated or removed")
@@ -93,7 +95,7 @@ struct OpsSQLiteTests {
         chown(db, 1000, 1001)
         chmod(db, 0o660)
         let before = try #require(OpsFiles.bytes(db))
-        let snapshots = try SQLiteSnapshot(parent: dir.path)
+        let snapshots = SQLiteSnapshot(parent: dir.path)
         let rows = try snapshots.withSnapshot(of: db) { info in
             try Subprocess.checked(["sqlite3", "-readonly", info.path, "SELECT x FROM t"]).stdout
         }
@@ -153,17 +155,17 @@ struct OpsSQLiteTests {
         var bytes = SQLiteSnapshot.magic
         bytes += [UInt8](repeating: 0xAB, count: 4000)
         try Data(bytes).write(to: URL(fileURLWithPath: dir.sub("broken.db")))
-        let snapshots = try SQLiteSnapshot(parent: dir.path)
+        let snapshots = SQLiteSnapshot(parent: dir.path)
         #expect(SQLiteSnapshot.isDatabase(dir.sub("broken.db")))
         let error = #expect(throws: SQLiteSnapshotError.self) { try snapshots.capture(dir.sub("broken.db")) }
         #expect(error?.description.contains("broken.db") == true)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: snapshots.directory).isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: #require(snapshots.directory)).isEmpty)
     }
 }
 
 @Suite("SQLite snapshot directories")
 struct OpsSQLiteDirectoryTests {
-    @Test("directories of dead runs are removed, live ones kept")
+    @Test("the first capture makes the directory and removes those of dead runs, live ones kept; nothing before it")
     func abandoned() throws {
         let dir = try TempDir("hs-ops-sqlite")
         // A pid that is certainly gone: a finished child.
@@ -171,10 +173,49 @@ struct OpsSQLiteDirectoryTests {
         try FileManager.default.createDirectory(atPath: dir.sub("hs-backup-sqlite.\(gone).abc123/x"), withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: dir.sub("hs-backup-sqlite.1.abc123"), withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: dir.sub("unrelated.\(gone).abc"), withIntermediateDirectories: true)
-        let s = try SQLiteSnapshot(parent: dir.path)
+        let data = try TempDir("hs-ops-sqlite-data")
+        _ = try Subprocess.checked(["sqlite3", data.sub("app.db"), "CREATE TABLE t(x); INSERT INTO t VALUES (7);"])
+        let before = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        let s = SQLiteSnapshot(parent: dir.path)
+        #expect(s.directory == nil)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == before, "nothing made or removed before a capture")
+        let rows = try s.withSnapshot(of: data.sub("app.db")) { info in
+            try Subprocess.checked(["sqlite3", "-readonly", info.path, "SELECT x FROM t"]).stdout
+        }
+        #expect(rows == "7\n")
         #expect(!OpsFiles.exists(dir.sub("hs-backup-sqlite.\(gone).abc123")))
         #expect(OpsFiles.exists(dir.sub("hs-backup-sqlite.1.abc123")), "pid 1 is alive")
         #expect(OpsFiles.exists(dir.sub("unrelated.\(gone).abc")))
-        #expect(OpsFiles.exists(s.directory) && s.directory.contains("hs-backup-sqlite.\(getpid())."))
+        let made = try #require(s.directory)
+        #expect(OpsFiles.exists(made) && made.contains("hs-backup-sqlite.\(getpid()).") && OpsFiles.mode(made) == 0o700)
+        s.cleanup()
+        #expect(!OpsFiles.exists(made))
+        #expect(throws: SQLiteSnapshotError.self) { try s.capture(data.sub("app.db")) }
+    }
+
+    @Test("hs-backup run: a tree without databases makes nothing in TMPDIR and leaves it alone; one with a database cleans up after dead runs and itself")
+    func runMakesTheDirectoryOnlyForDatabases() throws {
+        let tmp = try TempDir("hs-ops-sqlite-tmp")
+        let work = try TempDir("hs-ops-sqlite-run")
+        let gone = try Subprocess.checked(["sh", "-c", "echo $$"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let abandoned = tmp.sub("hs-backup-sqlite.\(gone).zz9xyz")
+        try FileManager.default.createDirectory(atPath: abandoned + "/x", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: work.sub("src/app"), withIntermediateDirectories: true)
+        try Data("plain text, no database\n".utf8).write(to: URL(fileURLWithPath: work.sub("src/app/notes.txt")))
+        let env = ["TMPDIR": tmp.path]
+        let plain = try Tools.run("hs-backup", ["run", "--source", work.sub("src"), "--to", work.sub("dest"), "--name", "s"], environment: env)
+        #expect(plain.status == 0, "\(plain.stdout)\(plain.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.path) == ["hs-backup-sqlite.\(gone).zz9xyz"],
+                "a run without databases neither makes a snapshot directory nor cleans")
+        // A WAL database (header bytes 18-19 = 2): its snapshot is switched to rollback mode (1),
+        // so the restored header says whether the run captured it.
+        _ = try Subprocess.checked(["sqlite3", work.sub("src/app/app.db"), "PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (7);"])
+        #expect(OpsFiles.bytes(work.sub("src/app/app.db"))?[18] == 2)
+        let withDB = try Tools.run("hs-backup", ["run", "--source", work.sub("src"), "--to", work.sub("dest"), "--name", "s"], environment: env)
+        #expect(withDB.status == 0, "\(withDB.stdout)\(withDB.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.path).isEmpty, "the dead run's directory and this run's are gone")
+        let restored = try Tools.run("hs-restore", ["--from", work.sub("dest"), "--name", "s", "--to", work.sub("restored")])
+        #expect(restored.status == 0, "\(restored.stderr)")
+        #expect(OpsFiles.bytes(work.sub("restored/app/app.db"))?[18] == 1, "the database was archived from a snapshot")
     }
 }

@@ -170,7 +170,7 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         try FileManager.default.createDirectory(atPath: src + "/app/db", withIntermediateDirectories: true)
         _ = try Subprocess.checked(["sqlite3", src + "/app/db/app.db", "CREATE TABLE t(x); INSERT INTO t VALUES (1);"])
         let dest = try TestDestination(.local)
-        let snapshots = try SQLiteSnapshot()
+        let snapshots = SQLiteSnapshot()
         defer { snapshots.cleanup() }
         let provider = RecordingProvider(SQLiteCaptureProvider(snapshots: snapshots))
         func run() throws -> (BackupSummary, Manifest) {
@@ -229,7 +229,7 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
                                     "CREATE TABLE b(x); INSERT INTO b VALUES (randomblob(1500000)); INSERT INTO b VALUES (42);"])
         // The header and nothing valid after it: the capture fails, the file is archived as is.
         try Tree.write(src + "/app/db/fake.db", "SQLite format 3\u{0}" + String(repeating: "z", count: 600))
-        let snapshots = try SQLiteSnapshot()
+        let snapshots = SQLiteSnapshot()
         defer { snapshots.cleanup() }
         let provider = RecordingProvider(SQLiteCaptureProvider(snapshots: snapshots))
         let dest = try TestDestination(.local)
@@ -269,7 +269,7 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         _ = try Subprocess.checked(["sqlite3", db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);"])
         let size = UInt64(try #require(OpsFiles.size(db)))
         for round in 0 ..< 12 {
-            let snapshots = try SQLiteSnapshot()
+            let snapshots = SQLiteSnapshot()
             defer { snapshots.cleanup() }
             let p = SQLiteCaptureProvider(snapshots: snapshots)
             let plans = ResultSlots<String>(count: 3)

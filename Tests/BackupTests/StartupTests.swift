@@ -1,0 +1,68 @@
+// What every start of hs-backup costs, kept small (issue 23's sparse row: a run of one small
+// file is mostly process start): no networking libraries linked, no help dump for -q/-v.
+import Foundation
+import Support
+import TestSupport
+import Testing
+
+@Suite("Start-up: linked libraries and the repeated-option check")
+struct StartupTests {
+    /// FoundationNetworking (URLSession) brought libcurl, gnutls, krb5, ldap, ssh2 and p11-kit
+    /// into every start; the notifications use curl(1) as a child process instead.
+    @Test("the tools link no networking library (curl runs as a child process only when a notification is sent)")
+    func noNetworkingLibraries() throws {
+        for tool in ["hs-backup", "hs-restore", "hs-linkcheck", "hs-provision", "hs-deploy"] {
+            let ldd = try Subprocess.checked(["ldd", Tools.path(tool)]).stdout
+            for lib in ["FoundationNetworking", "libcurl", "libgnutls", "libgssapi", "libldap", "libssh2", "libp11-kit"] {
+                #expect(!ldd.contains(lib), "\(tool) links \(lib):\n\(ldd)")
+            }
+        }
+    }
+
+    /// `RepeatedOptions.possible` lets `-q`, `-v`, `-qv` through without the help dump: exact
+    /// only while those short names are the verbosity flags wherever they exist.
+    @Test("-q and -v are flags (quiet, verbose) in every command of the five tools; no other short name is q or v")
+    func shortFlagsAreVerbosityOnly() throws {
+        func check(_ command: [String: Any], _ where_: String) -> [String] {
+            var bad: [String] = []
+            for a in command["arguments"] as? [[String: Any]] ?? [] {
+                let names = a["names"] as? [[String: Any]] ?? []
+                let shorts = names.filter { $0["kind"] as? String == "short" }.compactMap { $0["name"] as? String }
+                let longs = names.filter { $0["kind"] as? String == "long" }.compactMap { $0["name"] as? String }
+                for s in shorts where s == "q" || s == "v" {
+                    let expected = s == "q" ? "quiet" : "verbose"
+                    if a["kind"] as? String != "flag" || longs != [expected] {
+                        bad.append("\(where_): -\(s) is \(a["kind"] ?? "?") \(longs)")
+                    }
+                }
+            }
+            for sub in command["subcommands"] as? [[String: Any]] ?? [] {
+                bad += check(sub, where_ + " " + (sub["commandName"] as? String ?? "?"))
+            }
+            return bad
+        }
+        for tool in ["hs-backup", "hs-restore", "hs-linkcheck", "hs-provision", "hs-deploy"] {
+            let r = try Tools.run(tool, ["--experimental-dump-help"])
+            #expect(r.status == 0, "\(tool): \(r.stderr)")
+            let object = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any]
+            let command = try #require(object?["command"] as? [String: Any], "\(tool): \(r.stdout.prefix(200))")
+            let bad = check(command, tool)
+            #expect(bad.isEmpty, "short names q/v that are not the verbosity flags: \(bad)")
+        }
+    }
+
+    @Test("with -q, -v or -qv given (also twice), a single-value option given twice is still a usage error")
+    func repeatedOptionWithQuiet() throws {
+        let work = try TempDir("hs-startup-usage")
+        for flags in [["-q"], ["-v"], ["-q", "-q"], ["-qv"]] {
+            let r = try Tools.run("hs-backup", ["run"] + flags + ["--source", work.path, "--to", work.sub("a"), "--to", work.sub("b")])
+            #expect(r.status == 2 && r.stderr.contains("--to was given twice"), "\(flags): exit \(r.status): \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: work.sub("a")) && !FileManager.default.fileExists(atPath: work.sub("b")))
+        }
+        // -q alone with single options: the backup runs and prints nothing.
+        try FileManager.default.createDirectory(atPath: work.sub("src"), withIntermediateDirectories: true)
+        try Data("x\n".utf8).write(to: URL(fileURLWithPath: work.sub("src/f.txt")))
+        let ok = try Tools.run("hs-backup", ["run", "-q", "--source", work.sub("src"), "--to", work.sub("dest"), "--name", "q"])
+        #expect(ok.status == 0 && ok.stdout.isEmpty, "exit \(ok.status): \(ok.stdout)\(ok.stderr)")
+    }
+}
