@@ -127,7 +127,8 @@ package final class TarReader {
         var flag: UInt8 { block[156] }
         var isPosix: Bool { block[257 ..< 263].elementsEqual("ustar\0".utf8) }
         var isGNU: Bool { block[257 ..< 263].elementsEqual("ustar ".utf8) }
-        func pax(_ key: String) -> [UInt8]? { pax[Array(key.utf8)] }
+        /// A pax record (most headers have none: no key is made then).
+        func pax(_ key: String) -> [UInt8]? { pax.isEmpty ? nil : pax[Array(key.utf8)] }
     }
 
     /// The next entry (the rest of the previous one is skipped); nil at the end-of-archive

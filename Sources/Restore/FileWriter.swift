@@ -68,60 +68,59 @@ struct FileWriteContext: Sendable {
 /// metadata through the descriptor (`MetadataApplier`). Streamed content is written under a
 /// temporary name renamed when complete; content already in memory under the final name. On
 /// any failure the file is removed.
-final class FileJob: Sendable {
+///
+/// A value (no object or lock per file): small files travel in a `FileBatch` whose one buffer
+/// holds their contents.
+struct FileJob: Sendable {
     let entry: TarEntry
     let name: [UInt8]
     /// The parent, opened by the tree writer; nil: the writer thread opens `parentComps`.
-    private let openedParent: DirHandle?
+    let openedParent: DirHandle?
     let parentComps: [[UInt8]]
-    /// Content held in memory (pool jobs), handed over once: freed as soon as it is written.
-    private let payload: Mutex<[UInt8]>
-    /// Its size.
-    let bufferedBytes: Int
     let expected: [UInt8]?
     /// Where the content comes from, for messages (e.g. the archive of a backup).
     let origin: String?
-    let context: FileWriteContext
-    /// The error of a pool write, read after the job's batch finished.
-    let failure = Mutex<(any Error)?>(nil)
-
     /// The hash of its path the tree writer keeps it under while it is queued.
     let pathHash: Int
+    /// Where its content lies in its batch's buffer (pool jobs).
+    let content: Range<Int>
 
-    init(entry: TarEntry, name: [UInt8], parent: DirHandle?, parentComps: [[UInt8]] = [], data: [UInt8], expected: [UInt8]?,
-         origin: String?, context: FileWriteContext, pathHash: Int = 0) {
+    init(entry: TarEntry, name: [UInt8], parent: DirHandle?, parentComps: [[UInt8]] = [], expected: [UInt8]?,
+         origin: String?, pathHash: Int = 0, content: Range<Int> = 0 ..< 0) {
         self.entry = entry; self.name = name; self.openedParent = parent; self.parentComps = parentComps; self.pathHash = pathHash
-        self.payload = Mutex(data); self.bufferedBytes = data.count
-        self.expected = expected; self.origin = origin; self.context = context
+        self.expected = expected; self.origin = origin; self.content = content
     }
 
     typealias Content = (_ body: (UInt64, UnsafeRawBufferPointer) throws -> Void) throws -> Void
 
-    private var tempName: [UInt8] { Array(".hs-restore.\(getpid()).\(UInt(bitPattern: ObjectIdentifier(self).hashValue)).part".utf8) }
+    /// Temporary names are unique within the process (and the pid makes them unique on the host).
+    private static let temps = Atomic<Int>(0)
+    private static func tempName() -> [UInt8] {
+        Array(".hs-restore.\(getpid()).\(temps.add(1, ordering: .relaxed).newValue).part".utf8)
+    }
 
-    /// Writes `data` (writer threads, `stack` is the thread's descriptor cache); the error is
-    /// kept for the tree writer.
-    func writeBuffered(root: DirHandle, stack: inout [(name: [UInt8], dir: DirHandle)]) {
-        do {
-            let parent = try openedParent ?? DirectoryWalker.openParent(parentComps, root: root, stack: &stack, shown: NameEscape.escape(entry.path))
-            let bytes = payload.withLock { p in let b = p; p = []; return b }
-            try write({ body in try bytes.withUnsafeBytes { try body(0, $0) } }, parent: parent, direct: true, removeExisting: {})
-        } catch { failure.withLock { $0 = error } }
+    /// Writes `bytes`, its content held in memory (writer threads; `stack` is the thread's
+    /// descriptor cache).
+    func writeBuffered(_ bytes: UnsafeRawBufferPointer, root: DirHandle, stack: inout [(name: [UInt8], dir: DirHandle)],
+                       context: FileWriteContext) throws {
+        let parent = try openedParent ?? DirectoryWalker.openParent(parentComps, root: root, stack: &stack, shown: NameEscape.escape(entry.path))
+        try write({ body in try body(0, bytes) }, parent: parent, buffered: true, context: context, removeExisting: {})
     }
 
     /// Writes the content `content` produces (the tree writer's thread); throws on failure.
-    func writeStreaming(_ content: Content?, removeExisting: () throws -> Void) throws {
-        try write(content ?? { _ in }, parent: openedParent!, direct: false, removeExisting: removeExisting)
+    func writeStreaming(_ content: Content?, context: FileWriteContext, removeExisting: () throws -> Void) throws {
+        try write(content ?? { _ in }, parent: openedParent!, buffered: false, context: context, removeExisting: removeExisting)
     }
 
-    private func write(_ content: Content, parent: DirHandle, direct: Bool, removeExisting: () throws -> Void) throws {
+    private func write(_ content: Content, parent: DirHandle, buffered direct: Bool, context: FileWriteContext,
+                       removeExisting: () throws -> Void) throws {
         let e = entry
         lazy var shown = NameEscape.escape(e.path)
         // Content held in memory (pool jobs, fresh target) is written under the final name
         // (one metadata operation less per small file) and removed on failure; streamed
         // content goes to a temporary name renamed when complete.
         var useTemp = !direct
-        var tmp = direct ? name : tempName
+        var tmp = direct ? name : Self.tempName()
         let createMode = e.mode & 0o777
         func create() -> Int32 {
             Sys.retry { Sys.withCName(tmp) { openat(parent.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(createMode)) } }
@@ -130,7 +129,7 @@ final class FileJob: Sendable {
         if fd < 0 && errno == EEXIST && direct {
             // The name exists (an archive may hold a path twice): replace it by renaming.
             useTemp = true
-            tmp = tempName
+            tmp = Self.tempName()
             fd = create()
         }
         guard fd >= 0 else { throw RestoreError.io(SysError(call: "create", path: shown, errno: errno)) }
@@ -140,7 +139,7 @@ final class FileJob: Sendable {
             if !renamed { _ = Sys.withCName(tmp) { unlinkat(parent.fd, $0, 0) } }
         }
         do {
-            try fill(fd, content)
+            try fill(fd, content, buffered: direct, space: context.space)
             try context.metadata.apply(e, to: .fd(fd), createdMode: createMode, shown: shown)
             if !useTemp { renamed = true; return }
             var rc = Sys.retry { Sys.withCName(tmp) { t in Sys.withCName(name) { renameat(parent.fd, t, parent.fd, $0) } } }
@@ -157,8 +156,8 @@ final class FileJob: Sendable {
 
     /// Writes the content (zero runs of 64 KiB and sparse holes stay holes), checks the
     /// SHA-256 when one is expected, and sets the size.
-    private func fill(_ fd: Int32, _ content: Content) throws {
-        let e = entry, space = context.space
+    private func fill(_ fd: Int32, _ content: Content, buffered: Bool, space: SpaceBudget) throws {
+        let e = entry
         func shown() -> String { NameEscape.escape(e.path) }
         func tooLarge(_ why: String) -> RestoreError {
             .refused(.tooLarge, entry: shown(), detail: why)
@@ -166,7 +165,7 @@ final class FileJob: Sendable {
         // A streamed (large or sparse) file gets its size first: a size the filesystem cannot
         // hold fails here (EFBIG), before anything is inflated.
         var sized = false
-        if bufferedBytes == 0 && e.size > TreeWriter.parallelMaxFileSize {
+        if !buffered && e.size > TreeWriter.parallelMaxFileSize {
             if Sys.retry({ ftruncate(fd, off_t(clamping: e.size)) }) != 0 {
                 throw errno == EFBIG || errno == EINVAL
                     ? tooLarge("its size of \(e.size) bytes is too large for the target filesystem (larger than its largest file); nothing was written")
@@ -263,14 +262,16 @@ final class FileJob: Sendable {
 final class FileWriters {
     private let pool: WorkPool
     private let root: DirHandle
+    private let context: FileWriteContext
     private let caches = DirectoryCaches()
+    /// The batch being filled: its jobs and their contents, one after the other.
     private var batch: [FileJob] = []
-    private var batchBytes = 0
+    private var batchContent: [UInt8] = []
     /// The directory of the last job of the batch being filled.
     private var batchParent: [[UInt8]] = []
     /// Batches handed to the threads and not yet handed back, in submission order; the
     /// first `headDone` jobs of the first one were handed back already.
-    private var submitted: [(ticket: WorkPool.Ticket, jobs: [FileJob])] = []
+    private var submitted: [(ticket: WorkPool.Ticket, batch: FileBatch?)] = []
     private var head = 0
     private var headDone = 0
     /// Jobs queued (in batches or the batch being filled) and not yet handed back.
@@ -280,59 +281,68 @@ final class FileWriters {
     static let batchMaxBytes = 256 << 10
     static let jobOverhead = 2 << 10
 
-    init(threads: Int, root: DirHandle) {
+    init(threads: Int, root: DirHandle, context: FileWriteContext) {
         self.root = root
+        self.context = context
         pool = WorkPool(threads: threads, maxQueuedItems: max(2, 4096 / Self.batchJobs), maxQueuedBytes: 8 << 20,
                         stackSize: 512 << 10, name: "hs-restore-writer")
     }
 
     var threads: Int { pool.threads }
 
-    /// Queues a job; blocks while too many content bytes are waiting.
-    func submit(_ job: FileJob) throws {
-        if !batch.isEmpty && (batch.count >= Self.batchJobs || batchBytes >= Self.batchMaxBytes) && job.parentComps != batchParent {
+    /// Queues a file: `fill` appends its content to the batch's buffer, then `make` makes
+    /// its job from where the content lies. Blocks while too many content bytes are waiting.
+    /// Nothing is queued when `fill` throws.
+    func submit(parentComps: [[UInt8]], fill: (inout [UInt8]) throws -> Void, make: (Range<Int>) -> FileJob) throws {
+        if !batch.isEmpty && (batch.count >= Self.batchJobs || batchContent.count >= Self.batchMaxBytes) && parentComps != batchParent {
             try flush()
         }
-        if batch.isEmpty || job.parentComps != batchParent { batchParent = job.parentComps }
-        batch.append(job)
-        batchBytes += job.bufferedBytes
+        let start = batchContent.count
+        do { try fill(&batchContent) } catch {
+            batchContent.removeSubrange(start...)
+            throw error
+        }
+        if batch.isEmpty || parentComps != batchParent { batchParent = parentComps }
+        batch.append(make(start ..< batchContent.count))
         pendingJobs += 1
-        if batch.count >= Self.batchMaxJobs || batchBytes >= 4 * Self.batchMaxBytes { try flush() }
+        if batch.count >= Self.batchMaxJobs || batchContent.count >= 4 * Self.batchMaxBytes { try flush() }
     }
 
     /// Hands the batch being filled to the threads.
     func flush() throws {
         guard !batch.isEmpty else { return }
-        let jobs = batch
-        let bytes = batchBytes
+        let b = FileBatch(jobs: batch, content: batchContent)
+        let bytes = batchContent.count
         batch = []
-        batchBytes = 0
-        let root = root, caches = caches
+        batchContent = []
+        let root = root, caches = caches, context = context
         // Each job counts 2 KiB besides its content: at most ~4,096 jobs wait in memory, as
         // when batches were 32 jobs (the pool holds 128 batches).
-        let t = try pool.submit(bytes: bytes + jobs.count * Self.jobOverhead) {
+        let t = try pool.submit(bytes: bytes + b.jobs.count * Self.jobOverhead) {
             var (generation, stack) = caches.take()
-            for job in jobs { job.writeBuffered(root: root, stack: &stack) }
+            b.write(root: root, stack: &stack, context: context)
             caches.give(stack, generation: generation)
         }
-        submitted.append((t, jobs))
+        submitted.append((t, b))
     }
 
-    /// Hands the written (or failed) jobs back to `each` in submission order: those done so
-    /// far, or (`wait`) all of them, waiting for the threads. A job `each` throws on is handed
-    /// back; the ones after it stay for the next call.
-    func reap(wait: Bool, _ each: (FileJob) throws -> Void) throws {
+    /// Hands the written (or failed: with its error) jobs back to `each` in submission order:
+    /// those done so far, or (`wait`) all of them, waiting for the threads. A job `each`
+    /// throws on is handed back; the ones after it stay for the next call.
+    func reap(wait: Bool, _ each: (FileJob, (any Error)?) throws -> Void) throws {
         if wait { try flush() }
         while head < submitted.count {
             let t = submitted[head].ticket
             if wait { pool.wait(for: t) } else if !pool.isFinished(t) { break }
-            while headDone < submitted[head].jobs.count {
-                let job = submitted[head].jobs[headDone]
+            let b = submitted[head].batch!
+            let failures = b.failures
+            while headDone < b.jobs.count {
+                let i = headDone
                 headDone += 1
                 pendingJobs -= 1
-                try each(job)
+                try each(b.jobs[i], failures.isEmpty ? nil : failures[i])
             }
-            submitted[head].jobs = []
+            submitted[head].batch = nil
             head += 1
             headDone = 0
             if head >= 64 && head * 2 >= submitted.count { submitted.removeFirst(head); head = 0 }
@@ -353,10 +363,39 @@ final class FileWriters {
     /// Stops the threads after the job each is running (queued jobs are dropped).
     func close() {
         batch = []
+        batchContent = []
         submitted = []
         pool.close()
         caches.invalidate()
     }
+}
+
+/// Small files written by one writer thread in one go: their jobs and one buffer holding all
+/// their contents (one allocation per batch), freed as soon as the batch is written.
+final class FileBatch: Sendable {
+    let jobs: [FileJob]
+    private let content: Mutex<[UInt8]>
+    private let errors = Mutex<[Int: any Error]>([:])
+
+    init(jobs: [FileJob], content: [UInt8]) {
+        self.jobs = jobs
+        self.content = Mutex(content)
+    }
+
+    /// Writes every job (each failure kept for its job; the others are still written).
+    func write(root: DirHandle, stack: inout [(name: [UInt8], dir: DirHandle)], context: FileWriteContext) {
+        let bytes = content.withLock { c in let b = c; c = []; return b }
+        bytes.withUnsafeBytes { all in
+            for (i, job) in jobs.enumerated() {
+                do { try job.writeBuffered(UnsafeRawBufferPointer(rebasing: all[job.content]), root: root, stack: &stack, context: context) } catch {
+                    errors.withLock { $0[i] = error }
+                }
+            }
+        }
+    }
+
+    /// The errors of the jobs that failed, by index (read after the batch finished).
+    var failures: [Int: any Error] { errors.withLock { $0 } }
 }
 
 /// The writer threads' walk caches (open descriptors of the directories of a recent walk from

@@ -97,13 +97,16 @@ struct MetadataApplier: Sendable {
     }
 
     private func applyTimes(_ e: TarEntry, _ h: Handle, shown: @autoclosure () -> String) throws {
-        var ts = [timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW),
-                  timespec(tv_sec: Int(e.mtime.seconds), tv_nsec: Int(e.mtime.nanoseconds))]
-        let rc: Int32
-        switch h {
-        case .fd(let fd): rc = Sys.retry { futimens(fd, &ts) }
-        case .path(let fd): rc = Sys.retry { utimensat(AT_FDCWD, "/proc/self/fd/\(fd)", &ts, 0) }
-        case .symlink(let dirfd, let name): rc = Sys.retry { Sys.withCName(name) { utimensat(dirfd, $0, &ts, AT_SYMLINK_NOFOLLOW) } }
+        // On the stack (an array per file would be one allocation more per restored file).
+        let rc: Int32 = withUnsafeTemporaryAllocation(of: timespec.self, capacity: 2) { b in
+            let ts = b.baseAddress!
+            ts[0] = timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW)
+            ts[1] = timespec(tv_sec: Int(e.mtime.seconds), tv_nsec: Int(e.mtime.nanoseconds))
+            switch h {
+            case .fd(let fd): return Sys.retry { futimens(fd, ts) }
+            case .path(let fd): return Sys.retry { utimensat(AT_FDCWD, "/proc/self/fd/\(fd)", ts, 0) }
+            case .symlink(let dirfd, let name): return Sys.retry { Sys.withCName(name) { utimensat(dirfd, $0, ts, AT_SYMLINK_NOFOLLOW) } }
+            }
         }
         if rc != 0 { throw RestoreError.io(SysError(call: "set mtime", path: shown(), errno: errno)) }
     }

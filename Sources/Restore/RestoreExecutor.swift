@@ -15,6 +15,8 @@ package final class RestoreExecutor {
     package let target: String
     package let policy: RestorePolicy
     package let selection: PathSelection
+    /// Splits the normal-form paths of the entries (a directory's components shared by its files).
+    private var splitter = RestorePath.Splitter()
 
     package init(target: String, policy: RestorePolicy = RestorePolicy(), selection: PathSelection = .everything) {
         self.target = target
@@ -108,12 +110,12 @@ package final class RestoreExecutor {
     private func normalise(_ raw: TarEntry) throws(RestoreError) -> (TarEntry, [[UInt8]], Bool)? {
         var e = raw
         if RestorePath.isNormal(raw.path) && !raw.path.contains(0) {
-            return (e, RestorePath.split(raw.path), false)
+            return (e, splitter.split(raw.path), false)
         }
         // "./a/b" (GNU tar of a directory's "."): the rest as it is, when that is normal.
         if raw.path.count > 2 && raw.path[0] == UInt8(ascii: ".") && raw.path[1] == UInt8(ascii: "/") {
             let rest = Array(raw.path[2...])
-            if RestorePath.isNormal(rest) && !rest.contains(0) { e.path = rest; return (e, RestorePath.split(rest), false) }
+            if RestorePath.isNormal(rest) && !rest.contains(0) { e.path = rest; return (e, splitter.split(rest), false) }
         }
         let (comps, stripped) = try RestorePath.components(raw.path)
         if comps.isEmpty {

@@ -1,4 +1,5 @@
 import Archive
+import Glibc
 import Support
 
 /// The one path normaliser and validator of the restore: archive and manifest paths as bytes.
@@ -65,6 +66,32 @@ package enum RestorePath {
 
     package static func split(_ path: [UInt8]) -> [[UInt8]] {
         path.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true).map(Array.init)
+    }
+
+    /// `split` for a stream of paths in normal form: the components of a path's parent are
+    /// the previous path's (the same arrays) when it lies in the same directory, as the
+    /// entries of one directory do in an archive; only its last component is made anew.
+    struct Splitter {
+        /// The parent of the last path split, and its components.
+        private var parent: [UInt8] = []
+        private var parentComps: [[UInt8]] = []
+
+        /// The components of `path` (normal form: see `isNormal`).
+        mutating func split(_ path: [UInt8]) -> [[UInt8]] {
+            guard let slash = path.lastIndex(of: UInt8(ascii: "/")) else { return [path] }
+            let same = slash > 0 && slash == parent.count && path.withUnsafeBufferPointer { p in
+                parent.withUnsafeBufferPointer { q in memcmp(p.baseAddress!, q.baseAddress!, slash) == 0 }
+            }
+            if !same {
+                parent = Array(path[..<slash])
+                parentComps = RestorePath.split(parent)
+            }
+            var comps: [[UInt8]] = []
+            comps.reserveCapacity(parentComps.count + 1)
+            comps.append(contentsOf: parentComps)
+            comps.append(Array(path[(slash + 1)...]))
+            return comps
+        }
     }
 
     package static func join(_ comps: [[UInt8]]) -> [UInt8] {

@@ -80,7 +80,10 @@ final class TreeWriter {
                                    predictable: fresh && CreationProbe.isPredictable(rootFd, umask: mask),
                                    umaskBits: mask ?? 0o022, euid: geteuid(), egid: getegid(), notes: notes)
         space = SpaceBudget(dirfd: rootFd, asRoot: isRoot)
-        if fresh && policy.writerThreads > 1 { writers = FileWriters(threads: policy.writerThreads, root: root) }
+        if fresh && policy.writerThreads > 1 {
+            writers = FileWriters(threads: policy.writerThreads, root: root,
+                                  context: FileWriteContext(target: target, metadata: metadata, space: space))
+        }
     }
 
     func close() {
@@ -136,6 +139,7 @@ final class TreeWriter {
             return false
         default: break
         }
+        var hash = 0
         if writers != nil {
             // Small files go to the writers, and directories are only noted while they write
             // (made by whoever needs them first; a queued file of that name is caught by
@@ -145,9 +149,10 @@ final class TreeWriter {
             sinceReap += 1
             if sinceReap >= 32 && writers!.pendingJobs >= Self.reapEvery { sinceReap = 0; try reap(wait: false) }
             let ownThread = e.type == .file && content != nil
-            let collision = collides(e.path)
+            hash = Self.pathHash(e.path[...])   // once: `collides` and the queued file's key
+            let collision = collides(e.path, hash: hash)
             if e.type == .directory && !collision {
-                dirMeta[PathKey(e.path)] = (e, Self.walkMode)
+                dirMeta[PathKey(e.path)] = (Self.kept(e), Self.walkMode)
                 counts.directories += 1
                 return true
             }
@@ -156,7 +161,7 @@ final class TreeWriter {
         let name = comps.last!
         if e.type == .file, writers != nil, e.sparse == nil, e.size <= Self.parallelMaxFileSize, let content {
             // The writer thread opens (and makes) the parent: this thread makes no directory.
-            try queueFile(e, name: name, comps: comps, expectedSHA256: expectedSHA256, origin: origin, content: content)
+            try queueFile(e, name: name, comps: comps, hash: hash, expectedSHA256: expectedSHA256, origin: origin, content: content)
             return true
         }
         let parent = try openParentHandle(Array(comps.dropLast()), shown: shown)
@@ -172,35 +177,36 @@ final class TreeWriter {
     }
 
     /// A small file for the writer threads: its content read now, written there.
-    private func queueFile(_ e: TarEntry, name: [UInt8], comps: [[UInt8]], expectedSHA256: [UInt8]?, origin: String?,
+    private func queueFile(_ e: TarEntry, name: [UInt8], comps: [[UInt8]], hash: Int, expectedSHA256: [UInt8]?, origin: String?,
                            content: FileJob.Content) throws {
         guard let writers else { return }
         func shown() -> String { NameEscape.escape(e.path) }
-        var data = [UInt8]()
-        data.reserveCapacity(Int(e.size))
-        try content { off, bytes in
-            guard off == UInt64(data.count) else { throw RestoreError.source(ArchiveError(.malformed, entry: shown(), "content out of order"), possiblyWrong: [], more: 0) }
-            data.append(contentsOf: bytes)
-        }
-        guard UInt64(data.count) == e.size else { throw RestoreError.source(ArchiveError(.truncated, entry: shown(), "content ends early"), possiblyWrong: [], more: 0) }
-        let hash = Self.pathHash(e.path[...])
-        let job = FileJob(entry: e, name: name, parent: nil, parentComps: parentComps(of: comps), data: data,
-                          expected: expectedSHA256, origin: origin, context: context, pathHash: hash)
+        let parent = parentComps(of: comps)
+        // The content goes straight into the batch's buffer (read now, written there).
+        try writers.submit(parentComps: parent, fill: { data in
+            let start = data.count
+            try content { off, bytes in
+                guard off == UInt64(data.count - start) else { throw RestoreError.source(ArchiveError(.malformed, entry: shown(), "content out of order"), possiblyWrong: [], more: 0) }
+                data.append(contentsOf: bytes)
+            }
+            guard UInt64(data.count - start) == e.size else { throw RestoreError.source(ArchiveError(.truncated, entry: shown(), "content ends early"), possiblyWrong: [], more: 0) }
+        }, make: { range in
+            FileJob(entry: e, name: name, parent: nil, parentComps: parent, expected: expectedSHA256, origin: origin, pathHash: hash, content: range)
+        })
         inflightPaths[hash, default: 0] += 1
         counts.bytes += e.size
-        try writers.submit(job)
     }
 
     private func createFile(_ e: TarEntry, name: [UInt8], parent: DirHandle, comps: [[UInt8]], expectedSHA256: [UInt8]?,
                             origin: String?, content: FileJob.Content?) throws {
         lazy var shown = NameEscape.escape(e.path)
-        let job = FileJob(entry: e, name: name, parent: parent, data: [], expected: expectedSHA256, origin: origin, context: context)
+        let job = FileJob(entry: e, name: name, parent: parent, expected: expectedSHA256, origin: origin)
         // The small files queued before are written meanwhile; unless this one may not fit
         // the space left: then they go first, so a full filesystem fails this file, not them.
         if e.size >= space.freeNow() { try barrier() } else { try writers?.flush() }
-        try job.writeStreaming(content, removeExisting: { try self.removeExisting(parent.fd, name, comps: comps, shown: shown) })
+        try job.writeStreaming(content, context: context, removeExisting: { try self.removeExisting(parent.fd, name, comps: comps, shown: shown) })
         counts.bytes += e.size
-        finished(job)
+        finished(e)
     }
 
     private func createDirectory(_ e: TarEntry, name: [UInt8], parent: DirHandle, comps: [[UInt8]], shown: String) throws {
@@ -217,7 +223,7 @@ final class TreeWriter {
                 created = true
             }
         }
-        dirMeta[PathKey(e.path)] = (e, created ? mode : nil)
+        dirMeta[PathKey(e.path)] = (Self.kept(e), created ? mode : nil)
         counts.directories += 1
     }
 
@@ -319,20 +325,30 @@ final class TreeWriter {
         writers = nil
     }
 
+    /// A directory entry as kept until the end (its metadata is applied last): without the
+    /// owner names, which a restore does not use (ownership is numeric), so a tree of many
+    /// directories holds two allocations less per directory.
+    private static func kept(_ e: TarEntry) -> TarEntry {
+        var k = e
+        k.uname = nil
+        k.gname = nil
+        return k
+    }
+
     // MARK: writers
 
-    private func finished(_ job: FileJob) {
+    private func finished(_ e: TarEntry) {
         counts.files += 1
-        onFile?(job.entry)
+        onFile?(e)
     }
 
     /// Hands finished jobs at the front of the queue back (in order); throws the first error.
     private func reap(wait: Bool) throws {
         guard let writers else { return }
-        try writers.reap(wait: wait) { job in
+        try writers.reap(wait: wait) { job, failure in
             if let n = inflightPaths[job.pathHash] { inflightPaths[job.pathHash] = n > 1 ? n - 1 : nil }
-            if let err = job.failure.withLock({ $0 }) { throw err }
-            finished(job)
+            if let failure { throw failure }
+            finished(job.entry)
         }
     }
 
@@ -365,7 +381,8 @@ final class TreeWriter {
     /// True if the path, or one of its parents, is a file still being written. The parents
     /// are looked up once per directory: while entries stay in one parent, the files queued
     /// meanwhile are all inside it, so none of them can be one of its parents.
-    private func collides(_ path: [UInt8]) -> Bool {
+    /// `hash` is `pathHash(path)`.
+    private func collides(_ path: [UInt8], hash: Int) -> Bool {
         if inflightPaths.isEmpty { return false }
         let parentEnd = path.lastIndex(of: UInt8(ascii: "/")) ?? 0
         if clearParent == nil || !path[..<parentEnd].elementsEqual(clearParent!) {
@@ -377,7 +394,7 @@ final class TreeWriter {
             if parentEnd > 0, inflightPaths[Self.pathHash(path[..<parentEnd])] != nil { return true }
             clearParent = Array(path[..<parentEnd])
         }
-        return inflightPaths[Self.pathHash(path[...])] != nil
+        return inflightPaths[hash] != nil
     }
 
     // MARK: helpers

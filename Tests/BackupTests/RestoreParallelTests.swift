@@ -265,3 +265,21 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         }
     }
 }
+
+@Suite struct RestorePathSplitterTests {
+    /// The splitter that shares a directory's components with its files gives what
+    /// `RestorePath.split` gives, for paths in and out of the previous one's directory, at
+    /// the top, deeper, shallower, and a parent that is a prefix of the previous one's.
+    @Test func splitterEqualsSplit() {
+        let paths = ["a", "a/b", "a/b/c", "a/b/d", "a/bc/d", "a/b/c/e", "a/b/c/f", "x", "a/b/g", "ab/c", "a/b", "a/b/d",
+                     "a/b\u{FFFD}/\u{1}z", "a/a", "a/a/a", "y/z", "y/z"].map { Array($0.utf8) }
+        var s = RestorePath.Splitter()
+        for p in paths {
+            #expect(s.split(p) == RestorePath.split(p), "\(String(decoding: p, as: UTF8.self))")
+        }
+        // Files of one directory share its components (the same storage).
+        let f1 = s.split(Array("d/e/f1".utf8)), f2 = s.split(Array("d/e/f2".utf8))
+        #expect(f1.count == 3 && f2[2] == Array("f2".utf8))
+        #expect(f1[0].withUnsafeBufferPointer { $0.baseAddress } == f2[0].withUnsafeBufferPointer { $0.baseAddress })
+    }
+}
