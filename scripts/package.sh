@@ -101,7 +101,9 @@ for pc in libcrypto libnfs zlib libdeflate sqlite3 fuse3; do
   libs+=("${flags[@]}")
 done
 log "linking the multi-call executable ($(wc -l < "$objlist") objects)"
-swiftc -static-stdlib -emit-executable -Xlinker --gc-sections -target x86_64-unknown-linux-gnu \
+# --no-export-dynamic: undo the toolchain's -export-dynamic (static-stdlib-args.lnk), as Package.swift
+# does for the tools: no symbol of ours in .dynsym, a faster start (see toolLinkerSettings there).
+swiftc -static-stdlib -emit-executable -Xlinker --gc-sections -Xlinker --no-export-dynamic -target x86_64-unknown-linux-gnu \
   -o "$WORK/$NAME" "@$objlist" "${libs[@]}" 2>&1 \
   | sed -e "/warning: the use of \`mktemp' is dangerous/d" >&2
 strip --strip-all "$WORK/$NAME"

@@ -58,6 +58,7 @@ extension HsBackup {
 
     struct Find: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "find",  // explicit: the default goes through String(describing:) at every start
             abstract: "Find paths in every backup of a set: which backups hold which version of each.",
             discussion: """
             PATTERN is a glob as --exclude takes it: without '/' it matches a name at any depth ('*.db', \
@@ -88,6 +89,7 @@ extension HsBackup {
 
     struct Diff: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "diff",  // explicit: the default goes through String(describing:) at every start
             abstract: "Show what changed between two backups of a set (from their manifests).",
             discussion: """
             One line per path: '+' added, '-' removed, 'M' content or type changed, 'U' only metadata \
@@ -115,6 +117,7 @@ extension HsBackup {
 extension HsBackup {
     struct Mount: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "mount",  // explicit: the default goes through String(describing:) at every start
             abstract: "Mount every backup read-only with FUSE: MOUNTPOINT/SET/ID/... and MOUNTPOINT/SET/latest.",
             discussion: """
             Shows every backup of every set in DEST (only SET with --name); backups taken while it is mounted \
@@ -166,6 +169,7 @@ extension HsBackup {
 extension HsBackup {
     struct Dump: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "dump",  // explicit: the default goes through String(describing:) at every start
             abstract: "Write one file of a backup to stdout, or a directory as a tar stream.",
             discussion: """
             Reads only the gzip members that hold what is dumped, and checks every file against the \

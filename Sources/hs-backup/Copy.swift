@@ -8,6 +8,7 @@ import Support
 extension HsBackup {
     struct Copy: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "copy",  // explicit: the default goes through String(describing:) at every start
             abstract: "Copy backups to another destination (e.g. offsite through rclone), without any key.",
             discussion: """
             Copies the backups of each set newer than the newest one at DST, oldest first, with the archives \

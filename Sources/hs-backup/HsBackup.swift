@@ -92,6 +92,7 @@ struct DestinationOptions: ParsableArguments {
 extension HsBackup {
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "run",  // explicit: the default goes through String(describing:) at every start
             abstract: "Take a backup (incremental unless a full one is due). Alias: backup.",
             discussion: """
             --json prints the summary: {"id", "set", "destination", "kind", "parent", "files", "directories", \
@@ -183,6 +184,7 @@ extension HsBackup {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",  // explicit: the default goes through String(describing:) at every start
             abstract: "List the backup sets of a destination, or the backups of one set (--name). Alias: snapshots.",
             discussion: """
             Without --name: the sets in DEST. --json: {"destination", "sets": [{"name", "backups", "latest", \
@@ -246,6 +248,7 @@ extension HsBackup {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "verify",  // explicit: the default goes through String(describing:) at every start
             abstract: "Check that archives decompress and every file's hash matches (exit 1 on damage). Alias: check.",
             discussion: """
             --json: {"backups": [ID...], "archives_checked", "files_checked", "damaged": ["archive: path: what"...]}.
@@ -297,6 +300,7 @@ extension HsBackup {
 
     struct Prune: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "prune",  // explicit: the default goes through String(describing:) at every start
             abstract: "Remove old backups by a retention policy, never breaking a kept chain. Alias: forget.",
             discussion: """
             Days, weeks and months are counted in this host's local time zone (as restic does); ids and \
@@ -346,6 +350,7 @@ extension HsBackup {
 
     struct Config: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "config",  // explicit: the default goes through String(describing:) at every start
             abstract: "Print the effective configuration: every key, its value and where it came from (secrets hidden).",
             discussion: """
             Values come from the flag, else the environment variable of the key's name, else the \

@@ -94,6 +94,7 @@ struct ProvisionOptions: ParsableArguments {
 extension HsProvision {
     struct Plan: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "plan",  // explicit: the default goes through String(describing:) at every start
             abstract: "Show the commands and file diffs apply would make.",
             discussion: """
             Examples:
@@ -109,6 +110,7 @@ extension HsProvision {
 
     struct Apply: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "apply",  // explicit: the default goes through String(describing:) at every start
             abstract: "Make the host match the inventory; idempotent.",
             discussion: """
             Examples:
