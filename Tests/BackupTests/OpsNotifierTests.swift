@@ -185,10 +185,11 @@ struct OpsNotifierTests {
         let server = try OpsHTTPRecorder()
         let bin = try TempDir("hs-curl-argv")
         let real = try #require(Subprocess.which("curl"))
-        // A curl first on PATH that records its command line, then runs the real one.
-        try "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \(bin.sub("argv.log"))\nexec \(real) \"$@\"\n"
-            .write(toFile: bin.sub("curl"), atomically: true, encoding: .utf8)
-        chmod(bin.sub("curl"), 0o755)
+        // A curl first on PATH that records its command line, then runs the real one. Written by
+        // a child process (as SchedulingTests does): no write fd of this process can leak into a
+        // child another test spawns, so exec of the script cannot fail with ETXTBSY.
+        try Subprocess.checked(["sh", "-c", "cat > \"$1\" && chmod 0755 \"$1\"", "sh", bin.sub("curl")],
+                               input: Data("#!/bin/sh\nprintf '%s\\n' \"$*\" >> \(bin.sub("argv.log"))\nexec \(real) \"$@\"\n".utf8))
         let path = bin.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
         let work = try TempDir("hs-curl-run")
         try FileManager.default.createDirectory(atPath: work.sub("src"), withIntermediateDirectories: true)
