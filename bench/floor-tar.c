@@ -126,7 +126,8 @@ int main(int argc, char **argv) {
   long long paxSize = -1;
   for (;;) {
     if (!need(512)) { errno = EPIPE; die("input ends without the end-of-archive blocks", 0); }
-    char *h = buf + pos;
+    char h[512];  // a copy: `need` below may move the buffer
+    memcpy(h, buf + pos, 512);
     int zero = 1;
     for (int i = 0; i < 512 && zero; i++) zero = h[i] == 0;
     if (zero) break;
