@@ -212,11 +212,11 @@ TABLE=$(
     row "stress tree $STRESS tiny files: full backup vs \`tar -cf - \| pigz -p2 -6\`" stress_full_ours stress_full_ref 0.7
     row "stress tree $STRESS tiny files: no-change incremental vs GNU tar level 1" stress_incr_ours stress_incr_tar 0.8
     for t in $FLOOR_THREADS; do
-      floorrow "stress floor, $t threads: getdents, openat O_NOFOLLOW, fstat, read, close (bench/backup-floor.c) vs \`tar -cf - \| pigz -p2 -6\`" "floor_read_$t" stress_full_ref stress_full_ours 0.7
-      floorrow "stress floor, $t threads: the same + flistxattr vs \`tar -cf - \| pigz -p2 -6\`" "floor_xattr_$t" stress_full_ref stress_full_ours 0.7
+      floorrow "stress floor, threads $t: getdents, openat O_NOFOLLOW, fstat, read, close (bench/backup-floor.c) vs \`tar -cf - \| pigz -p2 -6\`" "floor_read_$t" stress_full_ref stress_full_ours 0.7
+      floorrow "stress floor, threads $t: the same + flistxattr vs \`tar -cf - \| pigz -p2 -6\`" "floor_xattr_$t" stress_full_ref stress_full_ours 0.7
     done
     for t in $FLOOR_THREADS; do
-      floorrow "stress floor, $t threads: getdents, fstatat per entry (a no-change run's calls) vs GNU tar level 1" "floor_stat_$t" stress_incr_tar stress_incr_ours 0.8
+      floorrow "stress floor, threads $t: getdents, fstatat per entry (a no-change run's calls) vs GNU tar level 1" "floor_stat_$t" stress_incr_tar stress_incr_ours 0.8
     done
   fi
   if [ -n "$(m cold_full_ours)" ]; then
