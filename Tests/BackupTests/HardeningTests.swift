@@ -110,6 +110,27 @@ enum Hardening {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? [:]
     }
 
+    /// Every argument of every command of the five tools (`--experimental-dump-help`), with
+    /// where it is ("hs-backup run"): what `problem` says of each, collected.
+    static func argumentProblems(_ problem: (_ argument: [String: Any], _ where: String) -> String?) throws -> [String] {
+        func walk(_ command: [String: Any], _ where_: String) -> [String] {
+            var bad = (command["arguments"] as? [[String: Any]] ?? []).compactMap { problem($0, where_) }
+            for sub in command["subcommands"] as? [[String: Any]] ?? [] {
+                bad += walk(sub, where_ + " " + (sub["commandName"] as? String ?? "?"))
+            }
+            return bad
+        }
+        var bad: [String] = []
+        for tool in ["hs-backup", "hs-restore", "hs-linkcheck", "hs-provision", "hs-deploy"] {
+            let r = try Tools.run(tool, ["--experimental-dump-help"])
+            #expect(r.status == 0, "\(tool): \(r.stderr)")
+            let command = try #require(json(r.stdout)["command"] as? [String: Any], "\(tool): \(r.stdout.prefix(200))")
+            #expect((command["arguments"] as? [Any])?.isEmpty == false || (command["subcommands"] as? [Any])?.isEmpty == false, "\(tool)")
+            bad += walk(command, tool)
+        }
+        return bad
+    }
+
     /// Every byte of every archive of `set` in `dest`, decompressed.
     static func archiveBytes(_ dest: String, set: String = "t") throws -> Data {
         var all = Data()
@@ -564,26 +585,12 @@ struct HardeningTests {
     /// spelling or one is short: that is exact only while no option has two long names.
     @Test("every option of the five tools has at most one long name (the repeated-option pre-check relies on it)")
     func optionsHaveOneLongName() throws {
-        func check(_ command: [String: Any], _ where_: String) -> [String] {
-            var bad: [String] = []
-            for a in command["arguments"] as? [[String: Any]] ?? [] {
-                // (Single-dash spellings, `-h` and `-help`, always send the check to the dump.)
-                let longs = (a["names"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == "long" }
-                if longs.count > 1 { bad.append("\(where_): \(longs.compactMap { $0["name"] as? String })") }
-            }
-            for sub in command["subcommands"] as? [[String: Any]] ?? [] {
-                bad += check(sub, where_ + " " + (sub["commandName"] as? String ?? "?"))
-            }
-            return bad
+        // (Single-dash spellings, `-h` and `-help`, always send the check to the dump.)
+        let bad = try Hardening.argumentProblems { a, where_ in
+            let longs = (a["names"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == "long" }
+            return longs.count > 1 ? "\(where_): \(longs.compactMap { $0["name"] as? String })" : nil
         }
-        for tool in ["hs-backup", "hs-restore", "hs-linkcheck", "hs-provision", "hs-deploy"] {
-            let r = try Tools.run(tool, ["--experimental-dump-help"])
-            #expect(r.status == 0, "\(tool): \(r.stderr)")
-            let command = try #require(Hardening.json(r.stdout)["command"] as? [String: Any], "\(tool): \(r.stdout.prefix(200))")
-            #expect((command["arguments"] as? [Any])?.isEmpty == false || (command["subcommands"] as? [Any])?.isEmpty == false, "\(tool)")
-            let bad = check(command, tool)
-            #expect(bad.isEmpty, "options with two long names: \(bad)")
-        }
+        #expect(bad.isEmpty, "options with two long names: \(bad)")
     }
 
     /// The manifest says one thing, the archive's tar header another (mode, owner, mtime):

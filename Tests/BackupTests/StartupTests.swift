@@ -23,32 +23,17 @@ struct StartupTests {
     /// only while those short names are the verbosity flags wherever they exist.
     @Test("-q and -v are flags (quiet, verbose) in every command of the five tools; no other short name is q or v")
     func shortFlagsAreVerbosityOnly() throws {
-        func check(_ command: [String: Any], _ where_: String) -> [String] {
-            var bad: [String] = []
-            for a in command["arguments"] as? [[String: Any]] ?? [] {
-                let names = a["names"] as? [[String: Any]] ?? []
-                let shorts = names.filter { $0["kind"] as? String == "short" }.compactMap { $0["name"] as? String }
-                let longs = names.filter { $0["kind"] as? String == "long" }.compactMap { $0["name"] as? String }
-                for s in shorts where s == "q" || s == "v" {
-                    let expected = s == "q" ? "quiet" : "verbose"
-                    if a["kind"] as? String != "flag" || longs != [expected] {
-                        bad.append("\(where_): -\(s) is \(a["kind"] ?? "?") \(longs)")
-                    }
-                }
+        let bad = try Hardening.argumentProblems { a, where_ in
+            let names = a["names"] as? [[String: Any]] ?? []
+            let shorts = names.filter { $0["kind"] as? String == "short" }.compactMap { $0["name"] as? String }
+            let longs = names.filter { $0["kind"] as? String == "long" }.compactMap { $0["name"] as? String }
+            for s in shorts where s == "q" || s == "v" {
+                let expected = s == "q" ? "quiet" : "verbose"
+                if a["kind"] as? String != "flag" || longs != [expected] { return "\(where_): -\(s) is \(a["kind"] ?? "?") \(longs)" }
             }
-            for sub in command["subcommands"] as? [[String: Any]] ?? [] {
-                bad += check(sub, where_ + " " + (sub["commandName"] as? String ?? "?"))
-            }
-            return bad
+            return nil
         }
-        for tool in ["hs-backup", "hs-restore", "hs-linkcheck", "hs-provision", "hs-deploy"] {
-            let r = try Tools.run(tool, ["--experimental-dump-help"])
-            #expect(r.status == 0, "\(tool): \(r.stderr)")
-            let object = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any]
-            let command = try #require(object?["command"] as? [String: Any], "\(tool): \(r.stdout.prefix(200))")
-            let bad = check(command, tool)
-            #expect(bad.isEmpty, "short names q/v that are not the verbosity flags: \(bad)")
-        }
+        #expect(bad.isEmpty, "short names q/v that are not the verbosity flags: \(bad)")
     }
 
     @Test("with -q, -v or -qv given (also twice), a single-value option given twice is still a usage error")
