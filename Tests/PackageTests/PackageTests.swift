@@ -93,20 +93,32 @@ import Glibc
         let file = try Self.run(["file", "-L", exe])
         #expect(file.stdout.contains("ELF 64-bit") && file.stdout.contains(", stripped"), "\(file.stdout)")
 
-        // libc6 at least the newest glibc symbol version the executable uses.
+        // A PIE (ASLR) with its relative relocations packed (DT_RELR, issue 23's start-up), and
+        // libcrypto not linked: CCrypto dlopen()s it on first use.
+        let dynamic = try Self.run(["readelf", "-d", exe])
+        #expect(dynamic.stdout.contains("(RELR)") && dynamic.stdout.contains("Flags: PIE"), "\(dynamic.stdout)")
+        #expect(!ldd.stdout.contains("libcrypto"), "libcrypto is linked:\n\(ldd.stdout)")
+
+        // libc6 at least the newest glibc symbol version the executable uses, and at least 2.36
+        // when it needs GLIBC_ABI_DT_RELR (glibc 2.36 applies packed relative relocations;
+        // an older one would refuse to start it).
         let dynsyms = try Self.run(["objdump", "-T", exe])
-        let glibc = dynsyms.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "(" || $0 == ")" })
+        var versions = dynsyms.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "(" || $0 == ")" })
             .filter { $0.hasPrefix("GLIBC_") && $0.dropFirst(6).first?.isNumber == true }
             .map { $0.dropFirst(6).split(separator: ".").map { Int($0) ?? 0 } }
-            .max { $0.lexicographicallyPrecedes($1) }
+        let versionNeeds = try Self.run(["readelf", "-V", exe])
+        if versionNeeds.stdout.contains("GLIBC_ABI_DT_RELR") { versions.append([2, 36]) }
+        let glibc = versions.max { $0.lexicographicallyPrecedes($1) }
         let newest = try #require(glibc, "no GLIBC_ versions in objdump -T").map(String.init).joined(separator: ".")
         #expect(dependsEntries.contains("libc6 (>= \(newest))"), "Depends \(dependsEntries) lacks libc6 (>= \(newest))")
+        #expect(newest.split(separator: ".").map { Int($0) ?? 0 }.lexicographicallyPrecedes([2, 36]) == false, "libc6 (>= \(newest)) is below 2.36")
         #expect(dependsEntries.filter { $0.contains("(") }.count == 1, "only libc6 is versioned: \(dependsEntries)")
 
-        // Depends = exactly the Debian packages owning the libraries the executable needs, and
-        // curl (the notifications run curl(1); no networking library is linked).
+        // Depends = exactly the Debian packages owning the libraries the executable needs, curl
+        // (the notifications run curl(1); no networking library is linked) and libssl3 (the
+        // owner of libcrypto.so.3, which CCrypto loads with dlopen).
         let owners = try Self.owningPackages(of: exe)
-        #expect(depends == owners.union(["curl"]), "Depends \(depends.sorted()) but the executable needs \(owners.sorted()) and curl")
+        #expect(depends == owners.union(["curl", "libssl3"]), "Depends \(depends.sorted()) but the executable needs \(owners.sorted()), curl and libssl3")
         #expect(!owners.contains("libcurl4") && !owners.contains("libgnutls30"), "a networking library is linked: \(owners.sorted())")
         #expect(depends.isSuperset(of: ["libnfs13", "zlib1g", "libdeflate0", "libsqlite3-0", "libssl3", "libc6"]), "\(depends.sorted())")
         for d in depends {
@@ -206,6 +218,20 @@ import Glibc
         let restore = try debian.run(["hs-restore", "--from", "/srv/backups", "--name", "smoke", "--to", "/srv/restored"])
         #expect(restore.succeeded, "hs-restore (local): \(restore.stdout)\(restore.stderr)")
         #expect(try Self.describe(root + "/srv/appdata") == Self.describe(root + "/srv/restored"))
+
+        // The same with age encryption: libcrypto.so.3 (libssl3, from Depends) is loaded with
+        // dlopen for X25519, HKDF and ChaCha20-Poly1305.
+        let keys = try TempDir("hs-package-age")
+        try Subprocess.checked(["age-keygen", "-o", keys.sub("key.txt")])
+        let recipient = try Subprocess.checked(["age-keygen", "-y", keys.sub("key.txt")]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try Subprocess.checked(["install", "-D", "-m", "0600", keys.sub("key.txt"), root + "/root/age-key.txt"])
+        let sealed = try debian.run(["hs-backup", "--source", "/srv/appdata", "--to", "/srv/backups-age", "--name", "sealed",
+                                     "--recipient", recipient])
+        #expect(sealed.succeeded, "hs-backup --recipient: \(sealed.stdout)\(sealed.stderr)")
+        let opened = try debian.run(["hs-restore", "--from", "/srv/backups-age", "--name", "sealed", "--identity", "/root/age-key.txt",
+                                     "--to", "/srv/restored-age"])
+        #expect(opened.succeeded, "hs-restore --identity: \(opened.stdout)\(opened.stderr)")
+        #expect(try Self.describe(root + "/srv/appdata") == Self.describe(root + "/srv/restored-age"))
 
         let nfs = try GaneshaServer.shared()
         let dir = try nfs.makeUniqueDirectory("package")
