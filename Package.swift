@@ -43,7 +43,6 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CLibdeflate", pkgConfig: "libdeflate", providers: [.apt(["libdeflate-dev"])]),
         .systemLibrary(name: "CNFS", pkgConfig: "libnfs", providers: [.apt(["libnfs-dev"])]),
-        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
 
         // Shared plumbing: subprocesses, output modes (terminal/cron/--json), errors, hashing.
@@ -51,6 +50,9 @@ let package = Package(
         // libcrypto (OpenSSL 3, headers from libssl-dev) through dlopen on first use, not linked:
         // most runs need only SHA-256, which runs here on SHA-NI when the CPU has it.
         .target(name: "CCrypto"),
+        // libsqlite3 (headers from libsqlite3-dev) through dlopen on first use, not linked: only
+        // a run that captures a database calls it.
+        .target(name: "CSQLite"),
         .target(name: "Support", dependencies: ["CCrypto", "CShims"], swiftSettings: swiftSettings),
         .target(name: "Gzip", dependencies: ["CZlib", "CLibdeflate"], swiftSettings: swiftSettings),
         .target(name: "NFS", dependencies: ["CNFS"], swiftSettings: swiftSettings),

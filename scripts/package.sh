@@ -11,7 +11,8 @@
 # from the executable's NEEDED libraries and the Debian packages that own them (dpkg -S),
 # libc6 with the newest glibc version it needs (symbol versions, and 2.36 for the packed
 # relative relocations: GLIBC_ABI_DT_RELR), plus curl (the notifications run it) and the
-# owner of libcrypto.so.3 (libssl3: loaded with dlopen on first use, so not NEEDED).
+# owners of libcrypto.so.3 and libsqlite3.so.0 (libssl3, libsqlite3-0: loaded with dlopen on
+# first use, so not NEEDED).
 # It fails if the executable still needs a library of the Swift toolchain.
 #
 # Debian-native: systemd units and timers (installed disabled), the conffile
@@ -97,8 +98,8 @@ clang -c -O2 -Wall -Werror -o "$WORK/objects/multicall.o" scripts/package/multic
 echo "$WORK/objects/multicall.o" >> "$objlist"
 # The C libraries behind the system-library targets (see Package.swift).
 libs=()
-# Not libcrypto: CCrypto dlopen()s it on first use (Sources/CCrypto/include/ccrypto.h).
-for pc in libnfs zlib libdeflate sqlite3 fuse3; do
+# Not libcrypto or sqlite3: CCrypto and CSQLite dlopen() them on first use (their include/*.h).
+for pc in libnfs zlib libdeflate fuse3; do
   f=$(pkg-config --libs "$pc") || die "pkg-config does not know $pc: run scripts/bootstrap.sh --build-only (as root)"
   read -r -a flags <<< "$f"
   libs+=("${flags[@]}")
@@ -119,7 +120,7 @@ lddout=$(ldd "$WORK/$NAME")
 if grep -q "not found" <<< "$lddout"; then die "unresolved libraries: $(grep 'not found' <<< "$lddout")"; fi
 if grep -qF "$SWIFT_ROOT" <<< "$lddout"; then die "still linked to the toolchain ($SWIFT_ROOT): $(grep -F "$SWIFT_ROOT" <<< "$lddout")"; fi
 if grep -qE 'libswift|libFoundation|libdispatch|libBlocksRuntime' <<< "$lddout"; then die "a Swift runtime library is linked dynamically: $lddout"; fi
-if grep -q 'libcrypto' <<< "$lddout"; then die "libcrypto is linked (CCrypto loads it on first use; no -lcrypto): $lddout"; fi
+if grep -qE 'libcrypto|libsqlite3' <<< "$lddout"; then die "libcrypto or libsqlite3 is linked (CCrypto/CSQLite load them on first use): $lddout"; fi
 elfdyn=$(readelf -d "$WORK/$NAME")
 grep -q '(RELR)' <<< "$elfdyn" || die "no packed relative relocations (DT_RELR) in the executable: did the link use lld with -z pack-relative-relocs?"
 grep -q 'Flags: PIE' <<< "$elfdyn" || die "the executable is not a PIE (ASLR)"
@@ -193,10 +194,13 @@ glibc=$(objdump -T "$WORK/$NAME" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_
 if readelf -V "$WORK/$NAME" | grep -q 'GLIBC_ABI_DT_RELR'; then
   glibc=$(printf '%s\n2.36\n' "$glibc" | sort -V | tail -1)
 fi
-# libcrypto.so.3 is dlopen()ed by CCrypto (SHA-256 without SHA-NI, age, remote hashes): its package.
-libcrypto=$(ldconfig -p | awk '!found && $1 == "libcrypto.so.3" && /x86-64/ { path = $NF; found = 1 } END { print path }')
-[ -n "$libcrypto" ] || die "ldconfig does not know libcrypto.so.3: run scripts/bootstrap.sh --build-only (as root)"
-deps+=("$(owner "$libcrypto")")
+# libcrypto.so.3 is dlopen()ed by CCrypto (SHA-256 without SHA-NI, age, remote hashes) and
+# libsqlite3.so.0 by CSQLite (database capture): their packages.
+for so in libcrypto.so.3 libsqlite3.so.0; do
+  path=$(ldconfig -p | awk -v so="$so" '!found && $1 == so && /x86-64/ { path = $NF; found = 1 } END { print path }')
+  [ -n "$path" ] || die "ldconfig does not know $so: run scripts/bootstrap.sh --build-only (as root)"
+  deps+=("$(owner "$path")")
+done
 # curl: the notifications (ntfy, Uptime Kuma, Healthchecks) run curl(1) as a child process
 # (Sources/BackupOps/CurlRequest.swift), so no networking library is linked into the tools.
 deps+=(curl)

@@ -94,10 +94,10 @@ import Glibc
         #expect(file.stdout.contains("ELF 64-bit") && file.stdout.contains(", stripped"), "\(file.stdout)")
 
         // A PIE (ASLR) with its relative relocations packed (DT_RELR, issue 23's start-up), and
-        // libcrypto not linked: CCrypto dlopen()s it on first use.
+        // libcrypto and libsqlite3 not linked: CCrypto and CSQLite dlopen() them on first use.
         let dynamic = try Self.run(["readelf", "-d", exe])
         #expect(dynamic.stdout.contains("(RELR)") && dynamic.stdout.contains("Flags: PIE"), "\(dynamic.stdout)")
-        #expect(!ldd.stdout.contains("libcrypto"), "libcrypto is linked:\n\(ldd.stdout)")
+        #expect(!ldd.stdout.contains("libcrypto") && !ldd.stdout.contains("libsqlite3"), "libcrypto or libsqlite3 is linked:\n\(ldd.stdout)")
 
         // libc6 at least the newest glibc symbol version the executable uses, and at least 2.36
         // when it needs GLIBC_ABI_DT_RELR (glibc 2.36 applies packed relative relocations;
@@ -115,10 +115,11 @@ import Glibc
         #expect(dependsEntries.filter { $0.contains("(") }.count == 1, "only libc6 is versioned: \(dependsEntries)")
 
         // Depends = exactly the Debian packages owning the libraries the executable needs, curl
-        // (the notifications run curl(1); no networking library is linked) and libssl3 (the
-        // owner of libcrypto.so.3, which CCrypto loads with dlopen).
+        // (the notifications run curl(1); no networking library is linked), libssl3 and
+        // libsqlite3-0 (the owners of libcrypto.so.3 and libsqlite3.so.0, loaded with dlopen).
         let owners = try Self.owningPackages(of: exe)
-        #expect(depends == owners.union(["curl", "libssl3"]), "Depends \(depends.sorted()) but the executable needs \(owners.sorted()), curl and libssl3")
+        #expect(depends == owners.union(["curl", "libssl3", "libsqlite3-0"]),
+                "Depends \(depends.sorted()) but the executable needs \(owners.sorted()), curl, libssl3 and libsqlite3-0")
         #expect(!owners.contains("libcurl4") && !owners.contains("libgnutls30"), "a networking library is linked: \(owners.sorted())")
         #expect(depends.isSuperset(of: ["libnfs13", "zlib1g", "libdeflate0", "libsqlite3-0", "libssl3", "libc6"]), "\(depends.sorted())")
         for d in depends {
@@ -232,6 +233,16 @@ import Glibc
                                      "--to", "/srv/restored-age"])
         #expect(opened.succeeded, "hs-restore --identity: \(opened.stdout)\(opened.stderr)")
         #expect(try Self.describe(root + "/srv/appdata") == Self.describe(root + "/srv/restored-age"))
+
+        // A live SQLite database is captured through libsqlite3.so.0 (libsqlite3-0, from Depends,
+        // loaded with dlopen) and restores readable.
+        try Subprocess.checked(["mkdir", "-p", root + "/srv/dbapp"])
+        try Subprocess.checked(["sqlite3", root + "/srv/dbapp/app.db", "CREATE TABLE t(x); INSERT INTO t VALUES ('kept');"])
+        let withDB = try debian.run(["hs-backup", "--source", "/srv/dbapp", "--to", "/srv/backups-db", "--name", "db"])
+        #expect(withDB.succeeded && withDB.stdout.contains("1 SQLite database captured"), "hs-backup (SQLite): \(withDB.stdout)\(withDB.stderr)")
+        let dbBack = try debian.run(["hs-restore", "--from", "/srv/backups-db", "--name", "db", "--to", "/srv/restored-db"])
+        #expect(dbBack.succeeded, "hs-restore (SQLite): \(dbBack.stdout)\(dbBack.stderr)")
+        #expect(try Subprocess.checked(["sqlite3", root + "/srv/restored-db/app.db", "SELECT x FROM t"]).stdout == "kept\n")
 
         let nfs = try GaneshaServer.shared()
         let dir = try nfs.makeUniqueDirectory("package")
