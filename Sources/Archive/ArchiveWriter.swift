@@ -43,6 +43,9 @@ package struct PrefetchedContent: Sendable {
     /// what its scan saw to tell a file that changed while read.
     package var sizeAfter: Int64
     package var mtimeAfter: (seconds: Int64, nanoseconds: Int64)
+    /// The file's extended attributes, read by the caller from the descriptor the content was
+    /// read through (nil: not read).
+    package var xattrs: [(name: String, value: [UInt8])]? = nil
 }
 
 /// `ArchiveWriter.prefetch` could not open or read the file.

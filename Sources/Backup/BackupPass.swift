@@ -33,11 +33,17 @@ final class BackupPass {
         var member = -1
         var headerOffset: UInt64 = 0
         var dropped = false
+        /// A regular file archived now whose xattrs the scan did not read: they are read from
+        /// the descriptor its content is read through (`flistxattr`/`fgetxattr`), so they are
+        /// the archived inode's, and no name is looked up for them.
+        var xattrsAtRead = false
     }
     private var batch: [Pending] = []
     /// The batch before `batch`, its small files being read ahead.
     private var reading: (batch: [Pending], job: PrefetchJob?)?
     private var batchesSinceTrim = 0
+    /// Threads reading small files ahead (`BackupRunner.prefetch`), started at the first batch.
+    private var readers: WorkPool?
     private var batchArchived = 0
     private var batchBytes: UInt64 = 0
     private var awaiting: [Pending] = []
@@ -75,6 +81,15 @@ final class BackupPass {
         self.dryRun = dryRun
     }
 
+    private func prefetchPool() -> WorkPool {
+        if let readers { return readers }
+        let pool = WorkPool(threads: BackupRunner.prefetchThreads, name: "hs-prefetch")
+        readers = pool
+        return pool
+    }
+
+    deinit { readers?.close() }
+
     /// Removes substituted content not yet archived (on failure).
     func cleanup() {
         if let r = reading {
@@ -93,6 +108,7 @@ final class BackupPass {
         // backup did not change either (setxattr and ACL changes update the ctime): its hash is
         // carried, and only the others are read (here, below).
         scanner.xattrsLeftToReader = xattrsComparable
+        scanner.fileXattrsLeftToReader = true
         let reporter = runner.reporter
         let stream = try scanner.start { n in reporter.progress("scanning: \(n) entries") }
         defer { stream.close() }
@@ -103,10 +119,14 @@ final class BackupPass {
         while try stream.advance() {
             var e = stream.currentEntry
             let p = try stream.withCurrent { path, _ in try previousEntry(path) }
+            var xattrsAtRead = false
             if e.flags & ManifestEntry.flagXattrsUnread != 0 {
                 e.flags &= ~ManifestEntry.flagXattrsUnread
-                if let p, p.entry.ctime == e.ctime, p.entry.type == e.type {
+                if xattrsComparable, let p, p.entry.ctime == e.ctime, p.entry.type == e.type {
                     e.xattrHash = p.entry.xattrHash
+                } else if p == nil && e.type == .file {
+                    // New: archived now (nothing to carry), its xattrs read with its content.
+                    xattrsAtRead = true
                 } else {
                     e.xattrHash = SourceFile(stream.current()).xattrDigest()
                 }
@@ -161,7 +181,7 @@ final class BackupPass {
             } else {
                 let s = stream.current()
                 try enqueue(Pending(record: ManifestRecord(entry: e, path: s.path, link: s.link), archive: true, substitute: substitute,
-                                    multiLink: s.multiLink, source: SourceFile(s), planIfContentStarts: planLater))
+                                    multiLink: s.multiLink, source: SourceFile(s), planIfContentStarts: planLater, xattrsAtRead: xattrsAtRead))
             }
         }
         try processBatch()
@@ -364,12 +384,14 @@ final class BackupPass {
             var job: PrefetchJob?
             if batch.contains(where: \.archive) {
                 try openArchive()
-                var small: [(index: Int, file: SourceFile, size: UInt64)] = []
+                var small: [BackupRunner.PrefetchItem] = []
                 for (k, p) in batch.enumerated() where p.archive && p.substitute == nil {
                     let e = p.record.entry
-                    if e.type == .file && e.size > 0 && e.size <= 1 << 20, let f = p.source { small.append((k, f, e.size)) }
+                    if e.type == .file && e.size > 0 && e.size <= 1 << 20, let f = p.source {
+                        small.append(BackupRunner.PrefetchItem(index: k, file: f, size: e.size, xattrs: p.xattrsAtRead))
+                    }
                 }
-                if small.count > 1 { job = PrefetchJob(runner, small, count: batch.count) }
+                if small.count > 1 { job = try runner.prefetch(small, count: batch.count, on: prefetchPool()) }
             }
             next = (batch, job)
             batch = []; batchArchived = 0; batchBytes = 0
@@ -431,7 +453,7 @@ final class BackupPass {
             guard let added = try archiveFile(&p, meta: &meta, ahead: ahead) else { return }
             e.hash = Digest(added.sha256 ?? SHA256Hasher.hash([]))
             // What the header holds (xattrs read now, not at the scan): verify compares them.
-            if e.xattrHash != 0 { e.xattrHash = xattrDigest(meta.xattrs.map { (Array($0.key.utf8), $0.value) }) }
+            if e.xattrHash != 0 || p.xattrsAtRead { e.xattrHash = xattrDigest(meta.xattrs.map { (Array($0.key.utf8), $0.value) }) }
             e.archive = myIndex
             if added.sparse { e.flags |= ManifestEntry.flagSparse }
             if added.sizeChanged {
@@ -472,7 +494,11 @@ final class BackupPass {
         let e = p.record.entry
         switch ahead {
         case .success(let c)?:
-            if e.xattrHash != 0, let source = p.source { for a in source.xattrs() { meta.xattrs[a.name] = a.value } }
+            if p.xattrsAtRead {
+                for a in c.xattrs ?? [] { meta.xattrs[a.name] = a.value }
+            } else if e.xattrHash != 0, let source = p.source {
+                for a in source.xattrs() { meta.xattrs[a.name] = a.value }
+            }
             var added = try aw.add(meta, prefetched: c)
             // Compared with the scan: size and mtime after the read.
             if c.sizeAfter != Int64(clamping: e.size) || c.mtimeAfter.seconds != e.mtime.seconds
@@ -504,7 +530,7 @@ final class BackupPass {
             return nil
         }
         defer { Sys.close(opened.fd) }
-        if e.xattrHash != 0 { for a in Archive.readXattrs(.fd(opened.fd)) { meta.xattrs[a.name] = a.value } }
+        if e.xattrHash != 0 || p.xattrsAtRead { for a in Archive.readXattrs(.fd(opened.fd)) { meta.xattrs[a.name] = a.value } }
         var added: AddResult
         if let map = SparseFile.dataRegions(opened.fd, size: e.size, allocatedBytes: opened.stat.blocks * 512) {
             added = try aw.add(meta, sparseFD: opened.fd, map: map)
@@ -598,24 +624,21 @@ struct PassFailure: Error, CustomStringConvertible {
     var description: String { "failed\(step): \(cause)" }
 }
 
-/// Small files of one batch read on all cores in the background (see `BackupRunner.prefetch`).
-final class PrefetchJob: @unchecked Sendable {
-    private let done = DispatchSemaphore(value: 0)
-    private var result: [Result<PrefetchedContent, LeftOutError>?] = []
+/// Small files of one batch being read on the pass's prefetch threads (`BackupRunner.prefetch`).
+final class PrefetchJob: Sendable {
+    private let pool: WorkPool
+    private let tickets: [WorkPool.Ticket]
+    private let slots: ResultSlots<Result<PrefetchedContent, LeftOutError>>
 
-    init(_ runner: BackupRunner, _ items: [(index: Int, file: SourceFile, size: UInt64)], count: Int) {
-        let box = UnsafeSendable((runner, items))   // the runner only reads its options here
-        DispatchQueue.global().async { [self] in
-            result = box.value.0.prefetch(box.value.1, count: count)
-            done.signal()
-        }
+    init(pool: WorkPool, tickets: [WorkPool.Ticket], slots: ResultSlots<Result<PrefetchedContent, LeftOutError>>) {
+        self.pool = pool
+        self.tickets = tickets
+        self.slots = slots
     }
 
-    /// The contents by batch index (waits for the reads).
+    /// The contents by batch index (waits for the reads; the contents are handed out once).
     func wait() -> [Result<PrefetchedContent, LeftOutError>?] {
-        done.wait()
-        done.signal()
-        return result
+        for t in tickets { _ = pool.wait(for: t) }
+        return slots.takeAll()
     }
 }
-

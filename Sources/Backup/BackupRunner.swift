@@ -230,12 +230,12 @@ package final class BackupRunner {
         if why.isMissing { missing.add(shown, why) }
     }
 
-    /// Reads the small regular files of `items` on all cores, each opened relative to the
-    /// directory the scan found it in and checked against the scan (`SourceFile`). Returns
-    /// the contents by index (an array of `count`, nil where no item was), or why a file is left
-    /// out. Files over 1 MiB are not prefetched.
-    func prefetch(_ items: [(index: Int, file: SourceFile, size: UInt64)], count: Int) -> [Result<PrefetchedContent, LeftOutError>?] {
-        guard items.count > 1 else { return [] }
+    /// Starts reading the small regular files of `items` on `pool`'s threads (in the
+    /// background), each opened relative to the directory the scan found it in and checked
+    /// against the scan (`SourceFile`); `PrefetchJob.wait()` gives the contents by index (an
+    /// array of `count`, nil where no item was), or why a file is left out. Files over 1 MiB
+    /// are not prefetched.
+    func prefetch(_ items: [PrefetchItem], count: Int, on pool: WorkPool) throws -> PrefetchJob {
         // Runs of files in the same directory go to one thread (its inode stays hot there).
         var runs: [Range<Int>] = []
         var runStart = 0
@@ -246,23 +246,51 @@ package final class BackupRunner {
         let work = items
         let allRuns = runs
         let detect = options.compressionLevel > 0
-        let parallel = min(allRuns.count, 64)
-        DispatchQueue.concurrentPerform(iterations: parallel) { part in
-            var r = part
-            while r < allRuns.count {
-                for k in allRuns[r] {
-                    switch work[k].file.open() {
-                    case .failure(let f): slots.set(work[k].index, .failure(f))
-                    case .success(let (fd, _)):
-                        let read = ArchiveWriter.read(openFile: fd, size: work[k].size, detectIncompressible: detect)
-                        Sys.close(fd)
-                        slots.set(work[k].index, read.mapError { LeftOutError(why: .unreadable(errno: $0.errno)) })
-                    }
+        let parallel = min(allRuns.count, pool.threads)
+        var tickets: [WorkPool.Ticket] = []
+        for part in 0 ..< parallel {
+            tickets.append(try pool.submit {
+                var r = part
+                while r < allRuns.count {
+                    for k in allRuns[r] { slots.set(work[k].index, Self.prefetchOne(work[k], detectIncompressible: detect)) }
+                    r += parallel
                 }
-                r += parallel
-            }
+            })
         }
-        return slots.takeAll()
+        return PrefetchJob(pool: pool, tickets: tickets, slots: slots)
+    }
+
+    /// Reads one small file for `prefetch` (and its xattrs from the same descriptor, if asked).
+    private static func prefetchOne(_ item: PrefetchItem, detectIncompressible: Bool) -> Result<PrefetchedContent, LeftOutError> {
+        switch item.file.open() {
+        case .failure(let f): return .failure(f)
+        case .success(let (fd, _)):
+            defer { Sys.close(fd) }
+            var read = ArchiveWriter.read(openFile: fd, size: item.size, detectIncompressible: detectIncompressible)
+            if item.xattrs, case .success(var c) = read {
+                c.xattrs = Archive.readXattrs(.fd(fd))
+                read = .success(c)
+            }
+            return read.mapError { LeftOutError(why: .unreadable(errno: $0.errno)) }
+        }
+    }
+
+    /// Threads that read small files ahead (`prefetch`): two per core, 2 to 8 (their reads
+    /// may wait on the disk); `HS_PREFETCH_THREADS` sets the number (for measurements). Their
+    /// own threads, not the shared dispatch pool: the pass itself runs on one of that pool's
+    /// few threads, and the reads were found taking turns on a single other one.
+    static let prefetchThreads: Int = {
+        if let v = ProcessInfo.processInfo.environment["HS_PREFETCH_THREADS"], let n = Int(v), n >= 1 { return min(n, 64) }
+        return min(8, max(2, 2 * ProcessInfo.processInfo.activeProcessorCount))
+    }()
+
+    /// One small file for `prefetch`: its index in the batch, where to read it, its size as
+    /// scanned, and whether to read its xattrs from the same descriptor.
+    struct PrefetchItem: Sendable {
+        var index: Int
+        var file: SourceFile
+        var size: UInt64
+        var xattrs: Bool
     }
 
     /// "<source>/<relative path>" as NUL-terminated bytes.

@@ -96,6 +96,10 @@ package final class Scanner {
     /// reader settles it (an incremental compares the ctime with the previous backup first:
     /// any xattr or ACL change updates the ctime, so most entries need no syscall for them).
     package var xattrsLeftToReader = false
+    /// Read no xattrs of regular files: they get `ManifestEntry.flagXattrsUnread` and the
+    /// reader settles it, from the descriptor it reads the content through (`flistxattr`:
+    /// no lookup of the name per file, and the attributes are those of the inode archived).
+    package var fileXattrsLeftToReader = false
     /// Directories whose contents are left out but for the marker (`--exclude-caches`,
     /// `--exclude-if-present`; ExcludeMarkers.swift).
     package var markers = ExcludeMarkers()
@@ -143,7 +147,8 @@ package final class Scanner {
         let counter = ScanCounter(progress: progress)
         let context = ScanContext(root: root, rootBytes: Array(root.utf8), excludes: excludes,
                                   counter: counter, oneFileSystem: oneFileSystem, skipDirectories: skipDirectories, readXattrs: readXattrs,
-                                  xattrsLeftToReader: xattrsLeftToReader, markers: markers)
+                                  xattrsLeftToReader: xattrsLeftToReader, fileXattrsLeftToReader: fileXattrsLeftToReader,
+                                  markers: markers)
 
         // The top of the tree on this thread, entry by entry without descending: a directory
         // with few entries (a chain like Plex's `Library/Application Support/Plex Media Server/
@@ -578,6 +583,7 @@ struct ScanContext: @unchecked Sendable {
     let skipDirectories: [(dev: UInt64, ino: UInt64, name: String)]
     let readXattrs: Bool
     let xattrsLeftToReader: Bool
+    let fileXattrsLeftToReader: Bool
     let markers: ExcludeMarkers
 }
 
@@ -756,9 +762,10 @@ final class ScanWorker: @unchecked Sendable {
         let (po, pl) = pathBuf.withUnsafeBytes { table.intern(UnsafeRawBufferPointer(rebasing: $0[0 ..< fullLength])) }
         e.pathOffset = po; e.pathLength = pl
         if context.readXattrs {
-            // Most files have none: listxattrat relative to the directory says so without a
-            // walk of the absolute path; anything else is read by path as before.
-            if context.xattrsLeftToReader {
+            // Left to the reader (see `xattrsLeftToReader`, `fileXattrsLeftToReader`), or read
+            // here: most entries have none, and listxattrat relative to the directory says so
+            // without a walk of the absolute path; anything else is read through the directory.
+            if context.xattrsLeftToReader || (context.fileXattrsLeftToReader && e.type == .file) {
                 e.flags |= ManifestEntry.flagXattrsUnread
             } else if dirFd >= 0 {
                 e.xattrHash = xattrHash(.fd(dirFd))

@@ -722,6 +722,77 @@ struct XattrAtTests {
     }
 }
 
+extension XattrAtTests {
+    /// A regular file archived now has its xattrs read from the descriptor its content is
+    /// read through (prefetched small files, empty files and large ones opened at the read),
+    /// not by name at the scan: the headers carry them, the manifest's hashes are the scan's,
+    /// `verify` agrees, in a full backup and for new and changed files of an incremental.
+    @Test("a regular file's xattrs come from the descriptor its content is read through (full and incremental)")
+    func fileXattrsFromContentDescriptor() throws {
+        let work = try TempDir("hs-xattrfd")
+        let src = work.sub("src")
+        try FileManager.default.createDirectory(atPath: src + "/d", withIntermediateDirectories: true)
+        try Hardening.write(src + "/d/small", "content\n")
+        try Hardening.write(src + "/d/empty", "")
+        try Hardening.write(src + "/d/plain", "no attributes\n")
+        try Data(repeating: 0x61, count: 3 << 20).write(to: URL(fileURLWithPath: src + "/d/large"))
+        for (f, v) in [("small", "S"), ("empty", "E"), ("large", "L")] {
+            _ = try Subprocess.checked(["setfattr", "-n", "user.x", "-v", v, src + "/d/" + f])
+        }
+        func scanned() throws -> [String: UInt64] {
+            let r = try Scanner(root: src, excludes: ExcludeSet(patterns: [])).scan()
+            return Dictionary(uniqueKeysWithValues: (0 ..< r.table.count).map { i in
+                let e = r.table.entry(i)
+                return (String(decoding: r.table.pathBytes(e), as: UTF8.self), e.xattrHash)
+            })
+        }
+        let dest = work.sub("dest")
+        func backUp() throws -> (Manifest, String) {
+            let summary = try BackupRunner(options: BackupOptions(source: src, destination: LocalDestination(root: dest), set: "t"),
+                                           reporter: quiet).run()
+            #expect(summary.missing.count == 0)
+            let py = try Subprocess.checked(["python3", "-c", """
+                import tarfile, sys
+                for m in tarfile.open(sys.argv[1]):
+                    for k, v in sorted(m.pax_headers.items()):
+                        if k.startswith("SCHILY.xattr."): print(m.name, k, v)
+                """, try #require(try archives(in: dest).last)])
+            return (try Hardening.manifest(dest, summary.id), py.stdout)
+        }
+        func check(_ m: Manifest, expected: [String: UInt64]) {
+            var seen = 0
+            for item in m.items() {
+                let p = String(decoding: item.path, as: UTF8.self)
+                guard let want = expected[p] else { continue }
+                #expect(item.xattrHash == want, "\(p)")
+                seen += 1
+            }
+            #expect(seen == expected.count)
+        }
+        let first = try scanned()
+        for f in ["small", "empty", "large"] { #expect((first["d/" + f] ?? 0) != 0, "\(f) has xattrs") }
+        #expect(first["d/plain"] == 0)
+        let (m1, headers1) = try backUp()
+        check(m1, expected: first)
+        for line in ["d/small SCHILY.xattr.user.x S", "d/empty SCHILY.xattr.user.x E", "d/large SCHILY.xattr.user.x L"] {
+            #expect(headers1.contains(line), "\(headers1)")
+        }
+        #expect(!headers1.contains("d/plain"), "\(headers1)")
+
+        // Incremental: a new file with xattrs, one that got xattrs (its ctime changed).
+        try Hardening.write(src + "/d/new", "new\n")
+        _ = try Subprocess.checked(["setfattr", "-n", "user.x", "-v", "N", src + "/d/new"])
+        _ = try Subprocess.checked(["setfattr", "-n", "user.x", "-v", "P", src + "/d/plain"])
+        let second = try scanned()
+        #expect(second["d/new"] != 0 && second["d/plain"] != 0)
+        let (m2, headers2) = try backUp()
+        check(m2, expected: second)
+        #expect(headers2.contains("d/new SCHILY.xattr.user.x N") && headers2.contains("d/plain SCHILY.xattr.user.x P"), "\(headers2)")
+        let v = try Tools.run("hs-backup", ["verify", "--to", dest, "--name", "t"])
+        #expect(v.status == 0, "\(v.stdout) \(v.stderr)")
+    }
+}
+
 @Suite("Issue 23: exit 3 for monitors")
 struct ExitStatusTests {
     @Test("exit 3 (committed, files missing) is a warning: ntfy posts it without --notify-success, Kuma stays up")
