@@ -42,6 +42,7 @@ let package = Package(
         // System libraries. Each has exactly one Swift owner module (the only importer).
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CLibdeflate", pkgConfig: "libdeflate", providers: [.apt(["libdeflate-dev"])]),
+        .systemLibrary(name: "CIsal", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
         .systemLibrary(name: "CNFS", pkgConfig: "libnfs", providers: [.apt(["libnfs-dev"])]),
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
 
@@ -54,7 +55,7 @@ let package = Package(
         // a run that captures a database calls it.
         .target(name: "CSQLite"),
         .target(name: "Support", dependencies: ["CCrypto", "CShims"], swiftSettings: swiftSettings),
-        .target(name: "Gzip", dependencies: ["CZlib", "CLibdeflate"], swiftSettings: swiftSettings),
+        .target(name: "Gzip", dependencies: ["CZlib", "CLibdeflate", "CIsal"], swiftSettings: swiftSettings),
         .target(name: "NFS", dependencies: ["CNFS"], swiftSettings: swiftSettings),
         .target(name: "Archive", dependencies: ["Gzip", "Support"], swiftSettings: swiftSettings),
         .target(name: "Storage", dependencies: ["NFS", "Support"], swiftSettings: swiftSettings),

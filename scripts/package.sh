@@ -99,7 +99,7 @@ echo "$WORK/objects/multicall.o" >> "$objlist"
 # The C libraries behind the system-library targets (see Package.swift).
 libs=()
 # Not libcrypto or sqlite3: CCrypto and CSQLite dlopen() them on first use (their include/*.h).
-for pc in libnfs zlib libdeflate fuse3; do
+for pc in libnfs zlib libdeflate libisal fuse3; do
   f=$(pkg-config --libs "$pc") || die "pkg-config does not know $pc: run scripts/bootstrap.sh --build-only (as root)"
   read -r -a flags <<< "$f"
   libs+=("${flags[@]}")
