@@ -36,6 +36,7 @@ let package = Package(
         // System libraries. Each has exactly one Swift owner module (the only importer).
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CLibdeflate", pkgConfig: "libdeflate", providers: [.apt(["libdeflate-dev"])]),
+        .systemLibrary(name: "CIsal", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
         .systemLibrary(name: "CNFS", pkgConfig: "libnfs", providers: [.apt(["libnfs-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
@@ -44,7 +45,7 @@ let package = Package(
         // Shared plumbing: subprocesses, output modes (terminal/cron/--json), errors, hashing.
         .target(name: "CShims"),
         .target(name: "Support", dependencies: ["CCrypto", "CShims"], swiftSettings: swiftSettings),
-        .target(name: "Gzip", dependencies: ["CZlib", "CLibdeflate"], swiftSettings: swiftSettings),
+        .target(name: "Gzip", dependencies: ["CZlib", "CLibdeflate", "CIsal"], swiftSettings: swiftSettings),
         .target(name: "NFS", dependencies: ["CNFS"], swiftSettings: swiftSettings),
         .target(name: "Archive", dependencies: ["Gzip", "Support"], swiftSettings: swiftSettings),
         .target(name: "Storage", dependencies: ["NFS", "Support"], swiftSettings: swiftSettings),

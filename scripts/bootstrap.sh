@@ -29,7 +29,7 @@ BUILD_PACKAGES=(
   git gcc libc6-dev libstdc++-12-dev libncurses6 libxml2 tzdata ca-certificates
   # C libraries behind the Swift system-library targets (no libcurl: nothing links
   # FoundationNetworking; the notifications run curl(1), see TEST_PACKAGES and the .deb's Depends)
-  pkg-config libnfs-dev zlib1g-dev libdeflate-dev libsqlite3-dev libssl-dev
+  pkg-config libnfs-dev zlib1g-dev libdeflate-dev libisal-dev libsqlite3-dev libssl-dev
   libfuse3-dev
   # scripts/package.sh: ld -r, objcopy, strip, readelf; dpkg-deb comes with dpkg; go-md2man
   # makes home-server-tools(7) from docs/
@@ -40,7 +40,7 @@ BUILD_PACKAGES=(
 TEST_PACKAGES=(
   # real components the tests and benchmarks use
   libnfs-utils nfs-ganesha nfs-ganesha-vfs rpcbind
-  libarchive-tools pigz gzip tar sqlite3 attr acl strace
+  libarchive-tools pigz isal gzip tar sqlite3 attr acl strace
   debootstrap restic python3-pip time procps iproute2 psmisc
   busybox-static file
   curl      # also what the notifications run (ntfy, Uptime Kuma, Healthchecks); the .deb Depends on it

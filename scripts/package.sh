@@ -95,7 +95,7 @@ clang -c -O2 -Wall -Werror -o "$WORK/objects/multicall.o" scripts/package/multic
 echo "$WORK/objects/multicall.o" >> "$objlist"
 # The C libraries behind the system-library targets (see Package.swift).
 libs=()
-for pc in libcrypto libnfs zlib libdeflate sqlite3 fuse3; do
+for pc in libcrypto libnfs zlib libdeflate libisal sqlite3 fuse3; do
   f=$(pkg-config --libs "$pc") || die "pkg-config does not know $pc: run scripts/bootstrap.sh --build-only (as root)"
   read -r -a flags <<< "$f"
   libs+=("${flags[@]}")

@@ -129,6 +129,16 @@ package final class TarReader {
         var isGNU: Bool { block[257 ..< 263].elementsEqual("ustar ".utf8) }
         /// A pax record (most headers have none: no key is made then).
         func pax(_ key: String) -> [UInt8]? { pax.isEmpty ? nil : pax[Array(key.utf8)] }
+        /// The same for a key made once (`PaxKey`): what every entry asks, no array per call.
+        func pax(_ key: [UInt8]) -> [UInt8]? { pax.isEmpty ? nil : pax[key] }
+        /// Some pax record is about GNU sparse files (else none of those keys is looked up).
+        var hasGNUSparseRecords: Bool { !pax.isEmpty && pax.keys.contains { $0.starts(with: PaxKey.gnuSparse) } }
+    }
+
+    /// pax keys asked for every entry (hs-backup writes a pax header per entry: issue 24).
+    private enum PaxKey {
+        static let size = Array("size".utf8), path = Array("path".utf8), linkpath = Array("linkpath".utf8)
+        static let gnuSparse = Array("GNU.sparse.".utf8), xattr = Array("SCHILY.xattr.".utf8)
     }
 
     /// The next entry (the rest of the previous one is skipped); nil at the end-of-archive
@@ -141,7 +151,7 @@ package final class TarReader {
         var e = try baseEntry(h)
         var stored = UInt64(try number(h.block, 124, 12, h.at))
         try applyPax(h, to: &e, stored: &stored)
-        stored = dataSize(of: e.type, flag: h.flag, stored: stored, paxSize: h.pax("size") != nil)
+        stored = dataSize(of: e.type, flag: h.flag, stored: stored, paxSize: h.pax(PaxKey.size) != nil)
         storedLeft = stored
         entriesRead += 1
         lastStoredData = stored > 0
@@ -197,9 +207,13 @@ package final class TarReader {
                 throw ArchiveError(.malformed, rule: .multiVolume, "multi-volume continuation entries (type 'M') are not supported (header at tar offset \(at))")
             default:
                 g.block = block
-                var merged = globalPax
-                for (k, v) in g.pax { merged[k] = v.isEmpty && !Self.keepsEmptyValue(k) ? nil : v }
-                g.pax = merged
+                // An empty value removes a global record (kept only for xattrs): with no global
+                // records and no empty value (hs-backup's headers), the records stand as read.
+                if !globalPax.isEmpty || g.pax.contains(where: { $0.value.isEmpty && !Self.keepsEmptyValue($0.key) }) {
+                    var merged = globalPax
+                    for (k, v) in g.pax { merged[k] = v.isEmpty && !Self.keepsEmptyValue(k) ? nil : v }
+                    g.pax = merged
+                }
                 return g
             }
         }
@@ -226,7 +240,7 @@ package final class TarReader {
 
     /// pax records whose empty value is a value (an extended attribute set to ""), not the
     /// removal of a global record.
-    private static func keepsEmptyValue(_ key: [UInt8]) -> Bool { key.starts(with: "SCHILY.xattr.".utf8) }
+    private static func keepsEmptyValue(_ key: [UInt8]) -> Bool { key.starts(with: PaxKey.xattr) }
 
     /// The entry as the main header block says: name, type, mode, owner, mtime, link.
     private func baseEntry(_ h: HeaderGroup) throws -> TarEntry {
@@ -239,7 +253,7 @@ package final class TarReader {
             }
             return n
         }()
-        if let p = h.pax("path") { name = p }
+        if let p = h.pax(PaxKey.path) { name = p }
         var type = entryType(flag, name: name)
         if type == .file && (flag == 0 || flag == UInt8(ascii: "0")) && !h.isPosix && name.last == UInt8(ascii: "/") {
             type = .directory  // v7 / old GNU: a directory is a file whose name ends in "/"
@@ -261,7 +275,7 @@ package final class TarReader {
             }
         }
         if type == .symlink || type == .hardlink {
-            let link = h.pax("linkpath") ?? h.longLink ?? cString(block, 157, 100)
+            let link = h.pax(PaxKey.linkpath) ?? h.longLink ?? cString(block, 157, 100)
             guard !link.isEmpty else { throw malformed("link '\(currentName)' without a target", at) }
             e.linkTarget = link
         }
@@ -286,19 +300,24 @@ package final class TarReader {
 
     /// pax records over the header's fields: size, owner, mtime, owner names, xattrs.
     private func applyPax(_ h: HeaderGroup, to e: inout TarEntry, stored: inout UInt64) throws {
-        let xattrPrefix = Array("SCHILY.xattr.".utf8)
+        // In key order (xattrs keep one order whatever the hashing); one record as it is.
+        if h.pax.count == 1, let (k, v) = h.pax.first { return try applyPaxRecord(k, v, h.at, to: &e, stored: &stored) }
         for (k, v) in h.pax.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-            switch String(decoding: k, as: UTF8.self) {
-            case "size": stored = try paxUInt(k, v, h.at)
-            case "uid": e.uid = UInt32(truncatingIfNeeded: try paxUInt(k, v, h.at))
-            case "gid": e.gid = UInt32(truncatingIfNeeded: try paxUInt(k, v, h.at))
-            case "mtime": e.mtime = try paxTime(v, h.at)
-            case "uname": e.uname = v
-            case "gname": e.gname = v
-            default:
-                if k.starts(with: xattrPrefix) && k.count > xattrPrefix.count {
-                    e.xattrs.append((Array(k[xattrPrefix.count...]), v))
-                }
+            try applyPaxRecord(k, v, h.at, to: &e, stored: &stored)
+        }
+    }
+
+    private func applyPaxRecord(_ k: [UInt8], _ v: [UInt8], _ at: UInt64, to e: inout TarEntry, stored: inout UInt64) throws {
+        switch String(decoding: k, as: UTF8.self) {
+        case "size": stored = try paxUInt(k, v, at)
+        case "uid": e.uid = UInt32(truncatingIfNeeded: try paxUInt(k, v, at))
+        case "gid": e.gid = UInt32(truncatingIfNeeded: try paxUInt(k, v, at))
+        case "mtime": e.mtime = try paxTime(v, at)
+        case "uname": e.uname = v
+        case "gname": e.gname = v
+        default:
+            if k.starts(with: PaxKey.xattr) && k.count > PaxKey.xattr.count {
+                e.xattrs.append((Array(k[PaxKey.xattr.count...]), v))
             }
         }
     }
@@ -322,6 +341,7 @@ package final class TarReader {
             guard let v = h.pax(key) else { return nil }
             return try paxUInt(Array(key.utf8), v, at)
         }
+        if h.flag != UInt8(ascii: "S") && !h.hasGNUSparseRecords { return }
         if h.flag == UInt8(ascii: "S") {
             guard h.isGNU || !h.isPosix else { throw malformed("type 'S' sparse entry '\(currentName)' in a POSIX header", at) }
             try setSparse(&e, real: UInt64(try number(h.block, 483, 12, at)), map: try readOldGNUSparseMap(h), at)

@@ -34,6 +34,7 @@ package final class ManifestRestoreSource: RestoreSource {
     private var archivesNewestFirst: [String] = []
     private var archives: [String: TarReader] = [:]
     private var current: TarReader?
+    private var lastLabel: (archive: String, label: String)?
     /// The identities given cannot decrypt the set's newest backup (see `BackupSet.identityWarning`).
     private let keyWarning: String?
 
@@ -133,7 +134,7 @@ package final class ManifestRestoreSource: RestoreSource {
     private func planned(_ item: ManifestItem, as e: TarEntry, contentFrom src: ManifestItem?, content: Bool) throws -> PlannedEntry {
         var entry = e
         // The manifest may be altered: its path is checked before anything is read for it.
-        _ = try RestorePath.components(entry.path)
+        try RestorePath.check(entry.path)
         if content && (item.type == .directory || item.type == .symlink) && item.xattrHash != 0 {
             if dirXattrs == nil { dirXattrs = try directoryXattrs() }
             if let x = dirXattrs?[item.path] { entry.xattrs = x }
@@ -143,7 +144,7 @@ package final class ManifestRestoreSource: RestoreSource {
             guard src.size == 0 else { throw RestoreError.inconsistentPlan("backup \(id) has no archive for \(NameEscape.escape(src.path)); the manifest is damaged. Run `hs-backup verify`.") }
             return PlannedEntry(entry: entry, expectedSHA256: src.hash.bytes)
         }
-        let label = "\(set.location)/\(archive).tar.gz"
+        let label = archiveLabel(archive)
         guard content else { return PlannedEntry(entry: entry, expectedSHA256: src.hash.bytes, origin: label) }
         let reader = try archiveReader(archive, label: label)
         try reader.seek(member: src.memberOffset, skip: src.memberSkip)
@@ -159,6 +160,14 @@ package final class ManifestRestoreSource: RestoreSource {
         entry.sparse = h.sparse   // a sparse member: its holes stay holes, its hash is the `SparseHash`
         current = reader
         return PlannedEntry(entry: entry, expectedSHA256: src.hash.bytes, origin: label)
+    }
+
+    /// "LOCATION/ARCHIVE.tar.gz", made once per archive rather than once per file.
+    private func archiveLabel(_ archive: String) -> String {
+        if let l = lastLabel, l.archive == archive { return l.label }
+        let label = "\(set.location)/\(archive).tar.gz"
+        lastLabel = (archive, label)
+        return label
     }
 
     private func archiveReader(_ archive: String, label: String) throws -> TarReader {

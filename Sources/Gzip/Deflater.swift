@@ -17,7 +17,7 @@ package struct GzipError: Error, CustomStringConvertible, Equatable {
         switch kind {
         case .corrupt: return "gzip data is corrupt: \(detail)"
         case .truncated: return "gzip data ends early (truncated file?): \(detail)"
-        case .internalError: return "zlib failed: \(detail)"
+        case .internalError: return "zlib or ISA-L failed: \(detail)"
         }
     }
 }

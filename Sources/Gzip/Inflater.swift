@@ -1,4 +1,5 @@
-internal import CZlib
+internal import CIsal
+import Glibc
 
 /// Where one gzip member sits in a stream, reported as members end.
 package struct GzipMemberBoundary: Sendable, Equatable {
@@ -14,13 +15,19 @@ package struct GzipMemberBoundary: Sendable, Equatable {
 /// Streaming decompressor for (multi-member) gzip data.
 ///
 /// Feed compressed bytes in any chunking with `feed`; decompressed bytes are handed to the
-/// sink as they are produced. Each member's CRC32 and size are checked by zlib; a member end
-/// is reported through `onMemberEnd`. Call `finish()` at end of input: it throws if the data
-/// stops inside a member.
+/// sink as they are produced. Each member's header is parsed here (`GzipHeaderParser`, zlib's
+/// rules); its deflate data is inflated, and its CRC-32 and size checked, by ISA-L's igzip
+/// (about twice zlib's speed on tar data: issue 24). A member end is reported through
+/// `onMemberEnd`. Call `finish()` at end of input: it throws if the data stops inside a member.
 package final class GzipDecoder {
-    private let stream: UnsafeMutablePointer<z_stream>
+    private let state: OpaquePointer
     private var outBuffer: [UInt8]
     private var inMember = false
+    /// In a member: its header is still being read (else its deflate data or trailer).
+    private var header = GzipHeaderParser()
+    private var inHeader = false
+    /// The last inflate call filled the output buffer (ISA-L may hold more output).
+    private var outputFull = false
     private var sawAnyMember = false
     private var memberStartCompressed: UInt64 = 0
     private var memberStartUncompressed: UInt64 = 0
@@ -36,27 +43,22 @@ package final class GzipDecoder {
     ///   decoded elsewhere (trailing zero padding is then allowed from the first byte).
     package init(outputChunk: Int = 256 * 1024, afterMembers: Bool = false) {
         sawAnyMember = afterMembers
-        stream = .allocate(capacity: 1)
-        stream.initialize(to: z_stream())
-        outBuffer = [UInt8](repeating: 0, count: outputChunk)
-        // 15 + 16: zlib parses and checks the gzip header and trailer itself.
-        let rc = czlib_inflateInit2(stream, 15 + 16)
-        precondition(rc == Z_OK, "inflateInit2 failed: \(rc)")
+        guard let s = cisal_inflate_new() else { fatalError("cannot allocate an inflate state (out of memory)") }
+        state = OpaquePointer(s)
+        outBuffer = [UInt8](repeating: 0, count: max(outputChunk, 1))
     }
 
-    deinit {
-        inflateEnd(stream)
-        stream.deinitialize(count: 1)
-        stream.deallocate()
-    }
+    deinit { free(UnsafeMutableRawPointer(state)) }
+
+    private var isal: UnsafeMutablePointer<inflate_state> { UnsafeMutablePointer(state) }
 
     /// Decompresses `input`, calling `sink` with each run of output.
-    /// - Throws: `GzipError.corrupt` for bad headers, bad CRCs or invalid deflate data.
-    /// The corresponding zlib calls are `inflate` and `inflateReset`.
+    /// - Throws: `GzipError.corrupt` for bad headers, bad CRCs or sizes, or invalid deflate data.
     package func feed(_ input: UnsafeRawBufferPointer, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let base = input.baseAddress, input.count > 0 else { return }
         var offset = 0
-        while offset < input.count {
+        // A full output buffer may leave output inside ISA-L even when all input was taken.
+        while offset < input.count || outputFull {
             if !inMember {
                 // Trailing zero padding after the last member (as some tape-style writers add)
                 // is tolerated; anything else must be a new member.
@@ -64,41 +66,67 @@ package final class GzipDecoder {
                     offset += 1; compressedConsumed += 1; continue
                 }
                 inMember = true
+                inHeader = true
+                header = GzipHeaderParser()
                 sawAnyMember = true
                 memberStartCompressed = compressedConsumed
                 memberStartUncompressed = uncompressedProduced
             }
-            let before = offset
-            var rc: Int32 = Z_OK
-            var produced = 0
-            try outBuffer.withUnsafeMutableBufferPointer { obuf in
-                stream.pointee.next_in = UnsafeMutablePointer(mutating: (base + offset).assumingMemoryBound(to: UInt8.self))
-                stream.pointee.avail_in = UInt32(min(input.count - offset, Int(UInt32.max)))
-                stream.pointee.next_out = obuf.baseAddress
-                stream.pointee.avail_out = UInt32(obuf.count)
-                rc = inflate(stream, Z_NO_FLUSH)
-                produced = obuf.count - Int(stream.pointee.avail_out)
-                let consumed = Int(stream.pointee.next_in - UnsafeMutablePointer(mutating: (base + offset).assumingMemoryBound(to: UInt8.self)))
-                offset += consumed
-                if produced > 0 { try sink(UnsafeRawBufferPointer(start: obuf.baseAddress, count: produced)) }
+            if inHeader {
+                let rest = UnsafeRawBufferPointer(rebasing: input[offset...])
+                let used: Int
+                do { used = try header.consume(rest) } catch let e as GzipError {
+                    throw GzipError(kind: e.kind, detail: "\(e.detail) at compressed offset \(messageOffsetBase + compressedConsumed)")
+                }
+                offset += used; compressedConsumed += UInt64(used)
+                guard header.done else { return }  // needs more input
+                inHeader = false
+                continue
             }
-            compressedConsumed += UInt64(offset - before)
-            uncompressedProduced += UInt64(produced)
-            switch rc {
-            case Z_OK, Z_BUF_ERROR:
-                if offset == before && produced == 0 { return }  // needs more input
-            case Z_STREAM_END:
-                inMember = false
-                onMemberEnd?(GzipMemberBoundary(
-                    compressedOffset: memberStartCompressed,
-                    compressedLength: compressedConsumed - memberStartCompressed,
-                    uncompressedOffset: memberStartUncompressed,
-                    uncompressedLength: uncompressedProduced - memberStartUncompressed))
-                inflateReset(stream)
-            default:
-                let msg = stream.pointee.msg.map { String(cString: $0) } ?? "inflate returned \(rc)"
-                throw GzipError(kind: .corrupt, detail: "\(msg) at compressed offset \(messageOffsetBase + compressedConsumed)")
-            }
+            try inflate(base + offset, input.count - offset, &offset, sink: sink)
+        }
+    }
+
+    /// One ISA-L call on the deflate data at `from`: hands the output to `sink`, counts the
+    /// bytes and ends the member when its trailer was checked.
+    private func inflate(_ from: UnsafeRawPointer, _ count: Int, _ offset: inout Int,
+                         sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var consumed: UInt32 = 0, produced: UInt32 = 0, finished: Int32 = 0, rc: Int32 = 0
+        try outBuffer.withUnsafeMutableBufferPointer { obuf in
+            rc = cisal_inflate(isal, from.assumingMemoryBound(to: UInt8.self), UInt32(min(count, Int(UInt32.max))),
+                               obuf.baseAddress, UInt32(obuf.count), &consumed, &produced, &finished)
+            // Output made before an error is handed on too (as zlib did): the caller
+            // reports what was written before the damage.
+            if produced > 0 { try sink(UnsafeRawBufferPointer(start: obuf.baseAddress, count: Int(produced))) }
+        }
+        offset += Int(consumed)
+        compressedConsumed += UInt64(consumed)
+        uncompressedProduced += UInt64(produced)
+        if rc < 0 {
+            throw GzipError(kind: .corrupt, detail: "\(Self.describe(rc)) at compressed offset \(messageOffsetBase + compressedConsumed)")
+        }
+        if finished != 0 {
+            inMember = false
+            onMemberEnd?(GzipMemberBoundary(
+                compressedOffset: memberStartCompressed,
+                compressedLength: compressedConsumed - memberStartCompressed,
+                uncompressedOffset: memberStartUncompressed,
+                uncompressedLength: uncompressedProduced - memberStartUncompressed))
+            cisal_inflate_reset(isal)
+        } else if consumed == 0 && produced == 0 && count > 0 {
+            // ISA-L always takes input it is given (into its bit or header buffer).
+            throw GzipError(kind: .internalError, detail: "ISA-L inflate took none of \(count) bytes at compressed offset \(messageOffsetBase + compressedConsumed)")
+        }
+        outputFull = finished == 0 && Int(produced) == outBuffer.count
+    }
+
+    private static func describe(_ rc: Int32) -> String {
+        switch rc {
+        case ISAL_INVALID_BLOCK: return "invalid deflate block"
+        case ISAL_INVALID_SYMBOL: return "invalid deflate code"
+        case ISAL_INVALID_LOOKBACK: return "invalid distance too far back"
+        case ISAL_INCORRECT_CHECKSUM: return "incorrect CRC-32 or length in the gzip trailer"
+        default: return "inflate returned \(rc)"
         }
     }
 

@@ -29,6 +29,13 @@ package enum RestorePath {
         return (out, path.first == UInt8(ascii: "/"))
     }
 
+    /// Throws as `components` does; a path in normal form without NUL bytes (nearly every
+    /// path of a manifest) is passed without splitting it.
+    package static func check(_ path: [UInt8], rule: RestoreError.Rule = .parentTraversal) throws(RestoreError) {
+        if isNormal(path) && !path.contains(0) { return }
+        _ = try components(path, rule: rule)
+    }
+
     /// `path` in normal form ("a/b": no "", "." components, no leading or trailing "/"), for
     /// comparisons; ".." is kept as it is (a pattern with it selects nothing).
     package static func normalised(_ path: [UInt8]) -> [UInt8] {

@@ -209,4 +209,55 @@ import TestSupport
         #expect(throws: GzipError.self) { try GzipDecoder.decompress([]) }
         #expect(throws: GzipError.self) { try GzipDecoder.decompress(Array("not gzip at all".utf8)) }
     }
+
+    /// The streaming decoder parses member headers itself (ISA-L inflates the deflate data):
+    /// FEXTRA, FNAME, FCOMMENT and FHCRC, split anywhere across feeds, as GNU gzip reads them;
+    /// a wrong header CRC or a reserved flag bit is an error, as in zlib.
+    @Test func headerFieldsSplitAnywhere() throws {
+        func crc32(_ bytes: [UInt8]) -> UInt32 {
+            var c: UInt32 = 0xffff_ffff
+            for b in bytes { c ^= UInt32(b); for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0xedb8_8320 : c >> 1 } }
+            return ~c
+        }
+        let payload = text(50_000)
+        let member = GzipMemberEncoder().member(payload, level: .deflate(6))
+        var header: [UInt8] = [0x1f, 0x8b, 8, 0x1e, 1, 2, 3, 4, 0, 3, 5, 0, 9, 8, 7, 6, 5]
+        header += Array("a.tar\0a comment\0".utf8)
+        let hcrc = crc32(header)
+        header += [UInt8(hcrc & 0xff), UInt8(hcrc >> 8 & 0xff)]
+        let stream = header + Array(member.dropFirst(10)) + member
+        let dir = try TempDir()
+        try Data(stream).write(to: URL(fileURLWithPath: dir.sub("h.gz")))
+        let viaGzip = try Subprocess.checked(["sh", "-c", "gzip -dc '\(dir.sub("h.gz"))' | sha256sum"]).stdout.prefix(64)
+        #expect(String(viaGzip) == hexString(SHA256Hasher.hash(payload + payload)), "GNU gzip reads the test member")
+        for split in 1 ..< header.count + 4 {
+            let dec = GzipDecoder()
+            var out: [UInt8] = []
+            try dec.feed(Array(stream[..<split])) { out.append(contentsOf: $0) }
+            try dec.feed(Array(stream[split...])) { out.append(contentsOf: $0) }
+            try dec.finish()
+            #expect(out == payload + payload, "split at \(split)")
+        }
+        var badCRC = stream
+        badCRC[header.count - 1] ^= 1
+        #expect(throws: GzipError.self) { try GzipDecoder.decompress(badCRC) }
+        var reserved = member
+        reserved[3] = 0x20
+        #expect(throws: GzipError.self) { try GzipDecoder.decompress(reserved) }
+    }
+
+    /// Output that fills the decoder's buffer exactly as the input runs out is still all
+    /// handed out, and the member ends (ISA-L keeps such output until it is called again).
+    @Test func outputFillingTheBufferExactly() throws {
+        let payload = pseudoRandom(64 << 10, seed: 3) + text(64 << 10)
+        let member = GzipMemberEncoder().member(payload, level: .deflate(6))
+        for chunk in [payload.count, payload.count / 2, 4096, 1] {
+            let dec = GzipDecoder(outputChunk: chunk)
+            var out: [UInt8] = [], ends = 0
+            dec.onMemberEnd = { _ in ends += 1 }
+            try dec.feed(member) { out.append(contentsOf: $0) }
+            try dec.finish()
+            #expect(out == payload && ends == 1, "output chunk \(chunk)")
+        }
+    }
 }
