@@ -10,14 +10,20 @@ let swiftSettings: [SwiftSetting] = [
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 
-// The tools' start-up (issue 23: a backup of one small file is mostly process start). The
-// toolchain's static-stdlib-args.lnk links with -export-dynamic: every symbol of our own modules
-// (6,964 in hs-backup) went into .dynsym, which the dynamic linker searches first for every
-// symbol any library looks up and which dladdr (the runtime finding its own path) scans.
-// Nothing looks our symbols up by name. --no-export-dynamic (after the .lnk's flag, so it wins)
-// took `hs-backup --version` from 7.4 to 5.1 ms of CPU. scripts/package.sh links the shipped
-// multi-call executable with the same flag.
-let toolLinkerSettings: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "--no-export-dynamic"], .when(platforms: [.linux]))]
+// The tools' start-up (issue 23: a backup of one small file is mostly process start).
+// - --no-export-dynamic: the toolchain's static-stdlib-args.lnk links with -export-dynamic, so
+//   every symbol of our own modules (6,964 in hs-backup) went into .dynsym, which the dynamic
+//   linker searches first for every symbol any library looks up and which dladdr scans.
+//   Nothing looks our symbols up by name. (`--version` 7.4 -> 5.1 ms of CPU.)
+// - lld with -z pack-relative-relocs (DT_RELR): the ~79,000 relative relocations of the PIE
+//   (1.9 MB of .rela.dyn, each read and applied at every start) become a 15 KB bitmap. Still
+//   a PIE (ASLR); needs glibc >= 2.36 (the GLIBC_ABI_DT_RELR version, Debian 12), which the
+//   .deb's libc6 rule says (scripts/package.sh). The toolchain's default linker (gold)
+//   cannot pack relocations; lld is part of the Swift toolchain.
+// scripts/package.sh links the shipped multi-call executable with the same flags.
+let toolLinkerSettings: [LinkerSetting] = [.unsafeFlags(["-use-ld=lld", "-Xlinker", "--no-export-dynamic",
+                                                        "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"],
+                                                       .when(platforms: [.linux]))]
 
 let package = Package(
     name: "home-server",
@@ -38,12 +44,16 @@ let package = Package(
         .systemLibrary(name: "CLibdeflate", pkgConfig: "libdeflate", providers: [.apt(["libdeflate-dev"])]),
         .systemLibrary(name: "CIsal", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
         .systemLibrary(name: "CNFS", pkgConfig: "libnfs", providers: [.apt(["libnfs-dev"])]),
-        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
-        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
 
         // Shared plumbing: subprocesses, output modes (terminal/cron/--json), errors, hashing.
         .target(name: "CShims"),
+        // libcrypto (OpenSSL 3, headers from libssl-dev) through dlopen on first use, not linked:
+        // most runs need only SHA-256, which runs here on SHA-NI when the CPU has it.
+        .target(name: "CCrypto"),
+        // libsqlite3 (headers from libsqlite3-dev) through dlopen on first use, not linked: only
+        // a run that captures a database calls it.
+        .target(name: "CSQLite"),
         .target(name: "Support", dependencies: ["CCrypto", "CShims"], swiftSettings: swiftSettings),
         .target(name: "Gzip", dependencies: ["CZlib", "CLibdeflate", "CIsal"], swiftSettings: swiftSettings),
         .target(name: "NFS", dependencies: ["CNFS"], swiftSettings: swiftSettings),

@@ -9,7 +9,10 @@
 # home-server-tools) with the five tools as symlinks in /usr/bin: the static runtime is
 # ~60 MB, five separate binaries would be five copies of it. The .deb's Depends are derived
 # from the executable's NEEDED libraries and the Debian packages that own them (dpkg -S),
-# libc6 with the newest GLIBC_ symbol version it uses, plus curl (the notifications run it).
+# libc6 with the newest glibc version it needs (symbol versions, and 2.36 for the packed
+# relative relocations: GLIBC_ABI_DT_RELR), plus curl (the notifications run it) and the
+# owners of libcrypto.so.3 and libsqlite3.so.0 (libssl3, libsqlite3-0: loaded with dlopen on
+# first use, so not NEEDED).
 # It fails if the executable still needs a library of the Swift toolchain.
 #
 # Debian-native: systemd units and timers (installed disabled), the conffile
@@ -95,15 +98,19 @@ clang -c -O2 -Wall -Werror -o "$WORK/objects/multicall.o" scripts/package/multic
 echo "$WORK/objects/multicall.o" >> "$objlist"
 # The C libraries behind the system-library targets (see Package.swift).
 libs=()
-for pc in libcrypto libnfs zlib libdeflate libisal sqlite3 fuse3; do
+# Not libcrypto or sqlite3: CCrypto and CSQLite dlopen() them on first use (their include/*.h).
+for pc in libnfs zlib libdeflate libisal fuse3; do
   f=$(pkg-config --libs "$pc") || die "pkg-config does not know $pc: run scripts/bootstrap.sh --build-only (as root)"
   read -r -a flags <<< "$f"
   libs+=("${flags[@]}")
 done
 log "linking the multi-call executable ($(wc -l < "$objlist") objects)"
-# --no-export-dynamic: undo the toolchain's -export-dynamic (static-stdlib-args.lnk), as Package.swift
-# does for the tools: no symbol of ours in .dynsym, a faster start (see toolLinkerSettings there).
-swiftc -static-stdlib -emit-executable -Xlinker --gc-sections -Xlinker --no-export-dynamic -target x86_64-unknown-linux-gnu \
+# As Package.swift links the tools (see toolLinkerSettings there), for a faster start:
+# --no-export-dynamic undoes the toolchain's -export-dynamic (static-stdlib-args.lnk), so no
+# symbol of ours is in .dynsym; lld's -z pack-relative-relocs packs the ~80,000 relative
+# relocations of the PIE into DT_RELR (glibc >= 2.36: the libc6 rule below).
+swiftc -static-stdlib -emit-executable -use-ld=lld -Xlinker --gc-sections -Xlinker --no-export-dynamic \
+  -Xlinker -z -Xlinker pack-relative-relocs -target x86_64-unknown-linux-gnu \
   -o "$WORK/$NAME" "@$objlist" "${libs[@]}" 2>&1 \
   | sed -e "/warning: the use of \`mktemp' is dangerous/d" >&2
 strip --strip-all "$WORK/$NAME"
@@ -113,6 +120,10 @@ lddout=$(ldd "$WORK/$NAME")
 if grep -q "not found" <<< "$lddout"; then die "unresolved libraries: $(grep 'not found' <<< "$lddout")"; fi
 if grep -qF "$SWIFT_ROOT" <<< "$lddout"; then die "still linked to the toolchain ($SWIFT_ROOT): $(grep -F "$SWIFT_ROOT" <<< "$lddout")"; fi
 if grep -qE 'libswift|libFoundation|libdispatch|libBlocksRuntime' <<< "$lddout"; then die "a Swift runtime library is linked dynamically: $lddout"; fi
+if grep -qE 'libcrypto|libsqlite3' <<< "$lddout"; then die "libcrypto or libsqlite3 is linked (CCrypto/CSQLite load them on first use): $lddout"; fi
+elfdyn=$(readelf -d "$WORK/$NAME")
+grep -q '(RELR)' <<< "$elfdyn" || die "no packed relative relocations (DT_RELR) in the executable: did the link use lld with -z pack-relative-relocs?"
+grep -q 'Flags: PIE' <<< "$elfdyn" || die "the executable is not a PIE (ASLR)"
 for t in "${TOOLS[@]}"; do
   ln -sf "$NAME" "$WORK/$t"
   "$WORK/$t" --help > "$WORK/help.txt" 2>&1 || die "$t --help failed: $(cat "$WORK/help.txt")"
@@ -176,9 +187,20 @@ for so in $(readelf -d "$WORK/$NAME" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); 
   pkg=$(owner "$path")
   deps+=("$pkg")
 done
-# libc6 with the newest glibc symbol version the executable uses (an older glibc cannot run it).
+# libc6 with the newest glibc symbol version the executable uses (an older glibc cannot run it),
+# and at least 2.36 when it needs GLIBC_ABI_DT_RELR (packed relative relocations, glibc 2.36).
 glibc=$(objdump -T "$WORK/$NAME" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -1)
 [ -n "$glibc" ] || die "no GLIBC_ symbol versions in the executable"
+if readelf -V "$WORK/$NAME" | grep -q 'GLIBC_ABI_DT_RELR'; then
+  glibc=$(printf '%s\n2.36\n' "$glibc" | sort -V | tail -1)
+fi
+# libcrypto.so.3 is dlopen()ed by CCrypto (SHA-256 without SHA-NI, age, remote hashes) and
+# libsqlite3.so.0 by CSQLite (database capture): their packages.
+for so in libcrypto.so.3 libsqlite3.so.0; do
+  path=$(ldconfig -p | awk -v so="$so" '!found && $1 == so && /x86-64/ { path = $NF; found = 1 } END { print path }')
+  [ -n "$path" ] || die "ldconfig does not know $so: run scripts/bootstrap.sh --build-only (as root)"
+  deps+=("$(owner "$path")")
+done
 # curl: the notifications (ntfy, Uptime Kuma, Healthchecks) run curl(1) as a child process
 # (Sources/BackupOps/CurlRequest.swift), so no networking library is linked into the tools.
 deps+=(curl)

@@ -204,31 +204,47 @@ package final class SQLiteSnapshot: Sendable {
 
     // MARK: - SQLite calls
 
+    /// libsqlite3, loaded by the first capture (CSQLite: not linked, so a start without
+    /// databases does not pay its load).
+    private func library(_ source: String) throws -> UnsafePointer<hs_sqlite> {
+        guard let api = hs_sqlite() else {
+            throw SQLiteSnapshotError(path: source, call: "dlopen(libsqlite3.so.0)", code: -1,
+                                      detail: String(cString: hs_sqlite_error()) + "; install Debian's libsqlite3-0 (apt-get install libsqlite3-0)")
+        }
+        return api
+    }
+
+    /// SQLite's message text (never NULL in practice).
+    private static func text(_ message: UnsafePointer<CChar>?) -> String {
+        message.map { String(cString: $0) } ?? "no message"
+    }
+
     private func copy(_ source: String, to target: String) throws -> SQLiteSnapshotInfo {
+        let api = try library(source)
         var src: OpaquePointer?
-        var rc = sqlite3_open_v2(source, &src, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
-        defer { if src != nil { sqlite3_close_v2(src) } }
+        var rc = api.pointee.sqlite3_open_v2(source, &src, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nil)
+        defer { if src != nil { _ = api.pointee.sqlite3_close_v2(src) } }
         guard rc == SQLITE_OK, let src else {
             throw failure(source, "sqlite3_open_v2(readonly)", rc, src)
         }
         // A read-only connection cannot checkpoint anyway; make sure it never tries.
         _ = csqlite_no_checkpoint_on_close(src)
-        sqlite3_busy_timeout(src, 0)  // we retry ourselves, bounded
+        _ = api.pointee.sqlite3_busy_timeout(src, 0)  // we retry ourselves, bounded
 
         var dstHandle: OpaquePointer?
-        rc = sqlite3_open_v2(target, &dstHandle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil)
-        defer { if dstHandle != nil { sqlite3_close_v2(dstHandle) } }
+        rc = api.pointee.sqlite3_open_v2(target, &dstHandle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil)
+        defer { if dstHandle != nil { _ = api.pointee.sqlite3_close_v2(dstHandle) } }
         guard rc == SQLITE_OK, let dst = dstHandle else { throw failure(source, "sqlite3_open_v2(\(target))", rc, dstHandle) }
         try exec(dst, "PRAGMA synchronous=OFF", source: source)
 
-        guard let backup = sqlite3_backup_init(dst, "main", src, "main") else {
-            throw failure(source, "sqlite3_backup_init", sqlite3_errcode(dst), dst)
+        guard let backup = api.pointee.sqlite3_backup_init(dst, "main", src, "main") else {
+            throw failure(source, "sqlite3_backup_init", api.pointee.sqlite3_errcode(dst), dst)
         }
         var retries = 0
         let deadline = Date().addingTimeInterval(busyTimeout)
         var delay: useconds_t = 10_000
         while true {
-            rc = sqlite3_backup_step(backup, pagesPerStep)
+            rc = api.pointee.sqlite3_backup_step(backup, pagesPerStep)
             if rc == SQLITE_DONE { break }
             if rc == SQLITE_OK { continue }
             if rc == SQLITE_BUSY || rc == SQLITE_LOCKED, Date() < deadline {
@@ -237,20 +253,20 @@ package final class SQLiteSnapshot: Sendable {
                 delay = min(delay * 2, 500_000)
                 continue
             }
-            let pages = Int(sqlite3_backup_pagecount(backup))
-            sqlite3_backup_finish(backup)
+            let pages = Int(api.pointee.sqlite3_backup_pagecount(backup))
+            _ = api.pointee.sqlite3_backup_finish(backup)
             throw SQLiteSnapshotError(path: source, call: "sqlite3_backup_step", code: rc,
-                                      detail: String(cString: sqlite3_errstr(rc))
+                                      detail: Self.text(api.pointee.sqlite3_errstr(rc))
                                         + (rc == SQLITE_BUSY || rc == SQLITE_LOCKED
                                            ? " for \(Int(busyTimeout)) s (\(pages) pages)" : ""))
         }
-        let pages = Int(sqlite3_backup_pagecount(backup))
-        rc = sqlite3_backup_finish(backup)
+        let pages = Int(api.pointee.sqlite3_backup_pagecount(backup))
+        rc = api.pointee.sqlite3_backup_finish(backup)
         guard rc == SQLITE_OK else { throw failure(source, "sqlite3_backup_finish", rc, dst) }
 
         // The copied header still says WAL; the restored file must not need a -wal.
         try exec(dst, "PRAGMA journal_mode=DELETE", source: source)
-        sqlite3_close_v2(dst)
+        _ = api.pointee.sqlite3_close_v2(dst)
         dstHandle = nil
 
         var st = stat()
@@ -262,17 +278,19 @@ package final class SQLiteSnapshot: Sendable {
     }
 
     private func exec(_ db: OpaquePointer, _ sql: String, source: String) throws {
+        let api = try library(source)
         var err: UnsafeMutablePointer<CChar>?
-        let rc = sqlite3_exec(db, sql, nil, nil, &err)
+        let rc = api.pointee.sqlite3_exec(db, sql, nil, nil, &err)
         guard rc == SQLITE_OK else {
-            let detail = err.map { String(cString: $0) } ?? String(cString: sqlite3_errstr(rc))
-            sqlite3_free(err)
+            let detail = err.map { String(cString: $0) } ?? Self.text(api.pointee.sqlite3_errstr(rc))
+            api.pointee.sqlite3_free(err)
             throw SQLiteSnapshotError(path: source, call: "sqlite3_exec(\(sql))", code: rc, detail: detail)
         }
     }
 
     private func failure(_ path: String, _ call: String, _ rc: Int32, _ db: OpaquePointer?) -> SQLiteSnapshotError {
-        let detail = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
+        guard let api = hs_sqlite() else { return SQLiteSnapshotError(path: path, call: call, code: rc, detail: String(cString: hs_sqlite_error())) }
+        let detail = db.map { Self.text(api.pointee.sqlite3_errmsg($0)) } ?? Self.text(api.pointee.sqlite3_errstr(rc))
         return SQLiteSnapshotError(path: path, call: call, code: rc, detail: detail)
     }
 }

@@ -1,4 +1,4 @@
-// The primitives the age format needs, from OpenSSL's libcrypto (already linked for SHA-256):
+// The primitives the age format needs, from OpenSSL's libcrypto (loaded on first use: LibCrypto):
 // X25519, HKDF-SHA-256, HMAC-SHA-256, ChaCha20-Poly1305 and the system's CSPRNG. Nothing here
 // is a cipher of its own: each function is one libcrypto call sequence, named in its doc.
 // Support is the only importer of CCrypto; the age format itself lives in the Crypto module.
@@ -11,11 +11,12 @@ package struct CryptoPrimitiveError: Error, CustomStringConvertible, Equatable {
     package var description: String { "libcrypto \(call) failed: \(detail)" }
 
     static func last(_ call: String) -> CryptoPrimitiveError {
-        let code = ERR_get_error()
-        ERR_clear_error()
+        guard let c = LibCrypto.table else { return CryptoPrimitiveError(call: call, detail: LibCrypto.loadFailure) }
+        let code = c.pointee.ERR_get_error()
+        c.pointee.ERR_clear_error()
         guard code != 0 else { return CryptoPrimitiveError(call: call, detail: "no detail") }
         var buf = [CChar](repeating: 0, count: 256)
-        ERR_error_string_n(code, &buf, buf.count)
+        c.pointee.ERR_error_string_n(code, &buf, buf.count)
         return CryptoPrimitiveError(call: call, detail: String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }
 }
@@ -26,14 +27,15 @@ package enum X25519 {
     /// The corresponding libcrypto calls are `EVP_PKEY_new_raw_private_key` and
     /// `EVP_PKEY_get_raw_public_key`.
     package static func publicKey(secret: [UInt8]) throws(CryptoPrimitiveError) -> [UInt8] {
+        let c = try LibCrypto.api("X25519")
         precondition(secret.count == 32)
-        guard let key = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nil, secret, 32) else {
+        guard let key = c.pointee.EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nil, secret, 32) else {
             throw .last("EVP_PKEY_new_raw_private_key")
         }
-        defer { EVP_PKEY_free(key) }
+        defer { c.pointee.EVP_PKEY_free(key) }
         var out = [UInt8](repeating: 0, count: 32)
         var len = 32
-        guard EVP_PKEY_get_raw_public_key(key, &out, &len) == 1, len == 32 else { throw .last("EVP_PKEY_get_raw_public_key") }
+        guard c.pointee.EVP_PKEY_get_raw_public_key(key, &out, &len) == 1, len == 32 else { throw .last("EVP_PKEY_get_raw_public_key") }
         return out
     }
 
@@ -41,22 +43,23 @@ package enum X25519 {
     /// point): libcrypto refuses that result, as age requires.
     /// The corresponding libcrypto call is `EVP_PKEY_derive`.
     package static func sharedSecret(secret: [UInt8], peer: [UInt8]) throws(CryptoPrimitiveError) -> [UInt8] {
+        let c = try LibCrypto.api("X25519")
         precondition(secret.count == 32 && peer.count == 32)
-        guard let mine = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nil, secret, 32) else {
+        guard let mine = c.pointee.EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nil, secret, 32) else {
             throw .last("EVP_PKEY_new_raw_private_key")
         }
-        defer { EVP_PKEY_free(mine) }
-        guard let theirs = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nil, peer, 32) else {
+        defer { c.pointee.EVP_PKEY_free(mine) }
+        guard let theirs = c.pointee.EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nil, peer, 32) else {
             throw .last("EVP_PKEY_new_raw_public_key")
         }
-        defer { EVP_PKEY_free(theirs) }
-        guard let ctx = EVP_PKEY_CTX_new(mine, nil) else { throw .last("EVP_PKEY_CTX_new") }
-        defer { EVP_PKEY_CTX_free(ctx) }
+        defer { c.pointee.EVP_PKEY_free(theirs) }
+        guard let ctx = c.pointee.EVP_PKEY_CTX_new(mine, nil) else { throw .last("EVP_PKEY_CTX_new") }
+        defer { c.pointee.EVP_PKEY_CTX_free(ctx) }
         var out = [UInt8](repeating: 0, count: 32)
         var len = 32
-        guard EVP_PKEY_derive_init(ctx) == 1 else { throw .last("EVP_PKEY_derive_init") }
-        guard EVP_PKEY_derive_set_peer(ctx, theirs) == 1 else { throw .last("EVP_PKEY_derive_set_peer") }
-        guard EVP_PKEY_derive(ctx, &out, &len) == 1, len == 32 else { throw .last("EVP_PKEY_derive") }
+        guard c.pointee.EVP_PKEY_derive_init(ctx) == 1 else { throw .last("EVP_PKEY_derive_init") }
+        guard c.pointee.EVP_PKEY_derive_set_peer(ctx, theirs) == 1 else { throw .last("EVP_PKEY_derive_set_peer") }
+        guard c.pointee.EVP_PKEY_derive(ctx, &out, &len) == 1, len == 32 else { throw .last("EVP_PKEY_derive") }
         guard out.contains(where: { $0 != 0 }) else { throw CryptoPrimitiveError(call: "EVP_PKEY_derive", detail: "all-zero shared secret") }
         return out
     }
@@ -65,31 +68,33 @@ package enum X25519 {
 /// HKDF-SHA-256 (RFC 5869): extract with `salt`, expand with `info` to `count` bytes.
 /// The corresponding libcrypto call is `EVP_PKEY_derive` on an `EVP_PKEY_HKDF` context.
 package func hkdfSHA256(ikm: [UInt8], salt: [UInt8], info: [UInt8], count: Int = 32) throws(CryptoPrimitiveError) -> [UInt8] {
-    guard let ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nil) else { throw .last("EVP_PKEY_CTX_new_id(HKDF)") }
-    defer { EVP_PKEY_CTX_free(ctx) }
-    guard EVP_PKEY_derive_init(ctx) == 1 else { throw .last("EVP_PKEY_derive_init") }
-    guard EVP_PKEY_CTX_set_hkdf_md(ctx, EVP_sha256()) == 1 else { throw .last("EVP_PKEY_CTX_set_hkdf_md") }
+    let c = try LibCrypto.api("HKDF-SHA-256")
+    guard let ctx = c.pointee.EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nil) else { throw .last("EVP_PKEY_CTX_new_id(HKDF)") }
+    defer { c.pointee.EVP_PKEY_CTX_free(ctx) }
+    guard c.pointee.EVP_PKEY_derive_init(ctx) == 1 else { throw .last("EVP_PKEY_derive_init") }
+    guard c.pointee.EVP_PKEY_CTX_set_hkdf_md(ctx, c.pointee.EVP_sha256()) == 1 else { throw .last("EVP_PKEY_CTX_set_hkdf_md") }
     // An empty salt means "HashLen zeros" (RFC 5869 2.2); libcrypto wants a non-null pointer.
     let zeroSalt = [UInt8](repeating: 0, count: 32)
     let s = salt.isEmpty ? zeroSalt : salt
-    guard EVP_PKEY_CTX_set1_hkdf_salt(ctx, s, Int32(s.count)) == 1 else { throw .last("EVP_PKEY_CTX_set1_hkdf_salt") }
-    guard EVP_PKEY_CTX_set1_hkdf_key(ctx, ikm, Int32(ikm.count)) == 1 else { throw .last("EVP_PKEY_CTX_set1_hkdf_key") }
+    guard c.pointee.EVP_PKEY_CTX_set1_hkdf_salt(ctx, s, Int32(s.count)) == 1 else { throw .last("EVP_PKEY_CTX_set1_hkdf_salt") }
+    guard c.pointee.EVP_PKEY_CTX_set1_hkdf_key(ctx, ikm, Int32(ikm.count)) == 1 else { throw .last("EVP_PKEY_CTX_set1_hkdf_key") }
     if !info.isEmpty {
-        guard EVP_PKEY_CTX_add1_hkdf_info(ctx, info, Int32(info.count)) == 1 else { throw .last("EVP_PKEY_CTX_add1_hkdf_info") }
+        guard c.pointee.EVP_PKEY_CTX_add1_hkdf_info(ctx, info, Int32(info.count)) == 1 else { throw .last("EVP_PKEY_CTX_add1_hkdf_info") }
     }
     var out = [UInt8](repeating: 0, count: count)
     var len = count
-    guard EVP_PKEY_derive(ctx, &out, &len) == 1, len == count else { throw .last("EVP_PKEY_derive(HKDF)") }
+    guard c.pointee.EVP_PKEY_derive(ctx, &out, &len) == 1, len == count else { throw .last("EVP_PKEY_derive(HKDF)") }
     return out
 }
 
 /// HMAC-SHA-256 of `data` under `key`.
 /// The corresponding libcrypto call is `HMAC`.
 package func hmacSHA256(key: [UInt8], data: [UInt8]) throws(CryptoPrimitiveError) -> [UInt8] {
+    let c = try LibCrypto.api("HMAC-SHA-256")
     var out = [UInt8](repeating: 0, count: 32)
     var len: UInt32 = 32
     let ok = data.withUnsafeBufferPointer { d in
-        HMAC(EVP_sha256(), key, Int32(key.count), d.baseAddress, d.count, &out, &len) != nil
+        c.pointee.HMAC(c.pointee.EVP_sha256(), key, Int32(key.count), d.baseAddress, d.count, &out, &len) != nil
     }
     guard ok, len == 32 else { throw .last("HMAC") }
     return out
@@ -98,8 +103,9 @@ package func hmacSHA256(key: [UInt8], data: [UInt8]) throws(CryptoPrimitiveError
 /// `count` bytes from the CSPRNG.
 /// The corresponding libcrypto call is `RAND_bytes` (seeded from getrandom(2)).
 package func secureRandomBytes(_ count: Int) throws(CryptoPrimitiveError) -> [UInt8] {
+    let c = try LibCrypto.api("RAND_bytes")
     var out = [UInt8](repeating: 0, count: count)
-    guard RAND_bytes(&out, Int32(count)) == 1 else { throw .last("RAND_bytes") }
+    guard c.pointee.RAND_bytes(&out, Int32(count)) == 1 else { throw .last("RAND_bytes") }
     return out
 }
 
@@ -111,19 +117,22 @@ package final class ChaChaPoly {
     package static let tagSize = 16
     private let enc: OpaquePointer
     private let dec: OpaquePointer
+    private let c: UnsafePointer<hs_libcrypto>
 
     package init(key: [UInt8]) throws(CryptoPrimitiveError) {
+        let c = try LibCrypto.api("ChaCha20-Poly1305")
+        self.c = c
         precondition(key.count == 32)
-        guard let e = EVP_CIPHER_CTX_new(), let d = EVP_CIPHER_CTX_new() else { throw .last("EVP_CIPHER_CTX_new") }
+        guard let e = c.pointee.EVP_CIPHER_CTX_new(), let d = c.pointee.EVP_CIPHER_CTX_new() else { throw .last("EVP_CIPHER_CTX_new") }
         enc = e
         dec = d
-        guard EVP_EncryptInit_ex(enc, EVP_chacha20_poly1305(), nil, key, nil) == 1 else { throw .last("EVP_EncryptInit_ex") }
-        guard EVP_DecryptInit_ex(dec, EVP_chacha20_poly1305(), nil, key, nil) == 1 else { throw .last("EVP_DecryptInit_ex") }
+        guard c.pointee.EVP_EncryptInit_ex(enc, c.pointee.EVP_chacha20_poly1305(), nil, key, nil) == 1 else { throw .last("EVP_EncryptInit_ex") }
+        guard c.pointee.EVP_DecryptInit_ex(dec, c.pointee.EVP_chacha20_poly1305(), nil, key, nil) == 1 else { throw .last("EVP_DecryptInit_ex") }
     }
 
     deinit {
-        EVP_CIPHER_CTX_free(enc)
-        EVP_CIPHER_CTX_free(dec)
+        c.pointee.EVP_CIPHER_CTX_free(enc)
+        c.pointee.EVP_CIPHER_CTX_free(dec)
     }
 
     /// Encrypts `plaintext` to `out` (plaintext.count + 16 bytes: ciphertext then tag).
@@ -131,17 +140,17 @@ package final class ChaChaPoly {
                       into out: UnsafeMutableRawPointer) throws(CryptoPrimitiveError) {
         precondition(nonce.count == 12)
         let o = out.assumingMemoryBound(to: UInt8.self)
-        guard EVP_EncryptInit_ex(enc, nil, nil, nil, nonce.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1 else {
+        guard c.pointee.EVP_EncryptInit_ex(enc, nil, nil, nil, nonce.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1 else {
             throw .last("EVP_EncryptInit_ex")
         }
         var n: Int32 = 0
         if plaintext.count > 0 {
-            guard EVP_EncryptUpdate(enc, o, &n, plaintext.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(plaintext.count)) == 1,
+            guard c.pointee.EVP_EncryptUpdate(enc, o, &n, plaintext.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(plaintext.count)) == 1,
                   Int(n) == plaintext.count else { throw .last("EVP_EncryptUpdate") }
         }
         var fin: Int32 = 0
-        guard EVP_EncryptFinal_ex(enc, o + Int(n), &fin) == 1 else { throw .last("EVP_EncryptFinal_ex") }
-        guard EVP_CIPHER_CTX_ctrl(enc, EVP_CTRL_AEAD_GET_TAG, 16, o + plaintext.count) == 1 else { throw .last("EVP_CTRL_AEAD_GET_TAG") }
+        guard c.pointee.EVP_EncryptFinal_ex(enc, o + Int(n), &fin) == 1 else { throw .last("EVP_EncryptFinal_ex") }
+        guard c.pointee.EVP_CIPHER_CTX_ctrl(enc, EVP_CTRL_AEAD_GET_TAG, 16, o + plaintext.count) == 1 else { throw .last("EVP_CTRL_AEAD_GET_TAG") }
     }
 
     package func seal(nonce: [UInt8], _ plaintext: [UInt8]) throws(CryptoPrimitiveError) -> [UInt8] {
@@ -167,15 +176,15 @@ package final class ChaChaPoly {
         let n = sealed.count - Self.tagSize
         let s = sealed.baseAddress!.assumingMemoryBound(to: UInt8.self)
         let o = out.assumingMemoryBound(to: UInt8.self)
-        guard EVP_DecryptInit_ex(dec, nil, nil, nil, nonce.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1 else { return false }
+        guard c.pointee.EVP_DecryptInit_ex(dec, nil, nil, nil, nonce.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1 else { return false }
         var got: Int32 = 0
         if n > 0 {
-            guard EVP_DecryptUpdate(dec, o, &got, s, Int32(n)) == 1 else { return false }
+            guard c.pointee.EVP_DecryptUpdate(dec, o, &got, s, Int32(n)) == 1 else { return false }
         }
-        guard EVP_CIPHER_CTX_ctrl(dec, EVP_CTRL_AEAD_SET_TAG, 16, UnsafeMutableRawPointer(mutating: s + n)) == 1 else { return false }
+        guard c.pointee.EVP_CIPHER_CTX_ctrl(dec, EVP_CTRL_AEAD_SET_TAG, 16, UnsafeMutableRawPointer(mutating: s + n)) == 1 else { return false }
         var fin: Int32 = 0
-        let ok = EVP_DecryptFinal_ex(dec, o + Int(got), &fin) == 1
-        ERR_clear_error()
+        let ok = c.pointee.EVP_DecryptFinal_ex(dec, o + Int(got), &fin) == 1
+        c.pointee.ERR_clear_error()
         return ok
     }
 

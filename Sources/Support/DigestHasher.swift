@@ -18,34 +18,37 @@ package struct DigestHasher: ~Copyable {
 
     private let ctx: OpaquePointer
     private let md: OpaquePointer
+    private let c: UnsafePointer<hs_libcrypto>
     package let kind: Kind
 
     /// - Returns: nil when libcrypto does not offer `kind` (a FIPS build without MD5).
     package init?(_ kind: Kind) {
-        guard let md = EVP_MD_fetch(nil, kind.openSSLName, nil) else { return nil }
+        let c = LibCrypto.required
+        guard let md = c.pointee.EVP_MD_fetch(nil, kind.openSSLName, nil) else { return nil }
+        self.c = c
         self.md = md
         self.kind = kind
-        ctx = EVP_MD_CTX_new()
-        EVP_DigestInit_ex(ctx, md, nil)
+        ctx = c.pointee.EVP_MD_CTX_new()!
+        c.pointee.EVP_DigestInit_ex(ctx, md, nil)
     }
 
     deinit {
-        EVP_MD_CTX_free(ctx)
-        EVP_MD_free(md)
+        c.pointee.EVP_MD_CTX_free(ctx)
+        c.pointee.EVP_MD_free(md)
     }
 
     /// Adds bytes to the hash.
     /// The corresponding libcrypto call is `EVP_DigestUpdate`.
     package mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        EVP_DigestUpdate(ctx, base, bytes.count)
+        c.pointee.EVP_DigestUpdate(ctx, base, bytes.count)
     }
 
     /// The digest as lowercase hex, as rclone prints it. The hasher cannot be used afterwards.
     package consuming func finalizeHex() -> String {
         var out = [UInt8](repeating: 0, count: 64)
         var len: UInt32 = 64
-        out.withUnsafeMutableBufferPointer { _ = EVP_DigestFinal_ex(ctx, $0.baseAddress, &len) }
+        out.withUnsafeMutableBufferPointer { _ = c.pointee.EVP_DigestFinal_ex(ctx, $0.baseAddress, &len) }
         return hexString(out.prefix(Int(len)))
     }
 }

@@ -1,25 +1,67 @@
 internal import CCrypto
 
-/// Streaming SHA-256 (OpenSSL's libcrypto, which uses the CPU's SHA extensions).
+/// Streaming SHA-256: on the CPU's SHA extensions (SHA-NI) in CCrypto when it has them, else
+/// OpenSSL's libcrypto (its SSSE3/AVX2 code), loaded on first use. Both give the same digests
+/// (SHA256Tests checks them against each other and FIPS 180-4's examples); the SHA-NI path
+/// runs as fast as libcrypto's own SHA-NI code and costs a run no libcrypto load.
 package struct SHA256Hasher: ~Copyable {
-    private let ctx: OpaquePointer
+    /// Who computes the hash.
+    package enum Engine: Sendable, CaseIterable {
+        /// CCrypto's SHA-NI code (only where `nativeAvailable`).
+        case native
+        /// libcrypto's EVP SHA-256.
+        case libcrypto
+    }
+
+    /// Whether this CPU has the SHA extensions (x86-64 SHA-NI with SSSE3 and SSE4.1).
+    package static let nativeAvailable = hs_sha256_native_available() != 0
+
+    private enum State {
+        case native(UnsafeMutablePointer<hs_sha256_ctx>)
+        case libcrypto(OpaquePointer, UnsafePointer<hs_libcrypto>)
+    }
+    private let state: State
 
     /// The provider's SHA-256, fetched once: `EVP_sha256()` makes every init look it up again
     /// (a fifth of the time of hashing a 1 KiB file).
-    private nonisolated(unsafe) static let md: OpaquePointer? = EVP_MD_fetch(nil, "SHA256", nil)
+    private nonisolated(unsafe) static let md: OpaquePointer? = LibCrypto.required.pointee.EVP_MD_fetch(nil, "SHA256", nil)
 
+    /// A hasher on the SHA extensions when the CPU has them, else on libcrypto.
     package init() {
-        ctx = EVP_MD_CTX_new()
-        EVP_DigestInit_ex(ctx, Self.md ?? EVP_sha256(), nil)
+        self.init(engine: Self.nativeAvailable ? .native : .libcrypto)
     }
 
-    deinit { EVP_MD_CTX_free(ctx) }
+    /// A hasher on `engine` (tests compare the two); `.native` needs `nativeAvailable`.
+    package init(engine: Engine) {
+        switch engine {
+        case .native:
+            precondition(Self.nativeAvailable, "SHA256Hasher(engine: .native) on a CPU without SHA-NI")
+            let ctx = UnsafeMutablePointer<hs_sha256_ctx>.allocate(capacity: 1)
+            hs_sha256_init(ctx)
+            state = .native(ctx)
+        case .libcrypto:
+            let c = LibCrypto.required
+            let ctx = c.pointee.EVP_MD_CTX_new()!
+            c.pointee.EVP_DigestInit_ex(ctx, Self.md ?? c.pointee.EVP_sha256(), nil)
+            state = .libcrypto(ctx, c)
+        }
+    }
+
+    deinit {
+        switch state {
+        case .native(let ctx): ctx.deallocate()
+        case .libcrypto(let ctx, let c): c.pointee.EVP_MD_CTX_free(ctx)
+        }
+    }
 
     /// Adds bytes to the hash.
-    /// The corresponding libcrypto call is `EVP_DigestUpdate`.
+    /// The corresponding libcrypto call is `EVP_DigestUpdate` (or CCrypto's `hs_sha256_update`).
     package mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        EVP_DigestUpdate(ctx, base, bytes.count)
+        switch state {
+        case .native(let ctx): hs_sha256_update(ctx, base, bytes.count)
+        case .libcrypto(let ctx, let c): c.pointee.EVP_DigestUpdate(ctx, base, bytes.count)
+        }
     }
 
     package mutating func update(_ bytes: [UInt8]) {
@@ -29,8 +71,14 @@ package struct SHA256Hasher: ~Copyable {
     /// The 32-byte digest. The hasher cannot be used afterwards.
     package consuming func finalize() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 32)
-        var len: UInt32 = 32
-        out.withUnsafeMutableBufferPointer { _ = EVP_DigestFinal_ex(ctx, $0.baseAddress, &len) }
+        out.withUnsafeMutableBufferPointer { o in
+            switch state {
+            case .native(let ctx): hs_sha256_final(ctx, o.baseAddress!)
+            case .libcrypto(let ctx, let c):
+                var len: UInt32 = 32
+                _ = c.pointee.EVP_DigestFinal_ex(ctx, o.baseAddress, &len)
+            }
+        }
         return out
     }
 

@@ -36,7 +36,11 @@ import TestSupport
         let dest = dir.sub("dest\(files)")
         let backup = [Tools.path("hs-backup"), "run", "--source", tree, "--to", dest, "--name", "m", "-q"]
         let full = try peakKiB(backup)
-        let incremental = try peakKiB(backup)
+        // A no-change run's peak varies by 3-6 MiB from one run to the next on the same tree (thread
+        // timing: which walker's malloc arena holds a batch); measured 17:21 on 20k: 43.1, 41.1, 40.5,
+        // 39.6 MiB, on 80k: 50.3, 46.3, 44.2, 45.3 MiB. One sample per size made the +12 MiB check a
+        // coin toss near its margin; the median of three runs at each size measures the growth.
+        let incremental = try [peakKiB(backup), peakKiB(backup), peakKiB(backup)].sorted()[1]
         let restore = try peakKiB([Tools.path("hs-restore"), "--from", dest, "--name", "m", "--to", dir.sub("out\(files)"), "-q"])
         let verify = try peakKiB([Tools.path("hs-backup"), "verify", "--to", dest, "--name", "m", "-q"])
         // The restore is complete: same number of regular files as the source.

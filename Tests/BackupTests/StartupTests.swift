@@ -19,6 +19,53 @@ struct StartupTests {
         }
     }
 
+    /// Every start paid the dynamic linker's ~79,000 relative relocations (1.9 MB of RELA) and
+    /// the loads of libcrypto.so.3 (~1.8 ms of CPU) and libsqlite3.so.0 (~0.3 ms). The tools are
+    /// linked by lld with packed relative relocations (DT_RELR), stay PIEs (ASLR), and load
+    /// libcrypto only when a run needs it (age, remote hashes, SHA-256 on a CPU without SHA-NI)
+    /// and libsqlite3 only to capture a database.
+    @Test("the tools are PIEs with packed relative relocations, and libcrypto and libsqlite3 are not linked")
+    func packedRelocationsAndNoLibcrypto() throws {
+        for tool in ["hs-backup", "hs-restore", "hs-linkcheck", "hs-provision", "hs-deploy"] {
+            let dynamic = try Subprocess.checked(["readelf", "-d", Tools.path(tool)]).stdout
+            #expect(dynamic.contains("(RELR)"), "\(tool) has no DT_RELR:\n\(dynamic)")
+            #expect(dynamic.contains("Flags: PIE"), "\(tool) is not a PIE:\n\(dynamic)")
+            let ldd = try Subprocess.checked(["ldd", Tools.path(tool)]).stdout
+            #expect(!ldd.contains("libcrypto") && !ldd.contains("libsqlite3"), "\(tool) links libcrypto or libsqlite3:\n\(ldd)")
+        }
+    }
+
+    @Test("a backup of a small tree loads libcrypto only without SHA-NI; an encrypted one loads it and works")
+    func libcryptoOnlyWhenNeeded() throws {
+        let work = try TempDir("hs-startup-crypto")
+        try FileManager.default.createDirectory(atPath: work.sub("src"), withIntermediateDirectories: true)
+        try Data("hello\n".utf8).write(to: URL(fileURLWithPath: work.sub("src/f.txt")))
+        let plain = try Tools.run("hs-backup", ["run", "--source", work.sub("src"), "--to", work.sub("plain"), "--name", "p"],
+                                  environment: ["LD_DEBUG": "files"])
+        #expect(plain.status == 0, "exit \(plain.status): \(plain.stderr.suffix(2000))")
+        let loaded = plain.stderr.contains("file=libcrypto.so.3")
+        #expect(loaded == !SHA256Hasher.nativeAvailable, "libcrypto loaded: \(loaded), SHA-NI: \(SHA256Hasher.nativeAvailable)")
+        #expect(!plain.stderr.contains("file=libsqlite3.so.0"), "libsqlite3 loaded without a database")
+
+        // A live database: libsqlite3 is loaded and the copy is the database's.
+        try Subprocess.checked(["sqlite3", work.sub("src/app.db"), "CREATE TABLE t(x); INSERT INTO t VALUES ('kept');"])
+        let withDB = try Tools.run("hs-backup", ["run", "--source", work.sub("src"), "--to", work.sub("db"), "--name", "d"],
+                                   environment: ["LD_DEBUG": "files"])
+        #expect(withDB.status == 0 && withDB.stderr.contains("file=libsqlite3.so.0"),
+                "exit \(withDB.status): \(withDB.stdout)\(withDB.stderr.suffix(2000))")
+        try FileManager.default.removeItem(atPath: work.sub("src/app.db"))
+
+        try Subprocess.checked(["age-keygen", "-o", work.sub("key.txt")])
+        let recipient = try Subprocess.checked(["age-keygen", "-y", work.sub("key.txt")]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let sealed = try Tools.run("hs-backup", ["run", "--source", work.sub("src"), "--to", work.sub("sealed"), "--name", "s",
+                                                 "--recipient", recipient], environment: ["LD_DEBUG": "files"])
+        #expect(sealed.status == 0 && sealed.stderr.contains("file=libcrypto.so.3"), "exit \(sealed.status): \(sealed.stderr.suffix(2000))")
+        let opened = try Tools.run("hs-restore", ["--from", work.sub("sealed"), "--name", "s", "--identity", work.sub("key.txt"),
+                                                  "--to", work.sub("restored")])
+        #expect(opened.status == 0, "exit \(opened.status): \(opened.stderr)")
+        #expect(try String(contentsOfFile: work.sub("restored/f.txt"), encoding: .utf8) == "hello\n")
+    }
+
     /// `RepeatedOptions.possible` lets `-q`, `-v`, `-qv` through without the help dump: exact
     /// only while those short names are the verbosity flags wherever they exist.
     @Test("-q and -v are flags (quiet, verbose) in every command of the five tools; no other short name is q or v")

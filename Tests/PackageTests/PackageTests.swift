@@ -93,20 +93,33 @@ import Glibc
         let file = try Self.run(["file", "-L", exe])
         #expect(file.stdout.contains("ELF 64-bit") && file.stdout.contains(", stripped"), "\(file.stdout)")
 
-        // libc6 at least the newest glibc symbol version the executable uses.
+        // A PIE (ASLR) with its relative relocations packed (DT_RELR, issue 23's start-up), and
+        // libcrypto and libsqlite3 not linked: CCrypto and CSQLite dlopen() them on first use.
+        let dynamic = try Self.run(["readelf", "-d", exe])
+        #expect(dynamic.stdout.contains("(RELR)") && dynamic.stdout.contains("Flags: PIE"), "\(dynamic.stdout)")
+        #expect(!ldd.stdout.contains("libcrypto") && !ldd.stdout.contains("libsqlite3"), "libcrypto or libsqlite3 is linked:\n\(ldd.stdout)")
+
+        // libc6 at least the newest glibc symbol version the executable uses, and at least 2.36
+        // when it needs GLIBC_ABI_DT_RELR (glibc 2.36 applies packed relative relocations;
+        // an older one would refuse to start it).
         let dynsyms = try Self.run(["objdump", "-T", exe])
-        let glibc = dynsyms.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "(" || $0 == ")" })
+        var versions = dynsyms.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "(" || $0 == ")" })
             .filter { $0.hasPrefix("GLIBC_") && $0.dropFirst(6).first?.isNumber == true }
             .map { $0.dropFirst(6).split(separator: ".").map { Int($0) ?? 0 } }
-            .max { $0.lexicographicallyPrecedes($1) }
+        let versionNeeds = try Self.run(["readelf", "-V", exe])
+        if versionNeeds.stdout.contains("GLIBC_ABI_DT_RELR") { versions.append([2, 36]) }
+        let glibc = versions.max { $0.lexicographicallyPrecedes($1) }
         let newest = try #require(glibc, "no GLIBC_ versions in objdump -T").map(String.init).joined(separator: ".")
         #expect(dependsEntries.contains("libc6 (>= \(newest))"), "Depends \(dependsEntries) lacks libc6 (>= \(newest))")
+        #expect(newest.split(separator: ".").map { Int($0) ?? 0 }.lexicographicallyPrecedes([2, 36]) == false, "libc6 (>= \(newest)) is below 2.36")
         #expect(dependsEntries.filter { $0.contains("(") }.count == 1, "only libc6 is versioned: \(dependsEntries)")
 
-        // Depends = exactly the Debian packages owning the libraries the executable needs, and
-        // curl (the notifications run curl(1); no networking library is linked).
+        // Depends = exactly the Debian packages owning the libraries the executable needs, curl
+        // (the notifications run curl(1); no networking library is linked), libssl3 and
+        // libsqlite3-0 (the owners of libcrypto.so.3 and libsqlite3.so.0, loaded with dlopen).
         let owners = try Self.owningPackages(of: exe)
-        #expect(depends == owners.union(["curl"]), "Depends \(depends.sorted()) but the executable needs \(owners.sorted()) and curl")
+        #expect(depends == owners.union(["curl", "libssl3", "libsqlite3-0"]),
+                "Depends \(depends.sorted()) but the executable needs \(owners.sorted()), curl, libssl3 and libsqlite3-0")
         #expect(!owners.contains("libcurl4") && !owners.contains("libgnutls30"), "a networking library is linked: \(owners.sorted())")
         #expect(depends.isSuperset(of: ["libnfs13", "zlib1g", "libdeflate0", "libisal2", "libsqlite3-0", "libssl3", "libc6"]), "\(depends.sorted())")
         for d in depends {
@@ -206,6 +219,34 @@ import Glibc
         let restore = try debian.run(["hs-restore", "--from", "/srv/backups", "--name", "smoke", "--to", "/srv/restored"])
         #expect(restore.succeeded, "hs-restore (local): \(restore.stdout)\(restore.stderr)")
         #expect(try Self.describe(root + "/srv/appdata") == Self.describe(root + "/srv/restored"))
+
+        // The same with age encryption: libcrypto.so.3 (libssl3, from Depends) is loaded with
+        // dlopen for X25519, HKDF and ChaCha20-Poly1305.
+        let keys = try TempDir("hs-package-age")
+        try Subprocess.checked(["age-keygen", "-o", keys.sub("key.txt")])
+        let recipient = try Subprocess.checked(["age-keygen", "-y", keys.sub("key.txt")]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try Subprocess.checked(["install", "-D", "-m", "0600", keys.sub("key.txt"), root + "/root/age-key.txt"])
+        let sealed = try debian.run(["hs-backup", "--source", "/srv/appdata", "--to", "/srv/backups-age", "--name", "sealed",
+                                     "--recipient", recipient])
+        #expect(sealed.succeeded, "hs-backup --recipient: \(sealed.stdout)\(sealed.stderr)")
+        let opened = try debian.run(["hs-restore", "--from", "/srv/backups-age", "--name", "sealed", "--identity", "/root/age-key.txt",
+                                     "--to", "/srv/restored-age"])
+        #expect(opened.succeeded, "hs-restore --identity: \(opened.stdout)\(opened.stderr)")
+        #expect(try Self.describe(root + "/srv/appdata") == Self.describe(root + "/srv/restored-age"))
+
+        // A live SQLite database is captured through libsqlite3.so.0 (libsqlite3-0, from Depends,
+        // loaded with dlopen) and restores readable.
+        try Subprocess.checked(["mkdir", "-p", root + "/srv/dbapp"])
+        // A WAL database (header byte 18 = 2): its snapshot is switched to rollback mode (1), so
+        // the restored header says the run captured it.
+        try Subprocess.checked(["sqlite3", root + "/srv/dbapp/app.db", "PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES ('kept');"])
+        let withDB = try debian.run(["hs-backup", "--source", "/srv/dbapp", "--to", "/srv/backups-db", "--name", "db"])
+        #expect(withDB.succeeded, "hs-backup (SQLite): \(withDB.stdout)\(withDB.stderr)")
+        let dbBack = try debian.run(["hs-restore", "--from", "/srv/backups-db", "--name", "db", "--to", "/srv/restored-db"])
+        #expect(dbBack.succeeded, "hs-restore (SQLite): \(dbBack.stdout)\(dbBack.stderr)")
+        let header = FileManager.default.contents(atPath: root + "/srv/restored-db/app.db").map { [UInt8]($0.prefix(20)) } ?? []
+        #expect(header.count == 20 && header[18] == 1, "the database was not archived from a snapshot: header \(header)")
+        #expect(try Subprocess.checked(["sqlite3", root + "/srv/restored-db/app.db", "SELECT x FROM t"]).stdout == "kept\n")
 
         let nfs = try GaneshaServer.shared()
         let dir = try nfs.makeUniqueDirectory("package")
