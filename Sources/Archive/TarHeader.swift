@@ -30,7 +30,8 @@ package enum TarHeader {
 
     /// The common entry, written straight into `out` without intermediate arrays (the per-entry
     /// cost on a tree of a million tiny files): a file or directory with an ASCII name of at
-    /// most 100 bytes, owner, size and mtime that fit the ustar fields, no link, xattrs, names
+    /// most 100 bytes or split into ustar's prefix and name (`ustarSplit`: Plex's bundle paths), owner, size and
+    /// mtime that fit the ustar fields, no link, xattrs, names
     /// or sparse map; a pax `mtime` record when the mtime has nanoseconds. The same bytes as
     /// `appendGeneral` (`TarHeaderTextTests.commonHeadersEqualTheGeneralOnes`). Returns false,
     /// with nothing written, for any other entry.
@@ -52,9 +53,27 @@ package enum TarHeader {
         let size: UInt64 = e.type == .file ? e.size : 0
         let slash = e.type == .directory ? 1 : 0
         let path = e.pathBytes
-        guard size <= maxOctalSize, !path.isEmpty, path.count + slash <= 100, path[0] != UInt8(ascii: "/"),
+        guard size <= maxOctalSize, !path.isEmpty, path[0] != UInt8(ascii: "/"),
               path.allSatisfy({ $0 != 0 && $0 < 0x80 }) else { return nil }
+        if path.count + slash > 100 {
+            guard path.withUnsafeBufferPointer({ ustarSplit($0, nameCount: path.count + slash) }) != nil else { return nil }
+        }
         return e.mtimeNanoseconds != 0 ? 3 * blockSize : blockSize
+    }
+
+    /// Where a name longer than 100 bytes (`nameCount`, a directory's trailing "/" included;
+    /// `path` is the name without that "/") splits into ustar's prefix (at most 155 bytes) and
+    /// name (1 to 100 bytes): the index of the "/" between them, the last one that fits, or nil
+    /// (the name then goes in a pax `path` record). The one rule of `appendGeneral` and
+    /// `writeCommon`.
+    static func ustarSplit(_ path: UnsafeBufferPointer<UInt8>, nameCount: Int) -> Int? {
+        guard nameCount <= 256 else { return nil }
+        var i = min(nameCount - 2, 155)
+        while i > 0 {
+            if path[i] == UInt8(ascii: "/") && nameCount - i - 1 <= 100 && nameCount - i - 1 > 0 { return i }
+            i -= 1
+        }
+        return nil
     }
 
     /// Writes the header of a common entry (`commonSize(e)` is not nil) into `commonSize(e)`
@@ -90,8 +109,16 @@ package enum TarHeader {
                 }
                 h += 2 * blockSize
             }
-            h.update(from: name.baseAddress!, count: name.count)
-            if e.type == .directory { h[name.count] = UInt8(ascii: "/") }
+            let slash = e.type == .directory ? 1 : 0
+            if name.count + slash > 100, let split = ustarSplit(name, nameCount: name.count + slash) {
+                // ustar's name field gets what follows the split, its prefix field (at 345) what precedes it.
+                h.update(from: name.baseAddress! + split + 1, count: name.count - split - 1)
+                if slash == 1 { h[name.count - split - 1] = UInt8(ascii: "/") }
+                (h + 345).update(from: name.baseAddress!, count: split)
+            } else {
+                h.update(from: name.baseAddress!, count: name.count)
+                if slash == 1 { h[name.count] = UInt8(ascii: "/") }
+            }
         }
         fillUstar(h, mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, size: size, mtime: e.mtimeSeconds, typeflag: typeflag(e.type))
     }
@@ -176,16 +203,8 @@ package enum TarHeader {
         let nameIsASCII = isASCII(name)
         if !nameIsASCII || name.count > 100 {
             var split = false
-            if nameIsASCII && name.count <= 256 {
-                // split at a "/" so that prefix <= 155 and name <= 100 (name non-empty)
-                var i = min(name.count - 2, 155)
-                while i > 0 {
-                    if name[i] == UInt8(ascii: "/") && name.count - i - 1 <= 100 && name.count - i - 1 > 0 {
-                        prefixField = Array(name[..<i]); nameField = Array(name[(i + 1)...]); split = true
-                        break
-                    }
-                    i -= 1
-                }
+            if nameIsASCII, let i = name.withUnsafeBufferPointer({ ustarSplit($0, nameCount: name.count) }) {
+                prefixField = Array(name[..<i]); nameField = Array(name[(i + 1)...]); split = true
             }
             if !split {
                 pax.append(("path", name))

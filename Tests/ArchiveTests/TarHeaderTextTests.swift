@@ -21,7 +21,15 @@ import Testing
         var covered = 0
         let names: [String] = ["a", "f0000001.txt", "d0000/d000000/f0000000.txt", "dir/", "a//b", ".", "x/y/",
                                String(repeating: "n", count: 99), String(repeating: "n", count: 100),
-                               String(repeating: "d/", count: 30) + "file", String(repeating: "q", count: 95) + "/abcd"]
+                               String(repeating: "d/", count: 30) + "file", String(repeating: "q", count: 95) + "/abcd",
+                               // Longer than 100: split into prefix and name, or not splittable (a pax path record).
+                               "Library/Application Support/Plex Media Server/Metadata/Movies/a/0123456789abcdef0123456789abcdef01234567.bundle/Contents/_combined/posters/com.plexapp.agents.imdb_0123456789abcdef",
+                               String(repeating: "p", count: 155) + "/" + String(repeating: "n", count: 100),
+                               String(repeating: "p", count: 155) + "/" + String(repeating: "n", count: 99),
+                               String(repeating: "p", count: 156) + "/" + String(repeating: "n", count: 10),
+                               String(repeating: "p", count: 10) + "/" + String(repeating: "n", count: 101),
+                               String(repeating: "n", count: 101), String(repeating: "a/", count: 60) + "end",
+                               "x/" + String(repeating: "n", count: 99), "x/" + String(repeating: "n", count: 100)]
         let times: [(Int64, UInt32)] = [(0, 0), (1_733_482_750, 0), (1_733_482_750, 123_456_789), (1_733_482_750, 100_000_000),
                                         (5, 1), (0o77777777777, 999_999_999), (1, 20)]
         for name in names {
@@ -33,7 +41,8 @@ import Testing
                         var fast: [UInt8] = [7], general: [UInt8] = [7]
                         let took = TarHeader.appendCommon(e, to: &fast)
                         try TarHeader.appendGeneral(e, to: &general)
-                        let fits = name.utf8.count + (type == .directory ? 1 : 0) <= 100
+                        let count = name.utf8.count + (type == .directory ? 1 : 0)
+                        let fits = count <= 100 || Array(name.utf8).withUnsafeBufferPointer { TarHeader.ustarSplit($0, nameCount: count) } != nil
                         #expect(took == fits, "\(name) \(type)")
                         if took { covered += 1; #expect(fast == general, "\(name) \(type) \(sec).\(nsec) uid \(uid) size \(size)") }
                         else { #expect(fast == [7], "\(name): nothing written when declined") }
@@ -42,6 +51,25 @@ import Testing
             }
         }
         #expect(covered > 300)
+        // The split rule on names whose outcome is known (ustar: prefix <= 155, name 1...100).
+        let plex = "Library/Application Support/Plex Media Server/Metadata/Movies/a/0123456789abcdef0123456789abcdef01234567.bundle/Contents/_combined/posters/com.plexapp.agents.imdb_0123456789abcdef"
+        let known: [(String, EntryType, Bool)] = [
+            (plex, .file, true), (String(repeating: "p", count: 155) + "/" + String(repeating: "n", count: 100), .file, true),
+            (String(repeating: "p", count: 155) + "/" + String(repeating: "n", count: 100), .directory, false),
+            (String(repeating: "p", count: 156) + "/" + String(repeating: "n", count: 10), .file, false),
+            (String(repeating: "p", count: 10) + "/" + String(repeating: "n", count: 101), .file, false),
+            (String(repeating: "n", count: 101), .file, false), ("x/" + String(repeating: "n", count: 100), .directory, false),
+        ]
+        for (name, type, fast) in known {
+            var out: [UInt8] = []
+            let e = EntryMetadata(pathBytes: Array(name.utf8), type: type, size: 1, mtimeSeconds: 1, mtimeNanoseconds: 5)
+            #expect(TarHeader.appendCommon(e, to: &out) == fast, "\(name) \(type)")
+        }
+        var split: [UInt8] = []
+        #expect(TarHeader.appendCommon(EntryMetadata(pathBytes: Array(plex.utf8), type: .file, size: 1, mtimeSeconds: 1, mtimeNanoseconds: 5), to: &split))
+        let cut = plex.utf8.count - 1 - Array(plex.utf8.reversed()).firstIndex(of: UInt8(ascii: "/"))!
+        #expect(Array(split[1024 ..< 1024 + 100].prefix { $0 != 0 }) == Array(plex.utf8[plex.utf8.index(plex.utf8.startIndex, offsetBy: cut + 1)...]))
+        #expect(Array(split[1024 + 345 ..< 1024 + 500].prefix { $0 != 0 }) == Array(plex.utf8.prefix(cut)))
         // Entries it leaves to the general path.
         let base = EntryMetadata(pathBytes: Array("a/b".utf8), type: .file, size: 1, mtimeSeconds: 1, mtimeNanoseconds: 5)
         var others: [EntryMetadata] = []
