@@ -260,4 +260,25 @@ import TestSupport
             #expect(out == payload && ends == 1, "output chunk \(chunk)")
         }
     }
+
+    /// Real gzip and pigz output (several members), fed in pieces of every awkward size into
+    /// output buffers smaller than a deflate block: the same bytes and member ends.
+    @Test func anyInputAndOutputChunking() throws {
+        let payload = text(150_000) + pseudoRandom(70_000, seed: 5) + text(30_000)
+        let stream = try compressed(payload, by: "gzip -9 -c") + compressed(payload, by: "pigz -p 2 -c")
+        for (inChunk, outChunk) in [(1, 97), (3, 4096), (17, 1), (4096, 65_536), (1 << 20, 1 << 20)] {
+            let dec = GzipDecoder(outputChunk: outChunk)
+            var out: [UInt8] = [], ends: [Int] = []
+            dec.onMemberEnd = { ends.append(Int($0.uncompressedOffset + $0.uncompressedLength)) }
+            var i = 0
+            while i < stream.count {
+                let n = min(inChunk, stream.count - i)
+                try dec.feed(Array(stream[i ..< (i + n)])) { out.append(contentsOf: $0) }
+                i += n
+            }
+            try dec.finish()
+            #expect(out == payload + payload, "in \(inChunk), out \(outChunk)")
+            #expect(ends.last == 2 * payload.count && ends.contains(payload.count), "in \(inChunk), out \(outChunk): \(ends)")
+        }
+    }
 }
