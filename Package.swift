@@ -15,14 +15,12 @@ let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package
 //   every symbol of our own modules (6,964 in hs-backup) went into .dynsym, which the dynamic
 //   linker searches first for every symbol any library looks up and which dladdr scans.
 //   Nothing looks our symbols up by name. (`--version` 7.4 -> 5.1 ms of CPU.)
-// - lld with -z pack-relative-relocs (DT_RELR): the ~79,000 relative relocations of the PIE
-//   (1.9 MB of .rela.dyn, each read and applied at every start) become a 15 KB bitmap. Still
-//   a PIE (ASLR); needs glibc >= 2.36 (the GLIBC_ABI_DT_RELR version, Debian 12), which the
-//   .deb's libc6 rule says (scripts/package.sh). The toolchain's default linker (gold)
-//   cannot pack relocations; lld is part of the Swift toolchain.
+// - lld (part of the Swift toolchain). NOT -z pack-relative-relocs (DT_RELR): it would save
+//   ~0.5 ms of CPU per start but needs glibc >= 2.36 (GLIBC_ABI_DT_RELR), and the runbook's
+//   migration runs the tools on the old server, e.g. Ubuntu 22.04 with glibc 2.35
+//   (StartupTests.runsOnGlibc235 and scripts/package.sh check it).
 // scripts/package.sh links the shipped multi-call executable with the same flags.
-let toolLinkerSettings: [LinkerSetting] = [.unsafeFlags(["-use-ld=lld", "-Xlinker", "--no-export-dynamic",
-                                                        "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"],
+let toolLinkerSettings: [LinkerSetting] = [.unsafeFlags(["-use-ld=lld", "-Xlinker", "--no-export-dynamic"],
                                                        .when(platforms: [.linux]))]
 
 let package = Package(

@@ -9,8 +9,8 @@
 # home-server-tools) with the five tools as symlinks in /usr/bin: the static runtime is
 # ~60 MB, five separate binaries would be five copies of it. The .deb's Depends are derived
 # from the executable's NEEDED libraries and the Debian packages that own them (dpkg -S),
-# libc6 with the newest glibc version it needs (symbol versions, and 2.36 for the packed
-# relative relocations: GLIBC_ABI_DT_RELR), plus curl (the notifications run it) and the
+# libc6 with the newest glibc version it needs (symbol versions; it must stay <= 2.35 so that
+# the old server of the runbook's migration, e.g. Ubuntu 22.04, runs it), plus curl (the notifications run it) and the
 # owners of libcrypto.so.3 and libsqlite3.so.0 (libssl3, libsqlite3-0: loaded with dlopen on
 # first use, so not NEEDED).
 # It fails if the executable still needs a library of the Swift toolchain.
@@ -107,10 +107,9 @@ done
 log "linking the multi-call executable ($(wc -l < "$objlist") objects)"
 # As Package.swift links the tools (see toolLinkerSettings there), for a faster start:
 # --no-export-dynamic undoes the toolchain's -export-dynamic (static-stdlib-args.lnk), so no
-# symbol of ours is in .dynsym; lld's -z pack-relative-relocs packs the ~80,000 relative
-# relocations of the PIE into DT_RELR (glibc >= 2.36: the libc6 rule below).
+# symbol of ours is in .dynsym. No -z pack-relative-relocs: DT_RELR needs glibc >= 2.36.
 swiftc -static-stdlib -emit-executable -use-ld=lld -Xlinker --gc-sections -Xlinker --no-export-dynamic \
-  -Xlinker -z -Xlinker pack-relative-relocs -target x86_64-unknown-linux-gnu \
+  -target x86_64-unknown-linux-gnu \
   -o "$WORK/$NAME" "@$objlist" "${libs[@]}" 2>&1 \
   | sed -e "/warning: the use of \`mktemp' is dangerous/d" >&2
 strip --strip-all "$WORK/$NAME"
@@ -122,7 +121,9 @@ if grep -qF "$SWIFT_ROOT" <<< "$lddout"; then die "still linked to the toolchain
 if grep -qE 'libswift|libFoundation|libdispatch|libBlocksRuntime' <<< "$lddout"; then die "a Swift runtime library is linked dynamically: $lddout"; fi
 if grep -qE 'libcrypto|libsqlite3' <<< "$lddout"; then die "libcrypto or libsqlite3 is linked (CCrypto/CSQLite load them on first use): $lddout"; fi
 elfdyn=$(readelf -d "$WORK/$NAME")
-grep -q '(RELR)' <<< "$elfdyn" || die "no packed relative relocations (DT_RELR) in the executable: did the link use lld with -z pack-relative-relocs?"
+if grep -q '(RELR)' <<< "$elfdyn" || readelf -V "$WORK/$NAME" | grep -q 'GLIBC_ABI_DT_RELR'; then
+  die "the executable has packed relative relocations (DT_RELR, glibc >= 2.36): the old server of the runbook's migration (glibc 2.35, Ubuntu 22.04) could not run it"
+fi
 grep -q 'Flags: PIE' <<< "$elfdyn" || die "the executable is not a PIE (ASLR)"
 for t in "${TOOLS[@]}"; do
   ln -sf "$NAME" "$WORK/$t"
@@ -187,13 +188,11 @@ for so in $(readelf -d "$WORK/$NAME" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); 
   pkg=$(owner "$path")
   deps+=("$pkg")
 done
-# libc6 with the newest glibc symbol version the executable uses (an older glibc cannot run it),
-# and at least 2.36 when it needs GLIBC_ABI_DT_RELR (packed relative relocations, glibc 2.36).
+# libc6 with the newest glibc symbol version the executable uses (an older glibc cannot run it);
+# above 2.35 the runbook's old server (Ubuntu 22.04) could not run the tools.
 glibc=$(objdump -T "$WORK/$NAME" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -1)
 [ -n "$glibc" ] || die "no GLIBC_ symbol versions in the executable"
-if readelf -V "$WORK/$NAME" | grep -q 'GLIBC_ABI_DT_RELR'; then
-  glibc=$(printf '%s\n2.36\n' "$glibc" | sort -V | tail -1)
-fi
+[ "$(printf '%s\n2.35\n' "$glibc" | sort -V | tail -1)" = 2.35 ] || die "the executable needs glibc $glibc (> 2.35): Ubuntu 22.04, the runbook's old server, could not run it"
 # libcrypto.so.3 is dlopen()ed by CCrypto (SHA-256 without SHA-NI, age, remote hashes) and
 # libsqlite3.so.0 by CSQLite (database capture): their packages.
 for so in libcrypto.so.3 libsqlite3.so.0; do

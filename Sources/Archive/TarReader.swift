@@ -125,8 +125,15 @@ package final class TarReader {
         var sparseOffsets: [UInt64] = []
         var sparseSizes: [UInt64] = []
         var flag: UInt8 { block[156] }
-        var isPosix: Bool { block[257 ..< 263].elementsEqual("ustar\0".utf8) }
-        var isGNU: Bool { block[257 ..< 263].elementsEqual("ustar ".utf8) }
+        var isPosix: Bool { isUstar(then: 0) }                // "ustar\0"
+        var isGNU: Bool { isUstar(then: UInt8(ascii: " ")) }  // "ustar "
+        /// Bytes 257-262 are "ustar" and `then` (byte compares: asked several times per entry).
+        private func isUstar(then last: UInt8) -> Bool {
+            block.withUnsafeBufferPointer { p in
+                p.count >= 263 && p[257] == UInt8(ascii: "u") && p[258] == UInt8(ascii: "s") && p[259] == UInt8(ascii: "t")
+                    && p[260] == UInt8(ascii: "a") && p[261] == UInt8(ascii: "r") && p[262] == last
+            }
+        }
         /// A pax record (most headers have none: no key is made then).
         func pax(_ key: String) -> [UInt8]? { pax.isEmpty ? nil : pax[Array(key.utf8)] }
         /// The same for a key made once (`PaxKey`): what every entry asks, no array per call.

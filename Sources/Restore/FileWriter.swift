@@ -336,11 +336,14 @@ final class FileWriters {
             if wait { pool.wait(for: t) } else if !pool.isFinished(t) { break }
             let b = submitted[head].batch!
             let failures = b.failures
-            while headDone < b.jobs.count {
-                let i = headDone
-                headDone += 1
-                pendingJobs -= 1
-                try each(b.jobs[i], failures.isEmpty ? nil : failures[i])
+            // Borrowed through the buffer: `b.jobs[i]` copied each job (retaining its references).
+            try b.jobs.withUnsafeBufferPointer { jobs in
+                while headDone < jobs.count {
+                    let i = headDone
+                    headDone += 1
+                    pendingJobs -= 1
+                    try each(jobs[i], failures.isEmpty ? nil : failures[i])
+                }
             }
             submitted[head].batch = nil
             head += 1
@@ -386,8 +389,9 @@ final class FileBatch: Sendable {
     func write(root: DirHandle, stack: inout [(name: [UInt8], dir: DirHandle)], context: FileWriteContext) {
         let bytes = content.withLock { c in let b = c; c = []; return b }
         bytes.withUnsafeBytes { all in
-            for (i, job) in jobs.enumerated() {
-                do { try job.writeBuffered(UnsafeRawBufferPointer(rebasing: all[job.content]), root: root, stack: &stack, context: context) } catch {
+            // By index: `enumerated()` copied each job (retaining its ~10 references) per file.
+            for i in jobs.indices {
+                do { try jobs[i].writeBuffered(UnsafeRawBufferPointer(rebasing: all[jobs[i].content]), root: root, stack: &stack, context: context) } catch {
                     errors.withLock { $0[i] = error }
                 }
             }

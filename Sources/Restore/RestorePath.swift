@@ -45,25 +45,28 @@ package enum RestorePath {
     /// True when `path` is already in normal form (the common case: no copy needed).
     static func isNormal(_ path: [UInt8]) -> Bool {
         guard let first = path.first, first != UInt8(ascii: "/"), path.last != UInt8(ascii: "/") else { return false }
-        var prevSlash = true
-        var i = 0
-        let n = path.count
-        while i < n {
-            let c = path[i]
-            if c == UInt8(ascii: "/") {
-                if prevSlash { return false }
-                prevSlash = true
-            } else {
-                if prevSlash && c == UInt8(ascii: ".") {
-                    // "." or ".." as a component.
-                    if i + 1 == n || path[i + 1] == UInt8(ascii: "/") { return false }
-                    if path[i + 1] == UInt8(ascii: ".") && (i + 2 == n || path[i + 2] == UInt8(ascii: "/")) { return false }
+        // Through the buffer (no bounds check per byte: this runs for every entry).
+        return path.withUnsafeBufferPointer { p in
+            var prevSlash = true
+            var i = 0
+            let n = p.count
+            while i < n {
+                let c = p[i]
+                if c == UInt8(ascii: "/") {
+                    if prevSlash { return false }
+                    prevSlash = true
+                } else {
+                    if prevSlash && c == UInt8(ascii: ".") {
+                        // "." or ".." as a component.
+                        if i + 1 == n || p[i + 1] == UInt8(ascii: "/") { return false }
+                        if p[i + 1] == UInt8(ascii: ".") && (i + 2 == n || p[i + 2] == UInt8(ascii: "/")) { return false }
+                    }
+                    prevSlash = false
                 }
-                prevSlash = false
+                i += 1
             }
-            i += 1
+            return true
         }
-        return true
     }
 
     /// True when `path` lies below the directory `dir` (both in normal form).

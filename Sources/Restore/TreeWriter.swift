@@ -385,7 +385,7 @@ final class TreeWriter {
     private func collides(_ path: [UInt8], hash: Int) -> Bool {
         if inflightPaths.isEmpty { return false }
         let parentEnd = path.lastIndex(of: UInt8(ascii: "/")) ?? 0
-        if clearParent == nil || !path[..<parentEnd].elementsEqual(clearParent!) {
+        if !Self.isPrefix(clearParent, of: path, length: parentEnd) {
             var i = 0
             while i < parentEnd {
                 if path[i] == UInt8(ascii: "/"), inflightPaths[Self.pathHash(path[..<i])] != nil { return true }
@@ -398,6 +398,13 @@ final class TreeWriter {
     }
 
     // MARK: helpers
+
+    /// True when `prefix` is exactly the first `length` bytes of `path` (memcmp: the generic
+    /// `elementsEqual` compared byte by byte through iterators, once per file).
+    private static func isPrefix(_ prefix: [UInt8]?, of path: [UInt8], length: Int) -> Bool {
+        guard let prefix, prefix.count == length, length <= path.count else { return false }
+        return prefix.withUnsafeBytes { a in path.withUnsafeBytes { b in length == 0 || memcmp(a.baseAddress!, b.baseAddress!, length) == 0 } }
+    }
 
     func warn(_ s: String) { warnings.append(s) }
 
