@@ -762,32 +762,10 @@ final class ScanWorker: @unchecked Sendable {
         let fullLength = pathBuf.count - 1
         let excluded = pathBuf.withUnsafeBufferPointer { context.excludes.matches(path: $0.baseAddress!, nameStart: nameStart) }
         if excluded { return nil }
-        var st = stat()
-        // A directory (as readdir says) is opened first and stat'ed through its fd: one path
-        // lookup instead of two. Anything else, or a directory that cannot be opened (or was
-        // replaced meanwhile), is stat'ed by name.
-        var dirFd: Int32 = -1
-        // A regular file (as readdir says) is opened the way it is read (`SourceFile.openAt`)
-        // and stat'ed through its fd, when the walkers read small files and have room.
-        var fileFd: Int32 = -1
         let reads = output != nil ? context.contentReads : nil
-        if type == DirectoryName.directoryType {
-            dirFd = pathBuf.withUnsafeBufferPointer { openat(dfd, $0.baseAddress! + nameStart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
-            if dirFd >= 0 && (fstat(dirFd, &st) != 0 || st.st_mode & S_IFMT != S_IFDIR) { close(dirFd); dirFd = -1 }
-        } else if type == DirectoryName.regularType, let reads, reads.hasRoom {
-            fileFd = (try? pathBuf.withUnsafeBufferPointer { n throws(SysError) in try SourceFile.openAt(dfd, n.baseAddress! + nameStart) }) ?? -1
-            // Anything but a regular file (swapped since readdir) is closed unread and stat'ed by name.
-            if fileFd >= 0 && (fstat(fileFd, &st) != 0 || st.st_mode & S_IFMT != S_IFREG) { close(fileFd); fileFd = -1 }
-        }
+        guard let (st, opened, fileFd) = statEntry(dfd, nameStart: nameStart, type: type, fullLength: fullLength, reads: reads) else { return nil }
+        var dirFd = opened
         defer { if fileFd >= 0 { close(fileFd) } }
-        if dirFd < 0 && fileFd < 0 {
-            let rc = pathBuf.withUnsafeBufferPointer { fstatat(dfd, $0.baseAddress! + nameStart, &st, AT_SYMLINK_NOFOLLOW) }
-            if rc != 0 {
-                let err = errno
-                if err != ENOENT { warn("cannot stat \(currentPath(fullLength)): \(Sys.strerror(err)); skipped") }
-                return nil
-            }
-        }
         defer { if dirFd >= 0 { close(dirFd) } }
         var e = ManifestEntry()
         e.mode = UInt32(st.st_mode) & 0o7777
@@ -882,6 +860,37 @@ final class ScanWorker: @unchecked Sendable {
             try walk(child, prefixLength: fullLength, dev: UInt64(st.st_dev))
         }
         return nil
+    }
+
+    /// The stat of `name` (at `nameStart` in `pathBuf`, `fullLength` its end) in directory `dfd`.
+    /// A directory (as readdir says) is opened first and stat'ed through its fd: one path lookup
+    /// instead of two. So is a regular file when the walkers read small files and have room
+    /// (`reads`), opened the way it is read (`SourceFile.openAt`). Anything else, or an entry that
+    /// cannot be opened so or is of another type by then (swapped since readdir: closed unread),
+    /// is stat'ed by name. Returns the stat and the descriptor opened (-1: none), which the caller
+    /// closes, or nil when it cannot be stat'ed (warned, unless it vanished).
+    private func statEntry(_ dfd: Int32, nameStart: Int, type: UInt8, fullLength: Int,
+                           reads: ScanContentReads?) -> (stat, dirFd: Int32, fileFd: Int32)? {
+        var st = stat()
+        if type == DirectoryName.directoryType {
+            let fd = pathBuf.withUnsafeBufferPointer { openat(dfd, $0.baseAddress! + nameStart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            if fd >= 0 {
+                if fstat(fd, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR { return (st, fd, -1) }
+                close(fd)
+            }
+        } else if type == DirectoryName.regularType, let reads, reads.hasRoom {
+            let fd = (try? pathBuf.withUnsafeBufferPointer { n throws(SysError) in try SourceFile.openAt(dfd, n.baseAddress! + nameStart) }) ?? -1
+            if fd >= 0 {
+                if fstat(fd, &st) == 0 && st.st_mode & S_IFMT == S_IFREG { return (st, -1, fd) }
+                close(fd)
+            }
+        }
+        guard pathBuf.withUnsafeBufferPointer({ fstatat(dfd, $0.baseAddress! + nameStart, &st, AT_SYMLINK_NOFOLLOW) }) == 0 else {
+            let err = errno
+            if err != ENOENT { warn("cannot stat \(currentPath(fullLength)): \(Sys.strerror(err)); skipped") }
+            return nil
+        }
+        return (st, -1, -1)
     }
 
     /// Reads the small regular file open as `fd` (its `fstat` is the scan's) whole, as the

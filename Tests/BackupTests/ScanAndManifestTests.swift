@@ -113,10 +113,10 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         try Tree.write(root + "/alpha/d1/sub/big.bin", String(repeating: "b", count: (1 << 20) + 1))
         try Tree.write(root + "/alpha/d1/sub/exact.bin", String(repeating: "e", count: 1 << 20))
         try Tree.write(root + "/alpha/d1/sub/empty", "")
-        #expect(setxattr(root + "/alpha/d2/sub/f1.json", "user.hs-test", "value", 5, 0) == 0)
+        try Subprocess.checked(["setfattr", "-n", "user.hs-test", "-v", "value", root + "/alpha/d2/sub/f1.json"])
         let excludes = ExcludeSet(patterns: ["/skipme", "/beta/cache"])
-        func scanner(reads: Bool) -> Scanner {
-            let s = Scanner(root: root, excludes: excludes)
+        func scanner(reads: Bool) -> Backup.Scanner {
+            let s = Backup.Scanner(root: root, excludes: excludes)
             s.fileXattrsLeftToReader = true
             s.readsSmallFiles = reads
             return s
@@ -136,7 +136,7 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
             #expect(!got.sizeChanged && got.sizeAfter == Int64(bytes.count), "\(path)")
             #expect(s.entry.type == .file && s.entry.size == UInt64(bytes.count) && !s.multiLink, "\(path)")
             let xattrs = try #require(got.xattrs, "\(path): its xattrs were read from the same descriptor")
-            #expect(xattrs.map(\.name).contains("user.hs-test") == (path == "alpha/d2/sub/f1.json"), "\(path)")
+            #expect(xattrs.map { $0.name }.contains("user.hs-test") == (path == "alpha/d2/sub/f1.json"), "\(path)")
             read.insert(path)
         }
         #expect(tableBytes(table) == tableBytes(plain.table), "reading files does not change the scan")
