@@ -206,7 +206,7 @@ package final class BackupRunner {
     }
 
     private let traceStart = Date()
-    private let tracing = ProcessInfo.processInfo.environment["HS_BACKUP_TRACE"] != nil
+    private let tracing = Sys.environment("HS_BACKUP_TRACE") != nil
     /// Phase timings on stderr when HS_BACKUP_TRACE is set (for benchmarking).
     func trace(_ what: String) {
         guard tracing else { return }
@@ -280,8 +280,8 @@ package final class BackupRunner {
     /// own threads, not the shared dispatch pool: the pass itself runs on one of that pool's
     /// few threads, and the reads were found taking turns on a single other one.
     static let prefetchThreads: Int = {
-        if let v = ProcessInfo.processInfo.environment["HS_PREFETCH_THREADS"], let n = Int(v), n >= 1 { return min(n, 64) }
-        return min(8, max(2, 2 * ProcessInfo.processInfo.activeProcessorCount))
+        if let v = Sys.environment("HS_PREFETCH_THREADS"), let n = Int(v), n >= 1 { return min(n, 64) }
+        return min(8, max(2, 2 * Sys.processorCount))
     }()
 
     /// One small file for `prefetch`: its index in the batch, where to read it, its size as
