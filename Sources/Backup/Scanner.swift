@@ -310,6 +310,10 @@ package final class ScanStream: @unchecked Sendable {
             cond.unlock()
             let w = ScanWorker(context, chunkEntries: chunkEntries)
             w.output = { [self] chunk in try push(first, chunk) }
+            // Only the walkers that start at once read files (`ScanContentReads`): those that
+            // join on a cold cache stat by name (the pass reads those files), so the memory the
+            // contents take does not grow with the number of walkers (their malloc arenas).
+            w.readsContent = index < startingCount
             do {
                 for u in first ..< end { try w.run(units[u]) }
                 try w.finish()
@@ -659,6 +663,8 @@ final class ScanWorker: @unchecked Sendable {
     /// Contents read (parallel to `table`, in a unit's worker with `ScanContentReads`).
     var contents: [Result<PrefetchedContent, LeftOutError>?] = []
     var contentBytes = 0
+    /// This worker reads small files when the scan does (`ScanContentReads`).
+    var readsContent = false
     /// Directories referenced by the entries held (a chunk goes out at `directoriesPerChunk`).
     private var directoriesHeld = 0
     /// Receives the entries so far every `chunkEntries` entries (and at the end of `run`);
@@ -762,7 +768,7 @@ final class ScanWorker: @unchecked Sendable {
         let fullLength = pathBuf.count - 1
         let excluded = pathBuf.withUnsafeBufferPointer { context.excludes.matches(path: $0.baseAddress!, nameStart: nameStart) }
         if excluded { return nil }
-        let reads = output != nil ? context.contentReads : nil
+        let reads = output != nil && readsContent ? context.contentReads : nil
         guard let (st, opened, fileFd) = statEntry(dfd, nameStart: nameStart, type: type, fullLength: fullLength, reads: reads) else { return nil }
         var dirFd = opened
         defer { if fileFd >= 0 { close(fileFd) } }
@@ -896,9 +902,12 @@ final class ScanWorker: @unchecked Sendable {
     /// Reads the small regular file open as `fd` (its `fstat` is the scan's) whole, as the
     /// pass's read-ahead does (`ArchiveWriter.read`: the fstat after the read gives the size and
     /// mtime the pass compares with the scan), and its xattrs from the same descriptor if asked.
-    private func readContent(_ fd: Int32, size: UInt64, xattrs: Bool, _ reads: ScanContentReads) -> Result<PrefetchedContent, LeftOutError> {
-        switch ArchiveWriter.read(openFile: fd, size: size, detectIncompressible: reads.detectIncompressible) {
-        case .failure(let f): return .failure(LeftOutError(why: .unreadable(errno: f.errno)))
+    /// From the page cache only: a walker never waits on the disk for content (so its disk
+    /// reads are the walk's own, `walkReadsDisk`), and a file not all cached, or whose read
+    /// fails, is left to the pass (nil), which reads it and applies the `LeftOut` rules.
+    private func readContent(_ fd: Int32, size: UInt64, xattrs: Bool, _ reads: ScanContentReads) -> Result<PrefetchedContent, LeftOutError>? {
+        switch ArchiveWriter.read(openFile: fd, size: size, detectIncompressible: reads.detectIncompressible, cachedOnly: true) {
+        case .failure: return nil
         case .success(var c):
             if xattrs { c.xattrs = Archive.readXattrs(.fd(fd)) }
             reads.add(Int(size))
