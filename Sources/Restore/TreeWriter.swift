@@ -483,17 +483,20 @@ struct DirectoryWalker: Sendable {
     }
 
     /// Opens the directory `name` in `dir` (made with mode 0755 when missing and `create`).
-    static func openChild(_ dir: Int32, _ name: [UInt8], path: [UInt8], shown: String, create: Bool) throws -> Int32 {
+    /// `path` and `shown` are for messages only (evaluated on failure).
+    static func openChild(_ dir: Int32, _ name: [UInt8], path: @autoclosure () -> [UInt8], shown: @autoclosure () -> String,
+                          create: Bool) throws -> Int32 {
         let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
         var fd = Sys.retry { Sys.withCName(name) { openat(dir, $0, flags) } }
         if fd < 0 && errno == ENOENT && create {
             if Sys.withCName(name, { mkdirat(dir, $0, 0o755) }) != 0 && errno != EEXIST {
-                throw RestoreError.io(SysError(call: "mkdir", name: path, errno: errno, hint: "making a parent of '\(shown)'"))
+                throw RestoreError.io(SysError(call: "mkdir", name: path(), errno: errno, hint: "making a parent of '\(shown())'"))
             }
             fd = Sys.retry { Sys.withCName(name) { openat(dir, $0, flags) } }
         }
         if fd < 0 {
             let err = errno
+            let path = path(), shown = shown()
             if let st = try? Sys.fstatat(dir, name) {
                 if st.isSymlink {
                     throw RestoreError.refused(.symlinkInPath, entry: shown, detail: "'\(NameEscape.escape(path))' is a symlink; restores never write through symlinks")
