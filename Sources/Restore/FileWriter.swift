@@ -277,6 +277,8 @@ final class FileWriters {
     private var headDone = 0
     /// Jobs queued (in batches or the batch being filled) and not yet handed back.
     private(set) var pendingJobs = 0
+    /// Jobs handed back so far (in submission order).
+    private(set) var reapedJobs = 0
     static let batchJobs = 32
     static let batchMaxJobs = 512
     static let batchMaxBytes = 256 << 10
@@ -316,10 +318,21 @@ final class FileWriters {
         let bytes = batchContent.count
         batch = []
         batchContent = []
-        let root = root, caches = caches, context = context
         // Each job counts 2 KiB besides its content: at most ~4,096 jobs wait in memory, as
         // when batches were 32 jobs (the pool holds 128 batches).
-        let t = try pool.submit(bytes: bytes + b.jobs.count * Self.jobOverhead) {
+        try hand(b, bytes: bytes + b.jobs.count * Self.jobOverhead)
+    }
+
+    /// Hands the metadata of `dirs` (in this order: deepest first) to the threads, as a batch
+    /// of its own. Call it once every file inside them was handed back; `reap` throws its
+    /// first error in its turn.
+    func submitDirectories(_ dirs: [(entry: TarEntry, createdMode: UInt32?)]) throws {
+        try hand(FileBatch(jobs: [], content: [], directories: dirs), bytes: dirs.count * Self.jobOverhead)
+    }
+
+    private func hand(_ b: FileBatch, bytes: Int) throws {
+        let root = root, caches = caches, context = context
+        let t = try pool.submit(bytes: bytes) {
             var (generation, stack) = caches.take()
             b.write(root: root, stack: &stack, context: context)
             caches.give(stack, generation: generation)
@@ -343,6 +356,7 @@ final class FileWriters {
                     let i = headDone
                     headDone += 1
                     pendingJobs -= 1
+                    reapedJobs += 1
                     try each(jobs[i], failures.isEmpty ? nil : failures[i])
                 }
             }
@@ -350,6 +364,7 @@ final class FileWriters {
             head += 1
             headDone = 0
             if head >= 64 && head * 2 >= submitted.count { submitted.removeFirst(head); head = 0 }
+            if let error = b.directoryFailure { throw error }
         }
     }
 
@@ -378,11 +393,15 @@ final class FileWriters {
 /// their contents (one allocation per batch), freed as soon as the batch is written.
 final class FileBatch: Sendable {
     let jobs: [FileJob]
+    /// Directories whose metadata the batch applies (in this order, after its files).
+    let directories: [(entry: TarEntry, createdMode: UInt32?)]
     private let content: Mutex<[UInt8]>
     private let errors = Mutex<[Int: any Error]>([:])
+    private let directoryError = Mutex<(any Error)?>(nil)
 
-    init(jobs: [FileJob], content: [UInt8]) {
+    init(jobs: [FileJob], content: [UInt8], directories: [(entry: TarEntry, createdMode: UInt32?)] = []) {
         self.jobs = jobs
+        self.directories = directories
         self.content = Mutex(content)
     }
 
@@ -396,7 +415,17 @@ final class FileBatch: Sendable {
                 }
             }
         }
+        guard !directories.isEmpty else { return }
+        let walker = DirectoryWalker(root: root, metadata: context.metadata)
+        do {
+            for d in directories { try walker.applyDirectoryMetadata(d.entry, createdMode: d.createdMode, stack: &stack) }
+        } catch {
+            directoryError.withLock { $0 = error }
+        }
     }
+
+    /// The first error applying `directories` (read after the batch finished).
+    var directoryFailure: (any Error)? { directoryError.withLock { $0 } }
 
     /// The errors of the jobs that failed, by index (read after the batch finished).
     var failures: [Int: any Error] { errors.withLock { $0 } }
