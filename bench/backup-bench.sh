@@ -95,7 +95,16 @@ if want sparse && [ ! -f "$SPARSE.done" ]; then
   head -c 1048576 /dev/urandom | dd of="$SPARSE/disk.img" bs=1M seek=4096 conv=notrunc status=none
   touch "$SPARSE.done"
 fi
-if want sparse; then cc -O2 -shared -fPIC -o "$W/nofsync.so" bench/nofsync.c; fi
+if want sparse; then
+  cc -O2 -shared -fPIC -o "$W/nofsync.so" bench/nofsync.c
+  # The floor rows of the sparse file (bench/sparse-floor.c; hs-backup's own SHA-256 code
+  # compiled in) and two Swift hellos linked as the tools are (Package.swift's toolLinkerSettings:
+  # static Swift stdlib, PIE, lld, --no-export-dynamic): without Foundation, and importing it.
+  cc -O2 -pthread -D_Nonnull= -D_Nullable= -ISources/CCrypto/include -o "$W/sparse-floor" bench/sparse-floor.c Sources/CCrypto/ccrypto.c -ldeflate
+  for h in hello hello-foundation; do
+    swiftc -O -static-stdlib -use-ld=lld -Xlinker --no-export-dynamic -module-cache-path "$W/module-cache" -o "$W/$h" "bench/start-floor/$h.swift"
+  done
+fi
 if want stress; then cc -O2 -pthread -o "$W/backup-floor" bench/backup-floor.c; fi
 FLOOR_THREADS="1 2 4"
 # Cold cache: every run of either tool starts with the page, dentry and inode caches dropped.
@@ -188,6 +197,51 @@ rssrow() { # label ours-rss ref-rss (KiB)
   printf '| Plex-like %s files: %s, peak RSS (reference: the largest of its processes) | %.0f MiB | %.0f MiB | | <= 128 MiB | %s |\n' \
     "$PLEX" "$1" "$(awk "BEGIN{print $o / 1024}")" "$(awk "BEGIN{print $r / 1024}")" "$([ "$(awk "BEGIN{print ($o <= 131072)}")" = 1 ] && echo met || echo 'NOT met')"
 }
+# The sparse file's floor table: each part timed as a process by the same harness as tar (same
+# rounds, interleaved), and the parts' own work (bench/sparse-floor.c --report: clock_gettime
+# around the work, without the process start) summed with the start of a Swift tool into the
+# floor of a correct hs-backup run: it must start, find and read the data extents, SHA-256 them
+# (the manifest's hash), write them as gzip that GNU tar reads (stored blocks: the fastest valid
+# output for incompressible data) and commit durably (archive, manifest, index fsynced before
+# the manifest's rename, the directory fsynced after the renames). It need not do anything else.
+us() { # median of the --report microseconds of one mode, as ms
+  local v; v=$(awk -v k="$1" '$1 == k {print $2}' "$W/sparse-floor.report" 2>/dev/null | median)
+  [ -n "$v" ] && awk "BEGIN{printf \"%.2f\", $v / 1000}"
+}
+sparse_floor_table() {
+  [ -n "$(m floor_true)" ] || return 0
+  local tar_ms start read sha store deflate commit_now commit_min commit_par commit floor
+  tar_ms=$(awk "BEGIN{print $(m sparse_ref) * 1000}")
+  echo
+  echo "Sparse file: the floor (same run, same harness, load $(cut -d' ' -f1 /proc/loadavg)). Wall = the process as the harness times it (tar's own run: $(printf '%.1f' "$tar_ms") ms); work = bench/sparse-floor.c's own clock around the part, without the process start (medians)."
+  echo
+  echo "| part | wall | work | wall / tar |"
+  echo "|---|---|---|---|"
+  fl() { printf '| %s | %.1f ms | %s | %s |\n' "$1" "$(awk "BEGIN{print $(m "$2") * 1000}")" "${3:+$3 ms}" "$(ratio "$(m "$2")" "$(m sparse_ref)")"; }
+  fl "\`tar --version\` (the harness and a process start)" floor_tarversion
+  fl "C: \`/usr/bin/true\` (a C process start)" floor_true
+  fl "Swift hello, the tools' link mode (static stdlib, PIE, lld), no Foundation" floor_hello
+  fl "Swift hello importing Foundation (Date, ProcessInfo, JSONEncoder, String(format:))" floor_hellofoundation
+  fl "\`hs-backup --version\`" start_ours
+  fl "C: SEEK_DATA/SEEK_HOLE + pread of the 1 MiB" floor_read "$(us read)"
+  fl "C: the same + SHA-256 (hs-backup's SHA-NI code)" floor_sha "$(us sha)"
+  fl "C: the same read + gzip by libdeflate level 1 (hs-backup's level for compressible data)" floor_deflate1 "$(us deflate1)"
+  fl "C: the same read + gzip of stored blocks (CRC-32 + copy; hs-backup's output for incompressible data)" floor_store "$(us store)"
+  fl "C: durable commit as hs-backup 0.4.0 makes it (6 fsyncs: lock, archive, manifest, index temp, directory twice)" floor_commit_now "$(us commit-now)"
+  fl "C: durable commit, the fsyncs a correct run needs (archive, manifest, index, then the directory)" floor_commit_minimal "$(us commit-minimal)"
+  fl "C: the same, the three file fsyncs on three threads" floor_commit_parallel "$(us commit-parallel)"
+  fl "C: all of it in one process (read, SHA-256, stored gzip, correct commit)" floor_all "$(us all)"
+  start=$(awk "BEGIN{print $(m floor_hello) * 1000}"); read=$(us read); sha=$(us sha); store=$(us store); deflate=$(us deflate1)
+  commit_min=$(us commit-minimal); commit_par=$(us commit-parallel)
+  commit=$(awk "BEGIN{print ($commit_par < $commit_min ? $commit_par : $commit_min)}")
+  floor=$(awk "BEGIN{print $start + $sha + ($store - $read) + $commit}")
+  printf '| **floor of a correct Swift hs-backup**: Swift hello (wall) + read and SHA-256 + stored gzip (its part) + the cheaper correct commit (work) | **%.1f ms** | | **%s** (target 1.5x = %.1f ms: %s) |\n' \
+    "$floor" "$(ratio "$floor" "$tar_ms")" "$(awk "BEGIN{print $tar_ms * 1.5}")" \
+    "$(python3 -c "import sys; print('reachable' if float(sys.argv[1]) <= 1.5 * float(sys.argv[2]) else 'NOT reachable: the floor is above it')" "$floor" "$tar_ms")"
+  printf '| the same with Foundation linked (Swift hello importing Foundation instead) | %.1f ms | | %s |\n' \
+    "$(awk "BEGIN{print $floor - $start + $(m floor_hellofoundation) * 1000}")" "$(ratio "$(awk "BEGIN{print $floor - $start + $(m floor_hellofoundation) * 1000}")" "$tar_ms")"
+  printf '| hs-backup (this run) / floor | %.1f ms | | %s |\n' "$(awk "BEGIN{print $(m sparse_ours) * 1000}")" "$(ratio "$(m sparse_ours)" "$(awk "BEGIN{print $floor / 1000}")")"
+}
 report() {
 CORPUS_DESC="not made"; [ -d "$CORPUS" ] && CORPUS_DESC="$(du -sh "$CORPUS" | cut -f1), $(find "$CORPUS" -type f | wc -l) files"
 PLEX_DESC=""; [ -f "$PLEXTREE/.mkplex-done" ] && PLEX_DESC=" Plex-like tree: $(cat "$PLEXTREE/.mkplex-done" | sed "s| in .*||")."
@@ -232,6 +286,7 @@ TABLE=$(
     msrow "floor: a run of an empty directory (start, lock, manifest, index and archive fsynced, renames) vs tar" empty_ours sparse_ref
     msrow "the sparse run with fsync/fdatasync no-ops (LD_PRELOAD bench/nofsync.c) vs tar" sparse_nosync sparse_ref
     msrow "the sparse run vs tar made durable (\`tar ... && sync FILE\`, in bash -c)" sparse_ours sparse_ref_durable
+    sparse_floor_table
   fi
   if [ -n "$(m plex_full_ours)" ]; then
     row "Plex-like $PLEX files: full backup vs \`tar -cf - \| pigz -p2 -6\`" plex_full_ours plex_full_ref 0.6
@@ -393,6 +448,7 @@ for r in $(seq 1 "$ROUNDS"); do
   # durable as ours (`sync FILE` fsyncs the archive; ours also fsyncs manifest, index, dirs).
   if want sparse; then
     mkdir -p "$W/emptysrc"
+    [ "$r" = 1 ] && rm -f "$W/sparse-floor.report"
     for k in 1 2 3 4 5; do
       rm -rf "$W/destsparse" "$W/sparse.tar"
       sync; timeit sparse_ours "$BIN/hs-backup" --source "$SPARSE" --to "$W/destsparse" --name b --full
@@ -405,6 +461,23 @@ for r in $(seq 1 "$ROUNDS"); do
       timeit start_ours "$BIN/hs-backup" --version
       sync; timeit empty_ours "$BIN/hs-backup" --source "$W/emptysrc" --to "$W/destempty" --name b --full
       rm -rf "$W/destsparse" "$W/sparse.tar" "$W/destempty"
+      # The floor parts (see sparse_floor_table), each as a process, beside tar in the same round.
+      FL="$W/sparse-floor"; REP=(--report "$W/sparse-floor.report")
+      timeit floor_tarversion tar --version
+      timeit floor_true /usr/bin/true
+      timeit floor_hello "$W/hello"
+      timeit floor_hellofoundation "$W/hello-foundation"
+      timeit floor_read "$FL" read "$SPARSE/disk.img" "${REP[@]}"
+      timeit floor_sha "$FL" sha "$SPARSE/disk.img" "${REP[@]}"
+      timeit floor_deflate1 "$FL" deflate1 "$SPARSE/disk.img" "${REP[@]}"
+      timeit floor_store "$FL" store "$SPARSE/disk.img" "${REP[@]}"
+      for kind in now minimal parallel; do
+        rm -rf "$W/destfloor"; sync; timeit "floor_commit_$kind" "$FL" commit "$W/destfloor" "$kind" "${REP[@]}"
+      done
+      rm -rf "$W/destfloor"; sync; timeit floor_all "$FL" all "$W/destfloor" "$SPARSE/disk.img" "${REP[@]}"
+      gzip -dc "$W/destfloor/b/ID.tar.gz" | cmp -s - <(dd if="$SPARSE/disk.img" bs=1M skip=4096 count=1 status=none) \
+        || { echo "FAILED: the floor's stored gzip does not hold the sparse file's data" >&2; exit 1; }
+      rm -rf "$W/destfloor"
     done
   fi
   ROUNDS_DONE=$r

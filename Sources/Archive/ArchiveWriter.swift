@@ -14,14 +14,14 @@ package struct ArchiveWriterOptions: Sendable {
     /// A member never holds more than this many tar bytes (+ one header): big files are cut.
     package var memberSizeCap: Int = 2 << 20
     /// Compressor threads; 0 compresses and writes on the calling thread.
-    package var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    package var threads: Int = Sys.processorCount
     /// Store (not deflate) file content that looks incompressible (magic numbers, entropy).
     package var detectIncompressible = true
     /// Keep one `ArchiveIndexEntry` per entry in the returned index.
     package var recordEntries = true
 
     package init(level: Int32 = 3, memberTargetSize: Int = 1 << 20, memberSizeCap: Int = 2 << 20,
-                 threads: Int = ProcessInfo.processInfo.activeProcessorCount, detectIncompressible: Bool = true,
+                 threads: Int = Sys.processorCount, detectIncompressible: Bool = true,
                  recordEntries: Bool = true) {
         self.level = level; self.memberTargetSize = memberTargetSize
         self.memberSizeCap = max(memberSizeCap, 64 * 1024); self.threads = threads

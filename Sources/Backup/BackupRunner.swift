@@ -206,7 +206,7 @@ package final class BackupRunner {
     }
 
     private let traceStart = Date()
-    private let tracing = ProcessInfo.processInfo.environment["HS_BACKUP_TRACE"] != nil
+    private let tracing = Sys.environment("HS_BACKUP_TRACE") != nil
     /// Phase timings on stderr when HS_BACKUP_TRACE is set (for benchmarking).
     func trace(_ what: String) {
         guard tracing else { return }
@@ -280,8 +280,8 @@ package final class BackupRunner {
     /// own threads, not the shared dispatch pool: the pass itself runs on one of that pool's
     /// few threads, and the reads were found taking turns on a single other one.
     static let prefetchThreads: Int = {
-        if let v = ProcessInfo.processInfo.environment["HS_PREFETCH_THREADS"], let n = Int(v), n >= 1 { return min(n, 64) }
-        return min(8, max(2, 2 * ProcessInfo.processInfo.activeProcessorCount))
+        if let v = Sys.environment("HS_PREFETCH_THREADS"), let n = Int(v), n >= 1 { return min(n, 64) }
+        return min(8, max(2, 2 * Sys.processorCount))
     }()
 
     /// One small file for `prefetch`: its index in the batch, where to read it, its size as
@@ -417,18 +417,25 @@ package final class BackupRunner {
         let index: BackupIndex
         do {
             try pass.manifest!.finish(header: header)
-            try manifestFile.sync()
-            try manifestFile.close()
+            try manifestFile.endStream()
             // The keyless index, as `<id>.index.partial` until the commit (like the archive); an
             // encrypted run's records its recipients' fingerprint.
             index = try set.indexForCommit(header: header, written: pass.storedArchive, manifest: manifestFile.stored(as: id),
                                            previous: previousIndex, recipients: set.keys.recipientFingerprint)
-            try set.writeIndex(index)
+            let indexFile = try set.createIndex(index)
+            defer { try? indexFile.close() }
+            // Archive, manifest and index durable before the manifest's rename (the commit).
+            try syncForCommit([(pass.archiveToSync, " while writing the archive"), (manifestFile, " while writing the manifest"),
+                               (indexFile, " while writing the index")], concurrently: dest.syncsFilesConcurrently)
+            try pass.closeArchive()
+            try manifestFile.close()
+            try indexFile.close()
             try dest.rename(manifestPartial, to: set.manifestPath(id))
             committed = true
         } catch {
             pass.abandonArchive()
             try? dest.remove(set.indexPath(id) + ".partial")
+            if let f = error as? PassFailure { throw nothingCommitted(set, f.step, f.cause) }
             throw nothingCommitted(set, " while writing the manifest", error)
         }
         // Committed: the archive and the index get their final names (a run stopped before this

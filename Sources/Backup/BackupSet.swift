@@ -356,8 +356,14 @@ package enum BackupID {
         var t = time_t(seconds)
         var tm = tm()
         gmtime_r(&t, &tm)
-        return String(format: "%04d%02d%02dT%02d%02d%02dZ", Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
-                      Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec))
+        // As String(format: "%04d%02d%02dT%02d%02d%02dZ", ...) printed it, without Foundation's
+        // CVarArg boxing (its first use costs ~0.3 ms per start; issue 23).
+        func digits(_ v: Int, _ width: Int) -> String {
+            let s = String(v.magnitude)
+            return (v < 0 ? "-" : "") + String(repeating: "0", count: max(0, width - s.count - (v < 0 ? 1 : 0))) + s
+        }
+        return digits(Int(tm.tm_year) + 1900, 4) + digits(Int(tm.tm_mon) + 1, 2) + digits(Int(tm.tm_mday), 2) + "T"
+            + digits(Int(tm.tm_hour), 2) + digits(Int(tm.tm_min), 2) + digits(Int(tm.tm_sec), 2) + "Z"
     }
 
     /// The time an id names (seconds since the epoch, UTC), ignoring an older `-NN` suffix;

@@ -132,7 +132,7 @@ package final class ManifestWriter {
     package private(set) var copiedMembers = 0
 
     package init(sink: @escaping ([UInt8]) throws -> Void, parent: (any ManifestMemberSource)? = nil,
-                 threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+                 threads: Int = Sys.processorCount) {
         self.sink = sink
         self.parent = parent
         self.pool = WorkPool(threads: max(1, threads), name: "hs-manifest")

@@ -77,10 +77,10 @@ package final class Scanner {
     package var startingThreads = Scanner.startingWalkers
     /// Four walkers per core, 4 to 16; `HS_SCAN_WALKERS` sets the number and starts them all
     /// at once (for measurements).
-    package static let defaultWalkers: Int = walkersFromEnvironment ?? min(16, max(4, 4 * ProcessInfo.processInfo.activeProcessorCount))
-    static let startingWalkers: Int = walkersFromEnvironment ?? max(1, ProcessInfo.processInfo.activeProcessorCount)
+    package static let defaultWalkers: Int = walkersFromEnvironment ?? min(16, max(4, 4 * Sys.processorCount))
+    static let startingWalkers: Int = walkersFromEnvironment ?? max(1, Sys.processorCount)
     private static let walkersFromEnvironment: Int? = {
-        guard let v = ProcessInfo.processInfo.environment["HS_SCAN_WALKERS"], let n = Int(v), n >= 1 else { return nil }
+        guard let v = Sys.environment("HS_SCAN_WALKERS"), let n = Int(v), n >= 1 else { return nil }
         return min(n, 64)
     }()
     /// Do not descend into mount points (directories on another file system than their

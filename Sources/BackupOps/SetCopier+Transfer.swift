@@ -211,7 +211,7 @@ struct Transfer: Sendable {
             throw SourceDamage(description: "\(shown) does not match its index (SHA-256 \(digest.hex), recorded \(want.hex))")
         }
         CopyTrace.note(String(format: "file %@: read (read %.3fs, hash %.3fs, write %.3fs)", shown, readTime, hashTime, writeTime))
-        return Sent(sha256: digest, remote: remote?.finalizeHex())
+        return Sent(sha256: digest, remote: try remote?.finalizeHex())
     }
 
     /// Checks the copy at the target: its own hash, or read back. A file of at most one chunk

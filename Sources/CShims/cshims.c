@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <stdio.h>
 #include <errno.h>
 #include <malloc.h>
 #include <spawn.h>
@@ -49,3 +50,5 @@ int cshims_falloc_punch_hole(void) { return FALLOC_FL_PUNCH_HOLE; }
 int cshims_falloc_keep_size(void) { return FALLOC_FL_KEEP_SIZE; }
 int cshims_seek_data(void) { return SEEK_DATA; }
 int cshims_seek_hole(void) { return SEEK_HOLE; }
+
+int cshims_format_fixed1(char *out, int cap, double v) { return snprintf(out, (size_t)cap, "%.1f", v); }

@@ -15,9 +15,19 @@ import Support
 ///   (ArgumentParser would silently keep the last one: `--to /a --to /b` must not back up to /b).
 /// - the configuration file (`ToolConfiguration`: /etc/default/home-server-tools, `HS_CONFIG`
 ///   or `--config`) is read before the command runs: a file that cannot be used exits 2.
-package protocol ToolCommand: AsyncParsableCommand {}
+package protocol ToolCommand: AsyncParsableCommand {
+    /// The tool's most common command line, parsed without ArgumentParser; nil for any other
+    /// (ArgumentParser then parses it as always, and reports every error and `--help`).
+    /// ArgumentParser's parse of one command is ~2 ms of CPU (reflection over every option and
+    /// the Swift runtime's protocol-conformance scans), a seventh of a one-file backup (issue 23).
+    /// An implementation must give exactly what ArgumentParser gives for the forms it accepts:
+    /// `HS_DEBUG_PARSE` (see `main`) prints both for the tests to compare.
+    static func parseCommonForm(_ arguments: [String]) -> (any ParsableCommand)?
+}
 
 extension ToolCommand {
+    package static func parseCommonForm(_ arguments: [String]) -> (any ParsableCommand)? { nil }
+
     package static func main() async {
         let arguments = Array(CommandLine.arguments.dropFirst())
         let name = configuration.commandName ?? "tool"
@@ -48,7 +58,17 @@ extension ToolCommand {
         if arguments.contains("-q") || arguments.contains("--quiet") { Reporter.verbosity = .quiet }
         if arguments.contains("-v") || arguments.contains("--verbose") { Reporter.verbosity = .verbose }
         do {
-            var command = try parseAsRoot()
+            // HS_DEBUG_PARSE=fast|full (tests only): print how the command line was parsed - by
+            // `parseCommonForm` or by ArgumentParser ("full" skips the former) - and every option's
+            // value, then exit 0 without running anything.
+            let debugParse = Sys.environment("HS_DEBUG_PARSE")
+            let common = debugParse == "full" ? nil : parseCommonForm(arguments)
+            var command = try common ?? parseAsRoot()
+            if let debugParse {
+                Reporter.writeStdout("parsed by \(common != nil ? "parseCommonForm" : "ArgumentParser") (HS_DEBUG_PARSE=\(debugParse))\n"
+                                     + ParsedOptions.describe(command))
+                Foundation.exit(0)
+            }
             if case .failure(let error) = ToolConfiguration.current {
                 reportFailure(error.message, exitCode: error.exitCode)
                 Foundation.exit(error.exitCode)
@@ -173,5 +193,30 @@ enum RepeatedOptions {
         }
         for o in order where seen[o]!.count > 1 { return (o, seen[o]!) }
         return nil
+    }
+}
+
+/// Every option of a parsed command as `path = value` lines (a value that was never set shows
+/// as `UNSET`), for `HS_DEBUG_PARSE`: reads the property wrappers' parsed state by reflection,
+/// so that a property `parseCommonForm` forgets, or sets to another default, shows.
+enum ParsedOptions {
+    static func describe(_ value: Any, path: String = "") -> String {
+        var out = ""
+        for child in Mirror(reflecting: value).children {
+            let name = path + (child.label.map { $0.hasPrefix("_") ? String($0.dropFirst()) : $0 } ?? "?")
+            guard let parsed = Mirror(reflecting: child.value).children.first(where: { $0.label == "_parsedValue" })?.value else {
+                continue  // not an option, flag or group
+            }
+            guard let state = Mirror(reflecting: parsed).children.first, state.label == "value" else {
+                out += "\(name) = UNSET\n"
+                continue
+            }
+            if state.value is any ParsableArguments {
+                out += describe(state.value, path: name + ".")
+            } else {
+                out += "\(name) = \(String(reflecting: state.value))\n"
+            }
+        }
+        return out
     }
 }

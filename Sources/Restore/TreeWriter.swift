@@ -623,7 +623,7 @@ package enum RestoreThreads {
     /// filesystem's journal and on a VM disk, so more threads than cores pay off.
     /// `HS_RESTORE_WRITERS` overrides it (1: no writer threads; for measurements).
     package static var fileWriters: Int {
-        if let v = ProcessInfo.processInfo.environment["HS_RESTORE_WRITERS"], let n = Int(v), n >= 1 { return min(n, 64) }
+        if let v = Sys.environment("HS_RESTORE_WRITERS"), let n = Int(v), n >= 1 { return min(n, 64) }
         return 4
     }
 }

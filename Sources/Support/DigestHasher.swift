@@ -20,16 +20,28 @@ package struct DigestHasher: ~Copyable {
     private let md: OpaquePointer
     private let c: UnsafePointer<hs_libcrypto>
     package let kind: Kind
+    /// The first libcrypto call that failed (its result is 1 on success), thrown by `finalizeHex`.
+    private var failure: CryptoPrimitiveError?
 
-    /// - Returns: nil when libcrypto does not offer `kind` (a FIPS build without MD5).
+    /// - Returns: nil when libcrypto does not offer `kind` (a FIPS build without MD5) or cannot
+    ///   start a hash of it (`EVP_MD_CTX_new` or `EVP_DigestInit_ex` failed).
     package init?(_ kind: Kind) {
         let c = LibCrypto.required
         guard let md = c.pointee.EVP_MD_fetch(nil, kind.openSSLName, nil) else { return nil }
+        guard let ctx = c.pointee.EVP_MD_CTX_new() else {
+            c.pointee.EVP_MD_free(md)
+            return nil
+        }
+        guard c.pointee.EVP_DigestInit_ex(ctx, md, nil) == 1 else {
+            c.pointee.ERR_clear_error()
+            c.pointee.EVP_MD_CTX_free(ctx)
+            c.pointee.EVP_MD_free(md)
+            return nil
+        }
         self.c = c
         self.md = md
         self.kind = kind
-        ctx = c.pointee.EVP_MD_CTX_new()!
-        c.pointee.EVP_DigestInit_ex(ctx, md, nil)
+        self.ctx = ctx
     }
 
     deinit {
@@ -39,16 +51,20 @@ package struct DigestHasher: ~Copyable {
 
     /// Adds bytes to the hash.
     /// The corresponding libcrypto call is `EVP_DigestUpdate`.
+    /// A failure is kept and thrown by `finalizeHex` (a hash that missed bytes must never be compared).
     package mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
-        c.pointee.EVP_DigestUpdate(ctx, base, bytes.count)
+        guard let base = bytes.baseAddress, bytes.count > 0, failure == nil else { return }
+        if c.pointee.EVP_DigestUpdate(ctx, base, bytes.count) != 1 { failure = .last("EVP_DigestUpdate (\(kind.openSSLName))") }
     }
 
     /// The digest as lowercase hex, as rclone prints it. The hasher cannot be used afterwards.
-    package consuming func finalizeHex() -> String {
+    /// - Throws: `CryptoPrimitiveError` naming the libcrypto call that failed (an update or the final one).
+    package consuming func finalizeHex() throws(CryptoPrimitiveError) -> String {
+        if let failure { throw failure }
         var out = [UInt8](repeating: 0, count: 64)
         var len: UInt32 = 64
-        out.withUnsafeMutableBufferPointer { _ = c.pointee.EVP_DigestFinal_ex(ctx, $0.baseAddress, &len) }
+        let ok = out.withUnsafeMutableBufferPointer { c.pointee.EVP_DigestFinal_ex(ctx, $0.baseAddress, &len) }
+        guard ok == 1, len <= 64 else { throw .last("EVP_DigestFinal_ex (\(kind.openSSLName))") }
         return hexString(out.prefix(Int(len)))
     }
 }

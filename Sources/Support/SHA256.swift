@@ -41,8 +41,8 @@ package struct SHA256Hasher: ~Copyable {
             state = .native(ctx)
         case .libcrypto:
             let c = LibCrypto.required
-            let ctx = c.pointee.EVP_MD_CTX_new()!
-            c.pointee.EVP_DigestInit_ex(ctx, Self.md ?? c.pointee.EVP_sha256(), nil)
+            guard let ctx = c.pointee.EVP_MD_CTX_new() else { Self.failed("EVP_MD_CTX_new") }
+            if c.pointee.EVP_DigestInit_ex(ctx, Self.md ?? c.pointee.EVP_sha256(), nil) != 1 { Self.failed("EVP_DigestInit_ex") }
             state = .libcrypto(ctx, c)
         }
     }
@@ -60,12 +60,19 @@ package struct SHA256Hasher: ~Copyable {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         switch state {
         case .native(let ctx): hs_sha256_update(ctx, base, bytes.count)
-        case .libcrypto(let ctx, let c): c.pointee.EVP_DigestUpdate(ctx, base, bytes.count)
+        case .libcrypto(let ctx, let c):
+            if c.pointee.EVP_DigestUpdate(ctx, base, bytes.count) != 1 { Self.failed("EVP_DigestUpdate") }
         }
     }
 
     package mutating func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { update($0) }
+    }
+
+    /// A libcrypto SHA-256 call failed (an allocation, a broken provider): a digest that missed
+    /// bytes would be recorded as the content's, so the process stops, naming the call.
+    private static func failed(_ call: String) -> Never {
+        fatalError("SHA-256: \(CryptoPrimitiveError.last(call)). Check libcrypto (apt-get install --reinstall libssl3).")
     }
 
     /// The 32-byte digest. The hasher cannot be used afterwards.
@@ -76,7 +83,7 @@ package struct SHA256Hasher: ~Copyable {
             case .native(let ctx): hs_sha256_final(ctx, o.baseAddress!)
             case .libcrypto(let ctx, let c):
                 var len: UInt32 = 32
-                _ = c.pointee.EVP_DigestFinal_ex(ctx, o.baseAddress, &len)
+                if c.pointee.EVP_DigestFinal_ex(ctx, o.baseAddress, &len) != 1 || len != 32 { Self.failed("EVP_DigestFinal_ex") }
             }
         }
         return out

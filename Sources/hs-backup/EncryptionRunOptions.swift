@@ -33,7 +33,7 @@ struct EncryptionRunOptions: ParsableArguments {
         if recipients.isEmpty && files.isEmpty, let f = try ToolConfiguration.get().value(.ageRecipientsFile) { files = [f.value] }
         options.encryption.recipients = try SetKeys.recipients(recipients, files: files)
         options.encryption.rotateKeys = rotateKeys
-        if let dir = stateDir ?? ProcessInfo.processInfo.environment["HS_STATE_DIR"], !dir.isEmpty {
+        if let dir = stateDir ?? Sys.environment("HS_STATE_DIR"), !dir.isEmpty {
             options.encryption.stateDirectory = dir
         }
     }

@@ -125,16 +125,19 @@ extension HsBackup {
         var excludes: [String] = []
 
         @Option(help: ArgumentHelp("Take a full backup automatically after this many incrementals.", valueName: "N"))
-        var maxIncrementals: Int = 13
+        var maxIncrementals: Int = Self.defaultMaxIncrementals
 
         @Option(help: ArgumentHelp("Take a full backup automatically when the last one is older than this many days.", valueName: "DAYS"))
-        var fullEveryDays: Double = 14
+        var fullEveryDays: Double = Self.defaultFullEveryDays
 
         @OptionGroup var ops: OpsRunOptions
 
         @OptionGroup var engine: EngineRunOptions
 
         @OptionGroup var encryption: EncryptionRunOptions
+
+        static let defaultMaxIncrementals = 13
+        static let defaultFullEveryDays: Double = 14
 
         func validate() throws {
             if sources.isEmpty, let config = try? ToolConfiguration.get(), config.value(.appdata) == nil {

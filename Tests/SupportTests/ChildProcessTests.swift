@@ -58,6 +58,6 @@ import Glibc
         data.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[..<10])) }
         data.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[10...])) }
         let tool = try Subprocess.checked(["\(kind.rawValue)sum"], input: Data(data)).stdout.prefix { $0 != " " }
-        #expect(h.finalizeHex() == String(tool))
+        #expect(try h.finalizeHex() == String(tool))
     }
 }

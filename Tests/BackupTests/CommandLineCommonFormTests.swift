@@ -1,0 +1,61 @@
+// hs-backup parses its nightly command line without ArgumentParser (`HsBackup.parseCommonForm`,
+// issue 23: ArgumentParser's parse is ~2 ms of CPU per start). These tests hold that parse to
+// ArgumentParser's, option by option: `HS_DEBUG_PARSE=fast|full` makes the tool print which
+// parser took the line and every option's value (`UNSET` for one never set), then exit 0.
+import Foundation
+import Support
+import TestSupport
+import Testing
+
+@Suite("Command line: hs-backup's common form parsed without ArgumentParser gives what ArgumentParser gives")
+struct CommandLineCommonFormTests {
+    /// Both parses of `arguments`: (status, first line, the rest of stdout, stderr).
+    func parses(_ arguments: [String]) throws -> (fast: (Int32, String, String, String), full: (Int32, String, String, String)) {
+        func one(_ mode: String) throws -> (Int32, String, String, String) {
+            let r = try Tools.run("hs-backup", arguments, environment: ["HS_DEBUG_PARSE": mode])
+            let lines = r.stdout.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
+            return (r.status, lines.first.map(String.init) ?? "", lines.count > 1 ? String(lines[1]) : "", r.stderr)
+        }
+        return (try one("fast"), try one("full"))
+    }
+
+    @Test("the nightly forms take the fast parse and give every option exactly ArgumentParser's value", arguments: [
+        ["--source", "/srv/appdata", "--to", "/mnt/backups"],
+        ["run", "--to", "/mnt/backups", "--source", "/srv/appdata", "--name", "io", "--full", "--json"],
+        ["backup", "-q", "--source", "/srv/appdata", "--to", "nfs://nas/tank/b", "--exclude", "*/cache/*", "--exclude", "b c"],
+        ["--verbose", "--name", "é x", "--source", "", "--to", "rclone:remote:path"],
+        ["-v", "--full", "--to", "/b", "--source", "/a"],
+    ])
+    func commonForms(_ arguments: [String]) throws {
+        let (fast, full) = try parses(arguments)
+        #expect(fast.0 == 0 && full.0 == 0, "exit \(fast.0) / \(full.0): \(fast.3) \(full.3)")
+        #expect(fast.1 == "parsed by parseCommonForm (HS_DEBUG_PARSE=fast)", "\(arguments): \(fast.1)")
+        #expect(full.1 == "parsed by ArgumentParser (HS_DEBUG_PARSE=full)", "\(arguments): \(full.1)")
+        #expect(!full.2.contains("UNSET") && full.2.contains("sources = ") && full.2.contains("encryption.stateDir = nil"), "\(full.2)")
+        #expect(fast.2 == full.2, "\(arguments): parseCommonForm gave\n\(fast.2)\nArgumentParser gave\n\(full.2)")
+    }
+
+    @Test("any other line goes to ArgumentParser, with its exit code and messages", arguments: [
+        ["--source=/srv/appdata", "--to", "/b"],                      // --opt=value
+        ["--source", "/a", "--to", "/b", "--nfs-timeout", "5"],       // another option
+        ["--source", "/a", "--source", "/c", "--to", "/b"],           // one --source per run (exit 2)
+        ["-q", "-v", "--source", "/a", "--to", "/b"],                 // excluded flags (exit 2)
+        ["--full", "--full", "--source", "/a", "--to", "/b"],         // a flag twice
+        ["--to", "-x", "--source", "/a"],                             // a value like an option (exit 2)
+        ["--source", "/a", "--to"],                                   // a missing value (exit 2)
+        ["--to", "/b"],                                               // no --source, no HS_APPDATA (exit 2)
+        ["list", "--to", "/b"],                                       // another command
+        ["--help"],
+        ["-qv", "--source", "/a", "--to", "/b"],
+    ])
+    func otherLines(_ arguments: [String]) throws {
+        let (fast, full) = try parses(arguments)
+        #expect(fast.0 == full.0 && fast.3 == full.3, "\(arguments): exit \(fast.0) / \(full.0):\n\(fast.3)\n\(full.3)")
+        if fast.0 == 0 && full.1.hasPrefix("parsed by") {
+            #expect(fast.1 == "parsed by ArgumentParser (HS_DEBUG_PARSE=fast)", "\(arguments): \(fast.1)")
+            #expect(fast.2 == full.2, "\(arguments):\n\(fast.2)\n\(full.2)")
+        } else {
+            #expect(fast.1 == full.1 && fast.2 == full.2, "\(arguments): \(fast.1) \(fast.2) / \(full.1) \(full.2)")
+        }
+    }
+}
