@@ -98,10 +98,11 @@ fi
 if want sparse; then
   cc -O2 -shared -fPIC -o "$W/nofsync.so" bench/nofsync.c
   # The floor rows of the sparse file (bench/sparse-floor.c; hs-backup's own SHA-256 code
-  # compiled in) and two Swift hellos linked as the tools are (Package.swift's toolLinkerSettings:
-  # static Swift stdlib, PIE, lld, --no-export-dynamic): without Foundation, and importing it.
+  # compiled in) and three Swift hellos linked as the tools are (Package.swift's toolLinkerSettings:
+  # static Swift stdlib, PIE, lld, --no-export-dynamic): without Foundation, importing only
+  # FoundationEssentials, and importing Foundation as the tools do.
   cc -O2 -pthread -D_Nonnull= -D_Nullable= -ISources/CCrypto/include -o "$W/sparse-floor" bench/sparse-floor.c Sources/CCrypto/ccrypto.c -ldeflate
-  for h in hello hello-foundation; do
+  for h in hello hello-essentials hello-foundation; do
     swiftc -O -static-stdlib -use-ld=lld -Xlinker --no-export-dynamic -module-cache-path "$W/module-cache" -o "$W/$h" "bench/start-floor/$h.swift"
   done
 fi
@@ -221,7 +222,8 @@ sparse_floor_table() {
   fl "\`tar --version\` (the harness and a process start)" floor_tarversion
   fl "C: \`/usr/bin/true\` (a C process start)" floor_true
   fl "Swift hello, the tools' link mode (static stdlib, PIE, lld), no Foundation" floor_hello
-  fl "Swift hello importing Foundation (Date, ProcessInfo, JSONEncoder, String(format:))" floor_hellofoundation
+  fl "Swift hello importing only FoundationEssentials (Date, ProcessInfo, JSONEncoder)" floor_helloessentials
+  fl "Swift hello importing Foundation, as the tools do (Date, ProcessInfo, JSONEncoder, String(format:))" floor_hellofoundation
   fl "\`hs-backup --version\`" start_ours
   fl "C: SEEK_DATA/SEEK_HOLE + pread of the 1 MiB" floor_read "$(us read)"
   fl "C: the same + SHA-256 (hs-backup's SHA-NI code)" floor_sha "$(us sha)"
@@ -238,8 +240,11 @@ sparse_floor_table() {
   printf '| **floor of a correct Swift hs-backup**: Swift hello (wall) + read and SHA-256 + stored gzip (its part) + the cheaper correct commit (work) | **%.1f ms** | | **%s** (target 1.5x = %.1f ms: %s) |\n' \
     "$floor" "$(ratio "$floor" "$tar_ms")" "$(awk "BEGIN{print $tar_ms * 1.5}")" \
     "$(python3 -c "import sys; print('reachable' if float(sys.argv[1]) <= 1.5 * float(sys.argv[2]) else 'NOT reachable: the floor is above it')" "$floor" "$tar_ms")"
-  printf '| the same with Foundation linked (Swift hello importing Foundation instead) | %.1f ms | | %s |\n' \
-    "$(awk "BEGIN{print $floor - $start + $(m floor_hellofoundation) * 1000}")" "$(ratio "$(awk "BEGIN{print $floor - $start + $(m floor_hellofoundation) * 1000}")" "$tar_ms")"
+  local h v
+  for h in essentials:FoundationEssentials foundation:Foundation; do
+    v=$(awk "BEGIN{print $floor - $start + $(m "floor_hello${h%%:*}") * 1000}")
+    printf '| the same floor with %s linked (its Swift hello instead) | %.1f ms | | %s |\n' "${h#*:}" "$v" "$(ratio "$v" "$tar_ms")"
+  done
   printf '| hs-backup (this run) / floor | %.1f ms | | %s |\n' "$(awk "BEGIN{print $(m sparse_ours) * 1000}")" "$(ratio "$(m sparse_ours)" "$(awk "BEGIN{print $floor / 1000}")")"
 }
 report() {
@@ -466,6 +471,7 @@ for r in $(seq 1 "$ROUNDS"); do
       timeit floor_tarversion tar --version
       timeit floor_true /usr/bin/true
       timeit floor_hello "$W/hello"
+      timeit floor_helloessentials "$W/hello-essentials"
       timeit floor_hellofoundation "$W/hello-foundation"
       timeit floor_read "$FL" read "$SPARSE/disk.img" "${REP[@]}"
       timeit floor_sha "$FL" sha "$SPARSE/disk.img" "${REP[@]}"

@@ -66,7 +66,7 @@ final class BackupPass {
     private var lastUsedArchive = ManifestEntry.noArchive
     private(set) var archiveID: String?
     private var archiveWriter: ArchiveWriter?
-    private var archiveFile: (any DestinationWriter)?
+    private var archiveFile: StoredWriter?
     /// The archive as stored (size and SHA-256, recorded as written), once it is finished.
     private(set) var storedArchive: StoredFile?
     private var archiveCleanup: Int?
@@ -589,8 +589,10 @@ final class BackupPass {
         }
     }
 
-    /// Ends the archive (if one was written), passes the rest of the queue to the manifest and
-    /// syncs the archive. It keeps its `.partial` name until the manifest is committed (the
+    /// Ends the archive (if one was written) and passes the rest of the queue to the manifest.
+    /// The archive is complete (`storedArchive` final) but not synced yet: the runner syncs it
+    /// with the manifest and the index (`syncForCommit`) and closes it (`closeArchive`) before
+    /// the manifest's rename. It keeps its `.partial` name until the manifest is committed (the
     /// runner renames it then): until that moment it is provably a leftover.
     func finishArchive() throws {
         guard let aw = archiveWriter, let writer = archiveFile, set != nil else {
@@ -602,16 +604,24 @@ final class BackupPass {
             bytesOut = index.compressedSize
             try flushAwaiting(all: true)
             runner.trace("archive streamed")
-            try writer.sync()
-            try writer.close()
-            storedArchive = (writer as? StoredWriter)?.stored(as: id)
-            archiveFile = nil
-            // From here a signal leaves the `.partial` archive for the next cleanup (removed
-            // there unless its manifest got committed).
-            if let c = archiveCleanup { InterruptCleanup.shared.unregister(c); archiveCleanup = nil }
+            try writer.endStream()
+            storedArchive = writer.stored(as: id)
         } catch {
             throw PassFailure(step: " while writing the archive", cause: error)
         }
+    }
+
+    /// The archive `finishArchive` ended, still open: the commit syncs it.
+    var archiveToSync: StoredWriter? { archiveFile }
+
+    /// Closes the archive after the commit synced it.
+    func closeArchive() throws {
+        guard let writer = archiveFile else { return }
+        archiveFile = nil
+        do { try writer.close() } catch { throw PassFailure(step: " while writing the archive", cause: error) }
+        // From here a signal leaves the `.partial` archive for the next cleanup (removed
+        // there unless its manifest got committed).
+        if let c = archiveCleanup { InterruptCleanup.shared.unregister(c); archiveCleanup = nil }
     }
 
     /// After a failure before the commit: removes the partial archive.

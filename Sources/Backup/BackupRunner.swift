@@ -417,18 +417,25 @@ package final class BackupRunner {
         let index: BackupIndex
         do {
             try pass.manifest!.finish(header: header)
-            try manifestFile.sync()
-            try manifestFile.close()
+            try manifestFile.endStream()
             // The keyless index, as `<id>.index.partial` until the commit (like the archive); an
             // encrypted run's records its recipients' fingerprint.
             index = try set.indexForCommit(header: header, written: pass.storedArchive, manifest: manifestFile.stored(as: id),
                                            previous: previousIndex, recipients: set.keys.recipientFingerprint)
-            try set.writeIndex(index)
+            let indexFile = try set.createIndex(index)
+            defer { try? indexFile.close() }
+            // Archive, manifest and index durable before the manifest's rename (the commit).
+            try syncForCommit([(pass.archiveToSync, " while writing the archive"), (manifestFile, " while writing the manifest"),
+                               (indexFile, " while writing the index")], concurrently: dest.syncsFilesConcurrently)
+            try pass.closeArchive()
+            try manifestFile.close()
+            try indexFile.close()
             try dest.rename(manifestPartial, to: set.manifestPath(id))
             committed = true
         } catch {
             pass.abandonArchive()
             try? dest.remove(set.indexPath(id) + ".partial")
+            if let f = error as? PassFailure { throw nothingCommitted(set, f.step, f.cause) }
             throw nothingCommitted(set, " while writing the manifest", error)
         }
         // Committed: the archive and the index get their final names (a run stopped before this

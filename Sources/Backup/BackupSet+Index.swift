@@ -37,17 +37,26 @@ extension BackupSet {
         // needs no temporary name of its own (one that a crash cuts short is a leftover, since
         // the manifest's rename comes only after this sync), and the directory is synced once
         // after the commit's renames (issue 23: one rename and one directory fsync fewer per run).
-        let path = indexPath(index.id) + ".partial"
-        let bytes = index.encoded()
-        let w = try destination.create(path, size: UInt64(bytes.count))
+        let w = try createIndex(index)
         do {
-            try w.write(bytes)
             try w.sync()
             try w.close()
         } catch {
             try? w.close()
             throw error
         }
+    }
+
+    /// `<id>.index.partial` with `index` written, not synced yet (a run's commit syncs it with
+    /// its archive and manifest, `syncForCommit`, then closes it).
+    package func createIndex(_ index: BackupIndex) throws -> any DestinationWriter {
+        let bytes = index.encoded()
+        let w = try destination.create(indexPath(index.id) + ".partial", size: UInt64(bytes.count))
+        do { try w.write(bytes) } catch {
+            try? w.close()
+            throw error
+        }
+        return w
     }
 
     /// What the index of a backup being committed lists: `header.archives` (the archives its

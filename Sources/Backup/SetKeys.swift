@@ -172,6 +172,13 @@ package final class StoredWriter: DestinationWriter {
         try copy?.sync()
     }
 
+    /// Ends the stream without syncing: an age stream's final chunk is written (a plaintext file
+    /// has none), so what is stored is complete and `stored(as:)` final. `sync()` may follow,
+    /// on another thread too (the commit syncs its files at once: `syncForCommit`).
+    package func endStream() throws {
+        try (top as? AgeEncryptingWriter)?.finish()
+    }
+
     package func close() throws {
         defer { try? copy?.close() }
         try top.close()

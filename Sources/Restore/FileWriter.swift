@@ -69,9 +69,11 @@ struct FileWriteContext: Sendable {
 /// temporary name renamed when complete; content already in memory under the final name. On
 /// any failure the file is removed.
 ///
-/// A value (no object or lock per file): small files travel in a `FileBatch` whose one buffer
-/// holds their contents.
-struct FileJob: Sendable {
+/// One object per file, immutable, with no lock: handing it to a writer thread and back
+/// retains it once (as a value, each copy retained its ~10 references, ~30% of the writer
+/// threads' own CPU in a restore of small files). Small files travel in a `FileBatch` whose one
+/// buffer holds their contents.
+final class FileJob: Sendable {
     let entry: TarEntry
     let name: [UInt8]
     /// The parent, opened by the tree writer; nil: the writer thread opens `parentComps`.
@@ -114,14 +116,13 @@ struct FileJob: Sendable {
 
     private func write(_ content: Content, parent: DirHandle, buffered direct: Bool, context: FileWriteContext,
                        removeExisting: () throws -> Void) throws {
-        let e = entry
-        lazy var shown = NameEscape.escape(e.path)
+        lazy var shown = NameEscape.escape(entry.path)
         // Content held in memory (pool jobs, fresh target) is written under the final name
         // (one metadata operation less per small file) and removed on failure; streamed
         // content goes to a temporary name renamed when complete.
         var useTemp = !direct
         var tmp = direct ? name : Self.tempName()
-        let createMode = e.mode & 0o777
+        let createMode = entry.mode & 0o777
         func create() -> Int32 {
             Sys.retry { Sys.withCName(tmp) { openat(parent.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(createMode)) } }
         }
@@ -140,7 +141,7 @@ struct FileJob: Sendable {
         }
         do {
             try fill(fd, content, buffered: direct, space: context.space)
-            try context.metadata.apply(e, to: .fd(fd), createdMode: createMode, shown: shown)
+            try context.metadata.apply(entry, to: .fd(fd), createdMode: createMode, shown: shown)
             if !useTemp { renamed = true; return }
             var rc = Sys.retry { Sys.withCName(tmp) { t in Sys.withCName(name) { renameat(parent.fd, t, parent.fd, $0) } } }
             if rc != 0 && (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) {
@@ -157,26 +158,26 @@ struct FileJob: Sendable {
     /// Writes the content (zero runs of 64 KiB and sparse holes stay holes), checks the
     /// SHA-256 when one is expected, and sets the size.
     private func fill(_ fd: Int32, _ content: Content, buffered: Bool, space: SpaceBudget) throws {
-        let e = entry
-        func shown() -> String { NameEscape.escape(e.path) }
+        let size = entry.size, sparse = entry.sparse
+        func shown() -> String { NameEscape.escape(entry.path) }
         func tooLarge(_ why: String) -> RestoreError {
             .refused(.tooLarge, entry: shown(), detail: why)
         }
         // A streamed (large or sparse) file gets its size first: a size the filesystem cannot
         // hold fails here (EFBIG), before anything is inflated.
         var sized = false
-        if !buffered && e.size > TreeWriter.parallelMaxFileSize {
-            if Sys.retry({ ftruncate(fd, off_t(clamping: e.size)) }) != 0 {
+        if !buffered && size > TreeWriter.parallelMaxFileSize {
+            if Sys.retry({ ftruncate(fd, off_t(clamping: size)) }) != 0 {
                 throw errno == EFBIG || errno == EINVAL
-                    ? tooLarge("its size of \(e.size) bytes is too large for the target filesystem (larger than its largest file); nothing was written")
+                    ? tooLarge("its size of \(size) bytes is too large for the target filesystem (larger than its largest file); nothing was written")
                     : RestoreError.io(SysError(call: "set size of", path: shown(), errno: errno))
             }
             sized = true
         }
         // A sparse member's expected hash is the `SparseHash` (its map and data, not its holes).
-        var hasher = expected != nil && e.sparse == nil ? SHA256Hasher() : nil
+        var hasher = expected != nil && sparse == nil ? SHA256Hasher() : nil
         var sparseHasher: SparseHash? = nil
-        if expected != nil, let map = e.sparse { sparseHasher = SparseHash(map: map, realSize: e.size) }
+        if expected != nil, let map = sparse { sparseHasher = SparseHash(map: map, realSize: size) }
         var end: UInt64 = 0
         var written: UInt64 = 0  // the file's size so far (it was created empty, O_EXCL)
         try content { off, bytes in
@@ -205,14 +206,14 @@ struct FileJob: Sendable {
         if let expected, hasher != nil || sparseHasher != nil {
             let got = hasher != nil ? hasher.take()!.finalize() : sparseHasher.take()!.finalize()
             // A sparse member's content ends where its map's last region ends.
-            let dataEnd = e.sparse.map { $0.last.map { $0.offset + $0.length } ?? 0 } ?? e.size
+            let dataEnd = sparse.map { $0.last.map { $0.offset + $0.length } ?? 0 } ?? size
             guard end == dataEnd, got == expected else { throw RestoreError.contentMismatch(entry: shown(), origin: origin) }
         }
         // Only when a hole ends the file (the truncate costs a journal update per file).
-        if written != e.size && !sized {
-            guard Sys.retry({ ftruncate(fd, off_t(clamping: e.size)) }) == 0 else {
+        if written != size && !sized {
+            guard Sys.retry({ ftruncate(fd, off_t(clamping: size)) }) == 0 else {
                 throw errno == EFBIG
-                    ? tooLarge("its size of \(e.size) bytes is too large for the target filesystem (larger than its largest file)")
+                    ? tooLarge("its size of \(size) bytes is too large for the target filesystem (larger than its largest file)")
                     : RestoreError.io(SysError(call: "set size of", path: shown(), errno: errno))
             }
         }
@@ -276,6 +277,8 @@ final class FileWriters {
     private var headDone = 0
     /// Jobs queued (in batches or the batch being filled) and not yet handed back.
     private(set) var pendingJobs = 0
+    /// Jobs handed back so far (in submission order).
+    private(set) var reapedJobs = 0
     static let batchJobs = 32
     static let batchMaxJobs = 512
     static let batchMaxBytes = 256 << 10
@@ -315,10 +318,21 @@ final class FileWriters {
         let bytes = batchContent.count
         batch = []
         batchContent = []
-        let root = root, caches = caches, context = context
         // Each job counts 2 KiB besides its content: at most ~4,096 jobs wait in memory, as
         // when batches were 32 jobs (the pool holds 128 batches).
-        let t = try pool.submit(bytes: bytes + b.jobs.count * Self.jobOverhead) {
+        try hand(b, bytes: bytes + b.jobs.count * Self.jobOverhead)
+    }
+
+    /// Hands the metadata of `dirs` (in this order: deepest first) to the threads, as a batch
+    /// of its own. Call it once every file inside them was handed back; `reap` throws its
+    /// first error in its turn.
+    func submitDirectories(_ dirs: [(entry: TarEntry, createdMode: UInt32?)]) throws {
+        try hand(FileBatch(jobs: [], content: [], directories: dirs), bytes: dirs.count * Self.jobOverhead)
+    }
+
+    private func hand(_ b: FileBatch, bytes: Int) throws {
+        let root = root, caches = caches, context = context
+        let t = try pool.submit(bytes: bytes) {
             var (generation, stack) = caches.take()
             b.write(root: root, stack: &stack, context: context)
             caches.give(stack, generation: generation)
@@ -336,12 +350,13 @@ final class FileWriters {
             if wait { pool.wait(for: t) } else if !pool.isFinished(t) { break }
             let b = submitted[head].batch!
             let failures = b.failures
-            // Borrowed through the buffer: `b.jobs[i]` copied each job (retaining its references).
+            // Through the buffer: one retain per job handed back.
             try b.jobs.withUnsafeBufferPointer { jobs in
                 while headDone < jobs.count {
                     let i = headDone
                     headDone += 1
                     pendingJobs -= 1
+                    reapedJobs += 1
                     try each(jobs[i], failures.isEmpty ? nil : failures[i])
                 }
             }
@@ -349,6 +364,7 @@ final class FileWriters {
             head += 1
             headDone = 0
             if head >= 64 && head * 2 >= submitted.count { submitted.removeFirst(head); head = 0 }
+            if let error = b.directoryFailure { throw error }
         }
     }
 
@@ -377,11 +393,15 @@ final class FileWriters {
 /// their contents (one allocation per batch), freed as soon as the batch is written.
 final class FileBatch: Sendable {
     let jobs: [FileJob]
+    /// Directories whose metadata the batch applies (in this order, after its files).
+    let directories: [(entry: TarEntry, createdMode: UInt32?)]
     private let content: Mutex<[UInt8]>
     private let errors = Mutex<[Int: any Error]>([:])
+    private let directoryError = Mutex<(any Error)?>(nil)
 
-    init(jobs: [FileJob], content: [UInt8]) {
+    init(jobs: [FileJob], content: [UInt8], directories: [(entry: TarEntry, createdMode: UInt32?)] = []) {
         self.jobs = jobs
+        self.directories = directories
         self.content = Mutex(content)
     }
 
@@ -389,14 +409,23 @@ final class FileBatch: Sendable {
     func write(root: DirHandle, stack: inout [(name: [UInt8], dir: DirHandle)], context: FileWriteContext) {
         let bytes = content.withLock { c in let b = c; c = []; return b }
         bytes.withUnsafeBytes { all in
-            // By index: `enumerated()` copied each job (retaining its ~10 references) per file.
-            for i in jobs.indices {
-                do { try jobs[i].writeBuffered(UnsafeRawBufferPointer(rebasing: all[jobs[i].content]), root: root, stack: &stack, context: context) } catch {
+            for (i, job) in jobs.enumerated() {
+                do { try job.writeBuffered(UnsafeRawBufferPointer(rebasing: all[job.content]), root: root, stack: &stack, context: context) } catch {
                     errors.withLock { $0[i] = error }
                 }
             }
         }
+        guard !directories.isEmpty else { return }
+        let walker = DirectoryWalker(root: root, metadata: context.metadata)
+        do {
+            for d in directories { try walker.applyDirectoryMetadata(d.entry, createdMode: d.createdMode, stack: &stack) }
+        } catch {
+            directoryError.withLock { $0 = error }
+        }
     }
+
+    /// The first error applying `directories` (read after the batch finished).
+    var directoryFailure: (any Error)? { directoryError.withLock { $0 } }
 
     /// The errors of the jobs that failed, by index (read after the batch finished).
     var failures: [Int: any Error] { errors.withLock { $0 } }

@@ -71,14 +71,16 @@ struct MetadataApplier: Sendable {
             if e.uid != euid || e.gid != egid { notes.note(.ownerNotRestored, shown(), detail: "\(e.uid):\(e.gid)") }
             return
         }
-        if fresh && e.uid == euid && e.gid == egid { return }
+        // Scalars out first: a closure capturing `e` copied the entry (retaining its arrays).
+        let uid = e.uid, gid = e.gid
+        if fresh && uid == euid && gid == egid { return }
         let rc: Int32
         switch h {
-        case .fd(let fd): rc = Sys.retry { fchown(fd, e.uid, e.gid) }
-        case .path(let fd): rc = Sys.retry { fchownat(fd, "", e.uid, e.gid, Sys.AT_EMPTY_PATH) }
-        case .symlink(let dirfd, let name): rc = Sys.retry { Sys.withCName(name) { fchownat(dirfd, $0, e.uid, e.gid, AT_SYMLINK_NOFOLLOW) } }
+        case .fd(let fd): rc = Sys.retry { fchown(fd, uid, gid) }
+        case .path(let fd): rc = Sys.retry { fchownat(fd, "", uid, gid, Sys.AT_EMPTY_PATH) }
+        case .symlink(let dirfd, let name): rc = Sys.retry { Sys.withCName(name) { fchownat(dirfd, $0, uid, gid, AT_SYMLINK_NOFOLLOW) } }
         }
-        if rc != 0 { notes.note(.ownerFailed, shown(), detail: "\(e.uid):\(e.gid): \(Sys.strerror(errno))") }
+        if rc != 0 { notes.note(.ownerFailed, shown(), detail: "\(uid):\(gid): \(Sys.strerror(errno))") }
     }
 
     private func applyMode(_ e: TarEntry, _ h: Handle, createdMode: UInt32?, shown: @autoclosure () -> String) throws {
@@ -97,11 +99,13 @@ struct MetadataApplier: Sendable {
     }
 
     private func applyTimes(_ e: TarEntry, _ h: Handle, shown: @autoclosure () -> String) throws {
-        // On the stack (an array per file would be one allocation more per restored file).
+        // On the stack (an array per file would be one allocation more per restored file); the
+        // time taken out first (a closure capturing `e` copied the entry).
+        let mtime = timespec(tv_sec: Int(e.mtime.seconds), tv_nsec: Int(e.mtime.nanoseconds))
         let rc: Int32 = withUnsafeTemporaryAllocation(of: timespec.self, capacity: 2) { b in
             let ts = b.baseAddress!
             ts[0] = timespec(tv_sec: 0, tv_nsec: Sys.UTIME_NOW)
-            ts[1] = timespec(tv_sec: Int(e.mtime.seconds), tv_nsec: Int(e.mtime.nanoseconds))
+            ts[1] = mtime
             switch h {
             case .fd(let fd): return Sys.retry { futimens(fd, ts) }
             case .path(let fd): return Sys.retry { utimensat(AT_FDCWD, "/proc/self/fd/\(fd)", ts, 0) }

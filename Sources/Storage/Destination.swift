@@ -93,10 +93,14 @@ package protocol Destination: AnyObject, Sendable {
     var exclusiveCreateIsAtomic: Bool { get }
     /// Flushes a directory's entries (renames) to stable storage where the kind supports it.
     func syncDirectory(_ path: String) throws
+    /// True when writers of different files may `sync()` at the same time on different threads
+    /// (local files: each fsync is its own call; NFS shares one libnfs context, rclone one server).
+    var syncsFilesConcurrently: Bool { get }
 }
 
 extension Destination {
     package func create(_ path: String, size: UInt64?) throws -> any DestinationWriter { try create(path) }
+    package var syncsFilesConcurrently: Bool { false }
 
     package var exclusiveCreateIsAtomic: Bool { true }
 

@@ -141,6 +141,8 @@ package final class LocalDestination: Destination {
         return true
     }
 
+    package var syncsFilesConcurrently: Bool { true }
+
     package func syncDirectory(_ path: String) throws {
         let fd = Glibc.open(full(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd < 0 { throw StorageError.posix("open directory", full(path)) }

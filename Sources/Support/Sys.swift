@@ -145,6 +145,17 @@ package enum Sys {
         }
     }
 
+    /// `retry` for the `Int32` results of most calls. Not generic: a generic call from another
+    /// module is not specialized and went through the runtime's metadata cache on every call
+    /// (seen in a restore's writer threads, once per file and directory).
+    package static func retry(_ body: () -> Int32) -> Int32 {
+        while true {
+            let r = body()
+            if r == -1 && errno == EINTR { continue }
+            return r
+        }
+    }
+
     /// `retry(body)`, throwing `SysError(call, file, errno)` when the result is negative.
     @inline(__always)
     package static func check<T: BinaryInteger>(_ call: String, _ file: @autoclosure () -> String,
@@ -161,6 +172,17 @@ package enum Sys {
         for b in bytes { c.append(CChar(bitPattern: b)) }
         c.append(0)
         return c.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+
+    /// `withCName` of an array for the `Int32` results of most calls (not generic: see `retry`).
+    package static func withCName(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) -> Int32) -> Int32 {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: bytes.count + 1) { buf in
+            bytes.withUnsafeBytes { src in
+                if src.count > 0 { UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: src.baseAddress!, byteCount: src.count) }
+            }
+            buf[bytes.count] = 0
+            return body(UnsafePointer(buf.baseAddress!))
+        }
     }
 
     /// `withCName` for an array: copied once into a temporary (stack) buffer, no per-byte work

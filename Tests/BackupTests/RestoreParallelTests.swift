@@ -135,6 +135,57 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         }
     }
 
+    /// Directories get their metadata on the writer threads once the entries have left them
+    /// (not all at the end). An archive that comes back to a directory it left (appended or
+    /// hand-made archives), or makes a new directory inside one, must still leave every
+    /// directory with its archived mode and mtime: such a directory is applied again at the end.
+    @Test func archiveComingBackToADirectory() throws {
+        let work = try TempDir("hs-restore-reopen")
+        let archive = work.sub("back.tar.gz")
+        let script = """
+        import sys, tarfile, io
+        def add(t, name, kind, mtime, mode, data=b''):
+            i = tarfile.TarInfo(name); i.mtime = mtime; i.mode = mode
+            if kind == 'd':
+                i.type = tarfile.DIRTYPE; t.addfile(i)
+            else:
+                i.size = len(data); t.addfile(i, io.BytesIO(data))
+        with tarfile.open(sys.argv[1], 'w:gz', format=tarfile.GNU_FORMAT) as t:
+            add(t, 'a', 'd', 1500000001, 0o755)
+            for k in range(40): add(t, 'a/f%d' % k, 'f', 1500001000 + k, 0o644, b'a' * k)
+            add(t, 'a/s', 'd', 1500000002, 0o750)
+            for k in range(40): add(t, 'a/s/f%d' % k, 'f', 1500002000 + k, 0o644, b's' * k)
+            add(t, 'c', 'd', 1500000003, 0o755)
+            for k in range(3000): add(t, 'c/g%d' % k, 'f', 1500003000 + k, 0o644, b'c')
+            add(t, 'a/back', 'f', 1500000010, 0o644, b'back in a')
+            add(t, 'a/s/n/new', 'f', 1500000011, 0o644, b'a new directory in a/s')
+            add(t, 'b', 'd', 1500000004, 0o700)
+            for k in range(40): add(t, 'b/f%d' % k, 'f', 1500004000 + k, 0o600, b'b' * k)
+            add(t, 'd', 'd', 1500000005, 0o755)
+            for k in range(3000): add(t, 'd/g%d' % k, 'f', 1500005000 + k, 0o644, b'd')
+            add(t, 'b/back', 'f', 1500000012, 0o644, b'back in b')
+            add(t, 'e', 'd', 1500000006, 0o755)
+            add(t, 'e/last', 'f', 1500000013, 0o644, b'last')
+        """
+        try Subprocess.checked(["python3", "-c", script, archive])
+        let out = work.sub("out")
+        let r = try Tools.run("hs-restore", ["--archive", archive, "--to", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        let want: [(String, Int, mode_t)] = [("a", 1500000001, 0o755), ("a/s", 1500000002, 0o750), ("c", 1500000003, 0o755),
+                                             ("b", 1500000004, 0o700), ("d", 1500000005, 0o755), ("e", 1500000006, 0o755)]
+        for (dir, mtime, mode) in want {
+            var st = stat()
+            #expect(lstat(out + "/" + dir, &st) == 0)
+            #expect(st.st_mtim.tv_sec == mtime && st.st_mode & 0o7777 == mode,
+                    "\(dir): mtime \(st.st_mtim.tv_sec) mode \(String(st.st_mode & 0o7777, radix: 8)), archived \(mtime) \(String(mode, radix: 8))")
+        }
+        for (file, text) in [("a/back", "back in a"), ("a/s/n/new", "a new directory in a/s"), ("b/back", "back in b"), ("e/last", "last")] {
+            #expect((try? String(contentsOfFile: out + "/" + file, encoding: .utf8)) == text, "\(file)")
+        }
+        let files = try Subprocess.run(["find", out, "-type", "f"]).stdout.split(separator: "\n").count
+        #expect(files == 40 + 40 + 3000 + 2 + 40 + 3000 + 1 + 1)
+    }
+
     /// The real tool with its default threads, into a target that exists and is empty.
     @Test func wideTreeThroughTheTool() throws {
         let work = try TempDir("hs-restore-wide-tool")
