@@ -57,6 +57,8 @@ final class TreeWriter {
     /// metadata goes to the writer threads once those files were handed back.
     private var closing: [(queued: Int, dirs: [(entry: TarEntry, createdMode: UInt32?)])] = []
     private var closingHead = 0
+    /// Left directories whose files are written, in order (deeper ones first), not yet handed over.
+    private var readyDirs: [(entry: TarEntry, createdMode: UInt32?)] = []
     /// Directories left (applied early, or about to be): an entry created inside one later
     /// (an archive that comes back to a directory) puts it back into `dirMeta` for the end.
     private var closedDirs: [PathKey: (entry: TarEntry, createdMode: UInt32?)] = [:]
@@ -372,12 +374,17 @@ final class TreeWriter {
         // Directories whose files are all written get their metadata now, on the writer
         // threads, instead of all at the end (at a million files: ~80,000 directories, ~2 s
         // of a restore's end with nothing else left to overlap).
+        // Handed over 64 at a time (one hand-over per directory cost a lock and a wake-up each).
         while closingHead < closing.count, writers.reapedJobs >= closing[closingHead].queued {
-            let dirs = closing[closingHead].dirs.filter { closedDirs[PathKey($0.entry.path)] != nil }
+            readyDirs += closing[closingHead].dirs.filter { closedDirs[PathKey($0.entry.path)] != nil }
             closing[closingHead].dirs = []
             closingHead += 1
             if closingHead >= 64 && closingHead * 2 >= closing.count { closing.removeFirst(closingHead); closingHead = 0 }
-            if !dirs.isEmpty { try writers.submitDirectories(dirs) }
+        }
+        if readyDirs.count >= 64 || (wait && !readyDirs.isEmpty) {
+            let dirs = readyDirs
+            readyDirs = []
+            try writers.submitDirectories(dirs)
         }
     }
 
