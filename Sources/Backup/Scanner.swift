@@ -325,7 +325,7 @@ package final class ScanStream: @unchecked Sendable {
             cond.broadcast()
             cond.unlock()
             length = w.produced < Self.smallRun ? min(length * 2, Self.maxRun) : 1
-            if watching && Self.walkReadsDisk() {
+            if watching && Self.walkReadsDisk(blocks: context.contentReads == nil ? 1 : Self.diskBlocksWithContentReads) {
                 // The cache is cold: the other walkers join (each waits on the disk, not a core).
                 watching = false
                 if !othersStarted.exchange(true, ordering: .relaxed) {
@@ -340,14 +340,20 @@ package final class ScanStream: @unchecked Sendable {
     private let waiting = DispatchSemaphore(value: 0)
     private let othersStarted = Atomic<Bool>(false)
 
-    /// Whether this thread has read from the disk (`getrusage(RUSAGE_THREAD)`: blocks read in,
-    /// counted when the kernel submits the read; a walk of a warm cache reads none).
-    static func walkReadsDisk() -> Bool {
+    /// Whether this thread has read at least `blocks` 512-byte blocks from the disk
+    /// (`getrusage(RUSAGE_THREAD)`: blocks read in, counted when the kernel submits the read; a
+    /// walk of a warm cache reads none).
+    static func walkReadsDisk(blocks: Int) -> Bool {
         var u = rusage()
         // RUSAGE_THREAD (1, Linux): glibc defines it only under _GNU_SOURCE, not imported.
         guard getrusage(__rusage_who_t(1), &u) == 0 else { return false }
-        return u.ru_inblock > 0
+        return u.ru_inblock >= blocks
     }
+    /// The walkers that read small files (`ScanContentReads`, a full backup) also start the
+    /// kernel's readahead of the few files whose pages it dropped from a warm cache (seen on a
+    /// busy machine: a handful of 200,000), which counts as blocks read in: they call the others
+    /// only after 8 MiB. On a cold cache that comes within the first few thousand files.
+    static let diskBlocksWithContentReads = 16384
 
     /// A run that gave fewer entries than this doubles the next one's length.
     static let smallRun = 256
