@@ -37,6 +37,8 @@ final class BackupPass {
         /// the descriptor its content is read through (`flistxattr`/`fgetxattr`), so they are
         /// the archived inode's, and no name is looked up for them.
         var xattrsAtRead = false
+        /// Its content as the scan's walker read it (`Scanner.readsSmallFiles`), or why not.
+        var ahead: Result<PrefetchedContent, LeftOutError>? = nil
     }
     private var batch: [Pending] = []
     /// The batch before `batch`, its small files being read ahead.
@@ -109,6 +111,10 @@ final class BackupPass {
         // carried, and only the others are read (here, below).
         scanner.xattrsLeftToReader = xattrsComparable
         scanner.fileXattrsLeftToReader = true
+        // A full backup reads every file: the walkers read the small ones as they find them
+        // (one name lookup per file). A provider's substitute replaces what they read.
+        scanner.readsSmallFiles = previous == nil && !dryRun
+        scanner.detectIncompressible = options.compressionLevel > 0
         let reporter = runner.reporter
         let stream = try scanner.start { n in reporter.progress("scanning: \(n) entries") }
         defer { stream.close() }
@@ -181,7 +187,8 @@ final class BackupPass {
             } else {
                 let s = stream.current()
                 try enqueue(Pending(record: ManifestRecord(entry: e, path: s.path, link: s.link), archive: true, substitute: substitute,
-                                    multiLink: s.multiLink, source: SourceFile(s), planIfContentStarts: planLater, xattrsAtRead: xattrsAtRead))
+                                    multiLink: s.multiLink, source: SourceFile(s), planIfContentStarts: planLater, xattrsAtRead: xattrsAtRead,
+                                    ahead: substitute == nil ? s.content : nil))
             }
         }
         try processBatch()
@@ -385,7 +392,7 @@ final class BackupPass {
             if batch.contains(where: \.archive) {
                 try openArchive()
                 var small: [BackupRunner.PrefetchItem] = []
-                for (k, p) in batch.enumerated() where p.archive && p.substitute == nil {
+                for (k, p) in batch.enumerated() where p.archive && p.substitute == nil && p.ahead == nil {
                     let e = p.record.entry
                     if e.type == .file && e.size > 0 && e.size <= 1 << 20, let f = p.source {
                         small.append(BackupRunner.PrefetchItem(index: k, file: f, size: e.size, xattrs: p.xattrsAtRead))
@@ -404,6 +411,7 @@ final class BackupPass {
             for k in current.indices where current[k].archive {
                 var ahead: Result<PrefetchedContent, LeftOutError>?
                 if k < window.count { swap(&ahead, &window[k]) }  // moved out: freed once archived
+                if ahead == nil { swap(&ahead, &current[k].ahead) }   // read by the scan
                 do {
                     try archive(&current[k], prefetched: ahead)
                 } catch let failure as PassFailure {

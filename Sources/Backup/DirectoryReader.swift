@@ -9,6 +9,7 @@ struct DirectoryName: Sendable {
     /// `d_type`: a hint only (DT_UNKNOWN on some filesystems, stale if the entry is replaced).
     var type: UInt8
     static let directoryType: UInt8 = 4  // DT_DIR
+    static let regularType: UInt8 = 8  // DT_REG
 }
 
 /// The names of one directory in one buffer (no Array per name), sorted in component order.

@@ -19,6 +19,9 @@ package struct ScannedEntry: Sendable {
     package var parent: DirectoryHandle
     /// Device and inode the scan saw (compared when the entry is opened for reading).
     package var identity: ScanIdentity
+    /// A small regular file's content, read by the walker through the descriptor its scan
+    /// stat came from (`Scanner.readsSmallFiles`), or why it could not be read; nil: not read.
+    var content: Result<PrefetchedContent, LeftOutError>? = nil
 
     /// The entry's own name (the last component of `path`).
     package var name: ArraySlice<UInt8> { path[(path.lastIndex(of: 0x2F).map { $0 + 1 } ?? 0)...] }
@@ -100,6 +103,13 @@ package final class Scanner {
     /// reader settles it, from the descriptor it reads the content through (`flistxattr`:
     /// no lookup of the name per file, and the attributes are those of the inode archived).
     package var fileXattrsLeftToReader = false
+    /// The walkers open each regular file they find (`SourceFile.openAt`), take its scan stat
+    /// from that descriptor (`fstat`: one name lookup per file, not `fstatat` here and `openat`
+    /// again to read it), and read a small one whole there (`ScanContentReads`), with its
+    /// xattrs when they are left to the reader. For a full backup (everything is read).
+    package var readsSmallFiles = false
+    /// With `readsSmallFiles`: tell incompressible content (`PrefetchedContent.incompressible`).
+    package var detectIncompressible = true
     /// Directories whose contents are left out but for the marker (`--exclude-caches`,
     /// `--exclude-if-present`; ExcludeMarkers.swift).
     package var markers = ExcludeMarkers()
@@ -148,7 +158,8 @@ package final class Scanner {
         let context = ScanContext(root: root, rootBytes: Array(root.utf8), excludes: excludes,
                                   counter: counter, oneFileSystem: oneFileSystem, skipDirectories: skipDirectories, readXattrs: readXattrs,
                                   xattrsLeftToReader: xattrsLeftToReader, fileXattrsLeftToReader: fileXattrsLeftToReader,
-                                  markers: markers)
+                                  markers: markers,
+                                  contentReads: readsSmallFiles ? ScanContentReads(detectIncompressible: detectIncompressible) : nil)
 
         // The top of the tree on this thread, entry by entry without descending: a directory
         // with few entries (a chain like Plex's `Library/Application Support/Plex Media Server/
@@ -299,6 +310,10 @@ package final class ScanStream: @unchecked Sendable {
             cond.unlock()
             let w = ScanWorker(context, chunkEntries: chunkEntries)
             w.output = { [self] chunk in try push(first, chunk) }
+            // Only the walkers that start at once read files (`ScanContentReads`): those that
+            // join on a cold cache stat by name (the pass reads those files), so the memory the
+            // contents take does not grow with the number of walkers (their malloc arenas).
+            w.readsContent = index < startingCount
             do {
                 for u in first ..< end { try w.run(units[u]) }
                 try w.finish()
@@ -443,6 +458,7 @@ package final class ScanStream: @unchecked Sendable {
             let c = queues[unitIndex].removeFirst()
             cond.broadcast()
             cond.unlock()
+            if c.contentBytes > 0 { context.contentReads?.release(c.contentBytes) }
             if warnings.count < 1000 { warnings += c.warnings.prefix(1000 - warnings.count) }
             linkAt = [:]
             for (k, dev, ino) in c.links { linkAt[k] = (dev, ino) }
@@ -501,8 +517,14 @@ package final class ScanStream: @unchecked Sendable {
         let e = currentEntry
         let parent = currentFromTop ? topParents.dir(at: i) : chunkParents.dir(at: i)
         let identity = currentFromTop ? top.identities[i] : chunk!.identities[i]
+        var content: Result<PrefetchedContent, LeftOutError>?
+        if !currentFromTop, i < chunk!.contents.count {
+            // Moved out: the pass owns it from here.
+            content = chunk!.contents[i]
+            chunk!.contents[i] = nil
+        }
         let s = ScannedEntry(entry: e, path: currentTable.pathBytes(e), link: currentLinkBytes ?? Array(currentTable.linkBytes(e)),
-                             multiLink: currentMultiLink, parent: parent, identity: identity)
+                             multiLink: currentMultiLink, parent: parent, identity: identity, content: content)
         currentScanned = s
         return s
     }
@@ -560,6 +582,10 @@ struct ScanChunk {
     var parents: [(start: Int, dir: DirectoryHandle)]
     /// Device and inode of each entry, as stat'ed by the scan.
     var identities: [ScanIdentity]
+    /// With `ScanContentReads`: each entry's content as read by the walker (nil: not read);
+    /// empty without. `contentBytes` is their size.
+    var contents: [Result<PrefetchedContent, LeftOutError>?] = []
+    var contentBytes = 0
 }
 
 /// One piece of the walk: `name` in the directory open as `parent`, whose relative path is
@@ -585,6 +611,28 @@ struct ScanContext: @unchecked Sendable {
     let xattrsLeftToReader: Bool
     let fileXattrsLeftToReader: Bool
     let markers: ExcludeMarkers
+    let contentReads: ScanContentReads?
+}
+
+/// Small files read by the walkers (`Scanner.readsSmallFiles`), bounded in bytes: the chunks
+/// not yet taken by the reader hold at most about `limit` (a walker that finds it reached stats
+/// the next files by name, as without content reads, and the pass reads those: so a tree of
+/// larger small files is read partly here, partly by the pass, and the memory does not grow
+/// with the number of walkers), a chunk is handed over at `chunkBytes`, files up to
+/// `maxFileSize` (larger ones are read by the pass).
+final class ScanContentReads: Sendable {
+    static let maxFileSize: UInt64 = 1 << 20
+    static let limit = 2 << 20
+    static let chunkBytes = 256 << 10
+    let detectIncompressible: Bool
+    private let held = Atomic<Int>(0)
+
+    init(detectIncompressible: Bool) { self.detectIncompressible = detectIncompressible }
+
+    var hasRoom: Bool { held.load(ordering: .relaxed) < Self.limit }
+    func add(_ n: Int) { held.add(n, ordering: .relaxed) }
+    /// The reader took a chunk holding `n` bytes of content.
+    func release(_ n: Int) { held.subtract(n, ordering: .relaxed) }
 }
 
 /// Counts entries across threads and reports progress now and then.
@@ -612,6 +660,11 @@ final class ScanWorker: @unchecked Sendable {
     /// The directory of each entry of `table` (runs) and each entry's device and inode.
     var parents: [(start: Int, dir: DirectoryHandle)] = []
     var identities: [ScanIdentity] = []
+    /// Contents read (parallel to `table`, in a unit's worker with `ScanContentReads`).
+    var contents: [Result<PrefetchedContent, LeftOutError>?] = []
+    var contentBytes = 0
+    /// This worker reads small files when the scan does (`ScanContentReads`).
+    var readsContent = false
     /// Directories referenced by the entries held (a chunk goes out at `directoriesPerChunk`).
     private var directoriesHeld = 0
     /// Receives the entries so far every `chunkEntries` entries (and at the end of `run`);
@@ -676,13 +729,16 @@ final class ScanWorker: @unchecked Sendable {
     private func flushChunk() throws {
         guard let output, !(table.count == 0 && warnings.isEmpty) else { return }
         table.shrinkToFit()
-        let c = ScanChunk(table: table, links: links, warnings: warnings, parents: parents, identities: identities)
+        let c = ScanChunk(table: table, links: links, warnings: warnings, parents: parents, identities: identities,
+                          contents: contents, contentBytes: contentBytes)
         produced += table.count
         table = ManifestTable()
         links = []
         warnings = []
         parents = []
         identities = []
+        contents = []
+        contentBytes = 0
         directoriesHeld = 0
         try output(c)
     }
@@ -712,23 +768,10 @@ final class ScanWorker: @unchecked Sendable {
         let fullLength = pathBuf.count - 1
         let excluded = pathBuf.withUnsafeBufferPointer { context.excludes.matches(path: $0.baseAddress!, nameStart: nameStart) }
         if excluded { return nil }
-        var st = stat()
-        // A directory (as readdir says) is opened first and stat'ed through its fd: one path
-        // lookup instead of two. Anything else, or a directory that cannot be opened (or was
-        // replaced meanwhile), is stat'ed by name.
-        var dirFd: Int32 = -1
-        if type == DirectoryName.directoryType {
-            dirFd = pathBuf.withUnsafeBufferPointer { openat(dfd, $0.baseAddress! + nameStart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
-            if dirFd >= 0 && (fstat(dirFd, &st) != 0 || st.st_mode & S_IFMT != S_IFDIR) { close(dirFd); dirFd = -1 }
-        }
-        if dirFd < 0 {
-            let rc = pathBuf.withUnsafeBufferPointer { fstatat(dfd, $0.baseAddress! + nameStart, &st, AT_SYMLINK_NOFOLLOW) }
-            if rc != 0 {
-                let err = errno
-                if err != ENOENT { warn("cannot stat \(currentPath(fullLength)): \(Sys.strerror(err)); skipped") }
-                return nil
-            }
-        }
+        let reads = output != nil && readsContent ? context.contentReads : nil
+        guard let (st, opened, fileFd) = statEntry(dfd, nameStart: nameStart, type: type, fullLength: fullLength, reads: reads) else { return nil }
+        var dirFd = opened
+        defer { if fileFd >= 0 { close(fileFd) } }
         defer { if dirFd >= 0 { close(dirFd) } }
         var e = ManifestEntry()
         e.mode = UInt32(st.st_mode) & 0o7777
@@ -784,6 +827,14 @@ final class ScanWorker: @unchecked Sendable {
         if e.type == .file {
             if st.st_nlink > 1 { links.append((table.count, UInt64(st.st_dev), UInt64(st.st_ino))) }
         }
+        if let reads {
+            var content: Result<PrefetchedContent, LeftOutError>?
+            if fileFd >= 0 && st.st_nlink == 1 && e.size > 0 && e.size <= ScanContentReads.maxFileSize {
+                content = readContent(fileFd, size: e.size, xattrs: e.flags & ManifestEntry.flagXattrsUnread != 0, reads)
+                if case .success = content { contentBytes += Int(e.size) }
+            }
+            contents.append(content)
+        }
         table.append(e)
         identities.append(ScanIdentity(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino)))
         if parents.last?.dir !== dir {
@@ -792,7 +843,8 @@ final class ScanWorker: @unchecked Sendable {
         }
         uncounted += 1
         if uncounted >= 1024 { flushCount() }
-        if output != nil && (table.count >= chunkEntries || directoriesHeld >= ScanLimits.directoriesPerChunk) { try flushChunk() }
+        if output != nil && (table.count >= chunkEntries || directoriesHeld >= ScanLimits.directoriesPerChunk
+                             || contentBytes >= ScanContentReads.chunkBytes) { try flushChunk() }
         if e.type == .directory {
             let cfd = dirFd >= 0 ? dirFd : pathBuf.withUnsafeBufferPointer { openat(dfd, $0.baseAddress! + nameStart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
             dirFd = -1
@@ -814,6 +866,53 @@ final class ScanWorker: @unchecked Sendable {
             try walk(child, prefixLength: fullLength, dev: UInt64(st.st_dev))
         }
         return nil
+    }
+
+    /// The stat of `name` (at `nameStart` in `pathBuf`, `fullLength` its end) in directory `dfd`.
+    /// A directory (as readdir says) is opened first and stat'ed through its fd: one path lookup
+    /// instead of two. So is a regular file when the walkers read small files and have room
+    /// (`reads`), opened the way it is read (`SourceFile.openAt`). Anything else, or an entry that
+    /// cannot be opened so or is of another type by then (swapped since readdir: closed unread),
+    /// is stat'ed by name. Returns the stat and the descriptor opened (-1: none), which the caller
+    /// closes, or nil when it cannot be stat'ed (warned, unless it vanished).
+    private func statEntry(_ dfd: Int32, nameStart: Int, type: UInt8, fullLength: Int,
+                           reads: ScanContentReads?) -> (stat, dirFd: Int32, fileFd: Int32)? {
+        var st = stat()
+        if type == DirectoryName.directoryType {
+            let fd = pathBuf.withUnsafeBufferPointer { openat(dfd, $0.baseAddress! + nameStart, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            if fd >= 0 {
+                if fstat(fd, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR { return (st, fd, -1) }
+                close(fd)
+            }
+        } else if type == DirectoryName.regularType, let reads, reads.hasRoom {
+            let fd = (try? pathBuf.withUnsafeBufferPointer { n throws(SysError) in try SourceFile.openAt(dfd, n.baseAddress! + nameStart) }) ?? -1
+            if fd >= 0 {
+                if fstat(fd, &st) == 0 && st.st_mode & S_IFMT == S_IFREG { return (st, -1, fd) }
+                close(fd)
+            }
+        }
+        guard pathBuf.withUnsafeBufferPointer({ fstatat(dfd, $0.baseAddress! + nameStart, &st, AT_SYMLINK_NOFOLLOW) }) == 0 else {
+            let err = errno
+            if err != ENOENT { warn("cannot stat \(currentPath(fullLength)): \(Sys.strerror(err)); skipped") }
+            return nil
+        }
+        return (st, -1, -1)
+    }
+
+    /// Reads the small regular file open as `fd` (its `fstat` is the scan's) whole, as the
+    /// pass's read-ahead does (`ArchiveWriter.read`: the fstat after the read gives the size and
+    /// mtime the pass compares with the scan), and its xattrs from the same descriptor if asked.
+    /// From the page cache only: a walker never waits on the disk for content (so its disk
+    /// reads are the walk's own, `walkReadsDisk`), and a file not all cached, or whose read
+    /// fails, is left to the pass (nil), which reads it and applies the `LeftOut` rules.
+    private func readContent(_ fd: Int32, size: UInt64, xattrs: Bool, _ reads: ScanContentReads) -> Result<PrefetchedContent, LeftOutError>? {
+        switch ArchiveWriter.read(openFile: fd, size: size, detectIncompressible: reads.detectIncompressible, cachedOnly: true) {
+        case .failure: return nil
+        case .success(var c):
+            if xattrs { c.xattrs = Archive.readXattrs(.fd(fd)) }
+            reads.add(Int(size))
+            return .success(c)
+        }
     }
 
     /// Walks one directory.

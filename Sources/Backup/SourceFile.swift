@@ -24,17 +24,24 @@ struct SourceFile: Sendable {
 
     static let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC
 
+    /// The one open of an entry for reading its content: `name` relative to the directory
+    /// `dir`, with `flags` and `O_NOATIME` (without it where that is refused). Used here and by
+    /// the scan's walkers (`ScanWorker`, which read small files as they find them).
+    static func openAt(_ dir: Int32, _ name: UnsafePointer<CChar>) throws(SysError) -> Int32 {
+        do {
+            return try Sys.openat(dir, name, flags | Sys.O_NOATIME)
+        } catch where error.errno == EPERM {
+            // O_NOATIME is refused (EPERM) on files another user owns, unless root.
+            return try Sys.openat(dir, name, flags)
+        }
+    }
+
     /// Opens the regular file for reading and checks it is the one the scan saw.
     /// - Returns: the descriptor (the caller closes it) and its `fstat`, or why it is left out.
     func open() -> Result<(fd: Int32, stat: FileStat), LeftOutError> {
         let fd: Int32
         do {
-            do {
-                fd = try name.withUnsafeBufferPointer { n throws(SysError) in try Sys.openat(parent.fd, n.baseAddress!, Self.flags | Sys.O_NOATIME) }
-            } catch where error.errno == EPERM {
-                // O_NOATIME is refused (EPERM) on files another user owns, unless root.
-                fd = try name.withUnsafeBufferPointer { n throws(SysError) in try Sys.openat(parent.fd, n.baseAddress!, Self.flags) }
-            }
+            fd = try name.withUnsafeBufferPointer { n throws(SysError) in try Self.openAt(parent.fd, n.baseAddress!) }
         } catch {
             return .failure(LeftOutError(why: LeftOut.fromOpen(errno: error.errno)))
         }

@@ -34,3 +34,32 @@ static inline int cisal_inflate(struct inflate_state *s, const uint8_t *in, uint
     *finished = s->block_state == ISAL_BLOCK_FINISH;
     return rc;
 }
+
+/// A state for `cisal_deflate_raw_l1` (the stream struct and ISA-L's level-1 buffer); NULL when
+/// out of memory. Free with `cisal_deflate_free`.
+struct cisal_deflater { struct isal_zstream stream; uint8_t level_buf[ISAL_DEF_LVL1_DEFAULT]; };
+
+static inline struct cisal_deflater *cisal_deflate_new(void) { return malloc(sizeof(struct cisal_deflater)); }
+static inline void cisal_deflate_free(struct cisal_deflater *d) { free(d); }
+
+/// Raw deflate data (no gzip header or trailer) of all of `in` at ISA-L's level 1, in one call
+/// (isal_deflate_stateless). Returns the bytes written to `out`, or 0 when they do not fit in
+/// `out_len` or ISA-L fails. ISA-L falls back to stored blocks where compressing would expand:
+/// `in_len` plus 5 bytes per 64 KiB and a block header always fit.
+static inline uint32_t cisal_deflate_raw_l1(struct cisal_deflater *d, const uint8_t *in, uint32_t in_len,
+                                            uint8_t *out, uint32_t out_len) {
+    struct isal_zstream *s = &d->stream;
+    isal_deflate_stateless_init(s);
+    s->level = 1;
+    s->level_buf = d->level_buf;
+    s->level_buf_size = sizeof d->level_buf;
+    s->gzip_flag = IGZIP_DEFLATE;
+    s->flush = NO_FLUSH;
+    s->end_of_stream = 1;
+    s->next_in = (uint8_t *)in;
+    s->avail_in = in_len;
+    s->next_out = out;
+    s->avail_out = out_len;
+    if (isal_deflate_stateless(s) != COMP_OK || s->avail_in != 0) return 0;
+    return s->total_out;
+}

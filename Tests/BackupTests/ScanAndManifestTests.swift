@@ -105,6 +105,48 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         #expect(t.linkTarget(t.entry(try #require(t.find("zz-link")))) == "alpha")
     }
 
+    @Test("walkers that read small files give the same table; each file's bytes, SHA-256 and xattrs as in it; large, empty and multiply-linked files left to the reader")
+    func walkersReadSmallFiles() throws {
+        let dir = try TempDir("hs-scanreads")
+        let root = dir.sub("src")
+        try makeTree(root)
+        try Tree.write(root + "/alpha/d1/sub/big.bin", String(repeating: "b", count: (1 << 20) + 1))
+        try Tree.write(root + "/alpha/d1/sub/exact.bin", String(repeating: "e", count: 1 << 20))
+        try Tree.write(root + "/alpha/d1/sub/empty", "")
+        try Subprocess.checked(["setfattr", "-n", "user.hs-test", "-v", "value", root + "/alpha/d2/sub/f1.json"])
+        let excludes = ExcludeSet(patterns: ["/skipme", "/beta/cache"])
+        func scanner(reads: Bool) -> Backup.Scanner {
+            let s = Backup.Scanner(root: root, excludes: excludes)
+            s.fileXattrsLeftToReader = true
+            s.readsSmallFiles = reads
+            return s
+        }
+        let plain = try scanner(reads: false).scan()
+        let stream = try scanner(reads: true).start()
+        defer { stream.close() }
+        var table = ManifestTable()
+        var read: Set<String> = []
+        while let s = try stream.next() {
+            table.append(s.entry, path: s.path, link: s.link)
+            guard let c = s.content else { continue }
+            let path = String(decoding: s.path, as: UTF8.self)
+            let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: root + "/" + path)))
+            let got = try #require(try? c.get(), "\(path) was read")
+            #expect(got.bytes == bytes && got.sha256 == SHA256Hasher.hash(bytes), "\(path)")
+            #expect(!got.sizeChanged && got.sizeAfter == Int64(bytes.count), "\(path)")
+            #expect(s.entry.type == .file && s.entry.size == UInt64(bytes.count) && !s.multiLink, "\(path)")
+            let xattrs = try #require(got.xattrs, "\(path): its xattrs were read from the same descriptor")
+            #expect(xattrs.map { $0.name }.contains("user.hs-test") == (path == "alpha/d2/sub/f1.json"), "\(path)")
+            read.insert(path)
+        }
+        #expect(tableBytes(table) == tableBytes(plain.table), "reading files does not change the scan")
+        #expect(read.contains("alpha/d2/sub/f1.json") && read.contains("alpha/d1/sub/exact.bin") && read.contains("gamma/d4/sub/f6.json"))
+        #expect(read.count > 100, "\(read.count) files read by the walkers")
+        // Over 1 MiB, empty, or with several links (a hardlink's content is its first path's):
+        // opened by the pass, as without content reads.
+        for p in ["alpha/d1/sub/big.bin", "alpha/d1/sub/empty", "alpha/d0/sub/f0.json"] { #expect(!read.contains(p), "\(p)") }
+    }
+
     @Test("getdents64 reading: a directory larger than the buffer, sorted, with types")
     func directoryReader() throws {
         let dir = try TempDir("hs-dirents")

@@ -25,6 +25,11 @@ long cshims_getdents64(int fd, void *buffer, size_t length);
 /// malloc_trim(pad) from <malloc.h>.
 int cshims_malloc_trim(size_t pad);
 
+/// read(fd, buffer, length) at the file's offset, from the page cache only: preadv2 with
+/// RWF_NOWAIT (glibc 2.26, Linux 4.14). -1 with EAGAIN where it would wait on the disk (or
+/// EOPNOTSUPP/EINVAL where the file system or kernel cannot tell).
+long cshims_read_cached(int fd, void *buffer, unsigned long length);
+
 /// fallocate(fd, mode, offset, length) (_GNU_SOURCE).
 int cshims_fallocate(int fd, int mode, long long offset, long long length);
 
