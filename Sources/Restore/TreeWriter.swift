@@ -396,6 +396,14 @@ final class TreeWriter {
     /// back to a directory later) and that carry no extended attributes (a default ACL
     /// would be inherited by entries made in it later); the others wait for the end.
     private func noteOpen(_ e: TarEntry) {
+        // Listed again after the entries left it once (an appended archive): the metadata it
+        // was left with may be on a writer thread already, so this entry's (the last one
+        // wins, as with GNU tar) waits for the end pass, after every batch, and the old one
+        // may neither be handed over later nor come back through `reopenAncestors`.
+        if !closedHashes.isEmpty, closedHashes.contains(Self.pathHash(e.path[...])) {
+            closedDirs.removeValue(forKey: PathKey(e.path))
+            return
+        }
         guard e.xattrs.isEmpty else { return }
         if !bypassesPermissions {
             guard e.mode & 0o700 == 0o700, !metadata.restoreOwnership || e.uid == metadata.euid else { return }
@@ -445,7 +453,8 @@ final class TreeWriter {
         while i <= parentEnd {
             if i == parentEnd || path[i] == UInt8(ascii: "/"), closedHashes.contains(Self.pathHash(path[..<i])) {
                 let key = PathKey(Array(path[..<i]))
-                if let m = closedDirs.removeValue(forKey: key) { dirMeta[key] = m }
+                // A newer entry of that directory (listed again) is already in `dirMeta`.
+                if let m = closedDirs.removeValue(forKey: key), dirMeta[key] == nil { dirMeta[key] = m }
             }
             i += 1
         }

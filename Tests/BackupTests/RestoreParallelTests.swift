@@ -186,6 +186,48 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         #expect(files == 40 + 40 + 3000 + 2 + 40 + 3000 + 1 + 1)
     }
 
+    /// A directory the archive lists again after the entries left it (an appended archive, or
+    /// `tar -r`): the last entry's metadata wins, as with GNU tar, also when entries come back
+    /// into it after each listing (the first, left-early metadata must not come back over it).
+    @Test func directoryListedAgainAfterItWasLeft() throws {
+        let work = try TempDir("hs-restore-relisted")
+        let archive = work.sub("relisted.tar.gz")
+        let script = """
+        import sys, tarfile, io
+        def add(t, name, kind, mtime, mode, data=b''):
+            i = tarfile.TarInfo(name); i.mtime = mtime; i.mode = mode
+            if kind == 'd':
+                i.type = tarfile.DIRTYPE; t.addfile(i)
+            else:
+                i.size = len(data); t.addfile(i, io.BytesIO(data))
+        with tarfile.open(sys.argv[1], 'w:gz', format=tarfile.PAX_FORMAT) as t:
+            for r in range(3):
+                add(t, 'd', 'd', 1500000001 + r, 0o755 if r < 2 else 0o700)
+                add(t, 'd/f%d' % r, 'f', 1500001000 + r, 0o644, b'x' * r)
+                for big in range(2):
+                    add(t, 'e%d%d' % (r, big), 'd', 1500002000, 0o755)
+                    for k in range(3000): add(t, 'e%d%d/g%d' % (r, big, k), 'f', 1500003000, 0o644, b'e')
+            add(t, 'n', 'd', 1500000101, 0o755)
+            for k in range(3000): add(t, 'n/g%d' % k, 'f', 1500003000, 0o644, b'n')
+            add(t, 'n', 'd', 1500000102, 0o750)
+            for k in range(3000): add(t, 'm/g%d' % k, 'f', 1500003000, 0o644, b'm')
+        """
+        try Subprocess.checked(["python3", "-c", script, archive])
+        let gnu = work.sub("gnu")
+        try FileManager.default.createDirectory(atPath: gnu, withIntermediateDirectories: true)
+        try Subprocess.checked(["tar", "-xzf", archive, "-C", gnu])
+        let out = work.sub("out")
+        let r = try Tools.run("hs-restore", ["--archive", archive, "--to", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        for (dir, mtime, mode) in [("d", 1500000003, mode_t(0o700)), ("n", 1500000102, mode_t(0o750))] {
+            var ours = stat(), theirs = stat()
+            #expect(lstat(out + "/" + dir, &ours) == 0 && lstat(gnu + "/" + dir, &theirs) == 0)
+            #expect(theirs.st_mtim.tv_sec == mtime && theirs.st_mode & 0o7777 == mode, "GNU tar: \(dir) \(theirs.st_mtim.tv_sec)")
+            #expect(ours.st_mtim.tv_sec == mtime && ours.st_mode & 0o7777 == mode,
+                    "\(dir): mtime \(ours.st_mtim.tv_sec) mode \(String(ours.st_mode & 0o7777, radix: 8)), last listed \(mtime) \(String(mode, radix: 8))")
+        }
+    }
+
     /// The real tool with its default threads, into a target that exists and is empty.
     @Test func wideTreeThroughTheTool() throws {
         let work = try TempDir("hs-restore-wide-tool")
