@@ -135,14 +135,9 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         }
     }
 
-    /// Directories get their metadata on the writer threads once the entries have left them
-    /// (not all at the end). An archive that comes back to a directory it left (appended or
-    /// hand-made archives), or makes a new directory inside one, must still leave every
-    /// directory with its archived mode and mtime: such a directory is applied again at the end.
-    @Test func archiveComingBackToADirectory() throws {
-        let work = try TempDir("hs-restore-reopen")
-        let archive = work.sub("back.tar.gz")
-        let script = """
+    /// The head of the Python scripts that make these tests' archives: `add(t, name, kind,
+    /// mtime, mode, data)` adds a directory ('d') or a regular file to the open tarfile `t`.
+    static let pythonAddEntry = """
         import sys, tarfile, io
         def add(t, name, kind, mtime, mode, data=b''):
             i = tarfile.TarInfo(name); i.mtime = mtime; i.mode = mode
@@ -150,6 +145,17 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
                 i.type = tarfile.DIRTYPE; t.addfile(i)
             else:
                 i.size = len(data); t.addfile(i, io.BytesIO(data))
+
+        """
+
+    /// Directories get their metadata on the writer threads once the entries have left them
+    /// (not all at the end). An archive that comes back to a directory it left (appended or
+    /// hand-made archives), or makes a new directory inside one, must still leave every
+    /// directory with its archived mode and mtime: such a directory is applied again at the end.
+    @Test func archiveComingBackToADirectory() throws {
+        let work = try TempDir("hs-restore-reopen")
+        let archive = work.sub("back.tar.gz")
+        let script = Self.pythonAddEntry + """
         with tarfile.open(sys.argv[1], 'w:gz', format=tarfile.GNU_FORMAT) as t:
             add(t, 'a', 'd', 1500000001, 0o755)
             for k in range(40): add(t, 'a/f%d' % k, 'f', 1500001000 + k, 0o644, b'a' * k)
@@ -192,14 +198,7 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
     @Test func directoryListedAgainAfterItWasLeft() throws {
         let work = try TempDir("hs-restore-relisted")
         let archive = work.sub("relisted.tar.gz")
-        let script = """
-        import sys, tarfile, io
-        def add(t, name, kind, mtime, mode, data=b''):
-            i = tarfile.TarInfo(name); i.mtime = mtime; i.mode = mode
-            if kind == 'd':
-                i.type = tarfile.DIRTYPE; t.addfile(i)
-            else:
-                i.size = len(data); t.addfile(i, io.BytesIO(data))
+        let script = Self.pythonAddEntry + """
         with tarfile.open(sys.argv[1], 'w:gz', format=tarfile.PAX_FORMAT) as t:
             for r in range(3):
                 add(t, 'd', 'd', 1500000001 + r, 0o755 if r < 2 else 0o700)
