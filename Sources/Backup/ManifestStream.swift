@@ -118,8 +118,11 @@ package final class ManifestWriter {
     private typealias Member = (bytes: [UInt8], chunk: ManifestChunk, copied: Bool)
     private let sink: ([UInt8]) throws -> Void
     private let parent: (any ManifestMemberSource)?
-    private let pool: WorkPool
-    private let stage: OrderedStage<Member>
+    /// The threads that hash and compress members, started at the first member that is not
+    /// also the last: a manifest of one member (a small tree) is done on the calling thread,
+    /// and no thread is started for it (issue 23: start-up of a one-file backup).
+    private var pipeline: (pool: WorkPool, stage: OrderedStage<Member>)?
+    private let threads: Int
     private var buffer: [UInt8] = []
     private var chunks: [ManifestChunk] = []
     private var offset: UInt64 = 0
@@ -135,12 +138,19 @@ package final class ManifestWriter {
                  threads: Int = Sys.processorCount) {
         self.sink = sink
         self.parent = parent
-        self.pool = WorkPool(threads: max(1, threads), name: "hs-manifest")
-        self.stage = OrderedStage(pool: pool, window: max(2, threads) * 2, maxBytes: 6 << 20)
+        self.threads = max(1, threads)
         buffer.reserveCapacity(Manifest.memberCap + 4096)
     }
 
-    deinit { pool.close() }
+    deinit { pipeline?.pool.close() }
+
+    private func startedStage() -> OrderedStage<Member> {
+        if let pipeline { return pipeline.stage }
+        let pool = WorkPool(threads: threads, name: "hs-manifest")
+        let stage = OrderedStage<Member>(pool: pool, window: max(2, threads) * 2, maxBytes: 6 << 20)
+        pipeline = (pool, stage)
+        return stage
+    }
 
     private var wroteMagic = false
     /// The file starts with the magic, written with the first bytes that follow it.
@@ -204,24 +214,34 @@ package final class ManifestWriter {
         return h >> 7
     }
 
-    private func cut() throws {
+    /// One member: hashed, then copied from the parent or compressed.
+    private static func member(_ bytes: [UInt8], parent: (any ManifestMemberSource)?) -> Member {
+        let sha = bytes.withUnsafeBytes { hexString(SHA256Hasher.hash($0)) }
+        var out: [UInt8]
+        var copied = false
+        if let p = parent?.compressedMember(sha256: sha, length: bytes.count) {
+            out = p; copied = true
+        } else {
+            out = []
+            bytes.withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &out) }
+        }
+        return (out, ManifestChunk(length: bytes.count, compressed: out.count, sha256: sha), copied)
+    }
+
+    /// Ends the current member. `last`: no entry follows (from `finish`); the manifest's only
+    /// member is then made here, without threads.
+    private func cut(last: Bool = false) throws {
         guard !buffer.isEmpty else { return }
         let bytes = buffer
         buffer.removeAll(keepingCapacity: true)
         let parent = self.parent
-        while stage.isFull { if let m = try stage.next() { try write(m) } }
-        try stage.submit(bytes: bytes.count) {
-            let sha = bytes.withUnsafeBytes { hexString(SHA256Hasher.hash($0)) }
-            var out: [UInt8]
-            var copied = false
-            if let p = parent?.compressedMember(sha256: sha, length: bytes.count) {
-                out = p; copied = true
-            } else {
-                out = []
-                bytes.withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &out) }
-            }
-            return (out, ManifestChunk(length: bytes.count, compressed: out.count, sha256: sha), copied)
+        if last && pipeline == nil {
+            try write(Self.member(bytes, parent: parent))
+            return
         }
+        let stage = startedStage()
+        while stage.isFull { if let m = try stage.next() { try write(m) } }
+        try stage.submit(bytes: bytes.count) { Self.member(bytes, parent: parent) }
         while let m = try stage.nextIfReady() { try write(m) }
     }
 
@@ -236,16 +256,16 @@ package final class ManifestWriter {
     /// Returns the header as written.
     @discardableResult
     package func finish(header: ManifestHeader) throws -> ManifestHeader {
-        try cut()
-        while let m = try stage.next() { try write(m) }
-        pool.close()
+        try cut(last: true)
+        if let pipeline {
+            while let m = try pipeline.stage.next() { try write(m) }
+            pipeline.pool.close()
+        }
         var h = header
         h.format = 3
         h.body = chunks
         h.entries = count
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        let json = [UInt8](try enc.encode(h))
+        let json = try h.sortedKeysJSON()  // JSONEncoder's bytes (.sortedKeys), without it
         try writeMagicIfNeeded()  // an empty manifest: the magic first, so `offset` counts it
         var trailer = json
         appendLE(&trailer, offset)

@@ -74,7 +74,7 @@ package final class SQLiteSnapshot: Sendable {
     ///   - busyTimeout: bound on retries while the source database is busy or locked.
     ///   - pagesPerStep: pages per backup step (-1 = all at once).
     package init(parent: String? = nil, busyTimeout: TimeInterval = 60, pagesPerStep: Int32 = -1) {
-        self.parent = parent ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp")
+        self.parent = parent ?? (Sys.environment("TMPDIR") ?? "/tmp")
         self.busyTimeout = busyTimeout
         self.pagesPerStep = pagesPerStep
     }

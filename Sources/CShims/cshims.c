@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <sched.h>
 #include "cshims.h"
 
 int cshims_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
@@ -58,3 +59,15 @@ int cshims_seek_data(void) { return SEEK_DATA; }
 int cshims_seek_hole(void) { return SEEK_HOLE; }
 
 int cshims_format_fixed1(char *out, int cap, double v) { return snprintf(out, (size_t)cap, "%.1f", v); }
+
+int cshims_affinity_cpu_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+    return CPU_COUNT(&set);
+}
+
+char *const *cshims_environ(void) {
+    extern char **environ;
+    return environ;
+}

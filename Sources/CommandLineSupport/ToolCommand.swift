@@ -127,22 +127,25 @@ enum RepeatedOptions {
     /// `-q`, `-v` and `-qv`/`-vq` alone do not send the check there: they are the flags of
     /// `VerbosityOptions` in every command (`shortFlagsAreVerbosityOnly` in HardeningTests
     /// checks all five tools), and a flag given twice is no conflict.
+    /// (An array and string comparisons, no Set: a command line has a few words, and a Set of
+    /// Substrings cost generic-metadata and conformance lookups at every start, issue 23.)
     static func possible(in arguments: [String]) -> Bool {
-        var spellings = Set<Substring>()
+        var spellings: [Substring] = []
         for token in arguments {
             if token == "--" { break }
             guard token.hasPrefix("-"), token != "-" else { continue }
             if !token.hasPrefix("--") {
-                if verbosityFlags.contains(token) { continue }
+                if token == "-q" || token == "-v" || token == "-qv" || token == "-vq" { continue }  // verbosityFlags
                 return true
             }
             let spelling = token.prefix { $0 != "=" }
-            if !spellings.insert(spelling).inserted { return true }
+            if spellings.contains(spelling) { return true }
+            spellings.append(spelling)
         }
         return false
     }
 
-    /// The short spellings that are `VerbosityOptions`' flags.
+    /// The short spellings that are `VerbosityOptions`' flags (`possible` compares with them).
     static let verbosityFlags: Set<String> = ["-q", "-v", "-qv", "-vq"]
 
     /// The first single-value option that `arguments` give more than once, with its values,

@@ -37,8 +37,10 @@ package enum DestinationSpec: Sendable, Equatable {
         func bad(_ why: String) -> ToolError {
             ToolError.usage("\(option) '\(value)': \(why). Give \(examples).")
         }
-        let trimmed = value.trimmingCharacters(in: .whitespaces)
-        if trimmed.isEmpty {
+        // What `trimmingCharacters(in: .whitespaces)` would remove (tab and the Unicode space
+        // separators), looked at without Foundation's CharacterSet (issue 23: start-up).
+        let scalars = value.unicodeScalars
+        if scalars.allSatisfy(isBlank) {
             throw bad("the destination is empty (in cron: is HS_BACKUP_DEST set in the .env file the crontab reads?)")
         }
         if value.hasPrefix("nfs://") {
@@ -55,7 +57,7 @@ package enum DestinationSpec: Sendable, Equatable {
             return .rclone(remote)
         }
         if let why = urlProblem(value) { throw bad(why) }
-        if value != trimmed {
+        if scalars.first.map(isBlank) == true || scalars.last.map(isBlank) == true {
             throw bad("the destination has leading or trailing spaces")
         }
         if !value.hasPrefix("/") && !allowRelative {
@@ -66,6 +68,15 @@ package enum DestinationSpec: Sendable, Equatable {
 }
 
 extension DestinationSpec {
+    /// A scalar of `CharacterSet.whitespaces` (CoreFoundation's list: tab, the space separators
+    /// and ZERO WIDTH SPACE; `blankIsFoundationWhitespace` compares every scalar).
+    static func isBlank(_ s: Unicode.Scalar) -> Bool {
+        switch s.value {
+        case 0x09, 0x20, 0xA0, 0x1680, 0x2000 ... 0x200B, 0x202F, 0x205F, 0x3000: return true
+        default: return false
+        }
+    }
+
     /// Why `value`, given where a directory or an `nfs://` URL is expected, is a URL the tools
     /// cannot use: a misspelled NFS URL (`NFS://`, `nfs:/x`, `nfs:x`, `nfs//x`) or another
     /// scheme (`smb://`). Nil for a well-spelled `nfs://` URL and for anything that does not

@@ -100,6 +100,21 @@ package struct SHA256Hasher: ~Copyable {
 }
 
 /// Lowercase hex of bytes.
+package func hexString(_ bytes: [UInt8]) -> String {
+    // The common case (a digest) without the generic: not specialised across modules, the
+    // generic one cost type-metadata lookups at its first call in a run (issue 23).
+    String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+        let digits: StaticString = "0123456789abcdef"
+        let d = digits.utf8Start
+        for (i, b) in bytes.enumerated() {
+            out[2 * i] = d[Int(b >> 4)]
+            out[2 * i + 1] = d[Int(b & 15)]
+        }
+        return bytes.count * 2
+    }
+}
+
+/// Lower-case hexadecimal of any bytes.
 package func hexString(_ bytes: some Sequence<UInt8>) -> String {
     let digits: [UInt8] = Array("0123456789abcdef".utf8)
     var out: [UInt8] = []

@@ -243,7 +243,7 @@ package struct ToolConfiguration: Sendable {
     package static let current: Result<ToolConfiguration, ToolError> = Result {
         () throws(ToolError) -> ToolConfiguration in
         try load(configFlag: configFlag(in: Array(CommandLine.arguments.dropFirst())),
-                 environment: ProcessInfo.processInfo.environment)
+                 environment: Sys.environmentDictionary())
     }
 
     /// `current`, or its error (a usage error, exit 2).

@@ -1,5 +1,6 @@
 // What every start of hs-backup costs, kept small (issue 23's sparse row: a run of one small
 // file is mostly process start): no networking libraries linked, no help dump for -q/-v.
+import Backup
 import Foundation
 import Support
 import TestSupport
@@ -106,5 +107,20 @@ struct StartupTests {
         try Data("x\n".utf8).write(to: URL(fileURLWithPath: work.sub("src/f.txt")))
         let ok = try Tools.run("hs-backup", ["run", "-q", "--source", work.sub("src"), "--to", work.sub("dest"), "--name", "q"])
         #expect(ok.status == 0 && ok.stdout.isEmpty, "exit \(ok.status): \(ok.stdout)\(ok.stderr)")
+    }
+
+    /// The lock file is written without JSONEncoder (`SetLock.Holder.json`): JSONDecoder must
+    /// read back exactly the holder, whatever its strings hold.
+    @Test("the lock file's JSON, written by hand, decodes to the same holder")
+    func lockJSONDecodes() throws {
+        let hosts = ["vm", "nas.example.net", "quo\"te", "back\\slash", "tab\tnew\nline\r", "ctl\u{01}\u{1F}", "é中😀", ""]
+        for (i, host) in hosts.enumerated() {
+            for operation in [nil, "backup", "prune \"x\"\u{7F}"] {
+                let h = SetLock.Holder(host: host, pid: Int32(i * 1000 + 7), started: [1_765_061_078.123456, 0, 1e12 + 0.5, 1.0 / 3][i % 4],
+                                       operation: operation)
+                let back = try JSONDecoder().decode(SetLock.Holder.self, from: Data(h.json))
+                #expect(back == h, "\(String(decoding: h.json, as: UTF8.self))")
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 // The one DEST parser (issue 14), as a table: what is accepted, and what is a usage error.
-import Storage
+import Foundation
+@testable import Storage
 import Support
 import Testing
 @testable import NFS
@@ -49,5 +50,33 @@ import Testing
         let u = try NFSURL("nfs://nas/b?nfsport=2049&timeout=7")
         #expect(u.timeoutSeconds == 7)
         #expect(u.libnfsString == "nfs://nas/b?nfsport=2049")
+    }
+
+    /// `DestinationSpec.isBlank` is `CharacterSet.whitespaces`, scalar by scalar.
+    @Test("isBlank is CharacterSet.whitespaces for every Unicode scalar")
+    func blankIsFoundationWhitespace() {
+        var differ: [UInt32] = []
+        for v in UInt32(0) ... 0x10FFFF {
+            guard let u = Unicode.Scalar(v) else { continue }
+            if DestinationSpec.isBlank(u) != CharacterSet.whitespaces.contains(u) { differ.append(v) }
+        }
+        #expect(differ.isEmpty, "\(differ.prefix(20).map { String($0, radix: 16) })")
+    }
+
+    /// `parse` finds blank and padded values without Foundation's CharacterSet (issue 23):
+    /// exactly where `trimmingCharacters(in: .whitespaces)` removes something.
+    @Test("blank and padded destinations are refused exactly where trimmingCharacters(in: .whitespaces) trims")
+    func blankAsFoundationTrims() {
+        let values = ["", " ", "\t", "\n", " \t ", "\u{00A0}", "\u{3000}", "\u{2009}", "\u{200B}", "\u{180E}", "\u{0085}", "\u{2028}", "\u{205F}", "/x\u{200B}", " /x", "/x ", "/x\t",
+                      "/x\u{00A0}", "\u{3000}/x", "/x\n", "\n/x", "/x y", "/x", "/x\u{0301}", " \u{0301}", "\u{FEFF}/x", "\u{1680}/x"]
+        for v in values {
+            let trimmed = v.trimmingCharacters(in: .whitespaces)
+            var message = ""
+            do { _ = try DestinationSpec.parse(v, allowRelative: true) } catch { message = "\(error)" }
+            #expect(message.contains("is empty") == trimmed.isEmpty, "\(v.unicodeScalars.map { $0.value }): \(message)")
+            if !trimmed.isEmpty {
+                #expect(message.contains("leading or trailing spaces") == (v != trimmed), "\(v.unicodeScalars.map { $0.value }): \(message)")
+            }
+        }
     }
 }

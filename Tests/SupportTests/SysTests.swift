@@ -101,4 +101,25 @@ import Testing
         #expect(Sys.O_PATH == 0o10000000)
         #expect(Sys.AT_EMPTY_PATH == 0x1000)
     }
+
+    /// `Sys.processorCount` and `Sys.environmentDictionary` replace ProcessInfo's at start-up
+    /// (issue 23): they must give what ProcessInfo gives.
+    @Test("Sys.processorCount and Sys.environmentDictionary give what ProcessInfo gives")
+    func processFactsMatchProcessInfo() {
+        #expect(Sys.processorCount == ProcessInfo.processInfo.activeProcessorCount)
+        #expect(Sys.processorCount >= 1)
+        #expect(Sys.environmentDictionary() == ProcessInfo.processInfo.environment)
+    }
+
+    /// `hexString([UInt8])` (the digest path) is the generic one, for every byte value.
+    @Test("hexString of an array is the generic hexString")
+    func hexStringArrayMatchesGeneric() {
+        var bytes: [UInt8] = Array(0 ... 255)
+        for _ in 0 ..< 8 { bytes += (0 ..< 37).map { _ in UInt8.random(in: 0 ... 255) } }
+        for n in [0, 1, 2, 31, 32, 255, bytes.count] {
+            let a = Array(bytes.prefix(n))
+            #expect(hexString(a) == hexString(a.lazy.map { $0 }))
+            #expect(hexString(a) == a.map { String(format: "%02x", $0) }.joined())
+        }
+    }
 }

@@ -48,3 +48,10 @@ int cshims_seek_hole(void);
 /// snprintf(out, cap, "%.1f", v): what String(format: "%.1f") prints, without Foundation's
 /// CVarArg boxing (its first use scans the runtime's protocol conformances: ~0.3 ms per start).
 int cshims_format_fixed1(char *_Nonnull out, int cap, double v);
+
+/// The number of CPUs in this process's affinity mask (sched_getaffinity, _GNU_SOURCE), or 0
+/// when it cannot be read.
+int cshims_affinity_cpu_count(void);
+
+/// `environ` (unistd.h declares it only under _GNU_SOURCE).
+char *const *cshims_environ(void);
