@@ -381,7 +381,7 @@ package final class ScanStream: @unchecked Sendable {
         while !cancelled {
             if u == readingUnit {
                 if queues[u].count < Self.maxReadingChunks { break }
-            } else if queues[u].count < 2 && queuedAhead.chunks < Self.maxQueuedChunks
+            } else if queues[u].count < aheadChunksPerRun() && queuedAhead.chunks < Self.maxQueuedChunks
                         && (queuedAhead.entries + n <= Self.maxQueuedEntries || queuedAhead.chunks == 0) {
                 break
             }
@@ -391,6 +391,16 @@ package final class ScanStream: @unchecked Sendable {
         queues[u].append(chunk)
         if u != readingUnit { queuedAhead.chunks += 1; queuedAhead.entries += n }
         cond.broadcast()
+    }
+
+    /// Chunks one run ahead of the reader may have queued: the walkers ahead share
+    /// `maxQueuedChunks` (at least 2 each). With only the starting walkers busy (a warm cache:
+    /// one walks the run being read, the other the next) the one ahead may fill it all; a cap
+    /// of 2 chunks there held that walker after ~1,000 entries until the reader reached its
+    /// run, so the walkers took turns instead of walking side by side.
+    private func aheadChunksPerRun() -> Int {
+        let walking = othersStarted.load(ordering: .relaxed) ? threadCount : startingCount
+        return max(2, Self.maxQueuedChunks / max(1, walking - 1))
     }
 
     /// Chunk size of each walker (`ScanWorker.chunkEntries(walkers:)`).
