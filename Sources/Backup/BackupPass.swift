@@ -140,9 +140,9 @@ final class BackupPass {
             var substitute: SubstitutedContent?
             var planLater: [UInt8]?
             if e.type == .file, let provider = options.contentProvider {
-                let s = stream.current()
                 // A file unchanged since the previous backup that the provider left alone then
-                // is not shown to it again (which would open it).
+                // is not shown to it again (which would open it), and its `ScannedEntry` is not
+                // built (`stream.current()` copies its path: most of a no-change run's files).
                 let skip = providerKnowsPrevious && p.map {
                     $0.entry.type == .file && $0.entry.flags & ManifestEntry.flagAskProvider == 0 && $0.entry.size == e.size
                         && $0.entry.mtime == e.mtime && $0.entry.ctime == e.ctime && $0.entry.mode == e.mode
@@ -150,6 +150,7 @@ final class BackupPass {
                 } ?? false
                 var ask = false
                 if !skip {
+                    let s = stream.current()
                     switch provider.interest(relativePath: s.path, size: e.size) {
                     case .none: break
                     case .always: ask = true
@@ -164,7 +165,7 @@ final class BackupPass {
                         }
                     }
                 }
-                if ask, let rel = Self.utf8(s.path) {
+                if ask, case let s = stream.current(), let rel = Self.utf8(s.path) {
                     guard try Self.apply(plan(provider, rel, source: SourceFile(s), size: e.size), to: &e, substitute: &substitute) else { continue }
                 }
             }
@@ -403,9 +404,12 @@ final class BackupPass {
             next = (batch, job)
             batch = []; batchArchived = 0; batchBytes = 0
         }
-        if let r = reading {
+        if var r = reading {
             reading = next   // from here on `cleanup()` owns the batch just started
-            var current = r.batch
+            // Moved out of `r` (not copied): `current` is the batch's only reference, so the
+            // entries are changed in place below (a copy of the whole batch per batch before).
+            var current: [Pending] = []
+            swap(&current, &r.batch)
             defer { for p in current where p.substitute != nil { p.substitute?.cleanup() } }
             var window = r.job?.wait() ?? []
             for k in current.indices where current[k].archive {
@@ -422,7 +426,13 @@ final class BackupPass {
                 current[k].substitute?.cleanup()
                 current[k].substitute = nil
             }
-            awaiting.append(contentsOf: current)
+            if awaitingHead == awaiting.count {
+                awaiting = current   // nothing waiting: the batch becomes the queue (no copy)
+                awaitingHead = 0
+            } else {
+                awaiting.append(contentsOf: current)
+            }
+            current = []
             try flushAwaiting(all: false)
         } else {
             reading = next
@@ -564,23 +574,27 @@ final class BackupPass {
     private func flushAwaiting(all: Bool) throws {
         guard manifest != nil else { awaiting = []; awaitingHead = 0; return }
         while awaitingHead < awaiting.count {
-            let a = awaiting[awaitingHead]
-            var r = a.record
-            if a.member >= 0, let aw = archiveWriter {
-                var m = try aw.writtenMember(a.member)
+            // Read in place (the entry's path and link are not copied).
+            let i = awaitingHead
+            let member = awaiting[i].member
+            var entry = awaiting[i].record.entry
+            if member >= 0, let aw = archiveWriter {
+                var m = try aw.writtenMember(member)
                 if m == nil {
                     guard all || awaiting.count - awaitingHead > 32768 else { break }
-                    if a.member == aw.currentMember { try aw.endMember() }
-                    try aw.waitForMember(a.member)
-                    m = try aw.writtenMember(a.member)
+                    if member == aw.currentMember { try aw.endMember() }
+                    try aw.waitForMember(member)
+                    m = try aw.writtenMember(member)
                 }
-                guard let m else { throw ToolError("archive member \(a.member) was not written") }
-                r.entry.memberOffset = m.compressedOffset
-                r.entry.memberSkip = a.headerOffset - m.uncompressedOffset
+                guard let m else { throw ToolError("archive member \(member) was not written") }
+                entry.memberOffset = m.compressedOffset
+                entry.memberSkip = awaiting[i].headerOffset - m.uncompressedOffset
             }
             awaitingHead += 1
-            if a.dropped { continue }
-            try r.path.withUnsafeBytes { path in try r.link.withUnsafeBytes { try appendToManifest(r.entry, path: path, link: $0) } }
+            if awaiting[i].dropped { continue }
+            try awaiting[i].record.path.withUnsafeBytes { path in
+                try awaiting[i].record.link.withUnsafeBytes { try appendToManifest(entry, path: path, link: $0) }
+            }
         }
         if awaitingHead == awaiting.count {
             awaiting.removeAll(keepingCapacity: true); awaitingHead = 0

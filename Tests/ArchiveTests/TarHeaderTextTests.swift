@@ -15,6 +15,17 @@ import Testing
         }
     }
 
+    /// The word-at-a-time header checksum is the plain byte sum (all-0xFF: the largest lanes).
+    @Test func checksumIsTheByteSum() {
+        var rng = SystemRandomNumberGenerator()
+        var blocks: [[UInt8]] = [Array(repeating: 0, count: 512), Array(repeating: 0xFF, count: 512)]
+        for _ in 0 ..< 200 { blocks.append((0 ..< 512).map { _ in UInt8.random(in: 0 ... 255, using: &rng) }) }
+        for b in blocks {
+            let expected = b.reduce(UInt64(0)) { $0 + UInt64($1) }
+            #expect(b.withUnsafeBufferPointer { TarHeader.checksum($0.baseAddress!) } == expected)
+        }
+    }
+
     /// The fast path for common entries writes exactly what the general one writes, and
     /// declines (writing nothing) every entry it does not cover.
     @Test func commonHeadersEqualTheGeneralOnes() throws {
