@@ -21,28 +21,9 @@ package final class SetLock {
         /// `JSONDecoder` reads as a `Holder` (written by hand: JSONEncoder's reflection and type
         /// lookups were ~0.5% of a one-file backup's CPU, issue 23; `lockJSONDecodes` checks it).
         package var json: [UInt8] {
-            var out = "{\"host\":" + Self.quoted(host) + ",\"pid\":\(pid),\"started\":\(started.isFinite ? started : 0)"
-            if let operation { out += ",\"operation\":" + Self.quoted(operation) }
+            var out = "{\"host\":" + JSONText.string(host) + ",\"pid\":\(pid),\"started\":\(started.isFinite ? started : 0)"
+            if let operation { out += ",\"operation\":" + JSONText.string(operation) }
             return Array((out + "}").utf8)
-        }
-
-        /// `s` as a JSON string.
-        static func quoted(_ s: String) -> String {
-            var out = "\""
-            for u in s.unicodeScalars {
-                switch u {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                case "\t": out += "\\t"
-                case _ where u.value < 0x20:
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                default: out.unicodeScalars.append(u)
-                }
-            }
-            return out + "\""
         }
     }
 

@@ -57,36 +57,11 @@ package final class LineWriter {
     }
 }
 
-/// JSON text for the streamed objects (keys in snake_case as every tool's `--json`).
-package enum JSONText {
-    /// A JSON string literal of `s`.
-    package static func string(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20:
-                let h = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
-
+/// JSON text for the streamed objects (keys in snake_case as every tool's `--json`); the escaper
+/// is Support's `JSONText`.
+extension JSONText {
     /// A name (bytes) as a JSON string: its escaped form, which `NameArgument` takes back.
     package static func name(_ bytes: some Collection<UInt8>) -> String { string(NameEscape.escape(bytes)) }
-
-    /// `{"k": v, ...}` from already encoded values, in the given order.
-    package static func object(_ fields: [(String, String)]) -> String {
-        "{" + fields.map { string($0.0) + ":" + $0.1 }.joined(separator: ",") + "}"
-    }
-
-    package static func array(_ items: [String]) -> String { "[" + items.joined(separator: ",") + "]" }
 }
 
 /// Entry fields as the browse commands show them.

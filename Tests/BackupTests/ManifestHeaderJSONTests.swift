@@ -42,6 +42,24 @@ import Testing
         }
     }
 
+    @Test("every stored field of ManifestHeader is written (a new field cannot be left out silently)")
+    func everyFieldIsWritten() throws {
+        var h = ManifestHeader(id: "20261206T224438Z", kind: "incremental", parent: "p", archives: ["a"], archive: "a", toolVersion: "v",
+                               source: "/s", started: 1, seconds: 2, files: 3, directories: 4, symlinks: 5, filesArchived: 6,
+                               treeBytes: 7, bytesIn: 8, bytesOut: 9, warnings: ["w"], sinceFull: 1, fullID: "f", fullStarted: 1,
+                               scanFlags: 1, body: [ManifestChunk(length: 1, compressed: 1, sha256: "x")], archiveSlots: ["s"])
+        h.entries = 1
+        h.filesMissing = 1
+        let stored = Mirror(reflecting: h).children.compactMap(\.label)
+        #expect(Mirror(reflecting: h).children.allSatisfy { child in
+            guard let o = child.value as? any OptionalProtocolForTests else { return true }
+            return o.isSome
+        }, "set every optional above, or this test cannot see a field that is left out")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(try h.sortedKeysJSON())) as? [String: Any])
+        #expect(Set(object.keys) == Set(stored), "written \(object.keys.sorted()), stored \(stored.sorted())")
+        #expect(try h.sortedKeysJSON() == Self.encoderBytes(h))
+    }
+
     @Test("a non-finite time throws as JSONEncoder does")
     func nonFiniteThrows() throws {
         let h = ManifestHeader(id: "x", kind: "full", parent: nil, archives: [], archive: nil, toolVersion: "v", source: "/s",
@@ -51,3 +69,7 @@ import Testing
         #expect(throws: (any Error).self) { try h.sortedKeysJSON() }
     }
 }
+
+/// Lets the test above ask whether a reflected optional holds a value.
+protocol OptionalProtocolForTests { var isSome: Bool { get } }
+extension Optional: OptionalProtocolForTests { var isSome: Bool { self != nil } }
