@@ -228,7 +228,16 @@ private final class MemberLog: Sendable {
             return (s.0, s.1)
         }
     }
+    /// The starts are in increasing compressed order: a binary search (a backward scan passed
+    /// every member decoded ahead of the reader, once per file of a restore --from).
     func tarOffset(ofMemberAt c: UInt64) -> UInt64? {
-        starts.withLock { starts in starts.last(where: { $0.0 == c })?.1 }
+        starts.withLock { starts in
+            var lo = 0, hi = starts.count  // the first start past `c` is in lo...hi
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if starts[mid].0 <= c { lo = mid + 1 } else { hi = mid }
+            }
+            return lo > 0 && starts[lo - 1].0 == c ? starts[lo - 1].1 : nil
+        }
     }
 }

@@ -252,15 +252,8 @@ package final class TarReader {
     /// The entry as the main header block says: name, type, mode, owner, mtime, link.
     private func baseEntry(_ h: HeaderGroup) throws -> TarEntry {
         let block = h.block, at = h.at, flag = h.flag
-        var name = h.longName ?? {
-            var n = cString(block, 0, 100)
-            if h.isPosix {
-                let prefix = cString(block, 345, 155)
-                if !prefix.isEmpty { n = prefix + [UInt8(ascii: "/")] + n }
-            }
-            return n
-        }()
-        if let p = h.pax(PaxKey.path) { name = p }
+        // A pax path replaces the others (looked at first: no name is made to be dropped).
+        let name = h.pax(PaxKey.path) ?? h.longName ?? Self.headerName(block, posix: h.isPosix)
         var type = entryType(flag, name: name)
         if type == .file && (flag == 0 || flag == UInt8(ascii: "0")) && !h.isPosix && name.last == UInt8(ascii: "/") {
             type = .directory  // v7 / old GNU: a directory is a file whose name ends in "/"
@@ -596,6 +589,28 @@ package final class TarReader {
             throw malformed("invalid octal digit in numeric field at byte \(at)", hdr)
         }
         return v
+    }
+
+    /// The name in the header block: ustar's prefix, "/" and name (pax headers), else the name.
+    /// Made in one buffer of its final size (hs-backup's headers carry a prefix for most files).
+    private static func headerName(_ b: [UInt8], posix: Bool) -> [UInt8] {
+        b.withUnsafeBufferPointer { p -> [UInt8] in
+            func length(_ at: Int, _ max: Int) -> Int {
+                var n = 0
+                while n < max && p[at + n] != 0 { n += 1 }
+                return n
+            }
+            let nameLength = length(0, 100)
+            let prefixLength = posix ? length(345, 155) : 0
+            if prefixLength == 0 { return Array(p[0 ..< nameLength]) }
+            return [UInt8](unsafeUninitializedCapacity: prefixLength + 1 + nameLength) { out, count in
+                let base = out.baseAddress!
+                base.initialize(from: p.baseAddress! + 345, count: prefixLength)
+                base[prefixLength] = UInt8(ascii: "/")
+                (base + prefixLength + 1).initialize(from: p.baseAddress!, count: nameLength)
+                count = prefixLength + 1 + nameLength
+            }
+        }
     }
 
     private func cString(_ b: [UInt8], _ at: Int, _ len: Int) -> [UInt8] {

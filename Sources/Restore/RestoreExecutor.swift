@@ -109,13 +109,13 @@ package final class RestoreExecutor {
     /// - Throws: `RestoreError.refused` for "..", NUL bytes, or a non-directory naming the target.
     private func normalise(_ raw: TarEntry) throws(RestoreError) -> (TarEntry, [[UInt8]], Bool)? {
         var e = raw
-        if RestorePath.isNormal(raw.path) && !raw.path.contains(0) {
+        if RestorePath.isNormalWithoutNUL(raw.path) {
             return (e, splitter.split(raw.path), false)
         }
         // "./a/b" (GNU tar of a directory's "."): the rest as it is, when that is normal.
         if raw.path.count > 2 && raw.path[0] == UInt8(ascii: ".") && raw.path[1] == UInt8(ascii: "/") {
             let rest = Array(raw.path[2...])
-            if RestorePath.isNormal(rest) && !rest.contains(0) { e.path = rest; return (e, splitter.split(rest), false) }
+            if RestorePath.isNormalWithoutNUL(rest) { e.path = rest; return (e, splitter.split(rest), false) }
         }
         let (comps, stripped) = try RestorePath.components(raw.path)
         if comps.isEmpty {

@@ -32,7 +32,7 @@ package enum RestorePath {
     /// Throws as `components` does; a path in normal form without NUL bytes (nearly every
     /// path of a manifest) is passed without splitting it.
     package static func check(_ path: [UInt8], rule: RestoreError.Rule = .parentTraversal) throws(RestoreError) {
-        if isNormal(path) && !path.contains(0) { return }
+        if isNormalWithoutNUL(path) { return }
         _ = try components(path, rule: rule)
     }
 
@@ -42,30 +42,33 @@ package enum RestorePath {
         join(split(path).filter { $0 != [UInt8(ascii: ".")] })
     }
 
+    /// `isNormal(path) && !path.contains(0)`, the NUL byte looked for by memchr (every entry of
+    /// a restore is checked so, twice for a backup's; the generic `contains` went byte by byte).
+    static func isNormalWithoutNUL(_ path: [UInt8]) -> Bool {
+        guard isNormal(path) else { return false }
+        return path.withUnsafeBytes { b in b.isEmpty || memchr(b.baseAddress!, 0, b.count) == nil }
+    }
+
     /// True when `path` is already in normal form (the common case: no copy needed).
     static func isNormal(_ path: [UInt8]) -> Bool {
         guard let first = path.first, first != UInt8(ascii: "/"), path.last != UInt8(ascii: "/") else { return false }
-        // Through the buffer (no bounds check per byte: this runs for every entry).
+        // Component by component, the next "/" found by memchr (this runs for every entry,
+        // twice for a backup's: byte by byte it cost ~1,800 instructions per path).
         return path.withUnsafeBufferPointer { p in
-            var prevSlash = true
-            var i = 0
+            let base = p.baseAddress!
             let n = p.count
-            while i < n {
-                let c = p[i]
-                if c == UInt8(ascii: "/") {
-                    if prevSlash { return false }
-                    prevSlash = true
-                } else {
-                    if prevSlash && c == UInt8(ascii: ".") {
-                        // "." or ".." as a component.
-                        if i + 1 == n || p[i + 1] == UInt8(ascii: "/") { return false }
-                        if p[i + 1] == UInt8(ascii: ".") && (i + 2 == n || p[i + 2] == UInt8(ascii: "/")) { return false }
-                    }
-                    prevSlash = false
+            var i = 0  // the start of a component (never past the end: the path ends in a name)
+            while true {
+                let c = base[i]
+                if c == UInt8(ascii: "/") { return false }  // "//": an empty component
+                if c == UInt8(ascii: ".") {
+                    // "." or ".." as a component.
+                    if i + 1 == n || base[i + 1] == UInt8(ascii: "/") { return false }
+                    if base[i + 1] == UInt8(ascii: ".") && (i + 2 == n || base[i + 2] == UInt8(ascii: "/")) { return false }
                 }
-                i += 1
+                guard let slash = memchr(base + i, Int32(UInt8(ascii: "/")), n - i) else { return true }
+                i = base.distance(to: slash.assumingMemoryBound(to: UInt8.self)) + 1
             }
-            return true
         }
     }
 

@@ -212,6 +212,74 @@ import Glibc
         #expect(restored.isEmpty, "the manifest is checked whole before anything is written: \(restored)")
     }
 
+    /// The plan's first read of the manifest checks what spans members (it reads them side by
+    /// side): the order across members and the header's entry count, and a damaged later
+    /// member, all refused before anything is written; a good two-member manifest restores.
+    @Test func manifestCheckedAcrossMembersBeforeAnythingIsWritten() throws {
+        let work = try TempDir("restore-manifest-members")
+        let src = work.sub("src")
+        try Tree.write(src + "/x.txt", "x\n")
+        let dest = try TestDestination(.local)
+        let s = try backup(src, dest)
+        let set = BackupSet(destination: dest.destination, name: "t")
+        let original = try set.loadManifest(s.id)
+        let file = try #require((0 ..< original.table.count).map { original.table.entry($0) }.first { $0.type == .file })
+        var dir = ManifestEntry()
+        dir.type = .directory
+        dir.mode = 0o755
+        /// A format-3 manifest whose members hold these entries (path, is it the file), with
+        /// `entries` in its header and member `badSHA` (if any) listed with a wrong SHA-256.
+        func write(_ members: [[(String, Bool)]], entries: Int? = nil, badSHA: Int? = nil) throws {
+            var header = original.header
+            header.body = []
+            var body: [UInt8] = []
+            for (k, list) in members.enumerated() {
+                var records: [UInt8] = []
+                for (p, isFile) in list {
+                    var e = isFile ? file : dir
+                    e.pathOffset = 0; e.pathLength = UInt32(p.utf8.count); e.linkOffset = 0; e.linkLength = 0
+                    var rec = [UInt8](repeating: 0, count: ManifestTable.recordSize)
+                    rec.withUnsafeMutableBytes { ManifestTable.encode(e, into: $0, at: 0) }
+                    records += rec + Array(p.utf8)
+                }
+                var member: [UInt8] = []
+                records.withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &member) }
+                let sha = hexString(SHA256Hasher.hash(k == badSHA ? records + [0] : records))
+                header.body!.append(ManifestChunk(length: records.count, compressed: member.count, sha256: sha))
+                body += member
+            }
+            header.entries = entries ?? members.reduce(0) { $0 + $1.count }
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            let json = [UInt8](try enc.encode(header))
+            var file3 = Manifest.magic3 + body
+            let jsonOffset = UInt64(file3.count)
+            file3 += json
+            withUnsafeBytes(of: jsonOffset.littleEndian) { file3 += $0 }
+            withUnsafeBytes(of: UInt32(json.count).littleEndian) { file3 += $0 }
+            file3 += SHA256Hasher.hash(json) + Array("HSMEND3\n".utf8)
+            try dest.destination.writeAtomically(set.manifestPath(s.id), contents: file3)
+        }
+        func refused(_ name: String, _ why: String) throws {
+            let r = try Tools.run("hs-restore", ["--from", dest.spec, "--name", "t", "--to", work.sub(name)])
+            #expect(r.status == 1 && r.stderr.contains(why), "\(name): \(r.stdout) \(r.stderr)")
+            let restored = (try? FileManager.default.contentsOfDirectory(atPath: work.sub(name))) ?? []
+            #expect(restored.isEmpty, "\(name): the manifest is checked whole before anything is written: \(restored)")
+        }
+        let many = (0 ..< 40).map { ("d\(1000 + $0)", false) }
+        try write([many, [("x.txt", true)]])
+        let good = try restore(dest, id: s.id, to: work.sub("t-good"))
+        _ = good
+        #expect(try String(contentsOfFile: work.sub("t-good/x.txt"), encoding: .utf8) == "x\n")
+        #expect(FileManager.default.fileExists(atPath: work.sub("t-good/d1039")))
+        try write([many, [("x.txt", true)], [("d1000z", false)]])
+        try refused("t-order", "out of order")
+        try write([many, [("x.txt", true)]], entries: 42)
+        try refused("t-count", "41 entries, the header says 42")
+        try write([many, [("x.txt", true)], [("z", false)]], badSHA: 2)
+        try refused("t-sha", "member 2")
+    }
+
     /// A directory's xattrs live in the archive that last held the directory. When no file
     /// of that archive is carried any more (here: the only file changed), the archive must stay
     /// listed in later manifests, or restoring them loses the directory's xattrs (and cleanup
