@@ -12,6 +12,34 @@ import Glibc
 #endif
 
 @Suite struct RestoreFromDefectTests {
+    /// Manifest records as hs-backup writes them, built by hand (to make manifests no hs-backup
+    /// writes): each entry with its path right after its record.
+    static func records(_ entries: [(ManifestEntry, String)]) -> [UInt8] {
+        var records: [UInt8] = []
+        for (entry, p) in entries {
+            var e = entry
+            e.pathOffset = 0; e.pathLength = UInt32(p.utf8.count); e.linkOffset = 0; e.linkLength = 0
+            var rec = [UInt8](repeating: 0, count: ManifestTable.recordSize)
+            rec.withUnsafeMutableBytes { ManifestTable.encode(e, into: $0, at: 0) }
+            records += rec + Array(p.utf8)
+        }
+        return records
+    }
+
+    /// A format-3 manifest file: the magic, the gzip members, the header's JSON and the trailer.
+    static func manifestFile(header: ManifestHeader, members: [UInt8]) throws -> [UInt8] {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let json = [UInt8](try enc.encode(header))
+        var file3 = Manifest.magic3 + members
+        let jsonOffset = UInt64(file3.count)
+        file3 += json
+        withUnsafeBytes(of: jsonOffset.littleEndian) { file3 += $0 }
+        withUnsafeBytes(of: UInt32(json.count).littleEndian) { file3 += $0 }
+        file3 += SHA256Hasher.hash(json) + Array("HSMEND3\n".utf8)
+        return file3
+    }
+
     @Test func mtimeBefore1970WithAFractionRestores() throws {
         let work = try TempDir("restore-old-mtime")
         let src = work.sub("src")
@@ -183,28 +211,13 @@ import Glibc
         #expect(throws: OutOfOrder.self) { try Manifest(header: original.header, table: unordered).encoded() }
         let good = try Manifest(header: original.header, table: original.table).encoded()
         // Swap the first member for one whose entries are reversed: built by hand below.
-        var records: [UInt8] = []
-        for p in ["x.txt", "a.txt"] {
-            var e = file
-            e.pathOffset = 0; e.pathLength = UInt32(p.utf8.count); e.linkOffset = 0; e.linkLength = 0
-            var rec = [UInt8](repeating: 0, count: ManifestTable.recordSize)
-            rec.withUnsafeMutableBytes { ManifestTable.encode(e, into: $0, at: 0) }
-            records += rec + Array(p.utf8)
-        }
+        let records = Self.records(["x.txt", "a.txt"].map { (file, $0) })
         var member: [UInt8] = []
         records.withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &member) }
         var header = try Manifest.decode(good, name: "good").header
         header.body = [ManifestChunk(length: records.count, compressed: member.count, sha256: hexString(SHA256Hasher.hash(records)))]
         header.entries = 2
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        let json = [UInt8](try enc.encode(header))
-        var file3 = Manifest.magic3 + member
-        let jsonOffset = UInt64(file3.count)
-        file3 += json
-        withUnsafeBytes(of: jsonOffset.littleEndian) { file3 += $0 }
-        withUnsafeBytes(of: UInt32(json.count).littleEndian) { file3 += $0 }
-        file3 += SHA256Hasher.hash(json) + Array("HSMEND3\n".utf8)
+        let file3 = try Self.manifestFile(header: header, members: member)
         try dest.destination.writeAtomically(set.manifestPath(s.id), contents: file3)
         let r = try Tools.run("hs-restore", ["--from", dest.spec, "--name", "t", "--to", work.sub("t-unordered")])
         #expect(r.status == 1 && r.stderr.contains("out of order"), "\(r.stdout) \(r.stderr)")
@@ -234,14 +247,7 @@ import Glibc
             header.body = []
             var body: [UInt8] = []
             for (k, list) in members.enumerated() {
-                var records: [UInt8] = []
-                for (p, isFile) in list {
-                    var e = isFile ? file : dir
-                    e.pathOffset = 0; e.pathLength = UInt32(p.utf8.count); e.linkOffset = 0; e.linkLength = 0
-                    var rec = [UInt8](repeating: 0, count: ManifestTable.recordSize)
-                    rec.withUnsafeMutableBytes { ManifestTable.encode(e, into: $0, at: 0) }
-                    records += rec + Array(p.utf8)
-                }
+                let records = Self.records(list.map { ($0.1 ? file : dir, $0.0) })
                 var member: [UInt8] = []
                 records.withUnsafeBytes { GzipMemberEncoder().encodeMember($0, level: .deflate(1), into: &member) }
                 let sha = hexString(SHA256Hasher.hash(k == badSHA ? records + [0] : records))
@@ -249,15 +255,7 @@ import Glibc
                 body += member
             }
             header.entries = entries ?? members.reduce(0) { $0 + $1.count }
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys]
-            let json = [UInt8](try enc.encode(header))
-            var file3 = Manifest.magic3 + body
-            let jsonOffset = UInt64(file3.count)
-            file3 += json
-            withUnsafeBytes(of: jsonOffset.littleEndian) { file3 += $0 }
-            withUnsafeBytes(of: UInt32(json.count).littleEndian) { file3 += $0 }
-            file3 += SHA256Hasher.hash(json) + Array("HSMEND3\n".utf8)
+            let file3 = try Self.manifestFile(header: header, members: body)
             try dest.destination.writeAtomically(set.manifestPath(s.id), contents: file3)
         }
         func refused(_ name: String, _ why: String) throws {
