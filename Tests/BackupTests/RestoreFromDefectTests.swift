@@ -40,6 +40,20 @@ import Glibc
         return file3
     }
 
+    /// A backup of a tree holding one file, `x.txt`, and its manifest as loaded, with that
+    /// file's entry (the start of the tests that hand-build manifests from it).
+    static func oneFileBackup(in work: TempDir) throws
+        -> (dest: TestDestination, summary: BackupSummary, set: BackupSet, manifest: Manifest, file: ManifestEntry) {
+        let src = work.sub("src")
+        try Tree.write(src + "/x.txt", "x\n")
+        let dest = try TestDestination(.local)
+        let s = try backup(src, dest)
+        let set = BackupSet(destination: dest.destination, name: "t")
+        let manifest = try set.loadManifest(s.id)
+        let file = try #require((0 ..< manifest.table.count).map { manifest.table.entry($0) }.first { $0.type == .file })
+        return (dest, s, set, manifest, file)
+    }
+
     @Test func mtimeBefore1970WithAFractionRestores() throws {
         let work = try TempDir("restore-old-mtime")
         let src = work.sub("src")
@@ -154,13 +168,7 @@ import Glibc
         let outside = work.sub("outside")
         try Tree.write(outside + "/victim", "safe\n")
         let before = try Tree.describe(outside)
-        let src = work.sub("src")
-        try Tree.write(src + "/x.txt", "x\n")
-        let dest = try TestDestination(.local)
-        let s = try backup(src, dest)
-        let set = BackupSet(destination: dest.destination, name: "t")
-        let original = try set.loadManifest(s.id)
-        let file = try #require((0 ..< original.table.count).map { original.table.entry($0) }.first { $0.type == .file })
+        let (dest, s, set, original, file) = try Self.oneFileBackup(in: work)
         /// The backup's manifest plus `extra` entries (path, type, link target), in path order
         /// as any manifest must be (an out-of-order one is refused as damaged before anything).
         func tampered(_ extra: [(String, ManifestEntryType, String)]) throws {
@@ -230,13 +238,7 @@ import Glibc
     /// member, all refused before anything is written; a good two-member manifest restores.
     @Test func manifestCheckedAcrossMembersBeforeAnythingIsWritten() throws {
         let work = try TempDir("restore-manifest-members")
-        let src = work.sub("src")
-        try Tree.write(src + "/x.txt", "x\n")
-        let dest = try TestDestination(.local)
-        let s = try backup(src, dest)
-        let set = BackupSet(destination: dest.destination, name: "t")
-        let original = try set.loadManifest(s.id)
-        let file = try #require((0 ..< original.table.count).map { original.table.entry($0) }.first { $0.type == .file })
+        let (dest, s, set, original, file) = try Self.oneFileBackup(in: work)
         var dir = ManifestEntry()
         dir.type = .directory
         dir.mode = 0o755
