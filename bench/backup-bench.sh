@@ -25,7 +25,8 @@
 # Usage: bench/backup-bench.sh [--rounds N] [--scale N] [--files200k N] [--plex N] [--stress N] [--only LIST] [--write FILE]
 #   --only LIST    comma-separated subset of: full,incr,restore,nfs,200k,plex,stress,cold,sparse
 #                  (default: full,incr,restore,nfs,200k).
-#   --plex N       files in the Plex-like tree (default 1000000); the tree is deleted afterwards.
+#   --plex N       files in the Plex-like tree (default 1000000); the tree is deleted afterwards
+#                  unless KEEP_PLEX=1 is set (e.g. when $BENCH_DIR/plex-N is a bind mount of a kept tree).
 #   --stress N     files in the stress tree (default 1000000); kept in $BENCH_DIR for later runs.
 #   --write FILE   replace the "Backup" section of FILE (BENCHMARKS.md) with the table.
 # Needs: a release build (made here), python3, pigz, GNU tar, restic, nfs-ganesha + rpcbind.
@@ -489,5 +490,5 @@ for r in $(seq 1 "$ROUNDS"); do
   ROUNDS_DONE=$r
   report
 done
-if want plex; then rm -rf "$PLEXTREE"; fi
+if want plex && [ -z "${KEEP_PLEX:-}" ]; then rm -rf "$PLEXTREE"; fi
 
