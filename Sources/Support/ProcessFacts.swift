@@ -38,11 +38,11 @@ extension Sys {
 
     /// A small file's text (at most 4 KiB), or nil when it cannot be read.
     static func readSmallFile(_ path: String) -> String? {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        let fd = retry { Glibc.open(path, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else { return nil }
         defer { Glibc.close(fd) }
         var buf = [UInt8](repeating: 0, count: 4096)
-        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
+        let n = buf.withUnsafeMutableBytes { b in retry { Glibc.read(fd, b.baseAddress!, b.count) } }
         guard n >= 0 else { return nil }
         return String(decoding: buf[..<n], as: UTF8.self)
     }
