@@ -16,8 +16,9 @@ struct DirectoryName: Sendable {
 struct DirectoryNames {
     /// The names one after the other (no separators).
     var bytes: [UInt8] = []
-    /// Each name's place in `bytes` and its `d_type`, in component order once read.
-    var items: [(start: UInt32, length: UInt32, type: UInt8)] = []
+    /// Each name's place in `bytes` and its `d_type`, in component order once read; `key` is
+    /// its first 8 bytes big-endian, zero-padded (`DirectoryReader.sortKey`).
+    var items: [(start: UInt32, length: UInt32, type: UInt8, key: UInt64)] = []
     var count: Int { items.count }
 
     /// Calls `body` with name `i`'s bytes and type.
@@ -64,7 +65,8 @@ enum DirectoryReader {
                     let dot = len == 1 && raw[start] == 0x2E
                     let dotdot = len == 2 && raw[start] == 0x2E && raw[start + 1] == 0x2E
                     if len > 0 && !dot && !dotdot {
-                        out.items.append((UInt32(out.bytes.count), UInt32(len), raw[off + 18]))
+                        out.items.append((UInt32(out.bytes.count), UInt32(len), raw[off + 18],
+                                          Self.sortKey(UnsafeRawBufferPointer(rebasing: raw[start ..< end]))))
                         out.bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[start ..< end]))
                     }
                     off += reclen
@@ -74,15 +76,34 @@ enum DirectoryReader {
             if !complete { failure = EIO; break }
         }
         // Component order (`comparePaths`) of names, which hold no "/": the bytes compared
-        // unsigned (memcmp), then the shorter first.
+        // unsigned (memcmp), then the shorter first. The first 8 bytes decide most pairs as one
+        // integer compare (`sortKey`); memcmp only compares the rest when they are equal.
         out.bytes.withUnsafeBytes { raw in
             guard let base = raw.baseAddress else { return }
             out.items.sort { a, b in
-                let c = memcmp(base + Int(a.start), base + Int(b.start), Int(min(a.length, b.length)))
-                return c != 0 ? c < 0 : a.length < b.length
+                if a.key != b.key { return a.key < b.key }
+                let n = Int(min(a.length, b.length))
+                if n > 8 {
+                    let c = memcmp(base + Int(a.start) + 8, base + Int(b.start) + 8, n - 8)
+                    if c != 0 { return c < 0 }
+                }
+                return a.length < b.length
             }
         }
         return failure
+    }
+
+    /// A name's first 8 bytes as a big-endian integer, zero-padded when shorter: keys compare as
+    /// those bytes do (unsigned). When two keys are equal, so are the first min(8, length) bytes
+    /// of both names, and a name shorter than 8 bytes is a prefix of the other (names hold no
+    /// NUL byte, so padding never equals a real byte): what is left to compare is the bytes
+    /// after the 8th, then the lengths.
+    static func sortKey(_ name: UnsafeRawBufferPointer) -> UInt64 {
+        if name.count >= 8 { return UInt64(bigEndian: name.loadUnaligned(as: UInt64.self)) }
+        var k: UInt64 = 0
+        let n = name.count
+        for i in 0 ..< n { k |= UInt64(name[i]) << (56 - 8 * UInt64(i)) }
+        return k
     }
 
     /// Appends the names of the directory open as `fd` to `out`, sorted in component order

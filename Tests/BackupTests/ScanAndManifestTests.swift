@@ -186,6 +186,31 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         #expect(DirectoryReader.readNames(file, into: &none) == ENOTDIR && none.isEmpty)
     }
 
+    @Test("getdents64 reading: names that tie on their first 8 bytes, are 8 bytes long or shorter, or hold high bytes sort as comparePaths does")
+    func directoryReaderSortKeys() throws {
+        let dir = try TempDir("hs-dirents-keys")
+        var expected: [[UInt8]] = []
+        let ascii = ["abcdefgh", "abcdefghi", "abcdefg", "abcdefgi", "abcdefgh0", "abcdefgh00", "abcdefgg~", "a", "ab",
+                     "abcdefghij-1", "abcdefghij-2", "abcdefghij", "b", "abcdefgh\u{7f}", "f0000123.txt", "f0000124.txt", "f000012.txt"]
+        for n in ascii { expected.append(Array(n.utf8)) }
+        // Bytes above 0x7F in and after the first 8 (compared unsigned), and a name whose 8th byte is 0xFF.
+        expected += [[0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0xFF], [0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0xFF, 0x01],
+                     [0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0xC3, 0xA9], [0xC3, 0xA9], [0xFF, 0xFE]]
+        for n in expected {
+            let path = (Array((dir.path + "/").utf8) + n + [0]).map { CChar(bitPattern: $0) }
+            let fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
+            #expect(fd >= 0); if fd >= 0 { close(fd) }
+        }
+        let fd = open(dir.path, O_RDONLY | O_DIRECTORY)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var names: [DirectoryName] = []
+        var buffer: [UInt8] = []
+        #expect(DirectoryReader.readNames(fd, into: &names, buffer: &buffer) == nil)
+        let want = expected.sorted { a, b in a.withUnsafeBytes { x in b.withUnsafeBytes { y in comparePaths(x, y) < 0 } } }
+        #expect(names.map(\.bytes) == want)
+    }
+
     @Test("find(_:from:) gallops and binary-searches correctly")
     func findFrom() throws {
         var t = ManifestTable()
