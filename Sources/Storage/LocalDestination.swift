@@ -188,18 +188,19 @@ final class LocalReader: DestinationReader {
     deinit { if fd >= 0 { Glibc.close(fd) } }
 
     func read(at offset: UInt64, count: Int) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        var got = 0
-        try out.withUnsafeMutableBytes { buf in
+        // Not zero-filled first (a memset of every byte read: ~2% of a no-change backup's
+        // instructions, reading the previous manifest): only the bytes read are kept.
+        guard count > 0 else { return [] }
+        return try [UInt8](unsafeUninitializedCapacity: count) { buf, initialized in
+            var got = 0
             while got < count {
                 let n = Sys.retry { pread(fd, buf.baseAddress! + got, count - got, off_t(offset) + off_t(got)) }
                 if n < 0 { throw StorageError.posix("read", path) }
                 if n == 0 { break }
                 got += n
             }
+            initialized = got
         }
-        out.removeLast(count - got)
-        return out
     }
 
     func close() throws {
