@@ -182,14 +182,17 @@ final class BackupPass {
                     // Nothing queued ahead of it: straight to the manifest, from the scan's buffers.
                     try stream.withCurrent { path, link in try appendToManifest(e, path: path, link: link) }
                 } else {
-                    let s = stream.current()
+                    let s = stream.takeCurrent()
                     try enqueue(Pending(record: ManifestRecord(entry: e, path: s.path, link: s.link), archive: false, substitute: nil, multiLink: false))
                 }
             } else {
-                let s = stream.current()
+                // The entry's last use: taken from the stream, its content moved (not copied) into the queue.
+                var s = stream.takeCurrent()
+                var ahead: Result<PrefetchedContent, LeftOutError>?
+                if substitute == nil { swap(&ahead, &s.content) }
                 try enqueue(Pending(record: ManifestRecord(entry: e, path: s.path, link: s.link), archive: true, substitute: substitute,
                                     multiLink: s.multiLink, source: SourceFile(s), planIfContentStarts: planLater, xattrsAtRead: xattrsAtRead,
-                                    ahead: substitute == nil ? s.content : nil))
+                                    ahead: ahead))
             }
         }
         try processBatch()
@@ -328,24 +331,31 @@ final class BackupPass {
         try manifest.append(e, path: path, link: link)
     }
 
-    private func enqueue(_ p: Pending) throws {
+    private func enqueue(_ p: consuming Pending) throws {
+        // `p` is only read through copies of its fields before it moves into the batch (no
+        // closure captures it).
+        let archive = p.archive
+        let e = p.record.entry
         if dryRun {
             p.substitute?.cleanup()  // a snapshot the provider took: nothing reads it in a dry run
-            guard p.archive else { return }
-            let e = p.record.entry
+            guard archive else { return }
             if e.type == .file { filesArchived += 1; bytesIn = bytesIn.addingSaturated(e.size) }
-            runner.reporter.info("would archive: \(e.type.name) \(displayPath(p.record.path))")
+            let path = p.record.path
+            runner.reporter.info("would archive: \(e.type.name) \(displayPath(path))")
             return
         }
-        if !p.archive && batch.isEmpty && reading == nil && awaitingHead == awaiting.count, manifest != nil {
+        if !archive && batch.isEmpty && reading == nil && awaitingHead == awaiting.count, manifest != nil {
             // Nothing queued ahead of it: straight to the manifest.
-            try p.record.path.withUnsafeBytes { path in try p.record.link.withUnsafeBytes { try appendToManifest(p.record.entry, path: path, link: $0) } }
+            let r = p.record
+            try r.path.withUnsafeBytes { path in try r.link.withUnsafeBytes { try appendToManifest(e, path: path, link: $0) } }
             return
         }
-        batch.append(p)
-        if p.archive && p.record.entry.type == .file {
+        let archivedFile = archive && e.type == .file
+        let size = e.size
+        batch.append(consume p)   // moved into the batch (a copy of every field before)
+        if archivedFile {
             batchArchived += 1
-            if p.record.entry.size <= 1 << 20 { batchBytes += p.record.entry.size }
+            if size <= 1 << 20 { batchBytes += size }
         }
         // Bounded: 1024 files or 16 MiB of small files read ahead, or 4096 entries queued.
         if batchArchived >= 1024 || batchBytes >= 16 << 20 || batch.count >= 4096 { try processBatch() }
@@ -393,16 +403,20 @@ final class BackupPass {
             if batch.contains(where: \.archive) {
                 try openArchive()
                 var small: [BackupRunner.PrefetchItem] = []
-                for (k, p) in batch.enumerated() where p.archive && p.substitute == nil && p.ahead == nil {
-                    let e = p.record.entry
-                    if e.type == .file && e.size > 0 && e.size <= 1 << 20, let f = p.source {
-                        small.append(BackupRunner.PrefetchItem(index: k, file: f, size: e.size, xattrs: p.xattrsAtRead))
+                // Read in place (a copy of each entry per batch before).
+                for k in batch.indices where batch[k].archive && batch[k].substitute == nil && batch[k].ahead == nil {
+                    let e = batch[k].record.entry
+                    if e.type == .file && e.size > 0 && e.size <= 1 << 20, let f = batch[k].source {
+                        small.append(BackupRunner.PrefetchItem(index: k, file: f, size: e.size, xattrs: batch[k].xattrsAtRead))
                     }
                 }
                 if small.count > 1 { job = try runner.prefetch(small, count: batch.count, on: prefetchPool()) }
             }
+            let count = batch.count
             next = (batch, job)
-            batch = []; batchArchived = 0; batchBytes = 0
+            // The next batch starts at this one's size (it grew from empty by doubling, each
+            // step moving every entry, before).
+            batch = []; batch.reserveCapacity(count); batchArchived = 0; batchBytes = 0
         }
         if var r = reading {
             reading = next   // from here on `cleanup()` owns the batch just started

@@ -529,6 +529,24 @@ package final class ScanStream: @unchecked Sendable {
     /// identity as the scan saw them); built once per entry.
     package func current() -> ScannedEntry {
         if let s = currentScanned { return s }
+        let s = makeCurrent()
+        currentScanned = s
+        return s
+    }
+
+    /// The current entry as a `ScannedEntry`, for its last use (the pass queues it): the one
+    /// `current()` built, handed over, or a new one not kept (no copy kept here, so its arrays
+    /// and content are not retained twice). After this, `current()` would rebuild it without
+    /// the content the walker read (the pass then reads the file itself).
+    package func takeCurrent() -> ScannedEntry {
+        if let s = currentScanned {
+            currentScanned = nil
+            return s
+        }
+        return makeCurrent()
+    }
+
+    private func makeCurrent() -> ScannedEntry {
         let i = currentIndex
         let e = currentEntry
         let parent = currentFromTop ? topParents.dir(at: i) : chunkParents.dir(at: i)
@@ -539,10 +557,8 @@ package final class ScanStream: @unchecked Sendable {
             content = chunk!.contents[i]
             chunk!.contents[i] = nil
         }
-        let s = ScannedEntry(entry: e, path: currentTable.pathBytes(e), link: currentLinkBytes ?? Array(currentTable.linkBytes(e)),
-                             multiLink: currentMultiLink, parent: parent, identity: identity, content: content)
-        currentScanned = s
-        return s
+        return ScannedEntry(entry: e, path: currentTable.pathBytes(e), link: currentLinkBytes ?? Array(currentTable.linkBytes(e)),
+                            multiLink: currentMultiLink, parent: parent, identity: identity, content: content)
     }
 }
 

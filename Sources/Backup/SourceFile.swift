@@ -18,7 +18,17 @@ struct SourceFile: Sendable {
 
     init(_ s: ScannedEntry) {
         parent = s.parent
-        name = s.name.map { CChar(bitPattern: $0) } + [0]
+        // The last component of the path and a NUL, in one allocation.
+        let path = s.path
+        let start = (path.lastIndex(of: 0x2F).map { $0 + 1 }) ?? 0
+        let n = path.count - start
+        name = path.withUnsafeBufferPointer { p in
+            [CChar](unsafeUninitializedCapacity: n + 1) { b, count in
+                for i in 0 ..< n { b[i] = CChar(bitPattern: p[start + i]) }
+                b[n] = 0
+                count = n + 1
+            }
+        }
         identity = s.identity
     }
 
