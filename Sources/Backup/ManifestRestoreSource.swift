@@ -36,6 +36,9 @@ package final class ManifestRestoreSource: RestoreSource {
     private var dirXattrs: [[UInt8]: [(name: [UInt8], value: [UInt8])]]?
     private var archivesNewestFirst: [String] = []
     private var archives: [String: TarReader] = [:]
+    /// The reader of the last file's archive (most files are in the one before's: no
+    /// dictionary lookup by the archive id per file).
+    private var lastReader: (archive: String, reader: TarReader)?
     private var current: TarReader?
     private var lastLabel: (archive: String, label: String)?
     /// The identities given cannot decrypt the set's newest backup (see `BackupSet.identityWarning`).
@@ -269,10 +272,12 @@ package final class ManifestRestoreSource: RestoreSource {
     }
 
     private func archiveReader(_ archive: String, label: String) throws -> TarReader {
-        if let r = archives[archive] { return r }
+        if let l = lastReader, l.archive == archive { return l.reader }
+        if let r = archives[archive] { lastReader = (archive, r); return r }
         let rd = try set.openArchive(archive)   // an age file is decrypted by chunk
         let r = try TarReader(source: ArchiveSource(size: rd.size, displayName: label) { try rd.read(at: $0, count: $1) })
         archives[archive] = r
+        lastReader = (archive, r)
         return r
     }
 

@@ -77,8 +77,21 @@ package enum RestorePath {
         path.count > dir.count && path.starts(with: dir) && path[dir.count] == UInt8(ascii: "/")
     }
 
+    /// The non-empty components of `path` between "/"s (memchr for each "/": the generic
+    /// `split` cost ~11,000 instructions per path, twice per directory of a restore).
     package static func split(_ path: [UInt8]) -> [[UInt8]] {
-        path.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true).map(Array.init)
+        path.withUnsafeBufferPointer { p in
+            var out: [[UInt8]] = []
+            guard let base = p.baseAddress else { return out }
+            let n = p.count
+            var i = 0
+            while i < n {
+                let end = memchr(base + i, Int32(UInt8(ascii: "/")), n - i).map { base.distance(to: $0.assumingMemoryBound(to: UInt8.self)) } ?? n
+                if end > i { out.append(Array(p[i ..< end])) }
+                i = end + 1
+            }
+            return out
+        }
     }
 
     /// `split` for a stream of paths in normal form: the components of a path's parent are
