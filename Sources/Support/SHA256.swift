@@ -77,16 +77,20 @@ package struct SHA256Hasher: ~Copyable {
 
     /// The 32-byte digest. The hasher cannot be used afterwards.
     package consuming func finalize() -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        out.withUnsafeMutableBufferPointer { o in
+        // Into 32 bytes on the stack, then copied into the array: `Array(repeating:count:)` allocates
+        // through the standard library's unspecialized generic path (~600 instructions, once per
+        // file hashed), the copy of a buffer through the specialized one.
+        var d: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &d) { raw in
+            let o = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
             switch state {
-            case .native(let ctx): hs_sha256_final(ctx, o.baseAddress!)
+            case .native(let ctx): hs_sha256_final(ctx, o)
             case .libcrypto(let ctx, let c):
                 var len: UInt32 = 32
-                if c.pointee.EVP_DigestFinal_ex(ctx, o.baseAddress, &len) != 1 || len != 32 { Self.failed("EVP_DigestFinal_ex") }
+                if c.pointee.EVP_DigestFinal_ex(ctx, o, &len) != 1 || len != 32 { Self.failed("EVP_DigestFinal_ex") }
             }
         }
-        return out
+        return withUnsafeBytes(of: &d) { Array($0) }
     }
 
     /// SHA-256 of a buffer in one call.
