@@ -163,12 +163,7 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         expected.append("a.b"); #expect(FileManager.default.createFile(atPath: dir.sub("a.b"), contents: nil))
         // A name that is the start of another, and bytes above 0x7F (compared unsigned).
         for n in ["ab", "abc", "\u{e9}t\u{e9}", "zz"] { expected.append(n); #expect(FileManager.default.createFile(atPath: dir.sub(n), contents: nil)) }
-        let fd = open(dir.path, O_RDONLY | O_DIRECTORY)
-        #expect(fd >= 0)
-        defer { close(fd) }
-        var names: [DirectoryName] = []
-        var buffer: [UInt8] = []
-        #expect(DirectoryReader.readNames(fd, into: &names, buffer: &buffer) == nil)
+        let (names, buffer) = readNamesOfDirectory(dir.path)
         #expect(buffer.count < 3000 * 80, "the listing took several getdents64 calls")
         let got = names.map { String(decoding: $0.bytes, as: UTF8.self) }
         #expect(Set(got) == Set(expected) && got.count == expected.count)
@@ -201,12 +196,7 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
             let fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
             #expect(fd >= 0); if fd >= 0 { close(fd) }
         }
-        let fd = open(dir.path, O_RDONLY | O_DIRECTORY)
-        #expect(fd >= 0)
-        defer { close(fd) }
-        var names: [DirectoryName] = []
-        var buffer: [UInt8] = []
-        #expect(DirectoryReader.readNames(fd, into: &names, buffer: &buffer) == nil)
+        let (names, _) = readNamesOfDirectory(dir.path)
         let want = expected.sorted { a, b in a.withUnsafeBytes { x in b.withUnsafeBytes { y in comparePaths(x, y) < 0 } } }
         #expect(names.map(\.bytes) == want)
     }
@@ -623,4 +613,16 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
         future += SHA256Hasher.hash(json) + Array("HSMEND3\n".utf8)
         #expect { try Manifest.decode(future, name: "future") } throws: { "\($0)".contains("newer hs-backup") }
     }
+}
+
+/// `DirectoryReader.readNames` of the directory at `path`: its names and the getdents64 buffer
+/// it used (each read expected to succeed).
+private func readNamesOfDirectory(_ path: String) -> (names: [DirectoryName], buffer: [UInt8]) {
+    let fd = open(path, O_RDONLY | O_DIRECTORY)
+    #expect(fd >= 0)
+    defer { close(fd) }
+    var names: [DirectoryName] = []
+    var buffer: [UInt8] = []
+    #expect(DirectoryReader.readNames(fd, into: &names, buffer: &buffer) == nil)
+    return (names, buffer)
 }
