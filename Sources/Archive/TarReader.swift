@@ -47,6 +47,17 @@ package final class TarReader {
     private var lastStoredData = false
     /// Non-fatal oddities met (unknown entry types read as files, skipped ACL headers, ...).
     package private(set) var warnings: [String] = []
+    /// Storage reused for header blocks and small extended-header data: an array per block
+    /// went through the standard library's unspecialized allocation path (~600 instructions,
+    /// three per entry of an hs-backup archive, plus their frees). The entry's main block is
+    /// handed back after `next()` is done with it (unique again by the next entry; when it is
+    /// not, it is copied, as any array is).
+    private var blockBuffer: [UInt8] = []
+    private var extBuffer: [UInt8] = []
+    /// The owner names of the last entry that had them (most entries share them): the same
+    /// arrays are handed out again instead of two new ones per entry.
+    private var lastUname: [UInt8] = []
+    private var lastGname: [UInt8] = []
 
     /// - Parameters:
     ///   - start: where to start (a gzip member and the tar offset of an entry's first header
@@ -176,6 +187,7 @@ package final class TarReader {
         regions = []; regionIndex = 0; regionDone = 0
         e.size = e.type == .file ? stored : 0
         if e.type == .file { try readSparseLayout(h, into: &e) }
+        blockBuffer = h.block
         return e
     }
 
@@ -184,6 +196,8 @@ package final class TarReader {
     private func readHeaderGroup() throws -> HeaderGroup? {
         var g = HeaderGroup(block: [], at: 0)
         var started = false
+        var block: [UInt8] = []
+        swap(&block, &blockBuffer)
         while true {
             let at = stream.position
             // The data ends at a header boundary, without the end-of-archive blocks: GNU tar
@@ -193,7 +207,7 @@ package final class TarReader {
                 warn("the archive ends without its end-of-archive blocks (after its last entry, '\(currentName)'); extracted as GNU tar does")
                 return nil
             }
-            let block = try readExact(512, what: started ? "inside a header" : "before the end-of-archive marker")
+            try readExact(into: &block, 512, what: started ? "inside a header" : "before the end-of-archive marker")
             if block.allSatisfy({ $0 == 0 }) {
                 if started { throw malformed("end-of-archive marker right after an extended header", at) }
                 return nil
@@ -209,10 +223,13 @@ package final class TarReader {
                     throw ArchiveError(.malformed, rule: .extendedHeaderSize,
                                        "extended header of \(size) bytes exceeds the \(limits.maxExtendedHeader)-byte limit (header at tar offset \(at))")
                 }
-                let data = try readExact(Int(size), what: "inside an extended header")
+                var data: [UInt8] = []
+                swap(&data, &extBuffer)
+                try readExact(into: &data, Int(size), what: "inside an extended header")
                 guard try stream.skip(UInt64((512 - size % 512) % 512)) else { throw truncated("inside an extended header") }
                 if flag == UInt8(ascii: "g") { started = false }
                 try collectExtended(flag, data, at, into: &g)
+                if data.capacity <= Self.reusedExtendedSize { swap(&data, &extBuffer) }
             case UInt8(ascii: "V"), UInt8(ascii: "A"), UInt8(ascii: "N"):
                 // Volume label, Solaris ACL, old GNU long-name list: not entries; GNU tar skips
                 // them (and reads an 'A' header as a file that the next header replaces).
@@ -300,7 +317,7 @@ package final class TarReader {
         e.gid = UInt32(truncatingIfNeeded: try number(block, 116, 8, at))
         e.mtime = FileTime(seconds: try number(block, 136, 12, at))
         if h.isPosix || h.isGNU {
-            let un = cString(block, 265, 32), gn = cString(block, 297, 32)
+            let un = cString(block, 265, 32, reusing: &lastUname), gn = cString(block, 297, 32, reusing: &lastGname)
             if !un.isEmpty { e.uname = un }
             if !gn.isEmpty { e.gname = gn }
             if type == .charDevice || type == .blockDevice {
@@ -574,6 +591,27 @@ package final class TarReader {
         }
     }
 
+    /// Extended-header data up to this size is read into storage kept for the next one.
+    private static let reusedExtendedSize = 64 << 10
+
+    /// `n` bytes into `buf` (its storage reused when it has `n` bytes and is not shared).
+    private func readExact(into buf: inout [UInt8], _ n: Int, what: String) throws {
+        if buf.count != n {
+            buf.removeAll(keepingCapacity: true)
+            buf.append(contentsOf: repeatElement(0, count: n))
+        }
+        try buf.withUnsafeMutableBytes { out in
+            var at = 0
+            while at < n {
+                let got = try stream.next(max: n - at) { b in
+                    if !b.isEmpty { (out.baseAddress! + at).copyMemory(from: b.baseAddress!, byteCount: b.count) }
+                }
+                if got == 0 { throw truncated(what) }
+                at += got
+            }
+        }
+    }
+
     private func warn(_ s: String) { if warnings.count < 1000 { warnings.append(s) } }
 
     private func truncated(_ what: String) -> ArchiveError {
@@ -621,6 +659,7 @@ package final class TarReader {
     private func number(_ b: [UInt8], _ at: Int, _ len: Int, _ hdr: UInt64) throws -> Int64 {
         try b.withUnsafeBufferPointer { p throws -> Int64 in
             precondition(at >= 0 && len > 0 && at + len <= p.count)
+            if let v = Self.plainOctal(p, at, len) { return v }
             let first = p[at]
             if first & 0x80 != 0 {
                 let neg = first == 0xff
@@ -653,6 +692,39 @@ package final class TarReader {
         }
     }
 
+    /// The value of a field of 8 or 12 bytes that is octal digits up to its last byte, which is
+    /// a NUL or a blank (every numeric field tar and hs-backup write but the checksum), eight
+    /// digits at a time; nil for any other field (`number` reads it byte by byte, with the same
+    /// result for these). ~150 instructions less per field, six or seven fields per entry.
+    private static func plainOctal(_ p: UnsafeBufferPointer<UInt8>, _ at: Int, _ len: Int) -> Int64? {
+        guard len == 8 || len == 12 else { return nil }
+        let last = p[at + len - 1]
+        guard last == 0 || last == UInt8(ascii: " ") else { return nil }
+        let raw = UnsafeRawPointer(p.baseAddress! + at)
+        // Eight digits (the first is the most significant, in the lowest byte) to their value;
+        // nil unless every byte is '0'...'7'.
+        func eight(_ w: UInt64) -> UInt64? {
+            let d = w ^ 0x3030_3030_3030_3030
+            guard d & 0xf8f8_f8f8_f8f8_f8f8 == 0 else { return nil }
+            let pairs = ((d & 0x00ff_00ff_00ff_00ff) << 3) | ((d >> 8) & 0x00ff_00ff_00ff_00ff)
+            let quads = ((pairs & 0x0000_ffff_0000_ffff) << 6) | ((pairs >> 16) & 0x0000_ffff_0000_ffff)
+            return ((quads & 0xffff_ffff) << 12) | (quads >> 32)
+        }
+        let w = UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self))
+        if len == 8 {
+            // Seven digits and the terminator: a leading '0' digit in place of the terminator.
+            return eight((w << 8) | 0x30).map { Int64($0) }
+        }
+        guard let high = eight(w) else { return nil }
+        var v = high
+        for i in 8 ..< 11 {
+            let d = p[at + i] &- UInt8(ascii: "0")
+            if d > 7 { return nil }
+            v = v << 3 | UInt64(d)
+        }
+        return Int64(v)
+    }
+
     /// The name in the header block: ustar's prefix, "/" and name (pax headers), else the name.
     /// Made in one buffer of its final size (hs-backup's headers carry a prefix for most files).
     private static func headerName(_ b: [UInt8], posix: Bool) -> [UInt8] {
@@ -673,6 +745,17 @@ package final class TarReader {
 
     private func cString(_ b: [UInt8], _ at: Int, _ len: Int) -> [UInt8] {
         b.withUnsafeBufferPointer { p in Array(p[at ..< at + Self.lengthBeforeNUL(p, at, len)]) }
+    }
+
+    /// `cString`, handing out `last` itself when it holds the same bytes (else the new string,
+    /// kept in `last`).
+    private func cString(_ b: [UInt8], _ at: Int, _ len: Int, reusing last: inout [UInt8]) -> [UInt8] {
+        b.withUnsafeBufferPointer { p in
+            let n = Self.lengthBeforeNUL(p, at, len)
+            let same = n == last.count && (n == 0 || last.withUnsafeBufferPointer { memcmp($0.baseAddress!, p.baseAddress! + at, n) == 0 })
+            if !same { last = Array(p[at ..< at + n]) }
+            return last
+        }
     }
 
     /// The bytes from `at` before the first NUL, at most `max` (memchr: a byte loop cost
