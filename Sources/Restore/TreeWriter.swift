@@ -367,7 +367,10 @@ final class TreeWriter {
     private func reap(wait: Bool) throws {
         guard let writers else { return }
         try writers.reap(wait: wait) { job, failure in
-            if let n = inflightPaths[job.pathHash] { inflightPaths[job.pathHash] = n > 1 ? n - 1 : nil }
+            // One lookup (the key hashed once) instead of a read and a write.
+            if let i = inflightPaths.index(forKey: job.pathHash) {
+                if inflightPaths.values[i] > 1 { inflightPaths.values[i] -= 1 } else { inflightPaths.remove(at: i) }
+            }
             if let failure { throw failure }
             finished(job.entry)
         }
@@ -574,10 +577,11 @@ struct DirectoryWalker: Sendable {
     func applyDirectoryMetadata(_ e: TarEntry, createdMode: UInt32?, stack: inout [(name: [UInt8], dir: DirHandle)]) throws {
         let comps = RestorePath.split(e.path)
         lazy var shown = NameEscape.escape(e.path)
-        let parent = try Self.openParent(Array(comps.dropLast()), root: root, stack: &stack, shown: shown)
-        let fd = try Self.openChild(parent.fd, comps.last!, path: e.path, shown: shown, create: true)
-        defer { Sys.close(fd) }
-        try metadata.apply(e, to: .fd(fd), createdMode: createdMode, shown: shown)
+        // The directory itself is walked into the stack: deepest first, its parent comes
+        // next and is then opened already (one open per directory, not one for the
+        // directory and one more for each parent the stack had to drop for it).
+        let dir = try Self.openParent(comps, root: root, stack: &stack, shown: shown)
+        try metadata.apply(e, to: .fd(dir.fd), createdMode: createdMode, shown: shown)
     }
 
     /// Opens (creating missing directories) `comps` below `root`, reusing `stack`.
@@ -587,8 +591,13 @@ struct DirectoryWalker: Sendable {
         while k < stack.count && k < comps.count && stack[k].name == comps[k] { k += 1 }
         if k < stack.count { stack.removeLast(stack.count - k) }
         var cur = stack.last?.dir ?? root
+        // Below a directory this walk made, the next component is made before it is opened
+        // (it is missing, unless another thread made it meanwhile: then the open follows the
+        // `EEXIST` as before): no failing open before each mkdir of a new chain.
+        var made = false
         for i in k..<comps.count {
-            let fd = try openChild(cur.fd, comps[i], path: RestorePath.join(Array(comps[...i])), shown: shown(), create: true)
+            let fd = try openChild(cur.fd, comps[i], path: RestorePath.join(Array(comps[...i])), shown: shown(), create: true,
+                                   likelyMissing: made, made: &made)
             cur = DirHandle(fd)
             stack.append((comps[i], cur))
         }
@@ -597,15 +606,36 @@ struct DirectoryWalker: Sendable {
 
     /// Opens the directory `name` in `dir` (made with mode 0755 when missing and `create`).
     /// `path` and `shown` are for messages only (evaluated on failure).
+    /// `likelyMissing` (with `create`): mkdir first, then open (what exists at the name, made
+    /// by another thread or not a directory, is then opened or refused exactly as when the open
+    /// comes first). `made` is set when this call made the directory.
     static func openChild(_ dir: Int32, _ name: [UInt8], path: @autoclosure () -> [UInt8], shown: @autoclosure () -> String,
-                          create: Bool) throws -> Int32 {
+                          create: Bool, likelyMissing: Bool = false) throws -> Int32 {
+        var made = false
+        return try openChild(dir, name, path: path(), shown: shown(), create: create, likelyMissing: likelyMissing, made: &made)
+    }
+
+    static func openChild(_ dir: Int32, _ name: [UInt8], path: @autoclosure () -> [UInt8], shown: @autoclosure () -> String,
+                          create: Bool, likelyMissing: Bool, made: inout Bool) throws -> Int32 {
         let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
-        var fd = Sys.retry { Sys.withCName(name) { openat(dir, $0, flags) } }
-        if fd < 0 && errno == ENOENT && create {
-            if Sys.withCName(name, { mkdirat(dir, $0, 0o755) }) != 0 && errno != EEXIST {
+        var fd: Int32 = -1
+        if create && likelyMissing {
+            if Sys.withCName(name, { mkdirat(dir, $0, 0o755) }) == 0 {
+                made = true
+            } else if errno != EEXIST {
                 throw RestoreError.io(SysError(call: "mkdir", name: path(), errno: errno, hint: "making a parent of '\(shown())'"))
             }
             fd = Sys.retry { Sys.withCName(name) { openat(dir, $0, flags) } }
+        } else {
+            fd = Sys.retry { Sys.withCName(name) { openat(dir, $0, flags) } }
+            if fd < 0 && errno == ENOENT && create {
+                if Sys.withCName(name, { mkdirat(dir, $0, 0o755) }) == 0 {
+                    made = true
+                } else if errno != EEXIST {
+                    throw RestoreError.io(SysError(call: "mkdir", name: path(), errno: errno, hint: "making a parent of '\(shown())'"))
+                }
+                fd = Sys.retry { Sys.withCName(name) { openat(dir, $0, flags) } }
+            }
         }
         if fd < 0 {
             let err = errno
