@@ -227,8 +227,7 @@ package final class ManifestRestoreSource: RestoreSource {
 
     /// The planned entry, with its content located (and, when `content`, the archive read up
     /// to it and its header checked against the manifest).
-    private func planned(_ item: ManifestItem, as e: TarEntry, contentFrom src: ManifestItem?, content: Bool) throws -> PlannedEntry {
-        var entry = e
+    private func planned(_ item: ManifestItem, as entry: consuming TarEntry, contentFrom src: ManifestItem?, content: Bool) throws -> PlannedEntry {
         // The manifest may be altered: its path is checked before anything is read for it.
         try RestorePath.check(entry.path)
         if content && (item.type == .directory || item.type == .symlink) && item.xattrHash != 0 {
@@ -238,10 +237,10 @@ package final class ManifestRestoreSource: RestoreSource {
         guard let src, entry.type == .file else { return PlannedEntry(entry: entry) }
         guard let archive = src.archive else {
             guard src.size == 0 else { throw RestoreError.inconsistentPlan("backup \(id) has no archive for \(NameEscape.escape(src.path)); the manifest is damaged. Run `hs-backup verify`.") }
-            return PlannedEntry(entry: entry, expectedSHA256: src.hash.bytes)
+            return PlannedEntry(entry: entry, expectedSHA256: Self.bytes(src.hash))
         }
         let label = archiveLabel(archive)
-        guard content else { return PlannedEntry(entry: entry, expectedSHA256: src.hash.bytes, origin: label) }
+        guard content else { return PlannedEntry(entry: entry, expectedSHA256: Self.bytes(src.hash), origin: label) }
         let reader = try archiveReader(archive, label: label)
         try reader.seek(member: src.memberOffset, skip: src.memberSkip)
         guard let h = try reader.next() else {
@@ -255,7 +254,14 @@ package final class ManifestRestoreSource: RestoreSource {
         entry.xattrs = h.xattrs   // xattrs and ACLs live in the archive's pax headers
         entry.sparse = h.sparse   // a sparse member: its holes stay holes, its hash is the `SparseHash`
         current = reader
-        return PlannedEntry(entry: entry, expectedSHA256: src.hash.bytes, origin: label)
+        return PlannedEntry(entry: entry, expectedSHA256: Self.bytes(src.hash), origin: label)
+    }
+
+    /// `d.bytes`, copied from the stack into the array (`Digest.bytes` allocates through the
+    /// standard library's unspecialized `Array(repeating:count:)`, ~600 instructions per file).
+    private static func bytes(_ d: Digest) -> [UInt8] {
+        var w = (d.w0, d.w1, d.w2, d.w3)
+        return withUnsafeBytes(of: &w) { Array($0) }
     }
 
     /// Byte equality by memcmp (Array's `==` compares element by element, per file).

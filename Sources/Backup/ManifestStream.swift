@@ -374,7 +374,9 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
     private func nextRecord() throws -> ManifestRecord? {
         guard try advanceChecked() else { return nil }
         return withCurrent { e, path, link in
-            ManifestRecord(entry: e, path: legacyRecord?.path ?? cursor.pathCopy, link: link.isEmpty ? [] : Array(link))
+            // `Array(path)`: the cursor's path in an array of its own size, through the specialized
+            // copy (`pathCopy`'s `Array(unsafeUninitializedCapacity:)` took the generic path).
+            ManifestRecord(entry: e, path: legacyRecord?.path ?? Array(path), link: link.isEmpty ? [] : Array(link))
         }
     }
 

@@ -33,8 +33,9 @@ package final class RestoreExecutor {
         var summary = RestoreSummary(source: source.name, target: target, dryRun: true)
         var matched = MatchTracker(selection)
         do {
-            while let p = try source.next(content: false) {
-                guard let (e, _, _) = try normalise(p.entry) else { continue }
+            while var p = try source.next(content: false) {
+                guard try normalise(&p.entry) != nil else { continue }
+                let e = p.entry
                 guard selection.selects(e.path, isDirectory: e.type == .directory) else { summary.counts.skipped += 1; continue }
                 matched.note(e.path)
                 summary.counts.count(e)
@@ -67,9 +68,12 @@ package final class RestoreExecutor {
         // Directories selected only because an --only path lies below them: written when
         // something below them is, so an --only that matches nothing writes nothing.
         var ancestors: [(entry: TarEntry, comps: [[UInt8]])] = []
+        // One closure for every file (made per file, it was a heap object allocated and freed each time).
+        let readContent: FileJob.Content = { try source.readContent($0) }
         do {
-            while let p = try source.next(content: true) {
-                guard let (e, comps, stripped) = try normalise(p.entry) else { top = selection.isEmpty ? p.entry : top; continue }
+            while var p = try source.next(content: true) {
+                guard let (comps, stripped) = try normalise(&p.entry) else { top = selection.isEmpty ? p.entry : top; continue }
+                let e = p.entry
                 guard selection.selects(e.path, isDirectory: e.type == .directory) else { writer.skip(); continue }
                 if !selection.isEmpty {
                     if selection.matches(e.path).isEmpty { ancestors.append((e, comps)); continue }
@@ -79,7 +83,7 @@ package final class RestoreExecutor {
                 }
                 matched.note(e.path)
                 try writer.write(e, comps: comps, stripped: stripped, expectedSHA256: p.expectedSHA256, origin: p.origin,
-                                 content: e.type == .file ? { try source.readContent($0) } : nil)
+                                 content: e.type == .file ? readContent : nil)
                 recent.position = source.position
                 recent.forget(upTo: source.verifiedUpTo)
             }
@@ -104,26 +108,26 @@ package final class RestoreExecutor {
         return summary
     }
 
-    /// The entry with its path in normal form and its components; nil for the archive's own
-    /// "." (or an empty name) as a directory.
+    /// Puts the entry's path in normal form (in place: a copy of the entry per entry cost two
+    /// outlined copies and a destroy); its components, and whether a leading "/" was stripped.
+    /// nil (the entry unchanged) for the archive's own "." (or an empty name) as a directory.
     /// - Throws: `RestoreError.refused` for "..", NUL bytes, or a non-directory naming the target.
-    private func normalise(_ raw: TarEntry) throws(RestoreError) -> (TarEntry, [[UInt8]], Bool)? {
-        var e = raw
-        if RestorePath.isNormalWithoutNUL(raw.path) {
-            return (e, splitter.split(raw.path), false)
+    private func normalise(_ e: inout TarEntry) throws(RestoreError) -> ([[UInt8]], Bool)? {
+        if RestorePath.isNormalWithoutNUL(e.path) {
+            return (splitter.split(e.path), false)
         }
         // "./a/b" (GNU tar of a directory's "."): the rest as it is, when that is normal.
-        if raw.path.count > 2 && raw.path[0] == UInt8(ascii: ".") && raw.path[1] == UInt8(ascii: "/") {
-            let rest = Array(raw.path[2...])
-            if RestorePath.isNormalWithoutNUL(rest) { e.path = rest; return (e, splitter.split(rest), false) }
+        if e.path.count > 2 && e.path[0] == UInt8(ascii: ".") && e.path[1] == UInt8(ascii: "/") {
+            let rest = Array(e.path[2...])
+            if RestorePath.isNormalWithoutNUL(rest) { e.path = rest; return (splitter.split(rest), false) }
         }
-        let (comps, stripped) = try RestorePath.components(raw.path)
+        let (comps, stripped) = try RestorePath.components(e.path)
         if comps.isEmpty {
-            if raw.type == .directory { return nil }
-            throw .refused(.emptyPath, entry: NameEscape.escape(raw.path), detail: "an entry other than a directory names the target itself")
+            if e.type == .directory { return nil }
+            throw .refused(.emptyPath, entry: NameEscape.escape(e.path), detail: "an entry other than a directory names the target itself")
         }
         e.path = RestorePath.join(comps)
-        return (e, comps, stripped)
+        return (comps, stripped)
     }
 
     /// Damage (a CRC, a truncation) found after files were written names those files; every

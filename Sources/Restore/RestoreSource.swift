@@ -75,7 +75,9 @@ package final class ArchiveStreamSource: RestoreSource {
     deinit { reader.close() }
 
     package func next(content: Bool) throws -> PlannedEntry? {
-        try Self.next(reader, endOffset).map { PlannedEntry(entry: $0) }
+        // Moved into the planned entry (`Optional.map` handed it over borrowed: one more copy).
+        guard let e = try Self.next(reader, endOffset) else { return nil }
+        return PlannedEntry(entry: e)
     }
 
     /// The next entry of `reader`, or nil at the end (or past `endOffset`).
