@@ -102,19 +102,24 @@ final class FileJob: Sendable {
     }
 
     /// Writes `bytes`, its content held in memory (writer threads; `stack` is the thread's
-    /// descriptor cache, `last` the parent the job before in the batch was written in: the
-    /// files of a directory share one `parentComps` array, so the walk's per-component
-    /// compares are skipped for all but the first).
+    /// descriptor cache, `last` the parent the job before in the batch was written in, by the
+    /// address of its `parentComps` array: the files of a directory share one array, so the
+    /// walk is skipped for all but the first, with no copy of the array, no compare and no
+    /// retain of it; the batch keeps every job's array alive while it runs, so an address is
+    /// never reused within it).
     func writeBuffered(_ bytes: UnsafeRawBufferPointer, root: DirHandle, stack: inout [(name: [UInt8], dir: DirHandle)],
-                       last: inout (comps: [[UInt8]], dir: DirHandle)?, context: FileWriteContext) throws {
+                       last: inout (comps: UnsafeRawPointer?, dir: DirHandle?), context: FileWriteContext) throws {
         let parent: DirHandle
         if let p = openedParent {
             parent = p
-        } else if let l = last, l.comps == parentComps {
-            parent = l.dir   // what `openParent` gives again: the stack is as the last call left it
         } else {
-            parent = try DirectoryWalker.openParent(parentComps, root: root, stack: &stack, shown: NameEscape.escape(entry.path))
-            last = (parentComps, parent)
+            let key = parentComps.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) }
+            if let d = last.dir, last.comps == key {
+                parent = d   // what `openParent` gives again: the stack is as the last call left it
+            } else {
+                parent = try DirectoryWalker.openParent(parentComps, root: root, stack: &stack, shown: NameEscape.escape(entry.path))
+                last = (key, parent)
+            }
         }
         try write({ body in try body(0, bytes) }, parent: parent, buffered: true, context: context, removeExisting: {})
     }
@@ -429,10 +434,13 @@ final class FileBatch: Sendable {
     func write(root: DirHandle, stack: inout [(name: [UInt8], dir: DirHandle)], context: FileWriteContext) {
         let bytes = content.withLock { c in let b = c; c = []; return b }
         bytes.withUnsafeBytes { all in
-            var last: (comps: [[UInt8]], dir: DirHandle)? = nil
-            for (i, job) in jobs.enumerated() {
-                do { try job.writeBuffered(UnsafeRawBufferPointer(rebasing: all[job.content]), root: root, stack: &stack, last: &last, context: context) } catch {
-                    errors.withLock { $0[i] = error }
+            var last: (comps: UnsafeRawPointer?, dir: DirHandle?) = (nil, nil)
+            jobs.withUnsafeBufferPointer { jobs in
+                for i in jobs.indices {
+                    let job = jobs[i]
+                    do { try job.writeBuffered(UnsafeRawBufferPointer(rebasing: all[job.content]), root: root, stack: &stack, last: &last, context: context) } catch {
+                        errors.withLock { $0[i] = error }
+                    }
                 }
             }
         }

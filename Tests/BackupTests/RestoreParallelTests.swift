@@ -374,4 +374,18 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         #expect(f1.count == 3 && f2[2] == Array("f2".utf8))
         #expect(f1[0].withUnsafeBufferPointer { $0.baseAddress } == f2[0].withUnsafeBufferPointer { $0.baseAddress })
     }
+
+    /// The tree writer's path hash (a queued file's key, and the prefixes `collides` and
+    /// `reopenAncestors` look up): the same bytes hash alike wherever they lie, and the
+    /// prefixes of one path, of every length up to past 8-byte steps, hash apart.
+    @Test func pathHashDependsOnTheBytesOnly() {
+        let path = Array("Library/Application Support/Plex Media Server/Metadata/TV Shows/6/x.bundle/Contents/_stored/art/a.jpg".utf8)
+        let copy = Array("xx/".utf8) + path
+        #expect(TreeWriter.pathHash(path[...]) == TreeWriter.pathHash(copy[3...]))
+        #expect(TreeWriter.pathHash(path[..<20]) == TreeWriter.pathHash(copy[3 ..< 23]))
+        var seen = Set<Int>()
+        for n in 0 ... path.count { seen.insert(TreeWriter.pathHash(path[..<n])) }
+        #expect(seen.count == path.count + 1)
+        #expect(TreeWriter.pathHash(Array("a/b".utf8)[...]) != TreeWriter.pathHash(Array("a/c".utf8)[...]))
+    }
 }
