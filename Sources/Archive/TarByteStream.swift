@@ -52,7 +52,8 @@ final class TarByteStream {
                 }
                 while !queue.isCancelled, let buf = try input.take(1 << 20) {
                     if let decoder {
-                        try decoder.feed(buf) { out in if !queue.put(Array(out), bytes: out.count) { throw CancellationError() } }
+                        // The decoder's own arrays are queued (a copy of each 1 MiB of output cost a memmove).
+                        try decoder.feedArrays(buf, sink: { out in if !queue.put(out, bytes: out.count) { throw CancellationError() } })
                     } else if !queue.put(buf, bytes: buf.count) {
                         throw CancellationError()
                     }

@@ -55,6 +55,22 @@ package final class GzipDecoder {
     /// Decompresses `input`, calling `sink` with each run of output.
     /// - Throws: `GzipError.corrupt` for bad headers, bad CRCs or sizes, or invalid deflate data.
     package func feed(_ input: UnsafeRawBufferPointer, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try run(input) { from, count, offset in try inflate(from, count, &offset, sink: sink) }
+    }
+
+    /// `feed`, each piece of output handed over as an array of its own: the array ISA-L wrote it
+    /// into (no copy) when it fills a whole output chunk, else a copy of its size (every array is
+    /// as large as its bytes, as before). For a consumer that keeps the output (a queue of
+    /// chunks): copying every full chunk out of the decoder's buffer cost a memmove of each byte.
+    package func feedArrays(_ input: [UInt8], sink: ([UInt8]) throws -> Void) throws {
+        try input.withUnsafeBytes { raw in
+            try run(raw) { from, count, offset in try inflateIntoArray(from, count, &offset, sink: sink) }
+        }
+    }
+
+    /// The member/header loop of `feed`; `step` inflates from the pointer (`count` bytes left)
+    /// and advances the offset.
+    private func run(_ input: UnsafeRawBufferPointer, _ step: (UnsafeRawPointer, Int, inout Int) throws -> Void) throws {
         guard let base = input.baseAddress, input.count > 0 else { return }
         var offset = 0
         // A full output buffer may leave output inside ISA-L even when all input was taken.
@@ -83,7 +99,7 @@ package final class GzipDecoder {
                 inHeader = false
                 continue
             }
-            try inflate(base + offset, input.count - offset, &offset, sink: sink)
+            try step(base + offset, input.count - offset, &offset)
         }
     }
 
@@ -99,6 +115,26 @@ package final class GzipDecoder {
             // reports what was written before the damage.
             if produced > 0 { try sink(UnsafeRawBufferPointer(start: obuf.baseAddress, count: Int(produced))) }
         }
+        try settle(count: count, consumed: consumed, produced: produced, finished: finished, rc: rc, offset: &offset)
+    }
+
+    /// `inflate` into a new array of the output chunk's size (see `feedArrays`).
+    private func inflateIntoArray(_ from: UnsafeRawPointer, _ count: Int, _ offset: inout Int,
+                                  sink: ([UInt8]) throws -> Void) throws {
+        var consumed: UInt32 = 0, produced: UInt32 = 0, finished: Int32 = 0, rc: Int32 = 0
+        let n = outBuffer.count
+        let out = [UInt8](unsafeUninitializedCapacity: n) { buf, made in
+            rc = cisal_inflate(isal, from.assumingMemoryBound(to: UInt8.self), UInt32(min(count, Int(UInt32.max))),
+                               buf.baseAddress, UInt32(n), &consumed, &produced, &finished)
+            made = Int(produced)
+        }
+        // Output made before an error is handed on too, as `inflate` does.
+        if produced > 0 { try sink(Int(produced) == n ? out : out.withUnsafeBytes { Array($0) }) }
+        try settle(count: count, consumed: consumed, produced: produced, finished: finished, rc: rc, offset: &offset)
+    }
+
+    /// The bookkeeping after one ISA-L call: offsets, errors, member ends.
+    private func settle(count: Int, consumed: UInt32, produced: UInt32, finished: Int32, rc: Int32, offset: inout Int) throws {
         offset += Int(consumed)
         compressedConsumed += UInt64(consumed)
         uncompressedProduced += UInt64(produced)
