@@ -337,6 +337,12 @@ final class FileWriters {
         let bytes = batchContent.count
         batch = []
         batchContent = []
+        // The next batch's arrays are made about as large as this one's (the buffer capped at
+        // 128 KiB): filled from empty, they reallocated and copied themselves ~7 times each
+        // while doubling (as many bytes moved again as the contents, on this thread, which
+        // reads the archive).
+        batch.reserveCapacity(b.jobs.count)
+        batchContent.reserveCapacity(min(bytes + bytes / 8, Self.batchMaxBytes / 2))
         // Each job counts 2 KiB besides its content: at most ~4,096 jobs wait in memory, as
         // when batches were 32 jobs (the pool holds 128 batches).
         try hand(b, bytes: bytes + b.jobs.count * Self.jobOverhead)
