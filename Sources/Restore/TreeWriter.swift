@@ -464,33 +464,39 @@ final class TreeWriter {
     }
 
     /// The hash a path (or a parent's prefix of it) is kept under in `inflightPaths` and
-    /// `closedHashes`: 8 bytes a step, seeded per process. Two paths of one hash only make an
+    /// `closedHashes`: 8 bytes a step, each folded through a 128-bit multiply by a secret
+    /// (per-process random, odd) multiplier, as wyhash does. Two paths of one hash only make an
     /// entry wait for the writers (or look `closedDirs` up by its exact path), so it needs to be
     /// fast, not cryptographic (the standard library's SipHash over every file's whole path
     /// and over its parents' prefixes was ~1.6% of a restore's user samples, on the thread
-    /// that reads the archive).
+    /// that reads the archive); but it stays seeded: a crafted archive must not be able to
+    /// force collisions (c701a50's multiply/xorshift had seed-independent ones: a flipped top
+    /// bit propagated the same way whatever the seed).
     static func pathHash(_ p: ArraySlice<UInt8>) -> Int {
-        p.withUnsafeBytes { b in
+        @inline(__always) func fold(_ a: UInt64, _ k: UInt64) -> UInt64 {
+            let r = a.multipliedFullWidth(by: k)
+            return r.high ^ r.low
+        }
+        return p.withUnsafeBytes { b in
             let n = b.count
-            var h = pathHashSeed ^ (UInt64(truncatingIfNeeded: n) &* 0x9E37_79B9_7F4A_7C15)
+            let (s0, s1, s2) = pathHashSecrets
+            var h = s0 ^ UInt64(truncatingIfNeeded: n)
             var i = 0
             while i + 8 <= n {
-                h = (h ^ b.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
-                h ^= h >> 29
+                h = fold(h ^ b.loadUnaligned(fromByteOffset: i, as: UInt64.self), s1)
                 i += 8
             }
             if i < n {
                 var w: UInt64 = 0
                 while i < n { w = w << 8 | UInt64(b[i]); i += 1 }
-                h = (h ^ w) &* 0xBF58_476D_1CE4_E5B9
-                h ^= h >> 29
+                h = fold(h ^ w, s1)
             }
-            h = (h ^ (h >> 32)) &* 0x94D0_49BB_1331_11EB
-            return Int(truncatingIfNeeded: h ^ (h >> 31))
+            return Int(truncatingIfNeeded: fold(h, s2))
         }
     }
 
-    private static let pathHashSeed = UInt64.random(in: .min ... .max)
+    private static let pathHashSecrets = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max) | 1,
+                                          UInt64.random(in: .min ... .max) | 1)
 
     /// `comps` without its last component: the previous parent's array when it is the same
     /// (one array shared by the files of a directory, compared by identity in the batches).
