@@ -471,8 +471,7 @@ final class FileBatch: Sendable {
 
     /// Frees the batches kept (on the writer thread, after the batch is written).
     func dropKept() {
-        let k = kept.withLock { k in let x = k; k = []; return x }
-        _ = k
+        _ = kept.withLock { k in let x = k; k = []; return x }   // released here, outside the lock
     }
 
     /// The first error applying `directories` (read after the batch finished).

@@ -648,24 +648,16 @@ struct DirectoryWalker: Sendable {
     static func openChild(_ dir: Int32, _ name: [UInt8], path: @autoclosure () -> [UInt8], shown: @autoclosure () -> String,
                           create: Bool, likelyMissing: Bool, made: inout Bool) throws -> Int32 {
         let flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
-        var fd: Int32 = -1
-        if create && likelyMissing {
+        // Open first, unless the name is likely missing (then the first open would only fail);
+        // a missing name is made and opened, whatever another thread made there meanwhile.
+        var fd: Int32 = likelyMissing && create ? -1 : Sys.retry { Sys.withCName(name) { openat(dir, $0, flags) } }
+        if create && (likelyMissing || (fd < 0 && errno == ENOENT)) {
             if Sys.withCName(name, { mkdirat(dir, $0, 0o755) }) == 0 {
                 made = true
             } else if errno != EEXIST {
                 throw RestoreError.io(SysError(call: "mkdir", name: path(), errno: errno, hint: "making a parent of '\(shown())'"))
             }
             fd = Sys.retry { Sys.withCName(name) { openat(dir, $0, flags) } }
-        } else {
-            fd = Sys.retry { Sys.withCName(name) { openat(dir, $0, flags) } }
-            if fd < 0 && errno == ENOENT && create {
-                if Sys.withCName(name, { mkdirat(dir, $0, 0o755) }) == 0 {
-                    made = true
-                } else if errno != EEXIST {
-                    throw RestoreError.io(SysError(call: "mkdir", name: path(), errno: errno, hint: "making a parent of '\(shown())'"))
-                }
-                fd = Sys.retry { Sys.withCName(name) { openat(dir, $0, flags) } }
-            }
         }
         if fd < 0 {
             let err = errno
