@@ -389,6 +389,33 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         #expect(TreeWriter.pathHash(Array("a/b".utf8)[...]) != TreeWriter.pathHash(Array("a/c".utf8)[...]))
     }
 
+    /// The tree writer's table of queued files by path hash counts as a dictionary does,
+    /// through growth, clustered keys (equal low bits: one long probe run) and removals from
+    /// the middle of runs that wrap around the end of the table.
+    @Test func hashCountsCountAsADictionary() {
+        var t = HashCounts(capacity: 16)
+        var d: [Int: Int] = [:]
+        var x: UInt64 = 0x9E3779B97F4A7C15
+        func next() -> UInt64 { x = x &* 6364136223846793005 &+ 1442695040888963407; return x >> 17 }
+        // Keys from a small pool, many sharing their low bits (15 and 31 mod 16: wrapping runs).
+        let pool: [Int] = (0 ..< 40).map { i in i % 3 == 0 ? (i << 8) | 15 : i % 3 == 1 ? Int(bitPattern: UInt(next())) : (i << 9) | 31 } + [0, -1]
+        for step in 0 ..< 20_000 {
+            let k = pool[Int(next() % UInt64(pool.count))]
+            if next() % 5 < 3 {
+                t.add(k); d[k, default: 0] += 1
+            } else {
+                t.remove(k)
+                if let n = d[k] { d[k] = n > 1 ? n - 1 : nil }
+            }
+            if step % 97 == 0 || step > 19_900 {
+                for p in pool { #expect(t.contains(p) == (d[p] != nil), "step \(step) key \(p)") }
+                #expect(t.count == d.count && t.isEmpty == d.isEmpty)
+            }
+        }
+        for (k, n) in d { for _ in 0 ..< n { t.remove(k) } }
+        #expect(t.isEmpty && !pool.contains { t.contains($0) })
+    }
+
     /// A crafted archive must not be able to force path-hash collisions whatever the seed (each
     /// one costs a wait for the writers: every entry colliding makes the restore serial). The
     /// multiply/xorshift hash of c701a50 gave these two paths one hash for every seed (bit 63
