@@ -75,7 +75,9 @@ struct FileWriteContext: Sendable {
 /// buffer holds their contents.
 final class FileJob: Sendable {
     let entry: TarEntry
-    let name: [UInt8]
+    /// Where its name starts in `entry.path` (the name is never copied out of the path: one
+    /// allocation and one free less per file).
+    let nameStart: Int
     /// The parent, opened by the tree writer; nil: the writer thread opens `parentComps`.
     let openedParent: DirHandle?
     let parentComps: [[UInt8]]
@@ -87,9 +89,9 @@ final class FileJob: Sendable {
     /// Where its content lies in its batch's buffer (pool jobs).
     let content: Range<Int>
 
-    init(entry: TarEntry, name: [UInt8], parent: DirHandle?, parentComps: [[UInt8]] = [], expected: [UInt8]?,
+    init(entry: TarEntry, nameStart: Int, parent: DirHandle?, parentComps: [[UInt8]] = [], expected: [UInt8]?,
          origin: String?, pathHash: Int = 0, content: Range<Int> = 0 ..< 0) {
-        self.entry = entry; self.name = name; self.openedParent = parent; self.parentComps = parentComps; self.pathHash = pathHash
+        self.entry = entry; self.nameStart = nameStart; self.openedParent = parent; self.parentComps = parentComps; self.pathHash = pathHash
         self.expected = expected; self.origin = origin; self.content = content
     }
 
@@ -97,8 +99,8 @@ final class FileJob: Sendable {
 
     /// Temporary names are unique within the process (and the pid makes them unique on the host).
     private static let temps = Atomic<Int>(0)
-    private static func tempName() -> [UInt8] {
-        Array(".hs-restore.\(getpid()).\(temps.add(1, ordering: .relaxed).newValue).part".utf8)
+    private static func tempName() -> ArraySlice<UInt8> {
+        Array(".hs-restore.\(getpid()).\(temps.add(1, ordering: .relaxed).newValue).part".utf8)[...]
     }
 
     /// Writes `bytes`, its content held in memory (writer threads; `stack` is the thread's
@@ -136,6 +138,7 @@ final class FileJob: Sendable {
         // (one metadata operation less per small file) and removed on failure; streamed
         // content goes to a temporary name renamed when complete.
         var useTemp = !direct
+        let name = entry.path[nameStart...]
         var tmp = direct ? name : Self.tempName()
         let createMode = entry.mode & 0o777
         func create() -> Int32 {

@@ -15,7 +15,8 @@ package final class RestoreExecutor {
     package let target: String
     package let policy: RestorePolicy
     package let selection: PathSelection
-    /// Splits the normal-form paths of the entries (a directory's components shared by its files).
+    /// Splits the normal-form paths of the entries (a directory's components shared by its files,
+    /// names left in the paths).
     private var splitter = RestorePath.Splitter()
 
     package init(target: String, policy: RestorePolicy = RestorePolicy(), selection: PathSelection = .everything) {
@@ -67,22 +68,22 @@ package final class RestoreExecutor {
         var top: TarEntry?
         // Directories selected only because an --only path lies below them: written when
         // something below them is, so an --only that matches nothing writes nothing.
-        var ancestors: [(entry: TarEntry, comps: [[UInt8]])] = []
+        var ancestors: [(entry: TarEntry, parts: RestorePath.Parts)] = []
         // One closure for every file (made per file, it was a heap object allocated and freed each time).
         let readContent: FileJob.Content = { try source.readContent($0) }
         do {
             while var p = try source.next(content: true) {
-                guard let (comps, stripped) = try normalise(&p.entry) else { top = selection.isEmpty ? p.entry : top; continue }
+                guard let (parts, stripped) = try normalise(&p.entry) else { top = selection.isEmpty ? p.entry : top; continue }
                 let e = p.entry
                 guard selection.selects(e.path, isDirectory: e.type == .directory) else { writer.skip(); continue }
                 if !selection.isEmpty {
-                    if selection.matches(e.path).isEmpty { ancestors.append((e, comps)); continue }
+                    if selection.matches(e.path).isEmpty { ancestors.append((e, parts)); continue }
                     let above = ancestors.filter { RestorePath.isBelow(e.path, $0.entry.path) }
-                    for a in above { try writer.write(a.entry, comps: a.comps) }
+                    for a in above { try writer.write(a.entry, parts: a.parts) }
                     if !above.isEmpty { ancestors.removeAll { RestorePath.isBelow(e.path, $0.entry.path) } }
                 }
                 matched.note(e.path)
-                try writer.write(e, comps: comps, stripped: stripped, expectedSHA256: p.expectedSHA256, origin: p.origin,
+                try writer.write(e, parts: parts, stripped: stripped, expectedSHA256: p.expectedSHA256, origin: p.origin,
                                  content: e.type == .file ? readContent : nil)
                 recent.position = source.position
                 recent.forget(upTo: source.verifiedUpTo)
@@ -109,10 +110,10 @@ package final class RestoreExecutor {
     }
 
     /// Puts the entry's path in normal form (in place: a copy of the entry per entry cost two
-    /// outlined copies and a destroy); its components, and whether a leading "/" was stripped.
+    /// outlined copies and a destroy); its parts (parent components, name), and whether a leading "/" was stripped.
     /// nil (the entry unchanged) for the archive's own "." (or an empty name) as a directory.
     /// - Throws: `RestoreError.refused` for "..", NUL bytes, or a non-directory naming the target.
-    private func normalise(_ e: inout TarEntry) throws(RestoreError) -> ([[UInt8]], Bool)? {
+    private func normalise(_ e: inout TarEntry) throws(RestoreError) -> (RestorePath.Parts, Bool)? {
         if RestorePath.isNormalWithoutNUL(e.path) {
             return (splitter.split(e.path), false)
         }
@@ -127,7 +128,7 @@ package final class RestoreExecutor {
             throw .refused(.emptyPath, entry: NameEscape.escape(e.path), detail: "an entry other than a directory names the target itself")
         }
         e.path = RestorePath.join(comps)
-        return (comps, stripped)
+        return (RestorePath.Parts(parent: Array(comps.dropLast()), nameStart: e.path.count - comps.last!.count), stripped)
     }
 
     /// Damage (a CRC, a truncation) found after files were written names those files; every
@@ -153,11 +154,11 @@ package final class RestoreExecutor {
             guard let links = byTarget.removeValue(forKey: RestorePath.normalised(p.entry.path)) else { return }
             var first = p.entry
             first.path = links[0].path
-            try writer.write(first, comps: RestorePath.split(first.path), expectedSHA256: p.expectedSHA256, origin: p.origin,
+            try writer.write(first, parts: RestorePath.Parts(first.path), expectedSHA256: p.expectedSHA256, origin: p.origin,
                              content: { try source.readContent($0) })
             for var l in links.dropFirst() {
                 l.linkTarget = links[0].path
-                try writer.write(l, comps: RestorePath.split(l.path))
+                try writer.write(l, parts: RestorePath.Parts(l.path))
             }
         }
         try writer.finish()

@@ -48,8 +48,6 @@ final class TreeWriter {
     private var clearParent: [UInt8]?
     /// Entries since the writers' finished jobs were last looked at.
     private var sinceReap = 0
-    /// The parent components of the last queued file.
-    private var lastParent: [[UInt8]] = []
     /// Early directory metadata (writer threads only): the directories the entries are still
     /// in (a stack: each below the one before), kept in `dirMeta` until the entries leave them.
     private var openDirs: [[UInt8]] = []
@@ -116,16 +114,16 @@ final class TreeWriter {
     /// Counts an entry a filter left out.
     func skip() { counts.skipped += 1 }
 
-    /// Creates one entry (`e.path` normalised, `comps` its components). For regular files
+    /// Creates one entry (`e.path` normalised, `parts` its parent's components and name). For regular files
     /// `content` hands the data as (offset, bytes) runs; `expectedSHA256`, when given, must
     /// match the content or nothing is left at the path.
     /// - Returns: false when the entry was skipped (device node, self hardlink, ...).
     @discardableResult
-    func write(_ e: TarEntry, comps: [[UInt8]], stripped: Bool = false, expectedSHA256: [UInt8]? = nil, origin: String? = nil,
+    func write(_ e: TarEntry, parts: RestorePath.Parts, stripped: Bool = false, expectedSHA256: [UInt8]? = nil, origin: String? = nil,
                content: FileJob.Content? = nil) throws -> Bool {
         do {
             if stripped { warnAbsolute() }
-            return try create(e, comps: comps, expectedSHA256: expectedSHA256, origin: origin, content: content)
+            return try create(e, parts: parts, expectedSHA256: expectedSHA256, origin: origin, content: content)
         } catch var error as ArchiveError where error.entry == nil {
             // Damage met while reading this entry's content: the error names it.
             try barrier()
@@ -139,10 +137,10 @@ final class TreeWriter {
         }
     }
 
-    private func create(_ e: TarEntry, comps: [[UInt8]], expectedSHA256: [UInt8]?, origin: String?,
+    private func create(_ e: TarEntry, parts: RestorePath.Parts, expectedSHA256: [UInt8]?, origin: String?,
                         content: FileJob.Content?) throws -> Bool {
         lazy var shown = NameEscape.escape(e.path)
-        if comps.isEmpty {
+        if e.path.isEmpty {
             // "." or an empty name: the target itself (the executor handles its metadata).
             if e.type == .directory { return false }
             throw RestoreError.refused(.emptyPath, entry: shown, detail: "an entry other than a directory names the target itself")
@@ -164,7 +162,7 @@ final class TreeWriter {
             // below), waits for the writers to drain first. A large or sparse file is streamed
             // on this thread while the writers go on with the small ones before it.
             leaveDirectories(for: e.path)
-            let parentEnd = Self.parentEnd(of: e.path)
+            let parentEnd = parts.parentEnd
             reopenAncestors(of: e.path, parentEnd: parentEnd)
             sinceReap += 1
             if sinceReap >= 32 && (writers!.pendingJobs >= Self.reapEvery || closingHead < closing.count) { sinceReap = 0; try reap(wait: false) }
@@ -179,13 +177,14 @@ final class TreeWriter {
             }
             if !(ownThread || e.type == .directory) || collision { try barrier() }
         }
-        let name = comps.last!
         if e.type == .file, writers != nil, e.sparse == nil, e.size <= Self.parallelMaxFileSize, let content {
             // The writer thread opens (and makes) the parent: this thread makes no directory.
-            try queueFile(e, name: name, comps: comps, hash: hash, expectedSHA256: expectedSHA256, origin: origin, content: content)
+            try queueFile(e, parts: parts, hash: hash, expectedSHA256: expectedSHA256, origin: origin, content: content)
             return true
         }
-        let parent = try openParentHandle(Array(comps.dropLast()), shown: shown)
+        let comps = parts.components(of: e.path)
+        let name = comps.last!
+        let parent = try openParentHandle(parts.parent, shown: shown)
         switch e.type {
         case .file: try createFile(e, name: name, parent: parent, comps: comps, expectedSHA256: expectedSHA256, origin: origin, content: content)
         case .directory: try createDirectory(e, name: name, parent: parent, comps: comps, shown: shown)
@@ -198,11 +197,14 @@ final class TreeWriter {
     }
 
     /// A small file for the writer threads: its content read now, written there.
-    private func queueFile(_ e: TarEntry, name: [UInt8], comps: [[UInt8]], hash: Int, expectedSHA256: [UInt8]?, origin: String?,
+    private func queueFile(_ e: TarEntry, parts: RestorePath.Parts, hash: Int, expectedSHA256: [UInt8]?, origin: String?,
                            content: FileJob.Content) throws {
         guard let writers else { return }
         func shown() -> String { NameEscape.escape(e.path) }
-        let parent = parentComps(of: comps)
+        // One array shared by the files of a directory (the splitter's), compared by identity
+        // in the batches.
+        let parent = parts.parent
+        let nameStart = parts.nameStart
         // The content goes straight into the batch's buffer (read now, written there).
         try writers.submit(parentComps: parent, fill: { data in
             let start = data.count
@@ -212,7 +214,7 @@ final class TreeWriter {
             }
             guard UInt64(data.count - start) == e.size else { throw RestoreError.source(ArchiveError(.truncated, entry: shown(), "content ends early"), possiblyWrong: [], more: 0) }
         }, make: { range in
-            FileJob(entry: e, name: name, parent: nil, parentComps: parent, expected: expectedSHA256, origin: origin, pathHash: hash, content: range)
+            FileJob(entry: e, nameStart: nameStart, parent: nil, parentComps: parent, expected: expectedSHA256, origin: origin, pathHash: hash, content: range)
         })
         inflightPaths.add(hash)
         counts.bytes += e.size
@@ -221,7 +223,7 @@ final class TreeWriter {
     private func createFile(_ e: TarEntry, name: [UInt8], parent: DirHandle, comps: [[UInt8]], expectedSHA256: [UInt8]?,
                             origin: String?, content: FileJob.Content?) throws {
         lazy var shown = NameEscape.escape(e.path)
-        let job = FileJob(entry: e, name: name, parent: parent, expected: expectedSHA256, origin: origin)
+        let job = FileJob(entry: e, nameStart: e.path.count - name.count, parent: parent, expected: expectedSHA256, origin: origin)
         // The small files queued before are written meanwhile; unless this one may not fit
         // the space left: then they go first, so a full filesystem fails this file, not them.
         if e.size >= space.freeNow() { try barrier() } else { try writers?.flush() }
@@ -495,20 +497,6 @@ final class TreeWriter {
     private static let pathHashSecrets = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max) | 1,
                                           UInt64.random(in: .min ... .max) | 1)
 
-    /// `comps` without its last component: the previous parent's array when it is the same
-    /// (one array shared by the files of a directory, compared by identity in the batches).
-    private func parentComps(of comps: [[UInt8]]) -> [[UInt8]] {
-        let n = comps.count - 1
-        if lastParent.count == n {
-            var same = true
-            var i = n - 1
-            while i >= 0 { if lastParent[i] != comps[i] { same = false; break }; i -= 1 }
-            if same { return lastParent }
-        }
-        lastParent = Array(comps[..<n])
-        return lastParent
-    }
-
     /// Every file queued is written, and every directory left was given its metadata (the
     /// second round waits for the directories the first one handed over).
     private func barrier() throws {
@@ -524,7 +512,7 @@ final class TreeWriter {
     /// True if the path, or one of its parents, is a file still being written. The parents
     /// are looked up once per directory: while entries stay in one parent, the files queued
     /// meanwhile are all inside it, so none of them can be one of its parents.
-    /// `hash` is `pathHash(path)`, `parentEnd` `parentEnd(of: path)`.
+    /// `hash` is `pathHash(path)`, `parentEnd` where its parent ends (`RestorePath.parentEnd`).
     private func collides(_ path: [UInt8], parentEnd: Int, hash: Int) -> Bool {
         if inflightPaths.isEmpty { return false }
         if !Self.isPrefix(clearParent, of: path, length: parentEnd) {
@@ -537,17 +525,6 @@ final class TreeWriter {
             clearParent = Array(path[..<parentEnd])
         }
         return inflightPaths.contains(hash)
-    }
-
-    /// The index of the last "/" of `path` (0 when there is none): where its parent ends
-    /// (through the buffer: the generic `lastIndex(of:)` ran twice per entry).
-    static func parentEnd(of path: [UInt8]) -> Int {
-        path.withUnsafeBufferPointer { b in
-            guard let base = b.baseAddress else { return 0 }
-            var i = b.count - 1
-            while i > 0 && base[i] != UInt8(ascii: "/") { i -= 1 }
-            return max(i, 0)
-        }
     }
 
     // MARK: helpers

@@ -197,6 +197,29 @@ package enum Sys {
         }
     }
 
+    /// `withCName` of an array slice (a name within a path), as for an array (not generic:
+    /// see `retry`).
+    package static func withCName(_ bytes: ArraySlice<UInt8>, _ body: (UnsafePointer<CChar>) -> Int32) -> Int32 {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: bytes.count + 1) { buf in
+            bytes.withUnsafeBytes { src in
+                if src.count > 0 { UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: src.baseAddress!, byteCount: src.count) }
+            }
+            buf[bytes.count] = 0
+            return body(UnsafePointer(buf.baseAddress!))
+        }
+    }
+
+    /// `withCName` of an array slice: copied once into a temporary (stack) buffer.
+    package static func withCName<R>(_ bytes: ArraySlice<UInt8>, _ body: (UnsafePointer<CChar>) -> R) -> R {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: bytes.count + 1) { buf in
+            bytes.withUnsafeBytes { src in
+                if src.count > 0 { UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: src.baseAddress!, byteCount: src.count) }
+            }
+            buf[bytes.count] = 0
+            return body(UnsafePointer(buf.baseAddress!))
+        }
+    }
+
     // MARK: Opening and closing.
 
     /// `open(path, flags, mode)`.

@@ -367,12 +367,16 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
                      "a/b\u{FFFD}/\u{1}z", "a/a", "a/a/a", "y/z", "y/z"].map { Array($0.utf8) }
         var s = RestorePath.Splitter()
         for p in paths {
-            #expect(s.split(p) == RestorePath.split(p), "\(String(decoding: p, as: UTF8.self))")
+            #expect(s.split(p).components(of: p) == RestorePath.split(p), "\(String(decoding: p, as: UTF8.self))")
+            #expect(RestorePath.Parts(p).components(of: p) == RestorePath.split(p), "\(String(decoding: p, as: UTF8.self))")
+            #expect(Array(s.split(p).name(in: p)) == RestorePath.split(p).last!)
         }
-        // Files of one directory share its components (the same storage).
-        let f1 = s.split(Array("d/e/f1".utf8)), f2 = s.split(Array("d/e/f2".utf8))
-        #expect(f1.count == 3 && f2[2] == Array("f2".utf8))
-        #expect(f1[0].withUnsafeBufferPointer { $0.baseAddress } == f2[0].withUnsafeBufferPointer { $0.baseAddress })
+        // Files of one directory share its components (the same storage, the parent array itself).
+        let p1 = Array("d/e/f1".utf8), p2 = Array("d/e/f2".utf8)
+        let f1 = s.split(p1), f2 = s.split(p2)
+        #expect(f1.components(of: p1).count == 3 && Array(f2.name(in: p2)) == Array("f2".utf8) && f2.parentEnd == 3)
+        #expect(f1.parent[0].withUnsafeBufferPointer { $0.baseAddress } == f2.parent[0].withUnsafeBufferPointer { $0.baseAddress })
+        #expect(f1.parent.withUnsafeBufferPointer { $0.baseAddress } == f2.parent.withUnsafeBufferPointer { $0.baseAddress })
     }
 
     /// The tree writer's path hash (a queued file's key, and the prefixes `collides` and
