@@ -117,10 +117,11 @@ package final class RestoreExecutor {
         if RestorePath.isNormalWithoutNUL(e.path) {
             return (splitter.split(e.path), false)
         }
-        // "./a/b" (GNU tar of a directory's "."): the rest as it is, when that is normal.
-        if e.path.count > 2 && e.path[0] == UInt8(ascii: ".") && e.path[1] == UInt8(ascii: "/") {
-            let rest = Array(e.path[2...])
-            if RestorePath.isNormalWithoutNUL(rest) { e.path = rest; return (splitter.split(rest), false) }
+        // "./a/b" (GNU tar of a directory's "."): the rest as it is, when that is normal (checked
+        // in place, then the "./" removed in place: no copy of the path per entry).
+        if e.path.count > 2 && e.path[0] == UInt8(ascii: ".") && e.path[1] == UInt8(ascii: "/"), RestorePath.isNormalWithoutNUL(e.path[2...]) {
+            e.path.removeFirst(2)
+            return (splitter.split(e.path), false)
         }
         let (comps, stripped) = try RestorePath.components(e.path)
         if comps.isEmpty {

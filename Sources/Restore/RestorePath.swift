@@ -45,16 +45,29 @@ package enum RestorePath {
     /// `isNormal(path) && !path.contains(0)`, the NUL byte looked for by memchr (every entry of
     /// a restore is checked so, twice for a backup's; the generic `contains` went byte by byte).
     static func isNormalWithoutNUL(_ path: [UInt8]) -> Bool {
-        guard isNormal(path) else { return false }
-        return path.withUnsafeBytes { b in b.isEmpty || memchr(b.baseAddress!, 0, b.count) == nil }
+        path.withUnsafeBufferPointer { isNormalWithoutNUL($0) }
+    }
+
+    /// `isNormalWithoutNUL` of a part of a path (e.g. what follows a leading "./", not copied out).
+    static func isNormalWithoutNUL(_ path: ArraySlice<UInt8>) -> Bool {
+        path.withUnsafeBufferPointer { isNormalWithoutNUL($0) }
+    }
+
+    private static func isNormalWithoutNUL(_ p: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard isNormal(p) else { return false }
+        return p.isEmpty || memchr(p.baseAddress!, 0, p.count) == nil
     }
 
     /// True when `path` is already in normal form (the common case: no copy needed).
     static func isNormal(_ path: [UInt8]) -> Bool {
-        guard let first = path.first, first != UInt8(ascii: "/"), path.last != UInt8(ascii: "/") else { return false }
+        path.withUnsafeBufferPointer { isNormal($0) }
+    }
+
+    private static func isNormal(_ p: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let first = p.first, first != UInt8(ascii: "/"), p.last != UInt8(ascii: "/") else { return false }
         // Component by component, the next "/" found by memchr (this runs for every entry,
         // twice for a backup's: byte by byte it cost ~1,800 instructions per path).
-        return path.withUnsafeBufferPointer { p in
+        do {
             let base = p.baseAddress!
             let n = p.count
             var i = 0  // the start of a component (never past the end: the path ends in a name)
@@ -138,6 +151,35 @@ package enum RestorePath {
         }
     }
 
+    /// `split(path)`, with the arrays of `previous` (another path's components) for the leading
+    /// components the two paths share (compared by memcmp; no allocation for them, nor a free
+    /// of the previous ones: a new parent in a deep tree shares all but its last components).
+    static func split(_ path: [UInt8], reusing previous: [[UInt8]]) -> [[UInt8]] {
+        path.withUnsafeBufferPointer { p in
+            var out: [[UInt8]] = []
+            guard let base = p.baseAddress else { return out }
+            out.reserveCapacity(previous.count + 1)
+            let n = p.count
+            var i = 0
+            var shared = !previous.isEmpty
+            while i < n {
+                let end = memchr(base + i, Int32(UInt8(ascii: "/")), n - i).map { base.distance(to: $0.assumingMemoryBound(to: UInt8.self)) } ?? n
+                if end > i {
+                    let k = out.count
+                    if shared, k < previous.count, previous[k].count == end - i,
+                       previous[k].withUnsafeBytes({ memcmp($0.baseAddress!, base + i, end - i) == 0 }) {
+                        out.append(previous[k])
+                    } else {
+                        shared = false
+                        out.append(Array(p[i ..< end]))
+                    }
+                }
+                i = end + 1
+            }
+            return out
+        }
+    }
+
     /// `Parts` for a stream of paths in normal form: the parent components are the previous
     /// path's (the same array) when it lies in the same directory, as the entries of one
     /// directory do in an archive. Nothing is allocated for such a path (an array of
@@ -157,7 +199,7 @@ package enum RestorePath {
             }
             if !same {
                 parent = Array(path[..<slash])
-                parentComps = RestorePath.split(parent)
+                parentComps = RestorePath.split(parent, reusing: parentComps)
             }
             return Parts(parent: parentComps, nameStart: slash + 1)
         }

@@ -377,6 +377,19 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         #expect(f1.components(of: p1).count == 3 && Array(f2.name(in: p2)) == Array("f2".utf8) && f2.parentEnd == 3)
         #expect(f1.parent[0].withUnsafeBufferPointer { $0.baseAddress } == f2.parent[0].withUnsafeBufferPointer { $0.baseAddress })
         #expect(f1.parent.withUnsafeBufferPointer { $0.baseAddress } == f2.parent.withUnsafeBufferPointer { $0.baseAddress })
+        // A new parent shares the leading components it has in common with the previous one.
+        let pairs = [("a/b/c", "a/b/d"), ("a/b/c", "a/bc/d"), ("a/b", "a/b/c/d"), ("a/b/c/d", "a/b"), ("a", "b"), ("", "a/b"),
+                     ("a/b", ""), ("ab/c", "a/b/c"), ("a/b/c", "x/b/c")]
+        for (x, y) in pairs {
+            let old = RestorePath.split(Array(x.utf8))
+            let new = RestorePath.split(Array(y.utf8), reusing: old)
+            #expect(new == RestorePath.split(Array(y.utf8)), "\(x) -> \(y)")
+            var k = 0
+            while k < min(old.count, new.count) && old[k] == new[k] {
+                #expect(old[k].withUnsafeBufferPointer { $0.baseAddress } == new[k].withUnsafeBufferPointer { $0.baseAddress }, "\(x) -> \(y): component \(k) copied")
+                k += 1
+            }
+        }
     }
 
     /// The tree writer's path hash (a queued file's key, and the prefixes `collides` and
