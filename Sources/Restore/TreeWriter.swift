@@ -589,13 +589,51 @@ struct DirectoryWalker: Sendable {
     /// Owner, mode, xattrs and mtime of one directory (made now when nothing was put in it),
     /// through `stack` (a descriptor cache of the caller's thread).
     func applyDirectoryMetadata(_ e: TarEntry, createdMode: UInt32?, stack: inout [(name: [UInt8], dir: DirHandle)]) throws {
-        let comps = RestorePath.split(e.path)
         lazy var shown = NameEscape.escape(e.path)
         // The directory itself is walked into the stack: deepest first, its parent comes
         // next and is then opened already (one open per directory, not one for the
         // directory and one more for each parent the stack had to drop for it).
-        let dir = try Self.openParent(comps, root: root, stack: &stack, shown: shown)
+        let dir = try Self.openDirectory(e.path, root: root, stack: &stack, shown: shown)
         try metadata.apply(e, to: .fd(dir.fd), createdMode: createdMode, shown: shown)
+    }
+
+    /// `openParent` of the components of `path` (a directory's path, normal form), compared
+    /// with `stack` in place: arrays are made only for the components opened now (splitting
+    /// each directory's path into arrays first cost ~3,500 instructions per directory on the
+    /// writer threads, most of them for components the stack already had).
+    static func openDirectory(_ path: [UInt8], root: DirHandle, stack: inout [(name: [UInt8], dir: DirHandle)],
+                              shown: @autoclosure () -> String) throws -> DirHandle {
+        try path.withUnsafeBufferPointer { p throws -> DirHandle in
+            let n = p.count
+            guard let base = p.baseAddress, n > 0 else { stack.removeAll(); return root }
+            func end(from i: Int) -> Int {
+                memchr(base + i, Int32(UInt8(ascii: "/")), n - i).map { base.distance(to: $0.assumingMemoryBound(to: UInt8.self)) } ?? n
+            }
+            // The components the stack holds already (empty components skipped, as `split` does).
+            var i = 0, k = 0
+            while i < n && k < stack.count {
+                let e = end(from: i)
+                if e == i { i += 1; continue }
+                let same = stack[k].name.count == e - i && stack[k].name.withUnsafeBytes { memcmp($0.baseAddress!, base + i, e - i) == 0 }
+                if !same { break }
+                k += 1
+                i = e + 1
+            }
+            if k < stack.count { stack.removeLast(stack.count - k) }
+            var cur = stack.last?.dir ?? root
+            var made = false
+            while i < n {
+                let e = end(from: i)
+                if e == i { i += 1; continue }
+                let name = Array(p[i ..< e])
+                let fd = try openChild(cur.fd, name, path: RestorePath.join(RestorePath.split(Array(p[..<e]))), shown: shown(), create: true,
+                                       likelyMissing: made, made: &made)
+                cur = DirHandle(fd)
+                stack.append((name, cur))
+                i = e + 1
+            }
+            return cur
+        }
     }
 
     /// Opens (creating missing directories) `comps` below `root`, reusing `stack`.
@@ -750,12 +788,15 @@ struct HashCounts {
     }
 }
 
-/// A path as a dictionary key, hashed in one call over its bytes (`[UInt8]`'s own hashing
+/// A path as a dictionary key, hashed through `TreeWriter.pathHash` (`[UInt8]`'s own hashing
 /// goes byte by byte, which showed at the top of a restore's profile).
 struct PathKey: Hashable {
     let bytes: [UInt8]
     init(_ bytes: [UInt8]) { self.bytes = bytes }
-    func hash(into h: inout Hasher) { bytes.withUnsafeBytes { h.combine(bytes: $0) } }
+    /// The tree writer's seeded path hash, then the standard library's over that one word
+    /// (SipHash over every byte of a ~80-byte path cost ~300 instructions more, ~5 times per
+    /// directory on the thread that reads the archive).
+    func hash(into h: inout Hasher) { h.combine(TreeWriter.pathHash(bytes[...])) }
     static func == (a: PathKey, b: PathKey) -> Bool { a.bytes == b.bytes }
 }
 

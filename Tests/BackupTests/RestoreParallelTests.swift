@@ -406,6 +406,29 @@ func flipByteKeepingCRC(_ path: String, needle: [UInt8]) throws {
         #expect(TreeWriter.pathHash(Array("a/b".utf8)[...]) != TreeWriter.pathHash(Array("a/c".utf8)[...]))
     }
 
+    /// The writers' walk to a directory by its path (for its metadata) opens, and leaves on its
+    /// stack, what the walk by split components does: the directory itself, made if missing,
+    /// through the shared prefix of the previous walk; a symlink on the way is refused.
+    @Test func openDirectoryWalksAsOpenParent() throws {
+        let dir = try TempDir("hs-restore-opendir")
+        let fd = open(dir.path, O_RDONLY | O_DIRECTORY)
+        #expect(fd >= 0)
+        let root = DirHandle(fd)
+        var a: [(name: [UInt8], dir: DirHandle)] = [], b: [(name: [UInt8], dir: DirHandle)] = []
+        for p in ["x/y/z", "x/y/w", "x/y", "x/v/u", "q", "x/v/u/t", "x/y/z"] {
+            let path = Array(p.utf8)
+            let d1 = try DirectoryWalker.openDirectory(path, root: root, stack: &a, shown: p)
+            let d2 = try DirectoryWalker.openParent(RestorePath.split(path), root: root, stack: &b, shown: p)
+            #expect(a.map(\.name) == RestorePath.split(path) && b.map(\.name) == RestorePath.split(path), "\(p)")
+            var s1 = stat(), s2 = stat(), s3 = stat()
+            #expect(fstat(d1.fd, &s1) == 0 && fstat(d2.fd, &s2) == 0 && lstat(dir.path + "/" + p, &s3) == 0)
+            #expect(s1.st_ino == s3.st_ino && s2.st_ino == s3.st_ino, "\(p)")
+        }
+        #expect(symlink(dir.path + "/x", dir.path + "/l") == 0)
+        var c: [(name: [UInt8], dir: DirHandle)] = []
+        #expect(throws: RestoreError.self) { try DirectoryWalker.openDirectory(Array("l/y".utf8), root: root, stack: &c, shown: "l/y") }
+    }
+
     /// The tree writer's table of queued files by path hash counts as a dictionary does,
     /// through growth, clustered keys (equal low bits: one long probe run) and removals from
     /// the middle of runs that wrap around the end of the table.
