@@ -81,6 +81,9 @@ final class FileJob: Sendable {
     /// The parent, opened by the tree writer; nil: the writer thread opens `parentComps`.
     let openedParent: DirHandle?
     let parentComps: [[UInt8]]
+    /// The components of `parentComps` from this index on were likely not made yet (the writer
+    /// makes each, then opens it); `Int.max`: none.
+    let parentMissingFrom: Int
     let expected: [UInt8]?
     /// Where the content comes from, for messages (e.g. the archive of a backup).
     let origin: String?
@@ -89,9 +92,10 @@ final class FileJob: Sendable {
     /// Where its content lies in its batch's buffer (pool jobs).
     let content: Range<Int>
 
-    init(entry: TarEntry, nameStart: Int, parent: DirHandle?, parentComps: [[UInt8]] = [], expected: [UInt8]?,
-         origin: String?, pathHash: Int = 0, content: Range<Int> = 0 ..< 0) {
+    init(entry: TarEntry, nameStart: Int, parent: DirHandle?, parentComps: [[UInt8]] = [], parentMissingFrom: Int = .max,
+         expected: [UInt8]?, origin: String?, pathHash: Int = 0, content: Range<Int> = 0 ..< 0) {
         self.entry = entry; self.nameStart = nameStart; self.openedParent = parent; self.parentComps = parentComps; self.pathHash = pathHash
+        self.parentMissingFrom = parentMissingFrom
         self.expected = expected; self.origin = origin; self.content = content
     }
 
@@ -119,7 +123,8 @@ final class FileJob: Sendable {
             if let d = last.dir, last.comps == key {
                 parent = d   // what `openParent` gives again: the stack is as the last call left it
             } else {
-                parent = try DirectoryWalker.openParent(parentComps, root: root, stack: &stack, shown: NameEscape.escape(entry.path))
+                parent = try DirectoryWalker.openParent(parentComps, root: root, stack: &stack, shown: NameEscape.escape(entry.path),
+                                                        missingFrom: parentMissingFrom)
                 last = (key, parent)
             }
         }

@@ -61,6 +61,8 @@ final class TreeWriter {
     /// (an archive that comes back to a directory) puts it back into `dirMeta` for the end.
     private var closedDirs: [PathKey: (entry: TarEntry, createdMode: UInt32?)] = [:]
     private var closedHashes: Set<Int> = []
+    /// The first directory noted (not made: a writer makes it) since the last file queued.
+    private var firstNotedDirectory: [UInt8]?
     /// The parent of the last entry looked at by `reopenAncestors`.
     private var lastSeenParent: [UInt8]? = nil
     /// Directories of any mode and owner may get their metadata early (`noteOpen`).
@@ -172,6 +174,7 @@ final class TreeWriter {
             if e.type == .directory && !collision {
                 dirMeta[PathKey(e.path)] = (Self.kept(e), Self.walkMode)
                 noteOpen(e)
+                if firstNotedDirectory == nil { firstNotedDirectory = e.path }
                 counts.directories += 1
                 return true
             }
@@ -205,6 +208,20 @@ final class TreeWriter {
         // in the batches.
         let parent = parts.parent
         let nameStart = parts.nameStart
+        // The first file queued below directories noted just before it (an archive lists a
+        // directory, then what it holds): nobody made them yet, so the writer makes each
+        // before opening it, from the first of them on (a failing open before each new chain's
+        // first mkdir, 837 per 20,000 Plex-like files, otherwise). A wrong guess costs a
+        // failing mkdir instead.
+        var parentMissingFrom = Int.max
+        if let d = firstNotedDirectory {
+            let end = parts.parentEnd
+            if parts.nameStart > 0, d.count <= end, Self.isPrefix(d, of: e.path, length: d.count),
+               d.count == end || e.path[d.count] == UInt8(ascii: "/") {
+                parentMissingFrom = d.reduce(0) { $0 + ($1 == UInt8(ascii: "/") ? 1 : 0) }   // its component index
+            }
+            firstNotedDirectory = nil
+        }
         // The content goes straight into the batch's buffer (read now, written there).
         try writers.submit(parentComps: parent, fill: { data in
             let start = data.count
@@ -214,7 +231,8 @@ final class TreeWriter {
             }
             guard UInt64(data.count - start) == e.size else { throw RestoreError.source(ArchiveError(.truncated, entry: shown(), "content ends early"), possiblyWrong: [], more: 0) }
         }, make: { range in
-            FileJob(entry: e, nameStart: nameStart, parent: nil, parentComps: parent, expected: expectedSHA256, origin: origin, pathHash: hash, content: range)
+            FileJob(entry: e, nameStart: nameStart, parent: nil, parentComps: parent, parentMissingFrom: parentMissingFrom,
+                    expected: expectedSHA256, origin: origin, pathHash: hash, content: range)
         })
         inflightPaths.add(hash)
         counts.bytes += e.size
@@ -637,8 +655,9 @@ struct DirectoryWalker: Sendable {
     }
 
     /// Opens (creating missing directories) `comps` below `root`, reusing `stack`.
+    /// `missingFrom`: the components from this index on are likely missing (made before opened).
     static func openParent(_ comps: [[UInt8]], root: DirHandle, stack: inout [(name: [UInt8], dir: DirHandle)],
-                           shown: @autoclosure () -> String) throws -> DirHandle {
+                           shown: @autoclosure () -> String, missingFrom: Int = .max) throws -> DirHandle {
         var k = 0
         while k < stack.count && k < comps.count && stack[k].name == comps[k] { k += 1 }
         if k < stack.count { stack.removeLast(stack.count - k) }
@@ -649,7 +668,7 @@ struct DirectoryWalker: Sendable {
         var made = false
         for i in k..<comps.count {
             let fd = try openChild(cur.fd, comps[i], path: RestorePath.join(Array(comps[...i])), shown: shown(), create: true,
-                                   likelyMissing: made, made: &made)
+                                   likelyMissing: made || i >= missingFrom, made: &made)
             cur = DirHandle(fd)
             stack.append((comps[i], cur))
         }
