@@ -19,6 +19,12 @@ import Synchronization
 /// the manifest's SHA-256 (checked by the executor's writer), or the restore stops: a backup
 /// set altered on the NAS is as hostile as any archive.
 ///
+/// The manifest is read and planned on a thread of its own (`hs-plan`: entries decoded,
+/// selected, their paths checked, their `TarEntry` built), at most `queueBytes` of steps
+/// ahead; the calling thread only reads each file's header from its archive and hands the
+/// entry on. An error of the planning thread comes out of `next` where it was met, after the
+/// entries before it, as it did when the manifest was read on the calling thread.
+///
 /// Browse (issue 26) reuses the same planning: `ManifestRestoreSource(set:id:selection:)` and
 /// `next(content:)` give each entry with its content located, `readContent` its bytes.
 package final class ManifestRestoreSource: RestoreSource {
@@ -26,7 +32,12 @@ package final class ManifestRestoreSource: RestoreSource {
     package let id: String
     private let set: BackupSet
     private let selection: PathSelection
-    private var reader: ManifestReader?
+    /// The planning thread (started at the first `next`) and what it has planned ahead.
+    private var planning: (pool: WorkPool, queue: BoundedQueue<[Step]>)?
+    /// The batch being handed out, and the next of its steps (each is read in place and its
+    /// entry swapped out: no copy of a step per entry).
+    private var pending: [Step] = []
+    private var pendingIndex = 0
     private var phase = Phase.entries
     private var links: [ManifestItem] = []
     private var linkTargets: [[UInt8]: ManifestItem] = [:]
@@ -161,8 +172,17 @@ package final class ManifestRestoreSource: RestoreSource {
     }
 
     deinit {
-        reader?.close()
+        stopPlanning()
         for r in archives.values { r.close() }
+    }
+
+    /// Stops the planning thread (its `put` fails once the queue is cancelled) and waits for it
+    /// (it closes the manifest).
+    private func stopPlanning() {
+        guard let p = planning else { return }
+        p.queue.cancel()
+        p.pool.close()
+        planning = nil
     }
 
     package var position: UInt64 { .max }
@@ -184,10 +204,9 @@ package final class ManifestRestoreSource: RestoreSource {
         while true {
             switch phase {
             case .entries:
-                if reader == nil { reader = try set.openManifest(id) }
-                guard let e = try reader!.nextItem() else { reader?.close(); reader = nil; phase = .links; continue }
-                guard e.type != .hardlink && selection.selects(e.path, isDirectory: e.type == .directory) else { continue }
-                return try planned(e, as: entry(e), contentFrom: e.type == .file ? e : nil, content: content)
+                guard try nextStep() else { stopPlanning(); phase = .links; continue }
+                pendingIndex += 1
+                return try planned(&pending[pendingIndex - 1], content: content)
             case .links:
                 guard let step = try nextLink() else { phase = .done; continue }
                 return try planned(step.item, as: step.entry, contentFrom: step.contentFrom, content: content)
@@ -195,6 +214,146 @@ package final class ManifestRestoreSource: RestoreSource {
                 return nil
             }
         }
+    }
+
+    /// One selected entry of the manifest's first phase (not a hardlink), planned on the
+    /// planning thread: all but what its archive holds (xattrs, the header check).
+    private struct Step: Sendable {
+        /// The entry from the manifest; its path passed `RestorePath.check`.
+        var entry: TarEntry
+        /// A file's SHA-256 (nil for other types).
+        var expectedSHA256: [UInt8]?
+        /// The archive holding a file's content (nil: none, the file is empty).
+        var archive: String?
+        var memberOffset: UInt64 = 0
+        var memberSkip: UInt64 = 0
+        /// A directory or symlink whose xattrs/ACLs are in an archive's pax header.
+        var wantsXattrs = false
+    }
+
+    /// Entries per batch handed from the planning thread, and the bytes the queue may hold
+    /// (about 4,000 entries: the planning thread runs that far ahead at most).
+    private static let batchEntries = 256
+    private static let queueBytes = 1 << 20
+
+    /// Makes `pending[pendingIndex]` the next planned entry of the first phase, in manifest
+    /// order; false after the last.
+    /// - Throws: what planning it threw (a damaged manifest, a refused path, a file without an
+    ///   archive), after the entries before it were handed out.
+    private func nextStep() throws -> Bool {
+        if pendingIndex < pending.count { return true }
+        if planning == nil { try startPlanning() }
+        pending = []
+        pendingIndex = 0
+        guard let batch = try planning!.queue.take() else { return false }
+        pending = batch
+        return !pending.isEmpty
+    }
+
+    /// Opens the manifest (here: its errors come from the first `next`, as before) and starts
+    /// reading and planning it on a thread of its own, ahead of the archive reading.
+    private func startPlanning() throws {
+        let reader = try set.openManifest(id)
+        let pool = WorkPool(threads: 1, name: "hs-plan")
+        let queue = BoundedQueue<[Step]>(capacityBytes: Self.queueBytes, wakeBytes: Self.queueBytes / 8)
+        planning = (pool, queue)
+        let (selection, id) = (self.selection, self.id)
+        do {
+            _ = try pool.submit { Self.plan(reader, selection: selection, id: id, into: queue) }
+        } catch {
+            reader.close()
+            throw error
+        }
+    }
+
+    /// The planning thread: the manifest's entries in order, selected and planned, in batches;
+    /// the first error ends the stream after the entries before it.
+    private static func plan(_ reader: ManifestReader, selection: PathSelection, id: String, into queue: BoundedQueue<[Step]>) {
+        defer { reader.close() }
+        var batch: [Step] = []
+        var bytes = 0
+        batch.reserveCapacity(batchEntries)
+        do {
+            while try reader.advance() {
+                let step = try reader.withCurrent { e, path, link -> Step? in
+                    guard e.type != .hardlink else { return nil }
+                    let p = Array(path)
+                    guard selection.selects(p, isDirectory: e.type == .directory) else { return nil }
+                    // The manifest may be altered: its path is checked before anything is read for it.
+                    try RestorePath.check(p)
+                    return try makeStep(e, path: p, link: link, archive: reader.archiveID(e), id: id)
+                }
+                guard let step else { continue }
+                bytes += MemoryLayout<Step>.stride + step.entry.path.count + step.entry.linkTarget.count + 64
+                batch.append(step)
+                if batch.count == batchEntries {
+                    guard queue.put(batch, bytes: bytes) else { return }   // the restore stopped
+                    batch = []
+                    batch.reserveCapacity(batchEntries)
+                    bytes = 0
+                }
+            }
+            if !batch.isEmpty { guard queue.put(batch, bytes: bytes) else { return } }
+            queue.finish()
+        } catch {
+            if !batch.isEmpty { guard queue.put(batch, bytes: bytes) else { return } }
+            queue.finish(throwing: error)
+        }
+    }
+
+    /// One manifest entry (not a hardlink) as a step: its entry and where its content is.
+    private static func makeStep(_ e: ManifestEntry, path: [UInt8], link: UnsafeRawBufferPointer, archive: String?, id: String) throws -> Step {
+        let type: EntryType
+        switch e.type {
+        case .file: type = .file
+        case .directory: type = .directory
+        case .symlink: type = .symlink
+        case .hardlink: type = .hardlink
+        }
+        var t = TarEntry(path: path, type: type)
+        t.mode = e.mode; t.uid = e.uid; t.gid = e.gid
+        t.size = e.type == .file ? e.size : 0
+        t.mtime = e.mtime
+        if e.type == .symlink { t.linkTarget = Array(link) }
+        guard e.type == .file else {
+            return Step(entry: t, wantsXattrs: e.xattrHash != 0)
+        }
+        if archive == nil && e.size != 0 {
+            throw RestoreError.inconsistentPlan("backup \(id) has no archive for \(NameEscape.escape(path)); the manifest is damaged. Run `hs-backup verify`.")
+        }
+        return Step(entry: t, expectedSHA256: bytes(e.hash), archive: archive, memberOffset: e.memberOffset, memberSkip: e.memberSkip)
+    }
+
+    /// A planned step with its content located (and, when `content`, the archive read up to
+    /// it and its header checked against the manifest).
+    private func planned(_ step: inout Step, content: Bool) throws -> PlannedEntry {
+        var entry = TarEntry(path: [], type: .file)
+        swap(&entry, &step.entry)
+        if step.wantsXattrs {
+            if content {
+                if dirXattrs == nil { dirXattrs = try directoryXattrs() }
+                if let x = dirXattrs?[entry.path] { entry.xattrs = x }
+            }
+            return PlannedEntry(entry: entry)
+        }
+        guard entry.type == .file else { return PlannedEntry(entry: entry) }
+        guard let archive = step.archive else { return PlannedEntry(entry: entry, expectedSHA256: step.expectedSHA256) }
+        let label = archiveLabel(archive)
+        guard content else { return PlannedEntry(entry: entry, expectedSHA256: step.expectedSHA256, origin: label) }
+        let reader = try archiveReader(archive, label: label)
+        try reader.seek(member: step.memberOffset, skip: step.memberSkip)
+        guard let h = try reader.next() else {
+            throw ArchiveError(.malformed, entry: NameEscape.escape(entry.path), "archive \(label) ends where backup \(id) expects the file")
+        }
+        // (Our archives hold the manifest's path as is; others are normalised first.)
+        guard Self.same(h.path, entry.path) || RestorePath.normalised(h.path) == entry.path, h.type == .file, h.size == entry.size else {
+            throw ArchiveError(.malformed, entry: NameEscape.escape(entry.path),
+                               "archive \(label) does not hold \(NameEscape.escape(entry.path)) where the manifest says (found \(NameEscape.escape(h.path))); the backup is damaged. Run `hs-backup verify`.")
+        }
+        entry.xattrs = h.xattrs   // xattrs and ACLs live in the archive's pax headers
+        entry.sparse = h.sparse   // a sparse member: its holes stay holes, its hash is the `SparseHash`
+        current = reader
+        return PlannedEntry(entry: entry, expectedSHA256: step.expectedSHA256, origin: label)
     }
 
     /// The next selected hardlink: a link, or (for a target `--only` left out) the first link
