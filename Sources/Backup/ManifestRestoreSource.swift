@@ -338,22 +338,32 @@ package final class ManifestRestoreSource: RestoreSource {
         }
         guard entry.type == .file else { return PlannedEntry(entry: entry) }
         guard let archive = step.archive else { return PlannedEntry(entry: entry, expectedSHA256: step.expectedSHA256) }
+        let (path, size) = (entry.path, entry.size)
+        return try located(entry, in: archive, member: step.memberOffset, skip: step.memberSkip, path: path, size: size,
+                           expectedSHA256: step.expectedSHA256, content: content)
+    }
+
+    /// A file's planned entry, its content in `archive` at `member`/`skip`; when `content`, the
+    /// archive is read up to it and its header checked against the manifest's `path` and `size`
+    /// (the xattrs, ACLs and sparse map come from that header).
+    private func located(_ entry: consuming TarEntry, in archive: String, member: UInt64, skip: UInt64, path: [UInt8], size: UInt64,
+                         expectedSHA256: [UInt8]?, content: Bool) throws -> PlannedEntry {
         let label = archiveLabel(archive)
-        guard content else { return PlannedEntry(entry: entry, expectedSHA256: step.expectedSHA256, origin: label) }
+        guard content else { return PlannedEntry(entry: entry, expectedSHA256: expectedSHA256, origin: label) }
         let reader = try archiveReader(archive, label: label)
-        try reader.seek(member: step.memberOffset, skip: step.memberSkip)
+        try reader.seek(member: member, skip: skip)
         guard let h = try reader.next() else {
             throw ArchiveError(.malformed, entry: NameEscape.escape(entry.path), "archive \(label) ends where backup \(id) expects the file")
         }
         // (Our archives hold the manifest's path as is; others are normalised first.)
-        guard Self.same(h.path, entry.path) || RestorePath.normalised(h.path) == entry.path, h.type == .file, h.size == entry.size else {
+        guard Self.same(h.path, path) || RestorePath.normalised(h.path) == path, h.type == .file, h.size == size else {
             throw ArchiveError(.malformed, entry: NameEscape.escape(entry.path),
-                               "archive \(label) does not hold \(NameEscape.escape(entry.path)) where the manifest says (found \(NameEscape.escape(h.path))); the backup is damaged. Run `hs-backup verify`.")
+                               "archive \(label) does not hold \(NameEscape.escape(path)) where the manifest says (found \(NameEscape.escape(h.path))); the backup is damaged. Run `hs-backup verify`.")
         }
         entry.xattrs = h.xattrs   // xattrs and ACLs live in the archive's pax headers
         entry.sparse = h.sparse   // a sparse member: its holes stay holes, its hash is the `SparseHash`
         current = reader
-        return PlannedEntry(entry: entry, expectedSHA256: step.expectedSHA256, origin: label)
+        return PlannedEntry(entry: entry, expectedSHA256: expectedSHA256, origin: label)
     }
 
     /// The next selected hardlink: a link, or (for a target `--only` left out) the first link
@@ -398,22 +408,8 @@ package final class ManifestRestoreSource: RestoreSource {
             guard src.size == 0 else { throw RestoreError.inconsistentPlan("backup \(id) has no archive for \(NameEscape.escape(src.path)); the manifest is damaged. Run `hs-backup verify`.") }
             return PlannedEntry(entry: entry, expectedSHA256: Self.bytes(src.hash))
         }
-        let label = archiveLabel(archive)
-        guard content else { return PlannedEntry(entry: entry, expectedSHA256: Self.bytes(src.hash), origin: label) }
-        let reader = try archiveReader(archive, label: label)
-        try reader.seek(member: src.memberOffset, skip: src.memberSkip)
-        guard let h = try reader.next() else {
-            throw ArchiveError(.malformed, entry: NameEscape.escape(entry.path), "archive \(label) ends where backup \(id) expects the file")
-        }
-        // (Our archives hold the manifest's path as is; others are normalised first.)
-        guard Self.same(h.path, src.path) || RestorePath.normalised(h.path) == src.path, h.type == .file, h.size == src.size else {
-            throw ArchiveError(.malformed, entry: NameEscape.escape(entry.path),
-                               "archive \(label) does not hold \(NameEscape.escape(src.path)) where the manifest says (found \(NameEscape.escape(h.path))); the backup is damaged. Run `hs-backup verify`.")
-        }
-        entry.xattrs = h.xattrs   // xattrs and ACLs live in the archive's pax headers
-        entry.sparse = h.sparse   // a sparse member: its holes stay holes, its hash is the `SparseHash`
-        current = reader
-        return PlannedEntry(entry: entry, expectedSHA256: Self.bytes(src.hash), origin: label)
+        return try located(entry, in: archive, member: src.memberOffset, skip: src.memberSkip, path: src.path, size: src.size,
+                           expectedSHA256: Self.bytes(src.hash), content: content)
     }
 
     /// `d.bytes`, copied from the stack into the array (`Digest.bytes` allocates through the
