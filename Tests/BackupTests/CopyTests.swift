@@ -158,7 +158,7 @@ struct CopyTests {
 
     @Test("what the destination pruned is never copied again; only newer backups are")
     func prunedAtDestinationStaysPruned() throws {
-        var f = try CopyFixture("pruned")
+        let f = try CopyFixture("pruned")
         try Tree.makeSample(f.source)
         for i in 0..<3 {
             try Tree.write(f.source + "/radarr/n.txt", "\(i)\n")
@@ -178,7 +178,7 @@ struct CopyTests {
 
     @Test("a chain whose archives the destination pruned gets those archives, not their backups")
     func chainArchivesAreBroughtBack() throws {
-        var f = try CopyFixture("chain")
+        let f = try CopyFixture("chain")
         try Tree.makeSample(f.source)
         let full = try f.backup(full: true)
         try Tree.write(f.source + "/radarr/n.txt", "1\n")
@@ -201,7 +201,7 @@ struct CopyTests {
 
     @Test("a source archive that does not match its index is left out with what needs it; the rest is copied (exit 3)")
     func damagedSourceLeavesOut() throws {
-        var f = try CopyFixture("damage")
+        let f = try CopyFixture("damage")
         try Tree.makeSample(f.source)
         let first = try f.backup(full: true)
         let snapshot = try Tree.describe(f.source, skipping: [cacheDir])
@@ -229,7 +229,7 @@ struct CopyTests {
 
     @Test("backups made before indexes existed are copied with an index built from their manifest")
     func legacyBackupsWithoutIndex() throws {
-        var f = try CopyFixture("legacy")
+        let f = try CopyFixture("legacy")
         try Tree.makeSample(f.source)
         try f.backup()
         try Tree.write(f.source + "/radarr/n.txt", "1\n")
@@ -248,7 +248,7 @@ struct CopyTests {
 
     @Test("to rclone's local backend (its SHA-256) and to a plain directory (read back); --dry-run writes nothing")
     func otherDestinations() throws {
-        var f = try CopyFixture("others")
+        let f = try CopyFixture("others")
         try Tree.makeSample(f.source)
         try f.backup()
         let snapshot = try Tree.describe(f.source, skipping: [cacheDir])

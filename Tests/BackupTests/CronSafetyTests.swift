@@ -39,8 +39,8 @@ final class RunningTool: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: Tools.path(tool))
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        FileManager.default.createFile(atPath: dir.sub("out"), contents: nil)
-        FileManager.default.createFile(atPath: dir.sub("err"), contents: nil)
+        try Data().write(to: URL(fileURLWithPath: dir.sub("out")))
+        try Data().write(to: URL(fileURLWithPath: dir.sub("err")))
         process.standardOutput = FileHandle(forWritingAtPath: dir.sub("out"))
         process.standardError = FileHandle(forWritingAtPath: dir.sub("err"))
         process.standardInput = FileHandle.nullDevice

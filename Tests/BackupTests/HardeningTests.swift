@@ -83,8 +83,8 @@ final class BackgroundTool {
     let out: String, err: String
     init(_ tool: String, _ arguments: [String], scratch: TempDir, environment: [String: String] = [:]) throws {
         out = scratch.sub("out-\(UUID().uuidString)"); err = scratch.sub("err-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
+        try Data().write(to: URL(fileURLWithPath: out))
+        try Data().write(to: URL(fileURLWithPath: err))
         process.executableURL = URL(fileURLWithPath: Tools.path(tool))
         process.arguments = arguments
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, b in b } }

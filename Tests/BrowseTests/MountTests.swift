@@ -20,7 +20,7 @@ final class MountProcess {
     init(_ arguments: [String], mountpoint: String, log: String, environment: [String: String] = [:]) throws {
         self.mountpoint = mountpoint
         self.log = log
-        FileManager.default.createFile(atPath: log, contents: nil)
+        try Data().write(to: URL(fileURLWithPath: log))
         process.executableURL = URL(fileURLWithPath: Tools.path("hs-backup"))
         process.arguments = ["mount"] + arguments + [mountpoint]
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }

@@ -58,10 +58,8 @@ import TestSupport
         let client = try NFSClient(url: g.url(path: dir))
         let file = try client.open("from-nfs-cp.bin")
         #expect(try file.stat().size == UInt64(Self.size))
-        let out = try #require(FileHandle(forWritingAtPath: {
-            FileManager.default.createFile(atPath: tmp.sub("back.bin"), contents: nil)
-            return tmp.sub("back.bin")
-        }()))
+        try Data().write(to: URL(fileURLWithPath: tmp.sub("back.bin")))
+        let out = try #require(FileHandle(forWritingAtPath: tmp.sub("back.bin")))
         let start = Date()
         var offset: UInt64 = 0
         var buffer = [UInt8](repeating: 0, count: 4 << 20)

@@ -346,7 +346,7 @@ import Glibc
                                               ("sonarr/logs/sonarr.txt", 50_000, 0o640), ("sonarr/sonarr.db", 40_960, 0o644)]
         for (rel, size, mode) in files {
             let bytes = (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            fm.createFile(atPath: path + "/" + rel, contents: Data(bytes))
+            try Data(bytes).write(to: URL(fileURLWithPath: path + "/" + rel))
             chmod(path + "/" + rel, mode)
         }
         chown(path + "/sonarr/logs/sonarr.txt", 1000, 1000)

@@ -23,7 +23,7 @@ import TestSupport
             for (rel, data) in after where before[rel] != data {
                 let p = goldenDir + "/" + rel
                 try? FileManager.default.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-                FileManager.default.createFile(atPath: p, contents: data)
+                do { try data.write(to: URL(fileURLWithPath: p)) } catch { Issue.record("could not write the golden file \(p): \(error)") }
             }
         }
         var expected = before

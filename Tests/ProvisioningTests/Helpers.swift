@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import Support
 import TestSupport
 
@@ -47,7 +48,7 @@ enum Fixture {
         let path = dir + "/golden/" + name
         if updateGolden {
             try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: path, contents: Data(actual.utf8))
+            do { try Data(actual.utf8).write(to: URL(fileURLWithPath: path)) } catch { Issue.record("could not write the golden file \(path): \(error)") }
             return actual
         }
         return FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }

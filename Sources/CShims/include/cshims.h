@@ -7,7 +7,7 @@
 #include <sys/xattr.h>
 
 /// pipe2(fds, O_CLOEXEC): both ends close-on-exec atomically (no leak to concurrent spawns).
-int cshims_pipe_cloexec(int fds[2]);
+int cshims_pipe_cloexec(int fds[_Nonnull 2]);
 
 /// posix_spawn_file_actions_addchdir_np (glibc 2.29+).
 int cshims_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
@@ -54,4 +54,4 @@ int cshims_format_fixed1(char *_Nonnull out, int cap, double v);
 int cshims_affinity_cpu_count(void);
 
 /// `environ` (unistd.h declares it only under _GNU_SOURCE).
-char *const *cshims_environ(void);
+char *_Nullable const *_Nullable cshims_environ(void);
