@@ -14,23 +14,17 @@ import Synchronization
 package final class OpsSignalGuard: Sendable {
     package static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
     private struct State {
-        var sources: [any DispatchSourceSignal] = []
         var cleanups: [@Sendable (Int32) -> Void] = []
         var fired = false
+        var watch: SignalWatch.Token?
     }
     private let state = Mutex(State())
 
     package init() {
-        for sig in Self.signals {
-            signal(sig, SIG_IGN)
-            // Made inside the lock: the source never leaves the protected state.
-            state.withLock { s in
-                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-                source.setEventHandler { [self] in fire(sig) }
-                source.resume()
-                s.sources.append(source)
-            }
-        }
+        // Armed when `watch` returns (see SignalWatch: the libdispatch source used here before
+        // was armed later, and a signal that came first was dropped).
+        let token = SignalWatch.shared.watch(Self.signals) { [self] sig in fire(sig) }
+        state.withLock { $0.watch = token }
     }
 
     /// Adds a cleanup; cleanups run in reverse order of registration.
@@ -38,13 +32,13 @@ package final class OpsSignalGuard: Sendable {
         state.withLock { $0.cleanups.append(cleanup) }
     }
 
-    /// Removes the handlers (signals get their default action again).
+    /// Removes the handlers (signals get back the disposition they had before).
     package func cancel() {
-        state.withLock { s in
-            for src in s.sources { src.cancel() }
-            s.sources = []
+        let token: SignalWatch.Token? = state.withLock { s in
+            defer { s.watch = nil }
+            return s.watch
         }
-        for sig in Self.signals { signal(sig, SIG_DFL) }
+        if let token { SignalWatch.shared.cancel(token) }
     }
 
     private func fire(_ sig: Int32) {

@@ -26,7 +26,7 @@ package final class Quiesce: Sendable {
     private let handleSignals: Bool
     private struct State {
         var stopped: [(stack: String, ids: [String])] = []
-        var signalSources: [any DispatchSourceSignal] = []
+        var signalWatch: SignalWatch.Token?
     }
     private let state = Mutex(State())
 
@@ -154,31 +154,24 @@ package final class Quiesce: Sendable {
 
     // MARK: Signals
 
+    /// Armed when this returns (SignalWatch).
     private func installSignalHandlers() {
         state.withLock { s in
-            guard s.signalSources.isEmpty else { return }
-            for sig in [SIGINT, SIGTERM, SIGHUP] {
-                signal(sig, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-                source.setEventHandler { [self] in
-                    Reporter.writeStderr("hs-backup: signal \(sig): starting the stopped stacks again\n")
-                    for p in restart() { Reporter.writeStderr("error: \(p)\n") }
-                    fflush(nil)
-                    _exit(128 + sig)   // not exit: the run's other threads are still going (see OpsSignalGuard)
-                }
-                source.resume()
-                s.signalSources.append(source)
+            guard s.signalWatch == nil else { return }
+            s.signalWatch = SignalWatch.shared.watch([SIGINT, SIGTERM, SIGHUP]) { [self] sig in
+                Reporter.writeStderr("hs-backup: signal \(sig): starting the stopped stacks again\n")
+                for p in restart() { Reporter.writeStderr("error: \(p)\n") }
+                fflush(nil)
+                _exit(128 + sig)   // not exit: the run's other threads are still going (see OpsSignalGuard)
             }
         }
     }
 
     private func removeSignalHandlers() {
-        let had = state.withLock { s in
-            defer { s.signalSources = [] }
-            for src in s.signalSources { src.cancel() }
-            return !s.signalSources.isEmpty
+        let token: SignalWatch.Token? = state.withLock { s in
+            defer { s.signalWatch = nil }
+            return s.signalWatch
         }
-        guard had else { return }
-        for sig in [SIGINT, SIGTERM, SIGHUP] { signal(sig, SIG_DFL) }
+        if let token { SignalWatch.shared.cancel(token) }
     }
 }

@@ -111,38 +111,24 @@ package final class FuseMount: Sendable {
     /// ignores for its background jobs.) SIGHUP ignored when the mount started (nohup) stays
     /// ignored.
     private final class StopSignals {
-        private let sources: [(signal: Int32, source: any DispatchSourceSignal)]
         private final class Mark: Sendable { let signal = Mutex<Int32>(0) }
-        private let mark = Mark()
+        private let mark: Mark
+        private let token: SignalWatch.Token
         /// The signal that ended the mount (0: none).
         var received: Int32 { mark.signal.withLock { $0 } }
 
         init(session: OpaquePointer, mountpoint: String) {
             let se = UnsafeSendable(session)
-            var watched: [(signal: Int32, source: any DispatchSourceSignal)] = []
-            for sig in [SIGINT, SIGTERM, SIGHUP] {
-                let old = Glibc.signal(sig, SIG_IGN)
-                if sig == SIGHUP, let old, unsafeBitCast(old, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) { continue }
-                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-                watched.append((sig, source))
-            }
-            sources = watched
-            for (sig, source) in watched {
-                source.setEventHandler { [mark] in
-                    mark.signal.withLock { $0 = sig }
-                    fuse_session_exit(se.value)
-                    Thread.detachNewThread { _ = access(mountpoint + "/.hs-backup-stop-\(getpid())", F_OK) }
-                }
-                source.resume()
+            let mark = Mark()
+            self.mark = mark
+            token = SignalWatch.shared.watch([SIGINT, SIGTERM, SIGHUP], keepIgnored: [SIGHUP]) { [mark] sig in
+                mark.signal.withLock { $0 = sig }
+                fuse_session_exit(se.value)
+                Thread.detachNewThread { _ = access(mountpoint + "/.hs-backup-stop-\(getpid())", F_OK) }
             }
         }
 
-        func cancel() {
-            for (sig, source) in sources {
-                source.cancel()
-                _ = Glibc.signal(sig, SIG_DFL)
-            }
-        }
+        func cancel() { SignalWatch.shared.cancel(token) }
     }
 
     // MARK: replies

@@ -10,6 +10,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <sched.h>
+#include <signal.h>
+#include <string.h>
 #include "cshims.h"
 
 int cshims_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
@@ -70,4 +72,42 @@ int cshims_affinity_cpu_count(void) {
 char *const *cshims_environ(void) {
     extern char **environ;
     return environ;
+}
+
+/* SignalWatch (Support): a watched signal's number goes to a pipe that one thread reads. */
+static int cshims_signal_pipe = -1;
+static struct sigaction cshims_signal_saved[65];
+static unsigned char cshims_signal_has_saved[65];
+
+static void cshims_signal_to_pipe(int sig) {
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    ssize_t r = write(cshims_signal_pipe, &b, 1);
+    (void)r;
+    errno = saved;
+}
+
+int cshims_signal_forward(int sig, int fd) {
+    if (sig <= 0 || sig >= 65) { errno = EINVAL; return -1; }
+    cshims_signal_pipe = fd;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cshims_signal_to_pipe;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    struct sigaction old;
+    if (sigaction(sig, &sa, &old) != 0) return -1;
+    if (!cshims_signal_has_saved[sig]) { cshims_signal_saved[sig] = old; cshims_signal_has_saved[sig] = 1; }
+    return 0;
+}
+
+int cshims_signal_restore(int sig) {
+    if (sig <= 0 || sig >= 65 || !cshims_signal_has_saved[sig]) { errno = EINVAL; return -1; }
+    cshims_signal_has_saved[sig] = 0;
+    return sigaction(sig, &cshims_signal_saved[sig], NULL);
+}
+
+int cshims_signal_is_ignored(int sig) {
+    struct sigaction old;
+    return sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
 }

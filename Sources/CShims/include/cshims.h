@@ -10,17 +10,17 @@
 int cshims_pipe_cloexec(int fds[_Nonnull 2]);
 
 /// posix_spawn_file_actions_addchdir_np (glibc 2.29+).
-int cshims_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
+int cshims_spawn_addchdir(posix_spawn_file_actions_t *_Nonnull actions, const char *_Nonnull path);
 
 /// listxattrat(dfd, name, AT_SYMLINK_NOFOLLOW, list, size) (Linux 6.13+): the extended
 /// attribute names of `name` in directory `dfd` without walking an absolute path. -1 with
 /// errno ENOSYS on older kernels (callers fall back to llistxattr).
-long cshims_listxattrat_nofollow(int dfd, const char *name, char *list, unsigned long size);
+long cshims_listxattrat_nofollow(int dfd, const char *_Nonnull name, char *_Nullable list, unsigned long size);
 
-long cshims_lgetxattr(const char *path, const char *attr, void *value, unsigned long size);
+long cshims_lgetxattr(const char *_Nonnull path, const char *_Nonnull attr, void *_Nullable value, unsigned long size);
 
 /// getdents64(fd, buffer, length) (glibc 2.30+ under _GNU_SOURCE).
-long cshims_getdents64(int fd, void *buffer, size_t length);
+long cshims_getdents64(int fd, void *_Nullable buffer, size_t length);
 
 /// malloc_trim(pad) from <malloc.h>.
 int cshims_malloc_trim(size_t pad);
@@ -28,7 +28,7 @@ int cshims_malloc_trim(size_t pad);
 /// read(fd, buffer, length) at the file's offset, from the page cache only: preadv2 with
 /// RWF_NOWAIT (glibc 2.26, Linux 4.14). -1 with EAGAIN where it would wait on the disk (or
 /// EOPNOTSUPP/EINVAL where the file system or kernel cannot tell).
-long cshims_read_cached(int fd, void *buffer, unsigned long length);
+long cshims_read_cached(int fd, void *_Nullable buffer, unsigned long length);
 
 /// fallocate(fd, mode, offset, length) (_GNU_SOURCE).
 int cshims_fallocate(int fd, int mode, long long offset, long long length);
@@ -55,3 +55,11 @@ int cshims_affinity_cpu_count(void);
 
 /// `environ` (unistd.h declares it only under _GNU_SOURCE).
 char *_Nullable const *_Nullable cshims_environ(void);
+
+/// SignalWatch (Support): installs a handler for `sig` that writes the signal's number (one
+/// byte) to `fd`, keeping the disposition it replaces for `cshims_signal_restore`. 0 or -1.
+int cshims_signal_forward(int sig, int fd);
+/// Puts back the disposition `cshims_signal_forward` replaced. 0 or -1.
+int cshims_signal_restore(int sig);
+/// 1 when `sig` is ignored (SIG_IGN) now.
+int cshims_signal_is_ignored(int sig);
