@@ -1,6 +1,7 @@
 import Foundation
 import Storage
 import Support
+import Synchronization
 
 /// The lock of one backup set: `DEST/SET/lock`, created with O_EXCL semantics, holding
 /// `{"host":..,"pid":..,"started":..}`. A lock whose process is gone (same host) or that is
@@ -52,12 +53,24 @@ package final class SetLock {
         let bytes = me.json
         var warnings: [String] = []
         for _ in 0 ..< 3 {
-            if try destination.createExclusive(path, contents: bytes) {
+            // Created and registered for removal on a signal as one step (a SIGTERM between the
+            // two left the lock behind); the removal only removes a lock this run created, as the
+            // one it finds may be another run's.
+            let (dest, path) = (destination, path)
+            let mine = Mutex(false)
+            let (created, token) = try InterruptCleanup.shared.creating("the lock \(dest.displayName)/\(path)", remove: {
+                if mine.withLock({ $0 }) { try dest.remove(path) }
+            }) {
+                let made = try dest.createExclusive(path, contents: bytes)
+                mine.withLock { $0 = made }
+                return made
+            }
+            if created {
                 held = true
-                let (dest, path) = (destination, path)
-                cleanupToken = InterruptCleanup.shared.register("the lock \(dest.displayName)/\(path)") { try dest.remove(path) }
+                cleanupToken = token
                 return warnings
             }
+            InterruptCleanup.shared.unregister(token)
             // Someone holds it (or held it). Read, judge, maybe take over.
             let existing: Holder?
             do {

@@ -330,4 +330,31 @@ struct CronModeSignalTests {
         }
         Issue.record("in 4 tries (192 to 1,536 MiB of text) the backup never was still writing when it was stopped")
     }
+
+    @Test("SIGTERM the moment the lock exists is never lost: 10 runs, each exits 143 with nothing left")
+    func signalAtStartIsNeverLost() throws {
+        // The guard is armed before the lock is taken (SignalWatch). With the libdispatch source
+        // used before, a signal that came before libdispatch's manager thread had armed it was
+        // dropped (SIG_IGN): the backup went on and exited 0 (CI, 2026-12-07).
+        let dir = try TempDir("hs-cron")
+        let src = try bigSource(dir, megabytes: 64, text: true)
+        for attempt in 1 ... 10 {
+            let nas = dir.sub("nas-\(attempt)")
+            let setDir = nas + "/io"
+            let run = try RunningTool("hs-backup", ["run", "--source", src, "--to", nas, "--name", "io"],
+                                      environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+            var seen = false
+            let deadline = Date().addingTimeInterval(60)
+            while !seen && Date() < deadline {
+                seen = filesIn(setDir).contains("lock")
+                if !seen { usleep(500) }
+            }
+            kill(run.process.processIdentifier, SIGTERM)
+            let status = run.wait(upTo: 60)
+            #expect(seen, "run \(attempt): the lock never appeared")
+            #expect(status == 128 + SIGTERM, "run \(attempt): \(String(describing: status)) \(run.stderr)")
+            #expect(filesIn(setDir).isEmpty, "run \(attempt) left: \(filesIn(setDir))")
+            if status != 128 + SIGTERM { return }
+        }
+    }
 }
