@@ -42,6 +42,16 @@ package enum ManifestEntryType: UInt8, Sendable, Equatable {
         case .hardlink: "hardlink"
         }
     }
+
+    /// The tar entry type a restore makes of it.
+    package var entryType: EntryType {
+        switch self {
+        case .file: .file
+        case .directory: .directory
+        case .symlink: .symlink
+        case .hardlink: .hardlink
+        }
+    }
 }
 
 /// A SHA-256 digest as four words (no heap allocation per entry).

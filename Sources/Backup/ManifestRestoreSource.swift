@@ -303,14 +303,7 @@ package final class ManifestRestoreSource: RestoreSource {
 
     /// One manifest entry (not a hardlink) as a step: its entry and where its content is.
     private static func makeStep(_ e: ManifestEntry, path: [UInt8], link: UnsafeRawBufferPointer, archive: String?, id: String) throws -> Step {
-        let type: EntryType
-        switch e.type {
-        case .file: type = .file
-        case .directory: type = .directory
-        case .symlink: type = .symlink
-        case .hardlink: type = .hardlink
-        }
-        var t = TarEntry(path: path, type: type)
+        var t = TarEntry(path: path, type: e.type.entryType)
         t.mode = e.mode; t.uid = e.uid; t.gid = e.gid
         t.size = e.type == .file ? e.size : 0
         t.mtime = e.mtime
@@ -461,14 +454,7 @@ package final class ManifestRestoreSource: RestoreSource {
     }
 
     private func entry(_ e: ManifestItem) -> TarEntry {
-        let type: EntryType
-        switch e.type {
-        case .file: type = .file
-        case .directory: type = .directory
-        case .symlink: type = .symlink
-        case .hardlink: type = .hardlink
-        }
-        var t = TarEntry(path: e.path, type: type)
+        var t = TarEntry(path: e.path, type: e.type.entryType)
         t.mode = e.mode; t.uid = e.uid; t.gid = e.gid
         t.size = e.type == .file ? e.size : 0
         t.mtime = e.mtime
