@@ -647,8 +647,11 @@ final class BackupPass {
         guard let writer = archiveFile else { return }
         archiveFile = nil
         do { try writer.close() } catch { throw PassFailure(step: " while writing the archive", cause: error) }
-        // From here a signal leaves the `.partial` archive for the next cleanup (removed
-        // there unless its manifest got committed).
+    }
+
+    /// Within the commit (`InterruptCleanup.committing`), after the manifest's rename: from
+    /// here a signal leaves the `.partial` archive to the next run, which completes its rename.
+    func keepArchiveOnSignal() {
         if let c = archiveCleanup { InterruptCleanup.shared.unregister(c); archiveCleanup = nil }
     }
 

@@ -422,16 +422,22 @@ package final class BackupRunner {
             // encrypted run's records its recipients' fingerprint.
             index = try set.indexForCommit(header: header, written: pass.storedArchive, manifest: manifestFile.stored(as: id),
                                            previous: previousIndex, recipients: set.keys.recipientFingerprint)
-            let indexFile = try set.createIndex(index)
-            defer { try? indexFile.close() }
+            let (indexFile, indexCleanup) = try createRemovedOnSignal(dest, set.indexPath(id) + ".partial") { try set.createIndex(index) }
+            defer { try? indexFile.close(); InterruptCleanup.shared.unregister(indexCleanup) }
             // Archive, manifest and index durable before the manifest's rename (the commit).
             try syncForCommit([(pass.archiveToSync, " while writing the archive"), (manifestFile, " while writing the manifest"),
                                (indexFile, " while writing the index")], concurrently: dest.syncsFilesConcurrently)
             try pass.closeArchive()
             try manifestFile.close()
             try indexFile.close()
-            try dest.rename(manifestPartial, to: set.manifestPath(id))
-            committed = true
+            // The commit. A signal before it removes every `.partial`; one during it waits, and
+            // one after it leaves the archive and index to be renamed by the next run.
+            try InterruptCleanup.shared.committing {
+                try dest.rename(manifestPartial, to: set.manifestPath(id))
+                committed = true
+                pass.keepArchiveOnSignal()
+                InterruptCleanup.shared.unregister(indexCleanup)
+            }
         } catch {
             pass.abandonArchive()
             try? dest.remove(set.indexPath(id) + ".partial")
@@ -530,10 +536,11 @@ package final class BackupRunner {
 /// Creates `path` on `dest` (a `.partial` file) so that a signal removes it: registered and
 /// created as one step (`InterruptCleanup.creating`). Returns the writer and the token to
 /// unregister once the file is committed or removed.
-func createRemovedOnSignal(_ dest: any Destination, _ path: String) throws -> (any DestinationWriter, Int) {
+func createRemovedOnSignal(_ dest: any Destination, _ path: String,
+                           create: (() throws -> any DestinationWriter)? = nil) throws -> (any DestinationWriter, Int) {
     try InterruptCleanup.shared.creating("\(dest.displayName)/\(path)", remove: { [dest] in
         if (try? dest.stat(path)).flatMap({ $0 }) != nil { try dest.remove(path) }
-    }) { try dest.create(path) }
+    }) { try create?() ?? dest.create(path) }
 }
 
 /// SHA-256 of a file's content; `path` as bytes (without NUL).

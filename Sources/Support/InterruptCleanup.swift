@@ -12,6 +12,8 @@ import Synchronization
 /// process is gone and removes leftovers).
 package final class InterruptCleanup: Sendable {
     package static let shared = InterruptCleanup()
+    /// A cleanup of its own (tests); the tools use `shared`.
+    package init() {}
 
     private struct State {
         var actions: [(token: Int, what: String, run: @Sendable () throws -> Void)] = []
@@ -56,18 +58,42 @@ package final class InterruptCleanup: Sendable {
         state.withLock { $0.actions.removeAll { $0.token == token } }
     }
 
+    /// Thrown by `committing` when a signal came first: the process is exiting and its
+    /// cleanup removes the files the commit would have kept.
+    package struct Stopping: Error, CustomStringConvertible {
+        package var description: String { "stopped by a signal before the commit" }
+    }
+
+    /// Runs `commit` (the rename that commits a backup, then `unregister` of the files it
+    /// kept) as one step with respect to `runAll`, which would otherwise remove a `.partial`
+    /// archive or index between the manifest's rename and their unregistering: a signal during
+    /// `commit` is handled after it, and after a signal `commit` is not started (`Stopping`).
+    package func committing<T>(_ commit: () throws -> T) throws -> T {
+        creation.lock()
+        defer { creation.unlock() }
+        guard !state.withLock({ $0.stopping }) else { throw Stopping() }
+        return try commit()
+    }
+
     /// Runs every registered action once, newest first, and waits at most `seconds` for all
     /// of them. Returns a message for each action that failed or did not finish in time.
     /// For the exit path only: afterwards `register` blocks its caller for good.
     package func runAll(within seconds: TimeInterval = 10) -> [String] {
-        // Wait (bounded: a create on a frozen NAS must not keep us) for a file being created.
+        // Wait (bounded: a create or a commit on a frozen NAS must not keep us) for a file
+        // being created or a commit under way.
         let held = creation.lock(before: Date().addingTimeInterval(seconds))
         let todo = state.withLock { s in
             s.stopping = true
             defer { s.actions = [] }
             return Array(s.actions.reversed())
         }
-        if held { creation.unlock() }
+        guard held else {
+            // A commit may still be renaming: removing a `.partial` now could take the archive
+            // of a backup it commits. Leave everything to the next run's cleanup.
+            return todo.isEmpty ? [] : ["a file was being created or a backup committed and did not finish within \(Int(seconds)) s: "
+                + "left \(todo.map(\.what).joined(separator: ", ")) (the next run removes what no commit kept)"]
+        }
+        creation.unlock()
         guard !todo.isEmpty else { return [] }
         let problems = ProblemList()
         let done = DispatchSemaphore(value: 0)

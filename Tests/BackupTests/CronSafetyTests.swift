@@ -30,13 +30,13 @@ func modesBelow(_ root: String) -> [(path: String, isDirectory: Bool, mode: mode
     return out
 }
 
-/// A started hs-backup whose stdout/stderr go to files.
+/// A started hs-backup (or, given an absolute path, another program) whose stdout/stderr go to files.
 final class RunningTool: @unchecked Sendable {
     let process = Process()
     let dir: TempDir
     init(_ tool: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         dir = try TempDir("hs-cron-run")
-        process.executableURL = URL(fileURLWithPath: Tools.path(tool))
+        process.executableURL = URL(fileURLWithPath: tool.hasPrefix("/") ? tool : Tools.path(tool))
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         try Data().write(to: URL(fileURLWithPath: dir.sub("out")))
@@ -356,5 +356,34 @@ struct CronModeSignalTests {
             #expect(filesIn(setDir).isEmpty, "run \(attempt) left: \(filesIn(setDir))")
             if status != 128 + SIGTERM { return }
         }
+    }
+}
+
+/// A signal while the commit's files are being synced (each fsync held back 1.5 s by strace's
+/// syscall injection, a real slow disk or NAS in miniature): the run stops, nothing is
+/// committed, and nothing it created is left behind, the index included.
+@Suite("cron safety: a signal during the commit")
+struct CommitSignalTests {
+    @Test("SIGTERM while the archive, manifest and index are fsynced: exit 143, nothing committed, nothing left")
+    func signalDuringCommitSyncs() throws {
+        let dir = try TempDir("hs-cron")
+        let src = dir.sub("appdata")
+        try Tree.write(src + "/app/config.xml", "<ApiKey>secret</ApiKey>\n")
+        let nas = dir.sub("nas")
+        let setDir = nas + "/io"
+        let run = try RunningTool("/usr/bin/strace", ["-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync,fdatasync",
+                                             "-e", "inject=fsync,fdatasync:delay_enter=1500000", "--",
+                                             Tools.path("hs-backup"), "run", "--source", src, "--to", nas, "--name", "io"],
+                                  environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+        // `<id>.index.partial` is written just before the commit's syncs start.
+        let inCommit = waitFor(60) { filesIn(setDir).contains { $0.hasSuffix(".index.partial") } }
+        #expect(inCommit, "the run never reached its commit: \(filesIn(setDir)) \(run.stderr)")
+        let backup = try Subprocess.run(["pgrep", "-P", "\(run.process.processIdentifier)"]).stdout
+            .split(separator: "\n").first.flatMap { Int32($0) }
+        #expect(backup != nil, "no hs-backup process under strace")
+        if let backup { kill(backup, SIGTERM) }
+        let status = run.wait(upTo: 60)
+        #expect(status == 128 + SIGTERM, "\(String(describing: status)) \(run.stderr)")
+        #expect(filesIn(setDir).isEmpty, "left behind: \(filesIn(setDir))")
     }
 }
