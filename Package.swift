@@ -41,7 +41,6 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CLibdeflate", pkgConfig: "libdeflate", providers: [.apt(["libdeflate-dev"])]),
         .systemLibrary(name: "CIsal", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
-        .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
 
         // Shared plumbing: subprocesses, output modes (terminal/cron/--json), errors, hashing.
         .target(name: "CShims"),
@@ -54,6 +53,9 @@ let package = Package(
         // libnfs (headers from libnfs-dev) through dlopen on first use, not linked: only an
         // nfs:// destination or root calls it.
         .target(name: "CNFS"),
+        // libfuse3 (headers from libfuse3-dev) through dlopen on first use, not linked: only
+        // `hs-backup mount` calls it.
+        .target(name: "CFuse"),
         .target(name: "Support", dependencies: ["CCrypto", "CShims"], swiftSettings: swiftSettings),
         .target(name: "Gzip", dependencies: ["CZlib", "CLibdeflate", "CIsal"], swiftSettings: swiftSettings),
         .target(name: "NFS", dependencies: ["CNFS"], swiftSettings: swiftSettings),
