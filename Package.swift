@@ -41,17 +41,23 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CLibdeflate", pkgConfig: "libdeflate", providers: [.apt(["libdeflate-dev"])]),
         .systemLibrary(name: "CIsal", pkgConfig: "libisal", providers: [.apt(["libisal-dev"])]),
-        .systemLibrary(name: "CNFS", pkgConfig: "libnfs", providers: [.apt(["libnfs-dev"])]),
-        .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
 
         // Shared plumbing: subprocesses, output modes (terminal/cron/--json), errors, hashing.
         .target(name: "CShims"),
+        // The one dlopen loader of the four libraries below that are loaded on first use.
+        .target(name: "CDlopen"),
         // libcrypto (OpenSSL 3, headers from libssl-dev) through dlopen on first use, not linked:
         // most runs need only SHA-256, which runs here on SHA-NI when the CPU has it.
-        .target(name: "CCrypto"),
+        .target(name: "CCrypto", dependencies: ["CDlopen"]),
         // libsqlite3 (headers from libsqlite3-dev) through dlopen on first use, not linked: only
         // a run that captures a database calls it.
-        .target(name: "CSQLite"),
+        .target(name: "CSQLite", dependencies: ["CDlopen"]),
+        // libnfs (headers from libnfs-dev) through dlopen on first use, not linked: only an
+        // nfs:// destination or root calls it.
+        .target(name: "CNFS", dependencies: ["CDlopen"]),
+        // libfuse3 (headers from libfuse3-dev) through dlopen on first use, not linked: only
+        // `hs-backup mount` calls it.
+        .target(name: "CFuse", dependencies: ["CDlopen"]),
         .target(name: "Support", dependencies: ["CCrypto", "CShims"], swiftSettings: swiftSettings),
         .target(name: "Gzip", dependencies: ["CZlib", "CLibdeflate", "CIsal"], swiftSettings: swiftSettings),
         .target(name: "NFS", dependencies: ["CNFS"], swiftSettings: swiftSettings),

@@ -11,8 +11,8 @@
 # from the executable's NEEDED libraries and the Debian packages that own them (dpkg -S),
 # libc6 with the newest glibc version it needs (symbol versions; it must stay <= 2.35 so that
 # the old server of the runbook's migration, e.g. Ubuntu 22.04, runs it), plus curl (the notifications run it) and the
-# owners of libcrypto.so.3 and libsqlite3.so.0 (libssl3, libsqlite3-0: loaded with dlopen on
-# first use, so not NEEDED).
+# owners of libcrypto.so.3, libsqlite3.so.0, libnfs.so.13 and libfuse3.so.3 (libssl3,
+# libsqlite3-0, libnfs13, libfuse3-3: loaded with dlopen on first use, so not NEEDED).
 # It fails if the executable still needs a library of the Swift toolchain.
 #
 # Debian-native: systemd units and timers (installed disabled), the conffile
@@ -98,8 +98,9 @@ clang -c -O2 -Wall -Werror -o "$WORK/objects/multicall.o" scripts/package/multic
 echo "$WORK/objects/multicall.o" >> "$objlist"
 # The C libraries behind the system-library targets (see Package.swift).
 libs=()
-# Not libcrypto or sqlite3: CCrypto and CSQLite dlopen() them on first use (their include/*.h).
-for pc in libnfs zlib libdeflate libisal fuse3; do
+# Not libcrypto, sqlite3, libnfs or fuse3: CCrypto, CSQLite, CNFS and CFuse dlopen() them on
+# first use (their include/*.h).
+for pc in zlib libdeflate libisal; do
   f=$(pkg-config --libs "$pc") || die "pkg-config does not know $pc: run scripts/bootstrap.sh --build-only (as root)"
   read -r -a flags <<< "$f"
   libs+=("${flags[@]}")
@@ -119,8 +120,11 @@ lddout=$(ldd "$WORK/$NAME")
 if grep -q "not found" <<< "$lddout"; then die "unresolved libraries: $(grep 'not found' <<< "$lddout")"; fi
 if grep -qF "$SWIFT_ROOT" <<< "$lddout"; then die "still linked to the toolchain ($SWIFT_ROOT): $(grep -F "$SWIFT_ROOT" <<< "$lddout")"; fi
 if grep -qE 'libswift|libFoundation|libdispatch|libBlocksRuntime' <<< "$lddout"; then die "a Swift runtime library is linked dynamically: $lddout"; fi
-if grep -qE 'libcrypto|libsqlite3' <<< "$lddout"; then die "libcrypto or libsqlite3 is linked (CCrypto/CSQLite load them on first use): $lddout"; fi
+if grep -qE 'libcrypto|libsqlite3|libnfs|libfuse3' <<< "$lddout"; then die "libcrypto, libsqlite3, libnfs or libfuse3 is linked (CCrypto/CSQLite/CNFS/CFuse load them on first use): $lddout"; fi
 elfdyn=$(readelf -d "$WORK/$NAME")
+if grep -E '\(NEEDED\)' <<< "$elfdyn" | grep -qE '\[(libcrypto|libsqlite3|libnfs|libfuse3)\.'; then
+  die "the executable NEEDs a library loaded with dlopen on first use (CCrypto/CSQLite/CNFS/CFuse): $(grep -E '\(NEEDED\)' <<< "$elfdyn")"
+fi
 if grep -q '(RELR)' <<< "$elfdyn" || readelf -V "$WORK/$NAME" | grep -q 'GLIBC_ABI_DT_RELR'; then
   die "the executable has packed relative relocations (DT_RELR, glibc >= 2.36): the old server of the runbook's migration (glibc 2.35, Ubuntu 22.04) could not run it"
 fi
@@ -193,9 +197,10 @@ done
 glibc=$(objdump -T "$WORK/$NAME" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -1)
 [ -n "$glibc" ] || die "no GLIBC_ symbol versions in the executable"
 [ "$(printf '%s\n2.35\n' "$glibc" | sort -V | tail -1)" = 2.35 ] || die "the executable needs glibc $glibc (> 2.35): Ubuntu 22.04, the runbook's old server, could not run it"
-# libcrypto.so.3 is dlopen()ed by CCrypto (SHA-256 without SHA-NI, age, remote hashes) and
-# libsqlite3.so.0 by CSQLite (database capture): their packages.
-for so in libcrypto.so.3 libsqlite3.so.0; do
+# libcrypto.so.3 is dlopen()ed by CCrypto (SHA-256 without SHA-NI, age, remote hashes),
+# libsqlite3.so.0 by CSQLite (database capture), libnfs.so.13 by CNFS (nfs:// destinations and
+# roots) and libfuse3.so.3 by CFuse (hs-backup mount): their packages.
+for so in libcrypto.so.3 libsqlite3.so.0 libnfs.so.13 libfuse3.so.3; do
   path=$(ldconfig -p | awk -v so="$so" '!found && $1 == so && /x86-64/ { path = $NF; found = 1 } END { print path }')
   [ -n "$path" ] || die "ldconfig does not know $so: run scripts/bootstrap.sh --build-only (as root)"
   deps+=("$(owner "$path")")

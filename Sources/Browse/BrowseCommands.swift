@@ -172,6 +172,8 @@ extension BrowseCommands {
     /// `hs-backup mount`: serves until unmounted; says where it mounted and how to leave.
     package static func mount(destination: any Destination, keys: SetKeys = SetKeys(), onlySet: String?, options: FuseMount.Options,
                               cacheMiB: Int, json: Bool, reporter: Reporter) throws -> Int32 {
+        // Before the sets are read: without libfuse3 there is nothing to serve them with.
+        try LibFuse.load()
         let tree = MountTree(destination: destination, keys: keys, onlySet: onlySet, cacheBytes: cacheMiB << 20)
         let sets = try tree.sets()
         if let only = onlySet, try BackupSet(destination: destination, name: only).committedIDs().isEmpty {

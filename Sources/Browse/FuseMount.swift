@@ -68,8 +68,10 @@ package final class FuseMount: Sendable {
     /// Mounts and serves until unmounted (`fusermount3 -u`) or until SIGINT, SIGTERM or SIGHUP.
     /// - Parameter mounted: called once the file system is mounted.
     /// - Returns: the signal that ended it, or 0.
-    /// - Throws: `ToolError` when the mount fails (no /dev/fuse, no permission).
+    /// - Throws: `ToolError` when libfuse3 cannot be loaded or the mount fails (no /dev/fuse, no
+    ///   permission).
     package func run(mounted: () -> Void) throws -> Int32 {
+        try LibFuse.load()
         try Self.checkMountpoint(options.mountpoint)
         var opts = ["ro", "fsname=hs-backup", "subtype=hs-backup"]
         if options.allowOther { opts += ["allow_other", "default_permissions"] }
@@ -83,24 +85,24 @@ package final class FuseMount: Sendable {
         defer { me.release() }
         let session: OpaquePointer? = cargs.withUnsafeMutableBufferPointer { buf in
             var args = fuse_args(argc: Int32(argv.count), argv: buf.baseAddress, allocated: 0)
-            defer { fuse_opt_free_args(&args) }
-            return fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, me.toOpaque())
+            defer { libfuse.fuse_opt_free_args(&args) }
+            return libfuse.fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, me.toOpaque())
         }
         guard let se = session else { throw ToolError("could not start the FUSE session (libfuse refused the options; see above).") }
-        defer { fuse_session_destroy(se) }
-        guard fuse_session_mount(se, options.mountpoint) == 0 else {
+        defer { libfuse.fuse_session_destroy(se) }
+        guard libfuse.fuse_session_mount(se, options.mountpoint) == 0 else {
             throw ToolError("could not mount at \(options.mountpoint) (see libfuse's message above). Check that /dev/fuse exists and fuse3 is installed "
                             + "(apt-get install fuse3); as a user other than root, --allow-other needs user_allow_other in /etc/fuse.conf.")
         }
         let stop = StopSignals(session: se, mountpoint: options.mountpoint)
         defer { stop.cancel() }
         mounted()
-        guard let cfg = fuse_loop_cfg_create() else { fuse_session_unmount(se); throw ToolError("out of memory") }
-        defer { fuse_loop_cfg_destroy(cfg) }
-        fuse_loop_cfg_set_max_threads(cfg, 16)
-        fuse_loop_cfg_set_idle_threads(cfg, 4)
-        _ = hs_fuse_session_loop_mt(se, cfg)
-        fuse_session_unmount(se)
+        guard let cfg = libfuse.fuse_loop_cfg_create() else { libfuse.fuse_session_unmount(se); throw ToolError("out of memory") }
+        defer { libfuse.fuse_loop_cfg_destroy(cfg) }
+        libfuse.fuse_loop_cfg_set_max_threads(cfg, 16)
+        libfuse.fuse_loop_cfg_set_idle_threads(cfg, 4)
+        _ = libfuse.fuse_session_loop_mt(se, cfg)
+        libfuse.fuse_session_unmount(se)
         return stop.received
     }
 
@@ -123,7 +125,7 @@ package final class FuseMount: Sendable {
             self.mark = mark
             token = SignalWatch.shared.watch([SIGINT, SIGTERM, SIGHUP], keepIgnored: [SIGHUP]) { [mark] sig in
                 mark.signal.withLock { $0 = sig }
-                fuse_session_exit(se.value)
+                libfuse.fuse_session_exit(se.value)
                 Thread.detachNewThread { _ = access(mountpoint + "/.hs-backup-stop-\(getpid())", F_OK) }
             }
         }
@@ -134,7 +136,7 @@ package final class FuseMount: Sendable {
     // MARK: replies
 
     private static func fs(_ req: fuse_req_t?) -> FuseMount {
-        Unmanaged<FuseMount>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
+        Unmanaged<FuseMount>.fromOpaque(libfuse.fuse_req_userdata(req)!).takeUnretainedValue()
     }
 
     private static func bytes(_ name: UnsafePointer<CChar>?) -> [UInt8] {
@@ -191,7 +193,7 @@ package final class FuseMount: Sendable {
     }
 
     private static func fail(_ req: fuse_req_t?, _ f: MountFailure) {
-        fuse_reply_err(req, fs(req).errnoOf(f))
+        _ = libfuse.fuse_reply_err(req, fs(req).errnoOf(f))
     }
 
     // MARK: operations
@@ -207,25 +209,25 @@ package final class FuseMount: Sendable {
             let me = FuseMount.fs(req)
             do throws(MountFailure) {
                 var e = FuseMount.entry(try me.tree.lookup(parent, FuseMount.bytes(name)))
-                fuse_reply_entry(req, &e)
+                _ = libfuse.fuse_reply_entry(req, &e)
             } catch .notFound where MountTree.split(parent) != nil {
                 // Inside a backup nothing appears later: the kernel may remember the absence.
                 var e = fuse_entry_param()
                 e.entry_timeout = FuseMount.immutableTimeout
-                fuse_reply_entry(req, &e)
+                _ = libfuse.fuse_reply_entry(req, &e)
             } catch { FuseMount.fail(req, error) }
         }
         ops.getattr = { req, ino, _ in
             do throws(MountFailure) {
                 var st = FuseMount.statOf(try FuseMount.fs(req).tree.attributes(ino))
-                fuse_reply_attr(req, &st, FuseMount.timeout(ino))
+                _ = libfuse.fuse_reply_attr(req, &st, FuseMount.timeout(ino))
             } catch { FuseMount.fail(req, error) }
         }
         ops.readlink = { req, ino in
             do throws(MountFailure) {
                 let target = try FuseMount.fs(req).tree.readlink(ino)
                 let c = target.map { CChar(bitPattern: $0) } + [0]
-                fuse_reply_readlink(req, c)
+                _ = libfuse.fuse_reply_readlink(req, c)
             } catch { FuseMount.fail(req, error) }
         }
         ops.opendir = { req, ino, fi in
@@ -240,21 +242,21 @@ package final class FuseMount: Sendable {
                 }
                 fi!.pointee.fh = h
                 if MountTree.split(ino) != nil { fi!.pointee.cache_readdir = 1; fi!.pointee.keep_cache = 1 }
-                fuse_reply_open(req, fi)
+                _ = libfuse.fuse_reply_open(req, fi)
             } catch { FuseMount.fail(req, error) }
         }
         ops.releasedir = { req, _, fi in
             _ = FuseMount.fs(req).directories.withLock { $0.open.removeValue(forKey: fi!.pointee.fh) }
-            fuse_reply_err(req, 0)
+            _ = libfuse.fuse_reply_err(req, 0)
         }
         ops.readdir = { req, ino, size, off, fi in FuseMount.directoryPage(req, ino, size, off, fi, plus: false) }
         ops.readdirplus = { req, ino, size, off, fi in FuseMount.directoryPage(req, ino, size, off, fi, plus: true) }
         ops.open = { req, ino, fi in
             let me = FuseMount.fs(req)
-            guard fi!.pointee.flags & O_ACCMODE == O_RDONLY else { fuse_reply_err(req, EROFS); return }
+            guard fi!.pointee.flags & O_ACCMODE == O_RDONLY else { _ = libfuse.fuse_reply_err(req, EROFS); return }
             do throws(MountFailure) {
                 guard let place = try me.tree.place(ino), place.type == .file || place.type == .hardlink else {
-                    fuse_reply_err(req, (try? me.tree.attributes(ino).kind) == .directory ? EISDIR : EIO)
+                    _ = libfuse.fuse_reply_err(req, (try? me.tree.attributes(ino).kind) == .directory ? EISDIR : EIO)
                     return
                 }
                 let file = try me.tree.content.open(place)
@@ -265,20 +267,20 @@ package final class FuseMount: Sendable {
                     return h
                 }
                 fi!.pointee.keep_cache = 1
-                fuse_reply_open(req, fi)
+                _ = libfuse.fuse_reply_open(req, fi)
             } catch { FuseMount.fail(req, error) }
         }
         ops.read = { req, _, size, off, fi in
             let me = FuseMount.fs(req)
-            guard let file = me.files.withLock({ $0.open[fi!.pointee.fh] }) else { fuse_reply_err(req, EBADF); return }
+            guard let file = me.files.withLock({ $0.open[fi!.pointee.fh] }) else { _ = libfuse.fuse_reply_err(req, EBADF); return }
             do throws(MountFailure) {
                 let bytes = try me.tree.content.read(file, offset: UInt64(off), count: size)
-                bytes.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+                bytes.withUnsafeBytes { _ = libfuse.fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
             } catch { FuseMount.fail(req, error) }
         }
         ops.release = { req, _, fi in
             _ = FuseMount.fs(req).files.withLock { $0.open.removeValue(forKey: fi!.pointee.fh) }
-            fuse_reply_err(req, 0)
+            _ = libfuse.fuse_reply_err(req, 0)
         }
         ops.statfs = { req, _ in
             var s = statvfs()
@@ -286,12 +288,12 @@ package final class FuseMount: Sendable {
             s.f_frsize = 65536
             s.f_namemax = 255
             s.f_flag = UInt(ST_RDONLY)
-            fuse_reply_statfs(req, &s)
+            _ = libfuse.fuse_reply_statfs(req, &s)
         }
         ops.getxattr = { req, ino, name, size in
             do throws(MountFailure) {
                 let want = FuseMount.bytes(name)
-                guard let v = try FuseMount.fs(req).tree.xattrs(ino).first(where: { $0.name == want })?.value else { fuse_reply_err(req, ENODATA); return }
+                guard let v = try FuseMount.fs(req).tree.xattrs(ino).first(where: { $0.name == want })?.value else { _ = libfuse.fuse_reply_err(req, ENODATA); return }
                 FuseMount.reply(req, v, size)
             } catch { FuseMount.fail(req, error) }
         }
@@ -301,31 +303,31 @@ package final class FuseMount: Sendable {
             } catch { FuseMount.fail(req, error) }
         }
         // Writes: the mount is read-only (the kernel answers EROFS first; these are the backstop).
-        ops.setattr = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
-        ops.mknod = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
-        ops.mkdir = { req, _, _, _ in fuse_reply_err(req, EROFS) }
-        ops.unlink = { req, _, _ in fuse_reply_err(req, EROFS) }
-        ops.rmdir = { req, _, _ in fuse_reply_err(req, EROFS) }
-        ops.symlink = { req, _, _, _ in fuse_reply_err(req, EROFS) }
-        ops.rename = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
-        ops.link = { req, _, _, _ in fuse_reply_err(req, EROFS) }
-        ops.write = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
-        ops.setxattr = { req, _, _, _, _, _ in fuse_reply_err(req, EROFS) }
-        ops.removexattr = { req, _, _ in fuse_reply_err(req, EROFS) }
-        ops.create = { req, _, _, _, _ in fuse_reply_err(req, EROFS) }
+        ops.setattr = { req, _, _, _, _ in _ = libfuse.fuse_reply_err(req, EROFS) }
+        ops.mknod = { req, _, _, _, _ in _ = libfuse.fuse_reply_err(req, EROFS) }
+        ops.mkdir = { req, _, _, _ in _ = libfuse.fuse_reply_err(req, EROFS) }
+        ops.unlink = { req, _, _ in _ = libfuse.fuse_reply_err(req, EROFS) }
+        ops.rmdir = { req, _, _ in _ = libfuse.fuse_reply_err(req, EROFS) }
+        ops.symlink = { req, _, _, _ in _ = libfuse.fuse_reply_err(req, EROFS) }
+        ops.rename = { req, _, _, _, _, _ in _ = libfuse.fuse_reply_err(req, EROFS) }
+        ops.link = { req, _, _, _ in _ = libfuse.fuse_reply_err(req, EROFS) }
+        ops.write = { req, _, _, _, _, _ in _ = libfuse.fuse_reply_err(req, EROFS) }
+        ops.setxattr = { req, _, _, _, _, _ in _ = libfuse.fuse_reply_err(req, EROFS) }
+        ops.removexattr = { req, _, _ in _ = libfuse.fuse_reply_err(req, EROFS) }
+        ops.create = { req, _, _, _, _ in _ = libfuse.fuse_reply_err(req, EROFS) }
     }
 
     /// An xattr value or name list: its size when asked with size 0, ERANGE when it does not fit.
     private static func reply(_ req: fuse_req_t?, _ value: [UInt8], _ size: Int) {
-        if size == 0 { fuse_reply_xattr(req, value.count); return }
-        guard value.count <= size else { fuse_reply_err(req, ERANGE); return }
-        value.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+        if size == 0 { _ = libfuse.fuse_reply_xattr(req, value.count); return }
+        guard value.count <= size else { _ = libfuse.fuse_reply_err(req, ERANGE); return }
+        value.withUnsafeBytes { _ = libfuse.fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
     }
 
     /// One page of a directory listing: `.`, `..`, then the entries from offset `off`.
     private static func directoryPage(_ req: fuse_req_t?, _ ino: fuse_ino_t, _ size: Int, _ off: off_t, _ fi: UnsafeMutablePointer<fuse_file_info>?, plus: Bool) {
         let me = fs(req)
-        guard let list = me.directories.withLock({ $0.open[fi!.pointee.fh] }) else { fuse_reply_err(req, EBADF); return }
+        guard let list = me.directories.withLock({ $0.open[fi!.pointee.fh] }) else { _ = libfuse.fuse_reply_err(req, EBADF); return }
         var buf = [CChar](repeating: 0, count: size)
         var used = 0
         var i = Int(off)
@@ -342,14 +344,14 @@ package final class FuseMount: Sendable {
             }
             let cname = name.map { CChar(bitPattern: $0) } + [0]
             let n = buf.withUnsafeMutableBufferPointer { b in
-                plus ? fuse_add_direntry_plus(req, b.baseAddress! + used, size - used, cname, &e, off_t(i + 1))
-                    : fuse_add_direntry(req, b.baseAddress! + used, size - used, cname, &e.attr, off_t(i + 1))
+                plus ? libfuse.fuse_add_direntry_plus(req, b.baseAddress! + used, size - used, cname, &e, off_t(i + 1))
+                    : libfuse.fuse_add_direntry(req, b.baseAddress! + used, size - used, cname, &e.attr, off_t(i + 1))
             }
             if n > size - used { break }
             used += n
             i += 1
         }
-        _ = fuse_reply_buf(req, buf, used)
+        _ = libfuse.fuse_reply_buf(req, buf, used)
     }
 
     static let rootIno = fuse_ino_t(FUSE_ROOT_ID)

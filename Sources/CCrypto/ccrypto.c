@@ -1,9 +1,8 @@
 // See include/ccrypto.h: libcrypto through dlopen on first use, SHA-256 on SHA-NI.
 #include "ccrypto.h"
+#include "hs_dlopen.h"
 
-#include <dlfcn.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -16,29 +15,17 @@
 /// The Debian 12 soname of OpenSSL 3's libcrypto (package libssl3, in the .deb's Depends).
 static const char libcrypto_soname[] = "libcrypto.so.3";
 
+static const char *const libcrypto_names[] = {HS_LIBCRYPTO_FUNCTIONS(HS_DLOPEN_NAME)};
+#define LIBCRYPTO_COUNT (sizeof libcrypto_names / sizeof libcrypto_names[0])
 static struct hs_libcrypto libcrypto_table;
+_Static_assert(sizeof libcrypto_table == LIBCRYPTO_COUNT * sizeof(void *), "one name for each function of the table");
 static int libcrypto_loaded;
 static char libcrypto_error[512];
 static pthread_once_t libcrypto_once = PTHREAD_ONCE_INIT;
 
 static void libcrypto_load(void) {
-    void *handle = dlopen(libcrypto_soname, RTLD_NOW | RTLD_LOCAL);
-    if (handle == NULL) {
-        const char *why = dlerror();
-        snprintf(libcrypto_error, sizeof libcrypto_error, "%s", why ? why : "dlopen failed");
-        return;
-    }
-    void *p;
-#define HS_LIBCRYPTO_LOAD(name)                                                                           \
-    p = dlsym(handle, #name);                                                                             \
-    if (p == NULL) {                                                                                      \
-        snprintf(libcrypto_error, sizeof libcrypto_error, "%s has no function %s", libcrypto_soname, #name); \
-        return;                                                                                           \
-    }                                                                                                     \
-    memcpy(&libcrypto_table.name, &p, sizeof p);
-    HS_LIBCRYPTO_FUNCTIONS(HS_LIBCRYPTO_LOAD)
-#undef HS_LIBCRYPTO_LOAD
-    libcrypto_loaded = 1;
+    libcrypto_loaded = hs_dlopen_table(libcrypto_soname, libcrypto_names, LIBCRYPTO_COUNT, &libcrypto_table, libcrypto_error,
+                                       sizeof libcrypto_error) != NULL;
 }
 
 const struct hs_libcrypto *hs_libcrypto(void) {

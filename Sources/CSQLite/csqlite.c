@@ -1,5 +1,6 @@
 // See include/csqlite.h: libsqlite3 through dlopen on first use.
 #include "csqlite.h"
+#include "hs_dlopen.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -9,30 +10,19 @@
 /// The Debian 12 soname of SQLite 3 (package libsqlite3-0, in the .deb's Depends).
 static const char sqlite_soname[] = "libsqlite3.so.0";
 
+static const char *const sqlite_names[] = {HS_SQLITE_FUNCTIONS(HS_DLOPEN_NAME)};
+#define SQLITE_COUNT (sizeof sqlite_names / sizeof sqlite_names[0])
 static struct hs_sqlite sqlite_table;
+_Static_assert(sizeof sqlite_table == SQLITE_COUNT * sizeof(void *), "one name for each function of the table");
 static __typeof__(sqlite3_db_config) *sqlite_db_config;
 static int sqlite_loaded;
 static char sqlite_error[512];
 static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
 
 static void sqlite_load(void) {
-    void *handle = dlopen(sqlite_soname, RTLD_NOW | RTLD_LOCAL);
-    if (handle == NULL) {
-        const char *why = dlerror();
-        snprintf(sqlite_error, sizeof sqlite_error, "%s", why ? why : "dlopen failed");
-        return;
-    }
-    void *p;
-#define HS_SQLITE_LOAD(name)                                                                           \
-    p = dlsym(handle, #name);                                                                          \
-    if (p == NULL) {                                                                                   \
-        snprintf(sqlite_error, sizeof sqlite_error, "%s has no function %s", sqlite_soname, #name);    \
-        return;                                                                                        \
-    }                                                                                                  \
-    memcpy(&sqlite_table.name, &p, sizeof p);
-    HS_SQLITE_FUNCTIONS(HS_SQLITE_LOAD)
-#undef HS_SQLITE_LOAD
-    p = dlsym(handle, "sqlite3_db_config");
+    void *handle = hs_dlopen_table(sqlite_soname, sqlite_names, SQLITE_COUNT, &sqlite_table, sqlite_error, sizeof sqlite_error);
+    if (handle == NULL) return;
+    void *p = dlsym(handle, "sqlite3_db_config");
     if (p == NULL) {
         snprintf(sqlite_error, sizeof sqlite_error, "%s has no function sqlite3_db_config", sqlite_soname);
         return;

@@ -106,7 +106,7 @@ package final class NFSClient: Sendable {
     func noteTimeout(_ ctx: OpaquePointer) {
         UnresponsiveServers.shared.insert(url.server)
         guard !timedOut.exchange(true, ordering: .relaxed) else { return }
-        nfs_set_timeout(ctx, currentTimeoutMilliseconds)
+        libnfs.nfs_set_timeout(ctx, currentTimeoutMilliseconds)
     }
 
     /// Takes over a timeout seen by another client of the same server (inside `locked`).
@@ -123,7 +123,8 @@ package final class NFSClient: Sendable {
     /// mounts is the export and the rest is a directory inside it (so a not-yet-created backup
     /// directory below an export works).
     /// - Throws: `NFSError` (`.invalidURL`, `.connectionRefused`, `.hostUnreachable`,
-    ///   `.exportNotFound`, `.permissionDenied`, ...).
+    ///   `.exportNotFound`, `.permissionDenied`, ..., `.libraryMissing` when libnfs.so.13
+    ///   cannot be loaded).
     /// The corresponding libnfs calls are `nfs_init_context`, `nfs_parse_url_dir`, `nfs_mount`.
     package convenience init(url: String, options: Options = Options()) throws {
         try self.init(url: try NFSURL(url), options: options)
@@ -135,6 +136,8 @@ package final class NFSClient: Sendable {
         if let t = url.timeoutSeconds { options.timeoutMilliseconds = Int32(t) * 1000 }
         self.url = url
         self.options = options
+        // First: without libnfs nothing below can run (no context, no call).
+        _ = try LibNFS.load(for: url.displayString)
         try NFSClient.resolve(url)
         let token = NFSCallMonitor.shared.begin(server: url.server, timeoutSeconds: Int(options.timeoutMilliseconds / 1000))
         defer { NFSCallMonitor.shared.end(token) }
@@ -143,11 +146,11 @@ package final class NFSClient: Sendable {
         for keep in stride(from: parts.count, through: 1, by: -1) {
             let (ctx, server) = try NFSClient.makeContext(url, options)
             let prefix = "/" + parts[..<keep].joined(separator: "/")
-            let rc = nfs_mount(ctx, server, prefix)
+            let rc = libnfs.nfs_mount(ctx, server, prefix)
             if rc == 0 {
                 mountedPath = prefix
                 basePath = Array(parts[keep...])
-                let rm = Int(nfs_get_readmax(ctx)), wm = Int(nfs_get_writemax(ctx))
+                let rm = Int(libnfs.nfs_get_readmax(ctx)), wm = Int(libnfs.nfs_get_writemax(ctx))
                 readMax = rm > 0 ? rm : NFSClient.smallIOFallback
                 writeMax = wm > 0 ? wm : NFSClient.smallIOFallback
                 smallIOOnly = rm == 0 || wm == 0
@@ -155,7 +158,7 @@ package final class NFSClient: Sendable {
                 return
             }
             let err = NFSClient.mountError(ctx, rc: rc, url: url, prefix: prefix)
-            nfs_destroy_context(ctx)
+            libnfs.nfs_destroy_context(ctx)
             if firstError == nil { firstError = err }
             // Only a refused path is worth retrying with a shorter one.
             guard err.kind == .exportNotFound || err.kind == .notFound || err.kind == .permissionDenied else { break }
@@ -164,7 +167,7 @@ package final class NFSClient: Sendable {
     }
 
     deinit {
-        connection.withLock { nfs_destroy_context($0.context) }
+        connection.withLock { libnfs.nfs_destroy_context($0.context) }
     }
 
     /// Fails with a clear message when the server's name does not resolve (a typo in the
@@ -183,23 +186,23 @@ package final class NFSClient: Sendable {
     }
 
     static func makeContext(_ url: NFSURL, _ options: Options) throws -> (OpaquePointer, String) {
-        guard let ctx = nfs_init_context() else {
+        guard let ctx = libnfs.nfs_init_context() else {
             throw NFSError(kind: .other(ENOMEM), call: "nfs_init_context", location: url.displayString,
                            errno: ENOMEM, detail: "cannot create an NFS context")
         }
-        nfs_set_dircache(ctx, options.directoryCache ? 1 : 0)
-        nfs_set_autoreconnect(ctx, options.autoreconnect)
+        libnfs.nfs_set_dircache(ctx, options.directoryCache ? 1 : 0)
+        libnfs.nfs_set_autoreconnect(ctx, options.autoreconnect)
         var timeout = options.timeoutMilliseconds
         if timeout > 0 && UnresponsiveServers.shared.contains(url.server) { timeout = min(timeout, NFSClient.timeoutAfterTimeout) }
-        nfs_set_timeout(ctx, timeout)
+        libnfs.nfs_set_timeout(ctx, timeout)
         // Applies version=, nfsport=, mountport=, uid=, gid=, ... to the context.
         // The URL without a user@ part (libnfs would take it for the host name).
-        guard let parsed = nfs_parse_url_dir(ctx, url.libnfsString) else {
-            let text = String(cString: nfs_get_error(ctx))
-            nfs_destroy_context(ctx)
+        guard let parsed = libnfs.nfs_parse_url_dir(ctx, url.libnfsString) else {
+            let text = nfsErrorText(ctx)
+            libnfs.nfs_destroy_context(ctx)
             throw NFSError(kind: .invalidURL, call: "nfs_parse_url_dir", location: url.displayString, errno: 0, detail: text)
         }
-        defer { nfs_destroy_url(parsed) }
+        defer { libnfs.nfs_destroy_url(parsed) }
         let server = String(cString: parsed.pointee.server)
         return (ctx, server)
     }
@@ -207,7 +210,7 @@ package final class NFSClient: Sendable {
     /// Classifies a failed `nfs_mount`.
     static func mountError(_ ctx: OpaquePointer, rc: Int32, url: NFSURL, prefix: String) -> NFSError {
         let e = -rc
-        let text = String(cString: nfs_get_error(ctx))
+        let text = nfsErrorText(ctx)
         let location = "\(url.displayString) (export \(prefix))"
         var kind: NFSError.Kind
         if text.contains("MNT3ERR_ACCES") || text.contains("MNT3ERR_NOENT") || text.contains("MNT3ERR_NOTDIR")
@@ -306,7 +309,7 @@ package final class NFSClient: Sendable {
     /// The error for a libnfs call on `ctx` (inside `locked`) that returned `-errno`.
     func failure(_ ctx: OpaquePointer, _ call: String, _ relative: String, _ rc: Int32) -> NFSError {
         let e = rc < 0 ? -rc : rc
-        let text = String(cString: nfs_get_error(ctx))
+        let text = nfsErrorText(ctx)
         var kind = NFSError.kind(forErrno: e, detail: text)
         if case .other = kind, text.contains("service failed") || text.contains("connect") || text.contains("Connection")
             || text.contains("socket") {
@@ -330,7 +333,7 @@ package final class NFSClient: Sendable {
     package func stat(_ path: String) throws -> NFSStat {
         try locked { ctx in
             var st = nfs_stat_64()
-            try check(ctx, "nfs_stat64", path, nfs_stat64(ctx, nfsPath(path), &st))
+            try check(ctx, "nfs_stat64", path, libnfs.nfs_stat64(ctx, nfsPath(path), &st))
             return NFSStat(st)
         }
     }
@@ -340,7 +343,7 @@ package final class NFSClient: Sendable {
     package func lstat(_ path: String) throws -> NFSStat {
         try locked { ctx in
             var st = nfs_stat_64()
-            try check(ctx, "nfs_lstat64", path, nfs_lstat64(ctx, nfsPath(path), &st))
+            try check(ctx, "nfs_lstat64", path, libnfs.nfs_lstat64(ctx, nfsPath(path), &st))
             return NFSStat(st)
         }
     }
@@ -357,11 +360,11 @@ package final class NFSClient: Sendable {
     package func readDirectory(_ path: String) throws -> [NFSDirectoryEntry] {
         try locked { ctx in
             var dir: OpaquePointer?
-            try check(ctx, "nfs_opendir", path, nfs_opendir(ctx, nfsPath(path), &dir))
+            try check(ctx, "nfs_opendir", path, libnfs.nfs_opendir(ctx, nfsPath(path), &dir))
             guard let dir else { return [] }
-            defer { nfs_closedir(ctx, dir) }
+            defer { libnfs.nfs_closedir(ctx, dir) }
             var out: [NFSDirectoryEntry] = []
-            while let ent = nfs_readdir(ctx, dir) {
+            while let ent = libnfs.nfs_readdir(ctx, dir) {
                 let name = String(cString: ent.pointee.name)
                 if name == "." || name == ".." { continue }
                 var attrs = NFSStat(ent.pointee)
@@ -369,7 +372,7 @@ package final class NFSClient: Sendable {
                     // READDIRPLUS did not carry attributes for this one: ask.
                     var st = nfs_stat_64()
                     let rel = path.isEmpty ? name : path + "/" + name
-                    if nfs_lstat64(ctx, nfsPath(rel), &st) == 0 { attrs = NFSStat(st) }
+                    if libnfs.nfs_lstat64(ctx, nfsPath(rel), &st) == 0 { attrs = NFSStat(st) }
                 }
                 out.append(NFSDirectoryEntry(name: name, attributes: attrs))
             }
@@ -382,7 +385,7 @@ package final class NFSClient: Sendable {
     package func readLink(_ path: String) throws -> String {
         try locked { ctx in
             var buf: UnsafeMutablePointer<CChar>?
-            try check(ctx, "nfs_readlink2", path, nfs_readlink2(ctx, nfsPath(path), &buf))
+            try check(ctx, "nfs_readlink2", path, libnfs.nfs_readlink2(ctx, nfsPath(path), &buf))
             defer { free(buf) }
             return buf.map { String(cString: $0) } ?? ""
         }
@@ -393,7 +396,7 @@ package final class NFSClient: Sendable {
     package func space() throws -> NFSSpace {
         try locked { ctx in
             var sv = nfs_statvfs_64()
-            try check(ctx, "nfs_statvfs64", "", nfs_statvfs64(ctx, nfsPath(""), &sv))
+            try check(ctx, "nfs_statvfs64", "", libnfs.nfs_statvfs64(ctx, nfsPath(""), &sv))
             let unit = sv.f_frsize != 0 ? sv.f_frsize : sv.f_bsize
             return NFSSpace(totalBytes: sv.f_blocks &* unit, freeBytes: sv.f_bfree &* unit, availableBytes: sv.f_bavail &* unit)
         }
@@ -404,7 +407,7 @@ package final class NFSClient: Sendable {
     /// Creates one directory (its parent must exist).
     /// The corresponding libnfs call is `nfs_mkdir2`.
     package func makeDirectory(_ path: String, mode: UInt32 = 0o755) throws {
-        try locked { ctx in try check(ctx, "nfs_mkdir2", path, nfs_mkdir2(ctx, nfsPath(path), Int32(mode))) }
+        try locked { ctx in try check(ctx, "nfs_mkdir2", path, libnfs.nfs_mkdir2(ctx, nfsPath(path), Int32(mode))) }
     }
 
     /// Creates a directory and its missing parents (`mkdir -p`); existing directories are fine.
@@ -414,7 +417,7 @@ package final class NFSClient: Sendable {
         // libnfs applies its umask (022) to `mode`.
         try locked { ctx in
             var st = nfs_stat_64()
-            if nfs_stat64(ctx, nfsPath(path), &st) == 0 {
+            if libnfs.nfs_stat64(ctx, nfsPath(path), &st) == 0 {
                 if NFSStat.kind(mode: UInt32(truncatingIfNeeded: st.nfs_mode)) == .directory { return }
                 throw NFSError(kind: .notDirectory, call: "mkdir -p", location: location(path), errno: ENOTDIR,
                                detail: "exists and is not a directory")
@@ -424,10 +427,10 @@ package final class NFSClient: Sendable {
             var current = ""
             for part in all {
                 current += "/" + part
-                let rc = nfs_mkdir2(ctx, current, Int32(mode))
+                let rc = libnfs.nfs_mkdir2(ctx, current, Int32(mode))
                 if rc == 0 { continue }
                 if -rc == EEXIST {
-                    if nfs_stat64(ctx, current, &st) == 0,
+                    if libnfs.nfs_stat64(ctx, current, &st) == 0,
                        NFSStat.kind(mode: UInt32(truncatingIfNeeded: st.nfs_mode)) == .directory { continue }
                     throw NFSError(kind: .notDirectory, call: "mkdir -p", location: "\(url.displayString) path \(current)",
                                    errno: ENOTDIR, detail: "exists and is not a directory")
@@ -442,20 +445,20 @@ package final class NFSClient: Sendable {
     /// Removes an empty directory.
     /// The corresponding libnfs call is `nfs_rmdir`.
     package func removeDirectory(_ path: String) throws {
-        try locked { ctx in try check(ctx, "nfs_rmdir", path, nfs_rmdir(ctx, nfsPath(path))) }
+        try locked { ctx in try check(ctx, "nfs_rmdir", path, libnfs.nfs_rmdir(ctx, nfsPath(path))) }
     }
 
     /// Removes a file or symlink.
     /// The corresponding libnfs call is `nfs_unlink`.
     package func unlink(_ path: String) throws {
-        try locked { ctx in try check(ctx, "nfs_unlink", path, nfs_unlink(ctx, nfsPath(path))) }
+        try locked { ctx in try check(ctx, "nfs_unlink", path, libnfs.nfs_unlink(ctx, nfsPath(path))) }
     }
 
     /// Renames `from` to `to`, replacing `to` if it exists (atomic on the server).
     /// The corresponding libnfs call is `nfs_rename`.
     package func rename(_ from: String, to: String) throws {
         try locked { ctx in
-            let rc = nfs_rename(ctx, nfsPath(from), nfsPath(to))
+            let rc = libnfs.nfs_rename(ctx, nfsPath(from), nfsPath(to))
             if rc < 0 {
                 let e = failure(ctx, "nfs_rename", from, rc)
                 throw NFSError(kind: e.kind, call: e.call, location: "\(location(from)) -> \(to)", errno: e.errno, detail: e.detail)
@@ -467,7 +470,7 @@ package final class NFSClient: Sendable {
     /// The corresponding libnfs call is `nfs_link`.
     package func link(_ existing: String, _ newPath: String) throws {
         try locked { ctx in
-            let rc = nfs_link(ctx, nfsPath(existing), nfsPath(newPath))
+            let rc = libnfs.nfs_link(ctx, nfsPath(existing), nfsPath(newPath))
             if rc < 0 {
                 let e = failure(ctx, "nfs_link", existing, rc)
                 throw NFSError(kind: e.kind, call: e.call, location: "\(location(existing)) -> \(newPath)", errno: e.errno, detail: e.detail)
@@ -478,7 +481,7 @@ package final class NFSClient: Sendable {
     /// Creates a symlink at `path` whose target is `target` (stored verbatim).
     /// The corresponding libnfs call is `nfs_symlink`.
     package func symlink(target: String, at path: String) throws {
-        try locked { ctx in try check(ctx, "nfs_symlink", path, nfs_symlink(ctx, target, nfsPath(path))) }
+        try locked { ctx in try check(ctx, "nfs_symlink", path, libnfs.nfs_symlink(ctx, target, nfsPath(path))) }
     }
 
     // MARK: - Attributes
@@ -486,7 +489,7 @@ package final class NFSClient: Sendable {
     /// Sets permission bits (follows a symlink).
     /// The corresponding libnfs call is `nfs_chmod`.
     package func chmod(_ path: String, mode: UInt32) throws {
-        try locked { ctx in try check(ctx, "nfs_chmod", path, nfs_chmod(ctx, nfsPath(path), Int32(mode & 0o7777))) }
+        try locked { ctx in try check(ctx, "nfs_chmod", path, libnfs.nfs_chmod(ctx, nfsPath(path), Int32(mode & 0o7777))) }
     }
 
     /// Sets owner and group; `followSymlink: false` changes a symlink itself.
@@ -494,9 +497,9 @@ package final class NFSClient: Sendable {
     package func chown(_ path: String, uid: UInt32, gid: UInt32, followSymlink: Bool = true) throws {
         try locked { ctx in
             if followSymlink {
-                try check(ctx, "nfs_chown", path, nfs_chown(ctx, nfsPath(path), Int32(bitPattern: uid), Int32(bitPattern: gid)))
+                try check(ctx, "nfs_chown", path, libnfs.nfs_chown(ctx, nfsPath(path), Int32(bitPattern: uid), Int32(bitPattern: gid)))
             } else {
-                try check(ctx, "nfs_lchown", path, nfs_lchown(ctx, nfsPath(path), Int32(bitPattern: uid), Int32(bitPattern: gid)))
+                try check(ctx, "nfs_lchown", path, libnfs.nfs_lchown(ctx, nfsPath(path), Int32(bitPattern: uid), Int32(bitPattern: gid)))
             }
         }
     }
@@ -513,9 +516,9 @@ package final class NFSClient: Sendable {
             ]
             let p = nfsPath(path)
             if followSymlink {
-                try check(ctx, "nfs_utimes", path, nfs_utimes(ctx, p, &tv))
+                try check(ctx, "nfs_utimes", path, libnfs.nfs_utimes(ctx, p, &tv))
             } else {
-                try check(ctx, "nfs_lutimes", path, nfs_lutimes(ctx, p, &tv))
+                try check(ctx, "nfs_lutimes", path, libnfs.nfs_lutimes(ctx, p, &tv))
             }
         }
     }
@@ -542,7 +545,7 @@ package final class NFSClient: Sendable {
         let id = try withConnection { c in
             var fh: OpaquePointer?
             let flags = O_RDWR | (how == .exclusive ? O_EXCL : O_TRUNC) | (options.stableWrites ? O_SYNC : 0)
-            try check(c.context, "nfs_create", path, nfs_create(c.context, nfsPath(path), flags, Int32(mode), &fh))
+            try check(c.context, "nfs_create", path, libnfs.nfs_create(c.context, nfsPath(path), flags, Int32(mode), &fh))
             return register(&c, fh!)
         }
         return NFSFile(client: self, id: id, path: path)
@@ -556,7 +559,7 @@ package final class NFSClient: Sendable {
             var fh: OpaquePointer?
             let writing = flags & O_ACCMODE != O_RDONLY
             let all = flags | (writing && options.stableWrites ? O_SYNC : 0)
-            try check(c.context, "nfs_open", path, nfs_open(c.context, nfsPath(path), all, &fh))
+            try check(c.context, "nfs_open", path, libnfs.nfs_open(c.context, nfsPath(path), all, &fh))
             return register(&c, fh!)
         }
         return NFSFile(client: self, id: id, path: path)

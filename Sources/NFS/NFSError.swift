@@ -44,6 +44,9 @@ package struct NFSError: Error, CustomStringConvertible, Sendable {
         /// The connection cannot do what is asked well enough (e.g. a destination over NFSv4,
         /// where libnfs 4.0 moves data in 2 KiB pieces).
         case unsupported
+        /// libnfs.so.13 is not installed or cannot be loaded (the tools load it with dlopen
+        /// when an nfs:// URL is used; it is not linked).
+        case libraryMissing
         /// Any other errno.
         case other(Int32)
 
@@ -65,6 +68,7 @@ package struct NFSError: Error, CustomStringConvertible, Sendable {
             case .timedOut: "timed out"
             case .disconnected: "disconnected"
             case .unsupported: "not supported"
+            case .libraryMissing: "\(LibNFS.soname) is not installed or cannot be loaded"
             case .other(let e): "error \(e)"
             }
         }
@@ -124,6 +128,8 @@ package struct NFSError: Error, CustomStringConvertible, Sendable {
             "check that the NFS server is up and the network is stable, then retry"
         case .unsupported:
             "use version=3 in the URL (the same export serves NFSv3); libnfs 4.0 moves file data over NFSv4 only in 2 KiB pieces"
+        case .libraryMissing:
+            "install Debian's libnfs13 (apt-get install libnfs13); the home-server-tools package depends on it"
         case .other:
             "see the server's log"
         }

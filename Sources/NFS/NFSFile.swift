@@ -75,13 +75,13 @@ package final class NFSFile: Sendable {
 
     /// Waits for socket events once and lets libnfs run callbacks.
     func serviceOnce(_ ctx: OpaquePointer, _ call: String) throws {
-        var pfd = pollfd(fd: nfs_get_fd(ctx), events: Int16(truncatingIfNeeded: nfs_which_events(ctx)), revents: 0)
+        var pfd = pollfd(fd: libnfs.nfs_get_fd(ctx), events: Int16(truncatingIfNeeded: libnfs.nfs_which_events(ctx)), revents: 0)
         let r = poll(&pfd, 1, 100)
         if r < 0 && errno != EINTR {
             throw NFSError(kind: .other(errno), call: "poll", location: client.location(path), errno: errno, detail: "")
         }
-        if nfs_service(ctx, Int32(pfd.revents)) < 0 {
-            let text = String(cString: nfs_get_error(ctx))
+        if libnfs.nfs_service(ctx, Int32(pfd.revents)) < 0 {
+            let text = nfsErrorText(ctx)
             throw NFSError(kind: .disconnected, call: call, location: client.location(path), errno: EIO,
                            detail: text.isEmpty ? "nfs_service failed: the connection to the server broke" : text)
         }
@@ -92,7 +92,7 @@ package final class NFSFile: Sendable {
         let token = Unmanaged.passRetained(req).toOpaque()
         let rc: Int32
         if req.isRead {
-            rc = nfs_pread_async(ctx, fh, req.offset, UInt64(req.count), { err, _, data, priv in
+            rc = libnfs.nfs_pread_async(ctx, fh, req.offset, UInt64(req.count), { err, _, data, priv in
                 let req = Unmanaged<NFSRequest>.fromOpaque(priv!).takeRetainedValue()
                 req.status = err
                 req.done = true
@@ -100,7 +100,7 @@ package final class NFSFile: Sendable {
                 if err < 0, let data { req.errorText = String(cString: data.assumingMemoryBound(to: CChar.self)) }
             }, token)
         } else {
-            rc = nfs_pwrite_async(ctx, fh, req.offset, UInt64(req.count), req.buffer, { err, _, data, priv in
+            rc = libnfs.nfs_pwrite_async(ctx, fh, req.offset, UInt64(req.count), req.buffer, { err, _, data, priv in
                 let req = Unmanaged<NFSRequest>.fromOpaque(priv!).takeRetainedValue()
                 req.status = err
                 req.done = true
@@ -223,7 +223,7 @@ package final class NFSFile: Sendable {
             var done = 0
             while done < bytes.count {
                 let n = min(client.writeMax, bytes.count - done)
-                let rc = bytes.withUnsafeBytes { nfs_pwrite(ctx, fh, offset + UInt64(done), UInt64(n), $0.baseAddress! + done) }
+                let rc = bytes.withUnsafeBytes { libnfs.nfs_pwrite(ctx, fh, offset + UInt64(done), UInt64(n), $0.baseAddress! + done) }
                 if rc < 0 { throw client.failure(ctx, "nfs_pwrite", path, rc) }
                 if rc == 0 {
                     throw NFSError(kind: .other(EIO), call: "nfs_pwrite", location: client.location(path), errno: EIO,
@@ -249,7 +249,7 @@ package final class NFSFile: Sendable {
         try withOpenFile("nfs_fsync") { [self] ctx, fh, f in
             try drain(ctx, fh, f, to: 0, "nfs_pwrite_async")
             try throwPending(f)
-            try client.check(ctx, "nfs_fsync", path, nfs_fsync(ctx, fh))
+            try client.check(ctx, "nfs_fsync", path, libnfs.nfs_fsync(ctx, fh))
         }
     }
 
@@ -259,7 +259,7 @@ package final class NFSFile: Sendable {
         try withOpenFile("nfs_ftruncate") { [self] ctx, fh, f in
             try drain(ctx, fh, f, to: 0, "nfs_pwrite_async")
             try throwPending(f)
-            try client.check(ctx, "nfs_ftruncate", path, nfs_ftruncate(ctx, fh, size))
+            try client.check(ctx, "nfs_ftruncate", path, libnfs.nfs_ftruncate(ctx, fh, size))
         }
     }
 
@@ -325,7 +325,7 @@ package final class NFSFile: Sendable {
         try withOpenFile("nfs_fstat64") { [self] ctx, fh, f in
             try drain(ctx, fh, f, to: 0, "nfs_pwrite_async")
             var st = nfs_stat_64()
-            try client.check(ctx, "nfs_fstat64", path, nfs_fstat64(ctx, fh, &st))
+            try client.check(ctx, "nfs_fstat64", path, libnfs.nfs_fstat64(ctx, fh, &st))
             return NFSStat(st)
         }
     }
@@ -348,7 +348,7 @@ package final class NFSFile: Sendable {
             firstError = firstError ?? f.pendingError
             // With requests stranded on a dead connection the handle is left to the context.
             if f.inflight.isEmpty && !f.stranded {
-                let rc = nfs_close(ctx, fh)
+                let rc = libnfs.nfs_close(ctx, fh)
                 if rc < 0 && firstError == nil { firstError = client.failure(ctx, "nfs_close", path, rc) }
             }
             if let firstError { throw firstError }

@@ -8,6 +8,14 @@ import Testing
 
 @Suite("Start-up: linked libraries and the repeated-option check")
 struct StartupTests {
+    /// A temporary directory with src/f.txt ("hello\n") in it.
+    static func oneFileSource(_ prefix: String) throws -> TempDir {
+        let work = try TempDir(prefix)
+        try FileManager.default.createDirectory(atPath: work.sub("src"), withIntermediateDirectories: true)
+        try Data("hello\n".utf8).write(to: URL(fileURLWithPath: work.sub("src/f.txt")))
+        return work
+    }
+
     /// FoundationNetworking (URLSession) brought libcurl, gnutls, krb5, ldap, ssh2 and p11-kit
     /// into every start; the notifications use curl(1) as a child process instead.
     @Test("the tools link no networking library (curl runs as a child process only when a notification is sent)")
@@ -46,17 +54,62 @@ struct StartupTests {
         }
     }
 
-    @Test("a backup of a small tree loads libcrypto only without SHA-NI; an encrypted one loads it and works")
+    /// Every start also paid the loads of libnfs.so.13 and libfuse3.so.3, though only an nfs://
+    /// destination needs libnfs and only `hs-backup mount` libfuse3: CNFS and CFuse dlopen them
+    /// on first use.
+    @Test("libnfs and libfuse3 are not NEEDED by any tool; an nfs:// backup loads libnfs and not libfuse3")
+    func libnfsAndLibfuseOnlyWhenNeeded() throws {
+        for tool in ["hs-backup", "hs-restore", "hs-linkcheck", "hs-provision", "hs-deploy"] {
+            let dynamic = try Subprocess.checked(["readelf", "-d", Tools.path(tool)]).stdout
+            let needed = dynamic.split(separator: "\n").filter { $0.contains("(NEEDED)") }
+            #expect(!needed.isEmpty, "\(tool): no NEEDED entries:\n\(dynamic)")
+            for lib in ["libnfs", "libfuse", "libcrypto", "libsqlite3"] {
+                #expect(!needed.contains { $0.contains("[" + lib) }, "\(tool) needs \(lib):\n\(needed.joined(separator: "\n"))")
+            }
+        }
+        // (A local backup loads neither: libcryptoOnlyWhenNeeded.)
+        let work = try Self.oneFileSource("hs-startup-nfs")
+        let nfs = try GaneshaServer.shared()
+        let url = nfs.url(path: try nfs.makeUniqueDirectory("startup"))
+        let remote = try Tools.run("hs-backup", ["run", "--source", work.sub("src"), "--to", url, "--name", "r"],
+                                   environment: ["LD_DEBUG": "files"])
+        #expect(remote.status == 0 && remote.stderr.contains("file=libnfs.so.13"), "exit \(remote.status): \(remote.stderr.suffix(2000))")
+        #expect(!remote.stderr.contains("file=libfuse3.so.3"), "an nfs:// backup loaded libfuse3")
+    }
+
+    @Test("without a loadable libnfs.so.13 a backup to and a restore from nfs:// fail: exit 1, the library and its package named, nothing written")
+    func missingLibnfs() throws {
+        let work = try Self.oneFileSource("hs-startup-nolibnfs")
+        let nfs = try GaneshaServer.shared()
+        let dir = try nfs.makeUniqueDirectory("nolibnfs")
+        let url = nfs.url(path: dir)
+        let broken = try UnloadableLibrary.environment("libnfs.so.13", in: work)
+        let expected = "libnfs.so.13 is not installed or cannot be loaded"
+
+        let backup = try Tools.run("hs-backup", ["run", "--source", work.sub("src"), "--to", url, "--name", "b"], environment: broken)
+        #expect(backup.status == 1 && backup.stderr.contains(expected) && backup.stderr.contains("apt-get install libnfs13"),
+                "exit \(backup.status): \(backup.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: nfs.exportPath + "/" + dir).isEmpty, "the failed backup wrote to the export")
+
+        // With the library, the same backup works; a restore from it without the library fails.
+        let ok = try Tools.run("hs-backup", ["run", "--source", work.sub("src"), "--to", url, "--name", "b"])
+        #expect(ok.status == 0, "exit \(ok.status): \(ok.stderr)")
+        let restore = try Tools.run("hs-restore", ["--from", url, "--name", "b", "--to", work.sub("restored")], environment: broken)
+        #expect(restore.status == 1 && restore.stderr.contains(expected) && restore.stderr.contains("apt-get install libnfs13"),
+                "exit \(restore.status): \(restore.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: work.sub("restored")), "the failed restore created its target")
+    }
+
+    @Test("a backup of a small tree loads libcrypto only without SHA-NI, and neither libnfs nor libfuse3; an encrypted one loads libcrypto and works")
     func libcryptoOnlyWhenNeeded() throws {
-        let work = try TempDir("hs-startup-crypto")
-        try FileManager.default.createDirectory(atPath: work.sub("src"), withIntermediateDirectories: true)
-        try Data("hello\n".utf8).write(to: URL(fileURLWithPath: work.sub("src/f.txt")))
+        let work = try Self.oneFileSource("hs-startup-crypto")
         let plain = try Tools.run("hs-backup", ["run", "--source", work.sub("src"), "--to", work.sub("plain"), "--name", "p"],
                                   environment: ["LD_DEBUG": "files"])
         #expect(plain.status == 0, "exit \(plain.status): \(plain.stderr.suffix(2000))")
         let loaded = plain.stderr.contains("file=libcrypto.so.3")
         #expect(loaded == !SHA256Hasher.nativeAvailable, "libcrypto loaded: \(loaded), SHA-NI: \(SHA256Hasher.nativeAvailable)")
         #expect(!plain.stderr.contains("file=libsqlite3.so.0"), "libsqlite3 loaded without a database")
+        #expect(!plain.stderr.contains("file=libnfs.so.13") && !plain.stderr.contains("file=libfuse3.so.3"), "a local backup loaded libnfs or libfuse3")
 
         // A live database: libsqlite3 is loaded and the copy is the database's.
         try Subprocess.checked(["sqlite3", work.sub("src/app.db"), "CREATE TABLE t(x); INSERT INTO t VALUES ('kept');"])

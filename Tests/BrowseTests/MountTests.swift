@@ -157,6 +157,25 @@ final class MountProcess {
         #expect(missing.status == 1 && missing.stderr.contains("no backup set 'nosuchset'"), "\(missing.stderr)")
     }
 
+    /// libfuse3.so.3 is loaded with dlopen by the mount only (Sources/CFuse), not linked.
+    @Test("without a loadable libfuse3.so.3 the mount fails at once: exit 1, the library and its package named, nothing mounted")
+    func missingLibfuse() throws {
+        let chain = try SharedChain.get()
+        let tmp = try TempDir("hs-mount")
+        let mp = try emptyDir(tmp, "mnt")
+        let broken = try UnloadableLibrary.environment("libfuse3.so.3", in: tmp)
+        do {
+            let m = try MountProcess(["--to", chain.dest], mountpoint: mp, log: tmp.sub("log"), environment: broken)
+            m.stop()
+            Issue.record("mounted without libfuse3: \(m.output)")
+        } catch let e as ToolError {
+            #expect(e.message.contains("exited with 1") && e.message.contains("libfuse3.so.3 is not installed or cannot be loaded")
+                    && e.message.contains("apt-get install libfuse3-3"), "\(e.message)")
+        }
+        #expect(!MountProcess.isMounted(mp))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: mp).isEmpty)
+    }
+
     @Test("backups taken while mounted appear without a remount, and latest follows")
     func newBackupsAppear() throws {
         let tmp = try TempDir("hs-mount")

@@ -94,11 +94,15 @@ import Glibc
         #expect(file.stdout.contains("ELF 64-bit") && file.stdout.contains(", stripped"), "\(file.stdout)")
 
         // A PIE (ASLR) without packed relative relocations (DT_RELR needs glibc >= 2.36; the
-        // runbook's old server may run glibc 2.35), and libcrypto and libsqlite3 not linked:
-        // CCrypto and CSQLite dlopen() them on first use.
+        // runbook's old server may run glibc 2.35), and libcrypto, libsqlite3, libnfs and libfuse3
+        // not linked: CCrypto, CSQLite, CNFS and CFuse dlopen() them on first use.
         let dynamic = try Self.run(["readelf", "-d", exe])
         #expect(!dynamic.stdout.contains("(RELR)") && dynamic.stdout.contains("Flags: PIE"), "\(dynamic.stdout)")
-        #expect(!ldd.stdout.contains("libcrypto") && !ldd.stdout.contains("libsqlite3"), "libcrypto or libsqlite3 is linked:\n\(ldd.stdout)")
+        for lib in ["libcrypto", "libsqlite3", "libnfs", "libfuse3"] {
+            #expect(!ldd.stdout.contains(lib), "\(lib) is linked:\n\(ldd.stdout)")
+            #expect(!dynamic.stdout.split(separator: "\n").contains { $0.contains("(NEEDED)") && $0.contains("[" + lib + ".") },
+                    "\(lib) is NEEDED:\n\(dynamic.stdout)")
+        }
 
         // libc6 at least the newest glibc symbol version the executable uses, and that at most
         // 2.35 (Ubuntu 22.04, the runbook's old server).
@@ -116,13 +120,16 @@ import Glibc
         #expect(dependsEntries.filter { $0.contains("(") }.count == 1, "only libc6 is versioned: \(dependsEntries)")
 
         // Depends = exactly the Debian packages owning the libraries the executable needs, curl
-        // (the notifications run curl(1); no networking library is linked), libssl3 and
-        // libsqlite3-0 (the owners of libcrypto.so.3 and libsqlite3.so.0, loaded with dlopen).
+        // (the notifications run curl(1); no networking library is linked), libssl3,
+        // libsqlite3-0, libnfs13 and libfuse3-3 (the owners of libcrypto.so.3, libsqlite3.so.0,
+        // libnfs.so.13 and libfuse3.so.3, loaded with dlopen).
+        let dlopened: Set<String> = ["libssl3", "libsqlite3-0", "libnfs13", "libfuse3-3"]
         let owners = try Self.owningPackages(of: exe)
-        #expect(depends == owners.union(["curl", "libssl3", "libsqlite3-0"]),
-                "Depends \(depends.sorted()) but the executable needs \(owners.sorted()), curl, libssl3 and libsqlite3-0")
+        #expect(owners.isDisjoint(with: dlopened), "a library loaded with dlopen is NEEDED: \(owners.sorted())")
+        #expect(depends == owners.union(["curl"]).union(dlopened),
+                "Depends \(depends.sorted()) but the executable needs \(owners.sorted()), curl, \(dlopened.sorted())")
         #expect(!owners.contains("libcurl4") && !owners.contains("libgnutls30"), "a networking library is linked: \(owners.sorted())")
-        #expect(depends.isSuperset(of: ["libnfs13", "zlib1g", "libdeflate0", "libisal2", "libsqlite3-0", "libssl3", "libc6"]), "\(depends.sorted())")
+        #expect(depends.isSuperset(of: ["libnfs13", "libfuse3-3", "zlib1g", "libdeflate0", "libisal2", "libsqlite3-0", "libssl3", "libc6"]), "\(depends.sorted())")
         for d in depends {
             #expect(!d.contains("swift") && !d.hasSuffix("-dev") && !d.contains("docker") && !d.contains("ganesha"), "Depends has \(d)")
         }
