@@ -52,11 +52,18 @@ package struct BackupSet {
 
     /// Ids of committed backups, oldest first. Empty when the set does not exist.
     package func committedIDs() throws -> [String] {
-        guard let st = try destination.stat(name), st.kind == .directory else { return [] }
-        return try destination.list(name)
-            .filter { $0.kind == .file && $0.name.hasSuffix(".manifest") }
-            .map { String($0.name.dropLast(".manifest".count)) }
-            .sorted()
+        try files().map(Self.committedIDs) ?? []
+    }
+
+    /// The committed ids among `files` (names of the set directory's files), oldest first.
+    package static func committedIDs(_ files: [String]) -> [String] {
+        files.filter { $0.hasSuffix(".manifest") }.map { String($0.dropLast(".manifest".count)) }.sorted()
+    }
+
+    /// The names of the set directory's files; nil when the set directory does not exist.
+    func files() throws -> [String]? {
+        guard let st = try destination.stat(name), st.kind == .directory else { return nil }
+        return try destination.list(name).filter { $0.kind == .file }.map(\.name)
     }
 
     /// "DEST/SET/ID.manifest", for messages.
@@ -203,26 +210,36 @@ package struct BackupSet {
     /// for is damage: reported, never removed (a lost manifest must not cost its archive too).
     /// Only call while holding the set's lock.
     package func cleanUpReport() throws -> Cleanup {
+        try cleanUpListing().report
+    }
+
+    /// `cleanUpReport`, and the names of the set directory's files after it (nil: no set
+    /// directory), from the one listing it made: a backup run lists the set once (issue 23).
+    package func cleanUpListing() throws -> (report: Cleanup, files: [String]?) {
         var out = Cleanup()
         let c = try contents()
+        var after = c.files.map { Set($0) }
         for id in c.toComplete {
             try destination.rename(archivePath(id) + ".partial", to: archivePath(id))
             out.completed.append(id)
+            after?.remove("\(id).tar.gz.partial"); after?.insert("\(id).tar.gz")
         }
         for id in c.indexesToComplete {
             try destination.rename(indexPath(id) + ".partial", to: indexPath(id))
             if !out.completed.contains(id) { out.completed.append(id) }
+            after?.remove("\(id).index.partial"); after?.insert("\(id).index")
         }
         for n in c.leftovers {
             try destination.remove("\(name)/\(n)")
             out.removed.append(n)
+            after?.remove(n)
         }
         if !c.unreadable.isEmpty {
             out.warnings.append("cannot read the manifest of \(c.unreadable.joined(separator: ", ")) in \(location); what it needs is unknown. Run `hs-backup verify`.")
         }
         out.warnings += c.damage.map { "\($0) It is kept. Run `hs-backup verify`." }
         if !out.removed.isEmpty || !out.completed.isEmpty { try destination.syncDirectory(name) }
-        return out
+        return (out, after.map { Array($0) })
     }
 
     /// What the set directory holds, judged without a key: each backup by its keyless index
@@ -230,9 +247,9 @@ package struct BackupSet {
     /// plaintext header (`keylessRecord`); entries are not read.
     package func contents() throws -> SetContents {
         var c = SetContents()
-        guard let st = try destination.stat(name), st.kind == .directory else { return c }
-        let files = try destination.list(name).filter { $0.kind == .file }.map(\.name)
-        let manifests = files.filter { $0.hasSuffix(".manifest") }.map { String($0.dropLast(".manifest".count)) }.sorted()
+        guard let files = try files() else { return c }
+        c.files = files
+        let manifests = Self.committedIDs(files)
         let names = Set(files)
         for id in manifests {
             do {
@@ -308,11 +325,15 @@ package struct BackupSet {
     /// (also those no manifest accounts for) and the keyless index files of encrypted sets,
     /// newest last. A new id must sort after all of them (`BackupID.next`).
     package func idsPresent() throws -> [String] {
-        guard let st = try destination.stat(name), st.kind == .directory else { return [] }
+        try files().map(Self.idsPresent) ?? []
+    }
+
+    /// `idsPresent` among `files` (names of the set directory's files).
+    package static func idsPresent(_ files: [String]) -> [String] {
         var ids = Set<String>()
-        for e in try destination.list(name) where e.kind == .file {
-            for suffix in [".manifest", ".tar.gz", ".index"] where e.name.hasSuffix(suffix) {
-                let id = String(e.name.dropLast(suffix.count))
+        for f in files {
+            for suffix in [".manifest", ".tar.gz", ".index"] where f.hasSuffix(suffix) {
+                let id = String(f.dropLast(suffix.count))
                 if BackupID.seconds(of: id) != nil { ids.insert(id) }
             }
         }
@@ -430,6 +451,8 @@ package struct SetContents: Sendable {
     package var leftovers: [String] = []
     /// The newest id that has a manifest or an archive.
     package var newestID: String?
+    /// The names of the set directory's files as listed (nil: no set directory).
+    package var files: [String]?
 }
 
 /// Damage in a set directory: reported by verify and list (exit 1), never cleaned up.
