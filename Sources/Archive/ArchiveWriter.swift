@@ -569,8 +569,7 @@ final class MemberPipeline: @unchecked Sendable {
     /// no thread at all, issue 23).
     func submit(seq: Int, chunk: ChunkBuffer, uncompressedOffset: UInt64, last: Bool = false) throws {
         if let enc = serialEncoder ?? (last ? inlineEncoder() : nil) {
-            var out: [UInt8] = []
-            enc.encodeMember(chunk.bytes, storeRanges: chunk.storeRanges, level: level, engine: chunk.engine, into: &out)
+            let out = encode(chunk, with: enc)
             try sink(out)
             cond.lock()
             members.append(ArchiveMember(compressedOffset: compressedTotal, compressedLength: UInt64(out.count),
@@ -593,6 +592,16 @@ final class MemberPipeline: @unchecked Sendable {
             t.start()
         }
         cond.broadcast()
+    }
+
+    /// `chunk` as one gzip member.
+    private func encode(_ chunk: ChunkBuffer, with encoder: GzipSegmentedEncoder) -> [UInt8] {
+        var out: [UInt8] = []
+        // Content compresses to about its size; headers and padding to ~1/400. (Reserved: grown
+        // from empty, a MiB member was copied three times, into fresh memory each time.)
+        out.reserveCapacity(chunk.engine == .headerHeavy ? 64 * 1024 : chunk.count + chunk.count / 64 + 1024)
+        encoder.encodeMember(chunk.bytes, storeRanges: chunk.storeRanges, level: level, engine: chunk.engine, into: &out)
+        return out
     }
 
     /// An encoder for the calling thread when every member submitted so far is written (no
@@ -644,10 +653,7 @@ final class MemberPipeline: @unchecked Sendable {
             let job = jobs.removeFirst()
             cond.unlock()
 
-            var out: [UInt8] = []
-            // Content compresses to about its size; headers and padding to ~1/400.
-            out.reserveCapacity(job.chunk.engine == .headerHeavy ? 64 * 1024 : job.chunk.count + job.chunk.count / 64 + 1024)
-            encoder.encodeMember(job.chunk.bytes, storeRanges: job.chunk.storeRanges, level: level, engine: job.chunk.engine, into: &out)
+            let out = encode(job.chunk, with: encoder)
             let length = job.chunk.count
 
             cond.lock()
