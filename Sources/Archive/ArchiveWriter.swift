@@ -444,7 +444,7 @@ package final class ArchiveWriter {
         let c = chunk
         let start = chunkStart
         chunkStart += UInt64(c.count)
-        try pipeline.submit(seq: seq, chunk: c, uncompressedOffset: start)
+        try pipeline.submit(seq: seq, chunk: c, uncompressedOffset: start, last: last)
         seq += 1
         if !last { chunk = pipeline.takeBuffer() }
     }
@@ -523,7 +523,9 @@ final class MemberPipeline: @unchecked Sendable {
     private let cap: Int
     private let cond = NSCondition()
     private var jobs: [(seq: Int, chunk: ChunkBuffer, offset: UInt64)] = []
-    private var done: [Int: (bytes: [UInt8], offset: UInt64, length: Int)] = [:]
+    /// Members compressed, waiting for their turn to be written (at most `maxInFlight`: an
+    /// array, not a dictionary, whose generic storage cost a run-time type lookup per process).
+    private var done: [(seq: Int, bytes: [UInt8], offset: UInt64, length: Int)] = []
     private var freeBuffers: [ChunkBuffer] = []
     private var inFlight = 0
     private let maxInFlight: Int
@@ -535,6 +537,9 @@ final class MemberPipeline: @unchecked Sendable {
     private var compressedTotal: UInt64 = 0
     private(set) var members: [ArchiveMember] = []
     private let threadCount: Int
+    /// Compressor threads started so far: one more at each submit until `threadCount` (an
+    /// archive of one member, e.g. one file, starts none; see `submit`).
+    private var startedThreads = 0
     private let exited = DispatchSemaphore(value: 0)
     private let serialEncoder: GzipSegmentedEncoder?
 
@@ -545,11 +550,6 @@ final class MemberPipeline: @unchecked Sendable {
         self.threadCount = max(0, options.threads)
         self.maxInFlight = max(1, options.threads) + 2
         self.serialEncoder = options.threads <= 0 ? GzipSegmentedEncoder() : nil
-        for _ in 0..<threadCount {
-            let t = Thread { [self] in self.workerLoop() }
-            t.stackSize = 1 << 20
-            t.start()
-        }
     }
 
     func takeBuffer() -> ChunkBuffer {
@@ -563,15 +563,20 @@ final class MemberPipeline: @unchecked Sendable {
         if let failure { throw failure }
     }
 
-    func submit(seq: Int, chunk: ChunkBuffer, uncompressedOffset: UInt64) throws {
-        if let enc = serialEncoder {
-            var out: [UInt8] = []
-            enc.encodeMember(chunk.bytes, storeRanges: chunk.storeRanges, level: level, engine: chunk.engine, into: &out)
+    /// Compresses and writes `chunk` as member `seq`, on the threads (the calling thread
+    /// compresses only without threads, or the `last` chunk of an archive whose earlier members
+    /// are all written: it waits for that member anyway, and a one-member archive then starts
+    /// no thread at all, issue 23).
+    func submit(seq: Int, chunk: ChunkBuffer, uncompressedOffset: UInt64, last: Bool = false) throws {
+        if let enc = serialEncoder ?? (last ? inlineEncoder() : nil) {
+            let out = encode(chunk, with: enc)
             try sink(out)
+            cond.lock()
             members.append(ArchiveMember(compressedOffset: compressedTotal, compressedLength: UInt64(out.count),
                                          uncompressedOffset: uncompressedOffset, uncompressedLength: UInt64(chunk.count)))
             compressedTotal += UInt64(out.count)
-            cond.lock(); freeBuffers.append(chunk); cond.unlock()
+            freeBuffers.append(chunk)
+            cond.unlock()
             return
         }
         cond.lock(); defer { cond.unlock() }
@@ -580,7 +585,30 @@ final class MemberPipeline: @unchecked Sendable {
         inFlight += 1
         submitted += 1
         jobs.append((seq, chunk, uncompressedOffset))
+        if startedThreads < threadCount {
+            startedThreads += 1
+            let t = Thread { [self] in self.workerLoop() }
+            t.stackSize = 1 << 20
+            t.start()
+        }
         cond.broadcast()
+    }
+
+    /// `chunk` as one gzip member.
+    private func encode(_ chunk: ChunkBuffer, with encoder: GzipSegmentedEncoder) -> [UInt8] {
+        var out: [UInt8] = []
+        // Content compresses to about its size; headers and padding to ~1/400. (Reserved: grown
+        // from empty, a MiB member was copied three times, into fresh memory each time.)
+        out.reserveCapacity(chunk.engine == .headerHeavy ? 64 * 1024 : chunk.count + chunk.count / 64 + 1024)
+        encoder.encodeMember(chunk.bytes, storeRanges: chunk.storeRanges, level: level, engine: chunk.engine, into: &out)
+        return out
+    }
+
+    /// An encoder for the calling thread when every member submitted so far is written (no
+    /// writer is running, nothing is queued): the next member then goes out in order.
+    private func inlineEncoder() -> GzipSegmentedEncoder? {
+        cond.lock(); defer { cond.unlock() }
+        return nextToWrite == submitted && failure == nil ? GzipSegmentedEncoder() : nil
     }
 
     func member(_ seq: Int) -> ArchiveMember? {
@@ -609,9 +637,10 @@ final class MemberPipeline: @unchecked Sendable {
         cond.lock()
         if closed { cond.unlock(); return }
         closed = true
+        let started = startedThreads
         cond.broadcast()
         cond.unlock()
-        for _ in 0..<threadCount { exited.wait() }
+        for _ in 0..<started { exited.wait() }
     }
 
     private func workerLoop() {
@@ -624,17 +653,15 @@ final class MemberPipeline: @unchecked Sendable {
             let job = jobs.removeFirst()
             cond.unlock()
 
-            var out: [UInt8] = []
-            // Content compresses to about its size; headers and padding to ~1/400.
-            out.reserveCapacity(job.chunk.engine == .headerHeavy ? 64 * 1024 : job.chunk.count + job.chunk.count / 64 + 1024)
-            encoder.encodeMember(job.chunk.bytes, storeRanges: job.chunk.storeRanges, level: level, engine: job.chunk.engine, into: &out)
+            let out = encode(job.chunk, with: encoder)
             let length = job.chunk.count
 
             cond.lock()
             freeBuffers.append(job.chunk)
-            done[job.seq] = (out, job.offset, length)
+            done.append((job.seq, out, job.offset, length))
             // Write in order; one writer at a time.
-            while !writing, failure == nil, let next = done.removeValue(forKey: nextToWrite) {
+            while !writing, failure == nil, let i = done.firstIndex(where: { $0.seq == nextToWrite }) {
+                let next = done.remove(at: i)
                 writing = true
                 cond.unlock()
                 var err: (any Error)?

@@ -106,7 +106,7 @@ package struct BackupIndex: Sendable, Equatable {
         if let recipients { lines.append("recipients \(recipients.hex)") }
         for a in archives { lines.append("archive \(a.id) \(a.size) \(a.sha256?.hex ?? "-")") }
         lines.append("manifest \(manifest.size) \(manifest.sha256?.hex ?? "-")")
-        var body = Array((lines.joined(separator: "\n") + "\n").utf8)
+        var body = Array((Format.join(lines, separator: "\n") + "\n").utf8)
         body += Array("end \(hexString(SHA256Hasher.hash(body)))\n".utf8)
         return body
     }

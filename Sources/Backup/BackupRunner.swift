@@ -155,15 +155,18 @@ package final class BackupRunner {
         warnings += try lock.acquire(operation: "backup", staleAfter: options.staleLockAfter)
         defer { lock.release() }
         for w in warnings { reporter.warning(w) }
-        let cleanup = try set.cleanUpReport()
+        // One listing of the set directory for the cleanup, the committed ids and the new id
+        // (the lock keeps other writers out; the cleanup's own renames and removals are applied).
+        let (cleanup, listed) = try set.cleanUpListing()
+        let files = listed ?? []
         if !cleanup.removed.isEmpty { note("removed leftovers of an interrupted run: \(cleanup.removed.joined(separator: ", "))") }
         if !cleanup.completed.isEmpty { note("completed the commit of \(cleanup.completed.joined(separator: ", ")) (a run stopped between writing its manifest and renaming its archive)") }
         for w in cleanup.warnings { note(w) }
 
         trace("locked, cleaned")
-        let ids = try set.committedIDs()
+        let ids = BackupSet.committedIDs(files)
         try checkKeys(set, newest: ids.last)
-        let id = try newID(set: set, committed: ids, started: started)
+        let id = newID(set: set, committed: ids, present: BackupSet.idsPresent(files), started: started)
         let context = RunContext(source: options.source, destination: dest.displayName, set: options.set, id: id)
         var ran: [any RunHooks] = []
         do {
@@ -195,8 +198,8 @@ package final class BackupRunner {
     }
 
     /// This run's id by the id rule (`BackupID`), with a warning when the clock is behind.
-    private func newID(set: BackupSet, committed: [String], started: Date) throws -> String {
-        let newest = try set.idsPresent().last
+    private func newID(set: BackupSet, committed: [String], present: [String], started: Date) -> String {
+        let newest = present.last
         let id = BackupID.next(clock: started, newest: newest)
         let newestStarted = committed.last.flatMap { try? set.keylessRecord($0).started }  // keyless: an encrypted set too
         if let w = BackupID.clockWarning(clock: started, newest: newest, newestStarted: newest == committed.last ? newestStarted : nil, id: id) {

@@ -52,11 +52,18 @@ package struct BackupSet {
 
     /// Ids of committed backups, oldest first. Empty when the set does not exist.
     package func committedIDs() throws -> [String] {
-        guard let st = try destination.stat(name), st.kind == .directory else { return [] }
-        return try destination.list(name)
-            .filter { $0.kind == .file && $0.name.hasSuffix(".manifest") }
-            .map { String($0.name.dropLast(".manifest".count)) }
-            .sorted()
+        try files().map(Self.committedIDs) ?? []
+    }
+
+    /// The committed ids among `files` (names of the set directory's files), oldest first.
+    package static func committedIDs(_ files: [String]) -> [String] {
+        files.filter { $0.hasSuffix(".manifest") }.map { String($0.dropLast(".manifest".count)) }.sorted()
+    }
+
+    /// The names of the set directory's files; nil when the set directory does not exist.
+    func files() throws -> [String]? {
+        guard let st = try destination.stat(name), st.kind == .directory else { return nil }
+        return try destination.list(name).filter { $0.kind == .file }.map(\.name)
     }
 
     /// "DEST/SET/ID.manifest", for messages.
@@ -203,26 +210,36 @@ package struct BackupSet {
     /// for is damage: reported, never removed (a lost manifest must not cost its archive too).
     /// Only call while holding the set's lock.
     package func cleanUpReport() throws -> Cleanup {
+        try cleanUpListing().report
+    }
+
+    /// `cleanUpReport`, and the names of the set directory's files after it (nil: no set
+    /// directory), from the one listing it made: a backup run lists the set once (issue 23).
+    package func cleanUpListing() throws -> (report: Cleanup, files: [String]?) {
         var out = Cleanup()
         let c = try contents()
+        var after = c.files.map { Set($0) }
         for id in c.toComplete {
             try destination.rename(archivePath(id) + ".partial", to: archivePath(id))
             out.completed.append(id)
+            after?.remove("\(id).tar.gz.partial"); after?.insert("\(id).tar.gz")
         }
         for id in c.indexesToComplete {
             try destination.rename(indexPath(id) + ".partial", to: indexPath(id))
             if !out.completed.contains(id) { out.completed.append(id) }
+            after?.remove("\(id).index.partial"); after?.insert("\(id).index")
         }
         for n in c.leftovers {
             try destination.remove("\(name)/\(n)")
             out.removed.append(n)
+            after?.remove(n)
         }
         if !c.unreadable.isEmpty {
             out.warnings.append("cannot read the manifest of \(c.unreadable.joined(separator: ", ")) in \(location); what it needs is unknown. Run `hs-backup verify`.")
         }
         out.warnings += c.damage.map { "\($0) It is kept. Run `hs-backup verify`." }
         if !out.removed.isEmpty || !out.completed.isEmpty { try destination.syncDirectory(name) }
-        return out
+        return (out, after.map { Array($0) })
     }
 
     /// What the set directory holds, judged without a key: each backup by its keyless index
@@ -230,9 +247,9 @@ package struct BackupSet {
     /// plaintext header (`keylessRecord`); entries are not read.
     package func contents() throws -> SetContents {
         var c = SetContents()
-        guard let st = try destination.stat(name), st.kind == .directory else { return c }
-        let files = try destination.list(name).filter { $0.kind == .file }.map(\.name)
-        let manifests = files.filter { $0.hasSuffix(".manifest") }.map { String($0.dropLast(".manifest".count)) }.sorted()
+        guard let files = try files() else { return c }
+        c.files = files
+        let manifests = Self.committedIDs(files)
         let names = Set(files)
         for id in manifests {
             do {
@@ -308,11 +325,15 @@ package struct BackupSet {
     /// (also those no manifest accounts for) and the keyless index files of encrypted sets,
     /// newest last. A new id must sort after all of them (`BackupID.next`).
     package func idsPresent() throws -> [String] {
-        guard let st = try destination.stat(name), st.kind == .directory else { return [] }
+        try files().map(Self.idsPresent) ?? []
+    }
+
+    /// `idsPresent` among `files` (names of the set directory's files).
+    package static func idsPresent(_ files: [String]) -> [String] {
         var ids = Set<String>()
-        for e in try destination.list(name) where e.kind == .file {
-            for suffix in [".manifest", ".tar.gz", ".index"] where e.name.hasSuffix(suffix) {
-                let id = String(e.name.dropLast(suffix.count))
+        for f in files {
+            for suffix in [".manifest", ".tar.gz", ".index"] where f.hasSuffix(suffix) {
+                let id = String(f.dropLast(suffix.count))
                 if BackupID.seconds(of: id) != nil { ids.insert(id) }
             }
         }
@@ -353,17 +374,44 @@ package enum BackupID {
 
     /// `20261127T030000Z` for a time in seconds since the epoch (UTC).
     package static func format(_ seconds: Int64) -> String {
-        var t = time_t(seconds)
-        var tm = tm()
-        gmtime_r(&t, &tm)
+        // gmtime_r's fields by arithmetic: glibc's gmtime_r and timegm read /etc/localtime at
+        // their first call in a process, which UTC never needs (issue 23).
+        let days = seconds >= 0 ? seconds / 86_400 : -((-seconds - 1) / 86_400) - 1
+        let secondOfDay = Int(seconds - days * 86_400)
+        let (year, month, day) = civil(fromDays: days)
         // As String(format: "%04d%02d%02dT%02d%02d%02dZ", ...) printed it, without Foundation's
         // CVarArg boxing (its first use costs ~0.3 ms per start; issue 23).
         func digits(_ v: Int, _ width: Int) -> String {
             let s = String(v.magnitude)
             return (v < 0 ? "-" : "") + String(repeating: "0", count: max(0, width - s.count - (v < 0 ? 1 : 0))) + s
         }
-        return digits(Int(tm.tm_year) + 1900, 4) + digits(Int(tm.tm_mon) + 1, 2) + digits(Int(tm.tm_mday), 2) + "T"
-            + digits(Int(tm.tm_hour), 2) + digits(Int(tm.tm_min), 2) + digits(Int(tm.tm_sec), 2) + "Z"
+        return digits(Int(year), 4) + digits(month, 2) + digits(day, 2) + "T"
+            + digits(secondOfDay / 3600, 2) + digits(secondOfDay / 60 % 60, 2) + digits(secondOfDay % 60, 2) + "Z"
+    }
+
+    /// The proleptic Gregorian date of a day counted from 1970-01-01 (H. Hinnant's
+    /// `civil_from_days`).
+    static func civil(fromDays z0: Int64) -> (year: Int64, month: Int, day: Int) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = Int(doy - (153 * mp + 2) / 5 + 1)
+        let month = Int(mp < 10 ? mp + 3 : mp - 9)
+        return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
+    }
+
+    /// Days from 1970-01-01 to a proleptic Gregorian date (`days_from_civil`); linear in `day`,
+    /// so a day past the month's end counts on into the next month, as `timegm` normalises it.
+    static func days(year y0: Int64, month: Int64, day: Int64) -> Int64 {
+        let y = month <= 2 ? y0 - 1 : y0
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
     }
 
     /// The time an id names (seconds since the epoch, UTC), ignoring an older `-NN` suffix;
@@ -382,10 +430,8 @@ package enum BackupID {
         guard let y = number(0 ..< 4), let mo = number(4 ..< 6), let d = number(6 ..< 8),
               let h = number(9 ..< 11), let mi = number(11 ..< 13), let s = number(13 ..< 15),
               (1 ... 12).contains(mo), (1 ... 31).contains(d), h < 24, mi < 60, s < 61 else { return nil }
-        var tm = tm()
-        tm.tm_year = y - 1900; tm.tm_mon = mo - 1; tm.tm_mday = d
-        tm.tm_hour = h; tm.tm_min = mi; tm.tm_sec = s
-        return Int64(timegm(&tm))
+        // What timegm gives for these fields (see `format` for why not timegm).
+        return days(year: Int64(y), month: Int64(mo), day: Int64(d)) * 86_400 + Int64(h) * 3600 + Int64(mi) * 60 + Int64(s)
     }
 }
 
@@ -405,6 +451,8 @@ package struct SetContents: Sendable {
     package var leftovers: [String] = []
     /// The newest id that has a manifest or an archive.
     package var newestID: String?
+    /// The names of the set directory's files as listed (nil: no set directory).
+    package var files: [String]?
 }
 
 /// Damage in a set directory: reported by verify and list (exit 1), never cleaned up.

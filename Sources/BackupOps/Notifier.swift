@@ -79,10 +79,20 @@ package enum MonitoredJob: String, Sendable, CaseIterable {
 /// One run's state shared by every copy of its `Notifier`: the Healthchecks run id, whether
 /// the start was sent, the server's body limit, when the run started.
 package final class MonitorSession: Sendable {
-    struct State { var started: Date?; var bodyLimit = HealthchecksURL.defaultBodyLimit }
-    package let runID = UUID().uuidString.lowercased()
+    struct State { var started: Date?; var bodyLimit = HealthchecksURL.defaultBodyLimit; var runID: String? }
     let state = Mutex(State())
     package init() {}
+
+    /// The Healthchecks run id, made at its first use: a UUID opens /dev/urandom, which a run
+    /// without Healthchecks does not need (two per backup run, issue 23).
+    package var runID: String {
+        state.withLock { s in
+            if let id = s.runID { return id }
+            let id = UUID().uuidString.lowercased()
+            s.runID = id
+            return id
+        }
+    }
 
     /// When `Notifier.start` was first called (nil: not yet).
     package var started: Date? { state.withLock { $0.started } }

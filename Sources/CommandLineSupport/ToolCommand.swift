@@ -16,21 +16,36 @@ import Support
 /// - the configuration file (`ToolConfiguration`: /etc/default/home-server-tools, `HS_CONFIG`
 ///   or `--config`) is read before the command runs: a file that cannot be used exits 2.
 package protocol ToolCommand: AsyncParsableCommand {
-    /// The tool's most common command line, parsed without ArgumentParser; nil for any other
-    /// (ArgumentParser then parses it as always, and reports every error and `--help`).
-    /// ArgumentParser's parse of one command is ~2 ms of CPU (reflection over every option and
-    /// the Swift runtime's protocol-conformance scans), a seventh of a one-file backup (issue 23).
-    /// An implementation must give exactly what ArgumentParser gives for the forms it accepts:
-    /// `HS_DEBUG_PARSE` (see `main`) prints both for the tests to compare.
-    static func parseCommonForm(_ arguments: [String]) -> (any ParsableCommand)?
+    /// The tool's most common command line, parsed without ArgumentParser into the plain values
+    /// its run consumes; nil for any other (ArgumentParser then parses it as always, and reports
+    /// every error and `--help`). ArgumentParser's parse of one command is ~2 ms of CPU
+    /// (reflection over every option and the Swift runtime's protocol-conformance scans), a
+    /// seventh of a one-file backup (issue 23), and building its command type instantiates its
+    /// property wrappers' generic types. An implementation must give exactly what ArgumentParser
+    /// gives for the forms it accepts: `HS_DEBUG_PARSE` (see `main`) prints both for the tests to
+    /// compare, ArgumentParser's through `commonForm(of:)`.
+    static func parseCommonForm(_ arguments: [String]) -> (any CommonForm)?
+
+    /// `command` (ArgumentParser's parse) as the plain values `parseCommonForm` gives for the
+    /// same line; nil for a command that has none.
+    static func commonForm(of command: any ParsableCommand) -> (any CommonForm)?
+}
+
+/// A command line's plain values (`ToolCommand.parseCommonForm`), which run the command.
+package protocol CommonForm {
+    /// Runs the command; returns its exit code (it reports its own errors).
+    func run() async -> Int32
 }
 
 extension ToolCommand {
-    package static func parseCommonForm(_ arguments: [String]) -> (any ParsableCommand)? { nil }
+    package static func parseCommonForm(_ arguments: [String]) -> (any CommonForm)? { nil }
+    package static func commonForm(of command: any ParsableCommand) -> (any CommonForm)? { nil }
 
     package static func main() async {
         let arguments = Array(CommandLine.arguments.dropFirst())
-        let name = configuration.commandName ?? "tool"
+        // Only where a message needs it: `configuration` builds the whole command tree's
+        // description (~0.2 ms of a one-file backup, issue 23).
+        var name: String { configuration.commandName ?? "tool" }
         if arguments == ["--version"] {
             Reporter.writeStdout(homeServerVersion + "\n")
             Foundation.exit(0)
@@ -58,25 +73,36 @@ extension ToolCommand {
         if arguments.contains("-q") || arguments.contains("--quiet") { Reporter.verbosity = .quiet }
         if arguments.contains("-v") || arguments.contains("--verbose") { Reporter.verbosity = .verbose }
         do {
-            // HS_DEBUG_PARSE=fast|full (tests only): print how the command line was parsed - by
-            // `parseCommonForm` or by ArgumentParser ("full" skips the former) - and every option's
-            // value, then exit 0 without running anything.
+            // HS_DEBUG_PARSE=fast|full|argumentparser (tests only): print how the command line was
+            // parsed - by `parseCommonForm` or by ArgumentParser ("full" skips the former) - and
+            // every value the run gets (`commonForm(of:)`; "argumentparser": ArgumentParser's
+            // own options instead), then exit 0 without running anything.
             let debugParse = Sys.environment("HS_DEBUG_PARSE")
-            let common = debugParse == "full" ? nil : parseCommonForm(arguments)
-            var command = try common ?? parseAsRoot()
+            let rawOptions = debugParse == "argumentparser"
+            let common = debugParse == "full" || rawOptions ? nil : parseCommonForm(arguments)
+            var command = try common == nil ? parseAsRoot() : nil
             if let debugParse {
+                var parsed: Any = ()
+                if let values = common ?? (rawOptions ? nil : command.flatMap({ commonForm(of: $0) })) {
+                    parsed = values
+                } else if let command {
+                    parsed = command
+                }
                 Reporter.writeStdout("parsed by \(common != nil ? "parseCommonForm" : "ArgumentParser") (HS_DEBUG_PARSE=\(debugParse))\n"
-                                     + ParsedOptions.describe(command))
+                                     + ParsedOptions.describe(parsed))
                 Foundation.exit(0)
             }
             if case .failure(let error) = ToolConfiguration.current {
                 reportFailure(error.message, exitCode: error.exitCode)
                 Foundation.exit(error.exitCode)
             }
-            if var async = command as? any AsyncParsableCommand {
+            if let common {
+                let code = await common.run()
+                if code != 0 { Foundation.exit(code) }
+            } else if var async = command as? any AsyncParsableCommand {
                 try await async.run()
             } else {
-                try command.run()
+                try command?.run()
             }
         } catch {
             if exitCode(for: error) == .validationFailure {
@@ -199,16 +225,21 @@ enum RepeatedOptions {
     }
 }
 
-/// Every option of a parsed command as `path = value` lines (a value that was never set shows
-/// as `UNSET`), for `HS_DEBUG_PARSE`: reads the property wrappers' parsed state by reflection,
-/// so that a property `parseCommonForm` forgets, or sets to another default, shows.
+/// Every option of a parsed command, or every field of its plain values (`CommonForm`), as
+/// `path = value` lines (an option that was never set shows as `UNSET`), for `HS_DEBUG_PARSE`:
+/// reads the property wrappers' parsed state, or the fields, by reflection, so that a value
+/// `parseCommonForm` forgets, or sets to another default, shows.
 enum ParsedOptions {
     static func describe(_ value: Any, path: String = "") -> String {
         var out = ""
         for child in Mirror(reflecting: value).children {
             let name = path + (child.label.map { $0.hasPrefix("_") ? String($0.dropFirst()) : $0 } ?? "?")
-            guard let parsed = Mirror(reflecting: child.value).children.first(where: { $0.label == "_parsedValue" })?.value else {
-                continue  // not an option, flag or group
+            let mirror = Mirror(reflecting: child.value)
+            guard let parsed = mirror.children.first(where: { $0.label == "_parsedValue" })?.value else {
+                // A plain value's field (an ArgumentParser command has only options, flags and groups).
+                out += mirror.displayStyle == .struct ? describe(child.value, path: name + ".")
+                    : "\(name) = \(String(reflecting: child.value))\n"
+                continue
             }
             guard let state = Mirror(reflecting: parsed).children.first, state.label == "value" else {
                 out += "\(name) = UNSET\n"

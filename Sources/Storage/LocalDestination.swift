@@ -54,7 +54,8 @@ package final class LocalDestination: Destination {
         }
         var current = target.hasPrefix("/") ? "" : "."
         for part in target.split(separator: "/") {
-            current += "/" + part
+            current += "/"
+            current += String(part)   // not `+ part`: generic code, looked up at run time (issue 23)
             if mkdir(current, 0o700) == 0 {
                 // mkdir applies the umask; 0700 minus a umask can only lose bits: set them.
                 chmod(current, 0o700)

@@ -34,11 +34,11 @@ package enum JSONText {
     /// keys' UTF-8 byte order (as `JSONEncoder`'s `.sortedKeys`). Keys are escaped like values.
     package static func object(_ fields: [(String, String)], sortedKeys: Bool = false, escapingSlashes: Bool = false) -> String {
         let ordered = sortedKeys ? fields.sorted { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) } : fields
-        return "{" + ordered.map { string($0.0, escapingSlashes: escapingSlashes) + ":" + $0.1 }.joined(separator: ",") + "}"
+        return "{" + Format.join(ordered.map { string($0.0, escapingSlashes: escapingSlashes) + ":" + $0.1 }, separator: ",") + "}"
     }
 
     /// `[a,b,...]` from already encoded values.
-    package static func array(_ items: [String]) -> String { "[" + items.joined(separator: ",") + "]" }
+    package static func array(_ items: [String]) -> String { "[" + Format.join(items, separator: ",") + "]" }
 
     /// A finite double as `JSONEncoder` writes it: its shortest description, "3" for 3.0. A
     /// non-finite one throws, as `JSONEncoder`'s default `.throw` strategy does.

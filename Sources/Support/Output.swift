@@ -133,6 +133,18 @@ package enum Format {
 }
 
 extension Format {
+    /// `items.joined(separator: separator)` as a loop: the standard library's `joined` is
+    /// generic code whose first call in a process looks its types up at run time (~0.2 ms of a
+    /// one-file backup, issue 23).
+    package static func join(_ items: [String], separator: String) -> String {
+        var out = ""
+        for i in items.indices {
+            if i > 0 { out += separator }
+            out += items[i]
+        }
+        return out
+    }
+
     /// The one way the tools show a point in time: ISO 8601 in UTC, marked `Z`
     /// (`2026-11-29T03:00:00Z`), the same as backup ids.
     package static func time(_ secondsSinceEpoch: Double) -> String {

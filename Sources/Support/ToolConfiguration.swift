@@ -146,16 +146,24 @@ package struct ToolConfiguration: Sendable {
     package let fileState: FileState
     /// The file's entries (the last one of a key wins, as in dotenv).
     package let fileEntries: [String: EnvEntry]
-    let environment: [String: String]
+    /// A variable of the environment (nil: not set).
+    let environment: @Sendable (String) -> String?
 
     /// Reads the configuration: `configFlag` (--config), else `HS_CONFIG`, else the default file.
     /// - Throws: `ToolError.usage` for a named file that cannot be read, a line that is not
     ///   `KEY=value`, or a key the tools do not know (with the file, the line and a suggestion).
     package static func load(configFlag: String?, environment: [String: String]) throws(ToolError) -> ToolConfiguration {
+        try load(configFlag: configFlag, environment: { environment[$0] })
+    }
+
+    /// `load` with the environment looked up by name (this process's: `Sys.environment`, no
+    /// dictionary of the whole environment, whose storage type was looked up at run time at
+    /// every start, issue 23; nothing in the tools changes their environment).
+    static func load(configFlag: String?, environment: @escaping @Sendable (String) -> String?) throws(ToolError) -> ToolConfiguration {
         let origin: Origin
         let path: String
         if let f = configFlag, !f.isEmpty { origin = .flag; path = f }
-        else if let e = environment["HS_CONFIG"], !e.isEmpty { origin = .environment; path = e }
+        else if let e = environment("HS_CONFIG"), !e.isEmpty { origin = .environment; path = e }
         else { origin = .defaultPath; path = defaultPath }
         let named = origin == .flag ? "--config" : "HS_CONFIG"
 
@@ -192,7 +200,7 @@ package struct ToolConfiguration: Sendable {
     /// The value of `key` from the environment, else the file; nil when neither sets it (an
     /// empty value counts as not set).
     package func value(_ key: ConfigKey) -> ConfigValue? {
-        if let v = environment[key.name], !v.isEmpty { return ConfigValue(value: v, source: .environment(key.name)) }
+        if let v = environment(key.name), !v.isEmpty { return ConfigValue(value: v, source: .environment(key.name)) }
         if let e = fileEntries[key.name], !e.value.isEmpty { return ConfigValue(value: e.value, source: .file(path: path, line: e.line)) }
         return nil
     }
@@ -215,7 +223,7 @@ package struct ToolConfiguration: Sendable {
     /// Where `key` was looked for, for a message about a missing value.
     package func whereLooked(_ key: ConfigKey) -> String {
         var parts: [String] = []
-        parts.append(environment[key.name] != nil ? "empty in the environment" : "not in the environment")
+        parts.append(environment(key.name) != nil ? "empty in the environment" : "not in the environment")
         switch fileState {
         case .read: parts.append(fileEntries[key.name] != nil ? "empty in \(path)" : "not in \(path)")
         case .missing: parts.append("\(path) does not exist")
@@ -243,7 +251,7 @@ package struct ToolConfiguration: Sendable {
     package static let current: Result<ToolConfiguration, ToolError> = Result {
         () throws(ToolError) -> ToolConfiguration in
         try load(configFlag: configFlag(in: Array(CommandLine.arguments.dropFirst())),
-                 environment: Sys.environmentDictionary())
+                 environment: { Sys.environment($0) })
     }
 
     /// `current`, or its error (a usage error, exit 2).

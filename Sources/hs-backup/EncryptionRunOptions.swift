@@ -26,6 +26,19 @@ struct EncryptionRunOptions: ParsableArguments {
                                + "(default: $HS_STATE_DIR or /var/lib/home-server-tools).", valueName: "DIR"))
     var stateDir: String?
 
+    /// The options as plain values (what `hs-backup run` consumes: `RunValues`).
+    var values: EncryptionRunValues {
+        EncryptionRunValues(recipients: recipients, recipientsFiles: recipientsFiles, rotateKeys: rotateKeys, stateDir: stateDir)
+    }
+}
+
+/// `EncryptionRunOptions` as plain values.
+struct EncryptionRunValues {
+    var recipients: [String]
+    var recipientsFiles: [String]
+    var rotateKeys: Bool
+    var stateDir: String?
+
     /// Reads the recipients (a bad key or unreadable file exits 2) into `options`: the flags,
     /// or when none is given HS_AGE_RECIPIENTS_FILE (environment, then the configuration file).
     func apply(to options: inout BackupOptions) throws {

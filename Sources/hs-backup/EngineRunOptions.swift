@@ -20,6 +20,21 @@ struct EngineRunOptions: ParsableArguments {
     @Flag(name: .customLong("dry-run"), help: "List what would be archived; write nothing (no lock, no archive, no manifest).")
     var dryRun = false
 
+    /// The options as plain values (what `hs-backup run` consumes: `RunValues`).
+    var values: EngineRunValues {
+        EngineRunValues(oneFileSystem: oneFileSystem, excludeFiles: excludeFiles, excludeCaches: excludeCaches,
+                        excludeIfPresent: excludeIfPresent, dryRun: dryRun)
+    }
+}
+
+/// `EngineRunOptions` as plain values.
+struct EngineRunValues {
+    var oneFileSystem: Bool
+    var excludeFiles: [String]
+    var excludeCaches: Bool
+    var excludeIfPresent: [String]
+    var dryRun: Bool
+
     /// Copies the options into `options` (reads the exclude files: a missing one is a usage error).
     func apply(to options: inout BackupOptions) throws {
         options.oneFileSystem = oneFileSystem

@@ -73,6 +73,32 @@ struct DestinationOptions: ParsableArguments {
         }
     }
 
+    /// The options as plain values (what `hs-backup run` consumes: `RunValues`).
+    var values: DestinationValues {
+        DestinationValues(to: to, name: name, nfsTimeout: nfsTimeout, json: json,
+                          verbosity: VerbosityValues(config: verbosity.config, quiet: verbosity.quiet, verbose: verbosity.verbose))
+    }
+
+    /// DEST: `--to`, else HS_BACKUP_DEST from the environment or the configuration file.
+    func destination() throws -> String { try values.destination() }
+
+    /// The set name: `--name`, else HS_BACKUP_NAME, else nil (the caller's default: the hostname).
+    var set: String? { get throws { try values.set } }
+
+    /// Parses and opens DEST (usage errors exit 2; see `DestinationSpec`).
+    func open() throws -> any Destination { try values.open() }
+
+    var reporter: Reporter { values.reporter }
+}
+
+/// `DestinationOptions` as plain values.
+struct DestinationValues {
+    var to: String?
+    var name: String?
+    var nfsTimeout: Int?
+    var json: Bool
+    var verbosity: VerbosityValues
+
     /// DEST: `--to`, else HS_BACKUP_DEST from the environment or the configuration file.
     func destination() throws -> String {
         try ToolConfiguration.get().require(.backupDest, flag: to, flagName: "--to", example: "DEST")
@@ -87,6 +113,14 @@ struct DestinationOptions: ParsableArguments {
     }
 
     var reporter: Reporter { Reporter(mode: .detect(json: json)) }
+}
+
+/// `VerbosityOptions` (`--config`, `-q`, `-v`) as plain values (`ToolCommand.main` and
+/// `ToolConfiguration` act on them from the command line itself).
+struct VerbosityValues {
+    var config: String?
+    var quiet: Bool
+    var verbose: Bool
 }
 
 extension HsBackup {
@@ -136,51 +170,23 @@ extension HsBackup {
 
         @OptionGroup var encryption: EncryptionRunOptions
 
-        static let defaultMaxIncrementals = 13
-        static let defaultFullEveryDays: Double = 14
+        static let defaultMaxIncrementals = RunValues.defaultMaxIncrementals
+        static let defaultFullEveryDays = RunValues.defaultFullEveryDays
 
         func validate() throws {
-            if sources.isEmpty, let config = try? ToolConfiguration.get(), config.value(.appdata) == nil {
-                throw ValidationError("Missing --source DIR (the directory to back up, e.g. /opt/appdata): give --source, or set "
-                                      + "HS_APPDATA (\(config.whereLooked(.appdata))).")
-            }
-            if sources.count > 1 {
-                throw ValidationError("--source was given \(sources.count) times (\(sources.joined(separator: ", "))); hs-backup takes exactly one --source per run. "
-                                      + "Back up each directory as its own set: hs-backup run --source DIR --name SET --to DEST.")
-            }
-            guard maxIncrementals >= 0, fullEveryDays > 0 else {
-                throw ValidationError("--max-incrementals must be >= 0 and --full-every-days > 0.")
-            }
+            if let problem = values.problem { throw ValidationError(problem) }
+        }
+
+        /// The options as plain values: what the run consumes (`RunValues.run`), as
+        /// `parseCommonForm` gives them for the nightly command line.
+        var values: RunValues {
+            RunValues(sources: sources, destination: destination.values, full: full, excludes: excludes, maxIncrementals: maxIncrementals,
+                      fullEveryDays: fullEveryDays, stopStacks: ops.stopStacks, notify: ops.notify.values, engine: engine.values,
+                      encryption: encryption.values)
         }
 
         func run() async throws {
-            let code = await toolMain {
-                let reporter = destination.reporter
-                let set = try BackupTool.setName(destination.set)
-                let settings = try ops.settings(set: set)
-                try settings.validate()
-                let dest = try OpsCommands.reportingFailure(settings.notifier, operation: "hs-backup run", set: set, reporter: reporter) {
-                    try destination.open()
-                }
-                let source = try ToolConfiguration.get().require(.appdata, flag: sources.first, flagName: "--source", example: "DIR")
-                reporter.detail("backing up \(source) to \(dest.displayName)/\(set)")
-                var options = BackupOptions(source: source, destination: dest, set: set)
-                options.forceFull = full
-                options.excludes = excludes
-                options.maxIncrementals = maxIncrementals
-                options.maxDaysBetweenFulls = fullEveryDays
-                try engine.apply(to: &options)
-                try encryption.apply(to: &options)
-                let summary = engine.dryRun ? try BackupRunner(options: options, reporter: reporter).run()
-                    : try OpsCommands.backup(options, ops: settings, reporter: reporter)
-                if reporter.mode == .json { reporter.emitJSON(summary) } else if summary.exitStatus == .success {
-                    reporter.info(summary.line)
-                } else {
-                    // Exit 3 (committed, files missing): the summary is printed also with -q.
-                    Reporter.writeStdout(summary.line + "\n")
-                }
-                return summary.exitStatus.rawValue
-            }
+            let code = await values.run()
             if code != 0 { throw ExitCode(code) }
         }
     }

@@ -23,6 +23,26 @@ struct NotifyOptions: ParsableArguments {
     var metricsFile: String?
 
     /// The notifier of `job` on `set`: flags, else the configuration.
+    func notifier(_ job: MonitoredJob, set: String) throws -> Notifier { try values.notifier(job, set: set) }
+
+    /// The options as plain values (what `hs-backup run` consumes: `RunValues`).
+    var values: NotifyValues {
+        NotifyValues(ntfy: ntfy, notifySuccess: notifySuccess, ping: ping, healthchecks: healthchecks, metricsFile: metricsFile)
+    }
+
+    /// How a value was given, for messages: the flag, or the key and where it was set.
+    static func name(_ value: ConfigValue?, key: ConfigKey, flag: String) -> String { NotifyValues.name(value, key: key, flag: flag) }
+}
+
+/// `NotifyOptions` as plain values.
+struct NotifyValues {
+    var ntfy: String?
+    var notifySuccess: Bool
+    var ping: String?
+    var healthchecks: String?
+    var metricsFile: String?
+
+    /// The notifier of `job` on `set`: flags, else the configuration.
     func notifier(_ job: MonitoredJob, set: String) throws -> Notifier {
         let config = try ToolConfiguration.get()
         let ntfy = config.value(.ntfyURL, flag: ntfy, flagName: "--notify")
@@ -59,7 +79,10 @@ struct OpsRunOptions: ParsableArguments {
     var stopStacks: [String] = []
 
     @OptionGroup var notify: NotifyOptions
+}
 
+extension RunValues {
+    /// `--stop-stacks` (comma lists split) and the notifier of the run.
     func settings(set: String) throws -> OpsSettings {
         OpsSettings(stopStacks: stopStacks.flatMap { $0.split(separator: ",").map(String.init) }, notifier: try notify.notifier(.run, set: set))
     }

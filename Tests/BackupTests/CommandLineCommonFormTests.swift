@@ -1,7 +1,10 @@
 // hs-backup parses its nightly command line without ArgumentParser (`HsBackup.parseCommonForm`,
-// issue 23: ArgumentParser's parse is ~2 ms of CPU per start). These tests hold that parse to
-// ArgumentParser's, option by option: `HS_DEBUG_PARSE=fast|full` makes the tool print which
-// parser took the line and every option's value (`UNSET` for one never set), then exit 0.
+// issue 23: ArgumentParser's parse is ~2 ms of CPU per start) into the plain values the run
+// consumes (`RunValues`). These tests hold that parse to ArgumentParser's, value by value:
+// `HS_DEBUG_PARSE=fast|full` makes the tool print which parser took the line and every value
+// the run gets (ArgumentParser's `Run` converted), then exit 0; `HS_DEBUG_PARSE=argumentparser`
+// prints ArgumentParser's own options (`UNSET` for one never set), which the conversion must
+// carry whole.
 import Foundation
 import Support
 import TestSupport
@@ -33,6 +36,13 @@ struct CommandLineCommonFormTests {
         #expect(full.1 == "parsed by ArgumentParser (HS_DEBUG_PARSE=full)", "\(arguments): \(full.1)")
         #expect(!full.2.contains("UNSET") && full.2.contains("sources = ") && full.2.contains("encryption.stateDir = nil"), "\(full.2)")
         #expect(fast.2 == full.2, "\(arguments): parseCommonForm gave\n\(fast.2)\nArgumentParser gave\n\(full.2)")
+        // Every option of ArgumentParser's `Run`, with its value, reaches the run's values (its
+        // `ops` group's options are plain fields there).
+        let r = try Tools.run("hs-backup", arguments, environment: ["HS_DEBUG_PARSE": "argumentparser"])
+        let raw = r.stdout.split(separator: "\n").dropFirst().map { $0.hasPrefix("ops.") ? String($0.dropFirst(4)) : String($0) }
+        #expect(r.status == 0 && !raw.isEmpty && !raw.contains { $0.contains("UNSET") }, "\(r.stdout) \(r.stderr)")
+        #expect(raw.sorted() == full.2.split(separator: "\n").map(String.init).sorted(),
+                "\(arguments): ArgumentParser's options\n\(raw.joined(separator: "\n"))\nthe run's values\n\(full.2)")
     }
 
     @Test("any other line goes to ArgumentParser, with its exit code and messages", arguments: [

@@ -56,4 +56,27 @@ struct StartupFormatTests {
         }
         for t in times where t >= 0 && t < 253_402_300_800 { #expect(BackupID.seconds(of: BackupID.format(t)) == t, "\(t)") }
     }
+
+    @Test("BackupID.seconds(of:) is timegm of the id's fields, also for a day past the month's end or second 60")
+    func idSeconds() {
+        func old(_ id: String) -> Int64 {
+            let b = Array(id.utf8)
+            func n(_ r: Range<Int>) -> Int32 { r.reduce(0) { $0 * 10 + Int32(b[$1] - 0x30) } }
+            var tm = tm()
+            tm.tm_year = n(0 ..< 4) - 1900; tm.tm_mon = n(4 ..< 6) - 1; tm.tm_mday = n(6 ..< 8)
+            tm.tm_hour = n(9 ..< 11); tm.tm_min = n(11 ..< 13); tm.tm_sec = n(13 ..< 15)
+            return Int64(timegm(&tm))
+        }
+        var ids = ["19700101T000000Z", "20000229T235960Z", "20260231T120000Z", "21000229T000000Z", "19691231T235959Z",
+                   "00000101T000000Z", "99991231T235959Z", "20261127T030000Z-07", "16000301T000000Z"]
+        var g = SystemRandomNumberGenerator()
+        for _ in 0 ..< 5000 {
+            func r(_ lo: Int, _ hi: Int, _ w: Int) -> String {
+                let s = String(Int.random(in: lo ... hi, using: &g))
+                return String(repeating: "0", count: w - s.count) + s
+            }
+            ids.append(r(0, 9999, 4) + r(1, 12, 2) + r(1, 31, 2) + "T" + r(0, 23, 2) + r(0, 59, 2) + r(0, 60, 2) + "Z")
+        }
+        for id in ids { #expect(BackupID.seconds(of: id) == old(id), "\(id)") }
+    }
 }
