@@ -102,7 +102,7 @@ if want sparse; then
   # compiled in) and three Swift hellos linked as the tools are (Package.swift's toolLinkerSettings:
   # static Swift stdlib, PIE, lld, --no-export-dynamic): without Foundation, importing only
   # FoundationEssentials, and importing Foundation as the tools do.
-  cc -O2 -pthread -D_Nonnull= -D_Nullable= -ISources/CCrypto/include -o "$W/sparse-floor" bench/sparse-floor.c Sources/CCrypto/ccrypto.c -ldeflate
+  cc -O2 -pthread -D_Nonnull= -D_Nullable= -ISources/CCrypto/include -ISources/CDlopen/include -o "$W/sparse-floor" bench/sparse-floor.c Sources/CCrypto/ccrypto.c Sources/CDlopen/hs_dlopen.c -ldeflate -ldl
   for h in hello hello-essentials hello-foundation; do
     swiftc -O -static-stdlib -use-ld=lld -Xlinker --no-export-dynamic -module-cache-path "$W/module-cache" -o "$W/$h" "bench/start-floor/$h.swift"
   done
