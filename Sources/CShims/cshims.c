@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <sched.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include "cshims.h"
@@ -110,4 +111,8 @@ int cshims_signal_restore(int sig) {
 int cshims_signal_is_ignored(int sig) {
     struct sigaction old;
     return sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
+}
+
+int cshims_set_thread_name(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
 }

@@ -63,3 +63,7 @@ int cshims_signal_forward(int sig, int fd);
 int cshims_signal_restore(int sig);
 /// 1 when `sig` is ignored (SIG_IGN) now.
 int cshims_signal_is_ignored(int sig);
+
+/// pthread_setname_np(pthread_self(), name) (a _GNU_SOURCE call Swift does not see): the
+/// calling thread's name for ps/top, at most 15 bytes. 0 or an errno.
+int cshims_set_thread_name(const char *_Nonnull name);
