@@ -61,7 +61,7 @@ int cshims_falloc_keep_size(void) { return FALLOC_FL_KEEP_SIZE; }
 int cshims_seek_data(void) { return SEEK_DATA; }
 int cshims_seek_hole(void) { return SEEK_HOLE; }
 
-int cshims_format_fixed1(char *out, int cap, double v) { return snprintf(out, (size_t)cap, "%.1f", v); }
+int cshims_format_fixed(char *out, int cap, double v, int decimals) { return snprintf(out, (size_t)cap, "%.*f", decimals, v); }
 
 int cshims_affinity_cpu_count(void) {
     cpu_set_t set;

@@ -71,8 +71,9 @@ package enum HumanError {
             (#"The operation could not be completed\."#, "the operation failed."),
         ]
         for (p, r) in patterns {
-            // `$N` in the replacement is capture group N, as in NSRegularExpression's templates.
-            s = s.replacing(try! Regex(p)) { match in
+            // Scalar by scalar, as NSRegularExpression matched; `$N` in the replacement is capture
+            // group N, as in its templates.
+            s = s.replacing(try! Regex(p).matchingSemantics(.unicodeScalar)) { match in
                 var out = ""
                 var rest = Substring(r)
                 while let c = rest.popFirst() {

@@ -130,9 +130,12 @@ package enum Format {
     /// `v` with one decimal, exactly as `String(format: "%.1f", v)` (glibc's printf): without
     /// Foundation's CVarArg boxing, whose first use in a process costs more than a backup of
     /// one small file spends formatting (issue 23).
-    package static func fixed1(_ v: Double) -> String {
+    package static func fixed1(_ v: Double) -> String { fixed(v, decimals: 1) }
+
+    /// `v` with `decimals` decimals (0...20), as `String(format: "%.Nf", v)`.
+    package static func fixed(_ v: Double, decimals: Int) -> String {
         withUnsafeTemporaryAllocation(of: CChar.self, capacity: 400) { buf in
-            let n = Int(cshims_format_fixed1(buf.baseAddress!, Int32(buf.count), v))
+            let n = Int(cshims_format_fixed(buf.baseAddress!, Int32(buf.count), v, Int32(min(max(decimals, 0), 20))))
             return String(decoding: UnsafeRawBufferPointer(start: buf.baseAddress!, count: min(max(n, 0), buf.count - 1)), as: UTF8.self)
         }
     }

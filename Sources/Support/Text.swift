@@ -50,12 +50,61 @@ extension StringProtocol {
         guard let head = t.first else { return nil }
         var i = s.startIndex
         while let start = s[i...].firstIndex(of: head) {
-            var j = start, k = 0
-            while k < t.count, j < s.endIndex, s[j] == t[k] { s.formIndex(after: &j); k += 1 }
-            if k == t.count { return start ..< j }
+            if let end = Self.match(t, in: s, at: start) { return start ..< end }
             i = s.index(after: start)
         }
         return nil
+    }
+
+    /// The last occurrence of `target` (`range(of:options: .backwards)`), scalar by scalar.
+    package func lastScalarRange(of target: String) -> Range<String.Index>? {
+        let s = self[...].unicodeScalars, t = Array(target.unicodeScalars)
+        guard !t.isEmpty else { return nil }
+        var i = s.endIndex
+        while i > s.startIndex {
+            s.formIndex(before: &i)
+            if let end = Self.match(t, in: s, at: i) { return i ..< end }
+        }
+        return nil
+    }
+
+    /// Where `t` ends when it starts at `start` of `s`.
+    private static func match<S: BidirectionalCollection<Unicode.Scalar>>(_ t: [Unicode.Scalar], in s: S, at start: S.Index) -> S.Index? {
+        var j = start, k = 0
+        while k < t.count, j < s.endIndex, s[j] == t[k] { s.formIndex(after: &j); k += 1 }
+        return k == t.count ? j : nil
+    }
+
+    /// `padding(toLength: n, withPad: " ", startingAt: 0)`: spaces added, or cut, to `n` UTF-16
+    /// units (NSString's length).
+    package func padded(toLength n: Int) -> String {
+        let u = Array(utf16)
+        if u.count >= n { return String(decoding: u.prefix(n), as: UTF16.self) }
+        return String(self) + String(repeating: " ", count: n - u.count)
+    }
+
+    /// `removingPercentEncoding`: every %XX decoded; nil when a `%` is not followed by two hex
+    /// digits or the bytes are not UTF-8.
+    package var percentDecoded: String? {
+        func hex(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30 ... 0x39: c - 0x30
+            case 0x41 ... 0x46: c - 0x41 + 10
+            case 0x61 ... 0x66: c - 0x61 + 10
+            default: nil
+            }
+        }
+        let b = Array(utf8)
+        var out: [UInt8] = [], i = 0
+        while i < b.count {
+            if b[i] == UInt8(ascii: "%") {
+                guard i + 2 < b.count, let h = hex(b[i + 1]), let l = hex(b[i + 2]) else { return nil }
+                out.append(h << 4 | l); i += 3
+            } else {
+                out.append(b[i]); i += 1
+            }
+        }
+        return String(validating: out, as: UTF8.self)
     }
 
     /// Every occurrence of `target` replaced by `replacement`, compared scalar by scalar, as

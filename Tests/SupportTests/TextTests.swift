@@ -36,6 +36,18 @@ import Testing
         }
     }
 
+    @Test("padded(toLength:) is padding(toLength:withPad:startingAt:)", arguments: samples)
+    func padding(_ s: String) {
+        for n in [0, 1, 3, 8, 20] { #expect(s.padded(toLength: n) == s.padding(toLength: n, withPad: " ", startingAt: 0), "\(n)") }
+    }
+
+    @Test("percentDecoded is NSString's removingPercentEncoding")
+    func percent() {
+        for s in ["a%40b", "p%25w", "p%w", "%", "%4", "%zz", "%C3%A9", "%C3", "x+y", "", "%2b%2B"] {
+            #expect(s.percentDecoded == (s as NSString).removingPercentEncoding, "\(s)")
+        }
+    }
+
     /// NSString does not match a scalar that a combining mark follows; the escapes need every one.
     @Test("replacingScalars also replaces a quote that a combining mark follows")
     func combiningMark() {
@@ -54,5 +66,28 @@ import Testing
             #expect(Format.time(v) == f.string(from: Date(timeIntervalSince1970: v)), "\(v)")
         }
         #expect(Format.time(.nan) == "")
+    }
+
+    @Test("JSONAny reads what JSONSerialization reads and writes what it reads back")
+    func jsonAny() throws {
+        let texts = [#"{"list":[{"Name":"a b","Size":12,"IsDir":false,"ModTime":"2026-12-07T10:00:00.5Z","Hashes":{"md5":"x"}}]}"#,
+                     #"{"jobid":17,"finished":true,"success":false,"error":"quota \"x\" \u00e9\ud83d\ude00\n","f":-1.5e3,"big":123456789012}"#,
+                     #"[1, 2.5, "x", [], {}]"#, "  {}  ", "[01]", "\"unterminated", "{\"a\" 1}", "nul", "[1]x"]
+        for t in texts {
+            let ours = JSONAny.parse(Array(t.utf8))
+            let theirs = try? JSONSerialization.jsonObject(with: Data(t.utf8), options: [.fragmentsAllowed])
+            #expect((ours == nil) == (theirs == nil), "\(t)")
+            guard let ours, let theirs else { continue }
+            #expect(NSDictionary(dictionary: ["v": ours]).isEqual(NSDictionary(dictionary: ["v": theirs])), "\(t)")
+            let again = try JSONSerialization.jsonObject(with: Data(try JSONAny.text(ours).utf8), options: [.fragmentsAllowed])
+            #expect(NSDictionary(dictionary: ["v": again]).isEqual(NSDictionary(dictionary: ["v": theirs])), "\(t)")
+        }
+        // Stricter than JSONSerialization in one way: a trailing comma is not JSON (rclone writes none).
+        #expect(JSONAny.parse(Array(#"{"a":1,}"#.utf8)) == nil)
+        #expect(JSONAny.parse(Array("null".utf8)) is JSONAny.Null)
+        let nullText = try JSONAny.text(["n": JSONAny.null])
+        #expect(nullText == #"{"n":null}"#)
+        let o = JSONAny.parse(Array(#"{"Size":-1,"jobid":5,"IsDir":true,"Hashes":["md5","sha1"]}"#.utf8)) as? [String: Any]
+        #expect(o?["Size"] as? Int64 == -1 && o?["jobid"] as? Int64 == 5 && o?["IsDir"] as? Bool == true && o?["Hashes"] as? [String] == ["md5", "sha1"])
     }
 }

@@ -45,9 +45,9 @@ int cshims_falloc_keep_size(void);
 int cshims_seek_data(void);
 int cshims_seek_hole(void);
 
-/// snprintf(out, cap, "%.1f", v): what String(format: "%.1f") prints, without Foundation's
+/// snprintf(out, cap, "%.*f", decimals, v): what String(format: "%.1f") etc. print, without Foundation's
 /// CVarArg boxing (its first use scans the runtime's protocol conformances: ~0.3 ms per start).
-int cshims_format_fixed1(char *_Nonnull out, int cap, double v);
+int cshims_format_fixed(char *_Nonnull out, int cap, double v, int decimals);
 
 /// The number of CPUs in this process's affinity mask (sched_getaffinity, _GNU_SOURCE), or 0
 /// when it cannot be read.
