@@ -19,7 +19,7 @@ let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package
 //   ~0.5 ms of CPU per start but needs glibc >= 2.36 (GLIBC_ABI_DT_RELR), and the runbook's
 //   migration runs the tools on the old server, e.g. Ubuntu 22.04 with glibc 2.35
 //   (StartupTests.runsOnGlibc235 and scripts/package.sh check it).
-// scripts/package.sh links the shipped multi-call executable with the same flags.
+// scripts/package.sh links the shipped multi-call executables with the same flags.
 let toolLinkerSettings: [LinkerSetting] = [.unsafeFlags(["-use-ld=lld", "-Xlinker", "--no-export-dynamic"],
                                                        .when(platforms: [.linux]))]
 

@@ -5,15 +5,18 @@
 # <version> is `homeServerVersion` in Sources/Support/Version.swift (what `--version` prints).
 #
 # Release build with the Swift standard library and Foundation linked in statically
-# (--static-swift-stdlib), then ONE multi-call executable (/usr/lib/home-server-tools/
-# home-server-tools) with the five tools as symlinks in /usr/bin: the static runtime is
-# ~60 MB, five separate binaries would be five copies of it. The .deb's Depends are derived
-# from the executable's NEEDED libraries and the Debian packages that own them (dpkg -S),
+# (--static-swift-stdlib), then TWO multi-call executables with the five tools as symlinks in
+# /usr/bin: /usr/lib/home-server-tools/home-server-backup (hs-backup, hs-restore: they link
+# FoundationEssentials only, no Foundation, CoreFoundation or ICU, for a faster start; checked
+# here) and /usr/lib/home-server-tools/home-server-tools (hs-linkcheck, hs-provision,
+# hs-deploy, with Foundation: Yams needs it). The static runtime is in each executable, five
+# separate binaries would be five copies of it. The .deb's Depends are derived
+# from the executables' NEEDED libraries and the Debian packages that own them (dpkg -S),
 # libc6 with the newest glibc version it needs (symbol versions; it must stay <= 2.35 so that
 # the old server of the runbook's migration, e.g. Ubuntu 22.04, runs it), plus curl (the notifications run it) and the
 # owners of libcrypto.so.3, libsqlite3.so.0, libnfs.so.13 and libfuse3.so.3 (libssl3,
 # libsqlite3-0, libnfs13, libfuse3-3: loaded with dlopen on first use, so not NEEDED).
-# It fails if the executable still needs a library of the Swift toolchain.
+# It fails if an executable still needs a library of the Swift toolchain.
 #
 # Debian-native: systemd units and timers (installed disabled), the conffile
 # /etc/default/home-server-tools (0600), man pages (one per tool from swift-argument-parser's
@@ -60,6 +63,11 @@ SOURCE_DATE_EPOCH=$(date -d "$CHANGELOG_DATE" +%s) || die "scripts/package/chang
 export SOURCE_DATE_EPOCH
 MAN_DATE=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%d)
 TOOLS=(hs-backup hs-restore hs-linkcheck hs-provision hs-deploy)
+BACKUP_TOOLS=(hs-backup hs-restore)
+ADMIN_TOOLS=(hs-linkcheck hs-provision hs-deploy)
+EXECUTABLES=(home-server-backup "$NAME")
+# The multi-call executable a tool is a symlink to.
+exe_of() { case $1 in hs-backup|hs-restore) echo home-server-backup ;; *) echo "$NAME" ;; esac; }
 DIST=${HS_DIST:-$PWD/dist}
 SCRATCH=${HS_RELEASE_SCRATCH:-$PWD/.build-release}
 SWIFT_ROOT=$(dirname "$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")")
@@ -77,25 +85,9 @@ WORK="$DIST/.work-$$"
 trap 'rm -rf "$WORK"' EXIT
 rm -rf "$WORK"; mkdir -p "$WORK/objects"
 
-# 2. The multi-call executable: every object of the five products once; each tool module's
+# 2. The multi-call executables: every object of their products once; each tool module's
 #    objects merged (ld -r) with only its entry point left global, because every `@main`
 #    module also defines the same weak `async_Main` thunk and the linker would keep one.
-objlist="$WORK/objects.list"
-: > "$objlist"
-for t in "${TOOLS[@]}"; do
-  list="$BIN/$t.product/Objects.LinkFileList"
-  [ -s "$list" ] || die "$list is missing: SwiftPM's build layout changed; the multi-call link needs the object list of $t"
-  module=${t//-/_}
-  objs=("$BIN/$module.build/"*.o)
-  [ -e "${objs[0]}" ] || die "no object files in $BIN/$module.build"
-  ld -r -o "$WORK/objects/$module.o" "${objs[@]}"
-  objcopy --keep-global-symbol="${module}_main" "$WORK/objects/$module.o"
-  grep -v "/$module\.build/" "$list" >> "$objlist"
-  echo "$WORK/objects/$module.o" >> "$objlist"
-done
-sort -u -o "$objlist" "$objlist"
-clang -c -O2 -Wall -Werror -o "$WORK/objects/multicall.o" scripts/package/multicall.c
-echo "$WORK/objects/multicall.o" >> "$objlist"
 # The C libraries behind the system-library targets (see Package.swift).
 libs=()
 # Not libcrypto, sqlite3, libnfs or fuse3: CCrypto, CSQLite, CNFS and CFuse dlopen() them on
@@ -105,32 +97,62 @@ for pc in zlib libdeflate libisal; do
   read -r -a flags <<< "$f"
   libs+=("${flags[@]}")
 done
-log "linking the multi-call executable ($(wc -l < "$objlist") objects)"
-# As Package.swift links the tools (see toolLinkerSettings there), for a faster start:
-# --no-export-dynamic undoes the toolchain's -export-dynamic (static-stdlib-args.lnk), so no
-# symbol of ours is in .dynsym. No -z pack-relative-relocs: DT_RELR needs glibc >= 2.36.
-swiftc -static-stdlib -emit-executable -use-ld=lld -Xlinker --gc-sections -Xlinker --no-export-dynamic \
-  -target x86_64-unknown-linux-gnu \
-  -o "$WORK/$NAME" "@$objlist" "${libs[@]}" 2>&1 \
-  | sed -e "/warning: the use of \`mktemp' is dangerous/d" >&2
-strip --strip-all "$WORK/$NAME"
+# link_multicall EXECUTABLE -DGROUP TOOL...: $WORK/EXECUTABLE, not yet stripped.
+link_multicall() {
+  local exe=$1 group=$2; shift 2
+  local objlist="$WORK/$exe.objects.list" t list module objs
+  : > "$objlist"
+  for t in "$@"; do
+    list="$BIN/$t.product/Objects.LinkFileList"
+    [ -s "$list" ] || die "$list is missing: SwiftPM's build layout changed; the multi-call link needs the object list of $t"
+    module=${t//-/_}
+    objs=("$BIN/$module.build/"*.o)
+    [ -e "${objs[0]}" ] || die "no object files in $BIN/$module.build"
+    ld -r -o "$WORK/objects/$module.o" "${objs[@]}"
+    objcopy --keep-global-symbol="${module}_main" "$WORK/objects/$module.o"
+    grep -v "/$module\.build/" "$list" >> "$objlist"
+    echo "$WORK/objects/$module.o" >> "$objlist"
+  done
+  sort -u -o "$objlist" "$objlist"
+  clang -c -O2 -Wall -Werror "$group" -o "$WORK/objects/multicall-$exe.o" scripts/package/multicall.c
+  echo "$WORK/objects/multicall-$exe.o" >> "$objlist"
+  log "linking the multi-call executable $exe ($(wc -l < "$objlist") objects: $*)"
+  # As Package.swift links the tools (see toolLinkerSettings there), for a faster start:
+  # --no-export-dynamic undoes the toolchain's -export-dynamic (static-stdlib-args.lnk), so no
+  # symbol of ours is in .dynsym. No -z pack-relative-relocs: DT_RELR needs glibc >= 2.36.
+  swiftc -static-stdlib -emit-executable -use-ld=lld -Xlinker --gc-sections -Xlinker --no-export-dynamic \
+    -target x86_64-unknown-linux-gnu \
+    -o "$WORK/$exe" "@$objlist" "${libs[@]}" 2>&1 \
+    | sed -e "/warning: the use of \`mktemp' is dangerous/d" >&2
+}
+link_multicall home-server-backup -DHS_BACKUP_TOOLS "${BACKUP_TOOLS[@]}"
+link_multicall "$NAME" -DHS_ADMIN_TOOLS "${ADMIN_TOOLS[@]}"
 
-# 3. Checks: no library of the Swift toolchain, nothing unresolved, every tool answers.
-lddout=$(ldd "$WORK/$NAME")
-if grep -q "not found" <<< "$lddout"; then die "unresolved libraries: $(grep 'not found' <<< "$lddout")"; fi
-if grep -qF "$SWIFT_ROOT" <<< "$lddout"; then die "still linked to the toolchain ($SWIFT_ROOT): $(grep -F "$SWIFT_ROOT" <<< "$lddout")"; fi
-if grep -qE 'libswift|libFoundation|libdispatch|libBlocksRuntime' <<< "$lddout"; then die "a Swift runtime library is linked dynamically: $lddout"; fi
-if grep -qE 'libcrypto|libsqlite3|libnfs|libfuse3' <<< "$lddout"; then die "libcrypto, libsqlite3, libnfs or libfuse3 is linked (CCrypto/CSQLite/CNFS/CFuse load them on first use): $lddout"; fi
-elfdyn=$(readelf -d "$WORK/$NAME")
-if grep -E '\(NEEDED\)' <<< "$elfdyn" | grep -qE '\[(libcrypto|libsqlite3|libnfs|libfuse3)\.'; then
-  die "the executable NEEDs a library loaded with dlopen on first use (CCrypto/CSQLite/CNFS/CFuse): $(grep -E '\(NEEDED\)' <<< "$elfdyn")"
-fi
-if grep -q '(RELR)' <<< "$elfdyn" || readelf -V "$WORK/$NAME" | grep -q 'GLIBC_ABI_DT_RELR'; then
-  die "the executable has packed relative relocations (DT_RELR, glibc >= 2.36): the old server of the runbook's migration (glibc 2.35, Ubuntu 22.04) could not run it"
-fi
-grep -q 'Flags: PIE' <<< "$elfdyn" || die "the executable is not a PIE (ASLR)"
+# 3. Checks: hs-backup and hs-restore without the full Foundation (before stripping: by
+#    symbol, as StartupTests.essentialsOnly checks the SwiftPM builds), no library of the Swift
+#    toolchain, nothing unresolved, every tool answers.
+# (`__CFUniChar...` are FoundationEssentials' own Unicode tables, not CoreFoundation.)
+foundation=$(nm --no-demangle "$WORK/home-server-backup" \
+  | awk '$NF ~ /^(\$s10Foundation|\$s31FoundationInternationalization|_FoundationICU|CF|__CF|_CF|ucal_|udat_|ures_|u_)/ && $NF !~ /^__CFUniChar/ { print $NF }')
+[ -z "$foundation" ] || die "home-server-backup (hs-backup, hs-restore) links the full Foundation, CoreFoundation or ICU: $(head -5 <<< "$foundation" | paste -sd' ')"
+for exe in "${EXECUTABLES[@]}"; do
+  strip --strip-all "$WORK/$exe"
+  lddout=$(ldd "$WORK/$exe")
+  if grep -q "not found" <<< "$lddout"; then die "$exe: unresolved libraries: $(grep 'not found' <<< "$lddout")"; fi
+  if grep -qF "$SWIFT_ROOT" <<< "$lddout"; then die "$exe: still linked to the toolchain ($SWIFT_ROOT): $(grep -F "$SWIFT_ROOT" <<< "$lddout")"; fi
+  if grep -qE 'libswift|libFoundation|libdispatch|libBlocksRuntime' <<< "$lddout"; then die "$exe: a Swift runtime library is linked dynamically: $lddout"; fi
+  if grep -qE 'libcrypto|libsqlite3|libnfs|libfuse3' <<< "$lddout"; then die "$exe: libcrypto, libsqlite3, libnfs or libfuse3 is linked (CCrypto/CSQLite/CNFS/CFuse load them on first use): $lddout"; fi
+  elfdyn=$(readelf -d "$WORK/$exe")
+  if grep -E '\(NEEDED\)' <<< "$elfdyn" | grep -qE '\[(libcrypto|libsqlite3|libnfs|libfuse3)\.'; then
+    die "$exe NEEDs a library loaded with dlopen on first use (CCrypto/CSQLite/CNFS/CFuse): $(grep -E '\(NEEDED\)' <<< "$elfdyn")"
+  fi
+  if grep -q '(RELR)' <<< "$elfdyn" || readelf -V "$WORK/$exe" | grep -q 'GLIBC_ABI_DT_RELR'; then
+    die "$exe has packed relative relocations (DT_RELR, glibc >= 2.36): the old server of the runbook's migration (glibc 2.35, Ubuntu 22.04) could not run it"
+  fi
+  grep -q 'Flags: PIE' <<< "$elfdyn" || die "$exe is not a PIE (ASLR)"
+done
 for t in "${TOOLS[@]}"; do
-  ln -sf "$NAME" "$WORK/$t"
+  ln -sf "$(exe_of "$t")" "$WORK/$t"
   "$WORK/$t" --help > "$WORK/help.txt" 2>&1 || die "$t --help failed: $(cat "$WORK/help.txt")"
   grep -q "USAGE: $t" "$WORK/help.txt" || die "$t --help did not print its own usage: $(head -3 "$WORK/help.txt")"
 done
@@ -185,18 +207,21 @@ owner() {
   die "no Debian package owns $p (needed by the tools): install it from Debian or drop the dependency"
 }
 deps=()
-for so in $(readelf -d "$WORK/$NAME" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
-  # "libz.so.1 => /lib/.../libz.so.1 (0x...)", or "/lib64/ld-linux-x86-64.so.2 (0x...)".
-  path=$(awk -v so="$so" '($1 == so && $2 == "=>") { print $3 } (substr($1, 1, 1) == "/" && $1 ~ ("/" so "$")) { print $1 }' <<< "$lddout")
-  [ -n "$path" ] || die "ldd does not resolve $so"
-  pkg=$(owner "$path")
-  deps+=("$pkg")
+for exe in "${EXECUTABLES[@]}"; do
+  lddout=$(ldd "$WORK/$exe")
+  for so in $(readelf -d "$WORK/$exe" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+    # "libz.so.1 => /lib/.../libz.so.1 (0x...)", or "/lib64/ld-linux-x86-64.so.2 (0x...)".
+    path=$(awk -v so="$so" '($1 == so && $2 == "=>") { print $3 } (substr($1, 1, 1) == "/" && $1 ~ ("/" so "$")) { print $1 }' <<< "$lddout")
+    [ -n "$path" ] || die "ldd does not resolve $so (needed by $exe)"
+    pkg=$(owner "$path")
+    deps+=("$pkg")
+  done
 done
-# libc6 with the newest glibc symbol version the executable uses (an older glibc cannot run it);
-# above 2.35 the runbook's old server (Ubuntu 22.04) could not run the tools.
-glibc=$(objdump -T "$WORK/$NAME" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -1)
-[ -n "$glibc" ] || die "no GLIBC_ symbol versions in the executable"
-[ "$(printf '%s\n2.35\n' "$glibc" | sort -V | tail -1)" = 2.35 ] || die "the executable needs glibc $glibc (> 2.35): Ubuntu 22.04, the runbook's old server, could not run it"
+# libc6 with the newest glibc symbol version the executables use (an older glibc cannot run
+# them); above 2.35 the runbook's old server (Ubuntu 22.04) could not run the tools.
+glibc=$(for exe in "${EXECUTABLES[@]}"; do objdump -T "$WORK/$exe"; done | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -1)
+[ -n "$glibc" ] || die "no GLIBC_ symbol versions in the executables"
+[ "$(printf '%s\n2.35\n' "$glibc" | sort -V | tail -1)" = 2.35 ] || die "the executables need glibc $glibc (> 2.35): Ubuntu 22.04, the runbook's old server, could not run them"
 # libcrypto.so.3 is dlopen()ed by CCrypto (SHA-256 without SHA-NI, age, remote hashes),
 # libsqlite3.so.0 by CSQLite (database capture), libnfs.so.13 by CNFS (nfs:// destinations and
 # roots) and libfuse3.so.3 by CFuse (hs-backup mount): their packages.
@@ -211,7 +236,7 @@ deps+=(curl)
 DEPENDS=$(printf '%s\n' "${deps[@]}" | sort -u | sed "s/^libc6\$/libc6 (>= $glibc)/" | paste -sd, | sed 's/,/, /g')
 log "Depends: $DEPENDS"
 
-# 5. The .deb: /usr/lib/home-server-tools/home-server-tools + /usr/bin symlinks, units,
+# 5. The .deb: /usr/lib/home-server-tools/{home-server-backup,home-server-tools} + /usr/bin symlinks, units,
 #    conffile, man pages, completions, docs.
 ROOT="$WORK/deb"
 install -d "$ROOT/DEBIAN" "$ROOT/usr/bin" "$ROOT/usr/lib/$NAME" "$ROOT/usr/share/doc/$NAME/examples" \
@@ -219,8 +244,8 @@ install -d "$ROOT/DEBIAN" "$ROOT/usr/bin" "$ROOT/usr/lib/$NAME" "$ROOT/usr/share
   "$ROOT/usr/share/bash-completion/completions" "$ROOT/usr/share/zsh/vendor-completions" \
   "$ROOT/usr/share/fish/vendor_completions.d" "$ROOT/usr/share/lintian/overrides"
 install -d -m 0700 "$ROOT/var/lib/$NAME"
-install -m 0755 "$WORK/$NAME" "$ROOT/usr/lib/$NAME/$NAME"
-for t in "${TOOLS[@]}"; do ln -s "../lib/$NAME/$NAME" "$ROOT/usr/bin/$t"; done
+for exe in "${EXECUTABLES[@]}"; do install -m 0755 "$WORK/$exe" "$ROOT/usr/lib/$NAME/$exe"; done
+for t in "${TOOLS[@]}"; do ln -s "../lib/$NAME/$(exe_of "$t")" "$ROOT/usr/bin/$t"; done
 install -m 0644 crontab.example "$ROOT/usr/share/doc/$NAME/examples/crontab.example"
 install -m 0644 scripts/package/systemd/*.service scripts/package/systemd/*.timer "$ROOT/lib/systemd/system/"
 install -m 0600 scripts/package/default/home-server-tools "$ROOT/etc/default/$NAME"
@@ -238,8 +263,9 @@ install -m 0644 scripts/package/lintian-overrides "$ROOT/usr/share/lintian/overr
 install -m 0755 scripts/package/postinst scripts/package/prerm scripts/package/postrm "$ROOT/DEBIAN/"
 cat > "$ROOT/usr/share/doc/$NAME/README" <<EOF
 home-server-tools $VERSION: hs-backup, hs-restore, hs-linkcheck, hs-provision, hs-deploy.
-One multi-call executable (/usr/lib/$NAME/$NAME, Swift runtime linked in statically);
-the tools are symlinks to it in /usr/bin. Documentation: README.md and docs/ of the home-server repository.
+Two multi-call executables (Swift runtime linked in statically): /usr/lib/$NAME/home-server-backup
+(hs-backup, hs-restore) and /usr/lib/$NAME/$NAME (hs-linkcheck, hs-provision, hs-deploy);
+the tools are symlinks to them in /usr/bin. Documentation: README.md and docs/ of the home-server repository.
 EOF
 SIZE_KB=$(du -sk --apparent-size "$ROOT/usr" | cut -f1)
 cat > "$ROOT/DEBIAN/control" <<EOF
@@ -255,7 +281,7 @@ Priority: optional
 Description: home-server toolkit: backup, restore, hardlink checks, provisioning, deploy
  hs-backup and hs-restore (tar+gzip backups of /opt/appdata to a directory or an
  NFS export through libnfs; hs-backup mount needs fuse3), hs-linkcheck, hs-provision
- and hs-deploy, as one multi-call executable with the Swift runtime linked in
+ and hs-deploy, as two multi-call executables with the Swift runtime linked in
  statically: no Swift toolchain is needed on the host.
 EOF
 mkdir -p "$DIST"
@@ -272,9 +298,9 @@ TOP="$NAME-$VERSION"
 T="$WORK/tar/$TOP"
 install -d "$T/bin" "$T/lib/$NAME" "$T/share/doc/$NAME" "$T/share/man/man1" "$T/share/man/man7" \
   "$T/share/bash-completion/completions" "$T/share/zsh/site-functions" "$T/share/fish/vendor_completions.d"
-install -m 0755 "$WORK/$NAME" "$T/lib/$NAME/$NAME"
+for exe in "${EXECUTABLES[@]}"; do install -m 0755 "$WORK/$exe" "$T/lib/$NAME/$exe"; done
 for t in "${TOOLS[@]}"; do
-  ln -s "../lib/$NAME/$NAME" "$T/bin/$t"
+  ln -s "../lib/$NAME/$(exe_of "$t")" "$T/bin/$t"
   install -m 0644 "$ROOT/usr/share/man/man1/$t.1.gz" "$T/share/man/man1/"
   install -m 0644 "$ROOT/usr/share/bash-completion/completions/$t" "$T/share/bash-completion/completions/"
   install -m 0644 "$ROOT/usr/share/zsh/vendor-completions/_$t" "$T/share/zsh/site-functions/"
@@ -290,7 +316,7 @@ mv -f "$DIST/$BASE.tar.gz.partial" "$DIST/$BASE.tar.gz"
 size() { stat -c %s "$1"; }
 log "sizes in bytes:"
 printf '  %-44s %10s\n' "$BASE.deb" "$(size "$DIST/$BASE.deb")" "$BASE.tar.gz" "$(size "$DIST/$BASE.tar.gz")" \
-  "multi-call executable (stripped)" "$(size "$WORK/$NAME")" >&2
+  "home-server-backup (stripped)" "$(size "$WORK/home-server-backup")" "$NAME (stripped)" "$(size "$WORK/$NAME")" >&2
 for t in "${TOOLS[@]}"; do
   strip --strip-all -o "$WORK/single" "$BIN/$t"
   printf '  %-44s %10s\n' "separate $t (stripped, for comparison)" "$(size "$WORK/single")" >&2

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
 import Glibc
 internal import CShims
 import Gzip
@@ -521,7 +522,7 @@ final class MemberPipeline: @unchecked Sendable {
     private let sink: ArchiveWriter.Sink
     private let level: Int32
     private let cap: Int
-    private let cond = NSCondition()
+    private let cond = ThreadLock()
     private var jobs: [(seq: Int, chunk: ChunkBuffer, offset: UInt64)] = []
     /// Members compressed, waiting for their turn to be written (at most `maxInFlight`: an
     /// array, not a dictionary, whose generic storage cost a run-time type lookup per process).
@@ -587,9 +588,7 @@ final class MemberPipeline: @unchecked Sendable {
         jobs.append((seq, chunk, uncompressedOffset))
         if startedThreads < threadCount {
             startedThreads += 1
-            let t = Thread { [self] in self.workerLoop() }
-            t.stackSize = 1 << 20
-            t.start()
+            startThread(stackSize: 1 << 20) { [self] in self.workerLoop() }
         }
         cond.broadcast()
     }

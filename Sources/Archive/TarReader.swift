@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Support
 
 /// Bounds on what a (hostile) archive may make the reader hold in memory.

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Archive
-import Foundation
+import FoundationEssentials
 import Storage
 import Support
 

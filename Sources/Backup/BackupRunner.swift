@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Archive
-import Foundation
+import FoundationEssentials
 import Storage
 import Support
 
@@ -217,7 +217,7 @@ package final class BackupRunner {
         let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
         let mem = status.split(separator: "\n").filter { $0.hasPrefix("VmRSS") || $0.hasPrefix("VmHWM") }
             .map { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? "?" }
-        Reporter.writeStderr(String(format: "[trace %.3fs] %@ (rss/peak kB: %@)\n", Date().timeIntervalSince(traceStart), what, mem.joined(separator: "/")))
+        Reporter.writeStderr("[trace \(Format.fixed(Date().timeIntervalSince(traceStart), decimals: 3))s] \(what) (rss/peak kB: \(mem.joined(separator: "/")))\n")
     }
 
     func note(_ w: String) {

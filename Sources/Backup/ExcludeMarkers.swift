@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 import Support
 
 /// `--exclude-caches` and `--exclude-if-present NAME`: directories a file inside marks as not

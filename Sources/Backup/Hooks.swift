@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Content to archive instead of a live file (e.g. an online-backup copy of a SQLite database).
 package struct SubstitutedContent: Sendable {

@@ -25,7 +25,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
+import Dispatch
 import Archive
 import Gzip
 import Support
@@ -748,7 +749,7 @@ func readLE64(_ d: [UInt8], _ p: Int) -> UInt64 {
 
 /// Fixed slots filled from concurrent work.
 final class ResultSlots<T>: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = ThreadLock()
     private(set) var values: [T?]
     init(count: Int) { values = Array(repeating: nil, count: count) }
     func set(_ i: Int, _ v: T) { lock.lock(); values[i] = v; lock.unlock() }

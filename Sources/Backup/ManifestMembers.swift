@@ -11,7 +11,8 @@
 // without reading every member: the order across members and the header's entry count; a
 // caller that reads them all compares each member's first path with the previous one's last
 // (`ManifestTable.checkFollows`).
-import Foundation
+import FoundationEssentials
+import Glibc
 import Gzip
 import Storage
 import Support

@@ -2,7 +2,9 @@ import Archive
 import Crypto
 import Restore
 import Storage
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import Gzip
 import Support
 import Synchronization

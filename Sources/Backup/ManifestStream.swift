@@ -25,7 +25,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
+import Dispatch
 import Archive
 import Gzip
 import Support
@@ -297,7 +298,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
     /// backup's previous manifest: the new one copies its unchanged members).
     package var keepsCompressedMembers = false
     /// Compressed bytes of the last few members read (for `compressedMember`).
-    private let cacheLock = NSLock()
+    private let cacheLock = ThreadLock()
     private var cache: [(sha: String, length: Int, bytes: [UInt8])] = []
     // Formats 1-2.
     private var legacy: Manifest?

@@ -3,7 +3,8 @@
 //
 // Pure: no I/O. `OpsPrune.swift` applies the result to a Destination.
 
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One backup as retention sees it.
 package struct RetentionItem: Sendable, Equatable {
@@ -97,12 +98,17 @@ package struct RetentionSpan: Sendable, Equatable, CustomStringConvertible {
 
     package var isZero: Bool { years == 0 && months == 0 && days == 0 && hours == 0 }
 
-    /// `date` minus this span in `calendar` (years, months and days by the calendar, then hours).
-    package func before(_ date: Date, in calendar: Calendar) -> Date {
-        var c = DateComponents()
-        c.year = -years; c.month = -months; c.day = -days
-        let day = calendar.date(byAdding: c, to: date) ?? date
-        return day.addingTimeInterval(-3600 * Double(hours))
+    /// `date` minus this span in `zone` (years, months and days on the wall clock, then hours
+    /// of elapsed time), as Calendar.date(byAdding:) in that time zone computed it: one field
+    /// after the other, each result a point in time (ICU's `add`), so a step that lands in a
+    /// skipped hour moves the time of day for the next (`RetentionZoneTests` compares them).
+    package func before(_ date: Date, in zone: RetentionZone) -> Date {
+        var t = date
+        for (field, amount) in [(Calendar.Component.year, -years), (.month, -months), (.day, -days)] where amount != 0 {
+            let wall = zone.wallClock(t)
+            t = zone.instant(ofWallClock: RetentionZone.gregorian.date(byAdding: field, value: amount, to: wall) ?? wall)
+        }
+        return t.addingTimeInterval(-3600 * Double(hours))
     }
 
     package var description: String {
@@ -156,6 +162,45 @@ package struct RetentionDecision: Sendable, Equatable {
     }
 }
 
+/// Where the calendar rules' days, weeks and months begin: a time zone, or the local time as
+/// the C library knows it (TZ, else /etc/localtime: what Foundation's `TimeZone.current` read;
+/// FoundationEssentials alone has only GMT, and hs-backup links it only: issue 23). The
+/// calendar arithmetic runs on the wall clock (the time shifted by the zone's offset then) in
+/// a GMT Gregorian calendar, which gives the same days, ISO weeks, months and years.
+package struct RetentionZone: Sendable {
+    package let offset: @Sendable (Date) -> Int
+
+    /// The system's local time (glibc's localtime_r).
+    package static let local = RetentionZone { date in
+        var t = time_t(date.timeIntervalSince1970.rounded(.down))
+        var tm = tm()
+        return localtime_r(&t, &tm) == nil ? 0 : Int(tm.tm_gmtoff)
+    }
+
+    package init(offset: @escaping @Sendable (Date) -> Int) { self.offset = offset }
+
+    package init(_ timeZone: TimeZone) { self.init { timeZone.secondsFromGMT(for: $0) } }
+
+    package func wallClock(_ date: Date) -> Date { date.addingTimeInterval(Double(offset(date))) }
+
+    /// The point in time a wall-clock reading names, as ICU's calendar resolves it: in a
+    /// repeated hour the later one, in a skipped hour the reading with the offset before the
+    /// change (02:30 in a skipped 02:00-03:00 is 03:30).
+    package func instant(ofWallClock wall: Date) -> Date {
+        let before = offset(wall.addingTimeInterval(-86_400)), after = offset(wall.addingTimeInterval(86_400))
+        let early = wall.addingTimeInterval(-Double(before)), late = wall.addingTimeInterval(-Double(after))
+        guard before != after else { return early }
+        switch (offset(early) == before, offset(late) == after) {
+        case (true, true): return max(early, late)
+        case (false, true): return late
+        default: return early
+        }
+    }
+
+    package static let gregorian: Calendar = { var c = Calendar(identifier: .gregorian); c.timeZone = TimeZone(secondsFromGMT: 0)!; return c }()
+    package static let iso8601: Calendar = { var c = Calendar(identifier: .iso8601); c.timeZone = TimeZone(secondsFromGMT: 0)!; return c }()
+}
+
 /// Retention as a pure function.
 package enum Retention {
     /// Applies `policy` to `items` (restic semantics, in `timeZone`), then keeps every ancestor a
@@ -170,12 +215,11 @@ package enum Retention {
     /// week, month, year) differs from the bucket of the previous backup *kept by that rule*,
     /// until the rule has kept N. So `--keep-daily 7` keeps the newest backup of each of the 7
     /// most recent days that have backups. The result is the union of the rules.
+    /// - Parameter timeZone: nil: the local time (`RetentionZone.local`).
     package static func decide(_ items: [RetentionItem], policy: RetentionPolicy,
-                               timeZone: TimeZone = .current, now: Date = Date()) -> RetentionDecision {
-        var cal = Calendar(identifier: .gregorian)
-        cal.timeZone = timeZone
-        var iso = Calendar(identifier: .iso8601)
-        iso.timeZone = timeZone
+                               timeZone: TimeZone? = nil, now: Date = Date()) -> RetentionDecision {
+        let zone = timeZone.map(RetentionZone.init) ?? .local
+        let cal = RetentionZone.gregorian, iso = RetentionZone.iso8601
         // Newest first: by id.
         let sorted = items.sorted { $0.id > $1.id }
         let placed = calendarDates(items)
@@ -186,7 +230,7 @@ package enum Retention {
             var left = count
             var last: [Int]? = nil
             for item in sorted where left > 0 {
-                let b = bucket(placed[item.id] ?? item.date)
+                let b = bucket(zone.wallClock(placed[item.id] ?? item.date))
                 if b != last {
                     reasons[item.id, default: []].append(reason)
                     last = b
@@ -199,7 +243,7 @@ package enum Retention {
         }
         // restic: newer than (the newest backup - span), strictly; "newest" ignores the future.
         if let span = policy.keepWithin, !span.isZero, let newest = sorted.first(where: { $0.date <= now }) ?? sorted.last {
-            let limit = span.before(newest.date, in: cal)
+            let limit = span.before(newest.date, in: zone)
             for item in sorted where item.date > limit { reasons[item.id, default: []].append(.within(span.description)) }
         }
         apply(policy.keepHourly, .hourly) { let c = cal.dateComponents([.year, .month, .day, .hour], from: $0); return [c.year!, c.month!, c.day!, c.hour!] }

@@ -2,7 +2,8 @@
 import Glibc
 #endif
 import Archive
-import Foundation
+import FoundationEssentials
+import Dispatch
 import Support
 import Synchronization
 
@@ -217,7 +218,7 @@ package final class ScanStream: @unchecked Sendable {
     private let segments: [(Range<Int>, Range<Int>)]
     private var openDirectories: [DirectoryHandle]
     // Shared with the worker threads (under `cond`).
-    private let cond = NSCondition()
+    private let cond = ThreadLock()
     private var queues: [[ScanChunk]]
     private var finished: [Bool]
     private var nextUnit = 0
@@ -270,9 +271,7 @@ package final class ScanStream: @unchecked Sendable {
         live = threadCount
         startingCount = min(threadCount, max(1, startingThreads))
         for k in 0 ..< threadCount {
-            let t = Thread { [self] in self.workerLoop(k) }
-            t.stackSize = 1 << 20
-            t.start()
+            startThread(stackSize: 1 << 20) { [self] in self.workerLoop(k) }
         }
     }
 
@@ -669,7 +668,7 @@ final class ScanContentReads: Sendable {
 
 /// Counts entries across threads and reports progress now and then.
 final class ScanCounter: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = ThreadLock()
     private var total = 0
     private var reported = 0
     let progress: (@Sendable (Int) -> Void)?

@@ -8,7 +8,8 @@
 // --identity) read the keyless index and never open an age file's payload.
 import Archive
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 import Storage
 import Support
 import Synchronization

@@ -1,6 +1,7 @@
 import Archive
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 import Restore
 import Storage
 import Support
@@ -61,10 +62,9 @@ package enum SetInspector {
 
     private static func listing(_ set: BackupSet, identities: [AgeIdentity]) throws -> [BackupListing] {
         var out: [BackupListing] = []
-        let f = ISO8601DateFormatter()
         for id in try set.committedIDs() {
             if identities.isEmpty, let r = try? set.keylessRecord(id), let index = r.index, index.isEncrypted {
-                out.append(BackupListing(id: id, time: f.string(from: Date(timeIntervalSince1970: r.started)), kind: r.kind, parent: r.parent,
+                out.append(BackupListing(id: id, time: Format.time(r.started), kind: r.kind, parent: r.parent,
                                          files: nil, treeBytes: nil, bytesOut: index.archives.first { $0.id == id }?.size ?? 0,
                                          seconds: nil, warnings: nil, encrypted: true))
                 continue
@@ -74,7 +74,7 @@ package enum SetInspector {
                 out.append(BackupListing(id: id, time: "?", kind: "damaged", parent: nil, files: 0, treeBytes: 0, bytesOut: 0, seconds: 0, warnings: 0))
                 continue
             }
-            out.append(BackupListing(id: id, time: f.string(from: Date(timeIntervalSince1970: h.started)), kind: h.kind, parent: h.parent,
+            out.append(BackupListing(id: id, time: Format.time(h.started), kind: h.kind, parent: h.parent,
                                      files: h.files, treeBytes: h.treeBytes, bytesOut: h.bytesOut, seconds: h.seconds, warnings: h.warnings.count,
                                      encrypted: (try? set.readIndex(id))??.isEncrypted ?? false))
         }

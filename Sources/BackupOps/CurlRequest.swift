@@ -14,7 +14,9 @@
 // The answer: the status, the first 200 bytes of the body (for the warning) and one response
 // header (`Ping-Body-Limit` for Healthchecks) through `--write-out` (curl >= 7.84; older
 // ones print no header value and the default limit is used).
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import Support
 
 /// One HTTP request of a notifier.
@@ -120,8 +122,8 @@ package struct CurlRequest: Sendable {
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout + 5, execute: killer)
         let result = child.wait()
         killer.cancel()
-        guard let mark = result.stdout.range(of: Self.marker, options: .backwards) else {
-            let err = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let mark = result.stdout.lastScalarRange(of: Self.marker) else {
+            let err = result.stderr.trimmingWhitespaceAndNewlines()
             throw Failure(description: result.status == 128 + SIGKILL ? "no answer within \(Int(timeout)) s"
                           : err.isEmpty ? "curl exited with status \(result.status)" : Self.withoutPrefix(err))
         }
@@ -129,10 +131,10 @@ package struct CurlRequest: Sendable {
         let parts = tail.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
         let status = Int(parts.first ?? "") ?? 0
         guard result.status == 0, status != 0 else {
-            let err = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            let err = result.stderr.trimmingWhitespaceAndNewlines()
             throw Failure(description: err.isEmpty ? "curl exited with status \(result.status)" : Self.withoutPrefix(err))
         }
-        let value = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespacesAndNewlines) : ""
+        let value = parts.count > 1 ? parts[1].trimmingWhitespaceAndNewlines() : ""
         return Answer(status: status, body: String(result.stdout[..<mark.lowerBound].prefix(200)),
                       header: value.isEmpty ? nil : value)
     }
@@ -141,7 +143,7 @@ package struct CurlRequest: Sendable {
     static func withoutPrefix(_ message: String) -> String {
         var m = message.split(separator: "\n").last.map(String.init) ?? message
         if m.hasPrefix("curl: ("), let close = m.firstIndex(of: ")") {
-            m = m[m.index(after: close)...].trimmingCharacters(in: .whitespaces)
+            m = m[m.index(after: close)...].trimmingWhitespace()
         }
         return m
     }

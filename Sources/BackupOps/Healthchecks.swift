@@ -11,7 +11,8 @@
 //
 // `--ping` is Uptime Kuma's push (GET URL?status=down): Healthchecks counts any GET to a check
 // URL as a success, so a Healthchecks URL given to `--ping` is refused (`looksLikeHealthchecks`).
-import Foundation
+import FoundationEssentials
+import Glibc
 import Support
 
 /// Healthchecks ping URLs: recognising them, and the URL of each ping.
@@ -29,7 +30,7 @@ package enum HealthchecksURL {
         let rest = Array(parts[(ping + 1)...])
         if rest.count == 1 { return UUID(uuidString: rest[0]) != nil }
         if rest.count == 2 {
-            let key = rest[0].unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) && $0.isASCII || $0 == "-" || $0 == "_" }
+            let key = rest[0].unicodeScalars.allSatisfy { $0.isASCIIAlphanumeric || $0 == "-" || $0 == "_" }
             let slug = rest[1].unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" }
             return key && slug && !rest[0].isEmpty && !rest[1].isEmpty
         }

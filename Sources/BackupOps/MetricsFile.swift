@@ -8,7 +8,8 @@
 // labels. The last success time is carried over from the previous file when a run fails, so
 // "time since the last good backup" can be alerted on. Exit 3 (committed, files missing)
 // counts as a success for that time and shows as `last_exit_code 3` and `files_missing`.
-import Foundation
+import FoundationEssentials
+import Glibc
 import Support
 
 /// What a finished run measured (nil: not measured by this command).
@@ -54,7 +55,7 @@ package enum MetricsFile {
 
     /// The file name for `set` and `command` inside `directory` (HS_METRICS_DIR).
     package static func path(directory: String, set: String, command: String) -> String {
-        let safe = { (s: String) in String(s.unicodeScalars.map { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "_") ? Character($0) : "_" }) }
+        let safe = { (s: String) in String(s.unicodeScalars.map { $0.isASCIIAlphanumeric || $0 == "_" ? Character($0) : "_" }) }
         return (directory.hasSuffix("/") ? directory : directory + "/") + "hs_backup_\(safe(set))_\(safe(command)).prom"
     }
 
@@ -113,12 +114,12 @@ package enum MetricsFile {
 
     /// Label values escape backslash, double quote and newline.
     static func escape(_ s: String) -> String {
-        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+        s.replacingScalars("\\", with: "\\\\").replacingScalars("\"", with: "\\\"").replacingScalars("\n", with: "\\n")
     }
 
     /// A number as Prometheus reads it, without an exponent for whole seconds.
     static func number(_ d: Double) -> String {
         if d == d.rounded(), abs(d) < 1e15 { return String(Int64(d)) }
-        return String(format: "%.3f", d)
+        return Format.fixed(d, decimals: 3)
     }
 }

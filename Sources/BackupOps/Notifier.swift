@@ -16,7 +16,8 @@
 // never changes the backup's result or exit code. URLs are redacted in every message (topics
 // and push tokens are secrets).
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Support
 import Synchronization
 
@@ -242,7 +243,7 @@ package struct Notifier: Sendable {
         guard var c = URLComponents(string: url) else { return "ntfy: invalid URL \(Self.redact(url))" }
         var auth: String?
         if let user = c.user {
-            let pair = "\(user.removingPercentEncoding ?? user):\(c.password?.removingPercentEncoding ?? "")"
+            let pair = "\(user.percentDecoded ?? user):\(c.password?.percentDecoded ?? "")"
             auth = "Basic " + Data(pair.utf8).base64EncodedString()
             c.user = nil; c.password = nil
         } else if let token = ntfyToken, !token.isEmpty {
@@ -275,7 +276,7 @@ package struct Notifier: Sendable {
         items.append(URLQueryItem(name: "ping", value: outcome.duration.map { String(Int(($0 * 1000).rounded())) } ?? ""))
         c.queryItems = items
         // URLComponents leaves '+' alone; servers decode it as a space.
-        c.percentEncodedQuery = c.percentEncodedQuery?.replacingOccurrences(of: "+", with: "%2B")
+        c.percentEncodedQuery = c.percentEncodedQuery?.replacingScalars("+", with: "%2B")
         return c.url
     }
 
@@ -298,7 +299,7 @@ package struct Notifier: Sendable {
         do {
             let answer = try request.send()
             guard (200..<300).contains(answer.status) else {
-                return ("\(what) failed: HTTP \(answer.status) \(answer.body.trimmingCharacters(in: .whitespacesAndNewlines))", answer.header)
+                return ("\(what) failed: HTTP \(answer.status) \(answer.body.trimmingWhitespaceAndNewlines())", answer.header)
             }
             return (nil, answer.header)
         } catch {
@@ -314,7 +315,9 @@ package struct Notifier: Sendable {
     /// curl's messages can quote a URL (a redirect's target): redacted like the others.
     private static func redactError(_ text: String) -> String {
         var out = text
-        while let r = out.range(of: #"https?://[^\s"']+"#, options: .regularExpression) {
+        // Scalar by scalar, as NSRegularExpression matched.
+        let url = try! Regex(#"https?://[^\s"']+"#).matchingSemantics(.unicodeScalar)
+        while let r = out.firstRange(of: url) {
             out.replaceSubrange(r, with: redact(String(out[r])))
         }
         return out

@@ -2,7 +2,8 @@
 // capture and --stop-stacks around a run, ntfy/Uptime Kuma reports after run/verify/prune,
 // and the prune subcommand.
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Storage
 import Support
 

@@ -12,7 +12,8 @@
 // Holds the set's lock while removing (`--dry-run` takes no lock and changes nothing). A
 // manifest whose header cannot be read is kept and reported, never removed.
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Storage
 import Support
 
@@ -52,12 +53,12 @@ package struct PruneReport: Codable, Sendable {
 package enum Pruner {
     /// Applies `policy` to the set.
     /// - Parameters:
-    ///   - timeZone: decides where days, weeks and months begin (restic uses local time too).
+    ///   - timeZone: decides where days, weeks and months begin; nil: local time (restic uses it too).
     ///   - dryRun: decide and report only.
     /// - Throws: `ToolError.usage` for an empty policy; `ToolError` when the set is locked or
     ///   a removal fails (backups removed before the failure stay removed; all are complete).
     package static func prune(set: BackupSet, policy: RetentionPolicy, dryRun: Bool,
-                              timeZone: TimeZone = .current, reporter: Reporter? = nil) throws -> PruneReport {
+                              timeZone: TimeZone? = nil, reporter: Reporter? = nil) throws -> PruneReport {
         guard !policy.isEmpty else {
             throw ToolError.usage("prune needs a policy: --keep-last N, --keep-hourly/--keep-daily/--keep-weekly/--keep-monthly/--keep-yearly N "
                                   + "and/or --keep-within DURATION (a prune without one would remove every backup)")

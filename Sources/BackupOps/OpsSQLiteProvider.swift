@@ -10,7 +10,8 @@
 // companions by name before that), so a database is captured once, by whichever of `x.db` or
 // its companion is planned first; the other gets the result.
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Support
 import Synchronization
 

@@ -6,7 +6,8 @@
 // Not covered: SIGKILL and power loss (nothing can run then); the next run removes stale
 // snapshot directories and takes over the stale lock.
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Support
 import Synchronization
 

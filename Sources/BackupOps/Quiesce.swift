@@ -10,7 +10,8 @@
 // Not guaranteed: a restart after SIGKILL or a power cut (the containers' restart policy does
 // not bring a `docker stop`ped container back either); run `docker compose up -d` by hand then.
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Support
 import Synchronization
 
@@ -61,7 +62,7 @@ package final class Quiesce: Sendable {
                                     "--filter", "status=running"])
         guard r.succeeded else {
             throw ToolError("cannot list the containers of stack \(stack): `docker ps` exited \(r.status): "
-                + "\(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)). Is dockerd running and may this user use it?")
+                + "\(r.stderr.trimmingWhitespaceAndNewlines()). Is dockerd running and may this user use it?")
         }
         return r.stdout.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
     }
@@ -87,7 +88,7 @@ package final class Quiesce: Sendable {
             state.withLock { $0.stopped.append((stack, ids)) }
             let r = try? Subprocess.run([docker, "stop", "-t", String(stopTimeout)] + ids)
             if r?.succeeded != true {
-                let detail = r?.stderr.trimmingCharacters(in: .whitespacesAndNewlines) ?? "docker not runnable"
+                let detail = r?.stderr.trimmingWhitespaceAndNewlines() ?? "docker not runnable"
                 let restartProblems = start()
                 throw ToolError("cannot stop stack \(stack): `docker stop` failed: \(detail)"
                     + (restartProblems.isEmpty ? "; the stacks were started again" : "; " + restartProblems.joined(separator: "; ")))
@@ -130,7 +131,7 @@ package final class Quiesce: Sendable {
 
     private func startOne(_ id: String) -> String? {
         guard let r = try? Subprocess.run([docker, "start", id]) else { return "docker not runnable" }
-        return r.succeeded ? nil : r.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+        return r.succeeded ? nil : r.stderr.trimmingWhitespaceAndNewlines()
     }
 
     /// Runs `body` with the stacks stopped; starts them again afterwards whatever happens

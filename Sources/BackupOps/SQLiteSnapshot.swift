@@ -16,7 +16,8 @@
 // This file is the only importer of CSQLite.
 import CSQLite
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Support
 import Synchronization
 

@@ -1,5 +1,6 @@
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Storage
 import Support
 import Synchronization
@@ -210,7 +211,7 @@ struct Transfer: Sendable {
         if let want = expected.sha256, want != digest {
             throw SourceDamage(description: "\(shown) does not match its index (SHA-256 \(digest.hex), recorded \(want.hex))")
         }
-        CopyTrace.note(String(format: "file %@: read (read %.3fs, hash %.3fs, write %.3fs)", shown, readTime, hashTime, writeTime))
+        CopyTrace.note("file \(shown): read (read \(Format.fixed(readTime, decimals: 3))s, hash \(Format.fixed(hashTime, decimals: 3))s, write \(Format.fixed(writeTime, decimals: 3))s)")
         return Sent(sha256: digest, remote: try remote?.finalizeHex())
     }
 
@@ -253,14 +254,14 @@ enum CopyTrace {
 
     static func note(_ what: @autoclosure () -> String) {
         guard enabled else { return }
-        Reporter.writeStderr(String(format: "[trace %.3fs] %@\n", Date().timeIntervalSince(start), what()))
+        Reporter.writeStderr("[trace \(Format.fixed(Date().timeIntervalSince(start), decimals: 3))s] \(what())\n")
     }
 
     /// Runs `body`, noting how long it took.
     static func time<T>(_ what: @autoclosure () -> String, _ body: () throws -> T) rethrows -> T {
         guard enabled else { return try body() }
         let t0 = Date()
-        defer { note(String(format: "%@ %.3fs", what(), Date().timeIntervalSince(t0))) }
+        defer { note("\(what()) \(Format.fixed(Date().timeIntervalSince(t0), decimals: 3))s") }
         return try body()
     }
 }

@@ -27,7 +27,8 @@
 // Not guaranteed: a consistent view of a source that a concurrent `prune` changes (a file
 // that vanishes fails the copy; the next one resumes).
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Storage
 import Support
 import Synchronization

@@ -1,7 +1,8 @@
 // The sets in a destination (`hs-backup list` without --name) and the checks that a
 // destination and a set exist before list, verify and prune touch them.
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Storage
 import Support
 

@@ -4,7 +4,8 @@
 // (OOM, timeout), a configuration error before the notifier exists, hs-deploy's jobs. A unit of
 // hs-backup that exited 1 has already posted its own failure: that one is not posted twice.
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Support
 
 package enum UnitFailure {
@@ -50,7 +51,7 @@ package enum UnitFailure {
     /// A systemd unit name (the argument comes from `%i`).
     package static func validate(unit: String) throws(ToolError) {
         let ok = !unit.isEmpty && unit.count <= 256 && unit.unicodeScalars.allSatisfy {
-            $0.isASCII && (CharacterSet.alphanumerics.contains($0) || ":-_.@\\".unicodeScalars.contains($0))
+            $0.isASCIIAlphanumeric || ":-_.@\\".unicodeScalars.contains($0)
         }
         guard ok else { throw .usage("'\(NameEscape.escape(Array(unit.utf8)))' is not a systemd unit name (e.g. hs-backup.service)") }
     }
@@ -59,7 +60,7 @@ package enum UnitFailure {
     package static func report(unit: String, notifier: Notifier, reporter: Reporter) throws -> String {
         try validate(unit: unit)
         let show = try Subprocess.run(["systemctl", "show", unit, "--property=Result,ExecMainCode,ExecMainStatus"])
-        guard show.succeeded else { throw ToolError("systemctl show \(unit) failed: \(show.stderr.trimmingCharacters(in: .whitespacesAndNewlines))") }
+        guard show.succeeded else { throw ToolError("systemctl show \(unit) failed: \(show.stderr.trimmingWhitespaceAndNewlines())") }
         let ending = Ending(systemctlShow: show.stdout)
         if reportedByTheTool(unit: unit, ending) {
             return "\(unit): \(ending.words); hs-backup reported this failure itself"

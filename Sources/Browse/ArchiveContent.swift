@@ -17,7 +17,8 @@
 import Archive
 import Backup
 import Restore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Gzip
 import Storage
 import Support

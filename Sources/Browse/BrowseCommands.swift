@@ -2,7 +2,8 @@
 // destination and a set, prints to stdout (text, or one JSON object with `--json`) and
 // returns the exit code. Argument parsing lives in the executable.
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Storage
 import Support
 

@@ -9,7 +9,8 @@
 internal import CFuse
 import Archive
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Support
 import Synchronization
 
@@ -126,7 +127,7 @@ package final class FuseMount: Sendable {
             token = SignalWatch.shared.watch([SIGINT, SIGTERM, SIGHUP], keepIgnored: [SIGHUP]) { [mark] sig in
                 mark.signal.withLock { $0 = sig }
                 libfuse.fuse_session_exit(se.value)
-                Thread.detachNewThread { _ = access(mountpoint + "/.hs-backup-stop-\(getpid())", F_OK) }
+                startThread { _ = access(mountpoint + "/.hs-backup-stop-\(getpid())", F_OK) }
             }
         }
 

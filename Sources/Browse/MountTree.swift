@@ -11,7 +11,8 @@
 // to (one inode, st_nlink = its number of names), so `cp -a`, `rsync -H` and `tar` see hardlinks.
 import Archive
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Storage
 import Support
 import Synchronization
@@ -127,11 +128,7 @@ package final class MountTree: Sendable {
 
     /// The UTC time an id names (`20261127T030000Z`), 0 when it names none.
     static func time(ofID id: String) -> Double {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return f.date(from: String(id.prefix(16)))?.timeIntervalSince1970 ?? 0
+        BackupID.seconds(of: String(id.prefix(16))).map(Double.init) ?? 0
     }
 
     private func number(_ s: Synthetic) -> UInt64 {

@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <sched.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include "cshims.h"
@@ -60,7 +61,7 @@ int cshims_falloc_keep_size(void) { return FALLOC_FL_KEEP_SIZE; }
 int cshims_seek_data(void) { return SEEK_DATA; }
 int cshims_seek_hole(void) { return SEEK_HOLE; }
 
-int cshims_format_fixed1(char *out, int cap, double v) { return snprintf(out, (size_t)cap, "%.1f", v); }
+int cshims_format_fixed(char *out, int cap, double v, int decimals) { return snprintf(out, (size_t)cap, "%.*f", decimals, v); }
 
 int cshims_affinity_cpu_count(void) {
     cpu_set_t set;
@@ -110,4 +111,8 @@ int cshims_signal_restore(int sig) {
 int cshims_signal_is_ignored(int sig) {
     struct sigaction old;
     return sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
+}
+
+int cshims_set_thread_name(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
 }

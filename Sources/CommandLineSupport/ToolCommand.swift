@@ -1,6 +1,7 @@
 // CommandLineSupport: what every hs-* entry point shares on top of ArgumentParser.
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import Support
 
 /// A root command of the toolkit. Adopting it changes ArgumentParser's default `main()` to
@@ -48,7 +49,7 @@ extension ToolCommand {
         var name: String { configuration.commandName ?? "tool" }
         if arguments == ["--version"] {
             Reporter.writeStdout(homeServerVersion + "\n")
-            Foundation.exit(0)
+            Glibc.exit(0)
         }
         // (Subcommand names only when a first word needs them: `defaultName` goes through
         // `String(describing:)` of a type, a runtime lookup that cost ~2 ms at every start.)
@@ -58,7 +59,7 @@ extension ToolCommand {
             if !subcommands.contains(first), !aliases.contains(first) {
                 reportFailure("\(name): unknown command '\(first)'. The commands are: \(subcommands.joined(separator: ", ")). "
                               + "See '\(name) --help'.", exitCode: 2)
-                Foundation.exit(2)
+                Glibc.exit(2)
             }
         }
         if RepeatedOptions.possible(in: arguments),
@@ -68,7 +69,7 @@ extension ToolCommand {
                 + "(\(r.values.map { "'\($0)'" }.joined(separator: ", "))); it takes one value: give it once."
             Reporter.writeStderr("error: " + message + "\n")
             if Reporter.jsonRequested { Reporter.emitJSONError(message, exitCode: 2) }
-            Foundation.exit(2)
+            Glibc.exit(2)
         }
         if arguments.contains("-q") || arguments.contains("--quiet") { Reporter.verbosity = .quiet }
         if arguments.contains("-v") || arguments.contains("--verbose") { Reporter.verbosity = .verbose }
@@ -90,15 +91,15 @@ extension ToolCommand {
                 }
                 Reporter.writeStdout("parsed by \(common != nil ? "parseCommonForm" : "ArgumentParser") (HS_DEBUG_PARSE=\(debugParse))\n"
                                      + ParsedOptions.describe(parsed))
-                Foundation.exit(0)
+                Glibc.exit(0)
             }
             if case .failure(let error) = ToolConfiguration.current {
                 reportFailure(error.message, exitCode: error.exitCode)
-                Foundation.exit(error.exitCode)
+                Glibc.exit(error.exitCode)
             }
             if let common {
                 let code = await common.run()
-                if code != 0 { Foundation.exit(code) }
+                if code != 0 { Glibc.exit(code) }
             } else if var async = command as? any AsyncParsableCommand {
                 try await async.run()
             } else {
@@ -108,7 +109,7 @@ extension ToolCommand {
             if exitCode(for: error) == .validationFailure {
                 Reporter.writeStderr(HumanError.scrub(fullMessage(for: error)) + "\n" + usageString() + "\n")
                 if Reporter.jsonRequested { Reporter.emitJSONError(HumanError.scrub(fullMessage(for: error)), exitCode: 2) }
-                Foundation.exit(2)
+                Glibc.exit(2)
             }
             exit(withError: error)
         }
@@ -177,7 +178,7 @@ enum RepeatedOptions {
     /// The first single-value option that `arguments` give more than once, with its values,
     /// for the (sub)command the arguments select (`defaultSubcommand` when none is named).
     static func first(in arguments: [String], help: String, defaultSubcommand: String?) -> (option: String, values: [String])? {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(help.utf8)) as? [String: Any],
+        guard let object = JSONAny.parse(Array(help.utf8)) as? [String: Any],
               var command = object["command"] as? [String: Any] else { return nil }
         var rest = arguments[...]
         // Descend into the named subcommands (or the default one).

@@ -12,7 +12,7 @@
 // Not guaranteed: atomicity across several operations. NFSv3 is the supported version:
 // over NFSv4 libnfs 4.0 moves file data only in 2 KiB pieces (`smallIOOnly`).
 import CNFS
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 #if canImport(Glibc)

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 #if canImport(Glibc)
@@ -40,9 +40,11 @@ final class NFSCallMonitor: Sendable {
             return (s.nextToken, !s.started)
         }
         if start {
-            let t = Thread { [self] in loop() }
-            t.name = "nfs-call-monitor"
-            t.start()
+            // A plain pthread for the rest of the process (NFS uses no module of ours, so not
+            // Support's startThread). Unnamed, as before: Thread's "nfs-call-monitor" was over
+            // the 15 bytes pthread_setname_np takes. Without it only the notices are missing.
+            var thread = pthread_t()
+            if pthread_create(&thread, nil, { _ in NFSCallMonitor.shared.loop(); return nil }, nil) == 0 { pthread_detach(thread) }
         }
         return token
     }

@@ -1,5 +1,5 @@
 import CNFS
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 #if canImport(Glibc)

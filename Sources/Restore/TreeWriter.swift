@@ -1,5 +1,5 @@
 import Archive
-import Foundation
+import FoundationEssentials
 import Glibc
 import Support
 import Synchronization
@@ -437,7 +437,7 @@ final class TreeWriter {
     private static func hasDACOverride() -> Bool {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
-              let caps = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16) else { return false }
+              let caps = UInt64(line.dropFirst("CapEff:".count).trimmingWhitespace(), radix: 16) else { return false }
         return caps & (1 << 1) != 0   // CAP_DAC_OVERRIDE
     }
 

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 import NFS
 import Support
 
@@ -70,12 +70,7 @@ package enum DestinationSpec: Sendable, Equatable {
 extension DestinationSpec {
     /// A scalar of `CharacterSet.whitespaces` (CoreFoundation's list: tab, the space separators
     /// and ZERO WIDTH SPACE; `blankIsFoundationWhitespace` compares every scalar).
-    static func isBlank(_ s: Unicode.Scalar) -> Bool {
-        switch s.value {
-        case 0x09, 0x20, 0xA0, 0x1680, 0x2000 ... 0x200B, 0x202F, 0x205F, 0x3000: return true
-        default: return false
-        }
-    }
+    static func isBlank(_ s: Unicode.Scalar) -> Bool { s.isFoundationWhitespace }
 
     /// Why `value`, given where a directory or an `nfs://` URL is expected, is a URL the tools
     /// cannot use: a misspelled NFS URL (`NFS://`, `nfs:/x`, `nfs:x`, `nfs//x`) or another

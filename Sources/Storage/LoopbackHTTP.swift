@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Support
 import Synchronization
 
 #if canImport(Glibc)
@@ -158,7 +159,7 @@ private struct BufferedSocket {
             let l = try line()
             if l.isEmpty { break }
             guard let colon = l.firstIndex(of: ":") else { continue }
-            headers[l[..<colon].lowercased()] = l[l.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[l[..<colon].lowercased()] = l[l.index(after: colon)...].trimmingWhitespace()
         }
         var body: [UInt8] = []
         if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {

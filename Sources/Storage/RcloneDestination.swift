@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Support
 import Synchronization
 
@@ -128,7 +128,7 @@ package final class RcloneDestination: Destination {
 
     static func entry(_ item: [String: Any]) -> DestinationEntry {
         let isDir = item["IsDir"] as? Bool ?? false
-        let size = (item["Size"] as? NSNumber)?.int64Value ?? 0
+        let size = item["Size"] as? Int64 ?? 0
         return DestinationEntry(name: item["Name"] as? String ?? "", kind: isDir ? .directory : .file, size: UInt64(max(size, 0)),
                                 mtime: parseRFC3339(item["ModTime"] as? String ?? "") ?? 0)
     }
@@ -169,7 +169,7 @@ package final class RcloneDestination: Destination {
         let started = try call("operations/copyfile", ["srcFs": "/", "srcRemote": String(localPath.dropFirst()), "dstFs": remote.fs,
                                                        "dstRemote": path, "_config": ["IgnoreChecksum": true], "_async": true],
                                path, "upload (copyfile)")
-        guard let id = (started["jobid"] as? NSNumber)?.int64Value else {
+        guard let id = started["jobid"] as? Int64 else {
             throw RcloneError(kind: .failed, operation: "upload (copyfile)", location: remote.display(path), status: 0,
                               detail: "rclone started no job: \(started)")
         }

@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import Support
+import Glibc
 
 /// A failure of rclone: what we asked, where, rclone's own words (the tail of its stderr or
 /// its error text) and what to do.
@@ -32,7 +34,7 @@ package struct RcloneError: Error, CustomStringConvertible, Sendable {
     package var description: String {
         var s = "rclone \(operation) \(location) failed"
         if status != 0 { s += " (rclone status \(status))" }
-        let tail = detail.trimmingCharacters(in: .whitespacesAndNewlines)
+        let tail = detail.trimmingWhitespaceAndNewlines()
         if !tail.isEmpty { s += ": " + tail }
         switch kind {
         case .usage:

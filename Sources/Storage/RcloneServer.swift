@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Support
 
 #if canImport(Glibc)
@@ -104,14 +104,14 @@ package final class RcloneServer: Sendable {
     /// - Throws: `RcloneError` with rclone's error text; `.unreachable` when the server itself
     ///   does not answer.
     package func call(_ method: String, _ params: [String: Any], location: String, operation: String? = nil) throws -> [String: Any] {
-        let body = try JSONSerialization.data(withJSONObject: params)
+        let body = Array(try JSONAny.text(params).utf8)
         let response: HTTPResponse
         do {
-            response = try http.request("POST", "/" + method, headers: [("Content-Type", "application/json")], body: [UInt8](body))
+            response = try http.request("POST", "/" + method, headers: [("Content-Type", "application/json")], body: body)
         } catch {
             throw serverGone(operation ?? method, location, error)
         }
-        let json = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
+        let json = JSONAny.parse(response.body) as? [String: Any] ?? [:]
         guard response.status == 200 else {
             let text = json["error"] as? String ?? String(decoding: response.body.prefix(300), as: UTF8.self)
             throw RcloneError(kind: RcloneError.kind(httpStatus: response.status, error: text), operation: operation ?? method,
@@ -135,7 +135,7 @@ package final class RcloneServer: Sendable {
         case 200: return Array(response.body.dropFirst(Int(offset)).prefix(count))
         case 416: return []
         default:
-            let text = String(decoding: response.body.prefix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let text = String(decoding: response.body.prefix(300), as: UTF8.self).trimmingWhitespaceAndNewlines()
             throw RcloneError(kind: RcloneError.kind(httpStatus: response.status, error: text), operation: "read", location: location,
                               status: Int32(response.status), detail: text + (response.status >= 500 ? "\n" + stderrTail : ""))
         }
@@ -148,7 +148,7 @@ package final class RcloneServer: Sendable {
         let directory = parentDirectory(path)
         let name = String(path.dropFirst(directory.isEmpty ? 0 : directory.count + 1))
         let boundary = "hs-" + Self.randomToken()
-        let quoted = name.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        let quoted = name.replacingScalars("\\", with: "\\\\").replacingScalars("\"", with: "\\\"")
         var body = Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"file0\"; filename=\"\(quoted)\"\r\nContent-Type: application/octet-stream\r\n\r\n".utf8)
         body += contents
         body += Array("\r\n--\(boundary)--\r\n".utf8)
@@ -162,7 +162,7 @@ package final class RcloneServer: Sendable {
             throw serverGone("upload", location, error)
         }
         guard response.status == 200 else {
-            let json = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
+            let json = JSONAny.parse(response.body) as? [String: Any] ?? [:]
             let text = json["error"] as? String ?? String(decoding: response.body.prefix(300), as: UTF8.self)
             throw RcloneError(kind: RcloneError.kind(httpStatus: response.status, error: text), operation: "upload", location: location,
                               status: Int32(response.status), detail: text)
@@ -184,7 +184,7 @@ package final class RcloneServer: Sendable {
             if (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || "-._~".contains(c) || (keepSlash && b == 0x2f) {
                 out.append(c)
             } else {
-                out += String(format: "%%%02X", b)
+                out += "%" + hexString([b]).uppercased()  // %XX, upper-case hex as "%%%02X"
             }
         }
         return out

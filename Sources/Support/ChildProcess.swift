@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Dispatch
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -137,7 +138,7 @@ package final class ChildProcess: Sendable {
     private func collect(_ fd: Int32, stderr: Bool) {
         readersDone.enter()
         let limit = stderrLimit
-        let thread = Thread { [output, readersDone] in
+        startThread { [output, readersDone] in
             var chunk = [UInt8](repeating: 0, count: 65536)
             while true {
                 let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
@@ -155,7 +156,6 @@ package final class ChildProcess: Sendable {
             close(fd)
             readersDone.leave()
         }
-        thread.start()
     }
 
     /// Writes all of `bytes` to the child's stdin.

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import FoundationEssentials
 
 /// Whether new entries in a directory come out exactly as a restore creates them: owned by
 /// this process's euid/egid, with the requested mode minus the umask. Restores use it to skip
@@ -17,7 +17,7 @@ package enum CreationProbe {
     package static func currentUmask() -> UInt32? {
         if let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
            let line = s.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }),
-           let v = UInt32(line.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8) {
+           let v = UInt32(line.dropFirst(6).trimmingWhitespace(), radix: 8) {
             return v
         }
         return nil

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One `KEY=value` line of a .env or .env.template file.
 package struct EnvEntry: Sendable, Equatable {
@@ -39,22 +40,22 @@ package struct EnvFile: Sendable {
         var entries: [EnvEntry] = []
         var optionalNext = false
         for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            var line = raw.trimmingCharacters(in: .whitespaces)
+            var line = raw.trimmingWhitespace()
             if line.hasSuffix("\r") { line.removeLast() }
             if line.isEmpty { optionalNext = false; continue }
             if line.hasPrefix("#") {
                 if line.contains("@optional") { optionalNext = true }
                 continue
             }
-            if line.hasPrefix("export ") { line = String(line.dropFirst(7)).trimmingCharacters(in: .whitespaces) }
+            if line.hasPrefix("export ") { line = String(line.dropFirst(7)).trimmingWhitespace() }
             guard let eq = line.firstIndex(of: "=") else {
                 throw ToolError("\(path):\(i + 1): expected KEY=value, found a line without '=' (values are never shown)")
             }
-            let key = line[..<eq].trimmingCharacters(in: .whitespaces)
+            let key = line[..<eq].trimmingWhitespace()
             guard isValidKey(key) else {
                 throw ToolError("\(path):\(i + 1): '\(key)' is not a valid variable name (letters, digits, _; not starting with a digit)")
             }
-            let value = unquote(String(line[line.index(after: eq)...]).trimmingCharacters(in: .whitespaces))
+            let value = unquote(String(line[line.index(after: eq)...]).trimmingWhitespace())
             entries.append(EnvEntry(key: key, value: value, line: i + 1, optional: optionalNext))
             optionalNext = false
         }
@@ -63,7 +64,7 @@ package struct EnvFile: Sendable {
 
     static func isValidKey(_ key: String) -> Bool {
         guard let first = key.unicodeScalars.first, !(first.properties.numericType != nil) else { return false }
-        return key.unicodeScalars.allSatisfy { $0 == "_" || ($0.isASCII && CharacterSet.alphanumerics.contains($0)) }
+        return key.unicodeScalars.allSatisfy { $0 == "_" || $0.isASCIIAlphanumeric }
     }
 
     package static func unquote(_ v: String) -> String {
@@ -71,13 +72,13 @@ package struct EnvFile: Sendable {
             if let end = v.dropFirst().firstIndex(of: q) {
                 var inner = String(v[v.index(after: v.startIndex)..<end])
                 if q == "\"" {
-                    inner = inner.replacingOccurrences(of: "\\n", with: "\n").replacingOccurrences(of: "\\\"", with: "\"")
+                    inner = inner.replacingScalars("\\n", with: "\n").replacingScalars("\\\"", with: "\"")
                 }
                 return inner
             }
         }
         // Unquoted: an inline comment starts at " #".
-        if let r = v.range(of: " #") { return String(v[..<r.lowerBound]).trimmingCharacters(in: .whitespaces) }
+        if let r = v.scalarRange(of: " #") { return Substring(v.unicodeScalars[..<r.lowerBound]).trimmingWhitespace() }
         return v
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -10,19 +10,23 @@ package enum HumanError {
     /// A one-line description of `error`.
     package static func describe(_ error: any Error) -> String {
         if let e = error as? ToolError { return scrub(e.message) }
-        // By domain, not by `as? CocoaError`: on Linux that cast succeeds for any NSError.
-        let ns = error as NSError
-        if ns.domain == NSCocoaErrorDomain { return cocoa(CocoaError(CocoaError.Code(rawValue: ns.code), userInfo: ns.userInfo)) }
-        if ns.domain == NSURLErrorDomain, let code = URLError.Code(rawValue: ns.code) { return url(URLError(code, userInfo: ns.userInfo)) }
-        if ns.domain == NSPOSIXErrorDomain { return Sys.strerror(Int32(ns.code)) }
+        // By domain (Error's `_domain`/`_code`, which NSError, URLError and CocoaError answer
+        // without Foundation), not by `as? CocoaError` alone: in a process that links Foundation
+        // that cast succeeds for any NSError. FoundationEssentials' own CocoaError and
+        // POSIXError report their type name as the domain, so they are matched by type.
+        let domain = error._domain
+        if domain == "NSCocoaErrorDomain" || type(of: error) == CocoaError.self, let e = error as? CocoaError { return cocoa(e) }
+        if domain == "NSURLErrorDomain" { return url(error._code) }
+        if domain == "NSPOSIXErrorDomain" { return Sys.strerror(Int32(error._code)) }
+        if type(of: error) == POSIXError.self, let e = error as? POSIXError { return Sys.strerror(e.code.rawValue) }
         return scrub("\(error)")
     }
 
     private static func cocoa(_ e: CocoaError) -> String {
-        let path = (e.userInfo[NSFilePathErrorKey] as? String) ?? e.filePath ?? e.url?.path
+        let path = (e.userInfo["NSFilePath"] as? String) ?? e.filePath ?? e.url?.path
         var why: String
-        if let u = e.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain {
-            why = Sys.strerror(Int32(u.code))
+        if let u = e.userInfo["NSUnderlyingError"] as? any Error, u._domain == "NSPOSIXErrorDomain" || type(of: u) == POSIXError.self {
+            why = Sys.strerror((u as? POSIXError)?.code.rawValue ?? Int32(u._code))
         } else {
             switch e.code {
             case .fileNoSuchFile, .fileReadNoSuchFile: why = "no such file or directory"
@@ -38,21 +42,21 @@ package enum HumanError {
         return path.map { "\($0): \(why)" } ?? why
     }
 
-    private static func url(_ e: URLError) -> String {
-        let why: String
-        switch e.code {
-        case .timedOut: why = "the request timed out"
-        case .cannotFindHost, .dnsLookupFailed: why = "the host name could not be resolved"
-        case .cannotConnectToHost: why = "the connection was refused"
-        case .networkConnectionLost: why = "the connection was lost"
-        case .notConnectedToInternet: why = "the network is not reachable"
-        case .secureConnectionFailed, .serverCertificateUntrusted, .serverCertificateHasBadDate,
-             .serverCertificateNotYetValid, .serverCertificateHasUnknownRoot: why = "the TLS connection failed (certificate?)"
-        case .badURL, .unsupportedURL: why = "the URL is not valid"
-        case .badServerResponse: why = "the server sent a bad response"
-        default: why = "the request failed (code \(e.code.rawValue))"
+    /// URLError's codes (NSURLErrorDomain), which FoundationEssentials does not define.
+    private static func url(_ code: Int) -> String {
+        switch code {
+        case -1001: "the request timed out"
+        case -1003, -1006: "the host name could not be resolved"  // cannotFindHost, dnsLookupFailed
+        case -1004: "the connection was refused"  // cannotConnectToHost
+        case -1005: "the connection was lost"  // networkConnectionLost
+        case -1009: "the network is not reachable"  // notConnectedToInternet
+        // secureConnectionFailed, serverCertificateHasBadDate, serverCertificateUntrusted,
+        // serverCertificateHasUnknownRoot, serverCertificateNotYetValid
+        case -1200, -1201, -1202, -1203, -1204: "the TLS connection failed (certificate?)"
+        case -1000, -1002: "the URL is not valid"  // badURL, unsupportedURL
+        case -1011: "the server sent a bad response"  // badServerResponse
+        default: "the request failed (code \(code))"
         }
-        return why
     }
 
     /// Replaces Foundation's domain/code fragments left in a message by a plain phrase.
@@ -67,7 +71,21 @@ package enum HumanError {
             (#"The operation could not be completed\."#, "the operation failed."),
         ]
         for (p, r) in patterns {
-            s = s.replacingOccurrences(of: p, with: r, options: .regularExpression)
+            // Scalar by scalar, as NSRegularExpression matched; `$N` in the replacement is capture
+            // group N, as in its templates.
+            s = s.replacing(try! Regex(p).matchingSemantics(.unicodeScalar)) { match in
+                var out = ""
+                var rest = Substring(r)
+                while let c = rest.popFirst() {
+                    if c == "$", let d = rest.first?.wholeNumberValue {
+                        rest.removeFirst()
+                        out += match.output[d].substring ?? ""
+                    } else {
+                        out.append(c)
+                    }
+                }
+                return out
+            }
         }
         return s
     }

@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 import Synchronization
 
 /// What to undo when the process is stopped by a signal (SIGINT, SIGTERM, SIGHUP): files a
@@ -23,7 +25,7 @@ package final class InterruptCleanup: Sendable {
     }
     private let state = Mutex(State())
     /// Held while a registered file is being created (`creating`), so `runAll` sees it made.
-    private let creation = NSLock()
+    private let creation = ThreadLock()
 
     /// Registers an action; returns a token for `unregister`.
     /// - Parameter what: a short description for messages ("lock DEST/SET/lock").
@@ -81,7 +83,7 @@ package final class InterruptCleanup: Sendable {
     package func runAll(within seconds: TimeInterval = 10) -> [String] {
         // Wait (bounded: a create or a commit on a frozen NAS must not keep us) for a file
         // being created or a commit under way.
-        let held = creation.lock(before: Date().addingTimeInterval(seconds))
+        let held = creation.lock(within: seconds)
         let todo = state.withLock { s in
             s.stopping = true
             defer { s.actions = [] }
@@ -97,14 +99,13 @@ package final class InterruptCleanup: Sendable {
         guard !todo.isEmpty else { return [] }
         let problems = ProblemList()
         let done = DispatchSemaphore(value: 0)
-        let thread = Thread {
+        startThread {
             for a in todo {
                 do { try a.run() } catch { problems.append("could not remove \(a.what): \(error)") }
                 problems.markDone(a.token)
             }
             done.signal()
         }
-        thread.start()
         if done.wait(timeout: .now() + seconds) == .timedOut {
             for a in todo where !problems.isDone(a.token) {
                 problems.append("could not remove \(a.what) within \(Int(seconds)) s (the next run removes it)")

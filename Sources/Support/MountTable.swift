@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One line of /proc/self/mountinfo.
 package struct MountInfo: Sendable, Equatable, Codable {

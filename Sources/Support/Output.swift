@@ -1,5 +1,6 @@
 internal import CShims
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// How a tool talks to its user: progress on a terminal, one summary line when not a
@@ -97,13 +98,18 @@ package final class Reporter: Sendable {
         }
     }
 
-    package static func writeStdout(_ s: String) {
-        FileHandle.standardOutput.write(Data(s.utf8))
-    }
+    package static func writeStdout(_ s: String) { write(1, s, "standard output") }
 
     package static func writeStderr(_ s: String) {
-        FileHandle.standardError.write(Data(s.utf8))
+        write(2, s, "standard error")
         if !s.hasPrefix("\r") { LogTail.append(s) }
+    }
+
+    /// All of `s`, or the process stops with the reason, as FileHandle's `write(_:)` did (a
+    /// full disk under a redirect must not pass for a complete report).
+    private static func write(_ fd: Int32, _ s: String, _ name: String) {
+        do { try Sys.writeAll(fd, Array(s.utf8), shown: name) }
+        catch { fatalError("cannot write to \(name): \(Sys.strerror(error.errno))") }
     }
 }
 
@@ -124,9 +130,12 @@ package enum Format {
     /// `v` with one decimal, exactly as `String(format: "%.1f", v)` (glibc's printf): without
     /// Foundation's CVarArg boxing, whose first use in a process costs more than a backup of
     /// one small file spends formatting (issue 23).
-    package static func fixed1(_ v: Double) -> String {
+    package static func fixed1(_ v: Double) -> String { fixed(v, decimals: 1) }
+
+    /// `v` with `decimals` decimals (0...20), as `String(format: "%.Nf", v)`.
+    package static func fixed(_ v: Double, decimals: Int) -> String {
         withUnsafeTemporaryAllocation(of: CChar.self, capacity: 400) { buf in
-            let n = Int(cshims_format_fixed1(buf.baseAddress!, Int32(buf.count), v))
+            let n = Int(cshims_format_fixed(buf.baseAddress!, Int32(buf.count), v, Int32(min(max(decimals, 0), 20))))
             return String(decoding: UnsafeRawBufferPointer(start: buf.baseAddress!, count: min(max(n, 0), buf.count - 1)), as: UTF8.self)
         }
     }
@@ -147,9 +156,29 @@ extension Format {
 
     /// The one way the tools show a point in time: ISO 8601 in UTC, marked `Z`
     /// (`2026-11-29T03:00:00Z`), the same as backup ids.
+    /// As Foundation's ISO8601DateFormatter printed it (`TextTests.time` compares them): the
+    /// time rounded to the millisecond, then the second it falls in; as ICU's calendar, Julian
+    /// dates before 1582-10-15 and years before 1 as years of the era; "" for NaN.
     package static func time(_ secondsSinceEpoch: Double) -> String {
-        let f = ISO8601DateFormatter()
-        f.timeZone = TimeZone(identifier: "UTC")
-        return f.string(from: Date(timeIntervalSince1970: secondsSinceEpoch))
+        guard secondsSinceEpoch.isFinite, abs(secondsSinceEpoch) < 1e15 else { return "" }
+        let ms = (secondsSinceEpoch * 1000 + 0.5).rounded(.down)
+        var t = time_t((ms / 1000).rounded(.down))
+        var tm = tm()
+        guard gmtime_r(&t, &tm) != nil else { return "" }
+        var (year, month, day) = (Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday))
+        if t < -12_219_292_800 {
+            // The Julian calendar from the Julian day number (valid from 4713 BC on).
+            let c = (Int(t) - Int(tm.tm_hour) * 3600 - Int(tm.tm_min) * 60 - Int(tm.tm_sec)) / 86400 + 2_440_588 + 32082
+            let d = (4 * c + 3) / 1461, e = c - 1461 * d / 4, m = (5 * e + 2) / 153
+            (year, month, day) = (d - 4800 + m / 10, m + 3 - 12 * (m / 10), e - (153 * m + 2) / 5 + 1)
+        }
+        return padded(year > 0 ? year : 1 - year, 4) + "-" + padded(month, 2) + "-" + padded(day, 2) + "T"
+            + padded(Int(tm.tm_hour), 2) + ":" + padded(Int(tm.tm_min), 2) + ":" + padded(Int(tm.tm_sec), 2) + "Z"
+    }
+
+    /// `v` in decimal, zero-padded to `width` digits (`%0*d` for a value >= 0).
+    package static func padded(_ v: Int, _ width: Int) -> String {
+        let s = String(v)
+        return String(repeating: "0", count: max(0, width - s.count)) + s
     }
 }

@@ -1,5 +1,5 @@
 internal import CShims
-import Foundation
+import FoundationEssentials
 import Glibc
 
 // Facts about this process read once (issue 23: a backup of one small file is mostly start-up).

@@ -11,7 +11,7 @@
 // it was never armed at all. Here a C handler (CShims) writes the signal's number to a pipe;
 // one thread ("hs-signals") reads the pipe and calls the handlers watching that signal.
 internal import CShims
-import Foundation
+import FoundationEssentials
 import Glibc
 import Synchronization
 
@@ -84,10 +84,7 @@ package final class SignalWatch: Sendable {
         // The handler must never block: a full pipe (64 KiB of signals nobody read) drops one.
         _ = fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK)
         let readEnd = fds[0]
-        let thread = Thread { [self] in readLoop(readEnd) }
-        thread.name = "hs-signals"
-        thread.stackSize = 256 << 10
-        thread.start()
+        startThread(name: "hs-signals", stackSize: 256 << 10) { [self] in readLoop(readEnd) }
         return fds[1]
     }
 

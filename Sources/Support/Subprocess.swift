@@ -1,6 +1,8 @@
 // Support: plumbing every tool shares. Subprocesses, output modes (terminal progress, one
 // summary line for cron mail, --json), user-facing errors with exit codes, SHA-256.
-import Foundation
+import FoundationEssentials
+import Glibc
+import Dispatch
 internal import CShims
 
 /// The result of a finished subprocess.
@@ -18,7 +20,7 @@ package struct ProcessFailure: Error, CustomStringConvertible {
     package var stderr: String
     package var description: String {
         let cmd = command.joined(separator: " ")
-        let err = stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+        let err = stderr.trimmingWhitespaceAndNewlines()
         return "`\(cmd)` exited with status \(status)" + (err.isEmpty ? "" : ": \(err)")
     }
 }
@@ -57,7 +59,7 @@ package enum Subprocess {
                               withInput: input != nil)
         if let input, let stdinFD = child.stdin {
             // Feed stdin on its own thread; a child that stops reading gets EPIPE, not a hang.
-            let writer = Thread {
+            startThread {
                 input.withUnsafeBytes { raw in
                     var off = 0
                     while off < raw.count {
@@ -68,7 +70,6 @@ package enum Subprocess {
                 }
                 close(stdinFD)
             }
-            writer.start()
         }
         let (out, err, status) = drain(child)
         return ProcessResult(status: status, stdout: String(decoding: out, as: UTF8.self),

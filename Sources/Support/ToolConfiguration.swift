@@ -11,7 +11,8 @@
 // named by HS_CONFIG/--config must exist and be readable. Any key the tools do not know is an
 // error naming the file and the line and suggesting the key meant, so a misspelled
 // HS_BACKUP_DEST never silently becomes "not set". Values of secret keys are never shown.
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One key of the configuration file (and the environment variable of the same name).
 package struct ConfigKey: Sendable, Hashable {
@@ -178,10 +179,15 @@ package struct ToolConfiguration: Sendable {
             throw .usage("\(named) \(path): \(why); name an existing, readable configuration file "
                          + "(\(defaultPath) lists the keys)")
         }
-        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-        let data: Data
-        do { data = try handle.readToEnd() ?? Data() }
-        catch { throw .usage("\(path): cannot be read: \(HumanError.describe(error))") }
+        var data: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 16384), failed: Int32 = 0
+        while true {
+            let n = chunk.withUnsafeMutableBytes { b in Sys.retry { read(fd, b.baseAddress, b.count) } }
+            if n < 0 { failed = errno }
+            if n <= 0 { break }
+            data += chunk[..<n]
+        }
+        close(fd)
+        if failed != 0 { throw .usage("\(path): cannot be read: \(Sys.strerror(failed))") }
         let file: EnvFile
         do { file = try EnvFile.parse(String(decoding: data, as: UTF8.self), path: path) }
         catch { throw .usage(HumanError.describe(error)) }
@@ -271,7 +277,7 @@ package enum URLRedaction {
 
     /// `value` with the `user:password@` part of a URL replaced by `***@`; anything else as it is.
     package static func withoutCredentials(_ value: String) -> String {
-        guard let scheme = value.range(of: "://"), let at = value[scheme.upperBound...].firstIndex(of: "@") else { return value }
+        guard let scheme = value.scalarRange(of: "://"), let at = value[scheme.upperBound...].firstIndex(of: "@") else { return value }
         let authorityEnd = value[scheme.upperBound...].firstIndex(of: "/") ?? value.endIndex
         guard at < authorityEnd else { return value }
         return String(value[..<scheme.upperBound]) + "***" + String(value[at...])

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Runs a tool's body and turns its outcome into an exit code, printing errors the way every
 /// tool does: `error: <what failed, where, what to do>` on stderr.

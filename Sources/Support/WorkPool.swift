@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The one way to run work in parallel: a fixed set of threads taking jobs from a bounded
 /// FIFO queue, with errors propagated and cancellation.
@@ -105,10 +106,7 @@ package final class WorkPool: Sendable {
         monitor = Monitor(state, conditions: 2)
         for i in 0 ..< self.threads {
             let monitor = monitor
-            let t = Thread { WorkPool.work(monitor) }
-            t.stackSize = stackSize
-            t.name = "\(name)-\(i)"
-            t.start()
+            startThread(name: "\(name)-\(i)", stackSize: stackSize) { WorkPool.work(monitor) }
         }
     }
 

@@ -2,7 +2,8 @@ import ArgumentParser
 import Backup
 import BackupOps
 import CommandLineSupport
-import Foundation
+import FoundationEssentials
+import Glibc
 import Support
 
 extension HsBackup {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Backup
-import Foundation
+import FoundationEssentials
+import Glibc
 import Support
 
 /// `--recipient`, `--recipients-file`, `--rotate-keys`, `--state-dir` of `hs-backup run`.

@@ -2,7 +2,8 @@ import ArgumentParser
 import Backup
 import BackupOps
 import CommandLineSupport
-import Foundation
+import FoundationEssentials
+import Glibc
 import Storage
 import Support
 
@@ -392,8 +393,8 @@ extension HsBackup {
                 let valueWidth = min(48, (rows.map { ($0.value ?? "-").count }.max() ?? 0) + 2)
                 for r in rows {
                     let v = r.value ?? "-"
-                    out += r.key.padding(toLength: width, withPad: " ", startingAt: 0)
-                        + (v.count >= valueWidth ? v + "  " : v.padding(toLength: valueWidth, withPad: " ", startingAt: 0))
+                    out += r.key.padded(toLength: width)
+                        + (v.count >= valueWidth ? v + "  " : v.padded(toLength: valueWidth))
                         + r.source + "\n"
                 }
                 Reporter.writeStdout(out)

@@ -100,6 +100,40 @@ struct StartupTests {
         #expect(!FileManager.default.fileExists(atPath: work.sub("restored")), "the failed restore created its target")
     }
 
+    /// The full Foundation's start (its relocations, CoreFoundation's initialisers, the larger
+    /// conformance tables every dynamic cast scans) was the largest fixed cost of a nightly run
+    /// (issue 23, bench/start-floor: a hello linked as the tools are starts in ~4.2 ms with
+    /// FoundationEssentials, ~5.8 ms with Foundation). hs-backup and hs-restore link
+    /// FoundationEssentials only; hs-provision, hs-deploy and hs-linkcheck keep Foundation (Yams).
+    @Test("hs-backup and hs-restore contain no symbol of Foundation proper, CoreFoundation or ICU")
+    func essentialsOnly() throws {
+        for tool in ["hs-backup", "hs-restore"] {
+            let found = try Self.foundationSymbols(Tools.path(tool))
+            #expect(found.isEmpty, "\(tool) links the full Foundation: \(found.prefix(8).joined(separator: ", "))")
+            let ldd = try Subprocess.checked(["ldd", Tools.path(tool)]).stdout
+            for lib in ["libFoundation.so", "libFoundationInternationalization", "lib_FoundationICU", "libCoreFoundation"] {
+                #expect(!ldd.contains(lib), "\(tool) loads \(lib):\n\(ldd)")
+            }
+        }
+    }
+
+    /// Symbols (defined or wanted) of Foundation proper (`$s10Foundation`; FoundationEssentials
+    /// is `$s20FoundationEssentials`), FoundationInternationalization, CoreFoundation
+    /// (`CF...`/`__CF...` functions) or ICU (`_FoundationICU`, `ucal_`, `u_`, `udat_`, `ures_`)
+    /// in an executable (`nm`; the dynamic symbols too, for a build that links them as .so).
+    /// Not `__CFUniChar...`: FoundationEssentials' own Unicode tables (from CoreFoundation's
+    /// sources, in libFoundationEssentials).
+    /// scripts/package.sh makes the same check of the shipped backup executable.
+    static func foundationSymbols(_ path: String) throws -> [String] {
+        let names = try Subprocess.checked(["nm", "--no-demangle", path]).stdout + (try Subprocess.checked(["nm", "-D", "--no-demangle", path]).stdout)
+        let prefixes = ["$s10Foundation", "$s31FoundationInternationalization", "_FoundationICU", "CF", "__CF", "_CF",
+                        "ucal_", "udat_", "ures_", "u_"]
+        return names.split(separator: "\n").compactMap { line in
+            guard let name = line.split(separator: " ").last.map(String.init) else { return nil }
+            return prefixes.contains { name.hasPrefix($0) } && !name.hasPrefix("__CFUniChar") ? name : nil
+        }
+    }
+
     @Test("a backup of a small tree loads libcrypto only without SHA-NI, and neither libnfs nor libfuse3; an encrypted one loads libcrypto and works")
     func libcryptoOnlyWhenNeeded() throws {
         let work = try Self.oneFileSource("hs-startup-crypto")

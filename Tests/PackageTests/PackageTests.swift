@@ -15,7 +15,13 @@ import Glibc
 /// the Debian mirror or nfs-ganesha.
 @Suite struct PackageTests {
     static let tools = ["hs-backup", "hs-restore", "hs-linkcheck", "hs-provision", "hs-deploy"]
+    /// hs-linkcheck, hs-provision and hs-deploy (with Foundation: Yams needs it).
     static let executable = "usr/lib/home-server-tools/home-server-tools"
+    /// hs-backup and hs-restore, with FoundationEssentials only (issue 23: a faster start).
+    static let backupExecutable = "usr/lib/home-server-tools/home-server-backup"
+    static let executables = [backupExecutable, executable]
+    /// The multi-call executable `tool` is a symlink to.
+    static func executable(of tool: String) -> String { tool == "hs-backup" || tool == "hs-restore" ? backupExecutable : executable }
 
     static func run(_ argv: [String], directory: String? = nil) throws -> ProcessResult {
         try Subprocess.run(argv, environment: ["LC_ALL": "C"], directory: directory)
@@ -53,7 +59,7 @@ import Glibc
         return owners
     }
 
-    @Test(.timeLimit(.minutes(45))) func debianPackageAndTarballHoldOneStaticExecutableAndRuntimeDepends() throws {
+    @Test(.timeLimit(.minutes(45))) func debianPackageAndTarballHoldTwoStaticExecutablesAndRuntimeDepends() throws {
         let built = try ReleasePackage.built()
         let name = "home-server-tools_\(homeServerVersion)_amd64"
         #expect(built.deb.hasSuffix("/" + name + ".deb"), "\(built.deb)")
@@ -73,78 +79,91 @@ import Glibc
         let dependsEntries = (control["Depends"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let depends = Set(dependsEntries.map { String($0.split(separator: " ")[0]) })
 
-        // The payload: one executable, five symlinks to it.
+        // The payload: two executables, five symlinks to them.
         let x = try TempDir("hs-package-x")
         let ex = try Self.run(["dpkg-deb", "-x", built.deb, x.path])
         try #require(ex.succeeded, "dpkg-deb -x: \(ex.stderr)")
         for t in Self.tools {
             let dest = try? FileManager.default.destinationOfSymbolicLink(atPath: x.sub("usr/bin/" + t))
-            #expect(dest == "../lib/home-server-tools/home-server-tools", "/usr/bin/\(t) -> \(dest ?? "missing")")
+            #expect(dest == "../lib/home-server-tools/" + URL(fileURLWithPath: Self.executable(of: t)).lastPathComponent,
+                    "/usr/bin/\(t) -> \(dest ?? "missing")")
         }
-        let exe = x.sub(Self.executable)
-        #expect(FileManager.default.isExecutableFile(atPath: exe))
+        var owners = Set<String>()
+        var newestGlibc: [Int] = []
+        for exe in Self.executables.map(x.sub) {
+            #expect(FileManager.default.isExecutableFile(atPath: exe))
 
-        // Linked to no library of the Swift toolchain; stripped.
-        let ldd = try Self.run(["ldd", exe])
-        #expect(ldd.succeeded && !ldd.stdout.contains("not found"), "\(ldd.stdout)")
-        for bad in ["/opt/swift", "libswift", "libFoundation", "libdispatch", "libBlocksRuntime", "usr/lib/swift"] {
-            #expect(!ldd.stdout.contains(bad), "ldd shows \(bad):\n\(ldd.stdout)")
+            // Linked to no library of the Swift toolchain; stripped.
+            let ldd = try Self.run(["ldd", exe])
+            #expect(ldd.succeeded && !ldd.stdout.contains("not found"), "\(ldd.stdout)")
+            for bad in ["/opt/swift", "libswift", "libFoundation", "libdispatch", "libBlocksRuntime", "usr/lib/swift"] {
+                #expect(!ldd.stdout.contains(bad), "ldd \(exe) shows \(bad):\n\(ldd.stdout)")
+            }
+            let file = try Self.run(["file", "-L", exe])
+            #expect(file.stdout.contains("ELF 64-bit") && file.stdout.contains(", stripped"), "\(file.stdout)")
+
+            // A PIE (ASLR) without packed relative relocations (DT_RELR needs glibc >= 2.36; the
+            // runbook's old server may run glibc 2.35), and libcrypto, libsqlite3, libnfs and libfuse3
+            // not linked: CCrypto, CSQLite, CNFS and CFuse dlopen() them on first use.
+            let dynamic = try Self.run(["readelf", "-d", exe])
+            #expect(!dynamic.stdout.contains("(RELR)") && dynamic.stdout.contains("Flags: PIE"), "\(exe): \(dynamic.stdout)")
+            for lib in ["libcrypto", "libsqlite3", "libnfs", "libfuse3"] {
+                #expect(!ldd.stdout.contains(lib), "\(lib) is linked:\n\(ldd.stdout)")
+                #expect(!dynamic.stdout.split(separator: "\n").contains { $0.contains("(NEEDED)") && $0.contains("[" + lib + ".") },
+                        "\(lib) is NEEDED:\n\(dynamic.stdout)")
+            }
+
+            // The newest glibc symbol version the executable uses, at most 2.35 (Ubuntu 22.04,
+            // the runbook's old server).
+            let dynsyms = try Self.run(["objdump", "-T", exe])
+            var versions = dynsyms.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "(" || $0 == ")" })
+                .filter { $0.hasPrefix("GLIBC_") && $0.dropFirst(6).first?.isNumber == true }
+                .map { $0.dropFirst(6).split(separator: ".").map { Int($0) ?? 0 } }
+            let versionNeeds = try Self.run(["readelf", "-V", exe])
+            if versionNeeds.stdout.contains("GLIBC_ABI_DT_RELR") { versions.append([2, 36]) }
+            let glibc = try #require(versions.max { $0.lexicographicallyPrecedes($1) }, "no GLIBC_ versions in objdump -T \(exe)")
+            if newestGlibc.lexicographicallyPrecedes(glibc) { newestGlibc = glibc }
+            #expect(glibc.lexicographicallyPrecedes([2, 36]), "\(exe) needs glibc \(glibc): glibc 2.35 (Ubuntu 22.04) could not run it")
+            #expect(!versionNeeds.stdout.contains("GLIBC_ABI_DT_RELR"), "\(exe) needs GLIBC_ABI_DT_RELR (glibc >= 2.36)")
+            owners.formUnion(try Self.owningPackages(of: exe))
         }
-        let file = try Self.run(["file", "-L", exe])
-        #expect(file.stdout.contains("ELF 64-bit") && file.stdout.contains(", stripped"), "\(file.stdout)")
-
-        // A PIE (ASLR) without packed relative relocations (DT_RELR needs glibc >= 2.36; the
-        // runbook's old server may run glibc 2.35), and libcrypto, libsqlite3, libnfs and libfuse3
-        // not linked: CCrypto, CSQLite, CNFS and CFuse dlopen() them on first use.
-        let dynamic = try Self.run(["readelf", "-d", exe])
-        #expect(!dynamic.stdout.contains("(RELR)") && dynamic.stdout.contains("Flags: PIE"), "\(dynamic.stdout)")
-        for lib in ["libcrypto", "libsqlite3", "libnfs", "libfuse3"] {
-            #expect(!ldd.stdout.contains(lib), "\(lib) is linked:\n\(ldd.stdout)")
-            #expect(!dynamic.stdout.split(separator: "\n").contains { $0.contains("(NEEDED)") && $0.contains("[" + lib + ".") },
-                    "\(lib) is NEEDED:\n\(dynamic.stdout)")
-        }
-
-        // libc6 at least the newest glibc symbol version the executable uses, and that at most
-        // 2.35 (Ubuntu 22.04, the runbook's old server).
-        let dynsyms = try Self.run(["objdump", "-T", exe])
-        var versions = dynsyms.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "(" || $0 == ")" })
-            .filter { $0.hasPrefix("GLIBC_") && $0.dropFirst(6).first?.isNumber == true }
-            .map { $0.dropFirst(6).split(separator: ".").map { Int($0) ?? 0 } }
-        let versionNeeds = try Self.run(["readelf", "-V", exe])
-        if versionNeeds.stdout.contains("GLIBC_ABI_DT_RELR") { versions.append([2, 36]) }
-        let glibc = versions.max { $0.lexicographicallyPrecedes($1) }
-        let newest = try #require(glibc, "no GLIBC_ versions in objdump -T").map(String.init).joined(separator: ".")
+        // libc6 at least the newest glibc symbol version the executables use; only it versioned.
+        let newest = newestGlibc.map(String.init).joined(separator: ".")
         #expect(dependsEntries.contains("libc6 (>= \(newest))"), "Depends \(dependsEntries) lacks libc6 (>= \(newest))")
-        #expect(newest.split(separator: ".").map { Int($0) ?? 0 }.lexicographicallyPrecedes([2, 36]), "libc6 (>= \(newest)): glibc 2.35 (Ubuntu 22.04) could not run it")
-        #expect(!versionNeeds.stdout.contains("GLIBC_ABI_DT_RELR"), "the executable needs GLIBC_ABI_DT_RELR (glibc >= 2.36)")
         #expect(dependsEntries.filter { $0.contains("(") }.count == 1, "only libc6 is versioned: \(dependsEntries)")
+        // hs-backup's and hs-restore's executable holds no ICU data (the full Foundation's; the
+        // symbol check is scripts/package.sh's, before stripping): it is a fraction of the other.
+        let sizes = Self.executables.map { (try? FileManager.default.attributesOfItem(atPath: x.sub($0))[.size] as? Int) ?? 0 }
+        #expect(sizes[0] > 0 && sizes[0] * 2 < sizes[1], "home-server-backup \(sizes[0]) bytes, home-server-tools \(sizes[1])")
 
         // Depends = exactly the Debian packages owning the libraries the executable needs, curl
         // (the notifications run curl(1); no networking library is linked), libssl3,
         // libsqlite3-0, libnfs13 and libfuse3-3 (the owners of libcrypto.so.3, libsqlite3.so.0,
         // libnfs.so.13 and libfuse3.so.3, loaded with dlopen).
         let dlopened: Set<String> = ["libssl3", "libsqlite3-0", "libnfs13", "libfuse3-3"]
-        let owners = try Self.owningPackages(of: exe)
         #expect(owners.isDisjoint(with: dlopened), "a library loaded with dlopen is NEEDED: \(owners.sorted())")
         #expect(depends == owners.union(["curl"]).union(dlopened),
-                "Depends \(depends.sorted()) but the executable needs \(owners.sorted()), curl, \(dlopened.sorted())")
+                "Depends \(depends.sorted()) but the executables need \(owners.sorted()), curl, \(dlopened.sorted())")
         #expect(!owners.contains("libcurl4") && !owners.contains("libgnutls30"), "a networking library is linked: \(owners.sorted())")
         #expect(depends.isSuperset(of: ["libnfs13", "libfuse3-3", "zlib1g", "libdeflate0", "libisal2", "libsqlite3-0", "libssl3", "libc6"]), "\(depends.sorted())")
         for d in depends {
             #expect(!d.contains("swift") && !d.hasSuffix("-dev") && !d.contains("docker") && !d.contains("ganesha"), "Depends has \(d)")
         }
 
-        // The tarball: the same executable (byte for byte) under home-server-tools-<v>/.
+        // The tarball: the same executables (byte for byte) under home-server-tools-<v>/.
         let list = try Self.run(["tar", "-tvzf", built.tarball])
         try #require(list.succeeded, "tar -tzf: \(list.stderr)")
         let top = "home-server-tools-\(homeServerVersion)/"
         for t in Self.tools {
-            #expect(list.stdout.contains(top + "bin/\(t) -> ../lib/home-server-tools/home-server-tools"), "\(t) missing:\n\(list.stdout)")
+            #expect(list.stdout.contains(top + "bin/\(t) -> ../lib/home-server-tools/" + URL(fileURLWithPath: Self.executable(of: t)).lastPathComponent),
+                    "\(t) missing:\n\(list.stdout)")
         }
         let t = try TempDir("hs-package-t")
         let untar = try Self.run(["tar", "-xzf", built.tarball, "-C", t.path])
         try #require(untar.succeeded, "\(untar.stderr)")
-        #expect(FileManager.default.contentsEqual(atPath: t.sub(top + "lib/home-server-tools/home-server-tools"), andPath: exe))
+        for exe in Self.executables {
+            #expect(FileManager.default.contentsEqual(atPath: t.sub(top + String(exe.dropFirst("usr/".count))), andPath: x.sub(exe)), "\(exe)")
+        }
         let help = try Self.run([t.sub(top + "bin/hs-restore"), "--help"])
         #expect(help.succeeded && help.stdout.contains("USAGE: hs-restore"), "\(help.stdout)\(help.stderr)")
 
@@ -198,8 +217,10 @@ import Glibc
             #expect(!after.contains(absent), "\(absent) was installed (added: \(added.sorted()))")
         }
         #expect(added.allSatisfy { !$0.contains("swift") && !$0.hasSuffix("-dev") }, "\(added.sorted())")
-        let ldd = try debian.checked(["ldd", "/" + Self.executable])
-        #expect(!ldd.stdout.contains("not found"), "\(ldd.stdout)")
+        for exe in Self.executables {
+            let ldd = try debian.checked(["ldd", "/" + exe])
+            #expect(!ldd.stdout.contains("not found"), "\(ldd.stdout)")
+        }
 
         // 3. Every tool answers --version with the package version, and --help with its own usage.
         for t in Self.tools {
@@ -210,11 +231,13 @@ import Glibc
             #expect(h.status == 0 && h.stdout.contains("USAGE: \(t)"), "\(t) --help: \(h.stdout)\(h.stderr)")
         }
         let bare = try debian.run(["/" + Self.executable])
-        #expect(bare.status == 2 && bare.stderr.contains("start it as one of hs-backup"), "\(bare.stderr)")
+        #expect(bare.status == 2 && bare.stderr.contains("start it as one of hs-linkcheck"), "\(bare.stderr)")
+        let bareBackup = try debian.run(["/" + Self.backupExecutable])
+        #expect(bareBackup.status == 2 && bareBackup.stderr.contains("start it as one of hs-backup, hs-restore"), "\(bareBackup.stderr)")
         let byArg = try debian.run(["/" + Self.executable, "hs-deploy", "--help"])
         #expect(byArg.status == 0 && byArg.stdout.contains("USAGE: hs-deploy"), "\(byArg.stdout)\(byArg.stderr)")
         // The tool's own arguments only (Swift reads them from the kernel, not from argv).
-        let byArgVersion = try debian.run(["/" + Self.executable, "hs-backup", "--version"])
+        let byArgVersion = try debian.run(["/" + Self.backupExecutable, "hs-backup", "--version"])
         #expect(byArgVersion.status == 0 && byArgVersion.stdout == homeServerVersion + "\n", "\(byArgVersion.stdout)\(byArgVersion.stderr)")
 
         // 4. Backup and restore of a small tree with the installed tools: to a local directory

@@ -1,25 +1,40 @@
-/* Entry point of the multi-call binary that scripts/package.sh links: the five tools share
- * one executable (the static Swift runtime and Foundation are ~60 MB, so five copies would
- * be ~300 MB). /usr/bin/hs-backup etc. are symlinks to it; the tool is chosen by the name it
- * was started as, or by the first argument (`home-server-tools hs-backup --help`, which
- * re-executes itself under the tool's name).
+/* Entry point of the multi-call executables that scripts/package.sh links: the static Swift
+ * runtime is in every executable, so the tools share two of them instead of five copies.
+ * - home-server-backup: hs-backup and hs-restore, which link FoundationEssentials only (the
+ *   full Foundation's start was the largest fixed cost of a nightly run: issue 23);
+ * - home-server-tools: hs-linkcheck, hs-provision and hs-deploy, which keep Foundation (Yams).
+ * package.sh compiles this file once per executable with -DHS_BACKUP_TOOLS or -DHS_ADMIN_TOOLS.
+ * /usr/bin/hs-backup etc. are symlinks to them; the tool is chosen by the name it was started
+ * as, or by the first argument (`home-server-tools hs-deploy --help`, which re-executes itself
+ * under the tool's name).
  * Each hs_*_main is the renamed `@main` of that tool's module (SwiftPM builds executable
  * modules with `-entry-point-function-name <module>_main`). */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#if defined(HS_BACKUP_TOOLS)
+#define EXECUTABLE "home-server-backup"
+#define NAMES "hs-backup, hs-restore"
+#define EXAMPLE "hs-backup"
 int hs_backup_main(int argc, char **argv);
 int hs_restore_main(int argc, char **argv);
+static const struct { const char *name; int (*main)(int, char **); } tools[] = {
+    {"hs-backup", hs_backup_main}, {"hs-restore", hs_restore_main},
+};
+#elif defined(HS_ADMIN_TOOLS)
+#define EXECUTABLE "home-server-tools"
+#define NAMES "hs-linkcheck, hs-provision, hs-deploy"
+#define EXAMPLE "hs-deploy"
 int hs_linkcheck_main(int argc, char **argv);
 int hs_provision_main(int argc, char **argv);
 int hs_deploy_main(int argc, char **argv);
-
 static const struct { const char *name; int (*main)(int, char **); } tools[] = {
-    {"hs-backup", hs_backup_main},       {"hs-restore", hs_restore_main},
-    {"hs-linkcheck", hs_linkcheck_main}, {"hs-provision", hs_provision_main},
-    {"hs-deploy", hs_deploy_main},
+    {"hs-linkcheck", hs_linkcheck_main}, {"hs-provision", hs_provision_main}, {"hs-deploy", hs_deploy_main},
 };
+#else
+#error "compile with -DHS_BACKUP_TOOLS or -DHS_ADMIN_TOOLS (scripts/package.sh)"
+#endif
 
 static int (*lookup(const char *path))(int, char **) {
     const char *base = strrchr(path, '/');
@@ -36,11 +51,10 @@ int main(int argc, char **argv) {
         /* Swift reads the arguments from the kernel (/proc/self/cmdline), not from argv:
          * start again with the tool's name as argv[0]. */
         execv("/proc/self/exe", argv + 1);
-        perror("home-server-tools: execv /proc/self/exe");
+        perror(EXECUTABLE ": execv /proc/self/exe");
         return 1;
     }
-    fprintf(stderr, "home-server-tools: start it as one of hs-backup, hs-restore, hs-linkcheck, "
-                    "hs-provision, hs-deploy (the symlinks in /usr/bin), or give the tool as the "
-                    "first argument: home-server-tools hs-backup --help\n");
+    fprintf(stderr, EXECUTABLE ": start it as one of " NAMES " (the symlinks in /usr/bin), or give the tool "
+                    "as the first argument: " EXECUTABLE " " EXAMPLE " --help\n");
     return 2;
 }

@@ -45,9 +45,9 @@ int cshims_falloc_keep_size(void);
 int cshims_seek_data(void);
 int cshims_seek_hole(void);
 
-/// snprintf(out, cap, "%.1f", v): what String(format: "%.1f") prints, without Foundation's
+/// snprintf(out, cap, "%.*f", decimals, v): what String(format: "%.1f") etc. print, without Foundation's
 /// CVarArg boxing (its first use scans the runtime's protocol conformances: ~0.3 ms per start).
-int cshims_format_fixed1(char *_Nonnull out, int cap, double v);
+int cshims_format_fixed(char *_Nonnull out, int cap, double v, int decimals);
 
 /// The number of CPUs in this process's affinity mask (sched_getaffinity, _GNU_SOURCE), or 0
 /// when it cannot be read.
@@ -63,3 +63,7 @@ int cshims_signal_forward(int sig, int fd);
 int cshims_signal_restore(int sig);
 /// 1 when `sig` is ignored (SIG_IGN) now.
 int cshims_signal_is_ignored(int sig);
+
+/// pthread_setname_np(pthread_self(), name) (a _GNU_SOURCE call Swift does not see): the
+/// calling thread's name for ps/top, at most 15 bytes. 0 or an errno.
+int cshims_set_thread_name(const char *_Nonnull name);
