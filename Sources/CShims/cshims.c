@@ -70,11 +70,6 @@ int cshims_affinity_cpu_count(void) {
     return CPU_COUNT(&set);
 }
 
-char *const *cshims_environ(void) {
-    extern char **environ;
-    return environ;
-}
-
 /* SignalWatch (Support): a watched signal's number goes to a pipe that one thread reads. */
 static int cshims_signal_pipe = -1;
 static struct sigaction cshims_signal_saved[65];

@@ -53,21 +53,4 @@ extension Sys {
     package static func environment(_ name: String) -> String? {
         getenv(name).map { String(cString: $0) }
     }
-
-    /// The whole environment as a dictionary, read from `environ` (the first of two entries with
-    /// one name wins, as for `getenv`); entries without '=' are skipped. For start-up code:
-    /// `ProcessInfo.processInfo.environment` gives the same without creating ProcessInfo.
-    package static func environmentDictionary() -> [String: String] {
-        var out: [String: String] = [:]
-        guard var p = cshims_environ() else { return out }
-        while let entry = p.pointee {
-            let s = String(cString: entry)
-            if let eq = s.utf8.firstIndex(of: UInt8(ascii: "=")) {
-                let key = String(s[..<eq])
-                if out[key] == nil { out[key] = String(s[s.index(after: eq)...]) }
-            }
-            p += 1
-        }
-        return out
-    }
 }

@@ -53,8 +53,6 @@ int cshims_format_fixed(char *_Nonnull out, int cap, double v, int decimals);
 /// when it cannot be read.
 int cshims_affinity_cpu_count(void);
 
-/// `environ` (unistd.h declares it only under _GNU_SOURCE).
-char *_Nullable const *_Nullable cshims_environ(void);
 
 /// SignalWatch (Support): installs a handler for `sig` that writes the signal's number (one
 /// byte) to `fd`, keeping the disposition it replaces for `cshims_signal_restore`. 0 or -1.
