@@ -144,15 +144,6 @@ package final class Quiesce: Sendable {
         return try result.get()
     }
 
-    /// The async variant of `around`.
-    package func around<T>(warn: (String) -> Void, _ body: () async throws -> T) async throws -> T {
-        for w in try stop() { warn(w) }
-        let result: Result<T, any Error>
-        do { result = .success(try await body()) } catch { result = .failure(error) }
-        for p in start() { warn(p) }
-        return try result.get()
-    }
-
     // MARK: Signals
 
     /// Armed when this returns (SignalWatch).

@@ -16,7 +16,11 @@ import Support
 ///   (ArgumentParser would silently keep the last one: `--to /a --to /b` must not back up to /b).
 /// - the configuration file (`ToolConfiguration`: /etc/default/home-server-tools, `HS_CONFIG`
 ///   or `--config`) is read before the command runs: a file that cannot be used exits 2.
-package protocol ToolCommand: AsyncParsableCommand {
+///
+/// Synchronous, as every command's work is: an `async` main (AsyncParsableCommand) moved each
+/// run from the main thread onto the concurrency runtime's thread pool - 3 more threads and the
+/// runtime's start, ~0.6 ms of every start (issue 23's sparse row).
+package protocol ToolCommand: ParsableCommand {
     /// The tool's most common command line, parsed without ArgumentParser into the plain values
     /// its run consumes; nil for any other (ArgumentParser then parses it as always, and reports
     /// every error and `--help`). ArgumentParser's parse of one command is ~2 ms of CPU
@@ -35,14 +39,14 @@ package protocol ToolCommand: AsyncParsableCommand {
 /// A command line's plain values (`ToolCommand.parseCommonForm`), which run the command.
 package protocol CommonForm {
     /// Runs the command; returns its exit code (it reports its own errors).
-    func run() async -> Int32
+    func run() -> Int32
 }
 
 extension ToolCommand {
     package static func parseCommonForm(_ arguments: [String]) -> (any CommonForm)? { nil }
     package static func commonForm(of command: any ParsableCommand) -> (any CommonForm)? { nil }
 
-    package static func main() async {
+    package static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
         // Only where a message needs it: `configuration` builds the whole command tree's
         // description (~0.2 ms of a one-file backup, issue 23).
@@ -98,10 +102,8 @@ extension ToolCommand {
                 Glibc.exit(error.exitCode)
             }
             if let common {
-                let code = await common.run()
+                let code = common.run()
                 if code != 0 { Glibc.exit(code) }
-            } else if var async = command as? any AsyncParsableCommand {
-                try await async.run()
             } else {
                 try command?.run()
             }

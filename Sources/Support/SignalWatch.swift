@@ -40,7 +40,9 @@ package final class SignalWatch: Sendable {
     ///   (SIGHUP under `nohup`).
     package func watch(_ signals: [Int32], keepIgnored: Set<Int32> = [],
                        _ handler: @escaping @Sendable (Int32) -> Void) -> Token {
-        state.withLock { s in
+        let others = signals.filter { !Self.takeable.contains($0) }
+        if !others.isEmpty { Self.unblock(others) }   // (in the calling thread: the reader unblocks only `takeable`)
+        return state.withLock { s in
             if s.writeEnd < 0 { s.writeEnd = startReader() }
             s.next += 1
             let mine = signals.filter { !(keepIgnored.contains($0) && cshims_signal_is_ignored($0) != 0) }
@@ -88,7 +90,23 @@ package final class SignalWatch: Sendable {
         return fds[1]
     }
 
+    /// The signals the tools watch, unblocked in the reader thread: the kernel gives a signal to a
+    /// thread that does not block it, and the C handler runs there. A signal mask is inherited: a
+    /// tool started by a thread that blocks SIGTERM (a supervisor's worker thread) had it blocked
+    /// in every thread, and a SIGTERM stayed pending while a backup committed and exited 0. A
+    /// watch of any other signal unblocks it in the thread that calls `watch`.
+    private static let takeable: [Int32] = [SIGHUP, SIGINT, SIGTERM]
+
+    private static func unblock(_ signals: [Int32]) {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for sig in signals { sigaddset(&set, sig) }
+        let rc = pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        if rc != 0 { warn("cannot unblock signals \(signals): \(Sys.strerror(rc)) (a blocked signal waits until unblocked)") }
+    }
+
     private func readLoop(_ fd: Int32) {
+        Self.unblock(Self.takeable)
         var buffer = [UInt8](repeating: 0, count: 64)
         while true {
             let n = buffer.withUnsafeMutableBytes { b in Sys.retry { read(fd, b.baseAddress, b.count) } }

@@ -6,17 +6,17 @@ import Glibc
 ///
 /// Executables use it as:
 /// ```
-/// func run() async throws {
-///     let code = await toolMain { try await Something.run(...) }   // body returns 0 or 1
+/// func run() throws {
+///     let code = toolMain { try Something.run(...) }   // body returns 0 or 1
 ///     if code != 0 { throw ExitCode(code) }
 /// }
 /// ```
 /// - Returns: the body's exit code; a `ToolError`'s code; 1 for any other error.
 /// With `--json` on the command line a failure also prints `{"error": "...", "exit_code": N}`
 /// on stdout, so a JSON consumer always gets one object per invocation.
-package func toolMain(_ body: () async throws -> Int32) async -> Int32 {
+package func toolMain(_ body: () throws -> Int32) -> Int32 {
     do {
-        return try await body()
+        return try body()
     } catch {
         let code = (error as? ToolError)?.exitCode ?? (error as? any ExitCodeCarrying)?.exitCode ?? 1
         reportFailure(HumanError.describe(error), exitCode: code)

@@ -7,8 +7,8 @@ import Support
 
 /// Opens DEST and the set, then runs a browse command (exit 1 when the set does not exist; an
 /// encrypted set is read with the `--identity` files).
-private func browse(_ options: DestinationOptions, _ keys: IdentityOptions, _ body: @escaping (BrowseContext) throws -> Int32) async throws {
-    let code = await toolMain {
+private func browse(_ options: DestinationOptions, _ keys: IdentityOptions, _ body: @escaping (BrowseContext) throws -> Int32) throws {
+    let code = toolMain {
         let set = try BackupTool.setName(options.set)
         let dest = try options.open()
         try BackupSets.requireSet(dest, set)
@@ -26,7 +26,7 @@ private func pathBytes(_ value: String, _ what: String) throws -> [UInt8] {
 }
 
 extension HsBackup {
-    struct Ls: AsyncParsableCommand {
+    struct Ls: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "ls",
             abstract: "List the entries of one backup (from its manifest; no archive is read).",
@@ -50,13 +50,13 @@ extension HsBackup {
         @Argument(help: ArgumentHelp("Directory or file inside the backup (default: its top level).", valueName: "PATH"))
         var path: String?
 
-        func run() async throws {
+        func run() throws {
             let p = try path.map { try pathBytes($0, "PATH") } ?? []
-            try await browse(destination, keys) { try BrowseCommands.ls($0, backup: backup, path: p, recursive: recursive) }
+            try browse(destination, keys) { try BrowseCommands.ls($0, backup: backup, path: p, recursive: recursive) }
         }
     }
 
-    struct Find: AsyncParsableCommand {
+    struct Find: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "find",  // explicit: the default goes through String(describing:) at every start
             abstract: "Find paths in every backup of a set: which backups hold which version of each.",
@@ -82,12 +82,12 @@ extension HsBackup {
             if let p = patterns.first(where: \.isEmpty) { throw ValidationError("An empty PATTERN ('\(p)') matches nothing; give a glob such as '*.db'.") }
         }
 
-        func run() async throws {
-            try await browse(destination, keys) { try BrowseCommands.find($0, patterns: patterns) }
+        func run() throws {
+            try browse(destination, keys) { try BrowseCommands.find($0, patterns: patterns) }
         }
     }
 
-    struct Diff: AsyncParsableCommand {
+    struct Diff: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "diff",  // explicit: the default goes through String(describing:) at every start
             abstract: "Show what changed between two backups of a set (from their manifests).",
@@ -108,14 +108,14 @@ extension HsBackup {
         @Argument(help: ArgumentHelp("The later backup: an ID or 'latest'.", valueName: "ID2"))
         var to: String
 
-        func run() async throws {
-            try await browse(destination, keys) { try BrowseCommands.diff($0, from: from, to: to) }
+        func run() throws {
+            try browse(destination, keys) { try BrowseCommands.diff($0, from: from, to: to) }
         }
     }
 }
 
 extension HsBackup {
-    struct Mount: AsyncParsableCommand {
+    struct Mount: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "mount",  // explicit: the default goes through String(describing:) at every start
             abstract: "Mount every backup read-only with FUSE: MOUNTPOINT/SET/ID/... and MOUNTPOINT/SET/latest.",
@@ -148,8 +148,8 @@ extension HsBackup {
             if cacheSize < 8 || cacheSize > 65536 { throw ValidationError("--cache-size \(cacheSize): give 8 to 65536 MiB.") }
         }
 
-        func run() async throws {
-            let code = await toolMain {
+        func run() throws {
+            let code = toolMain {
                 // Every set unless --name (HS_BACKUP_NAME does not narrow the mount).
                 let set = try destination.name.map { try BackupTool.setName($0) }
                 let dest = try destination.open()
@@ -167,7 +167,7 @@ extension HsBackup {
 }
 
 extension HsBackup {
-    struct Dump: AsyncParsableCommand {
+    struct Dump: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "dump",  // explicit: the default goes through String(describing:) at every start
             abstract: "Write one file of a backup to stdout, or a directory as a tar stream.",
@@ -193,9 +193,9 @@ extension HsBackup {
             if destination.json { throw ValidationError("dump writes the file itself to stdout; --json does not apply. Use `hs-backup ls --json PATH` for its metadata.") }
         }
 
-        func run() async throws {
+        func run() throws {
             let p = try pathBytes(path, "PATH")
-            try await browse(destination, keys) { try BrowseCommands.dump($0, backup: backup, path: p) }
+            try browse(destination, keys) { try BrowseCommands.dump($0, backup: backup, path: p) }
         }
     }
 }

@@ -41,8 +41,8 @@ struct RunValues: CommonForm {
     }
 
     /// Takes the backup; returns the exit code (errors are reported by `toolMain`).
-    func run() async -> Int32 {
-        await toolMain {
+    func run() -> Int32 {
+        toolMain {
             let reporter = destination.reporter
             let set = try BackupTool.setName(destination.set)
             let settings = try self.settings(set: set)

@@ -7,7 +7,7 @@ import Glibc
 import Support
 
 extension HsBackup {
-    struct Copy: AsyncParsableCommand {
+    struct Copy: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "copy",  // explicit: the default goes through String(describing:) at every start
             abstract: "Copy backups to another destination (e.g. offsite through rclone), without any key.",
@@ -72,8 +72,8 @@ extension HsBackup {
             }
         }
 
-        func run() async throws {
-            let code = await toolMain {
+        func run() throws {
+            let code = toolMain {
                 let reporter = Reporter(mode: .detect(json: json))
                 let config = try ToolConfiguration.get()
                 let source = try config.require(.backupDest, flag: from, flagName: "--from", example: "SRC")

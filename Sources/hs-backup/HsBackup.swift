@@ -125,7 +125,7 @@ struct VerbosityValues {
 }
 
 extension HsBackup {
-    struct Run: AsyncParsableCommand {
+    struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "run",  // explicit: the default goes through String(describing:) at every start
             abstract: "Take a backup (incremental unless a full one is due). Alias: backup.",
@@ -186,13 +186,13 @@ extension HsBackup {
                       encryption: encryption.values)
         }
 
-        func run() async throws {
-            let code = await values.run()
+        func run() throws {
+            let code = values.run()
             if code != 0 { throw ExitCode(code) }
         }
     }
 
-    struct List: AsyncParsableCommand {
+    struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "list",  // explicit: the default goes through String(describing:) at every start
             abstract: "List the backup sets of a destination, or the backups of one set (--name). Alias: snapshots.",
@@ -216,8 +216,8 @@ extension HsBackup {
         struct SetsJSON: Encodable { var destination: String; var sets: [SetSummary] }
         struct BackupsJSON: Encodable { var destination: String; var set: String; var backups: [BackupListing]; var damage: [String] }
 
-        func run() async throws {
-            let code = await toolMain {
+        func run() throws {
+            let code = toolMain {
                 let reporter = destination.reporter
                 let setName = try destination.set.map { try BackupTool.setName($0) }
                 let dest = try destination.open()
@@ -256,7 +256,7 @@ extension HsBackup {
         }
     }
 
-    struct Verify: AsyncParsableCommand {
+    struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "verify",  // explicit: the default goes through String(describing:) at every start
             abstract: "Check that archives decompress and every file's hash matches (exit 1 on damage). Alias: check.",
@@ -277,8 +277,8 @@ extension HsBackup {
         var backup: String?
         @OptionGroup var keys: IdentityOptions
         @OptionGroup var notify: NotifyOptions
-        func run() async throws {
-            let code = await toolMain {
+        func run() throws {
+            let code = toolMain {
                 let reporter = destination.reporter
                 let set = try BackupTool.setName(destination.set)
                 let notifier = try notify.notifier(.verify, set: set)
@@ -308,7 +308,7 @@ extension HsBackup {
         }
     }
 
-    struct Prune: AsyncParsableCommand {
+    struct Prune: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "prune",  // explicit: the default goes through String(describing:) at every start
             abstract: "Remove old backups by a retention policy, never breaking a kept chain. Alias: forget.",
@@ -335,8 +335,8 @@ extension HsBackup {
         var keepWithin: String?
         @Flag(help: "List what would be removed without removing anything.") var dryRun = false
         @OptionGroup var notify: NotifyOptions
-        func run() async throws {
-            let code = await toolMain {
+        func run() throws {
+            let code = toolMain {
                 var within: RetentionSpan?
                 if let keepWithin {
                     do { within = try RetentionSpan(parsing: keepWithin) } catch { throw ToolError.usage("--keep-within \(error)") }
@@ -358,7 +358,7 @@ extension HsBackup {
         }
     }
 
-    struct Config: AsyncParsableCommand {
+    struct Config: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "config",  // explicit: the default goes through String(describing:) at every start
             abstract: "Print the effective configuration: every key, its value and where it came from (secrets hidden).",
@@ -379,9 +379,9 @@ extension HsBackup {
 
         struct ConfigJSON: Encodable { var file: String; var keys: [ToolConfiguration.Effective] }
 
-        func run() async throws {
+        func run() throws {
             let json = json
-            let code = await toolMain {
+            let code = toolMain {
                 let config = try ToolConfiguration.get()
                 let rows = config.effective
                 if json {
@@ -404,7 +404,7 @@ extension HsBackup {
         }
     }
 
-    struct NotifyFailure: AsyncParsableCommand {
+    struct NotifyFailure: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "notify-failure",
             abstract: "Post a failed systemd unit to ntfy (what OnFailure=hs-notify-failure@%n.service runs).",
@@ -422,9 +422,9 @@ extension HsBackup {
         var ntfy: String?
         @OptionGroup var verbosity: VerbosityOptions
 
-        func run() async throws {
+        func run() throws {
             let unit = unit, ntfy = ntfy
-            let code = await toolMain {
+            let code = toolMain {
                 let config = try ToolConfiguration.get()
                 let url = config.value(.ntfyURL, flag: ntfy, flagName: "--notify")
                 var notifier = Notifier(ntfyURL: url?.value)

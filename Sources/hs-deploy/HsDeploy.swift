@@ -97,14 +97,14 @@ struct HsDeploy: ToolCommand {
         return nil
     }
 
-    func run() async throws {
+    func run() throws {
         if let conflict = conflict() {
             Reporter.writeStderr("error: \(conflict)\n" + Self.usageString() + "\n")
             throw ExitCode(2)
         }
         let check = check, down = down, pull = pull, all = all, stacks = stacks, storage = storage, json = json
         let repo = repo, saveEnv = saveEnv, saveEnvToAppdata = saveEnvToAppdata, storageFSTypes = storageFSTypes
-        let code = await toolMain {
+        let code = toolMain {
             let config = try ToolConfiguration.get()
             var o = DeployOptions()
             o.repo = config.value(.repo, flag: repo, flagName: "--repo")?.value ?? "."

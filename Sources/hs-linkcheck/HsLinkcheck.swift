@@ -62,7 +62,7 @@ struct HsLinkcheck: ToolCommand {
         if yes && !reclaim { throw ValidationError("--yes only goes with --reclaim.") }
     }
 
-    func run() async throws {
+    func run() throws {
         let env = ProcessInfo.processInfo.environment
         var o = LinkCheckOptions()
         o.root = root
@@ -78,7 +78,7 @@ struct HsLinkcheck: ToolCommand {
         o.reclaim = reclaim
         o.yes = yes
         let reporter = Reporter(mode: OutputMode.detect(json: json))
-        let code = await toolMain { try LinkCheck.run(o, reporter: reporter) }
+        let code = toolMain { try LinkCheck.run(o, reporter: reporter) }
         if code != 0 { throw ExitCode(code) }
     }
 }

@@ -92,7 +92,7 @@ struct ProvisionOptions: ParsableArguments {
 }
 
 extension HsProvision {
-    struct Plan: AsyncParsableCommand {
+    struct Plan: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "plan",  // explicit: the default goes through String(describing:) at every start
             abstract: "Show the commands and file diffs apply would make.",
@@ -102,13 +102,13 @@ extension HsProvision {
               hs-provision plan --inventory provisioning/inventory.yml --host pve --json
             """)
         @OptionGroup var options: ProvisionOptions
-        func run() async throws {
-            let code = await toolMain { try Provisioner.run(options.request(apply: false)) }
+        func run() throws {
+            let code = toolMain { try Provisioner.run(options.request(apply: false)) }
             if code != 0 { throw ExitCode(code) }
         }
     }
 
-    struct Apply: AsyncParsableCommand {
+    struct Apply: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "apply",  // explicit: the default goes through String(describing:) at every start
             abstract: "Make the host match the inventory; idempotent.",
@@ -118,15 +118,15 @@ extension HsProvision {
               hs-provision apply --inventory provisioning/inventory.yml --host pve --only storage-mount
             """)
         @OptionGroup var options: ProvisionOptions
-        func run() async throws {
-            let code = await toolMain { try Provisioner.run(options.request(apply: true)) }
+        func run() throws {
+            let code = toolMain { try Provisioner.run(options.request(apply: true)) }
             if code != 0 { throw ExitCode(code) }
         }
     }
 }
 
 extension HsProvision {
-    struct InventoryCommand: AsyncParsableCommand {
+    struct InventoryCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "inventory",
             abstract: "Print the inventory for another tool (Ansible's JSON inventory).",
@@ -156,8 +156,8 @@ extension HsProvision {
             if list && hostName != nil { throw ValidationError("--list and --host exclude each other") }
         }
 
-        func run() async throws {
-            let code = await toolMain {
+        func run() throws {
+            let code = toolMain {
                 try InventoryExport.run(inventoryPath: inventory, host: hostName)
             }
             if code != 0 { throw ExitCode(code) }

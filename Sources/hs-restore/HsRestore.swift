@@ -71,8 +71,8 @@ struct HsRestore: ToolCommand {
         }
     }
 
-    func run() async throws {
-        let code = await toolMain {
+    func run() throws {
+        let code = toolMain {
             var request = RestoreRequest(from: nil, archive: archive, set: set, backup: backup, target: to, only: only,
                                          force: force, dryRun: dryRun, overwriteDir: !noOverwriteDir, json: json,
                                          identityFiles: keys.identityFiles)

@@ -331,6 +331,35 @@ struct CronModeSignalTests {
         Issue.record("in 4 tries (192 to 1,536 MiB of text) the backup never was still writing when it was stopped")
     }
 
+    /// A signal mask is inherited: a backup started by a thread that blocks SIGTERM (a worker
+    /// thread of a supervisor written in Python, Go or Java, or of this test runner) starts with
+    /// SIGTERM blocked in every thread, and a SIGTERM stayed pending while the run committed and
+    /// exited 0. The thread that takes the watched signals unblocks them.
+    @Test("a SIGTERM blocked by the parent's signal mask still stops the backup: exit 143, nothing left",
+          arguments: [SIGINT, SIGTERM])
+    func signalBlockedByParent(_ sig: Int32) throws {
+        let dir = try TempDir("hs-cron")
+        let src = try bigSource(dir, megabytes: 384, text: true)
+        let setDir = dir.sub("nas/io")
+        let blockAndExec = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}); "
+            + "os.execv(sys.argv[1], sys.argv[1:])"
+        let run = try RunningTool("/usr/bin/python3", ["-c", blockAndExec, Tools.path("hs-backup"), "run", "--source", src,
+                                                       "--to", dir.sub("nas"), "--name", "io"],
+                                  environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+        let seen = waitFor(60) { filesIn(setDir).contains { $0.hasSuffix(".partial") } }
+        kill(run.process.processIdentifier, SIGSTOP)
+        let blocked = (try? String(contentsOfFile: "/proc/\(run.process.processIdentifier)/status", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("SigBlk:") }.map(String.init) ?? "?"
+        try #require(seen && filesIn(setDir).contains { $0.hasSuffix(".partial") },
+                     "the backup was not caught writing: \(filesIn(setDir)) \(run.stderr)")
+        #expect(blocked != "SigBlk:\t0000000000000000", "the parent's mask did not reach the backup (\(blocked)): the test proves nothing")
+        kill(run.process.processIdentifier, sig)
+        kill(run.process.processIdentifier, SIGCONT)
+        let status = run.wait(upTo: 60)
+        #expect(status == 128 + sig, "\(String(describing: status)) \(run.stderr)")
+        #expect(filesIn(setDir).isEmpty, "left behind: \(filesIn(setDir))")
+    }
+
     @Test("SIGTERM the moment the lock exists is never lost: 10 runs, each exits 143 with nothing left")
     func signalAtStartIsNeverLost() throws {
         // The guard is armed before the lock is taken (SignalWatch). With the libdispatch source
