@@ -120,7 +120,10 @@ link_multicall() {
   # As Package.swift links the tools (see toolLinkerSettings there), for a faster start:
   # --no-export-dynamic undoes the toolchain's -export-dynamic (static-stdlib-args.lnk), so no
   # symbol of ours is in .dynsym. No -z pack-relative-relocs: DT_RELR needs glibc >= 2.36.
+  # -L link/static-libstdc++: the toolchain's -lstdc++ finds a linker script that names GCC's
+  # libstdc++.a (loading the shared one cost ~0.4 ms of every start).
   swiftc -static-stdlib -emit-executable -use-ld=lld -Xlinker --gc-sections -Xlinker --no-export-dynamic \
+    -L "$PWD/link/static-libstdc++" \
     -target x86_64-unknown-linux-gnu \
     -o "$WORK/$exe" "@$objlist" "${libs[@]}" 2>&1 \
     | sed -e "/warning: the use of \`mktemp' is dangerous/d" >&2
@@ -150,6 +153,9 @@ for exe in "${EXECUTABLES[@]}"; do
     die "$exe has packed relative relocations (DT_RELR, glibc >= 2.36): the old server of the runbook's migration (glibc 2.35, Ubuntu 22.04) could not run it"
   fi
   grep -q 'Flags: PIE' <<< "$elfdyn" || die "$exe is not a PIE (ASLR)"
+  if grep -E '\(NEEDED\)' <<< "$elfdyn" | grep -qF '[libstdc++.so'; then
+    die "$exe NEEDs the shared libstdc++: link/static-libstdc++ was not found first (see toolLinkerSettings in Package.swift)"
+  fi
 done
 for t in "${TOOLS[@]}"; do
   ln -sf "$(exe_of "$t")" "$WORK/$t"
