@@ -455,7 +455,13 @@ package final class BackupRunner {
                 note("backup \(id) is committed, but \(from) could not be renamed (\(error)); the next hs-backup run or prune completes it")
             }
         }
-        try? dest.syncDirectory(options.set)
+        // The renames are on stable storage only after this (a power loss before it can lose the
+        // commit): a failure is the run's failure, though the backup is in place.
+        do { try dest.syncDirectory(options.set) } catch {
+            throw ToolError("backup \(id) is committed in \(set.location), but syncing that directory to stable storage failed: \(error). "
+                            + "It may not survive a power loss or crash. Check the disk or NAS (dmesg, zpool status), "
+                            + "then run 'hs-backup verify' on the set.")
+        }
         keepManifestCopy(index)
         trace("manifest written (\(pass.manifest!.copiedMembers) members copied from the previous one)")
         reporter.endProgress()

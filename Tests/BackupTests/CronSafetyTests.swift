@@ -416,3 +416,30 @@ struct CommitSignalTests {
         #expect(filesIn(setDir).isEmpty, "left behind: \(filesIn(setDir))")
     }
 }
+
+/// The set directory's fsync after the commit's renames is what makes the commit survive a
+/// power loss. It failed silently: `try?` dropped its error, and a run whose commit may not be
+/// on stable storage said "0 warnings" and exited 0. strace's injection fails that one fsync
+/// with EIO (the third fsync of the main thread: the lock, the archive, the directory; `-y`
+/// shows which file each call was on, and the test checks it was the set directory).
+@Suite("cron safety: a failed sync of the set directory")
+struct CommitDirectorySyncTests {
+    @Test("EIO from the set directory's fsync after the commit: exit 1, the failure and what to do named")
+    func directorySyncFailure() throws {
+        let dir = try TempDir("hs-cron")
+        let src = dir.sub("appdata")
+        try Tree.write(src + "/app/config.xml", "<ApiKey>secret</ApiKey>\n")
+        let nas = dir.sub("nas")
+        let trace = dir.sub("strace.out")
+        let r = try Subprocess.run(["/usr/bin/strace", "-f", "-qq", "-y", "-o", trace, "-e", "trace=fsync",
+                                    "-e", "inject=fsync:error=EIO:when=3", "--",
+                                    Tools.path("hs-backup"), "run", "--source", src, "--to", nas, "--name", "io"],
+                                   environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+        let injected = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").filter { $0.contains("(INJECTED)") }
+        try #require(injected.count == 1 && injected[0].contains("<\(nas)/io>"),
+                     "the injected EIO did not hit the set directory's fsync: \(injected)")
+        #expect(r.status == 1, "exit \(r.status): \(r.stderr)")
+        #expect(r.stderr.contains("Input/output error") && r.stderr.contains("\(nas)/io")
+                && r.stderr.contains("power loss") && r.stderr.contains("hs-backup verify"), "\(r.stderr)")
+    }
+}
