@@ -522,25 +522,54 @@ final class MemberPipeline: @unchecked Sendable {
     private let sink: ArchiveWriter.Sink
     private let level: Int32
     private let cap: Int
-    private let cond = ThreadLock()
-    private var jobs: [(seq: Int, chunk: ChunkBuffer, offset: UInt64)] = []
-    /// Members compressed, waiting for their turn to be written (at most `maxInFlight`: an
-    /// array, not a dictionary, whose generic storage cost a run-time type lookup per process).
-    private var done: [(seq: Int, bytes: [UInt8], offset: UInt64, length: Int)] = []
-    private var freeBuffers: [ChunkBuffer] = []
-    private var inFlight = 0
+    /// A member compressed, waiting for its turn to be written.
+    private typealias Compressed = (seq: Int, bytes: [UInt8], offset: UInt64, length: Int)
+    /// What the submitting thread, the compressor threads and the writer among them share.
+    private struct Shared {
+        var jobs: [(seq: Int, chunk: ChunkBuffer, offset: UInt64)] = []
+        /// Members compressed, waiting for their turn to be written (at most `maxInFlight`: an
+        /// array, not a dictionary, whose generic storage cost a run-time type lookup per process).
+        var done: [Compressed] = []
+        var freeBuffers: [ChunkBuffer] = []
+        var inFlight = 0
+        var nextToWrite = 0
+        var submitted = 0
+        var writing = false
+        var closed = false
+        var failure: (any Error)?
+        var compressedTotal: UInt64 = 0
+        var members: [ArchiveMember] = []
+        /// Compressor threads started so far: one more at each submit until `threadCount` (an
+        /// archive of one member, e.g. one file, starts none; see `submit`).
+        var startedThreads = 0
+
+        mutating func append(written length: Int, uncompressedOffset: UInt64, uncompressedLength: Int) {
+            members.append(ArchiveMember(compressedOffset: compressedTotal, compressedLength: UInt64(length),
+                                         uncompressedOffset: uncompressedOffset, uncompressedLength: UInt64(uncompressedLength)))
+            compressedTotal += UInt64(length)
+        }
+
+        /// The next member in order, when it is compressed, no other thread is writing and
+        /// nothing failed; the caller writes it (one writer at a time) and calls `wrote`.
+        mutating func takeNextToWrite() -> Compressed? {
+            guard !writing, failure == nil, let i = done.firstIndex(where: { $0.seq == nextToWrite }) else { return nil }
+            writing = true
+            return done.remove(at: i)
+        }
+
+        /// The sink took `m` (or failed with `error`); returns the next member to write.
+        mutating func wrote(_ m: Compressed, error: (any Error)?) -> Compressed? {
+            writing = false
+            if let error { failure = error; return nil }
+            append(written: m.bytes.count, uncompressedOffset: m.offset, uncompressedLength: m.length)
+            nextToWrite += 1
+            inFlight -= 1
+            return takeNextToWrite()
+        }
+    }
+    private let shared = Monitor(Shared())
     private let maxInFlight: Int
-    private var nextToWrite = 0
-    private var submitted = 0
-    private var writing = false
-    private var closed = false
-    private var failure: (any Error)?
-    private var compressedTotal: UInt64 = 0
-    private(set) var members: [ArchiveMember] = []
     private let threadCount: Int
-    /// Compressor threads started so far: one more at each submit until `threadCount` (an
-    /// archive of one member, e.g. one file, starts none; see `submit`).
-    private var startedThreads = 0
     private let exited = DispatchSemaphore(value: 0)
     private let serialEncoder: GzipSegmentedEncoder?
 
@@ -553,15 +582,16 @@ final class MemberPipeline: @unchecked Sendable {
         self.serialEncoder = options.threads <= 0 ? GzipSegmentedEncoder() : nil
     }
 
+    /// The members written so far.
+    var members: [ArchiveMember] { shared.withLock { $0.members } }
+
     func takeBuffer() -> ChunkBuffer {
-        cond.lock(); defer { cond.unlock() }
-        if let b = freeBuffers.popLast() { b.reset(); return b }
+        if let b = shared.withLock({ $0.freeBuffers.popLast() }) { b.reset(); return b }
         return ChunkBuffer(capacity: cap + 64 * 1024)
     }
 
     func checkError() throws {
-        cond.lock(); defer { cond.unlock() }
-        if let failure { throw failure }
+        if let failure = shared.withLock({ $0.failure }) { throw failure }
     }
 
     /// Compresses and writes `chunk` as member `seq`, on the threads (the calling thread
@@ -572,25 +602,23 @@ final class MemberPipeline: @unchecked Sendable {
         if let enc = serialEncoder ?? (last ? inlineEncoder() : nil) {
             let out = encode(chunk, with: enc)
             try sink(out)
-            cond.lock()
-            members.append(ArchiveMember(compressedOffset: compressedTotal, compressedLength: UInt64(out.count),
-                                         uncompressedOffset: uncompressedOffset, uncompressedLength: UInt64(chunk.count)))
-            compressedTotal += UInt64(out.count)
-            freeBuffers.append(chunk)
-            cond.unlock()
+            shared.withLock { s in
+                s.append(written: out.count, uncompressedOffset: uncompressedOffset, uncompressedLength: chunk.count)
+                s.freeBuffers.append(chunk)
+            }
             return
         }
-        cond.lock(); defer { cond.unlock() }
-        while inFlight >= maxInFlight && failure == nil { cond.wait() }
-        if let failure { throw failure }
-        inFlight += 1
-        submitted += 1
-        jobs.append((seq, chunk, uncompressedOffset))
-        if startedThreads < threadCount {
-            startedThreads += 1
-            startThread(stackSize: 1 << 20) { [self] in self.workerLoop() }
+        let startsThread = try shared.withLock(until: { $0.inFlight < maxInFlight || $0.failure != nil }) { s in
+            if let failure = s.failure { throw failure }
+            s.inFlight += 1
+            s.submitted += 1
+            s.jobs.append((seq, chunk, uncompressedOffset))
+            guard s.startedThreads < threadCount else { return false }
+            s.startedThreads += 1
+            return true
         }
-        cond.broadcast()
+        if startsThread { startThread(stackSize: 1 << 20) { [self] in self.workerLoop() } }
+        shared.wakeAll()
     }
 
     /// `chunk` as one gzip member.
@@ -606,39 +634,34 @@ final class MemberPipeline: @unchecked Sendable {
     /// An encoder for the calling thread when every member submitted so far is written (no
     /// writer is running, nothing is queued): the next member then goes out in order.
     private func inlineEncoder() -> GzipSegmentedEncoder? {
-        cond.lock(); defer { cond.unlock() }
-        return nextToWrite == submitted && failure == nil ? GzipSegmentedEncoder() : nil
+        shared.withLock { $0.nextToWrite == $0.submitted && $0.failure == nil } ? GzipSegmentedEncoder() : nil
     }
 
     func member(_ seq: Int) -> ArchiveMember? {
-        cond.lock(); defer { cond.unlock() }
-        return seq < members.count ? members[seq] : nil
+        shared.withLock { seq < $0.members.count ? $0.members[seq] : nil }
     }
 
     /// Waits until member `seq` has been written (it must have been submitted).
     func wait(for seq: Int) throws {
         if serialEncoder != nil { return }
-        cond.lock(); defer { cond.unlock() }
-        while members.count <= seq && failure == nil { cond.wait() }
-        if let failure { throw failure }
+        if let failure = shared.withLock(until: { $0.members.count > seq || $0.failure != nil }, { $0.failure }) { throw failure }
     }
 
     /// Waits until every submitted member has been written.
     func drain() throws {
         if serialEncoder != nil { return }
-        cond.lock(); defer { cond.unlock() }
-        while nextToWrite < submitted && failure == nil { cond.wait() }
-        if let failure { throw failure }
+        if let failure = shared.withLock(until: { $0.nextToWrite >= $0.submitted || $0.failure != nil }, { $0.failure }) { throw failure }
     }
 
     /// Stops the threads (pending work is dropped if a failure happened).
     func shutdown() {
-        cond.lock()
-        if closed { cond.unlock(); return }
-        closed = true
-        let started = startedThreads
-        cond.broadcast()
-        cond.unlock()
+        let started: Int? = shared.withLock { s in
+            if s.closed { return nil }
+            s.closed = true
+            return s.startedThreads
+        }
+        guard let started else { return }
+        shared.wakeAll()
         for _ in 0..<started { exited.wait() }
     }
 
@@ -646,36 +669,24 @@ final class MemberPipeline: @unchecked Sendable {
         let encoder = GzipSegmentedEncoder()
         defer { exited.signal() }
         while true {
-            cond.lock()
-            while (jobs.isEmpty || failure != nil) && !closed { cond.wait() }
-            if closed { cond.unlock(); return }
-            let job = jobs.removeFirst()
-            cond.unlock()
-
+            let job = shared.withLock(until: { $0.closed || (!$0.jobs.isEmpty && $0.failure == nil) }) { s in
+                s.closed ? nil : s.jobs.removeFirst()
+            }
+            guard let job else { return }
             let out = encode(job.chunk, with: encoder)
             let length = job.chunk.count
-
-            cond.lock()
-            freeBuffers.append(job.chunk)
-            done.append((job.seq, out, job.offset, length))
             // Write in order; one writer at a time.
-            while !writing, failure == nil, let i = done.firstIndex(where: { $0.seq == nextToWrite }) {
-                let next = done.remove(at: i)
-                writing = true
-                cond.unlock()
-                var err: (any Error)?
-                do { try sink(next.bytes) } catch { err = error }
-                cond.lock()
-                writing = false
-                if let err { failure = err; cond.broadcast(); break }
-                members.append(ArchiveMember(compressedOffset: compressedTotal, compressedLength: UInt64(next.bytes.count),
-                                             uncompressedOffset: next.offset, uncompressedLength: UInt64(next.length)))
-                compressedTotal += UInt64(next.bytes.count)
-                nextToWrite += 1
-                inFlight -= 1
-                cond.broadcast()
+            var next = shared.withLock { s in
+                s.freeBuffers.append(job.chunk)
+                s.done.append((job.seq, out, job.offset, length))
+                return s.takeNextToWrite()
             }
-            cond.unlock()
+            while let m = next {
+                var failed: (any Error)?
+                do { try sink(m.bytes) } catch { failed = error }
+                next = shared.withLock { $0.wrote(m, error: failed) }
+                shared.wakeAll()
+            }
         }
     }
 }

@@ -30,6 +30,7 @@ import Dispatch
 import Archive
 import Gzip
 import Support
+import Synchronization
 
 /// What one manifest entry is.
 package enum ManifestEntryType: UInt8, Sendable, Equatable {
@@ -644,7 +645,7 @@ package struct Manifest: Sendable {
                     }
                 }
             }
-            if let f = failures.values.compactMap({ $0 }).first { throw bad(f) }
+            if let f = failures.takeAll().compactMap({ $0 }).first { throw bad(f) }
         } else {
             var produced = 0
             do {
@@ -748,11 +749,10 @@ func readLE64(_ d: [UInt8], _ p: Int) -> UInt64 {
 }
 
 /// Fixed slots filled from concurrent work.
-final class ResultSlots<T>: @unchecked Sendable {
-    private let lock = ThreadLock()
-    private(set) var values: [T?]
-    init(count: Int) { values = Array(repeating: nil, count: count) }
-    func set(_ i: Int, _ v: T) { lock.lock(); values[i] = v; lock.unlock() }
+final class ResultSlots<T: Sendable>: Sendable {
+    private let values: Mutex<[T?]>
+    init(count: Int) { values = Mutex(Array(repeating: nil, count: count)) }
+    func set(_ i: Int, _ v: T) { values.withLock { $0[i] = v } }
     /// Moves the values out (so the caller can free them one by one).
-    func takeAll() -> [T?] { lock.lock(); defer { lock.unlock() }; let v = values; values = []; return v }
+    func takeAll() -> [T?] { values.withLock { v in defer { v = [] }; return v } }
 }

@@ -30,6 +30,7 @@ import Dispatch
 import Archive
 import Gzip
 import Support
+import Synchronization
 
 /// One manifest entry with its path and link bytes (the archive as an index).
 package struct ManifestRecord: Sendable, Equatable {
@@ -298,8 +299,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
     /// backup's previous manifest: the new one copies its unchanged members).
     package var keepsCompressedMembers = false
     /// Compressed bytes of the last few members read (for `compressedMember`).
-    private let cacheLock = ThreadLock()
-    private var cache: [(sha: String, length: Int, bytes: [UInt8])] = []
+    private let cache = Mutex([(sha: String, length: Int, bytes: [UInt8])]())
     // Formats 1-2.
     private var legacy: Manifest?
     private var legacyIndex = 0
@@ -483,10 +483,10 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
         let compressed = try Manifest.readFully(read, at: m.offset, count: m.chunk.compressed)
         guard compressed.count == m.chunk.compressed else { throw damage("truncated body") }
         if keepsCompressedMembers {
-            cacheLock.lock()
-            cache.append((m.chunk.sha256, m.chunk.length, compressed))
-            if cache.count > 8 { cache.removeFirst() }
-            cacheLock.unlock()
+            cache.withLock { c in
+                c.append((m.chunk.sha256, m.chunk.length, compressed))
+                if c.count > 8 { c.removeFirst() }
+            }
         }
         let box = InflateBox()
         let chunk = m.chunk
@@ -499,8 +499,7 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
     }
 
     package func compressedMember(sha256: String, length: Int) -> [UInt8]? {
-        cacheLock.lock(); defer { cacheLock.unlock() }
-        return cache.last(where: { $0.sha == sha256 && $0.length == length })?.bytes
+        cache.withLock { $0.last(where: { $0.sha == sha256 && $0.length == length })?.bytes }
     }
 }
 

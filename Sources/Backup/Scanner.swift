@@ -217,15 +217,44 @@ package final class ScanStream: @unchecked Sendable {
     private let units: [ScanUnit]
     private let segments: [(Range<Int>, Range<Int>)]
     private var openDirectories: [DirectoryHandle]
-    // Shared with the worker threads (under `cond`).
-    private let cond = ThreadLock()
-    private var queues: [[ScanChunk]]
-    private var finished: [Bool]
-    private var nextUnit = 0
-    private var readingUnit = 0
-    private var cancelled = false
-    private var failure: (any Error)?
-    private var live = 0
+    /// What the walkers and the reader share.
+    private struct Shared {
+        var queues: [[ScanChunk]]
+        var finished: [Bool]
+        var nextUnit = 0
+        var readingUnit = 0
+        var cancelled = false
+        var failure: (any Error)?
+        /// Entries in the chunks queued for units ahead of the reader, and their number.
+        var queuedAhead = (chunks: 0, entries: 0)
+        /// First units of the runs taken, in order; `runHead` is the first not behind the reader.
+        var runFirsts: [Int] = []
+        var runHead = 0
+
+        /// Runs taken whose first unit the reader has not reached yet.
+        mutating func runsAhead() -> Int {
+            while runHead < runFirsts.count && runFirsts[runHead] <= readingUnit { runHead += 1 }
+            if runHead > 1024 { runFirsts.removeFirst(runHead); runHead = 0 }
+            return runFirsts.count - runHead
+        }
+
+        /// Whether a chunk of `n` entries for unit `u` may be queued now (`push`).
+        func hasRoom(_ u: Int, entries n: Int, aheadPerRun: Int) -> Bool {
+            if u == readingUnit { return queues[u].count < ScanStream.maxReadingChunks }
+            return queues[u].count < aheadPerRun && queuedAhead.chunks < ScanStream.maxQueuedChunks
+                && (queuedAhead.entries + n <= ScanStream.maxQueuedEntries || queuedAhead.chunks == 0)
+        }
+
+        /// The reader moves to unit `u` (false: it was reading it already); the chunks queued
+        /// for it are no longer ahead of the reader.
+        mutating func startReading(_ u: Int) -> Bool {
+            guard readingUnit != u else { return false }
+            readingUnit = u
+            for c in queues[u] { queuedAhead.chunks -= 1; queuedAhead.entries -= c.table.count }
+            return true
+        }
+    }
+    private let shared: Monitor<Shared>
     private let exited = DispatchSemaphore(value: 0)
     private let threadCount: Int
     /// Runs started ahead of the one being read, at most.
@@ -236,8 +265,6 @@ package final class ScanStream: @unchecked Sendable {
     static let maxQueuedEntries = 8 * 1024
     /// Chunks queued for the unit being read, at most (its walker waits for the reader).
     static let maxReadingChunks = 4
-    /// Entries in the chunks queued for units ahead of the reader, and their number (under `cond`).
-    private var queuedAhead = (chunks: 0, entries: 0)
     // Reader state.
     private var segment = 0
     private var topIndex = 0
@@ -261,14 +288,12 @@ package final class ScanStream: @unchecked Sendable {
         var ends = Array(repeating: 0, count: units.count)
         for (_, r) in segments { for u in r { ends[u] = r.upperBound } }
         unitsEnd = ends
-        queues = Array(repeating: [], count: units.count)
-        finished = Array(repeating: false, count: units.count)
+        shared = Monitor(Shared(queues: Array(repeating: [], count: units.count), finished: Array(repeating: false, count: units.count)))
         threadCount = units.isEmpty ? 0 : max(1, min(threads, units.count))
         // Enough runs for every walker to have one ahead; the memory they hand over is bounded
         // by `maxQueuedChunks`/`maxQueuedEntries`, not by this.
         maxAhead = 2 * threadCount + 2
         chunkEntries = ScanWorker.chunkEntries(walkers: threadCount)
-        live = threadCount
         startingCount = min(threadCount, max(1, startingThreads))
         for k in 0 ..< threadCount {
             startThread(stackSize: 1 << 20) { [self] in self.workerLoop(k) }
@@ -281,7 +306,8 @@ package final class ScanStream: @unchecked Sendable {
     package func close() {
         guard !closed else { return }
         closed = true
-        cond.lock(); cancelled = true; cond.broadcast(); cond.unlock()
+        shared.withLock { $0.cancelled = true }
+        shared.wakeAll()
         for _ in startingCount ..< threadCount { waiting.signal() }
         for _ in 0 ..< threadCount { exited.wait() }
         openDirectories = []
@@ -298,31 +324,31 @@ package final class ScanStream: @unchecked Sendable {
         var length = 1
         var watching = index < startingCount && startingCount < threadCount
         while true {
-            cond.lock()
-            while !cancelled && nextUnit < units.count && runsAhead() >= maxAhead { cond.wait() }
-            if cancelled || nextUnit >= units.count { cond.unlock(); return }
-            let first = nextUnit
-            // Within one segment: the top entries between segments come between their units.
-            let end = min(unitsEnd[first], first + length)
-            nextUnit = end
-            runFirsts.append(first)
-            cond.unlock()
+            let run: Range<Int>? = shared.withLock(until: { s in s.cancelled || s.nextUnit >= units.count || s.runsAhead() < maxAhead }) { s in
+                if s.cancelled || s.nextUnit >= units.count { return nil }
+                let first = s.nextUnit
+                // Within one segment: the top entries between segments come between their units.
+                s.nextUnit = min(unitsEnd[first], first + length)
+                s.runFirsts.append(first)
+                return first ..< s.nextUnit
+            }
+            guard let run else { return }
             let w = ScanWorker(context, chunkEntries: chunkEntries)
-            w.output = { [self] chunk in try push(first, chunk) }
+            w.output = { [self] chunk in try push(run.lowerBound, chunk) }
             // Only the walkers that start at once read files (`ScanContentReads`): those that
             // join on a cold cache stat by name (the pass reads those files), so the memory the
             // contents take does not grow with the number of walkers (their malloc arenas).
             w.readsContent = index < startingCount
+            var failed: (any Error)?
             do {
-                for u in first ..< end { try w.run(units[u]) }
+                for u in run { try w.run(units[u]) }
                 try w.finish()
-            } catch is ScanCancelled { return } catch {
-                cond.lock(); if failure == nil { failure = error }; cond.broadcast(); cond.unlock()
+            } catch is ScanCancelled { return } catch { failed = error }
+            shared.withLock { s in
+                if let failed, s.failure == nil { s.failure = failed }
+                for u in run { s.finished[u] = true }
             }
-            cond.lock()
-            for u in first ..< end { finished[u] = true }
-            cond.broadcast()
-            cond.unlock()
+            shared.wakeAll()
             length = w.produced < Self.smallRun ? min(length * 2, Self.maxRun) : 1
             if watching && Self.walkReadsDisk(blocks: context.contentReads == nil ? 1 : Self.diskBlocksWithContentReads) {
                 // The cache is cold: the other walkers join (each waits on the disk, not a core).
@@ -359,37 +385,19 @@ package final class ScanStream: @unchecked Sendable {
     static let maxRun = 64
     /// Per unit, the end of its segment's unit range (a run never goes past it).
     private let unitsEnd: [Int]
-    /// First units of the runs taken, in order; `runHead` is the first not behind the reader.
-    private var runFirsts: [Int] = []
-    private var runHead = 0
-
-    /// Runs taken whose first unit the reader has not reached yet (under `cond`).
-    private func runsAhead() -> Int {
-        while runHead < runFirsts.count && runFirsts[runHead] <= readingUnit { runHead += 1 }
-        if runHead > 1024 { runFirsts.removeFirst(runHead); runHead = 0 }
-        return runFirsts.count - runHead
-    }
 
     /// Hands a chunk of unit `u` to the reader; waits while the unit being read has
     /// `maxReadingChunks` queued, or, for a unit ahead of the reader, while it has 2 queued or
     /// all the units ahead hold `maxQueuedChunks`/`maxQueuedEntries`. A chunk queued ahead is
     /// counted in `queuedAhead` until the reader takes it.
     private func push(_ u: Int, _ chunk: ScanChunk) throws {
-        cond.lock(); defer { cond.unlock() }
         let n = chunk.table.count
-        while !cancelled {
-            if u == readingUnit {
-                if queues[u].count < Self.maxReadingChunks { break }
-            } else if queues[u].count < aheadChunksPerRun() && queuedAhead.chunks < Self.maxQueuedChunks
-                        && (queuedAhead.entries + n <= Self.maxQueuedEntries || queuedAhead.chunks == 0) {
-                break
-            }
-            cond.wait()
+        try shared.withLock(until: { s in s.cancelled || s.hasRoom(u, entries: n, aheadPerRun: aheadChunksPerRun()) }) { s throws(ScanCancelled) in
+            if s.cancelled { throw ScanCancelled() }
+            s.queues[u].append(chunk)
+            if u != s.readingUnit { s.queuedAhead.chunks += 1; s.queuedAhead.entries += n }
         }
-        if cancelled { throw ScanCancelled() }
-        queues[u].append(chunk)
-        if u != readingUnit { queuedAhead.chunks += 1; queuedAhead.entries += n }
-        cond.broadcast()
+        shared.wakeAll()
     }
 
     /// Chunks one run ahead of the reader may have queued: the walkers ahead share
@@ -456,23 +464,17 @@ package final class ScanStream: @unchecked Sendable {
                 continue
             }
             // The next chunk of the current unit.
-            cond.lock()
-            if readingUnit != unitIndex {
-                readingUnit = unitIndex
-                // Its queued chunks are no longer ahead of the reader.
-                for c in queues[unitIndex] { queuedAhead.chunks -= 1; queuedAhead.entries -= c.table.count }
-                cond.broadcast()
+            let u = unitIndex
+            if shared.withLock({ $0.startReading(u) }) { shared.wakeAll() }
+            let next = try shared.withLock(until: { s in !s.queues[u].isEmpty || s.finished[u] || s.failure != nil }) { s in
+                if let f = s.failure { throw f }
+                return s.queues[u].isEmpty ? nil : s.queues[u].removeFirst()
             }
-            while queues[unitIndex].isEmpty && !finished[unitIndex] && failure == nil { cond.wait() }
-            if let f = failure { cond.unlock(); throw f }
-            if queues[unitIndex].isEmpty {
-                cond.unlock()
+            guard let c = next else {
                 unitIndex += 1
                 continue
             }
-            let c = queues[unitIndex].removeFirst()
-            cond.broadcast()
-            cond.unlock()
+            shared.wakeAll()
             if c.contentBytes > 0 { context.contentReads?.release(c.contentBytes) }
             if warnings.count < 1000 { warnings += c.warnings.prefix(1000 - warnings.count) }
             linkAt = [:]
@@ -667,17 +669,16 @@ final class ScanContentReads: Sendable {
 }
 
 /// Counts entries across threads and reports progress now and then.
-final class ScanCounter: @unchecked Sendable {
-    private let lock = ThreadLock()
-    private var total = 0
-    private var reported = 0
+final class ScanCounter: Sendable {
+    private let counts = Mutex((total: 0, reported: 0))
     let progress: (@Sendable (Int) -> Void)?
     init(progress: (@Sendable (Int) -> Void)?) { self.progress = progress }
     func add(_ n: Int) {
         guard let progress else { return }
-        lock.lock(); defer { lock.unlock() }
-        total += n
-        if total - reported >= 4096 { reported = total; progress(total) }
+        counts.withLock { c in
+            c.total += n
+            if c.total - c.reported >= 4096 { c.reported = c.total; progress(c.total) }
+        }
     }
 }
 

@@ -243,7 +243,9 @@ package struct Notifier: Sendable {
         guard var c = URLComponents(string: url) else { return "ntfy: invalid URL \(Self.redact(url))" }
         var auth: String?
         if let user = c.user {
-            let pair = "\(user.percentDecoded ?? user):\(c.password?.percentDecoded ?? "")"
+            // `user` and `password` are percent-decoded already: decoded again, a '%' in them
+            // (%25 in the URL) began an escape, and a password that then did not decode was sent empty.
+            let pair = "\(user):\(c.password ?? "")"
             auth = "Basic " + Data(pair.utf8).base64EncodedString()
             c.user = nil; c.password = nil
         } else if let token = ntfyToken, !token.isEmpty {

@@ -65,7 +65,10 @@ package enum RestoreError: Error, CustomStringConvertible, Sendable {
             case .notADirectory: return "--to \(path) is not a directory"
             case .notEmpty(let n):
                 return "--to \(path) is not empty (\(n) entries); pick an empty directory or pass --force to replace what is there"
-            case .cannotCreate(let e): return "cannot create the target \(path): \(e.reason)"
+            case .cannotCreate(let e):
+                // The directory that could not be made, when it is a parent of the target.
+                let parent = path.hasPrefix(e.path + "/") && path.dropFirst(e.path.count).contains { $0 != "/" }
+                return "cannot create the target \(path): \(e.reason)" + (parent ? " (mkdir \(e.path))" : "")
             case .cannotOpen(let e): return "cannot open the target \(path): \(e.reason)"
             }
         case .refused(let rule, let entry, let detail):

@@ -181,17 +181,12 @@ package final class RestoreExecutor {
     /// - Returns: whether it was empty (or absent), and whether this restore created it.
     /// - Throws: `RestoreError.target` when it is not a directory, or not empty without
     ///   `allowNonEmptyTarget`, or cannot be made.
-    /// What `(error as NSError).code` was: CocoaError's code (not an errno) for FileManager's
-    /// errors, the error's own `_code` otherwise.
-    private static func code(of error: any Error) -> Int { (error as? CocoaError)?.code.rawValue ?? error._code }
-
     private func prepareTarget() throws(RestoreError) -> (fresh: Bool, created: Bool) {
         let st: FileStat?
         do { st = try Sys.stat(target) } catch { throw .target(.cannotOpen(error), path: target) }
         guard let st else {
-            do { try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true) } catch {
-                throw .target(.cannotCreate(SysError(call: "mkdir", path: target, errno: Self.code(of: error) == 0 ? EIO : Int32(Self.code(of: error)))), path: target)
-            }
+            // mkdir itself, not FileManager: its CocoaError codes are not errnos.
+            do { try Sys.makeDirectories(target, mode: 0o777) } catch { throw .target(.cannotCreate(error), path: target) }
             return (true, true)
         }
         guard st.isDirectory else { throw .target(.notADirectory, path: target) }

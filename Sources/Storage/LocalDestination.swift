@@ -48,26 +48,10 @@ package final class LocalDestination: Destination {
     /// as they are.
     package func makeDirectories(_ path: String) throws {
         let target = full(path)
-        var st = Glibc.stat()
-        if followStat(target, &st) == 0 {
-            if st.st_mode & S_IFMT == S_IFDIR { return }
-            throw StorageError(operation: "mkdir -p", location: target, errno: ENOTDIR, detail: "exists and is not a directory")
-        }
-        var current = target.hasPrefix("/") ? "" : "."
-        for part in target.split(separator: "/") {
-            current += "/"
-            current += String(part)   // not `+ part`: generic code, looked up at run time (issue 23)
-            if mkdir(current, 0o700) == 0 {
-                // mkdir applies the umask; 0700 minus a umask can only lose bits: set them.
-                chmod(current, 0o700)
-                continue
-            }
-            let err = errno
-            if err == EEXIST, followStat(current, &st) == 0, st.st_mode & S_IFMT == S_IFDIR { continue }
-            if err == EEXIST {
-                throw StorageError(operation: "mkdir -p", location: target, errno: ENOTDIR, detail: "\(current) exists and is not a directory")
-            }
-            throw StorageError.posix("mkdir -p \(target): create", current, err)
+        do { try Sys.makeDirectories(target, mode: 0o700, exactMode: true) } catch {
+            guard error.errno == ENOTDIR, error.hint != nil else { throw StorageError.posix("mkdir -p \(target): create", error.path, error.errno) }
+            throw StorageError(operation: "mkdir -p", location: target, errno: ENOTDIR,
+                               detail: error.path == target ? "exists and is not a directory" : "\(error.path) exists and is not a directory")
         }
     }
 
@@ -211,6 +195,3 @@ final class LocalReader: DestinationReader {
         fd = -1
     }
 }
-
-/// `stat(2)` (follows symlinks); a free function because `LocalDestination.stat` shadows it.
-private func followStat(_ path: String, _ st: inout Glibc.stat) -> Int32 { stat(path, &st) }

@@ -17,15 +17,17 @@ package final class InterruptCleanup: Sendable {
     /// A cleanup of its own (tests); the tools use `shared`.
     package init() {}
 
+    private typealias Action = (token: Int, what: String, run: @Sendable () throws -> Void)
     private struct State {
-        var actions: [(token: Int, what: String, run: @Sendable () throws -> Void)] = []
+        var actions: [Action] = []
         var next = 0
         /// Set by `runAll`: the process is exiting; `register` no longer returns.
         var stopping = false
     }
     private let state = Mutex(State())
-    /// Held while a registered file is being created (`creating`), so `runAll` sees it made.
-    private let creation = ThreadLock()
+    /// Held while a registered file is being created (`creating`) or a backup committed
+    /// (`committing`), so `runAll` sees it made; `runAll` waits for it with a time limit.
+    private let creation = Monitor(())
 
     /// Registers an action; returns a token for `unregister`.
     /// - Parameter what: a short description for messages ("lock DEST/SET/lock").
@@ -50,10 +52,20 @@ package final class InterruptCleanup: Sendable {
     /// `runAll`: a signal either comes first (nothing is created: this thread stops here) or
     /// waits until the file exists, then removes it. Returns `create`'s result and the token.
     package func creating<T>(_ what: String, remove: @escaping @Sendable () throws -> Void, _ create: () throws -> T) throws -> (T, Int) {
-        creation.lock()
-        defer { creation.unlock() }
-        let token = register(what, remove)
-        do { return (try create(), token) } catch { unregister(token); throw error }
+        try creation.withLock { _ in
+            let token = register(what, remove)
+            do { return (try create(), token) } catch { unregister(token); throw error }
+        }
+    }
+
+    /// Marks the process as exiting (`register` stops its callers) and takes the actions,
+    /// newest first.
+    private func stop() -> [Action] {
+        state.withLock { s in
+            s.stopping = true
+            defer { s.actions = [] }
+            return Array(s.actions.reversed())
+        }
     }
 
     package func unregister(_ token: Int) {
@@ -71,10 +83,10 @@ package final class InterruptCleanup: Sendable {
     /// archive or index between the manifest's rename and their unregistering: a signal during
     /// `commit` is handled after it, and after a signal `commit` is not started (`Stopping`).
     package func committing<T>(_ commit: () throws -> T) throws -> T {
-        creation.lock()
-        defer { creation.unlock() }
-        guard !state.withLock({ $0.stopping }) else { throw Stopping() }
-        return try commit()
+        try creation.withLock { _ in
+            guard !state.withLock({ $0.stopping }) else { throw Stopping() }
+            return try commit()
+        }
     }
 
     /// Runs every registered action once, newest first, and waits at most `seconds` for all
@@ -83,19 +95,13 @@ package final class InterruptCleanup: Sendable {
     package func runAll(within seconds: TimeInterval = 10) -> [String] {
         // Wait (bounded: a create or a commit on a frozen NAS must not keep us) for a file
         // being created or a commit under way.
-        let held = creation.lock(within: seconds)
-        let todo = state.withLock { s in
-            s.stopping = true
-            defer { s.actions = [] }
-            return Array(s.actions.reversed())
-        }
-        guard held else {
+        guard let todo = creation.withLock(within: seconds, { _ in stop() }) else {
             // A commit may still be renaming: removing a `.partial` now could take the archive
             // of a backup it commits. Leave everything to the next run's cleanup.
+            let todo = stop()
             return todo.isEmpty ? [] : ["a file was being created or a backup committed and did not finish within \(Int(seconds)) s: "
                 + "left \(todo.map(\.what).joined(separator: ", ")) (the next run removes what no commit kept)"]
         }
-        creation.unlock()
         guard !todo.isEmpty else { return [] }
         let problems = ProblemList()
         let done = DispatchSemaphore(value: 0)

@@ -17,11 +17,13 @@ import Glibc
 ///
 /// The corresponding libc calls are `pthread_mutex_lock` and `pthread_cond_wait`.
 package final class Monitor<State>: @unchecked Sendable {
-    // Safe to share: `state` is touched only with `mutex` held.
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let conds: UnsafeMutablePointer<pthread_cond_t>
+    // Safe to share: `state` is touched only with `mutex` held. Inlinable (the lock and wait
+    // calls, not the fields' use): other modules' calls are specialized for their State, not
+    // the generic code looked up at run time (ArchiveWriter checks its pipeline per entry).
+    @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    @usableFromInline let conds: UnsafeMutablePointer<pthread_cond_t>
     private let condCount: Int
-    private var state: State
+    @usableFromInline var state: State
 
     /// - Parameter conditions: how many separate conditions waiters can wait on (e.g. one for
     ///   "work available", one for "work done", so finishing work does not wake idle workers).
@@ -42,14 +44,32 @@ package final class Monitor<State>: @unchecked Sendable {
     }
 
     /// Runs `body` with the state, under the lock.
-    @inline(__always)
+    @inlinable @inline(__always)
     package func withLock<R, E: Error>(_ body: (inout State) throws(E) -> R) throws(E) -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&state)
     }
 
+    /// Runs `body` with the state, under the lock, if the lock comes within `seconds`; nil
+    /// (`body` not run) when the time ran out (`pthread_mutex_timedlock`).
+    package func withLock<R, E: Error>(within seconds: Double, _ body: (inout State) throws(E) -> R) throws(E) -> R? {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let whole = seconds.rounded(.down)
+        var deadline = timespec(tv_sec: now.tv_sec + Int(whole), tv_nsec: now.tv_nsec + Int((seconds - whole) * 1e9))
+        if deadline.tv_nsec >= 1_000_000_000 { deadline.tv_sec += 1; deadline.tv_nsec -= 1_000_000_000 }
+        while true {
+            let rc = pthread_mutex_timedlock(mutex, &deadline)
+            if rc == 0 { break }
+            if rc != EINTR { return nil }
+        }
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&state)
+    }
+
     /// Sleeps on `condition` until `ready(state)` holds, then runs `body` under the same lock.
+    @inlinable
     package func withLock<R, E: Error>(waitingOn condition: Int = 0, until ready: (inout State) -> Bool,
                                        _ body: (inout State) throws(E) -> R) throws(E) -> R {
         pthread_mutex_lock(mutex)
@@ -59,8 +79,10 @@ package final class Monitor<State>: @unchecked Sendable {
     }
 
     /// Wakes one thread waiting on `condition`.
+    @inlinable
     package func wake(_ condition: Int = 0) { pthread_cond_signal(conds + condition) }
 
     /// Wakes every thread waiting on `condition`.
+    @inlinable
     package func wakeAll(_ condition: Int = 0) { pthread_cond_broadcast(conds + condition) }
 }

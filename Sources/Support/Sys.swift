@@ -544,6 +544,28 @@ package enum Sys {
         return true
     }
 
+    /// Creates `path` and its missing parents, as `mkdir -p`: each new directory with `mode`
+    /// less the umask (`exactMode`: with `mode` whatever the umask); directories already there
+    /// (or symlinks to them) are left as they are.
+    /// - Throws: the SysError of the mkdir that failed, naming that directory with the errno the
+    ///   kernel gave (EACCES, EROFS, ...); ENOTDIR, with a hint, when a component is not a directory.
+    package static func makeDirectories(_ path: String, mode: UInt32, exactMode: Bool = false) throws(SysError) {
+        if let st = try? stat(path) {
+            if st.isDirectory { return }
+            throw SysError(call: "mkdir", path: path, errno: ENOTDIR, hint: "exists and is not a directory")
+        }
+        for part in path.split(separator: "/") {
+            let current = String(path[..<part.endIndex])   // the path up to this component, as given
+            if try mkdir(current, mode: mode) {
+                // mkdir applies the umask, which can only take bits away: set them.
+                if exactMode { _ = Glibc.chmod(current, mode) }
+                continue
+            }
+            if (try? stat(current))?.isDirectory == true { continue }
+            throw SysError(call: "mkdir", path: current, errno: ENOTDIR, hint: "exists and is not a directory")
+        }
+    }
+
     package static func chown(_ path: String, uid: UInt32, gid: UInt32) throws(SysError) {
         _ = try check("chown", path) { Glibc.lchown(path, uid, gid) }
     }

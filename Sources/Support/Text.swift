@@ -83,30 +83,6 @@ extension StringProtocol {
         return String(self) + String(repeating: " ", count: n - u.count)
     }
 
-    /// `removingPercentEncoding`: every %XX decoded; nil when a `%` is not followed by two hex
-    /// digits or the bytes are not UTF-8.
-    package var percentDecoded: String? {
-        func hex(_ c: UInt8) -> UInt8? {
-            switch c {
-            case 0x30 ... 0x39: c - 0x30
-            case 0x41 ... 0x46: c - 0x41 + 10
-            case 0x61 ... 0x66: c - 0x61 + 10
-            default: nil
-            }
-        }
-        let b = Array(utf8)
-        var out: [UInt8] = [], i = 0
-        while i < b.count {
-            if b[i] == UInt8(ascii: "%") {
-                guard i + 2 < b.count, let h = hex(b[i + 1]), let l = hex(b[i + 2]) else { return nil }
-                out.append(h << 4 | l); i += 3
-            } else {
-                out.append(b[i]); i += 1
-            }
-        }
-        return String(validating: out, as: UTF8.self)
-    }
-
     /// Every occurrence of `target` replaced by `replacement`, compared scalar by scalar, as
     /// `replacingOccurrences(of:with:)` did for the escapes it is used for. One difference:
     /// NSString did not match a scalar followed by a combining mark (`"` + U+0301 stayed an

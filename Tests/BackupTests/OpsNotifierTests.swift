@@ -144,6 +144,10 @@ struct OpsNotifierTests {
         let url = server.base.replacingOccurrences(of: "http://", with: "http://backup:s3cr%40t@") + "/topic"
         #expect(Notifier(ntfyURL: url).report(Self.failure).isEmpty)
         #expect(server.requests.last?.headers["authorization"] == "Basic " + Data("backup:s3cr@t".utf8).base64EncodedString())
+        // Decoded once: a '%' in a name or password (%25 in the URL) stays a '%'.
+        let percent = server.base.replacingOccurrences(of: "http://", with: "http://us%25er:p%2541ss%25@") + "/topic"
+        #expect(Notifier(ntfyURL: percent).report(Self.failure).isEmpty)
+        #expect(server.requests.last?.headers["authorization"] == "Basic " + Data("us%er:p%41ss%".utf8).base64EncodedString())
         #expect(Notifier(ntfyURL: server.base + "/topic", ntfyToken: "tk_abc").report(Self.failure).isEmpty)
         #expect(server.requests.last?.headers["authorization"] == "Bearer tk_abc")
     }

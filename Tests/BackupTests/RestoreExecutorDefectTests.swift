@@ -197,4 +197,36 @@ func xattrDump(_ root: String) throws -> String {
         }
         #expect(Set(messages.map { $0.contains("no such path") }).count == 1, "messages differ: \(messages)")
     }
+
+    /// A target that cannot be created says why, as mkdir says it, with the path, through both
+    /// halves: a directory the restoring user cannot write, a read-only filesystem. (FileManager
+    /// made it: its CocoaError code shown as an errno read "Unknown error 513" and "642".)
+    @Test func targetThatCannotBeCreatedNamesTheRealCause() throws {
+        let work = try TempDir("r-target-mkdir")
+        try Subprocess.checked(["chmod", "755", work.path])
+        let src = work.sub("src")
+        try Tree.write(src + "/f.txt", "f\n")
+        let b = try CLIBackup(src)
+        try Subprocess.checked(["chmod", "-R", "a+rX", b.dest.path])
+        let locked = work.sub("locked")   // root's, 0755: others may look, not create
+        try FileManager.default.createDirectory(atPath: locked, withIntermediateDirectories: true)
+        try Subprocess.checked(["chmod", "755", locked])
+        let ro = work.sub("ro")
+        try FileManager.default.createDirectory(atPath: ro, withIntermediateDirectories: true)
+        let m = try Subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", ro])
+        try #require(m.succeeded, "mount tmpfs: \(m.stderr)")
+        defer { _ = try? Subprocess.run(["umount", "-l", ro]) }
+        let asNobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", hsRestore]
+        let cases = [("Permission denied", asNobody, locked + "/new"), ("Read-only file system", [hsRestore], ro + "/new")]
+        for (mode, args) in [("from", ["--from", b.dest.path, "--name", "t"]), ("archive", ["--archive", b.archive])] {
+            for (why, argv, parent) in cases {
+                let to = parent + "/" + mode
+                let r = try Subprocess.run(argv + args + ["--to", to])
+                #expect(r.status == 1, "\(mode), \(why): \(r.status) \(r.stderr)")
+                #expect(r.stderr.contains("cannot create the target \(to): \(why) (mkdir \(parent))"), "\(mode): \(r.stderr)")
+                #expect(!r.stderr.contains("Unknown error"), "\(mode): \(r.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: parent), "\(mode): \(parent) was made")
+            }
+        }
+    }
 }

@@ -9,6 +9,23 @@ import Testing
 @Suite struct ConcurrencyKitTests {
     struct Boom: Error, Equatable { var n: Int }
 
+    /// `withLock(within:)`: runs the body when the lock comes in time, nil while another
+    /// thread holds it past the limit (then the lock is free again).
+    @Test func monitorTimedLockGivesUpWhileHeld() {
+        let m = Monitor(0)
+        #expect(m.withLock(within: 1) { $0 += 1; return $0 } == 1)
+        let held = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0), done = DispatchSemaphore(value: 0)
+        startThread {
+            m.withLock { _ in held.signal(); release.wait() }
+            done.signal()
+        }
+        held.wait()
+        #expect(m.withLock(within: 0.05) { $0 += 1 } == nil)
+        release.signal()
+        done.wait()
+        #expect(m.withLock(within: 1) { $0 } == 1)
+    }
+
     @Test func poolRunsEveryJobAndCloseJoinsTheThreads() throws {
         let pool = WorkPool(threads: 4, maxQueuedItems: 8, name: "t")
         let sum = Atomic<Int>(0)

@@ -110,6 +110,32 @@ import Testing
         #expect(Sys.processorCount >= 1)
     }
 
+    /// `makeDirectories` (mkdir -p): parents made, existing directories and symlinks to them
+    /// kept, `exactMode` whatever the umask; a component that is a file fails as ENOTDIR
+    /// naming that component.
+    @Test func makeDirectoriesIsMkdirP() throws {
+        let (dir, dfd) = try scratch()
+        defer { Sys.close(dfd); try? FileManager.default.removeItem(atPath: dir) }
+        try Sys.makeDirectories(dir + "/a/b//c/", mode: 0o700, exactMode: true)
+        for d in ["/a", "/a/b", "/a/b/c"] {
+            let st = try #require(try Sys.stat(dir + d))
+            #expect(st.isDirectory && st.mode & 0o7777 == 0o700, "\(d): \(String(st.mode, radix: 8))")
+        }
+        #expect(symlink(dir + "/a", dir + "/l") == 0)
+        try Sys.makeDirectories(dir + "/l/b/c", mode: 0o755)
+        try Sys.makeDirectories(dir + "/l/b/d", mode: 0o755)
+        #expect(try Sys.stat(dir + "/a/b/d")?.isDirectory == true)
+        #expect(FileManager.default.createFile(atPath: dir + "/a/f", contents: Data("f".utf8)))
+        for path in [dir + "/a/f/x/y", dir + "/a/f"] {
+            do {
+                try Sys.makeDirectories(path, mode: 0o755)
+                Issue.record("\(path): made under a file")
+            } catch {
+                #expect(error.errno == ENOTDIR && error.path == dir + "/a/f", "\(error)")
+            }
+        }
+    }
+
     /// `hexString([UInt8])` (the digest path) is the generic one, for every byte value.
     @Test("hexString of an array is the generic hexString")
     func hexStringArrayMatchesGeneric() {

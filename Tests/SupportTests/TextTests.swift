@@ -41,13 +41,6 @@ import Testing
         for n in [0, 1, 3, 8, 20] { #expect(s.padded(toLength: n) == s.padding(toLength: n, withPad: " ", startingAt: 0), "\(n)") }
     }
 
-    @Test("percentDecoded is NSString's removingPercentEncoding")
-    func percent() {
-        for s in ["a%40b", "p%25w", "p%w", "%", "%4", "%zz", "%C3%A9", "%C3", "x+y", "", "%2b%2B"] {
-            #expect(s.percentDecoded == (s as NSString).removingPercentEncoding, "\(s)")
-        }
-    }
-
     /// NSString does not match a scalar that a combining mark follows; the escapes need every one.
     @Test("replacingScalars also replaces a quote that a combining mark follows")
     func combiningMark() {
