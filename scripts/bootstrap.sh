@@ -25,7 +25,8 @@ set -euo pipefail
 
 BUILD_PACKAGES=(
   # what the swift.org toolchain (a tarball, not a Debian package) needs to resolve packages,
-  # compile and link on a minimal Debian 12
+  # compile and link on a minimal Debian 12 (libstdc++-12-dev also has the libstdc++.a that the
+  # tools link statically: link/static-libstdc++)
   git gcc libc6-dev libstdc++-12-dev libncurses6 libxml2 tzdata ca-certificates
   # C libraries behind the Swift system-library targets (no libcurl: nothing links
   # FoundationNetworking; the notifications run curl(1), see TEST_PACKAGES and the .deb's Depends)
