@@ -388,6 +388,15 @@ struct CronModeSignalTests {
     }
 }
 
+/// A temporary directory with appdata/app/config.xml (one small file) and the path of an empty
+/// destination, nas/, beside it: the source of the commit tests below.
+private func oneFileAppdata() throws -> (dir: TempDir, src: String, nas: String) {
+    let dir = try TempDir("hs-cron")
+    let src = dir.sub("appdata")
+    try Tree.write(src + "/app/config.xml", "<ApiKey>secret</ApiKey>\n")
+    return (dir, src, dir.sub("nas"))
+}
+
 /// A signal while the commit's files are being synced (each fsync held back 1.5 s by strace's
 /// syscall injection, a real slow disk or NAS in miniature): the run stops, nothing is
 /// committed, and nothing it created is left behind, the index included.
@@ -395,10 +404,7 @@ struct CronModeSignalTests {
 struct CommitSignalTests {
     @Test("SIGTERM while the archive, manifest and index are fsynced: exit 143, nothing committed, nothing left")
     func signalDuringCommitSyncs() throws {
-        let dir = try TempDir("hs-cron")
-        let src = dir.sub("appdata")
-        try Tree.write(src + "/app/config.xml", "<ApiKey>secret</ApiKey>\n")
-        let nas = dir.sub("nas")
+        let (dir, src, nas) = try oneFileAppdata()
         let setDir = nas + "/io"
         let run = try RunningTool("/usr/bin/strace", ["-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync,fdatasync",
                                              "-e", "inject=fsync,fdatasync:delay_enter=1500000", "--",
@@ -426,10 +432,7 @@ struct CommitSignalTests {
 struct CommitDirectorySyncTests {
     @Test("EIO from the set directory's fsync after the commit: exit 1, the failure and what to do named")
     func directorySyncFailure() throws {
-        let dir = try TempDir("hs-cron")
-        let src = dir.sub("appdata")
-        try Tree.write(src + "/app/config.xml", "<ApiKey>secret</ApiKey>\n")
-        let nas = dir.sub("nas")
+        let (dir, src, nas) = try oneFileAppdata()
         let trace = dir.sub("strace.out")
         let r = try Subprocess.run(["/usr/bin/strace", "-f", "-qq", "-y", "-o", trace, "-e", "trace=fsync",
                                     "-e", "inject=fsync:error=EIO:when=3", "--",
