@@ -147,7 +147,10 @@ package final class BackupRunner {
                 : "source '\(options.source)' is not a directory. Give the appdata directory with --source, e.g. /opt/appdata.")
         }
         if options.dryRun { return try dryRun(set: set, started: started) }
-        do { try dest.makeDirectories(options.set) } catch {
+        do { try dest.makeDirectories(options.set) } catch let e as StorageError where e.operation == StorageError.directorySync {
+            throw ToolError("cannot make the backup set directory \(set.location) durable: \(e); a power loss could take it away, "
+                            + "so nothing was backed up. Check the disk or NAS (dmesg, zpool status), then run the backup again.")
+        } catch {
             throw ToolError("cannot create the backup set directory \(set.location): \(error). Check that DEST exists and is writable.")
         }
         trace("start")

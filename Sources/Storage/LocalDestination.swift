@@ -16,6 +16,10 @@ package struct StorageError: Error, CustomStringConvertible {
     package static func posix(_ operation: String, _ location: String, _ err: Int32 = Glibc.errno) -> StorageError {
         StorageError(operation: operation, location: location, errno: err, detail: Sys.strerror(err))
     }
+
+    /// The operation of a failed sync of a directory's entries (`syncDirectory`, or the parent
+    /// of a directory `makeDirectories` made): what is in it may not survive a power loss.
+    package static let directorySync = "fsync directory"
 }
 
 /// A destination in a local directory (or any kernel-mounted filesystem).
@@ -44,11 +48,15 @@ package final class LocalDestination: Destination {
         return p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
     }
 
-    /// Creates missing directories 0700 (private whatever the umask); existing ones are left
-    /// as they are.
+    /// Creates missing directories 0700 (private whatever the umask), each durable (its parent
+    /// fsynced) before it returns: a commit in them must not be lost with the directory.
+    /// Existing ones are left as they are.
+    /// - Throws: `StorageError`; its operation is `directorySync` when a parent's fsync failed.
     package func makeDirectories(_ path: String) throws {
         let target = full(path)
-        do { try Sys.makeDirectories(target, mode: 0o700, exactMode: true) } catch {
+        do { try Sys.makeDirectories(target, mode: 0o700, exactMode: true, durable: true) } catch {
+            if error.call == "fsync" { throw StorageError.posix(StorageError.directorySync, error.path, error.errno) }
+            if error.call == "open" { throw StorageError.posix("open directory", error.path, error.errno) }
             guard error.errno == ENOTDIR, error.hint != nil else { throw StorageError.posix("mkdir -p \(target): create", error.path, error.errno) }
             throw StorageError(operation: "mkdir -p", location: target, errno: ENOTDIR,
                                detail: error.path == target ? "exists and is not a directory" : "\(error.path) exists and is not a directory")
@@ -133,7 +141,7 @@ package final class LocalDestination: Destination {
         let fd = Glibc.open(full(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd < 0 { throw StorageError.posix("open directory", full(path)) }
         defer { Glibc.close(fd) }
-        if fsync(fd) != 0 && errno != EINVAL { throw StorageError.posix("fsync directory", full(path)) }
+        if fsync(fd) != 0 && errno != EINVAL { throw StorageError.posix(StorageError.directorySync, full(path)) }
     }
 }
 

@@ -13,8 +13,9 @@ import Glibc
 /// - `create` writes with pipelined UNSTABLE WRITEs; the writer's `sync()` is an NFS COMMIT.
 /// - `createExclusive` is an NFSv3 EXCLUSIVE CREATE: atomic on the server, safe for lock files
 ///   between hosts.
-/// - `syncDirectory` checks the directory exists and otherwise does nothing: NFSv3 servers
-///   commit CREATE/RENAME/REMOVE to stable storage before they reply (RFC 1813).
+/// - `syncDirectory` checks the directory exists and otherwise does nothing, and
+///   `makeDirectories` syncs no parent: NFSv3 servers commit CREATE/MKDIR/RENAME/REMOVE to
+///   stable storage before they reply (RFC 1813, 1.6: these procedures are synchronous).
 /// - Files are created 0600 and directories 0700 (private, like `LocalDestination`).
 /// - Errors are `NFSError` (match `kind`; the description names the call, URL, errno and
 ///   libnfs's text).

@@ -546,10 +546,15 @@ package enum Sys {
 
     /// Creates `path` and its missing parents, as `mkdir -p`: each new directory with `mode`
     /// less the umask (`exactMode`: with `mode` whatever the umask); directories already there
-    /// (or symlinks to them) are left as they are.
+    /// (or symlinks to them) are left as they are. With `durable`, the parent of each directory
+    /// it makes is fsynced right after the mkdir: a new directory is an entry of its parent, and
+    /// until that is on stable storage a power loss can take the directory away with all that
+    /// was later written and synced in it (ext4's journal happens to keep it; XFS, btrfs need
+    /// the fsync). Parents that were there already need nothing.
     /// - Throws: the SysError of the mkdir that failed, naming that directory with the errno the
-    ///   kernel gave (EACCES, EROFS, ...); ENOTDIR, with a hint, when a component is not a directory.
-    package static func makeDirectories(_ path: String, mode: UInt32, exactMode: Bool = false) throws(SysError) {
+    ///   kernel gave (EACCES, EROFS, ...); ENOTDIR, with a hint, when a component is not a
+    ///   directory; with `durable`, that of the open or fsync of a parent ("open", "fsync").
+    package static func makeDirectories(_ path: String, mode: UInt32, exactMode: Bool = false, durable: Bool = false) throws(SysError) {
         if let st = try? stat(path) {
             if st.isDirectory { return }
             throw SysError(call: "mkdir", path: path, errno: ENOTDIR, hint: "exists and is not a directory")
@@ -559,11 +564,28 @@ package enum Sys {
             if try mkdir(current, mode: mode) {
                 // mkdir applies the umask, which can only take bits away: set them.
                 if exactMode { _ = Glibc.chmod(current, mode) }
+                if durable { try syncEntries(parent(of: path[..<part.startIndex])) }
                 continue
             }
             if (try? stat(current))?.isDirectory == true { continue }
             throw SysError(call: "mkdir", path: current, errno: ENOTDIR, hint: "exists and is not a directory")
         }
+    }
+
+    /// The directory named by `prefix`, a path up to (not including) one of its components:
+    /// without its trailing slashes ("/" itself kept), "." when empty.
+    private static func parent(of prefix: Substring) -> String {
+        var p = prefix
+        while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
+        return p.isEmpty ? "." : String(p)
+    }
+
+    /// fsync of the directory `dir`, which puts its entries on stable storage. EINVAL (a
+    /// filesystem that cannot sync a directory) is not a failure, as in `syncDirectory`.
+    private static func syncEntries(_ dir: String) throws(SysError) {
+        let fd = try check("open", dir) { Glibc.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        defer { close(fd) }
+        if retry({ Glibc.fsync(fd) }) != 0 && errno != EINVAL { throw SysError(call: "fsync", path: dir, errno: errno) }
     }
 
     package static func chown(_ path: String, uid: UInt32, gid: UInt32) throws(SysError) {
