@@ -1,4 +1,5 @@
 import Archive
+import Glibc
 import Support
 
 /// Why a restore stopped: what, where, and what to do. Thrown at the Restore module's edge
@@ -29,6 +30,8 @@ package enum RestoreError: Error, CustomStringConvertible, Sendable {
         case notEmpty(entries: Int)
         case cannotCreate(SysError)
         case cannotOpen(SysError)
+        /// There, but its entries cannot be read (so whether it is empty is not known).
+        case cannotList(SysError)
     }
 
     /// The named safety rules of the restore.
@@ -52,7 +55,7 @@ package enum RestoreError: Error, CustomStringConvertible, Sendable {
         if case .target(let p, _) = self {
             switch p {
             case .notADirectory, .notEmpty: return true
-            case .cannotCreate, .cannotOpen: return false
+            case .cannotCreate, .cannotOpen, .cannotList: return false
             }
         }
         return false
@@ -70,6 +73,10 @@ package enum RestoreError: Error, CustomStringConvertible, Sendable {
                 let parent = path.hasPrefix(e.path + "/") && path.dropFirst(e.path.count).contains { $0 != "/" }
                 return "cannot create the target \(path): \(e.reason)" + (parent ? " (mkdir \(e.path))" : "")
             case .cannotOpen(let e): return "cannot open the target \(path): \(e.reason)"
+            case .cannotList(let e):
+                let fix = e.errno == EACCES || e.errno == EPERM ? "Give this user read permission on it" : "Check the disk (dmesg)"
+                return "cannot list the target \(path) to see whether it is empty: \(e.reason) (errno \(e.errno)); nothing was restored. "
+                    + "\(fix), or restore into another --to (a new or empty directory)"
             }
         case .refused(let rule, let entry, let detail):
             return "refused entry '\(entry)' (rule: \(rule.rawValue)): \(detail)"

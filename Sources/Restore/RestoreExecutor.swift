@@ -180,7 +180,7 @@ package final class RestoreExecutor {
     /// Creates the target if needed.
     /// - Returns: whether it was empty (or absent), and whether this restore created it.
     /// - Throws: `RestoreError.target` when it is not a directory, or not empty without
-    ///   `allowNonEmptyTarget`, or cannot be made.
+    ///   `allowNonEmptyTarget`, or cannot be made or listed.
     private func prepareTarget() throws(RestoreError) -> (fresh: Bool, created: Bool) {
         let st: FileStat?
         do { st = try Sys.stat(target) } catch { throw .target(.cannotOpen(error), path: target) }
@@ -190,7 +190,9 @@ package final class RestoreExecutor {
             return (true, true)
         }
         guard st.isDirectory else { throw .target(.notADirectory, path: target) }
-        let contents = (try? FileManager.default.contentsOfDirectory(atPath: target)) ?? []
+        // A target that cannot be read is not taken for an empty one (the rule above would not hold).
+        let contents: [[UInt8]]
+        do { contents = try Sys.directoryNames(target) } catch { throw .target(.cannotList(error), path: target) }
         if !contents.isEmpty && !policy.allowNonEmptyTarget { throw .target(.notEmpty(entries: contents.count), path: target) }
         return (contents.isEmpty, false)
     }

@@ -404,6 +404,29 @@ package enum Sys {
         try check("getdents64", shown()) { cshims_getdents64(fd, buffer.baseAddress, buffer.count) }
     }
 
+    /// The names in the directory `path` (without "." and ".."), in the directory's order.
+    /// - Throws: the SysError of the open (EACCES, ENOTDIR, ...) or of a read ("readdir":
+    ///   EIO, ...): a directory that cannot be read is never taken for an empty one.
+    package static func directoryNames(_ path: String) throws(SysError) -> [[UInt8]] {
+        let fd = try check("open", path) { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        guard let dir = fdopendir(fd) else {
+            let e = errno
+            close(fd)
+            throw SysError(call: "fdopendir", path: path, errno: e)
+        }
+        defer { closedir(dir) }
+        var names: [[UInt8]] = []
+        while true {
+            errno = 0   // readdir's end and its failure both return NULL: errno tells them apart
+            guard let ent = readdir(dir) else {
+                if errno != 0 { throw SysError(call: "readdir", path: path, errno: errno) }
+                return names
+            }
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
+            if name != [0x2E] && name != [0x2E, 0x2E] { names.append(name) }
+        }
+    }
+
     /// Gives memory freed by the process back to the system (`malloc_trim(0)`).
     package static func mallocTrim() { _ = cshims_malloc_trim(0) }
 

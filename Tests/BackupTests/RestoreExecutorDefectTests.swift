@@ -198,16 +198,23 @@ func xattrDump(_ root: String) throws -> String {
         #expect(Set(messages.map { $0.contains("no such path") }).count == 1, "messages differ: \(messages)")
     }
 
-    /// A target that cannot be created says why, as mkdir says it, with the path, through both
-    /// halves: a directory the restoring user cannot write, a read-only filesystem. (FileManager
-    /// made it: its CocoaError code shown as an errno read "Unknown error 513" and "642".)
-    @Test func targetThatCannotBeCreatedNamesTheRealCause() throws {
-        let work = try TempDir("r-target-mkdir")
+    /// A work directory other users may enter, and a backup of its src/f.txt they may read
+    /// (for restores run as another user).
+    private func backupOthersMayRead(_ name: String) throws -> (work: TempDir, backup: CLIBackup) {
+        let work = try TempDir(name)
         try Subprocess.checked(["chmod", "755", work.path])
         let src = work.sub("src")
         try Tree.write(src + "/f.txt", "f\n")
         let b = try CLIBackup(src)
         try Subprocess.checked(["chmod", "-R", "a+rX", b.dest.path])
+        return (work, b)
+    }
+
+    /// A target that cannot be created says why, as mkdir says it, with the path, through both
+    /// halves: a directory the restoring user cannot write, a read-only filesystem. (FileManager
+    /// made it: its CocoaError code shown as an errno read "Unknown error 513" and "642".)
+    @Test func targetThatCannotBeCreatedNamesTheRealCause() throws {
+        let (work, b) = try backupOthersMayRead("r-target-mkdir")
         let locked = work.sub("locked")   // root's, 0755: others may look, not create
         try FileManager.default.createDirectory(atPath: locked, withIntermediateDirectories: true)
         try Subprocess.checked(["chmod", "755", locked])
@@ -227,6 +234,42 @@ func xattrDump(_ root: String) throws -> String {
                 #expect(!r.stderr.contains("Unknown error"), "\(mode): \(r.stderr)")
                 #expect(!FileManager.default.fileExists(atPath: parent), "\(mode): \(parent) was made")
             }
+        }
+    }
+
+    /// A target that is there but cannot be listed (the restoring user may write in it but not
+    /// read it; an I/O error, injected by strace on the target's getdents64 alone) was taken
+    /// for an empty one (`try?` gave no names): the "empty unless --force" rule was bypassed
+    /// and the restore wrote into it. It must fail with the real errno, the target and what to
+    /// do (exit 1), writing nothing, through both halves. A regular file as --to stays what it
+    /// was: not a directory, exit 2.
+    @Test func targetThatCannotBeListedIsNotTakenForEmpty() throws {
+        let (work, b) = try backupOthersMayRead("r-target-list")
+        let asNobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", hsRestore]
+        for (mode, args) in [("from", ["--from", b.dest.path, "--name", "t"]), ("archive", ["--archive", b.archive])] {
+            let unreadable = work.sub("unreadable-\(mode)")   // nobody's, 0300: write and search, no read
+            try Tree.write(unreadable + "/keep.txt", "mine\n")
+            try Subprocess.checked(["chown", "-R", "65534:65534", unreadable])
+            try Subprocess.checked(["chmod", "300", unreadable])
+            let r = try Subprocess.run(asNobody + args + ["--to", unreadable])
+            #expect(r.status == 1, "\(mode), unreadable: \(r.status) \(r.stderr)")
+            #expect(r.stderr.contains(unreadable) && r.stderr.contains("Permission denied (errno \(EACCES))") && r.stderr.contains("--to"),
+                    "\(mode), unreadable: \(r.stderr)")
+            #expect(filesIn(unreadable) == ["keep.txt"], "\(mode): written into the unreadable target: \(filesIn(unreadable))")
+
+            let failing = work.sub("eio-\(mode)")
+            try Tree.write(failing + "/keep.txt", "mine\n")
+            let e = try Subprocess.run(["/usr/bin/strace", "-f", "-qq", "-o", "/dev/null", "-P", failing, "-e", "trace=getdents64",
+                                        "-e", "inject=getdents64:error=EIO", "--", hsRestore] + args + ["--to", failing])
+            #expect(e.status == 1, "\(mode), EIO: \(e.status) \(e.stderr)")
+            #expect(e.stderr.contains(failing) && e.stderr.contains("Input/output error (errno \(EIO))"), "\(mode), EIO: \(e.stderr)")
+            #expect(filesIn(failing) == ["keep.txt"], "\(mode): written into the target it could not list: \(filesIn(failing))")
+
+            let file = work.sub("file-\(mode)")
+            try Tree.write(file, "mine\n")
+            let f = try Subprocess.run([hsRestore] + args + ["--to", file])
+            #expect(f.status == 2 && f.stderr.contains("--to \(file) is not a directory"), "\(mode), a file: \(f.status) \(f.stderr)")
+            #expect(try String(contentsOfFile: file, encoding: .utf8) == "mine\n")
         }
     }
 }

@@ -136,6 +136,27 @@ import Testing
         }
     }
 
+    /// `directoryNames`: every name as bytes (not UTF-8 too), without "." and ".."; a path that
+    /// is no directory fails with its errno, never as an empty listing.
+    @Test func directoryNamesListsBytesAndFailsLoudly() throws {
+        let (dir, dfd) = try scratch()
+        defer { Sys.close(dfd); try? FileManager.default.removeItem(atPath: dir) }
+        #expect(try Sys.directoryNames(dir).isEmpty)
+        let odd: [UInt8] = Array("caf".utf8) + [0xE9]
+        let fd = try Sys.openat(dfd, odd, O_WRONLY | O_CREAT | O_CLOEXEC, mode: 0o600)
+        Sys.close(fd)
+        #expect(mkdirat(dfd, "sub", 0o700) == 0)
+        #expect(try Sys.directoryNames(dir).sorted { $0.lexicographicallyPrecedes($1) } == [odd, Array("sub".utf8)])
+        do { _ = try Sys.directoryNames(dir + "/sub/missing"); Issue.record("a missing directory listed") } catch {
+            #expect(error.errno == ENOENT && error.path == dir + "/sub/missing", "\(error)")
+        }
+        let file = dir + "/file"
+        #expect(FileManager.default.createFile(atPath: file, contents: Data("f".utf8)))
+        do { _ = try Sys.directoryNames(file); Issue.record("a file listed") } catch {
+            #expect(error.errno == ENOTDIR && error.call == "open" && error.path == file, "\(error)")
+        }
+    }
+
     /// `hexString([UInt8])` (the digest path) is the generic one, for every byte value.
     @Test("hexString of an array is the generic hexString")
     func hexStringArrayMatchesGeneric() {
