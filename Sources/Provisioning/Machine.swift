@@ -175,8 +175,10 @@ package final class Machine: Sendable {
         }
     }
 
+    /// `mkdir -p` of a path on this machine's filesystem (already through `path()`).
     private func makeDirectories(_ real: String) throws {
-        do { try FileManager.default.createDirectory(atPath: real, withIntermediateDirectories: true) } catch {
+        // mkdir itself, not FileManager: its CocoaError printed as "(null)UserInfo={...}", no errno.
+        do { try Sys.makeDirectories(real, mode: 0o777) } catch {
             throw ProvisionError("cannot create directory \(real): \(error)")
         }
     }

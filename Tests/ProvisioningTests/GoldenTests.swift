@@ -176,4 +176,33 @@ import TestSupport
         #expect(r.stderr.contains("lxc:asteria: \(root.path)/etc/pve/lxc/102.conf does not exist: create container 102 (asteria) first"))
         #expect(r.stderr.contains("not run: lxc:hera"))
     }
+
+    /// A directory that cannot be made (a file where a parent should be, a read-only
+    /// filesystem) is named with the errno mkdir gave. FileManager made them: its CocoaError
+    /// came out as "(null)UserInfo={NSFilePath=..., NSUnderlyingError=Not a directory}" and
+    /// "The volume is read only.UserInfo={...}".
+    @Test func directoryThatCannotBeMadeNamesTheRealCause() throws {
+        let root = try Fixture.sandbox("host-root")
+        let mnt = root.sub("mnt")
+        try? FileManager.default.removeItem(atPath: mnt)
+        try "x\n".write(toFile: mnt, atomically: false, encoding: .utf8)
+        let file = try Fixture.provision(args("apply", host: "pve", root: root.path) + ["--only", "storage-mount"])
+        #expect(file.status == 1, "\(file.stderr)")
+        #expect(file.stderr.contains("storage-mount: cannot create directory \(mnt)/storage: mkdir \(mnt): Not a directory (errno \(ENOTDIR)); exists and is not a directory"),
+                "\(file.stderr)")
+        #expect(Fixture.text(mnt) == "x\n")
+
+        try FileManager.default.removeItem(atPath: mnt)
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: false)
+        let m = try Subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", mnt])
+        try #require(m.succeeded, "mount tmpfs: \(m.stderr)")
+        defer { _ = try? Subprocess.run(["umount", "-l", mnt]) }
+        let ro = try Fixture.provision(args("apply", host: "pve", root: root.path) + ["--only", "storage-mount"])
+        #expect(ro.status == 1, "\(ro.stderr)")
+        #expect(ro.stderr.contains("storage-mount: cannot create directory \(mnt)/storage: mkdir \(mnt)/storage: Read-only file system (errno \(EROFS))"),
+                "\(ro.stderr)")
+        for r in [file, ro] {
+            #expect(!r.stderr.contains("UserInfo") && !r.stderr.contains("NSUnderlyingError") && !r.stderr.contains("(null)"), "\(r.stderr)")
+        }
+    }
 }
