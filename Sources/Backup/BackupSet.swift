@@ -294,7 +294,7 @@ package struct BackupSet {
                 if !manifests.contains(id) {
                     c.damage.append(SetDamage(id: id, file: f, what: "index \(location)/\(f) belongs to no backup (its manifest \(id).manifest is missing)"))
                 }
-            } else if f.hasSuffix(".partial") || f.contains(".tmp-") {
+            } else if f.hasSuffix(".partial") || f.scalarRange(of: ".tmp-") != nil {
                 c.leftovers.append(f)
             }
         }
