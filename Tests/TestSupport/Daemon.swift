@@ -43,7 +43,7 @@ package enum Daemon {
     }
 
     /// The parent pid of `p` from /proc (nil when it is gone).
-    static func parent(of p: pid_t) -> pid_t? {
+    package static func parent(of p: pid_t) -> pid_t? {
         guard let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return nil }
         let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
@@ -103,6 +103,23 @@ package enum Daemon {
         return try Subprocess.run(["bash", "-c", script] + arguments)
     }
 
+    /// Runs a client of a harness's server to its end, at most `seconds`: stdin is `input`
+    /// followed by end of file (/dev/null when nil), stdout and stderr are captured. A server
+    /// that stops answering must fail the test, never hang it.
+    /// - Returns: nil when the client was still running at the deadline (it and its process
+    ///   group were killed).
+    package static func runClient(_ arguments: [String], input: Data? = nil, environment: [String: String] = [:],
+                                  within seconds: Double) throws -> ProcessResult? {
+        let child = try ChildProcess.start(arguments, environment: environment, input: input == nil ? .null : .stream,
+                                           captureStdout: true)
+        if let input {
+            // Small inputs only: the socket buffer takes them whole, so this never blocks.
+            _ = try? input.withUnsafeBytes { try child.write($0) }
+            child.closeInput()
+        }
+        return child.wait(upTo: seconds)
+    }
+
     /// Distinct free TCP ports on 127.0.0.1 (bound to port 0, then released).
     package static func freePorts(_ n: Int) throws -> [UInt16] {
         var fds: [Int32] = []
@@ -127,5 +144,23 @@ package enum Daemon {
             if !ports.contains(port) { ports.append(port) }
         }
         return ports
+    }
+}
+
+extension ChildProcess {
+    /// Waits at most `seconds` for the child to exit. Past that, kills its process group (the
+    /// child and what it started, e.g. sftp's ssh) and returns nil: a test waiting on a client
+    /// fails, it never hangs.
+    package func wait(upTo seconds: Double) -> ProcessResult? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while isRunning {
+            guard Date() < deadline else {
+                signal(SIGKILL, group: true)
+                wait()
+                return nil
+            }
+            usleep(20_000)
+        }
+        return wait()
     }
 }

@@ -278,7 +278,7 @@ package final class SSHServer: Sendable {
                     stop()
                     throw SSHServerError(message: "sshd (pid \(d)) exited during start-up (port \(port))", logTail: logTail())
                 }
-                if answers() { return }
+                if answers(within: max(1, deadline.timeIntervalSinceNow)) { return }
             }
             usleep(100_000)
         }
@@ -286,11 +286,14 @@ package final class SSHServer: Sendable {
         throw SSHServerError(message: "sshd did not accept an SFTP session on 127.0.0.1:\(port) within 30 s", logTail: logTail())
     }
 
-    /// True when an independent client (OpenSSH's sftp, with the test keys) can list `dataPath`.
-    private func answers() -> Bool {
+    /// True when an independent client (OpenSSH's sftp, with the test keys) can list `dataPath`
+    /// within `seconds`. Bounded because ConnectTimeout ends only the connect and banner waits,
+    /// and run through ChildProcess because an sftp that exits before reading its input must not
+    /// SIGPIPE the test process (Subprocess.run's writer would).
+    private func answers(within seconds: Double) -> Bool {
         let args = ["sftp", "-b", "-", "-P", String(port), "-i", clientKeyPath, "-o", "UserKnownHostsFile=\(knownHostsPath)",
                     "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "\(user)@127.0.0.1"]
-        guard let r = try? Subprocess.run(args, input: Data("ls \(dataPath)\n".utf8)) else { return false }
-        return r.succeeded
+        let r = try? Daemon.runClient(args, input: Data("ls \(dataPath)\n".utf8), within: seconds)
+        return r?.succeeded == true
     }
 }
