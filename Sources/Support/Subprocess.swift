@@ -60,6 +60,13 @@ package enum Subprocess {
         if let input, let stdinFD = child.stdin {
             // Feed stdin on its own thread; a child that stops reading gets EPIPE, not a hang.
             startThread {
+                // The SIGPIPE of a write to a pipe nobody reads goes to the writing thread: blocked
+                // here, it stays pending until the thread ends, and write returns EPIPE. Unblocked,
+                // it would end the whole process (nothing here ignores SIGPIPE).
+                var pipeSignal = sigset_t()
+                sigemptyset(&pipeSignal)
+                sigaddset(&pipeSignal, SIGPIPE)
+                pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
                 input.withUnsafeBytes { raw in
                     var off = 0
                     while off < raw.count {

@@ -18,6 +18,15 @@ import TestSupport
         #expect(throws: ProcessFailure.self) { try Subprocess.run(["hs-no-such-program-anywhere"]) }
     }
 
+    @Test func aChildThatDoesNotReadItsInputDoesNotKillUs() throws {
+        // `true` exits without reading: 1 MiB cannot fit in the pipe, so the writer meets the closed
+        // pipe for certain. It must get EPIPE; a SIGPIPE would end this whole test process.
+        let r = try Subprocess.run(["true"], input: Data(count: 1 << 20))
+        #expect(r.status == 0)
+        let c = try Subprocess.run(["sh", "-c", "head -c 1 >/dev/null; exit 4"], input: Data(count: 1 << 20))
+        #expect(c.status == 4)
+    }
+
     @Test func largeOutputOnBothPipesDoesNotDeadlock() throws {
         // 8 MiB on stdout and 8 MiB on stderr, interleaved: far beyond a pipe's 64 KiB buffer.
         let r = try Subprocess.checked(["sh", "-c", "head -c 8388608 /dev/zero | tr '\\0' a; head -c 8388608 /dev/zero | tr '\\0' b >&2"])

@@ -287,9 +287,7 @@ package final class SSHServer: Sendable {
     }
 
     /// True when an independent client (OpenSSH's sftp, with the test keys) can list `dataPath`
-    /// within `seconds`. Bounded because ConnectTimeout ends only the connect and banner waits,
-    /// and run through ChildProcess because an sftp that exits before reading its input must not
-    /// SIGPIPE the test process (Subprocess.run's writer would).
+    /// within `seconds` (ConnectTimeout bounds only the connect and banner waits).
     private func answers(within seconds: Double) -> Bool {
         let args = ["sftp", "-b", "-", "-P", String(port), "-i", clientKeyPath, "-o", "UserKnownHostsFile=\(knownHostsPath)",
                     "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "\(user)@127.0.0.1"]
