@@ -11,9 +11,11 @@
 // between once.
 //
 // Integrity: a file up to `verifyWholeBelow` is read whole when opened and checked against the
-// manifest's SHA-256 before any byte is handed out; a larger one is hashed as it is read from
-// start to end, and the read that completes it fails (EIO) on a mismatch; random reads of a
-// large file rely on the members' CRC-32.
+// manifest's SHA-256 (a sparse file's: the `SparseHash` of its map and data) before any byte is
+// handed out; a larger one is hashed as it is read from start to end, and the read that
+// completes it fails (EIO) on a mismatch, as does every later open of it (the kernel keeps the
+// pages already read, so a second reader would otherwise get them unchecked); random reads of
+// a large file rely on the members' CRC-32.
 import Archive
 import Backup
 import Restore
@@ -47,15 +49,23 @@ package final class OpenFile: Sendable {
     let dataStart: UInt64
     /// Data regions in file order (one region for a file that is not sparse).
     let regions: [SparseRegion]
+    /// A sparse member: the manifest holds its `SparseHash`, over its regions' data only.
+    let sparse: Bool
     /// The whole content, when small enough to be read and checked at open.
     let whole: [UInt8]?
     private let walk: Mutex<MemberWalk>
     private let hashing: Mutex<HashProgress>
 
-    init(place: ArchivePlace, archive: ArchiveHandle, dataStart: UInt64, regions: [SparseRegion], whole: [UInt8]?) {
-        self.place = place; self.archive = archive; self.dataStart = dataStart; self.regions = regions; self.whole = whole
+    init(place: ArchivePlace, archive: ArchiveHandle, dataStart: UInt64, sparse: [SparseRegion]?, whole: [UInt8]?) {
+        self.place = place; self.archive = archive; self.dataStart = dataStart; self.whole = whole
+        regions = sparse ?? [SparseRegion(offset: 0, length: place.size)]
+        self.sparse = sparse != nil
         walk = Mutex(MemberWalk(known: [(0, place.member, nil)]))
-        hashing = Mutex(HashProgress(hasher: regions.count == 1 && whole == nil ? SHA256Hasher() : nil))
+        var progress = HashProgress()
+        if whole == nil {
+            if let sparse { progress.sparseHasher = SparseHash(map: sparse, realSize: place.size) } else { progress.hasher = SHA256Hasher() }
+        }
+        hashing = Mutex(progress)
     }
 
     /// The gzip members from the entry's first one, as far as they were decoded: tar offset
@@ -97,6 +107,8 @@ package final class OpenFile: Sendable {
     /// How far a large file was hashed, reading in order from its start.
     struct HashProgress: ~Copyable {
         var hasher: SHA256Hasher?
+        /// Instead of `hasher` for a sparse file: fed its regions' bytes, not the holes.
+        var sparseHasher: SparseHash?
         var upTo: UInt64 = 0
         var bad: String?
     }
@@ -105,11 +117,23 @@ package final class OpenFile: Sendable {
     fileprivate func hashed(_ offset: UInt64, _ bytes: [UInt8]) -> String? {
         hashing.withLock { h in
             if let bad = h.bad { return bad }
-            guard h.hasher != nil, offset == h.upTo else { return nil }
-            h.hasher?.update(bytes)
-            h.upTo += UInt64(bytes.count)
-            guard h.upTo == place.size, let hasher = h.hasher.take() else { return nil }
-            if Digest(hasher.finalize()) != place.sha256 {
+            guard h.hasher != nil || h.sparseHasher != nil, offset == h.upTo else { return nil }
+            let end = offset + UInt64(bytes.count)
+            if h.hasher != nil {
+                h.hasher?.update(bytes)
+            } else {
+                bytes.withUnsafeBytes { b in
+                    for r in regions {
+                        let lo = max(offset, r.offset), hi = min(end, r.offset + r.length)
+                        if lo < hi { h.sparseHasher?.update(UnsafeRawBufferPointer(rebasing: b[Int(lo - offset) ..< Int(hi - offset)])) }
+                    }
+                }
+            }
+            h.upTo = end
+            guard h.upTo == place.size else { return nil }
+            let got: [UInt8]
+            if let hasher = h.hasher.take() { got = hasher.finalize() } else if let sh = h.sparseHasher.take() { got = sh.finalize() } else { return nil }
+            if Digest(got) != place.sha256 {
                 h.bad = "\(NameEscape.escape(place.path)): the content read from \(place.label) does not have the manifest's SHA-256; the backup is damaged. Run `hs-backup verify`."
             }
             return h.bad
@@ -137,6 +161,9 @@ package final class ArchiveContent: Sendable {
     private let inFlight = Monitor(Set<MemberKey>())
     private let readAhead = WorkPool(threads: 2, maxQueuedItems: 64, name: "hs-mount-read-ahead")
     private let readAheadQueued = Mutex(0)
+    /// Files whose content was found not to match the manifest, and why: opened again, they
+    /// fail at once rather than hand out unchecked what the kernel did not keep.
+    private let knownBad = Mutex<[ArchivePlace: String]>([:])
     /// Files up to this size are read whole and checked when opened.
     package static let verifyWholeBelow: UInt64 = 1 << 20
     /// Members decompressed ahead of a sequential reader.
@@ -206,10 +233,10 @@ package final class ArchiveContent: Sendable {
     /// Opens a regular file: its header is parsed and checked; a small file is read whole and
     /// checked against the manifest's SHA-256.
     package func open(_ p: ArchivePlace) throws(MountFailure) -> OpenFile {
+        if let bad = knownBad.withLock({ $0[p] }) { throw .io(bad) }
         do {
             let (e, dataStart, h, reader) = try header(p)
             defer { reader.close() }
-            let regions = e.sparse ?? [SparseRegion(offset: 0, length: e.size)]
             var whole: [UInt8]?
             if p.size <= Self.verifyWholeBelow {
                 var bytes = [UInt8](repeating: 0, count: Int(p.size))
@@ -217,13 +244,24 @@ package final class ArchiveContent: Sendable {
                     guard off + UInt64(chunk.count) <= p.size else { throw ToolError("\(h.label): content of \(NameEscape.escape(p.path)) runs past its size") }
                     bytes.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[Int(off)...]).copyMemory(from: chunk) }
                 }
-                guard e.sparse != nil || Digest(SHA256Hasher.hash(bytes)) == p.sha256 else {
+                guard Digest(Self.contentHash(bytes, sparse: e.sparse)) == p.sha256 else {
                     throw ToolError("\(NameEscape.escape(p.path)): the content in \(h.label) does not have the manifest's SHA-256; the backup is damaged. Run `hs-backup verify`.")
                 }
                 whole = bytes
             }
-            return OpenFile(place: p, archive: h, dataStart: dataStart, regions: regions, whole: whole)
+            return OpenFile(place: p, archive: h, dataStart: dataStart, sparse: e.sparse, whole: whole)
         } catch { throw .io(Self.naming(p, error)) }
+    }
+
+    /// The hash the manifest holds for a file's whole content: its SHA-256, or for a sparse
+    /// file the `SparseHash` of its map and the bytes of its regions.
+    static func contentHash(_ content: [UInt8], sparse: [SparseRegion]?) -> [UInt8] {
+        guard let sparse else { return SHA256Hasher.hash(content) }
+        var h = SparseHash(map: sparse, realSize: UInt64(content.count))
+        content.withUnsafeBytes { b in
+            for r in sparse where r.length > 0 { h.update(UnsafeRawBufferPointer(rebasing: b[Int(r.offset) ..< Int(r.offset + r.length)])) }
+        }
+        return h.finalize()
     }
 
     /// A failure's message, naming the file (once) and its backup set.
@@ -251,7 +289,10 @@ package final class ArchiveContent: Sendable {
             }
         } catch let e as MountFailure { throw e } catch { throw .io(Self.naming(f.place, error)) }
         if f.noteRead(offset, end) { scheduleReadAhead(f, after: f.dataStart + offset) }
-        if let bad = f.hashed(offset, out) { throw .io(bad) }
+        if let bad = f.hashed(offset, out) {
+            knownBad.withLock { $0[f.place] = bad }
+            throw .io(bad)
+        }
         return out
     }
 

@@ -186,13 +186,15 @@ final class ArchiveReaders {
     }
 
     /// Hands a file's content to `write` in order (a sparse file's holes as zeros), then checks
-    /// its size and SHA-256 against the manifest.
+    /// its size and SHA-256 against the manifest (for a sparse member the `SparseHash` of its
+    /// map and data, which is what the manifest holds for it).
     func copy(_ opened: Opened, _ e: ManifestEntry, path: [UInt8], _ write: ([UInt8]) throws -> Void) throws {
         let (h, reader, label) = (opened.header, opened.reader, opened.label)
         guard h.type == .file, h.size == e.size else {
             throw ToolError("\(label): \(NameEscape.escape(path)) is not the file of \(e.size) bytes the manifest names; the backup is damaged. Run `hs-backup verify`.")
         }
-        var hasher: SHA256Hasher? = SHA256Hasher()
+        var hasher: SHA256Hasher? = h.sparse == nil ? SHA256Hasher() : nil
+        var sparseHasher: SparseHash? = h.sparse.map { SparseHash(map: $0, realSize: h.size) }
         var at: UInt64 = 0
         let zeros = [UInt8](repeating: 0, count: 1 << 16)
         func hole(upTo end: UInt64) throws {
@@ -208,11 +210,13 @@ final class ArchiveReaders {
             try hole(upTo: off)
             let bytes = Array(chunk)
             hasher?.update(bytes)
+            sparseHasher?.update(chunk)
             try write(bytes)
             at = off + UInt64(chunk.count)
         }
         try hole(upTo: e.size)
-        guard h.sparse != nil || Digest(hasher.take()!.finalize()) == e.hash else {
+        let got = hasher.take()?.finalize() ?? sparseHasher.take()!.finalize()
+        guard Digest(got) == e.hash else {
             throw ToolError("\(NameEscape.escape(path)): the content in \(label) does not have the manifest's SHA-256; what was written is damaged. Run `hs-backup verify`.")
         }
     }

@@ -115,4 +115,73 @@ import Glibc
         #expect(m.stop() == 0)
         #expect(m.output.contains("a.bin"), "the mount names the damaged file: \(m.output)")
     }
+
+    /// Two backups of a sparse file that differ in one byte of its data, each the only member
+    /// of its archive (stored the same way, so the gzip members line up): the first backup's
+    /// archive replaced by the second's holds a well-formed member whose content does not have
+    /// the first manifest's sparse hash, which only that hash can tell.
+    private func sparsePair(_ tmp: TempDir) throws -> (dst: String, good: [UInt8], bad: [UInt8], swap: () throws -> Void) {
+        let size = 10 << 20, at = 5_000_000
+        var dsts: [String] = [], contents: [[UInt8]] = [], ids: [String] = []
+        for (i, byte) in [UInt8(0x58), 0x59].enumerated() {
+            let src = tmp.sub("src\(i)"), dst = tmp.sub("dst\(i)")
+            try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+            try Subprocess.checked(["/bin/sh", "-ec", "truncate -s \(size) sp; printf '\\\(String(byte, radix: 8))' | dd of=sp bs=1 seek=\(at) conv=notrunc 2>/dev/null; touch -d '2020-01-01 UTC' sp ."],
+                                   directory: src)
+            var content = [UInt8](repeating: 0, count: size)
+            content[at] = byte
+            #expect(try ByteFS.read(Array((src + "/sp").utf8)) == content)
+            let r = try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", dst, "--name", "s"])
+            #expect(r.succeeded, "\(r.stderr)")
+            let ls = try Tools.run("hs-backup", ["ls", "--to", dst, "--name", "s", "--json", "sp"])
+            #expect(ls.stdout.contains("\"size\":\(size)"), "\(ls.stdout)")
+            dsts.append(dst); contents.append(content)
+            ids.append(try BackupSet(destination: try BackupTool.destination(dst), name: "s").committedIDs()[0])
+        }
+        let swap = {
+            try FileManager.default.removeItem(atPath: dsts[0] + "/s/\(ids[0]).tar.gz")
+            try FileManager.default.copyItem(atPath: dsts[1] + "/s/\(ids[1]).tar.gz", toPath: dsts[0] + "/s/\(ids[0]).tar.gz")
+        }
+        return (dsts[0], contents[0], contents[1], swap)
+    }
+
+    @Test("a sparse file (one data region, in the middle): dump and the mount give its bytes; content that does not have the manifest's sparse hash fails both, on every read")
+    func sparseFileChecked() throws {
+        let tmp = try TempDir("hs-dump")
+        let (dst, good, _, swap) = try sparsePair(tmp)
+        func dumpSparse() throws -> (ProcessResult, [UInt8]) {
+            let out = tmp.sub("sp.out")
+            let r = try Subprocess.run(["/bin/sh", "-c", "exec \"$0\" dump --to \"$1\" --name s sp > \"$2\"", Tools.path("hs-backup"), dst, out])
+            return (r, try ByteFS.read(Array(out.utf8)))
+        }
+        let (ok, bytes) = try dumpSparse()
+        #expect(ok.status == 0 && bytes == good, "\(ok.stderr)")
+        // Through the mount, read in order from start to end (O_DIRECT: every read reaches
+        // the mount, one after the other), so the content is hashed as it is read.
+        let mp = tmp.sub("mnt")
+        try FileManager.default.createDirectory(atPath: mp, withIntermediateDirectories: true)
+        func readInOrder() throws -> (ProcessResult, [UInt8]) {
+            let out = tmp.sub("sp.dd")
+            let r = try Subprocess.run(["dd", "if=\(mp)/s/latest/sp", "of=\(out)", "iflag=direct", "bs=128K"])
+            return (r, try ByteFS.read(Array(out.utf8)))
+        }
+        do {
+            let m = try MountProcess(["--to", dst], mountpoint: mp, log: tmp.sub("log"))
+            let (r, read) = try readInOrder()
+            #expect(r.succeeded && read == good, "\(r.stderr)")
+            #expect(m.stop() == 0)
+            #expect(!m.output.contains("error"), "\(m.output)")
+        }
+
+        try swap()
+        let (bad, _) = try dumpSparse()
+        #expect(bad.status == 1 && bad.stderr.contains("sp: the content in") && bad.stderr.contains("SHA-256"), "exit \(bad.status): \(bad.stderr)")
+        let m = try MountProcess(["--to", dst], mountpoint: mp, log: tmp.sub("log2"))
+        let (r, _) = try readInOrder()
+        #expect(!r.succeeded && r.stderr.contains("Input/output error"), "\(r.stderr)")
+        // Opened again, read as any reader does (the kernel keeps what it read before): still EIO.
+        #expect(throws: (any Error).self) { _ = try ByteFS.read(Array("\(mp)/s/latest/sp".utf8)) }
+        #expect(m.stop() == 0)
+        #expect(m.output.contains("sp: the content read from"), "\(m.output)")
+    }
 }
