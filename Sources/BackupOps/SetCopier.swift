@@ -197,6 +197,7 @@ struct CopyPlan {
         guard !wanted.isEmpty else { return plan }
         let sourceSizes = try sizes(in: source)
         let targetSizes = try sizes(in: target)
+        var targetHashes = TargetArchiveHashes(target: target, committed: Set(theirs), newest: plan.newest)
         var assigned = Set<String>()
         for id in wanted {
             let index: BackupIndex
@@ -215,6 +216,8 @@ struct CopyPlan {
                 if let there = targetSizes["\(a.id).tar.gz"] {
                     if there != a.size {
                         problem = "\(target.location)/\(a.id).tar.gz is \(there) bytes where the index says \(a.size): the destination holds another file under that name (run `hs-backup verify` there)"
+                    } else if let want = a.sha256, let got = targetHashes.sha256(of: a.id), got != want {
+                        problem = "\(target.location)/\(a.id).tar.gz is not the archive the index names (SHA-256 \(got.hex.prefix(16)) there, \(want.hex.prefix(16)) at the source): the destination holds another backup under that id (run `hs-backup verify` there)"
                     }
                     continue
                 }
@@ -253,6 +256,33 @@ struct CopyPlan {
         }
         return BackupIndex(id: id, kind: header.kind == "full" ? .full : .incremental, parent: header.parent, started: header.started,
                            archives: archives, manifest: StoredFile(id: id, size: manifestSize, sha256: nil))
+    }
+}
+
+/// The SHA-256 the target's own indexes record for an archive it holds: one of the same size
+/// may still be another backup's (two sets copied under one name, ids being seconds), and
+/// committing a backup whose chain needs it would leave a backup there that cannot be restored.
+/// Read from the index of the backup that wrote the archive, else of the newest backup there
+/// (it lists its chain's archives); nil where no index there says (then the size alone decides).
+struct TargetArchiveHashes {
+    let target: BackupSet
+    let committed: Set<String>
+    let newest: String?
+    private var known: [String: Digest] = [:]
+    private var read: Set<String> = []
+
+    init(target: BackupSet, committed: Set<String>, newest: String?) {
+        self.target = target; self.committed = committed; self.newest = newest
+    }
+
+    mutating func sha256(of archive: String) -> Digest? {
+        for id in [archive, newest].compactMap({ $0 }) where known[archive] == nil && committed.contains(id) && !read.contains(id) {
+            read.insert(id)
+            // An index that cannot be read there is left to `verify`; the size was checked.
+            guard let index = try? target.readIndex(id) else { continue }
+            for a in index.archives { if let h = a.sha256, known[a.id] == nil { known[a.id] = h } }
+        }
+        return known[archive]
     }
 }
 

@@ -227,6 +227,47 @@ struct CopyTests {
         #expect(plain.status == 1 && plain.stdout.contains("LEFT OUT") && plain.stdout.contains(second), "\(plain.stdout)")
     }
 
+    @Test("a destination holding another backup under the same id, its archive of the same size: what needs that archive is left out, not committed on top of it")
+    func sameIdOtherBackupAtDestination() throws {
+        let work = try TempDir("hs-copy-sameid")
+        let nas = work.sub("nas"), dst = work.sub("dst")
+        var ids: [String] = []
+        // Two hosts' sets both named io, backed up in the same second (the id is the second):
+        // the same names, sizes and times, one byte different.
+        for attempt in 0 ..< 5 {
+            for (src, text) in [("a", "AAAA\n"), ("b", "BBBB\n")] {
+                try? FileManager.default.removeItem(atPath: work.sub(src))
+                try FileManager.default.createDirectory(atPath: work.sub(src + "/app"), withIntermediateDirectories: true)
+                try Tree.write(work.sub(src + "/app/f"), text)
+                try Subprocess.checked(["touch", "-d", "2020-01-01 UTC", work.sub(src + "/app/f"), work.sub(src + "/app"), work.sub(src)])
+            }
+            try? FileManager.default.removeItem(atPath: nas)
+            try? FileManager.default.removeItem(atPath: dst)
+            let a = try RunningTool("hs-backup", ["run", "-q", "--source", work.sub("a"), "--to", nas, "--name", "io"])
+            let b = try RunningTool("hs-backup", ["run", "-q", "--source", work.sub("b"), "--to", dst, "--name", "io"])
+            #expect(a.wait(upTo: 60) == 0 && b.wait(upTo: 60) == 0, "\(a.stderr) \(b.stderr)")
+            ids = [filesIn(nas + "/io"), filesIn(dst + "/io")].map { $0.first { $0.hasSuffix(".manifest") } ?? "" }
+            if ids[0] == ids[1] { break }
+            #expect(attempt < 4, "no two backups in the same second: \(ids)")
+        }
+        let id = String(ids[0].dropLast(".manifest".count))
+        #expect(FileManager.default.contents(atPath: "\(nas)/io/\(id).tar.gz")?.count == FileManager.default.contents(atPath: "\(dst)/io/\(id).tar.gz")?.count)
+        sleep(1)
+        try Tree.write(work.sub("a/app/g"), "more\n")
+        let second = try Tools.run("hs-backup", ["run", "-q", "--source", work.sub("a"), "--to", nas, "--name", "io", "--json"])
+        #expect(second.status == 0, "\(second.stderr)")
+
+        let r = try Tools.run("hs-backup", ["copy", "--from", nas, "--to", dst, "--name", "io", "--json"])
+        let sets = ((try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any])?["sets"] as? [[String: Any]]
+        let skipped = (sets?.first?["skipped"] as? [[String: Any]]) ?? []
+        #expect(r.status == 1 && (sets?.first?["copied"] as? [String]) == [], "\(r.stdout) \(r.stderr)")
+        #expect((skipped.first?["reason"] as? String)?.contains("\(dst)/io/\(id).tar.gz is not the archive the index names") == true, "\(skipped)")
+        #expect(filesIn(dst + "/io") == ["\(id).index", "\(id).manifest", "\(id).tar.gz"], "\(filesIn(dst + "/io"))")
+        let out = work.sub("restored")
+        let restore = try Tools.run("hs-restore", ["--from", dst, "--name", "io", "--to", out])
+        #expect(restore.status == 0 && (try? String(contentsOfFile: out + "/app/f", encoding: .utf8)) == "BBBB\n", "\(restore.stderr)")
+    }
+
     @Test("backups made before indexes existed are copied with an index built from their manifest")
     func legacyBackupsWithoutIndex() throws {
         let f = try CopyFixture("legacy")
