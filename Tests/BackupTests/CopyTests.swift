@@ -268,6 +268,35 @@ struct CopyTests {
         #expect(restore.status == 0 && (try? String(contentsOfFile: out + "/app/f", encoding: .utf8)) == "BBBB\n", "\(restore.stderr)")
     }
 
+    @Test("a destination that fills up: exit 1 naming ENOSPC (not the uploads it cancelled), nothing left there")
+    func destinationFull() throws {
+        let work = try TempDir("hs-copy-full")
+        let src = work.sub("src"), nas = work.sub("nas"), small = work.sub("small")
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        for i in 0 ..< 4 {
+            try Subprocess.checked(["sh", "-c", "head -c 12M /dev/urandom > \"$0\"", src + "/big\(i).bin"])
+            let r = try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", nas, "--name", "io"])
+            #expect(r.status == 0, "\(r.stderr)")
+            sleep(1)
+        }
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        let m = try Subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", small])
+        try #require(m.succeeded, "mount tmpfs: \(m.stderr)")
+        defer { _ = try? Subprocess.run(["umount", "-l", small]) }
+        // The four uploads run side by side; whichever fills the disk, the others stop.
+        for round in 0 ..< 3 {
+            let r = try Tools.run("hs-backup", ["copy", "--from", nas, "--to", small + "/dst", "--name", "io", "--transfers", "4", "--json"])
+            let failed = ((try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any])?["failed"] as? [[String: Any]]
+            let error = failed?.first?["error"] as? String ?? ""
+            #expect(r.status == 1 && error.contains("No space left on device") && !error.contains("Cancellation"),
+                    "round \(round): exit \(r.status): \(r.stdout) \(r.stderr)")
+            #expect(r.stderr.contains("No space left on device") && !r.stderr.contains("Cancellation"), "round \(round): \(r.stderr)")
+            #expect(filesIn(small + "/dst/io").allSatisfy { !$0.contains(".partial") && $0 != "lock" },
+                    "round \(round): \(filesIn(small + "/dst/io"))")
+            try? FileManager.default.removeItem(atPath: small + "/dst")
+        }
+    }
+
     @Test("backups made before indexes existed are copied with an index built from their manifest")
     func legacyBackupsWithoutIndex() throws {
         let f = try CopyFixture("legacy")
