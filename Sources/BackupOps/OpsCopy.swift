@@ -60,9 +60,9 @@ extension OpsCommands {
                 throw ToolError.usage("--from and --to are the same place (\(source.displayName)); copy goes from one destination to another")
             }
             var report = CopyReport(from: source.displayName, to: target.displayName)
-            let all = setNames.isEmpty ? try BackupSets.list(source).map(\.name) : setNames
+            let all = setNames.isEmpty ? try BackupSets.list(source, option: "--from").map(\.name) : setNames
             if setNames.isEmpty && all.isEmpty { reporter.warning("no backup sets in \(source.displayName): nothing to copy") }
-            for name in setNames { try BackupSets.requireSet(source, name) }
+            for name in setNames { try BackupSets.requireSet(source, name, option: "--from") }
             let guardian = options.dryRun ? nil : OpsSignalGuard()
             defer { guardian?.cancel() }
             for name in all {

@@ -25,17 +25,18 @@ package struct SetSummary: Codable, Sendable, Equatable {
 
 package enum BackupSets {
     /// Fails unless the destination's directory exists.
+    /// - Parameter option: the option it came from (`copy` reads from `--from`).
     /// - Throws: `ToolError` (exit 1) naming the destination.
-    package static func requireDestination(_ dest: any Destination) throws {
+    package static func requireDestination(_ dest: any Destination, option: String = "--to") throws {
         guard let st = try dest.stat(""), st.kind == .directory || st.kind == .symlink else {
-            throw ToolError("the destination \(dest.displayName) does not exist (or is not a directory). Check --to; "
+            throw ToolError("the destination \(dest.displayName) does not exist (or is not a directory). Check \(option); "
                             + "`hs-backup run` creates it on the first backup.")
         }
     }
 
     /// Fails unless the destination and the set's directory exist; names the sets there.
-    package static func requireSet(_ dest: any Destination, _ name: String) throws {
-        try requireDestination(dest)
+    package static func requireSet(_ dest: any Destination, _ name: String, option: String = "--to") throws {
+        try requireDestination(dest, option: option)
         if let st = try dest.stat(name), st.kind == .directory { return }
         let sets = try list(dest).map(\.name)
         throw ToolError("no backup set '\(name)' in \(dest.displayName); "
@@ -43,8 +44,8 @@ package enum BackupSets {
     }
 
     /// The sets in a destination: directories holding at least one manifest or a lock, by name.
-    package static func list(_ dest: any Destination) throws -> [SetSummary] {
-        try requireDestination(dest)
+    package static func list(_ dest: any Destination, option: String = "--to") throws -> [SetSummary] {
+        try requireDestination(dest, option: option)
         var out: [SetSummary] = []
         for entry in try dest.list("") where entry.kind == .directory && !entry.name.hasPrefix(".") {
             let files = try dest.list(entry.name)

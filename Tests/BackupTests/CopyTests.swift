@@ -403,6 +403,12 @@ struct CopyTests {
         #expect(t.status == 2 && t.stderr.contains("--transfers"), "\(t.stderr)")
         let missing = try Tools.run("hs-backup", ["copy", "--from", f.nas, "--to", f.work.sub("x"), "--name", "nosuchset"])
         #expect(missing.status == 1 && missing.stderr.contains("nosuchset"), "\(missing.stderr)")
+        // A source that is not there is named as the --from it came from, with or without --name.
+        for name in [[], ["--name", "io"]] {
+            let gone = try Tools.run("hs-backup", ["copy", "--from", f.work.sub("nosuchnas"), "--to", f.work.sub("x")] + name)
+            #expect(gone.status == 1 && gone.stderr.contains("\(f.work.sub("nosuchnas")) does not exist") && gone.stderr.contains("Check --from")
+                    && !gone.stderr.contains("--to"), "\(gone.stderr)")
+        }
         let help = try Tools.run("hs-backup", ["copy", "--help"])
         for option in ["--from", "--to", "--name", "--transfers", "--read-back", "--dry-run", "--json", "--notify", "Exit codes"] {
             #expect(help.stdout.contains(option), "\(option) in --help")
