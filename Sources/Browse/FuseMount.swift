@@ -260,7 +260,7 @@ package final class FuseMount: Sendable {
                     _ = libfuse.fuse_reply_err(req, (try? me.tree.attributes(ino).kind) == .directory ? EISDIR : EIO)
                     return
                 }
-                let file = try me.tree.content.open(place)
+                let file = try me.tree.open(ino, place)
                 fi!.pointee.fh = me.files.withLock { f in
                     let h = f.next
                     f.next += 1

@@ -112,9 +112,9 @@ package final class MountTree: Sendable {
     }
 
     /// The committed backups of a set, oldest first, with their start times.
-    private func backups(_ set: String) throws -> (ids: [String], started: [String: Double]) {
+    private func backups(_ set: String, fresh: Bool = false) throws -> (ids: [String], started: [String: Double]) {
         let now = Date().timeIntervalSince1970
-        if let b = state.withLock({ $0.backups[set] }), now - b.at < relist { return (b.ids, b.started) }
+        if !fresh, let b = state.withLock({ $0.backups[set] }), now - b.at < relist { return (b.ids, b.started) }
         let bs = BackupSet(destination: destination, name: set, keys: keys)
         let ids = try bs.committedIDs()
         var started = state.withLock { $0.backups[set]?.started } ?? [:]
@@ -166,8 +166,23 @@ package final class MountTree: Sendable {
                 return index
             }
         } catch {
-            if (try? backups(set).ids.contains(id)) == false { throw .stale }
+            if removed(slot: slot) { throw .stale }
             throw .io("\(HumanError.describe(error))")
+        }
+    }
+
+    /// True when the backup of `slot` is no longer in its set, listed afresh: what failed
+    /// because a prune removed it meanwhile answers ESTALE, and is not damage to report.
+    package func removed(slot: UInt64) -> Bool {
+        guard let (set, id) = state.withLock({ $0.slotNames[slot] }) else { return true }
+        return (try? backups(set, fresh: true).ids.contains(id)) == false
+    }
+
+    /// Opens a regular file (`ArchiveContent.open`); ESTALE when its backup was pruned since.
+    package func open(_ ino: UInt64, _ place: ArchivePlace) throws(MountFailure) -> OpenFile {
+        do { return try content.open(place) } catch {
+            if case .io = error, let (slot, _) = Self.split(ino), removed(slot: slot) { throw .stale }
+            throw error
         }
     }
 
@@ -334,7 +349,10 @@ package final class MountTree: Sendable {
     /// says it has any).
     package func xattrs(_ ino: UInt64) throws(MountFailure) -> [(name: [UInt8], value: [UInt8])] {
         guard let p = try place(ino), p.hasXattrs else { return [] }
-        return try content.xattrs(p)
+        do { return try content.xattrs(p) } catch {
+            if case .io = error, let (slot, _) = Self.split(ino), removed(slot: slot) { throw .stale }
+            throw error
+        }
     }
 
     private func wrap<R>(_ body: () throws -> R) throws(MountFailure) -> R {

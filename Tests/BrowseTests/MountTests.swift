@@ -201,6 +201,37 @@ final class MountProcess {
         #expect(m.stop() == 0)
     }
 
+    @Test("a backup pruned while mounted: a file of it opened afterwards answers ESTALE, not EIO with an error about the NAS")
+    func prunedWhileMounted() throws {
+        let tmp = try TempDir("hs-mount")
+        let src = try emptyDir(tmp, "src")
+        try Data("v1\n".utf8).write(to: URL(fileURLWithPath: src + "/f"))
+        try Data("w1\n".utf8).write(to: URL(fileURLWithPath: src + "/g"))
+        func backup(_ extra: [String] = []) throws {
+            let r = try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", tmp.sub("dst"), "--name", "s"] + extra)
+            #expect(r.succeeded, "\(r.stderr)")
+        }
+        try backup()
+        let mp = try emptyDir(tmp, "mnt")
+        let m = try MountProcess(["--to", tmp.sub("dst")], mountpoint: mp, log: tmp.sub("log"))
+        let first = try FileManager.default.contentsOfDirectory(atPath: mp + "/s").sorted()[0]
+        // A shell in the backup's directory, having listed it (its manifest read, no archive).
+        let dir = open(mp + "/s/" + first, O_RDONLY | O_DIRECTORY)
+        #expect(dir >= 0)
+        defer { close(dir) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: mp + "/s/" + first).sorted() == ["f", "g"])
+        sleep(1)
+        try backup(["--full"])
+        let p = try Tools.run("hs-backup", ["prune", "-q", "--to", tmp.sub("dst"), "--name", "s", "--keep-last", "1"])
+        #expect(p.succeeded && !FileManager.default.fileExists(atPath: tmp.sub("dst/s/\(first).tar.gz")), "\(p.stderr)")
+        let fd = openat(dir, "g", O_RDONLY)
+        let e = errno
+        if fd >= 0 { close(fd) }
+        #expect(fd == -1 && e == ESTALE, "open after the prune: \(fd), \(String(cString: strerror(e)))")
+        #expect(m.stop() == 0)
+        #expect(!m.output.contains("error"), "\(m.output)")
+    }
+
     @Test("private to the mounting user; --allow-other lets others in with each file's permissions checked")
     func permissions() throws {
         let chain = try SharedChain.get()
