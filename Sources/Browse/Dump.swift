@@ -176,8 +176,12 @@ final class ArchiveReaders {
             readers[archive] = r
             return r
         }()
-        if !fresh { try reader.seek(member: e.memberOffset, skip: e.memberSkip) }
-        guard let h = try reader.next() else { throw ToolError("\(label) ends where backup \(tree.id) expects \(NameEscape.escape(path))") }
+        let h: TarEntry
+        do {
+            if !fresh { try reader.seek(member: e.memberOffset, skip: e.memberSkip) }
+            guard let next = try reader.next() else { throw ToolError("\(label) ends where backup \(tree.id) expects \(NameEscape.escape(path))") }
+            h = next
+        } catch { throw Self.naming(path, label, error) }
         guard h.path == path || RestorePath.join(RestorePath.split(h.path)) == path else {
             throw ToolError("\(label) does not hold \(NameEscape.escape(path)) where the manifest says (found \(NameEscape.escape(h.path))); "
                             + "the backup is damaged. Run `hs-backup verify`.")
@@ -188,7 +192,7 @@ final class ArchiveReaders {
     /// Hands a file's content to `write` in order (a sparse file's holes as zeros), then checks
     /// its size and SHA-256 against the manifest (for a sparse member the `SparseHash` of its
     /// map and data, which is what the manifest holds for it).
-    func copy(_ opened: Opened, _ e: ManifestEntry, path: [UInt8], _ write: ([UInt8]) throws -> Void) throws {
+    func copy(_ opened: Opened, _ e: ManifestEntry, path: [UInt8], _ output: ([UInt8]) throws -> Void) throws {
         let (h, reader, label) = (opened.header, opened.reader, opened.label)
         guard h.type == .file, h.size == e.size else {
             throw ToolError("\(label): \(NameEscape.escape(path)) is not the file of \(e.size) bytes the manifest names; the backup is damaged. Run `hs-backup verify`.")
@@ -197,6 +201,11 @@ final class ArchiveReaders {
         var sparseHasher: SparseHash? = h.sparse.map { SparseHash(map: $0, realSize: h.size) }
         var at: UInt64 = 0
         let zeros = [UInt8](repeating: 0, count: 1 << 16)
+        // What `write` throws (the output failed) passes through as it is; what the archive
+        // throws names the file it cut short.
+        func write(_ bytes: [UInt8]) throws {
+            do { try output(bytes) } catch { throw OutputFailure(error: error) }
+        }
         func hole(upTo end: UInt64) throws {
             while at < end {
                 let n = Int(min(end - at, UInt64(zeros.count)))
@@ -206,18 +215,31 @@ final class ArchiveReaders {
                 at += UInt64(n)
             }
         }
-        try reader.readContent { off, chunk in
-            try hole(upTo: off)
-            let bytes = Array(chunk)
-            hasher?.update(bytes)
-            sparseHasher?.update(chunk)
-            try write(bytes)
-            at = off + UInt64(chunk.count)
-        }
+        do {
+            try reader.readContent { off, chunk in
+                try hole(upTo: off)
+                let bytes = Array(chunk)
+                hasher?.update(bytes)
+                sparseHasher?.update(chunk)
+                try write(bytes)
+                at = off + UInt64(chunk.count)
+            }
+        } catch let e as OutputFailure { throw e.error } catch { throw Self.naming(path, label, error) }
         try hole(upTo: e.size)
         let got = hasher.take()?.finalize() ?? sparseHasher.take()!.finalize()
         guard Digest(got) == e.hash else {
             throw ToolError("\(NameEscape.escape(path)): the content in \(label) does not have the manifest's SHA-256; what was written is damaged. Run `hs-backup verify`.")
         }
+    }
+
+    /// A failure of the output, carried past the archive's errors unchanged.
+    private struct OutputFailure: Error { var error: any Error }
+
+    /// A failure reading `path`'s entry from the archive `label`, naming both (a tar stream of
+    /// thousands of files otherwise ends with only "header checksum mismatch at tar offset N").
+    static func naming(_ path: [UInt8], _ label: String, _ error: any Error) -> any Error {
+        let m = HumanError.describe(error), name = NameEscape.escape(path)
+        if m.contains(name) { return error }
+        return ToolError(m.contains(label) ? "\(name): \(m)" : "\(name) in \(label): \(m)", exitCode: (error as? ToolError)?.exitCode ?? 1)
     }
 }

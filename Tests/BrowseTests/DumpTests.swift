@@ -116,6 +116,34 @@ import Glibc
         #expect(m.output.contains("a.bin"), "the mount names the damaged file: \(m.output)")
     }
 
+    @Test("damage in the member holding a file's header: the dump (of the file, of its directory) names the file and the archive, exit 1")
+    func damagedHeaderNamesTheFile() throws {
+        let tmp = try TempDir("hs-dump")
+        let src = tmp.sub("src")
+        try FileManager.default.createDirectory(atPath: src + "/d", withIntermediateDirectories: true)
+        try ByteFS.write(Array((src + "/d/a.txt").utf8), Array("a\n".utf8))
+        try ByteFS.write(Array((src + "/d/big.bin").utf8), BackupChain.noise(3 << 20, seed: 9))
+        try ByteFS.write(Array((src + "/d/z.txt").utf8), Array("z\n".utf8))
+        let r = try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", tmp.sub("dst"), "--name", "s"])
+        #expect(r.succeeded, "\(r.stderr)")
+        let set = BackupSet(destination: try BackupTool.destination(tmp.sub("dst")), name: "s")
+        let id = try set.committedIDs()[0]
+        let reader = try set.openManifest(id)
+        var zPlace: UInt64 = 0
+        while let e = try reader.next() { if e.path == Array("d/z.txt".utf8) { zPlace = e.entry.memberOffset } }
+        reader.close()
+        #expect(zPlace > 3 << 20)
+        // A byte of the deflate data just after the gzip header of z.txt's member.
+        let archive = tmp.sub("dst/s/\(id).tar.gz")
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: archive)))
+        bytes[Int(zPlace) + 12] ^= 0x10
+        try Data(bytes).write(to: URL(fileURLWithPath: archive))
+        for what in ["d/z.txt", "d", "."] {
+            let d = try Subprocess.run(["/bin/sh", "-c", "exec \"$0\" dump --to \"$1\" --name s \"$2\" > /dev/null", Tools.path("hs-backup"), tmp.sub("dst"), what])
+            #expect(d.status == 1 && d.stderr.contains("d/z.txt") && d.stderr.contains("\(id).tar.gz"), "\(what): exit \(d.status): \(d.stderr)")
+        }
+    }
+
     /// Two backups of a sparse file that differ in one byte of its data, each the only member
     /// of its archive (stored the same way, so the gzip members line up): the first backup's
     /// archive replaced by the second's holds a well-formed member whose content does not have
