@@ -202,7 +202,9 @@ struct CopyPlan {
         for id in wanted {
             let index: BackupIndex
             do {
-                index = try source.readIndex(id) ?? legacyIndex(source, id, sourceSizes)
+                // A commit stopped after the manifest's rename leaves its index (complete, and
+                // fsynced before that rename) under the .partial name, as its archive.
+                index = try source.readIndex(id) ?? source.readIndex(id, partial: true) ?? legacyIndex(source, id, sourceSizes)
             } catch let e as SourceDamage {
                 plan.skipped.append(.init(id: id, reason: e.description))
                 continue
@@ -249,7 +251,7 @@ struct CopyPlan {
         guard let manifestSize = sizes["\(id).manifest"] else { throw SourceDamage(description: "its manifest is gone") }
         var archives: [StoredFile] = []
         for a in header.archives {
-            guard let size = sizes["\(a).tar.gz"] else {
+            guard let size = sizes["\(a).tar.gz"] ?? sizes["\(a).tar.gz.partial"] else {   // as `storedArchivePath` finds it
                 throw SourceDamage(description: "archive \(set.location)/\(a).tar.gz, which it needs, is missing")
             }
             archives.append(StoredFile(id: a, size: size, sha256: nil))

@@ -297,6 +297,37 @@ struct CopyTests {
         }
     }
 
+    @Test("a source backup whose commit stopped after the manifest's rename (archive and index still .partial) is copied whole; the source is not touched")
+    func sourceCommitStoppedBeforeTheArchiveRename() throws {
+        let work = try TempDir("hs-copy-partial")
+        let src = work.sub("src"), nas = work.sub("nas"), dst = work.sub("dst")
+        try Tree.write(src + "/app/a.txt", "a\n")
+        var ids: [String] = []
+        for i in 0 ..< 2 {
+            if i == 1 { try Tree.write(src + "/app/b.txt", "b\n") }
+            let r = try Tools.run("hs-backup", ["run", "--source", src, "--to", nas, "--name", "io", "--json"])
+            let id = ((try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any])?["id"] as? String
+            #expect(r.status == 0 && id != nil, "\(r.stderr)")
+            ids.append(id ?? "")
+            sleep(1)
+        }
+        // What a run killed just after its commit leaves (docs/backups.md: `copy` reads it so).
+        for ext in ["tar.gz", "index"] {
+            try FileManager.default.moveItem(atPath: "\(nas)/io/\(ids[1]).\(ext)", toPath: "\(nas)/io/\(ids[1]).\(ext).partial")
+        }
+        let before = filesIn(nas + "/io")
+        let r = try Tools.run("hs-backup", ["copy", "--from", nas, "--to", dst, "--name", "io", "--json"])
+        let sets = ((try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any])?["sets"] as? [[String: Any]]
+        #expect(r.status == 0 && (sets?.first?["copied"] as? [String]) == ids, "\(r.stdout) \(r.stderr)")
+        #expect(filesIn(dst + "/io") == ids.flatMap { ["\($0).index", "\($0).manifest", "\($0).tar.gz"] }, "\(filesIn(dst + "/io"))")
+        #expect(filesIn(nas + "/io") == before)
+        let verify = try Tools.run("hs-backup", ["verify", "--to", dst, "--name", "io"])
+        #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+        let out = work.sub("restored")
+        let restore = try Tools.run("hs-restore", ["--from", dst, "--name", "io", "--to", out])
+        #expect(restore.status == 0 && (try? String(contentsOfFile: out + "/app/b.txt", encoding: .utf8)) == "b\n", "\(restore.stderr)")
+    }
+
     @Test("backups made before indexes existed are copied with an index built from their manifest")
     func legacyBackupsWithoutIndex() throws {
         let f = try CopyFixture("legacy")
