@@ -264,8 +264,9 @@ struct CopyPlan {
 /// The SHA-256 the target's own indexes record for an archive it holds: one of the same size
 /// may still be another backup's (two sets copied under one name, ids being seconds), and
 /// committing a backup whose chain needs it would leave a backup there that cannot be restored.
-/// Read from the index of the backup that wrote the archive, else of the newest backup there
-/// (it lists its chain's archives); nil where no index there says (then the size alone decides).
+/// Read from the index of the newest backup there (it lists its chain's archives: one small
+/// read covers an incremental copy's chain), else of the backup that wrote the archive; nil
+/// where no index there says (then the size alone decides).
 struct TargetArchiveHashes {
     let target: BackupSet
     let committed: Set<String>
@@ -278,7 +279,7 @@ struct TargetArchiveHashes {
     }
 
     mutating func sha256(of archive: String) -> Digest? {
-        for id in [archive, newest].compactMap({ $0 }) where known[archive] == nil && committed.contains(id) && !read.contains(id) {
+        for id in [newest, archive].compactMap({ $0 }) where known[archive] == nil && committed.contains(id) && !read.contains(id) {
             read.insert(id)
             // An index that cannot be read there is left to `verify`; the size was checked.
             guard let index = try? target.readIndex(id) else { continue }
