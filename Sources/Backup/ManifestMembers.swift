@@ -43,16 +43,12 @@ package final class ManifestMembers: Sendable {
         self.name = name
         self.read = read
         self.onClose = onClose
-        let head = try Manifest.readFully(read, at: 0, count: Manifest.magic3.count)
-        if head == Manifest.magic3 {
-            let (h, bodyEnd) = try Manifest.readHeader3(size: size, name: name, read: read)
+        switch try Manifest.open(size: size, name: name, read: read) {
+        case .members(let h, let members):
             header = h
-            places = try Manifest.memberPlaces(h, bodyEnd: bodyEnd, name: name).map { Place(offset: $0.offset, chunk: $0.chunk) }
-            try h.checkArchives(name)
+            places = members.map { Place(offset: $0.offset, chunk: $0.chunk) }
             legacy = nil
-        } else {
-            guard size < 1 << 36 else { throw Manifest.damaged(name, "not a manifest file") }
-            let m = try Manifest.decode(try Manifest.readFully(read, at: 0, count: Int(size)), name: name)
+        case .whole(let m):
             header = m.header
             places = []
             legacy = m.table
@@ -184,6 +180,29 @@ package final class SharedDestinationReader: Sendable {
 }
 
 extension Manifest {
+    /// A manifest file as opening it finds it (`ManifestMembers` and `ManifestReader` read on
+    /// from there).
+    enum Opened {
+        /// Format 3: its checked header and the place of every body member.
+        case members(ManifestHeader, [(offset: UInt64, chunk: ManifestChunk)])
+        /// Formats 1 and 2 (0.1.x, 0.2.0), loaded whole.
+        case whole(Manifest)
+    }
+
+    /// Opens a manifest file of `size` bytes read through `read`: its header checked (its own
+    /// SHA-256, the member places, the archives it lists).
+    /// - Throws: `ManifestError` naming `name` when it is not a manifest, or damaged.
+    static func open(size: UInt64, name: String, read: (UInt64, Int) throws -> [UInt8]) throws -> Opened {
+        if try readFully(read, at: 0, count: magic3.count) == magic3 {
+            let (h, bodyEnd) = try readHeader3(size: size, name: name, read: read)
+            let members = try memberPlaces(h, bodyEnd: bodyEnd, name: name)
+            try h.checkArchives(name)
+            return .members(h, members)
+        }
+        guard size < 1 << 36 else { throw damaged(name, "not a manifest file") }
+        return .whole(try decode(try readFully(read, at: 0, count: Int(size)), name: name))
+    }
+
     /// The place of every body member (offset in the file, recorded sizes), checked against
     /// the body's extent.
     static func memberPlaces(_ h: ManifestHeader, bodyEnd: UInt64, name: String) throws -> [(offset: UInt64, chunk: ManifestChunk)] {

@@ -310,15 +310,11 @@ package final class ManifestReader: ManifestMemberSource, @unchecked Sendable {
         self.name = name
         self.read = read
         self.onClose = onClose
-        let head = try Manifest.readFully(read, at: 0, count: Manifest.magic3.count)
-        if head == Manifest.magic3 {
-            let (h, bodyEnd) = try Manifest.readHeader3(size: size, name: name, read: read)
+        switch try Manifest.open(size: size, name: name, read: read) {
+        case .members(let h, let places):
             header = h
-            members = try Manifest.memberPlaces(h, bodyEnd: bodyEnd, name: name)
-            try h.checkArchives(name)
-        } else {
-            guard size < 1 << 36 else { throw Manifest.damaged(name, "not a manifest file") }
-            let m = try Manifest.decode(try Manifest.readFully(read, at: 0, count: Int(size)), name: name)
+            members = places
+        case .whole(let m):
             header = m.header
             legacy = m
         }
