@@ -1,7 +1,8 @@
 // OpsSignalGuard: what hs-backup does when cron, systemd or a person stops it mid-run
 // (SIGINT, SIGTERM, SIGHUP): remove what `InterruptCleanup` holds (the `.partial` archive,
 // the set's lock), run the registered cleanups (start stopped stacks again, remove SQLite
-// snapshots, report "down") and exit with 128 + the signal number.
+// snapshots, report "down"), print the failure object with --json and exit with 128 + the
+// signal number.
 //
 // Not covered: SIGKILL and power loss (nothing can run then); the next run removes stale
 // snapshot directories and takes over the stale lock.
@@ -51,8 +52,11 @@ package final class OpsSignalGuard: Sendable {
         guard let todo else { return }
         Reporter.writeStderr("hs-backup: stopped by signal \(sig); cleaning up\n")
         // The partial archive and the lock first (bounded: a stalled NAS must not keep us).
-        for p in InterruptCleanup.shared.runAll(within: 10) { Reporter.writeStderr("warning: \(p)\n") }
+        let problems = InterruptCleanup.shared.runAll(within: 10)
+        for p in problems { Reporter.writeStderr("warning: \(p)\n") }
         for c in todo.reversed() { c(sig) }
+        // --json: one object on stdout also now (monitoring parses it).
+        Reporter.emitStoppedBySignal(sig, problems.isEmpty ? ", and cleaned up" : "; cleaning up: " + problems.joined(separator: "; "))
         // _exit, not exit: the run's other threads (writer, compressors, libdispatch) are still
         // going, and exit's atexit handlers and library destructors tearing down under them
         // crashed the process now and then (SIGSEGV in pthread_rwlock_rdlock instead of 130).

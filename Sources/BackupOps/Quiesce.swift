@@ -152,7 +152,10 @@ package final class Quiesce: Sendable {
             guard s.signalWatch == nil else { return }
             s.signalWatch = SignalWatch.shared.watch([SIGINT, SIGTERM, SIGHUP]) { [self] sig in
                 Reporter.writeStderr("hs-backup: signal \(sig): starting the stopped stacks again\n")
-                for p in restart() { Reporter.writeStderr("error: \(p)\n") }
+                let problems = restart()
+                for p in problems { Reporter.writeStderr("error: \(p)\n") }
+                Reporter.emitStoppedBySignal(sig, problems.isEmpty ? "; the stopped stacks were started again"
+                                             : "; starting the stopped stacks again: " + problems.joined(separator: "; "))
                 fflush(nil)
                 _exit(128 + sig)   // not exit: the run's other threads are still going (see OpsSignalGuard)
             }

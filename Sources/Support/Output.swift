@@ -72,11 +72,51 @@ package final class Reporter: Sendable {
 
     /// The failure object of `--json`: `{"error": "...", "exit_code": N}`.
     package static func emitJSONError(_ message: String, exitCode: Int32) {
+        if let text = failureJSON(message, exitCode: exitCode) { writeJSONObject(text) }
+    }
+
+    private static func failureJSON(_ message: String, exitCode: Int32) -> String? {
         struct Failure: Encodable { var error: String; var exit_code: Int32 }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        if let data = try? enc.encode(Failure(error: message, exit_code: exitCode)) {
-            writeStdout(String(decoding: data, as: UTF8.self) + "\n")
+        return (try? enc.encode(Failure(error: message, exit_code: exitCode))).map { String(decoding: $0, as: UTF8.self) + "\n" }
+    }
+
+    /// Whether stdout's JSON object was printed, and whether a signal is ending the process
+    /// (`emitStoppedBySignal`): the run's own object and the signal's are printed by different
+    /// threads, and stdout must get exactly one of them. A Monitor for its timed lock: a writer
+    /// stuck on a full stdout must not keep a signal from ending the process.
+    private static let jsonObjectState = Monitor((written: false, stopped: false))
+
+    private static func writeJSONObject(_ text: String) {
+        jsonObjectState.withLock { s in
+            // A signal's object is on stdout and the process is exiting.
+            guard !s.stopped else { return }
+            writeStdout(text)
+            s.written = true
+        }
+    }
+
+    /// With `--json`: the failure object of a run that `sig` stopped (exit code 128 + `sig`), for
+    /// the thread that handles SIGINT, SIGTERM and SIGHUP (SignalWatch's, not a signal handler)
+    /// just before it ends the process. Nothing when the run's own object is printed already or
+    /// is being printed (it waits up to 5 s for that write); after it, the run prints none.
+    package static func emitStoppedBySignal(_ sig: Int32, _ detail: String) {
+        guard jsonRequested else { return }
+        let message = "stopped by \(signalName(sig)) (signal \(sig)) before it finished" + detail
+        _ = jsonObjectState.withLock(within: 5) { s in
+            if !s.written, let text = failureJSON(message, exitCode: 128 + sig) { writeStdout(text) }
+            s.stopped = true
+        }
+    }
+
+    /// "SIGTERM" for 15 (the signals the tools handle), else "signal N".
+    package static func signalName(_ sig: Int32) -> String {
+        switch sig {
+        case SIGHUP: "SIGHUP"
+        case SIGINT: "SIGINT"
+        case SIGTERM: "SIGTERM"
+        default: "signal \(sig)"
         }
     }
 
@@ -94,7 +134,7 @@ package final class Reporter: Sendable {
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         enc.keyEncodingStrategy = .convertToSnakeCase
         if let data = try? enc.encode(value) {
-            Self.writeStdout(String(decoding: data, as: UTF8.self) + "\n")
+            Self.writeJSONObject(String(decoding: data, as: UTF8.self) + "\n")
         }
     }
 

@@ -48,6 +48,7 @@ enum RestoreCommand {
     }
 
     static func run(_ r: RestoreRequest) throws -> Int32 {
+        watchSignals()
         let reporter = Reporter(mode: .detect(json: r.json))
         var selection: [[UInt8]] = []
         for o in r.only {
@@ -85,6 +86,23 @@ enum RestoreCommand {
         } catch let e as ArchiveError {
             reporter.endProgress()
             throw ToolError("restoring into \(r.target): \(e)")
+        }
+    }
+
+    /// SIGINT, SIGTERM and SIGHUP stop a restore by the signal, as with their default action (a
+    /// shell script that runs it stops too), after the failure object with --json: stdout had
+    /// none. Watched rather than left at the default also stops a restore whose parent's signal
+    /// mask blocked them (a supervisor's worker thread): it went on to the end and exited 0.
+    /// A signal that is ignored stays ignored (`nohup`, `&` in a script).
+    private static func watchSignals() {
+        let signals = [SIGINT, SIGTERM, SIGHUP]
+        _ = SignalWatch.shared.watch(signals, keepIgnored: Set(signals)) { sig in
+            Reporter.emitStoppedBySignal(sig, "; what was restored so far stays in the target, " +
+                                         "files being written are left under .hs-restore.*.part names")
+            fflush(nil)
+            // The default action, in this thread ("hs-signals", where SignalWatch unblocked it).
+            signal(sig, SIG_DFL)
+            raise(sig)
         }
     }
 

@@ -1,0 +1,90 @@
+// The --json contract ("exactly one JSON object on stdout, also on failure") for a run that a
+// signal stops: cron, systemd and monitoring parse stdout, and a SIGTERM (a timeout, a
+// shutdown) left it empty. Every test runs the built tools and signals them mid-work.
+import Foundation
+import Support
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one object on stdout, or nil when stdout is not exactly one JSON object.
+private func onlyObject(_ stdout: String) -> [String: Any]? {
+    (try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any]
+}
+
+/// Waits until `caught` holds while `run` works, stops it (SIGSTOP) so it cannot finish before
+/// the signal lands, and sends `sig`; false when `caught` never held (the run is then let go).
+private func stopMidWork(_ run: RunningTool, with sig: Int32, _ caught: () -> Bool) -> Bool {
+    let seen = waitFor(120) { caught() }
+    kill(run.process.processIdentifier, SIGSTOP)
+    guard seen, caught() else {
+        kill(run.process.processIdentifier, SIGCONT)
+        return false
+    }
+    kill(run.process.processIdentifier, sig)
+    kill(run.process.processIdentifier, SIGCONT)
+    return true
+}
+
+private func signalName(_ sig: Int32) -> String { sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal \(sig)" }
+
+@Suite("--json when a signal stops the run", .serialized)
+struct SignalJSONTests {
+    @Test("hs-backup run --json stopped by SIGTERM/SIGINT prints one error object with exit_code 128+N", arguments: [SIGTERM, SIGINT])
+    func runStopped(_ sig: Int32) throws {
+        let dir = try TempDir("hs-sigjson")
+        let src = try bigSource(dir, megabytes: 384, text: true)
+        let setDir = dir.sub("nas/io")
+        let run = try RunningTool("hs-backup", ["run", "--source", src, "--to", dir.sub("nas"), "--name", "io", "--json"],
+                                  environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+        try #require(stopMidWork(run, with: sig) { filesIn(setDir).contains { $0.hasSuffix(".partial") } },
+                     "the backup was not caught writing: \(run.stderr)")
+        let status = run.wait(upTo: 60)
+        #expect(status == 128 + sig, "\(String(describing: status)) \(run.stderr)")
+        let object = onlyObject(run.stdout)
+        #expect(object?["exit_code"] as? Int == Int(128 + sig), "stdout: '\(run.stdout)'")
+        #expect((object?["error"] as? String)?.contains("stopped by \(signalName(sig))") == true, "stdout: '\(run.stdout)'")
+        #expect(filesIn(setDir).isEmpty, "left behind: \(filesIn(setDir))")
+    }
+
+    @Test("hs-backup copy --json and hs-restore --json stopped by SIGTERM print one error object; without --json stdout stays empty")
+    func copyAndRestoreStopped() throws {
+        let dir = try TempDir("hs-sigjson")
+        let src = try bigSource(dir, megabytes: 256, text: true)
+        let made = try Tools.run("hs-backup", ["run", "--source", src, "--to", dir.sub("nas"), "--name", "io", "-q"],
+                                 environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+        try #require(made.status == 0, "\(made.stderr)")
+
+        let copy = try RunningTool("hs-backup", ["copy", "--from", dir.sub("nas"), "--to", dir.sub("offsite"), "--json"])
+        try #require(stopMidWork(copy, with: SIGTERM) { filesIn(dir.sub("offsite/io")).contains { $0.hasSuffix(".partial") } },
+                     "the copy was not caught writing: \(copy.stderr)")
+        #expect(copy.wait(upTo: 60) == 143, "\(copy.stderr)")
+        let copyObject = onlyObject(copy.stdout)
+        #expect(copyObject?["exit_code"] as? Int == 143, "stdout: '\(copy.stdout)'")
+        #expect((copyObject?["error"] as? String)?.contains("stopped by SIGTERM") == true, "stdout: '\(copy.stdout)'")
+
+        // A restore writes each file under a temporary name (`.hs-restore.PID.N.part`) first.
+        func restoring(_ target: String) -> Bool {
+            FileManager.default.enumerator(atPath: target)?.contains { ($0 as? String)?.hasSuffix(".part") == true } ?? false
+        }
+        for json in [true, false] {
+            let target = dir.sub("restored-\(json)")
+            let restore = try RunningTool(Tools.path("hs-restore"), ["--from", dir.sub("nas"), "--name", "io", "--to", target] + (json ? ["--json"] : []))
+            try #require(stopMidWork(restore, with: SIGTERM) { restoring(target) }, "the restore was not caught writing: \(restore.stderr)")
+            // As before: stopped by the signal itself (a calling shell script sees it and stops too); the shell shows 143.
+            _ = restore.wait(upTo: 60)
+            #expect(restore.process.terminationReason == .uncaughtSignal && restore.process.terminationStatus == SIGTERM,
+                    "\(restore.process.terminationReason) \(restore.process.terminationStatus) \(restore.stderr)")
+            if json {
+                let object = onlyObject(restore.stdout)
+                #expect(object?["exit_code"] as? Int == 143, "stdout: '\(restore.stdout)'")
+                #expect((object?["error"] as? String)?.contains("stopped by SIGTERM") == true, "stdout: '\(restore.stdout)'")
+            } else {
+                #expect(restore.stdout.isEmpty, "stdout: '\(restore.stdout)'")
+            }
+        }
+    }
+}
