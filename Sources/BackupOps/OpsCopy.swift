@@ -56,8 +56,11 @@ extension OpsCommands {
             let started = Date()
             let source = try BackupTool.destination(from, option: "--from", nfsTimeoutSeconds: nfsTimeoutSeconds)
             let target = try BackupTool.destination(to, option: "--to", nfsTimeoutSeconds: nfsTimeoutSeconds)
-            if source.displayName == target.displayName {
-                throw ToolError.usage("--from and --to are the same place (\(source.displayName)); copy goes from one destination to another")
+            if source.isSamePlace(as: target) {
+                // As shown (displayName: an rclone connection string's options may hold a password).
+                let spellings = source.displayName == target.displayName ? source.displayName
+                    : "--from \(source.displayName) and --to \(target.displayName)"
+                throw ToolError.usage("--from and --to are the same place (\(spellings)); copy goes from one destination to another")
             }
             var report = CopyReport(from: source.displayName, to: target.displayName)
             let all = setNames.isEmpty ? try BackupSets.list(source, option: "--from").map(\.name) : setNames

@@ -96,10 +96,14 @@ package protocol Destination: AnyObject, Sendable {
     /// True when writers of different files may `sync()` at the same time on different threads
     /// (local files: each fsync is its own call; NFS shares one libnfs context, rclone one server).
     var syncsFilesConcurrently: Bool { get }
+    /// True when `other` is this place however the two were spelled (`copy` refuses to copy a
+    /// place onto itself): `/mnt/nas`, `/mnt/nas/../nas` and a symlink to it are one place.
+    func isSamePlace(as other: any Destination) -> Bool
 }
 
 extension Destination {
     package func create(_ path: String, size: UInt64?) throws -> any DestinationWriter { try create(path) }
+    package func isSamePlace(as other: any Destination) -> Bool { displayName == other.displayName }
     package var syncsFilesConcurrently: Bool { false }
 
     package var exclusiveCreateIsAtomic: Bool { true }
@@ -147,3 +151,19 @@ package func parentDirectory(_ path: String) -> String {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Paths compared as places (`Destination.isSamePlace`).
+package enum PlacePath {
+    /// `path` with "" and "." components gone and ".." taking the component before it away,
+    /// without looking at the file system (a leading "/" kept, and a leading ".." of a relative
+    /// path): `/a//b/./c/../` is `/a/b`.
+    package static func lexical(_ path: String) -> String {
+        var out: [Substring] = []
+        for part in path.split(separator: "/") where part != "." {
+            if part == "..", let last = out.last, last != ".." { out.removeLast() }
+            else if part == "..", path.hasPrefix("/") { continue }   // "/.." is "/"
+            else { out.append(part) }
+        }
+        return (path.hasPrefix("/") ? "/" : "") + out.joined(separator: "/")
+    }
+}

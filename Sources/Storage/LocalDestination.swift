@@ -48,6 +48,30 @@ package final class LocalDestination: Destination {
         return p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
     }
 
+    /// The same directory: device and inode of what both resolve to (symlinks, `..`, a bind
+    /// mount). When one does not exist yet, where its `mkdir -p` would make it: the longest
+    /// existing prefix resolved (`realpath`), the rest taken lexically.
+    package func isSamePlace(as other: any Destination) -> Bool {
+        guard let other = other as? LocalDestination else { return false }
+        var a = Glibc.stat(), b = Glibc.stat()
+        if fstatat(AT_FDCWD, absolutePath(""), &a, 0) == 0, fstatat(AT_FDCWD, other.absolutePath(""), &b, 0) == 0 {
+            return a.st_dev == b.st_dev && a.st_ino == b.st_ino
+        }
+        return Self.resolved(absolutePath("")) == Self.resolved(other.absolutePath(""))
+    }
+
+    /// `path` (absolute) with its longest existing prefix resolved and the rest lexically.
+    private static func resolved(_ path: String) -> String {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        for n in stride(from: parts.count, through: 1, by: -1) {
+            let prefix = parts[..<n].joined(separator: "/")
+            if let real = Sys.realpath(prefix.isEmpty ? "/" : prefix) {
+                return PlacePath.lexical(real + "/" + parts[n...].joined(separator: "/"))
+            }
+        }
+        return PlacePath.lexical(path)
+    }
+
     /// Creates missing directories 0700 (private whatever the umask), each durable (its parent
     /// fsynced) before it returns: a commit in them must not be lost with the directory.
     /// Existing ones are left as they are.

@@ -39,6 +39,13 @@ package final class NFSDestination: Destination {
         }
     }
 
+    /// The same server (name, NFS port) and the same path, `.`, `..` and `//` taken lexically.
+    package func isSamePlace(as other: any Destination) -> Bool {
+        guard let other = other as? NFSDestination else { return false }
+        func place(_ u: NFSURL) -> [String] { [u.server.lowercased(), u.argument("nfsport") ?? "2049", PlacePath.lexical(u.path)] }
+        return place(client.url) == place(other.client.url)
+    }
+
     package func makeDirectories(_ path: String) throws {
         try client.makeDirectories(path, mode: 0o700)
     }

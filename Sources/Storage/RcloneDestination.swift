@@ -39,6 +39,18 @@ package final class RcloneDestination: Destination {
 
     package var displayName: String { remote.displayName }
 
+    /// The same remote (name, or connection string) and the same path, `.`, `..` and `//`
+    /// taken lexically (a leading `/` kept: on sftp `nas:/x` and `nas:x` differ).
+    package func isSamePlace(as other: any Destination) -> Bool {
+        guard let other = other as? RcloneDestination else { return false }
+        func place(_ fs: String) -> [String] {
+            let body = fs.hasPrefix(":") ? fs.dropFirst() : Substring(fs)
+            let colon = body.firstIndex(of: ":") ?? body.endIndex
+            return [String(fs[..<colon]), PlacePath.lexical(String(body[colon...].dropFirst()))]
+        }
+        return place(remote.fs) == place(other.remote.fs)
+    }
+
     /// Variables set for every rclone this destination starts (over the environment).
     let environment: [String: String]
 

@@ -413,6 +413,41 @@ struct CopyTests {
         #expect(full.status == 0 && !(full.stdout + full.stderr).contains("NOT decrypted"), "\(full.stdout) \(full.stderr)")
     }
 
+    @Test("the same place spelled differently (.., a symlink, //, ./, an nfs:// or rclone: path) is refused: exit 2 naming both, nothing written")
+    func samePlaceSpelledDifferently() throws {
+        let work = try TempDir("hs-copy-same")
+        let nas = work.sub("nas")
+        try Tree.write(work.sub("appdata/app/config.xml"), "<ApiKey>secret</ApiKey>\n")
+        let made = try Tools.run("hs-backup", ["run", "--source", work.sub("appdata"), "--to", nas, "--name", "io", "-q"],
+                                 environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+        try #require(made.status == 0, "\(made.stderr)")
+        try FileManager.default.createSymbolicLink(atPath: work.sub("link"), withDestinationPath: nas)
+        let g = try GaneshaServer.shared()
+        let sub = try g.makeUniqueDirectory("same")
+        let url = g.url(path: sub)
+        let nfsOther = url.replacingOccurrences(of: "/\(sub)?", with: "/./x/..//\(sub)/?")
+        var pairs = [(nas, work.sub("nas/../nas")), (nas, work.sub("link")), (work.sub("link/"), nas + "/."),
+                     (nas, work.sub("./nas//")), (nas, work.sub("nosuch/../nas")),
+                     ("rclone::local:" + nas, "rclone::local:" + nas + "//x/../"), (url, nfsOther)]
+        if nfsOther == url { Issue.record("the NFS spelling did not change: \(url)"); pairs.removeLast() }
+        for (from, to) in pairs {
+            let before = try Tree.describe(nas)
+            let r = try Tools.run("hs-backup", ["copy", "--from", from, "--to", to, "--json"])
+            // Both as given (a local directory without its trailing "/"); URLs as shown.
+            func shown(_ s: String) -> String { s.hasPrefix("/") ? (s.hasSuffix("/") ? String(s.dropLast()) : s) : "" }
+            #expect(r.status == 2 && r.stderr.contains("same place") && r.stderr.contains("--from \(shown(from))")
+                    && r.stderr.contains("--to \(shown(to))"),
+                    "\(from) -> \(to): \(r.status) \(r.stdout) \(r.stderr)")
+            #expect((try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["exit_code"] as? Int == 2, "\(r.stdout)")
+            #expect(Tree.diff(before, try Tree.describe(nas)).isEmpty, "\(from) -> \(to) changed the source")
+        }
+        // Different places stay different: a sibling directory, and a directory inside the source.
+        for to in [work.sub("nas2"), work.sub("nas/../nas2")] {
+            let r = try Tools.run("hs-backup", ["copy", "--from", nas, "--to", to, "-q"])
+            #expect(r.status == 0, "\(to): \(r.stderr)")
+        }
+    }
+
     @Test("usage: --to is required and never taken from HS_BACKUP_DEST; same place twice; bad --transfers")
     func usage() throws {
         let f = try CopyFixture("usage")
