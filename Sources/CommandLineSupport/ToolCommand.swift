@@ -6,7 +6,8 @@ import Support
 
 /// A root command of the toolkit. Adopting it changes ArgumentParser's default `main()` to
 /// the toolkit's conventions (the ones restic and borg users know):
-/// - bad usage exits 2 (not ArgumentParser's 64), after the error and the usage;
+/// - bad usage exits 2 (not ArgumentParser's 64), after the error, the usage of the command
+///   that failed and the hint to its `--help`;
 /// - `--version` prints `homeServerVersion` (the one version of the package);
 /// - a first word that is not one of the tool's subcommands exits 2 naming the valid ones
 ///   (instead of falling through to the default subcommand);
@@ -109,7 +110,9 @@ extension ToolCommand {
             }
         } catch {
             if exitCode(for: error) == .validationFailure {
-                Reporter.writeStderr(HumanError.scrub(fullMessage(for: error)) + "\n" + usageString() + "\n")
+                // The full message has the usage of the (sub)command that failed and the hint to its
+                // --help; nothing after it (the root's usage once more was a bare `hs-backup <subcommand>`).
+                Reporter.writeStderr(HumanError.scrub(fullMessage(for: error)) + "\n")
                 if Reporter.jsonRequested { Reporter.emitJSONError(HumanError.scrub(fullMessage(for: error)), exitCode: 2) }
                 Glibc.exit(2)
             }

@@ -98,10 +98,8 @@ struct HsDeploy: ToolCommand {
     }
 
     func run() throws {
-        if let conflict = conflict() {
-            Reporter.writeStderr("error: \(conflict)\n" + Self.usageString() + "\n")
-            throw ExitCode(2)
-        }
+        // A usage error as every other (ToolCommand.main: the usage, the hint, the --json object).
+        if let conflict = conflict() { throw ValidationError(conflict + ".") }
         let check = check, down = down, pull = pull, all = all, stacks = stacks, storage = storage, json = json
         let repo = repo, saveEnv = saveEnv, saveEnvToAppdata = saveEnvToAppdata, storageFSTypes = storageFSTypes
         let code = toolMain {

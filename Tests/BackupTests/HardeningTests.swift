@@ -581,6 +581,44 @@ struct HardeningTests {
         }
     }
 
+    /// A usage error ends with the usage of the command that failed and the hint to its --help,
+    /// nothing after: every tool printed the root command's usage once more, a bare
+    /// `hs-backup <subcommand>` under `hs-backup copy --frob`; hs-deploy's conflicting flags
+    /// printed only that fragment, and nothing on stdout with --json.
+    @Test("a usage error of any tool ends with 'See ... --help', no bare usage line after it; --json: one object, exit_code 2",
+          arguments: [false, true])
+    func usageErrorsEndWithTheHint(_ json: Bool) throws {
+        let work = try TempDir("hs-usage")
+        let cases: [(String, [String], String)] = [
+            ("hs-backup", ["run", "--source", work.path, "--to", work.sub("a"), "--bogus"], "hs-backup run"),
+            ("hs-backup", ["run", "--bogus"], "hs-backup run"),
+            ("hs-backup", ["copy", "--frob"], "hs-backup copy"),
+            ("hs-backup", ["list", "--nfs-timeout", "x"], "hs-backup list"),
+            ("hs-restore", ["--to", ""], "hs-restore"),
+            ("hs-restore", ["--frob"], "hs-restore"),
+            ("hs-provision", ["--frob"], "hs-provision"),
+            ("hs-provision", ["inventory", "--frob"], "hs-provision inventory"),
+            ("hs-deploy", ["--frob"], "hs-deploy"),
+            ("hs-deploy", ["--check", "--down"], "hs-deploy"),
+            ("hs-linkcheck", ["--frob"], "hs-linkcheck"),
+        ]
+        for (tool, args, command) in cases {
+            let r = try Tools.run(tool, args + (json ? ["--json"] : []))
+            let shown = "\(tool) \(args.joined(separator: " "))"
+            let lines = r.stderr.split(separator: "\n").map(String.init)
+            #expect(r.status == 2, "\(shown): exit \(r.status): \(r.stderr)")
+            #expect(lines.last == "  See '\(command) --help' for more information.", "\(shown): \(r.stderr)")
+            #expect(lines.filter { $0.hasPrefix("Usage: \(command)") }.count == 1, "\(shown): \(r.stderr)")
+            #expect(!lines.contains { $0.hasPrefix(tool + " ") }, "\(shown): a bare usage line: \(r.stderr)")
+            if json {
+                let object = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any]
+                #expect(object?["exit_code"] as? Int == 2, "\(shown): stdout '\(r.stdout)'")
+            } else {
+                #expect(r.stdout.isEmpty, "\(shown): stdout '\(r.stdout)'")
+            }
+        }
+    }
+
     /// `RepeatedOptions.possible` reads the help dump only when two option words have the same
     /// spelling or one is short: that is exact only while no option has two long names.
     @Test("every option of the five tools has at most one long name (the repeated-option pre-check relies on it)")
