@@ -50,6 +50,7 @@ package final class OpsSignalGuard: Sendable {
             return s.cleanups
         }
         guard let todo else { return }
+        Reporter.holdJSONForSignal()
         Reporter.writeStderr("hs-backup: stopped by signal \(sig); cleaning up\n")
         // The partial archive and the lock first (bounded: a stalled NAS must not keep us).
         let problems = InterruptCleanup.shared.runAll(within: 10)

@@ -151,6 +151,7 @@ package final class Quiesce: Sendable {
         state.withLock { s in
             guard s.signalWatch == nil else { return }
             s.signalWatch = SignalWatch.shared.watch([SIGINT, SIGTERM, SIGHUP]) { [self] sig in
+                Reporter.holdJSONForSignal()
                 Reporter.writeStderr("hs-backup: signal \(sig): starting the stopped stacks again\n")
                 let problems = restart()
                 for p in problems { Reporter.writeStderr("error: \(p)\n") }

@@ -97,15 +97,26 @@ package final class Reporter: Sendable {
         }
     }
 
+    /// For the thread that handles SIGINT, SIGTERM and SIGHUP (SignalWatch's, not a signal
+    /// handler), before its cleanup: from now on the run prints no JSON object (a failure the
+    /// cleanup causes in the run, a removed `.partial`, would otherwise print its own object and
+    /// exit code instead of the signal's). Waits up to 5 s for an object being printed.
+    package static func holdJSONForSignal() {
+        _ = jsonObjectState.withLock(within: 5) { s in s.stopped = true }
+    }
+
     /// With `--json`: the failure object of a run that `sig` stopped (exit code 128 + `sig`), for
-    /// the thread that handles SIGINT, SIGTERM and SIGHUP (SignalWatch's, not a signal handler)
-    /// just before it ends the process. Nothing when the run's own object is printed already or
-    /// is being printed (it waits up to 5 s for that write); after it, the run prints none.
+    /// the thread that handles the signal, just before it ends the process. Nothing when the
+    /// run's own object was printed before `holdJSONForSignal` (or is being printed: it waits up
+    /// to 5 s for that write); after it, the run prints none.
     package static func emitStoppedBySignal(_ sig: Int32, _ detail: String) {
         guard jsonRequested else { return }
         let message = "stopped by \(signalName(sig)) (signal \(sig)) before it finished" + detail
         _ = jsonObjectState.withLock(within: 5) { s in
-            if !s.written, let text = failureJSON(message, exitCode: 128 + sig) { writeStdout(text) }
+            if !s.written, let text = failureJSON(message, exitCode: 128 + sig) {
+                writeStdout(text)
+                s.written = true
+            }
             s.stopped = true
         }
     }
