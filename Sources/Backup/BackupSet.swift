@@ -44,8 +44,8 @@ package struct BackupSet {
 
     /// Opens the archive `id` that a committed manifest names, where it is stored now
     /// (`storedArchivePath`), decrypting an encrypted set's by chunk (`openStored`).
-    package func openArchive(_ id: String) throws -> any DestinationReader {
-        try openStored(storedArchivePath(id))
+    package func openArchive(_ id: String, stored: (any DestinationReader) -> any DestinationReader = { $0 }) throws -> any DestinationReader {
+        try openStored(storedArchivePath(id), stored: stored)
     }
     package func manifestPath(_ id: String) -> String { "\(name)/\(id).manifest" }
     package var location: String { "\(destination.displayName)/\(name)" }

@@ -117,8 +117,9 @@ extension BackupSet {
     /// is returned as it is.
     /// - Throws: `EncryptionError` (.identityRequired without identities, .age when none of
     ///   them matches or the header is damaged), or the destination's error.
-    package func openStored(_ path: String) throws -> any DestinationReader {
-        let r = try destination.open(path)
+    /// - Parameter stored: wraps the reader of the stored bytes (before any decryption).
+    package func openStored(_ path: String, stored: (any DestinationReader) -> any DestinationReader = { $0 }) throws -> any DestinationReader {
+        let r = stored(try destination.open(path))
         do {
             let head = try r.size == 0 ? [] : r.read(at: 0, count: min(32, Int(r.size)))
             guard Age.looksLikeAgeFile(head) else { return r }

@@ -102,9 +102,10 @@ package enum SetInspector {
         report.damaged += try set.contents().damage
             .filter { !$0.file.hasSuffix(".manifest") && !($0.file.hasSuffix(".index") && ids.contains($0.id)) }.map(\.description)
         let keyless = keylessOnly(set, ids)
-        checkIndexes(set, ids, hashing: keyless, report: &report, reporter: reporter)
+        var pending = checkIndexes(set, ids, hashing: keyless, report: &report, reporter: reporter)
         report.notDecrypted = ids.filter { keyless.contains($0) }
         if keyless.count == ids.count {
+            checkPending(set, pending, report: &report)
             reporter.endProgress()
             return report
         }
@@ -130,8 +131,10 @@ package enum SetInspector {
                     return nil
                 }
             }
-            try verify(archive: a, set: set, streams: streams, report: &report, reporter: reporter)
+            let digest = try verify(archive: a, set: set, streams: streams, hashing: pending[a] != nil, report: &report, reporter: reporter)
+            if let digest, let f = pending.removeValue(forKey: a) { compare(set, f, digest: digest, report: &report) }
         }
+        checkPending(set, pending, report: &report)
         reporter.endProgress()
         return report
     }
@@ -201,9 +204,42 @@ package enum SetInspector {
         return out
     }
 
-    /// Reads the content of the file entry `h` and compares it with the manifest: its size and
-    /// hash (the `SparseHash` for a sparse member, over its map and data).
-    private static func contentMatches(_ tar: TarReader, _ h: TarEntry, _ e: ManifestEntry) throws -> Bool {
+    /// Compares the entry `h` with what each manifest that places an entry there (`wanting`)
+    /// records: a later backup's manifest may name another file than the one the archive's own
+    /// backup put there (another set's archive under the same id). Manifests that record the
+    /// same as an earlier one share its result; one of another backup than the archive's is
+    /// named in its messages. The content is read once.
+    private static func check(_ h: TarEntry, _ tar: TarReader, archive a: String, against wanting: [ExpectedStream],
+                              report: inout VerifyReport) throws {
+        let label = "\(a).tar.gz"
+        var content: (digest: Digest, size: UInt64)?
+        var seen: [ExpectedStream.Head] = []
+        for s in wanting {
+            guard let want = s.head,
+                  !seen.contains(where: { $0.path == want.path && $0.link == want.link && $0.entry == want.entry && $0.xattrsKnown == want.xattrsKnown })
+            else { continue }
+            seen.append(want)
+            let id = s.reader.header.id, whose = id == a ? "" : " (as \(id).manifest records it)"
+            if want.path != RestorePath.normalised(h.path) {
+                report.damaged.append("\(label): \(displayPath(want.path)): archive holds \(NameEscape.escape(h.path)) at its place" + whose)
+                continue
+            }
+            for m in headerMismatches(h, want) { report.damaged.append("\(label): \(displayPath(want.path)): \(m)" + whose) }
+            if want.entry.type == .file && h.type == .file {
+                if content == nil {
+                    content = try readContent(tar, h)
+                    report.filesChecked += 1
+                }
+                if !contentMatches(content!, h, want.entry) {
+                    report.damaged.append("\(label): \(displayPath(want.path)): content does not match its SHA-256" + whose)
+                }
+            }
+        }
+    }
+
+    /// Reads the content of the file entry `h`: its hash (the `SparseHash` for a sparse member,
+    /// over its map and data) and the bytes stored.
+    private static func readContent(_ tar: TarReader, _ h: TarEntry) throws -> (digest: Digest, size: UInt64) {
         var plain: SHA256Hasher? = h.sparse == nil ? SHA256Hasher() : nil
         var sparse: SparseHash? = nil
         if let map = h.sparse { sparse = SparseHash(map: map, realSize: h.size) }
@@ -212,14 +248,21 @@ package enum SetInspector {
             if plain != nil { plain!.update(b) } else { sparse!.update(b) }
             size += UInt64(b.count)
         }
-        let got: Digest
-        if let p = plain.take() { got = Digest(p.finalize()) } else { got = Digest(sparse.take()!.finalize()) }
-        let isSparse = e.flags & ManifestEntry.flagSparse != 0
-        let stored = h.sparse.map { $0.reduce(UInt64(0)) { $0 + $1.length } } ?? h.size
-        return got == e.hash && size == stored && isSparse == (h.sparse != nil)
+        if let p = plain.take() { return (Digest(p.finalize()), size) }
+        return (Digest(sparse.take()!.finalize()), size)
     }
 
-    private static func verify(archive a: String, set: BackupSet, streams: [ExpectedStream], report: inout VerifyReport, reporter: Reporter) throws {
+    /// Whether the content read (`readContent`) is what the manifest entry `e` records: its
+    /// size and hash, sparse or not as the archive stores it.
+    private static func contentMatches(_ got: (digest: Digest, size: UInt64), _ h: TarEntry, _ e: ManifestEntry) -> Bool {
+        let isSparse = e.flags & ManifestEntry.flagSparse != 0
+        let stored = h.sparse.map { $0.reduce(UInt64(0)) { $0 + $1.length } } ?? h.size
+        return got.digest == e.hash && got.size == stored && isSparse == (h.sparse != nil)
+    }
+
+    /// Returns the SHA-256 of the archive's stored bytes (when `hashing`) when the pass read them whole.
+    private static func verify(archive a: String, set: BackupSet, streams: [ExpectedStream], hashing: Bool, report: inout VerifyReport,
+                               reporter: Reporter) throws -> Digest? {
         let label = "\(a).tar.gz"
         /// Reports and skips every head of every stream for which `before` holds.
         func reportMissing(_ why: String, while before: ((member: UInt64, skip: UInt64)) -> Bool = { _ in true }) throws {
@@ -231,10 +274,11 @@ package enum SetInspector {
             }
         }
         defer { for s in streams { if let p = s.problem { report.damaged.append(p) } } }
+        let hash = ReadHash()
         let rd: any DestinationReader
-        do { rd = try set.openArchive(a) } catch {
+        do { rd = try set.openArchive(a, stored: { hashing ? HashedReader($0, hash) : $0 }) } catch {
             try reportMissing("archive missing (\(error))")
-            return
+            return nil
         }
         defer { try? rd.close() }
         let source = ArchiveSource(size: rd.size, displayName: "\(set.location)/\(label)") { try rd.read(at: $0, count: $1) }
@@ -258,18 +302,8 @@ package enum SetInspector {
                         }
                         try reportMissing("not readable from the archive", while: { order($0) < 0 })
                         let wanting = streams.filter { $0.head.map { order(($0.member, $0.skip)) == 0 } ?? false }
-                        guard let want = wanting.first?.head else { continue }
-                        if want.path != RestorePath.normalised(h.path) {
-                            report.damaged.append("\(label): \(displayPath(want.path)): archive holds \(NameEscape.escape(h.path)) at its place")
-                        } else {
-                            for m in headerMismatches(h, want) { report.damaged.append("\(label): \(displayPath(want.path)): \(m)") }
-                            if want.entry.type == .file && h.type == .file {
-                                if try !contentMatches(tar, h, want.entry) {
-                                    report.damaged.append("\(label): \(displayPath(want.path)): content does not match its SHA-256")
-                                }
-                                report.filesChecked += 1
-                            }
-                        }
+                        if wanting.isEmpty { continue }
+                        try check(h, tar, archive: a, against: wanting, report: &report)
                         for s in wanting { try s.advance() }
                         reporter.progress("verifying \(label): \(report.filesChecked) files")
                     }
@@ -290,5 +324,6 @@ package enum SetInspector {
             }
         }
         try reportMissing("not readable from the archive")
+        return hashing ? hash.digest() : nil
     }
 }
