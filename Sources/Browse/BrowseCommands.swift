@@ -75,6 +75,8 @@ package enum BrowseCommands {
     package static func find(_ c: BrowseContext, patterns: [String]) throws -> Int32 {
         let ids = try c.set.committedIDs()
         guard !ids.isEmpty else { throw ToolError("no backups in \(c.set.location); nothing to search.") }
+        let damage = findDamage(c.set, ids)
+        for d in damage { c.reporter.warning(d) }
         let finder = Finder(set: c.set, ids: ids, patterns: patterns)
         if c.json {
             c.stream = try StreamedJSON(out: c.out, head: c.head + [("patterns", JSONText.array(patterns.map(JSONText.string))),
@@ -111,12 +113,34 @@ package enum BrowseCommands {
         }
         c.reporter.endProgress()
         if let s = c.stream {
-            try s.finish([("paths", "\(n)")])
+            try s.finish([("paths", "\(n)")] + (damage.isEmpty ? [] : [("damage", JSONText.array(damage.map(JSONText.string)))]))
         } else {
-            try c.out.line("\(n) path\(n == 1 ? "" : "s") matched in \(ids.count) backup\(ids.count == 1 ? "" : "s") (\(ids.first!) .. \(ids.last!))")
+            try c.out.line("\(n) path\(n == 1 ? "" : "s") matched in \(ids.count) backup\(ids.count == 1 ? "" : "s") (\(ids.first!) .. \(ids.last!))"
+                           + (damage.isEmpty ? "" : "; the set is damaged (see the warnings): the answer may be incomplete"))
         }
         c.reporter.detail("find: read \(finder.membersRead) manifest members, decoded \(finder.membersDecoded)")
-        return 0
+        return damage.isEmpty ? 0 : 1
+    }
+
+    /// The set's damage as `list` reports it, for `find`, which searches every backup: a backup
+    /// whose manifest is missing (its archive or index still there) is not searched, so the
+    /// answer leaves it out and find exits 1, as it does when a manifest is damaged (that one
+    /// stops it when read).
+    private static func findDamage(_ set: BackupSet, _ ids: [String]) -> [String] {
+        guard let contents = try? set.contents() else { return [] }
+        var out: [String] = [], named = Set<String>()
+        for d in contents.damage {
+            if !ids.contains(d.id) && BackupID.seconds(of: d.id) != nil {
+                if named.insert(d.id).inserted {
+                    out.append("backup \(d.id) is not searched: its manifest \(d.id).manifest is missing (\(d.file) is still in "
+                               + "\(set.location)). Put the manifest back from another copy of the set (one `hs-backup copy` made); "
+                               + "`hs-backup verify` names the set's damage")
+                }
+            } else {
+                out.append("damaged: \(d)")
+            }
+        }
+        return out
     }
 
     /// `hs-backup diff`.
