@@ -180,10 +180,14 @@ package final class MountTree: Sendable {
 
     /// Opens a regular file (`ArchiveContent.open`); ESTALE when its backup was pruned since.
     package func open(_ ino: UInt64, _ place: ArchivePlace) throws(MountFailure) -> OpenFile {
-        do { return try content.open(place) } catch {
-            if case .io = error, let (slot, _) = Self.split(ino), removed(slot: slot) { throw .stale }
-            throw error
-        }
+        do { return try content.open(place) } catch { throw staleIfPruned(ino, error) }
+    }
+
+    /// A read of `ino`'s backup that failed: ESTALE instead of the I/O failure when that backup
+    /// was pruned since (not damage to report), else `error` as it is.
+    private func staleIfPruned(_ ino: UInt64, _ error: MountFailure) -> MountFailure {
+        if case .io = error, let (slot, _) = Self.split(ino), removed(slot: slot) { return .stale }
+        return error
     }
 
     // MARK: inode numbers of entries
@@ -349,10 +353,7 @@ package final class MountTree: Sendable {
     /// says it has any).
     package func xattrs(_ ino: UInt64) throws(MountFailure) -> [(name: [UInt8], value: [UInt8])] {
         guard let p = try place(ino), p.hasXattrs else { return [] }
-        do { return try content.xattrs(p) } catch {
-            if case .io = error, let (slot, _) = Self.split(ino), removed(slot: slot) { throw .stale }
-            throw error
-        }
+        do { return try content.xattrs(p) } catch { throw staleIfPruned(ino, error) }
     }
 
     private func wrap<R>(_ body: () throws -> R) throws(MountFailure) -> R {
