@@ -22,6 +22,13 @@
  *                            minimal   the fsyncs a correct commit needs: archive, manifest, index
  *                                      (one after the other), renames, one directory fsync
  *                            parallel  the same fsyncs, the three file fsyncs on three threads
+ *                            first     parallel, and DEST and DEST/b made durable after their
+ *                                      mkdir (their parents fsynced), as a correct first backup
+ *                                      into a new DEST must (hs-backup since da54556: until the
+ *                                      parent's entry is on stable storage, a power loss can take
+ *                                      the new directory away with the backup in it; XFS, btrfs)
+ *   archsha FILE           store, and the SHA-256 of the stored gzip member: the archive's own
+ *                          hash, which the index records (copy and verify compare it)
  *   all DEST FILE          read + SHA-256 + stored gzip + a minimal commit of the result, in one
  *                          process: a C program doing everything a correct backup of FILE must
  * Measurement only; nothing here is used by the tools. */
@@ -169,12 +176,21 @@ static void sync_dir(const char *path) {
  *     this backup after any crash)
  *   unlink the lock (no fsync: a lock lost in a crash is a stale lock, taken over) */
 static void commit(const char *dest, const char *kind, const uint8_t *archive, size_t archive_n) {
-    int now = strcmp(kind, "now") == 0, parallel = strcmp(kind, "parallel") == 0;
-    if (!now && !parallel && strcmp(kind, "minimal") != 0) { fprintf(stderr, "sparse-floor: commit KIND: now, minimal or parallel\n"); exit(2); }
-    char set[4096], p[6][4200];
+    int now = strcmp(kind, "now") == 0, first = strcmp(kind, "first") == 0;
+    int parallel = first || strcmp(kind, "parallel") == 0;
+    if (!now && !parallel && strcmp(kind, "minimal") != 0) { fprintf(stderr, "sparse-floor: commit KIND: now, minimal, parallel or first\n"); exit(2); }
+    char set[4096], p[6][4200], up[4096];
     snprintf(set, sizeof set, "%s/b", dest);
-    if (mkdir(dest, 0700) != 0 && errno != EEXIST) die("mkdir", dest);
+    snprintf(up, sizeof up, "%s", dest);
+    char *slash = strrchr(up, '/');
+    if (slash == NULL) snprintf(up, sizeof up, ".");
+    else if (slash == up) up[1] = 0;
+    else *slash = 0;
+    int made = mkdir(dest, 0700) == 0;
+    if (!made && errno != EEXIST) die("mkdir", dest);
+    if (first && made) sync_dir(up);
     if (mkdir(set, 0700) != 0) die("mkdir", set);
+    if (first) sync_dir(dest);
     const char *names[6] = {"lock", "ID.tar.gz.partial", "ID.manifest.partial", "ID.index.partial", "ID.tar.gz", "ID.manifest"};
     for (int i = 0; i < 6; i++) snprintf(p[i], sizeof p[i], "%s/%s", set, names[i]);
     static const char holder[] = "{\"host\":\"floor\",\"pid\":12345,\"started\":1765000000.123,\"operation\":\"backup\"}";
@@ -243,6 +259,14 @@ int main(int argc, char **argv) {
         memset(archive, 0xa5, sizeof archive);
         t0 = now_us();  /* the buffer's page faults are not the commit's */
         commit(argv[2], argv[3], archive, sizeof archive);
+    } else if (argc == 3 && strcmp(mode, "archsha") == 0) {
+        data = read_extents(argv[2], &n);
+        sha256(data, n, digest);
+        out = malloc(n + n / 1000 + 4096);
+        z = gzip_member(data, n, 0, out, n + n / 1000 + 4096);
+        uint8_t archive_digest[32];
+        sha256(out, z, archive_digest);
+        digest[1] ^= archive_digest[0];
     } else if (argc == 4 && strcmp(mode, "all") == 0) {
         data = read_extents(argv[3], &n);
         sha256(data, n, digest);
