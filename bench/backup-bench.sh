@@ -51,14 +51,9 @@ MKCORPUS=""
 for c in ../shared/bench/mkcorpus.py /work/shared/bench/mkcorpus.py; do [ -f "$c" ] && MKCORPUS=$c && break; done
 [ -n "$MKCORPUS" ] || { echo "mkcorpus.py not found (../shared/bench/mkcorpus.py)" >&2; exit 2; }
 
-# (pipefail: a failed build stops the script; sed only drops the progress lines)
-# --disable-local-rpath: as shipped (scripts/package.sh links without a RUNPATH); SwiftPM's
-# $ORIGIN runpath made ld.so look for every library in the binary's directory first (24 failed
-# openat/stat calls per start).
-BUILD=(swift build -c release --static-swift-stdlib --disable-local-rpath)
-"${BUILD[@]}" --product hs-backup 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
-"${BUILD[@]}" --product hs-restore 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
-BIN=$("${BUILD[@]}" --show-bin-path)
+# Built as shipped (bench/build.sh).
+. bench/build.sh
+bench_build hs-backup hs-restore
 W=${BENCH_DIR:-/tmp/hs-backup-bench}
 mkdir -p "$W"
 CORPUS="$W/corpus-scale$SCALE"

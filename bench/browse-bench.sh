@@ -43,9 +43,9 @@ command -v fusermount3 >/dev/null || { echo "fuse3 missing: run scripts/bootstra
 if [ -n "${HS_BIN:-}" ]; then
   HS=$HS_BIN   # a release hs-backup built elsewhere (e.g. to build the sets while the sources change)
 else
-  # (pipefail: a failed build stops the script; sed only drops the progress lines)
-  swift build -c release --product hs-backup 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
-  HS="$(swift build -c release --show-bin-path)/hs-backup"
+  . bench/build.sh
+  bench_build hs-backup
+  HS="$BIN/hs-backup"
 fi
 W=${BENCH_DIR:-/var/tmp/hs-browse-bench}
 TREE="$W/plex-$FILES"; DEST="$W/dest-$FILES"; REPO="$W/restic-$FILES"; BIG="$W/big"

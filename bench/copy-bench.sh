@@ -34,8 +34,9 @@ for tool in rclone ssh-keygen; do command -v "$tool" >/dev/null || { echo "$tool
 SSHD=/usr/sbin/sshd
 [ -x "$SSHD" ] || { echo "sshd missing (openssh-server): run scripts/bootstrap.sh" >&2; exit 1; }
 
-swift build -c release --product hs-backup >/dev/null
-HSB="$(swift build -c release --show-bin-path)/hs-backup"
+. bench/build.sh
+bench_build hs-backup
+HSB="$BIN/hs-backup"
 
 WORK=$(mktemp -d /tmp/hs-copy-bench.XXXXXX)
 SSHD_PID=""

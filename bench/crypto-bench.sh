@@ -38,9 +38,8 @@ MKCORPUS=""
 for c in ../shared/bench/mkcorpus.py /work/shared/bench/mkcorpus.py; do [ -f "$c" ] && MKCORPUS=$c && break; done
 [ -n "$MKCORPUS" ] || { echo "mkcorpus.py not found (../shared/bench/mkcorpus.py)" >&2; exit 2; }
 
-swift build -c release --product hs-backup 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
-swift build -c release --product hs-restore 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d'
-BIN=$(swift build -c release --show-bin-path)
+. bench/build.sh
+bench_build hs-backup hs-restore
 W=${BENCH_DIR:-/tmp/hs-crypto-bench}
 mkdir -p "$W"
 cleanup() {

@@ -10,10 +10,10 @@ FILES=${1:-100000}
 RUNS=${2:-5}
 log() { printf '[bench] %s\n' "$*" >&2; }
 
-log "swift build -c release --product hs-linkcheck"
-# pipefail: a failed build stops the bench; sed only drops the progress lines.
-swift build -c release --product hs-linkcheck 2>&1 | sed -E '/^\[[0-9]+\/[0-9]+\] /d' >&2
-BIN="$(swift build -c release --show-bin-path)/hs-linkcheck"
+log "release build of hs-linkcheck (bench/build.sh)"
+. bench/build.sh
+bench_build hs-linkcheck
+BIN="$BIN/hs-linkcheck"
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/hs-linkcheck-bench.XXXXXX")
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT

@@ -64,9 +64,8 @@ MKCORPUS=""
 for c in ../shared/bench/mkcorpus.py /work/shared/bench/mkcorpus.py; do [ -f "$c" ] && MKCORPUS=$c && break; done
 if want corpus && [ -z "$MKCORPUS" ]; then echo "mkcorpus.py not found (../shared/bench/mkcorpus.py)" >&2; exit 2; fi
 
-swift build -c release --product hs-backup >/dev/null
-swift build -c release --product hs-restore >/dev/null
-BIN=$(swift build -c release --show-bin-path)
+. bench/build.sh
+bench_build hs-backup hs-restore
 W=${BENCH_DIR:-/tmp/hs-restore-bench}
 mkdir -p "$W"
 cc -O2 -Wall -pthread -o "$W/create-floor" bench/create-floor.c
