@@ -968,8 +968,8 @@ final class ScanWorker: @unchecked Sendable {
     private func warn(_ s: String) { if warnings.count < 1000 { warnings.append(s) } }
 }
 
-/// A path for display: escaped by the toolkit's one rule (`NameEscape`: controls, bidi
-/// characters, backslashes and bytes that are not UTF-8), never raw bytes.
+/// A path for display: escaped by the toolkit's one rule (`NameEscape`: controls, format
+/// characters, line separators, backslashes and bytes that are not UTF-8), never raw bytes.
 package func displayPath(_ bytes: some Collection<UInt8>) -> String { NameEscape.escape(bytes) }
 
 /// A 64-bit digest of a file's extended attributes (names and values, sorted by name); 0 when

@@ -325,15 +325,14 @@ package struct Notifier: Sendable {
         return out
     }
 
-    /// The message with any control or bidi character that reached it escaped as in names
-    /// (`NameEscape`): names are escaped where they are put into messages; this keeps a
-    /// notification one honest text whatever slipped through (no forged lines, no escape
-    /// sequences in a phone's notification or a Kuma event).
+    /// The message with any control, format or line separator character that reached it
+    /// escaped as in names (`NameEscape`): names are escaped where they are put into messages;
+    /// this keeps a notification one honest text whatever slipped through (no forged lines, no
+    /// escape sequences in a phone's notification or a Kuma event).
     static func plainText(_ s: String) -> String {
         var out = ""
         for u in s.unicodeScalars {
-            let v = u.value
-            if v < 0x20 || v == 0x7F || (0x80 ... 0x9F).contains(v) || (0x202A ... 0x202E).contains(v) || (0x2066 ... 0x2069).contains(v) {
+            if NameEscape.escapes(u) {
                 out += NameEscape.escape(Array(String(u).utf8))
             } else {
                 out.unicodeScalars.append(u)

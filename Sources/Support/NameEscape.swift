@@ -8,10 +8,13 @@
 /// `\xNN` for bytes).
 ///
 /// Escaped, byte by byte: the backslash itself (`\\`); C0 controls (`\n`, `\t`, `\r`, others
-/// `\xNN`); DEL (`\x7f`); bytes that are not part of valid UTF-8 (`\xNN`); C1 controls
-/// (U+0080-U+009F) and the bidi embeddings, overrides and isolates (U+202A-U+202E,
-/// U+2066-U+2069), each as the `\xNN` of its UTF-8 bytes. Everything else, printable UTF-8
-/// included (accented and CJK media names), stays as it is.
+/// `\xNN`); DEL (`\x7f`); bytes that are not part of valid UTF-8 (`\xNN`); and every character
+/// of the general categories Cc, Cf, Zl and Zp (`escapedScalars`: C1 controls, the bidi marks,
+/// embeddings, overrides and isolates, zero-width spaces and joiners, the word joiner, the BOM,
+/// the soft hyphen, U+2028/U+2029 that some terminals and mail readers break lines on, tag
+/// characters...), each as the `\xNN` of its UTF-8 bytes: a name must not hide part of itself,
+/// look like another name, or start a line. Everything else, printable UTF-8 included
+/// (accented and CJK media names), stays as it is.
 ///
 /// `unescape(escape(b)) == b` for every byte string `b`.
 package enum NameEscape {
@@ -58,7 +61,7 @@ package enum NameEscape {
     }
 
     /// The escaped form of a name given as a String (already valid UTF-8): only controls,
-    /// backslashes and bidi characters are escaped.
+    /// format and line/paragraph separator characters and backslashes are escaped.
     package static func escape(_ name: String) -> String { escape(Array(name.utf8)) }
 
     /// A malformed escape sequence in a name given by a person.
@@ -126,9 +129,32 @@ package enum NameEscape {
         }
     }
 
-    /// C1 controls and the bidi formatting characters that reorder what a terminal shows.
+    /// True for a scalar `escape` shows as `\xNN` (C0 controls and DEL included): what a
+    /// message must not carry raw (`Notifier` cleans a notification by the same rule).
+    package static func escapes(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || scalar.value == 0x7F || shouldEscape(scalar.value)
+    }
+
+    /// The scalars above U+007F of the general categories Cc (the C1 controls), Cf (format),
+    /// Zl and Zp, as Swift 6.3's Unicode tables have them (`NameEscapeTests` checks this list
+    /// against the toolchain's, so a newer Unicode shows up as a failing test, not as a name
+    /// printed differently by another build). Written out rather than asked of
+    /// `Unicode.Scalar.Properties` so that the escaped form of a name is fixed and documented.
+    package static let escapedScalars: [ClosedRange<UInt32>] = [
+        0x0080 ... 0x009F, 0x00AD ... 0x00AD, 0x0600 ... 0x0605, 0x061C ... 0x061C, 0x06DD ... 0x06DD,
+        0x070F ... 0x070F, 0x0890 ... 0x0891, 0x08E2 ... 0x08E2, 0x180E ... 0x180E, 0x200B ... 0x200F,
+        0x2028 ... 0x202E, 0x2060 ... 0x2064, 0x2066 ... 0x206F, 0xFEFF ... 0xFEFF, 0xFFF9 ... 0xFFFB,
+        0x110BD ... 0x110BD, 0x110CD ... 0x110CD, 0x13430 ... 0x1343F, 0x1BCA0 ... 0x1BCA3,
+        0x1D173 ... 0x1D17A, 0xE0001 ... 0xE0001, 0xE0020 ... 0xE007F,
+    ]
+
+    /// `escapedScalars` holds `v` (a scalar above U+007F); the list is sorted.
     private static func shouldEscape(_ v: UInt32) -> Bool {
-        (0x80 ... 0x9F).contains(v) || (0x202A ... 0x202E).contains(v) || (0x2066 ... 0x2069).contains(v)
+        for r in escapedScalars {
+            if v < r.lowerBound { return false }
+            if v <= r.upperBound { return true }
+        }
+        return false
     }
 
     /// Length of the valid UTF-8 sequence starting at `i` (a lead byte >= 0x80), or 0.

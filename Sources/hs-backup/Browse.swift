@@ -33,7 +33,8 @@ extension HsBackup {
             discussion: """
             Each line: type and mode, numeric owner, size, mtime (UTC), the path (-> TARGET for a symlink, \
             "link to PATH" for a hardlink). Names are printed escaped (\\\\, \\n, \\xNN for bytes that are not \
-            UTF-8); PATH accepts that form back. --json: {"destination", "set", "backup", "path", "entries": \
+            UTF-8 and for control and invisible format characters); PATH accepts that form back. \
+            --json: {"destination", "set", "backup", "path", "entries": \
             [{"path", "type", "mode", "uid", "gid", "size", "mtime", "link", "sha256"}], "count"}.
 
             Examples:

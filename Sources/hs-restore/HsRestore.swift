@@ -12,8 +12,8 @@ struct HsRestore: ToolCommand {
         (any POSIX/GNU tar or tar.gz, extracted with the same hostile-archive rules; - reads stdin, \
         e.g. `age -d -i key.txt x.tar.gz | hs-restore --archive - --to DIR`).
         DEST is an absolute directory, an nfs://SERVER/EXPORT/PATH URL or rclone:REMOTE:PATH, as for hs-backup (default: HS_BACKUP_DEST); an empty or \
-        misspelled DEST exits 2. Names are shown escaped (\\n, \\xNN for bytes that are not UTF-8, \\\\ for \
-        a backslash); --only takes a path as its bytes or in that escaped form. \
+        misspelled DEST exits 2. Names are shown escaped (\\n, \\xNN for bytes that are not UTF-8 and for control and \
+        invisible format characters, \\\\ for a backslash); --only takes a path as its bytes or in that escaped form. \
         --json prints one object, also on failure: {"error": "...", "exit_code": N}; with --dry-run it \
         lists the entries ("entries": [{"type", "path", "size", "mode", "uid", "gid", "link"}]).
         Exit codes: 0 success, 1 the restore failed (or an --only path matches nothing), 2 bad usage. \(ExitStatus.onlyBackupRun)
