@@ -31,7 +31,7 @@ package enum BackupTool {
     package static func setName(_ name: String?) throws -> String {
         let n = name ?? BackupSet.defaultName()
         if n.isEmpty || n.contains("/") || n.hasPrefix(".") {
-            throw ToolError.usage("invalid set name '\(n)': use a plain name like the host name (no '/', not starting with '.')")
+            throw ToolError.usage("invalid set name '\(NameEscape.escape(n))': use a plain name like the host name (no '/', not starting with '.')")
         }
         return n
     }

@@ -376,7 +376,7 @@ final class BackupPass {
             (created, archiveCleanup) = try createRemovedOnSignal(dest, partial)
             writer = try set.storedWriter(created, path: partial)
         } catch {
-            throw PassFailure(step: ": cannot create \(dest.displayName)/\(partial)", cause: error)
+            throw PassFailure(step: ": cannot create \(NameEscape.escape("\(dest.displayName)/\(partial)"))", cause: error)
         }
         archiveFile = writer
         archiveWriter = ArchiveWriter(sink: { bytes in try bytes.withUnsafeBytes { try writer.write($0) } },

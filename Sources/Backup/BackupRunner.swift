@@ -144,7 +144,7 @@ package final class BackupRunner {
         guard lstat(options.source, &st) == 0, st.st_mode & S_IFMT == S_IFDIR || (stat(options.source, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR) else {
             throw ToolError.usage(options.source.isEmpty
                 ? "--source is empty (in cron: is HS_APPDATA set in common/.env?). Give the appdata directory, e.g. --source /opt/appdata."
-                : "source '\(options.source)' is not a directory. Give the appdata directory with --source, e.g. /opt/appdata.")
+                : "source '\(NameEscape.escape(options.source))' is not a directory. Give the appdata directory with --source, e.g. /opt/appdata.")
         }
         if options.dryRun { return try dryRun(set: set, started: started) }
         do { try dest.makeDirectories(options.set) } catch let e as StorageError where e.operation == StorageError.directorySync {
@@ -395,7 +395,7 @@ package final class BackupRunner {
             (created, manifestCleanup) = try createRemovedOnSignal(dest, manifestPartial)
             manifestFile = try set.storedWriter(created, path: manifestPartial, plaintextCopy: manifestCopyWriter())
         } catch {
-            throw nothingCommitted(set, ": cannot create \(dest.displayName)/\(manifestPartial)", error)
+            throw nothingCommitted(set, ": cannot create \(NameEscape.escape("\(dest.displayName)/\(manifestPartial)"))", error)
         }
         defer { InterruptCleanup.shared.unregister(manifestCleanup) }
         var committed = false
@@ -407,7 +407,7 @@ package final class BackupRunner {
             }
         }
 
-        reporter.progress("scanning \(options.source)", force: true)
+        reporter.progress("scanning \(NameEscape.escape(options.source))", force: true)
         let pass = BackupPass(runner: self, previous: previous, dryRun: false)
         defer { pass.cleanup() }
         pass.id = id
@@ -550,7 +550,7 @@ package final class BackupRunner {
 /// unregister once the file is committed or removed.
 func createRemovedOnSignal(_ dest: any Destination, _ path: String,
                            create: (() throws -> any DestinationWriter)? = nil) throws -> (any DestinationWriter, Int) {
-    try InterruptCleanup.shared.creating("\(dest.displayName)/\(path)", remove: { [dest] in
+    try InterruptCleanup.shared.creating(NameEscape.escape("\(dest.displayName)/\(path)"), remove: { [dest] in
         if (try? dest.stat(path)).flatMap({ $0 }) != nil { try dest.remove(path) }
     }) { try create?() ?? dest.create(path) }
 }

@@ -12,7 +12,7 @@ extension BackupSet {
     ///   `partial`: read `<id>.index.partial` (a committed backup whose index was not renamed yet).
     package func readIndex(_ id: String, partial: Bool = false) throws(IndexError) -> BackupIndex? {
         let path = indexPath(id) + (partial ? ".partial" : "")
-        let where_ = "\(destination.displayName)/\(path)"
+        let where_ = NameEscape.escape("\(destination.displayName)/\(path)")
         let bytes: [UInt8]
         do {
             guard let st = try destination.stat(path) else { return nil }

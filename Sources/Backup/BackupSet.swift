@@ -48,7 +48,7 @@ package struct BackupSet {
         try openStored(storedArchivePath(id), stored: stored)
     }
     package func manifestPath(_ id: String) -> String { "\(name)/\(id).manifest" }
-    package var location: String { "\(destination.displayName)/\(name)" }
+    package var location: String { NameEscape.escape("\(destination.displayName)/\(name)") }   // for messages: escaped
 
     /// Ids of committed backups, oldest first. Empty when the set does not exist.
     package func committedIDs() throws -> [String] {

@@ -141,18 +141,18 @@ package final class Scanner {
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
             let err = errno
-            throw ToolError("cannot read source directory \(root): \(Sys.strerror(err)). Check the path given to --source.")
+            throw ToolError("cannot read source directory \(NameEscape.escape(root)): \(Sys.strerror(err)). Check the path given to --source.")
         }
         var rootStat = stat()
         guard fstat(fd, &rootStat) == 0 else {
             close(fd)
-            throw ToolError("cannot stat source directory \(root): \(Sys.strerror(errno)). Check the path given to --source.")
+            throw ToolError("cannot stat source directory \(NameEscape.escape(root)): \(Sys.strerror(errno)). Check the path given to --source.")
         }
         let rootDev = UInt64(rootStat.st_dev)
         let rootDir = DirectoryHandle(fd: fd)
         var rootNames: [DirectoryName] = []
         if let err = DirectoryReader.readNames(fd, into: &rootNames) {
-            throw ToolError("cannot read source directory \(root): \(Sys.strerror(err)). Check the path given to --source.")
+            throw ToolError("cannot read source directory \(NameEscape.escape(root)): \(Sys.strerror(err)). Check the path given to --source.")
         }
         let names = rootNames
         let counter = ScanCounter(progress: progress)

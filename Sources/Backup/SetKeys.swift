@@ -123,7 +123,7 @@ extension BackupSet {
         do {
             let head = try r.size == 0 ? [] : r.read(at: 0, count: min(32, Int(r.size)))
             guard Age.looksLikeAgeFile(head) else { return r }
-            let name = "\(destination.displayName)/\(path)"
+            let name = NameEscape.escape("\(destination.displayName)/\(path)")
             guard !keys.identities.isEmpty else { throw EncryptionError(.identityRequired(file: name)) }
             do { return try AgeDecryptingReader(r, identities: keys.identities, name: name) } catch { throw EncryptionError(.age(error)) }
         } catch {
@@ -145,7 +145,7 @@ extension BackupSet {
         let hashing = HashingWriter(created)
         guard let recipients = keys.recipients else { return StoredWriter(hashing: hashing, top: hashing, copy: plaintextCopy) }
         do {
-            let age = try AgeEncryptingWriter(hashing, recipients: recipients.recipients, name: "\(destination.displayName)/\(path)")
+            let age = try AgeEncryptingWriter(hashing, recipients: recipients.recipients, name: NameEscape.escape("\(destination.displayName)/\(path)"))
             return StoredWriter(hashing: hashing, top: age, copy: plaintextCopy)
         } catch let e as AgeError { throw EncryptionError(.age(e)) }
     }
@@ -223,7 +223,7 @@ package enum EncryptedArchive {
         let set = BackupSet(destination: local, name: "", keys: SetKeys(identities: try SetKeys.identities(files: identityFiles)))
         guard (try? set.isEncrypted(url.lastPathComponent)) == true else { return nil }
         let r = try set.openStored(url.lastPathComponent)
-        return ArchiveSource(size: r.size, displayName: path) { try r.read(at: $0, count: $1) }
+        return ArchiveSource(size: r.size, displayName: NameEscape.escape(path)) { try r.read(at: $0, count: $1) }
     }
 }
 

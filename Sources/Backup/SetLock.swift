@@ -59,7 +59,7 @@ package final class SetLock {
             // one it finds may be another run's.
             let (dest, path) = (destination, path)
             let mine = CreatedFlag()
-            let (created, token) = try InterruptCleanup.shared.creating("the lock \(dest.displayName)/\(path)", remove: {
+            let (created, token) = try InterruptCleanup.shared.creating("the lock \(NameEscape.escape("\(dest.displayName)/\(path)"))", remove: {
                 if mine.made.withLock({ $0 }) { try dest.remove(path) }
             }) {
                 let made = try dest.createExclusive(path, contents: bytes)
@@ -85,7 +85,7 @@ package final class SetLock {
                 usleep(2_000_000)
                 let again = try? JSONDecoder().decode(Holder.self, from: Data(try destination.readAll(path)))
                 if again != nil { continue }
-                warnings.append("took over an unreadable lock \(destination.displayName)/\(path) (a run was killed while creating it)")
+                warnings.append("took over an unreadable lock \(NameEscape.escape("\(destination.displayName)/\(path)")) (a run was killed while creating it)")
                 try destination.remove(path)
                 continue
             }
@@ -99,9 +99,9 @@ package final class SetLock {
                 continue
             }
             let started = Self.iso(h.started)
-            throw ToolError("backup set \(destination.displayName)/\(parentDirectory(path)) is locked by host \(h.host), pid \(h.pid), started \(started)\(h.operation.map { " (\($0))" } ?? ""). Wait for it to finish; if that process is gone, the lock is taken over automatically after \(Int(staleAfter / 3600))h or by a run on \(h.host)." + Self.bestEffortNote(destination))
+            throw ToolError("backup set \(NameEscape.escape("\(destination.displayName)/\(parentDirectory(path))")) is locked by host \(h.host), pid \(h.pid), started \(started)\(h.operation.map { " (\($0))" } ?? ""). Wait for it to finish; if that process is gone, the lock is taken over automatically after \(Int(staleAfter / 3600))h or by a run on \(h.host)." + Self.bestEffortNote(destination))
         }
-        throw ToolError("could not take the lock \(destination.displayName)/\(path): another run keeps taking it")
+        throw ToolError("could not take the lock \(NameEscape.escape("\(destination.displayName)/\(path)")): another run keeps taking it")
     }
 
     /// Whether this run created the lock, for the removal on a signal. A class (a `Mutex`

@@ -33,7 +33,7 @@ package struct CopyReport: Encodable, Sendable {
     package var line: String {
         let copied = sets.reduce(0) { $0 + $1.copied.count }
         let bytes = sets.reduce(UInt64(0)) { $0 + $1.bytesUploaded }
-        var s = "copy \(from) -> \(to): \(copied) backups copied (\(Format.bytes(bytes))) in \(Format.seconds(seconds))"
+        var s = "copy \(NameEscape.escape(from)) -> \(NameEscape.escape(to)): \(copied) backups copied (\(Format.bytes(bytes))) in \(Format.seconds(seconds))"
         let upToDate = sets.filter { $0.copied.isEmpty && $0.skipped.isEmpty }.count
         if upToDate > 0 { s += ", \(upToDate) of \(sets.count) sets up to date" }
         let skipped = sets.flatMap { r in r.skipped.map { "\(r.set)/\($0.id)" } }
@@ -60,11 +60,11 @@ extension OpsCommands {
                 // As shown (displayName: an rclone connection string's options may hold a password).
                 let spellings = source.displayName == target.displayName ? source.displayName
                     : "--from \(source.displayName) and --to \(target.displayName)"
-                throw ToolError.usage("--from and --to are the same place (\(spellings)); copy goes from one destination to another")
+                throw ToolError.usage("--from and --to are the same place (\(NameEscape.escape(spellings))); copy goes from one destination to another")
             }
             var report = CopyReport(from: source.displayName, to: target.displayName)
             let all = setNames.isEmpty ? try BackupSets.list(source, option: "--from").map(\.name) : setNames
-            if setNames.isEmpty && all.isEmpty { reporter.warning("no backup sets in \(source.displayName): nothing to copy") }
+            if setNames.isEmpty && all.isEmpty { reporter.warning("no backup sets in \(NameEscape.escape(source.displayName)): nothing to copy") }
             for name in setNames { try BackupSets.requireSet(source, name, option: "--from") }
             let guardian = options.dryRun ? nil : OpsSignalGuard()
             defer { guardian?.cancel() }

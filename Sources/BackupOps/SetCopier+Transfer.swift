@@ -124,7 +124,7 @@ struct Transfer: Sendable {
     ///   reading, writing or the check at the target fails.
     func copyFile(_ expected: StoredFile, from path: String, to partial: String) throws -> StoredFile {
         let src = source.destination, dst = target.destination
-        let shown = "\(src.displayName)/\(path)"
+        let shown = NameEscape.escape("\(src.displayName)/\(path)")
         let reader: any DestinationReader
         do { reader = try src.open(path) } catch {
             if (try? src.stat(path)) == .some(nil) { throw SourceDamage(description: "\(shown) is missing") }
@@ -135,7 +135,7 @@ struct Transfer: Sendable {
             throw SourceDamage(description: "\(shown) is \(reader.size) bytes where the index says \(expected.size)")
         }
         CopyTrace.note("file \(path): start (\(expected.size) bytes)")
-        let (upload, token) = try InterruptCleanup.shared.creating("\(dst.displayName)/\(partial)", remove: { try dst.remove(partial) }) {
+        let (upload, token) = try InterruptCleanup.shared.creating(NameEscape.escape("\(dst.displayName)/\(partial)"), remove: { try dst.remove(partial) }) {
             () throws -> Upload in
             if let rclone = dst as? RcloneDestination, let local = src as? LocalDestination {
                 return .byRclone(rclone, try rclone.upload(localFile: local.absolutePath(path), to: partial))
@@ -226,7 +226,7 @@ struct Transfer: Sendable {
     /// its hash runs a command there.
     func verify(_ path: String, size: UInt64, sha256: Digest, remote: String?) throws {
         let dst = target.destination
-        let shown = "\(dst.displayName)/\(path)"
+        let shown = NameEscape.escape("\(dst.displayName)/\(path)")
         if case .remoteHash(let kind) = check, size > UInt64(Self.chunk), let r = dst as? RcloneDestination,
            let theirs = try r.hash(of: path, type: kind.rawValue) {
             let ours = kind == .sha256 ? sha256.hex : remote

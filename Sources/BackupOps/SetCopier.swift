@@ -108,7 +108,7 @@ package struct SetCopyReport: Encodable, Sendable {
         if copied.isEmpty && skipped.isEmpty {
             return "\(set): up to date (\(alreadyThere) backups there, newest \(newestAtDestination ?? "-")), nothing copied"
         }
-        var s = "\(set): copied \(copied.count) backups (\(filesUploaded) files, \(Format.bytes(bytesUploaded))), checked by \(checkedBy)"
+        var s = "\(NameEscape.escape(set)): copied \(copied.count) backups (\(filesUploaded) files, \(Format.bytes(bytesUploaded))), checked by \(checkedBy)"
         if !skipped.isEmpty { s += "; LEFT OUT \(skipped.count): " + skipped.map { "\($0.id) (\($0.reason))" }.joined(separator: "; ") }
         return s
     }
@@ -145,7 +145,7 @@ package enum SetCopier {
         (target as? RcloneDestination)?.leaveUploadChecksToCaller()
         try target.makeDirectories(name)
         let lock = SetLock(destination: target, set: name)
-        report.warnings += try lock.acquire(operation: "copy from \(source.displayName)")
+        report.warnings += try lock.acquire(operation: "copy from \(NameEscape.escape(source.displayName))")
         defer { lock.release() }
         let cleanup = try dst.cleanUpReport()
         if !cleanup.removed.isEmpty {

@@ -29,7 +29,7 @@ package enum BackupSets {
     /// - Throws: `ToolError` (exit 1) naming the destination.
     package static func requireDestination(_ dest: any Destination, option: String = "--to") throws {
         guard let st = try dest.stat(""), st.kind == .directory || st.kind == .symlink else {
-            throw ToolError("the destination \(dest.displayName) does not exist (or is not a directory). Check \(option); "
+            throw ToolError("the destination \(NameEscape.escape(dest.displayName)) does not exist (or is not a directory). Check \(option); "
                             + "`hs-backup run` creates it on the first backup.")
         }
     }
@@ -39,8 +39,8 @@ package enum BackupSets {
         try requireDestination(dest, option: option)
         if let st = try dest.stat(name), st.kind == .directory { return }
         let sets = try list(dest).map(\.name)
-        throw ToolError("no backup set '\(name)' in \(dest.displayName); "
-                        + (sets.isEmpty ? "there are no sets there yet." : "the sets there are: \(sets.joined(separator: ", ")). Choose one with --name."))
+        throw ToolError("no backup set '\(NameEscape.escape(name))' in \(NameEscape.escape(dest.displayName)); "
+                        + (sets.isEmpty ? "there are no sets there yet." : "the sets there are: \(sets.map { NameEscape.escape($0) }.joined(separator: ", ")). Choose one with --name."))
     }
 
     /// The sets in a destination: directories holding at least one manifest or a lock, by name.

@@ -202,7 +202,7 @@ extension BrowseCommands {
         let tree = MountTree(destination: destination, keys: keys, onlySet: onlySet, cacheBytes: cacheMiB << 20)
         let sets = try tree.sets()
         if let only = onlySet, try BackupSet(destination: destination, name: only).committedIDs().isEmpty {
-            throw ToolError("no backups in \(destination.displayName)/\(only); nothing to mount. `hs-backup list --to \(destination.displayName)` shows the sets.")
+            throw ToolError("no backups in \(NameEscape.escape("\(destination.displayName)/\(only)")); nothing to mount. `hs-backup list --to \(NameEscape.escape(destination.displayName))` shows the sets.")
         }
         // Each set's newest manifest is opened before anything is mounted: an encrypted set
         // without --identity (or with a key that is not one of its recipients) is refused here,
@@ -220,7 +220,7 @@ extension BrowseCommands {
                 Reporter.writeStdout(JSONText.object([("mountpoint", JSONText.string(mp)), ("destination", JSONText.string(destination.displayName)),
                                                       ("sets", JSONText.array(sets.map(JSONText.string)))]) + "\n")
             } else {
-                Reporter.writeStderr("mounted \(destination.displayName) (\(sets.count) set\(sets.count == 1 ? "" : "s"): \(sets.joined(separator: ", "))) "
+                Reporter.writeStderr("mounted \(NameEscape.escape(destination.displayName)) (\(sets.count) set\(sets.count == 1 ? "" : "s"): \(sets.map { NameEscape.escape($0) }.joined(separator: ", "))) "
                                      + "read-only at \(mp)\(options.allowOther ? " for every user (permissions checked)" : ", for this user only"). "
                                      + "Leave with Ctrl-C or: fusermount3 -u \(mp)\n")
             }

@@ -110,7 +110,7 @@ package struct RestoreSummary: Sendable, Codable {
     package var line: String {
         let c = counts
         return (dryRun ? "would restore" : "restored") + " \(c.files) files (\(Format.bytes(c.bytes))), \(c.directories) directories, "
-            + "\(c.symlinks) symlinks, \(c.hardlinks) hardlinks\(c.fifos > 0 ? ", \(c.fifos) FIFOs" : "") from \(source) into \(target) in \(Format.seconds(seconds))"
+            + "\(c.symlinks) symlinks, \(c.hardlinks) hardlinks\(c.fifos > 0 ? ", \(c.fifos) FIFOs" : "") from \(source) into \(NameEscape.escape(target)) in \(Format.seconds(seconds))"
             + (warnings.isEmpty ? "" : ", \(warnings.count) warnings")
     }
 }

@@ -63,15 +63,16 @@ package enum RestoreError: Error, CustomStringConvertible, Sendable {
 
     package var description: String {
         switch self {
-        case .target(let p, let path):
+        case .target(let p, let typed):
+            let path = NameEscape.escape(typed)
             switch p {
             case .notADirectory: return "--to \(path) is not a directory"
             case .notEmpty(let n):
                 return "--to \(path) is not empty (\(n) entries); pick an empty directory or pass --force to replace what is there"
             case .cannotCreate(let e):
                 // The directory that could not be made, when it is a parent of the target.
-                let parent = path.hasPrefix(e.path + "/") && path.dropFirst(e.path.count).contains { $0 != "/" }
-                return "cannot create the target \(path): \(e.reason)" + (parent ? " (mkdir \(e.path))" : "")
+                let parent = typed.hasPrefix(e.path + "/") && typed.dropFirst(e.path.count).contains { $0 != "/" }
+                return "cannot create the target \(path): \(e.reason)" + (parent ? " (mkdir \(NameEscape.escape(e.path)))" : "")
             case .cannotOpen(let e): return "cannot open the target \(path): \(e.reason)"
             case .cannotList(let e):
                 let fix = e.errno == EACCES || e.errno == EPERM ? "Give this user read permission on it" : "Check the disk (dmesg)"

@@ -35,7 +35,7 @@ package enum DestinationSpec: Sendable, Equatable {
     /// - Throws: `ToolError.usage` (exit 2).
     package static func parse(_ value: String, option: String = "--to", allowRelative: Bool = isInteractive) throws -> DestinationSpec {
         func bad(_ why: String) -> ToolError {
-            ToolError.usage("\(option) '\(value)': \(why). Give \(examples).")
+            ToolError.usage("\(option) '\(NameEscape.escape(value))': \(why). Give \(examples).")
         }
         // What `trimmingCharacters(in: .whitespaces)` would remove (tab and the Unicode space
         // separators), looked at without Foundation's CharacterSet (issue 23: start-up).
@@ -122,7 +122,7 @@ package func openDestination(_ spec: String, option: String = "--to", nfsTimeout
         do {
             return try RcloneDestination(remote)
         } catch let e as RcloneError where e.kind == .usage {
-            throw ToolError.usage("\(option) '\(spec)': \(e.description)")
+            throw ToolError.usage("\(option) '\(NameEscape.escape(spec))': \(e.description)")
         }
     }
 }

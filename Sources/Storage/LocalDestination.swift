@@ -10,7 +10,7 @@ package struct StorageError: Error, CustomStringConvertible {
     package var errno: Int32
     package var detail: String
     package var description: String {
-        "\(operation) \(location) failed: \(detail)" + (errno != 0 ? " (errno \(errno))" : "")
+        "\(operation) \(NameEscape.escape(location)) failed: \(detail)" + (errno != 0 ? " (errno \(errno))" : "")
     }
 
     package static func posix(_ operation: String, _ location: String, _ err: Int32 = Glibc.errno) -> StorageError {
@@ -81,9 +81,9 @@ package final class LocalDestination: Destination {
         do { try Sys.makeDirectories(target, mode: 0o700, exactMode: true, durable: true) } catch {
             if error.call == "fsync" { throw StorageError.posix(StorageError.directorySync, error.path, error.errno) }
             if error.call == "open" { throw StorageError.posix("open directory", error.path, error.errno) }
-            guard error.errno == ENOTDIR, error.hint != nil else { throw StorageError.posix("mkdir -p \(target): create", error.path, error.errno) }
+            guard error.errno == ENOTDIR, error.hint != nil else { throw StorageError.posix("mkdir -p \(NameEscape.escape(target)): create", error.path, error.errno) }
             throw StorageError(operation: "mkdir -p", location: target, errno: ENOTDIR,
-                               detail: error.path == target ? "exists and is not a directory" : "\(error.path) exists and is not a directory")
+                               detail: error.path == target ? "exists and is not a directory" : "\(NameEscape.escape(error.path)) exists and is not a directory")
         }
     }
 
@@ -135,7 +135,7 @@ package final class LocalDestination: Destination {
     }
 
     package func rename(_ from: String, to: String) throws {
-        if Glibc.rename(full(from), full(to)) != 0 { throw StorageError.posix("rename to \(full(to))", full(from)) }
+        if Glibc.rename(full(from), full(to)) != 0 { throw StorageError.posix("rename to \(NameEscape.escape(full(to)))", full(from)) }
     }
 
     package func remove(_ path: String) throws {

@@ -32,7 +32,7 @@ package struct RcloneError: Error, CustomStringConvertible, Sendable {
     package var exitCode: Int32 { kind == .usage ? 2 : 1 }
 
     package var description: String {
-        var s = "rclone \(operation) \(location) failed"
+        var s = "rclone \(operation) \(NameEscape.escape(location)) failed"
         if status != 0 { s += " (rclone status \(status))" }
         let tail = detail.trimmingWhitespaceAndNewlines()
         if !tail.isEmpty { s += ": " + tail }

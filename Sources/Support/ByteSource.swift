@@ -37,13 +37,13 @@ package final class FileByteSource: ByteSource {
     /// - Throws: `SysError` when it cannot be opened, or (ENOTSUP-free) `EINVAL` with a hint
     ///   when it is not a regular file.
     package init(path: String) throws(SysError) {
-        displayName = path
+        displayName = NameEscape.escape(path)   // a path a person gave, in messages
         fd = try Sys.open(Array(path.utf8), O_RDONLY | O_CLOEXEC)
         let st: FileStat
-        do { st = try Sys.fstat(fd, shown: path) } catch { Sys.close(fd); throw error }
+        do { st = try Sys.fstat(fd, shown: displayName) } catch { Sys.close(fd); throw error }
         guard st.isRegular else {
             Sys.close(fd)
-            throw SysError(call: "open", path: path, errno: st.isDirectory ? EISDIR : EINVAL, hint: "not a regular file")
+            throw SysError(call: "open", path: displayName, errno: st.isDirectory ? EISDIR : EINVAL, hint: "not a regular file")
         }
         size = st.size
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)

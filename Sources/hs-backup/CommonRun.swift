@@ -51,7 +51,7 @@ struct RunValues: CommonForm {
                 try destination.open()
             }
             let source = try ToolConfiguration.get().require(.appdata, flag: sources.first, flagName: "--source", example: "DIR")
-            reporter.detail("backing up \(source) to \(dest.displayName)/\(set)")
+            reporter.detail("backing up \(NameEscape.escape(source)) to \(NameEscape.escape("\(dest.displayName)/\(set)"))")
             var options = BackupOptions(source: source, destination: dest, set: set)
             options.forceFull = full
             options.excludes = excludes

@@ -225,10 +225,10 @@ extension HsBackup {
                 guard let setName else {
                     let sets = try BackupSets.list(dest)
                     if reporter.mode == .json { reporter.emitJSON(SetsJSON(destination: dest.displayName, sets: sets)); return 0 }
-                    if sets.isEmpty { reporter.info("no backup sets in \(dest.displayName)"); return 0 }
+                    if sets.isEmpty { reporter.info("no backup sets in \(NameEscape.escape(dest.displayName))"); return 0 }
                     reporter.info(pad("SET", 16) + pad("BACKUPS", 9) + pad("LATEST", 20) + "TIME (UTC)")
                     for s in sets {
-                        reporter.info(pad(s.name, 16) + pad(String(s.backups), 9) + pad(s.latest ?? "-", 20) + (s.latestTime ?? "-")
+                        reporter.info(pad(NameEscape.escape(s.name), 16) + pad(String(s.backups), 9) + pad(s.latest ?? "-", 20) + (s.latestTime ?? "-")
                                       + (s.locked ? "  (locked)" : ""))
                     }
                     return 0
@@ -241,7 +241,7 @@ extension HsBackup {
                 }
                 for d in damage { reporter.error("damaged: \(d)") }
                 if rows.isEmpty {
-                    reporter.info("no backups in \(dest.displayName)/\(setName)")
+                    reporter.info("no backups in \(NameEscape.escape("\(dest.displayName)/\(setName)"))")
                 } else {
                     reporter.info(pad("ID", 20) + pad("TIME (UTC)", 22) + pad("KIND", 13) + pad("FILES", 9) + pad("TREE", 11) + pad("WRITTEN", 11) + "DURATION")
                     for r in rows {

@@ -82,10 +82,10 @@ enum RestoreCommand {
             return 0
         } catch let e as RestoreError {
             reporter.endProgress()
-            throw ToolError("restoring into \(r.target): \(e)", exitCode: e.isUsage ? 2 : 1)
+            throw ToolError("restoring into \(NameEscape.escape(r.target)): \(e)", exitCode: e.isUsage ? 2 : 1)
         } catch let e as ArchiveError {
             reporter.endProgress()
-            throw ToolError("restoring into \(r.target): \(e)")
+            throw ToolError("restoring into \(NameEscape.escape(r.target)): \(e)")
         }
     }
 
@@ -123,7 +123,7 @@ enum RestoreCommand {
         do {
             return try ArchiveStreamSource(FileByteSource(path: path))
         } catch let e as SysError {
-            throw ToolError.usage("--archive \(path): \(e.reason); give an existing tar or tar.gz file (or - for stdin)")
+            throw ToolError.usage("--archive \(NameEscape.escape(path)): \(e.reason); give an existing tar or tar.gz file (or - for stdin)")
         }
     }
 }
