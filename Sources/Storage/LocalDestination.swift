@@ -79,11 +79,29 @@ package final class LocalDestination: Destination {
     package func makeDirectories(_ path: String) throws {
         let target = full(path)
         do { try Sys.makeDirectories(target, mode: 0o700, exactMode: true, durable: true) } catch {
-            if error.call == "fsync" { throw StorageError.posix(StorageError.directorySync, error.path, error.errno) }
-            if error.call == "open" { throw StorageError.posix("open directory", error.path, error.errno) }
+            if let e = Self.syncFailure(error) { throw e }
             guard error.errno == ENOTDIR, error.hint != nil else { throw StorageError.posix("mkdir -p \(target): create", error.path, error.errno) }
             throw StorageError(operation: "mkdir -p", location: target, errno: ENOTDIR,
                                detail: error.path == target ? "exists and is not a directory" : "\(error.path) exists and is not a directory")
+        }
+    }
+
+    /// `Sys.syncParents` of `path`: up to the root of its filesystem, or a parent this process
+    /// may not write.
+    /// - Throws: `StorageError`; its operation is `directorySync` when a parent's fsync failed.
+    package func syncParents(of path: String) throws {
+        do { try Sys.syncParents(of: absolutePath(path)) } catch {
+            throw Self.syncFailure(error) ?? StorageError.posix(error.call, error.path, error.errno)
+        }
+    }
+
+    /// A failed open or fsync of a directory whose entries were being made durable, as a
+    /// StorageError; nil for other calls.
+    private static func syncFailure(_ error: SysError) -> StorageError? {
+        switch error.call {
+        case "fsync": StorageError.posix(StorageError.directorySync, error.path, error.errno)
+        case "open": StorageError.posix("open directory", error.path, error.errno)
+        default: nil
         }
     }
 
