@@ -104,12 +104,17 @@ package protocol Destination: AnyObject, Sendable {
     /// True when `other` is this place however the two were spelled (`copy` refuses to copy a
     /// place onto itself): `/mnt/nas`, `/mnt/nas/../nas` and a symlink to it are one place.
     func isSamePlace(as other: any Destination) -> Bool
+    /// The directory of this machine it is, absolute (it may not exist yet): a local
+    /// destination's, or an rclone remote's of the local backend (`rclone::local:/x` is /x);
+    /// nil for NFS and other remotes. Such places compare as directories (`isSamePlace`).
+    var localDirectory: String? { get }
 }
 
 extension Destination {
     package func create(_ path: String, size: UInt64?) throws -> any DestinationWriter { try create(path) }
     package func isSamePlace(as other: any Destination) -> Bool { displayName == other.displayName }
     package func syncParents(of path: String) throws {}
+    package var localDirectory: String? { nil }
     package var syncsFilesConcurrently: Bool { false }
 
     package var exclusiveCreateIsAtomic: Bool { true }

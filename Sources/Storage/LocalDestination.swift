@@ -48,16 +48,24 @@ package final class LocalDestination: Destination {
         return p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
     }
 
-    /// The same directory: device and inode of what both resolve to (symlinks, `..`, a bind
-    /// mount). When one does not exist yet, where its `mkdir -p` would make it: the longest
-    /// existing prefix resolved (`realpath`), the rest taken lexically.
+    package var localDirectory: String? { absolutePath("") }
+
+    /// The same directory as `other`'s `localDirectory` (another local destination, or an
+    /// rclone remote of the local backend): `isSameDirectory`.
     package func isSamePlace(as other: any Destination) -> Bool {
-        guard let other = other as? LocalDestination else { return false }
-        var a = Glibc.stat(), b = Glibc.stat()
-        if fstatat(AT_FDCWD, absolutePath(""), &a, 0) == 0, fstatat(AT_FDCWD, other.absolutePath(""), &b, 0) == 0 {
-            return a.st_dev == b.st_dev && a.st_ino == b.st_ino
+        guard let there = other.localDirectory else { return false }
+        return Self.isSameDirectory(absolutePath(""), there)
+    }
+
+    /// The same directory: device and inode of what both absolute paths resolve to (symlinks,
+    /// `..`, a bind mount). When one does not exist yet, where its `mkdir -p` would make it: the
+    /// longest existing prefix resolved (`realpath`), the rest taken lexically.
+    package static func isSameDirectory(_ a: String, _ b: String) -> Bool {
+        var sa = Glibc.stat(), sb = Glibc.stat()
+        if fstatat(AT_FDCWD, a, &sa, 0) == 0, fstatat(AT_FDCWD, b, &sb, 0) == 0 {
+            return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
         }
-        return Self.resolved(absolutePath("")) == Self.resolved(other.absolutePath(""))
+        return resolved(a) == resolved(b)
     }
 
     /// `path` (absolute) with its longest existing prefix resolved and the rest lexically.
