@@ -170,8 +170,21 @@ package struct BackupSet {
     /// that is not a sound committed backup (its manifest is gone and its archive is there, or
     /// its manifest holds another backup or cannot be read), it is refused rather than silently
     /// meaning an older backup.
+    /// An id that names no committed backup but has files in the set (its archive or index) is
+    /// a backup whose manifest is missing: damage (exit 1, `manifestMissing`), not a mistyped
+    /// id (exit 2).
     package func resolve(_ spec: String?) throws -> String {
-        let ids = try committedIDs()
+        let files = try files() ?? []
+        let ids = Self.committedIDs(files)
+        let latest = spec == nil || spec == "latest"
+        // `latest` with no committed backup: the newest id that has files, if any.
+        if let asked = latest ? (ids.isEmpty ? Self.idsPresent(files).last : nil) : spec, !ids.contains(asked) {
+            // Not `.partial`: a run or prune stopped half-way, not a lost manifest.
+            let left = files.filter { $0 == "\(asked).tar.gz" || $0 == "\(asked).index" }
+            if !left.isEmpty {
+                throw ToolError((latest ? "the newest backup, \(asked)," : "backup \(asked)") + " cannot be read: " + manifestMissing(asked, left: left))
+            }
+        }
         guard !ids.isEmpty else {
             throw ToolError("no backups in \(location). Check --to/--from and --name (default: this host's short name).")
         }
@@ -180,7 +193,7 @@ package struct BackupSet {
             // A commit stopped between the manifest's rename and the archive's is a whole backup
             // (`storedArchivePath`): it is `latest`.
             guard let newest = c.newestID, c.records[newest] != nil else {
-                let why = c.damage.first { $0.id == c.newestID }?.description ?? "its manifest cannot be read"
+                let why = c.damage.first { $0.id == c.newestID }?.what ?? "its manifest cannot be read"
                 throw ToolError("the newest backup in \(location), \(c.newestID ?? "?"), is not usable: \(why). `latest` would mean an older backup: "
                                 + "give --backup ID to use one (`hs-backup list` shows them) and run `hs-backup verify`.")
             }
@@ -190,6 +203,13 @@ package struct BackupSet {
             throw ToolError("backup \(spec) not found in \(location); `hs-backup list` shows the ids (\(ids.suffix(3).joined(separator: ", ")) are the newest).", exitCode: 2)
         }
         return spec
+    }
+
+    /// What a command says of backup `id` whose manifest is missing while `left` (its archive,
+    /// its index: names in the set directory) is still there: the damage and what to do.
+    package func manifestMissing(_ id: String, left: [String]) -> String {
+        "its manifest \(id).manifest is missing (\(left.joined(separator: ", ")) \(left.count == 1 ? "is" : "are") still in \(location)). "
+            + "Put the manifest back from another copy of the set (one `hs-backup copy` made); `hs-backup verify` names the set's damage"
     }
 
     /// What `cleanUpReport` did.

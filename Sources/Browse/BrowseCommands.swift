@@ -132,9 +132,8 @@ package enum BrowseCommands {
         for d in contents.damage {
             if !ids.contains(d.id) && BackupID.seconds(of: d.id) != nil {
                 if named.insert(d.id).inserted {
-                    out.append("backup \(d.id) is not searched: its manifest \(d.id).manifest is missing (\(d.file) is still in "
-                               + "\(set.location)). Put the manifest back from another copy of the set (one `hs-backup copy` made); "
-                               + "`hs-backup verify` names the set's damage")
+                    let left = contents.damage.filter { $0.id == d.id }.map(\.file)
+                    out.append("backup \(d.id) is not searched: " + set.manifestMissing(d.id, left: left))
                 }
             } else {
                 out.append("damaged: \(d)")

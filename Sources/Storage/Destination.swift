@@ -93,17 +93,28 @@ package protocol Destination: AnyObject, Sendable {
     var exclusiveCreateIsAtomic: Bool { get }
     /// Flushes a directory's entries (renames) to stable storage where the kind supports it.
     func syncDirectory(_ path: String) throws
+    /// Makes the directory `path` and those above it that a `makeDirectories` could have made
+    /// durable as entries of their parents, whoever made them (an earlier process may have
+    /// stopped before its fsync). Local: `Sys.syncParents`. Nothing for NFS (MKDIR is
+    /// synchronous) and rclone (a remote has no directory fsync).
+    func syncParents(of path: String) throws
     /// True when writers of different files may `sync()` at the same time on different threads
     /// (local files: each fsync is its own call; NFS shares one libnfs context, rclone one server).
     var syncsFilesConcurrently: Bool { get }
     /// True when `other` is this place however the two were spelled (`copy` refuses to copy a
     /// place onto itself): `/mnt/nas`, `/mnt/nas/../nas` and a symlink to it are one place.
     func isSamePlace(as other: any Destination) -> Bool
+    /// The directory of this machine it is, absolute (it may not exist yet): a local
+    /// destination's, or an rclone remote's of the local backend (`rclone::local:/x` is /x);
+    /// nil for NFS and other remotes. Such places compare as directories (`isSamePlace`).
+    var localDirectory: String? { get }
 }
 
 extension Destination {
     package func create(_ path: String, size: UInt64?) throws -> any DestinationWriter { try create(path) }
     package func isSamePlace(as other: any Destination) -> Bool { displayName == other.displayName }
+    package func syncParents(of path: String) throws {}
+    package var localDirectory: String? { nil }
     package var syncsFilesConcurrently: Bool { false }
 
     package var exclusiveCreateIsAtomic: Bool { true }

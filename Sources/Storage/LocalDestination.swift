@@ -48,16 +48,24 @@ package final class LocalDestination: Destination {
         return p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
     }
 
-    /// The same directory: device and inode of what both resolve to (symlinks, `..`, a bind
-    /// mount). When one does not exist yet, where its `mkdir -p` would make it: the longest
-    /// existing prefix resolved (`realpath`), the rest taken lexically.
+    package var localDirectory: String? { absolutePath("") }
+
+    /// The same directory as `other`'s `localDirectory` (another local destination, or an
+    /// rclone remote of the local backend): `isSameDirectory`.
     package func isSamePlace(as other: any Destination) -> Bool {
-        guard let other = other as? LocalDestination else { return false }
-        var a = Glibc.stat(), b = Glibc.stat()
-        if fstatat(AT_FDCWD, absolutePath(""), &a, 0) == 0, fstatat(AT_FDCWD, other.absolutePath(""), &b, 0) == 0 {
-            return a.st_dev == b.st_dev && a.st_ino == b.st_ino
+        guard let there = other.localDirectory else { return false }
+        return Self.isSameDirectory(absolutePath(""), there)
+    }
+
+    /// The same directory: device and inode of what both absolute paths resolve to (symlinks,
+    /// `..`, a bind mount). When one does not exist yet, where its `mkdir -p` would make it: the
+    /// longest existing prefix resolved (`realpath`), the rest taken lexically.
+    package static func isSameDirectory(_ a: String, _ b: String) -> Bool {
+        var sa = Glibc.stat(), sb = Glibc.stat()
+        if fstatat(AT_FDCWD, a, &sa, 0) == 0, fstatat(AT_FDCWD, b, &sb, 0) == 0 {
+            return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
         }
-        return Self.resolved(absolutePath("")) == Self.resolved(other.absolutePath(""))
+        return resolved(a) == resolved(b)
     }
 
     /// `path` (absolute) with its longest existing prefix resolved and the rest lexically.
@@ -79,11 +87,29 @@ package final class LocalDestination: Destination {
     package func makeDirectories(_ path: String) throws {
         let target = full(path)
         do { try Sys.makeDirectories(target, mode: 0o700, exactMode: true, durable: true) } catch {
-            if error.call == "fsync" { throw StorageError.posix(StorageError.directorySync, error.path, error.errno) }
-            if error.call == "open" { throw StorageError.posix("open directory", error.path, error.errno) }
+            if let e = Self.syncFailure(error) { throw e }
             guard error.errno == ENOTDIR, error.hint != nil else { throw StorageError.posix("mkdir -p \(NameEscape.escape(target)): create", error.path, error.errno) }
             throw StorageError(operation: "mkdir -p", location: target, errno: ENOTDIR,
                                detail: error.path == target ? "exists and is not a directory" : "\(NameEscape.escape(error.path)) exists and is not a directory")
+        }
+    }
+
+    /// `Sys.syncParents` of `path`: up to the root of its filesystem, or a parent this process
+    /// may not write.
+    /// - Throws: `StorageError`; its operation is `directorySync` when a parent's fsync failed.
+    package func syncParents(of path: String) throws {
+        do { try Sys.syncParents(of: absolutePath(path)) } catch {
+            throw Self.syncFailure(error) ?? StorageError.posix(error.call, error.path, error.errno)
+        }
+    }
+
+    /// A failed open or fsync of a directory whose entries were being made durable, as a
+    /// StorageError; nil for other calls.
+    private static func syncFailure(_ error: SysError) -> StorageError? {
+        switch error.call {
+        case "fsync": StorageError.posix(StorageError.directorySync, error.path, error.errno)
+        case "open": StorageError.posix("open directory", error.path, error.errno)
+        default: nil
         }
     }
 

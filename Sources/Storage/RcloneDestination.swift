@@ -39,9 +39,18 @@ package final class RcloneDestination: Destination {
 
     package var displayName: String { remote.displayName }
 
-    /// The same remote (name, or connection string) and the same path, `.`, `..` and `//`
-    /// taken lexically (a leading `/` kept: on sftp `nas:/x` and `nas:x` differ).
+    /// The directory on this machine when the remote is rclone's local backend (`:local:/x`, a
+    /// configured `type = local` remote, an alias of one): its root as rclone resolved it.
+    package let localDirectory: String?
+
+    /// The local backend: the directory it names, as a local destination compares it (so
+    /// `rclone::local:/x` and `/x` are one place). Others: the same remote (name, or
+    /// connection string) and the same path, `.`, `..` and `//` taken lexically (a leading `/`
+    /// kept: on sftp `nas:/x` and `nas:x` differ).
     package func isSamePlace(as other: any Destination) -> Bool {
+        if let here = localDirectory {
+            return other.localDirectory.map { LocalDestination.isSameDirectory(here, $0) } ?? false
+        }
         guard let other = other as? RcloneDestination else { return false }
         func place(_ fs: String) -> [String] {
             let body = fs.hasPrefix(":") ? fs.dropFirst() : Substring(fs)
@@ -75,7 +84,11 @@ package final class RcloneDestination: Destination {
         server = try RcloneServer.start(extra: environment)
         let info = try server.call("operations/fsinfo", ["fs": remote.fs], location: remote.displayName, operation: "open")
         hashTypes = (info["Hashes"] as? [String] ?? []).map { $0.lowercased() }
-        isBucketBased = (info["Features"] as? [String: Any])?["BucketBased"] as? Bool ?? false
+        let features = info["Features"] as? [String: Any]
+        isBucketBased = features?["BucketBased"] as? Bool ?? false
+        // fsinfo's Root is the backend's own path: for the local backend, the absolute directory.
+        let root = info["Root"] as? String
+        localDirectory = features?["IsLocal"] as? Bool == true && root?.hasPrefix("/") == true ? root : nil
     }
 
     /// Stops the rclone server now (it also stops when this process ends).

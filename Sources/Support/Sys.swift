@@ -595,6 +595,28 @@ package enum Sys {
         }
     }
 
+    /// Makes the existing directory `path` and the directories above it durable as entries of
+    /// their parents, for when an earlier process may have made them with `makeDirectories` and
+    /// stopped before its `durable` fsync (a crash, a power loss): their parents are fsynced,
+    /// nearest first. How far up (the rule): a `mkdir -p` of ours could have made any of them,
+    /// so up to the root of `path`'s filesystem (a mount point's own entry is in the filesystem
+    /// below, set up with the mount, not made by a mkdir of ours through it), stopping early at
+    /// a parent this process may not write (no mkdir of ours could have added an entry to it:
+    /// `/mnt` above a user's share). Symlinks are resolved first: the entries are where the
+    /// directories really are.
+    /// - Throws: SysError ("realpath", "stat", "open", "fsync") naming the directory.
+    package static func syncParents(of path: String) throws(SysError) {
+        guard var dir = realpath(path) else { throw SysError(call: "realpath", path: path, errno: errno) }
+        guard var st = try stat(dir) else { throw SysError(call: "stat", path: dir, errno: ENOENT) }
+        while dir != "/" {
+            let slash = dir.lastIndex(of: "/")!   // realpath's answer: absolute, no "//", no trailing "/"
+            let up = slash == dir.startIndex ? "/" : String(dir[..<slash])
+            guard let upStat = try stat(up), upStat.dev == st.dev, Glibc.faccessat(AT_FDCWD, up, W_OK, AT_EACCESS) == 0 else { return }
+            try syncEntries(up)
+            (dir, st) = (up, upStat)
+        }
+    }
+
     /// The directory named by `prefix`, a path up to (not including) one of its components:
     /// without its trailing slashes ("/" itself kept), "." when empty.
     private static func parent(of prefix: Substring) -> String {

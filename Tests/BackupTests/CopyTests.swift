@@ -413,15 +413,21 @@ struct CopyTests {
         #expect(full.status == 0 && !(full.stdout + full.stderr).contains("NOT decrypted"), "\(full.stdout) \(full.stderr)")
     }
 
-    @Test("the same place spelled differently (.., a symlink, //, ./, an nfs:// or rclone: path) is refused: exit 2 naming both, nothing written")
-    func samePlaceSpelledDifferently() throws {
-        let work = try TempDir("hs-copy-same")
+    /// A set `io` of one backup in `nas`, and `link`, a symlink to `nas`.
+    private func backedUpWithLink(_ label: String) throws -> (work: TempDir, nas: String) {
+        let work = try TempDir(label)
         let nas = work.sub("nas")
         try Tree.write(work.sub("appdata/app/config.xml"), "<ApiKey>secret</ApiKey>\n")
         let made = try Tools.run("hs-backup", ["run", "--source", work.sub("appdata"), "--to", nas, "--name", "io", "-q"],
                                  environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
         try #require(made.status == 0, "\(made.stderr)")
         try FileManager.default.createSymbolicLink(atPath: work.sub("link"), withDestinationPath: nas)
+        return (work, nas)
+    }
+
+    @Test("the same place spelled differently (.., a symlink, //, ./, an nfs:// or rclone: path) is refused: exit 2 naming both, nothing written")
+    func samePlaceSpelledDifferently() throws {
+        let (work, nas) = try backedUpWithLink("hs-copy-same")
         let g = try GaneshaServer.shared()
         let sub = try g.makeUniqueDirectory("same")
         let url = g.url(path: sub)
@@ -446,6 +452,32 @@ struct CopyTests {
             let r = try Tools.run("hs-backup", ["copy", "--from", nas, "--to", to, "-q"])
             #expect(r.status == 0, "\(to): \(r.stderr)")
         }
+    }
+
+    @Test("an rclone local-backend destination is the directory it names: copy between it and that directory is refused (real rclone)")
+    func rcloneLocalBackendIsItsDirectory() throws {
+        let (work, nas) = try backedUpWithLink("hs-copy-rclone-local")
+        // A configured remote of the local backend, an alias of the directory, and a crypt
+        // remote in it (another place: what it stores there is encrypted).
+        let password = try Subprocess.checked(["rclone", "obscure", "secret"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try Tree.write(work.sub("rclone.conf"), "[disk]\ntype = local\n\n[nasalias]\ntype = alias\nremote = \(nas)\n\n"
+                       + "[nascrypt]\ntype = crypt\nremote = \(nas)\npassword = \(password)\n")
+        let env = ["RCLONE_CONFIG": work.sub("rclone.conf")]
+        let pairs = [("rclone::local:" + nas, nas), (nas, "rclone::local:" + nas), ("rclone::local:" + work.sub("link"), nas + "/."),
+                     (work.sub("link"), "rclone::local,links:" + nas + "/"), ("rclone:disk:" + nas, nas), ("rclone:nasalias:", nas),
+                     ("rclone:disk:" + nas, "rclone::local:" + work.sub("link"))]
+        for (from, to) in pairs {
+            let before = try Tree.describe(nas)
+            let r = try Tools.run("hs-backup", ["copy", "--from", from, "--to", to, "--json"], environment: env)
+            #expect(r.status == 2 && r.stderr.contains("same place"), "\(from) -> \(to): \(r.status) \(r.stdout) \(r.stderr)")
+            #expect(Tree.diff(before, try Tree.describe(nas)).isEmpty, "\(from) -> \(to) changed the source")
+        }
+        // Another directory through the local backend is another place, and so is a crypt remote: copied.
+        for (from, to) in [("rclone::local:" + nas, work.sub("nas2")), (nas, "rclone::local:" + work.sub("nas3")), (nas, "rclone:nascrypt:")] {
+            let r = try Tools.run("hs-backup", ["copy", "--from", from, "--to", to, "-q"], environment: env)
+            #expect(r.status == 0, "\(from) -> \(to): \(r.stderr)")
+        }
+        #expect(filesIn(work.sub("nas2/io")).contains { $0.hasSuffix(".manifest") } && filesIn(work.sub("nas3/io")).contains { $0.hasSuffix(".manifest") })
     }
 
     @Test("usage: --to is required and never taken from HS_BACKUP_DEST; same place twice; bad --transfers")

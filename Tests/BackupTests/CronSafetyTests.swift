@@ -425,12 +425,13 @@ struct CommitSignalTests {
 
 /// hs-backup under strace (`-f -qq -y`: every thread, each descriptor shown with its file),
 /// tracing the calls `trace` names and injecting what `inject` says (`-e inject=...`, or
-/// none): the run's result and strace's lines.
+/// none): the run's result and strace's lines. With `only` (`-P`), just the calls on that
+/// path are traced, and counted by `inject`'s `when=`.
 private func backupUnderStrace(_ dir: TempDir, src: String, to dest: String, trace: String,
-                               inject: String? = nil) throws -> (result: ProcessResult, lines: [String]) {
+                               inject: String? = nil, only: String? = nil) throws -> (result: ProcessResult, lines: [String]) {
     let out = dir.sub("strace.out")
     let r = try Subprocess.run(["/usr/bin/strace", "-f", "-qq", "-y", "-o", out, "-e", "trace=\(trace)"]
-                                + (inject.map { ["-e", "inject=\($0)"] } ?? []) + ["--",
+                                + (inject.map { ["-e", "inject=\($0)"] } ?? []) + (only.map { ["-P", $0] } ?? []) + ["--",
                                 Tools.path("hs-backup"), "run", "--source", src, "--to", dest, "--name", "io"],
                                environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
     return (r, try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init))
@@ -439,15 +440,15 @@ private func backupUnderStrace(_ dir: TempDir, src: String, to dest: String, tra
 /// The set directory's fsync after the commit's renames is what makes the commit survive a
 /// power loss. It failed silently: `try?` dropped its error, and a run whose commit may not be
 /// on stable storage said "0 warnings" and exited 0. strace's injection fails that one fsync
-/// with EIO (the fifth fsync of the main thread: the parents of the two directories it makes,
-/// nas and nas/io, then the lock, the archive, the directory; `-y` shows which file each call
-/// was on, and the test checks it was the set directory).
+/// with EIO (the first fsync of the set directory itself, `-P`: before it only its parents
+/// are fsynced, how many depends on where the test's directory is; `-y` shows which file each
+/// call was on, and the test checks it was the set directory).
 @Suite("cron safety: a failed sync of the set directory")
 struct CommitDirectorySyncTests {
     @Test("EIO from the set directory's fsync after the commit: exit 1, the failure and what to do named")
     func directorySyncFailure() throws {
         let (dir, src, nas) = try oneFileAppdata()
-        let (r, lines) = try backupUnderStrace(dir, src: src, to: nas, trace: "fsync", inject: "fsync:error=EIO:when=5")
+        let (r, lines) = try backupUnderStrace(dir, src: src, to: nas, trace: "fsync", inject: "fsync:error=EIO:when=1", only: nas + "/io")
         let injected = lines.filter { $0.contains("(INJECTED)") }
         try #require(injected.count == 1 && injected[0].contains("<\(nas)/io>"),
                      "the injected EIO did not hit the set directory's fsync: \(injected)")
@@ -500,5 +501,72 @@ struct CreatedDirectorySyncTests {
         #expect(r.stderr.contains("dmesg"), "what to do is not said: \(r.stderr)")
         let set = nas + "/a/io"
         #expect(!filesIn(set).contains { $0.hasSuffix(".manifest") }, "committed: \(filesIn(set))")
+    }
+}
+
+/// A run that crashed (power loss, kill -9) after it made DEST and the set directory, before
+/// their parents were fsynced, leaves directories that a later power loss can still take away.
+/// The next run made nothing, so it fsynced nothing above the set directory: its first backup
+/// could be committed in a directory that was never durable.
+@Suite("cron safety: a set's first backup makes directories an earlier run left durable")
+struct LeftDirectorySyncTests {
+    /// DEST/a/b/io as a crashed run leaves it: made, with an archive it was writing.
+    private func crashedRunLeftovers() throws -> (dir: TempDir, src: String, nas: String, dest: String) {
+        let (dir, src, nas) = try oneFileAppdata()
+        let dest = nas + "/a/b"
+        try FileManager.default.createDirectory(atPath: dest + "/io", withIntermediateDirectories: true)
+        try Tree.write(dest + "/io/20261101T030000Z.tar.gz.partial", "half an archive")
+        return (dir, src, nas, dest)
+    }
+
+    /// The directories `lines` (strace -y) show fsynced before line `end`.
+    private func fsynced(_ lines: [String], before end: Int) -> Set<String> {
+        Set(lines[..<end].compactMap { l -> String? in
+            guard l.contains(" fsync("), l.hasSuffix("= 0"), let open = l.firstIndex(of: "<"), let close = l.firstIndex(of: ">") else { return nil }
+            return String(l[l.index(after: open) ..< close])
+        })
+    }
+
+    @Test("set directory and DEST/a/b made by a crashed run: their parents are fsynced before the first backup commits")
+    func leftDirectoriesSynced() throws {
+        let (dir, src, nas, dest) = try crashedRunLeftovers()
+        let (r, lines) = try backupUnderStrace(dir, src: src, to: dest, trace: "fsync,rename,renameat,renameat2")
+        #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
+        let commit = try #require(lines.firstIndex { $0.contains(" rename") && $0.contains(".manifest\")") },
+                                  "no rename of the manifest: \(lines.joined(separator: "\n"))")
+        let synced = fsynced(lines, before: commit)
+        for path in [dest + "/io", dest, nas + "/a", nas] {
+            let parent = String(path[..<path.lastIndex(of: "/")!])
+            #expect(synced.contains(parent), "\(path) was left by a crashed run, but its parent \(parent) was not fsynced before the commit:\n\(lines.joined(separator: "\n"))")
+        }
+    }
+
+    @Test("a nightly run into a set that has a backup fsyncs no directory but the set directory")
+    func nightlyRunPaysNothing() throws {
+        let (dir, src, _, dest) = try crashedRunLeftovers()
+        let first = try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", dest, "--name", "io"], environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+        try #require(first.status == 0, "\(first.stderr)")
+        try Tree.write(src + "/app/config.xml", "<ApiKey>changed</ApiKey>\n")
+        let (r, lines) = try backupUnderStrace(dir, src: src, to: dest, trace: "fsync")
+        #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
+        let directories = fsynced(lines, before: lines.count).filter { p in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: p, isDirectory: &isDirectory) && isDirectory.boolValue
+        }
+        #expect(directories == [dest + "/io"], "\(lines.joined(separator: "\n"))")
+    }
+
+    @Test("EIO from the fsync of a left directory's parent: exit 1, the directory named, nothing committed")
+    func leftParentSyncFailure() throws {
+        let (dir, src, nas, dest) = try crashedRunLeftovers()
+        // nas is the parent of nas/a, which the crashed run made: its one fsync fails.
+        let (r, lines) = try backupUnderStrace(dir, src: src, to: dest, trace: "fsync", inject: "fsync:error=EIO:when=1", only: nas)
+        let injected = lines.filter { $0.contains("(INJECTED)") }
+        try #require(injected.count == 1 && injected[0].contains("<\(nas)>"),
+                     "the injected EIO did not hit the fsync of nas: \(lines.joined(separator: "\n"))")
+        #expect(r.status == 1, "exit \(r.status): \(r.stderr)")
+        #expect(r.stderr.contains("Input/output error") && (r.stderr.contains(nas + " ") || r.stderr.contains(nas + ":")), "\(r.stderr)")
+        #expect(r.stderr.contains("power loss") && r.stderr.contains("dmesg"), "what to do is not said: \(r.stderr)")
+        #expect(!filesIn(dest + "/io").contains { $0.hasSuffix(".manifest") }, "committed: \(filesIn(dest + "/io"))")
     }
 }
