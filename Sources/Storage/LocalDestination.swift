@@ -2,6 +2,7 @@ import FoundationEssentials
 import Glibc
 import NFS
 import Support
+import Synchronization
 
 /// A failure of a destination operation: what, where, and the system's reason.
 package struct StorageError: Error, CustomStringConvertible {
@@ -34,6 +35,9 @@ package final class LocalDestination: Destination {
 
     package let root: String
     package var displayName: String { root }
+    /// Directories whose entries this process fsynced after it made a directory in them
+    /// (`makeDirectories`), so that `syncParents` does not fsync them again.
+    private let syncedParents = Mutex<Set<String>>([])
 
     /// - Parameter root: an absolute or relative directory; created on first write if missing.
     package init(root: String) {
@@ -86,7 +90,10 @@ package final class LocalDestination: Destination {
     /// - Throws: `StorageError`; its operation is `directorySync` when a parent's fsync failed.
     package func makeDirectories(_ path: String) throws {
         let target = full(path)
-        do { try Sys.makeDirectories(target, mode: 0o700, exactMode: true, durable: true) } catch {
+        do {
+            let synced = try Sys.makeDirectories(target, mode: 0o700, exactMode: true, durable: true)
+            if !synced.isEmpty { syncedParents.withLock { $0.formUnion(synced) } }
+        } catch {
             if let e = Self.syncFailure(error) { throw e }
             guard error.errno == ENOTDIR, error.hint != nil else { throw StorageError.posix("mkdir -p \(NameEscape.escape(target)): create", error.path, error.errno) }
             throw StorageError(operation: "mkdir -p", location: target, errno: ENOTDIR,
@@ -98,7 +105,7 @@ package final class LocalDestination: Destination {
     /// may not write.
     /// - Throws: `StorageError`; its operation is `directorySync` when a parent's fsync failed.
     package func syncParents(of path: String) throws {
-        do { try Sys.syncParents(of: absolutePath(path)) } catch {
+        do { try Sys.syncParents(of: absolutePath(path), synced: syncedParents.withLock { $0 }) } catch {
             throw Self.syncFailure(error) ?? StorageError.posix(error.call, error.path, error.errno)
         }
     }

@@ -574,12 +574,16 @@ package enum Sys {
     /// until that is on stable storage a power loss can take the directory away with all that
     /// was later written and synced in it (ext4's journal happens to keep it; XFS, btrfs need
     /// the fsync). Parents that were there already need nothing.
+    /// - Returns: with `durable`, the parents it fsynced (resolved by `realpath`, as
+    ///   `syncParents` names them, so that it can leave them out); otherwise empty.
     /// - Throws: the SysError of the mkdir that failed, naming that directory with the errno the
     ///   kernel gave (EACCES, EROFS, ...); ENOTDIR, with a hint, when a component is not a
     ///   directory; with `durable`, that of the open or fsync of a parent ("open", "fsync").
-    package static func makeDirectories(_ path: String, mode: UInt32, exactMode: Bool = false, durable: Bool = false) throws(SysError) {
+    @discardableResult
+    package static func makeDirectories(_ path: String, mode: UInt32, exactMode: Bool = false, durable: Bool = false) throws(SysError) -> [String] {
+        var synced: [String] = []
         if let st = try? stat(path) {
-            if st.isDirectory { return }
+            if st.isDirectory { return synced }
             throw SysError(call: "mkdir", path: path, errno: ENOTDIR, hint: "exists and is not a directory")
         }
         for part in path.split(separator: "/") {
@@ -587,12 +591,17 @@ package enum Sys {
             if try mkdir(current, mode: mode) {
                 // mkdir applies the umask, which can only take bits away: set them.
                 if exactMode { _ = Glibc.chmod(current, mode) }
-                if durable { try syncEntries(parent(of: path[..<part.startIndex])) }
+                if durable {
+                    let up = parent(of: path[..<part.startIndex])
+                    try syncEntries(up)
+                    synced.append(realpath(up) ?? up)
+                }
                 continue
             }
             if (try? stat(current))?.isDirectory == true { continue }
             throw SysError(call: "mkdir", path: current, errno: ENOTDIR, hint: "exists and is not a directory")
         }
+        return synced
     }
 
     /// Makes the existing directory `path` and the directories above it durable as entries of
@@ -603,16 +612,18 @@ package enum Sys {
     /// below, set up with the mount, not made by a mkdir of ours through it), stopping early at
     /// a parent this process may not write (no mkdir of ours could have added an entry to it:
     /// `/mnt` above a user's share). Symlinks are resolved first: the entries are where the
-    /// directories really are.
+    /// directories really are. Parents in `synced` (fsynced by this process after it made a
+    /// directory in them, as `makeDirectories` returns them) are not fsynced again: on ext4 an
+    /// fsync of a directory with nothing to commit still flushes the disk's cache.
     /// - Throws: SysError ("realpath", "stat", "open", "fsync") naming the directory.
-    package static func syncParents(of path: String) throws(SysError) {
+    package static func syncParents(of path: String, synced: Set<String> = []) throws(SysError) {
         guard var dir = realpath(path) else { throw SysError(call: "realpath", path: path, errno: errno) }
         guard var st = try stat(dir) else { throw SysError(call: "stat", path: dir, errno: ENOENT) }
         while dir != "/" {
             let slash = dir.lastIndex(of: "/")!   // realpath's answer: absolute, no "//", no trailing "/"
             let up = slash == dir.startIndex ? "/" : String(dir[..<slash])
             guard let upStat = try stat(up), upStat.dev == st.dev, Glibc.faccessat(AT_FDCWD, up, W_OK, AT_EACCESS) == 0 else { return }
-            try syncEntries(up)
+            if !synced.contains(up) { try syncEntries(up) }
             (dir, st) = (up, upStat)
         }
     }

@@ -541,6 +541,25 @@ struct LeftDirectorySyncTests {
         }
     }
 
+    @Test("a first backup into a new DEST fsyncs each directory once before the commit (makeDirectories' syncs are not repeated)")
+    func firstBackupSyncsEachDirectoryOnce() throws {
+        let (dir, src, nas) = try oneFileAppdata()
+        let dest = nas + "/a/b"
+        let (r, lines) = try backupUnderStrace(dir, src: src, to: dest, trace: "fsync,rename,renameat,renameat2")
+        #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
+        let commit = try #require(lines.firstIndex { $0.contains(" rename") && $0.contains(".manifest\")") },
+                                  "no rename of the manifest: \(lines.joined(separator: "\n"))")
+        var count: [String: Int] = [:]
+        for l in lines[..<commit] where l.contains(" fsync(") && l.hasSuffix("= 0") {
+            guard let open = l.firstIndex(of: "<"), let close = l.firstIndex(of: ">") else { continue }
+            let path = String(l[l.index(after: open) ..< close])
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue { count[path, default: 0] += 1 }
+        }
+        for path in [dest, nas + "/a", nas] { #expect(count[path] == 1, "\(path): fsynced \(count[path] ?? 0) times:\n\(lines.joined(separator: "\n"))") }
+        #expect(count.values.allSatisfy { $0 == 1 }, "a directory fsynced twice before the commit: \(count)")
+    }
+
     @Test("a nightly run into a set that has a backup fsyncs no directory but the set directory")
     func nightlyRunPaysNothing() throws {
         let (dir, src, _, dest) = try crashedRunLeftovers()
