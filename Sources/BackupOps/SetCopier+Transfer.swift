@@ -33,16 +33,12 @@ struct Transfer: Sendable {
         var lost = Set<String>()
         var outcome = report
         defer { report = outcome }
-        do {
-            try OrderedStage<Uploaded>.map(plan.items, pool: pool, window: max(2, 2 * transfers)) { item in
-                do { return try upload(item) } catch { stop.set(cause: error); throw error }
-            } consume: { up in
-                do { try commit(up, lost: &lost, report: &outcome) } catch { stop.set(cause: error); throw error }
-            }
-        } catch is CancellationError {
-            // The first failure in plan order may be an upload the real failure (of a later
-            // one: a full disk, a dead remote) stopped: report what stopped it.
-            throw stop.cause ?? CancellationError()
+        // An upload stopped by a later one's failure (a full disk, a dead remote) throws
+        // CancellationError; `map` reports that failure instead.
+        try OrderedStage<Uploaded>.map(plan.items, pool: pool, window: max(2, 2 * transfers)) { item in
+            do { return try upload(item) } catch { stop.set(); throw error }
+        } consume: { up in
+            do { try commit(up, lost: &lost, report: &outcome) } catch { stop.set(); throw error }
         }
     }
 
@@ -272,15 +268,9 @@ enum CopyTrace {
     }
 }
 
-/// A flag set once, read by many threads, with the failure that set it first.
+/// A flag set once, read by many threads.
 final class StopFlag: Sendable {
     private let flag = Atomic<Bool>(false)
-    private let first = Mutex<(any Error)?>(nil)
-    func set(cause: any Error) {
-        if !(cause is CancellationError) { first.withLock { if $0 == nil { $0 = cause } } }
-        flag.store(true, ordering: .relaxed)
-    }
+    func set() { flag.store(true, ordering: .relaxed) }
     var isSet: Bool { flag.load(ordering: .relaxed) }
-    /// The first failure that was not itself a stop.
-    var cause: (any Error)? { first.withLock { $0 } }
 }

@@ -9,8 +9,12 @@
 ///   gzip members written to the archive while the next ones are compressed.
 ///
 /// A job's error is handed on at its place: in pull mode `next()` throws it after the results
-/// before it; in push mode the stage stops delivering, and `submit`/`finish` throw it. The
-/// stage's jobs never fail the pool itself, so a stage can share a pool with other work.
+/// before it; in push mode the stage stops delivering, and `submit`/`finish` throw it. As in
+/// `WorkPool`, a `CancellationError` gives way to a later job's other error (`map` and push
+/// mode wait for the jobs in flight to see it): a job stopped because a later one failed does
+/// not say why. The stage's jobs never fail the pool itself, so a stage can share a pool with
+/// other work (the stage expects the pool to run every job it took: do not cancel it under
+/// the stage).
 ///
 ///     // Backup prefetch: read files on 4 threads, archive them in scan order.
 ///     let pool = WorkPool(threads: 4, name: "prefetch")
@@ -28,7 +32,10 @@ package final class OrderedStage<Output: Sendable>: Sendable {
         var nextDeliver: UInt64 = 0
         var bytesInFlight = 0
         var delivering = false
-        var failure: (any Error)?
+        /// Push mode: the error to throw (`WorkPool.reports`) and the result it came from.
+        var failure: (sequence: UInt64, error: any Error)?
+        /// The pool refused a job (it may have dropped the ones queued).
+        var refused = false
         var cancelled = false
 
         var outstanding: Int { Int(nextSubmit - nextDeliver) }
@@ -39,6 +46,18 @@ package final class OrderedStage<Output: Sendable>: Sendable {
             bytesInFlight -= bytes.removeValue(forKey: nextDeliver) ?? 0
             nextDeliver += 1
             return r
+        }
+
+        /// Push mode: the error to throw now: another error at once, a `CancellationError` once
+        /// the jobs in flight finished (one of them may have failed otherwise and stopped it).
+        var settledFailure: (any Error)? {
+            guard let failure else { return nil }
+            return !(failure.error is CancellationError) || refused || results.count == outstanding ? failure.error : nil
+        }
+
+        /// Push mode: keeps `error` of result `sequence` when it is the one to throw.
+        mutating func fail(_ sequence: UInt64, _ error: any Error) {
+            if WorkPool.reports(error, at: sequence, over: failure) { failure = (sequence, error) }
         }
     }
 
@@ -77,10 +96,10 @@ package final class OrderedStage<Output: Sendable>: Sendable {
     package func submit(bytes: Int = 0, _ job: @escaping @Sendable () throws -> Output) throws {
         let (w, m) = (window, maxBytes)
         let seq = try monitor.withLock(waitingOn: Self.changed, until: { s in
-            s.failure != nil || s.cancelled || s.outstanding == 0
-                || (s.outstanding < w && s.bytesInFlight + bytes <= m)
+            s.settledFailure != nil || s.cancelled
+                || (s.failure == nil && (s.outstanding == 0 || (s.outstanding < w && s.bytesInFlight + bytes <= m)))
         }) { (s: inout State) throws -> UInt64 in
-            if let f = s.failure { throw f }
+            if let f = s.settledFailure { throw f }
             if s.cancelled { throw CancellationError() }
             let seq = s.nextSubmit
             s.nextSubmit += 1
@@ -92,14 +111,19 @@ package final class OrderedStage<Output: Sendable>: Sendable {
         do {
             try pool.submit {
                 let result = Result { try job() }
-                monitor.withLock { $0.results[seq] = result }
+                monitor.withLock { s in
+                    s.results[seq] = result
+                    // Push mode, stopped already: this error may be why.
+                    if s.failure != nil, case .failure(let error) = result { s.fail(seq, error) }
+                }
                 if let deliver { Self.drain(monitor, deliver) }
                 monitor.wakeAll(Self.changed)
             }
         } catch {
             monitor.withLock { s in
                 s.results[seq] = .failure(error)
-                if s.failure == nil && deliver != nil { s.failure = error }
+                s.refused = true
+                if deliver != nil { s.fail(seq, error) }
             }
             monitor.wakeAll(Self.changed)
             throw error
@@ -130,12 +154,12 @@ package final class OrderedStage<Output: Sendable>: Sendable {
     }
 
     /// Push mode: waits until every submitted result was delivered (or the stage failed).
-    /// - Throws: the first error (a job's or `deliver`'s).
+    /// - Throws: the first error (a job's or `deliver`'s; a `CancellationError` last).
     package func finish() throws {
         if let deliver { Self.drain(monitor, deliver) }
         let failure = monitor.withLock(waitingOn: Self.changed, until: { s in
-            (s.outstanding == 0 && !s.delivering) || (s.failure != nil && !s.delivering)
-        }) { $0.failure }
+            !s.delivering && (s.outstanding == 0 || s.settledFailure != nil)
+        }) { $0.settledFailure }
         if let failure { throw failure }
     }
 
@@ -148,17 +172,20 @@ package final class OrderedStage<Output: Sendable>: Sendable {
     /// Hands on ready results in order, one thread at a time.
     private static func drain(_ monitor: Monitor<State>, _ deliver: @Sendable (Output) throws -> Void) {
         while true {
-            let next: Result<Output, any Error>? = monitor.withLock { s in
+            let next: (sequence: UInt64, result: Result<Output, any Error>)? = monitor.withLock { s in
                 guard !s.delivering, s.failure == nil, !s.cancelled, s.headReady else { return nil }
                 s.delivering = true
-                return s.takeHead()
+                return (s.nextDeliver, s.takeHead())
             }
             guard let next else { return }
             var failure: (any Error)?
-            do { try deliver(try next.get()) } catch { failure = error }
+            do { try deliver(try next.result.get()) } catch { failure = error }
             monitor.withLock { s in
                 s.delivering = false
-                if let failure, s.failure == nil { s.failure = failure }
+                guard let failure else { return }
+                s.fail(next.sequence, failure)
+                // Jobs after it that failed already: one may be why it stopped.
+                for (k, r) in s.results { if case .failure(let e) = r { s.fail(k, e) } }
             }
             monitor.wakeAll(changed)
             if failure != nil { return }
@@ -167,7 +194,8 @@ package final class OrderedStage<Output: Sendable>: Sendable {
 
     /// Runs `transform` over `inputs` on `pool`, at most `window` at a time, and hands each
     /// result to `consume` on the calling thread in input order.
-    /// - Throws: the first error of `transform` (by input order) or of `consume`; the inputs
+    /// - Throws: the first error of `transform` (by input order) or of `consume`, a
+    ///   `CancellationError` only when no job running after it failed otherwise; the inputs
     ///   after it are not started, and the ones running are waited for.
     package static func map<S: Sequence>(_ inputs: S, pool: WorkPool, window: Int, maxBytes: Int = .max,
                                          bytes: (S.Element) -> Int = { _ in 0 },
@@ -182,9 +210,17 @@ package final class OrderedStage<Output: Sendable>: Sendable {
             while let out = try stage.next() { try consume(out) }
         } catch {
             stage.cancel()
-            // Let the jobs in flight finish before returning (they may use the caller's state).
-            while stage.outstanding > 0 { _ = try? stage.next() }
-            throw error
+            // Let the jobs in flight finish before returning (they may use the caller's state);
+            // one may have failed otherwise and made the one before it throw CancellationError.
+            var failure: (sequence: UInt64, error: any Error) = (0, error)
+            var sequence: UInt64 = 0
+            while stage.outstanding > 0 {
+                sequence += 1
+                do { _ = try stage.next() } catch {
+                    if WorkPool.reports(error, at: sequence, over: failure) { failure = (sequence, error) }
+                }
+            }
+            throw failure.error
         }
     }
 }

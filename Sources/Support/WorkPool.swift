@@ -8,9 +8,11 @@ import Glibc
 ///   their declared `bytes` would pass `maxQueuedBytes` (a job larger than that bound is let in
 ///   once nothing else is pending), so a producer cannot run far ahead of the threads.
 /// - **Errors**: a job that throws fails the pool. The first error *by submission order* wins
-///   (a run reports the same error whichever thread got there first); jobs submitted before
-///   the failed one still run, queued jobs after it are dropped, and later `submit`s throw the
-///   error. `wait()` throws it.
+///   (a run reports the same error whichever thread got there first), except that any other
+///   error wins over a `CancellationError`: a job that stopped because a later one failed (a
+///   full disk) does not say why (see `reports`). Jobs submitted before the first failed one
+///   still run, queued jobs after it are dropped, and later `submit`s throw the error.
+///   `wait()` throws it.
 /// - **Cancel**: `cancel()` drops the queued jobs; running ones finish; `submit` then throws
 ///   `CancellationError` (or the first job error).
 /// - **Lifetime**: threads are started by `init` and joined by `close()` (call it in a `defer`);
@@ -44,7 +46,10 @@ package final class WorkPool: Sendable {
         var pendingBytes = 0
         var unfinished = Set<UInt64>()
         var nextSequence: UInt64 = 0
+        /// The error reported (`WorkPool.reports`).
         var failure: (sequence: UInt64, error: any Error)?
+        /// The first job (by submission order) that failed, whatever its error.
+        var firstFailed = UInt64.max
         var cancelled = false
         var closing = false
         var live = 0
@@ -137,7 +142,8 @@ package final class WorkPool: Sendable {
     }
 
     /// Waits until every job submitted so far has run (or was dropped).
-    /// - Throws: the first job error (by submission order), if any job failed.
+    /// - Throws: the first job error (by submission order, a `CancellationError` last), if any
+    ///   job failed.
     package func wait() throws {
         let failure = monitor.withLock(waitingOn: Self.progress, until: { $0.pendingItems == 0 }) { $0.failure?.error }
         if let failure { throw failure }
@@ -148,8 +154,7 @@ package final class WorkPool: Sendable {
     @discardableResult
     package func wait(for ticket: Ticket) -> Bool {
         monitor.withLock(waitingOn: Self.progress, until: { !$0.unfinished.contains(ticket.sequence) }) { s in
-            if let f = s.failure, f.sequence <= ticket.sequence { return false }
-            return !s.cancelled
+            s.firstFailed > ticket.sequence && !s.cancelled
         }
     }
 
@@ -161,7 +166,7 @@ package final class WorkPool: Sendable {
     /// True once a job failed or the pool was cancelled: a producer can stop early.
     package var isStopped: Bool { monitor.withLock { $0.stopError() != nil } }
 
-    /// The first job error so far, if any.
+    /// The job error reported so far (`wait()`'s), if any.
     package var firstError: (any Error)? { monitor.withLock { $0.failure?.error } }
 
     /// Runs `body(i)` for every i in `range` on the threads, `chunk` indices per job, and waits
@@ -211,14 +216,26 @@ package final class WorkPool: Sendable {
                 s.pendingItems -= 1
                 s.pendingBytes -= job.bytes
                 s.unfinished.remove(job.sequence)
-                if let error, s.failure.map({ job.sequence < $0.sequence }) ?? true {
-                    s.failure = (job.sequence, error)
+                guard let error else { return }
+                if job.sequence < s.firstFailed {
+                    s.firstFailed = job.sequence
                     s.dropQueued(after: job.sequence)
                 }
+                if reports(error, at: job.sequence, over: s.failure) { s.failure = (job.sequence, error) }
             }
             monitor.wakeAll(progress)
         }
         monitor.withLock { $0.live -= 1 }
         monitor.wakeAll(progress)
+    }
+
+    /// Whether `error`, thrown by the job submitted `sequence`th, is the one to report rather
+    /// than `current`: a `CancellationError` only when no job failed otherwise (a job that
+    /// stopped because a later one failed does not say why), else the first by submission
+    /// order (the same error whichever thread got there first).
+    static func reports(_ error: any Error, at sequence: UInt64, over current: (sequence: UInt64, error: any Error)?) -> Bool {
+        guard let current else { return true }
+        let stopped = error is CancellationError, currentStopped = current.error is CancellationError
+        return stopped == currentStopped ? sequence < current.sequence : currentStopped
     }
 }
