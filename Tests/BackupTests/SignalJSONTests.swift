@@ -29,7 +29,7 @@ private func stopMidWork(_ run: RunningTool, with sig: Int32, _ caught: () -> Bo
     return true
 }
 
-private func signalName(_ sig: Int32) -> String { sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal \(sig)" }
+private func signalName(_ sig: Int32) -> String { sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "signal \(sig)" }
 
 @Suite("--json when a signal stops the run", .serialized)
 struct SignalJSONTests {
@@ -86,5 +86,32 @@ struct SignalJSONTests {
                 #expect(restore.stdout.isEmpty, "stdout: '\(restore.stdout)'")
             }
         }
+    }
+
+    /// The longest time before a run's signal guard existed: opening the destination, up to the
+    /// NFS timeout (60 s) on a NAS that does not answer. A signal then killed the run with no
+    /// object on stdout and nothing sent to the monitors (and prune and copy likewise).
+    @Test("hs-backup run, prune and copy --json stopped while an NFS destination does not answer print one error object; run reports down",
+          arguments: [SIGTERM, SIGINT, SIGHUP])
+    func stoppedWhileOpening(_ sig: Int32) throws {
+        let s = try SilentServer()
+        let http = try OpsHTTPRecorder()
+        let dir = try TempDir("hs-sigjson")
+        try Tree.write(dir.sub("appdata/x.txt"), "x\n")
+        let url = "nfs://127.0.0.1/backups?nfsport=\(s.port)&mountport=\(s.port)"
+        for command in [["run", "--source", dir.sub("appdata"), "--to", url, "--ping", http.base + "/api/push/T"],
+                        ["prune", "--to", url, "--keep-last", "1"], ["copy", "--from", url, "--to", dir.sub("offsite")]] {
+            let before = s.accepted
+            let run = try RunningTool("hs-backup", command + ["--name", "io", "--json"], environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+            try #require(waitFor(30) { s.accepted > before }, "\(command[0]) did not reach the server: \(run.stderr)")
+            kill(run.process.processIdentifier, sig)
+            let status = run.wait(upTo: 30)
+            #expect(run.process.terminationReason == .exit && status == 128 + sig,
+                    "\(command[0]): \(run.process.terminationReason) \(String(describing: status)) \(run.stderr)")
+            let object = onlyObject(run.stdout)
+            #expect(object?["exit_code"] as? Int == Int(128 + sig), "\(command[0]): stdout: '\(run.stdout)'")
+            #expect((object?["error"] as? String)?.contains("stopped by \(signalName(sig))") == true, "\(command[0]): stdout: '\(run.stdout)'")
+        }
+        #expect(http.requests.contains { $0.method == "GET" && $0.query["status"] == "down" }, "\(http.requests.map(\.query))")
     }
 }
