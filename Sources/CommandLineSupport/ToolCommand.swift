@@ -104,11 +104,16 @@ extension ToolCommand {
             }
             if let common {
                 let code = common.run()
+                // A signal's handler is ending the process (128 + N, after its cleanup): the
+                // run's own exit must not come first.
+                InterruptCleanup.shared.waitIfStopping()
                 if code != 0 { Glibc.exit(code) }
             } else {
                 try command?.run()
+                InterruptCleanup.shared.waitIfStopping()
             }
         } catch {
+            InterruptCleanup.shared.waitIfStopping()
             if exitCode(for: error) == .validationFailure {
                 let error = firstUsageError(arguments, error)
                 // The full message has the usage of the (sub)command that failed and the hint to its
