@@ -36,21 +36,25 @@ package struct OpsSettings: Sendable {
 }
 
 package enum OpsCommands {
-    /// `hs-backup run`: a backup with SQLite capture, optional quiescing, then notifications.
-    /// - Returns: the summary (with capture/restart warnings added).
-    /// - Throws: the backup's error (after notifying), or a `ToolError` when the backup was
-    ///   written but stopped stacks could not be started again.
-    package static func backup(_ options: BackupOptions, ops: OpsSettings, reporter: Reporter) throws -> BackupSummary {
-        try ops.validate()
-        let guardian = OpsSignalGuard()
-        defer { guardian.cancel() }
+    /// Makes `guardian` report a run that a signal stops to the monitors (ntfy, Uptime Kuma,
+    /// Healthchecks, the metrics file) as failed with 128 + the signal.
+    package static func reportSignal(_ guardian: OpsSignalGuard, notifier: Notifier, set: String) {
         let started = Date()
-        let notifier = ops.notifier, set = options.set
         guardian.onSignal { sig in
             let report = RunReport(success: false, operation: "hs-backup run", set: set,
                                    message: "interrupted by signal \(sig)", duration: Date().timeIntervalSince(started), exitCode: 128 + sig)
             for w in notifier.report(report) { Reporter.writeStderr("warning: \(w)\n") }
         }
+    }
+
+    /// `hs-backup run`: a backup with SQLite capture, optional quiescing, then notifications.
+    /// - Parameter guardian: the run's signal guard, made by the caller before it opened the
+    ///   destination (`reportSignal` done); the backup adds its cleanups.
+    /// - Returns: the summary (with capture/restart warnings added).
+    /// - Throws: the backup's error (after notifying), or a `ToolError` when the backup was
+    ///   written but stopped stacks could not be started again.
+    package static func backup(_ options: BackupOptions, ops: OpsSettings, reporter: Reporter, guardian: OpsSignalGuard) throws -> BackupSummary {
+        try ops.validate()
         var attention: [String] = []
         let summary = try notifying(ops.notifier, operation: "hs-backup run", set: options.set, reporter: reporter,
                                     attention: { _ in !attention.isEmpty }, status: { $0.exitStatus }) {
@@ -156,12 +160,14 @@ package enum OpsCommands {
         let setName = try BackupTool.setName(name)
         return try notifying(dryRun ? notifier.forDryRun() : notifier, operation: dryRun ? "hs-backup prune --dry-run" : "hs-backup prune",
                              set: setName, reporter: reporter) {
+            // Ctrl-C/SIGTERM while removing: the lock goes too (see InterruptCleanup). Before
+            // the destination is opened (a NAS that does not answer keeps it up to the NFS
+            // timeout): a signal then still ends the run with its --json object and 128 + N.
+            let guardian = dryRun ? nil : OpsSignalGuard()
+            defer { guardian?.cancel() }
             let dest = try BackupTool.destination(spec, nfsTimeoutSeconds: nfsTimeoutSeconds)
             try BackupSets.requireSet(dest, setName)
             let set = BackupSet(destination: dest, name: setName)
-            // Ctrl-C/SIGTERM while removing: the lock goes too (see InterruptCleanup).
-            let guardian = dryRun ? nil : OpsSignalGuard()
-            defer { guardian?.cancel() }
             let report = try Pruner.prune(set: set, policy: policy, dryRun: dryRun, reporter: reporter)
             for w in report.warnings { reporter.warning(w) }
             if reporter.mode == .json {

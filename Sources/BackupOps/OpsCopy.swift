@@ -54,6 +54,10 @@ extension OpsCommands {
         return try notifying(notifier, operation: options.dryRun ? "hs-backup copy --dry-run" : "hs-backup copy", set: label,
                              reporter: reporter, ok: { $0.exitCode == 0 || $0.exitCode == 3 }, attention: { $0.exitCode == 3 }) {
             let started = Date()
+            // Before the destinations are opened (a NAS that does not answer keeps each up to the
+            // NFS timeout): a signal then still ends the run with its --json object and 128 + N.
+            let guardian = options.dryRun ? nil : OpsSignalGuard()
+            defer { guardian?.cancel() }
             let source = try BackupTool.destination(from, option: "--from", nfsTimeoutSeconds: nfsTimeoutSeconds)
             let target = try BackupTool.destination(to, option: "--to", nfsTimeoutSeconds: nfsTimeoutSeconds)
             if source.isSamePlace(as: target) {
@@ -66,8 +70,6 @@ extension OpsCommands {
             let all = setNames.isEmpty ? try BackupSets.list(source, option: "--from").map(\.name) : setNames
             if setNames.isEmpty && all.isEmpty { reporter.warning("no backup sets in \(NameEscape.escape(source.displayName)): nothing to copy") }
             for name in setNames { try BackupSets.requireSet(source, name, option: "--from") }
-            let guardian = options.dryRun ? nil : OpsSignalGuard()
-            defer { guardian?.cancel() }
             for name in all {
                 do {
                     let r = try SetCopier.copy(set: name, from: source, to: target, options: options, reporter: reporter)

@@ -104,12 +104,18 @@ extension ToolCommand {
             }
             if let common {
                 let code = common.run()
+                // A signal's handler is ending the process (128 + N, after its cleanup): the
+                // run's own exit must not come first.
+                InterruptCleanup.shared.waitIfStopping()
                 if code != 0 { Glibc.exit(code) }
             } else {
                 try command?.run()
+                InterruptCleanup.shared.waitIfStopping()
             }
         } catch {
+            InterruptCleanup.shared.waitIfStopping()
             if exitCode(for: error) == .validationFailure {
+                let error = firstUsageError(arguments, error)
                 // The full message has the usage of the (sub)command that failed and the hint to its
                 // --help; nothing after it (the root's usage once more was a bare `hs-backup <subcommand>`).
                 Reporter.writeStderr(HumanError.scrub(fullMessage(for: error)) + "\n")
@@ -120,10 +126,33 @@ extension ToolCommand {
         }
     }
 
+    /// ArgumentParser runs the commands' `validate()` before it looks for words no command takes:
+    /// `hs-backup run --bogus` said "Missing --source" and never named the typo. So a usage error
+    /// is checked by parsing the line once more without those checks (`CommandChecks`): what
+    /// that parse finds (an unknown option, a stray argument) is reported first.
+    static func firstUsageError(_ arguments: [String], _ error: any Error) -> any Error {
+        CommandChecks.enabled = false
+        defer { CommandChecks.enabled = true }
+        do {
+            _ = try parseAsRoot(arguments)
+            return error
+        } catch let found {
+            return exitCode(for: found) == .validationFailure ? found : error
+        }
+    }
+
     /// ArgumentParser's default name of a subcommand type (`Run` -> `run`).
     static func defaultName(_ type: any ParsableCommand.Type) -> String {
         String(describing: type).split(separator: ".").last.map { $0.lowercased() } ?? ""
     }
+}
+
+/// Whether the commands' own usage checks run: every `validate()` of the tools starts with
+/// `guard CommandChecks.enabled else { return }`. Off only while `ToolCommand.main` parses a
+/// line that failed once more, to find what ArgumentParser reports after the checks (main
+/// thread, before the command runs).
+package enum CommandChecks {
+    nonisolated(unsafe) package static var enabled = true
 }
 
 /// The options every command has: `-q/--quiet`, `-v/--verbose` and `--config FILE` (read by
@@ -143,6 +172,7 @@ package struct VerbosityOptions: ParsableArguments {
     package init() {}
 
     package func validate() throws {
+        guard CommandChecks.enabled else { return }
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other.") }
     }
 }

@@ -146,35 +146,83 @@ final class FileJob: Sendable {
         let name = entry.path[nameStart...]
         var tmp = direct ? name : Self.tempName()
         let createMode = entry.mode & 0o777
+        var createErrno: Int32 = 0
         func create() -> Int32 {
-            Sys.retry { Sys.withCName(tmp) { openat(parent.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(createMode)) } }
+            let fd = Sys.retry { Sys.withCName(tmp) { openat(parent.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(createMode)) } }
+            if fd < 0 { createErrno = errno }
+            return fd
         }
-        var fd = create()
-        if fd < 0 && errno == EEXIST && direct {
+        // A temporary file is registered with `InterruptCleanup` as it is made (hs-restore's
+        // signal handler removes what is registered before the process dies of the signal: a
+        // migration stopped halfway left `.part` files among appdata), and renamed under its
+        // `committing`: a signal waits for a create or rename under way, and after it this
+        // thread creates and renames nothing more (`parkAfterSignal`).
+        var part: Int? = nil
+        func createPart() -> Int32 {
+            let (dir, t) = (parent, Array(tmp))
+            let what = "'\(context.target)/\(NameEscape.escape(entry.path[..<nameStart] + tmp))'"
+            return Self.parkAfterSignal {
+                let (fd, token) = try InterruptCleanup.shared.creating(what, remove: { try Self.removePart(t, in: dir) }) { create() }
+                part = token
+                return fd
+            }
+        }
+        var fd = useTemp ? createPart() : create()
+        if fd < 0 && createErrno == EEXIST && direct {
             // The name exists (an archive may hold a path twice): replace it by renaming.
             useTemp = true
             tmp = Self.tempName()
-            fd = create()
+            fd = createPart()
         }
-        guard fd >= 0 else { throw RestoreError.io(SysError(call: "create", path: shown, errno: errno)) }
+        guard fd >= 0 else {
+            if let part { InterruptCleanup.shared.unregister(part) }
+            throw RestoreError.io(SysError(call: "create", path: shown, errno: createErrno))
+        }
         var renamed = false
         defer {
             Sys.close(fd)
             if !renamed { _ = Sys.withCName(tmp) { unlinkat(parent.fd, $0, 0) } }
+            if let part { InterruptCleanup.shared.unregister(part) }
         }
         do {
             try fill(fd, content, buffered: direct, space: context.space)
             try context.metadata.apply(entry, to: .fd(fd), createdMode: createMode, shown: shown)
             if !useTemp { renamed = true; return }
-            var rc = Sys.retry { Sys.withCName(tmp) { t in Sys.withCName(name) { renameat(parent.fd, t, parent.fd, $0) } } }
-            if rc != 0 && (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST) {
-                try removeExisting()
-                rc = Sys.retry { Sys.withCName(tmp) { t in Sys.withCName(name) { renameat(parent.fd, t, parent.fd, $0) } } }
+            func renameIntoPlace() -> Int32 {
+                Self.parkAfterSignal {
+                    try InterruptCleanup.shared.committing {
+                        let rc = Sys.retry { Sys.withCName(tmp) { t in Sys.withCName(name) { renameat(parent.fd, t, parent.fd, $0) } } }
+                        return rc == 0 ? 0 : errno
+                    }
+                }
             }
-            guard rc == 0 else { throw RestoreError.io(SysError(call: "rename into place", path: shown, errno: errno)) }
+            var failure = renameIntoPlace()
+            if failure == EISDIR || failure == ENOTEMPTY || failure == EEXIST {
+                try removeExisting()
+                failure = renameIntoPlace()
+            }
+            guard failure == 0 else { throw RestoreError.io(SysError(call: "rename into place", path: shown, errno: failure)) }
             renamed = true
         } catch let e as RestoreError {
             throw Self.notRestored(e, shown)
+        }
+    }
+
+    /// Runs `body`, an `InterruptCleanup` step that never throws of its own; when a signal came
+    /// first (`Stopping`: the handler removes the temporary files, then the process dies of the
+    /// signal), the thread waits for that end instead of failing the file with a message.
+    private static func parkAfterSignal<T>(_ body: () throws -> T) -> T {
+        do { return try body() } catch {
+            InterruptCleanup.shared.waitIfStopping()
+            fatalError("unexpected \(error)")
+        }
+    }
+
+    /// Removes a temporary file for hs-restore's signal handler (one its writer removed already
+    /// is no error; the handler's message names the file).
+    private static func removePart(_ name: [UInt8], in dir: DirHandle) throws {
+        if Sys.withCName(name, { unlinkat(dir.fd, $0, 0) }) != 0 && errno != ENOENT {
+            throw SysError(call: "unlinkat", path: "", errno: errno)
         }
     }
 

@@ -23,6 +23,8 @@ package final class InterruptCleanup: Sendable {
         var next = 0
         /// Set by `runAll`: the process is exiting; `register` no longer returns.
         var stopping = false
+        /// What to do about what was left (`leaveToUser`); nil: hs-backup's next run removes it.
+        var leftover: String?
     }
     private let state = Mutex(State())
     /// Held while a registered file is being created (`creating`) or a backup committed
@@ -68,6 +70,21 @@ package final class InterruptCleanup: Sendable {
         }
     }
 
+    /// For a tool whose next run does not clean up after this one (hs-restore): messages about
+    /// what was left say `advice` (e.g. "remove it by hand") instead.
+    package func leaveToUser(_ advice: String) {
+        state.withLock { $0.leftover = advice }
+    }
+
+    /// Returns at once unless a signal's handler is cleaning up (`runAll` started); then waits
+    /// for good, for that handler ends the process (with the signal's exit status). For the run's
+    /// own end (`ToolCommand.main`: an exit of its own, 0 or an error's 1, must not come first)
+    /// and for a thread that `committing` told `Stopping`.
+    package func waitIfStopping() {
+        guard state.withLock({ $0.stopping }) else { return }
+        while true { sleep(60) }
+    }
+
     package func unregister(_ token: Int) {
         state.withLock { $0.actions.removeAll { $0.token == token } }
     }
@@ -99,8 +116,9 @@ package final class InterruptCleanup: Sendable {
             // A commit may still be renaming: removing a `.partial` now could take the archive
             // of a backup it commits. Leave everything to the next run's cleanup.
             let todo = stop()
+            let advice = state.withLock { $0.leftover } ?? "the next run removes what no commit kept"
             return todo.isEmpty ? [] : ["a file was being created or a backup committed and did not finish within \(Int(seconds)) s: "
-                + "left \(todo.map(\.what).joined(separator: ", ")) (the next run removes what no commit kept)"]
+                + "left \(todo.map(\.what).joined(separator: ", ")) (\(advice))"]
         }
         guard !todo.isEmpty else { return [] }
         let problems = ProblemList()
@@ -113,8 +131,9 @@ package final class InterruptCleanup: Sendable {
             done.signal()
         }
         if done.wait(timeout: .now() + seconds) == .timedOut {
+            let advice = state.withLock { $0.leftover } ?? "the next run removes it"
             for a in todo where !problems.isDone(a.token) {
-                problems.append("could not remove \(a.what) within \(Int(seconds)) s (the next run removes it)")
+                problems.append("could not remove \(a.what) within \(Int(seconds)) s (\(advice))")
             }
         }
         return problems.all

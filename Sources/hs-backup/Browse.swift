@@ -79,6 +79,7 @@ extension HsBackup {
         var patterns: [String] = []
 
         func validate() throws {
+            guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
             if patterns.isEmpty { throw ValidationError("Give at least one PATTERN, e.g. hs-backup find --to DEST config.xml") }
             if let p = patterns.first(where: \.isEmpty) { throw ValidationError("An empty PATTERN ('\(p)') matches nothing; give a glob such as '*.db'.") }
         }
@@ -146,6 +147,7 @@ extension HsBackup {
         var mountpoint: String
 
         func validate() throws {
+            guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
             if cacheSize < 8 || cacheSize > 65536 { throw ValidationError("--cache-size \(cacheSize): give 8 to 65536 MiB.") }
         }
 
@@ -191,6 +193,7 @@ extension HsBackup {
         var path: String
 
         func validate() throws {
+            guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
             if destination.json { throw ValidationError("dump writes the file itself to stdout; --json does not apply. Use `hs-backup ls --json PATH` for its metadata.") }
         }
 

@@ -42,11 +42,18 @@ struct RunValues: CommonForm {
 
     /// Takes the backup; returns the exit code (errors are reported by `toolMain`).
     func run() -> Int32 {
-        toolMain {
+        // First: opening the destination waits up to the NFS timeout (60 s) for a NAS that does
+        // not answer, and a signal then stopped the run with nothing on stdout for --json and
+        // nothing sent to the monitors. From here on a signal ends the run the guard's way
+        // (what the run registered cleaned up, the --json object, 128 + N).
+        let guardian = OpsSignalGuard()
+        defer { guardian.cancel() }
+        return toolMain {
             let reporter = destination.reporter
             let set = try BackupTool.setName(destination.set)
             let settings = try self.settings(set: set)
             try settings.validate()
+            if !engine.dryRun { OpsCommands.reportSignal(guardian, notifier: settings.notifier, set: set) }
             let dest = try OpsCommands.reportingFailure(settings.notifier, operation: "hs-backup run", set: set, reporter: reporter) {
                 try destination.open()
             }
@@ -60,7 +67,7 @@ struct RunValues: CommonForm {
             try engine.apply(to: &options)
             try encryption.apply(to: &options)
             let summary = engine.dryRun ? try BackupRunner(options: options, reporter: reporter).run()
-                : try OpsCommands.backup(options, ops: settings, reporter: reporter)
+                : try OpsCommands.backup(options, ops: settings, reporter: reporter, guardian: guardian)
             if reporter.mode == .json { reporter.emitJSON(summary) } else if summary.exitStatus == .success {
                 reporter.info(summary.line)
             } else {

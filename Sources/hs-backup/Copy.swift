@@ -66,6 +66,7 @@ extension HsBackup {
         @OptionGroup var notify: NotifyOptions
 
         func validate() throws {
+            guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
             guard (1...64).contains(transfers) else { throw ValidationError("--transfers \(transfers): give a number from 1 to 64, e.g. --transfers 4.") }
             if let t = nfsTimeout, t < 1 || t > 86_400 {
                 throw ValidationError("--nfs-timeout \(t): give a number of seconds from 1 to 86400, e.g. --nfs-timeout 60.")

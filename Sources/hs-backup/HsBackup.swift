@@ -69,6 +69,7 @@ struct DestinationOptions: ParsableArguments {
     @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
+        guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
         if let t = nfsTimeout, t < 1 || t > 86_400 {
             throw ValidationError("--nfs-timeout \(t): give a number of seconds from 1 to 86400, e.g. --nfs-timeout 60.")
         }
@@ -175,6 +176,7 @@ extension HsBackup {
         static let defaultFullEveryDays = RunValues.defaultFullEveryDays
 
         func validate() throws {
+            guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
             if let problem = values.problem { throw ValidationError(problem) }
         }
 

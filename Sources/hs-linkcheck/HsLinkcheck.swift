@@ -59,6 +59,7 @@ struct HsLinkcheck: ToolCommand {
     @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
+        guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
         if yes && !reclaim { throw ValidationError("--yes only goes with --reclaim.") }
     }
 

@@ -78,6 +78,7 @@ struct ProvisionOptions: ParsableArguments {
     @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
+        guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
         if root != nil && chroot != nil { throw ValidationError("--root and --chroot exclude each other") }
         for d in [root, chroot].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: d) {
             throw ValidationError("directory \(d) does not exist")
@@ -152,6 +153,7 @@ extension HsProvision {
         var hostName: String?
 
         func validate() throws {
+            guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
             guard ansible else { throw ValidationError("choose an output format: --ansible (the only one so far)") }
             if list && hostName != nil { throw ValidationError("--list and --host exclude each other") }
         }

@@ -61,6 +61,7 @@ struct HsRestore: ToolCommand {
     @OptionGroup var verbosity: VerbosityOptions
 
     func validate() throws {
+        guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
         if from != nil && archive != nil { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }
         if from == nil, archive == nil, let config = try? ToolConfiguration.get(), config.value(.backupDest) == nil {
             throw ValidationError("Give --from DEST or --archive FILE (HS_BACKUP_DEST, the default of --from, is not set: "

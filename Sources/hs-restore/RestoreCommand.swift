@@ -94,11 +94,22 @@ enum RestoreCommand {
     /// none. Watched rather than left at the default also stops a restore whose parent's signal
     /// mask blocked them (a supervisor's worker thread): it went on to the end and exited 0.
     /// A signal that is ignored stays ignored (`nohup`, `&` in a script).
+    /// First the files being written under temporary names (`.hs-restore.PID.N.part`, each
+    /// registered with `InterruptCleanup` as it is made) are removed: a migration stopped
+    /// halfway left them among appdata. Writer threads make and rename none after that
+    /// (`InterruptCleanup.runAll`), and the run's own end waits for this one (`ToolCommand.main`).
     private static func watchSignals() {
         let signals = [SIGINT, SIGTERM, SIGHUP]
+        // (No later restore removes another's temporary files.)
+        InterruptCleanup.shared.leaveToUser("to be removed by hand")
         _ = SignalWatch.shared.watch(signals, keepIgnored: Set(signals)) { sig in
-            Reporter.emitStoppedBySignal(sig, "; what was restored so far stays in the target, " +
-                                         "files being written are left under .hs-restore.*.part names")
+            Reporter.holdJSONForSignal()
+            let problems = InterruptCleanup.shared.runAll(within: 10)
+            let done = problems.isEmpty ? "it removed the files it was writing (.hs-restore.*.part)"
+                : "removing the files it was writing (.hs-restore.*.part): " + problems.joined(separator: "; ")
+            Reporter.writeStderr("hs-restore: stopped by \(Reporter.signalName(sig)) (signal \(sig)); \(done); "
+                                 + "what was restored so far stays in the target\n")
+            Reporter.emitStoppedBySignal(sig, "; \(done); what was restored so far stays in the target")
             fflush(nil)
             // The default action, in this thread ("hs-signals", where SignalWatch unblocked it).
             signal(sig, SIG_DFL)

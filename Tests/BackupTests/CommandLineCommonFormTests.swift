@@ -68,4 +68,27 @@ struct CommandLineCommonFormTests {
             #expect(fast.1 == full.1 && fast.2 == full.2, "\(arguments): \(fast.1) \(fast.2) / \(full.1) \(full.2)")
         }
     }
+
+    /// ArgumentParser reports an unknown option only after every command's `validate()`: `run
+    /// --bogus` without --source said "Missing --source" and never named the typo.
+    @Test("an unknown option is reported before what validate() finds missing, by both parses, with the usage and the hint",
+          arguments: [["run", "--bogus"], ["--bogus"], ["run", "--bogus", "--source", "/a"], ["run", "--source", "/a", "--bogus"],
+                      ["run", "--bogus", "--to", "/b"], ["run", "-q", "-v", "--bogus", "--source", "/a"], ["run", "--bogus", "--json"]])
+    func unknownOptionFirst(_ arguments: [String]) throws {
+        let (fast, full) = try parses(arguments)
+        #expect(fast.0 == full.0 && fast.3 == full.3, "\(arguments): exit \(fast.0) / \(full.0):\n\(fast.3)\n\(full.3)")
+        let lines = fast.3.split(separator: "\n").map(String.init)
+        #expect(fast.0 == 2, "\(arguments): exit \(fast.0): \(fast.3)")
+        #expect(lines.first == "Error: Unknown option '--bogus'", "\(arguments): \(fast.3)")
+        #expect(!fast.3.contains("--source DIR") && !fast.3.contains("exclude each other"), "\(arguments): \(fast.3)")
+        #expect(lines.filter { $0.hasPrefix("Usage: hs-backup run") }.count == 1, "\(arguments): \(fast.3)")
+        #expect(lines.last == "  See 'hs-backup run --help' for more information.", "\(arguments): \(fast.3)")
+        if arguments.contains("--json") {
+            let object = (try? JSONSerialization.jsonObject(with: Data(fast.1.utf8))) as? [String: Any]
+            #expect(object?["exit_code"] as? Int == 2 && (object?["error"] as? String)?.hasPrefix("Error: Unknown option '--bogus'") == true,
+                    "\(arguments): stdout '\(fast.1)'")
+        } else {
+            #expect(fast.1.isEmpty && fast.2.isEmpty, "\(arguments): stdout '\(fast.1)\(fast.2)'")
+        }
+    }
 }

@@ -9,7 +9,8 @@ import Testing
 import Glibc
 #endif
 
-/// A TCP listener on 127.0.0.1 that accepts connections and never answers (python3).
+/// A TCP listener on 127.0.0.1 that accepts connections and never answers (python3); it
+/// counts them (a byte each in its file `accepted`).
 final class SilentServer: @unchecked Sendable {
     static let script = #"""
     import socket, sys, time
@@ -19,6 +20,7 @@ final class SilentServer: @unchecked Sendable {
     conns = []
     while True:
         c, _ = s.accept(); conns.append(c)
+        with open(sys.argv[1], "a") as f: f.write("x")
     """#
     let port: Int
     private let process = Process()
@@ -27,7 +29,12 @@ final class SilentServer: @unchecked Sendable {
     init() throws {
         dir = try TempDir("hs-silent")
         try Self.script.write(toFile: dir.sub("s.py"), atomically: true, encoding: .utf8)
-        port = try startPortPrinter(process, [dir.sub("s.py")], what: "the silent server")
+        port = try startPortPrinter(process, [dir.sub("s.py"), dir.sub("accepted")], what: "the silent server")
+    }
+    /// Connections accepted so far.
+    var accepted: Int {
+        var st = stat()
+        return stat(dir.sub("accepted"), &st) == 0 ? Int(st.st_size) : 0
     }
     deinit { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
 }

@@ -29,7 +29,7 @@ private func stopMidWork(_ run: RunningTool, with sig: Int32, _ caught: () -> Bo
     return true
 }
 
-private func signalName(_ sig: Int32) -> String { sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "signal \(sig)" }
+private func signalName(_ sig: Int32) -> String { sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "signal \(sig)" }
 
 @Suite("--json when a signal stops the run", .serialized)
 struct SignalJSONTests {
@@ -85,6 +85,104 @@ struct SignalJSONTests {
             } else {
                 #expect(restore.stdout.isEmpty, "stdout: '\(restore.stdout)'")
             }
+        }
+    }
+
+    /// The longest time before a run's signal guard existed: opening the destination, up to the
+    /// NFS timeout (60 s) on a NAS that does not answer. A signal then killed the run with no
+    /// object on stdout and nothing sent to the monitors (and prune and copy likewise).
+    @Test("hs-backup run, prune and copy --json stopped while an NFS destination does not answer print one error object; run reports down",
+          arguments: [SIGTERM, SIGINT, SIGHUP])
+    func stoppedWhileOpening(_ sig: Int32) throws {
+        let s = try SilentServer()
+        let http = try OpsHTTPRecorder()
+        let dir = try TempDir("hs-sigjson")
+        try Tree.write(dir.sub("appdata/x.txt"), "x\n")
+        let url = "nfs://127.0.0.1/backups?nfsport=\(s.port)&mountport=\(s.port)"
+        for command in [["run", "--source", dir.sub("appdata"), "--to", url, "--ping", http.base + "/api/push/T"],
+                        ["prune", "--to", url, "--keep-last", "1"], ["copy", "--from", url, "--to", dir.sub("offsite")]] {
+            let before = s.accepted
+            let run = try RunningTool("hs-backup", command + ["--name", "io", "--json"], environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+            try #require(waitFor(30) { s.accepted > before }, "\(command[0]) did not reach the server: \(run.stderr)")
+            kill(run.process.processIdentifier, sig)
+            let status = run.wait(upTo: 30)
+            #expect(run.process.terminationReason == .exit && status == 128 + sig,
+                    "\(command[0]): \(run.process.terminationReason) \(String(describing: status)) \(run.stderr)")
+            let object = onlyObject(run.stdout)
+            #expect(object?["exit_code"] as? Int == Int(128 + sig), "\(command[0]): stdout: '\(run.stdout)'")
+            #expect((object?["error"] as? String)?.contains("stopped by \(signalName(sig))") == true, "\(command[0]): stdout: '\(run.stdout)'")
+        }
+        #expect(http.requests.contains { $0.method == "GET" && $0.query["status"] == "down" }, "\(http.requests.map(\.query))")
+    }
+
+    /// A restore stopped by a signal removes the files it was writing under temporary names
+    /// (`.hs-restore.PID.N.part`): a migration stopped halfway left them among appdata.
+    @Test("hs-restore --from and --archive stopped mid-file remove their .part files and still die of the signal",
+          arguments: [SIGTERM, SIGINT, SIGHUP])
+    func restoreRemovesParts(_ sig: Int32) throws {
+        let dir = try TempDir("hs-sigjson")
+        let src = try bigSource(dir, megabytes: 256, text: true)
+        try Subprocess.checked(["cp", src + "/app/big.bin", src + "/app/big2.bin"])
+        let made = try Tools.run("hs-backup", ["run", "--source", src, "--to", dir.sub("nas"), "--name", "io", "-q"],
+                                 environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+        try #require(made.status == 0, "\(made.stderr)")
+        let archive = try #require(filesIn(dir.sub("nas/io")).first { $0.hasSuffix(".tar.gz") })
+        func parts(_ target: String) -> [String] {
+            (FileManager.default.enumerator(atPath: target)?.allObjects as? [String] ?? []).filter { $0.contains(".hs-restore.") }
+        }
+        for (name, source) in [("from", ["--from", dir.sub("nas"), "--name", "io"]), ("archive", ["--archive", dir.sub("nas/io/" + archive)])] {
+            for json in [true, false] {
+                let target = dir.sub("restored-\(name)-\(json)")
+                let restore = try RunningTool(Tools.path("hs-restore"), source + ["--to", target] + (json ? ["--json"] : []))
+                try #require(stopMidWork(restore, with: sig) { !parts(target).isEmpty }, "the restore was not caught writing: \(restore.stderr)")
+                _ = restore.wait(upTo: 60)
+                #expect(restore.process.terminationReason == .uncaughtSignal && restore.process.terminationStatus == sig,
+                        "\(name): \(restore.process.terminationReason) \(restore.process.terminationStatus) \(restore.stderr)")
+                #expect(parts(target).isEmpty, "\(name): left behind: \(parts(target))")
+                #expect(restore.stderr.contains("removed the files it was writing"), "\(name): \(restore.stderr)")
+                if json {
+                    let object = onlyObject(restore.stdout)
+                    #expect(object?["exit_code"] as? Int == Int(128 + sig), "\(name): stdout: '\(restore.stdout)'")
+                    let message = object?["error"] as? String ?? ""
+                    #expect(message.contains("stopped by \(signalName(sig))") && message.contains("removed the files it was writing")
+                            && !message.contains("are left"), "\(name): stdout: '\(restore.stdout)'")
+                } else {
+                    #expect(restore.stdout.isEmpty, "\(name): stdout: '\(restore.stdout)'")
+                }
+            }
+        }
+    }
+
+    /// With --force, files that exist are replaced through temporary names by the writer threads
+    /// too (small files, in parallel): a signal comes while several are being written.
+    @Test("hs-restore --force over many small files stopped mid-way leaves no .part file")
+    func forcedRestoreRemovesParts() throws {
+        let dir = try TempDir("hs-sigjson")
+        let src = dir.sub("appdata")
+        try Subprocess.checked(["python3", "-c", """
+            import os, sys
+            for d in range(200):
+                os.makedirs(f"{sys.argv[1]}/d{d}")
+                for f in range(150):
+                    open(f"{sys.argv[1]}/d{d}/f{f}.txt", "wb").write(os.urandom(1500))
+            """, src])
+        let made = try Tools.run("hs-backup", ["run", "--source", src, "--to", dir.sub("nas"), "--name", "io", "-q"],
+                                 environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+        try #require(made.status == 0, "\(made.stderr)")
+        let target = dir.sub("restored")
+        let first = try Tools.run("hs-restore", ["--from", dir.sub("nas"), "--name", "io", "--to", target])
+        try #require(first.status == 0, "\(first.stderr)")
+        for sig in [SIGTERM, SIGINT] {
+            let restore = try RunningTool(Tools.path("hs-restore"), ["--from", dir.sub("nas"), "--name", "io", "--to", target, "--force", "--json"])
+            let started = Date()
+            try #require(stopMidWork(restore, with: sig) { Date().timeIntervalSince(started) > 0.5 && restore.process.isRunning },
+                         "the restore was not caught writing: \(restore.stderr)")
+            _ = restore.wait(upTo: 60)
+            #expect(restore.process.terminationReason == .uncaughtSignal && restore.process.terminationStatus == sig,
+                    "\(restore.process.terminationReason) \(restore.process.terminationStatus) \(restore.stderr)")
+            let left = (FileManager.default.enumerator(atPath: target)?.allObjects as? [String] ?? []).filter { $0.contains(".hs-restore.") }
+            #expect(left.isEmpty, "left behind: \(left)")
+            #expect(onlyObject(restore.stdout)?["exit_code"] as? Int == Int(128 + sig), "stdout: '\(restore.stdout)'")
         }
     }
 }
