@@ -458,6 +458,25 @@ struct CommitDirectorySyncTests {
     }
 }
 
+/// How many times `lines` (strace -y) show each file fsynced before line `end`.
+private func fsyncCounts(_ lines: [String], before end: Int) -> [String: Int] {
+    var count: [String: Int] = [:]
+    for l in lines[..<end] where l.contains(" fsync(") && l.hasSuffix("= 0") {
+        guard let open = l.firstIndex(of: "<"), let close = l.firstIndex(of: ">") else { continue }
+        count[String(l[l.index(after: open) ..< close]), default: 0] += 1
+    }
+    return count
+}
+
+/// The files `lines` (strace -y) show fsynced before line `end`.
+private func fsynced(_ lines: [String], before end: Int) -> Set<String> { Set(fsyncCounts(lines, before: end).keys) }
+
+/// The line of the manifest's rename (the commit) in `lines` (strace of fsync and rename*).
+private func manifestRename(_ lines: [String]) throws -> Int {
+    try #require(lines.firstIndex { $0.contains(" rename") && $0.contains(".manifest\")") },
+                 "no rename of the manifest: \(lines.joined(separator: "\n"))")
+}
+
 /// A first backup to a destination that does not exist yet makes its directories (DEST's
 /// missing parents, DEST, the set directory). A new directory's name is an entry of its
 /// parent: until the parent is fsynced a power loss can take it away, and with it the whole
@@ -478,8 +497,7 @@ struct CreatedDirectorySyncTests {
             return (i, String(q))
         }
         #expect(made.map(\.path) == [nas, nas + "/a", dest, dest + "/io"], "\(lines.joined(separator: "\n"))")
-        let commit = try #require(lines.firstIndex { $0.contains(" rename") && $0.contains(".manifest\")") },
-                                  "no rename of the manifest: \(lines.joined(separator: "\n"))")
+        let commit = try manifestRename(lines)
         for (i, path) in made {
             let parent = String(path[..<path.lastIndex(of: "/")!])
             #expect(i < commit && lines[i ..< commit].contains { $0.contains(" fsync(") && $0.contains("<\(parent)>") },
@@ -519,21 +537,13 @@ struct LeftDirectorySyncTests {
         return (dir, src, nas, dest)
     }
 
-    /// The directories `lines` (strace -y) show fsynced before line `end`.
-    private func fsynced(_ lines: [String], before end: Int) -> Set<String> {
-        Set(lines[..<end].compactMap { l -> String? in
-            guard l.contains(" fsync("), l.hasSuffix("= 0"), let open = l.firstIndex(of: "<"), let close = l.firstIndex(of: ">") else { return nil }
-            return String(l[l.index(after: open) ..< close])
-        })
-    }
 
     @Test("set directory and DEST/a/b made by a crashed run: their parents are fsynced before the first backup commits")
     func leftDirectoriesSynced() throws {
         let (dir, src, nas, dest) = try crashedRunLeftovers()
         let (r, lines) = try backupUnderStrace(dir, src: src, to: dest, trace: "fsync,rename,renameat,renameat2")
         #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
-        let commit = try #require(lines.firstIndex { $0.contains(" rename") && $0.contains(".manifest\")") },
-                                  "no rename of the manifest: \(lines.joined(separator: "\n"))")
+        let commit = try manifestRename(lines)
         let synced = fsynced(lines, before: commit)
         for path in [dest + "/io", dest, nas + "/a", nas] {
             let parent = String(path[..<path.lastIndex(of: "/")!])
@@ -547,14 +557,10 @@ struct LeftDirectorySyncTests {
         let dest = nas + "/a/b"
         let (r, lines) = try backupUnderStrace(dir, src: src, to: dest, trace: "fsync,rename,renameat,renameat2")
         #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
-        let commit = try #require(lines.firstIndex { $0.contains(" rename") && $0.contains(".manifest\")") },
-                                  "no rename of the manifest: \(lines.joined(separator: "\n"))")
-        var count: [String: Int] = [:]
-        for l in lines[..<commit] where l.contains(" fsync(") && l.hasSuffix("= 0") {
-            guard let open = l.firstIndex(of: "<"), let close = l.firstIndex(of: ">") else { continue }
-            let path = String(l[l.index(after: open) ..< close])
+        let commit = try manifestRename(lines)
+        let count = fsyncCounts(lines, before: commit).filter { p, _ in
             var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue { count[path, default: 0] += 1 }
+            return FileManager.default.fileExists(atPath: p, isDirectory: &isDirectory) && isDirectory.boolValue
         }
         for path in [dest, nas + "/a", nas] { #expect(count[path] == 1, "\(path): fsynced \(count[path] ?? 0) times:\n\(lines.joined(separator: "\n"))") }
         #expect(count.values.allSatisfy { $0 == 1 }, "a directory fsynced twice before the commit: \(count)")
