@@ -495,13 +495,25 @@ final class FileBatch: Sendable {
         self.content = Mutex(content)
     }
 
-    /// Writes every job (each failure kept for its job; the others are still written).
+    /// Writes every job (each failure kept for its job; the others are still written). Files go
+    /// under their final names with no registration each, so the batch is one run of
+    /// `InterruptCleanup.beginWriting`: a signal stops it between two files, never inside one
+    /// (a file cut short would look restored), and this thread then waits for the end.
     func write(root: DirHandle, stack: inout [(name: [UInt8], dir: DirHandle)], context: FileWriteContext) {
+        let cleanup = InterruptCleanup.shared
+        guard cleanup.beginWriting() else { return cleanup.waitIfStopping() }
+        defer { cleanup.endWriting() }
+        func stopIfSignalled() {
+            guard cleanup.isStopping else { return }
+            cleanup.endWriting()
+            cleanup.waitIfStopping()
+        }
         let bytes = content.withLock { c in let b = c; c = []; return b }
         bytes.withUnsafeBytes { all in
             var last: (comps: UnsafeRawPointer?, dir: DirHandle?) = (nil, nil)
             jobs.withUnsafeBufferPointer { jobs in
                 for i in jobs.indices {
+                    stopIfSignalled()
                     let job = jobs[i]
                     do { try job.writeBuffered(UnsafeRawBufferPointer(rebasing: all[job.content]), root: root, stack: &stack, last: &last, context: context) } catch {
                         errors.withLock { $0[i] = error }
@@ -512,7 +524,10 @@ final class FileBatch: Sendable {
         guard !directories.isEmpty else { return }
         let walker = DirectoryWalker(root: root, metadata: context.metadata)
         do {
-            for d in directories { try walker.applyDirectoryMetadata(d.entry, createdMode: d.createdMode, stack: &stack) }
+            for d in directories {
+                stopIfSignalled()
+                try walker.applyDirectoryMetadata(d.entry, createdMode: d.createdMode, stack: &stack)
+            }
         } catch {
             directoryError.withLock { $0 = error }
         }

@@ -191,9 +191,11 @@ final class TreeWriter {
         switch e.type {
         case .file: try createFile(e, name: name, parent: parent, comps: comps, expectedSHA256: expectedSHA256, origin: origin, content: content)
         case .directory: try createDirectory(e, name: name, parent: parent, comps: comps, shown: shown)
-        case .symlink: try createSymlink(e, name: name, parent: parent, comps: comps, shown: shown)
+        // Made under their final names, then given their metadata: one step for a signal
+        // (`InterruptCleanup.writingOne`), so none is left with the restore's own owner or times.
+        case .symlink: try InterruptCleanup.shared.writingOne { try createSymlink(e, name: name, parent: parent, comps: comps, shown: shown) }
         case .hardlink: return try createHardlink(e, name: name, parent: parent, comps: comps, shown: shown)
-        case .fifo: try createFIFO(e, name: name, parent: parent, comps: comps, shown: shown)
+        case .fifo: try InterruptCleanup.shared.writingOne { try createFIFO(e, name: name, parent: parent, comps: comps, shown: shown) }
         case .charDevice, .blockDevice: return false
         }
         return true

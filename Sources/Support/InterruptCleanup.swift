@@ -30,6 +30,11 @@ package final class InterruptCleanup: Sendable {
     /// Held while a registered file is being created (`creating`) or a backup committed
     /// (`committing`), so `runAll` sees it made; `runAll` waits for it with a time limit.
     private let creation = Monitor(())
+    /// Set first thing by `runAll`; writers of files under their final names (`beginWriting`)
+    /// see it between two files.
+    private let stopRequested = Atomic<Bool>(false)
+    /// Runs of such files being written now (`beginWriting` ... `endWriting`).
+    private let writing = Atomic<Int>(0)
 
     /// Registers an action; returns a token for `unregister`.
     /// - Parameter what: a short description for messages ("lock DEST/SET/lock").
@@ -60,6 +65,39 @@ package final class InterruptCleanup: Sendable {
         }
     }
 
+    /// Starts a run of files written under their final names, with no registration per file
+    /// (hs-restore's writer threads, a batch of small files): a file cut short by the process's
+    /// death would look restored, so the signal's handler (`runAll`) waits, bounded, until
+    /// every run under way stopped at a file boundary. Returns false when a signal came first:
+    /// write nothing, and wait for the end (`waitIfStopping`). Between two files, check
+    /// `isStopping`; end the run with `endWriting`.
+    package func beginWriting() -> Bool {
+        // Sequentially consistent on both sides (this add and load; `runAll`'s store and
+        // load): either `runAll` sees this run, or this run sees the stop.
+        writing.add(1, ordering: .sequentiallyConsistent)
+        guard !stopRequested.load(ordering: .sequentiallyConsistent) else {
+            endWriting()
+            return false
+        }
+        return true
+    }
+
+    package func endWriting() { writing.subtract(1, ordering: .releasing) }
+
+    /// One entry made under its final name and given its metadata (a symlink, a FIFO) as a run
+    /// of its own (`beginWriting`); after a signal, waits for the end instead.
+    package func writingOne<T>(_ body: () throws -> T) rethrows -> T {
+        guard beginWriting() else {
+            waitIfStopping()
+            fatalError("waitIfStopping returned after a stop was requested")
+        }
+        defer { endWriting() }
+        return try body()
+    }
+
+    /// True once a signal's handler started (`runAll`): a run of files stops before its next file.
+    package var isStopping: Bool { stopRequested.load(ordering: .relaxed) }
+
     /// Marks the process as exiting (`register` stops its callers) and takes the actions,
     /// newest first.
     private func stop() -> [Action] {
@@ -81,7 +119,7 @@ package final class InterruptCleanup: Sendable {
     /// own end (`ToolCommand.main`: an exit of its own, 0 or an error's 1, must not come first)
     /// and for a thread that `committing` told `Stopping`.
     package func waitIfStopping() {
-        guard state.withLock({ $0.stopping }) else { return }
+        guard stopRequested.load(ordering: .sequentiallyConsistent) || state.withLock({ $0.stopping }) else { return }
         while true { sleep(60) }
     }
 
@@ -110,6 +148,7 @@ package final class InterruptCleanup: Sendable {
     /// of them. Returns a message for each action that failed or did not finish in time.
     /// For the exit path only: afterwards `register` blocks its caller for good.
     package func runAll(within seconds: TimeInterval = 10) -> [String] {
+        let early = waitForWriters(within: seconds)
         // Wait (bounded: a create or a commit on a frozen NAS must not keep us) for a file
         // being created or a commit under way.
         guard let todo = creation.withLock(within: seconds, { _ in stop() }) else {
@@ -117,10 +156,10 @@ package final class InterruptCleanup: Sendable {
             // of a backup it commits. Leave everything to the next run's cleanup.
             let todo = stop()
             let advice = state.withLock { $0.leftover } ?? "the next run removes what no commit kept"
-            return todo.isEmpty ? [] : ["a file was being created or a backup committed and did not finish within \(Int(seconds)) s: "
-                + "left \(todo.map(\.what).joined(separator: ", ")) (\(advice))"]
+            return early + (todo.isEmpty ? [] : ["a file was being created or a backup committed and did not finish within \(Int(seconds)) s: "
+                + "left \(todo.map(\.what).joined(separator: ", ")) (\(advice))"])
         }
-        guard !todo.isEmpty else { return [] }
+        guard !todo.isEmpty else { return early }
         let problems = ProblemList()
         let done = DispatchSemaphore(value: 0)
         startThread {
@@ -136,7 +175,20 @@ package final class InterruptCleanup: Sendable {
                 problems.append("could not remove \(a.what) within \(Int(seconds)) s (\(advice))")
             }
         }
-        return problems.all
+        return early + problems.all
+    }
+
+    /// Stops the runs of `beginWriting` at their next file boundary and waits for them, at most
+    /// `seconds` (a write to a NAS that stopped answering must not keep the process); a message
+    /// when some did not stop in time.
+    private func waitForWriters(within seconds: TimeInterval) -> [String] {
+        stopRequested.store(true, ordering: .sequentiallyConsistent)
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while writing.load(ordering: .sequentiallyConsistent) > 0 && ContinuousClock.now < deadline { usleep(1000) }
+        let n = writing.load(ordering: .sequentiallyConsistent)
+        guard n > 0 else { return [] }
+        return ["\(n) writer thread\(n == 1 ? " was" : "s were") still writing a file after \(Int(seconds)) s: "
+                + "the file\(n == 1 ? "" : "s") being written may be cut short"]
     }
 }
 

@@ -17,7 +17,7 @@ private func onlyObject(_ stdout: String) -> [String: Any]? {
 
 /// Waits until `caught` holds while `run` works, stops it (SIGSTOP) so it cannot finish before
 /// the signal lands, and sends `sig`; false when `caught` never held (the run is then let go).
-private func stopMidWork(_ run: RunningTool, with sig: Int32, _ caught: () -> Bool) -> Bool {
+func stopMidWork(_ run: RunningTool, with sig: Int32, _ caught: () -> Bool) -> Bool {
     let seen = waitFor(120) { caught() }
     kill(run.process.processIdentifier, SIGSTOP)
     guard seen, caught() else {
