@@ -147,11 +147,7 @@ package final class BackupRunner {
                 : "source '\(NameEscape.escape(options.source))' is not a directory. Give the appdata directory with --source, e.g. /opt/appdata.")
         }
         if options.dryRun { return try dryRun(set: set, started: started) }
-        do { try dest.makeDirectories(options.set) } catch let e as StorageError where e.operation == StorageError.directorySync {
-            throw notDurable(set, e)
-        } catch {
-            throw ToolError("cannot create the backup set directory \(set.location): \(error). Check that DEST exists and is writable.")
-        }
+        try set.makeDirectory(for: .backup)
         trace("start")
         let lock = SetLock(destination: dest, set: options.set)
         warnings += try lock.acquire(operation: "backup", staleAfter: options.staleLockAfter)
@@ -167,14 +163,7 @@ package final class BackupRunner {
 
         trace("locked, cleaned")
         let ids = BackupSet.committedIDs(files)
-        // The set's first backup: the set directory and DEST may have been made by an earlier
-        // run that stopped before it fsynced their parents (makeDirectories above syncs only
-        // what this run made), so they are made durable now, before anything is committed in
-        // them. Once a backup is committed this was done: nightly runs pay nothing. (A run that
-        // made them itself fsyncs those parents twice: once per set, not worth tracking.)
-        if ids.isEmpty {
-            do { try dest.syncParents(of: options.set) } catch { throw notDurable(set, error) }
-        }
+        try set.makeDurableBeforeCommit(backupsThere: ids.count, by: .backup)
         try checkKeys(set, newest: ids.last)
         let id = newID(set: set, committed: ids, present: BackupSet.idsPresent(files), started: started)
         let context = RunContext(source: options.source, destination: dest.displayName, set: options.set, id: id)
@@ -205,12 +194,6 @@ package final class BackupRunner {
             }
             throw error
         }
-    }
-
-    /// The failure of a sync that makes the set directory durable: nothing is backed up.
-    private func notDurable(_ set: BackupSet, _ error: any Error) -> ToolError {
-        ToolError("cannot make the backup set directory \(set.location) durable: \(error); a power loss could take it away, "
-                  + "so nothing was backed up. Check the disk or NAS (dmesg, zpool status), then run the backup again.")
     }
 
     /// This run's id by the id rule (`BackupID`), with a warning when the clock is behind.

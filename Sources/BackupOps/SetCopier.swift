@@ -17,7 +17,8 @@
 // `.partial` files of uncommitted backups and, in the short commit window, chain archives
 // already renamed or a committed backup whose own archive or index is still `.partial`: the
 // cleanup every command runs removes or completes them, and the next copy starts the
-// uncommitted backups again.
+// uncommitted backups again. The set directory at the destination is made, and kept durable
+// before the set's first commit there, as a backup run does it (SetDirectory.swift).
 //
 // Backups made before indexes existed (0.4.x, never encrypted) are copied with an index built
 // from their manifest's plaintext header: their archives' sizes as listed at the source and
@@ -143,7 +144,7 @@ package enum SetCopier {
         }
         // Every file copy uploads is checked here (CopyCheck; the index and the lock read back).
         (target as? RcloneDestination)?.leaveUploadChecksToCaller()
-        try target.makeDirectories(name)
+        try dst.makeDirectory(for: .copy)
         let lock = SetLock(destination: target, set: name)
         report.warnings += try lock.acquire(operation: "copy from \(NameEscape.escape(source.displayName))")
         defer { lock.release() }
@@ -161,6 +162,8 @@ package enum SetCopier {
         report.alreadyThere = plan.alreadyThere
         report.newestAtDestination = plan.newest
         report.skipped = plan.skipped
+        // Commits in the set as a backup run does: its first needs the set directory durable.
+        try dst.makeDurableBeforeCommit(backupsThere: plan.alreadyThere, by: .copy)
         let copier = Transfer(source: src, target: dst, check: CopyCheck.choose(for: target, readBack: options.readBack),
                               progress: CopyProgress(set: name, total: plan.bytesToUpload, backups: plan.items.count, reporter: reporter))
         try copier.run(plan, transfers: options.transfers, report: &report)

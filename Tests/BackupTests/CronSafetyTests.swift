@@ -423,18 +423,24 @@ struct CommitSignalTests {
     }
 }
 
-/// hs-backup under strace (`-f -qq -y`: every thread, each descriptor shown with its file),
-/// tracing the calls `trace` names and injecting what `inject` says (`-e inject=...`, or
-/// none): the run's result and strace's lines. With `only` (`-P`), just the calls on that
-/// path are traced, and counted by `inject`'s `when=`.
-private func backupUnderStrace(_ dir: TempDir, src: String, to dest: String, trace: String,
-                               inject: String? = nil, only: String? = nil) throws -> (result: ProcessResult, lines: [String]) {
+/// hs-backup with `arguments` under strace (`-f -qq -y`: every thread, each descriptor shown
+/// with its file), tracing the calls `trace` names and injecting what `inject` says (`-e
+/// inject=...`, or none): the run's result and strace's lines. With `only` (`-P`), just the
+/// calls on that path are traced, and counted by `inject`'s `when=`.
+private func hsBackupUnderStrace(_ dir: TempDir, _ arguments: [String], trace: String,
+                                 inject: String? = nil, only: String? = nil) throws -> (result: ProcessResult, lines: [String]) {
     let out = dir.sub("strace.out")
     let r = try Subprocess.run(["/usr/bin/strace", "-f", "-qq", "-y", "-o", out, "-e", "trace=\(trace)"]
-                                + (inject.map { ["-e", "inject=\($0)"] } ?? []) + (only.map { ["-P", $0] } ?? []) + ["--",
-                                Tools.path("hs-backup"), "run", "--source", src, "--to", dest, "--name", "io"],
+                                + (inject.map { ["-e", "inject=\($0)"] } ?? []) + (only.map { ["-P", $0] } ?? [])
+                                + ["--", Tools.path("hs-backup")] + arguments,
                                environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
     return (r, try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init))
+}
+
+/// `hs-backup run` of set io from `src` to `dest` under strace (`hsBackupUnderStrace`).
+private func backupUnderStrace(_ dir: TempDir, src: String, to dest: String, trace: String,
+                               inject: String? = nil, only: String? = nil) throws -> (result: ProcessResult, lines: [String]) {
+    try hsBackupUnderStrace(dir, ["run", "--source", src, "--to", dest, "--name", "io"], trace: trace, inject: inject, only: only)
 }
 
 /// The set directory's fsync after the commit's renames is what makes the commit survive a
@@ -522,21 +528,27 @@ struct CreatedDirectorySyncTests {
     }
 }
 
+/// DEST/a/b/io as a crashed run (or copy) leaves it: made, with an archive it was writing.
+private func crashedRunLeftovers() throws -> (dir: TempDir, src: String, nas: String, dest: String) {
+    let (dir, src, nas) = try oneFileAppdata()
+    let dest = nas + "/a/b"
+    try FileManager.default.createDirectory(atPath: dest + "/io", withIntermediateDirectories: true)
+    try Tree.write(dest + "/io/20261101T030000Z.tar.gz.partial", "half an archive")
+    return (dir, src, nas, dest)
+}
+
+/// True when `path` is a directory (strace's -y names files and directories alike).
+private func isDirectory(_ path: String) -> Bool {
+    var isDirectory: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+}
+
 /// A run that crashed (power loss, kill -9) after it made DEST and the set directory, before
 /// their parents were fsynced, leaves directories that a later power loss can still take away.
 /// The next run made nothing, so it fsynced nothing above the set directory: its first backup
 /// could be committed in a directory that was never durable.
 @Suite("cron safety: a set's first backup makes directories an earlier run left durable")
 struct LeftDirectorySyncTests {
-    /// DEST/a/b/io as a crashed run leaves it: made, with an archive it was writing.
-    private func crashedRunLeftovers() throws -> (dir: TempDir, src: String, nas: String, dest: String) {
-        let (dir, src, nas) = try oneFileAppdata()
-        let dest = nas + "/a/b"
-        try FileManager.default.createDirectory(atPath: dest + "/io", withIntermediateDirectories: true)
-        try Tree.write(dest + "/io/20261101T030000Z.tar.gz.partial", "half an archive")
-        return (dir, src, nas, dest)
-    }
-
 
     @Test("set directory and DEST/a/b made by a crashed run: their parents are fsynced before the first backup commits")
     func leftDirectoriesSynced() throws {
@@ -558,10 +570,7 @@ struct LeftDirectorySyncTests {
         let (r, lines) = try backupUnderStrace(dir, src: src, to: dest, trace: "fsync,rename,renameat,renameat2")
         #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
         let commit = try manifestRename(lines)
-        let count = fsyncCounts(lines, before: commit).filter { p, _ in
-            var isDirectory: ObjCBool = false
-            return FileManager.default.fileExists(atPath: p, isDirectory: &isDirectory) && isDirectory.boolValue
-        }
+        let count = fsyncCounts(lines, before: commit).filter { p, _ in isDirectory(p) }
         for path in [dest, nas + "/a", nas] { #expect(count[path] == 1, "\(path): fsynced \(count[path] ?? 0) times:\n\(lines.joined(separator: "\n"))") }
         #expect(count.values.allSatisfy { $0 == 1 }, "a directory fsynced twice before the commit: \(count)")
     }
@@ -574,10 +583,7 @@ struct LeftDirectorySyncTests {
         try Tree.write(src + "/app/config.xml", "<ApiKey>changed</ApiKey>\n")
         let (r, lines) = try backupUnderStrace(dir, src: src, to: dest, trace: "fsync")
         #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
-        let directories = fsynced(lines, before: lines.count).filter { p in
-            var isDirectory: ObjCBool = false
-            return FileManager.default.fileExists(atPath: p, isDirectory: &isDirectory) && isDirectory.boolValue
-        }
+        let directories = fsynced(lines, before: lines.count).filter(isDirectory)
         #expect(directories == [dest + "/io"], "\(lines.joined(separator: "\n"))")
     }
 
@@ -592,6 +598,84 @@ struct LeftDirectorySyncTests {
         #expect(r.status == 1, "exit \(r.status): \(r.stderr)")
         #expect(r.stderr.contains("Input/output error") && (r.stderr.contains(nas + " ") || r.stderr.contains(nas + ":")), "\(r.stderr)")
         #expect(r.stderr.contains("power loss") && r.stderr.contains("dmesg"), "what to do is not said: \(r.stderr)")
+        #expect(!filesIn(dest + "/io").contains { $0.hasSuffix(".manifest") }, "committed: \(filesIn(dest + "/io"))")
+    }
+}
+
+/// `copy` commits backups in a set as a backup run does, so a set's first commit there needs
+/// what a first backup's does (above): the set directory and DEST, whoever made them, durable
+/// as entries of their parents before the manifest's rename. `copy` made its directories
+/// durable only when it made them itself: a copy that crashed (or a run) before its fsyncs
+/// left directories the next copy committed in without a sync above the set directory.
+@Suite("cron safety: a copy's first commit in a set makes its directories durable, as a first backup's")
+struct CopyDirectorySyncTests {
+    /// Set io backed up once from `src` into `from`, the copy's source.
+    private func backedUp(_ dir: TempDir, _ src: String) throws -> String {
+        let from = dir.sub("from")
+        let r = try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", from, "--name", "io"], environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+        try #require(r.status == 0, "\(r.stderr)")
+        return from
+    }
+
+    private func copyUnderStrace(_ dir: TempDir, from: String, to dest: String, trace: String,
+                                 inject: String? = nil, only: String? = nil) throws -> (result: ProcessResult, lines: [String]) {
+        try hsBackupUnderStrace(dir, ["copy", "--from", from, "--to", dest, "--name", "io"], trace: trace, inject: inject, only: only)
+    }
+
+    @Test("set directory and DEST/a/b left by a crashed copy: their parents are fsynced before the copy's first commit")
+    func leftDirectoriesSynced() throws {
+        let (dir, src, nas, dest) = try crashedRunLeftovers()
+        let from = try backedUp(dir, src)
+        let (r, lines) = try copyUnderStrace(dir, from: from, to: dest, trace: "fsync,rename,renameat,renameat2")
+        #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
+        let commit = try manifestRename(lines)
+        let synced = fsynced(lines, before: commit)
+        for path in [dest + "/io", dest, nas + "/a", nas] {
+            let parent = String(path[..<path.lastIndex(of: "/")!])
+            #expect(synced.contains(parent), "\(path) was left by a crashed copy, but its parent \(parent) was not fsynced before the commit:\n\(lines.joined(separator: "\n"))")
+        }
+    }
+
+    @Test("a first copy into a new DEST fsyncs each directory once before the commit (makeDirectories' syncs are not repeated)")
+    func firstCopySyncsEachDirectoryOnce() throws {
+        let (dir, src, nas) = try oneFileAppdata()
+        let from = try backedUp(dir, src)
+        let dest = nas + "/a/b"
+        let (r, lines) = try copyUnderStrace(dir, from: from, to: dest, trace: "fsync,rename,renameat,renameat2")
+        #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
+        let commit = try manifestRename(lines)
+        let count = fsyncCounts(lines, before: commit).filter { p, _ in isDirectory(p) }
+        for path in [dest, nas + "/a", nas, dir.path] { #expect(count[path] == 1, "\(path): fsynced \(count[path] ?? 0) times:\n\(lines.joined(separator: "\n"))") }
+        #expect(count.values.allSatisfy { $0 == 1 }, "a directory fsynced twice before the commit: \(count)")
+    }
+
+    @Test("a copy into a set that has a backup there fsyncs no directory but the set directory")
+    func copyIntoACommittedSetPaysNothing() throws {
+        let (dir, src, _, dest) = try crashedRunLeftovers()
+        let from = try backedUp(dir, src)
+        let first = try Tools.run("hs-backup", ["copy", "-q", "--from", from, "--to", dest])
+        try #require(first.status == 0, "\(first.stderr)")
+        try Tree.write(src + "/app/config.xml", "<ApiKey>changed</ApiKey>\n")
+        _ = try backedUp(dir, src)
+        let (r, lines) = try copyUnderStrace(dir, from: from, to: dest, trace: "fsync,rename,renameat,renameat2")
+        #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
+        _ = try manifestRename(lines)   // a backup was copied
+        #expect(fsynced(lines, before: lines.count).filter(isDirectory) == [dest + "/io"], "\(lines.joined(separator: "\n"))")
+    }
+
+    @Test("EIO from the fsync of a left directory's parent: exit 1, the directory named, nothing committed")
+    func leftParentSyncFailure() throws {
+        let (dir, src, nas, dest) = try crashedRunLeftovers()
+        let from = try backedUp(dir, src)
+        // nas is the parent of nas/a, which the crashed copy made: its one fsync fails.
+        let (r, lines) = try copyUnderStrace(dir, from: from, to: dest, trace: "fsync", inject: "fsync:error=EIO:when=1", only: nas)
+        let injected = lines.filter { $0.contains("(INJECTED)") }
+        try #require(injected.count == 1 && injected[0].contains("<\(nas)>"),
+                     "the injected EIO did not hit the fsync of nas: \(lines.joined(separator: "\n"))")
+        #expect(r.status == 1, "exit \(r.status): \(r.stderr)")
+        #expect(r.stderr.contains("Input/output error") && (r.stderr.contains(nas + " ") || r.stderr.contains(nas + ":")), "\(r.stderr)")
+        #expect(r.stderr.contains("power loss") && r.stderr.contains("nothing was copied") && r.stderr.contains("dmesg"),
+                "what to do is not said: \(r.stderr)")
         #expect(!filesIn(dest + "/io").contains { $0.hasSuffix(".manifest") }, "committed: \(filesIn(dest + "/io"))")
     }
 }
