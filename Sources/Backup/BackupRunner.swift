@@ -316,12 +316,16 @@ package final class BackupRunner {
         let scanner = Scanner(root: options.source, excludes: ExcludeSet(patterns: options.excludes))
         scanner.oneFileSystem = options.oneFileSystem
         scanner.markers = options.markers
-        if let local = options.destination as? LocalDestination {
-            // DEST, and DEST/SET for when DEST is the source itself.
-            for path in [local.root, local.root + "/" + options.set] {
+        // A directory of this machine: a local DEST, or an rclone remote of the local backend
+        // (its files are in that directory as a local DEST's; not a crypt remote over one:
+        // another tree). DEST, and DEST/SET for when DEST is the source itself.
+        let dest = options.destination
+        if let root = dest.localDirectory {
+            let name = NameEscape.escape(dest.displayName)
+            for (path, shown) in [(root, name), (root + "/" + options.set, name + "/" + options.set)] {
                 var st = stat()
                 if stat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR {
-                    scanner.skipDirectories.append((UInt64(st.st_dev), UInt64(st.st_ino), path))
+                    scanner.skipDirectories.append((UInt64(st.st_dev), UInt64(st.st_ino), shown))
                 }
             }
         }

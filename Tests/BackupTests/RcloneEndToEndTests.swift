@@ -98,3 +98,44 @@ struct RcloneEndToEndTests {
         #expect(SetLock.bestEffortNote(LocalDestination(root: "/tmp")).isEmpty)
     }
 }
+
+/// A DEST of rclone's local backend inside the source is a directory inside the source, as a
+/// plain path there is: the scan must leave it out (or each backup holds the earlier ones, and
+/// the first its own archive as it is written).
+@Suite("rclone destinations inside the source")
+struct RcloneDestinationInsideSourceTests {
+    @Test("rclone::local:, a type = local remote and an alias inside --source are left out of the scan as a plain path is; a crypt remote there is not")
+    func localBackendInsideSource() throws {
+        let work = try TempDir("hs-rclone-in-src")
+        let src = work.sub("appdata")
+        try Tree.write(src + "/app/config.yml", "a: 1\n")
+        let password = try Subprocess.checked(["rclone", "obscure", "secret"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try Tree.write(work.sub("rclone.conf"), "[disk]\ntype = local\n\n[srcalias]\ntype = alias\nremote = \(src)/alias\n\n"
+                       + "[srccrypt]\ntype = crypt\nremote = \(src)/crypt\npassword = \(password)\n")
+        let env = ["RCLONE_CONFIG": work.sub("rclone.conf"), "HS_BACKUP_SQLITE_CAPTURE": "0"]
+        func backup(_ dest: String) throws -> (status: Int32, json: [String: Any], stderr: String) {
+            let r = try Tools.run("hs-backup", ["run", "--source", src, "--to", dest, "--name", "t", "--json"], environment: env)
+            return (r.status, (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any] ?? [:], r.stderr)
+        }
+        // The first backup's archive, as tar lists it.
+        func members(_ dir: String) throws -> [String] {
+            let archive = try #require(filesIn(dir + "/t").first { $0.hasSuffix(".tar.gz") }, "no archive in \(dir)/t: \(filesIn(dir + "/t"))")
+            return try Subprocess.checked(["tar", "-tzf", dir + "/t/" + archive]).stdout.split(separator: "\n").map(String.init)
+        }
+        for (dest, name) in [("rclone::local:" + src + "/backups", "backups"), ("rclone:disk:" + src + "/disk", "disk"), ("rclone:srcalias:", "alias")] {
+            let first = try backup(dest), second = try backup(dest)
+            #expect(first.status == 0 && second.status == 0, "\(dest): \(first.stderr) \(second.stderr)")
+            for (run, json) in [("first", first.json), ("second", second.json)] {
+                let said = (json["warnings"] as? [String] ?? []).filter { $0.contains("inside the source") && $0.contains("(at \(name))") }
+                #expect(said.count == 1, "\(dest), \(run) run: \(json["warnings"] ?? "no --json: \(first.stderr)")")
+            }
+            #expect(second.json["files_archived"] as? Int == 0, "\(dest): the second backup archived the first: \(second.json)")
+            let inside = try members(src + "/" + name).filter { $0.hasPrefix(name) }
+            #expect(inside.isEmpty, "\(dest): the archive holds the destination: \(inside)")
+        }
+        // A crypt remote stores another tree (encrypted names and contents) in its directory:
+        // another place, not the destination's directory, so it is not left out.
+        let crypt = try backup("rclone:srccrypt:")
+        #expect(!(crypt.json["warnings"] as? [String] ?? []).contains { $0.contains("inside the source") }, "\(crypt.json) \(crypt.stderr)")
+    }
+}
