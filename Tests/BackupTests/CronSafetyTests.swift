@@ -546,14 +546,24 @@ private func isDirectory(_ path: String) -> Bool {
 /// A run that crashed (power loss, kill -9) after it made DEST and the set directory, before
 /// their parents were fsynced, leaves directories that a later power loss can still take away.
 /// The next run made nothing, so it fsynced nothing above the set directory: its first backup
-/// could be committed in a directory that was never durable.
-@Suite("cron safety: a set's first backup makes directories an earlier run left durable")
+/// could be committed in a directory that was never durable. `copy` commits backups in a set as
+/// a run does, and had the same hole (it made durable only the directories it made itself).
+@Suite("cron safety: a set's first backup or copy makes directories an earlier run left durable")
 struct LeftDirectorySyncTests {
+    /// hs-backup `command` committing set io in `dest`: "run" from `src`; "copy" from
+    /// `dir`/from, where `src` is backed up first (a new backup each time).
+    private func arguments(_ command: String, _ dir: TempDir, src: String, to dest: String) throws -> [String] {
+        if command == "run" { return ["run", "--source", src, "--to", dest, "--name", "io"] }
+        let from = dir.sub("from")
+        let r = try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", from, "--name", "io"], environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+        try #require(r.status == 0, "\(r.stderr)")
+        return ["copy", "--from", from, "--to", dest, "--name", "io"]
+    }
 
-    @Test("set directory and DEST/a/b made by a crashed run: their parents are fsynced before the first backup commits")
-    func leftDirectoriesSynced() throws {
+    @Test("set directory and DEST/a/b made by a crashed run: their parents are fsynced before the first commit", arguments: ["run", "copy"])
+    func leftDirectoriesSynced(_ command: String) throws {
         let (dir, src, nas, dest) = try crashedRunLeftovers()
-        let (r, lines) = try backupUnderStrace(dir, src: src, to: dest, trace: "fsync,rename,renameat,renameat2")
+        let (r, lines) = try hsBackupUnderStrace(dir, try arguments(command, dir, src: src, to: dest), trace: "fsync,rename,renameat,renameat2")
         #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
         let commit = try manifestRename(lines)
         let synced = fsynced(lines, before: commit)
@@ -563,85 +573,11 @@ struct LeftDirectorySyncTests {
         }
     }
 
-    @Test("a first backup into a new DEST fsyncs each directory once before the commit (makeDirectories' syncs are not repeated)")
-    func firstBackupSyncsEachDirectoryOnce() throws {
+    @Test("a first commit into a new DEST fsyncs each directory once before it (makeDirectories' syncs are not repeated)", arguments: ["run", "copy"])
+    func firstBackupSyncsEachDirectoryOnce(_ command: String) throws {
         let (dir, src, nas) = try oneFileAppdata()
         let dest = nas + "/a/b"
-        let (r, lines) = try backupUnderStrace(dir, src: src, to: dest, trace: "fsync,rename,renameat,renameat2")
-        #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
-        let commit = try manifestRename(lines)
-        let count = fsyncCounts(lines, before: commit).filter { p, _ in isDirectory(p) }
-        for path in [dest, nas + "/a", nas] { #expect(count[path] == 1, "\(path): fsynced \(count[path] ?? 0) times:\n\(lines.joined(separator: "\n"))") }
-        #expect(count.values.allSatisfy { $0 == 1 }, "a directory fsynced twice before the commit: \(count)")
-    }
-
-    @Test("a nightly run into a set that has a backup fsyncs no directory but the set directory")
-    func nightlyRunPaysNothing() throws {
-        let (dir, src, _, dest) = try crashedRunLeftovers()
-        let first = try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", dest, "--name", "io"], environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
-        try #require(first.status == 0, "\(first.stderr)")
-        try Tree.write(src + "/app/config.xml", "<ApiKey>changed</ApiKey>\n")
-        let (r, lines) = try backupUnderStrace(dir, src: src, to: dest, trace: "fsync")
-        #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
-        let directories = fsynced(lines, before: lines.count).filter(isDirectory)
-        #expect(directories == [dest + "/io"], "\(lines.joined(separator: "\n"))")
-    }
-
-    @Test("EIO from the fsync of a left directory's parent: exit 1, the directory named, nothing committed")
-    func leftParentSyncFailure() throws {
-        let (dir, src, nas, dest) = try crashedRunLeftovers()
-        // nas is the parent of nas/a, which the crashed run made: its one fsync fails.
-        let (r, lines) = try backupUnderStrace(dir, src: src, to: dest, trace: "fsync", inject: "fsync:error=EIO:when=1", only: nas)
-        let injected = lines.filter { $0.contains("(INJECTED)") }
-        try #require(injected.count == 1 && injected[0].contains("<\(nas)>"),
-                     "the injected EIO did not hit the fsync of nas: \(lines.joined(separator: "\n"))")
-        #expect(r.status == 1, "exit \(r.status): \(r.stderr)")
-        #expect(r.stderr.contains("Input/output error") && (r.stderr.contains(nas + " ") || r.stderr.contains(nas + ":")), "\(r.stderr)")
-        #expect(r.stderr.contains("power loss") && r.stderr.contains("dmesg"), "what to do is not said: \(r.stderr)")
-        #expect(!filesIn(dest + "/io").contains { $0.hasSuffix(".manifest") }, "committed: \(filesIn(dest + "/io"))")
-    }
-}
-
-/// `copy` commits backups in a set as a backup run does, so a set's first commit there needs
-/// what a first backup's does (above): the set directory and DEST, whoever made them, durable
-/// as entries of their parents before the manifest's rename. `copy` made its directories
-/// durable only when it made them itself: a copy that crashed (or a run) before its fsyncs
-/// left directories the next copy committed in without a sync above the set directory.
-@Suite("cron safety: a copy's first commit in a set makes its directories durable, as a first backup's")
-struct CopyDirectorySyncTests {
-    /// Set io backed up once from `src` into `from`, the copy's source.
-    private func backedUp(_ dir: TempDir, _ src: String) throws -> String {
-        let from = dir.sub("from")
-        let r = try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", from, "--name", "io"], environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
-        try #require(r.status == 0, "\(r.stderr)")
-        return from
-    }
-
-    private func copyUnderStrace(_ dir: TempDir, from: String, to dest: String, trace: String,
-                                 inject: String? = nil, only: String? = nil) throws -> (result: ProcessResult, lines: [String]) {
-        try hsBackupUnderStrace(dir, ["copy", "--from", from, "--to", dest, "--name", "io"], trace: trace, inject: inject, only: only)
-    }
-
-    @Test("set directory and DEST/a/b left by a crashed copy: their parents are fsynced before the copy's first commit")
-    func leftDirectoriesSynced() throws {
-        let (dir, src, nas, dest) = try crashedRunLeftovers()
-        let from = try backedUp(dir, src)
-        let (r, lines) = try copyUnderStrace(dir, from: from, to: dest, trace: "fsync,rename,renameat,renameat2")
-        #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
-        let commit = try manifestRename(lines)
-        let synced = fsynced(lines, before: commit)
-        for path in [dest + "/io", dest, nas + "/a", nas] {
-            let parent = String(path[..<path.lastIndex(of: "/")!])
-            #expect(synced.contains(parent), "\(path) was left by a crashed copy, but its parent \(parent) was not fsynced before the commit:\n\(lines.joined(separator: "\n"))")
-        }
-    }
-
-    @Test("a first copy into a new DEST fsyncs each directory once before the commit (makeDirectories' syncs are not repeated)")
-    func firstCopySyncsEachDirectoryOnce() throws {
-        let (dir, src, nas) = try oneFileAppdata()
-        let from = try backedUp(dir, src)
-        let dest = nas + "/a/b"
-        let (r, lines) = try copyUnderStrace(dir, from: from, to: dest, trace: "fsync,rename,renameat,renameat2")
+        let (r, lines) = try hsBackupUnderStrace(dir, try arguments(command, dir, src: src, to: dest), trace: "fsync,rename,renameat,renameat2")
         #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
         let commit = try manifestRename(lines)
         let count = fsyncCounts(lines, before: commit).filter { p, _ in isDirectory(p) }
@@ -649,33 +585,32 @@ struct CopyDirectorySyncTests {
         #expect(count.values.allSatisfy { $0 == 1 }, "a directory fsynced twice before the commit: \(count)")
     }
 
-    @Test("a copy into a set that has a backup there fsyncs no directory but the set directory")
-    func copyIntoACommittedSetPaysNothing() throws {
+    @Test("a nightly run (or copy) into a set that has a backup fsyncs no directory but the set directory", arguments: ["run", "copy"])
+    func nightlyRunPaysNothing(_ command: String) throws {
         let (dir, src, _, dest) = try crashedRunLeftovers()
-        let from = try backedUp(dir, src)
-        let first = try Tools.run("hs-backup", ["copy", "-q", "--from", from, "--to", dest])
+        let first = try Tools.run("hs-backup", try arguments(command, dir, src: src, to: dest) + ["-q"], environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
         try #require(first.status == 0, "\(first.stderr)")
         try Tree.write(src + "/app/config.xml", "<ApiKey>changed</ApiKey>\n")
-        _ = try backedUp(dir, src)
-        let (r, lines) = try copyUnderStrace(dir, from: from, to: dest, trace: "fsync,rename,renameat,renameat2")
+        let (r, lines) = try hsBackupUnderStrace(dir, try arguments(command, dir, src: src, to: dest), trace: "fsync,rename,renameat,renameat2")
         #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
-        _ = try manifestRename(lines)   // a backup was copied
-        #expect(fsynced(lines, before: lines.count).filter(isDirectory) == [dest + "/io"], "\(lines.joined(separator: "\n"))")
+        _ = try manifestRename(lines)   // a backup was committed
+        let directories = fsynced(lines, before: lines.count).filter(isDirectory)
+        #expect(directories == [dest + "/io"], "\(lines.joined(separator: "\n"))")
     }
 
-    @Test("EIO from the fsync of a left directory's parent: exit 1, the directory named, nothing committed")
-    func leftParentSyncFailure() throws {
+    @Test("EIO from the fsync of a left directory's parent: exit 1, the directory named, nothing committed", arguments: ["run", "copy"])
+    func leftParentSyncFailure(_ command: String) throws {
         let (dir, src, nas, dest) = try crashedRunLeftovers()
-        let from = try backedUp(dir, src)
-        // nas is the parent of nas/a, which the crashed copy made: its one fsync fails.
-        let (r, lines) = try copyUnderStrace(dir, from: from, to: dest, trace: "fsync", inject: "fsync:error=EIO:when=1", only: nas)
+        // nas is the parent of nas/a, which the crashed run made: its one fsync fails.
+        let (r, lines) = try hsBackupUnderStrace(dir, try arguments(command, dir, src: src, to: dest), trace: "fsync",
+                                                 inject: "fsync:error=EIO:when=1", only: nas)
         let injected = lines.filter { $0.contains("(INJECTED)") }
         try #require(injected.count == 1 && injected[0].contains("<\(nas)>"),
                      "the injected EIO did not hit the fsync of nas: \(lines.joined(separator: "\n"))")
         #expect(r.status == 1, "exit \(r.status): \(r.stderr)")
         #expect(r.stderr.contains("Input/output error") && (r.stderr.contains(nas + " ") || r.stderr.contains(nas + ":")), "\(r.stderr)")
-        #expect(r.stderr.contains("power loss") && r.stderr.contains("nothing was copied") && r.stderr.contains("dmesg"),
-                "what to do is not said: \(r.stderr)")
+        #expect(r.stderr.contains("power loss") && r.stderr.contains(command == "run" ? "nothing was backed up" : "nothing was copied")
+                && r.stderr.contains("dmesg"), "what to do is not said: \(r.stderr)")
         #expect(!filesIn(dest + "/io").contains { $0.hasSuffix(".manifest") }, "committed: \(filesIn(dest + "/io"))")
     }
 }
