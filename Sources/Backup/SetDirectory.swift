@@ -30,7 +30,7 @@ extension BackupSet {
     /// have made them and stopped before it fsynced their parents (`makeDirectory` syncs only
     /// what this process made), so they are made durable now, before anything is committed in
     /// them (`Destination.syncParents`). Once a backup is committed this was done: later runs
-    /// pay nothing. (A process that made them itself fsyncs only the parents above them.)
+    /// pay nothing. (Parents this process fsynced when it made a directory are not fsynced again.)
     /// - Throws: `ToolError` naming the set directory and the failed sync.
     package func makeDurableBeforeCommit(backupsThere: Int, by committer: SetCommitter) throws {
         guard backupsThere == 0 else { return }
