@@ -66,7 +66,7 @@ let package = Package(
         .target(name: "CFuse", dependencies: ["CDlopen"]),
         .target(name: "Support", dependencies: ["CCrypto", "CShims"], swiftSettings: swiftSettings),
         .target(name: "Gzip", dependencies: ["CZlib", "CLibdeflate", "CIsal"], swiftSettings: swiftSettings),
-        .target(name: "NFS", dependencies: ["CNFS"], swiftSettings: swiftSettings),
+        .target(name: "NFS", dependencies: ["CNFS", "Support"], swiftSettings: swiftSettings),
         .target(name: "Archive", dependencies: ["Gzip", "Support"], swiftSettings: swiftSettings),
         .target(name: "Storage", dependencies: ["NFS", "Support"], swiftSettings: swiftSettings),
         // The age format (age-encryption.org/v1) as byte streams over Storage's readers and

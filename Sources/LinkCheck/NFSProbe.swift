@@ -16,7 +16,7 @@ package enum NFSProbeRunner {
         do {
             client = try NFSClient(url: url)
         } catch let e as NFSError {
-            report.add(Finding(.error, "nfs", "cannot mount \(e.location): \(e.kind) (\(e.detail)).", fix: e.hint))
+            report.add(Finding(.error, "nfs", "cannot mount \(NameEscape.escape(e.location)): \(e.kind) (\(NameEscape.escape(e.detail))).", fix: e.hint))
             return
         }
         let location = client.displayURL
@@ -131,7 +131,7 @@ package enum NFSProbeRunner {
         }
         why.append("give the tree to the apps' user on the NAS: owner PUID:PGID, mode 775 (UMASK 002).")
         return Finding(.error, "cannot-write",
-                       "cannot create a file in \(dir) of \(client.displayURL) as uid \(uid) gid \(gid) (what libnfs sends): \(error.kind) (\(error.detail)). The directory: \(owner).",
+                       "cannot create a file in \(dir) of \(client.displayURL) as uid \(uid) gid \(gid) (what libnfs sends): \(error.kind) (\(NameEscape.escape(error.detail))). The directory: \(owner).",
                        fix: why.joined(separator: " "))
     }
 }

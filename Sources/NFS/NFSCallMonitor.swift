@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Support
 import Synchronization
 
 #if canImport(Glibc)
@@ -64,7 +65,7 @@ final class NFSCallMonitor: Sendable {
                     s.calls[token] = call
                     let waited = Int(now.timeIntervalSince(call.started))
                     let limit = call.timeoutSeconds > 0 ? "; gives up after \(call.timeoutSeconds) s" : ""
-                    notices.append("nfs \(call.server): server not responding, still trying ... (waiting \(waited) s\(limit))\n")
+                    notices.append("nfs \(NameEscape.escape(call.server)): server not responding, still trying ... (waiting \(waited) s\(limit))\n")
                 }
                 return notices
             }

@@ -1,12 +1,15 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Support
 
 /// A failed NFS operation: which libnfs call, on which URL/path, the errno, libnfs's own
 /// error text (`nfs_get_error`) and a hint what to do.
 ///
 /// Match on `kind` to react to a class of failure (`.notFound`, `.exists`, ...); print the
-/// error (`description`) for people.
+/// error (`description`) for people. `location` and `detail` hold the URL, paths and libnfs's
+/// text as they are (a path inside an export may hold any byte but NUL and `/`);
+/// `description` shows them escaped (`NameEscape`), as every message shows a name.
 package struct NFSError: Error, CustomStringConvertible, Sendable {
     /// The class of failure.
     package enum Kind: Sendable, Equatable, CustomStringConvertible {
@@ -78,11 +81,13 @@ package struct NFSError: Error, CustomStringConvertible, Sendable {
     package var kind: Kind
     /// The libnfs call that failed, e.g. `nfs_mount` or `nfs_pwrite_async`.
     package var call: String
-    /// The URL (without credentials) and, after a space, the path inside the mount.
+    /// The URL (without credentials) and, after a space, the path inside the mount; not
+    /// escaped (a message shows `NameEscape.escape(location)`).
     package var location: String
     /// The errno libnfs returned (positive), 0 when there was none.
     package var errno: Int32
-    /// libnfs's error text (`nfs_get_error`) or another detail.
+    /// libnfs's error text (`nfs_get_error`, which names the path) or another detail; not
+    /// escaped (a message shows `NameEscape.escape(detail)`).
     package var detail: String
 
     package init(kind: Kind, call: String, location: String, errno: Int32, detail: String) {
@@ -136,8 +141,8 @@ package struct NFSError: Error, CustomStringConvertible, Sendable {
     }
 
     package var description: String {
-        var s = "\(call) \(location) failed: \(kind)"
-        if !detail.isEmpty { s += ": \(detail)" }
+        var s = "\(call) \(NameEscape.escape(location)) failed: \(kind)"
+        if !detail.isEmpty { s += ": \(NameEscape.escape(detail))" }
         if errno != 0 { s += " (errno \(errno) \(String(cString: strerror(errno))))" }
         s += ". Hint: \(hint)"
         return s

@@ -45,7 +45,7 @@ package enum DestinationSpec: Sendable, Equatable {
         }
         if value.hasPrefix("nfs://") {
             let url: NFSURL
-            do { url = try NFSURL(value) } catch let e as NFSError { throw bad("\(e.detail)") }
+            do { url = try NFSURL(value) } catch let e as NFSError { throw bad(NameEscape.escape(e.detail)) }
             if url.version != 3 {
                 throw bad("NFSv4 is not supported for backups (libnfs 4.0 moves file data over NFSv4 only in 2 KiB pieces); use version=3 (the default; the same export serves NFSv3)")
             }
