@@ -72,8 +72,10 @@ extension BackupRunner {
         guard let theirs = index.recipients else { throw EncryptionError(.setNotEncrypted(set: set.name, newest: newest)) }
         guard theirs.bytes == recipients.fingerprint else {
             var known = RecipientSet.shortForm(theirs.bytes)
-            if let listed = copy.recordedRecipients(), RecipientSet(listed.compactMap { try? AgeRecipient(parsing: $0, name: "") }).fingerprint == theirs.bytes {
-                known += ": " + listed.joined(separator: ", ")
+            // Shown as parsed (`age1...`), not as the state directory's file has them.
+            if let listed = copy.recordedRecipients()?.compactMap({ try? AgeRecipient(parsing: $0, name: "") }),
+               RecipientSet(listed).fingerprint == theirs.bytes {
+                known += ": " + listed.map(\.encoded).joined(separator: ", ")
             }
             throw EncryptionError(.recipientsChanged(set: set.name, newest: newest, theirs: known, ours: Self.describe(recipients)))
         }

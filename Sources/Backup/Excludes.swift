@@ -76,10 +76,10 @@ package struct ExcludeSet: Sendable {
     package static func patterns(fromFile path: String) throws -> [String] {
         guard let data = FileManager.default.contents(atPath: path) else {
             let why = FileManager.default.fileExists(atPath: path) ? "it cannot be read" : "it does not exist"
-            throw ToolError.usage("exclude file \(path): \(why). Give a readable text file with one pattern per line to --exclude-file.")
+            throw ToolError.usage("exclude file \(NameEscape.escape(path)): \(why). Give a readable text file with one pattern per line to --exclude-file.")
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw ToolError.usage("exclude file \(path) is not UTF-8 text. Give one pattern per line.")
+            throw ToolError.usage("exclude file \(NameEscape.escape(path)) is not UTF-8 text. Give one pattern per line.")
         }
         var out: [String] = []
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {

@@ -34,8 +34,9 @@ package struct LocalManifestCopy {
         directory = "sets/\(set)-\(key)"
     }
 
-    /// Where it lives, for messages.
-    package var location: String { "\(state.root)/\(directory)" }
+    /// Where it lives, for messages (escaped: the state directory is a path a person gave, and
+    /// the set's name is in it).
+    package var location: String { NameEscape.escape("\(state.root)/\(directory)") }
 
     struct Binding: Codable, Equatable {
         var format = 1
@@ -68,10 +69,10 @@ package struct LocalManifestCopy {
         }
         guard b.destination == destinationName, b.set == set else { return .failure(Stale("the local copy in \(location) belongs to another set")) }
         guard b.id == newest else {
-            return .failure(Stale("the local copy of the newest manifest in \(location) is of backup \(b.id), but the set's newest backup is \(newest) (written by another host, or a run that stopped before it kept its copy)"))
+            return .failure(Stale("the local copy of the newest manifest in \(location) is of backup \(NameEscape.escape(b.id)), but the set's newest backup is \(NameEscape.escape(newest)) (written by another host, or a run that stopped before it kept its copy)"))
         }
         guard let index, hexString(SHA256Hasher.hash(index.encoded())) == b.indexSHA256 else {
-            return .failure(Stale("the index of backup \(newest) on the destination is not the one this host wrote (it was changed or is missing)"))
+            return .failure(Stale("the index of backup \(NameEscape.escape(newest)) on the destination is not the one this host wrote (it was changed or is missing)"))
         }
         do {
             // Hashed in pieces, then read as a stream: a 1M-file manifest is tens of MiB.

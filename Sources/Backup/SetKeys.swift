@@ -33,7 +33,7 @@ package struct SetKeys: Sendable {
         var all: [AgeRecipient] = []
         do {
             for v in values { all.append(try AgeRecipient(parsing: v, name: "--recipient")) }
-            for f in files { all += try AgeKeyFile.recipients(try readKeyFile(f, option: "--recipients-file"), name: f) }
+            for f in files { all += try AgeKeyFile.recipients(try readKeyFile(f, option: "--recipients-file"), name: NameEscape.escape(f)) }
         } catch let e as AgeError { throw EncryptionError(.badKey(e)) }
         return all.isEmpty ? nil : RecipientSet(all)
     }
@@ -42,7 +42,7 @@ package struct SetKeys: Sendable {
     package static func identities(files: [String]) throws -> [AgeIdentity] {
         var out: [AgeIdentity] = []
         do {
-            for f in files { out += try AgeKeyFile.identities(try readKeyFile(f, option: "--identity"), name: f) }
+            for f in files { out += try AgeKeyFile.identities(try readKeyFile(f, option: "--identity"), name: NameEscape.escape(f)) }
         } catch let e as AgeError { throw EncryptionError(.badKey(e)) }
         return out
     }
@@ -60,7 +60,8 @@ package struct SetKeys: Sendable {
 /// Why a command on an encrypted set (or an encryption option) cannot go on.
 package struct EncryptionError: ExitCodeCarrying, CustomStringConvertible {
     package enum Kind: Sendable {
-        /// A stored file is an age file and no identity was given.
+        /// A stored file is an age file and no identity was given (`file` as shown: escaped by
+        /// the caller). The other cases hold names as they are; `description` escapes them.
         case identityRequired(file: String)
         /// The set is encrypted and the run has no recipient.
         case recipientRequired(set: String, newest: String, fingerprint: String)
@@ -88,23 +89,24 @@ package struct EncryptionError: ExitCodeCarrying, CustomStringConvertible {
 
     package var description: String {
         let rotate = "If the change is on purpose, run once with --rotate-keys: it starts a new chain with a full backup."
+        let shown = NameEscape.escape as (String) -> String
         switch kind {
         case .identityRequired(let file):
             return "\(file) is encrypted (an age file): give --identity KEYFILE, the key file `age-keygen` wrote for one of the set's recipients "
                 + "(keep it off the guests; `age-keygen -y KEYFILE` prints its public key)."
         case .recipientRequired(let set, let newest, let fp):
-            return "set \(set) is encrypted (its newest backup \(newest) is encrypted to recipients \(fp)), and this run has no recipient: "
+            return "set \(shown(set)) is encrypted (its newest backup \(shown(newest)) is encrypted to recipients \(fp)), and this run has no recipient: "
                 + "a plaintext backup of an encrypted set is refused. Give the set's recipients with --recipient age1... or --recipients-file FILE "
                 + "(from this host's configuration)."
         case .setNotEncrypted(let set, let newest):
-            return "set \(set) holds unencrypted backups (the newest is \(newest)), and this run has recipients. "
+            return "set \(shown(set)) holds unencrypted backups (the newest is \(shown(newest))), and this run has recipients. "
                 + "To encrypt from now on, run once with --rotate-keys: it starts a new, encrypted chain with a full backup "
                 + "(the older plaintext backups stay until prune removes them)."
         case .recipientsChanged(let set, let newest, let theirs, let ours):
-            return "the recipients of this run (\(ours)) are not the ones set \(set)'s newest backup \(newest) was encrypted to (\(theirs)). "
+            return "the recipients of this run (\(ours)) are not the ones set \(shown(set))'s newest backup \(shown(newest)) was encrypted to (\(theirs)). "
                 + "Recipients come from this host's configuration, never from the destination. " + rotate
         case .keyFileUnreadable(let option, let path, let why):
-            return "\(option) \(path): cannot read it (\(why)). Give the path of the file `age-keygen -o` wrote."
+            return "\(option) \(shown(path)): cannot read it (\(why)). Give the path of the file `age-keygen -o` wrote."
         case .badKey(let e): return e.description
         case .age(let e): return e.description
         }

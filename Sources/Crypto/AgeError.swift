@@ -4,7 +4,8 @@ package struct AgeError: Error, CustomStringConvertible, Equatable {
     package enum Kind: Sendable, Equatable {
         /// Not an age file at all (no `age-encryption.org/` version line).
         case notAgeFile
-        /// An age file of another version than v1.
+        /// An age file of another version than v1 (what its version line says, escaped: it
+        /// is read from the file).
         case unsupportedVersion(String)
         /// The header does not parse (`detail` says how).
         case malformedHeader(String)
@@ -33,7 +34,8 @@ package struct AgeError: Error, CustomStringConvertible, Equatable {
         case io(String)
     }
 
-    /// Where: a file name (destination and path, or a local path) or an option.
+    /// Where: a file name (destination and path, or a local path) or an option, as shown
+    /// (a name is escaped by whoever gives it: `NameEscape`).
     package var name: String
     package var kind: Kind
 

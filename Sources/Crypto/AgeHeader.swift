@@ -41,7 +41,7 @@ struct AgeHeader {
         }
         guard version.starts(with: versionPrefix) else { throw AgeError(name, .notAgeFile) }
         guard version.elementsEqual(v1Line.dropLast()) else {
-            throw AgeError(name, .unsupportedVersion(String(decoding: version.dropFirst(versionPrefix.count).prefix(40), as: UTF8.self)))
+            throw AgeError(name, .unsupportedVersion(NameEscape.escape(version.dropFirst(versionPrefix.count).prefix(40))))
         }
         var stanzas: [AgeStanza] = []
         while true {

@@ -9,19 +9,20 @@ package struct AgeRecipient: Hashable, Sendable, CustomStringConvertible {
         self.publicKey = publicKey
     }
 
-    /// Parses `age1...`. `name` says where it came from (an option, a file and line).
-    /// - Throws: `AgeError.badRecipient` saying why (an SSH key, a plugin recipient, a typo).
+    /// Parses `age1...`. `name` says where it came from (an option, a file and line; as shown).
+    /// - Throws: `AgeError.badRecipient` saying why (an SSH key, a plugin recipient, a typo);
+    ///   the text it quotes is escaped (`NameEscape`): it comes from a file or an option.
     package init(parsing text: String, name: String) throws(AgeError) {
         let t = text.trimmingASCIISpaces
         if t.hasPrefix("ssh-") || t.hasPrefix("ecdsa-") {
             throw AgeError(name, .badRecipient("SSH keys as recipients are not supported"))
         }
         guard let (hrp, data) = Bech32.decode(t) else {
-            throw AgeError(name, .badRecipient("'\(t.prefix(80))' is not a valid age recipient (bad characters or checksum)"))
+            throw AgeError(name, .badRecipient("'\(NameEscape.escape(String(t.prefix(80))))' is not a valid age recipient (bad characters or checksum)"))
         }
         guard hrp == "age" else {
-            throw AgeError(name, .badRecipient(hrp.hasPrefix("age1") ? "plugin recipients (\(hrp)) are not supported"
-                                                                     : "'\(t.prefix(80))' is not an age recipient"))
+            throw AgeError(name, .badRecipient(hrp.hasPrefix("age1") ? "plugin recipients (\(NameEscape.escape(hrp))) are not supported"
+                                                                     : "'\(NameEscape.escape(String(t.prefix(80))))' is not an age recipient"))
         }
         guard data.count == 32 else { throw AgeError(name, .badRecipient("an age recipient holds 32 bytes, this one \(data.count)")) }
         self.init(publicKey: data)
@@ -74,7 +75,7 @@ package struct AgeIdentity: Sendable, CustomStringConvertible {
 /// Key and recipients files, as `age-keygen -o` and `age -R` read and write them: one key a
 /// line; empty lines and lines starting with `#` are ignored.
 package enum AgeKeyFile {
-    /// The identities of a key file's text. `name` is the file (for messages).
+    /// The identities of a key file's text. `name` is the file (for messages: as shown, escaped).
     package static func identities(_ text: String, name: String) throws(AgeError) -> [AgeIdentity] {
         if text.contains("-----BEGIN") { throw AgeError(name, .badIdentity(line: 0, why: "SSH and armored keys are not supported")) }
         if text.hasPrefix("age-encryption.org/") {
@@ -86,7 +87,7 @@ package enum AgeKeyFile {
         return out
     }
 
-    /// The recipients of a recipients file's text.
+    /// The recipients of a recipients file's text. `name` is the file (as shown, escaped).
     package static func recipients(_ text: String, name: String) throws(AgeError) -> [AgeRecipient] {
         var out: [AgeRecipient] = []
         for (n, line) in lines(text) { out.append(try AgeRecipient(parsing: line, name: "\(name) line \(n)")) }

@@ -30,13 +30,14 @@ package struct EnvFile: Sendable {
     /// - Throws: `ToolError` when the file cannot be read or a line is not `KEY=value`.
     package static func load(_ path: String) throws -> EnvFile {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ToolError("cannot read \(path)")
+            throw ToolError("cannot read \(NameEscape.escape(path))")
         }
         return try parse(String(decoding: data, as: UTF8.self), path: path)
     }
 
-    /// Parses dotenv text; `path` is only used in error messages.
+    /// Parses dotenv text; `path` is only used in error messages (escaped there).
     package static func parse(_ text: String, path: String) throws -> EnvFile {
+        let shown = NameEscape.escape(path)
         var entries: [EnvEntry] = []
         var optionalNext = false
         for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -49,11 +50,11 @@ package struct EnvFile: Sendable {
             }
             if line.hasPrefix("export ") { line = String(line.dropFirst(7)).trimmingWhitespace() }
             guard let eq = line.firstIndex(of: "=") else {
-                throw ToolError("\(path):\(i + 1): expected KEY=value, found a line without '=' (values are never shown)")
+                throw ToolError("\(shown):\(i + 1): expected KEY=value, found a line without '=' (values are never shown)")
             }
             let key = line[..<eq].trimmingWhitespace()
             guard isValidKey(key) else {
-                throw ToolError("\(path):\(i + 1): '\(key)' is not a valid variable name (letters, digits, _; not starting with a digit)")
+                throw ToolError("\(shown):\(i + 1): '\(NameEscape.escape(key))' is not a valid variable name (letters, digits, _; not starting with a digit)")
             }
             let value = unquote(String(line[line.index(after: eq)...]).trimmingWhitespace())
             entries.append(EnvEntry(key: key, value: value, line: i + 1, optional: optionalNext))

@@ -39,7 +39,7 @@ package enum HumanError {
             default: why = "file operation failed (code \(e.code.rawValue))"
             }
         }
-        return path.map { "\($0): \(why)" } ?? why
+        return path.map { "\(NameEscape.escape($0)): \(why)" } ?? why   // Foundation's path, as it is
     }
 
     /// URLError's codes (NSURLErrorDomain), which FoundationEssentials does not define.

@@ -10,7 +10,8 @@
 // runs the tools with flags; a missing value then says the file could not be read); a file
 // named by HS_CONFIG/--config must exist and be readable. Any key the tools do not know is an
 // error naming the file and the line and suggesting the key meant, so a misspelled
-// HS_BACKUP_DEST never silently becomes "not set". Values of secret keys are never shown.
+// HS_BACKUP_DEST never silently becomes "not set". Values of secret keys are never shown; the
+// file's path and the values that are shown are escaped in text (`NameEscape`), not in --json.
 import FoundationEssentials
 import Glibc
 
@@ -115,6 +116,7 @@ package enum ConfigSource: Sendable, Equatable, CustomStringConvertible {
     case environment(String)
     case file(path: String, line: Int)
 
+    /// `flag --to`, `environment HS_...`, `FILE:LINE` (the path as it is: for --json).
     package var description: String {
         switch self {
         case .flag(let f): return "flag \(f)"
@@ -167,6 +169,7 @@ package struct ToolConfiguration: Sendable {
         else if let e = environment("HS_CONFIG"), !e.isEmpty { origin = .environment; path = e }
         else { origin = .defaultPath; path = defaultPath }
         let named = origin == .flag ? "--config" : "HS_CONFIG"
+        let shown = NameEscape.escape(path)
 
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
@@ -176,7 +179,7 @@ package struct ToolConfiguration: Sendable {
                 return ToolConfiguration(path: path, origin: origin, fileState: code == ENOENT ? .missing : .unreadable(why),
                                          fileEntries: [:], environment: environment)
             }
-            throw .usage("\(named) \(path): \(why); name an existing, readable configuration file "
+            throw .usage("\(named) \(shown): \(why); name an existing, readable configuration file "
                          + "(\(defaultPath) lists the keys)")
         }
         var data: [UInt8] = [], chunk = [UInt8](repeating: 0, count: 16384), failed: Int32 = 0
@@ -187,7 +190,7 @@ package struct ToolConfiguration: Sendable {
             data += chunk[..<n]
         }
         close(fd)
-        if failed != 0 { throw .usage("\(path): cannot be read: \(Sys.strerror(failed))") }
+        if failed != 0 { throw .usage("\(shown): cannot be read: \(Sys.strerror(failed))") }
         let file: EnvFile
         do { file = try EnvFile.parse(String(decoding: data, as: UTF8.self), path: path) }
         catch { throw .usage(HumanError.describe(error)) }
@@ -196,7 +199,7 @@ package struct ToolConfiguration: Sendable {
             guard ConfigKey.named(entry.key) != nil else {
                 let hint = ConfigKey.suggestion(for: entry.key).map { "did you mean \($0.name)? ('hs-backup config' lists every key)" }
                     ?? "the keys are \(ConfigKey.all.map(\.name).joined(separator: ", "))"
-                throw .usage("\(path):\(entry.line): unknown key \(entry.key); \(hint)")
+                throw .usage("\(shown):\(entry.line): unknown key \(entry.key); \(hint)")
             }
             entries[entry.key] = entry
         }
@@ -228,6 +231,7 @@ package struct ToolConfiguration: Sendable {
 
     /// Where `key` was looked for, for a message about a missing value.
     package func whereLooked(_ key: ConfigKey) -> String {
+        let path = NameEscape.escape(path)
         var parts: [String] = []
         parts.append(environment(key.name) != nil ? "empty in the environment" : "not in the environment")
         switch fileState {
@@ -303,7 +307,8 @@ extension ToolConfiguration {
         }
     }
 
-    /// How the file was chosen and what reading it gave, in words.
+    /// How the file was chosen and what reading it gave, in words (the path as it is: for
+    /// --json; a message escapes it).
     package var fileDescription: String {
         let chosen = switch origin { case .defaultPath: "the default"; case .environment: "named by HS_CONFIG"; case .flag: "named by --config" }
         let state = switch fileState {

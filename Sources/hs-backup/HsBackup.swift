@@ -390,14 +390,16 @@ extension HsBackup {
                     Reporter(mode: .detect(json: true)).emitJSON(ConfigJSON(file: config.fileDescription, keys: rows))
                     return 0
                 }
-                var out = "configuration file: \(config.fileDescription)\n"
+                // Text for a person: the path and the values escaped (a value may hold a newline
+                // or ESC); --json above keeps them as they are.
+                var out = "configuration file: \(NameEscape.escape(config.fileDescription))\n"
+                let values = rows.map { $0.value.map(NameEscape.escape) ?? "-" }
                 let width = (rows.map(\.key.count).max() ?? 0) + 2
-                let valueWidth = min(48, (rows.map { ($0.value ?? "-").count }.max() ?? 0) + 2)
-                for r in rows {
-                    let v = r.value ?? "-"
+                let valueWidth = min(48, (values.map(\.count).max() ?? 0) + 2)
+                for (r, v) in zip(rows, values) {
                     out += r.key.padded(toLength: width)
                         + (v.count >= valueWidth ? v + "  " : v.padded(toLength: valueWidth))
-                        + r.source + "\n"
+                        + NameEscape.escape(r.source) + "\n"
                 }
                 Reporter.writeStdout(out)
                 return 0

@@ -67,7 +67,7 @@ struct NotifyValues {
         switch value.source {
         case .flag: return flag
         case .environment: return "\(key.name) (environment)"
-        case .file(let path, let line): return "\(key.name) (\(path):\(line))"
+        case .file: return "\(key.name) (\(NameEscape.escape(value.source.description)))"   // FILE:LINE
         }
     }
 }

@@ -95,4 +95,70 @@ private let evilShown = "ev\\nFORGED \\x1b[31mil"
                   expect: "argument timeout=\(evilShown) must be")
         c.verify()
     }
+
+    @Test("--identity, --recipients-file, --exclude-file and --state-dir paths, and what their files hold, are escaped in messages")
+    func optionPathsAreEscaped() throws {
+        let tmp = try TempDir("hs-typed-option")
+        let evil = tmp.sub(evilName)
+        let shown = NameEscape.escape(evil)
+        try Tree.write(tmp.sub("src/f"), "f\n")
+        let src = tmp.sub("src"), dest = tmp.sub("dest")
+        #expect(try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", dest, "--name", "t"]).succeeded)
+        var c = MessageChecks()
+        // A key file that is not there, then one that holds no key.
+        try c.run("ls --identity MISSING", "hs-backup", ["ls", "--to", dest, "--name", "t", "--identity", evil], expect: "--identity \(shown): cannot read it")
+        try c.run("hs-restore --identity MISSING", "hs-restore", ["--from", dest, "--name", "t", "--to", tmp.sub("r"), "--identity", evil],
+                  expect: "--identity \(shown): cannot read it")
+        try c.run("run --recipients-file MISSING", "hs-backup", ["run", "--source", src, "--to", dest, "--name", "t", "--recipients-file", evil],
+                  expect: "--recipients-file \(shown): cannot read it")
+        try c.run("run --exclude-file MISSING", "hs-backup", ["run", "--source", src, "--to", dest, "--name", "t", "--exclude-file", evil],
+                  expect: "exclude file \(shown): it does not exist")
+        try Tree.write(evil, "AGE-SECRET-KEY-1NOTAKEY\n")
+        try c.run("verify --identity NOT-A-KEY", "hs-backup", ["verify", "--to", dest, "--name", "t", "--identity", evil], expect: "\(shown) line 1: not an age secret key")
+        // A recipients file (and a --recipient) holding a line with ESC.
+        try Tree.write(evil, "age1\u{1B}[31mnot\n")
+        try c.run("run --recipients-file BAD-LINE", "hs-backup", ["run", "--source", src, "--to", dest, "--name", "t", "--recipients-file", evil],
+                  expect: "\(shown) line 1: 'age1\\x1b[31mnot' is not a valid age recipient")
+        try c.run("run --recipient BAD", "hs-backup", ["run", "--source", src, "--to", dest, "--name", "t", "--recipient", "age1\u{1B}[2J"],
+                  expect: "--recipient: 'age1\\x1b[2J' is not a valid age recipient")
+        // An exclude file that is not text.
+        try #require(FileManager.default.createFile(atPath: evil, contents: Data([0xFF, 0xFE, 0x0A])))
+        try c.run("run --exclude-file NOT-TEXT", "hs-backup", ["run", "--source", src, "--to", dest, "--name", "t", "--exclude-file", evil],
+                  expect: "exclude file \(shown) is not UTF-8 text")
+        // A state directory that is a file: the local manifest copy cannot be kept (a warning).
+        let key = try AgeKey(tmp, "key.txt")
+        try c.run("run --state-dir FILE", "hs-backup", ["run", "--source", src, "--to", tmp.sub("enc"), "--name", "t", "--recipient", key.recipient,
+                                                      "--state-dir", evil], expect: "the local copy of this backup's manifest in \(shown)/sets/t-")
+        // A state directory without the copy: the next backup is a full one, and says why.
+        try c.run("run --state-dir EMPTY", "hs-backup", ["run", "--source", src, "--to", tmp.sub("enc"), "--name", "t", "--recipient", key.recipient,
+                                                       "--state-dir", evil + "-state"], expect: "no local copy of its manifest in \(shown)-state/sets/t-")
+        c.verify()
+    }
+
+    @Test("the configuration file's path and its values are escaped in messages and in `hs-backup config`")
+    func configurationIsEscaped() throws {
+        let tmp = try TempDir("hs-typed-config")
+        let evil = tmp.sub(evilName)
+        let shown = NameEscape.escape(evil)
+        var c = MessageChecks()
+        try c.run("--config MISSING", "hs-backup", ["list", "--config", evil], expect: "--config \(shown): No such file")
+        try c.run("HS_CONFIG MISSING", "hs-backup", ["list"], environment: ["HS_CONFIG": evil], expect: "HS_CONFIG \(shown): No such file")
+        try Tree.write(evil, "HS_APPDATA=/x\nnot a line\n")
+        try c.run("HS_CONFIG BAD LINE", "hs-restore", ["--to", tmp.sub("r")], environment: ["HS_CONFIG": evil], expect: "\(shown):2: expected KEY=value")
+        try Tree.write(evil, "HS_APPDATA=/x\nHS_BACKUP_DESTINATION=/y\n")
+        try c.run("HS_CONFIG UNKNOWN KEY", "hs-backup", ["list"], environment: ["HS_CONFIG": evil], expect: "\(shown):2: unknown key HS_BACKUP_DESTINATION")
+        // Values with a newline (a double-quoted \n) and ESC.
+        try Tree.write(evil, "HS_APPDATA=\"/opt/\u{1B}[31mapp\\nFORGED\"\nHS_NTFY_URL=ftp://ntfy.example/t\n")
+        try c.run("missing --to", "hs-backup", ["list"], environment: ["HS_CONFIG": evil], expect: "not in \(shown)")
+        try c.run("config", "hs-backup", ["config"], environment: ["HS_CONFIG": evil],
+                  expect: "configuration file: \(shown) (named by HS_CONFIG; read)", "/opt/\\x1b[31mapp\\nFORGED", "\(shown):1")
+        try c.run("HS_NTFY_URL not http", "hs-backup", ["verify", "--to", tmp.sub("d"), "--name", "t"], environment: ["HS_CONFIG": evil],
+                  expect: "HS_NTFY_URL (\(shown):2)")
+        c.verify()
+        // --json keeps JSON's own escaping of the same values.
+        let json = try Tools.run("hs-backup", ["config", "--json"], environment: ["HS_CONFIG": evil])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any], "\(json.stdout)")
+        let keys = try #require(object["keys"] as? [[String: Any]])
+        #expect(keys.first { $0["key"] as? String == "HS_APPDATA" }?["value"] as? String == "/opt/\u{1B}[31mapp\nFORGED", "\(keys)")
+    }
 }
