@@ -92,14 +92,17 @@ package final class SetLock {
             let age = Date().timeIntervalSince1970 - h.started
             let sameHost = h.host == Self.hostName
             let dead = sameHost && kill(h.pid, 0) != 0 && errno == ESRCH
+            // What the lock says is text from a file (an older version's, or edited by hand):
+            // escaped like a name.
+            let host = NameEscape.escape(h.host)
             if dead || age > staleAfter {
-                let why = dead ? "process \(h.pid) on \(h.host) is gone" : "it is older than \(Int(staleAfter / 3600))h"
-                warnings.append("took over a stale lock of \(h.host) pid \(h.pid) started \(Self.iso(h.started)) (\(why))")
+                let why = dead ? "process \(h.pid) on \(host) is gone" : "it is older than \(Int(staleAfter / 3600))h"
+                warnings.append("took over a stale lock of \(host) pid \(h.pid) started \(Self.iso(h.started)) (\(why))")
                 try destination.remove(path)
                 continue
             }
             let started = Self.iso(h.started)
-            throw ToolError("backup set \(NameEscape.escape("\(destination.displayName)/\(parentDirectory(path))")) is locked by host \(h.host), pid \(h.pid), started \(started)\(h.operation.map { " (\($0))" } ?? ""). Wait for it to finish; if that process is gone, the lock is taken over automatically after \(Int(staleAfter / 3600))h or by a run on \(h.host)." + Self.bestEffortNote(destination))
+            throw ToolError("backup set \(NameEscape.escape("\(destination.displayName)/\(parentDirectory(path))")) is locked by host \(host), pid \(h.pid), started \(started)\(h.operation.map { " (\(NameEscape.escape($0)))" } ?? ""). Wait for it to finish; if that process is gone, the lock is taken over automatically after \(Int(staleAfter / 3600))h or by a run on \(host)." + Self.bestEffortNote(destination))
         }
         throw ToolError("could not take the lock \(NameEscape.escape("\(destination.displayName)/\(path)")): another run keeps taking it")
     }

@@ -161,4 +161,21 @@ private let evilShown = "ev\\nFORGED \\x1b[31mil"
         let keys = try #require(object["keys"] as? [[String: Any]])
         #expect(keys.first { $0["key"] as? String == "HS_APPDATA" }?["value"] as? String == "/opt/\u{1B}[31mapp\nFORGED", "\(keys)")
     }
+
+    @Test("a lock file's holder (host, operation) holding a newline and ESC is escaped when the lock refuses a run or is taken over")
+    func lockHolderIsEscaped() throws {
+        let tmp = try TempDir("hs-typed-lock")
+        try Tree.write(tmp.sub("src/f"), "f\n")
+        let host = #"h\nFORGED \u001b[31mx"#, operation = #"run\u001b[2J"#
+        func lock(started: Double) throws {
+            try Tree.write(tmp.sub("dest/l/lock"), #"{"host":"\#(host)","pid":1,"started":\#(started),"operation":"\#(operation)"}"#)
+        }
+        var c = MessageChecks()
+        try lock(started: Date().timeIntervalSince1970)
+        let run = ["run", "--source", tmp.sub("src"), "--to", tmp.sub("dest"), "--name", "l"]
+        try c.run("locked", "hs-backup", run, expect: "is locked by host h\\nFORGED \\x1b[31mx, pid 1", "(run\\x1b[2J)", "by a run on h\\nFORGED \\x1b[31mx.")
+        try lock(started: Date().timeIntervalSince1970 - 48 * 3600)
+        try c.run("stale lock", "hs-backup", run, expect: "took over a stale lock of h\\nFORGED \\x1b[31mx pid 1")
+        c.verify()
+    }
 }
