@@ -157,8 +157,8 @@ package final class BackupRunner {
         // (the lock keeps other writers out; the cleanup's own renames and removals are applied).
         let (cleanup, listed) = try set.cleanUpListing()
         let files = listed ?? []
-        if !cleanup.removed.isEmpty { note("removed leftovers of an interrupted run: \(cleanup.removed.joined(separator: ", "))") }
-        if !cleanup.completed.isEmpty { note("completed the commit of \(cleanup.completed.joined(separator: ", ")) (a run stopped between writing its manifest and renaming its archive)") }
+        if !cleanup.removed.isEmpty { note("removed leftovers of an interrupted run: \(cleanup.removed.map(NameEscape.escape).joined(separator: ", "))") }
+        if !cleanup.completed.isEmpty { note("completed the commit of \(cleanup.completed.map(NameEscape.escape).joined(separator: ", ")) (a run stopped between writing its manifest and renaming its archive)") }
         for w in cleanup.warnings { note(w) }
 
         trace("locked, cleaned")

@@ -66,8 +66,9 @@ package struct BackupSet {
         return try destination.list(name).filter { $0.kind == .file }.map(\.name)
     }
 
-    /// "DEST/SET/ID.manifest", for messages.
-    package func manifestName(_ id: String) -> String { "\(location)/\(id).manifest" }
+    /// "DEST/SET/ID.manifest", for messages (escaped: an id is a file name in the set
+    /// directory, which anyone who can write there chooses).
+    package func manifestName(_ id: String) -> String { "\(location)/\(NameEscape.escape(id)).manifest" }
 
     /// The manifest file of backup `id`, decrypted as it is read when it is an age file
     /// (`openStored`, with this command's identities).
@@ -182,7 +183,8 @@ package struct BackupSet {
             // Not `.partial`: a run or prune stopped half-way, not a lost manifest.
             let left = files.filter { $0 == "\(asked).tar.gz" || $0 == "\(asked).index" }
             if !left.isEmpty {
-                throw ToolError((latest ? "the newest backup, \(asked)," : "backup \(asked)") + " cannot be read: " + manifestMissing(asked, left: left))
+                let shown = NameEscape.escape(asked)
+                throw ToolError((latest ? "the newest backup, \(shown)," : "backup \(shown)") + " cannot be read: " + manifestMissing(asked, left: left))
             }
         }
         guard !ids.isEmpty else {
@@ -200,7 +202,8 @@ package struct BackupSet {
             return newest
         }
         guard ids.contains(spec) else {
-            throw ToolError("backup \(spec) not found in \(location); `hs-backup list` shows the ids (\(ids.suffix(3).joined(separator: ", ")) are the newest).", exitCode: 2)
+            throw ToolError("backup \(NameEscape.escape(spec)) not found in \(location); `hs-backup list` shows the ids "
+                            + "(\(ids.suffix(3).map(NameEscape.escape).joined(separator: ", ")) are the newest).", exitCode: 2)
         }
         return spec
     }
@@ -208,7 +211,7 @@ package struct BackupSet {
     /// What a command says of backup `id` whose manifest is missing while `left` (its archive,
     /// its index: names in the set directory) is still there: the damage and what to do.
     package func manifestMissing(_ id: String, left: [String]) -> String {
-        "its manifest \(id).manifest is missing (\(left.joined(separator: ", ")) \(left.count == 1 ? "is" : "are") still in \(location)). "
+        "its manifest \(NameEscape.escape(id)).manifest is missing (\(left.map(NameEscape.escape).joined(separator: ", ")) \(left.count == 1 ? "is" : "are") still in \(location)). "
             + "Put the manifest back from another copy of the set (one `hs-backup copy` made); `hs-backup verify` names the set's damage"
     }
 
@@ -255,7 +258,7 @@ package struct BackupSet {
             after?.remove(n)
         }
         if !c.unreadable.isEmpty {
-            out.warnings.append("cannot read the manifest of \(c.unreadable.joined(separator: ", ")) in \(location); what it needs is unknown. Run `hs-backup verify`.")
+            out.warnings.append("cannot read the manifest of \(c.unreadable.map(NameEscape.escape).joined(separator: ", ")) in \(location); what it needs is unknown. Run `hs-backup verify`.")
         }
         out.warnings += c.damage.map { "\($0) It is kept. Run `hs-backup verify`." }
         if !out.removed.isEmpty || !out.completed.isEmpty { try destination.syncDirectory(name) }
@@ -290,8 +293,8 @@ package struct BackupSet {
                 let id = String(f.dropLast(".tar.gz".count))
                 present.insert(id)
                 if !referenced.contains(id) && c.unreadable.isEmpty {
-                    c.damage.append(SetDamage(id: id, file: f, what: "archive \(location)/\(f) belongs to no backup: no manifest accounts for it"
-                                                + (manifests.contains(id) ? "" : " (its manifest \(id).manifest is missing)")))
+                    c.damage.append(SetDamage(id: id, file: f, what: "archive \(location)/\(NameEscape.escape(f)) belongs to no backup: no manifest accounts for it"
+                                                + (manifests.contains(id) ? "" : " (its manifest \(NameEscape.escape(id)).manifest is missing)")))
                 }
             } else if f.hasSuffix(".tar.gz.partial") {
                 let id = String(f.dropLast(".tar.gz.partial".count))
@@ -312,7 +315,7 @@ package struct BackupSet {
             } else if f.hasSuffix(".index") {
                 let id = String(f.dropLast(".index".count))
                 if !manifests.contains(id) {
-                    c.damage.append(SetDamage(id: id, file: f, what: "index \(location)/\(f) belongs to no backup (its manifest \(id).manifest is missing)"))
+                    c.damage.append(SetDamage(id: id, file: f, what: "index \(location)/\(NameEscape.escape(f)) belongs to no backup (its manifest \(NameEscape.escape(id)).manifest is missing)"))
                 }
             } else if f.hasSuffix(".partial") || f.scalarRange(of: ".tmp-") != nil {
                 c.leftovers.append(f)
@@ -481,6 +484,7 @@ package struct SetDamage: Sendable, Equatable, CustomStringConvertible {
     package var id: String
     /// The file, in the set directory.
     package var file: String
+    /// What is wrong, for people (names in it escaped).
     package var what: String
     package var description: String { what + "." }
 }

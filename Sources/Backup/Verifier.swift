@@ -119,7 +119,7 @@ package enum SetInspector {
                 while try m.next() != nil {}
                 readers.append((id, m.header.archives))
             } catch {
-                report.damaged.append("\(id).manifest: \(error)")
+                report.damaged.append("\(NameEscape.escape(id)).manifest: \(error)")
             }
         }
         let archives = Set(readers.flatMap(\.archives)).sorted()
@@ -127,7 +127,7 @@ package enum SetInspector {
             report.archivesChecked += 1
             let streams = readers.filter { $0.archives.contains(a) }.compactMap { r -> ExpectedStream? in
                 do { return try ExpectedStream(try set.openManifest(r.id), archive: a) } catch {
-                    report.damaged.append("\(r.id).manifest: \(error)")
+                    report.damaged.append("\(NameEscape.escape(r.id)).manifest: \(error)")
                     return nil
                 }
             }

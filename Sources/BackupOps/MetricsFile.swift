@@ -108,7 +108,7 @@ package enum MetricsFile {
             try AtomicFile.replace(path, with: Array(text.utf8), temporary: path + ".tmp-\(getpid())", mode: 0o644)
             return nil
         } catch {
-            return "metrics file \(path): \(error.call) failed: \(error.reason)"
+            return "metrics file \(NameEscape.escape(path)): \(error.call) failed: \(error.reason)"
         }
     }
 

@@ -173,8 +173,8 @@ package enum OpsCommands {
             if reporter.mode == .json {
                 reporter.emitJSON(report)
             } else {
-                for k in report.kept { reporter.info("keep    \(k.id)  \(k.kind)  (\(k.reasons.joined(separator: ", ")))") }
-                for r in report.removed { reporter.info("\(dryRun ? "would remove" : "removed")  \(r.id)  \(r.kind)  \(Format.bytes(r.bytes))") }
+                for k in report.kept { reporter.info("keep    \(NameEscape.escape(k.id))  \(k.kind)  (\(k.reasons.joined(separator: ", ")))") }
+                for r in report.removed { reporter.info("\(dryRun ? "would remove" : "removed")  \(NameEscape.escape(r.id))  \(r.kind)  \(Format.bytes(r.bytes))") }
                 reporter.info(report.line)
             }
             return (report, report.line)

@@ -68,8 +68,8 @@ package enum Pruner {
         if !dryRun {
             warnings += try lock.acquire(operation: "prune")
             let cleanup = try set.cleanUpReport()
-            if !cleanup.removed.isEmpty { warnings.append("removed leftovers of an interrupted run: \(cleanup.removed.joined(separator: ", "))") }
-            if !cleanup.completed.isEmpty { warnings.append("completed the commit of \(cleanup.completed.joined(separator: ", "))") }
+            if !cleanup.removed.isEmpty { warnings.append("removed leftovers of an interrupted run: \(cleanup.removed.map(NameEscape.escape).joined(separator: ", "))") }
+            if !cleanup.completed.isEmpty { warnings.append("completed the commit of \(cleanup.completed.map(NameEscape.escape).joined(separator: ", "))") }
             warnings += cleanup.warnings
         }
         defer { lock.release() }
@@ -87,12 +87,12 @@ package enum Pruner {
                                            requires: Set(h.archives).subtracting([id])))
             } catch {
                 unreadable.append(id)
-                warnings.append("cannot read manifest \(id) (\(error)); keeping it. Run `hs-backup verify`.")
+                warnings.append("cannot read manifest \(NameEscape.escape(id)) (\(error)); keeping it. Run `hs-backup verify`.")
             }
         }
         let decision = Retention.decide(items, policy: policy, timeZone: timeZone)
         for m in decision.missingAncestors {
-            warnings.append("backup \(m.id) needs \(m.missing), which is gone: \(m.id) cannot be restored completely")
+            warnings.append("backup \(NameEscape.escape(m.id)) needs \(NameEscape.escape(m.missing)), which is gone: \(NameEscape.escape(m.id)) cannot be restored completely")
         }
 
         let sizes = Dictionary((try? set.destination.list(set.name))?.map { ($0.name, $0.size) } ?? [], uniquingKeysWith: { a, _ in a })

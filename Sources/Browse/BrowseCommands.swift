@@ -213,15 +213,15 @@ extension BrowseCommands {
             do { _ = try set.manifestMembers(newest) } catch let e as EncryptionError { throw e } catch {}
         }
         let mount = FuseMount(tree: tree, options: options)
-        let mp = options.mountpoint
+        let mp = options.mountpoint, shownMP = NameEscape.escape(mp)
         let signal = try mount.run {
             if json {
                 Reporter.writeStdout(JSONText.object([("mountpoint", JSONText.string(mp)), ("destination", JSONText.string(destination.displayName)),
                                                       ("sets", JSONText.array(sets.map(JSONText.string)))]) + "\n")
             } else {
                 Reporter.writeStderr("mounted \(NameEscape.escape(destination.displayName)) (\(sets.count) set\(sets.count == 1 ? "" : "s"): \(sets.map { NameEscape.escape($0) }.joined(separator: ", "))) "
-                                     + "read-only at \(mp)\(options.allowOther ? " for every user (permissions checked)" : ", for this user only"). "
-                                     + "Leave with Ctrl-C or: fusermount3 -u \(mp)\n")
+                                     + "read-only at \(shownMP)\(options.allowOther ? " for every user (permissions checked)" : ", for this user only"). "
+                                     + "Leave with Ctrl-C or: fusermount3 -u \(shownMP)\n")
             }
         }
         if !json { Reporter.writeStderr("unmounted \(mp)" + (signal > 0 ? " (signal \(signal))" : "") + "\n") }

@@ -43,25 +43,26 @@ package final class FuseMount: Sendable {
     /// Checks the mount point: an existing, empty directory that is not a mount point already.
     /// - Throws: `ToolError.usage` naming what is wrong and what to do.
     package static func checkMountpoint(_ path: String) throws {
+        let shown = NameEscape.escape(path)   // a path a person gave, in messages
         var st = Glibc.stat()
         if fstatat(AT_FDCWD, path, &st, 0) != 0 {
             let e = Glibc.errno
             if e == ENOTCONN {
-                throw ToolError.usage("\(path) is a FUSE mount whose process is gone; unmount it first: fusermount3 -u \(path)")
+                throw ToolError.usage("\(shown) is a FUSE mount whose process is gone; unmount it first: fusermount3 -u \(shown)")
             }
-            throw ToolError.usage("mount point \(path): \(String(cString: strerror(e))). Create an empty directory for it first (mkdir \(path)).")
+            throw ToolError.usage("mount point \(shown): \(String(cString: strerror(e))). Create an empty directory for it first (mkdir \(shown)).")
         }
-        guard st.st_mode & S_IFMT == S_IFDIR else { throw ToolError.usage("mount point \(path) is not a directory; give an empty directory.") }
+        guard st.st_mode & S_IFMT == S_IFDIR else { throw ToolError.usage("mount point \(shown) is not a directory; give an empty directory.") }
         var parent = Glibc.stat()
         if fstatat(AT_FDCWD, path + "/..", &parent, 0) == 0, parent.st_dev != st.st_dev || (parent.st_ino == st.st_ino && path != "/") {
-            throw ToolError.usage("\(path) is already a mount point (busy); unmount what is there (fusermount3 -u \(path) or umount \(path)) or choose another directory.")
+            throw ToolError.usage("\(shown) is already a mount point (busy); unmount what is there (fusermount3 -u \(shown) or umount \(shown)) or choose another directory.")
         }
-        guard let d = opendir(path) else { throw ToolError.usage("cannot read mount point \(path): \(String(cString: strerror(Glibc.errno))).") }
+        guard let d = opendir(path) else { throw ToolError.usage("cannot read mount point \(shown): \(String(cString: strerror(Glibc.errno))).") }
         defer { closedir(d) }
         while let e = readdir(d) {
             let name = withUnsafeBytes(of: e.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
             if name != [0x2E] && name != [0x2E, 0x2E] {
-                throw ToolError.usage("mount point \(path) is not empty; mounting over it would hide what is there. Give an empty directory.")
+                throw ToolError.usage("mount point \(shown) is not empty; mounting over it would hide what is there. Give an empty directory.")
             }
         }
     }
@@ -92,7 +93,7 @@ package final class FuseMount: Sendable {
         guard let se = session else { throw ToolError("could not start the FUSE session (libfuse refused the options; see above).") }
         defer { libfuse.fuse_session_destroy(se) }
         guard libfuse.fuse_session_mount(se, options.mountpoint) == 0 else {
-            throw ToolError("could not mount at \(options.mountpoint) (see libfuse's message above). Check that /dev/fuse exists and fuse3 is installed "
+            throw ToolError("could not mount at \(NameEscape.escape(options.mountpoint)) (see libfuse's message above). Check that /dev/fuse exists and fuse3 is installed "
                             + "(apt-get install fuse3); as a user other than root, --allow-other needs user_allow_other in /etc/fuse.conf.")
         }
         let stop = StopSignals(session: se, mountpoint: options.mountpoint)

@@ -19,23 +19,25 @@ package struct RcloneError: Error, CustomStringConvertible, Sendable {
     }
 
     package var kind: Kind
-    /// What was asked (`upload`, `list`, `rename to X`, ...).
+    /// What was asked (`upload`, `list`, `rename to X`, ...); not escaped (`description` does).
     package var operation: String
     /// `rclone:REMOTE:PATH/file` as shown to people.
     package var location: String
     /// rclone's exit status (`rcat`), the HTTP status of `rclone rcd`, or 0.
     package var status: Int32
-    /// rclone's last words.
+    /// rclone's last words, as it said them; not escaped (`description` does: its error text
+    /// names the remote's paths, which may hold any byte, so the tail of its stderr is shown on
+    /// one line, `\n` between rclone's lines).
     package var detail: String
 
     /// The toolkit's exit code for this failure (2 for usage, else 1).
     package var exitCode: Int32 { kind == .usage ? 2 : 1 }
 
     package var description: String {
-        var s = "rclone \(operation) \(NameEscape.escape(location)) failed"
+        var s = "rclone \(NameEscape.escape(operation)) \(NameEscape.escape(location)) failed"
         if status != 0 { s += " (rclone status \(status))" }
         let tail = detail.trimmingWhitespaceAndNewlines()
-        if !tail.isEmpty { s += ": " + tail }
+        if !tail.isEmpty { s += ": " + NameEscape.escape(tail) }
         switch kind {
         case .usage:
             s += ". Check the remote's name (`rclone listremotes`; RCLONE_CONFIG names the config file) and any RCLONE_* variables."

@@ -230,7 +230,7 @@ extension HsBackup {
                     if sets.isEmpty { reporter.info("no backup sets in \(NameEscape.escape(dest.displayName))"); return 0 }
                     reporter.info(pad("SET", 16) + pad("BACKUPS", 9) + pad("LATEST", 20) + "TIME (UTC)")
                     for s in sets {
-                        reporter.info(pad(NameEscape.escape(s.name), 16) + pad(String(s.backups), 9) + pad(s.latest ?? "-", 20) + (s.latestTime ?? "-")
+                        reporter.info(pad(NameEscape.escape(s.name), 16) + pad(String(s.backups), 9) + pad(s.latest.map(NameEscape.escape) ?? "-", 20) + (s.latestTime ?? "-")
                                       + (s.locked ? "  (locked)" : ""))
                     }
                     return 0
@@ -247,7 +247,7 @@ extension HsBackup {
                 } else {
                     reporter.info(pad("ID", 20) + pad("TIME (UTC)", 22) + pad("KIND", 13) + pad("FILES", 9) + pad("TREE", 11) + pad("WRITTEN", 11) + "DURATION")
                     for r in rows {
-                        reporter.info(pad(r.id, 20) + pad(r.time, 22) + pad(r.kind, 13) + pad(r.files.map { String($0) } ?? "-", 9)
+                        reporter.info(pad(NameEscape.escape(r.id), 20) + pad(r.time, 22) + pad(r.kind, 13) + pad(r.files.map { String($0) } ?? "-", 9)
                                       + pad(r.treeBytes.map { Format.bytes($0) } ?? "-", 11) + pad(Format.bytes(r.bytesOut), 11)
                                       + (r.seconds.map { Format.seconds($0) } ?? "-") + (r.encrypted ? "  encrypted" : ""))
                     }

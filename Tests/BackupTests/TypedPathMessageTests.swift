@@ -178,4 +178,41 @@ private let evilShown = "ev\\nFORGED \\x1b[31mil"
         try c.run("stale lock", "hs-backup", run, expect: "took over a stale lock of h\\nFORGED \\x1b[31mx pid 1")
         c.verify()
     }
+
+    @Test("file names in a set directory, --backup, the metrics file, rclone's errors and the mount point holding a newline and ESC are escaped in messages")
+    func setDirectoryNamesAreEscaped() throws {
+        let tmp = try TempDir("hs-typed-set")
+        let evil = tmp.sub(evilName)
+        let shown = NameEscape.escape(evil)
+        try Tree.write(tmp.sub("src/f"), "f\n")
+        let src = tmp.sub("src"), dest = tmp.sub("dest")
+        #expect(try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", dest, "--name", "t"]).succeeded)
+        // Files someone put in the set directory: a manifest, an archive and an index no backup
+        // accounts for, a leftover of a run.
+        for (prefix, suffix) in [("m", ".manifest"), ("a", ".tar.gz"), ("i", ".index"), ("l", ".tmp-1")] {
+            try Tree.write(dest + "/t/" + prefix + evilName + suffix, "not what it says\n")
+        }
+        var c = MessageChecks()
+        try c.run("list", "hs-backup", ["list", "--to", dest, "--name", "t"],
+                  expect: "m\(evilShown).manifest is damaged", "\nm\(evilShown) ", "archive \(dest)/t/a\(evilShown).tar.gz belongs to no backup",
+                  "index \(dest)/t/i\(evilShown).index belongs to no backup (its manifest i\(evilShown).manifest is missing)")
+        try c.run("verify", "hs-backup", ["verify", "--to", dest, "--name", "t"], expect: "m\(evilShown).manifest: ")
+        try c.run("verify --backup", "hs-backup", ["verify", "--to", dest, "--name", "t", "--backup", "q\(evilName)"],
+                  expect: "backup q\(evilShown) not found", "m\(evilShown) are the newest")
+        try c.run("prune --dry-run", "hs-backup", ["prune", "--to", dest, "--name", "t", "--keep-last", "1", "--dry-run"],
+                  expect: "cannot read manifest m\(evilShown) (", "keep    m\(evilShown)  ")
+        try c.run("run", "hs-backup", ["run", "--source", src, "--to", dest, "--name", "t"],
+                  expect: "removed leftovers of an interrupted run: l\(evilShown).tmp-1", "manifest \(dest)/t/m\(evilShown).manifest is damaged")
+        // A metrics directory (from the configuration file; a file, not a directory): a warning
+        // naming the file (the newline of the path written as \n in double quotes).
+        try Tree.write(evil, "x\n")
+        try Tree.write(tmp.sub("metrics.conf"), "HS_METRICS_DIR=\"\(evil.replacingOccurrences(of: "\n", with: "\\n"))\"\n")
+        try c.run("HS_METRICS_DIR not writable", "hs-backup", ["run", "--source", src, "--to", tmp.sub("d2"), "--name", "t"],
+                  environment: ["HS_CONFIG": tmp.sub("metrics.conf")], expect: "metrics file \(shown)/hs_backup_t_run.prom: ")
+        // rclone's own error text names the path it failed on.
+        try c.run("run --to rclone:...FILE/sub", "hs-backup", ["run", "--source", src, "--to", "rclone::local:" + evil + "/sub", "--name", "t"],
+                  expect: "mkdir \(shown): not a directory")
+        try c.run("mount FILE", "hs-backup", ["mount", "--to", dest, "--name", "t", evil], expect: "mount point \(shown) is not a directory")
+        c.verify()
+    }
 }
