@@ -155,12 +155,13 @@ private struct Fields {
         let key = parts[0]
         let values = Array(parts.dropFirst())
         func bad(_ why: String) -> IndexError { IndexError(name, .badLine(lineNumber, why)) }
+        let shownKey = NameEscape.escape(key.utf8)   // read from the file
         if key != "archive" {
-            guard !seen.contains(key) else { throw bad("'\(key)' given twice") }
+            guard !seen.contains(key) else { throw bad("'\(shownKey)' given twice") }
             seen.insert(key)
         }
         let expected = ["archive": 3, "manifest": 2]
-        guard values.count == expected[String(key), default: 1] else { throw bad("'\(key)' with \(values.count) values") }
+        guard values.count == expected[String(key), default: 1] else { throw bad("'\(shownKey)' with \(values.count) values") }
         func need<T>(_ v: T?, _ why: String) throws(IndexError) -> T {
             guard let v else { throw bad(why) }
             return v
@@ -178,7 +179,7 @@ private struct Fields {
             guard !archives.contains(where: { $0.id == id }) else { throw bad("archive \(id) listed twice") }
             archives.append(try stored(id, values[1], values[2], bad))
         case "manifest": manifest = try stored(id ?? "", values[0], values[1], bad)
-        default: throw bad("unknown key '\(key)'")
+        default: throw bad("unknown key '\(shownKey)'")
         }
     }
 

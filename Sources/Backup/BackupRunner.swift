@@ -516,7 +516,7 @@ package final class BackupRunner {
             case .damaged?:
                 throw PreviousManifestDamaged(error: error)
             case .unreadable(let readError)?:
-                throw nothingCommitted(set, " while reading the previous backup's manifest \(previousID ?? "")", readError)
+                throw nothingCommitted(set, " while reading the previous backup's manifest \(NameEscape.escape(previousID ?? ""))", readError)
             case nil:
                 // The pass says where its own failures happened; anything else (writing the
                 // new manifest as it goes) names the call that failed.

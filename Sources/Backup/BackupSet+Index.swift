@@ -77,7 +77,7 @@ extension BackupSet {
             if let w = written, w.id == a { archives.append(w); continue }
             if let p = previous?.archives.first(where: { $0.id == a }) { archives.append(p); continue }
             guard let st = try destination.stat(storedArchivePath(a)) else {
-                throw ToolError("archive \(location)/\(a).tar.gz, which backup \(header.id) needs, is missing")
+                throw ToolError("archive \(location)/\(NameEscape.escape(a)).tar.gz, which backup \(NameEscape.escape(header.id)) needs, is missing")
             }
             archives.append(StoredFile(id: a, size: st.size, sha256: nil))
         }

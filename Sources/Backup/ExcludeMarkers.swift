@@ -40,7 +40,7 @@ package struct ExcludeMarkers: Sendable, Equatable {
             throw ToolError.usage("--exclude-if-present \(argument): \(error)")
         }
         guard !bytes.isEmpty, bytes != [0x2E], bytes != [0x2E, 0x2E], !bytes.contains(0x2F) else {
-            throw ToolError.usage("--exclude-if-present takes a file name (like .nobackup), not '\(argument)': a directory holding a file of that name is backed up without its other contents")
+            throw ToolError.usage("--exclude-if-present takes a file name (like .nobackup), not '\(NameEscape.escape(bytes))': a directory holding a file of that name is backed up without its other contents")
         }
         return bytes
     }

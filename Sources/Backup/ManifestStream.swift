@@ -522,10 +522,11 @@ extension ManifestHeader {
         func plain(_ a: String) -> Bool {
             !a.isEmpty && a != "." && a != ".." && a.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != 0x2F && $0 != 0x5C }
         }
-        for a in archives where !plain(a) { throw Manifest.damaged(name, "archive id '\(a)' is not a plain name") }
+        // The names are read from the file: shown escaped.
+        for a in archives where !plain(a) { throw Manifest.damaged(name, "archive id '\(NameEscape.escape(a))' is not a plain name") }
         if let slots = archiveSlots {
             for a in archives where !slots.contains(a) { throw Manifest.damaged(name, "archive \(a) is not in the archive slots") }
-            for a in slots where !a.isEmpty && !archives.contains(a) { throw Manifest.damaged(name, "archive slot \(a) is not a listed archive") }
+            for a in slots where !a.isEmpty && !archives.contains(a) { throw Manifest.damaged(name, "archive slot \(NameEscape.escape(a)) is not a listed archive") }
         }
     }
 }

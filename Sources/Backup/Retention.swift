@@ -5,6 +5,7 @@
 
 import FoundationEssentials
 import Glibc
+import Support
 
 /// One backup as retention sees it.
 package struct RetentionItem: Sendable, Equatable {
@@ -69,7 +70,8 @@ package struct RetentionSpan: Sendable, Equatable, CustomStringConvertible {
         package var text: String
         package var problem: String
         package var description: String {
-            "'\(text)': \(problem); give numbers with the units y (years), m (months), d (days), h (hours), e.g. 1y2m3d4h or 14d"
+            // Both quote what a person typed: escaped.
+            "'\(NameEscape.escape(text))': \(NameEscape.escape(problem)); give numbers with the units y (years), m (months), d (days), h (hours), e.g. 1y2m3d4h or 14d"
         }
     }
 

@@ -50,7 +50,7 @@ package final class Quiesce: Sendable {
                 ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_"
             } && s.first != "-" && s.first != "_"
             if !ok {
-                throw ToolError.usage("--stop-stacks \(s): not a Compose project name (lowercase letters, digits, '-', '_'); use the stack's `name:`, e.g. atlas")
+                throw ToolError.usage("--stop-stacks \(NameEscape.escape(s)): not a Compose project name (lowercase letters, digits, '-', '_'); use the stack's `name:`, e.g. atlas")
             }
         }
     }

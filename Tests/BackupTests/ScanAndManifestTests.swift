@@ -472,6 +472,16 @@ private func tableBytes(_ t: ManifestTable) -> ([UInt8], [UInt8]) { (t.records, 
             let file = try Manifest(header: h, table: t).encoded()
             #expect { try Manifest.decode(file, name: "hostile") } throws: { "\($0)".contains("damaged") }
         }
+        // The names are read from the file: the message shows them escaped (NameEscape).
+        for (archives, slots, shown) in [(["a\n\u{1B}[2J"], nil, "'a\\n\\x1b[2J'"), (["ok"], ["ok", "\u{1B}x"], "slot \\x1b")] as [([String], [String]?, String)] {
+            var h = header
+            h.archives = archives
+            h.archiveSlots = slots
+            let file = try Manifest(header: h, table: t).encoded()
+            #expect { try Manifest.decode(file, name: "hostile") } throws: {
+                "\($0)".contains(shown) && !"\($0)".unicodeScalars.contains { $0.value < 0x20 }
+            }
+        }
         var h = header
         h.archives = ["20261130T030000Z"]
         h.archiveSlots = ["", "20261130T030000Z"]

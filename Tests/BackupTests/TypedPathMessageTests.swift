@@ -215,4 +215,29 @@ private let evilShown = "ev\\nFORGED \\x1b[31mil"
         try c.run("mount FILE", "hs-backup", ["mount", "--to", dest, "--name", "t", evil], expect: "mount point \(shown) is not a directory")
         c.verify()
     }
+
+    @Test("an index's keys, --keep-within, --exclude-if-present, --stop-stacks and a destination inside the source holding ESC are escaped in messages")
+    func optionValuesAreEscaped() throws {
+        let tmp = try TempDir("hs-typed-values")
+        try Tree.write(tmp.sub("src/f"), "f\n")
+        let src = tmp.sub("src"), dest = tmp.sub("dest")
+        #expect(try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", dest, "--name", "t"]).succeeded)
+        // The backup's index re-sealed (its checksum is no MAC) with a key holding ESC.
+        let index = try #require(try FileManager.default.contentsOfDirectory(atPath: dest + "/t").first { $0.hasSuffix(".index") })
+        var body = Array("hs-backup-index 1\nid \(index.dropLast(".index".count))\n\u{1B}[2Jkey 1\n".utf8)
+        body += Array("end \(hexString(SHA256Hasher.hash(body)))\n".utf8)
+        try Tree.writeBytes(dest + "/t/" + index, body)
+        var c = MessageChecks()
+        try c.run("list (index key)", "hs-backup", ["list", "--to", dest, "--name", "t"], expect: "line 3: unknown key '\\x1b[2Jkey'")
+        try c.run("prune --keep-within", "hs-backup", ["prune", "--to", dest, "--name", "t", "--keep-within", "1\u{1B}[2Jd"],
+                  expect: "--keep-within '1\\x1b[2Jd': ")
+        try c.run("run --exclude-if-present", "hs-backup", ["run", "--source", src, "--to", dest, "--name", "t", "--exclude-if-present", "a/\u{1B}[2J"],
+                  expect: "not 'a/\\x1b[2J'")
+        try c.run("run --stop-stacks", "hs-backup", ["run", "--source", src, "--to", dest, "--name", "t", "--stop-stacks", "a\u{1B}[2J"],
+                  expect: "--stop-stacks a\\x1b[2J: not a Compose project name")
+        // The destination inside the source is left out, with a warning naming it.
+        try c.run("run --to SOURCE/DIR", "hs-backup", ["run", "--source", src, "--to", src + "/" + evilName, "--name", "t"],
+                  expect: "the destination \(NameEscape.escape(src + "/" + evilName)) is inside the source")
+        c.verify()
+    }
 }
