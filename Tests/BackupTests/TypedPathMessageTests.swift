@@ -37,6 +37,23 @@ private struct MessageChecks {
 private let evilName = "ev\nFORGED \u{1B}[31mil"
 private let evilShown = "ev\\nFORGED \\x1b[31mil"
 
+/// A temporary directory with a source (`src/f`), a destination holding one backup of set `t`,
+/// and the path `evil` (`evilName` in it, not created) with its escaped form `shown`.
+private struct BackedUp {
+    let tmp: TempDir
+    let src: String, dest: String, evil: String, shown: String
+
+    init(_ prefix: String) throws {
+        tmp = try TempDir(prefix)
+        src = tmp.sub("src")
+        dest = tmp.sub("dest")
+        evil = tmp.sub(evilName)
+        shown = NameEscape.escape(evil)
+        try Tree.write(src + "/f", "f\n")
+        #expect(try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", dest, "--name", "t"]).succeeded)
+    }
+}
+
 @Suite struct TypedPathMessageTests {
     @Test("a destination, source, target, archive and set name holding a newline and ESC are escaped in the messages about them")
     func typedPathsAreEscaped() throws {
@@ -98,12 +115,8 @@ private let evilShown = "ev\\nFORGED \\x1b[31mil"
 
     @Test("--identity, --recipients-file, --exclude-file and --state-dir paths, and what their files hold, are escaped in messages")
     func optionPathsAreEscaped() throws {
-        let tmp = try TempDir("hs-typed-option")
-        let evil = tmp.sub(evilName)
-        let shown = NameEscape.escape(evil)
-        try Tree.write(tmp.sub("src/f"), "f\n")
-        let src = tmp.sub("src"), dest = tmp.sub("dest")
-        #expect(try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", dest, "--name", "t"]).succeeded)
+        let w = try BackedUp("hs-typed-option")
+        let (tmp, evil, shown, src, dest) = (w.tmp, w.evil, w.shown, w.src, w.dest)
         var c = MessageChecks()
         // A key file that is not there, then one that holds no key.
         try c.run("ls --identity MISSING", "hs-backup", ["ls", "--to", dest, "--name", "t", "--identity", evil], expect: "--identity \(shown): cannot read it")
@@ -181,12 +194,8 @@ private let evilShown = "ev\\nFORGED \\x1b[31mil"
 
     @Test("file names in a set directory, --backup, the metrics file, rclone's errors and the mount point holding a newline and ESC are escaped in messages")
     func setDirectoryNamesAreEscaped() throws {
-        let tmp = try TempDir("hs-typed-set")
-        let evil = tmp.sub(evilName)
-        let shown = NameEscape.escape(evil)
-        try Tree.write(tmp.sub("src/f"), "f\n")
-        let src = tmp.sub("src"), dest = tmp.sub("dest")
-        #expect(try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", dest, "--name", "t"]).succeeded)
+        let w = try BackedUp("hs-typed-set")
+        let (tmp, evil, shown, src, dest) = (w.tmp, w.evil, w.shown, w.src, w.dest)
         // Files someone put in the set directory: a manifest, an archive and an index no backup
         // accounts for, a leftover of a run.
         for (prefix, suffix) in [("m", ".manifest"), ("a", ".tar.gz"), ("i", ".index"), ("l", ".tmp-1")] {
@@ -218,10 +227,8 @@ private let evilShown = "ev\\nFORGED \\x1b[31mil"
 
     @Test("an index's keys, --keep-within, --exclude-if-present, --stop-stacks and a destination inside the source holding ESC are escaped in messages")
     func optionValuesAreEscaped() throws {
-        let tmp = try TempDir("hs-typed-values")
-        try Tree.write(tmp.sub("src/f"), "f\n")
-        let src = tmp.sub("src"), dest = tmp.sub("dest")
-        #expect(try Tools.run("hs-backup", ["run", "-q", "--source", src, "--to", dest, "--name", "t"]).succeeded)
+        let w = try BackedUp("hs-typed-values")
+        let (src, dest) = (w.src, w.dest)
         // The backup's index re-sealed (its checksum is no MAC) with a key holding ESC.
         let index = try #require(try FileManager.default.contentsOfDirectory(atPath: dest + "/t").first { $0.hasSuffix(".index") })
         var body = Array("hs-backup-index 1\nid \(index.dropLast(".index".count))\n\u{1B}[2Jkey 1\n".utf8)
