@@ -106,7 +106,7 @@ package struct Auditor {
         var bySize: [UInt64: [Int32]] = [:]
         var leftoverNames: [(Int32, String)] = []
         var errors: [String] = []
-        try TreeWalker.walk(root: libraryRoot, directories: &libDirs, onError: { errors.append($0.description) }) { dir, name, st in
+        try TreeWalker.walk(root: libraryRoot, directories: &libDirs, onError: { errors.append(NameEscape.escape($0.description)) }) { dir, name, st in
             if Self.isOwnTemporary(name) {
                 let s = String(cString: name)
                 if s.hasSuffix(Reclaimer.tmpSuffix) { leftoverNames.append((dir, s)) }
@@ -128,7 +128,7 @@ package struct Auditor {
         var dl: [Candidate] = []
         var dlBySize: [UInt64: [Int32]] = [:]
         if !bySize.isEmpty {
-            try TreeWalker.walk(root: downloadsRoot, directories: &dlDirs, onError: { errors.append($0.description) }) { dir, name, st in
+            try TreeWalker.walk(root: downloadsRoot, directories: &dlDirs, onError: { errors.append(NameEscape.escape($0.description)) }) { dir, name, st in
                 if Self.isOwnTemporary(name) { return }
                 report.downloadsFiles += 1
                 guard st.size > 0, bySize[st.size] != nil else { return }
@@ -160,7 +160,7 @@ package struct Auditor {
                     let h = try Self.hashFile(dlPath(c), buffer: &buffer)
                     report.filesHashed += 1; report.bytesHashed += size
                     if dlByHash[h] == nil { dlByHash[h] = i }
-                } catch { errors.append("\(error)") }
+                } catch { errors.append(NameEscape.escape("\(error)")) }
             }
             guard !dlByHash.isEmpty else { continue }
             for i in libIdx {
@@ -171,7 +171,7 @@ package struct Auditor {
                     if let d = dlByHash[h] {
                         pairs.append(CopyPair(library: libPath(c), downloads: dlPath(dl[Int(d)]), size: size))
                     }
-                } catch { errors.append("\(error)") }
+                } catch { errors.append(NameEscape.escape("\(error)")) }
             }
             progress("hashed \(report.filesHashed) files, \(pairs.count) copies")
         }

@@ -67,7 +67,7 @@ package struct ComposeCheck {
         var report = ComposeReport(directory: directory, hostRoot: hostRootCandidates.last ?? "/mnt/storage")
         report.files = files
         if files.isEmpty {
-            report.findings.append(Finding(.warning, "compose", "no stacks/*/docker-compose.yml under \(directory).",
+            report.findings.append(Finding(.warning, "compose", "no stacks/*/docker-compose.yml under \(NameEscape.escape(directory)).",
                                            fix: "Pass the repository root with --compose DIR."))
             return report
         }
@@ -76,12 +76,12 @@ package struct ComposeCheck {
             let env = loadEnv(stack: stack)
             let text: String
             do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
-                throw ToolError("cannot read \(file): \(error)")
+                throw ToolError("cannot read \(NameEscape.escape(file)): \(NameEscape.escape("\(error)"))")
             }
             let doc: Any?
             do { doc = try Yams.load(yaml: text) } catch {
-                report.findings.append(Finding(.error, "compose", "\(file) is not valid YAML: \(error)",
-                                               fix: "Fix the file; `docker compose -f \(file) config` shows the problem too."))
+                report.findings.append(Finding(.error, "compose", "\(NameEscape.escape(file)) is not valid YAML: \(NameEscape.escape("\(error)"))",
+                                               fix: "Fix the file; `docker compose -f \(NameEscape.escape(file)) config` shows the problem too."))
                 continue
             }
             guard let top = Self.dict(doc), let services = Self.dict(top["services"]) else { continue }
@@ -135,8 +135,8 @@ package struct ComposeCheck {
             for v in s.volumes {
                 guard MountTable.isInside(v.host, hostRoot) else {
                     report.findings.append(Finding(.error, "compose-host-root",
-                        "\(s.name) mounts \(v.host) at \(v.container), outside the media root \(hostRoot): a different host root, so hardlinks and moves to the other apps' files cannot work.",
-                        fix: "Use `- \(hostRoot):\(containerRoot)` like the other media services."))
+                        "\(NameEscape.escape(s.name)) mounts \(NameEscape.escape(v.host)) at \(NameEscape.escape(v.container)), outside the media root \(NameEscape.escape(hostRoot)): a different host root, so hardlinks and moves to the other apps' files cannot work.",
+                        fix: "Use `- \(NameEscape.escape(hostRoot)):\(NameEscape.escape(containerRoot))` like the other media services."))
                     continue
                 }
                 if v.host != hostRoot { subdirs.append(v) }
@@ -144,16 +144,16 @@ package struct ComposeCheck {
                 if implied != containerRoot {
                     let expected = TreeWalker.join(containerRoot, relative(v.host, hostRoot))
                     report.findings.append(Finding(.error, "compose-container-path",
-                        "\(s.name) mounts \(v.host) at \(v.container), but the other media services see it at \(expected): paths handed between apps (download client -> *arr -> media server) will not resolve.",
-                        fix: "Use `- \(hostRoot):\(containerRoot)` in \(s.stack)/docker-compose.yml (same container path in every service)."))
+                        "\(NameEscape.escape(s.name)) mounts \(NameEscape.escape(v.host)) at \(NameEscape.escape(v.container)), but the other media services see it at \(NameEscape.escape(expected)): paths handed between apps (download client -> *arr -> media server) will not resolve.",
+                        fix: "Use `- \(NameEscape.escape(hostRoot)):\(NameEscape.escape(containerRoot))` in \(s.stack)/docker-compose.yml (same container path in every service)."))
                 }
             }
             let tops = Set(subdirs.map { relative($0.host, hostRoot).split(separator: "/").first.map(String.init) ?? "" })
             if subdirs.count >= 2 && tops.count >= 2 && !s.volumes.contains(where: { $0.host == hostRoot }) {
                 let list = subdirs.map { "\($0.host):\($0.container)" }.joined(separator: ", ")
                 report.findings.append(Finding(.error, "compose-split-mounts",
-                    "\(s.name) mounts parts of the media tree as separate volumes (\(list)): each is its own bind mount, and the kernel refuses hardlinks and atomic moves between mounts, so imports become copies.",
-                    fix: "Replace them with one volume `- \(hostRoot):\(containerRoot)` and point the app at \(containerRoot)/downloads and \(containerRoot)/library."))
+                    "\(NameEscape.escape(s.name)) mounts parts of the media tree as separate volumes (\(NameEscape.escape(list))): each is its own bind mount, and the kernel refuses hardlinks and atomic moves between mounts, so imports become copies.",
+                    fix: "Replace them with one volume `- \(NameEscape.escape(hostRoot)):\(NameEscape.escape(containerRoot))` and point the app at \(NameEscape.escape(containerRoot))/downloads and \(NameEscape.escape(containerRoot))/library."))
             }
         }
     }

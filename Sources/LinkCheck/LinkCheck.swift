@@ -42,12 +42,12 @@ package enum LinkCheck {
         }
         for (label, rel) in [("--downloads", o.downloads), ("--library", o.library)] {
             if rel.isEmpty || rel.hasPrefix("/") || rel.split(separator: "/").contains("..") {
-                throw ToolError.usage("\(label) \(rel.isEmpty ? "(empty)" : rel) must be a path relative to the root, without `..`.")
+                throw ToolError.usage("\(label) \(rel.isEmpty ? "(empty)" : NameEscape.escape(rel)) must be a path relative to the root, without `..`.")
             }
         }
         let d = o.downloads.split(separator: "/"), l = o.library.split(separator: "/")
         if d.starts(with: l) || l.starts(with: d) {
-            throw ToolError.usage("--downloads \(o.downloads) and --library \(o.library) must be separate folders (neither inside the other).")
+            throw ToolError.usage("--downloads \(NameEscape.escape(o.downloads)) and --library \(NameEscape.escape(o.library)) must be separate folders (neither inside the other).")
         }
 
         var report = LinkCheckReport(root: o.root, downloads: o.downloads, library: o.library)

@@ -29,12 +29,12 @@ package struct LocalProbe {
     /// `--require-mount` forbids going on.
     package func checkRoot(_ report: inout LinkCheckReport) -> Bool {
         guard let st = try? Sys.stat(root) else {
-            report.add(Finding(.error, "missing-directory", "media root \(root) does not exist.",
-                               fix: "Create the mount point and mount the NAS export there (fstab: `truenas:/mnt/tank/media \(root) nfs rw,hard,nfsvers=4.2,_netdev,x-systemd.automount 0 0`, then `mount \(root)`)."))
+            report.add(Finding(.error, "missing-directory", "media root \(NameEscape.escape(root)) does not exist.",
+                               fix: "Create the mount point and mount the NAS export there (fstab: `truenas:/mnt/tank/media \(NameEscape.escape(root)) nfs rw,hard,nfsvers=4.2,_netdev,x-systemd.automount 0 0`, then `mount \(NameEscape.escape(root))`)."))
             return false
         }
         guard st.isDirectory else {
-            report.add(Finding(.error, "missing-directory", "media root \(root) is not a directory.",
+            report.add(Finding(.error, "missing-directory", "media root \(NameEscape.escape(root)) is not a directory.",
                                fix: "Point hs-linkcheck at the directory where the NAS export is mounted."))
             return false
         }
@@ -45,8 +45,8 @@ package struct LocalProbe {
         if !isMountPoint {
             let lands = m.map { "on \($0.describe)" } ?? "on an unknown filesystem"
             report.add(Finding(requireMount ? .error : .warning, "not-mount-point",
-                               "\(root) is not a mount point: it is a plain directory \(lands). If the NFS export is not mounted, everything written there lands on that disk instead of the NAS (and the apps fill it up).",
-                               fix: "Mount the export (`mount \(root)`; fstab: `truenas:/mnt/tank/media \(root) nfs rw,hard,nfsvers=4.2,_netdev,x-systemd.automount 0 0`). Cron and provisioning run with --require-mount so this is an error there."))
+                               "\(NameEscape.escape(root)) is not a mount point: it is a plain directory \(lands). If the NFS export is not mounted, everything written there lands on that disk instead of the NAS (and the apps fill it up).",
+                               fix: "Mount the export (`mount \(NameEscape.escape(root))`; fstab: `truenas:/mnt/tank/media \(NameEscape.escape(root)) nfs rw,hard,nfsvers=4.2,_netdev,x-systemd.automount 0 0`). Cron and provisioning run with --require-mount so this is an error there."))
             if requireMount { return false }
         }
         if let m, let f = Self.filesystemFinding(m, path: root) { report.add(f) }
@@ -59,24 +59,24 @@ package struct LocalProbe {
         switch t {
         case "cifs", "smb3", "smbfs":
             return Finding(.warning, "filesystem-type",
-                           "\(path) is on CIFS/SMB (\(m.describe)). SMB shares give hardlinks only with Unix/POSIX extensions, which TrueNAS shares normally do not offer: the *arr apps then copy every import (double disk use).",
-                           fix: "Export the media dataset over NFS and mount it (the plan's CIFS -> NFS move): `truenas:/mnt/tank/media \(path) nfs rw,hard,nfsvers=4.2,_netdev 0 0`.")
+                           "\(NameEscape.escape(path)) is on CIFS/SMB (\(m.describe)). SMB shares give hardlinks only with Unix/POSIX extensions, which TrueNAS shares normally do not offer: the *arr apps then copy every import (double disk use).",
+                           fix: "Export the media dataset over NFS and mount it (the plan's CIFS -> NFS move): `truenas:/mnt/tank/media \(NameEscape.escape(path)) nfs rw,hard,nfsvers=4.2,_netdev 0 0`.")
         case "exfat", "vfat", "msdos", "fat":
             return Finding(.warning, "filesystem-type",
-                           "\(path) is on \(t) (\(m.describe)), which has no hardlinks at all.",
+                           "\(NameEscape.escape(path)) is on \(t) (\(m.describe)), which has no hardlinks at all.",
                            fix: "Put media on a filesystem with hardlinks (ZFS dataset over NFS, ext4, xfs, btrfs).")
         case "autofs":
             return Finding(.warning, "filesystem-type",
-                           "\(path) is still an automount point (\(m.describe)): the NFS export behind it did not mount on access (NAS down or unreachable, wrong export, or a failed mount).",
-                           fix: "Run `mount \(path)` or `systemctl status` of its .automount/.mount unit to see why; check the NAS is up and exports the path to this host.")
+                           "\(NameEscape.escape(path)) is still an automount point (\(m.describe)): the NFS export behind it did not mount on access (NAS down or unreachable, wrong export, or a failed mount).",
+                           fix: "Run `mount \(NameEscape.escape(path))` or `systemctl status` of its .automount/.mount unit to see why; check the NAS is up and exports the path to this host.")
         case "overlay":
             return Finding(.warning, "filesystem-type",
-                           "\(path) is on overlayfs (\(m.describe)): this looks like a container's own filesystem, not the NAS. Files written here vanish with the container and hardlinks to lower-layer files copy them up.",
+                           "\(NameEscape.escape(path)) is on overlayfs (\(m.describe)): this looks like a container's own filesystem, not the NAS. Files written here vanish with the container and hardlinks to lower-layer files copy them up.",
                            fix: "Bind-mount the host's media root into the container (`/mnt/storage:/storage`, or `mp0: /mnt/storage,mp=/mnt/storage` for an LXC).")
         default:
             if t.hasPrefix("fuse.") {
                 return Finding(.info, "filesystem-type",
-                               "\(path) is on a FUSE filesystem (\(m.describe)): hardlinks depend on it (mergerfs links only within one branch, rclone mounts have none).",
+                               "\(NameEscape.escape(path)) is on a FUSE filesystem (\(m.describe)): hardlinks depend on it (mergerfs links only within one branch, rclone mounts have none).",
                                fix: nil)
             }
             return nil
@@ -90,11 +90,11 @@ package struct LocalProbe {
             let st = try? Sys.stat(path)
             if st == nil {
                 missing = true
-                report.add(Finding(.error, "missing-directory", "\(label) directory \(path) does not exist.",
-                                   fix: "Create the plan's tree with `hs-linkcheck --init \(root)` (owner PUID:PGID, mode 775), or check --\(label)."))
+                report.add(Finding(.error, "missing-directory", "\(label) directory \(NameEscape.escape(path)) does not exist.",
+                                   fix: "Create the plan's tree with `hs-linkcheck --init \(NameEscape.escape(root))` (owner PUID:PGID, mode 775), or check --\(label)."))
             } else if st?.isDirectory == false {
                 missing = true
-                report.add(Finding(.error, "missing-directory", "\(label) path \(path) is not a directory.", fix: nil))
+                report.add(Finding(.error, "missing-directory", "\(label) path \(NameEscape.escape(path)) is not a directory.", fix: nil))
             }
         }
         if missing { return }
@@ -113,11 +113,11 @@ package struct LocalProbe {
             let a = dlMount?.describe ?? "?", b = libMount?.describe ?? "?"
             if dlDev != libDev {
                 report.add(Finding(.error, "cross-device",
-                                   "downloads (\(downloadsPath)) is on \(a) and library (\(libraryPath)) is on \(b): two different filesystems (separate datasets, exports or mounts). Hardlinks cannot cross them, so every import is a full copy.",
-                                   fix: "Keep downloads/ and library/ in ONE dataset, ONE NFS export, mounted ONCE at \(root) (TrueNAS: one dataset such as /mnt/tank/media holding both folders, no child dataset for either)."))
+                                   "downloads (\(NameEscape.escape(downloadsPath))) is on \(a) and library (\(NameEscape.escape(libraryPath))) is on \(b): two different filesystems (separate datasets, exports or mounts). Hardlinks cannot cross them, so every import is a full copy.",
+                                   fix: "Keep downloads/ and library/ in ONE dataset, ONE NFS export, mounted ONCE at \(NameEscape.escape(root)) (TrueNAS: one dataset such as /mnt/tank/media holding both folders, no child dataset for either)."))
             } else {
                 report.add(Finding(.error, "cross-device",
-                                   "downloads (\(downloadsPath)) and library (\(libraryPath)) are the same filesystem mounted twice (at \(dlMount?.mountPoint ?? "?") and \(libMount?.mountPoint ?? "?")): the kernel refuses hardlinks across mount points.",
+                                   "downloads (\(NameEscape.escape(downloadsPath))) and library (\(NameEscape.escape(libraryPath))) are the same filesystem mounted twice (at \(NameEscape.escape(dlMount?.mountPoint ?? "?")) and \(NameEscape.escape(libMount?.mountPoint ?? "?"))): the kernel refuses hardlinks across mount points.",
                                    fix: "Mount the media root once and use its subfolders: in Docker `- /mnt/storage:/storage` (not downloads and library as separate volumes); in LXC one `mp0: /mnt/storage,mp=/mnt/storage`."))
             }
         }
@@ -179,7 +179,7 @@ package struct LocalProbe {
             case EXDEV:
                 if !crossDeviceKnown {
                     report.add(Finding(.error, "cross-device",
-                                       "link(\(src), \(dst)) failed with EXDEV (cross-device) although both look like one mount: something in between (a bind mount, an overlay) splits them.",
+                                       "link(\(NameEscape.escape(src)), \(NameEscape.escape(dst))) failed with EXDEV (cross-device) although both look like one mount: something in between (a bind mount, an overlay) splits them.",
                                        fix: "Mount the media root once and use its subfolders; in Docker `- /mnt/storage:/storage`."))
                 }
             case EACCES, EROFS:
@@ -187,10 +187,10 @@ package struct LocalProbe {
             case EPERM, ENOTSUP, ENOSYS, EMLINK:
                 let fs = mountTable.mount(containing: Sys.realpath(libraryPath) ?? libraryPath)
                 report.add(Finding(.error, "no-hardlinks",
-                                   "the filesystem refused the hardlink \(dst) (\(Sys.strerror(e.errno))) on \(fs?.describe ?? "?"). CIFS/SMB without Unix extensions, exFAT/FAT and some FUSE filesystems have no hardlinks; with fs.protected_hardlinks=1 the link also needs you to own the file.",
+                                   "the filesystem refused the hardlink \(NameEscape.escape(dst)) (\(Sys.strerror(e.errno))) on \(fs?.describe ?? "?"). CIFS/SMB without Unix extensions, exFAT/FAT and some FUSE filesystems have no hardlinks; with fs.protected_hardlinks=1 the link also needs you to own the file.",
                                    fix: "Use NFS (or a local filesystem with hardlinks) for the whole media tree, and run as the owner of the files (PUID:PGID)."))
             default:
-                report.add(Finding(.error, "probe-failed", "hardlink probe failed: \(e)", fix: nil))
+                report.add(Finding(.error, "probe-failed", "hardlink probe failed: \(NameEscape.escape(e.description))", fix: nil))
             }
             try? Sys.unlink(src)
             created = false
@@ -236,7 +236,7 @@ package struct LocalProbe {
         }
         why.append("give the tree to the apps' user: `chown -R PUID:PGID` and mode 775 (UMASK 002), e.g. `hs-linkcheck --init` as a user allowed to chown.")
         return Finding(.error, "cannot-write",
-                       "cannot create a file in \(dir) as \(me): \(Sys.strerror(error.errno)). The directory: \(owner).",
+                       "cannot create a file in \(NameEscape.escape(dir)) as \(me): \(Sys.strerror(error.errno)). The directory: \(owner).",
                        fix: why.joined(separator: " "))
     }
 }

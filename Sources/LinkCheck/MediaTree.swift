@@ -36,7 +36,7 @@ package enum MediaTree {
                 let created = try Sys.mkdir(path, mode: 0o775)
                 guard let st = try Sys.lstat(path), st.isDirectory else {
                     steps.append(InitStep(path: path, action: "failed", detail: "exists and is not a directory"))
-                    report.add(Finding(.error, "missing-directory", "\(path) exists and is not a directory.",
+                    report.add(Finding(.error, "missing-directory", "\(NameEscape.escape(path)) exists and is not a directory.",
                                        fix: "Move it away, then run `hs-linkcheck --init` again."))
                     continue
                 }
@@ -53,7 +53,7 @@ package enum MediaTree {
                                       detail: changes.isEmpty ? nil : changes.joined(separator: ", ")))
             } catch let e {
                 steps.append(InitStep(path: path, action: "failed", detail: e.description))
-                report.add(Finding(.error, "cannot-write", "--init could not prepare \(path): \(e)",
+                report.add(Finding(.error, "cannot-write", "--init could not prepare \(NameEscape.escape(path)): \(NameEscape.escape("\(e)"))",
                                    fix: "Run as a user allowed to create and chown there (on NFS with root_squash, root cannot chown: run as PUID:PGID, or set Maproot for this host)."))
                 // Children of a failed directory would fail the same way.
                 if e.call == "mkdir" { break }

@@ -26,19 +26,19 @@ package enum NFSProbeRunner {
             do {
                 guard let st = try client.lstatIfExists(rel) else {
                     missing = true
-                    report.add(Finding(.error, "missing-directory", "\(label) directory \(rel) does not exist in \(location).",
+                    report.add(Finding(.error, "missing-directory", "\(label) directory \(NameEscape.escape(rel)) does not exist in \(NameEscape.escape(location)).",
                                        fix: "Mount the export and run `hs-linkcheck --init /mnt/storage`, or create it on the NAS (owner PUID:PGID, mode 775)."))
                     continue
                 }
                 guard st.kind == .directory else {
                     missing = true
-                    report.add(Finding(.error, "missing-directory", "\(label) path \(rel) in \(location) is not a directory.", fix: nil))
+                    report.add(Finding(.error, "missing-directory", "\(label) path \(NameEscape.escape(rel)) in \(NameEscape.escape(location)) is not a directory.", fix: nil))
                     continue
                 }
                 stats[label] = st
             } catch let e as NFSError {
                 missing = true
-                report.add(Finding(.error, "nfs", "cannot stat \(rel) in \(location): \(e)", fix: e.hint))
+                report.add(Finding(.error, "nfs", "cannot stat \(NameEscape.escape(rel)) in \(NameEscape.escape(location)): \(e)", fix: e.hint))
             }
         }
         if missing { return }
@@ -47,7 +47,7 @@ package enum NFSProbeRunner {
         if dlSt.device != libSt.device {
             crossDevice = true
             report.add(Finding(.error, "cross-device",
-                               "downloads (\(downloads)) and library (\(library)) in \(location) are on different filesystems of the NAS (fsid \(dlSt.device) and \(libSt.device)): separate datasets under one export. Hardlinks cannot cross them.",
+                               "downloads (\(NameEscape.escape(downloads))) and library (\(NameEscape.escape(library))) in \(NameEscape.escape(location)) are on different filesystems of the NAS (fsid \(dlSt.device) and \(libSt.device)): separate datasets under one export. Hardlinks cannot cross them.",
                                fix: "Keep downloads/ and library/ in ONE dataset (TrueNAS: one dataset such as /mnt/tank/media holding both folders, no child dataset for either), exported once."))
         }
 
@@ -81,13 +81,13 @@ package enum NFSProbeRunner {
             switch e.kind {
             case .other(EXDEV):
                 if !crossDevice {
-                    report.add(Finding(.error, "cross-device", "the NAS refused the hardlink \(dst) with EXDEV (cross-device): downloads and library are on different filesystems behind this export.",
+                    report.add(Finding(.error, "cross-device", "the NAS refused the hardlink \(NameEscape.escape(dst)) with EXDEV (cross-device): downloads and library are on different filesystems behind this export.",
                                        fix: "Keep downloads/ and library/ in one dataset."))
                 }
             case .permissionDenied, .readOnly:
                 report.add(cannotWrite(client: client, dir: library, st: libSt, error: e, url: url))
             default:
-                report.add(Finding(.error, "no-hardlinks", "the NAS refused the hardlink \(dst): \(e)",
+                report.add(Finding(.error, "no-hardlinks", "the NAS refused the hardlink \(NameEscape.escape(dst)): \(e)",
                                    fix: "Check the export's filesystem supports hardlinks (ZFS does) and the export is read-write for this host."))
             }
             cleanup()

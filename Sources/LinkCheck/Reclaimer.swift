@@ -78,7 +78,7 @@ package struct Reclaimer {
         var a = [UInt8](repeating: 0, count: 1 << 20)
         var b = [UInt8](repeating: 0, count: 1 << 20)
         for (i, p) in pairs.enumerated() {
-            progress("reclaim \(i + 1)/\(pairs.count): \(p.library)")
+            progress("reclaim \(i + 1)/\(pairs.count): \(NameEscape.escape(p.library))")
             do {
                 if let reason = try reclaimOne(p, bufA: &a, bufB: &b, onLinked: {
                     links += 1
@@ -90,7 +90,7 @@ package struct Reclaimer {
                     report.bytesReclaimed += p.size
                 }
             } catch {
-                report.skipped.append(ReclaimSkip(library: p.library, reason: "\(error)"))
+                report.skipped.append(ReclaimSkip(library: p.library, reason: NameEscape.escape("\(error)")))   // its path as it is
             }
         }
     }

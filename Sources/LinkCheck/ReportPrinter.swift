@@ -10,7 +10,7 @@ package struct ReportPrinter {
         var lines: [String] = []
         if let steps = r.initialized {
             let changed = steps.filter { $0.action != "ok" }
-            for s in changed { lines.append("init: \(s.action) \(s.path)\(s.detail.map { " (\($0))" } ?? "")") }
+            for s in changed { lines.append("init: \(s.action) \(NameEscape.escape(s.path))\(s.detail.map { " (\($0))" } ?? "")") }
             lines.append("init: \(steps.count) directories, \(changed.count) created or changed")
         }
         if let a = r.audit {
@@ -18,25 +18,25 @@ package struct ReportPrinter {
             lines.append("audit: \(a.libraryFiles) library files (\(a.singleLinkFiles) with link count 1), \(dl), \(a.filesHashed) hashed, \(Format.seconds(a.seconds))")
             if a.copies > 0 {
                 lines.append("audit: \(a.copies) copies, \(Format.bytes(a.wastedBytes)) wasted")
-                for g in a.groups { lines.append("  \(g.folder): \(g.copies) copies, \(Format.bytes(g.wastedBytes))") }
+                for g in a.groups { lines.append("  \(NameEscape.escape(g.folder)): \(g.copies) copies, \(Format.bytes(g.wastedBytes))") }
                 lines.append("  largest:")
-                for p in a.largest { lines.append("    \(Format.bytes(p.size))  \(p.library)  (copy of \(p.downloads))") }
+                for p in a.largest { lines.append("    \(Format.bytes(p.size))  \(NameEscape.escape(p.library))  (copy of \(NameEscape.escape(p.downloads)))") }
             }
             if !a.leftovers.isEmpty { lines.append("audit: \(a.leftovers.count) temporary links from an interrupted reclaim (removed by --reclaim --yes)") }
         }
         if let rc = r.reclaim {
             if rc.applied {
-                for l in rc.leftoversRemoved { lines.append("reclaim: removed leftover \(l)") }
-                for s in rc.skipped { lines.append("reclaim: skipped \(s.library): \(s.reason)") }
+                for l in rc.leftoversRemoved { lines.append("reclaim: removed leftover \(NameEscape.escape(l))") }
+                for s in rc.skipped { lines.append("reclaim: skipped \(NameEscape.escape(s.library)): \(s.reason)") }
                 lines.append("reclaim: \(rc.reclaimed) files replaced by hardlinks, \(Format.bytes(rc.bytesReclaimed)) reclaimed")
             } else {
-                for p in rc.planned.prefix(listLimit) { lines.append("would link \(p.library) -> \(p.downloads) (\(Format.bytes(p.size)))") }
+                for p in rc.planned.prefix(listLimit) { lines.append("would link \(NameEscape.escape(p.library)) -> \(NameEscape.escape(p.downloads)) (\(Format.bytes(p.size)))") }
                 if rc.planned.count > listLimit { lines.append("... and \(rc.planned.count - listLimit) more (--json lists all)") }
                 if !rc.planned.isEmpty { lines.append("reclaim: dry run; add --yes to replace these \(rc.planned.count) copies") }
             }
         }
         if let c = r.compose {
-            lines.append("compose: \(c.files.count) files, \(c.mediaServices.count) media services, container root \(c.containerRoot ?? "-")")
+            lines.append("compose: \(c.files.count) files, \(c.mediaServices.count) media services, container root \(c.containerRoot.map { NameEscape.escape($0) } ?? "-")")
         }
         var findings: [String] = []
         for f in r.findings {
@@ -59,11 +59,11 @@ package struct ReportPrinter {
         var s = "hs-linkcheck: "
         if let p = r.probe, p.ok {
             let fs = r.mounts?.library.map { " on \($0.describe)" } ?? ""
-            s += "hardlinks work between \(r.downloads)/ and \(r.library)/ of \(r.root)\(fs)"
+            s += "hardlinks work between \(NameEscape.escape(r.downloads))/ and \(NameEscape.escape(r.library))/ of \(NameEscape.escape(r.root))\(fs)"
         } else if r.probe != nil {
-            s += "hardlinks do NOT work between \(r.downloads)/ and \(r.library)/ of \(r.root)"
+            s += "hardlinks do NOT work between \(NameEscape.escape(r.downloads))/ and \(NameEscape.escape(r.library))/ of \(NameEscape.escape(r.root))"
         } else {
-            s += "\(r.root) checked"
+            s += "\(NameEscape.escape(r.root)) checked"
         }
         if errors > 0 || warnings > 0 { s += "; \(errors) errors, \(warnings) warnings" }
         s += r.ok ? " (ok)" : " (problems found)"
