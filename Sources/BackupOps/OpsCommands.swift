@@ -36,12 +36,14 @@ package struct OpsSettings: Sendable {
 }
 
 package enum OpsCommands {
-    /// Makes `guardian` report a run that a signal stops to the monitors (ntfy, Uptime Kuma,
-    /// Healthchecks, the metrics file) as failed with 128 + the signal.
-    package static func reportSignal(_ guardian: OpsSignalGuard, notifier: Notifier, set: String) {
+    /// Makes `guardian` report a run of `operation` that a signal stops to the monitors (ntfy,
+    /// Uptime Kuma, Healthchecks, the metrics file) as failed with 128 + the signal: they hear
+    /// at once, not when the next heartbeat is missed. With the notifier the run's own end
+    /// would report with.
+    package static func reportSignal(_ guardian: SignalGuard, notifier: Notifier, operation: String, set: String) {
         let started = Date()
         guardian.onSignal { sig in
-            let report = RunReport(success: false, operation: "hs-backup run", set: set,
+            let report = RunReport(success: false, operation: operation, set: set,
                                    message: "interrupted by signal \(sig)", duration: Date().timeIntervalSince(started), exitCode: 128 + sig)
             for w in notifier.report(report) { Reporter.writeStderr("warning: \(w)\n") }
         }
@@ -53,7 +55,7 @@ package enum OpsCommands {
     /// - Returns: the summary (with capture/restart warnings added).
     /// - Throws: the backup's error (after notifying), or a `ToolError` when the backup was
     ///   written but stopped stacks could not be started again.
-    package static func backup(_ options: BackupOptions, ops: OpsSettings, reporter: Reporter, guardian: OpsSignalGuard) throws -> BackupSummary {
+    package static func backup(_ options: BackupOptions, ops: OpsSettings, reporter: Reporter, guardian: SignalGuard) throws -> BackupSummary {
         try ops.validate()
         var attention: [String] = []
         let summary = try notifying(ops.notifier, operation: "hs-backup run", set: options.set, reporter: reporter,
@@ -158,13 +160,13 @@ package enum OpsCommands {
         }
         do { try notifier.validate() } catch { throw ToolError.usage(error.description) }
         let setName = try BackupTool.setName(name)
-        return try notifying(dryRun ? notifier.forDryRun() : notifier, operation: dryRun ? "hs-backup prune --dry-run" : "hs-backup prune",
-                             set: setName, reporter: reporter) {
-            // Ctrl-C/SIGTERM while removing: the lock goes too (see InterruptCleanup). Before
-            // the destination is opened (a NAS that does not answer keeps it up to the NFS
-            // timeout): a signal then still ends the run with its --json object and 128 + N.
-            let guardian = dryRun ? nil : OpsSignalGuard()
-            defer { guardian?.cancel() }
+        let monitors = dryRun ? notifier.forDryRun() : notifier
+        let operation = dryRun ? "hs-backup prune --dry-run" : "hs-backup prune"
+        // Ctrl-C/SIGTERM while removing: the lock goes too (see InterruptCleanup); before the
+        // destination is opened (up to the NFS timeout on a NAS that does not answer) the
+        // monitors hear of it too.
+        reportSignal(.shared, notifier: monitors, operation: operation, set: setName)
+        return try notifying(monitors, operation: operation, set: setName, reporter: reporter) {
             let dest = try BackupTool.destination(spec, nfsTimeoutSeconds: nfsTimeoutSeconds)
             try BackupSets.requireSet(dest, setName)
             let set = BackupSet(destination: dest, name: setName)

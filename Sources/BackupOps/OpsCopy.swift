@@ -51,13 +51,13 @@ extension OpsCommands {
                              notifier: Notifier, reporter: Reporter) throws -> CopyReport {
         let setNames = try names.map { try BackupTool.setName($0) }
         let label = setNames.isEmpty ? "all sets" : setNames.joined(separator: ",")
-        return try notifying(notifier, operation: options.dryRun ? "hs-backup copy --dry-run" : "hs-backup copy", set: label,
+        let operation = options.dryRun ? "hs-backup copy --dry-run" : "hs-backup copy"
+        // Before the destinations are opened (up to the NFS timeout each on a NAS that does not
+        // answer): a signal then reaches the monitors too.
+        reportSignal(.shared, notifier: notifier, operation: operation, set: label)
+        return try notifying(notifier, operation: operation, set: label,
                              reporter: reporter, ok: { $0.exitCode == 0 || $0.exitCode == 3 }, attention: { $0.exitCode == 3 }) {
             let started = Date()
-            // Before the destinations are opened (a NAS that does not answer keeps each up to the
-            // NFS timeout): a signal then still ends the run with its --json object and 128 + N.
-            let guardian = options.dryRun ? nil : OpsSignalGuard()
-            defer { guardian?.cancel() }
             let source = try BackupTool.destination(from, option: "--from", nfsTimeoutSeconds: nfsTimeoutSeconds)
             let target = try BackupTool.destination(to, option: "--to", nfsTimeoutSeconds: nfsTimeoutSeconds)
             if source.isSamePlace(as: target) {

@@ -158,7 +158,7 @@ package final class Quiesce: Sendable {
                 Reporter.emitStoppedBySignal(sig, problems.isEmpty ? "; the stopped stacks were started again"
                                              : "; starting the stopped stacks again: " + problems.joined(separator: "; "))
                 fflush(nil)
-                _exit(128 + sig)   // not exit: the run's other threads are still going (see OpsSignalGuard)
+                _exit(128 + sig)   // not exit: the run's other threads are still going (see SignalGuard)
             }
         }
     }

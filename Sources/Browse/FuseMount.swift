@@ -130,6 +130,9 @@ package final class FuseMount: Sendable {
                 libfuse.fuse_session_exit(se.value)
                 startThread { _ = access(mountpoint + "/.hs-backup-stop-\(getpid())", F_OK) }
             }
+            // The signals unmount from here on: the tools' guard (`SignalGuard`, armed by
+            // `ToolCommand.main` for the mount's start) would exit and leave the mount behind.
+            SignalGuard.shared.disarm()
         }
 
         func cancel() { SignalWatch.shared.cancel(token) }

@@ -103,14 +103,10 @@ extension ToolCommand {
                 Glibc.exit(error.exitCode)
             }
             if let common {
-                let code = common.run()
-                // A signal's handler is ending the process (128 + N, after its cleanup): the
-                // run's own exit must not come first.
-                InterruptCleanup.shared.waitIfStopping()
+                let code = guarded { common.run() }
                 if code != 0 { Glibc.exit(code) }
             } else {
-                try command?.run()
-                InterruptCleanup.shared.waitIfStopping()
+                try guarded { try command?.run() }
             }
         } catch {
             InterruptCleanup.shared.waitIfStopping()
@@ -124,6 +120,21 @@ extension ToolCommand {
             }
             exit(withError: error)
         }
+    }
+
+    /// Runs the command with `SignalGuard.shared` armed, before it can wait on anything (a
+    /// destination that does not answer, `docker compose`, apt): a signal then (systemd's
+    /// TimeoutStopSec, a shutdown, Ctrl-C) ends every command of the five tools the same way -
+    /// its cleanup, the --json failure object, exit 128 + N - and none has to remember it.
+    static func guarded<T>(_ run: () throws -> T) rethrows -> T {
+        SignalGuard.shared.arm()
+        defer {
+            SignalGuard.shared.disarm()
+            // A signal's handler is ending the process (128 + N, after its cleanup): the run's
+            // own exit must not come first.
+            InterruptCleanup.shared.waitIfStopping()
+        }
+        return try run()
     }
 
     /// ArgumentParser runs the commands' `validate()` before it looks for words no command takes:

@@ -6,8 +6,8 @@ import Synchronization
 /// What to undo when the process is stopped by a signal (SIGINT, SIGTERM, SIGHUP): files a
 /// run created and would remove itself on a normal exit, such as a backup's `.partial`
 /// archive and the set's lock. Code that creates such a file registers its removal and
-/// unregisters it once the file is committed or removed; the signal handler (hs-backup's
-/// `OpsSignalGuard`) calls `runAll` before exiting.
+/// unregisters it once the file is committed or removed; the signal handler (`SignalGuard`,
+/// hs-restore's own) calls `runAll` before exiting.
 ///
 /// Actions run on a helper thread with a time limit: a removal on an NFS server that stopped
 /// answering must not keep the process from exiting (the next run takes over a lock whose

@@ -42,18 +42,17 @@ struct RunValues: CommonForm {
 
     /// Takes the backup; returns the exit code (errors are reported by `toolMain`).
     func run() -> Int32 {
-        // First: opening the destination waits up to the NFS timeout (60 s) for a NAS that does
-        // not answer, and a signal then stopped the run with nothing on stdout for --json and
-        // nothing sent to the monitors. From here on a signal ends the run the guard's way
-        // (what the run registered cleaned up, the --json object, 128 + N).
-        let guardian = OpsSignalGuard()
-        defer { guardian.cancel() }
+        // The process's signal guard (armed by `ToolCommand.main` before this runs): the backup
+        // adds its cleanups to it.
+        let guardian = SignalGuard.shared
         return toolMain {
             let reporter = destination.reporter
             let set = try BackupTool.setName(destination.set)
             let settings = try self.settings(set: set)
             try settings.validate()
-            if !engine.dryRun { OpsCommands.reportSignal(guardian, notifier: settings.notifier, set: set) }
+            // Before the destination is opened (up to the NFS timeout, 60 s, on a NAS that does
+            // not answer): a signal then reaches the monitors too.
+            if !engine.dryRun { OpsCommands.reportSignal(guardian, notifier: settings.notifier, operation: "hs-backup run", set: set) }
             let dest = try OpsCommands.reportingFailure(settings.notifier, operation: "hs-backup run", set: set, reporter: reporter) {
                 try destination.open()
             }

@@ -284,6 +284,9 @@ extension HsBackup {
                 let reporter = destination.reporter
                 let set = try BackupTool.setName(destination.set)
                 let notifier = try notify.notifier(.verify, set: set)
+                // Before the destination is opened: a verify stopped then, or by its unit's
+                // timeout mid-way, reaches the monitors too.
+                OpsCommands.reportSignal(.shared, notifier: notifier, operation: "hs-backup verify", set: set)
                 let dest = try OpsCommands.reportingFailure(notifier, operation: "hs-backup verify", set: set, reporter: reporter) {
                     try destination.open()
                 }

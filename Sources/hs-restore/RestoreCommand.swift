@@ -115,6 +115,9 @@ enum RestoreCommand {
             signal(sig, SIG_DFL)
             raise(sig)
         }
+        // From here on this watch takes the signals, not the tools' guard (`SignalGuard`,
+        // armed by `ToolCommand.main`, which exits 128 + N instead of dying of the signal).
+        SignalGuard.shared.disarm()
     }
 
     /// The backup set's plan, or the archive (a file, or stdin for "-").

@@ -99,10 +99,11 @@ struct SignalJSONTests {
         let dir = try TempDir("hs-sigjson")
         try Tree.write(dir.sub("appdata/x.txt"), "x\n")
         let url = "nfs://127.0.0.1/backups?nfsport=\(s.port)&mountport=\(s.port)"
-        for command in [["run", "--source", dir.sub("appdata"), "--to", url, "--ping", http.base + "/api/push/T"],
-                        ["prune", "--to", url, "--keep-last", "1"], ["copy", "--from", url, "--to", dir.sub("offsite")]] {
+        for command in [["run", "--source", dir.sub("appdata"), "--to", url], ["prune", "--to", url, "--keep-last", "1"],
+                        ["copy", "--from", url, "--to", dir.sub("offsite")]] {
             let before = s.accepted
-            let run = try RunningTool("hs-backup", command + ["--name", "io", "--json"], environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+            let run = try RunningTool("hs-backup", command + ["--name", "io", "--json", "--ping", http.base + "/api/push/" + command[0]],
+                                      environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
             try #require(waitFor(30) { s.accepted > before }, "\(command[0]) did not reach the server: \(run.stderr)")
             kill(run.process.processIdentifier, sig)
             let status = run.wait(upTo: 30)
@@ -112,7 +113,91 @@ struct SignalJSONTests {
             #expect(object?["exit_code"] as? Int == Int(128 + sig), "\(command[0]): stdout: '\(run.stdout)'")
             #expect((object?["error"] as? String)?.contains("stopped by \(signalName(sig))") == true, "\(command[0]): stdout: '\(run.stdout)'")
         }
-        #expect(http.requests.contains { $0.method == "GET" && $0.query["status"] == "down" }, "\(http.requests.map(\.query))")
+        for command in ["run", "prune", "copy"] {
+            #expect(http.requests.contains { $0.method == "GET" && $0.path.hasPrefix("/api/push/\(command)?") && $0.query["status"] == "down" },
+                    "\(command) did not report down: \(http.requests.map(\.path))")
+        }
+    }
+
+    /// Every other command that waits on something that may not answer: a destination (the
+    /// NFS timeout, 60 s per call), hs-deploy's `docker compose`, hs-provision's queries of the
+    /// host. A signal then (systemd's TimeoutStopSec, a shutdown, Ctrl-C) killed them with
+    /// nothing on stdout for --json and the signal's own status, where `run`, `prune` and
+    /// `copy` print the failure object and exit 128 + N; `--dry-run` of prune and copy too.
+    /// Those that report to monitors (--ping) report the stop as down, as `run` does.
+    @Test("every long-running command of the five tools stopped while what it waits on does not answer prints one error object and exits 128+N",
+          arguments: [SIGTERM, SIGINT, SIGHUP])
+    func everyCommandStoppedWhileWaiting(_ sig: Int32) throws {
+        let s = try SilentServer()
+        let http = try OpsHTTPRecorder()
+        let dir = try TempDir("hs-sigjson")
+        try Tree.write(dir.sub("appdata/x.txt"), "x\n")
+        try FileManager.default.createDirectory(atPath: dir.sub("mnt"), withIntermediateDirectories: true)
+        let url = "nfs://127.0.0.1/backups?nfsport=\(s.port)&mountport=\(s.port)"
+        let media = "nfs://127.0.0.1/media?nfsport=\(s.port)&mountport=\(s.port)"
+        func ping(_ name: String) -> [String] { ["--ping", http.base + "/api/push/" + name] }
+        // The programs hs-deploy and hs-provision run, standing in for a docker or a dpkg that
+        // hangs. (Without the descriptors it inherits: one of them tells Foundation's Process
+        // that the tool is still running.)
+        let fake = dir.sub("bin")
+        let called = dir.sub("called")
+        try Tree.write(fake + "/hang", "#!/bin/sh\necho \"$0\" >> '\(called)'\n"
+                       + "exec python3 -c 'import os, time; os.closerange(3, 65536); time.sleep(60)' </dev/null >/dev/null 2>&1\n")
+        try Subprocess.checked(["chmod", "+x", fake + "/hang"])
+        for name in ["docker", "dpkg", "dpkg-query", "systemctl", "getent", "tailscale", "pct", "qm", "git"] {
+            try FileManager.default.createSymbolicLink(atPath: fake + "/" + name, withDestinationPath: "hang")
+        }
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let hanging = ["PATH": fake + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        // (tool, arguments, whether it reports to monitors, what it waits on: the NFS server or a hanging program)
+        let commands: [(String, [String], Bool, Bool)] = [
+            ("hs-backup", ["run", "--dry-run", "--source", dir.sub("appdata"), "--to", url, "--name", "io", "--json"], false, true),
+            ("hs-backup", ["prune", "--dry-run", "--to", url, "--name", "io", "--keep-last", "1", "--json"] + ping("prune-dry"), true, true),
+            ("hs-backup", ["copy", "--dry-run", "--from", url, "--to", dir.sub("offsite"), "--json"] + ping("copy-dry"), true, true),
+            ("hs-backup", ["verify", "--to", url, "--name", "io", "--json"] + ping("verify"), true, true),
+            ("hs-backup", ["list", "--to", url, "--json"], false, true),
+            ("hs-backup", ["ls", "--to", url, "--name", "io", "--json"], false, true),
+            ("hs-backup", ["find", "--to", url, "--name", "io", "--json", "config.xml"], false, true),
+            ("hs-backup", ["diff", "--to", url, "--name", "io", "--json", "latest", "latest"], false, true),
+            ("hs-backup", ["dump", "--to", url, "--name", "io", "config.xml"], false, true),
+            ("hs-backup", ["mount", "--to", url, "--name", "io", "--json", dir.sub("mnt")], false, true),
+            ("hs-linkcheck", [media, "--json"], false, true),
+            ("hs-deploy", ["--down", "io", "--repo", repo, "--json"], false, false),
+            ("hs-provision", ["plan", "--inventory", repo + "/Tests/ProvisioningTests/Fixtures/inventory.yml", "--host", "io", "--json"], false, false),
+        ]
+        for (tool, arguments, monitored, nfs) in commands {
+            let what = "\(tool) \(arguments[0])"
+            let before = s.accepted
+            try? FileManager.default.removeItem(atPath: called)
+            let run = try RunningTool(tool, arguments, environment: nfs ? ["HS_BACKUP_SQLITE_CAPTURE": "0"] : hanging)
+            try #require(waitFor(30) { nfs ? s.accepted > before : FileManager.default.fileExists(atPath: called) },
+                         "\(what) did not reach what it waits on: \(run.stderr)")
+            kill(run.process.processIdentifier, sig)
+            let status = run.wait(upTo: 30)
+            #expect(run.process.terminationReason == .exit && status == 128 + sig,
+                    "\(what): \(run.process.terminationReason) \(String(describing: status)) \(run.stderr)")
+            if arguments.contains("--json") {
+                let object = onlyObject(run.stdout)
+                #expect(object?["exit_code"] as? Int == Int(128 + sig), "\(what): stdout: '\(run.stdout)'")
+                #expect((object?["error"] as? String)?.contains("stopped by \(signalName(sig))") == true, "\(what): stdout: '\(run.stdout)'")
+            } else {
+                #expect(run.stdout.isEmpty, "\(what): stdout: '\(run.stdout)'")
+            }
+            if monitored {
+                let name = arguments.first { $0.hasPrefix(http.base) }.map { String($0.dropFirst(http.base.count)) } ?? "?"
+                #expect(waitFor(10) { http.requests.contains { $0.path.hasPrefix(name + "?") && $0.query["status"] == "down" } },
+                        "\(what) did not report down: \(http.requests.map(\.path))")
+            }
+        }
+        // hs-restore dies of the signal itself (a calling shell script stops too), after its object.
+        let before = s.accepted
+        let restore = try RunningTool("hs-restore", ["--from", url, "--name", "io", "--to", dir.sub("restored"), "--json"])
+        try #require(waitFor(30) { s.accepted > before }, "hs-restore did not reach the server: \(restore.stderr)")
+        kill(restore.process.processIdentifier, sig)
+        _ = restore.wait(upTo: 30)
+        #expect(restore.process.terminationReason == .uncaughtSignal && restore.process.terminationStatus == sig,
+                "hs-restore: \(restore.process.terminationReason) \(restore.process.terminationStatus) \(restore.stderr)")
+        #expect(onlyObject(restore.stdout)?["exit_code"] as? Int == Int(128 + sig), "hs-restore: stdout: '\(restore.stdout)'")
     }
 
     /// A restore stopped by a signal removes the files it was writing under temporary names
