@@ -68,8 +68,7 @@ extension ToolCommand {
             }
         }
         if RepeatedOptions.possible(in: arguments),
-           let r = RepeatedOptions.first(in: arguments, help: _dumpHelp(),
-                                         defaultSubcommand: configuration.defaultSubcommand.map { $0.configuration.commandName ?? Self.defaultName($0) }) {
+           let r = RepeatedOptions.first(in: arguments, help: _dumpHelp(), defaultSubcommand: defaultSubcommandName) {
             let message = "\(name): \(r.option) was given \(r.values.count == 2 ? "twice" : "\(r.values.count) times") "
                 + "(\(r.values.map { "'\($0)'" }.joined(separator: ", "))); it takes one value: give it once."
             Reporter.writeStderr("error: " + message + "\n")
@@ -148,8 +147,48 @@ extension ToolCommand {
             _ = try parseAsRoot(arguments)
             return error
         } catch let found {
-            return exitCode(for: found) == .validationFailure ? found : error
+            guard exitCode(for: found) == .validationFailure else { return error }
+            return unknownOption(in: arguments) ?? found
         }
+    }
+
+    /// A required option or argument that is missing hides the words no command takes too:
+    /// ArgumentParser decodes a command before it looks for them (`hs-restore --too /x` said
+    /// "Missing expected argument '--to <to>'"). So the line is parsed with every required value
+    /// given (a placeholder: nothing runs), with and without the first option word the command
+    /// does not know: when only the former fails, its error is that word, in ArgumentParser's
+    /// words and with the usage of the command. Nil when there is no such word (or it is not
+    /// what fails).
+    static func unknownOption(in arguments: [String]) -> (any Error)? {
+        guard let (command, rest) = HelpDump.command(arguments, help: _dumpHelp(), defaultSubcommand: defaultSubcommandName),
+              let at = HelpDump.firstUnknownOption(in: rest, of: command) else { return nil }
+        // Options before a `--` (after it every word is an argument), arguments last, after one.
+        var options: [String] = [], positionals: [String] = []
+        for a in command["arguments"] as? [[String: Any]] ?? [] where a["isOptional"] as? Bool == false {
+            let value = (a["allValues"] as? [String])?.first ?? "1"
+            if a["kind"] as? String == "positional" {
+                positionals.append(value)
+            } else if a["kind"] as? String == "option", let n = a["preferredName"] as? [String: Any], let name = n["name"] as? String {
+                options += [(n["kind"] as? String == "short" ? "-" : "--") + name, value]
+            }
+        }
+        let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        var filled = Array(arguments[..<end]) + options
+        if !positionals.isEmpty { filled += (end < arguments.endIndex ? Array(arguments[end...]) : ["--"]) + positionals }
+        else { filled += arguments[end...] }
+        func failure(_ line: [String]) -> (any Error)? {
+            do { _ = try parseAsRoot(line); return nil } catch { return error }
+        }
+        guard let found = failure(filled), exitCode(for: found) == .validationFailure else { return nil }
+        var without = filled
+        without.remove(at: at)
+        if let other = failure(without), fullMessage(for: other) == fullMessage(for: found) { return nil }
+        return found
+    }
+
+    /// The name of the tool's default subcommand (`run` for hs-backup), if it has one.
+    static var defaultSubcommandName: String? {
+        configuration.defaultSubcommand.map { $0.configuration.commandName ?? defaultName($0) }
     }
 
     /// ArgumentParser's default name of a subcommand type (`Run` -> `run`).
@@ -158,17 +197,33 @@ extension ToolCommand {
     }
 }
 
-/// Whether the commands' own usage checks run: every `validate()` of the tools starts with
-/// `guard CommandChecks.enabled else { return }`. Off only while `ToolCommand.main` parses a
-/// line that failed once more, to find what ArgumentParser reports after the checks (main
-/// thread, before the command runs).
+/// A command or option group with usage checks of its own (exit 2 with the command's usage: a
+/// value out of range, options that exclude each other, what is missing). It writes them as
+/// `checkUsage()`; ArgumentParser calls them through the `validate()` here, which skips them
+/// while `ToolCommand.firstUsageError` looks for what the parser itself finds (an unknown
+/// option is reported first). A `validate()` of a command's own would run its checks then too
+/// (`unknownOptionFirstEverywhere` in CommandLineCommonFormTests catches it).
+package protocol UsageChecks: ParsableArguments {
+    func checkUsage() throws
+}
+
+extension UsageChecks {
+    package func validate() throws {
+        guard CommandChecks.enabled else { return }
+        try checkUsage()
+    }
+}
+
+/// Whether the commands' own usage checks run (`UsageChecks`). Off only while
+/// `ToolCommand.main` parses a line that failed once more, to find what ArgumentParser reports
+/// after the checks (main thread, before the command runs).
 package enum CommandChecks {
     nonisolated(unsafe) package static var enabled = true
 }
 
 /// The options every command has: `-q/--quiet`, `-v/--verbose` and `--config FILE` (read by
 /// `ToolCommand.main` and `ToolConfiguration`; declared here so parsing and `--help` know them).
-package struct VerbosityOptions: ParsableArguments {
+package struct VerbosityOptions: ParsableArguments, UsageChecks {
     @Option(name: .customLong("config"),
             help: ArgumentHelp("Read defaults from FILE instead of \(ToolConfiguration.defaultPath) (also $HS_CONFIG). "
                                + "A flag beats the environment, the environment beats the file.", valueName: "FILE"))
@@ -182,8 +237,7 @@ package struct VerbosityOptions: ParsableArguments {
 
     package init() {}
 
-    package func validate() throws {
-        guard CommandChecks.enabled else { return }
+    package func checkUsage() throws {
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other.") }
     }
 }
@@ -224,32 +278,8 @@ enum RepeatedOptions {
     /// The first single-value option that `arguments` give more than once, with its values,
     /// for the (sub)command the arguments select (`defaultSubcommand` when none is named).
     static func first(in arguments: [String], help: String, defaultSubcommand: String?) -> (option: String, values: [String])? {
-        guard let object = JSONAny.parse(Array(help.utf8)) as? [String: Any],
-              var command = object["command"] as? [String: Any] else { return nil }
-        var rest = arguments[...]
-        // Descend into the named subcommands (or the default one).
-        while let subs = command["subcommands"] as? [[String: Any]], !subs.isEmpty {
-            if let word = rest.first, let sub = subs.first(where: { $0["commandName"] as? String == word || ($0["aliases"] as? [String] ?? []).contains(word) }) {
-                command = sub
-                rest = rest.dropFirst()
-            } else if let d = defaultSubcommand, let sub = subs.first(where: { $0["commandName"] as? String == d }) {
-                command = sub
-            } else {
-                break
-            }
-        }
-        // Option spellings: "--name" / "-n" -> (display name, takes a value, repeats).
-        var options: [String: (display: String, value: Bool, repeats: Bool)] = [:]
-        for a in command["arguments"] as? [[String: Any]] ?? [] {
-            let kind = a["kind"] as? String
-            guard kind == "option" || kind == "flag" else { continue }
-            let names = (a["names"] as? [[String: Any]] ?? []).compactMap { n -> String? in
-                guard let name = n["name"] as? String else { return nil }
-                return (n["kind"] as? String == "long" ? "--" : "-") + name
-            }
-            guard let display = names.first(where: { $0.hasPrefix("--") }) ?? names.first else { continue }
-            for n in names { options[n] = (display, kind == "option", a["isRepeating"] as? Bool ?? false) }
-        }
+        guard let (command, rest) = HelpDump.command(arguments, help: help, defaultSubcommand: defaultSubcommand) else { return nil }
+        let options = HelpDump.options(of: command)
         var seen: [String: [String]] = [:]
         var order: [String] = []
         var i = rest.startIndex
@@ -268,6 +298,65 @@ enum RepeatedOptions {
             seen[o.display, default: []].append(value)
         }
         for o in order where seen[o]!.count > 1 { return (o, seen[o]!) }
+        return nil
+    }
+}
+
+/// The tool's description by ArgumentParser (`_dumpHelp()`, JSON), read for a command line.
+enum HelpDump {
+    /// The (sub)command `arguments` select (`defaultSubcommand` when they name none) and the
+    /// words after its name (indices as in `arguments`).
+    static func command(_ arguments: [String], help: String, defaultSubcommand: String?) -> (command: [String: Any], rest: ArraySlice<String>)? {
+        guard let object = JSONAny.parse(Array(help.utf8)) as? [String: Any],
+              var command = object["command"] as? [String: Any] else { return nil }
+        var rest = arguments[...]
+        // Descend into the named subcommands (or the default one).
+        while let subs = command["subcommands"] as? [[String: Any]], !subs.isEmpty {
+            if let word = rest.first, let sub = subs.first(where: { $0["commandName"] as? String == word || ($0["aliases"] as? [String] ?? []).contains(word) }) {
+                command = sub
+                rest = rest.dropFirst()
+            } else if let d = defaultSubcommand, let sub = subs.first(where: { $0["commandName"] as? String == d }) {
+                command = sub
+            } else {
+                break
+            }
+        }
+        return (command, rest)
+    }
+
+    /// The option spellings of `command`: "--name" / "-n" -> (display name, takes a value, repeats).
+    static func options(of command: [String: Any]) -> [String: (display: String, value: Bool, repeats: Bool)] {
+        var options: [String: (display: String, value: Bool, repeats: Bool)] = [:]
+        for a in command["arguments"] as? [[String: Any]] ?? [] {
+            let kind = a["kind"] as? String
+            guard kind == "option" || kind == "flag" else { continue }
+            let names = (a["names"] as? [[String: Any]] ?? []).compactMap { n -> String? in
+                guard let name = n["name"] as? String else { return nil }
+                return (n["kind"] as? String == "long" ? "--" : "-") + name
+            }
+            guard let display = names.first(where: { $0.hasPrefix("--") }) ?? names.first else { continue }
+            for n in names { options[n] = (display, kind == "option", a["isRepeating"] as? Bool ?? false) }
+        }
+        return options
+    }
+
+    /// The index of the first word of `rest` that looks like an option `command` does not have
+    /// (before a `--`; the value after an option of its own is skipped, and short flags of its
+    /// own may stand together, `-qv`).
+    static func firstUnknownOption(in rest: ArraySlice<String>, of command: [String: Any]) -> Int? {
+        let options = options(of: command)
+        var i = rest.startIndex
+        while i < rest.endIndex {
+            let token = rest[i]
+            i += 1
+            if token == "--" { return nil }
+            guard token.hasPrefix("-"), token != "-" else { continue }
+            if let o = options[String(token.prefix { $0 != "=" })] {
+                if o.value && !token.contains("=") && i < rest.endIndex && !rest[i].hasPrefix("-") { i += 1 }
+            } else if token.hasPrefix("--") || !token.dropFirst().allSatisfy({ options["-\($0)"].map { !$0.value } ?? false }) {
+                return i - 1
+            }
+        }
         return nil
     }
 }

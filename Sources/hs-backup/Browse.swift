@@ -57,7 +57,7 @@ extension HsBackup {
         }
     }
 
-    struct Find: ParsableCommand {
+    struct Find: ParsableCommand, UsageChecks {
         static let configuration = CommandConfiguration(
             commandName: "find",  // explicit: the default goes through String(describing:) at every start
             abstract: "Find paths in every backup of a set: which backups hold which version of each.",
@@ -78,8 +78,7 @@ extension HsBackup {
         @Argument(help: ArgumentHelp("Globs to look for (any of them matches).", valueName: "PATTERN"))
         var patterns: [String] = []
 
-        func validate() throws {
-            guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
+        func checkUsage() throws {
             if patterns.isEmpty { throw ValidationError("Give at least one PATTERN, e.g. hs-backup find --to DEST config.xml") }
             if let p = patterns.first(where: \.isEmpty) { throw ValidationError("An empty PATTERN ('\(p)') matches nothing; give a glob such as '*.db'.") }
         }
@@ -117,7 +116,7 @@ extension HsBackup {
 }
 
 extension HsBackup {
-    struct Mount: ParsableCommand {
+    struct Mount: ParsableCommand, UsageChecks {
         static let configuration = CommandConfiguration(
             commandName: "mount",  // explicit: the default goes through String(describing:) at every start
             abstract: "Mount every backup read-only with FUSE: MOUNTPOINT/SET/ID/... and MOUNTPOINT/SET/latest.",
@@ -146,8 +145,7 @@ extension HsBackup {
         @Argument(help: ArgumentHelp("An empty directory to mount on.", valueName: "MOUNTPOINT"))
         var mountpoint: String
 
-        func validate() throws {
-            guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
+        func checkUsage() throws {
             if cacheSize < 8 || cacheSize > 65536 { throw ValidationError("--cache-size \(cacheSize): give 8 to 65536 MiB.") }
         }
 
@@ -170,7 +168,7 @@ extension HsBackup {
 }
 
 extension HsBackup {
-    struct Dump: ParsableCommand {
+    struct Dump: ParsableCommand, UsageChecks {
         static let configuration = CommandConfiguration(
             commandName: "dump",  // explicit: the default goes through String(describing:) at every start
             abstract: "Write one file of a backup to stdout, or a directory as a tar stream.",
@@ -192,8 +190,7 @@ extension HsBackup {
         @Argument(help: ArgumentHelp("File or directory inside the backup ('.' for all of it).", valueName: "PATH"))
         var path: String
 
-        func validate() throws {
-            guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
+        func checkUsage() throws {
             if destination.json { throw ValidationError("dump writes the file itself to stdout; --json does not apply. Use `hs-backup ls --json PATH` for its metadata.") }
         }
 

@@ -24,7 +24,7 @@ struct RunValues: CommonForm {
     static let defaultMaxIncrementals = 13
     static let defaultFullEveryDays: Double = 14
 
-    /// What makes the options a usage error (`Run.validate` throws it), or nil.
+    /// What makes the options a usage error (`Run.checkUsage` throws it), or nil.
     var problem: String? {
         if sources.isEmpty, let config = try? ToolConfiguration.get(), config.value(.appdata) == nil {
             return "Missing --source DIR (the directory to back up, e.g. /opt/appdata): give --source, or set "
@@ -84,9 +84,9 @@ extension HsBackup {
     /// ArgumentParser (`ToolCommand.parseCommonForm`: its parse is ~2 ms of CPU per start).
     /// Anything else - another option or subcommand, `--opt=value`, a value that starts with
     /// '-', an option given twice, a flag repeated, `--help` - returns nil and goes to
-    /// ArgumentParser, as does a line that fails a `validate()`: every error and every message
-    /// still comes from there. `CommandLineCommonFormTests` compares both parses value by value
-    /// (`commonForm(of:)` gives ArgumentParser's as `RunValues`).
+    /// ArgumentParser, as does a line that fails a usage check (`UsageChecks`): every error and
+    /// every message still comes from there. `CommandLineCommonFormTests` compares both parses
+    /// value by value (`commonForm(of:)` gives ArgumentParser's as `RunValues`).
     /// (Plain variables, no Dictionary or Set: their storage types were looked up at run time.)
     static func parseCommonForm(_ arguments: [String]) -> (any CommonForm)? {
         var rest = arguments[...]
@@ -115,7 +115,7 @@ extension HsBackup {
                 return nil
             }
         }
-        // VerbosityOptions.validate: ArgumentParser words the error.
+        // VerbosityOptions.checkUsage: ArgumentParser words the error.
         if quiet && verbose { return nil }
         let values = RunValues(
             sources: source.map { [$0] } ?? [],

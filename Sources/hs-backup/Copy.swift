@@ -7,7 +7,7 @@ import Glibc
 import Support
 
 extension HsBackup {
-    struct Copy: ParsableCommand {
+    struct Copy: ParsableCommand, UsageChecks {
         static let configuration = CommandConfiguration(
             commandName: "copy",  // explicit: the default goes through String(describing:) at every start
             abstract: "Copy backups to another destination (e.g. offsite through rclone), without any key.",
@@ -65,8 +65,7 @@ extension HsBackup {
 
         @OptionGroup var notify: NotifyOptions
 
-        func validate() throws {
-            guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
+        func checkUsage() throws {
             guard (1...64).contains(transfers) else { throw ValidationError("--transfers \(transfers): give a number from 1 to 64, e.g. --transfers 4.") }
             if let t = nfsTimeout, t < 1 || t > 86_400 {
                 throw ValidationError("--nfs-timeout \(t): give a number of seconds from 1 to 86400, e.g. --nfs-timeout 60.")

@@ -48,7 +48,7 @@ struct HsBackup: ToolCommand {
 }
 
 /// `--to`, `--name`, `--nfs-timeout`, `--json`, `-q`, `-v` (every subcommand).
-struct DestinationOptions: ParsableArguments {
+struct DestinationOptions: ParsableArguments, UsageChecks {
     @Option(name: .customLong("to"),
             help: ArgumentHelp("Backup destination: an absolute directory, nfs://SERVER/EXPORT/PATH or rclone:REMOTE:PATH "
                                + "(default: HS_BACKUP_DEST from the environment or the configuration file).", valueName: "DEST"))
@@ -68,8 +68,7 @@ struct DestinationOptions: ParsableArguments {
 
     @OptionGroup var verbosity: VerbosityOptions
 
-    func validate() throws {
-        guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
+    func checkUsage() throws {
         if let t = nfsTimeout, t < 1 || t > 86_400 {
             throw ValidationError("--nfs-timeout \(t): give a number of seconds from 1 to 86400, e.g. --nfs-timeout 60.")
         }
@@ -126,7 +125,7 @@ struct VerbosityValues {
 }
 
 extension HsBackup {
-    struct Run: ParsableCommand {
+    struct Run: ParsableCommand, UsageChecks {
         static let configuration = CommandConfiguration(
             commandName: "run",  // explicit: the default goes through String(describing:) at every start
             abstract: "Take a backup (incremental unless a full one is due). Alias: backup.",
@@ -175,8 +174,7 @@ extension HsBackup {
         static let defaultMaxIncrementals = RunValues.defaultMaxIncrementals
         static let defaultFullEveryDays = RunValues.defaultFullEveryDays
 
-        func validate() throws {
-            guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
+        func checkUsage() throws {
             if let problem = values.problem { throw ValidationError(problem) }
         }
 

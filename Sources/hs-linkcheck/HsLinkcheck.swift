@@ -5,7 +5,7 @@ import LinkCheck
 import Support
 
 @main
-struct HsLinkcheck: ToolCommand {
+struct HsLinkcheck: ToolCommand, UsageChecks {
     static let configuration = CommandConfiguration(
         commandName: "hs-linkcheck",
         abstract: "Prove hardlinks work between downloads/ and library/, explain why not, reclaim wasted copies.",
@@ -58,8 +58,7 @@ struct HsLinkcheck: ToolCommand {
 
     @OptionGroup var verbosity: VerbosityOptions
 
-    func validate() throws {
-        guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
+    func checkUsage() throws {
         if yes && !reclaim { throw ValidationError("--yes only goes with --reclaim.") }
     }
 

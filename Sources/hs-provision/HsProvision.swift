@@ -53,7 +53,7 @@ struct HsProvision: ToolCommand {
         subcommands: [Plan.self, Apply.self, InventoryCommand.self])
 }
 
-struct ProvisionOptions: ParsableArguments {
+struct ProvisionOptions: ParsableArguments, UsageChecks {
     @Option(help: ArgumentHelp("Inventory file (see provisioning/inventory.example.yml).", valueName: "FILE"))
     var inventory: String
 
@@ -77,8 +77,7 @@ struct ProvisionOptions: ParsableArguments {
 
     @OptionGroup var verbosity: VerbosityOptions
 
-    func validate() throws {
-        guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
+    func checkUsage() throws {
         if root != nil && chroot != nil { throw ValidationError("--root and --chroot exclude each other") }
         for d in [root, chroot].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: d) {
             throw ValidationError("directory \(d) does not exist")
@@ -127,7 +126,7 @@ extension HsProvision {
 }
 
 extension HsProvision {
-    struct InventoryCommand: ParsableCommand {
+    struct InventoryCommand: ParsableCommand, UsageChecks {
         static let configuration = CommandConfiguration(
             commandName: "inventory",
             abstract: "Print the inventory for another tool (Ansible's JSON inventory).",
@@ -152,8 +151,7 @@ extension HsProvision {
         @Option(name: .customLong("host"), help: ArgumentHelp("Print only this host's variables (Ansible's --host call).", valueName: "NAME"))
         var hostName: String?
 
-        func validate() throws {
-            guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
+        func checkUsage() throws {
             guard ansible else { throw ValidationError("choose an output format: --ansible (the only one so far)") }
             if list && hostName != nil { throw ValidationError("--list and --host exclude each other") }
         }

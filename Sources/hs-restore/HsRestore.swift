@@ -3,7 +3,7 @@ import CommandLineSupport
 import Support
 
 @main
-struct HsRestore: ToolCommand {
+struct HsRestore: ToolCommand, UsageChecks {
     static let configuration = CommandConfiguration(
         commandName: "hs-restore",
         abstract: "Restore a backup set (or any tar or tar.gz) into a directory, safely.",
@@ -60,8 +60,7 @@ struct HsRestore: ToolCommand {
 
     @OptionGroup var verbosity: VerbosityOptions
 
-    func validate() throws {
-        guard CommandChecks.enabled else { return }  // (see ToolCommand.firstUsageError)
+    func checkUsage() throws {
         if from != nil && archive != nil { throw ValidationError("Give exactly one of --from DEST or --archive FILE.") }
         if from == nil, archive == nil, let config = try? ToolConfiguration.get(), config.value(.backupDest) == nil {
             throw ValidationError("Give --from DEST or --archive FILE (HS_BACKUP_DEST, the default of --from, is not set: "

@@ -91,4 +91,66 @@ struct CommandLineCommonFormTests {
             #expect(fast.1.isEmpty && fast.2.isEmpty, "\(arguments): stdout '\(fast.1)\(fast.2)'")
         }
     }
+
+    /// The rule above for every command of the five tools, whatever it misses: a required
+    /// option or argument that ArgumentParser decodes before it looks for words nobody takes
+    /// (`hs-restore --too /x` said "Missing expected argument '--to <to>'"), a usage check
+    /// (`find` without PATTERN, `run` without --source). Each command is run with nothing it
+    /// needs, and no configuration, but an unknown option: that is what is reported. Commands
+    /// are found in the tools' own description, so a new one is held to it too, and a check that
+    /// runs while `ToolCommand.firstUsageError` looks for the parser's own errors (a command's
+    /// own `validate()` instead of `UsageChecks.checkUsage`) shows here as its check's message.
+    @Test("every command of the five tools reports an unknown option first, before any required value or check it misses")
+    func unknownOptionFirstEverywhere() throws {
+        let dir = try TempDir("hs-usage-order")
+        try Data().write(to: URL(fileURLWithPath: dir.sub("empty.conf")))
+        let environment = ["HS_CONFIG": dir.sub("empty.conf"), "HS_APPDATA": "", "HS_BACKUP_DEST": "", "HS_COPY_DEST": "", "HS_BACKUP_NAME": ""]
+        var commands: [(tool: String, path: [String])] = []
+        func walk(_ tool: String, _ command: [String: Any], _ path: [String]) {
+            let subs = (command["subcommands"] as? [[String: Any]] ?? []).filter { $0["commandName"] as? String != "help" }
+            if subs.isEmpty { commands.append((tool, path)) }
+            for sub in subs { walk(tool, sub, path + [sub["commandName"] as? String ?? "?"]) }
+        }
+        for tool in ["hs-backup", "hs-restore", "hs-linkcheck", "hs-provision", "hs-deploy"] {
+            let r = try Tools.run(tool, ["--experimental-dump-help"])
+            walk(tool, try #require(Hardening.json(r.stdout)["command"] as? [String: Any], "\(tool): \(r.stdout.prefix(200))"), [])
+        }
+        #expect(commands.count >= 18, "\(commands.map { ([$0.tool] + $0.path).joined(separator: " ") })")
+        for (tool, path) in commands {
+            let name = ([tool] + path).joined(separator: " ")
+            for json in [false, true] {
+                let r = try Tools.run(tool, path + ["--no-such-option"] + (json ? ["--json"] : []), environment: environment)
+                let lines = r.stderr.split(separator: "\n").map(String.init)
+                #expect(r.status == 2 && lines.first == "Error: Unknown option '--no-such-option'", "\(name): exit \(r.status): \(r.stderr)")
+                #expect(lines.contains { $0.hasPrefix("Usage: \(name)") } && lines.last == "  See '\(name) --help' for more information.",
+                        "\(name): \(r.stderr)")
+                if json {
+                    let object = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any]
+                    #expect((object?["error"] as? String)?.hasPrefix("Error: Unknown option '--no-such-option'") == true, "\(name): stdout '\(r.stdout)'")
+                }
+            }
+        }
+    }
+
+    /// The commands' own checks (`UsageChecks.checkUsage`, called by ArgumentParser through the
+    /// shared `validate()`) still run and still word the error: one line per command that has them.
+    @Test("every usage check of the commands still runs: exit 2 with its message", arguments: [
+        ("hs-backup", ["run", "--to", "/b"], "Missing --source DIR"),
+        ("hs-backup", ["list", "-q", "-v"], "--quiet and --verbose exclude each other."),
+        ("hs-backup", ["list", "--nfs-timeout", "0"], "--nfs-timeout 0: give a number of seconds"),
+        ("hs-backup", ["find", "--to", "/b"], "Give at least one PATTERN"),
+        ("hs-backup", ["mount", "--cache-size", "1", "/mnt"], "--cache-size 1: give 8 to 65536 MiB."),
+        ("hs-backup", ["dump", "--json", "x"], "dump writes the file itself to stdout; --json does not apply."),
+        ("hs-backup", ["copy", "--transfers", "0"], "--transfers 0: give a number from 1 to 64"),
+        ("hs-restore", ["--from", "/a", "--archive", "/b", "--to", "/c"], "Give exactly one of --from DEST or --archive FILE."),
+        ("hs-linkcheck", ["--yes"], "--yes only goes with --reclaim."),
+        ("hs-provision", ["plan", "--inventory", "i", "--host", "h", "--root", "/", "--chroot", "/"], "--root and --chroot exclude each other"),
+        ("hs-provision", ["inventory", "--inventory", "i"], "choose an output format: --ansible"),
+    ])
+    func usageChecksRun(_ tool: String, _ arguments: [String], _ message: String) throws {
+        let dir = try TempDir("hs-usage-order")
+        try Data().write(to: URL(fileURLWithPath: dir.sub("empty.conf")))
+        let r = try Tools.run(tool, arguments, environment: ["HS_CONFIG": dir.sub("empty.conf"), "HS_APPDATA": ""])
+        #expect(r.status == 2 && r.stderr.hasPrefix("Error: " + message), "\(tool) \(arguments): exit \(r.status): \(r.stderr)")
+    }
 }
