@@ -70,6 +70,21 @@ func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
 
 func filesIn(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() }
 
+/// A source tree of `dirs` directories (`d000`, `d001`, ...) of `files` small random files each
+/// (`f0.txt` ...): the restore's writer threads at work. `size` and `perFile` are Python, run for
+/// each file with `f` its number and `p` its path (e.g. a mode and an mtime to compare later).
+func smallFilesSource(_ root: String, dirs: Int, files: Int, size: String, perFile: String = "") throws {
+    try Subprocess.checked(["python3", "-c", """
+        import os, sys
+        for d in range(\(dirs)):
+            os.makedirs(f"{sys.argv[1]}/d{d:03}")
+            for f in range(\(files)):
+                p = f"{sys.argv[1]}/d{d:03}/f{f}.txt"
+                open(p, "wb").write(os.urandom(\(size)))
+                \(perFile)
+        """, root])
+}
+
 /// A source tree with one big file, so the archive takes a moment to write: random bytes
 /// (stored, not deflated: fast), or with `text` their base64 (deflated: several times slower).
 func bigSource(_ dir: TempDir, megabytes: Int = 192, text: Bool = false) throws -> String {

@@ -244,13 +244,7 @@ struct SignalJSONTests {
     func forcedRestoreRemovesParts() throws {
         let dir = try TempDir("hs-sigjson")
         let src = dir.sub("appdata")
-        try Subprocess.checked(["python3", "-c", """
-            import os, sys
-            for d in range(200):
-                os.makedirs(f"{sys.argv[1]}/d{d}")
-                for f in range(150):
-                    open(f"{sys.argv[1]}/d{d}/f{f}.txt", "wb").write(os.urandom(1500))
-            """, src])
+        try smallFilesSource(src, dirs: 200, files: 150, size: "1500")
         let made = try Tools.run("hs-backup", ["run", "--source", src, "--to", dir.sub("nas"), "--name", "io", "-q"],
                                  environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
         try #require(made.status == 0, "\(made.stderr)")

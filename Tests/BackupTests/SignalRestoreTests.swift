@@ -38,16 +38,7 @@ struct SignalRestoreTests {
         let dir = try TempDir("hs-sigrestore")
         let src = dir.sub("appdata")
         // 120 directories of 200 small files (mode 0640, mtime 2001): the writer threads' batches.
-        try Subprocess.checked(["python3", "-c", """
-            import os, sys
-            for d in range(120):
-                os.makedirs(f"{sys.argv[1]}/d{d:03}")
-                for f in range(200):
-                    p = f"{sys.argv[1]}/d{d:03}/f{f}.txt"
-                    open(p, "wb").write(os.urandom(100 + f * 7))
-                    os.chmod(p, 0o640)
-                    os.utime(p, (978307200, 978307200))
-            """, src])
+        try smallFilesSource(src, dirs: 120, files: 200, size: "100 + f * 7", perFile: "os.chmod(p, 0o640); os.utime(p, (978307200, 978307200))")
         let made = try Tools.run("hs-backup", ["run", "--source", src, "--to", dir.sub("nas"), "--name", "io", "-q"],
                                  environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
         try #require(made.status == 0, "\(made.stderr)")
