@@ -420,6 +420,7 @@ struct CommitSignalTests {
     @Test("SIGTERM while the archive, manifest and index are fsynced: exit 143, nothing committed, nothing left")
     func signalDuringCommitSyncs() throws {
         let (dir, src, nas) = try oneFileAppdata()
+        defer { withExtendedLifetime(dir) {} }   // the tree lives until the test ends (TempDir removes it on deinit)
         let setDir = nas + "/io"
         let run = try RunningTool("/usr/bin/strace", ["-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync,fdatasync",
                                              "-e", "inject=fsync,fdatasync:delay_enter=1500000", "--",
