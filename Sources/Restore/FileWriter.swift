@@ -501,12 +501,12 @@ final class FileBatch: Sendable {
     /// (a file cut short would look restored), and this thread then waits for the end.
     func write(root: DirHandle, stack: inout [(name: [UInt8], dir: DirHandle)], context: FileWriteContext) {
         let cleanup = InterruptCleanup.shared
-        guard cleanup.beginWriting() else { return cleanup.waitIfStopping() }
+        guard cleanup.beginWriting() else { cleanup.parkForStop() }
         defer { cleanup.endWriting() }
         func stopIfSignalled() {
             guard cleanup.isStopping else { return }
             cleanup.endWriting()
-            cleanup.waitIfStopping()
+            cleanup.parkForStop()
         }
         let bytes = content.withLock { c in let b = c; c = []; return b }
         bytes.withUnsafeBytes { all in

@@ -50,7 +50,7 @@ package final class InterruptCleanup: Sendable {
             // The signal handler is cleaning up and the process is about to exit: a file
             // registered now would be created after the cleanup and left behind. Callers
             // register before they create, so holding this thread here creates nothing.
-            while true { sleep(60) }
+            parkForStop()
         }
         return token
     }
@@ -87,12 +87,15 @@ package final class InterruptCleanup: Sendable {
     /// One entry made under its final name and given its metadata (a symlink, a FIFO) as a run
     /// of its own (`beginWriting`); after a signal, waits for the end instead.
     package func writingOne<T>(_ body: () throws -> T) rethrows -> T {
-        guard beginWriting() else {
-            waitIfStopping()
-            fatalError("waitIfStopping returned after a stop was requested")
-        }
+        guard beginWriting() else { parkForStop() }
         defer { endWriting() }
         return try body()
+    }
+
+    /// Waits for good, for a signal's handler is ending the process: a run of `beginWriting`
+    /// that saw the stop (after its `endWriting`), `register` after the stop, `waitIfStopping`.
+    package func parkForStop() -> Never {
+        while true { sleep(60) }
     }
 
     /// True once a signal's handler started (`runAll`): a run of files stops before its next file.
@@ -120,7 +123,7 @@ package final class InterruptCleanup: Sendable {
     /// and for a thread that `committing` told `Stopping`.
     package func waitIfStopping() {
         guard stopRequested.load(ordering: .sequentiallyConsistent) || state.withLock({ $0.stopping }) else { return }
-        while true { sleep(60) }
+        parkForStop()
     }
 
     package func unregister(_ token: Int) {

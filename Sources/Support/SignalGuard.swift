@@ -58,7 +58,7 @@ package final class SignalGuard: Sendable {
             defer { s.watch = nil }
             return (s.watch, s.fired)
         }
-        if fired { while true { sleep(60) } }
+        if fired { InterruptCleanup.shared.parkForStop() }
         if let token { SignalWatch.shared.cancel(token) }
     }
 
