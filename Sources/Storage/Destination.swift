@@ -95,8 +95,8 @@ package protocol Destination: AnyObject, Sendable {
     func syncDirectory(_ path: String) throws
     /// Makes the directory `path` and those above it that a `makeDirectories` could have made
     /// durable as entries of their parents, whoever made them (an earlier process may have
-    /// stopped before its fsync). Local: `Sys.syncParents`. Nothing for NFS (MKDIR is
-    /// synchronous) and rclone (a remote has no directory fsync).
+    /// stopped before its fsync). Local, and rclone's local backend: `Sys.syncParents`. Nothing
+    /// for NFS (MKDIR is synchronous) and other rclone remotes (no directory fsync there).
     func syncParents(of path: String) throws
     /// True when writers of different files may `sync()` at the same time on different threads
     /// (local files: each fsync is its own call; NFS shares one libnfs context, rclone one server).

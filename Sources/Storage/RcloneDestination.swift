@@ -23,7 +23,11 @@ import Glibc
 ///   and reads back. Two runs starting within the same second on two hosts can both believe
 ///   they hold a lock (`exclusiveCreateIsAtomic` is false; the lock message says so).
 /// - `syncDirectory` checks the directory exists and does nothing else: a remote has no
-///   directory fsync; an upload is durable when rclone reports it done.
+///   directory fsync; an upload is durable when rclone reports it done. Not so on the local
+///   backend (a USB disk named as a remote, an alias of a local path: `localDirectory`), where
+///   rclone never fsyncs: there this process fsyncs as `LocalDestination` does (`onDisk`): each
+///   file once rclone reports it written (writers, `upload(localFile:)`, the lock), directories
+///   on `syncDirectory`, their parents on `syncParents`; `rename` alone fsyncs nothing, as there.
 /// - Permissions are the remote's: SFTP servers apply their own umask (OpenSSH: `sftp-server
 ///   -u 0077`), the local backend gets umask 077, object stores have none.
 /// - Errors are `RcloneError` (match `kind`; the description names what, where, rclone's
@@ -42,6 +46,10 @@ package final class RcloneDestination: Destination {
     /// The directory on this machine when the remote is rclone's local backend (`:local:/x`, a
     /// configured `type = local` remote, an alias of one): its root as rclone resolved it.
     package let localDirectory: String?
+
+    /// `localDirectory` as a local destination: the fsyncs rclone's local backend leaves out
+    /// are its (nil for other remotes, which have none).
+    let onDisk: LocalDestination?
 
     /// The local backend: the directory it names, as a local destination compares it (so
     /// `rclone::local:/x` and `/x` are one place). Others: the same remote (name, or
@@ -89,6 +97,21 @@ package final class RcloneDestination: Destination {
         // fsinfo's Root is the backend's own path: for the local backend, the absolute directory.
         let root = info["Root"] as? String
         localDirectory = features?["IsLocal"] as? Bool == true && root?.hasPrefix("/") == true ? root : nil
+        onDisk = localDirectory.map { LocalDestination(root: $0) }
+    }
+
+    /// On the local backend, fsyncs the file `path` rclone has written (opened read-only: rclone
+    /// closed it unsynced); nothing on other remotes.
+    /// - Throws: `StorageError` (open or fsync) naming the file.
+    func syncWrittenFile(_ path: String) throws {
+        guard let onDisk else { return }
+        let file = onDisk.absolutePath(path)
+        do {
+            let fd = try Sys.openRead(file)
+            try Sys.closeAfter(fd) { fd throws(SysError) in try Sys.fsync(fd, path: file) }
+        } catch {
+            throw StorageError.posix(error.call, file, error.errno)
+        }
     }
 
     /// Stops the rclone server now (it also stops when this process ends).
@@ -212,7 +235,7 @@ package final class RcloneDestination: Destination {
             let status = try call("job/status", ["jobid": job.id], job.path, operation)
             if status["finished"] as? Bool == true {
                 if stopping != nil { throw CancellationError() }
-                if status["success"] as? Bool == true { return }
+                if status["success"] as? Bool == true { return try syncWrittenFile(job.path) }
                 let text = status["error"] as? String ?? "the job failed"
                 throw RcloneError(kind: RcloneError.kind(httpStatus: 500, error: text), operation: operation, location: remote.display(job.path),
                                   status: 0, detail: text)
@@ -244,14 +267,21 @@ package final class RcloneDestination: Destination {
     }
 
     /// Best-effort: false when `path` exists; else uploads `contents` and reads the file back,
-    /// false when another writer's contents are there.
+    /// false when another writer's contents are there. Ours is fsynced on the local backend (as
+    /// `LocalDestination` fsyncs its lock; not its directory).
     package func createExclusive(_ path: String, contents: [UInt8]) throws -> Bool {
         if try stat(path) != nil { return false }
         try server.upload(fs: remote.fs, path: path, contents: contents, location: remote.display(path), callerChecks: uploadsCheckedByCaller)
-        return try readAll(path) == contents
+        guard try readAll(path) == contents else { return false }
+        try syncWrittenFile(path)
+        return true
     }
 
+    /// On the local backend, `LocalDestination.syncParents` (rclone's mkdir fsyncs nothing).
+    package func syncParents(of path: String) throws { try onDisk?.syncParents(of: path) }
+
     package func syncDirectory(_ path: String) throws {
+        if let onDisk { return try onDisk.syncDirectory(path) }
         guard let st = try stat(path), st.kind == .directory else {
             throw RcloneError(kind: .notFound, operation: "sync directory", location: remote.display(path), status: 0, detail: "not a directory")
         }
@@ -344,7 +374,8 @@ final class RcloneWriter: DestinationWriter {
                     location: destination.remote.display(path), status: r.status, detail: RcloneError.tail(r.stderr))
     }
 
-    /// Completes the upload: the file is on the remote when this returns.
+    /// Completes the upload: the file is on the remote when this returns (on the local
+    /// backend, fsynced).
     func sync() throws { try finish() }
 
     func close() throws { try finish() }
@@ -358,15 +389,16 @@ final class RcloneWriter: DestinationWriter {
             throw RcloneError(kind: .failed, operation: "upload", location: destination.remote.display(path), status: 0,
                               detail: "\(written) bytes written where \(size) were announced; nothing was completed")
         }
-        guard let upload else {
+        if let upload {
+            upload.closeInput()
+            let r = upload.wait()
+            if r.status != 0 { throw failure(r) }
+        } else {
             try destination.server.upload(fs: destination.remote.fs, path: path, contents: buffer, location: destination.remote.display(path),
                                           callerChecks: destination.uploadsCheckedByCaller)
             buffer = []
-            return
         }
-        upload.closeInput()
-        let r = upload.wait()
-        if r.status != 0 { throw failure(r) }
+        try destination.syncWrittenFile(path)
     }
 }
 

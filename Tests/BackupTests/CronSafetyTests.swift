@@ -442,14 +442,15 @@ struct CommitSignalTests {
 /// hs-backup with `arguments` under strace (`-f -qq -y`: every thread, each descriptor shown
 /// with its file), tracing the calls `trace` names and injecting what `inject` says (`-e
 /// inject=...`, or none): the run's result and strace's lines. With `only` (`-P`), just the
-/// calls on that path are traced, and counted by `inject`'s `when=`.
-private func hsBackupUnderStrace(_ dir: TempDir, _ arguments: [String], trace: String,
-                                 inject: String? = nil, only: String? = nil) throws -> (result: ProcessResult, lines: [String]) {
+/// calls on that path are traced, and counted by `inject`'s `when=`. `environment` is added
+/// to hs-backup's (RCLONE_CONFIG).
+func hsBackupUnderStrace(_ dir: TempDir, _ arguments: [String], trace: String, inject: String? = nil, only: String? = nil,
+                         environment: [String: String] = [:]) throws -> (result: ProcessResult, lines: [String]) {
     let out = dir.sub("strace.out")
     let r = try Subprocess.run(["/usr/bin/strace", "-f", "-qq", "-y", "-o", out, "-e", "trace=\(trace)"]
                                 + (inject.map { ["-e", "inject=\($0)"] } ?? []) + (only.map { ["-P", $0] } ?? [])
                                 + ["--", Tools.path("hs-backup")] + arguments,
-                               environment: ["HS_BACKUP_SQLITE_CAPTURE": "0"])
+                               environment: environment.merging(["HS_BACKUP_SQLITE_CAPTURE": "0"]) { $1 })
     return (r, try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init))
 }
 
