@@ -69,7 +69,7 @@ package struct ComposeProject: Sendable {
     /// - Throws: `ToolError` when the text is not that JSON shape.
     package static func parse(json: Data, origin: String) throws -> ComposeProject {
         guard let top = try? JSONSerialization.jsonObject(with: json) as? [String: Any] else {
-            throw ToolError("\(origin): `docker compose config --format json` did not print a JSON object")
+            throw ToolError("\(NameEscape.escape(origin)): `docker compose config --format json` did not print a JSON object")
         }
         var services: [String: Service] = [:]
         for (name, raw) in (top["services"] as? [String: Any]) ?? [:] {
@@ -156,10 +156,10 @@ package struct DockerCompose: Sendable {
         if !interpolate { args.append("--no-interpolate") }
         let r = try run(args)
         if r.status == 127 || r.stderr.contains("'compose' is not a docker command") || r.stderr.contains("unknown command: docker compose") {
-            throw ToolError("Docker Compose v2 is not available (`docker compose` failed: \(Self.firstError(r.stderr))): install docker and the compose plugin (scripts/bootstrap.sh does)")
+            throw ToolError("Docker Compose v2 is not available (`docker compose` failed: \(NameEscape.escape(Self.firstError(r.stderr)))): install docker and the compose plugin (scripts/bootstrap.sh does)")
         }
         guard r.succeeded else {
-            throw ToolError("`docker compose config` rejected \(composeFile): \(Self.firstError(r.stderr))")
+            throw ToolError("`docker compose config` rejected \(NameEscape.escape(composeFile)): \(NameEscape.escape(Self.firstError(r.stderr)))")
         }
         return try ComposeProject.parse(json: Data(r.stdout.utf8), origin: composeFile)
     }

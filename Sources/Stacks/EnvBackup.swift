@@ -16,13 +16,13 @@ package enum EnvBackup {
     package static func save(repo: StackRepository, to dir: String, reporter: Reporter) throws -> Int32 {
         let target = URL(fileURLWithPath: dir, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
         if target == repo.root || target.hasPrefix(repo.root + "/") {
-            throw ToolError.usage("--save-env \(dir) is inside the repository \(repo.root): give a directory in the backed-up tree, e.g. /opt/appdata/.home-server-env")
+            throw ToolError.usage("--save-env \(NameEscape.escape(dir)) is inside the repository \(NameEscape.escape(repo.root)): give a directory in the backed-up tree, e.g. /opt/appdata/.home-server-env")
         }
         var files: [(source: String, rel: String)] = []
         if FileManager.default.fileExists(atPath: repo.commonEnv) { files.append((repo.commonEnv, "common/.env")) }
         for s in repo.localStacks() { files.append((repo.env(s), "stacks/\(s)/.env")) }
         guard !files.isEmpty else {
-            reporter.error("hs-deploy --save-env: no common/.env or stacks/*/.env in \(repo.root): nothing to save (fill in the .env files first)")
+            reporter.error("hs-deploy --save-env: no common/.env or stacks/*/.env in \(NameEscape.escape(repo.root)): nothing to save (fill in the .env files first)")
             return 1
         }
         var updated = 0
@@ -30,7 +30,7 @@ package enum EnvBackup {
             try makePrivateDirectory(target)
             for f in files {
                 guard let data = FileManager.default.contents(atPath: f.source) else {
-                    throw ToolError("cannot read \(f.source): run hs-deploy --save-env as root (the .env files are mode 600)")
+                    throw ToolError("cannot read \(NameEscape.escape(f.source)): run hs-deploy --save-env as root (the .env files are mode 600)")
                 }
                 let dest = target + "/" + f.rel
                 try makePrivateDirectory((dest as NSString).deletingLastPathComponent)
@@ -47,16 +47,16 @@ package enum EnvBackup {
             reporter.error("hs-deploy --save-env: \(e.message)")
             return 1
         }
-        reporter.info("hs-deploy --save-env: \(files.count) .env file(s) in \(target) (\(updated) updated)")
+        reporter.info("hs-deploy --save-env: \(files.count) .env file(s) in \(NameEscape.escape(target)) (\(updated) updated)")
         return 0
     }
 
     /// Creates `dir` (and parents) and makes it 0700.
     static func makePrivateDirectory(_ dir: String) throws {
         do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-            throw ToolError("cannot create \(dir): \(Sys.strerror(errno))")
+            throw ToolError("cannot create \(NameEscape.escape(dir)): \(Sys.strerror(errno))")
         }
-        guard chmod(dir, 0o700) == 0 else { throw ToolError("cannot chmod 700 \(dir): \(Sys.strerror(errno))") }
+        guard chmod(dir, 0o700) == 0 else { throw ToolError("cannot chmod 700 \(NameEscape.escape(dir)): \(Sys.strerror(errno))") }
     }
 
     /// Writes `data` to `path` with mode 0600 unless it already holds exactly that.
@@ -70,9 +70,9 @@ package enum EnvBackup {
         do throws(AtomicFile.Failure) {
             try AtomicFile.replace(path, with: Array(data), temporary: path + ".hs-tmp-\(getpid())", mode: 0o600)
         } catch where error.call == "create" {
-            throw ToolError("cannot create \(error.path): \(error.reason)")
+            throw ToolError("cannot create \(NameEscape.escape(error.path)): \(error.reason)")
         } catch {
-            throw ToolError("cannot write \(path): \(error.reason)")
+            throw ToolError("cannot write \(NameEscape.escape(path)): \(error.reason)")
         }
         return true
     }

@@ -24,18 +24,19 @@ package struct HomepageServices: Sendable {
     /// - Throws: `ToolError` naming the file when it is missing, is not YAML, or is not a list of
     ///   groups of services.
     package static func load(_ path: String) throws -> HomepageServices {
-        guard let data = FileManager.default.contents(atPath: path) else { throw ToolError("cannot read \(path)") }
+        let shown = NameEscape.escape(path)
+        guard let data = FileManager.default.contents(atPath: path) else { throw ToolError("cannot read \(shown)") }
         let node: Any?
         do { node = try Yams.load(yaml: String(decoding: data, as: UTF8.self)) } catch {
-            throw ToolError("\(path): not valid YAML: \(error)")
+            throw ToolError("\(shown): not valid YAML: \(NameEscape.escape("\(error)"))")
         }
         guard let groups = node as? [Any] else {
-            throw ToolError("\(path): expected a list of groups (`- Io:` ...), found \(node.map { "\(type(of: $0))" } ?? "nothing")")
+            throw ToolError("\(shown): expected a list of groups (`- Io:` ...), found \(node.map { "\(type(of: $0))" } ?? "nothing")")
         }
         var entries: [Entry] = []
         for g in groups {
             guard let gm = g as? [String: Any], gm.count == 1, let (gname, svcs) = gm.first else {
-                throw ToolError("\(path): every top-level item must be one `- Group:` mapping")
+                throw ToolError("\(shown): every top-level item must be one `- Group:` mapping")
             }
             for s in (svcs as? [Any]) ?? [] {
                 guard let sm = s as? [String: Any], let (sname, body) = sm.first else { continue }

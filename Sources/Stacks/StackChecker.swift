@@ -4,13 +4,14 @@ import Support
 /// One thing wrong with a stack's files, reported with the file and (when there is one) the
 /// variable, and what to do about it. Never contains a value from a .env file.
 package struct Problem: Sendable, Encodable, Equatable, CustomStringConvertible {
-    /// Path relative to the repository root (with `:line` when known).
+    /// Path relative to the repository root (with `:line` when known), as it is.
     package var file: String
     package var variable: String?
+    /// For a person: the names and paths in it escaped (NameEscape).
     package var message: String
 
     package var description: String {
-        file + (variable.map { ": \($0)" } ?? "") + ": " + message
+        NameEscape.escape(file) + (variable.map { ": \(NameEscape.escape($0))" } ?? "") + ": " + message
     }
 }
 
@@ -35,9 +36,9 @@ package struct StackChecker: Sendable {
     /// - Parameter homepage: the parsed services.yaml to compare ports with (nil: skip that check).
     package func check(_ stack: String, homepage: HomepageServices?) -> StackCheck {
         var problems: [Problem] = []
-        let rel = repo.relative
+        let rel = { NameEscape.escape(repo.relative($0)) }   // in messages
         func add(_ file: String, _ variable: String?, _ message: String) {
-            problems.append(Problem(file: rel(file), variable: variable, message: message))
+            problems.append(Problem(file: repo.relative(file), variable: variable, message: message))
         }
 
         // 1. Templates and .env files.
@@ -94,7 +95,9 @@ package struct StackChecker: Sendable {
         do {
             project = try DockerCompose(envFiles: envFiles, composeFile: compose).config()
         } catch {
-            let message = Self.scrub("\(error)", secrets: secrets).replacingOccurrences(of: repo.root + "/", with: "")
+            // DockerCompose's ToolError is escaped where it is made; anything else is escaped here.
+            let text = (error as? ToolError)?.message ?? NameEscape.escape("\(error)")
+            let message = Self.scrub(text, secrets: secrets).replacingOccurrences(of: NameEscape.escape(repo.root + "/"), with: "")
             add(compose, nil, message)
         }
 
@@ -108,30 +111,32 @@ package struct StackChecker: Sendable {
     /// Compares Homepage's group `stack` with the stack's published ports.
     package func homepageProblems(_ stack: String, project: ComposeProject, homepage: HomepageServices) -> [Problem] {
         let file = repo.relative(homepage.path)
+        let composeFile = NameEscape.escape(repo.relative(repo.composeFile(stack))), shownStack = NameEscape.escape(stack)
         var problems: [Problem] = []
         let entries = homepage.entries.filter { $0.group.lowercased() == stack.lowercased() }
         let published = project.publishedPorts
         var listed: Set<Int> = []
         for e in entries {
+            let entry = NameEscape.escape(e.group) + "/" + NameEscape.escape(e.name)
             var seen: Set<Int> = []
             for url in e.urls {
                 guard let (host, port) = HomepageServices.hostPort(url) else {
-                    problems.append(Problem(file: file, variable: nil, message: "\(e.group)/\(e.name): '\(url)' is not an http://host:port URL"))
+                    problems.append(Problem(file: file, variable: nil, message: "\(entry): '\(NameEscape.escape(url))' is not an http://host:port URL"))
                     continue
                 }
                 guard host == stack.lowercased() else {
-                    problems.append(Problem(file: file, variable: nil, message: "\(e.group)/\(e.name): '\(url)' should use the stack's Tailscale name http://\(stack):PORT"))
+                    problems.append(Problem(file: file, variable: nil, message: "\(entry): '\(NameEscape.escape(url))' should use the stack's Tailscale name http://\(shownStack):PORT"))
                     continue
                 }
                 listed.insert(port)
                 if seen.insert(port).inserted, !published.contains(port) {
-                    problems.append(Problem(file: file, variable: nil, message: "\(e.group)/\(e.name): port \(port) is not published by \(repo.relative(repo.composeFile(stack))) (published: \(published.sorted().map(String.init).joined(separator: ", ")))"))
+                    problems.append(Problem(file: file, variable: nil, message: "\(entry): port \(port) is not published by \(composeFile) (published: \(published.sorted().map(String.init).joined(separator: ", ")))"))
                 }
             }
         }
         for port in published.subtracting(listed).sorted() {
             let svc = project.services.values.first { $0.ports.contains { $0.published == port } }?.name ?? "?"
-            problems.append(Problem(file: file, variable: nil, message: "group '\(stack.capitalized)' has no entry for \(svc) on http://\(stack):\(port) (published by \(repo.relative(repo.composeFile(stack))))"))
+            problems.append(Problem(file: file, variable: nil, message: "group '\(NameEscape.escape(stack.capitalized))' has no entry for \(NameEscape.escape(svc)) on http://\(shownStack):\(port) (published by \(composeFile))"))
         }
         return problems
     }
@@ -141,14 +146,17 @@ package struct StackChecker: Sendable {
         let known = Set(stacks.map { $0.lowercased() })
         return homepage.groups.filter { !known.contains($0.lowercased()) }.map {
             Problem(file: repo.relative(homepage.path), variable: nil,
-                    message: "group '\($0)' is not a stack (known: \(stacks.joined(separator: ", "))); name groups after stacks")
+                    message: "group '\(NameEscape.escape($0))' is not a stack (known: \(stacks.map(NameEscape.escape).joined(separator: ", "))); name groups after stacks")
         }
     }
 
-    /// Replaces every .env value (6+ characters) in a message with `***`.
+    /// Replaces every .env value (6+ characters) in a message with `***`, as it is and as
+    /// NameEscape shows it (a message may quote compose's text escaped).
     package static func scrub(_ message: String, secrets: [String]) -> String {
         var out = message
-        for s in Set(secrets) where s.count >= 6 { out = out.replacingOccurrences(of: s, with: "***") }
+        for s in Set(secrets) where s.count >= 6 {
+            out = out.replacingOccurrences(of: s, with: "***").replacingOccurrences(of: NameEscape.escape(s), with: "***")
+        }
         return out
     }
 }

@@ -61,14 +61,14 @@ package enum StackDeployer {
         // present (each guest fills in the .env of the stack it runs); --all: every stack.
         let hostScoped = options.action == .check || (options.action == .deploy && options.pull)
         if options.stacks.isEmpty && !hostScoped {
-            throw ToolError.usage("name the stack to \(options.action == .down ? "stop" : "deploy") (one of: \(all.joined(separator: ", "))), or use --check / --pull for this host's stacks")
+            throw ToolError.usage("name the stack to \(options.action == .down ? "stop" : "deploy") (one of: \(all.map(NameEscape.escape).joined(separator: ", "))), or use --check / --pull for this host's stacks")
         }
         for s in options.stacks { try repo.requireStack(s) }
         var stacks = options.stacks
         if stacks.isEmpty {
             stacks = options.all ? all : repo.localStacks()
             if stacks.isEmpty {
-                let msg = "no stacks/*/.env in \(repo.root): this host runs no stack yet. Create the .env of the stack it runs (cp stacks/STACK/.env.template stacks/STACK/.env, chmod 600, fill it in), name stacks explicitly, or use --all to check every stack (CI)"
+                let msg = "no stacks/*/.env in \(NameEscape.escape(repo.root)): this host runs no stack yet. Create the .env of the stack it runs (cp stacks/STACK/.env.template stacks/STACK/.env, chmod 600, fill it in), name stacks explicitly, or use --all to check every stack (CI)"
                 if reporter.mode == .json { reporter.emitJSON(Summary(action: options.action, ok: false, stacks: [], error: msg)) }
                 else { reporter.error(msg) }
                 return 1
@@ -79,17 +79,18 @@ package enum StackDeployer {
         // Homepage is parsed once; a broken services.yaml is reported once (with aeos when it
         // is among the stacks, else with the first) and the port comparison is skipped.
         let homepage: Result<HomepageServices, ToolError> = Result { try HomepageServices.load(repo.homepageServices) }
-            .mapError { ($0 as? ToolError) ?? ToolError("\($0)") }
+            .mapError { ($0 as? ToolError) ?? ToolError(NameEscape.escape("\($0)")) }
 
         let homepageOwner = stacks.contains("aeos") ? "aeos" : stacks.first
         var outcomes: [StackOutcome] = []
         for (i, stack) in stacks.enumerated() {
-            reporter.progress("\(options.action.rawValue) \(stack) (\(i + 1)/\(stacks.count))", force: true)
+            let shown = NameEscape.escape(stack)   // in messages; the outcome keeps the name as it is
+            reporter.progress("\(options.action.rawValue) \(shown) (\(i + 1)/\(stacks.count))", force: true)
             var outcome = StackOutcome(stack: stack, ok: true, problems: [], storageServices: [], storage: nil, services: [], error: nil)
             let compose = DockerCompose(envFiles: [repo.commonEnv, repo.env(stack)], composeFile: repo.composeFile(stack))
             let secrets = compose.envFiles.flatMap { (try? EnvFile.load($0))?.entries.map(\.value) ?? [] }
             func failure(_ what: String, _ r: ProcessResult) -> String {
-                StackChecker.scrub("`docker compose \(what)` failed: \(DockerCompose.firstError(r.stderr))", secrets: secrets)
+                StackChecker.scrub("`docker compose \(what)` failed: \(NameEscape.escape(DockerCompose.firstError(r.stderr)))", secrets: secrets)
             }
             if options.action == .down {
                 // Stopping must work even when a .env went missing: fall back to the template.
@@ -120,7 +121,7 @@ package enum StackDeployer {
                 let missing = project.missingAppdataDirectories()
                 if !missing.isEmpty {
                     outcome.ok = false
-                    outcome.error = "not starting \(stack): \(missing.joined(separator: ", ")) do(es) not exist; Docker would create them owned by root and a container running as PUID could not write there. Create them first: hs-provision apply --inventory provisioning/inventory.yml --host <this guest> --only directories"
+                    outcome.error = "not starting \(shown): \(missing.map(NameEscape.escape).joined(separator: ", ")) do(es) not exist; Docker would create them owned by root and a container running as PUID could not write there. Create them first: hs-provision apply --inventory provisioning/inventory.yml --host <this guest> --only directories"
                     outcomes.append(outcome); continue
                 }
             }
@@ -130,19 +131,20 @@ package enum StackDeployer {
                 outcome.storage = verdict
                 if !verdict.ok {
                     outcome.ok = false
-                    outcome.error = "not starting \(stack) (\(outcome.storageServices.joined(separator: ", ")) mount \(options.storagePath)): \(verdict.message)"
+                    outcome.error = "not starting \(shown) (\(outcome.storageServices.map(NameEscape.escape).joined(separator: ", ")) mount "
+                        + "\(NameEscape.escape(options.storagePath))): \(verdict.message)"
                     outcomes.append(outcome); continue
                 }
             }
             if options.pull {
-                reporter.progress("pulling images for \(stack)", force: true)
+                reporter.progress("pulling images for \(shown)", force: true)
                 let r = try compose.run(["pull"])
                 if !r.succeeded {
                     outcome.ok = false; outcome.error = failure("pull", r)
                     outcomes.append(outcome); continue
                 }
             }
-            reporter.progress("starting \(stack)", force: true)
+            reporter.progress("starting \(shown)", force: true)
             let up = try compose.run(["up", "-d"])
             outcome.services = status(compose)
             if !up.succeeded {
@@ -185,15 +187,18 @@ package enum StackDeployer {
             return
         }
         var printed: Set<String> = []   // common/.env problems repeat for every stack: print once
+        func shown(_ names: [String]) -> String { names.map(NameEscape.escape).joined(separator: ", ") }
         for o in outcomes {
+            let stack = NameEscape.escape(o.stack)
             for p in o.problems where printed.insert(p.description).inserted { reporter.error(p.description) }
             if let e = o.error { reporter.error(e) }
             if reporter.mode == .terminal {
-                if o.ok && action == .check { reporter.info("\(o.stack): ok") }
-                if let v = o.storage, v.ok { reporter.info("\(o.stack): storage ok: \(v.message)") }
+                if o.ok && action == .check { reporter.info("\(stack): ok") }
+                if let v = o.storage, v.ok { reporter.info("\(stack): storage ok: \(v.message)") }
                 for s in o.services {
-                    let health = s.health.isEmpty ? "" : " (\(s.health))"
-                    reporter.info("  \(o.stack)/\(s.service): \(s.state)\(health)\(s.ports.isEmpty ? "" : " " + s.ports.joined(separator: ", "))")
+                    // From `docker compose ps`: the service names are the compose file's.
+                    let health = s.health.isEmpty ? "" : " (\(NameEscape.escape(s.health)))"
+                    reporter.info("  \(stack)/\(NameEscape.escape(s.service)): \(NameEscape.escape(s.state))\(health)\(s.ports.isEmpty ? "" : " " + s.ports.joined(separator: ", "))")
                 }
             }
         }
@@ -203,16 +208,16 @@ package enum StackDeployer {
         switch action {
         case .check:
             line = failed.isEmpty
-                ? "hs-deploy --check: \(outcomes.count) stack(s) ok: \(outcomes.map(\.stack).joined(separator: ", "))"
-                : "hs-deploy --check: \(problems) problem(s) in \(failed.map(\.stack).joined(separator: ", ")); \(outcomes.count - failed.count) of \(outcomes.count) stack(s) ok"
+                ? "hs-deploy --check: \(outcomes.count) stack(s) ok: \(shown(outcomes.map(\.stack)))"
+                : "hs-deploy --check: \(problems) problem(s) in \(shown(failed.map(\.stack))); \(outcomes.count - failed.count) of \(outcomes.count) stack(s) ok"
         case .deploy:
             let parts = outcomes.map { o -> String in
                 let running = o.services.filter { $0.state == "running" }.count
-                return o.ok ? "\(o.stack): \(running)/\(o.services.count) running" : "\(o.stack): NOT started"
+                return NameEscape.escape(o.stack) + (o.ok ? ": \(running)/\(o.services.count) running" : ": NOT started")
             }
             line = "hs-deploy: " + parts.joined(separator: "; ")
         case .down:
-            line = "hs-deploy --down: " + outcomes.map { "\($0.stack) \($0.ok ? "stopped" : "FAILED")" }.joined(separator: "; ")
+            line = "hs-deploy --down: " + outcomes.map { "\(NameEscape.escape($0.stack)) \($0.ok ? "stopped" : "FAILED")" }.joined(separator: "; ")
         }
         reporter.info(line)
     }

@@ -45,7 +45,7 @@ package struct StackRepository: Sendable {
     package func allStacks() throws -> [String] {
         let dir = root + "/stacks"
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else {
-            throw ToolError.usage("cannot read \(dir): run hs-deploy from the repository root or pass --repo DIR")
+            throw ToolError.usage("cannot read \(NameEscape.escape(dir)): run hs-deploy from the repository root or pass --repo DIR")
         }
         return names.filter { FileManager.default.fileExists(atPath: composeFile($0)) }.sorted()
     }
@@ -60,7 +60,8 @@ package struct StackRepository: Sendable {
     package func requireStack(_ stack: String) throws {
         let known = try allStacks()
         guard known.contains(stack) else {
-            throw ToolError.usage("unknown stack '\(stack)': no \(relative(composeFile(stack))); known stacks: \(known.joined(separator: ", "))")
+            throw ToolError.usage("unknown stack '\(NameEscape.escape(stack))': no \(NameEscape.escape(relative(composeFile(stack)))); "
+                                  + "known stacks: \(known.map(NameEscape.escape).joined(separator: ", "))")
         }
     }
 }

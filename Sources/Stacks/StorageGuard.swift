@@ -21,7 +21,7 @@ package struct StorageGuard: Sendable {
         guard storagePath != defaultPath, project.services(mounting: storagePath).isEmpty else { return nil }
         let services = project.services(mounting: defaultPath)
         guard !services.isEmpty else { return nil }
-        return "\(services.joined(separator: ", ")) bind-mount \(defaultPath), but --storage \(storagePath) names another path: "
+        return "\(services.map(NameEscape.escape).joined(separator: ", ")) bind-mount \(defaultPath), but --storage \(NameEscape.escape(storagePath)) names another path: "
             + "the storage guard would not check \(defaultPath). Leave --storage out, or give the path the compose file mounts"
     }
 
@@ -53,31 +53,32 @@ package struct StorageGuard: Sendable {
     /// Checks the storage path.
     /// - Parameter mountinfo: the text of /proc/self/mountinfo (read from the system when nil).
     package func check(mountinfo: String? = nil) -> Verdict {
+        let shown = NameEscape.escape(path)   // in the message; the verdict's fields are as they are
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
-            return Verdict(path: path, ok: false, message: "\(path) does not exist: \(mountHint()), then run hs-deploy again")
+            return Verdict(path: path, ok: false, message: "\(shown) does not exist: \(mountHint()), then run hs-deploy again")
         }
         let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
         if mountinfo == nil && !touch(resolved) {
-            return Verdict(path: path, ok: false, message: "\(path) did not answer within \(Int(accessTimeout))s (NFS server down or unreachable?): check `mount | grep \(path)` and the NAS, then run hs-deploy again")
+            return Verdict(path: path, ok: false, message: "\(shown) did not answer within \(Int(accessTimeout))s (NFS server down or unreachable?): check `mount | grep \(shown)` and the NAS, then run hs-deploy again")
         }
         let text = mountinfo ?? ((try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? "")
         let mounts = MountTable(parsing: text).mounts
         guard let top = mounts.last(where: { $0.mountPoint == resolved }) else {
             let parent = MountTable(mounts: mounts).mount(containing: resolved)
-            let on = parent.map { " (it is a plain directory on \($0.mountPoint), a \($0.fsType) filesystem)" } ?? ""
+            let on = parent.map { " (it is a plain directory on \(NameEscape.escape($0.mountPoint)), a \(NameEscape.escape($0.fsType)) filesystem)" } ?? ""
             return Verdict(path: path, ok: false, fsType: nil, source: nil,
-                           message: "\(path) is not a mount point\(on): containers would fill the local disk instead of the NAS. Mount it first: \(mountHint()), then run hs-deploy again")
+                           message: "\(shown) is not a mount point\(on): containers would fill the local disk instead of the NAS. Mount it first: \(mountHint()), then run hs-deploy again")
         }
         guard allowedFSTypes.contains(top.fsType) else {
             let hint = top.fsType == "autofs"
-                ? " (the automount is there but NFS did not mount: check the NAS and `journalctl -u \(Self.systemdUnit(resolved)).mount`)"
+                ? " (the automount is there but NFS did not mount: check the NAS and `journalctl -u \(NameEscape.escape(Self.systemdUnit(resolved))).mount`)"
                 : ""
             return Verdict(path: path, ok: false, fsType: top.fsType, source: top.source,
-                           message: "\(path) is mounted as \(top.fsType) from \(top.source)\(hint), expected \(allowedFSTypes.joined(separator: " or ")); allow other kinds with --storage-fstype or HS_STORAGE_FSTYPES")
+                           message: "\(shown) is mounted as \(NameEscape.escape(top.fsType)) from \(NameEscape.escape(top.source))\(hint), expected \(allowedFSTypes.map(NameEscape.escape).joined(separator: " or ")); allow other kinds with --storage-fstype or HS_STORAGE_FSTYPES")
         }
         return Verdict(path: path, ok: true, fsType: top.fsType, source: top.source,
-                       message: "\(path) is mounted (\(top.fsType) from \(top.source))")
+                       message: "\(shown) is mounted (\(NameEscape.escape(top.fsType)) from \(NameEscape.escape(top.source)))")
     }
 
     /// Lists the directory on a helper thread (triggers an automount); false on timeout.
@@ -92,6 +93,7 @@ package struct StorageGuard: Sendable {
 
     /// How the storage path gets mounted on this kind of guest.
     func mountHint() -> String {
+        let path = NameEscape.escape(self.path)
         if container == "lxc" {
             return "this is an LXC guest, so the share is mounted on the Proxmox host and bound in: `hs-provision apply --inventory provisioning/inventory.yml --host <proxmox host>` adds `mpN: \(path),mp=\(path)` to the container's config, then `pct reboot <vmid>`"
         }
