@@ -69,7 +69,7 @@ package enum InventoryExport {
         let absolute = URL(fileURLWithPath: inventoryPath).standardizedFileURL.path
         if let name = host {
             guard let h = inv.host(name) else {
-                throw ToolError.usage("host '\(name)' is not in \(inventoryPath) (hosts: \(inv.hosts.map(\.name).joined(separator: ", ")))")
+                throw ToolError.usage("host '\(NameEscape.escape(name))' is not in \(NameEscape.escape(inventoryPath)) (hosts: \(inv.hosts.map(\.name).joined(separator: ", ")))")
             }
             Reporter.writeStdout(AnsibleInventory.render(AnsibleInventory.hostVars(inv, h)))
         } else {

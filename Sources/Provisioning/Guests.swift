@@ -103,12 +103,13 @@ package enum Guests {
         let otherKind: Inventory.Kind = kind == .lxc ? .vm : .lxc
         let other = configPath(kind: otherKind, vmid: vmid)
         if m.exists(other) {
-            throw ProvisionError("vmid \(vmid) of guest '\(guest.name)' (kind \(kind.rawValue)) is already a \(otherKind == .vm ? "VM" : "container") on this Proxmox host (\(m.path(other))): change 'vmid' or 'kind' in the inventory")
+            throw ProvisionError("vmid \(vmid) of guest '\(guest.name)' (kind \(kind.rawValue)) is already a \(otherKind == .vm ? "VM" : "container") on this Proxmox host (\(NameEscape.escape(m.path(other)))): change 'vmid' or 'kind' in the inventory")
         }
         let nodes = (try? FileManager.default.contentsOfDirectory(atPath: m.path("/etc/pve/nodes"))) ?? []
         for node in nodes.sorted() {
             for dir in ["lxc", "qemu-server"] where m.exists("/etc/pve/nodes/\(node)/\(dir)/\(vmid).conf") {
-                throw ProvisionError("vmid \(vmid) of guest '\(guest.name)' is already used on cluster node \(node) (\(m.path("/etc/pve/nodes/\(node)/\(dir)/\(vmid).conf"))): hs-provision creates guests on the host it runs on; change 'vmid' or run it on \(node)")
+                let shown = NameEscape.escape(node)   // a directory name under /etc/pve/nodes
+                throw ProvisionError("vmid \(vmid) of guest '\(guest.name)' is already used on cluster node \(shown) (\(NameEscape.escape(m.path("/etc/pve/nodes/\(node)/\(dir)/\(vmid).conf")))): hs-provision creates guests on the host it runs on; change 'vmid' or run it on \(shown)")
             }
         }
         let tool = kind == .lxc ? "pct" : "qm"
@@ -123,7 +124,7 @@ package enum Guests {
                 guard try presence(m, g) == .missing else { return StepPlan() }
                 var notes: [String] = []
                 if g.kind == .vm {
-                    notes.append("VM \(g.vmid!) (\(g.name)) boots its image with cloud-init: log in as the image's default user (debian on Debian cloud images)\(g.create!.sshKeys.map { " with a key from \($0)" } ?? ": set ssh_keys to log in")")
+                    notes.append("VM \(g.vmid!) (\(g.name)) boots its image with cloud-init: log in as the image's default user (debian on Debian cloud images)\(g.create!.sshKeys.map { " with a key from \(NameEscape.escape($0))" } ?? ": set ssh_keys to log in")")
                 }
                 return StepPlan(actions: createCommands(g, g.create!).map { .command($0) }, notes: notes)
             }

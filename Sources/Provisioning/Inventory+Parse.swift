@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Yams
 
 extension Inventory {
@@ -7,14 +8,14 @@ extension Inventory {
     package static func parse(_ text: String, path: String = "inventory") throws -> Inventory {
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch {
-            throw InventoryError(message: "\(path): not valid YAML: \(error)")
+            throw InventoryError(message: "\(NameEscape.escape(path)): not valid YAML: \(NameEscape.escape("\(error)"))")
         }
         let p = Parser(path: path)
         guard let root, let top = root.mapping else {
             throw p.fail(root, "expected a mapping with truenas, defaults and hosts")
         }
         for key in top.keys where !["truenas", "defaults", "hosts"].contains(key.string ?? "") {
-            throw p.fail(key, "unknown top-level field '\(key.string ?? "?")' (expected truenas, defaults, hosts)")
+            throw p.fail(key, "unknown top-level field '\(NameEscape.escape(key.string ?? "?"))' (expected truenas, defaults, hosts)")
         }
         let truenas = try p.trueNAS(top, root: root)
         let defaults = try p.defaults(top)
@@ -34,6 +35,7 @@ extension Inventory {
 
 extension Inventory {
 /// The steps of `Inventory.parse`, one per part of the file, and the field readers they share.
+/// Every message shows what the file holds escaped (NameEscape): keys, values, host names.
 fileprivate struct Parser {
     let path: String
     static let hostFields = ["role", "kind", "vmid", "proxmox", "stack", "storage", "tun", "tailscale",
@@ -41,7 +43,7 @@ fileprivate struct Parser {
 
     func fail(_ node: Node?, _ msg: String) -> InventoryError {
         let line = node?.mark.map { ":\($0.line)" } ?? ""
-        return InventoryError(message: "\(path)\(line): \(msg)")
+        return InventoryError(message: "\(NameEscape.escape(path))\(line): \(msg)")
     }
 
     // MARK: fields
@@ -57,13 +59,13 @@ fileprivate struct Parser {
 
     func int(_ m: Node.Mapping, _ key: String, _ ctx: String) throws -> Int? {
         guard let n = m[key] else { return nil }
-        guard let v = n.int, v >= 0 else { throw fail(n, "\(ctx): field '\(key)' must be a non-negative integer, got '\(n.string ?? "?")'") }
+        guard let v = n.int, v >= 0 else { throw fail(n, "\(ctx): field '\(key)' must be a non-negative integer, got '\(NameEscape.escape(n.string ?? "?"))'") }
         return v
     }
 
     func bool(_ m: Node.Mapping, _ key: String, _ ctx: String) throws -> Bool? {
         guard let n = m[key] else { return nil }
-        guard let v = n.bool else { throw fail(n, "\(ctx): field '\(key)' must be true or false, got '\(n.string ?? "?")'") }
+        guard let v = n.bool else { throw fail(n, "\(ctx): field '\(key)' must be true or false, got '\(NameEscape.escape(n.string ?? "?"))'") }
         return v
     }
 
@@ -72,7 +74,7 @@ fileprivate struct Parser {
         guard let seq = n.sequence else { throw fail(n, "\(ctx): field 'tailscale_tags' must be a list like [tag:server]") }
         return try seq.map { t in
             guard let s = t.string, s.range(of: "^tag:[A-Za-z0-9][A-Za-z0-9-]*$", options: .regularExpression) != nil else {
-                throw fail(t, "\(ctx): field 'tailscale_tags' has '\(t.string ?? "?")': a tag is 'tag:NAME' (letters, digits, '-') and must be listed under tagOwners in the tailnet policy")
+                throw fail(t, "\(ctx): field 'tailscale_tags' has '\(NameEscape.escape(t.string ?? "?"))': a tag is 'tag:NAME' (letters, digits, '-') and must be listed under tagOwners in the tailnet policy")
             }
             return s
         }
@@ -81,13 +83,13 @@ fileprivate struct Parser {
     func schedule(_ m: Node.Mapping, _ ctx: String) throws -> Schedule? {
         guard let v = try str(m, "schedule", ctx, required: false) else { return nil }
         guard let s = Schedule(rawValue: v) else {
-            throw fail(m["schedule"], "\(ctx): field 'schedule' is '\(v)'; expected systemd (the package's timers) or cron (root's crontab, for hosts without systemd)")
+            throw fail(m["schedule"], "\(ctx): field 'schedule' is '\(NameEscape.escape(v))'; expected systemd (the package's timers) or cron (root's crontab, for hosts without systemd)")
         }
         return s
     }
     func checkKeys(_ m: Node.Mapping, _ allowed: [String], _ ctx: String) throws {
         for k in m.keys where !allowed.contains(k.string ?? "") {
-            throw fail(k, "\(ctx): unknown field '\(k.string ?? "?")' (allowed: \(allowed.joined(separator: ", ")))")
+            throw fail(k, "\(ctx): unknown field '\(NameEscape.escape(k.string ?? "?"))' (allowed: \(allowed.joined(separator: ", ")))")
         }
     }
 
@@ -101,6 +103,11 @@ fileprivate struct Parser {
         try checkKeys(tn, ["server", "media_export"], "truenas")
         let truenas = TrueNAS(server: try str(tn, "server", "truenas", required: true)!,
                               mediaExport: try str(tn, "media_export", "truenas", required: true)!)
+        // Both are written into /etc/fstab as they are (`server:export`, its first field).
+        for (key, value) in [("server", truenas.server), ("media_export", truenas.mediaExport)]
+        where ManagedEdits.holdsControlCharacter(value) || value.contains(" ") {
+            throw fail(tn[key], "truenas: field '\(key)' is '\(NameEscape.escape(value))': it goes into /etc/fstab as it is, where a space or a control character (a newline starts another line) cannot be; write it without")
+        }
         guard truenas.mediaExport.hasPrefix("/") else { throw fail(tn["media_export"], "truenas: field 'media_export' must be an absolute path") }
         return truenas
     }
@@ -120,7 +127,7 @@ fileprivate struct Parser {
             if let v = try bool(d, "tailscale_ssh", "defaults") { defaults.tailscaleSSH = v }
             if let v = try str(d, "docker_source", "defaults", required: false) {
                 guard let s = DockerSource(rawValue: v) else {
-                    throw fail(d["docker_source"], "defaults: field 'docker_source' is '\(v)'; expected docker (official repository) or debian")
+                    throw fail(d["docker_source"], "defaults: field 'docker_source' is '\(NameEscape.escape(v))'; expected docker (official repository) or debian")
                 }
                 defaults.dockerSource = s
             }
@@ -137,7 +144,7 @@ fileprivate struct Parser {
     /// One entry of `hosts` (nil when a required field is missing in a way already reported).
     func host(_ k: Node, _ v: Node) throws -> Host? {
         guard let name = k.string, !name.isEmpty else { throw fail(k, "host names must be strings") }
-        let ctx = "host '\(name)'"
+        let ctx = "host '\(NameEscape.escape(name))'"
         guard name.range(of: "^[a-z0-9][a-z0-9-]*$", options: .regularExpression) != nil else {
             throw fail(k, "\(ctx): the name is also the Tailscale hostname: use lowercase letters, digits and '-'")
         }
@@ -148,7 +155,7 @@ fileprivate struct Parser {
         try checkKeys(m, Self.hostFields, ctx)
         guard let roleName = try str(m, "role", ctx, required: true) else { return nil }
         guard let role = Role(rawValue: roleName) else {
-            throw fail(m["role"], "\(ctx): field 'role' is '\(roleName)'; expected proxmox or guest")
+            throw fail(m["role"], "\(ctx): field 'role' is '\(NameEscape.escape(roleName))'; expected proxmox or guest")
         }
         var h = Host(name: name, role: role, line: k.mark?.line ?? 0)
         if role == .guest {
@@ -165,7 +172,7 @@ fileprivate struct Parser {
             }
             for (ak, av) in am {
                 guard let key = ak.string, key.range(of: "^[a-z][a-z0-9_]*$", options: .regularExpression) != nil else {
-                    throw fail(ak, "\(ctx): field 'ansible' has an invalid key '\(ak.string ?? "?")': use lowercase letters, digits and '_' (connection, host, user, port, ...)")
+                    throw fail(ak, "\(ctx): field 'ansible' has an invalid key '\(NameEscape.escape(ak.string ?? "?"))': use lowercase letters, digits and '_' (connection, host, user, port, ...)")
                 }
                 guard let value = av.scalar?.string, !value.isEmpty else {
                     throw fail(av, "\(ctx): field 'ansible' key '\(key)' must be a non-empty scalar value")
@@ -195,11 +202,11 @@ fileprivate struct Parser {
             var spec = GuestSpec(source: src, disk: kind == .lxc ? 8 : 32)
             if kind == .lxc {
                 guard src.range(of: "^[A-Za-z][A-Za-z0-9._-]*:vztmpl/[^/]+$", options: .regularExpression) != nil else {
-                    throw fail(m["template"], "\(ctx): field 'template' must be a Proxmox container template volume like local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst (see `pveam list local`), got '\(src)'")
+                    throw fail(m["template"], "\(ctx): field 'template' must be a Proxmox container template volume like local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst (see `pveam list local`), got '\(NameEscape.escape(src))'")
                 }
             } else {
                 guard src.hasPrefix("/") || src.range(of: "^[A-Za-z][A-Za-z0-9._-]*:[^/]", options: .regularExpression) != nil else {
-                    throw fail(m["image"], "\(ctx): field 'image' must be an absolute path on the Proxmox host or a volume like local:import/debian-12-genericcloud-amd64.qcow2, got '\(src)'")
+                    throw fail(m["image"], "\(ctx): field 'image' must be an absolute path on the Proxmox host or a volume like local:import/debian-12-genericcloud-amd64.qcow2, got '\(NameEscape.escape(src))'")
                 }
             }
             func bounded(_ key: String, _ range: ClosedRange<Int>, _ unit: String) throws -> Int? {
@@ -219,13 +226,13 @@ fileprivate struct Parser {
                                             ("bridge", "^[A-Za-z0-9][A-Za-z0-9._-]*$", "vmbr0")] {
                 guard let v = try str(m, key, ctx, required: false) else { continue }
                 guard v.range(of: pattern, options: .regularExpression) != nil else {
-                    throw fail(m[key], "\(ctx): field '\(key)' must be a Proxmox name like \(example), got '\(v)'")
+                    throw fail(m[key], "\(ctx): field '\(key)' must be a Proxmox name like \(example), got '\(NameEscape.escape(v))'")
                 }
                 if key == "bridge" { spec.bridge = v } else { spec.diskStorage = v }
             }
             if let v = try str(m, "ssh_keys", ctx, required: false) {
                 guard v.hasPrefix("/") else {
-                    throw fail(m["ssh_keys"], "\(ctx): field 'ssh_keys' must be an absolute path on the Proxmox host (a file of public keys, e.g. /root/.ssh/authorized_keys), got '\(v)'")
+                    throw fail(m["ssh_keys"], "\(ctx): field 'ssh_keys' must be an absolute path on the Proxmox host (a file of public keys, e.g. /root/.ssh/authorized_keys), got '\(NameEscape.escape(v))'")
                 }
                 spec.sshKeys = v
             }
@@ -240,7 +247,7 @@ fileprivate struct Parser {
     func guestFields(_ m: Node.Mapping, _ ctx: String, into h: inout Host) throws {
         guard let kindName = try str(m, "kind", ctx, required: true) else { return }
         guard let kind = Kind(rawValue: kindName) else {
-            throw fail(m["kind"], "\(ctx): field 'kind' is '\(kindName)'; expected lxc or vm")
+            throw fail(m["kind"], "\(ctx): field 'kind' is '\(NameEscape.escape(kindName))'; expected lxc or vm")
         }
         h.kind = kind
         guard let vmid = try int(m, "vmid", ctx) else {
@@ -280,10 +287,10 @@ fileprivate struct Parser {
             }
             if let px = h.proxmox {
                 guard let p = hosts.first(where: { $0.name == px }) else {
-                    throw fail(node?.mapping?["proxmox"], "host '\(h.name)': field 'proxmox' names '\(px)', which is not a host in this inventory")
+                    throw fail(node?.mapping?["proxmox"], "host '\(h.name)': field 'proxmox' names '\(NameEscape.escape(px))', which is not a host in this inventory")
                 }
                 guard p.role == .proxmox else {
-                    throw fail(node?.mapping?["proxmox"], "host '\(h.name)': field 'proxmox' names '\(px)', whose role is \(p.role.rawValue), not proxmox")
+                    throw fail(node?.mapping?["proxmox"], "host '\(h.name)': field 'proxmox' names '\(NameEscape.escape(px))', whose role is \(p.role.rawValue), not proxmox")
                 }
             }
         }

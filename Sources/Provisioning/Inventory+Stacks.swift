@@ -16,7 +16,7 @@ extension Inventory {
         let guests = hosts.filter { $0.role == .guest && $0.stack != nil }
         guard !guests.isEmpty else { return out }
         func fail(_ h: Host, _ message: String) -> InventoryError {
-            InventoryError(message: "\(path):\(h.line): host '\(h.name)': \(message)")
+            InventoryError(message: "\(NameEscape.escape(path)):\(h.line): host '\(h.name)': \(message)")
         }
         guard let stacksDir else {
             throw fail(guests[0], "cannot find the stacks/ directory next to the templates or the inventory: hs-provision derives appdata directories, storage and TUN from stacks/<stack>/docker-compose.yml; run it from the repository checkout")
@@ -26,20 +26,21 @@ extension Inventory {
         for (i, h) in hosts.enumerated() where h.role == .guest {
             guard let stack = h.stack else { continue }
             guard known.contains(stack) else {
-                throw fail(h, "field 'stack' is '\(stack)', which is not a stack under \(stacksDir) (stacks: \(known.joined(separator: ", ")))")
+                throw fail(h, "field 'stack' is '\(NameEscape.escape(stack))', which is not a stack under \(NameEscape.escape(stacksDir)) "
+                              + "(stacks: \(known.map(NameEscape.escape).joined(separator: ", ")))")
             }
             let req: StackRequirements
             do {
                 req = try StackRequirements.load(stacksDir: stacksDir, stack: stack, puid: defaults.puid, pgid: defaults.pgid)
             } catch {
-                throw fail(h, "\(error)")
+                throw fail(h, ProvisionError.text(of: error))
             }
-            let rel = "stacks/\(stack)/docker-compose.yml"
+            let rel = "stacks/\(NameEscape.escape(stack))/docker-compose.yml"
             if h.storageDeclared == false && req.needsStorage {
-                throw fail(h, "field 'storage' is false, but \(rel) mounts \(ProvisionContext.mountPoint) in \(req.storageServices.joined(separator: ", ")): delete the field (it is derived from the compose file) or move those services to a guest with storage")
+                throw fail(h, "field 'storage' is false, but \(rel) mounts \(ProvisionContext.mountPoint) in \(req.storageServices.map(NameEscape.escape).joined(separator: ", ")): delete the field (it is derived from the compose file) or move those services to a guest with storage")
             }
             if h.tunDeclared == false && req.needsTun {
-                throw fail(h, "field 'tun' is false, but \(rel) maps /dev/net/tun in \(req.tunServices.joined(separator: ", ")): delete the field (it is derived from the compose file)")
+                throw fail(h, "field 'tun' is false, but \(rel) maps /dev/net/tun in \(req.tunServices.map(NameEscape.escape).joined(separator: ", ")): delete the field (it is derived from the compose file)")
             }
             out.hosts[i].storage = h.storageDeclared ?? req.needsStorage
             out.hosts[i].tun = h.tunDeclared ?? req.needsTun
@@ -56,7 +57,9 @@ extension Inventory {
         let env = try EnvFile.parse(String(decoding: data, as: UTF8.self), path: commonEnv)
         for (key, field, want) in [("PUID", "puid", defaults.puid), ("PGID", "pgid", defaults.pgid)] {
             if let v = env.value(key), !v.isEmpty, Int(v) != want {
-                throw InventoryError(message: "\(path): defaults: field '\(field)' is \(want), but \(commonEnv) says \(key)=\(v): the containers would write files the provisioned directories do not belong to; make them equal")
+                // A value of common/.env is shown only when it is the number it should be.
+                let says = Int(v).map { "\(key)=\($0)" } ?? "\(key) is not a number (value not shown)"
+                throw InventoryError(message: "\(NameEscape.escape(path)): defaults: field '\(field)' is \(want), but \(NameEscape.escape(commonEnv)) says \(says): the containers would write files the provisioned directories do not belong to; make them equal")
             }
         }
     }

@@ -104,7 +104,7 @@ extension Inventory {
     package static let fleetFields = guestCreationFields + ["ansible"]
 }
 
-/// An inventory that cannot be used: names the file, line, host and field.
+/// An inventory that cannot be used: names the file, line, host and field (escaped, NameEscape).
 package struct InventoryError: Error, CustomStringConvertible, Equatable {
     package var message: String
     package var description: String { message }
@@ -115,7 +115,7 @@ extension Inventory {
     /// - Throws: `InventoryError` naming file:line, host and field.
     package static func load(path: String) throws -> Inventory {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw InventoryError(message: "cannot read inventory \(path): check the path (see provisioning/inventory.example.yml)")
+            throw InventoryError(message: "cannot read inventory \(NameEscape.escape(path)): check the path (see provisioning/inventory.example.yml)")
         }
         return try parse(String(decoding: data, as: UTF8.self), path: path)
     }
@@ -136,13 +136,14 @@ extension Inventory {
             guard let key = ConfigKey.named(name) else {
                 let hint = ConfigKey.suggestion(for: name).map { "did you mean \($0.name)?" }
                     ?? "the keys are \(ConfigKey.all.map(\.name).joined(separator: ", "))"
-                throw fail(k, "\(ctx): field 'config' has an unknown key '\(name)'; \(hint)")
+                throw fail(k, "\(ctx): field 'config' has an unknown key '\(NameEscape.escape(name))'; \(hint)")
             }
             guard key.kind == .plain || key.kind == .destination else {
                 throw fail(k, "\(ctx): field 'config' sets \(name), which holds a secret (the inventory is copied world-readable to every host): put it in common/.env of the host's checkout, or in /etc/default/home-server-tools below the home-server block")
             }
-            guard let value = v.scalar?.string, !value.isEmpty, !value.contains("\n") else {
-                throw fail(v, "\(ctx): field 'config' key '\(name)' must be a non-empty one-line value")
+            // Written into /etc/default/home-server-tools as it is: a control character has no place there.
+            guard let value = v.scalar?.string, !value.isEmpty, !ManagedEdits.holdsControlCharacter(value) else {
+                throw fail(v, "\(ctx): field 'config' key '\(name)' must be a non-empty one-line value without control characters (it is written into /etc/default/home-server-tools)")
             }
             if key.kind == .destination && URLRedaction.withoutCredentials(value) != value {
                 throw fail(v, "\(ctx): field 'config' key '\(name)' holds credentials in its URL: put them in the rclone config or common/.env, not in the inventory")

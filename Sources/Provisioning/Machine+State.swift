@@ -22,10 +22,11 @@ extension Machine {
         }
         let r: ProcessResult
         do { r = try Subprocess.run(argv, environment: Self.commandEnvironment) } catch {
-            throw ProvisionError("cannot run \(argv.joined(separator: " ")): \(error)")
+            throw ProvisionError("cannot run \(NameEscape.escape(argv.joined(separator: " "))): \(ProvisionError.text(of: error))")
         }
         guard r.succeeded else {
-            throw ProvisionError("\(argv.joined(separator: " ")) failed (exit \(r.status)): \(r.stderr.suffix(500)); is dpkg's database of \(mode.prefix.isEmpty ? "this system" : mode.prefix) intact?")
+            throw ProvisionError("\(NameEscape.escape(argv.joined(separator: " "))) failed (exit \(r.status)): \(NameEscape.escape(String(r.stderr.suffix(500)))); "
+                                 + "is dpkg's database of \(mode.prefix.isEmpty ? "this system" : NameEscape.escape(mode.prefix)) intact?")
         }
         return r.stdout
     }

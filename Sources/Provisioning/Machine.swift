@@ -116,7 +116,7 @@ package final class Machine: Sendable {
         try makeDirectories(dir)
         var lst = stat()
         if lstat(real, &lst) == 0 && (lst.st_mode & S_IFMT) == S_IFLNK {
-            throw ProvisionError("\(real) is a symbolic link: hs-provision does not write through links (it would replace the link); edit its target by hand or replace the link with a file, then re-run")
+            throw ProvisionError("\(NameEscape.escape(real)) is a symbolic link: hs-provision does not write through links (it would replace the link); edit its target by hand or replace the link with a file, then re-run")
         }
         var st = stat()
         let existed = stat(real, &st) == 0
@@ -125,7 +125,7 @@ package final class Machine: Sendable {
             let b = uniqueBackup(backupPath(for: p))
             try makeDirectories((path(b) as NSString).deletingLastPathComponent)
             do { try copyForBackup(real, to: path(b), privateFile: privateFile) } catch {
-                throw ProvisionError("cannot back up \(real) to \(path(b)): \(error); nothing was changed")
+                throw ProvisionError("cannot back up \(NameEscape.escape(real)) to \(NameEscape.escape(path(b))): \(ProvisionError.text(of: error)); nothing was changed")
             }
             backup = b
         }
@@ -140,10 +140,10 @@ package final class Machine: Sendable {
                 }
             }
         } catch where error.call == "create" {
-            throw ProvisionError("cannot create \(tmp): \(error.reason); check permissions of \(dir)")
+            throw ProvisionError("cannot create \(NameEscape.escape(tmp)): \(error.reason); check permissions of \(NameEscape.escape(dir))")
         } catch {
-            let what = error.call == "rename" ? "rename to \(real)" : error.call
-            throw ProvisionError("cannot write \(real) (\(what): \(error.reason)); the old file is unchanged")
+            let what = error.call == "rename" ? "rename to \(NameEscape.escape(real))" : error.call
+            throw ProvisionError("cannot write \(NameEscape.escape(real)) (\(what): \(error.reason)); the old file is unchanged")
         }
         return backup
     }
@@ -155,13 +155,13 @@ package final class Machine: Sendable {
         try makeDirectories((path(b) as NSString).deletingLastPathComponent)
         if (path(p) as NSString).deletingLastPathComponent == (path(b) as NSString).deletingLastPathComponent {
             guard rename(path(p), path(b)) == 0 else {
-                throw ProvisionError("cannot move \(path(p)) to \(path(b)): \(Sys.strerror(errno))")
+                throw ProvisionError("cannot move \(NameEscape.escape(path(p))) to \(NameEscape.escape(path(b))): \(Sys.strerror(errno))")
             }
         } else {
             do { try FileManager.default.copyItem(atPath: path(p), toPath: path(b)) } catch {
-                throw ProvisionError("cannot back up \(path(p)) to \(path(b)): \(error); nothing was removed")
+                throw ProvisionError("cannot back up \(NameEscape.escape(path(p))) to \(NameEscape.escape(path(b))): \(ProvisionError.text(of: error)); nothing was removed")
             }
-            guard unlink(path(p)) == 0 else { throw ProvisionError("cannot remove \(path(p)): \(Sys.strerror(errno))") }
+            guard unlink(path(p)) == 0 else { throw ProvisionError("cannot remove \(NameEscape.escape(path(p))): \(Sys.strerror(errno))") }
         }
         syncDirectory((path(p) as NSString).deletingLastPathComponent)
         return b
@@ -171,7 +171,7 @@ package final class Machine: Sendable {
     package func ensureDirectory(_ p: String, uid: Int, gid: Int) throws {
         try makeDirectories(path(p))
         guard chown(path(p), uid_t(uid), gid_t(gid)) == 0 else {
-            throw ProvisionError("cannot chown \(path(p)) to \(uid):\(gid): \(Sys.strerror(errno))")
+            throw ProvisionError("cannot chown \(NameEscape.escape(path(p))) to \(uid):\(gid): \(Sys.strerror(errno))")
         }
     }
 
@@ -179,7 +179,7 @@ package final class Machine: Sendable {
     private func makeDirectories(_ real: String) throws {
         // mkdir itself, not FileManager: its CocoaError printed as "(null)UserInfo={...}", no errno.
         do { try Sys.makeDirectories(real, mode: 0o777) } catch {
-            throw ProvisionError("cannot create directory \(real): \(error)")
+            throw ProvisionError("cannot create directory \(NameEscape.escape(real)): \(ProvisionError.text(of: error))")
         }
     }
 
@@ -188,7 +188,7 @@ package final class Machine: Sendable {
     private func copyForBackup(_ real: String, to dest: String, privateFile: Bool) throws {
         guard privateFile else { try FileManager.default.copyItem(atPath: real, toPath: dest); return }
         guard let data = FileManager.default.contents(atPath: real) else {
-            throw ProvisionError("cannot read \(real)")
+            throw ProvisionError("cannot read \(NameEscape.escape(real))")
         }
         do throws(AtomicFile.Failure) {
             try AtomicFile.replace(dest, with: Array(data), temporary: dest + ".hs-tmp-\(getpid())", mode: 0o600)

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// Pure functions that compute the desired content of a file from its current content.
 /// Every line they do not manage comes back byte for byte (including `\r`, trailing spaces
@@ -49,7 +50,7 @@ package enum ManagedEdits {
         case (1, 1) where begins[0] < ends[0]:
             l.lines.replaceSubrange(begins[0]...ends[0], with: block)
         default:
-            throw ProvisionError("\(file): the '\(begin)' / '\(end)' markers are unbalanced or repeated (lines \((begins + ends).sorted().map { String($0 + 1) }.joined(separator: ", "))); fix them by hand so there is exactly one pair, then re-run")
+            throw ProvisionError("\(NameEscape.escape(file)): the '\(begin)' / '\(end)' markers are unbalanced or repeated (lines \((begins + ends).sorted().map { String($0 + 1) }.joined(separator: ", "))); fix them by hand so there is exactly one pair, then re-run")
         }
         return l.text
     }
@@ -62,6 +63,12 @@ package enum ManagedEdits {
         l.lines.append(line)
         l.finalNewline = true
         return l.text
+    }
+
+    /// True when `value` holds a control character (C0, newline and tab included, DEL, C1): a
+    /// line of a file written with it would not be what it says (a newline starts another).
+    package static func holdsControlCharacter(_ value: String) -> Bool {
+        value.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }
     }
 
     /// The fstab lines (outside home-server blocks) that already mount `mountPoint`.
@@ -86,9 +93,11 @@ package enum ManagedEdits {
 /// - `{{name}}` is replaced by its value; an unknown name is an error.
 package enum Template {
     /// Renders `text`. Pure.
-    /// - Throws: `ProvisionError` naming the template and line for unknown or unbalanced names.
+    /// - Throws: `ProvisionError` naming the template and line for unknown or unbalanced names,
+    ///   and for a value holding a control character (the line would not be what it says).
     package static func render(_ text: String, values: [String: String], flags: [String: Bool] = [:],
                                name: String) throws -> [String] {
+        let name = NameEscape.escape(name)   // in messages
         var out: [String] = []
         var stack: [(String, Bool)] = []
         for (i, line) in ManagedEdits.Lines(text).lines.enumerated() {
@@ -96,12 +105,12 @@ package enum Template {
             if t.hasPrefix("#") || t.isEmpty { continue }
             if t.hasPrefix("{{#") && t.hasSuffix("}}") {
                 let f = String(t.dropFirst(3).dropLast(2))
-                guard let v = flags[f] else { throw ProvisionError("\(name):\(i + 1): unknown section '{{#\(f)}}' (known: \(flags.keys.sorted().joined(separator: ", ")))") }
+                guard let v = flags[f] else { throw ProvisionError("\(name):\(i + 1): unknown section '{{#\(NameEscape.escape(f))}}' (known: \(flags.keys.sorted().joined(separator: ", ")))") }
                 stack.append((f, v)); continue
             }
             if t.hasPrefix("{{/") && t.hasSuffix("}}") {
                 let f = String(t.dropFirst(3).dropLast(2))
-                guard let last = stack.popLast(), last.0 == f else { throw ProvisionError("\(name):\(i + 1): '{{/\(f)}}' closes a section that is not open") }
+                guard let last = stack.popLast(), last.0 == f else { throw ProvisionError("\(name):\(i + 1): '{{/\(NameEscape.escape(f))}}' closes a section that is not open") }
                 continue
             }
             if stack.contains(where: { !$0.1 }) { continue }
@@ -114,7 +123,10 @@ package enum Template {
                 }
                 let key = String(rest[open.upperBound..<close.lowerBound]).trimmingCharacters(in: .whitespacesAndNewlines)
                 guard let v = values[key] else {
-                    throw ProvisionError("\(name):\(i + 1): unknown placeholder '{{\(key)}}' (known: \(values.keys.sorted().joined(separator: ", ")))")
+                    throw ProvisionError("\(name):\(i + 1): unknown placeholder '{{\(NameEscape.escape(key))}}' (known: \(values.keys.sorted().joined(separator: ", ")))")
+                }
+                if ManagedEdits.holdsControlCharacter(v) {
+                    throw ProvisionError("\(name):\(i + 1): the value of {{\(NameEscape.escape(key))}} ('\(NameEscape.escape(v))') holds a newline or another control character, which the file cannot hold as it is; change it where it comes from (the inventory)")
                 }
                 rendered += v
                 rest = rest[close.upperBound...]
@@ -122,7 +134,7 @@ package enum Template {
             rendered += rest
             if !rendered.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { out.append(rendered) }
         }
-        if let open = stack.last { throw ProvisionError("\(name): section '{{#\(open.0)}}' is never closed") }
+        if let open = stack.last { throw ProvisionError("\(name): section '{{#\(NameEscape.escape(open.0))}}' is never closed") }
         return out
     }
 }
@@ -294,9 +306,21 @@ package enum LXCConfig {
     }
 }
 
-/// A provisioning failure meant for the person running the tool.
+/// A provisioning failure meant for the person running the tool. Its message shows paths,
+/// names and values escaped (NameEscape), escaped where it is made.
 package struct ProvisionError: Error, CustomStringConvertible {
     package var message: String
     package init(_ message: String) { self.message = message }
     package var description: String { message }
+
+    /// The text of `error` for a message: the toolkit's own errors are escaped where they are
+    /// made; any other's (a command's stderr, Foundation's, a SysError's path) is escaped whole.
+    package static func text(of error: any Error) -> String {
+        switch error {
+        case let e as ProvisionError: e.message
+        case let e as ToolError: e.message
+        case let e as InventoryError: e.message
+        default: NameEscape.escape("\(error)")
+        }
+    }
 }

@@ -48,7 +48,8 @@ package struct StepReport: Codable, Sendable {
     package var diff: String = ""
     package var notes: [String] = []
     package var error: String?
-    /// Human-readable lines in action order (commands, directories, diffs, checks).
+    /// Human-readable lines in action order (commands, directories, diffs, checks), with paths,
+    /// arguments and file lines escaped (the lists above keep them as they are).
     package var display: [String] = []
 }
 
@@ -81,10 +82,10 @@ package enum Provisioner {
             throw ToolError.usage(e.message)
         }
         guard let host = inv.host(r.hostName) else {
-            throw ToolError.usage("host '\(r.hostName)' is not in \(r.inventoryPath) (hosts: \(inv.hosts.map(\.name).joined(separator: ", ")))")
+            throw ToolError.usage("host '\(NameEscape.escape(r.hostName))' is not in \(NameEscape.escape(r.inventoryPath)) (hosts: \(inv.hosts.map(\.name).joined(separator: ", ")))")
         }
         for o in r.only where !(Steps.allNames.contains(o) || ["lxc:", "guest:", "start:"].contains(where: o.hasPrefix)) {
-            throw ToolError.usage("unknown step '\(o)' for --only (steps: \(Steps.allNames.joined(separator: ", ")), lxc:<guest>, guest:<guest>, start:<guest>)")
+            throw ToolError.usage("unknown step '\(NameEscape.escape(o))' for --only (steps: \(Steps.allNames.joined(separator: ", ")), lxc:<guest>, guest:<guest>, start:<guest>)")
         }
         let invDir = (URL(fileURLWithPath: r.inventoryPath).standardizedFileURL.deletingLastPathComponent().path)
         let fm = FileManager.default
@@ -103,7 +104,7 @@ package enum Provisioner {
         let all = Steps.forHost(ctx)
         let selected = all.filter { $0.selected(by: r.only) }
         if !r.only.isEmpty && selected.isEmpty {
-            throw ToolError.usage("no step of host '\(host.name)' matches --only \(r.only.joined(separator: ", ")) (its steps: \(all.map(\.name).joined(separator: ", ")))")
+            throw ToolError.usage("no step of host '\(host.name)' matches --only \(r.only.map(NameEscape.escape).joined(separator: ", ")) (its steps: \(all.map(\.name).joined(separator: ", ")))")
         }
         return (ctx, selected)
     }
@@ -134,8 +135,8 @@ package enum Provisioner {
         header += ")"
         switch m.mode {
         case .live: break
-        case .root(let d): header += ", files under \(d), commands printed, not run"
-        case .chroot(let d): header += ", files under \(d), commands run via chroot \(d)"
+        case .root(let d): header += ", files under \(NameEscape.escape(d)), commands printed, not run"
+        case .chroot(let d): header += ", files under \(NameEscape.escape(d)), commands run via chroot \(NameEscape.escape(d))"
         }
         if verbose { reporter.info(header) }
 
@@ -156,7 +157,7 @@ package enum Provisioner {
                 }
             } catch {
                 sr.status = .failed
-                sr.error = "\(step.name): \(error)"
+                sr.error = "\(step.name): \(ProvisionError.text(of: error))"
             }
             switch sr.status {
             case .ok: report.ok += 1
@@ -185,37 +186,43 @@ package enum Provisioner {
     }
 
     static func describe(_ plan: StepPlan, into sr: inout StepReport, machine m: Machine) {
+        /// The diff's lines for the display, indented; a line holding a control character or a
+        /// bidi override (from the file, or from a value) escaped whole.
+        func lines(_ diff: String) -> [String] {
+            diff.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { line in
+                "  " + (line.unicodeScalars.contains { $0 != "\t" && NameEscape.escapes($0) } ? NameEscape.escape(String(line)) : String(line))
+            }
+        }
         for a in plan.actions {
             switch a {
             case .command(let argv):
                 sr.commands.append(shellJoin(argv))
-                sr.display.append("$ " + shellJoin(argv))
+                sr.display.append("$ " + shellJoin(argv, shown: true))
             case .writeFile(let p, let old, let new):
                 sr.files.append(p)
                 let d = unifiedDiff(path: p, old: old, new: new)
                 sr.diff += d
-                sr.display.append((old == nil ? "create " : "edit ") + p)
-                sr.display += d.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { "  " + $0 }
+                sr.display.append((old == nil ? "create " : "edit ") + NameEscape.escape(p))
+                sr.display += lines(d)
             case .writePrivateFile(let p, let old, _, let shownOld, let shownNew):
                 sr.files.append(p)
                 let d = unifiedDiff(path: p, old: shownOld, new: shownNew)
                 sr.diff += d
-                sr.display.append((old == nil ? "create " : "edit ") + p + " (mode 0600, values hidden)")
-                sr.display += d.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { "  " + $0 }
+                sr.display.append((old == nil ? "create " : "edit ") + NameEscape.escape(p) + " (mode 0600, values hidden)")
+                sr.display += lines(d)
             case .removeFile(let p, let old):
                 sr.files.append(p)
                 let d = unifiedDiff(path: p, old: old, new: nil)
                 sr.diff += d
-                sr.display.append("remove " + p)
-                sr.display += d.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { "  " + $0 }
+                sr.display.append("remove " + NameEscape.escape(p))
+                sr.display += lines(d)
             case .directory(let p, let uid, let gid, let create):
-                let d = "\(create ? "mkdir" : "chown") \(p) (owner \(uid):\(gid))"
-                sr.directories.append(d)
-                sr.display.append(d)
+                sr.directories.append("\(create ? "mkdir" : "chown") \(p) (owner \(uid):\(gid))")
+                sr.display.append("\(create ? "mkdir" : "chown") \(NameEscape.escape(p)) (owner \(uid):\(gid))")
             }
         }
-        sr.checks = plan.checks.map(shellJoin)
-        sr.display += sr.checks.map { "check: " + $0 }
+        sr.checks = plan.checks.map { shellJoin($0) }
+        sr.display += plan.checks.map { "check: " + shellJoin($0, shown: true) }
     }
 
     static func perform(_ plan: StepPlan, machine m: Machine, report sr: inout StepReport) throws {
@@ -253,7 +260,7 @@ package enum Provisioner {
         guard left.isEmpty else {
             var tmp = StepReport(step: step.name, status: .failed)
             describe(StepPlan(actions: left), into: &tmp, machine: m)
-            throw ProvisionError("after apply the state still differs: \((tmp.files + tmp.commands + tmp.directories).joined(separator: "; "))")
+            throw ProvisionError("after apply the state still differs: \(NameEscape.escape((tmp.files + tmp.commands + tmp.directories).joined(separator: "; ")))")
         }
     }
 
@@ -269,12 +276,17 @@ package enum Provisioner {
             let isCommand = line.hasPrefix("$ ") || line.hasPrefix("check: ")
             reporter.info("   " + line + (notRun && isCommand ? "   (printed, not run: --root)" : ""))
         }
-        for b in sr.backups { reporter.info("   backup: \(b)") }
+        for b in sr.backups { reporter.info("   backup: \(NameEscape.escape(b))") }
     }
 
-    /// Quotes an argv for display so it can be pasted into a shell.
-    package static func shellJoin(_ argv: [String]) -> String {
+    /// Quotes an argv for display so it can be pasted into a shell. `shown` (for a person): an
+    /// argument holding a character NameEscape escapes (a newline, ESC, a bidi override) is
+    /// written `$'...'` with NameEscape's escapes, which bash reads back as the same bytes.
+    package static func shellJoin(_ argv: [String], shown: Bool = false) -> String {
         argv.map { a in
+            if shown && a.unicodeScalars.contains(where: NameEscape.escapes) {
+                return "$'" + NameEscape.escape(a).replacingOccurrences(of: "'", with: "\\'") + "'"
+            }
             if !a.isEmpty && a.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:@,+%".contains($0) }) { return a }
             return "'" + a.replacingOccurrences(of: "'", with: "'\\''") + "'"
         }.joined(separator: " ")

@@ -47,7 +47,7 @@ package struct StackRequirements: Sendable, Equatable {
                              storagePath: String = ProvisionContext.mountPoint) throws -> StackRequirements {
         let file = "\(stacksDir)/\(stack)/docker-compose.yml"
         guard let data = FileManager.default.contents(atPath: file) else {
-            throw ProvisionError("cannot read \(file): the stack's compose file says which appdata directories to create; run from the repository checkout")
+            throw ProvisionError("cannot read \(NameEscape.escape(file)): the stack's compose file says which appdata directories to create; run from the repository checkout")
         }
         return try parse(String(decoding: data, as: UTF8.self), file: file, stack: stack, puid: puid, pgid: pgid,
                          appdataRoot: appdataRoot, storagePath: storagePath)
@@ -57,12 +57,13 @@ package struct StackRequirements: Sendable, Equatable {
     package static func parse(_ text: String, file: String, stack: String, puid: Int, pgid: Int,
                               appdataRoot: String = ProvisionContext.appdataRoot,
                               storagePath: String = ProvisionContext.mountPoint) throws -> StackRequirements {
+        let shown = NameEscape.escape(file)   // in messages, as every name from the file
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch {
-            throw ProvisionError("\(file): not valid YAML (\(error)); check it with `docker compose config`")
+            throw ProvisionError("\(shown): not valid YAML (\(NameEscape.escape("\(error)"))); check it with `docker compose config`")
         }
         guard let services = root?.mapping?["services"]?.mapping else {
-            throw ProvisionError("\(file): no 'services' mapping")
+            throw ProvisionError("\(shown): no 'services' mapping")
         }
         var out = StackRequirements(stack: stack, file: file, appdata: [], storageServices: [], tunServices: [])
         var owners: [String: Directory] = [:]
@@ -70,7 +71,7 @@ package struct StackRequirements: Sendable, Equatable {
         func add(_ path: String, _ uid: Int, _ gid: Int, _ service: String, line: Int?) throws {
             if let other = owners[path] {
                 guard other.uid == uid && other.gid == gid else {
-                    throw ProvisionError("\(file)\(line.map { ":\($0)" } ?? ""): \(path) is mounted by \(other.service) (owner \(other.uid):\(other.gid)) and \(service) (owner \(uid):\(gid)): give both the same x-appdata-owner")
+                    throw ProvisionError("\(shown)\(line.map { ":\($0)" } ?? ""): \(NameEscape.escape(path)) is mounted by \(NameEscape.escape(other.service)) (owner \(other.uid):\(other.gid)) and \(NameEscape.escape(service)) (owner \(uid):\(gid)): give both the same x-appdata-owner")
                 }
                 return
             }
@@ -85,7 +86,7 @@ package struct StackRequirements: Sendable, Equatable {
                 let line = v.mark?.line
                 guard let source = bindSource(v) else { continue }
                 if source.contains("$") && (source.hasPrefix(appdataRoot) || source.hasPrefix(storagePath)) {
-                    throw ProvisionError("\(file)\(line.map { ":\($0)" } ?? ""): \(name): bind source '\(source)' uses a variable; write appdata and storage paths literally so hs-provision can create them")
+                    throw ProvisionError("\(shown)\(line.map { ":\($0)" } ?? ""): \(NameEscape.escape(name)): bind source '\(NameEscape.escape(source))' uses a variable; write appdata and storage paths literally so hs-provision can create them")
                 }
                 let clean = normalize(source)
                 if clean == storagePath || clean.hasPrefix(storagePath + "/") {
@@ -136,7 +137,7 @@ package struct StackRequirements: Sendable, Equatable {
             return Int(s).flatMap { $0 >= 0 && $0 < 65536 ? $0 : nil }
         }
         guard parts.count == 2, let u = id(parts[0], "PUID", puid), let g = id(parts[1], "PGID", pgid) else {
-            throw ProvisionError("\(file)\(node.mark.map { ":\($0.line)" } ?? ""): \(service): x-appdata-owner must be \"UID:GID\" (numbers or ${PUID}:${PGID}), got '\(text)'")
+            throw ProvisionError("\(NameEscape.escape(file))\(node.mark.map { ":\($0.line)" } ?? ""): \(NameEscape.escape(service)): x-appdata-owner must be \"UID:GID\" (numbers or ${PUID}:${PGID}), got '\(NameEscape.escape(text))'")
         }
         return (u, g)
     }

@@ -63,7 +63,7 @@ package enum Steps {
     static func template(_ c: ProvisionContext, _ name: String) throws -> String {
         let p = c.templatesDir + "/" + name
         guard let d = FileManager.default.contents(atPath: p) else {
-            throw ProvisionError("template \(p) not found: run from the repository checkout or pass --templates DIR")
+            throw ProvisionError("template \(NameEscape.escape(p)) not found: run from the repository checkout or pass --templates DIR")
         }
         return String(decoding: d, as: UTF8.self)
     }
@@ -90,7 +90,7 @@ package enum Steps {
             let current = m.read("/etc/fstab") ?? ""
             let foreign = ManagedEdits.foreignMounts(fstab: current, mountPoint: ProvisionContext.mountPoint)
             if let f = foreign.first {
-                throw ProvisionError("\(m.path("/etc/fstab")):\(f.line) already mounts \(ProvisionContext.mountPoint) outside the home-server block (`\(f.text)`); comment it out or remove it, then re-run")
+                throw ProvisionError("\(NameEscape.escape(m.path("/etc/fstab"))):\(f.line) already mounts \(ProvisionContext.mountPoint) outside the home-server block (`\(NameEscape.escape(f.text))`); comment it out or remove it, then re-run")
             }
             let desired = try ManagedEdits.managedBlock(in: current, name: "storage", body: body, file: m.path("/etc/fstab"))
             var p = StepPlan()
@@ -125,7 +125,7 @@ package enum Steps {
             let vmid = guest.vmid!
             let path = "/etc/pve/lxc/\(vmid).conf"
             guard let current = m.read(path) else {
-                throw ProvisionError("\(m.path(path)) does not exist: create container \(vmid) (\(guest.name)) first (pct create \(vmid) ...) or add 'template:' to its inventory entry so hs-provision creates it, then re-run")
+                throw ProvisionError("\(NameEscape.escape(m.path(path))) does not exist: create container \(vmid) (\(guest.name)) first (pct create \(vmid) ...) or add 'template:' to its inventory entry so hs-provision creates it, then re-run")
             }
             var notes: [String] = []
             let mp = LXCConfig.mountIndex(config: current, hostPath: ProvisionContext.mountPoint, mountPoint: ProvisionContext.mountPoint)
@@ -181,7 +181,7 @@ package enum Steps {
         let id = os["ID"] == "ubuntu" ? "ubuntu" : "debian"
         guard let suite = (useUbuntuCodename && id == "ubuntu" ? os["UBUNTU_CODENAME"] : nil) ?? os["VERSION_CODENAME"],
               !suite.isEmpty else {
-            throw ProvisionError("\(m.path("/etc/os-release")) has no VERSION_CODENAME: cannot choose \(label)'s repository suite")
+            throw ProvisionError("\(NameEscape.escape(m.path("/etc/os-release"))) has no VERSION_CODENAME: cannot choose \(label)'s repository suite")
         }
         var p = StepPlan()
         if let legacy = m.read("/etc/apt/sources.list.d/\(name).list") {
@@ -217,7 +217,7 @@ package enum Steps {
                 var want = ["docker.io"]
                 let codename = m.osRelease()["VERSION_CODENAME"] ?? ""
                 if ["buster", "bullseye", "bookworm"].contains(codename) {
-                    p.notes.append("Debian \(codename) packages Compose v1 only: for `docker compose` (v2) use docker_source: docker, or install the Compose v2 CLI plugin by hand")
+                    p.notes.append("Debian \(NameEscape.escape(codename)) packages Compose v1 only: for `docker compose` (v2) use docker_source: docker, or install the Compose v2 CLI plugin by hand")
                 } else {
                     want.append("docker-compose")   // Compose v2 as a CLI plugin from trixie on
                 }
@@ -271,7 +271,7 @@ package enum Steps {
     package static func appdataDirectories(_ c: ProvisionContext) throws -> [StackRequirements.Directory] {
         guard let stack = c.host.stack else { return [] }
         guard let dir = c.stacksDir else {
-            throw ProvisionError("cannot find stacks/\(stack)/docker-compose.yml (no stacks/ directory next to the templates or the inventory): run hs-provision from the repository checkout")
+            throw ProvisionError("cannot find stacks/\(NameEscape.escape(stack))/docker-compose.yml (no stacks/ directory next to the templates or the inventory): run hs-provision from the repository checkout")
         }
         return try StackRequirements.load(stacksDir: dir, stack: stack, puid: c.inventory.defaults.puid,
                                           pgid: c.inventory.defaults.pgid).appdata
@@ -290,7 +290,7 @@ package enum Steps {
             for (dir, uid, gid) in wanted {
                 let o = m.owner(dir)
                 if let o, !o.isDir {
-                    throw ProvisionError("\(m.path(dir)) exists but is not a directory: the stack mounts it as one; move it away and re-run")
+                    throw ProvisionError("\(NameEscape.escape(m.path(dir))) exists but is not a directory: the stack mounts it as one; move it away and re-run")
                 }
                 if o == nil || o!.uid != uid || o!.gid != gid {
                     p.actions.append(.directory(path: dir, uid: uid, gid: gid, create: o == nil))
@@ -350,7 +350,7 @@ package enum Steps {
                 if m.exists(key) { p.actions.append(.command(["rm", "-f", key])) }
             case .enroll:
                 if m.mode.runsCommands && !m.exists(key) {
-                    throw ProvisionError("Tailscale auth key file \(m.path(key)) does not exist: put a key there (mode 0600) or set defaults.tailscale_authkey_file; it is removed after the enrolment")
+                    throw ProvisionError("Tailscale auth key file \(NameEscape.escape(m.path(key))) does not exist: put a key there (mode 0600) or set defaults.tailscale_authkey_file; it is removed after the enrolment")
                 }
                 p.actions.append(.command(tailscaleUp(c)))
                 p.actions.append(.command(["rm", "-f", key]))
@@ -371,7 +371,7 @@ package enum Steps {
             _ = m.query(["git", "-C", dir, "fetch", "--quiet"])
             let head = m.query(["git", "-C", dir, "rev-parse", "HEAD"])?.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             guard let up = m.query(["git", "-C", dir, "rev-parse", "@{u}"]), up.succeeded else {
-                throw ProvisionError("\(m.path(dir)) has no upstream branch: set one (git -C \(dir) branch -u origin/main) and re-run")
+                throw ProvisionError("\(NameEscape.escape(m.path(dir))) has no upstream branch: set one (git -C \(dir) branch -u origin/main) and re-run")
             }
             if head == up.stdout.trimmingCharacters(in: .whitespacesAndNewlines) { return StepPlan() }
             return StepPlan(actions: [.command(["git", "-C", dir, "merge", "--ff-only", "@{u}"])])

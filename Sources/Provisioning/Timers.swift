@@ -157,7 +157,7 @@ package enum Timers {
         for file in ["/etc/crontab"] + cronD {
             for (i, line) in (m.read(file) ?? "").split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 guard let job = CrontabEdits.job(of: line), timers.contains(job.timer) else { continue }
-                notes.append("\(m.path(file)):\(i + 1) starts the job of \(job.timer) too: remove that line, or it runs twice")
+                notes.append("\(NameEscape.escape(m.path(file))):\(i + 1) starts the job of \(job.timer) too: remove that line, or it runs twice")
             }
         }
         return notes

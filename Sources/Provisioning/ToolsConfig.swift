@@ -43,8 +43,9 @@ package enum ToolsConfig {
     }
 
     /// The block's lines, in `ConfigKey.all` order.
-    /// - Throws: `ProvisionError` for a value dotenv cannot hold (a newline, or both a `'` and
-    ///   a character that needs quoting); the value is not shown.
+    /// - Throws: `ProvisionError` for a value dotenv cannot hold as it is (a newline or another
+    ///   control character, or both a `'` and a character that needs quoting); the value is not
+    ///   shown.
     package static func block(_ values: [String: String], host: String) throws -> [String] {
         var lines = ["# Written by hs-provision (step tools-config) for host \(host) from the inventory and",
                      "# \(commonEnv); re-run it after changing them. A key set again below this block wins."]
@@ -60,8 +61,8 @@ package enum ToolsConfig {
     static func quoted(_ value: String, key: String) throws -> String {
         let bare = value.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_./:@%+,=-".unicodeScalars.contains($0)) }
         if bare { return value }
-        guard !value.contains("'") && !value.contains("\n") && !value.contains("\r") else {
-            throw ProvisionError("the value of \(key) holds a newline or a quote that /etc/default/home-server-tools cannot hold; change it in \(commonEnv) or the inventory (value not shown)")
+        guard !value.contains("'") && !ManagedEdits.holdsControlCharacter(value) else {
+            throw ProvisionError("the value of \(key) holds a newline, another control character or a quote that /etc/default/home-server-tools cannot hold; change it in \(commonEnv) or the inventory (value not shown)")
         }
         return "'" + value + "'"
     }
@@ -132,7 +133,7 @@ package enum ToolsConfig {
             let desired = try desiredFile(c, current: current, commonEnv: m.read(commonEnv))
             var p = StepPlan()
             if m.read(commonEnv) == nil {
-                p.notes.append("\(m.path(commonEnv)) does not exist: only the values the inventory implies are written (HS_BACKUP_DEST, the notification URLs, ... come from common/.env)")
+                p.notes.append("\(NameEscape.escape(m.path(commonEnv))) does not exist: only the values the inventory implies are written (HS_BACKUP_DEST, the notification URLs, ... come from common/.env)")
             }
             let wide = m.mode(path).map { $0 & 0o077 != 0 } ?? false
             if desired != current || wide {

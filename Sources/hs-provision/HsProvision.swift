@@ -80,7 +80,7 @@ struct ProvisionOptions: ParsableArguments, UsageChecks {
     func checkUsage() throws {
         if root != nil && chroot != nil { throw ValidationError("--root and --chroot exclude each other") }
         for d in [root, chroot].compactMap({ $0 }) where !FileManager.default.fileExists(atPath: d) {
-            throw ValidationError("directory \(d) does not exist")
+            throw ValidationError("directory \(NameEscape.escape(d)) does not exist")
         }
     }
 
