@@ -103,10 +103,13 @@ fileprivate struct Parser {
         try checkKeys(tn, ["server", "media_export"], "truenas")
         let truenas = TrueNAS(server: try str(tn, "server", "truenas", required: true)!,
                               mediaExport: try str(tn, "media_export", "truenas", required: true)!)
-        // Both are written into /etc/fstab as they are (`server:export`, its first field).
+        // Both go into /etc/fstab's first field (`server:export`): the export with its blanks and
+        // backslashes written as fstab(5) escapes them (`ManagedEdits.fstabField`); a control
+        // character has no place there (a newline starts another line), nor has a blank in a
+        // host name.
         for (key, value) in [("server", truenas.server), ("media_export", truenas.mediaExport)]
-        where ManagedEdits.holdsControlCharacter(value) || value.contains(" ") {
-            throw fail(tn[key], "truenas: field '\(key)' is '\(NameEscape.escape(value))': it goes into /etc/fstab as it is, where a space or a control character (a newline starts another line) cannot be; write it without")
+        where ManagedEdits.holdsControlCharacter(value) || (key == "server" && value.contains(" ")) {
+            throw fail(tn[key], "truenas: field '\(key)' is '\(NameEscape.escape(value))': it goes into /etc/fstab, where \(key == "server" ? "a space or " : "")a control character (a newline starts another line) cannot be; write it without")
         }
         guard truenas.mediaExport.hasPrefix("/") else { throw fail(tn["media_export"], "truenas: field 'media_export' must be an absolute path") }
         return truenas

@@ -71,6 +71,23 @@ package enum ManagedEdits {
         value.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }
     }
 
+    /// `value` as one field of an fstab line: a space, a tab, a newline and a backslash as
+    /// fstab(5) and getmntent(3) write them (`\040`, `\011`, `\012`, `\134`), so a path with
+    /// blanks (a TrueNAS dataset "My Media") stays one field and reads back as itself.
+    package static func fstabField(_ value: String) -> String {
+        var out = ""
+        for c in value.unicodeScalars {
+            switch c {
+            case " ": out += "\\040"
+            case "\t": out += "\\011"
+            case "\n": out += "\\012"
+            case "\\": out += "\\134"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+
     /// The fstab lines (outside home-server blocks) that already mount `mountPoint`.
     package static func foreignMounts(fstab: String, mountPoint: String) -> [(line: Int, text: String)] {
         var inBlock = false

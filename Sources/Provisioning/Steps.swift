@@ -83,7 +83,7 @@ package enum Steps {
         Step("storage-mount") { m in
             let tpl = try template(c, "fstab.template")
             let body = try Template.render(tpl, values: ["nfs_server": c.inventory.truenas.server,
-                                                         "nfs_export": c.inventory.truenas.mediaExport,
+                                                         "nfs_export": ManagedEdits.fstabField(c.inventory.truenas.mediaExport),
                                                          "mount_point": ProvisionContext.mountPoint,
                                                          "nfs_version": "4.2"],
                                            name: c.templatesDir + "/fstab.template")

@@ -157,4 +157,19 @@ import TestSupport
         let echoed = try Subprocess.run(["bash", "-c", "printf %s " + Provisioner.shellJoin(["a'\(hostile)"], shown: true)])
         #expect(echoed.stdout == "a'\(hostile)")
     }
+
+    @Test("a media export with a space or a backslash goes into fstab as fstab(5) writes them (\\040, \\134), and reads back as the path")
+    func exportWithSpaceIsEncodedForFstab() throws {
+        // TrueNAS datasets may have spaces ("My Media"); fstab separates fields by blanks.
+        let s = try Setup(truenas: "media_export: \"/mnt/tank/My Media\\\\x\"")
+        let r = try s.run("apply", ["--only", "storage-mount"])
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        let fstab = Fixture.text(s.root + "/etc/fstab")
+        #expect(fstab.contains("truenas.lan:/mnt/tank/My\\040Media\\134x /mnt/storage nfs "), "\(fstab)")
+        // util-linux reads the line back as the export's own path (libmount decodes the octal escapes).
+        // (--json: its plain output shows a backslash as \x5c.)
+        let read = try Subprocess.run(["findmnt", "--tab-file", s.root + "/etc/fstab", "--json", "-o", "SOURCE", "/mnt/storage"])
+        let parsed = try JSONSerialization.jsonObject(with: Data(read.stdout.utf8)) as? [String: [[String: String]]]
+        #expect(read.status == 0 && parsed?["filesystems"]?.first?["source"] == "truenas.lan:/mnt/tank/My Media\\x", "\(read.stdout)\(read.stderr)")
+    }
 }
