@@ -54,7 +54,9 @@ package struct EnvFile: Sendable {
             }
             let key = line[..<eq].trimmingWhitespace()
             guard isValidKey(key) else {
-                throw ToolError("\(shown):\(i + 1): '\(NameEscape.escape(key))' is not a valid variable name (letters, digits, _; not starting with a digit)")
+                // Not shown: such a line is often the middle of a value split over lines (a
+                // PEM or base64 body, whose padding gives it an '='), so its text is a secret's.
+                throw ToolError("\(shown):\(i + 1): what stands before '=' is not a variable name (letters, digits, _; not starting with a digit; not shown, as it may be part of a value). A value must be on one line")
             }
             let value = unquote(String(line[line.index(after: eq)...]).trimmingWhitespace())
             entries.append(EnvEntry(key: key, value: value, line: i + 1, optional: optionalNext))

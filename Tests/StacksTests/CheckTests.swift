@@ -130,6 +130,17 @@ import TestSupport
         #expect(env.entry("E")?.optional == true && env.entry("F")?.optional == false)
         #expect(throws: ToolError.self) { try EnvFile.parse("NOEQUALS\n", path: "x/.env") }
         #expect(throws: ToolError.self) { try EnvFile.parse("1BAD=x\n", path: "x/.env") }
+        // A line of a multi-line value (a PEM or base64 body, often ending in '=') is not a
+        // key: its text is the secret's, and the error must not show any of it.
+        for line in ["MIIBsEcReTkEy+/wq==", "S3cr3tT0k3n part=x"] {
+            do {
+                _ = try EnvFile.parse("KEY=\"-----BEGIN\n\(line)\n", path: "x/.env")
+                Issue.record("\(line): accepted")
+            } catch let e as ToolError {
+                #expect(e.message.contains("x/.env:2:"), "\(e.message)")
+                for piece in ["sEcReT", "S3cr3t", "MIIB"] { #expect(!e.message.contains(piece), "\(e.message)") }
+            }
+        }
         let refs = VariableReferences.scan("a: ${X}\nb: $Y and $$Z and ${W:-d}\n# ${C}\nc: 'q # ${Q}'\n")
         #expect(refs.map(\.name) == ["X", "Y", "W", "Q"])
         #expect(refs.map(\.line) == [1, 2, 2, 4])
