@@ -113,12 +113,38 @@ extension ToolCommand {
                 let error = firstUsageError(arguments, error)
                 // The full message has the usage of the (sub)command that failed and the hint to its
                 // --help; nothing after it (the root's usage once more was a bare `hs-backup <subcommand>`).
-                Reporter.writeStderr(HumanError.scrub(fullMessage(for: error)) + "\n")
-                if Reporter.jsonRequested { Reporter.emitJSONError(HumanError.scrub(fullMessage(for: error)), exitCode: 2) }
+                let message = shownUsageMessage(HumanError.scrub(fullMessage(for: error)), arguments: arguments)
+                Reporter.writeStderr(message + "\n")
+                if Reporter.jsonRequested { Reporter.emitJSONError(message, exitCode: 2) }
                 Glibc.exit(2)
             }
             exit(withError: error)
         }
+    }
+
+    /// ArgumentParser's usage error as a person sees it: it quotes what was typed as it was
+    /// typed ("Unknown option '...'", "The value '...' is invalid"), so an argument holding an
+    /// escape sequence, a bidi override or a newline is shown escaped (`NameEscape`), and any
+    /// other such character in a line too; the message's own line breaks stay.
+    static func shownUsageMessage(_ text: String, arguments: [String]) -> String {
+        var pieces: Set<String> = []
+        for a in arguments {
+            pieces.insert(a)
+            if let eq = a.firstIndex(of: "=") { pieces.insert(String(a[..<eq])); pieces.insert(String(a[a.index(after: eq)...])) }
+        }
+        // Each piece that needs escaping becomes a private-use character first (which the
+        // escaping leaves alone), the lines are escaped, then the pieces' escaped forms go in:
+        // a backslash of those is not escaped twice, and a newline inside one breaks no line.
+        var s = text
+        var shown: [(token: String, text: String)] = []
+        for p in pieces.sorted(by: { $0.utf8.count > $1.utf8.count }) where !p.isEmpty && NameEscape.escape(p) != p {
+            guard shown.count < 6400, let token = Unicode.Scalar(0xE000 + UInt32(shown.count)).map(String.init) else { break }
+            s = s.replacing(p, with: token)
+            shown.append((token, NameEscape.escape(p)))
+        }
+        s = s.split(separator: "\n", omittingEmptySubsequences: false).map { NameEscape.escape(String($0)) }.joined(separator: "\n")
+        for (token, text) in shown { s = s.replacing(token, with: text) }
+        return s
     }
 
     /// Runs the command with `SignalGuard.shared` armed, before it can wait on anything (a

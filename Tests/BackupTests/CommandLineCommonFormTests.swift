@@ -132,6 +132,30 @@ struct CommandLineCommonFormTests {
         }
     }
 
+    /// ArgumentParser quotes what was typed as it was typed: an option or a value holding an
+    /// escape sequence, a bidi override or a newline reached the terminal and cron mail raw.
+    @Test("a usage error shows the typed option or value escaped, in all five tools, --json too")
+    func usageErrorsShowArgumentsEscaped() throws {
+        let bad = "--no" + HostileName.text
+        let cases: [(tool: String, arguments: [String], shown: String)] = [
+            ("hs-backup", ["run", bad], NameEscape.escape(bad)), ("hs-backup", [bad], NameEscape.escape(bad)),
+            ("hs-restore", [bad], NameEscape.escape(bad)), ("hs-linkcheck", [bad], NameEscape.escape(bad)),
+            ("hs-provision", ["plan", bad], NameEscape.escape(bad)), ("hs-deploy", ["check", bad], NameEscape.escape(bad)),
+            ("hs-backup", ["list", "--nfs-timeout", HostileName.text], NameEscape.escape(HostileName.text)),
+            ("hs-backup", ["list", "--nfs-timeout=" + HostileName.text], NameEscape.escape(HostileName.text)),
+        ]
+        var issues: [String] = []
+        for c in cases {
+            for json in [false, true] {
+                let r = try Tools.run(c.tool, c.arguments + (json ? ["--json"] : []))
+                let what = "\(c.tool) \(c.arguments.map(NameEscape.escape).joined(separator: " "))\(json ? " --json" : "")"
+                if r.status != 2 { issues.append("\(what): exit \(r.status)") }
+                issues += HostileName.issues(what, r, expect: [c.shown])
+            }
+        }
+        #expect(issues.isEmpty, "\(issues.joined(separator: "\n"))")
+    }
+
     /// The commands' own checks (`UsageChecks.checkUsage`, called by ArgumentParser through the
     /// shared `validate()`) still run and still word the error: one line per command that has them.
     @Test("every usage check of the commands still runs: exit 2 with its message", arguments: [
