@@ -124,25 +124,31 @@ extension ToolCommand {
 
     /// ArgumentParser's usage error as a person sees it: it quotes what was typed as it was
     /// typed ("Unknown option '...'", "The value '...' is invalid"), so an argument holding an
-    /// escape sequence, a bidi override or a newline is shown escaped (`NameEscape`), and any
-    /// other such character in a line too; the message's own line breaks stay.
+    /// escape sequence, a bidi override or a newline is shown escaped (`NameEscape`), and so is
+    /// a line that still holds such a character (a fragment of one); the message's own line
+    /// breaks stay. The commands' own checks word their messages escaped already: a backslash
+    /// alone is no reason to escape (it would be escaped twice), nor is a line without them.
     static func shownUsageMessage(_ text: String, arguments: [String]) -> String {
+        func needsEscape(_ t: some StringProtocol) -> Bool {
+            t.unicodeScalars.contains { c in c.value < 0x20 || c.value == 0x7F || NameEscape.escapedScalars.contains { $0.contains(c.value) } }
+        }
         var pieces: Set<String> = []
-        for a in arguments {
+        for a in arguments where needsEscape(a) {
             pieces.insert(a)
             if let eq = a.firstIndex(of: "=") { pieces.insert(String(a[..<eq])); pieces.insert(String(a[a.index(after: eq)...])) }
         }
-        // Each piece that needs escaping becomes a private-use character first (which the
-        // escaping leaves alone), the lines are escaped, then the pieces' escaped forms go in:
-        // a backslash of those is not escaped twice, and a newline inside one breaks no line.
+        // Each piece becomes a private-use character first (which the escaping leaves alone),
+        // the lines that need it are escaped, then the pieces' escaped forms go in: a newline
+        // inside one breaks no line.
         var s = text
         var shown: [(token: String, text: String)] = []
-        for p in pieces.sorted(by: { $0.utf8.count > $1.utf8.count }) where !p.isEmpty && NameEscape.escape(p) != p {
+        for p in pieces.sorted(by: { $0.utf8.count > $1.utf8.count }) where needsEscape(p) {
             guard shown.count < 6400, let token = Unicode.Scalar(0xE000 + UInt32(shown.count)).map(String.init) else { break }
             s = s.replacing(p, with: token)
             shown.append((token, NameEscape.escape(p)))
         }
-        s = s.split(separator: "\n", omittingEmptySubsequences: false).map { NameEscape.escape(String($0)) }.joined(separator: "\n")
+        s = s.split(separator: "\n", omittingEmptySubsequences: false).map { needsEscape($0) ? NameEscape.escape(String($0)) : String($0) }
+            .joined(separator: "\n")
         for (token, text) in shown { s = s.replacing(token, with: text) }
         return s
     }
