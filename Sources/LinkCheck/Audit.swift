@@ -5,20 +5,20 @@ import Foundation
 import Support
 
 /// A library file that is a separate copy of a downloads file (same bytes, link count 1).
-package struct CopyPair: Codable, Sendable, Equatable {
-    package var library: String
-    package var downloads: String
+package struct CopyPair: Encodable, Sendable, Equatable {
+    package var library: MediaPath
+    package var downloads: MediaPath
     package var size: UInt64
 }
 
 /// Wasted bytes per top-level library folder (movies, tv, ...).
-package struct AuditGroup: Codable, Sendable, Equatable {
-    package var folder: String
+package struct AuditGroup: Encodable, Sendable, Equatable {
+    package var folder: MediaPath
     package var copies: Int
     package var wastedBytes: UInt64
 }
 
-package struct AuditReport: Codable, Sendable {
+package struct AuditReport: Encodable, Sendable {
     /// Regular files seen under library / downloads.
     package var libraryFiles = 0
     package var downloadsFiles = 0
@@ -35,8 +35,8 @@ package struct AuditReport: Codable, Sendable {
     /// Every copy found (what --reclaim works on).
     package var pairs: [CopyPair] = []
     /// `.NAME.hs-reclaim-tmp` files left by an interrupted reclaim.
-    package var leftovers: [String] = []
-    /// Paths that could not be read (skipped).
+    package var leftovers: [MediaPath] = []
+    /// Paths that could not be read (skipped), as shown to a person (names escaped).
     package var errors: [String] = []
     package var seconds: Double = 0
 }
@@ -48,12 +48,12 @@ package struct AuditReport: Codable, Sendable {
 /// Equal hashes are reported as copies; `Reclaimer` compares byte for byte before linking.
 /// Does not descend into other filesystems mounted inside the trees; ignores empty files.
 package struct Auditor {
-    package var libraryRoot: String
-    package var downloadsRoot: String
+    package var libraryRoot: MediaPath
+    package var downloadsRoot: MediaPath
 
     package init(libraryRoot: String, downloadsRoot: String) {
-        self.libraryRoot = libraryRoot
-        self.downloadsRoot = downloadsRoot
+        self.libraryRoot = MediaPath(libraryRoot)
+        self.downloadsRoot = MediaPath(downloadsRoot)
     }
 
     /// Names that belong to this tool and are never audited.
@@ -88,9 +88,7 @@ package struct Auditor {
             }
             return (Int32(off), Int32(len))
         }
-        func string(_ off: Int32, _ len: Int32) -> String {
-            String(decoding: bytes[Int(off)..<Int(off + len)], as: UTF8.self)
-        }
+        func name(_ off: Int32, _ len: Int32) -> ArraySlice<UInt8> { bytes[Int(off)..<Int(off + len)] }
     }
 
     /// Runs the audit. `progress` gets a short status line now and then.
@@ -99,17 +97,19 @@ package struct Auditor {
         var report = AuditReport()
 
         // 1. Library: link-count-1 regular files, by size.
-        var libDirs: [String] = []
+        var libDirs: [MediaPath] = []
         var libNames = NameArena()
         var lib: [Candidate] = []
         lib.reserveCapacity(1 << 14)
         var bySize: [UInt64: [Int32]] = [:]
-        var leftoverNames: [(Int32, String)] = []
+        var leftoverNames: [(Int32, [UInt8])] = []
         var errors: [String] = []
-        try TreeWalker.walk(root: libraryRoot, directories: &libDirs, onError: { errors.append(NameEscape.escape($0.description)) }) { dir, name, st in
+        try TreeWalker.walk(root: libraryRoot, directories: &libDirs, onError: { errors.append($0.description) }) { dir, name, st in
             if Self.isOwnTemporary(name) {
-                let s = String(cString: name)
-                if s.hasSuffix(Reclaimer.tmpSuffix) { leftoverNames.append((dir, s)) }
+                let n = Array(TreeWalker.bytes(of: name))
+                if n.count > Reclaimer.tmpSuffix.utf8.count && n.suffix(Reclaimer.tmpSuffix.utf8.count).elementsEqual(Reclaimer.tmpSuffix.utf8) {
+                    leftoverNames.append((dir, n))
+                }
                 return
             }
             report.libraryFiles += 1
@@ -120,15 +120,15 @@ package struct Auditor {
             if report.libraryFiles & 0xFFF == 0 { progress("library: \(report.libraryFiles) files") }
         }
         report.singleLinkFiles = lib.count
-        let leftovers = leftoverNames.map { TreeWalker.join(TreeWalker.join(libraryRoot, libDirs[Int($0.0)]), $0.1) }
+        let leftovers = leftoverNames.map { libraryRoot.appending(libDirs[Int($0.0)].bytes).appending($0.1) }
 
         // 2. Downloads: every regular file whose size also occurs in the library candidates.
-        var dlDirs: [String] = []
+        var dlDirs: [MediaPath] = []
         var dlNames = NameArena()
         var dl: [Candidate] = []
         var dlBySize: [UInt64: [Int32]] = [:]
         if !bySize.isEmpty {
-            try TreeWalker.walk(root: downloadsRoot, directories: &dlDirs, onError: { errors.append(NameEscape.escape($0.description)) }) { dir, name, st in
+            try TreeWalker.walk(root: downloadsRoot, directories: &dlDirs, onError: { errors.append($0.description) }) { dir, name, st in
                 if Self.isOwnTemporary(name) { return }
                 report.downloadsFiles += 1
                 guard st.size > 0, bySize[st.size] != nil else { return }
@@ -139,11 +139,11 @@ package struct Auditor {
             }
         }
 
-        func libPath(_ c: Candidate) -> String {
-            TreeWalker.join(TreeWalker.join(libraryRoot, libDirs[Int(c.dir)]), libNames.string(c.nameOffset, c.nameLength))
+        func libPath(_ c: Candidate) -> MediaPath {
+            libraryRoot.appending(libDirs[Int(c.dir)].bytes).appending(libNames.name(c.nameOffset, c.nameLength))
         }
-        func dlPath(_ c: Candidate) -> String {
-            TreeWalker.join(TreeWalker.join(downloadsRoot, dlDirs[Int(c.dir)]), dlNames.string(c.nameOffset, c.nameLength))
+        func dlPath(_ c: Candidate) -> MediaPath {
+            downloadsRoot.appending(dlDirs[Int(c.dir)].bytes).appending(dlNames.name(c.nameOffset, c.nameLength))
         }
 
         // 3. Hash only where a size occurs on both sides.
@@ -160,7 +160,7 @@ package struct Auditor {
                     let h = try Self.hashFile(dlPath(c), buffer: &buffer)
                     report.filesHashed += 1; report.bytesHashed += size
                     if dlByHash[h] == nil { dlByHash[h] = i }
-                } catch { errors.append(NameEscape.escape("\(error)")) }
+                } catch { errors.append("\(error)") }   // a SysError: names already escaped
             }
             guard !dlByHash.isEmpty else { continue }
             for i in libIdx {
@@ -171,18 +171,18 @@ package struct Auditor {
                     if let d = dlByHash[h] {
                         pairs.append(CopyPair(library: libPath(c), downloads: dlPath(dl[Int(d)]), size: size))
                     }
-                } catch { errors.append(NameEscape.escape("\(error)")) }
+                } catch { errors.append("\(error)") }   // a SysError: names already escaped
             }
             progress("hashed \(report.filesHashed) files, \(pairs.count) copies")
         }
 
         // 4. Group by top-level library folder; largest first.
         pairs.sort { $0.size != $1.size ? $0.size > $1.size : $0.library < $1.library }
-        var groups: [String: AuditGroup] = [:]
-        let prefix = libraryRoot.hasSuffix("/") ? libraryRoot : libraryRoot + "/"
+        var groups: [MediaPath: AuditGroup] = [:]
+        let prefix = libraryRoot.bytes.last == 0x2F ? libraryRoot.bytes : libraryRoot.bytes + [0x2F]
         for p in pairs {
-            let rel = p.library.hasPrefix(prefix) ? String(p.library.dropFirst(prefix.count)) : p.library
-            let folder = rel.contains("/") ? String(rel.prefix(while: { $0 != "/" })) : "."
+            let rel = p.library.bytes.starts(with: prefix) ? p.library.bytes.dropFirst(prefix.count) : p.library.bytes[...]
+            let folder = MediaPath(rel.contains(0x2F) ? Array(rel.prefix(while: { $0 != 0x2F })) : [0x2E])
             groups[folder, default: AuditGroup(folder: folder, copies: 0, wastedBytes: 0)].copies += 1
             groups[folder]!.wastedBytes += p.size
         }
@@ -198,13 +198,13 @@ package struct Auditor {
     }
 
     /// SHA-256 of a file's content.
-    static func hashFile(_ path: String, buffer: inout [UInt8]) throws -> [UInt8] {
-        let fd = try Sys.openRead(path)
+    static func hashFile(_ path: MediaPath, buffer: inout [UInt8]) throws -> [UInt8] {
+        let fd = try path.openRead()
         defer { Sys.close(fd) }
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         var h = SHA256Hasher()
         while true {
-            let n = try buffer.withUnsafeMutableBytes { try Sys.read(fd, into: $0, path: path) }
+            let n = try buffer.withUnsafeMutableBytes { try Sys.read(fd, into: $0, shown: path.shown) }
             if n == 0 { break }
             buffer.withUnsafeBytes { h.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }

@@ -51,7 +51,7 @@ package struct InitStep: Codable, Sendable, Equatable {
 }
 
 /// Everything one run found; printed as text or as one JSON object.
-package struct LinkCheckReport: Codable, Sendable {
+package struct LinkCheckReport: Encodable, Sendable {
     package var root: String
     package var downloads: String
     package var library: String

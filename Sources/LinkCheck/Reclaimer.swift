@@ -4,20 +4,21 @@ import Glibc
 import Foundation
 import Support
 
-package struct ReclaimSkip: Codable, Sendable, Equatable {
-    package var library: String
+package struct ReclaimSkip: Encodable, Sendable, Equatable {
+    package var library: MediaPath
     package var reason: String
 }
 
-package struct ReclaimReport: Codable, Sendable {
+package struct ReclaimReport: Encodable, Sendable {
     /// false: only the plan was shown (no --yes).
     package var applied = false
     package var planned: [CopyPair] = []
     package var reclaimed = 0
     package var bytesReclaimed: UInt64 = 0
     package var skipped: [ReclaimSkip] = []
-    /// Temporary links from an interrupted earlier run that were removed.
-    package var leftoversRemoved: [String] = []
+    /// Temporary links from an interrupted earlier run that were removed (the path, with
+    /// " (restored as PATH)" appended for one renamed back).
+    package var leftoversRemoved: [MediaPath] = []
 }
 
 /// Replaces library copies with hardlinks to the identical downloads file.
@@ -39,36 +40,33 @@ package struct Reclaimer {
     package init() {}
 
     /// The temporary name for a library file: `dir/.NAME.hs-reclaim-tmp`.
-    package static func tmpPath(for libraryFile: String) -> String {
-        let slash = libraryFile.lastIndex(of: "/")
-        let dir = slash.map { String(libraryFile[..<$0]) } ?? "."
-        let name = slash.map { String(libraryFile[libraryFile.index(after: $0)...]) } ?? libraryFile
-        return dir + "/." + name + tmpSuffix
+    package static func tmpPath(for libraryFile: MediaPath) -> MediaPath {
+        let (dir, name) = libraryFile.parentAndName
+        return MediaPath(dir + [0x2F, 0x2E] + name + tmpSuffix.utf8)
     }
 
     /// Removes temporary links left by an interrupted run. They are extra names of downloads
     /// files (the library file was never replaced, or already was), so removing them loses nothing.
     /// Should one ever be the last name of its file (downloads and library both deleted since),
     /// it is renamed back to the library name instead of removed.
-    package func removeLeftovers(_ paths: [String], into report: inout ReclaimReport) {
+    package func removeLeftovers(_ paths: [MediaPath], into report: inout ReclaimReport) {
         for p in paths {
-            guard let st = (try? Sys.lstat(p)) ?? nil, st.isRegular, let original = Self.originalPath(forTmp: p) else { continue }
-            let originalExists = ((try? Sys.lstat(original)) ?? nil) != nil
+            guard let st = (try? p.lstat()) ?? nil, st.isRegular, let original = Self.originalPath(forTmp: p) else { continue }
+            let originalExists = ((try? original.lstat()) ?? nil) != nil
             if st.nlink > 1 || originalExists {
-                if (try? Sys.unlink(p)) != nil { report.leftoversRemoved.append(p) }
-            } else if (try? Sys.rename(p, original)) != nil {
-                report.leftoversRemoved.append(p + " (restored as \(original))")
+                if (try? p.unlink()) != nil { report.leftoversRemoved.append(p) }
+            } else if (try? p.rename(to: original)) != nil {
+                report.leftoversRemoved.append(MediaPath(p.bytes + " (restored as ".utf8 + original.bytes + ")".utf8))
             }
         }
     }
 
     /// `dir/.NAME.hs-reclaim-tmp` -> `dir/NAME`.
-    package static func originalPath(forTmp tmp: String) -> String? {
-        let slash = tmp.lastIndex(of: "/")
-        let dir = slash.map { String(tmp[..<$0]) } ?? "."
-        let name = slash.map { String(tmp[tmp.index(after: $0)...]) } ?? tmp
-        guard name.hasPrefix("."), name.hasSuffix(tmpSuffix), name.count > tmpSuffix.count + 1 else { return nil }
-        return dir + "/" + String(name.dropFirst().dropLast(tmpSuffix.count))
+    package static func originalPath(forTmp tmp: MediaPath) -> MediaPath? {
+        let (dir, name) = tmp.parentAndName
+        let n = tmpSuffix.utf8.count
+        guard name.first == 0x2E, name.count > n + 1, name.suffix(n).elementsEqual(tmpSuffix.utf8) else { return nil }
+        return MediaPath(dir + [0x2F] + name.dropFirst().dropLast(n))
     }
 
     /// Reclaims every pair; `progress` gets status lines.
@@ -78,7 +76,7 @@ package struct Reclaimer {
         var a = [UInt8](repeating: 0, count: 1 << 20)
         var b = [UInt8](repeating: 0, count: 1 << 20)
         for (i, p) in pairs.enumerated() {
-            progress("reclaim \(i + 1)/\(pairs.count): \(NameEscape.escape(p.library))")
+            progress("reclaim \(i + 1)/\(pairs.count): \(p.library.shown)")
             do {
                 if let reason = try reclaimOne(p, bufA: &a, bufB: &b, onLinked: {
                     links += 1
@@ -90,33 +88,33 @@ package struct Reclaimer {
                     report.bytesReclaimed += p.size
                 }
             } catch {
-                report.skipped.append(ReclaimSkip(library: p.library, reason: NameEscape.escape("\(error)")))   // its path as it is
+                report.skipped.append(ReclaimSkip(library: p.library, reason: "\(error)"))   // a SysError: names already escaped
             }
         }
     }
 
     /// One pair. Returns nil when replaced, or why it was left alone.
     func reclaimOne(_ p: CopyPair, bufA: inout [UInt8], bufB: inout [UInt8], onLinked: () -> Void) throws -> String? {
-        let libFd = try Sys.openRead(p.library)
+        let libFd = try p.library.openRead()
         defer { Sys.close(libFd) }
-        let dlFd = try Sys.openRead(p.downloads)
+        let dlFd = try p.downloads.openRead()
         defer { Sys.close(dlFd) }
-        let libSt = try Sys.fstat(libFd, path: p.library)
-        let dlSt = try Sys.fstat(dlFd, path: p.downloads)
+        let libSt = try Sys.fstat(libFd, shown: p.library.shown)
+        let dlSt = try Sys.fstat(dlFd, shown: p.downloads.shown)
         guard libSt.isRegular, dlSt.isRegular else { return "not a regular file any more" }
         if libSt.dev == dlSt.dev && libSt.ino == dlSt.ino { return "already the same file" }
         guard libSt.nlink == 1 else { return "library file has \(libSt.nlink) links now (already linked elsewhere)" }
         guard libSt.size == dlSt.size, libSt.size == p.size else { return "sizes differ now" }
         guard libSt.dev == dlSt.dev else { return "downloads and library are on different filesystems: hardlinks impossible" }
         // The path must still name the file we opened.
-        guard let pathSt = try Sys.lstat(p.library), pathSt.sameUnchangedFile(as: libSt) else {
+        guard let pathSt = try p.library.lstat(), pathSt.sameUnchangedFile(as: libSt) else {
             return "library file changed while it was being checked"
         }
         // Byte-for-byte comparison.
         var offset: UInt64 = 0
         while true {
-            let n1 = try bufA.withUnsafeMutableBytes { try Sys.readFull(libFd, into: $0, path: p.library) }
-            let n2 = try bufB.withUnsafeMutableBytes { try Sys.readFull(dlFd, into: $0, path: p.downloads) }
+            let n1 = try bufA.withUnsafeMutableBytes { try Sys.readFull(libFd, into: $0, shown: p.library.shown) }
+            let n2 = try bufB.withUnsafeMutableBytes { try Sys.readFull(dlFd, into: $0, shown: p.downloads.shown) }
             if n1 != n2 { return "contents differ (length at offset \(offset))" }
             if n1 == 0 { break }
             let same = bufA.withUnsafeBytes { x in bufB.withUnsafeBytes { y in memcmp(x.baseAddress!, y.baseAddress!, n1) == 0 } }
@@ -126,24 +124,23 @@ package struct Reclaimer {
         guard offset == libSt.size else { return "file size changed during the comparison" }
 
         let tmp = Self.tmpPath(for: p.library)
-        try Sys.unlink(tmp)  // a leftover from an interrupted run
-        try Sys.link(p.downloads, tmp)
+        try tmp.unlink()  // a leftover from an interrupted run
+        try p.downloads.link(as: tmp)
         onLinked()
         var keepTmp = false
-        defer { if !keepTmp { try? Sys.unlink(tmp) } }
+        defer { if !keepTmp { try? tmp.unlink() } }
         // Nothing may have changed since the comparison.
-        guard let nowLib = try Sys.lstat(p.library), nowLib.sameUnchangedFile(as: libSt),
-              try Sys.fstat(libFd, path: p.library).sameUnchangedFile(as: libSt) else {
+        guard let nowLib = try p.library.lstat(), nowLib.sameUnchangedFile(as: libSt),
+              try Sys.fstat(libFd, shown: p.library.shown).sameUnchangedFile(as: libSt) else {
             return "library file changed during the comparison"
         }
-        guard let tmpSt = try Sys.lstat(tmp), tmpSt.dev == dlSt.dev, tmpSt.ino == dlSt.ino,
-              try Sys.fstat(dlFd, path: p.downloads).mtime == dlSt.mtime else {
+        guard let tmpSt = try tmp.lstat(), tmpSt.dev == dlSt.dev, tmpSt.ino == dlSt.ino,
+              try Sys.fstat(dlFd, shown: p.downloads.shown).mtime == dlSt.mtime else {
             return "downloads file was replaced or changed during the comparison"
         }
-        try Sys.rename(tmp, p.library)
+        try tmp.rename(to: p.library)
         keepTmp = true  // renamed: nothing left to remove
-        let dir = p.library.lastIndex(of: "/").map { String(p.library[..<$0]) } ?? "."
-        Sys.syncDirectory(dir)
+        MediaPath(p.library.parentAndName.parent).syncDirectory()
         return nil
     }
 }

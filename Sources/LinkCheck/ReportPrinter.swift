@@ -18,19 +18,19 @@ package struct ReportPrinter {
             lines.append("audit: \(a.libraryFiles) library files (\(a.singleLinkFiles) with link count 1), \(dl), \(a.filesHashed) hashed, \(Format.seconds(a.seconds))")
             if a.copies > 0 {
                 lines.append("audit: \(a.copies) copies, \(Format.bytes(a.wastedBytes)) wasted")
-                for g in a.groups { lines.append("  \(NameEscape.escape(g.folder)): \(g.copies) copies, \(Format.bytes(g.wastedBytes))") }
+                for g in a.groups { lines.append("  \(g.folder.shown): \(g.copies) copies, \(Format.bytes(g.wastedBytes))") }
                 lines.append("  largest:")
-                for p in a.largest { lines.append("    \(Format.bytes(p.size))  \(NameEscape.escape(p.library))  (copy of \(NameEscape.escape(p.downloads)))") }
+                for p in a.largest { lines.append("    \(Format.bytes(p.size))  \(p.library.shown)  (copy of \(p.downloads.shown))") }
             }
             if !a.leftovers.isEmpty { lines.append("audit: \(a.leftovers.count) temporary links from an interrupted reclaim (removed by --reclaim --yes)") }
         }
         if let rc = r.reclaim {
             if rc.applied {
-                for l in rc.leftoversRemoved { lines.append("reclaim: removed leftover \(NameEscape.escape(l))") }
-                for s in rc.skipped { lines.append("reclaim: skipped \(NameEscape.escape(s.library)): \(s.reason)") }
+                for l in rc.leftoversRemoved { lines.append("reclaim: removed leftover \(l.shown)") }
+                for s in rc.skipped { lines.append("reclaim: skipped \(s.library.shown): \(s.reason)") }
                 lines.append("reclaim: \(rc.reclaimed) files replaced by hardlinks, \(Format.bytes(rc.bytesReclaimed)) reclaimed")
             } else {
-                for p in rc.planned.prefix(listLimit) { lines.append("would link \(NameEscape.escape(p.library)) -> \(NameEscape.escape(p.downloads)) (\(Format.bytes(p.size)))") }
+                for p in rc.planned.prefix(listLimit) { lines.append("would link \(p.library.shown) -> \(p.downloads.shown) (\(Format.bytes(p.size)))") }
                 if rc.planned.count > listLimit { lines.append("... and \(rc.planned.count - listLimit) more (--json lists all)") }
                 if !rc.planned.isEmpty { lines.append("reclaim: dry run; add --yes to replace these \(rc.planned.count) copies") }
             }

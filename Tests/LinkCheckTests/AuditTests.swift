@@ -209,7 +209,7 @@ struct AuditTree {
         try Fx.write(t.sub("library/movies/kept.mkv"), b)
         try Fx.write(t.sub("downloads/kept.mkv"), b)
         try Fx.link(t.sub("downloads/kept.mkv"), t.sub("library/movies/.kept.mkv.hs-reclaim-tmp"))
-        #expect(Reclaimer.originalPath(forTmp: "/a/b/.x.mkv.hs-reclaim-tmp") == "/a/b/x.mkv")
+        #expect(Reclaimer.originalPath(forTmp: MediaPath("/a/b/.x.mkv.hs-reclaim-tmp")) == MediaPath("/a/b/x.mkv"))
         let (code, obj, r) = try Fx.runJSON([t.path, "--reclaim", "--yes"])
         #expect(code == 0, "\(r.stdout)")
         #expect(((obj["reclaim"] as? [String: Any])?["leftovers_removed"] as? [String])?.count == 2)

@@ -57,6 +57,30 @@ enum Fx {
         guard Glibc.link(a, b) == 0 else { throw ToolError("link \(a) \(b) failed: errno \(errno)") }
     }
 
+    /// Byte paths (names that are not UTF-8, which a String cannot hold).
+    static func mkdir(_ path: [UInt8]) throws {
+        guard Sys.withCName(path, { Glibc.mkdir($0, 0o755) }) == 0 else { throw ToolError("mkdir \(NameEscape.escape(path)): errno \(errno)") }
+    }
+
+    static func write(_ path: [UInt8], _ bytes: [UInt8]) throws {
+        let fd = try Sys.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o644)
+        defer { Sys.close(fd) }
+        try Sys.writeAll(fd, bytes)
+    }
+
+    static func read(_ path: [UInt8]) throws -> [UInt8] {
+        let fd = try Sys.open(path, O_RDONLY | O_CLOEXEC)
+        defer { Sys.close(fd) }
+        var out = [UInt8](repeating: 0, count: Int(try Sys.fstat(fd).size))
+        let n = try out.withUnsafeMutableBytes { try Sys.readFull(fd, into: $0) }
+        return Array(out[..<n])
+    }
+
+    static func inode(_ path: [UInt8]) throws -> (UInt64, UInt64, UInt64) {
+        guard let st = try Sys.fstatat(AT_FDCWD, path) else { throw ToolError("lstat \(NameEscape.escape(path)): no such file") }
+        return (st.dev, st.ino, st.nlink)
+    }
+
     /// Runs hs-linkcheck.
     static func run(_ args: [String], env: [String: String] = [:], directory: String? = nil) throws -> ProcessResult {
         try Tools.run("hs-linkcheck", args, environment: env, directory: directory)
