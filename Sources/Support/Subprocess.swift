@@ -131,8 +131,10 @@ extension Subprocess {
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(exe)] + arguments.dropFirst().map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+        var attr = cleanSpawnAttributes(ownProcessGroup: false)
+        defer { posix_spawnattr_destroy(&attr) }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, exe, &actions, nil, argv, envp)
+        let rc = posix_spawn(&pid, exe, &actions, &attr, argv, envp)
         close(outPipe.write); close(errPipe.write)
         if let inPipe { close(inPipe.read) }
         guard rc == 0 else {
@@ -141,6 +143,31 @@ extension Subprocess {
             throw ProcessFailure(command: arguments, status: 127, stderr: "cannot start \(exe): \(Sys.strerror(rc))")
         }
         return SpawnedChild(pid: pid, stdin: inPipe?.write, stdout: outPipe.read, stderr: errPipe.read)
+    }
+
+    /// Spawn attributes that start a program as a fresh one expects, whatever the calling
+    /// thread blocks or this process ignores: no signal blocked (a mask is inherited from the
+    /// thread that spawns: a worker thread's, or a supervisor's that started the tool, and
+    /// docker, apt-get or a hook then never saw SIGTERM or SIGCHLD) and the signals a tool may
+    /// ignore or catch at their defaults. With `ownProcessGroup`, in a process group of its own.
+    /// The caller destroys it (`posix_spawnattr_destroy`).
+    static func cleanSpawnAttributes(ownProcessGroup: Bool) -> posix_spawnattr_t {
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attr, &none)
+        var flags = Int32(POSIX_SPAWN_SETSIGDEF) | Int32(POSIX_SPAWN_SETSIGMASK)
+        if ownProcessGroup {
+            posix_spawnattr_setpgroup(&attr, 0)
+            flags |= Int32(POSIX_SPAWN_SETPGROUP)
+        }
+        posix_spawnattr_setflags(&attr, Int16(flags))
+        return attr
     }
 
     /// Reads stdout and stderr together (neither pipe can fill up and block the child) until

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Support
 import Testing
 import TestSupport
@@ -16,6 +17,31 @@ import TestSupport
         #expect(env.stdout == "\(URL(fileURLWithPath: dir.path).resolvingSymlinksInPath().path)\nset by the caller\n")
         #expect(try Subprocess.run(["sh", "-c", "kill -9 $$"]).status == 128 + 9)
         #expect(throws: ProcessFailure.self) { try Subprocess.run(["hs-no-such-program-anywhere"]) }
+    }
+
+    /// A child starts with no signal blocked, whatever the thread that starts it blocks (a tool
+    /// started by a supervisor's worker thread, a thread of ours): `Subprocess` passed the mask
+    /// on, so docker, docker compose, apt-get and systemctl started by the tools could not be
+    /// stopped by SIGTERM and saw no SIGCHLD. (Read by a direct child: dash clears its own mask.)
+    @Test("children start with an empty signal mask, from a thread that blocks every signal")
+    func childrenStartWithNoSignalBlocked() throws {
+        let status = ["grep", "-E", "^SigBlk", "/proc/self/status"]
+        let results = Mutex<[String]>([])
+        let done = DispatchSemaphore(value: 0)
+        startThread {
+            var all = sigset_t()
+            sigfillset(&all)
+            pthread_sigmask(SIG_BLOCK, &all, nil)
+            var out: [String] = []
+            out.append("Subprocess: " + ((try? Subprocess.run(status))?.stdout ?? "did not start"))
+            out.append("ChildProcess: " + ((try? ChildProcess.start(status, captureStdout: true))?.wait().stdout ?? "did not start"))
+            results.withLock { $0 = out }
+            done.signal()
+        }
+        #expect(done.wait(timeout: .now() + 120) == .success, "a child hung")
+        let lines = results.withLock { $0 }
+        #expect(lines.count == 2)
+        for line in lines { #expect(line.hasSuffix(": SigBlk:\t0000000000000000\n"), "\(line)") }
     }
 
     @Test func aChildThatDoesNotReadItsInputDoesNotKillUs() throws {
