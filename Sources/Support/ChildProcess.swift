@@ -90,7 +90,7 @@ package final class ChildProcess: Sendable {
             posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         }
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-        var attr = Subprocess.cleanSpawnAttributes(ownProcessGroup: ownProcessGroup)
+        var attr = Subprocess.cleanSpawnAttributes(defaults: [SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT], ownProcessGroup: ownProcessGroup)
         defer { posix_spawnattr_destroy(&attr) }
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup(exe)] + arguments.dropFirst().map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]

@@ -145,18 +145,19 @@ extension Subprocess {
         return SpawnedChild(pid: pid, stdin: inPipe?.write, stdout: outPipe.read, stderr: errPipe.read)
     }
 
-    /// Spawn attributes that start a program as a fresh one expects, whatever the calling
-    /// thread blocks or this process ignores: no signal blocked (a mask is inherited from the
-    /// thread that spawns: a worker thread's, or a supervisor's that started the tool, and
-    /// docker, apt-get or a hook then never saw SIGTERM or SIGCHLD) and the signals a tool may
-    /// ignore or catch at their defaults. With `ownProcessGroup`, in a process group of its own.
-    /// The caller destroys it (`posix_spawnattr_destroy`).
-    static func cleanSpawnAttributes(ownProcessGroup: Bool) -> posix_spawnattr_t {
+    /// Spawn attributes that start a program with no signal blocked, whatever the calling thread
+    /// blocks (a mask is inherited from the thread that spawns: a worker thread's, or that of a
+    /// supervisor that started the tool, and docker, apt-get or a hook then never saw SIGTERM or
+    /// SIGCHLD), with `defaults` and SIGCHLD at their default dispositions (an ignored SIGCHLD
+    /// takes `wait` from the child) and every other ignored signal left ignored (`nohup`'s
+    /// SIGHUP, a shell's SIGINT for a background job: meant for the whole command). With
+    /// `ownProcessGroup`, in a process group of its own. The caller destroys it.
+    static func cleanSpawnAttributes(defaults signals: [Int32] = [], ownProcessGroup: Bool) -> posix_spawnattr_t {
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         var defaults = sigset_t()
         sigemptyset(&defaults)
-        for s in [SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD] { sigaddset(&defaults, s) }
+        for s in signals + [SIGCHLD] { sigaddset(&defaults, s) }
         posix_spawnattr_setsigdefault(&attr, &defaults)
         var none = sigset_t()
         sigemptyset(&none)

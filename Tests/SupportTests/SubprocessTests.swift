@@ -44,6 +44,19 @@ import TestSupport
         for line in lines { #expect(line.hasSuffix(": SigBlk:\t0000000000000000\n"), "\(line)") }
     }
 
+    /// An ignored SIGHUP stays ignored in `Subprocess`'s children: `nohup hs-provision apply`
+    /// over SSH must not lose apt-get to the hang-up (nohup is meant for the whole command).
+    @Test("an ignored SIGHUP (nohup) is passed on to Subprocess's children")
+    func nohupReachesTheChildren() throws {
+        let old = signal(SIGHUP, SIG_IGN)
+        defer { signal(SIGHUP, old) }
+        let r = try Subprocess.checked(["grep", "-E", "^SigIgn", "/proc/self/status"])
+        let hex = r.stdout.split(separator: "\t").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        let ignored = UInt64(hex, radix: 16) ?? 0
+        #expect(ignored & (1 << (UInt64(SIGHUP) - 1)) != 0, "\(r.stdout)")
+        #expect(ignored & (1 << (UInt64(SIGCHLD) - 1)) == 0, "\(r.stdout)")
+    }
+
     @Test func aChildThatDoesNotReadItsInputDoesNotKillUs() throws {
         // `true` exits without reading: 1 MiB cannot fit in the pipe, so the writer meets the closed
         // pipe for certain. It must get EPIPE; a SIGPIPE would end this whole test process.
